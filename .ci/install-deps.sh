@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+#
+# Idempotent dependency installer for a fresh Debian 12 (bookworm) machine.
+#
+#   bash .ci/install-deps.sh
+#
+# - Every package already installed: prints one line and exits 0 without
+#   calling apt-get at all (fast; `make test` runs this every time).
+# - Something missing and we are root: apt-get update + install (noninteractive).
+# - Not root but sudo exists: the same through sudo.
+# - Otherwise: prints exactly which packages are missing and exits 1.
+
+set -u -o pipefail
+
+# ---------------------------------------------------------------------------
+# The package list. One package per line, each with the reason it is needed.
+# Later issues: append new packages here (one line each, with a reason).
+# ---------------------------------------------------------------------------
+CB_DEPS=(
+  gcc                 # C17 compiler for the normal and the ASan+UBSan builds
+  make                # the top-level Makefile (make deps/build/test/demo)
+  meson               # build system (>= 1.0; bookworm ships 1.0.1)
+  ninja-build         # meson's backend
+  pkg-config          # meson finds libsodium through its .pc file
+  libsodium-dev       # all cryptography (keys/: secretbox, pwhash, kx, ...)
+  clang               # libFuzzer harnesses (-fsanitize=fuzzer) for the fuzz smoke run
+  libclang-rt-14-dev  # clang-14's runtimes: libFuzzer, ASan/UBSan for clang (only Recommended by clang)
+  llvm                # llvm-symbolizer: symbolized ASan/UBSan/libFuzzer stack traces
+  util-linux          # setsid/flock/unshare/fallocate used by test and bench scripts
+)
+
+# Print the packages of CB_DEPS that are not installed, one per line.
+missing_packages() {
+  local pkg status
+  for pkg in "${CB_DEPS[@]}"; do
+    # Multi-arch packages may print one status per architecture; any
+    # "... ok installed" (install/hold) means installed.
+    status=$(dpkg-query -W -f='${Status}\n' "$pkg" 2>/dev/null || true)
+    case "$status" in
+      *"ok installed"*) ;;
+      *) printf '%s\n' "$pkg" ;;
+    esac
+  done
+}
+
+if ! command -v dpkg-query >/dev/null 2>&1; then
+  echo "install-deps: dpkg-query not found: this script supports Debian 12 only" >&2
+  echo "install-deps: install these packages by hand: ${CB_DEPS[*]}" >&2
+  exit 1
+fi
+
+mapfile -t MISSING < <(missing_packages)
+if [ "${#MISSING[@]}" -eq 0 ]; then
+  echo "install-deps: all ${#CB_DEPS[@]} packages already installed"
+  exit 0
+fi
+
+echo "install-deps: missing packages: ${MISSING[*]}"
+
+SUDO=()
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null 2>&1; then
+    SUDO=(sudo)
+  else
+    echo "install-deps: not root and sudo is not available." >&2
+    echo "install-deps: missing packages: ${MISSING[*]}" >&2
+    echo "install-deps: as root run: apt-get update && apt-get install -y ${MISSING[*]}" >&2
+    exit 1
+  fi
+fi
+
+APT=("${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get
+     -o DPkg::Lock::Timeout=300 -o Dpkg::Use-Pty=0)
+
+# apt-get update only now that something is missing; retry once (mirrors flake).
+if ! "${APT[@]}" -q update; then
+  sleep 5
+  "${APT[@]}" -q update || {
+    echo "install-deps: apt-get update failed" >&2
+    exit 1
+  }
+fi
+
+# --no-install-recommends: everything needed is listed explicitly above.
+if ! "${APT[@]}" -q -y --no-install-recommends install "${MISSING[@]}"; then
+  echo "install-deps: apt-get install failed for: ${MISSING[*]}" >&2
+  exit 1
+fi
+
+mapfile -t STILL < <(missing_packages)
+if [ "${#STILL[@]}" -ne 0 ]; then
+  echo "install-deps: still missing after install: ${STILL[*]}" >&2
+  exit 1
+fi
+echo "install-deps: installed: ${MISSING[*]}"
+exit 0

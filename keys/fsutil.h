@@ -1,0 +1,29 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Crash-safe file primitives for the store.  All fds are O_CLOEXEC. */
+#pragma once
+
+#include <stddef.h>
+#include <sys/types.h>
+
+/* Write all of p[0..n) at the current offset; retries EINTR/short writes.
+ * 0 or -errno (ENOSPC reaches the caller intact). */
+int cb_write_all(int fd, const void *p, size_t n);
+
+/* pread exactly n bytes at off; -EBADMSG if the file is shorter. */
+int cb_pread_all(int fd, void *p, size_t n, off_t off);
+
+/* Replace dirfd/name atomically with p[0..n): write "name.tmp" (0600,
+ * O_EXCL after removing a stale one), fsync it, rename over name, fsync the
+ * directory.  On any failure the old file is untouched and the temp file
+ * removed. */
+int cb_atomic_replace(int dirfd, const char *name, const void *p, size_t n);
+
+int cb_fsync_dir(int dirfd);
+
+/* Read a whole regular file of at most max bytes (malloc'd).  -EFBIG when
+ * larger, -ENOENT etc. */
+int cb_read_file_at(int dirfd, const char *name, size_t max, unsigned char **ret, size_t *ret_len);
+
+/* Take an flock on dirfd/"lock" (created 0600).  exclusive: LOCK_EX else
+ * LOCK_SH.  Blocks.  Returns the lock fd (close it to unlock) or -errno. */
+int cb_lock_dir(int dirfd, int exclusive);

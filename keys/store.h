@@ -1,0 +1,129 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The sealed store.  On disk, in a 0700 state directory:
+ *
+ *   header          small; rewritten atomically on every commit
+ *   log-<id>        append-only, MAC-chained records (secrets, versions,
+ *                   state changes); replaced wholesale by compaction
+ *   lock            flock(2) target serialising writers
+ *
+ * See store_format.h for the byte layout and README.md for the rationale.
+ *
+ * Integrity: the header carries an unkeyed checksum (any corruption is an
+ * integrity error, told apart from a wrong key) and, after unlock, a keyed
+ * MAC; log records form a keyed MAC chain whose committed length and head
+ * are in the header; each value is XChaCha20-Poly1305 under its own DEK with
+ * AAD = store id + name + version + metadata; each DEK is wrapped by the KEK
+ * with AAD = store id + name + version.
+ *
+ * Thread safety: a cb_store is not thread safe; callers serialise.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kek.h"
+#include "meta.h"
+#include "secmem.h"
+
+#define CB_NAME_MAX       128
+#define CB_VALUE_MAX      (64 * 1024)
+#define CB_VERSIONS_MAX   1024      /* per secret, destroyed ones included */
+#define CB_SECRETS_MAX    1000000
+
+typedef struct cb_store cb_store;
+
+enum cb_version_state {
+        CB_VS_PENDING   = 1,
+        CB_VS_CURRENT   = 2,
+        CB_VS_PREVIOUS  = 3,
+        CB_VS_DISABLED  = 4,
+        CB_VS_DESTROYED = 5, /* terminal; key material wiped */
+};
+
+const char *cb_version_state_name(enum cb_version_state s);
+/* -EINVAL for an unknown name. */
+int cb_version_state_parse(const char *s, enum cb_version_state *ret);
+
+typedef struct cb_version_info {
+        uint32_t version;
+        enum cb_version_state state;
+        uint64_t created;       /* unix seconds */
+        uint64_t changed;       /* when the state last changed */
+        const cb_meta *meta;    /* owned by the store */
+} cb_version_info;
+
+/* 0 if name is acceptable: 1..CB_NAME_MAX bytes of [A-Za-z0-9._-], starting
+ * with a letter or digit.  -EINVAL with a message otherwise. */
+int cb_name_check(const char *name);
+
+/* Create a new store in dir (created 0700 if missing; must be empty of store
+ * files otherwise: -EEXIST).  Enrols the provider given by spec. */
+int cb_store_create(const char *dir, const cb_unlock_spec *spec) __attribute__((warn_unused_result));
+
+/* Open and unlock.  Verifies the header checksum, unwraps the KEK
+ * (CB_E_BADKEY on a wrong key), the header MAC and the whole log chain
+ * (CB_E_INTEGRITY, message naming the file and offset).  Values are
+ * decrypted lazily by cb_store_get(). */
+int cb_store_open(const char *dir, const cb_unlock_spec *spec, cb_store **ret) __attribute__((warn_unused_result));
+
+/* Wipes every key; NULL ok. */
+void cb_store_close(cb_store *s);
+
+/* Full offline verification: everything cb_store_open checks plus
+ * decrypting every live version and checking exactly one current version
+ * per secret.  Returns counts through the out-params (may be NULL). */
+int cb_store_verify(cb_store *s, size_t *ret_secrets, size_t *ret_versions) __attribute__((warn_unused_result));
+
+/* Add a new version of name (creating the secret if needed) holding
+ * value[0..len) (1..CB_VALUE_MAX bytes) with a copy of meta (NULL = empty).
+ * state is CB_VS_CURRENT (the old current becomes previous in the same
+ * commit) or CB_VS_PENDING.  The first version of a secret must be current.
+ * Durable when it returns 0. */
+int cb_store_put(cb_store *s, const char *name, const void *value, size_t len, const cb_meta *meta,
+                 enum cb_version_state state, uint32_t *ret_version) __attribute__((warn_unused_result));
+
+/* Decrypt a version (0 = the current one) into a new secret buffer.
+ * -ENOENT for an unknown name/version, -EKEYREVOKED for a destroyed one,
+ * -EPERM for a disabled or pending version unless allow_inactive.
+ * ret_version/ret_meta may be NULL; ret_meta stays valid until the next
+ * write or close. */
+int cb_store_get(cb_store *s, const char *name, uint32_t version, bool allow_inactive,
+                 cb_secbuf **ret_value, uint32_t *ret_version, const cb_meta **ret_meta)
+        __attribute__((warn_unused_result));
+
+/* Move a version to CB_VS_CURRENT (the old current becomes previous),
+ * CB_VS_PREVIOUS or CB_VS_DISABLED.  The current version cannot be moved
+ * away except by making another one current (exactly one current). */
+int cb_store_set_state(cb_store *s, const char *name, uint32_t version, enum cb_version_state state)
+        __attribute__((warn_unused_result));
+
+/* Destroy a non-current version: its wrapped DEK and ciphertext are removed
+ * from disk by compacting the log into a new file; the old file is
+ * overwritten and unlinked.  Terminal. */
+int cb_store_destroy(cb_store *s, const char *name, uint32_t version) __attribute__((warn_unused_result));
+
+/* Names, sorted; the array is malloc'd (free() it), the strings belong to the
+ * store and stay valid until the next write or close. */
+int cb_store_names(cb_store *s, const char ***ret_names, size_t *ret_n) __attribute__((warn_unused_result));
+
+/* Versions of name in ascending order; the array belongs to the store and
+ * stays valid until the next write or close.  -ENOENT. */
+int cb_store_versions(cb_store *s, const char *name, const cb_version_info **ret, size_t *ret_n)
+        __attribute__((warn_unused_result));
+
+size_t cb_store_count(const cb_store *s);
+uint64_t cb_store_generation(const cb_store *s);
+/* 16-byte store id, hex-encoded into out (33 bytes). */
+void cb_store_id_hex(const cb_store *s, char out[33]);
+
+/* Rewrite the log with only live records (drops superseded state records
+ * and destroyed material).  Called by cb_store_destroy; exposed for tools. */
+int cb_store_compact(cb_store *s) __attribute__((warn_unused_result));
+
+/* Test hook: when set (non-NULL), called at named points of the commit path
+ * ("log-written", "log-synced", "header-written", "header-renamed",
+ * "compact-written", ...) so crash tests can stop a writer exactly there. */
+extern void (*cb_store_test_hook)(const char *point);

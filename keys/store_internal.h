@@ -1,0 +1,65 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Internals shared by store.c (open, index, reads) and store_write.c
+ * (the commit path).  Not part of any API. */
+#pragma once
+
+#include <stdbool.h>
+
+#include <sodium.h>
+
+#include "store.h"
+#include "store_format.h"
+
+#define ABYTES crypto_aead_xchacha20poly1305_ietf_ABYTES
+#define K_KEK 0
+#define K_DEKWRAP 32
+#define K_HDRMAC 64
+#define K_LOGMAC 96
+#define KEYS_LEN 128
+
+
+struct vloc {
+        size_t body_off; /* PUT record body in s->log; 0 for a tombstone */
+        size_t body_len;
+};
+
+struct secret {
+        char *name;
+        cb_version_info *v; /* ascending versions; v[i].meta owned */
+        struct vloc *loc;
+        size_t n, cap;
+};
+
+struct cb_store {
+        int dirfd, logfd;
+        char *dir;
+        cb_secbuf *keys; /* KEK | DEK-wrap key | header MAC key | log MAC key */
+        unsigned char *hdr_bytes;
+        size_t hdr_len;
+        cb_header hdr; /* pointers into hdr_bytes */
+        cb_buf log;    /* committed log bytes */
+        char logname[8 + 2 * CB_LOG_ID_LEN];
+        struct secret *sec;
+        size_t nsec, capsec;
+        uint32_t *ht; /* open addressing: secret index + 1, 0 = empty */
+        size_t htcap;
+        unsigned char htkey[crypto_shorthash_KEYBYTES];
+        bool broken;
+};
+
+
+void cb_store_hook(const char *point);
+const unsigned char *cb_store_key(const cb_store *s, size_t which);
+uint64_t cb_store_now(void);
+void cb_store_log_name(char out[8 + 2 * CB_LOG_ID_LEN], const unsigned char id[CB_LOG_ID_LEN]);
+struct secret *cb_store_find(const cb_store *s, const char *name, size_t len);
+cb_version_info *cb_store_find_version(struct secret *sec, uint32_t version, size_t *ret_idx);
+cb_version_info *cb_store_current_of(struct secret *sec);
+int cb_store_apply_record(cb_store *s, const cb_record *rec, size_t body_off, size_t body_len);
+int cb_store_load_log(cb_store *s, const unsigned char *p, size_t committed, const char *path);
+void cb_store_free_index(cb_store *s);
+void cb_store_remove_stale_logs(cb_store *s);
+/* AAD for a DEK and for a value (see store.h). */
+int cb_store_dek_aad(cb_buf *aad, const cb_store *s, const char *name, uint32_t version);
+int cb_store_val_aad(cb_buf *aad, const cb_store *s, const char *name, uint32_t version,
+                     const unsigned char *meta, size_t meta_len);

@@ -1,0 +1,416 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The commit path: put, state changes, destroy (by compaction).
+ * Protocol summary in store.c; every function here returns with the store's
+ * memory equal to what is on disk, or with s->broken set when a failure
+ * left that uncertain (then every later write refuses: reopen).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "error.h"
+#include "fsutil.h"
+#include "store_internal.h"
+
+static int txn_begin(cb_store *s, int *ret_lock) {
+        unsigned char *disk = NULL;
+        size_t n = 0;
+        struct stat st;
+        int lockfd, r;
+
+        if (s->broken)
+                return cb_error_set(-EIO, "an earlier write to '%s' ended in an unknown state; reopen the store",
+                                    s->dir);
+        lockfd = cb_lock_dir(s->dirfd, 1);
+        if (lockfd < 0)
+                return cb_error_set(lockfd, "cannot lock '%s': %s", s->dir, strerror(-lockfd));
+        r = cb_read_file_at(s->dirfd, "header", CB_HEADER_MAX, &disk, &n);
+        if (r < 0) {
+                r = cb_error_set(r, "%s/header: %s", s->dir, strerror(-r));
+                goto fail;
+        }
+        if (n != s->hdr_len || memcmp(disk, s->hdr_bytes, n) != 0) {
+                r = cb_error_set(CB_E_ROLLBACK, "the store in '%s' was changed by another process since it was "
+                                 "opened; reopen it", s->dir);
+                goto fail;
+        }
+        if (fstat(s->logfd, &st) < 0) {
+                r = -errno;
+                goto fail;
+        }
+        if ((size_t)st.st_size != s->log.len && ftruncate(s->logfd, (off_t)s->log.len) < 0) {
+                r = cb_error_set(-errno, "%s/%s: cannot drop an uncommitted tail: %s", s->dir, s->logname,
+                                 strerror(errno));
+                goto fail;
+        }
+        free(disk);
+        *ret_lock = lockfd;
+        return 0;
+fail:
+        free(disk);
+        close(lockfd);
+        return r;
+}
+
+/* Append u32 length | body | mac to batch, advancing head. */
+static int frame(const cb_store *s, cb_buf *batch, unsigned char head[CB_MAC_LEN], const cb_buf *body) {
+        size_t start = batch->len;
+        int r;
+
+        if (body->len > CB_RECORD_MAX)
+                return cb_error_set(-E2BIG, "record larger than %d bytes", CB_RECORD_MAX);
+        if ((r = cb_buf_put_u32(batch, (uint32_t)body->len)) < 0 || (r = cb_buf_put(batch, body->data, body->len)) < 0)
+                return r;
+        cb_log_chain_next(head, cb_store_key(s, K_LOGMAC), head, batch->data + start, 4 + body->len);
+        return cb_buf_put(batch, head, CB_MAC_LEN);
+}
+
+/* Atomically replace the header with new commit fields.  On failure the
+ * old header is still in place (clean failure) unless s->broken is set. */
+static int write_header(cb_store *s, uint64_t gen, const unsigned char log_id[CB_LOG_ID_LEN], uint64_t log_len,
+                        const unsigned char head[CB_MAC_LEN]) {
+        cb_buf out = CB_BUF_INIT;
+        cb_header h = s->hdr;
+        unsigned char *disk = NULL;
+        size_t n = 0;
+        int r;
+
+        h.generation = gen;
+        memcpy(h.log_id, log_id, CB_LOG_ID_LEN);
+        h.log_len = log_len;
+        memcpy(h.log_head, head, CB_MAC_LEN);
+        r = cb_header_build(&out, &h, s->hdr_bytes + s->hdr.slots_off, s->hdr.slots_end - s->hdr.slots_off,
+                            cb_store_key(s, K_HDRMAC));
+        if (r < 0)
+                goto out;
+        r = cb_atomic_replace(s->dirfd, "header", out.data, out.len);
+        if (r < 0) {
+                int e = r;
+                /* Did the rename happen before the failure (fsync of the directory)? */
+                if (cb_read_file_at(s->dirfd, "header", CB_HEADER_MAX, &disk, &n) < 0 || n != s->hdr_len ||
+                    memcmp(disk, s->hdr_bytes, n) != 0)
+                        s->broken = true;
+                r = cb_error_set(e, "cannot write '%s/header': %s%s", s->dir, strerror(-e),
+                                 s->broken ? " (commit state unknown: reopen the store)" : "; nothing was changed");
+                goto out;
+        }
+        cb_store_hook("header-committed");
+        free(s->hdr_bytes);
+        s->hdr_bytes = out.data; /* ownership moves; parse cannot fail on what we built */
+        s->hdr_len = out.len;
+        out = (cb_buf)CB_BUF_INIT;
+        r = cb_header_parse(s->hdr_bytes, s->hdr_len, &s->hdr);
+        if (r < 0)
+                s->broken = true;
+out:
+        free(disk);
+        cb_buf_free(&out);
+        return r;
+}
+
+/* Append batch (framed records ending at head) to the log and commit. */
+static int commit(cb_store *s, const cb_buf *batch, const unsigned char head[CB_MAC_LEN]) {
+        size_t off = s->log.len;
+        int r;
+
+        /* Reserve now so nothing can fail in memory after the commit. */
+        r = cb_buf_reserve(&s->log, batch->len);
+        if (r < 0)
+                return r;
+        if (pwrite(s->logfd, batch->data, batch->len, (off_t)off) != (ssize_t)batch->len) {
+                r = errno ? -errno : -EIO;
+                goto undo;
+        }
+        cb_store_hook("log-written");
+        if (fsync(s->logfd) < 0) {
+                r = -errno;
+                goto undo;
+        }
+        cb_store_hook("log-synced");
+        r = write_header(s, s->hdr.generation + 1, s->hdr.log_id, off + batch->len, head);
+        if (r < 0) {
+                if (!s->broken)
+                        (void)ftruncate(s->logfd, (off_t)off);
+                return r;
+        }
+        r = cb_buf_put(&s->log, batch->data, batch->len);
+        for (size_t p = off; r >= 0 && p < s->log.len;) {
+                uint32_t len = cb_get_u32_at(s->log.data + p);
+                cb_record rec;
+
+                r = cb_record_parse(s->log.data + p + 4, len, &rec);
+                if (r >= 0)
+                        r = cb_store_apply_record(s, &rec, p + 4, len);
+                p += 4 + (size_t)len + CB_MAC_LEN;
+        }
+        if (r < 0) {
+                s->broken = true;
+                return cb_error_set(-EIO, "write committed but the in-memory index could not follow; reopen");
+        }
+        return 0;
+undo:
+        (void)ftruncate(s->logfd, (off_t)off);
+        return cb_error_set(r, "cannot append to '%s/%s': %s; nothing was changed", s->dir, s->logname,
+                            strerror(-r));
+}
+
+static int commit_one(cb_store *s, const cb_record *rec) {
+        unsigned char head[CB_MAC_LEN];
+        cb_buf body = CB_BUF_INIT, batch = CB_BUF_INIT;
+        int r;
+
+        memcpy(head, s->hdr.log_head, CB_MAC_LEN);
+        if ((r = cb_record_encode(&body, rec)) >= 0 && (r = frame(s, &batch, head, &body)) >= 0)
+                r = commit(s, &batch, head);
+        cb_buf_free(&body);
+        cb_buf_free(&batch);
+        return r;
+}
+
+int cb_store_put(cb_store *s, const char *name, const void *value, size_t len, const cb_meta *meta,
+                 enum cb_version_state state, uint32_t *ret_version) {
+        unsigned char dek_nonce[CB_NONCE_LEN], val_nonce[CB_NONCE_LEN], wrapped[CB_WRAPPED_KEY_LEN];
+        static const cb_meta empty;
+        cb_buf metab = CB_BUF_INIT, aad = CB_BUF_INIT;
+        unsigned char *ct = NULL;
+        cb_secbuf *dek = NULL;
+        cb_meta *m = NULL;
+        struct secret *sec;
+        uint32_t version;
+        int lockfd = -1, r;
+
+        if ((r = cb_name_check(name)) < 0)
+                return r;
+        if (len == 0)
+                return cb_error_set(-EINVAL, "empty value for '%s'", name);
+        if (len > CB_VALUE_MAX)
+                return cb_error_set(-E2BIG, "value for '%s' is %zu bytes; the limit is %d", name, len, CB_VALUE_MAX);
+        if (state != CB_VS_CURRENT && state != CB_VS_PENDING)
+                return cb_error_set(-EINVAL, "a new version is either current or pending");
+        if ((r = cb_meta_copy(meta ? meta : &empty, &m)) < 0 || (r = cb_meta_validate(m)) < 0 ||
+            (r = cb_meta_encode(m, &metab)) < 0)
+                goto out;
+        r = txn_begin(s, &lockfd);
+        if (r < 0)
+                goto out;
+        sec = cb_store_find(s, name, strlen(name));
+        if (!sec && state != CB_VS_CURRENT) {
+                r = cb_error_set(-EINVAL, "the first version of '%s' must be current", name);
+                goto out;
+        }
+        if (sec && (sec->n >= CB_VERSIONS_MAX || sec->v[sec->n - 1].version == UINT32_MAX)) {
+                r = cb_error_set(-ENOSPC, "'%s' has the maximum number of versions", name);
+                goto out;
+        }
+        version = sec ? sec->v[sec->n - 1].version + 1 : 1;
+
+        dek = cb_secbuf_new(32);
+        ct = malloc(len + ABYTES);
+        if (!dek || !ct) {
+                r = -ENOMEM;
+                goto out;
+        }
+        randombytes_buf(cb_secbuf_data(dek), 32);
+        randombytes_buf(dek_nonce, sizeof(dek_nonce));
+        randombytes_buf(val_nonce, sizeof(val_nonce));
+        if ((r = cb_store_dek_aad(&aad, s, name, version)) < 0)
+                goto out;
+        crypto_aead_xchacha20poly1305_ietf_encrypt(wrapped, NULL, cb_secbuf_data(dek), 32, aad.data, aad.len, NULL,
+                                                   dek_nonce, cb_store_key(s, K_DEKWRAP));
+        cb_buf_reset(&aad);
+        if ((r = cb_store_val_aad(&aad, s, name, version, metab.data, metab.len)) < 0)
+                goto out;
+        crypto_aead_xchacha20poly1305_ietf_encrypt(ct, NULL, value, len, aad.data, aad.len, NULL, val_nonce,
+                                                   cb_secbuf_data(dek));
+        r = commit_one(s, &(cb_record){
+                .type = CB_REC_PUT,
+                .generation = s->hdr.generation + 1,
+                .time = cb_store_now(),
+                .name = (const unsigned char *)name,
+                .name_len = strlen(name),
+                .version = version,
+                .state = (uint8_t)state,
+                .created = cb_store_now(),
+                .meta = metab.data,
+                .meta_len = metab.len,
+                .dek_nonce = dek_nonce,
+                .wrapped_dek = wrapped,
+                .val_nonce = val_nonce,
+                .ct = ct,
+                .ct_len = len + ABYTES,
+        });
+        if (r >= 0 && ret_version)
+                *ret_version = version;
+out:
+        if (lockfd >= 0)
+                close(lockfd);
+        cb_secbuf_free(dek);
+        free(ct);
+        cb_buf_free(&metab);
+        cb_buf_free(&aad);
+        cb_meta_free(m);
+        return r;
+}
+
+static int lookup(cb_store *s, const char *name, uint32_t version, struct secret **ret_sec, size_t *ret_idx) {
+        struct secret *sec;
+
+        if (cb_name_check(name) < 0)
+                return -EINVAL;
+        sec = cb_store_find(s, name, strlen(name));
+        if (!sec)
+                return cb_error_set(-ENOENT, "no secret named '%s'", name);
+        if (!cb_store_find_version(sec, version, ret_idx))
+                return cb_error_set(-ENOENT, "secret '%s' has no version %u", name, version);
+        *ret_sec = sec;
+        return 0;
+}
+
+int cb_store_set_state(cb_store *s, const char *name, uint32_t version, enum cb_version_state state) {
+        struct secret *sec;
+        cb_version_info *v;
+        size_t idx;
+        int lockfd = -1, r;
+
+        if (state != CB_VS_CURRENT && state != CB_VS_PREVIOUS && state != CB_VS_DISABLED)
+                return cb_error_set(-EINVAL, "a version can be made current, previous or disabled here");
+        r = txn_begin(s, &lockfd);
+        if (r < 0)
+                return r;
+        r = lookup(s, name, version, &sec, &idx);
+        if (r < 0)
+                goto out;
+        v = &sec->v[idx];
+        if (v->state == CB_VS_DESTROYED) {
+                r = cb_error_set(-EKEYREVOKED, "version %u of '%s' is destroyed", version, name);
+                goto out;
+        }
+        if (v->state == state)
+                goto out; /* already there: idempotent, so re-running a step is safe */
+        if (v->state == CB_VS_CURRENT) {
+                r = cb_error_set(-EBUSY, "version %u of '%s' is current: make another version current first",
+                                 version, name);
+                goto out;
+        }
+        r = commit_one(s, &(cb_record){
+                .type = CB_REC_STATE,
+                .generation = s->hdr.generation + 1,
+                .time = cb_store_now(),
+                .name = (const unsigned char *)name,
+                .name_len = strlen(name),
+                .version = version,
+                .state = (uint8_t)state,
+        });
+out:
+        close(lockfd);
+        return r;
+}
+
+/* Rewrite the whole log into a new file, turning the version (tsec, tidx)
+ * (if any) and every destroyed version into tombstones; then commit the
+ * header pointing at it and wipe the old file. */
+static int compact(cb_store *s, const struct secret *tsec, size_t tidx) {
+        unsigned char log_id[CB_LOG_ID_LEN], head[CB_MAC_LEN];
+        char newname[sizeof(s->logname)], oldname[sizeof(s->logname)];
+        cb_buf batch = CB_BUF_INIT, body = CB_BUF_INIT;
+        uint64_t gen = s->hdr.generation + 1;
+        int lockfd = -1, fd = -1, r;
+
+        r = txn_begin(s, &lockfd);
+        if (r < 0)
+                return r;
+        randombytes_buf(log_id, sizeof(log_id));
+        cb_store_log_name(newname, log_id);
+        cb_log_chain_start(head, cb_store_key(s, K_LOGMAC), s->hdr.store_id, log_id);
+        for (size_t k = 0; k < s->nsec && r >= 0; k++) {
+                const struct secret *sec = &s->sec[k];
+
+                for (size_t i = 0; i < sec->n && r >= 0; i++) {
+                        const cb_version_info *v = &sec->v[i];
+                        cb_record rec;
+
+                        if (v->state == CB_VS_DESTROYED || (sec == tsec && i == tidx)) {
+                                rec = (cb_record){ .type = CB_REC_TOMBSTONE, .created = v->created,
+                                                   .time = v->state == CB_VS_DESTROYED ? v->changed : cb_store_now() };
+                        } else if (cb_record_parse(s->log.data + sec->loc[i].body_off, sec->loc[i].body_len, &rec) < 0) {
+                                r = cb_error_set(CB_E_INTEGRITY, "record of '%s' version %u unreadable", sec->name,
+                                                 v->version);
+                                break;
+                        } else {
+                                rec.state = (uint8_t)v->state;
+                                rec.time = v->changed;
+                        }
+                        rec.generation = gen;
+                        rec.name = (const unsigned char *)sec->name;
+                        rec.name_len = strlen(sec->name);
+                        rec.version = v->version;
+                        cb_buf_reset(&body);
+                        if ((r = cb_record_encode(&body, &rec)) >= 0)
+                                r = frame(s, &batch, head, &body);
+                }
+        }
+        if (r < 0)
+                goto out;
+        fd = openat(s->dirfd, newname, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (fd < 0 || cb_write_all(fd, batch.data, batch.len) < 0 || fsync(fd) < 0 || cb_fsync_dir(s->dirfd) < 0) {
+                r = cb_error_set(-errno, "cannot write '%s/%s': %s; nothing was changed", s->dir, newname,
+                                 strerror(errno));
+                (void)unlinkat(s->dirfd, newname, 0);
+                goto out;
+        }
+        cb_store_hook("compact-log-written");
+        r = write_header(s, gen, log_id, batch.len, head);
+        if (r < 0) {
+                if (!s->broken)
+                        (void)unlinkat(s->dirfd, newname, 0);
+                goto out;
+        }
+        /* Committed.  Swap in the new log and index, then wipe the old file. */
+        memcpy(oldname, s->logname, sizeof(oldname));
+        memcpy(s->logname, newname, sizeof(newname));
+        close(s->logfd);
+        s->logfd = fd;
+        fd = -1;
+        cb_store_free_index(s);
+        cb_buf_free(&s->log);
+        s->log = batch;
+        batch = (cb_buf)CB_BUF_INIT;
+        r = cb_store_load_log(s, s->log.data, s->log.len, newname);
+        if (r < 0) {
+                s->broken = true;
+                goto out;
+        }
+        cb_store_remove_stale_logs(s);
+        (void)oldname;
+out:
+        if (fd >= 0)
+                close(fd);
+        close(lockfd);
+        cb_buf_free(&batch);
+        cb_buf_free(&body);
+        return r;
+}
+
+int cb_store_destroy(cb_store *s, const char *name, uint32_t version) {
+        struct secret *sec;
+        size_t idx;
+        int r;
+
+        r = lookup(s, name, version, &sec, &idx);
+        if (r < 0)
+                return r;
+        if (sec->v[idx].state == CB_VS_DESTROYED)
+                return 0;
+        if (sec->v[idx].state == CB_VS_CURRENT)
+                return cb_error_set(-EBUSY, "version %u of '%s' is current: make another version current first",
+                                    version, name);
+        return compact(s, sec, idx);
+}
+
+int cb_store_compact(cb_store *s) {
+        return compact(s, NULL, 0);
+}
