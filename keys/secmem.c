@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,9 +13,24 @@ struct cb_secbuf {
         size_t cap;
 };
 
+/* sodium_malloc needs sodium_init() first (it sizes guard pages from it);
+ * do it here so no caller can forget. */
+static int ensure_sodium(void) {
+        static atomic_int ready;
+
+        if (atomic_load(&ready))
+                return 0;
+        if (sodium_init() < 0)
+                return -1;
+        atomic_store(&ready, 1);
+        return 0;
+}
+
 cb_secbuf *cb_secbuf_new(size_t len) {
         cb_secbuf *s;
 
+        if (ensure_sodium() < 0)
+                return NULL;
         s = calloc(1, sizeof(*s));
         if (!s)
                 return NULL;

@@ -8,7 +8,9 @@
  * append the framed records to the log and fsync it, then atomically
  * replace the header (temp, fsync, rename, fsync dir) with generation + 1,
  * the new log length and chain head.  A write is acknowledged only after
- * the rename; a crash before it leaves a tail that the next open ignores.
+ * the rename.  A crash before it leaves a tail: the next open rolls its
+ * complete records forward (they are MAC'd, so only we can have written
+ * them) and drops a torn remainder.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -242,34 +244,57 @@ int cb_store_apply_record(cb_store *s, const cb_record *rec, size_t body_off, si
         return 0;
 }
 
-/* Verify the chain over p[0..committed) and build the index. */
-int cb_store_load_log(cb_store *s, const unsigned char *p, size_t committed, const char *path) {
+/* Verify the chain over p[0..committed) strictly and build the index; then
+ * roll forward over p[committed..avail): records there were appended by a
+ * writer that died before (or a header copy older than) the commit.  They
+ * chain from the committed head under the log MAC key, so only a holder of
+ * the KEK can have written them; a complete, valid one is kept, the first
+ * torn or invalid one ends the log.  *ret_end, *ret_head and *ret_gen say
+ * where the log really ends.  (Rolling forward makes restoring an older
+ * header harmless; truncating the log below the committed length is still
+ * refused.) */
+int cb_store_load_log(cb_store *s, const unsigned char *p, size_t committed, size_t avail, const char *path,
+                      size_t *ret_end, unsigned char ret_head[CB_MAC_LEN], uint64_t *ret_gen) {
         unsigned char chain[CB_MAC_LEN];
         uint64_t last_gen = 0;
         size_t off = 0, idx = 0;
         int r;
 
         cb_log_chain_start(chain, cb_store_key(s, K_LOGMAC), s->hdr.store_id, s->hdr.log_id);
-        while (off < committed) {
+        for (;;) {
+                bool tail = off >= committed;
                 cb_record rec;
                 uint32_t len;
 
+                if (off == committed && sodium_memcmp(chain, s->hdr.log_head, CB_MAC_LEN) != 0)
+                        return cb_error_set(CB_E_INTEGRITY, "integrity error: %s: does not match the head "
+                                            "committed in the header (replaced by another copy)", path);
+                if (off >= avail)
+                        break;
                 idx++;
-                if (committed - off < 4 + CB_MAC_LEN)
-                        return cb_error_set(CB_E_INTEGRITY, "integrity error: %s: record %zu at offset %zu: truncated",
-                                            path, idx, off);
-                len = cb_get_u32_at(p + off);
-                if (len > CB_RECORD_MAX || len > committed - off - 4 - CB_MAC_LEN)
+                if (avail - off < 4 + CB_MAC_LEN || (len = cb_get_u32_at(p + off)) > CB_RECORD_MAX ||
+                    len > avail - off - 4 - CB_MAC_LEN) {
+                        if (tail)
+                                break; /* torn */
                         return cb_error_set(CB_E_INTEGRITY, "integrity error: %s: record %zu at offset %zu: "
-                                            "bad length", path, idx, off);
-                cb_log_chain_next(chain, cb_store_key(s, K_LOGMAC), chain, p + off, 4 + (size_t)len);
-                if (sodium_memcmp(chain, p + off + 4 + len, CB_MAC_LEN) != 0)
+                                            "truncated or bad length", path, idx, off);
+                }
+                if (!tail && len > committed - off - 4 - CB_MAC_LEN)
+                        return cb_error_set(CB_E_INTEGRITY, "integrity error: %s: record %zu at offset %zu: "
+                                            "crosses the committed end", path, idx, off);
+                unsigned char next[CB_MAC_LEN];
+                cb_log_chain_next(next, cb_store_key(s, K_LOGMAC), chain, p + off, 4 + (size_t)len);
+                if (sodium_memcmp(next, p + off + 4 + len, CB_MAC_LEN) != 0) {
+                        if (tail)
+                                break;
                         return cb_error_set(CB_E_INTEGRITY, "integrity error: %s: record %zu at offset %zu: MAC "
                                             "mismatch (modified, reordered or replaced)", path, idx, off);
+                }
                 if (cb_record_parse(p + off + 4, len, &rec) < 0)
                         return cb_error_set(CB_E_INTEGRITY, "integrity error: %s: record %zu at offset %zu: "
                                             "malformed", path, idx, off);
-                if (rec.generation < last_gen || rec.generation > s->hdr.generation)
+                if (rec.generation < last_gen || (!tail && rec.generation > s->hdr.generation) ||
+                    (tail && rec.generation <= s->hdr.generation))
                         return cb_error_set(CB_E_INTEGRITY, "integrity error: %s: record %zu: generation %llu out "
                                             "of order", path, idx, (unsigned long long)rec.generation);
                 last_gen = rec.generation;
@@ -279,11 +304,9 @@ int cb_store_load_log(cb_store *s, const unsigned char *p, size_t committed, con
                 if (r < 0)
                         return cb_error_set(CB_E_INTEGRITY, "integrity error: %s: record %zu at offset %zu: %s",
                                             path, idx, off, cb_error_last());
+                memcpy(chain, next, CB_MAC_LEN);
                 off += 4 + (size_t)len + CB_MAC_LEN;
         }
-        if (sodium_memcmp(chain, s->hdr.log_head, CB_MAC_LEN) != 0)
-                return cb_error_set(CB_E_INTEGRITY, "integrity error: %s: does not match the head committed in "
-                                    "the header (replaced by another copy)", path);
         for (size_t k = 0; k < s->nsec; k++) {
                 size_t cur = 0;
                 for (size_t i = 0; i < s->sec[k].n; i++)
@@ -292,6 +315,9 @@ int cb_store_load_log(cb_store *s, const unsigned char *p, size_t committed, con
                         return cb_error_set(CB_E_INTEGRITY, "integrity error: %s: secret '%s' has %zu current "
                                             "versions", path, s->sec[k].name, cur);
         }
+        *ret_end = off;
+        memcpy(ret_head, chain, CB_MAC_LEN);
+        *ret_gen = last_gen > s->hdr.generation ? last_gen : s->hdr.generation;
         return 0;
 }
 
@@ -526,7 +552,10 @@ void cb_store_remove_stale_logs(cb_store *s) {
 
 int cb_store_open(const char *dir, const cb_unlock_spec *spec, cb_store **ret) {
         char hdrpath[4096], logpath[4096];
+        unsigned char head[CB_MAC_LEN];
         unsigned char *logp = NULL;
+        uint64_t gen = 0;
+        size_t end = 0;
         size_t loglen = 0;
         cb_store *s;
         int lockfd = -1, r;
@@ -589,14 +618,24 @@ int cb_store_open(const char *dir, const cb_unlock_spec *spec, cb_store **ret) {
                                  logpath, loglen, (unsigned long long)s->hdr.log_len);
                 goto out;
         }
-        r = cb_store_load_log(s, logp, (size_t)s->hdr.log_len, logpath);
+        r = cb_store_load_log(s, logp, (size_t)s->hdr.log_len, loglen, logpath, &end, head, &gen);
         if (r < 0)
                 goto out;
-        r = cb_buf_put(&s->log, logp, (size_t)s->hdr.log_len);
+        r = cb_buf_put(&s->log, logp, end);
         if (r < 0)
                 goto out;
-        if (loglen > s->hdr.log_len && ftruncate(s->logfd, (off_t)s->hdr.log_len) == 0)
-                (void)fsync(s->logfd); /* an uncommitted tail: never acknowledged */
+        if (loglen > end && (ftruncate(s->logfd, (off_t)end) < 0 || fsync(s->logfd) < 0)) {
+                r = cb_error_set(-errno, "%s: cannot drop a torn tail: %s", logpath, strerror(errno));
+                goto out;
+        }
+        if (end > s->hdr.log_len) {
+                /* Commit what was rolled forward so every later reader agrees. */
+                r = cb_store_write_header(s, gen, s->hdr.log_id, end, head);
+                if (r < 0) {
+                        r = cb_error_set(r, "cannot complete recovery of '%s': %s", dir, cb_error_last());
+                        goto out;
+                }
+        }
         cb_store_remove_stale_logs(s);
         *ret = s;
         s = NULL;

@@ -10,8 +10,9 @@
  *   mac[32]       BLAKE2b-256 keyed with the header MAC key (from the KEK)
  *   checksum[32]  BLAKE2b-256 unkeyed, over everything before it
  *
- * log-<hex log id> (append-only; bytes past the committed length are an
- * uncommitted tail from an interrupted write and are discarded):
+ * log-<hex log id> (append-only; bytes past the committed length come from
+ * a write interrupted before its header commit: open keeps the complete,
+ * MAC-valid records there (roll forward) and drops a torn remainder):
  *   records: u32 body length | body | mac[32]
  *   mac_i = BLAKE2b-256(key = log MAC key, mac_{i-1} | u32 length | body),
  *   mac_0 = BLAKE2b-256(key = log MAC key, "cblog1" | store id | log id);

@@ -56,7 +56,11 @@ struct secret *cb_store_find(const cb_store *s, const char *name, size_t len);
 cb_version_info *cb_store_find_version(struct secret *sec, uint32_t version, size_t *ret_idx);
 cb_version_info *cb_store_current_of(struct secret *sec);
 int cb_store_apply_record(cb_store *s, const cb_record *rec, size_t body_off, size_t body_len);
-int cb_store_load_log(cb_store *s, const unsigned char *p, size_t committed, const char *path);
+int cb_store_load_log(cb_store *s, const unsigned char *p, size_t committed, size_t avail, const char *path,
+                      size_t *ret_end, unsigned char ret_head[CB_MAC_LEN], uint64_t *ret_gen);
+/* Atomically replace the header with new commit fields (store_write.c). */
+int cb_store_write_header(cb_store *s, uint64_t gen, const unsigned char log_id[CB_LOG_ID_LEN], uint64_t log_len,
+                          const unsigned char head[CB_MAC_LEN]);
 void cb_store_free_index(cb_store *s);
 void cb_store_remove_stale_logs(cb_store *s);
 /* AAD for a DEK and for a value (see store.h). */

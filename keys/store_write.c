@@ -71,7 +71,7 @@ static int frame(const cb_store *s, cb_buf *batch, unsigned char head[CB_MAC_LEN
 
 /* Atomically replace the header with new commit fields.  On failure the
  * old header is still in place (clean failure) unless s->broken is set. */
-static int write_header(cb_store *s, uint64_t gen, const unsigned char log_id[CB_LOG_ID_LEN], uint64_t log_len,
+int cb_store_write_header(cb_store *s, uint64_t gen, const unsigned char log_id[CB_LOG_ID_LEN], uint64_t log_len,
                         const unsigned char head[CB_MAC_LEN]) {
         cb_buf out = CB_BUF_INIT;
         cb_header h = s->hdr;
@@ -131,7 +131,7 @@ static int commit(cb_store *s, const cb_buf *batch, const unsigned char head[CB_
                 goto undo;
         }
         cb_store_hook("log-synced");
-        r = write_header(s, s->hdr.generation + 1, s->hdr.log_id, off + batch->len, head);
+        r = cb_store_write_header(s, s->hdr.generation + 1, s->hdr.log_id, off + batch->len, head);
         if (r < 0) {
                 if (!s->broken)
                         (void)ftruncate(s->logfd, (off_t)off);
@@ -363,7 +363,7 @@ static int compact(cb_store *s, const struct secret *tsec, size_t tidx) {
                 goto out;
         }
         cb_store_hook("compact-log-written");
-        r = write_header(s, gen, log_id, batch.len, head);
+        r = cb_store_write_header(s, gen, log_id, batch.len, head);
         if (r < 0) {
                 if (!s->broken)
                         (void)unlinkat(s->dirfd, newname, 0);
@@ -379,7 +379,12 @@ static int compact(cb_store *s, const struct secret *tsec, size_t tidx) {
         cb_buf_free(&s->log);
         s->log = batch;
         batch = (cb_buf)CB_BUF_INIT;
-        r = cb_store_load_log(s, s->log.data, s->log.len, newname);
+        {
+                unsigned char h2[CB_MAC_LEN];
+                uint64_t g2;
+                size_t e2;
+                r = cb_store_load_log(s, s->log.data, s->log.len, s->log.len, newname, &e2, h2, &g2);
+        }
         if (r < 0) {
                 s->broken = true;
                 goto out;
