@@ -63,8 +63,9 @@ int cb_reader_bytes(cb_reader *r, size_t n, const unsigned char **ret);
 int cb_reader_copy(cb_reader *r, void *dst, size_t n);
 /* u32 length (must be <= max) + bytes; ret points into the input. */
 int cb_reader_lv(cb_reader *r, size_t max, const unsigned char **ret, size_t *ret_len);
-/* Like cb_reader_lv, but the bytes must be printable UTF-8-free text: no NUL,
- * no control characters.  Returns a malloc'd NUL-terminated copy. */
+/* Like cb_reader_lv, but the bytes must be text: no NUL and no ASCII
+ * control characters (bytes >= 0x80 pass; callers that need ASCII check).
+ * Returns a malloc'd NUL-terminated copy. */
 int cb_reader_text(cb_reader *r, size_t max, char **ret);
 /* 0 if every byte was consumed, -EBADMSG on trailing bytes. */
 int cb_reader_end(const cb_reader *r);

@@ -29,6 +29,26 @@ int cb_write_all(int fd, const void *p, size_t n) {
         return 0;
 }
 
+int cb_pwrite_all(int fd, const void *p, size_t n, off_t off) {
+        const unsigned char *q = p;
+
+        while (n > 0) {
+                ssize_t k = pwrite(fd, q, n, off);
+
+                if (k < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                if (k == 0)
+                        return -EIO;
+                q += k;
+                n -= (size_t)k;
+                off += k;
+        }
+        return 0;
+}
+
 int cb_pread_all(int fd, void *p, size_t n, off_t off) {
         unsigned char *q = p;
 

@@ -9,6 +9,10 @@
  * 0 or -errno (ENOSPC reaches the caller intact). */
 int cb_write_all(int fd, const void *p, size_t n);
 
+/* pwrite all of p[0..n) at off; a short write is continued, so the error
+ * that stopped it (ENOSPC) is what the caller sees. */
+int cb_pwrite_all(int fd, const void *p, size_t n, off_t off);
+
 /* pread exactly n bytes at off; -EBADMSG if the file is shorter. */
 int cb_pread_all(int fd, void *p, size_t n, off_t off);
 

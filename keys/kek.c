@@ -221,7 +221,7 @@ int cb_passphrase_read(const cb_unlock_spec *spec, int confirm, cb_secbuf **ret)
                         if (r == 0) {
                                 strip_newline(again, &n2);
                                 strip_newline(s, &n);
-                                if (n != n2 || cb_memeq_ct(cb_secbuf_data(s), cb_secbuf_data(again), n) != 0)
+                                if (n != n2 || cb_memcmp_ct(cb_secbuf_data(s), cb_secbuf_data(again), n) != 0)
                                         r = cb_error_set(-EINVAL, "passphrases do not match");
                         }
                 }

@@ -80,6 +80,6 @@ void cb_wipe(void *p, size_t n) {
                 sodium_memzero(p, n);
 }
 
-int cb_memeq_ct(const void *a, const void *b, size_t n) {
+int cb_memcmp_ct(const void *a, const void *b, size_t n) {
         return sodium_memcmp(a, b, n);
 }

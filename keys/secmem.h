@@ -31,8 +31,9 @@ void cb_secbuf_free(cb_secbuf *s);
 /* Wipe a stack or heap copy.  Not optimised away. */
 void cb_wipe(void *p, size_t n);
 
-/* Constant-time comparison of equal-length buffers: 0 when equal. */
-int cb_memeq_ct(const void *a, const void *b, size_t n);
+/* Constant-time comparison of equal-length buffers: 0 when equal, like
+ * memcmp (so `if (cb_memcmp_ct(a, b, n) != 0)` means "different"). */
+int cb_memcmp_ct(const void *a, const void *b, size_t n);
 
 static inline void cb_secbuf_freep(cb_secbuf **s) {
         cb_secbuf_free(*s);

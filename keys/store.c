@@ -621,9 +621,9 @@ int cb_store_open(const char *dir, const cb_unlock_spec *spec, cb_store **ret) {
         r = cb_store_load_log(s, logp, (size_t)s->hdr.log_len, loglen, logpath, &end, head, &gen);
         if (r < 0)
                 goto out;
-        r = cb_buf_put(&s->log, logp, end);
-        if (r < 0)
-                goto out;
+        /* Adopt the buffer we read instead of copying it. */
+        s->log = (cb_buf){ logp, end, loglen + 1 };
+        logp = NULL;
         if (loglen > end && (ftruncate(s->logfd, (off_t)end) < 0 || fsync(s->logfd) < 0)) {
                 r = cb_error_set(-errno, "%s: cannot drop a torn tail: %s", logpath, strerror(errno));
                 goto out;

@@ -121,10 +121,9 @@ static int commit(cb_store *s, const cb_buf *batch, const unsigned char head[CB_
         r = cb_buf_reserve(&s->log, batch->len);
         if (r < 0)
                 return r;
-        if (pwrite(s->logfd, batch->data, batch->len, (off_t)off) != (ssize_t)batch->len) {
-                r = errno ? -errno : -EIO;
+        r = cb_pwrite_all(s->logfd, batch->data, batch->len, (off_t)off);
+        if (r < 0)
                 goto undo;
-        }
         cb_store_hook("log-written");
         if (fsync(s->logfd) < 0) {
                 r = -errno;

@@ -54,7 +54,7 @@ TEST(len_zero) {
         d = cb_secbuf_dup("x", 0);
         ASSERT_TRUE(d);
         ASSERT_EQ(cb_secbuf_len(d), 0);
-        ASSERT_EQ(cb_memeq_ct(cb_secbuf_data(s), cb_secbuf_data(d), 0), 0);
+        ASSERT_EQ(cb_memcmp_ct(cb_secbuf_data(s), cb_secbuf_data(d), 0), 0);
         cb_secbuf_free(d);
         cb_secbuf_free(s);
 }
@@ -183,18 +183,18 @@ TEST(memeq_ct) {
         setup();
         randombytes_buf(a, sizeof(a));
         memcpy(b, a, sizeof(b));
-        ASSERT_EQ(cb_memeq_ct(a, b, sizeof(a)), 0);
-        ASSERT_EQ(cb_memeq_ct(a, a, sizeof(a)), 0);
-        ASSERT_EQ(cb_memeq_ct(a, b, 0), 0);
+        ASSERT_EQ(cb_memcmp_ct(a, b, sizeof(a)), 0);
+        ASSERT_EQ(cb_memcmp_ct(a, a, sizeof(a)), 0);
+        ASSERT_EQ(cb_memcmp_ct(a, b, 0), 0);
         /* Any single differing byte, wherever it is, and every bit of it. */
         for (size_t i = 0; i < sizeof(a); i++)
                 for (int bit = 0; bit < 8; bit++) {
                         b[i] ^= (unsigned char)(1u << bit);
-                        ASSERT_NE(cb_memeq_ct(a, b, sizeof(a)), 0);
-                        ASSERT_NE(cb_memeq_ct(b, a, sizeof(a)), 0);
+                        ASSERT_NE(cb_memcmp_ct(a, b, sizeof(a)), 0);
+                        ASSERT_NE(cb_memcmp_ct(b, a, sizeof(a)), 0);
                         /* A difference outside the compared length is ignored. */
-                        ASSERT_EQ(cb_memeq_ct(a, b, i), 0);
+                        ASSERT_EQ(cb_memcmp_ct(a, b, i), 0);
                         b[i] ^= (unsigned char)(1u << bit);
                 }
-        ASSERT_EQ(cb_memeq_ct(a, b, sizeof(a)), 0);
+        ASSERT_EQ(cb_memcmp_ct(a, b, sizeof(a)), 0);
 }
