@@ -112,6 +112,15 @@ out:
         return r;
 }
 
+/* Take back an append that was not committed.  Open rolls complete records
+ * forward, so the cut must be durable: otherwise a write reported as failed
+ * could reappear after a crash.  If it cannot be made durable, the handle is
+ * marked broken and the caller is told the outcome is unknown. */
+static void undo_append(cb_store *s, size_t off) {
+        if (ftruncate(s->logfd, (off_t)off) < 0 || fsync(s->logfd) < 0)
+                s->broken = true;
+}
+
 /* Append batch (framed records ending at head) to the log and commit. */
 static int commit(cb_store *s, const cb_buf *batch, const unsigned char head[CB_MAC_LEN]) {
         size_t off = s->log.len;
@@ -133,7 +142,10 @@ static int commit(cb_store *s, const cb_buf *batch, const unsigned char head[CB_
         r = cb_store_write_header(s, s->hdr.generation + 1, s->hdr.log_id, off + batch->len, head);
         if (r < 0) {
                 if (!s->broken)
-                        (void)ftruncate(s->logfd, (off_t)off);
+                        undo_append(s, off);
+                if (s->broken)
+                        return cb_error_set(-EIO, "%s; the write may or may not have been applied: reopen the store",
+                                            cb_error_last());
                 return r;
         }
         r = cb_buf_put(&s->log, batch->data, batch->len);
@@ -152,7 +164,11 @@ static int commit(cb_store *s, const cb_buf *batch, const unsigned char head[CB_
         }
         return 0;
 undo:
-        (void)ftruncate(s->logfd, (off_t)off);
+        undo_append(s, off);
+        if (s->broken)
+                return cb_error_set(-EIO, "cannot append to '%s/%s': %s, nor take the append back: the write may "
+                                    "or may not have been applied; reopen the store", s->dir, s->logname,
+                                    strerror(-r));
         return cb_error_set(r, "cannot append to '%s/%s': %s; nothing was changed", s->dir, s->logname,
                             strerror(-r));
 }
@@ -314,7 +330,7 @@ out:
  * header pointing at it and wipe the old file. */
 static int compact(cb_store *s, const struct secret *tsec, size_t tidx) {
         unsigned char log_id[CB_LOG_ID_LEN], head[CB_MAC_LEN];
-        char newname[sizeof(s->logname)], oldname[sizeof(s->logname)];
+        char newname[sizeof(s->logname)];
         cb_buf batch = CB_BUF_INIT, body = CB_BUF_INIT;
         uint64_t gen = s->hdr.generation + 1;
         int lockfd = -1, fd = -1, r;
@@ -369,7 +385,6 @@ static int compact(cb_store *s, const struct secret *tsec, size_t tidx) {
                 goto out;
         }
         /* Committed.  Swap in the new log and index, then wipe the old file. */
-        memcpy(oldname, s->logname, sizeof(oldname));
         memcpy(s->logname, newname, sizeof(newname));
         close(s->logfd);
         s->logfd = fd;
@@ -388,8 +403,7 @@ static int compact(cb_store *s, const struct secret *tsec, size_t tidx) {
                 s->broken = true;
                 goto out;
         }
-        cb_store_remove_stale_logs(s);
-        (void)oldname;
+        cb_store_remove_stale_logs(s); /* wipes and unlinks the old log */
 out:
         if (fd >= 0)
                 close(fd);
