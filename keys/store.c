@@ -370,7 +370,10 @@ static cb_store *store_new(void) {
                 return NULL;
         s->dirfd = s->logfd = -1;
         s->keys = cb_secbuf_new(KEYS_LEN);
-        if (!s->keys) {
+        s->scratch = cb_secbuf_new(32 + CB_VALUE_MAX);
+        if (!s->keys || !s->scratch) {
+                cb_secbuf_free(s->keys);
+                cb_secbuf_free(s->scratch);
                 free(s);
                 return NULL;
         }
@@ -385,6 +388,7 @@ void cb_store_close(cb_store *s) {
         cb_buf_free(&s->log);
         free(s->hdr_bytes);
         cb_secbuf_free(s->keys);
+        cb_secbuf_free(s->scratch);
         if (s->logfd >= 0)
                 close(s->logfd);
         if (s->dirfd >= 0)
@@ -629,11 +633,18 @@ int cb_store_open(const char *dir, const cb_unlock_spec *spec, cb_store **ret) {
                 goto out;
         }
         if (end > s->hdr.log_len) {
-                /* Commit what was rolled forward so every later reader agrees. */
+                /* Commit what was rolled forward so every later reader agrees.
+                 * If that cannot be written (disk full), the recovered state is
+                 * still authentic: serve reads, refuse writes until a reopen. */
                 r = cb_store_write_header(s, gen, s->hdr.log_id, end, head);
-                if (r < 0) {
+                if (r < 0 && s->broken) {
                         r = cb_error_set(r, "cannot complete recovery of '%s': %s", dir, cb_error_last());
                         goto out;
+                }
+                if (r < 0) {
+                        snprintf(s->readonly_why, sizeof(s->readonly_why), "recovering an interrupted write "
+                                 "needs a header commit that failed (%s); free space and reopen", strerror(-r));
+                        r = 0;
                 }
         }
         cb_store_remove_stale_logs(s);
@@ -669,29 +680,31 @@ int cb_store_val_aad(cb_buf *aad, const cb_store *s, const char *name, uint32_t 
         return 0;
 }
 
-/* Decrypt one version: unwrap its DEK, then open the value. */
+/* Decrypt one version: unwrap its DEK (into the scratch buffer), then open
+ * the value into a new secret buffer (ret != NULL) or into the scratch
+ * buffer only to check it (ret == NULL, for verify).  Scratch is wiped. */
 static int decrypt_version(const cb_store *s, const struct secret *sec, size_t idx, cb_secbuf **ret) {
         const struct vloc *loc = &sec->loc[idx];
         uint32_t version = sec->v[idx].version;
+        unsigned char *dek = cb_secbuf_data(s->scratch), *plain = dek + 32;
         cb_buf aad = CB_BUF_INIT;
-        cb_secbuf *dek = NULL, *val = NULL;
+        cb_secbuf *val = NULL;
         cb_record rec;
         int r;
 
         if (cb_record_parse(s->log.data + loc->body_off, loc->body_len, &rec) < 0 || rec.type != CB_REC_PUT)
                 return cb_error_set(CB_E_INTEGRITY, "integrity error: record of '%s' version %u unreadable",
                                     sec->name, version);
-        dek = cb_secbuf_new(32);
-        val = cb_secbuf_new(rec.ct_len - ABYTES);
-        if (!dek || !val) {
-                r = -ENOMEM;
-                goto out;
+        if (ret) {
+                val = cb_secbuf_new(rec.ct_len - ABYTES);
+                if (!val)
+                        return -ENOMEM;
+                plain = cb_secbuf_data(val);
         }
         if ((r = cb_store_dek_aad(&aad, s, sec->name, version)) < 0)
                 goto out;
-        if (crypto_aead_xchacha20poly1305_ietf_decrypt(cb_secbuf_data(dek), NULL, NULL, rec.wrapped_dek,
-                                                       CB_WRAPPED_KEY_LEN, aad.data, aad.len, rec.dek_nonce,
-                                                       cb_store_key(s, K_DEKWRAP)) != 0) {
+        if (crypto_aead_xchacha20poly1305_ietf_decrypt(dek, NULL, NULL, rec.wrapped_dek, CB_WRAPPED_KEY_LEN, aad.data,
+                                                       aad.len, rec.dek_nonce, cb_store_key(s, K_DEKWRAP)) != 0) {
                 r = cb_error_set(CB_E_INTEGRITY, "integrity error: the key of '%s' version %u does not unwrap",
                                  sec->name, version);
                 goto out;
@@ -699,18 +712,20 @@ static int decrypt_version(const cb_store *s, const struct secret *sec, size_t i
         cb_buf_reset(&aad);
         if ((r = cb_store_val_aad(&aad, s, sec->name, version, rec.meta, rec.meta_len)) < 0)
                 goto out;
-        if (crypto_aead_xchacha20poly1305_ietf_decrypt(cb_secbuf_data(val), NULL, NULL, rec.ct, rec.ct_len, aad.data,
-                                                       aad.len, rec.val_nonce, cb_secbuf_data(dek)) != 0) {
+        if (crypto_aead_xchacha20poly1305_ietf_decrypt(plain, NULL, NULL, rec.ct, rec.ct_len, aad.data, aad.len,
+                                                       rec.val_nonce, dek) != 0) {
                 r = cb_error_set(CB_E_INTEGRITY, "integrity error: the value of '%s' version %u does not decrypt",
                                  sec->name, version);
                 goto out;
         }
-        *ret = val;
-        val = NULL;
+        if (ret) {
+                *ret = val;
+                val = NULL;
+        }
         r = 0;
 out:
+        cb_wipe(dek, ret ? 32 : 32 + rec.ct_len - ABYTES);
         cb_buf_free(&aad);
-        cb_secbuf_free(dek);
         cb_secbuf_free(val);
         return r;
 }
@@ -796,14 +811,12 @@ int cb_store_verify(cb_store *s, size_t *ret_secrets, size_t *ret_versions) {
                 size_t cur = 0;
 
                 for (size_t i = 0; i < sec->n; i++) {
-                        cb_secbuf *val = NULL;
                         int r;
 
                         cur += sec->v[i].state == CB_VS_CURRENT;
                         if (sec->v[i].state == CB_VS_DESTROYED)
                                 continue;
-                        r = decrypt_version(s, sec, i, &val);
-                        cb_secbuf_free(val);
+                        r = decrypt_version(s, sec, i, NULL);
                         if (r < 0)
                                 return r;
                         versions++;

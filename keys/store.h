@@ -17,6 +17,10 @@
  * with AAD = store id + name + version.
  *
  * Thread safety: a cb_store is not thread safe; callers serialise.
+ *
+ * Read-only opens: if open recovers an interrupted write but cannot commit
+ * the recovery (disk full), the store still opens and serves reads; every
+ * write then fails with -EROFS saying why, until it is reopened.
  */
 #pragma once
 
@@ -124,6 +128,8 @@ void cb_store_id_hex(const cb_store *s, char out[33]);
 int cb_store_compact(cb_store *s) __attribute__((warn_unused_result));
 
 /* Test hook: when set (non-NULL), called at named points of the commit path
- * ("log-written", "log-synced", "header-written", "header-renamed",
- * "compact-written", ...) so crash tests can stop a writer exactly there. */
+ * so crash tests can stop a writer exactly there: "log-written" (appended,
+ * not yet synced), "log-synced", "header-committed" (also when open commits
+ * a recovery), "compact-log-written" (new log durable, header not yet
+ * switched). */
 extern void (*cb_store_test_hook)(const char *point);

@@ -45,6 +45,8 @@ struct cb_store {
         size_t htcap;
         unsigned char htkey[crypto_shorthash_KEYBYTES];
         bool broken;
+        char readonly_why[256]; /* set when open could not commit a recovery */
+        cb_secbuf *scratch;     /* DEK + one value: reused by every decrypt */
 };
 
 

@@ -22,6 +22,8 @@ static int txn_begin(cb_store *s, int *ret_lock) {
         struct stat st;
         int lockfd, r;
 
+        if (s->readonly_why[0])
+                return cb_error_set(-EROFS, "'%s' is open read-only: %s", s->dir, s->readonly_why);
         if (s->broken)
                 return cb_error_set(-EIO, "an earlier write to '%s' ended in an unknown state; reopen the store",
                                     s->dir);
