@@ -113,8 +113,8 @@ int cb_buf_put_lv(cb_buf *b, const void *p, size_t n) {
 int cb_reader_bytes(cb_reader *r, size_t n, const unsigned char **ret) {
         if (n > cb_reader_left(r))
                 return -EBADMSG;
-        if (n == 0) { /* r->p may be NULL for an empty input: no pointer arithmetic */
-                *ret = r->p;
+        if (!r->p) { /* an empty input may have p == NULL: NULL + 0 is undefined */
+                *ret = NULL;
                 return 0;
         }
         *ret = r->p + r->off;

@@ -337,12 +337,16 @@ int cb_meta_decode(const unsigned char *p, size_t len, cb_meta **ret) {
                         goto fail;
                 last = tag;
                 switch (tag) {
-                case TAG_INJECT: {
-                        cb_reader fr = cb_reader_make(f - 4, fl + 4);
-                        if ((r = cb_reader_text(&fr, CB_META_MAX_TEMPLATE, &m->inject)) < 0)
-                                goto fail;
+                case TAG_INJECT:
+                        r = -EBADMSG;
+                        if (fl > CB_META_MAX_TEMPLATE)
+                                break;
+                        for (size_t i = 0; i < fl; i++)
+                                if (f[i] < 0x20 || f[i] == 0x7f)
+                                        goto fail;
+                        m->inject = strndup((const char *)f, fl);
+                        r = m->inject ? 0 : -ENOMEM;
                         break;
-                }
                 case TAG_HOSTS:
                         r = get_strv(f, fl, CB_META_MAX_HOSTS, CB_META_MAX_HOST, &m->hosts);
                         break;

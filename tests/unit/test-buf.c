@@ -326,3 +326,21 @@ TEST(reader_end_trailing) {
         ASSERT_OK(cb_reader_end(&r));
         ASSERT_EQ(cb_reader_end(&r), 0);
 }
+
+TEST(zero_length_field_points_at_position) {
+        /* Regression: a zero-length read once returned the buffer start,
+         * and a caller stepping back from it read before the buffer. */
+        const unsigned char in[] = { 0xaa, 0xbb, 0, 0, 0, 0, 0xcc };
+        cb_reader r = cb_reader_make(in, sizeof(in));
+        const unsigned char *p;
+        size_t n;
+        uint8_t b;
+
+        ASSERT_OK(cb_reader_u8(&r, &b));
+        ASSERT_OK(cb_reader_u8(&r, &b));
+        ASSERT_OK(cb_reader_lv(&r, 16, &p, &n));
+        ASSERT_EQ(n, 0);
+        ASSERT_TRUE(p == in + 6);
+        ASSERT_OK(cb_reader_bytes(&r, 0, &p));
+        ASSERT_TRUE(p == in + 6);
+}
