@@ -196,7 +196,7 @@ int cb_store_put(cb_store *s, const char *name, const void *value, size_t len, c
         unsigned char *ct = NULL;
         cb_secbuf *dek = NULL;
         cb_meta *m = NULL;
-        struct secret *sec;
+        struct secret *sec = NULL;
         uint32_t version;
         int lockfd = -1, r;
 
@@ -274,7 +274,7 @@ out:
 }
 
 static int lookup(cb_store *s, const char *name, uint32_t version, struct secret **ret_sec, size_t *ret_idx) {
-        struct secret *sec;
+        struct secret *sec = NULL;
 
         if (cb_name_check(name) < 0)
                 return -EINVAL;
@@ -288,9 +288,9 @@ static int lookup(cb_store *s, const char *name, uint32_t version, struct secret
 }
 
 int cb_store_set_state(cb_store *s, const char *name, uint32_t version, enum cb_version_state state) {
-        struct secret *sec;
+        struct secret *sec = NULL;
         cb_version_info *v;
-        size_t idx;
+        size_t idx = 0;
         int lockfd = -1, r;
 
         if (state != CB_VS_CURRENT && state != CB_VS_PREVIOUS && state != CB_VS_DISABLED)
@@ -416,8 +416,8 @@ out:
 }
 
 int cb_store_destroy(cb_store *s, const char *name, uint32_t version) {
-        struct secret *sec;
-        size_t idx;
+        struct secret *sec = NULL;
+        size_t idx = 0;
         int r;
 
         r = lookup(s, name, version, &sec, &idx);
