@@ -1,6 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Unlock specs and providers: parsing, key file and passphrase sources. */
 #include <fcntl.h>
+#include <poll.h>
+#include <pty.h>
+#include <sys/ioctl.h>
+#include <sys/wait.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -156,4 +160,66 @@ TEST(tpm2_fails_closed_without_provider) {
                 ASSERT_CONTAINS(cb_error_last(), "tpm2");
         }
         cb_unlock_spec_free(spec);
+}
+
+/* The prompt on /dev/tty: a child gets a pseudo-terminal as its controlling
+ * terminal; the parent answers both prompts.  Echo must be off: the typed
+ * passphrase never comes back through the terminal. */
+static int run_prompt(const char *first, const char *second, char *screen, size_t cap) {
+        int master, slave, status;
+        size_t got = 0;
+        pid_t pid;
+
+        ASSERT_OK(openpty(&master, &slave, NULL, NULL, NULL));
+        pid = fork();
+        ASSERT_TRUE(pid >= 0);
+        if (pid == 0) {
+                cb_unlock_spec spec = { .kind = CB_UNLOCK_PASSPHRASE, .fd = -1 };
+                cb_secbuf *pw;
+
+                close(master);
+                if (setsid() < 0 || ioctl(slave, TIOCSCTTY, 0) < 0)
+                        _exit(10);
+                if (cb_passphrase_read(&spec, 1, &pw) < 0)
+                        _exit(strstr(cb_error_last(), "do not match") ? 3 : 2);
+                _exit(cb_secbuf_len(pw) == strlen(first) && memcmp(cb_secbuf_data(pw), first, strlen(first)) == 0
+                              ? 0 : 4);
+        }
+        close(slave);
+        /* Answer each prompt once it appears. */
+        const char *answers[] = { first, second };
+        for (int k = 0; k < 2; k++) {
+                const char *want = k ? "repeat passphrase: " : "credbroker passphrase: ";
+                while (!memmem(screen, got, want, strlen(want))) {
+                        ssize_t n = read(master, screen + got, cap - 1 - got);
+                        ASSERT_TRUE(n > 0);
+                        got += (size_t)n;
+                }
+                char line[256];
+                snprintf(line, sizeof(line), "%s\n", answers[k]);
+                ASSERT_EQ(write(master, line, strlen(line)), (ssize_t)strlen(line));
+        }
+        ASSERT_EQ(waitpid(pid, &status, 0), pid);
+        for (;;) { /* drain what the child wrote after the last answer */
+                struct pollfd p = { master, POLLIN, 0 };
+                if (poll(&p, 1, 100) <= 0 || !(p.revents & POLLIN))
+                        break;
+                ssize_t n = read(master, screen + got, cap - 1 - got);
+                if (n <= 0)
+                        break;
+                got += (size_t)n;
+        }
+        screen[got] = '\0';
+        close(master);
+        return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+}
+
+TEST(passphrase_prompt_on_tty) {
+        static char screen[4096];
+
+        ASSERT_EQ(run_prompt("tty pass phrase", "tty pass phrase", screen, sizeof(screen)), 0);
+        ASSERT_FALSE(memmem(screen, strlen(screen), "tty pass", 8)); /* echo was off */
+        memset(screen, 0, sizeof(screen));
+        ASSERT_EQ(run_prompt("first one", "second one", screen, sizeof(screen)), 3); /* mismatch refused */
+        ASSERT_FALSE(memmem(screen, strlen(screen), "one", 3));
 }
