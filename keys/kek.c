@@ -175,11 +175,13 @@ static int prompt_tty(cb_secbuf *s, const char *prompt, size_t *n) {
         raw = old;
         raw.c_lflag &= ~(tcflag_t)ECHO;
         raw.c_lflag |= ECHONL;
-        (void)!write(fd, prompt, strlen(prompt));
+        /* Echo off (TCSAFLUSH drops typeahead) before the prompt: an answer
+         * typed right after the prompt must not be flushed away. */
         if (tcsetattr(fd, TCSAFLUSH, &raw) < 0) {
                 close(fd);
                 return cb_error_set(-ENOTTY, "cannot turn off echo on the terminal");
         }
+        (void)!write(fd, prompt, strlen(prompt));
         r = read_into(fd, s, PASSPHRASE_MAX, 1, n);
         (void)tcsetattr(fd, TCSAFLUSH, &old);
         close(fd);

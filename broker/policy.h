@@ -1,0 +1,84 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Policy: who may use which secret, and how.  A JSON file (jansson):
+ *
+ *   { "clients": { NAME: { selectors } },
+ *     "grants":  [ { "client", "secret", "use": [...], "max_ttl", "max_uses",
+ *                    "rate", "approval" } ],
+ *     "admins":  { "uids": [...], "users": [...], "gids": [...], "groups": [...] } }
+ *
+ * Selectors (every one a client names must match): "uid" (number) or "user"
+ * (name, resolved at load), "gid" or "group" (the primary gid: SO_PEERCRED
+ * reports no other), "exe" (the fully resolved absolute path, as
+ * /proc/PID/exe shows it: a symlink such as /usr/bin/python3 never matches;
+ * a path ending " (deleted)" never matches), "exe_sha256" (64 hex, either
+ * case), "cgroup" (an exact cgroup v2 path, or, ending in a slash and a star,
+ * any strict descendant of that path).  A client with no selector is refused
+ * at load (it would match everyone).  Default deny: no grant, no access.
+ */
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "peer.h"
+
+#define CB_POLICY_MAX_BYTES   (1024 * 1024)
+#define CB_POLICY_MAX_CLIENTS 4096
+#define CB_POLICY_MAX_GRANTS  16384
+#define CB_TTL_DEFAULT        300
+#define CB_TTL_MAX            86400
+
+enum cb_use {
+        CB_USE_PROXY  = 1 << 0,
+        CB_USE_REDEEM = 1 << 1,
+        CB_USE_SCAN   = 1 << 2,
+};
+
+typedef struct cb_grant {
+        const char *client;   /* client name */
+        const char *secret;   /* secret name, or "*" for any (admins only use this sensibly) */
+        unsigned uses;        /* CB_USE_* bits */
+        uint32_t max_ttl;     /* seconds; CB_TTL_DEFAULT when absent; <= CB_TTL_MAX */
+        uint32_t max_uses;    /* per token; 0 = unlimited */
+        uint32_t rate_n;      /* token issues per rate_window seconds; 0 = unlimited */
+        uint32_t rate_window;
+        bool approval;
+} cb_grant;
+
+typedef struct cb_policy cb_policy;
+
+/* Load a policy file: refuses a file that is not regular, is group- or
+ * world-writable, or is owned by someone other than root or the caller
+ * (-EPERM); larger than CB_POLICY_MAX_BYTES (-EFBIG); or invalid (-EINVAL).
+ * The message (cb_error_last()) locates the error: FILE:LINE:COLUMN for a
+ * JSON syntax error, FILE: JSON-PATH (e.g. "grants[3].use[1]") for a
+ * semantic one (jansson keeps no positions for values). */
+int cb_policy_load(const char *path, cb_policy **ret);
+
+/* Parse from memory; origin names the source in messages. */
+int cb_policy_parse(const char *json, size_t len, const char *origin, cb_policy **ret);
+
+void cb_policy_free(cb_policy *p);
+
+/* The grant letting peer use secret for use (exactly one CB_USE_* bit,
+ * else NULL), or NULL.
+ * When several clients match, the first matching grant in file order wins.
+ * *ret_client (may be NULL) receives the matching client's name. */
+const cb_grant *cb_policy_find_grant(const cb_policy *p, const cb_peer *peer, const char *secret, unsigned use,
+                                     const char **ret_client);
+
+/* Names of the clients peer matches, for audit/denial messages: writes up to
+ * n pointers, returns how many matched in total. */
+size_t cb_policy_match_clients(const cb_policy *p, const cb_peer *peer, const char **out, size_t n);
+
+/* Is the uid/gid an admin (admin socket access)? */
+bool cb_policy_is_admin(const cb_policy *p, uid_t uid, gid_t gid);
+
+/* Is a client of that name defined? (revoke --client validation) */
+bool cb_policy_has_client(const cb_policy *p, const char *name);
+
+size_t cb_policy_n_clients(const cb_policy *p);
+size_t cb_policy_n_grants(const cb_policy *p);
