@@ -28,6 +28,11 @@ CB_DEPS=(
   libclang-rt-14-dev  # clang-14's runtimes: libFuzzer, ASan/UBSan for clang (only Recommended by clang)
   llvm                # llvm-symbolizer: symbolized ASan/UBSan/libFuzzer stack traces
   util-linux          # setsid/flock/unshare/fallocate used by test and bench scripts
+  libjansson-dev      # broker/ and client/: policy and API JSON
+  libmicrohttpd-dev   # broker/: HTTP/1.1 server on the Unix sockets
+  libcurl4-openssl-dev # client/: libcredbroker's HTTP over the Unix socket; later the proxy's upstream
+  curl                # tests/integration/test-daemon.sh: a second real client executable
+  python3             # tests: Debian's interpreter (runnable by other uids), a third client executable
 )
 
 # Print the packages of CB_DEPS that are not installed, one per line.

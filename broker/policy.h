@@ -16,7 +16,6 @@
  * any strict descendant of that path).  A client with no selector is refused
  * at load (it would match everyone).  Default deny: no grant, no access.
  */
- */
 #pragma once
 
 #include <stdbool.h>

@@ -1,0 +1,279 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * admin.sock routes: put, list, show, revoke, status, policy reload.  The
+ * socket's mode keeps others out; the policy's "admins" decides among those
+ * who can connect.  No route here returns a value.
+ */
+#include <errno.h>
+#include <string.h>
+#include <time.h>
+
+#include <microhttpd.h>
+#include <sodium.h>
+
+#include "daemon.h"
+#include "error.h"
+
+/* Copy a JSON array of strings into v. */
+static int strv_from_json(request *rq, json_t *arr, const char *field, cb_strv *v, size_t max) {
+        size_t i;
+        json_t *e;
+
+        if (!arr)
+                return 0;
+        if (!json_is_array(arr)) {
+                reply_error(rq, 400, "bad_request", "'%s' must be an array of strings", field);
+                return -1;
+        }
+        json_array_foreach(arr, i, e) {
+                if (!json_is_string(e) || cb_strv_push(v, json_string_value(e), max) < 0) {
+                        reply_error(rq, 400, "bad_request", "'%s': strings only, at most %zu", field, max);
+                        return -1;
+                }
+        }
+        return 0;
+}
+
+static json_t *strv_to_json(const cb_strv *v) {
+        json_t *a = json_array();
+
+        for (size_t i = 0; i < v->n; i++)
+                json_array_append_new(a, json_string(v->v[i]));
+        return a;
+}
+
+static json_t *meta_to_json(const cb_meta *m) {
+        json_t *o = json_object();
+
+        if (!m)
+                return o;
+        if (m->inject)
+                json_object_set_new(o, "inject", json_string(m->inject));
+        json_object_set_new(o, "hosts", strv_to_json(&m->hosts));
+        json_object_set_new(o, "methods", strv_to_json(&m->methods));
+        json_object_set_new(o, "path_prefixes", strv_to_json(&m->path_prefixes));
+        json_object_set_new(o, "labels", strv_to_json(&m->labels));
+        if (m->not_after)
+                json_object_set_new(o, "not_after", json_integer((json_int_t)m->not_after));
+        return o;
+}
+
+static int route_put(request *rq) {
+        static const char *const fields[] = { "name",   "value",         "value_base64", "hosts", "inject",
+                                              "methods", "path_prefixes", "not_after",    "labels", NULL };
+        cb_meta m = { 0 };
+        cb_secbuf *val = NULL;
+        const char *name, *text, *b64;
+        json_t *o, *na;
+        uint32_t version;
+        int r, ret = MHD_YES;
+
+        rq->route = "admin.put";
+        o = body_object(rq, fields);
+        if (!o)
+                return MHD_YES;
+        name = json_string_value(json_object_get(o, "name"));
+        if (!name || cb_name_check(name) < 0) {
+                ret = reply_error(rq, 400, "bad_request", "%s", name ? cb_error_last() : "'name' is required");
+                goto out;
+        }
+        snprintf(rq->secret, sizeof(rq->secret), "%s", name);
+        text = json_string_value(json_object_get(o, "value"));
+        b64 = json_string_value(json_object_get(o, "value_base64"));
+        if (!!text == !!b64) {
+                ret = reply_error(rq, 400, "bad_request", "exactly one of 'value' and 'value_base64' is required");
+                goto out;
+        }
+        if (text) {
+                val = cb_secbuf_dup(text, json_string_length(json_object_get(o, "value")));
+        } else {
+                size_t n = 0, blen = strlen(b64);
+                val = cb_secbuf_new(blen);
+                if (val && sodium_base642bin(cb_secbuf_data(val), blen, b64, blen, NULL, &n, NULL,
+                                             sodium_base64_VARIANT_ORIGINAL) != 0) {
+                        ret = reply_error(rq, 400, "bad_request", "'value_base64' is not valid base64");
+                        goto out;
+                }
+                if (val)
+                        cb_secbuf_truncate(val, n);
+        }
+        if (!val) {
+                ret = MHD_NO;
+                goto out;
+        }
+        json_t *inj = json_object_get(o, "inject");
+        if (inj && !json_is_string(inj)) {
+                ret = reply_error(rq, 400, "bad_request", "'inject' must be a string");
+                goto out;
+        }
+        if (inj)
+                m.inject = strdup(json_string_value(inj));
+        na = json_object_get(o, "not_after");
+        if (na && (!json_is_integer(na) || json_integer_value(na) < 1)) {
+                ret = reply_error(rq, 400, "bad_request", "'not_after' must be a positive unix time");
+                goto out;
+        }
+        m.not_after = na ? (uint64_t)json_integer_value(na) : 0;
+        if (strv_from_json(rq, json_object_get(o, "hosts"), "hosts", &m.hosts, CB_META_MAX_HOSTS) < 0 ||
+            strv_from_json(rq, json_object_get(o, "methods"), "methods", &m.methods, CB_META_MAX_METHODS) < 0 ||
+            strv_from_json(rq, json_object_get(o, "path_prefixes"), "path_prefixes", &m.path_prefixes,
+                           CB_META_MAX_PREFIXES) < 0 ||
+            strv_from_json(rq, json_object_get(o, "labels"), "labels", &m.labels, CB_META_MAX_LABELS) < 0)
+                goto out;
+        r = cb_store_put(cbd.store, name, cb_secbuf_data(val), cb_secbuf_len(val), &m, CB_VS_CURRENT, &version);
+        if (r < 0) {
+                bool client_err = r == -EINVAL || r == -E2BIG;
+                ret = reply_error(rq, client_err ? 400 : 500, client_err ? "bad_request" : "internal", "%s",
+                                  cb_error_last());
+                goto out;
+        }
+        ret = reply_json(rq, 201, json_pack("{s:s, s:I}", "name", name, "version", (json_int_t)version), false);
+out:
+        cb_meta_clear(&m);
+        cb_secbuf_free(val);
+        json_decref(o);
+        return ret;
+}
+
+static int route_list(request *rq) {
+        const char **names;
+        size_t n;
+        json_t *arr;
+
+        rq->route = "admin.list";
+        if (cb_store_names(cbd.store, &names, &n) < 0)
+                return reply_error(rq, 500, "internal", "out of memory");
+        arr = json_array();
+        for (size_t i = 0; i < n; i++) {
+                const cb_version_info *vi;
+                size_t nv;
+                json_t *e;
+
+                if (cb_store_versions(cbd.store, names[i], &vi, &nv) < 0)
+                        continue;
+                e = json_pack("{s:s, s:I}", "name", names[i], "versions", (json_int_t)nv);
+                for (size_t k = 0; k < nv; k++)
+                        if (vi[k].state == CB_VS_CURRENT) {
+                                json_object_set_new(e, "current", json_integer(vi[k].version));
+                                json_t *mj = meta_to_json(vi[k].meta);
+                                json_object_update(e, mj);
+                                json_decref(mj);
+                        }
+                json_array_append_new(arr, e);
+        }
+        free(names);
+        return reply_json(rq, 200, json_pack("{s:o}", "secrets", arr), false);
+}
+
+static int route_show(request *rq, const char *name) {
+        const cb_version_info *vi;
+        size_t nv;
+        json_t *arr;
+
+        rq->route = "admin.show";
+        if (cb_name_check(name) < 0)
+                return reply_error(rq, 400, "bad_request", "%s", cb_error_last());
+        snprintf(rq->secret, sizeof(rq->secret), "%s", name);
+        if (cb_store_versions(cbd.store, name, &vi, &nv) < 0)
+                return reply_error(rq, 404, "not_found", "no secret named '%s'", name);
+        arr = json_array();
+        for (size_t k = 0; k < nv; k++) {
+                json_t *e = json_pack("{s:I, s:s, s:I, s:I}", "version", (json_int_t)vi[k].version, "state",
+                                      cb_version_state_name(vi[k].state), "created", (json_int_t)vi[k].created,
+                                      "changed", (json_int_t)vi[k].changed);
+                json_t *mj = meta_to_json(vi[k].meta);
+                json_object_update(e, mj);
+                json_decref(mj);
+                json_array_append_new(arr, e);
+        }
+        return reply_json(rq, 200, json_pack("{s:s, s:o}", "name", name, "versions", arr), false);
+}
+
+static int route_revoke(request *rq) {
+        static const char *const fields[] = { "accessor", "secret", "client", NULL };
+        const char *acc, *sec, *cli;
+        json_t *o;
+        size_t n;
+        int ret;
+
+        rq->route = "admin.revoke";
+        o = body_object(rq, fields);
+        if (!o)
+                return MHD_YES;
+        acc = json_string_value(json_object_get(o, "accessor"));
+        sec = json_string_value(json_object_get(o, "secret"));
+        cli = json_string_value(json_object_get(o, "client"));
+        if (json_object_size(o) != 1 || (!acc && !sec && !cli)) {
+                ret = reply_error(rq, 400, "bad_request", "give exactly one of 'accessor', 'secret', 'client'");
+                goto out;
+        }
+        if (acc) {
+                snprintf(rq->accessor, sizeof(rq->accessor), "%s", acc);
+                n = cb_tokens_revoke_accessor(cbd.tokens, acc);
+        } else if (sec) {
+                snprintf(rq->secret, sizeof(rq->secret), "%s", sec);
+                n = cb_tokens_revoke_secret(cbd.tokens, sec);
+        } else {
+                snprintf(rq->client, sizeof(rq->client), "%s", cli);
+                n = cb_tokens_revoke_client(cbd.tokens, cli);
+        }
+        ret = reply_json(rq, 200, json_pack("{s:I}", "revoked", (json_int_t)n), false);
+out:
+        json_decref(o);
+        return ret;
+}
+
+static int route_reload(request *rq) {
+        char err[512];
+
+        rq->route = "admin.policy.reload";
+        if (policy_reload(err, sizeof(err)) < 0)
+                return reply_error(rq, 400, "bad_request", "policy not reloaded, the old one stays: %s", err);
+        return reply_json(rq, 200,
+                          json_pack("{s:I, s:I}", "clients", (json_int_t)cb_policy_n_clients(cbd.policy), "grants",
+                                    (json_int_t)cb_policy_n_grants(cbd.policy)),
+                          false);
+}
+
+static int route_status(request *rq) {
+        rq->route = "admin.status";
+        return reply_json(rq, 200,
+                          json_pack("{s:s, s:I, s:I, s:I, s:I, s:{s:I, s:I}}", "version", CB_VERSION_STRING, "uptime",
+                                    (json_int_t)((uint64_t)time(NULL) - cbd.started), "tokens",
+                                    (json_int_t)cb_tokens_count(cbd.tokens), "secrets",
+                                    (json_int_t)cb_store_count(cbd.store), "generation",
+                                    (json_int_t)cb_store_generation(cbd.store), "policy", "clients",
+                                    (json_int_t)cb_policy_n_clients(cbd.policy), "grants",
+                                    (json_int_t)cb_policy_n_grants(cbd.policy)),
+                          false);
+}
+
+int api_admin(request *rq) {
+        bool get = strcmp(rq->method, "GET") == 0, post = strcmp(rq->method, "POST") == 0;
+
+        if (!cb_policy_is_admin(cbd.policy, rq->peer.uid, rq->peer.gid)) {
+                rq->route = "admin";
+                return reply_error(rq, 403, "forbidden", "uid %u is not an admin in the policy",
+                                   (unsigned)rq->peer.uid);
+        }
+        if (strcmp(rq->url, "/v1/admin/secrets") == 0) {
+                if (post)
+                        return route_put(rq);
+                if (get)
+                        return route_list(rq);
+                return reply_error(rq, 405, "method_not_allowed", "use GET or POST");
+        }
+        if (strncmp(rq->url, "/v1/admin/secrets/", 18) == 0)
+                return get ? route_show(rq, rq->url + 18) : reply_error(rq, 405, "method_not_allowed", "use GET");
+        if (strcmp(rq->url, "/v1/admin/revoke") == 0)
+                return post ? route_revoke(rq) : reply_error(rq, 405, "method_not_allowed", "use POST");
+        if (strcmp(rq->url, "/v1/admin/status") == 0)
+                return get ? route_status(rq) : reply_error(rq, 405, "method_not_allowed", "use GET");
+        if (strcmp(rq->url, "/v1/admin/policy/reload") == 0)
+                return post ? route_reload(rq) : reply_error(rq, 405, "method_not_allowed", "use POST");
+        if (strcmp(rq->url, "/v1/health") == 0) {
+                rq->route = "health";
+                return reply_json(rq, 200, json_pack("{s:s}", "status", "ok"), false);
+        }
+        return reply_error(rq, 404, "not_found", "no route %.64s", rq->url);
+}

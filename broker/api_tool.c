@@ -1,0 +1,259 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * tools.sock routes: health, token, redeem, introspect.  Any local process
+ * may connect; the peer identity and the policy decide.  A value leaves the
+ * broker only through /v1/redeem, only under a "redeem" grant that still
+ * exists at redemption time, only to the identity the token was issued to.
+ */
+#include <errno.h>
+#include <string.h>
+#include <time.h>
+
+#include <microhttpd.h>
+#include <sodium.h>
+
+#include "daemon.h"
+#include "error.h"
+
+static unsigned use_bit(const char *s) {
+        if (!s)
+                return 0;
+        if (strcmp(s, "proxy") == 0)
+                return CB_USE_PROXY;
+        if (strcmp(s, "redeem") == 0)
+                return CB_USE_REDEEM;
+        return 0;
+}
+
+/* Map a cb_tokens_use/peek error to a reply. */
+static int token_refused(request *rq, int r) {
+        switch (r) {
+        case -ETIME:
+                return reply_error(rq, 401, "expired", "%s", cb_error_last());
+        case -EDQUOT:
+                return reply_error(rq, 401, "used_up", "%s", cb_error_last());
+        default:
+                return reply_error(rq, 401, "unauthorized", "%s", cb_error_last());
+        }
+}
+
+static int route_token(request *rq) {
+        static const char *const fields[] = { "secret", "use", "ttl", "bind_process", NULL };
+        char tok[CB_TOKEN_LEN + 1];
+        const cb_token_info *info;
+        const cb_grant *g;
+        const cb_version_info *vi;
+        const char *client = NULL, *secret, *use_s;
+        json_t *o, *ttl_j, *bind_j;
+        uint32_t ttl;
+        size_t nv;
+        unsigned use;
+        int r, ret;
+
+        rq->route = "token";
+        o = body_object(rq, fields);
+        if (!o)
+                return MHD_YES;
+        secret = json_string_value(json_object_get(o, "secret"));
+        use_s = json_string_value(json_object_get(o, "use"));
+        ttl_j = json_object_get(o, "ttl");
+        bind_j = json_object_get(o, "bind_process");
+        use = use_s ? use_bit(use_s) : CB_USE_REDEEM;
+        if (!secret || cb_name_check(secret) < 0) {
+                ret = reply_error(rq, 400, "bad_request", "'secret' must be a valid secret name");
+                goto out;
+        }
+        snprintf(rq->secret, sizeof(rq->secret), "%s", secret);
+        if (!use || (json_object_get(o, "use") && !use_s)) {
+                ret = reply_error(rq, 400, "bad_request", "'use' must be \"proxy\" or \"redeem\"");
+                goto out;
+        }
+        if (ttl_j && (!json_is_integer(ttl_j) || json_integer_value(ttl_j) < 1 ||
+                      json_integer_value(ttl_j) > CB_TTL_MAX)) {
+                ret = reply_error(rq, 400, "bad_request", "'ttl' must be an integer from 1 to %d", CB_TTL_MAX);
+                goto out;
+        }
+        if (bind_j && !json_is_boolean(bind_j)) {
+                ret = reply_error(rq, 400, "bad_request", "'bind_process' must be a boolean");
+                goto out;
+        }
+        g = cb_policy_find_grant(cbd.policy, &rq->peer, secret, use, &client);
+        if (!g) {
+                ret = reply_error(rq, 403, "forbidden", "no grant lets uid %u (%s) use '%s' for %s",
+                                  (unsigned)rq->peer.uid, rq->peer.exe_path, secret, use_s ? use_s : "redeem");
+                goto out;
+        }
+        snprintf(rq->client, sizeof(rq->client), "%s", client);
+        if (g->approval) {
+                /* Fail closed until the approval gate exists. */
+                ret = reply_error(rq, 403, "forbidden", "grant for '%s' requires approval, which this broker "
+                                  "version cannot collect yet", secret);
+                goto out;
+        }
+        if (cb_store_versions(cbd.store, secret, &vi, &nv) < 0) {
+                ret = reply_error(rq, 404, "not_found", "no secret named '%s'", secret);
+                goto out;
+        }
+        ttl = ttl_j ? (uint32_t)json_integer_value(ttl_j) : CB_TTL_DEFAULT;
+        if (ttl > g->max_ttl)
+                ttl = g->max_ttl; /* capped by the grant; the reply says what was given */
+        r = cb_tokens_issue(cbd.tokens, &rq->peer, client, secret, 0, use, ttl, g->max_uses,
+                            bind_j && json_is_true(bind_j), tok, &info);
+        if (r < 0) {
+                ret = reply_error(rq, r == -ENOSPC ? 429 : 500, r == -ENOSPC ? "rate_limited" : "internal", "%s",
+                                  cb_error_last());
+                goto out;
+        }
+        snprintf(rq->accessor, sizeof(rq->accessor), "%s", info->accessor);
+        ret = reply_json(rq, 201,
+                         json_pack("{s:s, s:s, s:I}", "token", tok, "accessor", info->accessor, "expires_in",
+                                   (json_int_t)(info->expires - info->issued)),
+                         true);
+        sodium_memzero(tok, sizeof(tok));
+out:
+        json_decref(o);
+        return ret;
+}
+
+/* A token from the body: {"token": "..."}. */
+static int body_token(request *rq, json_t **ret_o, const char **ret_tok) {
+        static const char *const fields[] = { "token", NULL };
+        json_t *o = body_object(rq, fields);
+        const char *tok;
+
+        if (!o)
+                return -1;
+        tok = json_string_value(json_object_get(o, "token"));
+        if (!tok) {
+                reply_error(rq, 400, "bad_request", "'token' (a string) is required");
+                json_decref(o);
+                return -1;
+        }
+        *ret_o = o;
+        *ret_tok = tok;
+        return 0;
+}
+
+static bool valid_text(const unsigned char *p, size_t n) {
+        for (size_t i = 0; i < n; i++)
+                if (p[i] == 0)
+                        return false;
+        json_t *s = json_stringn((const char *)p, n); /* jansson validates UTF-8 */
+        bool ok = s != NULL;
+        json_decref(s);
+        return ok;
+}
+
+static int route_redeem(request *rq) {
+        const cb_token_info *info;
+        const cb_meta *meta;
+        cb_secbuf *val = NULL;
+        const char *tok;
+        uint32_t version;
+        json_t *o, *resp;
+        int r, ret;
+
+        rq->route = "redeem";
+        if (body_token(rq, &o, &tok) < 0)
+                return MHD_YES;
+        r = cb_tokens_use(cbd.tokens, tok, strlen(tok), &rq->peer, CB_USE_REDEEM, &info);
+        if (r < 0) {
+                ret = token_refused(rq, r);
+                goto out;
+        }
+        snprintf(rq->accessor, sizeof(rq->accessor), "%s", info->accessor);
+        snprintf(rq->secret, sizeof(rq->secret), "%s", info->secret);
+        snprintf(rq->client, sizeof(rq->client), "%s", info->client);
+        /* The grant must still exist: a policy reload can take it away. */
+        if (!cb_policy_find_grant(cbd.policy, &rq->peer, info->secret, CB_USE_REDEEM, NULL)) {
+                ret = reply_error(rq, 403, "forbidden", "the grant for '%s' (redeem) no longer exists", info->secret);
+                goto out;
+        }
+        r = cb_store_get(cbd.store, info->secret, 0, false, &val, &version, &meta);
+        if (r < 0) {
+                ret = reply_error(rq, r == -ENOENT ? 404 : 500, r == -ENOENT ? "not_found" : "internal", "%s",
+                                  cb_error_last());
+                goto out;
+        }
+        if (meta->not_after && meta->not_after <= (uint64_t)time(NULL)) {
+                ret = reply_error(rq, 403, "forbidden", "secret '%s' expired (not_after)", info->secret);
+                goto out;
+        }
+        if (valid_text(cb_secbuf_data(val), cb_secbuf_len(val))) {
+                resp = json_pack("{s:s, s:I, s:s%}", "secret", info->secret, "version", (json_int_t)version, "value",
+                                 (const char *)cb_secbuf_data(val), cb_secbuf_len(val));
+        } else {
+                size_t b64len = sodium_base64_ENCODED_LEN(cb_secbuf_len(val), sodium_base64_VARIANT_ORIGINAL);
+                cb_secbuf *b64 = cb_secbuf_new(b64len);
+                if (!b64) {
+                        ret = MHD_NO;
+                        goto out;
+                }
+                sodium_bin2base64((char *)cb_secbuf_data(b64), b64len, cb_secbuf_data(val), cb_secbuf_len(val),
+                                  sodium_base64_VARIANT_ORIGINAL);
+                resp = json_pack("{s:s, s:I, s:s}", "secret", info->secret, "version", (json_int_t)version,
+                                 "value_base64", (const char *)cb_secbuf_data(b64));
+                cb_secbuf_free(b64);
+        }
+        ret = reply_json(rq, 200, resp, true);
+out:
+        cb_secbuf_free(val);
+        json_decref(o);
+        return ret;
+}
+
+static int route_introspect(request *rq) {
+        const cb_token_info *info;
+        const char *tok;
+        json_t *o, *uses;
+        int r, ret;
+
+        rq->route = "introspect";
+        if (body_token(rq, &o, &tok) < 0)
+                return MHD_YES;
+        r = cb_tokens_peek(cbd.tokens, tok, strlen(tok), &info);
+        if (r < 0) {
+                ret = token_refused(rq, r);
+                goto out;
+        }
+        /* Only its holder may look: same uid and executable. */
+        if (info->uid != rq->peer.uid || sodium_memcmp(info->exe_sha256, rq->peer.exe_sha256, 32) != 0) {
+                ret = reply_error(rq, 401, "unauthorized", "token %s belongs to another caller", info->accessor);
+                goto out;
+        }
+        snprintf(rq->accessor, sizeof(rq->accessor), "%s", info->accessor);
+        uses = json_array();
+        if (info->uses & CB_USE_PROXY)
+                json_array_append_new(uses, json_string("proxy"));
+        if (info->uses & CB_USE_REDEEM)
+                json_array_append_new(uses, json_string("redeem"));
+        ret = reply_json(rq, 200,
+                         json_pack("{s:s, s:s, s:o, s:I, s:I, s:I, s:b}", "accessor", info->accessor, "secret",
+                                   info->secret, "use", uses, "expires_in",
+                                   (json_int_t)(info->expires - (uint64_t)time(NULL)), "used", (json_int_t)info->used,
+                                   "max_uses", (json_int_t)info->max_uses, "bound_process", info->bound_process),
+                         false);
+out:
+        json_decref(o);
+        return ret;
+}
+
+int api_tool(request *rq) {
+        bool get = strcmp(rq->method, "GET") == 0, post = strcmp(rq->method, "POST") == 0;
+
+        if (strcmp(rq->url, "/v1/health") == 0) {
+                rq->route = "health";
+                return get ? reply_json(rq, 200, json_pack("{s:s, s:s}", "status", "ok", "version", CB_VERSION_STRING),
+                                        false)
+                           : reply_error(rq, 405, "method_not_allowed", "use GET");
+        }
+        if (strcmp(rq->url, "/v1/token") == 0)
+                return post ? route_token(rq) : reply_error(rq, 405, "method_not_allowed", "use POST");
+        if (strcmp(rq->url, "/v1/redeem") == 0)
+                return post ? route_redeem(rq) : reply_error(rq, 405, "method_not_allowed", "use POST");
+        if (strcmp(rq->url, "/v1/introspect") == 0)
+                return post ? route_introspect(rq) : reply_error(rq, 405, "method_not_allowed", "use POST");
+        if (strncmp(rq->url, "/v1/admin/", 10) == 0)
+                return reply_error(rq, 403, "forbidden", "admin routes are served on admin.sock only");
+        return reply_error(rq, 404, "not_found", "no route %.64s", rq->url);
+}

@@ -1,0 +1,80 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* credbrokerd internals shared by main.c, server.c, api_tool.c, api_admin.c. */
+#pragma once
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <jansson.h>
+
+#include "peer.h"
+#include "policy.h"
+#include "store.h"
+#include "tokens.h"
+
+#define CB_BODY_MAX (128 * 1024)
+#define CB_VERSION_STRING "0.1.0"
+
+struct MHD_Daemon;
+struct MHD_Connection;
+
+typedef struct daemon_state {
+        pthread_mutex_t lock; /* serialises request handling and reloads */
+        cb_store *store;
+        cb_policy *policy;
+        cb_tokens *tokens;
+        cb_exe_cache *exe_cache;
+        const char *policy_path;
+        const char *run_dir;
+        int audit_fd;
+        uint64_t started;
+        struct MHD_Daemon *tool_mhd, *admin_mhd;
+} daemon_state;
+
+extern daemon_state cbd;
+
+/* One request as the handlers see it. */
+typedef struct request {
+        struct MHD_Connection *conn;
+        const char *method;
+        const char *url;
+        unsigned char *body; /* NUL-terminated, wiped on free */
+        size_t body_len;
+        bool too_large;
+        bool admin_socket;
+        cb_peer peer;
+        bool have_peer;
+        /* What the audit record says (set by handlers). */
+        const char *route;
+        char secret[CB_NAME_MAX + 1];
+        char client[65];
+        char accessor[CB_ACCESSOR_LEN + 1];
+} request;
+
+/* Responses.  Every reply goes through these; they also write the audit
+ * record (decision "allow" for 2xx, else "deny" with the message). */
+int reply_json(request *rq, unsigned status, json_t *body, bool sensitive);
+int reply_error(request *rq, unsigned status, const char *code, const char *fmt, ...)
+        __attribute__((format(printf, 4, 5)));
+
+/* Parse the body as a JSON object whose keys are all in `allowed` (NULL-
+ * terminated).  On failure replies 400 and returns NULL. */
+json_t *body_object(request *rq, const char *const *allowed);
+
+/* Route handlers: return an MHD result from reply_*. */
+int api_tool(request *rq);
+int api_admin(request *rq);
+
+/* Audit one decision (JSON line).  -errno when it cannot be written. */
+int audit_write(const request *rq, unsigned status, const char *decision, const char *reason);
+
+/* Reload the policy file (main.c); on failure the old policy stays and
+ * err says why. */
+int policy_reload(char *err, size_t errlen);
+
+/* Start/stop the HTTP servers on listening fds. */
+int server_start(int tool_fd, int admin_fd);
+void server_stop(void);

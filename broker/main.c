@@ -1,0 +1,288 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * credbrokerd: start-up, sockets, signals.  Foreground, logs to stderr.
+ * SIGTERM/SIGINT: clean exit (sockets removed, keys wiped).  SIGHUP: reload
+ * the policy; an invalid one is refused with the exact error and the old one
+ * keeps serving.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <grp.h>
+#include <malloc.h>
+#include <stdarg.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "daemon.h"
+#include "error.h"
+
+daemon_state cbd = { .lock = PTHREAD_MUTEX_INITIALIZER, .audit_fd = -1 };
+
+#define DEFAULT_STATE_DIR "/var/lib/credbroker"
+#define DEFAULT_RUN_DIR "/run/credbroker"
+#define DEFAULT_POLICY "/etc/credbroker/policy.json"
+#define DEFAULT_UNLOCK "keyfile:/etc/credbroker/host.key"
+
+static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void say(const char *fmt, ...) {
+        va_list ap;
+
+        fputs("credbrokerd: ", stderr);
+        va_start(ap, fmt);
+        vfprintf(stderr, fmt, ap);
+        va_end(ap);
+        fputc('\n', stderr);
+}
+
+/* jansson's strings may hold a value on its way out: wipe on free. */
+static void *json_alloc(size_t n) {
+        return malloc(n);
+}
+
+static void json_release(void *p) {
+        if (p) {
+                sodium_memzero(p, malloc_usable_size(p));
+                free(p);
+        }
+}
+
+int policy_reload(char *err, size_t errlen) {
+        cb_policy *p;
+        int r = cb_policy_load(cbd.policy_path, &p);
+
+        if (r < 0) {
+                snprintf(err, errlen, "%s", cb_error_last());
+                return r;
+        }
+        cb_policy_free(cbd.policy);
+        cbd.policy = p;
+        return 0;
+}
+
+/* The run dir holds the sockets: it must be ours, a real directory, and not
+ * writable by others (who could replace a socket with their own). */
+static int prepare_run_dir(const char *dir) {
+        struct stat st;
+
+        if (mkdir(dir, 0755) < 0 && errno != EEXIST)
+                return cb_error_set(-errno, "cannot create run dir %s: %s", dir, strerror(errno));
+        if (lstat(dir, &st) < 0)
+                return cb_error_set(-errno, "run dir %s: %s", dir, strerror(errno));
+        if (S_ISLNK(st.st_mode))
+                return cb_error_set(-ELOOP, "run dir %s is a symlink: refusing it", dir);
+        if (!S_ISDIR(st.st_mode))
+                return cb_error_set(-ENOTDIR, "run dir %s is not a directory", dir);
+        if (st.st_uid != geteuid())
+                return cb_error_set(-EPERM, "run dir %s is owned by uid %u, not by uid %u: refusing it", dir,
+                                    (unsigned)st.st_uid, (unsigned)geteuid());
+        if (st.st_mode & 022)
+                return cb_error_set(-EPERM, "run dir %s is writable by group or others (mode %04o)", dir,
+                                    (unsigned)(st.st_mode & 07777));
+        return 0;
+}
+
+static int listen_unix(const char *dir, const char *name, mode_t mode, gid_t gid, char *path_out, size_t cap) {
+        struct sockaddr_un a = { .sun_family = AF_UNIX };
+        mode_t old;
+        int fd, r;
+
+        if ((size_t)snprintf(path_out, cap, "%s/%s", dir, name) >= cap || strlen(path_out) >= sizeof(a.sun_path))
+                return cb_error_set(-ENAMETOOLONG, "socket path %s/%s is too long", dir, name);
+        strcpy(a.sun_path, path_out);
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (fd < 0)
+                return -errno;
+        (void)unlink(path_out);
+        old = umask(0177); /* no window where the socket is more open than asked */
+        r = bind(fd, (struct sockaddr *)&a, sizeof(a));
+        umask(old);
+        if (r < 0 || chmod(path_out, mode) < 0 || (gid != (gid_t)-1 && chown(path_out, (uid_t)-1, gid) < 0) ||
+            listen(fd, 128) < 0) {
+                r = cb_error_set(-errno, "cannot listen on %s: %s", path_out, strerror(errno));
+                close(fd);
+                return r;
+        }
+        return fd;
+}
+
+static void usage(FILE *f) {
+        fputs("usage: credbrokerd [--state-dir DIR] [--run-dir DIR] [--policy FILE] [--unlock SPEC]\n"
+              "                   [--audit-log FILE] [--admin-group GROUP]\n"
+              "       credbrokerd --check-policy FILE\n\n"
+              "defaults: --state-dir " DEFAULT_STATE_DIR " --run-dir " DEFAULT_RUN_DIR "\n"
+              "          --policy " DEFAULT_POLICY " --unlock " DEFAULT_UNLOCK "\n"
+              "          --audit-log: none unless given (JSON lines, one record per decision)\n"
+              "--listen-tcp, --provision-dir and --tpm2-tcti belong to features not in this version:\n"
+              "they are refused rather than ignored.\n",
+              f);
+}
+
+int main(int argc, char **argv) {
+        static const struct option opts[] = {
+                { "state-dir", required_argument, NULL, 's' },   { "run-dir", required_argument, NULL, 'r' },
+                { "policy", required_argument, NULL, 'p' },      { "unlock", required_argument, NULL, 'u' },
+                { "audit-log", required_argument, NULL, 'a' },   { "admin-group", required_argument, NULL, 'g' },
+                { "check-policy", required_argument, NULL, 'c' }, { "listen-tcp", required_argument, NULL, 'T' },
+                { "provision-dir", required_argument, NULL, 'P' }, { "tpm2-tcti", required_argument, NULL, 'X' },
+                { "help", no_argument, NULL, 'h' },               {},
+        };
+        const char *state_dir = DEFAULT_STATE_DIR, *unlock = DEFAULT_UNLOCK, *audit = NULL, *admin_group = NULL;
+        char tool_path[4096], admin_path[4096];
+        const struct rlimit no_core = { 0, 0 };
+        gid_t admin_gid = (gid_t)-1;
+        cb_unlock_spec *spec = NULL;
+        int c, tool_fd = -1, admin_fd = -1, status = 1;
+        sigset_t sigs;
+
+        cbd.policy_path = DEFAULT_POLICY;
+        cbd.run_dir = DEFAULT_RUN_DIR;
+        while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+                switch (c) {
+                case 's': state_dir = optarg; break;
+                case 'r': cbd.run_dir = optarg; break;
+                case 'p': cbd.policy_path = optarg; break;
+                case 'u': unlock = optarg; break;
+                case 'a': audit = optarg; break;
+                case 'g': admin_group = optarg; break;
+                case 'c': {
+                        cb_policy *p;
+                        if (cb_policy_load(optarg, &p) < 0) {
+                                printf("invalid: %s\n", cb_error_last());
+                                return 2;
+                        }
+                        printf("ok: %s: %zu clients, %zu grants\n", optarg, cb_policy_n_clients(p),
+                               cb_policy_n_grants(p));
+                        cb_policy_free(p);
+                        return 0;
+                }
+                case 'T': case 'P': case 'X':
+                        say("%s is not supported by this version (refusing rather than ignoring it)",
+                            argv[optind - 1]);
+                        return 2;
+                case 'h': usage(stdout); return 0;
+                default: usage(stderr); return 2;
+                }
+        }
+        if (optind != argc) {
+                usage(stderr);
+                return 2;
+        }
+
+        /* Keys live here: no core dumps, no ptrace attach by same-uid processes. */
+        if (setrlimit(RLIMIT_CORE, &no_core) < 0 || prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0) {
+                say("cannot disable core dumps / ptrace: %s", strerror(errno));
+                return 1;
+        }
+        if (sodium_init() < 0) {
+                say("libsodium failed to initialise");
+                return 1;
+        }
+        json_set_alloc_funcs(json_alloc, json_release);
+        signal(SIGPIPE, SIG_IGN);
+        if (admin_group) {
+                struct group *g = getgrnam(admin_group);
+                if (!g) {
+                        say("admin group '%s' does not exist", admin_group);
+                        return 2;
+                }
+                admin_gid = g->gr_gid;
+        }
+        if (cb_policy_load(cbd.policy_path, &cbd.policy) < 0) {
+                say("%s", cb_error_last());
+                return 1;
+        }
+        if (audit) {
+                cbd.audit_fd = open(audit, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+                if (cbd.audit_fd < 0) {
+                        say("cannot open audit log %s: %s", audit, strerror(errno));
+                        goto out;
+                }
+        }
+        if (cb_unlock_spec_parse(unlock, &spec) < 0 || cb_store_open(state_dir, spec, &cbd.store) < 0) {
+                say("%s", cb_error_last());
+                goto out;
+        }
+        cbd.tokens = cb_tokens_new(0, 0);
+        cbd.exe_cache = cb_exe_cache_new(256);
+        if (!cbd.tokens || !cbd.exe_cache) {
+                say("out of memory");
+                goto out;
+        }
+        if (prepare_run_dir(cbd.run_dir) < 0) {
+                say("%s", cb_error_last());
+                goto out;
+        }
+        tool_fd = listen_unix(cbd.run_dir, "tools.sock", 0666, (gid_t)-1, tool_path, sizeof(tool_path));
+        if (tool_fd >= 0)
+                admin_fd = listen_unix(cbd.run_dir, "admin.sock", admin_group ? 0660 : 0600, admin_gid, admin_path,
+                                       sizeof(admin_path));
+        if (tool_fd < 0 || admin_fd < 0) {
+                say("%s", cb_error_last());
+                goto out;
+        }
+        /* Signals go to this thread only: block them before the servers'
+         * threads start (they inherit the mask). */
+        sigemptyset(&sigs);
+        sigaddset(&sigs, SIGTERM);
+        sigaddset(&sigs, SIGINT);
+        sigaddset(&sigs, SIGHUP);
+        pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+        cbd.started = (uint64_t)time(NULL);
+        if (server_start(tool_fd, admin_fd) < 0) {
+                say("%s", cb_error_last());
+                goto out;
+        }
+        say("serving %zu secrets on %s and %s (policy %s: %zu clients, %zu grants)", cb_store_count(cbd.store),
+            tool_path, admin_path, cbd.policy_path, cb_policy_n_clients(cbd.policy), cb_policy_n_grants(cbd.policy));
+        for (;;) {
+                struct timespec tick = { 1, 0 };
+                int sig = sigtimedwait(&sigs, NULL, &tick);
+
+                if (sig == SIGTERM || sig == SIGINT) {
+                        say("%s: stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+                        break;
+                }
+                pthread_mutex_lock(&cbd.lock);
+                if (sig == SIGHUP) {
+                        char err[512];
+                        if (policy_reload(err, sizeof(err)) < 0)
+                                say("SIGHUP: policy NOT reloaded, the old one stays in force: %s", err);
+                        else
+                                say("SIGHUP: policy reloaded: %zu clients, %zu grants",
+                                    cb_policy_n_clients(cbd.policy), cb_policy_n_grants(cbd.policy));
+                }
+                cb_tokens_sweep(cbd.tokens, (uint64_t)time(NULL));
+                pthread_mutex_unlock(&cbd.lock);
+        }
+        status = 0;
+out:
+        server_stop();
+        if (tool_fd >= 0) {
+                close(tool_fd);
+                (void)unlink(tool_path);
+        }
+        if (admin_fd >= 0) {
+                close(admin_fd);
+                (void)unlink(admin_path);
+        }
+        cb_tokens_free(cbd.tokens);
+        cb_exe_cache_free(cbd.exe_cache);
+        cb_store_close(cbd.store);
+        cb_policy_free(cbd.policy);
+        cb_unlock_spec_free(spec);
+        if (cbd.audit_fd >= 0)
+                close(cbd.audit_fd);
+        return status;
+}

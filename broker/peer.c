@@ -1,0 +1,605 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Peer identity (see peer.h and DESIGN.md "Peer identity").
+ *
+ * Binding every /proc read to the right process:
+ *
+ *   1. SO_PEERCRED gives (uid, gid, pid) as of connect(); SO_PEERPIDFD gives
+ *      a pidfd for that very process (the socket holds its struct pid, so
+ *      no pid recycling can get in between).
+ *   2. We open /proc/<pid> as a directory and then check through the pidfd
+ *      that the process is still alive.  A process that is alive now was
+ *      alive when the directory was opened, so the number <pid> named it
+ *      then, and the directory fd names it for good: once that process is
+ *      gone, lookups below the fd fail (ENOENT/ESRCH) instead of reaching a
+ *      newcomer with the same pid.  Every later read goes through that fd.
+ *   3. At the end we check the pidfd once more, and that /proc/<pid>/exe
+ *      still names the inode we hashed (an execve() in the middle counts as
+ *      "replaced": -ESRCH).
+ *
+ * Executable hashes are cached by (dev, ino, size, mtime, ctime).  ctime
+ * cannot be set by user space and moves on every write, but only with the
+ * file system's timestamp granularity: a write landing in the same tick as
+ * our fstat() could leave the key unchanged.  So, as git does for its index
+ * ("racy git"), an entry is cached only if its ctime is CACHE_RACY_SEC older
+ * than the moment we sampled it; younger files are hashed on every call.
+ *
+ * Nothing here is thread-safe with respect to one cb_exe_cache: callers
+ * serialise access to a cache (the daemon identifies peers on one thread).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "error.h"
+#include "peer.h"
+
+#ifndef SO_PEERPIDFD
+#define SO_PEERPIDFD 77   /* Linux 6.5; glibc headers before 2.39 lack it */
+#endif
+
+#define HASH_CHUNK       (64 * 1024)
+#define PROC_READ_CHUNK  4096          /* one read() of a /proc file */
+#define STAT_MAX         4096          /* /proc/<pid>/stat is ~300 bytes */
+#define CGROUP_FILE_MAX  (64 * 1024)   /* whole /proc/<pid>/cgroup, v1 lines included */
+#define CACHE_RACY_SEC   2
+#define CACHE_MAX        65536
+#define STAT_STARTTIME   22            /* field number in proc(5) */
+
+typedef struct exe_key {
+        dev_t dev;
+        ino_t ino;
+        off_t size;
+        struct timespec mtim;
+        struct timespec ctim;
+} exe_key;
+
+typedef struct exe_entry {
+        exe_key key;
+        unsigned char sha256[32];
+        uint64_t used;                 /* cache clock at last hit or insert */
+} exe_entry;
+
+struct cb_exe_cache {
+        size_t max;
+        size_t n;
+        uint64_t clock;
+        exe_entry e[];
+};
+
+static int proc_errno(int e) {
+        /* The process (or its /proc entry) went away. */
+        return e == ENOENT || e == ESRCH ? -ESRCH : -e;
+}
+
+/* Record a failed /proc/<pid>/what access (r from proc_errno()). */
+static int proc_fail(int r, pid_t pid, const char *what) {
+        if (r == -ESRCH)
+                return cb_error_set(r, "peer pid %d exited while being identified (/proc/%d/%s is gone)", (int)pid,
+                                    (int)pid, what);
+        return cb_error_set(r, "/proc/%d/%s: %s", (int)pid, what, strerror(-r));
+}
+
+/* ---- overflow ids ------------------------------------------------------ */
+
+static uid_t overflow_uid = 65534;
+static gid_t overflow_gid = 65534;
+static pthread_once_t overflow_once = PTHREAD_ONCE_INIT;
+
+static unsigned long read_sysctl_id(const char *path, unsigned long dflt) {
+        char buf[32];
+        unsigned long v;
+        char *end;
+        ssize_t n;
+        int fd;
+
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return dflt;
+        n = read(fd, buf, sizeof(buf) - 1);
+        close(fd);
+        if (n <= 0)
+                return dflt;
+        buf[n] = '\0';
+        errno = 0;
+        v = strtoul(buf, &end, 10);
+        if (errno != 0 || end == buf || (*end != '\n' && *end != '\0') || v >= UINT32_MAX)
+                return dflt;
+        return v;
+}
+
+static void overflow_load(void) {
+        overflow_uid = (uid_t)read_sysctl_id("/proc/sys/kernel/overflowuid", 65534);
+        overflow_gid = (gid_t)read_sysctl_id("/proc/sys/kernel/overflowgid", 65534);
+}
+
+/* ---- pidfd ------------------------------------------------------------- */
+
+/* 1 if the process behind pidfd is running, 0 if it exited (zombie or
+ * reaped).  EPERM from the signal check means "exists, not ours to signal":
+ * that is alive.  poll() readable means the process exited; it also catches
+ * zombies, which signal 0 still reaches. */
+static int pidfd_alive(int pidfd) {
+        struct pollfd pfd = { .fd = pidfd, .events = POLLIN };
+        int r;
+
+        if (pidfd < 0)
+                return 0;
+        if (syscall(SYS_pidfd_send_signal, pidfd, 0, NULL, 0) < 0 && errno != EPERM)
+                return 0;
+        do
+                r = poll(&pfd, 1, 0);
+        while (r < 0 && errno == EINTR);
+        if (r < 0)
+                return 0;
+        return r == 0 || !(pfd.revents & (POLLIN | POLLHUP | POLLERR | POLLNVAL));
+}
+
+static int peer_pidfd(int fd, pid_t pid, int *ret_pidfd) {
+        socklen_t len = sizeof(int);
+        int pidfd = -1;
+
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERPIDFD, &pidfd, &len) == 0) {
+                if (len != sizeof(int) || pidfd < 0) {
+                        if (pidfd >= 0)
+                                close(pidfd);
+                        return cb_error_set(-EPROTO, "SO_PEERPIDFD: unexpected answer");
+                }
+                *ret_pidfd = pidfd;
+                return 0;
+        }
+        if (errno == ESRCH)
+                return cb_error_set(-ESRCH, "peer pid %d exited before it could be identified", (int)pid);
+        if (errno != ENOPROTOOPT)
+                return cb_error_set(-errno, "SO_PEERPIDFD: %s", strerror(errno));
+
+        /* Kernel before 6.5.  Weaker: pidfd_open() names whatever process
+         * holds the number now, so if the peer exited and its pid was
+         * recycled between connect() and this call we pin the newcomer.
+         * The window is small (the peer must exit and ~pid_max forks must
+         * happen), and the uid from SO_PEERCRED is still the connect()-time
+         * one, but the exe/cgroup/start_time reported may then belong to
+         * the newcomer. */
+        pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+        if (pidfd < 0) {
+                int r = proc_errno(errno);
+
+                return cb_error_set(r, "pidfd_open(%d): %s", (int)pid, strerror(-r));
+        }
+        *ret_pidfd = pidfd;
+        return 0;
+}
+
+/* ---- /proc readers ----------------------------------------------------- */
+
+/* Read all of dirfd/name into buf[0..cap) and NUL-terminate; -EFBIG if it
+ * does not fit. */
+static int proc_read_small(int dirfd, const char *name, char *buf, size_t cap, size_t *ret_len) {
+        size_t n = 0;
+        int fd, r = 0;
+
+        fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0)
+                return proc_errno(errno);
+        for (;;) {
+                size_t want = cap - 1 - n;
+                ssize_t k;
+
+                if (want == 0) {
+                        char extra;
+
+                        k = read(fd, &extra, 1);
+                        if (k < 0 && errno == EINTR)
+                                continue;
+                        r = k < 0 ? proc_errno(errno) : k > 0 ? -EFBIG : 0;
+                        break;
+                }
+                if (want > PROC_READ_CHUNK)
+                        want = PROC_READ_CHUNK;
+                k = read(fd, buf + n, want);
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k < 0) {
+                        r = proc_errno(errno);
+                        break;
+                }
+                if (k == 0)
+                        break;
+                n += (size_t)k;
+        }
+        close(fd);
+        if (r < 0)
+                return r;
+        buf[n] = '\0';
+        *ret_len = n;
+        return 0;
+}
+
+/* Field 22 (starttime) of /proc/<pid>/stat.  comm (field 2) may hold
+ * spaces and parentheses, so fields are counted after the LAST ')'. */
+static int proc_start_time(int procfd, pid_t pid, uint64_t *ret) {
+        char buf[STAT_MAX], *p, *end;
+        unsigned long long v;
+        size_t n = 0; /* set by proc_read_small on success; gcc -O2 cannot see it */
+        int field, r;
+
+        r = proc_read_small(procfd, "stat", buf, sizeof(buf), &n);
+        if (r < 0)
+                return r == -EFBIG ? cb_error_set(r, "/proc/%d/stat is larger than %d bytes", (int)pid, STAT_MAX)
+                                   : proc_fail(r, pid, "stat");
+        p = memrchr(buf, ')', n);
+        if (!p)
+                return cb_error_set(-EBADMSG, "/proc/%d/stat: no ')' after comm", (int)pid);
+        p++;
+        /* p points at " S ppid ...": field 3 starts after one space. */
+        for (field = 2; field < STAT_STARTTIME; field++) {
+                if (*p != ' ')
+                        return cb_error_set(-EBADMSG, "/proc/%d/stat: field %d missing", (int)pid, field + 1);
+                p++;
+                if (field + 1 < STAT_STARTTIME)
+                        p += strcspn(p, " ");
+        }
+        if (*p < '0' || *p > '9')
+                return cb_error_set(-EBADMSG, "/proc/%d/stat: field %d is not a number", (int)pid, STAT_STARTTIME);
+        errno = 0;
+        v = strtoull(p, &end, 10);
+        if (errno != 0 || (*end != ' ' && *end != '\n' && *end != '\0'))
+                return cb_error_set(-EBADMSG, "/proc/%d/stat: field %d is not a number", (int)pid, STAT_STARTTIME);
+        *ret = v;
+        return 0;
+}
+
+/* Line-at-a-time scanner for /proc/<pid>/cgroup: keeps the first
+ * sizeof(line) - 1 bytes of the current line and notes if there were more. */
+typedef struct cgroup_scan {
+        char line[CB_CGROUP_MAX + 3];   /* "0::" + path (< CB_CGROUP_MAX) + NUL */
+        size_t len;
+        bool too_long;
+        bool found;
+} cgroup_scan;
+
+static int cgroup_line_end(cgroup_scan *s, pid_t pid, char out[CB_CGROUP_MAX]) {
+        bool v2 = s->len >= 3 && memcmp(s->line, "0::", 3) == 0;
+
+        if (v2 && s->found)
+                return cb_error_set(-EBADMSG, "/proc/%d/cgroup has two cgroup v2 lines", (int)pid);
+        if (v2 && s->too_long)
+                return cb_error_set(-ENAMETOOLONG, "peer pid %d: cgroup path longer than %d bytes", (int)pid,
+                                    CB_CGROUP_MAX - 1);
+        if (v2) {
+                /* At most sizeof(line) - 1 - 3 = CB_CGROUP_MAX - 1 bytes. */
+                memcpy(out, s->line + 3, s->len - 3);
+                out[s->len - 3] = '\0';
+                s->found = true;
+        }
+        s->len = 0;
+        s->too_long = false;
+        return 0;
+}
+
+/* The cgroup v2 line ("0::/path") of /proc/<pid>/cgroup into out, "" if
+ * there is none.  Read in PROC_READ_CHUNK pieces (the v2 line comes last on
+ * hybrid systems, after the v1 lines).  A v2 path that does not fit is
+ * refused rather than cut, since a cut path would match a prefix selector
+ * it does not belong under.  Two v2 lines are refused too: that could only
+ * be a cgroup name holding a newline (the kernel forbids those today). */
+static int proc_cgroup(int procfd, pid_t pid, char out[CB_CGROUP_MAX]) {
+        cgroup_scan s = { .len = 0 };
+        char chunk[PROC_READ_CHUNK];
+        size_t total = 0;
+        int fd, r = 0;
+
+        out[0] = '\0';
+        fd = openat(procfd, "cgroup", O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0) {
+                return proc_fail(proc_errno(errno), pid, "cgroup");
+        }
+        for (;;) {
+                ssize_t k = read(fd, chunk, sizeof(chunk));
+
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k < 0) {
+                        r = proc_fail(proc_errno(errno), pid, "cgroup");
+                        goto out;
+                }
+                if (k == 0)
+                        break;
+                total += (size_t)k;
+                if (total > CGROUP_FILE_MAX) {
+                        r = cb_error_set(-EFBIG, "/proc/%d/cgroup is larger than %d bytes", (int)pid,
+                                         CGROUP_FILE_MAX);
+                        goto out;
+                }
+                for (ssize_t i = 0; i < k; i++) {
+                        if (chunk[i] == '\n') {
+                                r = cgroup_line_end(&s, pid, out);
+                                if (r < 0)
+                                        goto out;
+                        } else if (s.len < sizeof(s.line) - 1) {
+                                s.line[s.len++] = chunk[i];
+                        } else {
+                                s.too_long = true;
+                        }
+                }
+        }
+        if (s.len > 0 || s.too_long)
+                r = cgroup_line_end(&s, pid, out);   /* no final newline */
+out:
+        close(fd);
+        if (r < 0)
+                out[0] = '\0';
+        return r;
+}
+
+/* ---- hashing and the cache --------------------------------------------- */
+
+int cb_sha256_fd(int fd, unsigned char out[32]) {
+        crypto_hash_sha256_state st;
+        unsigned char *buf;
+        struct stat sb;
+        off_t off = 0;
+        int r = 0;
+
+        if (fstat(fd, &sb) < 0)
+                return cb_error_set(-errno, "fstat: %s", strerror(errno));
+        if (!S_ISREG(sb.st_mode))
+                return cb_error_set(-EINVAL, "not a regular file: cannot hash it");
+        buf = malloc(HASH_CHUNK);
+        if (!buf)
+                return cb_error_set(-ENOMEM, "out of memory");
+        crypto_hash_sha256_init(&st);
+        for (;;) {
+                ssize_t k = pread(fd, buf, HASH_CHUNK, off);
+
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k < 0) {
+                        r = cb_error_set(-errno, "read at offset %lld: %s", (long long)off, strerror(errno));
+                        goto out;
+                }
+                if (k == 0)
+                        break;
+                crypto_hash_sha256_update(&st, buf, (unsigned long long)k);
+                off += k;
+        }
+        crypto_hash_sha256_final(&st, out);
+out:
+        free(buf);
+        return r;
+}
+
+cb_exe_cache *cb_exe_cache_new(size_t max_entries) {
+        cb_exe_cache *c;
+
+        if (max_entries > CACHE_MAX)
+                max_entries = CACHE_MAX;
+        c = calloc(1, sizeof(*c) + max_entries * sizeof(exe_entry));
+        if (!c)
+                return NULL;
+        c->max = max_entries;
+        return c;
+}
+
+void cb_exe_cache_free(cb_exe_cache *c) {
+        free(c);
+}
+
+static void key_from_stat(const struct stat *st, exe_key *k) {
+        memset(k, 0, sizeof(*k));
+        k->dev = st->st_dev;
+        k->ino = st->st_ino;
+        k->size = st->st_size;
+        k->mtim = st->st_mtim;
+        k->ctim = st->st_ctim;
+}
+
+static bool key_eq(const exe_key *a, const exe_key *b) {
+        return a->dev == b->dev && a->ino == b->ino && a->size == b->size &&
+               a->mtim.tv_sec == b->mtim.tv_sec && a->mtim.tv_nsec == b->mtim.tv_nsec &&
+               a->ctim.tv_sec == b->ctim.tv_sec && a->ctim.tv_nsec == b->ctim.tv_nsec;
+}
+
+static const exe_entry *cache_lookup(cb_exe_cache *c, const exe_key *k) {
+        for (size_t i = 0; i < c->n; i++)
+                if (key_eq(&c->e[i].key, k)) {
+                        c->e[i].used = ++c->clock;
+                        return &c->e[i];
+                }
+        return NULL;
+}
+
+/* Insert, evicting the least recently used entry when full. */
+static void cache_insert(cb_exe_cache *c, const exe_key *k, const unsigned char sha[32]) {
+        exe_entry *e;
+
+        if (c->max == 0)
+                return;
+        if (c->n < c->max)
+                e = &c->e[c->n++];
+        else {
+                e = &c->e[0];
+                for (size_t i = 1; i < c->n; i++)
+                        if (c->e[i].used < e->used)
+                                e = &c->e[i];
+        }
+        e->key = *k;
+        memcpy(e->sha256, sha, 32);
+        e->used = ++c->clock;
+}
+
+/* Hash the open executable exefd (whose fstat is *st), through the cache. */
+static int exe_hash(int exefd, const struct stat *st, cb_exe_cache *cache, pid_t pid, unsigned char out[32]) {
+        struct timespec now;
+        struct stat after;
+        exe_key k, k2;
+        bool racy;
+        int r;
+
+        key_from_stat(st, &k);
+        if (cache) {
+                const exe_entry *e = cache_lookup(cache, &k);
+
+                if (e) {
+                        memcpy(out, e->sha256, 32);
+                        return 0;
+                }
+        }
+        /* *st was sampled before this clock read, so any later write gets a
+         * ctime no earlier than about now. */
+        if (clock_gettime(CLOCK_REALTIME, &now) < 0)
+                return cb_error_set(-errno, "clock_gettime: %s", strerror(errno));
+        r = cb_sha256_fd(exefd, out);
+        if (r < 0)
+                return cb_error_set(r, "peer pid %d: hashing the executable: %s", (int)pid, cb_error_last());
+        if (fstat(exefd, &after) < 0)
+                return cb_error_set(-errno, "fstat: %s", strerror(errno));
+        key_from_stat(&after, &k2);
+        if (!key_eq(&k, &k2))
+                /* Only possible once no process executes the file (ETXTBSY
+                 * otherwise): the hash mixes two contents. */
+                return cb_error_set(-EAGAIN, "peer pid %d: the executable changed while being hashed", (int)pid);
+        racy = k.ctim.tv_sec > now.tv_sec - CACHE_RACY_SEC;
+        if (cache && !racy)
+                cache_insert(cache, &k, out);
+        return 0;
+}
+
+/* ---- identify ---------------------------------------------------------- */
+
+int cb_peer_identify(int fd, cb_exe_cache *cache, cb_peer *ret) {
+        cb_peer p = { .pidfd = -1 };
+        struct ucred uc = { 0 };
+        socklen_t len = sizeof(uc);
+        struct stat st, st2;
+        char dir[32];
+        int procfd = -1, exefd = -1, r;
+        ssize_t n;
+
+        if (!ret)
+                return cb_error_set(-EINVAL, "cb_peer_identify: no output");
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &uc, &len) < 0)
+                return cb_error_set(-errno, "SO_PEERCRED: %s", strerror(errno));
+        if (len != sizeof(uc))
+                return cb_error_set(-EPROTO, "SO_PEERCRED: short answer");
+        pthread_once(&overflow_once, overflow_load);
+        if (uc.pid <= 0)
+                return cb_error_set(-EPERM, "peer has pid 0: it is in a pid namespace we cannot see into "
+                                            "(or the socket is not connected); refusing it");
+        if (uc.uid == (uid_t)-1 || uc.gid == (gid_t)-1)
+                return cb_error_set(-EPERM, "peer pid %d has no credentials; refusing it", (int)uc.pid);
+        if (uc.uid == overflow_uid)
+                return cb_error_set(-EPERM, "peer pid %d has the overflow uid %u (its uid is not mapped into "
+                                            "our user namespace); refusing it", (int)uc.pid, (unsigned)uc.uid);
+        if (uc.gid == overflow_gid)
+                return cb_error_set(-EPERM, "peer pid %d has the overflow gid %u (its gid is not mapped into "
+                                            "our user namespace); refusing it", (int)uc.pid, (unsigned)uc.gid);
+        p.uid = uc.uid;
+        p.gid = uc.gid;
+        p.pid = uc.pid;
+
+        r = peer_pidfd(fd, p.pid, &p.pidfd);
+        if (r < 0)
+                return r;
+
+        snprintf(dir, sizeof(dir), "/proc/%d", (int)p.pid);
+        procfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (procfd < 0) {
+                r = proc_fail(proc_errno(errno), p.pid, "");
+                goto out;
+        }
+        /* From here on procfd names the pidfd's process (see the top). */
+        if (!pidfd_alive(p.pidfd)) {
+                r = cb_error_set(-ESRCH, "peer pid %d exited before it could be identified", (int)p.pid);
+                goto out;
+        }
+
+        exefd = openat(procfd, "exe", O_RDONLY | O_CLOEXEC);
+        if (exefd < 0) {
+                r = proc_fail(proc_errno(errno), p.pid, "exe");
+                goto out;
+        }
+        if (fstat(exefd, &st) < 0) {
+                r = cb_error_set(-errno, "%s/exe: fstat: %s", dir, strerror(errno));
+                goto out;
+        }
+        if (!S_ISREG(st.st_mode)) {
+                r = cb_error_set(-EINVAL, "%s/exe is not a regular file", dir);
+                goto out;
+        }
+        n = readlinkat(procfd, "exe", p.exe_path, sizeof(p.exe_path));
+        if (n < 0) {
+                r = proc_fail(proc_errno(errno), p.pid, "exe");
+                goto out;
+        }
+        if ((size_t)n >= sizeof(p.exe_path)) {
+                r = cb_error_set(-ENAMETOOLONG, "%s/exe: path longer than %d bytes", dir, PATH_MAX - 1);
+                goto out;
+        }
+        p.exe_path[n] = '\0';
+
+        r = exe_hash(exefd, &st, cache, p.pid, p.exe_sha256);
+        if (r < 0)
+                goto out;
+        sodium_bin2hex(p.exe_sha256_hex, sizeof(p.exe_sha256_hex), p.exe_sha256, sizeof(p.exe_sha256));
+
+        r = proc_cgroup(procfd, p.pid, p.cgroup);
+        if (r < 0)
+                goto out;
+        r = proc_start_time(procfd, p.pid, &p.start_time);
+        if (r < 0)
+                goto out;
+
+        /* An execve() since we opened exe would make path, hash and the
+         * process disagree. */
+        if (fstatat(procfd, "exe", &st2, 0) < 0) {
+                r = proc_fail(proc_errno(errno), p.pid, "exe");
+                goto out;
+        }
+        if (st2.st_dev != st.st_dev || st2.st_ino != st.st_ino) {
+                r = cb_error_set(-ESRCH, "peer pid %d executed another program while being identified", (int)p.pid);
+                goto out;
+        }
+        if (!pidfd_alive(p.pidfd)) {
+                r = cb_error_set(-ESRCH, "peer pid %d exited while being identified", (int)p.pid);
+                goto out;
+        }
+
+        *ret = p;
+        p.pidfd = -1;       /* moved to *ret */
+        r = 0;
+out:
+        if (exefd >= 0)
+                close(exefd);
+        if (procfd >= 0)
+                close(procfd);
+        if (p.pidfd >= 0)
+                close(p.pidfd);
+        return r;
+}
+
+int cb_peer_alive(const cb_peer *p) {
+        return p && pidfd_alive(p->pidfd);
+}
+
+void cb_peer_done(cb_peer *p) {
+        if (!p)
+                return;
+        if (p->pidfd >= 0)
+                close(p->pidfd);
+        p->pidfd = -1;
+}

@@ -1,0 +1,53 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Peer identity of a local client, established per request (not per
+ * connection): SO_PEERCRED for uid/gid/pid, SO_PEERPIDFD to pin the process,
+ * the executable by opening /proc/<pid>/exe and hashing the opened file
+ * (SHA-256, cached by device/inode/size/mtime/ctime), the cgroup v2 path, and
+ * finally a check through the pidfd that the same process is still alive —
+ * so a pid recycled between the checks cannot borrow another identity.
+ */
+#pragma once
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define CB_CGROUP_MAX 512
+
+typedef struct cb_peer {
+        uid_t uid;
+        gid_t gid;
+        pid_t pid;
+        int pidfd;                   /* owned; -1 when not available */
+        char exe_path[PATH_MAX];     /* readlink(/proc/<pid>/exe), may end " (deleted)" */
+        unsigned char exe_sha256[32];
+        char exe_sha256_hex[65];
+        char cgroup[CB_CGROUP_MAX];  /* cgroup v2 path ("/user.slice/..."), "" if unknown */
+        uint64_t start_time;         /* /proc/<pid>/stat field 22: tells processes with one pid apart */
+} cb_peer;
+
+typedef struct cb_exe_cache cb_exe_cache;
+
+/* A cache of executable hashes keyed by (dev, ino, size, mtime, ctime);
+ * bounded (oldest entries evicted).  NULL on ENOMEM. */
+cb_exe_cache *cb_exe_cache_new(size_t max_entries);
+void cb_exe_cache_free(cb_exe_cache *c);
+
+/* Identify the peer of the connected AF_UNIX socket fd into *ret (which the
+ * caller releases with cb_peer_done).  Returns 0, or:
+ *   -EPERM   pid 0 (peer in another pid namespace) or the overflow uid/gid;
+ *   -ESRCH   the process exited (or was replaced) while being identified;
+ *   -errno   from the kernel otherwise.
+ * cache may be NULL (then every call hashes). */
+int cb_peer_identify(int fd, cb_exe_cache *cache, cb_peer *ret);
+
+/* Is the process pinned by p->pidfd still running?  1 yes, 0 no. */
+int cb_peer_alive(const cb_peer *p);
+
+/* Close the pidfd; p may then be reused. */
+void cb_peer_done(cb_peer *p);
+
+/* Hash an open regular file (SHA-256) into out; -errno. */
+int cb_sha256_fd(int fd, unsigned char out[32]);

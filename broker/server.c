@@ -1,0 +1,267 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * libmicrohttpd glue: one server per socket, one internal polling thread
+ * each; every request is handled under cbd.lock.  The peer is identified on
+ * every request from the connection's fd (SO_PEERCRED + pidfd + exe hash),
+ * never cached per connection: a connection handed to another process must
+ * not carry its first owner's identity.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <microhttpd.h>
+#include <sodium.h>
+
+#include "daemon.h"
+#include "error.h"
+
+static void wipe_free(void *p, size_t n) {
+        if (p) {
+                sodium_memzero(p, n);
+                free(p);
+        }
+}
+
+struct body_buf {
+        char *p;
+        size_t n;
+};
+
+static void free_sensitive(void *cls) {
+        struct body_buf *b = cls;
+
+        wipe_free(b->p, b->n);
+        free(b);
+}
+
+int audit_write(const request *rq, unsigned status, const char *decision, const char *reason) {
+        json_t *o;
+        char *line;
+        int r = 0;
+
+        if (cbd.audit_fd < 0)
+                return 0;
+        o = json_pack("{s:I, s:s, s:s, s:s, s:i, s:s, s:s}", "time", (json_int_t)time(NULL), "socket",
+                      rq->admin_socket ? "admin" : "tools", "method", rq->method, "route",
+                      rq->route ? rq->route : rq->url, "status", (int)status, "decision", decision, "reason",
+                      reason ? reason : "");
+        if (!o)
+                return -ENOMEM;
+        if (rq->have_peer) {
+                json_object_set_new(o, "uid", json_integer(rq->peer.uid));
+                json_object_set_new(o, "pid", json_integer(rq->peer.pid));
+                json_object_set_new(o, "exe", json_string(rq->peer.exe_path));
+                json_object_set_new(o, "exe_sha256", json_string(rq->peer.exe_sha256_hex));
+        }
+        if (rq->secret[0])
+                json_object_set_new(o, "secret", json_string(rq->secret));
+        if (rq->client[0])
+                json_object_set_new(o, "client", json_string(rq->client));
+        if (rq->accessor[0])
+                json_object_set_new(o, "accessor", json_string(rq->accessor));
+        line = json_dumps(o, JSON_COMPACT);
+        json_decref(o);
+        if (!line)
+                return -ENOMEM;
+        size_t n = strlen(line);
+        line[n] = '\n';
+        /* One write(2) per record on an O_APPEND fd: records never interleave. */
+        if (write(cbd.audit_fd, line, n + 1) != (ssize_t)(n + 1))
+                r = -EIO;
+        free(line);
+        return r;
+}
+
+static int queue(request *rq, unsigned status, char *text, size_t len, bool sensitive) {
+        struct MHD_Response *resp;
+        struct body_buf *b = NULL;
+        int ret;
+
+        if (sensitive) {
+                b = malloc(sizeof(*b));
+                if (!b) {
+                        wipe_free(text, len);
+                        return MHD_NO;
+                }
+                b->p = text;
+                b->n = len;
+                resp = MHD_create_response_from_buffer_with_free_callback_cls(len, text, free_sensitive, b);
+        } else {
+                resp = MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
+        }
+        if (!resp)
+                return MHD_NO;
+        MHD_add_response_header(resp, "Content-Type", "application/json");
+        MHD_add_response_header(resp, "Cache-Control", "no-store");
+        ret = MHD_queue_response(rq->conn, status, resp);
+        MHD_destroy_response(resp);
+        return ret;
+}
+
+int reply_json(request *rq, unsigned status, json_t *body, bool sensitive) {
+        char *text;
+        size_t len;
+
+        if (audit_write(rq, status, status < 300 ? "allow" : "deny", NULL) < 0 && status < 300) {
+                json_decref(body);
+                /* Fail closed: no audit record, no answer. */
+                return reply_error(rq, 503, "unavailable", "the audit log cannot be written");
+        }
+        text = json_dumps(body, JSON_COMPACT);
+        json_decref(body);
+        if (!text)
+                return MHD_NO;
+        len = strlen(text);
+        return queue(rq, status, text, len, sensitive);
+}
+
+int reply_error(request *rq, unsigned status, const char *code, const char *fmt, ...) {
+        char msg[512];
+        json_t *o;
+        char *text;
+        va_list ap;
+
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof(msg), fmt, ap);
+        va_end(ap);
+        (void)audit_write(rq, status, "deny", msg);
+        o = json_pack("{s:s, s:s}", "error", code, "message", msg);
+        text = o ? json_dumps(o, JSON_COMPACT) : NULL;
+        json_decref(o);
+        if (!text)
+                return MHD_NO;
+        return queue(rq, status, text, strlen(text), false);
+}
+
+json_t *body_object(request *rq, const char *const *allowed) {
+        json_error_t err;
+        json_t *o;
+        const char *key;
+        json_t *v;
+
+        if (!rq->body_len) {
+                reply_error(rq, 400, "bad_request", "a JSON object body is required");
+                return NULL;
+        }
+        o = json_loadb((const char *)rq->body, rq->body_len, JSON_REJECT_DUPLICATES, &err);
+        if (!o || !json_is_object(o)) {
+                reply_error(rq, 400, "bad_request", "body is not a JSON object%s%s", o ? "" : ": ",
+                            o ? "" : err.text);
+                json_decref(o);
+                return NULL;
+        }
+        json_object_foreach(o, key, v) {
+                bool ok = false;
+                for (size_t i = 0; allowed[i]; i++)
+                        ok |= strcmp(key, allowed[i]) == 0;
+                if (!ok) {
+                        reply_error(rq, 400, "bad_request", "unknown field '%.64s'", key);
+                        json_decref(o);
+                        return NULL;
+                }
+        }
+        return o;
+}
+
+static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
+                              const char *version, const char *upload_data, size_t *upload_data_size,
+                              void **con_cls) {
+        request *rq = *con_cls;
+        int ret;
+
+        (void)version;
+        if (!rq) {
+                rq = calloc(1, sizeof(*rq));
+                if (!rq)
+                        return MHD_NO;
+                rq->peer.pidfd = -1;
+                *con_cls = rq;
+                return MHD_YES;
+        }
+        if (*upload_data_size) {
+                if (!rq->too_large && rq->body_len + *upload_data_size <= CB_BODY_MAX) {
+                        unsigned char *nb = malloc(rq->body_len + *upload_data_size + 1);
+                        if (!nb)
+                                return MHD_NO;
+                        if (rq->body) {
+                                memcpy(nb, rq->body, rq->body_len);
+                                wipe_free(rq->body, rq->body_len + 1);
+                        }
+                        memcpy(nb + rq->body_len, upload_data, *upload_data_size);
+                        rq->body = nb;
+                        rq->body_len += *upload_data_size;
+                        rq->body[rq->body_len] = 0;
+                } else {
+                        rq->too_large = true;
+                }
+                *upload_data_size = 0;
+                return MHD_YES;
+        }
+        rq->conn = conn;
+        rq->url = url;
+        rq->method = method;
+        rq->admin_socket = cls != NULL;
+        pthread_mutex_lock(&cbd.lock);
+        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        int r = ci ? cb_peer_identify(ci->connect_fd, cbd.exe_cache, &rq->peer) : -EBADF;
+        if (r < 0) {
+                ret = reply_error(rq, 403, "forbidden", "caller not identified: %s", cb_error_last());
+        } else {
+                rq->have_peer = true;
+                if (rq->too_large)
+                        ret = reply_error(rq, 413, "payload_too_large", "body larger than %d bytes", CB_BODY_MAX);
+                else
+                        ret = rq->admin_socket ? api_admin(rq) : api_tool(rq);
+        }
+        pthread_mutex_unlock(&cbd.lock);
+        return ret == MHD_YES ? MHD_YES : MHD_NO;
+}
+
+static void completed(void *cls, struct MHD_Connection *conn, void **con_cls, enum MHD_RequestTerminationCode toe) {
+        request *rq = *con_cls;
+
+        (void)cls, (void)conn, (void)toe;
+        if (!rq)
+                return;
+        if (rq->body)
+                wipe_free(rq->body, rq->body_len + 1);
+        cb_peer_done(&rq->peer);
+        free(rq);
+        *con_cls = NULL;
+}
+
+static struct MHD_Daemon *start_one(int fd, void *cls) {
+        return MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ERROR_LOG, 0, NULL, NULL,
+                                handle, cls, MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_NOTIFY_COMPLETED, completed,
+                                NULL, MHD_OPTION_CONNECTION_LIMIT, (unsigned)1024, MHD_OPTION_CONNECTION_TIMEOUT,
+                                (unsigned)10, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(256 * 1024),
+                                MHD_OPTION_END);
+}
+
+int server_start(int tool_fd, int admin_fd) {
+        static int admin_marker;
+
+        cbd.tool_mhd = start_one(tool_fd, NULL);
+        if (!cbd.tool_mhd)
+                return cb_error_set(-EIO, "cannot start the HTTP server on tools.sock");
+        cbd.admin_mhd = start_one(admin_fd, &admin_marker);
+        if (!cbd.admin_mhd) {
+                MHD_stop_daemon(cbd.tool_mhd);
+                cbd.tool_mhd = NULL;
+                return cb_error_set(-EIO, "cannot start the HTTP server on admin.sock");
+        }
+        return 0;
+}
+
+void server_stop(void) {
+        if (cbd.tool_mhd)
+                MHD_stop_daemon(cbd.tool_mhd);
+        if (cbd.admin_mhd)
+                MHD_stop_daemon(cbd.admin_mhd);
+        cbd.tool_mhd = cbd.admin_mhd = NULL;
+}

@@ -1,0 +1,80 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Tool tokens, in memory only (a restart invalidates every token: fail
+ * closed).  The table keeps a keyed hash of each token (BLAKE2b under a
+ * random per-process key), never the token; each token has a random,
+ * non-secret accessor ("cba_" + 24 hex) for audit and revocation.
+ *
+ * A token is bound to the identity that asked for it — uid and executable
+ * hash — and optionally to the process itself (pid + start time + pidfd):
+ * such a token dies with its process, and a new process that got the same
+ * pid is a different process (start time differs, pidfd is dead).
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "codec.h"
+#include "peer.h"
+
+#define CB_ACCESSOR_LEN (4 + 24)
+#define CB_TOKENS_MAX_DEFAULT 100000
+#define CB_TOKENS_PER_UID_DEFAULT 10000
+
+typedef struct cb_tokens cb_tokens;
+
+typedef struct cb_token_info {
+        char accessor[CB_ACCESSOR_LEN + 1];
+        char secret[129];
+        char client[65];
+        uint32_t version;     /* secret version it was minted against (0 = follow current) */
+        unsigned uses;        /* CB_USE_* bits the token carries */
+        uint64_t issued;      /* unix seconds */
+        uint64_t expires;
+        uint32_t max_uses;    /* 0 = unlimited */
+        uint32_t used;
+        uid_t uid;
+        unsigned char exe_sha256[32];
+        bool bound_process;
+        pid_t pid;
+        uint64_t start_time;
+} cb_token_info;
+
+/* max_total and max_per_uid cap the table (0 = defaults). */
+cb_tokens *cb_tokens_new(size_t max_total, size_t max_per_uid);
+void cb_tokens_free(cb_tokens *t);
+
+/* Mint a token for peer.  ret_token receives the token text (wipe it after
+ * sending); *ret_info (may be NULL) points at the stored entry until the
+ * next call that changes the table.  -ENOSPC when a cap is reached. */
+int cb_tokens_issue(cb_tokens *t, const cb_peer *peer, const char *client, const char *secret, uint32_t version,
+                    unsigned uses, uint32_t ttl, uint32_t max_uses, bool bind_process,
+                    char ret_token[CB_TOKEN_LEN + 1], const cb_token_info **ret_info);
+
+/* Check a presented token for use `use` by peer, and count one use.
+ *   -EINVAL  not a token (format/CRC)         -ENOENT  unknown or revoked
+ *   -ETIME   expired                          -EDQUOT  use limit reached
+ *   -EPERM   presented by another uid or executable, or a scope it lacks
+ *   -ESRCH   bound to a process that exited (or a new process with its pid)
+ * Message set in every case (never containing the token).  On success
+ * *ret_info points at the entry. */
+int cb_tokens_use(cb_tokens *t, const char *token, size_t len, const cb_peer *peer, unsigned use,
+                  const cb_token_info **ret_info);
+
+/* Look up without counting a use and without binding checks (introspection
+ * by its holder is checked by the caller).  -EINVAL/-ENOENT/-ETIME. */
+int cb_tokens_peek(cb_tokens *t, const char *token, size_t len, const cb_token_info **ret_info);
+
+/* Revocations; each returns how many tokens were revoked. */
+size_t cb_tokens_revoke_accessor(cb_tokens *t, const char *accessor);
+size_t cb_tokens_revoke_secret(cb_tokens *t, const char *secret);
+size_t cb_tokens_revoke_client(cb_tokens *t, const char *client);
+
+/* Drop tokens expired for more than a minute (until then they are kept
+ * only to answer "expired" precisely) and process-bound tokens whose
+ * process exited; returns how many were dropped. */
+size_t cb_tokens_sweep(cb_tokens *t, uint64_t now);
+
+size_t cb_tokens_count(const cb_tokens *t);

@@ -1,0 +1,180 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The token table: binding, expiry, use limits, revocation, process binding. */
+#include <signal.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "cbtest.h"
+#include "error.h"
+#include "policy.h"
+#include "tokens.h"
+
+static cb_peer peer_of(uid_t uid, unsigned char exe_byte) {
+        cb_peer p;
+
+        memset(&p, 0, sizeof(p));
+        p.uid = uid;
+        p.gid = uid;
+        p.pid = getpid();
+        p.pidfd = (int)syscall(SYS_pidfd_open, getpid(), 0);
+        ASSERT_TRUE(p.pidfd >= 0);
+        p.start_time = 12345;
+        memset(p.exe_sha256, exe_byte, 32);
+        return p;
+}
+
+TEST(issue_and_use) {
+        cb_tokens *t = cb_tokens_new(0, 0);
+        cb_peer me = peer_of(1000, 1);
+        const cb_token_info *info, *u;
+        char tok[CB_TOKEN_LEN + 1];
+
+        ASSERT_OK(cb_tokens_issue(t, &me, "tool", "gh", 0, CB_USE_REDEEM, 300, 0, false, tok, &info));
+        ASSERT_OK(cb_token_check(tok, strlen(tok)));
+        ASSERT_EQ(strncmp(info->accessor, "cba_", 4), 0);
+        ASSERT_EQ(strlen(info->accessor), CB_ACCESSOR_LEN);
+        ASSERT_TRUE(strstr(info->accessor, tok + 4) == NULL);
+        ASSERT_OK(cb_tokens_use(t, tok, strlen(tok), &me, CB_USE_REDEEM, &u));
+        ASSERT_STREQ(u->secret, "gh");
+        ASSERT_EQ(u->used, 1);
+        /* Scope it lacks. */
+        ASSERT_ERR(cb_tokens_use(t, tok, strlen(tok), &me, CB_USE_PROXY, &u), -EPERM);
+        ASSERT_EQ(cb_tokens_count(t), 1);
+        close(me.pidfd);
+        cb_tokens_free(t);
+}
+
+TEST(bound_to_uid_and_exe) {
+        cb_tokens *t = cb_tokens_new(0, 0);
+        cb_peer me = peer_of(1000, 1), other_uid = peer_of(1001, 1), other_exe = peer_of(1000, 2);
+        const cb_token_info *u;
+        char tok[CB_TOKEN_LEN + 1];
+
+        ASSERT_OK(cb_tokens_issue(t, &me, "tool", "gh", 0, CB_USE_REDEEM, 300, 0, false, tok, NULL));
+        ASSERT_ERR(cb_tokens_use(t, tok, strlen(tok), &other_uid, CB_USE_REDEEM, &u), -EPERM);
+        ASSERT_CONTAINS(cb_error_last(), "uid");
+        ASSERT_ERR(cb_tokens_use(t, tok, strlen(tok), &other_exe, CB_USE_REDEEM, &u), -EPERM);
+        ASSERT_CONTAINS(cb_error_last(), "executable");
+        ASSERT_FALSE(strstr(cb_error_last(), tok));
+        ASSERT_OK(cb_tokens_use(t, tok, strlen(tok), &me, CB_USE_REDEEM, &u));
+        close(me.pidfd), close(other_uid.pidfd), close(other_exe.pidfd);
+        cb_tokens_free(t);
+}
+
+TEST(garbage_and_unknown) {
+        cb_tokens *t = cb_tokens_new(0, 0);
+        cb_peer me = peer_of(1000, 1);
+        const cb_token_info *u;
+        char tok[CB_TOKEN_LEN + 1];
+
+        ASSERT_ERR(cb_tokens_use(t, "nope", 4, &me, CB_USE_REDEEM, &u), -EINVAL);
+        cb_token_generate(tok); /* well-formed, never issued */
+        ASSERT_ERR(cb_tokens_use(t, tok, strlen(tok), &me, CB_USE_REDEEM, &u), -ENOENT);
+        ASSERT_OK(cb_tokens_issue(t, &me, "tool", "gh", 0, CB_USE_REDEEM, 300, 0, false, tok, NULL));
+        tok[10] = tok[10] == 'a' ? 'b' : 'a'; /* CRC catches it */
+        ASSERT_ERR(cb_tokens_use(t, tok, strlen(tok), &me, CB_USE_REDEEM, &u), -EINVAL);
+        close(me.pidfd);
+        cb_tokens_free(t);
+}
+
+TEST(use_limit_and_expiry) {
+        cb_tokens *t = cb_tokens_new(0, 0);
+        cb_peer me = peer_of(1000, 1);
+        const cb_token_info *u;
+        char tok[CB_TOKEN_LEN + 1], tok2[CB_TOKEN_LEN + 1];
+
+        ASSERT_OK(cb_tokens_issue(t, &me, "tool", "gh", 0, CB_USE_REDEEM, 300, 2, false, tok, NULL));
+        ASSERT_OK(cb_tokens_use(t, tok, strlen(tok), &me, CB_USE_REDEEM, &u));
+        ASSERT_OK(cb_tokens_use(t, tok, strlen(tok), &me, CB_USE_REDEEM, &u));
+        ASSERT_ERR(cb_tokens_use(t, tok, strlen(tok), &me, CB_USE_REDEEM, &u), -EDQUOT);
+        /* TTL 1 s: refused once it has passed (sweep and lazy check). */
+        ASSERT_OK(cb_tokens_issue(t, &me, "tool", "gh", 0, CB_USE_REDEEM, 1, 0, false, tok2, NULL));
+        sleep(2);
+        ASSERT_ERR(cb_tokens_use(t, tok2, strlen(tok2), &me, CB_USE_REDEEM, &u), -ETIME);
+        ASSERT_ERR(cb_tokens_use(t, tok2, strlen(tok2), &me, CB_USE_REDEEM, &u), -ENOENT); /* gone now */
+        close(me.pidfd);
+        cb_tokens_free(t);
+}
+
+TEST(revocation) {
+        cb_tokens *t = cb_tokens_new(0, 0);
+        cb_peer me = peer_of(1000, 1);
+        const cb_token_info *info, *u;
+        char a[CB_TOKEN_LEN + 1], b[CB_TOKEN_LEN + 1], c[CB_TOKEN_LEN + 1], acc[CB_ACCESSOR_LEN + 1];
+
+        ASSERT_OK(cb_tokens_issue(t, &me, "tool", "gh", 0, CB_USE_REDEEM, 300, 0, false, a, &info));
+        memcpy(acc, info->accessor, sizeof(acc));
+        ASSERT_OK(cb_tokens_issue(t, &me, "tool", "gh", 0, CB_USE_REDEEM, 300, 0, false, b, NULL));
+        ASSERT_OK(cb_tokens_issue(t, &me, "other", "slack", 0, CB_USE_REDEEM, 300, 0, false, c, NULL));
+        ASSERT_EQ(cb_tokens_revoke_accessor(t, acc), 1);
+        ASSERT_ERR(cb_tokens_use(t, a, strlen(a), &me, CB_USE_REDEEM, &u), -ENOENT);
+        ASSERT_OK(cb_tokens_use(t, b, strlen(b), &me, CB_USE_REDEEM, &u));
+        ASSERT_EQ(cb_tokens_revoke_secret(t, "gh"), 1);
+        ASSERT_ERR(cb_tokens_use(t, b, strlen(b), &me, CB_USE_REDEEM, &u), -ENOENT);
+        ASSERT_EQ(cb_tokens_revoke_client(t, "other"), 1);
+        ASSERT_ERR(cb_tokens_use(t, c, strlen(c), &me, CB_USE_REDEEM, &u), -ENOENT);
+        ASSERT_EQ(cb_tokens_count(t), 0);
+        close(me.pidfd);
+        cb_tokens_free(t);
+}
+
+TEST(process_binding) {
+        cb_tokens *t = cb_tokens_new(0, 0);
+        cb_peer child, me = peer_of(1000, 1);
+        const cb_token_info *u;
+        char tok[CB_TOKEN_LEN + 1];
+        pid_t pid = fork();
+
+        if (pid == 0) {
+                pause();
+                _exit(0);
+        }
+        child = me;
+        child.pid = pid;
+        child.pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+        child.start_time = 777;
+        ASSERT_OK(cb_tokens_issue(t, &child, "tool", "gh", 0, CB_USE_REDEEM, 300, 0, true, tok, NULL));
+        ASSERT_OK(cb_tokens_use(t, tok, strlen(tok), &child, CB_USE_REDEEM, &u));
+        /* Same uid and exe, another process: refused. */
+        ASSERT_ERR(cb_tokens_use(t, tok, strlen(tok), &me, CB_USE_REDEEM, &u), -ESRCH);
+        /* Same pid but a different start time (a recycled pid): refused. */
+        cb_peer reused = child;
+        reused.start_time = 778;
+        ASSERT_ERR(cb_tokens_use(t, tok, strlen(tok), &reused, CB_USE_REDEEM, &u), -ESRCH);
+        /* The process exits: the token dies with it. */
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+        ASSERT_ERR(cb_tokens_use(t, tok, strlen(tok), &child, CB_USE_REDEEM, &u), -ESRCH);
+        ASSERT_CONTAINS(cb_error_last(), "exited");
+        ASSERT_EQ(cb_tokens_count(t), 0);
+        close(child.pidfd);
+        close(me.pidfd);
+        cb_tokens_free(t);
+}
+
+TEST(caps_and_growth) {
+        cb_tokens *t = cb_tokens_new(5000, 3000);
+        cb_peer a = peer_of(1000, 1), b = peer_of(1001, 1);
+        char tok[CB_TOKEN_LEN + 1];
+        static char first[CB_TOKEN_LEN + 1];
+        const cb_token_info *u;
+
+        for (int i = 0; i < 3000; i++) {
+                ASSERT_OK(cb_tokens_issue(t, &a, "tool", "gh", 0, CB_USE_REDEEM, 300, 0, false, tok, NULL));
+                if (i == 0)
+                        memcpy(first, tok, sizeof(first));
+        }
+        ASSERT_ERR(cb_tokens_issue(t, &a, "tool", "gh", 0, CB_USE_REDEEM, 300, 0, false, tok, NULL), -ENOSPC);
+        ASSERT_CONTAINS(cb_error_last(), "uid 1000");
+        for (int i = 0; i < 2000; i++)
+                ASSERT_OK(cb_tokens_issue(t, &b, "tool", "gh", 0, CB_USE_REDEEM, 300, 0, false, tok, NULL));
+        ASSERT_ERR(cb_tokens_issue(t, &b, "tool", "gh", 0, CB_USE_REDEEM, 300, 0, false, tok, NULL), -ENOSPC);
+        ASSERT_EQ(cb_tokens_count(t), 5000);
+        /* Tokens issued before the table grew still resolve. */
+        ASSERT_OK(cb_tokens_use(t, first, strlen(first), &a, CB_USE_REDEEM, &u));
+        ASSERT_OK(cb_tokens_use(t, tok, strlen(tok), &b, CB_USE_REDEEM, &u));
+        ASSERT_EQ(cb_tokens_revoke_secret(t, "gh"), 5000);
+        close(a.pidfd), close(b.pidfd);
+        cb_tokens_free(t);
+}
