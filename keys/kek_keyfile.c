@@ -13,6 +13,7 @@
 #include <sodium.h>
 
 #include "error.h"
+#include "fsutil.h"
 #include "kek.h"
 
 #define KEYFILE_V1 1
@@ -49,18 +50,10 @@ static int create_keyfile(const char *path) {
                 return errno == EEXIST ? 0 : cb_error_set(-errno, "cannot create key file '%s': %s", path,
                                                           strerror(errno));
         randombytes_buf(k, sizeof(k));
-        r = 0;
-        for (size_t off = 0; off < sizeof(k);) {
-                ssize_t n = write(fd, k + off, sizeof(k) - off);
-                if (n < 0 && errno == EINTR)
-                        continue;
-                if (n <= 0) {
-                        r = cb_error_set(-errno, "cannot write key file '%s': %s", path, strerror(errno));
-                        break;
-                }
-                off += (size_t)n;
-        }
+        r = cb_write_all(fd, k, sizeof(k));
         sodium_memzero(k, sizeof(k));
+        if (r < 0)
+                r = cb_error_set(r, "cannot write key file '%s': %s", path, strerror(-r));
         if (r == 0 && fsync(fd) < 0)
                 r = cb_error_set(-errno, "cannot sync key file '%s': %s", path, strerror(errno));
         close(fd);
