@@ -16,7 +16,19 @@ static const struct verb {
 } verbs[] = {
         { "init", cmd_init, "create a store offline: init --state-dir DIR --unlock SPEC" },
         { "check", cmd_check, "verify a store offline: check --state-dir DIR --unlock SPEC [--json]" },
+        { "token", cmd_token, "tool: print a token: token SECRET [--use proxy|redeem] [--ttl SECONDS]" },
+        { "fetch", cmd_fetch, "tool: print a value (needs a redeem grant): fetch SECRET [--newline]" },
+        { "exec", cmd_exec, "tool: run a command with secrets, output masked: exec --env VAR=SECRET... -- CMD" },
+        { "put", cmd_put, "admin: store a value read from stdin: put NAME [--host H]... [--inject T] ..." },
+        { "list", cmd_list, "admin: list secrets (metadata only): list [--json]" },
+        { "show", cmd_show, "admin: a secret's versions and metadata: show NAME [--json]" },
+        { "revoke", cmd_revoke, "admin: revoke tokens: revoke --accessor A | --secret NAME | --client C" },
+        { "status", cmd_status, "admin: the broker's state: status [--json]" },
+        { "policy", cmd_policy, "check a policy file, or reload the broker's: policy check FILE | policy reload" },
 };
+
+const char *cli_socket;
+const char *cli_admin_socket;
 
 int cli_fail(int r, const char *fmt, ...) {
         va_list ap;
@@ -38,7 +50,14 @@ int cli_fail(int r, const char *fmt, ...) {
                 return CB_EXIT_EXISTS;
         case -EPERM:
         case -EACCES:
+        case -ETIME:  /* token expired */
+        case -EDQUOT: /* token used up */
                 return CB_EXIT_DENIED;
+        case -ECONNREFUSED:
+        case -ETIMEDOUT:
+        case -EBUSY:
+        case -EAGAIN:
+                return CB_EXIT_UNAVAILABLE;
         case -EINVAL:
                 return CB_EXIT_USAGE;
         default:
@@ -58,27 +77,72 @@ int cli_usage(const char *fmt, ...) {
 }
 
 static void help(FILE *f) {
-        fputs("usage: credbroker COMMAND [ARGS]\n\ncommands:\n", f);
+        fputs("usage: credbroker [--socket PATH] [--admin-socket PATH] COMMAND [ARGS]\n\ncommands:\n", f);
         for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++)
                 fprintf(f, "  %-8s %s\n", verbs[i].name, verbs[i].summary);
         fputs("\nSecret values are read from stdin or files, never from arguments.\n"
+              "Sockets: --socket / $CREDBROKER_SOCKET (default /run/credbroker/tools.sock),\n"
+              "--admin-socket / $CREDBROKER_ADMIN_SOCKET (default /run/credbroker/admin.sock).\n"
+              "Exit codes: 0 ok, 1 failure, 2 usage, 3 wrong key, 4 integrity, 5 not found,\n"
+              "6 exists, 7 denied, 8 broker unavailable; exec: the command's own status.\n"
               "'credbroker COMMAND --help' describes a command.\n", f);
+}
+
+/* Global options before COMMAND: --socket PATH, --admin-socket PATH (or
+ * --opt=PATH).  Returns the index of COMMAND, or -1 after a usage error. */
+static int global_options(int argc, char **argv) {
+        int i = 1;
+
+        while (i < argc && strncmp(argv[i], "--", 2) == 0 && argv[i][2]) {
+                static const struct {
+                        const char *name;
+                        const char **var;
+                } g[] = { { "--socket", &cli_socket }, { "--admin-socket", &cli_admin_socket } };
+                size_t k, n = 0;
+
+                for (k = 0; k < sizeof(g) / sizeof(g[0]); k++) {
+                        n = strlen(g[k].name);
+                        if (strncmp(argv[i], g[k].name, n) == 0 && (argv[i][n] == 0 || argv[i][n] == '='))
+                                break;
+                }
+                if (k == sizeof(g) / sizeof(g[0]))
+                        break; /* --help, --version, or a verb's business */
+                if (argv[i][n] == '=') {
+                        *g[k].var = argv[i] + n + 1;
+                        i++;
+                } else if (i + 1 < argc) {
+                        *g[k].var = argv[i + 1];
+                        i += 2;
+                } else {
+                        cli_usage("%s needs a PATH", g[k].name);
+                        return -1;
+                }
+                if (!**g[k].var) {
+                        cli_usage("%s needs a non-empty PATH", g[k].name);
+                        return -1;
+                }
+        }
+        return i;
 }
 
 int main(int argc, char **argv) {
         const struct rlimit no_core = { 0, 0 };
+        int i;
 
         /* The CLI handles keys too (init, check): no core dumps, no ptrace. */
         (void)setrlimit(RLIMIT_CORE, &no_core);
         (void)prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
-        if (argc < 2)
+        i = global_options(argc, argv);
+        if (i < 0)
+                return CB_EXIT_USAGE;
+        if (i >= argc)
                 return help(stderr), CB_EXIT_USAGE;
-        if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "help") == 0)
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "help") == 0)
                 return help(stdout), CB_EXIT_OK;
-        if (strcmp(argv[1], "--version") == 0)
+        if (strcmp(argv[i], "--version") == 0)
                 return puts("credbroker 0.1.0"), CB_EXIT_OK;
-        for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++)
-                if (strcmp(argv[1], verbs[i].name) == 0)
-                        return verbs[i].fn(argc - 1, argv + 1);
-        return cli_usage("unknown command '%.64s'", argv[1]);
+        for (size_t k = 0; k < sizeof(verbs) / sizeof(verbs[0]); k++)
+                if (strcmp(argv[i], verbs[k].name) == 0)
+                        return verbs[k].fn(argc - i, argv + i);
+        return cli_usage("unknown command '%.64s'", argv[i]);
 }

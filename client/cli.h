@@ -2,6 +2,8 @@
 /* The credbroker CLI: shared helpers and the exit-code contract. */
 #pragma once
 
+#include <stddef.h>
+
 /* Exit codes (documented in README).  Scripts may rely on them. */
 enum {
         CB_EXIT_OK = 0,
@@ -11,8 +13,14 @@ enum {
         CB_EXIT_INTEGRITY = 4, /* a store file failed an integrity check */
         CB_EXIT_NOTFOUND = 5,  /* no such store / secret */
         CB_EXIT_EXISTS = 6,    /* refusing to overwrite */
-        CB_EXIT_DENIED = 7,    /* permission / policy refusal */
+        CB_EXIT_DENIED = 7,    /* permission / policy refusal, token refused */
+        CB_EXIT_UNAVAILABLE = 8, /* broker unreachable, timed out, busy or rate limiting */
 };
+
+/* Global options (cli.c): --socket, --admin-socket.  NULL: the environment
+ * ($CREDBROKER_SOCKET, $CREDBROKER_ADMIN_SOCKET), then the default. */
+extern const char *cli_socket;
+extern const char *cli_admin_socket;
 
 /* Print "credbroker: <msg>" (one line) and map a negative errno to an exit
  * code. */
@@ -22,3 +30,28 @@ int cli_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* Verbs (cli_store.c). */
 int cmd_init(int argc, char **argv);
 int cmd_check(int argc, char **argv);
+
+/* Talking to the broker (cli_tool.c).  cli_connect opens a handle on the
+ * tool (admin = 0) or admin socket, or prints why not and returns the exit
+ * code negated.  cli_fail_client prints "credbroker: VERB: <library
+ * message>" and maps r. */
+typedef struct cb_client cb_client;
+int cli_connect(int admin, cb_client **ret);
+int cli_fail_client(int r, const cb_client *c, const char *verb);
+/* Decimal without sign, at most max: 0 or -EINVAL. */
+int cli_parse_u64(const char *s, unsigned long long max, unsigned long long *ret);
+/* write(2) all of p[0..n), retrying on EINTR: 0 or -errno. */
+int cli_write_all(int fd, const void *p, size_t n);
+
+/* Tool verbs (cli_tool.c). */
+int cmd_token(int argc, char **argv);
+int cmd_fetch(int argc, char **argv);
+int cmd_exec(int argc, char **argv);
+
+/* Admin verbs (cli_admin.c). */
+int cmd_put(int argc, char **argv);
+int cmd_list(int argc, char **argv);
+int cmd_show(int argc, char **argv);
+int cmd_revoke(int argc, char **argv);
+int cmd_status(int argc, char **argv);
+int cmd_policy(int argc, char **argv);

@@ -1,0 +1,769 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Admin verbs: put, list, show, revoke, status (admin.sock, through
+ * cb_client_request) and policy (check: credbrokerd --check-policy; reload:
+ * admin.sock).  Only `put` handles a value: read from stdin into
+ * sodium_malloc memory, sent base64-encoded in a request body built in
+ * sodium_malloc memory, all wiped afterwards; the metadata goes through
+ * jansson, the value never does.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <termios.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <sodium.h>
+
+#include "cli.h"
+#include "credbroker.h"
+#include "error.h"
+#include "store.h"
+
+/* ---- output helpers ---- */
+
+/* Broker-supplied text on a terminal: no control characters. */
+static void put_safe(const char *s) {
+        for (; s && *s; s++)
+                putchar((unsigned char)*s < 0x20 || *s == 0x7f ? '?' : *s);
+}
+
+static const char *time_text(json_t *j, char buf[32]) {
+        time_t t;
+        struct tm tm;
+
+        if (!json_is_integer(j))
+                return "-";
+        t = (time_t)json_integer_value(j);
+        if (!gmtime_r(&t, &tm) || !strftime(buf, 32, "%Y-%m-%d %H:%M:%SZ", &tm))
+                return "?";
+        return buf;
+}
+
+/* Print a JSON array of strings joined by sep; "-" if empty or absent. */
+static void put_list(json_t *a, const char *sep) {
+        size_t i, n = json_array_size(a);
+        json_t *v;
+
+        if (n == 0) {
+                fputs("-", stdout);
+                return;
+        }
+        json_array_foreach(a, i, v) {
+                if (i)
+                        fputs(sep, stdout);
+                put_safe(json_is_string(v) ? json_string_value(v) : "?");
+        }
+}
+
+/* Run one admin request; on success *ret is the parsed answer (an object)
+ * and, if raw is set, the text is printed as is (--json).  Returns 0 or the
+ * exit code negated after printing why. */
+static int admin_call(const char *verb, const char *method, const char *path, const void *body, size_t len,
+                      bool raw, json_t **ret) {
+        cb_client *c = NULL;
+        char *text = NULL;
+        json_t *o = NULL;
+        int r;
+
+        r = cli_connect(1, &c);
+        if (r < 0)
+                return r;
+        r = cb_client_request(c, method, path, body, len, &text, NULL);
+        if (r < 0) {
+                r = -cli_fail_client(r, c, verb);
+                goto out;
+        }
+        o = json_loads(text, 0, NULL);
+        if (!json_is_object(o)) {
+                r = -cli_fail(-EPROTO, "%s: malformed answer from the broker", verb);
+                goto out;
+        }
+        if (raw)
+                printf("%s\n", text);
+        *ret = o;
+        o = NULL;
+        r = 0;
+out:
+        json_decref(o);
+        free(text);
+        cb_client_free(c);
+        return r;
+}
+
+/* Parse options for the verbs that take only --json (and maybe one NAME).
+ * Returns 1 after --help, 0, or the exit code negated. */
+static int simple_opts(int argc, char **argv, const char *usage, int nargs, bool *json) {
+        static const struct option opts[] = {
+                { "json", no_argument, NULL, 'j' },
+                { "help", no_argument, NULL, 'h' },
+                {},
+        };
+        int ch;
+
+        *json = false;
+        optind = 1;
+        opterr = 0;
+        while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+                switch (ch) {
+                case 'j':
+                        *json = true;
+                        break;
+                case 'h':
+                        fputs(usage, stdout);
+                        return 1;
+                default:
+                        return -cli_usage("%s: unknown or incomplete option '%.64s'", argv[0], argv[optind - 1]);
+                }
+        }
+        if (argc - optind != nargs)
+                return -cli_usage("%s takes %s", argv[0], nargs ? "one NAME" : "no arguments");
+        return 0;
+}
+
+/* ---- put ---- */
+
+/* Well-formed UTF-8 (no overlongs, surrogates or code points past
+ * U+10FFFF) without NUL: what the broker may send back as "value". */
+static bool is_text(const unsigned char *p, size_t n) {
+        size_t i = 0;
+
+        while (i < n) {
+                unsigned char c = p[i];
+                size_t k;
+                uint32_t cp;
+
+                if (c == 0)
+                        return false;
+                if (c < 0x80) {
+                        i++;
+                        continue;
+                }
+                if (c >= 0xc2 && c <= 0xdf)
+                        k = 1, cp = c & 0x1f;
+                else if (c >= 0xe0 && c <= 0xef)
+                        k = 2, cp = c & 0x0f;
+                else if (c >= 0xf0 && c <= 0xf4)
+                        k = 3, cp = c & 0x07;
+                else
+                        return false;
+                if (n - i <= k)
+                        return false;
+                for (size_t j = 1; j <= k; j++) {
+                        if ((p[i + j] & 0xc0) != 0x80)
+                                return false;
+                        cp = (cp << 6) | (p[i + j] & 0x3f);
+                }
+                if ((k == 2 && cp < 0x800) || (k == 3 && (cp < 0x10000 || cp > 0x10ffff)) ||
+                    (cp >= 0xd800 && cp <= 0xdfff))
+                        return false;
+                i += k + 1;
+        }
+        return true;
+}
+
+static struct termios saved_tty;
+static volatile sig_atomic_t tty_saved;
+
+static void restore_tty_and_die(int sig) {
+        if (tty_saved)
+                (void)tcsetattr(STDIN_FILENO, TCSAFLUSH, &saved_tty);
+        signal(sig, SIG_DFL);
+        raise(sig);
+}
+
+/* Read the value: from a terminal, one line with echo off; otherwise all of
+ * stdin.  *ret is sodium_malloc'd (free with sodium_free).  Returns 0 or
+ * the exit code negated. */
+static int read_value(const char *name, bool keep_newline, unsigned char **ret, size_t *ret_len) {
+        const size_t cap = CB_VALUE_MAX + 2; /* a max-size value plus "\n", plus one to see overflow */
+        unsigned char *v = sodium_malloc(cap);
+        bool tty = isatty(STDIN_FILENO);
+        size_t n = 0;
+        int r = 0;
+
+        if (!v)
+                return -cli_fail(-ENOMEM, "out of memory");
+        if (tty) {
+                struct termios t;
+                if (tcgetattr(STDIN_FILENO, &saved_tty) == 0) {
+                        t = saved_tty;
+                        t.c_lflag &= ~(tcflag_t)ECHO;
+                        tty_saved = 1;
+                        signal(SIGINT, restore_tty_and_die);
+                        signal(SIGTERM, restore_tty_and_die);
+                        signal(SIGHUP, restore_tty_and_die);
+                        (void)tcsetattr(STDIN_FILENO, TCSAFLUSH, &t);
+                }
+                fprintf(stderr, "value for %s (not echoed): ", name);
+                fflush(stderr);
+        }
+        while (n < cap) {
+                ssize_t k = read(STDIN_FILENO, v + n, cap - n);
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k < 0) {
+                        r = -errno;
+                        break;
+                }
+                if (k == 0)
+                        break;
+                n += (size_t)k;
+                if (tty && v[n - 1] == '\n')
+                        break; /* one line from a terminal */
+        }
+        if (tty) {
+                if (tty_saved) {
+                        (void)tcsetattr(STDIN_FILENO, TCSAFLUSH, &saved_tty);
+                        tty_saved = 0;
+                        signal(SIGINT, SIG_DFL);
+                        signal(SIGTERM, SIG_DFL);
+                        signal(SIGHUP, SIG_DFL);
+                }
+                fputc('\n', stderr);
+        }
+        if (r < 0) {
+                sodium_free(v);
+                return -cli_fail(r, "put: reading the value from stdin: %s", strerror(-r));
+        }
+        if (n >= cap) {
+                sodium_free(v);
+                return -cli_fail(-EMSGSIZE, "put: the value is larger than %d bytes", CB_VALUE_MAX);
+        }
+        /* One trailing newline goes, from text only: `echo KEY | credbroker put`
+         * must store KEY, while binary input is kept byte for byte. */
+        if (n && v[n - 1] == '\n' && (tty || (!keep_newline && is_text(v, n))))
+                v[--n] = 0;
+        if (n == 0) {
+                sodium_free(v);
+                return -cli_usage("put: refusing an empty value (pipe it on stdin)");
+        }
+        if (n > CB_VALUE_MAX) {
+                sodium_free(v);
+                return -cli_fail(-EMSGSIZE, "put: the value is larger than %d bytes", CB_VALUE_MAX);
+        }
+        *ret = v;
+        *ret_len = n;
+        return 0;
+}
+
+static int push_string(json_t *meta, const char *field, const char *s) {
+        json_t *a = json_object_get(meta, field);
+
+        if (!a) {
+                a = json_array();
+                if (!a || json_object_set_new(meta, field, a) < 0)
+                        return -ENOMEM;
+        }
+        return json_array_append_new(a, json_string(s)) < 0 ? -EINVAL : 0;
+}
+
+/* {"value_base64":"<b64>", <meta fields>} in sodium_malloc memory. */
+static int build_put_body(json_t *meta, const unsigned char *v, size_t n, char **ret, size_t *ret_len) {
+        const char head[] = "{\"value_base64\":\"";
+        size_t b64cap = sodium_base64_ENCODED_LEN(n, sodium_base64_VARIANT_ORIGINAL), b64len, mlen, len;
+        char *mtext, *body;
+
+        mlen = json_dumpb(meta, NULL, 0, JSON_COMPACT);
+        if (mlen < 2)
+                return -EINVAL;
+        mtext = malloc(mlen);
+        if (!mtext || json_dumpb(meta, mtext, mlen, JSON_COMPACT) != mlen) {
+                free(mtext);
+                return -ENOMEM;
+        }
+        /* head + b64 + "\"," + meta without its '{' (meta always has "name"). */
+        len = sizeof(head) - 1 + (b64cap - 1) + 2 + (mlen - 1);
+        body = sodium_malloc(len + 1);
+        if (!body) {
+                free(mtext);
+                return -ENOMEM;
+        }
+        memcpy(body, head, sizeof(head) - 1);
+        sodium_bin2base64(body + sizeof(head) - 1, b64cap, v, n, sodium_base64_VARIANT_ORIGINAL);
+        b64len = strlen(body + sizeof(head) - 1);
+        len = sizeof(head) - 1 + b64len;
+        memcpy(body + len, "\",", 2);
+        len += 2;
+        memcpy(body + len, mtext + 1, mlen - 1);
+        len += mlen - 1;
+        body[len] = 0;
+        free(mtext);
+        *ret = body;
+        *ret_len = len;
+        return 0;
+}
+
+int cmd_put(int argc, char **argv) {
+        static const char usage[] =
+                "usage: credbroker put NAME [--host H]... [--inject TEMPLATE] [--method M]...\n"
+                "                      [--path-prefix P]... [--not-after UNIXTIME] [--label K=V]...\n"
+                "                      [--keep-newline] [--json]  < VALUE\n"
+                "  Store a new version of NAME (admin.sock).  The value is read from stdin, never from\n"
+                "  arguments: from a terminal, one line with echo off; otherwise all of stdin, binary-safe,\n"
+                "  at most 64 KiB.  If the input is text (UTF-8 without NUL) one trailing \"\\n\" is\n"
+                "  dropped, so `echo KEY | credbroker put NAME` stores KEY; --keep-newline keeps it.\n"
+                "  Binary input is stored byte for byte.  An empty value is refused.\n"
+                "  The metadata is sealed with the value:\n"
+                "  --host NAME[:PORT] (HTTPS) or http://NAME[:PORT]: where the value may be sent;\n"
+                "  --inject 'Header-Name: text {} text' | basic:USER | query:PARAM;\n"
+                "  --method GET (repeatable; none = any); --path-prefix /v1/ (repeatable; none = any);\n"
+                "  --not-after UNIXTIME: refuse to hand it out after that; --label K=V (repeatable).\n";
+        static const struct option opts[] = {
+                { "host", required_argument, NULL, 'H' },
+                { "inject", required_argument, NULL, 'I' },
+                { "method", required_argument, NULL, 'M' },
+                { "path-prefix", required_argument, NULL, 'P' },
+                { "not-after", required_argument, NULL, 'N' },
+                { "label", required_argument, NULL, 'L' },
+                { "keep-newline", no_argument, NULL, 'k' },
+                { "json", no_argument, NULL, 'j' },
+                { "help", no_argument, NULL, 'h' },
+                {},
+        };
+        unsigned long long not_after = 0;
+        bool keep = false, json = false;
+        unsigned char *value = NULL;
+        char *body = NULL;
+        size_t vlen = 0, blen = 0;
+        json_t *meta = json_object(), *answer = NULL;
+        int ch, r;
+
+        if (!meta || sodium_init() < 0) {
+                json_decref(meta);
+                return cli_fail(-ENOMEM, "out of memory");
+        }
+        optind = 1;
+        opterr = 0;
+        while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+                r = 0;
+                switch (ch) {
+                case 'H':
+                        r = push_string(meta, "hosts", optarg);
+                        break;
+                case 'I':
+                        if (json_object_get(meta, "inject")) {
+                                r = cli_usage("put: --inject given twice");
+                                goto out;
+                        }
+                        r = json_object_set_new(meta, "inject", json_string(optarg)) < 0 ? -EINVAL : 0;
+                        break;
+                case 'M':
+                        r = push_string(meta, "methods", optarg);
+                        break;
+                case 'P':
+                        r = push_string(meta, "path_prefixes", optarg);
+                        break;
+                case 'N':
+                        if (cli_parse_u64(optarg, (unsigned long long)INT64_MAX, &not_after) < 0 || !not_after) {
+                                r = cli_usage("put: --not-after takes a unix time in seconds");
+                                goto out;
+                        }
+                        r = json_object_set_new(meta, "not_after", json_integer((json_int_t)not_after));
+                        break;
+                case 'L':
+                        if (!strchr(optarg, '=') || optarg[0] == '=') {
+                                r = cli_usage("put: --label takes KEY=VALUE");
+                                goto out;
+                        }
+                        r = push_string(meta, "labels", optarg);
+                        break;
+                case 'k':
+                        keep = true;
+                        break;
+                case 'j':
+                        json = true;
+                        break;
+                case 'h':
+                        fputs(usage, stdout);
+                        r = CB_EXIT_OK;
+                        goto out;
+                default:
+                        r = cli_usage("put: unknown or incomplete option '%.64s'", argv[optind - 1]);
+                        goto out;
+                }
+                if (r < 0) {
+                        r = cli_usage("put: option '%.64s' is not valid UTF-8 text", argv[optind - 1]);
+                        goto out;
+                }
+        }
+        if (argc - optind != 1) {
+                r = cli_usage("put takes one NAME (the value comes from stdin)");
+                goto out;
+        }
+        if (cb_name_check(argv[optind]) < 0) {
+                r = cli_usage("put: %s", cb_error_last());
+                goto out;
+        }
+        json_object_set_new(meta, "name", json_string(argv[optind]));
+        r = read_value(argv[optind], keep, &value, &vlen);
+        if (r < 0) {
+                r = -r;
+                goto out;
+        }
+        r = build_put_body(meta, value, vlen, &body, &blen);
+        sodium_free(value);
+        value = NULL;
+        if (r < 0) {
+                r = cli_fail(r, "put: cannot build the request: %s", strerror(-r));
+                goto out;
+        }
+        r = admin_call("put", "POST", "/v1/admin/secrets", body, blen, json, &answer);
+        if (r < 0) {
+                r = -r;
+                goto out;
+        }
+        if (!json) {
+                fputs("stored ", stdout);
+                put_safe(json_string_value(json_object_get(answer, "name")));
+                printf(" version %lld\n", (long long)json_integer_value(json_object_get(answer, "version")));
+        }
+        r = CB_EXIT_OK;
+out:
+        sodium_free(value);
+        sodium_free(body);
+        json_decref(meta);
+        json_decref(answer);
+        return r;
+}
+
+/* ---- list, show ---- */
+
+int cmd_list(int argc, char **argv) {
+        static const char usage[] =
+                "usage: credbroker list [--json]\n"
+                "  Every secret's name, current version, version count, hosts and injection\n"
+                "  template (admin.sock).  Never a value.\n";
+        json_t *o = NULL, *arr, *e;
+        size_t i, w = 4;
+        bool json;
+        int r;
+
+        r = simple_opts(argc, argv, usage, 0, &json);
+        if (r)
+                return r > 0 ? CB_EXIT_OK : -r;
+        r = admin_call("list", "GET", "/v1/admin/secrets", NULL, 0, json, &o);
+        if (r < 0)
+                return -r;
+        arr = json_object_get(o, "secrets");
+        if (!json) {
+                if (json_array_size(arr) == 0)
+                        puts("no secrets stored");
+                json_array_foreach(arr, i, e) {
+                        size_t l = strlen(json_string_value(json_object_get(e, "name")) ?: "?");
+                        if (l > w)
+                                w = l;
+                }
+                if (json_array_size(arr))
+                        printf("%-*s  %-7s  %-8s  %s\n", (int)w, "NAME", "CURRENT", "VERSIONS", "HOSTS / INJECT");
+                json_array_foreach(arr, i, e) {
+                        const char *name = json_string_value(json_object_get(e, "name")) ?: "?";
+                        json_t *cur = json_object_get(e, "current");
+                        char cv[24] = "-";
+
+                        if (json_is_integer(cur))
+                                snprintf(cv, sizeof(cv), "v%lld", (long long)json_integer_value(cur));
+                        put_safe(name);
+                        printf("%*s  %-7s  %-8lld  ", (int)(w - strlen(name)), "", cv,
+                               (long long)json_integer_value(json_object_get(e, "versions")));
+                        put_list(json_object_get(e, "hosts"), ",");
+                        if (json_is_string(json_object_get(e, "inject"))) {
+                                fputs(" / ", stdout);
+                                put_safe(json_string_value(json_object_get(e, "inject")));
+                        }
+                        putchar('\n');
+                }
+        }
+        json_decref(o);
+        return CB_EXIT_OK;
+}
+
+int cmd_show(int argc, char **argv) {
+        static const char usage[] =
+                "usage: credbroker show NAME [--json]\n"
+                "  A secret's versions (state, times) and sealed metadata (admin.sock).  Never a value.\n";
+        char path[64 + CB_NAME_MAX], t1[32], t2[32];
+        json_t *o = NULL, *e;
+        size_t i;
+        bool json;
+        int r;
+
+        r = simple_opts(argc, argv, usage, 1, &json);
+        if (r)
+                return r > 0 ? CB_EXIT_OK : -r;
+        if (cb_name_check(argv[optind]) < 0)
+                return cli_usage("show: %s", cb_error_last());
+        snprintf(path, sizeof(path), "/v1/admin/secrets/%s", argv[optind]); /* [A-Za-z0-9._-]: no escaping */
+        r = admin_call("show", "GET", path, NULL, 0, json, &o);
+        if (r < 0)
+                return -r;
+        if (!json) {
+                put_safe(json_string_value(json_object_get(o, "name")));
+                putchar('\n');
+                json_array_foreach(json_object_get(o, "versions"), i, e) {
+                        json_t *inj = json_object_get(e, "inject"), *na = json_object_get(e, "not_after");
+
+                        printf("  v%-4lld %-9s created %s  changed %s\n",
+                               (long long)json_integer_value(json_object_get(e, "version")),
+                               json_string_value(json_object_get(e, "state")) ?: "?",
+                               time_text(json_object_get(e, "created"), t1),
+                               time_text(json_object_get(e, "changed"), t2));
+                        fputs("        hosts: ", stdout);
+                        put_list(json_object_get(e, "hosts"), ", ");
+                        fputs("\n        inject: ", stdout);
+                        put_safe(json_is_string(inj) ? json_string_value(inj) : "-");
+                        fputs("\n        methods: ", stdout);
+                        put_list(json_object_get(e, "methods"), ", ");
+                        fputs("\n        path prefixes: ", stdout);
+                        put_list(json_object_get(e, "path_prefixes"), ", ");
+                        printf("\n        not after: %s\n        labels: ", time_text(na, t1));
+                        put_list(json_object_get(e, "labels"), ", ");
+                        putchar('\n');
+                }
+        }
+        json_decref(o);
+        return CB_EXIT_OK;
+}
+
+/* ---- revoke ---- */
+
+int cmd_revoke(int argc, char **argv) {
+        static const char usage[] =
+                "usage: credbroker revoke --accessor A | --secret NAME | --client C [--json]\n"
+                "  Revoke one token (by its accessor), every token for a secret, or every token\n"
+                "  issued to a policy client (admin.sock).  Prints how many were revoked.\n";
+        static const struct option opts[] = {
+                { "accessor", required_argument, NULL, 'a' },
+                { "secret", required_argument, NULL, 's' },
+                { "client", required_argument, NULL, 'c' },
+                { "json", no_argument, NULL, 'j' },
+                { "help", no_argument, NULL, 'h' },
+                {},
+        };
+        const char *field = NULL, *val = NULL;
+        char body[1024];
+        json_t *q, *o = NULL;
+        bool json = false;
+        size_t n;
+        int ch, r;
+
+        optind = 1;
+        opterr = 0;
+        while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+                switch (ch) {
+                case 'a':
+                case 's':
+                case 'c':
+                        if (field)
+                                return cli_usage("revoke takes exactly one of --accessor, --secret, --client");
+                        field = ch == 'a' ? "accessor" : ch == 's' ? "secret" : "client";
+                        val = optarg;
+                        break;
+                case 'j':
+                        json = true;
+                        break;
+                case 'h':
+                        fputs(usage, stdout);
+                        return CB_EXIT_OK;
+                default:
+                        return cli_usage("revoke: unknown or incomplete option '%.64s'", argv[optind - 1]);
+                }
+        }
+        if (optind != argc)
+                return cli_usage("revoke: unexpected argument '%.64s'", argv[optind]);
+        if (!field)
+                return cli_usage("revoke needs --accessor A, --secret NAME or --client C");
+        q = json_pack("{s:s}", field, val);
+        n = q ? json_dumpb(q, body, sizeof(body), JSON_COMPACT) : 0;
+        json_decref(q);
+        if (n == 0 || n >= sizeof(body))
+                return cli_usage("revoke: --%s must be UTF-8 text, at most a few hundred bytes", field);
+        r = admin_call("revoke", "POST", "/v1/admin/revoke", body, n, json, &o);
+        if (r < 0)
+                return -r;
+        if (!json) {
+                long long k = (long long)json_integer_value(json_object_get(o, "revoked"));
+                printf("revoked %lld token%s\n", k, k == 1 ? "" : "s");
+        }
+        json_decref(o);
+        return CB_EXIT_OK;
+}
+
+/* ---- status ---- */
+
+int cmd_status(int argc, char **argv) {
+        static const char usage[] =
+                "usage: credbroker status [--json]\n"
+                "  The broker's version, uptime, live tokens, secrets, store generation and policy\n"
+                "  size (admin.sock).\n";
+        json_t *o = NULL, *pol;
+        unsigned long long up;
+        bool json;
+        int r;
+
+        r = simple_opts(argc, argv, usage, 0, &json);
+        if (r)
+                return r > 0 ? CB_EXIT_OK : -r;
+        r = admin_call("status", "GET", "/v1/admin/status", NULL, 0, json, &o);
+        if (r < 0)
+                return -r;
+        if (!json) {
+                up = (unsigned long long)json_integer_value(json_object_get(o, "uptime"));
+                pol = json_object_get(o, "policy");
+                fputs("credbrokerd ", stdout);
+                put_safe(json_string_value(json_object_get(o, "version")) ?: "?");
+                printf(", up %llud %02lluh%02llum%02llus\n", up / 86400, up / 3600 % 24, up / 60 % 60, up % 60);
+                printf("  secrets: %lld, live tokens: %lld, store generation: %lld\n",
+                       (long long)json_integer_value(json_object_get(o, "secrets")),
+                       (long long)json_integer_value(json_object_get(o, "tokens")),
+                       (long long)json_integer_value(json_object_get(o, "generation")));
+                printf("  policy: %lld clients, %lld grants\n",
+                       (long long)json_integer_value(json_object_get(pol, "clients")),
+                       (long long)json_integer_value(json_object_get(pol, "grants")));
+        }
+        json_decref(o);
+        return CB_EXIT_OK;
+}
+
+/* ---- policy ---- */
+
+/* credbrokerd: $CREDBROKER_DAEMON, else next to us in the build tree
+ * (client/../broker/), the same directory, or ../sbin (installed). */
+static int find_daemon(char *out, size_t len) {
+        static const char *const rel[] = { "/../broker/credbrokerd", "/credbrokerd", "/../sbin/credbrokerd" };
+        const char *env = getenv("CREDBROKER_DAEMON");
+        char self[PATH_MAX];
+        ssize_t n;
+        char *slash;
+
+        if (env && *env) {
+                if (access(env, X_OK) < 0)
+                        return cli_fail(-errno, "policy check: $CREDBROKER_DAEMON %.256s: %s", env, strerror(errno));
+                snprintf(out, len, "%s", env);
+                return 0;
+        }
+        n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+        if (n < 0)
+                return cli_fail(-errno, "policy check: cannot find my own executable: %s", strerror(errno));
+        self[n] = 0;
+        slash = strrchr(self, '/');
+        if (slash)
+                *slash = 0;
+        for (size_t i = 0; i < sizeof(rel) / sizeof(rel[0]); i++) {
+                if ((size_t)snprintf(out, len, "%s%s", self, rel[i]) < len && access(out, X_OK) == 0)
+                        return 0;
+        }
+        return cli_fail(-ENOENT, "policy check: credbrokerd not found next to %s (set $CREDBROKER_DAEMON)", self);
+}
+
+static int policy_check(const char *file) {
+        char daemon[PATH_MAX + 32], out[4096];
+        size_t n = 0;
+        int p[2], status, r;
+        pid_t pid;
+
+        r = find_daemon(daemon, sizeof(daemon));
+        if (r)
+                return r;
+        if (pipe2(p, O_CLOEXEC) < 0)
+                return cli_fail(-errno, "policy check: pipe: %s", strerror(errno));
+        fflush(stdout);
+        fflush(stderr);
+        pid = fork();
+        if (pid < 0) {
+                r = -errno;
+                close(p[0]);
+                close(p[1]);
+                return cli_fail(r, "policy check: fork: %s", strerror(-r));
+        }
+        if (pid == 0) {
+                char *const av[] = { daemon, (char *)"--check-policy", (char *)file, NULL };
+                if (dup2(p[1], STDOUT_FILENO) >= 0 && dup2(p[1], STDERR_FILENO) >= 0)
+                        execv(daemon, av);
+                _exit(127);
+        }
+        close(p[1]);
+        for (;;) {
+                ssize_t k = read(p[0], out + n, sizeof(out) - 1 - n);
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k <= 0)
+                        break;
+                n += (size_t)k;
+                if (n == sizeof(out) - 1) {
+                        char sink[512];
+                        while (read(p[0], sink, sizeof(sink)) > 0)
+                                ; /* drain so the child can exit */
+                        break;
+                }
+        }
+        close(p[0]);
+        out[n] = 0;
+        out[strcspn(out, "\n")] = 0;
+        for (char *s = out; *s; s++)
+                if ((unsigned char)*s < 0x20 || *s == 0x7f)
+                        *s = '?';
+        while (waitpid(pid, &status, 0) < 0)
+                if (errno != EINTR)
+                        return cli_fail(-errno, "policy check: waiting for credbrokerd: %s", strerror(errno));
+        if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
+                printf("%s\n", out);
+                return CB_EXIT_OK;
+        }
+        if (WIFEXITED(status) && WEXITSTATUS(status) == 2) {
+                fprintf(stderr, "credbroker: policy check: %s\n", out);
+                return CB_EXIT_USAGE;
+        }
+        if (WIFEXITED(status) && WEXITSTATUS(status) == 127 && !out[0])
+                return cli_fail(-ENOEXEC, "policy check: cannot run %.256s", daemon);
+        return cli_fail(-EIO, "policy check: %.256s failed (%s %d)%s%s", daemon,
+                        WIFEXITED(status) ? "exit" : "signal",
+                        WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status), out[0] ? ": " : "", out);
+}
+
+int cmd_policy(int argc, char **argv) {
+        static const char usage[] =
+                "usage: credbroker policy check FILE | policy reload [--json]\n"
+                "  check: validate a policy file offline with 'credbrokerd --check-policy FILE'\n"
+                "    (credbrokerd is looked up in $CREDBROKER_DAEMON, then next to credbroker).\n"
+                "    Prints the verdict; exit 0 valid, 2 invalid.\n"
+                "  reload: make the running broker reload its policy file (admin.sock); an\n"
+                "    invalid file is refused with the exact error and the old policy stays.\n";
+        json_t *o = NULL;
+        bool json;
+        int r;
+
+        if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0))
+                return fputs(usage, stdout), CB_EXIT_OK;
+        if (argc >= 2 && strcmp(argv[1], "check") == 0) {
+                if (argc == 3 && strcmp(argv[2], "--help") == 0)
+                        return fputs(usage, stdout), CB_EXIT_OK;
+                if (argc != 3 || argv[2][0] == '-')
+                        return cli_usage("policy check takes one FILE");
+                return policy_check(argv[2]);
+        }
+        if (argc >= 2 && strcmp(argv[1], "reload") == 0) {
+                r = simple_opts(argc - 1, argv + 1, usage, 0, &json);
+                if (r)
+                        return r > 0 ? CB_EXIT_OK : -r;
+                r = admin_call("policy reload", "POST", "/v1/admin/policy/reload", NULL, 0, json, &o);
+                if (r < 0)
+                        return -r;
+                if (!json)
+                        printf("policy reloaded: %lld clients, %lld grants\n",
+                               (long long)json_integer_value(json_object_get(o, "clients")),
+                               (long long)json_integer_value(json_object_get(o, "grants")));
+                json_decref(o);
+                return CB_EXIT_OK;
+        }
+        return cli_usage("policy takes 'check FILE' or 'reload'");
+}

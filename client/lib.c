@@ -1,0 +1,677 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * libcredbroker: HTTP/1.1 + JSON over the broker's Unix socket (libcurl,
+ * jansson).  Every call uses a fresh easy handle and forbids connection
+ * reuse, so the broker identifies the caller (SO_PEERCRED, pidfd, exe hash)
+ * on a connection this very process opened for this very request.
+ *
+ * Memory hygiene for values and tokens:
+ *   - response bodies are collected in sodium_malloc memory (wiped on free),
+ *     capped at CB_RESPONSE_MAX (the transfer is aborted beyond it);
+ *   - values are copied out of the parsed JSON into a cb_secret
+ *     (sodium_malloc) and the JSON tree is released at once;
+ *   - the first handle created installs wipe-on-free allocators in jansson
+ *     (json_set_alloc_funcs) and libcurl (curl_global_init_mem), so the
+ *     copies they make (jansson's lexer buffer and string nodes, curl's
+ *     receive buffer and request buffer) are zeroed before free.  Each is
+ *     installed only if the process has not chosen its own: jansson's only
+ *     while it still uses plain malloc/free, curl's only if nobody called
+ *     curl_global_init before us (then curl keeps that allocator and its
+ *     buffers are freed unwiped: the residual exposure of an embedding
+ *     program that initialises curl itself).  Kernel socket buffers are out
+ *     of our reach.
+ */
+#include <errno.h>
+#include <malloc.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/un.h>
+
+#include <curl/curl.h>
+#include <jansson.h>
+#include <sodium.h>
+
+#include "credbroker.h"
+
+#define CB_RESPONSE_MAX (256 * 1024)
+#define CB_TIMEOUT_S 30L
+#define CB_PATH_MAX 2048
+#define CB_TOKEN_MAX 256
+#define CB_SECRET_NAME_MAX 128
+
+struct cb_client {
+        char *socket_path;
+        char error[512];
+};
+
+struct cb_secret {
+        unsigned char *value; /* sodium_malloc, len bytes + a NUL */
+        size_t len;
+        char *name;
+        uint32_t version;
+};
+
+/* ---- allocators that wipe on free (jansson, curl) ---- */
+
+static void *wipe_malloc(size_t n) {
+        return malloc(n);
+}
+
+static void wipe_free(void *p) {
+        if (p) {
+                sodium_memzero(p, malloc_usable_size(p));
+                free(p);
+        }
+}
+
+static void *wipe_realloc(void *p, size_t n) {
+        size_t old;
+        void *q;
+
+        if (!p)
+                return malloc(n);
+        old = malloc_usable_size(p);
+        if (n <= old && n > 0)
+                return p; /* the tail is wiped when the block is freed */
+        q = malloc(n ? n : 1);
+        if (!q)
+                return NULL;
+        memcpy(q, p, old < n ? old : n);
+        wipe_free(p);
+        return q;
+}
+
+static char *wipe_strdup(const char *s) {
+        size_t n = strlen(s) + 1;
+        char *p = malloc(n);
+
+        if (p)
+                memcpy(p, s, n);
+        return p;
+}
+
+static void *wipe_calloc(size_t nmemb, size_t size) {
+        return calloc(nmemb, size);
+}
+
+static pthread_once_t global_once = PTHREAD_ONCE_INIT;
+static int global_r;
+
+static void global_init(void) {
+        json_malloc_t jm;
+        json_free_t jf;
+
+        if (sodium_init() < 0) {
+                global_r = -ENOMEM;
+                return;
+        }
+        json_get_alloc_funcs(&jm, &jf);
+        if (jm == malloc && jf == free)
+                json_set_alloc_funcs(wipe_malloc, wipe_free);
+        /* A no-op (but for a reference count) if curl is initialised already. */
+        if (curl_global_init_mem(CURL_GLOBAL_DEFAULT, wipe_malloc, wipe_free, wipe_realloc, wipe_strdup,
+                                 wipe_calloc) != CURLE_OK)
+                global_r = -ENOMEM;
+}
+
+/* ---- errors ---- */
+
+static int set_error(cb_client *c, int r, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int set_error(cb_client *c, int r, const char *fmt, ...) {
+        va_list ap;
+
+        va_start(ap, fmt);
+        vsnprintf(c->error, sizeof(c->error), fmt, ap);
+        va_end(ap);
+        /* One line, no terminal control: broker messages quote things like
+         * the caller's executable path. */
+        for (char *p = c->error; *p; p++)
+                if ((unsigned char)*p < 0x20 || *p == 0x7f)
+                        *p = '?';
+        return r;
+}
+
+static int code_to_errno(const char *code, long status) {
+        static const struct {
+                const char *code;
+                int r;
+        } map[] = {
+                { "bad_request", -EINVAL },
+                { "unauthorized", CB_ERR_TOKEN },
+                { "forbidden", CB_ERR_DENIED },
+                { "not_found", -ENOENT },
+                { "method_not_allowed", -EOPNOTSUPP },
+                { "expired", CB_ERR_EXPIRED },
+                { "used_up", CB_ERR_USED_UP },
+                { "payload_too_large", -EMSGSIZE },
+                { "rate_limited", CB_ERR_RATE_LIMITED },
+                { "internal", -EIO },
+                { "unavailable", CB_ERR_UNAVAILABLE },
+        };
+
+        for (size_t i = 0; code && i < sizeof(map) / sizeof(map[0]); i++)
+                if (strcmp(code, map[i].code) == 0)
+                        return map[i].r;
+        switch (status) {
+        case 400: return -EINVAL;
+        case 401: return CB_ERR_TOKEN;
+        case 403: return CB_ERR_DENIED;
+        case 404: return -ENOENT;
+        case 405: return -EOPNOTSUPP;
+        case 413: return -EMSGSIZE;
+        case 429: return CB_ERR_RATE_LIMITED;
+        case 503: return CB_ERR_UNAVAILABLE;
+        default: return status >= 500 ? -EIO : -EPROTO;
+        }
+}
+
+/* ---- response bodies, in secure memory ---- */
+
+struct body {
+        unsigned char *p; /* sodium_malloc; NUL-terminated */
+        size_t n, cap;
+        bool too_big, oom;
+};
+
+static void body_free(struct body *b) {
+        sodium_free(b->p); /* wipes */
+        memset(b, 0, sizeof(*b));
+}
+
+static size_t on_data(char *data, size_t size, size_t nmemb, void *userdata) {
+        struct body *b = userdata;
+        size_t n = size * nmemb;
+
+        if (n > CB_RESPONSE_MAX - b->n) {
+                b->too_big = true;
+                return 0; /* aborts the transfer */
+        }
+        if (b->n + n + 1 > b->cap) {
+                size_t cap = b->cap ? b->cap : 4096;
+                unsigned char *q;
+
+                while (cap < b->n + n + 1)
+                        cap *= 2;
+                if (cap > CB_RESPONSE_MAX + 1)
+                        cap = CB_RESPONSE_MAX + 1;
+                q = sodium_malloc(cap);
+                if (!q) {
+                        b->oom = true;
+                        return 0;
+                }
+                if (b->n)
+                        memcpy(q, b->p, b->n);
+                sodium_free(b->p);
+                b->p = q;
+                b->cap = cap;
+        }
+        memcpy(b->p + b->n, data, n);
+        b->n += n;
+        b->p[b->n] = 0;
+        return n;
+}
+
+/* ---- one request ---- */
+
+static bool path_ok(const char *path) {
+        size_t n = strlen(path);
+
+        if (n < 4 || n > CB_PATH_MAX || strncmp(path, "/v1/", 4) != 0)
+                return false;
+        for (size_t i = 0; i < n; i++)
+                if (path[i] <= 0x20 || path[i] >= 0x7f || path[i] == '#')
+                        return false;
+        return true;
+}
+
+static bool method_ok(const char *m) {
+        size_t n = strlen(m);
+
+        if (n == 0 || n > 16)
+                return false;
+        for (size_t i = 0; i < n; i++)
+                if (m[i] < 'A' || m[i] > 'Z')
+                        return false;
+        return true;
+}
+
+/* Perform method path with body (may be NULL for none).  On a 2xx answer
+ * return 0 with the body in *resp (caller: body_free) and the status in
+ * *ret_status; otherwise the mapped error with the broker's message. */
+static int http(cb_client *c, const char *method, const char *path, const void *req, size_t req_len,
+                struct body *resp, long *ret_status) {
+        char url[sizeof("http://localhost") + CB_PATH_MAX], errbuf[CURL_ERROR_SIZE];
+        struct curl_slist *hdrs = NULL, *h2;
+        struct body b = {};
+        long status = 0, oserr = 0;
+        CURLcode rc = CURLE_OK;
+        CURL *h;
+        int r;
+
+        c->error[0] = 0;
+        if (!path_ok(path) || !method_ok(method))
+                return set_error(c, -EINVAL, "invalid request line");
+        snprintf(url, sizeof(url), "http://localhost%s", path);
+        errbuf[0] = 0;
+        h = curl_easy_init();
+        if (!h)
+                return set_error(c, -ENOMEM, "out of memory");
+        const char *const headers[] = { "Content-Type: application/json", "Accept: application/json", "Expect:" };
+        for (size_t i = 0; i < sizeof(headers) / sizeof(headers[0]); i++) {
+                h2 = curl_slist_append(hdrs, headers[i]);
+                if (!h2) {
+                        r = set_error(c, -ENOMEM, "out of memory");
+                        goto out;
+                }
+                hdrs = h2;
+        }
+
+#define SETOPT(opt, val)                                  \
+        do {                                              \
+                if (rc == CURLE_OK)                       \
+                        rc = curl_easy_setopt(h, opt, val); \
+        } while (0)
+        SETOPT(CURLOPT_UNIX_SOCKET_PATH, c->socket_path);
+        SETOPT(CURLOPT_URL, url);
+#if LIBCURL_VERSION_NUM >= 0x075500
+        SETOPT(CURLOPT_PROTOCOLS_STR, "http");
+#else
+        SETOPT(CURLOPT_PROTOCOLS, (long)CURLPROTO_HTTP);
+#endif
+        SETOPT(CURLOPT_PROXY, ""); /* never a proxy from the environment */
+        SETOPT(CURLOPT_NOPROXY, "*");
+        SETOPT(CURLOPT_FORBID_REUSE, 1L);
+        SETOPT(CURLOPT_FRESH_CONNECT, 1L);
+        SETOPT(CURLOPT_NOSIGNAL, 1L);
+        SETOPT(CURLOPT_FOLLOWLOCATION, 0L);
+        SETOPT(CURLOPT_TIMEOUT, CB_TIMEOUT_S);
+        SETOPT(CURLOPT_CONNECTTIMEOUT, CB_TIMEOUT_S);
+        SETOPT(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)CB_RESPONSE_MAX);
+        SETOPT(CURLOPT_USERAGENT, "libcredbroker/0.1.0");
+        SETOPT(CURLOPT_HTTPHEADER, hdrs);
+        SETOPT(CURLOPT_ERRORBUFFER, errbuf);
+        SETOPT(CURLOPT_WRITEFUNCTION, on_data);
+        SETOPT(CURLOPT_WRITEDATA, &b);
+        if (strcmp(method, "GET") == 0 && !req) {
+                SETOPT(CURLOPT_HTTPGET, 1L);
+        } else {
+                /* POSTFIELDS does not copy: req must outlive the transfer
+                 * (it does).  curl may copy it into its request buffer,
+                 * which our allocator wipes. */
+                SETOPT(CURLOPT_POSTFIELDS, req ? (const char *)req : "");
+                SETOPT(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)(req ? req_len : 0));
+                if (strcmp(method, "POST") != 0)
+                        SETOPT(CURLOPT_CUSTOMREQUEST, method);
+        }
+#undef SETOPT
+        if (rc != CURLE_OK) {
+                r = set_error(c, -EIO, "libcurl refused an option: %s", curl_easy_strerror(rc));
+                goto out;
+        }
+
+        rc = curl_easy_perform(h);
+        if (rc != CURLE_OK) {
+                switch (rc) {
+                case CURLE_COULDNT_CONNECT:
+                        (void)curl_easy_getinfo(h, CURLINFO_OS_ERRNO, &oserr);
+                        r = oserr == EACCES || oserr == EPERM ? CB_ERR_DENIED : CB_ERR_UNREACHABLE;
+                        set_error(c, r, "cannot connect to the broker at %s: %s", c->socket_path,
+                                  strerror(oserr ? (int)oserr : ECONNREFUSED));
+                        break;
+                case CURLE_OPERATION_TIMEDOUT:
+                        r = set_error(c, -ETIMEDOUT, "no answer from the broker at %s within %ld s", c->socket_path,
+                                      CB_TIMEOUT_S);
+                        break;
+                case CURLE_OUT_OF_MEMORY:
+                        r = set_error(c, -ENOMEM, "out of memory");
+                        break;
+                case CURLE_FILESIZE_EXCEEDED:
+                        r = set_error(c, -EPROTO, "the broker's answer is larger than %d KiB", CB_RESPONSE_MAX / 1024);
+                        break;
+                default:
+                        if (b.oom)
+                                r = set_error(c, -ENOMEM, "out of memory");
+                        else if (b.too_big)
+                                r = set_error(c, -EPROTO, "the broker's answer is larger than %d KiB",
+                                              CB_RESPONSE_MAX / 1024);
+                        else
+                                r = set_error(c, -EPROTO, "talking to the broker at %s: %s", c->socket_path,
+                                              errbuf[0] ? errbuf : curl_easy_strerror(rc));
+                }
+                goto out;
+        }
+        (void)curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+        if (status < 200 || status > 299) {
+                json_t *o = b.n ? json_loadb((const char *)b.p, b.n, 0, NULL) : NULL;
+                const char *code = json_string_value(json_object_get(o, "error"));
+                const char *msg = json_string_value(json_object_get(o, "message"));
+
+                r = code_to_errno(code, status);
+                if (msg)
+                        set_error(c, r, "%s", msg);
+                else
+                        set_error(c, r, "the broker answered HTTP %ld", status);
+                json_decref(o);
+                goto out;
+        }
+        *resp = b;
+        memset(&b, 0, sizeof(b));
+        if (ret_status)
+                *ret_status = status;
+        r = 0;
+out:
+        body_free(&b);
+        curl_slist_free_all(hdrs);
+        curl_easy_cleanup(h);
+        sodium_memzero(errbuf, sizeof(errbuf));
+        return r;
+}
+
+/* Parse a 2xx body as a JSON object; the parser's error text may quote the
+ * input, so it is never shown. */
+static json_t *parse_object(cb_client *c, const struct body *b) {
+        json_error_t err;
+        json_t *o = json_loadb((const char *)b->p, b->n, JSON_REJECT_DUPLICATES, &err);
+
+        sodium_memzero(&err, sizeof(err));
+        if (!o || !json_is_object(o)) {
+                json_decref(o);
+                set_error(c, -EPROTO, "malformed answer from the broker");
+                return NULL;
+        }
+        return o;
+}
+
+/* ---- handles ---- */
+
+static int client_new(const char *socket_path, const char *env, const char *fallback, cb_client **ret) {
+        cb_client *c;
+
+        if (!ret)
+                return -EINVAL;
+        pthread_once(&global_once, global_init);
+        if (global_r < 0)
+                return global_r;
+        if (!socket_path || !*socket_path)
+                socket_path = secure_getenv(env);
+        if (!socket_path || !*socket_path)
+                socket_path = fallback;
+        if (strlen(socket_path) >= sizeof(((struct sockaddr_un *)0)->sun_path))
+                return -ENAMETOOLONG;
+        c = calloc(1, sizeof(*c));
+        if (!c)
+                return -ENOMEM;
+        c->socket_path = strdup(socket_path);
+        if (!c->socket_path) {
+                free(c);
+                return -ENOMEM;
+        }
+        *ret = c;
+        return 0;
+}
+
+CB_EXPORT int cb_client_new(const char *socket_path, cb_client **ret) {
+        return client_new(socket_path, "CREDBROKER_SOCKET", CB_DEFAULT_TOOL_SOCKET, ret);
+}
+
+CB_EXPORT int cb_client_new_admin(const char *socket_path, cb_client **ret) {
+        return client_new(socket_path, "CREDBROKER_ADMIN_SOCKET", CB_DEFAULT_ADMIN_SOCKET, ret);
+}
+
+CB_EXPORT void cb_client_free(cb_client *c) {
+        if (!c)
+                return;
+        free(c->socket_path);
+        sodium_memzero(c->error, sizeof(c->error));
+        free(c);
+}
+
+CB_EXPORT const char *cb_client_error(const cb_client *c) {
+        return c ? c->error : "no handle";
+}
+
+CB_EXPORT const char *cb_client_socket(const cb_client *c) {
+        return c ? c->socket_path : "";
+}
+
+/* ---- tool API ---- */
+
+CB_EXPORT int cb_client_token(cb_client *c, const char *secret, const char *use, unsigned ttl, char **ret_token,
+                              char **ret_accessor, unsigned *ret_expires_in) {
+        char req[512];
+        struct body b = {};
+        json_t *q = NULL, *o = NULL;
+        const char *tok, *acc;
+        json_int_t exp;
+        char *t = NULL, *a = NULL;
+        size_t n;
+        int r;
+
+        if (!c || !ret_token)
+                return -EINVAL;
+        c->error[0] = 0;
+        if (!secret || !*secret || strlen(secret) > CB_SECRET_NAME_MAX)
+                return set_error(c, -EINVAL, "a secret name is 1..%d characters", CB_SECRET_NAME_MAX);
+        if (use && strcmp(use, "proxy") != 0 && strcmp(use, "redeem") != 0)
+                return set_error(c, -EINVAL, "use must be \"proxy\" or \"redeem\"");
+        q = json_pack("{s:s}", "secret", secret);
+        if (q && use)
+                json_object_set_new(q, "use", json_string(use));
+        if (q && ttl)
+                json_object_set_new(q, "ttl", json_integer((json_int_t)ttl));
+        n = q ? json_dumpb(q, req, sizeof(req), JSON_COMPACT) : 0;
+        json_decref(q);
+        if (n == 0 || n >= sizeof(req))
+                return set_error(c, -EINVAL, "cannot encode the request (secret name not UTF-8?)");
+        r = http(c, "POST", "/v1/token", req, n, &b, NULL);
+        if (r < 0)
+                return r;
+        o = parse_object(c, &b);
+        if (!o) {
+                r = -EPROTO;
+                goto out;
+        }
+        tok = json_string_value(json_object_get(o, "token"));
+        acc = json_string_value(json_object_get(o, "accessor"));
+        exp = json_integer_value(json_object_get(o, "expires_in"));
+        if (!tok || !*tok || strlen(tok) > CB_TOKEN_MAX || !acc || !json_is_integer(json_object_get(o, "expires_in")) ||
+            exp < 0 || exp > (json_int_t)UINT32_MAX) {
+                r = set_error(c, -EPROTO, "malformed token answer from the broker");
+                goto out;
+        }
+        t = strdup(tok);
+        a = ret_accessor ? strdup(acc) : NULL;
+        if (!t || (ret_accessor && !a)) {
+                cb_token_free(t);
+                free(a);
+                r = set_error(c, -ENOMEM, "out of memory");
+                goto out;
+        }
+        *ret_token = t;
+        if (ret_accessor)
+                *ret_accessor = a;
+        if (ret_expires_in)
+                *ret_expires_in = (unsigned)exp;
+        r = 0;
+out:
+        json_decref(o); /* the token's copies are wiped by our allocator */
+        body_free(&b);
+        return r;
+}
+
+/* A token is printable ASCII; refusing '"' and '\\' lets us write the
+ * request without a JSON library copy of it. */
+static bool token_ok(const char *t) {
+        size_t n = strlen(t);
+
+        if (n == 0 || n > CB_TOKEN_MAX)
+                return false;
+        for (size_t i = 0; i < n; i++)
+                if (t[i] <= 0x20 || t[i] >= 0x7f || t[i] == '"' || t[i] == '\\')
+                        return false;
+        return true;
+}
+
+static int decode_value(cb_client *c, json_t *o, cb_secret *s) {
+        json_t *jv = json_object_get(o, "value"), *jb = json_object_get(o, "value_base64");
+
+        if (!!jv == !!jb || (jv && !json_is_string(jv)) || (jb && !json_is_string(jb)))
+                return set_error(c, -EPROTO, "malformed redeem answer from the broker");
+        if (jv) {
+                s->len = json_string_length(jv);
+                s->value = sodium_malloc(s->len + 1);
+                if (!s->value)
+                        return set_error(c, -ENOMEM, "out of memory");
+                memcpy(s->value, json_string_value(jv), s->len);
+                s->value[s->len] = 0;
+                return 0;
+        }
+        size_t b64len = json_string_length(jb), cap = b64len / 4 * 3 + 3;
+        s->value = sodium_malloc(cap + 1);
+        if (!s->value)
+                return set_error(c, -ENOMEM, "out of memory");
+        if (sodium_base642bin(s->value, cap, json_string_value(jb), b64len, NULL, &s->len, NULL,
+                              sodium_base64_VARIANT_ORIGINAL) != 0)
+                return set_error(c, -EPROTO, "malformed value_base64 in the broker's answer");
+        s->value[s->len] = 0;
+        return 0;
+}
+
+CB_EXPORT int cb_client_redeem(cb_client *c, const char *token, cb_secret **ret) {
+        char req[CB_TOKEN_MAX + 32];
+        struct body b = {};
+        json_t *o = NULL, *jver;
+        cb_secret *s = NULL;
+        const char *name;
+        int n, r;
+
+        if (!c || !ret)
+                return -EINVAL;
+        c->error[0] = 0;
+        if (!token || !token_ok(token))
+                return set_error(c, CB_ERR_TOKEN, "not a token");
+        n = snprintf(req, sizeof(req), "{\"token\":\"%s\"}", token);
+        r = http(c, "POST", "/v1/redeem", req, (size_t)n, &b, NULL);
+        sodium_memzero(req, sizeof(req));
+        if (r < 0)
+                return r;
+        o = parse_object(c, &b);
+        body_free(&b); /* the tree has its own (wiped-on-free) copy */
+        if (!o)
+                return -EPROTO;
+        name = json_string_value(json_object_get(o, "secret"));
+        jver = json_object_get(o, "version");
+        if (!name || !json_is_integer(jver) || json_integer_value(jver) < 0 ||
+            json_integer_value(jver) > (json_int_t)UINT32_MAX) {
+                r = set_error(c, -EPROTO, "malformed redeem answer from the broker");
+                goto out;
+        }
+        s = calloc(1, sizeof(*s));
+        if (!s || !(s->name = strdup(name))) {
+                r = set_error(c, -ENOMEM, "out of memory");
+                goto out;
+        }
+        s->version = (uint32_t)json_integer_value(jver);
+        r = decode_value(c, o, s);
+        if (r < 0)
+                goto out;
+        *ret = s;
+        s = NULL;
+        r = 0;
+out:
+        json_decref(o);
+        cb_secret_free(s);
+        return r;
+}
+
+CB_EXPORT const unsigned char *cb_secret_value(const cb_secret *s) {
+        return s ? s->value : NULL;
+}
+
+CB_EXPORT size_t cb_secret_len(const cb_secret *s) {
+        return s ? s->len : 0;
+}
+
+CB_EXPORT const char *cb_secret_name(const cb_secret *s) {
+        return s ? s->name : NULL;
+}
+
+CB_EXPORT uint32_t cb_secret_version(const cb_secret *s) {
+        return s ? s->version : 0;
+}
+
+CB_EXPORT void cb_secret_free(cb_secret *s) {
+        if (!s)
+                return;
+        sodium_free(s->value); /* wipes */
+        free(s->name);
+        free(s);
+}
+
+CB_EXPORT void cb_token_free(char *token) {
+        if (!token)
+                return;
+        sodium_memzero(token, strlen(token));
+        free(token);
+}
+
+CB_EXPORT int cb_client_health(cb_client *c) {
+        struct body b = {};
+        json_t *o;
+        const char *st;
+        int r;
+
+        if (!c)
+                return -EINVAL;
+        r = http(c, "GET", "/v1/health", NULL, 0, &b, NULL);
+        if (r < 0)
+                return r;
+        o = parse_object(c, &b);
+        body_free(&b);
+        if (!o)
+                return -EPROTO;
+        st = json_string_value(json_object_get(o, "status"));
+        r = st && strcmp(st, "ok") == 0 ? 0 : set_error(c, -EPROTO, "the broker says it is not ok");
+        json_decref(o);
+        return r;
+}
+
+/* ---- generic requests (admin routes, introspect) ---- */
+
+CB_EXPORT int cb_client_request(cb_client *c, const char *method, const char *path, const void *body,
+                                size_t body_len, char **ret_json, long *ret_status) {
+        struct body b = {};
+        char *text = NULL;
+        long status = 0;
+        int r;
+
+        if (!c || !method || !path)
+                return -EINVAL;
+        c->error[0] = 0;
+        /* The one route whose answer is a value has its own call, which
+         * keeps the value in wiped memory. */
+        if (strncmp(path, "/v1/redeem", 10) == 0 && (path[10] == 0 || path[10] == '?' || path[10] == '/'))
+                return set_error(c, -EINVAL, "use cb_client_redeem() for /v1/redeem");
+        r = http(c, method, path, body, body_len, &b, &status);
+        if (r < 0)
+                return r;
+        if (ret_json) {
+                text = malloc(b.n + 1);
+                if (!text) {
+                        body_free(&b);
+                        return set_error(c, -ENOMEM, "out of memory");
+                }
+                if (b.n)
+                        memcpy(text, b.p, b.n);
+                text[b.n] = 0;
+                *ret_json = text;
+        }
+        if (ret_status)
+                *ret_status = status;
+        body_free(&b);
+        return 0;
+}
