@@ -1,53 +1,106 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
 # make demo: a guided tour on an embedded default configuration in a
-# temporary directory, cleaned up afterwards.  Usage: demo.sh BUILD_DIR
+# temporary directory, removed afterwards.  Usage: demo.sh BUILD_DIR
 #
-# At this stage it shows the sealed store: init, the files and their modes,
-# the offline integrity check, and what tampering and a wrong key look like.
-# (The daemon, tokens and a tool that never sees its secret come with the
-# broker; this script grows with them.)
+# 1. a sealed store, and what tampering looks like;
+# 2. the broker: a tool process (its own uid, a pinned executable) uses a
+#    secret through `credbroker exec` — everything it prints is masked — and
+#    a process under another uid is refused.  Switching uids needs root; as
+#    another user the uid parts are skipped with a note.
 set -euo pipefail
 
 build=${1:-build}
 cli="$build/client/credbroker"
-[ -x "$cli" ] || { echo "demo: $cli not built (run 'make build')" >&2; exit 1; }
+daemon="$build/broker/credbrokerd"
+for b in "$cli" "$daemon"; do
+        [ -x "$b" ] || { echo "demo: $b not built (run 'make build')" >&2; exit 1; }
+done
 
 tmp=$(mktemp -d /tmp/credbroker-demo.XXXXXX)
-trap 'rm -rf "$tmp"' EXIT
-state="$tmp/state"
-key="$tmp/host.key"
+chmod 0755 "$tmp" # the demo tool runs under another uid and must reach the socket
+dpid=
+cleanup() {
+        [ -n "$dpid" ] && kill "$dpid" 2>/dev/null && wait "$dpid" 2>/dev/null
+        rm -rf "$tmp"
+}
+trap cleanup EXIT
+state="$tmp/state" key="$tmp/host.key"
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 run() { printf '$ %s\n' "$*"; "$@"; }
 
 step "1. Create a sealed store (the key-encryption key is wrapped by a host key file)"
 run "$cli" init --state-dir "$state" --unlock "keyfile:$key"
+run ls -la "$state"
 
-step "2. What is on disk: a private directory, private files, no plaintext"
-run ls -la "$state" "$key"
-
-step "3. Offline integrity check: header checksum + MAC, log MAC chain, every version decrypted"
-run "$cli" check --state-dir "$state" --unlock "keyfile:$key"
-
-step "4. Someone edits one byte of the header: refused, naming the file (exit 4)"
+step "2. One edited byte in a copy of the store is refused, naming the file (exit 4)"
 cp -a "$state" "$tmp/tampered"
 printf '\x01' | dd of="$tmp/tampered/header" bs=1 seek=40 conv=notrunc status=none
-set +e
-"$cli" check --state-dir "$tmp/tampered" --unlock "keyfile:$key"
-echo "exit code: $?"
-set -e
+"$cli" check --state-dir "$tmp/tampered" --unlock "keyfile:$key" || echo "exit code: $?"
+rm -rf "$tmp/tampered"
 
-step "5. The wrong key file: its own message and exit code (3), not an integrity error"
-head -c 32 /dev/urandom > "$tmp/other.key"
-chmod 0400 "$tmp/other.key"
-set +e
-"$cli" check --state-dir "$state" --unlock "keyfile:$tmp/other.key"
-echo "exit code: $?"
-step "6. A key file others can read is refused outright (exit 7)"
-chmod 0644 "$tmp/other.key"
-"$cli" check --state-dir "$state" --unlock "keyfile:$tmp/other.key"
-echo "exit code: $?"
-set -e
+# The demo tool is a private copy of the CLI, so its executable is pinned by
+# path and hash in the policy; the library beside it.
+mkdir -p "$tmp/bin"
+cp "$cli" "$tmp/bin/credbroker"
+cp -L "$build"/client/libcredbroker.so* "$tmp/bin/" 2>/dev/null || true
+chmod -R a+rX "$tmp/bin"
+export LD_LIBRARY_PATH="$tmp/bin${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+tool_uid=61100 other_uid=61101
+[ "$(id -u)" = 0 ] || tool_uid=$(id -u)
+tool_exe=$(readlink -f "$tmp/bin/credbroker")
+cat >"$tmp/policy.json" <<JSON
+{
+  "clients": {
+    "demo-tool": {"uid": $tool_uid, "exe": "$tool_exe", "exe_sha256": "$(sha256sum "$tool_exe" | cut -d' ' -f1)"}
+  },
+  "grants": [
+    {"client": "demo-tool", "secret": "demo-api-key", "use": ["redeem"], "max_ttl": 60}
+  ],
+  "admins": {"uids": [$(id -u)]}
+}
+JSON
+chmod 0644 "$tmp/policy.json"
+
+step "3. The policy: one client (uid $tool_uid + this exact executable), one grant"
+cat "$tmp/policy.json"
+
+step "4. Start the broker (foreground daemon; here in the background of this script)"
+"$daemon" --state-dir "$state" --run-dir "$tmp/run" --policy "$tmp/policy.json" --unlock "keyfile:$key" \
+        --audit-log "$tmp/audit.log" 2>"$tmp/daemon.log" &
+dpid=$!
+for _ in $(seq 50); do [ -S "$tmp/run/admin.sock" ] && break; sleep 0.1; done
+cat "$tmp/daemon.log"
+export CREDBROKER_SOCKET="$tmp/run/tools.sock" CREDBROKER_ADMIN_SOCKET="$tmp/run/admin.sock"
+
+step "5. An operator adds a secret: the value comes from stdin, never from argv"
+printf '$ printf %%s "sk-demo-…" | credbroker put demo-api-key --host api.example.com --inject "Authorization: Bearer {}"\n'
+head -c 18 /dev/urandom | base64 | tr -d '/+=' | sed 's/^/sk-demo-/' |
+        "$cli" put demo-api-key --host api.example.com --inject "Authorization: Bearer {}"
+run "$cli" list
+
+as_tool() { if [ "$(id -u)" = 0 ]; then setpriv --reuid "$tool_uid" --regid "$tool_uid" --clear-groups "$@"; else "$@"; fi; }
+
+step "6. The tool (uid $tool_uid) runs a command with the secret in its environment."
+echo "   The command prints the key; what reaches its output — i.e. the model — is masked:"
+printf '$ credbroker exec --env API_KEY=demo-api-key -- sh -c '\''echo "using a key of ${#API_KEY} chars: $API_KEY"'\''\n'
+as_tool "$tmp/bin/credbroker" exec --env API_KEY=demo-api-key -- \
+        sh -c 'echo "using a key of ${#API_KEY} chars: $API_KEY"'
+
+if [ "$(id -u)" = 0 ]; then
+        step "7. The same command under another uid ($other_uid) is refused"
+        setpriv --reuid "$other_uid" --regid "$other_uid" --clear-groups \
+                "$tmp/bin/credbroker" exec --env API_KEY=demo-api-key -- true || echo "exit code: $?"
+        step "8. ...and so is another executable under the tool's own uid (curl, not the pinned CLI)"
+        setpriv --reuid "$tool_uid" --regid "$tool_uid" --clear-groups \
+                curl -s --unix-socket "$CREDBROKER_SOCKET" -X POST -d '{"secret":"demo-api-key"}' http://x/v1/token
+        echo
+else
+        step "7. (skipped: switching to another uid needs root)"
+fi
+
+step "9. The audit trail: one JSON line per decision, no values, no tokens"
+cut -c1-200 "$tmp/audit.log"
 
 step "Done. Everything above lived in $tmp, now removed."
