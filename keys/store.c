@@ -526,6 +526,7 @@ void cb_store_remove_stale_logs(cb_store *s) {
         int fd = openat(s->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         DIR *d;
         struct dirent *e;
+        bool removed = false;
 
         if (fd < 0)
                 return;
@@ -548,10 +549,11 @@ void cb_store_remove_stale_logs(cb_store *s) {
                 }
                 if (lf >= 0)
                         close(lf);
-                (void)unlinkat(s->dirfd, e->d_name, 0);
+                removed |= unlinkat(s->dirfd, e->d_name, 0) == 0;
         }
         closedir(d);
-        (void)cb_fsync_dir(s->dirfd);
+        if (removed) /* only then is there a directory change to make durable */
+                (void)cb_fsync_dir(s->dirfd);
 }
 
 int cb_store_open(const char *dir, const cb_unlock_spec *spec, cb_store **ret) {
