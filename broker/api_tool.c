@@ -90,6 +90,12 @@ static int route_token(request *rq) {
                                   "version cannot collect yet", secret);
                 goto out;
         }
+        uint32_t retry;
+        if (!cb_ratelimit_take(cbd.rate, client, secret, g->rate_n, g->rate_window, (uint64_t)time(NULL), &retry)) {
+                ret = reply_error(rq, 429, "rate_limited", "rate limit for '%s' (%u per %u s) reached; retry in %u s",
+                                  secret, g->rate_n, g->rate_window, retry);
+                goto out;
+        }
         if (cb_store_versions(cbd.store, secret, &vi, &nv) < 0) {
                 ret = reply_error(rq, 404, "not_found", "no secret named '%s'", secret);
                 goto out;

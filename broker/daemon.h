@@ -12,6 +12,7 @@
 
 #include "peer.h"
 #include "policy.h"
+#include "ratelimit.h"
 #include "store.h"
 #include "tokens.h"
 
@@ -27,6 +28,7 @@ typedef struct daemon_state {
         cb_policy *policy;
         cb_tokens *tokens;
         cb_exe_cache *exe_cache;
+        cb_ratelimit *rate;
         const char *policy_path;
         const char *run_dir;
         int audit_fd;

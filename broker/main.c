@@ -216,7 +216,8 @@ int main(int argc, char **argv) {
         }
         cbd.tokens = cb_tokens_new(0, 0);
         cbd.exe_cache = cb_exe_cache_new(256);
-        if (!cbd.tokens || !cbd.exe_cache) {
+        cbd.rate = cb_ratelimit_new(0);
+        if (!cbd.tokens || !cbd.exe_cache || !cbd.rate) {
                 say("out of memory");
                 goto out;
         }
@@ -279,6 +280,7 @@ out:
         }
         cb_tokens_free(cbd.tokens);
         cb_exe_cache_free(cbd.exe_cache);
+        cb_ratelimit_free(cbd.rate);
         cb_store_close(cbd.store);
         cb_policy_free(cbd.policy);
         cb_unlock_spec_free(spec);

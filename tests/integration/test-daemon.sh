@@ -42,7 +42,7 @@ cat >"$T/policy.json" <<JSON
   "grants": [
     {"client": "curl-tool", "secret": "demo", "use": ["redeem"], "max_ttl": 300, "max_uses": 2},
     {"client": "py-tool", "secret": "demo", "use": ["redeem"]},
-    {"client": "proxy-only", "secret": "demo", "use": ["proxy"]}
+    {"client": "proxy-only", "secret": "demo", "use": ["proxy"], "rate": "3/m"}
   ],
   "admins": {"uids": [0]} }
 JSON
@@ -132,6 +132,7 @@ chmod 0600 "$AS"
 expect "admin routes not on tools.sock" "admin.sock only" "$(curl -s --unix-socket "$TS" http://x/v1/admin/status)"
 ptok=$(as $U3 curl -s --unix-socket "$TS" -X POST -d '{"secret":"demo","use":"proxy"}' http://x/v1/token | field token)
 expect "proxy-only token cannot redeem" "does not carry" "$(as $U3 curl -s --unix-socket "$TS" -X POST -d "{\"token\":\"$ptok\"}" http://x/v1/redeem)"
+expect "rate limit per grant (3/m)" "rate_limited" "$(for i in 1 2 3; do as $U3 curl -s --unix-socket "$TS" -X POST -d '{"secret":"demo","use":"proxy"}' http://x/v1/token >/dev/null; done; as $U3 curl -s --unix-socket "$TS" -X POST -d '{"secret":"demo","use":"proxy"}' http://x/v1/token)"
 expect "proxy-only grant cannot mint redeem" "no grant" "$(as $U3 curl -s --unix-socket "$TS" -X POST -d '{"secret":"demo"}' http://x/v1/token)"
 expect "introspect never shows a value" '"accessor"' "$(as $U3 curl -s --unix-socket "$TS" -X POST -d "{\"token\":\"$ptok\"}" http://x/v1/introspect | grep -v "$VALUE")"
 

@@ -1,0 +1,84 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ratelimit.h"
+
+#define KEY_MAX (64 + 1 + 128 + 1)
+
+struct rl_entry {
+        char key[KEY_MAX]; /* "client\nsecret"; "" = free */
+        uint64_t window_start;
+        uint32_t count;
+};
+
+struct cb_ratelimit {
+        struct rl_entry *e;
+        size_t n;
+};
+
+cb_ratelimit *cb_ratelimit_new(size_t max_entries) {
+        cb_ratelimit *rl = calloc(1, sizeof(*rl));
+
+        if (!rl)
+                return NULL;
+        rl->n = max_entries ? max_entries : 4096;
+        rl->e = calloc(rl->n, sizeof(*rl->e));
+        if (!rl->e) {
+                free(rl);
+                return NULL;
+        }
+        return rl;
+}
+
+void cb_ratelimit_free(cb_ratelimit *rl) {
+        if (!rl)
+                return;
+        free(rl->e);
+        free(rl);
+}
+
+bool cb_ratelimit_take(cb_ratelimit *rl, const char *client, const char *secret, uint32_t n, uint32_t window,
+                       uint64_t now, uint32_t *ret_retry_after) {
+        char key[KEY_MAX];
+        struct rl_entry *hit = NULL, *victim = NULL;
+
+        if (n == 0 || window == 0)
+                return true;
+        snprintf(key, sizeof(key), "%s\n%s", client, secret);
+        /* Linear scan: the table is small (grants x clients in use) and
+         * issuing a token is not a tight loop. */
+        for (size_t i = 0; i < rl->n; i++) {
+                struct rl_entry *e = &rl->e[i];
+
+                if (e->key[0] && strcmp(e->key, key) == 0) {
+                        hit = e;
+                        break;
+                }
+                /* Where a new key would go: a free slot, else the oldest window. */
+                if (!e->key[0]) {
+                        if (!victim || victim->key[0])
+                                victim = e;
+                } else if (!victim || (victim->key[0] && e->window_start < victim->window_start)) {
+                        victim = e;
+                }
+        }
+        if (!hit) {
+                hit = victim;
+                snprintf(hit->key, sizeof(hit->key), "%s", key);
+                hit->window_start = now;
+                hit->count = 0;
+        }
+        if (now >= hit->window_start + window) {
+                hit->window_start = now;
+                hit->count = 0;
+        }
+        if (hit->count >= n) {
+                if (ret_retry_after)
+                        *ret_retry_after = (uint32_t)(hit->window_start + window - now);
+                return false;
+        }
+        hit->count++;
+        return true;
+}

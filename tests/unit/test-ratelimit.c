@@ -1,0 +1,38 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+#include "cbtest.h"
+#include "ratelimit.h"
+
+TEST(window) {
+        cb_ratelimit *rl = cb_ratelimit_new(16);
+        uint32_t retry = 0;
+
+        for (int i = 0; i < 5; i++)
+                ASSERT_TRUE(cb_ratelimit_take(rl, "tool", "gh", 5, 60, 1000, NULL));
+        ASSERT_FALSE(cb_ratelimit_take(rl, "tool", "gh", 5, 60, 1010, &retry));
+        ASSERT_EQ(retry, 50);
+        /* Other keys are independent. */
+        ASSERT_TRUE(cb_ratelimit_take(rl, "tool", "slack", 5, 60, 1010, NULL));
+        ASSERT_TRUE(cb_ratelimit_take(rl, "other", "gh", 5, 60, 1010, NULL));
+        /* A new window. */
+        ASSERT_TRUE(cb_ratelimit_take(rl, "tool", "gh", 5, 60, 1060, NULL));
+        /* No limit configured. */
+        for (int i = 0; i < 100; i++)
+                ASSERT_TRUE(cb_ratelimit_take(rl, "tool", "x", 0, 0, 1000, NULL));
+        cb_ratelimit_free(rl);
+}
+
+TEST(bounded_table_reuses_oldest) {
+        cb_ratelimit *rl = cb_ratelimit_new(4);
+        char name[16];
+
+        ASSERT_TRUE(cb_ratelimit_take(rl, "c", "old", 1, 3600, 100, NULL));
+        ASSERT_FALSE(cb_ratelimit_take(rl, "c", "old", 1, 3600, 101, NULL));
+        for (int i = 0; i < 3; i++) {
+                snprintf(name, sizeof(name), "s%d", i);
+                ASSERT_TRUE(cb_ratelimit_take(rl, "c", name, 1, 3600, 200 + (uint64_t)i, NULL));
+        }
+        /* Table full: a fifth key evicts the oldest window ("old"). */
+        ASSERT_TRUE(cb_ratelimit_take(rl, "c", "new", 1, 3600, 300, NULL));
+        ASSERT_FALSE(cb_ratelimit_take(rl, "c", "s2", 1, 3600, 301, NULL)); /* s2 kept its count */
+        cb_ratelimit_free(rl);
+}
