@@ -65,6 +65,8 @@ bool cb_ratelimit_take(cb_ratelimit *rl, const char *client, const char *secret,
                 }
         }
         if (!hit) {
+                if (!victim) /* only with an empty table, which _new never makes */
+                        return false;
                 hit = victim;
                 snprintf(hit->key, sizeof(hit->key), "%s", key);
                 hit->window_start = now;

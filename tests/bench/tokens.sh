@@ -1,0 +1,228 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+#
+# Token benchmark: connect-per-request token issue (POST /v1/token over
+# tools.sock) at 1 client and at 32 concurrent clients, against, in the same
+# C harness and the same invocation:
+#   raw       a Unix-socket round trip to a trivial single-threaded epoll echo
+#             server (connect, ~60-byte request, 100-byte reply, close): the
+#             limit for connect-per-request
+#   sshagent  ssh-agent answering SSH2_AGENTC_REQUEST_IDENTITIES: a peer daemon
+#             that also checks its peer (SO_PEERCRED uid) on every connection
+# then the daemon's RSS holding 10,000 live tokens.
+#
+#   bash tests/bench/tokens.sh          SECONDS_PER_RUN=2 bash tests/bench/tokens.sh
+#
+# Self-contained: builds token-bench, credbrokerd and credbroker into
+# build-bench/ (release, -Dwerror_ci=true), works in a private temp dir removed
+# on exit, starts and stops its own daemons, bounds every step with
+# timeout(1).  Needs root (the 32 token clients run under 32 uids, see below)
+# and ssh-agent (openssh-client).  Prints figures, never pass/fail (targets
+# live in the issue); exits non-zero only when a step failed to run.  Notes go
+# to stdout as "# ..." lines, progress to stderr; the last lines are one BENCH
+# line per figure:
+#
+#   token_p50_us, raw_p50_us, sshagent_p50_us      1 client, median latency
+#   token_p50_vs_raw                               token p50 / raw p50
+#   {token,raw,sshagent}_throughput_32_per_s       32 clients, requests/s
+#   token_throughput_vs_sshagent                   token / ssh-agent, 32 clients
+#   token_throughput_32_audit_per_s                32 clients, --audit-log on
+#   daemon_rss_10k_tokens_mb                       VmRSS with 10,000 live tokens
+#
+# Caps, and how the runs stay clear of them (a 429 fails the run: refusals are
+# cheap and must never be counted as issued tokens):
+#   - the broker keeps at most 10,000 live tokens per uid and 100,000 in all,
+#     and an expired token still counts for 60 s after its expiry;
+#   - so every token run gets a fresh daemon (tokens are in memory only), the
+#     1-client run stops at 9,900 requests, the 32-client runs at 95,000 in
+#     all, and each of the 32 client threads connects under its own uid
+#     (60000+i; the harness switches per-thread credentials), as 32 separate
+#     tools would.  A run that hits its request cap before SECONDS_PER_RUN is
+#     reported with its actual duration ("stopped_by max_ops").
+set -euo pipefail
+
+SECS=${SECONDS_PER_RUN:-5}
+CLIENTS=32
+UID_BASE=60000
+RSS_TOKENS=10000
+SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+BUILD="$SRC/build-bench"
+BENCH="$BUILD/tests/bench/token-bench"
+DAEMON="$BUILD/broker/credbrokerd"
+CLI="$BUILD/client/credbroker"
+
+case "$SECS" in '' | *[!0-9.]* | 0 | .*) echo "tokens.sh: SECONDS_PER_RUN must be a positive number" >&2; exit 2 ;; esac
+
+log() { echo "tokens.sh: $*" >&2; }
+
+[ "$(id -u)" = 0 ] || { log "needs root (token clients run under their own uids)"; exit 1; }
+command -v ssh-agent >/dev/null || { log "needs ssh-agent (openssh-client)"; exit 1; }
+
+# ---- build ---------------------------------------------------------------
+if [ ! -f "$BUILD/build.ninja" ]; then
+        log "configuring $BUILD"
+        timeout 300 meson setup "$BUILD" "$SRC" --buildtype=release -Dwerror_ci=true >&2
+fi
+log "building token-bench, credbrokerd, credbroker"
+timeout 600 ninja -C "$BUILD" tests/bench/token-bench broker/credbrokerd client/credbroker >&2
+BENCH_EXE=$(readlink -f "$BENCH")
+
+# ---- workspace -------------------------------------------------------------
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/cb-token-bench.XXXXXX")
+# 0711: the per-uid client threads must reach run/tools.sock (0666) through it;
+# the state dir and key stay 0700/0600 inside.
+chmod 0711 "$TMP"
+DPID= APID= EPID=
+cleanup() {
+        local p
+        for p in "$DPID" "$APID" "$EPID"; do
+                [ -n "$p" ] && kill "$p" 2>/dev/null || true
+        done
+        wait 2>/dev/null || true
+        rm -rf -- "$TMP"
+}
+trap cleanup EXIT
+
+STATE="$TMP/state" KEY="$TMP/keyfile" RUN="$TMP/run" POLICY="$TMP/policy.json"
+TS="$RUN/tools.sock" AS="$RUN/admin.sock"
+AGENT_SOCK="$TMP/agent.sock" ECHO_SOCK="$TMP/echo.sock"
+
+# "key value" lines from a token-bench output file.
+get() {
+        local v
+        v=$(awk -v k="$1" '$1 == k { print $2; exit }' "$2")
+        if [ -z "$v" ]; then
+                echo "tokens.sh: no '$1' in $(basename "$2")" >&2
+                return 1
+        fi
+        echo "$v"
+}
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f\n", a / b; else print "nan" }'; }
+
+# ---- store, policy, secret ---------------------------------------------------
+timeout 60 "$CLI" init --state-dir "$STATE" --unlock "keyfile:$KEY" >/dev/null
+# One client selected by executable only (it matches uid 0 and the 32 client
+# uids); the smallest policy that grants the harness the secret.
+cat >"$POLICY" <<JSON
+{ "clients": { "bench": {"exe": "$BENCH_EXE"} },
+  "grants": [ {"client": "bench", "secret": "bench", "use": ["redeem"], "max_ttl": 300} ],
+  "admins": {"uids": [0]} }
+JSON
+chmod 0644 "$POLICY"
+
+start_daemon() { # [--audit-log FILE]
+        timeout 30 "$DAEMON" --check-policy "$POLICY" >/dev/null
+        "$DAEMON" --state-dir "$STATE" --run-dir "$RUN" --policy "$POLICY" --unlock "keyfile:$KEY" "$@" \
+                >>"$TMP/daemon.log" 2>&1 &
+        DPID=$!
+        for _ in $(seq 100); do
+                [ -S "$TS" ] && [ -S "$AS" ] && return 0
+                kill -0 "$DPID" 2>/dev/null || break
+                sleep 0.05
+        done
+        log "credbrokerd did not start:"; tail -n 20 "$TMP/daemon.log" >&2
+        exit 1
+}
+stop_daemon() {
+        kill -TERM "$DPID"
+        local rc=0
+        timeout 30 tail --pid="$DPID" -f /dev/null || { log "credbrokerd did not exit on SIGTERM"; exit 1; }
+        wait "$DPID" || rc=$?
+        DPID=
+        [ "$rc" = 0 ] || { log "credbrokerd exited with status $rc"; tail -n 20 "$TMP/daemon.log" >&2; exit 1; }
+}
+
+log "putting the secret"
+start_daemon
+head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' |
+        timeout 30 "$CLI" --admin-socket "$AS" put bench >/dev/null
+stop_daemon
+
+# ---- peers -------------------------------------------------------------------
+timeout --signal=TERM 3600 ssh-agent -D -a "$AGENT_SOCK" >"$TMP/agent.log" 2>&1 &
+APID=$!
+timeout --signal=TERM 3600 "$BENCH" raw-echo-server "$ECHO_SOCK" >"$TMP/echo.log" 2>&1 &
+EPID=$!
+for _ in $(seq 100); do [ -S "$AGENT_SOCK" ] && [ -S "$ECHO_SOCK" ] && break; sleep 0.05; done
+[ -S "$AGENT_SOCK" ] || { log "ssh-agent did not start"; cat "$TMP/agent.log" >&2; exit 1; }
+[ -S "$ECHO_SOCK" ] || { log "echo server did not start"; cat "$TMP/echo.log" >&2; exit 1; }
+
+# run NAME KIND SOCK CLIENTS [MAX_OPS [UID_BASE]]
+run() {
+        local name=$1 kind=$2 sock=$3 n=$4
+        shift 4
+        log "run $name: $kind, $n client(s), ${SECS}s"
+        if ! timeout $((${SECS%.*} + 120)) "$BENCH" run "$kind" "$sock" "$n" "$SECS" "$@" >"$TMP/$name.out" 2>"$TMP/$name.err"; then
+                log "run $name failed:"; cat "$TMP/$name.err" >&2
+                [ -z "$DPID" ] || { log "daemon log tail:"; tail -n 5 "$TMP/daemon.log" >&2; }
+                exit 1
+        fi
+        echo "# $name: $(get ops "$TMP/$name.out") requests in $(get seconds "$TMP/$name.out")s" \
+                "(stopped by $(get stopped_by "$TMP/$name.out")), $(get ops_per_s "$TMP/$name.out")/s;" \
+                "p50 $(get p50_us "$TMP/$name.out") p90 $(get p90_us "$TMP/$name.out")" \
+                "p99 $(get p99_us "$TMP/$name.out") max $(get max_us "$TMP/$name.out") us"
+}
+
+daemon_mem() { # prints "VmRSS_kB VmHWM_kB"
+        awk '/^VmRSS:/ { r = $2 } /^VmHWM:/ { h = $2 } END { print r, h }' "/proc/$DPID/status"
+}
+
+echo "# $(nproc) CPUs; $(uname -r); ${SECS}s per run; connect-per-request everywhere; harness: $BENCH_EXE"
+echo "# credbrokerd without --audit-log unless stated (audit adds a JSON line + write(2) per request; measured separately below)"
+
+# ---- 1 client, interleaved ------------------------------------------------------
+run raw1 raw "$ECHO_SOCK" 1
+start_daemon
+run token1 token "$TS" 1 9900 "$UID_BASE"
+stop_daemon
+run sshagent1 sshagent "$AGENT_SOCK" 1
+
+# ---- 32 clients, interleaved ----------------------------------------------------
+run raw32 raw "$ECHO_SOCK" "$CLIENTS"
+start_daemon
+run token32 token "$TS" "$CLIENTS" 95000 "$UID_BASE"
+mem=$(daemon_mem)
+echo "# credbrokerd after token32: VmRSS ${mem% *} kB, VmHWM ${mem#* } kB"
+stop_daemon
+run sshagent32 sshagent "$AGENT_SOCK" "$CLIENTS"
+
+# ---- 32 clients with the audit log ------------------------------------------------
+start_daemon --audit-log "$TMP/audit.log"
+run token32audit token "$TS" "$CLIENTS" 95000 "$UID_BASE"
+stop_daemon
+echo "# audit pass: $(wc -l <"$TMP/audit.log") audit records, $(($(stat -c %s "$TMP/audit.log") / 1024)) KiB, on $(stat -f -c %T "$TMP")"
+
+# ---- RSS with 10,000 live tokens ------------------------------------------------------
+# Fresh daemon, one client as uid 0: exactly 10,000 issued (20 of them the
+# untimed warm-up), the per-uid cap; ttl 300 s so all are live when measured.
+start_daemon
+mem0=$(daemon_mem)
+log "issuing $RSS_TOKENS tokens"
+timeout 300 "$BENCH" run token "$TS" 1 300 $((RSS_TOKENS)) >"$TMP/rss.out" 2>"$TMP/rss.err" ||
+        { log "issuing $RSS_TOKENS tokens failed:"; cat "$TMP/rss.err" >&2; exit 1; }
+live=$(timeout 30 "$CLI" --admin-socket "$AS" status --json | sed -n 's/.*"tokens": *\([0-9]*\).*/\1/p')
+mem=$(daemon_mem)
+rss_mb=$(awk -v k="${mem% *}" 'BEGIN { printf "%.1f\n", k / 1024 }')
+echo "# RSS phase: $(( $(get ops "$TMP/rss.out") + $(get warmup_ops "$TMP/rss.out") )) tokens issued, status reports ${live:-?} live;" \
+        "daemon VmRSS ${mem0% *} kB at start, ${mem% *} kB (VmHWM ${mem#* } kB) with the tokens"
+[ "$live" = "$RSS_TOKENS" ] || echo "# note: expected $RSS_TOKENS live tokens, status says '${live:-?}'"
+stop_daemon
+
+# ---- report -------------------------------------------------------------------------
+t_p50=$(get p50_us "$TMP/token1.out")
+r_p50=$(get p50_us "$TMP/raw1.out")
+s_p50=$(get p50_us "$TMP/sshagent1.out")
+t_32=$(get ops_per_s "$TMP/token32.out")
+r_32=$(get ops_per_s "$TMP/raw32.out")
+s_32=$(get ops_per_s "$TMP/sshagent32.out")
+a_32=$(get ops_per_s "$TMP/token32audit.out")
+echo "BENCH token_p50_us $t_p50"
+echo "BENCH raw_p50_us $r_p50"
+echo "BENCH sshagent_p50_us $s_p50"
+echo "BENCH token_p50_vs_raw $(ratio "$t_p50" "$r_p50")"
+echo "BENCH token_throughput_32_per_s $t_32"
+echo "BENCH raw_throughput_32_per_s $r_32"
+echo "BENCH sshagent_throughput_32_per_s $s_32"
+echo "BENCH token_throughput_vs_sshagent $(ratio "$t_32" "$s_32")"
+echo "BENCH token_throughput_32_audit_per_s $a_32"
+echo "BENCH daemon_rss_10k_tokens_mb $rss_mb"
