@@ -31,19 +31,34 @@ typedef struct cb_peer {
 typedef struct cb_exe_cache cb_exe_cache;
 
 /* A cache of executable hashes keyed by (dev, ino, size, mtime, ctime);
- * bounded (oldest entries evicted).  NULL on ENOMEM. */
+ * bounded (least recently used evicted; 0 = cache nothing; at most 65536).
+ * NULL on ENOMEM. */
 cb_exe_cache *cb_exe_cache_new(size_t max_entries);
 void cb_exe_cache_free(cb_exe_cache *c);
 
 /* Identify the peer of the connected AF_UNIX socket fd into *ret (which the
  * caller releases with cb_peer_done).  Returns 0, or:
- *   -EPERM   pid 0 (peer in another pid namespace) or the overflow uid/gid;
- *   -ESRCH   the process exited (or was replaced) while being identified;
- *   -errno   from the kernel otherwise.
- * cache may be NULL (then every call hashes). */
-int cb_peer_identify(int fd, cb_exe_cache *cache, cb_peer *ret);
+ *   -EPERM        pid 0 (peer in another pid namespace) or the overflow
+ *                 uid/gid (so a genuine "nobody" client is refused too);
+ *   -ESRCH        the process exited, or exec'd, while being identified;
+ *   -ENAMETOOLONG a cgroup path of CB_CGROUP_MAX bytes or more (refused,
+ *                 never cut: a cut path could match a shorter selector);
+ *   -EAGAIN       the executable changed while it was being hashed;
+ *   -EBADMSG, -EFBIG, -EPROTO  malformed or oversized /proc data;
+ *   -errno        from the kernel otherwise.
+ * cache may be NULL (then every call hashes).  The cache is not thread
+ * safe; a file changed less than 2 s ago is hashed but not cached (a write
+ * within one timestamp tick could otherwise leave its key unchanged).
+ *
+ * What this proves: the uid, and which executable the process at the other
+ * end runs *now*.  A process of the same uid that cooperates with another
+ * (connects, then execs a trusted binary while a sibling holding the same
+ * socket sends the requests) can borrow that executable's identity: uid is
+ * the boundary; exe, hash and cgroup only narrow it within a uid. */
+int cb_peer_identify(int fd, cb_exe_cache *cache, cb_peer *ret) __attribute__((warn_unused_result));
 
-/* Is the process pinned by p->pidfd still running?  1 yes, 0 no. */
+/* Is the process pinned by p->pidfd still running?  1 yes, 0 no (EPERM
+ * from the kernel means it exists: alive). */
 int cb_peer_alive(const cb_peer *p);
 
 /* Close the pidfd; p may then be reused. */

@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
@@ -171,8 +172,8 @@ int cb_tokens_issue(cb_tokens *t, const cb_peer *peer, const char *client, const
         randombytes_buf(acc, sizeof(acc));
         memcpy(e->info.accessor, "cba_", 4);
         sodium_bin2hex(e->info.accessor + 4, sizeof(e->info.accessor) - 4, acc, sizeof(acc));
-        strcpy(e->info.secret, secret);
-        strcpy(e->info.client, client);
+        snprintf(e->info.secret, sizeof(e->info.secret), "%s", secret); /* lengths checked above */
+        snprintf(e->info.client, sizeof(e->info.client), "%s", client);
         e->info.version = version;
         e->info.uses = uses;
         e->info.issued = now_s();

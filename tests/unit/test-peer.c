@@ -14,6 +14,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/mount.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -119,10 +120,11 @@ typedef struct spawn_opts {
  * failure in the child (ST_READY/0 on success). */
 static pid_t spawn_peer(const char *sock, const spawn_opts *o, int *ret_stage, int *ret_errno) {
         int sync[2], msg[2] = { 0, 0 };
+        pid_t pid, parent;
         ssize_t k;
-        pid_t pid;
 
         ASSERT_OK(pipe2(sync, O_CLOEXEC));
+        parent = getpid();
         pid = fork();
         ASSERT_TRUE(pid >= 0);
         if (pid == 0) {
@@ -134,6 +136,11 @@ static pid_t spawn_peer(const char *sock, const spawn_opts *o, int *ret_stage, i
                         msg[0] = ST_SETUP, msg[1] = errno;
                         goto fail;
                 }
+                /* Die with the test: a failed ASSERT must not leave a
+                 * paused child holding the test's stdout open.  (After the
+                 * uid change, which clears the death signal.) */
+                if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
+                        _exit(126);
                 sockaddr_for(sock, &sa);
                 fd = socket(AF_UNIX, SOCK_STREAM, 0);     /* no CLOEXEC: kept across exec */
                 if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
@@ -719,6 +726,7 @@ static bool make_cgroup(const char *mnt, size_t len, char *rel, size_t relcap, c
         snprintf(rel, relcap, "%s/cbtest-%d-%zu", strcmp(own, "/") == 0 ? "" : own, (int)getpid(), len);
         *ndirs = 0;
         for (;;) {
+                ASSERT_TRUE(*ndirs < 8);
                 snprintf(dirs[*ndirs], PATH_MAX, "%s%s", mnt, rel);
                 if (mkdir(dirs[*ndirs], 0755) < 0) {
                         if (*ndirs == 0)
@@ -742,27 +750,46 @@ static bool make_cgroup(const char *mnt, size_t len, char *rel, size_t relcap, c
         }
 }
 
+/* What cgroup_case() made, undone at exit too so a failed ASSERT leaves
+ * no cgroups behind on the host. */
+static struct {
+        char dirs[8][PATH_MAX];
+        size_t n;
+        pid_t child;
+        pid_t owner;
+} cg;
+
+static void cgroup_cleanup(void) {
+        if (getpid() != cg.owner)
+                return;
+        if (cg.child > 0) {
+                (void)kill(cg.child, SIGKILL);
+                (void)waitpid(cg.child, NULL, 0);
+                cg.child = 0;
+        }
+        while (cg.n > 0)
+                (void)rmdir(cg.dirs[--cg.n]);
+}
+
 static void cgroup_case(const char *mnt, const char *sock, int lfd, size_t len, bool fits) {
-        char rel[2 * CB_CGROUP_MAX], dirs[8][PATH_MAX], procs[PATH_MAX + 32], num[32];
+        char rel[2 * CB_CGROUP_MAX], procs[PATH_MAX + 32], num[32];
         spawn_opts o = { .argv = NULL };
-        size_t ndirs;
         cb_peer p;
-        pid_t pid;
         int c, r;
 
-        if (!make_cgroup(mnt, len, rel, sizeof(rel), dirs, &ndirs))
+        if (!cg.owner) {
+                cg.owner = getpid();
+                ASSERT_OK(atexit(cgroup_cleanup));
+        }
+        if (!make_cgroup(mnt, len, rel, sizeof(rel), cg.dirs, &cg.n))
                 cbtest_skip("cannot create cgroups under %s: %s", mnt, strerror(errno));
         ASSERT_EQ(strlen(rel), len);
-        c = spawn_ok(lfd, sock, &o, &pid);
-        snprintf(procs, sizeof(procs), "%s/cgroup.procs", dirs[ndirs - 1]);
-        snprintf(num, sizeof(num), "%d", (int)pid);
+        c = spawn_ok(lfd, sock, &o, &cg.child);
+        snprintf(procs, sizeof(procs), "%s/cgroup.procs", cg.dirs[cg.n - 1]);
+        snprintf(num, sizeof(num), "%d", (int)cg.child);
         r = cbtest_write_file(procs, num, strlen(num));
-        if (r < 0) {
-                kill_reap(pid);
-                for (size_t i = ndirs; i-- > 0;)
-                        (void)rmdir(dirs[i]);
+        if (r < 0)
                 cbtest_skip("cannot move a process into %s: %s", procs, strerror(-r));
-        }
         r = cb_peer_identify(c, NULL, &p);
         if (fits) {
                 ASSERT_OK(r);
@@ -772,10 +799,11 @@ static void cgroup_case(const char *mnt, const char *sock, int lfd, size_t len, 
                 ASSERT_ERR(r, -ENAMETOOLONG);
                 ASSERT_CONTAINS(cb_error_last(), "cgroup path longer");
         }
-        kill_reap(pid);
+        kill_reap(cg.child);
+        cg.child = 0;
         close(c);
-        for (size_t i = ndirs; i-- > 0;)
-                ASSERT_OK(rmdir(dirs[i]));
+        while (cg.n > 0)
+                ASSERT_OK(rmdir(cg.dirs[--cg.n]));
 }
 
 TEST(cgroup_path_is_exact_or_refused) {
