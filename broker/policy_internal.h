@@ -1,0 +1,71 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The parsed policy's layout, shared by policy_parse.c (building it) and
+ * policy.c (loading files and matching peers).  Not an API. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <errno.h>
+
+#include "error.h"
+#include "policy.h"
+
+#define CLIENT_NAME_MAX  64
+#define ACCOUNT_NAME_MAX 256     /* user/group names handed to NSS */
+#define ADMINS_MAX       1024    /* entries per admins.* array */
+#define NEST_MAX         8       /* the schema needs 4 levels */
+#define RATE_N_MAX       1000000
+#define MAX_USES_MAX     (UINT32_C(1) << 31)
+#define ID_MAX           (UINT32_MAX - 1)  /* (uid_t)-1 means "no id" to the kernel */
+#define USE_ALL          (CB_USE_PROXY | CB_USE_REDEEM | CB_USE_SCAN)
+
+enum {
+        SEL_UID    = 1 << 0,
+        SEL_GID    = 1 << 1,
+        SEL_EXE    = 1 << 2,
+        SEL_SHA256 = 1 << 3,
+        SEL_CGROUP = 1 << 4,
+};
+
+typedef struct client {
+        char *name;
+        unsigned sel;                   /* SEL_* bits: the selectors given */
+        uid_t uid;
+        gid_t gid;
+        char *exe;
+        unsigned char exe_sha256[32];   /* decoded: hex case does not matter */
+        char *cgroup;                   /* exact path, or for a prefix entry ("/a/b/" + '*') "/a/b/" */
+        size_t cgroup_len;
+        bool cgroup_prefix;
+} client;
+
+typedef struct grant {
+        cb_grant g;                     /* g.client points to clients[client].name */
+        size_t client;
+} grant;
+
+typedef struct name_ix {
+        const char *name;
+        size_t ix;
+} name_ix;
+
+struct cb_policy {
+        client *clients;                /* file order */
+        size_t n_clients;
+        name_ix *by_name;               /* sorted by name, for lookups */
+        grant *grants;                  /* file order: the first match wins */
+        size_t n_grants;
+        uint32_t *admin_uids;           /* uid_t and gid_t are 32 bits (asserted below) */
+        size_t n_admin_uids;
+        uint32_t *admin_gids;
+        size_t n_admin_gids;
+};
+
+/* The client named name (index into p->clients in *ret_ix), or NULL. */
+const client *cb_policy_find_client(const cb_policy *p, const char *name, size_t *ret_ix);
+
+static inline int oom(void) {
+        return cb_error_set(-ENOMEM, "policy: out of memory");
+}

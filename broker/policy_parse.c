@@ -1,0 +1,774 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Policy parsing (jansson) into a self-contained struct.
+ *
+ * The schema is strict: an unknown key anywhere is an error, because a typo
+ * ("max_tll", "exe_sha265") that was silently ignored would quietly weaken
+ * the policy.  The first error wins and is reported through cb_error_set():
+ *
+ *   - syntax errors as ORIGIN:LINE:COLUMN: TEXT, from json_error_t;
+ *   - semantic errors as ORIGIN: PATH: TEXT, PATH being a JSON path such as
+ *     grants[3].use[1].  jansson keeps no source positions for parsed
+ *     values, so the path is the honest location (and it stays right when
+ *     the file is reformatted).
+ *
+ * After parsing nothing refers to the json_t tree: every string is copied
+ * and owned by the cb_policy, and cb_grant.client / cb_grant.secret point
+ * into that copy.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <limits.h>
+#include <pwd.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <sodium.h>
+
+#include "error.h"
+#include "policy.h"
+#include "policy_internal.h"
+#include "store.h"
+
+typedef struct ctx {
+        const char *origin;
+        cb_policy *p;
+} ctx;
+
+/* ---- messages -------------------------------------------------------- */
+
+static int perr(const ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int perr(const ctx *c, const char *fmt, ...) {
+        char msg[400];
+        va_list ap;
+
+        va_start(ap, fmt);
+        vsnprintf(msg, sizeof(msg), fmt, ap);
+        va_end(ap);
+        return cb_error_set(-EINVAL, "%s: %s", c->origin, msg);
+}
+
+
+/* A value from the file, quoted for a message: printable ASCII kept,
+ * anything else escaped, long values cut (policy files hold no secrets, but
+ * a message must stay one readable line). */
+#define QUOTE_MAX 80
+static const char *quote(char buf[static QUOTE_MAX], const char *s) {
+        size_t o = 0;
+
+        buf[o++] = '"';
+        for (; *s; s++) {
+                unsigned char ch = (unsigned char)*s;
+
+                if (o + 6 >= QUOTE_MAX - 4) {
+                        memcpy(buf + o, "...", 3);
+                        o += 3;
+                        break;
+                }
+                if (ch == '"' || ch == '\\') {
+                        buf[o++] = '\\';
+                        buf[o++] = (char)ch;
+                } else if (ch < 0x20 || ch >= 0x7f) {
+                        o += (size_t)snprintf(buf + o, QUOTE_MAX - o, "\\x%02x", ch);
+                } else {
+                        buf[o++] = (char)ch;
+                }
+        }
+        buf[o++] = '"';
+        buf[o] = '\0';
+        return buf;
+}
+
+static const char *type_name(const json_t *v) {
+        switch (json_typeof(v)) {
+        case JSON_OBJECT:  return "an object";
+        case JSON_ARRAY:   return "an array";
+        case JSON_STRING:  return "a string";
+        case JSON_INTEGER: return "an integer";
+        case JSON_REAL:    return "a real number";
+        case JSON_TRUE:
+        case JSON_FALSE:   return "a boolean";
+        case JSON_NULL:    return "null";
+        }
+        return "?";
+}
+
+/* ---- typed getters ---------------------------------------------------- */
+
+static int get_int(const ctx *c, const json_t *v, const char *at, long long lo, long long hi, long long *ret) {
+        long long x;
+
+        if (!json_is_integer(v))
+                return perr(c, "%s: expected an integer %lld..%lld, got %s", at, lo, hi, type_name(v));
+        x = (long long)json_integer_value(v);
+        if (x < lo || x > hi)
+                return perr(c, "%s: %lld is out of range %lld..%lld", at, x, lo, hi);
+        *ret = x;
+        return 0;
+}
+
+/* A non-empty string without NUL bytes of at most max bytes. */
+static int get_str(const ctx *c, const json_t *v, const char *at, size_t max, const char **ret) {
+        const char *s;
+        size_t n;
+
+        if (!json_is_string(v))
+                return perr(c, "%s: expected a string, got %s", at, type_name(v));
+        s = json_string_value(v);
+        n = json_string_length(v);
+        if (n == 0)
+                return perr(c, "%s: must not be empty", at);
+        if (strlen(s) != n)
+                return perr(c, "%s: contains a NUL byte", at);
+        if (n > max)
+                return perr(c, "%s: longer than %zu bytes", at, max);
+        *ret = s;
+        return 0;
+}
+
+static int get_array(const ctx *c, const json_t *v, const char *at, size_t max) {
+        if (!json_is_array(v))
+                return perr(c, "%s: expected an array, got %s", at, type_name(v));
+        if (json_array_size(v) > max)
+                return perr(c, "%s: more than %zu entries", at, max);
+        return 0;
+}
+
+/* ---- NSS lookups ------------------------------------------------------ */
+
+/* getpwnam_r/getgrnam_r with a growing buffer.  0 and the id, -ENOENT when
+ * the name is unknown, or another -errno. */
+static int lookup_id(const char *name, bool group, uint32_t *ret) {
+        size_t sz = 1024;
+        char *buf = NULL;
+        int r = -ENOMEM;
+
+        for (;;) {
+                char *nb = realloc(buf, sz);
+                struct passwd pw, *pwr = NULL;
+                struct group gr, *grr = NULL;
+                int e;
+
+                if (!nb)
+                        goto out;
+                buf = nb;
+                if (group)
+                        e = getgrnam_r(name, &gr, buf, sz, &grr);
+                else
+                        e = getpwnam_r(name, &pw, buf, sz, &pwr);
+                if (e == ERANGE && sz < 1024 * 1024) {
+                        sz *= 2;
+                        continue;
+                }
+                /* NSS modules report "not found" in several ways. */
+                if (e == 0 || e == ENOENT || e == ESRCH || e == EBADF || e == EPERM) {
+                        if (group ? !grr : !pwr) {
+                                r = -ENOENT;
+                                goto out;
+                        }
+                        *ret = group ? (uint32_t)gr.gr_gid : (uint32_t)pw.pw_uid;
+                        r = 0;
+                        goto out;
+                }
+                r = -e;
+                goto out;
+        }
+out:
+        free(buf);
+        return r;
+}
+
+static int resolve(const ctx *c, const char *name, bool group, const char *at, uint32_t *ret) {
+        char q[QUOTE_MAX];
+        int r = lookup_id(name, group, ret);
+
+        if (r == -ENOENT)
+                return perr(c, "%s: unknown %s %s", at, group ? "group" : "user", quote(q, name));
+        if (r == -ENOMEM)
+                return oom();
+        if (r < 0)
+                return perr(c, "%s: cannot look up %s %s: %s", at, group ? "group" : "user", quote(q, name),
+                            strerror(-r));
+        if (*ret > ID_MAX)
+                return perr(c, "%s: %s %s has an invalid id", at, group ? "group" : "user", quote(q, name));
+        return 0;
+}
+
+/* ---- clients ---------------------------------------------------------- */
+
+static bool client_name_valid(const char *s) {
+        size_t n = strlen(s);
+
+        if (n == 0 || n > CLIENT_NAME_MAX)
+                return false;
+        for (size_t i = 0; i < n; i++) {
+                unsigned char ch = (unsigned char)s[i];
+
+                if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+                      ch == '.' || ch == '_' || ch == '-'))
+                        return false;
+        }
+        return true;
+}
+
+static int hexval(char ch) {
+        if (ch >= '0' && ch <= '9')
+                return ch - '0';
+        if (ch >= 'a' && ch <= 'f')
+                return ch - 'a' + 10;
+        if (ch >= 'A' && ch <= 'F')
+                return ch - 'A' + 10;
+        return -1;
+}
+
+static int parse_sha256(const ctx *c, const char *s, const char *at, unsigned char out[32]) {
+        size_t n = strlen(s);
+
+        if (n != 64)
+                return perr(c, "%s: expected 64 hex digits (a SHA-256), got %zu characters", at, n);
+        for (size_t i = 0; i < 32; i++) {
+                int hi = hexval(s[2 * i]), lo = hexval(s[2 * i + 1]);
+
+                if (hi < 0 || lo < 0)
+                        return perr(c, "%s: not a hex digit at position %zu", at, hi < 0 ? 2 * i + 1 : 2 * i + 2);
+                out[i] = (unsigned char)(hi << 4 | lo);
+        }
+        return 0;
+}
+
+/* The kernel reports canonical paths (/proc/PID/exe, /proc/PID/cgroup): no
+ * empty, "." or ".." component and no trailing '/', except for "/" itself.
+ * A path in another spelling could never match, so it is refused at load.
+ * (Symlinks cannot be seen here: "/usr/bin/python3" -> python3.11 never
+ * matches either; the exe must be the resolved path.) */
+static bool path_canonical(const char *s, size_t n) {
+        if (n == 0 || s[0] != '/')
+                return false;
+        if (n == 1)
+                return true;
+        for (size_t i = 1, start = 1; i <= n; i++) {
+                if (i < n && s[i] != '/')
+                        continue;
+                size_t k = i - start;
+
+                if (k == 0 || (k == 1 && s[start] == '.') || (k == 2 && s[start] == '.' && s[start + 1] == '.'))
+                        return false;
+                start = i + 1;
+        }
+        return true;
+}
+
+static int parse_cgroup(const ctx *c, const char *s, const char *at, client *cl) {
+        char q[QUOTE_MAX];
+        size_t n = strlen(s), base;
+        const char *star;
+
+        /* Longer paths could never match: cb_peer.cgroup holds fewer bytes. */
+        if (n >= CB_CGROUP_MAX)
+                return perr(c, "%s: longer than %d bytes", at, CB_CGROUP_MAX - 1);
+        if (s[0] != '/')
+                return perr(c, "%s: %s is not an absolute cgroup path (it must start with '/')", at, quote(q, s));
+        cl->cgroup_prefix = n >= 2 && s[n - 2] == '/' && s[n - 1] == '*';
+        star = strchr(s, '*');
+        /* A '*' anywhere else would read like a glob and silently never match. */
+        if (star && !(cl->cgroup_prefix && star == s + n - 1))
+                return perr(c, "%s: %s: '*' is allowed only as a trailing \"/*\"", at, quote(q, s));
+        /* A prefix keeps its trailing '/': matching stops at a component boundary. */
+        cl->cgroup_len = cl->cgroup_prefix ? n - 1 : n;
+        /* For a prefix, check the part before the final slash-star: empty is
+         * the root's prefix, but a lone "/" would make an empty component. */
+        base = cl->cgroup_prefix ? n - 2 : n;
+        if (cl->cgroup_prefix ? base != 0 && (base == 1 || !path_canonical(s, base)) : !path_canonical(s, n))
+                return perr(c, "%s: %s is not a canonical path (empty, \".\" or \"..\" component, or trailing '/'; "
+                            "for a prefix write \"/a/b/*\"): it could never match", at, quote(q, s));
+        cl->cgroup = strndup(s, cl->cgroup_len);
+        if (!cl->cgroup)
+                return oom();
+        cl->sel |= SEL_CGROUP;
+        return 0;
+}
+
+static int parse_client(const ctx *c, const char *name, const json_t *o, client *cl) {
+        char at[96], q[QUOTE_MAX];
+        const char *key;
+        json_t *v;
+        int r;
+
+        if (!client_name_valid(name))
+                return perr(c, "clients: invalid client name %s (use 1 to %d characters from A-Z a-z 0-9 . _ -)",
+                            quote(q, name), CLIENT_NAME_MAX);
+        cl->name = strdup(name);
+        if (!cl->name)
+                return oom();
+        if (!json_is_object(o))
+                return perr(c, "clients.%s: expected an object, got %s", name, type_name(o));
+
+        json_object_foreach((json_t *)o, key, v) {
+                const char *s;
+                long long x;
+                uint32_t id;
+
+                snprintf(at, sizeof(at), "clients.%.64s.%.16s", name, key);   /* known keys are short */
+                if (strcmp(key, "uid") == 0 || strcmp(key, "user") == 0) {
+                        if (cl->sel & SEL_UID)
+                                return perr(c, "clients.%s: both \"uid\" and \"user\" given; use one", name);
+                        if (key[1] == 'i') {
+                                if ((r = get_int(c, v, at, 0, ID_MAX, &x)) < 0)
+                                        return r;
+                                id = (uint32_t)x;
+                        } else {
+                                if ((r = get_str(c, v, at, ACCOUNT_NAME_MAX, &s)) < 0 ||
+                                    (r = resolve(c, s, false, at, &id)) < 0)
+                                        return r;
+                        }
+                        cl->uid = (uid_t)id;
+                        cl->sel |= SEL_UID;
+                } else if (strcmp(key, "gid") == 0 || strcmp(key, "group") == 0) {
+                        if (cl->sel & SEL_GID)
+                                return perr(c, "clients.%s: both \"gid\" and \"group\" given; use one", name);
+                        if (key[1] == 'i') {
+                                if ((r = get_int(c, v, at, 0, ID_MAX, &x)) < 0)
+                                        return r;
+                                id = (uint32_t)x;
+                        } else {
+                                if ((r = get_str(c, v, at, ACCOUNT_NAME_MAX, &s)) < 0 ||
+                                    (r = resolve(c, s, true, at, &id)) < 0)
+                                        return r;
+                        }
+                        cl->gid = (gid_t)id;
+                        cl->sel |= SEL_GID;
+                } else if (strcmp(key, "exe") == 0) {
+                        if ((r = get_str(c, v, at, PATH_MAX - 1, &s)) < 0)
+                                return r;
+                        if (s[0] != '/')
+                                return perr(c, "%s: %s is not an absolute path", at, quote(q, s));
+                        if (!path_canonical(s, strlen(s)))
+                                return perr(c, "%s: %s is not a canonical path (empty, \".\" or \"..\" component, "
+                                            "or trailing '/'): it could never match", at, quote(q, s));
+                        cl->exe = strdup(s);
+                        if (!cl->exe)
+                                return oom();
+                        cl->sel |= SEL_EXE;
+                } else if (strcmp(key, "exe_sha256") == 0) {
+                        if ((r = get_str(c, v, at, SIZE_MAX, &s)) < 0 ||
+                            (r = parse_sha256(c, s, at, cl->exe_sha256)) < 0)
+                                return r;
+                        cl->sel |= SEL_SHA256;
+                } else if (strcmp(key, "cgroup") == 0) {
+                        if ((r = get_str(c, v, at, CB_CGROUP_MAX, &s)) < 0 ||
+                            (r = parse_cgroup(c, s, at, cl)) < 0)
+                                return r;
+                } else {
+                        return perr(c, "clients.%s: unknown key %s (expected uid, user, gid, group, exe, exe_sha256, "
+                                    "cgroup)", name, quote(q, key));
+                }
+        }
+        if (!cl->sel)
+                return perr(c, "clients.%s: no selector (uid, user, gid, group, exe, exe_sha256, cgroup): "
+                            "it would match every caller", name);
+        return 0;
+}
+
+static int cmp_name_ix(const void *a, const void *b) {
+        return strcmp(((const name_ix *)a)->name, ((const name_ix *)b)->name);
+}
+
+const client *cb_policy_find_client(const cb_policy *p, const char *name, size_t *ret_ix) {
+        name_ix key = { .name = name }, *hit;
+
+        if (!p->n_clients)
+                return NULL;
+        hit = bsearch(&key, p->by_name, p->n_clients, sizeof(*p->by_name), cmp_name_ix);
+        if (!hit)
+                return NULL;
+        if (ret_ix)
+                *ret_ix = hit->ix;
+        return &p->clients[hit->ix];
+}
+
+static int parse_clients(const ctx *c, const json_t *o) {
+        cb_policy *p = c->p;
+        size_t n = json_object_size(o);
+        const char *key;
+        json_t *v;
+        int r;
+
+        if (!json_is_object(o))
+                return perr(c, "clients: expected an object, got %s", type_name(o));
+        if (n > CB_POLICY_MAX_CLIENTS)
+                return perr(c, "clients: more than %d clients", CB_POLICY_MAX_CLIENTS);
+        if (!n)
+                return 0;
+        p->clients = calloc(n, sizeof(*p->clients));
+        p->by_name = calloc(n, sizeof(*p->by_name));
+        if (!p->clients || !p->by_name)
+                return oom();
+        /* jansson iterates objects in insertion order, i.e. file order. */
+        json_object_foreach((json_t *)o, key, v) {
+                client *cl = &p->clients[p->n_clients++];
+
+                if ((r = parse_client(c, key, v, cl)) < 0)
+                        return r;
+                p->by_name[p->n_clients - 1] = (name_ix){ cl->name, p->n_clients - 1 };
+        }
+        qsort(p->by_name, p->n_clients, sizeof(*p->by_name), cmp_name_ix);
+        return 0;
+}
+
+/* ---- grants ----------------------------------------------------------- */
+
+/* "N/s", "N/m" or "N/h", 1 <= N <= RATE_N_MAX, nothing else. */
+static bool parse_rate(const char *s, uint32_t *ret_n, uint32_t *ret_window) {
+        uint32_t n = 0;
+        size_t i;
+
+        for (i = 0; s[i] >= '0' && s[i] <= '9'; i++) {
+                if (i >= 7)
+                        return false;
+                n = n * 10 + (uint32_t)(s[i] - '0');
+        }
+        if (i == 0 || n < 1 || n > RATE_N_MAX || s[i] != '/' || !s[i + 1] || s[i + 2])
+                return false;
+        switch (s[i + 1]) {
+        case 's': *ret_window = 1; break;
+        case 'm': *ret_window = 60; break;
+        case 'h': *ret_window = 3600; break;
+        default: return false;
+        }
+        *ret_n = n;
+        return true;
+}
+
+static int parse_use(const ctx *c, const json_t *a, const char *at, unsigned *ret) {
+        char q[QUOTE_MAX];
+        unsigned uses = 0;
+        size_t i;
+        json_t *v;
+        int r;
+
+        if ((r = get_array(c, a, at, 3)) < 0) {
+                if (json_is_array(a))
+                        return perr(c, "%s: more than 3 entries (expected proxy, redeem, scan, each at most once)", at);
+                return r;
+        }
+        if (json_array_size(a) == 0)
+                return perr(c, "%s: empty (expected one or more of proxy, redeem, scan)", at);
+        json_array_foreach(a, i, v) {
+                char ati[96];
+                const char *s;
+                unsigned bit;
+
+                snprintf(ati, sizeof(ati), "%.63s[%zu]", at, i);
+                if (!json_is_string(v))
+                        return perr(c, "%s: expected a string (proxy, redeem, scan), got %s", ati, type_name(v));
+                s = json_string_value(v);
+                if (strlen(s) != json_string_length(v))
+                        return perr(c, "%s: contains a NUL byte", ati);
+                if (strcmp(s, "proxy") == 0)
+                        bit = CB_USE_PROXY;
+                else if (strcmp(s, "redeem") == 0)
+                        bit = CB_USE_REDEEM;
+                else if (strcmp(s, "scan") == 0)
+                        bit = CB_USE_SCAN;
+                else
+                        return perr(c, "%s: unknown use %s (expected proxy, redeem, scan)", ati, quote(q, s));
+                if (uses & bit)
+                        return perr(c, "%s: duplicate use \"%s\"", ati, s);
+                uses |= bit;
+        }
+        *ret = uses;
+        return 0;
+}
+
+static int parse_grant(const ctx *c, size_t idx, const json_t *o, grant *gr) {
+        cb_policy *p = c->p;
+        cb_grant *g = &gr->g;
+        char at[32], atk[64], q[QUOTE_MAX];
+        bool have_client = false;
+        const char *key;
+        json_t *v;
+        int r;
+
+        snprintf(at, sizeof(at), "grants[%zu]", idx);
+        if (!json_is_object(o))
+                return perr(c, "%s: expected an object, got %s", at, type_name(o));
+        g->max_ttl = CB_TTL_DEFAULT;
+
+        json_object_foreach((json_t *)o, key, v) {
+                const char *s;
+                long long x;
+
+                snprintf(atk, sizeof(atk), "%s.%.16s", at, key);
+                if (strcmp(key, "client") == 0) {
+                        if ((r = get_str(c, v, atk, CLIENT_NAME_MAX + 64, &s)) < 0)
+                                return r;
+                        if (!cb_policy_find_client(p, s, &gr->client))
+                                return perr(c, "%s: no client named %s in \"clients\"", atk, quote(q, s));
+                        g->client = p->clients[gr->client].name;
+                        have_client = true;
+                } else if (strcmp(key, "secret") == 0) {
+                        if ((r = get_str(c, v, atk, CB_NAME_MAX + 64, &s)) < 0)
+                                return r;
+                        if (strcmp(s, "*") != 0 && cb_name_check(s) < 0)
+                                return perr(c, "%s: %s: %s (or \"*\" for any secret)", atk, quote(q, s),
+                                            cb_error_last());
+                        g->secret = strdup(s);
+                        if (!g->secret)
+                                return oom();
+                } else if (strcmp(key, "use") == 0) {
+                        if ((r = parse_use(c, v, atk, &g->uses)) < 0)
+                                return r;
+                } else if (strcmp(key, "max_ttl") == 0) {
+                        if ((r = get_int(c, v, atk, 1, CB_TTL_MAX, &x)) < 0)
+                                return r;
+                        g->max_ttl = (uint32_t)x;
+                } else if (strcmp(key, "max_uses") == 0) {
+                        if ((r = get_int(c, v, atk, 0, MAX_USES_MAX, &x)) < 0)
+                                return r;
+                        g->max_uses = (uint32_t)x;
+                } else if (strcmp(key, "rate") == 0) {
+                        if (!json_is_string(v))
+                                return perr(c, "%s: expected a string like \"60/m\", got %s", atk, type_name(v));
+                        s = json_string_value(v);
+                        if (strlen(s) != json_string_length(v) || !parse_rate(s, &g->rate_n, &g->rate_window))
+                                return perr(c, "%s: invalid rate %s (expected N/s, N/m or N/h with N 1..%d)", atk,
+                                            quote(q, s), RATE_N_MAX);
+                } else if (strcmp(key, "approval") == 0) {
+                        if (!json_is_boolean(v))
+                                return perr(c, "%s: expected true or false, got %s", atk, type_name(v));
+                        g->approval = json_is_true(v);
+                } else {
+                        return perr(c, "%s: unknown key %s (expected client, secret, use, max_ttl, max_uses, rate, "
+                                    "approval)", at, quote(q, key));
+                }
+        }
+        if (!have_client)
+                return perr(c, "%s: missing \"client\"", at);
+        if (!g->secret)
+                return perr(c, "%s: missing \"secret\"", at);
+        if (!g->uses)
+                return perr(c, "%s: missing \"use\"", at);
+        return 0;
+}
+
+static int parse_grants(const ctx *c, const json_t *a) {
+        cb_policy *p = c->p;
+        size_t i;
+        json_t *v;
+        int r;
+
+        if (!json_is_array(a))
+                return perr(c, "grants: expected an array, got %s", type_name(a));
+        if (json_array_size(a) > CB_POLICY_MAX_GRANTS)
+                return perr(c, "grants: more than %d grants", CB_POLICY_MAX_GRANTS);
+        if (!json_array_size(a))
+                return 0;
+        p->grants = calloc(json_array_size(a), sizeof(*p->grants));
+        if (!p->grants)
+                return oom();
+        json_array_foreach(a, i, v) {
+                p->n_grants++;   /* count first: cb_policy_free() frees what a failed parse left */
+                if ((r = parse_grant(c, i, v, &p->grants[i])) < 0)
+                        return r;
+        }
+        return 0;
+}
+
+/* ---- admins ----------------------------------------------------------- */
+
+static int parse_ids(const ctx *c, const json_t *a, const char *at, bool names, bool group, uint32_t **ret,
+                     size_t *ret_n) {
+        size_t i, n;
+        json_t *v;
+        int r;
+
+        if ((r = get_array(c, a, at, ADMINS_MAX)) < 0)
+                return r;
+        n = json_array_size(a);
+        if (!n)
+                return 0;
+        *ret = calloc(n, sizeof(**ret));
+        if (!*ret)
+                return oom();
+        json_array_foreach(a, i, v) {
+                char ati[64];
+                uint32_t id;
+
+                snprintf(ati, sizeof(ati), "%.31s[%zu]", at, i);
+                if (names) {
+                        const char *s;
+
+                        if ((r = get_str(c, v, ati, ACCOUNT_NAME_MAX, &s)) < 0 ||
+                            (r = resolve(c, s, group, ati, &id)) < 0)
+                                return r;
+                } else {
+                        long long x;
+
+                        if ((r = get_int(c, v, ati, 0, ID_MAX, &x)) < 0)
+                                return r;
+                        id = (uint32_t)x;
+                }
+                (*ret)[(*ret_n)++] = id;
+        }
+        return 0;
+}
+
+static int append_ids(uint32_t **dst, size_t *n_dst, const uint32_t *src, size_t n_src) {
+        uint32_t *nd;
+
+        if (!n_src)
+                return 0;
+        nd = realloc(*dst, (*n_dst + n_src) * sizeof(*nd));
+        if (!nd)
+                return oom();
+        memcpy(nd + *n_dst, src, n_src * sizeof(*nd));
+        *dst = nd;
+        *n_dst += n_src;
+        return 0;
+}
+
+static int parse_admins(const ctx *c, const json_t *o) {
+        _Static_assert(sizeof(uid_t) == sizeof(uint32_t) && sizeof(gid_t) == sizeof(uint32_t), "32-bit ids");
+        cb_policy *p = c->p;
+        char q[QUOTE_MAX];
+        const char *key;
+        json_t *v;
+        int r = 0;
+
+        if (!json_is_object(o))
+                return perr(c, "admins: expected an object, got %s", type_name(o));
+        json_object_foreach((json_t *)o, key, v) {
+                uint32_t *ids = NULL;
+                size_t n = 0;
+                bool users = strcmp(key, "users") == 0, uids = strcmp(key, "uids") == 0;
+                bool groups = strcmp(key, "groups") == 0, gids = strcmp(key, "gids") == 0;
+                char at[32];
+
+                if (!users && !uids && !groups && !gids)
+                        return perr(c, "admins: unknown key %s (expected uids, users, gids, groups)", quote(q, key));
+                snprintf(at, sizeof(at), "admins.%.16s", key);
+                r = parse_ids(c, v, at, users || groups, groups, &ids, &n);
+                if (r >= 0) {
+                        if (users || uids)
+                                r = append_ids(&p->admin_uids, &p->n_admin_uids, ids, n);
+                        else
+                                r = append_ids(&p->admin_gids, &p->n_admin_gids, ids, n);
+                }
+                free(ids);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+/* ---- top level -------------------------------------------------------- */
+
+/* Depth sanity before jansson builds a tree: the schema needs 4 levels, so
+ * anything much deeper is refused with a position, cheaply. */
+static int check_nesting(const ctx *c, const char *s, size_t len) {
+        size_t depth = 0, line = 1, col = 0;
+        bool in_str = false, esc = false;
+
+        for (size_t i = 0; i < len; i++) {
+                char ch = s[i];
+
+                col++;
+                if (ch == '\n') {
+                        line++;
+                        col = 0;
+                }
+                if (in_str) {
+                        if (esc)
+                                esc = false;
+                        else if (ch == '\\')
+                                esc = true;
+                        else if (ch == '"')
+                                in_str = false;
+                } else if (ch == '"') {
+                        in_str = true;
+                } else if (ch == '{' || ch == '[') {
+                        if (++depth > NEST_MAX)
+                                return cb_error_set(-EINVAL, "%s:%zu:%zu: nested deeper than %d levels", c->origin,
+                                                    line, col, NEST_MAX);
+                } else if ((ch == '}' || ch == ']') && depth > 0) {
+                        depth--;
+                }
+        }
+        return 0;
+}
+
+void cb_policy_free(cb_policy *p) {
+        if (!p)
+                return;
+        for (size_t i = 0; i < p->n_clients; i++) {
+                free(p->clients[i].name);
+                free(p->clients[i].exe);
+                free(p->clients[i].cgroup);
+        }
+        for (size_t i = 0; i < p->n_grants; i++)
+                free((char *)p->grants[i].g.secret);
+        free(p->clients);
+        free(p->by_name);
+        free(p->grants);
+        free(p->admin_uids);
+        free(p->admin_gids);
+        free(p);
+}
+
+int cb_policy_parse(const char *json, size_t len, const char *origin, cb_policy **ret) {
+        ctx c = { .origin = origin ? origin : "policy" };
+        json_t *root = NULL, *v;
+        json_error_t jerr;
+        const char *key;
+        char q[QUOTE_MAX];
+        int r;
+
+        if (!json && len)
+                return cb_error_set(-EINVAL, "%s: no data", c.origin);
+        if (len > CB_POLICY_MAX_BYTES)
+                return cb_error_set(-EFBIG, "%s: larger than %d bytes", c.origin, CB_POLICY_MAX_BYTES);
+        if ((r = check_nesting(&c, json, len)) < 0)
+                return r;
+        /* No JSON_DISABLE_EOF_CHECK: bytes after the top-level value are an error. */
+        root = json_loadb(json ? json : "", len, JSON_REJECT_DUPLICATES, &jerr);
+        if (!root)
+                return cb_error_set(-EINVAL, "%s:%d:%d: %s", c.origin, jerr.line, jerr.column, jerr.text);
+
+        r = -ENOMEM;
+        c.p = calloc(1, sizeof(*c.p));
+        if (!c.p) {
+                r = oom();
+                goto out;
+        }
+        if (!json_is_object(root)) {
+                r = perr(&c, "top level: expected an object, got %s", type_name(root));
+                goto out;
+        }
+        json_object_foreach(root, key, v) {
+                if (strcmp(key, "clients") != 0 && strcmp(key, "grants") != 0 && strcmp(key, "admins") != 0) {
+                        r = perr(&c, "top level: unknown key %s (expected clients, grants, admins)", quote(q, key));
+                        goto out;
+                }
+        }
+        /* Clients first whatever the key order: grants refer to them. */
+        if ((v = json_object_get(root, "clients")) && (r = parse_clients(&c, v)) < 0)
+                goto out;
+        if ((v = json_object_get(root, "grants")) && (r = parse_grants(&c, v)) < 0)
+                goto out;
+        if ((v = json_object_get(root, "admins")) && (r = parse_admins(&c, v)) < 0)
+                goto out;
+        *ret = c.p;
+        c.p = NULL;
+        r = 0;
+out:
+        cb_policy_free(c.p);
+        json_decref(root);
+        return r;
+}
+
