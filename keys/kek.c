@@ -121,7 +121,7 @@ static int read_into(int fd, cb_secbuf *s, size_t cap, int stop_at_nl, size_t *n
                 if (stop_at_nl && d[*n - 1] == '\n')
                         break;
         }
-        if (*n == cap) {
+        if (*n == cap && !(stop_at_nl && d[*n - 1] == '\n')) {
                 /* A longer secret would be silently cut: refuse instead. */
                 char extra;
                 if (read(fd, &extra, 1) == 1 && !(stop_at_nl && extra == '\n'))
@@ -137,14 +137,14 @@ static int check_private_file(int fd, const char *path, const char *what) {
 
         if (fstat(fd, &st) < 0)
                 return cb_error_set(-errno, "%s '%s': %s", what, path, strerror(errno));
-        if (!S_ISREG(st.st_mode))
-                return S_ISFIFO(st.st_mode) || S_ISCHR(st.st_mode) || S_ISSOCK(st.st_mode)
-                               ? 0
-                               : cb_error_set(-EINVAL, "%s '%s': not a regular file", what, path);
+        if (!S_ISREG(st.st_mode) && !S_ISFIFO(st.st_mode) && !S_ISCHR(st.st_mode) && !S_ISSOCK(st.st_mode))
+                return cb_error_set(-EINVAL, "%s '%s': not a regular file", what, path);
+        /* A pipe or terminal must be ours as well: a FIFO someone else
+         * planted at the path would let them choose the secret. */
         if (st.st_uid != geteuid())
                 return cb_error_set(-EPERM, "%s '%s' is owned by uid %u, not by uid %u: refusing it", what, path,
                                     (unsigned)st.st_uid, (unsigned)geteuid());
-        if (st.st_mode & 077)
+        if (S_ISREG(st.st_mode) && (st.st_mode & 077))
                 return cb_error_set(-EPERM, "%s '%s' has mode %04o: it must not be accessible by group or "
                                     "others (chmod 0400)", what, path, (unsigned)(st.st_mode & 07777));
         return 0;

@@ -279,7 +279,7 @@ int cb_store_load_log(cb_store *s, const unsigned char *p, size_t committed, siz
                         return cb_error_set(CB_E_INTEGRITY, "integrity error: %s: record %zu at offset %zu: "
                                             "truncated or bad length", path, idx, off);
                 }
-                if (!tail && len > committed - off - 4 - CB_MAC_LEN)
+                if (!tail && (committed - off < 4 + CB_MAC_LEN || len > committed - off - 4 - CB_MAC_LEN))
                         return cb_error_set(CB_E_INTEGRITY, "integrity error: %s: record %zu at offset %zu: "
                                             "crosses the committed end", path, idx, off);
                 unsigned char next[CB_MAC_LEN];
@@ -297,6 +297,15 @@ int cb_store_load_log(cb_store *s, const unsigned char *p, size_t committed, siz
                     (tail && rec.generation <= s->hdr.generation))
                         return cb_error_set(CB_E_INTEGRITY, "integrity error: %s: record %zu: generation %llu out "
                                             "of order", path, idx, (unsigned long long)rec.generation);
+                /* An interrupted write leaves exactly one commit past the
+                 * header.  Anything later means the header is older than the
+                 * log: an old header put back (with the log cut to taste)
+                 * would otherwise roll the store back to a chosen point. */
+                if (tail && rec.generation != s->hdr.generation + 1)
+                        return cb_error_set(CB_E_INTEGRITY, "integrity error: %s: holds generation %llu but the "
+                                            "header commits only %llu: the header is older than the log (restored "
+                                            "from a copy?)", path, (unsigned long long)rec.generation,
+                                            (unsigned long long)s->hdr.generation);
                 last_gen = rec.generation;
                 r = cb_store_apply_record(s, &rec, off + 4, len);
                 if (r == -ENOMEM)
@@ -519,41 +528,59 @@ static int unlock(cb_store *s, const cb_unlock_spec *spec, const char *hdrpath) 
 }
 
 /* Wipe and unlink log files other than the current one (left by a compaction
- * that was interrupted).  Caller holds the exclusive lock. */
-void cb_store_remove_stale_logs(cb_store *s) {
+ * that was interrupted, or replaced by one).  Caller holds the exclusive
+ * lock.  The directory is synced before the first wipe, so the header that
+ * names the current log is durable before an older log is destroyed.  A
+ * file that cannot be wiped is left in place (retried at the next open) and
+ * reported: -EIO. */
+int cb_store_remove_stale_logs(cb_store *s) {
         /* A fresh open, not dup(): a dup shares the directory offset, so a
          * second scan through it would see nothing. */
         int fd = openat(s->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        bool synced = false, removed = false, failed = false;
         DIR *d;
         struct dirent *e;
-        bool removed = false;
 
         if (fd < 0)
-                return;
+                return -errno;
         d = fdopendir(fd);
         if (!d) {
                 close(fd);
-                return;
+                return -ENOMEM;
         }
         while ((e = readdir(d))) {
+                static const unsigned char zero[4096];
+                struct stat st;
+                bool wiped = false;
+                int lf;
+
                 if (strncmp(e->d_name, "log-", 4) != 0 || strcmp(e->d_name, s->logname) == 0)
                         continue;
-                int lf = openat(s->dirfd, e->d_name, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
-                struct stat st;
+                if (!synced) {
+                        if (cb_fsync_dir(s->dirfd) < 0) {
+                                failed = true;
+                                break;
+                        }
+                        synced = true;
+                }
+                lf = openat(s->dirfd, e->d_name, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
                 if (lf >= 0 && fstat(lf, &st) == 0 && S_ISREG(st.st_mode)) {
-                        static const unsigned char zero[4096];
-                        for (off_t o = 0; o < st.st_size; o += (off_t)sizeof(zero))
-                                if (pwrite(lf, zero, sizeof(zero), o) < 0)
-                                        break;
-                        (void)fsync(lf);
+                        wiped = true;
+                        for (off_t o = 0; o < st.st_size && wiped; o += (off_t)sizeof(zero))
+                                wiped = cb_pwrite_all(lf, zero, sizeof(zero), o) == 0;
+                        wiped = wiped && fsync(lf) == 0;
                 }
                 if (lf >= 0)
                         close(lf);
-                removed |= unlinkat(s->dirfd, e->d_name, 0) == 0;
+                if (wiped && unlinkat(s->dirfd, e->d_name, 0) == 0)
+                        removed = true;
+                else
+                        failed = true;
         }
         closedir(d);
-        if (removed) /* only then is there a directory change to make durable */
-                (void)cb_fsync_dir(s->dirfd);
+        if (removed && cb_fsync_dir(s->dirfd) < 0)
+                failed = true;
+        return failed ? -EIO : 0;
 }
 
 int cb_store_open(const char *dir, const cb_unlock_spec *spec, cb_store **ret) {
@@ -649,7 +676,7 @@ int cb_store_open(const char *dir, const cb_unlock_spec *spec, cb_store **ret) {
                         r = 0;
                 }
         }
-        cb_store_remove_stale_logs(s);
+        (void)cb_store_remove_stale_logs(s); /* a failure is retried at the next open */
         *ret = s;
         s = NULL;
 out:

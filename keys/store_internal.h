@@ -64,7 +64,7 @@ int cb_store_load_log(cb_store *s, const unsigned char *p, size_t committed, siz
 int cb_store_write_header(cb_store *s, uint64_t gen, const unsigned char log_id[CB_LOG_ID_LEN], uint64_t log_len,
                           const unsigned char head[CB_MAC_LEN]);
 void cb_store_free_index(cb_store *s);
-void cb_store_remove_stale_logs(cb_store *s);
+int cb_store_remove_stale_logs(cb_store *s);
 /* AAD for a DEK and for a value (see store.h). */
 int cb_store_dek_aad(cb_buf *aad, const cb_store *s, const char *name, uint32_t version);
 int cb_store_val_aad(cb_buf *aad, const cb_store *s, const char *name, uint32_t version,

@@ -44,6 +44,11 @@ static int txn_begin(cb_store *s, int *ret_lock) {
                 r = -errno;
                 goto fail;
         }
+        if ((size_t)st.st_size < s->log.len) {
+                r = cb_error_set(CB_E_INTEGRITY, "integrity error: %s/%s shrank under an open handle (%lld < %zu "
+                                 "bytes); reopen the store", s->dir, s->logname, (long long)st.st_size, s->log.len);
+                goto fail;
+        }
         if ((size_t)st.st_size != s->log.len && ftruncate(s->logfd, (off_t)s->log.len) < 0) {
                 r = cb_error_set(-errno, "%s/%s: cannot drop an uncommitted tail: %s", s->dir, s->logname,
                                  strerror(errno));
@@ -405,7 +410,9 @@ static int compact(cb_store *s, const struct secret *tsec, size_t tidx) {
                 s->broken = true;
                 goto out;
         }
-        cb_store_remove_stale_logs(s); /* wipes and unlinks the old log */
+        if (cb_store_remove_stale_logs(s) < 0) /* wipes and unlinks the old log */
+                r = cb_error_set(-EIO, "the new state is committed, but the old log in '%s' could not be wiped; "
+                                 "it is retried at the next open", s->dir);
 out:
         if (fd >= 0)
                 close(fd);

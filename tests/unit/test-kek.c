@@ -227,3 +227,38 @@ TEST(passphrase_prompt_on_tty) {
         ASSERT_FALSE(memmem(screen, strlen(screen), "one", 3));
         alarm(0);
 }
+
+TEST(passphrase_review_regressions) {
+        cb_unlock_spec spec = { .kind = CB_UNLOCK_PASSPHRASE, .fd = -1 };
+        const char *fifo = cbtest_path(cbtest_tmpdir(), "pp.fifo");
+        static char line[1100];
+        cb_secbuf *pw;
+        int fds[2];
+
+        /* Exactly 1023 characters + newline + more: accepted, not "too long". */
+        memset(line, 'p', 1023);
+        memcpy(line + 1023, "\nsecond line\n", 13);
+        ASSERT_OK(pipe(fds));
+        ASSERT_EQ(write(fds[1], line, 1036), 1036);
+        close(fds[1]);
+        spec.fd = fds[0];
+        ASSERT_OK(cb_passphrase_read(&spec, 0, &pw));
+        ASSERT_EQ(cb_secbuf_len(pw), 1023);
+        cb_secbuf_free(pw);
+        close(fds[0]);
+        /* A FIFO someone else owns is refused (they would choose the
+         * passphrase); opening it would block, so only the check runs:
+         * O_NONBLOCK open for reading succeeds without a writer. */
+        ASSERT_OK(mkfifo(fifo, 0600));
+        ASSERT_OK(chown(fifo, 65534, 65534));
+        spec.fd = open(fifo, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+        ASSERT_TRUE(spec.fd >= 0);
+        close(spec.fd);
+        spec.fd = -1;
+        spec.path = (char *)fifo;
+        int wfd = open(fifo, O_RDWR | O_CLOEXEC); /* keep a writer so open() does not block */
+        ASSERT_TRUE(wfd >= 0);
+        ASSERT_ERR(cb_passphrase_read(&spec, 0, &pw), -EPERM);
+        ASSERT_CONTAINS(cb_error_last(), "owned by uid 65534");
+        close(wfd);
+}
