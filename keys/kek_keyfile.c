@@ -57,6 +57,26 @@ static int create_keyfile(const char *path) {
         if (r == 0 && fsync(fd) < 0)
                 r = cb_error_set(-errno, "cannot sync key file '%s': %s", path, strerror(errno));
         close(fd);
+        if (r == 0) {
+                /* The directory entry too: a crash must not keep a store whose
+                 * key file vanished with an unsynced directory. */
+                char dir[4096];
+                const char *slash = strrchr(path, '/');
+                size_t n = slash ? (size_t)(slash - path) : 0;
+                int dfd;
+
+                if (n >= sizeof(dir))
+                        n = sizeof(dir) - 1;
+                memcpy(dir, slash ? path : ".", slash ? n : 1);
+                dir[slash ? (n ? n : 1) : 1] = '\0';
+                if (slash && n == 0)
+                        dir[0] = '/';
+                dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+                if (dfd < 0 || cb_fsync_dir(dfd) < 0)
+                        r = cb_error_set(-EIO, "cannot sync the directory of key file '%s'", path);
+                if (dfd >= 0)
+                        close(dfd);
+        }
         if (r < 0)
                 (void)unlink(path);
         return r;
