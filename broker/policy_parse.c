@@ -294,6 +294,24 @@ static int parse_cgroup(const ctx *c, const char *s, const char *at, client *cl)
         return 0;
 }
 
+/* A uid/gid selector: a number ("uid", "gid") or an account name ("user",
+ * "group") resolved now, at load. */
+static int parse_id(const ctx *c, const json_t *v, const char *at, bool by_name, bool group, uint32_t *ret) {
+        const char *s;
+        long long x;
+        int r;
+
+        if (by_name) {
+                if ((r = get_str(c, v, at, ACCOUNT_NAME_MAX, &s)) < 0)
+                        return r;
+                return resolve(c, s, group, at, ret);
+        }
+        if ((r = get_int(c, v, at, 0, ID_MAX, &x)) < 0)
+                return r;
+        *ret = (uint32_t)x;
+        return 0;
+}
+
 static int parse_client(const ctx *c, const char *name, const json_t *o, client *cl) {
         char at[96], q[QUOTE_MAX];
         const char *key;
@@ -311,36 +329,21 @@ static int parse_client(const ctx *c, const char *name, const json_t *o, client 
 
         json_object_foreach((json_t *)o, key, v) {
                 const char *s;
-                long long x;
                 uint32_t id;
 
                 snprintf(at, sizeof(at), "clients.%.64s.%.16s", name, key);   /* known keys are short */
                 if (strcmp(key, "uid") == 0 || strcmp(key, "user") == 0) {
                         if (cl->sel & SEL_UID)
                                 return perr(c, "clients.%s: both \"uid\" and \"user\" given; use one", name);
-                        if (key[1] == 'i') {
-                                if ((r = get_int(c, v, at, 0, ID_MAX, &x)) < 0)
-                                        return r;
-                                id = (uint32_t)x;
-                        } else {
-                                if ((r = get_str(c, v, at, ACCOUNT_NAME_MAX, &s)) < 0 ||
-                                    (r = resolve(c, s, false, at, &id)) < 0)
-                                        return r;
-                        }
+                        if ((r = parse_id(c, v, at, key[1] != 'i', false, &id)) < 0)
+                                return r;
                         cl->uid = (uid_t)id;
                         cl->sel |= SEL_UID;
                 } else if (strcmp(key, "gid") == 0 || strcmp(key, "group") == 0) {
                         if (cl->sel & SEL_GID)
                                 return perr(c, "clients.%s: both \"gid\" and \"group\" given; use one", name);
-                        if (key[1] == 'i') {
-                                if ((r = get_int(c, v, at, 0, ID_MAX, &x)) < 0)
-                                        return r;
-                                id = (uint32_t)x;
-                        } else {
-                                if ((r = get_str(c, v, at, ACCOUNT_NAME_MAX, &s)) < 0 ||
-                                    (r = resolve(c, s, true, at, &id)) < 0)
-                                        return r;
-                        }
+                        if ((r = parse_id(c, v, at, key[1] != 'i', true, &id)) < 0)
+                                return r;
                         cl->gid = (gid_t)id;
                         cl->sel |= SEL_GID;
                 } else if (strcmp(key, "exe") == 0) {

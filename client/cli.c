@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include <errno.h>
+#include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -8,6 +9,7 @@
 
 #include "cli.h"
 #include "error.h"
+#include "store.h"
 
 static const struct verb {
         const char *name;
@@ -74,6 +76,18 @@ int cli_usage(const char *fmt, ...) {
         va_end(ap);
         fputs(" (see 'credbroker --help')\n", stderr);
         return CB_EXIT_USAGE;
+}
+
+const char *cli_one_name(int argc, char **argv, const char *verb, const char *what) {
+        if (argc - optind != 1) {
+                cli_usage("%s takes exactly one %s", verb, what);
+                return NULL;
+        }
+        if (cb_name_check(argv[optind]) < 0) {
+                cli_usage("%s: %s", verb, cb_error_last());
+                return NULL;
+        }
+        return argv[optind];
 }
 
 static void help(FILE *f) {

@@ -27,6 +27,10 @@ extern const char *cli_admin_socket;
 int cli_fail(int r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int cli_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* After option parsing: exactly one operand left, a valid secret name.
+ * Returns it, or NULL after printing usage (exit CB_EXIT_USAGE). */
+const char *cli_one_name(int argc, char **argv, const char *verb, const char *what);
+
 /* Verbs (cli_store.c). */
 int cmd_init(int argc, char **argv);
 int cmd_check(int argc, char **argv);

@@ -396,12 +396,8 @@ int cmd_put(int argc, char **argv) {
                         goto out;
                 }
         }
-        if (argc - optind != 1) {
-                r = cli_usage("put takes one NAME (the value comes from stdin)");
-                goto out;
-        }
-        if (cb_name_check(argv[optind]) < 0) {
-                r = cli_usage("put: %s", cb_error_last());
+        if (!cli_one_name(argc, argv, "put", "NAME (the value comes from stdin)")) {
+                r = CB_EXIT_USAGE;
                 goto out;
         }
         json_object_set_new(meta, "name", json_string(argv[optind]));
@@ -500,8 +496,8 @@ int cmd_show(int argc, char **argv) {
         r = simple_opts(argc, argv, usage, 1, &json);
         if (r)
                 return r > 0 ? CB_EXIT_OK : -r;
-        if (cb_name_check(argv[optind]) < 0)
-                return cli_usage("show: %s", cb_error_last());
+        if (!cli_one_name(argc, argv, "show", "NAME"))
+                return CB_EXIT_USAGE;
         snprintf(path, sizeof(path), "/v1/admin/secrets/%s", argv[optind]); /* [A-Za-z0-9._-]: no escaping */
         r = admin_call("show", "GET", path, NULL, 0, json, &o);
         if (r < 0)

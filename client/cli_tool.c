@@ -148,10 +148,8 @@ int cmd_token(int argc, char **argv) {
                         return -unknown_option(argc, argv);
                 }
         }
-        if (argc - optind != 1)
-                return cli_usage("token needs exactly one SECRET");
-        if (cb_name_check(argv[optind]) < 0)
-                return cli_usage("token: %s", cb_error_last());
+        if (!cli_one_name(argc, argv, "token", "SECRET"))
+                return CB_EXIT_USAGE;
         r = cli_connect(0, &c);
         if (r < 0)
                 return -r;
@@ -213,10 +211,8 @@ int cmd_fetch(int argc, char **argv) {
                         return -unknown_option(argc, argv);
                 }
         }
-        if (argc - optind != 1)
-                return cli_usage("fetch needs exactly one SECRET");
-        if (cb_name_check(argv[optind]) < 0)
-                return cli_usage("fetch: %s", cb_error_last());
+        if (!cli_one_name(argc, argv, "fetch", "SECRET"))
+                return CB_EXIT_USAGE;
         r = cli_connect(0, &c);
         if (r < 0)
                 return -r;

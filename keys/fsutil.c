@@ -10,25 +10,6 @@
 
 #include "fsutil.h"
 
-int cb_write_all(int fd, const void *p, size_t n) {
-        const unsigned char *q = p;
-
-        while (n > 0) {
-                ssize_t k = write(fd, q, n);
-
-                if (k < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return -errno;
-                }
-                if (k == 0)
-                        return -EIO;
-                q += k;
-                n -= (size_t)k;
-        }
-        return 0;
-}
-
 int cb_pwrite_all(int fd, const void *p, size_t n, off_t off) {
         const unsigned char *q = p;
 
@@ -83,7 +64,7 @@ int cb_atomic_replace(int dirfd, const char *name, const void *p, size_t n) {
         fd = openat(dirfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
         if (fd < 0)
                 return -errno;
-        r = cb_write_all(fd, p, n);
+        r = cb_pwrite_all(fd, p, n, 0);
         if (r == 0 && fsync(fd) < 0)
                 r = -errno;
         if (close(fd) < 0 && r == 0)

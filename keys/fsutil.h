@@ -5,12 +5,8 @@
 #include <stddef.h>
 #include <sys/types.h>
 
-/* Write all of p[0..n) at the current offset; retries EINTR/short writes.
- * 0 or -errno (ENOSPC reaches the caller intact). */
-int cb_write_all(int fd, const void *p, size_t n);
-
-/* pwrite all of p[0..n) at off; a short write is continued, so the error
- * that stopped it (ENOSPC) is what the caller sees. */
+/* pwrite all of p[0..n) at off; a short write is continued and EINTR
+ * retried, so the error that stopped it (ENOSPC) is what the caller sees. */
 int cb_pwrite_all(int fd, const void *p, size_t n, off_t off);
 
 /* pread exactly n bytes at off; -EBADMSG if the file is shorter. */

@@ -50,7 +50,7 @@ static int create_keyfile(const char *path) {
                 return errno == EEXIST ? 0 : cb_error_set(-errno, "cannot create key file '%s': %s", path,
                                                           strerror(errno));
         randombytes_buf(k, sizeof(k));
-        r = cb_write_all(fd, k, sizeof(k));
+        r = cb_pwrite_all(fd, k, sizeof(k), 0);
         sodium_memzero(k, sizeof(k));
         if (r < 0)
                 r = cb_error_set(r, "cannot write key file '%s': %s", path, strerror(-r));

@@ -378,7 +378,7 @@ static int compact(cb_store *s, const struct secret *tsec, size_t tidx) {
         if (r < 0)
                 goto out;
         fd = openat(s->dirfd, newname, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
-        if (fd < 0 || cb_write_all(fd, batch.data, batch.len) < 0 || fsync(fd) < 0 || cb_fsync_dir(s->dirfd) < 0) {
+        if (fd < 0 || cb_pwrite_all(fd, batch.data, batch.len, 0) < 0 || fsync(fd) < 0 || cb_fsync_dir(s->dirfd) < 0) {
                 r = cb_error_set(-errno, "cannot write '%s/%s': %s; nothing was changed", s->dir, newname,
                                  strerror(errno));
                 (void)unlinkat(s->dirfd, newname, 0);
