@@ -6,9 +6,13 @@
  * non-secret accessor ("cba_" + 24 hex) for audit and revocation.
  *
  * A token is bound to the identity that asked for it — uid and executable
- * hash — and optionally to the process itself (pid + start time + pidfd):
- * such a token dies with its process, and a new process that got the same
- * pid is a different process (start time differs, pidfd is dead).
+ * hash — and optionally to the process itself (pid + a pidfd held by the
+ * table): such a token dies with its process.  A presenter counts as that
+ * process when it has the same pid and the issuer's pidfd shows it still
+ * running: the presenter was identified (alive, with that pid) before the
+ * check, the issuer is alive at the check and so was alive then too, and
+ * two live processes never share a pid.  A newcomer that got a recycled
+ * pid can only exist once the issuer has exited, which the pidfd shows.
  */
 #pragma once
 
@@ -39,7 +43,6 @@ typedef struct cb_token_info {
         unsigned char exe_sha256[32];
         bool bound_process;
         pid_t pid;
-        uint64_t start_time;
 } cb_token_info;
 
 /* max_total and max_per_uid cap the table (0 = defaults). */
@@ -59,7 +62,8 @@ int cb_tokens_issue(cb_tokens *t, const cb_peer *peer, const char *client, const
  *   -EPERM   presented by another uid or executable, or a scope it lacks
  *   -ESRCH   bound to a process that exited (or a new process with its pid)
  * Message set in every case (never containing the token).  On success
- * *ret_info points at the entry. */
+ * *ret_info points at the entry.  peer must come from cb_peer_identify
+ * (which ends by checking that the process is alive) before this call. */
 int cb_tokens_use(cb_tokens *t, const char *token, size_t len, const cb_peer *peer, unsigned use,
                   const cb_token_info **ret_info);
 

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <sodium.h>
@@ -70,10 +71,24 @@ int cb_base62_parse_u32(const char in[CB_TOKEN_CRC_LEN], uint32_t *ret) {
 }
 
 void cb_token_generate(char out[CB_TOKEN_LEN + 1]) {
-        char *body = out + CB_TOKEN_PREFIX_LEN;
+        cb_token_generate_extra(out, NULL, 0);
+}
 
+void cb_token_generate_extra(char out[CB_TOKEN_LEN + 1], unsigned char *extra, size_t extra_len) {
+        char *body = out + CB_TOKEN_PREFIX_LEN;
         unsigned char pool[64];
-        size_t used = sizeof(pool);
+        size_t used = 0;
+
+        if (extra_len > CB_TOKEN_EXTRA_MAX)
+                abort(); /* a caller bug; the pool must keep room for the token */
+        randombytes_buf(pool, sizeof(pool));
+        /* The extra bytes come off the end; the token uses the rest and
+         * draws again only in the rare case it runs out. */
+        if (extra_len) {
+                memcpy(extra, pool + sizeof(pool) - extra_len, extra_len);
+                sodium_memzero(pool + sizeof(pool) - extra_len, extra_len);
+        }
+        size_t avail = sizeof(pool) - extra_len;
 
         memcpy(out, CB_TOKEN_PREFIX, CB_TOKEN_PREFIX_LEN);
         /* Rejection sampling on random bytes, not a byte mod 62 (256 is not
@@ -82,9 +97,10 @@ void cb_token_generate(char out[CB_TOKEN_LEN + 1]) {
          * Drawn 64 bytes at a time: one getrandom per token instead of one
          * per character (~3% of bytes are discarded). */
         for (size_t i = 0; i < CB_TOKEN_BODY_LEN;) {
-                if (used == sizeof(pool)) {
+                if (used == avail) {
                         randombytes_buf(pool, sizeof(pool));
                         used = 0;
+                        avail = sizeof(pool);
                 }
                 unsigned char b = pool[used++];
                 if (b < 248)

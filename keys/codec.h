@@ -32,6 +32,12 @@ int cb_base62_parse_u32(const char in[CB_TOKEN_CRC_LEN], uint32_t *ret);
  * The caller must wipe it (cb_wipe) when done. */
 void cb_token_generate(char out[CB_TOKEN_LEN + 1]);
 
+/* The same, and also extra_len (at most CB_TOKEN_EXTRA_MAX) further random
+ * bytes, independent of the token, from the same draw of the system RNG
+ * (the broker's token accessor: one getrandom per issue instead of two). */
+#define CB_TOKEN_EXTRA_MAX 16
+void cb_token_generate_extra(char out[CB_TOKEN_LEN + 1], unsigned char *extra, size_t extra_len);
+
 /* Check that s[0..len) is exactly a well-formed token: 0 if so; -EINVAL for
  * wrong length/prefix/alphabet; -EBADMSG when only the checksum is wrong. */
 int cb_token_check(const char *s, size_t len);

@@ -314,3 +314,20 @@ TEST(token_body_uniform) {
                         cbtest_fail(__FILE__, __LINE__, "position %zu chi-square %.1f >= %.1f", k, x, bound);
         }
 }
+
+TEST(token_with_extra_bytes) {
+        unsigned char a[CB_TOKEN_EXTRA_MAX], b[CB_TOKEN_EXTRA_MAX];
+        char t1[CB_TOKEN_LEN + 1], t2[CB_TOKEN_LEN + 1];
+
+        cb_token_generate_extra(t1, a, sizeof(a));
+        cb_token_generate_extra(t2, b, sizeof(b));
+        ASSERT_OK(cb_token_check(t1, strlen(t1)));
+        ASSERT_OK(cb_token_check(t2, strlen(t2)));
+        ASSERT_TRUE(strcmp(t1, t2) != 0);
+        ASSERT_TRUE(memcmp(a, b, sizeof(a)) != 0);
+        /* Filled (not left zero), and NULL/0 asks for none. */
+        unsigned char zero[CB_TOKEN_EXTRA_MAX] = { 0 };
+        ASSERT_TRUE(memcmp(a, zero, sizeof(a)) != 0);
+        cb_token_generate_extra(t1, NULL, 0);
+        ASSERT_OK(cb_token_check(t1, strlen(t1)));
+}
