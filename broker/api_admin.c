@@ -238,7 +238,9 @@ static int route_reload(request *rq) {
 static int route_status(request *rq) {
         rq->route = "admin.status";
         return reply_json(rq, 200,
-                          json_pack("{s:s, s:I, s:I, s:I, s:I, s:{s:I, s:I}}", "version", CB_VERSION_STRING, "uptime",
+                          json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:{s:I, s:I}}", "version", CB_VERSION_STRING,
+                                    "connections_refused",
+                                    (json_int_t)__atomic_load_n(&cbd.conn_refused, __ATOMIC_RELAXED), "uptime",
                                     (json_int_t)((uint64_t)time(NULL) - cbd.started), "tokens",
                                     (json_int_t)cb_tokens_count(cbd.tokens), "secrets",
                                     (json_int_t)cb_store_count(cbd.store), "generation",

@@ -17,21 +17,26 @@
 #include "tokens.h"
 
 #define CB_BODY_MAX (128 * 1024)
+#define CB_CONN_MAX 1024     /* connections per socket */
+#define CB_CONN_PER_UID 128  /* of which one uid may hold */
 #define CB_VERSION_STRING "0.1.0"
 
 struct MHD_Daemon;
 struct MHD_Connection;
 
 typedef struct daemon_state {
-        pthread_mutex_t lock; /* serialises request handling and reloads */
+        pthread_mutex_t lock; /* serialises request handling (after peer identification) and reloads */
         cb_store *store;
         cb_policy *policy;
+        bool policy_uses_cgroup; /* cb_policy_uses_cgroup(policy): written under lock, read atomically */
         cb_tokens *tokens;
         cb_exe_cache *exe_cache;
         cb_ratelimit *rate;
         const char *policy_path;
         const char *run_dir;
         int audit_fd;
+        uint64_t conn_refused;    /* connections refused over CB_CONN_PER_UID (atomic) */
+        uid_t conn_refused_uid;   /* the last uid refused (atomic) */
         uint64_t started;
         struct MHD_Daemon *tool_mhd, *admin_mhd;
 } daemon_state;
@@ -77,6 +82,7 @@ int audit_write(const request *rq, unsigned status, const char *decision, const 
  * err says why. */
 int policy_reload(char *err, size_t errlen);
 
-/* Start/stop the HTTP servers on listening fds. */
-int server_start(int tool_fd, int admin_fd);
+/* Start/stop the HTTP servers on listening fds; tools.sock gets `threads`
+ * threads (each its own epoll loop), admin.sock one. */
+int server_start(int tool_fd, int admin_fd, unsigned threads);
 void server_stop(void);

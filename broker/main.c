@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <getopt.h>
 #include <grp.h>
+#include <inttypes.h>
 #include <malloc.h>
 #include <stdarg.h>
 #include <signal.h>
@@ -68,6 +69,7 @@ int policy_reload(char *err, size_t errlen) {
         }
         cb_policy_free(cbd.policy);
         cbd.policy = p;
+        __atomic_store_n(&cbd.policy_uses_cgroup, cb_policy_uses_cgroup(p), __ATOMIC_RELEASE);
         return 0;
 }
 
@@ -119,11 +121,12 @@ static int listen_unix(const char *dir, const char *name, mode_t mode, gid_t gid
 
 static void usage(FILE *f) {
         fputs("usage: credbrokerd [--state-dir DIR] [--run-dir DIR] [--policy FILE] [--unlock SPEC]\n"
-              "                   [--audit-log FILE] [--admin-group GROUP]\n"
+              "                   [--audit-log FILE] [--admin-group GROUP] [--threads N]\n"
               "       credbrokerd --check-policy FILE\n\n"
               "defaults: --state-dir " DEFAULT_STATE_DIR " --run-dir " DEFAULT_RUN_DIR "\n"
               "          --policy " DEFAULT_POLICY " --unlock " DEFAULT_UNLOCK "\n"
               "          --audit-log: none unless given (JSON lines, one record per decision)\n"
+              "          --threads 2 (threads serving tools.sock, 1-64; admin.sock has one)\n"
               "--listen-tcp, --provision-dir and --tpm2-tcti belong to features not in this version:\n"
               "they are refused rather than ignored.\n",
               f);
@@ -134,10 +137,12 @@ int main(int argc, char **argv) {
                 { "state-dir", required_argument, NULL, 's' },   { "run-dir", required_argument, NULL, 'r' },
                 { "policy", required_argument, NULL, 'p' },      { "unlock", required_argument, NULL, 'u' },
                 { "audit-log", required_argument, NULL, 'a' },   { "admin-group", required_argument, NULL, 'g' },
+                { "threads", required_argument, NULL, 'n' },
                 { "check-policy", required_argument, NULL, 'c' }, { "listen-tcp", required_argument, NULL, 'T' },
                 { "provision-dir", required_argument, NULL, 'P' }, { "tpm2-tcti", required_argument, NULL, 'X' },
                 { "help", no_argument, NULL, 'h' },               {},
         };
+        unsigned threads = 2;
         const char *state_dir = DEFAULT_STATE_DIR, *unlock = DEFAULT_UNLOCK, *audit = NULL, *admin_group = NULL;
         char tool_path[4096], admin_path[4096];
         const struct rlimit no_core = { 0, 0 };
@@ -156,6 +161,17 @@ int main(int argc, char **argv) {
                 case 'u': unlock = optarg; break;
                 case 'a': audit = optarg; break;
                 case 'g': admin_group = optarg; break;
+                case 'n': {
+                        char *end;
+                        errno = 0;
+                        long v = strtol(optarg, &end, 10);
+                        if (errno || end == optarg || *end || v < 1 || v > 64) {
+                                say("--threads: '%s' is not a number from 1 to 64", optarg);
+                                return 2;
+                        }
+                        threads = (unsigned)v;
+                        break;
+                }
                 case 'c': {
                         cb_policy *p;
                         if (cb_policy_load(optarg, &p) < 0) {
@@ -203,6 +219,7 @@ int main(int argc, char **argv) {
                 say("%s", cb_error_last());
                 return 1;
         }
+        cbd.policy_uses_cgroup = cb_policy_uses_cgroup(cbd.policy);
         if (audit) {
                 cbd.audit_fd = open(audit, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
                 if (cbd.audit_fd < 0) {
@@ -241,12 +258,13 @@ int main(int argc, char **argv) {
         sigaddset(&sigs, SIGHUP);
         pthread_sigmask(SIG_BLOCK, &sigs, NULL);
         cbd.started = (uint64_t)time(NULL);
-        if (server_start(tool_fd, admin_fd) < 0) {
+        if (server_start(tool_fd, admin_fd, threads) < 0) {
                 say("%s", cb_error_last());
                 goto out;
         }
         say("serving %zu secrets on %s and %s (policy %s: %zu clients, %zu grants)", cb_store_count(cbd.store),
             tool_path, admin_path, cbd.policy_path, cb_policy_n_clients(cbd.policy), cb_policy_n_grants(cbd.policy));
+        uint64_t refused_said = 0;
         for (;;) {
                 struct timespec tick = { 1, 0 };
                 int sig = sigtimedwait(&sigs, NULL, &tick);
@@ -266,6 +284,13 @@ int main(int argc, char **argv) {
                 }
                 cb_tokens_sweep(cbd.tokens, (uint64_t)time(NULL));
                 pthread_mutex_unlock(&cbd.lock);
+                uint64_t refused = __atomic_load_n(&cbd.conn_refused, __ATOMIC_RELAXED);
+                if (refused != refused_said) {
+                        say("refused %" PRIu64 " connection(s) over the limit of %d per uid (last: uid %u)",
+                            refused - refused_said, CB_CONN_PER_UID,
+                            (unsigned)__atomic_load_n(&cbd.conn_refused_uid, __ATOMIC_RELAXED));
+                        refused_said = refused;
+                }
         }
         status = 0;
 out:

@@ -7,15 +7,18 @@
  *   1. SO_PEERCRED gives (uid, gid, pid) as of connect(); SO_PEERPIDFD gives
  *      a pidfd for that very process (the socket holds its struct pid, so
  *      no pid recycling can get in between).
- *   2. We open /proc/<pid> as a directory and then check through the pidfd
- *      that the process is still alive.  A process that is alive now was
- *      alive when the directory was opened, so the number <pid> named it
- *      then, and the directory fd names it for good: once that process is
- *      gone, lookups below the fd fail (ENOENT/ESRCH) instead of reaching a
- *      newcomer with the same pid.  Every later read goes through that fd.
- *   3. At the end we check the pidfd once more, and that /proc/<pid>/exe
- *      still names the inode we hashed (an execve() in the middle counts as
- *      "replaced": -ESRCH).
+ *   2. We read /proc/<pid>/exe (stat, readlink, and the file itself only
+ *      when its hash is not cached) and, when asked, /proc/<pid>/cgroup.
+ *      Each path names whatever process holds <pid> at that moment.
+ *   3. Last, one check through the pidfd that the process is still alive.
+ *      Alive now means alive since connect(), so at every lookup above the
+ *      number <pid> named this process and no other (a newcomer can only
+ *      get a pid once its holder is gone): everything read was its.  Just
+ *      before, /proc/<pid>/exe must still name the inode we looked at
+ *      first (an execve() in the middle counts as "replaced": -ESRCH).
+ *
+ *   On a cache hit that is 6 system calls: two getsockopt, stat,
+ *   readlink, stat, poll (and the close of the pidfd in cb_peer_done).
  *
  * Executable hashes are cached by (dev, ino, size, mtime, ctime).  ctime
  * cannot be set by user space and moves on every write, but only with the
@@ -24,8 +27,8 @@
  * ("racy git"), an entry is cached only if its ctime is CACHE_RACY_SEC older
  * than the moment we sampled it; younger files are hashed on every call.
  *
- * Nothing here is thread-safe with respect to one cb_exe_cache: callers
- * serialise access to a cache (the daemon identifies peers on one thread).
+ * cb_peer_identify may run on several threads at once; the cache takes its
+ * own lock for lookups and inserts, never while hashing.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -54,11 +57,9 @@
 
 #define HASH_CHUNK       (64 * 1024)
 #define PROC_READ_CHUNK  4096          /* one read() of a /proc file */
-#define STAT_MAX         4096          /* /proc/<pid>/stat is ~300 bytes */
 #define CGROUP_FILE_MAX  (64 * 1024)   /* whole /proc/<pid>/cgroup, v1 lines included */
 #define CACHE_RACY_SEC   2
 #define CACHE_MAX        65536
-#define STAT_STARTTIME   22            /* field number in proc(5) */
 
 typedef struct exe_key {
         dev_t dev;
@@ -75,6 +76,7 @@ typedef struct exe_entry {
 } exe_entry;
 
 struct cb_exe_cache {
+        pthread_mutex_t lock;          /* held for lookups and inserts, never while hashing */
         size_t max;
         size_t n;
         uint64_t clock;
@@ -129,17 +131,14 @@ static void overflow_load(void) {
 
 /* ---- pidfd ------------------------------------------------------------- */
 
-/* 1 if the process behind pidfd is running, 0 if it exited (zombie or
- * reaped).  EPERM from the signal check means "exists, not ours to signal":
- * that is alive.  poll() readable means the process exited; it also catches
- * zombies, which signal 0 still reaches. */
+/* 1 if the process behind pidfd is running, 0 if it exited.  A pidfd
+ * polls readable once its process has exited, zombie or reaped (a signal-0
+ * probe would still reach a zombie), so one poll() answers. */
 static int pidfd_alive(int pidfd) {
         struct pollfd pfd = { .fd = pidfd, .events = POLLIN };
         int r;
 
         if (pidfd < 0)
-                return 0;
-        if (syscall(SYS_pidfd_send_signal, pidfd, 0, NULL, 0) < 0 && errno != EPERM)
                 return 0;
         do
                 r = poll(&pfd, 1, 0);
@@ -186,83 +185,6 @@ static int peer_pidfd(int fd, pid_t pid, int *ret_pidfd) {
 
 /* ---- /proc readers ----------------------------------------------------- */
 
-/* Read all of dirfd/name into buf[0..cap) and NUL-terminate; -EFBIG if it
- * does not fit. */
-static int proc_read_small(int dirfd, const char *name, char *buf, size_t cap, size_t *ret_len) {
-        size_t n = 0;
-        int fd, r = 0;
-
-        fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-        if (fd < 0)
-                return proc_errno(errno);
-        for (;;) {
-                size_t want = cap - 1 - n;
-                ssize_t k;
-
-                if (want == 0) {
-                        char extra;
-
-                        k = read(fd, &extra, 1);
-                        if (k < 0 && errno == EINTR)
-                                continue;
-                        r = k < 0 ? proc_errno(errno) : k > 0 ? -EFBIG : 0;
-                        break;
-                }
-                if (want > PROC_READ_CHUNK)
-                        want = PROC_READ_CHUNK;
-                k = read(fd, buf + n, want);
-                if (k < 0 && errno == EINTR)
-                        continue;
-                if (k < 0) {
-                        r = proc_errno(errno);
-                        break;
-                }
-                if (k == 0)
-                        break;
-                n += (size_t)k;
-        }
-        close(fd);
-        if (r < 0)
-                return r;
-        buf[n] = '\0';
-        *ret_len = n;
-        return 0;
-}
-
-/* Field 22 (starttime) of /proc/<pid>/stat.  comm (field 2) may hold
- * spaces and parentheses, so fields are counted after the LAST ')'. */
-static int proc_start_time(int procfd, pid_t pid, uint64_t *ret) {
-        char buf[STAT_MAX], *p, *end;
-        unsigned long long v;
-        size_t n = 0; /* set by proc_read_small on success; gcc -O2 cannot see it */
-        int field, r;
-
-        r = proc_read_small(procfd, "stat", buf, sizeof(buf), &n);
-        if (r < 0)
-                return r == -EFBIG ? cb_error_set(r, "/proc/%d/stat is larger than %d bytes", (int)pid, STAT_MAX)
-                                   : proc_fail(r, pid, "stat");
-        p = memrchr(buf, ')', n);
-        if (!p)
-                return cb_error_set(-EBADMSG, "/proc/%d/stat: no ')' after comm", (int)pid);
-        p++;
-        /* p points at " S ppid ...": field 3 starts after one space. */
-        for (field = 2; field < STAT_STARTTIME; field++) {
-                if (*p != ' ')
-                        return cb_error_set(-EBADMSG, "/proc/%d/stat: field %d missing", (int)pid, field + 1);
-                p++;
-                if (field + 1 < STAT_STARTTIME)
-                        p += strcspn(p, " ");
-        }
-        if (*p < '0' || *p > '9')
-                return cb_error_set(-EBADMSG, "/proc/%d/stat: field %d is not a number", (int)pid, STAT_STARTTIME);
-        errno = 0;
-        v = strtoull(p, &end, 10);
-        if (errno != 0 || (*end != ' ' && *end != '\n' && *end != '\0'))
-                return cb_error_set(-EBADMSG, "/proc/%d/stat: field %d is not a number", (int)pid, STAT_STARTTIME);
-        *ret = v;
-        return 0;
-}
-
 /* Line-at-a-time scanner for /proc/<pid>/cgroup: keeps the first
  * sizeof(line) - 1 bytes of the current line and notes if there were more. */
 typedef struct cgroup_scan {
@@ -297,14 +219,17 @@ static int cgroup_line_end(cgroup_scan *s, pid_t pid, char out[CB_CGROUP_MAX]) {
  * refused rather than cut, since a cut path would match a prefix selector
  * it does not belong under.  Two v2 lines are refused too: that could only
  * be a cgroup name holding a newline (the kernel forbids those today). */
-static int proc_cgroup(int procfd, pid_t pid, char out[CB_CGROUP_MAX]) {
+static int proc_cgroup(pid_t pid, char out[CB_CGROUP_MAX]) {
         cgroup_scan s = { .len = 0 };
         char chunk[PROC_READ_CHUNK];
         size_t total = 0;
         int fd, r = 0;
 
         out[0] = '\0';
-        fd = openat(procfd, "cgroup", O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        char path[32];
+
+        snprintf(path, sizeof(path), "/proc/%d/cgroup", (int)pid);
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
         if (fd < 0) {
                 return proc_fail(proc_errno(errno), pid, "cgroup");
         }
@@ -392,10 +317,14 @@ cb_exe_cache *cb_exe_cache_new(size_t max_entries) {
         if (!c)
                 return NULL;
         c->max = max_entries;
+        pthread_mutex_init(&c->lock, NULL);
         return c;
 }
 
 void cb_exe_cache_free(cb_exe_cache *c) {
+        if (!c)
+                return;
+        pthread_mutex_destroy(&c->lock);
         free(c);
 }
 
@@ -414,13 +343,19 @@ static bool key_eq(const exe_key *a, const exe_key *b) {
                a->ctim.tv_sec == b->ctim.tv_sec && a->ctim.tv_nsec == b->ctim.tv_nsec;
 }
 
-static const exe_entry *cache_lookup(cb_exe_cache *c, const exe_key *k) {
+static bool cache_lookup(cb_exe_cache *c, const exe_key *k, unsigned char out[32]) {
+        bool hit = false;
+
+        pthread_mutex_lock(&c->lock);
         for (size_t i = 0; i < c->n; i++)
                 if (key_eq(&c->e[i].key, k)) {
                         c->e[i].used = ++c->clock;
-                        return &c->e[i];
+                        memcpy(out, c->e[i].sha256, 32);
+                        hit = true;
+                        break;
                 }
-        return NULL;
+        pthread_mutex_unlock(&c->lock);
+        return hit;
 }
 
 /* Insert, evicting the least recently used entry when full. */
@@ -429,6 +364,12 @@ static void cache_insert(cb_exe_cache *c, const exe_key *k, const unsigned char 
 
         if (c->max == 0)
                 return;
+        pthread_mutex_lock(&c->lock);
+        for (size_t i = 0; i < c->n; i++)
+                if (key_eq(&c->e[i].key, k)) {  /* another thread got there first */
+                        pthread_mutex_unlock(&c->lock);
+                        return;
+                }
         if (c->n < c->max)
                 e = &c->e[c->n++];
         else {
@@ -440,54 +381,72 @@ static void cache_insert(cb_exe_cache *c, const exe_key *k, const unsigned char 
         e->key = *k;
         memcpy(e->sha256, sha, 32);
         e->used = ++c->clock;
+        pthread_mutex_unlock(&c->lock);
 }
 
-/* Hash the open executable exefd (whose fstat is *st), through the cache. */
-static int exe_hash(int exefd, const struct stat *st, cb_exe_cache *cache, pid_t pid, unsigned char out[32]) {
+/* The SHA-256 of exe (/proc/<pid>/exe), whose stat is *st: from the
+ * cache, else by opening and hashing it (the opened file must be the one
+ * *st describes). */
+static int exe_hash(const char *exe, const struct stat *st, cb_exe_cache *cache, pid_t pid, unsigned char out[32]) {
         struct timespec now;
-        struct stat after;
+        struct stat opened, after;
         exe_key k, k2;
         bool racy;
-        int r;
+        int exefd, r;
 
         key_from_stat(st, &k);
-        if (cache) {
-                const exe_entry *e = cache_lookup(cache, &k);
-
-                if (e) {
-                        memcpy(out, e->sha256, 32);
-                        return 0;
-                }
-        }
+        if (cache && cache_lookup(cache, &k, out))
+                return 0;
         /* *st was sampled before this clock read, so any later write gets a
          * ctime no earlier than about now. */
         if (clock_gettime(CLOCK_REALTIME, &now) < 0)
                 return cb_error_set(-errno, "clock_gettime: %s", strerror(errno));
+        exefd = open(exe, O_RDONLY | O_CLOEXEC);
+        if (exefd < 0)
+                return proc_fail(proc_errno(errno), pid, "exe");
+        if (fstat(exefd, &opened) < 0) {
+                r = cb_error_set(-errno, "/proc/%d/exe: fstat: %s", (int)pid, strerror(errno));
+                goto out;
+        }
+        key_from_stat(&opened, &k2);
+        if (!key_eq(&k, &k2)) {
+                r = cb_error_set(-ESRCH, "peer pid %d executed another program while being identified", (int)pid);
+                goto out;
+        }
         r = cb_sha256_fd(exefd, out);
-        if (r < 0)
-                return cb_error_set(r, "peer pid %d: hashing the executable: %s", (int)pid, cb_error_last());
-        if (fstat(exefd, &after) < 0)
-                return cb_error_set(-errno, "fstat: %s", strerror(errno));
+        if (r < 0) {
+                r = cb_error_set(r, "peer pid %d: hashing the executable: %s", (int)pid, cb_error_last());
+                goto out;
+        }
+        if (fstat(exefd, &after) < 0) {
+                r = cb_error_set(-errno, "fstat: %s", strerror(errno));
+                goto out;
+        }
         key_from_stat(&after, &k2);
-        if (!key_eq(&k, &k2))
+        if (!key_eq(&k, &k2)) {
                 /* Only possible once no process executes the file (ETXTBSY
                  * otherwise): the hash mixes two contents. */
-                return cb_error_set(-EAGAIN, "peer pid %d: the executable changed while being hashed", (int)pid);
+                r = cb_error_set(-EAGAIN, "peer pid %d: the executable changed while being hashed", (int)pid);
+                goto out;
+        }
         racy = k.ctim.tv_sec > now.tv_sec - CACHE_RACY_SEC;
         if (cache && !racy)
                 cache_insert(cache, &k, out);
-        return 0;
+        r = 0;
+out:
+        close(exefd);
+        return r;
 }
 
 /* ---- identify ---------------------------------------------------------- */
 
-int cb_peer_identify(int fd, cb_exe_cache *cache, cb_peer *ret) {
+int cb_peer_identify(int fd, cb_exe_cache *cache, unsigned what, cb_peer *ret) {
         cb_peer p = { .pidfd = -1 };
         struct ucred uc = { 0 };
         socklen_t len = sizeof(uc);
         struct stat st, st2;
-        char dir[32];
-        int procfd = -1, exefd = -1, r;
+        char exe[32];
+        int r;
         ssize_t n;
 
         if (!ret)
@@ -516,57 +475,43 @@ int cb_peer_identify(int fd, cb_exe_cache *cache, cb_peer *ret) {
         if (r < 0)
                 return r;
 
-        snprintf(dir, sizeof(dir), "/proc/%d", (int)p.pid);
-        procfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (procfd < 0) {
-                r = proc_fail(proc_errno(errno), p.pid, "");
-                goto out;
-        }
-        /* From here on procfd names the pidfd's process (see the top). */
-        if (!pidfd_alive(p.pidfd)) {
-                r = cb_error_set(-ESRCH, "peer pid %d exited before it could be identified", (int)p.pid);
-                goto out;
-        }
-
-        exefd = openat(procfd, "exe", O_RDONLY | O_CLOEXEC);
-        if (exefd < 0) {
+        /* The pidfd check at the end proves every /proc/<pid> lookup here
+         * reached the pidfd's process (see the top). */
+        snprintf(exe, sizeof(exe), "/proc/%d/exe", (int)p.pid);
+        if (stat(exe, &st) < 0) {
                 r = proc_fail(proc_errno(errno), p.pid, "exe");
                 goto out;
         }
-        if (fstat(exefd, &st) < 0) {
-                r = cb_error_set(-errno, "%s/exe: fstat: %s", dir, strerror(errno));
-                goto out;
-        }
         if (!S_ISREG(st.st_mode)) {
-                r = cb_error_set(-EINVAL, "%s/exe is not a regular file", dir);
+                r = cb_error_set(-EINVAL, "%s is not a regular file", exe);
                 goto out;
         }
-        n = readlinkat(procfd, "exe", p.exe_path, sizeof(p.exe_path));
+        n = readlink(exe, p.exe_path, sizeof(p.exe_path));
         if (n < 0) {
                 r = proc_fail(proc_errno(errno), p.pid, "exe");
                 goto out;
         }
         if ((size_t)n >= sizeof(p.exe_path)) {
-                r = cb_error_set(-ENAMETOOLONG, "%s/exe: path longer than %d bytes", dir, PATH_MAX - 1);
+                r = cb_error_set(-ENAMETOOLONG, "%s: path longer than %d bytes", exe, PATH_MAX - 1);
                 goto out;
         }
         p.exe_path[n] = '\0';
 
-        r = exe_hash(exefd, &st, cache, p.pid, p.exe_sha256);
+        r = exe_hash(exe, &st, cache, p.pid, p.exe_sha256);
         if (r < 0)
                 goto out;
         sodium_bin2hex(p.exe_sha256_hex, sizeof(p.exe_sha256_hex), p.exe_sha256, sizeof(p.exe_sha256));
 
-        r = proc_cgroup(procfd, p.pid, p.cgroup);
-        if (r < 0)
-                goto out;
-        r = proc_start_time(procfd, p.pid, &p.start_time);
-        if (r < 0)
-                goto out;
+        if (what & CB_PEER_CGROUP) {
+                r = proc_cgroup(p.pid, p.cgroup);
+                if (r < 0)
+                        goto out;
+                p.cgroup_known = true;
+        }
 
-        /* An execve() since we opened exe would make path, hash and the
+        /* An execve() since the first look would make path, hash and the
          * process disagree. */
-        if (fstatat(procfd, "exe", &st2, 0) < 0) {
+        if (stat(exe, &st2) < 0) {
                 r = proc_fail(proc_errno(errno), p.pid, "exe");
                 goto out;
         }
@@ -574,6 +519,7 @@ int cb_peer_identify(int fd, cb_exe_cache *cache, cb_peer *ret) {
                 r = cb_error_set(-ESRCH, "peer pid %d executed another program while being identified", (int)p.pid);
                 goto out;
         }
+        /* Alive now, so alive (and holding this pid) at every lookup above. */
         if (!pidfd_alive(p.pidfd)) {
                 r = cb_error_set(-ESRCH, "peer pid %d exited while being identified", (int)p.pid);
                 goto out;
@@ -583,10 +529,6 @@ int cb_peer_identify(int fd, cb_exe_cache *cache, cb_peer *ret) {
         p.pidfd = -1;       /* moved to *ret */
         r = 0;
 out:
-        if (exefd >= 0)
-                close(exefd);
-        if (procfd >= 0)
-                close(procfd);
         if (p.pidfd >= 0)
                 close(p.pidfd);
         return r;

@@ -24,9 +24,14 @@ typedef struct cb_peer {
         char exe_path[PATH_MAX];     /* readlink(/proc/<pid>/exe), may end " (deleted)" */
         unsigned char exe_sha256[32];
         char exe_sha256_hex[65];
-        char cgroup[CB_CGROUP_MAX];  /* cgroup v2 path ("/user.slice/..."), "" if unknown */
-        uint64_t start_time;         /* /proc/<pid>/stat field 22: tells processes with one pid apart */
+        char cgroup[CB_CGROUP_MAX];  /* cgroup v2 path ("/user.slice/..."), "" if none or not read */
+        bool cgroup_known;           /* cgroup was read (CB_PEER_CGROUP) */
 } cb_peer;
+
+/* What cb_peer_identify reads beyond uid/gid/pid, pidfd and executable. */
+enum {
+        CB_PEER_CGROUP = 1 << 0,     /* /proc/<pid>/cgroup: only when a policy selects on it */
+};
 
 typedef struct cb_exe_cache cb_exe_cache;
 
@@ -37,7 +42,8 @@ cb_exe_cache *cb_exe_cache_new(size_t max_entries);
 void cb_exe_cache_free(cb_exe_cache *c);
 
 /* Identify the peer of the connected AF_UNIX socket fd into *ret (which the
- * caller releases with cb_peer_done).  Returns 0, or:
+ * caller releases with cb_peer_done); `what` holds CB_PEER_* bits for the
+ * optional parts.  Returns 0, or:
  *   -EPERM        pid 0 (peer in another pid namespace) or the overflow
  *                 uid/gid (so a genuine "nobody" client is refused too);
  *   -ESRCH        the process exited, or exec'd, while being identified;
@@ -46,8 +52,8 @@ void cb_exe_cache_free(cb_exe_cache *c);
  *   -EAGAIN       the executable changed while it was being hashed;
  *   -EBADMSG, -EFBIG, -EPROTO  malformed or oversized /proc data;
  *   -errno        from the kernel otherwise.
- * cache may be NULL (then every call hashes).  The cache is not thread
- * safe; a file changed less than 2 s ago is hashed but not cached (a write
+ * cache may be NULL (then every call hashes); it may be shared by threads.
+ * A file changed less than 2 s ago is hashed but not cached (a write
  * within one timestamp tick could otherwise leave its key unchanged).
  *
  * What this proves: the uid, and which executable the process at the other
@@ -55,7 +61,7 @@ void cb_exe_cache_free(cb_exe_cache *c);
  * (connects, then execs a trusted binary while a sibling holding the same
  * socket sends the requests) can borrow that executable's identity: uid is
  * the boundary; exe, hash and cgroup only narrow it within a uid. */
-int cb_peer_identify(int fd, cb_exe_cache *cache, cb_peer *ret) __attribute__((warn_unused_result));
+int cb_peer_identify(int fd, cb_exe_cache *cache, unsigned what, cb_peer *ret) __attribute__((warn_unused_result));
 
 /* Is the process pinned by p->pidfd still running?  1 yes, 0 no (EPERM
  * from the kernel means it exists: alive). */

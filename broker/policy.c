@@ -117,7 +117,7 @@ static bool client_matches(const client *cl, const cb_peer *peer) {
         if (cl->sel & SEL_CGROUP) {
                 size_t n = strnlen(peer->cgroup, sizeof(peer->cgroup));
 
-                if (n == sizeof(peer->cgroup))
+                if (!peer->cgroup_known || n == sizeof(peer->cgroup))
                         return false;
                 if (cl->cgroup_prefix) {
                         /* "/a/b/" + at least one more byte: a descendant of /a/b,
@@ -187,6 +187,15 @@ bool cb_policy_is_admin(const cb_policy *p, uid_t uid, gid_t gid) {
 
 bool cb_policy_has_client(const cb_policy *p, const char *name) {
         return p && name && cb_policy_find_client(p, name, NULL);
+}
+
+bool cb_policy_uses_cgroup(const cb_policy *p) {
+        if (!p)
+                return false;
+        for (size_t i = 0; i < p->n_clients; i++)
+                if (p->clients[i].sel & SEL_CGROUP)
+                        return true;
+        return false;
 }
 
 size_t cb_policy_n_clients(const cb_policy *p) {

@@ -79,5 +79,10 @@ bool cb_policy_is_admin(const cb_policy *p, uid_t uid, gid_t gid);
 /* Is a client of that name defined? (revoke --client validation) */
 bool cb_policy_has_client(const cb_policy *p, const char *name);
 
+/* Does any client select on the cgroup?  (Then peers must be identified
+ * with CB_PEER_CGROUP: a cgroup selector never matches a peer whose cgroup
+ * was not read.) */
+bool cb_policy_uses_cgroup(const cb_policy *p);
+
 size_t cb_policy_n_clients(const cb_policy *p);
 size_t cb_policy_n_grants(const cb_policy *p);

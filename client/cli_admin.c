@@ -599,8 +599,8 @@ int cmd_revoke(int argc, char **argv) {
 int cmd_status(int argc, char **argv) {
         static const char usage[] =
                 "usage: credbroker status [--json]\n"
-                "  The broker's version, uptime, live tokens, secrets, store generation and policy\n"
-                "  size (admin.sock).\n";
+                "  The broker's version, uptime, live tokens, secrets, store generation, policy\n"
+                "  size and connections refused over the per-uid limit (admin.sock).\n";
         json_t *o = NULL, *pol;
         unsigned long long up;
         bool json;
@@ -625,6 +625,8 @@ int cmd_status(int argc, char **argv) {
                 printf("  policy: %lld clients, %lld grants\n",
                        (long long)json_integer_value(json_object_get(pol, "clients")),
                        (long long)json_integer_value(json_object_get(pol, "grants")));
+                printf("  connections refused (per-uid limit): %lld\n",
+                       (long long)json_integer_value(json_object_get(o, "connections_refused")));
         }
         json_decref(o);
         return CB_EXIT_OK;

@@ -143,17 +143,40 @@ expect "mistyped field" "bad_request" "$(post "$TS" /v1/token '{"secret":"demo",
 expect "missing field" "bad_request" "$(post "$TS" /v1/redeem '{}')"
 expect "body over the cap" "payload_too_large" "$(head -c 300000 /dev/zero | tr '\0' a | curl -s --unix-socket "$TS" -X POST --data-binary @- http://x/v1/token)"
 expect "wrong method" "method_not_allowed" "$(curl -s --unix-socket "$TS" http://x/v1/token)"
-"$PYBIN" - "$TS" <<'PY' &
+# 300 idle connections from one uid: 128 (CB_CONN_PER_UID) are kept (for
+# the usual 10 s idle timeout), the rest closed after 1 s; a request over
+# the cap is answered 429; other uids are still served.
+: >"$T/idle.out"; chmod 0666 "$T/idle.out"
+as $U2 "$PYBIN" - "$TS" "$T/idle.out" <<'PY' &
 import socket, sys, time
 socks = []
 for _ in range(300):
     s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); socks.append(s)
+refused, pending, deadline = 0, list(socks), time.time() + 10
+while pending and time.time() < deadline and refused < 172:
+    time.sleep(0.1)
+    for s in list(pending):
+        s.setblocking(False)
+        try:
+            d = s.recv(4096)
+        except BlockingIOError:
+            continue
+        pending.remove(s)
+        if d == b"":
+            refused += 1
+open(sys.argv[2], "w").write(f"{refused}\n")
 time.sleep(3)
 PY
 idle=$!
-sleep 1
-expect "serves with 300 idle connections open" '"ok"' "$(curl -s -m 5 --unix-socket "$TS" http://x/v1/health)"
+for _ in $(seq 150); do [ -s "$T/idle.out" ] && break; sleep 0.1; done
+expect "one uid's idle connections over 128 are closed (1 s idle limit), not kept" "172" "$(cat "$T/idle.out")"
+expect "another uid is served while one holds 128 idle connections" '"ok"' "$(curl -s -m 5 --unix-socket "$TS" http://x/v1/health)"
+expect "that uid's next connection is refused (429)" "too_many_connections" "$(as $U2 curl -sS -m 5 --unix-socket "$TS" http://x/v1/health)"
 wait $idle
+expect "served again once its idle connections are closed" '"ok"' "$(as $U2 curl -s -m 5 --unix-socket "$TS" http://x/v1/health)"
+sleep 1.2
+expect "refusals reported on stderr" "over the limit of 128 per uid (last: uid $U2)" "$(cat "$T/daemon.out")"
+expect "refusals counted in status" '"connections_refused":173' "$("$CLI" --admin-socket "$AS" status --json)"
 
 # --- SIGHUP: a broken policy keeps the old one serving
 cp "$T/policy.json" "$T/policy.good"

@@ -66,23 +66,6 @@ static void self_cgroup(char *out, size_t cap) {
         free(p);
 }
 
-/* starttime (field 22) of /proc/<pid>/stat, parsed with sscanf after the
- * last ')' — an independent reading to compare peer.c against. */
-static unsigned long long stat_start_time(pid_t pid) {
-        char path[64], *p, *paren;
-        unsigned long long v = 0;
-
-        snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-        p = (char *)cbtest_read_file(path, NULL);
-        ASSERT_TRUE(p != NULL);
-        paren = strrchr(p, ')');
-        ASSERT_TRUE(paren != NULL);
-        ASSERT_EQ(sscanf(paren + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d %*d %*d %llu",
-                         &v), 1);
-        free(p);
-        return v;
-}
-
 static void sockaddr_for(const char *path, struct sockaddr_un *sa) {
         memset(sa, 0, sizeof(*sa));
         sa->sun_family = AF_UNIX;
@@ -273,15 +256,16 @@ TEST(identify_self_over_socketpair) {
         /* Twice through the cache, once without one: all three agree. */
         for (int round = 0; round < 3; round++) {
                 memset(&p, 0xa5, sizeof(p));
-                ASSERT_OK(cb_peer_identify(sv[0], round < 2 ? cache : NULL, &p));
+                /* The cgroup only when asked for. */
+                ASSERT_OK(cb_peer_identify(sv[0], round < 2 ? cache : NULL, round == 1 ? 0 : CB_PEER_CGROUP, &p));
                 ASSERT_EQ(p.uid, getuid());
                 ASSERT_EQ(p.gid, getgid());
                 ASSERT_EQ(p.pid, getpid());
                 ASSERT_STREQ(p.exe_path, exe);
                 ASSERT_MEMEQ(p.exe_sha256, want, 32);
                 ASSERT_STREQ(p.exe_sha256_hex, hex);
-                ASSERT_STREQ(p.cgroup, cg);
-                ASSERT_EQ(p.start_time, stat_start_time(getpid()));
+                ASSERT_EQ(p.cgroup_known, round != 1);
+                ASSERT_STREQ(p.cgroup, round == 1 ? "" : cg);
                 ASSERT_TRUE(p.pidfd >= 0);
                 ASSERT_TRUE(fcntl(p.pidfd, F_GETFD) & FD_CLOEXEC);
                 ASSERT_EQ(cb_peer_alive(&p), 1);
@@ -296,7 +280,7 @@ TEST(identify_self_over_socketpair) {
                 int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 
                 ASSERT_TRUE(s >= 0);
-                ASSERT_ERR(cb_peer_identify(s, cache, &q), -EPERM);   /* not connected: pid 0 */
+                ASSERT_ERR(cb_peer_identify(s, cache, 0, &q), -EPERM);   /* not connected: pid 0 */
                 close(s);
         }
         ASSERT_EQ(q.pid, (pid_t)0x5a5a5a5a);
@@ -306,8 +290,8 @@ TEST(identify_self_over_socketpair) {
 }
 
 TEST(identify_child_that_exec_d_another_binary) {
-        /* comm ("sl) 9 (x") has spaces and parentheses: start_time must be
-         * parsed after the last ')'. */
+        /* A program whose name has spaces and parentheses ("sl) 9 (x"):
+         * reported as it is, path and hash. */
         const char *prog = cbtest_path(cbtest_tmpdir(), "sl) 9 (x");
         char sock[PATH_MAX], real[PATH_MAX];
         char *argv[] = { (char *)prog, (char *)"5", NULL };
@@ -323,12 +307,11 @@ TEST(identify_child_that_exec_d_another_binary) {
         lfd = listen_at("exec.sock", sock, sizeof(sock));
         c = spawn_ok(lfd, sock, &o, &pid);
 
-        ASSERT_OK(cb_peer_identify(c, NULL, &p));
+        ASSERT_OK(cb_peer_identify(c, NULL, 0, &p));
         ASSERT_EQ(p.pid, pid);
         ASSERT_EQ(p.uid, getuid());
         ASSERT_STREQ(p.exe_path, real);
         ASSERT_MEMEQ(p.exe_sha256, want, 32);
-        ASSERT_EQ(p.start_time, stat_start_time(pid));
         ASSERT_EQ(cb_peer_alive(&p), 1);
         cb_peer_done(&p);
         kill_reap(pid);
@@ -339,7 +322,7 @@ TEST(identify_child_that_exec_d_another_binary) {
         ASSERT_TRUE(realpath("/bin/sleep", real) != NULL);
         sha256_file(real, want);
         c = spawn_ok(lfd, sock, &o, &pid);
-        ASSERT_OK(cb_peer_identify(c, NULL, &p));
+        ASSERT_OK(cb_peer_identify(c, NULL, 0, &p));
         ASSERT_STREQ(p.exe_path, real);
         ASSERT_MEMEQ(p.exe_sha256, want, 32);
         cb_peer_done(&p);
@@ -360,7 +343,7 @@ TEST(dead_peer_is_never_identified) {
 
         lfd = listen_at("dead.sock", sock, sizeof(sock));
         c = spawn_ok(lfd, sock, &o, &pid);
-        ASSERT_OK(cb_peer_identify(c, NULL, &p));
+        ASSERT_OK(cb_peer_identify(c, NULL, 0, &p));
         ASSERT_EQ(p.pid, pid);
         ASSERT_EQ(cb_peer_alive(&p), 1);
 
@@ -372,7 +355,7 @@ TEST(dead_peer_is_never_identified) {
         ASSERT_EQ(si.si_pid, pid);
         ASSERT_EQ(cb_peer_alive(&p), 0);
         cb_error_clear();
-        ASSERT_ERR(cb_peer_identify(c, NULL, &q), -ESRCH);
+        ASSERT_ERR(cb_peer_identify(c, NULL, 0, &q), -ESRCH);
         ASSERT_TRUE(cb_error_last()[0] != '\0');
 
         /* Reaped. */
@@ -381,7 +364,7 @@ TEST(dead_peer_is_never_identified) {
         ASSERT_EQ(uc.pid, pid);   /* the kernel still reports the old pid */
         ASSERT_EQ(cb_peer_alive(&p), 0);
         cb_error_clear();
-        ASSERT_ERR(cb_peer_identify(c, NULL, &q), -ESRCH);
+        ASSERT_ERR(cb_peer_identify(c, NULL, 0, &q), -ESRCH);
         ASSERT_CONTAINS(cb_error_last(), "exited");
         cb_peer_done(&p);
         close(c);
@@ -414,7 +397,7 @@ static void run_and_identify(int lfd, const char *sock, const char *prog, cb_exe
         pid_t pid;
         int c = spawn_ok(lfd, sock, &o, &pid);
 
-        ASSERT_OK(cb_peer_identify(c, cache, &p));
+        ASSERT_OK(cb_peer_identify(c, cache, 0, &p));
         ASSERT_EQ(p.pid, pid);
         memcpy(out, p.exe_sha256, 32);
         cb_peer_done(&p);
@@ -495,7 +478,7 @@ TEST(cache_eviction_keeps_answers_right) {
                 cb_exe_cache *c = i == 2 ? none : one;
                 cb_peer p;
 
-                ASSERT_OK(cb_peer_identify(sv[0], c, &p));
+                ASSERT_OK(cb_peer_identify(sv[0], c, 0, &p));
                 ASSERT_MEMEQ(p.exe_sha256, self_h, 32);
                 cb_peer_done(&p);
                 run_and_identify(lfd, sock, "/bin/sleep", c, got);
@@ -528,7 +511,7 @@ TEST(peer_with_another_uid) {
         ASSERT_EQ(stage, ST_READY);
         c = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
         ASSERT_TRUE(c >= 0);
-        ASSERT_OK(cb_peer_identify(c, NULL, &p));
+        ASSERT_OK(cb_peer_identify(c, NULL, 0, &p));
         ASSERT_EQ(p.uid, 1001);
         ASSERT_EQ(p.gid, 1002);
         ASSERT_EQ(p.pid, pid);
@@ -550,7 +533,7 @@ static void expect_refused(uid_t uid, gid_t gid, const char *needle) {
         c = spawn_ok(lfd, sock, &o, &pid);
         cb_error_clear();
         memset(&p, 0, sizeof(p));
-        ASSERT_ERR(cb_peer_identify(c, NULL, &p), -EPERM);
+        ASSERT_ERR(cb_peer_identify(c, NULL, 0, &p), -EPERM);
         ASSERT_CONTAINS(cb_error_last(), needle);
         ASSERT_EQ(p.pid, 0);
         kill_reap(pid);
@@ -609,7 +592,7 @@ static void identify_from_inside(void *arg) {
         cb_peer p;
 
         cb_error_clear();
-        ASSERT_ERR(cb_peer_identify(fd, NULL, &p), -EPERM);
+        ASSERT_ERR(cb_peer_identify(fd, NULL, 0, &p), -EPERM);
         ASSERT_CONTAINS(cb_error_last(), "pid 0");
 }
 
@@ -653,7 +636,7 @@ static void pid_reuse_inside(void *arg) {
         }
         c = spawn_ok(lfd, sock, &pause_o, &a);
         ASSERT_EQ(a, 2);
-        ASSERT_OK(cb_peer_identify(c, NULL, &p));
+        ASSERT_OK(cb_peer_identify(c, NULL, 0, &p));
         ASSERT_EQ(p.pid, 2);
         kill_reap(a);
 
@@ -671,10 +654,10 @@ static void pid_reuse_inside(void *arg) {
 
         ASSERT_EQ(cb_peer_alive(&p), 0);
         cb_error_clear();
-        ASSERT_ERR(cb_peer_identify(c, NULL, &q), -ESRCH);
+        ASSERT_ERR(cb_peer_identify(c, NULL, 0, &q), -ESRCH);
         ASSERT_TRUE(cb_error_last()[0] != '\0');
         /* The newcomer's own connection is fine. */
-        ASSERT_OK(cb_peer_identify(c2, NULL, &q));
+        ASSERT_OK(cb_peer_identify(c2, NULL, 0, &q));
         ASSERT_EQ(q.pid, 2);
         ASSERT_STREQ(q.exe_path, real);
         cb_peer_done(&q);
@@ -790,7 +773,7 @@ static void cgroup_case(const char *mnt, const char *sock, int lfd, size_t len, 
         r = cbtest_write_file(procs, num, strlen(num));
         if (r < 0)
                 cbtest_skip("cannot move a process into %s: %s", procs, strerror(-r));
-        r = cb_peer_identify(c, NULL, &p);
+        r = cb_peer_identify(c, NULL, CB_PEER_CGROUP, &p);
         if (fits) {
                 ASSERT_OK(r);
                 ASSERT_STREQ(p.cgroup, rel);

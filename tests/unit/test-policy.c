@@ -69,6 +69,7 @@ static cb_peer peer_make(uid_t uid, gid_t gid, const char *exe, const char *exe_
         crypto_hash_sha256(p.exe_sha256, (const unsigned char *)exe_content, strlen(exe_content));
         sodium_bin2hex(p.exe_sha256_hex, sizeof(p.exe_sha256_hex), p.exe_sha256, sizeof(p.exe_sha256));
         snprintf(p.cgroup, sizeof(p.cgroup), "%s", cgroup);
+        p.cgroup_known = true;
         return p;
 }
 
@@ -614,6 +615,10 @@ TEST(match_exe_sha256) {
 TEST(match_cgroup) {
         cb_policy *p = parse_ok("{\"clients\": {\"exact\": {\"cgroup\": \"/a/b\"}, \"prefix\": {\"cgroup\": \"/a/b/*\"},"
                                 " \"root\": {\"cgroup\": \"/\"}, \"any\": {\"cgroup\": \"/*\"}}}");
+        cb_policy *q = parse_ok("{\"clients\": {\"u\": {\"uid\": 1}}}");
+
+        ASSERT_FALSE(cb_policy_uses_cgroup(q));
+        cb_policy_free(q);
         static const struct { const char *cg; const char *expect; } cases[] = {
                 { "/a/b", "exact any" },
                 { "/a/b/c", "prefix any" },
@@ -662,6 +667,11 @@ TEST(match_gid_and_all_selectors) {
         bad = ok, bad.exe_sha256[0] ^= 0x80;
         ASSERT_EQ(cb_policy_match_clients(p, &bad, NULL, 0), 0);
         bad = ok, strcpy(bad.cgroup, "/t/x");
+        ASSERT_EQ(cb_policy_match_clients(p, &bad, NULL, 0), 0);
+        /* A cgroup that was not read (identified without CB_PEER_CGROUP)
+         * never satisfies a cgroup selector, whatever the buffer holds. */
+        ASSERT_TRUE(cb_policy_uses_cgroup(p));
+        bad = ok, bad.cgroup_known = false;
         ASSERT_EQ(cb_policy_match_clients(p, &bad, NULL, 0), 0);
         /* "group": "root" resolves to gid 0. */
         bad = ok, bad.gid = 0;
