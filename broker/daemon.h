@@ -17,8 +17,9 @@
 #include "tokens.h"
 
 #define CB_BODY_MAX (128 * 1024)
-#define CB_CONN_MAX 1024     /* connections per socket */
-#define CB_CONN_PER_UID 128  /* of which one uid may hold */
+#define CB_CONN_MAX 4096            /* connections per socket */
+#define CB_CONN_PER_UID 128         /* of which one uid may hold */
+#define CB_CONN_REFUSED_PER_UID 16  /* and over that, answered 429 (see server.c) */
 #define CB_VERSION_STRING "0.1.0"
 
 struct MHD_Daemon;

@@ -201,6 +201,39 @@ int main(int argc, char **argv) {
                 say("cannot disable core dumps / ptrace: %s", strerror(errno));
                 return 1;
         }
+        /* Peer identity reads /proc/<pid> with pids from SO_PEERCRED, which
+         * are in our pid namespace: /proc must be mounted for it too. */
+        {
+                char self[32], want[32];
+                ssize_t n = readlink("/proc/self", self, sizeof(self) - 1);
+
+                snprintf(want, sizeof(want), "%d", (int)getpid());
+                if (n <= 0 || (self[n] = '\0', strcmp(self, want) != 0)) {
+                        say("/proc is not the proc file system of our pid namespace (/proc/self is '%s', our pid "
+                            "is %s): peers cannot be identified; mount /proc for this namespace",
+                            n > 0 ? self : "unreadable", want);
+                        return 1;
+                }
+        }
+        /* File descriptors: two per connection being identified (socket
+         * and pidfd) on two sockets, and one per process-bound token. */
+        struct rlimit nofile;
+        size_t bound_max = 64;
+        const rlim_t reserve = 4 * CB_CONN_MAX + 256;
+        if (getrlimit(RLIMIT_NOFILE, &nofile) == 0) {
+                if (nofile.rlim_cur < nofile.rlim_max) {
+                        nofile.rlim_cur = nofile.rlim_max;
+                        (void)setrlimit(RLIMIT_NOFILE, &nofile);
+                        (void)getrlimit(RLIMIT_NOFILE, &nofile);
+                }
+                if (nofile.rlim_cur >= reserve + 1024)
+                        bound_max = nofile.rlim_cur - reserve > CB_TOKENS_BOUND_MAX ? CB_TOKENS_BOUND_MAX
+                                                                                   : (size_t)(nofile.rlim_cur - reserve);
+                else
+                        say("warning: only %llu file descriptors (RLIMIT_NOFILE); %d connections per socket need "
+                            "about %llu: connections beyond the limit will fail",
+                            (unsigned long long)nofile.rlim_cur, CB_CONN_MAX, (unsigned long long)reserve + 1024);
+        }
         if (sodium_init() < 0) {
                 say("libsodium failed to initialise");
                 return 1;
@@ -232,6 +265,8 @@ int main(int argc, char **argv) {
                 goto out;
         }
         cbd.tokens = cb_tokens_new(0, 0);
+        if (cbd.tokens)
+                cb_tokens_limit_bound(cbd.tokens, bound_max, CB_TOKENS_BOUND_PER_UID);
         cbd.exe_cache = cb_exe_cache_new(256);
         cbd.rate = cb_ratelimit_new(0);
         if (!cbd.tokens || !cbd.exe_cache || !cbd.rate) {

@@ -148,7 +148,7 @@ static int pidfd_alive(int pidfd) {
         return r == 0 || !(pfd.revents & (POLLIN | POLLHUP | POLLERR | POLLNVAL));
 }
 
-static int peer_pidfd(int fd, pid_t pid, int *ret_pidfd) {
+static int peer_pidfd(int fd, pid_t pid, int *ret_pidfd, bool *ret_pinned) {
         socklen_t len = sizeof(int);
         int pidfd = -1;
 
@@ -159,6 +159,7 @@ static int peer_pidfd(int fd, pid_t pid, int *ret_pidfd) {
                         return cb_error_set(-EPROTO, "SO_PEERPIDFD: unexpected answer");
                 }
                 *ret_pidfd = pidfd;
+                *ret_pinned = true;
                 return 0;
         }
         if (errno == ESRCH)
@@ -171,8 +172,10 @@ static int peer_pidfd(int fd, pid_t pid, int *ret_pidfd) {
          * recycled between connect() and this call we pin the newcomer.
          * The window is small (the peer must exit and ~pid_max forks must
          * happen), and the uid from SO_PEERCRED is still the connect()-time
-         * one, but the exe/cgroup/start_time reported may then belong to
-         * the newcomer. */
+         * one, but the executable and cgroup reported may then belong to
+         * the newcomer, and "alive at the end" proves nothing about the
+         * connecting process.  So process-bound tokens are refused then
+         * (pidfd_pinned stays false). */
         pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
         if (pidfd < 0) {
                 int r = proc_errno(errno);
@@ -180,6 +183,7 @@ static int peer_pidfd(int fd, pid_t pid, int *ret_pidfd) {
                 return cb_error_set(r, "pidfd_open(%d): %s", (int)pid, strerror(-r));
         }
         *ret_pidfd = pidfd;
+        *ret_pinned = false;
         return 0;
 }
 
@@ -397,6 +401,12 @@ static int exe_hash(const char *exe, const struct stat *st, cb_exe_cache *cache,
         key_from_stat(st, &k);
         if (cache && cache_lookup(cache, &k, out))
                 return 0;
+        /* Hashing runs on a server thread: an executable made huge (a
+         * sparse file costs its owner nothing) must not stall it. */
+        if (st->st_size > CB_EXE_HASH_MAX)
+                return cb_error_set(-EFBIG, "peer pid %d: its executable is %lld bytes, more than the %d MiB the "
+                                            "broker will hash",
+                                    (int)pid, (long long)st->st_size, CB_EXE_HASH_MAX >> 20);
         /* *st was sampled before this clock read, so any later write gets a
          * ctime no earlier than about now. */
         if (clock_gettime(CLOCK_REALTIME, &now) < 0)
@@ -471,7 +481,7 @@ int cb_peer_identify(int fd, cb_exe_cache *cache, unsigned what, cb_peer *ret) {
         p.gid = uc.gid;
         p.pid = uc.pid;
 
-        r = peer_pidfd(fd, p.pid, &p.pidfd);
+        r = peer_pidfd(fd, p.pid, &p.pidfd, &p.pidfd_pinned);
         if (r < 0)
                 return r;
 

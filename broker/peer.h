@@ -15,12 +15,16 @@
 #include <sys/types.h>
 
 #define CB_CGROUP_MAX 512
+#define CB_EXE_HASH_MAX (512 << 20) /* larger executables are refused, not hashed */
 
 typedef struct cb_peer {
         uid_t uid;
         gid_t gid;
         pid_t pid;
         int pidfd;                   /* owned; -1 when not available */
+        bool pidfd_pinned;           /* pidfd from SO_PEERPIDFD (Linux >= 6.5): the connecting process
+                                      * itself; false after the pidfd_open(pid) fallback, which names
+                                      * whoever holds the pid by then */
         char exe_path[PATH_MAX];     /* readlink(/proc/<pid>/exe), may end " (deleted)" */
         unsigned char exe_sha256[32];
         char exe_sha256_hex[65];
@@ -50,6 +54,7 @@ void cb_exe_cache_free(cb_exe_cache *c);
  *   -ENAMETOOLONG a cgroup path of CB_CGROUP_MAX bytes or more (refused,
  *                 never cut: a cut path could match a shorter selector);
  *   -EAGAIN       the executable changed while it was being hashed;
+ *   -EFBIG        an executable larger than CB_EXE_HASH_MAX (not cached);
  *   -EBADMSG, -EFBIG, -EPROTO  malformed or oversized /proc data;
  *   -errno        from the kernel otherwise.
  * cache may be NULL (then every call hashes); it may be shared by threads.
@@ -63,8 +68,8 @@ void cb_exe_cache_free(cb_exe_cache *c);
  * the boundary; exe, hash and cgroup only narrow it within a uid. */
 int cb_peer_identify(int fd, cb_exe_cache *cache, unsigned what, cb_peer *ret) __attribute__((warn_unused_result));
 
-/* Is the process pinned by p->pidfd still running?  1 yes, 0 no (EPERM
- * from the kernel means it exists: alive). */
+/* Is the process pinned by p->pidfd still running?  1 yes, 0 no (its pidfd
+ * polls readable once it has exited, zombie or reaped). */
 int cb_peer_alive(const cb_peer *p);
 
 /* Close the pidfd; p may then be reused. */

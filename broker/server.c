@@ -29,12 +29,13 @@ static void wipe_free(void *p, size_t n) {
         }
 }
 
-/* A connection's socket_context: (uid + 1) << 1, plus CTX_REFUSED when it
- * is over the per-uid cap (and so not counted); NULL when the uid could not
- * be read. */
-#define CTX_REFUSED ((uintptr_t)1)
-#define CTX_MAKE(uid, refused) ((void *)((((uintptr_t)(uid) + 1) << 1) | ((refused) ? CTX_REFUSED : 0)))
-#define CTX_UID(ctx) ((uid_t)(((uintptr_t)(ctx) >> 1) - 1))
+/* A connection's socket_context: ((uid + 1) << 2) | kind, kind one of the
+ * CTX_* below; NULL when the uid could not be read. */
+_Static_assert(sizeof(uintptr_t) >= 8, "a uid (32 bits) and a kind must fit in a pointer");
+enum { CTX_COUNTED = 0, CTX_REFUSED = 1, CTX_DROPPED = 2 };
+#define CTX_MAKE(uid, kind) ((void *)((((uintptr_t)(uid) + 1) << 2) | (uintptr_t)(kind)))
+#define CTX_UID(ctx) ((uid_t)(((uintptr_t)(ctx) >> 2) - 1))
+#define CTX_KIND(ctx) ((int)((uintptr_t)(ctx) & 3))
 
 struct body_buf {
         char *p;
@@ -185,6 +186,9 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
 
         (void)version;
         if (!rq) {
+                const union MHD_ConnectionInfo *sc = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+                if (sc && sc->socket_context && CTX_KIND(sc->socket_context) != CTX_COUNTED)
+                        return MHD_NO; /* answered 429 in conn_notify() */
                 rq = calloc(1, sizeof(*rq));
                 if (!rq)
                         return MHD_NO;
@@ -215,14 +219,6 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
         rq->url = url;
         rq->method = method;
         rq->admin_socket = cls != NULL;
-        const union MHD_ConnectionInfo *sc = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-        if (sc && ((uintptr_t)sc->socket_context & CTX_REFUSED)) {
-                pthread_mutex_lock(&cbd.lock);
-                ret = reply_error(rq, 429, "too_many_connections", "uid %u holds %d connections, the most one uid may",
-                                  (unsigned)CTX_UID(sc->socket_context), CB_CONN_PER_UID);
-                pthread_mutex_unlock(&cbd.lock);
-                return ret == MHD_YES ? MHD_YES : MHD_NO;
-        }
         /* Identification reads /proc and may hash a file: it runs outside
          * the lock, on this server thread.  The cgroup is read only while
          * the policy selects on it; a reload in between that starts to need
@@ -232,8 +228,11 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
         int r = ci ? cb_peer_identify(ci->connect_fd, cbd.exe_cache, cg ? CB_PEER_CGROUP : 0, &rq->peer) : -EBADF;
         pthread_mutex_lock(&cbd.lock);
         if (r == 0 && cbd.policy_uses_cgroup && !rq->peer.cgroup_known) {
+                /* Again, with the cgroup, outside the lock. */
+                pthread_mutex_unlock(&cbd.lock);
                 cb_peer_done(&rq->peer);
                 r = cb_peer_identify(ci->connect_fd, cbd.exe_cache, CB_PEER_CGROUP, &rq->peer);
+                pthread_mutex_lock(&cbd.lock);
         }
         if (r < 0) {
                 ret = reply_error(rq, 403, "forbidden", "caller not identified: %s", cb_error_last());
@@ -249,55 +248,93 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
 }
 
 /* ---- per-uid connection cap ----------------------------------------------
- * One uid may hold at most CB_CONN_PER_UID connections on a socket, so
- * one tool (or a hijacked agent) opening idle connections cannot use up the
- * server's CB_CONN_MAX for everyone.  A connection over the cap is not
- * counted, is answered 429 and may idle for 1 s only. */
+ * One uid may hold at most CB_CONN_PER_UID connections on a socket, so one
+ * tool (or a hijacked agent) opening idle connections cannot use up the
+ * server's CB_CONN_MAX for everyone.  Over the cap, a connection is not
+ * served: the first CB_CONN_REFUSED_PER_UID such connections of a uid are
+ * answered 429 at once and half-closed (the client reads the answer and
+ * EOF; MHD drops the connection when the request comes in, or after 1 s
+ * idle), any beyond that are shut down outright (the client sees the
+ * connection closed).  A uid thus holds at most CB_CONN_PER_UID +
+ * CB_CONN_REFUSED_PER_UID slots, however it trickles bytes. */
 typedef struct conn_caps {
         pthread_mutex_t lock;
         struct {
                 uid_t uid;
-                unsigned n;
+                unsigned n, refused;
         } u[CB_CONN_MAX];
         size_t n;
 } conn_caps;
 
 static conn_caps tool_caps = { .lock = PTHREAD_MUTEX_INITIALIZER }, admin_caps = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
-/* Count one more connection of uid: false when it is over the cap. */
-static bool caps_take(conn_caps *c, uid_t uid) {
-        bool ok = true;
+/* Take a slot for a new connection of uid: CTX_COUNTED, CTX_REFUSED (over
+ * the cap, still within the refused allowance) or CTX_DROPPED. */
+static int caps_take(conn_caps *c, uid_t uid) {
+        int kind = CTX_DROPPED;
         size_t i;
 
         pthread_mutex_lock(&c->lock);
         for (i = 0; i < c->n && c->u[i].uid != uid; i++)
                 ;
-        if (i == c->n) {
-                if (c->n == CB_CONN_MAX) {
-                        ok = false; /* cannot happen: MHD holds at most CB_CONN_MAX */
-                } else {
-                        c->u[c->n].uid = uid;
-                        c->u[c->n].n = 0;
-                        c->n++;
+        if (i == c->n && c->n < CB_CONN_MAX) { /* always room: MHD holds at most CB_CONN_MAX */
+                c->u[i].uid = uid;
+                c->u[i].n = c->u[i].refused = 0;
+                c->n++;
+        }
+        if (i < c->n) {
+                if (c->u[i].n < CB_CONN_PER_UID) {
+                        c->u[i].n++;
+                        kind = CTX_COUNTED;
+                } else if (c->u[i].refused < CB_CONN_REFUSED_PER_UID) {
+                        c->u[i].refused++;
+                        kind = CTX_REFUSED;
                 }
         }
-        if (ok && c->u[i].n >= CB_CONN_PER_UID)
-                ok = false;
-        if (ok)
-                c->u[i].n++;
         pthread_mutex_unlock(&c->lock);
-        return ok;
+        return kind;
 }
 
-static void caps_put(conn_caps *c, uid_t uid) {
+static void caps_put(conn_caps *c, uid_t uid, int kind) {
         pthread_mutex_lock(&c->lock);
         for (size_t i = 0; i < c->n; i++)
                 if (c->u[i].uid == uid) {
-                        if (--c->u[i].n == 0)
+                        if (kind == CTX_COUNTED && c->u[i].n > 0)
+                                c->u[i].n--;
+                        else if (kind == CTX_REFUSED && c->u[i].refused > 0)
+                                c->u[i].refused--;
+                        if (c->u[i].n == 0 && c->u[i].refused == 0)
                                 c->u[i] = c->u[--c->n];
                         break;
                 }
         pthread_mutex_unlock(&c->lock);
+}
+
+/* Answer 429 before MHD reads a byte, then half-close (or, hard, close both
+ * ways).  What the client already sent is drained first: closing a Unix
+ * socket with unread data resets the connection, and the client would lose
+ * the answer. */
+static void refuse_now(int fd, uid_t uid, bool hard) {
+#define BUSY_BODY "{\"error\":\"too_many_connections\",\"message\":\"uid %u holds %d connections, the most one uid may\"}"
+        char busy[256], sink[4096];
+        int n = snprintf(busy, sizeof(busy),
+                         "HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\nConnection: close\r\n"
+                         "Content-Length: %d\r\n\r\n" BUSY_BODY,
+                         snprintf(NULL, 0, BUSY_BODY, (unsigned)uid, CB_CONN_PER_UID), (unsigned)uid, CB_CONN_PER_UID);
+#undef BUSY_BODY
+
+        if (n > 0 && (size_t)n < sizeof(busy))
+                (void)send(fd, busy, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL);
+        (void)shutdown(fd, SHUT_WR);
+        if (!hard)
+                return;
+        for (size_t total = 0; total < CB_BODY_MAX;) {
+                ssize_t k = recv(fd, sink, sizeof(sink), MSG_DONTWAIT);
+                if (k <= 0)
+                        break;
+                total += (size_t)k;
+        }
+        (void)shutdown(fd, SHUT_RD);
 }
 
 static void conn_notify(void *cls, struct MHD_Connection *conn, void **socket_context,
@@ -305,8 +342,8 @@ static void conn_notify(void *cls, struct MHD_Connection *conn, void **socket_co
         conn_caps *c = cls ? &admin_caps : &tool_caps;
 
         if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
-                if (*socket_context && !((uintptr_t)*socket_context & CTX_REFUSED))
-                        caps_put(c, CTX_UID(*socket_context));
+                if (*socket_context)
+                        caps_put(c, CTX_UID(*socket_context), CTX_KIND(*socket_context));
                 *socket_context = NULL;
                 return;
         }
@@ -317,15 +354,14 @@ static void conn_notify(void *cls, struct MHD_Connection *conn, void **socket_co
         *socket_context = NULL;
         if (!ci || getsockopt(ci->connect_fd, SOL_SOCKET, SO_PEERCRED, &uc, &len) < 0)
                 return; /* the request itself will fail identification */
-        if (caps_take(c, uc.uid)) {
-                *socket_context = CTX_MAKE(uc.uid, false);
+        int kind = caps_take(c, uc.uid);
+
+        *socket_context = CTX_MAKE(uc.uid, kind);
+        if (kind == CTX_COUNTED)
                 return;
-        }
-        /* Over the cap: not counted, answered 429 when its request comes
-         * (handle()), and given 1 s instead of the usual idle timeout so an
-         * idle one frees its slot at once. */
-        *socket_context = CTX_MAKE(uc.uid, true);
-        (void)MHD_set_connection_option(conn, MHD_CONNECTION_OPTION_TIMEOUT, 1u);
+        refuse_now(ci->connect_fd, uc.uid, kind == CTX_DROPPED);
+        if (kind == CTX_REFUSED)
+                (void)MHD_set_connection_option(conn, MHD_CONNECTION_OPTION_TIMEOUT, 1u);
         /* Counted, not reported one by one (a flood must not become a flood
          * of log lines): the main loop reports them once a second. */
         __atomic_store_n(&cbd.conn_refused_uid, uc.uid, __ATOMIC_RELAXED);

@@ -27,7 +27,8 @@
 struct entry {
         unsigned char hash[HASH_LEN]; /* keyed hash of the token text */
         bool live;
-        int pidfd;                    /* process binding, -1 if none */
+        int pidfd;                    /* process binding, -1 if none or released */
+        uint64_t gone_at;             /* when the sweep found its process gone (0: not) */
         uint32_t slot;                /* its index slot while live */
         cb_token_info info;
 };
@@ -45,6 +46,7 @@ struct slot {
 struct uid_count {
         uid_t uid;
         uint32_t n;
+        uint32_t bound;               /* of which process-bound */
         bool used;
 };
 
@@ -60,6 +62,7 @@ struct cb_tokens {
         struct uid_count *uids;
         size_t uids_cap, uids_used; /* power of two; slots in use */
         size_t max_total, max_per_uid;
+        size_t bound, max_bound, max_bound_per_uid;
         uint64_t last_sweep;
 };
 
@@ -74,6 +77,8 @@ cb_tokens *cb_tokens_new(size_t max_total, size_t max_per_uid) {
                 return NULL;
         t->max_total = max_total ? max_total : CB_TOKENS_MAX_DEFAULT;
         t->max_per_uid = max_per_uid ? max_per_uid : CB_TOKENS_PER_UID_DEFAULT;
+        t->max_bound = CB_TOKENS_BOUND_MAX;
+        t->max_bound_per_uid = CB_TOKENS_BOUND_PER_UID;
         t->key = cb_secbuf_new(crypto_generichash_KEYBYTES);
         t->cap = 1024;
         t->slots = calloc(t->cap, sizeof(*t->slots));
@@ -85,6 +90,11 @@ cb_tokens *cb_tokens_new(size_t max_total, size_t max_per_uid) {
         }
         randombytes_buf(cb_secbuf_data(t->key), crypto_generichash_KEYBYTES);
         return t;
+}
+
+void cb_tokens_limit_bound(cb_tokens *t, size_t max_total, size_t max_per_uid) {
+        t->max_bound = max_total ? max_total : CB_TOKENS_BOUND_MAX;
+        t->max_bound_per_uid = max_per_uid ? max_per_uid : CB_TOKENS_BOUND_PER_UID;
 }
 
 static uint64_t tag_of(const unsigned char h[HASH_LEN]) {
@@ -113,13 +123,13 @@ static size_t uid_slot(const struct uid_count *tab, size_t cap, uid_t uid) {
         return i;
 }
 
-/* The live-token counter of uid, created (table grown, zero counts
+/* The live-token counters of uid, created (table grown, zero counts
  * dropped) when create; NULL on ENOMEM or when absent and !create. */
-static uint32_t *uid_counter(cb_tokens *t, uid_t uid, bool create) {
+static struct uid_count *uid_counter(cb_tokens *t, uid_t uid, bool create) {
         size_t i = uid_slot(t->uids, t->uids_cap, uid);
 
         if (t->uids[i].used)
-                return &t->uids[i].n;
+                return &t->uids[i];
         if (!create)
                 return NULL;
         if ((t->uids_used + 1) * 2 > t->uids_cap) {
@@ -127,7 +137,7 @@ static uint32_t *uid_counter(cb_tokens *t, uid_t uid, bool create) {
                 struct uid_count *nt;
 
                 for (size_t j = 0; j < t->uids_cap; j++)
-                        live += t->uids[j].used && t->uids[j].n > 0;
+                        live += t->uids[j].used && t->uids[j].n > 0;  /* bound <= n */
                 while ((live + 1) * 4 > cap)
                         cap *= 2;
                 nt = calloc(cap, sizeof(*nt));
@@ -145,16 +155,22 @@ static uint32_t *uid_counter(cb_tokens *t, uid_t uid, bool create) {
         t->uids[i].used = true;
         t->uids[i].uid = uid;
         t->uids[i].n = 0;
+        t->uids[i].bound = 0;
         t->uids_used++;
-        return &t->uids[i].n;
+        return &t->uids[i];
 }
 
 /* Drop a live entry and uncount it. */
 static void retire(cb_tokens *t, struct entry *e) {
-        uint32_t *n = uid_counter(t, e->info.uid, false);
+        struct uid_count *uc = uid_counter(t, e->info.uid, false);
 
-        if (n && *n > 0)
-                (*n)--;
+        if (e->pidfd >= 0 && e->info.bound_process) {
+                t->bound--;
+                if (uc && uc->bound > 0)
+                        uc->bound--;
+        }
+        if (uc && uc->n > 0)
+                uc->n--;
         drop(t, e);
         t->live--;
 }
@@ -256,7 +272,7 @@ int cb_tokens_issue(cb_tokens *t, const cb_peer *peer, const char *client, const
                     char ret_token[CB_TOKEN_LEN + 1], const cb_token_info **ret_info) {
         unsigned char h[HASH_LEN], acc[12];
         struct entry *e;
-        uint32_t *per_uid;
+        struct uid_count *per_uid;
         int r;
 
         if (strlen(secret) >= sizeof(e->info.secret) || strlen(client) >= sizeof(e->info.client))
@@ -271,9 +287,16 @@ int cb_tokens_issue(cb_tokens *t, const cb_peer *peer, const char *client, const
         per_uid = uid_counter(t, peer->uid, true);
         if (!per_uid)
                 return cb_error_set(-ENOMEM, "out of memory");
-        if (*per_uid >= t->max_per_uid)
+        if (per_uid->n >= t->max_per_uid)
                 return cb_error_set(-ENOSPC, "uid %u holds the maximum of %zu live tokens", (unsigned)peer->uid,
                                     t->max_per_uid);
+        if (bind_process && per_uid->bound >= t->max_bound_per_uid)
+                return cb_error_set(-ENOSPC, "uid %u holds the maximum of %zu process-bound tokens",
+                                    (unsigned)peer->uid, t->max_bound_per_uid);
+        if (bind_process && t->bound >= t->max_bound)
+                return cb_error_set(-ENOSPC, "the broker holds the maximum of %zu process-bound tokens", t->max_bound);
+        if (bind_process && !peer->pidfd_pinned)
+                return cb_error_set(-EOPNOTSUPP, "process-bound tokens need SO_PEERPIDFD (Linux 6.5 or later)");
         if ((t->slots_used + 1) * 2 > t->cap && (r = rehash(t, t->live * 4 > t->cap ? t->cap * 2 : t->cap)) < 0)
                 return r;
         e = entry_alloc(t);
@@ -314,18 +337,23 @@ int cb_tokens_issue(cb_tokens *t, const cb_peer *peer, const char *client, const
                 }
         }
         t->live++;
-        (*per_uid)++;
+        per_uid->n++;
+        if (bind_process) {
+                t->bound++;
+                per_uid->bound++;
+        }
         if (ret_info)
                 *ret_info = &e->info;
         return 0;
 }
 
-/* Exited (zombie or reaped): its pidfd polls readable. */
+/* Exited (zombie or reaped): its pidfd polls readable (or was released by
+ * the sweep). */
 static bool process_gone(const struct entry *e) {
         struct pollfd pfd = { .fd = e->pidfd, .events = POLLIN };
         int r;
 
-        if (e->pidfd < 0)
+        if (e->pidfd < 0 || e->gone_at)
                 return true;
         do
                 r = poll(&pfd, 1, 0);
@@ -429,9 +457,24 @@ size_t cb_tokens_sweep(cb_tokens *t, uint64_t now) {
         for (size_t i = 0; i < t->ents_n; i++) {
                 struct entry *e = &t->ents[i];
 
-                /* Expired entries linger a minute so their holder hears
-                 * "expired" rather than "unknown"; they are refused anyway. */
-                if (e->live && (e->info.expires + 60 <= now || (e->info.bound_process && process_gone(e)))) {
+                if (!e->live)
+                        continue;
+                /* A process-bound token whose process exited gives its pidfd
+                 * back at once (the fd is what the bound caps count) ... */
+                if (e->info.bound_process && !e->gone_at && process_gone(e)) {
+                        struct uid_count *uc = uid_counter(t, e->info.uid, false);
+
+                        close(e->pidfd);
+                        e->pidfd = -1;
+                        e->gone_at = now ? now : 1;
+                        t->bound--;
+                        if (uc && uc->bound > 0)
+                                uc->bound--;
+                }
+                /* ... and, like an expired one, lingers a minute so its
+                 * holder hears why ("exited", "expired") rather than
+                 * "unknown"; it is refused all the same. */
+                if (e->info.expires + 60 <= now || (e->gone_at && e->gone_at + 60 <= now)) {
                         retire(t, e);
                         n++;
                 }

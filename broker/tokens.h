@@ -26,6 +26,8 @@
 #define CB_ACCESSOR_LEN (4 + 24)
 #define CB_TOKENS_MAX_DEFAULT 100000
 #define CB_TOKENS_PER_UID_DEFAULT 10000
+#define CB_TOKENS_BOUND_MAX 16384     /* process-bound tokens: each holds a pidfd */
+#define CB_TOKENS_BOUND_PER_UID 256
 
 typedef struct cb_tokens cb_tokens;
 
@@ -48,6 +50,10 @@ typedef struct cb_token_info {
 /* max_total and max_per_uid cap the table (0 = defaults). */
 cb_tokens *cb_tokens_new(size_t max_total, size_t max_per_uid);
 void cb_tokens_free(cb_tokens *t);
+
+/* Cap process-bound tokens (each holds a file descriptor): in all and per
+ * uid (0 = the defaults above).  Issuing one past a cap is -ENOSPC. */
+void cb_tokens_limit_bound(cb_tokens *t, size_t max_total, size_t max_per_uid);
 
 /* Mint a token for peer.  ret_token receives the token text (wipe it after
  * sending); *ret_info (may be NULL) points at the stored entry until the
@@ -76,9 +82,10 @@ size_t cb_tokens_revoke_accessor(cb_tokens *t, const char *accessor);
 size_t cb_tokens_revoke_secret(cb_tokens *t, const char *secret);
 size_t cb_tokens_revoke_client(cb_tokens *t, const char *client);
 
-/* Drop tokens expired for more than a minute (until then they are kept
- * only to answer "expired" precisely) and process-bound tokens whose
- * process exited; returns how many were dropped. */
+/* Release the pidfd of process-bound tokens whose process exited, and drop
+ * tokens expired, or whose process exited, more than a minute ago (until
+ * then they are kept only to answer "expired"/"exited" precisely); returns
+ * how many were dropped. */
 size_t cb_tokens_sweep(cb_tokens *t, uint64_t now);
 
 size_t cb_tokens_count(const cb_tokens *t);

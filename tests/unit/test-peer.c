@@ -267,6 +267,16 @@ TEST(identify_self_over_socketpair) {
                 ASSERT_EQ(p.cgroup_known, round != 1);
                 ASSERT_STREQ(p.cgroup, round == 1 ? "" : cg);
                 ASSERT_TRUE(p.pidfd >= 0);
+                {
+                        /* Pinned exactly when the kernel has SO_PEERPIDFD (6.5+). */
+                        int probe = -1;
+                        socklen_t plen = sizeof(probe);
+                        bool have = getsockopt(sv[0], SOL_SOCKET, 77 /* SO_PEERPIDFD */, &probe, &plen) == 0;
+
+                        if (probe >= 0)
+                                close(probe);
+                        ASSERT_EQ(p.pidfd_pinned, have);
+                }
                 ASSERT_TRUE(fcntl(p.pidfd, F_GETFD) & FD_CLOEXEC);
                 ASSERT_EQ(cb_peer_alive(&p), 1);
                 cb_peer_done(&p);
@@ -329,6 +339,31 @@ TEST(identify_child_that_exec_d_another_binary) {
         kill_reap(pid);
         close(c);
         close(lfd);
+}
+
+TEST(huge_executable_is_refused_not_hashed) {
+        /* A sparse file costs its owner nothing; hashing it would stall a
+         * server thread.  Above CB_EXE_HASH_MAX: refused, at once. */
+        const char *prog = cbtest_path(cbtest_tmpdir(), "huge-sleep");
+        char *argv[] = { (char *)prog, (char *)"5", NULL };
+        spawn_opts o = { .argv = argv };
+        char sock[PATH_MAX];
+        cb_peer p;
+        pid_t pid;
+        int lfd, c;
+
+        copy_file("/bin/sleep", prog, 0755);
+        ASSERT_OK(truncate(prog, (off_t)CB_EXE_HASH_MAX + 1)); /* still a valid ELF: zeros after it */
+        lfd = listen_at("huge.sock", sock, sizeof(sock));
+        c = spawn_ok(lfd, sock, &o, &pid);
+        /* -EFBIG comes from the size check, which runs before the file is
+         * opened: nothing was read. */
+        ASSERT_ERR(cb_peer_identify(c, NULL, 0, &p), -EFBIG);
+        ASSERT_CONTAINS(cb_error_last(), "MiB the broker will hash");
+        kill_reap(pid);
+        close(c);
+        close(lfd);
+        ASSERT_OK(unlink(prog));
 }
 
 TEST(dead_peer_is_never_identified) {

@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cbtest.h"
@@ -19,6 +20,7 @@ static cb_peer peer_of(uid_t uid, unsigned char exe_byte) {
         p.pid = getpid();
         p.pidfd = (int)syscall(SYS_pidfd_open, getpid(), 0);
         ASSERT_TRUE(p.pidfd >= 0);
+        p.pidfd_pinned = true; /* as from SO_PEERPIDFD */
         memset(p.exe_sha256, exe_byte, 32);
         return p;
 }
@@ -150,6 +152,89 @@ TEST(process_binding) {
         ASSERT_EQ(cb_tokens_count(t), 0);
         close(child.pidfd);
         close(me.pidfd);
+        cb_tokens_free(t);
+}
+
+TEST(sweep_releases_exited_processes) {
+        cb_tokens *t = cb_tokens_new(0, 0);
+        cb_peer me = peer_of(1000, 1), child;
+        const cb_token_info *u;
+        char gone[CB_TOKEN_LEN + 1], mine[CB_TOKEN_LEN + 1];
+        pid_t pid = fork();
+
+        if (pid == 0) {
+                pause();
+                _exit(0);
+        }
+        child = me;
+        child.pid = pid;
+        child.pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+        ASSERT_TRUE(child.pidfd >= 0);
+        cb_tokens_limit_bound(t, 1, 1);
+        ASSERT_OK(cb_tokens_issue(t, &child, "tool", "gh", 0, CB_USE_REDEEM, 300, 0, true, gone, NULL));
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+        /* The sweep gives the pidfd back (the cap of 1 bound token frees
+         * up) but keeps the entry a minute, so its holder hears why. */
+        uint64_t now = (uint64_t)time(NULL);
+        ASSERT_EQ(cb_tokens_sweep(t, now), 0);
+        ASSERT_EQ(cb_tokens_count(t), 1);
+        ASSERT_OK(cb_tokens_issue(t, &me, "tool", "gh", 0, CB_USE_REDEEM, 300, 0, true, mine, NULL));
+        ASSERT_ERR(cb_tokens_use(t, gone, strlen(gone), &child, CB_USE_REDEEM, &u), -ESRCH);
+        ASSERT_CONTAINS(cb_error_last(), "exited");
+        ASSERT_EQ(cb_tokens_count(t), 1);
+        ASSERT_OK(cb_tokens_use(t, mine, strlen(mine), &me, CB_USE_REDEEM, &u));
+        close(child.pidfd);
+        cb_tokens_free(t);
+
+        /* Left alone, such an entry goes a minute after the sweep saw it. */
+        t = cb_tokens_new(0, 0);
+        pid = fork();
+        if (pid == 0) {
+                pause();
+                _exit(0);
+        }
+        child.pid = pid;
+        child.pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+        ASSERT_TRUE(child.pidfd >= 0);
+        ASSERT_OK(cb_tokens_issue(t, &child, "tool", "gh", 0, CB_USE_REDEEM, 300, 0, true, gone, NULL));
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+        ASSERT_EQ(cb_tokens_sweep(t, now), 0);
+        ASSERT_EQ(cb_tokens_sweep(t, now + 59), 0);
+        ASSERT_EQ(cb_tokens_sweep(t, now + 61), 1);
+        ASSERT_EQ(cb_tokens_count(t), 0);
+        close(child.pidfd);
+        close(me.pidfd);
+        cb_tokens_free(t);
+}
+
+TEST(process_bound_caps) {
+        cb_tokens *t = cb_tokens_new(0, 0);
+        cb_peer a = peer_of(1000, 1), b = peer_of(1001, 1);
+        char tok[CB_TOKEN_LEN + 1];
+
+        /* Each process-bound token holds a pidfd: capped per uid and in all. */
+        cb_tokens_limit_bound(t, 5, 3);
+        for (int i = 0; i < 3; i++)
+                ASSERT_OK(cb_tokens_issue(t, &a, "c", "gh", 0, CB_USE_REDEEM, 300, 0, true, tok, NULL));
+        ASSERT_ERR(cb_tokens_issue(t, &a, "c", "gh", 0, CB_USE_REDEEM, 300, 0, true, tok, NULL), -ENOSPC);
+        ASSERT_CONTAINS(cb_error_last(), "process-bound");
+        /* Unbound tokens are not held back by it. */
+        ASSERT_OK(cb_tokens_issue(t, &a, "c", "gh", 0, CB_USE_REDEEM, 300, 0, false, tok, NULL));
+        for (int i = 0; i < 2; i++)
+                ASSERT_OK(cb_tokens_issue(t, &b, "c", "gh", 0, CB_USE_REDEEM, 300, 0, true, tok, NULL));
+        ASSERT_ERR(cb_tokens_issue(t, &b, "c", "gh", 0, CB_USE_REDEEM, 300, 0, true, tok, NULL), -ENOSPC);
+        ASSERT_CONTAINS(cb_error_last(), "the broker holds");
+        /* Revoking gives the room back. */
+        ASSERT_EQ(cb_tokens_revoke_secret(t, "gh"), 6);
+        ASSERT_OK(cb_tokens_issue(t, &a, "c", "gh", 0, CB_USE_REDEEM, 300, 0, true, tok, NULL));
+        /* A pidfd that does not pin the connecting process (the pre-6.5
+         * pidfd_open fallback) cannot carry a process binding. */
+        b.pidfd_pinned = false;
+        ASSERT_ERR(cb_tokens_issue(t, &b, "c", "gh", 0, CB_USE_REDEEM, 300, 0, true, tok, NULL), -EOPNOTSUPP);
+        ASSERT_OK(cb_tokens_issue(t, &b, "c", "gh", 0, CB_USE_REDEEM, 300, 0, false, tok, NULL));
+        close(a.pidfd), close(b.pidfd);
         cb_tokens_free(t);
 }
 
