@@ -34,6 +34,28 @@ static int strv_from_json(request *rq, json_t *arr, const char *field, cb_strv *
         return 0;
 }
 
+/* Copy an optional JSON string into *ret (left NULL when absent).  The body
+ * parser already refuses \u0000; the length check keeps a NUL from ever
+ * cutting a restriction short here.  Returns 0, or -1 after replying. */
+static int string_from_json(request *rq, json_t *o, const char *field, char **ret) {
+        json_t *s = json_object_get(o, field);
+        const char *v;
+
+        if (!s)
+                return 0;
+        v = json_string_value(s);
+        if (!v || strlen(v) != json_string_length(s)) {
+                reply_error(rq, 400, "bad_request", "'%s' must be a string", field);
+                return -1;
+        }
+        *ret = strdup(v);
+        if (!*ret) {
+                reply_error(rq, 500, "internal", "out of memory");
+                return -1;
+        }
+        return 0;
+}
+
 static json_t *strv_to_json(const cb_strv *v) {
         json_t *a = json_array();
 
@@ -55,12 +77,17 @@ static json_t *meta_to_json(const cb_meta *m) {
         json_object_set_new(o, "labels", strv_to_json(&m->labels));
         if (m->not_after)
                 json_object_set_new(o, "not_after", json_integer((json_int_t)m->not_after));
+        if (m->ca_file)
+                json_object_set_new(o, "ca_file", json_string(m->ca_file));
+        if (m->pin)
+                json_object_set_new(o, "pin", json_string(m->pin));
         return o;
 }
 
 static int route_put(request *rq) {
-        static const char *const fields[] = { "name",   "value",         "value_base64", "hosts", "inject",
-                                              "methods", "path_prefixes", "not_after",    "labels", NULL };
+        static const char *const fields[] = { "name",   "value",         "value_base64", "hosts",   "inject",
+                                              "methods", "path_prefixes", "not_after",    "labels",  "ca_file",
+                                              "pin",     NULL };
         cb_meta m = { 0 };
         cb_secbuf *val = NULL;
         const char *name, *text, *b64;
@@ -101,13 +128,9 @@ static int route_put(request *rq) {
                 ret = MHD_NO;
                 goto out;
         }
-        json_t *inj = json_object_get(o, "inject");
-        if (inj && !json_is_string(inj)) {
-                ret = reply_error(rq, 400, "bad_request", "'inject' must be a string");
+        if (string_from_json(rq, o, "inject", &m.inject) < 0 || string_from_json(rq, o, "ca_file", &m.ca_file) < 0 ||
+            string_from_json(rq, o, "pin", &m.pin) < 0)
                 goto out;
-        }
-        if (inj)
-                m.inject = strdup(json_string_value(inj));
         na = json_object_get(o, "not_after");
         if (na && (!json_is_integer(na) || json_integer_value(na) < 1)) {
                 ret = reply_error(rq, 400, "bad_request", "'not_after' must be a positive unix time");

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <termios.h>
 #include <time.h>
@@ -267,6 +268,52 @@ static int push_string(json_t *meta, const char *field, const char *s) {
         return json_array_append_new(a, json_string(s)) < 0 ? -EINVAL : 0;
 }
 
+/* --ca-file: made absolute with realpath() (the broker has another working
+ * directory) and checked to be a regular file we can read, so a typo fails
+ * here and not at the first proxied request.  *ret is malloc'd.  Returns 0
+ * or the exit code after printing why. */
+static int ca_file_arg(const char *arg, char **ret) {
+        cb_meta m = { 0 };
+        struct stat st;
+        char *p;
+        int fd, r;
+
+        p = realpath(arg, NULL);
+        if (!p)
+                return cli_usage("put: --ca-file %.256s: %s", arg, strerror(errno));
+        /* O_NONBLOCK: a FIFO must not hang us; it is refused below. */
+        fd = open(p, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+        if (fd < 0) {
+                r = cli_usage("put: --ca-file %.256s: cannot read it: %s", arg, strerror(errno));
+                free(p);
+                return r;
+        }
+        r = fstat(fd, &st) < 0 || !S_ISREG(st.st_mode);
+        close(fd);
+        if (r) {
+                free(p);
+                return cli_usage("put: --ca-file %.256s: not a regular file", arg);
+        }
+        m.ca_file = p;
+        if (cb_meta_validate(&m) < 0) {
+                r = cli_usage("put: %s", cb_error_last());
+                free(p);
+                return r;
+        }
+        *ret = p;
+        return 0;
+}
+
+/* --pin: the broker checks it too; checking here spares typing the value
+ * for nothing.  Returns 0 or the exit code after printing why. */
+static int pin_arg(const char *arg) {
+        cb_meta m = { .pin = (char *)arg }; /* validate writes only hosts (lower-casing) */
+
+        if (cb_meta_validate(&m) < 0)
+                return cli_usage("put: %s", cb_error_last());
+        return 0;
+}
+
 /* {"value_base64":"<b64>", <meta fields>} in sodium_malloc memory. */
 static int build_put_body(json_t *meta, const unsigned char *v, size_t n, char **ret, size_t *ret_len) {
         const char head[] = "{\"value_base64\":\"";
@@ -307,6 +354,7 @@ int cmd_put(int argc, char **argv) {
         static const char usage[] =
                 "usage: credbroker put NAME [--host H]... [--inject TEMPLATE] [--method M]...\n"
                 "                      [--path-prefix P]... [--not-after UNIXTIME] [--label K=V]...\n"
+                "                      [--ca-file PATH] [--pin sha256//BASE64[;sha256//BASE64]...]\n"
                 "                      [--keep-newline] [--json]  < VALUE\n"
                 "  Store a new version of NAME (admin.sock).  The value is read from stdin, never from\n"
                 "  arguments: from a terminal, one line with echo off; otherwise all of stdin, binary-safe,\n"
@@ -317,7 +365,11 @@ int cmd_put(int argc, char **argv) {
                 "  --host NAME[:PORT] (HTTPS) or http://NAME[:PORT]: where the value may be sent;\n"
                 "  --inject 'Header-Name: text {} text' | basic:USER | query:PARAM;\n"
                 "  --method GET (repeatable; none = any); --path-prefix /v1/ (repeatable; none = any);\n"
-                "  --not-after UNIXTIME: refuse to hand it out after that; --label K=V (repeatable).\n";
+                "  --not-after UNIXTIME: refuse to hand it out after that; --label K=V (repeatable);\n"
+                "  --ca-file PATH: a PEM CA bundle the broker trusts for these hosts instead of the\n"
+                "    system store (a readable regular file; stored as an absolute path, symlinks resolved);\n"
+                "  --pin sha256//BASE64: the upstream's public key must have this SHA-256 (base64, 44\n"
+                "    characters); up to 16, separated by ';' (curl's --pinnedpubkey syntax).\n";
         static const struct option opts[] = {
                 { "host", required_argument, NULL, 'H' },
                 { "inject", required_argument, NULL, 'I' },
@@ -325,6 +377,8 @@ int cmd_put(int argc, char **argv) {
                 { "path-prefix", required_argument, NULL, 'P' },
                 { "not-after", required_argument, NULL, 'N' },
                 { "label", required_argument, NULL, 'L' },
+                { "ca-file", required_argument, NULL, 'C' },
+                { "pin", required_argument, NULL, 'p' },
                 { "keep-newline", no_argument, NULL, 'k' },
                 { "json", no_argument, NULL, 'j' },
                 { "help", no_argument, NULL, 'h' },
@@ -376,6 +430,28 @@ int cmd_put(int argc, char **argv) {
                                 goto out;
                         }
                         r = push_string(meta, "labels", optarg);
+                        break;
+                case 'C': {
+                        char *ca = NULL;
+
+                        if (json_object_get(meta, "ca_file")) {
+                                r = cli_usage("put: --ca-file given twice");
+                                goto out;
+                        }
+                        if ((r = ca_file_arg(optarg, &ca)) != 0)
+                                goto out;
+                        r = json_object_set_new(meta, "ca_file", json_string(ca)) < 0 ? -EINVAL : 0;
+                        free(ca);
+                        break;
+                }
+                case 'p':
+                        if (json_object_get(meta, "pin")) {
+                                r = cli_usage("put: --pin given twice (separate several keys with ';')");
+                                goto out;
+                        }
+                        if ((r = pin_arg(optarg)) != 0)
+                                goto out;
+                        r = json_object_set_new(meta, "pin", json_string(optarg)) < 0 ? -EINVAL : 0;
                         break;
                 case 'k':
                         keep = true;
@@ -507,6 +583,7 @@ int cmd_show(int argc, char **argv) {
                 putchar('\n');
                 json_array_foreach(json_object_get(o, "versions"), i, e) {
                         json_t *inj = json_object_get(e, "inject"), *na = json_object_get(e, "not_after");
+                        json_t *ca = json_object_get(e, "ca_file"), *pin = json_object_get(e, "pin");
 
                         printf("  v%-4lld %-9s created %s  changed %s\n",
                                (long long)json_integer_value(json_object_get(e, "version")),
@@ -523,6 +600,14 @@ int cmd_show(int argc, char **argv) {
                         put_list(json_object_get(e, "path_prefixes"), ", ");
                         printf("\n        not after: %s\n        labels: ", time_text(na, t1));
                         put_list(json_object_get(e, "labels"), ", ");
+                        if (json_is_string(ca)) {
+                                fputs("\n        ca file: ", stdout);
+                                put_safe(json_string_value(ca));
+                        }
+                        if (json_is_string(pin)) {
+                                fputs("\n        pin: ", stdout);
+                                put_safe(json_string_value(pin));
+                        }
                         putchar('\n');
                 }
         }

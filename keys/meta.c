@@ -15,6 +15,8 @@ enum {
         TAG_PREFIXES = 4,
         TAG_NOT_AFTER = 5,
         TAG_LABELS = 6,
+        TAG_CA_FILE = 7,
+        TAG_PIN = 8,
 };
 
 void cb_strv_clear(cb_strv *v) {
@@ -49,6 +51,8 @@ void cb_meta_clear(cb_meta *m) {
         cb_strv_clear(&m->methods);
         cb_strv_clear(&m->path_prefixes);
         cb_strv_clear(&m->labels);
+        free(m->ca_file);
+        free(m->pin);
         memset(m, 0, sizeof(*m));
 }
 
@@ -74,7 +78,8 @@ int cb_meta_copy(const cb_meta *src, cb_meta **ret) {
 
         if (!m)
                 return -ENOMEM;
-        if (src->inject && !(m->inject = strdup(src->inject)))
+        if ((src->inject && !(m->inject = strdup(src->inject))) ||
+            (src->ca_file && !(m->ca_file = strdup(src->ca_file))) || (src->pin && !(m->pin = strdup(src->pin))))
                 goto out;
         if ((r = strv_copy(&src->hosts, &m->hosts)) < 0 ||
             (r = strv_copy(&src->methods, &m->methods)) < 0 ||
@@ -201,6 +206,63 @@ static int check_template(const char *t) {
         return 0;
 }
 
+/* No C0 control character and no DEL; bytes >= 0x80 pass (paths may be
+ * UTF-8). */
+static bool has_control(const char *s) {
+        for (; *s; s++)
+                if ((unsigned char)*s < 0x20 || *s == 0x7f)
+                        return true;
+        return false;
+}
+
+static int check_ca_file(const char *s) {
+        if (s[0] != '/')
+                return cb_error_set(-EINVAL, "ca_file: must be an absolute path");
+        if (strlen(s) > CB_META_MAX_CA_FILE)
+                return cb_error_set(-EINVAL, "ca_file: longer than %d bytes", CB_META_MAX_CA_FILE);
+        if (has_control(s))
+                return cb_error_set(-EINVAL, "ca_file: control character in the path");
+        return 0;
+}
+
+static bool is_base64_char(char c) {
+        return isalnum((unsigned char)c) || c == '+' || c == '/';
+}
+
+/* One "sha256//" + the canonical standard base64 of 32 bytes: 42 free
+ * characters, a 43rd that carries 4 bits and 2 zero bits, and one '='. */
+static bool valid_pin_entry(const char *s, size_t n) {
+        static const char last[] = "AEIMQUYcgkosw048";
+
+        if (n != CB_META_PIN_ENTRY || strncmp(s, "sha256//", 8) != 0)
+                return false;
+        s += 8;
+        for (size_t i = 0; i < 42; i++)
+                if (!is_base64_char(s[i]))
+                        return false;
+        return s[42] && strchr(last, s[42]) && s[43] == '=';
+}
+
+/* Entries of fixed length, at most CB_META_MAX_PINS: within CB_META_MAX_PIN
+ * bytes by construction. */
+static int check_pin(const char *s) {
+        size_t entries = 0;
+
+        for (;;) {
+                const char *semi = strchr(s, ';');
+                size_t n = semi ? (size_t)(semi - s) : strlen(s);
+
+                if (++entries > CB_META_MAX_PINS)
+                        return cb_error_set(-EINVAL, "pin: more than %d entries", CB_META_MAX_PINS);
+                if (!valid_pin_entry(s, n))
+                        return cb_error_set(-EINVAL, "pin: entry %zu must be 'sha256//' followed by the "
+                                            "base64 of a 32-byte SHA-256 (44 characters, ending in '=')", entries);
+                if (!semi)
+                        return 0;
+                s = semi + 1;
+        }
+}
+
 int cb_meta_validate(cb_meta *m) {
         int r;
 
@@ -249,7 +311,21 @@ int cb_meta_validate(cb_meta *m) {
                         return cb_error_set(-EINVAL, "label %zu: must be key=value, printable, at most %d bytes",
                                             i + 1, CB_META_MAX_LABEL);
         }
+        if (m->ca_file && (r = check_ca_file(m->ca_file)) < 0)
+                return r;
+        if (m->pin && (r = check_pin(m->pin)) < 0)
+                return r;
         return 0;
+}
+
+static int put_string(cb_buf *out, uint8_t tag, const char *s) {
+        int r;
+
+        if (!s)
+                return 0;
+        if ((r = cb_buf_put_u8(out, tag)) < 0)
+                return r;
+        return cb_buf_put_lv(out, s, strlen(s));
 }
 
 static int put_strv(cb_buf *out, uint8_t tag, const cb_strv *v) {
@@ -285,7 +361,8 @@ int cb_meta_encode(const cb_meta *m, cb_buf *out) {
                     (r = cb_buf_put_u64(out, m->not_after)) < 0)
                         return r;
         }
-        if ((r = put_strv(out, TAG_LABELS, &m->labels)) < 0)
+        if ((r = put_strv(out, TAG_LABELS, &m->labels)) < 0 || (r = put_string(out, TAG_CA_FILE, m->ca_file)) < 0 ||
+            (r = put_string(out, TAG_PIN, m->pin)) < 0)
                 return r;
         if (out->len - start > CB_META_MAX_ENCODED)
                 return cb_error_set(-E2BIG, "metadata larger than %d bytes", CB_META_MAX_ENCODED);
@@ -314,6 +391,23 @@ static int get_strv(const unsigned char *p, size_t n, size_t max_items, size_t m
                 v->v = nv;
                 v->v[v->n++] = s;
         }
+        return 0;
+}
+
+/* A single-string field: non-empty (absence is not encoded), at most max
+ * bytes, no control character.  Syntax beyond that is cb_meta_validate's. */
+static int get_string(const unsigned char *p, size_t n, size_t max, char **ret) {
+        char *s;
+
+        if (n == 0 || n > max)
+                return -EBADMSG;
+        for (size_t i = 0; i < n; i++)
+                if (p[i] < 0x20 || p[i] == 0x7f)
+                        return -EBADMSG;
+        s = strndup((const char *)p, n);
+        if (!s)
+                return -ENOMEM;
+        *ret = s;
         return 0;
 }
 
@@ -366,6 +460,12 @@ int cb_meta_decode(const unsigned char *p, size_t len, cb_meta **ret) {
                         break;
                 case TAG_LABELS:
                         r = get_strv(f, fl, CB_META_MAX_LABELS, CB_META_MAX_LABEL, &m->labels);
+                        break;
+                case TAG_CA_FILE:
+                        r = get_string(f, fl, CB_META_MAX_CA_FILE, &m->ca_file);
+                        break;
+                case TAG_PIN:
+                        r = get_string(f, fl, CB_META_MAX_PIN, &m->pin);
                         break;
                 default:
                         r = -EBADMSG;

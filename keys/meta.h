@@ -7,6 +7,18 @@
  * Encoding: a sequence of fields (u8 tag, u32 length, bytes) in strictly
  * increasing tag order, each tag at most once; unknown tags are refused (a
  * newer writer may have added a restriction we would otherwise drop).
+ * An absent field (NULL string, empty list, zero time) is not encoded, so
+ * adding a tag leaves every older encoding byte for byte as it was.
+ *
+ *   tag  field          bytes
+ *   1    inject         the template text
+ *   2    hosts          a list: (u32 length, text) per entry, at least one
+ *   3    methods        a list, as hosts
+ *   4    path_prefixes  a list, as hosts
+ *   5    not_after      u64, non-zero
+ *   6    labels         a list, as hosts
+ *   7    ca_file        the path text, non-empty
+ *   8    pin            the pin text, non-empty
  */
 #pragma once
 
@@ -25,6 +37,10 @@
 #define CB_META_MAX_METHOD    16
 #define CB_META_MAX_PREFIX    1024
 #define CB_META_MAX_LABEL     256
+#define CB_META_MAX_CA_FILE   1024
+#define CB_META_MAX_PINS      16
+#define CB_META_PIN_ENTRY     (8 + 44)      /* "sha256//" + base64 of 32 bytes */
+#define CB_META_MAX_PIN       (CB_META_MAX_PINS * (CB_META_PIN_ENTRY + 1) - 1) /* ';' between entries */
 
 typedef struct cb_strv {
         char **v;
@@ -38,6 +54,10 @@ typedef struct cb_meta {
         cb_strv path_prefixes;/* each starts with '/'; empty = any */
         uint64_t not_after;   /* unix seconds; 0 = no expiry */
         cb_strv labels;       /* "key=value" */
+        char *ca_file;        /* absolute path of a PEM CA bundle trusted for this secret's hosts
+                               * instead of the system store; NULL = system store */
+        char *pin;            /* "sha256//BASE64[;sha256//BASE64]..." (CURLOPT_PINNEDPUBLICKEY):
+                               * the upstream's public key must match one; NULL = no pin */
 } cb_meta;
 
 /* Zero-initialised meta is valid and empty. */
