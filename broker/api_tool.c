@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include <microhttpd.h>
@@ -38,7 +39,7 @@ static int token_refused(request *rq, int r) {
 }
 
 static int route_token(request *rq) {
-        static const char *const fields[] = { "secret", "use", "ttl", "bind_process", NULL };
+        static const char *const fields[] = { "secret", "use", "ttl", "bind_process", "bind", NULL };
         char tok[CB_TOKEN_LEN + 1];
         const cb_token_info *info;
         const cb_grant *g;
@@ -58,6 +59,7 @@ static int route_token(request *rq) {
         use_s = json_string_value(json_object_get(o, "use"));
         ttl_j = json_object_get(o, "ttl");
         bind_j = json_object_get(o, "bind_process");
+        json_t *bind_s = json_object_get(o, "bind");
         use = use_s ? use_bit(use_s) : CB_USE_REDEEM;
         if (!secret || cb_name_check(secret) < 0) {
                 ret = reply_error(rq, 400, "bad_request", "'secret' must be a valid secret name");
@@ -75,6 +77,25 @@ static int route_token(request *rq) {
         }
         if (bind_j && !json_is_boolean(bind_j)) {
                 ret = reply_error(rq, 400, "bad_request", "'bind_process' must be a boolean");
+                goto out;
+        }
+        /* "bind": what the token is bound to beyond the uid.  "exe" (the
+         * default): the issuing executable; "process": the issuing process;
+         * "uid": the uid alone, for proxy tokens only — so a tool can hand
+         * one to the SDK it runs (the value never leaves the broker that way,
+         * and the destinations are sealed). */
+        cb_token_bind bind = bind_j && json_is_true(bind_j) ? CB_BIND_PROCESS : CB_BIND_EXE;
+        if (bind_s) {
+                const char *b = json_string_value(bind_s);
+                if (!b || (strcmp(b, "exe") && strcmp(b, "process") && strcmp(b, "uid")) || (bind_j && strcmp(b, "process") != 0 && json_is_true(bind_j))) {
+                        ret = reply_error(rq, 400, "bad_request", "'bind' must be \"exe\", \"process\" or \"uid\"");
+                        goto out;
+                }
+                bind = !strcmp(b, "uid") ? CB_BIND_UID : !strcmp(b, "process") ? CB_BIND_PROCESS : CB_BIND_EXE;
+        }
+        if (bind == CB_BIND_UID && use != CB_USE_PROXY) {
+                ret = reply_error(rq, 400, "bad_request", "\"bind\": \"uid\" is for proxy tokens only: a token that "
+                                  "can redeem a value stays bound to its executable");
                 goto out;
         }
         g = cb_policy_find_grant(cbd.policy, &rq->peer, secret, use, &client);
@@ -103,8 +124,7 @@ static int route_token(request *rq) {
         ttl = ttl_j ? (uint32_t)json_integer_value(ttl_j) : CB_TTL_DEFAULT;
         if (ttl > g->max_ttl)
                 ttl = g->max_ttl; /* capped by the grant; the reply says what was given */
-        r = cb_tokens_issue(cbd.tokens, &rq->peer, client, secret, 0, use, ttl, g->max_uses,
-                            bind_j && json_is_true(bind_j), tok, &info);
+        r = cb_tokens_issue(cbd.tokens, &rq->peer, client, secret, 0, use, ttl, g->max_uses, bind, tok, &info);
         if (r < 0) {
                 ret = reply_error(rq, r == -ENOSPC ? 429 : 500, r == -ENOSPC ? "rate_limited" : "internal", "%s",
                                   cb_error_last());
@@ -223,7 +243,8 @@ static int route_introspect(request *rq) {
                 goto out;
         }
         /* Only its holder may look: same uid and executable. */
-        if (info->uid != rq->peer.uid || sodium_memcmp(info->exe_sha256, rq->peer.exe_sha256, 32) != 0) {
+        if (info->uid != rq->peer.uid ||
+            (!info->any_exe && sodium_memcmp(info->exe_sha256, rq->peer.exe_sha256, 32) != 0)) {
                 ret = reply_error(rq, 401, "unauthorized", "token %s belongs to another caller", info->accessor);
                 goto out;
         }
@@ -244,8 +265,16 @@ out:
         return ret;
 }
 
+bool is_proxy_target(const char *method, const char *url) {
+        return strcmp(method, "CONNECT") == 0 || strncmp(url, "/v1/proxy/", 10) == 0 ||
+               strncasecmp(url, "http://", 7) == 0 || strncasecmp(url, "https://", 8) == 0;
+}
+
 int api_tool(request *rq) {
         bool get = strcmp(rq->method, "GET") == 0, post = strcmp(rq->method, "POST") == 0;
+
+        if (is_proxy_target(rq->method, rq->url))
+                return api_proxy(rq);
 
         if (strcmp(rq->url, "/v1/health") == 0) {
                 rq->route = "health";

@@ -17,6 +17,7 @@
 #include "tokens.h"
 
 #define CB_BODY_MAX (128 * 1024)
+#define CB_PROXY_BODY_MAX (16 * 1024 * 1024) /* request bodies the proxy forwards */
 #define CB_CONN_MAX 4096            /* connections per socket */
 #define CB_CONN_PER_UID 128         /* of which one uid may hold */
 #define CB_CONN_REFUSED_PER_UID 16  /* and over that, answered 429 (see server.c) */
@@ -50,7 +51,7 @@ typedef struct request {
         const char *method;
         const char *url;
         unsigned char *body; /* NUL-terminated, wiped on free */
-        size_t body_len;
+        size_t body_len, body_cap;
         bool too_large;
         bool admin_socket;
         cb_peer peer;
@@ -60,6 +61,8 @@ typedef struct request {
         char secret[CB_NAME_MAX + 1];
         char client[65];
         char accessor[CB_ACCESSOR_LEN + 1];
+        bool no_audit;             /* this reply's record is written elsewhere */
+        struct proxy_job *proxy;   /* a proxied request in flight (proxy.c) */
 } request;
 
 /* Responses.  Every reply goes through these; they also write the audit
@@ -78,6 +81,24 @@ int api_admin(request *rq);
 
 /* Audit one decision (JSON line).  -errno when it cannot be written. */
 int audit_write(const request *rq, unsigned status, const char *decision, const char *reason);
+
+/* Write one audit record (a JSON object) as a line; call under cbd.lock. */
+int audit_emit(json_t *o);
+
+/* The injection proxy (proxy.c).  api_proxy decides and starts a proxied
+ * request (ANY /v1/proxy/..., absolute-form targets, CONNECT refused);
+ * proxy_continue answers once the upstream's headers are in (handle()
+ * calls it when rq->proxy is set); proxy_request_done releases the
+ * request's hold when MHD is done with it; proxy_stop resumes every parked
+ * connection before the servers stop. */
+int proxy_init(void);
+int api_proxy(request *rq);
+int proxy_continue(request *rq);
+void proxy_request_done(request *rq);
+void proxy_stop(void);
+
+/* Is this request for the proxy (decided before the body is read, for its cap)? */
+bool is_proxy_target(const char *method, const char *url);
 
 /* Reload the policy file (main.c); on failure the old policy stays and
  * err says why. */

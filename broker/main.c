@@ -238,6 +238,10 @@ int main(int argc, char **argv) {
                 say("libsodium failed to initialise");
                 return 1;
         }
+        if (proxy_init() < 0) {
+                say("%s", cb_error_last());
+                return 1;
+        }
         json_set_alloc_funcs(json_alloc, json_release);
         signal(SIGPIPE, SIG_IGN);
         if (admin_group) {

@@ -268,11 +268,12 @@ static struct entry *entry_alloc(cb_tokens *t) {
 }
 
 int cb_tokens_issue(cb_tokens *t, const cb_peer *peer, const char *client, const char *secret, uint32_t version,
-                    unsigned uses, uint32_t ttl, uint32_t max_uses, bool bind_process,
+                    unsigned uses, uint32_t ttl, uint32_t max_uses, cb_token_bind bind,
                     char ret_token[CB_TOKEN_LEN + 1], const cb_token_info **ret_info) {
         unsigned char h[HASH_LEN], acc[12];
         struct entry *e;
         struct uid_count *per_uid;
+        bool bind_process = bind == CB_BIND_PROCESS;
         int r;
 
         if (strlen(secret) >= sizeof(e->info.secret) || strlen(client) >= sizeof(e->info.client))
@@ -326,6 +327,7 @@ int cb_tokens_issue(cb_tokens *t, const cb_peer *peer, const char *client, const
         e->info.max_uses = max_uses;
         e->info.uid = peer->uid;
         memcpy(e->info.exe_sha256, peer->exe_sha256, 32);
+        e->info.any_exe = bind == CB_BIND_UID;
         if (bind_process) {
                 e->info.bound_process = true;
                 e->info.pid = peer->pid;
@@ -402,7 +404,7 @@ int cb_tokens_use(cb_tokens *t, const char *token, size_t len, const cb_peer *pe
         if (e->info.uid != peer->uid)
                 return cb_error_set(-EPERM, "token %s belongs to uid %u, presented by uid %u", e->info.accessor,
                                     (unsigned)e->info.uid, (unsigned)peer->uid);
-        if (sodium_memcmp(e->info.exe_sha256, peer->exe_sha256, 32) != 0)
+        if (!e->info.any_exe && sodium_memcmp(e->info.exe_sha256, peer->exe_sha256, 32) != 0)
                 return cb_error_set(-EPERM, "token %s was issued to another executable", e->info.accessor);
         if (e->info.bound_process) {
                 if (process_gone(e)) {

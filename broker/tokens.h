@@ -44,12 +44,20 @@ typedef struct cb_token_info {
         uid_t uid;
         unsigned char exe_sha256[32];
         bool bound_process;
+        bool any_exe;         /* CB_BIND_UID: any executable of the uid may present it */
         pid_t pid;
 } cb_token_info;
 
 /* max_total and max_per_uid cap the table (0 = defaults). */
 cb_tokens *cb_tokens_new(size_t max_total, size_t max_per_uid);
 void cb_tokens_free(cb_tokens *t);
+
+/* What a token is bound to beyond its uid. */
+typedef enum cb_token_bind {
+        CB_BIND_EXE = 0,      /* the issuing executable (hash) */
+        CB_BIND_PROCESS = 1,  /* the issuing process (and executable) */
+        CB_BIND_UID = 2,      /* the uid alone */
+} cb_token_bind;
 
 /* Cap process-bound tokens (each holds a file descriptor): in all and per
  * uid (0 = the defaults above).  Issuing one past a cap is -ENOSPC. */
@@ -59,7 +67,7 @@ void cb_tokens_limit_bound(cb_tokens *t, size_t max_total, size_t max_per_uid);
  * sending); *ret_info (may be NULL) points at the stored entry until the
  * next call that changes the table.  -ENOSPC when a cap is reached. */
 int cb_tokens_issue(cb_tokens *t, const cb_peer *peer, const char *client, const char *secret, uint32_t version,
-                    unsigned uses, uint32_t ttl, uint32_t max_uses, bool bind_process,
+                    unsigned uses, uint32_t ttl, uint32_t max_uses, cb_token_bind bind,
                     char ret_token[CB_TOKEN_LEN + 1], const cb_token_info **ret_info);
 
 /* Check a presented token for use `use` by peer, and count one use.

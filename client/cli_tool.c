@@ -108,20 +108,24 @@ static int fetch_one(cb_client *c, const char *verb, const char *name, cb_secret
 
 int cmd_token(int argc, char **argv) {
         static const char usage[] =
-                "usage: credbroker token SECRET [--use proxy|redeem] [--ttl SECONDS]\n"
+                "usage: credbroker token SECRET [--use proxy|redeem] [--ttl SECONDS] [--bind exe|process|uid]\n"
                 "  Ask the broker (tools.sock) for a token for SECRET.  The policy must grant this use\n"
                 "  to the caller: the broker sees credbroker's executable and the caller's uid/gid/cgroup.\n"
                 "  --use proxy (default): for /v1/proxy/SECRET/..., the value never leaves the broker;\n"
                 "  --use redeem: exchangeable for the value once (POST /v1/redeem).\n"
                 "  --ttl: lifetime in seconds (default: the broker's, capped by the grant).\n"
+                "  --bind: who may present it: exe (default: the requesting executable, here\n"
+                "    credbroker itself), process, or uid (proxy tokens only: any program of this\n"
+                "    uid, e.g. an SDK given the token as its API key).\n"
                 "  Prints the token on stdout (one line); accessor and lifetime on stderr.\n";
         static const struct option opts[] = {
                 { "use", required_argument, NULL, 'u' },
                 { "ttl", required_argument, NULL, 't' },
+                { "bind", required_argument, NULL, 'b' },
                 { "help", no_argument, NULL, 'h' },
                 {},
         };
-        const char *use = "proxy";
+        const char *use = "proxy", *bind = NULL;
         unsigned long long ttl = 0;
         cb_client *c = NULL;
         char *tok = NULL, *acc = NULL;
@@ -141,6 +145,11 @@ int cmd_token(int argc, char **argv) {
                         if (cli_parse_u64(optarg, UINT32_MAX, &ttl) < 0 || ttl == 0)
                                 return cli_usage("token: --ttl takes a number of seconds (1 or more)");
                         break;
+                case 'b':
+                        if (strcmp(optarg, "exe") != 0 && strcmp(optarg, "process") != 0 && strcmp(optarg, "uid") != 0)
+                                return cli_usage("token: --bind takes exe, process or uid");
+                        bind = optarg;
+                        break;
                 case 'h':
                         fputs(usage, stdout);
                         return CB_EXIT_OK;
@@ -153,7 +162,7 @@ int cmd_token(int argc, char **argv) {
         r = cli_connect(0, &c);
         if (r < 0)
                 return -r;
-        r = cb_client_token(c, argv[optind], use, (unsigned)ttl, &tok, &acc, &expires);
+        r = cb_client_token_bind(c, argv[optind], use, (unsigned)ttl, bind, &tok, &acc, &expires);
         if (r < 0) {
                 r = cli_fail_client(r, c, "token");
                 goto out;

@@ -442,6 +442,11 @@ CB_EXPORT const char *cb_client_socket(const cb_client *c) {
 
 CB_EXPORT int cb_client_token(cb_client *c, const char *secret, const char *use, unsigned ttl, char **ret_token,
                               char **ret_accessor, unsigned *ret_expires_in) {
+        return cb_client_token_bind(c, secret, use, ttl, NULL, ret_token, ret_accessor, ret_expires_in);
+}
+
+CB_EXPORT int cb_client_token_bind(cb_client *c, const char *secret, const char *use, unsigned ttl, const char *bind,
+                                   char **ret_token, char **ret_accessor, unsigned *ret_expires_in) {
         char req[512];
         struct body b = {};
         json_t *q = NULL, *o = NULL;
@@ -458,7 +463,11 @@ CB_EXPORT int cb_client_token(cb_client *c, const char *secret, const char *use,
                 return set_error(c, -EINVAL, "a secret name is 1..%d characters", CB_SECRET_NAME_MAX);
         if (use && strcmp(use, "proxy") != 0 && strcmp(use, "redeem") != 0)
                 return set_error(c, -EINVAL, "use must be \"proxy\" or \"redeem\"");
+        if (bind && strcmp(bind, "exe") != 0 && strcmp(bind, "process") != 0 && strcmp(bind, "uid") != 0)
+                return set_error(c, -EINVAL, "bind must be \"exe\", \"process\" or \"uid\"");
         q = json_pack("{s:s}", "secret", secret);
+        if (q && bind)
+                json_object_set_new(q, "bind", json_string(bind));
         if (q && use)
                 json_object_set_new(q, "use", json_string(use));
         if (q && ttl)

@@ -80,6 +80,13 @@ CB_EXPORT const char *cb_client_error(const cb_client *c);
 CB_EXPORT int cb_client_token(cb_client *c, const char *secret, const char *use, unsigned ttl,
                               char **ret_token, char **ret_accessor, unsigned *ret_expires_in) CB_WUR;
 
+/* The same, choosing what the token is bound to beyond the uid: "exe" (the
+ * default, NULL: this executable), "process" (this process), or "uid" (any
+ * executable of this uid; proxy tokens only — for handing to an SDK run as
+ * a child, as its API key). */
+CB_EXPORT int cb_client_token_bind(cb_client *c, const char *secret, const char *use, unsigned ttl, const char *bind,
+                                   char **ret_token, char **ret_accessor, unsigned *ret_expires_in) CB_WUR;
+
 /* Redeem a token for the secret's value (needs a "redeem" grant).  *ret
  * holds the value in sodium_malloc memory; free with cb_secret_free. */
 CB_EXPORT int cb_client_redeem(cb_client *c, const char *token, cb_secret **ret) CB_WUR;

@@ -1,0 +1,31 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Between the proxy's deciding half (proxy_route.c: may this request go,
+ * and where) and its carrying half (proxy.c: the upstream transfer). */
+#pragma once
+
+#include <stddef.h>
+
+#include <curl/curl.h>
+
+#include "daemon.h"
+#include "egress.h"
+
+/* A decided request. */
+typedef struct proxy_spec {
+        char method[32];
+        char *url;                    /* owned; may hold the value (query injection) */
+        struct curl_slist *headers;   /* owned; holds the injected credential */
+        cb_dest dest;
+        const char *ca_file, *pin;    /* sealed metadata, or NULL */
+        const unsigned char *value;   /* for redaction (copied) */
+        size_t value_len;
+        char path[1024];              /* for the audit record, without the query */
+} proxy_spec;
+
+/* Start the upstream transfer for rq and park the connection until the
+ * upstream answers; takes sp->url, sp->headers and rq->body (wiped and
+ * freed on every path).  Returns an MHD result.  Call under cbd.lock. */
+int proxy_start(request *rq, proxy_spec *sp);
+
+/* Wipe every string of a header list, then free it. */
+void proxy_slist_wipe_free(struct curl_slist *l);

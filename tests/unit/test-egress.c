@@ -1,0 +1,248 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* broker/egress.c: sealed destinations, SSRF address rules, paths, headers,
+ * injection templates, the streaming redactor. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "cbtest.h"
+#include "egress.h"
+#include "error.h"
+
+static const char *refusal_of(const char *ip) {
+        struct sockaddr_in a4 = { .sin_family = AF_INET };
+        struct sockaddr_in6 a6 = { .sin6_family = AF_INET6 };
+
+        if (inet_pton(AF_INET, ip, &a4.sin_addr) == 1)
+                return cb_addr_refusal((struct sockaddr *)&a4);
+        ASSERT_EQ(inet_pton(AF_INET6, ip, &a6.sin6_addr), 1);
+        return cb_addr_refusal((struct sockaddr *)&a6);
+}
+
+TEST(address_rules) {
+        static const struct { const char *ip, *why; } cases[] = {
+                { "8.8.8.8", NULL },
+                { "1.1.1.1", NULL },
+                { "2606:4700:4700::1111", NULL },
+                { "127.0.0.1", "loopback" },
+                { "127.255.255.254", "loopback" },
+                { "::1", "loopback" },
+                { "10.1.2.3", "private" },
+                { "172.16.0.1", "private" },
+                { "172.31.255.255", "private" },
+                { "172.32.0.1", NULL },
+                { "192.168.1.1", "private" },
+                { "169.254.169.254", "cloud metadata" },
+                { "fd00:ec2::254", "cloud metadata" },
+                { "169.254.1.1", "link-local" },
+                { "fe80::1", "link-local" },
+                { "fd12:3456::1", "private" },
+                { "fc00::1", "private" },
+                { "100.64.0.1", "shared (CGNAT)" },
+                { "100.128.0.1", NULL },
+                { "0.0.0.0", "unspecified" },
+                { "::", "unspecified" },
+                { "224.0.0.1", "multicast" },
+                { "ff02::1", "multicast" },
+                { "255.255.255.255", "reserved" },
+                { "192.0.2.1", "reserved" },
+                { "198.18.0.1", "reserved" },
+                { "2001:db8::1", "reserved" },
+                /* IPv4 inside IPv6: judged by the IPv4 address. */
+                { "::ffff:127.0.0.1", "loopback" },
+                { "::ffff:169.254.169.254", "cloud metadata" },
+                { "::ffff:8.8.8.8", NULL },
+                { "64:ff9b::10.0.0.1", "private" },
+                { "2002:c0a8:0101::1", "private" },   /* 6to4 of 192.168.1.1 */
+                { "::127.0.0.1", "reserved" },        /* IPv4-compatible */
+        };
+
+        for (size_t i = 0; i < sizeof(cases) / sizeof(*cases); i++) {
+                const char *got = refusal_of(cases[i].ip);
+                if ((got == NULL) != (cases[i].why == NULL) || (got && strcmp(got, cases[i].why) != 0))
+                        cbtest_fail(__FILE__, __LINE__, "%s: got %s, want %s", cases[i].ip, got ? got : "public",
+                                    cases[i].why ? cases[i].why : "public");
+        }
+}
+
+TEST(destinations) {
+        cb_dest d, e;
+
+        ASSERT_OK(cb_dest_parse("api.example.com", &d));
+        ASSERT_TRUE(d.https && d.port == 443 && !d.literal);
+        ASSERT_STREQ(d.host, "api.example.com");
+        ASSERT_OK(cb_dest_parse("http://API.Example.com:8080", &d));
+        ASSERT_TRUE(!d.https && d.port == 8080);
+        ASSERT_STREQ(d.host, "api.example.com");
+        ASSERT_OK(cb_dest_parse("127.0.0.1:8443", &d));
+        ASSERT_TRUE(d.literal && d.port == 8443);
+        ASSERT_OK(cb_dest_parse("[::1]:8443", &d));
+        ASSERT_TRUE(d.literal && d.port == 8443);
+        ASSERT_STREQ(d.host, "::1");
+        ASSERT_ERR(cb_dest_parse("::1", &d), -EINVAL);              /* IPv6 needs brackets */
+        ASSERT_ERR(cb_dest_parse("a.com:0", &d), -EINVAL);
+        ASSERT_ERR(cb_dest_parse("a.com:65536", &d), -EINVAL);
+        ASSERT_ERR(cb_dest_parse("a.com:", &d), -EINVAL);
+        ASSERT_ERR(cb_dest_parse("a_b.com", &d), -EINVAL);
+        ASSERT_ERR(cb_dest_parse("user@a.com", &d), -EINVAL);
+        ASSERT_ERR(cb_dest_parse("[zz]:1", &d), -EINVAL);
+        ASSERT_ERR(cb_dest_parse("", &d), -EINVAL);
+        ASSERT_OK(cb_dest_parse_authority("a.com:443", true, &e));
+        ASSERT_OK(cb_dest_parse("a.com", &d));
+        ASSERT_TRUE(cb_dest_equal(&d, &e));
+        ASSERT_OK(cb_dest_parse("http://a.com:443", &d));
+        ASSERT_FALSE(cb_dest_equal(&d, &e));                         /* scheme differs */
+
+        struct sockaddr_in a4 = { .sin_family = AF_INET };
+        inet_pton(AF_INET, "127.0.0.1", &a4.sin_addr);
+        ASSERT_TRUE(cb_addr_is((struct sockaddr *)&a4, "127.0.0.1"));
+        ASSERT_FALSE(cb_addr_is((struct sockaddr *)&a4, "127.0.0.2"));
+        ASSERT_FALSE(cb_addr_is((struct sockaddr *)&a4, "::1"));
+}
+
+TEST(paths) {
+        static const char *const good[] = { "/", "/v1/chat/completions", "/a/b.c/d", "/a/.well-known", "/%41",
+                                            "/a..b", "/a/..b/" };
+        static const char *const bad[] = { "", "a", "/a/../b", "/..", "/a/.", "/./a", "/a/%2e%2e/b", "/a%2Fb",
+                                           "/a%5cb", "/a\\b", "/a b", "/a#b", "/a%", "/a%zz", "/a%00", "/a\x01" };
+
+        for (size_t i = 0; i < sizeof(good) / sizeof(*good); i++)
+                if (cb_path_check(good[i], strlen(good[i])) != 0)
+                        cbtest_fail(__FILE__, __LINE__, "refused good path '%s': %s", good[i], cb_error_last());
+        for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++)
+                if (cb_path_check(bad[i], strlen(bad[i])) != -EINVAL)
+                        cbtest_fail(__FILE__, __LINE__, "accepted bad path '%s'", bad[i]);
+}
+
+TEST(headers) {
+        ASSERT_FALSE(cb_header_bad("X-Test", "fine value"));
+        ASSERT_TRUE(cb_header_bad("X-Test", "a\r\nX-Injected: 1"));
+        ASSERT_TRUE(cb_header_bad("X-Test", "a\nb"));
+        ASSERT_TRUE(cb_header_bad("X Test", "a"));
+        ASSERT_TRUE(cb_header_bad("X-Test:", "a"));
+        ASSERT_TRUE(cb_header_bad("", "a"));
+        ASSERT_TRUE(cb_header_hop("Connection"));
+        ASSERT_TRUE(cb_header_hop("transfer-encoding"));
+        ASSERT_TRUE(cb_header_hop("Proxy-Authorization"));
+        ASSERT_TRUE(cb_header_hop("Host"));
+        ASSERT_FALSE(cb_header_hop("Authorization")); /* stripped by the proxy, but not hop-by-hop */
+        ASSERT_FALSE(cb_header_hop("X-Api-Key"));
+}
+
+TEST(templates) {
+        cb_inject in;
+        size_t len;
+        const char *t;
+
+        ASSERT_OK(cb_inject_parse(NULL, &in));
+        ASSERT_EQ(in.kind, CB_INJECT_HEADER);
+        ASSERT_STREQ(in.name, "Authorization");
+        ASSERT_STREQ(in.prefix, "Bearer ");
+        ASSERT_OK(cb_inject_parse("x-api-key: {}", &in));
+        ASSERT_STREQ(in.name, "x-api-key");
+        ASSERT_STREQ(in.prefix, "");
+        t = cb_inject_token(&in, "cbt_abc", &len);
+        ASSERT_TRUE(t && len == 7);
+        ASSERT_OK(cb_inject_parse("Authorization: token {} (v2)", &in));
+        t = cb_inject_token(&in, "token cbt_x (v2)", &len);
+        ASSERT_TRUE(t && len == 5 && strncmp(t, "cbt_x", 5) == 0);
+        ASSERT_TRUE(cb_inject_token(&in, "Bearer cbt_x", &len) == NULL);
+        ASSERT_OK(cb_inject_parse("basic:alice", &in));
+        ASSERT_EQ(in.kind, CB_INJECT_BASIC);
+        ASSERT_STREQ(in.name, "alice");
+        ASSERT_OK(cb_inject_parse("query:api_key", &in));
+        ASSERT_EQ(in.kind, CB_INJECT_QUERY);
+        ASSERT_ERR(cb_inject_parse("basic:al:ice", &in), -EINVAL);
+        ASSERT_ERR(cb_inject_parse("query:a&b", &in), -EINVAL);
+        ASSERT_ERR(cb_inject_parse("query:", &in), -EINVAL);
+        ASSERT_ERR(cb_inject_parse("X-Key: no hole", &in), -EINVAL);
+        ASSERT_ERR(cb_inject_parse("X-Key: {} and {}", &in), -EINVAL);
+        ASSERT_ERR(cb_inject_parse("Bad Name: {}", &in), -EINVAL);
+        ASSERT_ERR(cb_inject_parse("Host: {}", &in), -EINVAL);       /* hop-by-hop / framing */
+        ASSERT_ERR(cb_inject_parse("{}: x", &in), -EINVAL);
+}
+
+/* Feed text to a redactor split at the given offsets; return the output. */
+static char *redact_split(const char *value, const char *text, const size_t *cuts, size_t ncuts) {
+        ASSERT_TRUE(sodium_init() >= 0);
+        cb_redactor *r = cb_redactor_new((const unsigned char *)value, strlen(value));
+        size_t tl = strlen(text), at = 0, ol = 0;
+        char *out = calloc(1, tl * 4 + 64);
+        const unsigned char *o;
+        size_t n;
+
+        ASSERT_TRUE(r && out);
+        for (size_t i = 0; i <= ncuts; i++) {
+                size_t end = i < ncuts ? cuts[i] : tl;
+                ASSERT_OK(cb_redactor_feed(r, text + at, end - at, &o, &n));
+                memcpy(out + ol, o, n);
+                ol += n;
+                at = end;
+        }
+        cb_redactor_finish(r, &o, &n);
+        memcpy(out + ol, o, n);
+        cb_redactor_free(r);
+        return out;
+}
+
+TEST(redactor_every_split) {
+        const char *value = "sk-live-abcabcXY";
+        const char *text = "x sk-live-abcabcXY y sk-live-abcabcsk-live-abcabcXYz sk-live-abcab sk-live-abcabcXY";
+        const char *want = "x [REDACTED] y sk-live-abcabc[REDACTED]z sk-live-abcab [REDACTED]";
+        size_t tl = strlen(text);
+
+        /* One chunk, every single cut, and every pair of cuts. */
+        char *got = redact_split(value, text, NULL, 0);
+        ASSERT_STREQ(got, want);
+        free(got);
+        for (size_t a = 0; a <= tl; a++) {
+                size_t c1[1] = { a };
+                got = redact_split(value, text, c1, 1);
+                if (strcmp(got, want) != 0)
+                        cbtest_fail(__FILE__, __LINE__, "cut at %zu: got '%s'", a, got);
+                free(got);
+                for (size_t b = a; b <= tl; b += 3) {
+                        size_t c2[2] = { a, b };
+                        got = redact_split(value, text, c2, 2);
+                        if (strcmp(got, want) != 0)
+                                cbtest_fail(__FILE__, __LINE__, "cuts at %zu,%zu: got '%s'", a, b, got);
+                        free(got);
+                }
+        }
+        /* Byte by byte. */
+        size_t *cuts = calloc(tl, sizeof(*cuts));
+        for (size_t i = 0; i < tl; i++)
+                cuts[i] = i;
+        got = redact_split(value, text, cuts, tl);
+        ASSERT_STREQ(got, want);
+        free(got);
+        free(cuts);
+}
+
+TEST(redactor_does_not_hold_plain_text) {
+        /* A chunk that ends in text that cannot begin the value goes out
+         * whole: server-sent events must not wait for the next event. */
+        ASSERT_TRUE(sodium_init() >= 0);
+        cb_redactor *r = cb_redactor_new((const unsigned char *)"secret-value", 12);
+        const unsigned char *o;
+        size_t n;
+
+        ASSERT_OK(cb_redactor_feed(r, "data: 1\n\n", 9, &o, &n));
+        ASSERT_EQ(n, 9);
+        /* A tail that does begin it is held, then released. */
+        ASSERT_OK(cb_redactor_feed(r, "data: secr", 10, &o, &n));
+        ASSERT_EQ(n, 6);
+        ASSERT_OK(cb_redactor_feed(r, "et\n", 3, &o, &n));
+        ASSERT_EQ(n, 7);
+        ASSERT_TRUE(memcmp(o, "secret\n", 7) == 0);
+        ASSERT_EQ(cb_redactor_hits(r), 0);
+        cb_redactor_free(r);
+
+        char *s = cb_redact_string("a secret-value b secret-value", (const unsigned char *)"secret-value", 12);
+        ASSERT_STREQ(s, "a [REDACTED] b [REDACTED]");
+        free(s);
+}
