@@ -30,7 +30,8 @@ CB_DEPS=(
   util-linux          # setsid/flock/unshare/fallocate used by test and bench scripts
   libjansson-dev      # broker/ and client/: policy and API JSON
   libmicrohttpd-dev   # broker/: HTTP/1.1 server on the Unix sockets
-  libcurl4-openssl-dev # client/: libcredbroker's HTTP over the Unix socket; later the proxy's upstream
+  libcurl4-openssl-dev # client/: libcredbroker's HTTP over the Unix socket; broker/: the proxy's upstream
+  openssl             # tests/integration/test-proxy.sh and make demo: a test CA and certificates
   curl                # tests/integration/test-daemon.sh: a second real client executable
   python3             # tests: Debian's interpreter (runnable by other uids), a third client executable
 )

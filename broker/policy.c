@@ -155,6 +155,19 @@ const cb_grant *cb_policy_find_grant(const cb_policy *p, const cb_peer *peer, co
         return NULL;
 }
 
+const cb_grant *cb_policy_client_grant(const cb_policy *p, const char *name, const char *secret, unsigned use) {
+        if (!p || !name || !secret || use == 0 || (use & (use - 1)) || (use & ~(unsigned)USE_ALL))
+                return NULL;
+        for (size_t i = 0; i < p->n_grants; i++) {
+                const grant *gr = &p->grants[i];
+
+                if ((gr->g.uses & use) && strcmp(gr->g.client, name) == 0 &&
+                    (strcmp(gr->g.secret, "*") == 0 || strcmp(gr->g.secret, secret) == 0))
+                        return &gr->g;
+        }
+        return NULL;
+}
+
 size_t cb_policy_match_clients(const cb_policy *p, const cb_peer *peer, const char **out, size_t n) {
         size_t k = 0;
 

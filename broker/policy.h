@@ -69,6 +69,11 @@ void cb_policy_free(cb_policy *p);
 const cb_grant *cb_policy_find_grant(const cb_policy *p, const cb_peer *peer, const char *secret, unsigned use,
                                      const char **ret_client);
 
+/* The first grant naming client (by name) for secret and use, or NULL: for
+ * re-checking a token whose presenter need not match the client's
+ * selectors (a uid-bound proxy token handed to another program). */
+const cb_grant *cb_policy_client_grant(const cb_policy *p, const char *name, const char *secret, unsigned use);
+
 /* Names of the clients peer matches, for audit/denial messages: writes up to
  * n pointers, returns how many matched in total. */
 size_t cb_policy_match_clients(const cb_policy *p, const cb_peer *peer, const char **out, size_t n);

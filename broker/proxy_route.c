@@ -285,7 +285,10 @@ int api_proxy(request *rq) {
                 ret = reply_error(rq, 403, "forbidden", "the token is for another secret, not '%s'", secret);
                 goto out;
         }
-        if (!cb_policy_find_grant(cbd.policy, &rq->peer, secret, CB_USE_PROXY, NULL)) {
+        /* The grant must still exist: for the presenter, or for a uid-bound
+         * token, for the client it was issued to. */
+        if (!(info->any_exe ? cb_policy_client_grant(cbd.policy, info->client, secret, CB_USE_PROXY)
+                            : cb_policy_find_grant(cbd.policy, &rq->peer, secret, CB_USE_PROXY, NULL))) {
                 ret = reply_error(rq, 403, "forbidden", "the grant for '%s' (proxy) no longer exists", secret);
                 goto out;
         }

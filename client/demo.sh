@@ -56,7 +56,8 @@ cat >"$tmp/policy.json" <<JSON
     "demo-tool": {"uid": $tool_uid, "exe": "$tool_exe", "exe_sha256": "$(sha256sum "$tool_exe" | cut -d' ' -f1)"}
   },
   "grants": [
-    {"client": "demo-tool", "secret": "demo-api-key", "use": ["redeem"], "max_ttl": 60}
+    {"client": "demo-tool", "secret": "demo-api-key", "use": ["redeem"], "max_ttl": 60},
+    {"client": "demo-tool", "secret": "demo-upstream", "use": ["proxy"], "max_ttl": 60}
   ],
   "admins": {"uids": [$(id -u)]}
 }
@@ -100,7 +101,37 @@ else
         step "7. (skipped: switching to another uid needs root)"
 fi
 
-step "9. The audit trail: one JSON line per decision, no values, no tokens"
+step "9. The proxy: the tool calls an HTTPS API through the broker and never holds the key"
+# A local HTTPS "API" that echoes what it receives, with a test CA made here.
+src=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+if command -v openssl >/dev/null && [ -x /usr/bin/python3 ]; then
+        bash "$src/tests/integration/proxy-certs.sh" "$tmp/certs" >/dev/null
+        /usr/bin/python3 "$src/tests/integration/proxy-upstream.py" --port 0 --cert "$tmp/certs/server.pem" \
+                --key "$tmp/certs/server.key" --log "$tmp/upstream.log" >"$tmp/upstream.port" 2>"$tmp/upstream.err" &
+        upid=$!
+        for _ in $(seq 50); do [ -s "$tmp/upstream.port" ] && break; sleep 0.1; done
+        port=$(head -n 1 "$tmp/upstream.port")
+        printf '$ printf %%s "sk-up-…" | credbroker put demo-upstream --host 127.0.0.1:%s --ca-file ca.pem\n' "$port"
+        head -c 18 /dev/urandom | base64 | tr -d '/+=' | sed 's/^/sk-up-/' >"$tmp/upstream.value"
+        "$cli" put demo-upstream --host "127.0.0.1:$port" --inject "Authorization: Bearer {}" \
+                --ca-file "$tmp/certs/ca.pem" <"$tmp/upstream.value"
+        echo "   The tool asks for a proxy token any of its programs may use (--bind uid) and gives it to"
+        echo "   its HTTP client (an SDK would take it as the API key, with the broker as base URL):"
+        printf '$ TOKEN=$(credbroker token demo-upstream --use proxy --bind uid)\n'
+        tok=$(as_tool "$tmp/bin/credbroker" token demo-upstream --use proxy --bind uid 2>/dev/null)
+        printf '$ curl --unix-socket tools.sock http://x/v1/proxy/demo-upstream/echo -H "Authorization: Bearer $TOKEN"\n'
+        as_tool curl -s --unix-socket "$CREDBROKER_SOCKET" http://x/v1/proxy/demo-upstream/echo \
+                -H "Authorization: Bearer $tok" | /usr/bin/python3 -c 'import json,sys; d=json.load(sys.stdin); print("   upstream saw:", d["method"], d["path"], "authorization:", d["headers"].get("authorization"))'
+        echo "   (the upstream echoed the key back; the broker replaced it on the way to the tool)"
+        if grep -qF -f "$tmp/upstream.value" "$tmp/upstream.log"; then
+                echo "   the upstream's own log shows it received the real key: yes"
+        fi
+        kill "$upid" 2>/dev/null; wait "$upid" 2>/dev/null || true
+else
+        echo "   (skipped: needs openssl and /usr/bin/python3 for the local HTTPS upstream)"
+fi
+
+step "10. The audit trail: one JSON line per decision, no values, no tokens"
 cut -c1-200 "$tmp/audit.log"
 
 step "Done. Everything above lived in $tmp, now removed."

@@ -680,6 +680,20 @@ TEST(match_gid_and_all_selectors) {
         cb_policy_free(p);
 }
 
+TEST(grant_by_client_name) {
+        cb_policy *p = parse_ok("{\"clients\": {\"a\": {\"uid\": 1}, \"b\": {\"uid\": 2}},"
+                                " \"grants\": [{\"client\": \"a\", \"secret\": \"gh\", \"use\": [\"proxy\"]},"
+                                "              {\"client\": \"b\", \"secret\": \"*\", \"use\": [\"redeem\"]}]}");
+
+        ASSERT_TRUE(cb_policy_client_grant(p, "a", "gh", CB_USE_PROXY) != NULL);
+        ASSERT_TRUE(cb_policy_client_grant(p, "a", "gh", CB_USE_REDEEM) == NULL);
+        ASSERT_TRUE(cb_policy_client_grant(p, "a", "other", CB_USE_PROXY) == NULL);
+        ASSERT_TRUE(cb_policy_client_grant(p, "b", "anything", CB_USE_REDEEM) != NULL);
+        ASSERT_TRUE(cb_policy_client_grant(p, "c", "gh", CB_USE_PROXY) == NULL);
+        ASSERT_TRUE(cb_policy_client_grant(p, "a", "gh", CB_USE_PROXY | CB_USE_REDEEM) == NULL);
+        cb_policy_free(p);
+}
+
 TEST(match_order_and_wildcards) {
         cb_policy *p = parse_ok(
                 "{\"clients\": {\"narrow\": {\"uid\": 1, \"exe\": \"/bin/tool\"}, \"wide\": {\"uid\": 1},"
