@@ -40,7 +40,7 @@ typedef struct daemon_state {
         uint64_t conn_refused;    /* connections refused over CB_CONN_PER_UID (atomic) */
         uid_t conn_refused_uid;   /* the last uid refused (atomic) */
         uint64_t started;
-        struct MHD_Daemon *tool_mhd, *admin_mhd;
+        struct MHD_Daemon *tool_mhd, *admin_mhd, *tcp_mhd;
 } daemon_state;
 
 extern daemon_state cbd;
@@ -54,6 +54,7 @@ typedef struct request {
         size_t body_len, body_cap;
         bool too_large;
         bool admin_socket;
+        bool tcp;                  /* --listen-tcp: peer.uid from sock_diag, no pid or executable */
         cb_peer peer;
         bool have_peer;
         /* What the audit record says (set by handlers). */
@@ -105,6 +106,7 @@ bool is_proxy_target(const char *method, const char *url);
 int policy_reload(char *err, size_t errlen);
 
 /* Start/stop the HTTP servers on listening fds; tools.sock gets `threads`
- * threads (each its own epoll loop), admin.sock one. */
-int server_start(int tool_fd, int admin_fd, unsigned threads);
+ * threads (each its own epoll loop), admin.sock one, the TCP listener
+ * (tcp_fd, -1 for none) as many as tools.sock. */
+int server_start(int tool_fd, int admin_fd, int tcp_fd, unsigned threads);
 void server_stop(void);

@@ -5,12 +5,14 @@
  * the policy; an invalid one is refused with the exact error and the old one
  * keeps serving.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <grp.h>
 #include <inttypes.h>
 #include <malloc.h>
+#include <netinet/in.h>
 #include <stdarg.h>
 #include <signal.h>
 #include <stdio.h>
@@ -119,15 +121,69 @@ static int listen_unix(const char *dir, const char *name, mode_t mode, gid_t gid
         return fd;
 }
 
+/* --listen-tcp ADDR:PORT: loopback only (127.0.0.0/8 or [::1]); port 0
+ * picks a free one.  desc receives "ADDR:PORT" as bound. */
+static int listen_loopback(const char *spec, char *desc, size_t cap) {
+        struct sockaddr_storage ss = { 0 };
+        socklen_t sl;
+        const char *colon = strrchr(spec, ':');
+        char host[64];
+        unsigned long port;
+        char *end;
+        int fd, one = 1;
+
+        if (!colon || (size_t)(colon - spec) >= sizeof(host))
+                return cb_error_set(-EINVAL, "--listen-tcp: want 127.0.0.1:PORT or [::1]:PORT, not '%s'", spec);
+        memcpy(host, spec, (size_t)(colon - spec));
+        host[colon - spec] = '\0';
+        errno = 0;
+        port = strtoul(colon + 1, &end, 10);
+        if (errno || end == colon + 1 || *end || port > 65535)
+                return cb_error_set(-EINVAL, "--listen-tcp: bad port in '%s'", spec);
+        struct sockaddr_in *a4 = (struct sockaddr_in *)&ss;
+        struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&ss;
+        if (inet_pton(AF_INET, host, &a4->sin_addr) == 1 && (ntohl(a4->sin_addr.s_addr) >> 24) == 127) {
+                a4->sin_family = AF_INET;
+                a4->sin_port = htons((uint16_t)port);
+                sl = sizeof(*a4);
+        } else if (strcmp(host, "[::1]") == 0) {
+                a6->sin6_family = AF_INET6;
+                a6->sin6_addr = in6addr_loopback;
+                a6->sin6_port = htons((uint16_t)port);
+                sl = sizeof(*a6);
+        } else {
+                return cb_error_set(-EINVAL, "--listen-tcp: only a loopback address (127.x.x.x or [::1]), not '%s': "
+                                             "tokens are the only credential over TCP, the broker must not be "
+                                             "reachable from other machines", host);
+        }
+        fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return cb_error_set(-errno, "--listen-tcp: socket: %s", strerror(errno));
+        (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+        if (bind(fd, (struct sockaddr *)&ss, sl) < 0 || listen(fd, 128) < 0) {
+                int e = errno;
+                close(fd);
+                return cb_error_set(-e, "--listen-tcp %s: %s", spec, strerror(e));
+        }
+        sl = sizeof(ss);
+        getsockname(fd, (struct sockaddr *)&ss, &sl);
+        snprintf(desc, cap, "%s:%u", ss.ss_family == AF_INET ? host : "[::1]",
+                 (unsigned)ntohs(ss.ss_family == AF_INET ? a4->sin_port : a6->sin6_port));
+        return fd;
+}
+
 static void usage(FILE *f) {
         fputs("usage: credbrokerd [--state-dir DIR] [--run-dir DIR] [--policy FILE] [--unlock SPEC]\n"
               "                   [--audit-log FILE] [--admin-group GROUP] [--threads N]\n"
+              "                   [--listen-tcp 127.0.0.1:PORT]\n"
               "       credbrokerd --check-policy FILE\n\n"
               "defaults: --state-dir " DEFAULT_STATE_DIR " --run-dir " DEFAULT_RUN_DIR "\n"
               "          --policy " DEFAULT_POLICY " --unlock " DEFAULT_UNLOCK "\n"
               "          --audit-log: none unless given (JSON lines, one record per decision)\n"
               "          --threads 2 (threads serving tools.sock, 1-64; admin.sock has one)\n"
-              "--listen-tcp, --provision-dir and --tpm2-tcti belong to features not in this version:\n"
+              "          --listen-tcp: none (127.x.x.x:PORT or [::1]:PORT: the proxy over loopback TCP;\n"
+              "            callers are known by uid only (sock_diag), so only uid-bound tokens work)\n"
+              "--provision-dir and --tpm2-tcti belong to features not in this version:\n"
               "they are refused rather than ignored.\n",
               f);
 }
@@ -143,8 +199,10 @@ int main(int argc, char **argv) {
                 { "help", no_argument, NULL, 'h' },               {},
         };
         unsigned threads = 2;
+        const char *listen_tcp = NULL;
+        int tcp_fd = -1;
         const char *state_dir = DEFAULT_STATE_DIR, *unlock = DEFAULT_UNLOCK, *audit = NULL, *admin_group = NULL;
-        char tool_path[4096], admin_path[4096];
+        char tool_path[4096], admin_path[4096], tcp_desc[96] = "";
         const struct rlimit no_core = { 0, 0 };
         gid_t admin_gid = (gid_t)-1;
         cb_unlock_spec *spec = NULL;
@@ -183,7 +241,8 @@ int main(int argc, char **argv) {
                         cb_policy_free(p);
                         return 0;
                 }
-                case 'T': case 'P': case 'X':
+                case 'T': listen_tcp = optarg; break;
+                case 'P': case 'X':
                         say("%s is not supported by this version (refusing rather than ignoring it)",
                             argv[optind - 1]);
                         return 2;
@@ -297,12 +356,17 @@ int main(int argc, char **argv) {
         sigaddset(&sigs, SIGHUP);
         pthread_sigmask(SIG_BLOCK, &sigs, NULL);
         cbd.started = (uint64_t)time(NULL);
-        if (server_start(tool_fd, admin_fd, threads) < 0) {
+        if (listen_tcp && (tcp_fd = listen_loopback(listen_tcp, tcp_desc, sizeof(tcp_desc))) < 0) {
                 say("%s", cb_error_last());
                 goto out;
         }
-        say("serving %zu secrets on %s and %s (policy %s: %zu clients, %zu grants)", cb_store_count(cbd.store),
-            tool_path, admin_path, cbd.policy_path, cb_policy_n_clients(cbd.policy), cb_policy_n_grants(cbd.policy));
+        if (server_start(tool_fd, admin_fd, tcp_fd, threads) < 0) {
+                say("%s", cb_error_last());
+                goto out;
+        }
+        say("serving %zu secrets on %s and %s%s%s (policy %s: %zu clients, %zu grants)", cb_store_count(cbd.store),
+            tool_path, admin_path, tcp_fd >= 0 ? " and tcp " : "", tcp_desc, cbd.policy_path,
+            cb_policy_n_clients(cbd.policy), cb_policy_n_grants(cbd.policy));
         uint64_t refused_said = 0;
         for (;;) {
                 struct timespec tick = { 1, 0 };
@@ -342,6 +406,8 @@ out:
                 close(admin_fd);
                 (void)unlink(admin_path);
         }
+        if (tcp_fd >= 0)
+                close(tcp_fd);
         cb_tokens_free(cbd.tokens);
         cb_exe_cache_free(cbd.exe_cache);
         cb_ratelimit_free(cbd.rate);

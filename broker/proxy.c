@@ -78,6 +78,7 @@ typedef struct proxy_job {
         uint64_t bytes_up, bytes_down;
         uid_t uid;
         pid_t pid;
+        bool tcp;
         char exe_sha256_hex[65];
         char secret[CB_NAME_MAX + 1], client[65], accessor[CB_ACCESSOR_LEN + 1];
         char path[1024];              /* without the query */
@@ -376,7 +377,7 @@ static const char *curl_fail_code(CURLcode c, int *status) {
  * written before anything was sent). */
 static void audit_done(proxy_job *j) {
         json_t *o = json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:i, s:s, s:I, s:I, s:I, s:i, s:i, s:s, s:s, s:s}",
-                              "time", (json_int_t)time(NULL), "socket", "tools", "route", "proxy.done", "method",
+                              "time", (json_int_t)time(NULL), "socket", j->tcp ? "tcp" : "tools", "route", "proxy.done", "method",
                               j->method, "host", j->dest.host, "path", j->path, "status",
                               j->status ? (int)j->status : j->fail_status, "decision",
                               j->status && !j->broken ? "allow" : "deny", "bytes_up", (json_int_t)j->bytes_up,
@@ -623,6 +624,7 @@ int proxy_start(request *rq, proxy_spec *sp) {
         j->t0_ns = now_ns();
         j->uid = rq->peer.uid;
         j->pid = rq->peer.pid;
+        j->tcp = rq->tcp;
         memcpy(j->exe_sha256_hex, rq->peer.exe_sha256_hex, sizeof(j->exe_sha256_hex));
         memcpy(j->secret, rq->secret, sizeof(j->secret));
         memcpy(j->client, rq->client, sizeof(j->client));

@@ -271,6 +271,18 @@ int api_proxy(request *rq) {
                                   "a token is required: Authorization: Bearer cbt_... (or Proxy-Authorization)");
                 goto out;
         }
+        if (rq->tcp) {
+                /* No executable to compare over TCP: only a token that does
+                 * not need one. */
+                const cb_token_info *peek;
+                if (cb_tokens_peek(cbd.tokens, tok, strlen(tok), &peek) == 0 && !peek->any_exe) {
+                        sodium_memzero(tok, sizeof(tok));
+                        ret = reply_error(rq, 401, "unauthorized",
+                                          "over TCP the broker sees only the uid: use a token issued with "
+                                          "\"bind\": \"uid\" (credbroker token --bind uid)");
+                        goto out;
+                }
+        }
         r = cb_tokens_use(cbd.tokens, tok, strlen(tok), &rq->peer, CB_USE_PROXY, &info);
         sodium_memzero(tok, sizeof(tok));
         if (r < 0) {

@@ -21,6 +21,7 @@
 
 #include "daemon.h"
 #include "error.h"
+#include "tcpdiag.h"
 
 static void wipe_free(void *p, size_t n) {
         if (p) {
@@ -41,6 +42,8 @@ struct body_buf {
         char *p;
         size_t n;
 };
+
+static int admin_marker, tcp_marker; /* the servers' cls: tools.sock has NULL */
 
 static void free_sensitive(void *cls) {
         struct body_buf *b = cls;
@@ -74,7 +77,7 @@ int audit_write(const request *rq, unsigned status, const char *decision, const 
         if (cbd.audit_fd < 0 || rq->no_audit)
                 return 0;
         o = json_pack("{s:I, s:s, s:s, s:s, s:i, s:s, s:s}", "time", (json_int_t)time(NULL), "socket",
-                      rq->admin_socket ? "admin" : "tools", "method", rq->method, "route",
+                      rq->admin_socket ? "admin" : rq->tcp ? "tcp" : "tools", "method", rq->method, "route",
                       rq->route ? rq->route : rq->url, "status", (int)status, "decision", decision, "reason",
                       reason ? reason : "");
         if (!o)
@@ -238,7 +241,34 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
         rq->conn = conn;
         rq->url = url;
         rq->method = method;
-        rq->admin_socket = cls != NULL;
+        rq->admin_socket = cls == &admin_marker;
+        rq->tcp = cls == &tcp_marker;
+        if (rq->tcp) {
+                /* Over TCP the uid comes from sock_diag (looked up once, at
+                 * accept: a socket's owner never changes); there is no pid
+                 * or executable, so only uid-bound proxy tokens work here. */
+                const union MHD_ConnectionInfo *sc = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+                pthread_mutex_lock(&cbd.lock);
+                if (!sc || !sc->socket_context) {
+                        ret = reply_error(rq, 403, "forbidden", "TCP caller not identified (sock_diag found no "
+                                                                "owner for its socket)");
+                } else {
+                        rq->peer.uid = CTX_UID(sc->socket_context);
+                        rq->peer.gid = (gid_t)-1;
+                        rq->peer.pid = 0;
+                        rq->have_peer = true;
+                        if (rq->too_large)
+                                ret = reply_error(rq, 413, "payload_too_large", "body larger than %d bytes",
+                                                  CB_PROXY_BODY_MAX);
+                        else if (strcmp(url, "/v1/health") == 0 || is_proxy_target(method, url))
+                                ret = api_tool(rq);
+                        else
+                                ret = reply_error(rq, 404, "not_found", "over TCP only the proxy and /v1/health "
+                                                                        "are served; use tools.sock");
+                }
+                pthread_mutex_unlock(&cbd.lock);
+                return ret == MHD_YES ? MHD_YES : MHD_NO;
+        }
         /* Identification reads /proc and may hash a file: it runs outside
          * the lock, on this server thread.  The cgroup is read only while
          * the policy selects on it; a reload in between that starts to need
@@ -287,7 +317,8 @@ typedef struct conn_caps {
         size_t n;
 } conn_caps;
 
-static conn_caps tool_caps = { .lock = PTHREAD_MUTEX_INITIALIZER }, admin_caps = { .lock = PTHREAD_MUTEX_INITIALIZER };
+static conn_caps tool_caps = { .lock = PTHREAD_MUTEX_INITIALIZER }, admin_caps = { .lock = PTHREAD_MUTEX_INITIALIZER },
+                 tcp_caps = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
 /* Take a slot for a new connection of uid: CTX_COUNTED, CTX_REFUSED (over
  * the cap, still within the refused allowance) or CTX_DROPPED. */
@@ -360,7 +391,7 @@ static void refuse_now(int fd, uid_t uid, bool hard) {
 
 static void conn_notify(void *cls, struct MHD_Connection *conn, void **socket_context,
                         enum MHD_ConnectionNotificationCode code) {
-        conn_caps *c = cls ? &admin_caps : &tool_caps;
+        conn_caps *c = cls == &admin_marker ? &admin_caps : cls == &tcp_marker ? &tcp_caps : &tool_caps;
 
         if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
                 if (*socket_context)
@@ -373,8 +404,13 @@ static void conn_notify(void *cls, struct MHD_Connection *conn, void **socket_co
         socklen_t len = sizeof(uc);
 
         *socket_context = NULL;
-        if (!ci || getsockopt(ci->connect_fd, SOL_SOCKET, SO_PEERCRED, &uc, &len) < 0)
+        if (cls == &tcp_marker) {
+                uc.pid = 0;
+                if (!ci || cb_tcp_peer_uid(ci->connect_fd, &uc.uid) < 0)
+                        return; /* the request is refused: not identified */
+        } else if (!ci || getsockopt(ci->connect_fd, SOL_SOCKET, SO_PEERCRED, &uc, &len) < 0) {
                 return; /* the request itself will fail identification */
+        }
         int kind = caps_take(c, uc.uid);
 
         *socket_context = CTX_MAKE(uc.uid, kind);
@@ -432,9 +468,7 @@ static struct MHD_Daemon *start_one(int fd, void *cls, unsigned threads) {
                                 MHD_OPTION_END);
 }
 
-int server_start(int tool_fd, int admin_fd, unsigned threads) {
-        static int admin_marker;
-
+int server_start(int tool_fd, int admin_fd, int tcp_fd, unsigned threads) {
         cbd.tool_mhd = start_one(tool_fd, NULL, threads);
         if (!cbd.tool_mhd)
                 return cb_error_set(-EIO, "cannot start the HTTP server on tools.sock");
@@ -443,6 +477,13 @@ int server_start(int tool_fd, int admin_fd, unsigned threads) {
                 MHD_stop_daemon(cbd.tool_mhd);
                 cbd.tool_mhd = NULL;
                 return cb_error_set(-EIO, "cannot start the HTTP server on admin.sock");
+        }
+        if (tcp_fd >= 0) {
+                cbd.tcp_mhd = start_one(tcp_fd, &tcp_marker, threads);
+                if (!cbd.tcp_mhd) {
+                        server_stop();
+                        return cb_error_set(-EIO, "cannot start the HTTP server on the TCP listener");
+                }
         }
         return 0;
 }
@@ -453,5 +494,7 @@ void server_stop(void) {
                 MHD_stop_daemon(cbd.tool_mhd);
         if (cbd.admin_mhd)
                 MHD_stop_daemon(cbd.admin_mhd);
-        cbd.tool_mhd = cbd.admin_mhd = NULL;
+        if (cbd.tcp_mhd)
+                MHD_stop_daemon(cbd.tcp_mhd);
+        cbd.tool_mhd = cbd.admin_mhd = cbd.tcp_mhd = NULL;
 }

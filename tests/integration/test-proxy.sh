@@ -201,7 +201,7 @@ cat >"$T/policy.json" <<JSON
 JSON
 chmod 0644 "$T/policy.json"
 "$DAEMON" --state-dir "$T/state" --run-dir "$T/run" --policy "$T/policy.json" --unlock "keyfile:$T/key" \
-        --audit-log "$T/audit.log" >"$T/daemon.out" 2>&1 &
+        --audit-log "$T/audit.log" --listen-tcp 127.0.0.1:0 >"$T/daemon.out" 2>&1 &
 PID=$!
 for _ in $(seq 50); do [ -S "$T/run/admin.sock" ] && break; sleep 0.1; done
 TS=$T/run/tools.sock AS=$T/run/admin.sock
@@ -550,6 +550,44 @@ if [ -S "$T/run2/tools.sock" ]; then
         kill "$PID2"; wait "$PID2" 2>/dev/null; PID2=
 else
         bad "second daemon did not start: $(head -c 300 "$T/daemon2.out")"
+fi
+
+echo "# loopback TCP listener (--listen-tcp): callers known by uid (sock_diag), uid-bound tokens only"
+TCPP=$(sed -n 's/.* and tcp 127\.0\.0\.1:\([0-9]*\) .*/\1/p' "$T/daemon.out" | head -n 1)
+UTOK=$(as $U1 curl -s -m 10 --unix-socket "$TS" -X POST -d '{"secret":"up","use":"proxy","bind":"uid"}' \
+        http://x/v1/token | field token)
+[ -n "$UTOK" ] && printf '%s\n' "$UTOK" >>"$T/pat.tokens"
+tc() { # tc UID NAME CURL_ARGS...: like pc, over TCP
+        local u=$1 n=$2; shift 2
+        CODE=$(as "$u" curl -sS -m 15 -D "$OUT/$n.h" -o "$OUT/$n.b" -w '%{http_code}' "$@" 2>"$OUT/$n.e")
+        RC=$?
+}
+if [ -n "$TCPP" ] && [ -n "$UTOK" ]; then
+        tc $U1 tcprev -H "Authorization: Bearer $UTOK" "http://127.0.0.1:$TCPP/v1/proxy/up/echo"
+        status "uid-bound token, reverse form over TCP" 200 tcprev
+        expect "over TCP the upstream got the credential, the tool only [REDACTED]" '"authorization": "Bearer [REDACTED]"' \
+                "$(cat "$OUT/tcprev.b")"
+        tc $U1 tcpfwd -x "http://127.0.0.1:$TCPP" -H "Proxy-Authorization: Bearer $UTOK" "http://127.0.0.1:$P1/echo"
+        status "HTTP_PROXY-style client over TCP (curl -x), sent on over HTTPS" 200 tcpfwd
+        before=$(lines "${ULOGS[@]}")
+        tc $U1 tcpexe -H "$(auth up)" "http://127.0.0.1:$TCPP/v1/proxy/up/echo"
+        expect "an executable-bound token over TCP: 401 naming --bind uid" "401 bind" "$CODE $(grep -o bind "$OUT/tcpexe.b" | head -n 1)"
+        tc $U2 tcpuid2 -H "Authorization: Bearer $UTOK" "http://127.0.0.1:$TCPP/v1/proxy/up/echo"
+        expect "another uid presenting a uid-bound token over TCP: 401" 401 "$CODE"
+        tc $U1 tcptoken -X POST -d '{"secret":"up"}' "http://127.0.0.1:$TCPP/v1/token"
+        expect "over TCP only the proxy and health: /v1/token is 404" 404 "$CODE"
+        [ "$(lines "${ULOGS[@]}")" = "$before" ] && ok "refused TCP requests reached no upstream" ||
+                bad "a refused TCP request reached an upstream"
+        grep -F '"socket":"tcp"' "$T/audit.log" | grep -qF "\"uid\":$U1" && ok "TCP requests audited with the peer's uid" ||
+                bad "no audit record with socket tcp and uid $U1"
+else
+        bad "no TCP listener port in the daemon's output or no uid-bound token: $(head -c 300 "$T/daemon.out")"
+fi
+if timeout 10 "$DAEMON" --state-dir "$T/state" --run-dir "$T/run3" --policy "$T/policy.json" \
+        --unlock "keyfile:$T/key" --listen-tcp 0.0.0.0:0 >"$OUT/anyaddr.out" 2>&1; then
+        bad "--listen-tcp 0.0.0.0 was accepted"
+else
+        expect "--listen-tcp on a non-loopback address refused at start" loopback "$(cat "$OUT/anyaddr.out")"
 fi
 
 echo "# audit"
