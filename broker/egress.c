@@ -12,6 +12,7 @@
 
 #include "egress.h"
 #include "error.h"
+#include "secmem.h"
 
 /* ---- destinations ------------------------------------------------------- */
 
@@ -281,7 +282,8 @@ const char *cb_inject_token(const cb_inject *in, const char *value, size_t *ret_
 #define REDACTED "[REDACTED]"
 
 struct cb_redactor {
-        unsigned char *value;         /* sodium_malloc */
+        cb_secbuf *vbuf;              /* the value, in secure memory */
+        unsigned char *value;         /* its bytes */
         size_t len;
         unsigned char *work;          /* held-back bytes + the current chunk */
         size_t work_cap, held;
@@ -317,12 +319,12 @@ cb_redactor *cb_redactor_new(const unsigned char *value, size_t len) {
         r = calloc(1, sizeof(*r));
         if (!r)
                 return NULL;
-        r->value = sodium_malloc(len);
-        if (!r->value) {
+        r->vbuf = cb_secbuf_dup(value, len);
+        if (!r->vbuf) {
                 free(r);
                 return NULL;
         }
-        memcpy(r->value, value, len);
+        r->value = cb_secbuf_data(r->vbuf);
         r->len = len;
         /* Allocated up front: never a NULL buffer, even for empty feeds. */
         if (grow(&r->work, &r->work_cap, len + 4096) < 0 || grow(&r->out, &r->out_cap, 4096) < 0) {
@@ -335,7 +337,7 @@ cb_redactor *cb_redactor_new(const unsigned char *value, size_t len) {
 void cb_redactor_free(cb_redactor *r) {
         if (!r)
                 return;
-        sodium_free(r->value);
+        cb_secbuf_free(r->vbuf);
         if (r->work)
                 sodium_memzero(r->work, r->work_cap);
         if (r->out)

@@ -75,7 +75,7 @@ const char *cb_inject_token(const cb_inject *in, const char *value, size_t *ret_
  * tail that is a beginning of the value, until the next bytes tell. */
 typedef struct cb_redactor cb_redactor;
 
-cb_redactor *cb_redactor_new(const unsigned char *value, size_t len); /* copies value into sodium_malloc */
+cb_redactor *cb_redactor_new(const unsigned char *value, size_t len); /* copies value into a cb_secbuf */
 void cb_redactor_free(cb_redactor *r);
 
 /* Feed n bytes; *out and *out_len receive what may be emitted now (valid until

@@ -397,8 +397,7 @@ static void audit_done(proxy_job *j) {
         json_decref(o);
 }
 
-static void *worker(void *arg) {
-        proxy_job *j = arg;
+static void run_job(proxy_job *j) {
         struct curl_slist *resolve = NULL;
         char errbuf[CURL_ERROR_SIZE] = "";
         CURLcode c;
@@ -473,7 +472,74 @@ out:
         curl_slist_free_all(resolve);
         audit_done(j);
         job_unref(j);
-        return NULL;
+}
+
+/* ---- the worker pool -------------------------------------------------------
+ * Threads are made on demand, up to one per job in flight, and kept while
+ * there is work: a thread per request would cost a clone and, at its exit,
+ * an munmap of its stack — a TLB shootdown on every CPU. */
+#define POOL_IDLE_SECONDS 30
+
+static pthread_mutex_t pool_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t pool_cv = PTHREAD_COND_INITIALIZER;
+static proxy_job *queue[PROXY_MAX_JOBS];
+static size_t q_head, q_len, n_threads, n_idle;
+
+static void *pool_thread(void *arg) {
+        (void)arg;
+        pthread_mutex_lock(&pool_mu);
+        for (;;) {
+                while (q_len == 0) {
+                        struct timespec until;
+                        clock_gettime(CLOCK_REALTIME, &until);
+                        until.tv_sec += POOL_IDLE_SECONDS;
+                        n_idle++;
+                        int r = pthread_cond_timedwait(&pool_cv, &pool_mu, &until);
+                        n_idle--;
+                        if (r == ETIMEDOUT && q_len == 0) {
+                                n_threads--;
+                                pthread_mutex_unlock(&pool_mu);
+                                return NULL;
+                        }
+                }
+                proxy_job *j = queue[q_head];
+                q_head = (q_head + 1) % PROXY_MAX_JOBS;
+                q_len--;
+                pthread_mutex_unlock(&pool_mu);
+                run_job(j);
+                pthread_mutex_lock(&pool_mu);
+        }
+}
+
+/* Queue a job; 0 or a positive errno (no thread could be made). */
+static int pool_submit(proxy_job *j) {
+        int r = 0;
+
+        pthread_mutex_lock(&pool_mu);
+        if (q_len == PROXY_MAX_JOBS) {
+                pthread_mutex_unlock(&pool_mu);
+                return EAGAIN; /* cannot happen: jobs[] caps jobs in flight first */
+        }
+        queue[(q_head + q_len) % PROXY_MAX_JOBS] = j;
+        q_len++;
+        if (n_idle < q_len && n_threads < PROXY_MAX_JOBS) {
+                pthread_t th;
+                pthread_attr_t at;
+                pthread_attr_init(&at);
+                pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+                pthread_attr_setstacksize(&at, 256 * 1024);
+                r = pthread_create(&th, &at, pool_thread, NULL);
+                pthread_attr_destroy(&at);
+                if (r == 0)
+                        n_threads++;
+                else if (n_threads > 0)
+                        r = 0;         /* the existing threads will get to it */
+                else
+                        q_len--;       /* nobody would: take it back */
+        }
+        pthread_cond_signal(&pool_cv);
+        pthread_mutex_unlock(&pool_mu);
+        return r;
 }
 
 /* ---- the MHD side --------------------------------------------------------- */
@@ -645,14 +711,8 @@ int proxy_start(request *rq, proxy_spec *sp) {
                         goto out;
                 }
         }
-        pthread_t th;
-        pthread_attr_t at;
-        pthread_attr_init(&at);
-        pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
-        pthread_attr_setstacksize(&at, 256 * 1024);
         j->refs = 2;                                      /* this request, the worker */
-        r = pthread_create(&th, &at, worker, j);
-        pthread_attr_destroy(&at);
+        r = pool_submit(j);
         if (r != 0) {
                 j->refs = 1;
                 ret = reply_error(rq, 503, "unavailable", "cannot start a worker: %s", strerror(r));

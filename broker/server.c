@@ -11,6 +11,8 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -408,6 +410,11 @@ static void conn_notify(void *cls, struct MHD_Connection *conn, void **socket_co
                 uc.pid = 0;
                 if (!ci || cb_tcp_peer_uid(ci->connect_fd, &uc.uid) < 0)
                         return; /* the request is refused: not identified */
+                /* A streamed response goes out as the upstream sends it:
+                 * headers first, then each piece.  Without NODELAY a small
+                 * piece waits for the client's delayed ACK (~40 ms). */
+                int one = 1;
+                (void)setsockopt(ci->connect_fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
         } else if (!ci || getsockopt(ci->connect_fd, SOL_SOCKET, SO_PEERCRED, &uc, &len) < 0) {
                 return; /* the request itself will fail identification */
         }

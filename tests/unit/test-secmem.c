@@ -133,7 +133,10 @@ TEST(free_null_and_freep) {
 /* The point of cb_secbuf over malloc: an overrun hits a guard page instead
  * of a neighbouring secret.  Run the overrun in a child and expect it to die. */
 TEST(guard_page_after_data) {
-        static const size_t lens[] = { 1, 32, 4096 };
+        /* Pooled sizes (up to 4096) and not (5000); 17 and 300 sit inside a
+         * pool size, so only placing the data at the block's end keeps the
+         * guard right after it; "reused" takes a block back from the pool. */
+        static const size_t lens[] = { 1, 17, 32, 300, 4096, 5000, 17 };
 
         setup();
         for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
@@ -145,6 +148,8 @@ TEST(guard_page_after_data) {
                 ASSERT_TRUE(pid >= 0);
                 if (pid == 0) {
                         struct rlimit no_core = { 0, 0 };
+                        if (i == sizeof(lens) / sizeof(lens[0]) - 1)
+                                cb_secbuf_free(cb_secbuf_new(64)); /* a returned 64-byte block */
                         cb_secbuf *s = cb_secbuf_new(lens[i]);
                         int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
 
@@ -162,6 +167,19 @@ TEST(guard_page_after_data) {
                 if (WIFEXITED(status) && WEXITSTATUS(status) == 42)
                         cbtest_fail(__FILE__, __LINE__, "writing one byte past a %zu-byte secbuf did not fault",
                                     lens[i]);
+        }
+}
+
+TEST(pooled_blocks_come_back_zeroed) {
+        setup();
+        for (int round = 0; round < 200; round++) {
+                size_t len = (size_t)(round * 37) % 4096 + 1;
+                cb_secbuf *s = cb_secbuf_new(len);
+
+                ASSERT_TRUE(s != NULL);
+                ASSERT_TRUE(all_bytes(cb_secbuf_data(s), len, 0));
+                memset(cb_secbuf_data(s), 0xA5, len);
+                cb_secbuf_free(s);
         }
 }
 

@@ -1,0 +1,157 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+#
+# Proxy benchmark: 32 concurrent keep-alive connections (wrk) for
+# SECONDS_PER_RUN seconds each, against the same loopback upstream (an
+# nginx answering a fixed 2-byte body over plain HTTP, so every path pays
+# the same upstream cost):
+#   direct     wrk -> upstream
+#   nginx      wrk -> nginx reverse proxy (1 worker, keepalive upstream)
+#              that sets "Authorization: Bearer <key>" -> upstream
+#   credbroker wrk -> credbrokerd --listen-tcp, reverse form
+#              /v1/proxy/bench/, "Authorization: Bearer <token>" -> the
+#              sealed host http://127.0.0.1:PORT, key injected -> upstream
+# then prints, last, one BENCH line per figure:
+#   {direct,nginx,credbroker}_rps, {direct,nginx,credbroker}_p50_us
+#   proxy_throughput_vs_nginx     credbroker rps / nginx rps
+#   proxy_added_p50_vs_nginx      (credbroker p50 - direct p50) / (nginx p50 - direct p50)
+#
+#   bash tests/bench/proxy.sh          SECONDS_PER_RUN=5 bash tests/bench/proxy.sh
+#
+# Self-contained: builds credbrokerd and credbroker into build-bench/
+# (release), works in a private temp dir removed on exit, starts and stops
+# its own nginx instances and daemon on 127.0.0.1, bounds every step with
+# timeout(1).  Needs nginx and wrk (Debian packages nginx, wrk) and root
+# (nginx's prefix paths and the broker's uid checks are simplest as root).
+# Prints figures, never pass/fail.
+set -euo pipefail
+
+SECS=${SECONDS_PER_RUN:-10}
+CONNS=32
+THREADS=2
+SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+BUILD="$SRC/build-bench"
+DAEMON="$BUILD/broker/credbrokerd"
+CLI="$BUILD/client/credbroker"
+
+log() { echo "proxy.sh: $*" >&2; }
+[ "$(id -u)" = 0 ] || { log "needs root"; exit 1; }
+for t in nginx wrk curl; do command -v $t >/dev/null || { log "needs $t (apt-get install nginx wrk curl)"; exit 1; }; done
+case "$SECS" in '' | *[!0-9]* | 0) log "SECONDS_PER_RUN must be a positive integer"; exit 2 ;; esac
+
+if [ ! -f "$BUILD/build.ninja" ]; then
+        timeout 300 meson setup "$BUILD" "$SRC" --buildtype=release -Dwerror_ci=true >&2
+fi
+timeout 600 ninja -C "$BUILD" broker/credbrokerd client/credbroker >&2
+
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/cb-proxy-bench.XXXXXX")
+chmod 0711 "$TMP"
+PIDS=()
+cleanup() {
+        local p
+        for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+        wait 2>/dev/null || true
+        rm -rf -- "$TMP"
+}
+trap cleanup EXIT
+
+free_port() { /usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() { for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$1/" && return 0; sleep 0.05; done; return 1; }
+
+# nginx NAME CONF_BODY: one instance, one worker, in its own prefix dir.
+start_nginx() {
+        local d="$TMP/$1"
+        mkdir -p "$d/logs" "$d/tmp"
+        cat >"$d/nginx.conf" <<EOF
+daemon off;
+worker_processes 1;
+user root;
+pid $d/nginx.pid;
+error_log $d/logs/error.log warn;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    client_body_temp_path $d/tmp/body;
+    proxy_temp_path $d/tmp/proxy;
+    fastcgi_temp_path $d/tmp/fcgi;
+    uwsgi_temp_path $d/tmp/uwsgi;
+    scgi_temp_path $d/tmp/scgi;
+    $2
+}
+EOF
+        nginx -p "$d" -c "$d/nginx.conf" >"$d/out.log" 2>&1 &
+        PIDS+=($!)
+}
+
+UP=$(free_port)
+start_nginx upstream "server { listen 127.0.0.1:$UP; keepalive_requests 1000000; location / { return 200 'ok'; } }"
+wait_port "$UP" || { log "upstream nginx did not start"; cat "$TMP/upstream/out.log" "$TMP/upstream/logs/error.log" >&2; exit 1; }
+
+KEY="sk-bench-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+NX=$(free_port)
+start_nginx proxy "upstream up { server 127.0.0.1:$UP; keepalive 64; }
+    server { listen 127.0.0.1:$NX; keepalive_requests 1000000;
+      location / { proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection \"\";
+                   proxy_set_header Authorization \"Bearer $KEY\"; } }"
+wait_port "$NX" || { log "proxy nginx did not start"; cat "$TMP/proxy/logs/error.log" >&2; exit 1; }
+
+# credbroker: store, policy (uid 0 may proxy "bench"), daemon on loopback TCP.
+timeout 60 "$CLI" init --state-dir "$TMP/state" --unlock "keyfile:$TMP/key" >/dev/null
+cat >"$TMP/policy.json" <<JSON
+{ "clients": { "bench": {"uid": 0} },
+  "grants": [ {"client": "bench", "secret": "bench", "use": ["proxy"], "max_ttl": 3600} ],
+  "admins": {"uids": [0]} }
+JSON
+chmod 0644 "$TMP/policy.json"
+CB=$(free_port)
+"$DAEMON" --state-dir "$TMP/state" --run-dir "$TMP/run" --policy "$TMP/policy.json" --unlock "keyfile:$TMP/key" \
+        --listen-tcp "127.0.0.1:$CB" >"$TMP/daemon.log" 2>&1 &
+DPID=$!
+PIDS+=($DPID)
+for _ in $(seq 100); do [ -S "$TMP/run/admin.sock" ] && break; sleep 0.05; done
+[ -S "$TMP/run/admin.sock" ] || { log "credbrokerd did not start"; cat "$TMP/daemon.log" >&2; exit 1; }
+printf '%s' "$KEY" | timeout 30 "$CLI" --admin-socket "$TMP/run/admin.sock" put bench \
+        --host "http://127.0.0.1:$UP" --inject 'Authorization: Bearer {}' >/dev/null
+TOKEN=$(timeout 30 "$CLI" --socket "$TMP/run/tools.sock" token bench --use proxy --bind uid --ttl 3600 2>/dev/null)
+check=$(curl -s -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$CB/v1/proxy/bench/")
+[ "$check" = ok ] || { log "credbroker proxy check failed: $check"; tail -n 5 "$TMP/daemon.log" >&2; exit 1; }
+
+# run NAME URL [HEADER]: wrk, then "rps p50_us" into $TMP/NAME.res
+run() {
+        local name=$1 url=$2 hdr=${3:-} out="$TMP/$1.wrk"
+        log "run $name: $CONNS connections, ${SECS}s"
+        if [ -n "$hdr" ]; then
+                timeout $((SECS + 60)) wrk -t "$THREADS" -c "$CONNS" -d "${SECS}s" --latency -H "$hdr" "$url" >"$out"
+        else
+                timeout $((SECS + 60)) wrk -t "$THREADS" -c "$CONNS" -d "${SECS}s" --latency "$url" >"$out"
+        fi
+        local rps p50 errs
+        rps=$(awk '/^Requests\/sec:/ { print $2 }' "$out")
+        p50=$(awk '$1 == "50%" { v = $2; if (v ~ /us$/) { sub(/us$/, "", v); print v } else if (v ~ /ms$/) { sub(/ms$/, "", v); print v * 1000 } else if (v ~ /s$/) { sub(/s$/, "", v); print v * 1000000 } }' "$out")
+        errs=$(grep -E "Non-2xx|Socket errors" "$out" || true)
+        echo "# $name: $rps requests/s, p50 $p50 us${errs:+; $errs}"
+        echo "$rps $p50" >"$TMP/$name.res"
+}
+
+echo "# $(nproc) CPUs; $(uname -r); wrk -t$THREADS -c$CONNS -d${SECS}s; upstream: nginx, 2-byte body, plain HTTP on loopback"
+# Interleaved twice; the better of the two runs per path is reported.
+for round in 1 2; do
+        run direct$round "http://127.0.0.1:$UP/"
+        run nginx$round "http://127.0.0.1:$NX/"
+        run credbroker$round "http://127.0.0.1:$CB/v1/proxy/bench/" "Authorization: Bearer $TOKEN"
+done
+best() { # best NAME: the round with more requests/s
+        sort -k1,1 -g -r "$TMP/${1}1.res" "$TMP/${1}2.res" | head -n 1
+}
+read -r d_rps d_p50 < <(best direct)
+read -r n_rps n_p50 < <(best nginx)
+read -r c_rps c_p50 < <(best credbroker)
+kill -0 "$DPID" 2>/dev/null || { log "credbrokerd died"; exit 1; }
+echo "BENCH direct_rps $d_rps"
+echo "BENCH nginx_rps $n_rps"
+echo "BENCH credbroker_rps $c_rps"
+echo "BENCH direct_p50_us $d_p50"
+echo "BENCH nginx_p50_us $n_p50"
+echo "BENCH credbroker_p50_us $c_p50"
+echo "BENCH proxy_throughput_vs_nginx $(awk -v c="$c_rps" -v n="$n_rps" 'BEGIN { printf "%.2f\n", c / n }')"
+echo "BENCH proxy_added_p50_vs_nginx $(awk -v c="$c_p50" -v n="$n_p50" -v d="$d_p50" 'BEGIN { if (n - d > 0) printf "%.2f\n", (c - d) / (n - d); else print "nan" }')"
