@@ -17,7 +17,6 @@
 #include "tokens.h"
 
 #define CB_BODY_MAX (128 * 1024)
-#define CB_PROXY_BODY_MAX (16 * 1024 * 1024) /* request bodies the proxy forwards */
 #define CB_CONN_MAX 4096            /* connections per socket */
 #define CB_CONN_PER_UID 128         /* of which one uid may hold */
 #define CB_CONN_REFUSED_PER_UID 16  /* and over that, answered 429 (see server.c) */
@@ -63,6 +62,7 @@ typedef struct request {
         char client[65];
         char accessor[CB_ACCESSOR_LEN + 1];
         bool no_audit;             /* this reply's record is written elsewhere */
+        bool answered;             /* a response is queued */
         struct proxy_job *proxy;   /* a proxied request in flight (proxy.c) */
 } request;
 
@@ -95,6 +95,10 @@ int audit_emit(json_t *o);
 int proxy_init(void);
 int api_proxy(request *rq);
 int proxy_continue(request *rq);
+/* MHD delivers the body of a proxied request piece by piece (proxy_feed
+ * consumes what fits, *size is what is left) and then its end. */
+int proxy_feed(request *rq, const char *data, size_t *size);
+void proxy_body_done(request *rq);
 void proxy_request_done(request *rq);
 void proxy_stop(void);
 

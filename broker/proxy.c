@@ -20,8 +20,9 @@
  * The secret value is replaced by "[REDACTED]" in response headers and
  * body (exact across chunks); Set-Cookie is dropped.
  *
- * Request bodies are read whole before the upstream request starts (capped
- * at CB_PROXY_BODY_MAX); responses are not buffered.
+ * Request bodies stream too: the request is decided on its headers, the
+ * worker starts at once, and the body passes through a bounded buffer
+ * (the connection is parked while it is full).  Nothing is buffered whole.
  */
 #include <errno.h>
 #include <netdb.h>
@@ -57,8 +58,10 @@ typedef struct proxy_job {
         char method[32];
         char *url;                    /* may hold the value (query injection): wiped */
         struct curl_slist *headers;   /* may hold the value: wiped */
-        unsigned char *body;
-        size_t body_len, body_off;
+        unsigned char *ubuf;          /* request body on its way up (bounded) */
+        size_t ulen;
+        bool expect_body, ueof;
+        long long content_length;     /* -1: none given (sent chunked) */
         cb_dest dest;
         CURL *h;
         char *ca_file, *pin;
@@ -144,9 +147,9 @@ static void job_unref(proxy_job *j) {
                 free(j->url);
         }
         proxy_slist_wipe_free(j->headers);
-        if (j->body) {
-                sodium_memzero(j->body, j->body_len);
-                free(j->body);
+        if (j->ubuf) {
+                sodium_memzero(j->ubuf, PROXY_BUF);
+                free(j->ubuf);
         }
         free(j->ca_file);
         free(j->pin);
@@ -205,15 +208,27 @@ static void fail(proxy_job *j, int status, const char *code, const char *fmt, ..
         free(clean);
 }
 
+/* curl pulls the request body as the client sends it; waits while there is
+ * none yet.  0 at its end. */
 static size_t on_read(char *out, size_t size, size_t n, void *u) {
         proxy_job *j = u;
-        size_t want = size * n, left = j->body_len - j->body_off;
+        size_t want = size * n;
 
-        if (want > left)
-                want = left;
-        memcpy(out, j->body + j->body_off, want);
-        j->body_off += want;
+        pthread_mutex_lock(&j->mu);
+        while (j->ulen == 0 && !j->ueof && !j->cancelled)
+                pthread_cond_wait(&j->cv, &j->mu);
+        if (j->cancelled) {
+                pthread_mutex_unlock(&j->mu);
+                return CURL_READFUNC_ABORT;
+        }
+        if (want > j->ulen)
+                want = j->ulen;
+        memcpy(out, j->ubuf, want);
+        memmove(j->ubuf, j->ubuf + want, j->ulen - want);
+        j->ulen -= want;
         j->bytes_up += want;
+        wake_locked(j);                                   /* room again: the client may send more */
+        pthread_mutex_unlock(&j->mu);
         return want;
 }
 
@@ -436,10 +451,12 @@ static void run_job(proxy_job *j) {
         curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
         if (strcmp(j->method, "HEAD") == 0) {
                 curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
-        } else if (j->body_len || strcmp(j->method, "POST") == 0 || strcmp(j->method, "PUT") == 0 ||
+        } else if (j->expect_body || strcmp(j->method, "POST") == 0 || strcmp(j->method, "PUT") == 0 ||
                    strcmp(j->method, "PATCH") == 0) {
+                /* Streamed: the length the client announced, else chunked. */
                 curl_easy_setopt(h, CURLOPT_POST, 1L);
-                curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)j->body_len);
+                curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE,
+                                 (curl_off_t)(j->expect_body ? j->content_length : 0));
                 curl_easy_setopt(h, CURLOPT_READFUNCTION, on_read);
                 curl_easy_setopt(h, CURLOPT_READDATA, j);
                 if (strcmp(j->method, "POST") != 0)
@@ -619,6 +636,43 @@ int proxy_continue(request *rq) {
         return ret;
 }
 
+/* A piece of the request body: into the upload buffer as far as it fits;
+ * when full, park the connection until the worker has sent some (MHD then
+ * hands us the rest again).  Once the upstream transfer has ended (failed
+ * early), the rest is read and dropped. */
+int proxy_feed(request *rq, const char *data, size_t *size) {
+        proxy_job *j = rq->proxy;
+
+        pthread_mutex_lock(&j->mu);
+        if (j->done || j->cancelled) {
+                *size = 0;
+        } else {
+                size_t n = PROXY_BUF - j->ulen < *size ? PROXY_BUF - j->ulen : *size;
+                memcpy(j->ubuf + j->ulen, data, n);
+                j->ulen += n;
+                *size -= n;
+                pthread_cond_broadcast(&j->cv);
+                if (*size) {
+                        j->suspended = true;
+                        MHD_suspend_connection(rq->conn);
+                }
+        }
+        pthread_mutex_unlock(&j->mu);
+        return MHD_YES;
+}
+
+/* The body is complete (MHD's final call): tell the worker. */
+void proxy_body_done(request *rq) {
+        proxy_job *j = rq->proxy;
+
+        pthread_mutex_lock(&j->mu);
+        if (!j->ueof) {
+                j->ueof = true;
+                pthread_cond_broadcast(&j->cv);
+        }
+        pthread_mutex_unlock(&j->mu);
+}
+
 /* The request is over for MHD (answered, failed or the client left). */
 void proxy_request_done(request *rq) {
         proxy_job *j = rq->proxy;
@@ -655,7 +709,8 @@ void proxy_stop(void) {
 }
 
 /* Take over a decided request: start its worker and park the connection
- * until the upstream answers.  Takes sp->url, sp->headers and rq->body. */
+ * until the upstream answers (or, when a body follows, let MHD deliver it
+ * to proxy_feed).  Takes sp->url and sp->headers. */
 int proxy_start(request *rq, proxy_spec *sp) {
         proxy_job *j;
         int r, ret;
@@ -678,8 +733,13 @@ int proxy_start(request *rq, proxy_spec *sp) {
         memcpy(j->method, sp->method, sizeof(j->method));
         j->url = sp->url, sp->url = NULL;
         j->headers = sp->headers, sp->headers = NULL;
-        j->body = rq->body, j->body_len = rq->body_len;
-        rq->body = NULL, rq->body_len = 0;
+        j->expect_body = sp->expect_body;
+        j->content_length = sp->content_length;
+        j->ueof = !sp->expect_body;
+        if (sp->expect_body && !(j->ubuf = malloc(PROXY_BUF))) {
+                ret = reply_error(rq, 503, "unavailable", "out of memory");
+                goto out;
+        }
         j->dest = sp->dest;
         j->ca_file = sp->ca_file ? strdup(sp->ca_file) : NULL;
         j->pin = sp->pin ? strdup(sp->pin) : NULL;
@@ -720,6 +780,8 @@ int proxy_start(request *rq, proxy_spec *sp) {
         }
         rq->proxy = j;
         j = NULL;
+        if (sp->expect_body)
+                return MHD_YES;                           /* the body comes to proxy_feed() */
         pthread_mutex_lock(&rq->proxy->mu);
         if (!rq->proxy->headers_done && !rq->proxy->done) {
                 rq->proxy->suspended = true;

@@ -18,13 +18,16 @@ typedef struct proxy_spec {
         cb_dest dest;
         const char *ca_file, *pin;    /* sealed metadata, or NULL */
         const unsigned char *value;   /* for redaction (copied) */
+        bool expect_body;             /* Content-Length > 0 or Transfer-Encoding: a body follows */
+        long long content_length;     /* its announced length, -1 if none (chunked) */
         size_t value_len;
         char path[1024];              /* for the audit record, without the query */
 } proxy_spec;
 
 /* Start the upstream transfer for rq and park the connection until the
- * upstream answers; takes sp->url, sp->headers and rq->body (wiped and
- * freed on every path).  Returns an MHD result.  Call under cbd.lock. */
+ * upstream answers (a request with a body: once the body is in); takes
+ * sp->url and sp->headers (wiped and freed on every path).  Returns an MHD
+ * result.  Call under cbd.lock. */
 int proxy_start(request *rq, proxy_spec *sp);
 
 /* Wipe every string of a header list, then free it. */

@@ -461,6 +461,14 @@ int api_proxy(request *rq) {
         sp.value = v;
         sp.value_len = vl;
         snprintf(sp.method, sizeof(sp.method), "%s", rq->method);
+        {
+                const char *cl = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, "Content-Length");
+                const char *te = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, "Transfer-Encoding");
+                char *end = NULL;
+                long long n = cl ? strtoll(cl, &end, 10) : -1;
+                sp.content_length = cl && end != cl && !*end && n >= 0 ? n : -1;
+                sp.expect_body = sp.content_length > 0 || (te && !cl);
+        }
         snprintf(sp.path, sizeof(sp.path), "%s", path);
         ret = proxy_start(rq, &sp);
 out:

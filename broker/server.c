@@ -123,6 +123,7 @@ static int queue(request *rq, unsigned status, char *text, size_t len, bool sens
         MHD_add_response_header(resp, "Content-Type", "application/json");
         MHD_add_response_header(resp, "Cache-Control", "no-store");
         ret = MHD_queue_response(rq->conn, status, resp);
+        rq->answered = ret == MHD_YES;
         MHD_destroy_response(resp);
         return ret;
 }
@@ -192,11 +193,13 @@ json_t *body_object(request *rq, const char *const *allowed) {
         return o;
 }
 
+static enum MHD_Result dispatch(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
+                                request *rq);
+
 static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
                               const char *version, const char *upload_data, size_t *upload_data_size,
                               void **con_cls) {
         request *rq = *con_cls;
-        int ret;
 
         (void)version;
         if (!rq) {
@@ -208,16 +211,26 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
                         return MHD_NO;
                 rq->peer.pidfd = -1;
                 *con_cls = rq;
+                /* A proxied request is decided on its headers, before any of
+                 * its body is read: the body then streams to the upstream. */
+                if (cls != &admin_marker && is_proxy_target(method, url))
+                        return dispatch(cls, conn, url, method, rq);
                 return MHD_YES;
         }
-        if (rq->proxy)
+        if (rq->proxy) {
+                if (*upload_data_size)
+                        return proxy_feed(rq, upload_data, upload_data_size) == MHD_YES ? MHD_YES : MHD_NO;
+                proxy_body_done(rq);
                 return proxy_continue(rq) == MHD_YES ? MHD_YES : MHD_NO;
+        }
+        if (rq->answered) {
+                *upload_data_size = 0; /* refused on its headers: the body is dropped */
+                return MHD_YES;
+        }
         if (*upload_data_size) {
-                size_t cap = is_proxy_target(method, url) ? CB_PROXY_BODY_MAX : CB_BODY_MAX;
-                if (!rq->too_large && rq->body_len + *upload_data_size <= cap) {
+                if (!rq->too_large && rq->body_len + *upload_data_size <= CB_BODY_MAX) {
                         size_t need = rq->body_len + *upload_data_size + 1;
                         if (need > rq->body_cap) {
-                                /* Doubling: a 16 MiB body arrives in many chunks. */
                                 size_t nc = rq->body_cap ? rq->body_cap : 4096;
                                 while (nc < need)
                                         nc *= 2;
@@ -240,6 +253,14 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
                 *upload_data_size = 0;
                 return MHD_YES;
         }
+        return dispatch(cls, conn, url, method, rq);
+}
+
+/* Identify the caller and run the route. */
+static enum MHD_Result dispatch(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
+                                request *rq) {
+        int ret;
+
         rq->conn = conn;
         rq->url = url;
         rq->method = method;
@@ -261,7 +282,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
                         rq->have_peer = true;
                         if (rq->too_large)
                                 ret = reply_error(rq, 413, "payload_too_large", "body larger than %d bytes",
-                                                  CB_PROXY_BODY_MAX);
+                                                  CB_BODY_MAX);
                         else if (strcmp(url, "/v1/health") == 0 || is_proxy_target(method, url))
                                 ret = api_tool(rq);
                         else
@@ -291,8 +312,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
         } else {
                 rq->have_peer = true;
                 if (rq->too_large)
-                        ret = reply_error(rq, 413, "payload_too_large", "body larger than %d bytes",
-                                          is_proxy_target(method, url) ? CB_PROXY_BODY_MAX : CB_BODY_MAX);
+                        ret = reply_error(rq, 413, "payload_too_large", "body larger than %d bytes", CB_BODY_MAX);
                 else
                         ret = rq->admin_socket ? api_admin(rq) : api_tool(rq);
         }

@@ -329,6 +329,23 @@ SHA=$(sha256sum "$OUT/big" | cut -d' ' -f1)
 pc $U1 big -H "$(auth up)" -H 'Content-Type: application/octet-stream' --data-binary @"$OUT/big" "$PROXY/up/echo"
 status "POST 1 MiB" 200 big
 expect_rec "1 MiB body arrived intact (length + sha256)" "$T/main.log" "r['method'] == 'POST' and r['body_length'] == 1048576 and r['body_sha256'] == '$SHA'"
+# 48 MiB, chunked (no Content-Length): streamed, so the daemon's peak
+# memory stays far below the body's size.
+head -c $((48 << 20)) /dev/urandom >"$OUT/huge"
+chmod 0644 "$OUT/huge"
+HSHA=$(sha256sum "$OUT/huge" | cut -d' ' -f1)
+pc $U1 huge -H "$(auth up)" -H 'Transfer-Encoding: chunked' --data-binary @"$OUT/huge" "$PROXY/up/echo"
+status "POST 48 MiB chunked" 200 huge
+expect_rec "48 MiB chunked body arrived intact" "$T/main.log" "r['method'] == 'POST' and r['body_length'] == $((48 << 20)) and r['body_sha256'] == '$HSHA'"
+hwm=$(awk '/^VmHWM:/ { print $2 }' "/proc/$PID/status")
+if grep -qa __asan_init "$DAEMON"; then
+        echo "note: peak RSS (${hwm:-?} kB) not judged in a sanitizer build: ASan's quarantine keeps freed memory"
+elif [ -n "$hwm" ] && [ "$hwm" -lt $((32 << 10)) ]; then
+        ok "request bodies stream: daemon peak RSS ${hwm} kB < 32 MiB after a 48 MiB body"
+else
+        bad "daemon peak RSS ${hwm:-?} kB after a 48 MiB body: buffered?"
+fi
+rm -f "$OUT/huge"
 
 pc $U1 leak -H "$(auth up)" "$PROXY/up/leak"
 status "/leak (upstream echoes the injected header, chunked, value split across writes)" 200 leak
