@@ -157,6 +157,17 @@ const char *cb_addr_refusal(const struct sockaddr *sa) {
         }
         if ((a[0] & 0xfe) == 0xfc)
                 return "private";                          /* fc00::/7 unique local */
+        if (a[0] == 0xfe && (a[1] & 0xc0) == 0xc0)
+                return "private";                          /* fec0::/10 site-local (deprecated) */
+        if (a[0] == 0 && a[1] == 0x64 && a[2] == 0xff && a[3] == 0x9b && a[4] == 0 && a[5] == 1)
+                return "private";                          /* 64:ff9b:1::/48 local-use NAT64 */
+        {
+                static const unsigned char siit[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0, 0 };
+                if (memcmp(a, siit, 12) == 0) {            /* ::ffff:0:a.b.c.d (SIIT) */
+                        memcpy(&v4, a + 12, 4);
+                        return v4_refusal(ntohl(v4)) ?: "reserved";
+                }
+        }
         if (a[0] == 0xfe && (a[1] & 0xc0) == 0x80)
                 return "link-local";
         if (a[0] == 0xff)
@@ -180,6 +191,15 @@ bool cb_addr_is(const struct sockaddr *sa, const char *literal) {
 
 /* ---- paths and headers ------------------------------------------------- */
 
+bool cb_path_under(const char *path, const char *prefix) {
+        size_t pl = strlen(prefix);
+
+        if (strncmp(path, prefix, pl) != 0)
+                return false;
+        /* "/v1/chat" covers "/v1/chat" and "/v1/chat/...", not "/v1/chatX". */
+        return pl == 0 || prefix[pl - 1] == '/' || path[pl] == '\0' || path[pl] == '/';
+}
+
 int cb_path_check(const char *path, size_t len) {
         if (len == 0 || path[0] != '/')
                 return cb_error_set(-EINVAL, "the path must start with '/'");
@@ -192,14 +212,24 @@ int cb_path_check(const char *path, size_t len) {
                             !isxdigit((unsigned char)path[i + 2]))
                                 return cb_error_set(-EINVAL, "the path holds a bad %%-escape");
                         unsigned v = (unsigned)strtoul((char[]){ path[i + 1], path[i + 2], 0 }, NULL, 16);
-                        if (v == '.' || v == '/' || v == '\\' || v == 0)
-                                return cb_error_set(-EINVAL, "the path holds an encoded '.', '/', '\\' or NUL");
+                        if (v == '.' || v == '/' || v == '\\' || v == 0 || v == ';')
+                                return cb_error_set(-EINVAL, "the path holds an encoded '.', '/', '\\', ';' or NUL");
+                        /* "%25" + hex decodes to another escape (double
+                         * encoding); 0xC0/0xC1 and 0xE0 0x80-0x9F start
+                         * overlong UTF-8 ("%c0%ae" is a '.' to some). */
+                        bool next_low = i + 5 < len && path[i + 3] == '%' && (path[i + 4] == '8' ||
+                                                                              (v == 0xE0 && path[i + 4] == '9'));
+                        if ((v == '%' && i + 4 < len && isxdigit((unsigned char)path[i + 3]) &&
+                             isxdigit((unsigned char)path[i + 4])) ||
+                            v == 0xC0 || v == 0xC1 || v >= 0xF5 || ((v == 0xE0 || v == 0xF0) && next_low))
+                                return cb_error_set(-EINVAL, "the path holds a double or overlong %%-escape");
                 }
                 if (c == '/' && i + 1 < len && path[i + 1] == '.') {
                         size_t j = i + 2;
                         if (j < len && path[j] == '.')
                                 j++;
-                        if (j == len || path[j] == '/')
+                        /* "/..;x" counts: servlet containers drop ";x". */
+                        if (j == len || path[j] == '/' || path[j] == ';')
                                 return cb_error_set(-EINVAL, "the path holds a '.' or '..' segment");
                 }
         }
@@ -416,4 +446,81 @@ char *cb_redact_string(const char *s, const unsigned char *value, size_t len) {
         }
         strcpy(o, p);
         return out;
+}
+
+/* ---- several patterns: a chain of redactors ------------------------------- */
+
+int cb_redchain_add(cb_redchain *c, const unsigned char *value, size_t len) {
+        if (len == 0)
+                return 0;
+        if (c->n == CB_REDCHAIN_MAX)
+                return -E2BIG;
+        c->r[c->n] = cb_redactor_new(value, len);
+        if (!c->r[c->n])
+                return -ENOMEM;
+        c->n++;
+        return 0;
+}
+
+void cb_redchain_clear(cb_redchain *c) {
+        for (size_t i = 0; i < c->n; i++)
+                cb_redactor_free(c->r[i]);
+        if (c->buf) {
+                sodium_memzero(c->buf, c->cap);
+                free(c->buf);
+        }
+        memset(c, 0, sizeof(*c));
+}
+
+/* Run p through stages from..n-1. */
+static int chain_from(cb_redchain *c, size_t from, const unsigned char *p, size_t n, const unsigned char **out,
+                      size_t *out_len) {
+        for (size_t k = from; k < c->n; k++) {
+                if (cb_redactor_feed(c->r[k], p, n, &p, &n) < 0)
+                        return -ENOMEM;
+        }
+        *out = p;
+        *out_len = n;
+        return 0;
+}
+
+int cb_redchain_feed(cb_redchain *c, const void *p, size_t n, const unsigned char **out, size_t *out_len) {
+        return chain_from(c, 0, p, n, out, out_len);
+}
+
+int cb_redchain_finish(cb_redchain *c, const unsigned char **out, size_t *out_len) {
+        size_t len = 0;
+
+        for (size_t k = 0; k < c->n; k++) {
+                const unsigned char *t, *o;
+                size_t tl, ol;
+
+                cb_redactor_finish(c->r[k], &t, &tl);
+                if (chain_from(c, k + 1, t, tl, &o, &ol) < 0 || grow(&c->buf, &c->cap, len + ol + 1) < 0)
+                        return -ENOMEM;
+                memcpy(c->buf + len, o, ol);
+                len += ol;
+        }
+        *out = c->buf;
+        *out_len = len;
+        return 0;
+}
+
+size_t cb_redchain_hits(const cb_redchain *c) {
+        size_t h = 0;
+        for (size_t i = 0; i < c->n; i++)
+                h += cb_redactor_hits(c->r[i]);
+        return h;
+}
+
+char *cb_redchain_string(const cb_redchain *c, const char *s) {
+        char *cur = strdup(s);
+
+        for (size_t k = 0; cur && k < c->n; k++) {
+                char *next = cb_redact_string(cur, c->r[k]->value, c->r[k]->len);
+                sodium_memzero(cur, strlen(cur));
+                free(cur);
+                cur = next;
+        }
+        return cur;
 }

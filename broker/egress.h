@@ -46,6 +46,10 @@ bool cb_addr_is(const struct sockaddr *sa, const char *literal);
  * backslash, no control bytes, no '#'.  -EINVAL with a message. */
 int cb_path_check(const char *path, size_t len);
 
+/* Is path under the sealed prefix: the prefix itself, or it followed by
+ * '/' (or the prefix ends in '/')? */
+bool cb_path_under(const char *path, const char *prefix);
+
 /* Does a header (name, value) carry CR, LF or NUL, or a name outside the
  * HTTP token characters? */
 bool cb_header_bad(const char *name, const char *value);
@@ -91,3 +95,23 @@ size_t cb_redactor_hits(const cb_redactor *r);
 /* Replace every occurrence of value in the NUL-terminated s in place of a
  * new malloc'd string (for headers and messages); NULL on ENOMEM. */
 char *cb_redact_string(const char *s, const unsigned char *value, size_t len);
+
+/* Several patterns at once (the value as sent raw, base64'd for basic auth,
+ * percent- or JSON-escaped): a chain of redactors, each exact across
+ * chunks.  Zero-initialise; add patterns; feed; finish; clear. */
+#define CB_REDCHAIN_MAX 6
+typedef struct cb_redchain {
+        cb_redactor *r[CB_REDCHAIN_MAX];
+        size_t n;
+        unsigned char *buf;           /* finish() output */
+        size_t cap;
+} cb_redchain;
+
+int cb_redchain_add(cb_redchain *c, const unsigned char *value, size_t len); /* len 0: ignored */
+int cb_redchain_feed(cb_redchain *c, const void *p, size_t n, const unsigned char **out, size_t *out_len);
+int cb_redchain_finish(cb_redchain *c, const unsigned char **out, size_t *out_len);
+void cb_redchain_clear(cb_redchain *c);
+size_t cb_redchain_hits(const cb_redchain *c);
+/* Every pattern of the chain replaced in a C string: a new malloc'd string
+ * (NULL on ENOMEM). */
+char *cb_redchain_string(const cb_redchain *c, const char *s);

@@ -54,6 +54,7 @@ typedef struct proxy_job {
         int refs;
         struct MHD_Connection *conn;  /* NULL once MHD is done with the request */
         bool suspended, headers_done, done, cancelled;
+        bool finished;                /* the worker is through, audit written (atomic) */
         /* what to send */
         char method[32];
         char *url;                    /* may hold the value (query injection): wiped */
@@ -65,8 +66,7 @@ typedef struct proxy_job {
         cb_dest dest;
         CURL *h;
         char *ca_file, *pin;
-        cb_secbuf *value;             /* for redaction */
-        cb_redactor *red;
+        cb_redchain red;              /* the value and its injected/escaped forms */
         /* what came back */
         long status;
         char **rh;                    /* "Name: value", filtered and redacted */
@@ -76,6 +76,7 @@ typedef struct proxy_job {
         int fail_status;              /* set when it failed before headers */
         char fail_code[32], err[512];
         bool broken;                  /* failed after headers: end the body with an error */
+        bool compressed;              /* the upstream sent Content-Encoding despite identity */
         /* audit */
         uint64_t t0_ns;
         uint64_t bytes_up, bytes_down;
@@ -153,8 +154,7 @@ static void job_unref(proxy_job *j) {
         }
         free(j->ca_file);
         free(j->pin);
-        cb_secbuf_free(j->value);
-        cb_redactor_free(j->red);
+        cb_redchain_clear(&j->red);
         for (size_t i = 0; i < j->nrh; i++)
                 free(j->rh[i]);
         free(j->rh);
@@ -195,7 +195,7 @@ static void fail(proxy_job *j, int status, const char *code, const char *fmt, ..
         vsnprintf(msg, sizeof(msg), fmt, ap);
         va_end(ap);
         /* curl's messages may quote the URL, which may carry the value. */
-        char *clean = cb_redact_string(msg, cb_secbuf_data(j->value), cb_secbuf_len(j->value));
+        char *clean = cb_redchain_string(&j->red, msg);
         pthread_mutex_lock(&j->mu);
         if (!j->headers_done) {
                 j->fail_status = status;
@@ -258,7 +258,7 @@ static size_t on_write(char *p, size_t size, size_t n, void *u) {
         const unsigned char *out;
         size_t len;
 
-        if (cb_redactor_feed(j->red, p, size * n, &out, &len) < 0)
+        if (cb_redchain_feed(&j->red, p, size * n, &out, &len) < 0)
                 return 0;
         j->bytes_down += size * n;
         return push(j, out, len) ? size * n : 0;
@@ -278,6 +278,21 @@ static size_t on_header(char *p, size_t size, size_t n, void *u) {
         proxy_job *j = u;
         size_t len = size * n;
 
+        /* Once the response head is out, the MHD side reads j->rh: later
+         * lines (trailers) are dropped, never added. */
+        if (j->headers_done)
+                return len;
+        /* A compressed body could not be checked for the secret: refused
+         * (Accept-Encoding: identity was asked for). */
+        if (len > 17 && strncasecmp(p, "content-encoding:", 17) == 0) {
+                const char *v = p + 17;
+                while (*v == ' ' || *v == '\t')
+                        v++;
+                if (strncasecmp(v, "identity", 8) != 0) {
+                        j->compressed = true;
+                        return 0;                         /* aborts the transfer */
+                }
+        }
         if (len >= 5 && strncmp(p, "HTTP/", 5) == 0) {   /* a status line: a new response (1xx before) */
                 for (size_t i = 0; i < j->nrh; i++)
                         free(j->rh[i]);
@@ -315,7 +330,7 @@ static size_t on_header(char *p, size_t size, size_t n, void *u) {
         memcpy(line + nl, ": ", 2);
         memcpy(line + nl + 2, v, (size_t)(end - v));
         line[nl + 2 + (end - v)] = '\0';
-        char *clean = cb_redact_string(line, cb_secbuf_data(j->value), cb_secbuf_len(j->value));
+        char *clean = cb_redchain_string(&j->red, line);
         sodium_memzero(line, strlen(line));
         free(line);
         if (!clean)
@@ -328,6 +343,14 @@ static size_t on_header(char *p, size_t size, size_t n, void *u) {
         j->rh = nr;
         j->rh[j->nrh++] = clean;
         return len;
+}
+
+/* Called often during a transfer: a non-zero return aborts it (the client
+ * left, or the daemon is stopping). */
+static int on_progress(void *u, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t un) {
+        proxy_job *j = u;
+        (void)dt, (void)dn, (void)ut, (void)un;
+        return __atomic_load_n(&j->cancelled, __ATOMIC_RELAXED) ? 1 : 0;
 }
 
 /* Resolve dest, refuse addresses that must not be dialled, and pin curl to
@@ -432,7 +455,11 @@ static void run_job(proxy_job *j) {
         curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
         curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
         if (j->ca_file)
+        {
+                /* The sealed bundle replaces the system's: no CA directory. */
                 curl_easy_setopt(h, CURLOPT_CAINFO, j->ca_file);
+                curl_easy_setopt(h, CURLOPT_CAPATH, NULL);
+        }
         if (j->pin)
                 curl_easy_setopt(h, CURLOPT_PINNEDPUBLICKEY, j->pin);
         if (resolve)
@@ -449,6 +476,9 @@ static void run_job(proxy_job *j) {
         curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_write);
         curl_easy_setopt(h, CURLOPT_WRITEDATA, j);
         curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
+        curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+        curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
+        curl_easy_setopt(h, CURLOPT_XFERINFODATA, j);
         if (strcmp(j->method, "HEAD") == 0) {
                 curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
         } else if (j->expect_body || strcmp(j->method, "POST") == 0 || strcmp(j->method, "PUT") == 0 ||
@@ -468,9 +498,12 @@ static void run_job(proxy_job *j) {
         if (c == CURLE_OK) {
                 const unsigned char *tail;
                 size_t tl;
-                cb_redactor_finish(j->red, &tail, &tl);
-                if (tl)
+                if (cb_redchain_finish(&j->red, &tail, &tl) == 0 && tl)
                         (void)push(j, tail, tl);
+        } else if (j->compressed) {
+                fail(j, 502, "bad_gateway", "upstream %s:%u sent a compressed response (Content-Encoding) although "
+                                            "asked for identity: it cannot be checked for the secret, refused",
+                     j->dest.host, j->dest.port);
         } else if (!j->cancelled) {
                 int status;
                 const char *code = curl_fail_code(c, &status);
@@ -488,6 +521,7 @@ out:
         pthread_mutex_unlock(&j->mu);
         curl_slist_free_all(resolve);
         audit_done(j);
+        __atomic_store_n(&j->finished, true, __ATOMIC_RELEASE);
         job_unref(j);
 }
 
@@ -577,6 +611,8 @@ static ssize_t reader(void *cls, uint64_t pos, char *out, size_t max) {
                 n = (ssize_t)k;
         } else if (j->done) {
                 n = j->broken ? MHD_CONTENT_READER_END_WITH_ERROR : MHD_CONTENT_READER_END_OF_STREAM;
+        } else if (j->cancelled || stopping) {
+                n = MHD_CONTENT_READER_END_WITH_ERROR;    /* never park a connection while stopping */
         } else {
                 /* Nothing yet: park the connection; the worker resumes it. */
                 j->suspended = true;
@@ -598,7 +634,7 @@ int proxy_continue(request *rq) {
         int ret;
 
         pthread_mutex_lock(&j->mu);
-        if (!j->headers_done && !j->done) {              /* woken early: wait on */
+        if (!j->headers_done && !j->done && !j->cancelled && !stopping) { /* woken early: wait on */
                 j->suspended = true;
                 MHD_suspend_connection(rq->conn);
                 pthread_mutex_unlock(&j->mu);
@@ -652,9 +688,11 @@ int proxy_feed(request *rq, const char *data, size_t *size) {
                 j->ulen += n;
                 *size -= n;
                 pthread_cond_broadcast(&j->cv);
-                if (*size) {
+                if (*size && !stopping) {
                         j->suspended = true;
                         MHD_suspend_connection(rq->conn);
+                } else if (*size) {
+                        *size = 0;                        /* stopping: dropped */
                 }
         }
         pthread_mutex_unlock(&j->mu);
@@ -706,6 +744,19 @@ void proxy_stop(void) {
                 pthread_mutex_unlock(&j->mu);
         }
         pthread_mutex_unlock(&jobs_mu);
+        /* Let the workers see it (their transfers abort at the next
+         * progress call) before the servers and the store go away. */
+        for (int tries = 0; tries < 50; tries++) {
+                bool busy = false;
+                pthread_mutex_lock(&jobs_mu);
+                for (size_t i = 0; i < PROXY_MAX_JOBS && !busy; i++)
+                        busy = jobs[i] && !__atomic_load_n(&jobs[i]->finished, __ATOMIC_ACQUIRE);
+                pthread_mutex_unlock(&jobs_mu);
+                if (!busy)
+                        break;
+                struct timespec t = { 0, 100 * 1000 * 1000 };
+                nanosleep(&t, NULL);
+        }
 }
 
 /* Take over a decided request: start its worker and park the connection
@@ -723,12 +774,13 @@ int proxy_start(request *rq, proxy_spec *sp) {
         pthread_mutex_init(&j->mu, NULL);
         pthread_cond_init(&j->cv, NULL);
         j->refs = 1;                                      /* ours until the worker starts */
-        if (!(j->buf = malloc(PROXY_BUF)) || !(j->red = cb_redactor_new(sp->value, sp->value_len)) ||
-            !(j->value = cb_secbuf_new(sp->value_len))) {
+        r = 0;
+        for (size_t i = 0; i < sp->nforms && r == 0; i++)
+                r = cb_redchain_add(&j->red, sp->forms[i], sp->form_lens[i]);
+        if (r < 0 || !(j->buf = malloc(PROXY_BUF))) {
                 ret = reply_error(rq, 503, "unavailable", "out of memory");
                 goto out;
         }
-        memcpy(cb_secbuf_data(j->value), sp->value, sp->value_len);
         j->conn = rq->conn;
         memcpy(j->method, sp->method, sizeof(j->method));
         j->url = sp->url, sp->url = NULL;
@@ -780,18 +832,11 @@ int proxy_start(request *rq, proxy_spec *sp) {
         }
         rq->proxy = j;
         j = NULL;
-        if (sp->expect_body)
-                return MHD_YES;                           /* the body comes to proxy_feed() */
-        pthread_mutex_lock(&rq->proxy->mu);
-        if (!rq->proxy->headers_done && !rq->proxy->done) {
-                rq->proxy->suspended = true;
-                MHD_suspend_connection(rq->conn);
-                pthread_mutex_unlock(&rq->proxy->mu);
-                ret = MHD_YES;
-        } else {
-                pthread_mutex_unlock(&rq->proxy->mu);
-                ret = proxy_continue(rq);
-        }
+        /* MHD calls again: with the body's pieces (proxy_feed), then once
+         * more at its end, where proxy_continue parks the connection until
+         * the upstream answers.  Not here: this runs under cbd.lock, which
+         * proxy_continue takes to answer a failure. */
+        ret = MHD_YES;
 out:
         if (j)
                 job_unref(j);

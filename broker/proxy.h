@@ -17,7 +17,11 @@ typedef struct proxy_spec {
         struct curl_slist *headers;   /* owned; holds the injected credential */
         cb_dest dest;
         const char *ca_file, *pin;    /* sealed metadata, or NULL */
-        const unsigned char *value;   /* for redaction (copied) */
+        /* What the response is checked for (copied): the value itself and
+         * the forms it was sent in or may be echoed as — base64 of
+         * "user:value" for basic auth, percent-escaped, JSON-escaped. */
+        const unsigned char *forms[4];
+        size_t form_lens[4], nforms;
         bool expect_body;             /* Content-Length > 0 or Transfer-Encoding: a body follows */
         long long content_length;     /* its announced length, -1 if none (chunked) */
         size_t value_len;

@@ -5,6 +5,7 @@
  * headers acceptable — all before anything leaves the broker (see proxy.c
  * for the transfer).  Runs on a server thread under cbd.lock.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,6 +61,12 @@ static enum MHD_Result copy_header(void *cls, enum MHD_ValueKind kind, const cha
         }
         if (c->total > PROXY_HEADERS_MAX)
                 return MHD_NO;
+        static const char *const overrides[] = { "x-http-method-override", "x-http-method", "x-method-override",
+                                                 "x-original-url", "x-rewrite-url", "x-original-method",
+                                                 "range", "if-range", NULL };
+        for (size_t i = 0; overrides[i]; i++)
+                if (strcasecmp(name, overrides[i]) == 0)
+                        return MHD_YES; /* would let the upstream see another method or path, or a partial echo */
         if (cb_header_hop(name) || connection_listed(c->conn_hdr, name) || strcasecmp(name, "authorization") == 0 ||
             strcasecmp(name, "accept-encoding") == 0 ||
             strncasecmp(name, "x-credbroker-", 13) == 0 ||
@@ -86,8 +93,36 @@ typedef struct query_ctx {
         char *q;
         size_t len, cap;
         const char *drop;             /* the injected parameter: the client's is dropped */
-        bool oom;
+        bool drop_method;             /* methods are sealed: "_method" overrides are dropped */
+        bool oom, bad;
 } query_ctx;
+
+/* Does the raw query key name `name` once percent-decoded, or as "name[...]"
+ * (the forms servers read as the same parameter)? */
+static bool key_is(const char *key, const char *name) {
+        char dec[256];
+        size_t o = 0;
+
+        for (const char *p = key; *p && o + 1 < sizeof(dec); p++) {
+                if (*p == '%' && isxdigit((unsigned char)p[1]) && isxdigit((unsigned char)p[2])) {
+                        dec[o++] = (char)strtoul((char[]){ p[1], p[2], 0 }, NULL, 16);
+                        p += 2;
+                } else {
+                        dec[o++] = *p;
+                }
+        }
+        dec[o] = '\0';
+        size_t nl = strlen(name);
+        return strncasecmp(dec, name, nl) == 0 && (dec[nl] == '\0' || dec[nl] == '[');
+}
+
+/* Query text that curl would cut or refuse: '#', spaces, control bytes. */
+static bool query_bad(const char *s) {
+        for (; s && *s; s++)
+                if ((unsigned char)*s <= 0x20 || *s == 0x7f || *s == '#')
+                        return true;
+        return false;
+}
 
 static bool qappend(query_ctx *c, const char *s, size_t n) {
         if (c->len + n + 1 > c->cap) {
@@ -112,7 +147,11 @@ static enum MHD_Result copy_arg(void *cls, enum MHD_ValueKind kind, const char *
         query_ctx *c = cls;
         (void)kind;
 
-        if (c->drop && strcmp(key, c->drop) == 0)
+        if (query_bad(key) || query_bad(value)) {
+                c->bad = true;
+                return MHD_NO;
+        }
+        if ((c->drop && key_is(key, c->drop)) || (c->drop_method && key_is(key, "_method")))
                 return MHD_YES;
         if ((c->len && !qappend(c, "&", 1)) || !qappend(c, key, strlen(key)) ||
             (value && (!qappend(c, "=", 1) || !qappend(c, value, strlen(value)))))
@@ -174,6 +213,26 @@ static char *pct(const unsigned char *p, size_t n) {
         return o;
 }
 
+/* The value as a JSON string body would carry it, '/' escaped too (as PHP
+ * and others write it); NULL on ENOMEM. */
+static char *json_escaped(const unsigned char *p, size_t n) {
+        char *o = malloc(n * 6 + 1), *q = o;
+
+        if (!o)
+                return NULL;
+        for (size_t i = 0; i < n; i++) {
+                unsigned char c = p[i];
+                if (c == '"' || c == '\\' || c == '/')
+                        *q++ = '\\', *q++ = (char)c;
+                else if (c < 0x20)
+                        q += sprintf(q, "\\u%04x", c);
+                else
+                        *q++ = (char)c;
+        }
+        *q = '\0';
+        return o;
+}
+
 static bool header_safe(const unsigned char *p, size_t n) {
         for (size_t i = 0; i < n; i++)
                 if (p[i] == '\r' || p[i] == '\n' || p[i] == 0)
@@ -194,7 +253,7 @@ int api_proxy(request *rq) {
         proxy_spec sp = { .url = NULL };
         hdr_ctx hc = { .rq = rq };
         query_ctx qc = { 0 };
-        char *upstream = NULL, *extra = NULL;
+        char *upstream = NULL, *extra = NULL, *pct_form = NULL, *json_form = NULL;
         int r, ret;
 
         rq->route = "proxy";
@@ -283,8 +342,9 @@ int api_proxy(request *rq) {
                         goto out;
                 }
         }
-        r = cb_tokens_use(cbd.tokens, tok, strlen(tok), &rq->peer, CB_USE_PROXY, &info);
-        sodium_memzero(tok, sizeof(tok));
+        /* Checked now, counted only once the request passes every check
+         * (a refused request does not use up the token). */
+        r = cb_tokens_check(cbd.tokens, tok, strlen(tok), &rq->peer, CB_USE_PROXY, &info);
         if (r < 0) {
                 ret = reply_error(rq, 401, r == -ETIME ? "expired" : r == -EDQUOT ? "used_up" : "unauthorized", "%s",
                                   r == -EPERM ? "the token does not allow proxy use, or belongs to another caller"
@@ -346,7 +406,7 @@ int api_proxy(request *rq) {
         if (meta->path_prefixes.n) {
                 bool ok = false;
                 for (size_t i = 0; i < meta->path_prefixes.n; i++)
-                        ok |= strncmp(path, meta->path_prefixes.v[i], strlen(meta->path_prefixes.v[i])) == 0;
+                        ok |= cb_path_under(path, meta->path_prefixes.v[i]);
                 if (!ok) {
                         ret = reply_error(rq, 403, "forbidden", "path %.200s is not under an allowed prefix for '%s'",
                                           path, secret);
@@ -422,7 +482,12 @@ int api_proxy(request *rq) {
         }
         /* The URL. */
         qc.drop = inj.kind == CB_INJECT_QUERY ? inj.name : NULL;
+        qc.drop_method = meta->methods.n > 0;
         MHD_get_connection_values(rq->conn, MHD_GET_ARGUMENT_KIND, copy_arg, &qc);
+        if (qc.bad) {
+                ret = reply_error(rq, 400, "bad_request", "the query holds '#', a space or a control byte");
+                goto out;
+        }
         if (inj.kind == CB_INJECT_QUERY) {
                 char *pv = pct(v, vl);
                 if (!pv || (qc.len && !qappend(&qc, "&", 1)) || !qappend(&qc, inj.name, strlen(inj.name)) ||
@@ -448,7 +513,12 @@ int api_proxy(request *rq) {
                 snprintf(upstream, n, "%s://%s%s%s:%u%s%s%s", dest.https ? "https" : "http", v6 ? "[" : "", dest.host,
                          v6 ? "]" : "", dest.port, path, qc.len ? "?" : "", qc.len ? qc.q : "");
         }
-        /* Decided: record it before anything leaves (fail closed). */
+        /* Decided: count the use, record it before anything leaves (fail
+         * closed). */
+        if (cb_tokens_use(cbd.tokens, tok, strlen(tok), &rq->peer, CB_USE_PROXY, &info) < 0) {
+                ret = reply_error(rq, 401, "unauthorized", "%s", cb_error_last());
+                goto out;
+        }
         if (audit_write(rq, 202, "allow", "proxied") < 0) {
                 ret = reply_error(rq, 503, "unavailable", "the audit log cannot be written");
                 goto out;
@@ -458,8 +528,16 @@ int api_proxy(request *rq) {
         sp.dest = dest;
         sp.ca_file = meta->ca_file;
         sp.pin = meta->pin;
-        sp.value = v;
-        sp.value_len = vl;
+        /* The forms a response may echo the secret in. */
+        sp.forms[sp.nforms] = v, sp.form_lens[sp.nforms++] = vl;
+        if (inj.kind == CB_INJECT_BASIC && extra)
+                sp.forms[sp.nforms] = (const unsigned char *)extra + 21, sp.form_lens[sp.nforms++] = strlen(extra + 21);
+        pct_form = pct(v, vl);
+        if (pct_form && (strlen(pct_form) != vl || memcmp(pct_form, v, vl) != 0))
+                sp.forms[sp.nforms] = (const unsigned char *)pct_form, sp.form_lens[sp.nforms++] = strlen(pct_form);
+        json_form = json_escaped(v, vl);
+        if (json_form && (strlen(json_form) != vl || memcmp(json_form, v, vl) != 0))
+                sp.forms[sp.nforms] = (const unsigned char *)json_form, sp.form_lens[sp.nforms++] = strlen(json_form);
         snprintf(sp.method, sizeof(sp.method), "%s", rq->method);
         {
                 const char *cl = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, "Content-Length");
@@ -472,7 +550,16 @@ int api_proxy(request *rq) {
         snprintf(sp.path, sizeof(sp.path), "%s", path);
         ret = proxy_start(rq, &sp);
 out:
+        sodium_memzero(tok, sizeof(tok));
         cb_secbuf_free(val);
+        if (pct_form) {
+                sodium_memzero(pct_form, strlen(pct_form));
+                free(pct_form);
+        }
+        if (json_form) {
+                sodium_memzero(json_form, strlen(json_form));
+                free(json_form);
+        }
         if (extra) {
                 sodium_memzero(extra, strlen(extra));
                 free(extra);

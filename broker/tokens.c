@@ -394,8 +394,8 @@ int cb_tokens_peek(cb_tokens *t, const char *token, size_t len, const cb_token_i
         return 0;
 }
 
-int cb_tokens_use(cb_tokens *t, const char *token, size_t len, const cb_peer *peer, unsigned use,
-                  const cb_token_info **ret_info) {
+static int check_use(cb_tokens *t, const char *token, size_t len, const cb_peer *peer, unsigned use,
+                     const cb_token_info **ret_info, bool count) {
         struct entry *e;
         int r = find(t, token, len, &e);
 
@@ -421,9 +421,20 @@ int cb_tokens_use(cb_tokens *t, const char *token, size_t len, const cb_peer *pe
                 return cb_error_set(-EPERM, "token %s does not carry this use", e->info.accessor);
         if (e->info.max_uses && e->info.used >= e->info.max_uses)
                 return cb_error_set(-EDQUOT, "token %s used up (%u uses)", e->info.accessor, e->info.max_uses);
-        e->info.used++;
+        if (count)
+                e->info.used++;
         *ret_info = &e->info;
         return 0;
+}
+
+int cb_tokens_use(cb_tokens *t, const char *token, size_t len, const cb_peer *peer, unsigned use,
+                  const cb_token_info **ret_info) {
+        return check_use(t, token, len, peer, use, ret_info, true);
+}
+
+int cb_tokens_check(cb_tokens *t, const char *token, size_t len, const cb_peer *peer, unsigned use,
+                    const cb_token_info **ret_info) {
+        return check_use(t, token, len, peer, use, ret_info, false);
 }
 
 static size_t revoke_where(cb_tokens *t, const char *field_off_match, size_t off) {

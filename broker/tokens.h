@@ -81,6 +81,11 @@ int cb_tokens_issue(cb_tokens *t, const cb_peer *peer, const char *client, const
 int cb_tokens_use(cb_tokens *t, const char *token, size_t len, const cb_peer *peer, unsigned use,
                   const cb_token_info **ret_info);
 
+/* cb_tokens_use without counting the use (the same checks and answers):
+ * for a caller that has more to check before it commits to the use. */
+int cb_tokens_check(cb_tokens *t, const char *token, size_t len, const cb_peer *peer, unsigned use,
+                    const cb_token_info **ret_info);
+
 /* Look up without counting a use and without binding checks (introspection
  * by its holder is checked by the caller).  -EINVAL/-ENOENT/-ETIME. */
 int cb_tokens_peek(cb_tokens *t, const char *token, size_t len, const cb_token_info **ret_info);

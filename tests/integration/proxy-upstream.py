@@ -20,6 +20,8 @@ Endpoints (anything else: 404):
                X-Echo-Auth response header and in the body, the body written
                in 3 flushed pieces with the value split across two of them
   /cookie      200 with Set-Cookie: session=abc
+  /gzip        200 with a gzip body and Content-Encoding: gzip, whatever was asked
+  /trailers    a chunked body followed by 150 trailer fields
   /slow        sleeps 3 s, then 200
 """
 import argparse
@@ -152,6 +154,22 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.end_chunks()
         elif path == "/cookie":
             self.send_fixed(200, b"cookie set\n", "text/plain", [("Set-Cookie", "session=abc; Path=/")])
+        elif path == "/gzip":
+            # Compressed although the request asked for identity.
+            import gzip
+            self.send_fixed(200, gzip.compress(b"compressed body\n"), "text/plain", [("Content-Encoding", "gzip")])
+        elif path == "/trailers":
+            # A chunked body followed by many trailer fields, one looking
+            # like a status line.
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.send_header("Trailer", "X-T")
+            self.end_headers()
+            self.chunk(b"body\n")
+            self.wfile.write(b"0\r\n" + b"".join(b"X-T%d: v\r\n" % i for i in range(150)) +
+                             b"HTTP/1.1 200 fake\r\n\r\n")
+            self.wfile.flush()
         elif path == "/slow":
             time.sleep(3)
             self.send_fixed(200, b"slow done\n", "text/plain")

@@ -347,6 +347,25 @@ else
 fi
 rm -f "$OUT/huge"
 
+echo "# hostile upstream answers"
+pc $U1 gzip -H "$(auth up)" "$PROXY/up/gzip"
+expect "a compressed answer (Content-Encoding despite identity) is refused: it cannot be checked" "502 compressed" \
+        "$CODE $(grep -o compressed "$OUT/gzip.b" | head -n 1)"
+for i in $(seq 20); do pc $U1 trailers -H "$(auth up)" "$PROXY/up/trailers"; [ "$CODE" = 200 ] || break; done
+expect "20 answers with 150 trailers each (one like a status line) served" 200 "$CODE"
+kill -0 "$PID" 2>/dev/null && ok "daemon alive after the trailers" || bad "daemon died on trailers"
+n=0
+for p in '/echo/..;/admin' '/echo/..%3B/admin' '/echo/%252e%252e/admin' '/echo/%c0%ae%c0%ae/admin'; do
+        n=$((n + 1))
+        refused "path $p (prefix escape)" '4[0-9][0-9]' '*' $U1 esc$n -H "$(auth narrow)" "$PROXY/narrow$p"
+done
+refused "path /echoX under prefix /echo (a prefix ends at a /)" '403' 'path' $U1 echox -H "$(auth narrow)" "$PROXY/narrow/echoX"
+pc $U1 override -H "$(auth narrow)" -H 'X-HTTP-Method-Override: DELETE' -H 'X-Original-URL: /admin' \
+        -H 'Range: bytes=0-3' "$PROXY/narrow/echo?_method=DELETE"
+status "a GET with method/path override headers" 200 override
+expect_rec "override headers, Range and _method were not forwarded" "$T/main.log" \
+        "r['path'] == '/echo' and 'x-http-method-override' not in h and 'x-original-url' not in h and 'range' not in h and '_method' not in r['query']"
+
 pc $U1 leak -H "$(auth up)" "$PROXY/up/leak"
 status "/leak (upstream echoes the injected header, chunked, value split across writes)" 200 leak
 expect_rec "upstream did receive the value it echoes" "$T/main.log" "r['path'] == '/leak' and h.get('authorization') == 'Bearer ' + v['up']"
@@ -621,7 +640,15 @@ no_token "no token reached any upstream" "${ULOGS[@]}"
 cat /proc/[0-9]*/cmdline 2>/dev/null | tr '\0' '\n' | grep -qF -f "$T/pat.values" && bad "a value in some argv" || ok "no value in any process's argv"
 
 kill -0 "$PID" 2>/dev/null && ok "daemon alive" || bad "daemon died: $(tail -n 3 "$T/daemon.out")"
+# SIGTERM with proxied requests in flight (one parked waiting for the
+# upstream's answer, one streaming): a clean exit all the same.
+as $U1 curl -s -m 20 --unix-socket "$TS" -H "$(auth up)" "$PROXY/up/slow" >/dev/null 2>&1 &
+inflight1=$!
+as $U1 curl -sN -m 20 --unix-socket "$TS" -H "$(auth up)" "$PROXY/up/sse" >/dev/null 2>&1 &
+inflight2=$!
+sleep 0.7
 kill -TERM "$PID"; wait "$PID"; rc=$?; PID=
+wait "$inflight1" "$inflight2" 2>/dev/null
 [ "$rc" = 0 ] && ok "clean exit on SIGTERM" || bad "exit status $rc on SIGTERM"
 echo "$fails failed"
 [ "$fails" = 0 ]

@@ -59,6 +59,10 @@ TEST(address_rules) {
                 { "64:ff9b::10.0.0.1", "private" },
                 { "2002:c0a8:0101::1", "private" },   /* 6to4 of 192.168.1.1 */
                 { "::127.0.0.1", "reserved" },        /* IPv4-compatible */
+                { "fec0::1", "private" },              /* site-local */
+                { "64:ff9b:1::a00:1", "private" },     /* local-use NAT64 */
+                { "::ffff:0:10.0.0.1", "private" },    /* SIIT */
+                { "::ffff:0:8.8.8.8", "reserved" },
         };
 
         for (size_t i = 0; i < sizeof(cases) / sizeof(*cases); i++) {
@@ -106,9 +110,12 @@ TEST(destinations) {
 
 TEST(paths) {
         static const char *const good[] = { "/", "/v1/chat/completions", "/a/b.c/d", "/a/.well-known", "/%41",
-                                            "/a..b", "/a/..b/" };
+                                            "/a..b", "/a/..b/", "/caf%C3%A9", "/%E0%A4%85", "/a;b=c" };
         static const char *const bad[] = { "", "a", "/a/../b", "/..", "/a/.", "/./a", "/a/%2e%2e/b", "/a%2Fb",
-                                           "/a%5cb", "/a\\b", "/a b", "/a#b", "/a%", "/a%zz", "/a%00", "/a\x01" };
+                                           "/a%5cb", "/a\\b", "/a b", "/a#b", "/a%", "/a%zz", "/a%00", "/a\x01",
+                                           "/echo/..;/admin", "/echo/.;x/a", "/echo/..%3B/admin",
+                                           "/echo/%252e%252e/admin", "/echo/%c0%ae%c0%ae/admin",
+                                           "/x/%E0%80%AE", "/x/%F8" };
 
         for (size_t i = 0; i < sizeof(good) / sizeof(*good); i++)
                 if (cb_path_check(good[i], strlen(good[i])) != 0)
@@ -116,6 +123,15 @@ TEST(paths) {
         for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++)
                 if (cb_path_check(bad[i], strlen(bad[i])) != -EINVAL)
                         cbtest_fail(__FILE__, __LINE__, "accepted bad path '%s'", bad[i]);
+}
+
+TEST(prefixes) {
+        ASSERT_TRUE(cb_path_under("/v1/chat", "/v1/chat"));
+        ASSERT_TRUE(cb_path_under("/v1/chat/completions", "/v1/chat"));
+        ASSERT_FALSE(cb_path_under("/v1/chatX", "/v1/chat"));
+        ASSERT_TRUE(cb_path_under("/v1/chatX", "/v1/"));
+        ASSERT_FALSE(cb_path_under("/v2/x", "/v1/"));
+        ASSERT_TRUE(cb_path_under("/anything", "/"));
 }
 
 TEST(headers) {
