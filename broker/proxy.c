@@ -43,6 +43,7 @@
 
 #define PROXY_BUF        (64 * 1024)
 #define PROXY_MAX_JOBS   512
+#define PROXY_MAX_JOBS_PER_UID 128
 #define CONNECT_TIMEOUT  10L
 #define IDLE_TIMEOUT     300L  /* no byte from the upstream for this long */
 #define TOTAL_TIMEOUT    3600L
@@ -809,11 +810,21 @@ int proxy_start(request *rq, proxy_spec *sp) {
         memcpy(j->accessor, rq->accessor, sizeof(j->accessor));
         memcpy(j->path, sp->path, sizeof(j->path));
         {
-                size_t slot = PROXY_MAX_JOBS;
+                size_t slot = PROXY_MAX_JOBS, mine = 0;
                 pthread_mutex_lock(&jobs_mu);
-                for (size_t i = 0; i < PROXY_MAX_JOBS && slot == PROXY_MAX_JOBS; i++)
-                        if (!jobs[i])
+                for (size_t i = 0; i < PROXY_MAX_JOBS; i++) {
+                        if (!jobs[i] && slot == PROXY_MAX_JOBS)
                                 slot = i;
+                        else if (jobs[i] && jobs[i]->uid == j->uid)
+                                mine++;
+                }
+                /* One uid may not take every worker (streams can be long). */
+                if (mine >= PROXY_MAX_JOBS_PER_UID) {
+                        pthread_mutex_unlock(&jobs_mu);
+                        ret = reply_error(rq, 429, "too_many_requests", "uid %u has %d proxied requests in flight "
+                                          "already", (unsigned)j->uid, PROXY_MAX_JOBS_PER_UID);
+                        goto out;
+                }
                 if (slot < PROXY_MAX_JOBS && !stopping)
                         jobs[slot] = j;
                 pthread_mutex_unlock(&jobs_mu);
