@@ -23,6 +23,10 @@
  * Request bodies stream too: the request is decided on its headers, the
  * worker starts at once, and the body passes through a bounded buffer
  * (the connection is parked while it is full).  Nothing is buffered whole.
+ *
+ * This file is the upstream side (job lifecycle, the libcurl worker, the
+ * worker pool); proxy_conn.c is the tool's side (the MHD callbacks);
+ * proxy_job.h is what they share.
  */
 #include <errno.h>
 #include <netdb.h>
@@ -40,62 +44,16 @@
 
 #include "error.h"
 #include "proxy.h"
+#include "proxy_job.h"
 
-#define PROXY_BUF        (64 * 1024)
-#define PROXY_MAX_JOBS   512
-#define PROXY_MAX_JOBS_PER_UID 128
-#define CONNECT_TIMEOUT  10L
-#define IDLE_TIMEOUT     300L  /* no byte from the upstream for this long */
-#define TOTAL_TIMEOUT    3600L
-#define MAX_RESP_HEADERS 200
 
-typedef struct proxy_job {
-        pthread_mutex_t mu;
-        pthread_cond_t cv;
-        int refs;
-        struct MHD_Connection *conn;  /* NULL once MHD is done with the request */
-        bool suspended, headers_done, done, cancelled;
-        bool finished;                /* the worker is through, audit written (atomic) */
-        /* what to send */
-        char method[32];
-        char *url;                    /* may hold the value (query injection): wiped */
-        struct curl_slist *headers;   /* may hold the value: wiped */
-        unsigned char *ubuf;          /* request body on its way up (bounded) */
-        size_t ulen;
-        bool expect_body, ueof;
-        long long content_length;     /* -1: none given (sent chunked) */
-        cb_dest dest;
-        CURL *h;
-        char *ca_file, *pin;
-        cb_redchain red;              /* the value and its injected/escaped forms */
-        /* what came back */
-        long status;
-        char **rh;                    /* "Name: value", filtered and redacted */
-        size_t nrh;
-        unsigned char *buf;
-        size_t blen;
-        int fail_status;              /* set when it failed before headers */
-        char fail_code[32], err[512];
-        bool broken;                  /* failed after headers: end the body with an error */
-        bool compressed;              /* the upstream sent Content-Encoding despite identity */
-        /* audit */
-        uint64_t t0_ns;
-        uint64_t bytes_up, bytes_down;
-        uid_t uid;
-        pid_t pid;
-        bool tcp;
-        char exe_sha256_hex[65];
-        char secret[CB_NAME_MAX + 1], client[65], accessor[CB_ACCESSOR_LEN + 1];
-        char path[1024];              /* without the query */
-} proxy_job;
-
-static pthread_mutex_t jobs_mu = PTHREAD_MUTEX_INITIALIZER;
-static proxy_job *jobs[PROXY_MAX_JOBS];
-static bool stopping;
+pthread_mutex_t proxy_jobs_mu = PTHREAD_MUTEX_INITIALIZER;
+proxy_job *proxy_jobs[PROXY_MAX_JOBS];
+bool proxy_stopping;
 static CURLSH *share;
 static pthread_mutex_t share_mu[CURL_LOCK_DATA_LAST];
 
-static uint64_t now_ns(void) {
+uint64_t proxy_now_ns(void) {
         struct timespec t;
         clock_gettime(CLOCK_MONOTONIC, &t);
         return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
@@ -133,17 +91,17 @@ void proxy_slist_wipe_free(struct curl_slist *l) {
         curl_slist_free_all(l);
 }
 
-static void job_unref(proxy_job *j) {
+void proxy_job_unref(proxy_job *j) {
         pthread_mutex_lock(&j->mu);
         bool last = --j->refs == 0;
         pthread_mutex_unlock(&j->mu);
         if (!last)
                 return;
-        pthread_mutex_lock(&jobs_mu);
+        pthread_mutex_lock(&proxy_jobs_mu);
         for (size_t i = 0; i < PROXY_MAX_JOBS; i++)
-                if (jobs[i] == j)
-                        jobs[i] = NULL;
-        pthread_mutex_unlock(&jobs_mu);
+                if (proxy_jobs[i] == j)
+                        proxy_jobs[i] = NULL;
+        pthread_mutex_unlock(&proxy_jobs_mu);
         if (j->url) {
                 sodium_memzero(j->url, strlen(j->url));
                 free(j->url);
@@ -170,10 +128,10 @@ static void job_unref(proxy_job *j) {
 
 /* Wake the MHD side if it waits.  Called with j->mu held; resumes after
  * dropping it (MHD takes its own locks). */
-static void wake_locked(proxy_job *j) {
+void proxy_job_wake_locked(proxy_job *j) {
         struct MHD_Connection *c = NULL;
 
-        if (j->suspended && j->conn && !stopping) {
+        if (j->suspended && j->conn && !proxy_stopping) {
                 j->suspended = false;
                 c = j->conn;
         }
@@ -228,7 +186,7 @@ static size_t on_read(char *out, size_t size, size_t n, void *u) {
         memmove(j->ubuf, j->ubuf + want, j->ulen - want);
         j->ulen -= want;
         j->bytes_up += want;
-        wake_locked(j);                                   /* room again: the client may send more */
+        proxy_job_wake_locked(j);                                   /* room again: the client may send more */
         pthread_mutex_unlock(&j->mu);
         return want;
 }
@@ -248,7 +206,7 @@ static bool push(proxy_job *j, const unsigned char *p, size_t n) {
                 j->blen += k;
                 p += k;
                 n -= k;
-                wake_locked(j);
+                proxy_job_wake_locked(j);
         }
         pthread_mutex_unlock(&j->mu);
         return true;
@@ -309,7 +267,7 @@ static size_t on_header(char *p, size_t size, size_t n, void *u) {
                 pthread_mutex_lock(&j->mu);
                 j->status = code;
                 j->headers_done = true;
-                wake_locked(j);
+                proxy_job_wake_locked(j);
                 pthread_mutex_unlock(&j->mu);
                 return len;
         }
@@ -347,7 +305,7 @@ static size_t on_header(char *p, size_t size, size_t n, void *u) {
 }
 
 /* Called often during a transfer: a non-zero return aborts it (the client
- * left, or the daemon is stopping). */
+ * left, or the daemon is proxy_stopping). */
 static int on_progress(void *u, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t un) {
         proxy_job *j = u;
         (void)dt, (void)dn, (void)ut, (void)un;
@@ -421,7 +379,7 @@ static void audit_done(proxy_job *j) {
                               j->status ? (int)j->status : j->fail_status, "decision",
                               j->status && !j->broken ? "allow" : "deny", "bytes_up", (json_int_t)j->bytes_up,
                               "bytes_down", (json_int_t)j->bytes_down, "ms",
-                              (json_int_t)((now_ns() - j->t0_ns) / 1000000u), "uid", (int)j->uid, "pid", (int)j->pid,
+                              (json_int_t)((proxy_now_ns() - j->t0_ns) / 1000000u), "uid", (int)j->uid, "pid", (int)j->pid,
                               "exe_sha256", j->exe_sha256_hex, "secret", j->secret, "accessor", j->accessor);
         if (!o)
                 return;
@@ -518,12 +476,12 @@ out:
                 j->h = NULL;
         }
         j->done = true;
-        wake_locked(j);
+        proxy_job_wake_locked(j);
         pthread_mutex_unlock(&j->mu);
         curl_slist_free_all(resolve);
         audit_done(j);
         __atomic_store_n(&j->finished, true, __ATOMIC_RELEASE);
-        job_unref(j);
+        proxy_job_unref(j);
 }
 
 /* ---- the worker pool -------------------------------------------------------
@@ -564,13 +522,13 @@ static void *pool_thread(void *arg) {
 }
 
 /* Queue a job; 0 or a positive errno (no thread could be made). */
-static int pool_submit(proxy_job *j) {
+int proxy_pool_submit(proxy_job *j) {
         int r = 0;
 
         pthread_mutex_lock(&pool_mu);
         if (q_len == PROXY_MAX_JOBS) {
                 pthread_mutex_unlock(&pool_mu);
-                return EAGAIN; /* cannot happen: jobs[] caps jobs in flight first */
+                return EAGAIN; /* cannot happen: proxy_jobs[] caps jobs in flight first */
         }
         queue[(q_head + q_len) % PROXY_MAX_JOBS] = j;
         q_len++;
@@ -592,271 +550,4 @@ static int pool_submit(proxy_job *j) {
         pthread_cond_signal(&pool_cv);
         pthread_mutex_unlock(&pool_mu);
         return r;
-}
-
-/* ---- the MHD side --------------------------------------------------------- */
-
-static ssize_t reader(void *cls, uint64_t pos, char *out, size_t max) {
-        proxy_job *j = cls;
-        ssize_t n;
-
-        (void)pos;
-        pthread_mutex_lock(&j->mu);
-        if (j->blen) {
-                size_t k = j->blen < max ? j->blen : max;
-                memcpy(out, j->buf, k);
-                memmove(j->buf, j->buf + k, j->blen - k);
-                sodium_memzero(j->buf + j->blen - k, k);
-                j->blen -= k;
-                pthread_cond_broadcast(&j->cv);
-                n = (ssize_t)k;
-        } else if (j->done) {
-                n = j->broken ? MHD_CONTENT_READER_END_WITH_ERROR : MHD_CONTENT_READER_END_OF_STREAM;
-        } else if (j->cancelled || stopping) {
-                n = MHD_CONTENT_READER_END_WITH_ERROR;    /* never park a connection while stopping */
-        } else {
-                /* Nothing yet: park the connection; the worker resumes it. */
-                j->suspended = true;
-                MHD_suspend_connection(j->conn);
-                n = 0;
-        }
-        pthread_mutex_unlock(&j->mu);
-        return n;
-}
-
-static void reader_free(void *cls) {
-        job_unref(cls);
-}
-
-/* Called again by handle() once the worker resumed the connection. */
-int proxy_continue(request *rq) {
-        proxy_job *j = rq->proxy;
-        struct MHD_Response *resp;
-        int ret;
-
-        pthread_mutex_lock(&j->mu);
-        if (!j->headers_done && !j->done && !j->cancelled && !stopping) { /* woken early: wait on */
-                j->suspended = true;
-                MHD_suspend_connection(rq->conn);
-                pthread_mutex_unlock(&j->mu);
-                return MHD_YES;
-        }
-        if (!j->headers_done) {
-                int status = j->fail_status ? j->fail_status : 502;
-                char code[32], msg[512];
-                snprintf(code, sizeof(code), "%s", j->fail_code[0] ? j->fail_code : "bad_gateway");
-                snprintf(msg, sizeof(msg), "%s", j->err[0] ? j->err : "the upstream request failed");
-                pthread_mutex_unlock(&j->mu);
-                rq->no_audit = true;                     /* the worker's record says it */
-                pthread_mutex_lock(&cbd.lock);
-                ret = reply_error(rq, (unsigned)status, code, "%s", msg);
-                pthread_mutex_unlock(&cbd.lock);
-                return ret;
-        }
-        j->refs++;                                        /* the response's reader holds one */
-        pthread_mutex_unlock(&j->mu);
-        resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024, reader, j, reader_free);
-        if (!resp) {
-                job_unref(j);
-                return MHD_NO;
-        }
-        for (size_t i = 0; i < j->nrh; i++) {
-                char *colon = strchr(j->rh[i], ':');
-                if (!colon)
-                        continue;
-                *colon = '\0';
-                MHD_add_response_header(resp, j->rh[i], colon + 2);
-                *colon = ':';
-        }
-        ret = MHD_queue_response(rq->conn, (unsigned)j->status, resp);
-        MHD_destroy_response(resp);
-        return ret;
-}
-
-/* A piece of the request body: into the upload buffer as far as it fits;
- * when full, park the connection until the worker has sent some (MHD then
- * hands us the rest again).  Once the upstream transfer has ended (failed
- * early), the rest is read and dropped. */
-int proxy_feed(request *rq, const char *data, size_t *size) {
-        proxy_job *j = rq->proxy;
-
-        pthread_mutex_lock(&j->mu);
-        if (j->done || j->cancelled) {
-                *size = 0;
-        } else {
-                size_t n = PROXY_BUF - j->ulen < *size ? PROXY_BUF - j->ulen : *size;
-                memcpy(j->ubuf + j->ulen, data, n);
-                j->ulen += n;
-                *size -= n;
-                pthread_cond_broadcast(&j->cv);
-                if (*size && !stopping) {
-                        j->suspended = true;
-                        MHD_suspend_connection(rq->conn);
-                } else if (*size) {
-                        *size = 0;                        /* stopping: dropped */
-                }
-        }
-        pthread_mutex_unlock(&j->mu);
-        return MHD_YES;
-}
-
-/* The body is complete (MHD's final call): tell the worker. */
-void proxy_body_done(request *rq) {
-        proxy_job *j = rq->proxy;
-
-        pthread_mutex_lock(&j->mu);
-        if (!j->ueof) {
-                j->ueof = true;
-                pthread_cond_broadcast(&j->cv);
-        }
-        pthread_mutex_unlock(&j->mu);
-}
-
-/* The request is over for MHD (answered, failed or the client left). */
-void proxy_request_done(request *rq) {
-        proxy_job *j = rq->proxy;
-
-        if (!j)
-                return;
-        pthread_mutex_lock(&j->mu);
-        j->cancelled = true;
-        j->conn = NULL;
-        pthread_cond_broadcast(&j->cv);
-        pthread_mutex_unlock(&j->mu);
-        rq->proxy = NULL;
-        job_unref(j);
-}
-
-/* Before MHD_stop_daemon: no connection may stay suspended. */
-void proxy_stop(void) {
-        pthread_mutex_lock(&jobs_mu);
-        stopping = true;
-        for (size_t i = 0; i < PROXY_MAX_JOBS; i++) {
-                proxy_job *j = jobs[i];
-                if (!j)
-                        continue;
-                pthread_mutex_lock(&j->mu);
-                j->cancelled = true;
-                if (j->suspended && j->conn) {
-                        j->suspended = false;
-                        MHD_resume_connection(j->conn);
-                }
-                pthread_cond_broadcast(&j->cv);
-                pthread_mutex_unlock(&j->mu);
-        }
-        pthread_mutex_unlock(&jobs_mu);
-        /* Let the workers see it (their transfers abort at the next
-         * progress call) before the servers and the store go away. */
-        for (int tries = 0; tries < 50; tries++) {
-                bool busy = false;
-                pthread_mutex_lock(&jobs_mu);
-                for (size_t i = 0; i < PROXY_MAX_JOBS && !busy; i++)
-                        busy = jobs[i] && !__atomic_load_n(&jobs[i]->finished, __ATOMIC_ACQUIRE);
-                pthread_mutex_unlock(&jobs_mu);
-                if (!busy)
-                        break;
-                struct timespec t = { 0, 100 * 1000 * 1000 };
-                nanosleep(&t, NULL);
-        }
-}
-
-/* Take over a decided request: start its worker and park the connection
- * until the upstream answers (or, when a body follows, let MHD deliver it
- * to proxy_feed).  Takes sp->url and sp->headers. */
-int proxy_start(request *rq, proxy_spec *sp) {
-        proxy_job *j;
-        int r, ret;
-
-        j = calloc(1, sizeof(*j));
-        if (!j) {
-                ret = reply_error(rq, 503, "unavailable", "out of memory");
-                goto out;
-        }
-        pthread_mutex_init(&j->mu, NULL);
-        pthread_cond_init(&j->cv, NULL);
-        j->refs = 1;                                      /* ours until the worker starts */
-        r = 0;
-        for (size_t i = 0; i < sp->nforms && r == 0; i++)
-                r = cb_redchain_add(&j->red, sp->forms[i], sp->form_lens[i]);
-        if (r < 0 || !(j->buf = malloc(PROXY_BUF))) {
-                ret = reply_error(rq, 503, "unavailable", "out of memory");
-                goto out;
-        }
-        j->conn = rq->conn;
-        memcpy(j->method, sp->method, sizeof(j->method));
-        j->url = sp->url, sp->url = NULL;
-        j->headers = sp->headers, sp->headers = NULL;
-        j->expect_body = sp->expect_body;
-        j->content_length = sp->content_length;
-        j->ueof = !sp->expect_body;
-        if (sp->expect_body && !(j->ubuf = malloc(PROXY_BUF))) {
-                ret = reply_error(rq, 503, "unavailable", "out of memory");
-                goto out;
-        }
-        j->dest = sp->dest;
-        j->ca_file = sp->ca_file ? strdup(sp->ca_file) : NULL;
-        j->pin = sp->pin ? strdup(sp->pin) : NULL;
-        if ((sp->ca_file && !j->ca_file) || (sp->pin && !j->pin)) {
-                ret = reply_error(rq, 503, "unavailable", "out of memory");
-                goto out;
-        }
-        j->t0_ns = now_ns();
-        j->uid = rq->peer.uid;
-        j->pid = rq->peer.pid;
-        j->tcp = rq->tcp;
-        memcpy(j->exe_sha256_hex, rq->peer.exe_sha256_hex, sizeof(j->exe_sha256_hex));
-        memcpy(j->secret, rq->secret, sizeof(j->secret));
-        memcpy(j->client, rq->client, sizeof(j->client));
-        memcpy(j->accessor, rq->accessor, sizeof(j->accessor));
-        memcpy(j->path, sp->path, sizeof(j->path));
-        {
-                size_t slot = PROXY_MAX_JOBS, mine = 0;
-                pthread_mutex_lock(&jobs_mu);
-                for (size_t i = 0; i < PROXY_MAX_JOBS; i++) {
-                        if (!jobs[i] && slot == PROXY_MAX_JOBS)
-                                slot = i;
-                        else if (jobs[i] && jobs[i]->uid == j->uid)
-                                mine++;
-                }
-                /* One uid may not take every worker (streams can be long). */
-                if (mine >= PROXY_MAX_JOBS_PER_UID) {
-                        pthread_mutex_unlock(&jobs_mu);
-                        ret = reply_error(rq, 429, "too_many_requests", "uid %u has %d proxied requests in flight "
-                                          "already", (unsigned)j->uid, PROXY_MAX_JOBS_PER_UID);
-                        goto out;
-                }
-                if (slot < PROXY_MAX_JOBS && !stopping)
-                        jobs[slot] = j;
-                pthread_mutex_unlock(&jobs_mu);
-                if (slot == PROXY_MAX_JOBS) {
-                        ret = reply_error(rq, 503, "unavailable", "%d proxied requests in flight already",
-                                          PROXY_MAX_JOBS);
-                        goto out;
-                }
-        }
-        j->refs = 2;                                      /* this request, the worker */
-        r = pool_submit(j);
-        if (r != 0) {
-                j->refs = 1;
-                ret = reply_error(rq, 503, "unavailable", "cannot start a worker: %s", strerror(r));
-                goto out;
-        }
-        rq->proxy = j;
-        j = NULL;
-        /* MHD calls again: with the body's pieces (proxy_feed), then once
-         * more at its end, where proxy_continue parks the connection until
-         * the upstream answers.  Not here: this runs under cbd.lock, which
-         * proxy_continue takes to answer a failure. */
-        ret = MHD_YES;
-out:
-        if (j)
-                job_unref(j);
-        if (sp->url) {
-                sodium_memzero(sp->url, strlen(sp->url));
-                free(sp->url);
-                sp->url = NULL;
-        }
-        proxy_slist_wipe_free(sp->headers);
-        sp->headers = NULL;
-        return ret;
 }

@@ -1,0 +1,287 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The proxy's tool side: the MHD callbacks of a proxied request.  It takes
+ * over a decided request (proxy_start), feeds the request body to the
+ * worker through a bounded buffer (proxy_feed, proxy_body_done), answers
+ * once the upstream did (proxy_continue) and streams the response body back
+ * (reader), parking the connection whenever there is nothing to move.  The
+ * upstream side is proxy.c.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <microhttpd.h>
+#include <sodium.h>
+
+#include "error.h"
+#include "proxy.h"
+#include "proxy_job.h"
+
+static ssize_t reader(void *cls, uint64_t pos, char *out, size_t max) {
+        proxy_job *j = cls;
+        ssize_t n;
+
+        (void)pos;
+        pthread_mutex_lock(&j->mu);
+        if (j->blen) {
+                size_t k = j->blen < max ? j->blen : max;
+                memcpy(out, j->buf, k);
+                memmove(j->buf, j->buf + k, j->blen - k);
+                sodium_memzero(j->buf + j->blen - k, k);
+                j->blen -= k;
+                pthread_cond_broadcast(&j->cv);
+                n = (ssize_t)k;
+        } else if (j->done) {
+                n = j->broken ? MHD_CONTENT_READER_END_WITH_ERROR : MHD_CONTENT_READER_END_OF_STREAM;
+        } else if (j->cancelled || proxy_stopping) {
+                n = MHD_CONTENT_READER_END_WITH_ERROR;    /* never park a connection while stopping */
+        } else {
+                /* Nothing yet: park the connection; the worker resumes it. */
+                j->suspended = true;
+                MHD_suspend_connection(j->conn);
+                n = 0;
+        }
+        pthread_mutex_unlock(&j->mu);
+        return n;
+}
+
+static void reader_free(void *cls) {
+        proxy_job_unref(cls);
+}
+
+/* Called again by handle() once the worker resumed the connection. */
+int proxy_continue(request *rq) {
+        proxy_job *j = rq->proxy;
+        struct MHD_Response *resp;
+        int ret;
+
+        pthread_mutex_lock(&j->mu);
+        if (!j->headers_done && !j->done && !j->cancelled && !proxy_stopping) { /* woken early: wait on */
+                j->suspended = true;
+                MHD_suspend_connection(rq->conn);
+                pthread_mutex_unlock(&j->mu);
+                return MHD_YES;
+        }
+        if (!j->headers_done) {
+                int status = j->fail_status ? j->fail_status : 502;
+                char code[32], msg[512];
+                snprintf(code, sizeof(code), "%s", j->fail_code[0] ? j->fail_code : "bad_gateway");
+                snprintf(msg, sizeof(msg), "%s", j->err[0] ? j->err : "the upstream request failed");
+                pthread_mutex_unlock(&j->mu);
+                rq->no_audit = true;                     /* the worker's record says it */
+                pthread_mutex_lock(&cbd.lock);
+                ret = reply_error(rq, (unsigned)status, code, "%s", msg);
+                pthread_mutex_unlock(&cbd.lock);
+                return ret;
+        }
+        j->refs++;                                        /* the response's reader holds one */
+        pthread_mutex_unlock(&j->mu);
+        resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024, reader, j, reader_free);
+        if (!resp) {
+                proxy_job_unref(j);
+                return MHD_NO;
+        }
+        for (size_t i = 0; i < j->nrh; i++) {
+                char *colon = strchr(j->rh[i], ':');
+                if (!colon)
+                        continue;
+                *colon = '\0';
+                MHD_add_response_header(resp, j->rh[i], colon + 2);
+                *colon = ':';
+        }
+        ret = MHD_queue_response(rq->conn, (unsigned)j->status, resp);
+        MHD_destroy_response(resp);
+        return ret;
+}
+
+/* A piece of the request body: into the upload buffer as far as it fits;
+ * when full, park the connection until the worker has sent some (MHD then
+ * hands us the rest again).  Once the upstream transfer has ended (failed
+ * early), the rest is read and dropped. */
+int proxy_feed(request *rq, const char *data, size_t *size) {
+        proxy_job *j = rq->proxy;
+
+        pthread_mutex_lock(&j->mu);
+        if (j->done || j->cancelled) {
+                *size = 0;
+        } else {
+                size_t n = PROXY_BUF - j->ulen < *size ? PROXY_BUF - j->ulen : *size;
+                memcpy(j->ubuf + j->ulen, data, n);
+                j->ulen += n;
+                *size -= n;
+                pthread_cond_broadcast(&j->cv);
+                if (*size && !proxy_stopping) {
+                        j->suspended = true;
+                        MHD_suspend_connection(rq->conn);
+                } else if (*size) {
+                        *size = 0;                        /* proxy_stopping: dropped */
+                }
+        }
+        pthread_mutex_unlock(&j->mu);
+        return MHD_YES;
+}
+
+/* The body is complete (MHD's final call): tell the worker. */
+void proxy_body_done(request *rq) {
+        proxy_job *j = rq->proxy;
+
+        pthread_mutex_lock(&j->mu);
+        if (!j->ueof) {
+                j->ueof = true;
+                pthread_cond_broadcast(&j->cv);
+        }
+        pthread_mutex_unlock(&j->mu);
+}
+
+/* The request is over for MHD (answered, failed or the client left). */
+void proxy_request_done(request *rq) {
+        proxy_job *j = rq->proxy;
+
+        if (!j)
+                return;
+        pthread_mutex_lock(&j->mu);
+        j->cancelled = true;
+        j->conn = NULL;
+        pthread_cond_broadcast(&j->cv);
+        pthread_mutex_unlock(&j->mu);
+        rq->proxy = NULL;
+        proxy_job_unref(j);
+}
+
+/* Before MHD_stop_daemon: no connection may stay suspended. */
+void proxy_stop(void) {
+        pthread_mutex_lock(&proxy_jobs_mu);
+        proxy_stopping = true;
+        for (size_t i = 0; i < PROXY_MAX_JOBS; i++) {
+                proxy_job *j = proxy_jobs[i];
+                if (!j)
+                        continue;
+                pthread_mutex_lock(&j->mu);
+                j->cancelled = true;
+                if (j->suspended && j->conn) {
+                        j->suspended = false;
+                        MHD_resume_connection(j->conn);
+                }
+                pthread_cond_broadcast(&j->cv);
+                pthread_mutex_unlock(&j->mu);
+        }
+        pthread_mutex_unlock(&proxy_jobs_mu);
+        /* Let the workers see it (their transfers abort at the next
+         * progress call) before the servers and the store go away. */
+        for (int tries = 0; tries < 50; tries++) {
+                bool busy = false;
+                pthread_mutex_lock(&proxy_jobs_mu);
+                for (size_t i = 0; i < PROXY_MAX_JOBS && !busy; i++)
+                        busy = proxy_jobs[i] && !__atomic_load_n(&proxy_jobs[i]->finished, __ATOMIC_ACQUIRE);
+                pthread_mutex_unlock(&proxy_jobs_mu);
+                if (!busy)
+                        break;
+                struct timespec t = { 0, 100 * 1000 * 1000 };
+                nanosleep(&t, NULL);
+        }
+}
+
+/* Take over a decided request: start its worker and park the connection
+ * until the upstream answers (or, when a body follows, let MHD deliver it
+ * to proxy_feed).  Takes sp->url and sp->headers. */
+int proxy_start(request *rq, proxy_spec *sp) {
+        proxy_job *j;
+        int r, ret;
+
+        j = calloc(1, sizeof(*j));
+        if (!j) {
+                ret = reply_error(rq, 503, "unavailable", "out of memory");
+                goto out;
+        }
+        pthread_mutex_init(&j->mu, NULL);
+        pthread_cond_init(&j->cv, NULL);
+        j->refs = 1;                                      /* ours until the worker starts */
+        r = 0;
+        for (size_t i = 0; i < sp->nforms && r == 0; i++)
+                r = cb_redchain_add(&j->red, sp->forms[i], sp->form_lens[i]);
+        if (r < 0 || !(j->buf = malloc(PROXY_BUF))) {
+                ret = reply_error(rq, 503, "unavailable", "out of memory");
+                goto out;
+        }
+        j->conn = rq->conn;
+        memcpy(j->method, sp->method, sizeof(j->method));
+        j->url = sp->url, sp->url = NULL;
+        j->headers = sp->headers, sp->headers = NULL;
+        j->expect_body = sp->expect_body;
+        j->content_length = sp->content_length;
+        j->ueof = !sp->expect_body;
+        if (sp->expect_body && !(j->ubuf = malloc(PROXY_BUF))) {
+                ret = reply_error(rq, 503, "unavailable", "out of memory");
+                goto out;
+        }
+        j->dest = sp->dest;
+        j->ca_file = sp->ca_file ? strdup(sp->ca_file) : NULL;
+        j->pin = sp->pin ? strdup(sp->pin) : NULL;
+        if ((sp->ca_file && !j->ca_file) || (sp->pin && !j->pin)) {
+                ret = reply_error(rq, 503, "unavailable", "out of memory");
+                goto out;
+        }
+        j->t0_ns = proxy_now_ns();
+        j->uid = rq->peer.uid;
+        j->pid = rq->peer.pid;
+        j->tcp = rq->tcp;
+        memcpy(j->exe_sha256_hex, rq->peer.exe_sha256_hex, sizeof(j->exe_sha256_hex));
+        memcpy(j->secret, rq->secret, sizeof(j->secret));
+        memcpy(j->client, rq->client, sizeof(j->client));
+        memcpy(j->accessor, rq->accessor, sizeof(j->accessor));
+        memcpy(j->path, sp->path, sizeof(j->path));
+        {
+                size_t slot = PROXY_MAX_JOBS, mine = 0;
+                pthread_mutex_lock(&proxy_jobs_mu);
+                for (size_t i = 0; i < PROXY_MAX_JOBS; i++) {
+                        if (!proxy_jobs[i] && slot == PROXY_MAX_JOBS)
+                                slot = i;
+                        else if (proxy_jobs[i] && proxy_jobs[i]->uid == j->uid)
+                                mine++;
+                }
+                /* One uid may not take every worker (streams can be long). */
+                if (mine >= PROXY_MAX_JOBS_PER_UID) {
+                        pthread_mutex_unlock(&proxy_jobs_mu);
+                        ret = reply_error(rq, 429, "too_many_requests", "uid %u has %d proxied requests in flight "
+                                          "already", (unsigned)j->uid, PROXY_MAX_JOBS_PER_UID);
+                        goto out;
+                }
+                if (slot < PROXY_MAX_JOBS && !proxy_stopping)
+                        proxy_jobs[slot] = j;
+                pthread_mutex_unlock(&proxy_jobs_mu);
+                if (slot == PROXY_MAX_JOBS) {
+                        ret = reply_error(rq, 503, "unavailable", "%d proxied requests in flight already",
+                                          PROXY_MAX_JOBS);
+                        goto out;
+                }
+        }
+        j->refs = 2;                                      /* this request, the worker */
+        r = proxy_pool_submit(j);
+        if (r != 0) {
+                j->refs = 1;
+                ret = reply_error(rq, 503, "unavailable", "cannot start a worker: %s", strerror(r));
+                goto out;
+        }
+        rq->proxy = j;
+        j = NULL;
+        /* MHD calls again: with the body's pieces (proxy_feed), then once
+         * more at its end, where proxy_continue parks the connection until
+         * the upstream answers.  Not here: this runs under cbd.lock, which
+         * proxy_continue takes to answer a failure. */
+        ret = MHD_YES;
+out:
+        if (j)
+                proxy_job_unref(j);
+        if (sp->url) {
+                sodium_memzero(sp->url, strlen(sp->url));
+                free(sp->url);
+                sp->url = NULL;
+        }
+        proxy_slist_wipe_free(sp->headers);
+        sp->headers = NULL;
+        return ret;
+}

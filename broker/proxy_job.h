@@ -1,0 +1,87 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Inside the proxy's carrying half: one proxied request in flight (a job),
+ * shared by its two sides — proxy.c (the upstream: a libcurl transfer on a
+ * pool thread) and proxy_conn.c (the tool's connection: MHD callbacks).
+ * The job's mutex guards everything below it; a job lives until both sides
+ * dropped their reference.
+ */
+#pragma once
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <curl/curl.h>
+#include <microhttpd.h>
+
+#include "daemon.h"
+#include "egress.h"
+#include "tokens.h"
+
+#define PROXY_BUF        (64 * 1024)
+#define PROXY_MAX_JOBS   512
+#define PROXY_MAX_JOBS_PER_UID 128
+#define CONNECT_TIMEOUT  10L
+#define IDLE_TIMEOUT     300L  /* no byte from the upstream for this long */
+#define TOTAL_TIMEOUT    3600L
+#define MAX_RESP_HEADERS 200
+
+typedef struct proxy_job {
+        pthread_mutex_t mu;
+        pthread_cond_t cv;
+        int refs;
+        struct MHD_Connection *conn;  /* NULL once MHD is done with the request */
+        bool suspended, headers_done, done, cancelled;
+        bool finished;                /* the worker is through, audit written (atomic) */
+        /* what to send */
+        char method[32];
+        char *url;                    /* may hold the value (query injection): wiped */
+        struct curl_slist *headers;   /* may hold the value: wiped */
+        unsigned char *ubuf;          /* request body on its way up (bounded) */
+        size_t ulen;
+        bool expect_body, ueof;
+        long long content_length;     /* -1: none given (sent chunked) */
+        cb_dest dest;
+        CURL *h;
+        char *ca_file, *pin;
+        cb_redchain red;              /* the value and its injected/escaped forms */
+        /* what came back */
+        long status;
+        char **rh;                    /* "Name: value", filtered and redacted */
+        size_t nrh;
+        unsigned char *buf;
+        size_t blen;
+        int fail_status;              /* set when it failed before headers */
+        char fail_code[32], err[512];
+        bool broken;                  /* failed after headers: end the body with an error */
+        bool compressed;              /* the upstream sent Content-Encoding despite identity */
+        /* audit */
+        uint64_t t0_ns;
+        uint64_t bytes_up, bytes_down;
+        uid_t uid;
+        pid_t pid;
+        bool tcp;
+        char exe_sha256_hex[65];
+        char secret[CB_NAME_MAX + 1], client[65], accessor[CB_ACCESSOR_LEN + 1];
+        char path[1024];              /* without the query */
+} proxy_job;
+/* Every job in flight (a slot per job), guarded by proxy_jobs_mu;
+ * proxy_stopping is set once at shutdown, under the same lock. */
+extern pthread_mutex_t proxy_jobs_mu;
+extern proxy_job *proxy_jobs[PROXY_MAX_JOBS];
+extern bool proxy_stopping;
+
+uint64_t proxy_now_ns(void);
+
+/* Drop a reference; the last one wipes and frees the job. */
+void proxy_job_unref(proxy_job *j);
+
+/* Wake the MHD side if it waits.  Called with j->mu held (dropped and
+ * retaken around MHD_resume_connection). */
+void proxy_job_wake_locked(proxy_job *j);
+
+/* Queue a job for a pool thread (which runs the transfer and drops the
+ * worker's reference); 0 or a positive errno. */
+int proxy_pool_submit(proxy_job *j);
