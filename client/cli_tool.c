@@ -75,6 +75,8 @@ int cli_connect(int admin, cb_client **ret) {
         if (r < 0)
                 return -cli_fail(r, "cannot use the %s socket: %s", admin ? "admin" : "tool",
                                  r == -ENAMETOOLONG ? "path too long for a Unix socket" : strerror(-r));
+        if (!admin)
+                cb_client_on_pending(*ret, cli_on_pending, NULL);
         return 0;
 }
 
