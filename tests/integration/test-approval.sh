@@ -218,6 +218,32 @@ XID=$(cli_id "$T/x.err")
 kill $x; wait $x 2>/dev/null
 expect "a request whose requester exited is dropped: approve refused" "no approval request" "$("$CLI" approve "$XID" 2>&1)"
 
+# --- the library: a pending callback that declines to wait gets CB_ERR_PENDING
+if [ -n "${CB_LIBCREDBROKER:-}" ]; then
+        res=$(as $U1 "$PYBIN" - "$CB_LIBCREDBROKER" "$TS" <<'PY'
+import ctypes, sys
+lib = ctypes.CDLL(sys.argv[1])
+lib.cb_client_error.restype = ctypes.c_char_p
+c = ctypes.c_void_p()
+assert lib.cb_client_new(sys.argv[2].encode(), ctypes.byref(c)) == 0
+FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_char_p, ctypes.c_uint, ctypes.c_void_p)
+seen = []
+def on_pending(aid, timeout, ud):
+    seen.append('%s/%d' % (aid.decode(), timeout)); return 1
+f = FN(on_pending)
+lib.cb_client_on_pending(c, f, None)
+tok = ctypes.c_char_p()
+r = lib.cb_client_token(c, b"demo", b"redeem", 0, ctypes.byref(tok), None, None)
+print('r=%d seen=%s msg=%s' % (r, seen, lib.cb_client_error(c).decode()))
+PY
+)
+        expect "library: the pending callback sees the ID and the timeout" "/$TIMEOUT']" "$res"
+        expect "library: declining to wait returns CB_ERR_PENDING (-EINPROGRESS)" "r=-115" "$res"
+        expect "library: and says why" "held for approval as" "$res"
+else
+        bad "CB_LIBCREDBROKER not set (meson test sets it)"
+fi
+
 # --- caps: at most 8 held per uid; a retried identical request is not a new one
 newfile "$T/cap.out"
 as $U4 "$PYBIN" - "$TS" "$T/cap.out" <<'PY'
