@@ -295,7 +295,7 @@ int main(int argc, char **argv) {
          * and pidfd) on two sockets, and one per process-bound token. */
         struct rlimit nofile;
         size_t bound_max = 64;
-        const rlim_t reserve = 4 * CB_CONN_MAX + 256;
+        const rlim_t reserve = 4 * CB_CONN_MAX + 256 + CB_APPROVALS_MAX; /* approvals hold a pidfd each */
         if (getrlimit(RLIMIT_NOFILE, &nofile) == 0) {
                 if (nofile.rlim_cur < nofile.rlim_max) {
                         nofile.rlim_cur = nofile.rlim_max;
