@@ -242,14 +242,14 @@ static int route_list(request *rq) {
         for (size_t i = 0; i < cb_approvals_count(tab); i++) {
                 const cb_approval *e = cb_approvals_at(tab, i);
                 json_t *o = requester_json(e);
-
-                json_object_update_new(
-                        o, json_pack("{s:s, s:s, s:s, s:s, s:I, s:s, s:I, s:I, s:o}", "id", e->id, "state",
-                                     cb_approval_state_name(e->state), "secret", e->secret, "use", use_name(e->use),
-                                     "ttl", (json_int_t)e->ttl, "bind", bind_name(e->bind), "age",
-                                     (json_int_t)(now - e->created), "expires_in",
-                                     (json_int_t)(e->deadline > now ? e->deadline - now : 0), "decided_by",
-                                     decider_json(e)));
+                json_t *more = json_pack("{s:s, s:s, s:s, s:s, s:I, s:s, s:I, s:I, s:o}", "id", e->id, "state",
+                                         cb_approval_state_name(e->state), "secret", e->secret, "use",
+                                         use_name(e->use), "ttl", (json_int_t)e->ttl, "bind", bind_name(e->bind),
+                                         "age", (json_int_t)(now - e->created), "expires_in",
+                                         (json_int_t)(e->deadline > now ? e->deadline - now : 0), "decided_by",
+                                         decider_json(e));
+                json_object_update(o, more);
+                json_decref(more);
                 json_array_append_new(arr, o);
         }
         return reply_json(rq, 200,
