@@ -219,8 +219,14 @@ kill $x; wait $x 2>/dev/null
 expect "a request whose requester exited is dropped: approve refused" "no approval request" "$("$CLI" approve "$XID" 2>&1)"
 
 # --- the library: a pending callback that declines to wait gets CB_ERR_PENDING
+# (A sanitizer build of the library needs its runtime loaded first.)
+PRE=
+if [ -n "${CB_LIBCREDBROKER:-}" ] && grep -qa __asan_init "$CB_LIBCREDBROKER"; then
+        PRE=$(ldd "$CB_LIBCREDBROKER" | awk '/libasan/ { print $3 }')
+        [ -n "$PRE" ] && PRE="$PRE $(ldd "$CB_LIBCREDBROKER" | awk '/libubsan/ { print $3 }')"
+fi
 if [ -n "${CB_LIBCREDBROKER:-}" ]; then
-        res=$(as $U1 "$PYBIN" - "$CB_LIBCREDBROKER" "$TS" <<'PY'
+        res=$(as $U1 env ${PRE:+LD_PRELOAD="$PRE"} ASAN_OPTIONS=detect_leaks=0 "$PYBIN" - "$CB_LIBCREDBROKER" "$TS" <<'PY'
 import ctypes, sys
 lib = ctypes.CDLL(sys.argv[1])
 lib.cb_client_error.restype = ctypes.c_char_p
@@ -312,6 +318,9 @@ printf '%s\n' "$VALUE" >"$T/pattern"
 grep -qF -f "$T/pattern" "$A" && bad "value in the audit log" || ok "value not in the audit log ($(wc -l <"$A") records)"
 grep -qF -f "$T/pattern" "$T/daemon.out" && bad "value in daemon output" || ok "value not in daemon output"
 kill -0 "$PID" 2>/dev/null && ok "daemon still running" || bad "daemon died"
+kill -TERM "$PID"; wait "$PID"; rc=$?; PID=
+expect "daemon stops cleanly on SIGTERM" "rc=0" "rc=$rc"
+expect_not "no sanitizer report from the daemon" "Sanitizer" "$(grep -a -E "Sanitizer|runtime error" "$T/daemon.out")"
 
 echo "$fails failure(s)"
 [ "$fails" = 0 ]
