@@ -105,12 +105,6 @@ static int route_token(request *rq) {
                 goto out;
         }
         snprintf(rq->client, sizeof(rq->client), "%s", client);
-        if (g->approval) {
-                /* Fail closed until the approval gate exists. */
-                ret = reply_error(rq, 403, "forbidden", "grant for '%s' requires approval, which this broker "
-                                  "version cannot collect yet", secret);
-                goto out;
-        }
         uint32_t retry;
         if (!cb_ratelimit_take(cbd.rate, client, secret, g->rate_n, g->rate_window, (uint64_t)time(NULL), &retry)) {
                 ret = reply_error(rq, 429, "rate_limited", "rate limit for '%s' (%u per %u s) reached; retry in %u s",
@@ -124,6 +118,10 @@ static int route_token(request *rq) {
         ttl = ttl_j ? (uint32_t)json_integer_value(ttl_j) : CB_TTL_DEFAULT;
         if (ttl > g->max_ttl)
                 ttl = g->max_ttl; /* capped by the grant; the reply says what was given */
+        if (g->approval) { /* held until an operator decides (api_approval.c) */
+                ret = approval_hold(rq, client, use, ttl, (int)bind);
+                goto out;
+        }
         r = cb_tokens_issue(cbd.tokens, &rq->peer, client, secret, 0, use, ttl, g->max_uses, bind, tok, &info);
         if (r < 0) {
                 ret = reply_error(rq, r == -ENOSPC ? 429 : 500, r == -ENOSPC ? "rate_limited" : "internal", "%s",
@@ -288,6 +286,8 @@ int api_tool(request *rq) {
                 return post ? route_redeem(rq) : reply_error(rq, 405, "method_not_allowed", "use POST");
         if (strcmp(rq->url, "/v1/introspect") == 0)
                 return post ? route_introspect(rq) : reply_error(rq, 405, "method_not_allowed", "use POST");
+        if (strncmp(rq->url, "/v1/approvals/", 14) == 0)
+                return get ? api_approval_poll(rq, rq->url + 14) : reply_error(rq, 405, "method_not_allowed", "use GET");
         if (strncmp(rq->url, "/v1/admin/", 10) == 0)
                 return reply_error(rq, 403, "forbidden", "admin routes are served on admin.sock only");
         return reply_error(rq, 404, "not_found", "no route %.64s", rq->url);

@@ -62,6 +62,7 @@ typedef struct request {
         char client[65];
         char accessor[CB_ACCESSOR_LEN + 1];
         bool no_audit;             /* this reply's record is written elsewhere */
+        json_t *audit_extra;       /* more fields for this reply's record (owned by the handler) */
         bool answered;             /* a response is queued */
         struct proxy_job *proxy;   /* a proxied request in flight (proxy.c) */
 } request;
@@ -104,6 +105,20 @@ void proxy_stop(void);
 
 /* Is this request for the proxy (decided before the body is read, for its cap)? */
 bool is_proxy_target(const char *method, const char *url);
+
+/* The approval gate (api_approval.c; approval.h has the table).
+ * approval_init makes the table (timeout: seconds until an undecided request
+ * is denied); approval_sweep times out and drops requests (call under
+ * cbd.lock, about once a second); approval_hold holds a token request under
+ * an approval grant and answers 202 (route_token); api_approval_poll serves
+ * GET /v1/approvals/ID on tools.sock; api_approval_admin serves
+ * /v1/admin/approvals... on admin.sock. */
+int approval_init(uint32_t timeout);
+void approval_fini(void);
+void approval_sweep(void);
+int approval_hold(request *rq, const char *client, unsigned use, uint32_t ttl, int bind);
+int api_approval_poll(request *rq, const char *id);
+int api_approval_admin(request *rq);
 
 /* Reload the policy file (main.c); on failure the old policy stays and
  * err says why. */

@@ -28,6 +28,7 @@
 
 #include <sodium.h>
 
+#include "approval.h"
 #include "daemon.h"
 #include "error.h"
 
@@ -175,7 +176,7 @@ static int listen_loopback(const char *spec, char *desc, size_t cap) {
 static void usage(FILE *f) {
         fputs("usage: credbrokerd [--state-dir DIR] [--run-dir DIR] [--policy FILE] [--unlock SPEC]\n"
               "                   [--audit-log FILE] [--admin-group GROUP] [--threads N]\n"
-              "                   [--listen-tcp 127.0.0.1:PORT]\n"
+              "                   [--listen-tcp 127.0.0.1:PORT] [--approval-timeout SECONDS]\n"
               "       credbrokerd --check-policy FILE\n\n"
               "defaults: --state-dir " DEFAULT_STATE_DIR " --run-dir " DEFAULT_RUN_DIR "\n"
               "          --policy " DEFAULT_POLICY " --unlock " DEFAULT_UNLOCK "\n"
@@ -183,6 +184,8 @@ static void usage(FILE *f) {
               "          --threads 2 (threads serving tools.sock, 1-64; admin.sock has one)\n"
               "          --listen-tcp: none (127.x.x.x:PORT or [::1]:PORT: the proxy over loopback TCP;\n"
               "            callers are known by uid only (sock_diag), so only uid-bound tokens work)\n"
+              "          --approval-timeout 120 (seconds a token request under an \"approval\" grant\n"
+              "            waits for 'credbroker approve' before it is denied; 1-86400)\n"
               "--provision-dir and --tpm2-tcti belong to features not in this version:\n"
               "they are refused rather than ignored.\n",
               f);
@@ -196,9 +199,11 @@ int main(int argc, char **argv) {
                 { "threads", required_argument, NULL, 'n' },
                 { "check-policy", required_argument, NULL, 'c' }, { "listen-tcp", required_argument, NULL, 'T' },
                 { "provision-dir", required_argument, NULL, 'P' }, { "tpm2-tcti", required_argument, NULL, 'X' },
+                { "approval-timeout", required_argument, NULL, 'A' },
                 { "help", no_argument, NULL, 'h' },               {},
         };
         unsigned threads = 2;
+        uint32_t approval_timeout = CB_APPROVAL_TIMEOUT_DEFAULT;
         const char *listen_tcp = NULL;
         int tcp_fd = -1;
         const char *state_dir = DEFAULT_STATE_DIR, *unlock = DEFAULT_UNLOCK, *audit = NULL, *admin_group = NULL;
@@ -242,6 +247,18 @@ int main(int argc, char **argv) {
                         return 0;
                 }
                 case 'T': listen_tcp = optarg; break;
+                case 'A': {
+                        char *end;
+                        errno = 0;
+                        long v = strtol(optarg, &end, 10);
+                        if (errno || end == optarg || *end || v < 1 || v > CB_APPROVAL_TIMEOUT_MAX) {
+                                say("--approval-timeout: '%s' is not a number of seconds from 1 to %d", optarg,
+                                    CB_APPROVAL_TIMEOUT_MAX);
+                                return 2;
+                        }
+                        approval_timeout = (uint32_t)v;
+                        break;
+                }
                 case 'P': case 'X':
                         say("%s is not supported by this version (refusing rather than ignoring it)",
                             argv[optind - 1]);
@@ -278,7 +295,7 @@ int main(int argc, char **argv) {
          * and pidfd) on two sockets, and one per process-bound token. */
         struct rlimit nofile;
         size_t bound_max = 64;
-        const rlim_t reserve = 4 * CB_CONN_MAX + 256;
+        const rlim_t reserve = 4 * CB_CONN_MAX + 256 + CB_APPROVALS_MAX; /* approvals hold a pidfd each */
         if (getrlimit(RLIMIT_NOFILE, &nofile) == 0) {
                 if (nofile.rlim_cur < nofile.rlim_max) {
                         nofile.rlim_cur = nofile.rlim_max;
@@ -332,7 +349,7 @@ int main(int argc, char **argv) {
                 cb_tokens_limit_bound(cbd.tokens, bound_max, CB_TOKENS_BOUND_PER_UID);
         cbd.exe_cache = cb_exe_cache_new(256);
         cbd.rate = cb_ratelimit_new(0);
-        if (!cbd.tokens || !cbd.exe_cache || !cbd.rate) {
+        if (!cbd.tokens || !cbd.exe_cache || !cbd.rate || approval_init(approval_timeout) < 0) {
                 say("out of memory");
                 goto out;
         }
@@ -386,6 +403,7 @@ int main(int argc, char **argv) {
                                     cb_policy_n_clients(cbd.policy), cb_policy_n_grants(cbd.policy));
                 }
                 cb_tokens_sweep(cbd.tokens, (uint64_t)time(NULL));
+                approval_sweep();
                 pthread_mutex_unlock(&cbd.lock);
                 uint64_t refused = __atomic_load_n(&cbd.conn_refused, __ATOMIC_RELAXED);
                 if (refused != refused_said) {
@@ -409,6 +427,7 @@ out:
         if (tcp_fd >= 0)
                 close(tcp_fd);
         cb_tokens_free(cbd.tokens);
+        approval_fini();
         cb_exe_cache_free(cbd.exe_cache);
         cb_ratelimit_free(cbd.rate);
         cb_store_close(cbd.store);

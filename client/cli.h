@@ -59,3 +59,10 @@ int cmd_show(int argc, char **argv);
 int cmd_revoke(int argc, char **argv);
 int cmd_status(int argc, char **argv);
 int cmd_policy(int argc, char **argv);
+
+/* Approval verbs (cli_approve.c); cli_on_pending prints the "waiting for
+ * approval" line (a cb_client_pending_fn, set by cli_connect on tools.sock). */
+int cmd_approvals(int argc, char **argv);
+int cmd_approve(int argc, char **argv);
+int cmd_deny(int argc, char **argv);
+int cli_on_pending(const char *approval_id, unsigned timeout_s, void *userdata);

@@ -75,6 +75,8 @@ int cli_connect(int admin, cb_client **ret) {
         if (r < 0)
                 return -cli_fail(r, "cannot use the %s socket: %s", admin ? "admin" : "tool",
                                  r == -ENAMETOOLONG ? "path too long for a Unix socket" : strerror(-r));
+        if (!admin)
+                cb_client_on_pending(*ret, cli_on_pending, NULL);
         return 0;
 }
 
@@ -117,7 +119,9 @@ int cmd_token(int argc, char **argv) {
                 "  --bind: who may present it: exe (default: the requesting executable, here\n"
                 "    credbroker itself), process, or uid (proxy tokens only: any program of this\n"
                 "    uid, e.g. an SDK given the token as its API key).\n"
-                "  Prints the token on stdout (one line); accessor and lifetime on stderr.\n";
+                "  Prints the token on stdout (one line); accessor and lifetime on stderr.\n"
+                "  Under a grant with \"approval\": true, first waits for an operator's\n"
+                "  'credbroker approve ID' (the ID is printed on stderr); denied or timed out: exit 7.\n";
         static const struct option opts[] = {
                 { "use", required_argument, NULL, 'u' },
                 { "ttl", required_argument, NULL, 't' },

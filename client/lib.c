@@ -30,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/un.h>
+#include <time.h>
 
 #include <curl/curl.h>
 #include <jansson.h>
@@ -42,10 +43,15 @@
 #define CB_PATH_MAX 2048
 #define CB_TOKEN_MAX 256
 #define CB_SECRET_NAME_MAX 128
+#define CB_APPROVAL_ID_MAX 64
+#define CB_APPROVAL_WAIT_MAX 86400 /* seconds: the broker's longest approval timeout */
+#define CB_APPROVAL_POLL_MAX 10    /* seconds between polls, at most */
 
 struct cb_client {
         char *socket_path;
         char error[512];
+        cb_client_pending_fn on_pending;
+        void *pending_ud;
 };
 
 struct cb_secret {
@@ -151,6 +157,9 @@ static int code_to_errno(const char *code, long status) {
                 { "rate_limited", CB_ERR_RATE_LIMITED },
                 { "internal", -EIO },
                 { "unavailable", CB_ERR_UNAVAILABLE },
+                { "approval_denied", CB_ERR_DENIED },
+                { "approval_expired", CB_ERR_DENIED },
+                { "already_decided", -EALREADY },
         };
 
         for (size_t i = 0; code && i < sizeof(map) / sizeof(map[0]); i++)
@@ -440,6 +449,86 @@ CB_EXPORT const char *cb_client_socket(const cb_client *c) {
 
 /* ---- tool API ---- */
 
+CB_EXPORT void cb_client_on_pending(cb_client *c, cb_client_pending_fn fn, void *userdata) {
+        if (!c)
+                return;
+        c->on_pending = fn;
+        c->pending_ud = userdata;
+}
+
+static uint64_t mono_s(void) {
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t)ts.tv_sec;
+}
+
+/* A 202 answer {"status":"pending","approval_id","retry_after","expires_in"}:
+ * the ID (hex, copied to id) and the poll interval; 0 or -EPROTO. */
+static int pending_answer(cb_client *c, const struct body *b, char id[CB_APPROVAL_ID_MAX + 1], unsigned *ret_retry,
+                          unsigned *ret_expires) {
+        json_t *o = parse_object(c, b), *jr, *je;
+        const char *s;
+        int r = -EPROTO;
+
+        if (!o)
+                return -EPROTO;
+        s = json_string_value(json_object_get(o, "approval_id"));
+        jr = json_object_get(o, "retry_after");
+        je = json_object_get(o, "expires_in");
+        if (!s || !*s || strlen(s) > CB_APPROVAL_ID_MAX || strspn(s, "0123456789abcdef") != strlen(s) ||
+            !json_is_integer(jr) || !json_is_integer(je)) {
+                set_error(c, -EPROTO, "malformed approval answer from the broker");
+                goto out;
+        }
+        strcpy(id, s);
+        json_int_t retry = json_integer_value(jr), exp = json_integer_value(je);
+        *ret_retry = retry < 1 ? 1 : retry > CB_APPROVAL_POLL_MAX ? CB_APPROVAL_POLL_MAX : (unsigned)retry;
+        *ret_expires = exp < 0 ? 0 : exp > CB_APPROVAL_WAIT_MAX ? CB_APPROVAL_WAIT_MAX : (unsigned)exp;
+        r = 0;
+out:
+        json_decref(o);
+        return r;
+}
+
+/* The token request was held for approval (*b: the 202 answer): poll
+ * until the broker answers otherwise.  On success *b holds that answer
+ * (the token); else the mapped error. */
+static int wait_approval(cb_client *c, struct body *b) {
+        char id[CB_APPROVAL_ID_MAX + 1], path[sizeof("/v1/approvals/") + CB_APPROVAL_ID_MAX];
+        unsigned retry, expires;
+        uint64_t deadline;
+        long status;
+        int r;
+
+        r = pending_answer(c, b, id, &retry, &expires);
+        body_free(b);
+        if (r < 0)
+                return r;
+        if (c->on_pending && c->on_pending(id, expires, c->pending_ud) != 0)
+                return set_error(c, CB_ERR_PENDING, "token request held for approval as %s; not waiting for it", id);
+        snprintf(path, sizeof(path), "/v1/approvals/%s", id);
+        deadline = mono_s() + expires + 30;
+        for (;;) {
+                struct timespec ts = { .tv_sec = retry };
+                while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+                        ;
+                status = 0;
+                r = http(c, "GET", path, NULL, 0, b, &status);
+                if (r < 0)
+                        return r;
+                if (status != 202)
+                        return 0;
+                r = pending_answer(c, b, id, &retry, &expires);
+                body_free(b);
+                if (r < 0)
+                        return r;
+                if (mono_s() > deadline)
+                        return set_error(c, -ETIMEDOUT, "token request %s: still pending after the broker's "
+                                                        "approval timeout", id);
+        }
+}
+
 CB_EXPORT int cb_client_token(cb_client *c, const char *secret, const char *use, unsigned ttl, char **ret_token,
                               char **ret_accessor, unsigned *ret_expires_in) {
         return cb_client_token_bind(c, secret, use, ttl, NULL, ret_token, ret_accessor, ret_expires_in);
@@ -476,8 +565,11 @@ CB_EXPORT int cb_client_token_bind(cb_client *c, const char *secret, const char 
         json_decref(q);
         if (n == 0 || n >= sizeof(req))
                 return set_error(c, -EINVAL, "cannot encode the request (secret name not UTF-8?)");
-        r = http(c, "POST", "/v1/token", req, n, &b, NULL);
+        long status = 0;
+        r = http(c, "POST", "/v1/token", req, n, &b, &status);
         if (r < 0)
+                return r;
+        if (status == 202 && (r = wait_approval(c, &b)) < 0)
                 return r;
         o = parse_object(c, &b);
         if (!o) {

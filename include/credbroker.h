@@ -48,7 +48,10 @@ typedef struct cb_secret cb_secret;
  * CB_ERR_RATE_LIMITED, internal -EIO, unavailable CB_ERR_UNAVAILABLE.
  * Local failures: CB_ERR_UNREACHABLE (no broker on the socket),
  * CB_ERR_DENIED (the socket's mode keeps us out), -ETIMEDOUT (no answer
- * within 30 s), -EPROTO (malformed or over-long answer), -ENOMEM. */
+ * within 30 s), -EPROTO (malformed or over-long answer), -ENOMEM.
+ * The approval gate's answers: approval_denied and approval_expired (a
+ * request held for approval was denied, or not approved in time)
+ * CB_ERR_DENIED, already_decided -EALREADY. */
 #define CB_ERR_DENIED       (-EACCES)       /* policy said no (or not an admin) */
 #define CB_ERR_TOKEN        (-EPERM)        /* token invalid, revoked, bound elsewhere */
 #define CB_ERR_EXPIRED      (-ETIME)        /* token expired */
@@ -56,6 +59,7 @@ typedef struct cb_secret cb_secret;
 #define CB_ERR_RATE_LIMITED (-EAGAIN)       /* too many requests: try later */
 #define CB_ERR_UNAVAILABLE  (-EBUSY)        /* broker up but cannot serve (e.g. audit log) */
 #define CB_ERR_UNREACHABLE  (-ECONNREFUSED) /* nothing answers on the socket */
+#define CB_ERR_PENDING      (-EINPROGRESS)  /* held for approval; the caller chose not to wait */
 
 /* Open a handle for socket_path (NULL: $CREDBROKER_SOCKET, then the
  * default).  Does not connect yet; each call opens its own connection so
@@ -86,6 +90,19 @@ CB_EXPORT int cb_client_token(cb_client *c, const char *secret, const char *use,
  * a child, as its API key). */
 CB_EXPORT int cb_client_token_bind(cb_client *c, const char *secret, const char *use, unsigned ttl, const char *bind,
                                    char **ret_token, char **ret_accessor, unsigned *ret_expires_in) CB_WUR;
+
+/* Approval.  When the grant says "approval": true, the broker holds a token
+ * request until an operator runs `credbroker approve ID` (or `deny ID`), or
+ * its timeout denies it.  cb_client_token*() then wait transparently,
+ * polling the broker (broker/API.md, "Approval"), and return the token, or
+ * CB_ERR_DENIED with the broker's message (denied, or timed out).
+ * fn (NULL: none) is called once, when a request is held, with its ID and
+ * the seconds the broker will wait for a decision; it may print the ID for
+ * the user.  Returning non-zero stops the wait: the call then returns
+ * CB_ERR_PENDING (the request stays held until it times out).  The wait
+ * ends anyway 30 s after the broker's own timeout (-ETIMEDOUT). */
+typedef int (*cb_client_pending_fn)(const char *approval_id, unsigned timeout_s, void *userdata);
+CB_EXPORT void cb_client_on_pending(cb_client *c, cb_client_pending_fn fn, void *userdata);
 
 /* Redeem a token for the secret's value (needs a "redeem" grant).  *ret
  * holds the value in sodium_malloc memory; free with cb_secret_free. */

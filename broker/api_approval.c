@@ -1,0 +1,341 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The approval gate's routes (broker/API.md, "Approval").  A token request
+ * under a grant with "approval": true is held (202 + an ID); the requesting
+ * process polls GET /v1/approvals/ID on tools.sock; an admin lists, approves
+ * or denies on admin.sock; an undecided request times out (a denial).  The
+ * token is minted when the requester collects an approved request, bound to
+ * it like any token.  Every step is audited: the hold (decision "pending"),
+ * the operator's decision with both identities, the collection, and the
+ * timeouts and abandoned requests (from the sweep).  Callers hold cbd.lock.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include <microhttpd.h>
+#include <sodium.h>
+
+#include "approval.h"
+#include "daemon.h"
+#include "error.h"
+
+#define POLL_INTERVAL 1 /* seconds: the retry_after a held request advertises */
+
+static cb_approvals *tab;
+
+static uint64_t mono_now(void) {
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t)ts.tv_sec;
+}
+
+/* A line on stderr for operators; exe paths are the caller's choice of
+ * file name: no control characters reach the terminal. */
+static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void say(const char *fmt, ...) {
+        char line[1024];
+        va_list ap;
+
+        va_start(ap, fmt);
+        vsnprintf(line, sizeof(line), fmt, ap);
+        va_end(ap);
+        for (char *p = line; *p; p++)
+                if ((unsigned char)*p < 0x20 || *p == 0x7f)
+                        *p = '?';
+        fprintf(stderr, "credbrokerd: %s\n", line);
+}
+
+static const char *use_name(unsigned use) {
+        return use == CB_USE_PROXY ? "proxy" : use == CB_USE_REDEEM ? "redeem" : "?";
+}
+
+static const char *bind_name(int bind) {
+        return bind == CB_BIND_UID ? "uid" : bind == CB_BIND_PROCESS ? "process" : "exe";
+}
+
+int approval_init(uint32_t timeout) {
+        tab = cb_approvals_new(0, 0, timeout);
+        return tab ? 0 : cb_error_set(-ENOMEM, "out of memory");
+}
+
+void approval_fini(void) {
+        cb_approvals_free(tab);
+        tab = NULL;
+}
+
+static json_t *requester_json(const cb_approval *e) {
+        return json_pack("{s:I, s:I, s:I, s:s, s:s, s:s}", "uid", (json_int_t)e->uid, "gid", (json_int_t)e->gid, "pid",
+                         (json_int_t)e->pid, "exe", e->exe_path, "exe_sha256", e->exe_sha256_hex, "client",
+                         e->client);
+}
+
+static json_t *decider_json(const cb_approval *e) {
+        if (e->by_uid == (uid_t)-1)
+                return json_null();
+        return json_pack("{s:I, s:I, s:s}", "uid", (json_int_t)e->by_uid, "pid", (json_int_t)e->by_pid, "exe",
+                         e->by_exe);
+}
+
+static void sweep_event(const cb_approval *e, const char *what, void *ud) {
+        json_t *o;
+
+        (void)ud;
+        o = json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:s, s:o}", "time", (json_int_t)time(NULL), "socket", "internal",
+                      "route", !strcmp(what, "timeout") ? "approval.timeout" : !strcmp(what, "abandoned")
+                                                                                   ? "approval.abandoned"
+                                                                                   : "approval.uncollected",
+                      "decision", "deny", "approval_id", e->id, "secret", e->secret, "client", e->client, "requester",
+                      requester_json(e));
+        if (!strcmp(what, "timeout")) {
+                say("approval %s (uid %u, %s, '%s' for %s) timed out after %u s: denied", e->id, (unsigned)e->uid,
+                    e->exe_path, e->secret, use_name(e->use), cb_approvals_timeout(tab));
+                char why[64];
+                snprintf(why, sizeof(why), "no decision within %u s", cb_approvals_timeout(tab));
+                json_object_set_new(o, "reason", json_string(why));
+        } else if (!strcmp(what, "abandoned")) {
+                json_object_set_new(o, "reason", json_string("the requesting process exited"));
+        } else {
+                json_object_set_new(o, "reason", json_string("approved but not collected in time"));
+                json_object_set_new(o, "decided_by", decider_json(e));
+        }
+        if (o && audit_emit(o) < 0)
+                say("cannot write the audit record of approval %s (%s)", e->id, what);
+        json_decref(o);
+}
+
+void approval_sweep(void) {
+        if (tab)
+                cb_approvals_sweep(tab, mono_now(), sweep_event, NULL);
+}
+
+static json_t *pending_body(const cb_approval *e, uint64_t now) {
+        return json_pack("{s:s, s:s, s:i, s:I}", "status", "pending", "approval_id", e->id, "retry_after",
+                         POLL_INTERVAL, "expires_in", (json_int_t)(e->deadline > now ? e->deadline - now : 0));
+}
+
+int approval_hold(request *rq, const char *client, unsigned use, uint32_t ttl, int bind) {
+        const cb_approval *e;
+        char id[CB_APPROVAL_ID_LEN + 1];
+        uint64_t now = mono_now();
+        json_t *extra;
+        int r, ret;
+
+        approval_sweep();
+        r = cb_approvals_add(tab, &rq->peer, client, rq->secret, use, ttl, bind, now, &e);
+        if (r < 0)
+                return reply_error(rq, r == -ENOSPC ? 429 : r == -EOPNOTSUPP ? 403 : 500,
+                                   r == -ENOSPC ? "rate_limited" : r == -EOPNOTSUPP ? "forbidden" : "internal",
+                                   "grant for '%s' requires approval: %s", rq->secret, cb_error_last());
+        memcpy(id, e->id, sizeof(id));
+        extra = json_pack("{s:s, s:s, s:I}", "approval_id", id, "bind", bind_name(bind), "ttl", (json_int_t)ttl);
+        rq->audit_extra = extra;
+        /* Audited before it is announced: no record, no held request. */
+        if (audit_write(rq, 202, "pending", r == 1 ? "approval requested again" : "approval requested") < 0) {
+                if (r == 0)
+                        cb_approvals_drop(tab, id);
+                ret = reply_error(rq, 503, "unavailable", "the audit log cannot be written");
+                goto out;
+        }
+        if (r == 0)
+                say("approval needed: %s: uid %u pid %d (%s) asks for '%s' (%s, %u s) as client '%s': "
+                    "credbroker approve %.*s | credbroker deny %.*s",
+                    id, (unsigned)e->uid, (int)e->pid, e->exe_path, e->secret, use_name(use), ttl, client,
+                    CB_APPROVAL_ID_SHORT, id, CB_APPROVAL_ID_SHORT, id);
+        rq->no_audit = true;
+        ret = reply_json(rq, 202, pending_body(e, now), false);
+out:
+        rq->audit_extra = NULL;
+        json_decref(extra);
+        return ret;
+}
+
+/* Mint the token an approved request asked for, for its requester (rq's
+ * peer, already checked to be that process). */
+static int collect_approved(request *rq, const cb_approval *c) {
+        const cb_token_info *info;
+        const cb_version_info *vi;
+        const char *client = NULL;
+        char tok[CB_TOKEN_LEN + 1];
+        size_t nv;
+        int r, ret;
+
+        /* A reload in between may have taken the grant away. */
+        const cb_grant *g = cb_policy_find_grant(cbd.policy, &rq->peer, c->secret, c->use, &client);
+        if (!g)
+                return reply_error(rq, 403, "forbidden", "approved, but the grant for '%s' (%s) no longer exists",
+                                   c->secret, use_name(c->use));
+        if (cb_store_versions(cbd.store, c->secret, &vi, &nv) < 0)
+                return reply_error(rq, 404, "not_found", "no secret named '%s'", c->secret);
+        uint32_t ttl = c->ttl > g->max_ttl ? g->max_ttl : c->ttl;
+        r = cb_tokens_issue(cbd.tokens, &rq->peer, client, c->secret, 0, c->use, ttl, g->max_uses,
+                            (cb_token_bind)c->bind, tok, &info);
+        if (r < 0)
+                return reply_error(rq, r == -ENOSPC ? 429 : 500, r == -ENOSPC ? "rate_limited" : "internal", "%s",
+                                   cb_error_last());
+        snprintf(rq->accessor, sizeof(rq->accessor), "%s", info->accessor);
+        snprintf(rq->client, sizeof(rq->client), "%s", client);
+        ret = reply_json(rq, 201,
+                         json_pack("{s:s, s:s, s:I, s:s}", "token", tok, "accessor", info->accessor, "expires_in",
+                                   (json_int_t)(info->expires - info->issued), "approval_id", c->id),
+                         true);
+        sodium_memzero(tok, sizeof(tok));
+        return ret;
+}
+
+int api_approval_poll(request *rq, const char *id) {
+        cb_approval *c = NULL;
+        uint64_t now = mono_now();
+        json_t *extra = NULL;
+        int ret;
+
+        rq->route = "approval.collect";
+        approval_sweep();
+        c = sodium_malloc(sizeof(*c)); /* large (two paths); not secret, but off the stack */
+        if (!c)
+                return reply_error(rq, 500, "internal", "out of memory");
+        if (cb_approvals_collect(tab, id, &rq->peer, now, c) < 0) {
+                ret = reply_error(rq, 404, "not_found", "%s", cb_error_last());
+                goto out;
+        }
+        snprintf(rq->secret, sizeof(rq->secret), "%s", c->secret);
+        snprintf(rq->client, sizeof(rq->client), "%s", c->client);
+        if (c->state == CB_APPROVAL_PENDING) {
+                rq->route = "approval.poll";
+                rq->no_audit = true; /* the hold and the result are audited; the polls in between are not */
+                ret = reply_json(rq, 202, pending_body(c, now), false);
+                goto out;
+        }
+        extra = json_pack("{s:s, s:o}", "approval_id", c->id, "decided_by", decider_json(c));
+        rq->audit_extra = extra;
+        switch (c->state) {
+        case CB_APPROVAL_APPROVED:
+                ret = collect_approved(rq, c);
+                break;
+        case CB_APPROVAL_DENIED:
+                ret = reply_error(rq, 403, "approval_denied", "request %s for '%s' was denied by uid %u", c->id,
+                                  c->secret, (unsigned)c->by_uid);
+                break;
+        default:
+                ret = reply_error(rq, 403, "approval_expired",
+                                  "request %s for '%s' was not approved within %u s: denied", c->id, c->secret,
+                                  cb_approvals_timeout(tab));
+                break;
+        }
+out:
+        rq->audit_extra = NULL;
+        json_decref(extra);
+        sodium_free(c);
+        return ret;
+}
+
+/* ---- admin.sock ---- */
+
+static int route_list(request *rq) {
+        uint64_t now = mono_now();
+        json_t *arr = json_array();
+
+        rq->route = "admin.approvals";
+        for (size_t i = 0; i < cb_approvals_count(tab); i++) {
+                const cb_approval *e = cb_approvals_at(tab, i);
+                json_t *o = requester_json(e);
+                json_t *more = json_pack("{s:s, s:s, s:s, s:s, s:I, s:s, s:I, s:I, s:o}", "id", e->id, "state",
+                                         cb_approval_state_name(e->state), "secret", e->secret, "use",
+                                         use_name(e->use), "ttl", (json_int_t)e->ttl, "bind", bind_name(e->bind),
+                                         "age", (json_int_t)(now - e->created), "expires_in",
+                                         (json_int_t)(e->deadline > now ? e->deadline - now : 0), "decided_by",
+                                         decider_json(e));
+                json_object_update(o, more);
+                json_decref(more);
+                json_array_append_new(arr, o);
+        }
+        return reply_json(rq, 200,
+                          json_pack("{s:o, s:I}", "approvals", arr, "timeout", (json_int_t)cb_approvals_timeout(tab)),
+                          false);
+}
+
+static int route_decide(request *rq, const char *id, size_t id_len, bool approve) {
+        const cb_approval *e;
+        char want[CB_APPROVAL_ID_LEN + 1], full[CB_APPROVAL_ID_LEN + 1];
+        json_t *extra;
+        int r, ret;
+
+        rq->route = approve ? "admin.approve" : "admin.deny";
+        if (rq->body_len)
+                return reply_error(rq, 400, "bad_request", "this route takes no body");
+        if (id_len > CB_APPROVAL_ID_LEN)
+                return reply_error(rq, 400, "bad_request", "an approval ID is %d to %d hex digits",
+                                   CB_APPROVAL_ID_SHORT, CB_APPROVAL_ID_LEN);
+        memcpy(want, id, id_len);
+        want[id_len] = 0;
+        r = cb_approvals_lookup(tab, want, &e);
+        if (r < 0)
+                return reply_error(rq, r == -ENOENT ? 404 : 400, r == -ENOENT ? "not_found" : "bad_request", "%s",
+                                   cb_error_last());
+        memcpy(full, e->id, sizeof(full));
+        snprintf(rq->secret, sizeof(rq->secret), "%s", e->secret);
+        snprintf(rq->client, sizeof(rq->client), "%s", e->client);
+        extra = json_pack("{s:s, s:o}", "approval_id", full, "requester", requester_json(e));
+        rq->audit_extra = extra;
+        r = cb_approvals_check_decide(tab, full, approve, &rq->peer);
+        if (r < 0) {
+                ret = reply_error(rq, r == -EALREADY ? 409 : r == -EPERM ? 403 : 404,
+                                  r == -EALREADY ? "already_decided" : r == -EPERM ? "forbidden" : "not_found", "%s",
+                                  cb_error_last());
+                goto out;
+        }
+        /* The record names the operator (this request's peer) and the
+         * requester; it is written before the decision takes effect. */
+        if (audit_write(rq, 200, "allow", approve ? "approved" : "denied") < 0) {
+                ret = reply_error(rq, 503, "unavailable", "the audit log cannot be written: nothing decided");
+                goto out;
+        }
+        rq->no_audit = true;
+        r = cb_approvals_decide(tab, full, approve, &rq->peer, mono_now());
+        if (r < 0) { /* cannot happen: checked under the same lock */
+                ret = reply_error(rq, 500, "internal", "%s", cb_error_last());
+                goto out;
+        }
+        say("approval %s %s by uid %u (pid %d, %s)", full, approve ? "approved" : "denied", (unsigned)rq->peer.uid,
+            (int)rq->peer.pid, rq->peer.exe_path);
+        ret = reply_json(rq, 200,
+                         json_pack("{s:s, s:s, s:s, s:s, s:o}", "approval_id", full, "state",
+                                   approve ? "approved" : "denied", "secret", rq->secret, "client", rq->client,
+                                   "requester", requester_json(e)),
+                         false);
+out:
+        rq->audit_extra = NULL;
+        json_decref(extra);
+        return ret;
+}
+
+int api_approval_admin(request *rq) {
+        const char *rest = rq->url + strlen("/v1/admin/approvals");
+        bool post = strcmp(rq->method, "POST") == 0;
+
+        approval_sweep();
+        if (*rest == 0) {
+                if (strcmp(rq->method, "GET") != 0) {
+                        rq->route = "admin.approvals";
+                        return reply_error(rq, 405, "method_not_allowed", "use GET");
+                }
+                return route_list(rq);
+        }
+        if (*rest == '/') {
+                const char *id = rest + 1, *slash = strchr(id, '/');
+                if (slash && (!strcmp(slash, "/approve") || !strcmp(slash, "/deny"))) {
+                        bool approve = !strcmp(slash, "/approve");
+                        if (!post) {
+                                rq->route = approve ? "admin.approve" : "admin.deny";
+                                return reply_error(rq, 405, "method_not_allowed", "use POST");
+                        }
+                        return route_decide(rq, id, (size_t)(slash - id), approve);
+                }
+        }
+        rq->route = "admin.approvals";
+        return reply_error(rq, 404, "not_found", "no route %.64s (want /v1/admin/approvals[/ID/approve|/ID/deny])",
+                           rq->url);
+}
