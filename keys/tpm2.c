@@ -567,9 +567,11 @@ int cb_tpm2_get_info(cb_tpm2 *t, cb_tpm2_info *ret) {
                 info.nbanks++;
         }
         Esys_Free(cap);
-        if ((r = count_handles(t, TPM2_TRANSIENT_FIRST, &info.transient)) < 0 ||
-            (r = count_handles(t, TPM2_LOADED_SESSION_FIRST, &info.sessions)) < 0 ||
-            (r = count_handles(t, TPM2_NV_INDEX_FIRST, &info.nv_indices)) < 0)
+        /* Literal handle ranges: the tss2 macros shift a signed int into
+         * the sign bit (TPM2_TRANSIENT_FIRST), undefined behaviour. */
+        if ((r = count_handles(t, 0x80000000u, &info.transient)) < 0 ||
+            (r = count_handles(t, 0x02000000u, &info.sessions)) < 0 ||
+            (r = count_handles(t, 0x01000000u, &info.nv_indices)) < 0)
                 return r;
         *ret = info;
         return 0;
