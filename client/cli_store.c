@@ -93,8 +93,8 @@ static int parse_store_opts(int argc, char **argv, const char *usage, struct sto
 
 /* The tpm2 fields of spec from the options (NULLs leave the defaults). */
 static int spec_set_tpm2(cb_unlock_spec *spec, const struct store_opts *o) {
-        if (o->tpm2_pcrs && spec->kind != CB_UNLOCK_TPM2 && spec->kind != CB_UNLOCK_TPM2_KEYFILE)
-                return cli_usage("--tpm2-pcrs needs --unlock tpm2 or tpm2+keyfile:PATH");
+        if ((o->tpm2_pcrs || o->tpm2_tcti) && spec->kind != CB_UNLOCK_TPM2 && spec->kind != CB_UNLOCK_TPM2_KEYFILE)
+                return cli_usage("--tpm2-%s needs --unlock tpm2 or tpm2+keyfile:PATH", o->tpm2_pcrs ? "pcrs" : "tcti");
         if ((o->tpm2_tcti && !(spec->tpm2_tcti = strdup(o->tpm2_tcti))) ||
             (o->tpm2_pcrs && !(spec->tpm2_pcrs = strdup(o->tpm2_pcrs))))
                 return cli_fail(-ENOMEM, "out of memory");

@@ -241,6 +241,8 @@ static int tpm_accept_rollback(int argc, char **argv) {
         }
         spec->accept_rollback = true;
         r = cb_store_open(dir, spec, &s);
+        if (r >= 0)
+                r = cb_store_verify(s, NULL, NULL);
         if (r < 0) {
                 r = cli_fail(r, "tpm accept-rollback: %s", cb_error_last());
                 goto out;

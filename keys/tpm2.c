@@ -436,10 +436,11 @@ int cb_tpm2_counter_create(cb_tpm2 *t, uint32_t *ret_index, uint64_t *ret_value)
                 r = nv_read(t, nv, pubinfo.nvPublic.nvIndex, ret_value);
         if (r == 0)
                 *ret_index = pubinfo.nvPublic.nvIndex;
-        else
-                (void)Esys_NV_UndefineSpace(t->esys, ESYS_TR_RH_OWNER, nv, ESYS_TR_PASSWORD, ESYS_TR_NONE,
-                                            ESYS_TR_NONE);
-        (void)Esys_TR_Close(t->esys, &nv);
+        else if (Esys_NV_UndefineSpace(t->esys, ESYS_TR_RH_OWNER, nv, ESYS_TR_PASSWORD, ESYS_TR_NONE,
+                                       ESYS_TR_NONE) == TSS2_RC_SUCCESS)
+                nv = ESYS_TR_NONE; /* undefining released the ESAPI object too */
+        if (nv != ESYS_TR_NONE)
+                (void)Esys_TR_Close(t->esys, &nv);
         return r;
 }
 

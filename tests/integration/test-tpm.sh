@@ -10,6 +10,7 @@ set -uo pipefail
 
 CLI=${CREDBROKER_CLI:?}
 DAEMON=${CREDBROKERD:?}
+WRITER=${CB_STORE_WRITER:?}
 command -v swtpm >/dev/null || { echo "SKIP: missing prerequisite: swtpm (Debian package swtpm)"; exit 77; }
 [ "$(id -u)" = 0 ] || { echo "SKIP: missing prerequisite: root (to run the tool under another uid)"; exit 77; }
 
@@ -198,6 +199,30 @@ expect "reopen after the crash window: no false rollback" "ok: store" \
 start_daemon "$T/s" tpm2 "$TA" || bad "daemon after the crash window: $(cat "$T/daemon.out")"
 expect "the write made in the window is served" "value-four" "$(fetch demo)"
 stop_daemon
+
+# --- a real crash (SIGKILL) right after the header commit, before the
+# counter increment: the next open catches the counter up, and from then on
+# the copy taken before the crash is the rolled-back one.
+cp -a "$T/s" "$T/s.precrash"
+gen_pre=$("$CLI" check --state-dir "$T/s" --unlock tpm2 --tpm2-tcti "$TA" --json | sed 's/.*"generation":\([0-9]*\).*/\1/')
+CB_UNLOCK_SPEC=tpm2 CB_TPM2_TCTI=$TA CB_CRASH_AT=header-committed "$WRITER" "$T/s" - 1 1 put >"$T/writer.out" 2>&1
+rc=$?
+[ $rc = 137 ] && ok "writer killed between the header commit and the counter increment" ||
+        bad "writer exit $rc (wanted SIGKILL): $(cat "$T/writer.out")"
+expect "reopen after the crash: no false rollback" "generation $((gen_pre + 1))" \
+        "$("$CLI" check --state-dir "$T/s" --unlock tpm2 --tpm2-tcti "$TA" 2>&1)"
+expect "the counter caught up: the pre-crash copy is refused" \
+        "store rolled back: generation $gen_pre < counter $((gen_pre + 1))" \
+        "$("$CLI" check --state-dir "$T/s.precrash" --unlock tpm2 --tpm2-tcti "$TA" 2>&1)"
+# ... and a crash before the header commit: the open that rolls the tail
+# forward commits it and advances the counter.
+CB_UNLOCK_SPEC=tpm2 CB_TPM2_TCTI=$TA CB_CRASH_AT=log-synced "$WRITER" "$T/s" - 2 1 put >"$T/writer.out" 2>&1
+expect "roll-forward after a crash before the commit" "generation $((gen_pre + 2))" \
+        "$("$CLI" check --state-dir "$T/s" --unlock tpm2 --tpm2-tcti "$TA" 2>&1)"
+cp -a "$T/s" "$T/s.rolled"
+CB_UNLOCK_SPEC=tpm2 CB_TPM2_TCTI=$TA "$WRITER" "$T/s" - 3 1 put >"$T/writer.out" 2>&1 || bad "writer: $(cat "$T/writer.out")"
+expect "the counter followed the rolled-forward commit" "store rolled back: generation $((gen_pre + 2)) <" \
+        "$("$CLI" check --state-dir "$T/s.rolled" --unlock tpm2 --tpm2-tcti "$TA" 2>&1)"
 
 # --- 200 unlock cycles (plus refused ones) leave no TPM object or session
 transient0=$(count "$TA" handles-transient) sessions0=$(count "$TA" handles-loaded-session)
