@@ -313,10 +313,18 @@ int cb_tpm2_unseal(cb_tpm2 *t, uint32_t pcr_mask, const unsigned char *pub_bytes
         if (r < 0)
                 goto out;
         rc = Esys_Load(t->esys, srk, sess, ESYS_TR_NONE, ESYS_TR_NONE, &priv, &pub, &obj);
-        if (rc != TSS2_RC_SUCCESS) {
+        if (rc_base(rc) == TPM2_RC_INTEGRITY) {
+                /* The private blob's outer HMAC is keyed from the parent's
+                 * seed: another TPM's (or a cleared owner's) SRK fails it. */
                 r = cb_error_set(-ENOKEY, "the sealed object belongs to another TPM (or this TPM's owner "
                                  "hierarchy was cleared): it does not load under this TPM's storage root key "
                                  "(%s)", Tss2_RC_Decode(rc));
+                goto out;
+        }
+        if (rc != TSS2_RC_SUCCESS) {
+                r = cb_error_set(-EIO, "TPM: cannot load the sealed object: %s%s", Tss2_RC_Decode(rc),
+                                 rc_base(rc) == TPM2_RC_OBJECT_MEMORY ? " (objects leaked by another program? "
+                                 "without a resource manager, 'tpm2_flushcontext -t' frees them)" : "");
                 goto out;
         }
         if (pcr_mask)
