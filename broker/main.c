@@ -183,7 +183,7 @@ static void usage(FILE *f) {
               "          --threads 2 (threads serving tools.sock, 1-64; admin.sock has one)\n"
               "          --listen-tcp: none (127.x.x.x:PORT or [::1]:PORT: the proxy over loopback TCP;\n"
               "            callers are known by uid only (sock_diag), so only uid-bound tokens work)\n"
-              "          --tpm2-tcti " "device:/dev/tpmrm0" " (the TPM for --unlock tpm2 / tpm2+keyfile:PATH;\n"
+              "          --tpm2-tcti device:/dev/tpmrm0 (the TPM for --unlock tpm2 / tpm2+keyfile:PATH;\n"
               "            e.g. swtpm:host=127.0.0.1,port=2321)\n"
               "--provision-dir belongs to a feature not in this version:\n"
               "it is refused rather than ignored.\n",
