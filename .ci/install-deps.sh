@@ -34,6 +34,10 @@ CB_DEPS=(
   openssl             # tests/integration/test-proxy.sh and make demo: a test CA and certificates
   curl                # tests/integration/test-daemon.sh: a second real client executable
   python3             # tests: Debian's interpreter (runnable by other uids), a third client executable
+  libtss2-dev         # keys/: the tpm2 unlock provider (tpm2-tss ESAPI, TCTI loader, marshalling, RC decoding)
+  swtpm               # tests/integration/test-tpm.sh, tests/bench/unlock.sh: a real software TPM on loopback
+  swtpm-tools         # swtpm's companion tools (swtpm_setup), installed with swtpm for operators and CI
+  tpm2-tools          # tests/integration/test-tpm.sh: tpm2_pcrextend, tpm2_getcap (an independent view of the TPM)
 )
 
 # Print the packages of CB_DEPS that are not installed, one per line.

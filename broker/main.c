@@ -177,6 +177,7 @@ static void usage(FILE *f) {
         fputs("usage: credbrokerd [--state-dir DIR] [--run-dir DIR] [--policy FILE] [--unlock SPEC]\n"
               "                   [--audit-log FILE] [--admin-group GROUP] [--threads N]\n"
               "                   [--listen-tcp 127.0.0.1:PORT] [--approval-timeout SECONDS]\n"
+              "                   [--tpm2-tcti STRING]\n"
               "       credbrokerd --check-policy FILE\n\n"
               "defaults: --state-dir " DEFAULT_STATE_DIR " --run-dir " DEFAULT_RUN_DIR "\n"
               "          --policy " DEFAULT_POLICY " --unlock " DEFAULT_UNLOCK "\n"
@@ -186,8 +187,10 @@ static void usage(FILE *f) {
               "            callers are known by uid only (sock_diag), so only uid-bound tokens work)\n"
               "          --approval-timeout 120 (seconds a token request under an \"approval\" grant\n"
               "            waits for 'credbroker approve' before it is denied; 1-86400)\n"
-              "--provision-dir and --tpm2-tcti belong to features not in this version:\n"
-              "they are refused rather than ignored.\n",
+              "          --tpm2-tcti device:/dev/tpmrm0 (the TPM for --unlock tpm2 / tpm2+keyfile:PATH;\n"
+              "            e.g. swtpm:host=127.0.0.1,port=2321)\n"
+              "--provision-dir belongs to a feature not in this version:\n"
+              "it is refused rather than ignored.\n",
               f);
 }
 
@@ -205,6 +208,7 @@ int main(int argc, char **argv) {
         unsigned threads = 2;
         uint32_t approval_timeout = CB_APPROVAL_TIMEOUT_DEFAULT;
         const char *listen_tcp = NULL;
+        const char *tpm2_tcti = NULL;
         int tcp_fd = -1;
         const char *state_dir = DEFAULT_STATE_DIR, *unlock = DEFAULT_UNLOCK, *audit = NULL, *admin_group = NULL;
         char tool_path[4096], admin_path[4096], tcp_desc[96] = "";
@@ -259,7 +263,8 @@ int main(int argc, char **argv) {
                         approval_timeout = (uint32_t)v;
                         break;
                 }
-                case 'P': case 'X':
+                case 'X': tpm2_tcti = optarg; break;
+                case 'P':
                         say("%s is not supported by this version (refusing rather than ignoring it)",
                             argv[optind - 1]);
                         return 2;
@@ -340,7 +345,18 @@ int main(int argc, char **argv) {
                         goto out;
                 }
         }
-        if (cb_unlock_spec_parse(unlock, &spec) < 0 || cb_store_open(state_dir, spec, &cbd.store) < 0) {
+        if (cb_unlock_spec_parse(unlock, &spec) == 0 && tpm2_tcti) {
+                if (spec->kind != CB_UNLOCK_TPM2 && spec->kind != CB_UNLOCK_TPM2_KEYFILE) {
+                        say("--tpm2-tcti needs --unlock tpm2 or tpm2+keyfile:PATH");
+                        goto out;
+                }
+                spec->tpm2_tcti = strdup(tpm2_tcti);
+                if (!spec->tpm2_tcti) {
+                        say("out of memory");
+                        goto out;
+                }
+        }
+        if (!spec || cb_store_open(state_dir, spec, &cbd.store) < 0) {
                 say("%s", cb_error_last());
                 goto out;
         }

@@ -18,6 +18,7 @@ static const struct verb {
 } verbs[] = {
         { "init", cmd_init, "create a store offline: init --state-dir DIR --unlock SPEC" },
         { "check", cmd_check, "verify a store offline: check --state-dir DIR --unlock SPEC [--json]" },
+        { "tpm", cmd_tpm, "what the TPM offers: tpm [--tpm2-tcti S] [--json]; tpm accept-rollback ..." },
         { "token", cmd_token, "tool: print a token: token SECRET [--use proxy|redeem] [--ttl SECONDS]" },
         { "fetch", cmd_fetch, "tool: print a value (needs a redeem grant): fetch SECRET [--newline]" },
         { "exec", cmd_exec, "tool: run a command with secrets, output masked: exec --env VAR=SECRET... -- CMD" },

@@ -35,6 +35,9 @@ const char *cli_one_name(int argc, char **argv, const char *verb, const char *wh
 int cmd_init(int argc, char **argv);
 int cmd_check(int argc, char **argv);
 
+/* TPM report and anti-rollback recovery (cli_tpm.c). */
+int cmd_tpm(int argc, char **argv);
+
 /* Talking to the broker (cli_tool.c).  cli_connect opens a handle on the
  * tool (admin = 0) or admin socket, or prints why not and returns the exit
  * code negated.  cli_fail_client prints "credbroker: VERB: <library

@@ -17,9 +17,11 @@ struct store_opts {
         const char *unlock;
         unsigned long long argon2_ops, argon2_mem_mib;
         int json;
+        const char *tpm2_tcti, *tpm2_pcrs;
 };
 
-enum { OPT_STATE_DIR = 256, OPT_UNLOCK, OPT_ARGON2_OPS, OPT_ARGON2_MEM, OPT_JSON, OPT_HELP };
+enum { OPT_STATE_DIR = 256, OPT_UNLOCK, OPT_ARGON2_OPS, OPT_ARGON2_MEM, OPT_JSON, OPT_HELP, OPT_TPM2_TCTI,
+       OPT_TPM2_PCRS };
 
 static const struct option store_options[] = {
         { "state-dir", required_argument, NULL, OPT_STATE_DIR },
@@ -28,6 +30,8 @@ static const struct option store_options[] = {
         { "argon2-mem-mib", required_argument, NULL, OPT_ARGON2_MEM },
         { "json", no_argument, NULL, OPT_JSON },
         { "help", no_argument, NULL, OPT_HELP },
+        { "tpm2-tcti", required_argument, NULL, OPT_TPM2_TCTI },
+        { "tpm2-pcrs", required_argument, NULL, OPT_TPM2_PCRS },
         {},
 };
 
@@ -65,6 +69,12 @@ static int parse_store_opts(int argc, char **argv, const char *usage, struct sto
                 case OPT_JSON:
                         o->json = 1;
                         break;
+                case OPT_TPM2_TCTI:
+                        o->tpm2_tcti = optarg;
+                        break;
+                case OPT_TPM2_PCRS:
+                        o->tpm2_pcrs = optarg;
+                        break;
                 case OPT_HELP:
                         printf("usage: %s\n", usage);
                         return 1;
@@ -76,15 +86,30 @@ static int parse_store_opts(int argc, char **argv, const char *usage, struct sto
                 return -cli_usage("%s: unexpected argument '%.64s'", argv[0], argv[optind]);
         if (!o->state_dir || !o->unlock)
                 return -cli_usage("%s needs --state-dir DIR and --unlock SPEC", argv[0]);
+        if (o->tpm2_pcrs && strcmp(argv[0], "init") != 0)
+                return -cli_usage("%s: --tpm2-pcrs is chosen at init and stored; it cannot change here", argv[0]);
+        return 0;
+}
+
+/* The tpm2 fields of spec from the options (NULLs leave the defaults). */
+static int spec_set_tpm2(cb_unlock_spec *spec, const struct store_opts *o) {
+        if ((o->tpm2_pcrs || o->tpm2_tcti) && spec->kind != CB_UNLOCK_TPM2 && spec->kind != CB_UNLOCK_TPM2_KEYFILE)
+                return cli_usage("--tpm2-%s needs --unlock tpm2 or tpm2+keyfile:PATH", o->tpm2_pcrs ? "pcrs" : "tcti");
+        if ((o->tpm2_tcti && !(spec->tpm2_tcti = strdup(o->tpm2_tcti))) ||
+            (o->tpm2_pcrs && !(spec->tpm2_pcrs = strdup(o->tpm2_pcrs))))
+                return cli_fail(-ENOMEM, "out of memory");
         return 0;
 }
 
 int cmd_init(int argc, char **argv) {
         static const char usage[] =
                 "credbroker init --state-dir DIR --unlock SPEC [--argon2-ops N] [--argon2-mem-mib N]\n"
+                "                [--tpm2-tcti STRING] [--tpm2-pcrs LIST]\n"
                 "  SPEC: passphrase (prompt), passphrase:FILE, passphrase:fd:N, keyfile:PATH (created 0400\n"
                 "  with 32 random bytes if missing), tpm2, tpm2+keyfile:PATH.\n"
-                "  Argon2id defaults: libsodium MODERATE (3 passes, 256 MiB).";
+                "  Argon2id defaults: libsodium MODERATE (3 passes, 256 MiB).\n"
+                "  tpm2: --tpm2-tcti (default device:/dev/tpmrm0); --tpm2-pcrs 7 or 0,7 binds the store to\n"
+                "  those sha256 PCRs at their current values (default: no PCR policy).";
         struct store_opts o;
         cb_unlock_spec *spec = NULL;
         cb_store *s = NULL;
@@ -99,6 +124,8 @@ int cmd_init(int argc, char **argv) {
                 return cli_fail(r, "%s", cb_error_last());
         spec->argon2_ops = o.argon2_ops;
         spec->argon2_mem = o.argon2_mem_mib << 20;
+        if ((r = spec_set_tpm2(spec, &o)) != 0)
+                goto out;
         r = cb_store_create(o.state_dir, spec);
         if (r < 0) {
                 r = cli_fail(r, "init: %s", cb_error_last());
@@ -131,7 +158,7 @@ out:
 
 int cmd_check(int argc, char **argv) {
         static const char usage[] =
-                "credbroker check --state-dir DIR --unlock SPEC [--json]\n"
+                "credbroker check --state-dir DIR --unlock SPEC [--tpm2-tcti STRING] [--json]\n"
                 "  Offline integrity check: header checksum and MAC, the whole log chain, every live\n"
                 "  version decrypted, exactly one current version per secret.  Prints no values.\n"
                 "  Exit 0 ok, 3 wrong key, 4 integrity error (the message names the file).";
@@ -148,6 +175,8 @@ int cmd_check(int argc, char **argv) {
         r = cb_unlock_spec_parse(o.unlock, &spec);
         if (r < 0)
                 return cli_fail(r, "%s", cb_error_last());
+        if ((r = spec_set_tpm2(spec, &o)) != 0)
+                goto out;
         r = cb_store_open(o.state_dir, spec, &s);
         if (r >= 0)
                 r = cb_store_verify(s, &nsec, &nver);

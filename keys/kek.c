@@ -35,6 +35,21 @@ void cb_unlock_spec_free(cb_unlock_spec *s) {
         free(s);
 }
 
+cb_unlock_spec *cb_unlock_spec_dup(const cb_unlock_spec *s) {
+        cb_unlock_spec *d = calloc(1, sizeof(*d));
+
+        if (!d)
+                return NULL;
+        *d = *s;
+        d->path = d->tpm2_tcti = d->tpm2_pcrs = NULL;
+        if ((s->path && !(d->path = strdup(s->path))) || (s->tpm2_tcti && !(d->tpm2_tcti = strdup(s->tpm2_tcti))) ||
+            (s->tpm2_pcrs && !(d->tpm2_pcrs = strdup(s->tpm2_pcrs)))) {
+                cb_unlock_spec_free(d);
+                return NULL;
+        }
+        return d;
+}
+
 int cb_unlock_spec_parse(const char *str, cb_unlock_spec **ret) {
         cb_unlock_spec *s;
         const char *arg = NULL;
@@ -95,8 +110,9 @@ const cb_unlock_provider *cb_unlock_provider_get(enum cb_unlock_kind kind) {
         case CB_UNLOCK_KEYFILE:
                 return &cb_provider_keyfile;
         case CB_UNLOCK_TPM2:
+                return &cb_provider_tpm2;
         case CB_UNLOCK_TPM2_KEYFILE:
-                return NULL; /* slots in with the tpm2-tss provider */
+                return &cb_provider_tpm2_keyfile;
         }
         return NULL;
 }

@@ -82,6 +82,10 @@ static int create_keyfile(const char *path) {
         return r;
 }
 
+int cb_keyfile_create(const char *path) {
+        return create_keyfile(path);
+}
+
 static int keyfile_enroll(const cb_unlock_spec *spec, const unsigned char store_id[CB_STORE_ID_LEN], cb_buf *params,
                           cb_secbuf **ret_wrapkey) {
         unsigned char salt[SALT_LEN];

@@ -398,6 +398,7 @@ void cb_store_close(cb_store *s) {
         free(s->hdr_bytes);
         cb_secbuf_free(s->keys);
         cb_secbuf_free(s->scratch);
+        cb_unlock_spec_free(s->rollback_spec);
         if (s->logfd >= 0)
                 close(s->logfd);
         if (s->dirfd >= 0)
@@ -524,7 +525,24 @@ static int unlock(cb_store *s, const cb_unlock_spec *spec, const char *hdrpath) 
                 if (sodium_memcmp(mac, s->hdr_bytes + s->hdr.mac_off, CB_MAC_LEN) != 0)
                         return cb_error_set(CB_E_INTEGRITY, "integrity error: %s: MAC mismatch (modified)", hdrpath);
         }
+        if (prov->sync_generation) {
+                s->rollback_spec = cb_unlock_spec_dup(spec);
+                if (!s->rollback_spec)
+                        return -ENOMEM;
+                s->rollback_prov = prov;
+        }
         return 0;
+}
+
+int cb_store_sync_generation(cb_store *s, uint64_t *ret_counter_gen) {
+        if (!s->rollback_prov)
+                return 0;
+        for (size_t i = 0; i < s->hdr.nslots; i++)
+                if (s->hdr.slots[i].kind == s->rollback_spec->kind)
+                        return s->rollback_prov->sync_generation(s->rollback_spec, s->hdr.slots[i].params,
+                                                                 s->hdr.slots[i].params_len, s->hdr.generation,
+                                                                 ret_counter_gen);
+        return cb_error_set(-ENOKEY, "the store lost its '%s' slot", cb_unlock_kind_name(s->rollback_spec->kind));
 }
 
 /* Wipe and unlink log files other than the current one (left by a compaction
@@ -675,6 +693,26 @@ int cb_store_open(const char *dir, const cb_unlock_spec *spec, cb_store **ret) {
                                  "needs a header commit that failed (%s); free space and reopen", strerror(-r));
                         r = 0;
                 }
+        }
+        /* Anti-rollback (tpm2): the committed generation must not be older
+         * than the provider's counter.  An operator who restored a copy on
+         * purpose opens with accept_rollback: the generation jumps to the
+         * counter (log records stay at or below it, so the log still loads). */
+        {
+                uint64_t counter_gen = 0;
+
+                r = cb_store_sync_generation(s, &counter_gen);
+                if (r == CB_E_ROLLBACK && spec->accept_rollback && counter_gen > s->hdr.generation &&
+                    !s->readonly_why[0]) {
+                        unsigned char h[CB_MAC_LEN];
+
+                        memcpy(h, s->hdr.log_head, CB_MAC_LEN);
+                        r = cb_store_write_header(s, counter_gen, s->hdr.log_id, s->hdr.log_len, h);
+                        if (r == 0 && s->readonly_why[0])
+                                r = cb_error_set(-EIO, "'%s': %s", dir, s->readonly_why);
+                }
+                if (r < 0)
+                        goto out;
         }
         (void)cb_store_remove_stale_logs(s); /* a failure is retried at the next open */
         *ret = s;

@@ -47,6 +47,10 @@ struct cb_store {
         bool broken;
         char readonly_why[256]; /* set when open could not commit a recovery */
         cb_secbuf *scratch;     /* DEK + one value: reused by every decrypt */
+        /* Anti-rollback through the unlock provider's counter (tpm2);
+         * NULL when the provider has none. */
+        const cb_unlock_provider *rollback_prov;
+        cb_unlock_spec *rollback_spec;
 };
 
 
@@ -64,6 +68,9 @@ int cb_store_load_log(cb_store *s, const unsigned char *p, size_t committed, siz
 int cb_store_write_header(cb_store *s, uint64_t gen, const unsigned char log_id[CB_LOG_ID_LEN], uint64_t log_len,
                           const unsigned char head[CB_MAC_LEN]);
 void cb_store_free_index(cb_store *s);
+/* Compare the committed generation with the provider's counter and advance
+ * the counter if behind (see kek.h sync_generation); 0 without one. */
+int cb_store_sync_generation(cb_store *s, uint64_t *ret_counter_gen);
 int cb_store_remove_stale_logs(cb_store *s);
 /* AAD for a DEK and for a value (see store.h). */
 int cb_store_dek_aad(cb_buf *aad, const cb_store *s, const char *name, uint32_t version);

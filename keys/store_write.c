@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -113,6 +114,18 @@ int cb_store_write_header(cb_store *s, uint64_t gen, const unsigned char log_id[
         r = cb_header_parse(s->hdr_bytes, s->hdr_len, &s->hdr);
         if (r < 0)
                 s->broken = true;
+        if (r == 0 && s->rollback_prov) {
+                /* The commit is durable; now the counter follows it.  If it
+                 * cannot, a copy of the previous generation would still pass
+                 * the rollback check: refuse further writes until a reopen
+                 * (which catches the counter up or fails closed). */
+                uint64_t counter_gen;
+
+                if (cb_store_sync_generation(s, &counter_gen) < 0)
+                        snprintf(s->readonly_why, sizeof(s->readonly_why), "the write is durable but the "
+                                 "anti-rollback counter could not follow it (%.120s); reopen the store",
+                                 cb_error_last());
+        }
 out:
         free(disk);
         cb_buf_free(&out);

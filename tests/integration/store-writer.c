@@ -24,6 +24,10 @@
  * CB_CRASH_AT=<hook point> [CB_CRASH_AT_N=<n>]: raise SIGKILL at the n-th
  * (default first) time the commit path reaches that point.
  *
+ * CB_UNLOCK_SPEC=<spec> [CB_TPM2_TCTI=<tcti>]: unlock with that spec instead
+ * of keyfile:KEYFILE (test-tpm.sh: a crash between the header commit and
+ * the TPM counter increment).
+ *
  * Exit 0 when done, 1 on any failure (message on stderr).
  */
 #include <errno.h>
@@ -246,8 +250,12 @@ int main(int argc, char **argv) {
                 cb_store_test_hook = crash_hook;
         }
         snprintf(spec_str, sizeof(spec_str), "keyfile:%s", argv[2]);
+        if (getenv("CB_UNLOCK_SPEC"))
+                snprintf(spec_str, sizeof(spec_str), "%s", getenv("CB_UNLOCK_SPEC"));
         if (cb_unlock_spec_parse(spec_str, &spec) < 0)
                 die("%s", cb_error_last());
+        if (getenv("CB_TPM2_TCTI") && !(spec->tpm2_tcti = strdup(getenv("CB_TPM2_TCTI"))))
+                die("out of memory");
         r = cb_store_open(argv[1], spec, &s);
         if (r < 0)
                 die("open: %s", cb_error_last());
