@@ -296,6 +296,8 @@ int api_admin(request *rq) {
                 return get ? route_status(rq) : reply_error(rq, 405, "method_not_allowed", "use GET");
         if (strcmp(rq->url, "/v1/admin/policy/reload") == 0)
                 return post ? route_reload(rq) : reply_error(rq, 405, "method_not_allowed", "use POST");
+        if (is_provision_route(rq->url))
+                return api_provision(rq);
         if (strcmp(rq->url, "/v1/health") == 0) {
                 rq->route = "health";
                 return reply_json(rq, 200, json_pack("{s:s}", "status", "ok"), false);

@@ -175,7 +175,7 @@ static int listen_loopback(const char *spec, char *desc, size_t cap) {
 static void usage(FILE *f) {
         fputs("usage: credbrokerd [--state-dir DIR] [--run-dir DIR] [--policy FILE] [--unlock SPEC]\n"
               "                   [--audit-log FILE] [--admin-group GROUP] [--threads N]\n"
-              "                   [--listen-tcp 127.0.0.1:PORT]\n"
+              "                   [--listen-tcp 127.0.0.1:PORT] [--provision-dir DIR]\n"
               "       credbrokerd --check-policy FILE\n\n"
               "defaults: --state-dir " DEFAULT_STATE_DIR " --run-dir " DEFAULT_RUN_DIR "\n"
               "          --policy " DEFAULT_POLICY " --unlock " DEFAULT_UNLOCK "\n"
@@ -183,8 +183,10 @@ static void usage(FILE *f) {
               "          --threads 2 (threads serving tools.sock, 1-64; admin.sock has one)\n"
               "          --listen-tcp: none (127.x.x.x:PORT or [::1]:PORT: the proxy over loopback TCP;\n"
               "            callers are known by uid only (sock_diag), so only uid-bound tokens work)\n"
-              "--provision-dir and --tpm2-tcti belong to features not in this version:\n"
-              "they are refused rather than ignored.\n",
+              "          --provision-dir: none (DIR of cbseal1 blobs named NAME or NAME.cbseal, imported\n"
+              "            at start and on SIGHUP; imported files are removed, refused ones stay;\n"
+              "            DIR must be owned by root or us and not group/other writable)\n"
+              "--tpm2-tcti belongs to a feature not in this version: it is refused rather than ignored.\n",
               f);
 }
 
@@ -199,7 +201,7 @@ int main(int argc, char **argv) {
                 { "help", no_argument, NULL, 'h' },               {},
         };
         unsigned threads = 2;
-        const char *listen_tcp = NULL;
+        const char *listen_tcp = NULL, *provision_dir = NULL;
         int tcp_fd = -1;
         const char *state_dir = DEFAULT_STATE_DIR, *unlock = DEFAULT_UNLOCK, *audit = NULL, *admin_group = NULL;
         char tool_path[4096], admin_path[4096], tcp_desc[96] = "";
@@ -242,7 +244,8 @@ int main(int argc, char **argv) {
                         return 0;
                 }
                 case 'T': listen_tcp = optarg; break;
-                case 'P': case 'X':
+                case 'P': provision_dir = optarg; break;
+                case 'X':
                         say("%s is not supported by this version (refusing rather than ignoring it)",
                             argv[optind - 1]);
                         return 2;
@@ -327,6 +330,12 @@ int main(int argc, char **argv) {
                 say("%s", cb_error_last());
                 goto out;
         }
+        if (provision_start() < 0 || (provision_dir && provision_dir_check(provision_dir) < 0)) {
+                say("%s", cb_error_last());
+                goto out;
+        }
+        if (provision_dir)
+                provision_dir_scan(provision_dir, "start");
         cbd.tokens = cb_tokens_new(0, 0);
         if (cbd.tokens)
                 cb_tokens_limit_bound(cbd.tokens, bound_max, CB_TOKENS_BOUND_PER_UID);
@@ -384,6 +393,8 @@ int main(int argc, char **argv) {
                         else
                                 say("SIGHUP: policy reloaded: %zu clients, %zu grants",
                                     cb_policy_n_clients(cbd.policy), cb_policy_n_grants(cbd.policy));
+                        if (provision_dir)
+                                provision_dir_scan(provision_dir, "SIGHUP");
                 }
                 cb_tokens_sweep(cbd.tokens, (uint64_t)time(NULL));
                 pthread_mutex_unlock(&cbd.lock);

@@ -27,6 +27,9 @@ static const struct verb {
         { "revoke", cmd_revoke, "admin: revoke tokens: revoke --accessor A | --secret NAME | --client C" },
         { "status", cmd_status, "admin: the broker's state: status [--json]" },
         { "policy", cmd_policy, "check a policy file, or reload the broker's: policy check FILE | policy reload" },
+        { "pubkey", cmd_pubkey, "admin: the provisioning public key: pubkey [--list|--rotate|--retire ID] [--json]" },
+        { "seal", cmd_seal, "offline: seal stdin for a broker: seal --recipient KEY --name NAME [--host H]..." },
+        { "import", cmd_import, "admin: import sealed blobs: import [--dry-run] BLOB|FILE|-..." },
 };
 
 const char *cli_socket;

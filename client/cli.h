@@ -59,3 +59,8 @@ int cmd_show(int argc, char **argv);
 int cmd_revoke(int argc, char **argv);
 int cmd_status(int argc, char **argv);
 int cmd_policy(int argc, char **argv);
+
+/* Provisioning verbs (cli_provision.c). */
+int cmd_pubkey(int argc, char **argv);
+int cmd_seal(int argc, char **argv);
+int cmd_import(int argc, char **argv);
