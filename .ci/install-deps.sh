@@ -34,6 +34,7 @@ CB_DEPS=(
   openssl             # tests/integration/test-proxy.sh and make demo: a test CA and certificates
   curl                # tests/integration/test-daemon.sh: a second real client executable
   python3             # tests: Debian's interpreter (runnable by other uids), a third client executable
+  python3-nacl        # tests/integration/test-provision.sh: a provisioning blob sealed by PyNaCl (cross-implementation check)
 )
 
 # Print the packages of CB_DEPS that are not installed, one per line.
