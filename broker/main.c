@@ -330,7 +330,10 @@ int main(int argc, char **argv) {
                 say("%s", cb_error_last());
                 goto out;
         }
-        if (provision_start() < 0 || (provision_dir && provision_dir_check(provision_dir) < 0)) {
+        if (provision_start() < 0) /* e.g. a read-only store: serve it, say why import cannot work */
+                say("warning: no provisioning keypair (import will fail until one can be made): %s",
+                    cb_error_last());
+        if (provision_dir && provision_dir_check(provision_dir) < 0) {
                 say("%s", cb_error_last());
                 goto out;
         }
