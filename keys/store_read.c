@@ -175,7 +175,7 @@ void cb_store_id_hex(const cb_store *s, char out[33]) {
 }
 
 int cb_store_verify(cb_store *s, size_t *ret_secrets, size_t *ret_versions) {
-        size_t versions = 0;
+        size_t versions = 0, internal = 0;
 
         for (size_t k = 0; k < s->nsec; k++) {
                 struct secret *sec = &s->sec[k];
@@ -190,14 +190,16 @@ int cb_store_verify(cb_store *s, size_t *ret_secrets, size_t *ret_versions) {
                         r = decrypt_version(s, sec, i, NULL);
                         if (r < 0)
                                 return r;
-                        versions++;
+                        versions += sec->name[0] != CB_INTERNAL_NAME_PREFIX; /* verified, not counted */
                 }
                 if (cur != 1)
                         return cb_error_set(CB_E_INTEGRITY, "integrity error: secret '%s' has %zu current versions",
                                             sec->name, cur);
         }
+        for (size_t k = 0; k < s->nsec; k++)
+                internal += s->sec[k].name[0] == CB_INTERNAL_NAME_PREFIX;
         if (ret_secrets)
-                *ret_secrets = s->nsec;
+                *ret_secrets = s->nsec - internal;
         if (ret_versions)
                 *ret_versions = versions;
         return 0;
