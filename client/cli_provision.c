@@ -43,7 +43,7 @@ static int call(const char *verb, const char *method, const char *path, const ch
         r = cb_client_request(c, method, path, body, body ? strlen(body) : 0, &text, NULL);
         if (r < 0) {
                 int code = cli_fail_client(r, c, verb);
-                r = -(r == -EINVAL || r == -EPROTO || r == -ENOENT ? CB_EXIT_DENIED : code);
+                r = -(r == -EINVAL || r == -EPROTO ? CB_EXIT_DENIED : code); /* 400, 409: refused */
                 goto out;
         }
         o = json_loads(text, 0, NULL);

@@ -191,6 +191,27 @@ expect "SIGHUP: the new blob is imported" "hup-$VALUE" "$(redeem dirsec)"
 expect "SIGHUP: import logged" "SIGHUP: imported dirsec version 2" "$(cat "$T/daemon.out")"
 expect "dir imports are audited" '"route":"provision.dir"' "$(cat "$T/audit.log")"
 
+# --- import from stdin, --dry-run
+sleep 1.1
+seal "stdin-$VALUE" --recipient "$NEWKEY" --name demo >"$T/stdin.blob"
+expect "import --dry-run stores nothing" "1 blob(s) would import" "$("$CLI" import --dry-run - <"$T/stdin.blob" 2>&1)"
+expect "import from stdin" "imported demo version 5" "$("$CLI" import - <"$T/stdin.blob" 2>&1)"
+expect "its value is served" "stdin-$VALUE" "$(redeem demo)"
+stop
+
+# --- a store without a keypair (init could not reopen it: passphrase on a
+# descriptor) gets one at the daemon's first start
+printf 'pw-for-test\n' >"$T/pass"; chmod 0600 "$T/pass"
+"$CLI" init --state-dir "$T/state2" --unlock passphrase:fd:3 --argon2-ops 1 --argon2-mem-mib 8 3<"$T/pass" >/dev/null
+"$DAEMON" --state-dir "$T/state2" --run-dir "$T/run" --policy "$T/policy.json" --unlock "passphrase:$T/pass" \
+        >>"$T/daemon.out" 2>&1 &
+PID=$!
+for _ in $(seq 50); do [ -S "$T/run/admin.sock" ] && grep -q serving "$T/daemon.out" && break; sleep 0.1; done
+expect "an older store gets its keypair at the first start" "created the provisioning keypair" "$(cat "$T/daemon.out")"
+expect "and pubkey prints it" "cbpk1." "$("$CLI" pubkey)"
+stop
+start --provision-dir "$T/pd"
+
 # --- the value never shows up where it must not
 printf '%s\n' "$VALUE" >"$T/pattern"
 grep -qF -f "$T/pattern" "$T/audit.log" && bad "value in the audit log" || ok "value not in the audit log"
