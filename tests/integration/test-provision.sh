@@ -190,6 +190,13 @@ expect "SIGHUP: the new blob is imported" "hup-$VALUE" "$(redeem dirsec)"
 [ ! -e "$T/pd/dirsec" ] && ok "SIGHUP: imported file removed" || bad "SIGHUP: file still there"
 expect "SIGHUP: import logged" "SIGHUP: imported dirsec version 2" "$(cat "$T/daemon.out")"
 expect "dir imports are audited" '"route":"provision.dir"' "$(cat "$T/audit.log")"
+sleep 1.1
+seal "unsafe" --recipient "$NEWKEY" --name dirsec >"$T/pd/dirsec.cbseal"
+chmod 0777 "$T/pd"
+kill -HUP "$PID"; sleep 1.5
+expect "SIGHUP: an unsafe dir is not scanned" "SIGHUP: not scanned: --provision-dir $T/pd is writable by group or others" "$(cat "$T/daemon.out")"
+[ -e "$T/pd/dirsec.cbseal" ] && [ "$(redeem dirsec)" = "hup-$VALUE" ] && ok "SIGHUP: nothing imported from it" || bad "SIGHUP: imported from an unsafe dir"
+chmod 0700 "$T/pd"; rm -f "$T/pd/dirsec.cbseal"
 
 # --- import from stdin, --dry-run
 sleep 1.1
