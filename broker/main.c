@@ -3,7 +3,7 @@
  * credbrokerd: start-up, sockets, signals.  Foreground, logs to stderr.
  * SIGTERM/SIGINT: clean exit (sockets removed, keys wiped).  SIGHUP: reload
  * the policy; an invalid one is refused with the exact error and the old one
- * keeps serving.
+ * keeps serving.  SIGHUP also imports --provision-dir's blobs (provision.c).
  */
 #include <arpa/inet.h>
 #include <errno.h>
