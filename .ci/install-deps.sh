@@ -38,6 +38,7 @@ CB_DEPS=(
   swtpm               # tests/integration/test-tpm.sh, tests/bench/unlock.sh: a real software TPM on loopback
   swtpm-tools         # swtpm's companion tools (swtpm_setup), installed with swtpm for operators and CI
   tpm2-tools          # tests/integration/test-tpm.sh: tpm2_pcrextend, tpm2_getcap (an independent view of the TPM)
+  python3-nacl        # tests/integration/test-provision.sh: a provisioning blob sealed by PyNaCl (cross-implementation check)
 )
 
 # Print the packages of CB_DEPS that are not installed, one per line.

@@ -298,6 +298,8 @@ int api_admin(request *rq) {
                 return post ? route_reload(rq) : reply_error(rq, 405, "method_not_allowed", "use POST");
         if (strncmp(rq->url, "/v1/admin/approvals", 19) == 0 && (rq->url[19] == 0 || rq->url[19] == '/'))
                 return api_approval_admin(rq);
+        if (is_provision_route(rq->url))
+                return api_provision(rq);
         if (strcmp(rq->url, "/v1/health") == 0) {
                 rq->route = "health";
                 return reply_json(rq, 200, json_pack("{s:s}", "status", "ok"), false);

@@ -3,7 +3,7 @@
  * credbrokerd: start-up, sockets, signals.  Foreground, logs to stderr.
  * SIGTERM/SIGINT: clean exit (sockets removed, keys wiped).  SIGHUP: reload
  * the policy; an invalid one is refused with the exact error and the old one
- * keeps serving.
+ * keeps serving.  SIGHUP also imports --provision-dir's blobs (provision.c).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -177,7 +177,7 @@ static void usage(FILE *f) {
         fputs("usage: credbrokerd [--state-dir DIR] [--run-dir DIR] [--policy FILE] [--unlock SPEC]\n"
               "                   [--audit-log FILE] [--admin-group GROUP] [--threads N]\n"
               "                   [--listen-tcp 127.0.0.1:PORT] [--approval-timeout SECONDS]\n"
-              "                   [--tpm2-tcti STRING]\n"
+              "                   [--tpm2-tcti STRING] [--provision-dir DIR]\n"
               "       credbrokerd --check-policy FILE\n\n"
               "defaults: --state-dir " DEFAULT_STATE_DIR " --run-dir " DEFAULT_RUN_DIR "\n"
               "          --policy " DEFAULT_POLICY " --unlock " DEFAULT_UNLOCK "\n"
@@ -189,8 +189,9 @@ static void usage(FILE *f) {
               "            waits for 'credbroker approve' before it is denied; 1-86400)\n"
               "          --tpm2-tcti device:/dev/tpmrm0 (the TPM for --unlock tpm2 / tpm2+keyfile:PATH;\n"
               "            e.g. swtpm:host=127.0.0.1,port=2321)\n"
-              "--provision-dir belongs to a feature not in this version:\n"
-              "it is refused rather than ignored.\n",
+              "          --provision-dir: none (DIR of cbseal1 blobs named NAME or NAME.cbseal, imported\n"
+              "            at start and on SIGHUP; imported files are removed, refused ones stay;\n"
+              "            DIR must be owned by root or us and not group/other writable)\n",
               f);
 }
 
@@ -207,7 +208,7 @@ int main(int argc, char **argv) {
         };
         unsigned threads = 2;
         uint32_t approval_timeout = CB_APPROVAL_TIMEOUT_DEFAULT;
-        const char *listen_tcp = NULL;
+        const char *listen_tcp = NULL, *provision_dir = NULL;
         const char *tpm2_tcti = NULL;
         int tcp_fd = -1;
         const char *state_dir = DEFAULT_STATE_DIR, *unlock = DEFAULT_UNLOCK, *audit = NULL, *admin_group = NULL;
@@ -264,10 +265,7 @@ int main(int argc, char **argv) {
                         break;
                 }
                 case 'X': tpm2_tcti = optarg; break;
-                case 'P':
-                        say("%s is not supported by this version (refusing rather than ignoring it)",
-                            argv[optind - 1]);
-                        return 2;
+                case 'P': provision_dir = optarg; break;
                 case 'h': usage(stdout); return 0;
                 default: usage(stderr); return 2;
                 }
@@ -360,6 +358,15 @@ int main(int argc, char **argv) {
                 say("%s", cb_error_last());
                 goto out;
         }
+        if (provision_start() < 0) /* e.g. a read-only store: serve it, say why import cannot work */
+                say("warning: no provisioning keypair (import will fail until one can be made): %s",
+                    cb_error_last());
+        if (provision_dir && provision_dir_check(provision_dir) < 0) {
+                say("%s", cb_error_last());
+                goto out;
+        }
+        if (provision_dir)
+                provision_dir_scan(provision_dir, "start");
         cbd.tokens = cb_tokens_new(0, 0);
         if (cbd.tokens)
                 cb_tokens_limit_bound(cbd.tokens, bound_max, CB_TOKENS_BOUND_PER_UID);
@@ -417,6 +424,8 @@ int main(int argc, char **argv) {
                         else
                                 say("SIGHUP: policy reloaded: %zu clients, %zu grants",
                                     cb_policy_n_clients(cbd.policy), cb_policy_n_grants(cbd.policy));
+                        if (provision_dir)
+                                provision_dir_scan(provision_dir, "SIGHUP");
                 }
                 cb_tokens_sweep(cbd.tokens, (uint64_t)time(NULL));
                 approval_sweep();

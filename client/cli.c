@@ -31,6 +31,9 @@ static const struct verb {
         { "approvals", cmd_approvals, "admin: token requests held for approval: approvals [--json]" },
         { "approve", cmd_approve, "admin: approve a held token request: approve ID" },
         { "deny", cmd_deny, "admin: deny a held token request: deny ID" },
+        { "pubkey", cmd_pubkey, "admin: the provisioning public key: pubkey [--list|--rotate|--retire ID] [--json]" },
+        { "seal", cmd_seal, "offline: seal stdin for a broker: seal --recipient KEY --name NAME [--host H]..." },
+        { "import", cmd_import, "admin: import sealed blobs: import [--dry-run] BLOB|FILE|-..." },
 };
 
 const char *cli_socket;

@@ -69,3 +69,7 @@ int cmd_approvals(int argc, char **argv);
 int cmd_approve(int argc, char **argv);
 int cmd_deny(int argc, char **argv);
 int cli_on_pending(const char *approval_id, unsigned timeout_s, void *userdata);
+/* Provisioning verbs (cli_provision.c). */
+int cmd_pubkey(int argc, char **argv);
+int cmd_seal(int argc, char **argv);
+int cmd_import(int argc, char **argv);

@@ -10,6 +10,7 @@
 #include "cli.h"
 #include "error.h"
 #include "kek.h"
+#include "provision.h"
 #include "store.h"
 
 struct store_opts {
@@ -145,6 +146,13 @@ int cmd_init(int argc, char **argv) {
         r = cb_store_open(o.state_dir, spec, &s);
         if (r < 0) {
                 r = cli_fail(r, "init: created, but reopening failed: %s", cb_error_last());
+                goto out;
+        }
+        /* The provisioning keypair (keys/provision.h); stores init could not
+         * reopen (a prompted passphrase) get theirs at the daemon's start. */
+        r = cb_prov_keys_ensure(s, NULL);
+        if (r < 0) {
+                r = cli_fail(r, "init: created, but making the provisioning keypair failed: %s", cb_error_last());
                 goto out;
         }
         cb_store_id_hex(s, id);

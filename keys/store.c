@@ -56,9 +56,17 @@ int cb_version_state_parse(const char *str, enum cb_version_state *ret) {
 }
 
 int cb_name_check(const char *name) {
-        if (!name || !cb_name_valid((const unsigned char *)name, strlen(name)))
+        if (!name || name[0] == CB_INTERNAL_NAME_PREFIX || !cb_name_valid((const unsigned char *)name, strlen(name)))
                 return cb_error_set(-EINVAL, "invalid secret name: use 1 to %d characters from A-Z a-z 0-9 . _ -, "
                                     "starting with a letter or digit", CB_NAME_MAX);
+        return 0;
+}
+
+int cb_store_name_check(const char *name, unsigned flags) {
+        if (!(flags & CB_STORE_INTERNAL))
+                return cb_name_check(name);
+        if (!name || name[0] != CB_INTERNAL_NAME_PREFIX || !cb_name_valid((const unsigned char *)name, strlen(name)))
+                return cb_error_set(-EINVAL, "invalid internal name");
         return 0;
 }
 

@@ -127,6 +127,31 @@ void cb_store_id_hex(const cb_store *s, char out[33]);
  * and destroyed material).  Called by cb_store_destroy; exposed for tools. */
 int cb_store_compact(cb_store *s) __attribute__((warn_unused_result));
 
+/* The internal namespace: '@' + a valid name.  It holds the store's own keys
+ * (the provisioning keypair, keys/provision.h).  cb_name_check refuses such
+ * names, so nothing that takes a name from a client (put, show, a policy
+ * grant, a token, a redeem, the proxy) can reach one, and cb_store_names,
+ * cb_store_count and cb_store_versions do not show them; only the _ex calls
+ * below with CB_STORE_INTERNAL do. */
+#define CB_INTERNAL_NAME_PREFIX '@'
+#define CB_STORE_INTERNAL 1u
+
+/* name checked for the namespace flags selects: 0 or -EINVAL. */
+int cb_store_name_check(const char *name, unsigned flags);
+
+/* cb_store_put with the version's creation time given (0 = now; provisioning
+ * records when a value was sealed) and flags (CB_STORE_INTERNAL). */
+int cb_store_put_ex(cb_store *s, const char *name, const void *value, size_t len, const cb_meta *meta,
+                    enum cb_version_state state, uint64_t created, unsigned flags, uint32_t *ret_version)
+        __attribute__((warn_unused_result));
+int cb_store_get_ex(cb_store *s, const char *name, uint32_t version, bool allow_inactive, unsigned flags,
+                    cb_secbuf **ret_value, uint32_t *ret_version, const cb_meta **ret_meta)
+        __attribute__((warn_unused_result));
+int cb_store_destroy_ex(cb_store *s, const char *name, uint32_t version, unsigned flags)
+        __attribute__((warn_unused_result));
+int cb_store_versions_ex(cb_store *s, const char *name, unsigned flags, const cb_version_info **ret, size_t *ret_n)
+        __attribute__((warn_unused_result));
+
 /* Test hook: when set (non-NULL), called at named points of the commit path
  * so crash tests can stop a writer exactly there: "log-written" (appended,
  * not yet synced), "log-synced", "header-committed" (also when open commits

@@ -12,7 +12,17 @@
 #define COMMIT_LEN (8 + CB_LOG_ID_LEN + 8 + CB_MAC_LEN)
 #define TRAILER_LEN (CB_MAC_LEN + CB_MAC_LEN)
 
+static int plain_name_valid(const unsigned char *name, size_t n);
+
+/* A plain name, or '@' + a plain name: the store's internal namespace
+ * (store.h, CB_STORE_INTERNAL), which cb_name_check refuses. */
 int cb_name_valid(const unsigned char *name, size_t n) {
+        if (n > 1 && n <= CB_NAME_MAX && name[0] == CB_INTERNAL_NAME_PREFIX)
+                return plain_name_valid(name + 1, n - 1);
+        return plain_name_valid(name, n);
+}
+
+static int plain_name_valid(const unsigned char *name, size_t n) {
         if (n == 0 || n > CB_NAME_MAX)
                 return 0;
         for (size_t i = 0; i < n; i++) {

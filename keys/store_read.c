@@ -85,12 +85,17 @@ out:
 
 int cb_store_get(cb_store *s, const char *name, uint32_t version, bool allow_inactive, cb_secbuf **ret_value,
                  uint32_t *ret_version, const cb_meta **ret_meta) {
+        return cb_store_get_ex(s, name, version, allow_inactive, 0, ret_value, ret_version, ret_meta);
+}
+
+int cb_store_get_ex(cb_store *s, const char *name, uint32_t version, bool allow_inactive, unsigned flags,
+                    cb_secbuf **ret_value, uint32_t *ret_version, const cb_meta **ret_meta) {
         struct secret *sec;
         cb_version_info *v;
         size_t idx;
         int r;
 
-        if (cb_name_check(name) < 0)
+        if (cb_store_name_check(name, flags) < 0)
                 return -EINVAL;
         sec = cb_store_find(s, name, strlen(name));
         if (!sec)
@@ -123,20 +128,29 @@ static int cmp_names(const void *a, const void *b) {
 
 int cb_store_names(cb_store *s, const char ***ret_names, size_t *ret_n) {
         const char **v = malloc((s->nsec ? s->nsec : 1) * sizeof(*v));
+        size_t n = 0;
 
         if (!v)
                 return -ENOMEM;
         for (size_t i = 0; i < s->nsec; i++)
-                v[i] = s->sec[i].name;
-        qsort(v, s->nsec, sizeof(*v), cmp_names);
+                if (s->sec[i].name[0] != CB_INTERNAL_NAME_PREFIX) /* store.h: never listed */
+                        v[n++] = s->sec[i].name;
+        qsort(v, n, sizeof(*v), cmp_names);
         *ret_names = v;
-        *ret_n = s->nsec;
+        *ret_n = n;
         return 0;
 }
 
 int cb_store_versions(cb_store *s, const char *name, const cb_version_info **ret, size_t *ret_n) {
-        struct secret *sec = cb_store_find(s, name, strlen(name));
+        return cb_store_versions_ex(s, name, 0, ret, ret_n);
+}
 
+int cb_store_versions_ex(cb_store *s, const char *name, unsigned flags, const cb_version_info **ret, size_t *ret_n) {
+        struct secret *sec;
+
+        if (cb_store_name_check(name, flags) < 0)
+                return cb_error_set(-ENOENT, "no secret named '%.128s'", name ? name : "");
+        sec = cb_store_find(s, name, strlen(name));
         if (!sec)
                 return cb_error_set(-ENOENT, "no secret named '%s'", name);
         *ret = sec->v;
@@ -145,7 +159,11 @@ int cb_store_versions(cb_store *s, const char *name, const cb_version_info **ret
 }
 
 size_t cb_store_count(const cb_store *s) {
-        return s->nsec;
+        size_t n = 0;
+
+        for (size_t i = 0; i < s->nsec; i++)
+                n += s->sec[i].name[0] != CB_INTERNAL_NAME_PREFIX;
+        return n;
 }
 
 uint64_t cb_store_generation(const cb_store *s) {
@@ -157,7 +175,7 @@ void cb_store_id_hex(const cb_store *s, char out[33]) {
 }
 
 int cb_store_verify(cb_store *s, size_t *ret_secrets, size_t *ret_versions) {
-        size_t versions = 0;
+        size_t versions = 0, internal = 0;
 
         for (size_t k = 0; k < s->nsec; k++) {
                 struct secret *sec = &s->sec[k];
@@ -172,14 +190,16 @@ int cb_store_verify(cb_store *s, size_t *ret_secrets, size_t *ret_versions) {
                         r = decrypt_version(s, sec, i, NULL);
                         if (r < 0)
                                 return r;
-                        versions++;
+                        versions += sec->name[0] != CB_INTERNAL_NAME_PREFIX; /* verified, not counted */
                 }
                 if (cur != 1)
                         return cb_error_set(CB_E_INTEGRITY, "integrity error: secret '%s' has %zu current versions",
                                             sec->name, cur);
         }
+        for (size_t k = 0; k < s->nsec; k++)
+                internal += s->sec[k].name[0] == CB_INTERNAL_NAME_PREFIX;
         if (ret_secrets)
-                *ret_secrets = s->nsec;
+                *ret_secrets = s->nsec - internal;
         if (ret_versions)
                 *ret_versions = versions;
         return 0;

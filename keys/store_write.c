@@ -208,6 +208,11 @@ static int commit_one(cb_store *s, const cb_record *rec) {
 
 int cb_store_put(cb_store *s, const char *name, const void *value, size_t len, const cb_meta *meta,
                  enum cb_version_state state, uint32_t *ret_version) {
+        return cb_store_put_ex(s, name, value, len, meta, state, 0, 0, ret_version);
+}
+
+int cb_store_put_ex(cb_store *s, const char *name, const void *value, size_t len, const cb_meta *meta,
+                    enum cb_version_state state, uint64_t created, unsigned flags, uint32_t *ret_version) {
         unsigned char dek_nonce[CB_NONCE_LEN], val_nonce[CB_NONCE_LEN], wrapped[CB_WRAPPED_KEY_LEN];
         static const cb_meta empty;
         cb_buf metab = CB_BUF_INIT, aad = CB_BUF_INIT;
@@ -218,7 +223,7 @@ int cb_store_put(cb_store *s, const char *name, const void *value, size_t len, c
         uint32_t version;
         int lockfd = -1, r;
 
-        if ((r = cb_name_check(name)) < 0)
+        if ((r = cb_store_name_check(name, flags)) < 0)
                 return r;
         if (len == 0)
                 return cb_error_set(-EINVAL, "empty value for '%s'", name);
@@ -269,7 +274,7 @@ int cb_store_put(cb_store *s, const char *name, const void *value, size_t len, c
                 .name_len = strlen(name),
                 .version = version,
                 .state = (uint8_t)state,
-                .created = cb_store_now(),
+                .created = created ? created : cb_store_now(),
                 .meta = metab.data,
                 .meta_len = metab.len,
                 .dek_nonce = dek_nonce,
@@ -291,10 +296,11 @@ out:
         return r;
 }
 
-static int lookup(cb_store *s, const char *name, uint32_t version, struct secret **ret_sec, size_t *ret_idx) {
+static int lookup(cb_store *s, const char *name, uint32_t version, unsigned flags, struct secret **ret_sec,
+                  size_t *ret_idx) {
         struct secret *sec = NULL;
 
-        if (cb_name_check(name) < 0)
+        if (cb_store_name_check(name, flags) < 0)
                 return -EINVAL;
         sec = cb_store_find(s, name, strlen(name));
         if (!sec)
@@ -316,7 +322,7 @@ int cb_store_set_state(cb_store *s, const char *name, uint32_t version, enum cb_
         r = txn_begin(s, &lockfd);
         if (r < 0)
                 return r;
-        r = lookup(s, name, version, &sec, &idx);
+        r = lookup(s, name, version, 0, &sec, &idx);
         if (r < 0)
                 goto out;
         v = &sec->v[idx];
@@ -436,11 +442,15 @@ out:
 }
 
 int cb_store_destroy(cb_store *s, const char *name, uint32_t version) {
+        return cb_store_destroy_ex(s, name, version, 0);
+}
+
+int cb_store_destroy_ex(cb_store *s, const char *name, uint32_t version, unsigned flags) {
         struct secret *sec = NULL;
         size_t idx = 0;
         int r;
 
-        r = lookup(s, name, version, &sec, &idx);
+        r = lookup(s, name, version, flags, &sec, &idx);
         if (r < 0)
                 return r;
         if (sec->v[idx].state == CB_VS_DESTROYED)
