@@ -11,6 +11,7 @@
 #include <microhttpd.h>
 #include <sodium.h>
 
+#include "audit.h"
 #include "daemon.h"
 #include "error.h"
 
@@ -296,6 +297,8 @@ int api_admin(request *rq) {
                 return get ? route_status(rq) : reply_error(rq, 405, "method_not_allowed", "use GET");
         if (strcmp(rq->url, "/v1/admin/policy/reload") == 0)
                 return post ? route_reload(rq) : reply_error(rq, 405, "method_not_allowed", "use POST");
+        if (strncmp(rq->url, "/v1/admin/audit/", 16) == 0)
+                return api_audit(rq);
         if (strcmp(rq->url, "/v1/health") == 0) {
                 rq->route = "health";
                 return reply_json(rq, 200, json_pack("{s:s}", "status", "ok"), false);
