@@ -27,6 +27,7 @@ static const struct verb {
         { "revoke", cmd_revoke, "admin: revoke tokens: revoke --accessor A | --secret NAME | --client C" },
         { "status", cmd_status, "admin: the broker's state: status [--json]" },
         { "policy", cmd_policy, "check a policy file, or reload the broker's: policy check FILE | policy reload" },
+        { "audit", cmd_audit, "operators: check audit files: audit verify FILE... [--state-dir DIR --unlock SPEC]" },
 };
 
 const char *cli_socket;

@@ -59,3 +59,6 @@ int cmd_show(int argc, char **argv);
 int cmd_revoke(int argc, char **argv);
 int cmd_status(int argc, char **argv);
 int cmd_policy(int argc, char **argv);
+
+/* Audit verbs (cli_audit.c). */
+int cmd_audit(int argc, char **argv);
