@@ -63,7 +63,7 @@ int cb_audit_seal(const cb_audit_keys *k, const unsigned char prev[CB_AUDIT_MAC_
         if (len < 2 || canon[0] != '{' || canon[len - 1] != '}' || len > CB_AUDIT_LINE_MAX - MAC_SUFFIX_LEN - 1)
                 return -EINVAL;
         chain_mac(k->mac, prev, canon, len, mac);
-        line = malloc(len - 1 + MAC_SUFFIX_LEN + 1);
+        line = malloc(len - 1 + MAC_SUFFIX_LEN + 2);
         if (!line)
                 return -ENOMEM;
         memcpy(line, canon, len - 1);
@@ -72,7 +72,7 @@ int cb_audit_seal(const cb_audit_keys *k, const unsigned char prev[CB_AUDIT_MAC_
         n += 8;
         sodium_bin2hex(line + n, 2 * CB_AUDIT_MAC_LEN + 1, mac, sizeof(mac));
         n += 2 * CB_AUDIT_MAC_LEN;
-        memcpy(line + n, "\"}\n", 3);
+        memcpy(line + n, "\"}\n", 4); /* with a NUL after the newline */
         n += 3;
         memcpy(ret_mac, mac, sizeof(mac));
         *ret_line = line;

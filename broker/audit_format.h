@@ -57,7 +57,8 @@ void cb_audit_id_hash(const cb_audit_keys *k, const char *id, char out[CB_AUDIT_
 
 /* Seal the compact JSON object text canon[0..len) (ending in '}', with
  * "seq" and without "mac") chained to prev: writes the record's MAC to
- * ret_mac and a malloc'd line (with its newline) to *ret_line.  0,
+ * ret_mac and a malloc'd, NUL-terminated line (with its newline) to
+ * *ret_line, its length without the NUL to *ret_len.  0,
  * -EINVAL (not an object text), -ENOMEM. */
 int cb_audit_seal(const cb_audit_keys *k, const unsigned char prev[CB_AUDIT_MAC_LEN], const char *canon, size_t len,
                   unsigned char ret_mac[CB_AUDIT_MAC_LEN], char **ret_line, size_t *ret_len)
