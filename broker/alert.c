@@ -39,7 +39,7 @@ static struct {
         uint64_t dropped;
         bool running, stopping;
         pthread_t worker;
-        unsigned deny_n, deny_window;
+        unsigned deny_n, deny_window, timeout_s;
         deny_client clients[DENY_CLIENTS];
         uint64_t *rings;
 } al = { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER };
@@ -96,7 +96,7 @@ static void run_hook(const char *cmd, const char *line) {
         if (write(p[1], line, n) != (ssize_t)n)
                 fprintf(stderr, "credbrokerd: alert hook: the event did not fit the pipe\n");
         close(p[1]);
-        uint64_t deadline = now_ms() + ALERT_HOOK_TIMEOUT_S * 1000u;
+        uint64_t deadline = now_ms() + (uint64_t)al.timeout_s * 1000u;
         for (;;) {
                 pid_t w = waitpid(pid, &status, WNOHANG);
                 if (w == pid)
@@ -108,8 +108,8 @@ static void run_hook(const char *cmd, const char *line) {
                 pthread_mutex_unlock(&al.lock);
                 if (stop || now_ms() >= deadline) {
                         if (!stop)
-                                fprintf(stderr, "credbrokerd: alert hook: still running after %d s: killed\n",
-                                        ALERT_HOOK_TIMEOUT_S);
+                                fprintf(stderr, "credbrokerd: alert hook: still running after %u s: killed\n",
+                                        al.timeout_s);
                         kill(-pid, SIGKILL);
                         kill(pid, SIGKILL);
                         while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
@@ -269,9 +269,10 @@ int alert_parse_rule(const char *s, unsigned *ret_n, unsigned *ret_window) {
         return 0;
 }
 
-int alert_init(const char *hook, unsigned deny_n, unsigned deny_window) {
+int alert_init(const char *hook, unsigned timeout_s, unsigned deny_n, unsigned deny_window) {
         int r;
 
+        al.timeout_s = timeout_s ? timeout_s : ALERT_HOOK_TIMEOUT_S;
         if (deny_n) {
                 al.rings = calloc((size_t)DENY_CLIENTS * deny_n, sizeof(*al.rings));
                 if (!al.rings)

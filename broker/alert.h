@@ -14,8 +14,8 @@
  * never cbd.lock, so they may be called with or without cbd.lock held.
  * The hook runs on a worker thread, never on the request path: events
  * queue (at most ALERT_QUEUE_MAX; beyond that they are dropped, counted,
- * and the count travels with the next event) and each hook run is killed
- * after ALERT_HOOK_TIMEOUT_S seconds.
+ * and the count travels with the next event) and each hook run (with its
+ * process group) is killed after the timeout.
  */
 #pragma once
 
@@ -25,17 +25,18 @@
 #include <jansson.h>
 
 #define ALERT_QUEUE_MAX 64
-#define ALERT_HOOK_TIMEOUT_S 10
+#define ALERT_HOOK_TIMEOUT_S 10   /* default; --alert-hook-timeout */
 #define ALERT_DENIAL_N_MAX 1000
 
 /* Raise an alert of kind with the members of event (a borrowed JSON
  * object, may be NULL; not modified). */
 void alert_raise(const char *kind, json_t *event);
 
-/* Start the module: hook (NULL = stderr only), and the denial-burst rule:
+/* Start the module: hook (NULL = stderr only) killed after timeout_s
+ * seconds (0 = ALERT_HOOK_TIMEOUT_S), and the denial-burst rule:
  * deny_n denials from one client (uid + executable hash) within
  * deny_window seconds raise "denial_burst" (deny_n 0 = off).  0 or -errno. */
-int alert_init(const char *hook, unsigned deny_n, unsigned deny_window);
+int alert_init(const char *hook, unsigned timeout_s, unsigned deny_n, unsigned deny_window);
 /* Stop the worker (a running hook is killed); queued events are dropped. */
 void alert_stop(void);
 

@@ -183,7 +183,8 @@ static void usage(FILE *f) {
               "          --policy " DEFAULT_POLICY " --unlock " DEFAULT_UNLOCK "\n"
               "          --audit-log: none unless given (JSON lines, one record per decision, MAC-chained;\n"
               "            SIGHUP reopens it; see README 'Audit log and alerts')\n"
-              "          --alert-hook CMD: none (run with each alert as a JSON line on stdin)\n"
+              "          --alert-hook CMD: none (run by /bin/sh with each alert as a JSON line on stdin)\n"
+              "          --alert-hook-timeout SECONDS: 10 (a hook still running then is killed)\n"
               "          --denial-alert N/SECONDS: 10/60 (N denials of one client within SECONDS alert; 'off')\n"
               "       credbrokerd --state-dir DIR --unlock SPEC --verify-audit FILE [--verify-audit FILE]...\n"
               "          verify audit files offline (oldest first), the daemon not running\n"
@@ -204,13 +205,13 @@ int main(int argc, char **argv) {
                 { "check-policy", required_argument, NULL, 'c' }, { "listen-tcp", required_argument, NULL, 'T' },
                 { "provision-dir", required_argument, NULL, 'P' }, { "tpm2-tcti", required_argument, NULL, 'X' },
                 { "alert-hook", required_argument, NULL, 'H' },  { "denial-alert", required_argument, NULL, 'D' },
-                { "verify-audit", required_argument, NULL, 'V' },
+                { "verify-audit", required_argument, NULL, 'V' }, { "alert-hook-timeout", required_argument, NULL, 'O' },
                 { "help", no_argument, NULL, 'h' },               {},
         };
         unsigned threads = 2;
         const char *alert_hook = NULL, *verify_files[64];
         size_t n_verify = 0;
-        unsigned deny_n = 10, deny_window = 60;
+        unsigned deny_n = 10, deny_window = 60, hook_timeout = 0;
         const char *listen_tcp = NULL;
         int tcp_fd = -1;
         const char *state_dir = DEFAULT_STATE_DIR, *unlock = DEFAULT_UNLOCK, *audit = NULL, *admin_group = NULL;
@@ -255,6 +256,17 @@ int main(int argc, char **argv) {
                 }
                 case 'T': listen_tcp = optarg; break;
                 case 'H': alert_hook = optarg; break;
+                case 'O': {
+                        char *end;
+                        errno = 0;
+                        long v = strtol(optarg, &end, 10);
+                        if (errno || end == optarg || *end || v < 1 || v > 600) {
+                                say("--alert-hook-timeout: '%s' is not a number of seconds from 1 to 600", optarg);
+                                return 2;
+                        }
+                        hook_timeout = (unsigned)v;
+                        break;
+                }
                 case 'D':
                         if (alert_parse_rule(optarg, &deny_n, &deny_window) < 0) {
                                 say("--denial-alert: want N/SECONDS (N 1-%d, SECONDS 1-86400) or 'off', not '%s'",
@@ -357,7 +369,7 @@ int main(int argc, char **argv) {
                 return 1;
         }
         cbd.policy_uses_cgroup = cb_policy_uses_cgroup(cbd.policy);
-        if (alert_init(alert_hook, deny_n, deny_window) < 0) {
+        if (alert_init(alert_hook, hook_timeout, deny_n, deny_window) < 0) {
                 say("cannot start the alert worker");
                 goto out;
         }

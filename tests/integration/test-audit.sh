@@ -215,8 +215,27 @@ else
                 ok "store intact (credbroker check)" || bad "store check: $(cat "$T/check.out")"
 fi
 
+# --- a hook that hangs never holds up requests; it is killed after its timeout
+"$DAEMON" --state-dir "$T/state" --run-dir "$T/run" --policy "$T/policy.json" --unlock "keyfile:$T/key" \
+        --audit-log "$T/logs/audit3.log" --alert-hook "sleep 30" --alert-hook-timeout 1 --denial-alert 1/60 \
+        >"$T/daemon3.out" 2>&1 &
+PID=$!
+wait_sock "$T/run/admin.sock" || bad "daemon 3 did not start: $(cat "$T/daemon3.out")"
+slow=
+for u in 61552 61553 61554 61555; do
+        t=$(as $u curl -s -o /dev/null -w '%{time_total}' --unix-socket "$TS" -X POST -d '{"secret":"demo"}' http://x/v1/token)
+        "$PYBIN" -c "import sys; sys.exit(0 if float('$t') < 0.5 else 1)" || slow="$slow $u:${t}s"
+done
+[ -z "$slow" ] && ok "requests answered at once while the alert hook hangs" || bad "slow requests while the hook hangs:$slow"
+for _ in $(seq 60); do grep -q "killed" "$T/daemon3.out" && break; sleep 0.1; done
+grep -q "alert hook: still running after 1 s: killed" "$T/daemon3.out" && ok "a hanging hook is killed after its timeout" ||
+        bad "hanging hook not killed: $(tail -3 "$T/daemon3.out")"
+t0=$(date +%s%N); kill "$PID"; wait "$PID" 2>/dev/null; PID=; t1=$(date +%s%N)
+[ $(((t1 - t0) / 1000000)) -lt 3000 ] && ok "daemon stops promptly with hooks queued ($(((t1 - t0) / 1000000)) ms)" ||
+        bad "daemon took $(((t1 - t0) / 1000000)) ms to stop"
+
 # --- alerts never carry a value or a token
-if grep -qF -e "$VALUE" -e "$tok" "$T/alerts.jsonl" "$T/daemon.out" "$T/daemon2.out" 2>/dev/null; then
+if grep -qF -e "$VALUE" -e "$tok" "$T/alerts.jsonl" "$T/daemon.out" "$T/daemon2.out" "$T/daemon3.out" 2>/dev/null; then
         bad "a value or token in alerts or stderr"
 else ok "no value or token in alerts or stderr"; fi
 for f in "$LOG" "$LOG.1" "$T/full/audit.log"; do
