@@ -307,7 +307,9 @@ static int read_head(int fd, cb_audit_head *ret) {
         return 0;
 }
 
-static int load_keys(const char *state_dir, cb_store *store, int *ret_head_fd) {
+/* The master key, and the checkpoint opened for writing (the daemon) or
+ * reading only (offline verify: a missing checkpoint is -ENOENT). */
+static int load_keys(const char *state_dir, cb_store *store, bool writer, int *ret_head_fd) {
         char p[PATH_MAX];
         int fd;
 
@@ -319,7 +321,10 @@ static int load_keys(const char *state_dir, cb_store *store, int *ret_head_fd) {
                 return -EINVAL;
         if ((size_t)snprintf(p, sizeof(p), "%s/%s", state_dir, HEAD_FILE) >= sizeof(p))
                 return cb_error_set(-ENAMETOOLONG, "state dir path too long");
-        fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+        fd = writer ? open(p, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600)
+                    : open(p, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0 && !writer && errno == ENOENT)
+                return -ENOENT;
         if (fd < 0)
                 return cb_error_set(-errno, "cannot open the audit head checkpoint %s: %s", p, strerror(errno));
         *ret_head_fd = fd;
@@ -329,7 +334,7 @@ static int load_keys(const char *state_dir, cb_store *store, int *ret_head_fd) {
 int audit_open(const char *path, const char *state_dir, cb_store *store) {
         int r;
 
-        r = load_keys(state_dir, store, &au.head_fd);
+        r = load_keys(state_dir, store, true, &au.head_fd);
         if (r < 0)
                 return r;
         r = read_head(au.head_fd, &au.prev);
@@ -471,11 +476,12 @@ int api_audit(request *rq) {
 
 int audit_verify_offline(cb_store *store, const char *state_dir, const char *const *files, size_t n) {
         cb_audit_verifier v;
-        cb_audit_head head;
+        cb_audit_head head = { 0 };
         size_t bad = 0;
         int r, status = 1;
 
-        if (load_keys(state_dir, store, &au.head_fd) < 0 || read_head(au.head_fd, &head) < 0) {
+        r = load_keys(state_dir, store, false, &au.head_fd);
+        if ((r < 0 && r != -ENOENT) || (r == 0 && read_head(au.head_fd, &head) < 0)) {
                 fprintf(stderr, "credbrokerd: audit verify: %s\n", cb_error_last());
                 goto out;
         }
