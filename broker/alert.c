@@ -273,6 +273,9 @@ int alert_init(const char *hook, unsigned timeout_s, unsigned deny_n, unsigned d
         int r;
 
         al.timeout_s = timeout_s ? timeout_s : ALERT_HOOK_TIMEOUT_S;
+        al.stopping = false;
+        al.dropped = 0;
+        memset(al.clients, 0, sizeof(al.clients));
         if (deny_n) {
                 al.rings = calloc((size_t)DENY_CLIENTS * deny_n, sizeof(*al.rings));
                 if (!al.rings)

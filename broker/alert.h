@@ -37,7 +37,8 @@ void alert_raise(const char *kind, json_t *event);
  * deny_n denials from one client (uid + executable hash) within
  * deny_window seconds raise "denial_burst" (deny_n 0 = off).  0 or -errno. */
 int alert_init(const char *hook, unsigned timeout_s, unsigned deny_n, unsigned deny_window);
-/* Stop the worker (a running hook is killed); queued events are dropped. */
+/* Stop the worker (a running hook is killed); queued events are dropped.
+ * alert_init may be called again afterwards. */
 void alert_stop(void);
 
 /* Count one denial of a client (exe_sha256/exe may be NULL over TCP). */
