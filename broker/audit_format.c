@@ -377,11 +377,13 @@ int cb_audit_verifier_end(cb_audit_verifier *v, const cb_audit_head *head, bool 
 
 int cb_audit_verify_files(cb_audit_verifier *v, const char *const *paths, size_t n, const cb_audit_head *head,
                           bool required, size_t *ret_bad_file) {
-        char *line = NULL;
-        size_t cap = 0;
+        const size_t cap = CB_AUDIT_LINE_MAX + 2; /* the line, its newline, the NUL */
+        char *line = malloc(cap);
         int r = 0;
 
         *ret_bad_file = 0;
+        if (!line)
+                return cb_error_set(-ENOMEM, "out of memory");
         for (size_t i = 0; i < n && !v->failed; i++) {
                 struct stat st;
                 int fd = open(paths[i], O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
@@ -402,12 +404,22 @@ int cb_audit_verify_files(cb_audit_verifier *v, const char *const *paths, size_t
                 }
                 cb_audit_verifier_file(v);
                 *ret_bad_file = i;
-                for (;;) {
-                        ssize_t k = getline(&line, &cap, f);
-                        if (k < 0)
-                                break;
+                /* Lines are read into a fixed buffer: one byte over the cap
+                 * is enough to call a line too long, whatever its length. */
+                while (fgets(line, (int)cap, f)) {
+                        size_t k = strlen(line); /* a NUL inside a line shortens it: the MAC then fails */
                         bool complete = k > 0 && line[k - 1] == '\n';
-                        if (cb_audit_verifier_line(v, line, (size_t)k - complete, complete))
+                        if (!complete && k == cap - 1) {
+                                v->line++;
+                                (void)fail(v, v->line, "longer than %d bytes: not a record", CB_AUDIT_LINE_MAX);
+                                break;
+                        }
+                        if (!complete && !feof(f)) { /* fgets stopped at neither newline nor end: a NUL */
+                                v->line++;
+                                (void)fail(v, v->line, "holds a NUL byte: edited or corrupted");
+                                break;
+                        }
+                        if (cb_audit_verifier_line(v, line, k - complete, complete))
                                 break;
                 }
                 bool ioerr = ferror(f);

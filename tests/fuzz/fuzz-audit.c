@@ -56,6 +56,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 return 0;
         if (sodium_init() < 0)
                 abort();
+        /* The head checkpoint parser too (it reads the state directory). */
+        cb_audit_head h;
+        if (cb_audit_head_decode(master, (const char *)data, size, &h) == 0 && size != CB_AUDIT_HEAD_TEXT_LEN)
+                abort();
         cb_audit_verifier_init(&v, master);
         cb_audit_verifier_file(&v);
         while (p < end) {

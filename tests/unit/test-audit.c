@@ -301,6 +301,61 @@ TEST(parser_rejects) {
         reset();
 }
 
+/* Through the file reader: a line over the cap, a NUL byte, an intact file. */
+TEST(files) {
+        const char *dir = cbtest_tmpdir(), *path = cbtest_path(dir, "a.log");
+        cb_audit_verifier v;
+        size_t bad;
+        seg s = build();
+        cb_audit_head h = head_of(&s);
+        FILE *f = fopen(path, "w");
+
+        for (size_t i = 0; i < nlines; i++)
+                fputs(lines[i], f);
+        fclose(f);
+        const char *files[] = { path };
+        cb_audit_verifier_init(&v, master);
+        ASSERT_OK(cb_audit_verify_files(&v, files, 1, &h, true, &bad));
+        ASSERT_FALSE(v.failed);
+        ASSERT_EQ(v.records, NREC);
+        ASSERT_TRUE(v.tail_checked);
+        cb_audit_verifier_done(&v);
+
+        f = fopen(path, "w");
+        fputs(lines[0], f);
+        fputs(lines[1], f);
+        for (int i = 0; i < CB_AUDIT_LINE_MAX + 10; i++)
+                fputc('x', f);
+        fputc('\n', f);
+        fclose(f);
+        cb_audit_verifier_init(&v, master);
+        ASSERT_OK(cb_audit_verify_files(&v, files, 1, &h, true, &bad));
+        ASSERT_TRUE(v.failed);
+        ASSERT_EQ(v.bad_line, 3);
+        ASSERT_TRUE(strstr(v.problem, "longer than"));
+        cb_audit_verifier_done(&v);
+
+        f = fopen(path, "w");
+        fputs(lines[0], f);
+        fwrite(lines[1], 1, 10, f);
+        fputc(0, f);
+        fputs(lines[1] + 11, f);
+        fputs(lines[2], f);
+        fclose(f);
+        cb_audit_verifier_init(&v, master);
+        ASSERT_OK(cb_audit_verify_files(&v, files, 1, &h, true, &bad));
+        ASSERT_TRUE(v.failed);
+        ASSERT_EQ(v.bad_line, 2);
+        ASSERT_TRUE(strstr(v.problem, "NUL"));
+        cb_audit_verifier_done(&v);
+
+        const char *missing[] = { cbtest_path(dir, "missing.log") };
+        cb_audit_verifier_init(&v, master);
+        ASSERT_EQ(cb_audit_verify_files(&v, missing, 1, &h, true, &bad), -ENOENT);
+        cb_audit_verifier_done(&v);
+        reset();
+}
+
 __attribute__((constructor(200))) static void setup(void) {
         if (sodium_init() < 0)
                 abort();
