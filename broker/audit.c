@@ -331,6 +331,34 @@ static int load_keys(const char *state_dir, cb_store *store, bool writer, int *r
         return 0;
 }
 
+/* The checkpoint lags the file by one record if the daemon died between
+ * the two writes: catch up from the file's last line (read from the end,
+ * at most one line's cap). */
+static void catch_up(const char *path) {
+        char *buf = NULL;
+        struct stat st;
+        int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+
+        if (fd < 0 || fstat(fd, &st) < 0 || st.st_size < 2)
+                goto out;
+        size_t want = (size_t)st.st_size < CB_AUDIT_LINE_MAX + 1 ? (size_t)st.st_size : CB_AUDIT_LINE_MAX + 1;
+        buf = malloc(want);
+        if (!buf || pread(fd, buf, want, st.st_size - (off_t)want) != (ssize_t)want || buf[want - 1] != '\n')
+                goto out;
+        size_t end = want - 1, start = end;
+        while (start > 0 && buf[start - 1] != '\n')
+                start--;
+        if (start == 0 && want == CB_AUDIT_LINE_MAX + 1)
+                goto out; /* no line start within the cap: not a record */
+        if (cb_audit_head_catch_up(au.master, &au.prev, buf + start, end - start))
+                fprintf(stderr, "credbrokerd: audit log %s: its last record was written but not checkpointed "
+                                "(the daemon stopped in between): linking to it\n", path);
+out:
+        free(buf);
+        if (fd >= 0)
+                close(fd);
+}
+
 int audit_open(const char *path, const char *state_dir, cb_store *store) {
         int r;
 
@@ -345,6 +373,7 @@ int audit_open(const char *path, const char *state_dir, cb_store *store) {
         au.path = strdup(path);
         if (!au.path)
                 return cb_error_set(-ENOMEM, "out of memory");
+        catch_up(path);
         r = open_log(path);
         if (r < 0)
                 return r;

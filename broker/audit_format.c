@@ -225,6 +225,41 @@ int cb_audit_head_decode(const unsigned char master[CB_AUDIT_KEY_LEN], const cha
         return 0;
 }
 
+int cb_audit_head_catch_up(const unsigned char master[CB_AUDIT_KEY_LEN], cb_audit_head *head, const char *line,
+                           size_t n) {
+        unsigned char mac[CB_AUDIT_MAC_LEN];
+        cb_audit_keys k;
+        cb_audit_line l;
+        char err[160];
+        int r = 0;
+
+        if (!head->set || cb_audit_line_parse(line, n, &l, err, sizeof(err)) < 0)
+                return 0;
+        if (l.begin) {
+                if (!l.has_prev || memcmp(l.prev_log_id, head->log_id, sizeof(head->log_id)) != 0 ||
+                    l.prev_seq != head->seq || sodium_memcmp(l.prev_mac, head->mac, sizeof(head->mac)) != 0)
+                        goto out;
+                cb_audit_segment_keys(master, l.log_id, &k);
+                chain_mac(k.mac, zero_mac, l.canon, l.canon_len, mac);
+        } else {
+                if (l.seq != head->seq + 1)
+                        goto out;
+                cb_audit_segment_keys(master, head->log_id, &k);
+                chain_mac(k.mac, head->mac, l.canon, l.canon_len, mac);
+        }
+        sodium_memzero(&k, sizeof(k));
+        if (sodium_memcmp(mac, l.mac, sizeof(mac)) != 0)
+                goto out;
+        if (l.begin)
+                memcpy(head->log_id, l.log_id, sizeof(head->log_id));
+        head->seq = l.seq;
+        memcpy(head->mac, mac, sizeof(mac));
+        r = 1;
+out:
+        cb_audit_line_done(&l);
+        return r;
+}
+
 /* ---- verifier ---- */
 
 void cb_audit_verifier_init(cb_audit_verifier *v, const unsigned char master[CB_AUDIT_KEY_LEN]) {

@@ -101,6 +101,13 @@ void cb_audit_head_encode(const unsigned char master[CB_AUDIT_KEY_LEN], const cb
 int cb_audit_head_decode(const unsigned char master[CB_AUDIT_KEY_LEN], const char *p, size_t n, cb_audit_head *ret)
         __attribute__((warn_unused_result));
 
+/* After a crash between a record's write and its checkpoint, the log's last
+ * line may be one record past head.  If line (without its newline) is the
+ * next record of head's segment, or a segment header linked to head, move
+ * head to it and return 1; otherwise 0 (head unchanged). */
+int cb_audit_head_catch_up(const unsigned char master[CB_AUDIT_KEY_LEN], cb_audit_head *head, const char *line,
+                           size_t n);
+
 /* The verifier: feed each file's lines in order (files oldest first). */
 typedef struct cb_audit_verifier {
         const unsigned char *master;

@@ -154,6 +154,22 @@ out=$("$CLI" audit verify "$LOG.1"); rc=$?
 head -n -2 "$LOG.1" >"$T/rot-cut.log"
 verify_bad "rotated file cut, caught by the next file's link" 1 "$T/rot-cut.log" "$LOG"
 
+# --- SIGKILL between a record and its checkpoint (simulated: the old
+# checkpoint put back): the restarted daemon links to the record
+cp "$T/state/audit-head" "$T/head.old"
+as $U1 curl -s --unix-socket "$TS" -X POST -d '{"secret":"demo"}' http://x/v1/token >/dev/null
+kill -9 "$PID"; wait "$PID" 2>/dev/null; PID=
+cp "$T/head.old" "$T/state/audit-head"
+rm -f "$T/run/admin.sock" "$T/run/tools.sock"   # left behind by SIGKILL
+"$DAEMON" --state-dir "$T/state" --run-dir "$T/run" --policy "$T/policy.json" --unlock "keyfile:$T/key" \
+        --audit-log "$LOG" >"$T/daemon.restart" 2>&1 &
+PID=$!
+wait_sock "$T/run/admin.sock" || bad "restart: $(cat "$T/daemon.restart")"
+grep -q "not checkpointed" "$T/daemon.restart" && ok "restart after SIGKILL catches up one un-checkpointed record" ||
+        bad "no catch-up message: $(cat "$T/daemon.restart")"
+out=$("$CLI" audit verify "$LOG.1" "$LOG"); rc=$?
+[ $rc = 0 ] && expect "log verifies across a SIGKILL and restart" "3 segment(s)" "$out" || bad "after SIGKILL: exit $rc: $out"
+
 # --- offline, the daemon stopped: against the checkpointed head
 kill "$PID"; wait "$PID" 2>/dev/null; PID=
 out=$("$CLI" audit verify --state-dir "$T/state" --unlock "keyfile:$T/key" "$LOG.1" "$LOG"); rc=$?

@@ -301,6 +301,46 @@ TEST(parser_rejects) {
         reset();
 }
 
+/* A crash between a record's write and its checkpoint: the head catches up
+ * by exactly one record, never onto a forged or unrelated line. */
+TEST(head_catch_up) {
+        seg s = build(), b;
+        cb_audit_head h = head_of(&s), lag = h;
+
+        /* The head one record behind (as the last record's predecessor). */
+        lag.seq = s.seq - 1;
+        {
+                cb_audit_line l;
+                char err[160];
+                ASSERT_OK(cb_audit_line_parse(lines[nlines - 2], strlen(lines[nlines - 2]) - 1, &l, err, sizeof(err)));
+                memcpy(lag.mac, l.mac, sizeof(lag.mac));
+                cb_audit_line_done(&l);
+        }
+        cb_audit_head t = lag;
+        ASSERT_EQ(cb_audit_head_catch_up(master, &t, lines[nlines - 1], strlen(lines[nlines - 1]) - 1), 1);
+        ASSERT_EQ(t.seq, h.seq);
+        ASSERT_TRUE(memcmp(t.mac, h.mac, sizeof(h.mac)) == 0);
+        /* Not past the head by two, not onto the head's own line. */
+        t = lag;
+        t.seq--;
+        ASSERT_EQ(cb_audit_head_catch_up(master, &t, lines[nlines - 1], strlen(lines[nlines - 1]) - 1), 0);
+        t = h;
+        ASSERT_EQ(cb_audit_head_catch_up(master, &t, lines[nlines - 1], strlen(lines[nlines - 1]) - 1), 0);
+        /* An edited line is not caught up to. */
+        char *e = strdup(lines[nlines - 1]);
+        strstr(e, "\"time\":")[7] ^= 1;
+        t = lag;
+        ASSERT_EQ(cb_audit_head_catch_up(master, &t, e, strlen(e) - 1), 0);
+        free(e);
+        /* A segment header linked to the head. */
+        begin(&b, &s);
+        t = h;
+        ASSERT_EQ(cb_audit_head_catch_up(master, &t, lines[nlines - 1], strlen(lines[nlines - 1]) - 1), 1);
+        ASSERT_EQ(t.seq, 0);
+        ASSERT_TRUE(memcmp(t.log_id, b.log_id, sizeof(b.log_id)) == 0);
+        reset();
+}
+
 /* Through the file reader: a line over the cap, a NUL byte, an intact file. */
 TEST(files) {
         const char *dir = cbtest_tmpdir(), *path = cbtest_path(dir, "a.log");
