@@ -253,6 +253,8 @@ int audit_write(const request *rq, unsigned status, const char *decision, const 
                 json_object_set_new(o, "client", json_string(rq->client));
         if (rq->accessor[0])
                 json_object_set_new(o, "accessor", json_string(rq->accessor));
+        if (rq->audit_extra)
+                json_object_update(o, rq->audit_extra);
         r = audit_emit(o);
         json_decref(o);
         return r;

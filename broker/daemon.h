@@ -62,6 +62,7 @@ typedef struct request {
         char client[65];
         char accessor[CB_ACCESSOR_LEN + 1];
         bool no_audit;             /* this reply's record is written elsewhere */
+        json_t *audit_extra;       /* more fields for this reply's record (owned by the handler) */
         bool answered;             /* a response is queued */
         struct proxy_job *proxy;   /* a proxied request in flight (proxy.c) */
 } request;
