@@ -261,5 +261,10 @@ for f in "$LOG" "$LOG.1" "$T/full/audit.log"; do
 done
 ok "no value or token in any audit file"
 
+# A sanitizer build reports at exit (every daemon above stopped by SIGTERM, but one SIGKILL).
+if grep -lE 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' "$T"/daemon*.out "$T/daemon.restart" 2>/dev/null; then
+        bad "a sanitizer report in a daemon's output"
+else ok "no sanitizer report from the daemons"; fi
+
 echo "# $fails failure(s)"
 [ $fails = 0 ]
