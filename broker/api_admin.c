@@ -11,6 +11,7 @@
 #include <microhttpd.h>
 #include <sodium.h>
 
+#include "audit.h"
 #include "daemon.h"
 #include "error.h"
 
@@ -300,6 +301,8 @@ int api_admin(request *rq) {
                 return api_approval_admin(rq);
         if (is_provision_route(rq->url))
                 return api_provision(rq);
+        if (strncmp(rq->url, "/v1/admin/audit/", 16) == 0)
+                return api_audit(rq);
         if (strcmp(rq->url, "/v1/health") == 0) {
                 rq->route = "health";
                 return reply_json(rq, 200, json_pack("{s:s}", "status", "ok"), false);

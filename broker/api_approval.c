@@ -137,7 +137,7 @@ int approval_hold(request *rq, const char *client, unsigned use, uint32_t ttl, i
         if (audit_write(rq, 202, "pending", r == 1 ? "approval requested again" : "approval requested") < 0) {
                 if (r == 0)
                         cb_approvals_drop(tab, id);
-                ret = reply_error(rq, 503, "unavailable", "the audit log cannot be written");
+                ret = reply_error(rq, 503, "audit_unavailable", "the audit log cannot be written");
                 goto out;
         }
         if (r == 0)
@@ -290,7 +290,7 @@ static int route_decide(request *rq, const char *id, size_t id_len, bool approve
         /* The record names the operator (this request's peer) and the
          * requester; it is written before the decision takes effect. */
         if (audit_write(rq, 200, "allow", approve ? "approved" : "denied") < 0) {
-                ret = reply_error(rq, 503, "unavailable", "the audit log cannot be written: nothing decided");
+                ret = reply_error(rq, 503, "audit_unavailable", "the audit log cannot be written: nothing decided");
                 goto out;
         }
         rq->no_audit = true;

@@ -29,6 +29,8 @@
 #include <sodium.h>
 
 #include "approval.h"
+#include "alert.h"
+#include "audit.h"
 #include "daemon.h"
 #include "error.h"
 
@@ -181,7 +183,13 @@ static void usage(FILE *f) {
               "       credbrokerd --check-policy FILE\n\n"
               "defaults: --state-dir " DEFAULT_STATE_DIR " --run-dir " DEFAULT_RUN_DIR "\n"
               "          --policy " DEFAULT_POLICY " --unlock " DEFAULT_UNLOCK "\n"
-              "          --audit-log: none unless given (JSON lines, one record per decision)\n"
+              "          --audit-log: none unless given (JSON lines, one record per decision, MAC-chained;\n"
+              "            SIGHUP reopens it; see README 'Audit log and alerts')\n"
+              "          --alert-hook CMD: none (run by /bin/sh with each alert as a JSON line on stdin)\n"
+              "          --alert-hook-timeout SECONDS: 10 (a hook still running then is killed)\n"
+              "          --denial-alert N/SECONDS: 10/60 (N denials of one client within SECONDS alert; 'off')\n"
+              "       credbrokerd --state-dir DIR --unlock SPEC --verify-audit FILE [--verify-audit FILE]...\n"
+              "          verify audit files offline (oldest first), the daemon not running\n"
               "          --threads 2 (threads serving tools.sock, 1-64; admin.sock has one)\n"
               "          --listen-tcp: none (127.x.x.x:PORT or [::1]:PORT: the proxy over loopback TCP;\n"
               "            callers are known by uid only (sock_diag), so only uid-bound tokens work)\n"
@@ -204,10 +212,15 @@ int main(int argc, char **argv) {
                 { "check-policy", required_argument, NULL, 'c' }, { "listen-tcp", required_argument, NULL, 'T' },
                 { "provision-dir", required_argument, NULL, 'P' }, { "tpm2-tcti", required_argument, NULL, 'X' },
                 { "approval-timeout", required_argument, NULL, 'A' },
+                { "alert-hook", required_argument, NULL, 'H' },  { "denial-alert", required_argument, NULL, 'D' },
+                { "verify-audit", required_argument, NULL, 'V' }, { "alert-hook-timeout", required_argument, NULL, 'O' },
                 { "help", no_argument, NULL, 'h' },               {},
         };
         unsigned threads = 2;
         uint32_t approval_timeout = CB_APPROVAL_TIMEOUT_DEFAULT;
+        const char *alert_hook = NULL, *verify_files[64];
+        size_t n_verify = 0;
+        unsigned deny_n = 10, deny_window = 60, hook_timeout = 0;
         const char *listen_tcp = NULL, *provision_dir = NULL;
         const char *tpm2_tcti = NULL;
         int tcp_fd = -1;
@@ -266,6 +279,32 @@ int main(int argc, char **argv) {
                 }
                 case 'X': tpm2_tcti = optarg; break;
                 case 'P': provision_dir = optarg; break;
+                case 'H': alert_hook = optarg; break;
+                case 'O': {
+                        char *end;
+                        errno = 0;
+                        long v = strtol(optarg, &end, 10);
+                        if (errno || end == optarg || *end || v < 1 || v > 600) {
+                                say("--alert-hook-timeout: '%s' is not a number of seconds from 1 to 600", optarg);
+                                return 2;
+                        }
+                        hook_timeout = (unsigned)v;
+                        break;
+                }
+                case 'D':
+                        if (alert_parse_rule(optarg, &deny_n, &deny_window) < 0) {
+                                say("--denial-alert: want N/SECONDS (N 1-%d, SECONDS 1-86400) or 'off', not '%s'",
+                                    ALERT_DENIAL_N_MAX, optarg);
+                                return 2;
+                        }
+                        break;
+                case 'V':
+                        if (n_verify == sizeof(verify_files) / sizeof(verify_files[0])) {
+                                say("--verify-audit: at most 64 files");
+                                return 2;
+                        }
+                        verify_files[n_verify++] = optarg;
+                        break;
                 case 'h': usage(stdout); return 0;
                 default: usage(stderr); return 2;
                 }
@@ -274,12 +313,27 @@ int main(int argc, char **argv) {
                 usage(stderr);
                 return 2;
         }
-
         /* Keys live here: no core dumps, no ptrace attach by same-uid processes. */
         if (setrlimit(RLIMIT_CORE, &no_core) < 0 || prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0) {
                 say("cannot disable core dumps / ptrace: %s", strerror(errno));
                 return 1;
         }
+        if (n_verify) {
+                /* Offline: open the store for its key, verify, exit. */
+                cb_store *vs = NULL;
+                if (sodium_init() < 0 || cb_unlock_spec_parse(unlock, &spec) < 0 ||
+                    (tpm2_tcti && !(spec->tpm2_tcti = strdup(tpm2_tcti))) ||
+                    cb_store_open(state_dir, spec, &vs) < 0) {
+                        say("audit verify: %s", cb_error_last());
+                        cb_unlock_spec_free(spec);
+                        return 1;
+                }
+                status = audit_verify_offline(vs, state_dir, verify_files, n_verify);
+                cb_store_close(vs);
+                cb_unlock_spec_free(spec);
+                return status;
+        }
+
         /* Peer identity reads /proc/<pid> with pids from SO_PEERCRED, which
          * are in our pid namespace: /proc must be mounted for it too. */
         {
@@ -336,12 +390,9 @@ int main(int argc, char **argv) {
                 return 1;
         }
         cbd.policy_uses_cgroup = cb_policy_uses_cgroup(cbd.policy);
-        if (audit) {
-                cbd.audit_fd = open(audit, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-                if (cbd.audit_fd < 0) {
-                        say("cannot open audit log %s: %s", audit, strerror(errno));
-                        goto out;
-                }
+        if (alert_init(alert_hook, hook_timeout, deny_n, deny_window) < 0) {
+                say("cannot start the alert worker");
+                goto out;
         }
         if (cb_unlock_spec_parse(unlock, &spec) == 0 && tpm2_tcti) {
                 if (spec->kind != CB_UNLOCK_TPM2 && spec->kind != CB_UNLOCK_TPM2_KEYFILE) {
@@ -355,6 +406,11 @@ int main(int argc, char **argv) {
                 }
         }
         if (!spec || cb_store_open(state_dir, spec, &cbd.store) < 0) {
+                say("%s", cb_error_last());
+                goto out;
+        }
+        /* The audit key is derived from the store's KEK: after unlock. */
+        if (audit && audit_open(audit, state_dir, cbd.store) < 0) {
                 say("%s", cb_error_last());
                 goto out;
         }
@@ -424,6 +480,9 @@ int main(int argc, char **argv) {
                         else
                                 say("SIGHUP: policy reloaded: %zu clients, %zu grants",
                                     cb_policy_n_clients(cbd.policy), cb_policy_n_grants(cbd.policy));
+                        if (audit && audit_reopen() < 0)
+                                say("SIGHUP: audit log NOT reopened, still writing the old file: %s",
+                                    cb_error_last());
                         if (provision_dir)
                                 provision_dir_scan(provision_dir, "SIGHUP");
                 }
@@ -458,7 +517,9 @@ out:
         cb_store_close(cbd.store);
         cb_policy_free(cbd.policy);
         cb_unlock_spec_free(spec);
-        if (cbd.audit_fd >= 0)
-                close(cbd.audit_fd);
+        pthread_mutex_lock(&cbd.lock);
+        audit_close();
+        pthread_mutex_unlock(&cbd.lock);
+        alert_stop();
         return status;
 }

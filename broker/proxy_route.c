@@ -520,7 +520,7 @@ int api_proxy(request *rq) {
                 goto out;
         }
         if (audit_write(rq, 202, "allow", "proxied") < 0) {
-                ret = reply_error(rq, 503, "unavailable", "the audit log cannot be written");
+                ret = reply_error(rq, 503, "audit_unavailable", "the audit log cannot be written");
                 goto out;
         }
         sp.url = upstream, upstream = NULL;

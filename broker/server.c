@@ -21,6 +21,7 @@
 #include <microhttpd.h>
 #include <sodium.h>
 
+#include "audit.h"
 #include "daemon.h"
 #include "error.h"
 #include "tcpdiag.h"
@@ -54,54 +55,7 @@ static void free_sensitive(void *cls) {
         free(b);
 }
 
-int audit_emit(json_t *o) {
-        char *line;
-        int r = 0;
-
-        if (cbd.audit_fd < 0)
-                return 0;
-        line = json_dumps(o, JSON_COMPACT);
-        if (!line)
-                return -ENOMEM;
-        size_t n = strlen(line);
-        line[n] = '\n';
-        /* One write(2) per record on an O_APPEND fd: records never interleave. */
-        if (write(cbd.audit_fd, line, n + 1) != (ssize_t)(n + 1))
-                r = -EIO;
-        free(line);
-        return r;
-}
-
-int audit_write(const request *rq, unsigned status, const char *decision, const char *reason) {
-        json_t *o;
-        int r;
-
-        if (cbd.audit_fd < 0 || rq->no_audit)
-                return 0;
-        o = json_pack("{s:I, s:s, s:s, s:s, s:i, s:s, s:s}", "time", (json_int_t)time(NULL), "socket",
-                      rq->admin_socket ? "admin" : rq->tcp ? "tcp" : "tools", "method", rq->method, "route",
-                      rq->route ? rq->route : rq->url, "status", (int)status, "decision", decision, "reason",
-                      reason ? reason : "");
-        if (!o)
-                return -ENOMEM;
-        if (rq->have_peer) {
-                json_object_set_new(o, "uid", json_integer(rq->peer.uid));
-                json_object_set_new(o, "pid", json_integer(rq->peer.pid));
-                json_object_set_new(o, "exe", json_string(rq->peer.exe_path));
-                json_object_set_new(o, "exe_sha256", json_string(rq->peer.exe_sha256_hex));
-        }
-        if (rq->secret[0])
-                json_object_set_new(o, "secret", json_string(rq->secret));
-        if (rq->client[0])
-                json_object_set_new(o, "client", json_string(rq->client));
-        if (rq->accessor[0])
-                json_object_set_new(o, "accessor", json_string(rq->accessor));
-        if (rq->audit_extra)
-                json_object_update(o, rq->audit_extra);
-        r = audit_emit(o);
-        json_decref(o);
-        return r;
-}
+/* audit_emit() and audit_write() live in audit.c. */
 
 static int queue(request *rq, unsigned status, char *text, size_t len, bool sensitive) {
         struct MHD_Response *resp;
@@ -137,7 +91,7 @@ int reply_json(request *rq, unsigned status, json_t *body, bool sensitive) {
         if (audit_write(rq, status, status < 300 ? "allow" : "deny", NULL) < 0 && status < 300) {
                 json_decref(body);
                 /* Fail closed: no audit record, no answer. */
-                return reply_error(rq, 503, "unavailable", "the audit log cannot be written");
+                return reply_error(rq, 503, "audit_unavailable", "the audit log cannot be written");
         }
         text = json_dumps(body, JSON_COMPACT);
         json_decref(body);
@@ -282,7 +236,9 @@ static enum MHD_Result dispatch(void *cls, struct MHD_Connection *conn, const ch
                         rq->peer.gid = (gid_t)-1;
                         rq->peer.pid = 0;
                         rq->have_peer = true;
-                        if (rq->too_large)
+                        if (!audit_available())
+                                ret = audit_refuse(rq);
+                        else if (rq->too_large)
                                 ret = reply_error(rq, 413, "payload_too_large", "body larger than %d bytes",
                                                   CB_BODY_MAX);
                         else if (strcmp(url, "/v1/health") == 0 || is_proxy_target(method, url))
@@ -313,7 +269,9 @@ static enum MHD_Result dispatch(void *cls, struct MHD_Connection *conn, const ch
                 ret = reply_error(rq, 403, "forbidden", "caller not identified: %s", cb_error_last());
         } else {
                 rq->have_peer = true;
-                if (rq->too_large)
+                if (!audit_available()) /* fail closed: refused before anything is done */
+                        ret = audit_refuse(rq);
+                else if (rq->too_large)
                         ret = reply_error(rq, 413, "payload_too_large", "body larger than %d bytes", CB_BODY_MAX);
                 else
                         ret = rq->admin_socket ? api_admin(rq) : api_tool(rq);

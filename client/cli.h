@@ -73,3 +73,5 @@ int cli_on_pending(const char *approval_id, unsigned timeout_s, void *userdata);
 int cmd_pubkey(int argc, char **argv);
 int cmd_seal(int argc, char **argv);
 int cmd_import(int argc, char **argv);
+/* Audit verbs (cli_audit.c). */
+int cmd_audit(int argc, char **argv);

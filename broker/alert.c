@@ -1,0 +1,316 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Alerts: stderr line, operator hook on a worker thread, denial bursts
+ * (see alert.h). */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "alert.h"
+
+extern char **environ;
+
+#define DENY_CLIENTS 256 /* clients tracked at once; the least recently denied is forgotten */
+
+typedef struct deny_client {
+        bool used;
+        uid_t uid;
+        char exe_sha256[65];
+        uint64_t last_ms, alerted_ms;
+        bool alerted;
+        size_t next;    /* ring position */
+        uint64_t *ring; /* the last deny_n denial times (ms), 0 = none */
+} deny_client;
+
+static struct {
+        pthread_mutex_t lock;
+        pthread_cond_t cond;
+        char *hook;
+        char *q[ALERT_QUEUE_MAX];
+        size_t qhead, qlen;
+        uint64_t dropped;
+        bool running, stopping;
+        pthread_t worker;
+        unsigned deny_n, deny_window, timeout_s;
+        deny_client clients[DENY_CLIENTS];
+        uint64_t *rings;
+} al = { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER };
+
+static uint64_t now_ms(void) {
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* ---- the hook ---- */
+
+static void run_hook(const char *cmd, const char *line) {
+        posix_spawn_file_actions_t fa;
+        posix_spawnattr_t at;
+        sigset_t none, def;
+        int p[2] = { -1, -1 };
+        pid_t pid;
+        int status, r;
+
+        if (pipe2(p, O_CLOEXEC) < 0) {
+                fprintf(stderr, "credbrokerd: alert hook: pipe: %s\n", strerror(errno));
+                return;
+        }
+        posix_spawn_file_actions_init(&fa);
+        posix_spawn_file_actions_adddup2(&fa, p[0], STDIN_FILENO);
+        posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
+        posix_spawnattr_init(&at);
+        sigemptyset(&none);
+        sigemptyset(&def);
+        sigaddset(&def, SIGPIPE);
+        sigaddset(&def, SIGTERM);
+        sigaddset(&def, SIGINT);
+        sigaddset(&def, SIGHUP);
+        posix_spawnattr_setsigmask(&at, &none);
+        posix_spawnattr_setsigdefault(&at, &def);
+        posix_spawnattr_setpgroup(&at, 0); /* its own group: a timeout kills its children too */
+        posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP);
+        char *const argv[] = { (char *)"sh", (char *)"-c", (char *)cmd, NULL };
+        r = posix_spawn(&pid, "/bin/sh", &fa, &at, argv, environ);
+        posix_spawn_file_actions_destroy(&fa);
+        posix_spawnattr_destroy(&at);
+        close(p[0]);
+        if (r != 0) {
+                close(p[1]);
+                fprintf(stderr, "credbrokerd: alert hook: cannot run /bin/sh: %s\n", strerror(r));
+                return;
+        }
+        /* An event is far smaller than a pipe's buffer: a hook that does
+         * not read cannot block us. */
+        (void)fcntl(p[1], F_SETFL, O_NONBLOCK);
+        size_t n = strlen(line);
+        if (write(p[1], line, n) != (ssize_t)n)
+                fprintf(stderr, "credbrokerd: alert hook: the event did not fit the pipe\n");
+        close(p[1]);
+        uint64_t deadline = now_ms() + (uint64_t)al.timeout_s * 1000u;
+        for (;;) {
+                pid_t w = waitpid(pid, &status, WNOHANG);
+                if (w == pid)
+                        break;
+                if (w < 0 && errno != EINTR)
+                        return;
+                pthread_mutex_lock(&al.lock);
+                bool stop = al.stopping;
+                pthread_mutex_unlock(&al.lock);
+                if (stop || now_ms() >= deadline) {
+                        if (!stop)
+                                fprintf(stderr, "credbrokerd: alert hook: still running after %u s: killed\n",
+                                        al.timeout_s);
+                        kill(-pid, SIGKILL);
+                        kill(pid, SIGKILL);
+                        while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+                                ;
+                        return;
+                }
+                struct timespec ts = { 0, 20 * 1000 * 1000 };
+                nanosleep(&ts, NULL);
+        }
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+                fprintf(stderr, "credbrokerd: alert hook: %s %d\n", WIFEXITED(status) ? "exit status" : "signal",
+                        WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
+}
+
+static void *worker(void *arg) {
+        (void)arg;
+        pthread_mutex_lock(&al.lock);
+        for (;;) {
+                while (!al.qlen && !al.stopping)
+                        pthread_cond_wait(&al.cond, &al.lock);
+                if (al.stopping)
+                        break;
+                char *line = al.q[al.qhead];
+                al.qhead = (al.qhead + 1) % ALERT_QUEUE_MAX;
+                al.qlen--;
+                pthread_mutex_unlock(&al.lock);
+                run_hook(al.hook, line);
+                free(line);
+                pthread_mutex_lock(&al.lock);
+        }
+        pthread_mutex_unlock(&al.lock);
+        return NULL;
+}
+
+/* ---- raising ---- */
+
+void alert_raise(const char *kind, json_t *event) {
+        static const char *const never[] = { "value", "token", "secret_value" };
+        json_t *o = json_object();
+        const char *key;
+        json_t *v;
+        char *line;
+
+        if (!o)
+                return;
+        if (json_is_object(event))
+                json_object_foreach(event, key, v) {
+                        bool drop = false;
+                        for (size_t i = 0; i < sizeof(never) / sizeof(never[0]); i++)
+                                drop |= strcmp(key, never[i]) == 0;
+                        if (!drop && strcmp(key, "kind") != 0 && strcmp(key, "time") != 0)
+                                json_object_set(o, key, v);
+                }
+        json_object_set_new(o, "kind", json_string(kind));
+        json_object_set_new(o, "time", json_integer((json_int_t)time(NULL)));
+        pthread_mutex_lock(&al.lock);
+        if (al.dropped)
+                json_object_set_new(o, "alerts_dropped_before", json_integer((json_int_t)al.dropped));
+        line = json_dumps(o, JSON_COMPACT);
+        json_decref(o);
+        if (!line) {
+                pthread_mutex_unlock(&al.lock);
+                return;
+        }
+        fprintf(stderr, "credbrokerd: ALERT %s: %s\n", kind, line);
+        if (al.running && !al.stopping) {
+                if (al.qlen == ALERT_QUEUE_MAX) {
+                        al.dropped++;
+                } else {
+                        size_t n = strlen(line);
+                        char *q = realloc(line, n + 2);
+                        if (q) {
+                                q[n] = '\n';
+                                q[n + 1] = 0;
+                                al.q[(al.qhead + al.qlen) % ALERT_QUEUE_MAX] = q;
+                                al.qlen++;
+                                al.dropped = 0;
+                                line = NULL;
+                                pthread_cond_signal(&al.cond);
+                        }
+                }
+        }
+        pthread_mutex_unlock(&al.lock);
+        free(line);
+}
+
+/* ---- denial bursts ---- */
+
+void alert_note_denial(uid_t uid, const char *exe_sha256, const char *exe, const char *route, unsigned status) {
+        deny_client *c = NULL, *oldest = NULL;
+        uint64_t t = now_ms();
+        json_t *ev = NULL;
+
+        if (!exe_sha256)
+                exe_sha256 = "";
+        pthread_mutex_lock(&al.lock);
+        if (!al.deny_n)
+                goto out;
+        for (size_t i = 0; i < DENY_CLIENTS; i++) {
+                deny_client *d = &al.clients[i];
+                if (d->used && d->uid == uid && strcmp(d->exe_sha256, exe_sha256) == 0) {
+                        c = d;
+                        break;
+                }
+                if (!oldest || !d->used || (oldest->used && d->last_ms < oldest->last_ms))
+                        oldest = d;
+        }
+        if (!c) {
+                c = oldest;
+                c->used = true;
+                c->uid = uid;
+                snprintf(c->exe_sha256, sizeof(c->exe_sha256), "%s", exe_sha256);
+                c->alerted = false;
+                c->next = 0;
+                memset(c->ring, 0, al.deny_n * sizeof(*c->ring));
+        }
+        c->last_ms = t;
+        c->ring[c->next] = t;
+        c->next = (c->next + 1) % al.deny_n;
+        /* ring[next] is now the oldest of the last deny_n denials. */
+        uint64_t first = c->ring[c->next];
+        uint64_t win = (uint64_t)al.deny_window * 1000u;
+        if (first && t - first <= win && (!c->alerted || t - c->alerted_ms > win)) {
+                c->alerted = true;
+                c->alerted_ms = t;
+                ev = json_pack("{s:i, s:s, s:s, s:i, s:i, s:s, s:i}", "uid", (int)uid, "exe", exe ? exe : "",
+                               "exe_sha256", exe_sha256, "denials", (int)al.deny_n, "window_seconds",
+                               (int)al.deny_window, "last_route", route ? route : "", "last_status", (int)status);
+        }
+out:
+        pthread_mutex_unlock(&al.lock);
+        if (ev) {
+                alert_raise("denial_burst", ev);
+                json_decref(ev);
+        }
+}
+
+int alert_parse_rule(const char *s, unsigned *ret_n, unsigned *ret_window) {
+        unsigned long n, w;
+        char *end;
+
+        if (strcmp(s, "off") == 0) {
+                *ret_n = 0;
+                *ret_window = 0;
+                return 0;
+        }
+        errno = 0;
+        n = strtoul(s, &end, 10);
+        if (errno || end == s || *end != '/' || n < 1 || n > ALERT_DENIAL_N_MAX)
+                return -EINVAL;
+        s = end + 1;
+        w = strtoul(s, &end, 10);
+        if (errno || end == s || *end || w < 1 || w > 86400)
+                return -EINVAL;
+        *ret_n = (unsigned)n;
+        *ret_window = (unsigned)w;
+        return 0;
+}
+
+int alert_init(const char *hook, unsigned timeout_s, unsigned deny_n, unsigned deny_window) {
+        int r;
+
+        al.timeout_s = timeout_s ? timeout_s : ALERT_HOOK_TIMEOUT_S;
+        al.stopping = false;
+        al.dropped = 0;
+        memset(al.clients, 0, sizeof(al.clients));
+        if (deny_n) {
+                al.rings = calloc((size_t)DENY_CLIENTS * deny_n, sizeof(*al.rings));
+                if (!al.rings)
+                        return -ENOMEM;
+                for (size_t i = 0; i < DENY_CLIENTS; i++)
+                        al.clients[i].ring = al.rings + i * deny_n;
+        }
+        al.deny_n = deny_n;
+        al.deny_window = deny_window;
+        if (!hook)
+                return 0;
+        al.hook = strdup(hook);
+        if (!al.hook)
+                return -ENOMEM;
+        r = pthread_create(&al.worker, NULL, worker, NULL);
+        if (r != 0)
+                return -r;
+        al.running = true;
+        return 0;
+}
+
+void alert_stop(void) {
+        pthread_mutex_lock(&al.lock);
+        al.stopping = true;
+        pthread_cond_broadcast(&al.cond);
+        bool running = al.running;
+        pthread_mutex_unlock(&al.lock);
+        if (running)
+                pthread_join(al.worker, NULL);
+        al.running = false;
+        for (; al.qlen; al.qlen--, al.qhead = (al.qhead + 1) % ALERT_QUEUE_MAX)
+                free(al.q[al.qhead]);
+        free(al.hook);
+        free(al.rings);
+        al.hook = NULL;
+        al.rings = NULL;
+        al.deny_n = 0;
+}

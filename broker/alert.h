@@ -1,0 +1,48 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Alerts: a line on stderr and, with --alert-hook CMD, the operator's
+ * command run with the event as one JSON line on its stdin.
+ *
+ * Kinds raised today: "leak_found", "canary_seen" (leak scanner),
+ * "denial_burst" (alert_note_denial), "audit_write_failed" (audit.c).
+ *
+ * Events never carry a value: callers put names, accessors, uids, routes
+ * in them; alert_raise also drops any member named "value", "token" or
+ * "secret_value" as a last line of defence.
+ *
+ * Locking: every function here takes only this module's own mutex and
+ * never cbd.lock, so they may be called with or without cbd.lock held.
+ * The hook runs on a worker thread, never on the request path: events
+ * queue (at most ALERT_QUEUE_MAX; beyond that they are dropped, counted,
+ * and the count travels with the next event) and each hook run (with its
+ * process group) is killed after the timeout.
+ */
+#pragma once
+
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <jansson.h>
+
+#define ALERT_QUEUE_MAX 64
+#define ALERT_HOOK_TIMEOUT_S 10   /* default; --alert-hook-timeout */
+#define ALERT_DENIAL_N_MAX 1000
+
+/* Raise an alert of kind with the members of event (a borrowed JSON
+ * object, may be NULL; not modified). */
+void alert_raise(const char *kind, json_t *event);
+
+/* Start the module: hook (NULL = stderr only) killed after timeout_s
+ * seconds (0 = ALERT_HOOK_TIMEOUT_S), and the denial-burst rule:
+ * deny_n denials from one client (uid + executable hash) within
+ * deny_window seconds raise "denial_burst" (deny_n 0 = off).  0 or -errno. */
+int alert_init(const char *hook, unsigned timeout_s, unsigned deny_n, unsigned deny_window);
+/* Stop the worker (a running hook is killed); queued events are dropped.
+ * alert_init may be called again afterwards. */
+void alert_stop(void);
+
+/* Count one denial of a client (exe_sha256/exe may be NULL over TCP). */
+void alert_note_denial(uid_t uid, const char *exe_sha256, const char *exe, const char *route, unsigned status);
+
+/* Parse "N/SECONDS" (or "off"): 0 or -EINVAL. */
+int alert_parse_rule(const char *s, unsigned *ret_n, unsigned *ret_window);

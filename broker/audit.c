@@ -1,0 +1,541 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The audit log writer, its fail-closed state and the verify route (see
+ * audit.h; the format is audit_format.h).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <microhttpd.h>
+#include <sodium.h>
+
+#include "alert.h"
+#include "audit.h"
+#include "audit_format.h"
+#include "daemon.h"
+#include "error.h"
+#include "store_derive.h"
+
+#define HEAD_FILE "audit-head"
+#define VERIFY_FILES_MAX 64
+
+static struct {
+        int fd, head_fd;
+        char *path;
+        unsigned char *master; /* sodium_malloc: CB_AUDIT_KEY_LEN */
+        cb_audit_keys *keys;   /* sodium_malloc: the current segment's */
+        unsigned char log_id[CB_AUDIT_LOG_ID_LEN];
+        uint64_t seq;          /* of the last record written in this segment */
+        unsigned char mac[CB_AUDIT_MAC_LEN];
+        bool need_begin;       /* the segment header is not written yet */
+        const char *reason;    /* why the segment starts: "start", "reopen" */
+        cb_audit_head prev;    /* where the previous segment ended */
+        bool failed;
+        uint64_t failed_since, refused;
+        char error[128];
+} au = { .fd = -1, .head_fd = -1 };
+
+/* ---- writing ---- */
+
+static int checkpoint(void) {
+        cb_audit_head h = { .set = true, .seq = au.seq };
+        char text[CB_AUDIT_HEAD_TEXT_LEN];
+
+        memcpy(h.log_id, au.log_id, sizeof(h.log_id));
+        memcpy(h.mac, au.mac, sizeof(h.mac));
+        cb_audit_head_encode(au.master, &h, text);
+        /* Fixed length, in place: never a moment without a whole head. */
+        if (pwrite(au.head_fd, text, sizeof(text), 0) != (ssize_t)sizeof(text))
+                return errno ? -errno : -EIO;
+        return 0;
+}
+
+static void enter_failed(int r, const char *what) {
+        if (au.failed)
+                return;
+        au.failed = true;
+        au.failed_since = (uint64_t)time(NULL);
+        au.refused = 0;
+        snprintf(au.error, sizeof(au.error), "%s: %s", what, strerror(-r));
+        json_t *ev = json_pack("{s:s, s:s}", "path", au.path, "error", au.error);
+        alert_raise("audit_write_failed", ev);
+        json_decref(ev);
+        fprintf(stderr, "credbrokerd: audit log %s cannot be written (%s): refusing requests until it can\n", au.path,
+                au.error);
+}
+
+/* Identifiers of tokens are written only as keyed hashes. */
+static void hash_identifiers(json_t *o) {
+        static const char *const ids[] = { "accessor", "token_hash", "token", "by_accessor" };
+        char h[CB_AUDIT_ID_HASH_LEN + 1];
+        json_t *v;
+
+        for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
+                v = json_object_get(o, ids[i]);
+                if (json_is_string(v) && json_string_length(v)) {
+                        cb_audit_id_hash(au.keys, json_string_value(v), h);
+                        json_object_set_new(o, ids[i], json_string(h));
+                } else if (v && !json_is_string(v)) {
+                        json_object_del(o, ids[i]); /* not a shape we know how to hash: never written */
+                }
+        }
+        v = json_object_get(o, "accessors");
+        if (json_is_array(v)) {
+                json_t *a = json_array(), *e;
+                size_t k;
+                json_array_foreach(v, k, e) {
+                        if (json_is_string(e)) {
+                                cb_audit_id_hash(au.keys, json_string_value(e), h);
+                                json_array_append_new(a, json_string(h));
+                        }
+                }
+                json_object_set_new(o, "accessors", a);
+        } else if (v) {
+                json_object_del(o, "accessors");
+        }
+}
+
+/* Seal o as the segment's next record and append it; on any failure the
+ * file is cut back to where it was and the head does not move. */
+static int append(json_t *o, bool begin) {
+        unsigned char mac[CB_AUDIT_MAC_LEN];
+        char *canon = NULL, *line = NULL;
+        size_t len;
+        struct stat st;
+        uint64_t seq = begin ? 0 : au.seq + 1;
+        int r;
+
+        json_object_del(o, "mac");
+        json_object_set_new(o, "seq", json_integer((json_int_t)seq));
+        canon = json_dumps(o, JSON_COMPACT);
+        if (!canon)
+                return -ENOMEM;
+        r = cb_audit_seal(au.keys, begin ? (const unsigned char[CB_AUDIT_MAC_LEN]){ 0 } : au.mac, canon,
+                          strlen(canon), mac, &line, &len);
+        if (r < 0)
+                goto out;
+        if (fstat(au.fd, &st) < 0) {
+                r = -errno;
+                goto out;
+        }
+        /* One write(2) per record on an O_APPEND fd: records never interleave. */
+        errno = 0;
+        ssize_t k = write(au.fd, line, len);
+        if (k != (ssize_t)len) {
+                r = k < 0 ? -errno : -ENOSPC; /* a short write on a regular file: the disk is full */
+                if (k > 0 && ftruncate(au.fd, st.st_size) < 0)
+                        fprintf(stderr, "credbrokerd: audit log %s: cannot cut a partial record: %s\n", au.path,
+                                strerror(errno));
+                goto out;
+        }
+        au.seq = seq;
+        memcpy(au.mac, mac, sizeof(mac));
+        au.need_begin = false;
+        r = checkpoint();
+out:
+        free(canon);
+        free(line);
+        return r;
+}
+
+static int write_begin(void) {
+        char log[2 * CB_AUDIT_LOG_ID_LEN + 1], prev_log[2 * CB_AUDIT_LOG_ID_LEN + 1], prev_mac[2 * CB_AUDIT_MAC_LEN + 1];
+        json_t *o;
+        int r;
+
+        sodium_bin2hex(log, sizeof(log), au.log_id, sizeof(au.log_id));
+        o = json_pack("{s:s, s:I, s:s, s:s}", "type", "audit.begin", "time", (json_int_t)time(NULL), "log", log,
+                      "reason", au.reason);
+        if (!o)
+                return -ENOMEM;
+        if (au.prev.set) {
+                sodium_bin2hex(prev_log, sizeof(prev_log), au.prev.log_id, sizeof(au.prev.log_id));
+                sodium_bin2hex(prev_mac, sizeof(prev_mac), au.prev.mac, sizeof(au.prev.mac));
+                json_object_set_new(o, "prev_log", json_string(prev_log));
+                json_object_set_new(o, "prev_seq", json_integer((json_int_t)au.prev.seq));
+                json_object_set_new(o, "prev_mac", json_string(prev_mac));
+        }
+        r = append(o, true);
+        json_decref(o);
+        return r;
+}
+
+/* A new segment: fresh log id and keys; the header is written with the
+ * next record (or at once by the caller). */
+static void new_segment(const char *reason) {
+        if (au.seq || !au.need_begin) {
+                /* The segment being left ends here. */
+                au.prev.set = true;
+                memcpy(au.prev.log_id, au.log_id, sizeof(au.log_id));
+                au.prev.seq = au.seq;
+                memcpy(au.prev.mac, au.mac, sizeof(au.mac));
+        }
+        randombytes_buf(au.log_id, sizeof(au.log_id));
+        cb_audit_segment_keys(au.master, au.log_id, au.keys);
+        au.seq = 0;
+        memset(au.mac, 0, sizeof(au.mac));
+        au.need_begin = true;
+        au.reason = reason;
+}
+
+/* Bring the log back from the failed state: header if due, then a resume
+ * record saying what was refused. */
+static int resume(void) {
+        int r;
+
+        if (au.need_begin && (r = write_begin()) < 0)
+                return r;
+        if (!au.failed)
+                return 0;
+        json_t *o = json_pack("{s:s, s:I, s:I, s:I, s:s}", "type", "audit.resume", "time", (json_int_t)time(NULL),
+                              "failed_since", (json_int_t)au.failed_since, "refused", (json_int_t)au.refused, "error",
+                              au.error);
+        if (!o)
+                return -ENOMEM;
+        r = append(o, false);
+        json_decref(o);
+        if (r < 0)
+                return r;
+        fprintf(stderr, "credbrokerd: audit log %s writable again after %" PRIu64 " refused request(s): serving\n",
+                au.path, au.refused);
+        au.failed = false;
+        return 0;
+}
+
+int audit_emit(json_t *o) {
+        int r;
+
+        if (au.fd < 0)
+                return 0;
+        if ((au.failed || au.need_begin) && (r = resume()) < 0) {
+                enter_failed(r, "writing a record");
+                return r;
+        }
+        hash_identifiers(o);
+        r = append(o, false);
+        if (r < 0)
+                enter_failed(r, "writing a record");
+        return r;
+}
+
+int audit_write(const request *rq, unsigned status, const char *decision, const char *reason) {
+        json_t *o;
+        int r;
+
+        if (status >= 400 && status < 500 && rq->have_peer && !rq->admin_socket)
+                alert_note_denial(rq->peer.uid, rq->tcp ? NULL : rq->peer.exe_sha256_hex,
+                                  rq->tcp ? NULL : rq->peer.exe_path, rq->route ? rq->route : "?", status);
+        if (au.fd < 0 || rq->no_audit)
+                return 0;
+        o = json_pack("{s:I, s:s, s:s, s:s, s:i, s:s, s:s}", "time", (json_int_t)time(NULL), "socket",
+                      rq->admin_socket ? "admin" : rq->tcp ? "tcp" : "tools", "method", rq->method, "route",
+                      rq->route ? rq->route : rq->url, "status", (int)status, "decision", decision, "reason",
+                      reason ? reason : "");
+        if (!o)
+                return -ENOMEM;
+        if (rq->have_peer) {
+                json_object_set_new(o, "uid", json_integer(rq->peer.uid));
+                json_object_set_new(o, "pid", json_integer(rq->peer.pid));
+                json_object_set_new(o, "exe", json_string(rq->peer.exe_path));
+                json_object_set_new(o, "exe_sha256", json_string(rq->peer.exe_sha256_hex));
+        }
+        if (rq->secret[0])
+                json_object_set_new(o, "secret", json_string(rq->secret));
+        if (rq->client[0])
+                json_object_set_new(o, "client", json_string(rq->client));
+        if (rq->accessor[0])
+                json_object_set_new(o, "accessor", json_string(rq->accessor));
+        if (rq->audit_extra)
+                json_object_update(o, rq->audit_extra);
+        r = audit_emit(o);
+        json_decref(o);
+        return r;
+}
+
+bool audit_available(void) {
+        int r;
+
+        if (au.fd < 0 || (!au.failed && !au.need_begin))
+                return true;
+        r = resume();
+        if (r == 0)
+                return true;
+        if (!au.failed)
+                enter_failed(r, "writing the segment header");
+        au.refused++;
+        return false;
+}
+
+int audit_refuse(request *rq) {
+        rq->no_audit = true; /* it could not be written */
+        return reply_error(rq, 503, "audit_unavailable",
+                           "the audit log cannot be written (%s): requests are refused until it can", au.error);
+}
+
+/* ---- open, reopen, close ---- */
+
+static int open_log(const char *path) {
+        int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+        struct stat st;
+
+        if (fd < 0)
+                return cb_error_set(-errno, "cannot open audit log %s: %s", path, strerror(errno));
+        if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+                close(fd);
+                return cb_error_set(-EINVAL, "audit log %s is not a regular file", path);
+        }
+        return fd;
+}
+
+static int read_head(int fd, cb_audit_head *ret) {
+        char text[CB_AUDIT_HEAD_TEXT_LEN + 1];
+        ssize_t n = pread(fd, text, sizeof(text), 0);
+
+        memset(ret, 0, sizeof(*ret));
+        if (n == 0)
+                return 0; /* a new checkpoint: no previous segment */
+        if (n < 0)
+                return cb_error_set(-errno, "audit head checkpoint: %s", strerror(errno));
+        if (cb_audit_head_decode(au.master, text, (size_t)n, ret) < 0)
+                return cb_error_set(-EBADMSG, "audit head checkpoint is malformed or forged");
+        return 0;
+}
+
+/* The master key, and the checkpoint opened for writing (the daemon) or
+ * reading only (offline verify: a missing checkpoint is -ENOENT). */
+static int load_keys(const char *state_dir, cb_store *store, bool writer, int *ret_head_fd) {
+        char p[PATH_MAX];
+        int fd;
+
+        au.master = sodium_malloc(CB_AUDIT_KEY_LEN);
+        au.keys = sodium_malloc(sizeof(*au.keys));
+        if (!au.master || !au.keys)
+                return cb_error_set(-ENOMEM, "out of memory");
+        if (cb_store_derive_key(store, CB_AUDIT_KDF_CONTEXT, 1, au.master) < 0)
+                return -EINVAL;
+        if ((size_t)snprintf(p, sizeof(p), "%s/%s", state_dir, HEAD_FILE) >= sizeof(p))
+                return cb_error_set(-ENAMETOOLONG, "state dir path too long");
+        fd = writer ? open(p, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600)
+                    : open(p, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0 && !writer && errno == ENOENT)
+                return -ENOENT;
+        if (fd < 0)
+                return cb_error_set(-errno, "cannot open the audit head checkpoint %s: %s", p, strerror(errno));
+        *ret_head_fd = fd;
+        return 0;
+}
+
+/* The checkpoint lags the file by one record if the daemon died between
+ * the two writes: catch up from the file's last line (read from the end,
+ * at most one line's cap). */
+static void catch_up(const char *path) {
+        char *buf = NULL;
+        struct stat st;
+        int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+
+        if (fd < 0 || fstat(fd, &st) < 0 || st.st_size < 2)
+                goto out;
+        size_t want = (size_t)st.st_size < CB_AUDIT_LINE_MAX + 1 ? (size_t)st.st_size : CB_AUDIT_LINE_MAX + 1;
+        buf = malloc(want);
+        if (!buf || pread(fd, buf, want, st.st_size - (off_t)want) != (ssize_t)want || buf[want - 1] != '\n')
+                goto out;
+        size_t end = want - 1, start = end;
+        while (start > 0 && buf[start - 1] != '\n')
+                start--;
+        if (start == 0 && want == CB_AUDIT_LINE_MAX + 1)
+                goto out; /* no line start within the cap: not a record */
+        if (cb_audit_head_catch_up(au.master, &au.prev, buf + start, end - start))
+                fprintf(stderr, "credbrokerd: audit log %s: its last record was written but not checkpointed "
+                                "(the daemon stopped in between): linking to it\n", path);
+out:
+        free(buf);
+        if (fd >= 0)
+                close(fd);
+}
+
+int audit_open(const char *path, const char *state_dir, cb_store *store) {
+        int r;
+
+        r = load_keys(state_dir, store, true, &au.head_fd);
+        if (r < 0)
+                return r;
+        r = read_head(au.head_fd, &au.prev);
+        if (r < 0)
+                return cb_error_set(r, "%s (in %s): refusing to start a new audit segment that cannot link to the "
+                                       "old one; move the file away to start afresh",
+                                    cb_error_last(), state_dir);
+        au.path = strdup(path);
+        if (!au.path)
+                return cb_error_set(-ENOMEM, "out of memory");
+        catch_up(path);
+        r = open_log(path);
+        if (r < 0)
+                return r;
+        au.fd = r;
+        cbd.audit_fd = r;
+        au.need_begin = true;
+        randombytes_buf(au.log_id, sizeof(au.log_id));
+        cb_audit_segment_keys(au.master, au.log_id, au.keys);
+        au.reason = "start";
+        if ((r = write_begin()) < 0)
+                enter_failed(r, "writing the segment header");
+        return 0;
+}
+
+int audit_reopen(void) {
+        int fd, r;
+
+        if (au.fd < 0)
+                return 0;
+        fd = open_log(au.path);
+        if (fd < 0)
+                return fd;
+        close(au.fd);
+        au.fd = fd;
+        cbd.audit_fd = fd;
+        new_segment("reopen");
+        if ((r = write_begin()) < 0)
+                enter_failed(r, "writing the segment header");
+        return 0;
+}
+
+void audit_close(void) {
+        if (au.fd >= 0 && !au.failed && !au.need_begin) {
+                json_t *o = json_pack("{s:s, s:I}", "type", "audit.stop", "time", (json_int_t)time(NULL));
+                if (o)
+                        (void)append(o, false);
+                json_decref(o);
+        }
+        if (au.fd >= 0)
+                close(au.fd);
+        if (au.head_fd >= 0)
+                close(au.head_fd);
+        au.fd = au.head_fd = -1;
+        cbd.audit_fd = -1;
+        sodium_free(au.master);
+        sodium_free(au.keys);
+        au.master = NULL;
+        au.keys = NULL;
+        free(au.path);
+        au.path = NULL;
+}
+
+/* ---- verification ---- */
+
+static json_t *verdict(const cb_audit_verifier *v, const char *const *files, size_t bad_file) {
+        json_t *o = json_pack("{s:b, s:I, s:I, s:b, s:s}", "intact", !v->failed, "records", (json_int_t)v->records,
+                              "segments", (json_int_t)v->segments, "tail_checked", v->tail_checked, "tail",
+                              v->tail_note);
+
+        if (o && v->failed) {
+                json_object_set_new(o, "file", json_string(files[bad_file]));
+                json_object_set_new(o, "line", json_integer((json_int_t)v->bad_line));
+                json_object_set_new(o, "problem", json_string(v->problem));
+        }
+        return o;
+}
+
+int api_audit(request *rq) {
+        static const char *const allowed[] = { "files", NULL };
+        const char *files[VERIFY_FILES_MAX];
+        cb_audit_verifier v;
+        cb_audit_head head = { 0 };
+        struct stat cur, last;
+        json_t *body, *a, *e;
+        size_t n, i, bad = 0;
+        int r;
+
+        rq->route = "audit.verify";
+        if (strcmp(rq->url, "/v1/admin/audit/verify") != 0)
+                return reply_error(rq, 404, "not_found", "no route %.64s", rq->url);
+        if (strcmp(rq->method, "POST") != 0)
+                return reply_error(rq, 405, "method_not_allowed", "use POST");
+        if (au.fd < 0 || !au.master)
+                return reply_error(rq, 409, "no_audit_log", "this broker runs without --audit-log");
+        body = body_object(rq, allowed);
+        if (!body)
+                return MHD_YES;
+        a = json_object_get(body, "files");
+        n = json_array_size(a);
+        if (!json_is_array(a) || n < 1 || n > VERIFY_FILES_MAX) {
+                json_decref(body);
+                return reply_error(rq, 400, "bad_request", "\"files\": 1 to %d absolute paths, oldest first",
+                                   VERIFY_FILES_MAX);
+        }
+        json_array_foreach(a, i, e) {
+                files[i] = json_string_value(e);
+                if (!files[i] || files[i][0] != '/' || json_string_length(e) >= PATH_MAX) {
+                        json_decref(body);
+                        return reply_error(rq, 400, "bad_request", "\"files\"[%zu] is not an absolute path", i);
+                }
+        }
+        /* The head, and whether the last file is the log being written
+         * (then it must end with the head's segment). */
+        head.set = true;
+        memcpy(head.log_id, au.log_id, sizeof(head.log_id));
+        head.seq = au.seq;
+        memcpy(head.mac, au.mac, sizeof(head.mac));
+        if (au.need_begin)
+                head = au.prev;
+        bool required = fstat(au.fd, &cur) == 0 && stat(files[n - 1], &last) == 0 && cur.st_dev == last.st_dev &&
+                        cur.st_ino == last.st_ino;
+        /* Reading a large file must not hold up every request: the master
+         * key is fixed for the daemon's life, the head was copied above. */
+        pthread_mutex_unlock(&cbd.lock);
+        cb_audit_verifier_init(&v, au.master);
+        r = cb_audit_verify_files(&v, files, n, &head, required, &bad);
+        pthread_mutex_lock(&cbd.lock);
+        if (r < 0) {
+                cb_audit_verifier_done(&v);
+                json_decref(body);
+                return reply_error(rq, 400, "bad_request", "%s", cb_error_last());
+        }
+        json_t *o = verdict(&v, files, bad);
+        cb_audit_verifier_done(&v);
+        r = reply_json(rq, 200, o, false);
+        json_decref(body);
+        return r;
+}
+
+int audit_verify_offline(cb_store *store, const char *state_dir, const char *const *files, size_t n) {
+        cb_audit_verifier v;
+        cb_audit_head head = { 0 };
+        size_t bad = 0;
+        int r, status = 1;
+
+        r = load_keys(state_dir, store, false, &au.head_fd);
+        if ((r < 0 && r != -ENOENT) || (r == 0 && read_head(au.head_fd, &head) < 0)) {
+                fprintf(stderr, "credbrokerd: audit verify: %s\n", cb_error_last());
+                goto out;
+        }
+        cb_audit_verifier_init(&v, au.master);
+        r = cb_audit_verify_files(&v, files, n, &head, true, &bad);
+        if (r < 0) {
+                fprintf(stderr, "credbrokerd: audit verify: %s\n", cb_error_last());
+        } else if (v.failed) {
+                printf("NOT INTACT: %s line %" PRIu64 ": %s\n", files[bad], v.bad_line, v.problem);
+                status = 4;
+        } else {
+                printf("intact: %" PRIu64 " records in %" PRIu64 " segment(s); %s\n", v.records, v.segments,
+                       v.tail_note);
+                status = 0;
+        }
+        cb_audit_verifier_done(&v);
+out:
+        if (au.head_fd >= 0)
+                close(au.head_fd);
+        au.head_fd = -1;
+        sodium_free(au.master);
+        sodium_free(au.keys);
+        au.master = NULL;
+        au.keys = NULL;
+        return status;
+}
