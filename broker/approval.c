@@ -261,7 +261,9 @@ size_t cb_approvals_sweep(cb_approvals *a, uint64_t now, void (*event)(const cb_
                 if (!alive(e->pidfd)) {
                         what = e->state == CB_APPROVAL_PENDING || e->state == CB_APPROVAL_APPROVED ? "abandoned" : NULL;
                         drop = true;
-                } else if (e->state == CB_APPROVAL_PENDING && now >= e->deadline) {
+                } else if (e->state == CB_APPROVAL_PENDING && now > e->deadline) {
+                        /* Strictly after: with whole seconds, >= could deny up to 1 s before
+                         * the full timeout had passed. */
                         what = "timeout";
                 } else if (e->state != CB_APPROVAL_PENDING && now >= e->deadline) {
                         what = e->state == CB_APPROVAL_APPROVED ? "uncollected" : NULL;

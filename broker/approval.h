@@ -74,7 +74,7 @@ typedef struct cb_approval {
 typedef struct cb_approvals cb_approvals;
 
 /* A table holding at most max_total requests, max_per_uid per uid (0 =
- * the defaults above); a pending request times out after timeout seconds
+ * the defaults above); a pending request times out once more than timeout whole seconds have passed (never early)
  * (1..CB_APPROVAL_TIMEOUT_MAX).  NULL on ENOMEM or a bad timeout. */
 cb_approvals *cb_approvals_new(size_t max_total, size_t max_per_uid, uint32_t timeout);
 /* Closes every pidfd; NULL ok. */

@@ -187,7 +187,8 @@ TEST(timeout_and_keep) {
         ASSERT_OK(cb_approvals_decide(a, ap, true, &admin, 101));
         ASSERT_OK(cb_approvals_decide(a, dn, false, &admin, 101));
         ASSERT_EQ(cb_approvals_sweep(a, 104, on_event, &ev), 0);
-        ASSERT_EQ(cb_approvals_sweep(a, 105, on_event, &ev), 1);
+        ASSERT_EQ(cb_approvals_sweep(a, 105, on_event, &ev), 0); /* never before the full timeout */
+        ASSERT_EQ(cb_approvals_sweep(a, 106, on_event, &ev), 1);
         ASSERT_STREQ(ev.what[0], "timeout");
         ASSERT_STREQ(ev.id[0], t);
         ASSERT_ERR(cb_approvals_decide(a, t, true, &admin, 106), -EALREADY);
