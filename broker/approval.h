@@ -74,8 +74,9 @@ typedef struct cb_approval {
 typedef struct cb_approvals cb_approvals;
 
 /* A table holding at most max_total requests, max_per_uid per uid (0 =
- * the defaults above); a pending request times out once more than timeout whole seconds have passed (never early)
- * (1..CB_APPROVAL_TIMEOUT_MAX).  NULL on ENOMEM or a bad timeout. */
+ * the defaults above); a pending request times out once more than timeout
+ * (1..CB_APPROVAL_TIMEOUT_MAX) whole seconds have passed, never early.
+ * NULL on ENOMEM or a bad timeout. */
 cb_approvals *cb_approvals_new(size_t max_total, size_t max_per_uid, uint32_t timeout);
 /* Closes every pidfd; NULL ok. */
 void cb_approvals_free(cb_approvals *a);
