@@ -64,6 +64,7 @@ typedef struct request {
         bool no_audit;             /* this reply's record is written elsewhere */
         bool answered;             /* a response is queued */
         struct proxy_job *proxy;   /* a proxied request in flight (proxy.c) */
+        struct scan_job *scan;     /* a scan/redact body streaming through the matcher (scan.c) */
 } request;
 
 /* Responses.  Every reply goes through these; they also write the audit

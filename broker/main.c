@@ -29,6 +29,7 @@
 #include <sodium.h>
 
 #include "daemon.h"
+#include "scan.h"
 #include "error.h"
 
 daemon_state cbd = { .lock = PTHREAD_MUTEX_INITIALIZER, .audit_fd = -1 };
@@ -411,6 +412,7 @@ out:
         cb_tokens_free(cbd.tokens);
         cb_exe_cache_free(cbd.exe_cache);
         cb_ratelimit_free(cbd.rate);
+        scanner_shutdown();
         cb_store_close(cbd.store);
         cb_policy_free(cbd.policy);
         cb_unlock_spec_free(spec);

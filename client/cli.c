@@ -27,6 +27,8 @@ static const struct verb {
         { "revoke", cmd_revoke, "admin: revoke tokens: revoke --accessor A | --secret NAME | --client C" },
         { "status", cmd_status, "admin: the broker's state: status [--json]" },
         { "policy", cmd_policy, "check a policy file, or reload the broker's: policy check FILE | policy reload" },
+        { "scan", cmd_scan, "find secrets/tokens in text (names only): scan [--admin] [--json] [FILE|-]" },
+        { "redact", cmd_redact, "filter stdin to stdout, secrets/tokens -> [REDACTED:NAME]: redact [--admin]" },
 };
 
 const char *cli_socket;
