@@ -416,6 +416,17 @@ int scan_start(request *rq) {
                                    "0 or 1", CB_REDACT_BODY_MAX);
         }
         j->final = redact ? fin == 1 : true;
+        if (redact) {
+                /* The output is about the input's size: one allocation. */
+                const char *cl = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, "Content-Length");
+                unsigned long long want = cl ? strtoull(cl, NULL, 10) : 0;
+                if (want > 0 && want <= CB_REDACT_BODY_MAX) {
+                        j->out_cap = (size_t)want + 4096;
+                        j->out = malloc(j->out_cap);
+                        if (!j->out)
+                                j->out_cap = 0;
+                }
+        }
         j->lv = live_get();
         if (!j->lv) {
                 job_free(j);

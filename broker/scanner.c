@@ -301,7 +301,7 @@ typedef struct mpat {
 struct cb_matcher {
         unsigned char *blob; /* sodium_malloc: bitmap, slots, entries, pats, pool */
         size_t blob_len;
-        const uint64_t *bitmap;
+        const uint64_t *bitmap, *bitmap2; /* two hashes of each gram (a Bloom filter, k = 2, split) */
         unsigned bitmap_shift; /* 32 - log2(bits) */
         const slot *slots;
         unsigned slot_shift;
@@ -317,6 +317,7 @@ struct cb_matcher {
 
 #define H1(g, shift) ((uint32_t)((g) * 0x9E3779B1u) >> (shift))
 #define H2(g, shift) ((uint32_t)((g) * 0x85EBCA6Bu) >> (shift))
+#define H3(g, shift) ((uint32_t)(((g) ^ ((g) >> 15)) * 0xC2B2AE35u) >> (shift))
 
 static const cb_matcher_builder *sort_b;
 static int cmp_pat(const void *a, const void *b) {
@@ -417,14 +418,14 @@ int cb_matcher_build(cb_matcher_builder *b, cb_matcher **ret) {
                 sbits = 4;
         size_t bitmap_len = ((size_t)1 << bbits) / 8, slots_len = ((size_t)1 << sbits) * sizeof(slot);
         size_t ent_len = n_ent * sizeof(uint32_t), pats_len = n_unique * sizeof(mpat);
-        size_t o_slots = align8(bitmap_len), o_ent = o_slots + align8(slots_len), o_pats = o_ent + align8(ent_len),
+        size_t o_slots = 2 * align8(bitmap_len), o_ent = o_slots + align8(slots_len), o_pats = o_ent + align8(ent_len),
                o_pool = o_pats + align8(pats_len);
         m->blob_len = o_pool + pool_bytes;
         m->blob = sodium_malloc(m->blob_len);
         if (!m->blob)
                 goto out;
         memset(m->blob, 0, o_pool);
-        uint64_t *bitmap = (uint64_t *)m->blob;
+        uint64_t *bitmap = (uint64_t *)m->blob, *bitmap2 = (uint64_t *)(m->blob + align8(bitmap_len));
         slot *slots = (slot *)(m->blob + o_slots);
         uint32_t *ent = (uint32_t *)(m->blob + o_ent);
         mpat *pats = (mpat *)(m->blob + o_pats);
@@ -443,6 +444,8 @@ int cb_matcher_build(cb_matcher_builder *b, cb_matcher **ret) {
                 uint32_t g = (uint32_t)(grams[i] >> 32), h = H1(g, m->bitmap_shift);
                 size_t k = i;
                 bitmap[h >> 6] |= (uint64_t)1 << (h & 63);
+                h = H3(g, m->bitmap_shift);
+                bitmap2[h >> 6] |= (uint64_t)1 << (h & 63);
                 uint32_t s = H2(g, m->slot_shift);
                 while (slots[s].count)
                         s = (s + 1) & m->slot_mask;
@@ -454,6 +457,7 @@ int cb_matcher_build(cb_matcher_builder *b, cb_matcher **ret) {
                 i = k;
         }
         m->bitmap = bitmap;
+        m->bitmap2 = bitmap2;
         m->slots = slots;
         m->entries = ent;
         m->pats = pats;
@@ -622,7 +626,11 @@ static int found(cb_scan_stream *s, uint64_t start, uint64_t end, enum cb_scan_k
 
 static __attribute__((noinline)) int check_grams(cb_scan_stream *s, uint32_t g, uint64_t j, uint64_t end) {
         const cb_matcher *m = s->m;
-        uint32_t k = H2(g, m->slot_shift);
+        uint32_t k = H3(g, m->bitmap_shift);
+
+        if (!((m->bitmap2[k >> 6] >> (k & 63)) & 1))
+                return 0;
+        k = H2(g, m->slot_shift);
 
         for (;; k = (k + 1) & m->slot_mask) {
                 const slot *sl = &m->slots[k];

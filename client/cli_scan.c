@@ -187,6 +187,10 @@ static CURL *new_handle(const char *socket_path, const char *route, char *errbuf
         SETOPT(CURLOPT_POST, 1L);
         SETOPT(CURLOPT_USERAGENT, "credbroker/0.1.0");
         SETOPT(CURLOPT_ERRORBUFFER, errbuf);
+        /* Large pieces: fewer system calls and wakeups per megabyte
+         * (a streamed scan; a redact round gains nothing from them). */
+        if (strcmp(route, "/v1/scan") == 0)
+                SETOPT(CURLOPT_UPLOAD_BUFFERSIZE, 512L * 1024);
 #undef SETOPT
         if (rc != CURLE_OK) {
                 curl_easy_cleanup(h);
@@ -474,8 +478,7 @@ int cmd_redact(int argc, char **argv) {
                         r = CB_EXIT_SCAN_ERROR;
                         goto out;
                 }
-                memmove(buf, buf + x.consumed, len - x.consumed);
-                sodium_memzero(buf + len - x.consumed, x.consumed);
+                memmove(buf, buf + x.consumed, len - x.consumed); /* the stale tail is overwritten or wiped at the end */
                 len -= x.consumed;
                 skip = x.skip;
         }
