@@ -420,7 +420,9 @@ int cb_matcher_build(cb_matcher_builder *b, cb_matcher **ret) {
         size_t ent_len = n_ent * sizeof(uint32_t), pats_len = n_unique * sizeof(mpat);
         size_t o_slots = 2 * align8(bitmap_len), o_ent = o_slots + align8(slots_len), o_pats = o_ent + align8(ent_len),
                o_pool = o_pats + align8(pats_len);
-        m->blob_len = o_pool + pool_bytes;
+        /* sodium_malloc puts the block's end against its guard page: the
+         * start is only aligned if the size is a multiple of the alignment. */
+        m->blob_len = (o_pool + pool_bytes + 15) & ~(size_t)15;
         m->blob = sodium_malloc(m->blob_len);
         if (!m->blob)
                 goto out;
@@ -714,7 +716,8 @@ static int cmp_pend(const void *a, const void *b) {
 static int place(cb_scan_stream *s, uint64_t cs) {
         size_t i, keep = 0;
 
-        qsort(s->pend, s->n_pend, sizeof(*s->pend), cmp_pend);
+        if (s->n_pend > 1)
+                qsort(s->pend, s->n_pend, sizeof(*s->pend), cmp_pend);
         for (i = 0; i < s->n_pend; i++) {
                 pend *p = &s->pend[i];
                 if (p->start >= cs) {
