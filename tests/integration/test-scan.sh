@@ -200,6 +200,19 @@ expect "one redact round is capped" "payload_too_large" \
 expect "bad redact header" "bad_request" \
         "$(curl -s --unix-socket "$AS" -X POST -H 'X-Credbroker-Skip: -1' --data-binary 'x' http://x/v1/redact)"
 
+# --- examples/tool-output-guard.sh, as a harness would run it
+GUARD=${CB_SRCDIR:?}/examples/tool-output-guard.sh
+out=$(as $US env CREDBROKER="$CLI" bash "$GUARD" -- printf 'all fine\n' 2>/dev/null); rc=$?
+expect "guard: clean output passes, exit 0" "rc=0 all fine" "rc=$rc $out"
+out=$(as $US env CREDBROKER="$CLI" bash "$GUARD" -- printf 'oops %s\n' "$DEMO2" 2>"$T/guard.err"); rc=$?
+expect "guard: a hit is withheld, exit 3" "rc=3 [tool output withheld by credbroker" "rc=$rc $out"
+expect_not "guard: no value passes" "$DEMO2" "$out"
+expect "guard: operator notice on stderr" "LEAK in tool output: demo" "$(cat "$T/guard.err")"
+out=$(printf 'oops %s\n' "$DEMO2" | as $US env CREDBROKER="$CLI" bash "$GUARD" --redacted 2>/dev/null); rc=$?
+expect "guard --redacted: the redacted text passes" "rc=3 oops [REDACTED:demo]" "rc=$rc $out"
+out=$(printf 'x\n' | as $UN env CREDBROKER="$CLI" bash "$GUARD" 2>/dev/null); rc=$?
+expect "guard: fails closed when the scan is refused" "rc=2 [tool output withheld: the credential leak check" "rc=$rc $out"
+
 # --- no value anywhere it should not be
 for v in "$DEMO" "$DEMO2" "$ALERTY" "$ROT" "$CANARY"; do
         if grep -qF "$v" "$T/audit.log" "$T/daemon.out"; then bad "a value in the audit log or daemon output"; fi
