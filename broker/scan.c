@@ -279,7 +279,7 @@ struct scan_job {
         json_t *findings;
         uint64_t total;
         seen *seen;
-        size_t n_seen;
+        size_t n_seen, cap_seen, last_seen;
         unsigned char *out;           /* redact: the round's output */
         size_t out_len, out_cap;
 };
@@ -308,14 +308,33 @@ bool is_scan_target(const char *method, const char *url) {
         return strcmp(url, "/v1/scan") == 0 || strcmp(url, "/v1/redact") == 0;
 }
 
+static bool same(const seen *s, const char *name, uint32_t version, bool token) {
+        return s->token == token && s->version == version && strcmp(s->name, name) == 0;
+}
+
 static void remember(struct scan_job *j, const char *name, uint32_t version, enum cb_scan_kind kind, bool token) {
+        /* A text tends to repeat the same secret: try the last one first. */
+        if (j->last_seen < j->n_seen && same(&j->seen[j->last_seen], name, version, token)) {
+                j->seen[j->last_seen].forms |= 1u << kind;
+                return;
+        }
         for (size_t i = 0; i < j->n_seen; i++)
-                if (j->seen[i].token == token && j->seen[i].version == version && strcmp(j->seen[i].name, name) == 0) {
+                if (same(&j->seen[i], name, version, token)) {
                         j->seen[i].forms |= 1u << kind;
+                        j->last_seen = i;
                         return;
                 }
         if (j->n_seen == SEEN_MAX)
-                return;
+                return; /* the findings still list it; the leak response covers the first SEEN_MAX */
+        if (j->n_seen == j->cap_seen) {
+                size_t nc = j->cap_seen ? j->cap_seen * 2 : 8;
+                seen *ns = realloc(j->seen, nc * sizeof(*ns));
+                if (!ns)
+                        return;
+                j->seen = ns;
+                j->cap_seen = nc;
+        }
+        j->last_seen = j->n_seen;
         seen *s = &j->seen[j->n_seen++];
         snprintf(s->name, sizeof(s->name), "%s", name);
         s->version = version;
@@ -404,10 +423,8 @@ int scan_start(request *rq) {
                 snprintf(rq->client, sizeof(rq->client), "%s", client);
         }
         j = calloc(1, sizeof(*j));
-        if (!j || !(j->seen = calloc(SEEN_MAX, sizeof(*j->seen)))) {
-                free(j);
+        if (!j)
                 return reply_error(rq, 500, "internal", "out of memory");
-        }
         j->redact = redact;
         if (redact && (header_u64(rq, "X-Credbroker-Skip", CB_REDACT_BODY_MAX, &j->skip) < 0 ||
                        header_u64(rq, "X-Credbroker-Final", 1, &fin) < 0)) {
