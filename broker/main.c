@@ -328,6 +328,10 @@ int main(int argc, char **argv) {
                 say("%s", cb_error_last());
                 goto out;
         }
+        if (scanner_init(state_dir) < 0) {
+                say("%s", cb_error_last());
+                goto out;
+        }
         cbd.tokens = cb_tokens_new(0, 0);
         if (cbd.tokens)
                 cb_tokens_limit_bound(cbd.tokens, bound_max, CB_TOKENS_BOUND_PER_UID);

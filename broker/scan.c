@@ -21,22 +21,26 @@
  * an alert (alert_raise) and an audit record with decision "leak" or
  * "canary", at most once per CB_LEAK_ALERT_COOLDOWN seconds per secret (the
  * request's own audit record is written every time).
- * Compromised marks live in memory: a restart forgets them, as it forgets
- * every token (see README, "Leak scanner").
+ * Compromised marks are kept in STATE_DIR/leaks.json ({"compromised":
+ * {NAME: VERSION}}, replaced atomically on every change), so a restart does
+ * not lift them; a mark goes once the secret's current version changes.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <microhttpd.h>
 #include <sodium.h>
 
 #include "alert.h"
 #include "error.h"
+#include "fsutil.h"
 #include "leak.h"
 #include "scan.h"
 #include "scanner.h"
@@ -189,6 +193,10 @@ typedef struct mark {
 
 static mark *marks;
 static size_t n_marks;
+static int leaks_dirfd = -1;
+
+#define LEAKS_FILE "leaks.json"
+#define LEAKS_MAX (8 * 1024 * 1024)
 
 static mark *mark_get(const char *name, bool create) {
         for (size_t i = 0; i < n_marks; i++)
@@ -217,6 +225,77 @@ static uint32_t current_version(const char *name) {
         return 0;
 }
 
+/* Write the compromised marks (under cbd.lock).  A failure is reported
+ * and the marks still hold in memory. */
+static void leaks_save(void) {
+        json_t *o = json_object(), *c = json_object();
+        char *text = NULL;
+        int r = -ENOMEM;
+
+        if (leaks_dirfd < 0) {
+                json_decref(o);
+                json_decref(c);
+                return;
+        }
+        for (size_t i = 0; i < n_marks; i++)
+                if (marks[i].compromised)
+                        json_object_set_new(c, marks[i].name, json_integer(marks[i].version));
+        json_object_set_new(o, "compromised", c);
+        text = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
+        if (text)
+                r = cb_atomic_replace(leaks_dirfd, LEAKS_FILE, text, strlen(text));
+        if (r < 0)
+                fprintf(stderr, "credbrokerd: cannot record compromised secrets in %s: %s (they hold until "
+                        "restart)\n", LEAKS_FILE, strerror(-r));
+        free(text);
+        json_decref(o);
+}
+
+int scanner_init(const char *state_dir) {
+        unsigned char *buf = NULL;
+        json_t *o = NULL, *c, *v;
+        json_error_t err;
+        const char *name;
+        size_t len;
+        int r;
+
+        leaks_dirfd = open(state_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (leaks_dirfd < 0)
+                return cb_error_set(-errno, "%s: %s", state_dir, strerror(errno));
+        r = cb_read_file_at(leaks_dirfd, LEAKS_FILE, LEAKS_MAX, &buf, &len);
+        if (r == -ENOENT)
+                return 0;
+        if (r < 0)
+                return cb_error_set(r, "%s/%s: %s", state_dir, LEAKS_FILE, strerror(-r));
+        o = json_loadb((const char *)buf, len, JSON_REJECT_DUPLICATES, &err);
+        c = json_object_get(o, "compromised");
+        if (!json_is_object(c)) {
+                r = cb_error_set(-EINVAL, "%s/%s: not a {\"compromised\": {NAME: VERSION}} object%s%s: refusing to "
+                                 "start without knowing which secrets leaked", state_dir, LEAKS_FILE, o ? "" : ": ",
+                                 o ? "" : err.text);
+                goto out;
+        }
+        json_object_foreach(c, name, v) {
+                json_int_t ver = json_integer_value(v);
+                if (cb_name_check(name) < 0 || !json_is_integer(v) || ver < 1 || ver > UINT32_MAX) {
+                        r = cb_error_set(-EINVAL, "%s/%s: bad entry \"%.64s\"", state_dir, LEAKS_FILE, name);
+                        goto out;
+                }
+                mark *m = mark_get(name, true);
+                if (!m) {
+                        r = cb_error_set(-ENOMEM, "out of memory");
+                        goto out;
+                }
+                m->compromised = true;
+                m->version = (uint32_t)ver;
+        }
+        r = 0;
+out:
+        json_decref(o);
+        free(buf);
+        return r;
+}
+
 bool scanner_is_compromised(const char *name) {
         mark *m = mark_get(name, false);
 
@@ -224,12 +303,16 @@ bool scanner_is_compromised(const char *name) {
                 return false;
         if (current_version(name) != m->version) {
                 m->compromised = false; /* rotated since */
+                leaks_save();
                 return false;
         }
         return true;
 }
 
 void scanner_shutdown(void) {
+        if (leaks_dirfd >= 0)
+                close(leaks_dirfd);
+        leaks_dirfd = -1;
         scanner_rebuild();
         clear_short();
         free(marks);
@@ -514,9 +597,11 @@ static int respond(request *rq, struct scan_job *j) {
                         action = a == CB_ON_LEAK_ROTATE ? "rotate" : a == CB_ON_LEAK_REVOKE ? "revoke" : "alert";
                         if (a == CB_ON_LEAK_REVOKE) {
                                 revoked = cb_tokens_revoke_secret(cbd.tokens, s->name);
-                                if (m && s->version == current_version(s->name)) {
+                                if (m && s->version == current_version(s->name) &&
+                                    !(m->compromised && m->version == s->version)) {
                                         m->compromised = true;
                                         m->version = s->version;
+                                        leaks_save();
                                 }
                         }
                         if (canary)

@@ -45,6 +45,11 @@
  * Call under cbd.lock. */
 void scanner_rebuild(void);
 
+/* At start, after the store is open: load the compromised marks kept in
+ * STATE_DIR/leaks.json (a leak outlives a restart).  A file that cannot be
+ * read or parsed stops the daemon (-errno, message set): fail closed. */
+int scanner_init(const char *state_dir);
+
 /* At exit, under cbd.lock or single-threaded: wipe everything. */
 void scanner_shutdown(void);
 

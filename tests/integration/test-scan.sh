@@ -65,10 +65,14 @@ expect "policy: a grant naming a canary is refused" "grants[2].secret: \"canary-
 printf '{"secrets": {"x": {"on_leak": "explode"}}}' >"$T/bad2.json"; chmod 0644 "$T/bad2.json"
 expect "policy: bad on_leak located" "secrets.x.on_leak" "$("$DAEMON" --check-policy "$T/bad2.json" 2>&1)"
 
-"$DAEMON" --state-dir "$T/state" --run-dir "$T/run" --policy "$T/policy.json" --unlock "keyfile:$T/key" \
-        --audit-log "$T/audit.log" >"$T/daemon.out" 2>&1 &
-PID=$!
-for _ in $(seq 50); do [ -S "$T/run/admin.sock" ] && break; sleep 0.1; done
+start_daemon() {
+        rm -f "$T/run/admin.sock"
+        "$DAEMON" --state-dir "$T/state" --run-dir "$T/run" --policy "$T/policy.json" --unlock "keyfile:$T/key" \
+                --audit-log "$T/audit.log" >>"$T/daemon.out" 2>&1 &
+        PID=$!
+        for _ in $(seq 50); do [ -S "$T/run/admin.sock" ] && break; sleep 0.1; done
+}
+start_daemon
 TS=$T/run/tools.sock AS=$T/run/admin.sock
 export CREDBROKER_SOCKET=$TS CREDBROKER_ADMIN_SOCKET=$AS
 for n in demo alerty rot canary-aws tiny; do
@@ -122,6 +126,9 @@ expect "status lists it compromised" '"compromised":["demo"]' "$("$CLI" status -
 expect "list marks it compromised" '"compromised":true' "$(curl -s --unix-socket "$AS" http://x/v1/admin/secrets)"
 expect "leak alert on stderr" "ALERT leak" "$(grep '"secret":"demo"' "$T/daemon.out")"
 expect "leak audit record" '"decision":"leak"' "$(grep '"secret":"demo"' "$T/audit.log" | grep '"action":"revoke"')"
+kill "$PID"; wait "$PID" 2>/dev/null; start_daemon
+expect "compromised survives a restart" "compromised" \
+        "$(as $UT curl -s --unix-socket "$TS" -X POST -d '{"secret":"demo"}' http://x/v1/token)"
 printf '%s' "$DEMO2" | "$CLI" put demo >/dev/null
 tok=$(as $UT curl -s --unix-socket "$TS" -X POST -d '{"secret":"demo"}' http://x/v1/token | field token)
 case "$tok" in cbt_*) ok "a new version lifts the compromised mark" ;; *) bad "a new version lifts the compromised mark: $tok" ;; esac
@@ -219,6 +226,13 @@ for v in "$DEMO" "$DEMO2" "$ALERTY" "$ROT" "$CANARY"; do
 done
 ok "no value in the audit log or daemon output"
 kill -0 "$PID" 2>/dev/null && ok "daemon still up" || bad "daemon died"
+kill "$PID"; wait "$PID" 2>/dev/null
+echo '{"compromised": []}' >"$T/state/leaks.json"
+expect "a corrupt leaks.json stops the daemon (fail closed)" "refusing to start" \
+        "$(timeout 10 "$DAEMON" --state-dir "$T/state" --run-dir "$T/run2" --policy "$T/policy.json" \
+                --unlock "keyfile:$T/key" 2>&1)"
+PID=""
+
 
 echo "$fails failure(s)"
 [ "$fails" = 0 ]
