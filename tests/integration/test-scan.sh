@@ -124,6 +124,8 @@ expect "no new token for a compromised secret" "compromised" \
         "$(as $UT curl -s --unix-socket "$TS" -X POST -d '{"secret":"demo"}' http://x/v1/token)"
 expect "status lists it compromised" '"compromised":["demo"]' "$("$CLI" status --json)"
 expect "list marks it compromised" '"compromised":true' "$(curl -s --unix-socket "$AS" http://x/v1/admin/secrets)"
+expect "status CLI names it" "compromised (leaked, not yet rotated): demo" "$("$CLI" status)"
+expect "list CLI marks it" "[COMPROMISED" "$("$CLI" list | grep '^demo')"
 expect "leak alert on stderr" "ALERT leak" "$(grep '"secret":"demo"' "$T/daemon.out")"
 expect "leak audit record" '"decision":"leak"' "$(grep '"secret":"demo"' "$T/audit.log" | grep '"action":"revoke"')"
 kill "$PID"; wait "$PID" 2>/dev/null; start_daemon
