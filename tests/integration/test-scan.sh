@@ -158,6 +158,10 @@ expect "canary sighting: audit decision canary" '"decision":"canary"' "$(grep ca
 expect "canary token request refused" "never granted" \
         "$(as $UT curl -s --unix-socket "$TS" -X POST -d '{"secret":"canary-aws","use":"proxy"}' http://x/v1/token)"
 expect "canary token request: alert" '"what":"token_request"' "$(grep '"secret":"canary-aws"' "$T/daemon.out")"
+ptok=$(as $UT curl -s --unix-socket "$TS" -X POST -d '{"secret":"alerty","use":"proxy"}' http://x/v1/token | field token)
+expect "canary named in a proxy request refused" "never granted" \
+        "$(as $UT curl -s --unix-socket "$TS" -H "Authorization: Bearer $ptok" http://x/v1/proxy/canary-aws/v1/x)"
+expect "canary named in a proxy request: alert" '"route":"proxy"' "$(grep '"secret":"canary-aws"' "$T/daemon.out")"
 
 # --- redact: the CLI, as a tool with a scan grant; exact over many rounds
 "$PYBIN" - "$T" "$DEMO2" "$ALERTY" <<'PY'
