@@ -319,12 +319,12 @@ struct cb_matcher {
 #define H2(g, shift) ((uint32_t)((g) * 0x85EBCA6Bu) >> (shift))
 #define H3(g, shift) ((uint32_t)(((g) ^ ((g) >> 15)) * 0xC2B2AE35u) >> (shift))
 
-static const cb_matcher_builder *sort_b;
-static int cmp_pat(const void *a, const void *b) {
-        const pat *x = &sort_b->pats[*(const uint32_t *)a], *y = &sort_b->pats[*(const uint32_t *)b];
+static int cmp_pat(const void *a, const void *b, void *ctx) {
+        const cb_matcher_builder *sb = ctx;
+        const pat *x = &sb->pats[*(const uint32_t *)a], *y = &sb->pats[*(const uint32_t *)b];
         if (x->len != y->len)
                 return x->len < y->len ? -1 : 1;
-        int c = memcmp(sort_b->pool + x->off, sort_b->pool + y->off, x->len);
+        int c = memcmp(sb->pool + x->off, sb->pool + y->off, x->len);
         if (c)
                 return c;
         return *(const uint32_t *)a < *(const uint32_t *)b ? -1 : 1; /* the first added wins */
@@ -366,9 +366,7 @@ int cb_matcher_build(cb_matcher_builder *b, cb_matcher **ret) {
                 goto out;
         for (size_t i = 0; i < b->n_pats; i++)
                 order[i] = (uint32_t)i;
-        sort_b = b;
-        qsort(order, b->n_pats, sizeof(*order), cmp_pat);
-        sort_b = NULL;
+        qsort_r(order, b->n_pats, sizeof(*order), cmp_pat, b);
         for (size_t i = 0; i < b->n_pats; i++) {
                 const pat *p = &b->pats[order[i]];
                 if (n_unique) {
