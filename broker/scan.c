@@ -501,8 +501,8 @@ int scan_start(request *rq) {
                 return reply_error(rq, 405, "method_not_allowed", "use POST");
         if (!rq->admin_socket) {
                 if (!cb_policy_scan_grant(cbd.policy, &rq->peer, &client))
-                        return reply_error(rq, 403, "forbidden", "no grant lets uid %u (%s) scan", (unsigned)rq->peer.uid,
-                                           rq->peer.exe_path);
+                        return reply_error(rq, 403, "forbidden", "no grant lets uid %u (%s) scan",
+                                           (unsigned)rq->peer.uid, rq->peer.exe_path);
                 snprintf(rq->client, sizeof(rq->client), "%s", client);
         }
         j = calloc(1, sizeof(*j));
@@ -582,8 +582,8 @@ static int respond(request *rq, struct scan_job *j) {
                         }
                         revoked = cb_tokens_revoke_accessor(cbd.tokens, s->name);
                         action = "revoke";
-                        ev = json_pack("{s:s, s:s, s:o, s:s, s:I}", "what", "token", "accessor", s->name, "forms", forms,
-                                       "action", action, "tokens_revoked", (json_int_t)revoked);
+                        ev = json_pack("{s:s, s:s, s:o, s:s, s:I}", "what", "token", "accessor", s->name, "forms",
+                                       forms, "action", action, "tokens_revoked", (json_int_t)revoked);
                 } else {
                         bool canary = cb_policy_is_canary(cbd.policy, s->name);
                         enum cb_on_leak a = cb_policy_on_leak(cbd.policy, s->name);

@@ -478,7 +478,8 @@ int cmd_redact(int argc, char **argv) {
                         r = CB_EXIT_SCAN_ERROR;
                         goto out;
                 }
-                memmove(buf, buf + x.consumed, len - x.consumed); /* the stale tail is overwritten or wiped at the end */
+                /* The stale tail is overwritten next round or wiped at the end. */
+                memmove(buf, buf + x.consumed, len - x.consumed);
                 len -= x.consumed;
                 skip = x.skip;
         }

@@ -4,9 +4,9 @@
  * against a naive reference written here: memcmp at every offset for every
  * pattern the matcher holds, and every checksummed token.
  *
- * Input: byte 0 = number of secrets (0..7); then per secret one length byte
- * (the value's length - 8 + ... : 8..71 bytes) and the value; byte s = a
- * split seed; the rest is the text.  Checked:
+ * Input: byte 0 % 8 = number of secrets; then per secret one length byte
+ * (value length 8 + byte % 64) and the value; then one byte seeding the
+ * split points; the rest is the text.  Checked:
  *   - scan: the set of sightings (start, end, name) equals the reference's;
  *   - redact: the output, fed in pieces split where the seed says and with a
  *     tiny window (so the window moves), equals the reference redaction;
@@ -165,7 +165,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         qsort(got.v, got.n, sizeof(occ), cmp_occ);
         bool same = got.n == ref.n;
         for (size_t i = 0; same && i < got.n; i++)
-                same = got.v[i].s == ref.v[i].s && got.v[i].e == ref.v[i].e && strcmp(got.v[i].name, ref.v[i].name) == 0;
+                same = got.v[i].s == ref.v[i].s && got.v[i].e == ref.v[i].e &&
+                       strcmp(got.v[i].name, ref.v[i].name) == 0;
         if (!ref.overflow && !same) {
                 for (size_t i = 0; i < got.n || i < ref.n; i++)
                         fprintf(stderr, "%zu: got %s [%llu,%llu)  ref %s [%llu,%llu)\n", i,

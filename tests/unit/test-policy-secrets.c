@@ -76,5 +76,6 @@ TEST(refusals) {
                 "              {\"client\": \"t\", \"secret\": \"x\", \"use\": [\"proxy\"]}],"
                 " \"secrets\": {\"x\": {\"canary\": true}}}",
                 "grants[1].secret: \"x\" is a canary");
-        refused("{\"secrets\": {}, \"secret\": {}}", "unknown key \"secret\" (expected clients, grants, admins, secrets)");
+        refused("{\"secrets\": {}, \"secret\": {}}",
+                "unknown key \"secret\" (expected clients, grants, admins, secrets)");
 }

@@ -78,7 +78,8 @@ static size_t enc_url(char *out, const unsigned char *v, size_t n, bool lower) {
         size_t o = 0;
         for (size_t i = 0; i < n; i++) {
                 unsigned char c = v[i];
-                if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || (c && strchr("-._~", c)))
+                if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+                    (c && strchr("-._~", c)))
                         out[o++] = (char)c;
                 else
                         o += (size_t)sprintf(out + o, lower ? "%%%02x" : "%%%02X", c);
@@ -213,8 +214,9 @@ TEST(generated_corpus) {
                 snprintf(names[i], 32, "secret-%zu", i);
                 lens[i] = 8 + rnd() % 60;
                 for (size_t k = 0; k < lens[i]; k++)
-                        vals[i][k] = (unsigned char)(i % 3 == 0 ? rnd() : i % 3 == 1 ? (uint64_t)(unsigned char)alnum[rnd() % 65]
-                                                                                       : 0x20 + rnd() % 0x5f);
+                        vals[i][k] = (unsigned char)(i % 3 == 0   ? rnd()
+                                                     : i % 3 == 1 ? (uint64_t)(unsigned char)alnum[rnd() % 65]
+                                                                  : 0x20 + rnd() % 0x5f);
         }
         cb_matcher *m = build(NSEC, names, vals, lens);
         size_t cap = NSEC * 12 * 600, n = 0;
@@ -273,7 +275,8 @@ TEST(generated_corpus) {
                                 if (hs->h[q].end + 100 > ins[i].lo && hs->h[q].start < ins[i].hi + 100)
                                         fprintf(stderr, "near: %s %ju-%ju kind %d\n", hs->h[q].name,
                                                 (uintmax_t)hs->h[q].start, (uintmax_t)hs->h[q].end, hs->h[q].kind);
-                        fprintf(stderr, "want %zu-%zu: %.*s\n", ins[i].lo, ins[i].hi, (int)(ins[i].hi - ins[i].lo), text + ins[i].lo);
+                        fprintf(stderr, "want %zu-%zu: %.*s\n", ins[i].lo, ins[i].hi, (int)(ins[i].hi - ins[i].lo),
+                                text + ins[i].lo);
                         cbtest_fail(__FILE__, __LINE__, "insertion %zu (secret %zu) not found", i, ins[i].sec);
                 }
         /* and nothing outside an insertion */
