@@ -295,7 +295,8 @@ int cmd_scan(int argc, char **argv) {
                 goto out;
         }
         if (status != 200) {
-                fprintf(stderr, "credbroker: scan: %s\n", message_of(x.ans, msg, sizeof(msg)));
+                fprintf(stderr, "credbroker: scan: %s%s\n", message_of(x.ans, msg, sizeof(msg)),
+                        status == 403 && !admin ? " (operators: --admin)" : "");
                 r = exit_for_status(status);
                 goto out;
         }
@@ -457,7 +458,8 @@ int cmd_redact(int argc, char **argv) {
                 }
                 if (rc != CURLE_OK || status != 200) {
                         if (status && status != 200)
-                                fprintf(stderr, "credbroker: redact: %s\n", message_of(x.ans, msg, sizeof(msg)));
+                                fprintf(stderr, "credbroker: redact: %s%s\n", message_of(x.ans, msg, sizeof(msg)),
+                                        status == 403 && !admin ? " (operators: --admin)" : "");
                         else
                                 fprintf(stderr, "credbroker: redact: %s\n",
                                         errbuf[0] ? errbuf : curl_easy_strerror(rc));
