@@ -15,7 +15,8 @@
  *                     version is the current one, mark the secret
  *                     compromised: no token is issued for it until its
  *                     current version changes (rotation, put)
- *   on_leak rotate    leak_rotate_request(name); if that fails: as revoke
+ *   on_leak rotate    leak_rotate_request(name) if the sighted version is the
+ *                     current one; otherwise, or if that fails: as revoke
  *   on_leak alert     the alert only
  * Every sighted token that the table knows is revoked.  Each response is
  * an alert (alert_raise) and an audit record with decision "leak" or
@@ -590,7 +591,12 @@ static int respond(request *rq, struct scan_job *j) {
                         const char *note = NULL;
                         mark *m = mark_get(s->name, true);
 
-                        if (a == CB_ON_LEAK_ROTATE && leak_rotate_request(s->name) < 0) {
+                        /* Rotate only when the sighted value is the current one: once
+                         * rotated, later sightings of it do not rotate again. */
+                        if (a == CB_ON_LEAK_ROTATE && s->version != current_version(s->name)) {
+                                note = "the sighted version is not the current one";
+                                a = CB_ON_LEAK_REVOKE;
+                        } else if (a == CB_ON_LEAK_ROTATE && leak_rotate_request(s->name) < 0) {
                                 note = cb_error_last();
                                 a = CB_ON_LEAK_REVOKE; /* fail closed */
                         }
