@@ -3,7 +3,7 @@
  * Alerts: a line on stderr and, with --alert-hook CMD, the operator's
  * command run with the event as one JSON line on its stdin.
  *
- * Kinds raised today: "leak_found", "canary_seen" (leak scanner),
+ * Kinds raised today: "leak", "canary" (leak scanner, scan.c),
  * "denial_burst" (alert_note_denial), "audit_write_failed" (audit.c).
  *
  * Events never carry a value: callers put names, accessors, uids, routes

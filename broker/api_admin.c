@@ -14,6 +14,7 @@
 #include "audit.h"
 #include "daemon.h"
 #include "error.h"
+#include "scan.h"
 
 /* Copy a JSON array of strings into v. */
 static int strv_from_json(request *rq, json_t *arr, const char *field, cb_strv *v, size_t max) {
@@ -151,6 +152,7 @@ static int route_put(request *rq) {
                                   cb_error_last());
                 goto out;
         }
+        scanner_rebuild();
         ret = reply_json(rq, 201, json_pack("{s:s, s:I}", "name", name, "version", (json_int_t)version), false);
 out:
         cb_meta_clear(&m);
@@ -176,6 +178,8 @@ static int route_list(request *rq) {
                 if (cb_store_versions(cbd.store, names[i], &vi, &nv) < 0)
                         continue;
                 e = json_pack("{s:s, s:I}", "name", names[i], "versions", (json_int_t)nv);
+                if (scanner_is_compromised(names[i]))
+                        json_object_set_new(e, "compromised", json_true());
                 for (size_t k = 0; k < nv; k++)
                         if (vi[k].state == CB_VS_CURRENT) {
                                 json_object_set_new(e, "current", json_integer(vi[k].version));
@@ -261,8 +265,7 @@ static int route_reload(request *rq) {
 
 static int route_status(request *rq) {
         rq->route = "admin.status";
-        return reply_json(rq, 200,
-                          json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:{s:I, s:I}}", "version", CB_VERSION_STRING,
+        json_t *st = json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:{s:I, s:I}}", "version", CB_VERSION_STRING,
                                     "connections_refused",
                                     (json_int_t)__atomic_load_n(&cbd.conn_refused, __ATOMIC_RELAXED), "uptime",
                                     (json_int_t)((uint64_t)time(NULL) - cbd.started), "tokens",
@@ -270,8 +273,10 @@ static int route_status(request *rq) {
                                     (json_int_t)cb_store_count(cbd.store), "generation",
                                     (json_int_t)cb_store_generation(cbd.store), "policy", "clients",
                                     (json_int_t)cb_policy_n_clients(cbd.policy), "grants",
-                                    (json_int_t)cb_policy_n_grants(cbd.policy)),
-                          false);
+                                    (json_int_t)cb_policy_n_grants(cbd.policy));
+        if (st)
+                json_object_set_new(st, "scanner", scanner_status_json());
+        return reply_json(rq, 200, st, false);
 }
 
 int api_admin(request *rq) {
@@ -291,6 +296,8 @@ int api_admin(request *rq) {
         }
         if (strncmp(rq->url, "/v1/admin/secrets/", 18) == 0)
                 return get ? route_show(rq, rq->url + 18) : reply_error(rq, 405, "method_not_allowed", "use GET");
+        if (is_scan_target(rq->method, rq->url))
+                return scan_start(rq);
         if (strcmp(rq->url, "/v1/admin/revoke") == 0)
                 return post ? route_revoke(rq) : reply_error(rq, 405, "method_not_allowed", "use POST");
         if (strcmp(rq->url, "/v1/admin/status") == 0)

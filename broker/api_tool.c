@@ -15,6 +15,7 @@
 
 #include "daemon.h"
 #include "error.h"
+#include "scan.h"
 
 static unsigned use_bit(const char *s) {
         if (!s)
@@ -66,6 +67,8 @@ static int route_token(request *rq) {
                 goto out;
         }
         snprintf(rq->secret, sizeof(rq->secret), "%s", secret);
+        if (leak_token_gate(rq, secret, &ret))
+                goto out;
         if (!use || (json_object_get(o, "use") && !use_s)) {
                 ret = reply_error(rq, 400, "bad_request", "'use' must be \"proxy\" or \"redeem\"");
                 goto out;
@@ -284,6 +287,8 @@ int api_tool(request *rq) {
                 return post ? route_token(rq) : reply_error(rq, 405, "method_not_allowed", "use POST");
         if (strcmp(rq->url, "/v1/redeem") == 0)
                 return post ? route_redeem(rq) : reply_error(rq, 405, "method_not_allowed", "use POST");
+        if (is_scan_target(rq->method, rq->url))
+                return scan_start(rq);
         if (strcmp(rq->url, "/v1/introspect") == 0)
                 return post ? route_introspect(rq) : reply_error(rq, 405, "method_not_allowed", "use POST");
         if (strncmp(rq->url, "/v1/approvals/", 14) == 0)

@@ -65,6 +65,7 @@ typedef struct request {
         json_t *audit_extra;       /* more fields for this reply's record (owned by the handler) */
         bool answered;             /* a response is queued */
         struct proxy_job *proxy;   /* a proxied request in flight (proxy.c) */
+        struct scan_job *scan;     /* a scan/redact body streaming through the matcher (scan.c) */
 } request;
 
 /* Responses.  Every reply goes through these; they also write the audit

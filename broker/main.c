@@ -32,6 +32,7 @@
 #include "alert.h"
 #include "audit.h"
 #include "daemon.h"
+#include "scan.h"
 #include "error.h"
 
 daemon_state cbd = { .lock = PTHREAD_MUTEX_INITIALIZER, .audit_fd = -1 };
@@ -423,6 +424,10 @@ int main(int argc, char **argv) {
         }
         if (provision_dir)
                 provision_dir_scan(provision_dir, "start");
+        if (scanner_init(state_dir) < 0) {
+                say("%s", cb_error_last());
+                goto out;
+        }
         cbd.tokens = cb_tokens_new(0, 0);
         if (cbd.tokens)
                 cb_tokens_limit_bound(cbd.tokens, bound_max, CB_TOKENS_BOUND_PER_UID);
@@ -514,6 +519,7 @@ out:
         approval_fini();
         cb_exe_cache_free(cbd.exe_cache);
         cb_ratelimit_free(cbd.rate);
+        scanner_shutdown();
         cb_store_close(cbd.store);
         cb_policy_free(cbd.policy);
         cb_unlock_spec_free(spec);

@@ -135,6 +135,8 @@ const cb_grant *cb_policy_find_grant(const cb_policy *p, const cb_peer *peer, co
                                      const char **ret_client) {
         if (!p || !peer || !secret)
                 return NULL;
+        if (cb_policy_is_canary(p, secret))
+                return NULL; /* never granted, even by "*" */
         /* Exactly one known bit: a caller passing several must not get a
          * grant that covers only one of them. */
         if (use == 0 || (use & (use - 1)) || (use & ~(unsigned)USE_ALL))
@@ -157,6 +159,8 @@ const cb_grant *cb_policy_find_grant(const cb_policy *p, const cb_peer *peer, co
 
 const cb_grant *cb_policy_client_grant(const cb_policy *p, const char *name, const char *secret, unsigned use) {
         if (!p || !name || !secret || use == 0 || (use & (use - 1)) || (use & ~(unsigned)USE_ALL))
+                return NULL;
+        if (cb_policy_is_canary(p, secret))
                 return NULL;
         for (size_t i = 0; i < p->n_grants; i++) {
                 const grant *gr = &p->grants[i];

@@ -36,6 +36,20 @@ enum cb_use {
         CB_USE_SCAN   = 1 << 2,
 };
 
+/* What a sighting of a secret's value (leak scanner) sets off; policy
+ * "secrets": {NAME: {"on_leak": "revoke"|"rotate"|"alert", "canary": bool}}.
+ * revoke (the default): revoke its tokens and mark it compromised (no new
+ * token until its current version changes); rotate: ask the rotation code
+ * (leak_rotate_request); alert: only the alert.  A canary is never granted
+ * (a grant naming one is refused at load; "*" never reaches one) and any
+ * sighting or token request raises a "canary" alert. */
+enum cb_on_leak {
+        CB_ON_LEAK_REVOKE = 0,
+        CB_ON_LEAK_ROTATE = 1,
+        CB_ON_LEAK_ALERT  = 2,
+};
+#define CB_POLICY_MAX_SECRETS 100000
+
 typedef struct cb_grant {
         const char *client;   /* client name */
         const char *secret;   /* secret name, or "*" for any (admins only use this sensibly) */
@@ -88,6 +102,16 @@ bool cb_policy_has_client(const cb_policy *p, const char *name);
  * with CB_PEER_CGROUP: a cgroup selector never matches a peer whose cgroup
  * was not read.) */
 bool cb_policy_uses_cgroup(const cb_policy *p);
+
+/* The leak policy of a secret (defaults: revoke, not a canary). */
+enum cb_on_leak cb_policy_on_leak(const cb_policy *p, const char *secret);
+bool cb_policy_is_canary(const cb_policy *p, const char *secret);
+const char *cb_on_leak_name(enum cb_on_leak a);
+
+/* The first grant with the "scan" use (whatever its secret: scanning names
+ * what it finds, never a value) held by a client peer matches, or NULL;
+ * *ret_client (may be NULL) receives the client's name. */
+const cb_grant *cb_policy_scan_grant(const cb_policy *p, const cb_peer *peer, const char **ret_client);
 
 size_t cb_policy_n_clients(const cb_policy *p);
 size_t cb_policy_n_grants(const cb_policy *p);

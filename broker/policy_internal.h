@@ -9,6 +9,8 @@
 
 #include <errno.h>
 
+#include <jansson.h>
+
 #include "error.h"
 #include "policy.h"
 
@@ -51,6 +53,13 @@ typedef struct name_ix {
         size_t ix;
 } name_ix;
 
+/* "secrets": per-secret leak policy (policy_secrets.c). */
+typedef struct secret_pol {
+        char *name;
+        enum cb_on_leak on_leak;
+        bool canary;
+} secret_pol;
+
 struct cb_policy {
         client *clients;                /* file order */
         size_t n_clients;
@@ -61,7 +70,14 @@ struct cb_policy {
         size_t n_admin_uids;
         uint32_t *admin_gids;
         size_t n_admin_gids;
+        secret_pol *secrets;            /* sorted by name */
+        size_t n_secrets;
 };
+
+/* Parse the top-level "secrets" object (after "grants": a grant naming a
+ * canary is refused here) / free what it built. */
+int cb_policy_parse_secrets(const char *origin, const json_t *o, cb_policy *p);
+void cb_policy_free_secrets(cb_policy *p);
 
 /* The client named name (index into p->clients in *ret_ix), or NULL. */
 const client *cb_policy_find_client(const cb_policy *p, const char *name, size_t *ret_ix);

@@ -721,6 +721,7 @@ void cb_policy_free(cb_policy *p) {
         free(p->grants);
         free(p->admin_uids);
         free(p->admin_gids);
+        cb_policy_free_secrets(p);
         free(p);
 }
 
@@ -754,8 +755,10 @@ int cb_policy_parse(const char *json, size_t len, const char *origin, cb_policy 
                 goto out;
         }
         json_object_foreach(root, key, v) {
-                if (strcmp(key, "clients") != 0 && strcmp(key, "grants") != 0 && strcmp(key, "admins") != 0) {
-                        r = perr(&c, "top level: unknown key %s (expected clients, grants, admins)", quote(q, key));
+                if (strcmp(key, "clients") != 0 && strcmp(key, "grants") != 0 && strcmp(key, "admins") != 0 &&
+                    strcmp(key, "secrets") != 0) {
+                        r = perr(&c, "top level: unknown key %s (expected clients, grants, admins, secrets)",
+                                 quote(q, key));
                         goto out;
                 }
         }
@@ -765,6 +768,8 @@ int cb_policy_parse(const char *json, size_t len, const char *origin, cb_policy 
         if ((v = json_object_get(root, "grants")) && (r = parse_grants(&c, v)) < 0)
                 goto out;
         if ((v = json_object_get(root, "admins")) && (r = parse_admins(&c, v)) < 0)
+                goto out;
+        if ((v = json_object_get(root, "secrets")) && (r = cb_policy_parse_secrets(c.origin, v, c.p)) < 0)
                 goto out;
         *ret = c.p;
         c.p = NULL;

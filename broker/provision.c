@@ -19,6 +19,7 @@
 #include <microhttpd.h>
 
 #include "daemon.h"
+#include "scan.h"
 #include "error.h"
 #include "provision.h"
 
@@ -164,6 +165,8 @@ static int route_import(request *rq) {
                                   cb_error_last());
                 goto out;
         }
+        if (!dry)
+                scanner_rebuild(); /* a new live value for the leak scanner */
         json_t *a = json_pack("{s:s, s:s, s:I, s:b}", "name", res.name, "key_id", res.key_id, "created",
                               (json_int_t)res.created, "dry_run", dry);
         if (a && !dry)
@@ -364,6 +367,7 @@ void provision_dir_scan(const char *dir, const char *when) {
                         continue;
                 }
                 imported++;
+                scanner_rebuild();
                 say("%s: imported %s version %u (sealed at %llu to key %s) from %.200s", when, res.name, res.version,
                     (unsigned long long)res.created, res.key_id, de->d_name);
                 audit_file(de->d_name, res.name, "allow", "imported");

@@ -18,6 +18,7 @@
 
 #include "error.h"
 #include "proxy.h"
+#include "scan.h"
 
 #define PROXY_HEADERS_MAX (16 * 1024) /* all request header bytes together */
 
@@ -315,6 +316,8 @@ int api_proxy(request *rq) {
                 snprintf(secret, sizeof(secret), "%s", info->secret);
         }
         snprintf(rq->secret, sizeof(rq->secret), "%s", secret);
+        if (leak_token_gate(rq, secret, &ret)) /* a canary (alert) or a compromised secret */
+                goto out;
         r = cb_store_get(cbd.store, secret, 0, false, &val, &version, &meta);
         if (r < 0) {
                 /* Same answer as for a secret that exists but is not ours. */

@@ -24,6 +24,7 @@
 #include "audit.h"
 #include "daemon.h"
 #include "error.h"
+#include "scan.h"
 #include "tcpdiag.h"
 
 static void wipe_free(void *p, size_t n) {
@@ -171,6 +172,9 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
                  * its body is read: the body then streams to the upstream. */
                 if (cls != &admin_marker && is_proxy_target(method, url))
                         return dispatch(cls, conn, url, method, rq);
+                /* So is a scan: its body streams through the matcher. */
+                if (is_scan_target(method, url))
+                        return dispatch(cls, conn, url, method, rq);
                 return MHD_YES;
         }
         if (rq->proxy) {
@@ -178,6 +182,11 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
                         return proxy_feed(rq, upload_data, upload_data_size) == MHD_YES ? MHD_YES : MHD_NO;
                 proxy_body_done(rq);
                 return proxy_continue(rq) == MHD_YES ? MHD_YES : MHD_NO;
+        }
+        if (rq->scan && !rq->answered) {
+                if (*upload_data_size)
+                        return scan_feed(rq, upload_data, upload_data_size) == MHD_YES ? MHD_YES : MHD_NO;
+                return scan_finish(rq) == MHD_YES ? MHD_YES : MHD_NO;
         }
         if (rq->answered) {
                 *upload_data_size = 0; /* refused on its headers: the body is dropped */
@@ -421,6 +430,7 @@ static void completed(void *cls, struct MHD_Connection *conn, void **con_cls, en
         if (rq->body)
                 wipe_free(rq->body, rq->body_cap);
         proxy_request_done(rq);
+        scan_request_done(rq);
         cb_peer_done(&rq->peer);
         free(rq);
         *con_cls = NULL;

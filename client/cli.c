@@ -35,6 +35,8 @@ static const struct verb {
         { "seal", cmd_seal, "offline: seal stdin for a broker: seal --recipient KEY --name NAME [--host H]..." },
         { "import", cmd_import, "admin: import sealed blobs: import [--dry-run] BLOB|FILE|-..." },
         { "audit", cmd_audit, "operators: check audit files: audit verify FILE... [--state-dir DIR --unlock SPEC]" },
+        { "scan", cmd_scan, "find secrets/tokens in text (names only): scan [--admin] [--json] [FILE|-]" },
+        { "redact", cmd_redact, "filter stdin to stdout, secrets/tokens -> [REDACTED:NAME]: redact [--admin]" },
 };
 
 const char *cli_socket;

@@ -15,6 +15,7 @@ enum {
         CB_EXIT_EXISTS = 6,    /* refusing to overwrite */
         CB_EXIT_DENIED = 7,    /* permission / policy refusal, token refused */
         CB_EXIT_UNAVAILABLE = 8, /* broker unreachable, timed out, busy or rate limiting */
+        CB_EXIT_SCAN_ERROR = 9, /* scan/redact failed (there 1 means "found") */
 };
 
 /* Global options (cli.c): --socket, --admin-socket.  NULL: the environment
@@ -75,3 +76,6 @@ int cmd_seal(int argc, char **argv);
 int cmd_import(int argc, char **argv);
 /* Audit verbs (cli_audit.c). */
 int cmd_audit(int argc, char **argv);
+/* Leak scanner verbs (cli_scan.c). */
+int cmd_scan(int argc, char **argv);
+int cmd_redact(int argc, char **argv);

@@ -552,6 +552,8 @@ int cmd_list(int argc, char **argv) {
                                 fputs(" / ", stdout);
                                 put_safe(json_string_value(json_object_get(e, "inject")));
                         }
+                        if (json_is_true(json_object_get(e, "compromised")))
+                                fputs("  [COMPROMISED: leaked, rotate it]", stdout);
                         putchar('\n');
                 }
         }
@@ -712,6 +714,17 @@ int cmd_status(int argc, char **argv) {
                        (long long)json_integer_value(json_object_get(pol, "grants")));
                 printf("  connections refused (per-uid limit): %lld\n",
                        (long long)json_integer_value(json_object_get(o, "connections_refused")));
+                json_t *sc = json_object_get(o, "scanner");
+                if (sc) { /* the leak scanner (broker/scan.c) */
+                        printf("  leak scanner: %lld patterns over %lld live versions; not scannable (under %lld "
+                               "bytes): ", (long long)json_integer_value(json_object_get(sc, "patterns")),
+                               (long long)json_integer_value(json_object_get(sc, "secret_versions")),
+                               (long long)json_integer_value(json_object_get(sc, "min_length")));
+                        put_list(json_object_get(sc, "not_scannable"), ", ");
+                        fputs("\n  compromised (leaked, not yet rotated): ", stdout);
+                        put_list(json_object_get(sc, "compromised"), ", ");
+                        putchar('\n');
+                }
         }
         json_decref(o);
         return CB_EXIT_OK;

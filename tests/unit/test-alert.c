@@ -64,7 +64,7 @@ TEST(denial_burst_and_hook_input) {
         alert_note_denial(1001, "aa", "/usr/bin/a", "redeem", 401);
         json_t *ev = json_pack("{s:s, s:s, s:s, s:s}", "name", "demo", "value", "SECRET-VALUE-XYZ", "token",
                                "cbt_SECRETTOKEN", "secret_value", "SECRET-VALUE-XYZ");
-        alert_raise("leak_found", ev);
+        alert_raise("leak", ev);
         json_decref(ev);
         char *t = wait_lines(out, 2);
         ASSERT_TRUE(t);
@@ -79,7 +79,7 @@ TEST(denial_burst_and_hook_input) {
         ASSERT_TRUE(strcmp(json_string_value(json_object_get(a, "exe_sha256")), "aa") == 0);
         ASSERT_EQ(json_integer_value(json_object_get(a, "denials")), 3);
         ASSERT_TRUE(strcmp(json_string_value(json_object_get(a, "last_route")), "redeem") == 0);
-        ASSERT_TRUE(strcmp(json_string_value(json_object_get(b, "kind")), "leak_found") == 0);
+        ASSERT_TRUE(strcmp(json_string_value(json_object_get(b, "kind")), "leak") == 0);
         ASSERT_TRUE(strcmp(json_string_value(json_object_get(b, "name")), "demo") == 0);
         ASSERT_TRUE(!json_object_get(b, "value") && !json_object_get(b, "token"));
         ASSERT_TRUE(strchr(nl + 1, '\n') == strrchr(nl + 1, '\n')); /* exactly two events */

@@ -215,6 +215,7 @@ TEST(seal_open_and_tampering) {
                 char *t2 = malloc(tl + 4);
                 unsigned char *b2;
                 size_t l2;
+                ASSERT_TRUE(t2 != NULL);
                 sprintf(t2, "\n %s\n", text);
                 ASSERT_OK(cb_prov_blob_parse(t2, strlen(t2), kid, &b2, &l2));
                 free(b2);

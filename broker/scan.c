@@ -1,0 +1,751 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Leak scanning in the daemon (scan.h): the live matcher, the scan/redact
+ * routes and the leak response.
+ *
+ * The live matcher is built from the store on first use after a change
+ * (scanner_rebuild() drops the old one at once) and shared by reference:
+ * a scan in flight keeps the matcher it started with; the last reference
+ * wipes it (cb_matcher_free: sodium_free of the pattern block).  The daemon
+ * holds a value only while encoding it (cb_secbuf, wiped).
+ *
+ * Leak response, once per request and secret (under cbd.lock):
+ *   canary            alert "canary" (whatever else on_leak says)
+ *   on_leak revoke    revoke every token of the secret; if the sighted
+ *                     version is the current one, mark the secret
+ *                     compromised: no token is issued for it until its
+ *                     current version changes (rotation, put)
+ *   on_leak rotate    leak_rotate_request(name) if the sighted version is the
+ *                     current one; otherwise, or if that fails: as revoke
+ *   on_leak alert     the alert only
+ * Every sighted token that the table knows is revoked.  Each response is
+ * an alert (alert_raise) and an audit record with decision "leak" or
+ * "canary", at most once per CB_LEAK_ALERT_COOLDOWN seconds per secret (the
+ * request's own audit record is written every time).
+ * Compromised marks are kept in STATE_DIR/leaks.json ({"compromised":
+ * {NAME: VERSION}}, replaced atomically on every change), so a restart does
+ * not lift them; a mark goes once the secret's current version changes.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <microhttpd.h>
+#include <sodium.h>
+
+#include "alert.h"
+#include "error.h"
+#include "fsutil.h"
+#include "leak.h"
+#include "scan.h"
+#include "scanner.h"
+
+/* ---- the rotation hook's stub (leak.h) ---------------------------------- */
+
+__attribute__((weak)) int leak_rotate_request(const char *name) {
+        (void)name;
+        return cb_error_set(-ENOSYS, "rotation on leak is not available in this broker");
+}
+
+/* ---- the live matcher --------------------------------------------------- */
+
+typedef struct live {
+        cb_matcher *m;
+        unsigned refs; /* under live_lock */
+} live;
+
+static pthread_mutex_t live_lock = PTHREAD_MUTEX_INITIALIZER;
+static live *cur;              /* under cbd.lock */
+static char **short_names;     /* live values too short to scan (under cbd.lock) */
+static size_t n_short;
+static size_t n_live_versions;
+
+static void live_release(live *lv) {
+        bool last;
+
+        if (!lv)
+                return;
+        pthread_mutex_lock(&live_lock);
+        last = --lv->refs == 0;
+        pthread_mutex_unlock(&live_lock);
+        if (last) {
+                cb_matcher_free(lv->m);
+                free(lv);
+        }
+}
+
+static void clear_short(void) {
+        for (size_t i = 0; i < n_short; i++)
+                free(short_names[i]);
+        free(short_names);
+        short_names = NULL;
+        n_short = 0;
+}
+
+void scanner_rebuild(void) {
+        live_release(cur);
+        cur = NULL;
+}
+
+static int add_short(const char *name) {
+        for (size_t i = 0; i < n_short; i++)
+                if (strcmp(short_names[i], name) == 0)
+                        return 0;
+        char **nv = realloc(short_names, (n_short + 1) * sizeof(*nv));
+        if (!nv)
+                return -ENOMEM;
+        short_names = nv;
+        if (!(short_names[n_short] = strdup(name)))
+                return -ENOMEM;
+        n_short++;
+        return 0;
+}
+
+/* Build from the store: every version not disabled or destroyed. */
+static int build(void) {
+        cb_matcher_builder *b = cb_matcher_builder_new();
+        const char **names = NULL;
+        size_t n = 0, versions = 0;
+        live *lv = NULL;
+        int r;
+
+        clear_short();
+        if (!b)
+                return cb_error_set(-ENOMEM, "scanner: out of memory");
+        r = cb_store_names(cbd.store, &names, &n);
+        if (r < 0)
+                goto out;
+        for (size_t i = 0; i < n; i++) {
+                const cb_version_info *vi;
+                size_t nv;
+
+                if (cb_store_versions(cbd.store, names[i], &vi, &nv) < 0)
+                        continue;
+                for (size_t k = 0; k < nv; k++) {
+                        cb_secbuf *val = NULL;
+
+                        if (vi[k].state == CB_VS_DISABLED || vi[k].state == CB_VS_DESTROYED)
+                                continue;
+                        r = cb_store_get(cbd.store, names[i], vi[k].version, true, &val, NULL, NULL);
+                        if (r < 0) {
+                                r = cb_error_set(r, "scanner: cannot read '%s' version %" PRIu32 ": %s", names[i],
+                                                 vi[k].version, cb_error_last());
+                                goto out;
+                        }
+                        r = cb_matcher_builder_add(b, names[i], vi[k].version, cb_secbuf_data(val),
+                                                   cb_secbuf_len(val));
+                        cb_secbuf_free(val);
+                        if (r == -EMSGSIZE)
+                                r = add_short(names[i]);
+                        else
+                                versions++;
+                        if (r < 0) {
+                                r = cb_error_set(r, "scanner: cannot add '%s': %s", names[i], strerror(-r));
+                                goto out;
+                        }
+                }
+        }
+        lv = calloc(1, sizeof(*lv));
+        if (!lv) {
+                r = cb_error_set(-ENOMEM, "scanner: out of memory");
+                goto out;
+        }
+        r = cb_matcher_build(b, &lv->m);
+        b = NULL;
+        if (r < 0) {
+                free(lv);
+                r = cb_error_set(r, "scanner: cannot build the matcher: %s", strerror(-r));
+                goto out;
+        }
+        lv->refs = 1;
+        cur = lv;
+        n_live_versions = versions;
+        r = 0;
+out:
+        cb_matcher_builder_free(b);
+        free(names);
+        return r;
+}
+
+/* A reference to the live matcher, built if needed (under cbd.lock). */
+static live *live_get(void) {
+        if (!cur && build() < 0)
+                return NULL;
+        pthread_mutex_lock(&live_lock);
+        cur->refs++;
+        pthread_mutex_unlock(&live_lock);
+        return cur;
+}
+
+/* ---- leak marks: compromised state and alert cooldown -------------------- */
+
+typedef struct mark {
+        char name[CB_NAME_MAX + 1];
+        uint32_t version;     /* the compromised version */
+        bool compromised;
+        uint64_t last_alert;
+} mark;
+
+static mark *marks;
+static size_t n_marks;
+static int leaks_dirfd = -1;
+
+#define LEAKS_FILE "leaks.json"
+#define LEAKS_MAX (8 * 1024 * 1024)
+
+static mark *mark_get(const char *name, bool create) {
+        for (size_t i = 0; i < n_marks; i++)
+                if (strcmp(marks[i].name, name) == 0)
+                        return &marks[i];
+        if (!create)
+                return NULL;
+        mark *nm = realloc(marks, (n_marks + 1) * sizeof(*nm));
+        if (!nm)
+                return NULL;
+        marks = nm;
+        memset(&marks[n_marks], 0, sizeof(*marks));
+        snprintf(marks[n_marks].name, sizeof(marks[n_marks].name), "%s", name);
+        return &marks[n_marks++];
+}
+
+static uint32_t current_version(const char *name) {
+        const cb_version_info *vi;
+        size_t nv;
+
+        if (cb_store_versions(cbd.store, name, &vi, &nv) < 0)
+                return 0;
+        for (size_t k = 0; k < nv; k++)
+                if (vi[k].state == CB_VS_CURRENT)
+                        return vi[k].version;
+        return 0;
+}
+
+/* Write the compromised marks (under cbd.lock).  A failure is reported
+ * and the marks still hold in memory. */
+static void leaks_save(void) {
+        json_t *o = json_object(), *c = json_object();
+        char *text = NULL;
+        int r = -ENOMEM;
+
+        if (leaks_dirfd < 0) {
+                json_decref(o);
+                json_decref(c);
+                return;
+        }
+        for (size_t i = 0; i < n_marks; i++)
+                if (marks[i].compromised)
+                        json_object_set_new(c, marks[i].name, json_integer(marks[i].version));
+        json_object_set_new(o, "compromised", c);
+        text = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
+        if (text)
+                r = cb_atomic_replace(leaks_dirfd, LEAKS_FILE, text, strlen(text));
+        if (r < 0)
+                fprintf(stderr, "credbrokerd: cannot record compromised secrets in %s: %s (they hold until "
+                        "restart)\n", LEAKS_FILE, strerror(-r));
+        free(text);
+        json_decref(o);
+}
+
+int scanner_init(const char *state_dir) {
+        unsigned char *buf = NULL;
+        json_t *o = NULL, *c, *v;
+        json_error_t err;
+        const char *name;
+        size_t len;
+        int r;
+
+        leaks_dirfd = open(state_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (leaks_dirfd < 0)
+                return cb_error_set(-errno, "%s: %s", state_dir, strerror(errno));
+        r = cb_read_file_at(leaks_dirfd, LEAKS_FILE, LEAKS_MAX, &buf, &len);
+        if (r == -ENOENT)
+                return 0;
+        if (r < 0)
+                return cb_error_set(r, "%s/%s: %s", state_dir, LEAKS_FILE, strerror(-r));
+        o = json_loadb((const char *)buf, len, JSON_REJECT_DUPLICATES, &err);
+        c = json_object_get(o, "compromised");
+        if (!json_is_object(c)) {
+                r = cb_error_set(-EINVAL, "%s/%s: not a {\"compromised\": {NAME: VERSION}} object%s%s: refusing to "
+                                 "start without knowing which secrets leaked", state_dir, LEAKS_FILE, o ? "" : ": ",
+                                 o ? "" : err.text);
+                goto out;
+        }
+        json_object_foreach(c, name, v) {
+                json_int_t ver = json_integer_value(v);
+                if (cb_name_check(name) < 0 || !json_is_integer(v) || ver < 1 || ver > UINT32_MAX) {
+                        r = cb_error_set(-EINVAL, "%s/%s: bad entry \"%.64s\"", state_dir, LEAKS_FILE, name);
+                        goto out;
+                }
+                mark *m = mark_get(name, true);
+                if (!m) {
+                        r = cb_error_set(-ENOMEM, "out of memory");
+                        goto out;
+                }
+                m->compromised = true;
+                m->version = (uint32_t)ver;
+        }
+        r = 0;
+out:
+        json_decref(o);
+        free(buf);
+        return r;
+}
+
+bool scanner_is_compromised(const char *name) {
+        mark *m = mark_get(name, false);
+
+        if (!m || !m->compromised)
+                return false;
+        if (current_version(name) != m->version) {
+                m->compromised = false; /* rotated since */
+                leaks_save();
+                return false;
+        }
+        return true;
+}
+
+void scanner_shutdown(void) {
+        if (leaks_dirfd >= 0)
+                close(leaks_dirfd);
+        leaks_dirfd = -1;
+        scanner_rebuild();
+        clear_short();
+        free(marks);
+        marks = NULL;
+        n_marks = 0;
+}
+
+json_t *scanner_status_json(void) {
+        json_t *o = json_object(), *shorts = json_array(), *comp = json_array();
+        live *lv = live_get();
+
+        if (lv) {
+                json_object_set_new(o, "secret_versions", json_integer((json_int_t)n_live_versions));
+                json_object_set_new(o, "patterns", json_integer((json_int_t)cb_matcher_n_patterns(lv->m)));
+                live_release(lv);
+        } else {
+                json_object_set_new(o, "error", json_string(cb_error_last()));
+        }
+        json_object_set_new(o, "min_length", json_integer(CB_SCAN_MIN_SECRET));
+        for (size_t i = 0; i < n_short; i++)
+                json_array_append_new(shorts, json_string(short_names[i]));
+        for (size_t i = 0; i < n_marks; i++)
+                if (scanner_is_compromised(marks[i].name))
+                        json_array_append_new(comp, json_string(marks[i].name));
+        json_object_set_new(o, "not_scannable", shorts);
+        json_object_set_new(o, "compromised", comp);
+        return o;
+}
+
+/* ---- jobs --------------------------------------------------------------- */
+
+#define SEEN_MAX 4096 /* distinct secrets/tokens remembered per request */
+
+typedef struct seen {
+        char name[CB_NAME_MAX + 1];   /* secret name, or a token's accessor ("" if unknown) */
+        uint32_t version;
+        unsigned forms;               /* 1 << cb_scan_kind */
+        bool token;
+} seen;
+
+struct scan_job {
+        live *lv;
+        cb_scan_stream *st;
+        bool redact, final, too_large;
+        int error;
+        uint64_t bytes, skip;
+        json_t *findings;
+        uint64_t total;
+        seen *seen;
+        size_t n_seen, cap_seen, last_seen;
+        unsigned char *out;           /* redact: the round's output */
+        size_t out_len, out_cap;
+};
+
+static void job_free(struct scan_job *j) {
+        if (!j)
+                return;
+        cb_scan_stream_free(j->st);
+        live_release(j->lv);
+        json_decref(j->findings);
+        free(j->seen);
+        if (j->out) {
+                sodium_memzero(j->out, j->out_cap);
+                free(j->out);
+        }
+        free(j);
+}
+
+void scan_request_done(request *rq) {
+        job_free(rq->scan);
+        rq->scan = NULL;
+}
+
+bool is_scan_target(const char *method, const char *url) {
+        (void)method;
+        return strcmp(url, "/v1/scan") == 0 || strcmp(url, "/v1/redact") == 0;
+}
+
+static bool same(const seen *s, const char *name, uint32_t version, bool token) {
+        return s->token == token && s->version == version && strcmp(s->name, name) == 0;
+}
+
+static void remember(struct scan_job *j, const char *name, uint32_t version, enum cb_scan_kind kind, bool token) {
+        /* A text tends to repeat the same secret: try the last one first. */
+        if (j->last_seen < j->n_seen && same(&j->seen[j->last_seen], name, version, token)) {
+                j->seen[j->last_seen].forms |= 1u << kind;
+                return;
+        }
+        for (size_t i = 0; i < j->n_seen; i++)
+                if (same(&j->seen[i], name, version, token)) {
+                        j->seen[i].forms |= 1u << kind;
+                        j->last_seen = i;
+                        return;
+                }
+        if (j->n_seen == SEEN_MAX)
+                return; /* the findings still list it; the leak response covers the first SEEN_MAX */
+        if (j->n_seen == j->cap_seen) {
+                size_t nc = j->cap_seen ? j->cap_seen * 2 : 8;
+                seen *ns = realloc(j->seen, nc * sizeof(*ns));
+                if (!ns)
+                        return;
+                j->seen = ns;
+                j->cap_seen = nc;
+        }
+        j->last_seen = j->n_seen;
+        seen *s = &j->seen[j->n_seen++];
+        snprintf(s->name, sizeof(s->name), "%s", name);
+        s->version = version;
+        s->forms = 1u << kind;
+        s->token = token;
+}
+
+static int on_hit(void *ctx, const cb_scan_hit *h, char label[CB_SCAN_LABEL_MAX]) {
+        struct scan_job *j = ctx;
+        char acc[CB_ACCESSOR_LEN + 1] = "";
+
+        if (h->kind == CB_SK_TOKEN) {
+                const cb_token_info *info;
+                pthread_mutex_lock(&cbd.lock);
+                if (cb_tokens_peek(cbd.tokens, h->token, CB_TOKEN_LEN, &info) == 0)
+                        memcpy(acc, info->accessor, sizeof(acc));
+                pthread_mutex_unlock(&cbd.lock);
+                if (acc[0])
+                        snprintf(label, CB_SCAN_LABEL_MAX, "%s", acc);
+                remember(j, acc, 0, h->kind, true);
+        } else {
+                remember(j, h->name, h->version, h->kind, false);
+        }
+        j->total++;
+        if (j->findings && json_array_size(j->findings) < CB_SCAN_FINDINGS_MAX)
+                json_array_append_new(j->findings,
+                                      json_pack("{s:s, s:s, s:I}", "kind", cb_scan_kind_name(h->kind), "name",
+                                                h->kind == CB_SK_TOKEN ? (acc[0] ? acc : "unknown") : h->name,
+                                                "offset", (json_int_t)h->start));
+        return 0;
+}
+
+static int on_out(void *ctx, const void *p, size_t n) {
+        struct scan_job *j = ctx;
+
+        if (j->out_len + n > j->out_cap) {
+                size_t nc = j->out_cap ? j->out_cap : 64 * 1024;
+                while (nc < j->out_len + n)
+                        nc *= 2;
+                unsigned char *nb = malloc(nc);
+                if (!nb)
+                        return -ENOMEM;
+                if (j->out) {
+                        memcpy(nb, j->out, j->out_len);
+                        sodium_memzero(j->out, j->out_cap);
+                        free(j->out);
+                }
+                j->out = nb;
+                j->out_cap = nc;
+        }
+        memcpy(j->out + j->out_len, p, n);
+        j->out_len += n;
+        return 0;
+}
+
+static int header_u64(request *rq, const char *name, uint64_t max, uint64_t *ret) {
+        const char *v = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, name);
+        char *end;
+
+        *ret = 0;
+        if (!v)
+                return 0;
+        if (*v < '0' || *v > '9')
+                return -EINVAL;
+        errno = 0;
+        unsigned long long x = strtoull(v, &end, 10);
+        if (errno || *end || x > max)
+                return -EINVAL;
+        *ret = x;
+        return 0;
+}
+
+int scan_start(request *rq) {
+        bool redact = strcmp(rq->url, "/v1/redact") == 0;
+        const char *client = NULL;
+        struct scan_job *j;
+        uint64_t fin;
+
+        rq->route = redact ? "redact" : "scan";
+        if (strcmp(rq->method, "POST") != 0)
+                return reply_error(rq, 405, "method_not_allowed", "use POST");
+        if (!rq->admin_socket) {
+                if (!cb_policy_scan_grant(cbd.policy, &rq->peer, &client))
+                        return reply_error(rq, 403, "forbidden", "no grant lets uid %u (%s) scan",
+                                           (unsigned)rq->peer.uid, rq->peer.exe_path);
+                snprintf(rq->client, sizeof(rq->client), "%s", client);
+        }
+        j = calloc(1, sizeof(*j));
+        if (!j)
+                return reply_error(rq, 500, "internal", "out of memory");
+        j->redact = redact;
+        if (redact && (header_u64(rq, "X-Credbroker-Skip", CB_REDACT_BODY_MAX, &j->skip) < 0 ||
+                       header_u64(rq, "X-Credbroker-Final", 1, &fin) < 0)) {
+                job_free(j);
+                return reply_error(rq, 400, "bad_request", "X-Credbroker-Skip must be 0..%d and X-Credbroker-Final "
+                                   "0 or 1", CB_REDACT_BODY_MAX);
+        }
+        j->final = redact ? fin == 1 : true;
+        if (redact) {
+                /* The output is about the input's size: one allocation. */
+                const char *cl = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, "Content-Length");
+                unsigned long long want = cl ? strtoull(cl, NULL, 10) : 0;
+                if (want > 0 && want <= CB_REDACT_BODY_MAX) {
+                        j->out_cap = (size_t)want + 4096;
+                        j->out = malloc(j->out_cap);
+                        if (!j->out)
+                                j->out_cap = 0;
+                }
+        }
+        j->lv = live_get();
+        if (!j->lv) {
+                job_free(j);
+                return reply_error(rq, 503, "unavailable", "%s", cb_error_last());
+        }
+        if (!redact)
+                j->findings = json_array();
+        j->st = cb_scan_stream_new(j->lv->m, on_hit, redact ? on_out : NULL, j);
+        if (!j->st || (!redact && !j->findings)) {
+                job_free(j);
+                return reply_error(rq, 500, "internal", "out of memory");
+        }
+        cb_scan_stream_skip(j->st, j->skip);
+        rq->scan = j;
+        return MHD_YES;
+}
+
+int scan_feed(request *rq, const char *data, size_t *size) {
+        struct scan_job *j = rq->scan;
+        size_t n = *size;
+
+        *size = 0;
+        if (j->too_large || j->error)
+                return MHD_YES; /* the rest is read and dropped; the answer says why */
+        if (j->bytes + n > (j->redact ? CB_REDACT_BODY_MAX : CB_SCAN_BODY_MAX)) {
+                j->too_large = true;
+                return MHD_YES;
+        }
+        j->bytes += n;
+        j->error = cb_scan_stream_feed(j->st, data, n);
+        return MHD_YES;
+}
+
+/* The leak response for everything this request sighted (under cbd.lock).
+ * -EIO when an audit record could not be written. */
+static int respond(request *rq, struct scan_job *j) {
+        uint64_t now = (uint64_t)time(NULL);
+        int r = 0;
+
+        for (size_t i = 0; i < j->n_seen; i++) {
+                seen *s = &j->seen[i];
+                json_t *forms = json_array(), *ev;
+                const char *action, *decision = "leak";
+                size_t revoked = 0;
+
+                for (int k = CB_SK_RAW; k <= CB_SK_TOKEN; k++)
+                        if (s->forms & (1u << k))
+                                json_array_append_new(forms, json_string(cb_scan_kind_name((enum cb_scan_kind)k)));
+                if (s->token) {
+                        if (!s->name[0]) {
+                                json_decref(forms);
+                                continue; /* well-formed, but not a token this broker knows (any longer) */
+                        }
+                        revoked = cb_tokens_revoke_accessor(cbd.tokens, s->name);
+                        action = "revoke";
+                        ev = json_pack("{s:s, s:s, s:o, s:s, s:I}", "what", "token", "accessor", s->name, "forms",
+                                       forms, "action", action, "tokens_revoked", (json_int_t)revoked);
+                } else {
+                        bool canary = cb_policy_is_canary(cbd.policy, s->name);
+                        enum cb_on_leak a = cb_policy_on_leak(cbd.policy, s->name);
+                        const char *note = NULL;
+                        mark *m = mark_get(s->name, true);
+
+                        /* Rotate only when the sighted value is the current one: once
+                         * rotated, later sightings of it do not rotate again. */
+                        if (a == CB_ON_LEAK_ROTATE && s->version != current_version(s->name)) {
+                                note = "the sighted version is not the current one";
+                                a = CB_ON_LEAK_REVOKE;
+                        } else if (a == CB_ON_LEAK_ROTATE && leak_rotate_request(s->name) < 0) {
+                                note = cb_error_last();
+                                a = CB_ON_LEAK_REVOKE; /* fail closed */
+                        }
+                        action = a == CB_ON_LEAK_ROTATE ? "rotate" : a == CB_ON_LEAK_REVOKE ? "revoke" : "alert";
+                        if (a == CB_ON_LEAK_REVOKE) {
+                                revoked = cb_tokens_revoke_secret(cbd.tokens, s->name);
+                                if (m && s->version == current_version(s->name) &&
+                                    !(m->compromised && m->version == s->version)) {
+                                        m->compromised = true;
+                                        m->version = s->version;
+                                        leaks_save();
+                                }
+                        }
+                        if (canary)
+                                decision = "canary";
+                        ev = json_pack("{s:s, s:s, s:I, s:o, s:s, s:I}", "what", "secret", "secret", s->name, "version",
+                                       (json_int_t)s->version, "forms", forms, "action", action, "tokens_revoked",
+                                       (json_int_t)revoked);
+                        if (ev && note)
+                                json_object_set_new(ev, "rotate_failed", json_string(note));
+                        if (m && m->last_alert && now - m->last_alert < CB_LEAK_ALERT_COOLDOWN && revoked == 0) {
+                                json_decref(ev);
+                                continue; /* alerted a moment ago, nothing new done */
+                        }
+                        if (m)
+                                m->last_alert = now;
+                }
+                if (!ev)
+                        return -ENOMEM;
+                json_object_set_new(ev, "route", json_string(rq->route));
+                json_object_set_new(ev, "uid", json_integer(rq->peer.uid));
+                json_object_set_new(ev, "pid", json_integer(rq->peer.pid));
+                json_object_set_new(ev, "exe", json_string(rq->peer.exe_path));
+                if (rq->client[0])
+                        json_object_set_new(ev, "client", json_string(rq->client));
+                alert_raise(decision, ev);
+                json_object_set_new(ev, "time", json_integer((json_int_t)now));
+                json_object_set_new(ev, "decision", json_string(decision));
+                if (audit_emit(ev) < 0)
+                        r = -EIO;
+                json_decref(ev);
+        }
+        return r;
+}
+
+static void free_out(void *cls) {
+        struct scan_job *j = cls;
+
+        sodium_memzero(j->out, j->out_cap);
+        free(j->out);
+        free(j);
+}
+
+/* The redacted text as the answer; the buffer goes to MHD (wiped when sent). */
+static int reply_redacted(request *rq, struct scan_job *j, uint64_t consumed, uint64_t skip) {
+        struct MHD_Response *resp;
+        char num[32], names[4096];
+        size_t o = 0;
+        int ret;
+
+        if (audit_write(rq, 200, "allow", NULL) < 0)
+                return reply_error(rq, 503, "unavailable", "the audit log cannot be written");
+        names[0] = 0;
+        for (size_t i = 0; i < j->n_seen; i++) {
+                const char *nm = j->seen[i].name[0] ? j->seen[i].name : "token";
+                bool dup = false;
+                for (size_t k = 0; k < i && !dup; k++)
+                        dup = strcmp(j->seen[k].name[0] ? j->seen[k].name : "token", nm) == 0;
+                if (!dup && o + strlen(nm) + 2 < sizeof(names))
+                        o += (size_t)snprintf(names + o, sizeof(names) - o, "%s%s", o ? "," : "", nm);
+        }
+        /* Hand the buffer over: a holder struct owns it from here. */
+        struct scan_job *hold = calloc(1, sizeof(*hold));
+        if (!hold)
+                return MHD_NO;
+        hold->out = j->out ? j->out : malloc(1);
+        hold->out_cap = j->out ? j->out_cap : 1;
+        size_t len = j->out_len;
+        j->out = NULL;
+        j->out_len = j->out_cap = 0;
+        if (!hold->out) {
+                free(hold);
+                return MHD_NO;
+        }
+        resp = MHD_create_response_from_buffer_with_free_callback_cls(len, hold->out, free_out, hold);
+        if (!resp) {
+                free_out(hold);
+                return MHD_NO;
+        }
+        MHD_add_response_header(resp, "Content-Type", "application/octet-stream");
+        MHD_add_response_header(resp, "Cache-Control", "no-store");
+        snprintf(num, sizeof(num), "%" PRIu64, consumed);
+        MHD_add_response_header(resp, "X-Credbroker-Consumed", num);
+        snprintf(num, sizeof(num), "%" PRIu64, skip);
+        MHD_add_response_header(resp, "X-Credbroker-Skip", num);
+        MHD_add_response_header(resp, "X-Credbroker-Redacted", names);
+        ret = MHD_queue_response(rq->conn, 200, resp);
+        rq->answered = ret == MHD_YES;
+        MHD_destroy_response(resp);
+        return ret;
+}
+
+int scan_finish(request *rq) {
+        struct scan_job *j = rq->scan;
+        uint64_t consumed = j->bytes, skip = 0;
+        int r = j->error, ret;
+
+        if (!j->too_large && r == 0)
+                r = j->redact && !j->final ? cb_scan_stream_cut(j->st, &consumed, &skip) : cb_scan_stream_finish(j->st);
+        pthread_mutex_lock(&cbd.lock);
+        if (j->too_large)
+                ret = reply_error(rq, 413, "payload_too_large", "body larger than %" PRIu64 " bytes%s",
+                                  j->redact ? (uint64_t)CB_REDACT_BODY_MAX : CB_SCAN_BODY_MAX,
+                                  j->redact ? " (one redact round)" : "");
+        else if (r < 0)
+                ret = reply_error(rq, 500, "internal", "scan failed: %s", strerror(-r));
+        else if (respond(rq, j) < 0)
+                ret = reply_error(rq, 503, "unavailable", "the audit log cannot be written");
+        else if (j->redact)
+                ret = reply_redacted(rq, j, consumed, skip);
+        else
+                ret = reply_json(rq, 200,
+                                 json_pack("{s:O, s:I, s:b, s:I}", "findings", j->findings, "total",
+                                           (json_int_t)j->total, "truncated", j->total > CB_SCAN_FINDINGS_MAX,
+                                           "bytes", (json_int_t)j->bytes),
+                                 false);
+        pthread_mutex_unlock(&cbd.lock);
+        return ret == MHD_YES ? MHD_YES : MHD_NO;
+}
+
+int leak_token_gate(request *rq, const char *secret, int *ret) {
+        if (cb_policy_is_canary(cbd.policy, secret)) {
+                json_t *ev = json_pack("{s:s, s:s, s:s, s:I, s:I, s:s}", "what", "token_request", "secret", secret,
+                                       "route", rq->route ? rq->route : "token", "uid", (json_int_t)rq->peer.uid, "pid",
+                                       (json_int_t)rq->peer.pid, "exe", rq->peer.exe_path);
+                if (ev) {
+                        alert_raise("canary", ev);
+                        json_object_set_new(ev, "time", json_integer((json_int_t)time(NULL)));
+                        json_object_set_new(ev, "decision", json_string("canary"));
+                        (void)audit_emit(ev); /* the refusal below is audited too */
+                        json_decref(ev);
+                }
+                *ret = reply_error(rq, 403, "forbidden", "'%s' is never granted", secret);
+                return 1;
+        }
+        if (scanner_is_compromised(secret)) {
+                *ret = reply_error(rq, 403, "compromised", "'%s' was seen leaked: no token until it is rotated",
+                                   secret);
+                return 1;
+        }
+        return 0;
+}

@@ -1,0 +1,74 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Leak scanning in the daemon (scan.c): the live matcher over every live
+ * secret value, the routes POST /v1/scan and POST /v1/redact, and the leak
+ * response (policy on_leak, canaries, compromised secrets).
+ *
+ * Request bodies are not buffered: they are decided on their headers (like
+ * the proxy's) and stream through the matcher on the server thread, outside
+ * cbd.lock; only the leak response and the reply take the lock.
+ *
+ *   POST /v1/scan     any size up to CB_SCAN_BODY_MAX, streamed (Content-
+ *                     Length or chunked).  200 {"findings":[{"kind","name",
+ *                     "offset"}], "total": N, "truncated": bool, "bytes": N}
+ *                     with at most CB_SCAN_FINDINGS_MAX findings (offsets are
+ *                     bytes from the start of the body).
+ *   POST /v1/redact   one round of a redaction (at most CB_REDACT_BODY_MAX):
+ *                     request headers X-Credbroker-Skip: K (the first K bytes
+ *                     are already under a marker), X-Credbroker-Final: 1 on
+ *                     the last round; answer 200, the redacted text
+ *                     (application/octet-stream) with X-Credbroker-Consumed: C
+ *                     (the body up to C is done: send the rest again first,
+ *                     next round), X-Credbroker-Skip: K' (for the next round)
+ *                     and X-Credbroker-Redacted: names,comma,separated.
+ *                     Rounds concatenated equal one stream's redaction.
+ * Callers: tools.sock with a "scan" grant, admin.sock admins.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "daemon.h"
+
+#define CB_SCAN_BODY_MAX ((uint64_t)1 << 30)   /* 1 GiB per /v1/scan request */
+#define CB_REDACT_BODY_MAX (2 * 1024 * 1024)   /* per /v1/redact round */
+#define CB_SCAN_FINDINGS_MAX 1000
+#define CB_LEAK_ALERT_COOLDOWN 60              /* seconds between alerts for one secret */
+
+/* The set of live secret values changed (put, rotate, import, version
+ * state change, destroy): the matcher is dropped now (its patterns wiped
+ * once no scan uses it) and rebuilt from the store by the next scan.
+ * Call under cbd.lock. */
+void scanner_rebuild(void);
+
+/* At start, after the store is open: load the compromised marks kept in
+ * STATE_DIR/leaks.json (a leak outlives a restart).  A file that cannot be
+ * read or parsed stops the daemon (-errno, message set): fail closed. */
+int scanner_init(const char *state_dir);
+
+/* At exit, under cbd.lock or single-threaded: wipe everything. */
+void scanner_shutdown(void);
+
+/* Is this a scan route (decided before the body is read)? */
+bool is_scan_target(const char *method, const char *url);
+
+/* The route (under cbd.lock): authorise and start a scan job, or reply. */
+int scan_start(request *rq);
+/* MHD hands the body over piece by piece (outside the lock), then its end. */
+int scan_feed(request *rq, const char *data, size_t *size);
+int scan_finish(request *rq);
+/* MHD is done with the request (completed()). */
+void scan_request_done(request *rq);
+
+/* Token issuance gate (route_token, under cbd.lock): refuses a canary
+ * (raising the canary alert) and a compromised secret.  0: go on; 1: a
+ * refusal was sent and *ret holds its MHD result. */
+int leak_token_gate(request *rq, const char *secret, int *ret);
+
+/* Under cbd.lock. */
+bool scanner_is_compromised(const char *name);
+json_t *scanner_status_json(void);

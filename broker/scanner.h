@@ -1,0 +1,139 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The leak scanner's matching engine: one multi-pattern matcher over every
+ * live secret value in its common encodings, plus the tool-token format.
+ *
+ * Patterns per value (identical byte strings are kept once):
+ *   raw         the bytes as stored
+ *   base64      standard alphabet, at the three alignments a value can take
+ *               inside a longer base64 text (e.g. base64("user:" + value)):
+ *               the characters that depend on neighbouring bytes are
+ *               dropped at both ends, no padding
+ *   base64url   the same with the URL-safe alphabet
+ *   url         %XX-escaped (every byte outside A-Z a-z 0-9 - . _ ~), with
+ *               upper- and lower-case hex
+ *   json        JSON string escaping: minimal (", \, control characters) and
+ *               ASCII-only (non-ASCII as \uXXXX, as Python's json.dumps does)
+ * and "token": "cbt_" + 30 base62 + a 6-digit base62 CRC32 (keys/codec.h),
+ * reported only when the checksum holds.
+ *
+ * Values shorter than CB_SCAN_MIN_SECRET bytes are not scanned (too many
+ * false hits, and too short to sample): cb_matcher_builder_add() says so
+ * with -EMSGSIZE and the caller reports them as not scannable.
+ *
+ * Engine: a sampled q-gram filter.  Every pattern is at least L bytes long
+ * (L >= 8); with 4-byte grams and a stride S = min(8, L - 3), any occurrence
+ * covers exactly one text position that is a multiple of S at which one of
+ * the pattern's first S grams starts.  So the text is probed only every S
+ * bytes: a hashed bitmap (in L1/L2) rejects almost every probe, an exact
+ * gram table lists the (pattern, offset) candidates for the rest, and each
+ * candidate is verified by memcmp.  Tokens: at each probe the next S bytes
+ * are tested for '_' (SWAR) and a hit is checked as "cbt_" + body + CRC.
+ *
+ * Memory: the patterns ARE the secrets.  Everything derived from a value
+ * (pattern bytes, grams, bitmap) lives in one sodium_malloc block, wiped
+ * and freed by cb_matcher_free().  A cb_matcher is immutable once built and
+ * may be shared by any number of streams on any threads.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define CB_SCAN_MIN_SECRET   8
+#define CB_SCAN_MAX_SECRETS  100000          /* live versions in one matcher */
+#define CB_SCAN_LABEL_MAX    160             /* "[REDACTED:" + label + "]" */
+
+enum cb_scan_kind {
+        CB_SK_RAW = 0,
+        CB_SK_BASE64,
+        CB_SK_BASE64URL,
+        CB_SK_URL,
+        CB_SK_JSON,
+        CB_SK_TOKEN,
+};
+
+/* "raw", "base64", "base64url", "url", "json", "token". */
+const char *cb_scan_kind_name(enum cb_scan_kind k);
+
+typedef struct cb_matcher cb_matcher;
+typedef struct cb_matcher_builder cb_matcher_builder;
+
+/* NULL on ENOMEM.  Free with cb_matcher_builder_free() unless built. */
+cb_matcher_builder *cb_matcher_builder_new(void);
+void cb_matcher_builder_free(cb_matcher_builder *b);
+
+/* Add every encoded form of value[0..len) under name/version (name copied;
+ * the value is encoded straight into secure memory, not kept otherwise).
+ * -EMSGSIZE when len < CB_SCAN_MIN_SECRET (nothing added), -E2BIG past
+ * CB_SCAN_MAX_SECRETS, -ENOMEM. */
+int cb_matcher_builder_add(cb_matcher_builder *b, const char *name, uint32_t version, const void *value,
+                           size_t len);
+
+/* Compile; consumes b (freed, success or not).  *ret to cb_matcher_free(). */
+int cb_matcher_build(cb_matcher_builder *b, cb_matcher **ret);
+void cb_matcher_free(cb_matcher *m);
+
+size_t cb_matcher_n_patterns(const cb_matcher *m);
+size_t cb_matcher_n_secrets(const cb_matcher *m);
+unsigned cb_matcher_stride(const cb_matcher *m);
+
+/* Pattern i (i < cb_matcher_n_patterns()): for the unit tests and the fuzz
+ * harness only (a naive reference needs the list); the daemon never calls
+ * it and no route exposes it.  Pointers live as long as m. */
+void cb_matcher_pattern(const cb_matcher *m, size_t i, const unsigned char **ret_bytes, size_t *ret_len,
+                        enum cb_scan_kind *ret_kind, const char **ret_name);
+
+/* One sighting: bytes [start, end) of the stream (offsets from its first
+ * byte).  name/version: the secret (NULL/0 for a token). token: for a
+ * token, its CB_TOKEN_LEN characters (valid during the callback only). */
+typedef struct cb_scan_hit {
+        uint64_t start, end;
+        enum cb_scan_kind kind;
+        const char *name;
+        uint32_t version;
+        const char *token;
+} cb_scan_hit;
+
+/* Called for every sighting (overlapping ones included), in roughly
+ * ascending order of start.  label is prefilled with the name (or "token")
+ * and may be rewritten (NUL-terminated, < CB_SCAN_LABEL_MAX) to change what
+ * the redaction marker says.  A negative return stops the stream (the
+ * feed/finish call returns it). */
+typedef int (*cb_scan_hit_fn)(void *ctx, const cb_scan_hit *hit, char label[CB_SCAN_LABEL_MAX]);
+/* Redacted output (NULL: scan only).  Negative return stops the stream. */
+typedef int (*cb_scan_out_fn)(void *ctx, const void *p, size_t n);
+
+typedef struct cb_scan_stream cb_scan_stream;
+
+/* A stream over m (which must outlive it).  Memory is bounded (a window of
+ * a fixed size plus the pending sightings of one window) whatever the input
+ * size.  With out set, output is the input with each sighting replaced by
+ * "[REDACTED:label]"; overlapping sightings are merged (the union is
+ * redacted, under the first one's label). */
+cb_scan_stream *cb_scan_stream_new(const cb_matcher *m, cb_scan_hit_fn hit, cb_scan_out_fn out, void *ctx);
+
+/* Treat the first n bytes as already redacted (covered by a marker written
+ * earlier): see cb_scan_stream_cut().  Only before the first feed. */
+void cb_scan_stream_skip(cb_scan_stream *s, uint64_t n);
+
+int cb_scan_stream_feed(cb_scan_stream *s, const void *p, size_t n);
+
+/* End of input: report/redact everything left.  0 or a callback's error. */
+int cb_scan_stream_finish(cb_scan_stream *s);
+
+/* End of this piece of a longer input, for a caller that redacts in
+ * separate rounds (the broker's /v1/redact): output covers the input up to
+ * *ret_consumed; the caller passes the rest again, first, next round, with
+ * cb_scan_stream_skip(*ret_skip) (bytes of it already under a marker).
+ * Exact: the rounds' outputs concatenated equal one stream's output. */
+int cb_scan_stream_cut(cb_scan_stream *s, uint64_t *ret_consumed, uint64_t *ret_skip);
+
+/* Tests only: the smallest window a new stream gets (default 256 KiB; the
+ * window is always at least 4x the longest pattern), to exercise window
+ * moves on small inputs. */
+extern size_t cb_scan_window_min;
+
+/* Wipes the window (it holds input text) and frees; NULL ok. */
+void cb_scan_stream_free(cb_scan_stream *s);
