@@ -13,6 +13,7 @@
 
 #include "daemon.h"
 #include "error.h"
+#include "rotate.h"
 
 /* Copy a JSON array of strings into v. */
 static int strv_from_json(request *rq, json_t *arr, const char *field, cb_strv *v, size_t max) {
@@ -288,6 +289,8 @@ int api_admin(request *rq) {
                         return route_list(rq);
                 return reply_error(rq, 405, "method_not_allowed", "use GET or POST");
         }
+        if (strcmp(rq->url, "/v1/admin/rotate") == 0 || strncmp(rq->url, "/v1/admin/versions/", 19) == 0)
+                return api_rotate(rq);
         if (strncmp(rq->url, "/v1/admin/secrets/", 18) == 0)
                 return get ? route_show(rq, rq->url + 18) : reply_error(rq, 405, "method_not_allowed", "use GET");
         if (strcmp(rq->url, "/v1/admin/revoke") == 0)

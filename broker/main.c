@@ -30,6 +30,7 @@
 
 #include "daemon.h"
 #include "error.h"
+#include "rotate.h"
 
 daemon_state cbd = { .lock = PTHREAD_MUTEX_INITIALIZER, .audit_fd = -1 };
 
@@ -175,12 +176,14 @@ static int listen_loopback(const char *spec, char *desc, size_t cap) {
 static void usage(FILE *f) {
         fputs("usage: credbrokerd [--state-dir DIR] [--run-dir DIR] [--policy FILE] [--unlock SPEC]\n"
               "                   [--audit-log FILE] [--admin-group GROUP] [--threads N]\n"
-              "                   [--listen-tcp 127.0.0.1:PORT]\n"
+              "                   [--listen-tcp 127.0.0.1:PORT] [--rotate-hook-dir DIR]\n"
               "       credbrokerd --check-policy FILE\n\n"
               "defaults: --state-dir " DEFAULT_STATE_DIR " --run-dir " DEFAULT_RUN_DIR "\n"
               "          --policy " DEFAULT_POLICY " --unlock " DEFAULT_UNLOCK "\n"
               "          --audit-log: none unless given (JSON lines, one record per decision)\n"
               "          --threads 2 (threads serving tools.sock, 1-64; admin.sock has one)\n"
+              "          --rotate-hook-dir: none (DIR/NAME prints a new value for NAME, run on a leak\n"
+              "            with on_leak rotate; DIR/_leaked is told of each leaked rotation)\n"
               "          --listen-tcp: none (127.x.x.x:PORT or [::1]:PORT: the proxy over loopback TCP;\n"
               "            callers are known by uid only (sock_diag), so only uid-bound tokens work)\n"
               "--provision-dir and --tpm2-tcti belong to features not in this version:\n"
@@ -196,10 +199,11 @@ int main(int argc, char **argv) {
                 { "threads", required_argument, NULL, 'n' },
                 { "check-policy", required_argument, NULL, 'c' }, { "listen-tcp", required_argument, NULL, 'T' },
                 { "provision-dir", required_argument, NULL, 'P' }, { "tpm2-tcti", required_argument, NULL, 'X' },
+                { "rotate-hook-dir", required_argument, NULL, 'R' },
                 { "help", no_argument, NULL, 'h' },               {},
         };
         unsigned threads = 2;
-        const char *listen_tcp = NULL;
+        const char *listen_tcp = NULL, *rotate_hook_dir = NULL;
         int tcp_fd = -1;
         const char *state_dir = DEFAULT_STATE_DIR, *unlock = DEFAULT_UNLOCK, *audit = NULL, *admin_group = NULL;
         char tool_path[4096], admin_path[4096], tcp_desc[96] = "";
@@ -242,6 +246,7 @@ int main(int argc, char **argv) {
                         return 0;
                 }
                 case 'T': listen_tcp = optarg; break;
+                case 'R': rotate_hook_dir = optarg; break;
                 case 'P': case 'X':
                         say("%s is not supported by this version (refusing rather than ignoring it)",
                             argv[optind - 1]);
@@ -327,6 +332,13 @@ int main(int argc, char **argv) {
                 say("%s", cb_error_last());
                 goto out;
         }
+        /* Grace that ran out while we were down (a leaked rotation cut short
+         * by a crash included) is applied before anything is served. */
+        if (rotate_init(rotate_hook_dir) < 0) {
+                say("%s", cb_error_last());
+                goto out;
+        }
+        rotate_sweep((uint64_t)time(NULL));
         cbd.tokens = cb_tokens_new(0, 0);
         if (cbd.tokens)
                 cb_tokens_limit_bound(cbd.tokens, bound_max, CB_TOKENS_BOUND_PER_UID);
@@ -386,6 +398,7 @@ int main(int argc, char **argv) {
                                     cb_policy_n_clients(cbd.policy), cb_policy_n_grants(cbd.policy));
                 }
                 cb_tokens_sweep(cbd.tokens, (uint64_t)time(NULL));
+                rotate_sweep((uint64_t)time(NULL));
                 pthread_mutex_unlock(&cbd.lock);
                 uint64_t refused = __atomic_load_n(&cbd.conn_refused, __ATOMIC_RELAXED);
                 if (refused != refused_said) {
@@ -397,6 +410,7 @@ int main(int argc, char **argv) {
         }
         status = 0;
 out:
+        rotate_stop();
         server_stop();
         if (tool_fd >= 0) {
                 close(tool_fd);
