@@ -2,8 +2,10 @@
 /*
  * admin.sock routes for rotation and versions (see rotate.h):
  *
- *   POST /v1/admin/rotate                {"name", "value" | "value_base64" | "generate": true,
- *                                         "grace": SECONDS?, "leaked": bool?}
+ *   POST /v1/admin/rotate                {"name", "value" | "value_base64" | "generate": true |
+ *                                         "hook": true, "grace": SECONDS?, "leaked": bool?}
+ *        ("hook": the broker's own rotation hook for NAME runs in the
+ *        background: 202 {"name","started":true}; `versions` shows the end)
  *   GET  /v1/admin/versions/NAME         every version with its state, times and what it means
  *   POST /v1/admin/versions/NAME/VERSION {"action": "enable" | "disable" | "destroy"}
  *
@@ -39,9 +41,10 @@ static int store_error(request *rq, int r) {
 }
 
 static int route_rotate(request *rq) {
-        static const char *const fields[] = { "name", "value", "value_base64", "generate", "grace", "leaked", NULL };
+        static const char *const fields[] = { "name",  "value",  "value_base64", "generate",
+                                              "hook",  "grace",  "leaked",       NULL };
         cb_secbuf *val = NULL;
-        json_t *o, *gen, *grace_j, *leaked_j, *res = NULL;
+        json_t *o, *gen, *hook, *grace_j, *leaked_j, *res = NULL;
         const char *name, *text, *b64;
         uint32_t grace = CB_ROTATE_GRACE_DEFAULT;
         bool leaked = false;
@@ -64,9 +67,14 @@ static int route_rotate(request *rq) {
                 ret = reply_error(rq, 400, "bad_request", "'generate' must be a boolean");
                 goto out;
         }
-        if (!!text + !!b64 + json_is_true(gen) != 1) {
-                ret = reply_error(rq, 400, "bad_request",
-                                  "exactly one of 'value', 'value_base64' and \"generate\": true is required");
+        hook = json_object_get(o, "hook");
+        if (hook && !json_is_boolean(hook)) {
+                ret = reply_error(rq, 400, "bad_request", "'hook' must be a boolean");
+                goto out;
+        }
+        if (!!text + !!b64 + json_is_true(gen) + json_is_true(hook) != 1) {
+                ret = reply_error(rq, 400, "bad_request", "exactly one of 'value', 'value_base64', \"generate\": "
+                                  "true and \"hook\": true is required");
                 goto out;
         }
         leaked_j = json_object_get(o, "leaked");
@@ -108,6 +116,23 @@ static int route_rotate(request *rq) {
         }
         if (val && (cb_secbuf_len(val) == 0 || cb_secbuf_len(val) > CB_VALUE_MAX)) {
                 ret = reply_error(rq, 400, "bad_request", "the value must be 1 to %d bytes", CB_VALUE_MAX);
+                goto out;
+        }
+        if (json_is_true(hook)) {
+                const cb_version_info *vi;
+                size_t nv;
+
+                if (cb_store_versions(cbd.store, name, &vi, &nv) < 0) {
+                        ret = reply_error(rq, 404, "not_found", "no secret named '%s'", name);
+                        goto out;
+                }
+                r = rotate_hook_start(name, grace, leaked, "admin-hook");
+                if (r < 0)
+                        ret = r == -EALREADY ? reply_error(rq, 409, "conflict", "%s", cb_error_last())
+                              : r == -EAGAIN ? reply_error(rq, 429, "rate_limited", "%s", cb_error_last())
+                                             : store_error(rq, r);
+                else
+                        ret = reply_json(rq, 202, json_pack("{s:s, s:b}", "name", name, "started", 1), false);
                 goto out;
         }
         r = rotate_secret(name, val ? cb_secbuf_data(val) : NULL, val ? cb_secbuf_len(val) : 0, grace, leaked,

@@ -414,6 +414,9 @@ out:
 
 struct hook_job {
         int slot;
+        bool leaked;
+        uint32_t grace;
+        const char *source;
         char name[CB_NAME_MAX + 1];
         char *event; /* leak hook: its stdin */
 };
@@ -478,8 +481,8 @@ static bool leak_hook_start(const char *name, json_t *summary) {
         return false;
 }
 
-/* on_leak=rotate: run the rotation hook, then rotate --leaked. */
-static void *leak_rotate_thread(void *arg) {
+/* Run the rotation hook, then rotate with its output. */
+static void *hook_rotate_thread(void *arg) {
         struct hook_job *j = arg;
         cb_secbuf *val = NULL;
         char path[4096];
@@ -489,17 +492,18 @@ static void *leak_rotate_thread(void *arg) {
         if (r < 0)
                 cb_error_set(r, "no usable rotation hook");
         else
-                r = run_hook(j->slot, path, j->name, "leak", NULL, 0, &val);
+                r = run_hook(j->slot, path, j->name, j->leaked ? "leak" : "rotate", NULL, 0, &val);
         pthread_mutex_lock(&cbd.lock);
         pthread_mutex_lock(&hk_lock);
         bool stopping = hk_stopping;
         pthread_mutex_unlock(&hk_lock);
         if (r >= 0 && !stopping)
-                r = rotate_secret(j->name, cb_secbuf_data(val), cb_secbuf_len(val), 0, true, "leak", NULL);
+                r = rotate_secret(j->name, cb_secbuf_data(val), cb_secbuf_len(val), j->grace, j->leaked, j->source,
+                                  NULL);
         if (r < 0 && !stopping) {
-                fprintf(stderr, "credbrokerd: rotation of leaked secret '%s' failed: %s\n", j->name, cb_error_last());
-                (void)audit_event(json_pack("{s:s, s:s, s:s, s:s, s:s}", "event", "rotate", "source", "leak", "secret",
-                                            j->name, "result", "failed", "message", cb_error_last()));
+                fprintf(stderr, "credbrokerd: hook rotation of '%s' failed: %s\n", j->name, cb_error_last());
+                (void)audit_event(json_pack("{s:s, s:s, s:s, s:s, s:s}", "event", "rotate", "source", j->source,
+                                            "secret", j->name, "result", "failed", "message", cb_error_last()));
         }
         pthread_mutex_unlock(&cbd.lock);
         cb_secbuf_free(val);
@@ -508,7 +512,7 @@ static void *leak_rotate_thread(void *arg) {
         return NULL;
 }
 
-int leak_rotate_request(const char *name) {
+int rotate_hook_start(const char *name, uint32_t grace, bool leaked, const char *source) {
         struct hook_job *j;
         char path[4096];
         int r;
@@ -517,25 +521,36 @@ int leak_rotate_request(const char *name) {
                 return -EINVAL;
         r = hook_path(name, path, sizeof(path));
         if (r < 0)
-                return -ENOENT;
+                return cb_error_set(-ENOENT, "no rotation hook for '%s'%s", name,
+                                    hook_dir ? " in the hook directory" : " (the broker has no --rotate-hook-dir)");
         if (slot_busy(name))
-                return 0; /* one is running: it rotates away from whatever leaked */
+                return cb_error_set(-EALREADY, "a hook rotation of '%s' is running already", name);
         j = calloc(1, sizeof(*j));
         if (!j)
                 return -ENOMEM;
+        j->grace = leaked ? 0 : grace;
+        j->leaked = leaked;
+        j->source = source;
         snprintf(j->name, sizeof(j->name), "%s", name);
         j->slot = slot_take(name);
         if (j->slot < 0) {
                 free(j);
                 return cb_error_set(-EAGAIN, "%d hooks are running already", CB_ROTATE_HOOKS_MAX);
         }
-        r = start_thread(leak_rotate_thread, j);
+        r = start_thread(hook_rotate_thread, j);
         if (r < 0) {
                 slot_release(j->slot);
                 free(j);
                 return cb_error_set(r, "cannot start a thread: %s", strerror(-r));
         }
         return 0;
+}
+
+int leak_rotate_request(const char *name) {
+        int r = rotate_hook_start(name, 0, true, "leak");
+
+        /* One running already rotates away from whatever leaked. */
+        return r == -EALREADY ? 0 : r == -ENOENT || r == -EINVAL ? -ENOENT : r;
 }
 
 void rotate_stop(void) {

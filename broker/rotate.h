@@ -97,6 +97,11 @@ void rotate_changed(void);
  * it itself, later, from its own thread). */
 int leak_rotate_request(const char *name);
 
+/* Start name's rotation hook in the background; its output becomes the
+ * new value (rotate_secret with grace/leaked, source for the audit).
+ * -ENOENT (no hook), -EALREADY (one runs for name), -EAGAIN (too many). */
+int rotate_hook_start(const char *name, uint32_t grace, bool leaked, const char *source);
+
 /* admin.sock routes under /v1/admin/rotate and /v1/admin/versions/ (api_rotate.c). */
 struct request;
 int api_rotate(struct request *rq);

@@ -148,7 +148,7 @@ out:
 
 int cmd_rotate(int argc, char **argv) {
         static const char usage[] =
-                "usage: credbroker rotate NAME [--grace SECONDS | --leaked] [--generate | --hook CMD]\n"
+                "usage: credbroker rotate NAME [--grace SECONDS | --leaked] [--generate | --hook CMD | --broker-hook]\n"
                 "                         [--keep-newline] [--json]\n"
                 "  Make a new version of NAME current (admin.sock): stored as pending, then made current;\n"
                 "  the old current version becomes previous, served only to redeems that name it, for\n"
@@ -157,7 +157,8 @@ int cmd_rotate(int argc, char **argv) {
                 "  --hook CMD (run here by /bin/sh as you; it prints the value on stdout; it gets the\n"
                 "  secret's name as $1 and in $CREDBROKER_ROTATE_SECRET, never the old value), or\n"
                 "  --generate (the broker mints \"cbs_\" + 43 base64url characters; only for a secret put\n"
-                "  with --label generate=yes, one the broker is the source of).\n"
+                "  with --label generate=yes, one the broker is the source of), or --broker-hook (the\n"
+                "  broker runs its own hook, DIR/NAME of its --rotate-hook-dir, in the background).\n"
                 "  --leaked: the old value leaked: grace 0, every token of NAME revoked at once, every\n"
                 "  older version disabled, the broker's leak hook run.  An interrupted rotation leaves a\n"
                 "  consistent state ('credbroker versions NAME' explains it); run it again.\n";
@@ -165,10 +166,11 @@ int cmd_rotate(int argc, char **argv) {
                 { "grace", required_argument, NULL, 'g' }, { "leaked", no_argument, NULL, 'l' },
                 { "generate", no_argument, NULL, 'G' },    { "hook", required_argument, NULL, 'k' },
                 { "keep-newline", no_argument, NULL, 'n' }, { "json", no_argument, NULL, 'j' },
-                { "help", no_argument, NULL, 'h' },        {},
+                { "broker-hook", no_argument, NULL, 'B' }, { "help", no_argument, NULL, 'h' },
+                {},
         };
         unsigned long long grace = 0;
-        bool have_grace = false, leaked = false, generate = false, keep = false, json = false;
+        bool have_grace = false, leaked = false, generate = false, bhook = false, keep = false, json = false;
         const char *hook = NULL, *name;
         unsigned char *value = NULL;
         char *body = NULL, t1[32];
@@ -187,6 +189,7 @@ int cmd_rotate(int argc, char **argv) {
                         break;
                 case 'l': leaked = true; break;
                 case 'G': generate = true; break;
+                case 'B': bhook = true; break;
                 case 'k': hook = optarg; break;
                 case 'n': keep = true; break;
                 case 'j': json = true; break;
@@ -196,19 +199,19 @@ int cmd_rotate(int argc, char **argv) {
         }
         if (!(name = cli_one_name(argc, argv, "rotate", "NAME (the value comes from stdin, --hook or --generate)")))
                 return CB_EXIT_USAGE;
-        if (generate && hook)
-                return cli_usage("rotate: --generate and --hook are two sources of the value: give one");
+        if (generate + bhook + !!hook > 1)
+                return cli_usage("rotate: --generate, --hook and --broker-hook are sources of the value: give one");
         if (leaked && have_grace)
                 return cli_usage("rotate: --leaked means no grace: the old value is never served again");
         q = json_pack("{s:s}", "name", name);
-        if (!q)
+        if (!q || sodium_init() < 0)
                 return cli_fail(-ENOMEM, "out of memory");
         if (have_grace)
                 json_object_set_new(q, "grace", json_integer((json_int_t)grace));
         if (leaked)
                 json_object_set_new(q, "leaked", json_true());
-        if (generate) {
-                json_object_set_new(q, "generate", json_true());
+        if (generate || bhook) {
+                json_object_set_new(q, generate ? "generate" : "hook", json_true());
                 body = json_dumps(q, JSON_COMPACT);
                 blen = body ? strlen(body) : 0;
                 if (!body) {
@@ -232,7 +235,7 @@ int cmd_rotate(int argc, char **argv) {
                 body = sb;
         }
         r = admin_call("rotate", "POST", "/v1/admin/rotate", body, blen, json, &o);
-        if (generate)
+        if (generate || bhook)
                 free(body);
         else
                 sodium_free(body);
@@ -241,7 +244,11 @@ int cmd_rotate(int argc, char **argv) {
                 r = -r;
                 goto out;
         }
-        if (!json) {
+        if (!json && bhook) {
+                fputs("rotation of ", stdout);
+                put_safe(name);
+                puts(" by the broker's hook started; 'credbroker versions NAME' shows when it is done");
+        } else if (!json) {
                 json_t *dis = json_object_get(o, "disabled"), *sup = json_object_get(o, "superseded"), *e;
                 long long prev = (long long)json_integer_value(json_object_get(o, "previous"));
                 size_t i;
@@ -270,7 +277,7 @@ int cmd_rotate(int argc, char **argv) {
 out:
         sodium_free(value);
         if (body)
-                generate ? free(body) : sodium_free(body);
+                generate || bhook ? free(body) : sodium_free(body);
         json_decref(q);
         json_decref(o);
         return r;
