@@ -23,6 +23,7 @@
 #include "daemon.h"
 #include "error.h"
 #include "rotate.h"
+#include "rotation_label.h"
 
 static int store_error(request *rq, int r) {
         switch (r) {
@@ -189,7 +190,7 @@ static int route_versions(request *rq, const char *name) {
                 if (vi[k].state == CB_VS_CURRENT) {
                         cur = vi[k].version;
                         ncur++;
-                        grace = rotate_grace_of(vi[k].meta, &leaked);
+                        grace = cb_rotation_grace(vi[k].meta, &leaked);
                 }
         arr = json_array();
         for (size_t k = 0; k < nv; k++) {
@@ -253,7 +254,7 @@ static int route_version_action(request *rq, const char *name, const char *vtext
                 if (vi[k].version == v)
                         target = &vi[k];
                 if (vi[k].state == CB_VS_CURRENT)
-                        grace = rotate_grace_of(vi[k].meta, NULL);
+                        grace = cb_rotation_grace(vi[k].meta, NULL);
         }
         if (!target) {
                 ret = reply_error(rq, 404, "not_found", "secret '%s' has no version %llu", name, v);

@@ -23,77 +23,16 @@
 #include "daemon.h"
 #include "error.h"
 #include "rotate.h"
-
-#define ROTATION_LABEL "rotation="
+#include "rotation_label.h"
 
 static char *hook_dir;
 static uint64_t next_due; /* earliest grace deadline known; 0 = rescan (under cbd.lock) */
-
-/* ---- labels ---- */
-
-int64_t rotate_grace_of(const cb_meta *m, bool *ret_leaked) {
-        if (ret_leaked)
-                *ret_leaked = false;
-        for (size_t i = 0; m && i < m->labels.n; i++) {
-                const char *l = m->labels.v[i];
-                unsigned long long g;
-                char *end;
-
-                if (strncmp(l, ROTATION_LABEL, strlen(ROTATION_LABEL)) != 0)
-                        continue;
-                l += strlen(ROTATION_LABEL);
-                if (strcmp(l, "leaked") == 0) {
-                        if (ret_leaked)
-                                *ret_leaked = true;
-                        return 0;
-                }
-                if (strncmp(l, "grace:", 6) != 0 || l[6] < '0' || l[6] > '9')
-                        return -1;
-                errno = 0;
-                g = strtoull(l + 6, &end, 10);
-                if (errno || *end || g > CB_ROTATE_GRACE_MAX)
-                        return -1;
-                return (int64_t)g;
-        }
-        return -1;
-}
 
 static bool has_label(const cb_meta *m, const char *label) {
         for (size_t i = 0; m && i < m->labels.n; i++)
                 if (strcmp(m->labels.v[i], label) == 0)
                         return true;
         return false;
-}
-
-/* The current version's metadata with its "rotation=" label replaced. */
-static int rotated_meta(const cb_meta *cur, uint32_t grace, bool leaked, cb_meta **ret) {
-        char label[64];
-        cb_meta *m = NULL;
-        size_t k = 0;
-        int r;
-
-        r = cb_meta_copy(cur, &m);
-        if (r < 0)
-                return cb_error_set(r, "out of memory");
-        for (size_t i = 0; i < m->labels.n; i++) {
-                if (strncmp(m->labels.v[i], ROTATION_LABEL, strlen(ROTATION_LABEL)) == 0)
-                        free(m->labels.v[i]);
-                else
-                        m->labels.v[k++] = m->labels.v[i];
-        }
-        m->labels.n = k;
-        if (leaked)
-                snprintf(label, sizeof(label), ROTATION_LABEL "leaked");
-        else
-                snprintf(label, sizeof(label), ROTATION_LABEL "grace:%" PRIu32, grace);
-        r = cb_strv_push(&m->labels, label, CB_META_MAX_LABELS);
-        if (r < 0) {
-                cb_meta_free(m);
-                return cb_error_set(r, "cannot record the rotation: the secret already has %d labels",
-                                    CB_META_MAX_LABELS);
-        }
-        *ret = m;
-        return 0;
 }
 
 /* ---- audit ---- */
@@ -126,7 +65,7 @@ static int sweep_secret(const char *name, uint64_t now, json_t *disabled, uint64
                 return r;
         for (size_t i = 0; i < nv; i++)
                 if (vi[i].state == CB_VS_CURRENT)
-                        grace = rotate_grace_of(vi[i].meta, NULL);
+                        grace = cb_rotation_grace(vi[i].meta, NULL);
         if (grace < 0)
                 return 0; /* made current by a put: previous versions are the operator's call */
         for (size_t i = 0; i < nv; i++) {
@@ -641,7 +580,7 @@ int rotate_secret(const char *name, const void *value, size_t len, uint32_t grac
                 value = cb_secbuf_data(gen);
                 len = cb_secbuf_len(gen);
         }
-        r = rotated_meta(cur_meta, grace, leaked, &m);
+        r = cb_rotation_meta(cur_meta, grace, leaked, &m);
         if (r < 0)
                 goto out;
         /* Containment first: if any later step fails, the tokens are gone. */

@@ -49,9 +49,10 @@
 #include <jansson.h>
 
 #include "meta.h"
+#include "rotation_label.h"
 
 #define CB_ROTATE_GRACE_DEFAULT 300           /* seconds: the default token TTL */
-#define CB_ROTATE_GRACE_MAX (30u * 86400u)
+#define CB_ROTATE_GRACE_MAX CB_ROTATION_GRACE_MAX
 #define CB_ROTATE_HOOK_TIMEOUT 60             /* seconds a daemon-run hook may take */
 #define CB_ROTATE_HOOKS_MAX 8                 /* daemon-run hooks at once */
 #define CB_ROTATE_GENERATE_LABEL "generate=yes" /* sealed label allowing --generate */
@@ -75,10 +76,6 @@ void rotate_stop(void);
  * allowed), store errors; message in cb_error_last().  Under cbd.lock. */
 int rotate_secret(const char *name, const void *value, size_t len, uint32_t grace, bool leaked, const char *source,
                   json_t **ret);
-
-/* The grace recorded by the "rotation=" label of a version's metadata:
- * seconds (0 for "leaked", *ret_leaked set), or -1 for none. */
-int64_t rotate_grace_of(const cb_meta *m, bool *ret_leaked);
 
 /* Disable previous versions whose grace ran out.  Cheap when nothing is
  * due (scans only at the earliest deadline it knows, or after a state
