@@ -237,6 +237,7 @@ static int route_revoke(request *rq) {
         } else if (sec) {
                 snprintf(rq->secret, sizeof(rq->secret), "%s", sec);
                 n = cb_tokens_revoke_secret(cbd.tokens, sec);
+                (void)proxy_cancel_secret(sec, "its tokens were revoked"); /* streams in flight too */
         } else {
                 snprintf(rq->client, sizeof(rq->client), "%s", cli);
                 n = cb_tokens_revoke_client(cbd.tokens, cli);

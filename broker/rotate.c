@@ -533,7 +533,7 @@ int rotate_secret(const char *name, const void *value, size_t len, uint32_t grac
         cb_meta *m = NULL;
         json_t *superseded = json_array(), *disabled = json_array(), *summary = NULL;
         uint32_t pending[64], old = 0, version = 0;
-        size_t nv, npending = 0, revoked = 0;
+        size_t nv, npending = 0, revoked = 0, cut = 0;
         const char *step = "start";
         uint64_t next = UINT64_MAX;
         int r;
@@ -584,8 +584,10 @@ int rotate_secret(const char *name, const void *value, size_t len, uint32_t grac
         if (r < 0)
                 goto out;
         /* Containment first: if any later step fails, the tokens are gone. */
-        if (leaked)
+        if (leaked) {
                 revoked = cb_tokens_revoke_secret(cbd.tokens, name);
+                cut = proxy_cancel_secret(name, "rotated after a leak");
+        }
         /* A rotation that cannot be audited does not start, unless it answers
          * a leak: containment beats the record (stderr says so). */
         r = audit_event(json_pack("{s:s, s:s, s:s, s:I, s:I, s:b, s:I}", "event", "rotate.begin", "source", source,
@@ -618,10 +620,10 @@ int rotate_secret(const char *name, const void *value, size_t len, uint32_t grac
         if (r < 0)
                 goto fail;
         next_due = 0; /* deadlines changed: rescan at the next tick */
-        summary = json_pack("{s:s, s:I, s:I, s:I, s:b, s:I, s:O, s:O, s:s}", "name", name, "version",
+        summary = json_pack("{s:s, s:I, s:I, s:I, s:b, s:I, s:I, s:O, s:O, s:s}", "name", name, "version",
                             (json_int_t)version, "previous", (json_int_t)old, "grace", (json_int_t)grace, "leaked",
-                            leaked, "revoked", (json_int_t)revoked, "superseded", superseded, "disabled", disabled,
-                            "source", source);
+                            leaked, "revoked", (json_int_t)revoked, "proxy_cut", (json_int_t)cut, "superseded",
+                            superseded, "disabled", disabled, "source", source);
         if (!summary) {
                 r = cb_error_set(-ENOMEM, "out of memory");
                 goto out;

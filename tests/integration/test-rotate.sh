@@ -23,9 +23,12 @@ LOAD_ROTATIONS=${CB_ROTATE_LOAD_ROTATIONS:-50}
 
 T=$(mktemp -d /tmp/cb-rotate.XXXXXX)
 chmod 0755 "$T"
-PID= WORKERS=
+HERE=$(cd "$(dirname "$0")" && pwd)
+[ -f "$HERE/proxy-upstream.py" ] || HERE=${CB_SRCDIR:?}/tests/integration
+PID= WORKERS= UPID=
 cleanup() {
         [ -n "$WORKERS" ] && kill $WORKERS 2>/dev/null
+        [ -n "$UPID" ] && kill "$UPID" 2>/dev/null
         [ -n "$PID" ] && kill "$PID" 2>/dev/null
         wait 2>/dev/null
         rm -rf "$T"
@@ -49,7 +52,8 @@ cat >"$T/policy.json" <<JSON
     {"client": "tool", "secret": "api", "use": ["redeem"], "max_ttl": 600},
     {"client": "tool", "secret": "gen", "use": ["redeem"]},
     {"client": "tool2", "secret": "api", "use": ["redeem"], "max_ttl": 600},
-    {"client": "tool", "secret": "crash", "use": ["redeem"]}
+    {"client": "tool", "secret": "crash", "use": ["redeem"]},
+    {"client": "tool", "secret": "px", "use": ["proxy"]}
   ],
   "admins": {"uids": [0]} }
 JSON
@@ -104,6 +108,8 @@ def call(path, body):
 cmd = sys.argv[2]
 if cmd == 'token':
     st, o = call('/v1/token', {"secret": sys.argv[3], "ttl": 600}); print(o.get('token', o.get('message')))
+elif cmd == 'ptoken':
+    st, o = call('/v1/token', {"secret": sys.argv[3], "use": "proxy", "bind": "uid"}); print(o.get('token', o.get('message')))
 elif cmd == 'redeem':
     body = {"token": sys.argv[3]}
     if len(sys.argv) > 4: body["version"] = int(sys.argv[4])
@@ -227,6 +233,39 @@ for v in "$V1" "$V2" "$V3" "$VL" "${g1#200 }" "${g2#200 }"; do
 done
 ok "no value in the audit log or the daemon's output"
 
+# ---- proxied requests in flight are cut by a revocation and by --leaked
+mkdir -m 0700 "$T/load" && chown $U1:$U1 "$T/load"
+"$PYBIN" "$HERE/proxy-upstream.py" --port 0 --plain --log "$T/up.log" >"$T/up.port" 2>"$T/up.err" &
+UPID=$!
+for _ in $(seq 100); do [ -s "$T/up.port" ] && break; sleep 0.05; done
+UP=$(head -n 1 "$T/up.port")
+printf 'sk-px-%s' "$(rnd)" | "$CLI" put px --host "http://127.0.0.1:$UP" --inject "Authorization: Bearer {}" >/dev/null ||
+        bad "put px"
+ptok=$(tool ptoken px)
+as $U1 curl -s --unix-socket "$TS" -H "Authorization: Bearer $ptok" http://x/v1/proxy/px/slow \
+        -o "$T/load/slow.out" -w '%{http_code} %{time_total}' >"$T/load/slow.code" 2>/dev/null &
+CPID=$!
+sleep 0.6
+expect "revoke --secret with a request in flight" "revoked 1 token" "$("$CLI" revoke --secret px)"
+wait $CPID
+expect "request waiting for its upstream is cut at once: 403" "403 0." "$(cat "$T/load/slow.code")"
+expect "...saying why" "tokens were revoked" "$(cat "$T/load/slow.out")"
+ptok=$(tool ptoken px)
+as $U1 curl -sN --unix-socket "$TS" -H "Authorization: Bearer $ptok" http://x/v1/proxy/px/sse \
+        -o "$T/load/sse.out" -w '%{http_code} %{time_total}' >"$T/load/sse.code" 2>/dev/null &
+CPID=$!
+sleep 0.8
+printf 'sk-px-new-%s' "$(rnd)" | "$CLI" rotate px --leaked >/dev/null || bad "rotate px --leaked"
+wait $CPID; rc=$?
+expect "a stream in flight is cut by --leaked (curl fails)" "200 " "$(cat "$T/load/sse.code") rc=$rc"
+[ $rc != 0 ] && ok "the cut stream ends in an error, not cleanly (curl exit $rc)" || bad "cut stream ended cleanly"
+grep -q 'data: 0' "$T/load/sse.out" && ! grep -q 'data: 4' "$T/load/sse.out" &&
+        ok "the stream was cut mid-way ($(grep -c '^data' "$T/load/sse.out") of 5 events)" ||
+        bad "stream not cut: $(tr '\n' ' ' <"$T/load/sse.out")"
+expect "the old proxy token is refused after --leaked" "unknown or revoked" \
+        "$(as $U1 curl -s --unix-socket "$TS" -H "Authorization: Bearer $ptok" http://x/v1/proxy/px/echo)"
+kill "$UPID" 2>/dev/null; wait "$UPID" 2>/dev/null; UPID=
+
 echo "     (basics took ${SECONDS} s)"
 # ---- rotation under load: clients redeem continuously through 50 rotations and a leaked one
 cat >"$T/worker.py" <<'EOF'
@@ -265,7 +304,6 @@ while not os.path.exists(stop):
 EOF
 printf 'load-0' | "$CLI" rotate api --grace 1 >/dev/null
 rm -f "$T/marker" "$T/stop" "$T/leak"
-mkdir -m 0700 "$T/load" && chown $U1:$U1 "$T/load"
 for w in 1 2 3 4; do
         as $U1 "$PYBIN" "$T/worker.py" "$TS" api "$T/marker" "$T/stop" "$T/load/w$w.log" "$T/leak" &
         WORKERS="$WORKERS $!"
