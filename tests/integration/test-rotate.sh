@@ -349,7 +349,13 @@ grep -q '^OK 1 0 .* load-leaked' "$T/all.log" && ok "clients recovered with new 
 stop_daemon
 echo "     (basics and load: ${SECONDS} s)"
 fi
-[ "$PART" = basic ] && { echo "$fails failure(s)"; [ $fails = 0 ]; exit; }
+# Under ASan/UBSan the daemon reports to its stderr (a clean SIGTERM exit
+# included): any report is a failure.
+sanitizers() {
+        grep -q 'Sanitizer\|runtime error:' "$T/daemon.out" && bad "sanitizer report from the daemon: $(grep -m3 'Sanitizer\|runtime error:' "$T/daemon.out")" ||
+                ok "no sanitizer report from the daemon"
+}
+[ "$PART" = basic ] && { sanitizers; echo "$fails failure(s)"; [ $fails = 0 ]; exit; }
 
 # ---- SIGKILL at random points of rotations, $KILL_ITERATIONS times
 start_daemon
@@ -418,6 +424,7 @@ res=$(inv "$(vjson crash)")
 expect "no pending version left after the re-run" "OK 0" "$res"
 expect "the final value is served" "200 crash-final" "$(fetch crash)"
 stop_daemon
+sanitizers
 
 echo "$fails failure(s)"
 [ $fails = 0 ]
