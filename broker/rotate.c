@@ -260,6 +260,9 @@ static int run_hook(int slot, const char *path, const char *name, const char *re
                 posix_spawn_file_actions_adddup2(&fa, outp[1], 1);
         else
                 posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+        /* Only stdin, stdout and stderr: no socket, store or pidfd of ours,
+         * even one a library opened without O_CLOEXEC. */
+        posix_spawn_file_actions_addclosefrom_np(&fa, 3);
         pthread_mutex_lock(&hk_lock);
         r = hk_stopping ? ECANCELED : posix_spawn(&pid, path, &fa, &at, argv, envp);
         if (r == 0)

@@ -84,6 +84,7 @@ static int run_hook(const char *cmd, const char *name, bool keep_newline, unsign
         posix_spawn_file_actions_init(&fa);
         posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
         posix_spawn_file_actions_adddup2(&fa, p[1], 1);
+        posix_spawn_file_actions_addclosefrom_np(&fa, 3); /* nothing of ours but stdin/out/err */
         r = posix_spawn(&pid, "/bin/sh", &fa, NULL, argv, env);
         posix_spawn_file_actions_destroy(&fa);
         close(p[1]);

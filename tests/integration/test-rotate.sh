@@ -63,7 +63,7 @@ chmod 0644 "$T/policy.json"
 mkdir -m 0755 "$T/hooks"
 cat >"$T/hooks/api" <<EOF
 #!/bin/sh
-{ echo "argv: \$0 \$*"; env; } >"$T/daemon-hook.seen"
+{ echo "argv: \$0 \$*"; env; ls /proc/self/fd | tr '\n' ' '; echo; } >"$T/daemon-hook.seen"
 echo "sk-from-daemon-hook-\$(date +%s%N)"
 EOF
 cat >"$T/hooks/_leaked" <<EOF
@@ -226,6 +226,8 @@ expect "daemon hook's value is current" "200 sk-from-daemon-hook-" "$(fetch api)
 refute "daemon hook never sees a value" "$VL" "$(cat "$T/daemon-hook.seen")"
 expect "daemon hook's environment is minimal" "CREDBROKER_SECRET=api" "$(cat "$T/daemon-hook.seen")"
 refute "daemon hook gets no CREDBROKER_SOCKET etc." "CREDBROKER_ADMIN_SOCKET" "$(cat "$T/daemon-hook.seen")"
+expect "daemon hook inherits no descriptor of the daemon's" "0 1 2 3 " "$(tail -n 1 "$T/daemon-hook.seen") "
+refute "...and nothing past fd 3 (ls's own)" "0 1 2 3 4" "$(tail -n 1 "$T/daemon-hook.seen")"
 expect "no hook for gen" "no rotation hook" "$("$CLI" rotate gen --broker-hook 2>&1)"
 
 for v in "$V1" "$V2" "$V3" "$VL" "${g1#200 }" "${g2#200 }"; do
