@@ -5,7 +5,9 @@
  *   POST /v1/admin/rotate                {"name", "value" | "value_base64" | "generate": true |
  *                                         "hook": true, "grace": SECONDS?, "leaked": bool?}
  *        ("hook": the broker's own rotation hook for NAME runs in the
- *        background: 202 {"name","started":true}; `versions` shows the end)
+ *        background: 202 {"name","started":true}; `versions` shows the end;
+ *        "stage": true stops once the new version is pending, and
+ *        {"name", "promote": V} makes it current, see rotate_run)
  *   GET  /v1/admin/versions/NAME         every version with its state, times and what it means
  *   POST /v1/admin/versions/NAME/VERSION {"action": "enable" | "disable" | "destroy"}
  *
@@ -42,10 +44,10 @@ static int store_error(request *rq, int r) {
 }
 
 static int route_rotate(request *rq) {
-        static const char *const fields[] = { "name",  "value",  "value_base64", "generate",
-                                              "hook",  "grace",  "leaked",       NULL };
+        static const char *const fields[] = { "name",  "value",  "value_base64", "generate", "hook",
+                                              "grace", "leaked", "stage",        "promote",  NULL };
         cb_secbuf *val = NULL;
-        json_t *o, *gen, *hook, *grace_j, *leaked_j, *res = NULL;
+        json_t *o, *gen, *hook, *stage, *promote, *grace_j, *leaked_j, *res = NULL;
         const char *name, *text, *b64;
         uint32_t grace = CB_ROTATE_GRACE_DEFAULT;
         bool leaked = false;
@@ -69,8 +71,27 @@ static int route_rotate(request *rq) {
                 goto out;
         }
         hook = json_object_get(o, "hook");
-        if (hook && !json_is_boolean(hook)) {
-                ret = reply_error(rq, 400, "bad_request", "'hook' must be a boolean");
+        stage = json_object_get(o, "stage");
+        promote = json_object_get(o, "promote");
+        if ((hook && !json_is_boolean(hook)) || (stage && !json_is_boolean(stage))) {
+                ret = reply_error(rq, 400, "bad_request", "'hook' and 'stage' are booleans");
+                goto out;
+        }
+        if (promote) {
+                /* The second half of a staged rotation: its grace is sealed in the staged version. */
+                if (!json_is_integer(promote) || json_integer_value(promote) < 1 ||
+                    json_integer_value(promote) > UINT32_MAX || json_object_size(o) != 2) {
+                        ret = reply_error(rq, 400, "bad_request", "'promote' takes a version number and nothing "
+                                          "but 'name' (the grace was fixed when it was staged)");
+                        goto out;
+                }
+                r = rotate_run(ROTATE_PROMOTE, name, NULL, 0, 0, false, (uint32_t)json_integer_value(promote),
+                               "admin", &res);
+                ret = r < 0 ? store_error(rq, r) : reply_json(rq, 200, res, false);
+                goto out;
+        }
+        if (json_is_true(stage) && json_is_true(hook)) {
+                ret = reply_error(rq, 400, "bad_request", "a hook rotation cannot be staged");
                 goto out;
         }
         if (!!text + !!b64 + json_is_true(gen) + json_is_true(hook) != 1) {
@@ -136,8 +157,8 @@ static int route_rotate(request *rq) {
                         ret = reply_json(rq, 202, json_pack("{s:s, s:b}", "name", name, "started", 1), false);
                 goto out;
         }
-        r = rotate_secret(name, val ? cb_secbuf_data(val) : NULL, val ? cb_secbuf_len(val) : 0, grace, leaked,
-                          "admin", &res);
+        r = rotate_run(json_is_true(stage) ? ROTATE_STAGE : ROTATE_FULL, name, val ? cb_secbuf_data(val) : NULL,
+                       val ? cb_secbuf_len(val) : 0, grace, leaked, 0, "admin", &res);
         if (r < 0) {
                 ret = store_error(rq, r);
                 goto out;

@@ -530,6 +530,11 @@ static cb_secbuf *generate_value(void) {
 
 int rotate_secret(const char *name, const void *value, size_t len, uint32_t grace, bool leaked, const char *source,
                   json_t **ret) {
+        return rotate_run(ROTATE_FULL, name, value, len, grace, leaked, 0, source, ret);
+}
+
+int rotate_run(enum rotate_phase phase, const char *name, const void *value, size_t len, uint32_t grace, bool leaked,
+               uint32_t promote, const char *source, json_t **ret) {
         const cb_version_info *vi;
         const cb_meta *cur_meta = NULL;
         cb_secbuf *gen = NULL;
@@ -560,7 +565,8 @@ int rotate_secret(const char *name, const void *value, size_t len, uint32_t grac
                 if (vi[i].state == CB_VS_CURRENT) {
                         old = vi[i].version;
                         cur_meta = vi[i].meta;
-                } else if (vi[i].state == CB_VS_PENDING && npending < sizeof(pending) / sizeof(pending[0])) {
+                } else if (vi[i].state == CB_VS_PENDING && vi[i].version != promote &&
+                           npending < sizeof(pending) / sizeof(pending[0])) {
                         pending[npending++] = vi[i].version;
                 }
         }
@@ -568,7 +574,31 @@ int rotate_secret(const char *name, const void *value, size_t len, uint32_t grac
                 r = cb_error_set(CB_E_INTEGRITY, "secret '%s' has no current version", name);
                 goto out;
         }
-        if (!value) {
+        if (phase == ROTATE_PROMOTE) {
+                const cb_version_info *p = NULL;
+                int64_t g;
+
+                for (size_t i = 0; i < nv; i++)
+                        if (vi[i].version == promote)
+                                p = &vi[i];
+                if (p && p->state == CB_VS_CURRENT) {
+                        /* Promoted already (a re-run after a lost answer). */
+                        if (ret)
+                                *ret = json_pack("{s:s, s:I, s:b}", "name", name, "version", (json_int_t)promote,
+                                                 "already", 1);
+                        r = 0;
+                        goto out;
+                }
+                if (!p || p->state != CB_VS_PENDING) {
+                        r = cb_error_set(p ? -EINVAL : -ENOENT, "version %" PRIu32 " of '%s' is %s, not pending: "
+                                         "stage a new one", promote, name,
+                                         p ? cb_version_state_name(p->state) : "absent");
+                        goto out;
+                }
+                /* Staged with its grace sealed in: that is what it promises. */
+                g = cb_rotation_grace(p->meta, &leaked);
+                grace = g >= 0 ? (uint32_t)g : CB_ROTATE_GRACE_DEFAULT;
+        } else if (!value) {
                 if (!has_label(cur_meta, CB_ROTATE_GENERATE_LABEL)) {
                         r = cb_error_set(-EPERM, "'%s' does not allow generated values: only a secret whose current "
                                          "version carries the sealed label %s (put --label %s) may be generated "
@@ -583,8 +613,7 @@ int rotate_secret(const char *name, const void *value, size_t len, uint32_t grac
                 value = cb_secbuf_data(gen);
                 len = cb_secbuf_len(gen);
         }
-        r = cb_rotation_meta(cur_meta, grace, leaked, &m);
-        if (r < 0)
+        if (phase != ROTATE_PROMOTE && (r = cb_rotation_meta(cur_meta, grace, leaked, &m)) < 0)
                 goto out;
         /* Containment first: if any later step fails, the tokens are gone. */
         if (leaked) {
@@ -593,9 +622,10 @@ int rotate_secret(const char *name, const void *value, size_t len, uint32_t grac
         }
         /* A rotation that cannot be audited does not start, unless it answers
          * a leak: containment beats the record (stderr says so). */
-        r = audit_event(json_pack("{s:s, s:s, s:s, s:I, s:I, s:b, s:I}", "event", "rotate.begin", "source", source,
-                                  "secret", name, "current", (json_int_t)old, "grace", (json_int_t)grace, "leaked",
-                                  leaked, "revoked", (json_int_t)revoked));
+        r = audit_event(json_pack("{s:s, s:s, s:s, s:I, s:I, s:b, s:I, s:s}", "event", "rotate.begin", "source",
+                                  source, "secret", name, "current", (json_int_t)old, "grace", (json_int_t)grace,
+                                  "leaked", leaked, "revoked", (json_int_t)revoked, "phase",
+                                  phase == ROTATE_STAGE ? "stage" : phase == ROTATE_PROMOTE ? "promote" : "full"));
         if (r < 0 && !leaked) {
                 r = cb_error_set(-EIO, "the audit log cannot be written: rotation of '%s' not started", name);
                 goto out;
@@ -611,9 +641,27 @@ int rotate_secret(const char *name, const void *value, size_t len, uint32_t grac
                 json_array_append_new(superseded, json_integer(pending[i]));
         }
         step = "storing the new version as pending";
-        r = cb_store_put(cbd.store, name, value, len, m, CB_VS_PENDING, &version);
-        if (r < 0)
+        if (phase == ROTATE_PROMOTE)
+                version = promote;
+        else if ((r = cb_store_put(cbd.store, name, value, len, m, CB_VS_PENDING, &version)) < 0)
                 goto fail;
+        if (phase == ROTATE_STAGE) {
+                summary = json_pack("{s:s, s:I, s:b, s:I, s:b, s:O}", "name", name, "version", (json_int_t)version,
+                                    "staged", 1, "grace", (json_int_t)grace, "leaked", leaked, "superseded",
+                                    superseded);
+                (void)audit_event(json_pack("{s:s, s:s, s:s, s:I}", "event", "rotate.staged", "source", source,
+                                            "secret", name, "version", (json_int_t)version));
+                if (!summary) {
+                        r = cb_error_set(-ENOMEM, "out of memory");
+                        goto out;
+                }
+                if (ret) {
+                        *ret = summary;
+                        summary = NULL;
+                }
+                r = 0;
+                goto out;
+        }
         step = "making the new version current";
         r = cb_store_set_state(cbd.store, name, version, CB_VS_CURRENT);
         if (r < 0)

@@ -77,6 +77,17 @@ void rotate_stop(void);
 int rotate_secret(const char *name, const void *value, size_t len, uint32_t grace, bool leaked, const char *source,
                   json_t **ret);
 
+/* The same in two halves, so an operator can test the new value between
+ * them: ROTATE_STAGE does steps 1-2 (answer {"name","version","staged",
+ * "grace","leaked","superseded"}); ROTATE_PROMOTE (value unused) does
+ * 3-4 for the pending version `promote`, with the grace/leaked sealed in it
+ * when staged (0 if it is current already: {"already": true}).  --leaked
+ * revokes and cuts at both halves (tokens minted in between follow the old
+ * value).  ROTATE_FULL is rotate_secret. */
+enum rotate_phase { ROTATE_FULL, ROTATE_STAGE, ROTATE_PROMOTE };
+int rotate_run(enum rotate_phase phase, const char *name, const void *value, size_t len, uint32_t grace, bool leaked,
+               uint32_t promote, const char *source, json_t **ret);
+
 /* Disable previous versions whose grace ran out.  Cheap when nothing is
  * due (scans only at the earliest deadline it knows, or after a state
  * change).  Under cbd.lock. */

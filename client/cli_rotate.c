@@ -16,6 +16,7 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <poll.h>
+#include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -147,10 +148,40 @@ out:
         return r;
 }
 
+/* --test CMD: run it with the new value on stdin (never in argv or the
+ * environment).  Returns its exit status, or -errno. */
+static int run_test(const char *cmd, const char *name, const unsigned char *v, size_t n) {
+        char *const argv[] = { (char *)"sh", (char *)"-c", (char *)cmd, (char *)"credbroker-test", (char *)name, NULL };
+        posix_spawn_file_actions_t fa;
+        void (*old)(int);
+        int p[2], status, r;
+        pid_t pid;
+
+        if (pipe2(p, O_CLOEXEC) < 0)
+                return -errno;
+        posix_spawn_file_actions_init(&fa);
+        posix_spawn_file_actions_adddup2(&fa, p[0], 0);
+        posix_spawn_file_actions_addclosefrom_np(&fa, 3);
+        r = posix_spawn(&pid, "/bin/sh", &fa, NULL, argv, environ);
+        posix_spawn_file_actions_destroy(&fa);
+        close(p[0]);
+        if (r != 0) {
+                close(p[1]);
+                return -r;
+        }
+        old = signal(SIGPIPE, SIG_IGN); /* a test that does not read its stdin is fine */
+        (void)cli_write_all(p[1], v, n);
+        close(p[1]);
+        signal(SIGPIPE, old);
+        while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+                ;
+        return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
 int cmd_rotate(int argc, char **argv) {
         static const char usage[] =
                 "usage: credbroker rotate NAME [--grace SECONDS | --leaked] [--generate | --hook CMD | --broker-hook]\n"
-                "                         [--keep-newline] [--json]\n"
+                "                         [--test CMD] [--keep-newline] [--json]\n"
                 "  Make a new version of NAME current (admin.sock): stored as pending, then made current;\n"
                 "  the old current version becomes previous, served only to redeems that name it, for\n"
                 "  --grace SECONDS (default 300, at most 30 days), then disabled.  The metadata (hosts,\n"
@@ -160,6 +191,8 @@ int cmd_rotate(int argc, char **argv) {
                 "  --generate (the broker mints \"cbs_\" + 43 base64url characters; only for a secret put\n"
                 "  with --label generate=yes, one the broker is the source of), or --broker-hook (the\n"
                 "  broker runs its own hook, DIR/NAME of its --rotate-hook-dir, in the background).\n"
+                "  --test CMD: stage the new version (pending), run CMD (by /bin/sh, as you) with the\n"
+                "  new value on stdin; exit 0 makes it current, anything else disables it.\n"
                 "  --leaked: the old value leaked: grace 0, every token of NAME revoked at once, every\n"
                 "  older version disabled, the broker's leak hook run.  An interrupted rotation leaves a\n"
                 "  consistent state ('credbroker versions NAME' explains it); run it again.\n";
@@ -167,12 +200,13 @@ int cmd_rotate(int argc, char **argv) {
                 { "grace", required_argument, NULL, 'g' }, { "leaked", no_argument, NULL, 'l' },
                 { "generate", no_argument, NULL, 'G' },    { "hook", required_argument, NULL, 'k' },
                 { "keep-newline", no_argument, NULL, 'n' }, { "json", no_argument, NULL, 'j' },
-                { "broker-hook", no_argument, NULL, 'B' }, { "help", no_argument, NULL, 'h' },
+                { "broker-hook", no_argument, NULL, 'B' }, { "test", required_argument, NULL, 't' },
+                { "help", no_argument, NULL, 'h' },
                 {},
         };
         unsigned long long grace = 0;
         bool have_grace = false, leaked = false, generate = false, bhook = false, keep = false, json = false;
-        const char *hook = NULL, *name;
+        const char *hook = NULL, *test = NULL, *name;
         unsigned char *value = NULL;
         char *body = NULL, t1[32];
         size_t vlen = 0, blen = 0;
@@ -191,6 +225,7 @@ int cmd_rotate(int argc, char **argv) {
                 case 'l': leaked = true; break;
                 case 'G': generate = true; break;
                 case 'B': bhook = true; break;
+                case 't': test = optarg; break;
                 case 'k': hook = optarg; break;
                 case 'n': keep = true; break;
                 case 'j': json = true; break;
@@ -202,6 +237,9 @@ int cmd_rotate(int argc, char **argv) {
                 return CB_EXIT_USAGE;
         if (generate + bhook + !!hook > 1)
                 return cli_usage("rotate: --generate, --hook and --broker-hook are sources of the value: give one");
+        if (test && (generate || bhook))
+                return cli_usage("rotate: --test needs the value here: from stdin or --hook, not --generate or "
+                                 "--broker-hook");
         if (leaked && have_grace)
                 return cli_usage("rotate: --leaked means no grace: the old value is never served again");
         q = json_pack("{s:s}", "name", name);
@@ -211,6 +249,8 @@ int cmd_rotate(int argc, char **argv) {
                 json_object_set_new(q, "grace", json_integer((json_int_t)grace));
         if (leaked)
                 json_object_set_new(q, "leaked", json_true());
+        if (test)
+                json_object_set_new(q, "stage", json_true());
         if (generate || bhook) {
                 json_object_set_new(q, generate ? "generate" : "hook", json_true());
                 body = json_dumps(q, JSON_COMPACT);
@@ -227,15 +267,17 @@ int cmd_rotate(int argc, char **argv) {
                 }
                 char *sb = NULL;
                 r = build_put_body(q, value, vlen, &sb, &blen);
-                sodium_free(value);
-                value = NULL;
+                if (!test) {
+                        sodium_free(value);
+                        value = NULL;
+                }
                 if (r < 0) {
                         r = cli_fail(r, "rotate: cannot build the request: %s", strerror(-r));
                         goto out;
                 }
                 body = sb;
         }
-        r = admin_call("rotate", "POST", "/v1/admin/rotate", body, blen, json, &o);
+        r = admin_call("rotate", "POST", "/v1/admin/rotate", body, blen, json && !test, &o);
         if (generate || bhook)
                 free(body);
         else
@@ -244,6 +286,38 @@ int cmd_rotate(int argc, char **argv) {
         if (r < 0) {
                 r = -r;
                 goto out;
+        }
+        if (test) {
+                /* Staged: the new version is pending.  Test it, then promote or disable it. */
+                long long v = (long long)json_integer_value(json_object_get(o, "version"));
+                char path[96 + CB_NAME_MAX], pbody[64 + CB_NAME_MAX];
+                int st = run_test(test, name, value, vlen);
+
+                sodium_free(value);
+                value = NULL;
+                json_decref(o);
+                o = NULL;
+                if (st != 0) {
+                        snprintf(path, sizeof(path), "/v1/admin/versions/%s/%lld", name, v);
+                        r = admin_call("rotate", "POST", path, "{\"action\":\"disable\"}", 20, false, &o);
+                        r = cli_fail(-ECHILD, "rotate: the test %s (%s %d); version %lld was staged and is %s; "
+                                     "the current version is unchanged", st < 0 ? "could not run" : "failed",
+                                     st < 0 ? "error" : "exit status", st < 0 ? -st : st, v,
+                                     r < 0 ? "left pending (the next rotate disables it)" : "now disabled");
+                        goto out;
+                }
+                snprintf(pbody, sizeof(pbody), "{\"name\":\"%s\",\"promote\":%lld}", name, v);
+                r = admin_call("rotate", "POST", "/v1/admin/rotate", pbody, strlen(pbody), json, &o);
+                if (r < 0) {
+                        r = -r;
+                        goto out;
+                }
+                if (!json_object_get(o, "previous")) { /* promoted already */
+                        if (!json)
+                                printf("version %lld of %s is current\n", v, name);
+                        r = CB_EXIT_OK;
+                        goto out;
+                }
         }
         if (!json && bhook) {
                 fputs("rotation of ", stdout);
