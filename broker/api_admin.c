@@ -15,6 +15,7 @@
 #include "daemon.h"
 #include "error.h"
 #include "scan.h"
+#include "rotate.h"
 
 /* Copy a JSON array of strings into v. */
 static int strv_from_json(request *rq, json_t *arr, const char *field, cb_strv *v, size_t max) {
@@ -241,6 +242,7 @@ static int route_revoke(request *rq) {
         } else if (sec) {
                 snprintf(rq->secret, sizeof(rq->secret), "%s", sec);
                 n = cb_tokens_revoke_secret(cbd.tokens, sec);
+                (void)proxy_cancel_secret(sec, "its tokens were revoked"); /* streams in flight too */
         } else {
                 snprintf(rq->client, sizeof(rq->client), "%s", cli);
                 n = cb_tokens_revoke_client(cbd.tokens, cli);
@@ -294,6 +296,8 @@ int api_admin(request *rq) {
                         return route_list(rq);
                 return reply_error(rq, 405, "method_not_allowed", "use GET or POST");
         }
+        if (strcmp(rq->url, "/v1/admin/rotate") == 0 || strncmp(rq->url, "/v1/admin/versions/", 19) == 0)
+                return api_rotate(rq);
         if (strncmp(rq->url, "/v1/admin/secrets/", 18) == 0)
                 return get ? route_show(rq, rq->url + 18) : reply_error(rq, 405, "method_not_allowed", "use GET");
         if (is_scan_target(rq->method, rq->url))

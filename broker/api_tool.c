@@ -142,10 +142,10 @@ out:
         return ret;
 }
 
-/* A token from the body: {"token": "..."}. */
-static int body_token(request *rq, json_t **ret_o, const char **ret_tok) {
-        static const char *const fields[] = { "token", NULL };
-        json_t *o = body_object(rq, fields);
+/* A token from the body: {"token": "...", <fields>} (fields NULL: only the token). */
+static int body_token(request *rq, const char *const *fields, json_t **ret_o, const char **ret_tok) {
+        static const char *const token_only[] = { "token", NULL };
+        json_t *o = body_object(rq, fields ? fields : token_only);
         const char *tok;
 
         if (!o)
@@ -180,9 +180,19 @@ static int route_redeem(request *rq) {
         json_t *o, *resp;
         int r, ret;
 
+        /* "version": a version other than the current one, while it is served
+         * (previous, within its rotation's grace); see broker/rotate.h. */
+        static const char *const fields[] = { "token", "version", NULL };
+        json_t *vj;
+
         rq->route = "redeem";
-        if (body_token(rq, &o, &tok) < 0)
+        if (body_token(rq, fields, &o, &tok) < 0)
                 return MHD_YES;
+        vj = json_object_get(o, "version");
+        if (vj && (!json_is_integer(vj) || json_integer_value(vj) < 1 || json_integer_value(vj) > UINT32_MAX)) {
+                ret = reply_error(rq, 400, "bad_request", "'version' must be a positive integer");
+                goto out;
+        }
         r = cb_tokens_use(cbd.tokens, tok, strlen(tok), &rq->peer, CB_USE_REDEEM, &info);
         if (r < 0) {
                 ret = token_refused(rq, r);
@@ -196,9 +206,12 @@ static int route_redeem(request *rq) {
                 ret = reply_error(rq, 403, "forbidden", "the grant for '%s' (redeem) no longer exists", info->secret);
                 goto out;
         }
-        r = cb_store_get(cbd.store, info->secret, 0, false, &val, &version, &meta);
+        r = cb_store_get(cbd.store, info->secret, vj ? (uint32_t)json_integer_value(vj) : 0, false, &val, &version,
+                         &meta);
         if (r < 0) {
-                ret = reply_error(rq, r == -ENOENT ? 404 : 500, r == -ENOENT ? "not_found" : "internal", "%s",
+                bool gone = r == -EPERM || r == -EKEYREVOKED; /* pending, disabled, destroyed: not served */
+                ret = reply_error(rq, r == -ENOENT ? 404 : gone ? 403 : 500,
+                                  r == -ENOENT ? "not_found" : gone ? "forbidden" : "internal", "%s",
                                   cb_error_last());
                 goto out;
         }
@@ -236,7 +249,7 @@ static int route_introspect(request *rq) {
         int r, ret;
 
         rq->route = "introspect";
-        if (body_token(rq, &o, &tok) < 0)
+        if (body_token(rq, NULL, &o, &tok) < 0)
                 return MHD_YES;
         r = cb_tokens_peek(cbd.tokens, tok, strlen(tok), &info);
         if (r < 0) {

@@ -106,6 +106,11 @@ int proxy_feed(request *rq, const char *data, size_t *size);
 void proxy_body_done(request *rq);
 void proxy_request_done(request *rq);
 void proxy_stop(void);
+/* Cut every proxied request of secret in flight (a leaked rotation, a
+ * revocation): one not yet answered gets 403 "revoked" with why, a
+ * streaming body ends in an error.
+ * Returns how many.  Call under cbd.lock. */
+size_t proxy_cancel_secret(const char *secret, const char *why);
 
 /* Is this request for the proxy (decided before the body is read, for its cap)? */
 bool is_proxy_target(const char *method, const char *url);

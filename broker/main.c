@@ -34,6 +34,7 @@
 #include "daemon.h"
 #include "scan.h"
 #include "error.h"
+#include "rotate.h"
 
 daemon_state cbd = { .lock = PTHREAD_MUTEX_INITIALIZER, .audit_fd = -1 };
 
@@ -180,7 +181,7 @@ static void usage(FILE *f) {
         fputs("usage: credbrokerd [--state-dir DIR] [--run-dir DIR] [--policy FILE] [--unlock SPEC]\n"
               "                   [--audit-log FILE] [--admin-group GROUP] [--threads N]\n"
               "                   [--listen-tcp 127.0.0.1:PORT] [--approval-timeout SECONDS]\n"
-              "                   [--tpm2-tcti STRING] [--provision-dir DIR]\n"
+              "                   [--tpm2-tcti STRING] [--provision-dir DIR] [--rotate-hook-dir DIR]\n"
               "       credbrokerd --check-policy FILE\n\n"
               "defaults: --state-dir " DEFAULT_STATE_DIR " --run-dir " DEFAULT_RUN_DIR "\n"
               "          --policy " DEFAULT_POLICY " --unlock " DEFAULT_UNLOCK "\n"
@@ -192,6 +193,8 @@ static void usage(FILE *f) {
               "       credbrokerd --state-dir DIR --unlock SPEC --verify-audit FILE [--verify-audit FILE]...\n"
               "          verify audit files offline (oldest first), the daemon not running\n"
               "          --threads 2 (threads serving tools.sock, 1-64; admin.sock has one)\n"
+              "          --rotate-hook-dir: none (DIR/NAME prints a new value for NAME, run on a leak\n"
+              "            with on_leak rotate; DIR/_leaked is told of each leaked rotation)\n"
               "          --listen-tcp: none (127.x.x.x:PORT or [::1]:PORT: the proxy over loopback TCP;\n"
               "            callers are known by uid only (sock_diag), so only uid-bound tokens work)\n"
               "          --approval-timeout 120 (seconds a token request under an \"approval\" grant\n"
@@ -215,6 +218,7 @@ int main(int argc, char **argv) {
                 { "approval-timeout", required_argument, NULL, 'A' },
                 { "alert-hook", required_argument, NULL, 'H' },  { "denial-alert", required_argument, NULL, 'D' },
                 { "verify-audit", required_argument, NULL, 'V' }, { "alert-hook-timeout", required_argument, NULL, 'O' },
+                { "rotate-hook-dir", required_argument, NULL, 'R' },
                 { "help", no_argument, NULL, 'h' },               {},
         };
         unsigned threads = 2;
@@ -222,7 +226,7 @@ int main(int argc, char **argv) {
         const char *alert_hook = NULL, *verify_files[64];
         size_t n_verify = 0;
         unsigned deny_n = 10, deny_window = 60, hook_timeout = 0;
-        const char *listen_tcp = NULL, *provision_dir = NULL;
+        const char *listen_tcp = NULL, *provision_dir = NULL, *rotate_hook_dir = NULL;
         const char *tpm2_tcti = NULL;
         int tcp_fd = -1;
         const char *state_dir = DEFAULT_STATE_DIR, *unlock = DEFAULT_UNLOCK, *audit = NULL, *admin_group = NULL;
@@ -306,6 +310,7 @@ int main(int argc, char **argv) {
                         }
                         verify_files[n_verify++] = optarg;
                         break;
+                case 'R': rotate_hook_dir = optarg; break;
                 case 'h': usage(stdout); return 0;
                 default: usage(stderr); return 2;
                 }
@@ -428,6 +433,13 @@ int main(int argc, char **argv) {
                 say("%s", cb_error_last());
                 goto out;
         }
+        /* Grace that ran out while we were down (a leaked rotation cut short
+         * by a crash included) is applied before anything is served. */
+        if (rotate_init(rotate_hook_dir) < 0) {
+                say("%s", cb_error_last());
+                goto out;
+        }
+        rotate_sweep((uint64_t)time(NULL));
         cbd.tokens = cb_tokens_new(0, 0);
         if (cbd.tokens)
                 cb_tokens_limit_bound(cbd.tokens, bound_max, CB_TOKENS_BOUND_PER_UID);
@@ -493,6 +505,7 @@ int main(int argc, char **argv) {
                 }
                 cb_tokens_sweep(cbd.tokens, (uint64_t)time(NULL));
                 approval_sweep();
+                rotate_sweep((uint64_t)time(NULL));
                 pthread_mutex_unlock(&cbd.lock);
                 uint64_t refused = __atomic_load_n(&cbd.conn_refused, __ATOMIC_RELAXED);
                 if (refused != refused_said) {
@@ -504,6 +517,7 @@ int main(int argc, char **argv) {
         }
         status = 0;
 out:
+        rotate_stop();
         server_stop();
         if (tool_fd >= 0) {
                 close(tool_fd);

@@ -152,6 +152,39 @@ void proxy_request_done(request *rq) {
         proxy_job_unref(j);
 }
 
+size_t proxy_cancel_secret(const char *secret, const char *why) {
+        size_t n = 0;
+
+        pthread_mutex_lock(&proxy_jobs_mu);
+        for (size_t i = 0; i < PROXY_MAX_JOBS; i++) {
+                proxy_job *j = proxy_jobs[i];
+                if (!j || strcmp(j->secret, secret) != 0)
+                        continue;
+                pthread_mutex_lock(&j->mu);
+                if (!j->cancelled && !j->done) {
+                        j->cancelled = true;                 /* the transfer aborts at its next progress call */
+                        if (!j->headers_done && !j->fail_status) {
+                                j->fail_status = 403;
+                                snprintf(j->fail_code, sizeof(j->fail_code), "revoked");
+                                snprintf(j->err, sizeof(j->err), "secret '%s': %s", secret, why);
+                        }
+                        j->broken = true;                    /* a started body ends in an error, not cleanly */
+                        if (j->blen)
+                                sodium_memzero(j->buf, j->blen);
+                        j->blen = 0;
+                        if (j->suspended && j->conn) {
+                                j->suspended = false;
+                                MHD_resume_connection(j->conn);
+                        }
+                        pthread_cond_broadcast(&j->cv);
+                        n++;
+                }
+                pthread_mutex_unlock(&j->mu);
+        }
+        pthread_mutex_unlock(&proxy_jobs_mu);
+        return n;
+}
+
 /* Before MHD_stop_daemon: no connection may stay suspended. */
 void proxy_stop(void) {
         pthread_mutex_lock(&proxy_jobs_mu);

@@ -62,6 +62,7 @@ typedef struct live {
 
 static pthread_mutex_t live_lock = PTHREAD_MUTEX_INITIALIZER;
 static live *cur;              /* under cbd.lock */
+static uint64_t cur_generation; /* the store generation cur was built from */
 static char **short_names;     /* live values too short to scan (under cbd.lock) */
 static size_t n_short;
 static size_t n_live_versions;
@@ -165,6 +166,7 @@ static int build(void) {
         }
         lv->refs = 1;
         cur = lv;
+        cur_generation = cb_store_generation(cbd.store);
         n_live_versions = versions;
         r = 0;
 out:
@@ -175,6 +177,11 @@ out:
 
 /* A reference to the live matcher, built if needed (under cbd.lock). */
 static live *live_get(void) {
+        /* Every store write moves the generation: a write that did not call
+         * scanner_rebuild() (rotation, version changes, imports, the grace
+         * sweep) still never leaves the matcher behind the live values. */
+        if (cur && cur_generation != cb_store_generation(cbd.store))
+                scanner_rebuild();
         if (!cur && build() < 0)
                 return NULL;
         pthread_mutex_lock(&live_lock);

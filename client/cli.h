@@ -2,7 +2,10 @@
 /* The credbroker CLI: shared helpers and the exit-code contract. */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
+
+#include <jansson.h>
 
 /* Exit codes (documented in README).  Scripts may rely on them. */
 enum {
@@ -79,3 +82,14 @@ int cmd_audit(int argc, char **argv);
 /* Leak scanner verbs (cli_scan.c). */
 int cmd_scan(int argc, char **argv);
 int cmd_redact(int argc, char **argv);
+/* cli_admin.c helpers shared with cli_rotate.c (see their comments there). */
+int admin_call(const char *verb, const char *method, const char *path, const void *body, size_t len, bool raw,
+               json_t **ret);
+int read_value(const char *name, bool keep_newline, unsigned char **ret, size_t *ret_len);
+int build_put_body(json_t *meta, const unsigned char *v, size_t n, char **ret, size_t *ret_len);
+bool is_text(const unsigned char *p, size_t n);
+
+/* Rotation verbs (cli_rotate.c). */
+int cmd_rotate(int argc, char **argv);
+int cmd_versions(int argc, char **argv);
+int cmd_version(int argc, char **argv);

@@ -69,7 +69,7 @@ static void put_list(json_t *a, const char *sep) {
 /* Run one admin request; on success *ret is the parsed answer (an object)
  * and, if raw is set, the text is printed as is (--json).  Returns 0 or the
  * exit code negated after printing why. */
-static int admin_call(const char *verb, const char *method, const char *path, const void *body, size_t len,
+int admin_call(const char *verb, const char *method, const char *path, const void *body, size_t len,
                       bool raw, json_t **ret) {
         cb_client *c = NULL;
         char *text = NULL;
@@ -135,7 +135,7 @@ static int simple_opts(int argc, char **argv, const char *usage, int nargs, bool
 
 /* Well-formed UTF-8 (no overlongs, surrogates or code points past
  * U+10FFFF) without NUL: what the broker may send back as "value". */
-static bool is_text(const unsigned char *p, size_t n) {
+bool is_text(const unsigned char *p, size_t n) {
         size_t i = 0;
 
         while (i < n) {
@@ -185,7 +185,7 @@ static void restore_tty_and_die(int sig) {
 /* Read the value: from a terminal, one line with echo off; otherwise all of
  * stdin.  *ret is sodium_malloc'd (free with sodium_free).  Returns 0 or
  * the exit code negated. */
-static int read_value(const char *name, bool keep_newline, unsigned char **ret, size_t *ret_len) {
+int read_value(const char *name, bool keep_newline, unsigned char **ret, size_t *ret_len) {
         const size_t cap = CB_VALUE_MAX + 2; /* a max-size value plus "\n", plus one to see overflow */
         unsigned char *v = sodium_malloc(cap);
         bool tty = isatty(STDIN_FILENO);
@@ -315,7 +315,7 @@ static int pin_arg(const char *arg) {
 }
 
 /* {"value_base64":"<b64>", <meta fields>} in sodium_malloc memory. */
-static int build_put_body(json_t *meta, const unsigned char *v, size_t n, char **ret, size_t *ret_len) {
+int build_put_body(json_t *meta, const unsigned char *v, size_t n, char **ret, size_t *ret_len) {
         const char head[] = "{\"value_base64\":\"";
         size_t b64cap = sodium_base64_ENCODED_LEN(n, sodium_base64_VARIANT_ORIGINAL), b64len, mlen, len;
         char *mtext, *body;

@@ -205,7 +205,7 @@ static void restore_tty_and_die(int sig) {
 /* The value: from a terminal one line, echo off; otherwise all of stdin
  * (binary-safe; one trailing "\n" dropped unless keep_newline).  Into a
  * new secret buffer; returns 0 or the exit code negated. */
-static int read_value(const char *name, bool keep_newline, cb_secbuf **ret) {
+static int seal_read_value(const char *name, bool keep_newline, cb_secbuf **ret) {
         const size_t cap = CB_VALUE_MAX + 2;
         cb_secbuf *v = cb_secbuf_new(cap);
         bool tty = isatty(STDIN_FILENO);
@@ -372,7 +372,7 @@ int cmd_seal(int argc, char **argv) {
         }
         snprintf(pl.name, sizeof(pl.name), "%s", name);
         pl.created = (uint64_t)time(NULL);
-        r = read_value(name, keep, &pl.value);
+        r = seal_read_value(name, keep, &pl.value);
         if (r < 0) {
                 r = -r;
                 goto out;

@@ -1,0 +1,115 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Rotation: a new version moves pending -> current, the old current becomes
+ * previous for a grace period, then disabled.  Every step is one atomic
+ * store commit, and every state between two steps is a valid store (exactly
+ * one current version), so a SIGKILL anywhere leaves a store that opens,
+ * and re-running the rotation completes or supersedes what was left:
+ *
+ *   1. leftover pending versions of the secret are disabled (superseded);
+ *   2. the new value is put as pending, its sealed metadata a copy of the
+ *      current version's plus the label "rotation=grace:N" (or
+ *      "rotation=leaked", meaning grace 0);
+ *   3. the pending version is made current (the old current becomes
+ *      previous in the same commit);
+ *   4. previous versions whose grace ran out are disabled (at once with
+ *      grace 0 / --leaked).
+ *
+ * Grace is durable because it is sealed in the current version's metadata
+ * and the store records when each version became previous: a previous
+ * version P is disabled once P.changed + grace(current) <= now, by a sweep
+ * that runs before the daemon serves anything and then every second.  A
+ * version made previous by a plain put (no "rotation" label on the current
+ * version) is kept until an operator disables it.
+ *
+ * Tokens follow the current version, so a rotation leaves them working and
+ * they get the new value at once.  --leaked revokes every token of the
+ * secret (all were minted before the rotation, against the old version),
+ * then runs the leak hook.  The previous version is served only to a
+ * redeem that names it ({"token", "version": N}).
+ *
+ * Hooks (daemon side), in --rotate-hook-dir DIR (a directory owned by root
+ * or the broker's uid, writable by no one else; same for each hook file):
+ *   DIR/NAME     the rotation hook of secret NAME: prints the new value on
+ *                stdout (at most CB_VALUE_MAX bytes; one trailing newline
+ *                dropped from text); argv is [path, NAME], the environment
+ *                only PATH, CREDBROKER_SECRET=NAME and CREDBROKER_REASON;
+ *                stdin is /dev/null.  Never given any value.
+ *   DIR/_leaked  the leak hook (a name no secret can have): run after each
+ *                leaked rotation with a JSON event on stdin (names and
+ *                version numbers, never a value).
+ * All functions except leak_rotate_request are called under cbd.lock.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "meta.h"
+#include "rotation_label.h"
+
+#define CB_ROTATE_GRACE_DEFAULT 300           /* seconds: the default token TTL */
+#define CB_ROTATE_GRACE_MAX CB_ROTATION_GRACE_MAX
+#define CB_ROTATE_HOOK_TIMEOUT 60             /* seconds a daemon-run hook may take */
+#define CB_ROTATE_HOOKS_MAX 8                 /* daemon-run hooks at once */
+#define CB_ROTATE_GENERATE_LABEL "generate=yes" /* sealed label allowing --generate */
+
+/* Check and remember the hook directory (NULL: none).  0 or -errno with a
+ * message. */
+int rotate_init(const char *hook_dir);
+
+/* Kill running hooks and wait for their threads (at shutdown, without
+ * cbd.lock held). */
+void rotate_stop(void);
+
+/* Rotate name to value[0..len) (or, with value NULL, a generated value:
+ * "cbs_" + base64url of 32 random bytes, allowed only when the current
+ * version carries the sealed label CB_ROTATE_GENERATE_LABEL).  grace in
+ * seconds; leaked forces grace 0, revokes every token of the secret and
+ * runs the leak hook.  source says who asked ("admin", "leak") for the
+ * audit.  On success *ret (may be NULL) is a JSON summary (no value):
+ * {"name","version","previous","grace","leaked","revoked","superseded":[..],
+ * "disabled":[..]}.  -ENOENT (no such secret), -EPERM (generation not
+ * allowed), store errors; message in cb_error_last().  Under cbd.lock. */
+int rotate_secret(const char *name, const void *value, size_t len, uint32_t grace, bool leaked, const char *source,
+                  json_t **ret);
+
+/* The same in two halves, so an operator can test the new value between
+ * them: ROTATE_STAGE does steps 1-2 (answer {"name","version","staged",
+ * "grace","leaked","superseded"}); ROTATE_PROMOTE (value unused) does
+ * 3-4 for the pending version `promote`, with the grace/leaked sealed in it
+ * when staged (0 if it is current already: {"already": true}).  --leaked
+ * revokes and cuts at both halves (tokens minted in between follow the old
+ * value).  ROTATE_FULL is rotate_secret. */
+enum rotate_phase { ROTATE_FULL, ROTATE_STAGE, ROTATE_PROMOTE };
+int rotate_run(enum rotate_phase phase, const char *name, const void *value, size_t len, uint32_t grace, bool leaked,
+               uint32_t promote, const char *source, json_t **ret);
+
+/* Disable previous versions whose grace ran out.  Cheap when nothing is
+ * due (scans only at the earliest deadline it knows, or after a state
+ * change).  Under cbd.lock. */
+void rotate_sweep(uint64_t now);
+
+/* A version's state changed outside rotate_secret: recompute deadlines at
+ * the next sweep. */
+void rotate_changed(void);
+
+/* The leak scanner's on_leak=rotate: run name's rotation hook (DIR/NAME)
+ * in the background and rotate with its output as a --leaked rotation.
+ * 0 when started (or one already runs for name), -ENOENT when name has no
+ * rotation hook (or no hook directory is configured), -EAGAIN when
+ * CB_ROTATE_HOOKS_MAX hooks are running.  Does not need cbd.lock (takes
+ * it itself, later, from its own thread). */
+int leak_rotate_request(const char *name);
+
+/* Start name's rotation hook in the background; its output becomes the
+ * new value (rotate_secret with grace/leaked, source for the audit).
+ * -ENOENT (no hook), -EALREADY (one runs for name), -EAGAIN (too many). */
+int rotate_hook_start(const char *name, uint32_t grace, bool leaked, const char *source);
+
+/* admin.sock routes under /v1/admin/rotate and /v1/admin/versions/ (api_rotate.c). */
+struct request;
+int api_rotate(struct request *rq);

@@ -1,0 +1,461 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# Rotation end to end: the real daemon, tool clients as real processes under
+# real uids (setpriv), the real CLI.  Basics, grace expiry, --leaked, version
+# enable/disable/destroy, the CLI hook (never given the old value), the
+# daemon's hooks, --generate; rotation under load (clients redeem
+# continuously through 50 rotations and a leaked one); SIGKILL of the daemon
+# at random points of rotations, 100 times, each followed by an offline
+# check and a look at what `versions` says.
+# Needs root (to switch uids); exits 77 naming what is missing otherwise.
+set -uo pipefail
+
+CLI=${CREDBROKER_CLI:?}
+DAEMON=${CREDBROKERD:?}
+[ "$(id -u)" = 0 ] || { echo "SKIP: missing prerequisite: root (to run clients under other uids)"; exit 77; }
+for t in curl /usr/bin/python3 setpriv; do
+        command -v $t >/dev/null || { echo "SKIP: missing prerequisite: $t"; exit 77; }
+done
+# Part: "basic" (everything but the kills), "crash" (the kills), or "all".
+PART=${1:-all}
+KILL_ITERATIONS=${CB_ROTATE_KILL_ITERATIONS:-100}
+LOAD_ROTATIONS=${CB_ROTATE_LOAD_ROTATIONS:-50}
+
+T=$(mktemp -d /tmp/cb-rotate.XXXXXX)
+chmod 0755 "$T"
+HERE=$(cd "$(dirname "$0")" && pwd)
+[ -f "$HERE/proxy-upstream.py" ] || HERE=${CB_SRCDIR:?}/tests/integration
+PID= WORKERS= UPID=
+cleanup() {
+        [ -n "$WORKERS" ] && kill $WORKERS 2>/dev/null
+        [ -n "$UPID" ] && kill "$UPID" 2>/dev/null
+        [ -n "$PID" ] && kill "$PID" 2>/dev/null
+        wait 2>/dev/null
+        rm -rf "$T"
+}
+trap cleanup EXIT
+fails=0
+ok() { echo "ok   $*"; }
+bad() { echo "FAIL $*"; fails=$((fails + 1)); }
+expect() { case "$3" in *"$2"*) ok "$1" ;; *) bad "$1: wanted '$2', got '$3'" ;; esac; }
+refute() { case "$3" in *"$2"*) bad "$1: '$2' found in '$3'" ;; *) ok "$1" ;; esac; }
+
+PYBIN=/usr/bin/python3
+U1=61601 U2=61602
+rnd() { head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n'; }
+V1="sk-rot-one-$(rnd)" V2="sk-rot-two-$(rnd)" V3="sk-rot-three-$(rnd)"
+
+"$CLI" init --state-dir "$T/state" --unlock "keyfile:$T/key" >/dev/null || { bad init; exit 1; }
+cat >"$T/policy.json" <<JSON
+{ "clients": { "tool": {"uid": $U1}, "tool2": {"uid": $U2} },
+  "grants": [
+    {"client": "tool", "secret": "api", "use": ["redeem"], "max_ttl": 600},
+    {"client": "tool", "secret": "gen", "use": ["redeem"]},
+    {"client": "tool2", "secret": "api", "use": ["redeem"], "max_ttl": 600},
+    {"client": "tool", "secret": "crash", "use": ["redeem"]},
+    {"client": "tool", "secret": "px", "use": ["proxy"]}
+  ],
+  "admins": {"uids": [0]} }
+JSON
+chmod 0644 "$T/policy.json"
+
+# Daemon-side hooks: DIR/NAME prints a new value; DIR/_leaked records events.
+mkdir -m 0755 "$T/hooks"
+cat >"$T/hooks/api" <<EOF
+#!/bin/sh
+{ echo "argv: \$0 \$*"; env; ls /proc/self/fd | tr '\n' ' '; echo; } >"$T/daemon-hook.seen"
+echo "sk-from-daemon-hook-\$(date +%s%N)"
+EOF
+cat >"$T/hooks/_leaked" <<EOF
+#!/bin/sh
+{ cat; echo; echo "argv: \$0 \$*"; env; } >>"$T/leak-events"
+EOF
+chmod 0755 "$T/hooks/api" "$T/hooks/_leaked"
+
+start_daemon() {
+        rm -f "$T/run/admin.sock"
+        "$DAEMON" --state-dir "$T/state" --run-dir "$T/run" --policy "$T/policy.json" --unlock "keyfile:$T/key" \
+                --audit-log "$T/audit.log" --rotate-hook-dir "$T/hooks" "$@" >>"$T/daemon.out" 2>&1 &
+        PID=$!
+        for _ in $(seq 200); do
+                [ -S "$T/run/admin.sock" ] && return 0
+                kill -0 "$PID" 2>/dev/null || break
+                sleep 0.02
+        done
+        bad "daemon did not start: $(tail -3 "$T/daemon.out")"
+        exit 1
+}
+stop_daemon() { kill "$PID" 2>/dev/null; wait "$PID" 2>/dev/null; PID=; }
+export CREDBROKER_ADMIN_SOCKET=$T/run/admin.sock CREDBROKER_SOCKET=$T/run/tools.sock
+TS=$T/run/tools.sock
+as() { local u=$1; shift; setpriv --reuid "$u" --regid "$u" --clear-groups "$@"; }
+
+# A tiny tool client (python3 under a test uid): token/redeem over tools.sock.
+cat >"$T/tool.py" <<'EOF'
+import json, socket, sys
+def call(path, body):
+    s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])
+    b = json.dumps(body).encode()
+    s.sendall(b'POST %s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\nConnection: close\r\n\r\n' % (path.encode(), len(b)) + b)
+    data = b''
+    while True:
+        k = s.recv(65536)
+        if not k: break
+        data += k
+    s.close()
+    head, _, body = data.partition(b'\r\n\r\n')
+    return int(head.split()[1]), json.loads(body or b'{}')
+cmd = sys.argv[2]
+if cmd == 'token':
+    st, o = call('/v1/token', {"secret": sys.argv[3], "ttl": 600}); print(o.get('token', o.get('message')))
+elif cmd == 'ptoken':
+    st, o = call('/v1/token', {"secret": sys.argv[3], "use": "proxy", "bind": "uid"}); print(o.get('token', o.get('message')))
+elif cmd == 'redeem':
+    body = {"token": sys.argv[3]}
+    if len(sys.argv) > 4: body["version"] = int(sys.argv[4])
+    st, o = call('/v1/redeem', body); print(st, o.get('value', o.get('message')))
+EOF
+tool() { as $U1 "$PYBIN" "$T/tool.py" "$TS" "$@"; }
+fetch() { local t; t=$(tool token "$1"); tool redeem "$t" ${2:+"$2"}; }
+vjson() { "$CLI" versions "$1" --json; }
+# state NAME VERSION -> the version's state
+vstate() { vjson "$1" | "$PYBIN" -c "import json,sys; o=json.load(sys.stdin); print([v['state'] for v in o['versions'] if v['version']==$2][0])"; }
+
+if [ "$PART" != crash ]; then
+start_daemon
+
+# ---- basics
+printf '%s' "$V1" | "$CLI" put api >/dev/null || bad "put api"
+out=$(printf '%s' "$V2" | "$CLI" rotate api 2>&1)
+expect "rotate from stdin" "version 2 is current; version 1 is previous until" "$out"
+expect "redeem gets the new value" "200 $V2" "$(fetch api)"
+expect "previous served to a redeem naming it, within grace" "200 $V1" "$(fetch api 1)"
+expect "versions: v1 previous" "previous" "$(vstate api 1)"
+out=$("$CLI" versions api)
+expect "versions explains previous" "served only to a redeem naming this version until served_until" "$out"
+expect "versions shows the grace" "rotated with a grace of 300 s" "$out"
+expect "rotation label sealed with the version" '"rotation=grace:300"' "$(vjson api)"
+refute "versions never shows a value" "$V1" "$(vjson api)$("$CLI" versions api)"
+expect "rotate an unknown secret" "no secret named 'nope'" "$(echo x | "$CLI" rotate nope 2>&1)"
+expect "--leaked with --grace is refused" "no grace" "$(echo x | "$CLI" rotate api --leaked --grace 5 2>&1)"
+
+# ---- grace expiry (short grace): all previous versions follow the newest rotation's grace
+tok_before=$(tool token api)
+printf '%s' "$V3" | "$CLI" rotate api --grace 2 >/dev/null || bad "rotate --grace 2"
+expect "token minted before a rotation follows the current version" "200 $V3" "$(tool redeem "$tok_before")"
+expect "within grace: v2 served by version" "200 $V2" "$(fetch api 2)"
+sleep 3.2
+expect "older previous (v1) follows the newest grace: disabled" "disabled" "$(vstate api 1)"
+expect "after grace: v2 disabled by the sweep" "disabled" "$(vstate api 2)"
+expect "after grace: v2 no longer served" "403 version 2 of 'api' is disabled" "$(fetch api 2)"
+grep -q '"event":"grace_expired","secret":"api","version":2\|"event":"grace_expired".*"version":2' "$T/audit.log" &&
+        ok "grace expiry audited" || bad "grace expiry audited"
+
+# ---- version enable / disable / destroy
+expect "enable a disabled version" "version 2: enabled" "$("$CLI" version enable api 2 2>&1)"
+expect "enabled version served again" "200 $V2" "$(fetch api 2)"
+expect "disable it" "version 2: disabled" "$("$CLI" version disable api 2 2>&1)"
+expect "disabled version refused" "403 version 2 of 'api' is disabled" "$(fetch api 2)"
+expect "destroy v1" "version 1: destroyed" "$("$CLI" version destroy api 1 2>&1)"
+expect "destroyed shown" "destroyed" "$(vstate api 1)"
+expect "destroyed not served" "403 version 1 of 'api' is destroyed" "$(fetch api 1)"
+expect "current cannot be disabled" "is current" "$("$CLI" version disable api 3 2>&1)"
+expect "current cannot be destroyed" "is current" "$("$CLI" version destroy api 3 2>&1)"
+"$CLI" version disable api 3 >/dev/null 2>&1; [ $? = 7 ] && ok "refusal exits 7" || bad "refusal exits 7"
+expect "unknown version" "no version 99" "$("$CLI" version disable api 99 2>&1)"
+expect "bad action" "not enable, disable or destroy" "$("$CLI" version frob api 2 2>&1)"
+
+# ---- CLI hook: prints the new value, never sees the old one
+cat >"$T/clihook.sh" <<EOF
+#!/bin/sh
+{ echo "argv: \$0 \$*"; env; cat /proc/\$\$/cmdline | tr '\0' ' '; } >"$T/clihook.seen"
+echo "sk-from-cli-hook-$(rnd)"
+EOF
+chmod 0755 "$T/clihook.sh"
+out=$("$CLI" rotate api --hook "$T/clihook.sh" 2>&1)
+expect "rotate --hook" "version 4 is current" "$out"
+newv=$(grep -o 'sk-from-cli-hook-[0-9a-f]*' "$T/clihook.sh")
+expect "hook's value is current" "200 $newv" "$(fetch api)"
+refute "hook never sees the old value (argv, env)" "$V3" "$(cat "$T/clihook.seen")"
+expect "hook gets the secret's name" "CREDBROKER_ROTATE_SECRET=api" "$(cat "$T/clihook.seen")"
+expect "failing hook changes nothing" "hook failed" "$("$CLI" rotate api --hook 'exit 3' 2>&1)"
+expect "empty hook output refused" "printed no value" "$("$CLI" rotate api --hook 'true' 2>&1)"
+expect "still version 4 current" '"current":4' "$(vjson api)"
+
+# ---- --generate: only for secrets sealed with the label generate=yes
+expect "--generate refused without the label" "does not allow generated values" "$("$CLI" rotate api --generate 2>&1)"
+echo "initial-gen" | "$CLI" put gen --label generate=yes >/dev/null || bad "put gen"
+out=$("$CLI" rotate gen --generate 2>&1)
+expect "--generate" "version 2 is current" "$out"
+g1=$(fetch gen)
+case "$g1" in "200 cbs_"???????????????????????????????????????????) ok "generated value: cbs_ + 43 chars" ;; *) bad "generated value format: '$g1'" ;; esac
+"$CLI" rotate gen --generate >/dev/null 2>&1 || bad "second --generate (label kept)"
+g2=$(fetch gen)
+[ "$g1" != "$g2" ] && ok "each generation is new" || bad "generation repeated a value"
+refute "generated value not in the CLI output" "${g1#200 }" "$out"
+
+# ---- --test CMD: the new version is staged (pending), tested, then promoted or disabled
+echo "tst-one" | "$CLI" put tst >/dev/null || bad "put tst"
+cat >"$T/test.sh" <<EOF
+#!/bin/sh
+cat >"$T/test.stdin"; { echo "argv: \$0 \$*"; env; } >"$T/test.seen"
+[ "\$(cat "$T/test.stdin")" = tst-two ]
+EOF
+chmod 0755 "$T/test.sh"
+out=$(echo "tst-two" | "$CLI" rotate tst --test "$T/test.sh" 2>&1)
+expect "rotate --test: a passing test promotes" "version 2 is current; version 1 is previous" "$out"
+expect "the test got the new value on stdin" "tst-two" "$(cat "$T/test.stdin")"
+refute "...and not in argv or the environment" "tst-two" "$(cat "$T/test.seen")"
+out=$(echo "tst-three" | "$CLI" rotate tst --test "$T/test.sh" 2>&1); rc=$?
+expect "a failing test leaves the current version" "the test failed (exit status 1); version 3 was staged and is now disabled" "$out"
+[ $rc = 1 ] && ok "a failing test exits 1" || bad "a failing test exits $rc"
+expect "versions: staged version disabled, v2 still current" '"current":2' "$(vjson tst)"
+expect "the staged version is disabled" "disabled" "$(vstate tst 3)"
+expect "--test needs the value" "--test needs the value" "$("$CLI" rotate tst --generate --test true 2>&1)"
+# The two halves by hand, as a crash between them leaves them: staged, then promoted (twice: idempotent).
+st=$(printf '{"name":"tst","value":"tst-four","stage":true,"grace":7}' | curl -s --unix-socket "$T/run/admin.sock" \
+        -X POST --data-binary @- http://x/v1/admin/rotate)
+expect "stage only" '"staged":true' "$st"
+expect "staged version pending, explained" "left by an unfinished rotation" "$("$CLI" versions tst)"
+pr() { curl -s --unix-socket "$T/run/admin.sock" -X POST -d '{"name":"tst","promote":4}' http://x/v1/admin/rotate; }
+expect "promote uses the staged grace" '"grace":7' "$(pr)"
+expect "promote again: already done" '"already":true' "$(pr)"
+expect "promote needs only the name" "nothing but 'name'" "$(curl -s --unix-socket "$T/run/admin.sock" -X POST \
+        -d '{"name":"tst","promote":4,"grace":1}' http://x/v1/admin/rotate)"
+
+# ---- --leaked: tokens revoked, old version disabled, leak hook run, audited
+t_old=$(tool token api)
+t_old2=$(as $U2 "$PYBIN" "$T/tool.py" "$TS" token api)
+old=$(fetch api | cut -d' ' -f2)
+VL="sk-after-leak-$(rnd)"
+: >"$T/leak-events"
+out=$(printf '%s' "$VL" | "$CLI" rotate api --leaked 2>&1)
+expect "rotate --leaked" "(leaked): version 5 is current; " "$out"
+expect "--leaked disables the old version" "; version 4 disabled" "$out"
+n=$(echo "$out" | sed -n 's/.*current; \([0-9]*\) token(s) revoked.*/\1/p')
+[ "${n:-0}" -ge 2 ] && ok "--leaked revoked every token of the secret ($n)" || bad "--leaked revoked ${n:-no} tokens"
+expect "old token refused after --leaked" "401 unknown or revoked token" "$(tool redeem "$t_old")"
+expect "another uid's old token refused" "401 unknown or revoked token" "$(as $U2 "$PYBIN" "$T/tool.py" "$TS" redeem "$t_old2")"
+expect "new token gets the new value" "200 $VL" "$(fetch api)"
+expect "old version never served again" "403 version 4 of 'api' is disabled" "$(fetch api 4)"
+expect "versions: leaked" "from a leaked rotation" "$("$CLI" versions api)"
+expect "enable refused after a leaked rotation" "no grace" "$("$CLI" version enable api 4 2>&1)"
+for _ in $(seq 50); do [ -s "$T/leak-events" ] && break; sleep 0.05; done
+expect "leak hook got a JSON event" '"event":"leaked_rotation","secret":"api"' "$(cat "$T/leak-events")"
+refute "leak hook never gets a value" "$old" "$(cat "$T/leak-events")"
+refute "leak hook never gets the new value" "$VL" "$(cat "$T/leak-events")"
+grep -q '"event":"rotate".*"leaked":true\|"leaked":true.*"event":"rotate"' "$T/audit.log" && ok "leaked rotation audited" ||
+        bad "leaked rotation audited"
+
+# ---- the daemon's rotation hook (what on_leak=rotate runs), via the admin route
+out=$("$CLI" rotate api --broker-hook 2>&1)
+expect "rotate --broker-hook starts the daemon's hook" "started" "$out"
+for _ in $(seq 100); do vjson api | grep -q '"current":6' && break; sleep 0.05; done
+expect "daemon hook's value is current" "200 sk-from-daemon-hook-" "$(fetch api)"
+refute "daemon hook never sees a value" "$VL" "$(cat "$T/daemon-hook.seen")"
+expect "daemon hook's environment is minimal" "CREDBROKER_SECRET=api" "$(cat "$T/daemon-hook.seen")"
+refute "daemon hook gets no CREDBROKER_SOCKET etc." "CREDBROKER_ADMIN_SOCKET" "$(cat "$T/daemon-hook.seen")"
+expect "daemon hook inherits no descriptor of the daemon's" "0 1 2 3 " "$(tail -n 1 "$T/daemon-hook.seen") "
+refute "...and nothing past fd 3 (ls's own)" "0 1 2 3 4" "$(tail -n 1 "$T/daemon-hook.seen")"
+expect "no hook for gen" "no rotation hook" "$("$CLI" rotate gen --broker-hook 2>&1)"
+
+for v in "$V1" "$V2" "$V3" "$VL" "${g1#200 }" "${g2#200 }"; do
+        grep -qF -- "$v" "$T/audit.log" "$T/daemon.out" && bad "a value appears in the audit log or daemon output"
+done
+ok "no value in the audit log or the daemon's output"
+
+# ---- proxied requests in flight are cut by a revocation and by --leaked
+mkdir -m 0700 "$T/load" && chown $U1:$U1 "$T/load"
+"$PYBIN" "$HERE/proxy-upstream.py" --port 0 --plain --log "$T/up.log" >"$T/up.port" 2>"$T/up.err" &
+UPID=$!
+for _ in $(seq 100); do [ -s "$T/up.port" ] && break; sleep 0.05; done
+UP=$(head -n 1 "$T/up.port")
+printf 'sk-px-%s' "$(rnd)" | "$CLI" put px --host "http://127.0.0.1:$UP" --inject "Authorization: Bearer {}" >/dev/null ||
+        bad "put px"
+ptok=$(tool ptoken px)
+as $U1 curl -s --unix-socket "$TS" -H "Authorization: Bearer $ptok" http://x/v1/proxy/px/slow \
+        -o "$T/load/slow.out" -w '%{http_code} %{time_total}' >"$T/load/slow.code" 2>/dev/null &
+CPID=$!
+sleep 0.6
+expect "revoke --secret with a request in flight" "revoked 1 token" "$("$CLI" revoke --secret px)"
+wait $CPID
+expect "request waiting for its upstream is cut at once: 403" "403 0." "$(cat "$T/load/slow.code")"
+expect "...saying why" "tokens were revoked" "$(cat "$T/load/slow.out")"
+ptok=$(tool ptoken px)
+as $U1 curl -sN --unix-socket "$TS" -H "Authorization: Bearer $ptok" http://x/v1/proxy/px/sse \
+        -o "$T/load/sse.out" -w '%{http_code} %{time_total}' >"$T/load/sse.code" 2>/dev/null &
+CPID=$!
+sleep 0.8
+printf 'sk-px-new-%s' "$(rnd)" | "$CLI" rotate px --leaked >/dev/null || bad "rotate px --leaked"
+wait $CPID; rc=$?
+expect "a stream in flight is cut by --leaked (curl fails)" "200 " "$(cat "$T/load/sse.code") rc=$rc"
+[ $rc != 0 ] && ok "the cut stream ends in an error, not cleanly (curl exit $rc)" || bad "cut stream ended cleanly"
+grep -q 'data: 0' "$T/load/sse.out" && ! grep -q 'data: 4' "$T/load/sse.out" &&
+        ok "the stream was cut mid-way ($(grep -c '^data' "$T/load/sse.out") of 5 events)" ||
+        bad "stream not cut: $(tr '\n' ' ' <"$T/load/sse.out")"
+expect "the old proxy token is refused after --leaked" "unknown or revoked" \
+        "$(as $U1 curl -s --unix-socket "$TS" -H "Authorization: Bearer $ptok" http://x/v1/proxy/px/echo)"
+kill "$UPID" 2>/dev/null; wait "$UPID" 2>/dev/null; UPID=
+
+echo "     (basics took ${SECONDS} s)"
+# ---- rotation under load: clients redeem continuously through 50 rotations and a leaked one
+cat >"$T/worker.py" <<'EOF'
+import json, os, socket, sys, time
+# marker: the leaked rotation returned; leak: it is about to start.
+sock, secret, marker, stop, out, leak = sys.argv[1:7]
+def call(path, body):
+    s = socket.socket(socket.AF_UNIX); s.connect(sock)
+    b = json.dumps(body).encode()
+    s.sendall(b'POST %s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\nConnection: close\r\n\r\n' % (path.encode(), len(b)) + b)
+    data = b''
+    while True:
+        k = s.recv(65536)
+        if not k: break
+        data += k
+    s.close()
+    head, _, body = data.partition(b'\r\n\r\n')
+    return int(head.split()[1]), json.loads(body)
+log = open(out, 'w')
+tok, tok_before_leak = None, False
+while not os.path.exists(stop):
+    if tok is None:
+        before = not os.path.exists(leak)
+        st, o = call('/v1/token', {"secret": secret, "ttl": 600})
+        if st != 201: log.write("TOKENFAIL %d %s\n" % (st, o.get('message'))); continue
+        tok, tok_before_leak = o['token'], before
+    leaking = os.path.exists(leak)         # both before the request is sent
+    marked = os.path.exists(marker)
+    st, o = call('/v1/redeem', {"token": tok})
+    if st == 200:
+        log.write("OK %d %d %d %s %d\n" % (marked, tok_before_leak, o['version'], o['value'], leaking))
+    else:
+        log.write("FAIL %d %d %d %s %d\n" % (marked, tok_before_leak, st, o.get('message'), leaking))
+        tok = None
+    log.flush()
+EOF
+printf 'load-0' | "$CLI" rotate api --grace 1 >/dev/null
+rm -f "$T/marker" "$T/stop" "$T/leak"
+for w in 1 2 3 4; do
+        as $U1 "$PYBIN" "$T/worker.py" "$TS" api "$T/marker" "$T/stop" "$T/load/w$w.log" "$T/leak" &
+        WORKERS="$WORKERS $!"
+done
+sleep 0.3
+t0=$(date +%s%N)
+rot_fail=0
+for i in $(seq "$LOAD_ROTATIONS"); do
+        printf 'load-%s' "$i" | "$CLI" rotate api --grace 1 >/dev/null || rot_fail=$((rot_fail + 1))
+done
+t1=$(date +%s%N)
+t_hold=$(tool token api)
+expect "a token minted during the load works before the leak" "200 load-$LOAD_ROTATIONS" "$(tool redeem "$t_hold")"
+touch "$T/leak"
+printf 'load-leaked' | "$CLI" rotate api --leaked >/dev/null || rot_fail=$((rot_fail + 1))
+touch "$T/marker"
+sleep 0.5
+touch "$T/stop"
+wait $WORKERS 2>/dev/null
+WORKERS=
+[ $rot_fail = 0 ] && ok "$LOAD_ROTATIONS rotations under load succeeded ($(( (t1 - t0) / 1000000 )) ms)" ||
+        bad "$rot_fail rotations failed under load"
+cat "$T"/load/w?.log >"$T/all.log"
+total=$(grep -c '^OK' "$T/all.log")
+before_fail=$(grep '^FAIL' "$T/all.log" | awk '$NF == 0' | wc -l)
+tfail=$(grep -c '^TOKENFAIL' "$T/all.log")
+distinct=$(grep '^OK' "$T/all.log" | awk '{print $5}' | sort -u | wc -l)
+echo "     load: $total redeems served, $distinct distinct values seen, $before_fail failures before the leak"
+[ "$total" -gt 100 ] && ok "clients were served continuously ($total redeems)" || bad "too few redeems: $total"
+[ "$before_fail" = 0 ] && [ "$tfail" = 0 ] && ok "no request failed through $LOAD_ROTATIONS rotations" ||
+        bad "requests failed during rotations: $(grep '^FAIL' "$T/all.log" | awk '$NF == 0' | head -3)"
+[ "$distinct" -gt 5 ] && ok "clients saw the rotations ($distinct values)" || bad "clients saw only $distinct values"
+bogus=$(grep '^OK' "$T/all.log" | awk '$5 !~ /^load-([0-9]+|leaked)$/' | head -1)
+[ -z "$bogus" ] && ok "every value served was a rotated one" || bad "unexpected value served: $bogus"
+stale=$(grep '^OK 1' "$T/all.log" | awk '$5 != "load-leaked"' | head -1)
+[ -z "$stale" ] && ok "after --leaked no request is served an old value" || bad "old value after --leaked: $stale"
+oldtok=$(grep '^OK 1 1' "$T/all.log" | head -1)
+[ -z "$oldtok" ] && ok "after --leaked every token minted before it is refused" || bad "old token served: $oldtok"
+expect "a token held through the load and --leaked is refused" "401 unknown or revoked" "$(tool redeem "$t_hold")"
+grep -q '^OK 1 0 .* load-leaked' "$T/all.log" && ok "clients recovered with new tokens after --leaked" ||
+        bad "no client recovered after --leaked"
+
+stop_daemon
+echo "     (basics and load: ${SECONDS} s)"
+fi
+# Under ASan/UBSan the daemon reports to its stderr (a clean SIGTERM exit
+# included): any report is a failure.
+sanitizers() {
+        grep -q 'Sanitizer\|runtime error:' "$T/daemon.out" && bad "sanitizer report from the daemon: $(grep -m3 'Sanitizer\|runtime error:' "$T/daemon.out")" ||
+                ok "no sanitizer report from the daemon"
+}
+[ "$PART" = basic ] && { sanitizers; echo "$fails failure(s)"; [ $fails = 0 ]; exit; }
+
+# ---- SIGKILL at random points of rotations, $KILL_ITERATIONS times
+start_daemon
+printf 'crash-0' | "$CLI" put crash >/dev/null
+stop_daemon
+# What `versions` says after a restart must be a consistent, explained
+# state: exactly one current version, every version's state known and
+# explained, no previous version left by a leaked rotation.  Prints "OK
+# <pending versions>" or the problems.
+# count TEXT PATTERN: occurrences of a literal PATTERN in TEXT (no fork).
+count() { local t=${1//"$2"/}; echo $(( (${#1} - ${#t}) / ${#2} )); }
+inv() {
+        local j=$1 p="" n=0 s
+        case "$j" in *'"currents":1,'*) ;; *) p="$p not-one-current" ;; esac
+        [ "$(count "$j" '"state":"current"')" = 1 ] || p="$p current-count"
+        for s in pending current previous disabled destroyed; do
+                n=$((n + $(count "$j" "\"state\":\"$s\"")))
+        done
+        [ "$(count "$j" '"state":')" = $n ] || p="$p unknown-state"
+        [ "$(count "$j" '"note":"')" = $n ] || p="$p unexplained"
+        case "$j" in *'"leaked":true'*'"state":"previous"'*|*'"state":"previous"'*'"leaked":true'*) p="$p previous-after-leak" ;; esac
+        echo "${p:-OK} $(count "$j" '"state":"pending"')"
+}
+kill_fail=0 pend_seen=0 check_fail=0
+rotate_one() {
+        case $((RANDOM % 3)) in
+        0) printf 'crash-%s' "$RANDOM" | "$CLI" rotate crash --leaked ;;
+        1) printf 'crash-%s' "$RANDOM" | "$CLI" rotate crash --grace 0 ;;
+        *) printf 'crash-%s' "$RANDOM" | "$CLI" rotate crash --grace 3600 ;;
+        esac >/dev/null 2>&1
+}
+# How long one rotation takes from the CLI's start (process start, request,
+# four commits): the kills are spread uniformly over 1.2 times that.
+start_daemon
+t0=$(date +%s%N)
+for _ in 1 2 3 4 5; do rotate_one; done
+span_us=$(( ($(date +%s%N) - t0) * 12 / 5 / 10000 ))
+stop_daemon
+echo "     one rotation takes ~$(( span_us * 10 / 12 / 1000 )) ms; killing within the first $(( span_us / 1000 )) ms"
+for i in $(seq "$KILL_ITERATIONS"); do
+        start_daemon
+        res=$(inv "$(vjson crash)")
+        case "$res" in OK*) ;; *) kill_fail=$((kill_fail + 1)); echo "     iteration $i: $res" ;; esac
+        [ "${res#OK }" != 0 ] && [ "${res#OK }" != "$res" ] && pend_seen=$((pend_seen + 1))
+        rotate_one &
+        RPID=$!
+        d=$(( (RANDOM * 32768 + RANDOM) % span_us ))
+        sleep "$(printf '%d.%06d' $((d / 1000000)) $((d % 1000000)))"
+        kill -9 "$PID"
+        wait "$PID" 2>/dev/null
+        kill "$RPID" 2>/dev/null
+        wait "$RPID" 2>/dev/null
+        PID=
+        "$CLI" check --state-dir "$T/state" --unlock "keyfile:$T/key" >"$T/check.out" 2>&1 ||
+                { check_fail=$((check_fail + 1)); echo "     iteration $i: check: $(cat "$T/check.out")"; }
+done
+[ $check_fail = 0 ] && ok "store consistent after each of $KILL_ITERATIONS SIGKILLs (credbroker check)" ||
+        bad "$check_fail of $KILL_ITERATIONS checks failed"
+[ $kill_fail = 0 ] && ok "after every restart: exactly one current version, every state explained, none previous after a leaked rotation" ||
+        bad "$kill_fail restarts broke an invariant"
+echo "     $pend_seen of $KILL_ITERATIONS kills left an interrupted rotation (a pending version)"
+start_daemon
+out=$(printf 'crash-final' | "$CLI" rotate crash 2>&1)
+expect "re-running a rotation after the kills completes" "is current" "$out"
+res=$(inv "$(vjson crash)")
+expect "no pending version left after the re-run" "OK 0" "$res"
+expect "the final value is served" "200 crash-final" "$(fetch crash)"
+stop_daemon
+sanitizers
+
+echo "$fails failure(s)"
+[ $fails = 0 ]
