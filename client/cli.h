@@ -82,12 +82,15 @@ int cmd_audit(int argc, char **argv);
 /* Leak scanner verbs (cli_scan.c). */
 int cmd_scan(int argc, char **argv);
 int cmd_redact(int argc, char **argv);
-/* cli_admin.c helpers shared with cli_rotate.c (see their comments there). */
+/* Shared by the admin verbs: admin_call (cli_admin.c), the value and
+ * metadata input of put (cli_put.c), reused by cli_rotate.c. */
 int admin_call(const char *verb, const char *method, const char *path, const void *body, size_t len, bool raw,
                json_t **ret);
 int read_value(const char *name, bool keep_newline, unsigned char **ret, size_t *ret_len);
 int build_put_body(json_t *meta, const unsigned char *v, size_t n, char **ret, size_t *ret_len);
 bool is_text(const unsigned char *p, size_t n);
+/* Broker-supplied text to stdout with control characters shown as '?'. */
+void cli_put_safe(const char *s);
 
 /* Rotation verbs (cli_rotate.c). */
 int cmd_rotate(int argc, char **argv);

@@ -47,12 +47,6 @@ static const char *utc(json_t *j, char buf[32]) {
         return buf;
 }
 
-/* Broker-supplied text on a terminal: no control characters. */
-static void put_safe(const char *s) {
-        for (; s && *s; s++)
-                putchar((unsigned char)*s < 0x20 || *s == 0x7f ? '?' : *s);
-}
-
 /* Run the operator's hook; its stdout (1..CB_VALUE_MAX bytes, one trailing
  * newline dropped from text unless keep_newline) into *ret (sodium_malloc;
  * sodium_free it).  Returns 0 or the exit code negated after saying why
@@ -321,7 +315,7 @@ int cmd_rotate(int argc, char **argv) {
         }
         if (!json && bhook) {
                 fputs("rotation of ", stdout);
-                put_safe(name);
+                cli_put_safe(name);
                 puts(" by the broker's hook started; 'credbroker versions NAME' shows when it is done");
         } else if (!json) {
                 json_t *dis = json_object_get(o, "disabled"), *sup = json_object_get(o, "superseded"), *e;
@@ -329,7 +323,7 @@ int cmd_rotate(int argc, char **argv) {
                 size_t i;
 
                 fputs("rotated ", stdout);
-                put_safe(name);
+                cli_put_safe(name);
                 printf("%s: version %lld is current", leaked ? " (leaked)" : "",
                        (long long)json_integer_value(json_object_get(o, "version")));
                 if (leaked)
@@ -388,7 +382,7 @@ int cmd_versions(int argc, char **argv) {
         if (r < 0)
                 return -r;
         if (!json) {
-                put_safe(name);
+                cli_put_safe(name);
                 printf(": current version %lld", (long long)json_integer_value(json_object_get(o, "current")));
                 g = json_object_get(o, "grace");
                 if (json_is_true(json_object_get(o, "leaked")))
@@ -406,7 +400,7 @@ int cmd_versions(int argc, char **argv) {
                                json_string_value(json_object_get(e, "state")) ?: "?",
                                utc(json_object_get(e, "created"), t1), utc(json_object_get(e, "changed"), t2));
                         fputs("        ", stdout);
-                        put_safe(json_string_value(json_object_get(e, "note")));
+                        cli_put_safe(json_string_value(json_object_get(e, "note")));
                         if (json_is_integer(until))
                                 printf(" (%s)", utc(until, t1));
                         putchar('\n');
@@ -456,7 +450,7 @@ int cmd_version(int argc, char **argv) {
         if (r < 0)
                 return -r;
         if (!json) {
-                put_safe(argv[optind + 1]);
+                cli_put_safe(argv[optind + 1]);
                 printf(" version %llu: %s%s\n", v, action, strcmp(action, "destroy") == 0 ? "ed" : "d");
         }
         json_decref(o);
