@@ -77,8 +77,8 @@ export CREDBROKER_SOCKET="$tmp/run/tools.sock" CREDBROKER_ADMIN_SOCKET="$tmp/run
 
 step "5. An operator adds a secret: the value comes from stdin, never from argv"
 printf '$ printf %%s "sk-demo-…" | credbroker put demo-api-key --host api.example.com --inject "Authorization: Bearer {}"\n'
-head -c 18 /dev/urandom | base64 | tr -d '/+=' | sed 's/^/sk-demo-/' |
-        "$cli" put demo-api-key --host api.example.com --inject "Authorization: Bearer {}"
+( umask 077; head -c 18 /dev/urandom | base64 | tr -d '/+=' | sed 's/^/sk-demo-/' | tr -d '\n' >"$tmp/demo.value" )
+"$cli" put demo-api-key --host api.example.com --inject "Authorization: Bearer {}" <"$tmp/demo.value"
 run "$cli" list
 
 as_tool() { if [ "$(id -u)" = 0 ]; then setpriv --reuid "$tool_uid" --regid "$tool_uid" --clear-groups "$@"; else "$@"; fi; }
@@ -131,7 +131,21 @@ else
         echo "   (skipped: needs openssl and /usr/bin/python3 for the local HTTPS upstream)"
 fi
 
-step "10. The audit trail: one JSON line per decision, no values, no tokens"
+step "10. A leak: a tool's output carries the key; the scanner finds and masks it (names, never values)"
+printf 'debug: calling api with key=%s (base64: %s)\n' "$(cat "$tmp/demo.value")" \
+        "$(printf 'user:%s' "$(cat "$tmp/demo.value")" | base64 -w0)" >"$tmp/tool-output.txt"
+echo '$ credbroker redact --admin < tool-output.txt'
+"$cli" redact --admin <"$tmp/tool-output.txt" || echo "exit code: $? (1: something was redacted)"
+echo '$ credbroker scan --admin tool-output.txt'
+"$cli" scan --admin "$tmp/tool-output.txt" && echo "exit code: 0" || echo "exit code: $? (found: the harness withholds this output)"
+echo "   (on_leak defaults to revoke: every token of demo-api-key is revoked and it is marked"
+echo "    compromised until rotated — see 'credbroker status' and examples/tool-output-guard.sh)"
+
+step "11. The audit trail: one JSON line per decision, MAC-chained; no values, no tokens"
 cut -c1-200 "$tmp/audit.log"
+run "$cli" audit verify "$tmp/audit.log" || true
+echo '   one edited byte in a copy (a "deny" turned into "allow"):'
+sed '0,/"decision":"deny"/s//"decision":"allow"/' "$tmp/audit.log" >"$tmp/audit.edited"
+"$cli" audit verify "$tmp/audit.edited" || echo "exit code: $?"
 
 step "Done. Everything above lived in $tmp, now removed."
