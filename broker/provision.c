@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -251,7 +252,8 @@ int provision_dir_check(const char *dir) {
         return 0;
 }
 
-/* Read a blob file (regular, ours or root's, capped); *ret malloc'd. */
+/* Read a blob file (regular, ours or root's, not group/other writable, one
+ * link, capped); *ret malloc'd. */
 static int read_blob(int dfd, const char *name, char **ret, size_t *ret_len) {
         struct stat st;
         char *buf = NULL;
@@ -268,6 +270,16 @@ static int read_blob(int dfd, const char *name, char **ret, size_t *ret_len) {
         if (st.st_uid != 0 && st.st_uid != geteuid()) {
                 r = cb_error_set(-EPERM, "owned by uid %u, not root or uid %u", (unsigned)st.st_uid,
                                  (unsigned)geteuid());
+                goto out;
+        }
+        /* Anyone who can write the file can swap in a blob of their own (the
+         * public key is public); a second name for it is a second way in. */
+        if (st.st_mode & 022) {
+                r = cb_error_set(-EPERM, "writable by group or others (mode %04o)", (unsigned)(st.st_mode & 07777));
+                goto out;
+        }
+        if (st.st_nlink != 1) {
+                r = cb_error_set(-EPERM, "has %ju hard links", (uintmax_t)st.st_nlink);
                 goto out;
         }
         if (st.st_size > (off_t)FILE_MAX) {
