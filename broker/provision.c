@@ -8,6 +8,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -19,6 +20,7 @@
 
 #include <microhttpd.h>
 
+#include "audit.h"
 #include "daemon.h"
 #include "scan.h"
 #include "error.h"
@@ -318,25 +320,128 @@ out:
         return r;
 }
 
-static void audit_file(const char *file, const char *secret, const char *decision, const char *reason) {
+static int audit_file(const char *file, const char *secret, const char *decision, const char *reason) {
         json_t *o = json_pack("{s:I, s:s, s:s, s:s, s:s, s:s}", "time", (json_int_t)time(NULL), "socket", "dir",
                               "route", "provision.dir", "file", file, "decision", decision, "reason", reason);
+        int r;
 
         if (!o)
-                return;
+                return -ENOMEM;
         if (secret && secret[0])
                 json_object_set_new(o, "secret", json_string(secret));
-        if (audit_emit(o) < 0)
-                say("cannot write the audit record for %s", file);
+        r = audit_emit(o);
         json_decref(o);
+        return r;
+}
+
+#define SCAN_MAX 4096 /* files per scan; the rest wait for the next SIGHUP */
+#define WORK_PREFIX ".importing."
+
+/* Put a captured file back under its name (only if that name is still
+ * free: a newer blob may have been renamed in meanwhile); else keep it as
+ * .rejected.NAME.  Logs what it did. */
+static void put_back(int dfd, const char *when, const char *work, const char *file) {
+        char rej[sizeof(WORK_PREFIX) + NAME_MAX];
+
+        if (renameat2(dfd, work, dfd, file, RENAME_NOREPLACE) == 0)
+                return;
+        if (errno != EEXIST) {
+                say("%s: %.200s: cannot rename %.200s back: %s; it stays as %.200s", when, file, work,
+                    strerror(errno), work);
+                return;
+        }
+        snprintf(rej, sizeof(rej), ".rejected.%s", file);
+        if (renameat(dfd, work, dfd, rej) == 0)
+                say("%s: %.200s was replaced while being read (the new one waits for the next scan); the "
+                    "refused one is kept as %.200s", when, file, rej);
+        else
+                say("%s: %.200s: cannot rename %.200s to %.200s: %s", when, file, work, rej, strerror(errno));
+}
+
+/* One file: capture it by renaming it to .importing.FILE (dot files are
+ * not scanned, and a blob renamed over FILE meanwhile is a new file the next
+ * scan sees), check it with a dry run, write the audit record, then import
+ * and remove it.  A refusal or an audit record that cannot be written puts
+ * it back.  Returns 1 imported, 0 refused, -1 stop the scan. */
+static int scan_one(int dfd, const char *when, const char *file, const char *expect) {
+        char work[sizeof(WORK_PREFIX) + NAME_MAX], *text = NULL;
+        cb_prov_result res;
+        size_t len = 0;
+        int r;
+
+        if ((size_t)snprintf(work, sizeof(work), WORK_PREFIX "%s", file) >= sizeof(work))
+                return 0; /* cannot happen: names are capped well below NAME_MAX */
+        if (renameat2(dfd, file, dfd, work, RENAME_NOREPLACE) < 0) {
+                if (errno == ENOENT)
+                        return 0; /* gone since readdir */
+                say("%s: %.200s not imported: cannot rename it to %.200s: %s; left in place", when, file, work,
+                    strerror(errno));
+                return 0;
+        }
+        memset(&res, 0, sizeof(res));
+        r = read_blob(dfd, work, &text, &len);
+        if (r == 0)
+                r = cb_prov_import(cbd.store, text, len, expect, (uint64_t)time(NULL), true, &res);
+        else
+                res.refusal = CB_PROV_MALFORMED;
+        if (r < 0) {
+                say("%s: %.200s refused (%s): %s; left in place", when, file, cb_prov_refusal_code(res.refusal),
+                    cb_error_last());
+                put_back(dfd, when, work, file);
+                if (audit_file(file, res.name, "deny", cb_error_last()) < 0)
+                        say("%s: cannot write the audit record for %.200s", when, file);
+                r = 0;
+                goto out;
+        }
+        /* Fail closed: no import without its audit record. */
+        if (audit_file(file, res.name, "allow", "importing") < 0) {
+                say("%s: %.200s not imported: cannot write its audit record; left in place, scan stopped", when,
+                    file);
+                put_back(dfd, when, work, file);
+                r = -1;
+                goto out;
+        }
+        r = cb_prov_import(cbd.store, text, len, expect, (uint64_t)time(NULL), false, &res);
+        if (r < 0) {
+                say("%s: %.200s refused (%s): %s; left in place", when, file, cb_prov_refusal_code(res.refusal),
+                    cb_error_last());
+                put_back(dfd, when, work, file);
+                if (audit_file(file, res.name, "deny", cb_error_last()) < 0)
+                        say("%s: cannot write the audit record for %.200s", when, file);
+                r = 0;
+                goto out;
+        }
+        scanner_rebuild();
+        say("%s: imported %s version %u (sealed at %llu to key %s) from %.200s", when, res.name, res.version,
+            (unsigned long long)res.created, res.key_id, file);
+        if (unlinkat(dfd, work, 0) < 0)
+                say("%s: imported %.200s but cannot remove %.200s: %s (a second import would be refused as a "
+                    "replay)", when, file, work, strerror(errno));
+        r = 1;
+out:
+        free(text);
+        return r;
+}
+
+static void free_names(char **names, size_t n) {
+        for (size_t i = 0; i < n; i++)
+                free(names[i]);
+        free(names);
 }
 
 void provision_dir_scan(const char *dir, const char *when) {
-        size_t imported = 0, refused = 0;
+        size_t imported = 0, refused = 0, n = 0;
+        char **names = NULL;
         struct dirent *de;
         DIR *d;
-        int dfd = open_dir(dir);
+        int dfd;
 
+        /* Fail closed like the admin routes: no import that cannot be audited. */
+        if (!audit_available()) {
+                say("%s: not scanned: audit log unavailable", when);
+                return;
+        }
+        dfd = open_dir(dir);
         if (dfd < 0) {
                 say("%s: not scanned: %s", when, cb_error_last());
                 return;
@@ -347,46 +452,52 @@ void provision_dir_scan(const char *dir, const char *when) {
                 close(dfd);
                 return;
         }
-        while ((de = readdir(d))) {
-                char expect[CB_NAME_MAX + 1], *text = NULL;
-                size_t len = 0, fl = strlen(de->d_name), sl = strlen(SEAL_SUFFIX);
-                cb_prov_result res;
-                int r;
-
+        names = calloc(SCAN_MAX, sizeof(*names));
+        if (!names) {
+                say("%s: not scanned: out of memory", when);
+                goto out;
+        }
+        /* List first, then rename: renames while readdir runs could show a
+         * file twice or not at all. */
+        while (n < SCAN_MAX && (de = readdir(d))) {
                 /* Dot files are how a deployment system writes a blob before renaming it in. */
                 if (de->d_name[0] == '.')
                         continue;
-                if (fl > sl && strcmp(de->d_name + fl - sl, SEAL_SUFFIX) == 0)
+                names[n] = strdup(de->d_name);
+                if (!names[n]) {
+                        say("%s: not scanned: out of memory", when);
+                        goto out;
+                }
+                n++;
+        }
+        if (n == SCAN_MAX)
+                say("%s: %s: more than %d files; the rest wait for the next scan", when, dir, SCAN_MAX);
+        for (size_t i = 0; i < n; i++) {
+                char expect[CB_NAME_MAX + 1];
+                size_t fl = strlen(names[i]), sl = strlen(SEAL_SUFFIX);
+                int r;
+
+                if (fl > sl && strcmp(names[i] + fl - sl, SEAL_SUFFIX) == 0)
                         fl -= sl;
-                if (fl > CB_NAME_MAX || (snprintf(expect, sizeof(expect), "%.*s", (int)fl, de->d_name),
+                if (fl > CB_NAME_MAX || (snprintf(expect, sizeof(expect), "%.*s", (int)fl, names[i]),
                                          cb_name_check(expect) < 0)) {
                         say("%s: %.200s refused: its name must be NAME or NAME%s for the secret NAME", when,
-                            de->d_name, SEAL_SUFFIX);
+                            names[i], SEAL_SUFFIX);
                         refused++;
                         continue;
                 }
-                r = read_blob(dirfd(d), de->d_name, &text, &len);
-                if (r == 0)
-                        r = cb_prov_import(cbd.store, text, len, expect, (uint64_t)time(NULL), false, &res);
-                else
-                        memset(&res, 0, sizeof(res)), res.refusal = CB_PROV_MALFORMED;
-                free(text);
+                r = scan_one(dirfd(d), when, names[i], expect);
                 if (r < 0) {
-                        say("%s: %.200s refused (%s): %s; left in place", when, de->d_name,
-                            cb_prov_refusal_code(res.refusal), cb_error_last());
-                        audit_file(de->d_name, res.name, "deny", cb_error_last());
                         refused++;
-                        continue;
+                        break;
                 }
-                imported++;
-                scanner_rebuild();
-                say("%s: imported %s version %u (sealed at %llu to key %s) from %.200s", when, res.name, res.version,
-                    (unsigned long long)res.created, res.key_id, de->d_name);
-                audit_file(de->d_name, res.name, "allow", "imported");
-                if (unlinkat(dirfd(d), de->d_name, 0) < 0)
-                        say("%s: imported %.200s but cannot remove it: %s (a second import would be refused as a "
-                            "replay)", when, de->d_name, strerror(errno));
+                if (r > 0)
+                        imported++;
+                else
+                        refused++;
         }
-        closedir(d);
         say("%s: %s: %zu imported, %zu refused", when, dir, imported, refused);
+out:
+        free_names(names, n);
+        closedir(d);
 }
