@@ -415,6 +415,7 @@ struct blob {
         char *text;
         size_t len;
         char expect[CB_NAME_MAX + 1]; /* from a file name, "" for literal blobs */
+        char name[CB_NAME_MAX + 1];   /* the sealed name, from the dry run */
 };
 
 static int read_fd_capped(int fd, char **ret, size_t *ret_len) {
@@ -499,7 +500,7 @@ int cmd_import(int argc, char **argv) {
                 "  Import sealed provisioning blobs (from 'credbroker seal') through admin.sock.  A FILE\n"
                 "  must be named NAME or NAME.cbseal for the secret NAME it holds.  Every blob is checked\n"
                 "  first; if any is refused (wrong key, expired, tampered, truncated, name mismatch, older\n"
-                "  than the stored version) none is imported.  --dry-run: check only.\n";
+                "  than the stored version, two blobs for one name) none is imported.  --dry-run: check only.\n";
         static const struct option opts[] = {
                 { "dry-run", no_argument, NULL, 'd' },
                 { "json", no_argument, NULL, 'j' },
@@ -544,6 +545,8 @@ int cmd_import(int argc, char **argv) {
                 }
                 k = call(b[i].expect[0] ? b[i].arg : "import", "POST", "/v1/admin/import", body, &o);
                 free(body);
+                if (k == 0 && json_is_string(json_object_get(o, "name")) && cb_name_check(jstr(o, "name")) == 0)
+                        snprintf(b[i].name, sizeof(b[i].name), "%s", jstr(o, "name"));
                 json_decref(o);
                 if (k < 0) {
                         if (-k == CB_EXIT_UNAVAILABLE || -k == CB_EXIT_FAIL) {
@@ -552,6 +555,19 @@ int cmd_import(int argc, char **argv) {
                         }
                         refused++;
                         r = -k;
+                        continue;
+                }
+                /* Each dry run is alone: a second blob for a name would pass it
+                 * and then be refused as a replay after the first was stored. */
+                for (size_t j = 0; j < i; j++) {
+                        if (b[i].name[0] && strcmp(b[i].name, b[j].name) == 0) {
+                                fprintf(stderr, "credbroker: import: two blobs for %s in one batch (arguments "
+                                        "%zu and %zu): import them one at a time, oldest first\n", b[i].name, j + 1,
+                                        i + 1);
+                                refused++;
+                                r = CB_EXIT_USAGE;
+                                break;
+                        }
                 }
         }
         if (refused) {
