@@ -133,10 +133,100 @@ static unsigned refusal_status(enum cb_prov_refusal why) {
         }
 }
 
+#define BATCH_MAX 64
+
+static bool batch_item_ok(json_t *e) {
+        json_t *x = json_object_get(e, "expect_name");
+
+        return json_is_object(e) && json_is_string(json_object_get(e, "blob")) &&
+               (!x || (json_is_string(x) && cb_name_check(json_string_value(x)) == 0)) &&
+               json_object_size(e) == (x ? 2u : 1u);
+}
+
+/* POST /v1/admin/import {"blobs": [{"blob", "expect_name"?}...], "dry_run"?}:
+ * all or nothing.  Every blob is checked (dry run, and no two for one name)
+ * before any is stored, all under the one cbd.lock hold of this request,
+ * so neither a refusal nor a concurrent admin can leave a half import; only
+ * a store failure part way can (the reply says how many were stored). */
+static int route_import_batch(request *rq, json_t *o) {
+        json_t *arr = json_object_get(o, "blobs"), *dr = json_object_get(o, "dry_run"), *a = NULL;
+        uint64_t now = (uint64_t)time(NULL);
+        cb_prov_result *res = NULL;
+        size_t n = json_array_size(arr), i = 0;
+        bool dry = dr && json_is_true(dr);
+        int r, ret;
+
+        rq->route = "admin.import";
+        if (!json_is_array(arr) || n == 0 || n > BATCH_MAX || json_object_get(o, "blob") ||
+            json_object_get(o, "expect_name") || (dr && !json_is_boolean(dr)))
+                return reply_error(rq, 400, "bad_request",
+                                   "want {\"blobs\": [{\"blob\": \"cbseal1...\", \"expect_name\": NAME (optional)}, "
+                                   "... (1 to %d)], \"dry_run\": BOOL (optional)}", BATCH_MAX);
+        for (i = 0; i < n; i++)
+                if (!batch_item_ok(json_array_get(arr, i)))
+                        return reply_error(rq, 400, "bad_request", "blobs[%zu]: want {\"blob\": \"cbseal1...\", "
+                                           "\"expect_name\": NAME (optional)}", i);
+        res = calloc(n, sizeof(*res));
+        if (!res)
+                return reply_error(rq, 500, "internal", "out of memory");
+        for (i = 0; i < n; i++) {
+                json_t *e = json_array_get(arr, i), *b = json_object_get(e, "blob");
+                const char *x = json_string_value(json_object_get(e, "expect_name"));
+
+                r = cb_prov_import(cbd.store, json_string_value(b), json_string_length(b), x, now, true, &res[i]);
+                if (i == 0 && res[i].name[0])
+                        snprintf(rq->secret, sizeof(rq->secret), "%s", res[i].name);
+                if (r < 0) {
+                        ret = reply_error(rq, refusal_status(res[i].refusal), cb_prov_refusal_code(res[i].refusal),
+                                          "blob %zu of %zu: %s: nothing imported", i + 1, n, cb_error_last());
+                        goto out;
+                }
+                for (size_t j = 0; j < i; j++)
+                        if (strcmp(res[i].name, res[j].name) == 0) {
+                                ret = reply_error(rq, 400, "bad_request",
+                                                  "two blobs for %s in one batch (blobs %zu and %zu): nothing "
+                                                  "imported; import them one at a time, oldest first",
+                                                  res[i].name, j + 1, i + 1);
+                                goto out;
+                        }
+        }
+        a = json_array();
+        for (i = 0; a && i < n; i++) {
+                json_t *e = json_array_get(arr, i), *b = json_object_get(e, "blob");
+                const char *x = json_string_value(json_object_get(e, "expect_name"));
+
+                if (!dry) {
+                        r = cb_prov_import(cbd.store, json_string_value(b), json_string_length(b), x, now, false,
+                                           &res[i]);
+                        if (r < 0) {
+                                if (i)
+                                        scanner_rebuild();
+                                ret = reply_error(rq, 500, "internal", "blob %zu of %zu: %s (%zu imported before it)",
+                                                  i + 1, n, cb_error_last(), i);
+                                goto out;
+                        }
+                }
+                json_t *it = json_pack("{s:s, s:s, s:I}", "name", res[i].name, "key_id", res[i].key_id, "created",
+                                       (json_int_t)res[i].created);
+                if (it && !dry)
+                        json_object_set_new(it, "version", json_integer(res[i].version));
+                json_array_append_new(a, it);
+        }
+        if (!dry)
+                scanner_rebuild();
+        ret = reply_json(rq, dry ? 200 : 201, json_pack("{s:o, s:b}", "imported", a, "dry_run", dry), false);
+        a = NULL;
+out:
+        json_decref(a);
+        free(res);
+        return ret;
+}
+
 /* POST /v1/admin/import {"blob", "expect_name"?, "dry_run"?}: one blob per
- * request (a blob is at most ~107 KiB, under CB_BODY_MAX). */
+ * request (a blob is at most ~107 KiB, under CB_BODY_MAX); or a batch (see
+ * route_import_batch). */
 static int route_import(request *rq) {
-        static const char *const fields[] = { "blob", "expect_name", "dry_run", NULL };
+        static const char *const fields[] = { "blob", "expect_name", "dry_run", "blobs", NULL };
         cb_prov_result res;
         const char *blob, *expect = NULL;
         json_t *o, *e, *dr;
@@ -147,6 +237,10 @@ static int route_import(request *rq) {
         o = body_object(rq, fields);
         if (!o)
                 return MHD_YES;
+        if (json_object_get(o, "blobs")) {
+                ret = route_import_batch(rq, o);
+                goto out;
+        }
         blob = json_string_value(json_object_get(o, "blob"));
         e = json_object_get(o, "expect_name");
         dr = json_object_get(o, "dry_run");
