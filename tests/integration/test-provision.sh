@@ -131,6 +131,17 @@ refused "a batch with one bad blob imports none" "nothing imported" "$T/new.blob
 sleep 1.1
 seal "newest" --recipient "$KEY" --name demo >"$T/newest.blob"
 refused "two blobs for one name in a batch import none" "two blobs for demo in one batch" "$(cat "$T/new.blob")" "$(cat "$T/newest.blob")"
+# blobs too large for one request go blob by blob; the CLI still refuses two for one name
+head -c 45000 /dev/urandom | base64 -w0 >"$T/bigval"
+seal "$(cat "$T/bigval")" --recipient "$KEY" --name demo >"$T/big1.blob"
+sleep 1.1
+seal "$(cat "$T/bigval")" --recipient "$KEY" --name demo >"$T/big2.blob"
+refused "two large blobs for one name (blob by blob) import none" "two blobs for demo in one batch" "$(cat "$T/big1.blob")" "$(cat "$T/big2.blob")"
+# the admin API batch is all or nothing
+out=$(printf '{"blobs":[{"blob":"%s"},{"blob":"%s"}]}' "$(cat "$T/newest.blob")" "$(cat "$T/expired.blob")" |
+        curl -s --unix-socket "$T/run/admin.sock" -X POST --data-binary @- http://x/v1/admin/import)
+expect "API batch with an expired blob: refused, saying which" "blob 2 of 2" "$out"
+[ "$(versions demo)" = 1 ] && ok "API batch refused: nothing stored" || bad "API batch refused: store changed"
 expect "newer blob imports" "imported demo version 2" "$("$CLI" import "$(cat "$T/newest.blob")" 2>&1)"
 expect "older blob after a newer one is a replay" "replay refused" "$("$CLI" import "$(cat "$T/new.blob")" 2>&1)"
 [ "$(versions demo)" = 2 ] && [ "$(redeem demo)" = newest ] && ok "replay stored nothing" || bad "replay changed the store"
@@ -264,6 +275,14 @@ seal "stdin-$VALUE" --recipient "$NEWKEY" --name demo >"$T/stdin.blob"
 expect "import --dry-run stores nothing" "1 blob(s) would import" "$("$CLI" import --dry-run - <"$T/stdin.blob" 2>&1)"
 expect "import from stdin" "imported demo version 5" "$("$CLI" import - <"$T/stdin.blob" 2>&1)"
 expect "its value is served" "stdin-$VALUE" "$(redeem demo)"
+sleep 1.1
+seal "b1-$VALUE" --recipient "$NEWKEY" --name demo >"$T/b1.blob"
+seal "b2-$VALUE" --recipient "$NEWKEY" --name pyblob >"$T/b2.blob"
+expect "batch --dry-run stores nothing" "2 blob(s) would import" "$("$CLI" import --dry-run "$(cat "$T/b1.blob")" "$(cat "$T/b2.blob")" 2>&1)"
+out=$("$CLI" import "$(cat "$T/b1.blob")" "$(cat "$T/b2.blob")" 2>&1)
+expect "a batch imports every blob (1)" "imported demo version 6" "$out"
+expect "a batch imports every blob (2)" "imported pyblob version 2" "$out"
+[ "$(redeem demo)" = "b1-$VALUE" ] && [ "$(redeem pyblob)" = "b2-$VALUE" ] && ok "both batch values served" || bad "batch values not served"
 stop
 
 # --- a store without a keypair (init could not reopen it: passphrase on a
