@@ -439,6 +439,12 @@ static void put_back(int dfd, const char *when, const char *work, const char *fi
 
         if (renameat2(dfd, work, dfd, file, RENAME_NOREPLACE) == 0)
                 return;
+        /* A file system without RENAME_NOREPLACE: link() also refuses an existing name. */
+        if (errno == EINVAL && linkat(dfd, work, dfd, file, 0) == 0) {
+                if (unlinkat(dfd, work, 0) < 0)
+                        say("%s: %.200s: cannot remove %.200s: %s", when, file, work, strerror(errno));
+                return;
+        }
         if (errno != EEXIST) {
                 say("%s: %.200s: cannot rename %.200s back: %s; it stays as %.200s", when, file, work,
                     strerror(errno), work);
@@ -465,7 +471,10 @@ static int scan_one(int dfd, const char *when, const char *file, const char *exp
 
         if ((size_t)snprintf(work, sizeof(work), WORK_PREFIX "%s", file) >= sizeof(work))
                 return 0; /* cannot happen: names are capped well below NAME_MAX */
-        if (renameat2(dfd, file, dfd, work, RENAME_NOREPLACE) < 0) {
+        r = renameat2(dfd, file, dfd, work, RENAME_NOREPLACE);
+        if (r < 0 && errno == EINVAL) /* no RENAME_NOREPLACE here: a stale capture is overwritten */
+                r = renameat(dfd, file, dfd, work);
+        if (r < 0) {
                 if (errno == ENOENT)
                         return 0; /* gone since readdir */
                 say("%s: %.200s not imported: cannot rename it to %.200s: %s; left in place", when, file, work,
