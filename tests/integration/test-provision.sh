@@ -118,7 +118,7 @@ seal "new" --recipient "$KEY" --name demo >"$T/new.blob"
 B=$(cat "$T/new.blob")
 mid=$(( ${#B} / 2 )); c=${B:$mid:1}; [ "$c" = A ] && r=B || r=A
 refused "tampered blob (one character changed)" "does not open" "${B:0:$mid}$r${B:$((mid + 1))}"
-refused "truncated blob (40 characters cut)" "does not open|not valid unpadded base64url" "${B:0:$((${#B} - 40))}"
+refused "truncated blob (40 characters cut)" "does not open|not valid unpadded base64url|too short" "${B:0:$((${#B} - 40))}"
 refused "truncated blob (4 characters cut)" "does not open|not valid unpadded base64url" "${B:0:$((${#B} - 4))}"
 refused "truncated blob (to 100 characters)" "too short" "${B:0:100}"
 refused "not a blob at all" "not a sealed provisioning blob" "$T/policy.json"
