@@ -8,7 +8,9 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +20,7 @@
 
 #include <microhttpd.h>
 
+#include "audit.h"
 #include "daemon.h"
 #include "scan.h"
 #include "error.h"
@@ -130,10 +133,100 @@ static unsigned refusal_status(enum cb_prov_refusal why) {
         }
 }
 
+#define BATCH_MAX 64
+
+static bool batch_item_ok(json_t *e) {
+        json_t *x = json_object_get(e, "expect_name");
+
+        return json_is_object(e) && json_is_string(json_object_get(e, "blob")) &&
+               (!x || (json_is_string(x) && cb_name_check(json_string_value(x)) == 0)) &&
+               json_object_size(e) == (x ? 2u : 1u);
+}
+
+/* POST /v1/admin/import {"blobs": [{"blob", "expect_name"?}...], "dry_run"?}:
+ * all or nothing.  Every blob is checked (dry run, and no two for one name)
+ * before any is stored, all under the one cbd.lock hold of this request,
+ * so neither a refusal nor a concurrent admin can leave a half import; only
+ * a store failure part way can (the reply says how many were stored). */
+static int route_import_batch(request *rq, json_t *o) {
+        json_t *arr = json_object_get(o, "blobs"), *dr = json_object_get(o, "dry_run"), *a = NULL;
+        uint64_t now = (uint64_t)time(NULL);
+        cb_prov_result *res = NULL;
+        size_t n = json_array_size(arr), i = 0;
+        bool dry = dr && json_is_true(dr);
+        int r, ret;
+
+        rq->route = "admin.import";
+        if (!json_is_array(arr) || n == 0 || n > BATCH_MAX || json_object_get(o, "blob") ||
+            json_object_get(o, "expect_name") || (dr && !json_is_boolean(dr)))
+                return reply_error(rq, 400, "bad_request",
+                                   "want {\"blobs\": [{\"blob\": \"cbseal1...\", \"expect_name\": NAME (optional)}, "
+                                   "... (1 to %d)], \"dry_run\": BOOL (optional)}", BATCH_MAX);
+        for (i = 0; i < n; i++)
+                if (!batch_item_ok(json_array_get(arr, i)))
+                        return reply_error(rq, 400, "bad_request", "blobs[%zu]: want {\"blob\": \"cbseal1...\", "
+                                           "\"expect_name\": NAME (optional)}", i);
+        res = calloc(n, sizeof(*res));
+        if (!res)
+                return reply_error(rq, 500, "internal", "out of memory");
+        for (i = 0; i < n; i++) {
+                json_t *e = json_array_get(arr, i), *b = json_object_get(e, "blob");
+                const char *x = json_string_value(json_object_get(e, "expect_name"));
+
+                r = cb_prov_import(cbd.store, json_string_value(b), json_string_length(b), x, now, true, &res[i]);
+                if (i == 0 && res[i].name[0])
+                        snprintf(rq->secret, sizeof(rq->secret), "%s", res[i].name);
+                if (r < 0) {
+                        ret = reply_error(rq, refusal_status(res[i].refusal), cb_prov_refusal_code(res[i].refusal),
+                                          "blob %zu of %zu: %s: nothing imported", i + 1, n, cb_error_last());
+                        goto out;
+                }
+                for (size_t j = 0; j < i; j++)
+                        if (strcmp(res[i].name, res[j].name) == 0) {
+                                ret = reply_error(rq, 400, "bad_request",
+                                                  "two blobs for %s in one batch (blobs %zu and %zu): nothing "
+                                                  "imported; import them one at a time, oldest first",
+                                                  res[i].name, j + 1, i + 1);
+                                goto out;
+                        }
+        }
+        a = json_array();
+        for (i = 0; a && i < n; i++) {
+                json_t *e = json_array_get(arr, i), *b = json_object_get(e, "blob");
+                const char *x = json_string_value(json_object_get(e, "expect_name"));
+
+                if (!dry) {
+                        r = cb_prov_import(cbd.store, json_string_value(b), json_string_length(b), x, now, false,
+                                           &res[i]);
+                        if (r < 0) {
+                                if (i)
+                                        scanner_rebuild();
+                                ret = reply_error(rq, 500, "internal", "blob %zu of %zu: %s (%zu imported before it)",
+                                                  i + 1, n, cb_error_last(), i);
+                                goto out;
+                        }
+                }
+                json_t *it = json_pack("{s:s, s:s, s:I}", "name", res[i].name, "key_id", res[i].key_id, "created",
+                                       (json_int_t)res[i].created);
+                if (it && !dry)
+                        json_object_set_new(it, "version", json_integer(res[i].version));
+                json_array_append_new(a, it);
+        }
+        if (!dry)
+                scanner_rebuild();
+        ret = reply_json(rq, dry ? 200 : 201, json_pack("{s:o, s:b}", "imported", a, "dry_run", dry), false);
+        a = NULL;
+out:
+        json_decref(a);
+        free(res);
+        return ret;
+}
+
 /* POST /v1/admin/import {"blob", "expect_name"?, "dry_run"?}: one blob per
- * request (a blob is at most ~107 KiB, under CB_BODY_MAX). */
+ * request (a blob is at most ~107 KiB, under CB_BODY_MAX); or a batch (see
+ * route_import_batch). */
 static int route_import(request *rq) {
-        static const char *const fields[] = { "blob", "expect_name", "dry_run", NULL };
+        static const char *const fields[] = { "blob", "expect_name", "dry_run", "blobs", NULL };
         cb_prov_result res;
         const char *blob, *expect = NULL;
         json_t *o, *e, *dr;
@@ -144,6 +237,10 @@ static int route_import(request *rq) {
         o = body_object(rq, fields);
         if (!o)
                 return MHD_YES;
+        if (json_object_get(o, "blobs")) {
+                ret = route_import_batch(rq, o);
+                goto out;
+        }
         blob = json_string_value(json_object_get(o, "blob"));
         e = json_object_get(o, "expect_name");
         dr = json_object_get(o, "dry_run");
@@ -251,7 +348,8 @@ int provision_dir_check(const char *dir) {
         return 0;
 }
 
-/* Read a blob file (regular, ours or root's, capped); *ret malloc'd. */
+/* Read a blob file (regular, ours or root's, not group/other writable, one
+ * link, capped); *ret malloc'd. */
 static int read_blob(int dfd, const char *name, char **ret, size_t *ret_len) {
         struct stat st;
         char *buf = NULL;
@@ -268,6 +366,16 @@ static int read_blob(int dfd, const char *name, char **ret, size_t *ret_len) {
         if (st.st_uid != 0 && st.st_uid != geteuid()) {
                 r = cb_error_set(-EPERM, "owned by uid %u, not root or uid %u", (unsigned)st.st_uid,
                                  (unsigned)geteuid());
+                goto out;
+        }
+        /* Anyone who can write the file can swap in a blob of their own (the
+         * public key is public); a second name for it is a second way in. */
+        if (st.st_mode & 022) {
+                r = cb_error_set(-EPERM, "writable by group or others (mode %04o)", (unsigned)(st.st_mode & 07777));
+                goto out;
+        }
+        if (st.st_nlink != 1) {
+                r = cb_error_set(-EPERM, "has %ju hard links", (uintmax_t)st.st_nlink);
                 goto out;
         }
         if (st.st_size > (off_t)FILE_MAX) {
@@ -306,25 +414,137 @@ out:
         return r;
 }
 
-static void audit_file(const char *file, const char *secret, const char *decision, const char *reason) {
+static int audit_file(const char *file, const char *secret, const char *decision, const char *reason) {
         json_t *o = json_pack("{s:I, s:s, s:s, s:s, s:s, s:s}", "time", (json_int_t)time(NULL), "socket", "dir",
                               "route", "provision.dir", "file", file, "decision", decision, "reason", reason);
+        int r;
 
         if (!o)
-                return;
+                return -ENOMEM;
         if (secret && secret[0])
                 json_object_set_new(o, "secret", json_string(secret));
-        if (audit_emit(o) < 0)
-                say("cannot write the audit record for %s", file);
+        r = audit_emit(o);
         json_decref(o);
+        return r;
+}
+
+#define SCAN_MAX 4096 /* files per scan; the rest wait for the next SIGHUP */
+#define WORK_PREFIX ".importing."
+
+/* Put a captured file back under its name (only if that name is still
+ * free: a newer blob may have been renamed in meanwhile); else keep it as
+ * .rejected.NAME.  Logs what it did. */
+static void put_back(int dfd, const char *when, const char *work, const char *file) {
+        char rej[sizeof(WORK_PREFIX) + NAME_MAX];
+
+        if (renameat2(dfd, work, dfd, file, RENAME_NOREPLACE) == 0)
+                return;
+        /* A file system without RENAME_NOREPLACE: link() also refuses an existing name. */
+        if (errno == EINVAL && linkat(dfd, work, dfd, file, 0) == 0) {
+                if (unlinkat(dfd, work, 0) < 0)
+                        say("%s: %.200s: cannot remove %.200s: %s", when, file, work, strerror(errno));
+                return;
+        }
+        if (errno != EEXIST) {
+                say("%s: %.200s: cannot rename %.200s back: %s; it stays as %.200s", when, file, work,
+                    strerror(errno), work);
+                return;
+        }
+        snprintf(rej, sizeof(rej), ".rejected.%s", file);
+        if (renameat(dfd, work, dfd, rej) == 0)
+                say("%s: %.200s was replaced while being read (the new one waits for the next scan); the "
+                    "refused one is kept as %.200s", when, file, rej);
+        else
+                say("%s: %.200s: cannot rename %.200s to %.200s: %s", when, file, work, rej, strerror(errno));
+}
+
+/* One file: capture it by renaming it to .importing.FILE (dot files are
+ * not scanned, and a blob renamed over FILE meanwhile is a new file the next
+ * scan sees), check it with a dry run, write the audit record, then import
+ * and remove it.  A refusal or an audit record that cannot be written puts
+ * it back.  Returns 1 imported, 0 refused, -1 stop the scan. */
+static int scan_one(int dfd, const char *when, const char *file, const char *expect) {
+        char work[sizeof(WORK_PREFIX) + NAME_MAX], *text = NULL;
+        cb_prov_result res;
+        size_t len = 0;
+        int r;
+
+        if ((size_t)snprintf(work, sizeof(work), WORK_PREFIX "%s", file) >= sizeof(work))
+                return 0; /* cannot happen: names are capped well below NAME_MAX */
+        r = renameat2(dfd, file, dfd, work, RENAME_NOREPLACE);
+        if (r < 0 && errno == EINVAL) /* no RENAME_NOREPLACE here: a stale capture is overwritten */
+                r = renameat(dfd, file, dfd, work);
+        if (r < 0) {
+                if (errno == ENOENT)
+                        return 0; /* gone since readdir */
+                say("%s: %.200s not imported: cannot rename it to %.200s: %s; left in place", when, file, work,
+                    strerror(errno));
+                return 0;
+        }
+        memset(&res, 0, sizeof(res));
+        r = read_blob(dfd, work, &text, &len);
+        if (r == 0)
+                r = cb_prov_import(cbd.store, text, len, expect, (uint64_t)time(NULL), true, &res);
+        else
+                res.refusal = CB_PROV_MALFORMED;
+        if (r < 0) {
+                say("%s: %.200s refused (%s): %s; left in place", when, file, cb_prov_refusal_code(res.refusal),
+                    cb_error_last());
+                put_back(dfd, when, work, file);
+                if (audit_file(file, res.name, "deny", cb_error_last()) < 0)
+                        say("%s: cannot write the audit record for %.200s", when, file);
+                r = 0;
+                goto out;
+        }
+        /* Fail closed: no import without its audit record. */
+        if (audit_file(file, res.name, "allow", "importing") < 0) {
+                say("%s: %.200s not imported: cannot write its audit record; left in place, scan stopped", when,
+                    file);
+                put_back(dfd, when, work, file);
+                r = -1;
+                goto out;
+        }
+        r = cb_prov_import(cbd.store, text, len, expect, (uint64_t)time(NULL), false, &res);
+        if (r < 0) {
+                say("%s: %.200s refused (%s): %s; left in place", when, file, cb_prov_refusal_code(res.refusal),
+                    cb_error_last());
+                put_back(dfd, when, work, file);
+                if (audit_file(file, res.name, "deny", cb_error_last()) < 0)
+                        say("%s: cannot write the audit record for %.200s", when, file);
+                r = 0;
+                goto out;
+        }
+        scanner_rebuild();
+        say("%s: imported %s version %u (sealed at %llu to key %s) from %.200s", when, res.name, res.version,
+            (unsigned long long)res.created, res.key_id, file);
+        if (unlinkat(dfd, work, 0) < 0)
+                say("%s: imported %.200s but cannot remove %.200s: %s (a second import would be refused as a "
+                    "replay)", when, file, work, strerror(errno));
+        r = 1;
+out:
+        free(text);
+        return r;
+}
+
+static void free_names(char **names, size_t n) {
+        for (size_t i = 0; i < n; i++)
+                free(names[i]);
+        free(names);
 }
 
 void provision_dir_scan(const char *dir, const char *when) {
-        size_t imported = 0, refused = 0;
+        size_t imported = 0, refused = 0, n = 0;
+        char **names = NULL;
         struct dirent *de;
         DIR *d;
-        int dfd = open_dir(dir);
+        int dfd;
 
+        /* Fail closed like the admin routes: no import that cannot be audited. */
+        if (!audit_available()) {
+                say("%s: not scanned: audit log unavailable", when);
+                return;
+        }
+        dfd = open_dir(dir);
         if (dfd < 0) {
                 say("%s: not scanned: %s", when, cb_error_last());
                 return;
@@ -335,46 +555,52 @@ void provision_dir_scan(const char *dir, const char *when) {
                 close(dfd);
                 return;
         }
-        while ((de = readdir(d))) {
-                char expect[CB_NAME_MAX + 1], *text = NULL;
-                size_t len = 0, fl = strlen(de->d_name), sl = strlen(SEAL_SUFFIX);
-                cb_prov_result res;
-                int r;
-
+        names = calloc(SCAN_MAX, sizeof(*names));
+        if (!names) {
+                say("%s: not scanned: out of memory", when);
+                goto out;
+        }
+        /* List first, then rename: renames while readdir runs could show a
+         * file twice or not at all. */
+        while (n < SCAN_MAX && (de = readdir(d))) {
                 /* Dot files are how a deployment system writes a blob before renaming it in. */
                 if (de->d_name[0] == '.')
                         continue;
-                if (fl > sl && strcmp(de->d_name + fl - sl, SEAL_SUFFIX) == 0)
+                names[n] = strdup(de->d_name);
+                if (!names[n]) {
+                        say("%s: not scanned: out of memory", when);
+                        goto out;
+                }
+                n++;
+        }
+        if (n == SCAN_MAX)
+                say("%s: %s: more than %d files; the rest wait for the next scan", when, dir, SCAN_MAX);
+        for (size_t i = 0; i < n; i++) {
+                char expect[CB_NAME_MAX + 1];
+                size_t fl = strlen(names[i]), sl = strlen(SEAL_SUFFIX);
+                int r;
+
+                if (fl > sl && strcmp(names[i] + fl - sl, SEAL_SUFFIX) == 0)
                         fl -= sl;
-                if (fl > CB_NAME_MAX || (snprintf(expect, sizeof(expect), "%.*s", (int)fl, de->d_name),
+                if (fl > CB_NAME_MAX || (snprintf(expect, sizeof(expect), "%.*s", (int)fl, names[i]),
                                          cb_name_check(expect) < 0)) {
                         say("%s: %.200s refused: its name must be NAME or NAME%s for the secret NAME", when,
-                            de->d_name, SEAL_SUFFIX);
+                            names[i], SEAL_SUFFIX);
                         refused++;
                         continue;
                 }
-                r = read_blob(dirfd(d), de->d_name, &text, &len);
-                if (r == 0)
-                        r = cb_prov_import(cbd.store, text, len, expect, (uint64_t)time(NULL), false, &res);
-                else
-                        memset(&res, 0, sizeof(res)), res.refusal = CB_PROV_MALFORMED;
-                free(text);
+                r = scan_one(dirfd(d), when, names[i], expect);
                 if (r < 0) {
-                        say("%s: %.200s refused (%s): %s; left in place", when, de->d_name,
-                            cb_prov_refusal_code(res.refusal), cb_error_last());
-                        audit_file(de->d_name, res.name, "deny", cb_error_last());
                         refused++;
-                        continue;
+                        break;
                 }
-                imported++;
-                scanner_rebuild();
-                say("%s: imported %s version %u (sealed at %llu to key %s) from %.200s", when, res.name, res.version,
-                    (unsigned long long)res.created, res.key_id, de->d_name);
-                audit_file(de->d_name, res.name, "allow", "imported");
-                if (unlinkat(dirfd(d), de->d_name, 0) < 0)
-                        say("%s: imported %.200s but cannot remove it: %s (a second import would be refused as a "
-                            "replay)", when, de->d_name, strerror(errno));
+                if (r > 0)
+                        imported++;
+                else
+                        refused++;
         }
-        closedir(d);
         say("%s: %s: %zu imported, %zu refused", when, dir, imported, refused);
+out:
+        free_names(names, n);
+        closedir(d);
 }

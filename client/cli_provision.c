@@ -415,6 +415,7 @@ struct blob {
         char *text;
         size_t len;
         char expect[CB_NAME_MAX + 1]; /* from a file name, "" for literal blobs */
+        char name[CB_NAME_MAX + 1];   /* the sealed name, from the dry run */
 };
 
 static int read_fd_capped(int fd, char **ret, size_t *ret_len) {
@@ -493,13 +494,81 @@ static char *import_body(const struct blob *b, bool dry) {
         return t;
 }
 
+/* The broker's request body cap is 128 KiB; a batch that fits goes in one
+ * request (all or nothing in the broker), a larger one blob by blob. */
+#define BATCH_BODY_MAX (120 * 1024)
+#define BATCH_MAX 64
+
+static bool batch_fits(const struct blob *b, size_t n) {
+        size_t total = 64;
+
+        if (n < 2 || n > BATCH_MAX)
+                return false;
+        for (size_t i = 0; i < n; i++)
+                total += b[i].len + 64 + CB_NAME_MAX;
+        return total <= BATCH_BODY_MAX;
+}
+
+static void print_imported(json_t *o, bool json) {
+        if (json) {
+                char *t = json_dumps(o, JSON_COMPACT);
+                if (t)
+                        puts(t);
+                free(t);
+                return;
+        }
+        fputs("imported ", stdout);
+        put_safe(jstr(o, "name"));
+        printf(" version %lld (sealed to key ", (long long)json_integer_value(json_object_get(o, "version")));
+        put_safe(jstr(o, "key_id"));
+        puts(")");
+}
+
+/* All blobs in one request: the broker checks every one, then stores all
+ * or none under one lock hold. */
+static int import_batch(const struct blob *b, size_t n, bool dry, bool json) {
+        json_t *arr = json_array(), *o = NULL, *res = NULL;
+        char *body = NULL;
+        int k, r;
+
+        for (size_t i = 0; arr && i < n; i++) {
+                json_t *e = json_pack("{s:s%}", "blob", b[i].text, b[i].len);
+                if (e && b[i].expect[0])
+                        json_object_set_new(e, "expect_name", json_string(b[i].expect));
+                if (!e || json_array_append_new(arr, e) < 0) {
+                        json_decref(arr);
+                        arr = NULL;
+                }
+        }
+        o = arr ? json_pack("{s:o, s:b}", "blobs", arr, "dry_run", dry) : NULL;
+        body = o ? json_dumps(o, JSON_COMPACT) : NULL;
+        json_decref(o);
+        if (!body)
+                return cli_fail(-ENOMEM, "out of memory");
+        k = call("import", "POST", "/v1/admin/import", body, &res);
+        free(body);
+        if (k < 0)
+                return -k; /* the broker's message says which blob and that nothing was imported */
+        r = CB_EXIT_OK;
+        if (dry) {
+                printf("%zu blob(s) would import\n", json_array_size(json_object_get(res, "imported")));
+        } else {
+                json_t *it;
+                size_t i;
+                json_array_foreach(json_object_get(res, "imported"), i, it)
+                        print_imported(it, json);
+        }
+        json_decref(res);
+        return r;
+}
+
 int cmd_import(int argc, char **argv) {
         static const char usage[] =
                 "usage: credbroker import [--dry-run] [--json] BLOB|FILE|- ...\n"
                 "  Import sealed provisioning blobs (from 'credbroker seal') through admin.sock.  A FILE\n"
                 "  must be named NAME or NAME.cbseal for the secret NAME it holds.  Every blob is checked\n"
                 "  first; if any is refused (wrong key, expired, tampered, truncated, name mismatch, older\n"
-                "  than the stored version) none is imported.  --dry-run: check only.\n";
+                "  than the stored version, two blobs for one name) none is imported.  --dry-run: check only.\n";
         static const struct option opts[] = {
                 { "dry-run", no_argument, NULL, 'd' },
                 { "json", no_argument, NULL, 'j' },
@@ -532,7 +601,11 @@ int cmd_import(int argc, char **argv) {
                 if ((r = load_blob(&b[i])) != 0)
                         goto out;
         }
-        /* Pass 1: check every blob, store nothing. */
+        if (batch_fits(b, n)) {
+                r = import_batch(b, n, dry, json);
+                goto out;
+        }
+        /* Too large for one request: pass 1 checks every blob, storing nothing. */
         for (size_t i = 0; i < n; i++) {
                 char *body = import_body(&b[i], true);
                 json_t *o = NULL;
@@ -544,6 +617,8 @@ int cmd_import(int argc, char **argv) {
                 }
                 k = call(b[i].expect[0] ? b[i].arg : "import", "POST", "/v1/admin/import", body, &o);
                 free(body);
+                if (k == 0 && json_is_string(json_object_get(o, "name")) && cb_name_check(jstr(o, "name")) == 0)
+                        snprintf(b[i].name, sizeof(b[i].name), "%s", jstr(o, "name"));
                 json_decref(o);
                 if (k < 0) {
                         if (-k == CB_EXIT_UNAVAILABLE || -k == CB_EXIT_FAIL) {
@@ -552,6 +627,19 @@ int cmd_import(int argc, char **argv) {
                         }
                         refused++;
                         r = -k;
+                        continue;
+                }
+                /* Each dry run is alone: a second blob for a name would pass it
+                 * and then be refused as a replay after the first was stored. */
+                for (size_t j = 0; j < i; j++) {
+                        if (b[i].name[0] && strcmp(b[i].name, b[j].name) == 0) {
+                                fprintf(stderr, "credbroker: import: two blobs for %s in one batch (arguments "
+                                        "%zu and %zu): import them one at a time, oldest first\n", b[i].name, j + 1,
+                                        i + 1);
+                                refused++;
+                                r = CB_EXIT_USAGE;
+                                break;
+                        }
                 }
         }
         if (refused) {
@@ -580,18 +668,7 @@ int cmd_import(int argc, char **argv) {
                         r = -k;
                         goto out;
                 }
-                if (json) {
-                        char *t = json_dumps(o, JSON_COMPACT);
-                        if (t)
-                                puts(t);
-                        free(t);
-                } else {
-                        fputs("imported ", stdout);
-                        put_safe(jstr(o, "name"));
-                        printf(" version %lld (sealed to key ", (long long)json_integer_value(json_object_get(o, "version")));
-                        put_safe(jstr(o, "key_id"));
-                        puts(")");
-                }
+                print_imported(o, json);
                 json_decref(o);
         }
 out:
