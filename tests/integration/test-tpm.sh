@@ -244,5 +244,47 @@ t1=$(count "$TA" handles-transient) s1=$(count "$TA" handles-loaded-session)
 [ "$(count "$TB" handles-transient)" = 0 ] && [ "$(count "$TB" handles-loaded-session)" = 0 ] &&
         ok "refused load on the other TPM left nothing behind" || bad "the other TPM kept objects"
 
+# --- the NV index undefined and redefined at the same handle (the owner
+# authorization is empty, so any local user of the TPM can do that): an
+# ordinary index holding a chosen low value must not let an older copy
+# open; a counter defined again starts above every value any counter had.
+nvs() { TPM2TOOLS_TCTI=$TA tpm2_getcap handles-nv-index | sed -n 's/^- //p' | sort; }
+nv_before=$(nvs)
+expect "init a store for the NV redefinition test" "created store" \
+        "$("$CLI" init --state-dir "$T/sr" --unlock tpm2 --tpm2-tcti "$TA" 2>&1)"
+IDX=$(comm -13 <(echo "$nv_before") <(nvs))
+case "$IDX" in 0x*) ok "the store's NV index: $IDX" ;; *) bad "cannot find the new NV index ('$IDX')" ;; esac
+gen_r=$("$CLI" check --state-dir "$T/sr" --unlock tpm2 --tpm2-tcti "$TA" --json | sed 's/.*"generation":\([0-9]*\).*/\1/')
+cp -a "$T/sr" "$T/sr.old"
+CB_UNLOCK_SPEC=tpm2 CB_TPM2_TCTI=$TA "$WRITER" "$T/sr" - 1 3 put >"$T/writer.out" 2>&1 || bad "writer: $(cat "$T/writer.out")"
+expect "NV test: the old copy is rolled back" "store rolled back: generation $gen_r < counter $((gen_r + 3))" \
+        "$("$CLI" check --state-dir "$T/sr.old" --unlock tpm2 --tpm2-tcti "$TA" 2>&1)"
+raw=$((16#$(TPM2TOOLS_TCTI=$TA tpm2_nvread "$IDX" -s 8 | od -An -tx1 | tr -d ' \n')))
+low=$((raw - 3)) # the raw value that stands for the old copy's generation
+TPM2TOOLS_TCTI=$TA tpm2_nvundefine "$IDX" >/dev/null && TPM2TOOLS_TCTI=$TA tpm2_nvdefine "$IDX" -C o -s 8 \
+        -a "authread|authwrite|no_da" >/dev/null && printf "$(printf '%016x' "$low" | sed 's/../\\x&/g')" >"$T/nv.bin" &&
+        TPM2TOOLS_TCTI=$TA tpm2_nvwrite "$IDX" -i "$T/nv.bin" || bad "redefining $IDX as an ordinary index"
+out=$("$CLI" check --state-dir "$T/sr.old" --unlock tpm2 --tpm2-tcti "$TA" 2>&1); rc=$?
+expect "ordinary index at the counter's handle: old copy refused" \
+        "NV index $(printf '0x%08x' "$IDX") is not this store's anti-rollback counter (undefined and redefined?)" "$out"
+[ $rc != 0 ] && ok "refusal exits non-zero ($rc)" || bad "the old copy opened on a redefined NV index"
+expect "ordinary index: the current copy is refused too" "is not this store's anti-rollback counter" \
+        "$("$CLI" check --state-dir "$T/sr" --unlock tpm2 --tpm2-tcti "$TA" 2>&1)"
+cp "$T/sr.old/header" "$T/sr.old.header"
+out=$("$CLI" tpm accept-rollback --state-dir "$T/sr.old" --unlock tpm2 --tpm2-tcti "$TA" 2>&1); rc=$?
+expect "accept-rollback cannot adopt a redefined index" "is not this store's anti-rollback counter" "$out"
+[ $rc != 0 ] && cmp -s "$T/sr.old.header" "$T/sr.old/header" && ok "accept-rollback refused and left the copy" ||
+        bad "accept-rollback on a redefined index: exit $rc, header changed or not"
+TPM2TOOLS_TCTI=$TA tpm2_nvundefine "$IDX" >/dev/null && TPM2TOOLS_TCTI=$TA tpm2_nvdefine "$IDX" -C o -s 8 \
+        -a "nt=counter|authread|authwrite|no_da" >/dev/null && TPM2TOOLS_TCTI=$TA tpm2_nvincrement "$IDX" ||
+        bad "redefining $IDX as a counter"
+out=$("$CLI" check --state-dir "$T/sr.old" --unlock tpm2 --tpm2-tcti "$TA" 2>&1)
+expect "counter redefined: the old copy is still rolled back" "store rolled back: generation $gen_r < counter" "$out"
+TPM2TOOLS_TCTI=$TA tpm2_nvundefine "$IDX" >/dev/null && TPM2TOOLS_TCTI=$TA tpm2_nvdefine "$IDX" -C o -s 8 \
+        -a "nt=counter|authread|authwrite|no_da|policywrite" >/dev/null &&
+        TPM2TOOLS_TCTI=$TA tpm2_nvincrement "$IDX" || bad "redefining $IDX as a counter with other attributes"
+expect "a counter with other attributes is refused" "its attributes differ" \
+        "$("$CLI" check --state-dir "$T/sr" --unlock tpm2 --tpm2-tcti "$TA" 2>&1)"
+
 echo "$fails failure(s)"
 [ $fails = 0 ]
