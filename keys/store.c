@@ -716,8 +716,8 @@ int cb_store_open(const char *dir, const cb_unlock_spec *spec, cb_store **ret) {
 
                         memcpy(h, s->hdr.log_head, CB_MAC_LEN);
                         r = cb_store_write_header(s, counter_gen, s->hdr.log_id, s->hdr.log_len, h);
-                        if (r == 0 && s->readonly_why[0])
-                                r = cb_error_set(-EIO, "'%s': %s", dir, s->readonly_why);
+                        if (r == 0 && s->counter_behind)
+                                r = cb_store_sync_generation(s, &counter_gen);
                 }
                 if (r < 0)
                         goto out;

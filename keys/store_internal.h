@@ -51,6 +51,10 @@ struct cb_store {
          * NULL when the provider has none. */
         const cb_unlock_provider *rollback_prov;
         cb_unlock_spec *rollback_spec;
+        /* A commit is durable but the counter could not follow it (TPM
+         * unreachable): the next write first catches the counter up, and
+         * is refused (that write only) while it cannot. */
+        bool counter_behind;
 };
 
 

@@ -55,6 +55,23 @@ static int txn_begin(cb_store *s, int *ret_lock) {
                                  strerror(errno));
                 goto fail;
         }
+        if (s->counter_behind) {
+                /* The last commit is durable but the anti-rollback counter
+                 * did not follow it: until it does, a copy of the previous
+                 * generation would pass the rollback check, so nothing more
+                 * is written.  Catching up only moves the counter forward,
+                 * to the generation on disk (checked above to be ours). */
+                uint64_t counter_gen;
+
+                r = cb_store_sync_generation(s, &counter_gen);
+                if (r < 0) {
+                        r = cb_error_set(r, "write refused: the anti-rollback counter is still behind the last "
+                                         "commit of '%s' and cannot be advanced (%.160s); retry when the TPM is "
+                                         "back", s->dir, cb_error_last());
+                        goto fail;
+                }
+                s->counter_behind = false;
+        }
         free(disk);
         *ret_lock = lockfd;
         return 0;
@@ -117,14 +134,13 @@ int cb_store_write_header(cb_store *s, uint64_t gen, const unsigned char log_id[
         if (r == 0 && s->rollback_prov) {
                 /* The commit is durable; now the counter follows it.  If it
                  * cannot, a copy of the previous generation would still pass
-                 * the rollback check: refuse further writes until a reopen
-                 * (which catches the counter up or fails closed). */
+                 * the rollback check: the next write catches the counter up
+                 * first and is refused while it cannot (txn_begin); a reopen
+                 * catches it up or fails closed.  This commit stands. */
                 uint64_t counter_gen;
 
                 if (cb_store_sync_generation(s, &counter_gen) < 0)
-                        snprintf(s->readonly_why, sizeof(s->readonly_why), "the write is durable but the "
-                                 "anti-rollback counter could not follow it (%.120s); reopen the store",
-                                 cb_error_last());
+                        s->counter_behind = true;
         }
 out:
         free(disk);
