@@ -299,5 +299,48 @@ TPM2TOOLS_TCTI=$TA tpm2_nvundefine "$IDX" >/dev/null && TPM2TOOLS_TCTI=$TA tpm2_
 expect "a counter with other attributes is refused" "its attributes differ" \
         "$("$CLI" check --state-dir "$T/sr" --unlock tpm2 --tpm2-tcti "$TA" 2>&1)"
 
+# --- accept-rollback verifies before it writes: a rolled-back copy that
+# opens (every MAC holds) but holds a value that does not decrypt is
+# refused and left exactly as it was; the good copy still opens.
+gen_of() { "$CLI" check --state-dir "$1" --unlock tpm2 --tpm2-tcti "$TA" --json | sed 's/.*"generation":\([0-9]*\).*/\1/'; }
+W() { CB_UNLOCK_SPEC=tpm2 CB_TPM2_TCTI=$TA "$WRITER" "$@" >"$T/writer.out" 2>&1 || bad "writer $*: $(cat "$T/writer.out")"; }
+expect "init a store for the accept-rollback tests" "created store" \
+        "$("$CLI" init --state-dir "$T/sv" --unlock tpm2 --tpm2-tcti "$TA" 2>&1)"
+W "$T/sv" - 1 2 put
+gv=$(gen_of "$T/sv")
+cp -a "$T/sv" "$T/sv.bad"
+W "$T/sv.bad" - 7 1 forge # (not opened before the good copy moves on: an open would catch the counter up to it)
+W "$T/sv" - 3 3 put
+expect "forged copy is rolled back" "store rolled back: generation $((gv + 1)) < counter $((gv + 3))" \
+        "$("$CLI" check --state-dir "$T/sv.bad" --unlock tpm2 --tpm2-tcti "$TA" 2>&1)"
+cp "$T/sv.bad/header" "$T/sv.bad.header"
+out=$("$CLI" tpm accept-rollback --state-dir "$T/sv.bad" --unlock tpm2 --tpm2-tcti "$TA" 2>&1); rc=$?
+expect "accept-rollback refuses a copy that fails verification" "integrity error: the key of 's7' version 1 does not unwrap" "$out"
+[ $rc != 0 ] && ok "accept-rollback refusal exits non-zero ($rc)" || bad "accept-rollback accepted a bad copy"
+cmp -s "$T/sv.bad.header" "$T/sv.bad/header" && ok "the refused copy's header is unchanged" ||
+        bad "accept-rollback rewrote the header of a copy that failed verification"
+expect "the refused copy is still rolled back" "store rolled back: generation $((gv + 1)) < counter $((gv + 3))" \
+        "$("$CLI" check --state-dir "$T/sv.bad" --unlock tpm2 --tpm2-tcti "$TA" 2>&1)"
+expect "the good copy still opens" "ok: store" \
+        "$("$CLI" check --state-dir "$T/sv" --unlock tpm2 --tpm2-tcti "$TA" 2>&1)"
+expect "accept-rollback on a store that is not rolled back: nothing to accept" "nothing to accept" \
+        "$("$CLI" tpm accept-rollback --state-dir "$T/sv" --unlock tpm2 --tpm2-tcti "$TA" 2>&1)"
+# A rolled-back copy with an interrupted write's tail is refused without
+# rolling the tail forward (nothing is written to an older copy); accepted,
+# the tail and the raised generation are committed together.
+cp -a "$T/sv" "$T/sv.tail"
+CB_UNLOCK_SPEC=tpm2 CB_TPM2_TCTI=$TA CB_CRASH_AT=log-synced "$WRITER" "$T/sv.tail" - 20 1 put >"$T/writer.out" 2>&1
+W "$T/sv" - 21 2 put
+cp "$T/sv.tail/header" "$T/sv.tail.header"
+expect "rolled-back copy with a tail: refused at its committed generation" \
+        "store rolled back: generation $((gv + 3)) < counter $((gv + 5))" \
+        "$("$CLI" check --state-dir "$T/sv.tail" --unlock tpm2 --tpm2-tcti "$TA" 2>&1)"
+cmp -s "$T/sv.tail.header" "$T/sv.tail/header" && ok "the refusal wrote nothing (tail not rolled forward)" ||
+        bad "refusing a rolled-back copy changed its header"
+expect "accept-rollback of the copy with a tail" "accepted at generation $((gv + 5))" \
+        "$("$CLI" tpm accept-rollback --state-dir "$T/sv.tail" --unlock tpm2 --tpm2-tcti "$TA" 2>&1)"
+expect "accepted copy opens with the tail's secret" "generation $((gv + 5)), 6 secrets" \
+        "$("$CLI" check --state-dir "$T/sv.tail" --unlock tpm2 --tpm2-tcti "$TA" 2>&1)"
+
 echo "$fails failure(s)"
 [ $fails = 0 ]
