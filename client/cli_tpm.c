@@ -199,6 +199,7 @@ static int tpm_accept_rollback(int argc, char **argv) {
         const char *dir = NULL, *unlock = NULL, *tcti = NULL;
         cb_unlock_spec *spec = NULL;
         cb_store *s = NULL;
+        uint64_t gen = 0;
         int c, r;
 
         optind = 1;
@@ -239,16 +240,24 @@ static int tpm_accept_rollback(int argc, char **argv) {
                 r = cli_fail(-ENOMEM, "out of memory");
                 goto out;
         }
+        /* Open without writing, verify every version, and only then raise
+         * the generation: a copy that fails verification stays refused. */
         spec->accept_rollback = true;
         r = cb_store_open(dir, spec, &s);
         if (r >= 0)
                 r = cb_store_verify(s, NULL, NULL);
+        if (r >= 0)
+                r = cb_store_accept_rollback(s, &gen);
         if (r < 0) {
                 r = cli_fail(r, "tpm accept-rollback: %s", cb_error_last());
                 goto out;
         }
-        printf("store in %s accepted at generation %llu (matches the TPM counter); rotate secrets changed "
-               "since the copy was made\n", dir, (unsigned long long)cb_store_generation(s));
+        if (r == 0)
+                printf("store in %s is not rolled back (generation %llu matches the TPM counter); nothing to "
+                       "accept\n", dir, (unsigned long long)gen);
+        else
+                printf("store in %s accepted at generation %llu (matches the TPM counter); rotate secrets "
+                       "changed since the copy was made\n", dir, (unsigned long long)gen);
         r = CB_EXIT_OK;
 out:
         cb_store_close(s);

@@ -39,8 +39,10 @@ typedef struct cb_unlock_spec {
         uint64_t argon2_ops;
         uint64_t argon2_mem;
         /* Operator recovery (credbroker tpm accept-rollback): when the
-         * provider's counter says the store was rolled back, open raises
-         * the store's generation to the counter instead of refusing. */
+         * provider's counter says the store was rolled back, open succeeds
+         * without writing anything instead of refusing; the caller
+         * verifies the store, then cb_store_accept_rollback (store.h)
+         * raises its generation to the counter's. */
         bool accept_rollback;
 } cb_unlock_spec;
 

@@ -687,7 +687,29 @@ int cb_store_open(const char *dir, const cb_unlock_spec *spec, cb_store **ret) {
                 r = cb_error_set(-errno, "%s: cannot drop a torn tail: %s", logpath, strerror(errno));
                 goto out;
         }
-        if (end > s->hdr.log_len) {
+        /* Anti-rollback (tpm2), before anything is written: the committed
+         * generation must not be older than the provider's counter (a
+         * counter behind it is caught up).  The counter never counts an
+         * uncommitted tail, so this is checked before the tail is rolled
+         * forward, and an older copy is refused untouched.  An operator who
+         * restored a copy on purpose opens with accept_rollback: the store
+         * opens without writing anything, and only
+         * cb_store_accept_rollback, after the caller verified the copy,
+         * raises the generation to the counter's. */
+        {
+                uint64_t counter_gen = 0;
+
+                r = cb_store_sync_generation(s, &counter_gen);
+                if (r == CB_E_ROLLBACK && spec->accept_rollback && counter_gen > s->hdr.generation) {
+                        s->rollback_pending = true;
+                        s->pending_end = end;
+                        memcpy(s->pending_head, head, CB_MAC_LEN);
+                        r = 0;
+                }
+                if (r < 0)
+                        goto out;
+        }
+        if (end > s->hdr.log_len && !s->rollback_pending) {
                 /* Commit what was rolled forward so every later reader agrees.
                  * If that cannot be written (disk full), the recovered state is
                  * still authentic: serve reads, refuse writes until a reopen. */
@@ -702,27 +724,8 @@ int cb_store_open(const char *dir, const cb_unlock_spec *spec, cb_store **ret) {
                         r = 0;
                 }
         }
-        /* Anti-rollback (tpm2): the committed generation must not be older
-         * than the provider's counter.  An operator who restored a copy on
-         * purpose opens with accept_rollback: the generation jumps to the
-         * counter (log records stay at or below it, so the log still loads). */
-        {
-                uint64_t counter_gen = 0;
-
-                r = cb_store_sync_generation(s, &counter_gen);
-                if (r == CB_E_ROLLBACK && spec->accept_rollback && counter_gen > s->hdr.generation &&
-                    !s->readonly_why[0]) {
-                        unsigned char h[CB_MAC_LEN];
-
-                        memcpy(h, s->hdr.log_head, CB_MAC_LEN);
-                        r = cb_store_write_header(s, counter_gen, s->hdr.log_id, s->hdr.log_len, h);
-                        if (r == 0 && s->readonly_why[0])
-                                r = cb_error_set(-EIO, "'%s': %s", dir, s->readonly_why);
-                }
-                if (r < 0)
-                        goto out;
-        }
-        (void)cb_store_remove_stale_logs(s); /* a failure is retried at the next open */
+        if (!s->rollback_pending)
+                (void)cb_store_remove_stale_logs(s); /* a failure is retried at the next open */
         *ret = s;
         s = NULL;
 out:

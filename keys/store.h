@@ -152,6 +152,17 @@ int cb_store_destroy_ex(cb_store *s, const char *name, uint32_t version, unsigne
 int cb_store_versions_ex(cb_store *s, const char *name, unsigned flags, const cb_version_info **ret, size_t *ret_n)
         __attribute__((warn_unused_result));
 
+/* Operator recovery (credbroker tpm accept-rollback).  cb_store_open with
+ * spec->accept_rollback opens a store older than its provider's
+ * anti-rollback counter instead of refusing it, but writes nothing (not
+ * even the roll-forward of an interrupted write) and refuses every write
+ * (-EROFS).  Verify it first (cb_store_verify); then this raises its
+ * generation to the counter's, read again now, in one header commit.
+ * 1 when it did (generation in *ret_generation), 0 when the store was not
+ * rolled back (nothing written), negative with a message otherwise (the
+ * store stays unaccepted). */
+int cb_store_accept_rollback(cb_store *s, uint64_t *ret_generation) __attribute__((warn_unused_result));
+
 /* Test hook: when set (non-NULL), called at named points of the commit path
  * so crash tests can stop a writer exactly there: "log-written" (appended,
  * not yet synced), "log-synced", "header-committed" (also when open commits

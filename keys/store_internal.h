@@ -51,6 +51,17 @@ struct cb_store {
          * NULL when the provider has none. */
         const cb_unlock_provider *rollback_prov;
         cb_unlock_spec *rollback_spec;
+        /* A commit is durable but the counter could not follow it (TPM
+         * unreachable): the next write first catches the counter up, and
+         * is refused (that write only) while it cannot. */
+        bool counter_behind;
+        /* Opened with spec->accept_rollback on a copy older than the
+         * counter: nothing has been written (not even a roll-forward of
+         * the tail, which ends at pending_end / pending_head); every write
+         * is refused until cb_store_accept_rollback. */
+        bool rollback_pending;
+        size_t pending_end;
+        unsigned char pending_head[CB_MAC_LEN];
 };
 
 

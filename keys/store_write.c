@@ -25,6 +25,9 @@ static int txn_begin(cb_store *s, int *ret_lock) {
 
         if (s->readonly_why[0])
                 return cb_error_set(-EROFS, "'%s' is open read-only: %s", s->dir, s->readonly_why);
+        if (s->rollback_pending)
+                return cb_error_set(-EROFS, "'%s' is older than the anti-rollback counter and was opened only to "
+                                    "accept that: nothing is written before it is accepted", s->dir);
         if (s->broken)
                 return cb_error_set(-EIO, "an earlier write to '%s' ended in an unknown state; reopen the store",
                                     s->dir);
@@ -54,6 +57,23 @@ static int txn_begin(cb_store *s, int *ret_lock) {
                 r = cb_error_set(-errno, "%s/%s: cannot drop an uncommitted tail: %s", s->dir, s->logname,
                                  strerror(errno));
                 goto fail;
+        }
+        if (s->counter_behind) {
+                /* The last commit is durable but the anti-rollback counter
+                 * did not follow it: until it does, a copy of the previous
+                 * generation would pass the rollback check, so nothing more
+                 * is written.  Catching up only moves the counter forward,
+                 * to the generation on disk (checked above to be ours). */
+                uint64_t counter_gen;
+
+                r = cb_store_sync_generation(s, &counter_gen);
+                if (r < 0) {
+                        r = cb_error_set(r, "write refused: the anti-rollback counter is still behind the last "
+                                         "commit of '%s' and cannot be advanced (%.160s); retry when the TPM is "
+                                         "back", s->dir, cb_error_last());
+                        goto fail;
+                }
+                s->counter_behind = false;
         }
         free(disk);
         *ret_lock = lockfd;
@@ -117,14 +137,13 @@ int cb_store_write_header(cb_store *s, uint64_t gen, const unsigned char log_id[
         if (r == 0 && s->rollback_prov) {
                 /* The commit is durable; now the counter follows it.  If it
                  * cannot, a copy of the previous generation would still pass
-                 * the rollback check: refuse further writes until a reopen
-                 * (which catches the counter up or fails closed). */
+                 * the rollback check: the next write catches the counter up
+                 * first and is refused while it cannot (txn_begin); a reopen
+                 * catches it up or fails closed.  This commit stands. */
                 uint64_t counter_gen;
 
                 if (cb_store_sync_generation(s, &counter_gen) < 0)
-                        snprintf(s->readonly_why, sizeof(s->readonly_why), "the write is durable but the "
-                                 "anti-rollback counter could not follow it (%.120s); reopen the store",
-                                 cb_error_last());
+                        s->counter_behind = true;
         }
 out:
         free(disk);
@@ -463,4 +482,41 @@ int cb_store_destroy_ex(cb_store *s, const char *name, uint32_t version, unsigne
 
 int cb_store_compact(cb_store *s) {
         return compact(s, NULL, 0);
+}
+
+int cb_store_accept_rollback(cb_store *s, uint64_t *ret_generation) {
+        uint64_t counter_gen = 0;
+        int lockfd = -1, r;
+
+        if (!s->rollback_pending) {
+                *ret_generation = s->hdr.generation;
+                return 0;
+        }
+        s->rollback_pending = false; /* for txn_begin; set again below unless committed */
+        r = txn_begin(s, &lockfd);
+        if (r < 0)
+                goto out;
+        /* Read the counter again: it may have moved since the open. */
+        r = cb_store_sync_generation(s, &counter_gen);
+        if (r >= 0) {
+                r = cb_error_set(-ESTALE, "'%s' is no longer older than the anti-rollback counter; reopen it",
+                                 s->dir);
+                goto out;
+        }
+        if (r != CB_E_ROLLBACK || counter_gen <= s->hdr.generation)
+                goto out;
+        /* Every record, the rolled-forward tail included, is at or below
+         * the new generation, so the log still loads. */
+        r = cb_store_write_header(s, counter_gen, s->hdr.log_id, s->pending_end, s->pending_head);
+        if (r < 0)
+                goto out;
+        *ret_generation = s->hdr.generation;
+        (void)cb_store_remove_stale_logs(s); /* a failure is retried at the next open */
+        r = 1;
+out:
+        if (r < 0 && !s->broken)
+                s->rollback_pending = true;
+        if (lockfd >= 0)
+                close(lockfd);
+        return r;
 }

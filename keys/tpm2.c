@@ -378,26 +378,118 @@ out:
 
 /* ---- NV counter ------------------------------------------------------- */
 
+/* The attributes cb_tpm2_counter_create defines the counter with, and the
+ * state bits the TPM itself sets on an index (written, locked) that are
+ * ignored when comparing with them. */
+#define NV_COUNTER_ATTRS                                                                                         \
+        ((TPMA_NV)(((TPMA_NV)TPM2_NT_COUNTER << TPMA_NV_TPM2_NT_SHIFT) | TPMA_NV_AUTHWRITE | TPMA_NV_AUTHREAD |     \
+                   TPMA_NV_NO_DA))
+#define NV_STATE_BITS ((TPMA_NV)(TPMA_NV_WRITTEN | TPMA_NV_WRITELOCKED | TPMA_NV_READLOCKED))
+
+/* What is wrong with the index's public area as our counter, or NULL when
+ * it is exactly what cb_tpm2_counter_create defines. */
+static const char *nv_public_mismatch(const TPMS_NV_PUBLIC *p, uint32_t index) {
+        if (p->nvIndex != index)
+                return "the TPM reports another index";
+        if (((p->attributes & TPMA_NV_TPM2_NT_MASK) >> TPMA_NV_TPM2_NT_SHIFT) != TPM2_NT_COUNTER)
+                return "it is not a counter (TPM2_NT_COUNTER)";
+        if (p->dataSize != 8)
+                return "its size is not 8 bytes";
+        if (p->nameAlg != TPM2_ALG_SHA256)
+                return "its name algorithm is not sha256";
+        if (p->authPolicy.size != 0)
+                return "it has an authorization policy";
+        if ((p->attributes & ~NV_STATE_BITS) != NV_COUNTER_ATTRS)
+                return "its attributes differ from the ones the store defined";
+        return NULL;
+}
+
+/* An ESAPI handle for the counter at index, after checking that the index
+ * is still the counter cb_tpm2_counter_create defined.  The owner
+ * authorization is empty, so anyone who can open the TPM can undefine the
+ * index and define an ordinary one at the same handle, write any value into
+ * it and so roll the store back: such an index is refused (CB_E_INTEGRITY).
+ * A counter undefined and defined again with the same attributes is
+ * harmless: the TPM starts a new counter at the highest value any counter
+ * has had. */
 static int nv_handle(cb_tpm2 *t, uint32_t index, ESYS_TR *ret) {
-        TSS2_RC rc = Esys_TR_FromTPMPublic(t->esys, index, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, ret);
+        TPM2B_NV_PUBLIC *pub = NULL;
+        const char *why;
+        ESYS_TR nv = ESYS_TR_NONE;
+        TSS2_RC rc = Esys_TR_FromTPMPublic(t->esys, index, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &nv);
+        int r;
 
         if (rc != TSS2_RC_SUCCESS)
                 return cb_error_set(-ENOENT, "the anti-rollback NV counter 0x%08x does not exist on this TPM "
                                     "(another TPM, or the owner hierarchy was cleared): %s", index,
                                     Tss2_RC_Decode(rc));
+        rc = Esys_NV_ReadPublic(t->esys, nv, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, &pub, NULL);
+        if (rc != TSS2_RC_SUCCESS) {
+                r = cb_error_set(-EIO, "TPM: cannot read the public area of NV index 0x%08x: %s", index,
+                                 Tss2_RC_Decode(rc));
+                goto out;
+        }
+        why = nv_public_mismatch(&pub->nvPublic, index);
+        if (why) {
+                r = cb_error_set(CB_E_INTEGRITY, "integrity error: NV index 0x%08x is not this store's "
+                                 "anti-rollback counter (undefined and redefined?): %s (attributes 0x%08x)", index,
+                                 why, (unsigned)pub->nvPublic.attributes);
+                goto out;
+        }
+        *ret = nv;
+        nv = ESYS_TR_NONE;
+        r = 0;
+out:
+        Esys_Free(pub);
+        if (nv != ESYS_TR_NONE)
+                (void)Esys_TR_Close(t->esys, &nv);
+        return r;
+}
+
+/* An unsalted HMAC session for authorizing the counter with its (empty)
+ * auth value.  Unlike a password session, its HMAC covers the index's Name
+ * as nv_handle checked it: if the index is undefined and redefined
+ * differently between that check and the command, the TPM refuses the
+ * command (AUTH_FAIL; the index has NO_DA, so no lockout). */
+static int nv_session(cb_tpm2 *t, ESYS_TR *ret) {
+        static const TPMT_SYM_DEF null_sym = { .algorithm = TPM2_ALG_NULL };
+        ESYS_TR s = ESYS_TR_NONE;
+        TSS2_RC rc;
+
+        rc = Esys_StartAuthSession(t->esys, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, ESYS_TR_NONE, NULL,
+                                   TPM2_SE_HMAC, &null_sym, TPM2_ALG_SHA256, &s);
+        if (rc != TSS2_RC_SUCCESS)
+                return cb_error_set(-EIO, "TPM: cannot start an HMAC session: %s", Tss2_RC_Decode(rc));
+        rc = Esys_TRSess_SetAttributes(t->esys, s, TPMA_SESSION_CONTINUESESSION, 0xff);
+        if (rc != TSS2_RC_SUCCESS) {
+                flush(t, &s);
+                return cb_error_set(-EIO, "TPM: cannot set session attributes: %s", Tss2_RC_Decode(rc));
+        }
+        *ret = s;
         return 0;
 }
 
-static int nv_read(cb_tpm2 *t, ESYS_TR nv, uint32_t index, uint64_t *ret) {
+/* The message for a counter command that failed with rc. */
+static int nv_fail(TSS2_RC rc, const char *what, uint32_t index) {
+        if (rc_base(rc) == TPM2_RC_AUTH_FAIL)
+                return cb_error_set(CB_E_INTEGRITY, "integrity error: NV index 0x%08x changed while in use: it "
+                                    "is not this store's anti-rollback counter any more (undefined and "
+                                    "redefined?)", index);
+        return cb_error_set(-EIO, "TPM: cannot %s NV counter 0x%08x: %s", what, index, Tss2_RC_Decode(rc));
+}
+
+/* sess: ESYS_TR_PASSWORD, or a session from nv_session. */
+static int nv_read(cb_tpm2 *t, ESYS_TR nv, ESYS_TR sess, uint32_t index, uint64_t *ret) {
         TPM2B_MAX_NV_BUFFER *d = NULL;
         TSS2_RC rc;
         uint64_t v = 0;
 
-        rc = Esys_NV_Read(t->esys, nv, nv, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE, 8, 0, &d);
-        if (rc != TSS2_RC_SUCCESS || d->size != 8) {
+        rc = Esys_NV_Read(t->esys, nv, nv, sess, ESYS_TR_NONE, ESYS_TR_NONE, 8, 0, &d);
+        if (rc != TSS2_RC_SUCCESS)
+                return nv_fail(rc, "read", index);
+        if (d->size != 8) {
                 Esys_Free(d);
-                return cb_error_set(-EIO, "TPM: cannot read NV counter 0x%08x: %s", index,
-                                    rc ? Tss2_RC_Decode(rc) : "short read");
+                return cb_error_set(-EIO, "TPM: cannot read NV counter 0x%08x: short read", index);
         }
         for (int i = 0; i < 8; i++)
                 v = (v << 8) | d->buffer[i];
@@ -406,11 +498,11 @@ static int nv_read(cb_tpm2 *t, ESYS_TR nv, uint32_t index, uint64_t *ret) {
         return 0;
 }
 
-static int nv_increment(cb_tpm2 *t, ESYS_TR nv, uint32_t index) {
-        TSS2_RC rc = Esys_NV_Increment(t->esys, nv, nv, ESYS_TR_PASSWORD, ESYS_TR_NONE, ESYS_TR_NONE);
+static int nv_increment(cb_tpm2 *t, ESYS_TR nv, ESYS_TR sess, uint32_t index) {
+        TSS2_RC rc = Esys_NV_Increment(t->esys, nv, nv, sess, ESYS_TR_NONE, ESYS_TR_NONE);
 
         if (rc != TSS2_RC_SUCCESS)
-                return cb_error_set(-EIO, "TPM: cannot increment NV counter 0x%08x: %s", index, Tss2_RC_Decode(rc));
+                return nv_fail(rc, "increment", index);
         return 0;
 }
 
@@ -419,8 +511,7 @@ int cb_tpm2_counter_create(cb_tpm2 *t, uint32_t *ret_index, uint64_t *ret_value)
         TPM2B_NV_PUBLIC pubinfo = {
                 .nvPublic = {
                         .nameAlg = TPM2_ALG_SHA256,
-                        .attributes = (TPM2_NT_COUNTER << TPMA_NV_TPM2_NT_SHIFT) | TPMA_NV_AUTHWRITE |
-                                      TPMA_NV_AUTHREAD | TPMA_NV_NO_DA,
+                        .attributes = NV_COUNTER_ATTRS,
                         .dataSize = 8,
                 },
         };
@@ -439,9 +530,9 @@ int cb_tpm2_counter_create(cb_tpm2 *t, uint32_t *ret_index, uint64_t *ret_value)
         if (rc != TSS2_RC_SUCCESS)
                 return cb_error_set(-EACCES, "TPM: cannot define the anti-rollback NV counter (owner authorization "
                                     "set, or NV space full?): %s", Tss2_RC_Decode(rc));
-        r = nv_increment(t, nv, pubinfo.nvPublic.nvIndex);
+        r = nv_increment(t, nv, ESYS_TR_PASSWORD, pubinfo.nvPublic.nvIndex);
         if (r == 0)
-                r = nv_read(t, nv, pubinfo.nvPublic.nvIndex, ret_value);
+                r = nv_read(t, nv, ESYS_TR_PASSWORD, pubinfo.nvPublic.nvIndex, ret_value);
         if (r == 0)
                 *ret_index = pubinfo.nvPublic.nvIndex;
         else if (Esys_NV_UndefineSpace(t->esys, ESYS_TR_RH_OWNER, nv, ESYS_TR_PASSWORD, ESYS_TR_NONE,
@@ -453,23 +544,29 @@ int cb_tpm2_counter_create(cb_tpm2 *t, uint32_t *ret_index, uint64_t *ret_value)
 }
 
 int cb_tpm2_counter_read(cb_tpm2 *t, uint32_t index, uint64_t *ret_value) {
-        ESYS_TR nv = ESYS_TR_NONE;
+        ESYS_TR nv = ESYS_TR_NONE, sess = ESYS_TR_NONE;
         int r = nv_handle(t, index, &nv);
 
         if (r < 0)
                 return r;
-        r = nv_read(t, nv, index, ret_value);
+        r = nv_session(t, &sess);
+        if (r == 0)
+                r = nv_read(t, nv, sess, index, ret_value);
+        flush(t, &sess);
         (void)Esys_TR_Close(t->esys, &nv);
         return r;
 }
 
 int cb_tpm2_counter_increment(cb_tpm2 *t, uint32_t index) {
-        ESYS_TR nv = ESYS_TR_NONE;
+        ESYS_TR nv = ESYS_TR_NONE, sess = ESYS_TR_NONE;
         int r = nv_handle(t, index, &nv);
 
         if (r < 0)
                 return r;
-        r = nv_increment(t, nv, index);
+        r = nv_session(t, &sess);
+        if (r == 0)
+                r = nv_increment(t, nv, sess, index);
+        flush(t, &sess);
         (void)Esys_TR_Close(t->esys, &nv);
         return r;
 }

@@ -48,6 +48,13 @@ int cb_tpm2_unseal(cb_tpm2 *t, uint32_t pcr_mask, const unsigned char *pub, size
  * empty) at a random free owner index, increment it once and return the
  * index and its value. */
 int cb_tpm2_counter_create(cb_tpm2 *t, uint32_t *ret_index, uint64_t *ret_value) __attribute__((warn_unused_result));
+/* Read / increment the counter at index.  Both first check that the index
+ * is still exactly the counter cb_tpm2_counter_create defines (type
+ * TPM2_NT_COUNTER, 8 bytes, sha256 name, no policy, the same attributes
+ * apart from the written/locked state bits): anything else is refused with
+ * CB_E_INTEGRITY, "NV index 0x... is not this store's anti-rollback counter
+ * (undefined and redefined?)".  The command itself is authorized through an
+ * HMAC session, which binds it to the Name just checked. */
 int cb_tpm2_counter_read(cb_tpm2 *t, uint32_t index, uint64_t *ret_value) __attribute__((warn_unused_result));
 int cb_tpm2_counter_increment(cb_tpm2 *t, uint32_t index) __attribute__((warn_unused_result));
 

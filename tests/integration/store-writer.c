@@ -24,6 +24,12 @@
  * CB_CRASH_AT=<hook point> [CB_CRASH_AT_N=<n>]: raise SIGKILL at the n-th
  * (default first) time the commit path reaches that point.
  *
+ * MODE "forge" (COUNT must be 1; test-tpm.sh): instead of a put, append a
+ * PUT record for s<START % 50> whose value does NOT decrypt, properly
+ * MAC-chained with the store's own key, and commit it WITHOUT advancing
+ * the anti-rollback counter: a copy that opens (every MAC holds) but fails
+ * cb_store_verify.  Uses the store's internals (store_internal.h).
+ *
  * CB_UNLOCK_SPEC=<spec> [CB_TPM2_TCTI=<tcti>]: unlock with that spec instead
  * of keyfile:KEYFILE (test-tpm.sh: a crash between the header commit and
  * the TPM counter increment).
@@ -39,8 +45,13 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <sodium.h>
+
 #include "error.h"
+#include "fsutil.h"
 #include "store.h"
+#include "store_format.h"
+#include "store_internal.h"
 
 #define NAMES 50
 #define VALUE_MAX_LEN 300
@@ -213,6 +224,44 @@ static int perform(cb_store *s, uint64_t i, enum op op, const char *name, uint32
         return -EINVAL;
 }
 
+/* MODE forge: see the top comment. */
+static int forge(cb_store *s, const char *name, uint32_t version) {
+        static const cb_meta empty;
+        unsigned char dek_nonce[CB_NONCE_LEN], val_nonce[CB_NONCE_LEN], wrapped[CB_WRAPPED_KEY_LEN], ct[64];
+        unsigned char head[CB_MAC_LEN];
+        cb_buf metab = CB_BUF_INIT, body = CB_BUF_INIT, framed = CB_BUF_INIT;
+        int r;
+
+        randombytes_buf(dek_nonce, sizeof(dek_nonce));
+        randombytes_buf(val_nonce, sizeof(val_nonce));
+        randombytes_buf(wrapped, sizeof(wrapped));
+        randombytes_buf(ct, sizeof(ct));
+        if ((r = cb_meta_encode(&empty, &metab)) < 0 ||
+            (r = cb_record_encode(&body, &(cb_record){
+                .type = CB_REC_PUT, .generation = s->hdr.generation + 1, .time = cb_store_now(),
+                .name = (const unsigned char *)name, .name_len = strlen(name), .version = version,
+                .state = CB_VS_CURRENT, .created = cb_store_now(), .meta = metab.data, .meta_len = metab.len,
+                .dek_nonce = dek_nonce, .wrapped_dek = wrapped, .val_nonce = val_nonce, .ct = ct,
+                .ct_len = sizeof(ct) })) < 0 ||
+            (r = cb_buf_put_u32(&framed, (uint32_t)body.len)) < 0 || (r = cb_buf_put(&framed, body.data, body.len)) < 0)
+                goto out;
+        cb_log_chain_next(head, cb_store_key(s, K_LOGMAC), s->hdr.log_head, framed.data, framed.len);
+        if ((r = cb_buf_put(&framed, head, CB_MAC_LEN)) < 0 ||
+            (r = cb_pwrite_all(s->logfd, framed.data, framed.len, (off_t)s->log.len)) < 0)
+                goto out;
+        if (fsync(s->logfd) < 0) {
+                r = -errno;
+                goto out;
+        }
+        s->rollback_prov = NULL; /* the counter does not follow this commit */
+        r = cb_store_write_header(s, s->hdr.generation + 1, s->hdr.log_id, s->log.len + framed.len, head);
+out:
+        cb_buf_free(&metab);
+        cb_buf_free(&body);
+        cb_buf_free(&framed);
+        return r;
+}
+
 static int parse_u64(const char *str, uint64_t *ret) {
         char *e;
 
@@ -226,14 +275,16 @@ int main(int argc, char **argv) {
         cb_unlock_spec *spec = NULL;
         cb_store *s = NULL;
         uint64_t start, count;
-        bool mix = true;
+        bool mix = true, forging = false;
         int r;
 
         if (argc < 5 || argc > 6 || parse_u64(argv[3], &start) < 0 || parse_u64(argv[4], &count) < 0)
-                die("usage: store-writer DIR KEYFILE START COUNT [mix|put]");
+                die("usage: store-writer DIR KEYFILE START COUNT [mix|put|forge]");
         if (argc == 6) {
                 if (strcmp(argv[5], "put") == 0)
                         mix = false;
+                else if (strcmp(argv[5], "forge") == 0)
+                        forging = true;
                 else if (strcmp(argv[5], "mix") != 0)
                         die("unknown mode '%s'", argv[5]);
         }
@@ -260,6 +311,20 @@ int main(int argc, char **argv) {
         if (r < 0)
                 die("open: %s", cb_error_last());
         say("ready\n");
+        if (forging) {
+                char name[16];
+
+                if (count != 1)
+                        die("forge: COUNT must be 1");
+                snprintf(name, sizeof(name), "s%u", (unsigned)(start % NAMES));
+                r = forge(s, name, next_version(s, name));
+                if (r < 0)
+                        die("forge: %s (%s)", cb_error_last(), strerror(-r));
+                say("done\n");
+                cb_store_close(s);
+                cb_unlock_spec_free(spec);
+                return 0;
+        }
         for (uint64_t i = start; i < start + count; i++) {
                 char name[16];
                 uint32_t version;

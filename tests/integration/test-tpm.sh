@@ -186,18 +186,31 @@ expect "the newer copy is now the rolled-back one" "store rolled back" \
 
 # --- crash between the header commit and the counter increment: the TPM
 # goes away while the daemon writes; the write is durable, the counter
-# behind; the next open catches the counter up (no false rollback).
+# behind.  Further writes are refused while the TPM stays away; once it is
+# back, the next write catches the counter up and succeeds in the same
+# daemon (no restart); a copy from the window is then refused.
 start_daemon "$T/s" tpm2 "$TA" || bad "daemon start for the crash-window test"
 kill "$SW_A"; wait "$SW_A" 2>/dev/null
 put demo "value-four" && ok "write durable without the TPM (counter left behind)" || bad "put with the TPM gone"
 out=$(printf 'x' | "$CLI" --admin-socket "$T/run/admin.sock" put demo 2>&1)
-expect "further writes refused until reopened" "anti-rollback counter could not follow" "$out"
-stop_daemon
+expect "a write while the counter is behind and the TPM gone: refused" \
+        "the anti-rollback counter is still behind the last commit" "$out"
+expect "the refused write was not applied" "value-four" "$(fetch demo)"
+cp -a "$T/s" "$T/s.window"
 SW_A=$(start_swtpm "$T/tpmA" "$PA") || bad "swtpm A restart"
+put demo "value-five" && ok "TPM back: the next write catches the counter up, without a daemon restart" ||
+        bad "put after the TPM came back (daemon still read-only?)"
+expect "the write after the catch-up is served" "value-five" "$(fetch demo)"
+put demo "value-six" && ok "and the one after it" || bad "second put after the TPM came back"
+stop_daemon
+gen_now=$("$CLI" check --state-dir "$T/s" --unlock tpm2 --tpm2-tcti "$TA" --json | sed 's/.*"generation":\([0-9]*\).*/\1/')
+expect "the counter caught up: the copy from the window is refused" \
+        "store rolled back: generation $((gen_now - 2)) < counter $gen_now" \
+        "$("$CLI" check --state-dir "$T/s.window" --unlock tpm2 --tpm2-tcti "$TA" 2>&1)"
 expect "reopen after the crash window: no false rollback" "ok: store" \
         "$("$CLI" check --state-dir "$T/s" --unlock tpm2 --tpm2-tcti "$TA" 2>&1)"
 start_daemon "$T/s" tpm2 "$TA" || bad "daemon after the crash window: $(cat "$T/daemon.out")"
-expect "the write made in the window is served" "value-four" "$(fetch demo)"
+expect "the last write is served after a restart" "value-six" "$(fetch demo)"
 stop_daemon
 
 # --- a real crash (SIGKILL) right after the header commit, before the
@@ -243,6 +256,91 @@ t1=$(count "$TA" handles-transient) s1=$(count "$TA" handles-loaded-session)
 [ "$s1" = "$sessions0" ] && ok "loaded sessions unchanged after the cycles ($s1)" || bad "sessions $sessions0 -> $s1"
 [ "$(count "$TB" handles-transient)" = 0 ] && [ "$(count "$TB" handles-loaded-session)" = 0 ] &&
         ok "refused load on the other TPM left nothing behind" || bad "the other TPM kept objects"
+
+# --- the NV index undefined and redefined at the same handle (the owner
+# authorization is empty, so any local user of the TPM can do that): an
+# ordinary index holding a chosen low value must not let an older copy
+# open; a counter defined again starts above every value any counter had.
+nvs() { TPM2TOOLS_TCTI=$TA tpm2_getcap handles-nv-index | sed -n 's/^- //p' | sort; }
+nv_before=$(nvs)
+expect "init a store for the NV redefinition test" "created store" \
+        "$("$CLI" init --state-dir "$T/sr" --unlock tpm2 --tpm2-tcti "$TA" 2>&1)"
+IDX=$(comm -13 <(echo "$nv_before") <(nvs))
+case "$IDX" in 0x*) ok "the store's NV index: $IDX" ;; *) bad "cannot find the new NV index ('$IDX')" ;; esac
+gen_r=$("$CLI" check --state-dir "$T/sr" --unlock tpm2 --tpm2-tcti "$TA" --json | sed 's/.*"generation":\([0-9]*\).*/\1/')
+cp -a "$T/sr" "$T/sr.old"
+CB_UNLOCK_SPEC=tpm2 CB_TPM2_TCTI=$TA "$WRITER" "$T/sr" - 1 3 put >"$T/writer.out" 2>&1 || bad "writer: $(cat "$T/writer.out")"
+expect "NV test: the old copy is rolled back" "store rolled back: generation $gen_r < counter $((gen_r + 3))" \
+        "$("$CLI" check --state-dir "$T/sr.old" --unlock tpm2 --tpm2-tcti "$TA" 2>&1)"
+raw=$((16#$(TPM2TOOLS_TCTI=$TA tpm2_nvread "$IDX" -s 8 | od -An -tx1 | tr -d ' \n')))
+low=$((raw - 3)) # the raw value that stands for the old copy's generation
+TPM2TOOLS_TCTI=$TA tpm2_nvundefine "$IDX" >/dev/null && TPM2TOOLS_TCTI=$TA tpm2_nvdefine "$IDX" -C o -s 8 \
+        -a "authread|authwrite|no_da" >/dev/null && printf "$(printf '%016x' "$low" | sed 's/../\\x&/g')" >"$T/nv.bin" &&
+        TPM2TOOLS_TCTI=$TA tpm2_nvwrite "$IDX" -i "$T/nv.bin" || bad "redefining $IDX as an ordinary index"
+out=$("$CLI" check --state-dir "$T/sr.old" --unlock tpm2 --tpm2-tcti "$TA" 2>&1); rc=$?
+expect "ordinary index at the counter's handle: old copy refused" \
+        "NV index $(printf '0x%08x' "$IDX") is not this store's anti-rollback counter (undefined and redefined?)" "$out"
+[ $rc != 0 ] && ok "refusal exits non-zero ($rc)" || bad "the old copy opened on a redefined NV index"
+expect "ordinary index: the current copy is refused too" "is not this store's anti-rollback counter" \
+        "$("$CLI" check --state-dir "$T/sr" --unlock tpm2 --tpm2-tcti "$TA" 2>&1)"
+cp "$T/sr.old/header" "$T/sr.old.header"
+out=$("$CLI" tpm accept-rollback --state-dir "$T/sr.old" --unlock tpm2 --tpm2-tcti "$TA" 2>&1); rc=$?
+expect "accept-rollback cannot adopt a redefined index" "is not this store's anti-rollback counter" "$out"
+[ $rc != 0 ] && cmp -s "$T/sr.old.header" "$T/sr.old/header" && ok "accept-rollback refused and left the copy" ||
+        bad "accept-rollback on a redefined index: exit $rc, header changed or not"
+TPM2TOOLS_TCTI=$TA tpm2_nvundefine "$IDX" >/dev/null && TPM2TOOLS_TCTI=$TA tpm2_nvdefine "$IDX" -C o -s 8 \
+        -a "nt=counter|authread|authwrite|no_da" >/dev/null && TPM2TOOLS_TCTI=$TA tpm2_nvincrement "$IDX" ||
+        bad "redefining $IDX as a counter"
+out=$("$CLI" check --state-dir "$T/sr.old" --unlock tpm2 --tpm2-tcti "$TA" 2>&1)
+expect "counter redefined: the old copy is still rolled back" "store rolled back: generation $gen_r < counter" "$out"
+TPM2TOOLS_TCTI=$TA tpm2_nvundefine "$IDX" >/dev/null && TPM2TOOLS_TCTI=$TA tpm2_nvdefine "$IDX" -C o -s 8 \
+        -a "nt=counter|authread|authwrite|no_da|policywrite" >/dev/null &&
+        TPM2TOOLS_TCTI=$TA tpm2_nvincrement "$IDX" || bad "redefining $IDX as a counter with other attributes"
+expect "a counter with other attributes is refused" "its attributes differ" \
+        "$("$CLI" check --state-dir "$T/sr" --unlock tpm2 --tpm2-tcti "$TA" 2>&1)"
+
+# --- accept-rollback verifies before it writes: a rolled-back copy that
+# opens (every MAC holds) but holds a value that does not decrypt is
+# refused and left exactly as it was; the good copy still opens.
+gen_of() { "$CLI" check --state-dir "$1" --unlock tpm2 --tpm2-tcti "$TA" --json | sed 's/.*"generation":\([0-9]*\).*/\1/'; }
+W() { CB_UNLOCK_SPEC=tpm2 CB_TPM2_TCTI=$TA "$WRITER" "$@" >"$T/writer.out" 2>&1 || bad "writer $*: $(cat "$T/writer.out")"; }
+expect "init a store for the accept-rollback tests" "created store" \
+        "$("$CLI" init --state-dir "$T/sv" --unlock tpm2 --tpm2-tcti "$TA" 2>&1)"
+W "$T/sv" - 1 2 put
+gv=$(gen_of "$T/sv")
+cp -a "$T/sv" "$T/sv.bad"
+W "$T/sv.bad" - 7 1 forge # (not opened before the good copy moves on: an open would catch the counter up to it)
+W "$T/sv" - 3 3 put
+expect "forged copy is rolled back" "store rolled back: generation $((gv + 1)) < counter $((gv + 3))" \
+        "$("$CLI" check --state-dir "$T/sv.bad" --unlock tpm2 --tpm2-tcti "$TA" 2>&1)"
+cp "$T/sv.bad/header" "$T/sv.bad.header"
+out=$("$CLI" tpm accept-rollback --state-dir "$T/sv.bad" --unlock tpm2 --tpm2-tcti "$TA" 2>&1); rc=$?
+expect "accept-rollback refuses a copy that fails verification" "integrity error: the key of 's7' version 1 does not unwrap" "$out"
+[ $rc != 0 ] && ok "accept-rollback refusal exits non-zero ($rc)" || bad "accept-rollback accepted a bad copy"
+cmp -s "$T/sv.bad.header" "$T/sv.bad/header" && ok "the refused copy's header is unchanged" ||
+        bad "accept-rollback rewrote the header of a copy that failed verification"
+expect "the refused copy is still rolled back" "store rolled back: generation $((gv + 1)) < counter $((gv + 3))" \
+        "$("$CLI" check --state-dir "$T/sv.bad" --unlock tpm2 --tpm2-tcti "$TA" 2>&1)"
+expect "the good copy still opens" "ok: store" \
+        "$("$CLI" check --state-dir "$T/sv" --unlock tpm2 --tpm2-tcti "$TA" 2>&1)"
+expect "accept-rollback on a store that is not rolled back: nothing to accept" "nothing to accept" \
+        "$("$CLI" tpm accept-rollback --state-dir "$T/sv" --unlock tpm2 --tpm2-tcti "$TA" 2>&1)"
+# A rolled-back copy with an interrupted write's tail is refused without
+# rolling the tail forward (nothing is written to an older copy); accepted,
+# the tail and the raised generation are committed together.
+cp -a "$T/sv" "$T/sv.tail"
+CB_UNLOCK_SPEC=tpm2 CB_TPM2_TCTI=$TA CB_CRASH_AT=log-synced "$WRITER" "$T/sv.tail" - 20 1 put >"$T/writer.out" 2>&1
+W "$T/sv" - 21 2 put
+cp "$T/sv.tail/header" "$T/sv.tail.header"
+expect "rolled-back copy with a tail: refused at its committed generation" \
+        "store rolled back: generation $((gv + 3)) < counter $((gv + 5))" \
+        "$("$CLI" check --state-dir "$T/sv.tail" --unlock tpm2 --tpm2-tcti "$TA" 2>&1)"
+cmp -s "$T/sv.tail.header" "$T/sv.tail/header" && ok "the refusal wrote nothing (tail not rolled forward)" ||
+        bad "refusing a rolled-back copy changed its header"
+expect "accept-rollback of the copy with a tail" "accepted at generation $((gv + 5))" \
+        "$("$CLI" tpm accept-rollback --state-dir "$T/sv.tail" --unlock tpm2 --tpm2-tcti "$TA" 2>&1)"
+expect "accepted copy opens with the tail's secret" "generation $((gv + 5)), 6 secrets" \
+        "$("$CLI" check --state-dir "$T/sv.tail" --unlock tpm2 --tpm2-tcti "$TA" 2>&1)"
 
 echo "$fails failure(s)"
 [ $fails = 0 ]
