@@ -20,10 +20,12 @@
 
 #include <sodium.h>
 
+#include "alert.h"
 #include "daemon.h"
 #include "error.h"
 #include "rotate.h"
 #include "rotation_label.h"
+#include "scan.h"
 
 static char *hook_dir;
 static uint64_t next_due; /* earliest grace deadline known; 0 = rescan (under cbd.lock) */
@@ -128,6 +130,21 @@ void rotate_sweep(uint64_t now) {
         }
         free(copy);
         next_due = next;
+}
+
+/* A leaked rotation of name failed: its leaked version old (0: the current
+ * one) stays marked compromised, so no token is issued for it until a
+ * rotation succeeds, and an alert says so.  Under cbd.lock. */
+static void leaked_failed(const char *name, uint32_t old, const char *source, const char *why) {
+        json_t *ev;
+
+        scanner_mark_compromised(name, old);
+        ev = json_pack("{s:s, s:s, s:s, s:b}", "secret", name, "source", source, "message", why, "compromised",
+                       scanner_is_compromised(name));
+        if (ev && old)
+                json_object_set_new(ev, "version", json_integer((json_int_t)old));
+        alert_raise("rotation_failed", ev);
+        json_decref(ev);
 }
 
 /* ---- hooks ---- */
@@ -317,8 +334,27 @@ static int run_hook(int slot, const char *path, const char *name, const char *re
                         break;
                 }
         }
-        if (r < 0)
-                (void)kill(-pid, SIGKILL);
+        /* Its stdout is closed (or it is to be killed): wait for it until the
+         * same deadline.  A hook may close stdout and carry on (or leave
+         * children behind), so the exit is watched without reaping
+         * (WNOWAIT): the process group is killed while its pid still names
+         * it, then the hook is reaped. */
+        while (r == 0) {
+                siginfo_t si = { 0 };
+
+                if (waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) < 0 && errno != EINTR) {
+                        r = cb_error_set(-errno, "hook %s: waitid: %s", path, strerror(errno));
+                        break;
+                }
+                if (si.si_pid == pid)
+                        break;
+                if ((uint64_t)time(NULL) >= deadline) {
+                        r = cb_error_set(-ETIMEDOUT, "hook %s: killed after %d s", path, CB_ROTATE_HOOK_TIMEOUT);
+                        break;
+                }
+                (void)nanosleep(&(struct timespec){ .tv_nsec = 20 * 1000 * 1000 }, NULL);
+        }
+        (void)kill(-pid, SIGKILL); /* the hook if it is still running, whatever it left behind either way */
         while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
                 ;
         pthread_mutex_lock(&hk_lock);
@@ -358,6 +394,7 @@ struct hook_job {
         int slot;
         bool leaked;
         uint32_t grace;
+        uint32_t old; /* leaked: the current version when it was asked for (the leaked one) */
         const char *source;
         char name[CB_NAME_MAX + 1];
         char *event; /* leak hook: its stdin */
@@ -439,13 +476,18 @@ static void *hook_rotate_thread(void *arg) {
         pthread_mutex_lock(&hk_lock);
         bool stopping = hk_stopping;
         pthread_mutex_unlock(&hk_lock);
-        if (r >= 0 && !stopping)
+        bool tried = r >= 0 && !stopping; /* rotate_run reached */
+        if (tried)
                 r = rotate_secret(j->name, cb_secbuf_data(val), cb_secbuf_len(val), j->grace, j->leaked, j->source,
                                   NULL);
         if (r < 0 && !stopping) {
                 fprintf(stderr, "credbrokerd: hook rotation of '%s' failed: %s\n", j->name, cb_error_last());
                 (void)audit_event(json_pack("{s:s, s:s, s:s, s:s, s:s}", "event", "rotate", "source", j->source,
                                             "secret", j->name, "result", "failed", "message", cb_error_last()));
+                /* rotate_run contained a failure of its own already; a hook that failed
+                 * never reached it. */
+                if (j->leaked && !tried)
+                        leaked_failed(j->name, j->old, j->source, cb_error_last());
         }
         pthread_mutex_unlock(&cbd.lock);
         cb_secbuf_free(val);
@@ -457,10 +499,27 @@ static void *hook_rotate_thread(void *arg) {
 int rotate_hook_start(const char *name, uint32_t grace, bool leaked, const char *source) {
         struct hook_job *j;
         char path[4096];
+        uint32_t old = 0;
         int r;
 
         if (cb_name_check(name) < 0)
                 return -EINVAL;
+        if (leaked) {
+                /* Containment now, whether or not a hook can run, and not when (or
+                 * if) the hook's rotation ends: every token revoked, proxied
+                 * requests cut, and the leaked version marked compromised (no
+                 * token) until a new version is current. */
+                const cb_version_info *vi;
+                size_t nv;
+
+                if (cb_store_versions(cbd.store, name, &vi, &nv) == 0)
+                        for (size_t i = 0; i < nv; i++)
+                                if (vi[i].state == CB_VS_CURRENT)
+                                        old = vi[i].version;
+                (void)cb_tokens_revoke_secret(cbd.tokens, name);
+                (void)proxy_cancel_secret(name, "rotated after a leak");
+                scanner_mark_compromised(name, old);
+        }
         r = hook_path(name, path, sizeof(path));
         if (r < 0)
                 return cb_error_set(-ENOENT, "no rotation hook for '%s'%s", name,
@@ -472,6 +531,7 @@ int rotate_hook_start(const char *name, uint32_t grace, bool leaked, const char 
                 return -ENOMEM;
         j->grace = leaked ? 0 : grace;
         j->leaked = leaked;
+        j->old = old;
         j->source = source;
         snprintf(j->name, sizeof(j->name), "%s", name);
         j->slot = slot_take(name);
@@ -482,6 +542,8 @@ int rotate_hook_start(const char *name, uint32_t grace, bool leaked, const char 
         r = start_thread(hook_rotate_thread, j);
         if (r < 0) {
                 slot_release(j->slot);
+                if (leaked)
+                        leaked_failed(name, j->old, source, "cannot start the rotation hook's thread");
                 free(j);
                 return cb_error_set(r, "cannot start a thread: %s", strerror(-r));
         }
@@ -509,6 +571,46 @@ void rotate_stop(void) {
 }
 
 /* ---- rotation ---- */
+
+/* Does value[0..len) equal a version of name that is not destroyed?  Its
+ * number in *ret_version (0: none).  0 or -errno (message set).  The
+ * comparisons are constant-time per version (sodium_memcmp). */
+static int value_reused(const char *name, const void *value, size_t len, uint32_t *ret_version) {
+        const cb_version_info *vi;
+        uint32_t *vers = NULL;
+        size_t nv, n = 0;
+        int r;
+
+        *ret_version = 0;
+        r = cb_store_versions(cbd.store, name, &vi, &nv);
+        if (r < 0)
+                return cb_error_set(r, "no secret named '%s'", name);
+        /* Copied: the store's array is not ours to hold across calls. */
+        vers = calloc(nv ? nv : 1, sizeof(*vers));
+        if (!vers)
+                return cb_error_set(-ENOMEM, "out of memory");
+        for (size_t i = 0; i < nv; i++)
+                if (vi[i].state != CB_VS_DESTROYED)
+                        vers[n++] = vi[i].version;
+        r = 0;
+        for (size_t i = 0; i < n && !*ret_version; i++) {
+                cb_secbuf *old = NULL;
+                int g = cb_store_get(cbd.store, name, vers[i], true, &old, NULL, NULL);
+
+                if (g == -EKEYREVOKED || g == -ENOENT)
+                        continue; /* destroyed (or gone) meanwhile: nothing to compare */
+                if (g < 0) {
+                        r = cb_error_set(g, "cannot read version %" PRIu32 " to compare: %s", vers[i],
+                                         cb_error_last());
+                        break;
+                }
+                if (cb_secbuf_len(old) == len && sodium_memcmp(cb_secbuf_data(old), value, len) == 0)
+                        *ret_version = vers[i];
+                cb_secbuf_free(old);
+        }
+        free(vers);
+        return r;
+}
 
 /* "cbs_" + unpadded base64url of 32 random bytes (47 characters). */
 static cb_secbuf *generate_value(void) {
@@ -633,6 +735,17 @@ int rotate_run(enum rotate_phase phase, const char *name, const void *value, siz
         if (r < 0)
                 fprintf(stderr, "credbrokerd: audit log cannot be written; rotating leaked secret '%s' anyway\n",
                         name);
+        if (phase != ROTATE_PROMOTE && !gen) {
+                uint32_t same = 0;
+
+                step = "comparing the new value with every version";
+                r = value_reused(name, value, len, &same);
+                if (r == 0 && same)
+                        r = cb_error_set(-EEXIST, "the new value equals version %" PRIu32 "'s (a rotation needs a "
+                                         "value the secret never had)", same);
+                if (r < 0)
+                        goto fail;
+        }
         step = "superseding leftover pending versions";
         for (size_t i = 0; i < npending; i++) {
                 r = cb_store_set_state(cbd.store, name, pending[i], CB_VS_DISABLED);
@@ -701,6 +814,14 @@ fail:
         (void)audit_event(json_pack("{s:s, s:s, s:s, s:s, s:s}", "event", "rotate", "source", source, "secret", name,
                                     "result", "failed", "message", cb_error_last()));
 out:
+        if (r < 0 && leaked && old) {
+                /* The tokens are gone, but the leaked value may still be current:
+                 * no new token for it until a rotation succeeds. */
+                leaked_failed(name, old, source, cb_error_last());
+                if (scanner_is_compromised(name))
+                        r = cb_error_set(r, "%s; '%s' is marked compromised: no token is issued until a rotation "
+                                         "succeeds", cb_error_last(), name);
+        }
         cb_secbuf_free(gen);
         cb_meta_free(m);
         json_decref(superseded);

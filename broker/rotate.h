@@ -70,7 +70,11 @@ void rotate_stop(void);
  * version carries the sealed label CB_ROTATE_GENERATE_LABEL).  grace in
  * seconds; leaked forces grace 0, revokes every token of the secret and
  * runs the leak hook.  source says who asked ("admin", "leak") for the
- * audit.  On success *ret (may be NULL) is a JSON summary (no value):
+ * audit.  The new value must differ from every version of name not
+ * destroyed (-EEXIST "the new value equals version N's").  A leaked
+ * rotation that fails at any step leaves the version that leaked marked
+ * compromised (no token until a rotation succeeds) and raises the alert
+ * "rotation_failed".  On success *ret (may be NULL) is a JSON summary (no value):
  * {"name","version","previous","grace","leaked","revoked","superseded":[..],
  * "disabled":[..]}.  -ENOENT (no such secret), -EPERM (generation not
  * allowed), store errors; message in cb_error_last().  Under cbd.lock. */
@@ -97,17 +101,23 @@ void rotate_sweep(uint64_t now);
  * the next sweep. */
 void rotate_changed(void);
 
-/* The leak scanner's on_leak=rotate: run name's rotation hook (DIR/NAME)
- * in the background and rotate with its output as a --leaked rotation.
- * 0 when started (or one already runs for name), -ENOENT when name has no
- * rotation hook (or no hook directory is configured), -EAGAIN when
- * CB_ROTATE_HOOKS_MAX hooks are running.  Does not need cbd.lock (takes
- * it itself, later, from its own thread). */
+/* The leak scanner's on_leak=rotate: rotate_hook_start(name, 0, leaked,
+ * "leak"), so name is contained at once (see there) and its rotation hook
+ * (DIR/NAME) runs in the background; its output becomes the new value of a
+ * --leaked rotation.  0 when started (or one already runs for name),
+ * -ENOENT when name has no rotation hook (or no hook directory is
+ * configured), -EAGAIN when CB_ROTATE_HOOKS_MAX hooks are running.  Under
+ * cbd.lock (the hook's thread takes it itself later). */
 int leak_rotate_request(const char *name);
 
 /* Start name's rotation hook in the background; its output becomes the
  * new value (rotate_secret with grace/leaked, source for the audit).
- * -ENOENT (no hook), -EALREADY (one runs for name), -EAGAIN (too many). */
+ * With leaked, before anything else and whatever is returned: every token
+ * of name revoked, its proxied requests cut, its current version marked
+ * compromised (scanner_mark_compromised: no token until a new version is
+ * current); if the hook then fails, the mark stays and an alert
+ * "rotation_failed" is raised.  -ENOENT (no hook), -EALREADY (one runs
+ * for name), -EAGAIN (too many).  Under cbd.lock. */
 int rotate_hook_start(const char *name, uint32_t grace, bool leaked, const char *source);
 
 /* admin.sock routes under /v1/admin/rotate and /v1/admin/versions/ (api_rotate.c). */

@@ -53,9 +53,15 @@ cat >"$T/policy.json" <<JSON
     {"client": "tool", "secret": "gen", "use": ["redeem"]},
     {"client": "tool2", "secret": "api", "use": ["redeem"], "max_ttl": 600},
     {"client": "tool", "secret": "crash", "use": ["redeem"]},
-    {"client": "tool", "secret": "px", "use": ["proxy"]}
+    {"client": "tool", "secret": "px", "use": ["proxy"]},
+    {"client": "tool", "secret": "lkfail", "use": ["redeem", "scan"], "max_ttl": 600},
+    {"client": "tool", "secret": "lkslow", "use": ["redeem", "scan"], "max_ttl": 600},
+    {"client": "tool", "secret": "same", "use": ["redeem"]},
+    {"client": "tool", "secret": "ena", "use": ["redeem"]},
+    {"client": "tool", "secret": "hang", "use": ["redeem"]}
   ],
-  "admins": {"uids": [0]} }
+  "admins": {"uids": [0]},
+  "secrets": { "lkfail": {"on_leak": "rotate"}, "lkslow": {"on_leak": "rotate"} } }
 JSON
 chmod 0644 "$T/policy.json"
 
@@ -70,7 +76,12 @@ cat >"$T/hooks/_leaked" <<EOF
 #!/bin/sh
 { cat; echo; echo "argv: \$0 \$*"; env; } >>"$T/leak-events"
 EOF
-chmod 0755 "$T/hooks/api" "$T/hooks/_leaked"
+# Hooks for the red-team regressions: one that fails, one that takes 2 s,
+# one that closes its stdout and then hangs (the timeout must still hold).
+printf '#!/bin/sh\nexit 3\n' >"$T/hooks/lkfail"
+printf '#!/bin/sh\nsleep 2\necho "sk-lkslow-new-$$"\n' >"$T/hooks/lkslow"
+printf '#!/bin/sh\necho sk-hang-new-value\nexec >&-\nsleep 100\n' >"$T/hooks/hang"
+chmod 0755 "$T/hooks/api" "$T/hooks/_leaked" "$T/hooks/lkfail" "$T/hooks/lkslow" "$T/hooks/hang"
 
 start_daemon() {
         rm -f "$T/run/admin.sock"
@@ -110,6 +121,15 @@ if cmd == 'token':
     st, o = call('/v1/token', {"secret": sys.argv[3], "ttl": 600}); print(o.get('token', o.get('message')))
 elif cmd == 'ptoken':
     st, o = call('/v1/token', {"secret": sys.argv[3], "use": "proxy", "bind": "uid"}); print(o.get('token', o.get('message')))
+elif cmd == 'scan':
+    s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); b = sys.argv[3].encode()
+    s.sendall(b'POST /v1/scan HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\nConnection: close\r\n\r\n' % len(b) + b)
+    d = b''
+    while True:
+        k = s.recv(65536)
+        if not k: break
+        d += k
+    print(d.decode(errors='replace').split('\r\n\r\n', 1)[1])
 elif cmd == 'redeem':
     body = {"token": sys.argv[3]}
     if len(sys.argv) > 4: body["version"] = int(sys.argv[4])
@@ -123,6 +143,11 @@ vstate() { vjson "$1" | "$PYBIN" -c "import json,sys; o=json.load(sys.stdin); pr
 
 if [ "$PART" != crash ]; then
 start_daemon
+# A hook that closes its stdout and hangs must still be killed at the hook
+# timeout (60 s): started now, checked at the end of the basics.
+printf 'sk-hang-one-%s' "$(rnd)" | "$CLI" put hang >/dev/null || bad "put hang"
+hang_t0=$SECONDS
+expect "hanging hook started" "started" "$("$CLI" rotate hang --broker-hook 2>&1)"
 
 # ---- basics
 printf '%s' "$V1" | "$CLI" put api >/dev/null || bad "put api"
@@ -297,6 +322,60 @@ expect "the old proxy token is refused after --leaked" "unknown or revoked" \
         "$(as $U1 curl -s --unix-socket "$TS" -H "Authorization: Bearer $ptok" http://x/v1/proxy/px/echo)"
 kill "$UPID" 2>/dev/null; wait "$UPID" 2>/dev/null; UPID=
 
+# ---- red-team regressions: leaked rotations contain at once, whatever the hook does
+# on_leak rotate with a hook that fails: tokens revoked and the secret
+# compromised at once; the hook's failure keeps it so and raises an alert.
+VF="sk-lkfail-one-$(rnd)"
+printf '%s' "$VF" | "$CLI" put lkfail >/dev/null || bad "put lkfail"
+tf=$(tool token lkfail)
+expect "on_leak rotate: the scan reports the leak" '"name":"lkfail"' "$(tool scan "log line $VF end")"
+expect "on_leak rotate: the token is revoked at once" "401 unknown or revoked token" "$(tool redeem "$tf")"
+expect "on_leak rotate: no new token while the hook runs" "was seen leaked" "$(tool token lkfail)"
+for _ in $(seq 100); do grep -q 'ALERT rotation_failed.*"secret":"lkfail"' "$T/daemon.out" && break; sleep 0.05; done
+expect "failing hook: alert rotation_failed" '"secret":"lkfail"' "$(grep 'ALERT rotation_failed' "$T/daemon.out")"
+expect "failing hook: still no token (compromised)" "was seen leaked" "$(tool token lkfail)"
+expect "status shows it compromised" "lkfail" "$("$CLI" status 2>&1 | grep -i compromised)"
+printf 'sk-lkfail-two-%s' "$(rnd)" | "$CLI" rotate lkfail --leaked >/dev/null || bad "rotate lkfail --leaked by hand"
+case "$(fetch lkfail)" in "200 sk-lkfail-two-"*) ok "a successful rotation lifts the mark" ;; *) bad "after rotation: $(fetch lkfail)" ;; esac
+# on_leak rotate with a slow hook: contained before the hook ends.
+VS="sk-lkslow-one-$(rnd)"
+printf '%s' "$VS" | "$CLI" put lkslow >/dev/null || bad "put lkslow"
+ts=$(tool token lkslow)
+tool scan "$VS" >/dev/null
+expect "slow hook: token revoked before the hook ends" "401 unknown or revoked token" "$(tool redeem "$ts")"
+expect "slow hook: no token before the hook ends" "was seen leaked" "$(tool token lkslow)"
+for _ in $(seq 100); do vjson lkslow | grep -q '"current":2' && break; sleep 0.05; done
+case "$(fetch lkslow)" in "200 sk-lkslow-new-"*) ok "slow hook: its value is current, tokens again" ;; *) bad "slow hook: $(fetch lkslow)" ;; esac
+# --broker-hook --leaked with a failing hook: revoked at the 202, compromised after.
+printf 'sk-lkfail-three-%s' "$(rnd)" | "$CLI" rotate lkfail >/dev/null
+tf=$(tool token lkfail)
+expect "--broker-hook --leaked started" "started" "$("$CLI" rotate lkfail --broker-hook --leaked 2>&1)"
+expect "--broker-hook --leaked: token revoked at once" "401 unknown or revoked token" "$(tool redeem "$tf")"
+expect "--broker-hook --leaked: no token at once" "was seen leaked" "$(tool token lkfail)"
+sleep 0.5
+expect "--broker-hook --leaked, hook failed: still no token" "was seen leaked" "$(tool token lkfail)"
+printf 'sk-lkfail-four-%s' "$(rnd)" | "$CLI" rotate lkfail >/dev/null || bad "rotate lkfail"
+# The CLI's --leaked --hook revokes before running the hook, so a failing hook leaves nothing usable.
+tf=$(tool token lkfail)
+out=$("$CLI" rotate lkfail --leaked --hook 'exit 3' 2>&1)
+expect "CLI --leaked --hook: revoked before the hook" "token(s) of lkfail revoked before running the hook" "$out"
+expect "CLI --leaked --hook, hook failed: says so" "the leaked value is still current" "$out"
+expect "CLI --leaked --hook, hook failed: old token revoked" "401 unknown or revoked token" "$(tool redeem "$tf")"
+
+# A rotation refuses the old value as the new one (every version not destroyed).
+printf 'sk-same-aaaaaaaaaaaa' | "$CLI" put same >/dev/null || bad "put same"
+ts=$(tool token same)
+out=$(printf 'sk-same-aaaaaaaaaaaa' | "$CLI" rotate same --leaked 2>&1)
+expect "leaked rotation to the same value refused" "the new value equals version 1's" "$out"
+expect "...and the leaked secret is contained: token revoked" "401 unknown or revoked token" "$(tool redeem "$ts")"
+expect "...and compromised" "was seen leaked" "$(tool token same)"
+refute "...the value is not in the message" "sk-same-aaaa" "$out"
+printf 'sk-same-bbbbbbbbbbbb' | "$CLI" rotate same >/dev/null || bad "rotate same to a new value"
+expect "rotation back to an older (disabled or previous) value refused" "the new value equals version 1's" \
+        "$(printf 'sk-same-aaaaaaaaaaaa' | "$CLI" rotate same 2>&1)"
+expect "a value that is a prefix of an old one is new" "is current" "$(printf 'sk-same-aaaa' | "$CLI" rotate same 2>&1)"
+expect "the refused rotations left one current version" '"current":3' "$(vjson same)"
+
 echo "     (basics took ${SECONDS} s)"
 # ---- rotation under load: clients redeem continuously through 50 rotations and a leaked one
 cat >"$T/worker.py" <<'EOF'
@@ -377,6 +456,12 @@ expect "a token held through the load and --leaked is refused" "401 unknown or r
 grep -q '^OK 1 0 .* load-leaked' "$T/all.log" && ok "clients recovered with new tokens after --leaked" ||
         bad "no client recovered after --leaked"
 
+# The hook that closed its stdout and hung (started at the beginning): killed at the timeout.
+while [ $((SECONDS - hang_t0)) -lt 63 ]; do grep -q "hook rotation of 'hang' failed" "$T/daemon.out" && break; sleep 0.5; done
+expect "a hook that closes stdout and hangs is killed at the timeout" "hook rotation of 'hang' failed" \
+        "$(grep "'hang'" "$T/daemon.out")"
+expect "...and its value was not used" '"current":1' "$(vjson hang)"
+expect "...and the next hook rotation can start" "started" "$("$CLI" rotate hang --broker-hook 2>&1)"
 stop_daemon
 echo "     (basics and load: ${SECONDS} s)"
 fi
@@ -413,9 +498,9 @@ inv() {
 kill_fail=0 pend_seen=0 check_fail=0
 rotate_one() {
         case $((RANDOM % 3)) in
-        0) printf 'crash-%s' "$RANDOM" | "$CLI" rotate crash --leaked ;;
-        1) printf 'crash-%s' "$RANDOM" | "$CLI" rotate crash --grace 0 ;;
-        *) printf 'crash-%s' "$RANDOM" | "$CLI" rotate crash --grace 3600 ;;
+        0) printf 'crash-%s-%s' "$RANDOM" "$RANDOM" | "$CLI" rotate crash --leaked ;;
+        1) printf 'crash-%s-%s' "$RANDOM" "$RANDOM" | "$CLI" rotate crash --grace 0 ;;
+        *) printf 'crash-%s-%s' "$RANDOM" "$RANDOM" | "$CLI" rotate crash --grace 3600 ;;
         esac >/dev/null 2>&1
 }
 # How long one rotation takes from the CLI's start (process start, request,
