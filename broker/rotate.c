@@ -97,6 +97,32 @@ static int sweep_secret(const char *name, uint64_t now, json_t *disabled, uint64
         return 0;
 }
 
+uint32_t rotate_leaked_by(const cb_version_info *vi, size_t nv, uint32_t v) {
+        const size_t pl = strlen(CB_ROTATE_LEAKED_LABEL);
+
+        for (size_t i = 0; i < nv; i++) {
+                bool leaked = false;
+
+                (void)cb_rotation_grace(vi[i].meta, &leaked);
+                if (leaked && vi[i].version > v)
+                        return vi[i].version;
+                for (size_t k = 0; vi[i].meta && k < vi[i].meta->labels.n; k++) {
+                        const char *l = vi[i].meta->labels.v[k];
+                        char *end;
+                        unsigned long long n;
+
+                        if (strncmp(l, CB_ROTATE_LEAKED_LABEL, pl) != 0)
+                                continue;
+                        errno = 0;
+                        n = strtoull(l + pl, &end, 10);
+                        /* Unreadable: fail closed, as if everything before it leaked. */
+                        if (errno || end == l + pl || *end || n >= vi[i].version || v <= n)
+                                return vi[i].version;
+                }
+        }
+        return 0;
+}
+
 void rotate_changed(void) {
         next_due = 0;
 }
@@ -572,6 +598,28 @@ void rotate_stop(void) {
 
 /* ---- rotation ---- */
 
+/* Record in m (the new version's sealed metadata) that every version up to
+ * old leaked: the label CB_ROTATE_LEAKED_LABEL "N" replaces an earlier one
+ * (versions only grow).  Later rotations copy it forward with the rest of
+ * the metadata, so `version enable` can refuse those versions for good. */
+static int mark_leaked_through(cb_meta *m, uint32_t old) {
+        char label[64];
+        size_t k = 0;
+        int r;
+
+        for (size_t i = 0; i < m->labels.n; i++) {
+                if (strncmp(m->labels.v[i], CB_ROTATE_LEAKED_LABEL, strlen(CB_ROTATE_LEAKED_LABEL)) == 0)
+                        free(m->labels.v[i]);
+                else
+                        m->labels.v[k++] = m->labels.v[i];
+        }
+        m->labels.n = k;
+        snprintf(label, sizeof(label), CB_ROTATE_LEAKED_LABEL "%" PRIu32, old);
+        r = cb_strv_push(&m->labels, label, CB_META_MAX_LABELS);
+        return r < 0 ? cb_error_set(r, "cannot record the leak: the secret already has %d labels", CB_META_MAX_LABELS)
+                     : 0;
+}
+
 /* Does value[0..len) equal a version of name that is not destroyed?  Its
  * number in *ret_version (0: none).  0 or -errno (message set).  The
  * comparisons are constant-time per version (sodium_memcmp). */
@@ -716,6 +764,8 @@ int rotate_run(enum rotate_phase phase, const char *name, const void *value, siz
                 len = cb_secbuf_len(gen);
         }
         if (phase != ROTATE_PROMOTE && (r = cb_rotation_meta(cur_meta, grace, leaked, &m)) < 0)
+                goto out;
+        if (phase != ROTATE_PROMOTE && leaked && (r = mark_leaked_through(m, old)) < 0)
                 goto out;
         /* Containment first: if any later step fails, the tokens are gone. */
         if (leaked) {

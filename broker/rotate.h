@@ -56,6 +56,16 @@
 #define CB_ROTATE_HOOK_TIMEOUT 60             /* seconds a daemon-run hook may take */
 #define CB_ROTATE_HOOKS_MAX 8                 /* daemon-run hooks at once */
 #define CB_ROTATE_GENERATE_LABEL "generate=yes" /* sealed label allowing --generate */
+#define CB_ROTATE_LEAKED_LABEL "leaked-through="  /* + N: versions <= N leaked (sealed, carried forward) */
+
+/* May disabled version v of a secret (its versions vi[0..nv)) be enabled
+ * again?  Never if it leaked: a later version carries "rotation=leaked"
+ * (every older version was disabled by a leaked rotation), or any version
+ * carries CB_ROTATE_LEAKED_LABEL N with v <= N (the record a leaked
+ * rotation leaves, copied forward by every later rotation, so it survives
+ * later rotations, and the leaked rotation's version being destroyed).
+ * Returns the version that says so, 0 if none. */
+uint32_t rotate_leaked_by(const cb_version_info *vi, size_t nv, uint32_t v);
 
 /* Check and remember the hook directory (NULL: none).  0 or -errno with a
  * message. */

@@ -264,7 +264,7 @@ expect "another uid's old token refused" "401 unknown or revoked token" "$(as $U
 expect "new token gets the new value" "200 $VL" "$(fetch api)"
 expect "old version never served again" "403 version 4 of 'api' is disabled" "$(fetch api 4)"
 expect "versions: leaked" "from a leaked rotation" "$("$CLI" versions api)"
-expect "enable refused after a leaked rotation" "no grace" "$("$CLI" version enable api 4 2>&1)"
+expect "enable refused after a leaked rotation" "version 4 of 'api' leaked" "$("$CLI" version enable api 4 2>&1)"
 for _ in $(seq 50); do [ -s "$T/leak-events" ] && break; sleep 0.05; done
 expect "leak hook got a JSON event" '"event":"leaked_rotation","secret":"api"' "$(cat "$T/leak-events")"
 refute "leak hook never gets a value" "$old" "$(cat "$T/leak-events")"
@@ -375,6 +375,21 @@ expect "rotation back to an older (disabled or previous) value refused" "the new
         "$(printf 'sk-same-aaaaaaaaaaaa' | "$CLI" rotate same 2>&1)"
 expect "a value that is a prefix of an old one is new" "is current" "$(printf 'sk-same-aaaa' | "$CLI" rotate same 2>&1)"
 expect "the refused rotations left one current version" '"current":3' "$(vjson same)"
+
+# A version disabled by a leaked rotation is never enabled again, even after later rotations and a put.
+printf 'sk-ena-one-%s' "$(rnd)" | "$CLI" put ena >/dev/null || bad "put ena"
+printf 'sk-ena-two-%s' "$(rnd)" | "$CLI" rotate ena --leaked >/dev/null || bad "rotate ena --leaked"
+printf 'sk-ena-three-%s' "$(rnd)" | "$CLI" rotate ena --grace 300 >/dev/null || bad "rotate ena --grace 300"
+expect "enable of a leaked version after a later rotation refused" "version 1 of 'ena' leaked" \
+        "$("$CLI" version enable ena 1 2>&1)"
+expect "...and it is not served" "403 version 1 of 'ena' is disabled" "$(fetch ena 1)"
+expect "versions explains it" "disabled: leaked" "$("$CLI" versions ena)"
+"$CLI" version destroy ena 2 >/dev/null || bad "destroy ena 2 (the leaked rotation's version)"
+printf 'sk-ena-four-%s' "$(rnd)" | "$CLI" rotate ena --grace 300 >/dev/null || bad "rotate ena again"
+expect "...still refused with the leaked rotation's version destroyed" "version 1 of 'ena' leaked" \
+        "$("$CLI" version enable ena 1 2>&1)"
+"$CLI" version disable ena 3 >/dev/null || bad "disable ena 3"
+expect "a version disabled by hand after the leak can be enabled" "version 3: enabled" "$("$CLI" version enable ena 3 2>&1)"
 
 echo "     (basics took ${SECONDS} s)"
 # ---- rotation under load: clients redeem continuously through 50 rotations and a leaked one
