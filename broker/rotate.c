@@ -123,6 +123,28 @@ uint32_t rotate_leaked_by(const cb_version_info *vi, size_t nv, uint32_t v) {
         return 0;
 }
 
+int rotate_version_check(const char *name, uint32_t version, uint64_t now) {
+        const cb_version_info *vi, *target = NULL;
+        int64_t grace = -1;
+        size_t nv;
+
+        if (cb_store_versions(cbd.store, name, &vi, &nv) < 0)
+                return 0; /* the store's own answer follows */
+        for (size_t i = 0; i < nv; i++) {
+                if (vi[i].version == version)
+                        target = &vi[i];
+                if (vi[i].state == CB_VS_CURRENT)
+                        grace = cb_rotation_grace(vi[i].meta, NULL);
+        }
+        if (!target || target->state != CB_VS_PREVIOUS)
+                return 0; /* current is served; the rest the store refuses */
+        if (grace >= 0 && target->changed + (uint64_t)grace <= now)
+                return cb_error_set(-EPERM, "version %" PRIu32 " of '%s' is past its grace", version, name);
+        if (rotate_leaked_by(vi, nv, version))
+                return cb_error_set(-EPERM, "version %" PRIu32 " of '%s' leaked", version, name);
+        return 0;
+}
+
 void rotate_changed(void) {
         next_due = 0;
 }

@@ -102,6 +102,13 @@ enum rotate_phase { ROTATE_FULL, ROTATE_STAGE, ROTATE_PROMOTE };
 int rotate_run(enum rotate_phase phase, const char *name, const void *value, size_t len, uint32_t grace, bool leaked,
                uint32_t promote, const char *source, json_t **ret);
 
+/* May version (not 0) of name be served to a redeem naming it?  The
+ * store's state says so, but the sweep may not have run (or failed): a
+ * previous version past its grace (changed + the current version's grace
+ * <= now) or one that leaked (rotate_leaked_by) is refused here too.
+ * 0, or -EPERM with a message.  Under cbd.lock. */
+int rotate_version_check(const char *name, uint32_t version, uint64_t now);
+
 /* Disable previous versions whose grace ran out.  Cheap when nothing is
  * due (scans only at the earliest deadline it knows, or after a state
  * change).  Under cbd.lock. */

@@ -57,6 +57,7 @@ cat >"$T/policy.json" <<JSON
     {"client": "tool", "secret": "lkfail", "use": ["redeem", "scan"], "max_ttl": 600},
     {"client": "tool", "secret": "lkslow", "use": ["redeem", "scan"], "max_ttl": 600},
     {"client": "tool", "secret": "same", "use": ["redeem"]},
+    {"client": "tool", "secret": "lkgrace", "use": ["redeem"]},
     {"client": "tool", "secret": "ena", "use": ["redeem"]},
     {"client": "tool", "secret": "hang", "use": ["redeem"]}
   ],
@@ -390,6 +391,34 @@ expect "...still refused with the leaked rotation's version destroyed" "version 
         "$("$CLI" version enable ena 1 2>&1)"
 "$CLI" version disable ena 3 >/dev/null || bad "disable ena 3"
 expect "a version disabled by hand after the leak can be enabled" "version 3: enabled" "$("$CLI" version enable ena 3 2>&1)"
+
+# A previous version is refused from the moment its grace runs out, not when the sweep gets to it.
+printf 'sk-gr-one-%s' "$(rnd)" | "$CLI" put lkgrace >/dev/null || bad "put lkgrace"
+printf 'sk-gr-two-%s' "$(rnd)" | "$CLI" rotate lkgrace --grace 2 >/dev/null || bad "rotate lkgrace --grace 2"
+changed=$(vjson lkgrace | "$PYBIN" -c "import json,sys; print([v['changed'] for v in json.load(sys.stdin)['versions'] if v['version']==1][0])")
+cat >"$T/graceloop.py" <<'EOF'
+import json, socket, sys, time
+sock, tok, deadline = sys.argv[1], sys.argv[2], float(sys.argv[3])
+def call(body):
+    s = socket.socket(socket.AF_UNIX); s.connect(sock); b = json.dumps(body).encode()
+    s.sendall(b'POST /v1/redeem HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\nConnection: close\r\n\r\n' % len(b) + b)
+    d = b''
+    while True:
+        k = s.recv(65536)
+        if not k: break
+        d += k
+    return int(d.split()[1])
+late = served = 0
+while time.time() < deadline + 1.5:
+    t = time.time(); st = call({"token": tok, "version": 1})
+    if st == 200: served += 1
+    if st == 200 and t >= deadline + 0.05: late += 1
+print("served %d late %d" % (served, late))
+EOF
+out=$(as $U1 "$PYBIN" "$T/graceloop.py" "$TS" "$(tool token lkgrace)" "$((changed + 2))")
+expect "a previous version is never served past its grace (sweep or not)" "late 0" "$out"
+case "$out" in "served 0 "*) bad "the previous version was never served within its grace: $out" ;; *) ok "served within its grace" ;; esac
+echo "     grace edge: $out"
 
 echo "     (basics took ${SECONDS} s)"
 # ---- rotation under load: clients redeem continuously through 50 rotations and a leaked one
