@@ -28,6 +28,7 @@
 #include "scan.h"
 
 static char *hook_dir;
+static int hook_dirfd = -1; /* the directory checked at start, held: renaming or re-pointing its path changes nothing */
 static uint64_t next_due; /* earliest grace deadline known; 0 = rescan (under cbd.lock) */
 
 static bool has_label(const cb_meta *m, const char *label) {
@@ -207,6 +208,11 @@ static struct hook_slot {
 static unsigned hk_running;
 static bool hk_stopping;
 
+/* A directory owned by root or us and writable by no one else? */
+static bool dir_safe(const struct stat *st) {
+        return S_ISDIR(st->st_mode) && (st->st_uid == 0 || st->st_uid == geteuid()) && !(st->st_mode & 022);
+}
+
 int rotate_init(const char *dir) {
         struct stat st;
 
@@ -214,26 +220,63 @@ int rotate_init(const char *dir) {
                 return 0;
         if (dir[0] != '/')
                 return cb_error_set(-EINVAL, "--rotate-hook-dir %s: must be an absolute path", dir);
-        if (stat(dir, &st) < 0)
-                return cb_error_set(-errno, "--rotate-hook-dir %s: %s", dir, strerror(errno));
-        if (!S_ISDIR(st.st_mode) || (st.st_uid != 0 && st.st_uid != geteuid()) || (st.st_mode & 022))
+        hook_dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (hook_dirfd < 0 || fstat(hook_dirfd, &st) < 0) {
+                int e = errno;
+                if (hook_dirfd >= 0)
+                        close(hook_dirfd);
+                hook_dirfd = -1;
+                return cb_error_set(-e, "--rotate-hook-dir %s: %s", dir, strerror(e));
+        }
+        if (!dir_safe(&st)) {
+                close(hook_dirfd);
+                hook_dirfd = -1;
                 return cb_error_set(-EPERM, "--rotate-hook-dir %s: must be a directory owned by root or uid %u and "
                                     "writable by no one else (hooks run as the broker)", dir, (unsigned)geteuid());
+        }
         hook_dir = strdup(dir);
         return hook_dir ? 0 : -ENOMEM;
 }
 
-/* DIR/file if it is a usable hook: a regular executable file owned by root
- * or us and writable by no one else.  -ENOENT if absent, -EPERM if unsafe. */
+/* The path that runs DIR/file if it is a usable hook: a regular executable
+ * file owned by root or us and writable by no one else, in the directory
+ * checked at start, which must still be safe (checked again on the held
+ * descriptor).  The file is opened with O_NOFOLLOW and checked on that
+ * descriptor; the path returned is DIR/file only if it still names that
+ * same file.  -ENOENT if absent, -EPERM if unsafe. */
 static int hook_path(const char *file, char *out, size_t cap) {
-        struct stat st;
+        struct stat st, dst, pst;
+        int fd;
 
-        if (!hook_dir)
+        if (!hook_dir || hook_dirfd < 0)
                 return -ENOENT;
         if ((size_t)snprintf(out, cap, "%s/%s", hook_dir, file) >= cap)
                 return -ENAMETOOLONG;
-        if (lstat(out, &st) < 0)
+        if (fstat(hook_dirfd, &dst) < 0 || !dir_safe(&dst)) {
+                fprintf(stderr, "credbrokerd: hook directory %s is no longer a directory owned by root or uid %u "
+                        "and writable by no one else: no hook runs\n", hook_dir, (unsigned)geteuid());
+                return -EPERM;
+        }
+        fd = openat(hook_dirfd, file, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+        if (fd < 0 && errno != ELOOP)
                 return -errno;
+        if (fd < 0) {
+                fprintf(stderr, "credbrokerd: hook %s ignored: a symbolic link\n", out);
+                return -EPERM;
+        }
+        if (fstat(fd, &st) < 0) {
+                int e = errno;
+                close(fd);
+                return -e;
+        }
+        close(fd);
+        /* Executed by path: the path must name the file just checked (the
+         * directory's path could have been re-pointed since the start). */
+        if (stat(out, &pst) < 0 || pst.st_dev != st.st_dev || pst.st_ino != st.st_ino) {
+                fprintf(stderr, "credbrokerd: hook %s ignored: its path no longer names the file in the hook "
+                        "directory checked at start\n", out);
+                return -EPERM;
+        }
         if (!S_ISREG(st.st_mode) || !(st.st_mode & S_IXUSR) || (st.st_uid != 0 && st.st_uid != geteuid()) ||
             (st.st_mode & 022)) {
                 fprintf(stderr, "credbrokerd: hook %s ignored: not an executable regular file owned by root or uid %u "
@@ -616,6 +659,9 @@ void rotate_stop(void) {
         pthread_mutex_unlock(&hk_lock);
         free(hook_dir);
         hook_dir = NULL;
+        if (hook_dirfd >= 0)
+                close(hook_dirfd);
+        hook_dirfd = -1;
 }
 
 /* ---- rotation ---- */

@@ -392,6 +392,20 @@ expect "...still refused with the leaked rotation's version destroyed" "version 
 "$CLI" version disable ena 3 >/dev/null || bad "disable ena 3"
 expect "a version disabled by hand after the leak can be enabled" "version 3: enabled" "$("$CLI" version enable ena 3 2>&1)"
 
+# The hook directory is checked again at every run (on the descriptor held since the start):
+# made writable by others, or its path re-pointed to another directory: no hook runs.
+chmod 0777 "$T/hooks"
+expect "hook directory made writable by others: no hook runs" "no rotation hook" "$("$CLI" rotate lkslow --broker-hook 2>&1)"
+chmod 0755 "$T/hooks"
+mv "$T/hooks" "$T/hooks.real" && mkdir -m 0755 "$T/hooks" && cp -p "$T/hooks.real/lkslow" "$T/hooks/lkslow"
+expect "hook directory path re-pointed: no hook runs" "no rotation hook" "$("$CLI" rotate lkslow --broker-hook 2>&1)"
+rm -rf "$T/hooks" && mv "$T/hooks.real" "$T/hooks"
+ln -s "$T/hooks/lkslow" "$T/hooks/lklink"
+printf "sk-lklink-%s" "$(rnd)" | "$CLI" put lklink >/dev/null || bad "put lklink"
+expect "a symbolic link is not a hook" "no rotation hook" "$("$CLI" rotate lklink --broker-hook 2>&1)"
+grep -q "hook directory .* is no longer a directory owned" "$T/daemon.out" && grep -q "its path no longer names" "$T/daemon.out" &&
+        ok "the daemon says why" || bad "the daemon says why: $(grep -i hook "$T/daemon.out" | tail -3)"
+
 # A previous version is refused from the moment its grace runs out, not when the sweep gets to it.
 printf 'sk-gr-one-%s' "$(rnd)" | "$CLI" put lkgrace >/dev/null || bad "put lkgrace"
 printf 'sk-gr-two-%s' "$(rnd)" | "$CLI" rotate lkgrace --grace 2 >/dev/null || bad "rotate lkgrace --grace 2"
