@@ -34,6 +34,8 @@ static int store_error(request *rq, int r) {
         case -EINVAL:
         case -E2BIG:
                 return reply_error(rq, 400, "bad_request", "%s", cb_error_last());
+        case -EEXIST: /* the new value equals an older version's */
+                return reply_error(rq, 409, "conflict", "%s", cb_error_last());
         case -EPERM:
         case -EBUSY:
         case -EKEYREVOKED:
