@@ -34,6 +34,8 @@ static int store_error(request *rq, int r) {
         case -EINVAL:
         case -E2BIG:
                 return reply_error(rq, 400, "bad_request", "%s", cb_error_last());
+        case -EEXIST: /* the new value equals an older version's */
+                return reply_error(rq, 409, "conflict", "%s", cb_error_last());
         case -EPERM:
         case -EBUSY:
         case -EKEYREVOKED:
@@ -217,6 +219,9 @@ static int route_versions(request *rq, const char *name) {
         for (size_t k = 0; k < nv; k++) {
                 uint64_t until;
                 const char *note = note_of(&vi[k], grace, leaked, &until);
+
+                if (vi[k].state == CB_VS_DISABLED && rotate_leaked_by(vi, nv, vi[k].version))
+                        note = "disabled: leaked (a later leaked rotation says so): never served again";
                 json_t *labels = json_array();
                 json_t *e = json_pack("{s:I, s:s, s:I, s:I, s:s}", "version", (json_int_t)vi[k].version, "state",
                                       cb_version_state_name(vi[k].state), "created", (json_int_t)vi[k].created,
@@ -245,6 +250,7 @@ static int route_version_action(request *rq, const char *name, const char *vtext
         char *end;
         size_t nv;
         int64_t grace = -1;
+        uint32_t by;
         int r, ret;
 
         rq->route = "admin.version";
@@ -292,6 +298,9 @@ static int route_version_action(request *rq, const char *name, const char *vtext
                                  "through a rotation (credbroker rotate)", v, name);
         } else if (target->state == CB_VS_DESTROYED) {
                 r = cb_error_set(-EKEYREVOKED, "version %llu of '%s' is destroyed", v, name);
+        } else if ((by = rotate_leaked_by(vi, nv, (uint32_t)v)) != 0) {
+                r = cb_error_set(-EPERM, "version %llu of '%s' leaked (version %" PRIu32 " records a leaked rotation "
+                                 "after it): a leaked version is never served again", v, name, by);
         } else if (grace == 0) {
                 r = cb_error_set(-EPERM, "the current version of '%s' came from a rotation with no grace (leaked or "
                                  "--grace 0): older versions are not served again; rotate with a grace first", name);

@@ -15,6 +15,7 @@
 
 #include "daemon.h"
 #include "error.h"
+#include "rotate.h"
 #include "scan.h"
 
 static unsigned use_bit(const char *s) {
@@ -204,6 +205,11 @@ static int route_redeem(request *rq) {
         /* The grant must still exist: a policy reload can take it away. */
         if (!cb_policy_find_grant(cbd.policy, &rq->peer, info->secret, CB_USE_REDEEM, NULL)) {
                 ret = reply_error(rq, 403, "forbidden", "the grant for '%s' (redeem) no longer exists", info->secret);
+                goto out;
+        }
+        /* A previous version past its grace is refused even if the sweep has not disabled it (yet). */
+        if (vj && rotate_version_check(info->secret, (uint32_t)json_integer_value(vj), (uint64_t)time(NULL)) < 0) {
+                ret = reply_error(rq, 403, "forbidden", "%s", cb_error_last());
                 goto out;
         }
         r = cb_store_get(cbd.store, info->secret, vj ? (uint32_t)json_integer_value(vj) : 0, false, &val, &version,

@@ -20,12 +20,15 @@
 
 #include <sodium.h>
 
+#include "alert.h"
 #include "daemon.h"
 #include "error.h"
 #include "rotate.h"
 #include "rotation_label.h"
+#include "scan.h"
 
 static char *hook_dir;
+static int hook_dirfd = -1; /* the directory checked at start, held: renaming or re-pointing its path changes nothing */
 static uint64_t next_due; /* earliest grace deadline known; 0 = rescan (under cbd.lock) */
 
 static bool has_label(const cb_meta *m, const char *label) {
@@ -95,6 +98,54 @@ static int sweep_secret(const char *name, uint64_t now, json_t *disabled, uint64
         return 0;
 }
 
+uint32_t rotate_leaked_by(const cb_version_info *vi, size_t nv, uint32_t v) {
+        const size_t pl = strlen(CB_ROTATE_LEAKED_LABEL);
+
+        for (size_t i = 0; i < nv; i++) {
+                bool leaked = false;
+
+                (void)cb_rotation_grace(vi[i].meta, &leaked);
+                if (leaked && vi[i].version > v)
+                        return vi[i].version;
+                for (size_t k = 0; vi[i].meta && k < vi[i].meta->labels.n; k++) {
+                        const char *l = vi[i].meta->labels.v[k];
+                        char *end;
+                        unsigned long long n;
+
+                        if (strncmp(l, CB_ROTATE_LEAKED_LABEL, pl) != 0)
+                                continue;
+                        errno = 0;
+                        n = strtoull(l + pl, &end, 10);
+                        /* Unreadable: fail closed, as if everything before it leaked. */
+                        if (errno || end == l + pl || *end || n >= vi[i].version || v <= n)
+                                return vi[i].version;
+                }
+        }
+        return 0;
+}
+
+int rotate_version_check(const char *name, uint32_t version, uint64_t now) {
+        const cb_version_info *vi, *target = NULL;
+        int64_t grace = -1;
+        size_t nv;
+
+        if (cb_store_versions(cbd.store, name, &vi, &nv) < 0)
+                return 0; /* the store's own answer follows */
+        for (size_t i = 0; i < nv; i++) {
+                if (vi[i].version == version)
+                        target = &vi[i];
+                if (vi[i].state == CB_VS_CURRENT)
+                        grace = cb_rotation_grace(vi[i].meta, NULL);
+        }
+        if (!target || target->state != CB_VS_PREVIOUS)
+                return 0; /* current is served; the rest the store refuses */
+        if (grace >= 0 && target->changed + (uint64_t)grace <= now)
+                return cb_error_set(-EPERM, "version %" PRIu32 " of '%s' is past its grace", version, name);
+        if (rotate_leaked_by(vi, nv, version))
+                return cb_error_set(-EPERM, "version %" PRIu32 " of '%s' leaked", version, name);
+        return 0;
+}
+
 void rotate_changed(void) {
         next_due = 0;
 }
@@ -130,6 +181,21 @@ void rotate_sweep(uint64_t now) {
         next_due = next;
 }
 
+/* A leaked rotation of name failed: its leaked version old (0: the current
+ * one) stays marked compromised, so no token is issued for it until a
+ * rotation succeeds, and an alert says so.  Under cbd.lock. */
+static void leaked_failed(const char *name, uint32_t old, const char *source, const char *why) {
+        json_t *ev;
+
+        scanner_mark_compromised(name, old);
+        ev = json_pack("{s:s, s:s, s:s, s:b}", "secret", name, "source", source, "message", why, "compromised",
+                       scanner_is_compromised(name));
+        if (ev && old)
+                json_object_set_new(ev, "version", json_integer((json_int_t)old));
+        alert_raise("rotation_failed", ev);
+        json_decref(ev);
+}
+
 /* ---- hooks ---- */
 
 static pthread_mutex_t hk_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -142,6 +208,11 @@ static struct hook_slot {
 static unsigned hk_running;
 static bool hk_stopping;
 
+/* A directory owned by root or us and writable by no one else? */
+static bool dir_safe(const struct stat *st) {
+        return S_ISDIR(st->st_mode) && (st->st_uid == 0 || st->st_uid == geteuid()) && !(st->st_mode & 022);
+}
+
 int rotate_init(const char *dir) {
         struct stat st;
 
@@ -149,26 +220,63 @@ int rotate_init(const char *dir) {
                 return 0;
         if (dir[0] != '/')
                 return cb_error_set(-EINVAL, "--rotate-hook-dir %s: must be an absolute path", dir);
-        if (stat(dir, &st) < 0)
-                return cb_error_set(-errno, "--rotate-hook-dir %s: %s", dir, strerror(errno));
-        if (!S_ISDIR(st.st_mode) || (st.st_uid != 0 && st.st_uid != geteuid()) || (st.st_mode & 022))
+        hook_dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (hook_dirfd < 0 || fstat(hook_dirfd, &st) < 0) {
+                int e = errno;
+                if (hook_dirfd >= 0)
+                        close(hook_dirfd);
+                hook_dirfd = -1;
+                return cb_error_set(-e, "--rotate-hook-dir %s: %s", dir, strerror(e));
+        }
+        if (!dir_safe(&st)) {
+                close(hook_dirfd);
+                hook_dirfd = -1;
                 return cb_error_set(-EPERM, "--rotate-hook-dir %s: must be a directory owned by root or uid %u and "
                                     "writable by no one else (hooks run as the broker)", dir, (unsigned)geteuid());
+        }
         hook_dir = strdup(dir);
         return hook_dir ? 0 : -ENOMEM;
 }
 
-/* DIR/file if it is a usable hook: a regular executable file owned by root
- * or us and writable by no one else.  -ENOENT if absent, -EPERM if unsafe. */
+/* The path that runs DIR/file if it is a usable hook: a regular executable
+ * file owned by root or us and writable by no one else, in the directory
+ * checked at start, which must still be safe (checked again on the held
+ * descriptor).  The file is opened with O_NOFOLLOW and checked on that
+ * descriptor; the path returned is DIR/file only if it still names that
+ * same file.  -ENOENT if absent, -EPERM if unsafe. */
 static int hook_path(const char *file, char *out, size_t cap) {
-        struct stat st;
+        struct stat st, dst, pst;
+        int fd;
 
-        if (!hook_dir)
+        if (!hook_dir || hook_dirfd < 0)
                 return -ENOENT;
         if ((size_t)snprintf(out, cap, "%s/%s", hook_dir, file) >= cap)
                 return -ENAMETOOLONG;
-        if (lstat(out, &st) < 0)
+        if (fstat(hook_dirfd, &dst) < 0 || !dir_safe(&dst)) {
+                fprintf(stderr, "credbrokerd: hook directory %s is no longer a directory owned by root or uid %u "
+                        "and writable by no one else: no hook runs\n", hook_dir, (unsigned)geteuid());
+                return -EPERM;
+        }
+        fd = openat(hook_dirfd, file, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+        if (fd < 0 && errno != ELOOP)
                 return -errno;
+        if (fd < 0) {
+                fprintf(stderr, "credbrokerd: hook %s ignored: a symbolic link\n", out);
+                return -EPERM;
+        }
+        if (fstat(fd, &st) < 0) {
+                int e = errno;
+                close(fd);
+                return -e;
+        }
+        close(fd);
+        /* Executed by path: the path must name the file just checked (the
+         * directory's path could have been re-pointed since the start). */
+        if (stat(out, &pst) < 0 || pst.st_dev != st.st_dev || pst.st_ino != st.st_ino) {
+                fprintf(stderr, "credbrokerd: hook %s ignored: its path no longer names the file in the hook "
+                        "directory checked at start\n", out);
+                return -EPERM;
+        }
         if (!S_ISREG(st.st_mode) || !(st.st_mode & S_IXUSR) || (st.st_uid != 0 && st.st_uid != geteuid()) ||
             (st.st_mode & 022)) {
                 fprintf(stderr, "credbrokerd: hook %s ignored: not an executable regular file owned by root or uid %u "
@@ -317,8 +425,27 @@ static int run_hook(int slot, const char *path, const char *name, const char *re
                         break;
                 }
         }
-        if (r < 0)
-                (void)kill(-pid, SIGKILL);
+        /* Its stdout is closed (or it is to be killed): wait for it until the
+         * same deadline.  A hook may close stdout and carry on (or leave
+         * children behind), so the exit is watched without reaping
+         * (WNOWAIT): the process group is killed while its pid still names
+         * it, then the hook is reaped. */
+        while (r == 0) {
+                siginfo_t si = { 0 };
+
+                if (waitid(P_PID, (id_t)pid, &si, WEXITED | WNOHANG | WNOWAIT) < 0 && errno != EINTR) {
+                        r = cb_error_set(-errno, "hook %s: waitid: %s", path, strerror(errno));
+                        break;
+                }
+                if (si.si_pid == pid)
+                        break;
+                if ((uint64_t)time(NULL) >= deadline) {
+                        r = cb_error_set(-ETIMEDOUT, "hook %s: killed after %d s", path, CB_ROTATE_HOOK_TIMEOUT);
+                        break;
+                }
+                (void)nanosleep(&(struct timespec){ .tv_nsec = 20 * 1000 * 1000 }, NULL);
+        }
+        (void)kill(-pid, SIGKILL); /* the hook if it is still running, whatever it left behind either way */
         while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
                 ;
         pthread_mutex_lock(&hk_lock);
@@ -358,6 +485,7 @@ struct hook_job {
         int slot;
         bool leaked;
         uint32_t grace;
+        uint32_t old; /* leaked: the current version when it was asked for (the leaked one) */
         const char *source;
         char name[CB_NAME_MAX + 1];
         char *event; /* leak hook: its stdin */
@@ -439,13 +567,18 @@ static void *hook_rotate_thread(void *arg) {
         pthread_mutex_lock(&hk_lock);
         bool stopping = hk_stopping;
         pthread_mutex_unlock(&hk_lock);
-        if (r >= 0 && !stopping)
+        bool tried = r >= 0 && !stopping; /* rotate_run reached */
+        if (tried)
                 r = rotate_secret(j->name, cb_secbuf_data(val), cb_secbuf_len(val), j->grace, j->leaked, j->source,
                                   NULL);
         if (r < 0 && !stopping) {
                 fprintf(stderr, "credbrokerd: hook rotation of '%s' failed: %s\n", j->name, cb_error_last());
                 (void)audit_event(json_pack("{s:s, s:s, s:s, s:s, s:s}", "event", "rotate", "source", j->source,
                                             "secret", j->name, "result", "failed", "message", cb_error_last()));
+                /* rotate_run contained a failure of its own already; a hook that failed
+                 * never reached it. */
+                if (j->leaked && !tried)
+                        leaked_failed(j->name, j->old, j->source, cb_error_last());
         }
         pthread_mutex_unlock(&cbd.lock);
         cb_secbuf_free(val);
@@ -457,10 +590,27 @@ static void *hook_rotate_thread(void *arg) {
 int rotate_hook_start(const char *name, uint32_t grace, bool leaked, const char *source) {
         struct hook_job *j;
         char path[4096];
+        uint32_t old = 0;
         int r;
 
         if (cb_name_check(name) < 0)
                 return -EINVAL;
+        if (leaked) {
+                /* Containment now, whether or not a hook can run, and not when (or
+                 * if) the hook's rotation ends: every token revoked, proxied
+                 * requests cut, and the leaked version marked compromised (no
+                 * token) until a new version is current. */
+                const cb_version_info *vi;
+                size_t nv;
+
+                if (cb_store_versions(cbd.store, name, &vi, &nv) == 0)
+                        for (size_t i = 0; i < nv; i++)
+                                if (vi[i].state == CB_VS_CURRENT)
+                                        old = vi[i].version;
+                (void)cb_tokens_revoke_secret(cbd.tokens, name);
+                (void)proxy_cancel_secret(name, "rotated after a leak");
+                scanner_mark_compromised(name, old);
+        }
         r = hook_path(name, path, sizeof(path));
         if (r < 0)
                 return cb_error_set(-ENOENT, "no rotation hook for '%s'%s", name,
@@ -472,6 +622,7 @@ int rotate_hook_start(const char *name, uint32_t grace, bool leaked, const char 
                 return -ENOMEM;
         j->grace = leaked ? 0 : grace;
         j->leaked = leaked;
+        j->old = old;
         j->source = source;
         snprintf(j->name, sizeof(j->name), "%s", name);
         j->slot = slot_take(name);
@@ -482,6 +633,8 @@ int rotate_hook_start(const char *name, uint32_t grace, bool leaked, const char 
         r = start_thread(hook_rotate_thread, j);
         if (r < 0) {
                 slot_release(j->slot);
+                if (leaked)
+                        leaked_failed(name, j->old, source, "cannot start the rotation hook's thread");
                 free(j);
                 return cb_error_set(r, "cannot start a thread: %s", strerror(-r));
         }
@@ -506,9 +659,74 @@ void rotate_stop(void) {
         pthread_mutex_unlock(&hk_lock);
         free(hook_dir);
         hook_dir = NULL;
+        if (hook_dirfd >= 0)
+                close(hook_dirfd);
+        hook_dirfd = -1;
 }
 
 /* ---- rotation ---- */
+
+/* Record in m (the new version's sealed metadata) that every version up to
+ * old leaked: the label CB_ROTATE_LEAKED_LABEL "N" replaces an earlier one
+ * (versions only grow).  Later rotations copy it forward with the rest of
+ * the metadata, so `version enable` can refuse those versions for good. */
+static int mark_leaked_through(cb_meta *m, uint32_t old) {
+        char label[64];
+        size_t k = 0;
+        int r;
+
+        for (size_t i = 0; i < m->labels.n; i++) {
+                if (strncmp(m->labels.v[i], CB_ROTATE_LEAKED_LABEL, strlen(CB_ROTATE_LEAKED_LABEL)) == 0)
+                        free(m->labels.v[i]);
+                else
+                        m->labels.v[k++] = m->labels.v[i];
+        }
+        m->labels.n = k;
+        snprintf(label, sizeof(label), CB_ROTATE_LEAKED_LABEL "%" PRIu32, old);
+        r = cb_strv_push(&m->labels, label, CB_META_MAX_LABELS);
+        return r < 0 ? cb_error_set(r, "cannot record the leak: the secret already has %d labels", CB_META_MAX_LABELS)
+                     : 0;
+}
+
+/* Does value[0..len) equal a version of name that is not destroyed?  Its
+ * number in *ret_version (0: none).  0 or -errno (message set).  The
+ * comparisons are constant-time per version (sodium_memcmp). */
+static int value_reused(const char *name, const void *value, size_t len, uint32_t *ret_version) {
+        const cb_version_info *vi;
+        uint32_t *vers = NULL;
+        size_t nv, n = 0;
+        int r;
+
+        *ret_version = 0;
+        r = cb_store_versions(cbd.store, name, &vi, &nv);
+        if (r < 0)
+                return cb_error_set(r, "no secret named '%s'", name);
+        /* Copied: the store's array is not ours to hold across calls. */
+        vers = calloc(nv ? nv : 1, sizeof(*vers));
+        if (!vers)
+                return cb_error_set(-ENOMEM, "out of memory");
+        for (size_t i = 0; i < nv; i++)
+                if (vi[i].state != CB_VS_DESTROYED)
+                        vers[n++] = vi[i].version;
+        r = 0;
+        for (size_t i = 0; i < n && !*ret_version; i++) {
+                cb_secbuf *old = NULL;
+                int g = cb_store_get(cbd.store, name, vers[i], true, &old, NULL, NULL);
+
+                if (g == -EKEYREVOKED || g == -ENOENT)
+                        continue; /* destroyed (or gone) meanwhile: nothing to compare */
+                if (g < 0) {
+                        r = cb_error_set(g, "cannot read version %" PRIu32 " to compare: %s", vers[i],
+                                         cb_error_last());
+                        break;
+                }
+                if (cb_secbuf_len(old) == len && sodium_memcmp(cb_secbuf_data(old), value, len) == 0)
+                        *ret_version = vers[i];
+                cb_secbuf_free(old);
+        }
+        free(vers);
+        return r;
+}
 
 /* "cbs_" + unpadded base64url of 32 random bytes (47 characters). */
 static cb_secbuf *generate_value(void) {
@@ -615,6 +833,8 @@ int rotate_run(enum rotate_phase phase, const char *name, const void *value, siz
         }
         if (phase != ROTATE_PROMOTE && (r = cb_rotation_meta(cur_meta, grace, leaked, &m)) < 0)
                 goto out;
+        if (phase != ROTATE_PROMOTE && leaked && (r = mark_leaked_through(m, old)) < 0)
+                goto out;
         /* Containment first: if any later step fails, the tokens are gone. */
         if (leaked) {
                 revoked = cb_tokens_revoke_secret(cbd.tokens, name);
@@ -633,6 +853,17 @@ int rotate_run(enum rotate_phase phase, const char *name, const void *value, siz
         if (r < 0)
                 fprintf(stderr, "credbrokerd: audit log cannot be written; rotating leaked secret '%s' anyway\n",
                         name);
+        if (phase != ROTATE_PROMOTE && !gen) {
+                uint32_t same = 0;
+
+                step = "comparing the new value with every version";
+                r = value_reused(name, value, len, &same);
+                if (r == 0 && same)
+                        r = cb_error_set(-EEXIST, "the new value equals version %" PRIu32 "'s (a rotation needs a "
+                                         "value the secret never had)", same);
+                if (r < 0)
+                        goto fail;
+        }
         step = "superseding leftover pending versions";
         for (size_t i = 0; i < npending; i++) {
                 r = cb_store_set_state(cbd.store, name, pending[i], CB_VS_DISABLED);
@@ -701,6 +932,14 @@ fail:
         (void)audit_event(json_pack("{s:s, s:s, s:s, s:s, s:s}", "event", "rotate", "source", source, "secret", name,
                                     "result", "failed", "message", cb_error_last()));
 out:
+        if (r < 0 && leaked && old) {
+                /* The tokens are gone, but the leaked value may still be current:
+                 * no new token for it until a rotation succeeds. */
+                leaked_failed(name, old, source, cb_error_last());
+                if (scanner_is_compromised(name))
+                        r = cb_error_set(r, "%s; '%s' is marked compromised: no token is issued until a rotation "
+                                         "succeeds", cb_error_last(), name);
+        }
         cb_secbuf_free(gen);
         cb_meta_free(m);
         json_decref(superseded);

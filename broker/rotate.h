@@ -56,6 +56,16 @@
 #define CB_ROTATE_HOOK_TIMEOUT 60             /* seconds a daemon-run hook may take */
 #define CB_ROTATE_HOOKS_MAX 8                 /* daemon-run hooks at once */
 #define CB_ROTATE_GENERATE_LABEL "generate=yes" /* sealed label allowing --generate */
+#define CB_ROTATE_LEAKED_LABEL "leaked-through="  /* + N: versions <= N leaked (sealed, carried forward) */
+
+/* May disabled version v of a secret (its versions vi[0..nv)) be enabled
+ * again?  Never if it leaked: a later version carries "rotation=leaked"
+ * (every older version was disabled by a leaked rotation), or any version
+ * carries CB_ROTATE_LEAKED_LABEL N with v <= N (the record a leaked
+ * rotation leaves, copied forward by every later rotation, so it survives
+ * later rotations, and the leaked rotation's version being destroyed).
+ * Returns the version that says so, 0 if none. */
+uint32_t rotate_leaked_by(const cb_version_info *vi, size_t nv, uint32_t v);
 
 /* Check and remember the hook directory (NULL: none).  0 or -errno with a
  * message. */
@@ -70,7 +80,11 @@ void rotate_stop(void);
  * version carries the sealed label CB_ROTATE_GENERATE_LABEL).  grace in
  * seconds; leaked forces grace 0, revokes every token of the secret and
  * runs the leak hook.  source says who asked ("admin", "leak") for the
- * audit.  On success *ret (may be NULL) is a JSON summary (no value):
+ * audit.  The new value must differ from every version of name not
+ * destroyed (-EEXIST "the new value equals version N's").  A leaked
+ * rotation that fails at any step leaves the version that leaked marked
+ * compromised (no token until a rotation succeeds) and raises the alert
+ * "rotation_failed".  On success *ret (may be NULL) is a JSON summary (no value):
  * {"name","version","previous","grace","leaked","revoked","superseded":[..],
  * "disabled":[..]}.  -ENOENT (no such secret), -EPERM (generation not
  * allowed), store errors; message in cb_error_last().  Under cbd.lock. */
@@ -88,6 +102,13 @@ enum rotate_phase { ROTATE_FULL, ROTATE_STAGE, ROTATE_PROMOTE };
 int rotate_run(enum rotate_phase phase, const char *name, const void *value, size_t len, uint32_t grace, bool leaked,
                uint32_t promote, const char *source, json_t **ret);
 
+/* May version (not 0) of name be served to a redeem naming it?  The
+ * store's state says so, but the sweep may not have run (or failed): a
+ * previous version past its grace (changed + the current version's grace
+ * <= now) or one that leaked (rotate_leaked_by) is refused here too.
+ * 0, or -EPERM with a message.  Under cbd.lock. */
+int rotate_version_check(const char *name, uint32_t version, uint64_t now);
+
 /* Disable previous versions whose grace ran out.  Cheap when nothing is
  * due (scans only at the earliest deadline it knows, or after a state
  * change).  Under cbd.lock. */
@@ -97,17 +118,23 @@ void rotate_sweep(uint64_t now);
  * the next sweep. */
 void rotate_changed(void);
 
-/* The leak scanner's on_leak=rotate: run name's rotation hook (DIR/NAME)
- * in the background and rotate with its output as a --leaked rotation.
- * 0 when started (or one already runs for name), -ENOENT when name has no
- * rotation hook (or no hook directory is configured), -EAGAIN when
- * CB_ROTATE_HOOKS_MAX hooks are running.  Does not need cbd.lock (takes
- * it itself, later, from its own thread). */
+/* The leak scanner's on_leak=rotate: rotate_hook_start(name, 0, leaked,
+ * "leak"), so name is contained at once (see there) and its rotation hook
+ * (DIR/NAME) runs in the background; its output becomes the new value of a
+ * --leaked rotation.  0 when started (or one already runs for name),
+ * -ENOENT when name has no rotation hook (or no hook directory is
+ * configured), -EAGAIN when CB_ROTATE_HOOKS_MAX hooks are running.  Under
+ * cbd.lock (the hook's thread takes it itself later). */
 int leak_rotate_request(const char *name);
 
 /* Start name's rotation hook in the background; its output becomes the
  * new value (rotate_secret with grace/leaked, source for the audit).
- * -ENOENT (no hook), -EALREADY (one runs for name), -EAGAIN (too many). */
+ * With leaked, before anything else and whatever is returned: every token
+ * of name revoked, its proxied requests cut, its current version marked
+ * compromised (scanner_mark_compromised: no token until a new version is
+ * current); if the hook then fails, the mark stays and an alert
+ * "rotation_failed" is raised.  -ENOENT (no hook), -EALREADY (one runs
+ * for name), -EAGAIN (too many).  Under cbd.lock. */
 int rotate_hook_start(const char *name, uint32_t grace, bool leaked, const char *source);
 
 /* admin.sock routes under /v1/admin/rotate and /v1/admin/versions/ (api_rotate.c). */

@@ -568,6 +568,21 @@ int scan_feed(request *rq, const char *data, size_t *size) {
         return MHD_YES;
 }
 
+/* Mark name compromised at version (0: its current version) and record it
+ * (leaks.json): no token is issued for it until its current version
+ * changes.  Under cbd.lock. */
+void scanner_mark_compromised(const char *name, uint32_t version) {
+        mark *m;
+
+        if (!version)
+                version = current_version(name);
+        if (!version || !(m = mark_get(name, true)) || (m->compromised && m->version == version))
+                return;
+        m->compromised = true;
+        m->version = version;
+        leaks_save();
+}
+
 /* The leak response for everything this request sighted (under cbd.lock).
  * -EIO when an audit record could not be written. */
 static int respond(request *rq, struct scan_job *j) {
@@ -603,20 +618,21 @@ static int respond(request *rq, struct scan_job *j) {
                         if (a == CB_ON_LEAK_ROTATE && s->version != current_version(s->name)) {
                                 note = "the sighted version is not the current one";
                                 a = CB_ON_LEAK_REVOKE;
-                        } else if (a == CB_ON_LEAK_ROTATE && leak_rotate_request(s->name) < 0) {
+                        }
+                        /* Containment now, whatever the rotation hook does later (it
+                         * may fail or take its whole timeout): tokens revoked, the
+                         * sighted current version marked compromised (the mark goes
+                         * once the hook's rotation makes a new version current). */
+                        if (a == CB_ON_LEAK_REVOKE || a == CB_ON_LEAK_ROTATE) {
+                                revoked = cb_tokens_revoke_secret(cbd.tokens, s->name);
+                                if (m && s->version == current_version(s->name))
+                                        scanner_mark_compromised(s->name, s->version);
+                        }
+                        if (a == CB_ON_LEAK_ROTATE && leak_rotate_request(s->name) < 0) {
                                 note = cb_error_last();
-                                a = CB_ON_LEAK_REVOKE; /* fail closed */
+                                a = CB_ON_LEAK_REVOKE; /* contained above already */
                         }
                         action = a == CB_ON_LEAK_ROTATE ? "rotate" : a == CB_ON_LEAK_REVOKE ? "revoke" : "alert";
-                        if (a == CB_ON_LEAK_REVOKE) {
-                                revoked = cb_tokens_revoke_secret(cbd.tokens, s->name);
-                                if (m && s->version == current_version(s->name) &&
-                                    !(m->compromised && m->version == s->version)) {
-                                        m->compromised = true;
-                                        m->version = s->version;
-                                        leaks_save();
-                                }
-                        }
                         if (canary)
                                 decision = "canary";
                         ev = json_pack("{s:s, s:s, s:I, s:o, s:s, s:I}", "what", "secret", "secret", s->name, "version",

@@ -72,3 +72,8 @@ int leak_token_gate(request *rq, const char *secret, int *ret);
 /* Under cbd.lock. */
 bool scanner_is_compromised(const char *name);
 json_t *scanner_status_json(void);
+
+/* Mark name compromised at version (0: its current version), kept in
+ * leaks.json: no token is issued for it until its current version changes
+ * (a leaked rotation that failed, a leak sighting).  Under cbd.lock. */
+void scanner_mark_compromised(const char *name, uint32_t version);

@@ -254,8 +254,28 @@ int cmd_rotate(int argc, char **argv) {
                         goto out;
                 }
         } else {
+                if (leaked && hook) {
+                        /* Contain first: the hook may fail or take its time, and the old
+                         * value leaked whatever it does. */
+                        char rb[32 + CB_NAME_MAX];
+                        json_t *ro = NULL;
+
+                        snprintf(rb, sizeof(rb), "{\"secret\":\"%s\"}", name); /* [A-Za-z0-9._-]: no escaping */
+                        r = admin_call("rotate", "POST", "/v1/admin/revoke", rb, strlen(rb), false, &ro);
+                        if (r < 0) {
+                                r = -r;
+                                goto out;
+                        }
+                        if (!json)
+                                printf("%lld token(s) of %s revoked before running the hook\n",
+                                       (long long)json_integer_value(json_object_get(ro, "revoked")), name);
+                        json_decref(ro);
+                }
                 r = hook ? run_hook(hook, name, keep, &value, &vlen) : read_value(name, keep, &value, &vlen);
                 if (r < 0) {
+                        if (leaked && hook)
+                                fprintf(stderr, "credbroker: rotate: (--leaked: its tokens are revoked already; "
+                                        "the leaked value is still current: rotate it again)\n");
                         r = -r;
                         goto out;
                 }

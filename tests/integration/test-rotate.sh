@@ -53,9 +53,16 @@ cat >"$T/policy.json" <<JSON
     {"client": "tool", "secret": "gen", "use": ["redeem"]},
     {"client": "tool2", "secret": "api", "use": ["redeem"], "max_ttl": 600},
     {"client": "tool", "secret": "crash", "use": ["redeem"]},
-    {"client": "tool", "secret": "px", "use": ["proxy"]}
+    {"client": "tool", "secret": "px", "use": ["proxy"]},
+    {"client": "tool", "secret": "lkfail", "use": ["redeem", "scan"], "max_ttl": 600},
+    {"client": "tool", "secret": "lkslow", "use": ["redeem", "scan"], "max_ttl": 600},
+    {"client": "tool", "secret": "same", "use": ["redeem"]},
+    {"client": "tool", "secret": "lkgrace", "use": ["redeem"]},
+    {"client": "tool", "secret": "ena", "use": ["redeem"]},
+    {"client": "tool", "secret": "hang", "use": ["redeem"]}
   ],
-  "admins": {"uids": [0]} }
+  "admins": {"uids": [0]},
+  "secrets": { "lkfail": {"on_leak": "rotate"}, "lkslow": {"on_leak": "rotate"} } }
 JSON
 chmod 0644 "$T/policy.json"
 
@@ -70,7 +77,12 @@ cat >"$T/hooks/_leaked" <<EOF
 #!/bin/sh
 { cat; echo; echo "argv: \$0 \$*"; env; } >>"$T/leak-events"
 EOF
-chmod 0755 "$T/hooks/api" "$T/hooks/_leaked"
+# Hooks for the red-team regressions: one that fails, one that takes 2 s,
+# one that closes its stdout and then hangs (the timeout must still hold).
+printf '#!/bin/sh\nexit 3\n' >"$T/hooks/lkfail"
+printf '#!/bin/sh\nsleep 2\necho "sk-lkslow-new-$$"\n' >"$T/hooks/lkslow"
+printf '#!/bin/sh\necho sk-hang-new-value\nexec >&-\nsleep 100\n' >"$T/hooks/hang"
+chmod 0755 "$T/hooks/api" "$T/hooks/_leaked" "$T/hooks/lkfail" "$T/hooks/lkslow" "$T/hooks/hang"
 
 start_daemon() {
         rm -f "$T/run/admin.sock"
@@ -110,6 +122,15 @@ if cmd == 'token':
     st, o = call('/v1/token', {"secret": sys.argv[3], "ttl": 600}); print(o.get('token', o.get('message')))
 elif cmd == 'ptoken':
     st, o = call('/v1/token', {"secret": sys.argv[3], "use": "proxy", "bind": "uid"}); print(o.get('token', o.get('message')))
+elif cmd == 'scan':
+    s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); b = sys.argv[3].encode()
+    s.sendall(b'POST /v1/scan HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\nConnection: close\r\n\r\n' % len(b) + b)
+    d = b''
+    while True:
+        k = s.recv(65536)
+        if not k: break
+        d += k
+    print(d.decode(errors='replace').split('\r\n\r\n', 1)[1])
 elif cmd == 'redeem':
     body = {"token": sys.argv[3]}
     if len(sys.argv) > 4: body["version"] = int(sys.argv[4])
@@ -123,6 +144,11 @@ vstate() { vjson "$1" | "$PYBIN" -c "import json,sys; o=json.load(sys.stdin); pr
 
 if [ "$PART" != crash ]; then
 start_daemon
+# A hook that closes its stdout and hangs must still be killed at the hook
+# timeout (60 s): started now, checked at the end of the basics.
+printf 'sk-hang-one-%s' "$(rnd)" | "$CLI" put hang >/dev/null || bad "put hang"
+hang_t0=$SECONDS
+expect "hanging hook started" "started" "$("$CLI" rotate hang --broker-hook 2>&1)"
 
 # ---- basics
 printf '%s' "$V1" | "$CLI" put api >/dev/null || bad "put api"
@@ -239,7 +265,7 @@ expect "another uid's old token refused" "401 unknown or revoked token" "$(as $U
 expect "new token gets the new value" "200 $VL" "$(fetch api)"
 expect "old version never served again" "403 version 4 of 'api' is disabled" "$(fetch api 4)"
 expect "versions: leaked" "from a leaked rotation" "$("$CLI" versions api)"
-expect "enable refused after a leaked rotation" "no grace" "$("$CLI" version enable api 4 2>&1)"
+expect "enable refused after a leaked rotation" "version 4 of 'api' leaked" "$("$CLI" version enable api 4 2>&1)"
 for _ in $(seq 50); do [ -s "$T/leak-events" ] && break; sleep 0.05; done
 expect "leak hook got a JSON event" '"event":"leaked_rotation","secret":"api"' "$(cat "$T/leak-events")"
 refute "leak hook never gets a value" "$old" "$(cat "$T/leak-events")"
@@ -296,6 +322,117 @@ grep -q 'data: 0' "$T/load/sse.out" && ! grep -q 'data: 4' "$T/load/sse.out" &&
 expect "the old proxy token is refused after --leaked" "unknown or revoked" \
         "$(as $U1 curl -s --unix-socket "$TS" -H "Authorization: Bearer $ptok" http://x/v1/proxy/px/echo)"
 kill "$UPID" 2>/dev/null; wait "$UPID" 2>/dev/null; UPID=
+
+# ---- red-team regressions: leaked rotations contain at once, whatever the hook does
+# on_leak rotate with a hook that fails: tokens revoked and the secret
+# compromised at once; the hook's failure keeps it so and raises an alert.
+VF="sk-lkfail-one-$(rnd)"
+printf '%s' "$VF" | "$CLI" put lkfail >/dev/null || bad "put lkfail"
+tf=$(tool token lkfail)
+expect "on_leak rotate: the scan reports the leak" '"name":"lkfail"' "$(tool scan "log line $VF end")"
+expect "on_leak rotate: the token is revoked at once" "401 unknown or revoked token" "$(tool redeem "$tf")"
+expect "on_leak rotate: no new token while the hook runs" "was seen leaked" "$(tool token lkfail)"
+for _ in $(seq 100); do grep -q 'ALERT rotation_failed.*"secret":"lkfail"' "$T/daemon.out" && break; sleep 0.05; done
+expect "failing hook: alert rotation_failed" '"secret":"lkfail"' "$(grep 'ALERT rotation_failed' "$T/daemon.out")"
+expect "failing hook: still no token (compromised)" "was seen leaked" "$(tool token lkfail)"
+expect "status shows it compromised" "lkfail" "$("$CLI" status 2>&1 | grep -i compromised)"
+printf 'sk-lkfail-two-%s' "$(rnd)" | "$CLI" rotate lkfail --leaked >/dev/null || bad "rotate lkfail --leaked by hand"
+case "$(fetch lkfail)" in "200 sk-lkfail-two-"*) ok "a successful rotation lifts the mark" ;; *) bad "after rotation: $(fetch lkfail)" ;; esac
+# on_leak rotate with a slow hook: contained before the hook ends.
+VS="sk-lkslow-one-$(rnd)"
+printf '%s' "$VS" | "$CLI" put lkslow >/dev/null || bad "put lkslow"
+ts=$(tool token lkslow)
+tool scan "$VS" >/dev/null
+expect "slow hook: token revoked before the hook ends" "401 unknown or revoked token" "$(tool redeem "$ts")"
+expect "slow hook: no token before the hook ends" "was seen leaked" "$(tool token lkslow)"
+for _ in $(seq 100); do vjson lkslow | grep -q '"current":2' && break; sleep 0.05; done
+case "$(fetch lkslow)" in "200 sk-lkslow-new-"*) ok "slow hook: its value is current, tokens again" ;; *) bad "slow hook: $(fetch lkslow)" ;; esac
+# --broker-hook --leaked with a failing hook: revoked at the 202, compromised after.
+printf 'sk-lkfail-three-%s' "$(rnd)" | "$CLI" rotate lkfail >/dev/null
+tf=$(tool token lkfail)
+expect "--broker-hook --leaked started" "started" "$("$CLI" rotate lkfail --broker-hook --leaked 2>&1)"
+expect "--broker-hook --leaked: token revoked at once" "401 unknown or revoked token" "$(tool redeem "$tf")"
+expect "--broker-hook --leaked: no token at once" "was seen leaked" "$(tool token lkfail)"
+sleep 0.5
+expect "--broker-hook --leaked, hook failed: still no token" "was seen leaked" "$(tool token lkfail)"
+printf 'sk-lkfail-four-%s' "$(rnd)" | "$CLI" rotate lkfail >/dev/null || bad "rotate lkfail"
+# The CLI's --leaked --hook revokes before running the hook, so a failing hook leaves nothing usable.
+tf=$(tool token lkfail)
+out=$("$CLI" rotate lkfail --leaked --hook 'exit 3' 2>&1)
+expect "CLI --leaked --hook: revoked before the hook" "token(s) of lkfail revoked before running the hook" "$out"
+expect "CLI --leaked --hook, hook failed: says so" "the leaked value is still current" "$out"
+expect "CLI --leaked --hook, hook failed: old token revoked" "401 unknown or revoked token" "$(tool redeem "$tf")"
+
+# A rotation refuses the old value as the new one (every version not destroyed).
+printf 'sk-same-aaaaaaaaaaaa' | "$CLI" put same >/dev/null || bad "put same"
+ts=$(tool token same)
+out=$(printf 'sk-same-aaaaaaaaaaaa' | "$CLI" rotate same --leaked 2>&1)
+expect "leaked rotation to the same value refused" "the new value equals version 1's" "$out"
+expect "...and the leaked secret is contained: token revoked" "401 unknown or revoked token" "$(tool redeem "$ts")"
+expect "...and compromised" "was seen leaked" "$(tool token same)"
+refute "...the value is not in the message" "sk-same-aaaa" "$out"
+printf 'sk-same-bbbbbbbbbbbb' | "$CLI" rotate same >/dev/null || bad "rotate same to a new value"
+expect "rotation back to an older (disabled or previous) value refused" "the new value equals version 1's" \
+        "$(printf 'sk-same-aaaaaaaaaaaa' | "$CLI" rotate same 2>&1)"
+expect "a value that is a prefix of an old one is new" "is current" "$(printf 'sk-same-aaaa' | "$CLI" rotate same 2>&1)"
+expect "the refused rotations left one current version" '"current":3' "$(vjson same)"
+
+# A version disabled by a leaked rotation is never enabled again, even after later rotations and a put.
+printf 'sk-ena-one-%s' "$(rnd)" | "$CLI" put ena >/dev/null || bad "put ena"
+printf 'sk-ena-two-%s' "$(rnd)" | "$CLI" rotate ena --leaked >/dev/null || bad "rotate ena --leaked"
+printf 'sk-ena-three-%s' "$(rnd)" | "$CLI" rotate ena --grace 300 >/dev/null || bad "rotate ena --grace 300"
+expect "enable of a leaked version after a later rotation refused" "version 1 of 'ena' leaked" \
+        "$("$CLI" version enable ena 1 2>&1)"
+expect "...and it is not served" "403 version 1 of 'ena' is disabled" "$(fetch ena 1)"
+expect "versions explains it" "disabled: leaked" "$("$CLI" versions ena)"
+"$CLI" version destroy ena 2 >/dev/null || bad "destroy ena 2 (the leaked rotation's version)"
+printf 'sk-ena-four-%s' "$(rnd)" | "$CLI" rotate ena --grace 300 >/dev/null || bad "rotate ena again"
+expect "...still refused with the leaked rotation's version destroyed" "version 1 of 'ena' leaked" \
+        "$("$CLI" version enable ena 1 2>&1)"
+"$CLI" version disable ena 3 >/dev/null || bad "disable ena 3"
+expect "a version disabled by hand after the leak can be enabled" "version 3: enabled" "$("$CLI" version enable ena 3 2>&1)"
+
+# The hook directory is checked again at every run (on the descriptor held since the start):
+# made writable by others, or its path re-pointed to another directory: no hook runs.
+chmod 0777 "$T/hooks"
+expect "hook directory made writable by others: no hook runs" "no rotation hook" "$("$CLI" rotate lkslow --broker-hook 2>&1)"
+chmod 0755 "$T/hooks"
+mv "$T/hooks" "$T/hooks.real" && mkdir -m 0755 "$T/hooks" && cp -p "$T/hooks.real/lkslow" "$T/hooks/lkslow"
+expect "hook directory path re-pointed: no hook runs" "no rotation hook" "$("$CLI" rotate lkslow --broker-hook 2>&1)"
+rm -rf "$T/hooks" && mv "$T/hooks.real" "$T/hooks"
+ln -s "$T/hooks/lkslow" "$T/hooks/lklink"
+printf "sk-lklink-%s" "$(rnd)" | "$CLI" put lklink >/dev/null || bad "put lklink"
+expect "a symbolic link is not a hook" "no rotation hook" "$("$CLI" rotate lklink --broker-hook 2>&1)"
+grep -q "hook directory .* is no longer a directory owned" "$T/daemon.out" && grep -q "its path no longer names" "$T/daemon.out" &&
+        ok "the daemon says why" || bad "the daemon says why: $(grep -i hook "$T/daemon.out" | tail -3)"
+
+# A previous version is refused from the moment its grace runs out, not when the sweep gets to it.
+printf 'sk-gr-one-%s' "$(rnd)" | "$CLI" put lkgrace >/dev/null || bad "put lkgrace"
+printf 'sk-gr-two-%s' "$(rnd)" | "$CLI" rotate lkgrace --grace 2 >/dev/null || bad "rotate lkgrace --grace 2"
+changed=$(vjson lkgrace | "$PYBIN" -c "import json,sys; print([v['changed'] for v in json.load(sys.stdin)['versions'] if v['version']==1][0])")
+cat >"$T/graceloop.py" <<'EOF'
+import json, socket, sys, time
+sock, tok, deadline = sys.argv[1], sys.argv[2], float(sys.argv[3])
+def call(body):
+    s = socket.socket(socket.AF_UNIX); s.connect(sock); b = json.dumps(body).encode()
+    s.sendall(b'POST /v1/redeem HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\nConnection: close\r\n\r\n' % len(b) + b)
+    d = b''
+    while True:
+        k = s.recv(65536)
+        if not k: break
+        d += k
+    return int(d.split()[1])
+late = served = 0
+while time.time() < deadline + 1.5:
+    t = time.time(); st = call({"token": tok, "version": 1})
+    if st == 200: served += 1
+    if st == 200 and t >= deadline + 0.05: late += 1
+print("served %d late %d" % (served, late))
+EOF
+out=$(as $U1 "$PYBIN" "$T/graceloop.py" "$TS" "$(tool token lkgrace)" "$((changed + 2))")
+expect "a previous version is never served past its grace (sweep or not)" "late 0" "$out"
+case "$out" in "served 0 "*) bad "the previous version was never served within its grace: $out" ;; *) ok "served within its grace" ;; esac
+echo "     grace edge: $out"
 
 echo "     (basics took ${SECONDS} s)"
 # ---- rotation under load: clients redeem continuously through 50 rotations and a leaked one
@@ -377,6 +514,12 @@ expect "a token held through the load and --leaked is refused" "401 unknown or r
 grep -q '^OK 1 0 .* load-leaked' "$T/all.log" && ok "clients recovered with new tokens after --leaked" ||
         bad "no client recovered after --leaked"
 
+# The hook that closed its stdout and hung (started at the beginning): killed at the timeout.
+while [ $((SECONDS - hang_t0)) -lt 63 ]; do grep -q "hook rotation of 'hang' failed" "$T/daemon.out" && break; sleep 0.5; done
+expect "a hook that closes stdout and hangs is killed at the timeout" "hook rotation of 'hang' failed" \
+        "$(grep "'hang'" "$T/daemon.out")"
+expect "...and its value was not used" '"current":1' "$(vjson hang)"
+expect "...and the next hook rotation can start" "started" "$("$CLI" rotate hang --broker-hook 2>&1)"
 stop_daemon
 echo "     (basics and load: ${SECONDS} s)"
 fi
@@ -413,9 +556,9 @@ inv() {
 kill_fail=0 pend_seen=0 check_fail=0
 rotate_one() {
         case $((RANDOM % 3)) in
-        0) printf 'crash-%s' "$RANDOM" | "$CLI" rotate crash --leaked ;;
-        1) printf 'crash-%s' "$RANDOM" | "$CLI" rotate crash --grace 0 ;;
-        *) printf 'crash-%s' "$RANDOM" | "$CLI" rotate crash --grace 3600 ;;
+        0) printf 'crash-%s-%s' "$RANDOM" "$RANDOM" | "$CLI" rotate crash --leaked ;;
+        1) printf 'crash-%s-%s' "$RANDOM" "$RANDOM" | "$CLI" rotate crash --grace 0 ;;
+        *) printf 'crash-%s-%s' "$RANDOM" "$RANDOM" | "$CLI" rotate crash --grace 3600 ;;
         esac >/dev/null 2>&1
 }
 # How long one rotation takes from the CLI's start (process start, request,
