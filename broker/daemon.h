@@ -111,6 +111,8 @@ void proxy_stop(void);
  * streaming body ends in an error.
  * Returns how many.  Call under cbd.lock. */
 size_t proxy_cancel_secret(const char *secret, const char *why);
+/* The same for the requests made with one token (by accessor). */
+size_t proxy_cancel_accessor(const char *accessor, const char *why);
 
 /* Is this request for the proxy (decided before the body is read, for its cap)? */
 bool is_proxy_target(const char *method, const char *url);

@@ -506,6 +506,7 @@ int main(int argc, char **argv) {
                 cb_tokens_sweep(cbd.tokens, (uint64_t)time(NULL));
                 approval_sweep();
                 rotate_sweep((uint64_t)time(NULL));
+                scanner_sweep();
                 pthread_mutex_unlock(&cbd.lock);
                 uint64_t refused = __atomic_load_n(&cbd.conn_refused, __ATOMIC_RELAXED);
                 if (refused != refused_said) {

@@ -152,13 +152,14 @@ void proxy_request_done(request *rq) {
         proxy_job_unref(j);
 }
 
-size_t proxy_cancel_secret(const char *secret, const char *why) {
+/* Cut every job whose secret (by_accessor: token accessor) is key. */
+static size_t cancel_matching(const char *key, bool by_accessor, const char *why) {
         size_t n = 0;
 
         pthread_mutex_lock(&proxy_jobs_mu);
         for (size_t i = 0; i < PROXY_MAX_JOBS; i++) {
                 proxy_job *j = proxy_jobs[i];
-                if (!j || strcmp(j->secret, secret) != 0)
+                if (!j || strcmp(by_accessor ? j->accessor : j->secret, key) != 0)
                         continue;
                 pthread_mutex_lock(&j->mu);
                 if (!j->cancelled && !j->done) {
@@ -166,7 +167,7 @@ size_t proxy_cancel_secret(const char *secret, const char *why) {
                         if (!j->headers_done && !j->fail_status) {
                                 j->fail_status = 403;
                                 snprintf(j->fail_code, sizeof(j->fail_code), "revoked");
-                                snprintf(j->err, sizeof(j->err), "secret '%s': %s", secret, why);
+                                snprintf(j->err, sizeof(j->err), "secret '%s': %s", j->secret, why);
                         }
                         j->broken = true;                    /* a started body ends in an error, not cleanly */
                         if (j->blen)
@@ -183,6 +184,14 @@ size_t proxy_cancel_secret(const char *secret, const char *why) {
         }
         pthread_mutex_unlock(&proxy_jobs_mu);
         return n;
+}
+
+size_t proxy_cancel_secret(const char *secret, const char *why) {
+        return cancel_matching(secret, false, why);
+}
+
+size_t proxy_cancel_accessor(const char *accessor, const char *why) {
+        return cancel_matching(accessor, true, why);
 }
 
 /* Before MHD_stop_daemon: no connection may stay suspended. */

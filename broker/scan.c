@@ -175,6 +175,11 @@ out:
         return r;
 }
 
+void scanner_sweep(void) {
+        if (cur && cur_generation != cb_store_generation(cbd.store))
+                scanner_rebuild();
+}
+
 /* A reference to the live matcher, built if needed (under cbd.lock). */
 static live *live_get(void) {
         /* Every store write moves the generation: a write that did not call
@@ -604,6 +609,7 @@ static int respond(request *rq, struct scan_job *j) {
                                 continue; /* well-formed, but not a token this broker knows (any longer) */
                         }
                         revoked = cb_tokens_revoke_accessor(cbd.tokens, s->name);
+                        (void)proxy_cancel_accessor(s->name, "its token was seen in scanned text");
                         action = "revoke";
                         ev = json_pack("{s:s, s:s, s:o, s:s, s:I}", "what", "token", "accessor", s->name, "forms",
                                        forms, "action", action, "tokens_revoked", (json_int_t)revoked);
@@ -625,6 +631,7 @@ static int respond(request *rq, struct scan_job *j) {
                          * once the hook's rotation makes a new version current). */
                         if (a == CB_ON_LEAK_REVOKE || a == CB_ON_LEAK_ROTATE) {
                                 revoked = cb_tokens_revoke_secret(cbd.tokens, s->name);
+                                (void)proxy_cancel_secret(s->name, "its value was seen in scanned text");
                                 if (m && s->version == current_version(s->name))
                                         scanner_mark_compromised(s->name, s->version);
                         }

@@ -45,6 +45,11 @@
  * Call under cbd.lock. */
 void scanner_rebuild(void);
 
+/* Once a second (under cbd.lock): drop the matcher if the store moved on
+ * since it was built (a destroyed or disabled version's patterns are then
+ * wiped as soon as no scan holds them, not at the next scan). */
+void scanner_sweep(void);
+
 /* At start, after the store is open: load the compromised marks kept in
  * STATE_DIR/leaks.json (a leak outlives a restart).  A file that cannot be
  * read or parsed stops the daemon (-errno, message set): fail closed. */

@@ -321,6 +321,16 @@ grep -q 'data: 0' "$T/load/sse.out" && ! grep -q 'data: 4' "$T/load/sse.out" &&
         bad "stream not cut: $(tr '\n' ' ' <"$T/load/sse.out")"
 expect "the old proxy token is refused after --leaked" "unknown or revoked" \
         "$(as $U1 curl -s --unix-socket "$TS" -H "Authorization: Bearer $ptok" http://x/v1/proxy/px/echo)"
+# A token seen by the leak scanner: revoked, and its request in flight cut.
+ptok=$(tool ptoken px)
+as $U1 curl -s --unix-socket "$TS" -H "Authorization: Bearer $ptok" http://x/v1/proxy/px/slow \
+        -o "$T/load/slow2.out" -w '%{http_code} %{time_total}' >"$T/load/slow2.code" 2>/dev/null &
+CPID=$!
+sleep 0.6
+printf 'tool output: %s\n' "$ptok" | "$CLI" scan --admin - >/dev/null 2>&1
+wait $CPID
+expect "a token seen by the scanner cuts its request in flight: 403" "403 0." "$(cat "$T/load/slow2.code")"
+expect "...saying why" "seen in scanned text" "$(cat "$T/load/slow2.out")"
 kill "$UPID" 2>/dev/null; wait "$UPID" 2>/dev/null; UPID=
 
 # ---- red-team regressions: leaked rotations contain at once, whatever the hook does
