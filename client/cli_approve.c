@@ -147,6 +147,9 @@ int cmd_approvals(int argc, char **argv) {
                 put_safe(stdout, str(e, "secret"));
                 printf(" (%s, ttl %llds, bound to %s) for client ", str(e, "use"), num(e, "ttl"), str(e, "bind"));
                 put_safe(stdout, str(e, "client"));
+                if (json_is_true(json_object_get(e, "compromised")))
+                        fputs("\n  COMPROMISED: this secret was seen leaked; no token is issued until it is rotated",
+                              stdout);
                 printf("\n  uid %lld gid %lld pid %lld exe ", num(e, "uid"), num(e, "gid"), num(e, "pid"));
                 put_safe(stdout, str(e, "exe"));
                 fputs("\n  sha256 ", stdout);

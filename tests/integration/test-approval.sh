@@ -54,7 +54,8 @@ cat >"$T/policy.json" <<JSON
     {"client": "tool", "secret": "demo", "use": ["redeem", "proxy"], "approval": true, "max_ttl": 120},
     {"client": "other", "secret": "demo", "use": ["redeem"], "approval": true},
     {"client": "selfadmin", "secret": "demo", "use": ["redeem"], "approval": true},
-    {"client": "greedy", "secret": "demo", "use": ["redeem"], "approval": true}
+    {"client": "greedy", "secret": "demo", "use": ["redeem"], "approval": true},
+    {"client": "tool", "secret": "leaky", "use": ["redeem"], "approval": true}
   ],
   "admins": {"uids": [0, $U3]} }
 JSON
@@ -278,6 +279,23 @@ expect "the refusal names the cap" "already has 8 approval requests held" "$res"
 # (The requester exited: the sweep drops its requests within a second.)
 sleep 1.5
 expect "an exited requester's requests are dropped" "no token requests held" "$("$CLI" approvals)"
+
+# --- a secret seen leaked while its request waits: approved, but not issued
+LVALUE="sk-leaky-VALUE-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+printf '{"name":"leaky","value":"%s"}' "$LVALUE" >"$T/put.json"
+expect "admin put leaky" '"version":1' "$(curl -s --unix-socket "$AS" -X POST --data-binary @"$T/put.json" http://x/v1/admin/secrets)"
+rm -f "$T/put.json"
+newfile "$T/lk.out"
+as_bg $U1 "$PYBIN" "$T/raw.py" "$TS" "$T/lk.out" '{"secret":"leaky"}' &
+lk=$!; BG+=($lk)
+wait_for "$T/lk.out" '"status":"pending"' || bad "leaky: 202 pending"
+LID=$(raw_id "$T/lk.out")
+printf 'log line: token=%s\n' "$LVALUE" | curl -s --unix-socket "$AS" -X POST --data-binary @- http://x/v1/scan >/dev/null
+expect "approvals marks a held request for a compromised secret" "COMPROMISED" "$("$CLI" approvals)"
+expect "approvals --json: compromised" '"compromised":true' "$("$CLI" approvals --json)"
+expect "approve the compromised request" '"state":"approved"' "$(curl -s --unix-socket "$AS" -X POST "http://x/v1/admin/approvals/$LID/approve")"
+wait $lk
+expect "collecting an approved token for a compromised secret is refused" '403 {"error":"compromised"' "$(tail -n 1 "$T/lk.out")"
 
 # --- bad input
 expect "malformed ID" "bad_request" "$(curl -s --unix-socket "$AS" -X POST "http://x/v1/admin/approvals/zz/approve")"
