@@ -294,6 +294,16 @@ static int route_decide(request *rq, const char *id, size_t id_len, bool approve
                                   cb_error_last());
                 goto out;
         }
+        /* An approver an agent can reach would let it approve itself: a peer
+         * that any policy client selector matches (a uid or program tools run
+         * as) may deny but not approve. */
+        const char *as_client = NULL;
+        if (approve && cb_policy_match_clients(cbd.policy, &rq->peer, &as_client, 1) > 0) {
+                ret = reply_error(rq, 403, "forbidden",
+                                  "uid %u is policy client '%s': an approver must not be a process tools run as",
+                                  (unsigned)rq->peer.uid, as_client);
+                goto out;
+        }
         /* The record names the operator (this request's peer) and the
          * requester; it is written before the decision takes effect. */
         if (audit_write(rq, 200, "allow", approve ? "approved" : "denied") < 0) {

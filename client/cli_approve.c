@@ -20,10 +20,10 @@
 int cli_on_pending(const char *approval_id, unsigned timeout_s, void *userdata) {
         (void)userdata;
         /* The ID is hex (checked by the library): safe on a terminal. */
-        fprintf(stderr,
-                "credbroker: waiting for approval %s (up to %u s): an operator runs 'credbroker approve %.8s' "
-                "or 'credbroker deny %.8s'\n",
-                approval_id, timeout_s, approval_id, approval_id);
+        /* No approve command here: this line reaches whatever runs the tool
+         * (an agent's model included), which must not be handed the words
+         * that would approve its own request. */
+        fprintf(stderr, "credbroker: waiting for operator approval %s (up to %u s)\n", approval_id, timeout_s);
         fflush(stderr);
         return 0;
 }
