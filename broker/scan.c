@@ -734,13 +734,42 @@ int scan_finish(request *rq) {
         return ret == MHD_YES ? MHD_YES : MHD_NO;
 }
 
+/* Canary alerts for token requests: at most one per uid and route per
+ * CB_LEAK_ALERT_COOLDOWN seconds (every request is still audited), so a
+ * looping tool cannot flood the alert channel. */
+#define CANARY_COOL_SLOTS 64
+static struct {
+        uid_t uid;
+        char route[24];
+        uint64_t last;
+} canary_cool[CANARY_COOL_SLOTS];
+
+static bool canary_alert_due(uid_t uid, const char *route, uint64_t now) {
+        size_t oldest = 0;
+        for (size_t i = 0; i < CANARY_COOL_SLOTS; i++) {
+                if (canary_cool[i].last && canary_cool[i].uid == uid && strcmp(canary_cool[i].route, route) == 0) {
+                        if (now - canary_cool[i].last < CB_LEAK_ALERT_COOLDOWN)
+                                return false;
+                        canary_cool[i].last = now;
+                        return true;
+                }
+                if (canary_cool[i].last < canary_cool[oldest].last)
+                        oldest = i;
+        }
+        canary_cool[oldest].uid = uid;
+        snprintf(canary_cool[oldest].route, sizeof(canary_cool[oldest].route), "%s", route);
+        canary_cool[oldest].last = now;
+        return true;
+}
+
 int leak_token_gate(request *rq, const char *secret, int *ret) {
         if (cb_policy_is_canary(cbd.policy, secret)) {
                 json_t *ev = json_pack("{s:s, s:s, s:s, s:I, s:I, s:s}", "what", "token_request", "secret", secret,
                                        "route", rq->route ? rq->route : "token", "uid", (json_int_t)rq->peer.uid, "pid",
                                        (json_int_t)rq->peer.pid, "exe", rq->peer.exe_path);
                 if (ev) {
-                        alert_raise("canary", ev);
+                        if (canary_alert_due(rq->peer.uid, rq->route ? rq->route : "token", (uint64_t)time(NULL)))
+                                alert_raise("canary", ev);
                         json_object_set_new(ev, "time", json_integer((json_int_t)time(NULL)));
                         json_object_set_new(ev, "decision", json_string("canary"));
                         (void)audit_emit(ev); /* the refusal below is audited too */

@@ -158,6 +158,10 @@ expect "canary sighting: audit decision canary" '"decision":"canary"' "$(grep ca
 expect "canary token request refused" "never granted" \
         "$(as $UT curl -s --unix-socket "$TS" -X POST -d '{"secret":"canary-aws","use":"proxy"}' http://x/v1/token)"
 expect "canary token request: alert" '"what":"token_request"' "$(grep '"secret":"canary-aws"' "$T/daemon.out")"
+for _ in 1 2 3 4 5; do as $UT curl -s --unix-socket "$TS" -X POST -d '{"secret":"canary-aws"}' http://x/v1/token >/dev/null; done
+expect "canary token requests: one alert per uid and route per cooldown" "n=1" \
+        "n=$(grep 'ALERT canary' "$T/daemon.out" | grep -c '"what":"token_request","secret":"canary-aws","route":"token"')"
+expect "canary token requests: each one audited" "n=6" "n=$(grep -c '"what":"token_request".*"decision":"canary"\|"decision":"canary".*"what":"token_request"' "$T/audit.log")"
 ptok=$(as $UT curl -s --unix-socket "$TS" -X POST -d '{"secret":"alerty","use":"proxy"}' http://x/v1/token | field token)
 expect "canary named in a proxy request refused" "never granted" \
         "$(as $UT curl -s --unix-socket "$TS" -H "Authorization: Bearer $ptok" http://x/v1/proxy/canary-aws/v1/x)"
