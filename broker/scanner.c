@@ -668,6 +668,8 @@ static int found(cb_scan_stream *s, uint64_t start, uint64_t end, enum cb_scan_k
         if (!s->out)
                 return 0;
         if (s->n_pend == s->cap_pend) {
+                if (s->cap_pend >= CB_SCAN_PEND_MAX)
+                        return s->error = -E2BIG; /* overlapping sightings at nearly every byte */
                 size_t nc = s->cap_pend ? s->cap_pend * 2 : 64;
                 pend *np = realloc(s->pend, nc * sizeof(*np));
                 if (!np)

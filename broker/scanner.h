@@ -135,5 +135,9 @@ int cb_scan_stream_cut(cb_scan_stream *s, uint64_t *ret_consumed, uint64_t *ret_
  * moves on small inputs. */
 extern size_t cb_scan_window_min;
 
+/* Redact mode: sightings not yet placed, at most (in one window): beyond,
+ * feed/finish fail with -E2BIG. */
+#define CB_SCAN_PEND_MAX ((size_t)1 << 17)
+
 /* Wipes the window (it holds input text) and frees; NULL ok. */
 void cb_scan_stream_free(cb_scan_stream *s);
