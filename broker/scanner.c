@@ -28,6 +28,7 @@ const char *cb_scan_kind_name(enum cb_scan_kind k) {
         case CB_SK_URL: return "url";
         case CB_SK_JSON: return "json";
         case CB_SK_TOKEN: return "token";
+        case CB_SK_HEX: return "hex";
         }
         return "?";
 }
@@ -136,14 +137,19 @@ static bool unreserved(unsigned char c) {
                c == '_' || c == '~';
 }
 
-static int add_url(cb_matcher_builder *b, const unsigned char *v, size_t len, const char *hex) {
+/* %XX escaping as a library does it: unreserved characters (RFC 3986)
+ * kept, and those in keep; '~' escaped with tilde; ' ' as '+' with plus. */
+static int add_url(cb_matcher_builder *b, const unsigned char *v, size_t len, const char *hex, const char *keep,
+                   bool tilde, bool plus) {
         unsigned char *o = pool_reserve(b, 3 * len);
         size_t n = 0;
 
         if (!o)
                 return -ENOMEM;
         for (size_t i = 0; i < len; i++) {
-                if (unreserved(v[i])) {
+                if (plus && v[i] == ' ') {
+                        o[n++] = '+';
+                } else if ((unreserved(v[i]) && !(tilde && v[i] == '~')) || (v[i] && strchr(keep, v[i]))) {
                         o[n++] = v[i];
                 } else {
                         o[n++] = '%';
@@ -185,10 +191,24 @@ static long utf8_next(const unsigned char *v, size_t len, size_t *i) {
         return cp;
 }
 
+/* Hex of every byte (lower or upper case digits). */
+static int add_hex(cb_matcher_builder *b, const unsigned char *v, size_t len, const char *hex) {
+        unsigned char *o = pool_reserve(b, 2 * len);
+
+        if (!o)
+                return -ENOMEM;
+        for (size_t i = 0; i < len; i++) {
+                o[2 * i] = (unsigned char)hex[v[i] >> 4];
+                o[2 * i + 1] = (unsigned char)hex[v[i] & 15];
+        }
+        return pool_commit(b, 2 * len, CB_SK_HEX);
+}
+
 /* JSON string escaping.  upper: \u00XX hex case; slash: also "\/";
  * ascii: non-ASCII as \uXXXX (UTF-16 surrogate pairs), skipped when v is
- * not valid UTF-8. */
-static int add_json(cb_matcher_builder *b, const unsigned char *v, size_t len, bool upper, bool slash, bool ascii) {
+ * not valid UTF-8; html: < > & as \u003c \u003e \u0026 (Go). */
+static int add_json(cb_matcher_builder *b, const unsigned char *v, size_t len, bool upper, bool slash, bool ascii,
+                    bool html) {
         const char *hex = upper ? "0123456789ABCDEF" : "0123456789abcdef";
         unsigned char *o = pool_reserve(b, 12 * len);
         size_t n = 0, i = 0;
@@ -233,7 +253,7 @@ static int add_json(cb_matcher_builder *b, const unsigned char *v, size_t len, b
                 default:
                         break;
                 }
-                if (c < 0x20) {
+                if (c < 0x20 || (html && (c == '<' || c == '>' || c == '&'))) {
                         memcpy(o + n, "\\u00", 4);
                         n += 4;
                         o[n++] = (unsigned char)hex[c >> 4];
@@ -278,11 +298,30 @@ int cb_matcher_builder_add(cb_matcher_builder *b, const char *name, uint32_t ver
                 if ((r = add_base64(b, v, len, a, B64, CB_SK_BASE64)) < 0 ||
                     (r = add_base64(b, v, len, a, B64URL, CB_SK_BASE64URL)) < 0)
                         return r;
-        if ((r = add_url(b, v, len, "0123456789ABCDEF")) < 0 || (r = add_url(b, v, len, "0123456789abcdef")) < 0)
+        if ((r = add_hex(b, v, len, "0123456789abcdef")) < 0 || (r = add_hex(b, v, len, "0123456789ABCDEF")) < 0)
                 return r;
-        if ((r = add_json(b, v, len, false, false, false)) < 0 || (r = add_json(b, v, len, true, false, false)) < 0 ||
-            (r = add_json(b, v, len, false, true, false)) < 0 || (r = add_json(b, v, len, false, false, true)) < 0 ||
-            (r = add_json(b, v, len, true, false, true)) < 0)
+        /* URL escapings: RFC 3986 (upper, lower hex); Python quote() keeping
+         * '/'; JS encodeURIComponent keeping !*()'; PHP urlencode (~ as
+         * %7E, ' ' as +); quote_plus (' ' as +); HTML forms (WHATWG: * kept,
+         * ~ as %7E, ' ' as +).  Forms equal to another are kept once at
+         * build: a value without such characters adds no pattern. */
+        static const char UP[] = "0123456789ABCDEF";
+        if ((r = add_url(b, v, len, UP, "", false, false)) < 0 ||
+            (r = add_url(b, v, len, "0123456789abcdef", "", false, false)) < 0 ||
+            (r = add_url(b, v, len, UP, "/", false, false)) < 0 ||
+            (r = add_url(b, v, len, UP, "!*()'", false, false)) < 0 ||
+            (r = add_url(b, v, len, UP, "", true, true)) < 0 || (r = add_url(b, v, len, UP, "", false, true)) < 0 ||
+            (r = add_url(b, v, len, UP, "*", true, true)) < 0)
+                return r;
+        /* JSON: minimal; \u00XX upper; "\/"; ASCII-only (Python); ASCII-only
+         * upper; "\/" + ASCII-only (PHP json_encode); HTML-safe (Go). */
+        if ((r = add_json(b, v, len, false, false, false, false)) < 0 ||
+            (r = add_json(b, v, len, true, false, false, false)) < 0 ||
+            (r = add_json(b, v, len, false, true, false, false)) < 0 ||
+            (r = add_json(b, v, len, false, false, true, false)) < 0 ||
+            (r = add_json(b, v, len, true, false, true, false)) < 0 ||
+            (r = add_json(b, v, len, false, true, true, false)) < 0 ||
+            (r = add_json(b, v, len, false, false, false, true)) < 0)
                 return r;
         return 0;
 }

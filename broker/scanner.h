@@ -51,10 +51,11 @@ enum cb_scan_kind {
         CB_SK_BASE64URL,
         CB_SK_URL,
         CB_SK_JSON,
-        CB_SK_TOKEN,
+        CB_SK_HEX,
+        CB_SK_TOKEN, /* last: the leak response lists the forms RAW..TOKEN */
 };
 
-/* "raw", "base64", "base64url", "url", "json", "token". */
+/* "raw", "base64", "base64url", "url", "json", "hex", "token". */
 const char *cb_scan_kind_name(enum cb_scan_kind k);
 
 typedef struct cb_matcher cb_matcher;

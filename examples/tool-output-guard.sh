@@ -45,7 +45,7 @@ while [ $# -gt 0 ]; do
         case "$1" in
         --redacted) redacted=1; shift ;;
         --) shift; break ;;
-        -h | --help) sed -n '3,40p' "$0"; exit 0 ;;
+        -h | --help) sed -n '3,38p' "$0"; exit 0 ;;
         *) echo "tool-output-guard: unknown option '$1'" >&2; exit 2 ;;
         esac
 done

@@ -165,6 +165,47 @@ TEST(forms_of_one_secret) {
         cb_matcher_free(m);
 }
 
+/* The forms libraries write besides the RFC/minimal ones (expected texts
+ * written by Python's urllib.parse / json, PHP and Go rules, offline). */
+TEST(library_forms) {
+        char names[1][32] = { "lib" };
+        unsigned char vals[1][80];
+        size_t lens[1];
+        const char *v2 = "a b~c/d!e*f(g)h'i<j>k&l\xc3""\xa9""=z";
+        static const struct {
+                const char *what, *enc;
+                enum cb_scan_kind kind;
+        } forms2[] = {
+                { "hex lower", "6120627e632f6421652a662867296827693c6a3e6b266cc3a93d7a", CB_SK_HEX },
+                { "hex upper", "6120627E632F6421652A662867296827693C6A3E6B266CC3A93D7A", CB_SK_HEX },
+                { "python quote (keeps /)", "a%20b~c/d%21e%2Af%28g%29h%27i%3Cj%3Ek%26l%C3%A9%3Dz", CB_SK_URL },
+                { "python quote_plus", "a+b~c%2Fd%21e%2Af%28g%29h%27i%3Cj%3Ek%26l%C3%A9%3Dz", CB_SK_URL },
+                { "encodeURIComponent", "a%20b~c%2Fd!e*f(g)h'i%3Cj%3Ek%26l%C3%A9%3Dz", CB_SK_URL },
+                { "PHP urlencode", "a+b%7Ec%2Fd%21e%2Af%28g%29h%27i%3Cj%3Ek%26l%C3%A9%3Dz", CB_SK_URL },
+                { "HTML form (WHATWG)", "a+b%7Ec%2Fd%21e*f%28g%29h%27i%3Cj%3Ek%26l%C3%A9%3Dz", CB_SK_URL },
+                { "Go json (HTML escapes)", "a b~c/d!e*f(g)h'i\\u003cj\\u003ek\\u0026l\xc3""\xa9""=z", CB_SK_JSON },
+                { "PHP json_encode (\\/ and \\uXXXX)", "a b~c\\/d!e*f(g)h'i<j>k&l\\u00e9=z", CB_SK_JSON },
+        };
+        lens[0] = strlen(v2);
+        memcpy(vals[0], v2, lens[0]);
+        cb_matcher *m = build(1, names, vals, lens);
+        for (size_t f = 0; f < sizeof(forms2) / sizeof(*forms2); f++) {
+                char text[256];
+                hits hs = { .n = 0 };
+                int tn = snprintf(text, sizeof(text), "GET /x?k=%s HTTP/1.1", forms2[f].enc);
+                scan_all(m, text, (size_t)tn, &hs);
+                bool ok = false;
+                for (size_t i = 0; i < hs.n; i++)
+                        ok |= hs.h[i].kind == forms2[f].kind && hs.h[i].start == 9 &&
+                              hs.h[i].end == 9 + strlen(forms2[f].enc);
+                if (!ok)
+                        printf("  not found: %s\n", forms2[f].what);
+                ASSERT_TRUE(ok);
+        }
+        ASSERT_STREQ(cb_scan_kind_name(CB_SK_HEX), "hex");
+        cb_matcher_free(m);
+}
+
 TEST(short_secrets_refused) {
         cb_matcher_builder *b = cb_matcher_builder_new();
         ASSERT_EQ(cb_matcher_builder_add(b, "short", 1, "1234567", 7), -EMSGSIZE);
@@ -482,13 +523,19 @@ TEST(shared_prefix_linear) {
         memcpy(pre + 4096, vals[7], lens[7]);
         memcpy(pre + 800000, vals[999], lens[999]);
         hits *hs = calloc(1, sizeof(*hs));
-        double tp = scan_secs(m, pre, n, 8, hs);
-        ASSERT_EQ(hs->n, 16);
-        ASSERT_TRUE(sighted(hs, "p7", 4096, 4096 + lens[7]));
-        ASSERT_TRUE(sighted(hs, "p999", 800000, 800000 + lens[999]));
-        hs->n = 0;
-        double tr = scan_secs(m, rndt, n, 8, hs);
-        ASSERT_EQ(hs->n, 0);
+        double tp = 1e9, tr = 1e9; /* best of 3: the machine is shared */
+        for (int k = 0; k < 3; k++) {
+                hs->n = 0;
+                double t = scan_secs(m, pre, n, 8, hs);
+                tp = t < tp ? t : tp;
+                ASSERT_EQ(hs->n, 16);
+                ASSERT_TRUE(sighted(hs, "p7", 4096, 4096 + lens[7]));
+                ASSERT_TRUE(sighted(hs, "p999", 800000, 800000 + lens[999]));
+                hs->n = 0;
+                t = scan_secs(m, rndt, n, 8, hs);
+                tr = t < tr ? t : tr;
+                ASSERT_EQ(hs->n, 0);
+        }
         printf("  shared prefix: %.0f MB/s, random: %.0f MB/s\n", 8 / tp, 8 / tr);
         ASSERT_TRUE(tp < 20 * tr + 0.05);
         free(hs);
