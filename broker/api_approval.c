@@ -21,6 +21,7 @@
 #include "approval.h"
 #include "daemon.h"
 #include "error.h"
+#include "scan.h"
 
 #define POLL_INTERVAL 1 /* seconds: the retry_after a held request advertises */
 
@@ -170,6 +171,10 @@ static int collect_approved(request *rq, const cb_approval *c) {
                                    c->secret, use_name(c->use));
         if (cb_store_versions(cbd.store, c->secret, &vi, &nv) < 0)
                 return reply_error(rq, 404, "not_found", "no secret named '%s'", c->secret);
+        /* Seen leaked (or made a canary) while the request waited: the
+         * approval was given for a secret that is no longer safe to hand out. */
+        if (leak_token_gate(rq, c->secret, &ret))
+                return ret;
         uint32_t ttl = c->ttl > g->max_ttl ? g->max_ttl : c->ttl;
         r = cb_tokens_issue(cbd.tokens, &rq->peer, client, c->secret, 0, c->use, ttl, g->max_uses,
                             (cb_token_bind)c->bind, tok, &info);
@@ -250,6 +255,8 @@ static int route_list(request *rq) {
                                          decider_json(e));
                 json_object_update(o, more);
                 json_decref(more);
+                if (scanner_is_compromised(e->secret))
+                        json_object_set_new(o, "compromised", json_true());
                 json_array_append_new(arr, o);
         }
         return reply_json(rq, 200,
@@ -285,6 +292,16 @@ static int route_decide(request *rq, const char *id, size_t id_len, bool approve
                 ret = reply_error(rq, r == -EALREADY ? 409 : r == -EPERM ? 403 : 404,
                                   r == -EALREADY ? "already_decided" : r == -EPERM ? "forbidden" : "not_found", "%s",
                                   cb_error_last());
+                goto out;
+        }
+        /* An approver an agent can reach would let it approve itself: a peer
+         * that any policy client selector matches (a uid or program tools run
+         * as) may deny but not approve. */
+        const char *as_client = NULL;
+        if (approve && cb_policy_match_clients(cbd.policy, &rq->peer, &as_client, 1) > 0) {
+                ret = reply_error(rq, 403, "forbidden",
+                                  "uid %u is policy client '%s': an approver must not be a process tools run as",
+                                  (unsigned)rq->peer.uid, as_client);
                 goto out;
         }
         /* The record names the operator (this request's peer) and the

@@ -141,6 +141,9 @@ const cb_grant *cb_policy_find_grant(const cb_policy *p, const cb_peer *peer, co
          * grant that covers only one of them. */
         if (use == 0 || (use & (use - 1)) || (use & ~(unsigned)USE_ALL))
                 return NULL;
+        /* The first matching grant, unless a later one that also matches
+         * asks for approval: approval wins, whatever the order. */
+        const grant *first = NULL;
         for (size_t i = 0; i < p->n_grants; i++) {
                 const grant *gr = &p->grants[i];
 
@@ -150,11 +153,16 @@ const cb_grant *cb_policy_find_grant(const cb_policy *p, const cb_peer *peer, co
                         continue;
                 if (!client_matches(&p->clients[gr->client], peer))
                         continue;
-                if (ret_client)
-                        *ret_client = gr->g.client;
-                return &gr->g;
+                if (!first)
+                        first = gr;
+                if (gr->g.approval) {
+                        first = gr;
+                        break;
+                }
         }
-        return NULL;
+        if (first && ret_client)
+                *ret_client = first->g.client;
+        return first ? &first->g : NULL;
 }
 
 const cb_grant *cb_policy_client_grant(const cb_policy *p, const char *name, const char *secret, unsigned use) {
@@ -162,14 +170,19 @@ const cb_grant *cb_policy_client_grant(const cb_policy *p, const char *name, con
                 return NULL;
         if (cb_policy_is_canary(p, secret))
                 return NULL;
+        const cb_grant *first = NULL;
         for (size_t i = 0; i < p->n_grants; i++) {
                 const grant *gr = &p->grants[i];
 
                 if ((gr->g.uses & use) && strcmp(gr->g.client, name) == 0 &&
-                    (strcmp(gr->g.secret, "*") == 0 || strcmp(gr->g.secret, secret) == 0))
-                        return &gr->g;
+                    (strcmp(gr->g.secret, "*") == 0 || strcmp(gr->g.secret, secret) == 0)) {
+                        if (!first)
+                                first = &gr->g;
+                        if (gr->g.approval)
+                                return &gr->g; /* approval wins, as in cb_policy_find_grant() */
+                }
         }
-        return NULL;
+        return first;
 }
 
 size_t cb_policy_match_clients(const cb_policy *p, const cb_peer *peer, const char **out, size_t n) {

@@ -357,7 +357,10 @@ json_t *scanner_status_json(void) {
 
 /* ---- jobs --------------------------------------------------------------- */
 
-#define SEEN_MAX 4096 /* distinct secrets/tokens remembered per request */
+#define SEEN_MAX 4096 /* distinct tokens remembered per request (secrets: all, bounded by live versions) */
+#define JOBS_PER_UID 4 /* concurrent /v1/scan and /v1/redact requests per uid on tools.sock */
+#define OUT_SLACK (64 * 1024) /* a redact round's output: at most 2x its input + this */
+#define OUT_PREALLOC (256 * 1024) /* allocated before the body arrives, at most */
 
 typedef struct seen {
         char name[CB_NAME_MAX + 1];   /* secret name, or a token's accessor ("" if unknown) */
@@ -375,14 +378,58 @@ struct scan_job {
         json_t *findings;
         uint64_t total;
         seen *seen;
-        size_t n_seen, cap_seen, last_seen;
+        size_t n_seen, cap_seen, last_seen, n_tokens;
+        uid_t uid;
+        bool counted; /* holds one of uid's JOBS_PER_UID */
         unsigned char *out;           /* redact: the round's output */
         size_t out_len, out_cap;
 };
 
+/* Concurrent jobs per uid (tools.sock): a small table, under jobs_lock. */
+static pthread_mutex_t jobs_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct {
+        uid_t uid;
+        unsigned n;
+} jobs_by_uid[64];
+
+static bool jobs_take(uid_t uid) {
+        bool ok = false;
+        size_t free_slot = SIZE_MAX;
+        pthread_mutex_lock(&jobs_lock);
+        for (size_t i = 0; i < sizeof(jobs_by_uid) / sizeof(*jobs_by_uid); i++) {
+                if (jobs_by_uid[i].n && jobs_by_uid[i].uid == uid) {
+                        if ((ok = jobs_by_uid[i].n < JOBS_PER_UID))
+                                jobs_by_uid[i].n++;
+                        goto out;
+                }
+                if (!jobs_by_uid[i].n && free_slot == SIZE_MAX)
+                        free_slot = i;
+        }
+        if (free_slot != SIZE_MAX) { /* else: 64 uids scanning at once; refuse the 65th */
+                jobs_by_uid[free_slot].uid = uid;
+                jobs_by_uid[free_slot].n = 1;
+                ok = true;
+        }
+out:
+        pthread_mutex_unlock(&jobs_lock);
+        return ok;
+}
+
+static void jobs_put(uid_t uid) {
+        pthread_mutex_lock(&jobs_lock);
+        for (size_t i = 0; i < sizeof(jobs_by_uid) / sizeof(*jobs_by_uid); i++)
+                if (jobs_by_uid[i].n && jobs_by_uid[i].uid == uid) {
+                        jobs_by_uid[i].n--;
+                        break;
+                }
+        pthread_mutex_unlock(&jobs_lock);
+}
+
 static void job_free(struct scan_job *j) {
         if (!j)
                 return;
+        if (j->counted)
+                jobs_put(j->uid);
         cb_scan_stream_free(j->st);
         live_release(j->lv);
         json_decref(j->findings);
@@ -408,25 +455,28 @@ static bool same(const seen *s, const char *name, uint32_t version, bool token) 
         return s->token == token && s->version == version && strcmp(s->name, name) == 0;
 }
 
-static void remember(struct scan_job *j, const char *name, uint32_t version, enum cb_scan_kind kind, bool token) {
+static int remember(struct scan_job *j, const char *name, uint32_t version, enum cb_scan_kind kind, bool token) {
         /* A text tends to repeat the same secret: try the last one first. */
         if (j->last_seen < j->n_seen && same(&j->seen[j->last_seen], name, version, token)) {
                 j->seen[j->last_seen].forms |= 1u << kind;
-                return;
+                return 0;
         }
         for (size_t i = 0; i < j->n_seen; i++)
                 if (same(&j->seen[i], name, version, token)) {
                         j->seen[i].forms |= 1u << kind;
                         j->last_seen = i;
-                        return;
+                        return 0;
                 }
-        if (j->n_seen == SEEN_MAX)
-                return; /* the findings still list it; the leak response covers the first SEEN_MAX */
+        /* Only tokens are capped: a tool printing thousands of its own
+         * tokens must not push a real secret's sighting out of the leak
+         * response.  Secrets are bounded by the live versions. */
+        if (token && j->n_tokens == SEEN_MAX)
+                return 0; /* the findings still list it; the leak response covers the first SEEN_MAX */
         if (j->n_seen == j->cap_seen) {
                 size_t nc = j->cap_seen ? j->cap_seen * 2 : 8;
                 seen *ns = realloc(j->seen, nc * sizeof(*ns));
                 if (!ns)
-                        return;
+                        return -ENOMEM; /* fail the request rather than drop a sighting */
                 j->seen = ns;
                 j->cap_seen = nc;
         }
@@ -436,6 +486,9 @@ static void remember(struct scan_job *j, const char *name, uint32_t version, enu
         s->version = version;
         s->forms = 1u << kind;
         s->token = token;
+        if (token)
+                j->n_tokens++;
+        return 0;
 }
 
 static int on_hit(void *ctx, const cb_scan_hit *h, char label[CB_SCAN_LABEL_MAX]) {
@@ -450,9 +503,10 @@ static int on_hit(void *ctx, const cb_scan_hit *h, char label[CB_SCAN_LABEL_MAX]
                 pthread_mutex_unlock(&cbd.lock);
                 if (acc[0])
                         snprintf(label, CB_SCAN_LABEL_MAX, "%s", acc);
-                remember(j, acc, 0, h->kind, true);
-        } else {
-                remember(j, h->name, h->version, h->kind, false);
+                if (remember(j, acc, 0, h->kind, true) < 0)
+                        return -ENOMEM;
+        } else if (remember(j, h->name, h->version, h->kind, false) < 0) {
+                return -ENOMEM;
         }
         j->total++;
         if (j->findings && json_array_size(j->findings) < CB_SCAN_FINDINGS_MAX)
@@ -466,6 +520,10 @@ static int on_hit(void *ctx, const cb_scan_hit *h, char label[CB_SCAN_LABEL_MAX]
 static int on_out(void *ctx, const void *p, size_t n) {
         struct scan_job *j = ctx;
 
+        /* Markers longer than what they replace (a short value, a long
+         * name) must not turn a round into many times its size. */
+        if (j->out_len + n > 2 * j->bytes + OUT_SLACK)
+                return -EFBIG;
         if (j->out_len + n > j->out_cap) {
                 size_t nc = j->out_cap ? j->out_cap : 64 * 1024;
                 while (nc < j->out_len + n)
@@ -522,6 +580,15 @@ int scan_start(request *rq) {
         if (!j)
                 return reply_error(rq, 500, "internal", "out of memory");
         j->redact = redact;
+        if (!rq->admin_socket) {
+                if (!jobs_take(rq->peer.uid)) {
+                        free(j);
+                        return reply_error(rq, 429, "rate_limited", "uid %u already has %d scan/redact requests "
+                                           "in progress", (unsigned)rq->peer.uid, JOBS_PER_UID);
+                }
+                j->uid = rq->peer.uid;
+                j->counted = true;
+        }
         if (redact && (header_u64(rq, "X-Credbroker-Skip", CB_REDACT_BODY_MAX, &j->skip) < 0 ||
                        header_u64(rq, "X-Credbroker-Final", 1, &fin) < 0)) {
                 job_free(j);
@@ -535,6 +602,8 @@ int scan_start(request *rq) {
                 unsigned long long want = cl ? strtoull(cl, NULL, 10) : 0;
                 if (want > 0 && want <= CB_REDACT_BODY_MAX) {
                         j->out_cap = (size_t)want + 4096;
+                        if (j->out_cap > OUT_PREALLOC)
+                                j->out_cap = OUT_PREALLOC; /* grows as the body arrives */
                         j->out = malloc(j->out_cap);
                         if (!j->out)
                                 j->out_cap = 0;
@@ -736,14 +805,24 @@ int scan_finish(request *rq) {
 
         if (!j->too_large && r == 0)
                 r = j->redact && !j->final ? cb_scan_stream_cut(j->st, &consumed, &skip) : cb_scan_stream_finish(j->st);
+        else if (j->too_large && r == 0)
+                r = cb_scan_stream_finish(j->st); /* sight the tail of what was read */
         pthread_mutex_lock(&cbd.lock);
+        /* The leak response comes first, whatever the reply: a sighting in
+         * an oversized or failed request is still a sighting. */
+        int rr = respond(rq, j);
         if (j->too_large)
                 ret = reply_error(rq, 413, "payload_too_large", "body larger than %" PRIu64 " bytes%s",
                                   j->redact ? (uint64_t)CB_REDACT_BODY_MAX : CB_SCAN_BODY_MAX,
                                   j->redact ? " (one redact round)" : "");
+        else if (r == -EFBIG || r == -E2BIG)
+                ret = reply_error(rq, 413, "payload_too_large",
+                                  "the redacted output would be more than twice the input (+%d bytes): markers "
+                                  "replace many short sightings; send smaller rounds or use /v1/scan",
+                                  OUT_SLACK);
         else if (r < 0)
                 ret = reply_error(rq, 500, "internal", "scan failed: %s", strerror(-r));
-        else if (respond(rq, j) < 0)
+        else if (rr < 0)
                 ret = reply_error(rq, 503, "unavailable", "the audit log cannot be written");
         else if (j->redact)
                 ret = reply_redacted(rq, j, consumed, skip);
@@ -757,13 +836,42 @@ int scan_finish(request *rq) {
         return ret == MHD_YES ? MHD_YES : MHD_NO;
 }
 
+/* Canary alerts for token requests: at most one per uid and route per
+ * CB_LEAK_ALERT_COOLDOWN seconds (every request is still audited), so a
+ * looping tool cannot flood the alert channel. */
+#define CANARY_COOL_SLOTS 64
+static struct {
+        uid_t uid;
+        char route[24];
+        uint64_t last;
+} canary_cool[CANARY_COOL_SLOTS];
+
+static bool canary_alert_due(uid_t uid, const char *route, uint64_t now) {
+        size_t oldest = 0;
+        for (size_t i = 0; i < CANARY_COOL_SLOTS; i++) {
+                if (canary_cool[i].last && canary_cool[i].uid == uid && strcmp(canary_cool[i].route, route) == 0) {
+                        if (now - canary_cool[i].last < CB_LEAK_ALERT_COOLDOWN)
+                                return false;
+                        canary_cool[i].last = now;
+                        return true;
+                }
+                if (canary_cool[i].last < canary_cool[oldest].last)
+                        oldest = i;
+        }
+        canary_cool[oldest].uid = uid;
+        snprintf(canary_cool[oldest].route, sizeof(canary_cool[oldest].route), "%s", route);
+        canary_cool[oldest].last = now;
+        return true;
+}
+
 int leak_token_gate(request *rq, const char *secret, int *ret) {
         if (cb_policy_is_canary(cbd.policy, secret)) {
                 json_t *ev = json_pack("{s:s, s:s, s:s, s:I, s:I, s:s}", "what", "token_request", "secret", secret,
                                        "route", rq->route ? rq->route : "token", "uid", (json_int_t)rq->peer.uid, "pid",
                                        (json_int_t)rq->peer.pid, "exe", rq->peer.exe_path);
                 if (ev) {
-                        alert_raise("canary", ev);
+                        if (canary_alert_due(rq->peer.uid, rq->route ? rq->route : "token", (uint64_t)time(NULL)))
+                                alert_raise("canary", ev);
                         json_object_set_new(ev, "time", json_integer((json_int_t)time(NULL)));
                         json_object_set_new(ev, "decision", json_string("canary"));
                         (void)audit_emit(ev); /* the refusal below is audited too */

@@ -15,6 +15,8 @@
 
 #define GRAM 4
 #define STRIDE_MAX 8
+#define OFF_BITS 8 /* an index entry is pattern << OFF_BITS | offset of the gram in the pattern */
+#define OFF_MAX ((1u << OFF_BITS) - 1)
 #define SLACK 16 /* zeroed bytes past the data: probes read up to 8 past a position */
 #define POOL_MIN (64 * 1024)
 
@@ -26,6 +28,7 @@ const char *cb_scan_kind_name(enum cb_scan_kind k) {
         case CB_SK_URL: return "url";
         case CB_SK_JSON: return "json";
         case CB_SK_TOKEN: return "token";
+        case CB_SK_HEX: return "hex";
         }
         return "?";
 }
@@ -134,14 +137,19 @@ static bool unreserved(unsigned char c) {
                c == '_' || c == '~';
 }
 
-static int add_url(cb_matcher_builder *b, const unsigned char *v, size_t len, const char *hex) {
+/* %XX escaping as a library does it: unreserved characters (RFC 3986)
+ * kept, and those in keep; '~' escaped with tilde; ' ' as '+' with plus. */
+static int add_url(cb_matcher_builder *b, const unsigned char *v, size_t len, const char *hex, const char *keep,
+                   bool tilde, bool plus) {
         unsigned char *o = pool_reserve(b, 3 * len);
         size_t n = 0;
 
         if (!o)
                 return -ENOMEM;
         for (size_t i = 0; i < len; i++) {
-                if (unreserved(v[i])) {
+                if (plus && v[i] == ' ') {
+                        o[n++] = '+';
+                } else if ((unreserved(v[i]) && !(tilde && v[i] == '~')) || (v[i] && strchr(keep, v[i]))) {
                         o[n++] = v[i];
                 } else {
                         o[n++] = '%';
@@ -183,10 +191,24 @@ static long utf8_next(const unsigned char *v, size_t len, size_t *i) {
         return cp;
 }
 
+/* Hex of every byte (lower or upper case digits). */
+static int add_hex(cb_matcher_builder *b, const unsigned char *v, size_t len, const char *hex) {
+        unsigned char *o = pool_reserve(b, 2 * len);
+
+        if (!o)
+                return -ENOMEM;
+        for (size_t i = 0; i < len; i++) {
+                o[2 * i] = (unsigned char)hex[v[i] >> 4];
+                o[2 * i + 1] = (unsigned char)hex[v[i] & 15];
+        }
+        return pool_commit(b, 2 * len, CB_SK_HEX);
+}
+
 /* JSON string escaping.  upper: \u00XX hex case; slash: also "\/";
  * ascii: non-ASCII as \uXXXX (UTF-16 surrogate pairs), skipped when v is
- * not valid UTF-8. */
-static int add_json(cb_matcher_builder *b, const unsigned char *v, size_t len, bool upper, bool slash, bool ascii) {
+ * not valid UTF-8; html: < > & as \u003c \u003e \u0026 (Go). */
+static int add_json(cb_matcher_builder *b, const unsigned char *v, size_t len, bool upper, bool slash, bool ascii,
+                    bool html) {
         const char *hex = upper ? "0123456789ABCDEF" : "0123456789abcdef";
         unsigned char *o = pool_reserve(b, 12 * len);
         size_t n = 0, i = 0;
@@ -231,7 +253,7 @@ static int add_json(cb_matcher_builder *b, const unsigned char *v, size_t len, b
                 default:
                         break;
                 }
-                if (c < 0x20) {
+                if (c < 0x20 || (html && (c == '<' || c == '>' || c == '&'))) {
                         memcpy(o + n, "\\u00", 4);
                         n += 4;
                         o[n++] = (unsigned char)hex[c >> 4];
@@ -276,11 +298,30 @@ int cb_matcher_builder_add(cb_matcher_builder *b, const char *name, uint32_t ver
                 if ((r = add_base64(b, v, len, a, B64, CB_SK_BASE64)) < 0 ||
                     (r = add_base64(b, v, len, a, B64URL, CB_SK_BASE64URL)) < 0)
                         return r;
-        if ((r = add_url(b, v, len, "0123456789ABCDEF")) < 0 || (r = add_url(b, v, len, "0123456789abcdef")) < 0)
+        if ((r = add_hex(b, v, len, "0123456789abcdef")) < 0 || (r = add_hex(b, v, len, "0123456789ABCDEF")) < 0)
                 return r;
-        if ((r = add_json(b, v, len, false, false, false)) < 0 || (r = add_json(b, v, len, true, false, false)) < 0 ||
-            (r = add_json(b, v, len, false, true, false)) < 0 || (r = add_json(b, v, len, false, false, true)) < 0 ||
-            (r = add_json(b, v, len, true, false, true)) < 0)
+        /* URL escapings: RFC 3986 (upper, lower hex); Python quote() keeping
+         * '/'; JS encodeURIComponent keeping !*()'; PHP urlencode (~ as
+         * %7E, ' ' as +); quote_plus (' ' as +); HTML forms (WHATWG: * kept,
+         * ~ as %7E, ' ' as +).  Forms equal to another are kept once at
+         * build: a value without such characters adds no pattern. */
+        static const char UP[] = "0123456789ABCDEF";
+        if ((r = add_url(b, v, len, UP, "", false, false)) < 0 ||
+            (r = add_url(b, v, len, "0123456789abcdef", "", false, false)) < 0 ||
+            (r = add_url(b, v, len, UP, "/", false, false)) < 0 ||
+            (r = add_url(b, v, len, UP, "!*()'", false, false)) < 0 ||
+            (r = add_url(b, v, len, UP, "", true, true)) < 0 || (r = add_url(b, v, len, UP, "", false, true)) < 0 ||
+            (r = add_url(b, v, len, UP, "*", true, true)) < 0)
+                return r;
+        /* JSON: minimal; \u00XX upper; "\/"; ASCII-only (Python); ASCII-only
+         * upper; "\/" + ASCII-only (PHP json_encode); HTML-safe (Go). */
+        if ((r = add_json(b, v, len, false, false, false, false)) < 0 ||
+            (r = add_json(b, v, len, true, false, false, false)) < 0 ||
+            (r = add_json(b, v, len, false, true, false, false)) < 0 ||
+            (r = add_json(b, v, len, false, false, true, false)) < 0 ||
+            (r = add_json(b, v, len, true, false, true, false)) < 0 ||
+            (r = add_json(b, v, len, false, true, true, false)) < 0 ||
+            (r = add_json(b, v, len, false, false, false, true)) < 0)
                 return r;
         return 0;
 }
@@ -306,12 +347,13 @@ struct cb_matcher {
         const slot *slots;
         unsigned slot_shift;
         uint32_t slot_mask;
-        const uint32_t *entries; /* pattern << 3 | offset */
+        const uint32_t *entries; /* pattern << OFF_BITS | offset */
         const mpat *pats;
         size_t n_pats;
         secret_ref *secrets;
         size_t n_secrets;
         unsigned stride;
+        unsigned dmax; /* largest window start: a sighting is found up to dmax + stride - 1 past its start */
         size_t maxlen;
 };
 
@@ -346,9 +388,19 @@ static size_t align8(size_t n) {
         return (n + 7) & ~(size_t)7;
 }
 
+/* The last window start for a pattern of len bytes: its grams stay inside
+ * the pattern and its offsets fit an index entry. */
+static unsigned window_last(size_t len, unsigned stride) {
+        size_t d = len - (GRAM - 1) - stride;
+        if (d > OFF_MAX + 1 - stride)
+                d = OFF_MAX + 1 - stride;
+        return (unsigned)d;
+}
+
 int cb_matcher_build(cb_matcher_builder *b, cb_matcher **ret) {
         cb_matcher *m = NULL;
-        uint32_t *order = NULL;
+        uint32_t *order = NULL, *cnt = NULL;
+        unsigned char *win = NULL;
         uint64_t *grams = NULL;
         size_t n_unique = 0, n_ent = 0, n_grams = 0, pool_bytes = 0, minlen = SIZE_MAX;
         int r = -ENOMEM;
@@ -357,7 +409,7 @@ int cb_matcher_build(cb_matcher_builder *b, cb_matcher **ret) {
         if (!m)
                 goto out;
         /* Sort and drop duplicate byte strings. */
-        if (b->n_pats > UINT32_MAX / 8) {
+        if (b->n_pats > UINT32_MAX >> OFF_BITS) {
                 r = -E2BIG;
                 goto out;
         }
@@ -386,7 +438,62 @@ int cb_matcher_build(cb_matcher_builder *b, cb_matcher **ret) {
                 m->stride = STRIDE_MAX;
         n_ent = n_unique * m->stride;
 
-        /* (gram << 32 | pattern << 3 | offset), sorted: grams come out grouped. */
+        /* Each pattern is indexed by the grams of one window of stride
+         * consecutive offsets d .. d + stride - 1 (any d with d + stride - 1 +
+         * GRAM <= len: every occurrence still meets exactly one probe). The
+         * window is the one whose grams are rarest across the pattern set, so
+         * patterns sharing a prefix (sk-proj-..., PEM headers, their encoded
+         * forms) do not all pile onto the same grams: a text repeating that
+         * prefix would otherwise walk every such pattern at every probe. */
+        if (n_unique) {
+                size_t n_cand = 0;
+                for (size_t i = 0; i < n_unique; i++)
+                        n_cand += window_last(b->pats[order[i]].len, m->stride) + m->stride;
+                unsigned cbits = log2_ceil(n_cand * 2 + 1);
+                if (cbits < 10)
+                        cbits = 10;
+                if (cbits > 20)
+                        cbits = 20;
+                cnt = calloc((size_t)1 << cbits, sizeof(*cnt));
+                win = malloc(n_unique * sizeof(*win));
+                if (!cnt || !win)
+                        goto out;
+                for (size_t i = 0; i < n_unique; i++) {
+                        const pat *p = &b->pats[order[i]];
+                        unsigned last = window_last(p->len, m->stride) + m->stride - 1;
+                        for (unsigned o = 0; o <= last; o++) {
+                                uint32_t g;
+                                memcpy(&g, b->pool + p->off + o, GRAM);
+                                uint32_t *c = &cnt[H2(g, 32 - cbits)];
+                                if (*c < UINT32_MAX)
+                                        (*c)++;
+                        }
+                }
+                for (size_t i = 0; i < n_unique; i++) {
+                        const pat *p = &b->pats[order[i]];
+                        unsigned dl = window_last(p->len, m->stride), best_d = 0;
+                        uint64_t sum = 0, best = UINT64_MAX;
+                        uint32_t g;
+                        for (unsigned o = 0; o < dl + m->stride; o++) {
+                                memcpy(&g, b->pool + p->off + o, GRAM);
+                                sum += cnt[H2(g, 32 - cbits)];
+                                if (o + 1 < m->stride)
+                                        continue;
+                                unsigned d = o + 1 - m->stride;
+                                if (sum < best) {
+                                        best = sum;
+                                        best_d = d;
+                                }
+                                memcpy(&g, b->pool + p->off + d, GRAM);
+                                sum -= cnt[H2(g, 32 - cbits)];
+                        }
+                        win[i] = (unsigned char)best_d;
+                        if (best_d > m->dmax)
+                                m->dmax = best_d;
+                }
+        }
+
+        /* (gram << 32 | pattern << OFF_BITS | offset), sorted: grams come out grouped. */
         if (n_ent) {
                 grams = sodium_malloc(n_ent * sizeof(*grams));
                 if (!grams)
@@ -394,10 +501,10 @@ int cb_matcher_build(cb_matcher_builder *b, cb_matcher **ret) {
         }
         for (size_t i = 0; i < n_unique; i++) {
                 const unsigned char *bytes = b->pool + b->pats[order[i]].off;
-                for (unsigned o = 0; o < m->stride; o++) {
+                for (unsigned o = win[i]; o < win[i] + m->stride; o++) {
                         uint32_t g;
                         memcpy(&g, bytes + o, GRAM);
-                        grams[i * m->stride + o] = (uint64_t)g << 32 | (uint64_t)i << 3 | o;
+                        grams[i * m->stride + o - win[i]] = (uint64_t)g << 32 | (uint64_t)i << OFF_BITS | o;
                 }
         }
         if (n_ent)
@@ -472,6 +579,8 @@ int cb_matcher_build(cb_matcher_builder *b, cb_matcher **ret) {
 out:
         if (grams)
                 sodium_free(grams);
+        free(cnt);
+        free(win);
         free(order);
         cb_matcher_free(m);
         cb_matcher_builder_free(b);
@@ -547,7 +656,7 @@ cb_scan_stream *cb_scan_stream_new(const cb_matcher *m, cb_scan_hit_fn hit, cb_s
         s->hit = hit;
         s->out = out;
         s->ctx = ctx;
-        s->tail = m->maxlen + CB_TOKEN_LEN + 2 * STRIDE_MAX + SLACK;
+        s->tail = m->maxlen + CB_TOKEN_LEN + 2 * STRIDE_MAX + SLACK + m->dmax;
         s->cap = cb_scan_window_min ? cb_scan_window_min : 1;
         while (s->cap < 4 * s->tail)
                 s->cap *= 2;
@@ -598,6 +707,8 @@ static int found(cb_scan_stream *s, uint64_t start, uint64_t end, enum cb_scan_k
         if (!s->out)
                 return 0;
         if (s->n_pend == s->cap_pend) {
+                if (s->cap_pend >= CB_SCAN_PEND_MAX)
+                        return s->error = -E2BIG; /* overlapping sightings at nearly every byte */
                 size_t nc = s->cap_pend ? s->cap_pend * 2 : 64;
                 pend *np = realloc(s->pend, nc * sizeof(*np));
                 if (!np)
@@ -639,8 +750,8 @@ static __attribute__((noinline)) int check_grams(cb_scan_stream *s, uint32_t g, 
                 if (sl->gram != g)
                         continue;
                 for (uint32_t e = sl->first; e < sl->first + sl->count; e++) {
-                        const mpat *p = &m->pats[m->entries[e] >> 3];
-                        unsigned o = m->entries[e] & 7;
+                        const mpat *p = &m->pats[m->entries[e] >> OFF_BITS];
+                        unsigned o = m->entries[e] & OFF_MAX;
                         if (j < o)
                                 continue;
                         uint64_t st = j - o;
@@ -743,6 +854,13 @@ static int place(cb_scan_stream *s, uint64_t cs) {
         return 0;
 }
 
+/* Every sighting starting before this offset has been found: one starting
+ * at st is found by the probe at st + d + o (d <= dmax, o < stride). */
+static uint64_t complete_before(const cb_scan_stream *s) {
+        uint64_t lag = (uint64_t)s->m->dmax + s->m->stride - 1;
+        return s->next_j >= lag ? s->next_j - lag : 0;
+}
+
 /* Probe what can be probed; in redact mode place what can be placed. */
 static int advance(cb_scan_stream *s, bool final) {
         uint64_t end = s->base + s->len, limit;
@@ -757,13 +875,13 @@ static int advance(cb_scan_stream *s, bool final) {
                 return s->error;
         if (!s->out)
                 return 0;
-        uint64_t cs = final ? end : (s->next_j >= s->m->stride ? s->next_j - s->m->stride + 1 : 0);
-        return place(s, cs);
+        return place(s, final ? end : complete_before(s));
 }
 
 /* Drop window bytes nothing will read again. */
 static void compact(cb_scan_stream *s) {
-        uint64_t keep = s->next_j > 2 * STRIDE_MAX ? s->next_j - 2 * STRIDE_MAX : 0;
+        uint64_t back = 2 * STRIDE_MAX + s->m->dmax;
+        uint64_t keep = s->next_j > back ? s->next_j - back : 0;
 
         if (s->out && s->emitted < keep)
                 keep = s->emitted;
@@ -816,7 +934,7 @@ int cb_scan_stream_cut(cb_scan_stream *s, uint64_t *ret_consumed, uint64_t *ret_
                 return -EINVAL;
         if (advance(s, false) < 0)
                 return s->error;
-        uint64_t cs = s->next_j >= s->m->stride ? s->next_j - s->m->stride + 1 : 0;
+        uint64_t cs = complete_before(s);
         *ret_consumed = cs;
         *ret_skip = s->emitted > cs ? s->emitted - cs : 0;
         return 0;

@@ -51,10 +51,11 @@ enum cb_scan_kind {
         CB_SK_BASE64URL,
         CB_SK_URL,
         CB_SK_JSON,
-        CB_SK_TOKEN,
+        CB_SK_HEX,
+        CB_SK_TOKEN, /* last: the leak response lists the forms RAW..TOKEN */
 };
 
-/* "raw", "base64", "base64url", "url", "json", "token". */
+/* "raw", "base64", "base64url", "url", "json", "hex", "token". */
 const char *cb_scan_kind_name(enum cb_scan_kind k);
 
 typedef struct cb_matcher cb_matcher;
@@ -134,6 +135,10 @@ int cb_scan_stream_cut(cb_scan_stream *s, uint64_t *ret_consumed, uint64_t *ret_
  * window is always at least 4x the longest pattern), to exercise window
  * moves on small inputs. */
 extern size_t cb_scan_window_min;
+
+/* Redact mode: sightings not yet placed, at most (in one window): beyond,
+ * feed/finish fail with -E2BIG. */
+#define CB_SCAN_PEND_MAX ((size_t)1 << 17)
 
 /* Wipes the window (it holds input text) and frees; NULL ok. */
 void cb_scan_stream_free(cb_scan_stream *s);

@@ -20,10 +20,10 @@
 int cli_on_pending(const char *approval_id, unsigned timeout_s, void *userdata) {
         (void)userdata;
         /* The ID is hex (checked by the library): safe on a terminal. */
-        fprintf(stderr,
-                "credbroker: waiting for approval %s (up to %u s): an operator runs 'credbroker approve %.8s' "
-                "or 'credbroker deny %.8s'\n",
-                approval_id, timeout_s, approval_id, approval_id);
+        /* No approve command here: this line reaches whatever runs the tool
+         * (an agent's model included), which must not be handed the words
+         * that would approve its own request. */
+        fprintf(stderr, "credbroker: waiting for operator approval %s (up to %u s)\n", approval_id, timeout_s);
         fflush(stderr);
         return 0;
 }
@@ -147,6 +147,9 @@ int cmd_approvals(int argc, char **argv) {
                 put_safe(stdout, str(e, "secret"));
                 printf(" (%s, ttl %llds, bound to %s) for client ", str(e, "use"), num(e, "ttl"), str(e, "bind"));
                 put_safe(stdout, str(e, "client"));
+                if (json_is_true(json_object_get(e, "compromised")))
+                        fputs("\n  COMPROMISED: this secret was seen leaked; no token is issued until it is rotated",
+                              stdout);
                 printf("\n  uid %lld gid %lld pid %lld exe ", num(e, "uid"), num(e, "gid"), num(e, "pid"));
                 put_safe(stdout, str(e, "exe"));
                 fputs("\n  sha256 ", stdout);

@@ -21,11 +21,19 @@
 #   some-tool ARGS | tool-output-guard.sh [--redacted]
 #   tool-output-guard.sh [--redacted] -- some-tool ARGS     (stdout and stderr guarded)
 #
-# Needs a "scan" grant for the harness's uid in the broker's policy, e.g.
-#   "clients": {"harness": {"uid": 1000, "exe": "/usr/bin/bash"}},
+# Needs a "scan" grant for the harness's uid in the broker's policy.  The
+# broker's peer is the credbroker CLI this script runs (not bash), so the
+# client selects that executable:
+#   "clients": {"harness": {"uid": 1000, "exe": "/usr/bin/credbroker"}},
 #   "grants":  [{"client": "harness", "secret": "*", "use": ["scan"]}]
 # ("*" here only means: scan against every live secret; the harness learns
-# names, never values).  Optional: GUARD_ALERT_CMD, a command run on a
+# names, never values).  Trade-off: a scan grant is a confirmation oracle —
+# whoever holds it can ask "is this guess a live secret?" (harmless for
+# high-entropy keys, not for guessable passwords) and /v1/scan findings give
+# offsets.  The exe selector does not confine it (any process of that uid
+# can run credbroker), so run the harness under a uid the tools and the
+# agent do NOT run as; never give the agent's own uid a scan grant.
+# Optional: GUARD_ALERT_CMD, a command run on a
 # sighting with the notice on stdin (page someone, stop the agent).
 # Memory stays bounded: the redacted text waits in a private temp file until
 # the verdict is known.
@@ -37,7 +45,7 @@ while [ $# -gt 0 ]; do
         case "$1" in
         --redacted) redacted=1; shift ;;
         --) shift; break ;;
-        -h | --help) sed -n '3,32p' "$0"; exit 0 ;;
+        -h | --help) sed -n '3,38p' "$0"; exit 0 ;;
         *) echo "tool-output-guard: unknown option '$1'" >&2; exit 2 ;;
         esac
 done

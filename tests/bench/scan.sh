@@ -113,19 +113,29 @@ def b64_inner(v, a, url):
         if url: c = {ord('+'): ord('-'), ord('/'): ord('_')}.get(c, c)
         out.append(c); i += 1
     return bytes(out)
-def url(v, hexd):
-    return b''.join(bytes([c]) if chr(c).isalnum() and c < 128 or c in b'-._~' else ('%%%s%s' % (hexd[c >> 4], hexd[c & 15])).encode() for c in v)
-def js(v, upper=False, slash=False, ascii_=False):
+def url(v, hexd, keep=b'', tilde=False, plus=False):
+    def one(c):
+        if plus and c == 32: return b'+'
+        if (chr(c).isalnum() and c < 128 or c in b'-._~') and not (tilde and c == 126) or c in keep: return bytes([c])
+        return ('%%%s%s' % (hexd[c >> 4], hexd[c & 15])).encode()
+    return b''.join(one(c) for c in v)
+def js(v, upper=False, slash=False, ascii_=False, html=False):
     out = json.dumps(v.decode(), ensure_ascii=ascii_)[1:-1]
     if slash: out = out.replace('/', '\\/')
+    if html: out = out.replace('<', '\\u003c').replace('>', '\\u003e').replace('&', '\\u0026')
     return out.encode()
 pats = set()
 for v in values:
     pats.add(v)
     for a in range(3):
         pats.add(b64_inner(v, a, False)); pats.add(b64_inner(v, a, True))
-    pats.add(url(v, '0123456789ABCDEF')); pats.add(url(v, '0123456789abcdef'))
+    U = '0123456789ABCDEF'
+    pats.add(url(v, U)); pats.add(url(v, '0123456789abcdef'))
+    pats.add(url(v, U, b'/')); pats.add(url(v, U, b"!*()'"))
+    pats.add(url(v, U, tilde=True, plus=True)); pats.add(url(v, U, plus=True)); pats.add(url(v, U, b'*', True, True))
+    pats.add(v.hex().encode()); pats.add(v.hex().upper().encode())
     pats.add(js(v)); pats.add(js(v, slash=True)); pats.add(js(v, ascii_=True))
+    pats.add(js(v, slash=True, ascii_=True)); pats.add(js(v, html=True))
 with open(tmp + '/PATTERNS', 'wb') as f:
     f.write(b'\n'.join(sorted(pats)) + b'\n')
 print('# %d secrets, %d patterns' % (nsec, len(pats)))

@@ -54,7 +54,8 @@ cat >"$T/policy.json" <<JSON
     {"client": "tool", "secret": "demo", "use": ["redeem", "proxy"], "approval": true, "max_ttl": 120},
     {"client": "other", "secret": "demo", "use": ["redeem"], "approval": true},
     {"client": "selfadmin", "secret": "demo", "use": ["redeem"], "approval": true},
-    {"client": "greedy", "secret": "demo", "use": ["redeem"], "approval": true}
+    {"client": "greedy", "secret": "demo", "use": ["redeem"], "approval": true},
+    {"client": "tool", "secret": "leaky", "use": ["redeem"], "approval": true}
   ],
   "admins": {"uids": [0, $U3]} }
 JSON
@@ -114,7 +115,7 @@ chmod 0644 "$T/raw.py"
 # wait_for FILE PATTERN: up to 10 s for PATTERN to appear in FILE.
 wait_for() { for _ in $(seq 100); do grep -q "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done; return 1; }
 # The approval ID the CLI announced on stderr (file $1).
-cli_id() { sed -n 's/.*waiting for approval \([0-9a-f]*\) .*/\1/p' "$1" | head -n 1; }
+cli_id() { sed -n 's/.*waiting for operator approval \([0-9a-f]*\) .*/\1/p' "$1" | head -n 1; }
 raw_id() { head -n 1 "$1" | sed -n 's/.*"approval_id":"\([0-9a-f]*\)".*/\1/p'; }
 newfile() { : >"$1"; chmod 0666 "$1"; }
 
@@ -122,9 +123,10 @@ newfile() { : >"$1"; chmod 0666 "$1"; }
 newfile "$T/f1.out"; newfile "$T/f1.err"
 as_bg $U1 "$CLI" fetch demo >"$T/f1.out" 2>"$T/f1.err" &
 f1=$!; BG+=($f1)
-wait_for "$T/f1.err" "waiting for approval" || bad "CLI announces that it waits for approval"
+wait_for "$T/f1.err" "waiting for operator approval" || bad "CLI announces that it waits for approval"
 ID1=$(cli_id "$T/f1.err")
-expect "CLI says what it waits for, with the ID and the command" "credbroker approve ${ID1:0:8}" "$(cat "$T/f1.err")"
+expect "CLI says what it waits for, with the ID" "waiting for operator approval $ID1 (up to $TIMEOUT s)" "$(cat "$T/f1.err")"
+expect_not "CLI does not hand the tool (or its model) the approve command" "credbroker approve" "$(cat "$T/f1.err")"
 expect "daemon tells the operator on stderr" "approval needed: $ID1: uid $U1" "$(cat "$T/daemon.out")"
 list=$("$CLI" approvals)
 expect "approvals lists the request" "$ID1  pending" "$list"
@@ -171,7 +173,7 @@ expect "the ID is gone after collection" '"not_found"' "$(curl -s --unix-socket 
 newfile "$T/d.out"; newfile "$T/d.err"
 as_bg $U1 "$CLI" token demo >"$T/d.out" 2>"$T/d.err" &
 d=$!; BG+=($d)
-wait_for "$T/d.err" "waiting for approval" || bad "CLI waits (deny path)"
+wait_for "$T/d.err" "waiting for operator approval" || bad "CLI waits (deny path)"
 ID2=$(cli_id "$T/d.err")
 expect "deny ID" "denied $ID2: 'demo' for uid $U1" "$("$CLI" deny "$ID2")"
 wait $d; rc=$?
@@ -213,7 +215,7 @@ expect "its requester sees the denial" '403 {"error":"approval_denied"' "$(tail 
 newfile "$T/x.err"
 as_bg $U1 "$CLI" token demo >/dev/null 2>"$T/x.err" &
 x=$!
-wait_for "$T/x.err" "waiting for approval" || bad "CLI waits (abandon case)"
+wait_for "$T/x.err" "waiting for operator approval" || bad "CLI waits (abandon case)"
 XID=$(cli_id "$T/x.err")
 kill $x; wait $x 2>/dev/null
 expect "a request whose requester exited is dropped: approve refused" "no approval request" "$("$CLI" approve "$XID" 2>&1)"
@@ -278,6 +280,26 @@ expect "the refusal names the cap" "already has 8 approval requests held" "$res"
 # (The requester exited: the sweep drops its requests within a second.)
 sleep 1.5
 expect "an exited requester's requests are dropped" "no token requests held" "$("$CLI" approvals)"
+
+# --- a secret seen leaked while its request waits: approved, but not issued
+LVALUE="sk-leaky-VALUE-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+printf '{"name":"leaky","value":"%s"}' "$LVALUE" >"$T/put.json"
+expect "admin put leaky" '"version":1' "$(curl -s --unix-socket "$AS" -X POST --data-binary @"$T/put.json" http://x/v1/admin/secrets)"
+rm -f "$T/put.json"
+newfile "$T/lk.out"
+as_bg $U1 "$PYBIN" "$T/raw.py" "$TS" "$T/lk.out" '{"secret":"leaky"}' &
+lk=$!; BG+=($lk)
+wait_for "$T/lk.out" '"status":"pending"' || bad "leaky: 202 pending"
+LID=$(raw_id "$T/lk.out")
+printf 'log line: token=%s\n' "$LVALUE" | curl -s --unix-socket "$AS" -X POST --data-binary @- http://x/v1/scan >/dev/null
+expect "approvals marks a held request for a compromised secret" "COMPROMISED" "$("$CLI" approvals)"
+expect "approvals --json: compromised" '"compromised":true' "$("$CLI" approvals --json)"
+chmod 0666 "$AS"
+expect "an admin that is also a policy client cannot approve (another uid's request)" "is policy client 'selfadmin'" "$(as $U3 "$CLI" approve "$LID" 2>&1)"
+chmod 0600 "$AS"
+expect "approve the compromised request" '"state":"approved"' "$(curl -s --unix-socket "$AS" -X POST "http://x/v1/admin/approvals/$LID/approve")"
+wait $lk
+expect "collecting an approved token for a compromised secret is refused" '403 {"error":"compromised"' "$(tail -n 1 "$T/lk.out")"
 
 # --- bad input
 expect "malformed ID" "bad_request" "$(curl -s --unix-socket "$AS" -X POST "http://x/v1/admin/approvals/zz/approve")"

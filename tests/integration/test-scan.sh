@@ -158,6 +158,10 @@ expect "canary sighting: audit decision canary" '"decision":"canary"' "$(grep ca
 expect "canary token request refused" "never granted" \
         "$(as $UT curl -s --unix-socket "$TS" -X POST -d '{"secret":"canary-aws","use":"proxy"}' http://x/v1/token)"
 expect "canary token request: alert" '"what":"token_request"' "$(grep '"secret":"canary-aws"' "$T/daemon.out")"
+for _ in 1 2 3 4 5; do as $UT curl -s --unix-socket "$TS" -X POST -d '{"secret":"canary-aws"}' http://x/v1/token >/dev/null; done
+expect "canary token requests: one alert per uid and route per cooldown" "n=1" \
+        "n=$(grep 'ALERT canary' "$T/daemon.out" | grep -c '"what":"token_request","secret":"canary-aws","route":"token"')"
+expect "canary token requests: each one audited" "n=6" "n=$(grep -c '"what":"token_request".*"decision":"canary"\|"decision":"canary".*"what":"token_request"' "$T/audit.log")"
 ptok=$(as $UT curl -s --unix-socket "$TS" -X POST -d '{"secret":"alerty","use":"proxy"}' http://x/v1/token | field token)
 expect "canary named in a proxy request refused" "never granted" \
         "$(as $UT curl -s --unix-socket "$TS" -H "Authorization: Bearer $ptok" http://x/v1/proxy/canary-aws/v1/x)"
@@ -226,8 +230,46 @@ expect "guard --redacted: the redacted text passes" "rc=3 oops [REDACTED:demo]" 
 out=$(printf 'x\n' | as $UN env CREDBROKER="$CLI" bash "$GUARD" 2>/dev/null); rc=$?
 expect "guard: fails closed when the scan is refused" "rc=2 [tool output withheld: the credential leak check" "rc=$rc $out"
 
+# --- bounds: redact output amplification, oversized bodies, concurrent jobs
+AMPV="amp-$(hex 3)" LONGN="amp$(printf 'n%.0s' $(seq 120))" BIGV="big413-$(hex 10)"
+printf '%s' "$AMPV" | "$CLI" put "$LONGN" >/dev/null || bad "put $LONGN"
+printf '%s' "$BIGV" | "$CLI" put big413 >/dev/null || bad "put big413"
+"$PYBIN" -c "import sys; sys.stdout.write(('$AMPV ' * 200000)[:2000000])" >"$T/amp.txt"; chmod 0644 "$T/amp.txt"
+out=$(as $US curl -s -w ' %{http_code} %{size_download}' --unix-socket "$TS" -X POST --data-binary @"$T/amp.txt" \
+        -H 'X-Credbroker-Final: 1' http://x/v1/redact | tail -c 400)
+expect "redact: output past 2x input is refused 413" "more than twice the input" "$out"
+expect "redact: amplification answered 413, not megabytes" " 413 " "$out"
+"$PYBIN" -c "import sys; sys.stdout.write('$BIGV ' + 'x' * 3000000)" >"$T/big.txt"; chmod 0644 "$T/big.txt"
+expect "redact: an oversized round is 413" "payload_too_large" \
+        "$(as $US curl -s --unix-socket "$TS" -X POST --data-binary @"$T/big.txt" http://x/v1/redact)"
+expect "the leak in a 413 body is still answered (compromised)" "compromised" \
+        "$(curl -s --unix-socket "$AS" http://x/v1/admin/secrets | tr '}' '\n' | grep '"big413"')"
+out=$(as $US "$PYBIN" - "$TS" <<'PY'
+import socket, sys, time
+def opener(n):
+    s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])
+    s.sendall(b'POST /v1/redact HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\nabc' % n)
+    return s
+held = [opener(1000) for _ in range(4)]
+time.sleep(0.5)
+s = opener(3); s.shutdown(socket.SHUT_WR); s.settimeout(10)
+data = b''
+while True:
+    c = s.recv(65536)
+    if not c: break
+    data += c
+print(data.split(b'\r\n')[0].decode(), data.split(b'\r\n\r\n', 1)[-1].decode())
+for h in held: h.close()
+PY
+)
+expect "a 5th concurrent scan/redact of one uid: 429" "429" "$out"
+expect "  ... saying why" "scan/redact requests in progress" "$out"
+sleep 0.5
+expect "the slots come back when those requests end" '"findings":[]' \
+        "$(as $US curl -s --unix-socket "$TS" -X POST --data-binary 'hello world' http://x/v1/scan)"
+
 # --- no value anywhere it should not be
-for v in "$DEMO" "$DEMO2" "$ALERTY" "$ROT" "$CANARY"; do
+for v in "$DEMO" "$DEMO2" "$ALERTY" "$ROT" "$CANARY" "$BIGV"; do
         if grep -qF "$v" "$T/audit.log" "$T/daemon.out"; then bad "a value in the audit log or daemon output"; fi
 done
 ok "no value in the audit log or daemon output"

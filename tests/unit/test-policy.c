@@ -574,6 +574,33 @@ TEST(match_uid_only) {
         cb_policy_free(p);
 }
 
+/* An earlier grant without approval does not override a later one with
+ * "approval": true for the same client and secret (nor does a "*" one). */
+TEST(approval_wins_over_order) {
+        cb_policy *p = parse_ok("{\"clients\": {\"u\": {\"uid\": 1001}, \"v\": {\"uid\": 1001, \"exe\": \"/x/y\"}},"
+                                " \"grants\": [{\"client\": \"u\", \"secret\": \"*\", \"use\": [\"redeem\"]},"
+                                " {\"client\": \"u\", \"secret\": \"k\", \"use\": [\"redeem\"]},"
+                                " {\"client\": \"v\", \"secret\": \"k\", \"use\": [\"redeem\"], \"approval\": true}]}");
+        cb_peer a = peer_make(1001, 1001, "/x/y", "x", "");
+        cb_peer b = peer_make(1001, 1001, "/other", "x", "");
+        const char *cl = NULL;
+        const cb_grant *g = cb_policy_find_grant(p, &a, "k", CB_USE_REDEEM, &cl);
+        ASSERT_TRUE(g && g->approval);
+        ASSERT_STREQ(cl, "v");
+        g = cb_policy_find_grant(p, &b, "k", CB_USE_REDEEM, &cl); /* v does not match: u's grant */
+        ASSERT_TRUE(g && !g->approval);
+        ASSERT_STREQ(cl, "u");
+        g = cb_policy_find_grant(p, &a, "other", CB_USE_REDEEM, NULL);
+        ASSERT_TRUE(g && !g->approval);
+        cb_policy_free(p);
+        p = parse_ok("{\"clients\": {\"u\": {\"uid\": 1001}}, \"grants\": [{\"client\": \"u\", \"secret\": \"*\","
+                     " \"use\": [\"redeem\"]}, {\"client\": \"u\", \"secret\": \"k\", \"use\": [\"redeem\"],"
+                     " \"approval\": true}]}");
+        g = cb_policy_client_grant(p, "u", "k", CB_USE_REDEEM);
+        ASSERT_TRUE(g && g->approval);
+        cb_policy_free(p);
+}
+
 TEST(match_uid_exe) {
         cb_policy *p = parse_ok("{\"clients\": {\"t\": {\"uid\": 1001, \"exe\": \"/usr/bin/python3.11\"}}, "
                                 "\"grants\": [{\"client\": \"t\", \"secret\": \"k\", \"use\": [\"proxy\"]}]}");

@@ -165,6 +165,47 @@ TEST(forms_of_one_secret) {
         cb_matcher_free(m);
 }
 
+/* The forms libraries write besides the RFC/minimal ones (expected texts
+ * written by Python's urllib.parse / json, PHP and Go rules, offline). */
+TEST(library_forms) {
+        char names[1][32] = { "lib" };
+        unsigned char vals[1][80];
+        size_t lens[1];
+        const char *v2 = "a b~c/d!e*f(g)h'i<j>k&l\xc3""\xa9""=z";
+        static const struct {
+                const char *what, *enc;
+                enum cb_scan_kind kind;
+        } forms2[] = {
+                { "hex lower", "6120627e632f6421652a662867296827693c6a3e6b266cc3a93d7a", CB_SK_HEX },
+                { "hex upper", "6120627E632F6421652A662867296827693C6A3E6B266CC3A93D7A", CB_SK_HEX },
+                { "python quote (keeps /)", "a%20b~c/d%21e%2Af%28g%29h%27i%3Cj%3Ek%26l%C3%A9%3Dz", CB_SK_URL },
+                { "python quote_plus", "a+b~c%2Fd%21e%2Af%28g%29h%27i%3Cj%3Ek%26l%C3%A9%3Dz", CB_SK_URL },
+                { "encodeURIComponent", "a%20b~c%2Fd!e*f(g)h'i%3Cj%3Ek%26l%C3%A9%3Dz", CB_SK_URL },
+                { "PHP urlencode", "a+b%7Ec%2Fd%21e%2Af%28g%29h%27i%3Cj%3Ek%26l%C3%A9%3Dz", CB_SK_URL },
+                { "HTML form (WHATWG)", "a+b%7Ec%2Fd%21e*f%28g%29h%27i%3Cj%3Ek%26l%C3%A9%3Dz", CB_SK_URL },
+                { "Go json (HTML escapes)", "a b~c/d!e*f(g)h'i\\u003cj\\u003ek\\u0026l\xc3""\xa9""=z", CB_SK_JSON },
+                { "PHP json_encode (\\/ and \\uXXXX)", "a b~c\\/d!e*f(g)h'i<j>k&l\\u00e9=z", CB_SK_JSON },
+        };
+        lens[0] = strlen(v2);
+        memcpy(vals[0], v2, lens[0]);
+        cb_matcher *m = build(1, names, vals, lens);
+        for (size_t f = 0; f < sizeof(forms2) / sizeof(*forms2); f++) {
+                char text[256];
+                hits hs = { .n = 0 };
+                int tn = snprintf(text, sizeof(text), "GET /x?k=%s HTTP/1.1", forms2[f].enc);
+                scan_all(m, text, (size_t)tn, &hs);
+                bool ok = false;
+                for (size_t i = 0; i < hs.n; i++)
+                        ok |= hs.h[i].kind == forms2[f].kind && hs.h[i].start == 9 &&
+                              hs.h[i].end == 9 + strlen(forms2[f].enc);
+                if (!ok)
+                        printf("  not found: %s\n", forms2[f].what);
+                ASSERT_TRUE(ok);
+        }
+        ASSERT_STREQ(cb_scan_kind_name(CB_SK_HEX), "hex");
+        cb_matcher_free(m);
+}
+
 TEST(short_secrets_refused) {
         cb_matcher_builder *b = cb_matcher_builder_new();
         ASSERT_EQ(cb_matcher_builder_add(b, "short", 1, "1234567", 7), -EMSGSIZE);
@@ -441,6 +482,66 @@ static void redact_rounds(const cb_matcher *m, const char *t, size_t n, size_t s
                 upto = upto + (n - upto < 97 ? n - upto : 97);
                 ASSERT_TRUE(round < 100000);
         }
+}
+
+/* 1,000 secrets sharing a prefix (sk-proj-<16 hex>) and a text repeating
+ * that prefix: each pattern is indexed by its rarest grams, so the prefix
+ * costs no more than random text (it used to walk every pattern at every
+ * probe: ~1,300x slower).  Planted values inside the repeated prefix are
+ * still found.  The ratio bound is loose (shared 2-core machines). */
+static double scan_secs(const cb_matcher *m, const char *t, size_t n, size_t rounds, hits *hs) {
+        struct timespec t0, t1;
+        cb_scan_stream *s = cb_scan_stream_new(m, on_hit, NULL, hs);
+        ASSERT_TRUE(s);
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        for (size_t r = 0; r < rounds; r++)
+                ASSERT_OK(cb_scan_stream_feed(s, t, n));
+        ASSERT_OK(cb_scan_stream_finish(s));
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        cb_scan_stream_free(s);
+        return (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+}
+
+TEST(shared_prefix_linear) {
+        static char names[1000][32];
+        static unsigned char vals[1000][80];
+        static size_t lens[1000];
+        for (size_t i = 0; i < 1000; i++) {
+                snprintf(names[i], 32, "p%zu", i);
+                lens[i] = (size_t)snprintf((char *)vals[i], 80, "sk-proj-%016llx", (unsigned long long)rnd());
+        }
+        cb_matcher *m = build(1000, names, vals, lens);
+        size_t n = 1 << 20;
+        char *pre = malloc(n), *rndt = malloc(n);
+        for (size_t i = 0; i < n; i++)
+                pre[i] = "sk-proj-"[i % 8];
+        for (size_t i = 0; i < n; i += 8) {
+                uint64_t x = rnd();
+                memcpy(rndt + i, &x, 8);
+        }
+        /* Planted: two values inside the prefix run are found, nothing else. */
+        memcpy(pre + 4096, vals[7], lens[7]);
+        memcpy(pre + 800000, vals[999], lens[999]);
+        hits *hs = calloc(1, sizeof(*hs));
+        double tp = 1e9, tr = 1e9; /* best of 3: the machine is shared */
+        for (int k = 0; k < 3; k++) {
+                hs->n = 0;
+                double t = scan_secs(m, pre, n, 8, hs);
+                tp = t < tp ? t : tp;
+                ASSERT_EQ(hs->n, 16);
+                ASSERT_TRUE(sighted(hs, "p7", 4096, 4096 + lens[7]));
+                ASSERT_TRUE(sighted(hs, "p999", 800000, 800000 + lens[999]));
+                hs->n = 0;
+                t = scan_secs(m, rndt, n, 8, hs);
+                tr = t < tr ? t : tr;
+                ASSERT_EQ(hs->n, 0);
+        }
+        printf("  shared prefix: %.0f MB/s, random: %.0f MB/s\n", 8 / tp, 8 / tr);
+        ASSERT_TRUE(tp < 20 * tr + 0.05);
+        free(hs);
+        free(pre);
+        free(rndt);
+        cb_matcher_free(m);
 }
 
 TEST(redact_every_split) {
