@@ -113,8 +113,14 @@ static int append(json_t *o, bool begin) {
         uint64_t seq = begin ? 0 : au.seq + 1;
         int r;
 
+        if (fstat(au.fd, &st) < 0)
+                return -errno;
         json_object_del(o, "mac");
         json_object_set_new(o, "seq", json_integer((json_int_t)seq));
+        /* A header records where in its file it starts (the MAC covers
+         * it): removing whole segments before it is then visible. */
+        if (begin)
+                json_object_set_new(o, "offset", json_integer((json_int_t)st.st_size));
         canon = json_dumps(o, JSON_COMPACT);
         if (!canon)
                 return -ENOMEM;
@@ -122,10 +128,6 @@ static int append(json_t *o, bool begin) {
                           strlen(canon), mac, &line, &len);
         if (r < 0)
                 goto out;
-        if (fstat(au.fd, &st) < 0) {
-                r = -errno;
-                goto out;
-        }
         /* One write(2) per record on an O_APPEND fd: records never interleave. */
         errno = 0;
         ssize_t k = write(au.fd, line, len);
@@ -435,6 +437,8 @@ static json_t *verdict(const cb_audit_verifier *v, const char *const *files, siz
                               "segments", (json_int_t)v->segments, "tail_checked", v->tail_checked, "tail",
                               v->tail_note);
 
+        if (o && v->start_note[0])
+                json_object_set_new(o, "start", json_string(v->start_note));
         if (o && v->failed) {
                 json_object_set_new(o, "file", json_string(files[bad_file]));
                 json_object_set_new(o, "line", json_integer((json_int_t)v->bad_line));

@@ -161,6 +161,13 @@ int cb_audit_line_parse(const char *p, size_t n, cb_audit_line *ret, char *err, 
                                 BAD("segment header with a malformed link to the previous segment");
                         l.prev_seq = (uint64_t)json_integer_value(v);
                 }
+                v = json_object_get(o, "offset");
+                l.has_offset = v != NULL;
+                if (l.has_offset) {
+                        if (!json_is_integer(v) || json_integer_value(v) < 0)
+                                BAD("segment header with a malformed \"offset\"");
+                        l.offset = (uint64_t)json_integer_value(v);
+                }
         }
         *ret = l;
         l.canon = NULL;
@@ -273,6 +280,8 @@ void cb_audit_verifier_done(cb_audit_verifier *v) {
 
 void cb_audit_verifier_file(cb_audit_verifier *v) {
         v->line = 0;
+        v->offset = 0;
+        v->files++;
 }
 
 static int fail(cb_audit_verifier *v, uint64_t line, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -296,6 +305,8 @@ int cb_audit_verifier_line(cb_audit_verifier *v, const char *p, size_t n, bool c
         if (v->failed)
                 return 1;
         v->line++;
+        uint64_t at = v->offset; /* this line's byte offset in its file */
+        v->offset += n + 1;
         if (!complete)
                 return fail(v, v->line, "incomplete record (no newline): the file was cut inside this line");
         if (cb_audit_line_parse(p, n, &l, err, sizeof(err)) < 0)
@@ -309,6 +320,30 @@ int cb_audit_verifier_line(cb_audit_verifier *v, const char *p, size_t n, bool c
                         r = fail(v, v->line, "segment header's MAC does not match: edited, or written under "
                                              "another store's key");
                         goto out;
+                }
+                /* The header says how long its file was when it was
+                 * written: anything else means bytes before it were
+                 * removed (whole segments, which the links below cannot
+                 * see at the start of the first file) or added. */
+                if (l.has_offset && l.offset != at) {
+                        sodium_memzero(&k, sizeof(k));
+                        r = fail(v, v->line, l.offset > at ? "records before this line were removed (the segment "
+                                                             "header was written at byte %" PRIu64 ", it is now at "
+                                                             "byte %" PRIu64 ")"
+                                                           : "bytes were added before this line (the segment header "
+                                                             "was written at byte %" PRIu64 ", it is now at byte %"
+                                                             PRIu64 ")",
+                                 l.offset, at);
+                        goto out;
+                }
+                if (!l.has_offset)
+                        v->no_offset++;
+                if (!v->in_segment && v->segments == 0 && l.has_prev) {
+                        char pl[2 * CB_AUDIT_LOG_ID_LEN + 1];
+                        sodium_bin2hex(pl, sizeof(pl), l.prev_log_id, sizeof(l.prev_log_id));
+                        snprintf(v->start_note, sizeof(v->start_note),
+                                 "begins with a link to log %s seq %" PRIu64 "; the older file was not given", pl,
+                                 l.prev_seq);
                 }
                 if (v->in_segment) {
                         /* The new segment must say the previous one ended
@@ -378,7 +413,26 @@ out:
         return r;
 }
 
+static int verifier_tail(cb_audit_verifier *v, const cb_audit_head *head, bool required);
+
+/* What the tail check cannot vouch for goes before its note. */
 int cb_audit_verifier_end(cb_audit_verifier *v, const cb_audit_head *head, bool required) {
+        char tail[sizeof(v->tail_note)];
+        int r = verifier_tail(v, head, required);
+
+        if (r || (!v->start_note[0] && !v->no_offset))
+                return r;
+        memcpy(tail, v->tail_note, sizeof(tail));
+        char nooff[160] = "";
+        if (v->no_offset)
+                snprintf(nooff, sizeof(nooff), "%" PRIu64 " segment header(s) without \"offset\" (older format): "
+                         "segments removed before them would not be noticed; ", v->no_offset);
+        snprintf(v->tail_note, sizeof(v->tail_note), "%s%s%s%s", v->start_note, v->start_note[0] ? "; " : "",
+                 nooff, tail);
+        return 0;
+}
+
+static int verifier_tail(cb_audit_verifier *v, const cb_audit_head *head, bool required) {
         if (v->failed)
                 return 1;
         if (!head || !head->set) {

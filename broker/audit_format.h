@@ -23,7 +23,9 @@
  *
  * The first record (seq 0, "type":"audit.begin") names the log id ("log")
  * and links to where the previous segment ended: "prev_log", "prev_seq",
- * "prev_mac" (absent when there was none).  Identifiers (token accessors,
+ * "prev_mac" (absent when there was none), and "offset": the file's size
+ * before the header was written (0 in a fresh file), so removing whole
+ * segments at the start of a file moves the next header off its offset.  Identifiers (token accessors,
  * token hashes) are written as "hk1:" + hex(BLAKE2b-128(key = id key, id)).
  *
  * The head (log id, seq and mac of the newest record) is checkpointed in
@@ -73,6 +75,8 @@ typedef struct cb_audit_line {
         unsigned char prev_log_id[CB_AUDIT_LOG_ID_LEN];
         uint64_t prev_seq;
         unsigned char prev_mac[CB_AUDIT_MAC_LEN];
+        bool has_offset;                                /* begin only; absent in logs before it was added */
+        uint64_t offset;                                /* the file's size before this record */
         unsigned char mac[CB_AUDIT_MAC_LEN];
         char *canon; /* malloc'd: the bytes the MAC covers */
         size_t canon_len;
@@ -118,11 +122,15 @@ typedef struct cb_audit_verifier {
         unsigned char mac[CB_AUDIT_MAC_LEN];
         uint64_t records, segments;
         uint64_t line;      /* line number in the current file */
+        uint64_t offset;    /* byte offset of the next line in the current file */
+        uint64_t files;
+        uint64_t no_offset; /* segment headers without "offset" (older format) */
+        char start_note[200]; /* the first file starts with a link to an older one */
         bool failed;
         uint64_t bad_line;  /* the first bad line (1-based; may be last line + 1 for a cut tail) */
         char problem[400];
         bool tail_checked;
-        char tail_note[300];
+        char tail_note[700];
 } cb_audit_verifier;
 
 void cb_audit_verifier_init(cb_audit_verifier *v, const unsigned char master[CB_AUDIT_KEY_LEN]);

@@ -149,6 +149,7 @@ out=$("$CLI" audit verify "$LOG.1" "$LOG"); rc=$?
 [ $rc = 0 ] && expect "rotated + current files verify together" "2 segment(s)" "$out" || bad "rotated + current: exit $rc: $out"
 out=$("$CLI" audit verify "$LOG"); rc=$?
 [ $rc = 0 ] && expect "current file alone verifies, tail checked" "tail matches" "$out" || bad "current alone: exit $rc: $out"
+expect "current file alone: the verdict names the link to the file not given" "the older file was not given" "$out"
 out=$("$CLI" audit verify "$LOG.1"); rc=$?
 [ $rc = 0 ] && ok "rotated file alone verifies ($out)" || bad "rotated alone: exit $rc: $out"
 head -n -2 "$LOG.1" >"$T/rot-cut.log"
@@ -181,6 +182,22 @@ out=$("$CLI" audit verify --state-dir "$T/state" --unlock "keyfile:$T/key" "$LOG
 sed '3s/"status":[0-9]*/"status":299/' "$LOG" >"$T/off-edit.log"
 out=$("$CLI" audit verify --state-dir "$T/state" --unlock "keyfile:$T/key" "$LOG.1" "$T/off-edit.log" 2>&1); rc=$?
 [ $rc = 4 ] && expect "offline: edited line named" "line 3:" "$out" || bad "offline edit: exit $rc: $out"
+# Whole leading segments removed (each start appends a segment to the same
+# file; the restart above made a second one in $LOG): the next header's
+# "offset" no longer matches where it stands.
+grep -q '"type":"audit.begin".*"offset":0,' "$LOG.1" && ok "segment headers carry their file offset" ||
+        bad "no \"offset\" in the header: $(head -1 "$LOG.1")"
+B2=$(grep -n '"type":"audit.begin"' "$LOG" | sed -n 2p | cut -d: -f1)
+if [ -n "$B2" ]; then
+        tail -n +"$B2" "$LOG" >"$T/lead-cut.log"
+        out=$("$CLI" audit verify --state-dir "$T/state" --unlock "keyfile:$T/key" "$T/lead-cut.log" 2>&1); rc=$?
+        [ $rc = 4 ] && expect "leading segments removed: caught at line 1" "line 1: records before this line were removed" "$out" ||
+                bad "leading segments removed: exit $rc: $out"
+        out=$("$CLI" audit verify --state-dir "$T/state" --unlock "keyfile:$T/key" "$LOG.1" "$T/lead-cut.log" 2>&1); rc=$?
+        [ $rc = 4 ] && ok "leading segments removed, with the older file given: exit 4" || bad "lead cut + older: exit $rc: $out"
+else
+        bad "no second segment in $LOG after the restart"
+fi
 # The log is useless without the store's key: another store's key fails at line 1.
 "$CLI" init --state-dir "$T/state2" --unlock "keyfile:$T/key2" >/dev/null
 out=$("$CLI" audit verify --state-dir "$T/state2" --unlock "keyfile:$T/key2" "$LOG.1" 2>&1); rc=$?

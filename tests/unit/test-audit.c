@@ -44,9 +44,17 @@ static void add(seg *s, json_t *o) {
         json_decref(o);
 }
 
+static bool with_offset; /* headers carry "offset" (the writer's format since it was added) */
+
 static void begin(seg *s, const seg *prev) {
         char hex[65];
         json_t *o = json_pack("{s:s, s:I}", "type", "audit.begin", "time", (json_int_t)1);
+        size_t at = 0;
+
+        for (size_t i = 0; i < nlines; i++)
+                at += strlen(lines[i]);
+        if (with_offset)
+                json_object_set_new(o, "offset", json_integer((json_int_t)at));
 
         randombytes_buf(s->log_id, sizeof(s->log_id));
         cb_audit_segment_keys(master, s->log_id, &s->k);
@@ -197,6 +205,63 @@ TEST(truncated_tail_named) {
         record(&other, 1);
         ASSERT_EQ(verify(&h, true, why, sizeof(why)), 3);
         ASSERT_EQ(verify(&h, false, why, sizeof(why)), 0); /* an older file: only noted */
+}
+
+/* Three segments in one file (three daemon starts); removing the first two
+ * whole is caught by the third header's offset, and a file that starts with
+ * a link to one not given says so. */
+TEST(leading_segments_removed) {
+        seg a, b, c;
+        char problem[400];
+
+        reset();
+        with_offset = true;
+        begin(&a, NULL);
+        record(&a, 1);
+        record(&a, 2);
+        begin(&b, &a);
+        record(&b, 1);
+        begin(&c, &b);
+        record(&c, 1);
+        cb_audit_head h = head_of(&c);
+        ASSERT_EQ(verify(&h, true, problem, sizeof(problem)), 0);
+        /* Drop lines 1..5 (segments a and b). */
+        for (int i = 0; i < 5; i++)
+                free(lines[i]);
+        memmove(lines, lines + 5, (nlines - 5) * sizeof(lines[0]));
+        nlines -= 5;
+        ASSERT_EQ(verify(&h, true, problem, sizeof(problem)), 1);
+        ASSERT_TRUE(strstr(problem, "records before this line were removed"));
+
+        /* A fresh file (reopen) starts at offset 0 with a link: intact, and
+         * the note names the link. */
+        reset();
+        begin(&b, &a);
+        record(&b, 1);
+        cb_audit_verifier v;
+        cb_audit_verifier_init(&v, master);
+        cb_audit_verifier_file(&v);
+        for (size_t i = 0; i < nlines; i++)
+                ASSERT_EQ(cb_audit_verifier_line(&v, lines[i], strlen(lines[i]) - 1, true), 0);
+        h = head_of(&b);
+        ASSERT_EQ(cb_audit_verifier_end(&v, &h, true), 0);
+        ASSERT_TRUE(strstr(v.tail_note, "the older file was not given"));
+        cb_audit_verifier_done(&v);
+
+        /* Older logs (headers without offset) still verify, with a note. */
+        with_offset = false;
+        reset();
+        begin(&a, NULL);
+        record(&a, 1);
+        cb_audit_verifier_init(&v, master);
+        cb_audit_verifier_file(&v);
+        for (size_t i = 0; i < nlines; i++)
+                ASSERT_EQ(cb_audit_verifier_line(&v, lines[i], strlen(lines[i]) - 1, true), 0);
+        h = head_of(&a);
+        ASSERT_EQ(cb_audit_verifier_end(&v, &h, true), 0);
+        ASSERT_TRUE(strstr(v.tail_note, "without \"offset\""));
+        cb_audit_verifier_done(&v);
+        reset();
 }
 
 TEST(segments_link) {
