@@ -14,7 +14,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <sodium.h>
+
 #include "alert.h"
+#include "audit_format.h"
 
 extern char **environ;
 
@@ -42,6 +45,7 @@ static struct {
         unsigned deny_n, deny_window, timeout_s;
         deny_client clients[DENY_CLIENTS];
         uint64_t *rings;
+        cb_audit_keys *ids; /* sodium_malloc: the key identifiers are hashed under */
 } al = { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER };
 
 static uint64_t now_ms(void) {
@@ -146,6 +150,25 @@ static void *worker(void *arg) {
 
 /* ---- raising ---- */
 
+/* Under al.lock: the identifier key, random for the process until the
+ * audit log supplies its segment's (then hashes match its records). */
+static cb_audit_keys *id_keys_locked(void) {
+        if (!al.ids && sodium_init() >= 0) { /* idempotent; the daemon has called it already */
+                al.ids = sodium_malloc(sizeof(*al.ids));
+                if (al.ids)
+                        randombytes_buf(al.ids, sizeof(*al.ids));
+        }
+        return al.ids;
+}
+
+void alert_set_id_keys(const cb_audit_keys *k) {
+        pthread_mutex_lock(&al.lock);
+        cb_audit_keys *ids = id_keys_locked();
+        if (ids)
+                memcpy(ids, k, sizeof(*ids));
+        pthread_mutex_unlock(&al.lock);
+}
+
 void alert_raise(const char *kind, json_t *event) {
         static const char *const never[] = { "value", "token", "secret_value" };
         json_t *o = json_object();
@@ -161,11 +184,20 @@ void alert_raise(const char *kind, json_t *event) {
                         for (size_t i = 0; i < sizeof(never) / sizeof(never[0]); i++)
                                 drop |= strcmp(key, never[i]) == 0;
                         if (!drop && strcmp(key, "kind") != 0 && strcmp(key, "time") != 0)
-                                json_object_set(o, key, v);
+                                json_object_set_new(o, key, json_deep_copy(v)); /* hashed below: not the caller's */
                 }
         json_object_set_new(o, "kind", json_string(kind));
         json_object_set_new(o, "time", json_integer((json_int_t)time(NULL)));
         pthread_mutex_lock(&al.lock);
+        /* Token accessors only as keyed hashes, in members and free text. */
+        cb_audit_keys *ids = id_keys_locked();
+        if (!ids) {
+                pthread_mutex_unlock(&al.lock);
+                json_decref(o);
+                fprintf(stderr, "credbrokerd: ALERT %s: (out of memory building the event)\n", kind);
+                return;
+        }
+        cb_audit_hide_ids(ids, o);
         if (al.dropped)
                 json_object_set_new(o, "alerts_dropped_before", json_integer((json_int_t)al.dropped));
         line = json_dumps(o, JSON_COMPACT);

@@ -32,6 +32,14 @@
  * object, may be NULL; not modified). */
 void alert_raise(const char *kind, json_t *event);
 
+/* Token accessors in events ("accessor", "accessors", "by_accessor",
+ * "token_hash" members and any accessor inside other strings) are replaced
+ * by keyed hashes ("hk1:", audit_format.h) under k: the audit log's
+ * current segment key, so an alert correlates with its audit record.
+ * Until set, a random per-process key.  k is copied. */
+struct cb_audit_keys;
+void alert_set_id_keys(const struct cb_audit_keys *k);
+
 /* Start the module: hook (NULL = stderr only) killed after timeout_s
  * seconds (0 = ALERT_HOOK_TIMEOUT_S), and the denial-burst rule:
  * deny_n denials from one client (uid + executable hash) within

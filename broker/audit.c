@@ -72,35 +72,10 @@ static void enter_failed(int r, const char *what) {
                 au.error);
 }
 
-/* Identifiers of tokens are written only as keyed hashes. */
+/* Identifiers of tokens are written only as keyed hashes, also inside
+ * free text (a refusal's reason). */
 static void hash_identifiers(json_t *o) {
-        static const char *const ids[] = { "accessor", "token_hash", "token", "by_accessor" };
-        char h[CB_AUDIT_ID_HASH_LEN + 1];
-        json_t *v;
-
-        for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
-                v = json_object_get(o, ids[i]);
-                if (json_is_string(v) && json_string_length(v)) {
-                        cb_audit_id_hash(au.keys, json_string_value(v), h);
-                        json_object_set_new(o, ids[i], json_string(h));
-                } else if (v && !json_is_string(v)) {
-                        json_object_del(o, ids[i]); /* not a shape we know how to hash: never written */
-                }
-        }
-        v = json_object_get(o, "accessors");
-        if (json_is_array(v)) {
-                json_t *a = json_array(), *e;
-                size_t k;
-                json_array_foreach(v, k, e) {
-                        if (json_is_string(e)) {
-                                cb_audit_id_hash(au.keys, json_string_value(e), h);
-                                json_array_append_new(a, json_string(h));
-                        }
-                }
-                json_object_set_new(o, "accessors", a);
-        } else if (v) {
-                json_object_del(o, "accessors");
-        }
+        cb_audit_hide_ids(au.keys, o);
 }
 
 /* Seal o as the segment's next record and append it; on any failure the
@@ -182,6 +157,7 @@ static void new_segment(const char *reason) {
         }
         randombytes_buf(au.log_id, sizeof(au.log_id));
         cb_audit_segment_keys(au.master, au.log_id, au.keys);
+        alert_set_id_keys(au.keys);
         au.seq = 0;
         memset(au.mac, 0, sizeof(au.mac));
         au.need_begin = true;
@@ -386,6 +362,7 @@ int audit_open(const char *path, const char *state_dir, cb_store *store) {
         au.need_begin = true;
         randombytes_buf(au.log_id, sizeof(au.log_id));
         cb_audit_segment_keys(au.master, au.log_id, au.keys);
+        alert_set_id_keys(au.keys);
         au.reason = "start";
         if ((r = write_begin()) < 0)
                 enter_failed(r, "writing the segment header");

@@ -45,6 +45,110 @@ void cb_audit_id_hash(const cb_audit_keys *k, const char *id, char out[CB_AUDIT_
         sodium_bin2hex(out + 4, 2 * sizeof(h) + 1, h, sizeof(h));
 }
 
+static bool is_hex(char c) {
+        return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+char *cb_audit_scrub_ids(const cb_audit_keys *k, const char *s) {
+        const size_t acc_len = 4 + 24;
+        size_t n = strlen(s), o = 0;
+        /* Each 28-byte accessor becomes a 36-byte hash: at most 9/7 as long. */
+        char *out = malloc(n + n / 3 + 1), h[CB_AUDIT_ID_HASH_LEN + 1], acc[4 + 24 + 1];
+
+        if (!out)
+                return NULL;
+        for (size_t i = 0; i < n;) {
+                bool hit = n - i >= acc_len && (s[i] == 'c' || s[i] == 'C') && (s[i + 1] == 'b' || s[i + 1] == 'B') &&
+                           (s[i + 2] == 'a' || s[i + 2] == 'A') && s[i + 3] == '_';
+                for (size_t j = 4; hit && j < acc_len; j++)
+                        hit = is_hex(s[i + j]);
+                if (hit && i + acc_len < n && is_hex(s[i + acc_len]))
+                        hit = false; /* longer than an accessor: not one */
+                if (!hit) {
+                        out[o++] = s[i++];
+                        continue;
+                }
+                for (size_t j = 0; j < acc_len; j++)
+                        acc[j] = (char)((s[i + j] >= 'A' && s[i + j] <= 'F') || (j < 3 && s[i + j] >= 'A' &&
+                                                                                   s[i + j] <= 'Z')
+                                                ? s[i + j] + ('a' - 'A')
+                                                : s[i + j]);
+                acc[acc_len] = 0;
+                cb_audit_id_hash(k, acc, h);
+                memcpy(out + o, h, CB_AUDIT_ID_HASH_LEN);
+                o += CB_AUDIT_ID_HASH_LEN;
+                i += acc_len;
+        }
+        out[o] = 0;
+        return out;
+}
+
+static void scrub_value(const cb_audit_keys *k, json_t *v) {
+        const char *key;
+        json_t *e;
+        size_t i;
+
+        if (json_is_object(v)) {
+                json_object_foreach(v, key, e) {
+                        if (json_is_string(e)) {
+                                if (strstr(json_string_value(e), "_") && json_string_length(e) >= 28) {
+                                        char *t = cb_audit_scrub_ids(k, json_string_value(e));
+                                        json_object_set_new(v, key, t ? json_string(t) : json_string("?"));
+                                        free(t);
+                                }
+                        } else {
+                                scrub_value(k, e);
+                        }
+                }
+        } else if (json_is_array(v)) {
+                json_array_foreach(v, i, e) {
+                        if (json_is_string(e)) {
+                                if (json_string_length(e) >= 28) {
+                                        char *t = cb_audit_scrub_ids(k, json_string_value(e));
+                                        json_array_set_new(v, i, t ? json_string(t) : json_string("?"));
+                                        free(t);
+                                }
+                        } else {
+                                scrub_value(k, e);
+                        }
+                }
+        }
+}
+
+void cb_audit_hide_ids(const cb_audit_keys *k, json_t *o) {
+        static const char *const ids[] = { "accessor", "token_hash", "token", "by_accessor" };
+        char h[CB_AUDIT_ID_HASH_LEN + 1];
+        json_t *v;
+
+        if (!json_is_object(o))
+                return;
+        for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
+                v = json_object_get(o, ids[i]);
+                if (json_is_string(v) && json_string_length(v)) {
+                        cb_audit_id_hash(k, json_string_value(v), h);
+                        json_object_set_new(o, ids[i], json_string(h));
+                } else if (v && !json_is_string(v)) {
+                        json_object_del(o, ids[i]); /* not a shape we know how to hash: never written */
+                }
+        }
+        v = json_object_get(o, "accessors");
+        if (json_is_array(v)) {
+                json_t *a = json_array(), *e;
+                size_t i;
+                json_array_foreach(v, i, e) {
+                        if (json_is_string(e)) {
+                                cb_audit_id_hash(k, json_string_value(e), h);
+                                json_array_append_new(a, json_string(h));
+                        }
+                }
+                json_object_set_new(o, "accessors", a);
+        } else if (v) {
+                json_object_del(o, "accessors");
+        }
+        /* The hashed members are "hk1:" + hex now: nothing left to find. */
+        scrub_value(k, o);
+}
+
 static void chain_mac(const unsigned char key[CB_AUDIT_KEY_LEN], const unsigned char prev[CB_AUDIT_MAC_LEN],
                       const char *canon, size_t len, unsigned char out[CB_AUDIT_MAC_LEN]) {
         crypto_generichash_state st;

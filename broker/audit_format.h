@@ -38,6 +38,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #define CB_AUDIT_KEY_LEN 32
 #define CB_AUDIT_MAC_LEN 32
 #define CB_AUDIT_LOG_ID_LEN 16
@@ -56,6 +58,17 @@ void cb_audit_segment_keys(const unsigned char master[CB_AUDIT_KEY_LEN],
 
 /* The keyed hash of an identifier: "hk1:<32 hex>" NUL-terminated in out. */
 void cb_audit_id_hash(const cb_audit_keys *k, const char *id, char out[CB_AUDIT_ID_HASH_LEN + 1]);
+
+/* A malloc'd copy of s with every token accessor in it ("cba_" + 24 hex,
+ * any case) replaced by its keyed hash (of the lowercase form), so free
+ * text (a refusal's reason) never carries one in the clear.  NULL on ENOMEM. */
+char *cb_audit_scrub_ids(const cb_audit_keys *k, const char *s);
+
+/* In the object o (modified in place, nested members too): the
+ * identifier members "accessor", "token_hash", "token", "by_accessor" and
+ * the array "accessors" replaced by keyed hashes (other shapes removed),
+ * and every accessor inside any other string scrubbed as above. */
+void cb_audit_hide_ids(const cb_audit_keys *k, json_t *o);
 
 /* Seal the compact JSON object text canon[0..len) (ending in '}', with
  * "seq" and without "mac") chained to prev: writes the record's MAC to

@@ -269,6 +269,48 @@ t0=$(date +%s%N); kill "$PID"; wait "$PID" 2>/dev/null; PID=; t1=$(date +%s%N)
 [ $(((t1 - t0) / 1000000)) -lt 3000 ] && ok "daemon stops promptly with hooks queued ($(((t1 - t0) / 1000000)) ms)" ||
         bad "daemon took $(((t1 - t0) / 1000000)) ms to stop"
 
+# --- red-team regressions, on a daemon of their own: accessors never in
+# the clear (refusal reasons, leak alerts), ...
+cat >"$T/policy4.json" <<JSON
+{ "clients": { "tool": {"uid": $U1} },
+  "grants": [ {"client": "tool", "secret": "*", "use": ["redeem", "scan"], "max_ttl": 600} ],
+  "admins": {"uids": [0]},
+  "secrets": { "canary-x": {"canary": true} } }
+JSON
+chmod 0644 "$T/policy4.json"
+cat >"$T/hook4.sh" <<SH
+#!/bin/sh
+exec >>"$T/alerts4.txt"
+cat; echo
+env | sed 's/^/ENV /'
+for f in /proc/\$\$/fd/*; do n=\${f##*/}; [ "\$n" -gt 2 ] && echo "FD \$n \$(readlink "\$f")"; done
+exit 0
+SH
+chmod 0755 "$T/hook4.sh"
+LOG4=$T/logs/audit4.log
+CB_TEST_DAEMON_ONLY=should-not-reach-the-hook "$DAEMON" --state-dir "$T/state" --run-dir "$T/run" \
+        --policy "$T/policy4.json" --unlock "keyfile:$T/key" --audit-log "$LOG4" --alert-hook "$T/hook4.sh" \
+        --denial-alert 3/60 >"$T/daemon4.out" 2>&1 &
+PID=$!
+wait_sock "$T/run/admin.sock" || bad "daemon 4 did not start: $(cat "$T/daemon4.out")"
+tok4=$(as $U1 curl -s --unix-socket "$TS" -X POST -d '{"secret":"demo"}' http://x/v1/token | field token)
+acc4=$(as $U1 curl -s --unix-socket "$TS" -X POST -d "{\"token\":\"$tok4\"}" http://x/v1/introspect | field accessor)
+case "$acc4" in cba_*) ok "token for the accessor checks" ;; *) bad "no accessor from introspect: $acc4" ;; esac
+as $U2 curl -s --unix-socket "$TS" -X POST -d "{\"token\":\"$tok4\"}" http://x/v1/redeem >/dev/null   # replayed by another uid
+as $U2 curl -s --unix-socket "$TS" -X POST -d "{\"token\":\"$tok4\"}" http://x/v1/introspect >/dev/null
+as $U1 curl -s --unix-socket "$TS" -X POST --data-binary "leaked: $tok4" http://x/v1/scan >/dev/null  # leak alert: revoked
+as $U1 curl -s --unix-socket "$TS" -X POST -d "{\"token\":\"$tok4\"}" http://x/v1/redeem >/dev/null
+for _ in $(seq 50); do grep -q '"kind":"leak"' "$T/alerts4.txt" 2>/dev/null && break; sleep 0.1; done
+grep '"kind":"leak"' "$T/alerts4.txt" | grep -q '"accessor":"hk1:[0-9a-f]\{32\}"' && ok "token-sighting alert carries the hashed accessor" ||
+        bad "leak alert: $(grep leak "$T/alerts4.txt" 2>/dev/null)"
+grep -q '"route":"redeem".*"reason":"token belongs to uid'.*'"accessor":"hk1:' "$LOG4" &&
+        ok "replayed token: refusal audited with the hashed accessor" || bad "no hashed refusal: $(grep redeem "$LOG4")"
+if grep -q 'cba_' "$LOG4" "$T/alerts4.txt" "$T/daemon4.out"; then
+        bad "an accessor in the clear: $(grep -h 'cba_' "$LOG4" "$T/alerts4.txt" "$T/daemon4.out" | cut -c1-200)"
+else ok "no accessor (cba_) in the audit log, the alert hook's input or stderr after a replayed token"; fi
+
+kill "$PID"; wait "$PID" 2>/dev/null; PID=
+
 # --- alerts never carry a value or a token
 if grep -qF -e "$VALUE" -e "$tok" "$T/alerts.jsonl" "$T/daemon.out" "$T/daemon2.out" "$T/daemon3.out" 2>/dev/null; then
         bad "a value or token in alerts or stderr"

@@ -264,6 +264,33 @@ TEST(leading_segments_removed) {
         reset();
 }
 
+/* Accessors inside free text become their keyed hash; near misses stay. */
+TEST(scrub_ids) {
+        seg a;
+        char h[CB_AUDIT_ID_HASH_LEN + 1], want[256];
+
+        reset();
+        begin(&a, NULL);
+        cb_audit_id_hash(&a.k, "cba_0123456789abcdef01234567", h);
+        char *t = cb_audit_scrub_ids(&a.k, "token cba_0123456789abcdef01234567 expired; cba_0123456789ABCDEF01234567");
+        ASSERT_TRUE(t);
+        snprintf(want, sizeof(want), "token %s expired; %s", h, h);
+        ASSERT_TRUE(strcmp(t, want) == 0);
+        free(t);
+        t = cb_audit_scrub_ids(&a.k, "cba_0123456789abcdef0123456 cba_0123456789abcdef012345678 cba_xyz");
+        ASSERT_TRUE(t && strcmp(t, "cba_0123456789abcdef0123456 cba_0123456789abcdef012345678 cba_xyz") == 0);
+        free(t);
+        json_t *o = json_pack("{s:s, s:s, s:[s], s:{s:s}}", "accessor", "cba_0123456789abcdef01234567", "reason",
+                              "no cba_0123456789abcdef01234567", "accessors", "cba_0123456789abcdef01234567", "n",
+                              "why", "cba_0123456789abcdef01234567");
+        cb_audit_hide_ids(&a.k, o);
+        char *d = json_dumps(o, JSON_COMPACT);
+        ASSERT_TRUE(d && !strstr(d, "cba_") && strstr(d, h));
+        free(d);
+        json_decref(o);
+        reset();
+}
+
 TEST(segments_link) {
         char why[400];
         seg a, b;
