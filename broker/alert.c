@@ -267,9 +267,13 @@ void alert_note_denial(uid_t uid, const char *exe_sha256, const char *exe, const
         if (first && t - first <= win && (!c->alerted || t - c->alerted_ms > win)) {
                 c->alerted = true;
                 c->alerted_ms = t;
-                ev = json_pack("{s:i, s:s, s:s, s:i, s:i, s:s, s:i}", "uid", (int)uid, "exe", exe ? exe : "",
-                               "exe_sha256", exe_sha256, "denials", (int)al.deny_n, "window_seconds",
-                               (int)al.deny_window, "last_route", route ? route : "", "last_status", (int)status);
+                /* exe and route need not be UTF-8: lossy (\xNN), so the alert is never lost. */
+                ev = json_pack("{s:i, s:o*, s:o*, s:i, s:i, s:o*, s:i}", "uid", (int)uid, "exe",
+                               cb_json_string_lossy(exe), "exe_sha256", cb_json_string_lossy(exe_sha256), "denials",
+                               (int)al.deny_n, "window_seconds", (int)al.deny_window, "last_route",
+                               cb_json_string_lossy(route), "last_status", (int)status);
+                if (!ev) /* out of memory: the alert still goes out, bare */
+                        ev = json_pack("{s:i}", "uid", (int)uid);
         }
 out:
         pthread_mutex_unlock(&al.lock);

@@ -65,7 +65,7 @@ static void enter_failed(int r, const char *what) {
         au.failed_since = (uint64_t)time(NULL);
         au.refused = 0;
         snprintf(au.error, sizeof(au.error), "%s: %s", what, strerror(-r));
-        json_t *ev = json_pack("{s:s, s:s}", "path", au.path, "error", au.error);
+        json_t *ev = json_pack("{s:o*, s:s}", "path", cb_json_string_lossy(au.path), "error", au.error);
         alert_raise("audit_write_failed", ev);
         json_decref(ev);
         fprintf(stderr, "credbrokerd: audit log %s cannot be written (%s): refusing requests until it can\n", au.path,
@@ -213,26 +213,33 @@ int audit_write(const request *rq, unsigned status, const char *decision, const 
                                   rq->tcp ? NULL : rq->peer.exe_path, rq->route ? rq->route : "?", status);
         if (au.fd < 0 || rq->no_audit)
                 return 0;
-        o = json_pack("{s:I, s:s, s:s, s:s, s:i, s:s, s:s}", "time", (json_int_t)time(NULL), "socket",
-                      rq->admin_socket ? "admin" : rq->tcp ? "tcp" : "tools", "method", rq->method, "route",
-                      rq->route ? rq->route : rq->url, "status", (int)status, "decision", decision, "reason",
-                      reason ? reason : "");
-        if (!o)
-                return -ENOMEM;
-        if (rq->have_peer) {
+        /* Method, URL, reason and exe come from the peer and need not be
+         * UTF-8: written lossily (\xNN), never dropped. */
+        o = json_pack("{s:I, s:s, s:o*, s:o*, s:i, s:s, s:o*}", "time", (json_int_t)time(NULL), "socket",
+                      rq->admin_socket ? "admin" : rq->tcp ? "tcp" : "tools", "method",
+                      cb_json_string_lossy(rq->method), "route", cb_json_string_lossy(rq->route ? rq->route : rq->url),
+                      "status", (int)status, "decision", decision, "reason", cb_json_string_lossy(reason));
+        if (o && rq->have_peer) {
                 json_object_set_new(o, "uid", json_integer(rq->peer.uid));
                 json_object_set_new(o, "pid", json_integer(rq->peer.pid));
-                json_object_set_new(o, "exe", json_string(rq->peer.exe_path));
+                json_object_set_new(o, "exe", cb_json_string_lossy(rq->peer.exe_path));
                 json_object_set_new(o, "exe_sha256", json_string(rq->peer.exe_sha256_hex));
         }
-        if (rq->secret[0])
-                json_object_set_new(o, "secret", json_string(rq->secret));
-        if (rq->client[0])
-                json_object_set_new(o, "client", json_string(rq->client));
-        if (rq->accessor[0])
-                json_object_set_new(o, "accessor", json_string(rq->accessor));
-        if (rq->audit_extra)
+        if (o && rq->secret[0])
+                json_object_set_new(o, "secret", cb_json_string_lossy(rq->secret));
+        if (o && rq->client[0])
+                json_object_set_new(o, "client", cb_json_string_lossy(rq->client));
+        if (o && rq->accessor[0])
+                json_object_set_new(o, "accessor", cb_json_string_lossy(rq->accessor));
+        if (o && rq->audit_extra)
                 json_object_update(o, rq->audit_extra);
+        if (!o) /* out of memory: a minimal record rather than none */
+                o = json_pack("{s:I, s:i, s:s, s:s}", "time", (json_int_t)time(NULL), "status", (int)status,
+                              "decision", decision, "note", "record incomplete: out of memory");
+        if (!o) {
+                enter_failed(-ENOMEM, "building a record");
+                return -ENOMEM; /* the caller fails closed (reply_json: 503) */
+        }
         r = audit_emit(o);
         json_decref(o);
         return r;

@@ -45,6 +45,63 @@ void cb_audit_id_hash(const cb_audit_keys *k, const char *id, char out[CB_AUDIT_
         sodium_bin2hex(out + 4, 2 * sizeof(h) + 1, h, sizeof(h));
 }
 
+/* Length of the valid UTF-8 sequence at p[0..n) (jansson's rules: no
+ * overlong forms, surrogates or code points past U+10FFFF), 0 if invalid. */
+static size_t utf8_seq(const unsigned char *p, size_t n) {
+        size_t len;
+        uint32_t c;
+
+        if (p[0] < 0x80)
+                return 1;
+        if (p[0] >= 0xc2 && p[0] <= 0xdf)
+                len = 2, c = p[0] & 0x1f;
+        else if (p[0] >= 0xe0 && p[0] <= 0xef)
+                len = 3, c = p[0] & 0x0f;
+        else if (p[0] >= 0xf0 && p[0] <= 0xf4)
+                len = 4, c = p[0] & 0x07;
+        else
+                return 0;
+        if (n < len)
+                return 0;
+        for (size_t i = 1; i < len; i++) {
+                if ((p[i] & 0xc0) != 0x80)
+                        return 0;
+                c = (c << 6) | (p[i] & 0x3f);
+        }
+        if ((len == 3 && c < 0x800) || (len == 4 && c < 0x10000) || (c >= 0xd800 && c <= 0xdfff) || c > 0x10ffff)
+                return 0;
+        return len;
+}
+
+json_t *cb_json_string_lossy(const char *s) {
+        const unsigned char *p = (const unsigned char *)(s ? s : "");
+        size_t n = strlen((const char *)p), o = 0;
+        json_t *j;
+        char *t;
+
+        j = json_stringn((const char *)p, n);
+        if (j)
+                return j;
+        t = malloc(4 * n + 1); /* each invalid byte: 4 characters */
+        if (!t)
+                return NULL;
+        for (size_t i = 0; i < n;) {
+                size_t k = utf8_seq(p + i, n - i);
+                if (k) {
+                        memcpy(t + o, p + i, k);
+                        o += k;
+                        i += k;
+                } else {
+                        o += (size_t)snprintf(t + o, 5, "\\x%02x", p[i]);
+                        i++;
+                }
+        }
+        t[o] = 0;
+        j = json_stringn(t, o);
+        free(t);
+        return j;
+}
+
 static bool is_hex(char c) {
         return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
 }

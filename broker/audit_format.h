@@ -59,6 +59,12 @@ void cb_audit_segment_keys(const unsigned char master[CB_AUDIT_KEY_LEN],
 /* The keyed hash of an identifier: "hk1:<32 hex>" NUL-terminated in out. */
 void cb_audit_id_hash(const cb_audit_keys *k, const char *id, char out[CB_AUDIT_ID_HASH_LEN + 1]);
 
+/* A JSON string for text that may not be UTF-8 (paths, URLs, methods,
+ * reasons built from them): s itself when valid, else with every byte that
+ * is not part of a valid UTF-8 sequence written as the four characters
+ * \xNN.  NULL s is "".  NULL only when out of memory. */
+json_t *cb_json_string_lossy(const char *s);
+
 /* A malloc'd copy of s with every token accessor in it ("cba_" + 24 hex,
  * any case) replaced by its keyed hash (of the lowercase form), so free
  * text (a refusal's reason) never carries one in the clear.  NULL on ENOMEM. */

@@ -22,6 +22,7 @@
 #include <sodium.h>
 
 #include "audit.h"
+#include "audit_format.h" /* cb_json_string_lossy */
 #include "daemon.h"
 #include "error.h"
 #include "scan.h"
@@ -112,7 +113,7 @@ int reply_error(request *rq, unsigned status, const char *code, const char *fmt,
         vsnprintf(msg, sizeof(msg), fmt, ap);
         va_end(ap);
         (void)audit_write(rq, status, "deny", msg);
-        o = json_pack("{s:s, s:s}", "error", code, "message", msg);
+        o = json_pack("{s:s, s:o*}", "error", code, "message", cb_json_string_lossy(msg)); /* msg may quote a URL */
         text = o ? json_dumps(o, JSON_COMPACT) : NULL;
         json_decref(o);
         if (!text)

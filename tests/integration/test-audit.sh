@@ -309,7 +309,36 @@ if grep -q 'cba_' "$LOG4" "$T/alerts4.txt" "$T/daemon4.out"; then
         bad "an accessor in the clear: $(grep -h 'cba_' "$LOG4" "$T/alerts4.txt" "$T/daemon4.out" | cut -c1-200)"
 else ok "no accessor (cba_) in the audit log, the alert hook's input or stderr after a replayed token"; fi
 
+# ... a client whose executable path (or URL) is not UTF-8 is still audited
+# and alerted on (written lossily, \xNN) ...
+XD=$(printf '%s/bin\377' "$T"); mkdir -m 0755 "$XD" && cp "$(readlink -f "$PYBIN")" "$XD/py" && chmod 0755 "$XD/py"
+n0=$(wc -l <"$LOG4")
+as $U1 "$XD/py" - "$TS" <<'PY'
+import socket, sys
+def req(raw):
+    s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.sendall(raw)
+    while s.recv(65536): pass
+body = b'{"secret":"canary-x"}'
+req(b'POST /v1/token HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\nConnection: close\r\n\r\n' % len(body) + body)
+for _ in range(3):
+    body = b'{"token":"cbt_bogus"}'
+    req(b'POST /v1/redeem HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\nConnection: close\r\n\r\n' % len(body) + body)
+req(b'GET /v1/admin/x\xff HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n')
+PY
+for _ in $(seq 50); do grep -q '"kind":"denial_burst"' "$T/alerts4.txt" 2>/dev/null && break; sleep 0.1; done
+grep '"kind":"canary"' "$T/alerts4.txt" | grep -qF '"exe":"'"$T"'/bin\\xff/py"' &&
+        ok "canary alert from a non-UTF-8 exe path (exe written as \\xff)" || bad "no canary alert: $(cat "$T/alerts4.txt")"
+grep '"kind":"denial_burst"' "$T/alerts4.txt" | grep -qF 'bin\\xff/py' &&
+        ok "denial_burst alert from a non-UTF-8 exe path" || bad "no denial_burst alert: $(grep kind "$T/alerts4.txt")"
+added=$(tail -n +$((n0 + 1)) "$LOG4")
+[ "$(echo "$added" | grep -cF 'bin\\xff/py')" -ge 5 ] && ok "every request from the non-UTF-8 exe is audited (canary, token, 3 redeems)" ||
+        bad "records from the non-UTF-8 exe: $(echo "$added" | cut -c1-160)"
+echo "$added" | grep -qF '"route":"/v1/admin/x\\xff","status":403' && ok "a non-UTF-8 URL is audited" ||
+        bad "no record for the non-UTF-8 URL: $(echo "$added" | tail -2 | cut -c1-200)"
+
 kill "$PID"; wait "$PID" 2>/dev/null; PID=
+out=$("$CLI" audit verify --state-dir "$T/state" --unlock "keyfile:$T/key" "$LOG4"); rc=$?
+[ $rc = 0 ] && ok "the red-team log verifies" || bad "log 4: exit $rc: $out"
 
 # --- alerts never carry a value or a token
 if grep -qF -e "$VALUE" -e "$tok" "$T/alerts.jsonl" "$T/daemon.out" "$T/daemon2.out" "$T/daemon3.out" 2>/dev/null; then

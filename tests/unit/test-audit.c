@@ -291,6 +291,29 @@ TEST(scrub_ids) {
         reset();
 }
 
+/* Text that is not UTF-8 becomes a JSON string anyway: invalid bytes as \xNN. */
+TEST(string_lossy) {
+        static const struct { const char *in, *out; } cases[] = {
+                { "/usr/bin/py", "/usr/bin/py" },
+                { "/tmp/bin\xff/py", "/tmp/bin\\xff/py" },
+                { "caf\xc3\xa9", "caf\xc3\xa9" },
+                { "cut \xc3", "cut \\xc3" },
+                { "\xc0\xaf overlong", "\\xc0\\xaf overlong" },
+                { "\xed\xa0\x80 surrogate", "\\xed\\xa0\\x80 surrogate" },
+                { "\xf4\x90\x80\x80 too big", "\\xf4\\x90\\x80\\x80 too big" },
+                { "\xf0\x9f\x98\x80 ok", "\xf0\x9f\x98\x80 ok" },
+        };
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+                json_t *j = cb_json_string_lossy(cases[i].in);
+                ASSERT_TRUE(j);
+                ASSERT_TRUE(strcmp(json_string_value(j), cases[i].out) == 0);
+                json_decref(j);
+        }
+        json_t *j = cb_json_string_lossy(NULL);
+        ASSERT_TRUE(j && strcmp(json_string_value(j), "") == 0);
+        json_decref(j);
+}
+
 TEST(segments_link) {
         char why[400];
         seg a, b;
