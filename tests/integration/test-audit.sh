@@ -336,6 +336,16 @@ added=$(tail -n +$((n0 + 1)) "$LOG4")
 echo "$added" | grep -qF '"route":"/v1/admin/x\\xff","status":403' && ok "a non-UTF-8 URL is audited" ||
         bad "no record for the non-UTF-8 URL: $(echo "$added" | tail -2 | cut -c1-200)"
 
+# ... and a malformed body's parse error never quotes its text (jansson's
+# " near '...'" would carry a short value into the reply and the record).
+for b in '{"name":"a","value":"sk-live-9f8e7d6c\u0001"}' '{"name":"a","value":"sk-live-9f8e7d6c' '{"name":"a","value":sk-live-9f8e7d6c}'; do
+        b=${b//\\u0001/$'\001'}
+        r=$(curl -s --unix-socket "$AS" -X POST --data-binary "$b" http://x/v1/admin/secrets)
+        case "$r" in *sk-live*) bad "the reply quotes the body: $r" ;; *"body is not JSON"*"line 1, column"*) ;; *) bad "reply: $r" ;; esac
+done
+grep -q 'sk-live' "$LOG4" && bad "a body's text in the audit log: $(grep -o '.\{60\}sk-live.\{20\}' "$LOG4")" ||
+        ok "malformed bodies: error names position and category only, never the text"
+
 kill "$PID"; wait "$PID" 2>/dev/null; PID=
 out=$("$CLI" audit verify --state-dir "$T/state" --unlock "keyfile:$T/key" "$LOG4"); rc=$?
 [ $rc = 0 ] && ok "the red-team log verifies" || bad "log 4: exit $rc: $out"
