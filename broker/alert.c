@@ -19,8 +19,6 @@
 #include "alert.h"
 #include "audit_format.h"
 
-extern char **environ;
-
 #define DENY_CLIENTS 256 /* clients tracked at once; the least recently denied is forgotten */
 
 typedef struct deny_client {
@@ -72,6 +70,9 @@ static void run_hook(const char *cmd, const char *line) {
         posix_spawn_file_actions_init(&fa);
         posix_spawn_file_actions_adddup2(&fa, p[0], STDIN_FILENO);
         posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
+        /* Only stdin, stdout and stderr: no socket, log, store or pidfd of
+         * ours, even one a library opened without O_CLOEXEC. */
+        posix_spawn_file_actions_addclosefrom_np(&fa, 3);
         posix_spawnattr_init(&at);
         sigemptyset(&none);
         sigemptyset(&def);
@@ -84,7 +85,10 @@ static void run_hook(const char *cmd, const char *line) {
         posix_spawnattr_setpgroup(&at, 0); /* its own group: a timeout kills its children too */
         posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP);
         char *const argv[] = { (char *)"sh", (char *)"-c", (char *)cmd, NULL };
-        r = posix_spawn(&pid, "/bin/sh", &fa, &at, argv, environ);
+        /* Not the daemon's environment (it may hold anything the service
+         * manager put there): a fixed PATH only. */
+        char *const envp[] = { (char *)"PATH=/usr/sbin:/usr/bin:/sbin:/bin", NULL };
+        r = posix_spawn(&pid, "/bin/sh", &fa, &at, argv, envp);
         posix_spawn_file_actions_destroy(&fa);
         posix_spawnattr_destroy(&at);
         close(p[0]);

@@ -283,14 +283,15 @@ cat >"$T/hook4.sh" <<SH
 exec >>"$T/alerts4.txt"
 cat; echo
 env | sed 's/^/ENV /'
-for f in /proc/\$\$/fd/*; do n=\${f##*/}; [ "\$n" -gt 2 ] && echo "FD \$n \$(readlink "\$f")"; done
+ls -l /proc/\$\$/fd >"$T/hook4.fds"   # the shell's own fds (no pipe of a command substitution)
+sed -n 's/.* \([0-9][0-9]*\) -> \(.*\)\$/FD \1 \2/p' "$T/hook4.fds" | awk '\$2 > 2'
 exit 0
 SH
 chmod 0755 "$T/hook4.sh"
 LOG4=$T/logs/audit4.log
 CB_TEST_DAEMON_ONLY=should-not-reach-the-hook "$DAEMON" --state-dir "$T/state" --run-dir "$T/run" \
         --policy "$T/policy4.json" --unlock "keyfile:$T/key" --audit-log "$LOG4" --alert-hook "$T/hook4.sh" \
-        --denial-alert 3/60 >"$T/daemon4.out" 2>&1 &
+        --denial-alert 3/60 >"$T/daemon4.out" 2>&1 7>"$T/daemon4.fd7" &   # fd 7: one it inherits, not CLOEXEC
 PID=$!
 wait_sock "$T/run/admin.sock" || bad "daemon 4 did not start: $(cat "$T/daemon4.out")"
 tok4=$(as $U1 curl -s --unix-socket "$TS" -X POST -d '{"secret":"demo"}' http://x/v1/token | field token)
@@ -335,6 +336,14 @@ added=$(tail -n +$((n0 + 1)) "$LOG4")
         bad "records from the non-UTF-8 exe: $(echo "$added" | cut -c1-160)"
 echo "$added" | grep -qF '"route":"/v1/admin/x\\xff","status":403' && ok "a non-UTF-8 URL is audited" ||
         bad "no record for the non-UTF-8 URL: $(echo "$added" | tail -2 | cut -c1-200)"
+
+# ... the alert hook gets neither the daemon's environment nor its file
+# descriptors (only stdin, stdout, stderr; the script's own fd aside) ...
+grep -q '^ENV PATH=/usr/sbin:/usr/bin:/sbin:/bin$' "$T/alerts4.txt" && ! grep -q 'CB_TEST_DAEMON_ONLY\|CREDBROKER_ADMIN' "$T/alerts4.txt" &&
+        ok "alert hook: a fixed PATH, not the daemon's environment" || bad "hook env: $(grep '^ENV' "$T/alerts4.txt" | sort -u | head)"
+# (the shell's own: its script, and fd 1 saved around a redirection)
+fds=$(grep '^FD ' "$T/alerts4.txt" | grep -v -e "hook4.sh\$" -e "alerts4.txt\$" | sort -u)
+[ -z "$fds" ] && ok "alert hook: no inherited file descriptors past 2" || bad "hook inherited: $fds"
 
 # ... and a malformed body's parse error never quotes its text (jansson's
 # " near '...'" would carry a short value into the reply and the record).
