@@ -20,6 +20,15 @@
 #include "audit_format.h"
 
 #define DENY_CLIENTS 256 /* clients tracked at once; the least recently denied is forgotten */
+#define QKEY_MAX 128
+
+/* A queued event: its line, the (kind, client) it coalesces under ("" =
+ * never), and how many later events of that key were merged into it. */
+typedef struct qent {
+        char *line;
+        char key[QKEY_MAX];
+        uint64_t merged;
+} qent;
 
 typedef struct deny_client {
         bool used;
@@ -35,7 +44,7 @@ static struct {
         pthread_mutex_t lock;
         pthread_cond_t cond;
         char *hook;
-        char *q[ALERT_QUEUE_MAX];
+        qent q[ALERT_QUEUE_MAX];
         size_t qhead, qlen;
         uint64_t dropped;
         bool running, stopping;
@@ -140,10 +149,21 @@ static void *worker(void *arg) {
                         pthread_cond_wait(&al.cond, &al.lock);
                 if (al.stopping)
                         break;
-                char *line = al.q[al.qhead];
+                char *line = al.q[al.qhead].line;
+                uint64_t merged = al.q[al.qhead].merged;
                 al.qhead = (al.qhead + 1) % ALERT_QUEUE_MAX;
                 al.qlen--;
                 pthread_mutex_unlock(&al.lock);
+                /* Say how many like it were folded in: the line is a
+                 * compact object ending in "}\n". */
+                size_t n = strlen(line);
+                char *m = merged && n >= 2 ? malloc(n + 48) : NULL;
+                if (m) {
+                        memcpy(m, line, n - 2);
+                        snprintf(m + n - 2, 48, ",\"coalesced\":%llu}\n", (unsigned long long)merged);
+                        free(line);
+                        line = m;
+                }
                 run_hook(al.hook, line);
                 free(line);
                 pthread_mutex_lock(&al.lock);
@@ -171,6 +191,27 @@ void alert_set_id_keys(const cb_audit_keys *k) {
         if (ids)
                 memcpy(ids, k, sizeof(*ids));
         pthread_mutex_unlock(&al.lock);
+}
+
+/* Kinds that must reach the hook even while others flood the queue: they
+ * have ALERT_QUEUE_RESERVED slots of their own and are never coalesced. */
+static bool priority_kind(const char *kind) {
+        return strcmp(kind, "leak") == 0 || strcmp(kind, "canary") == 0 || strcmp(kind, "audit_write_failed") == 0;
+}
+
+/* The (kind, client) an event coalesces under: uid and executable hash
+ * (or client name); "" for an event that names no client. */
+static void coalesce_key(const char *kind, json_t *o, char key[QKEY_MAX]) {
+        json_t *uid = json_object_get(o, "uid"), *exe = json_object_get(o, "exe_sha256"),
+               *client = json_object_get(o, "client");
+
+        key[0] = 0;
+        if (priority_kind(kind) || (!json_is_integer(uid) && !json_is_string(client)))
+                return;
+        snprintf(key, QKEY_MAX, "%.32s|%lld|%.64s|%.24s", kind,
+                 json_is_integer(uid) ? (long long)json_integer_value(uid) : -1LL,
+                 json_is_string(exe) ? json_string_value(exe) : "",
+                 json_is_string(client) ? json_string_value(client) : "");
 }
 
 void alert_raise(const char *kind, json_t *event) {
@@ -202,6 +243,8 @@ void alert_raise(const char *kind, json_t *event) {
                 return;
         }
         cb_audit_hide_ids(ids, o);
+        char qkey[QKEY_MAX];
+        coalesce_key(kind, o, qkey);
         if (al.dropped)
                 json_object_set_new(o, "alerts_dropped_before", json_integer((json_int_t)al.dropped));
         line = json_dumps(o, JSON_COMPACT);
@@ -212,7 +255,18 @@ void alert_raise(const char *kind, json_t *event) {
         }
         fprintf(stderr, "credbrokerd: ALERT %s: %s\n", kind, line);
         if (al.running && !al.stopping) {
-                if (al.qlen == ALERT_QUEUE_MAX) {
+                /* One queued event per (kind, client): a flood from one
+                 * client is one hook run saying how many it stands for. */
+                qent *same = NULL;
+                for (size_t i = 0; qkey[0] && i < al.qlen && !same; i++) {
+                        qent *e = &al.q[(al.qhead + i) % ALERT_QUEUE_MAX];
+                        if (strcmp(e->key, qkey) == 0)
+                                same = e;
+                }
+                size_t cap = priority_kind(kind) ? ALERT_QUEUE_MAX : ALERT_QUEUE_MAX - ALERT_QUEUE_RESERVED;
+                if (same) {
+                        same->merged++;
+                } else if (al.qlen >= cap) {
                         al.dropped++;
                 } else {
                         size_t n = strlen(line);
@@ -220,7 +274,10 @@ void alert_raise(const char *kind, json_t *event) {
                         if (q) {
                                 q[n] = '\n';
                                 q[n + 1] = 0;
-                                al.q[(al.qhead + al.qlen) % ALERT_QUEUE_MAX] = q;
+                                qent *e = &al.q[(al.qhead + al.qlen) % ALERT_QUEUE_MAX];
+                                e->line = q;
+                                e->merged = 0;
+                                memcpy(e->key, qkey, sizeof(e->key));
                                 al.qlen++;
                                 al.dropped = 0;
                                 line = NULL;
@@ -347,7 +404,7 @@ void alert_stop(void) {
                 pthread_join(al.worker, NULL);
         al.running = false;
         for (; al.qlen; al.qlen--, al.qhead = (al.qhead + 1) % ALERT_QUEUE_MAX)
-                free(al.q[al.qhead]);
+                free(al.q[al.qhead].line);
         free(al.hook);
         free(al.rings);
         al.hook = NULL;

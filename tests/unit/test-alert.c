@@ -157,3 +157,45 @@ TEST(hook_input_hashed_env_fds) {
         ASSERT_TRUE(!strstr(fds, "/dev/null")); /* fd 1 is hook.txt, 0 a pipe: /dev/null only if leaked */
         free(fds);
 }
+
+/* A flood: events of one (kind, client) fold into one hook run; other
+ * clients fill the queue only up to the reserve, so a leak still gets in. */
+TEST(flood_coalesced_leak_reserved) {
+        const char *out = cbtest_path(cbtest_tmpdir(), "flood.txt");
+        char cmd[8400];
+
+        /* The first run holds the worker 1.5 s while the queue fills. */
+        snprintf(cmd, sizeof(cmd), "cat >>'%s'; [ -e '%s.first' ] || { touch '%s.first'; sleep 1.5; }", out, out, out);
+        ASSERT_OK(alert_init(cmd, 10, 0, 0));
+        alert_raise("test_first", NULL);
+        usleep(300 * 1000); /* the worker took it off the queue */
+        for (int i = 0; i < 100; i++) {
+                json_t *ev = json_pack("{s:i, s:s}", "uid", 5, "exe_sha256", "aa");
+                alert_raise("denial_burst", ev);
+                json_decref(ev);
+        }
+        for (int i = 0; i < 100; i++) {
+                json_t *ev = json_pack("{s:i, s:s}", "uid", 1000 + i, "exe_sha256", "bb");
+                alert_raise("denial_burst", ev);
+                json_decref(ev);
+        }
+        json_t *ev = json_pack("{s:s}", "what", "secret");
+        alert_raise("leak", ev);
+        json_decref(ev);
+        /* first + uid 5 (coalesced) + 47 other clients + the leak */
+        char *t = wait_lines(out, 50);
+        ASSERT_TRUE(t);
+        usleep(300 * 1000);
+        alert_stop();
+        free(t);
+        t = (char *)cbtest_read_file(out, NULL);
+        ASSERT_TRUE(t);
+        size_t lines = 0;
+        for (char *p = t; *p; p++)
+                lines += *p == '\n';
+        ASSERT_EQ(lines, 50);
+        ASSERT_TRUE(strstr(t, "\"uid\":5,\"exe_sha256\":\"aa\""));
+        ASSERT_TRUE(strstr(t, "\"coalesced\":99}"));
+        ASSERT_TRUE(strstr(t, "\"kind\":\"leak\""));
+        free(t);
+}
