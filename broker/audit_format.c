@@ -125,11 +125,8 @@ char *cb_audit_scrub_ids(const cb_audit_keys *k, const char *s) {
                         out[o++] = s[i++];
                         continue;
                 }
-                for (size_t j = 0; j < acc_len; j++)
-                        acc[j] = (char)((s[i + j] >= 'A' && s[i + j] <= 'F') || (j < 3 && s[i + j] >= 'A' &&
-                                                                                   s[i + j] <= 'Z')
-                                                ? s[i + j] + ('a' - 'A')
-                                                : s[i + j]);
+                for (size_t j = 0; j < acc_len; j++) /* "CBA" and hex digits: all within A-F */
+                        acc[j] = (char)(s[i + j] >= 'A' && s[i + j] <= 'F' ? s[i + j] + ('a' - 'A') : s[i + j]);
                 acc[acc_len] = 0;
                 cb_audit_id_hash(k, acc, h);
                 memcpy(out + o, h, CB_AUDIT_ID_HASH_LEN);
@@ -442,7 +439,6 @@ void cb_audit_verifier_done(cb_audit_verifier *v) {
 void cb_audit_verifier_file(cb_audit_verifier *v) {
         v->line = 0;
         v->offset = 0;
-        v->files++;
 }
 
 static int fail(cb_audit_verifier *v, uint64_t line, const char *fmt, ...) __attribute__((format(printf, 3, 4)));

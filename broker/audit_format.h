@@ -142,7 +142,6 @@ typedef struct cb_audit_verifier {
         uint64_t records, segments;
         uint64_t line;      /* line number in the current file */
         uint64_t offset;    /* byte offset of the next line in the current file */
-        uint64_t files;
         uint64_t no_offset; /* segment headers without "offset" (older format) */
         char start_note[200]; /* the first file starts with a link to an older one */
         bool failed;
