@@ -14,11 +14,21 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "alert.h"
+#include <sodium.h>
 
-extern char **environ;
+#include "alert.h"
+#include "audit_format.h"
 
 #define DENY_CLIENTS 256 /* clients tracked at once; the least recently denied is forgotten */
+#define QKEY_MAX 128
+
+/* A queued event: its line, the (kind, client) it coalesces under ("" =
+ * never), and how many later events of that key were merged into it. */
+typedef struct qent {
+        char *line;
+        char key[QKEY_MAX];
+        uint64_t merged;
+} qent;
 
 typedef struct deny_client {
         bool used;
@@ -34,7 +44,7 @@ static struct {
         pthread_mutex_t lock;
         pthread_cond_t cond;
         char *hook;
-        char *q[ALERT_QUEUE_MAX];
+        qent q[ALERT_QUEUE_MAX];
         size_t qhead, qlen;
         uint64_t dropped;
         bool running, stopping;
@@ -42,6 +52,7 @@ static struct {
         unsigned deny_n, deny_window, timeout_s;
         deny_client clients[DENY_CLIENTS];
         uint64_t *rings;
+        cb_audit_keys *ids; /* sodium_malloc: the key identifiers are hashed under */
 } al = { .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER };
 
 static uint64_t now_ms(void) {
@@ -68,6 +79,9 @@ static void run_hook(const char *cmd, const char *line) {
         posix_spawn_file_actions_init(&fa);
         posix_spawn_file_actions_adddup2(&fa, p[0], STDIN_FILENO);
         posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
+        /* Only stdin, stdout and stderr: no socket, log, store or pidfd of
+         * ours, even one a library opened without O_CLOEXEC. */
+        posix_spawn_file_actions_addclosefrom_np(&fa, 3);
         posix_spawnattr_init(&at);
         sigemptyset(&none);
         sigemptyset(&def);
@@ -80,7 +94,10 @@ static void run_hook(const char *cmd, const char *line) {
         posix_spawnattr_setpgroup(&at, 0); /* its own group: a timeout kills its children too */
         posix_spawnattr_setflags(&at, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP);
         char *const argv[] = { (char *)"sh", (char *)"-c", (char *)cmd, NULL };
-        r = posix_spawn(&pid, "/bin/sh", &fa, &at, argv, environ);
+        /* Not the daemon's environment (it may hold anything the service
+         * manager put there): a fixed PATH only. */
+        char *const envp[] = { (char *)"PATH=/usr/sbin:/usr/bin:/sbin:/bin", NULL };
+        r = posix_spawn(&pid, "/bin/sh", &fa, &at, argv, envp);
         posix_spawn_file_actions_destroy(&fa);
         posix_spawnattr_destroy(&at);
         close(p[0]);
@@ -132,10 +149,21 @@ static void *worker(void *arg) {
                         pthread_cond_wait(&al.cond, &al.lock);
                 if (al.stopping)
                         break;
-                char *line = al.q[al.qhead];
+                char *line = al.q[al.qhead].line;
+                uint64_t merged = al.q[al.qhead].merged;
                 al.qhead = (al.qhead + 1) % ALERT_QUEUE_MAX;
                 al.qlen--;
                 pthread_mutex_unlock(&al.lock);
+                /* Say how many like it were folded in: the line is a
+                 * compact object ending in "}\n". */
+                size_t n = strlen(line);
+                char *m = merged && n >= 2 ? malloc(n + 48) : NULL;
+                if (m) {
+                        memcpy(m, line, n - 2);
+                        snprintf(m + n - 2, 48, ",\"coalesced\":%llu}\n", (unsigned long long)merged);
+                        free(line);
+                        line = m;
+                }
                 run_hook(al.hook, line);
                 free(line);
                 pthread_mutex_lock(&al.lock);
@@ -145,6 +173,46 @@ static void *worker(void *arg) {
 }
 
 /* ---- raising ---- */
+
+/* Under al.lock: the identifier key, random for the process until the
+ * audit log supplies its segment's (then hashes match its records). */
+static cb_audit_keys *id_keys_locked(void) {
+        if (!al.ids && sodium_init() >= 0) { /* idempotent; the daemon has called it already */
+                al.ids = sodium_malloc(sizeof(*al.ids));
+                if (al.ids)
+                        randombytes_buf(al.ids, sizeof(*al.ids));
+        }
+        return al.ids;
+}
+
+void alert_set_id_keys(const cb_audit_keys *k) {
+        pthread_mutex_lock(&al.lock);
+        cb_audit_keys *ids = id_keys_locked();
+        if (ids)
+                memcpy(ids, k, sizeof(*ids));
+        pthread_mutex_unlock(&al.lock);
+}
+
+/* Kinds that must reach the hook even while others flood the queue: they
+ * have ALERT_QUEUE_RESERVED slots of their own and are never coalesced. */
+static bool priority_kind(const char *kind) {
+        return strcmp(kind, "leak") == 0 || strcmp(kind, "canary") == 0 || strcmp(kind, "audit_write_failed") == 0;
+}
+
+/* The (kind, client) an event coalesces under: uid and executable hash
+ * (or client name); "" for an event that names no client. */
+static void coalesce_key(const char *kind, json_t *o, char key[QKEY_MAX]) {
+        json_t *uid = json_object_get(o, "uid"), *exe = json_object_get(o, "exe_sha256"),
+               *client = json_object_get(o, "client");
+
+        key[0] = 0;
+        if (priority_kind(kind) || (!json_is_integer(uid) && !json_is_string(client)))
+                return;
+        snprintf(key, QKEY_MAX, "%.32s|%lld|%.64s|%.24s", kind,
+                 json_is_integer(uid) ? (long long)json_integer_value(uid) : -1LL,
+                 json_is_string(exe) ? json_string_value(exe) : "",
+                 json_is_string(client) ? json_string_value(client) : "");
+}
 
 void alert_raise(const char *kind, json_t *event) {
         static const char *const never[] = { "value", "token", "secret_value" };
@@ -161,11 +229,22 @@ void alert_raise(const char *kind, json_t *event) {
                         for (size_t i = 0; i < sizeof(never) / sizeof(never[0]); i++)
                                 drop |= strcmp(key, never[i]) == 0;
                         if (!drop && strcmp(key, "kind") != 0 && strcmp(key, "time") != 0)
-                                json_object_set(o, key, v);
+                                json_object_set_new(o, key, json_deep_copy(v)); /* hashed below: not the caller's */
                 }
         json_object_set_new(o, "kind", json_string(kind));
         json_object_set_new(o, "time", json_integer((json_int_t)time(NULL)));
         pthread_mutex_lock(&al.lock);
+        /* Token accessors only as keyed hashes, in members and free text. */
+        cb_audit_keys *ids = id_keys_locked();
+        if (!ids) {
+                pthread_mutex_unlock(&al.lock);
+                json_decref(o);
+                fprintf(stderr, "credbrokerd: ALERT %s: (out of memory building the event)\n", kind);
+                return;
+        }
+        cb_audit_hide_ids(ids, o);
+        char qkey[QKEY_MAX];
+        coalesce_key(kind, o, qkey);
         if (al.dropped)
                 json_object_set_new(o, "alerts_dropped_before", json_integer((json_int_t)al.dropped));
         line = json_dumps(o, JSON_COMPACT);
@@ -176,7 +255,18 @@ void alert_raise(const char *kind, json_t *event) {
         }
         fprintf(stderr, "credbrokerd: ALERT %s: %s\n", kind, line);
         if (al.running && !al.stopping) {
-                if (al.qlen == ALERT_QUEUE_MAX) {
+                /* One queued event per (kind, client): a flood from one
+                 * client is one hook run saying how many it stands for. */
+                qent *same = NULL;
+                for (size_t i = 0; qkey[0] && i < al.qlen && !same; i++) {
+                        qent *e = &al.q[(al.qhead + i) % ALERT_QUEUE_MAX];
+                        if (strcmp(e->key, qkey) == 0)
+                                same = e;
+                }
+                size_t cap = priority_kind(kind) ? ALERT_QUEUE_MAX : ALERT_QUEUE_MAX - ALERT_QUEUE_RESERVED;
+                if (same) {
+                        same->merged++;
+                } else if (al.qlen >= cap) {
                         al.dropped++;
                 } else {
                         size_t n = strlen(line);
@@ -184,7 +274,10 @@ void alert_raise(const char *kind, json_t *event) {
                         if (q) {
                                 q[n] = '\n';
                                 q[n + 1] = 0;
-                                al.q[(al.qhead + al.qlen) % ALERT_QUEUE_MAX] = q;
+                                qent *e = &al.q[(al.qhead + al.qlen) % ALERT_QUEUE_MAX];
+                                e->line = q;
+                                e->merged = 0;
+                                memcpy(e->key, qkey, sizeof(e->key));
                                 al.qlen++;
                                 al.dropped = 0;
                                 line = NULL;
@@ -235,9 +328,13 @@ void alert_note_denial(uid_t uid, const char *exe_sha256, const char *exe, const
         if (first && t - first <= win && (!c->alerted || t - c->alerted_ms > win)) {
                 c->alerted = true;
                 c->alerted_ms = t;
-                ev = json_pack("{s:i, s:s, s:s, s:i, s:i, s:s, s:i}", "uid", (int)uid, "exe", exe ? exe : "",
-                               "exe_sha256", exe_sha256, "denials", (int)al.deny_n, "window_seconds",
-                               (int)al.deny_window, "last_route", route ? route : "", "last_status", (int)status);
+                /* exe and route need not be UTF-8: lossy (\xNN), so the alert is never lost. */
+                ev = json_pack("{s:i, s:o*, s:o*, s:i, s:i, s:o*, s:i}", "uid", (int)uid, "exe",
+                               cb_json_string_lossy(exe), "exe_sha256", cb_json_string_lossy(exe_sha256), "denials",
+                               (int)al.deny_n, "window_seconds", (int)al.deny_window, "last_route",
+                               cb_json_string_lossy(route), "last_status", (int)status);
+                if (!ev) /* out of memory: the alert still goes out, bare */
+                        ev = json_pack("{s:i}", "uid", (int)uid);
         }
 out:
         pthread_mutex_unlock(&al.lock);
@@ -307,7 +404,7 @@ void alert_stop(void) {
                 pthread_join(al.worker, NULL);
         al.running = false;
         for (; al.qlen; al.qlen--, al.qhead = (al.qhead + 1) % ALERT_QUEUE_MAX)
-                free(al.q[al.qhead]);
+                free(al.q[al.qhead].line);
         free(al.hook);
         free(al.rings);
         al.hook = NULL;

@@ -15,7 +15,12 @@
  * The hook runs on a worker thread, never on the request path: events
  * queue (at most ALERT_QUEUE_MAX; beyond that they are dropped, counted,
  * and the count travels with the next event) and each hook run (with its
- * process group) is killed after the timeout.
+ * process group) is killed after the timeout.  The last
+ * ALERT_QUEUE_RESERVED slots are kept for "leak", "canary" and
+ * "audit_write_failed", so a flood of other kinds cannot crowd them out;
+ * an event of another kind naming a client (uid, exe_sha256, client) that
+ * already has one of that kind queued is folded into it (the hook sees
+ * "coalesced": N more).  stderr still gets every event.
  */
 #pragma once
 
@@ -25,12 +30,21 @@
 #include <jansson.h>
 
 #define ALERT_QUEUE_MAX 64
+#define ALERT_QUEUE_RESERVED 16 /* of those, only for "leak", "canary", "audit_write_failed" */
 #define ALERT_HOOK_TIMEOUT_S 10   /* default; --alert-hook-timeout */
 #define ALERT_DENIAL_N_MAX 1000
 
 /* Raise an alert of kind with the members of event (a borrowed JSON
  * object, may be NULL; not modified). */
 void alert_raise(const char *kind, json_t *event);
+
+/* Token accessors in events ("accessor", "accessors", "by_accessor",
+ * "token_hash" members and any accessor inside other strings) are replaced
+ * by keyed hashes ("hk1:", audit_format.h) under k: the audit log's
+ * current segment key, so an alert correlates with its audit record.
+ * Until set, a random per-process key.  k is copied. */
+struct cb_audit_keys;
+void alert_set_id_keys(const struct cb_audit_keys *k);
 
 /* Start the module: hook (NULL = stderr only) killed after timeout_s
  * seconds (0 = ALERT_HOOK_TIMEOUT_S), and the denial-burst rule:

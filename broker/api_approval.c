@@ -19,6 +19,7 @@
 #include <sodium.h>
 
 #include "approval.h"
+#include "audit_format.h" /* cb_json_string_lossy */
 #include "daemon.h"
 #include "error.h"
 #include "scan.h"
@@ -69,16 +70,16 @@ void approval_fini(void) {
 }
 
 static json_t *requester_json(const cb_approval *e) {
-        return json_pack("{s:I, s:I, s:I, s:s, s:s, s:s}", "uid", (json_int_t)e->uid, "gid", (json_int_t)e->gid, "pid",
-                         (json_int_t)e->pid, "exe", e->exe_path, "exe_sha256", e->exe_sha256_hex, "client",
-                         e->client);
+        return json_pack("{s:I, s:I, s:I, s:o*, s:s, s:s}", "uid", (json_int_t)e->uid, "gid", (json_int_t)e->gid,
+                         "pid", (json_int_t)e->pid, "exe", cb_json_string_lossy(e->exe_path), "exe_sha256",
+                         e->exe_sha256_hex, "client", e->client); /* exe may not be UTF-8 */
 }
 
 static json_t *decider_json(const cb_approval *e) {
         if (e->by_uid == (uid_t)-1)
                 return json_null();
-        return json_pack("{s:I, s:I, s:s}", "uid", (json_int_t)e->by_uid, "pid", (json_int_t)e->by_pid, "exe",
-                         e->by_exe);
+        return json_pack("{s:I, s:I, s:o*}", "uid", (json_int_t)e->by_uid, "pid", (json_int_t)e->by_pid, "exe",
+                         cb_json_string_lossy(e->by_exe));
 }
 
 static void sweep_event(const cb_approval *e, const char *what, void *ud) {

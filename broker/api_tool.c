@@ -30,6 +30,7 @@ static unsigned use_bit(const char *s) {
 
 /* Map a cb_tokens_use/peek error to a reply. */
 static int token_refused(request *rq, int r) {
+        snprintf(rq->accessor, sizeof(rq->accessor), "%s", cb_tokens_refused_accessor()); /* hashed when audited */
         switch (r) {
         case -ETIME:
                 return reply_error(rq, 401, "expired", "%s", cb_error_last());
@@ -265,7 +266,8 @@ static int route_introspect(request *rq) {
         /* Only its holder may look: same uid and executable. */
         if (info->uid != rq->peer.uid ||
             (!info->any_exe && sodium_memcmp(info->exe_sha256, rq->peer.exe_sha256, 32) != 0)) {
-                ret = reply_error(rq, 401, "unauthorized", "token %s belongs to another caller", info->accessor);
+                snprintf(rq->accessor, sizeof(rq->accessor), "%s", info->accessor); /* hashed when audited */
+                ret = reply_error(rq, 401, "unauthorized", "the token belongs to another caller");
                 goto out;
         }
         snprintf(rq->accessor, sizeof(rq->accessor), "%s", info->accessor);

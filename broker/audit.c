@@ -65,42 +65,17 @@ static void enter_failed(int r, const char *what) {
         au.failed_since = (uint64_t)time(NULL);
         au.refused = 0;
         snprintf(au.error, sizeof(au.error), "%s: %s", what, strerror(-r));
-        json_t *ev = json_pack("{s:s, s:s}", "path", au.path, "error", au.error);
+        json_t *ev = json_pack("{s:o*, s:s}", "path", cb_json_string_lossy(au.path), "error", au.error);
         alert_raise("audit_write_failed", ev);
         json_decref(ev);
         fprintf(stderr, "credbrokerd: audit log %s cannot be written (%s): refusing requests until it can\n", au.path,
                 au.error);
 }
 
-/* Identifiers of tokens are written only as keyed hashes. */
+/* Identifiers of tokens are written only as keyed hashes, also inside
+ * free text (a refusal's reason). */
 static void hash_identifiers(json_t *o) {
-        static const char *const ids[] = { "accessor", "token_hash", "token", "by_accessor" };
-        char h[CB_AUDIT_ID_HASH_LEN + 1];
-        json_t *v;
-
-        for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
-                v = json_object_get(o, ids[i]);
-                if (json_is_string(v) && json_string_length(v)) {
-                        cb_audit_id_hash(au.keys, json_string_value(v), h);
-                        json_object_set_new(o, ids[i], json_string(h));
-                } else if (v && !json_is_string(v)) {
-                        json_object_del(o, ids[i]); /* not a shape we know how to hash: never written */
-                }
-        }
-        v = json_object_get(o, "accessors");
-        if (json_is_array(v)) {
-                json_t *a = json_array(), *e;
-                size_t k;
-                json_array_foreach(v, k, e) {
-                        if (json_is_string(e)) {
-                                cb_audit_id_hash(au.keys, json_string_value(e), h);
-                                json_array_append_new(a, json_string(h));
-                        }
-                }
-                json_object_set_new(o, "accessors", a);
-        } else if (v) {
-                json_object_del(o, "accessors");
-        }
+        cb_audit_hide_ids(au.keys, o);
 }
 
 /* Seal o as the segment's next record and append it; on any failure the
@@ -113,8 +88,14 @@ static int append(json_t *o, bool begin) {
         uint64_t seq = begin ? 0 : au.seq + 1;
         int r;
 
+        if (fstat(au.fd, &st) < 0)
+                return -errno;
         json_object_del(o, "mac");
         json_object_set_new(o, "seq", json_integer((json_int_t)seq));
+        /* A header records where in its file it starts (the MAC covers
+         * it): removing whole segments before it is then visible. */
+        if (begin)
+                json_object_set_new(o, "offset", json_integer((json_int_t)st.st_size));
         canon = json_dumps(o, JSON_COMPACT);
         if (!canon)
                 return -ENOMEM;
@@ -122,10 +103,6 @@ static int append(json_t *o, bool begin) {
                           strlen(canon), mac, &line, &len);
         if (r < 0)
                 goto out;
-        if (fstat(au.fd, &st) < 0) {
-                r = -errno;
-                goto out;
-        }
         /* One write(2) per record on an O_APPEND fd: records never interleave. */
         errno = 0;
         ssize_t k = write(au.fd, line, len);
@@ -180,6 +157,7 @@ static void new_segment(const char *reason) {
         }
         randombytes_buf(au.log_id, sizeof(au.log_id));
         cb_audit_segment_keys(au.master, au.log_id, au.keys);
+        alert_set_id_keys(au.keys);
         au.seq = 0;
         memset(au.mac, 0, sizeof(au.mac));
         au.need_begin = true;
@@ -235,26 +213,33 @@ int audit_write(const request *rq, unsigned status, const char *decision, const 
                                   rq->tcp ? NULL : rq->peer.exe_path, rq->route ? rq->route : "?", status);
         if (au.fd < 0 || rq->no_audit)
                 return 0;
-        o = json_pack("{s:I, s:s, s:s, s:s, s:i, s:s, s:s}", "time", (json_int_t)time(NULL), "socket",
-                      rq->admin_socket ? "admin" : rq->tcp ? "tcp" : "tools", "method", rq->method, "route",
-                      rq->route ? rq->route : rq->url, "status", (int)status, "decision", decision, "reason",
-                      reason ? reason : "");
-        if (!o)
-                return -ENOMEM;
-        if (rq->have_peer) {
+        /* Method, URL, reason and exe come from the peer and need not be
+         * UTF-8: written lossily (\xNN), never dropped. */
+        o = json_pack("{s:I, s:s, s:o*, s:o*, s:i, s:s, s:o*}", "time", (json_int_t)time(NULL), "socket",
+                      rq->admin_socket ? "admin" : rq->tcp ? "tcp" : "tools", "method",
+                      cb_json_string_lossy(rq->method), "route", cb_json_string_lossy(rq->route ? rq->route : rq->url),
+                      "status", (int)status, "decision", decision, "reason", cb_json_string_lossy(reason));
+        if (o && rq->have_peer) {
                 json_object_set_new(o, "uid", json_integer(rq->peer.uid));
                 json_object_set_new(o, "pid", json_integer(rq->peer.pid));
-                json_object_set_new(o, "exe", json_string(rq->peer.exe_path));
+                json_object_set_new(o, "exe", cb_json_string_lossy(rq->peer.exe_path));
                 json_object_set_new(o, "exe_sha256", json_string(rq->peer.exe_sha256_hex));
         }
-        if (rq->secret[0])
-                json_object_set_new(o, "secret", json_string(rq->secret));
-        if (rq->client[0])
-                json_object_set_new(o, "client", json_string(rq->client));
-        if (rq->accessor[0])
-                json_object_set_new(o, "accessor", json_string(rq->accessor));
-        if (rq->audit_extra)
+        if (o && rq->secret[0])
+                json_object_set_new(o, "secret", cb_json_string_lossy(rq->secret));
+        if (o && rq->client[0])
+                json_object_set_new(o, "client", cb_json_string_lossy(rq->client));
+        if (o && rq->accessor[0])
+                json_object_set_new(o, "accessor", cb_json_string_lossy(rq->accessor));
+        if (o && rq->audit_extra)
                 json_object_update(o, rq->audit_extra);
+        if (!o) /* out of memory: a minimal record rather than none */
+                o = json_pack("{s:I, s:i, s:s, s:s}", "time", (json_int_t)time(NULL), "status", (int)status,
+                              "decision", decision, "note", "record incomplete: out of memory");
+        if (!o) {
+                enter_failed(-ENOMEM, "building a record");
+                return -ENOMEM; /* the caller fails closed (reply_json: 503) */
+        }
         r = audit_emit(o);
         json_decref(o);
         return r;
@@ -384,6 +369,7 @@ int audit_open(const char *path, const char *state_dir, cb_store *store) {
         au.need_begin = true;
         randombytes_buf(au.log_id, sizeof(au.log_id));
         cb_audit_segment_keys(au.master, au.log_id, au.keys);
+        alert_set_id_keys(au.keys);
         au.reason = "start";
         if ((r = write_begin()) < 0)
                 enter_failed(r, "writing the segment header");
@@ -435,6 +421,8 @@ static json_t *verdict(const cb_audit_verifier *v, const char *const *files, siz
                               "segments", (json_int_t)v->segments, "tail_checked", v->tail_checked, "tail",
                               v->tail_note);
 
+        if (o && v->start_note[0])
+                json_object_set_new(o, "start", json_string(v->start_note));
         if (o && v->failed) {
                 json_object_set_new(o, "file", json_string(files[bad_file]));
                 json_object_set_new(o, "line", json_integer((json_int_t)v->bad_line));

@@ -45,6 +45,164 @@ void cb_audit_id_hash(const cb_audit_keys *k, const char *id, char out[CB_AUDIT_
         sodium_bin2hex(out + 4, 2 * sizeof(h) + 1, h, sizeof(h));
 }
 
+/* Length of the valid UTF-8 sequence at p[0..n) (jansson's rules: no
+ * overlong forms, surrogates or code points past U+10FFFF), 0 if invalid. */
+static size_t utf8_seq(const unsigned char *p, size_t n) {
+        size_t len;
+        uint32_t c;
+
+        if (p[0] < 0x80)
+                return 1;
+        if (p[0] >= 0xc2 && p[0] <= 0xdf)
+                len = 2, c = p[0] & 0x1f;
+        else if (p[0] >= 0xe0 && p[0] <= 0xef)
+                len = 3, c = p[0] & 0x0f;
+        else if (p[0] >= 0xf0 && p[0] <= 0xf4)
+                len = 4, c = p[0] & 0x07;
+        else
+                return 0;
+        if (n < len)
+                return 0;
+        for (size_t i = 1; i < len; i++) {
+                if ((p[i] & 0xc0) != 0x80)
+                        return 0;
+                c = (c << 6) | (p[i] & 0x3f);
+        }
+        if ((len == 3 && c < 0x800) || (len == 4 && c < 0x10000) || (c >= 0xd800 && c <= 0xdfff) || c > 0x10ffff)
+                return 0;
+        return len;
+}
+
+json_t *cb_json_string_lossy(const char *s) {
+        const unsigned char *p = (const unsigned char *)(s ? s : "");
+        size_t n = strlen((const char *)p), o = 0;
+        json_t *j;
+        char *t;
+
+        j = json_stringn((const char *)p, n);
+        if (j)
+                return j;
+        t = malloc(4 * n + 1); /* each invalid byte: 4 characters */
+        if (!t)
+                return NULL;
+        for (size_t i = 0; i < n;) {
+                size_t k = utf8_seq(p + i, n - i);
+                if (k) {
+                        memcpy(t + o, p + i, k);
+                        o += k;
+                        i += k;
+                } else {
+                        o += (size_t)snprintf(t + o, 5, "\\x%02x", p[i]);
+                        i++;
+                }
+        }
+        t[o] = 0;
+        j = json_stringn(t, o);
+        free(t);
+        return j;
+}
+
+static bool is_hex(char c) {
+        return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+char *cb_audit_scrub_ids(const cb_audit_keys *k, const char *s) {
+        const size_t acc_len = 4 + 24;
+        size_t n = strlen(s), o = 0;
+        /* Each 28-byte accessor becomes a 36-byte hash: at most 9/7 as long. */
+        char *out = malloc(n + n / 3 + 1), h[CB_AUDIT_ID_HASH_LEN + 1], acc[4 + 24 + 1];
+
+        if (!out)
+                return NULL;
+        for (size_t i = 0; i < n;) {
+                bool hit = n - i >= acc_len && (s[i] == 'c' || s[i] == 'C') && (s[i + 1] == 'b' || s[i + 1] == 'B') &&
+                           (s[i + 2] == 'a' || s[i + 2] == 'A') && s[i + 3] == '_';
+                for (size_t j = 4; hit && j < acc_len; j++)
+                        hit = is_hex(s[i + j]);
+                if (hit && i + acc_len < n && is_hex(s[i + acc_len]))
+                        hit = false; /* longer than an accessor: not one */
+                if (!hit) {
+                        out[o++] = s[i++];
+                        continue;
+                }
+                for (size_t j = 0; j < acc_len; j++) /* "CBA" and hex digits: all within A-F */
+                        acc[j] = (char)(s[i + j] >= 'A' && s[i + j] <= 'F' ? s[i + j] + ('a' - 'A') : s[i + j]);
+                acc[acc_len] = 0;
+                cb_audit_id_hash(k, acc, h);
+                memcpy(out + o, h, CB_AUDIT_ID_HASH_LEN);
+                o += CB_AUDIT_ID_HASH_LEN;
+                i += acc_len;
+        }
+        out[o] = 0;
+        return out;
+}
+
+static void scrub_value(const cb_audit_keys *k, json_t *v) {
+        const char *key;
+        json_t *e;
+        size_t i;
+
+        if (json_is_object(v)) {
+                json_object_foreach(v, key, e) {
+                        if (json_is_string(e)) {
+                                if (strstr(json_string_value(e), "_") && json_string_length(e) >= 28) {
+                                        char *t = cb_audit_scrub_ids(k, json_string_value(e));
+                                        json_object_set_new(v, key, t ? json_string(t) : json_string("?"));
+                                        free(t);
+                                }
+                        } else {
+                                scrub_value(k, e);
+                        }
+                }
+        } else if (json_is_array(v)) {
+                json_array_foreach(v, i, e) {
+                        if (json_is_string(e)) {
+                                if (json_string_length(e) >= 28) {
+                                        char *t = cb_audit_scrub_ids(k, json_string_value(e));
+                                        json_array_set_new(v, i, t ? json_string(t) : json_string("?"));
+                                        free(t);
+                                }
+                        } else {
+                                scrub_value(k, e);
+                        }
+                }
+        }
+}
+
+void cb_audit_hide_ids(const cb_audit_keys *k, json_t *o) {
+        static const char *const ids[] = { "accessor", "token_hash", "token", "by_accessor" };
+        char h[CB_AUDIT_ID_HASH_LEN + 1];
+        json_t *v;
+
+        if (!json_is_object(o))
+                return;
+        for (size_t i = 0; i < sizeof(ids) / sizeof(ids[0]); i++) {
+                v = json_object_get(o, ids[i]);
+                if (json_is_string(v) && json_string_length(v)) {
+                        cb_audit_id_hash(k, json_string_value(v), h);
+                        json_object_set_new(o, ids[i], json_string(h));
+                } else if (v && !json_is_string(v)) {
+                        json_object_del(o, ids[i]); /* not a shape we know how to hash: never written */
+                }
+        }
+        v = json_object_get(o, "accessors");
+        if (json_is_array(v)) {
+                json_t *a = json_array(), *e;
+                size_t i;
+                json_array_foreach(v, i, e) {
+                        if (json_is_string(e)) {
+                                cb_audit_id_hash(k, json_string_value(e), h);
+                                json_array_append_new(a, json_string(h));
+                        }
+                }
+                json_object_set_new(o, "accessors", a);
+        } else if (v) {
+                json_object_del(o, "accessors");
+        }
+        /* The hashed members are "hk1:" + hex now: nothing left to find. */
+        scrub_value(k, o);
+}
+
 static void chain_mac(const unsigned char key[CB_AUDIT_KEY_LEN], const unsigned char prev[CB_AUDIT_MAC_LEN],
                       const char *canon, size_t len, unsigned char out[CB_AUDIT_MAC_LEN]) {
         crypto_generichash_state st;
@@ -161,6 +319,13 @@ int cb_audit_line_parse(const char *p, size_t n, cb_audit_line *ret, char *err, 
                                 BAD("segment header with a malformed link to the previous segment");
                         l.prev_seq = (uint64_t)json_integer_value(v);
                 }
+                v = json_object_get(o, "offset");
+                l.has_offset = v != NULL;
+                if (l.has_offset) {
+                        if (!json_is_integer(v) || json_integer_value(v) < 0)
+                                BAD("segment header with a malformed \"offset\"");
+                        l.offset = (uint64_t)json_integer_value(v);
+                }
         }
         *ret = l;
         l.canon = NULL;
@@ -273,6 +438,7 @@ void cb_audit_verifier_done(cb_audit_verifier *v) {
 
 void cb_audit_verifier_file(cb_audit_verifier *v) {
         v->line = 0;
+        v->offset = 0;
 }
 
 static int fail(cb_audit_verifier *v, uint64_t line, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
@@ -296,6 +462,8 @@ int cb_audit_verifier_line(cb_audit_verifier *v, const char *p, size_t n, bool c
         if (v->failed)
                 return 1;
         v->line++;
+        uint64_t at = v->offset; /* this line's byte offset in its file */
+        v->offset += n + 1;
         if (!complete)
                 return fail(v, v->line, "incomplete record (no newline): the file was cut inside this line");
         if (cb_audit_line_parse(p, n, &l, err, sizeof(err)) < 0)
@@ -309,6 +477,30 @@ int cb_audit_verifier_line(cb_audit_verifier *v, const char *p, size_t n, bool c
                         r = fail(v, v->line, "segment header's MAC does not match: edited, or written under "
                                              "another store's key");
                         goto out;
+                }
+                /* The header says how long its file was when it was
+                 * written: anything else means bytes before it were
+                 * removed (whole segments, which the links below cannot
+                 * see at the start of the first file) or added. */
+                if (l.has_offset && l.offset != at) {
+                        sodium_memzero(&k, sizeof(k));
+                        r = fail(v, v->line, l.offset > at ? "records before this line were removed (the segment "
+                                                             "header was written at byte %" PRIu64 ", it is now at "
+                                                             "byte %" PRIu64 ")"
+                                                           : "bytes were added before this line (the segment header "
+                                                             "was written at byte %" PRIu64 ", it is now at byte %"
+                                                             PRIu64 ")",
+                                 l.offset, at);
+                        goto out;
+                }
+                if (!l.has_offset)
+                        v->no_offset++;
+                if (!v->in_segment && v->segments == 0 && l.has_prev) {
+                        char pl[2 * CB_AUDIT_LOG_ID_LEN + 1];
+                        sodium_bin2hex(pl, sizeof(pl), l.prev_log_id, sizeof(l.prev_log_id));
+                        snprintf(v->start_note, sizeof(v->start_note),
+                                 "begins with a link to log %s seq %" PRIu64 "; the older file was not given", pl,
+                                 l.prev_seq);
                 }
                 if (v->in_segment) {
                         /* The new segment must say the previous one ended
@@ -378,7 +570,26 @@ out:
         return r;
 }
 
+static int verifier_tail(cb_audit_verifier *v, const cb_audit_head *head, bool required);
+
+/* What the tail check cannot vouch for goes before its note. */
 int cb_audit_verifier_end(cb_audit_verifier *v, const cb_audit_head *head, bool required) {
+        char tail[sizeof(v->tail_note)];
+        int r = verifier_tail(v, head, required);
+
+        if (r || (!v->start_note[0] && !v->no_offset))
+                return r;
+        memcpy(tail, v->tail_note, sizeof(tail));
+        char nooff[160] = "";
+        if (v->no_offset)
+                snprintf(nooff, sizeof(nooff), "%" PRIu64 " segment header(s) without \"offset\" (older format): "
+                         "segments removed before them would not be noticed; ", v->no_offset);
+        snprintf(v->tail_note, sizeof(v->tail_note), "%s%s%s%s", v->start_note, v->start_note[0] ? "; " : "",
+                 nooff, tail);
+        return 0;
+}
+
+static int verifier_tail(cb_audit_verifier *v, const cb_audit_head *head, bool required) {
         if (v->failed)
                 return 1;
         if (!head || !head->set) {

@@ -23,7 +23,9 @@
  *
  * The first record (seq 0, "type":"audit.begin") names the log id ("log")
  * and links to where the previous segment ended: "prev_log", "prev_seq",
- * "prev_mac" (absent when there was none).  Identifiers (token accessors,
+ * "prev_mac" (absent when there was none), and "offset": the file's size
+ * before the header was written (0 in a fresh file), so removing whole
+ * segments at the start of a file moves the next header off its offset.  Identifiers (token accessors,
  * token hashes) are written as "hk1:" + hex(BLAKE2b-128(key = id key, id)).
  *
  * The head (log id, seq and mac of the newest record) is checkpointed in
@@ -35,6 +37,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include <jansson.h>
 
 #define CB_AUDIT_KEY_LEN 32
 #define CB_AUDIT_MAC_LEN 32
@@ -55,6 +59,23 @@ void cb_audit_segment_keys(const unsigned char master[CB_AUDIT_KEY_LEN],
 /* The keyed hash of an identifier: "hk1:<32 hex>" NUL-terminated in out. */
 void cb_audit_id_hash(const cb_audit_keys *k, const char *id, char out[CB_AUDIT_ID_HASH_LEN + 1]);
 
+/* A JSON string for text that may not be UTF-8 (paths, URLs, methods,
+ * reasons built from them): s itself when valid, else with every byte that
+ * is not part of a valid UTF-8 sequence written as the four characters
+ * \xNN.  NULL s is "".  NULL only when out of memory. */
+json_t *cb_json_string_lossy(const char *s);
+
+/* A malloc'd copy of s with every token accessor in it ("cba_" + 24 hex,
+ * any case) replaced by its keyed hash (of the lowercase form), so free
+ * text (a refusal's reason) never carries one in the clear.  NULL on ENOMEM. */
+char *cb_audit_scrub_ids(const cb_audit_keys *k, const char *s);
+
+/* In the object o (modified in place, nested members too): the
+ * identifier members "accessor", "token_hash", "token", "by_accessor" and
+ * the array "accessors" replaced by keyed hashes (other shapes removed),
+ * and every accessor inside any other string scrubbed as above. */
+void cb_audit_hide_ids(const cb_audit_keys *k, json_t *o);
+
 /* Seal the compact JSON object text canon[0..len) (ending in '}', with
  * "seq" and without "mac") chained to prev: writes the record's MAC to
  * ret_mac and a malloc'd, NUL-terminated line (with its newline) to
@@ -73,6 +94,8 @@ typedef struct cb_audit_line {
         unsigned char prev_log_id[CB_AUDIT_LOG_ID_LEN];
         uint64_t prev_seq;
         unsigned char prev_mac[CB_AUDIT_MAC_LEN];
+        bool has_offset;                                /* begin only; absent in logs before it was added */
+        uint64_t offset;                                /* the file's size before this record */
         unsigned char mac[CB_AUDIT_MAC_LEN];
         char *canon; /* malloc'd: the bytes the MAC covers */
         size_t canon_len;
@@ -118,11 +141,14 @@ typedef struct cb_audit_verifier {
         unsigned char mac[CB_AUDIT_MAC_LEN];
         uint64_t records, segments;
         uint64_t line;      /* line number in the current file */
+        uint64_t offset;    /* byte offset of the next line in the current file */
+        uint64_t no_offset; /* segment headers without "offset" (older format) */
+        char start_note[200]; /* the first file starts with a link to an older one */
         bool failed;
         uint64_t bad_line;  /* the first bad line (1-based; may be last line + 1 for a cut tail) */
         char problem[400];
         bool tail_checked;
-        char tail_note[300];
+        char tail_note[700];
 } cb_audit_verifier;
 
 void cb_audit_verifier_init(cb_audit_verifier *v, const unsigned char master[CB_AUDIT_KEY_LEN]);

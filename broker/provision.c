@@ -21,6 +21,7 @@
 #include <microhttpd.h>
 
 #include "audit.h"
+#include "audit_format.h" /* cb_json_string_lossy */
 #include "daemon.h"
 #include "scan.h"
 #include "error.h"
@@ -415,8 +416,9 @@ out:
 }
 
 static int audit_file(const char *file, const char *secret, const char *decision, const char *reason) {
-        json_t *o = json_pack("{s:I, s:s, s:s, s:s, s:s, s:s}", "time", (json_int_t)time(NULL), "socket", "dir",
-                              "route", "provision.dir", "file", file, "decision", decision, "reason", reason);
+        json_t *o = json_pack("{s:I, s:s, s:s, s:o*, s:s, s:o*}", "time", (json_int_t)time(NULL), "socket", "dir",
+                              "route", "provision.dir", "file", cb_json_string_lossy(file), "decision", decision,
+                              "reason", cb_json_string_lossy(reason)); /* a file name need not be UTF-8 */
         int r;
 
         if (!o)

@@ -42,6 +42,7 @@
 #include <microhttpd.h>
 #include <sodium.h>
 
+#include "audit_format.h" /* cb_json_string_lossy */
 #include "error.h"
 #include "proxy.h"
 #include "proxy_job.h"
@@ -373,9 +374,11 @@ static const char *curl_fail_code(CURLcode c, int *status) {
 /* The completion record: status, bytes, duration (the decision record was
  * written before anything was sent). */
 static void audit_done(proxy_job *j) {
-        json_t *o = json_pack("{s:I, s:s, s:s, s:s, s:s, s:s, s:i, s:s, s:I, s:I, s:I, s:i, s:i, s:s, s:s, s:s}",
+        /* method and path come from the client: not necessarily UTF-8 */
+        json_t *o = json_pack("{s:I, s:s, s:s, s:o*, s:o*, s:o*, s:i, s:s, s:I, s:I, s:I, s:i, s:i, s:s, s:s, s:s}",
                               "time", (json_int_t)time(NULL), "socket", j->tcp ? "tcp" : "tools", "route", "proxy.done", "method",
-                              j->method, "host", j->dest.host, "path", j->path, "status",
+                              cb_json_string_lossy(j->method), "host", cb_json_string_lossy(j->dest.host), "path",
+                              cb_json_string_lossy(j->path), "status",
                               j->status ? (int)j->status : j->fail_status, "decision",
                               j->status && !j->broken ? "allow" : "deny", "bytes_up", (json_int_t)j->bytes_up,
                               "bytes_down", (json_int_t)j->bytes_down, "ms",
@@ -385,7 +388,7 @@ static void audit_done(proxy_job *j) {
                 return;
         json_object_set_new(o, "port", json_integer(j->dest.port));
         if (j->err[0])
-                json_object_set_new(o, "reason", json_string(j->err));
+                json_object_set_new(o, "reason", cb_json_string_lossy(j->err));
         if (j->client[0])
                 json_object_set_new(o, "client", json_string(j->client));
         pthread_mutex_lock(&cbd.lock);

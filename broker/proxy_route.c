@@ -519,6 +519,7 @@ int api_proxy(request *rq) {
         /* Decided: count the use, record it before anything leaves (fail
          * closed). */
         if (cb_tokens_use(cbd.tokens, tok, strlen(tok), &rq->peer, CB_USE_PROXY, &info) < 0) {
+                snprintf(rq->accessor, sizeof(rq->accessor), "%s", cb_tokens_refused_accessor()); /* hashed */
                 ret = reply_error(rq, 401, "unauthorized", "%s", cb_error_last());
                 goto out;
         }

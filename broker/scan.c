@@ -40,6 +40,7 @@
 #include <sodium.h>
 
 #include "alert.h"
+#include "audit_format.h" /* cb_json_string_lossy */
 #include "error.h"
 #include "fsutil.h"
 #include "leak.h"
@@ -728,7 +729,7 @@ static int respond(request *rq, struct scan_job *j) {
                 json_object_set_new(ev, "route", json_string(rq->route));
                 json_object_set_new(ev, "uid", json_integer(rq->peer.uid));
                 json_object_set_new(ev, "pid", json_integer(rq->peer.pid));
-                json_object_set_new(ev, "exe", json_string(rq->peer.exe_path));
+                json_object_set_new(ev, "exe", cb_json_string_lossy(rq->peer.exe_path)); /* may not be UTF-8 */
                 if (rq->client[0])
                         json_object_set_new(ev, "client", json_string(rq->client));
                 alert_raise(decision, ev);
@@ -866,9 +867,12 @@ static bool canary_alert_due(uid_t uid, const char *route, uint64_t now) {
 
 int leak_token_gate(request *rq, const char *secret, int *ret) {
         if (cb_policy_is_canary(cbd.policy, secret)) {
-                json_t *ev = json_pack("{s:s, s:s, s:s, s:I, s:I, s:s}", "what", "token_request", "secret", secret,
-                                       "route", rq->route ? rq->route : "token", "uid", (json_int_t)rq->peer.uid, "pid",
-                                       (json_int_t)rq->peer.pid, "exe", rq->peer.exe_path);
+                json_t *ev = json_pack("{s:s, s:o*, s:s, s:I, s:I, s:o*}", "what", "token_request", "secret",
+                                       cb_json_string_lossy(secret), "route", rq->route ? rq->route : "token", "uid",
+                                       (json_int_t)rq->peer.uid, "pid", (json_int_t)rq->peer.pid, "exe",
+                                       cb_json_string_lossy(rq->peer.exe_path)); /* exe may not be UTF-8 */
+                if (!ev) /* out of memory: a bare alert rather than none */
+                        ev = json_pack("{s:s}", "what", "token_request");
                 if (ev) {
                         if (canary_alert_due(rq->peer.uid, rq->route ? rq->route : "token", (uint64_t)time(NULL)))
                                 alert_raise("canary", ev);

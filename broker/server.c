@@ -22,6 +22,7 @@
 #include <sodium.h>
 
 #include "audit.h"
+#include "audit_format.h" /* cb_json_string_lossy */
 #include "daemon.h"
 #include "error.h"
 #include "scan.h"
@@ -112,12 +113,40 @@ int reply_error(request *rq, unsigned status, const char *code, const char *fmt,
         vsnprintf(msg, sizeof(msg), fmt, ap);
         va_end(ap);
         (void)audit_write(rq, status, "deny", msg);
-        o = json_pack("{s:s, s:s}", "error", code, "message", msg);
+        o = json_pack("{s:s, s:o*}", "error", code, "message", cb_json_string_lossy(msg)); /* msg may quote a URL */
         text = o ? json_dumps(o, JSON_COMPACT) : NULL;
         json_decref(o);
         if (!text)
                 return MHD_NO;
         return queue(rq, status, text, strlen(text), false);
+}
+
+/* Why a request body is not JSON, without jansson's err.text: that quotes
+ * the input near the error (" near '<text>'"), and a body may carry a
+ * secret value.  Only a fixed category and the position. */
+static const char *json_error_category(const json_error_t *e) {
+        switch (json_error_code(e)) {
+        case json_error_out_of_memory:
+                return "out of memory";
+        case json_error_stack_overflow:
+                return "nested too deeply";
+        case json_error_invalid_utf8:
+                return "not UTF-8";
+        case json_error_premature_end_of_input:
+                return "ends too early";
+        case json_error_end_of_input_expected:
+                return "text after the value";
+        case json_error_null_character:
+        case json_error_null_byte_in_key:
+                return "a NUL byte";
+        case json_error_duplicate_key:
+                return "a duplicate key";
+        case json_error_numeric_overflow:
+                return "a number out of range";
+        case json_error_invalid_syntax:
+        default:
+                return "a syntax error or a control character in a string";
+        }
 }
 
 json_t *body_object(request *rq, const char *const *allowed) {
@@ -131,9 +160,13 @@ json_t *body_object(request *rq, const char *const *allowed) {
                 return NULL;
         }
         o = json_loadb((const char *)rq->body, rq->body_len, JSON_REJECT_DUPLICATES, &err);
-        if (!o || !json_is_object(o)) {
-                reply_error(rq, 400, "bad_request", "body is not a JSON object%s%s", o ? "" : ": ",
-                            o ? "" : err.text);
+        if (!o) {
+                reply_error(rq, 400, "bad_request", "body is not JSON: %s at line %d, column %d (byte %d)",
+                            json_error_category(&err), err.line, err.column, err.position);
+                return NULL;
+        }
+        if (!json_is_object(o)) {
+                reply_error(rq, 400, "bad_request", "body is not a JSON object");
                 json_decref(o);
                 return NULL;
         }

@@ -363,10 +363,20 @@ static bool process_gone(const struct entry *e) {
         return r != 0;
 }
 
+/* The accessor of the token the last find() on this thread found (kept
+ * for a refusal's audit record, where it is hashed; never in messages). */
+static _Thread_local char refused_accessor[CB_ACCESSOR_LEN + 1];
+
+const char *cb_tokens_refused_accessor(void) {
+        return refused_accessor;
+}
+
 static int find(cb_tokens *t, const char *tok, size_t len, struct entry **ret) {
         unsigned char h[HASH_LEN];
         int r = cb_token_check(tok, len);
         struct entry *e;
+
+        refused_accessor[0] = 0;
 
         if (r < 0)
                 return cb_error_set(-EINVAL, "not a credbroker token");
@@ -374,11 +384,10 @@ static int find(cb_tokens *t, const char *tok, size_t len, struct entry **ret) {
         e = lookup(t, h);
         if (!e)
                 return cb_error_set(-ENOENT, "unknown or revoked token");
+        memcpy(refused_accessor, e->info.accessor, sizeof(refused_accessor));
         if (e->info.expires <= now_s()) {
-                char acc[CB_ACCESSOR_LEN + 1];
-                memcpy(acc, e->info.accessor, sizeof(acc));
                 retire(t, e);
-                return cb_error_set(-ETIME, "token %s expired", acc);
+                return cb_error_set(-ETIME, "token expired");
         }
         *ret = e;
         return 0;
@@ -402,25 +411,23 @@ static int check_use(cb_tokens *t, const char *token, size_t len, const cb_peer 
         if (r < 0)
                 return r;
         if (e->info.uid != peer->uid)
-                return cb_error_set(-EPERM, "token %s belongs to uid %u, presented by uid %u", e->info.accessor,
-                                    (unsigned)e->info.uid, (unsigned)peer->uid);
+                return cb_error_set(-EPERM, "token belongs to uid %u, presented by uid %u", (unsigned)e->info.uid,
+                                    (unsigned)peer->uid);
         if (!e->info.any_exe && sodium_memcmp(e->info.exe_sha256, peer->exe_sha256, 32) != 0)
-                return cb_error_set(-EPERM, "token %s was issued to another executable", e->info.accessor);
+                return cb_error_set(-EPERM, "token was issued to another executable");
         if (e->info.bound_process) {
                 if (process_gone(e)) {
-                        char acc[CB_ACCESSOR_LEN + 1];
-                        memcpy(acc, e->info.accessor, sizeof(acc));
                         retire(t, e);
-                        return cb_error_set(-ESRCH, "token %s was bound to a process that has exited", acc);
+                        return cb_error_set(-ESRCH, "token was bound to a process that has exited");
                 }
                 /* The issuer is alive (just checked): its pid is its own. */
                 if (e->info.pid != peer->pid)
-                        return cb_error_set(-ESRCH, "token %s is bound to another process", e->info.accessor);
+                        return cb_error_set(-ESRCH, "token is bound to another process");
         }
         if (!(e->info.uses & use))
-                return cb_error_set(-EPERM, "token %s does not carry this use", e->info.accessor);
+                return cb_error_set(-EPERM, "token does not carry this use");
         if (e->info.max_uses && e->info.used >= e->info.max_uses)
-                return cb_error_set(-EDQUOT, "token %s used up (%u uses)", e->info.accessor, e->info.max_uses);
+                return cb_error_set(-EDQUOT, "token used up (%u uses)", e->info.max_uses);
         if (count)
                 e->info.used++;
         *ret_info = &e->info;

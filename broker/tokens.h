@@ -89,6 +89,11 @@ int cb_tokens_check(cb_tokens *t, const char *token, size_t len, const cb_peer *
 /* Look up without counting a use and without binding checks (introspection
  * by its holder is checked by the caller).  -EINVAL/-ENOENT/-ETIME. */
 int cb_tokens_peek(cb_tokens *t, const char *token, size_t len, const cb_token_info **ret_info);
+/* After a cb_tokens_use/cb_tokens_peek call on this thread: the accessor
+ * of the token it found (also when it then refused it: wrong caller,
+ * expired, used up), or "" when no token matched.  Refusal messages never
+ * name the accessor: put this one in rq->accessor (the audit log hashes it). */
+const char *cb_tokens_refused_accessor(void);
 
 /* Revocations; each returns how many tokens were revoked. */
 size_t cb_tokens_revoke_accessor(cb_tokens *t, const char *accessor);

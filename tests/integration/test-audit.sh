@@ -149,6 +149,7 @@ out=$("$CLI" audit verify "$LOG.1" "$LOG"); rc=$?
 [ $rc = 0 ] && expect "rotated + current files verify together" "2 segment(s)" "$out" || bad "rotated + current: exit $rc: $out"
 out=$("$CLI" audit verify "$LOG"); rc=$?
 [ $rc = 0 ] && expect "current file alone verifies, tail checked" "tail matches" "$out" || bad "current alone: exit $rc: $out"
+expect "current file alone: the verdict names the link to the file not given" "the older file was not given" "$out"
 out=$("$CLI" audit verify "$LOG.1"); rc=$?
 [ $rc = 0 ] && ok "rotated file alone verifies ($out)" || bad "rotated alone: exit $rc: $out"
 head -n -2 "$LOG.1" >"$T/rot-cut.log"
@@ -181,6 +182,22 @@ out=$("$CLI" audit verify --state-dir "$T/state" --unlock "keyfile:$T/key" "$LOG
 sed '3s/"status":[0-9]*/"status":299/' "$LOG" >"$T/off-edit.log"
 out=$("$CLI" audit verify --state-dir "$T/state" --unlock "keyfile:$T/key" "$LOG.1" "$T/off-edit.log" 2>&1); rc=$?
 [ $rc = 4 ] && expect "offline: edited line named" "line 3:" "$out" || bad "offline edit: exit $rc: $out"
+# Whole leading segments removed (each start appends a segment to the same
+# file; the restart above made a second one in $LOG): the next header's
+# "offset" no longer matches where it stands.
+grep -q '"type":"audit.begin".*"offset":0,' "$LOG.1" && ok "segment headers carry their file offset" ||
+        bad "no \"offset\" in the header: $(head -1 "$LOG.1")"
+B2=$(grep -n '"type":"audit.begin"' "$LOG" | sed -n 2p | cut -d: -f1)
+if [ -n "$B2" ]; then
+        tail -n +"$B2" "$LOG" >"$T/lead-cut.log"
+        out=$("$CLI" audit verify --state-dir "$T/state" --unlock "keyfile:$T/key" "$T/lead-cut.log" 2>&1); rc=$?
+        [ $rc = 4 ] && expect "leading segments removed: caught at line 1" "line 1: records before this line were removed" "$out" ||
+                bad "leading segments removed: exit $rc: $out"
+        out=$("$CLI" audit verify --state-dir "$T/state" --unlock "keyfile:$T/key" "$LOG.1" "$T/lead-cut.log" 2>&1); rc=$?
+        [ $rc = 4 ] && ok "leading segments removed, with the older file given: exit 4" || bad "lead cut + older: exit $rc: $out"
+else
+        bad "no second segment in $LOG after the restart"
+fi
 # The log is useless without the store's key: another store's key fails at line 1.
 "$CLI" init --state-dir "$T/state2" --unlock "keyfile:$T/key2" >/dev/null
 out=$("$CLI" audit verify --state-dir "$T/state2" --unlock "keyfile:$T/key2" "$LOG.1" 2>&1); rc=$?
@@ -251,6 +268,96 @@ grep -q "alert hook: still running after 1 s: killed" "$T/daemon3.out" && ok "a 
 t0=$(date +%s%N); kill "$PID"; wait "$PID" 2>/dev/null; PID=; t1=$(date +%s%N)
 [ $(((t1 - t0) / 1000000)) -lt 3000 ] && ok "daemon stops promptly with hooks queued ($(((t1 - t0) / 1000000)) ms)" ||
         bad "daemon took $(((t1 - t0) / 1000000)) ms to stop"
+
+# --- red-team regressions, on a daemon of their own: accessors never in
+# the clear (refusal reasons, leak alerts), ...
+cat >"$T/policy4.json" <<JSON
+{ "clients": { "tool": {"uid": $U1} },
+  "grants": [ {"client": "tool", "secret": "*", "use": ["redeem", "scan"], "max_ttl": 600} ],
+  "admins": {"uids": [0]},
+  "secrets": { "canary-x": {"canary": true} } }
+JSON
+chmod 0644 "$T/policy4.json"
+cat >"$T/hook4.sh" <<SH
+#!/bin/sh
+exec >>"$T/alerts4.txt"
+cat; echo
+env | sed 's/^/ENV /'
+ls -l /proc/\$\$/fd >"$T/hook4.fds"   # the shell's own fds (no pipe of a command substitution)
+sed -n 's/.* \([0-9][0-9]*\) -> \(.*\)\$/FD \1 \2/p' "$T/hook4.fds" | awk '\$2 > 2'
+exit 0
+SH
+chmod 0755 "$T/hook4.sh"
+LOG4=$T/logs/audit4.log
+CB_TEST_DAEMON_ONLY=should-not-reach-the-hook "$DAEMON" --state-dir "$T/state" --run-dir "$T/run" \
+        --policy "$T/policy4.json" --unlock "keyfile:$T/key" --audit-log "$LOG4" --alert-hook "$T/hook4.sh" \
+        --denial-alert 3/60 >"$T/daemon4.out" 2>&1 7>"$T/daemon4.fd7" &   # fd 7: one it inherits, not CLOEXEC
+PID=$!
+wait_sock "$T/run/admin.sock" || bad "daemon 4 did not start: $(cat "$T/daemon4.out")"
+tok4=$(as $U1 curl -s --unix-socket "$TS" -X POST -d '{"secret":"demo"}' http://x/v1/token | field token)
+acc4=$(as $U1 curl -s --unix-socket "$TS" -X POST -d "{\"token\":\"$tok4\"}" http://x/v1/introspect | field accessor)
+case "$acc4" in cba_*) ok "token for the accessor checks" ;; *) bad "no accessor from introspect: $acc4" ;; esac
+as $U2 curl -s --unix-socket "$TS" -X POST -d "{\"token\":\"$tok4\"}" http://x/v1/redeem >/dev/null   # replayed by another uid
+as $U2 curl -s --unix-socket "$TS" -X POST -d "{\"token\":\"$tok4\"}" http://x/v1/introspect >/dev/null
+as $U1 curl -s --unix-socket "$TS" -X POST --data-binary "leaked: $tok4" http://x/v1/scan >/dev/null  # leak alert: revoked
+as $U1 curl -s --unix-socket "$TS" -X POST -d "{\"token\":\"$tok4\"}" http://x/v1/redeem >/dev/null
+for _ in $(seq 50); do grep -q '"kind":"leak"' "$T/alerts4.txt" 2>/dev/null && break; sleep 0.1; done
+grep '"kind":"leak"' "$T/alerts4.txt" | grep -q '"accessor":"hk1:[0-9a-f]\{32\}"' && ok "token-sighting alert carries the hashed accessor" ||
+        bad "leak alert: $(grep leak "$T/alerts4.txt" 2>/dev/null)"
+grep -q '"route":"redeem".*"reason":"token belongs to uid'.*'"accessor":"hk1:' "$LOG4" &&
+        ok "replayed token: refusal audited with the hashed accessor" || bad "no hashed refusal: $(grep redeem "$LOG4")"
+if grep -q 'cba_' "$LOG4" "$T/alerts4.txt" "$T/daemon4.out"; then
+        bad "an accessor in the clear: $(grep -h 'cba_' "$LOG4" "$T/alerts4.txt" "$T/daemon4.out" | cut -c1-200)"
+else ok "no accessor (cba_) in the audit log, the alert hook's input or stderr after a replayed token"; fi
+
+# ... a client whose executable path (or URL) is not UTF-8 is still audited
+# and alerted on (written lossily, \xNN) ...
+XD=$(printf '%s/bin\377' "$T"); mkdir -m 0755 "$XD" && cp "$(readlink -f "$PYBIN")" "$XD/py" && chmod 0755 "$XD/py"
+n0=$(wc -l <"$LOG4")
+as $U1 "$XD/py" - "$TS" <<'PY'
+import socket, sys
+def req(raw):
+    s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.sendall(raw)
+    while s.recv(65536): pass
+body = b'{"secret":"canary-x"}'
+req(b'POST /v1/token HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\nConnection: close\r\n\r\n' % len(body) + body)
+for _ in range(3):
+    body = b'{"token":"cbt_bogus"}'
+    req(b'POST /v1/redeem HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\nConnection: close\r\n\r\n' % len(body) + body)
+req(b'GET /v1/admin/x\xff HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n')
+PY
+for _ in $(seq 50); do grep -q '"kind":"denial_burst"' "$T/alerts4.txt" 2>/dev/null && break; sleep 0.1; done
+grep '"kind":"canary"' "$T/alerts4.txt" | grep -qF '"exe":"'"$T"'/bin\\xff/py"' &&
+        ok "canary alert from a non-UTF-8 exe path (exe written as \\xff)" || bad "no canary alert: $(cat "$T/alerts4.txt")"
+grep '"kind":"denial_burst"' "$T/alerts4.txt" | grep -qF 'bin\\xff/py' &&
+        ok "denial_burst alert from a non-UTF-8 exe path" || bad "no denial_burst alert: $(grep kind "$T/alerts4.txt")"
+added=$(tail -n +$((n0 + 1)) "$LOG4")
+[ "$(echo "$added" | grep -cF 'bin\\xff/py')" -ge 5 ] && ok "every request from the non-UTF-8 exe is audited (canary, token, 3 redeems)" ||
+        bad "records from the non-UTF-8 exe: $(echo "$added" | cut -c1-160)"
+echo "$added" | grep -qF '"route":"/v1/admin/x\\xff","status":403' && ok "a non-UTF-8 URL is audited" ||
+        bad "no record for the non-UTF-8 URL: $(echo "$added" | tail -2 | cut -c1-200)"
+
+# ... the alert hook gets neither the daemon's environment nor its file
+# descriptors (only stdin, stdout, stderr; the script's own fd aside) ...
+grep -q '^ENV PATH=/usr/sbin:/usr/bin:/sbin:/bin$' "$T/alerts4.txt" && ! grep -q 'CB_TEST_DAEMON_ONLY\|CREDBROKER_ADMIN' "$T/alerts4.txt" &&
+        ok "alert hook: a fixed PATH, not the daemon's environment" || bad "hook env: $(grep '^ENV' "$T/alerts4.txt" | sort -u | head)"
+# (the shell's own: its script, and fd 1 saved around a redirection)
+fds=$(grep '^FD ' "$T/alerts4.txt" | grep -v -e "hook4.sh\$" -e "alerts4.txt\$" | sort -u)
+[ -z "$fds" ] && ok "alert hook: no inherited file descriptors past 2" || bad "hook inherited: $fds"
+
+# ... and a malformed body's parse error never quotes its text (jansson's
+# " near '...'" would carry a short value into the reply and the record).
+for b in '{"name":"a","value":"sk-live-9f8e7d6c\u0001"}' '{"name":"a","value":"sk-live-9f8e7d6c' '{"name":"a","value":sk-live-9f8e7d6c}'; do
+        b=${b//\\u0001/$'\001'}
+        r=$(curl -s --unix-socket "$AS" -X POST --data-binary "$b" http://x/v1/admin/secrets)
+        case "$r" in *sk-live*) bad "the reply quotes the body: $r" ;; *"body is not JSON"*"line 1, column"*) ;; *) bad "reply: $r" ;; esac
+done
+grep -q 'sk-live' "$LOG4" && bad "a body's text in the audit log: $(grep -o '.\{60\}sk-live.\{20\}' "$LOG4")" ||
+        ok "malformed bodies: error names position and category only, never the text"
+
+kill "$PID"; wait "$PID" 2>/dev/null; PID=
+out=$("$CLI" audit verify --state-dir "$T/state" --unlock "keyfile:$T/key" "$LOG4"); rc=$?
+[ $rc = 0 ] && ok "the red-team log verifies" || bad "log 4: exit $rc: $out"
 
 # --- alerts never carry a value or a token
 if grep -qF -e "$VALUE" -e "$tok" "$T/alerts.jsonl" "$T/daemon.out" "$T/daemon2.out" "$T/daemon3.out" 2>/dev/null; then

@@ -117,3 +117,85 @@ TEST(hanging_hook_never_blocks) {
         ASSERT_TRUE(strstr(t, "\"alerts_dropped_before\":"));
         free(t);
 }
+
+/* Accessors reach the hook only as keyed hashes (members and free text),
+ * non-UTF-8 members never lose the event, and the hook has no fd past 2 and
+ * only a fixed PATH in its environment. */
+TEST(hook_input_hashed_env_fds) {
+        const char *out = cbtest_path(cbtest_tmpdir(), "hook.txt");
+        char cmd[4200];
+
+        setenv("CB_TEST_ALERT_PARENT_ONLY", "1", 1);
+        int leak = open("/dev/null", O_RDONLY); /* not CLOEXEC: the hook must not get it */
+        ASSERT_TRUE(leak > 2);
+        snprintf(cmd, sizeof(cmd), "exec >>'%s'; cat; echo; env | sed 's/^/ENV /'; ls -l /proc/$$/fd >'%s.fds'", out,
+                 out);
+        ASSERT_OK(alert_init(cmd, 5, 0, 0));
+        json_t *ev = json_pack("{s:s, s:s, s:s}", "accessor", "cba_00112233445566778899aabb", "note",
+                               "revoked cba_00112233445566778899aabb", "exe", "/tmp/x");
+        alert_raise("leak", ev);
+        json_decref(ev);
+        char *t = wait_lines(out, 3);
+        ASSERT_TRUE(t);
+        usleep(200 * 1000);
+        alert_stop();
+        close(leak);
+        unsetenv("CB_TEST_ALERT_PARENT_ONLY");
+        free(t);
+        t = (char *)cbtest_read_file(out, NULL);
+        ASSERT_TRUE(t);
+        ASSERT_TRUE(!strstr(t, "cba_"));
+        ASSERT_TRUE(strstr(t, "\"accessor\":\"hk1:"));
+        ASSERT_TRUE(strstr(t, "\"note\":\"revoked hk1:"));
+        ASSERT_TRUE(strstr(t, "ENV PATH=/usr/sbin:/usr/bin:/sbin:/bin\n"));
+        ASSERT_TRUE(!strstr(t, "CB_TEST_ALERT_PARENT_ONLY"));
+        free(t);
+        char fds_path[4200];
+        snprintf(fds_path, sizeof(fds_path), "%s.fds", out);
+        char *fds = (char *)cbtest_read_file(fds_path, NULL);
+        ASSERT_TRUE(fds);
+        ASSERT_TRUE(!strstr(fds, "/dev/null")); /* fd 1 is hook.txt, 0 a pipe: /dev/null only if leaked */
+        free(fds);
+}
+
+/* A flood: events of one (kind, client) fold into one hook run; other
+ * clients fill the queue only up to the reserve, so a leak still gets in. */
+TEST(flood_coalesced_leak_reserved) {
+        const char *out = cbtest_path(cbtest_tmpdir(), "flood.txt");
+        char cmd[8400];
+
+        /* The first run holds the worker 1.5 s while the queue fills. */
+        snprintf(cmd, sizeof(cmd), "cat >>'%s'; [ -e '%s.first' ] || { touch '%s.first'; sleep 1.5; }", out, out, out);
+        ASSERT_OK(alert_init(cmd, 10, 0, 0));
+        alert_raise("test_first", NULL);
+        usleep(300 * 1000); /* the worker took it off the queue */
+        for (int i = 0; i < 100; i++) {
+                json_t *ev = json_pack("{s:i, s:s}", "uid", 5, "exe_sha256", "aa");
+                alert_raise("denial_burst", ev);
+                json_decref(ev);
+        }
+        for (int i = 0; i < 100; i++) {
+                json_t *ev = json_pack("{s:i, s:s}", "uid", 1000 + i, "exe_sha256", "bb");
+                alert_raise("denial_burst", ev);
+                json_decref(ev);
+        }
+        json_t *ev = json_pack("{s:s}", "what", "secret");
+        alert_raise("leak", ev);
+        json_decref(ev);
+        /* first + uid 5 (coalesced) + 47 other clients + the leak */
+        char *t = wait_lines(out, 50);
+        ASSERT_TRUE(t);
+        usleep(300 * 1000);
+        alert_stop();
+        free(t);
+        t = (char *)cbtest_read_file(out, NULL);
+        ASSERT_TRUE(t);
+        size_t lines = 0;
+        for (char *p = t; *p; p++)
+                lines += *p == '\n';
+        ASSERT_EQ(lines, 50);
+        ASSERT_TRUE(strstr(t, "\"uid\":5,\"exe_sha256\":\"aa\""));
+        ASSERT_TRUE(strstr(t, "\"coalesced\":99}"));
+        ASSERT_TRUE(strstr(t, "\"kind\":\"leak\""));
+        free(t);
+}

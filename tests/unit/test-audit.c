@@ -44,9 +44,17 @@ static void add(seg *s, json_t *o) {
         json_decref(o);
 }
 
+static bool with_offset; /* headers carry "offset" (the writer's format since it was added) */
+
 static void begin(seg *s, const seg *prev) {
         char hex[65];
         json_t *o = json_pack("{s:s, s:I}", "type", "audit.begin", "time", (json_int_t)1);
+        size_t at = 0;
+
+        for (size_t i = 0; i < nlines; i++)
+                at += strlen(lines[i]);
+        if (with_offset)
+                json_object_set_new(o, "offset", json_integer((json_int_t)at));
 
         randombytes_buf(s->log_id, sizeof(s->log_id));
         cb_audit_segment_keys(master, s->log_id, &s->k);
@@ -197,6 +205,113 @@ TEST(truncated_tail_named) {
         record(&other, 1);
         ASSERT_EQ(verify(&h, true, why, sizeof(why)), 3);
         ASSERT_EQ(verify(&h, false, why, sizeof(why)), 0); /* an older file: only noted */
+}
+
+/* Three segments in one file (three daemon starts); removing the first two
+ * whole is caught by the third header's offset, and a file that starts with
+ * a link to one not given says so. */
+TEST(leading_segments_removed) {
+        seg a, b, c;
+        char problem[400];
+
+        reset();
+        with_offset = true;
+        begin(&a, NULL);
+        record(&a, 1);
+        record(&a, 2);
+        begin(&b, &a);
+        record(&b, 1);
+        begin(&c, &b);
+        record(&c, 1);
+        cb_audit_head h = head_of(&c);
+        ASSERT_EQ(verify(&h, true, problem, sizeof(problem)), 0);
+        /* Drop lines 1..5 (segments a and b). */
+        for (int i = 0; i < 5; i++)
+                free(lines[i]);
+        memmove(lines, lines + 5, (nlines - 5) * sizeof(lines[0]));
+        nlines -= 5;
+        ASSERT_EQ(verify(&h, true, problem, sizeof(problem)), 1);
+        ASSERT_TRUE(strstr(problem, "records before this line were removed"));
+
+        /* A fresh file (reopen) starts at offset 0 with a link: intact, and
+         * the note names the link. */
+        reset();
+        begin(&b, &a);
+        record(&b, 1);
+        cb_audit_verifier v;
+        cb_audit_verifier_init(&v, master);
+        cb_audit_verifier_file(&v);
+        for (size_t i = 0; i < nlines; i++)
+                ASSERT_EQ(cb_audit_verifier_line(&v, lines[i], strlen(lines[i]) - 1, true), 0);
+        h = head_of(&b);
+        ASSERT_EQ(cb_audit_verifier_end(&v, &h, true), 0);
+        ASSERT_TRUE(strstr(v.tail_note, "the older file was not given"));
+        cb_audit_verifier_done(&v);
+
+        /* Older logs (headers without offset) still verify, with a note. */
+        with_offset = false;
+        reset();
+        begin(&a, NULL);
+        record(&a, 1);
+        cb_audit_verifier_init(&v, master);
+        cb_audit_verifier_file(&v);
+        for (size_t i = 0; i < nlines; i++)
+                ASSERT_EQ(cb_audit_verifier_line(&v, lines[i], strlen(lines[i]) - 1, true), 0);
+        h = head_of(&a);
+        ASSERT_EQ(cb_audit_verifier_end(&v, &h, true), 0);
+        ASSERT_TRUE(strstr(v.tail_note, "without \"offset\""));
+        cb_audit_verifier_done(&v);
+        reset();
+}
+
+/* Accessors inside free text become their keyed hash; near misses stay. */
+TEST(scrub_ids) {
+        seg a;
+        char h[CB_AUDIT_ID_HASH_LEN + 1], want[256];
+
+        reset();
+        begin(&a, NULL);
+        cb_audit_id_hash(&a.k, "cba_0123456789abcdef01234567", h);
+        char *t = cb_audit_scrub_ids(&a.k, "token cba_0123456789abcdef01234567 expired; cba_0123456789ABCDEF01234567");
+        ASSERT_TRUE(t);
+        snprintf(want, sizeof(want), "token %s expired; %s", h, h);
+        ASSERT_TRUE(strcmp(t, want) == 0);
+        free(t);
+        t = cb_audit_scrub_ids(&a.k, "cba_0123456789abcdef0123456 cba_0123456789abcdef012345678 cba_xyz");
+        ASSERT_TRUE(t && strcmp(t, "cba_0123456789abcdef0123456 cba_0123456789abcdef012345678 cba_xyz") == 0);
+        free(t);
+        json_t *o = json_pack("{s:s, s:s, s:[s], s:{s:s}}", "accessor", "cba_0123456789abcdef01234567", "reason",
+                              "no cba_0123456789abcdef01234567", "accessors", "cba_0123456789abcdef01234567", "n",
+                              "why", "cba_0123456789abcdef01234567");
+        cb_audit_hide_ids(&a.k, o);
+        char *d = json_dumps(o, JSON_COMPACT);
+        ASSERT_TRUE(d && !strstr(d, "cba_") && strstr(d, h));
+        free(d);
+        json_decref(o);
+        reset();
+}
+
+/* Text that is not UTF-8 becomes a JSON string anyway: invalid bytes as \xNN. */
+TEST(string_lossy) {
+        static const struct { const char *in, *out; } cases[] = {
+                { "/usr/bin/py", "/usr/bin/py" },
+                { "/tmp/bin\xff/py", "/tmp/bin\\xff/py" },
+                { "caf\xc3\xa9", "caf\xc3\xa9" },
+                { "cut \xc3", "cut \\xc3" },
+                { "\xc0\xaf overlong", "\\xc0\\xaf overlong" },
+                { "\xed\xa0\x80 surrogate", "\\xed\\xa0\\x80 surrogate" },
+                { "\xf4\x90\x80\x80 too big", "\\xf4\\x90\\x80\\x80 too big" },
+                { "\xf0\x9f\x98\x80 ok", "\xf0\x9f\x98\x80 ok" },
+        };
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+                json_t *j = cb_json_string_lossy(cases[i].in);
+                ASSERT_TRUE(j);
+                ASSERT_TRUE(strcmp(json_string_value(j), cases[i].out) == 0);
+                json_decref(j);
+        }
+        json_t *j = cb_json_string_lossy(NULL);
+        ASSERT_TRUE(j && strcmp(json_string_value(j), "") == 0);
+        json_decref(j);
 }
 
 TEST(segments_link) {
