@@ -4,7 +4,8 @@
  * command run with the event as one JSON line on its stdin.
  *
  * Kinds raised today: "leak", "canary" (leak scanner, scan.c),
- * "denial_burst" (alert_note_denial), "audit_write_failed" (audit.c).
+ * "denial_burst" (alert_note_denial), "audit_write_failed" (audit.c),
+ *   "rotation_failed" (rotate.c).
  *
  * Events never carry a value: callers put names, accessors, uids, routes
  * in them; alert_raise also drops any member named "value", "token" or

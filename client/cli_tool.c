@@ -120,8 +120,8 @@ int cmd_token(int argc, char **argv) {
                 "    credbroker itself), process, or uid (proxy tokens only: any program of this\n"
                 "    uid, e.g. an SDK given the token as its API key).\n"
                 "  Prints the token on stdout (one line); accessor and lifetime on stderr.\n"
-                "  Under a grant with \"approval\": true, first waits for an operator's\n"
-                "  'credbroker approve ID' (the ID is printed on stderr); denied or timed out: exit 7.\n";
+                "  Under a grant with \"approval\": true, first waits for an operator's decision\n"
+                "  (the request's ID is printed on stderr); denied or timed out: exit 7.\n";
         static const struct option opts[] = {
                 { "use", required_argument, NULL, 'u' },
                 { "ttl", required_argument, NULL, 't' },
