@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Leak scanning in the daemon (scan.c): the live matcher over every live
- * secret value, the routes POST /v1/scan and POST /v1/redact, and the leak
- * response (policy on_leak, canaries, compromised secrets).
+ * Leak scanning in the daemon: the live matcher over every live secret
+ * value and the routes POST /v1/scan and POST /v1/redact (scan.c), and the
+ * leak response (policy on_leak, canaries, compromised secrets, leaks.json,
+ * the token gate: leak.c).  scan_internal.h is the seam between the two.
  *
  * Request bodies are not buffered: they are decided on their headers (like
  * the proxy's) and stream through the matcher on the server thread, outside
@@ -39,6 +40,8 @@
 #define CB_SCAN_FINDINGS_MAX 1000
 #define CB_LEAK_ALERT_COOLDOWN 60              /* seconds between alerts for one secret */
 
+/* ---- the live matcher and the routes (scan.c) ---- */
+
 /* The set of live secret values changed (put, rotate, import, version
  * state change, destroy): the matcher is dropped now (its patterns wiped
  * once no scan uses it) and rebuilt from the store by the next scan.
@@ -50,12 +53,8 @@ void scanner_rebuild(void);
  * wiped as soon as no scan holds them, not at the next scan). */
 void scanner_sweep(void);
 
-/* At start, after the store is open: load the compromised marks kept in
- * STATE_DIR/leaks.json (a leak outlives a restart).  A file that cannot be
- * read or parsed stops the daemon (-errno, message set): fail closed. */
-int scanner_init(const char *state_dir);
-
-/* At exit, under cbd.lock or single-threaded: wipe everything. */
+/* At exit, under cbd.lock or single-threaded: wipe everything (the leak
+ * marks too). */
 void scanner_shutdown(void);
 
 /* Is this a scan route (decided before the body is read)? */
@@ -69,6 +68,16 @@ int scan_finish(request *rq);
 /* MHD is done with the request (completed()). */
 void scan_request_done(request *rq);
 
+/* Under cbd.lock: the matcher's state and the compromised secrets. */
+json_t *scanner_status_json(void);
+
+/* ---- the leak response (leak.c) ---- */
+
+/* At start, after the store is open: load the compromised marks kept in
+ * STATE_DIR/leaks.json (a leak outlives a restart).  A file that cannot be
+ * read or parsed stops the daemon (-errno, message set): fail closed. */
+int scanner_init(const char *state_dir);
+
 /* Token issuance gate (route_token, under cbd.lock): refuses a canary
  * (raising the canary alert) and a compromised secret.  0: go on; 1: a
  * refusal was sent and *ret holds its MHD result. */
@@ -76,7 +85,6 @@ int leak_token_gate(request *rq, const char *secret, int *ret);
 
 /* Under cbd.lock. */
 bool scanner_is_compromised(const char *name);
-json_t *scanner_status_json(void);
 
 /* Mark name compromised at version (0: its current version), kept in
  * leaks.json: no token is issued for it until its current version changes

@@ -1,0 +1,42 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The seam between scan.c (the live matcher and the /v1/scan and /v1/redact
+ * routes) and leak.c (the leak response, compromised marks, leaks.json and
+ * the token gate).  Internal to the daemon's scanner: other parts of the
+ * broker use scan.h.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "daemon.h"
+
+/* One distinct thing a scan job sighted: a secret version, or a token
+ * (name is then its accessor, "" if the token table does not know it).
+ * Filled by scan.c as hits arrive, read by leak_respond(). */
+typedef struct scan_seen {
+        char name[CB_NAME_MAX + 1];   /* secret name, or a token's accessor ("" if unknown) */
+        uint32_t version;
+        unsigned forms;               /* 1 << cb_scan_kind */
+        bool token;
+} scan_seen;
+
+/* The leak response for everything one request sighted (seen[0..n_seen),
+ * owned by the caller, not kept): tokens revoked, on_leak applied, alerts
+ * and audit records written (see leak.c).  Under cbd.lock.  0, or -EIO when
+ * an audit record could not be written, -ENOMEM when an event could not be
+ * built (the entries before it were answered). */
+int leak_respond(request *rq, const scan_seen *seen, size_t n_seen);
+
+/* Append the name of every secret still compromised to arr (a JSON array);
+ * a mark whose secret has been rotated since is dropped on the way (and
+ * leaks.json rewritten).  Under cbd.lock. */
+void leak_list_compromised(json_t *arr);
+
+/* Close the state directory and free the marks (scanner_shutdown(), under
+ * cbd.lock or single-threaded). */
+void leak_shutdown(void);
