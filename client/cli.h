@@ -86,7 +86,7 @@ int cmd_redact(int argc, char **argv);
  * metadata input of put (cli_put.c), reused by cli_rotate.c. */
 int admin_call(const char *verb, const char *method, const char *path, const void *body, size_t len, bool raw,
                json_t **ret);
-int read_value(const char *name, bool keep_newline, unsigned char **ret, size_t *ret_len);
+int read_value(const char *verb, const char *name, bool keep_newline, unsigned char **ret, size_t *ret_len);
 int build_put_body(json_t *meta, const unsigned char *v, size_t n, char **ret, size_t *ret_len);
 bool is_text(const unsigned char *p, size_t n);
 /* Broker-supplied text to stdout with control characters shown as '?'. */

@@ -192,74 +192,34 @@ static int parse_time(const char *s, uint64_t *ret) {
         return 0;
 }
 
-static struct termios saved_tty;
-static volatile sig_atomic_t tty_saved;
-
-static void restore_tty_and_die(int sig) {
-        if (tty_saved)
-                (void)tcsetattr(STDIN_FILENO, TCSAFLUSH, &saved_tty);
-        signal(sig, SIG_DFL);
-        raise(sig);
-}
-
-/* The value: from a terminal one line, echo off; otherwise all of stdin
- * (binary-safe; one trailing "\n" dropped unless keep_newline).  Into a
- * new secret buffer; returns 0 or the exit code negated. */
+/* The value, as put reads it (read_value: a terminal line with echo off, or
+ * all of stdin), into a new secret buffer.  Unlike put, one trailing "\n"
+ * is dropped from binary input too, unless keep_newline.  Returns 0 or the
+ * exit code negated. */
 static int seal_read_value(const char *name, bool keep_newline, cb_secbuf **ret) {
-        const size_t cap = CB_VALUE_MAX + 2;
-        cb_secbuf *v = cb_secbuf_new(cap);
-        bool tty = isatty(STDIN_FILENO);
-        unsigned char *p;
+        unsigned char *raw = NULL;
         size_t n = 0;
-        int r = 0;
+        cb_secbuf *v;
+        int r;
 
-        if (!v)
-                return -cli_fail(-ENOMEM, "out of memory");
-        p = cb_secbuf_data(v);
-        if (tty) {
-                struct termios t;
-                if (tcgetattr(STDIN_FILENO, &saved_tty) == 0) {
-                        t = saved_tty;
-                        t.c_lflag &= ~(tcflag_t)ECHO;
-                        tty_saved = 1;
-                        signal(SIGINT, restore_tty_and_die);
-                        signal(SIGTERM, restore_tty_and_die);
-                        (void)tcsetattr(STDIN_FILENO, TCSAFLUSH, &t);
-                }
-                fprintf(stderr, "value for %s (not echoed): ", name);
-                fflush(stderr);
-        }
-        while (n < cap) {
-                ssize_t k = read(STDIN_FILENO, p + n, cap - n);
-                if (k < 0 && errno == EINTR)
-                        continue;
-                if (k <= 0) {
-                        r = k < 0 ? -errno : 0;
-                        break;
-                }
-                n += (size_t)k;
-                if (tty && p[n - 1] == '\n')
-                        break;
-        }
-        if (tty && tty_saved) {
-                (void)tcsetattr(STDIN_FILENO, TCSAFLUSH, &saved_tty);
-                tty_saved = 0;
-                signal(SIGINT, SIG_DFL);
-                signal(SIGTERM, SIG_DFL);
-                fputc('\n', stderr);
-        }
-        if (r < 0) {
-                cb_secbuf_free(v);
-                return -cli_fail(r, "seal: reading the value from stdin: %s", strerror(-r));
-        }
-        if (n && p[n - 1] == '\n' && (tty || !keep_newline))
+        /* keep_newline=true: read_value then strips only a terminal's line end. */
+        r = read_value("seal", name, true, &raw, &n);
+        if (r < 0)
+                return r;
+        if (!keep_newline && raw[n - 1] == '\n')
                 n--;
-        if (n == 0 || n > CB_VALUE_MAX) {
-                cb_secbuf_free(v);
-                return n ? -cli_fail(-EMSGSIZE, "seal: the value is larger than %d bytes", CB_VALUE_MAX)
-                         : -cli_usage("seal: refusing an empty value (pipe it on stdin)");
+        if (n == 0) {
+                sodium_free(raw);
+                return -cli_usage("seal: refusing an empty value (pipe it on stdin)");
         }
+        v = cb_secbuf_new(n);
+        if (!v) {
+                sodium_free(raw);
+                return -cli_fail(-ENOMEM, "out of memory");
+        }
+        memcpy(cb_secbuf_data(v), raw, n);
         cb_secbuf_truncate(v, n);
+        sodium_free(raw);
         *ret = v;
         return 0;
 }

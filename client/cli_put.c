@@ -80,9 +80,9 @@ static void restore_tty_and_die(int sig) {
 }
 
 /* Read the value: from a terminal, one line with echo off; otherwise all of
- * stdin.  *ret is sodium_malloc'd (free with sodium_free).  Returns 0 or
- * the exit code negated. */
-int read_value(const char *name, bool keep_newline, unsigned char **ret, size_t *ret_len) {
+ * stdin.  *ret is sodium_malloc'd (free with sodium_free).  Messages start
+ * with verb.  Returns 0 or the exit code negated. */
+int read_value(const char *verb, const char *name, bool keep_newline, unsigned char **ret, size_t *ret_len) {
         const size_t cap = CB_VALUE_MAX + 2; /* a max-size value plus "\n", plus one to see overflow */
         unsigned char *v = sodium_malloc(cap);
         bool tty = isatty(STDIN_FILENO);
@@ -131,11 +131,11 @@ int read_value(const char *name, bool keep_newline, unsigned char **ret, size_t 
         }
         if (r < 0) {
                 sodium_free(v);
-                return -cli_fail(r, "put: reading the value from stdin: %s", strerror(-r));
+                return -cli_fail(r, "%s: reading the value from stdin: %s", verb, strerror(-r));
         }
         if (n >= cap) {
                 sodium_free(v);
-                return -cli_fail(-EMSGSIZE, "put: the value is larger than %d bytes", CB_VALUE_MAX);
+                return -cli_fail(-EMSGSIZE, "%s: the value is larger than %d bytes", verb, CB_VALUE_MAX);
         }
         /* One trailing newline goes, from text only: `echo KEY | credbroker put`
          * must store KEY, while binary input is kept byte for byte. */
@@ -143,11 +143,11 @@ int read_value(const char *name, bool keep_newline, unsigned char **ret, size_t 
                 v[--n] = 0;
         if (n == 0) {
                 sodium_free(v);
-                return -cli_usage("put: refusing an empty value (pipe it on stdin)");
+                return -cli_usage("%s: refusing an empty value (pipe it on stdin)", verb);
         }
         if (n > CB_VALUE_MAX) {
                 sodium_free(v);
-                return -cli_fail(-EMSGSIZE, "put: the value is larger than %d bytes", CB_VALUE_MAX);
+                return -cli_fail(-EMSGSIZE, "%s: the value is larger than %d bytes", verb, CB_VALUE_MAX);
         }
         *ret = v;
         *ret_len = n;
@@ -374,7 +374,7 @@ int cmd_put(int argc, char **argv) {
                 goto out;
         }
         json_object_set_new(meta, "name", json_string(argv[optind]));
-        r = read_value(argv[optind], keep, &value, &vlen);
+        r = read_value("put", argv[optind], keep, &value, &vlen);
         if (r < 0) {
                 r = -r;
                 goto out;

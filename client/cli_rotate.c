@@ -271,7 +271,7 @@ int cmd_rotate(int argc, char **argv) {
                                        (long long)json_integer_value(json_object_get(ro, "revoked")), name);
                         json_decref(ro);
                 }
-                r = hook ? run_hook(hook, name, keep, &value, &vlen) : read_value(name, keep, &value, &vlen);
+                r = hook ? run_hook(hook, name, keep, &value, &vlen) : read_value("rotate", name, keep, &value, &vlen);
                 if (r < 0) {
                         if (leaked && hook)
                                 fprintf(stderr, "credbroker: rotate: (--leaked: its tokens are revoked already; "
