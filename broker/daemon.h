@@ -98,6 +98,10 @@ int audit_emit(json_t *o);
  * request's hold when MHD is done with it; proxy_stop resumes every parked
  * connection before the servers stop. */
 int proxy_init(void);
+/* The thread that runs every upstream transfer (proxy.c): started with the
+ * servers (signals blocked), ended by proxy_stop. */
+int proxy_loop_start(void);
+void proxy_loop_stop(void);
 int api_proxy(request *rq);
 int proxy_continue(request *rq);
 /* MHD delivers the body of a proxied request piece by piece (proxy_feed

@@ -32,10 +32,12 @@
 #include <netdb.h>
 #include <stdarg.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #include <curl/curl.h>
@@ -78,10 +80,10 @@ int proxy_init(void) {
                 return cb_error_set(-ENOMEM, "libcurl: no share handle");
         for (int i = 0; i < CURL_LOCK_DATA_LAST; i++)
                 pthread_mutex_init(&share_mu[i], NULL);
-        /* Connection reuse across requests (TLS sessions too). */
+        /* TLS sessions resumed across handles; connections are reused
+         * through the loop's multi handle. */
         curl_share_setopt(share, CURLSHOPT_LOCKFUNC, share_lock);
         curl_share_setopt(share, CURLSHOPT_UNLOCKFUNC, share_unlock);
-        curl_share_setopt(share, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT);
         curl_share_setopt(share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
         return 0;
 }
@@ -119,11 +121,10 @@ void proxy_job_unref(proxy_job *j) {
                 free(j->rh[i]);
         free(j->rh);
         if (j->buf) {
-                sodium_memzero(j->buf, PROXY_BUF);
+                sodium_memzero(j->buf, j->bhigh);
                 free(j->buf);
         }
         pthread_mutex_destroy(&j->mu);
-        pthread_cond_destroy(&j->cv);
         free(j);
 }
 
@@ -136,7 +137,6 @@ void proxy_job_wake_locked(proxy_job *j) {
                 j->suspended = false;
                 c = j->conn;
         }
-        pthread_cond_broadcast(&j->cv);
         pthread_mutex_unlock(&j->mu);
         if (c)
                 MHD_resume_connection(c);
@@ -168,18 +168,21 @@ static void fail(proxy_job *j, int status, const char *code, const char *fmt, ..
         free(clean);
 }
 
-/* curl pulls the request body as the client sends it; waits while there is
- * none yet.  0 at its end. */
+/* curl pulls the request body as the client sends it; with nothing yet,
+ * the upload pauses until proxy_feed pokes the loop.  0 at its end. */
 static size_t on_read(char *out, size_t size, size_t n, void *u) {
         proxy_job *j = u;
         size_t want = size * n;
 
         pthread_mutex_lock(&j->mu);
-        while (j->ulen == 0 && !j->ueof && !j->cancelled)
-                pthread_cond_wait(&j->cv, &j->mu);
         if (j->cancelled) {
                 pthread_mutex_unlock(&j->mu);
                 return CURL_READFUNC_ABORT;
+        }
+        if (j->ulen == 0 && !j->ueof) {
+                j->send_paused = true;
+                pthread_mutex_unlock(&j->mu);
+                return CURL_READFUNC_PAUSE;
         }
         if (want > j->ulen)
                 want = j->ulen;
@@ -192,23 +195,38 @@ static size_t on_read(char *out, size_t size, size_t n, void *u) {
         return want;
 }
 
-/* Push redacted bytes to the MHD side, waiting while the buffer is full. */
+/* Append redacted bytes for the MHD side (which it drains) and wake it.
+ * Never waits: on_write pauses the transfer instead while the buffer is
+ * full, so it holds at most PROXY_BUF plus one piece. */
 static bool push(proxy_job *j, const unsigned char *p, size_t n) {
         pthread_mutex_lock(&j->mu);
-        while (n > 0) {
-                while (j->blen == PROXY_BUF && !j->cancelled)
-                        pthread_cond_wait(&j->cv, &j->mu);
-                if (j->cancelled) {
+        if (j->cancelled) {
+                pthread_mutex_unlock(&j->mu);
+                return false;
+        }
+        if (j->blen + n > j->bcap) {
+                size_t nc = j->bcap ? j->bcap : 16 * 1024;
+                while (nc < j->blen + n)
+                        nc *= 2;
+                unsigned char *nb = malloc(nc);
+                if (!nb) {
                         pthread_mutex_unlock(&j->mu);
                         return false;
                 }
-                size_t k = PROXY_BUF - j->blen < n ? PROXY_BUF - j->blen : n;
-                memcpy(j->buf + j->blen, p, k);
-                j->blen += k;
-                p += k;
-                n -= k;
-                proxy_job_wake_locked(j);
+                if (j->buf) {
+                        memcpy(nb, j->buf, j->blen);
+                        sodium_memzero(j->buf, j->bhigh);
+                        free(j->buf);
+                }
+                j->buf = nb;
+                j->bcap = nc;
+                j->bhigh = j->blen;
         }
+        memcpy(j->buf + j->blen, p, n);
+        j->blen += n;
+        if (j->blen > j->bhigh)
+                j->bhigh = j->blen;
+        proxy_job_wake_locked(j);
         pthread_mutex_unlock(&j->mu);
         return true;
 }
@@ -218,6 +236,16 @@ static size_t on_write(char *p, size_t size, size_t n, void *u) {
         const unsigned char *out;
         size_t len;
 
+        /* Full: curl keeps this piece and hands it again once the MHD
+         * side drained the buffer and poked the loop (a slow client slows
+         * the upstream, no more). */
+        pthread_mutex_lock(&j->mu);
+        bool full = j->blen >= PROXY_BUF && !j->cancelled;
+        if (full)
+                j->recv_paused = true;
+        pthread_mutex_unlock(&j->mu);
+        if (full)
+                return CURL_WRITEFUNC_PAUSE;
         if (cb_redchain_feed(&j->red, p, size * n, &out, &len) < 0)
                 return 0;
         j->bytes_down += size * n;
@@ -313,47 +341,32 @@ static int on_progress(void *u, curl_off_t dt, curl_off_t dn, curl_off_t ut, cur
         return __atomic_load_n(&j->cancelled, __ATOMIC_RELAXED) ? 1 : 0;
 }
 
-/* Resolve dest, refuse addresses that must not be dialled, and pin curl to
- * the first address checked.  0, or fails the job and returns -1. */
-static int pin_address(proxy_job *j, struct curl_slist **ret) {
-        struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *res = NULL;
-        char addr[INET6_ADDRSTRLEN + 2], entry[CB_DEST_HOST_MAX + INET6_ADDRSTRLEN + 16];
-        int r;
+/* curl opens every socket it dials through here, with the address it is
+ * about to connect to — the very address resolution gave it, so what is
+ * checked is what is dialled (no second lookup).  Private, loopback,
+ * link-local and metadata addresses are refused unless the sealed entry
+ * names the address itself; once one address of a name is refused, the
+ * others are too (the request fails, 403). */
+static curl_socket_t on_opensocket(void *u, curlsocktype purpose, struct curl_sockaddr *a) {
+        proxy_job *j = u;
 
-        if (j->dest.literal)
-                return 0;                                 /* named as such in the sealed entry */
-        r = getaddrinfo(j->dest.host, NULL, &hints, &res);
-        if (r != 0) {
-                fail(j, 502, "bad_gateway", "cannot resolve %s: %s", j->dest.host, gai_strerror(r));
-                return -1;
-        }
-        for (struct addrinfo *a = res; a; a = a->ai_next) {
-                const char *why = cb_addr_refusal(a->ai_addr);
+        if (purpose != CURLSOCKTYPE_IPCXN)
+                return CURL_SOCKET_BAD;
+        if (!j->dest.literal) {
+                if (j->refused)
+                        return CURL_SOCKET_BAD;
+                const char *why = cb_addr_refusal(&a->addr);
                 if (why) {
-                        char txt[INET6_ADDRSTRLEN];
-                        getnameinfo(a->ai_addr, a->ai_addrlen, txt, sizeof(txt), NULL, 0, NI_NUMERICHOST);
+                        char txt[INET6_ADDRSTRLEN] = "?";
+                        getnameinfo(&a->addr, a->addrlen, txt, sizeof(txt), NULL, 0, NI_NUMERICHOST);
                         fail(j, 403, "forbidden",
                              "%s resolves to %s, a %s address: refused unless the sealed host names that address",
                              j->dest.host, txt, why);
-                        freeaddrinfo(res);
-                        return -1;
+                        j->refused = true;
+                        return CURL_SOCKET_BAD;
                 }
         }
-        getnameinfo(res->ai_addr, res->ai_addrlen, addr + 1, sizeof(addr) - 2, NULL, 0, NI_NUMERICHOST);
-        if (res->ai_family == AF_INET6) {
-                addr[0] = '[';
-                strcat(addr, "]");
-        } else {
-                memmove(addr, addr + 1, strlen(addr + 1) + 1);
-        }
-        freeaddrinfo(res);
-        snprintf(entry, sizeof(entry), "%s:%u:%s", j->dest.host, j->dest.port, addr);
-        *ret = curl_slist_append(NULL, entry);
-        if (!*ret) {
-                fail(j, 500, "internal", "out of memory");
-                return -1;
-        }
-        return 0;
+        return socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
 }
 
 static const char *curl_fail_code(CURLcode c, int *status) {
@@ -397,35 +410,107 @@ static void audit_done(proxy_job *j) {
         json_decref(o);
 }
 
-static void run_job(proxy_job *j) {
-        struct curl_slist *resolve = NULL;
-        char errbuf[CURL_ERROR_SIZE] = "";
-        CURLcode c;
+/* ---- the transfer loop -------------------------------------------------------
+ * One thread runs every upstream transfer on a libcurl multi handle (its
+ * connection cache keeps upstream connections open across requests).  The
+ * MHD threads hand it jobs (proxy_pool_submit) and poke it when a paused
+ * transfer may go on or a job was cancelled; both wake curl_multi_poll.
+ * Its callbacks never wait: a full response buffer pauses the download, an
+ * empty request buffer the upload. */
+#define HANDLES_KEPT 64
 
-        if (pin_address(j, &resolve) < 0)
-                goto out;
-        j->h = curl_easy_init();
-        if (!j->h) {
-                fail(j, 500, "internal", "libcurl: no handle");
-                goto out;
+static CURLM *multi;
+static pthread_t loop_thread;
+static bool loop_started;
+static pthread_mutex_t inbox_mu = PTHREAD_MUTEX_INITIALIZER;
+static proxy_job *new_head, **new_tail = &new_head, *poke_head; /* under inbox_mu */
+static bool loop_quit;                                           /* under inbox_mu */
+/* the loop thread's own */
+static proxy_job *active[PROXY_MAX_JOBS];
+static size_t n_active;
+static CURL *kept[HANDLES_KEPT];
+static size_t n_kept;
+
+static void handle_put(CURL *h) {
+        if (n_kept < HANDLES_KEPT) {
+                curl_easy_reset(h);
+                kept[n_kept++] = h;
+        } else {
+                curl_easy_cleanup(h);
         }
-        CURL *h = j->h;
+}
+
+/* The transfer is over (c: its result): answer, audit, drop the loop's
+ * reference. */
+static void job_finish(proxy_job *j, CURLcode c) {
+        if (j->in_multi) {
+                curl_multi_remove_handle(multi, j->h);
+                j->in_multi = false;
+                active[j->active_idx] = active[--n_active];
+                active[j->active_idx]->active_idx = j->active_idx;
+        }
+        if (c == CURLE_OK) {
+                const unsigned char *tail;
+                size_t tl;
+                if (cb_redchain_finish(&j->red, &tail, &tl) == 0 && tl)
+                        (void)push(j, tail, tl);
+        } else if (j->refused) {
+                /* fail() said which address */
+        } else if (j->compressed) {
+                fail(j, 502, "bad_gateway", "upstream %s:%u sent a compressed response (Content-Encoding) although "
+                                            "asked for identity: it cannot be checked for the secret, refused",
+                     j->dest.host, j->dest.port);
+        } else if (!j->cancelled) {
+                int status;
+                const char *code = curl_fail_code(c, &status);
+                fail(j, status, code, "upstream %s:%u: %s%s%s", j->dest.host, j->dest.port, curl_easy_strerror(c),
+                     j->errbuf[0] ? ": " : "", j->errbuf);
+        }
+        if (j->h) {
+                handle_put(j->h);
+                j->h = NULL;
+        }
+        sodium_memzero(j->errbuf, sizeof(j->errbuf));
+        pthread_mutex_lock(&j->mu);
+        j->done = true;
+        proxy_job_wake_locked(j);
+        pthread_mutex_unlock(&j->mu);
+        audit_done(j);
+        __atomic_store_n(&j->finished, true, __ATOMIC_RELEASE);
+        proxy_job_unref(j);
+}
+
+static void job_start(proxy_job *j) {
+        CURL *h;
+
+        if (__atomic_load_n(&j->cancelled, __ATOMIC_RELAXED)) {
+                job_finish(j, CURLE_ABORTED_BY_CALLBACK);
+                return;
+        }
+        h = n_kept ? kept[--n_kept] : curl_easy_init();
+        if (!h) {
+                fail(j, 500, "internal", "libcurl: no handle");
+                job_finish(j, CURLE_OUT_OF_MEMORY);
+                return;
+        }
+        j->h = h;
+        j->errbuf[0] = '\0';
+        curl_easy_setopt(h, CURLOPT_PRIVATE, j);
         curl_easy_setopt(h, CURLOPT_URL, j->url);
         curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, j->dest.https ? "https" : "http");
         curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
         curl_easy_setopt(h, CURLOPT_PROXY, "");           /* never an *_proxy from the environment */
         curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
         curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
-        if (j->ca_file)
-        {
+        if (j->ca_file) {
                 /* The sealed bundle replaces the system's: no CA directory. */
                 curl_easy_setopt(h, CURLOPT_CAINFO, j->ca_file);
                 curl_easy_setopt(h, CURLOPT_CAPATH, NULL);
         }
         if (j->pin)
                 curl_easy_setopt(h, CURLOPT_PINNEDPUBLICKEY, j->pin);
-        if (resolve)
-                curl_easy_setopt(h, CURLOPT_RESOLVE, resolve);
+        curl_easy_setopt(h, CURLOPT_OPENSOCKETFUNCTION, on_opensocket);
+        curl_easy_setopt(h, CURLOPT_OPENSOCKETDATA, j);
         curl_easy_setopt(h, CURLOPT_SHARE, share);
         curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
         curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, CONNECT_TIMEOUT);
@@ -437,7 +522,7 @@ static void run_job(proxy_job *j) {
         curl_easy_setopt(h, CURLOPT_HEADERDATA, j);
         curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_write);
         curl_easy_setopt(h, CURLOPT_WRITEDATA, j);
-        curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
+        curl_easy_setopt(h, CURLOPT_ERRORBUFFER, j->errbuf);
         curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
         curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
         curl_easy_setopt(h, CURLOPT_XFERINFODATA, j);
@@ -456,101 +541,167 @@ static void run_job(proxy_job *j) {
         } else if (strcmp(j->method, "GET") != 0) {
                 curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, j->method);
         }
-        c = curl_easy_perform(h);
-        if (c == CURLE_OK) {
-                const unsigned char *tail;
-                size_t tl;
-                if (cb_redchain_finish(&j->red, &tail, &tl) == 0 && tl)
-                        (void)push(j, tail, tl);
-        } else if (j->compressed) {
-                fail(j, 502, "bad_gateway", "upstream %s:%u sent a compressed response (Content-Encoding) although "
-                                            "asked for identity: it cannot be checked for the secret, refused",
-                     j->dest.host, j->dest.port);
-        } else if (!j->cancelled) {
-                int status;
-                const char *code = curl_fail_code(c, &status);
-                fail(j, status, code, "upstream %s:%u: %s%s%s", j->dest.host, j->dest.port, curl_easy_strerror(c),
-                     errbuf[0] ? ": " : "", errbuf);
+        if (curl_multi_add_handle(multi, h) != CURLM_OK) {
+                fail(j, 500, "internal", "libcurl: cannot start the transfer");
+                job_finish(j, CURLE_FAILED_INIT);
+                return;
         }
-out:
-        pthread_mutex_lock(&j->mu);
-        if (j->h) {
-                curl_easy_cleanup(j->h);
-                j->h = NULL;
+        j->in_multi = true;
+        j->active_idx = n_active;
+        active[n_active++] = j;
+}
+
+/* A poke: unpause (both ways: a side with nothing to do pauses again at
+ * once) or, cancelled, end the transfer.  Drops the poke's reference. */
+static void job_poked(proxy_job *j) {
+        pthread_mutex_lock(&inbox_mu);
+        j->poked = false;
+        pthread_mutex_unlock(&inbox_mu);
+        if (j->in_multi) {
+                pthread_mutex_lock(&j->mu);
+                bool cancelled = j->cancelled;
+                j->recv_paused = j->send_paused = false;
+                pthread_mutex_unlock(&j->mu);
+                if (cancelled)
+                        job_finish(j, CURLE_ABORTED_BY_CALLBACK);
+                else
+                        curl_easy_pause(j->h, CURLPAUSE_CONT);
         }
-        j->done = true;
-        proxy_job_wake_locked(j);
-        pthread_mutex_unlock(&j->mu);
-        curl_slist_free_all(resolve);
-        audit_done(j);
-        __atomic_store_n(&j->finished, true, __ATOMIC_RELEASE);
         proxy_job_unref(j);
 }
 
-/* ---- the worker pool -------------------------------------------------------
- * Threads are made on demand, up to one per job in flight, and kept while
- * there is work: a thread per request would cost a clone and, at its exit,
- * an munmap of its stack — a TLB shootdown on every CPU. */
-#define POOL_IDLE_SECONDS 30
+static void finish_done(void) {
+        CURLMsg *m;
+        int left;
 
-static pthread_mutex_t pool_mu = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t pool_cv = PTHREAD_COND_INITIALIZER;
-static proxy_job *queue[PROXY_MAX_JOBS];
-static size_t q_head, q_len, n_threads, n_idle;
-
-static void *pool_thread(void *arg) {
-        (void)arg;
-        pthread_mutex_lock(&pool_mu);
-        for (;;) {
-                while (q_len == 0) {
-                        struct timespec until;
-                        clock_gettime(CLOCK_REALTIME, &until);
-                        until.tv_sec += POOL_IDLE_SECONDS;
-                        n_idle++;
-                        int r = pthread_cond_timedwait(&pool_cv, &pool_mu, &until);
-                        n_idle--;
-                        if (r == ETIMEDOUT && q_len == 0) {
-                                n_threads--;
-                                pthread_mutex_unlock(&pool_mu);
-                                return NULL;
-                        }
-                }
-                proxy_job *j = queue[q_head];
-                q_head = (q_head + 1) % PROXY_MAX_JOBS;
-                q_len--;
-                pthread_mutex_unlock(&pool_mu);
-                run_job(j);
-                pthread_mutex_lock(&pool_mu);
+        while ((m = curl_multi_info_read(multi, &left))) {
+                if (m->msg != CURLMSG_DONE)
+                        continue;
+                proxy_job *j = NULL;
+                CURLcode c = m->data.result;
+                curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&j);
+                if (j)
+                        job_finish(j, c);
         }
 }
 
-/* Queue a job; 0 or a positive errno (no thread could be made). */
-int proxy_pool_submit(proxy_job *j) {
-        int r = 0;
+static void *loop_main(void *arg) {
+        (void)arg;
+        for (;;) {
+                int running = 0;
 
-        pthread_mutex_lock(&pool_mu);
-        if (q_len == PROXY_MAX_JOBS) {
-                pthread_mutex_unlock(&pool_mu);
-                return EAGAIN; /* cannot happen: proxy_jobs[] caps jobs in flight first */
+                curl_multi_poll(multi, NULL, 0, 1000, NULL);
+                pthread_mutex_lock(&inbox_mu);
+                proxy_job *nj = new_head, *pj = poke_head;
+                new_head = NULL;
+                new_tail = &new_head;
+                poke_head = NULL;
+                bool quit = loop_quit;
+                pthread_mutex_unlock(&inbox_mu);
+                while (nj) {
+                        proxy_job *next = nj->next_new;
+                        job_start(nj);
+                        nj = next;
+                }
+                while (pj) {
+                        proxy_job *next = pj->next_poke;
+                        job_poked(pj);
+                        pj = next;
+                }
+                curl_multi_perform(multi, &running);
+                finish_done();
+                if (quit) {
+                        while (n_active)
+                                job_finish(active[0], CURLE_ABORTED_BY_CALLBACK);
+                        break;
+                }
         }
-        queue[(q_head + q_len) % PROXY_MAX_JOBS] = j;
-        q_len++;
-        if (n_idle < q_len && n_threads < PROXY_MAX_JOBS) {
-                pthread_t th;
-                pthread_attr_t at;
-                pthread_attr_init(&at);
-                pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
-                pthread_attr_setstacksize(&at, 256 * 1024);
-                r = pthread_create(&th, &at, pool_thread, NULL);
-                pthread_attr_destroy(&at);
-                if (r == 0)
-                        n_threads++;
-                else if (n_threads > 0)
-                        r = 0;         /* the existing threads will get to it */
-                else
-                        q_len--;       /* nobody would: take it back */
+        while (n_kept)
+                curl_easy_cleanup(kept[--n_kept]);
+        return NULL;
+}
+
+int proxy_loop_start(void) {
+        sigset_t all;
+        int r;
+
+        multi = curl_multi_init();
+        if (!multi)
+                return cb_error_set(-ENOMEM, "libcurl: no multi handle");
+        /* Keep idle upstream connections for the jobs in flight and more. */
+        curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, (long)PROXY_MAX_JOBS);
+        /* No signal for this thread: the main thread takes them all. */
+        sigfillset(&all);
+        sigset_t old;
+        pthread_sigmask(SIG_BLOCK, &all, &old);
+        r = pthread_create(&loop_thread, NULL, loop_main, NULL);
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+        if (r != 0) {
+                curl_multi_cleanup(multi);
+                multi = NULL;
+                return cb_error_set(-r, "cannot start the proxy's transfer thread: %s", strerror(r));
         }
-        pthread_cond_signal(&pool_cv);
-        pthread_mutex_unlock(&pool_mu);
-        return r;
+        loop_started = true;
+        return 0;
+}
+
+/* After proxy_stop cancelled every job: end the loop (what it still holds
+ * is finished as cancelled). */
+void proxy_loop_stop(void) {
+        if (!loop_started)
+                return;
+        pthread_mutex_lock(&inbox_mu);
+        loop_quit = true;
+        pthread_mutex_unlock(&inbox_mu);
+        curl_multi_wakeup(multi);
+        pthread_join(loop_thread, NULL);
+        loop_started = false;
+        /* Jobs queued after the loop's last look: never started. */
+        pthread_mutex_lock(&inbox_mu);
+        proxy_job *nj = new_head, *pj = poke_head;
+        new_head = poke_head = NULL;
+        new_tail = &new_head;
+        pthread_mutex_unlock(&inbox_mu);
+        while (nj) {
+                proxy_job *next = nj->next_new;
+                __atomic_store_n(&nj->cancelled, true, __ATOMIC_RELAXED);
+                job_finish(nj, CURLE_ABORTED_BY_CALLBACK);
+                nj = next;
+        }
+        while (pj) {
+                proxy_job *next = pj->next_poke;
+                proxy_job_unref(pj);
+                pj = next;
+        }
+        curl_multi_cleanup(multi);
+        multi = NULL;
+}
+
+/* Queue a job for the loop; 0 or a positive errno. */
+int proxy_pool_submit(proxy_job *j) {
+        pthread_mutex_lock(&inbox_mu);
+        if (loop_quit || !loop_started) {
+                pthread_mutex_unlock(&inbox_mu);
+                return ESHUTDOWN;
+        }
+        j->next_new = NULL;
+        *new_tail = j;
+        new_tail = &j->next_new;
+        pthread_mutex_unlock(&inbox_mu);
+        curl_multi_wakeup(multi);
+        return 0;
+}
+
+void proxy_job_poke_locked(proxy_job *j) {
+        pthread_mutex_lock(&inbox_mu);
+        if (j->poked || loop_quit || !loop_started) {
+                pthread_mutex_unlock(&inbox_mu);
+                return;
+        }
+        j->poked = true;
+        j->refs++;                                        /* the loop drops it (job_poked) */
+        j->next_poke = poke_head;
+        poke_head = j;
+        pthread_mutex_unlock(&inbox_mu);
+        curl_multi_wakeup(multi);
 }

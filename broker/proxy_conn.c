@@ -33,7 +33,10 @@ static ssize_t reader(void *cls, uint64_t pos, char *out, size_t max) {
                 memmove(j->buf, j->buf + k, j->blen - k);
                 sodium_memzero(j->buf + j->blen - k, k);
                 j->blen -= k;
-                pthread_cond_broadcast(&j->cv);
+                if (j->recv_paused && j->blen <= PROXY_BUF / 2) {
+                        j->recv_paused = false;
+                        proxy_job_poke_locked(j);         /* room again: the download goes on */
+                }
                 n = (ssize_t)k;
         } else if (j->done) {
                 n = j->broken ? MHD_CONTENT_READER_END_WITH_ERROR : MHD_CONTENT_READER_END_OF_STREAM;
@@ -113,7 +116,10 @@ int proxy_feed(request *rq, const char *data, size_t *size) {
                 memcpy(j->ubuf + j->ulen, data, n);
                 j->ulen += n;
                 *size -= n;
-                pthread_cond_broadcast(&j->cv);
+                if (n && j->send_paused) {
+                        j->send_paused = false;
+                        proxy_job_poke_locked(j);         /* something to send: the upload goes on */
+                }
                 if (*size && !proxy_stopping) {
                         j->suspended = true;
                         MHD_suspend_connection(rq->conn);
@@ -132,7 +138,10 @@ void proxy_body_done(request *rq) {
         pthread_mutex_lock(&j->mu);
         if (!j->ueof) {
                 j->ueof = true;
-                pthread_cond_broadcast(&j->cv);
+                if (j->send_paused) {
+                        j->send_paused = false;
+                        proxy_job_poke_locked(j);         /* the upload can end */
+                }
         }
         pthread_mutex_unlock(&j->mu);
 }
@@ -144,9 +153,12 @@ void proxy_request_done(request *rq) {
         if (!j)
                 return;
         pthread_mutex_lock(&j->mu);
-        j->cancelled = true;
         j->conn = NULL;
-        pthread_cond_broadcast(&j->cv);
+        if (!j->cancelled && !j->done) {
+                j->cancelled = true;
+                proxy_job_poke_locked(j);                 /* the loop ends the transfer */
+        }
+        j->cancelled = true;
         pthread_mutex_unlock(&j->mu);
         rq->proxy = NULL;
         proxy_job_unref(j);
@@ -177,7 +189,7 @@ static size_t cancel_matching(const char *key, bool by_accessor, const char *why
                                 j->suspended = false;
                                 MHD_resume_connection(j->conn);
                         }
-                        pthread_cond_broadcast(&j->cv);
+                        proxy_job_poke_locked(j);         /* the loop ends the transfer */
                         n++;
                 }
                 pthread_mutex_unlock(&j->mu);
@@ -208,7 +220,7 @@ void proxy_stop(void) {
                         j->suspended = false;
                         MHD_resume_connection(j->conn);
                 }
-                pthread_cond_broadcast(&j->cv);
+                proxy_job_poke_locked(j);                 /* the loop ends the transfer */
                 pthread_mutex_unlock(&j->mu);
         }
         pthread_mutex_unlock(&proxy_jobs_mu);
@@ -225,6 +237,7 @@ void proxy_stop(void) {
                 struct timespec t = { 0, 100 * 1000 * 1000 };
                 nanosleep(&t, NULL);
         }
+        proxy_loop_stop();
 }
 
 /* Take over a decided request: start its worker and park the connection
@@ -240,12 +253,11 @@ int proxy_start(request *rq, proxy_spec *sp) {
                 goto out;
         }
         pthread_mutex_init(&j->mu, NULL);
-        pthread_cond_init(&j->cv, NULL);
         j->refs = 1;                                      /* ours until the worker starts */
         r = 0;
         for (size_t i = 0; i < sp->nforms && r == 0; i++)
                 r = cb_redchain_add(&j->red, sp->forms[i], sp->form_lens[i]);
-        if (r < 0 || !(j->buf = malloc(PROXY_BUF))) {
+        if (r < 0) {
                 ret = reply_error(rq, 503, "unavailable", "out of memory");
                 goto out;
         }

@@ -30,10 +30,11 @@
 
 typedef struct proxy_job {
         pthread_mutex_t mu;
-        pthread_cond_t cv;
         int refs;
         struct MHD_Connection *conn;  /* NULL once MHD is done with the request */
         bool suspended, headers_done, done, cancelled;
+        bool recv_paused;             /* the loop paused the download: the buffer is full */
+        bool send_paused;             /* the loop paused the upload: nothing to send yet */
         bool finished;                /* the worker is through, audit written (atomic) */
         /* what to send */
         char method[32];
@@ -44,15 +45,22 @@ typedef struct proxy_job {
         bool expect_body, ueof;
         long long content_length;     /* -1: none given (sent chunked) */
         cb_dest dest;
-        CURL *h;
+        CURL *h;                      /* the loop thread's only */
+        bool in_multi;                /* the loop thread's: in the multi handle, not yet finished */
+        bool refused;                 /* the loop thread's: an address was refused (SSRF) */
+        size_t active_idx;            /* the loop thread's: slot in its table of transfers */
+        struct proxy_job *next_new;   /* on the loop's inbox (under its lock) */
+        struct proxy_job *next_poke;  /* on the loop's poke list (under its lock) */
+        bool poked;                   /* on the poke list (under its lock) */
+        char errbuf[CURL_ERROR_SIZE];
         char *ca_file, *pin;
         cb_redchain red;              /* the value and its injected/escaped forms */
         /* what came back */
         long status;
         char **rh;                    /* "Name: value", filtered and redacted */
         size_t nrh;
-        unsigned char *buf;
-        size_t blen;
+        unsigned char *buf;           /* grows on demand; ~PROXY_BUF + one piece at most */
+        size_t blen, bcap, bhigh;     /* bhigh: the most it ever held (wiped at the end) */
         int fail_status;              /* set when it failed before headers */
         char fail_code[32], err[512];
         bool broken;                  /* failed after headers: end the body with an error */
@@ -82,6 +90,11 @@ void proxy_job_unref(proxy_job *j);
  * retaken around MHD_resume_connection). */
 void proxy_job_wake_locked(proxy_job *j);
 
-/* Queue a job for a pool thread (which runs the transfer and drops the
+/* Hand a job to the transfer loop (which runs the transfer and drops the
  * worker's reference); 0 or a positive errno. */
 int proxy_pool_submit(proxy_job *j);
+
+/* Tell the transfer loop to look at j again: unpause its transfer (room
+ * in the response buffer, or request body to send) or, when cancelled,
+ * end it.  Called with j->mu held; takes a reference the loop drops. */
+void proxy_job_poke_locked(proxy_job *j);

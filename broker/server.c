@@ -499,6 +499,8 @@ static struct MHD_Daemon *start_one(int fd, void *cls, unsigned threads) {
 }
 
 int server_start(int tool_fd, int admin_fd, int tcp_fd, unsigned threads) {
+        if (proxy_loop_start() < 0)
+                return -EIO;
         cbd.tool_mhd = start_one(tool_fd, NULL, threads);
         if (!cbd.tool_mhd)
                 return cb_error_set(-EIO, "cannot start the HTTP server on tools.sock");
