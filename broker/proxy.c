@@ -145,6 +145,35 @@ void proxy_job_wake_locked(proxy_job *j) {
 
 /* ---- the worker ---------------------------------------------------------- */
 
+/* Wakes are batched: the loop's callbacks queue them (wake_later_locked,
+ * j->mu held) and the loop delivers them once per pass, after curl is
+ * through with what arrived.  A small answer whose head and body came in
+ * one read is then complete when the MHD side resumes, and goes out in one
+ * write with its length instead of chunk by chunk; a stream still reaches
+ * the tool piece by piece, each pass.  The loop thread's own. */
+static proxy_job *wake_head;
+
+static void wake_later_locked(proxy_job *j) {
+        if (j->wake_queued)
+                return;
+        j->wake_queued = true;
+        j->refs++;                                        /* dropped in wake_all */
+        j->next_wake = wake_head;
+        wake_head = j;
+}
+
+static void wake_all(void) {
+        while (wake_head) {
+                proxy_job *j = wake_head;
+                wake_head = j->next_wake;
+                pthread_mutex_lock(&j->mu);
+                j->wake_queued = false;
+                proxy_job_wake_locked(j);
+                pthread_mutex_unlock(&j->mu);
+                proxy_job_unref(j);
+        }
+}
+
 static void fail(proxy_job *j, int status, const char *code, const char *fmt, ...)
         __attribute__((format(printf, 4, 5)));
 static void fail(proxy_job *j, int status, const char *code, const char *fmt, ...) {
@@ -190,7 +219,7 @@ static size_t on_read(char *out, size_t size, size_t n, void *u) {
         memmove(j->ubuf, j->ubuf + want, j->ulen - want);
         j->ulen -= want;
         j->bytes_up += want;
-        proxy_job_wake_locked(j);                                   /* room again: the client may send more */
+        wake_later_locked(j);                                       /* room again: the client may send more */
         pthread_mutex_unlock(&j->mu);
         return want;
 }
@@ -226,7 +255,7 @@ static bool push(proxy_job *j, const unsigned char *p, size_t n) {
         j->blen += n;
         if (j->blen > j->bhigh)
                 j->bhigh = j->blen;
-        proxy_job_wake_locked(j);
+        wake_later_locked(j);
         pthread_mutex_unlock(&j->mu);
         return true;
 }
@@ -296,7 +325,7 @@ static size_t on_header(char *p, size_t size, size_t n, void *u) {
                 pthread_mutex_lock(&j->mu);
                 j->status = code;
                 j->headers_done = true;
-                proxy_job_wake_locked(j);
+                wake_later_locked(j);
                 pthread_mutex_unlock(&j->mu);
                 return len;
         }
@@ -473,7 +502,7 @@ static void job_finish(proxy_job *j, CURLcode c) {
         sodium_memzero(j->errbuf, sizeof(j->errbuf));
         pthread_mutex_lock(&j->mu);
         j->done = true;
-        proxy_job_wake_locked(j);
+        wake_later_locked(j);
         pthread_mutex_unlock(&j->mu);
         audit_done(j);
         __atomic_store_n(&j->finished, true, __ATOMIC_RELEASE);
@@ -613,8 +642,10 @@ static void *loop_main(void *arg) {
                 if (quit) {
                         while (n_active)
                                 job_finish(active[0], CURLE_ABORTED_BY_CALLBACK);
+                        wake_all();
                         break;
                 }
+                wake_all();
         }
         while (n_kept)
                 curl_easy_cleanup(kept[--n_kept]);
@@ -668,6 +699,7 @@ void proxy_loop_stop(void) {
                 job_finish(nj, CURLE_ABORTED_BY_CALLBACK);
                 nj = next;
         }
+        wake_all();
         while (pj) {
                 proxy_job *next = pj->next_poke;
                 proxy_job_unref(pj);

@@ -56,6 +56,22 @@ static void reader_free(void *cls) {
         proxy_job_unref(cls);
 }
 
+/* A whole answer handed to MHD: wiped and freed with the response. */
+typedef struct held_body {
+        unsigned char *p;
+        size_t n;                                         /* what ever held bytes */
+} held_body;
+
+static void held_free(void *cls) {
+        held_body *hb = cls;
+
+        if (hb->p) {
+                sodium_memzero(hb->p, hb->n);
+                free(hb->p);
+        }
+        free(hb);
+}
+
 /* Called again by handle() once the worker resumed the connection. */
 int proxy_continue(request *rq) {
         proxy_job *j = rq->proxy;
@@ -81,12 +97,33 @@ int proxy_continue(request *rq) {
                 pthread_mutex_unlock(&cbd.lock);
                 return ret;
         }
-        j->refs++;                                        /* the response's reader holds one */
-        pthread_mutex_unlock(&j->mu);
-        resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024, reader, j, reader_free);
-        if (!resp) {
-                proxy_job_unref(j);
-                return MHD_NO;
+        if (j->done && !j->broken && strcmp(j->method, "HEAD") != 0) {
+                /* All of it is in: one answer with its length, written at
+                 * once (the buffer moves to the response, which wipes it). */
+                held_body *hb = malloc(sizeof(*hb));
+                if (!hb) {
+                        pthread_mutex_unlock(&j->mu);
+                        return MHD_NO;
+                }
+                hb->p = j->buf;
+                hb->n = j->bhigh;
+                resp = MHD_create_response_from_buffer_with_free_callback_cls(j->blen, j->buf ? (void *)j->buf : (void *)"",
+                                                                              held_free, hb);
+                if (resp)
+                        j->buf = NULL, j->blen = j->bcap = j->bhigh = 0;
+                pthread_mutex_unlock(&j->mu);
+                if (!resp) {
+                        free(hb);
+                        return MHD_NO;
+                }
+        } else {
+                j->refs++;                                /* the response's reader holds one */
+                pthread_mutex_unlock(&j->mu);
+                resp = MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, 16 * 1024, reader, j, reader_free);
+                if (!resp) {
+                        proxy_job_unref(j);
+                        return MHD_NO;
+                }
         }
         for (size_t i = 0; i < j->nrh; i++) {
                 char *colon = strchr(j->rh[i], ':');

@@ -52,6 +52,8 @@ typedef struct proxy_job {
         struct proxy_job *next_new;   /* on the loop's inbox (under its lock) */
         struct proxy_job *next_poke;  /* on the loop's poke list (under its lock) */
         bool poked;                   /* on the poke list (under its lock) */
+        bool wake_queued;             /* the loop thread's: a wake is queued (wake_later_locked) */
+        struct proxy_job *next_wake;  /* the loop thread's */
         char errbuf[CURL_ERROR_SIZE];
         char *ca_file, *pin;
         cb_redchain red;              /* the value and its injected/escaped forms */
