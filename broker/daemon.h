@@ -39,7 +39,8 @@ typedef struct daemon_state {
         uint64_t conn_refused;    /* connections refused over CB_CONN_PER_UID (atomic) */
         uid_t conn_refused_uid;   /* the last uid refused (atomic) */
         uint64_t started;
-        struct MHD_Daemon *tool_mhd, *admin_mhd, *tcp_mhd;
+        struct MHD_Daemon *tool_mhd, *admin_mhd;
+        struct MHD_Daemon *tcp_mhd[64];         /* one per proxy loop (--threads), which runs it */
 } daemon_state;
 
 extern daemon_state cbd;
@@ -98,9 +99,12 @@ int audit_emit(json_t *o);
  * request's hold when MHD is done with it; proxy_stop resumes every parked
  * connection before the servers stop. */
 int proxy_init(void);
-/* The thread that runs every upstream transfer (proxy.c): started with the
- * servers (signals blocked), ended by proxy_stop. */
-int proxy_loop_start(void);
+/* The threads that run the upstream transfers (proxy.c): n of them,
+ * started with the servers (signals blocked), ended by proxy_stop.
+ * drive: NULL, or n servers without a thread of their own (the TCP
+ * listener's), loop i running drive[i] too. */
+struct MHD_Daemon;
+int proxy_loop_start(unsigned n, struct MHD_Daemon *const *drive);
 void proxy_loop_stop(void);
 int api_proxy(request *rq);
 int proxy_continue(request *rq);

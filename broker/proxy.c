@@ -150,8 +150,8 @@ void proxy_job_wake_locked(proxy_job *j) {
  * through with what arrived.  A small answer whose head and body came in
  * one read is then complete when the MHD side resumes, and goes out in one
  * write with its length instead of chunk by chunk; a stream still reaches
- * the tool piece by piece, each pass.  The loop thread's own. */
-static proxy_job *wake_head;
+ * the tool piece by piece, each pass.  Each loop thread's own. */
+static _Thread_local proxy_job *wake_head;
 
 static void wake_later_locked(proxy_job *j) {
         if (j->wake_queued)
@@ -439,31 +439,44 @@ static void audit_done(proxy_job *j) {
         json_decref(o);
 }
 
-/* ---- the transfer loop -------------------------------------------------------
- * One thread runs every upstream transfer on a libcurl multi handle (its
- * connection cache keeps upstream connections open across requests).  The
- * MHD threads hand it jobs (proxy_pool_submit) and poke it when a paused
- * transfer may go on or a job was cancelled; both wake curl_multi_poll.
- * Its callbacks never wait: a full response buffer pauses the download, an
+/* ---- the transfer loops -------------------------------------------------------
+ * Loop threads (as many as tools.sock has server threads) run every
+ * upstream transfer, each on its own libcurl multi handle (whose
+ * connection cache keeps upstream connections open across requests).
+ * The MHD threads hand them jobs (proxy_pool_submit, round robin) and poke
+ * a job's loop when its paused transfer may go on or it was cancelled;
+ * both wake curl_multi_poll.  Each loop also runs one server of the TCP
+ * listener (MHD without a thread of its own), so a proxied request over
+ * TCP is read, decided, sent upstream and answered on one thread.
+ * Callbacks never wait: a full response buffer pauses the download, an
  * empty request buffer the upload. */
 #define HANDLES_KEPT 64
+#define LOOPS_MAX 64
 
-static CURLM *multi;
-static pthread_t loop_thread;
-static bool loop_started;
+struct proxy_loop {
+        pthread_t thread;
+        CURLM *multi;
+        struct MHD_Daemon *driven;            /* a TCP listener's server it runs, or NULL */
+        int driven_fd;                        /* its epoll fd */
+        /* under inbox_mu */
+        proxy_job *new_head, **new_tail, *poke_head;
+        /* the loop thread's own */
+        proxy_job *active[PROXY_MAX_JOBS];
+        size_t n_active;
+        CURL *kept[HANDLES_KEPT];
+        size_t n_kept;
+};
+
+static proxy_loop loops[LOOPS_MAX];
+static unsigned n_loops, next_loop;
+static bool loops_started, loops_quit;                  /* under inbox_mu */
 static pthread_mutex_t inbox_mu = PTHREAD_MUTEX_INITIALIZER;
-static proxy_job *new_head, **new_tail = &new_head, *poke_head; /* under inbox_mu */
-static bool loop_quit;                                           /* under inbox_mu */
-/* the loop thread's own */
-static proxy_job *active[PROXY_MAX_JOBS];
-static size_t n_active;
-static CURL *kept[HANDLES_KEPT];
-static size_t n_kept;
+static _Thread_local proxy_loop *this_loop;
 
-static void handle_put(CURL *h) {
-        if (n_kept < HANDLES_KEPT) {
+static void handle_put(proxy_loop *l, CURL *h) {
+        if (l->n_kept < HANDLES_KEPT) {
                 curl_easy_reset(h);
-                kept[n_kept++] = h;
+                l->kept[l->n_kept++] = h;
         } else {
                 curl_easy_cleanup(h);
         }
@@ -471,12 +484,12 @@ static void handle_put(CURL *h) {
 
 /* The transfer is over (c: its result): answer, audit, drop the loop's
  * reference. */
-static void job_finish(proxy_job *j, CURLcode c) {
+static void job_finish(proxy_loop *l, proxy_job *j, CURLcode c) {
         if (j->in_multi) {
-                curl_multi_remove_handle(multi, j->h);
+                curl_multi_remove_handle(l->multi, j->h);
                 j->in_multi = false;
-                active[j->active_idx] = active[--n_active];
-                active[j->active_idx]->active_idx = j->active_idx;
+                l->active[j->active_idx] = l->active[--l->n_active];
+                l->active[j->active_idx]->active_idx = j->active_idx;
         }
         if (c == CURLE_OK) {
                 const unsigned char *tail;
@@ -496,7 +509,7 @@ static void job_finish(proxy_job *j, CURLcode c) {
                      j->errbuf[0] ? ": " : "", j->errbuf);
         }
         if (j->h) {
-                handle_put(j->h);
+                handle_put(l, j->h);
                 j->h = NULL;
         }
         sodium_memzero(j->errbuf, sizeof(j->errbuf));
@@ -509,17 +522,17 @@ static void job_finish(proxy_job *j, CURLcode c) {
         proxy_job_unref(j);
 }
 
-static void job_start(proxy_job *j) {
+static void job_start(proxy_loop *l, proxy_job *j) {
         CURL *h;
 
         if (__atomic_load_n(&j->cancelled, __ATOMIC_RELAXED)) {
-                job_finish(j, CURLE_ABORTED_BY_CALLBACK);
+                job_finish(l, j, CURLE_ABORTED_BY_CALLBACK);
                 return;
         }
-        h = n_kept ? kept[--n_kept] : curl_easy_init();
+        h = l->n_kept ? l->kept[--l->n_kept] : curl_easy_init();
         if (!h) {
                 fail(j, 500, "internal", "libcurl: no handle");
-                job_finish(j, CURLE_OUT_OF_MEMORY);
+                job_finish(l, j, CURLE_OUT_OF_MEMORY);
                 return;
         }
         j->h = h;
@@ -570,19 +583,19 @@ static void job_start(proxy_job *j) {
         } else if (strcmp(j->method, "GET") != 0) {
                 curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, j->method);
         }
-        if (curl_multi_add_handle(multi, h) != CURLM_OK) {
+        if (curl_multi_add_handle(l->multi, h) != CURLM_OK) {
                 fail(j, 500, "internal", "libcurl: cannot start the transfer");
-                job_finish(j, CURLE_FAILED_INIT);
+                job_finish(l, j, CURLE_FAILED_INIT);
                 return;
         }
         j->in_multi = true;
-        j->active_idx = n_active;
-        active[n_active++] = j;
+        j->active_idx = l->n_active;
+        l->active[l->n_active++] = j;
 }
 
 /* A poke: unpause (both ways: a side with nothing to do pauses again at
  * once) or, cancelled, end the transfer.  Drops the poke's reference. */
-static void job_poked(proxy_job *j) {
+static void job_poked(proxy_loop *l, proxy_job *j) {
         pthread_mutex_lock(&inbox_mu);
         j->poked = false;
         pthread_mutex_unlock(&inbox_mu);
@@ -592,148 +605,201 @@ static void job_poked(proxy_job *j) {
                 j->recv_paused = j->send_paused = false;
                 pthread_mutex_unlock(&j->mu);
                 if (cancelled)
-                        job_finish(j, CURLE_ABORTED_BY_CALLBACK);
+                        job_finish(l, j, CURLE_ABORTED_BY_CALLBACK);
                 else
                         curl_easy_pause(j->h, CURLPAUSE_CONT);
         }
         proxy_job_unref(j);
 }
 
-static void finish_done(void) {
+static void finish_done(proxy_loop *l) {
         CURLMsg *m;
         int left;
 
-        while ((m = curl_multi_info_read(multi, &left))) {
+        while ((m = curl_multi_info_read(l->multi, &left))) {
                 if (m->msg != CURLMSG_DONE)
                         continue;
                 proxy_job *j = NULL;
                 CURLcode c = m->data.result;
                 curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&j);
                 if (j)
-                        job_finish(j, c);
+                        job_finish(l, j, c);
         }
 }
 
 static void *loop_main(void *arg) {
-        (void)arg;
-        for (;;) {
-                int running = 0;
+        proxy_loop *l = arg;
 
-                curl_multi_poll(multi, NULL, 0, 1000, NULL);
+        this_loop = l;
+        for (;;) {
+                int running = 0, timeout = 1000;
+                struct curl_waitfd w = { .fd = l->driven_fd, .events = CURL_WAIT_POLLIN };
+                bool mhd_due = false;
+
+                if (l->driven) {
+                        MHD_UNSIGNED_LONG_LONG mt;
+                        if (MHD_get_timeout(l->driven, &mt) == MHD_YES && mt <= 1000) {
+                                timeout = (int)mt;
+                                mhd_due = true;
+                        }
+                }
+                curl_multi_poll(l->multi, l->driven ? &w : NULL, l->driven ? 1 : 0, timeout, NULL);
+                if (l->driven && (w.revents || mhd_due))
+                        MHD_run(l->driven);               /* may decide requests: jobs for the inbox */
                 pthread_mutex_lock(&inbox_mu);
-                proxy_job *nj = new_head, *pj = poke_head;
-                new_head = NULL;
-                new_tail = &new_head;
-                poke_head = NULL;
-                bool quit = loop_quit;
+                proxy_job *nj = l->new_head, *pj = l->poke_head;
+                l->new_head = NULL;
+                l->new_tail = &l->new_head;
+                l->poke_head = NULL;
+                bool quit = loops_quit;
                 pthread_mutex_unlock(&inbox_mu);
                 while (nj) {
                         proxy_job *next = nj->next_new;
-                        job_start(nj);
+                        job_start(l, nj);
                         nj = next;
                 }
                 while (pj) {
                         proxy_job *next = pj->next_poke;
-                        job_poked(pj);
+                        job_poked(l, pj);
                         pj = next;
                 }
-                curl_multi_perform(multi, &running);
-                finish_done();
+                curl_multi_perform(l->multi, &running);
+                finish_done(l);
                 if (quit) {
-                        while (n_active)
-                                job_finish(active[0], CURLE_ABORTED_BY_CALLBACK);
+                        while (l->n_active)
+                                job_finish(l, l->active[0], CURLE_ABORTED_BY_CALLBACK);
                         wake_all();
                         break;
                 }
+                bool woke = wake_head != NULL;
                 wake_all();
+                /* Answer what was just resumed in this same pass. */
+                if (l->driven && woke)
+                        MHD_run(l->driven);
         }
-        while (n_kept)
-                curl_easy_cleanup(kept[--n_kept]);
+        while (l->n_kept)
+                curl_easy_cleanup(l->kept[--l->n_kept]);
         return NULL;
 }
 
-int proxy_loop_start(void) {
-        sigset_t all;
-        int r;
+int proxy_loop_start(unsigned n, struct MHD_Daemon *const *drive) {
+        sigset_t all, old;
+        int r = 0;
 
-        multi = curl_multi_init();
-        if (!multi)
-                return cb_error_set(-ENOMEM, "libcurl: no multi handle");
-        /* Keep idle upstream connections for the jobs in flight and more. */
-        curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, (long)PROXY_MAX_JOBS);
-        /* No signal for this thread: the main thread takes them all. */
+        if (n == 0 || n > LOOPS_MAX)
+                return cb_error_set(-EINVAL, "proxy loops: %u (1-%d)", n, LOOPS_MAX);
+        for (unsigned i = 0; i < n; i++) {
+                proxy_loop *l = &loops[i];
+                l->new_head = l->poke_head = NULL;
+                l->new_tail = &l->new_head;
+                l->driven = NULL;
+                l->driven_fd = -1;
+                if (drive && drive[i]) {
+                        const union MHD_DaemonInfo *di = MHD_get_daemon_info(drive[i], MHD_DAEMON_INFO_EPOLL_FD);
+                        if (!di)
+                                return cb_error_set(-EIO, "libmicrohttpd: no epoll fd for the TCP listener");
+                        l->driven = drive[i];
+                        l->driven_fd = di->epoll_fd;
+                }
+                l->multi = curl_multi_init();
+                if (!l->multi)
+                        return cb_error_set(-ENOMEM, "libcurl: no multi handle");
+                /* Keep idle upstream connections for the jobs in flight. */
+                curl_multi_setopt(l->multi, CURLMOPT_MAXCONNECTS, (long)PROXY_MAX_JOBS);
+        }
+        pthread_mutex_lock(&inbox_mu);
+        loops_started = true;                             /* jobs may come from the first pass on */
+        loops_quit = false;
+        pthread_mutex_unlock(&inbox_mu);
+        /* No signal for these threads: the main thread takes them all. */
         sigfillset(&all);
-        sigset_t old;
         pthread_sigmask(SIG_BLOCK, &all, &old);
-        r = pthread_create(&loop_thread, NULL, loop_main, NULL);
+        for (n_loops = 0; n_loops < n; n_loops++) {
+                r = pthread_create(&loops[n_loops].thread, NULL, loop_main, &loops[n_loops]);
+                if (r != 0)
+                        break;
+        }
         pthread_sigmask(SIG_SETMASK, &old, NULL);
         if (r != 0) {
-                curl_multi_cleanup(multi);
-                multi = NULL;
-                return cb_error_set(-r, "cannot start the proxy's transfer thread: %s", strerror(r));
+                proxy_loop_stop();
+                return cb_error_set(-r, "cannot start the proxy's transfer threads: %s", strerror(r));
         }
-        loop_started = true;
         return 0;
 }
 
-/* After proxy_stop cancelled every job: end the loop (what it still holds
- * is finished as cancelled). */
+/* After proxy_stop cancelled every job: end the loops (what they still
+ * hold is finished as cancelled). */
 void proxy_loop_stop(void) {
-        if (!loop_started)
+        pthread_mutex_lock(&inbox_mu);
+        bool started = loops_started;
+        loops_quit = true;
+        pthread_mutex_unlock(&inbox_mu);
+        if (!started)
                 return;
+        for (unsigned i = 0; i < n_loops; i++)
+                curl_multi_wakeup(loops[i].multi);
+        for (unsigned i = 0; i < n_loops; i++)
+                pthread_join(loops[i].thread, NULL);
         pthread_mutex_lock(&inbox_mu);
-        loop_quit = true;
+        loops_started = false;
         pthread_mutex_unlock(&inbox_mu);
-        curl_multi_wakeup(multi);
-        pthread_join(loop_thread, NULL);
-        loop_started = false;
-        /* Jobs queued after the loop's last look: never started. */
-        pthread_mutex_lock(&inbox_mu);
-        proxy_job *nj = new_head, *pj = poke_head;
-        new_head = poke_head = NULL;
-        new_tail = &new_head;
-        pthread_mutex_unlock(&inbox_mu);
-        while (nj) {
-                proxy_job *next = nj->next_new;
-                __atomic_store_n(&nj->cancelled, true, __ATOMIC_RELAXED);
-                job_finish(nj, CURLE_ABORTED_BY_CALLBACK);
-                nj = next;
+        for (unsigned i = 0; i < LOOPS_MAX && loops[i].multi; i++) {
+                proxy_loop *l = &loops[i];
+                /* Jobs queued after the loop's last look: never started. */
+                proxy_job *nj = l->new_head, *pj = l->poke_head;
+                l->new_head = l->poke_head = NULL;
+                l->new_tail = &l->new_head;
+                while (nj) {
+                        proxy_job *next = nj->next_new;
+                        __atomic_store_n(&nj->cancelled, true, __ATOMIC_RELAXED);
+                        job_finish(l, nj, CURLE_ABORTED_BY_CALLBACK);
+                        nj = next;
+                }
+                wake_all();
+                while (pj) {
+                        proxy_job *next = pj->next_poke;
+                        proxy_job_unref(pj);
+                        pj = next;
+                }
+                curl_multi_cleanup(l->multi);
+                l->multi = NULL;
+                l->driven = NULL;                         /* server_stop stops it */
+                l->driven_fd = -1;
         }
-        wake_all();
-        while (pj) {
-                proxy_job *next = pj->next_poke;
-                proxy_job_unref(pj);
-                pj = next;
-        }
-        curl_multi_cleanup(multi);
-        multi = NULL;
+        n_loops = 0;
 }
 
-/* Queue a job for the loop; 0 or a positive errno. */
+/* Queue a job for a loop (the caller's own when it is one, else the next
+ * in turn); 0 or a positive errno. */
 int proxy_pool_submit(proxy_job *j) {
         pthread_mutex_lock(&inbox_mu);
-        if (loop_quit || !loop_started) {
+        if (loops_quit || !loops_started || n_loops == 0) {
                 pthread_mutex_unlock(&inbox_mu);
                 return ESHUTDOWN;
         }
+        proxy_loop *l = this_loop ? this_loop : &loops[next_loop++ % n_loops];
+        j->loop = l;
         j->next_new = NULL;
-        *new_tail = j;
-        new_tail = &j->next_new;
+        *l->new_tail = j;
+        l->new_tail = &j->next_new;
         pthread_mutex_unlock(&inbox_mu);
-        curl_multi_wakeup(multi);
+        if (this_loop != l)                               /* else it takes the inbox next */
+                curl_multi_wakeup(l->multi);
         return 0;
 }
 
 void proxy_job_poke_locked(proxy_job *j) {
         pthread_mutex_lock(&inbox_mu);
-        if (j->poked || loop_quit || !loop_started) {
+        proxy_loop *l = j->loop;
+        if (!l || j->poked || loops_quit || !loops_started) {
                 pthread_mutex_unlock(&inbox_mu);
                 return;
         }
         j->poked = true;
         j->refs++;                                        /* the loop drops it (job_poked) */
-        j->next_poke = poke_head;
-        poke_head = j;
+        j->next_poke = l->poke_head;
+        l->poke_head = j;
         pthread_mutex_unlock(&inbox_mu);
-        curl_multi_wakeup(multi);
+        if (this_loop != l)
+                curl_multi_wakeup(l->multi);
 }

@@ -28,6 +28,8 @@
 #define TOTAL_TIMEOUT    3600L
 #define MAX_RESP_HEADERS 200
 
+typedef struct proxy_loop proxy_loop;
+
 typedef struct proxy_job {
         pthread_mutex_t mu;
         int refs;
@@ -49,6 +51,7 @@ typedef struct proxy_job {
         bool in_multi;                /* the loop thread's: in the multi handle, not yet finished */
         bool refused;                 /* the loop thread's: an address was refused (SSRF) */
         size_t active_idx;            /* the loop thread's: slot in its table of transfers */
+        proxy_loop *loop;             /* the loop running it (set under the inbox lock) */
         struct proxy_job *next_new;   /* on the loop's inbox (under its lock) */
         struct proxy_job *next_poke;  /* on the loop's poke list (under its lock) */
         bool poked;                   /* on the poke list (under its lock) */
