@@ -245,6 +245,10 @@ int audit_write(const request *rq, unsigned status, const char *decision, const 
         return r;
 }
 
+bool audit_enabled(void) {
+        return au.fd >= 0;
+}
+
 bool audit_available(void) {
         int r;
 

@@ -43,6 +43,8 @@ void audit_close(void);
  * (then the caller refuses the request with audit_refuse()).  true when
  * there is no audit log. */
 bool audit_available(void);
+/* Whether an audit log is configured (records are written); under cbd.lock. */
+bool audit_enabled(void);
 int audit_refuse(struct request *rq);
 
 /* Admin route: POST /v1/admin/audit/verify {"files":[ABSOLUTE PATH...]}

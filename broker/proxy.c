@@ -9,23 +9,31 @@
  * Everything that can refuse a request is decided on the server thread,
  * under cbd.lock, before anything leaves the broker: token (scope proxy,
  * this caller, this secret), the grant, the sealed host, method and path
- * prefix, header hygiene.  Then one worker thread per request resolves the
- * host, refuses private/loopback/metadata addresses unless the sealed entry
- * names that address, pins curl to the checked address (CURLOPT_RESOLVE:
- * no second lookup), injects the secret and runs the transfer with libcurl
- * (OpenSSL; verification on; redirects never followed).  The response
- * streams back through a bounded buffer: the MHD connection is suspended
- * while the buffer is empty and resumed by the worker, which in turn waits
- * while the buffer is full (a slow client slows the upstream, no more).
- * The secret value is replaced by "[REDACTED]" in response headers and
- * body (exact across chunks); Set-Cookie is dropped.
+ * prefix, header hygiene.  Then the job goes to a transfer loop: a thread
+ * running libcurl's multi interface (OpenSSL; verification on; redirects
+ * never followed; upstream connections kept and reused).  Every socket curl
+ * dials is opened here, with the address it is about to connect to: a
+ * private, loopback or metadata address is refused unless the sealed
+ * entry names that address, so the address checked is the address dialled
+ * (no second lookup).  The response streams back through a bounded
+ * buffer: the MHD connection is suspended while the buffer is empty and
+ * resumed by the loop, whose transfer pauses while the buffer is full (a
+ * slow client slows the upstream, no more).  The secret value is replaced
+ * by "[REDACTED]" in response headers and body (exact across chunks);
+ * Set-Cookie is dropped.
  *
  * Request bodies stream too: the request is decided on its headers, the
- * worker starts at once, and the body passes through a bounded buffer
- * (the connection is parked while it is full).  Nothing is buffered whole.
+ * transfer starts at once, and the body passes through a bounded buffer
+ * (the connection is parked while it is full, the upload paused while it
+ * is empty).  Nothing is buffered whole.
  *
- * This file is the upstream side (job lifecycle, the libcurl worker, the
- * worker pool); proxy_conn.c is the tool's side (the MHD callbacks);
+ * Each loop also runs one server of the TCP listener (libmicrohttpd with
+ * no thread of its own), so a request there is read, decided, sent
+ * upstream and answered on one thread, as an event-driven proxy does;
+ * requests on tools.sock are handed over from its server threads.
+ *
+ * This file is the upstream side (job lifecycle, the libcurl callbacks,
+ * the loops); proxy_conn.c is the tool's side (the MHD callbacks);
  * proxy_job.h is what they share.
  */
 #include <errno.h>
@@ -44,6 +52,7 @@
 #include <microhttpd.h>
 #include <sodium.h>
 
+#include "audit.h"
 #include "audit_format.h" /* cb_json_string_lossy */
 #include "error.h"
 #include "proxy.h"
@@ -416,6 +425,11 @@ static const char *curl_fail_code(CURLcode c, int *status) {
 /* The completion record: status, bytes, duration (the decision record was
  * written before anything was sent). */
 static void audit_done(proxy_job *j) {
+        pthread_mutex_lock(&cbd.lock);
+        bool on = audit_enabled();
+        pthread_mutex_unlock(&cbd.lock);
+        if (!on)
+                return;                                   /* nothing would be written */
         /* method and path come from the client: not necessarily UTF-8 */
         json_t *o = json_pack("{s:I, s:s, s:s, s:o*, s:o*, s:o*, s:i, s:s, s:I, s:I, s:I, s:i, s:i, s:s, s:s, s:s}",
                               "time", (json_int_t)time(NULL), "socket", j->tcp ? "tcp" : "tools", "route", "proxy.done", "method",

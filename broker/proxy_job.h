@@ -2,7 +2,7 @@
 /*
  * Inside the proxy's carrying half: one proxied request in flight (a job),
  * shared by its two sides — proxy.c (the upstream: a libcurl transfer on a
- * pool thread) and proxy_conn.c (the tool's connection: MHD callbacks).
+ * transfer loop) and proxy_conn.c (the tool's connection: MHD callbacks).
  * The job's mutex guards everything below it; a job lives until both sides
  * dropped their reference.
  */

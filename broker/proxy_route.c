@@ -333,11 +333,14 @@ int api_proxy(request *rq) {
                                   "a token is required: Authorization: Bearer cbt_... (or Proxy-Authorization)");
                 goto out;
         }
-        if (rq->tcp) {
+        /* Checked now, counted only once the request passes every check
+         * (a refused request does not use up the token). */
+        r = cb_tokens_check(cbd.tokens, tok, strlen(tok), &rq->peer, CB_USE_PROXY, &info);
+        if (rq->tcp && (r < 0 || !info->any_exe)) {
                 /* No executable to compare over TCP: only a token that does
-                 * not need one. */
-                const cb_token_info *peek;
-                if (cb_tokens_peek(cbd.tokens, tok, strlen(tok), &peek) == 0 && !peek->any_exe) {
+                 * not need one (said so rather than "another executable"). */
+                const cb_token_info *peek = r == 0 ? info : NULL;
+                if ((peek || cb_tokens_peek(cbd.tokens, tok, strlen(tok), &peek) == 0) && !peek->any_exe) {
                         sodium_memzero(tok, sizeof(tok));
                         ret = reply_error(rq, 401, "unauthorized",
                                           "over TCP the broker sees only the uid: use a token issued with "
@@ -345,9 +348,6 @@ int api_proxy(request *rq) {
                         goto out;
                 }
         }
-        /* Checked now, counted only once the request passes every check
-         * (a refused request does not use up the token). */
-        r = cb_tokens_check(cbd.tokens, tok, strlen(tok), &rq->peer, CB_USE_PROXY, &info);
         if (r < 0) {
                 ret = reply_error(rq, 401, r == -ETIME ? "expired" : r == -EDQUOT ? "used_up" : "unauthorized", "%s",
                                   r == -EPERM ? "the token does not allow proxy use, or belongs to another caller"
@@ -518,8 +518,7 @@ int api_proxy(request *rq) {
         }
         /* Decided: count the use, record it before anything leaves (fail
          * closed). */
-        if (cb_tokens_use(cbd.tokens, tok, strlen(tok), &rq->peer, CB_USE_PROXY, &info) < 0) {
-                snprintf(rq->accessor, sizeof(rq->accessor), "%s", cb_tokens_refused_accessor()); /* hashed */
+        if (cb_tokens_count_checked(cbd.tokens, info) < 0) {
                 ret = reply_error(rq, 401, "unauthorized", "%s", cb_error_last());
                 goto out;
         }

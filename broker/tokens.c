@@ -444,6 +444,22 @@ int cb_tokens_check(cb_tokens *t, const char *token, size_t len, const cb_peer *
         return check_use(t, token, len, peer, use, ret_info, false);
 }
 
+int cb_tokens_count_checked(cb_tokens *t, const cb_token_info *info) {
+        const char *p = (const char *)info - offsetof(struct entry, info);
+        const char *base = (const char *)t->ents;
+
+        if (!info || p < base || p >= base + t->ents_n * sizeof(struct entry) ||
+            (size_t)(p - base) % sizeof(struct entry) != 0)
+                return cb_error_set(-ENOENT, "unknown or revoked token");
+        struct entry *e = &t->ents[(size_t)(p - base) / sizeof(struct entry)];
+        if (!e->live)
+                return cb_error_set(-ENOENT, "unknown or revoked token");
+        if (e->info.max_uses && e->info.used >= e->info.max_uses)
+                return cb_error_set(-EDQUOT, "token used up (%u uses)", e->info.max_uses);
+        e->info.used++;
+        return 0;
+}
+
 static size_t revoke_where(cb_tokens *t, const char *field_off_match, size_t off) {
         size_t n = 0;
 

@@ -89,6 +89,12 @@ int cb_tokens_check(cb_tokens *t, const char *token, size_t len, const cb_peer *
 /* Look up without counting a use and without binding checks (introspection
  * by its holder is checked by the caller).  -EINVAL/-ENOENT/-ETIME. */
 int cb_tokens_peek(cb_tokens *t, const char *token, size_t len, const cb_token_info **ret_info);
+/* Count one use of the token a cb_tokens_check that succeeded just
+ * before returned info for (under the same lock, nothing in between that
+ * adds or retires tokens): the lookup is not repeated.  -ENOENT if info is
+ * not a live token's, -EDQUOT if it has no use left. */
+int cb_tokens_count_checked(cb_tokens *t, const cb_token_info *info);
+
 /* After a cb_tokens_use/cb_tokens_peek call on this thread: the accessor
  * of the token it found (also when it then refused it: wrong caller,
  * expired, used up), or "" when no token matched.  Refusal messages never
