@@ -613,11 +613,14 @@ static void job_poked(proxy_loop *l, proxy_job *j) {
         pthread_mutex_lock(&inbox_mu);
         j->poked = false;
         pthread_mutex_unlock(&inbox_mu);
-        if (j->in_multi) {
-                pthread_mutex_lock(&j->mu);
-                bool cancelled = j->cancelled;
+        pthread_mutex_lock(&j->mu);
+        bool cancelled = j->cancelled;
+        if (j->in_multi)
                 j->recv_paused = j->send_paused = false;
-                pthread_mutex_unlock(&j->mu);
+        else
+                wake_later_locked(j);                     /* finished: the MHD side asks to go on */
+        pthread_mutex_unlock(&j->mu);
+        if (j->in_multi) {
                 if (cancelled)
                         job_finish(l, j, CURLE_ABORTED_BY_CALLBACK);
                 else
@@ -802,12 +805,16 @@ int proxy_pool_submit(proxy_job *j) {
         return 0;
 }
 
-void proxy_job_poke_locked(proxy_job *j) {
+bool proxy_job_poke_locked(proxy_job *j) {
         pthread_mutex_lock(&inbox_mu);
         proxy_loop *l = j->loop;
-        if (!l || j->poked || loops_quit || !loops_started) {
+        if (!l || loops_quit || !loops_started) {
                 pthread_mutex_unlock(&inbox_mu);
-                return;
+                return false;
+        }
+        if (j->poked) {
+                pthread_mutex_unlock(&inbox_mu);
+                return true;                              /* already on its way */
         }
         j->poked = true;
         j->refs++;                                        /* the loop drops it (job_poked) */
@@ -816,4 +823,5 @@ void proxy_job_poke_locked(proxy_job *j) {
         pthread_mutex_unlock(&inbox_mu);
         if (this_loop != l)
                 curl_multi_wakeup(l->multi);
+        return true;
 }

@@ -38,9 +38,27 @@ static ssize_t reader(void *cls, uint64_t pos, char *out, size_t max) {
                         proxy_job_poke_locked(j);         /* room again: the download goes on */
                 }
                 n = (ssize_t)k;
+        } else if ((j->done && j->broken) || j->cancelled) {
+                /* Ends in an error.  Said in a round of MHD's of its own:
+                 * closing for an error in the round that also sent data
+                 * leaves libmicrohttpd 0.9.75 holding the connection until
+                 * its timeout (10 s) — so park it once and have the loop
+                 * resume it at once.  Never parked while stopping. */
+                if (!j->err_round && !proxy_stopping && j->conn) {
+                        j->err_round = true;
+                        j->suspended = true;
+                        MHD_suspend_connection(j->conn);
+                        if (proxy_job_poke_locked(j)) {
+                                pthread_mutex_unlock(&j->mu);
+                                return 0;
+                        }
+                        j->suspended = false;             /* no loop to resume it: say it now */
+                        MHD_resume_connection(j->conn);
+                }
+                n = MHD_CONTENT_READER_END_WITH_ERROR;
         } else if (j->done) {
-                n = j->broken ? MHD_CONTENT_READER_END_WITH_ERROR : MHD_CONTENT_READER_END_OF_STREAM;
-        } else if (j->cancelled || proxy_stopping) {
+                n = MHD_CONTENT_READER_END_OF_STREAM;
+        } else if (proxy_stopping) {
                 n = MHD_CONTENT_READER_END_WITH_ERROR;    /* never park a connection while stopping */
         } else {
                 /* Nothing yet: park the connection; the worker resumes it. */
@@ -97,7 +115,18 @@ int proxy_continue(request *rq) {
                 pthread_mutex_unlock(&cbd.lock);
                 return ret;
         }
-        if (j->done && !j->broken && strcmp(j->method, "HEAD") != 0) {
+        if (j->done && j->broken) {
+                /* It broke off before a byte of it went out: say so. */
+                char msg[512];
+                snprintf(msg, sizeof(msg), "%s", j->err[0] ? j->err : "the upstream's answer broke off");
+                pthread_mutex_unlock(&j->mu);
+                rq->no_audit = true;                     /* the worker's record says it */
+                pthread_mutex_lock(&cbd.lock);
+                ret = reply_error(rq, 502, "bad_gateway", "%s", msg);
+                pthread_mutex_unlock(&cbd.lock);
+                return ret;
+        }
+        if (j->done && strcmp(j->method, "HEAD") != 0) {
                 /* All of it is in: one answer with its length, written at
                  * once (the buffer moves to the response, which wipes it). */
                 held_body *hb = malloc(sizeof(*hb));

@@ -37,6 +37,7 @@ typedef struct proxy_job {
         bool suspended, headers_done, done, cancelled;
         bool recv_paused;             /* the loop paused the download: the buffer is full */
         bool send_paused;             /* the loop paused the upload: nothing to send yet */
+        bool err_round;               /* the reader parked once before ending in an error */
         bool finished;                /* the worker is through, audit written (atomic) */
         /* what to send */
         char method[32];
@@ -100,6 +101,7 @@ void proxy_job_wake_locked(proxy_job *j);
 int proxy_pool_submit(proxy_job *j);
 
 /* Tell the transfer loop to look at j again: unpause its transfer (room
- * in the response buffer, or request body to send) or, when cancelled,
- * end it.  Called with j->mu held; takes a reference the loop drops. */
-void proxy_job_poke_locked(proxy_job *j);
+ * in the response buffer, or request body to send), when cancelled, end
+ * it, and once it is finished, resume the MHD side.  Called with j->mu
+ * held; takes a reference the loop drops. */
+bool proxy_job_poke_locked(proxy_job *j);   /* false: no loop runs (stopping) */

@@ -170,6 +170,23 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.wfile.write(b"0\r\n" + b"".join(b"X-T%d: v\r\n" % i for i in range(150)) +
                              b"HTTP/1.1 200 fake\r\n\r\n")
             self.wfile.flush()
+        elif path.startswith("/bytes/"):
+            # N bytes (at most 64 MiB), block i = sha256(b"%d" % i), sent
+            # chunked in 64 KiB pieces as fast as the reader takes them.
+            n = min(int(path[7:] or 0), 64 << 20)
+            self.send_response(200)
+            self.send_header("Content-Type", "application/octet-stream")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            buf, i, left = b"", 0, n
+            while left:
+                while len(buf) < 65536 and len(buf) < left:
+                    buf += hashlib.sha256(b"%d" % i).digest()
+                    i += 1
+                piece, buf = buf[:min(65536, left)], buf[min(65536, left):]
+                self.chunk(piece)
+                left -= len(piece)
+            self.end_chunks()
         elif path == "/slow":
             time.sleep(3)
             self.send_fixed(200, b"slow done\n", "text/plain")
