@@ -15,6 +15,9 @@
 #   {direct,nginx,credbroker}_rps, {direct,nginx,credbroker}_p50_us
 #   proxy_throughput_vs_nginx     credbroker rps / nginx rps
 #   proxy_added_p50_vs_nginx      (credbroker p50 - direct p50) / (nginx p50 - direct p50)
+#   {nginx,credbroker}_cpu_us_per_request   the proxy process's CPU time (utime +
+#                                 stime) per request in that run, and the
+#                                 upstream's: where the difference goes
 #
 #   bash tests/bench/proxy.sh          SECONDS_PER_RUN=5 bash tests/bench/proxy.sh
 #
@@ -116,10 +119,19 @@ TOKEN=$(timeout 30 "$CLI" --socket "$TMP/run/tools.sock" token bench --use proxy
 check=$(curl -s -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$CB/v1/proxy/bench/")
 [ "$check" = ok ] || { log "credbroker proxy check failed: $check"; tail -n 5 "$TMP/daemon.log" >&2; exit 1; }
 
-# run NAME URL [HEADER]: wrk, then "rps p50_us" into $TMP/NAME.res
+# CPU time (utime + stime, clock ticks) of a process so far.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+NGINX_WORKER=$(pgrep -P "$(cat "$TMP/proxy/nginx.pid")" | head -n 1)
+UP_WORKER=$(pgrep -P "$(cat "$TMP/upstream/nginx.pid")" | head -n 1)
+TICK_US=$((1000000 / $(getconf CLK_TCK)))
+
+# run NAME URL [HEADER [PID]]: wrk, then "rps p50_us" into $TMP/NAME.res;
+# with PID, that process's CPU per request too (and the upstream's).
 run() {
-        local name=$1 url=$2 hdr=${3:-} out="$TMP/$1.wrk"
+        local name=$1 url=$2 hdr=${3:-} pid=${4:-} out="$TMP/$1.wrk" c0=0 u0
         log "run $name: $CONNS connections, ${SECS}s"
+        [ -n "$pid" ] && c0=$(cpu_ticks "$pid")
+        u0=$(cpu_ticks "$UP_WORKER")
         if [ -n "$hdr" ]; then
                 timeout $((SECS + 60)) wrk -t "$THREADS" -c "$CONNS" -d "${SECS}s" --latency -H "$hdr" "$url" >"$out"
         else
@@ -129,23 +141,31 @@ run() {
         rps=$(awk '/^Requests\/sec:/ { print $2 }' "$out")
         p50=$(awk '$1 == "50%" { v = $2; if (v ~ /us$/) { sub(/us$/, "", v); print v } else if (v ~ /ms$/) { sub(/ms$/, "", v); print v * 1000 } else if (v ~ /s$/) { sub(/s$/, "", v); print v * 1000000 } }' "$out")
         errs=$(grep -E "Non-2xx|Socket errors" "$out" || true)
-        echo "# $name: $rps requests/s, p50 $p50 us${errs:+; $errs}"
-        echo "$rps $p50" >"$TMP/$name.res"
+        local n cpu=""
+        n=$(awk '/requests in/ { print $1 }' "$out")
+        if [ -n "$pid" ] && [ "${n:-0}" -gt 0 ]; then
+                cpu=$(awk -v t=$(($(cpu_ticks "$pid") - c0)) -v u=$(($(cpu_ticks "$UP_WORKER") - u0)) -v n="$n" \
+                        -v k="$TICK_US" 'BEGIN { printf "%.1f %.1f", t * k / n, u * k / n }')
+                echo "# $name: $rps requests/s, p50 $p50 us; CPU per request: proxy ${cpu% *} us, upstream ${cpu#* } us${errs:+; $errs}"
+        else
+                echo "# $name: $rps requests/s, p50 $p50 us${errs:+; $errs}"
+        fi
+        echo "$rps $p50 ${cpu:-}" >"$TMP/$name.res"
 }
 
 echo "# $(nproc) CPUs; $(uname -r); wrk -t$THREADS -c$CONNS -d${SECS}s; upstream: nginx, 2-byte body, plain HTTP on loopback"
 # Interleaved twice; the better of the two runs per path is reported.
 for round in 1 2; do
         run direct$round "http://127.0.0.1:$UP/"
-        run nginx$round "http://127.0.0.1:$NX/"
-        run credbroker$round "http://127.0.0.1:$CB/v1/proxy/bench/" "Authorization: Bearer $TOKEN"
+        run nginx$round "http://127.0.0.1:$NX/" "X-Bench: 1" "$NGINX_WORKER"
+        run credbroker$round "http://127.0.0.1:$CB/v1/proxy/bench/" "Authorization: Bearer $TOKEN" "$DPID"
 done
 best() { # best NAME: the round with more requests/s
         sort -k1,1 -g -r "$TMP/${1}1.res" "$TMP/${1}2.res" | head -n 1
 }
 read -r d_rps d_p50 < <(best direct)
-read -r n_rps n_p50 < <(best nginx)
-read -r c_rps c_p50 < <(best credbroker)
+read -r n_rps n_p50 n_cpu n_ucpu < <(best nginx)
+read -r c_rps c_p50 c_cpu c_ucpu < <(best credbroker)
 kill -0 "$DPID" 2>/dev/null || { log "credbrokerd died"; exit 1; }
 echo "BENCH direct_rps $d_rps"
 echo "BENCH nginx_rps $n_rps"
@@ -153,5 +173,9 @@ echo "BENCH credbroker_rps $c_rps"
 echo "BENCH direct_p50_us $d_p50"
 echo "BENCH nginx_p50_us $n_p50"
 echo "BENCH credbroker_p50_us $c_p50"
+echo "BENCH nginx_cpu_us_per_request ${n_cpu:-nan}"
+echo "BENCH credbroker_cpu_us_per_request ${c_cpu:-nan}"
+echo "BENCH upstream_cpu_us_per_request_nginx_run ${n_ucpu:-nan}"
+echo "BENCH upstream_cpu_us_per_request_credbroker_run ${c_ucpu:-nan}"
 echo "BENCH proxy_throughput_vs_nginx $(awk -v c="$c_rps" -v n="$n_rps" 'BEGIN { printf "%.2f\n", c / n }')"
 echo "BENCH proxy_added_p50_vs_nginx $(awk -v c="$c_p50" -v n="$n_p50" -v d="$d_p50" 'BEGIN { if (n - d > 0) printf "%.2f\n", (c - d) / (n - d); else print "nan" }')"
