@@ -45,7 +45,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <unistd.h>
 #include <time.h>
 
 #include <curl/curl.h>
@@ -459,7 +462,9 @@ static void audit_done(proxy_job *j) {
  * connection cache keeps upstream connections open across requests).
  * The MHD threads hand them jobs (proxy_pool_submit, round robin) and poke
  * a job's loop when its paused transfer may go on or it was cancelled;
- * both wake curl_multi_poll.  Each loop also runs one server of the TCP
+ * both write the loop's eventfd.  A loop waits in epoll on curl's sockets
+ * (curl_multi_socket_action: only the transfer whose socket is ready runs,
+ * and curl polls no socket itself), its eventfd and the TCP server's.  Each loop also runs one server of the TCP
  * listener (MHD without a thread of its own), so a proxied request over
  * TCP is read, decided, sent upstream and answered on one thread.
  * Callbacks never wait: a full response buffer pauses the download, an
@@ -470,6 +475,9 @@ static void audit_done(proxy_job *j) {
 struct proxy_loop {
         pthread_t thread;
         CURLM *multi;
+        int ep;                               /* its epoll: curl's sockets, wake_fd, driven_fd */
+        int wake_fd;                          /* eventfd: written to wake the loop */
+        uint64_t curl_due_ns;                 /* curl's one-shot timer (0: none), the loop thread's */
         struct MHD_Daemon *driven;            /* a TCP listener's server it runs, or NULL */
         int driven_fd;                        /* its epoll fd */
         /* under inbox_mu */
@@ -644,24 +652,105 @@ static void finish_done(proxy_loop *l) {
         }
 }
 
+/* Tags in the loop's epoll data: what became ready. */
+#define EV_CURL  0u
+#define EV_WAKE  1u
+#define EV_MHD   2u
+#define EV_DATA(kind, fd) (((uint64_t)(kind) << 32) | (uint32_t)(fd))
+
+/* curl tells which sockets it wants watched, and how. */
+static int on_socket(CURL *e, curl_socket_t s, int what, void *userp, void *socketp) {
+        proxy_loop *l = userp;
+        struct epoll_event ev = { .data.u64 = EV_DATA(EV_CURL, s) };
+
+        (void)e;
+        if (what == CURL_POLL_REMOVE) {
+                if (socketp) {
+                        (void)epoll_ctl(l->ep, EPOLL_CTL_DEL, s, NULL);
+                        curl_multi_assign(l->multi, s, NULL);
+                }
+                return 0;
+        }
+        ev.events = ((what & CURL_POLL_IN) ? EPOLLIN : 0u) | ((what & CURL_POLL_OUT) ? EPOLLOUT : 0u);
+        if (epoll_ctl(l->ep, socketp ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, s, &ev) < 0) {
+                if (errno == EEXIST)
+                        (void)epoll_ctl(l->ep, EPOLL_CTL_MOD, s, &ev);
+                else if (errno == ENOENT)
+                        (void)epoll_ctl(l->ep, EPOLL_CTL_ADD, s, &ev);
+                else
+                        return -1;                        /* curl fails the transfer */
+        }
+        if (!socketp)
+                curl_multi_assign(l->multi, s, l);
+        return 0;
+}
+
+/* curl's timer: one shot, due ms from now (-1: none). */
+static int on_timer(CURLM *m, long ms, void *userp) {
+        proxy_loop *l = userp;
+
+        (void)m;
+        l->curl_due_ns = ms < 0 ? 0 : proxy_now_ns() + (uint64_t)ms * 1000000u;
+        if (l->curl_due_ns == 0)
+                l->curl_due_ns = 1;
+        return 0;
+}
+
+/* Run curl's timer if it is due (it is consumed: curl sets the next). */
+static void curl_timer_run(proxy_loop *l) {
+        int running;
+
+        if (l->curl_due_ns && proxy_now_ns() >= l->curl_due_ns) {
+                l->curl_due_ns = 0;
+                curl_multi_socket_action(l->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+        }
+}
+
+static void loop_wake(proxy_loop *l) {
+        uint64_t one = 1;
+
+        (void)!write(l->wake_fd, &one, sizeof(one));       /* full (2^64-2): it is awake anyway */
+}
+
 static void *loop_main(void *arg) {
         proxy_loop *l = arg;
+        struct epoll_event evs[64];
 
         this_loop = l;
         for (;;) {
-                int running = 0, timeout = 1000;
-                struct curl_waitfd w = { .fd = l->driven_fd, .events = CURL_WAIT_POLLIN };
-                bool mhd_due = false;
+                int running = 0, timeout = 1000, n;
+                bool mhd_due = false, mhd_ready = false;
 
+                if (l->curl_due_ns) {
+                        uint64_t now = proxy_now_ns();
+                        uint64_t left = l->curl_due_ns > now ? (l->curl_due_ns - now + 999999u) / 1000000u : 0;
+                        if (left < (uint64_t)timeout)
+                                timeout = (int)left;
+                }
                 if (l->driven) {
                         MHD_UNSIGNED_LONG_LONG mt;
-                        if (MHD_get_timeout(l->driven, &mt) == MHD_YES && mt <= 1000) {
+                        if (MHD_get_timeout(l->driven, &mt) == MHD_YES && mt <= (MHD_UNSIGNED_LONG_LONG)timeout) {
                                 timeout = (int)mt;
                                 mhd_due = true;
                         }
                 }
-                curl_multi_poll(l->multi, l->driven ? &w : NULL, l->driven ? 1 : 0, timeout, NULL);
-                if (l->driven && (w.revents || mhd_due))
+                n = epoll_wait(l->ep, evs, (int)(sizeof(evs) / sizeof(evs[0])), timeout);
+                for (int i = 0; i < n; i++) {
+                        unsigned kind = (unsigned)(evs[i].data.u64 >> 32);
+                        int fd = (int)(uint32_t)evs[i].data.u64;
+                        if (kind == EV_WAKE) {
+                                uint64_t v;
+                                (void)!read(l->wake_fd, &v, sizeof(v));
+                        } else if (kind == EV_MHD) {
+                                mhd_ready = true;
+                        } else {
+                                int mask = ((evs[i].events & EPOLLIN) ? CURL_CSELECT_IN : 0) |
+                                           ((evs[i].events & EPOLLOUT) ? CURL_CSELECT_OUT : 0) |
+                                           ((evs[i].events & (EPOLLERR | EPOLLHUP)) ? CURL_CSELECT_ERR : 0);
+                                curl_multi_socket_action(l->multi, fd, mask, &running);
+                        }
+                }
+                if (l->driven && (mhd_ready || mhd_due))
                         MHD_run(l->driven);               /* may decide requests: jobs for the inbox */
                 pthread_mutex_lock(&inbox_mu);
                 proxy_job *nj = l->new_head, *pj = l->poke_head;
@@ -680,7 +769,9 @@ static void *loop_main(void *arg) {
                         job_poked(l, pj);
                         pj = next;
                 }
-                curl_multi_perform(l->multi, &running);
+                /* New and unpaused transfers are due at once (curl set
+                 * its timer to 0 for them); so is an expired timer. */
+                curl_timer_run(l);
                 finish_done(l);
                 if (quit) {
                         while (l->n_active)
@@ -718,9 +809,26 @@ int proxy_loop_start(unsigned n, struct MHD_Daemon *const *drive) {
                         l->driven = drive[i];
                         l->driven_fd = di->epoll_fd;
                 }
+                l->curl_due_ns = 0;
+                l->ep = epoll_create1(EPOLL_CLOEXEC);
+                l->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+                if (l->ep < 0 || l->wake_fd < 0)
+                        return cb_error_set(-errno, "proxy loop: epoll/eventfd: %s", strerror(errno));
+                struct epoll_event ev = { .events = EPOLLIN, .data.u64 = EV_DATA(EV_WAKE, l->wake_fd) };
+                if (epoll_ctl(l->ep, EPOLL_CTL_ADD, l->wake_fd, &ev) < 0)
+                        return cb_error_set(-errno, "proxy loop: epoll_ctl: %s", strerror(errno));
+                if (l->driven) {
+                        ev.data.u64 = EV_DATA(EV_MHD, l->driven_fd);
+                        if (epoll_ctl(l->ep, EPOLL_CTL_ADD, l->driven_fd, &ev) < 0)
+                                return cb_error_set(-errno, "proxy loop: epoll_ctl: %s", strerror(errno));
+                }
                 l->multi = curl_multi_init();
                 if (!l->multi)
                         return cb_error_set(-ENOMEM, "libcurl: no multi handle");
+                curl_multi_setopt(l->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
+                curl_multi_setopt(l->multi, CURLMOPT_SOCKETDATA, l);
+                curl_multi_setopt(l->multi, CURLMOPT_TIMERFUNCTION, on_timer);
+                curl_multi_setopt(l->multi, CURLMOPT_TIMERDATA, l);
                 /* Keep idle upstream connections for the jobs in flight. */
                 curl_multi_setopt(l->multi, CURLMOPT_MAXCONNECTS, (long)PROXY_MAX_JOBS);
         }
@@ -754,7 +862,7 @@ void proxy_loop_stop(void) {
         if (!started)
                 return;
         for (unsigned i = 0; i < n_loops; i++)
-                curl_multi_wakeup(loops[i].multi);
+                loop_wake(&loops[i]);
         for (unsigned i = 0; i < n_loops; i++)
                 pthread_join(loops[i].thread, NULL);
         pthread_mutex_lock(&inbox_mu);
@@ -780,6 +888,9 @@ void proxy_loop_stop(void) {
                 }
                 curl_multi_cleanup(l->multi);
                 l->multi = NULL;
+                close(l->ep);
+                close(l->wake_fd);
+                l->ep = l->wake_fd = -1;
                 l->driven = NULL;                         /* server_stop stops it */
                 l->driven_fd = -1;
         }
@@ -801,7 +912,7 @@ int proxy_pool_submit(proxy_job *j) {
         l->new_tail = &j->next_new;
         pthread_mutex_unlock(&inbox_mu);
         if (this_loop != l)                               /* else it takes the inbox next */
-                curl_multi_wakeup(l->multi);
+                loop_wake(l);
         return 0;
 }
 
@@ -822,6 +933,6 @@ bool proxy_job_poke_locked(proxy_job *j) {
         l->poke_head = j;
         pthread_mutex_unlock(&inbox_mu);
         if (this_loop != l)
-                curl_multi_wakeup(l->multi);
+                loop_wake(l);
         return true;
 }
