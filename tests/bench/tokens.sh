@@ -64,7 +64,7 @@ CLIENTS=32
 UID_BASE=60000
 # credbrokerd's default --threads (broker/main.c), passed explicitly to the
 # daemon and to the mhd floor server so the two always run the same pool.
-DAEMON_THREADS=2
+DAEMON_THREADS=1
 RSS_TOKENS=10000
 SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 BUILD="$SRC/build-bench"
