@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * libmicrohttpd glue: one server per socket; tools.sock has a pool of
- * threads (--threads), admin.sock one.  The peer is identified on every
+ * threads (--tool-threads), admin.sock one.  The peer is identified on every
  * request from the connection's fd (pidfd + exe hash + liveness), never
  * cached per connection: a connection handed to another process must not
  * carry its first owner's identity.  Only SO_PEERCRED is read once, at
@@ -531,8 +531,8 @@ static struct MHD_Daemon *start_one(int fd, void *cls, unsigned threads) {
                                 MHD_OPTION_END);
 }
 
-int server_start(int tool_fd, int admin_fd, int tcp_fd, unsigned threads) {
-        cbd.tool_mhd = start_one(tool_fd, NULL, threads);
+int server_start(int tool_fd, int admin_fd, int tcp_fd, unsigned threads, unsigned tool_threads) {
+        cbd.tool_mhd = start_one(tool_fd, NULL, tool_threads);
         if (!cbd.tool_mhd)
                 return cb_error_set(-EIO, "cannot start the HTTP server on tools.sock");
         cbd.admin_mhd = start_one(admin_fd, &admin_marker, 1);

@@ -62,8 +62,8 @@ set -euo pipefail
 SECS=${SECONDS_PER_RUN:-5}
 CLIENTS=32
 UID_BASE=60000
-# credbrokerd's default --threads (broker/main.c), passed explicitly to the
-# daemon and to the mhd floor server so the two always run the same pool.
+# credbrokerd's default --tool-threads (broker/main.c), passed explicitly to
+# the daemon and to the mhd floor server so the two always run the same pool.
 DAEMON_THREADS=1
 RSS_TOKENS=10000
 SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -134,7 +134,7 @@ chmod 0644 "$POLICY"
 start_daemon() { # [--audit-log FILE]
         timeout 30 "$DAEMON" --check-policy "$POLICY" >/dev/null
         "$DAEMON" --state-dir "$STATE" --run-dir "$RUN" --policy "$POLICY" --unlock "keyfile:$KEY" \
-                --threads "$DAEMON_THREADS" "$@" \
+                --tool-threads "$DAEMON_THREADS" "$@" \
                 >>"$TMP/daemon.log" 2>&1 &
         DPID=$!
         for _ in $(seq 100); do
