@@ -88,7 +88,7 @@ connector = os.getpid()
 if os.fork() == 0:
     os.close(w)
     select.select([r], [], [], 10)    # EOF once the parent is gone
-    for _ in range(200):              # and reaped by whoever adopted it
+    for _ in range(200):              # and this process re-parented
         if os.getppid() != connector:
             break
         select.select([], [], [], 0.01)
