@@ -36,6 +36,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -518,6 +519,13 @@ static int mhd_floor_server(const char *path, const char *threads_arg) {
                 return 2;
         if (set_path(path) < 0)
                 return 1;
+        /* The handler allocates nothing, so each connection's 32 KiB pool
+         * is the server thread's arena's top chunk: freed, the arena trims
+         * it (madvise) and the next connection faults its pages in again --
+         * 1.4-3 page faults per request, a malloc artefact the daemon (whose
+         * requests allocate) does not pay.  No trimming: the floor is the
+         * library's cost. */
+        mallopt(M_TRIM_THRESHOLD, 64 << 20);
         fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
         (void)unlink(path);
         if (fd < 0 || bind(fd, (const struct sockaddr *)&addr, addr_len) < 0 || chmod(path, 0666) < 0 ||
