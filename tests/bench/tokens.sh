@@ -169,11 +169,9 @@ for _ in $(seq 100); do [ -S "$AGENT_SOCK" ] && [ -S "$ECHO_SOCK" ] && break; sl
 [ -S "$AGENT_SOCK" ] || { log "ssh-agent did not start"; cat "$TMP/agent.log" >&2; exit 1; }
 [ -S "$ECHO_SOCK" ] || { log "echo server did not start"; cat "$TMP/echo.log" >&2; exit 1; }
 
-# The floor server, like the daemon, fresh for each run: after a long
-# 1-client run its thread's malloc arena trims itself (madvise) once per
-# loop pass under 32 clients and every connection's pool faults its pages
-# in again -- 4-5x the CPU per request, an artefact of a handler that
-# allocates nothing, not a cost of the library.
+# The floor server, like the daemon, fresh for each run, so that no run
+# inherits the state (heap, caches) of the one before (token-bench
+# mhd-floor-server also turns malloc trimming off: see there).
 start_floor() {
         rm -f "$FLOOR_SOCK"
         "$BENCH" mhd-floor-server "$FLOOR_SOCK" "$DAEMON_THREADS" >>"$TMP/floor.log" 2>&1 &
