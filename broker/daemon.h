@@ -157,5 +157,5 @@ void provision_dir_scan(const char *dir, const char *when);
 /* Start/stop the HTTP servers on listening fds; tools.sock gets `threads`
  * threads (each its own epoll loop), admin.sock one, the TCP listener
  * (tcp_fd, -1 for none) as many as tools.sock. */
-int server_start(int tool_fd, int admin_fd, int tcp_fd, unsigned threads);
+int server_start(int tool_fd, int admin_fd, int tcp_fd, unsigned threads, unsigned tool_threads);
 void server_stop(void);

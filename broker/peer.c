@@ -19,6 +19,13 @@
  *
  *   On a cache hit that is 6 system calls: two getsockopt, stat,
  *   readlink, stat, poll (and the close of the pidfd in cb_peer_done).
+ *   cb_peer_identify_cred saves the SO_PEERCRED one when the caller read
+ *   it once per connection (the server does, at accept): the kernel fixes
+ *   a connected Unix socket's peer credentials at connect(), so reading
+ *   them again per request returns the same (uid, gid, pid).  What must
+ *   be per request, and stays so, is everything after: SO_PEERPIDFD, the
+ *   /proc/<pid>/exe reads and the final liveness check through the pidfd
+ *   -- that check is what makes the connect()-time pid safe to use.
  *
  * Executable hashes are cached by (dev, ino, size, mtime, ctime).  ctime
  * cannot be set by user space and moves on every write, but only with the
@@ -450,21 +457,39 @@ out:
 
 /* ---- identify ---------------------------------------------------------- */
 
+int cb_peer_cred_read(int fd, struct ucred *ret) {
+        socklen_t len = sizeof(*ret);
+
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, ret, &len) < 0)
+                return cb_error_set(-errno, "SO_PEERCRED: %s", strerror(errno));
+        if (len != sizeof(*ret))
+                return cb_error_set(-EPROTO, "SO_PEERCRED: short answer");
+        return 0;
+}
+
 int cb_peer_identify(int fd, cb_exe_cache *cache, unsigned what, cb_peer *ret) {
+        struct ucred uc;
+        int r;
+
+        if (!ret)
+                return cb_error_set(-EINVAL, "cb_peer_identify: no output");
+        r = cb_peer_cred_read(fd, &uc);
+        if (r < 0)
+                return r;
+        return cb_peer_identify_cred(fd, &uc, cache, what, ret);
+}
+
+int cb_peer_identify_cred(int fd, const struct ucred *cred, cb_exe_cache *cache, unsigned what, cb_peer *ret) {
         cb_peer p = { .pidfd = -1 };
-        struct ucred uc = { 0 };
-        socklen_t len = sizeof(uc);
+        struct ucred uc;
         struct stat st, st2;
         char exe[32];
         int r;
         ssize_t n;
 
-        if (!ret)
-                return cb_error_set(-EINVAL, "cb_peer_identify: no output");
-        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &uc, &len) < 0)
-                return cb_error_set(-errno, "SO_PEERCRED: %s", strerror(errno));
-        if (len != sizeof(uc))
-                return cb_error_set(-EPROTO, "SO_PEERCRED: short answer");
+        if (!ret || !cred)
+                return cb_error_set(-EINVAL, "cb_peer_identify_cred: no output or no credentials");
+        uc = *cred;
         pthread_once(&overflow_once, overflow_load);
         if (uc.pid <= 0)
                 return cb_error_set(-EPERM, "peer has pid 0: it is in a pid namespace we cannot see into "

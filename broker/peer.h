@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Peer identity of a local client, established per request (not per
- * connection): SO_PEERCRED for uid/gid/pid, SO_PEERPIDFD to pin the process,
+ * connection): SO_PEERCRED for uid/gid/pid (fixed at connect(), so it may be
+ * read once per connection: cb_peer_identify_cred), SO_PEERPIDFD to pin the process,
  * the executable by opening /proc/<pid>/exe and hashing the opened file
  * (SHA-256, cached by device/inode/size/mtime/ctime), the cgroup v2 path, and
  * finally a check through the pidfd that the same process is still alive —
@@ -12,6 +13,7 @@
 #include <limits.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/socket.h> /* struct ucred */
 #include <sys/types.h>
 
 #define CB_CGROUP_MAX 512
@@ -67,6 +69,21 @@ void cb_exe_cache_free(cb_exe_cache *c);
  * socket sends the requests) can borrow that executable's identity: uid is
  * the boundary; exe, hash and cgroup only narrow it within a uid. */
 int cb_peer_identify(int fd, cb_exe_cache *cache, unsigned what, cb_peer *ret) __attribute__((warn_unused_result));
+
+/* SO_PEERCRED of the connected AF_UNIX socket fd into *ret: (pid, uid,
+ * gid) of the peer as of its connect().  The kernel never changes them
+ * for the life of the connection, so a server may read them once (at
+ * accept) and pass them to cb_peer_identify_cred for every request.
+ * 0 or -errno (-EPROTO on a short answer); no check of the values. */
+int cb_peer_cred_read(int fd, struct ucred *ret) __attribute__((warn_unused_result));
+
+/* cb_peer_identify with the SO_PEERCRED answer already in hand: *cred must
+ * come from cb_peer_cred_read() on this very fd (the pidfd taken here is
+ * for the same connect()-time process, and its liveness check at the end
+ * is what makes the pid in *cred safe).  Same checks, same results; one
+ * system call fewer.  cb_peer_identify is cb_peer_cred_read + this. */
+int cb_peer_identify_cred(int fd, const struct ucred *cred, cb_exe_cache *cache, unsigned what, cb_peer *ret)
+        __attribute__((warn_unused_result));
 
 /* Is the process pinned by p->pidfd still running?  1 yes, 0 no (its pidfd
  * polls readable once it has exited, zombie or reaped). */

@@ -1,11 +1,14 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * libmicrohttpd glue: one server per socket; tools.sock has a pool of
- * threads (--threads), admin.sock one.  The peer is identified on every
- * request from the connection's fd (SO_PEERCRED + pidfd + exe hash), never
+ * threads (--tool-threads), admin.sock one.  The peer is identified on every
+ * request from the connection's fd (pidfd + exe hash + liveness), never
  * cached per connection: a connection handed to another process must not
- * carry its first owner's identity.  Identification runs in parallel on
- * the server threads; the handlers then run under cbd.lock.
+ * carry its first owner's identity.  Only SO_PEERCRED is read once, at
+ * accept (conn_notify): the kernel fixes it at connect(), so a per-request
+ * read returned the same (pid, uid, gid); the per-request pidfd check is
+ * what makes that pid safe.  Identification runs in parallel on the server
+ * threads; the handlers then run under cbd.lock.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -36,13 +39,21 @@ static void wipe_free(void *p, size_t n) {
         }
 }
 
-/* A connection's socket_context: ((uid + 1) << 2) | kind, kind one of the
- * CTX_* below; NULL when the uid could not be read. */
-_Static_assert(sizeof(uintptr_t) >= 8, "a uid (32 bits) and a kind must fit in a pointer");
+/* A connection's socket_context, set up in conn_notify() at accept and
+ * freed when MHD closes the connection; NULL when the caller's credentials
+ * could not be read (its requests are refused as not identified). */
 enum { CTX_COUNTED = 0, CTX_REFUSED = 1, CTX_DROPPED = 2 };
-#define CTX_MAKE(uid, kind) ((void *)((((uintptr_t)(uid) + 1) << 2) | (uintptr_t)(kind)))
-#define CTX_UID(ctx) ((uid_t)(((uintptr_t)(ctx) >> 2) - 1))
-#define CTX_KIND(ctx) ((int)((uintptr_t)(ctx) & 3))
+typedef struct conn_ctx {
+        struct ucred cred; /* SO_PEERCRED (fixed at connect()); over TCP the uid
+                            * from sock_diag only, pid 0, gid -1 */
+        int kind;          /* CTX_*: how the per-uid cap counted it */
+} conn_ctx;
+
+static const conn_ctx *conn_ctx_of(struct MHD_Connection *conn) {
+        const union MHD_ConnectionInfo *sc = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+
+        return sc ? sc->socket_context : NULL;
+}
 
 struct body_buf {
         char *p;
@@ -194,8 +205,8 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
 
         (void)version;
         if (!rq) {
-                const union MHD_ConnectionInfo *sc = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-                if (sc && sc->socket_context && CTX_KIND(sc->socket_context) != CTX_COUNTED)
+                const conn_ctx *cc = conn_ctx_of(conn);
+                if (cc && cc->kind != CTX_COUNTED)
                         return MHD_NO; /* answered 429 in conn_notify() */
                 rq = calloc(1, sizeof(*rq));
                 if (!rq)
@@ -269,13 +280,13 @@ static enum MHD_Result dispatch(void *cls, struct MHD_Connection *conn, const ch
                 /* Over TCP the uid comes from sock_diag (looked up once, at
                  * accept: a socket's owner never changes); there is no pid
                  * or executable, so only uid-bound proxy tokens work here. */
-                const union MHD_ConnectionInfo *sc = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+                const conn_ctx *cc = conn_ctx_of(conn);
                 pthread_mutex_lock(&cbd.lock);
-                if (!sc || !sc->socket_context) {
+                if (!cc) {
                         ret = reply_error(rq, 403, "forbidden", "TCP caller not identified (sock_diag found no "
                                                                 "owner for its socket)");
                 } else {
-                        rq->peer.uid = CTX_UID(sc->socket_context);
+                        rq->peer.uid = cc->cred.uid;
                         rq->peer.gid = (gid_t)-1;
                         rq->peer.pid = 0;
                         rq->have_peer = true;
@@ -296,16 +307,26 @@ static enum MHD_Result dispatch(void *cls, struct MHD_Connection *conn, const ch
         /* Identification reads /proc and may hash a file: it runs outside
          * the lock, on this server thread.  The cgroup is read only while
          * the policy selects on it; a reload in between that starts to need
-         * it is caught under the lock and the peer identified again. */
+         * it is caught under the lock and the peer identified again.
+         * SO_PEERCRED was read at accept (conn_notify). */
         const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        const conn_ctx *cc = conn_ctx_of(conn);
         bool cg = __atomic_load_n(&cbd.policy_uses_cgroup, __ATOMIC_ACQUIRE);
-        int r = ci ? cb_peer_identify(ci->connect_fd, cbd.exe_cache, cg ? CB_PEER_CGROUP : 0, &rq->peer) : -EBADF;
+        int r;
+
+        if (!ci)
+                r = cb_error_set(-EBADF, "the connection has no socket");
+        else if (!cc)
+                r = cb_error_set(-EPROTO, "its credentials (SO_PEERCRED) could not be read when it connected");
+        else
+                r = cb_peer_identify_cred(ci->connect_fd, &cc->cred, cbd.exe_cache, cg ? CB_PEER_CGROUP : 0,
+                                          &rq->peer);
         pthread_mutex_lock(&cbd.lock);
         if (r == 0 && cbd.policy_uses_cgroup && !rq->peer.cgroup_known) {
                 /* Again, with the cgroup, outside the lock. */
                 pthread_mutex_unlock(&cbd.lock);
                 cb_peer_done(&rq->peer);
-                r = cb_peer_identify(ci->connect_fd, cbd.exe_cache, CB_PEER_CGROUP, &rq->peer);
+                r = cb_peer_identify_cred(ci->connect_fd, &cc->cred, cbd.exe_cache, CB_PEER_CGROUP, &rq->peer);
                 pthread_mutex_lock(&cbd.lock);
         }
         if (r < 0) {
@@ -419,18 +440,22 @@ static void conn_notify(void *cls, struct MHD_Connection *conn, void **socket_co
         conn_caps *c = cls == &admin_marker ? &admin_caps : cls == &tcp_marker ? &tcp_caps : &tool_caps;
 
         if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
-                if (*socket_context)
-                        caps_put(c, CTX_UID(*socket_context), CTX_KIND(*socket_context));
+                conn_ctx *cc = *socket_context;
+                if (cc) {
+                        caps_put(c, cc->cred.uid, cc->kind);
+                        free(cc);
+                }
                 *socket_context = NULL;
                 return;
         }
         const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
         struct ucred uc;
-        socklen_t len = sizeof(uc);
+        conn_ctx *cc;
 
         *socket_context = NULL;
         if (cls == &tcp_marker) {
                 uc.pid = 0;
+                uc.gid = (gid_t)-1;
                 if (!ci || cb_tcp_peer_uid(ci->connect_fd, &uc.uid) < 0)
                         return; /* the request is refused: not identified */
                 /* A streamed response goes out as the upstream sends it:
@@ -438,12 +463,20 @@ static void conn_notify(void *cls, struct MHD_Connection *conn, void **socket_co
                  * piece waits for the client's delayed ACK (~40 ms). */
                 int one = 1;
                 (void)setsockopt(ci->connect_fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-        } else if (!ci || getsockopt(ci->connect_fd, SOL_SOCKET, SO_PEERCRED, &uc, &len) < 0) {
-                return; /* the request itself will fail identification */
+        } else if (!ci || cb_peer_cred_read(ci->connect_fd, &uc) < 0) {
+                return; /* the request is refused: not identified */
+        }
+        cc = malloc(sizeof(*cc));
+        if (!cc) {
+                /* Neither counted nor identifiable: not served. */
+                (void)shutdown(ci->connect_fd, SHUT_RDWR);
+                return;
         }
         int kind = caps_take(c, uc.uid);
 
-        *socket_context = CTX_MAKE(uc.uid, kind);
+        cc->cred = uc;
+        cc->kind = kind;
+        *socket_context = cc;
         if (kind == CTX_COUNTED)
                 return;
         refuse_now(ci->connect_fd, uc.uid, kind == CTX_DROPPED);
@@ -503,7 +536,7 @@ static struct MHD_Daemon *start_one(int fd, void *cls, unsigned threads) {
                                 MHD_OPTION_END);
 }
 
-int server_start(int tool_fd, int admin_fd, int tcp_fd, unsigned threads) {
+int server_start(int tool_fd, int admin_fd, int tcp_fd, unsigned threads, unsigned tool_threads) {
         /* The TCP listener's servers first (one per proxy loop, which runs
          * it: it serves nothing until the loops run; each has its own
          * descriptor of the listening socket, as MHD closes it at stop),
@@ -526,7 +559,7 @@ int server_start(int tool_fd, int admin_fd, int tcp_fd, unsigned threads) {
                 server_stop();
                 return -EIO;
         }
-        cbd.tool_mhd = start_one(tool_fd, NULL, threads);
+        cbd.tool_mhd = start_one(tool_fd, NULL, tool_threads);
         if (!cbd.tool_mhd) {
                 server_stop();
                 return cb_error_set(-EIO, "cannot start the HTTP server on tools.sock");

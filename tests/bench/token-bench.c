@@ -9,6 +9,14 @@
  *        request, write a fixed 100-byte reply, close (the limit: what one
  *        connect-per-request round trip costs with no work behind it)
  *
+ *   token-bench mhd-floor-server PATH THREADS
+ *        libmicrohttpd started exactly as credbrokerd starts its tools.sock
+ *        server (broker/server.c start_one: the same flags, options and
+ *        THREADS, a 0666 socket with the same backlog), answering every
+ *        request with a fixed 201 and a token-shaped JSON body: no identity,
+ *        no policy, no token.  The floor the HTTP library sets under the
+ *        token path.
+ *
  *   token-bench run KIND PATH CLIENTS SECONDS [MAX_OPS [UID_BASE]]
  *        CLIENTS threads, each looping connect / request / reply / close for
  *        SECONDS (or until MAX_OPS requests were made in all).  KIND:
@@ -28,6 +36,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -39,10 +48,13 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <microhttpd.h>
 
 #define REPLY_MAX  8192
 #define WARMUP_OPS 20
@@ -442,15 +454,121 @@ static int echo_server(const char *path) {
         }
 }
 
+/* ---- mhd-floor-server ------------------------------------------------------- */
+
+/* The shape of credbrokerd's 201 to POST /v1/token (40-character token,
+ * 28-character accessor); the same two headers. */
+static const char floor_body[] = "{\"token\":\"cbt_0123456789abcdefghijABCDEFGHIJ0123456789\","
+                                 "\"accessor\":\"cba_0123456789abcdefghijABCD\",\"expires_in\":300}";
+static int floor_request_marker;
+
+static enum MHD_Result floor_handle(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
+                                    const char *version, const char *upload_data, size_t *upload_data_size,
+                                    void **con_cls) {
+        struct MHD_Response *resp;
+        enum MHD_Result ret;
+
+        (void)cls, (void)url, (void)method, (void)version, (void)upload_data;
+        if (!*con_cls) { /* headers: as credbrokerd, answer once the body is in */
+                *con_cls = &floor_request_marker;
+                return MHD_YES;
+        }
+        if (*upload_data_size) {
+                *upload_data_size = 0;
+                return MHD_YES;
+        }
+        resp = MHD_create_response_from_buffer(sizeof(floor_body) - 1, (void *)floor_body, MHD_RESPMEM_PERSISTENT);
+        if (!resp)
+                return MHD_NO;
+        MHD_add_response_header(resp, "Content-Type", "application/json");
+        MHD_add_response_header(resp, "Cache-Control", "no-store");
+        ret = MHD_queue_response(conn, 201, resp);
+        MHD_destroy_response(resp);
+        return ret;
+}
+
+static void floor_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                            enum MHD_RequestTerminationCode toe) {
+        (void)cls, (void)conn, (void)toe;
+        *con_cls = NULL;
+}
+
+static void floor_conn_notify(void *cls, struct MHD_Connection *conn, void **socket_context,
+                              enum MHD_ConnectionNotificationCode code) {
+        (void)cls, (void)conn, (void)code;
+        *socket_context = NULL;
+}
+
+static size_t floor_keep_escapes(void *cls, struct MHD_Connection *c, char *s) {
+        (void)cls, (void)c;
+        return strlen(s);
+}
+
+static int mhd_floor_server(const char *path, const char *threads_arg) {
+        /* Keep in step with broker/server.c start_one() and broker/main.c
+         * listen_unix(): the same flags, options and listen backlog. */
+        unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_TURBO | MHD_USE_ERROR_LOG |
+                         MHD_ALLOW_SUSPEND_RESUME;
+        struct MHD_Daemon *d;
+        char *end;
+        long threads = strtol(threads_arg, &end, 10);
+        sigset_t sigs;
+        int fd, sig;
+
+        if (*end || threads < 1 || threads > 64)
+                return 2;
+        if (set_path(path) < 0)
+                return 1;
+        /* The handler allocates nothing, so each connection's 32 KiB pool
+         * is the server thread's arena's top chunk: freed, the arena trims
+         * it (madvise) and the next connection faults its pages in again --
+         * 1.4-3 page faults per request, a malloc artefact the daemon (whose
+         * requests allocate) does not pay.  No trimming: the floor is the
+         * library's cost. */
+        mallopt(M_TRIM_THRESHOLD, 64 << 20);
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        (void)unlink(path);
+        if (fd < 0 || bind(fd, (const struct sockaddr *)&addr, addr_len) < 0 || chmod(path, 0666) < 0 ||
+            listen(fd, 128) < 0) {
+                fprintf(stderr, "token-bench: mhd floor server on %s: %s\n", path, strerror(errno));
+                return 1;
+        }
+        sigemptyset(&sigs);
+        sigaddset(&sigs, SIGTERM);
+        sigaddset(&sigs, SIGINT);
+        pthread_sigmask(SIG_BLOCK, &sigs, NULL); /* the server threads inherit the mask */
+        d = MHD_start_daemon(flags, 0, NULL, NULL, floor_handle, NULL, MHD_OPTION_LISTEN_SOCKET, fd,
+                             MHD_OPTION_NOTIFY_COMPLETED, floor_completed, NULL, MHD_OPTION_NOTIFY_CONNECTION,
+                             floor_conn_notify, NULL, MHD_OPTION_UNESCAPE_CALLBACK, floor_keep_escapes, NULL,
+                             MHD_OPTION_CONNECTION_LIMIT, 4096u, MHD_OPTION_CONNECTION_TIMEOUT, 10u,
+                             MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(32 * 1024),
+                             threads > 1 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END, (unsigned)threads,
+                             MHD_OPTION_END);
+        if (!d) {
+                fprintf(stderr, "token-bench: cannot start libmicrohttpd on %s\n", path);
+                close(fd);
+                return 1;
+        }
+        while (sigwait(&sigs, &sig) != 0)
+                ;
+        MHD_stop_daemon(d);
+        close(fd);
+        (void)unlink(path);
+        return 0;
+}
+
 int main(int argc, char **argv) {
         int r = 2;
 
         if (argc == 3 && !strcmp(argv[1], "raw-echo-server"))
                 r = echo_server(argv[2]);
+        else if (argc == 4 && !strcmp(argv[1], "mhd-floor-server"))
+                r = mhd_floor_server(argv[2], argv[3]);
         else if (argc >= 2 && !strcmp(argv[1], "run"))
                 r = run(argc, argv);
         if (r == 2)
                 fprintf(stderr, "usage: token-bench raw-echo-server PATH\n"
+                                "       token-bench mhd-floor-server PATH THREADS\n"
                                 "       token-bench run raw|token|sshagent PATH CLIENTS SECONDS [MAX_OPS [UID_BASE]]\n");
         return r;
 }

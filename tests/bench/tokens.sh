@@ -9,7 +9,19 @@
 #             limit for connect-per-request
 #   sshagent  ssh-agent answering SSH2_AGENTC_REQUEST_IDENTITIES: a peer daemon
 #             that also checks its peer (SO_PEERCRED uid) on every connection
+#   mhdfloor  libmicrohttpd started exactly as credbrokerd starts tools.sock
+#             (same flags, options, thread count: token-bench mhd-floor-server)
+#             answering every POST with a fixed token-shaped 201: no identity,
+#             no policy, no token.  What the HTTP library alone costs, i.e.
+#             the best the token path can do without leaving libmicrohttpd.
+#             Evidence for the issue, not one of its figures.
 # then the daemon's RSS holding 10,000 live tokens.
+#
+# Server CPU: around every 32-client run the server process's utime+stime
+# (/proc/PID/stat, all threads, clock ticks) is read before and after; the
+# difference over the requests the run made (timed + warm-up) is the
+# server's CPU per request, in microseconds ("server_us_per_req").  The
+# clients run on the same CPUs, so throughput follows from it.
 #
 #   bash tests/bench/tokens.sh          SECONDS_PER_RUN=2 bash tests/bench/tokens.sh
 #
@@ -28,6 +40,12 @@
 #   token_throughput_vs_sshagent                   token / ssh-agent, 32 clients
 #   token_throughput_32_audit_per_s                32 clients, --audit-log on
 #   daemon_rss_10k_tokens_mb                       VmRSS with 10,000 live tokens
+#   mhd_floor_p50_us                               1 client, mhd floor median
+#   mhd_floor_throughput_32_per_s                  32 clients, mhd floor
+#   mhd_floor_vs_sshagent                          mhd floor / ssh-agent, 32 clients
+#   token_vs_mhd_floor                             token / mhd floor, 32 clients
+#   {token,mhd_floor,sshagent,raw}_server_us_per_req  server CPU per request,
+#                                                  32 clients (see above)
 #
 # Caps, and how the runs stay clear of them (a 429 fails the run: refusals are
 # cheap and must never be counted as issued tokens):
@@ -44,6 +62,9 @@ set -euo pipefail
 SECS=${SECONDS_PER_RUN:-5}
 CLIENTS=32
 UID_BASE=60000
+# credbrokerd's default --tool-threads (broker/main.c), passed explicitly to
+# the daemon and to the mhd floor server so the two always run the same pool.
+DAEMON_THREADS=1
 RSS_TOKENS=10000
 SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 BUILD="$SRC/build-bench"
@@ -72,10 +93,10 @@ TMP=$(mktemp -d "${TMPDIR:-/tmp}/cb-token-bench.XXXXXX")
 # 0711: the per-uid client threads must reach run/tools.sock (0666) through it;
 # the state dir and key stay 0700/0600 inside.
 chmod 0711 "$TMP"
-DPID= APID= EPID=
+DPID= APID= EPID= FPID=
 cleanup() {
         local p
-        for p in "$DPID" "$APID" "$EPID"; do
+        for p in "$DPID" "$APID" "$EPID" "$FPID"; do
                 [ -n "$p" ] && kill "$p" 2>/dev/null || true
         done
         wait 2>/dev/null || true
@@ -85,7 +106,7 @@ trap cleanup EXIT
 
 STATE="$TMP/state" KEY="$TMP/keyfile" RUN="$TMP/run" POLICY="$TMP/policy.json"
 TS="$RUN/tools.sock" AS="$RUN/admin.sock"
-AGENT_SOCK="$TMP/agent.sock" ECHO_SOCK="$TMP/echo.sock"
+AGENT_SOCK="$TMP/agent.sock" ECHO_SOCK="$TMP/echo.sock" FLOOR_SOCK="$TMP/floor.sock"
 
 # "key value" lines from a token-bench output file.
 get() {
@@ -112,7 +133,8 @@ chmod 0644 "$POLICY"
 
 start_daemon() { # [--audit-log FILE]
         timeout 30 "$DAEMON" --check-policy "$POLICY" >/dev/null
-        "$DAEMON" --state-dir "$STATE" --run-dir "$RUN" --policy "$POLICY" --unlock "keyfile:$KEY" "$@" \
+        "$DAEMON" --state-dir "$STATE" --run-dir "$RUN" --policy "$POLICY" --unlock "keyfile:$KEY" \
+                --tool-threads "$DAEMON_THREADS" "$@" \
                 >>"$TMP/daemon.log" 2>&1 &
         DPID=$!
         for _ in $(seq 100); do
@@ -147,6 +169,42 @@ for _ in $(seq 100); do [ -S "$AGENT_SOCK" ] && [ -S "$ECHO_SOCK" ] && break; sl
 [ -S "$AGENT_SOCK" ] || { log "ssh-agent did not start"; cat "$TMP/agent.log" >&2; exit 1; }
 [ -S "$ECHO_SOCK" ] || { log "echo server did not start"; cat "$TMP/echo.log" >&2; exit 1; }
 
+# The floor server, like the daemon, fresh for each run, so that no run
+# inherits the state (heap, caches) of the one before (token-bench
+# mhd-floor-server also turns malloc trimming off: see there).
+start_floor() {
+        rm -f "$FLOOR_SOCK"
+        "$BENCH" mhd-floor-server "$FLOOR_SOCK" "$DAEMON_THREADS" >>"$TMP/floor.log" 2>&1 &
+        FPID=$!
+        for _ in $(seq 100); do
+                [ -S "$FLOOR_SOCK" ] && return 0
+                kill -0 "$FPID" 2>/dev/null || break
+                sleep 0.05
+        done
+        log "mhd floor server did not start:"; tail -n 20 "$TMP/floor.log" >&2
+        exit 1
+}
+stop_floor() {
+        kill -TERM "$FPID"
+        timeout 30 tail --pid="$FPID" -f /dev/null || { log "mhd floor server did not exit on SIGTERM"; exit 1; }
+        wait "$FPID" || { log "mhd floor server failed:"; tail -n 20 "$TMP/floor.log" >&2; exit 1; }
+        FPID=
+}
+
+# The server process behind a "timeout CMD" pid (its only child).
+child_of() {
+        local c
+        c=$(cat "/proc/$1/task/$1/children" 2>/dev/null) || true
+        c=${c%% *}
+        [ -n "$c" ] || { log "no child process under pid $1"; exit 1; }
+        echo "$c"
+}
+APID_SERVER=$(child_of "$APID")
+EPID_SERVER=$(child_of "$EPID")
+CLK_TCK=$(getconf CLK_TCK)
+# utime + stime of a process, all its threads, in clock ticks (fields 14 and
+# 15 of /proc/PID/stat, counted after the parenthesised command name).
+cpu_ticks() { sed 's/^.*) //' "/proc/$1/stat" | awk '{ print $12 + $13 }'; }
 # run NAME KIND SOCK CLIENTS [MAX_OPS [UID_BASE]]
 run() {
         local name=$1 kind=$2 sock=$3 n=$4
@@ -163,6 +221,19 @@ run() {
                 "p99 $(get p99_us "$TMP/$name.out") max $(get max_us "$TMP/$name.out") us"
 }
 
+# run_cpu PID NAME KIND SOCK CLIENTS [...]: run(), and the server's CPU per
+# request (timed and warm-up requests) into $TMP/NAME.cpu.
+run_cpu() {
+        local pid=$1 name=$2 c0 c1
+        shift
+        c0=$(cpu_ticks "$pid")
+        run "$@"
+        c1=$(cpu_ticks "$pid")
+        awk -v t=$((c1 - c0)) -v hz="$CLK_TCK" -v n=$(($(get ops "$TMP/$name.out") + $(get warmup_ops "$TMP/$name.out"))) \
+                'BEGIN { printf "%.1f\n", t * 1e6 / hz / n }' >"$TMP/$name.cpu"
+        echo "# $name: server CPU $(cat "$TMP/$name.cpu") us per request ($((c1 - c0)) ticks at ${CLK_TCK} Hz)"
+}
+
 daemon_mem() { # prints "VmRSS_kB VmHWM_kB"
         awk '/^VmRSS:/ { r = $2 } /^VmHWM:/ { h = $2 } END { print r, h }' "/proc/$DPID/status"
 }
@@ -175,16 +246,23 @@ run raw1 raw "$ECHO_SOCK" 1
 start_daemon
 run token1 token "$TS" 1 9900 "$UID_BASE"
 stop_daemon
+start_floor
+run mhdfloor1 token "$FLOOR_SOCK" 1 0 "$UID_BASE"
+stop_floor
 run sshagent1 sshagent "$AGENT_SOCK" 1
 
 # ---- 32 clients, interleaved ----------------------------------------------------
-run raw32 raw "$ECHO_SOCK" "$CLIENTS"
+run_cpu "$EPID_SERVER" raw32 raw "$ECHO_SOCK" "$CLIENTS"
 start_daemon
-run token32 token "$TS" "$CLIENTS" 95000 "$UID_BASE"
+run_cpu "$DPID" token32 token "$TS" "$CLIENTS" 95000 "$UID_BASE"
 mem=$(daemon_mem)
 echo "# credbrokerd after token32: VmRSS ${mem% *} kB, VmHWM ${mem#* } kB"
 stop_daemon
-run sshagent32 sshagent "$AGENT_SOCK" "$CLIENTS"
+# The floor's clients switch to the same 32 uids as the token clients.
+start_floor
+run_cpu "$FPID" mhdfloor32 token "$FLOOR_SOCK" "$CLIENTS" 0 "$UID_BASE"
+stop_floor
+run_cpu "$APID_SERVER" sshagent32 sshagent "$AGENT_SOCK" "$CLIENTS"
 
 # ---- 32 clients with the audit log ------------------------------------------------
 start_daemon --audit-log "$TMP/audit.log"
@@ -216,6 +294,8 @@ t_32=$(get ops_per_s "$TMP/token32.out")
 r_32=$(get ops_per_s "$TMP/raw32.out")
 s_32=$(get ops_per_s "$TMP/sshagent32.out")
 a_32=$(get ops_per_s "$TMP/token32audit.out")
+f_p50=$(get p50_us "$TMP/mhdfloor1.out")
+f_32=$(get ops_per_s "$TMP/mhdfloor32.out")
 echo "BENCH token_p50_us $t_p50"
 echo "BENCH raw_p50_us $r_p50"
 echo "BENCH sshagent_p50_us $s_p50"
@@ -226,3 +306,11 @@ echo "BENCH sshagent_throughput_32_per_s $s_32"
 echo "BENCH token_throughput_vs_sshagent $(ratio "$t_32" "$s_32")"
 echo "BENCH token_throughput_32_audit_per_s $a_32"
 echo "BENCH daemon_rss_10k_tokens_mb $rss_mb"
+echo "BENCH mhd_floor_p50_us $f_p50"
+echo "BENCH mhd_floor_throughput_32_per_s $f_32"
+echo "BENCH mhd_floor_vs_sshagent $(ratio "$f_32" "$s_32")"
+echo "BENCH token_vs_mhd_floor $(ratio "$t_32" "$f_32")"
+echo "BENCH token_server_us_per_req $(cat "$TMP/token32.cpu")"
+echo "BENCH mhd_floor_server_us_per_req $(cat "$TMP/mhdfloor32.cpu")"
+echo "BENCH sshagent_server_us_per_req $(cat "$TMP/sshagent32.cpu")"
+echo "BENCH raw_server_us_per_req $(cat "$TMP/raw32.cpu")"

@@ -147,6 +147,8 @@ expect "wrong method" "method_not_allowed" "$(curl -s --unix-socket "$TS" http:/
 # the usual 10 s idle timeout); the rest get a 429 as soon as they are
 # accepted (16 half-closed and dropped after 1 s idle, the others closed at
 # once); other uids are still served.
+fds() { ls "/proc/$PID/fd" 2>/dev/null | wc -l; }
+fd_base=$(fds) # the daemon's descriptors before the idle connections
 : >"$T/idle.out"; chmod 0666 "$T/idle.out"
 as $U2 "$PYBIN" - "$TS" "$T/idle.out" <<'PY' &
 import socket, sys, time
@@ -175,6 +177,9 @@ expect "another uid is served while one holds 128 idle connections" '"ok"' "$(cu
 sleep 1.5 # the 16 half-closed ones time out: the next is answered, not dropped
 expect "that uid's next connection is refused (429)" "too_many_connections" "$(as $U2 curl -sS -m 5 --unix-socket "$TS" http://x/v1/health)"
 wait $idle
+# Closed once the daemon has seen them close (one server thread may accept
+# the next connection before it reads the EOFs that arrived with it).
+for _ in $(seq 50); do [ "$(fds)" -le "$fd_base" ] && break; sleep 0.1; done
 expect "served again once its idle connections are closed" '"ok"' "$(as $U2 curl -s -m 5 --unix-socket "$TS" http://x/v1/health)"
 sleep 1.2
 expect "refusals reported on stderr" "over the limit of 128 per uid (last: uid $U2)" "$(cat "$T/daemon.out")"

@@ -242,6 +242,84 @@ TEST(dead_peer_is_never_identified) {
         close(lfd);
 }
 
+/* The server reads SO_PEERCRED once per connection (cb_peer_cred_read, at
+ * accept) and identifies every request with it (cb_peer_identify_cred):
+ * the same answer as cb_peer_identify, the executable still read per
+ * request (an exec between requests shows), and a dead peer refused
+ * although the cached credentials still name its pid. */
+TEST(creds_read_at_accept_identify_every_request) {
+        char *argv[] = { (char *)"/bin/sh", (char *)"-c", (char *)"sleep 0.3; exec /bin/sleep 5", NULL };
+        spawn_opts o = { .argv = argv };
+        char sock[PATH_MAX], sh[PATH_MAX], sleep_real[PATH_MAX], exe[64], now[PATH_MAX];
+        unsigned char want[32];
+        struct ucred uc, bad;
+        siginfo_t si;
+        cb_peer p, q;
+        pid_t pid;
+        int lfd, c;
+
+        ASSERT_TRUE(realpath("/bin/sh", sh) != NULL);
+        ASSERT_TRUE(realpath("/bin/sleep", sleep_real) != NULL);
+        lfd = listen_at("cred.sock", sock, sizeof(sock));
+        c = spawn_ok(lfd, sock, &o, &pid);
+        ASSERT_OK(cb_peer_cred_read(c, &uc));
+        ASSERT_EQ(uc.pid, pid);
+        ASSERT_EQ(uc.uid, getuid());
+
+        /* Request 1: the shell, as cb_peer_identify sees it. */
+        ASSERT_OK(cb_peer_identify_cred(c, &uc, NULL, 0, &p));
+        ASSERT_OK(cb_peer_identify(c, NULL, 0, &q));
+        ASSERT_EQ(p.pid, q.pid);
+        ASSERT_EQ(p.uid, q.uid);
+        ASSERT_EQ(p.gid, q.gid);
+        ASSERT_STREQ(p.exe_path, sh);
+        ASSERT_STREQ(p.exe_path, q.exe_path);
+        ASSERT_MEMEQ(p.exe_sha256, q.exe_sha256, 32);
+        ASSERT_EQ(p.pidfd_pinned, q.pidfd_pinned);
+        cb_peer_done(&q);
+        cb_peer_done(&p);
+
+        /* It execs /bin/sleep; request 2 with the same cached credentials
+         * reports the new executable. */
+        snprintf(exe, sizeof(exe), "/proc/%d/exe", (int)pid);
+        for (int i = 0; i < 500; i++) {
+                ssize_t n = readlink(exe, now, sizeof(now) - 1);
+                now[n > 0 ? n : 0] = '\0';
+                if (!strcmp(now, sleep_real))
+                        break;
+                usleep(10000);
+        }
+        ASSERT_STREQ(now, sleep_real);
+        sha256_file(sleep_real, want);
+        ASSERT_OK(cb_peer_identify_cred(c, &uc, NULL, 0, &p));
+        ASSERT_EQ(p.pid, pid);
+        ASSERT_STREQ(p.exe_path, sleep_real);
+        ASSERT_MEMEQ(p.exe_sha256, want, 32);
+        cb_peer_done(&p);
+
+        /* Credentials that cannot be a live peer's are refused as by
+         * cb_peer_identify; none at all is a caller error. */
+        bad = uc;
+        bad.pid = 0;
+        ASSERT_ERR(cb_peer_identify_cred(c, &bad, NULL, 0, &p), -EPERM);
+        bad = uc;
+        bad.uid = (uid_t)-1;
+        ASSERT_ERR(cb_peer_identify_cred(c, &bad, NULL, 0, &p), -EPERM);
+        ASSERT_ERR(cb_peer_identify_cred(c, NULL, NULL, 0, &p), -EINVAL);
+
+        /* Dead (zombie, then reaped): the cached pid is never trusted. */
+        ASSERT_OK(kill(pid, SIGKILL));
+        memset(&si, 0, sizeof(si));
+        ASSERT_OK(waitid(P_PID, (id_t)pid, &si, WEXITED | WNOWAIT));
+        ASSERT_ERR(cb_peer_identify_cred(c, &uc, NULL, 0, &p), -ESRCH);
+        ASSERT_EQ(waitpid(pid, NULL, 0), pid);
+        cb_error_clear();
+        ASSERT_ERR(cb_peer_identify_cred(c, &uc, NULL, 0, &p), -ESRCH);
+        ASSERT_CONTAINS(cb_error_last(), "exited");
+        close(c);
+        close(lfd);
+}
+
 /* Flip a byte the loader never reads: the last section header's sh_entsize
  * (section headers are for linkers and debuggers, not for exec). */
 static void patch_elf_in_place(const char *path) {
