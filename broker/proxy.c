@@ -145,7 +145,7 @@ void proxy_job_unref(proxy_job *j) {
 void proxy_job_wake_locked(proxy_job *j) {
         struct MHD_Connection *c = NULL;
 
-        if (j->suspended && j->conn && !proxy_stopping) {
+        if (j->suspended && j->conn && !proxy_is_stopping()) {
                 j->suspended = false;
                 c = j->conn;
         }
@@ -400,9 +400,11 @@ static curl_socket_t on_opensocket(void *u, curlsocktype purpose, struct curl_so
                 if (why) {
                         char txt[INET6_ADDRSTRLEN] = "?";
                         getnameinfo(&a->addr, a->addrlen, txt, sizeof(txt), NULL, 0, NI_NUMERICHOST);
-                        fail(j, 403, "forbidden",
-                             "%s resolves to %s, a %s address: refused unless the sealed host names that address",
-                             j->dest.host, txt, why);
+                        /* Said only if the request fails for it (another
+                         * address may connect first: happy eyeballs). */
+                        snprintf(j->refusal, sizeof(j->refusal),
+                                 "%s resolves to %s, a %s address: refused unless the sealed host names that address",
+                                 j->dest.host, txt, why);
                         j->refused = true;
                         return CURL_SOCKET_BAD;
                 }
@@ -490,7 +492,8 @@ struct proxy_loop {
 };
 
 static proxy_loop loops[LOOPS_MAX];
-static unsigned n_loops, next_loop;
+static unsigned n_loops, next_loop;                      /* under inbox_mu */
+static unsigned n_threads;                              /* loop threads running */
 static bool loops_started, loops_quit;                  /* under inbox_mu */
 static pthread_mutex_t inbox_mu = PTHREAD_MUTEX_INITIALIZER;
 static _Thread_local proxy_loop *this_loop;
@@ -518,8 +521,8 @@ static void job_finish(proxy_loop *l, proxy_job *j, CURLcode c) {
                 size_t tl;
                 if (cb_redchain_finish(&j->red, &tail, &tl) == 0 && tl)
                         (void)push(j, tail, tl);
-        } else if (j->refused) {
-                /* fail() said which address */
+        } else if (j->refused && !j->headers_done) {
+                fail(j, 403, "forbidden", "%s", j->refusal);
         } else if (j->compressed) {
                 fail(j, 502, "bad_gateway", "upstream %s:%u sent a compressed response (Content-Encoding) although "
                                             "asked for identity: it cannot be checked for the secret, refused",
@@ -562,6 +565,10 @@ static void job_start(proxy_loop *l, proxy_job *j) {
         curl_easy_setopt(h, CURLOPT_PRIVATE, j);
         curl_easy_setopt(h, CURLOPT_URL, j->url);
         curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, j->dest.https ? "https" : "http");
+        /* HTTP/1.1 upstream: with HTTP/2 the loop's transfers to one host
+         * would share a connection, and a paused stream (a slow client)
+         * would hold up the others or make libcurl buffer it unbounded. */
+        curl_easy_setopt(h, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
         curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
         curl_easy_setopt(h, CURLOPT_PROXY, "");           /* never an *_proxy from the environment */
         curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
@@ -629,10 +636,11 @@ static void job_poked(proxy_loop *l, proxy_job *j) {
                 wake_later_locked(j);                     /* finished: the MHD side asks to go on */
         pthread_mutex_unlock(&j->mu);
         if (j->in_multi) {
+                CURLcode rc = CURLE_OK;
                 if (cancelled)
                         job_finish(l, j, CURLE_ABORTED_BY_CALLBACK);
-                else
-                        curl_easy_pause(j->h, CURLPAUSE_CONT);
+                else if ((rc = curl_easy_pause(j->h, CURLPAUSE_CONT)) != CURLE_OK && j->in_multi)
+                        job_finish(l, j, rc);             /* the held data could not be delivered */
         }
         proxy_job_unref(j);
 }
@@ -734,6 +742,12 @@ static void *loop_main(void *arg) {
                                 mhd_due = true;
                         }
                 }
+                /* Work this thread queued for itself (a request decided or
+                 * a poke made in the last MHD_run) has no wake: no wait. */
+                pthread_mutex_lock(&inbox_mu);
+                if (l->new_head || l->poke_head)
+                        timeout = 0;
+                pthread_mutex_unlock(&inbox_mu);
                 n = epoll_wait(l->ep, evs, (int)(sizeof(evs) / sizeof(evs[0])), timeout);
                 for (int i = 0; i < n; i++) {
                         unsigned kind = (unsigned)(evs[i].data.u64 >> 32);
@@ -831,6 +845,7 @@ int proxy_loop_start(unsigned n, struct MHD_Daemon *const *drive) {
                 curl_multi_setopt(l->multi, CURLMOPT_TIMERDATA, l);
                 /* Keep idle upstream connections for the jobs in flight. */
                 curl_multi_setopt(l->multi, CURLMOPT_MAXCONNECTS, (long)PROXY_MAX_JOBS);
+                curl_multi_setopt(l->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_NOTHING);
         }
         pthread_mutex_lock(&inbox_mu);
         loops_started = true;                             /* jobs may come from the first pass on */
@@ -839,8 +854,11 @@ int proxy_loop_start(unsigned n, struct MHD_Daemon *const *drive) {
         /* No signal for these threads: the main thread takes them all. */
         sigfillset(&all);
         pthread_sigmask(SIG_BLOCK, &all, &old);
-        for (n_loops = 0; n_loops < n; n_loops++) {
-                r = pthread_create(&loops[n_loops].thread, NULL, loop_main, &loops[n_loops]);
+        pthread_mutex_lock(&inbox_mu);
+        n_loops = n;                                      /* jobs may queue for a loop not yet running */
+        pthread_mutex_unlock(&inbox_mu);
+        for (n_threads = 0; n_threads < n; n_threads++) {
+                r = pthread_create(&loops[n_threads].thread, NULL, loop_main, &loops[n_threads]);
                 if (r != 0)
                         break;
         }
@@ -861,10 +879,11 @@ void proxy_loop_stop(void) {
         pthread_mutex_unlock(&inbox_mu);
         if (!started)
                 return;
-        for (unsigned i = 0; i < n_loops; i++)
+        for (unsigned i = 0; i < n_threads; i++)
                 loop_wake(&loops[i]);
-        for (unsigned i = 0; i < n_loops; i++)
+        for (unsigned i = 0; i < n_threads; i++)
                 pthread_join(loops[i].thread, NULL);
+        n_threads = 0;
         pthread_mutex_lock(&inbox_mu);
         loops_started = false;
         pthread_mutex_unlock(&inbox_mu);
@@ -894,7 +913,9 @@ void proxy_loop_stop(void) {
                 l->driven = NULL;                         /* server_stop stops it */
                 l->driven_fd = -1;
         }
+        pthread_mutex_lock(&inbox_mu);
         n_loops = 0;
+        pthread_mutex_unlock(&inbox_mu);
 }
 
 /* Queue a job for a loop (the caller's own when it is one, else the next
@@ -910,9 +931,11 @@ int proxy_pool_submit(proxy_job *j) {
         j->next_new = NULL;
         *l->new_tail = j;
         l->new_tail = &j->next_new;
-        pthread_mutex_unlock(&inbox_mu);
+        /* Under the lock: the loop's descriptors are closed only once
+         * loops_quit is set under it (an eventfd write never waits). */
         if (this_loop != l)                               /* else it takes the inbox next */
                 loop_wake(l);
+        pthread_mutex_unlock(&inbox_mu);
         return 0;
 }
 
@@ -931,8 +954,8 @@ bool proxy_job_poke_locked(proxy_job *j) {
         j->refs++;                                        /* the loop drops it (job_poked) */
         j->next_poke = l->poke_head;
         l->poke_head = j;
-        pthread_mutex_unlock(&inbox_mu);
         if (this_loop != l)
-                loop_wake(l);
+                loop_wake(l);                             /* under the lock: see proxy_pool_submit */
+        pthread_mutex_unlock(&inbox_mu);
         return true;
 }

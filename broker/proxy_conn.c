@@ -44,7 +44,7 @@ static ssize_t reader(void *cls, uint64_t pos, char *out, size_t max) {
                  * leaves libmicrohttpd 0.9.75 holding the connection until
                  * its timeout (10 s) — so park it once and have the loop
                  * resume it at once.  Never parked while stopping. */
-                if (!j->err_round && !proxy_stopping && j->conn) {
+                if (!j->err_round && !proxy_is_stopping() && j->conn) {
                         j->err_round = true;
                         j->suspended = true;
                         MHD_suspend_connection(j->conn);
@@ -58,7 +58,7 @@ static ssize_t reader(void *cls, uint64_t pos, char *out, size_t max) {
                 n = MHD_CONTENT_READER_END_WITH_ERROR;
         } else if (j->done) {
                 n = MHD_CONTENT_READER_END_OF_STREAM;
-        } else if (proxy_stopping) {
+        } else if (proxy_is_stopping()) {
                 n = MHD_CONTENT_READER_END_WITH_ERROR;    /* never park a connection while stopping */
         } else {
                 /* Nothing yet: park the connection; the worker resumes it. */
@@ -97,7 +97,7 @@ int proxy_continue(request *rq) {
         int ret;
 
         pthread_mutex_lock(&j->mu);
-        if (!j->headers_done && !j->done && !j->cancelled && !proxy_stopping) { /* woken early: wait on */
+        if (!j->headers_done && !j->done && !j->cancelled && !proxy_is_stopping()) { /* woken early: wait on */
                 j->suspended = true;
                 MHD_suspend_connection(rq->conn);
                 pthread_mutex_unlock(&j->mu);
@@ -126,7 +126,7 @@ int proxy_continue(request *rq) {
                 pthread_mutex_unlock(&cbd.lock);
                 return ret;
         }
-        if (j->done && strcmp(j->method, "HEAD") != 0) {
+        if (j->done && strcmp(j->method, "HEAD") != 0 && j->status != 204 && j->status != 304) {
                 /* All of it is in: one answer with its length, written at
                  * once (the buffer moves to the response, which wipes it). */
                 held_body *hb = malloc(sizeof(*hb));
@@ -186,7 +186,7 @@ int proxy_feed(request *rq, const char *data, size_t *size) {
                         j->send_paused = false;
                         proxy_job_poke_locked(j);         /* something to send: the upload goes on */
                 }
-                if (*size && !proxy_stopping) {
+                if (*size && !proxy_is_stopping()) {
                         j->suspended = true;
                         MHD_suspend_connection(rq->conn);
                 } else if (*size) {
@@ -275,7 +275,7 @@ size_t proxy_cancel_accessor(const char *accessor, const char *why) {
 /* Before MHD_stop_daemon: no connection may stay suspended. */
 void proxy_stop(void) {
         pthread_mutex_lock(&proxy_jobs_mu);
-        proxy_stopping = true;
+        __atomic_store_n(&proxy_stopping, true, __ATOMIC_RELEASE);
         for (size_t i = 0; i < PROXY_MAX_JOBS; i++) {
                 proxy_job *j = proxy_jobs[i];
                 if (!j)
@@ -370,9 +370,14 @@ int proxy_start(request *rq, proxy_spec *sp) {
                                           "already", (unsigned)j->uid, PROXY_MAX_JOBS_PER_UID);
                         goto out;
                 }
-                if (slot < PROXY_MAX_JOBS && !proxy_stopping)
+                bool stopping = proxy_is_stopping();
+                if (slot < PROXY_MAX_JOBS && !stopping)
                         proxy_jobs[slot] = j;
                 pthread_mutex_unlock(&proxy_jobs_mu);
+                if (stopping) {
+                        ret = reply_error(rq, 503, "unavailable", "the broker is stopping");
+                        goto out;
+                }
                 if (slot == PROXY_MAX_JOBS) {
                         ret = reply_error(rq, 503, "unavailable", "%d proxied requests in flight already",
                                           PROXY_MAX_JOBS);

@@ -51,6 +51,7 @@ typedef struct proxy_job {
         CURL *h;                      /* the loop thread's only */
         bool in_multi;                /* the loop thread's: in the multi handle, not yet finished */
         bool refused;                 /* the loop thread's: an address was refused (SSRF) */
+        char refusal[512];            /* the loop thread's: which, and why */
         size_t active_idx;            /* the loop thread's: slot in its table of transfers */
         proxy_loop *loop;             /* the loop running it (set under the inbox lock) */
         struct proxy_job *next_new;   /* on the loop's inbox (under its lock) */
@@ -86,6 +87,9 @@ typedef struct proxy_job {
 extern pthread_mutex_t proxy_jobs_mu;
 extern proxy_job *proxy_jobs[PROXY_MAX_JOBS];
 extern bool proxy_stopping;
+static inline bool proxy_is_stopping(void) {
+        return __atomic_load_n(&proxy_stopping, __ATOMIC_ACQUIRE);
+}
 
 uint64_t proxy_now_ns(void);
 

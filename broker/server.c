@@ -518,7 +518,7 @@ static size_t keep_escapes(void *cls, struct MHD_Connection *c, char *s) {
 /* threads 0: no thread of MHD's own; the proxy's transfer loop drives it
  * (MHD_run), so a proxied request over TCP is read, decided, sent upstream
  * and answered on one thread, without a hand-over. */
-static struct MHD_Daemon *start_one(int fd, void *cls, unsigned threads) {
+static struct MHD_Daemon *start_one(int fd, void *cls, unsigned threads, unsigned conn_limit) {
         /* TURBO: read and write at once rather than wait for readiness
          * first (measured: 22 -> 17 system calls per token request). */
         unsigned flags = MHD_USE_EPOLL | MHD_USE_TURBO | MHD_USE_ERROR_LOG | MHD_ALLOW_SUSPEND_RESUME;
@@ -529,7 +529,7 @@ static struct MHD_Daemon *start_one(int fd, void *cls, unsigned threads) {
                                 handle, cls, MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_NOTIFY_COMPLETED, completed,
                                 NULL, MHD_OPTION_NOTIFY_CONNECTION, conn_notify, cls, MHD_OPTION_UNESCAPE_CALLBACK,
                                 keep_escapes, NULL,
-                                MHD_OPTION_CONNECTION_LIMIT, (unsigned)CB_CONN_MAX, MHD_OPTION_CONNECTION_TIMEOUT,
+                                MHD_OPTION_CONNECTION_LIMIT, conn_limit, MHD_OPTION_CONNECTION_TIMEOUT,
                                 (unsigned)10, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(32 * 1024),
                                 /* a pool of 1 draws a warning: pass 0 options then */
                                 threads > 1 ? MHD_OPTION_THREAD_POOL_SIZE : MHD_OPTION_END, threads,
@@ -539,7 +539,8 @@ static struct MHD_Daemon *start_one(int fd, void *cls, unsigned threads) {
 int server_start(int tool_fd, int admin_fd, int tcp_fd, unsigned threads, unsigned tool_threads) {
         /* The TCP listener's servers first (one per proxy loop, which runs
          * it: it serves nothing until the loops run; each has its own
-         * descriptor of the listening socket, as MHD closes it at stop),
+         * descriptor of the listening socket, as MHD closes it at stop, and
+         * its share of the socket's CB_CONN_MAX connections),
          * then the loops, then the sockets whose requests may hand jobs to
          * them. */
         if (threads == 0 || threads > sizeof(cbd.tcp_mhd) / sizeof(cbd.tcp_mhd[0]))
@@ -547,7 +548,7 @@ int server_start(int tool_fd, int admin_fd, int tcp_fd, unsigned threads, unsign
         if (tcp_fd >= 0) {
                 for (unsigned i = 0; i < threads; i++) {
                         int fd = i == 0 ? tcp_fd : fcntl(tcp_fd, F_DUPFD_CLOEXEC, 3);
-                        if (fd < 0 || !(cbd.tcp_mhd[i] = start_one(fd, &tcp_marker, 0))) {
+                        if (fd < 0 || !(cbd.tcp_mhd[i] = start_one(fd, &tcp_marker, 0, CB_CONN_MAX / threads))) {
                                 if (fd >= 0 && i > 0)
                                         close(fd);
                                 server_stop();
@@ -559,12 +560,12 @@ int server_start(int tool_fd, int admin_fd, int tcp_fd, unsigned threads, unsign
                 server_stop();
                 return -EIO;
         }
-        cbd.tool_mhd = start_one(tool_fd, NULL, tool_threads);
+        cbd.tool_mhd = start_one(tool_fd, NULL, tool_threads, CB_CONN_MAX);
         if (!cbd.tool_mhd) {
                 server_stop();
                 return cb_error_set(-EIO, "cannot start the HTTP server on tools.sock");
         }
-        cbd.admin_mhd = start_one(admin_fd, &admin_marker, 1);
+        cbd.admin_mhd = start_one(admin_fd, &admin_marker, 1, CB_CONN_MAX);
         if (!cbd.admin_mhd) {
                 server_stop();
                 return cb_error_set(-EIO, "cannot start the HTTP server on admin.sock");
