@@ -100,6 +100,19 @@ void proxy_job_unref(proxy_job *j);
  * retaken around MHD_resume_connection). */
 void proxy_job_wake_locked(proxy_job *j);
 
+/* proxy.c: the transfer's options on handle h; its end (c: its result,
+ * the handle already gone) — failure said, answer woken, audit written,
+ * the loop's reference dropped; a failure before the headers (status,
+ * code, message: the message may be redacted, never holds the value). */
+void proxy_job_setup(proxy_job *j, CURL *h);
+void proxy_job_finished(proxy_job *j, CURLcode c);
+void proxy_job_fail(proxy_job *j, int status, const char *code, const char *fmt, ...)
+        __attribute__((format(printf, 4, 5)));
+
+/* proxy_loop.c: queue a wake of the MHD side, delivered once per loop
+ * pass (j->mu held; on a loop thread, or after the loops ended). */
+void proxy_wake_later_locked(proxy_job *j);
+
 /* Hand a job to the transfer loop (which runs the transfer and drops the
  * worker's reference); 0 or a positive errno. */
 int proxy_pool_submit(proxy_job *j);
