@@ -153,7 +153,7 @@ void proxy_job_wake_locked(proxy_job *j) {
         pthread_mutex_lock(&j->mu);
 }
 
-/* ---- the worker ---------------------------------------------------------- */
+/* ---- the transfer's callbacks (on its loop's thread) ------------------------ */
 
 void proxy_job_fail(proxy_job *j, int status, const char *code, const char *fmt, ...) {
         char msg[512];

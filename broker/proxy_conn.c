@@ -2,7 +2,7 @@
 /*
  * The proxy's tool side: the MHD callbacks of a proxied request.  It takes
  * over a decided request (proxy_start), feeds the request body to the
- * worker through a bounded buffer (proxy_feed, proxy_body_done), answers
+ * transfer loop through a bounded buffer (proxy_feed, proxy_body_done), answers
  * once the upstream did (proxy_continue) and streams the response body back
  * (reader), parking the connection whenever there is nothing to move.  The
  * upstream side is proxy.c.
@@ -61,7 +61,7 @@ static ssize_t reader(void *cls, uint64_t pos, char *out, size_t max) {
         } else if (proxy_is_stopping()) {
                 n = MHD_CONTENT_READER_END_WITH_ERROR;    /* never park a connection while stopping */
         } else {
-                /* Nothing yet: park the connection; the worker resumes it. */
+                /* Nothing yet: park the connection; the loop resumes it. */
                 j->suspended = true;
                 MHD_suspend_connection(j->conn);
                 n = 0;
@@ -90,7 +90,7 @@ static void held_free(void *cls) {
         free(hb);
 }
 
-/* Called again by handle() once the worker resumed the connection. */
+/* Called again by handle() once the loop resumed the connection. */
 int proxy_continue(request *rq) {
         proxy_job *j = rq->proxy;
         struct MHD_Response *resp;
@@ -109,7 +109,7 @@ int proxy_continue(request *rq) {
                 snprintf(code, sizeof(code), "%s", j->fail_code[0] ? j->fail_code : "bad_gateway");
                 snprintf(msg, sizeof(msg), "%s", j->err[0] ? j->err : "the upstream request failed");
                 pthread_mutex_unlock(&j->mu);
-                rq->no_audit = true;                     /* the worker's record says it */
+                rq->no_audit = true;                     /* the loop's record says it */
                 pthread_mutex_lock(&cbd.lock);
                 ret = reply_error(rq, (unsigned)status, code, "%s", msg);
                 pthread_mutex_unlock(&cbd.lock);
@@ -120,7 +120,7 @@ int proxy_continue(request *rq) {
                 char msg[512];
                 snprintf(msg, sizeof(msg), "%s", j->err[0] ? j->err : "the upstream's answer broke off");
                 pthread_mutex_unlock(&j->mu);
-                rq->no_audit = true;                     /* the worker's record says it */
+                rq->no_audit = true;                     /* the loop's record says it */
                 pthread_mutex_lock(&cbd.lock);
                 ret = reply_error(rq, 502, "bad_gateway", "%s", msg);
                 pthread_mutex_unlock(&cbd.lock);
@@ -168,7 +168,7 @@ int proxy_continue(request *rq) {
 }
 
 /* A piece of the request body: into the upload buffer as far as it fits;
- * when full, park the connection until the worker has sent some (MHD then
+ * when full, park the connection until the loop has sent some (MHD then
  * hands us the rest again).  Once the upstream transfer has ended (failed
  * early), the rest is read and dropped. */
 int proxy_feed(request *rq, const char *data, size_t *size) {
@@ -197,7 +197,7 @@ int proxy_feed(request *rq, const char *data, size_t *size) {
         return MHD_YES;
 }
 
-/* The body is complete (MHD's final call): tell the worker. */
+/* The body is complete (MHD's final call): tell the loop. */
 void proxy_body_done(request *rq) {
         proxy_job *j = rq->proxy;
 
@@ -290,8 +290,8 @@ void proxy_stop(void) {
                 pthread_mutex_unlock(&j->mu);
         }
         pthread_mutex_unlock(&proxy_jobs_mu);
-        /* Let the workers see it (their transfers abort at the next
-         * progress call) before the servers and the store go away. */
+        /* Let the loops end the cancelled transfers (each was poked)
+         * before the servers and the store go away. */
         for (int tries = 0; tries < 50; tries++) {
                 bool busy = false;
                 pthread_mutex_lock(&proxy_jobs_mu);
@@ -306,7 +306,7 @@ void proxy_stop(void) {
         proxy_loop_stop();
 }
 
-/* Take over a decided request: start its worker and park the connection
+/* Take over a decided request: start its transfer and park the connection
  * until the upstream answers (or, when a body follows, let MHD deliver it
  * to proxy_feed).  Takes sp->url and sp->headers. */
 int proxy_start(request *rq, proxy_spec *sp) {
@@ -319,7 +319,7 @@ int proxy_start(request *rq, proxy_spec *sp) {
                 goto out;
         }
         pthread_mutex_init(&j->mu, NULL);
-        j->refs = 1;                                      /* ours until the worker starts */
+        j->refs = 1;                                      /* ours until the loop has it */
         r = 0;
         for (size_t i = 0; i < sp->nforms && r == 0; i++)
                 r = cb_redchain_add(&j->red, sp->forms[i], sp->form_lens[i]);
@@ -363,7 +363,7 @@ int proxy_start(request *rq, proxy_spec *sp) {
                         else if (proxy_jobs[i] && proxy_jobs[i]->uid == j->uid)
                                 mine++;
                 }
-                /* One uid may not take every worker (streams can be long). */
+                /* One uid may not take every slot (streams can be long). */
                 if (mine >= PROXY_MAX_JOBS_PER_UID) {
                         pthread_mutex_unlock(&proxy_jobs_mu);
                         ret = reply_error(rq, 429, "too_many_requests", "uid %u has %d proxied requests in flight "
@@ -384,11 +384,11 @@ int proxy_start(request *rq, proxy_spec *sp) {
                         goto out;
                 }
         }
-        j->refs = 2;                                      /* this request, the worker */
+        j->refs = 2;                                      /* this request, the loop */
         r = proxy_pool_submit(j);
         if (r != 0) {
                 j->refs = 1;
-                ret = reply_error(rq, 503, "unavailable", "cannot start a worker: %s", strerror(r));
+                ret = reply_error(rq, 503, "unavailable", "cannot hand it to a transfer loop: %s", strerror(r));
                 goto out;
         }
         rq->proxy = j;

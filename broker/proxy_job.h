@@ -38,7 +38,7 @@ typedef struct proxy_job {
         bool recv_paused;             /* the loop paused the download: the buffer is full */
         bool send_paused;             /* the loop paused the upload: nothing to send yet */
         bool err_round;               /* the reader parked once before ending in an error */
-        bool finished;                /* the worker is through, audit written (atomic) */
+        bool finished;                /* the transfer is over, audit written (atomic) */
         /* what to send */
         char method[32];
         char *url;                    /* may hold the value (query injection): wiped */
@@ -114,7 +114,7 @@ void proxy_job_fail(proxy_job *j, int status, const char *code, const char *fmt,
 void proxy_wake_later_locked(proxy_job *j);
 
 /* Hand a job to the transfer loop (which runs the transfer and drops the
- * worker's reference); 0 or a positive errno. */
+ * loop's reference); 0 or a positive errno. */
 int proxy_pool_submit(proxy_job *j);
 
 /* Tell the transfer loop to look at j again: unpause its transfer (room
