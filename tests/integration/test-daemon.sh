@@ -179,11 +179,20 @@ expect "that uid's next connection is refused (429)" "too_many_connections" "$(a
 wait $idle
 # Closed once the daemon has seen them close (one server thread may accept
 # the next connection before it reads the EOFs that arrived with it).
+# Its slots are given back only as the daemon cleans each connection up,
+# which under a sanitizer and load can trail the fd count: a refusal in
+# the meantime is retried (and counted in the total checked below).
 for _ in $(seq 50); do [ "$(fds)" -le "$fd_base" ] && break; sleep 0.1; done
-expect "served again once its idle connections are closed" '"ok"' "$(as $U2 curl -s -m 5 --unix-socket "$TS" http://x/v1/health)"
+extra=0
+for _ in $(seq 50); do
+        out=$(as $U2 curl -s -m 5 --unix-socket "$TS" http://x/v1/health)
+        case "$out" in *too_many_connections*) extra=$((extra + 1)); sleep 0.1 ;; *) break ;; esac
+done
+expect "served again once its idle connections are closed" '"ok"' "$out"
+[ "$extra" = 0 ] || echo "note: $extra refusal(s) while the daemon was still closing the idle connections"
 sleep 1.2
 expect "refusals reported on stderr" "over the limit of 128 per uid (last: uid $U2)" "$(cat "$T/daemon.out")"
-expect "refusals counted in status" '"connections_refused":173' "$("$CLI" --admin-socket "$AS" status --json)"
+expect "refusals counted in status" "\"connections_refused\":$((173 + extra))" "$("$CLI" --admin-socket "$AS" status --json)"
 
 # --- SIGHUP: a broken policy keeps the old one serving
 cp "$T/policy.json" "$T/policy.good"
