@@ -103,26 +103,19 @@ int proxy_continue(request *rq) {
                 pthread_mutex_unlock(&j->mu);
                 return MHD_YES;
         }
-        if (!j->headers_done) {
-                int status = j->fail_status ? j->fail_status : 502;
+        if (!j->headers_done || (j->done && j->broken)) {
+                /* It failed before the upstream's headers, or broke off
+                 * before a byte of the answer went out: say why. */
+                bool early = !j->headers_done;
+                int status = early && j->fail_status ? j->fail_status : 502;
                 char code[32], msg[512];
-                snprintf(code, sizeof(code), "%s", j->fail_code[0] ? j->fail_code : "bad_gateway");
-                snprintf(msg, sizeof(msg), "%s", j->err[0] ? j->err : "the upstream request failed");
+                snprintf(code, sizeof(code), "%s", early && j->fail_code[0] ? j->fail_code : "bad_gateway");
+                snprintf(msg, sizeof(msg), "%s",
+                         j->err[0] ? j->err : early ? "the upstream request failed" : "the upstream's answer broke off");
                 pthread_mutex_unlock(&j->mu);
                 rq->no_audit = true;                     /* the loop's record says it */
                 pthread_mutex_lock(&cbd.lock);
                 ret = reply_error(rq, (unsigned)status, code, "%s", msg);
-                pthread_mutex_unlock(&cbd.lock);
-                return ret;
-        }
-        if (j->done && j->broken) {
-                /* It broke off before a byte of it went out: say so. */
-                char msg[512];
-                snprintf(msg, sizeof(msg), "%s", j->err[0] ? j->err : "the upstream's answer broke off");
-                pthread_mutex_unlock(&j->mu);
-                rq->no_audit = true;                     /* the loop's record says it */
-                pthread_mutex_lock(&cbd.lock);
-                ret = reply_error(rq, 502, "bad_gateway", "%s", msg);
                 pthread_mutex_unlock(&cbd.lock);
                 return ret;
         }

@@ -53,18 +53,17 @@ static void wake_all(void) {
 }
 
 /* ---- the transfer loops -------------------------------------------------------
- * Loop threads (as many as tools.sock has server threads) run every
- * upstream transfer, each on its own libcurl multi handle (whose
- * connection cache keeps upstream connections open across requests).
- * The MHD threads hand them jobs (proxy_pool_submit, round robin) and poke
- * a job's loop when its paused transfer may go on or it was cancelled;
- * both write the loop's eventfd.  A loop waits in epoll on curl's sockets
- * (curl_multi_socket_action: only the transfer whose socket is ready runs,
- * and curl polls no socket itself), its eventfd and the TCP server's.  Each loop also runs one server of the TCP
- * listener (MHD without a thread of its own), so a proxied request over
- * TCP is read, decided, sent upstream and answered on one thread.
- * Callbacks never wait: a full response buffer pauses the download, an
- * empty request buffer the upload. */
+ * Loop threads (--threads of them) run every upstream transfer, each on
+ * its own libcurl multi handle (whose connection cache keeps upstream
+ * connections open across requests).  The MHD threads hand them jobs
+ * (proxy_pool_submit, round robin) and poke a job's loop when its paused
+ * transfer may go on or it was cancelled; both write the loop's eventfd.
+ * A loop waits in epoll on curl's sockets (curl_multi_socket_action: only
+ * the transfer whose socket is ready runs), its eventfd and the epoll fd
+ * of its server of the TCP listener (MHD without a thread of its own), so
+ * a proxied request over TCP is read, decided, sent upstream and answered
+ * on one thread.  Callbacks never wait: a full response buffer pauses the
+ * download, an empty request buffer the upload. */
 #define HANDLES_KEPT 64
 #define LOOPS_MAX 64
 
@@ -218,8 +217,6 @@ static int on_timer(CURLM *m, long ms, void *userp) {
 
         (void)m;
         l->curl_due_ns = ms < 0 ? 0 : proxy_now_ns() + (uint64_t)ms * 1000000u;
-        if (l->curl_due_ns == 0)
-                l->curl_due_ns = 1;
         return 0;
 }
 
@@ -366,16 +363,16 @@ int proxy_loop_start(unsigned n, struct MHD_Daemon *const *drive) {
                 curl_multi_setopt(l->multi, CURLMOPT_MAXCONNECTS, (long)PROXY_MAX_JOBS);
                 curl_multi_setopt(l->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_NOTHING);
         }
+        /* Jobs may come from the first pass on, and queue for a loop whose
+         * thread is not running yet. */
         pthread_mutex_lock(&inbox_mu);
-        loops_started = true;                             /* jobs may come from the first pass on */
+        loops_started = true;
         loops_quit = false;
+        n_loops = n;
         pthread_mutex_unlock(&inbox_mu);
         /* No signal for these threads: the main thread takes them all. */
         sigfillset(&all);
         pthread_sigmask(SIG_BLOCK, &all, &old);
-        pthread_mutex_lock(&inbox_mu);
-        n_loops = n;                                      /* jobs may queue for a loop not yet running */
-        pthread_mutex_unlock(&inbox_mu);
         for (n_threads = 0; n_threads < n; n_threads++) {
                 r = pthread_create(&loops[n_threads].thread, NULL, loop_main, &loops[n_threads]);
                 if (r != 0)
