@@ -9,7 +9,7 @@
  *        request, write a fixed 100-byte reply, close (the limit: what one
  *        connect-per-request round trip costs with no work behind it)
  *
- *   token-bench mhd-floor-server PATH THREADS
+ *   token-bench mhd-floor-server PATH THREADS [identity]
  *        libmicrohttpd started exactly as credbrokerd starts its tools.sock
  *        server (broker/server.c start_one: the same flags, options and
  *        THREADS, a 0666 socket with the same backlog), answering every
@@ -55,6 +55,8 @@
 #include <unistd.h>
 
 #include <microhttpd.h>
+
+#include "peer.h"
 
 #define REPLY_MAX  8192
 #define WARMUP_OPS 20
@@ -461,6 +463,12 @@ static int echo_server(const char *path) {
 static const char floor_body[] = "{\"token\":\"cbt_0123456789abcdefghijABCDEFGHIJ0123456789\","
                                  "\"accessor\":\"cba_0123456789abcdefghijABCD\",\"expires_in\":300}";
 static int floor_request_marker;
+/* "identity" floor: the same server plus exactly the peer identification
+ * the daemon must do on every request (broker/peer.c, the daemon's own
+ * code): SO_PEERCRED once per connection, then SO_PEERPIDFD, the
+ * /proc/<pid>/exe stat/readlink/stat (hash from the cache), the pidfd
+ * liveness check and the pidfd's close.  No policy, no token, no JSON. */
+static cb_exe_cache *floor_cache;
 
 static enum MHD_Result floor_handle(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
                                     const char *version, const char *upload_data, size_t *upload_data_size,
@@ -476,6 +484,16 @@ static enum MHD_Result floor_handle(void *cls, struct MHD_Connection *conn, cons
         if (*upload_data_size) {
                 *upload_data_size = 0;
                 return MHD_YES;
+        }
+        if (floor_cache) {
+                const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+                const union MHD_ConnectionInfo *si = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+                const struct ucred *uc = si ? si->socket_context : NULL;
+                cb_peer peer;
+
+                if (!ci || !uc || cb_peer_identify_cred(ci->connect_fd, uc, floor_cache, 0, &peer) < 0)
+                        return MHD_NO; /* the harness counts the failure */
+                cb_peer_done(&peer);
         }
         resp = MHD_create_response_from_buffer(sizeof(floor_body) - 1, (void *)floor_body, MHD_RESPMEM_PERSISTENT);
         if (!resp)
@@ -495,8 +513,22 @@ static void floor_completed(void *cls, struct MHD_Connection *conn, void **con_c
 
 static void floor_conn_notify(void *cls, struct MHD_Connection *conn, void **socket_context,
                               enum MHD_ConnectionNotificationCode code) {
-        (void)cls, (void)conn, (void)code;
-        *socket_context = NULL;
+        (void)cls;
+        if (!floor_cache || code != MHD_CONNECTION_NOTIFY_STARTED) {
+                if (floor_cache)
+                        free(*socket_context);
+                *socket_context = NULL;
+                return;
+        }
+        /* As broker/server.c: the peer's credentials once per connection. */
+        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        struct ucred *uc = malloc(sizeof(*uc));
+
+        if (uc && (!ci || cb_peer_cred_read(ci->connect_fd, uc) < 0)) {
+                free(uc);
+                uc = NULL;
+        }
+        *socket_context = uc;
 }
 
 static size_t floor_keep_escapes(void *cls, struct MHD_Connection *c, char *s) {
@@ -504,7 +536,7 @@ static size_t floor_keep_escapes(void *cls, struct MHD_Connection *c, char *s) {
         return strlen(s);
 }
 
-static int mhd_floor_server(const char *path, const char *threads_arg) {
+static int mhd_floor_server(const char *path, const char *threads_arg, bool identity) {
         /* Keep in step with broker/server.c start_one() and broker/main.c
          * listen_unix(): the same flags, options and listen backlog. */
         unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_TURBO | MHD_USE_ERROR_LOG |
@@ -519,6 +551,10 @@ static int mhd_floor_server(const char *path, const char *threads_arg) {
                 return 2;
         if (set_path(path) < 0)
                 return 1;
+        if (identity && !(floor_cache = cb_exe_cache_new(256))) {
+                fprintf(stderr, "token-bench: out of memory\n");
+                return 1;
+        }
         /* The handler allocates nothing, so each connection's 32 KiB pool
          * is the server thread's arena's top chunk: freed, the arena trims
          * it (madvise) and the next connection faults its pages in again --
@@ -552,6 +588,7 @@ static int mhd_floor_server(const char *path, const char *threads_arg) {
         while (sigwait(&sigs, &sig) != 0)
                 ;
         MHD_stop_daemon(d);
+        cb_exe_cache_free(floor_cache);
         close(fd);
         (void)unlink(path);
         return 0;
@@ -563,12 +600,14 @@ int main(int argc, char **argv) {
         if (argc == 3 && !strcmp(argv[1], "raw-echo-server"))
                 r = echo_server(argv[2]);
         else if (argc == 4 && !strcmp(argv[1], "mhd-floor-server"))
-                r = mhd_floor_server(argv[2], argv[3]);
+                r = mhd_floor_server(argv[2], argv[3], false);
+        else if (argc == 5 && !strcmp(argv[1], "mhd-floor-server") && !strcmp(argv[4], "identity"))
+                r = mhd_floor_server(argv[2], argv[3], true);
         else if (argc >= 2 && !strcmp(argv[1], "run"))
                 r = run(argc, argv);
         if (r == 2)
                 fprintf(stderr, "usage: token-bench raw-echo-server PATH\n"
-                                "       token-bench mhd-floor-server PATH THREADS\n"
+                                "       token-bench mhd-floor-server PATH THREADS [identity]\n"
                                 "       token-bench run raw|token|sshagent PATH CLIENTS SECONDS [MAX_OPS [UID_BASE]]\n");
         return r;
 }

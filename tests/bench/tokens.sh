@@ -15,6 +15,13 @@
 #             no policy, no token.  What the HTTP library alone costs, i.e.
 #             the best the token path can do without leaving libmicrohttpd.
 #             Evidence for the issue, not one of its figures.
+#   mhdidfloor the same floor server plus exactly the peer identification
+#             credbrokerd does on every request (broker/peer.c itself:
+#             SO_PEERCRED once per connection, SO_PEERPIDFD, stat/readlink/
+#             stat of /proc/<pid>/exe with the hash cached, the pidfd
+#             liveness poll and close): what the HTTP library plus the
+#             identity the issue demands cost, with no policy, token or JSON.
+#             If this is below ssh-agent, so is any daemon that does both.
 # then the daemon's RSS holding 10,000 live tokens.
 #
 # Server CPU: around every 32-client run the server process's utime+stime
@@ -44,7 +51,11 @@
 #   mhd_floor_throughput_32_per_s                  32 clients, mhd floor
 #   mhd_floor_vs_sshagent                          mhd floor / ssh-agent, 32 clients
 #   token_vs_mhd_floor                             token / mhd floor, 32 clients
-#   {token,mhd_floor,sshagent,raw}_server_us_per_req  server CPU per request,
+#   mhd_identity_floor_throughput_32_per_s         32 clients, floor + identity
+#   mhd_identity_floor_vs_sshagent                 that / ssh-agent, 32 clients
+#   token_vs_mhd_identity_floor                    token / that, 32 clients
+#   {token,mhd_floor,mhd_identity_floor,sshagent,raw}_server_us_per_req
+#                                                  server CPU per request,
 #                                                  32 clients (see above)
 #
 # Caps, and how the runs stay clear of them (a 429 fails the run: refusals are
@@ -172,9 +183,9 @@ for _ in $(seq 100); do [ -S "$AGENT_SOCK" ] && [ -S "$ECHO_SOCK" ] && break; sl
 # The floor server, like the daemon, fresh for each run, so that no run
 # inherits the state (heap, caches) of the one before (token-bench
 # mhd-floor-server also turns malloc trimming off: see there).
-start_floor() {
+start_floor() { # [identity]
         rm -f "$FLOOR_SOCK"
-        "$BENCH" mhd-floor-server "$FLOOR_SOCK" "$DAEMON_THREADS" >>"$TMP/floor.log" 2>&1 &
+        "$BENCH" mhd-floor-server "$FLOOR_SOCK" "$DAEMON_THREADS" "$@" >>"$TMP/floor.log" 2>&1 &
         FPID=$!
         for _ in $(seq 100); do
                 [ -S "$FLOOR_SOCK" ] && return 0
@@ -262,6 +273,9 @@ stop_daemon
 start_floor
 run_cpu "$FPID" mhdfloor32 token "$FLOOR_SOCK" "$CLIENTS" 0 "$UID_BASE"
 stop_floor
+start_floor identity
+run_cpu "$FPID" mhdidfloor32 token "$FLOOR_SOCK" "$CLIENTS" 0 "$UID_BASE"
+stop_floor
 run_cpu "$APID_SERVER" sshagent32 sshagent "$AGENT_SOCK" "$CLIENTS"
 
 # ---- 32 clients with the audit log ------------------------------------------------
@@ -296,6 +310,7 @@ s_32=$(get ops_per_s "$TMP/sshagent32.out")
 a_32=$(get ops_per_s "$TMP/token32audit.out")
 f_p50=$(get p50_us "$TMP/mhdfloor1.out")
 f_32=$(get ops_per_s "$TMP/mhdfloor32.out")
+i_32=$(get ops_per_s "$TMP/mhdidfloor32.out")
 echo "BENCH token_p50_us $t_p50"
 echo "BENCH raw_p50_us $r_p50"
 echo "BENCH sshagent_p50_us $s_p50"
@@ -310,7 +325,11 @@ echo "BENCH mhd_floor_p50_us $f_p50"
 echo "BENCH mhd_floor_throughput_32_per_s $f_32"
 echo "BENCH mhd_floor_vs_sshagent $(ratio "$f_32" "$s_32")"
 echo "BENCH token_vs_mhd_floor $(ratio "$t_32" "$f_32")"
+echo "BENCH mhd_identity_floor_throughput_32_per_s $i_32"
+echo "BENCH mhd_identity_floor_vs_sshagent $(ratio "$i_32" "$s_32")"
+echo "BENCH token_vs_mhd_identity_floor $(ratio "$t_32" "$i_32")"
 echo "BENCH token_server_us_per_req $(cat "$TMP/token32.cpu")"
 echo "BENCH mhd_floor_server_us_per_req $(cat "$TMP/mhdfloor32.cpu")"
+echo "BENCH mhd_identity_floor_server_us_per_req $(cat "$TMP/mhdidfloor32.cpu")"
 echo "BENCH sshagent_server_us_per_req $(cat "$TMP/sshagent32.cpu")"
 echo "BENCH raw_server_us_per_req $(cat "$TMP/raw32.cpu")"
