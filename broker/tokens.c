@@ -23,7 +23,14 @@
  * hash and an entry number) over a dense array of entries.  Probing touches
  * only slots, four to a cache line; an entry (~350 bytes) is read once, on
  * a tag match.  Freed entries are wiped and reused through a stack.
+ *
+ * Entries live in chunks of CHUNK_N that never move: growing adds a chunk
+ * (entry numbers stay valid, nothing is copied).  A doubling array would
+ * copy, wipe and fault in every live entry again at each doubling -- 5-8 %
+ * of the daemon's time while a fresh table fills (tests/bench/tokens.sh).
  */
+#define CHUNK_SHIFT 10
+#define CHUNK_N ((size_t)1 << CHUNK_SHIFT)
 struct entry {
         unsigned char hash[HASH_LEN]; /* keyed hash of the token text */
         bool live;
@@ -54,8 +61,9 @@ struct cb_tokens {
         cb_secbuf *key;          /* BLAKE2b key for token hashes, per process */
         struct slot *slots;
         size_t cap, slots_used;  /* power of two; live + tombstones */
-        struct entry *ents;
-        size_t ents_cap, ents_n; /* ents[0..ents_n) have been used */
+        struct entry **chunks;   /* n_chunks chunks of CHUNK_N entries */
+        size_t n_chunks;
+        size_t ents_cap, ents_n; /* entries [0..ents_n) have been used; cap = n_chunks * CHUNK_N */
         uint32_t *free_ents;     /* stack of reusable entries (ents_cap long) */
         size_t n_free;
         size_t live;
@@ -65,6 +73,18 @@ struct cb_tokens {
         size_t bound, max_bound, max_bound_per_uid;
         uint64_t last_sweep;
 };
+
+static struct entry *ent_at(const cb_tokens *t, size_t i) {
+        return &t->chunks[i >> CHUNK_SHIFT][i & (CHUNK_N - 1)];
+}
+
+/* The number of e, an entry of t's (its chunk is found by address). */
+static uint32_t ent_index(const cb_tokens *t, const struct entry *e) {
+        for (size_t c = 0; c < t->n_chunks; c++)
+                if (e >= t->chunks[c] && e < t->chunks[c] + CHUNK_N)
+                        return (uint32_t)((c << CHUNK_SHIFT) + (size_t)(e - t->chunks[c]));
+        abort(); /* not ours: a caller bug, never reached from input */
+}
 
 static uint64_t now_s(void) {
         return (uint64_t)time(NULL);
@@ -110,7 +130,7 @@ static void drop(cb_tokens *t, struct entry *e) {
         if (e->pidfd >= 0)
                 close(e->pidfd);
         t->slots[e->slot].state = SLOT_DEAD;
-        t->free_ents[t->n_free++] = (uint32_t)(e - t->ents);
+        t->free_ents[t->n_free++] = ent_index(t, e);
         sodium_memzero(e, sizeof(*e));
         e->pidfd = -1;
 }
@@ -178,13 +198,17 @@ static void retire(cb_tokens *t, struct entry *e) {
 void cb_tokens_free(cb_tokens *t) {
         if (!t)
                 return;
-        if (t->ents) {
-                for (size_t i = 0; i < t->ents_n; i++)
-                        if (t->ents[i].live && t->ents[i].pidfd >= 0)
-                                close(t->ents[i].pidfd);
-                sodium_memzero(t->ents, t->ents_cap * sizeof(*t->ents));
-                free(t->ents);
+        for (size_t i = 0; i < t->ents_n; i++) {
+                struct entry *e = ent_at(t, i);
+
+                if (e->live && e->pidfd >= 0)
+                        close(e->pidfd);
         }
+        for (size_t c = 0; c < t->n_chunks; c++) {
+                sodium_memzero(t->chunks[c], CHUNK_N * sizeof(struct entry));
+                free(t->chunks[c]);
+        }
+        free(t->chunks);
         free(t->free_ents);
         free(t->slots);
         free(t->uids);
@@ -206,7 +230,7 @@ static struct entry *lookup(cb_tokens *t, const unsigned char h[HASH_LEN]) {
                 if (sl->state == SLOT_EMPTY)
                         return NULL;
                 if (sl->state == SLOT_LIVE && sl->tag == tag) {
-                        struct entry *e = &t->ents[sl->ent];
+                        struct entry *e = ent_at(t, sl->ent);
 
                         if (sodium_memcmp(e->hash, h, HASH_LEN) == 0)
                                 return e;
@@ -226,7 +250,7 @@ static int rehash(cb_tokens *t, size_t new_cap) {
         t->cap = new_cap;
         t->slots_used = 0;
         for (size_t i = 0; i < t->ents_n; i++) {
-                struct entry *e = &t->ents[i];
+                struct entry *e = ent_at(t, i);
 
                 if (!e->live)
                         continue;
@@ -240,37 +264,38 @@ static int rehash(cb_tokens *t, size_t new_cap) {
         return 0;
 }
 
-/* A free entry (grown as needed; old storage wiped); NULL on ENOMEM. */
-static struct entry *entry_alloc(cb_tokens *t) {
-        if (t->n_free)
-                return &t->ents[t->free_ents[--t->n_free]];
+/* A free entry and its number (a chunk added as needed); NULL on ENOMEM. */
+static struct entry *entry_alloc(cb_tokens *t, uint32_t *ret_index) {
+        if (t->n_free) {
+                *ret_index = t->free_ents[--t->n_free];
+                return ent_at(t, *ret_index);
+        }
         if (t->ents_n == t->ents_cap) {
-                size_t nc = t->ents_cap ? t->ents_cap * 2 : 256;
-                struct entry *ne = calloc(nc, sizeof(*ne));
-                uint32_t *nf = calloc(nc, sizeof(*nf));
+                size_t nc = t->ents_cap + CHUNK_N;
+                struct entry *chunk = nc <= UINT32_MAX ? calloc(CHUNK_N, sizeof(*chunk)) : NULL;
+                struct entry **chunks = chunk ? realloc(t->chunks, (t->n_chunks + 1) * sizeof(*chunks)) : NULL;
+                uint32_t *nf = chunks ? calloc(nc, sizeof(*nf)) : NULL;
 
-                if (!ne || !nf || nc > UINT32_MAX) {
-                        free(ne);
-                        free(nf);
+                if (chunks)
+                        t->chunks = chunks;
+                if (!nf) {
+                        free(chunk);
                         return NULL;
                 }
-                if (t->ents) {
-                        memcpy(ne, t->ents, t->ents_cap * sizeof(*ne));
-                        sodium_memzero(t->ents, t->ents_cap * sizeof(*t->ents));
-                        free(t->ents);
-                }
+                t->chunks[t->n_chunks++] = chunk;
                 free(t->free_ents); /* empty: n_free == 0 here */
-                t->ents = ne;
                 t->free_ents = nf;
                 t->ents_cap = nc;
         }
-        return &t->ents[t->ents_n++];
+        *ret_index = (uint32_t)t->ents_n;
+        return ent_at(t, t->ents_n++);
 }
 
 int cb_tokens_issue(cb_tokens *t, const cb_peer *peer, const char *client, const char *secret, uint32_t version,
                     unsigned uses, uint32_t ttl, uint32_t max_uses, cb_token_bind bind,
                     char ret_token[CB_TOKEN_LEN + 1], const cb_token_info **ret_info) {
         unsigned char h[HASH_LEN], acc[12];
+        uint32_t ei;
         struct entry *e;
         struct uid_count *per_uid;
         bool bind_process = bind == CB_BIND_PROCESS;
@@ -300,7 +325,7 @@ int cb_tokens_issue(cb_tokens *t, const cb_peer *peer, const char *client, const
                 return cb_error_set(-EOPNOTSUPP, "process-bound tokens need SO_PEERPIDFD (Linux 6.5 or later)");
         if ((t->slots_used + 1) * 2 > t->cap && (r = rehash(t, t->live * 4 > t->cap ? t->cap * 2 : t->cap)) < 0)
                 return r;
-        e = entry_alloc(t);
+        e = entry_alloc(t, &ei);
         if (!e)
                 return cb_error_set(-ENOMEM, "out of memory");
         cb_token_generate_extra(ret_token, acc, sizeof(acc));
@@ -310,7 +335,7 @@ int cb_tokens_issue(cb_tokens *t, const cb_peer *peer, const char *client, const
                 i = (i + 1) & (t->cap - 1);
         if (t->slots[i].state == SLOT_EMPTY)
                 t->slots_used++;
-        t->slots[i] = (struct slot){ .tag = tag_of(h), .ent = (uint32_t)(e - t->ents), .state = SLOT_LIVE };
+        t->slots[i] = (struct slot){ .tag = tag_of(h), .ent = ei, .state = SLOT_LIVE };
         memset(e, 0, sizeof(*e));
         e->slot = (uint32_t)i;
         e->live = true;
@@ -446,13 +471,17 @@ int cb_tokens_check(cb_tokens *t, const char *token, size_t len, const cb_peer *
 
 int cb_tokens_count_checked(cb_tokens *t, const cb_token_info *info) {
         const char *p = (const char *)info - offsetof(struct entry, info);
-        const char *base = (const char *)t->ents;
+        struct entry *e = NULL;
 
-        if (!info || p < base || p >= base + t->ents_n * sizeof(struct entry) ||
-            (size_t)(p - base) % sizeof(struct entry) != 0)
-                return cb_error_set(-ENOENT, "unknown or revoked token");
-        struct entry *e = &t->ents[(size_t)(p - base) / sizeof(struct entry)];
-        if (!e->live)
+        for (size_t c = 0; info && !e && c < t->n_chunks; c++) {
+                const char *base = (const char *)t->chunks[c];
+
+                if (p >= base && p < base + CHUNK_N * sizeof(struct entry) &&
+                    (size_t)(p - base) % sizeof(struct entry) == 0 &&
+                    ((c << CHUNK_SHIFT) + (size_t)(p - base) / sizeof(struct entry)) < t->ents_n)
+                        e = (struct entry *)(uintptr_t)p;
+        }
+        if (!e || !e->live)
                 return cb_error_set(-ENOENT, "unknown or revoked token");
         if (e->info.max_uses && e->info.used >= e->info.max_uses)
                 return cb_error_set(-EDQUOT, "token used up (%u uses)", e->info.max_uses);
@@ -464,7 +493,7 @@ static size_t revoke_where(cb_tokens *t, const char *field_off_match, size_t off
         size_t n = 0;
 
         for (size_t i = 0; i < t->ents_n; i++) {
-                struct entry *e = &t->ents[i];
+                struct entry *e = ent_at(t, i);
 
                 if (e->live && strcmp((const char *)&e->info + off, field_off_match) == 0) {
                         retire(t, e);
@@ -491,7 +520,7 @@ size_t cb_tokens_sweep(cb_tokens *t, uint64_t now) {
 
         t->last_sweep = now;
         for (size_t i = 0; i < t->ents_n; i++) {
-                struct entry *e = &t->ents[i];
+                struct entry *e = ent_at(t, i);
 
                 if (!e->live)
                         continue;

@@ -259,6 +259,17 @@ TEST(caps_and_growth) {
         /* Tokens issued before the table grew still resolve. */
         ASSERT_OK(cb_tokens_use(t, first, strlen(first), &a, CB_USE_REDEEM, &u));
         ASSERT_OK(cb_tokens_use(t, tok, strlen(tok), &b, CB_USE_REDEEM, &u));
+        /* A check then a count (the proxy's two steps) finds the entry in
+         * its chunk, the first and the last of five; an address that is not
+         * an entry's is refused. */
+        ASSERT_OK(cb_tokens_check(t, first, strlen(first), &a, CB_USE_REDEEM, &u));
+        ASSERT_OK(cb_tokens_count_checked(t, u));
+        ASSERT_EQ(u->used, 2);
+        ASSERT_OK(cb_tokens_check(t, tok, strlen(tok), &b, CB_USE_REDEEM, &u));
+        ASSERT_OK(cb_tokens_count_checked(t, u));
+        ASSERT_EQ(u->used, 2);
+        ASSERT_ERR(cb_tokens_count_checked(t, (const cb_token_info *)((const char *)u + 1)), -ENOENT);
+        ASSERT_ERR(cb_tokens_count_checked(t, NULL), -ENOENT);
         ASSERT_EQ(cb_tokens_revoke_secret(t, "gh"), 5000);
         /* Revoked tokens no longer count against their uid. */
         for (int i = 0; i < 3000; i++)
