@@ -58,6 +58,7 @@
 #include "error.h"
 #include "proxy.h"
 #include "proxy_job.h"
+#include "wipe_alloc.h"
 
 
 pthread_mutex_t proxy_jobs_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -83,8 +84,10 @@ static void share_unlock(CURL *h, curl_lock_data d, void *u) {
 }
 
 int proxy_init(void) {
-        if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
-                return cb_error_set(-EIO, "libcurl failed to initialise");
+        int r = cb_wipe_alloc_install(); /* initialises libcurl */
+
+        if (r < 0)
+                return r;
         share = curl_share_init();
         if (!share)
                 return cb_error_set(-ENOMEM, "libcurl: no share handle");

@@ -681,6 +681,33 @@ no_secret "no value or token in daemon output" "$T/daemon.out" "$T/daemon2.out"
 no_token "no token reached any upstream" "${ULOGS[@]}"
 cat /proc/[0-9]*/cmdline 2>/dev/null | tr '\0' '\n' | grep -qF -f "$T/pat.values" && bad "a value in some argv" || ok "no value in any process's argv"
 
+# The values passed through libcurl and OpenSSL (request heads, TLS
+# records, echoed answers) above; none may linger in the daemon's memory
+# once those requests are over (broker/wipe_alloc.c).  Read through
+# /proc/PID/mem as root; "where" shows the region, never the value.
+cat >"$T/memscan.py" <<'PY'
+import os, re, sys
+pid, T = int(sys.argv[1]), sys.argv[2]
+vals = [open(os.path.join(T, 'val', n), 'rb').read() for n in sorted(os.listdir(os.path.join(T, 'val')))]
+pat = re.compile(b'|'.join(re.escape(v) for v in vals))
+hits = []
+with open('/proc/%d/maps' % pid) as maps, open('/proc/%d/mem' % pid, 'rb', 0) as mem:
+    for line in maps:
+        f = line.split()
+        lo, hi = (int(x, 16) for x in f[0].split('-'))
+        if not f[1].startswith('r') or (len(f) > 5 and f[5] in ('[vvar]', '[vsyscall]')):
+            continue
+        try:
+            mem.seek(lo)
+            data = mem.read(hi - lo)
+        except OSError:
+            continue
+        hits += ['%s %s +0x%x' % (f[5] if len(f) > 5 else 'anon', f[1], m.start()) for m in pat.finditer(data)]
+print(len(hits), '; '.join(hits[:8]))
+PY
+sleep 1
+memhits=$("$PYBIN" "$T/memscan.py" "$PID" "$T")
+expect "no value lingers in the daemon's memory after the proxied requests" "0 " "$memhits"
 kill -0 "$PID" 2>/dev/null && ok "daemon alive" || bad "daemon died: $(tail -n 3 "$T/daemon.out")"
 # SIGTERM with proxied requests in flight (one parked waiting for the
 # upstream's answer, one streaming): a clean exit all the same.
