@@ -49,8 +49,10 @@ SECS=${SECONDS_PER_RUN:-10}
 CONNS=32
 THREADS=2
 # The floor's loops: credbrokerd's default --threads (broker/main.c), which
-# the daemon below runs with.  Not wrk's THREADS.
-FLOOR_THREADS=2
+# the daemon below runs with.  Not wrk's THREADS.  FLOOR_THREADS=1 in the
+# environment tries the floor with one loop (the daemon keeps its default).
+FLOOR_THREADS=${FLOOR_THREADS:-2}
+case "$FLOOR_THREADS" in [1-9] | [1-5][0-9] | 6[0-4]) ;; *) echo "proxy.sh: FLOOR_THREADS: 1-64" >&2; exit 2 ;; esac
 SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 BUILD="$SRC/build-bench"
 DAEMON="$BUILD/broker/credbrokerd"
