@@ -185,7 +185,7 @@ run() {
         echo "$rps $p50 ${cpu:-}" >"$TMP/$name.res"
 }
 
-echo "# $(nproc) CPUs; $(uname -r); wrk -t$THREADS -c$CONNS -d${SECS}s; upstream: nginx, 2-byte body, plain HTTP on loopback"
+echo "# $(nproc) CPUs; $(uname -r); wrk -t$THREADS -c$CONNS -d${SECS}s; upstream: nginx, 2-byte body, plain HTTP on loopback; floor: $FLOOR_THREADS loops"
 # Interleaved twice; the better of the two runs per path is reported.
 for round in 1 2; do
         run direct$round "http://127.0.0.1:$UP/"
