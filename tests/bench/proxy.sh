@@ -11,6 +11,18 @@
 #   credbroker wrk -> credbrokerd --listen-tcp, reverse form
 #              /v1/proxy/bench/, "Authorization: Bearer <token>" -> the
 #              sealed host http://127.0.0.1:PORT, key injected -> upstream
+#   floor      wrk -> proxy-floor (tests/bench/proxy-floor.c) -> upstream:
+#              libmicrohttpd + libcurl alone, built the way credbrokerd
+#              builds its TCP proxy (FLOOR_THREADS = the daemon's default
+#              --threads loops, each with its own epoll, an MHD daemon in
+#              external-poll mode on the shared listener and a curl multi
+#              handle; the same MHD flags/options and curl options; key
+#              injected), but no token, policy, SSRF check, redaction or
+#              audit.  What the two libraries the design mandates cost by
+#              themselves: the best credbroker can do without leaving them,
+#              so credbroker_vs_floor shows what the broker's own work costs
+#              and floor_throughput_vs_nginx whether 0.8x nginx is reachable
+#              with them at all.  Evidence for issue 4, not one of its figures.
 # then prints, last, one BENCH line per figure:
 #   {direct,nginx,credbroker}_rps, {direct,nginx,credbroker}_p50_us
 #   proxy_throughput_vs_nginx     credbroker rps / nginx rps
@@ -18,10 +30,14 @@
 #   {nginx,credbroker}_cpu_us_per_request   the proxy process's CPU time (utime +
 #                                 stime) per request in that run, and the
 #                                 upstream's: where the difference goes
+#   floor_rps, floor_p50_us, floor_cpu_us_per_request   the same for the floor
+#   floor_throughput_vs_nginx     floor rps / nginx rps
+#   floor_added_p50_vs_nginx      (floor p50 - direct p50) / (nginx p50 - direct p50)
+#   credbroker_vs_floor           credbroker rps / floor rps
 #
 #   bash tests/bench/proxy.sh          SECONDS_PER_RUN=5 bash tests/bench/proxy.sh
 #
-# Self-contained: builds credbrokerd and credbroker into build-bench/
+# Self-contained: builds credbrokerd, credbroker and proxy-floor into build-bench/
 # (release), works in a private temp dir removed on exit, starts and stops
 # its own nginx instances and daemon on 127.0.0.1, bounds every step with
 # timeout(1).  Needs nginx and wrk (Debian packages nginx, wrk) and root
@@ -32,10 +48,16 @@ set -euo pipefail
 SECS=${SECONDS_PER_RUN:-10}
 CONNS=32
 THREADS=2
+# The floor's loops: credbrokerd's default --threads (broker/main.c), which
+# the daemon below runs with.  Not wrk's THREADS.  FLOOR_THREADS=1 in the
+# environment tries the floor with one loop (the daemon keeps its default).
+FLOOR_THREADS=${FLOOR_THREADS:-2}
+case "$FLOOR_THREADS" in [1-9] | [1-5][0-9] | 6[0-4]) ;; *) echo "proxy.sh: FLOOR_THREADS: 1-64" >&2; exit 2 ;; esac
 SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 BUILD="$SRC/build-bench"
 DAEMON="$BUILD/broker/credbrokerd"
 CLI="$BUILD/client/credbroker"
+FLOOR="$BUILD/tests/bench/proxy-floor"
 
 log() { echo "proxy.sh: $*" >&2; }
 [ "$(id -u)" = 0 ] || { log "needs root"; exit 1; }
@@ -45,7 +67,7 @@ case "$SECS" in '' | *[!0-9]* | 0) log "SECONDS_PER_RUN must be a positive integ
 if [ ! -f "$BUILD/build.ninja" ]; then
         timeout 300 meson setup "$BUILD" "$SRC" --buildtype=release -Dwerror_ci=true >&2
 fi
-timeout 600 ninja -C "$BUILD" broker/credbrokerd client/credbroker >&2
+timeout 600 ninja -C "$BUILD" broker/credbrokerd client/credbroker tests/bench/proxy-floor >&2
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/cb-proxy-bench.XXXXXX")
 chmod 0711 "$TMP"
@@ -119,6 +141,16 @@ TOKEN=$(timeout 30 "$CLI" --socket "$TMP/run/tools.sock" token bench --use proxy
 check=$(curl -s -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$CB/v1/proxy/bench/")
 [ "$check" = ok ] || { log "credbroker proxy check failed: $check"; tail -n 5 "$TMP/daemon.log" >&2; exit 1; }
 
+# The floor: the same upstream, the same injected header (a bench-only
+# random key), the daemon's loop count.
+FP=$(free_port)
+"$FLOOR" "$FP" "http://127.0.0.1:$UP/" "Authorization: Bearer $KEY" "$FLOOR_THREADS" >"$TMP/floor.log" 2>&1 &
+FPID=$!
+PIDS+=($FPID)
+wait_port "$FP" || { log "proxy-floor did not start"; cat "$TMP/floor.log" >&2; exit 1; }
+check=$(curl -s "http://127.0.0.1:$FP/v1/proxy/bench/")
+[ "$check" = ok ] || { log "proxy-floor check failed: $check"; cat "$TMP/floor.log" >&2; exit 1; }
+
 # CPU time (utime + stime, clock ticks) of a process so far.
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
 NGINX_WORKER=$(pgrep -P "$(cat "$TMP/proxy/nginx.pid")" | head -n 1)
@@ -153,12 +185,14 @@ run() {
         echo "$rps $p50 ${cpu:-}" >"$TMP/$name.res"
 }
 
-echo "# $(nproc) CPUs; $(uname -r); wrk -t$THREADS -c$CONNS -d${SECS}s; upstream: nginx, 2-byte body, plain HTTP on loopback"
+echo "# $(nproc) CPUs; $(uname -r); wrk -t$THREADS -c$CONNS -d${SECS}s; upstream: nginx, 2-byte body, plain HTTP on loopback; floor: $FLOOR_THREADS loops"
 # Interleaved twice; the better of the two runs per path is reported.
 for round in 1 2; do
         run direct$round "http://127.0.0.1:$UP/"
         run nginx$round "http://127.0.0.1:$NX/" "X-Bench: 1" "$NGINX_WORKER"
         run credbroker$round "http://127.0.0.1:$CB/v1/proxy/bench/" "Authorization: Bearer $TOKEN" "$DPID"
+        # the same request bytes as credbroker's (the floor ignores the token)
+        run floor$round "http://127.0.0.1:$FP/v1/proxy/bench/" "Authorization: Bearer $TOKEN" "$FPID"
 done
 best() { # best NAME: the round with more requests/s
         sort -k1,1 -g -r "$TMP/${1}1.res" "$TMP/${1}2.res" | head -n 1
@@ -166,7 +200,9 @@ best() { # best NAME: the round with more requests/s
 read -r d_rps d_p50 < <(best direct)
 read -r n_rps n_p50 n_cpu n_ucpu < <(best nginx)
 read -r c_rps c_p50 c_cpu c_ucpu < <(best credbroker)
+read -r f_rps f_p50 f_cpu f_ucpu < <(best floor)
 kill -0 "$DPID" 2>/dev/null || { log "credbrokerd died"; exit 1; }
+kill -0 "$FPID" 2>/dev/null || { log "proxy-floor died"; exit 1; }
 echo "BENCH direct_rps $d_rps"
 echo "BENCH nginx_rps $n_rps"
 echo "BENCH credbroker_rps $c_rps"
@@ -179,3 +215,10 @@ echo "BENCH upstream_cpu_us_per_request_nginx_run ${n_ucpu:-nan}"
 echo "BENCH upstream_cpu_us_per_request_credbroker_run ${c_ucpu:-nan}"
 echo "BENCH proxy_throughput_vs_nginx $(awk -v c="$c_rps" -v n="$n_rps" 'BEGIN { printf "%.2f\n", c / n }')"
 echo "BENCH proxy_added_p50_vs_nginx $(awk -v c="$c_p50" -v n="$n_p50" -v d="$d_p50" 'BEGIN { if (n - d > 0) printf "%.2f\n", (c - d) / (n - d); else print "nan" }')"
+echo "BENCH floor_rps $f_rps"
+echo "BENCH floor_p50_us $f_p50"
+echo "BENCH floor_cpu_us_per_request ${f_cpu:-nan}"
+echo "BENCH upstream_cpu_us_per_request_floor_run ${f_ucpu:-nan}"
+echo "BENCH floor_throughput_vs_nginx $(awk -v f="$f_rps" -v n="$n_rps" 'BEGIN { printf "%.2f\n", f / n }')"
+echo "BENCH floor_added_p50_vs_nginx $(awk -v f="$f_p50" -v n="$n_p50" -v d="$d_p50" 'BEGIN { if (n - d > 0) printf "%.2f\n", (f - d) / (n - d); else print "nan" }')"
+echo "BENCH credbroker_vs_floor $(awk -v c="$c_rps" -v f="$f_rps" 'BEGIN { printf "%.2f\n", c / f }')"
