@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -245,8 +246,12 @@ int audit_write(const request *rq, unsigned status, const char *decision, const 
         return r;
 }
 
+/* Set once the log is open, cleared at close: read without cbd.lock by
+ * the proxy's transfer loops (audit_enabled). */
+static atomic_bool au_on;
+
 bool audit_enabled(void) {
-        return au.fd >= 0;
+        return atomic_load_explicit(&au_on, memory_order_acquire);
 }
 
 bool audit_available(void) {
@@ -370,6 +375,7 @@ int audit_open(const char *path, const char *state_dir, cb_store *store) {
                 return r;
         au.fd = r;
         cbd.audit_fd = r;
+        atomic_store_explicit(&au_on, true, memory_order_release);
         au.need_begin = true;
         randombytes_buf(au.log_id, sizeof(au.log_id));
         cb_audit_segment_keys(au.master, au.log_id, au.keys);
@@ -410,6 +416,7 @@ void audit_close(void) {
                 close(au.head_fd);
         au.fd = au.head_fd = -1;
         cbd.audit_fd = -1;
+        atomic_store_explicit(&au_on, false, memory_order_release);
         sodium_free(au.master);
         sodium_free(au.keys);
         au.master = NULL;

@@ -43,7 +43,8 @@ void audit_close(void);
  * (then the caller refuses the request with audit_refuse()).  true when
  * there is no audit log. */
 bool audit_available(void);
-/* Whether an audit log is configured (records are written); under cbd.lock. */
+/* Whether an audit log is configured (records are written); needs no lock
+ * (set at audit_open, cleared at audit_close). */
 bool audit_enabled(void);
 int audit_refuse(struct request *rq);
 
