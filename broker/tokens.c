@@ -483,16 +483,16 @@ int cb_tokens_check(cb_tokens *t, const char *token, size_t len, const cb_peer *
 }
 
 int cb_tokens_count_checked(cb_tokens *t, const cb_token_info *info) {
-        const char *p = (const char *)info - offsetof(struct entry, info);
+        /* Addresses compared as integers: info need not be an entry's. */
+        uintptr_t p = (uintptr_t)info - offsetof(struct entry, info);
         struct entry *e = NULL;
 
         for (size_t c = 0; info && !e && c < t->n_chunks; c++) {
-                const char *base = (const char *)t->chunks[c];
+                uintptr_t base = (uintptr_t)t->chunks[c];
 
-                if (p >= base && p < base + CHUNK_N * sizeof(struct entry) &&
-                    (size_t)(p - base) % sizeof(struct entry) == 0 &&
-                    ((c << CHUNK_SHIFT) + (size_t)(p - base) / sizeof(struct entry)) < t->ents_n)
-                        e = (struct entry *)(uintptr_t)p;
+                if (p >= base && p - base < CHUNK_BYTES && (p - base) % sizeof(struct entry) == 0 &&
+                    (c << CHUNK_SHIFT) + (p - base) / sizeof(struct entry) < t->ents_n)
+                        e = &t->chunks[c][(p - base) / sizeof(struct entry)];
         }
         if (!e || !e->live)
                 return cb_error_set(-ENOENT, "unknown or revoked token");

@@ -705,9 +705,13 @@ with open('/proc/%d/maps' % pid) as maps, open('/proc/%d/mem' % pid, 'rb', 0) as
         hits += ['%s %s +0x%x' % (f[5] if len(f) > 5 else 'anon', f[1], m.start()) for m in pat.finditer(data)]
 print(len(hits), '; '.join(hits[:8]))
 PY
-sleep 1
-memhits=$("$PYBIN" "$T/memscan.py" "$PID" "$T")
-expect "no value lingers in the daemon's memory after the proxied requests" "0 " "$memhits"
+if grep -qa __asan_init "$DAEMON"; then
+        echo "note: the daemon's memory is not scanned for values in a sanitizer build: ASan's terabytes of shadow mappings cannot be read through /proc/PID/mem"
+else
+        sleep 1
+        memhits=$("$PYBIN" "$T/memscan.py" "$PID" "$T" 2>&1)
+        expect "no value lingers in the daemon's memory after the proxied requests" "0 " "$memhits"
+fi
 kill -0 "$PID" 2>/dev/null && ok "daemon alive" || bad "daemon died: $(tail -n 3 "$T/daemon.out")"
 # SIGTERM with proxied requests in flight (one parked waiting for the
 # upstream's answer, one streaming): a clean exit all the same.

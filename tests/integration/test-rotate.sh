@@ -27,6 +27,11 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 [ -f "$HERE/proxy-upstream.py" ] || HERE=${CB_SRCDIR:?}/tests/integration
 PID= WORKERS= UPID=
 cleanup() {
+        # Only the test's own shell cleans up.  A background subshell
+        # (rotate_one &) that is killed before it has reset the inherited
+        # EXIT trap runs it on SIGTERM: that once removed $T under the
+        # running test (ASan run, iteration 35 of the SIGKILL loop).
+        [ "$BASHPID" = "$$" ] || return 0
         [ -n "$WORKERS" ] && kill $WORKERS 2>/dev/null
         [ -n "$UPID" ] && kill "$UPID" 2>/dev/null
         [ -n "$PID" ] && kill "$PID" 2>/dev/null
