@@ -11,7 +11,6 @@
 #include <getopt.h>
 #include <grp.h>
 #include <inttypes.h>
-#include <malloc.h>
 #include <netinet/in.h>
 #include <stdarg.h>
 #include <signal.h>
@@ -35,6 +34,7 @@
 #include "scan.h"
 #include "error.h"
 #include "rotate.h"
+#include "wipe_heap.h"
 
 daemon_state cbd = { .lock = PTHREAD_MUTEX_INITIALIZER, .audit_fd = -1 };
 
@@ -55,17 +55,6 @@ static void say(const char *fmt, ...) {
 }
 
 /* jansson's strings may hold a value on its way out: wipe on free. */
-static void *json_alloc(size_t n) {
-        return malloc(n);
-}
-
-static void json_release(void *p) {
-        if (p) {
-                sodium_memzero(p, malloc_usable_size(p));
-                free(p);
-        }
-}
-
 int policy_reload(char *err, size_t errlen) {
         cb_policy *p;
         int r = cb_policy_load(cbd.policy_path, &p);
@@ -398,7 +387,7 @@ int main(int argc, char **argv) {
                 say("%s", cb_error_last());
                 return 1;
         }
-        json_set_alloc_funcs(json_alloc, json_release);
+        json_set_alloc_funcs(malloc, cb_wipe_free);
         signal(SIGPIPE, SIG_IGN);
         if (admin_group) {
                 struct group *g = getgrnam(admin_group);

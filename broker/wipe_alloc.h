@@ -4,17 +4,9 @@
  */
 #pragma once
 
-#include <stddef.h>
-
 /* Makes OpenSSL and libcurl wipe every block they free (and every block a
  * realloc moves away from), and initialises libcurl (curl_global_init_mem
  * instead of curl_global_init).  Call once, before anything uses OpenSSL
  * or libcurl.  0, or a negative errno with the reason in cb_error_last():
  * the caller refuses to start. */
 int cb_wipe_alloc_install(void) __attribute__((warn_unused_result));
-
-/* free() that wipes the block's usable size first; NULL is a no-op. */
-void cb_wipe_free(void *p);
-
-/* realloc() that wipes a block it moves away from (n == 0 frees). */
-void *cb_wipe_realloc(void *p, size_t n);

@@ -22,7 +22,6 @@
  *     of our reach.
  */
 #include <errno.h>
-#include <malloc.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -37,6 +36,7 @@
 #include <sodium.h>
 
 #include "credbroker.h"
+#include "wipe_heap.h"
 
 #define CB_RESPONSE_MAX (256 * 1024)
 #define CB_TIMEOUT_S 30L
@@ -67,39 +67,6 @@ static void *wipe_malloc(size_t n) {
         return malloc(n);
 }
 
-static void wipe_free(void *p) {
-        if (p) {
-                sodium_memzero(p, malloc_usable_size(p));
-                free(p);
-        }
-}
-
-static void *wipe_realloc(void *p, size_t n) {
-        size_t old;
-        void *q;
-
-        if (!p)
-                return malloc(n);
-        old = malloc_usable_size(p);
-        if (n <= old && n > 0)
-                return p; /* the tail is wiped when the block is freed */
-        q = malloc(n ? n : 1);
-        if (!q)
-                return NULL;
-        memcpy(q, p, old < n ? old : n);
-        wipe_free(p);
-        return q;
-}
-
-static char *wipe_strdup(const char *s) {
-        size_t n = strlen(s) + 1;
-        char *p = malloc(n);
-
-        if (p)
-                memcpy(p, s, n);
-        return p;
-}
-
 static void *wipe_calloc(size_t nmemb, size_t size) {
         return calloc(nmemb, size);
 }
@@ -117,9 +84,9 @@ static void global_init(void) {
         }
         json_get_alloc_funcs(&jm, &jf);
         if (jm == malloc && jf == free)
-                json_set_alloc_funcs(wipe_malloc, wipe_free);
+                json_set_alloc_funcs(wipe_malloc, cb_wipe_free);
         /* A no-op (but for a reference count) if curl is initialised already. */
-        if (curl_global_init_mem(CURL_GLOBAL_DEFAULT, wipe_malloc, wipe_free, wipe_realloc, wipe_strdup,
+        if (curl_global_init_mem(CURL_GLOBAL_DEFAULT, wipe_malloc, cb_wipe_free, cb_wipe_realloc, cb_wipe_strdup,
                                  wipe_calloc) != CURLE_OK)
                 global_r = -ENOMEM;
 }

@@ -8,6 +8,7 @@
 
 #include "cbtest.h"
 #include "secmem.h"
+#include "wipe_heap.h"
 
 /* sodium_malloc needs the page size sodium_init() records; without it
  * cb_secbuf_new aborts. */
@@ -215,4 +216,34 @@ TEST(memeq_ct) {
                         b[i] ^= (unsigned char)(1u << bit);
                 }
         ASSERT_EQ(cb_memcmp_ct(a, b, sizeof(a)), 0);
+}
+
+/* The wipe-on-free hooks (jansson, libcurl, OpenSSL): realloc keeps the
+ * contents when it moves a block, keeps a block that fits, never answers
+ * NULL after freeing; strdup copies.  (That freed blocks are wiped is
+ * checked on the daemon's memory by test-proxy.) */
+TEST(wipe_heap_hooks) {
+        unsigned char *p, *q;
+        char *d;
+
+        setup();
+        p = cb_wipe_realloc(NULL, 100);
+        ASSERT_TRUE(p != NULL);
+        for (int i = 0; i < 100; i++)
+                p[i] = (unsigned char)i;
+        q = cb_wipe_realloc(p, 65536);
+        ASSERT_TRUE(q != NULL);
+        for (int i = 0; i < 100; i++)
+                ASSERT_EQ(q[i], (unsigned char)i);
+        p = cb_wipe_realloc(q, 10);
+        ASSERT_TRUE(p == q);
+        ASSERT_EQ(p[9], 9);
+        q = cb_wipe_realloc(p, 0);
+        ASSERT_TRUE(q != NULL);
+        cb_wipe_free(q);
+        cb_wipe_free(NULL);
+        d = cb_wipe_strdup("cbt_example");
+        ASSERT_TRUE(d != NULL);
+        ASSERT_STREQ(d, "cbt_example");
+        cb_wipe_free(d);
 }
