@@ -5,8 +5,8 @@
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <sys/mman.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -81,12 +81,28 @@ static struct entry *ent_at(const cb_tokens *t, size_t i) {
         return &t->chunks[i >> CHUNK_SHIFT][i & (CHUNK_N - 1)];
 }
 
-/* The number of e, an entry of t's (its chunk is found by address). */
+/* Whether p is the address of one of t's entries in use, and its number.
+ * Addresses are compared as integers: p need not point into the table. */
+static bool ent_of_addr(const cb_tokens *t, uintptr_t p, uint32_t *ret_index) {
+        for (size_t c = 0; c < t->n_chunks; c++) {
+                uintptr_t base = (uintptr_t)t->chunks[c];
+                size_t i = (c << CHUNK_SHIFT) + (p - base) / sizeof(struct entry);
+
+                if (p >= base && p - base < CHUNK_BYTES && (p - base) % sizeof(struct entry) == 0 && i < t->ents_n) {
+                        *ret_index = (uint32_t)i;
+                        return true;
+                }
+        }
+        return false;
+}
+
+/* The number of e, an entry of t's. */
 static uint32_t ent_index(const cb_tokens *t, const struct entry *e) {
-        for (size_t c = 0; c < t->n_chunks; c++)
-                if (e >= t->chunks[c] && e < t->chunks[c] + CHUNK_N)
-                        return (uint32_t)((c << CHUNK_SHIFT) + (size_t)(e - t->chunks[c]));
-        abort(); /* not ours: a caller bug, never reached from input */
+        uint32_t i;
+
+        if (!ent_of_addr(t, (uintptr_t)e, &i))
+                abort(); /* not ours: a caller bug, never reached from input */
+        return i;
 }
 
 static uint64_t now_s(void) {
@@ -208,7 +224,7 @@ void cb_tokens_free(cb_tokens *t) {
                         close(e->pidfd);
         }
         for (size_t c = 0; c < t->n_chunks; c++) {
-                sodium_memzero(t->chunks[c], CHUNK_N * sizeof(struct entry));
+                sodium_memzero(t->chunks[c], CHUNK_BYTES);
                 munmap(t->chunks[c], CHUNK_BYTES);
         }
         free(t->chunks);
@@ -483,17 +499,11 @@ int cb_tokens_check(cb_tokens *t, const char *token, size_t len, const cb_peer *
 }
 
 int cb_tokens_count_checked(cb_tokens *t, const cb_token_info *info) {
-        /* Addresses compared as integers: info need not be an entry's. */
-        uintptr_t p = (uintptr_t)info - offsetof(struct entry, info);
         struct entry *e = NULL;
+        uint32_t i;
 
-        for (size_t c = 0; info && !e && c < t->n_chunks; c++) {
-                uintptr_t base = (uintptr_t)t->chunks[c];
-
-                if (p >= base && p - base < CHUNK_BYTES && (p - base) % sizeof(struct entry) == 0 &&
-                    (c << CHUNK_SHIFT) + (p - base) / sizeof(struct entry) < t->ents_n)
-                        e = &t->chunks[c][(p - base) / sizeof(struct entry)];
-        }
+        if (info && ent_of_addr(t, (uintptr_t)info - offsetof(struct entry, info), &i))
+                e = ent_at(t, i);
         if (!e || !e->live)
                 return cb_error_set(-ENOENT, "unknown or revoked token");
         if (e->info.max_uses && e->info.used >= e->info.max_uses)
