@@ -359,8 +359,9 @@ cb_redactor *cb_redactor_new(const unsigned char *value, size_t len) {
         /* Allocated up front: never a NULL buffer, even for empty feeds.
          * Small, grown by doubling as chunks need: most answers are a few
          * hundred bytes, and a redactor per form per request that took and
-         * wiped 12 KiB cost ~2 % of the proxy's CPU (malloc consolidation
-         * and memset; tests/bench/proxy.sh). */
+         * wiped 12 KiB showed in profiles (cb_redchain_clear alone 1.0-1.2 %
+         * of the daemon's perf samples under tests/bench/proxy.sh; 0.4 %
+         * with these sizes). */
         if (grow(&r->work, &r->work_cap, len + 256) < 0 || grow(&r->out, &r->out_cap, 256) < 0) {
                 cb_redactor_free(r);
                 return NULL;
