@@ -2,8 +2,10 @@
 /*
  * proxy-floor: the floor under tests/bench/proxy.sh's credbroker figures.
  *
- *   proxy-floor LISTEN_PORT UPSTREAM_URL HEADER THREADS
+ *   proxy-floor LISTEN_PORT UPSTREAM_URL THREADS  < HEADER-LINE
  *
+ * HEADER (one "Name: value" line, the injected credential) comes on stdin,
+ * never in argv.
  * The smallest reverse proxy built the way credbrokerd builds its TCP proxy
  * (broker/server.c start_one and server_start, broker/proxy_loop.c,
  * broker/proxy_conn.c, broker/proxy.c proxy_job_setup), with nothing of
@@ -473,17 +475,23 @@ int main(int argc, char **argv) {
         int lfd, sig, r = 1;
         unsigned started = 0;
         struct curl_slist *hl;
+        char header[4096];
 
-        if (argc != 5) {
-                fprintf(stderr, "usage: proxy-floor LISTEN_PORT UPSTREAM_URL HEADER THREADS\n");
+        if (argc != 4) {
+                fprintf(stderr, "usage: proxy-floor LISTEN_PORT UPSTREAM_URL THREADS  < HEADER-LINE\n");
                 return 2;
         }
-        threads = strtol(argv[4], &end, 10);
+        if (!fgets(header, sizeof(header), stdin)) {
+                fprintf(stderr, "proxy-floor: no header line on stdin\n");
+                return 2;
+        }
+        header[strcspn(header, "\n")] = '\0';
+        threads = strtol(argv[3], &end, 10);
         if (*end || threads < 1 || threads > LOOPS_MAX) {
                 fprintf(stderr, "proxy-floor: THREADS: 1-%d\n", LOOPS_MAX);
                 return 2;
         }
-        if (strlen(argv[2]) >= sizeof(upstream) / 2 || strpbrk(argv[3], "\r\n") || !strchr(argv[3], ':')) {
+        if (strlen(argv[2]) >= sizeof(upstream) / 2 || strchr(header, '\r') || !strchr(header, ':')) {
                 fprintf(stderr, "proxy-floor: UPSTREAM_URL too long or HEADER not one 'Name: value' line\n");
                 return 2;
         }
@@ -491,7 +499,7 @@ int main(int argc, char **argv) {
         if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
                 return 1;
         /* The daemon's extra request headers (proxy_route.c), the injected one first. */
-        hl = curl_slist_append(NULL, argv[3]);
+        hl = curl_slist_append(NULL, header);
         hl = hl ? curl_slist_append(hl, "Accept-Encoding: identity") : NULL;
         hl = hl ? curl_slist_append(hl, "Expect:") : NULL;
         if (!(headers = hl))

@@ -144,7 +144,8 @@ check=$(curl -s -H "Authorization: Bearer $TOKEN" "http://127.0.0.1:$CB/v1/proxy
 # The floor: the same upstream, the same injected header (a bench-only
 # random key), the daemon's loop count.
 FP=$(free_port)
-"$FLOOR" "$FP" "http://127.0.0.1:$UP/" "Authorization: Bearer $KEY" "$FLOOR_THREADS" >"$TMP/floor.log" 2>&1 &
+printf 'Authorization: Bearer %s\n' "$KEY" >"$TMP/floor.header" # on stdin, not in argv
+"$FLOOR" "$FP" "http://127.0.0.1:$UP/" "$FLOOR_THREADS" <"$TMP/floor.header" >"$TMP/floor.log" 2>&1 &
 FPID=$!
 PIDS+=($FPID)
 wait_port "$FP" || { log "proxy-floor did not start"; cat "$TMP/floor.log" >&2; exit 1; }
