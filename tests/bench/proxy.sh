@@ -203,6 +203,10 @@ read -r n_rps n_p50 n_cpu n_ucpu < <(best nginx)
 read -r c_rps c_p50 c_cpu c_ucpu < <(best credbroker)
 read -r f_rps f_p50 f_cpu f_ucpu < <(best floor)
 kill -0 "$DPID" 2>/dev/null || { log "credbrokerd died"; exit 1; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f\n", a / b; else print "nan" }'; }
+added_p50() { # added_p50 P50 BASELINE_P50: (P50 - direct) / (BASELINE_P50 - direct)
+        awk -v c="$1" -v n="$2" -v d="$d_p50" 'BEGIN { if (n - d > 0) printf "%.2f\n", (c - d) / (n - d); else print "nan" }'
+}
 kill -0 "$FPID" 2>/dev/null || { log "proxy-floor died"; exit 1; }
 echo "BENCH direct_rps $d_rps"
 echo "BENCH nginx_rps $n_rps"
@@ -214,12 +218,12 @@ echo "BENCH nginx_cpu_us_per_request ${n_cpu:-nan}"
 echo "BENCH credbroker_cpu_us_per_request ${c_cpu:-nan}"
 echo "BENCH upstream_cpu_us_per_request_nginx_run ${n_ucpu:-nan}"
 echo "BENCH upstream_cpu_us_per_request_credbroker_run ${c_ucpu:-nan}"
-echo "BENCH proxy_throughput_vs_nginx $(awk -v c="$c_rps" -v n="$n_rps" 'BEGIN { printf "%.2f\n", c / n }')"
-echo "BENCH proxy_added_p50_vs_nginx $(awk -v c="$c_p50" -v n="$n_p50" -v d="$d_p50" 'BEGIN { if (n - d > 0) printf "%.2f\n", (c - d) / (n - d); else print "nan" }')"
+echo "BENCH proxy_throughput_vs_nginx $(ratio "$c_rps" "$n_rps")"
+echo "BENCH proxy_added_p50_vs_nginx $(added_p50 "$c_p50" "$n_p50")"
 echo "BENCH floor_rps $f_rps"
 echo "BENCH floor_p50_us $f_p50"
 echo "BENCH floor_cpu_us_per_request ${f_cpu:-nan}"
 echo "BENCH upstream_cpu_us_per_request_floor_run ${f_ucpu:-nan}"
-echo "BENCH floor_throughput_vs_nginx $(awk -v f="$f_rps" -v n="$n_rps" 'BEGIN { printf "%.2f\n", f / n }')"
-echo "BENCH floor_added_p50_vs_nginx $(awk -v f="$f_p50" -v n="$n_p50" -v d="$d_p50" 'BEGIN { if (n - d > 0) printf "%.2f\n", (f - d) / (n - d); else print "nan" }')"
-echo "BENCH credbroker_vs_floor $(awk -v c="$c_rps" -v f="$f_rps" 'BEGIN { printf "%.2f\n", c / f }')"
+echo "BENCH floor_throughput_vs_nginx $(ratio "$f_rps" "$n_rps")"
+echo "BENCH floor_added_p50_vs_nginx $(added_p50 "$f_p50" "$n_p50")"
+echo "BENCH credbroker_vs_floor $(ratio "$c_rps" "$f_rps")"
