@@ -295,13 +295,14 @@ static int route_decide(request *rq, const char *id, size_t id_len, bool approve
                                   cb_error_last());
                 goto out;
         }
-        /* An approver an agent can reach would let it approve itself: a peer
-         * that any policy client selector matches (a uid or program tools run
-         * as) may deny but not approve. */
+        /* An approver an agent can reach would let it approve itself: a uid
+         * that any policy client selector can match, whatever program it
+         * runs (an agent of that uid can run curl), may deny but not
+         * approve.  uid-level separation, not (uid, executable). */
         const char *as_client = NULL;
-        if (approve && cb_policy_match_clients(cbd.policy, &rq->peer, &as_client, 1) > 0) {
+        if (approve && cb_policy_uid_selectable(cbd.policy, rq->peer.uid, rq->peer.gid, &as_client)) {
                 ret = reply_error(rq, 403, "forbidden",
-                                  "uid %u is policy client '%s': an approver must not be a process tools run as",
+                                  "uid %u can be policy client '%s': an approver must not be a uid tools run as",
                                   (unsigned)rq->peer.uid, as_client);
                 goto out;
         }

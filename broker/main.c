@@ -33,6 +33,7 @@
 #include "daemon.h"
 #include "scan.h"
 #include "error.h"
+#include "fsutil.h"
 #include "rotate.h"
 #include "wipe_heap.h"
 
@@ -57,7 +58,10 @@ static void say(const char *fmt, ...) {
 /* jansson's strings may hold a value on its way out: wipe on free. */
 int policy_reload(char *err, size_t errlen) {
         cb_policy *p;
-        int r = cb_policy_load(cbd.policy_path, &p);
+        int r = cb_path_check_trusted(cbd.policy_path, geteuid(), "policy");
+
+        if (r == 0)
+                r = cb_policy_load(cbd.policy_path, &p);
 
         if (r < 0) {
                 snprintf(err, errlen, "%s", cb_error_last());
@@ -73,6 +77,13 @@ int policy_reload(char *err, size_t errlen) {
  * writable by others (who could replace a socket with their own). */
 static int prepare_run_dir(const char *dir) {
         struct stat st;
+        int r;
+
+        /* Its parents too: one another uid can write lets that uid rename
+         * the run dir away and put its own sockets where clients look. */
+        r = cb_path_check_trusted(dir, geteuid(), "run dir");
+        if (r < 0)
+                return r;
 
         if (mkdir(dir, 0755) < 0 && errno != EEXIST)
                 return cb_error_set(-errno, "cannot create run dir %s: %s", dir, strerror(errno));
@@ -272,6 +283,28 @@ int main(int argc, char **argv) {
                         }
                         printf("ok: %s: %zu clients, %zu grants\n", optarg, cb_policy_n_clients(p),
                                cb_policy_n_grants(p));
+                        /* exe selectors match the file the path names here, now. */
+                        for (size_t i = 0; i < cb_policy_n_clients(p); i++) {
+                                const char *name, *exe, *res;
+                                if (!cb_policy_client_exe(p, i, &name, &exe, &res))
+                                        continue;
+                                if (!res)
+                                        printf("client %s: exe %s does not resolve here (%s): it matches no "
+                                               "caller until it does\n", name, exe, "not found");
+                                else if (strcmp(res, exe) != 0)
+                                        printf("client %s: exe %s -> %s\n", name, exe, res);
+                                else
+                                        printf("client %s: exe %s\n", name, exe);
+                        }
+                        /* Approvers must not be tool uids (api_approval.c). */
+                        for (size_t i = 0; i < cb_policy_n_admin_uids(p); i++) {
+                                const char *cl = NULL;
+                                uid_t au = cb_policy_admin_uid(p, i);
+                                if (cb_policy_uid_selectable(p, au, (gid_t)-1, &cl))
+                                        printf("warning: admin uid %u is also selected by client %s: it may deny "
+                                               "approvals but never approve one (an approver must not be a "
+                                               "uid tools run as)\n", (unsigned)au, cl);
+                        }
                         cb_policy_free(p);
                         return 0;
                 }
@@ -396,6 +429,18 @@ int main(int argc, char **argv) {
                         return 2;
                 }
                 admin_gid = g->gr_gid;
+        }
+        /* The files the daemon trusts, checked up to "/" (fsutil.h). */
+        {
+                const char *kf = strncmp(unlock, "keyfile:", 8) == 0         ? unlock + 8
+                                 : strncmp(unlock, "tpm2+keyfile:", 13) == 0 ? unlock + 13
+                                                                            : NULL;
+                if (cb_path_check_trusted(cbd.policy_path, geteuid(), "policy") < 0 ||
+                    cb_path_check_trusted(state_dir, geteuid(), "state dir") < 0 ||
+                    (kf && cb_path_check_trusted(kf, geteuid(), "key file") < 0)) {
+                        say("%s", cb_error_last());
+                        return 1;
+                }
         }
         if (cb_policy_load(cbd.policy_path, &cbd.policy) < 0) {
                 say("%s", cb_error_last());

@@ -47,6 +47,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -107,7 +108,28 @@ static int proc_fail(int r, pid_t pid, const char *what) {
 
 static uid_t overflow_uid = 65534;
 static gid_t overflow_gid = 65534;
+static bool gid_map_full;
 static pthread_once_t overflow_once = PTHREAD_ONCE_INIT;
+
+/* Does our user namespace map every gid (the initial namespace's
+ * "0 0 4294967295")?  Then no peer's gid can show up as the overflow gid
+ * for want of a mapping. */
+static bool id_map_full(const char *path) {
+        char buf[128];
+        unsigned long a, b, c;
+        char extra;
+        ssize_t n;
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+        if (fd < 0)
+                return false;
+        n = read(fd, buf, sizeof(buf) - 1);
+        close(fd);
+        if (n <= 0)
+                return false;
+        buf[n] = '\0';
+        return sscanf(buf, " %lu %lu %lu %c", &a, &b, &c, &extra) == 3 && a == 0 && b == 0 && c == 4294967295UL;
+}
 
 static unsigned long read_sysctl_id(const char *path, unsigned long dflt) {
         char buf[32];
@@ -134,6 +156,7 @@ static unsigned long read_sysctl_id(const char *path, unsigned long dflt) {
 static void overflow_load(void) {
         overflow_uid = (uid_t)read_sysctl_id("/proc/sys/kernel/overflowuid", 65534);
         overflow_gid = (gid_t)read_sysctl_id("/proc/sys/kernel/overflowgid", 65534);
+        gid_map_full = id_map_full("/proc/self/gid_map");
 }
 
 /* ---- pidfd ------------------------------------------------------------- */
@@ -398,22 +421,88 @@ static void cache_insert(cb_exe_cache *c, const exe_key *k, const unsigned char 
 /* The SHA-256 of exe (/proc/<pid>/exe), whose stat is *st: from the
  * cache, else by opening and hashing it (the opened file must be the one
  * *st describes). */
-static int exe_hash(const char *exe, const struct stat *st, cb_exe_cache *cache, pid_t pid, unsigned char out[32]) {
+/* ---- per-uid hashing budget --------------------------------------------
+ * A cache miss costs the broker a read of the whole file, and a caller
+ * controls how often it misses (chmod or touch its executable: ctime moves,
+ * the key changes).  So each uid may have one hash in progress and hash at
+ * most HASH_BYTES_PER_MIN per minute; past that its requests are refused
+ * (-EBUSY) until the minute is over, and other uids are not affected. */
+#define HASH_UIDS_MAX       256
+#define HASH_BYTES_PER_MIN  (UINT64_C(1) << 30)
+
+static struct {
+        pthread_mutex_t lock;
+        struct {
+                uid_t uid;
+                unsigned inflight;
+                time_t window;
+                uint64_t bytes;
+        } u[HASH_UIDS_MAX];
+        size_t n;
+} budget = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+static int budget_take(uid_t uid, uint64_t size, pid_t pid) {
+        time_t now = time(NULL);
+        size_t i, free_slot = SIZE_MAX;
+        int r = 0;
+
+        pthread_mutex_lock(&budget.lock);
+        for (i = 0; i < budget.n && budget.u[i].uid != uid; i++)
+                if (free_slot == SIZE_MAX && budget.u[i].inflight == 0 && now - budget.u[i].window >= 60)
+                        free_slot = i;
+        if (i == budget.n) {
+                if (budget.n < HASH_UIDS_MAX)
+                        i = budget.n++;
+                else if (free_slot != SIZE_MAX)
+                        i = free_slot;
+                else {
+                        r = cb_error_set(-EBUSY, "peer pid %d: too many uids are having executables hashed; retry "
+                                                 "later", (int)pid);
+                        goto out;
+                }
+                budget.u[i].uid = uid;
+                budget.u[i].inflight = 0;
+                budget.u[i].window = now;
+                budget.u[i].bytes = 0;
+        }
+        if (now - budget.u[i].window >= 60) {
+                budget.u[i].window = now;
+                budget.u[i].bytes = 0;
+        }
+        if (budget.u[i].inflight > 0)
+                r = cb_error_set(-EBUSY, "peer pid %d: uid %u already has an executable being hashed; retry "
+                                         "later", (int)pid, (unsigned)uid);
+        else if (budget.u[i].bytes + size > HASH_BYTES_PER_MIN)
+                r = cb_error_set(-EBUSY, "peer pid %d: uid %u had %llu MiB of executables hashed this minute, "
+                                         "the most one uid may (an executable that keeps changing is not "
+                                         "hashed again without limit); retry later",
+                                 (int)pid, (unsigned)uid, (unsigned long long)(budget.u[i].bytes >> 20));
+        else {
+                budget.u[i].inflight++;
+                budget.u[i].bytes += size;
+        }
+out:
+        pthread_mutex_unlock(&budget.lock);
+        return r;
+}
+
+static void budget_put(uid_t uid) {
+        pthread_mutex_lock(&budget.lock);
+        for (size_t i = 0; i < budget.n; i++)
+                if (budget.u[i].uid == uid && budget.u[i].inflight > 0) {
+                        budget.u[i].inflight--;
+                        break;
+                }
+        pthread_mutex_unlock(&budget.lock);
+}
+
+static int exe_hash_file(const char *exe, const exe_key *kp, cb_exe_cache *cache, pid_t pid, unsigned char out[32]) {
         struct timespec now;
         struct stat opened, after;
-        exe_key k, k2;
+        exe_key k = *kp, k2;
         bool racy;
         int exefd, r;
 
-        key_from_stat(st, &k);
-        if (cache && cache_lookup(cache, &k, out))
-                return 0;
-        /* Hashing runs on a server thread: an executable made huge (a
-         * sparse file costs its owner nothing) must not stall it. */
-        if (st->st_size > CB_EXE_HASH_MAX)
-                return cb_error_set(-EFBIG, "peer pid %d: its executable is %lld bytes, more than the %d MiB the "
-                                            "broker will hash",
-                                    (int)pid, (long long)st->st_size, CB_EXE_HASH_MAX >> 20);
         /* *st was sampled before this clock read, so any later write gets a
          * ctime no earlier than about now. */
         if (clock_gettime(CLOCK_REALTIME, &now) < 0)
@@ -455,6 +544,29 @@ out:
         return r;
 }
 
+static int exe_hash(const char *exe, const struct stat *st, cb_exe_cache *cache, pid_t pid, uid_t uid,
+                    unsigned char out[32]) {
+        exe_key k;
+        int r;
+
+        key_from_stat(st, &k);
+        if (cache && cache_lookup(cache, &k, out))
+                return 0;
+        /* An executable made huge (a sparse file costs its owner nothing)
+         * must not keep the broker reading. */
+        if (st->st_size > CB_EXE_HASH_MAX)
+                return cb_error_set(-EFBIG, "peer pid %d: its executable is %lld bytes, more than the %d MiB the "
+                                            "broker will hash",
+                                    (int)pid, (long long)st->st_size, CB_EXE_HASH_MAX >> 20);
+        r = budget_take(uid, (uint64_t)st->st_size, pid);
+        if (r < 0)
+                return r;
+        r = exe_hash_file(exe, &k, cache, pid, out);
+        budget_put(uid);
+        return r;
+}
+
+
 /* ---- identify ---------------------------------------------------------- */
 
 int cb_peer_cred_read(int fd, struct ucred *ret) {
@@ -479,7 +591,74 @@ int cb_peer_identify(int fd, cb_exe_cache *cache, unsigned what, cb_peer *ret) {
         return cb_peer_identify_cred(fd, &uc, cache, what, ret);
 }
 
-int cb_peer_identify_cred(int fd, const struct ucred *cred, cb_exe_cache *cache, unsigned what, cb_peer *ret) {
+/* The process's current credentials, all of them, must still be (uid,
+ * gid).  PIDFD_GET_INFO (Linux 6.13) reads them through the pidfd; before
+ * that, /proc/<pid>/status (safe by the liveness check at the end, as the
+ * other /proc reads). */
+struct cb_pidfd_info {
+        uint64_t mask;
+        uint64_t cgroupid;
+        uint32_t pid, tgid, ppid, ruid, rgid, euid, egid, suid, sgid, fsuid, fsgid;
+        uint32_t spare0[1];
+};
+#define CB_PIDFD_GET_INFO _IOWR(0xFF, 11, struct cb_pidfd_info)
+#define CB_PIDFD_INFO_CREDS (1u << 1)
+
+static int ids_check(pid_t pid, uid_t uid, gid_t gid, const uint32_t u[4], const uint32_t g[4]) {
+        for (int i = 0; i < 4; i++)
+                if (u[i] != (uint32_t)uid || g[i] != (uint32_t)gid)
+                        return cb_error_set(-EPERM, "peer pid %d now runs as uid %u/%u/%u/%u gid %u/%u/%u/%u "
+                                                    "(real/effective/saved/fs), not the uid %u gid %u it sent "
+                                                    "with: a process that changed (or is changing) its "
+                                                    "credentials is refused",
+                                            (int)pid, u[0], u[1], u[2], u[3], g[0], g[1], g[2], g[3],
+                                            (unsigned)uid, (unsigned)gid);
+        return 0;
+}
+
+static int proc_status_ids(pid_t pid, uint32_t u[4], uint32_t g[4]) {
+        char path[32], buf[PROC_READ_CHUNK + 1];
+        const char *l;
+        ssize_t n;
+        int fd;
+
+        snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0)
+                return proc_fail(proc_errno(errno), pid, "status");
+        do
+                n = read(fd, buf, sizeof(buf) - 1);
+        while (n < 0 && errno == EINTR);
+        close(fd);
+        if (n < 0)
+                return proc_fail(proc_errno(errno), pid, "status");
+        buf[n] = '\0';
+        /* Uid: and Gid: are lines 8 and 9, well inside the first 4 KiB. */
+        if (!(l = strstr(buf, "\nUid:\t")) || sscanf(l, "\nUid:\t%u\t%u\t%u\t%u", &u[0], &u[1], &u[2], &u[3]) != 4 ||
+            !(l = strstr(buf, "\nGid:\t")) || sscanf(l, "\nGid:\t%u\t%u\t%u\t%u", &g[0], &g[1], &g[2], &g[3]) != 4)
+                return cb_error_set(-EBADMSG, "/proc/%d/status: no Uid:/Gid: lines", (int)pid);
+        return 0;
+}
+
+static int current_ids(int pidfd, pid_t pid, uid_t uid, gid_t gid) {
+        struct cb_pidfd_info info = { .mask = CB_PIDFD_INFO_CREDS };
+        uint32_t u[4], g[4];
+        int r;
+
+        if (ioctl(pidfd, CB_PIDFD_GET_INFO, &info) == 0 && (info.mask & CB_PIDFD_INFO_CREDS)) {
+                u[0] = info.ruid, u[1] = info.euid, u[2] = info.suid, u[3] = info.fsuid;
+                g[0] = info.rgid, g[1] = info.egid, g[2] = info.sgid, g[3] = info.fsgid;
+        } else if (errno == ESRCH) {
+                return cb_error_set(-ESRCH, "peer pid %d exited while being identified", (int)pid);
+        } else if ((r = proc_status_ids(pid, u, g)) < 0) {
+                return r;
+        }
+        return ids_check(pid, uid, gid, u, g);
+}
+
+/* pidfd: -1 to take one from the socket fd (SO_PEERPIDFD), else borrowed. */
+static int identify(int fd, const struct ucred *cred, int pidfd, bool pidfd_pinned, cb_exe_cache *cache,
+                    unsigned what, cb_peer *ret) {
         cb_peer p = { .pidfd = -1 };
         struct ucred uc;
         struct stat st, st2;
@@ -488,7 +667,7 @@ int cb_peer_identify_cred(int fd, const struct ucred *cred, cb_exe_cache *cache,
         ssize_t n;
 
         if (!ret || !cred)
-                return cb_error_set(-EINVAL, "cb_peer_identify_cred: no output or no credentials");
+                return cb_error_set(-EINVAL, "cb_peer_identify: no output or no credentials");
         uc = *cred;
         pthread_once(&overflow_once, overflow_load);
         if (uc.pid <= 0)
@@ -499,43 +678,73 @@ int cb_peer_identify_cred(int fd, const struct ucred *cred, cb_exe_cache *cache,
         if (uc.uid == overflow_uid)
                 return cb_error_set(-EPERM, "peer pid %d has the overflow uid %u (its uid is not mapped into "
                                             "our user namespace); refusing it", (int)uc.pid, (unsigned)uc.uid);
-        if (uc.gid == overflow_gid)
+        /* The overflow gid is also Debian's "nogroup", a genuine primary
+         * group: it only means "unmapped" when our own gid map is partial. */
+        if (uc.gid == overflow_gid && !gid_map_full)
                 return cb_error_set(-EPERM, "peer pid %d has the overflow gid %u (its gid is not mapped into "
                                             "our user namespace); refusing it", (int)uc.pid, (unsigned)uc.gid);
         p.uid = uc.uid;
         p.gid = uc.gid;
         p.pid = uc.pid;
 
-        r = peer_pidfd(fd, p.pid, &p.pidfd, &p.pidfd_pinned);
-        if (r < 0)
-                return r;
+        if (pidfd >= 0) {
+                p.pidfd = pidfd;
+                p.pidfd_pinned = pidfd_pinned;
+                p.pidfd_borrowed = true;
+        } else if (fd >= 0) {
+                r = peer_pidfd(fd, p.pid, &p.pidfd, &p.pidfd_pinned);
+                if (r < 0)
+                        return r;
+        } else {
+                /* No SCM_PIDFD (Linux < 6.5): as peer_pidfd's fallback. */
+                p.pidfd = (int)syscall(SYS_pidfd_open, p.pid, 0);
+                if (p.pidfd < 0) {
+                        r = proc_errno(errno);
+                        return cb_error_set(r, "pidfd_open(%d): %s", (int)p.pid, strerror(-r));
+                }
+                p.pidfd_pinned = false;
+        }
+        if (pidfd >= 0 || fd < 0) {
+                r = current_ids(p.pidfd, p.pid, p.uid, p.gid);
+                if (r < 0)
+                        goto out;
+        }
 
-        /* The pidfd check at the end proves every /proc/<pid> lookup here
-         * reached the pidfd's process (see the top). */
         snprintf(exe, sizeof(exe), "/proc/%d/exe", (int)p.pid);
-        if (stat(exe, &st) < 0) {
-                r = proc_fail(proc_errno(errno), p.pid, "exe");
-                goto out;
-        }
-        if (!S_ISREG(st.st_mode)) {
-                r = cb_error_set(-EINVAL, "%s is not a regular file", exe);
-                goto out;
-        }
-        n = readlink(exe, p.exe_path, sizeof(p.exe_path));
-        if (n < 0) {
-                r = proc_fail(proc_errno(errno), p.pid, "exe");
-                goto out;
-        }
-        if ((size_t)n >= sizeof(p.exe_path)) {
-                r = cb_error_set(-ENAMETOOLONG, "%s: path longer than %d bytes", exe, PATH_MAX - 1);
-                goto out;
-        }
-        p.exe_path[n] = '\0';
+        if (!(what & CB_PEER_SKIP_EXE)) {
+                /* The pidfd check at the end proves every /proc/<pid> lookup
+                 * here reached the pidfd's process (see the top). */
+                if (stat(exe, &st) < 0) {
+                        r = proc_fail(proc_errno(errno), p.pid, "exe");
+                        goto out;
+                }
+                if (!S_ISREG(st.st_mode)) {
+                        r = cb_error_set(-EINVAL, "%s is not a regular file", exe);
+                        goto out;
+                }
+                n = readlink(exe, p.exe_path, sizeof(p.exe_path));
+                if (n < 0) {
+                        r = proc_fail(proc_errno(errno), p.pid, "exe");
+                        goto out;
+                }
+                if ((size_t)n >= sizeof(p.exe_path)) {
+                        r = cb_error_set(-ENAMETOOLONG, "%s: path longer than %d bytes", exe, PATH_MAX - 1);
+                        goto out;
+                }
+                p.exe_path[n] = '\0';
+                p.exe_dev = st.st_dev;
+                p.exe_ino = st.st_ino;
+                p.exe_known = st.st_nlink > 0; /* an unlinked binary is no file a policy can name */
 
-        r = exe_hash(exe, &st, cache, p.pid, p.exe_sha256);
-        if (r < 0)
-                goto out;
-        sodium_bin2hex(p.exe_sha256_hex, sizeof(p.exe_sha256_hex), p.exe_sha256, sizeof(p.exe_sha256));
+                if (!(what & CB_PEER_SKIP_HASH)) {
+                        r = exe_hash(exe, &st, cache, p.pid, p.uid, p.exe_sha256);
+                        if (r < 0)
+                                goto out;
+                        sodium_bin2hex(p.exe_sha256_hex, sizeof(p.exe_sha256_hex), p.exe_sha256,
+                                       sizeof(p.exe_sha256));
+                        p.hash_known = true;
+                }
+        }
 
         if (what & CB_PEER_CGROUP) {
                 r = proc_cgroup(p.pid, p.cgroup);
@@ -544,15 +753,18 @@ int cb_peer_identify_cred(int fd, const struct ucred *cred, cb_exe_cache *cache,
                 p.cgroup_known = true;
         }
 
-        /* An execve() since the first look would make path, hash and the
-         * process disagree. */
-        if (stat(exe, &st2) < 0) {
-                r = proc_fail(proc_errno(errno), p.pid, "exe");
-                goto out;
-        }
-        if (st2.st_dev != st.st_dev || st2.st_ino != st.st_ino) {
-                r = cb_error_set(-ESRCH, "peer pid %d executed another program while being identified", (int)p.pid);
-                goto out;
+        if (!(what & CB_PEER_SKIP_EXE)) {
+                /* An execve() since the first look would make path, hash
+                 * and the process disagree. */
+                if (stat(exe, &st2) < 0) {
+                        r = proc_fail(proc_errno(errno), p.pid, "exe");
+                        goto out;
+                }
+                if (st2.st_dev != st.st_dev || st2.st_ino != st.st_ino) {
+                        r = cb_error_set(-ESRCH, "peer pid %d executed another program while being identified",
+                                         (int)p.pid);
+                        goto out;
+                }
         }
         /* Alive now, so alive (and holding this pid) at every lookup above. */
         if (!pidfd_alive(p.pidfd)) {
@@ -564,9 +776,17 @@ int cb_peer_identify_cred(int fd, const struct ucred *cred, cb_exe_cache *cache,
         p.pidfd = -1;       /* moved to *ret */
         r = 0;
 out:
-        if (p.pidfd >= 0)
+        if (p.pidfd >= 0 && !p.pidfd_borrowed)
                 close(p.pidfd);
         return r;
+}
+
+int cb_peer_identify_cred(int fd, const struct ucred *cred, cb_exe_cache *cache, unsigned what, cb_peer *ret) {
+        return identify(fd, cred, -1, false, cache, what, ret);
+}
+
+int cb_peer_identify_pidfd(const struct ucred *cred, int pidfd, cb_exe_cache *cache, unsigned what, cb_peer *ret) {
+        return identify(-1, cred, pidfd, pidfd >= 0, cache, what, ret);
 }
 
 int cb_peer_alive(const cb_peer *p) {
@@ -576,7 +796,8 @@ int cb_peer_alive(const cb_peer *p) {
 void cb_peer_done(cb_peer *p) {
         if (!p)
                 return;
-        if (p->pidfd >= 0)
+        if (p->pidfd >= 0 && !p->pidfd_borrowed)
                 close(p->pidfd);
         p->pidfd = -1;
+        p->pidfd_borrowed = false;
 }

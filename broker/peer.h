@@ -27,7 +27,12 @@ typedef struct cb_peer {
         bool pidfd_pinned;           /* pidfd from SO_PEERPIDFD (Linux >= 6.5): the connecting process
                                       * itself; false after the pidfd_open(pid) fallback, which names
                                       * whoever holds the pid by then */
-        char exe_path[PATH_MAX];     /* readlink(/proc/<pid>/exe), may end " (deleted)" */
+        bool pidfd_borrowed;         /* pidfd belongs to the connection (cb_peer_done leaves it open) */
+        bool exe_known;              /* exe_path, exe_dev/ino were read (not CB_PEER_SKIP_EXE) */
+        bool hash_known;             /* exe_sha256 was computed (not CB_PEER_SKIP_HASH) */
+        dev_t exe_dev;               /* stat(/proc/<pid>/exe): the file itself, whatever */
+        ino_t exe_ino;               /* mount namespace the peer sees it through */
+        char exe_path[PATH_MAX];     /* readlink(/proc/<pid>/exe) as the peer's namespace names it; for logs only */
         unsigned char exe_sha256[32];
         char exe_sha256_hex[65];
         char cgroup[CB_CGROUP_MAX];  /* cgroup v2 path ("/user.slice/..."), "" if none or not read */
@@ -37,6 +42,8 @@ typedef struct cb_peer {
 /* What cb_peer_identify reads beyond uid/gid/pid, pidfd and executable. */
 enum {
         CB_PEER_CGROUP = 1 << 0,     /* /proc/<pid>/cgroup: only when a policy selects on it */
+        CB_PEER_SKIP_EXE = 1 << 1,   /* no /proc/<pid>/exe at all (lazy identity: no selector needs it) */
+        CB_PEER_SKIP_HASH = 1 << 2,  /* stat/readlink the executable, but do not hash it */
 };
 
 typedef struct cb_exe_cache cb_exe_cache;
@@ -83,6 +90,17 @@ int cb_peer_cred_read(int fd, struct ucred *ret) __attribute__((warn_unused_resu
  * is what makes the pid in *cred safe).  Same checks, same results; one
  * system call fewer.  cb_peer_identify is cb_peer_cred_read + this. */
 int cb_peer_identify_cred(int fd, const struct ucred *cred, cb_exe_cache *cache, unsigned what, cb_peer *ret)
+        __attribute__((warn_unused_result));
+
+/* Identify the process that wrote a request's bytes: *cred from its
+ * SCM_CREDENTIALS, pidfd from its SCM_PIDFD (borrowed: stays open, owned by
+ * the caller; -1 when the kernel has no SCM_PIDFD, then pidfd_open(pid)
+ * is used and pidfd_pinned is false).  Beyond cb_peer_identify_cred's
+ * checks, the process's *current* credentials must still be *cred's, all
+ * of them (real, effective, saved and file-system uid and gid): a process
+ * that changed uid since it wrote, or is half-way through a change, is
+ * refused (-EPERM).  Same results otherwise. */
+int cb_peer_identify_pidfd(const struct ucred *cred, int pidfd, cb_exe_cache *cache, unsigned what, cb_peer *ret)
         __attribute__((warn_unused_result));
 
 /* Is the process pinned by p->pidfd still running?  1 yes, 0 no (its pidfd

@@ -95,8 +95,6 @@ out:
 /* ---- matching --------------------------------------------------------- */
 
 static bool client_matches(const client *cl, const cb_peer *peer) {
-        static const char deleted[] = " (deleted)";
-
         if (!cl->sel)
                 return false;   /* refused at load; never "match everyone" */
         if ((cl->sel & SEL_UID) && peer->uid != cl->uid)
@@ -104,15 +102,22 @@ static bool client_matches(const client *cl, const cb_peer *peer) {
         if ((cl->sel & SEL_GID) && peer->gid != cl->gid)
                 return false;
         if (cl->sel & SEL_EXE) {
-                size_t n = strnlen(peer->exe_path, sizeof(peer->exe_path)), dl = sizeof(deleted) - 1;
+                struct stat st;
 
-                /* A replaced or unlinked binary is not the one the policy names. */
-                if (n == sizeof(peer->exe_path) || (n >= dl && memcmp(peer->exe_path + n - dl, deleted, dl) == 0))
-                        return false;
-                if (strcmp(peer->exe_path, cl->exe) != 0)
+                /* File identity, in our mount namespace, as of now: the
+                 * resolved path is stat'ed afresh (an upgrade replaces the
+                 * file; a cached inode number could be reused by another
+                 * file).  The caller's /proc/PID/exe names its file whatever
+                 * namespace it sees it through; the path string it shows is
+                 * the caller's to shape (a private bind mount) and is never
+                 * compared.  An unlinked binary (exe_known false) never
+                 * matches. */
+                if (!peer->exe_known || !cl->exe_resolved || stat(cl->exe_resolved, &st) < 0 ||
+                    st.st_dev != peer->exe_dev || st.st_ino != peer->exe_ino)
                         return false;
         }
-        if ((cl->sel & SEL_SHA256) && sodium_memcmp(peer->exe_sha256, cl->exe_sha256, sizeof(cl->exe_sha256)) != 0)
+        if ((cl->sel & SEL_SHA256) &&
+            (!peer->hash_known || sodium_memcmp(peer->exe_sha256, cl->exe_sha256, sizeof(cl->exe_sha256)) != 0))
                 return false;
         if (cl->sel & SEL_CGROUP) {
                 size_t n = strnlen(peer->cgroup, sizeof(peer->cgroup));
@@ -234,4 +239,45 @@ size_t cb_policy_n_clients(const cb_policy *p) {
 
 size_t cb_policy_n_grants(const cb_policy *p) {
         return p ? p->n_grants : 0;
+}
+
+unsigned cb_policy_uid_needs(const cb_policy *p, uid_t uid, gid_t gid, const char **ret_client) {
+        unsigned need = 0;
+
+        if (!p)
+                return 0;
+        for (size_t i = 0; i < p->n_clients; i++) {
+                const client *cl = &p->clients[i];
+
+                if (!cl->sel || ((cl->sel & SEL_UID) && cl->uid != uid) || ((cl->sel & SEL_GID) && cl->gid != gid))
+                        continue;
+                if (!need && ret_client)
+                        *ret_client = cl->name;
+                need |= CB_NEED_SELECTED;
+                if (cl->sel & SEL_CGROUP)
+                        need |= CB_NEED_CGROUP;
+        }
+        return need;
+}
+
+bool cb_policy_uid_selectable(const cb_policy *p, uid_t uid, gid_t gid, const char **ret_client) {
+        return cb_policy_uid_needs(p, uid, gid, ret_client) != 0;
+}
+
+bool cb_policy_client_exe(const cb_policy *p, size_t i, const char **ret_name, const char **ret_exe,
+                          const char **ret_resolved) {
+        if (!p || i >= p->n_clients || !(p->clients[i].sel & SEL_EXE))
+                return false;
+        *ret_name = p->clients[i].name;
+        *ret_exe = p->clients[i].exe;
+        *ret_resolved = p->clients[i].exe_resolved;
+        return true;
+}
+
+size_t cb_policy_n_admin_uids(const cb_policy *p) {
+        return p ? p->n_admin_uids : 0;
+}
+
+uid_t cb_policy_admin_uid(const cb_policy *p, size_t i) {
+        return p && i < p->n_admin_uids ? (uid_t)p->admin_uids[i] : (uid_t)-1;
 }

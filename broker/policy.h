@@ -9,9 +9,11 @@
  *
  * Selectors (every one a client names must match): "uid" (number) or "user"
  * (name, resolved at load), "gid" or "group" (the primary gid: SO_PEERCRED
- * reports no other), "exe" (the fully resolved absolute path, as
- * /proc/PID/exe shows it: a symlink such as /usr/bin/python3 never matches;
- * a path ending " (deleted)" never matches), "exe_sha256" (64 hex, either
+ * reports no other), "exe" (an absolute path, symlinks resolved at load in
+ * the broker's mount namespace; it matches by file identity, device and
+ * inode, the file the path names in the broker's view now against the file
+ * the caller executes -- never by the path string the caller's namespace
+ * shows; an unlinked executable never matches), "exe_sha256" (64 hex, either
  * case), "cgroup" (an exact cgroup v2 path, or, ending in a slash and a star,
  * any strict descendant of that path).  A client with no selector is refused
  * at load (it would match everyone).  Default deny: no grant, no access.
@@ -102,6 +104,32 @@ bool cb_policy_has_client(const cb_policy *p, const char *name);
  * with CB_PEER_CGROUP: a cgroup selector never matches a peer whose cgroup
  * was not read.) */
 bool cb_policy_uses_cgroup(const cb_policy *p);
+
+/* Lazy identity: what a caller running as (uid, primary gid) can need.
+ * 0 when no client selector can match it (nothing beyond its credentials
+ * need be read: every tool route but health refuses it); else
+ * CB_NEED_SELECTED plus CB_NEED_CGROUP when a client that can match it
+ * selects on the cgroup.  (The executable and its hash are read for every
+ * selected caller: tokens are bound to them.)  *ret_client (may be NULL)
+ * names a client that can match. */
+enum { CB_NEED_SELECTED = 1 << 0, CB_NEED_CGROUP = 1 << 1 };
+unsigned cb_policy_uid_needs(const cb_policy *p, uid_t uid, gid_t gid, const char **ret_client);
+
+/* Could any client select uid, whatever program it runs?  (Approvers must
+ * not be such a uid.)  A client with no uid selector can select any uid
+ * (or any with primary gid `gid` if it selects a gid): true then too.
+ * *ret_client names the client. */
+bool cb_policy_uid_selectable(const cb_policy *p, uid_t uid, gid_t gid, const char **ret_client);
+
+/* The i-th admin uid (i < cb_policy_n_admin_uids). */
+size_t cb_policy_n_admin_uids(const cb_policy *p);
+uid_t cb_policy_admin_uid(const cb_policy *p, size_t i);
+
+/* For `credbrokerd --check-policy`: the i-th client's exe as written and
+ * as resolved at load (NULL: not resolved, or no exe selector).  false
+ * when i is past the last client or it has no exe selector. */
+bool cb_policy_client_exe(const cb_policy *p, size_t i, const char **ret_name, const char **ret_exe,
+                          const char **ret_resolved);
 
 /* The leak policy of a secret (defaults: revoke, not a canary). */
 enum cb_on_leak cb_policy_on_leak(const cb_policy *p, const char *secret);

@@ -36,7 +36,9 @@ typedef struct client {
         unsigned sel;                   /* SEL_* bits: the selectors given */
         uid_t uid;
         gid_t gid;
-        char *exe;
+        char *exe;                      /* as written in the policy */
+        char *exe_resolved;             /* realpath(exe) in the broker's mount namespace, at load; NULL if
+                                         * it did not resolve (then the client matches nobody) */
         unsigned char exe_sha256[32];   /* decoded: hex case does not matter */
         char *cgroup;                   /* exact path, or for a prefix entry ("/a/b/" + '*') "/a/b/" */
         size_t cgroup_len;

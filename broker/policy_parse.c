@@ -242,11 +242,11 @@ static int parse_sha256(const ctx *c, const char *s, const char *at, unsigned ch
         return 0;
 }
 
-/* The kernel reports canonical paths (/proc/PID/exe, /proc/PID/cgroup): no
- * empty, "." or ".." component and no trailing '/', except for "/" itself.
- * A path in another spelling could never match, so it is refused at load.
- * (Symlinks cannot be seen here: "/usr/bin/python3" -> python3.11 never
- * matches either; the exe must be the resolved path.) */
+/* A canonical path: no empty, "." or ".." component and no trailing '/',
+ * except for "/" itself.  Required of cgroup paths (the kernel reports them
+ * so) and of exe paths (no surprises in what realpath() makes of them:
+ * symlinks are resolved at load, in policy.c, and matched by file
+ * identity). */
 static bool path_canonical(const char *s, size_t n) {
         if (n == 0 || s[0] != '/')
                 return false;
@@ -712,6 +712,7 @@ void cb_policy_free(cb_policy *p) {
         for (size_t i = 0; i < p->n_clients; i++) {
                 free(p->clients[i].name);
                 free(p->clients[i].exe);
+                free(p->clients[i].exe_resolved);
                 free(p->clients[i].cgroup);
         }
         for (size_t i = 0; i < p->n_grants; i++)
@@ -723,6 +724,23 @@ void cb_policy_free(cb_policy *p) {
         free(p->admin_gids);
         cb_policy_free_secrets(p);
         free(p);
+}
+
+/* Symlinks in exe selectors are resolved here, in the broker's mount
+ * namespace, once per load (and so on every reload).  A path that does not
+ * resolve (not installed yet) leaves a client that matches nobody; the
+ * checker says so. */
+static int resolve_exes(cb_policy *p) {
+        for (size_t i = 0; i < p->n_clients; i++) {
+                client *cl = &p->clients[i];
+
+                if (!(cl->sel & SEL_EXE))
+                        continue;
+                cl->exe_resolved = realpath(cl->exe, NULL);
+                if (!cl->exe_resolved && errno == ENOMEM)
+                        return oom();
+        }
+        return 0;
 }
 
 int cb_policy_parse(const char *json, size_t len, const char *origin, cb_policy **ret) {
@@ -770,6 +788,8 @@ int cb_policy_parse(const char *json, size_t len, const char *origin, cb_policy 
         if ((v = json_object_get(root, "admins")) && (r = parse_admins(&c, v)) < 0)
                 goto out;
         if ((v = json_object_get(root, "secrets")) && (r = cb_policy_parse_secrets(c.origin, v, c.p)) < 0)
+                goto out;
+        if ((r = resolve_exes(c.p)) < 0)
                 goto out;
         *ret = c.p;
         c.p = NULL;

@@ -18,6 +18,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -30,6 +31,7 @@
 #include "daemon.h"
 #include "error.h"
 #include "scan.h"
+#include "sender.h"
 #include "tcpdiag.h"
 
 static void wipe_free(void *p, size_t n) {
@@ -47,9 +49,11 @@ typedef struct conn_ctx {
         struct ucred cred; /* SO_PEERCRED (fixed at connect()); over TCP the uid
                             * from sock_diag only, pid 0, gid -1 */
         int kind;          /* CTX_*: how the per-uid cap counted it */
+        int fd;            /* tracked by sender.c when >= 0 (Unix sockets) */
+        cb_sender snd;     /* who wrote the bytes read so far (sender.h) */
 } conn_ctx;
 
-static const conn_ctx *conn_ctx_of(struct MHD_Connection *conn) {
+static conn_ctx *conn_ctx_of(struct MHD_Connection *conn) {
         const union MHD_ConnectionInfo *sc = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
 
         return sc ? sc->socket_context : NULL;
@@ -266,6 +270,40 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
         return dispatch(cls, conn, url, method, rq);
 }
 
+/* The one process that wrote every byte read on this connection so far,
+ * into *ret; -EPERM when there were several (a connection handed to, or
+ * shared with, another process: each process must open its own). */
+static int sender_of(const cb_sender *s, struct ucred *ret) {
+        if (s->err == -ENOMSG)
+                return cb_error_set(-EPROTO, "request bytes arrived without their sender's credentials");
+        if (s->err < 0)
+                return cb_error_set(-EPROTO, "request bytes arrived with truncated control data (descriptors "
+                                             "sent to the broker?)");
+        if (s->reads == 0)
+                return cb_error_set(-EPROTO, "no request bytes were read with credentials");
+        if (s->other_pid) {
+                bool gone = s->pidfd >= 0 && !cb_peer_alive(&(cb_peer){ .pidfd = s->pidfd });
+
+                return cb_error_set(-EPERM, "the bytes on this connection were written by more than one process "
+                                            "(pid %d uid %u%s, then pid %d uid %u): a connection serves only the "
+                                            "process that writes on it; each process must open its own",
+                                    (int)s->first.pid, (unsigned)s->first.uid, gone ? ", which has exited" : "",
+                                    (int)s->other_pid, (unsigned)s->other_uid);
+        }
+        *ret = s->first;
+        return 0;
+}
+
+static int identify(request *rq, const conn_ctx *cc, const struct ucred *cred, unsigned need) {
+        unsigned what;
+
+        if (rq->admin_socket)
+                what = __atomic_load_n(&cbd.policy_uses_cgroup, __ATOMIC_ACQUIRE) ? CB_PEER_CGROUP : 0;
+        else
+                what = !(need & CB_NEED_SELECTED) ? CB_PEER_SKIP_EXE : (need & CB_NEED_CGROUP) ? CB_PEER_CGROUP : 0;
+        return cb_peer_identify_pidfd(cred, cc->snd.pidfd, cbd.exe_cache, what, &rq->peer);
+}
+
 /* Identify the caller and run the route. */
 static enum MHD_Result dispatch(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
                                 request *rq) {
@@ -304,29 +342,33 @@ static enum MHD_Result dispatch(void *cls, struct MHD_Connection *conn, const ch
                 pthread_mutex_unlock(&cbd.lock);
                 return ret == MHD_YES ? MHD_YES : MHD_NO;
         }
-        /* Identification reads /proc and may hash a file: it runs outside
-         * the lock, on this server thread.  The cgroup is read only while
-         * the policy selects on it; a reload in between that starts to need
-         * it is caught under the lock and the peer identified again.
-         * SO_PEERCRED was read at accept (conn_notify). */
-        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
-        const conn_ctx *cc = conn_ctx_of(conn);
-        bool cg = __atomic_load_n(&cbd.policy_uses_cgroup, __ATOMIC_ACQUIRE);
+        /* The caller is the process that wrote the request's bytes
+         * (sender.c), with its current credentials; identification reads
+         * /proc and may hash a file, outside the lock, and only as much as
+         * the policy needs for that uid (lazy identity). */
+        conn_ctx *cc = conn_ctx_of(conn);
+        struct ucred cred;
+        unsigned need = ~0u, need2;
         int r;
 
-        if (!ci)
-                r = cb_error_set(-EBADF, "the connection has no socket");
-        else if (!cc)
+        if (!cc)
                 r = cb_error_set(-EPROTO, "its credentials (SO_PEERCRED) could not be read when it connected");
         else
-                r = cb_peer_identify_cred(ci->connect_fd, &cc->cred, cbd.exe_cache, cg ? CB_PEER_CGROUP : 0,
-                                          &rq->peer);
+                r = sender_of(&cc->snd, &cred);
+        if (r == 0 && !rq->admin_socket) {
+                pthread_mutex_lock(&cbd.lock);
+                need = cb_policy_uid_needs(cbd.policy, cred.uid, cred.gid, NULL);
+                pthread_mutex_unlock(&cbd.lock);
+        }
+        r = r < 0 ? r : identify(rq, cc, &cred, need);
         pthread_mutex_lock(&cbd.lock);
-        if (r == 0 && cbd.policy_uses_cgroup && !rq->peer.cgroup_known) {
-                /* Again, with the cgroup, outside the lock. */
+        if (r == 0 && !rq->admin_socket &&
+            ((need2 = cb_policy_uid_needs(cbd.policy, cred.uid, cred.gid, NULL)) & ~need) != 0) {
+                /* A reload in between asks for more: again, outside the lock. */
                 pthread_mutex_unlock(&cbd.lock);
                 cb_peer_done(&rq->peer);
-                r = cb_peer_identify_cred(ci->connect_fd, &cc->cred, cbd.exe_cache, CB_PEER_CGROUP, &rq->peer);
+                need = need2;
+                r = identify(rq, cc, &cred, need);
                 pthread_mutex_lock(&cbd.lock);
         }
         if (r < 0) {
@@ -442,6 +484,8 @@ static void conn_notify(void *cls, struct MHD_Connection *conn, void **socket_co
         if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
                 conn_ctx *cc = *socket_context;
                 if (cc) {
+                        if (cc->fd >= 0)
+                                cb_sender_untrack(cc->fd, &cc->snd);
                         caps_put(c, cc->cred.uid, cc->kind);
                         free(cc);
                 }
@@ -471,6 +515,16 @@ static void conn_notify(void *cls, struct MHD_Connection *conn, void **socket_co
                 /* Neither counted nor identifiable: not served. */
                 (void)shutdown(ci->connect_fd, SHUT_RDWR);
                 return;
+        }
+        cc->fd = -1;
+        cc->snd.pidfd = -1;
+        if (cls != &tcp_marker) {
+                if (cb_sender_track(ci->connect_fd, &cc->snd) < 0) {
+                        free(cc);
+                        (void)shutdown(ci->connect_fd, SHUT_RDWR);
+                        return;
+                }
+                cc->fd = ci->connect_fd;
         }
         int kind = caps_take(c, uc.uid);
 
@@ -545,6 +599,16 @@ int server_start(int tool_fd, int admin_fd, int tcp_fd, unsigned threads, unsign
          * them. */
         if (threads == 0 || threads > sizeof(cbd.tcp_mhd) / sizeof(cbd.tcp_mhd[0]))
                 return cb_error_set(-EINVAL, "--threads: %u is out of range", threads);
+        /* Per-message credentials on both Unix sockets (sender.h); the
+         * table covers every descriptor the process may open. */
+        struct rlimit nofile;
+        bool have_pidfd = false;
+        size_t max_fd = getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < (1u << 20)
+                                ? (size_t)nofile.rlim_cur
+                                : (size_t)1 << 20;
+        if (cb_sender_init(max_fd) < 0 || cb_sender_listen(tool_fd, &have_pidfd) < 0 ||
+            cb_sender_listen(admin_fd, &have_pidfd) < 0)
+                return cb_error_set(-EIO, "per-message credentials on the Unix sockets: %s", cb_error_last());
         if (tcp_fd >= 0) {
                 for (unsigned i = 0; i < threads; i++) {
                         int fd = i == 0 ? tcp_fd : fcntl(tcp_fd, F_DUPFD_CLOEXEC, 3);

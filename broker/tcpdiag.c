@@ -30,6 +30,22 @@ int cb_tcp_peer_uid(int fd, uid_t *ret) {
                 return cb_error_set(-errno, "TCP peer: %s", strerror(errno));
         if (local.ss_family != peer.ss_family || (local.ss_family != AF_INET && local.ss_family != AF_INET6))
                 return cb_error_set(-EPROTO, "TCP peer: not an IP socket");
+        /* A client that connected with AF_INET to a dual-stack AF_INET6
+         * listener shows up here v4-mapped (::ffff:a.b.c.d); its own socket
+         * is AF_INET, and sock_diag must be asked in that family. */
+        if (local.ss_family == AF_INET6 && IN6_IS_ADDR_V4MAPPED(&((struct sockaddr_in6 *)&local)->sin6_addr) &&
+            IN6_IS_ADDR_V4MAPPED(&((struct sockaddr_in6 *)&peer)->sin6_addr)) {
+                struct sockaddr_in6 l6 = *(struct sockaddr_in6 *)&local, p6 = *(struct sockaddr_in6 *)&peer;
+                struct sockaddr_in *l4 = (struct sockaddr_in *)&local, *p4 = (struct sockaddr_in *)&peer;
+
+                memset(&local, 0, sizeof(local));
+                memset(&peer, 0, sizeof(peer));
+                l4->sin_family = p4->sin_family = AF_INET;
+                l4->sin_port = l6.sin6_port;
+                p4->sin_port = p6.sin6_port;
+                memcpy(&l4->sin_addr, &l6.sin6_addr.s6_addr[12], 4);
+                memcpy(&p4->sin_addr, &p6.sin6_addr.s6_addr[12], 4);
+        }
         memset(&req, 0, sizeof(req));
         req.nlh.nlmsg_len = sizeof(req);
         req.nlh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
@@ -37,7 +53,10 @@ int cb_tcp_peer_uid(int fd, uid_t *ret) {
         req.nlh.nlmsg_seq = 1;
         req.r.sdiag_family = (unsigned char)local.ss_family;
         req.r.sdiag_protocol = IPPROTO_TCP;
-        req.r.idiag_states = ~0u;
+        /* ESTABLISHED only: a client that closed before we accepted leaves
+         * a FIN-WAIT/TIME-WAIT socket, whose "uid" sock_diag reports as 0
+         * (a time-wait socket has no owner) -- root. */
+        req.r.idiag_states = 1u << 1; /* TCP_ESTABLISHED */
         req.r.id.idiag_cookie[0] = INET_DIAG_NOCOOKIE;
         req.r.id.idiag_cookie[1] = INET_DIAG_NOCOOKIE;
         /* The peer's socket: its source is our peer, its destination us. */
@@ -85,9 +104,19 @@ int cb_tcp_peer_uid(int fd, uid_t *ret) {
         }
         const struct inet_diag_msg *m = NLMSG_DATA(&ans.nlh);
         /* It must be the socket we asked about. */
-        if (m->id.idiag_sport != req.r.id.idiag_sport || m->id.idiag_dport != req.r.id.idiag_dport ||
-            memcmp(m->id.idiag_src, req.r.id.idiag_src, local.ss_family == AF_INET ? 4 : 16) != 0) {
+        size_t alen = local.ss_family == AF_INET ? 4 : 16;
+        if (m->idiag_family != req.r.sdiag_family || m->id.idiag_sport != req.r.id.idiag_sport ||
+            m->id.idiag_dport != req.r.id.idiag_dport || memcmp(m->id.idiag_src, req.r.id.idiag_src, alen) != 0 ||
+            memcmp(m->id.idiag_dst, req.r.id.idiag_dst, alen) != 0) {
                 r = cb_error_set(-EPROTO, "sock_diag: answer for another socket");
+                goto out;
+        }
+        /* A live, owned socket: established, with an inode (an orphaned or
+         * time-wait socket has none, and no owner). */
+        if (m->idiag_state != 1 || m->idiag_inode == 0) {
+                r = cb_error_set(-ESRCH, "TCP peer: its socket is no longer open (state %u, inode %u): the client "
+                                         "closed before the broker accepted; refused", (unsigned)m->idiag_state,
+                                 (unsigned)m->idiag_inode);
                 goto out;
         }
         *ret = m->idiag_uid;

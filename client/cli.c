@@ -104,7 +104,7 @@ const char *cli_one_name(int argc, char **argv, const char *verb, const char *wh
 }
 
 static void help(FILE *f) {
-        fputs("usage: credbroker [--socket PATH] [--admin-socket PATH] COMMAND [ARGS]\n\ncommands:\n", f);
+        fputs("usage: credbroker [--socket PATH] [--admin-socket PATH] [--broker-uid UID] COMMAND [ARGS]\n\ncommands:\n", f);
         for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++)
                 fprintf(f, "  %-8s %s\n", verbs[i].name, verbs[i].summary);
         fputs("\nSecret values are read from stdin or files, never from arguments.\n"
@@ -118,13 +118,15 @@ static void help(FILE *f) {
 /* Global options before COMMAND: --socket PATH, --admin-socket PATH (or
  * --opt=PATH).  Returns the index of COMMAND, or -1 after a usage error. */
 static int global_options(int argc, char **argv) {
+        static const char *broker_uid;
         int i = 1;
 
         while (i < argc && strncmp(argv[i], "--", 2) == 0 && argv[i][2]) {
                 static const struct {
                         const char *name;
                         const char **var;
-                } g[] = { { "--socket", &cli_socket }, { "--admin-socket", &cli_admin_socket } };
+                } g[] = { { "--socket", &cli_socket }, { "--admin-socket", &cli_admin_socket },
+                          { "--broker-uid", &broker_uid } };
                 size_t k, n = 0;
 
                 for (k = 0; k < sizeof(g) / sizeof(g[0]); k++) {
@@ -148,6 +150,18 @@ static int global_options(int argc, char **argv) {
                         cli_usage("%s needs a non-empty PATH", g[k].name);
                         return -1;
                 }
+        }
+        /* --broker-uid UID: the uid the broker runs as, if not root; the
+         * library checks the socket's server against it before sending
+         * anything (cb_client_set_broker_uid). */
+        if (broker_uid) {
+                unsigned long long v;
+                if (cli_parse_u64(broker_uid, UINT32_MAX - 1, &v) < 0) {
+                        cli_usage("--broker-uid needs a numeric uid");
+                        return -1;
+                }
+                if (setenv("CREDBROKER_BROKER_UID", broker_uid, 1) < 0)
+                        return -1;
         }
         return i;
 }

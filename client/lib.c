@@ -28,7 +28,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/un.h>
+#include <unistd.h>
 #include <time.h>
 
 #include <curl/curl.h>
@@ -49,6 +51,8 @@
 
 struct cb_client {
         char *socket_path;
+        uid_t broker_uid;        /* besides root and our own uid, who may serve the socket; -1: nobody */
+        bool wrong_server;       /* set by check_server(): the request was not sent */
         char error[512];
         cb_client_pending_fn on_pending;
         void *pending_ud;
@@ -107,6 +111,55 @@ static int set_error(cb_client *c, int r, const char *fmt, ...) {
                         *p = '?';
         return r;
 }
+
+/* CURLOPT_PREREQFUNCTION: after connect(), before a byte of the request
+ * (a value, a token, an admin request) goes out.  A socket path an
+ * attacker could stand in for (a run dir it managed to replace) must not
+ * get them: the server's SO_PEERCRED uid must be root, our own uid (a
+ * process of ours controls us anyway) or the broker uid configured with
+ * cb_client_set_broker_uid (credbroker --broker-uid, $CREDBROKER_BROKER_UID). */
+struct prereq {
+        cb_client *c;
+        curl_socket_t fd;  /* from CURLOPT_SOCKOPTFUNCTION (CURLINFO_ACTIVESOCKET is not set yet) */
+};
+
+static int note_socket(void *ud, curl_socket_t fd, curlsocktype purpose) {
+        (void)purpose;
+        ((struct prereq *)ud)->fd = fd;
+        return CURL_SOCKOPT_OK;
+}
+
+static int check_server(void *ud, char *conn_primary_ip, char *conn_local_ip, int conn_primary_port,
+                        int conn_local_port) {
+        struct prereq *p = ud;
+        curl_socket_t fd = p->fd;
+        struct ucred uc;
+        socklen_t len = sizeof(uc);
+
+        (void)conn_primary_ip, (void)conn_local_ip, (void)conn_primary_port, (void)conn_local_port;
+        if (fd == CURL_SOCKET_BAD || getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &uc, &len) < 0 || len != sizeof(uc)) {
+                p->c->wrong_server = true;
+                set_error(p->c, CB_ERR_DENIED, "cannot tell who serves %s (SO_PEERCRED): nothing sent",
+                          p->c->socket_path);
+                return CURL_PREREQFUNC_ABORT;
+        }
+        if (uc.uid != 0 && uc.uid != getuid() && (p->c->broker_uid == (uid_t)-1 || uc.uid != p->c->broker_uid)) {
+                p->c->wrong_server = true;
+                set_error(p->c, CB_ERR_DENIED, "%s is served by uid %u (pid %d), not root%s: not the broker; "
+                          "nothing sent (if the broker runs as that uid, pass --broker-uid %u or set "
+                          "CREDBROKER_BROKER_UID)", p->c->socket_path, (unsigned)uc.uid, (int)uc.pid,
+                          p->c->broker_uid != (uid_t)-1 ? " or the configured broker uid" : " or our own uid",
+                          (unsigned)uc.uid);
+                return CURL_PREREQFUNC_ABORT;
+        }
+        return CURL_PREREQFUNC_OK;
+}
+
+CB_EXPORT void cb_client_set_broker_uid(cb_client *c, uid_t uid) {
+        if (c)
+                c->broker_uid = uid;
+}
+
 
 static int code_to_errno(const char *code, long status) {
         static const struct {
@@ -228,6 +281,8 @@ static int http(cb_client *c, const char *method, const char *path, const void *
         CURL *h;
         int r;
 
+        struct prereq pq = { .c = c, .fd = CURL_SOCKET_BAD };
+
         c->error[0] = 0;
         if (!path_ok(path) || !method_ok(method))
                 return set_error(c, -EINVAL, "invalid request line");
@@ -253,6 +308,12 @@ static int http(cb_client *c, const char *method, const char *path, const void *
         } while (0)
         SETOPT(CURLOPT_UNIX_SOCKET_PATH, c->socket_path);
         SETOPT(CURLOPT_URL, url);
+        /* Connected, nothing sent yet: is it the broker at the other end? */
+        c->wrong_server = false;
+        SETOPT(CURLOPT_PREREQFUNCTION, check_server);
+        SETOPT(CURLOPT_PREREQDATA, &pq);
+        SETOPT(CURLOPT_SOCKOPTFUNCTION, note_socket);
+        SETOPT(CURLOPT_SOCKOPTDATA, &pq);
 #if LIBCURL_VERSION_NUM >= 0x075500
         SETOPT(CURLOPT_PROTOCOLS_STR, "http");
 #else
@@ -290,7 +351,9 @@ static int http(cb_client *c, const char *method, const char *path, const void *
         }
 
         rc = curl_easy_perform(h);
-        if (rc != CURLE_OK) {
+        if (rc != CURLE_OK && c->wrong_server) {
+                r = CB_ERR_DENIED; /* check_server() said why */
+        } else if (rc != CURLE_OK) {
                 switch (rc) {
                 case CURLE_COULDNT_CONNECT:
                         (void)curl_easy_getinfo(h, CURLINFO_OS_ERRNO, &oserr);
@@ -385,6 +448,19 @@ static int client_new(const char *socket_path, const char *env, const char *fall
         if (!c->socket_path) {
                 free(c);
                 return -ENOMEM;
+        }
+        c->broker_uid = (uid_t)-1;
+        const char *bu = secure_getenv("CREDBROKER_BROKER_UID");
+        if (bu && *bu) {
+                char *end;
+                errno = 0;
+                unsigned long v = strtoul(bu, &end, 10);
+                if (errno || *end || v >= UINT32_MAX || bu[0] < '0' || bu[0] > '9') {
+                        free(c->socket_path);
+                        free(c);
+                        return -EINVAL;
+                }
+                c->broker_uid = (uid_t)v;
         }
         *ret = c;
         return 0;

@@ -20,6 +20,7 @@
 
 #include <errno.h>
 #include <stddef.h>
+#include <sys/types.h>
 #include <stdint.h>
 
 #ifdef __cplusplus
@@ -101,6 +102,11 @@ CB_EXPORT int cb_client_token_bind(cb_client *c, const char *secret, const char 
  * the user.  Returning non-zero stops the wait: the call then returns
  * CB_ERR_PENDING (the request stays held until it times out).  The wait
  * ends anyway 30 s after the broker's own timeout (-ETIMEDOUT). */
+/* Before any request is sent, the server's uid (SO_PEERCRED) must be root,
+ * the caller's own uid, or this one (default: $CREDBROKER_BROKER_UID, else
+ * none); otherwise nothing is sent and the call returns CB_ERR_DENIED. */
+CB_EXPORT void cb_client_set_broker_uid(cb_client *c, uid_t uid);
+
 typedef int (*cb_client_pending_fn)(const char *approval_id, unsigned timeout_s, void *userdata);
 CB_EXPORT void cb_client_on_pending(cb_client *c, cb_client_pending_fn fn, void *userdata);
 

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "error.h"
 #include "fsutil.h"
 
 int cb_pwrite_all(int fd, const void *p, size_t n, off_t off) {
@@ -129,4 +131,77 @@ int cb_lock_dir(int dirfd, int exclusive) {
                 }
         }
         return fd;
+}
+
+static int dir_trusted(const char *dir, const char *path, uid_t owner, const char *what) {
+        struct stat st;
+
+        if (stat(dir, &st) < 0)
+                return cb_error_set(-errno, "%s %s: cannot examine %s: %s", what, path, dir, strerror(errno));
+        if (st.st_uid != 0 && st.st_uid != owner)
+                return cb_error_set(-EPERM, "%s %s: directory %s is owned by uid %u, not root or uid %u: it could "
+                                            "swap what the path leads to; refusing it",
+                                    what, path, dir, (unsigned)st.st_uid, (unsigned)owner);
+        if ((st.st_mode & 022) && !((st.st_mode & S_ISVTX) && st.st_uid == 0))
+                return cb_error_set(-EPERM, "%s %s: directory %s is writable by group or others (mode %04o) and "
+                                            "not a root-owned sticky directory: another user could rename it "
+                                            "away and put its own in its place; refusing it",
+                                    what, path, dir, (unsigned)(st.st_mode & 07777));
+        return 0;
+}
+
+/* Every directory above path (lexically: "/a/b/c" -> "/a/b", "/a", "/"). */
+static int chain_trusted(const char *path, const char *shown, uid_t owner, const char *what) {
+        char buf[PATH_MAX];
+        char *slash;
+        int r;
+
+        if (path[0] != '/') {
+                if (!getcwd(buf, sizeof(buf)))
+                        return cb_error_set(-errno, "%s %s: getcwd: %s", what, shown, strerror(errno));
+                size_t n = strlen(buf);
+                if (n + 1 + strlen(path) >= sizeof(buf))
+                        return cb_error_set(-ENAMETOOLONG, "%s %s: path too long", what, shown);
+                buf[n] = '/';
+                strcpy(buf + n + 1, path);
+        } else if (strlen(path) >= sizeof(buf)) {
+                return cb_error_set(-ENAMETOOLONG, "%s %s: path too long", what, shown);
+        } else {
+                strcpy(buf, path);
+        }
+        for (;;) {
+                size_t n = strlen(buf);
+                while (n > 1 && buf[n - 1] == '/')
+                        buf[--n] = '\0';
+                slash = strrchr(buf, '/');
+                if (!slash)
+                        return 0;
+                if (slash == buf) {
+                        if (buf[1] == '\0')
+                                return 0; /* "/" itself was the last checked */
+                        buf[1] = '\0';
+                } else {
+                        *slash = '\0';
+                }
+                r = dir_trusted(buf, shown, owner, what);
+                if (r < 0)
+                        return r;
+                if (strcmp(buf, "/") == 0)
+                        return 0;
+        }
+}
+
+int cb_path_check_trusted(const char *path, uid_t owner, const char *what) {
+        char *real;
+        int r;
+
+        r = chain_trusted(path, path, owner, what);
+        if (r < 0)
+                return r;
+        real = realpath(path, NULL);
+        if (!real)
+                return errno == ENOENT ? 0 : cb_error_set(-errno, "%s %s: %s", what, path, strerror(errno));
+        r = chain_trusted(real, path, owner, what);
+        free(real);
+        return r;
 }

@@ -27,3 +27,15 @@ int cb_read_file_at(int dirfd, const char *name, size_t max, unsigned char **ret
 /* Take an flock on dirfd/"lock" (created 0600).  exclusive: LOCK_EX else
  * LOCK_SH.  Blocks.  Returns the lock fd (close it to unlock) or -errno. */
 int cb_lock_dir(int dirfd, int exclusive);
+
+/* Is path safe to trust, the way OpenSSH's StrictModes checks a file's
+ * directories: every directory from path's parent up to "/" -- along the
+ * path as written and along its resolved form (symlinks followed), so a
+ * symlink cannot lead through a directory someone else controls -- is
+ * owned by root or by `owner`, and not writable by group or others unless
+ * it is sticky and root-owned (like /tmp: there, only an entry's owner may
+ * rename or remove it).  The object itself is the caller's to check.
+ * `what` names it in the message ("run dir", "policy").  0, or -EPERM
+ * (with cb_error_set) naming the directory and why; -errno when a
+ * directory cannot be examined. */
+int cb_path_check_trusted(const char *path, uid_t owner, const char *what) __attribute__((warn_unused_result));

@@ -295,7 +295,7 @@ printf 'log line: token=%s\n' "$LVALUE" | curl -s --unix-socket "$AS" -X POST --
 expect "approvals marks a held request for a compromised secret" "COMPROMISED" "$("$CLI" approvals)"
 expect "approvals --json: compromised" '"compromised":true' "$("$CLI" approvals --json)"
 chmod 0666 "$AS"
-expect "an admin that is also a policy client cannot approve (another uid's request)" "is policy client 'selfadmin'" "$(as $U3 "$CLI" approve "$LID" 2>&1)"
+expect "an admin that is also a policy client cannot approve (another uid's request)" "can be policy client 'selfadmin'" "$(as $U3 "$CLI" approve "$LID" 2>&1)"
 chmod 0600 "$AS"
 expect "approve the compromised request" '"state":"approved"' "$(curl -s --unix-socket "$AS" -X POST "http://x/v1/admin/approvals/$LID/approve")"
 wait $lk

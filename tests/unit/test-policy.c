@@ -5,6 +5,7 @@
  */
 #include <fcntl.h>
 #include <sodium.h>
+#include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -66,6 +67,14 @@ static cb_peer peer_make(uid_t uid, gid_t gid, const char *exe, const char *exe_
         p.pid = 4242;
         p.pidfd = -1;
         snprintf(p.exe_path, sizeof(p.exe_path), "%s", exe);
+        /* exe selectors match by file identity: the file at that path here. */
+        struct stat st;
+        if (stat(exe, &st) == 0) {
+                p.exe_dev = st.st_dev;
+                p.exe_ino = st.st_ino;
+                p.exe_known = true;
+        }
+        p.hash_known = true;
         crypto_hash_sha256(p.exe_sha256, (const unsigned char *)exe_content, strlen(exe_content));
         sodium_bin2hex(p.exe_sha256_hex, sizeof(p.exe_sha256_hex), p.exe_sha256, sizeof(p.exe_sha256));
         snprintf(p.cgroup, sizeof(p.cgroup), "%s", cgroup);
@@ -577,12 +586,12 @@ TEST(match_uid_only) {
 /* An earlier grant without approval does not override a later one with
  * "approval": true for the same client and secret (nor does a "*" one). */
 TEST(approval_wins_over_order) {
-        cb_policy *p = parse_ok("{\"clients\": {\"u\": {\"uid\": 1001}, \"v\": {\"uid\": 1001, \"exe\": \"/x/y\"}},"
+        cb_policy *p = parse_ok("{\"clients\": {\"u\": {\"uid\": 1001}, \"v\": {\"uid\": 1001, \"exe\": \"/bin/true\"}},"
                                 " \"grants\": [{\"client\": \"u\", \"secret\": \"*\", \"use\": [\"redeem\"]},"
                                 " {\"client\": \"u\", \"secret\": \"k\", \"use\": [\"redeem\"]},"
                                 " {\"client\": \"v\", \"secret\": \"k\", \"use\": [\"redeem\"], \"approval\": true}]}");
-        cb_peer a = peer_make(1001, 1001, "/x/y", "x", "");
-        cb_peer b = peer_make(1001, 1001, "/other", "x", "");
+        cb_peer a = peer_make(1001, 1001, "/bin/true", "x", "");
+        cb_peer b = peer_make(1001, 1001, "/bin/false", "x", "");
         const char *cl = NULL;
         const cb_grant *g = cb_policy_find_grant(p, &a, "k", CB_USE_REDEEM, &cl);
         ASSERT_TRUE(g && g->approval);
@@ -622,6 +631,24 @@ TEST(match_uid_exe) {
                      "\"grants\": [{\"client\": \"t\", \"secret\": \"k\", \"use\": [\"proxy\"]}]}");
         ASSERT_TRUE(cb_policy_find_grant(p, &deleted, "k", CB_USE_PROXY, NULL) == NULL);
         cb_policy_free(p);
+
+        /* A symlink in the policy is resolved at load (in the broker's
+         * namespace) and matches the file it names; the checker can show
+         * what it resolved to. */
+        char *real = realpath("/usr/bin/python3", NULL);
+        if (real && strcmp(real, "/usr/bin/python3") != 0) {
+                const char *name, *exe, *resolved;
+                cb_peer via = peer_make(1001, 1001, real, "x", "");
+
+                p = parse_ok("{\"clients\": {\"t\": {\"uid\": 1001, \"exe\": \"/usr/bin/python3\"}}, "
+                             "\"grants\": [{\"client\": \"t\", \"secret\": \"k\", \"use\": [\"proxy\"]}]}");
+                ASSERT_TRUE(cb_policy_find_grant(p, &via, "k", CB_USE_PROXY, NULL) != NULL);
+                ASSERT_TRUE(cb_policy_client_exe(p, 0, &name, &exe, &resolved));
+                ASSERT_STREQ(exe, "/usr/bin/python3");
+                ASSERT_STREQ(resolved, real);
+                cb_policy_free(p);
+        }
+        free(real);
 }
 
 TEST(match_exe_sha256) {
@@ -676,10 +703,10 @@ TEST(match_cgroup) {
 }
 
 TEST(match_gid_and_all_selectors) {
-        cb_policy *p = parse_ok("{\"clients\": {\"all\": {\"uid\": 10, \"gid\": 20, \"exe\": \"/bin/t\", "
+        cb_policy *p = parse_ok("{\"clients\": {\"all\": {\"uid\": 10, \"gid\": 20, \"exe\": \"/bin/true\", "
                                 "\"exe_sha256\": \"" ABC_SHA256 "\", \"cgroup\": \"/s/*\"}, "
                                 "\"grp\": {\"group\": \"root\"}}}");
-        cb_peer ok = peer_make(10, 20, "/bin/t", "abc", "/s/x");
+        cb_peer ok = peer_make(10, 20, "/bin/true", "abc", "/s/x");
         cb_peer bad;
         const char *out[2];
 
@@ -689,8 +716,12 @@ TEST(match_gid_and_all_selectors) {
         ASSERT_EQ(cb_policy_match_clients(p, &bad, NULL, 0), 0);
         bad = ok, bad.gid = 21;
         ASSERT_EQ(cb_policy_match_clients(p, &bad, NULL, 0), 0);
-        bad = ok, bad.exe_path[1] = 'X';
+        bad = ok, bad.exe_ino ^= 1;     /* another file */
         ASSERT_EQ(cb_policy_match_clients(p, &bad, NULL, 0), 0);
+        bad = ok, bad.exe_known = false; /* not read, or unlinked */
+        ASSERT_EQ(cb_policy_match_clients(p, &bad, NULL, 0), 0);
+        bad = ok, strcpy(bad.exe_path, "/bin/other"); /* the caller's path string is never compared */
+        ASSERT_EQ(cb_policy_match_clients(p, &bad, NULL, 0), 1);
         bad = ok, bad.exe_sha256[0] ^= 0x80;
         ASSERT_EQ(cb_policy_match_clients(p, &bad, NULL, 0), 0);
         bad = ok, strcpy(bad.cgroup, "/t/x");
@@ -723,7 +754,7 @@ TEST(grant_by_client_name) {
 
 TEST(match_order_and_wildcards) {
         cb_policy *p = parse_ok(
-                "{\"clients\": {\"narrow\": {\"uid\": 1, \"exe\": \"/bin/tool\"}, \"wide\": {\"uid\": 1},"
+                "{\"clients\": {\"narrow\": {\"uid\": 1, \"exe\": \"/bin/true\"}, \"wide\": {\"uid\": 1},"
                 "               \"other\": {\"uid\": 2}},"
                 " \"grants\": ["
                 "  {\"client\": \"other\", \"secret\": \"*\", \"use\": [\"proxy\", \"redeem\", \"scan\"]},"
@@ -731,7 +762,7 @@ TEST(match_order_and_wildcards) {
                 "  {\"client\": \"narrow\", \"secret\": \"k\", \"use\": [\"proxy\", \"redeem\"], \"max_ttl\": 20},"
                 "  {\"client\": \"wide\", \"secret\": \"*\", \"use\": [\"scan\"], \"max_ttl\": 30}"
                 " ]}");
-        cb_peer tool = peer_make(1, 1, "/bin/tool", "x", "");
+        cb_peer tool = peer_make(1, 1, "/bin/true", "x", "");
         cb_peer sh = peer_make(1, 1, "/bin/sh", "x", "");
         cb_peer two = peer_make(2, 2, "/bin/sh", "x", "");
         const cb_grant *g;
