@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# Issue 14, case 1: a connection handed over (SCM_RIGHTS) while its
+# connector stays alive does not lend the connector's identity.  Each
+# request is judged as the process that wrote its bytes; a connection whose
+# bytes came from two processes is refused.
+#   - to another uid, after the connector's own 201 on it, and before it sent anything;
+#   - to another executable of the same uid (/bin/sh), after a 201;
+#   - the giver's process-bound token redeemed over the passed connection.
+. "$(dirname "$0")/identity-lib.sh"
+U1=61401 U2=61402
+POLICY='{ "clients": { "py": {"uid": '$U1', "exe": "'$PY'"} },
+  "grants": [ {"client": "py", "secret": "demo", "use": ["redeem"], "max_ttl": 60} ],
+  "admins": {"uids": [0]} }'
+start_daemon
+
+out=$(run_as $U1 $PYBIN "$IDC" "$TS" request 2>&1)
+expect "legitimate: the granted tool gets a token" "request: 201" "$out"
+
+out=$(timeout 30 $PYBIN "$IDC" "$TS" fdpass $U2 sent $U1 2>&1)
+expect "connector gets its 201 first" "connector: 201" "$out"
+expect "connector stayed alive" "connector-alive: yes" "$out"
+refute "uid $U2 on the passed connection gets no token" "receiver: 201" "$out"
+expect "and is told why" "more than one process" "$(echo "$out" | grep '^receiver:')"
+
+out=$(timeout 30 $PYBIN "$IDC" "$TS" fdpass $U2 fresh $U1 2>&1)
+refute "uid $U2 on a passed, unused connection gets no token" "receiver: 201" "$out"
+expect "it is judged as itself (uid $U2)" "uid $U2" "$(echo "$out" | grep '^receiver:')"
+
+out=$(timeout 30 $PYBIN "$IDC" "$TS" fdpass $U1 exec $U1 2>&1)
+expect "same uid: connector gets its 201 first" "connector: 201" "$out"
+refute "same uid, another executable (/bin/sh) on the passed connection: no token" "receiver: HTTP/1.1 201" "$out"
+expect "same uid, another executable: refused" "receiver: HTTP/1.1 403" "$out"
+
+# The giver's process-bound token, redeemed by the receiver over the
+# passed connection.
+tok_out=$(timeout 30 $PYBIN - "$TS" $U1 $U2 <<'PY'
+import json, os, socket, sys
+path, u1, u2 = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+def req(s, body, url="/v1/token"):
+    s.sendall(b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % (url.encode(), len(body)) + body)
+    d = b""
+    while b"\r\n\r\n" not in d:
+        k = s.recv(65536)
+        if not k: return "EOF"
+        d += k
+    h, r = d.split(b"\r\n\r\n", 1)
+    n = int([l.split(b":")[1] for l in h.split(b"\r\n") if l.lower().startswith(b"content-length")][0])
+    while len(r) < n: r += s.recv(65536)
+    return h.split(b" ")[1].decode() + " " + r.decode()
+a, b = socket.socketpair()
+if os.fork() == 0:
+    a.close(); os.setgroups([]); os.setresgid(u2, u2, u2); os.setresuid(u2, u2, u2)
+    msg, fds, _, _ = socket.recv_fds(b, 4096, 1)
+    c = socket.socket(fileno=fds[0])
+    r = req(c, json.dumps({"token": msg.decode()}).encode(), "/v1/redeem")
+    print("redeem-by-receiver:", r if not r.startswith("200") else "200 (value withheld)", flush=True)
+    os._exit(0)
+b.close(); os.setgroups([]); os.setresgid(u1, u1, u1); os.setresuid(u1, u1, u1)
+c = socket.socket(socket.AF_UNIX); c.connect(path)
+r = req(c, b'{"secret":"demo","use":"redeem","bind":"process"}')
+print("giver:", r.split(" ")[0], flush=True)   # the status only: no token in the output
+tok = json.loads(r.split(" ", 1)[1])["token"] if r.startswith("201") else "none"
+socket.send_fds(a, [tok.encode()], [c.fileno()])
+os.wait()
+PY
+)
+expect "giver gets a process-bound token" "giver: 201" "$tok_out"
+refute "the receiver cannot redeem it over the passed connection" "redeem-by-receiver: 200" "$tok_out"
+expect "refused" "redeem-by-receiver: 403" "$tok_out"
+finish
