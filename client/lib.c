@@ -353,6 +353,7 @@ static int http(cb_client *c, const char *method, const char *path, const void *
         rc = curl_easy_perform(h);
         if (rc != CURLE_OK && c->wrong_server) {
                 r = CB_ERR_DENIED; /* check_server() said why */
+                goto out;
         } else if (rc != CURLE_OK) {
                 switch (rc) {
                 case CURLE_COULDNT_CONNECT:
