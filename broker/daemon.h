@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #include <jansson.h>
@@ -67,6 +68,14 @@ typedef struct request {
         bool answered;             /* a response is queued */
         struct proxy_job *proxy;   /* a proxied request in flight (proxy.c) */
         struct scan_job *scan;     /* a scan/redact body streaming through the matcher (scan.c) */
+        /* The caller's executable being hashed off this thread (server.c):
+         * the connection is suspended until a worker has the hash. */
+        int hash_state;            /* HASH_NONE, HASH_WAITING, HASH_DONE (atomic) */
+        bool first_call;           /* dispatched on the headers (proxy, scan): resume re-dispatches */
+        int hash_r;
+        unsigned char hash_sha[32];
+        struct stat hash_st;
+        char hash_err[256];
 } request;
 
 /* Responses.  Every reply goes through these; they also write the audit

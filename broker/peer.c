@@ -58,6 +58,7 @@
 
 #include "error.h"
 #include "peer.h"
+#include "peer_internal.h"
 
 #ifndef SO_PEERPIDFD
 #define SO_PEERPIDFD 77   /* Linux 6.5; glibc headers before 2.39 lack it */
@@ -441,7 +442,7 @@ static struct {
         size_t n;
 } budget = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
-static int budget_take(uid_t uid, uint64_t size, pid_t pid) {
+int cb_peer_budget_take(uid_t uid, uint64_t size, pid_t pid) {
         time_t now = time(NULL);
         size_t i, free_slot = SIZE_MAX;
         int r = 0;
@@ -486,7 +487,7 @@ out:
         return r;
 }
 
-static void budget_put(uid_t uid) {
+void cb_peer_budget_put(uid_t uid) {
         pthread_mutex_lock(&budget.lock);
         for (size_t i = 0; i < budget.n; i++)
                 if (budget.u[i].uid == uid && budget.u[i].inflight > 0) {
@@ -544,6 +545,22 @@ out:
         return r;
 }
 
+int cb_peer_hash_file(const char *exe, const struct stat *st, cb_exe_cache *cache, pid_t pid, unsigned char out[32]) {
+        exe_key k;
+
+        key_from_stat(st, &k);
+        return exe_hash_file(exe, &k, cache, pid, out);
+}
+
+int cb_exe_cache_get(cb_exe_cache *c, const struct stat *st, unsigned char out[32]) {
+        exe_key k;
+
+        if (!c)
+                return 0;
+        key_from_stat(st, &k);
+        return cache_lookup(c, &k, out) ? 1 : 0;
+}
+
 static int exe_hash(const char *exe, const struct stat *st, cb_exe_cache *cache, pid_t pid, uid_t uid,
                     unsigned char out[32]) {
         exe_key k;
@@ -558,11 +575,11 @@ static int exe_hash(const char *exe, const struct stat *st, cb_exe_cache *cache,
                 return cb_error_set(-EFBIG, "peer pid %d: its executable is %lld bytes, more than the %d MiB the "
                                             "broker will hash",
                                     (int)pid, (long long)st->st_size, CB_EXE_HASH_MAX >> 20);
-        r = budget_take(uid, (uint64_t)st->st_size, pid);
+        r = cb_peer_budget_take(uid, (uint64_t)st->st_size, pid);
         if (r < 0)
                 return r;
         r = exe_hash_file(exe, &k, cache, pid, out);
-        budget_put(uid);
+        cb_peer_budget_put(uid);
         return r;
 }
 
@@ -734,6 +751,7 @@ static int identify(int fd, const struct ucred *cred, int pidfd, bool pidfd_pinn
                 p.exe_path[n] = '\0';
                 p.exe_dev = st.st_dev;
                 p.exe_ino = st.st_ino;
+                p.exe_st = st;
                 p.exe_known = st.st_nlink > 0; /* an unlinked binary is no file a policy can name */
 
                 if (!(what & CB_PEER_SKIP_HASH)) {

@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/socket.h> /* struct ucred */
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #define CB_CGROUP_MAX 512
@@ -32,6 +33,7 @@ typedef struct cb_peer {
         bool hash_known;             /* exe_sha256 was computed (not CB_PEER_SKIP_HASH) */
         dev_t exe_dev;               /* stat(/proc/<pid>/exe): the file itself, whatever */
         ino_t exe_ino;               /* mount namespace the peer sees it through */
+        struct stat exe_st;          /* the whole stat (the hash cache's key), when exe_path was read */
         char exe_path[PATH_MAX];     /* readlink(/proc/<pid>/exe) as the peer's namespace names it; for logs only */
         unsigned char exe_sha256[32];
         char exe_sha256_hex[65];
@@ -109,6 +111,29 @@ int cb_peer_alive(const cb_peer *p);
 
 /* Close the pidfd; p may then be reused. */
 void cb_peer_done(cb_peer *p);
+
+/* The cached SHA-256 of the executable whose stat is *st (p->exe_st), into
+ * out: 1, or 0 when it is not cached. */
+int cb_exe_cache_get(cb_exe_cache *c, const struct stat *st, unsigned char out[32]);
+
+/* Hashing off the serving threads (peer_hash.c).  Workers started once;
+ * cb_exe_hasher_stop() finishes what runs, cancels what waits (its
+ * callbacks get -ECANCELED) and joins them. */
+int cb_exe_hasher_start(unsigned threads) __attribute__((warn_unused_result));
+void cb_exe_hasher_stop(void);
+
+/* Queue the hash of p's executable (p identified with CB_PEER_SKIP_HASH,
+ * exe_known or not): a worker opens /proc/<pid>/exe, checks it is still
+ * the file p->exe_st describes, hashes it within the per-uid budget,
+ * caches it when the file is old enough, and calls fn(ud, r, sha) on its
+ * own thread (r 0 or -errno; the message in cb_error_last() of that
+ * thread is copied into the error text passed along).  Returns 0 when
+ * queued, -EFBIG (larger than CB_EXE_HASH_MAX), -EBUSY (this uid has a
+ * hash waiting or running, or its bytes-per-minute budget is spent, or
+ * the queue is full), each with cb_error_set. */
+typedef void (*cb_exe_hash_done_fn)(void *ud, int r, const unsigned char sha[32], const char *error);
+int cb_exe_hash_submit(cb_exe_cache *cache, const cb_peer *p, cb_exe_hash_done_fn fn, void *ud)
+        __attribute__((warn_unused_result));
 
 /* Hash an open regular file (SHA-256) into out; -errno. */
 int cb_sha256_fd(int fd, unsigned char out[32]);

@@ -66,6 +66,8 @@ struct body_buf {
 
 static int admin_marker, tcp_marker; /* the servers' cls: tools.sock has NULL */
 
+enum { HASH_NONE = 0, HASH_WAITING, HASH_DONE };
+
 static void free_sensitive(void *cls) {
         struct body_buf *b = cls;
 
@@ -218,13 +220,21 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
                 rq->peer.pidfd = -1;
                 *con_cls = rq;
                 /* A proxied request is decided on its headers, before any of
-                 * its body is read: the body then streams to the upstream. */
-                if (cls != &admin_marker && is_proxy_target(method, url))
-                        return dispatch(cls, conn, url, method, rq);
-                /* So is a scan: its body streams through the matcher. */
-                if (is_scan_target(method, url))
+                 * its body is read: the body then streams to the upstream.
+                 * So is a scan: its body streams through the matcher. */
+                rq->first_call = (cls != &admin_marker && is_proxy_target(method, url)) || is_scan_target(method, url);
+                if (rq->first_call)
                         return dispatch(cls, conn, url, method, rq);
                 return MHD_YES;
+        }
+        if (__atomic_load_n(&rq->hash_state, __ATOMIC_ACQUIRE) == HASH_DONE && rq->first_call) {
+                /* Resumed after being suspended on its headers: decide
+                 * now.  libmicrohttpd may pass body bytes with this very
+                 * call: they go on to the paths below (streamed, or
+                 * dropped when refused), never left unconsumed. */
+                enum MHD_Result d = dispatch(cls, conn, url, method, rq);
+                if (d != MHD_YES || !*upload_data_size)
+                        return d;
         }
         if (rq->proxy) {
                 if (*upload_data_size)
@@ -297,11 +307,68 @@ static int sender_of(const cb_sender *s, struct ucred *ret) {
 static int identify(request *rq, const conn_ctx *cc, const struct ucred *cred, unsigned need) {
         unsigned what;
 
+        /* Never hashed here: hash_step() does that, off this thread. */
         if (rq->admin_socket)
                 what = __atomic_load_n(&cbd.policy_uses_cgroup, __ATOMIC_ACQUIRE) ? CB_PEER_CGROUP : 0;
         else
                 what = !(need & CB_NEED_SELECTED) ? CB_PEER_SKIP_EXE : (need & CB_NEED_CGROUP) ? CB_PEER_CGROUP : 0;
-        return cb_peer_identify_pidfd(cred, cc->snd.pidfd, cbd.exe_cache, what, &rq->peer);
+        return cb_peer_identify_pidfd(cred, cc->snd.pidfd, cbd.exe_cache, what | CB_PEER_SKIP_HASH, &rq->peer);
+}
+
+static bool stat_key_eq(const struct stat *a, const struct stat *b) {
+        return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size &&
+               a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec &&
+               a->st_ctim.tv_sec == b->st_ctim.tv_sec && a->st_ctim.tv_nsec == b->st_ctim.tv_nsec;
+}
+
+/* A hash worker's answer (peer_hash.c, on its thread). */
+static void hash_done(void *ud, int r, const unsigned char sha[32], const char *err) {
+        request *rq = ud;
+
+        rq->hash_r = r;
+        if (sha)
+                memcpy(rq->hash_sha, sha, 32);
+        snprintf(rq->hash_err, sizeof(rq->hash_err), "%s", err ? err : "");
+        __atomic_store_n(&rq->hash_state, HASH_DONE, __ATOMIC_RELEASE);
+        MHD_resume_connection(rq->conn);
+}
+
+/* The executable's hash for rq->peer (identified with CB_PEER_SKIP_HASH):
+ * from the cache, from the worker that just ran for this request, or
+ * else queued for a worker (1: the connection is suspended; this thread
+ * goes on serving others).  may_wait false: a miss is refused instead. */
+static int hash_step(request *rq, struct MHD_Connection *conn, bool may_wait) {
+        int state = __atomic_load_n(&rq->hash_state, __ATOMIC_ACQUIRE), r;
+
+        if (state == HASH_DONE) {
+                rq->hash_state = HASH_NONE;
+                if (rq->hash_r < 0)
+                        return cb_error_set(rq->hash_r, "%s", rq->hash_err);
+                if (!stat_key_eq(&rq->hash_st, &rq->peer.exe_st))
+                        return cb_error_set(-EAGAIN, "peer pid %d: its executable changed while it was being "
+                                                     "hashed; retry", (int)rq->peer.pid);
+                memcpy(rq->peer.exe_sha256, rq->hash_sha, 32);
+        } else if (!cb_exe_cache_get(cbd.exe_cache, &rq->peer.exe_st, rq->peer.exe_sha256)) {
+                if (!may_wait)
+                        return cb_error_set(-EAGAIN, "peer pid %d: its executable is not hashed yet; retry",
+                                            (int)rq->peer.pid);
+                rq->hash_st = rq->peer.exe_st;
+                rq->conn = conn;
+                __atomic_store_n(&rq->hash_state, HASH_WAITING, __ATOMIC_RELAXED);
+                r = cb_exe_hash_submit(cbd.exe_cache, &rq->peer, hash_done, rq);
+                if (r < 0) {
+                        rq->hash_state = HASH_NONE;
+                        return r;
+                }
+                /* Suspended before this handler returns; the worker's
+                 * resume may come first, libmicrohttpd queues it. */
+                MHD_suspend_connection(conn);
+                cb_peer_done(&rq->peer);
+                return 1;
+        }
+        sodium_bin2hex(rq->peer.exe_sha256_hex, sizeof(rq->peer.exe_sha256_hex), rq->peer.exe_sha256, 32);
+        rq->peer.hash_known = true;
+        return 0;
 }
 
 /* Identify the caller and run the route. */
@@ -361,17 +428,24 @@ static enum MHD_Result dispatch(void *cls, struct MHD_Connection *conn, const ch
                 pthread_mutex_unlock(&cbd.lock);
         }
         r = r < 0 ? r : identify(rq, cc, &cred, need);
+        if (r == 0 && (rq->admin_socket || (need & CB_NEED_SELECTED)) && (r = hash_step(rq, conn, true)) == 1)
+                return MHD_YES; /* suspended until a worker has hashed its executable */
         pthread_mutex_lock(&cbd.lock);
         if (r == 0 && !rq->admin_socket &&
             ((need2 = cb_policy_uid_needs(cbd.policy, cred.uid, cred.gid, NULL)) & ~need) != 0) {
-                /* A reload in between asks for more: again, outside the lock. */
+                /* A reload in between asks for more: again, outside the
+                 * lock (a hash not cached by now is refused: retry). */
                 pthread_mutex_unlock(&cbd.lock);
                 cb_peer_done(&rq->peer);
                 need = need2;
                 r = identify(rq, cc, &cred, need);
+                if (r == 0 && (need & CB_NEED_SELECTED))
+                        r = hash_step(rq, conn, false);
                 pthread_mutex_lock(&cbd.lock);
         }
-        if (r < 0) {
+        if (r == -EBUSY || r == -EAGAIN) {
+                ret = reply_error(rq, 503, "identity_busy", "caller not identified yet: %s", cb_error_last());
+        } else if (r < 0) {
                 ret = reply_error(rq, 403, "forbidden", "caller not identified: %s", cb_error_last());
         } else {
                 rq->have_peer = true;
@@ -620,6 +694,10 @@ int server_start(int tool_fd, int admin_fd, int tcp_fd, unsigned threads, unsign
                         }
                 }
         }
+        if (cb_exe_hasher_start(2) < 0) {
+                server_stop();
+                return -EIO;
+        }
         if (proxy_loop_start(threads, tcp_fd >= 0 ? cbd.tcp_mhd : NULL) < 0) {
                 server_stop();
                 return -EIO;
@@ -639,6 +717,7 @@ int server_start(int tool_fd, int admin_fd, int tcp_fd, unsigned threads, unsign
 
 void server_stop(void) {
         proxy_stop();
+        cb_exe_hasher_stop(); /* resumes every connection waiting for a hash */
         if (cbd.tool_mhd)
                 MHD_stop_daemon(cbd.tool_mhd);
         if (cbd.admin_mhd)
