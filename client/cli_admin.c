@@ -425,17 +425,19 @@ static int policy_check(const char *file) {
         }
         close(p[0]);
         out[n] = 0;
-        out[strcspn(out, "\n")] = 0;
+        /* Lines as the checker wrote them (what each exe path resolved to,
+         * warnings), no terminal control; an error is its first line. */
         for (char *s = out; *s; s++)
-                if ((unsigned char)*s < 0x20 || *s == 0x7f)
+                if (((unsigned char)*s < 0x20 && *s != '\n') || *s == 0x7f)
                         *s = '?';
         while (waitpid(pid, &status, 0) < 0)
                 if (errno != EINTR)
                         return cli_fail(-errno, "policy check: waiting for credbrokerd: %s", strerror(errno));
         if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
-                printf("%s\n", out);
+                printf("%s%s", out, n && out[n - 1] == '\n' ? "" : "\n");
                 return CB_EXIT_OK;
         }
+        out[strcspn(out, "\n")] = 0;
         if (WIFEXITED(status) && WEXITSTATUS(status) == 2) {
                 fprintf(stderr, "credbroker: policy check: %s\n", out);
                 return CB_EXIT_USAGE;

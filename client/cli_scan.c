@@ -24,6 +24,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdint.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -159,6 +161,41 @@ static int open_socket(bool admin, char **ret_path) {
         return 0;
 }
 
+/* As libcredbroker does (lib.c, check_server): after connect(), before a
+ * byte of the text goes out, the server must be root, our own uid or
+ * $CREDBROKER_BROKER_UID (--broker-uid).  One transfer at a time here, so
+ * one remembered socket. */
+static curl_socket_t scan_fd = CURL_SOCKET_BAD;
+
+static int note_socket(void *ud, curl_socket_t fd, curlsocktype purpose) {
+        (void)ud, (void)purpose;
+        scan_fd = fd;
+        return CURL_SOCKOPT_OK;
+}
+
+static int check_server(void *ud, char *ip, char *lip, int port, int lport) {
+        const char *bu = getenv("CREDBROKER_BROKER_UID");
+        unsigned long long want = (unsigned long long)-1;
+        struct ucred uc;
+        socklen_t len = sizeof(uc);
+
+        (void)ud, (void)ip, (void)lip, (void)port, (void)lport;
+        if (bu && cli_parse_u64(bu, UINT32_MAX - 1, &want) < 0)
+                want = (unsigned long long)-1;
+        if (scan_fd == CURL_SOCKET_BAD || getsockopt(scan_fd, SOL_SOCKET, SO_PEERCRED, &uc, &len) < 0 ||
+            len != sizeof(uc)) {
+                fprintf(stderr, "credbroker: cannot tell who serves the socket (SO_PEERCRED): nothing sent\n");
+                return CURL_PREREQFUNC_ABORT;
+        }
+        if (uc.uid != 0 && uc.uid != getuid() && (unsigned long long)uc.uid != want) {
+                fprintf(stderr, "credbroker: the socket is served by uid %u, not root or our own uid: not the "
+                                "broker; nothing sent (--broker-uid %u if it is)\n", (unsigned)uc.uid,
+                        (unsigned)uc.uid);
+                return CURL_PREREQFUNC_ABORT;
+        }
+        return CURL_PREREQFUNC_OK;
+}
+
 static CURL *new_handle(const char *socket_path, const char *route, char *errbuf) {
         CURL *h = curl_easy_init();
         CURLcode rc = CURLE_OK;
@@ -174,6 +211,8 @@ static CURL *new_handle(const char *socket_path, const char *route, char *errbuf
         } while (0)
         SETOPT(CURLOPT_UNIX_SOCKET_PATH, socket_path);
         SETOPT(CURLOPT_URL, url);
+        SETOPT(CURLOPT_SOCKOPTFUNCTION, note_socket);
+        SETOPT(CURLOPT_PREREQFUNCTION, check_server);
 #if LIBCURL_VERSION_NUM >= 0x075500
         SETOPT(CURLOPT_PROTOCOLS_STR, "http");
 #else

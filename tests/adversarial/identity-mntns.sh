@@ -43,6 +43,6 @@ out=$(run_as 61422 unshare -Urm sh -c "mount --bind '$CURL' '$PY' && exec '$PY' 
         -d '{\"secret\":\"demo\",\"use\":\"redeem\"}' http://x/v1/token" 2>&1 | sed 's/cbt_[A-Za-z0-9_-]*/cbt_(redacted)/')
 refute "curl bind-mounted over $PY gets no token" '"token"' "$out"
 
-chk=$("$DAEMON" --check-policy "$T/policy.json" 2>&1)
+chk=$(CREDBROKER_DAEMON="$DAEMON" "$CLI" policy check "$T/policy.json" 2>&1)
 expect "the checker shows what the symlink resolved to" "exe /usr/bin/python3 -> $PY" "$chk"
 finish

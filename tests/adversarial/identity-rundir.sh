@@ -69,6 +69,11 @@ refute "put to a socket served by uid $U2 does not say stored" "stored" "$out"
 expect "it says who serves the socket" "served by uid $U2" "$out"
 if grep -q "$VALUE" "$T/fake/got" 2>/dev/null; then bad "the value reached uid $U2's socket"; else
         ok "the value did not reach uid $U2's socket"; fi
+printf 'key=%s\n' "$VALUE" >"$T/text.txt"
+out=$(timeout 20 "$CLI" --socket "$T/fake/admin.sock" scan "$T/text.txt" 2>&1)
+expect "scan to a socket served by uid $U2 is refused" "served by uid $U2" "$out"
+if grep -q "$VALUE" "$T/fake/got" 2>/dev/null; then bad "scan: the text reached uid $U2's socket"; else
+        ok "scan: the text did not reach uid $U2's socket"; fi
 out=$(printf '%s' "$VALUE" | timeout 20 "$CLI" --broker-uid $U2 --admin-socket "$T/fake/admin.sock" put demo 2>&1)
 expect "--broker-uid $U2 names it the broker: then it is used" "stored" "$out"
 finish
