@@ -204,6 +204,19 @@ json_t *body_object(request *rq, const char *const *allowed) {
 static enum MHD_Result dispatch(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
                                 request *rq);
 
+/* Did a process other than the one the request was judged as write some
+ * of the body streaming in now (proxy, scan: decided on the headers)?  The
+ * rest of the request must not ride on that decision. */
+static bool body_mixed(struct MHD_Connection *conn) {
+        const conn_ctx *cc = conn_ctx_of(conn);
+
+        if (!cc || cc->fd < 0)
+                return false; /* TCP: no per-message credentials; tokens are the credential there */
+        if (cc->snd.other_pid == 0 && cc->snd.err == 0)
+                return false;
+        return true;
+}
+
 static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
                               const char *version, const char *upload_data, size_t *upload_data_size,
                               void **con_cls) {
@@ -236,6 +249,8 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
                 if (d != MHD_YES || !*upload_data_size)
                         return d;
         }
+        if ((rq->proxy || rq->scan) && *upload_data_size && body_mixed(conn))
+                return MHD_NO; /* a streamed body from another writer: the connection is closed, the request aborted */
         if (rq->proxy) {
                 if (*upload_data_size)
                         return proxy_feed(rq, upload_data, upload_data_size) == MHD_YES ? MHD_YES : MHD_NO;

@@ -10,7 +10,8 @@
 . "$(dirname "$0")/identity-lib.sh"
 U1=61401 U2=61402
 POLICY='{ "clients": { "py": {"uid": '$U1', "exe": "'$PY'"} },
-  "grants": [ {"client": "py", "secret": "demo", "use": ["redeem"], "max_ttl": 60} ],
+  "grants": [ {"client": "py", "secret": "demo", "use": ["redeem"], "max_ttl": 60},
+              {"client": "py", "secret": "*", "use": ["scan"]} ],
   "admins": {"uids": [0]} }'
 start_daemon
 
@@ -68,4 +69,44 @@ PY
 expect "giver gets a process-bound token" "giver: 201" "$tok_out"
 refute "the receiver cannot redeem it over the passed connection" "redeem-by-receiver: 200" "$tok_out"
 expect "refused" "redeem-by-receiver: 403" "$tok_out"
+
+# A streamed body (scan: decided on the headers) finished by another
+# process: the request is aborted, not answered on the first one's grant.
+scan_out=$(timeout 30 $PYBIN - "$TS" $U1 $U2 <<'PY'
+import os, socket, sys
+path, u1, u2 = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+BODY = b"hello world " * 200
+a, b = socket.socketpair()
+if os.fork() == 0:
+    a.close(); os.setgroups([]); os.setresgid(u2, u2, u2); os.setresuid(u2, u2, u2)
+    msg, fds, _, _ = socket.recv_fds(b, 16, 1)
+    c = socket.socket(fileno=fds[0]); c.setblocking(True)
+    try:
+        c.sendall(BODY[len(BODY) // 2:])
+        c.settimeout(10); d = b""
+        while True:
+            k = c.recv(65536)
+            if not k: break
+            d += k
+        print("second-half-writer:", (d.split(b"\r\n")[0] or b"EOF").decode(), flush=True)
+    except OSError as e:
+        print("second-half-writer: closed (%s)" % e.__class__.__name__, flush=True)
+    os._exit(0)
+b.close(); os.setgroups([]); os.setresgid(u1, u1, u1); os.setresuid(u1, u1, u1)
+c = socket.socket(socket.AF_UNIX); c.connect(path)
+# One request alone first: it is served.
+c.sendall(b"POST /v1/scan HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello")
+d = b""
+while b"\r\n\r\n" not in d: d += c.recv(65536)
+print("own-scan:", d.split(b"\r\n")[0].decode(), flush=True)
+c2 = socket.socket(socket.AF_UNIX); c2.connect(path)
+c2.sendall(b"POST /v1/scan HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: %d\r\n\r\n" % len(BODY) + BODY[:len(BODY) // 2])
+import time; time.sleep(0.3)
+socket.send_fds(a, [b"x"], [c2.fileno()])
+os.wait()
+PY
+)
+echo "$scan_out" | sed "s/^/     /"
+expect "legitimate: the granted tool's own scan is served" "own-scan: HTTP/1.1 200" "$scan_out"
+refute "a scan body finished by uid $U2 is not answered 200" "second-half-writer: HTTP/1.1 200" "$scan_out"
 finish
