@@ -105,6 +105,16 @@ int cb_peer_identify_cred(int fd, const struct ucred *cred, cb_exe_cache *cache,
 int cb_peer_identify_pidfd(const struct ucred *cred, int pidfd, cb_exe_cache *cache, unsigned what, cb_peer *ret)
         __attribute__((warn_unused_result));
 
+/* Is pid in the caller's own pid namespace?  0 yes; -EPERM (with
+ * cb_error_set) when it lives in a descendant one; -ESRCH when gone.  A
+ * writer's SCM_CREDENTIALS pid can be any process of its own pid namespace
+ * if it holds CAP_SYS_ADMIN there (any user after `unshare -Urp`): only a
+ * pid in our namespace (where claiming another's pid takes real
+ * privilege) or the connecting process's own pid (SO_PEERCRED, which
+ * nobody can forge) may be trusted as the writer.  Racy by itself: the
+ * caller checks liveness through a pidfd afterwards (cb_peer_identify*). */
+int cb_peer_pid_in_our_ns(pid_t pid) __attribute__((warn_unused_result));
+
 /* Is the process pinned by p->pidfd still running?  1 yes, 0 no (its pidfd
  * polls readable once it has exited, zombie or reaped). */
 int cb_peer_alive(const cb_peer *p);

@@ -43,6 +43,36 @@ out=$(run_as 61422 unshare -Urm sh -c "mount --bind '$CURL' '$PY' && exec '$PY' 
         -d '{\"secret\":\"demo\",\"use\":\"redeem\"}' http://x/v1/token" 2>&1 | sed 's/cbt_[A-Za-z0-9_-]*/cbt_(redacted)/')
 refute "curl bind-mounted over $PY gets no token" '"token"' "$out"
 
+# Forged writer pid: in its own pid namespace (unshare -Urp) any process may
+# put another's pid in SCM_CREDENTIALS.  Python names its curl child (idle)
+# as the writer of its request: refused (the writer is neither the process
+# that connected nor in the broker's pid namespace).
+cat >"$T/forge.py" <<'PY'
+import os, socket, struct, subprocess, sys, time
+path, exe, mode = sys.argv[1], sys.argv[2], sys.argv[3]
+r, w = os.pipe()
+child = subprocess.Popen([exe, "-s", "-o", "/dev/null", "-T", "-", "file:///dev/null"], stdin=r)
+time.sleep(0.3)
+s = socket.socket(socket.AF_UNIX); s.connect(path)
+body = b'{"secret":"demo","use":"redeem"}'
+req = b"POST /v1/token HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % len(body) + body
+pid = child.pid if mode == "forge" else os.getpid()
+s.sendmsg([req], [(socket.SOL_SOCKET, socket.SCM_CREDENTIALS, struct.pack("iII", pid, os.getuid(), os.getgid()))])
+d = s.recv(65536).decode(errors="replace")
+print(mode + ":", d.split("\r\n")[0], d.split("\r\n\r\n", 1)[-1].replace("cbt_", "cbt_(redacted)")[:300])
+os.close(w); child.wait()
+PY
+chmod 0644 "$T/forge.py"
+if run_as $U1 unshare -Urp --fork true 2>/dev/null; then
+        out=$(run_as $U1 unshare -Urp --fork $PYBIN "$T/forge.py" "$TS" "$CURL" own 2>&1)
+        expect "legitimate-looking baseline: python naming itself is judged as python (no grant)" "own: HTTP/1.1 403" "$out"
+        out=$(run_as $U1 unshare -Urp --fork $PYBIN "$T/forge.py" "$TS" "$CURL" forge 2>&1)
+        refute "python naming its curl child as the writer gets no token" "forge: HTTP/1.1 201" "$out"
+        expect "refused, saying why" "cannot be trusted" "$out"
+else
+        echo "     (no unprivileged pid namespaces here: the forged-pid check is not run)"
+fi
+
 chk=$(CREDBROKER_DAEMON="$DAEMON" "$CLI" policy check "$T/policy.json" 2>&1)
 expect "the checker shows what the symlink resolved to" "exe /usr/bin/python3 -> $PY" "$chk"
 finish
