@@ -1,12 +1,15 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Peer identity of a local client, established per request (not per
- * connection): SO_PEERCRED for uid/gid/pid (fixed at connect(), so it may be
- * read once per connection: cb_peer_identify_cred), SO_PEERPIDFD to pin the process,
- * the executable by opening /proc/<pid>/exe and hashing the opened file
- * (SHA-256, cached by device/inode/size/mtime/ctime), the cgroup v2 path, and
- * finally a check through the pidfd that the same process is still alive —
- * so a pid recycled between the checks cannot borrow another identity.
+ * Peer identity of a local client, established per request: the writer's
+ * (pid, uid, gid) and pidfd from its per-message credentials (the server
+ * collects them, sender.h; cb_peer_identify_pidfd) or, for callers holding
+ * only a socket, SO_PEERCRED + SO_PEERPIDFD (cb_peer_identify); its
+ * current credentials; the executable's file identity (stat of
+ * /proc/<pid>/exe: device and inode, whatever mount namespace the peer
+ * sees it through) and, unless skipped, its SHA-256 (cached by
+ * device/inode/size/mtime/ctime); the cgroup v2 path when asked; finally a
+ * check through the pidfd that the same process is still alive -- so a pid
+ * recycled between the checks cannot borrow another identity.
  */
 #pragma once
 

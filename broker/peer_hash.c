@@ -19,6 +19,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <sys/types.h>
 
 #include "error.h"
 #include "peer.h"
@@ -30,6 +32,81 @@
 
 /* Everyone waiting for one file's hash: concurrent first requests of one
  * program share a job (and its budget) instead of queuing their own. */
+/* ---- per-uid hashing budget --------------------------------------------
+ * A cache miss costs the broker a read of the whole file, and a caller
+ * controls how often it misses (chmod or touch its executable: ctime moves,
+ * the key changes).  So each uid may have one hash in progress and hash at
+ * most HASH_BYTES_PER_MIN per minute; past that its requests are refused
+ * (-EBUSY) until the minute is over, and other uids are not affected. */
+#define HASH_UIDS_MAX       256
+#define HASH_BYTES_PER_MIN  (UINT64_C(1) << 30)
+
+static struct {
+        pthread_mutex_t lock;
+        struct {
+                uid_t uid;
+                unsigned inflight;
+                time_t window;
+                uint64_t bytes;
+        } u[HASH_UIDS_MAX];
+        size_t n;
+} budget = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+int cb_peer_budget_take(uid_t uid, uint64_t size, pid_t pid) {
+        time_t now = time(NULL);
+        size_t i, free_slot = SIZE_MAX;
+        int r = 0;
+
+        pthread_mutex_lock(&budget.lock);
+        for (i = 0; i < budget.n && budget.u[i].uid != uid; i++)
+                if (free_slot == SIZE_MAX && budget.u[i].inflight == 0 && now - budget.u[i].window >= 60)
+                        free_slot = i;
+        if (i == budget.n) {
+                if (budget.n < HASH_UIDS_MAX)
+                        i = budget.n++;
+                else if (free_slot != SIZE_MAX)
+                        i = free_slot;
+                else {
+                        r = cb_error_set(-EBUSY, "peer pid %d: too many uids are having executables hashed; retry "
+                                                 "later", (int)pid);
+                        goto out;
+                }
+                budget.u[i].uid = uid;
+                budget.u[i].inflight = 0;
+                budget.u[i].window = now;
+                budget.u[i].bytes = 0;
+        }
+        if (now - budget.u[i].window >= 60) {
+                budget.u[i].window = now;
+                budget.u[i].bytes = 0;
+        }
+        if (budget.u[i].inflight > 0)
+                r = cb_error_set(-EBUSY, "peer pid %d: uid %u already has an executable being hashed; retry "
+                                         "later", (int)pid, (unsigned)uid);
+        else if (budget.u[i].bytes + size > HASH_BYTES_PER_MIN)
+                r = cb_error_set(-EBUSY, "peer pid %d: uid %u had %llu MiB of executables hashed this minute, "
+                                         "the most one uid may (an executable that keeps changing is not "
+                                         "hashed again without limit); retry later",
+                                 (int)pid, (unsigned)uid, (unsigned long long)(budget.u[i].bytes >> 20));
+        else {
+                budget.u[i].inflight++;
+                budget.u[i].bytes += size;
+        }
+out:
+        pthread_mutex_unlock(&budget.lock);
+        return r;
+}
+
+void cb_peer_budget_put(uid_t uid) {
+        pthread_mutex_lock(&budget.lock);
+        for (size_t i = 0; i < budget.n; i++)
+                if (budget.u[i].uid == uid && budget.u[i].inflight > 0) {
+                        budget.u[i].inflight--;
+                        break;
+                }
+        pthread_mutex_unlock(&budget.lock);
+}
+
 typedef struct waiter {
         cb_exe_hash_done_fn fn;
         void *ud;

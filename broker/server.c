@@ -1,14 +1,17 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * libmicrohttpd glue: one server per socket; tools.sock has a pool of
- * threads (--tool-threads), admin.sock one.  The peer is identified on every
- * request from the connection's fd (pidfd + exe hash + liveness), never
- * cached per connection: a connection handed to another process must not
- * carry its first owner's identity.  Only SO_PEERCRED is read once, at
- * accept (conn_notify): the kernel fixes it at connect(), so a per-request
- * read returned the same (pid, uid, gid); the per-request pidfd check is
- * what makes that pid safe.  Identification runs in parallel on the server
- * threads; the handlers then run under cbd.lock.
+ * threads (--tool-threads), admin.sock one.  The caller of a request is
+ * the process that wrote its bytes (sender.c: per-message credentials read
+ * under libmicrohttpd's own recv()), with its current credentials, judged
+ * on every request; a connection whose bytes came from two processes is
+ * refused.  Identity is lazy (a uid no client selects is not looked at
+ * beyond its credentials) and never hashes on a serving thread: a request
+ * whose executable is not hashed yet is suspended while a worker hashes
+ * (peer_hash.c).  SO_PEERCRED is read once, at accept (conn_notify), for
+ * the per-uid connection cap and to vouch for the writer's pid.
+ * Identification runs in parallel on the server threads; the handlers then
+ * run under cbd.lock.
  */
 #include <errno.h>
 #include <fcntl.h>
