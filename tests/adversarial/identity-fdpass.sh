@@ -11,6 +11,7 @@
 U1=61401 U2=61402
 POLICY='{ "clients": { "py": {"uid": '$U1', "exe": "'$PY'"} },
   "grants": [ {"client": "py", "secret": "demo", "use": ["redeem"], "max_ttl": 60},
+              {"client": "py", "secret": "up", "use": ["proxy"], "max_ttl": 60},
               {"client": "py", "secret": "*", "use": ["scan"]} ],
   "admins": {"uids": [0]} }'
 start_daemon
@@ -109,4 +110,65 @@ PY
 echo "$scan_out" | sed "s/^/     /"
 expect "legitimate: the granted tool's own scan is served" "own-scan: HTTP/1.1 200" "$scan_out"
 refute "a scan body finished by uid $U2 is not answered 200" "second-half-writer: HTTP/1.1 200" "$scan_out"
+
+# The same for a proxied request: the granted tool writes the head with its
+# process-bound proxy token, uid U2 writes the body.  The body must never
+# reach the upstream with the injected credential.
+UPSTREAM=${CB_SRCDIR:-$HERE/../..}/tests/integration/proxy-upstream.py
+if [ -f "$UPSTREAM" ]; then
+        $PYBIN "$UPSTREAM" --plain --port 0 --log "$T/up.log" >"$T/up.port" 2>"$T/up.err" &
+        EXTRA_CLEANUP="kill $! 2>/dev/null"
+        for _ in $(seq 50); do [ -s "$T/up.port" ] && break; sleep 0.1; done
+        UPP=$(head -n 1 "$T/up.port")
+        printf 'sk-%s' "$(head -c 8 /dev/urandom | od -An -tx1 | tr -d ' \n')" |
+                timeout 30 "$CLI" --admin-socket "$AS" put up --host "http://127.0.0.1:$UPP" \
+                --inject 'Authorization: Bearer {}' >/dev/null || bad "put up"
+        proxy_out=$(timeout 30 $PYBIN - "$TS" $U1 $U2 <<'PY'
+import json, os, socket, sys, time
+path, u1, u2 = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+def drop(u): os.setgroups([]); os.setresgid(u, u, u); os.setresuid(u, u, u)
+def answer(c):
+    c.settimeout(10); d = b""
+    try:
+        while True:
+            k = c.recv(65536)
+            if not k: break
+            d += k
+            if b"\r\n\r\n" in d and d.startswith(b"HTTP/1.1 2") and b"Content-Length" in d: break
+    except OSError: pass
+    return (d.split(b"\r\n")[0] or b"EOF").decode()
+a, b = socket.socketpair(); body = b'{"evil":"written by uid %d"}' % u2
+if os.fork() == 0:
+    a.close(); drop(u2)
+    _, fds, _, _ = socket.recv_fds(b, 100, 1); c = socket.socket(fileno=fds[0]); c.setblocking(True)
+    time.sleep(0.3); c.sendall(body)
+    print("body-writer:", answer(c), flush=True); os._exit(0)
+b.close(); drop(u1)
+c = socket.socket(socket.AF_UNIX); c.connect(path)
+tb = b'{"secret":"up","use":"proxy","bind":"process"}'
+c.sendall(b"POST /v1/token HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(tb) + tb)
+d = b""
+while b"}" not in d: d += c.recv(65536)
+tok = json.loads(d.split(b"\r\n\r\n", 1)[1])["token"]
+c2 = socket.socket(socket.AF_UNIX); c2.connect(path)
+c2.sendall(b"POST /v1/proxy/up/echo HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+           b"Content-Length: 5\r\n\r\nhello" % tok.encode())
+print("own-proxy:", answer(c2), flush=True)
+c3 = socket.socket(socket.AF_UNIX); c3.connect(path)
+c3.sendall(b"POST /v1/proxy/up/echo HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+           b"Content-Length: %d\r\n\r\n" % (tok.encode(), len(body)))
+time.sleep(0.5); socket.send_fds(a, [b"x"], [c3.fileno()]); os.wait()
+PY
+)
+        echo "$proxy_out" | sed "s/^/     /"
+        expect "legitimate: the granted tool's own proxied request is served" "own-proxy: HTTP/1.1 200" "$proxy_out"
+        refute "a proxied body written by uid $U2 is not answered 200" "body-writer: HTTP/1.1 200" "$proxy_out"
+        if grep -q "written by uid" "$T/up.log" 2>/dev/null; then
+                bad "the upstream received uid $U2's body with the injected credential"
+        else
+                ok "the upstream never received uid $U2's body"
+        fi
+else
+        echo "     (tests/integration/proxy-upstream.py not found: the proxy variant is not run)"
+fi
 finish
