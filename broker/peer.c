@@ -740,29 +740,6 @@ int cb_peer_identify_pidfd(const struct ucred *cred, int pidfd, cb_exe_cache *ca
         return identify(-1, cred, pidfd, pidfd >= 0, cache, what, ret);
 }
 
-int cb_peer_pid_in_our_ns(pid_t pid) {
-        static ino_t self_ino;
-        static dev_t self_dev;
-        struct stat st;
-        char path[40];
-
-        if (!__atomic_load_n(&self_ino, __ATOMIC_ACQUIRE)) {
-                if (stat("/proc/self/ns/pid", &st) < 0)
-                        return cb_error_set(-errno, "/proc/self/ns/pid: %s", strerror(errno));
-                self_dev = st.st_dev;
-                __atomic_store_n(&self_ino, st.st_ino, __ATOMIC_RELEASE);
-        }
-        snprintf(path, sizeof(path), "/proc/%d/ns/pid", (int)pid);
-        if (stat(path, &st) < 0)
-                return proc_fail(proc_errno(errno), pid, "ns/pid");
-        if (st.st_ino != __atomic_load_n(&self_ino, __ATOMIC_ACQUIRE) || st.st_dev != self_dev)
-                return cb_error_set(-EPERM, "the writer names pid %d, which is neither the process that connected "
-                                            "nor in the broker's pid namespace: a process in its own pid namespace "
-                                            "may name any pid there, so the claim cannot be trusted; refused",
-                                    (int)pid);
-        return 0;
-}
-
 int cb_peer_alive(const cb_peer *p) {
         return p && pidfd_alive(p->pidfd);
 }

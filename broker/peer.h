@@ -108,15 +108,16 @@ int cb_peer_identify_cred(int fd, const struct ucred *cred, cb_exe_cache *cache,
 int cb_peer_identify_pidfd(const struct ucred *cred, int pidfd, cb_exe_cache *cache, unsigned what, cb_peer *ret)
         __attribute__((warn_unused_result));
 
-/* Is pid in the caller's own pid namespace?  0 yes; -EPERM (with
- * cb_error_set) when it lives in a descendant one; -ESRCH when gone.  A
- * writer's SCM_CREDENTIALS pid can be any process of its own pid namespace
- * if it holds CAP_SYS_ADMIN there (any user after `unshare -Urp`): only a
- * pid in our namespace (where claiming another's pid takes real
- * privilege) or the connecting process's own pid (SO_PEERCRED, which
- * nobody can forge) may be trusted as the writer.  Racy by itself: the
- * caller checks liveness through a pidfd afterwards (cb_peer_identify*). */
-int cb_peer_pid_in_our_ns(pid_t pid) __attribute__((warn_unused_result));
+/* May the pid a writer put in its SCM_CREDENTIALS be trusted?  Inside its
+ * own pid namespace a process holding CAP_SYS_ADMIN over that namespace's
+ * owner (any user after `unshare -Urp`) may name any pid of it, and the
+ * kernel's SCM_PIDFD follows the claim.  0 when writer is in our pid
+ * namespace (naming another's pid there takes real privilege), or is the
+ * connecting process (SO_PEERCRED, `connector`) and every pid namespace
+ * between it and ours is owned by our user namespace (a root-made
+ * container); else -EPERM with cb_error_set.  -ESRCH when gone.  Racy by
+ * itself: the caller checks liveness through a pidfd afterwards. */
+int cb_peer_writer_trusted(pid_t writer, pid_t connector) __attribute__((warn_unused_result));
 
 /* Is the process pinned by p->pidfd still running?  1 yes, 0 no (its pidfd
  * polls readable once it has exited, zombie or reaped). */

@@ -440,12 +440,10 @@ static enum MHD_Result dispatch(void *cls, struct MHD_Connection *conn, const ch
                 r = cb_error_set(-EPROTO, "its credentials (SO_PEERCRED) could not be read when it connected");
         else
                 r = sender_of(&cc->snd, &cred);
-        /* The writer's pid is its own claim: trusted when it is the
-         * connecting process (SO_PEERCRED cannot be forged) or lives in our
-         * pid namespace (see cb_peer_pid_in_our_ns).  The common client
-         * connects and writes itself: no extra system call then. */
-        if (r == 0 && cred.pid != cc->cred.pid)
-                r = cb_peer_pid_in_our_ns(cred.pid);
+        /* The writer's pid is its own claim (cb_peer_writer_trusted): one
+         * stat of /proc/PID/ns/pid for a writer in our pid namespace. */
+        if (r == 0)
+                r = cb_peer_writer_trusted(cred.pid, cc->cred.pid);
         if (r == 0 && !rq->admin_socket) {
                 pthread_mutex_lock(&cbd.lock);
                 need = cb_policy_uid_needs(cbd.policy, cred.uid, cred.gid, NULL);

@@ -56,11 +56,30 @@ time.sleep(0.3)
 s = socket.socket(socket.AF_UNIX); s.connect(path)
 body = b'{"secret":"demo","use":"redeem"}'
 req = b"POST /v1/token HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % len(body) + body
-pid = child.pid if mode == "forge" else os.getpid()
+if mode == "forge-connector":
+    # The child connects, hands the socket over, then becomes curl: the
+    # claimed writer is then the connecting process itself.
+    os.close(w); child.wait()
+    a, b = socket.socketpair()
+    cpid = os.fork()
+    if cpid == 0:
+        c = socket.socket(socket.AF_UNIX); c.connect(path)
+        socket.send_fds(a, [b"x"], [c.fileno()])
+        r2, w2 = os.pipe(); os.dup2(r2, 0); os.set_inheritable(w2, True)  # curl idles on stdin
+        os.execv(exe, [exe, "-s", "-o", "/dev/null", "-T", "-", "file:///dev/null"])
+    _, fds, _, _ = socket.recv_fds(b, 16, 1)
+    s.close(); s = socket.socket(fileno=fds[0]); time.sleep(0.5)
+    class C: pid = cpid
+    child = C()
+pid = child.pid if mode.startswith("forge") else os.getpid()
 s.sendmsg([req], [(socket.SOL_SOCKET, socket.SCM_CREDENTIALS, struct.pack("iII", pid, os.getuid(), os.getgid()))])
 d = s.recv(65536).decode(errors="replace")
-print(mode + ":", d.split("\r\n")[0], d.split("\r\n\r\n", 1)[-1].replace("cbt_", "cbt_(redacted)")[:300])
-os.close(w); child.wait()
+import re
+print(mode + ":", d.split("\r\n")[0], re.sub(r"cbt_[A-Za-z0-9_-]+", "cbt_(redacted)", d.split("\r\n\r\n", 1)[-1])[:300])
+if mode != "forge-connector":
+    os.close(w); child.wait()
+else:
+    os.kill(child.pid, 9)
 PY
 chmod 0644 "$T/forge.py"
 if run_as $U1 unshare -Urp --fork true 2>/dev/null; then
@@ -68,6 +87,9 @@ if run_as $U1 unshare -Urp --fork true 2>/dev/null; then
         expect "legitimate-looking baseline: python naming itself is judged as python (no grant)" "own: HTTP/1.1 403" "$out"
         out=$(run_as $U1 unshare -Urp --fork $PYBIN "$T/forge.py" "$TS" "$CURL" forge 2>&1)
         refute "python naming its curl child as the writer gets no token" "forge: HTTP/1.1 201" "$out"
+        expect "refused, saying why" "cannot be trusted" "$out"
+        out=$(run_as $U1 unshare -Urp --fork $PYBIN "$T/forge.py" "$TS" "$CURL" forge-connector 2>&1)
+        refute "naming the connecting process (which then became curl) gets no token" "forge-connector: HTTP/1.1 201" "$out"
         expect "refused, saying why" "cannot be trusted" "$out"
 else
         echo "     (no unprivileged pid namespaces here: the forged-pid check is not run)"

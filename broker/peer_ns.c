@@ -1,0 +1,104 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Whether a writer's pid claim can be trusted (see peer.h,
+ * cb_peer_writer_trusted): pid namespaces and who owns them.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/nsfs.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "error.h"
+#include "peer.h"
+
+static int gone(pid_t pid) {
+        int e = errno;
+
+        if (e == ENOENT || e == ESRCH)
+                return cb_error_set(-ESRCH, "peer pid %d exited while being identified", (int)pid);
+        return cb_error_set(-e, "/proc/%d/ns/pid: %s", (int)pid, strerror(e));
+}
+
+/* Our own pid and user namespaces (device, inode), read once. */
+static struct { dev_t dev; ino_t pidns, userns; int r; } self_ns;
+static pthread_once_t self_ns_once = PTHREAD_ONCE_INIT;
+
+static void self_ns_load(void) {
+        struct stat p, u;
+
+        if (stat("/proc/self/ns/pid", &p) < 0 || stat("/proc/self/ns/user", &u) < 0) {
+                self_ns.r = -errno;
+                return;
+        }
+        self_ns.dev = p.st_dev;
+        self_ns.pidns = p.st_ino;
+        self_ns.userns = u.st_ino;
+}
+
+/* Is every pid namespace from nsfd's up to (not including) ours owned by
+ * our user namespace?  Then no process in them holds CAP_SYS_ADMIN over
+ * their owner without holding it over ours.  Consumes nsfd. */
+static bool pidns_chain_ours(int nsfd) {
+        struct stat st;
+        bool ok = false;
+
+        for (int depth = 0; depth < 32; depth++) {
+                int ufd, parent;
+
+                if (fstat(nsfd, &st) < 0)
+                        break;
+                if (st.st_ino == self_ns.pidns && st.st_dev == self_ns.dev) {
+                        ok = true;
+                        break;
+                }
+                ufd = ioctl(nsfd, NS_GET_USERNS);
+                if (ufd < 0)
+                        break;
+                bool owned = fstat(ufd, &st) == 0 && st.st_ino == self_ns.userns && st.st_dev == self_ns.dev;
+                close(ufd);
+                if (!owned)
+                        break;
+                parent = ioctl(nsfd, NS_GET_PARENT);
+                if (parent < 0)
+                        break;
+                close(nsfd);
+                nsfd = parent;
+        }
+        close(nsfd);
+        return ok;
+}
+
+int cb_peer_writer_trusted(pid_t writer, pid_t connector) {
+        struct stat st;
+        char path[40];
+        int fd;
+
+        pthread_once(&self_ns_once, self_ns_load);
+        if (self_ns.r < 0)
+                return cb_error_set(self_ns.r, "/proc/self/ns: %s", strerror(-self_ns.r));
+        snprintf(path, sizeof(path), "/proc/%d/ns/pid", (int)writer);
+        if (stat(path, &st) < 0)
+                return gone(writer);
+        if (st.st_ino == self_ns.pidns && st.st_dev == self_ns.dev)
+                return 0;
+        if (writer != connector)
+                return cb_error_set(-EPERM, "the writer names pid %d, which is neither the process that connected "
+                                            "nor in the broker's pid namespace: a process in its own pid namespace "
+                                            "may name any pid there, so the claim cannot be trusted; refused",
+                                    (int)writer);
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return gone(writer);
+        if (!pidns_chain_ours(fd))
+                return cb_error_set(-EPERM, "peer pid %d is in a pid namespace owned by another user namespace "
+                                            "(a rootless container or unshare -Urp): a process there may name any "
+                                            "pid of it as the writer, so the claim cannot be trusted; refused",
+                                    (int)writer);
+        return 0;
+}
