@@ -704,9 +704,12 @@ static int identify(int fd, const struct ucred *cred, int pidfd, bool pidfd_pinn
                 p.cgroup_known = true;
         }
 
-        if (!(what & CB_PEER_SKIP_EXE)) {
+        if (!(what & (CB_PEER_SKIP_EXE | CB_PEER_SKIP_HASH))) {
                 /* An execve() since the first look would make path, hash
-                 * and the process disagree. */
+                 * and the process disagree.  (Without the hash nothing here
+                 * was read through the path but the logged readlink: the
+                 * identity is the first stat's, and a hash computed later
+                 * is checked against that stat by its worker.) */
                 if (stat(exe, &st2) < 0) {
                         r = proc_fail(proc_errno(errno), p.pid, "exe");
                         goto out;
