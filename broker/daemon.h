@@ -71,6 +71,7 @@ typedef struct request {
         /* The caller's executable being hashed off this thread (server.c):
          * the connection is suspended until a worker has the hash. */
         int hash_state;            /* HASH_NONE, HASH_WAITING, HASH_DONE (atomic) */
+        int hash_sync;             /* 1: suspended by the handler, 2: answered by the worker (atomic) */
         bool first_call;           /* dispatched on the headers (proxy, scan): resume re-dispatches */
         int hash_r;
         unsigned char hash_sha[32];

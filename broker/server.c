@@ -348,7 +348,10 @@ static void hash_done(void *ud, int r, const unsigned char sha[32], const char *
                 memcpy(rq->hash_sha, sha, 32);
         snprintf(rq->hash_err, sizeof(rq->hash_err), "%s", err ? err : "");
         __atomic_store_n(&rq->hash_state, HASH_DONE, __ATOMIC_RELEASE);
-        MHD_resume_connection(rq->conn);
+        /* Resume only a suspended connection: if the handler has not
+         * suspended it yet, it sees bit 2 and resumes it itself. */
+        if (__atomic_fetch_or(&rq->hash_sync, 2, __ATOMIC_ACQ_REL) & 1)
+                MHD_resume_connection(rq->conn);
 }
 
 /* The executable's hash for rq->peer (identified with CB_PEER_SKIP_HASH):
@@ -373,15 +376,19 @@ static int hash_step(request *rq, struct MHD_Connection *conn, bool may_wait) {
                 rq->hash_st = rq->peer.exe_st;
                 rq->conn = conn;
                 __atomic_store_n(&rq->hash_state, HASH_WAITING, __ATOMIC_RELAXED);
+                __atomic_store_n(&rq->hash_sync, 0, __ATOMIC_RELAXED);
                 r = cb_exe_hash_submit(cbd.exe_cache, &rq->peer, hash_done, rq);
                 if (r < 0) {
                         rq->hash_state = HASH_NONE;
                         return r;
                 }
-                /* Suspended before this handler returns; the worker's
-                 * resume may come first, libmicrohttpd queues it. */
-                MHD_suspend_connection(conn);
                 cb_peer_done(&rq->peer);
+                /* The worker may already be done (a resume of a connection
+                 * not yet suspended would be lost): whichever of the two
+                 * comes second resumes it (hash_done). */
+                MHD_suspend_connection(conn);
+                if (__atomic_fetch_or(&rq->hash_sync, 1, __ATOMIC_ACQ_REL) & 2)
+                        MHD_resume_connection(conn);
                 return 1;
         }
         sodium_bin2hex(rq->peer.exe_sha256_hex, sizeof(rq->peer.exe_sha256_hex), rq->peer.exe_sha256, 32);
