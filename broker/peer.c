@@ -308,7 +308,11 @@ out:
 
 /* ---- hashing and the cache --------------------------------------------- */
 
-int cb_sha256_fd(int fd, unsigned char out[32]) {
+/* Hash fd's first `limit` bytes, or all of it when limit is -1.  With a
+ * limit, a file that turns out shorter or longer than that is refused
+ * (-EAGAIN) the moment it shows: a file grown while being hashed (sparse:
+ * free for its owner) must not keep the reader busy. */
+static int sha256_fd_limit(int fd, off_t limit, unsigned char out[32]) {
         crypto_hash_sha256_state st;
         unsigned char *buf;
         struct stat sb;
@@ -324,7 +328,11 @@ int cb_sha256_fd(int fd, unsigned char out[32]) {
                 return cb_error_set(-ENOMEM, "out of memory");
         crypto_hash_sha256_init(&st);
         for (;;) {
-                ssize_t k = pread(fd, buf, HASH_CHUNK, off);
+                size_t want = HASH_CHUNK;
+
+                if (limit >= 0 && (off_t)want > limit - off + 1)
+                        want = (size_t)(limit - off + 1); /* one byte past the end: it must not be there */
+                ssize_t k = pread(fd, buf, want, off);
 
                 if (k < 0 && errno == EINTR)
                         continue;
@@ -332,15 +340,28 @@ int cb_sha256_fd(int fd, unsigned char out[32]) {
                         r = cb_error_set(-errno, "read at offset %lld: %s", (long long)off, strerror(errno));
                         goto out;
                 }
+                if (limit >= 0 && off + k > limit) {
+                        r = cb_error_set(-EAGAIN, "the file grew past %lld bytes while being hashed",
+                                         (long long)limit);
+                        goto out;
+                }
                 if (k == 0)
                         break;
                 crypto_hash_sha256_update(&st, buf, (unsigned long long)k);
                 off += k;
         }
+        if (limit >= 0 && off != limit) {
+                r = cb_error_set(-EAGAIN, "the file shrank to %lld bytes while being hashed", (long long)off);
+                goto out;
+        }
         crypto_hash_sha256_final(&st, out);
 out:
         free(buf);
         return r;
+}
+
+int cb_sha256_fd(int fd, unsigned char out[32]) {
+        return sha256_fd_limit(fd, -1, out);
 }
 
 cb_exe_cache *cb_exe_cache_new(size_t max_entries) {
@@ -446,7 +467,7 @@ static int exe_hash_file(const char *exe, const exe_key *kp, cb_exe_cache *cache
                 r = cb_error_set(-ESRCH, "peer pid %d executed another program while being identified", (int)pid);
                 goto out;
         }
-        r = cb_sha256_fd(exefd, out);
+        r = sha256_fd_limit(exefd, k.size, out); /* never more than the size checked against the caps */
         if (r < 0) {
                 r = cb_error_set(r, "peer pid %d: hashing the executable: %s", (int)pid, cb_error_last());
                 goto out;

@@ -1,5 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <linux/inet_diag.h>
 #include <linux/netlink.h>
 #include <linux/sock_diag.h>
@@ -10,6 +13,34 @@
 
 #include "error.h"
 #include "tcpdiag.h"
+
+/* The v4 address a (4 bytes, network order) as ::ffff:a.b.c.d. */
+static void v4_mapped(const void *a, uint32_t out[4]) {
+        out[0] = out[1] = 0;
+        out[2] = htonl(0xffff);
+        memcpy(&out[3], a, 4);
+}
+
+/* Is m the socket asked for in q?  Same ports and addresses; a client that
+ * used an AF_INET6 socket on a v4 address (v4-mapped, dual stack) is
+ * found by an AF_INET query and answered in AF_INET6 with the mapped
+ * forms of the same addresses. */
+static bool same_socket(const struct inet_diag_msg *m, const struct inet_diag_req_v2 *q) {
+        if (m->id.idiag_sport != q->id.idiag_sport || m->id.idiag_dport != q->id.idiag_dport)
+                return false;
+        if (m->idiag_family == q->sdiag_family) {
+                size_t alen = q->sdiag_family == AF_INET ? 4 : 16;
+                return memcmp(m->id.idiag_src, q->id.idiag_src, alen) == 0 &&
+                       memcmp(m->id.idiag_dst, q->id.idiag_dst, alen) == 0;
+        }
+        if (q->sdiag_family == AF_INET && m->idiag_family == AF_INET6) {
+                uint32_t src[4], dst[4];
+                v4_mapped(q->id.idiag_src, src);
+                v4_mapped(q->id.idiag_dst, dst);
+                return memcmp(m->id.idiag_src, src, 16) == 0 && memcmp(m->id.idiag_dst, dst, 16) == 0;
+        }
+        return false;
+}
 
 int cb_tcp_peer_uid(int fd, uid_t *ret) {
         struct sockaddr_storage local, peer;
@@ -104,10 +135,7 @@ int cb_tcp_peer_uid(int fd, uid_t *ret) {
         }
         const struct inet_diag_msg *m = NLMSG_DATA(&ans.nlh);
         /* It must be the socket we asked about. */
-        size_t alen = local.ss_family == AF_INET ? 4 : 16;
-        if (m->idiag_family != req.r.sdiag_family || m->id.idiag_sport != req.r.id.idiag_sport ||
-            m->id.idiag_dport != req.r.id.idiag_dport || memcmp(m->id.idiag_src, req.r.id.idiag_src, alen) != 0 ||
-            memcmp(m->id.idiag_dst, req.r.id.idiag_dst, alen) != 0) {
+        if (!same_socket(m, &req.r)) {
                 r = cb_error_set(-EPROTO, "sock_diag: answer for another socket");
                 goto out;
         }

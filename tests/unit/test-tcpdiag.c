@@ -10,6 +10,7 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -50,20 +51,27 @@ static int listen_lo(bool v6mapped, unsigned short *ret_port) {
         return fd;
 }
 
-/* A child of uid U connects (AF_INET, 127.0.0.1:port), sends, then either
- * waits for SIGTERM (stay) or closes and exits. */
-static pid_t client(unsigned short port, bool stay) {
+/* A child of uid U connects to 127.0.0.1:port (AF_INET, or with dual6 an
+ * AF_INET6 socket to ::ffff:127.0.0.1), sends, then either waits for
+ * SIGTERM (stay) or closes and exits. */
+static pid_t client_as(unsigned short port, bool stay, bool dual6) {
         pid_t pid = fork();
 
         ASSERT_TRUE(pid >= 0);
         if (pid == 0) {
                 struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(port),
                                          .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-                int s;
+                struct sockaddr_in6 a6 = { .sin6_family = AF_INET6, .sin6_port = htons(port) };
+                int s, zero = 0;
+                (void)prctl(PR_SET_PDEATHSIG, SIGKILL); /* a failed assertion must not leave it behind */
                 if (setgid(U) < 0 || setuid(U) < 0)
                         _exit(3);
-                s = socket(AF_INET, SOCK_STREAM, 0);
-                if (s < 0 || connect(s, (struct sockaddr *)&a, sizeof(a)) < 0 || write(s, "GET /\r\n\r\n", 9) != 9)
+                inet_pton(AF_INET6, "::ffff:127.0.0.1", &a6.sin6_addr);
+                s = socket(dual6 ? AF_INET6 : AF_INET, SOCK_STREAM, 0);
+                if (s < 0 || (dual6 && setsockopt(s, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero)) < 0))
+                        _exit(4);
+                if ((dual6 ? connect(s, (struct sockaddr *)&a6, sizeof(a6)) : connect(s, (struct sockaddr *)&a, sizeof(a))) < 0 ||
+                    write(s, "GET /\r\n\r\n", 9) != 9)
                         _exit(4);
                 if (stay)
                         pause();
@@ -73,10 +81,14 @@ static pid_t client(unsigned short port, bool stay) {
         return pid;
 }
 
-static void identified(bool v6mapped) {
+static pid_t client(unsigned short port, bool stay) {
+        return client_as(port, stay, false);
+}
+
+static void identified(bool v6mapped, bool dual6_client) {
         unsigned short port;
         int lfd = listen_lo(v6mapped, &port), c;
-        pid_t pid = client(port, true);
+        pid_t pid = client_as(port, true, dual6_client);
         uid_t uid = 0;
 
         c = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
@@ -92,13 +104,21 @@ static void identified(bool v6mapped) {
 TEST(ipv4_client_identified) {
         if (geteuid() != 0)
                 cbtest_skip("missing prerequisite: root (to run a client as uid %d)", U);
-        identified(false);
+        identified(false, false);
+}
+
+/* A dual-stack client (AF_INET6 socket, v4-mapped address) of a v4
+ * listener: sock_diag answers for it in AF_INET6. */
+TEST(dual_stack_client_of_v4_listener_identified) {
+        if (geteuid() != 0)
+                cbtest_skip("missing prerequisite: root (to run a client as uid %d)", U);
+        identified(false, true);
 }
 
 TEST(v4_mapped_client_identified_not_refused) {
         if (geteuid() != 0)
                 cbtest_skip("missing prerequisite: root (to run a client as uid %d)", U);
-        identified(true);
+        identified(true, false);
 }
 
 TEST(closed_before_accept_is_refused_never_root) {
