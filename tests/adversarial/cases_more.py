@@ -1,0 +1,154 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Cases against the hostile upstream (upstream-evil.py) and the PHP app."""
+import base64, binascii, gzip, json, time, urllib.parse, zlib
+
+
+def forms(v):
+    """The forms upstream-evil.py echoes the value in (bytes)."""
+    s = v.decode('latin-1')
+    return {
+        'pct-lower': ''.join(c if c.isalnum() or c in '-._~' else '%%%02x' % ord(c) for c in s).encode(),
+        'pct-quote': urllib.parse.quote(s).encode(),
+        'pct-plus': urllib.parse.quote_plus(s).encode(),
+        'pct-upper': urllib.parse.quote(s, safe='-._~').encode(),
+        'hex': binascii.hexlify(v), 'HEX': binascii.hexlify(v).upper(),
+        'json-u': ''.join('\\u%04x' % ord(c) for c in s).encode(),
+        'b64-1': base64.b64encode(b'x' + v)[4:-4], 'b64-2': base64.b64encode(b'xx' + v)[4:-4],
+    }
+
+
+def ungzip(b):
+    for off in range(0, min(len(b), 64)):
+        if b[off:off + 2] == b'\x1f\x8b':
+            try:
+                return zlib.decompressobj(31).decompress(b[off:])
+            except zlib.error:
+                pass
+    return b''
+
+
+def response_cases(H, run, req, path_for):
+    v = H.vals['evil']
+    fs = forms(v)
+    ag = H.agents['attacker']
+
+    def get(path):
+        return ag.xchg(req('evil', b'GET', path.encode()), timeout=6)
+
+    # Framing of the answer: 502, and the connection never reused.
+    for kind in ('clte', 'twocl', 'cllist'):
+        if not H.wanted('evil: answer with %s' % kind):
+            continue
+        m = H.logs.mark()
+        bad = path_for('resp-' + kind) + '/' + kind
+        r = get(bad)
+        follow = [path_for('after-' + kind) + '/ok' for _ in range(2)]
+        fr = [get(p) for p in follow]
+        time.sleep(0.1)
+        recs = H.logs.since(m)['evil'][0]
+        why = []
+        if r['statuses'][-1:] != [502]:
+            why.append('the tool got %s, not 502: %s' % (r['statuses'], H.show(r['raw'], 300)))
+        bconn = [x['conn'] for x in recs if x.get('target') == bad]
+        for p, x in zip(follow, fr):
+            if x['statuses'][-1:] != [200] or (b'ok ' + p.encode()) not in b''.join(x['bodies']):
+                why.append('the next request %s got %s %s (desynchronised)' % (p, x['statuses'],
+                                                                                H.show(b''.join(x['bodies']), 200)))
+            if any(y['conn'] in bconn for y in recs if y.get('target') == p):
+                why.append('the next request went on the connection that answered badly')
+        H.report('evil: answer with %s' % kind, not why, '; '.join(why), got=r)
+        H.drop_pool()
+    # The secret echoed in forms the redactor must know.
+    for kind, want502 in (('gzip-list', True), ('te-gzip', True), ('pct-lower', False), ('pct-quote', False),
+                          ('pct-plus', False), ('pct-upper', False), ('hex', False), ('HEX', False),
+                          ('json-u', False), ('b64-1', False), ('b64-2', False)):
+        if not H.wanted('evil: secret echoed as %s' % kind):
+            continue
+        r = get(path_for('echo-' + kind) + '/' + kind)
+        body = b''.join(r['bodies'])
+        whole = r['raw'] + body + ungzip(body) + ungzip(r['raw'])
+        why = []
+        if v in whole:
+            why.append('the value reached the tool' + (' (gzipped)' if v not in r['raw'] + body else ''))
+        if kind in fs and fs[kind] in whole:
+            why.append('the value reached the tool as %s' % kind)
+        if want502 and r['statuses'][-1:] != [502]:
+            why.append('answered %s, not 502' % r['statuses'])
+        if not r['statuses']:
+            why.append('no answer')
+        H.report('evil: secret echoed as %s' % kind, not why, '; '.join(why), got=r)
+        H.drop_pool()
+
+
+def php_cases(H, run, req, path_for):
+    def p_(name):
+        return path_for(name).replace('/ok/', '/app/', 1)
+
+    def check(path):
+        def c(r):
+            e = []
+            if r.get('method') != 'POST' or r.get('effective_method') != 'POST':
+                e.append('PHP saw method %s, effective %s' % (r.get('method'), r.get('effective_method')))
+            if r.get('effective_path') != path:
+                e.append('PHP effective path %s, not %s' % (r.get('effective_path'), path))
+            return e
+        return c
+
+    form = b'Content-Type: application/x-www-form-urlencoded\r\n'
+
+    def post(name, headers=b'', body=b'', q=b'', expect='either', pieces=False, chunked=False, **kw):
+        p = p_(name)
+        if chunked:
+            hb = b'Transfer-Encoding: chunked\r\n'
+            b = b''.join(b'%x\r\n%s\r\n' % (len(body[i:i + 3]), body[i:i + 3]) for i in range(0, len(body), 3))
+            b += b'0\r\n\r\n'
+        else:
+            hb, b = b'Content-Length: %d\r\n' % len(body), body
+        r = req('php', b'POST', p.encode() + q, headers + hb, b)
+        if pieces:
+            cut = r.index(b'\r\n\r\n') + 4
+            r = [r[:cut]] + [r[i:i + 1] for i in range(cut, len(r))]
+        run(name, 'php', r, expect, want=[('POST', p + q.decode())], rec_check=check(p), gap=2 if pieces else 0,
+            path_only=True, **kw)
+
+    post('control: a form POST passes', form, b'a=1&b=2', expect='pass')
+    mp = (b'--XyZ\r\nContent-Disposition: form-data; name="f"; filename="a.bin"\r\n'
+          b'Content-Type: application/octet-stream\r\n\r\n' + bytes(range(256)) * 8 + b'\r\n--XyZ--\r\n')
+    post('control: a multipart file upload passes', b'Content-Type: multipart/form-data; boundary=XyZ\r\n', mp,
+         expect='pass')
+    for h in (b'X-HTTP-Method-Override: DELETE', b'X_HTTP_METHOD_OVERRIDE: DELETE', b'x-http-method-override: delete',
+              b'X-Http-Method-Override:  DELETE ', b'X-HTTP-Method: DELETE', b'X_HTTP_Method: DELETE',
+              b'X-Method-Override: DELETE', b'X_Method_Override: DELETE', b'X-HTTP-Method-Override : DELETE',
+              b'X_Original_URL: /admin', b'X-Original-URL: /admin', b'x_original_url: /admin',
+              b'X-Rewrite-URL: /admin', b'X_Rewrite_URL: /admin', b'X-Original-URI: /admin'):
+        post('header ' + h.decode(), form + h + b'\r\n', b'a=1')
+    for q in (b'?_method=DELETE', b'?.method=DELETE', b'?%20_method=DELETE', b'?+_method=DELETE',
+              b'?%5Fmethod=DELETE', b'?%5fmethod=DELETE', b'?%2Emethod=DELETE', b'?%2emethod=DELETE',
+              b'?_method=POST&_method=DELETE', b'?a=1&%20%20_method=DELETE', b'?_method=DELETE%00'):
+        post('query ' + q.decode(), form, b'a=1', q=q)
+    for b in (b'_method=DELETE', b'a=1&_method=DELETE', b'.method=DELETE', b'%20_method=DELETE', b'+_method=DELETE',
+              b'%5Fmethod=DELETE', b'%5fmethod=DELETE', b'_method=POST&_method=DELETE', b'a=1&%2Emethod=delete',
+              b'_method=%44ELETE'):
+        post('form body ' + b.decode(), form, b)
+    post('form body _method=DELETE, 1 byte per write', form, b'a=1&_method=DELETE', pieces=True)
+    post('form body _method=DELETE, chunked 3 bytes a chunk', form, b'a=1&_method=DELETE', chunked=True)
+    for ct in (b'application/x-www-form-urlencoded; charset=UTF-8', b'Application/X-WWW-Form-Urlencoded',
+               b'application/x-www-form-urlencoded ;charset=utf-8'):
+        post('form body _method=DELETE, Content-Type ' + ct.decode(), b'Content-Type: ' + ct + b'\r\n',
+             b'_method=DELETE')
+
+    def part(disp, value=b'DELETE'):
+        return b'--XyZ\r\nContent-Disposition: form-data; ' + disp + b'\r\n\r\n' + value + b'\r\n'
+    mph = b'Content-Type: multipart/form-data; boundary=XyZ\r\n'
+    for disp in (b'name="_method"', b'name=_method', b'name=".method"', b'name=" _method"', b"name='_method'",
+                 b'NAME="_method"', b'name="a"; name="_method"'):
+        post('multipart part ' + disp.decode(), mph, part(b'name="a"', b'1') + part(disp) + b'--XyZ--\r\n')
+    body = part(b'name="f"; filename="x.bin"', b'\x00' * 3000) + part(b'name="_method"') + b'--XyZ--\r\n'
+    post('multipart: a file, then _method, chunked', mph, body, chunked=True)
+    post('multipart _method, quoted boundary', b'Content-Type: multipart/form-data; boundary="XyZ"\r\n',
+         part(b'name="_method"') + b'--XyZ--\r\n')
+    post('multipart _method, 1 byte per write', mph, part(b'name="_method"') + b'--XyZ--\r\n', pieces=True)
+    p = p_('get')
+    run('GET (not sealed) refused', 'php', req('php', b'GET', p.encode()), 'refuse', must_close=False)
+    p = p_('delete')
+    run('DELETE (not sealed) refused', 'php', req('php', b'DELETE', p.encode()), 'refuse', must_close=False)
