@@ -129,6 +129,7 @@ void proxy_job_unref(proxy_job *j) {
         }
         free(j->ca_file);
         free(j->pin);
+        cb_ovscan_clear(&j->scan);
         cb_redchain_clear(&j->red);
         for (size_t i = 0; i < j->nrh; i++)
                 free(j->rh[i]);
@@ -281,21 +282,11 @@ static size_t on_header(char *p, size_t size, size_t n, void *u) {
          * lines (trailers) are dropped, never added. */
         if (j->headers_done)
                 return len;
-        /* A compressed body could not be checked for the secret: refused
-         * (Accept-Encoding: identity was asked for). */
-        if (len > 17 && strncasecmp(p, "content-encoding:", 17) == 0) {
-                const char *v = p + 17;
-                while (*v == ' ' || *v == '\t')
-                        v++;
-                if (strncasecmp(v, "identity", 8) != 0) {
-                        j->compressed = true;
-                        return 0;                         /* aborts the transfer */
-                }
-        }
         if (len >= 5 && strncmp(p, "HTTP/", 5) == 0) {   /* a status line: a new response (1xx before) */
                 for (size_t i = 0; i < j->nrh; i++)
                         free(j->rh[i]);
                 j->nrh = 0;
+                cb_rframe_reset(&j->rframe);
                 return len;
         }
         if (len <= 2 && (len == 0 || p[0] == '\r' || p[0] == '\n')) {
@@ -304,12 +295,27 @@ static size_t on_header(char *p, size_t size, size_t n, void *u) {
                 curl_easy_getinfo(j->h, CURLINFO_RESPONSE_CODE, &code);
                 if (code < 200)
                         return len;                       /* 100 Continue and friends */
+                /* Framed as RFC 9112 says, or refused (502): returning 0
+                 * aborts the transfer, and libcurl closes a connection
+                 * whose transfer ended early rather than pool it. */
+                if (cb_rframe_end(&j->rframe) < 0) {
+                        j->resp_bad = j->rframe.why;
+                        return 0;
+                }
                 pthread_mutex_lock(&j->mu);
                 j->status = code;
                 j->headers_done = true;
                 proxy_wake_later_locked(j);
                 pthread_mutex_unlock(&j->mu);
                 return len;
+        }
+        /* Each line against the framing rules: two lengths, a coding
+         * other than chunked, Content-Length with Transfer-Encoding,
+         * obs-fold, and any Content-Encoding but identity (a compressed
+         * body could not be checked for the secret) are refused. */
+        if (cb_rframe_line(&j->rframe, p, len) < 0) {
+                j->resp_bad = j->rframe.why;
+                return 0;
         }
         const char *colon = memchr(p, ':', len);
         if (!colon || colon == p)
@@ -435,11 +441,11 @@ void proxy_job_finished(proxy_job *j, CURLcode c) {
                         (void)push(j, tail, tl);
         } else if (j->refused && !j->headers_done) {
                 proxy_job_fail(j, 403, "forbidden", "%s", j->refusal);
-        } else if (j->compressed) {
-                proxy_job_fail(j, 502, "bad_gateway", "upstream %s:%u sent a compressed response (Content-Encoding) "
-                                                      "although asked for identity: it cannot be checked for the "
-                                                      "secret, refused",
-                               j->dest.host, j->dest.port);
+        } else if (j->resp_bad) {
+                proxy_job_fail(j, 502, "bad_gateway", "upstream %s:%u answered with %s%s: refused", j->dest.host,
+                               j->dest.port, j->resp_bad,
+                               j->rframe.coded ? " although asked for identity (it could not be checked for the "
+                                                 "secret)" : "");
         } else if (!j->cancelled) {
                 int status;
                 const char *code = curl_fail_code(c, &status);
@@ -499,7 +505,9 @@ void proxy_job_setup(proxy_job *j, CURL *h) {
                 curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
         } else if (j->expect_body || strcmp(j->method, "POST") == 0 || strcmp(j->method, "PUT") == 0 ||
                    strcmp(j->method, "PATCH") == 0) {
-                /* Streamed: the length the client announced, else chunked. */
+                /* Streamed, framed by the broker: the length MHD framed
+                 * the body by (one valid Content-Length), else chunked
+                 * (-1); never a length the client merely announced. */
                 curl_easy_setopt(h, CURLOPT_POST, 1L);
                 curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE,
                                  (curl_off_t)(j->expect_body ? j->content_length : 0));

@@ -18,6 +18,7 @@
 
 #include "daemon.h"
 #include "egress.h"
+#include "proxy_request.h"
 #include "tokens.h"
 
 #define PROXY_BUF        (64 * 1024)
@@ -43,10 +44,12 @@ typedef struct proxy_job {
         char method[32];
         char *url;                    /* may hold the value (query injection): wiped */
         struct curl_slist *headers;   /* may hold the value: wiped */
-        unsigned char *ubuf;          /* request body on its way up (bounded) */
+        unsigned char *ubuf;          /* request body on its way up (bounded); set iff expect_body */
         size_t ulen;
         bool expect_body, ueof;
         long long content_length;     /* -1: none given (sent chunked) */
+        bool scan_on;                 /* methods sealed: the body is scanned for overrides (the MHD side's) */
+        cb_ovscan scan;
         cb_dest dest;
         CURL *h;                      /* the loop thread's only */
         bool in_multi;                /* the loop thread's: in the multi handle, not yet finished */
@@ -71,7 +74,8 @@ typedef struct proxy_job {
         int fail_status;              /* set when it failed before headers */
         char fail_code[32], err[512];
         bool broken;                  /* failed after headers: end the body with an error */
-        bool compressed;              /* the upstream sent Content-Encoding despite identity */
+        cb_rframe rframe;             /* the response head's framing (the loop thread's) */
+        const char *resp_bad;         /* why the response head was refused (static text), or NULL */
         /* audit */
         uint64_t t0_ns;
         uint64_t bytes_up, bytes_down;
