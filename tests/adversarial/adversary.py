@@ -17,7 +17,7 @@ credential and answered with their own answers.
 import base64, gzip, json, os, re, sys, time, urllib.parse, zlib
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Harness, parse_error  # noqa: E402
+from harness import Harness, head_problems, parse_error  # noqa: E402
 
 conf = json.load(open(sys.argv[2]))
 H = Harness(conf)
@@ -26,6 +26,10 @@ PORT = conf['ports']
 SMUG = b'DELETE /admin/users/1 HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 0\r\n\r\n'
 PAD = b'DELETE /admin/takeover HTTP/1.1\r\nX-Pad: '
 REFUSAL = set(range(400, 500)) | {501}
+# Header names a server behind a gateway (CGI, WSGI, some proxies) may read
+# as a framing header; the broker's own framing headers never look so.
+FRAMING_RAW = re.compile(rb'(?im)^(transfer_encoding|content_length|transfer-encoding[ \t]+|content-length[ \t]+)'
+                         rb'[ \t]*:.*$')
 ROUTING_RAW = re.compile(rb'(?im)^(forwarded|x[-_]forwarded[-_][a-z]+|x[-_]original[-_][a-z]+|x[-_]rewrite[-_]url|'
                          rb'x[-_]envoy[-_][-_a-z]+|x[-_]real[-_]ip)[ \t]*:')
 seq = iter(range(1, 1 << 30))
@@ -48,12 +52,12 @@ def path_for(name):
 
 def run(name, up, sent, expect, want=(), allow=(), via='unix', victim=True, nresp=1, body_len=None, shut=False,
         gap=0, wait100=False, timeout=4, must_close=True, who='attacker', secret=None, rec_check=None,
-        path_only=False):
+        path_only=False, need=None):
     """One case.  expect: 'pass' (answered 2xx; upstream saw exactly `want`,
     [(method, target)]), 'refuse' (4xx/501 or closed, nothing upstream but
     `allow`), or 'either' (one of the two, judged by the answer).
     path_only: compare targets without their query (the broker may drop a
-    parameter)."""
+    parameter).  need: answers a pass must have (default nresp)."""
     secret = secret or SEC[up][0]
     name = '%s: %s' % (up, name)
     if not H.wanted(name):
@@ -83,8 +87,8 @@ def run(name, up, sent, expect, want=(), allow=(), via='unix', victim=True, nres
         why.append('wanted a refusal or a clean pass, got %s' % (first if first is not None else 'no answer'))
     if refused and first is not None and must_close and not got.get('eof'):
         why.append('refused with %s but the connection was left open' % first)
-    if expect == 'pass' and len(finals) < nresp:
-        why.append('%d of %d answers' % (len(finals), nresp))
+    if expect == 'pass' and len(finals) < (need or nresp):
+        why.append('%d of %d answers' % (len(finals), need or nresp))
     # What the attacker's bytes made the upstreams do.
     key = (lambda t: (t or '').split('?')[0]) if path_only else (lambda t: t)
     vts = {vt for vt, _ in vic}
@@ -101,13 +105,16 @@ def run(name, up, sent, expect, want=(), allow=(), via='unix', victim=True, nres
                         u, r.get('method'), H.show(r['target'], 200)))
             elif parse_error(r):
                 why.append('%s: parser error: %s' % (u, H.show(json.dumps(r).encode(), 300)))
-            elif not (u == up and r.get('target') in vts):
+            elif not (u == up and is_victim(r)):
                 att.append((u, r))
         raw = b''.join(up_b.values())
         if b'cbt_' in raw or any(t[4:] in raw for t in H.tok.values()):
             why.append('%s: a token reached the upstream (raw stream)' % u)
         for hm in ROUTING_RAW.finditer(raw):
             why.append('%s: routing header %s reached it (raw stream)' % (u, hm.group(1).decode('latin-1')))
+        for hm in FRAMING_RAW.finditer(raw):
+            why.append('%s: a header that some servers read as framing reached it: %s' % (u, H.show(hm.group(0), 80)))
+        why += ['%s: the broker wrote a head with %s' % (u, H.show(p, 120)) for p in head_problems(raw)]
     want = [(w[0], key(w[1])) for w in want] if passed else []
     allow = [(w[0], key(w[1])) for w in allow]
     left = [(r.get('method'), key(r.get('target'))) for u, r in att]
@@ -129,11 +136,14 @@ def run(name, up, sent, expect, want=(), allow=(), via='unix', victim=True, nres
             why += rec_check(r)
     raw = b''.join(seen[up][1].values())
     n = raw.count(H.vals[secret])
-    if n != len(att) + len(aborted):
+    # A refused request may have had its head streamed before the broker
+    # found its body bad (then aborted): one credential more, no request.
+    slack = 1 if refused else 0
+    if not len(att) + len(aborted) <= n <= len(att) + len(aborted) + slack:
         why.append('%s received the credential %d time(s) for %d request(s)' % (up, n, len(att) + len(aborted)))
     # The victim.
     if vic:
-        vrecs = [r for r in seen[up][0] if r.get('target') in vts]
+        vrecs = [r for r in seen[up][0] if is_victim(r)]
         for vt, vr in vic:
             body = b''.join(vr['bodies'])
             if not vr['statuses'] or vr['statuses'][-1] != 200 or vt.encode() not in body:
@@ -151,6 +161,13 @@ def run(name, up, sent, expect, want=(), allow=(), via='unix', victim=True, nres
     H.report(name, not why, '; '.join(dict.fromkeys(why)), sent, got, seen)
     resync(up)
     return passed
+
+
+def is_victim(r):
+    """The victim's own requests (this case's, or the last resync's, which
+    nginx may log a moment after answering)."""
+    t = r.get('target') or ''
+    return r.get('method') == 'GET' and (t.startswith('/ok/victim-') or t.startswith('/ok/resync-'))
 
 
 def resync(up):
@@ -173,7 +190,7 @@ def resync(up):
 # --------------------------------------------------------------------------
 # The cases.
 
-TE_VARIANTS = [  # (name, header bytes, is it plainly "chunked"?)
+TE_VARIANTS = [  # (name, header bytes, is it plainly "chunked"? None: not a TE header as sent)
     ('te chunked', b'Transfer-Encoding: chunked\r\n', True),
     ('te trailing space', b'Transfer-Encoding: chunked \r\n', True),
     ('te trailing tab', b'Transfer-Encoding: chunked\t\r\n', True),
@@ -190,12 +207,12 @@ TE_VARIANTS = [  # (name, header bytes, is it plainly "chunked"?)
     ('te obs-fold', b'Transfer-Encoding:\r\n chunked\r\n', False),
     ('te obs-fold after identity', b'Transfer-Encoding: identity\r\n chunked\r\n', False),
     ('te space before colon', b'Transfer-Encoding : chunked\r\n', False),
-    ('te underscore', b'Transfer_Encoding: chunked\r\n', False),
+    ('te underscore', b'Transfer_Encoding: chunked\r\n', None),
     ('te vertical tab', b'Transfer-Encoding: \x0bchunked\r\n', False),
     ('te xchunked', b'Transfer-Encoding: xchunked\r\n', False),
     ('te quoted', b'Transfer-Encoding: "chunked"\r\n', False),
     ('te parameter', b'Transfer-Encoding: chunked;q=1\r\n', False),
-    ('te NUL', b'Transfer-Encoding: chunked\x00\r\n', False),
+    ('te NUL', b'Transfer-Encoding: chunked\x00\r\n', None),
     ('te bare LF', b'Transfer-Encoding: chunked\n', True),
     ('te gzip', b'Transfer-Encoding: gzip\r\n', False),
     ('te identity', b'Transfer-Encoding: identity\r\n', False),
@@ -247,10 +264,11 @@ def framing_cases(up):
         p = path_for(name)
         # With a Content-Length: always refused (RFC 9112 6.1), whatever the spelling.
         run(name + ' + CL 5 (DELETE body)', up,
-            req(up, b'POST', p.encode(), b'Content-Length: 5\r\n' + te, ch(b'hello' + SMUG)), 'refuse')
+            req(up, b'POST', p.encode(), b'Content-Length: 5\r\n' + te, ch(b'hello' + SMUG)),
+            'either' if plain is None else 'refuse', want=[('POST', p)], body_len=5)
         p = path_for(name)
         run(name + ' alone', up, req(up, b'POST', p.encode(), te, ch(b'hello')),
-            'either' if plain else 'refuse', want=[('POST', p)], body_len=5 if plain else None)
+            'refuse' if plain is False else 'either', want=[('POST', p)], body_len=5 if plain else None)
     # The cross-uid hijack: an unterminated prefix left on the pooled
     # connection, completed by the victim's request right after.
     p = path_for('hijack')
@@ -268,8 +286,10 @@ def framing_cases(up):
             else None)
     for name, body, expect, n in CHUNK_VARIANTS:
         p = path_for(name)
+        # A bad chunk may be found after the head went upstream (bodies
+        # stream): the tool's own request may have started, nothing else.
         run(name, up, req(up, b'POST', p.encode(), b'Transfer-Encoding: chunked\r\n', body), expect,
-            want=[('POST', p)], body_len=n)
+            want=[('POST', p)], allow=[('POST', p)], body_len=n)
 
 
 def crash_cases(up):
@@ -305,7 +325,7 @@ def pipeline_cases(up):
     run('HTTP/1.0 keep-alive, two requests', up,
         req(up, b'GET', p1.encode(), b'Connection: keep-alive\r\n', version=b'HTTP/1.0') +
         req(up, b'GET', p2.encode(), version=b'HTTP/1.0'), 'pass', want=[('GET', p1)], allow=[('GET', p2)],
-        nresp=2, timeout=6)
+        nresp=2, need=1, timeout=6)
     p = path_for('http10-chunked')
     run('HTTP/1.0 with Transfer-Encoding: chunked', up,
         req(up, b'POST', p.encode(), b'Transfer-Encoding: chunked\r\n', ch(b'hello'), version=b'HTTP/1.0'),
@@ -341,6 +361,28 @@ def pipeline_cases(up):
                 b'/a\x7fb', b'/a b'):
         p = path_for('raw-path')
         run('raw bytes in the path %r' % raw, up, req(up, b'GET', p.encode() + raw), 'refuse')
+    p = path_for('two-auth')
+    run('two Authorization headers with the token', up,
+        req(up, b'GET', p.encode(), b'Authorization: Bearer ' + H.tok[SEC[up][0]] + b'\r\n'), 'either',
+        want=[('GET', p)])
+    p = path_for('proxy-auth-plus-basic')
+    run('token in Proxy-Authorization and a Basic Authorization', up,
+        req(up, b'GET', p.encode(), b'Proxy-Authorization: Bearer ' + H.tok[SEC[up][0]] +
+            b'\r\nAuthorization: Basic YWRtaW46YWRtaW4=\r\n', tok=False), 'either', want=[('GET', p)])
+    p = path_for('fold-te')
+    run('obs-fold hiding Transfer-Encoding in another header', up,
+        req(up, b'POST', p.encode(), b'X-A: 1\r\n Transfer-Encoding: chunked\r\nContent-Length: 5\r\n',
+            ch(b'hello' + SMUG)), 'either', want=[('POST', p)], body_len=5)
+    p = path_for('two-host')
+    run('two Host headers', up, req(up, b'GET', p.encode(), b'Host: evil.test\r\n'), 'either', want=[('GET', p)])
+    p = path_for('upgrade')
+    run('Upgrade: h2c with HTTP2-Settings', up,
+        req(up, b'GET', p.encode(), b'Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n'
+            b'HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n'), 'either', want=[('GET', p)])
+    p = path_for('te-trailers')
+    run('TE: trailers and Trailer: Authorization', up,
+        req(up, b'POST', p.encode(), b'TE: trailers\r\nTrailer: Authorization\r\nTransfer-Encoding: chunked\r\n',
+            ch(b'hello', trailer=b'Authorization: Bearer forged\r\n')), 'either', want=[('POST', p)], body_len=5)
     p = path_for('plus')
     run("'+' in the query carried unchanged", up, req(up, b'GET', p.encode() + b'?a=1+2&b=%2B&c=+'), 'pass',
         want=[('GET', p + '?a=1+2&b=%2B&c=+')])

@@ -148,6 +148,8 @@ def main(H, conf, req, n):
     errs, bad, nrec = [], [], 0
     for up in ('nginx', 'node'):
         for r in seen[up][0]:
+            if r.get('aborted'):            # the sender broke off inside a request: none was made
+                continue
             nrec += 1
             if parse_error(r):
                 errs.append('%s: %s' % (up, H.show(str(r).encode(), 200)))

@@ -6,7 +6,7 @@ the one check every case ends with.
 Output never holds a secret value or a token: both are replaced by
 <value of NAME> / <token of NAME> before anything is printed.
 """
-import base64, json, os, re, signal, subprocess, sys, threading, time
+import base64, binascii, json, os, re, signal, subprocess, sys, threading, time, urllib.parse
 
 PY = '/usr/bin/python3'
 UPSTREAMS = ('nginx', 'node', 'python', 'php', 'evil')
@@ -80,12 +80,68 @@ class Logs:
                     except ValueError:
                         continue
                     if kind == 'parsed':
+                        if isinstance(r.get('raw'), str):  # node: what its parser choked on (masked when shown)
+                            r['raw'] = base64.b64decode(r['raw']).decode('latin-1')
                         recs.append(r)
                     elif r.get('d') in ('up', 'down'):
                         tgt = up_b if r['d'] == 'up' else down_b
                         tgt[r['c']] = tgt.get(r['c'], b'') + base64.b64decode(r['b'])
             out[up] = (recs, up_b, down_b)
         return out
+
+
+def value_forms(v):
+    """Encoded forms of a value (bytes) that upstream-evil.py echoes: the
+    cases look for them in what reached the tool, and output masks them."""
+    s = v.decode('latin-1')
+    return {
+        'pct-lower': ''.join(c if c.isalnum() or c in '-._~' else '%%%02x' % ord(c) for c in s).encode(),
+        'pct-quote': urllib.parse.quote(s).encode(),
+        'pct-plus': urllib.parse.quote_plus(s).encode(),
+        'pct-upper': urllib.parse.quote(s, safe='-._~').encode(),
+        'hex': binascii.hexlify(v), 'HEX': binascii.hexlify(v).upper(),
+        'json-u': ''.join('\\u%04x' % ord(c) for c in s).encode(),
+        'b64-0': base64.b64encode(v)[:-4], 'b64-1': base64.b64encode(b'x' + v)[4:-4],
+        'b64-2': base64.b64encode(b'xx' + v)[4:-4], 'b64url': base64.urlsafe_b64encode(v)[:-4],
+    }
+
+
+HEAD_RE = re.compile(rb'(?m)^[A-Z]+ [^ \r\n]+ HTTP/1\.[01]\r\n(?:[^\r\n]*\r\n)*?\r\n')
+
+
+def head_problems(raw):
+    """What is wrong with the request heads the broker wrote (the raw stream an
+    upstream received), judged on the bytes, not by any one parser: framing
+    (both lengths, two lengths, a coding but chunked), obs-fold, names a
+    gateway would map onto framing headers, whitespace before a colon."""
+    out = []
+    for m in HEAD_RE.finditer(raw):
+        lines = m.group(0).split(b'\r\n')[1:-2]
+        names = []
+        for l in lines:
+            if l[:1] in (b' ', b'\t'):
+                out.append('obs-fold line %r' % l[:60])
+                continue
+            name, colon, val = l.partition(b':')
+            if not colon or name != name.strip() or not name:
+                out.append('bad header line %r' % l[:60])
+                continue
+            n = name.lower().replace(b'_', b'-')
+            if b'_' in name and n in (b'transfer-encoding', b'content-length', b'host'):
+                out.append('header %r (a gateway reads it as %s)' % (name, n.decode()))
+                continue
+            names.append((n, val.strip()))
+        cl = [v for n, v in names if n == b'content-length']
+        te = [v for n, v in names if n == b'transfer-encoding']
+        if cl and te:
+            out.append('Content-Length and Transfer-Encoding together')
+        if len(cl) > 1 or len(te) > 1:
+            out.append('%d Content-Length, %d Transfer-Encoding headers' % (len(cl), len(te)))
+        if te and te[0].lower() != b'chunked':
+            out.append('Transfer-Encoding %r' % te[0])
+        if cl and not cl[0].isdigit():
+            out.append('Content-Length %r' % cl[0])
+    return out
 
 
 def hdr_list(rec):
@@ -145,6 +201,8 @@ class Harness:
             b = b.encode('latin-1', 'replace')
         for n, v in self.vals.items():
             b = b.replace(v, b'<value of ' + n.encode() + b'>')
+            for fname, f in value_forms(v).items():   # what a hostile upstream echoes
+                b = b.replace(f, b'<value of ' + n.encode() + b' as ' + fname.encode() + b'>')
         for n, t in self.tok.items():
             b = b.replace(t, b'<token of ' + n.encode() + b'>').replace(t[4:], b'<token body of ' + n.encode() + b'>')
         return b

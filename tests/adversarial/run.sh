@@ -119,7 +119,7 @@ echo "# upstreams: nginx $NGP, node $NDP, python $PYP, php $PHPP, evil $EVP; rec
 # --- store, policy, daemon
 A=61701 V=61702
 "$CLI" init --state-dir "$T/state" --unlock "keyfile:$T/key" >/dev/null || die "init"
-SECRETS="ng ng2 nd nd2 py py2 php evil"
+SECRETS="ng ng2 nd nd2 py py2 php evil evil2"
 grants=
 for s in $SECRETS; do
         c=attacker
@@ -158,7 +158,7 @@ for s in ng ng2; do put $s --host "127.0.0.1:$(tport nginx)" --ca-file "$CA" "${
 for s in nd nd2; do put $s --host "http://127.0.0.1:$(tport node)" "${B[@]}" "${SEAL[@]}"; done
 for s in py py2; do put $s --host "127.0.0.1:$(tport python)" --ca-file "$CA" "${B[@]}" "${SEAL[@]}"; done
 put php --host "http://127.0.0.1:$(tport php)" "${B[@]}" --method POST --path-prefix /app
-put evil --host "http://127.0.0.1:$(tport evil)" "${B[@]}"
+for s in evil evil2; do put $s --host "http://127.0.0.1:$(tport evil)" "${B[@]}"; done
 
 cp "$HERE/agent.py" "$T/agent.py"
 chmod 0644 "$T/agent.py"
@@ -168,7 +168,7 @@ cat >"$T/conf.json" <<JSON
   "ports": {"nginx": $(tport nginx), "node": $(tport node), "python": $(tport python), "php": $(tport php),
             "evil": $(tport evil)},
   "secrets": {"nginx": ["ng", "ng2"], "node": ["nd", "nd2"], "python": ["py", "py2"], "php": ["php", null],
-              "evil": ["evil", null]},
+              "evil": ["evil", "evil2"]},
   "asan": $(grep -qa __asan_init "$DAEMON" && echo true || echo false) }
 JSON
 "$PY" "$HERE/adversary.py" "$MODE" "$T/conf.json" "${2:-}"

@@ -21,8 +21,13 @@ from the request's "Authorization: Bearer <value>":
   pct-upper   every byte but unreserved percent-encoded, upper-case hex
   hex / HEX   the value in hex; json-u: every character as \\uXXXX
   b64-1/b64-2 base64 of the value after 1 or 2 leading bytes
+  b204, b304  a bodiless status followed by bytes that look like an answer
+  b204-late, extra-late  a 204 / a complete answer, then 0.2 s later an
+              unasked-for answer on the idle connection
+  te-chunked-cl  TE chunked then CL, with a second answer after the body
+  hdr-raw, hdr-pct, trailer  the value in a header (raw, percent) or a trailer
 """
-import base64, binascii, gzip, json, socket, sys, threading, urllib.parse
+import base64, binascii, gzip, json, socket, sys, threading, time, urllib.parse
 
 LOG = open(sys.argv[1], 'a')
 lock = threading.Lock()
@@ -48,6 +53,26 @@ def answer(kind, target, val):
         return b'HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 11\r\n\r\nhello world'
     if kind == 'cllist':
         return b'HTTP/1.1 200 OK\r\nContent-Length: 5, 11\r\n\r\nhello world'
+    if kind == 'b204-late':     # the extra bytes come once the broker holds the connection idle
+        return (b'HTTP/1.1 204 No Content\r\n\r\n', b'HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nSMUGGLED')
+    if kind == 'extra-late':     # a well-framed answer, then an unasked-for one
+        return (b'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok',
+                b'HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nSMUGGLED')
+    if kind == 'b204':
+        return b'HTTP/1.1 204 No Content\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nSMUGGLED'
+    if kind == 'b304':
+        return b'HTTP/1.1 304 Not Modified\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nSMUGGLED'
+    if kind == 'te-chunked-cl':
+        return (b'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 3\r\n\r\n' +
+                chunked(b'hello') + b'HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nSMUGGLED')
+    if kind == 'hdr-raw':
+        return plain(b'ok', b'X-Echo: ' + val + b'\r\n')
+    if kind == 'hdr-pct':
+        return plain(b'ok', b'X-Echo: ' + ''.join(c if c.isalnum() else '%%%02x' % ord(c)
+                                                 for c in val.decode('latin-1')).encode() + b'\r\n')
+    if kind == 'trailer':
+        return (b'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Echo\r\n\r\n2\r\nok\r\n0\r\n'
+                b'X-Echo: ' + val + b'\r\n\r\n')
     if kind == 'gzip-list':
         return plain(gzip.compress(b'key=' + val + b'\n'), b'Content-Encoding: identity, gzip\r\n')
     if kind == 'te-gzip':
@@ -103,7 +128,13 @@ def serve(c):
             log({'up': 'evil', 'conn': cid, 'idx': idx, 'method': parts[0].decode('latin-1'), 'target': target,
                  'auth': bool(auth)})
             val = auth[7:] if auth.startswith(b'Bearer ') else b''
-            c.sendall(answer(target.split('?')[0].rsplit('/', 1)[-1], target, val))
+            a = answer(target.split('?')[0].rsplit('/', 1)[-1], target, val)
+            if isinstance(a, tuple):
+                c.sendall(a[0])
+                time.sleep(0.2)
+                c.sendall(a[1])
+            else:
+                c.sendall(a)
     except (OSError, ValueError):
         pass
     c.close()
