@@ -142,7 +142,7 @@ def xchg(cmd):
             finals += 1
         if r[1] is None:
             break
-    if cmd.get('linger'):                    # did the broker close after it?
+    if cmd.get('linger') and statuses and (statuses[-1] >= 400 or statuses[-1] < 0):  # refused: closed after it?
         rd.deadline = time.monotonic() + cmd['linger']
         while rd.fill():
             pass

@@ -144,6 +144,11 @@ def head_problems(raw):
     return out
 
 
+def heads(raw):
+    """The request heads (request line and header fields) in a raw stream."""
+    return b''.join(m.group(0) for m in HEAD_RE.finditer(raw))
+
+
 def hdr_list(rec):
     """A parsed record's headers as [(lower-case name, value)]."""
     if 'headers' in rec:
@@ -215,7 +220,7 @@ class Harness:
         """Close every upstream connection (the recorder's), so a case never
         inherits the last one's pooled connections."""
         os.kill(self.conf['tee_pid'], signal.SIGUSR1)
-        time.sleep(0.05)
+        time.sleep(0.02)
 
     def daemon_alive(self):
         try:

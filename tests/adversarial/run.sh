@@ -87,7 +87,7 @@ http {
     scgi_temp_path $T/nginx/scgi;
     keepalive_requests 100000;
     log_format cbjson escape=json '{"up":"nginx","method":"\$request_method","target":"\$request_uri",'
-        '"version":"\$server_protocol","status":\$status,"auth":"\$http_authorization",'
+        '"norm":"\$uri","version":"\$server_protocol","status":\$status,"auth":"\$http_authorization",'
         '"cl":"\$http_content_length","te":"\$http_transfer_encoding","request_length":\$request_length,'
         '"conn":\$connection,"conn_req":\$connection_requests,"fwd":"\$http_forwarded",'
         '"xff":"\$http_x_forwarded_for","cookie":"\$http_cookie"}';
