@@ -59,8 +59,12 @@ class Reader:
         d, self.buf = self.buf[:n], self.buf[n:]
         return d
 
+    truncated = False
+
     def response(self):
-        """(status, body) of one response, or None."""
+        """(status, body) of one response, or None; self.truncated when a
+        body ended before its framing said (chunked without the last chunk,
+        fewer bytes than Content-Length)."""
         st = self.line()
         if st is None:
             return None
@@ -84,6 +88,7 @@ class Reader:
             while True:
                 sz = self.line()
                 if sz is None:
+                    self.truncated = True
                     return (code, body)
                 try:
                     n = int(sz.split(b';')[0], 16)
@@ -95,11 +100,16 @@ class Reader:
                     return (code, body)
                 d = self.take(n)
                 if d is None:
+                    self.truncated = True
                     return (code, body)
                 body += d
                 self.line()
         if b'content-length' in hdr:
-            return (code, self.take(int(hdr[b'content-length'])))
+            body = self.take(int(hdr[b'content-length']))
+            if body is None:
+                self.truncated = True
+                body, self.buf = self.buf, b''
+            return (code, body)
         while self.fill():
             pass
         body, self.buf = self.buf, b''
@@ -147,7 +157,8 @@ def xchg(cmd):
         while rd.fill():
             pass
     s.close()
-    return {'raw': base64.b64encode(rd.raw).decode(), 'eof': rd.eof, 'statuses': statuses, 'bodies': bodies}
+    return {'raw': base64.b64encode(rd.raw).decode(), 'eof': rd.eof, 'statuses': statuses, 'bodies': bodies,
+            'truncated': rd.truncated}
 
 
 def mint(cmd):

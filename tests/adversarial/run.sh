@@ -110,11 +110,11 @@ for p in $NGP $PHPP; do
 done
 "$PY" "$HERE/tee.py" --dir "$T" --cert "$T/pki/server.pem" --key "$T/pki/server.key" \
         "nginx:$NGP:tls" "node:$NDP" "python:$PYP:tls" "php:$PHPP" "evil:$EVP" >"$T/tee.ports" 2>"$T/tee.err" &
-TEE=$!
 for _ in $(seq 100); do grep -q '^ready' "$T/tee.ports" 2>/dev/null && break; sleep 0.05; done
 grep -q '^ready' "$T/tee.ports" || die "tee.py: $(cat "$T/tee.err")"
 tport() { awk -v n="$1" '$1 == n { print $2 }' "$T/tee.ports"; }
 echo "# upstreams: nginx $NGP, node $NDP, python $PYP, php $PHPP, evil $EVP; recorders: $(grep -v ready "$T/tee.ports" | tr '\n' ' ')"
+export PYTHONDONTWRITEBYTECODE=1
 
 # --- store, policy, daemon
 A=61701 V=61702
@@ -164,7 +164,7 @@ cp "$HERE/agent.py" "$T/agent.py"
 chmod 0644 "$T/agent.py"
 cat >"$T/conf.json" <<JSON
 { "dir": "$T", "agent": "$T/agent.py", "tools_sock": "$T/run/tools.sock", "tcp_port": $TCPP,
-  "uids": {"attacker": $A, "victim": $V}, "daemon_pid": $DPID, "tee_pid": $TEE,
+  "uids": {"attacker": $A, "victim": $V}, "daemon_pid": $DPID, "tee_ctl": $(tport ctl),
   "ports": {"nginx": $(tport nginx), "node": $(tport node), "python": $(tport python), "php": $(tport php),
             "evil": $(tport evil)},
   "secrets": {"nginx": ["ng", "ng2"], "node": ["nd", "nd2"], "python": ["py", "py2"], "php": ["php", null],

@@ -10,10 +10,12 @@ with --cert/--key), and relays every accepted connection 1:1 to
 pooled connection to the server behind it.  Every byte is appended to
 DIR/NAME.raw.jsonl as {"c": connection, "d": "up"|"down", "b": base64} before
 it is passed on: "up" is what the broker sent, "down" what the server
-answered.  Prints "NAME PORT" per listener, then "ready".  SIGUSR1 closes
-every open connection (the harness drops the broker's pool between cases).
+answered.  Prints "NAME PORT" per listener, "ctl PORT", then "ready".  A
+connection to the ctl port closes every open relay connection, then answers
+"dropped" (the harness drops the broker's pool between cases, and knows
+when it is done).
 """
-import argparse, base64, json, os, signal, socket, ssl, sys, threading
+import argparse, base64, json, os, signal, socket, ssl, threading
 
 lock = threading.Lock()
 live = set()
@@ -75,7 +77,7 @@ def handle(c, backend, ctx, log):
     b.close()
 
 
-def drop_all(*_):
+def drop_all():
     with lock:
         socks = list(live)
     for s in socks:
@@ -85,6 +87,14 @@ def drop_all(*_):
             pass
 
 
+def control(ls):
+    while True:
+        c, _ = ls.accept()
+        drop_all()
+        c.sendall(b'dropped\n')
+        c.close()
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('--dir', required=True)
@@ -92,7 +102,6 @@ def main():
     ap.add_argument('--key')
     ap.add_argument('spec', nargs='+')
     a = ap.parse_args()
-    signal.signal(signal.SIGUSR1, drop_all)
     for spec in a.spec:
         parts = spec.split(':')
         name, backend = parts[0], int(parts[1])
@@ -107,6 +116,11 @@ def main():
         log = open(os.path.join(a.dir, name + '.raw.jsonl'), 'a')
         threading.Thread(target=serve, args=(name, ls, backend, ctx, log), daemon=True).start()
         print(name, ls.getsockname()[1], flush=True)
+    cl = socket.socket()
+    cl.bind(('127.0.0.1', 0))
+    cl.listen(8)
+    threading.Thread(target=control, args=(cl,), daemon=True).start()
+    print('ctl', cl.getsockname()[1], flush=True)
     print('ready', flush=True)
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
     while True:
