@@ -374,7 +374,8 @@ int proxy_start(request *rq, proxy_spec *sp) {
                 ret = reply_error(rq, 503, "unavailable", "out of memory");
                 goto out;
         }
-        if (sp->expect_body && (sp->scan_body == CB_BODY_FORM || sp->scan_body == CB_BODY_MULTIPART)) {
+        if (sp->expect_body && (sp->scan_body == CB_BODY_FORM || sp->scan_body == CB_BODY_MULTIPART ||
+                                 sp->scan_body == CB_BODY_JSON)) {
                 if (cb_ovscan_init(&j->scan, sp->scan_body, sp->boundary) < 0) {
                         ret = reply_error(rq, 503, "unavailable", "out of memory");
                         goto out;

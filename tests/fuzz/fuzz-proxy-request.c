@@ -9,7 +9,8 @@
  *      query through cb_preq_query_filter; cross-checked: an accepted head
  *      has exactly the framing its fields say, its path and query hold only
  *      RFC 3986 bytes, and the filtered query keeps no override parameter;
- *   1  the body override scan: kind, boundary length, boundary, body; the
+ *   1  the body override scan: kind (form, multipart, JSON), boundary
+ *      length, boundary, body; the
  *      verdict must not depend on how the body is split (whole, byte by
  *      byte, and in pieces sized by the body itself);
  *   2  response framing: header lines separated by '\n'.
@@ -153,7 +154,7 @@ static void body(const uint8_t *p, size_t n) {
 
         if (n < 2)
                 return;
-        cb_preq_body kind = p[0] & 1 ? CB_BODY_MULTIPART : CB_BODY_FORM;
+        cb_preq_body kind = p[0] % 3 == 0 ? CB_BODY_FORM : p[0] % 3 == 1 ? CB_BODY_MULTIPART : CB_BODY_JSON;
         size_t bl = 1 + p[1] % CB_PREQ_BOUNDARY_MAX;
         if (n < 2 + bl)
                 return;

@@ -234,6 +234,19 @@ for b in (b"a=1&_method=DELETE", b"_method=DELETE", b"a=1&%5Fmethod=DELETE", b"a
             ok("form body %r (%s): 400, no complete request upstream" % (b.decode(), frame))
         else:
             bad("form body %r (%s): %d %s; upstream: %s" % (b.decode(), frame, st, body[:150], json.dumps(after)[:200]))
+for ct, b in (("application/x-www-form-urlencoded,text/plain", b"_method=DELETE"),
+              ("text/plain, application/x-www-form-urlencoded", b"_method=DELETE"),
+              (None, b"a=1&_method=DELETE"),
+              ("application/json", b'{"a":1,"_method":"DELETE"}'),
+              ("application/vnd.api+json; charset=utf-8", b'{"\\u005fmethod":"DELETE"}')):
+    hh = (["Content-Type: " + ct] if ct else []) + ["Content-Length: %d" % len(b)]
+    before = len(recs())
+    st, rb, _, _ = send(req("POST", PP, hh, b, secret="post"))
+    after = [r for r in recs()[before:] if r.get("complete")]
+    if st == 400 and "method_override" in rb and not after:
+        ok("body %r as %s: 400, no complete request upstream" % (b.decode(), ct))
+    else:
+        bad("body %r as %s: %d %s" % (b.decode(), ct, st, rb[:150]))
 passed("form body without an override passes", req("POST", PP, FORM + ["Content-Length: 13"], b"a=1&method=ok",
        secret="post"), lambda a: one(a) and a[0]["body"] == "a=1&method=ok")
 MP = ["Content-Type: multipart/form-data; boundary=XyZ"]

@@ -256,6 +256,22 @@ TEST(body_scan) {
         free(b);
 }
 
+TEST(body_scan_json) {
+        static const char *const hit[] = { "{\"_method\":\"DELETE\"}", "{\"a\": 1, \"_method\" : \"PUT\"}",
+                                           "{\"\\u005fmethod\":\"X\"}", "{\"x\":{\"_METHOD\":1}}",
+                                           "[{\"a\":\"b\"},{\"_method\"\n:\"D\"}]" };
+        static const char *const fine[] = { "{\"a\":\"_method\"}", "{\"method\":\"DELETE\"}", "[\"_method\"]",
+                                            "{\"a\":\"\\\"_method\\\":1\"}" };
+        for (size_t step = 1; step <= 4; step++) {
+                for (size_t i = 0; i < sizeof(hit) / sizeof(hit[0]); i++)
+                        if (!scan_all(CB_BODY_JSON, NULL, hit[i], step))
+                                cbtest_fail(__FILE__, __LINE__, "JSON %s (step %zu) passed", hit[i], step);
+                for (size_t i = 0; i < sizeof(fine) / sizeof(fine[0]); i++)
+                        if (scan_all(CB_BODY_JSON, NULL, fine[i], step))
+                                cbtest_fail(__FILE__, __LINE__, "JSON %s (step %zu) refused", fine[i], step);
+        }
+}
+
 static int rframe(const char *const *lines) {
         cb_rframe f;
         int r = 0;
