@@ -171,8 +171,8 @@ static void refuse_upload_locked(proxy_job *j, int status, const char *code, con
         if (!j->headers_done && !j->fail_status) {
                 j->fail_status = status;
                 snprintf(j->fail_code, sizeof(j->fail_code), "%s", code);
-                snprintf(j->err, sizeof(j->err), "%s", msg);
         }
+        snprintf(j->err, sizeof(j->err), "%s", msg);  /* said, and audited, even after the upstream's head */
         j->broken = true;
         if (j->ulen)
                 sodium_memzero(j->ubuf, j->ulen);
