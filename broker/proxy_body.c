@@ -158,6 +158,62 @@ static void multipart_byte(cb_ovscan *s, unsigned char c) {
         }
 }
 
+/* JSON: every string followed by ':' is a key; its decoded text (escapes
+ * and \uXXXX undone) normalised as a parameter name. */
+enum { J_OUT, J_STR, J_ESC, J_HEX, J_AFTER };
+
+static void json_byte(cb_ovscan *s, unsigned char c) {
+        switch (s->jstate) {
+        case J_AFTER:
+                if (c == ' ' || c == '\t' || c == '\r' || c == '\n')
+                        return;
+                cb_pname_flush(&s->name);
+                if (c == ':' && cb_pname_override(&s->name)) {
+                        s->hit = true;
+                        s->why = "a JSON key overriding the method (_method or kin)";
+                        return;
+                }
+                s->jstate = J_OUT;
+                __attribute__((fallthrough)); /* this byte is outside any string */
+        case J_OUT:
+                if (c == '"') {
+                        memset(&s->name, 0, sizeof(s->name));
+                        s->jstate = J_STR;
+                }
+                return;
+        case J_STR:
+                if (c == '\\')
+                        s->jstate = J_ESC;
+                else if (c == '"')
+                        s->jstate = J_AFTER;
+                else
+                        cb_pname_byte(&s->name, c == '%' ? 0x80 : c); /* JSON keys are not percent-decoded */
+                return;
+        case J_ESC:
+                if (c == 'u') {
+                        s->jstate = J_HEX;
+                        s->jhex = s->jn = 0;
+                        return;
+                }
+                cb_pname_byte(&s->name, c == 'n' ? '\n' : c == 't' ? '\t' : c == 'b' || c == 'f' || c == 'r' ? 0x80 : c);
+                s->jstate = J_STR;
+                return;
+        case J_HEX: {
+                int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+                if (d < 0) {                              /* not JSON: whatever a parser makes of it, not a key we read */
+                        s->jstate = J_STR;
+                        return;
+                }
+                s->jhex = s->jhex * 16 + (unsigned)d;
+                if (++s->jn == 4) {
+                        cb_pname_byte(&s->name, s->jhex < 0x80 && s->jhex != '%' ? (unsigned char)s->jhex : 0x80);
+                        s->jstate = J_STR;
+                }
+                return;
+        }
+        }
+}
+
 bool cb_ovscan_feed(cb_ovscan *s, const unsigned char *p, size_t n) {
         if (s->hit)
                 return true;
@@ -167,6 +223,9 @@ bool cb_ovscan_feed(cb_ovscan *s, const unsigned char *p, size_t n) {
         } else if (s->kind == CB_BODY_MULTIPART) {
                 for (size_t i = 0; i < n && !s->hit; i++)
                         multipart_byte(s, p[i]);
+        } else if (s->kind == CB_BODY_JSON) {
+                for (size_t i = 0; i < n && !s->hit; i++)
+                        json_byte(s, p[i]);
         }
         return s->hit;
 }

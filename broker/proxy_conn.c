@@ -171,8 +171,8 @@ static void refuse_upload_locked(proxy_job *j, int status, const char *code, con
         if (!j->headers_done && !j->fail_status) {
                 j->fail_status = status;
                 snprintf(j->fail_code, sizeof(j->fail_code), "%s", code);
-                snprintf(j->err, sizeof(j->err), "%s", msg);
         }
+        snprintf(j->err, sizeof(j->err), "%s", msg);  /* said, and audited, even after the upstream's head */
         j->broken = true;
         if (j->ulen)
                 sodium_memzero(j->ubuf, j->ulen);
@@ -374,7 +374,8 @@ int proxy_start(request *rq, proxy_spec *sp) {
                 ret = reply_error(rq, 503, "unavailable", "out of memory");
                 goto out;
         }
-        if (sp->expect_body && (sp->scan_body == CB_BODY_FORM || sp->scan_body == CB_BODY_MULTIPART)) {
+        if (sp->expect_body && (sp->scan_body == CB_BODY_FORM || sp->scan_body == CB_BODY_MULTIPART ||
+                                 sp->scan_body == CB_BODY_JSON)) {
                 if (cb_ovscan_init(&j->scan, sp->scan_body, sp->boundary) < 0) {
                         ret = reply_error(rq, 503, "unavailable", "out of memory");
                         goto out;

@@ -293,18 +293,29 @@ int cb_preq_query_filter(const char *q, size_t n, const char *drop, bool drop_ov
 /* Content-Type: which body kind, and a multipart boundary.  Refuses the
  * ambiguous: "boundary" named twice anywhere (PHP takes the first
  * "boundary=" substring, even inside another parameter's name). */
-static void content_type(const char *v, size_t n, cb_preq_head *o) {
-        const char *semi = memchr(v, ';', n);
-        const char *mt = v;
-        size_t ml = semi ? (size_t)(semi - v) : n;
+static bool contains_ci(const char *v, size_t n, const char *lit) {
+        size_t ll = strlen(lit);
 
-        trim(&mt, &ml);
-        if (ml == 33 && strncasecmp(mt, "application/x-www-form-urlencoded", 33) == 0) {
-                o->body = CB_BODY_FORM;
+        for (size_t i = 0; i + ll <= n; i++)
+                if (strncasecmp(v + i, lit, ll) == 0)
+                        return true;
+        return false;
+}
+
+/* Content-Type: which body kind (read generously: PHP cuts the media type
+ * at ',', ';' or a space, Rack at ',' or ';', so any value naming a form
+ * or multipart type counts as one), and a multipart boundary. */
+static void content_type(const char *v, size_t n, cb_preq_head *o) {
+        if (!contains_ci(v, n, "multipart")) {
+                if (contains_ci(v, n, "x-www-form-urlencoded"))
+                        o->body = CB_BODY_FORM;
+                else if (contains_ci(v, n, "json"))
+                        o->body = CB_BODY_JSON;
                 return;
         }
-        if (ml < 10 || strncasecmp(mt, "multipart/", 10) != 0)
-                return;
+        size_t ml = 0;
+        while (ml < n && v[ml] != ';')
+                ml++;
         o->body = CB_BODY_MULTIPART_BAD;
         size_t seen = 0;
         const char *at = NULL;

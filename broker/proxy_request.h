@@ -42,6 +42,7 @@ typedef enum cb_preq_body {
         CB_BODY_FORM,                 /* application/x-www-form-urlencoded */
         CB_BODY_MULTIPART,            /* multipart/form-data with a valid boundary */
         CB_BODY_MULTIPART_BAD,        /* multipart/form-data without a usable boundary */
+        CB_BODY_JSON,                 /* JSON (Laravel reads "_method" from a JSON body too) */
 } cb_preq_body;
 
 /* The decided head of a request. */
@@ -116,15 +117,18 @@ int cb_preq_query_filter(const char *q, size_t n, const char *drop, bool drop_ov
 
 /* A streaming scan of a request body for a method-override field: an
  * x-www-form-urlencoded parameter or a multipart/form-data part named like
- * "_method".  Bounded state; bytes are never kept beyond a part's headers. */
+ * "_method", or a JSON object key that reads so.  Bounded state; bytes are
+ * never kept beyond a part's headers. */
 #define CB_OVSCAN_PART_HEAD_MAX 8192
 typedef struct cb_ovscan {
         cb_preq_body kind;
         bool hit;                     /* found (sticky) */
         const char *why;              /* with hit: what was found (static text) */
-        /* form */
+        /* form; JSON keys */
         cb_pname name;
         bool in_value;
+        int jstate;                   /* JSON: outside a string, in one, after "\", in \uXXXX, after one */
+        unsigned jhex, jn;
         /* multipart */
         char delim[CB_PREQ_BOUNDARY_MAX + 4]; /* "\n--" boundary */
         size_t dlen, dmatch;

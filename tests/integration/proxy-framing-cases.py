@@ -37,8 +37,9 @@ def recs():
         return []
 
 
-def send(raw, wait=5.0):
-    """Write raw; read one response.  (status, body, closed, seconds)."""
+def send(raw, wait=5.0, linger=True):
+    """Write raw; read one response.  (status, body, closed, seconds);
+    linger: wait up to 1 s to see whether the broker closes the connection."""
     s = socket.socket(socket.AF_UNIX)
     s.settimeout(wait)
     try:
@@ -77,7 +78,7 @@ def send(raw, wait=5.0):
                         break
                     rest += d
                 body = rest
-            if not closed:
+            if not closed and linger:
                 s.settimeout(1.0)
                 try:
                     closed = s.recv(1) == b""
@@ -234,6 +235,19 @@ for b in (b"a=1&_method=DELETE", b"_method=DELETE", b"a=1&%5Fmethod=DELETE", b"a
             ok("form body %r (%s): 400, no complete request upstream" % (b.decode(), frame))
         else:
             bad("form body %r (%s): %d %s; upstream: %s" % (b.decode(), frame, st, body[:150], json.dumps(after)[:200]))
+for ct, b in (("application/x-www-form-urlencoded,text/plain", b"_method=DELETE"),
+              ("text/plain, application/x-www-form-urlencoded", b"_method=DELETE"),
+              (None, b"a=1&_method=DELETE"),
+              ("application/json", b'{"a":1,"_method":"DELETE"}'),
+              ("application/vnd.api+json; charset=utf-8", b'{"\\u005fmethod":"DELETE"}')):
+    hh = (["Content-Type: " + ct] if ct else []) + ["Content-Length: %d" % len(b)]
+    before = len(recs())
+    st, rb, _, _ = send(req("POST", PP, hh, b, secret="post"))
+    after = [r for r in recs()[before:] if r.get("complete")]
+    if st == 400 and "method_override" in rb and not after:
+        ok("body %r as %s: 400, no complete request upstream" % (b.decode(), ct))
+    else:
+        bad("body %r as %s: %d %s" % (b.decode(), ct, st, rb[:150]))
 passed("form body without an override passes", req("POST", PP, FORM + ["Content-Length: 13"], b"a=1&method=ok",
        secret="post"), lambda a: one(a) and a[0]["body"] == "a=1&method=ok")
 MP = ["Content-Type: multipart/form-data; boundary=XyZ"]
@@ -274,6 +288,43 @@ passed("routing headers dropped", req("GET", P, ["Forwarded: for=1.2.3.4", "X-Fo
        and hdr(a[0], "x-keep") == ["yes"])
 passed("exactly one injected credential", req("GET", P, ["authorization: Bearer x", "Authori_zation: y"]),
        lambda a: one(a) and len(hdr(a[0], "authorization")) == 1)
+print("# randomly framed requests (CB_FRAMING_RANDOM, default 200): nothing smuggled")
+import random
+rnd = random.Random(int(os.environ.get("CB_FRAMING_SEED", "13")))
+FR = ["Content-Length: %d", "Content-Length: 0", "Content-Length: %d, %d", "Content-Length: +%d", "Content-Length:  %d",
+      "Transfer-Encoding: chunked", "Transfer-Encoding: Chunked", "Transfer-Encoding: chunked, chunked",
+      "Transfer-Encoding: gzip, chunked", "Transfer-Encoding:\r\n chunked", "Transfer-Encoding : chunked",
+      "Transfer_Encoding: chunked", "Content_Length: %d", "X-Pad: a\r\n b"]
+SMUGGLE = b"DELETE /admin HTTP/1.1\r\nHost: x\r\nX-Pad: "
+before = len(recs())
+bad_status, seen = 0, {}
+for i in range(int(os.environ.get("CB_FRAMING_RANDOM", "200"))):
+    payload = rnd.choice([b"hello", SMUGGLE, b"0\r\n\r\n" + SMUGGLE, b"a=1&_method=DELETE", b""])
+    chunked = b"".join(b"%x\r\n%s\r\n" % (len(payload[j:j + 3]), payload[j:j + 3]) for j in range(0, len(payload), 3))
+    chunked += rnd.choice([b"0\r\n\r\n", b"0;x=1\r\nT: 1\r\n\r\n", b"0\n\n"])
+    hs = []
+    for _ in range(rnd.randint(0, 3)):
+        f = rnd.choice(FR)
+        hs.append(f % tuple([len(payload)] * f.count("%d")))
+    # Never an incomplete request (a client that sends one waits, rightly).
+    body = chunked if any("transfer" in h.lower() for h in hs) else payload
+    raw = req("POST", P, hs, body, secret=rnd.choice(["up", "post"]).replace("post", "up"))
+    st, _, _, _ = send(raw, wait=3.0, linger=False)
+    seen[st] = seen.get(st, 0) + 1
+    if st not in (200, 400, 413):
+        bad_status += 1
+after = recs()[before:]
+smuggled = [r for r in after if not r.get("complete") and "partial" not in r or
+            (r.get("complete") and not r["head"].startswith("POST /echo HTTP/1.1\r\n"))]
+multi = [r for r in after if r.get("complete") and len(hdr(r, "authorization")) != 1]
+st, _, _, _ = send(req("GET", "/v1/proxy/up/echo"))
+if smuggled or multi or bad_status or st != 200:
+    bad("random framing: statuses %s, smuggled %s, credentials %s, then %d" %
+        (seen, json.dumps(smuggled)[:300], json.dumps(multi)[:200], st))
+else:
+    ok("random framing: every upstream request was the tool's own POST /echo with one credential (%d reached it; "
+       "statuses %s)" % (len(after), seen))
+
 print("# last, as it took the old daemon down: Content-Length: 0 with a chunk")
 refused("Content-Length: 0 and a chunk (the crash)", req("POST", P, ["Content-Length: 0", "Transfer-Encoding: chunked"], CH))
 st, _, _, _ = send(req("GET", "/v1/proxy/up/echo"))

@@ -34,7 +34,7 @@ ok() { echo "ok   $*"; }
 bad() { echo "FAIL $*"; fails=$((fails + 1)); }
 U1=61311
 PY=$(readlink -f /usr/bin/python3)
-as() { local u=$1; shift; timeout 120 setpriv --reuid "$u" --regid "$u" --clear-groups "$@"; }
+as() { local u=$1; shift; timeout "${CB_FRAMING_TIMEOUT:-240}" setpriv --reuid "$u" --regid "$u" --clear-groups "$@"; }
 hex() { head -c "$1" /dev/urandom | od -An -tx1 | tr -d ' \n'; }
 
 /usr/bin/python3 "$HERE/raw-upstream.py" --log "$T/up.log" >"$T/up.port" 2>"$T/up.err" &
@@ -45,9 +45,9 @@ case "$PORT" in ''|*[!0-9]*) bad "upstream did not start: $(cat "$T/up.err")"; e
 "$CLI" init --state-dir "$T/state" --unlock "keyfile:$T/key" >/dev/null || { bad init; exit 1; }
 cat >"$T/policy.json" <<JSON
 { "clients": { "py-tool": {"uid": $U1, "exe": "$PY"} },
-  "grants": [ {"client": "py-tool", "secret": "up", "use": ["proxy"]},
-              {"client": "py-tool", "secret": "post", "use": ["proxy"]},
-              {"client": "py-tool", "secret": "other", "use": ["proxy"]} ],
+  "grants": [ {"client": "py-tool", "secret": "up", "use": ["proxy"], "max_ttl": 7200},
+              {"client": "py-tool", "secret": "post", "use": ["proxy"], "max_ttl": 7200},
+              {"client": "py-tool", "secret": "other", "use": ["proxy"], "max_ttl": 7200} ],
   "admins": {"uids": [0]} }
 JSON
 chmod 0644 "$T/policy.json"
@@ -85,7 +85,7 @@ for s in up post other; do
         as $U1 /usr/bin/python3 - "$T/run/tools.sock" "$s" "$T/tok/$s" <<'PY'
 import json, socket, sys
 s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])
-b = json.dumps({"secret": sys.argv[2], "use": "proxy", "ttl": 600}).encode()
+b = json.dumps({"secret": sys.argv[2], "use": "proxy", "ttl": 7200}).encode()
 s.sendall(b"POST /v1/token HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % len(b) + b)
 d = b""
 while True:

@@ -130,6 +130,46 @@ TEST(targets) {
         ASSERT_EQ(decide("GET", "/v1/proxy/up/a:b@c!$&'()*+,;=~?q=/?:@!$'()*+,;=", NOH, &o), 0);
 }
 
+TEST(body_kinds) {
+        static const struct {
+                const char *ct;
+                cb_preq_body want;
+                const char *boundary;
+        } cases[] = {
+                { NULL, CB_BODY_FORM, "" },     /* Rack reads a POST without a type as a form */
+                { "Content-Type: application/x-www-form-urlencoded", CB_BODY_FORM, "" },
+                { "Content-Type: Application/X-WWW-Form-Urlencoded; charset=utf-8", CB_BODY_FORM, "" },
+                { "Content-Type: application/x-www-form-urlencoded,text/plain", CB_BODY_FORM, "" },
+                { "Content-Type: text/plain, application/x-www-form-urlencoded", CB_BODY_FORM, "" },
+                { "Content-Type: application/json", CB_BODY_JSON, "" },
+                { "Content-Type: application/vnd.api+json", CB_BODY_JSON, "" },
+                { "Content-Type: text/plain", CB_BODY_OTHER, "" },
+                { "Content-Type: application/octet-stream", CB_BODY_OTHER, "" },
+                { "Content-Type: multipart/form-data; boundary=XyZ", CB_BODY_MULTIPART, "XyZ" },
+                { "Content-Type: multipart/form-data;boundary=\"a b\"", CB_BODY_MULTIPART, "a b" },
+                { "Content-Type: multipart/mixed; boundary=q; charset=x", CB_BODY_MULTIPART, "q" },
+                { "Content-Type: multipart/form-data", CB_BODY_MULTIPART_BAD, "" },
+                { "Content-Type: multipart/form-data; xboundary=A; boundary=B", CB_BODY_MULTIPART_BAD, "" },
+                { "Content-Type: multipart/form-data; boundary = B", CB_BODY_MULTIPART_BAD, "" },
+                { "Content-Type: multipart/form-data; boundary=", CB_BODY_MULTIPART_BAD, "" },
+                { "Content-Type: multipart/form-data; boundary=\"open", CB_BODY_MULTIPART_BAD, "" },
+        };
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+                cb_preq_head o;
+                const char *one[] = { "Content-Length: 3", cases[i].ct, NULL };
+                ASSERT_EQ(decide("POST", "/v1/proxy/up/x", one, &o), 0);
+                if (o.body != cases[i].want || strcmp(o.boundary, cases[i].boundary) != 0)
+                        cbtest_fail(__FILE__, __LINE__, "'%s': kind %d boundary '%s'", cases[i].ct ? cases[i].ct : "(none)",
+                                    (int)o.body, o.boundary);
+        }
+        cb_preq_head o;
+        ASSERT_EQ(decide("POST", "/v1/proxy/up/x", H("Content-Encoding: gzip"), &o), 0);
+        ASSERT_TRUE(o.body_coded);
+        ASSERT_EQ(decide("POST", "/v1/proxy/up/x", H("Content-Encoding: identity"), &o), 0);
+        ASSERT_FALSE(o.body_coded);
+        ASSERT_EQ(decide("POST", "/v1/proxy/up/x", H("Content-Type: a", "Content-Type: b"), &o), 400);
+}
+
 TEST(header_classes) {
         static const struct {
                 const char *name;
@@ -254,6 +294,22 @@ TEST(body_scan) {
         b[8 + big] = '\0';
         ASSERT_TRUE(scan_all(CB_BODY_MULTIPART, "B", b, 4096));
         free(b);
+}
+
+TEST(body_scan_json) {
+        static const char *const hit[] = { "{\"_method\":\"DELETE\"}", "{\"a\": 1, \"_method\" : \"PUT\"}",
+                                           "{\"\\u005fmethod\":\"X\"}", "{\"x\":{\"_METHOD\":1}}",
+                                           "[{\"a\":\"b\"},{\"_method\"\n:\"D\"}]" };
+        static const char *const fine[] = { "{\"a\":\"_method\"}", "{\"method\":\"DELETE\"}", "[\"_method\"]",
+                                            "{\"a\":\"\\\"_method\\\":1\"}" };
+        for (size_t step = 1; step <= 4; step++) {
+                for (size_t i = 0; i < sizeof(hit) / sizeof(hit[0]); i++)
+                        if (!scan_all(CB_BODY_JSON, NULL, hit[i], step))
+                                cbtest_fail(__FILE__, __LINE__, "JSON %s (step %zu) passed", hit[i], step);
+                for (size_t i = 0; i < sizeof(fine) / sizeof(fine[0]); i++)
+                        if (scan_all(CB_BODY_JSON, NULL, fine[i], step))
+                                cbtest_fail(__FILE__, __LINE__, "JSON %s (step %zu) refused", fine[i], step);
+        }
 }
 
 static int rframe(const char *const *lines) {
