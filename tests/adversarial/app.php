@@ -2,7 +2,8 @@
 // SPDX-License-Identifier: Apache-2.0
 // The PHP application behind a POST-only seal (php -S router script).  It
 // computes the method and path a framework would act on, the way Symfony/
-// Laravel (X-HTTP-Method-Override, _method in the body, then the query) and
+// Laravel (X-HTTP-Method-Override, _method in the body -- form, multipart
+// or JSON -- then the query) and
 // IIS-style rewriting (X-Original-URL, X-Rewrite-URL) do, after PHP's own
 // header and parameter name mangling, and appends one JSON line to
 // $CB_PHP_LOG: what PHP parsed and what the app would do.
@@ -12,6 +13,11 @@ if ($m === 'POST') {
     foreach (['HTTP_X_HTTP_METHOD_OVERRIDE', 'HTTP_X_HTTP_METHOD', 'HTTP_X_METHOD_OVERRIDE'] as $k)
         if (isset($_SERVER[$k]) && $_SERVER[$k] !== '') { $eff = strtoupper($_SERVER[$k]); break; }
     if ($eff === 'POST' && isset($_POST['_method']) && is_string($_POST['_method'])) $eff = strtoupper($_POST['_method']);
+    // Laravel merges a JSON body into the input it reads _method from.
+    if ($eff === 'POST' && stripos($_SERVER['CONTENT_TYPE'] ?? '', 'json') !== false) {
+        $j = json_decode(file_get_contents('php://input'), true);
+        if (is_array($j) && isset($j['_method']) && is_string($j['_method'])) $eff = strtoupper($j['_method']);
+    }
     if ($eff === 'POST' && isset($_GET['_method']) && is_string($_GET['_method'])) $eff = strtoupper($_GET['_method']);
 }
 $path = parse_url($_SERVER['REQUEST_URI'], PHP_URL_PATH);

@@ -131,6 +131,17 @@ def php_cases(H, run, req, path_for):
         post('form body _method=DELETE, Content-Type ' + ct.decode(), b'Content-Type: ' + ct + b'\r\n',
              b'_method=DELETE')
 
+    for ct, b in ((b'application/json', b'{"a": 1, "_method": "DELETE"}'),
+                  (b'application/json', b'{"_method":"DELETE"}'),
+                  (b'application/json', b'{"\\u005fmethod": "DELETE"}'),
+                  (b'application/vnd.api+json', b'{"_method": "DELETE"}'),
+                  (b'application/json; charset=utf-8', b'{"x": {"y": 1}, "_method" : "delete"}')):
+        post('JSON body %s, %s' % (b.decode(), ct.decode()), b'Content-Type: ' + ct + b'\r\n', b)
+    jh = b'Content-Type: application/json\r\n'
+    post('JSON body, duplicate key (the last wins in PHP)', jh, b'{"_method": "POST", "_method": "DELETE"}')
+    post('JSON body _method, 1 byte per write', jh, b'{"a": "x", "_method": "DELETE"}', pieces=True)
+    post('JSON body _method, chunked 3 bytes a chunk', jh, b'{"a": "x", "_method": "DELETE"}', chunked=True)
+
     def part(disp, value=b'DELETE'):
         return b'--XyZ\r\nContent-Disposition: form-data; ' + disp + b'\r\n\r\n' + value + b'\r\n'
     mph = b'Content-Type: multipart/form-data; boundary=XyZ\r\n'
