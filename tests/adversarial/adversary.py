@@ -397,7 +397,8 @@ def pipeline_cases(up):
         run('path trick %s' % trick.decode(), up, req(up, b'GET', p.encode() + trick), 'either',
             want=[('GET', p + trick.decode())])
     for what, method, sep in (('lower-case method post', b'post', b' '), ('method GeT', b'GeT', b' '),
-                              ('two spaces in the request line', b'GET', b'  '), ('tab in the request line', b'GET', b'\t'),
+                              ('two spaces in the request line', b'GET', b'  '),
+                              ('tab in the request line', b'GET', b'\t'),
                               ('method DELETE\\x00GET', b'DELETE\x00GET', b' ')):
         p = path_for('reqline')
         r = req(up, b'GET', p.encode()).replace(b'GET /v1/', method + sep + b'/v1/', 1)

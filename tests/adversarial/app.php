@@ -12,7 +12,8 @@ $eff = $m;
 if ($m === 'POST') {
     foreach (['HTTP_X_HTTP_METHOD_OVERRIDE', 'HTTP_X_HTTP_METHOD', 'HTTP_X_METHOD_OVERRIDE'] as $k)
         if (isset($_SERVER[$k]) && $_SERVER[$k] !== '') { $eff = strtoupper($_SERVER[$k]); break; }
-    if ($eff === 'POST' && isset($_POST['_method']) && is_string($_POST['_method'])) $eff = strtoupper($_POST['_method']);
+    if ($eff === 'POST' && isset($_POST['_method']) && is_string($_POST['_method']))
+        $eff = strtoupper($_POST['_method']);
     // Laravel merges a JSON body into the input it reads _method from.
     if ($eff === 'POST' && stripos($_SERVER['CONTENT_TYPE'] ?? '', 'json') !== false) {
         $j = json_decode(file_get_contents('php://input'), true);

@@ -6,7 +6,7 @@ the one check every case ends with.
 Output never holds a secret value or a token: both are replaced by
 <value of NAME> / <token of NAME> before anything is printed.
 """
-import base64, binascii, json, os, re, socket, subprocess, sys, threading, time, urllib.parse
+import base64, binascii, json, os, re, socket, subprocess, sys, threading, urllib.parse
 
 PY = '/usr/bin/python3'
 UPSTREAMS = ('nginx', 'node', 'python', 'php', 'evil')

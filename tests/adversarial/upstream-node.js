@@ -29,7 +29,8 @@ const srv = http.createServer((req, res) => {
 srv.on('clientError', (err, sock) => {
   // A connection closed inside a request is the sender giving up, not a
   // request it made: "aborted", told apart from a parser refusal.
-  if (err.code === 'HPE_INVALID_EOF_STATE' || err.code === 'ECONNRESET') put({ up: 'node', aborted: true, error_code: err.code });
+  if (err.code === 'HPE_INVALID_EOF_STATE' || err.code === 'ECONNRESET')
+    put({ up: 'node', aborted: true, error_code: err.code });
   else put({ up: 'node', error: err.code || String(err), raw: err.rawPacket ? err.rawPacket.toString('base64') : '' });
   if (sock.writable) sock.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
 });

@@ -8,7 +8,8 @@ Reads a body the way a typical app on http.server does (chunked when
 Transfer-Encoding names it, else Content-Length) and appends to LOG one JSON
 line per request it parsed: method, target, version, every header in order,
 body length and sha256.  A request http.server refuses is logged as
-{"error": ...}; one whose body the sender broke off as {"aborted": true}.  Answers 200 with a JSON echo of method and target.
+{"error": ...}; one whose body the sender broke off as {"aborted": true}.
+Answers 200 with a JSON echo of method and target.
 """
 import hashlib, http.server, json, sys, threading
 
