@@ -431,6 +431,17 @@ static void audit_done(proxy_job *j) {
         json_decref(o);
 }
 
+/* May the upstream connection of a finished exchange go back to the pool?
+ * Only after a response framed by a length or chunked: one without a body
+ * by its status (204, 304) or method (HEAD) ends where the upstream says,
+ * and bytes it sends after it (late or in the same packet) would be read
+ * as the answer to the next request on that connection — another tool's.
+ * libcurl 7.88 pools such a connection and reuses it with bytes pending. */
+bool proxy_job_reusable(const proxy_job *j) {
+        return !j->resp_bad && j->status >= 200 && j->status != 204 && j->status != 304 &&
+               strcmp(j->method, "HEAD") != 0 && (j->rframe.ncl || j->rframe.nte);
+}
+
 /* The transfer is over (c: its result; its handle already gone): say
  * what failed, answer, audit, drop the loop's reference. */
 void proxy_job_finished(proxy_job *j, CURLcode c) {

@@ -109,6 +109,8 @@ void proxy_job_wake_locked(proxy_job *j);
  * the loop's reference dropped; a failure before the headers (status,
  * code, message: the message may be redacted, never holds the value). */
 void proxy_job_setup(proxy_job *j, CURL *h);
+/* May its upstream connection be reused (a clean, well-framed exchange)? */
+bool proxy_job_reusable(const proxy_job *j);
 void proxy_job_finished(proxy_job *j, CURLcode c);
 void proxy_job_fail(proxy_job *j, int status, const char *code, const char *fmt, ...)
         __attribute__((format(printf, 4, 5)));

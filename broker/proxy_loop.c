@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <curl/curl.h>
@@ -103,6 +104,14 @@ static void handle_put(proxy_loop *l, CURL *h) {
 /* The transfer is over (c: its result): out of the multi handle, the
  * handle kept for the next job, then proxy_job_finished. */
 static void job_finish(proxy_loop *l, proxy_job *j, CURLcode c) {
+        /* An exchange that was not clean: its connection, which libcurl
+         * may have pooled, is shut down now (libcurl finds it dead and
+         * never reuses it).  A failed transfer's libcurl closed itself. */
+        if (j->in_multi && c == CURLE_OK && !proxy_job_reusable(j)) {
+                curl_socket_t s = CURL_SOCKET_BAD;
+                if (curl_easy_getinfo(j->h, CURLINFO_ACTIVESOCKET, &s) == CURLE_OK && s != CURL_SOCKET_BAD)
+                        (void)shutdown(s, SHUT_RDWR);
+        }
         if (j->in_multi) {
                 curl_multi_remove_handle(l->multi, j->h);
                 j->in_multi = false;

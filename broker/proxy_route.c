@@ -216,10 +216,21 @@ int api_proxy(request *rq) {
          * the connection is closed after such a refusal (its framing may be
          * the very thing in doubt). */
         MHD_get_connection_values_n(rq->conn, MHD_HEADER_KIND, collect, hl);
+        if (rq->target_nul) {
+                rq->close = true;
+                ret = reply_error(rq, 400, "bad_request", "the request target holds a NUL byte");
+                goto out;
+        }
         if (cb_preq_decide(rq->method, rq->raw_target, strlen(rq->raw_target), hl->h, hl->n, &head) < 0) {
                 rq->close = true;
                 ret = reply_error(rq, head.status, head.status == 431 ? "headers_too_large" :
                                   head.status == 405 ? "method_not_allowed" : "bad_request", "%s", head.why);
+                goto out;
+        }
+        if (head.frame == CB_FRAME_CHUNKED && rq->http10) {
+                /* RFC 9112 §6.1: faulty framing from an HTTP/1.0 client. */
+                rq->close = true;
+                ret = reply_error(rq, 400, "bad_request", "Transfer-Encoding in an HTTP/1.0 request: refused");
                 goto out;
         }
         if (head.path_len)

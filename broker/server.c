@@ -205,7 +205,6 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
                               void **con_cls) {
         request *rq = *con_cls;
 
-        (void)version;
         if (!rq || !rq->started) {
                 const conn_ctx *cc = conn_ctx_of(conn);
                 if (cc && cc->kind != CTX_COUNTED)
@@ -214,6 +213,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
                         return MHD_NO;
                 rq->peer.pidfd = -1;
                 rq->started = true;
+                rq->http10 = version && strcmp(version, "HTTP/1.0") == 0;
                 *con_cls = rq;
                 /* A proxied request is decided on its headers, before any of
                  * its body is read: the body then streams to the upstream. */
@@ -529,6 +529,11 @@ static void *keep_target(void *cls, const char *uri, struct MHD_Connection *c) {
         if (rq) {
                 rq->peer.pidfd = -1;
                 rq->raw_target = strdup(uri); /* NULL: the proxy refuses the request */
+                /* libmicrohttpd 0.9.75 hands the target as a C string: a NUL
+                 * in it cuts it short.  Whole, it ends where the space
+                 * before the HTTP version was (the version, checked before
+                 * this call, follows); cut, the rest of the target does. */
+                rq->target_nul = strncmp(uri + strlen(uri) + 1, "HTTP/", 5) != 0;
         }
         return rq;
 }

@@ -10,6 +10,7 @@ and only membership is tested).
 """
 import json
 import os
+import re
 import socket
 import sys
 import time
@@ -25,8 +26,13 @@ def ok(msg):
 
 
 def bad(msg):
+    """A failure, with the injected credentials the upstream log quotes
+    masked (the values are the test's secrets) and tokens too."""
     global fails
     fails += 1
+    msg = re.sub(r"(?i)(authorization: )(?:[^\\\r\n\"]|\\\\)*", r"\1<masked>", msg)
+    for n, t in TOK.items():
+        msg = msg.replace(t, "<token of %s>" % n)
     print("FAIL " + msg, flush=True)
 
 
@@ -166,6 +172,8 @@ refused("Transfer-Encoding: gzip, chunked", req("POST", P, ["Transfer-Encoding: 
 refused("Transfer-Encoding: gzip (no hang)", req("POST", P, ["Transfer-Encoding: gzip"], b"hello"))
 refused("Transfer-Encoding: identity (no hang)", req("POST", P, ["Transfer-Encoding: identity"], b"hello"))
 refused("Transfer-Encoding twice", req("POST", P, ["Transfer-Encoding: chunked", "Transfer-Encoding: chunked"], CH))
+refused("HTTP/1.0 with Transfer-Encoding: chunked", req("POST", P, ["Transfer-Encoding: chunked"], CH).replace(
+        b"HTTP/1.1", b"HTTP/1.0", 1))
 refused("obs-fold in Transfer-Encoding", req("POST", P, ["Transfer-Encoding:", " chunked"], CH))
 refused("obs-fold in another header", req("POST", P, ["X-A: b", " c", "Content-Length: 5"], b"hello"))
 refused("space before the colon (Content-Length :)", req("POST", P, ["Content-Length : 5"], b"hello"))
@@ -203,7 +211,21 @@ for path, what in (("/resp/cl-te", "Content-Length and Transfer-Encoding"), ("/r
     else:
         ok("upstream answers %s: 502, and that connection is not reused" % what)
 
+for path in ("/resp/204-extra", "/resp/204-late", "/resp/304-extra"):
+    before = len(recs())
+    st, _, _, _ = send(req("GET", "/v1/proxy/up" + path))
+    time.sleep(0.4)
+    st2, b2, _, _ = send(req("GET", "/v1/proxy/other/echo", secret="other"))
+    after = recs()[before:]
+    if st not in (204, 304) or st2 != 200 or b2 != "ok" or len(after) != 2 or after[0]["conn"] == after[1]["conn"]:
+        bad("upstream answers %s: %d, then the next tool's request got %d %r over %s" %
+            (path, st, st2, b2[:40], json.dumps(after)[:300]))
+    else:
+        ok("upstream answers %s: that connection is never reused (the next request got its own answer)" % path)
+
 print("# path and query bytes")
+refused("a NUL byte in the target", b"GET /v1/proxy/up/echo\x00/../admin HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+        + TOK["up"].encode() + b"\r\n\r\n")
 refused("raw non-ASCII bytes in the path", b"GET /v1/proxy/up/ok/\xc0\xae\xc0\xae/admin HTTP/1.1\r\nHost: x\r\n"
         b"Authorization: Bearer " + TOK["up"].encode() + b"\r\n\r\n", closed=True)
 refused("raw '\"' in the query", req("GET", '/v1/proxy/up/echo?a="x"'))

@@ -15,6 +15,9 @@ Paths (anything else: 200 "ok"):
   /resp/ce-list    Content-Encoding: identity, gzip (a gzip body)
   /resp/te-gzip    Transfer-Encoding: gzip, chunked
   /resp/fold       a header continued on the next line
+  /resp/204-extra  204, then (same write) a second answer nobody asked for
+  /resp/204-late   204, then 0.2 s later a second answer
+  /resp/304-extra  304, then (same write) a second answer
 """
 import argparse
 import gzip
@@ -22,6 +25,7 @@ import itertools
 import json
 import socket
 import threading
+import time
 
 LOCK = threading.Lock()
 CONNS = itertools.count(1)
@@ -51,7 +55,14 @@ def read_n(sock, buf, n):
     return buf[:n], buf[n:]
 
 
+SMUGGLED = b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nSMUGGLED"
+
+
 def answer(path):
+    if path == "/resp/204-extra":
+        return b"HTTP/1.1 204 No Content\r\n\r\n" + SMUGGLED
+    if path == "/resp/304-extra":
+        return b"HTTP/1.1 304 Not Modified\r\n\r\n" + SMUGGLED
     if path == "/resp/cl-te":
         return b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n"
     if path == "/resp/two-cl":
@@ -104,7 +115,13 @@ def serve(sock, logpath):
             seq += 1
             log(logpath, {"conn": conn, "seq": seq, "head": head.decode("latin-1"),
                           "body": body.decode("latin-1"), "complete": True})
-            sock.sendall(answer(target.split("?")[0]))
+            path = target.split("?")[0]
+            if path == "/resp/204-late":
+                sock.sendall(b"HTTP/1.1 204 No Content\r\n\r\n")
+                time.sleep(0.2)
+                sock.sendall(SMUGGLED)
+            else:
+                sock.sendall(answer(path))
             del start
     except OSError:
         return

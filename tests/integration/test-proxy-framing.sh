@@ -52,7 +52,7 @@ cat >"$T/policy.json" <<JSON
 JSON
 chmod 0644 "$T/policy.json"
 "$DAEMON" --state-dir "$T/state" --run-dir "$T/run" --policy "$T/policy.json" --unlock "keyfile:$T/key" \
-        --audit-log "$T/audit.log" >"$T/daemon.out" 2>&1 &
+        --audit-log "$T/audit.log" --threads 1 >"$T/daemon.out" 2>&1 &
 DPID=$!
 for _ in $(seq 50); do [ -S "$T/run/admin.sock" ] && break; sleep 0.1; done
 [ -S "$T/run/tools.sock" ] || { bad "daemon did not start: $(cat "$T/daemon.out")"; exit 1; }
