@@ -6,7 +6,7 @@
 
 Reads one JSON command per line on stdin and answers one JSON line:
   {"op": "xchg", "via": "unix"|"tcp", "send": [base64...], "gap": ms,
-   "want": N, "timeout": s, "shut": bool, "wait100": bool}
+   "want": N, "timeout": s, "shut": bool, "wait100": bool, "head": bool}
       connect, send the pieces (gap ms apart; with wait100 it waits for a
       "100 Continue" before the second piece), optionally shut the write side,
       read until N final responses were read, the peer closed, or the
@@ -60,6 +60,7 @@ class Reader:
         return d
 
     truncated = False
+    nobody = False                          # the answers are to HEAD
 
     def response(self):
         """(status, body) of one response, or None; self.truncated when a
@@ -81,7 +82,7 @@ class Reader:
                 break
             k, _, v = h.partition(b':')
             hdr[k.strip().lower()] = v.strip()
-        if 100 <= code < 200:
+        if 100 <= code < 200 or self.nobody or code in (204, 304):
             return (code, b'')
         if b'chunked' in hdr.get(b'transfer-encoding', b'').lower():
             body = b''
@@ -125,6 +126,7 @@ def xchg(cmd):
         s.connect(SOCK)
     deadline = time.monotonic() + cmd.get('timeout', 5)
     rd = Reader(s, deadline)
+    rd.nobody = bool(cmd.get('head'))
     statuses, bodies = [], []
     want = cmd.get('want', 1)
     try:

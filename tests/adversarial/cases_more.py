@@ -23,20 +23,24 @@ def response_cases(H, run, req, path_for):
         return H.agents[who].xchg(req('evil', b'GET', path.encode(), secret='evil' if who == 'attacker' else 'evil2'),
                                   timeout=6)
 
+    def ag_head(path):
+        return H.agents['attacker'].xchg(req('evil', b'HEAD', path.encode()), timeout=6, head=True)
+
     # Framing of the answer: 502, and the connection never reused.
-    for kind in ('clte', 'twocl', 'cllist', 'b204', 'b304', 'te-chunked-cl', 'b204-late', 'extra-late'):
+    for kind in ('clte', 'twocl', 'cllist', 'b204', 'b304', 'te-chunked-cl', 'b204-late', 'b204-late-20',
+                 'extra-late', 'extra-late-20', 'extra-late-100', 'head-late', 'head-late-20'):
         if not H.wanted('evil: answer with %s' % kind):
             continue
         m = H.logs.mark()
         bad = path_for('resp-' + kind) + '/' + kind
-        r = get(bad)
+        r = ag_head(bad) if kind.startswith('head') else get(bad)
         time.sleep(0.3)                     # the late bytes are in
         follow = [path_for('after-' + kind) + '/ok' for _ in range(2)]
         fr = [get(p, 'victim') for p in follow]      # another uid, the same pool
         time.sleep(0.1)
         recs = H.logs.since(m)['evil'][0]
         why = []
-        if kind in ('b204', 'b304', 'b204-late', 'extra-late'):
+        if kind in ('b204', 'b304') or '-late' in kind:
             # A bodiless status with bytes after it: whatever the tool gets,
             # those bytes must never become the next request's answer.
             pass

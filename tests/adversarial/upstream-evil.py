@@ -22,8 +22,9 @@ from the request's "Authorization: Bearer <value>":
   hex / HEX   the value in hex; json-u: every character as \\uXXXX
   b64-1/b64-2 base64 of the value after 1 or 2 leading bytes
   b204, b304  a bodiless status followed by bytes that look like an answer
-  b204-late, extra-late  a 204 / a complete answer, then 0.2 s later an
-              unasked-for answer on the idle connection
+  b204-late[-MS], extra-late[-MS], head-late[-MS]  a 204 / a complete answer /
+              an answer to HEAD, then MS (default 200) ms later an unasked-for
+              answer on the idle connection
   te-chunked-cl  TE chunked then CL, with a second answer after the body
   hdr-raw, hdr-pct, trailer  the value in a header (raw, percent) or a trailer
 """
@@ -53,11 +54,14 @@ def answer(kind, target, val):
         return b'HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 11\r\n\r\nhello world'
     if kind == 'cllist':
         return b'HTTP/1.1 200 OK\r\nContent-Length: 5, 11\r\n\r\nhello world'
-    if kind == 'b204-late':     # the extra bytes come once the broker holds the connection idle
-        return (b'HTTP/1.1 204 No Content\r\n\r\n', b'HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nSMUGGLED')
-    if kind == 'extra-late':     # a well-framed answer, then an unasked-for one
-        return (b'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok',
-                b'HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nSMUGGLED')
+    late = b'HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nSMUGGLED'
+    ms = int(kind.rsplit('-', 1)[1]) if kind[-1:].isdigit() else 200
+    if kind.startswith('b204-late'):   # the extra bytes come once the broker holds the connection idle
+        return (b'HTTP/1.1 204 No Content\r\n\r\n', late, ms)
+    if kind.startswith('extra-late'):  # a well-framed answer, then an unasked-for one
+        return (b'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok', late, ms)
+    if kind.startswith('head-late'):   # an answer to HEAD (no body by method), then one more
+        return (b'HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n', late, ms)
     if kind == 'b204':
         return b'HTTP/1.1 204 No Content\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nSMUGGLED'
     if kind == 'b304':
@@ -131,7 +135,7 @@ def serve(c):
             a = answer(target.split('?')[0].rsplit('/', 1)[-1], target, val)
             if isinstance(a, tuple):
                 c.sendall(a[0])
-                time.sleep(0.2)
+                time.sleep(a[2] / 1000)
                 c.sendall(a[1])
             else:
                 c.sendall(a)
