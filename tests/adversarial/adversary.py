@@ -403,6 +403,17 @@ def pipeline_cases(up):
         p = path_for('reqline')
         r = req(up, b'GET', p.encode()).replace(b'GET /v1/', method + sep + b'/v1/', 1)
         run('request line: %s' % what, up, r, 'either', want=[('GET', p)], must_close=False)
+    p = path_for('get-body')
+    run('GET with a Content-Length body', up, req(up, b'GET', p.encode(), b'Content-Length: 5\r\n', b'hello'),
+        'either', want=[('GET', p)], body_len=5)
+    p = path_for('get-chunked')
+    run('GET with a chunked body hiding a request', up,
+        req(up, b'GET', p.encode(), b'Transfer-Encoding: chunked\r\n', ch(SMUG)), 'either', want=[('GET', p)],
+        body_len=len(SMUG))
+    p = path_for('post-cl0')
+    run('POST with Content-Length: 0, then a pipelined GET', up,
+        req(up, b'POST', p.encode(), b'Content-Length: 0\r\n') + req(up, b'GET', p.encode() + b'/2'), 'pass',
+        want=[('POST', p), ('GET', p + '/2')], nresp=2, body_len=None)
     p = path_for('plus')
     run("'+' in the query carried unchanged", up, req(up, b'GET', p.encode() + b'?a=1+2&b=%2B&c=+'), 'pass',
         want=[('GET', p + '?a=1+2&b=%2B&c=+')])
