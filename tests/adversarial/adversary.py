@@ -499,7 +499,7 @@ def oracle_cases():
              'the answers differ: existing secret %s, missing secret %s' % (a, b))
 
 
-from cases_more import response_cases, php_cases  # noqa: E402
+from cases_more import php_cases, response_cases, stall_cases  # noqa: E402
 
 
 def main():
@@ -521,6 +521,8 @@ def main():
     oracle_cases()
     print('# hostile upstream answers', flush=True)
     response_cases(H, run, req, path_for)
+    print('# stalled uploads', flush=True)
+    stall_cases(H, req, path_for, SEC)
     print('# PHP behind a POST-only seal', flush=True)
     php_cases(H, run, req, path_for)
     print('# the crash (last: it ends the daemon where it is not fixed)', flush=True)

@@ -161,3 +161,35 @@ def php_cases(H, run, req, path_for):
     run('GET (not sealed) refused', 'php', req('php', b'GET', p.encode()), 'refuse', must_close=False)
     p = p_('delete')
     run('DELETE (not sealed) refused', 'php', req('php', b'DELETE', p.encode()), 'refuse', must_close=False)
+
+
+def stall_cases(H, req, path_for, sec):
+    """Stalled uploads by the attacker must not hold up the victim: four
+    attacker processes each send the head and 10 of 100,000 announced body
+    bytes, then hold their connections; the victim's requests on the same
+    upstream (same pool, one transfer loop) are answered meanwhile."""
+    import threading
+    from harness import Agent
+    for up in ('nginx', 'node', 'python'):
+        name = '%s: 4 stalled uploads do not hold up the victim' % up
+        if not H.wanted(name):
+            continue
+        ags = [Agent(H.conf, H.conf['uids']['attacker']) for _ in range(4)]
+        ts = []
+        for i, ag in enumerate(ags):
+            r = req(up, b'POST', path_for('stall').encode(), b'Content-Length: 100000\r\n', b'x' * 10)
+            t = threading.Thread(target=ag.xchg, args=(r,), kwargs={'timeout': 6})
+            t.start()
+            ts.append(t)
+        time.sleep(0.5)
+        why = []
+        for i in range(2):
+            vt = path_for('stall-victim').replace('/ok/', '/ok/victim-', 1)
+            vr = H.agents['victim'].xchg(req(up, b'GET', vt.encode(), secret=sec[up][1]), timeout=4)
+            if vr['statuses'][-1:] != [200] or vt.encode() not in b''.join(vr['bodies']):
+                why.append('victim request %s answered %s while uploads stalled' % (vt, vr['statuses']))
+        for t in ts:
+            t.join()
+        for ag in ags:
+            ag.close()
+        H.report(name, not why, '; '.join(why))
