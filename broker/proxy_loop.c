@@ -76,6 +76,7 @@ struct proxy_loop {
         int wake_fd;                          /* eventfd: written to wake the loop */
         int idle_ep;                          /* epoll of pooled upstream connections (see idle_watch) */
         unsigned char idle_bits[IDLE_FDS / 8];  /* the loop thread's: which descriptors idle_ep holds */
+        unsigned char busy_bits[IDLE_FDS / 8];  /* the loop thread's: which ones libcurl watches (in use) */
         uint64_t curl_due_ns;                 /* curl's one-shot timer (0: none), the loop thread's */
         struct MHD_Daemon *driven;            /* a TCP listener's server it runs, or NULL */
         int driven_fd;                        /* its epoll fd */
@@ -112,17 +113,27 @@ static void handle_put(proxy_loop *l, CURL *h) {
  * epoll), and one that becomes readable is shut down: libcurl then finds
  * it dead.  It leaves the watch when libcurl takes it up again (on_socket)
  * or closes it (epoll drops a closed descriptor). */
-static void idle_mark(proxy_loop *l, int fd, bool on) {
+static void bit_set(unsigned char *bits, int fd, bool on) {
         if (fd >= 0 && fd < IDLE_FDS) {
                 if (on)
-                        l->idle_bits[fd / 8] |= (unsigned char)(1u << (fd % 8));
+                        bits[fd / 8] |= (unsigned char)(1u << (fd % 8));
                 else
-                        l->idle_bits[fd / 8] &= (unsigned char)~(1u << (fd % 8));
+                        bits[fd / 8] &= (unsigned char)~(1u << (fd % 8));
         }
 }
 
+static void idle_mark(proxy_loop *l, int fd, bool on) {
+        bit_set(l->idle_bits, fd, on);
+}
+
+/* After its transfer ended (in finish_done, once curl_multi_socket_action
+ * returned): unless libcurl already took it up again for another transfer
+ * in that same call (it then watches it). */
 static void idle_watch(proxy_loop *l, curl_socket_t s) {
         struct epoll_event ev = { .events = EPOLLIN | EPOLLRDHUP, .data.fd = s };
+
+        if (s < 0 || s >= IDLE_FDS || (l->busy_bits[s / 8] & (1u << (s % 8))))
+                return;
 
         if (epoll_ctl(l->idle_ep, EPOLL_CTL_ADD, s, &ev) < 0 && errno == EEXIST)
                 (void)epoll_ctl(l->idle_ep, EPOLL_CTL_MOD, s, &ev);
@@ -251,6 +262,7 @@ static int on_socket(CURL *e, curl_socket_t s, int what, void *userp, void *sock
 
         (void)e;
         idle_unwatch(l, s);                       /* in use again (or gone): not idle */
+        bit_set(l->busy_bits, s, what != CURL_POLL_REMOVE);
         if (what == CURL_POLL_REMOVE) {
                 if (socketp) {
                         (void)epoll_ctl(l->ep, EPOLL_CTL_DEL, s, NULL);
