@@ -18,6 +18,7 @@ Paths (anything else: 200 "ok"):
   /resp/204-extra  204, then (same write) a second answer nobody asked for
   /resp/204-late   204, then 0.2 s later a second answer
   /resp/304-extra  304, then (same write) a second answer
+  /resp/200-late   200 "ok", then 0.2 s later a second answer
 """
 import argparse
 import gzip
@@ -116,8 +117,9 @@ def serve(sock, logpath):
             log(logpath, {"conn": conn, "seq": seq, "head": head.decode("latin-1"),
                           "body": body.decode("latin-1"), "complete": True})
             path = target.split("?")[0]
-            if path == "/resp/204-late":
-                sock.sendall(b"HTTP/1.1 204 No Content\r\n\r\n")
+            if path in ("/resp/204-late", "/resp/200-late"):
+                sock.sendall(b"HTTP/1.1 204 No Content\r\n\r\n" if path == "/resp/204-late" else
+                             b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
                 time.sleep(0.2)
                 sock.sendall(SMUGGLED)
             else:
