@@ -430,7 +430,9 @@ def token_and_routing_cases(up):
                            ('token in the query', b'', b'?token=' + t),
                            ('token percent-encoded in the query', b'', b'?t=' + urllib.parse.quote(t, safe='').encode(
                                ).replace(b'_', b'%5F')),
-                           ('token in the query, second Bearer', b'', b'?access_token=' + t + b'&x=1')):
+                           ('token in the query, second Bearer', b'', b'?access_token=' + t + b'&x=1'),
+                           ('token in a path segment', b'', b'/' + t),
+                           ('token in a query name', b'', b'?' + t + b'=1')):
         p = path_for(name)
         run(name, up, req(up, b'GET', p.encode() + q, extra), 'either', want=[('GET', p + q.decode())])
     hs = [b'Forwarded: for=1.2.3.4;host=evil.test', b'X-Forwarded-For: 1.2.3.4', b'X-Forwarded-Host: evil.test',
