@@ -166,6 +166,15 @@ def php_cases(H, run, req, path_for):
     post('multipart _method, quoted boundary', b'Content-Type: multipart/form-data; boundary="XyZ"\r\n',
          part(b'name="_method"') + b'--XyZ--\r\n')
     post('multipart _method, 1 byte per write', mph, part(b'name="_method"') + b'--XyZ--\r\n', pieces=True)
+    for ct in (b'multipart/form-data; charset=utf-8; boundary=XyZ', b'multipart/form-data;boundary=XyZ',
+               b'multipart/form-data; BOUNDARY=XyZ', b'Multipart/Form-Data; boundary=XyZ',
+               b'multipart/form-data; boundary=XyZ; boundary=Other', b'multipart/form-data; boundary=Other; boundary=XyZ',
+               b'multipart/form-data; boundary="XyZ"; charset=utf-8', b'multipart/form-data, text/plain; boundary=XyZ'):
+        post('multipart _method, Content-Type ' + ct.decode(), b'Content-Type: ' + ct + b'\r\n',
+             part(b'name="_method"') + b'--XyZ--\r\n')
+    post('multipart _method, CRLF-less final boundary', mph, part(b'name="_method"') + b'--XyZ--')
+    post('multipart _method, LF-only lines', mph,
+         b'--XyZ\nContent-Disposition: form-data; name="_method"\n\nDELETE\n--XyZ--\n')
     p = p_('get')
     run('GET (not sealed) refused', 'php', req('php', b'GET', p.encode()), 'refuse', must_close=False)
     p = p_('delete')
