@@ -52,7 +52,7 @@ def path_for(name):
 
 
 def run(name, up, sent, expect, want=(), allow=(), via='unix', victim=True, nresp=1, body_len=None, shut=False,
-        gap=0, wait100=False, timeout=4, must_close=True, who='attacker', secret=None, rec_check=None,
+        gap=0, wait100=False, timeout=8, must_close=True, who='attacker', secret=None, rec_check=None,
         path_only=False, need=None):
     """One case.  expect: 'pass' (answered 2xx; upstream saw exactly `want`,
     [(method, target)]), 'refuse' (4xx/501 or closed, nothing upstream but
@@ -72,7 +72,7 @@ def run(name, up, sent, expect, want=(), allow=(), via='unix', victim=True, nres
     if victim and vsec:
         for i in range(2):
             vt = '/ok/victim-%d-%d' % (next(seq), i)
-            vr = H.agents['victim'].xchg(req(up, b'GET', vt.encode(), secret=vsec), timeout=4)
+            vr = H.agents['victim'].xchg(req(up, b'GET', vt.encode(), secret=vsec), timeout=10)
             vic.append((vt, vr))
     time.sleep(0.05)
     seen = H.logs.since(m)
@@ -188,7 +188,7 @@ def resync(up):
         return
     for i in range(4):
         vt = '/ok/resync-%d' % next(seq)
-        r = H.agents['victim'].xchg(req(up, b'GET', vt.encode(), secret=vsec), timeout=3)
+        r = H.agents['victim'].xchg(req(up, b'GET', vt.encode(), secret=vsec), timeout=8)
         if vt.encode() in b''.join(r['bodies']):
             return
         H.drop_pool()

@@ -203,7 +203,7 @@ def stall_cases(H, req, path_for, sec):
         why = []
         for i in range(2):
             vt = path_for('stall-victim').replace('/ok/', '/ok/victim-', 1)
-            vr = H.agents['victim'].xchg(req(up, b'GET', vt.encode(), secret=sec[up][1]), timeout=4)
+            vr = H.agents['victim'].xchg(req(up, b'GET', vt.encode(), secret=sec[up][1]), timeout=10)
             if vr['statuses'][-1:] != [200] or vt.encode() not in b''.join(vr['bodies']):
                 why.append('victim request %s answered %s while uploads stalled' % (vt, vr['statuses']))
         for t in ts:
