@@ -39,6 +39,7 @@
  */
 #include <errno.h>
 #include <netdb.h>
+#include <netinet/in.h>
 #include <stdarg.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -388,6 +389,59 @@ static curl_socket_t on_opensocket(void *u, curlsocktype purpose, struct curl_so
         return socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
 }
 
+/* Upstream connections are not shared between uids: a pooled connection
+ * belongs to the uid whose request first went out on it, and another uid's
+ * transfer that libcurl hands it is stopped here, before a byte is sent,
+ * and started again on a fresh connection (job_finish).  So whatever an
+ * upstream leaves on a connection — an unsolicited second answer timed to
+ * meet the next request — reaches only the uid that talked to it.
+ * A connection is known by its local port (libcurl 7.88 tells the
+ * pre-request callback no descriptor), per address family: owner uid + 1,
+ * 0 for none; cleared when libcurl closes the socket (on_closesocket).  A
+ * stale entry can only cost a restart, never a shared connection. */
+static uint32_t conn_owner[2][65536];
+
+static uint32_t *owner_slot(const char *local_ip, int local_port) {
+        if (local_port <= 0 || local_port > 65535)
+                return NULL;
+        return &conn_owner[local_ip && strchr(local_ip, ':') ? 1 : 0][local_port];
+}
+
+static int on_prereq(void *u, char *ip, char *local_ip, int port, int local_port) {
+        proxy_job *j = u;
+        uint32_t *slot = owner_slot(local_ip, local_port);
+
+        (void)ip, (void)port;
+        if (!slot)
+                return CURL_PREREQFUNC_OK;
+        uint32_t me = (uint32_t)j->uid + 1, owner = __atomic_load_n(slot, __ATOMIC_RELAXED);
+        if (owner == 0 || owner == me || j->fresh) {     /* a fresh one is ours whatever a stale entry says */
+                __atomic_store_n(slot, me, __ATOMIC_RELAXED);
+                return CURL_PREREQFUNC_OK;
+        }
+        j->foreign_conn = true;                   /* another uid's: job_finish restarts it on a fresh one */
+        return CURL_PREREQFUNC_ABORT;
+}
+
+/* libcurl closes an upstream socket: its local port is nobody's now.  No
+ * job pointer here (the connection may outlive the job that opened it). */
+static int on_closesocket(void *u, curl_socket_t s) {
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof(ss);
+
+        (void)u;
+        if (getsockname(s, (struct sockaddr *)&ss, &sl) == 0) {
+                uint32_t *slot = NULL;
+                if (ss.ss_family == AF_INET)
+                        slot = &conn_owner[0][ntohs(((struct sockaddr_in *)&ss)->sin_port)];
+                else if (ss.ss_family == AF_INET6)
+                        slot = &conn_owner[1][ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)];
+                if (slot)
+                        __atomic_store_n(slot, 0u, __ATOMIC_RELAXED);
+        }
+        return close(s);
+}
+
 static const char *curl_fail_code(CURLcode c, int *status) {
         switch (c) {
         case CURLE_OPERATION_TIMEDOUT:
@@ -497,6 +551,10 @@ void proxy_job_setup(proxy_job *j, CURL *h) {
                 curl_easy_setopt(h, CURLOPT_PINNEDPUBLICKEY, j->pin);
         curl_easy_setopt(h, CURLOPT_OPENSOCKETFUNCTION, on_opensocket);
         curl_easy_setopt(h, CURLOPT_OPENSOCKETDATA, j);
+        curl_easy_setopt(h, CURLOPT_PREREQFUNCTION, on_prereq);
+        curl_easy_setopt(h, CURLOPT_PREREQDATA, j);
+        curl_easy_setopt(h, CURLOPT_CLOSESOCKETFUNCTION, on_closesocket);
+        curl_easy_setopt(h, CURLOPT_CLOSESOCKETDATA, NULL);
         curl_easy_setopt(h, CURLOPT_SHARE, share);
         curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
         curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, CONNECT_TIMEOUT);

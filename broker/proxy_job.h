@@ -54,6 +54,8 @@ typedef struct proxy_job {
         CURL *h;                      /* the loop thread's only */
         bool in_multi;                /* the loop thread's: in the multi handle, not yet finished */
         bool refused;                 /* the loop thread's: an address was refused (SSRF) */
+        bool foreign_conn;            /* the loop thread's: libcurl handed it another uid's connection */
+        bool fresh;                   /* the loop thread's: restarted on a fresh connection once */
         char refusal[512];            /* the loop thread's: which, and why */
         size_t active_idx;            /* the loop thread's: slot in its table of transfers */
         proxy_loop *loop;             /* the loop running it (set under the inbox lock) */

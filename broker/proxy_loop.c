@@ -161,6 +161,22 @@ static void idle_ready(proxy_loop *l) {
 /* The transfer is over (c: its result): out of the multi handle, the
  * handle kept for the next job, then proxy_job_finished. */
 static void job_finish(proxy_loop *l, proxy_job *j, CURLcode c) {
+        /* Stopped before sending because libcurl offered another uid's
+         * pooled connection (on_prereq): once more, on a fresh one. */
+        if (j->in_multi && c == CURLE_ABORTED_BY_CALLBACK && j->foreign_conn && !j->fresh &&
+            !__atomic_load_n(&j->cancelled, __ATOMIC_RELAXED)) {
+                j->foreign_conn = false;
+                j->fresh = true;
+                curl_multi_remove_handle(l->multi, j->h);
+                curl_easy_setopt(j->h, CURLOPT_FRESH_CONNECT, 1L);
+                if (curl_multi_add_handle(l->multi, j->h) == CURLM_OK)
+                        return;
+                j->in_multi = false;
+                l->active[j->active_idx] = l->active[--l->n_active];
+                l->active[j->active_idx]->active_idx = j->active_idx;
+                proxy_job_fail(j, 500, "internal", "libcurl: cannot restart the transfer");
+                c = CURLE_FAILED_INIT;
+        }
         /* An exchange that was not clean: its connection, which libcurl
          * may have pooled, is shut down now (libcurl finds it dead and
          * never reuses it).  A failed transfer's libcurl closed itself. */

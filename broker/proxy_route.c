@@ -452,6 +452,11 @@ int api_proxy(request *rq) {
                 }
                 out = l;
         }
+        if (cb_preq_holds_token(path, strlen(path))) {
+                ret = reply_error(rq, 400, "bad_request", "the path carries a credbroker token: tokens never travel "
+                                  "upstream");
+                goto out;
+        }
         /* The query: the client's bytes as sent, minus the injected
          * parameter and (methods sealed) method overrides, however spelt. */
         if (head.has_query) {

@@ -301,6 +301,8 @@ c = send(req("GET", "/v1/proxy/up/echo", ["Authorization: Bearer cbt_notatoken"]
 refused("a token in a Cookie", req("GET", P, ["Cookie: s=" + TOK["up"]]), closed=False)
 refused("a token in the query", req("GET", P + "?t=" + TOK["up"]), closed=False)
 refused("a token percent-encoded in the query", req("GET", P + "?t=%63bt%5F" + TOK["up"][4:]), closed=False)
+refused("a token in a path segment", req("GET", P + "/" + TOK["up"]), closed=False)
+refused("a token percent-encoded in the path", req("GET", P + "/%63bt_" + TOK["up"][4:]), closed=False)
 refused("a token in another header", req("GET", P, ["X-Other: x " + TOK["other"]]), closed=False)
 passed("routing headers dropped", req("GET", P, ["Forwarded: for=1.2.3.4", "X-Forwarded-For: 1.2.3.4",
        "X_Forwarded_Host: evil", "X-Forwarded-Prefix: /admin", "X-Original-URI: /admin", "X-Envoy-Original-Path: /admin",

@@ -32,7 +32,7 @@ trap 'exit 143' TERM INT
 fails=0
 ok() { echo "ok   $*"; }
 bad() { echo "FAIL $*"; fails=$((fails + 1)); }
-U1=61311
+U1=61311 U2=61312
 PY=$(readlink -f /usr/bin/python3)
 as() { local u=$1; shift; timeout "${CB_FRAMING_TIMEOUT:-240}" setpriv --reuid "$u" --regid "$u" --clear-groups "$@"; }
 hex() { head -c "$1" /dev/urandom | od -An -tx1 | tr -d ' \n'; }
@@ -44,10 +44,11 @@ case "$PORT" in ''|*[!0-9]*) bad "upstream did not start: $(cat "$T/up.err")"; e
 
 "$CLI" init --state-dir "$T/state" --unlock "keyfile:$T/key" >/dev/null || { bad init; exit 1; }
 cat >"$T/policy.json" <<JSON
-{ "clients": { "py-tool": {"uid": $U1, "exe": "$PY"} },
+{ "clients": { "py-tool": {"uid": $U1, "exe": "$PY"}, "py-tool2": {"uid": $U2, "exe": "$PY"} },
   "grants": [ {"client": "py-tool", "secret": "up", "use": ["proxy"], "max_ttl": 7200},
               {"client": "py-tool", "secret": "post", "use": ["proxy"], "max_ttl": 7200},
-              {"client": "py-tool", "secret": "other", "use": ["proxy"], "max_ttl": 7200} ],
+              {"client": "py-tool", "secret": "other", "use": ["proxy"], "max_ttl": 7200},
+              {"client": "py-tool2", "secret": "other", "use": ["proxy"], "max_ttl": 7200} ],
   "admins": {"uids": [0]} }
 JSON
 chmod 0644 "$T/policy.json"
@@ -81,8 +82,10 @@ done
 put tmpl --host "http://127.0.0.1:$PORT" --inject 'X-Api-Key: {}' && ok "put --inject 'X-Api-Key: {}' accepted" ||
         bad "put --inject 'X-Api-Key: {}': $(cat "$T/put.tmpl")"
 
-for s in up post other; do
-        as $U1 /usr/bin/python3 - "$T/run/tools.sock" "$s" "$T/tok/$s" <<'PY'
+for s in up post other other@$U2; do
+        u=$U1
+        case $s in *@*) u=${s#*@} s=${s%@*} ;; esac
+        as "$u" /usr/bin/python3 - "$T/run/tools.sock" "$s" "$T/tok/$s${u#$U1}" <<'PY'
 import json, socket, sys
 s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])
 b = json.dumps({"secret": sys.argv[2], "use": "proxy", "ttl": 7200}).encode()
@@ -94,11 +97,38 @@ while True:
     d += x
 open(sys.argv[3], "w").write(json.loads(d.split(b"\r\n\r\n", 1)[1])["token"])
 PY
-        [ -s "$T/tok/$s" ] && ok "token for $s" || bad "no token for $s"
+        [ -s "$T/tok/$s${u#$U1}" ] && ok "token for $s (uid $u)" || bad "no token for $s (uid $u)"
 done
+mv "$T/tok/other$U2" "$T/other.u2"       # not the cases' (they run as $U1)
 
 as $U1 /usr/bin/python3 "$HERE/proxy-framing-cases.py" "$T" "$T/run/tools.sock"
 [ $? = 0 ] || fails=$((fails + 1))
+echo "# upstream connections are not shared between uids"
+cat >"$T/one.py" <<'PY'
+import socket, sys
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])
+tok = open(sys.argv[3]).read().strip()
+s.sendall(("GET /v1/proxy/%s/echo HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nConnection: close\r\n\r\n"
+           % (sys.argv[2], tok)).encode())
+d = b""
+while True:
+    x = s.recv(65536)
+    if not x: break
+    d += x
+print(d.split(b" ")[1].decode())
+PY
+chmod 0644 "$T/one.py" "$T/other.u2"
+conns() { /usr/bin/python3 -c 'import json,sys; print(" ".join(str(json.loads(l)["conn"]) for l in open(sys.argv[1]).readlines()[-int(sys.argv[2]):]))' "$T/up.log" "$1"; }
+a=$(as $U1 /usr/bin/python3 "$T/one.py" "$T/run/tools.sock" other "$T/tok/other")
+b=$(as $U2 /usr/bin/python3 "$T/one.py" "$T/run/tools.sock" other "$T/other.u2")
+c=$(as $U1 /usr/bin/python3 "$T/one.py" "$T/run/tools.sock" other "$T/tok/other")
+d=$(as $U2 /usr/bin/python3 "$T/one.py" "$T/run/tools.sock" other "$T/other.u2")
+read -r c1 c2 c3 c4 <<<"$(conns 4)"
+if [ "$a$b$c$d" = 200200200200 ] && [ "$c2" != "$c1" ] && [ "$c3" != "$c2" ] && [ "$c4" != "$c3" ] && [ "$c4" != "$c1" ]; then
+        ok "uid $U1, $U2, $U1, $U2 on one host: never on another uid's connection (conns $c1 $c2 $c3 $c4)"
+else
+        bad "uid $U1, $U2, $U1, $U2 on one host: statuses $a $b $c $d, upstream connections $c1 $c2 $c3 $c4"
+fi
 kill -0 "$DPID" 2>/dev/null && ok "the daemon is alive at the end" || bad "the daemon died: $(tail -5 "$T/daemon.out")"
 if grep -qF -f <(cat "$T"/tok/*) "$T/up.log" "$T/audit.log" "$T/daemon.out" 2>/dev/null; then
         bad "a token reached the upstream, the audit log or the daemon's output"
