@@ -39,7 +39,7 @@
 #include "leak.h"
 #include "scan.h"
 #include "scan_internal.h"
-#include "scanner.h" /* cb_scan_kind_name */
+#include "match.h" /* cb_scan_kind_name */
 
 /* ---- the rotation hook's stub (leak.h) ---------------------------------- */
 

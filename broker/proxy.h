@@ -9,6 +9,7 @@
 
 #include "daemon.h"
 #include "egress.h"
+#include "match.h"
 
 /* A decided request. */
 typedef struct proxy_spec {
@@ -17,11 +18,9 @@ typedef struct proxy_spec {
         struct curl_slist *headers;   /* owned; holds the injected credential */
         cb_dest dest;
         const char *ca_file, *pin;    /* sealed metadata, or NULL */
-        /* What the response is checked for (copied): the value itself and
-         * the forms it was sent in or may be echoed as — base64 of
-         * "user:value" for basic auth, percent-escaped, JSON-escaped. */
-        const unsigned char *forms[4];
-        size_t form_lens[4], nforms;
+        /* What the response is checked for (owned, taken by proxy_start):
+         * the value's forms (keys/match.h), basic "user:value" included. */
+        cb_matcher *red;
         bool expect_body;             /* Content-Length > 0 or Transfer-Encoding: a body follows */
         long long content_length;     /* its announced length, -1 if none (chunked) */
         size_t value_len;

@@ -61,7 +61,10 @@ typedef struct proxy_job {
         struct proxy_job *next_wake;  /* the loop thread's */
         char errbuf[CURL_ERROR_SIZE];
         char *ca_file, *pin;
-        cb_redchain red;              /* the value and its injected/escaped forms */
+        cb_matcher *red;              /* the value's forms (keys/match.h) */
+        cb_scan_stream *rs;           /* the response body through red (the loop thread's) */
+        unsigned char *rout;          /* what rs let through of the last piece */
+        size_t rout_len, rout_cap;
         /* what came back */
         long status;
         char **rh;                    /* "Name: value", filtered and redacted */

@@ -28,7 +28,7 @@
 #include "error.h"
 #include "scan.h"
 #include "scan_internal.h"
-#include "scanner.h"
+#include "match.h"
 
 /* ---- the live matcher --------------------------------------------------- */
 
@@ -87,7 +87,7 @@ static int add_short(const char *name) {
 
 /* Build from the store: every version not disabled or destroyed. */
 static int build(void) {
-        cb_matcher_builder *b = cb_matcher_builder_new();
+        cb_matcher_builder *b = cb_matcher_builder_new(CB_MATCH_TOKENS);
         const char **names = NULL;
         size_t n = 0, versions = 0;
         live *lv = NULL;

@@ -30,11 +30,11 @@
 #include "cli.h"
 #include "credbroker.h"
 #include "error.h"
-#include "mask.h"
+#include "match.h"
 #include "store.h"
 
 #define FETCH_TTL 10 /* seconds: fetch and exec redeem at once */
-#define EXEC_BINDINGS_MAX MASK_NEEDLES_MAX
+#define EXEC_BINDINGS_MAX 64 /* --env and --file values per exec */
 #define EXEC_READ_BUF (64 * 1024)
 
 /* ---- helpers shared with cli_admin.c ---- */
@@ -479,9 +479,9 @@ _Noreturn static void exec_child(char **cmd, char **envp, int out_fd, int err_fd
         _exit(e == ENOENT ? 127 : 126);
 }
 
-/* Pump the child's stdout and stderr through their maskers until both end. */
-static void exec_pump(int fds[2], mask *m[2]) {
-        struct sink sinks[2] = { { STDOUT_FILENO, false }, { STDERR_FILENO, false } };
+/* Pump the child's stdout and stderr through their masking streams until
+ * both end. */
+static void exec_pump(int fds[2], cb_scan_stream *m[2]) {
         unsigned char *buf = sodium_malloc(EXEC_READ_BUF);
         struct pollfd p[2];
 
@@ -507,13 +507,13 @@ static void exec_pump(int fds[2], mask *m[2]) {
                         n = read(p[i].fd, buf, EXEC_READ_BUF);
                         if (n < 0 && (errno == EINTR || errno == EAGAIN))
                                 continue;
-                        if (n > 0 && mask_feed(m[i], buf, (size_t)n, sink_write, &sinks[i]) >= 0)
+                        if (n > 0 && cb_scan_stream_feed(m[i], buf, (size_t)n) >= 0)
                                 continue;
                         /* End of stream, a read error, or our output is gone
                          * (closing makes the child's next write fail as it
                          * would have without us). */
                         if (n == 0)
-                                (void)mask_finish(m[i], sink_write, &sinks[i]);
+                                (void)cb_scan_stream_finish(m[i]);
                         close(p[i].fd);
                         p[i].fd = -1;
                 }
@@ -526,8 +526,9 @@ int cmd_exec(int argc, char **argv) {
                 "usage: credbroker exec [--env VAR=SECRET]... [--file PATH=SECRET]... [--] CMD [ARGS...]\n"
                 "  Fetch each SECRET (needs a \"redeem\" grant), run CMD with the values, and pass CMD's\n"
                 "  stdout and stderr through a masker: every occurrence of a value is replaced by\n"
-                "  [REDACTED:SECRET] (also across read boundaries; values of 1-3 bytes mask innocent\n"
-                "  text too).  --env puts a value in the environment variable VAR (values holding NUL\n"
+                "  [REDACTED:SECRET], raw or encoded (base64, hex, %-escaped, JSON-escaped: see\n"
+                "  docs/redaction-forms.md), also across read boundaries; a value shorter than 4 bytes\n"
+                "  is refused.  --env puts a value in the environment variable VAR (values holding NUL\n"
                 "  need --file).  --file writes the value to PATH, which must not exist (created\n"
                 "  O_EXCL, mode 0400; put it on a tmpfs) and is removed when CMD ends.  stdin is CMD's.\n"
                 "  Signals sent to credbroker are passed on.  Exit status: CMD's (128+N if killed by\n"
@@ -541,7 +542,9 @@ int cmd_exec(int argc, char **argv) {
         struct exec_state st = {};
         int out_pipe[2] = { -1, -1 }, err_pipe[2] = { -1, -1 };
         struct sigaction sa = { .sa_sigaction = forward_signal, .sa_flags = SA_SIGINFO | SA_RESTART };
-        mask *m[2] = { NULL, NULL };
+        cb_scan_stream *m[2] = { NULL, NULL };
+        struct sink sinks[2] = { { STDOUT_FILENO, false }, { STDERR_FILENO, false } };
+        cb_matcher *forms = NULL;
         sigset_t block, old_mask;
         cb_client *c = NULL;
         char **cmd;
@@ -587,12 +590,33 @@ int cmd_exec(int argc, char **argv) {
         }
         cb_client_free(c);
         c = NULL;
-        for (int i = 0; i < 2; i++) {
-                r = mask_new(&m[i]);
-                for (size_t k = 0; r >= 0 && k < st.nval; k++)
-                        if (cb_secret_len(st.val[k]))
-                                r = mask_add(m[i], cb_secret_value(st.val[k]), cb_secret_len(st.val[k]),
-                                             cb_secret_name(st.val[k]));
+        /* One matcher over every value's forms (keys/match.h), one eager
+         * stream per output: only a tail that may still become a value is
+         * held back (prompts are not delayed). */
+        {
+                cb_matcher_builder *b = cb_matcher_builder_new(CB_MATCH_SHORT);
+                size_t k;
+                r = b ? 0 : -ENOMEM;
+                for (k = 0; r >= 0 && k < st.nval; k++)
+                        r = cb_matcher_builder_add(b, cb_secret_name(st.val[k]), 0, cb_secret_value(st.val[k]),
+                                                   cb_secret_len(st.val[k]));
+                if (r == -EMSGSIZE) {
+                        cb_matcher_builder_free(b);
+                        r = cli_fail(r, "exec: secret '%s' is shorter than %d bytes: its output could not be masked, "
+                                        "refused", cb_secret_name(st.val[k - 1]), CB_MATCH_MIN_VALUE);
+                        goto out;
+                }
+                if (r >= 0)
+                        r = cb_matcher_build(b, &forms);
+                else
+                        cb_matcher_builder_free(b);
+                for (int i = 0; r >= 0 && i < 2; i++) {
+                        m[i] = cb_scan_stream_new(forms, NULL, sink_write, &sinks[i]);
+                        if (!m[i])
+                                r = -ENOMEM;
+                        else
+                                cb_scan_stream_eager(m[i]);
+                }
                 if (r < 0) {
                         r = cli_fail(r, "exec: cannot set up the output masker: %s", strerror(-r));
                         goto out;
@@ -661,8 +685,9 @@ out:
                         close(out_pipe[i]);
                 if (err_pipe[i] >= 0)
                         close(err_pipe[i]);
-                mask_free(m[i]);
+                cb_scan_stream_free(m[i]);
         }
+        cb_matcher_free(forms);
         cb_client_free(c);
         exec_free(&st);
         return r;
