@@ -39,6 +39,7 @@ CB_DEPS=(
   swtpm-tools         # swtpm's companion tools (swtpm_setup), installed with swtpm for operators and CI
   tpm2-tools          # tests/integration/test-tpm.sh: tpm2_pcrextend, tpm2_getcap (an independent view of the TPM)
   python3-nacl        # tests/integration/test-provision.sh: a provisioning blob sealed by PyNaCl (cross-implementation check)
+  wrk                 # tests/bench/proxy.sh: the load generator (it stops with "needs wrk" without it)
 )
 
 # Print the packages of CB_DEPS that are not installed, one per line.
