@@ -19,6 +19,11 @@ Endpoints (anything else: 404):
   /leak        chunked; the Authorization header received, echoed in the
                X-Echo-Auth response header and in the body, the body written
                in 3 flushed pieces with the value split across two of them
+  /forms?f=F   chunked, one byte per flushed chunk: the Bearer value received
+               in form F (raw, pct-lower, quote, quote-plus, json-slash,
+               json-ascii, json-all-u, b64-0/1/2, b64url-0/1/2, basic-any,
+               hex, HEX, pct-b64), the spellings libraries write, computed
+               here independently of the broker
   /cookie      200 with Set-Cookie: session=abc
   /gzip        200 with a gzip body and Content-Encoding: gzip, whatever was asked
   /trailers    a chunked body followed by 150 trailer fields
@@ -151,6 +156,38 @@ class Handler(http.server.BaseHTTPRequestHandler):
             for piece in (b"you sent: " + auth[:half], auth[half:] + b"\nand again: ", auth + b"\n"):
                 self.chunk(piece)
                 time.sleep(0.1)
+            self.end_chunks()
+        elif path == "/forms":
+            import base64, urllib.parse
+            auth = self.headers.get("Authorization") or ""
+            v = auth[7:] if auth.startswith("Bearer ") else auth
+            vb = v.encode("utf-8", "surrogateescape")
+            f = urllib.parse.parse_qs(rec.get("query", "")).get("f", [""])[0]
+            b64 = lambda b: base64.b64encode(b).decode()
+            forms = {
+                "raw": v,
+                "pct-lower": "".join("%%%02x" % c for c in vb),
+                "quote": urllib.parse.quote(v),
+                "quote-plus": urllib.parse.quote_plus(v),
+                "json-slash": json.dumps(v)[1:-1].replace("/", "\\/"),
+                "json-ascii": json.dumps(v, ensure_ascii=True)[1:-1],
+                "json-all-u": "".join("\\u%04X" % ord(c) for c in v),
+                "b64-0": b64(vb), "b64-1": b64(b"x" + vb), "b64-2": b64(b"xy" + vb),
+                "b64url-0": base64.urlsafe_b64encode(vb).decode().rstrip("="),
+                "b64url-1": base64.urlsafe_b64encode(b"x" + vb).decode(),
+                "b64url-2": base64.urlsafe_b64encode(b"xy" + vb).decode(),
+                "basic-any": b64(b"anyone:" + vb),
+                "hex": vb.hex(), "HEX": vb.hex().upper(),
+                "pct-b64": urllib.parse.quote(b64(vb), safe=""),
+            }
+            body = forms.get(f, "?").encode("utf-8", "surrogateescape")
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            self.wfile.flush()
+            for i in range(len(body)):
+                self.chunk(body[i:i + 1])
             self.end_chunks()
         elif path == "/cookie":
             self.send_fixed(200, b"cookie set\n", "text/plain", [("Set-Cookie", "session=abc; Path=/")])
