@@ -357,11 +357,16 @@ static int probe(cb_scan_stream *s, int vi, uint64_t *jp, uint64_t limit, uint64
         return 0;
 }
 
-static int cmp_pend(const void *a, const void *b) {
+/* By start, longest first, then by label: the marker of equal spans does
+ * not depend on which view found them first. */
+static int cmp_pend(const void *a, const void *b, void *ctx) {
+        const cb_scan_stream *s = ctx;
         const pend *x = a, *y = b;
         if (x->start != y->start)
                 return x->start < y->start ? -1 : 1;
-        return x->end > y->end ? -1 : x->end < y->end; /* longest first */
+        if (x->end != y->end)
+                return x->end > y->end ? -1 : 1;
+        return strcmp(x->label ? x->label : s->labels[x->label_ix], y->label ? y->label : s->labels[y->label_ix]);
 }
 
 /* Redact mode: every sighting starting before cs is known; write the output
@@ -371,7 +376,7 @@ static int place(cb_scan_stream *s, uint64_t cs) {
         size_t i, keep = 0;
 
         if (s->n_pend > 1)
-                qsort(s->pend, s->n_pend, sizeof(*s->pend), cmp_pend);
+                qsort_r(s->pend, s->n_pend, sizeof(*s->pend), cmp_pend, s);
         for (i = 0; i < s->n_pend; i++) {
                 pend *p = &s->pend[i];
                 if (p->start >= cs) {
