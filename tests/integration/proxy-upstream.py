@@ -20,10 +20,8 @@ Endpoints (anything else: 404):
                X-Echo-Auth response header and in the body, the body written
                in 3 flushed pieces with the value split across two of them
   /forms?f=F   chunked, one byte per flushed chunk: the Bearer value received
-               in form F (raw, pct-lower, quote, quote-plus, json-slash,
-               json-ascii, json-all-u, b64-0/1/2, b64url-0/1/2, basic-any,
-               hex, HEX, pct-b64), the spellings libraries write, computed
-               here independently of the broker
+               in form F (value_forms.py: the spellings libraries write,
+               computed with Python's encoders, independently of the broker)
   /cookie      200 with Set-Cookie: session=abc
   /gzip        200 with a gzip body and Content-Encoding: gzip, whatever was asked
   /trailers    a chunked body followed by 150 trailer fields
@@ -39,6 +37,7 @@ import ssl
 import sys
 import threading
 import time
+import urllib.parse
 
 LOG_LOCK = threading.Lock()
 ARGS = None
@@ -158,29 +157,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 time.sleep(0.1)
             self.end_chunks()
         elif path == "/forms":
-            import base64, urllib.parse
-            auth = self.headers.get("Authorization") or ""
-            v = auth[7:] if auth.startswith("Bearer ") else auth
-            vb = v.encode("utf-8", "surrogateescape")
+            import value_forms
+            auth = (self.headers.get("Authorization") or "").encode("latin-1", "replace")
+            vb = auth[7:] if auth.startswith(b"Bearer ") else auth
             f = urllib.parse.parse_qs(rec.get("query", "")).get("f", [""])[0]
-            b64 = lambda b: base64.b64encode(b).decode()
-            forms = {
-                "raw": v,
-                "pct-lower": "".join("%%%02x" % c for c in vb),
-                "quote": urllib.parse.quote(v),
-                "quote-plus": urllib.parse.quote_plus(v),
-                "json-slash": json.dumps(v)[1:-1].replace("/", "\\/"),
-                "json-ascii": json.dumps(v, ensure_ascii=True)[1:-1],
-                "json-all-u": "".join("\\u%04X" % ord(c) for c in v),
-                "b64-0": b64(vb), "b64-1": b64(b"x" + vb), "b64-2": b64(b"xy" + vb),
-                "b64url-0": base64.urlsafe_b64encode(vb).decode().rstrip("="),
-                "b64url-1": base64.urlsafe_b64encode(b"x" + vb).decode(),
-                "b64url-2": base64.urlsafe_b64encode(b"xy" + vb).decode(),
-                "basic-any": b64(b"anyone:" + vb),
-                "hex": vb.hex(), "HEX": vb.hex().upper(),
-                "pct-b64": urllib.parse.quote(b64(vb), safe=""),
-            }
-            body = forms.get(f, "?").encode("utf-8", "surrogateescape")
+            body = value_forms.forms(vb).get(f, b"?")
             self.send_response(200)
             self.send_header("Content-Type", "text/plain")
             self.send_header("Transfer-Encoding", "chunked")

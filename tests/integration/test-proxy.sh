@@ -390,8 +390,7 @@ expect "/leak: [REDACTED] in its place" "[REDACTED]" "$(cat "$OUT/leak.b")"
 # Every spelling of an echoed value (keys/match.h), each sent one byte per
 # chunk: redacted; what is left of a base64 form is only the neighbours'
 # characters.
-for f in raw pct-lower quote quote-plus json-slash json-ascii json-all-u b64-0 b64-1 b64-2 b64url-0 b64url-1 \
-        b64url-2 basic-any hex HEX pct-b64; do
+for f in $("$PYBIN" -c "import sys; sys.path.insert(0, '$HERE'); import value_forms; print(*value_forms.NAMES)"); do
         pc $U1 "form-$f" -H "$(auth odd)" "$PROXY/odd/forms?f=$f"
         body=$(cat "$OUT/form-$f.b")
         rest=${body//\[REDACTED\]/}
