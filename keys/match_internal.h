@@ -90,3 +90,14 @@ struct cb_matcher {
 /* Is q[0..n) (n >= 1) a proper prefix of some pattern?  (Or, with
  * CB_MATCH_TOKENS, of a token?)  A stream holds such a tail back. */
 bool cb_matcher_is_prefix(const cb_matcher *m, const unsigned char *q, size_t n);
+
+/* The escapes a decoding view reads. */
+#define CB_ESC_PERCENT 1
+#define CB_ESC_JSON    2
+#define PEND_ESC 12 /* the longest escape: "\uD83D\uDE00" */
+
+/* The first pn bytes pb[0..pn) of a possible escape of that kind: 0 still
+ * an escape's beginning, > 0 a complete escape of that many bytes decoded
+ * into o[0..*on) (at most 4), < 0 not an escape (its first byte is a
+ * literal, the rest must be read again). */
+int cb_match_escape(int kind, const unsigned char *pb, unsigned pn, unsigned char o[4], size_t *on);

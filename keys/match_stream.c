@@ -39,7 +39,6 @@ enum { V_RAW, V_PCT, V_JSON, N_VIEWS };
 /* The text expands at most this much into its decoding (\u00XX for one
  * byte): view lookahead in text bytes. */
 #define EXPAND 6
-#define PEND_ESC 12 /* the longest escape: "\uD83D\uDE00" */
 
 size_t cb_scan_window_min = 256 * 1024;
 
@@ -82,16 +81,6 @@ struct cb_scan_stream {
         int error;
         bool started, eager;
 };
-
-static bool xdigit(unsigned char c, unsigned *ret) {
-        if (c >= '0' && c <= '9')
-                *ret = c - '0';
-        else if ((c | 0x20) >= 'a' && (c | 0x20) <= 'f')
-                *ret = (unsigned)((c | 0x20) - 'a' + 10);
-        else
-                return false;
-        return true;
-}
 
 /* ---- mapping a view back to the text -------------------------------------- */
 
@@ -520,99 +509,6 @@ static int view_put(cb_scan_stream *s, int vi, const unsigned char *p, size_t n,
         return 0;
 }
 
-static size_t utf8_put(unsigned long cp, unsigned char o[4]) {
-        if (cp < 0x80) {
-                o[0] = (unsigned char)cp;
-                return 1;
-        }
-        if (cp < 0x800) {
-                o[0] = (unsigned char)(0xc0 | cp >> 6);
-                o[1] = (unsigned char)(0x80 | (cp & 0x3f));
-                return 2;
-        }
-        if (cp < 0x10000) {
-                o[0] = (unsigned char)(0xe0 | cp >> 12);
-                o[1] = (unsigned char)(0x80 | ((cp >> 6) & 0x3f));
-                o[2] = (unsigned char)(0x80 | (cp & 0x3f));
-                return 3;
-        }
-        o[0] = (unsigned char)(0xf0 | cp >> 18);
-        o[1] = (unsigned char)(0x80 | ((cp >> 12) & 0x3f));
-        o[2] = (unsigned char)(0x80 | ((cp >> 6) & 0x3f));
-        o[3] = (unsigned char)(0x80 | (cp & 0x3f));
-        return 4;
-}
-
-/* The code unit of "\uXXXX" at p, or -1. */
-static long json_unit(const unsigned char *p) {
-        unsigned d;
-        long u = 0;
-
-        if (p[0] != '\\' || p[1] != 'u')
-                return -1;
-        for (int i = 2; i < 6; i++) {
-                if (!xdigit(p[i], &d))
-                        return -1;
-                u = u << 4 | (long)d;
-        }
-        return u;
-}
-
-/* The pending bytes pb[0..pn) of view vi: 0 still an escape's beginning,
- * > 0 a complete escape of that many text bytes decoded into o[0..*on),
- * < 0 not an escape (its first byte is a literal). */
-static int pending_state(int vi, const unsigned char *pb, unsigned pn, unsigned char o[4], size_t *on) {
-        unsigned hi, lo;
-
-        if (vi == V_PCT) {
-                if (pn >= 2 && !xdigit(pb[1], &hi))
-                        return -1;
-                if (pn < 3)
-                        return 0;
-                if (!xdigit(pb[2], &lo))
-                        return -1;
-                o[0] = (unsigned char)(hi << 4 | lo);
-                *on = 1;
-                return 3;
-        }
-        if (pn < 2)
-                return 0;
-        static const char from[] = "\"\\/bfnrt", to[] = "\"\\/\b\f\n\r\t";
-        const char *k = memchr(from, pb[1], sizeof(from) - 1);
-        if (k) {
-                o[0] = (unsigned char)to[k - from];
-                *on = 1;
-                return 2;
-        }
-        if (pb[1] != 'u')
-                return -1;
-        for (unsigned i = 2; i < pn && i < 6; i++)
-                if (!xdigit(pb[i], &hi))
-                        return -1;
-        if (pn < 6)
-                return 0;
-        long u = json_unit(pb);
-        if (u >= 0xdc00 && u <= 0xdfff)
-                return -1; /* a lone low surrogate */
-        if (u < 0xd800 || u > 0xdbff) {
-                *on = utf8_put((unsigned long)u, o);
-                return 6;
-        }
-        /* A high surrogate: its low half must follow. */
-        if ((pn >= 7 && pb[6] != '\\') || (pn >= 8 && pb[7] != 'u'))
-                return -1;
-        for (unsigned i = 8; i < pn; i++)
-                if (!xdigit(pb[i], &hi))
-                        return -1;
-        if (pn < 12)
-                return 0;
-        long l = json_unit(pb + 6);
-        if (l < 0xdc00 || l > 0xdfff)
-                return -1;
-        *on = utf8_put(0x10000 + (((unsigned long)u - 0xd800) << 10) + ((unsigned long)l - 0xdc00), o);
-        return 12;
-}
-
 static int decode_byte(cb_scan_stream *s, int vi, unsigned char c);
 
 /* Settle the pending bytes of view vi: an escape complete, still pending,
@@ -626,7 +522,7 @@ static int settle(cb_scan_stream *s, int vi, bool final) {
 
         if (!v->pn)
                 return 0;
-        int st = pending_state(vi, v->pb, v->pn, o, &on);
+        int st = cb_match_escape(vi == V_PCT ? CB_ESC_PERCENT : CB_ESC_JSON, v->pb, v->pn, o, &on);
         if (st > 0) {
                 v->pn = 0;
                 return view_put(s, vi, o, on, (unsigned)st);

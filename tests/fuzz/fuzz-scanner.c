@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * The leak scanner's matcher and redaction stream (broker/scanner.c)
- * against a naive reference written here: memcmp at every offset for every
- * pattern the matcher holds, and every checksummed token.
+ * The leak scanner's matcher and redaction stream (keys/match*.c)
+ * against the naive reference (tests/helper/match-ref.h): every decoding
+ * view of the text built whole, memcmp at every offset for every pattern
+ * the matcher holds, and every checksummed token.
  *
  * Input: byte 0 % 8 = number of secrets; then per secret one length byte
  * (value length 8 + byte % 64) and the value; then one byte seeding the

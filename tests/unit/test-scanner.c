@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* broker/scanner.c: every encoded form of every live secret is found, no
+/* keys/match*.c (the scanner's use): every encoded form of every live secret is found, no
  * false sightings in large secret-free text, redaction exact across every
  * buffer boundary and across /v1/redact-style rounds. */
 #include <jansson.h>
