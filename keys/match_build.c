@@ -15,6 +15,7 @@
 #include "codec.h"
 #include "match.h"
 #include "match_internal.h"
+#include "secmem.h"
 
 const char *cb_scan_kind_name(enum cb_scan_kind k) {
         switch (k) {
@@ -179,7 +180,7 @@ int cb_matcher_build(cb_matcher_builder *b, cb_matcher **ret) {
 
         /* (gram << 32 | pattern << OFF_BITS | offset), sorted: grams come out grouped. */
         if (n_ent) {
-                grams = sodium_malloc(n_ent * sizeof(*grams));
+                grams = malloc(n_ent * sizeof(*grams)); /* transient: wiped below */
                 if (!grams)
                         goto out;
         }
@@ -191,8 +192,19 @@ int cb_matcher_build(cb_matcher_builder *b, cb_matcher **ret) {
                         grams[i * m->stride + o - win[i]] = (uint64_t)g << 32 | (uint64_t)i << OFF_BITS | o;
                 }
         }
-        if (n_ent)
+        if (n_ent > 256) {
                 qsort(grams, n_ent, sizeof(*grams), cmp_u64);
+        } else {
+                /* One value's grams (a matcher per proxied request): an
+                 * insertion sort beats qsort's calls at this size. */
+                for (size_t i = 1; i < n_ent; i++) {
+                        uint64_t x = grams[i];
+                        size_t k = i;
+                        for (; k > 0 && grams[k - 1] > x; k--)
+                                grams[k] = grams[k - 1];
+                        grams[k] = x;
+                }
+        }
         for (size_t i = 0; i < n_ent; i++)
                 if (i == 0 || grams[i] >> 32 != grams[i - 1] >> 32)
                         n_grams++;
@@ -213,9 +225,13 @@ int cb_matcher_build(cb_matcher_builder *b, cb_matcher **ret) {
         /* sodium_malloc puts the block's end against its guard page: the
          * start is only aligned if the size is a multiple of the alignment. */
         m->blob_len = (o_pool + pool_bytes + 15) & ~(size_t)15;
-        m->blob = sodium_malloc(m->blob_len);
-        if (!m->blob)
+        /* A cb_secbuf: sodium_malloc memory, from the wiped pool for small
+         * blocks (one value's matcher, built per proxied request: no
+         * mmap/munmap pair each time). */
+        m->blob_buf = cb_secbuf_new(m->blob_len);
+        if (!m->blob_buf)
                 goto out;
+        m->blob = cb_secbuf_data(m->blob_buf);
         memset(m->blob, 0, o_pool);
         uint64_t *bitmap = (uint64_t *)m->blob, *bitmap2 = (uint64_t *)(m->blob + align8(bitmap_len));
         slot *slots = (slot *)(m->blob + o_slots);
@@ -267,8 +283,10 @@ int cb_matcher_build(cb_matcher_builder *b, cb_matcher **ret) {
         m = NULL;
         r = 0;
 out:
-        if (grams)
-                sodium_free(grams);
+        if (grams) {
+                sodium_memzero(grams, n_ent * sizeof(*grams));
+                free(grams);
+        }
         free(cnt);
         free(win);
         free(order);
@@ -280,8 +298,7 @@ out:
 void cb_matcher_free(cb_matcher *m) {
         if (!m)
                 return;
-        if (m->blob)
-                sodium_free(m->blob);
+        cb_secbuf_free(m->blob_buf); /* wipes */
         for (size_t i = 0; i < m->n_secrets; i++)
                 free(m->secrets[i].name);
         free(m->secrets);

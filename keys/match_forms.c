@@ -16,9 +16,19 @@
 #include "match.h"
 #include "match_internal.h"
 
-#define POOL_MIN (64 * 1024)
+/* The pool is transient (cb_matcher_build copies it into the matcher's
+ * sodium_malloc block and frees it): plain heap memory, wiped whenever it
+ * is freed or moved.  A sodium_malloc per build cost the proxy, which
+ * builds one matcher per request, an mmap/munmap pair and its TLB
+ * shootdowns each time. */
+#define POOL_MIN 1024
 
 /* ---- builder ------------------------------------------------------------ */
+
+static void pool_free(unsigned char *p, size_t cap) {
+        sodium_memzero(p, cap);
+        free(p);
+}
 
 cb_matcher_builder *cb_matcher_builder_new(unsigned flags) {
         cb_matcher_builder *b = calloc(1, sizeof(cb_matcher_builder));
@@ -32,7 +42,7 @@ void cb_matcher_builder_free(cb_matcher_builder *b) {
         if (!b)
                 return;
         if (b->pool)
-                sodium_free(b->pool); /* wipes */
+                pool_free(b->pool, b->pool_cap);
         free(b->pats);
         for (size_t i = 0; i < b->n_secrets; i++)
                 free(b->secrets[i].name);
@@ -46,12 +56,12 @@ static unsigned char *pool_reserve(cb_matcher_builder *b, size_t n) {
                 size_t nc = b->pool_cap ? b->pool_cap : POOL_MIN;
                 while (nc < b->pool_len + n)
                         nc *= 2;
-                unsigned char *np = sodium_malloc(nc);
+                unsigned char *np = malloc(nc);
                 if (!np)
                         return NULL;
                 if (b->pool) {
                         memcpy(np, b->pool, b->pool_len);
-                        sodium_free(b->pool);
+                        pool_free(b->pool, b->pool_cap);
                 }
                 b->pool = np;
                 b->pool_cap = nc;
@@ -174,7 +184,7 @@ int cb_matcher_builder_add_user(cb_matcher_builder *b, const char *user, const v
 
         if (b->n_secrets == 0)
                 return -EINVAL;
-        if (!(up = sodium_malloc(n)))
+        if (!(up = malloc(n)))
                 return -ENOMEM;
         memcpy(up, user, ul);
         up[ul] = ':';
@@ -183,6 +193,6 @@ int cb_matcher_builder_add_user(cb_matcher_builder *b, const char *user, const v
                 sodium_bin2base64((char *)o, bl, up, n, sodium_base64_VARIANT_ORIGINAL);
                 r = pool_commit(b, bl - 1, CB_SK_BASE64);
         }
-        sodium_free(up);
+        pool_free(up, n);
         return r;
 }

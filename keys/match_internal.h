@@ -65,7 +65,8 @@ typedef struct mpat {
 /* Compiled: immutable, shared by any number of streams. */
 struct cb_matcher {
         unsigned flags;      /* CB_MATCH_* */
-        unsigned char *blob; /* sodium_malloc: bitmaps, slots, entries, pats, lex, pool */
+        struct cb_secbuf *blob_buf; /* sodium_malloc (secmem.h): holds blob */
+        unsigned char *blob;        /* bitmaps, slots, entries, pats, lex, pool */
         size_t blob_len;
         const uint64_t *bitmap, *bitmap2; /* two hashes of each gram (a Bloom filter, k = 2, split) */
         unsigned bitmap_shift;            /* 32 - log2(bits) */

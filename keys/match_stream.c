@@ -79,7 +79,7 @@ struct cb_scan_stream {
         char (*labels)[CB_SCAN_LABEL_MAX];
         size_t n_labels, cap_labels;
         int error;
-        bool started, eager;
+        bool started, eager, small; /* small: windows sized to the lookahead */
 };
 
 /* ---- mapping a view back to the text -------------------------------------- */
@@ -152,7 +152,7 @@ static int windows(cb_scan_stream *s) {
                 /* The text window also holds what the views have not
                  * placed yet: their lookahead, expanded. */
                 size_t tail = i == V_RAW ? EXPAND * s->tail : s->tail;
-                s->v[i].cap = s->eager ? 4 * tail : view_cap(tail);
+                s->v[i].cap = s->eager || s->small ? 4 * tail : view_cap(tail);
                 s->v[i].w = malloc(s->v[i].cap + SLACK);
                 if (!s->v[i].w)
                         return s->error = -ENOMEM;
@@ -706,6 +706,8 @@ char *cb_matcher_redact_string(const cb_matcher *m, const char *str, size_t *ret
         cb_scan_stream *s = cb_scan_stream_new(m, strbuf_hit, strbuf_add, &b);
         int r = s ? 0 : -ENOMEM;
 
+        if (s)
+                s->small = true; /* a header line: no 256 KiB windows */
         if (r == 0)
                 r = cb_scan_stream_feed(s, str, strlen(str));
         if (r == 0)
