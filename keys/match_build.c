@@ -246,6 +246,7 @@ int cb_matcher_build(cb_matcher_builder *b, cb_matcher **ret) {
                 pats[i] = (mpat){ pool + at, p->len, p->kind, p->secret };
                 at += p->len;
                 lex[i] = (uint32_t)i;
+                m->first[b->pool[p->off] >> 6] |= (uint64_t)1 << (b->pool[p->off] & 63);
         }
         qsort_r(lex, n_unique, sizeof(*lex), cmp_lex, pats);
         m->bitmap_shift = 32 - bbits;
@@ -344,7 +345,7 @@ bool cb_matcher_is_prefix(const cb_matcher *m, const unsigned char *q, size_t n)
                                 return true;
                 }
         }
-        if (n >= m->maxlen)
+        if (n >= m->maxlen || !((m->first[q[0] >> 6] >> (q[0] & 63)) & 1))
                 return false;
         /* The first pattern not below q: if any pattern starts with q, it
          * is that one. */

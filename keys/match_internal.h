@@ -76,6 +76,7 @@ struct cb_matcher {
         const uint32_t *entries; /* pattern << OFF_BITS | offset */
         const mpat *pats;
         const uint32_t *lex;     /* pattern indexes in lexicographic order: prefix look-ups */
+        uint64_t first[4];       /* the bytes patterns start with (a bit each) */
         size_t n_pats;
         secret_ref *secrets;
         size_t n_secrets;
