@@ -417,7 +417,10 @@ static int eager_hold(cb_scan_stream *s, int vi, uint64_t *ret) {
 
         if (end >= GRAM && probe(s, vi, &j, end - GRAM + 1, end) < 0)
                 return s->error;
-        p = end > s->m->maxlen ? end - s->m->maxlen + 1 : 0;
+        /* A proper prefix is shorter than the longest pattern (and there
+         * is none without patterns). */
+        uint64_t back = s->m->maxlen ? s->m->maxlen - 1 : 0;
+        p = end > back ? end - back : 0;
         if (p < v->base)
                 p = v->base;
         for (; p < end; p++)
