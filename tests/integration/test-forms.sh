@@ -50,6 +50,7 @@ NAMES=$("$PYBIN" -c "import sys; sys.path.insert(0, '$T'); import value_forms; p
 cat >"$T/policy.json" <<JSON
 { "clients": { "tool": {"uid": $UT}, "scanner": {"uid": $US} },
   "grants": [ {"client": "tool", "secret": "odd", "use": ["redeem"]},
+              {"client": "tool", "secret": "tiny", "use": ["redeem"]},
               {"client": "scanner", "secret": "*", "use": ["scan"]} ],
   "admins": {"uids": [0]},
   "secrets": { "odd": {"on_leak": "alert"} } }
@@ -62,6 +63,7 @@ for _ in $(seq 50); do [ -S "$T/run/admin.sock" ] && break; sleep 0.1; done
 TS=$T/run/tools.sock AS=$T/run/admin.sock
 export CREDBROKER_SOCKET=$TS CREDBROKER_ADMIN_SOCKET=$AS
 "$CLI" put odd <"$T/value" >/dev/null || bad "put odd"
+printf 'x9Z' | "$CLI" put tiny >/dev/null || bad "put tiny"
 
 # check_lines WHAT FILE MARKER: line i of FILE is form NAMES[i], masked.
 check_lines() {
@@ -83,6 +85,15 @@ as $UT "$CLI" exec --env K=odd -- "$PYBIN" "$T/value_forms.py" "$T/value" >"$T/e
 rc=$?
 [ "$rc" = 0 ] && ok "exec ran (rc 0)" || bad "exec: rc $rc: $(head -c 300 "$T/exec.err")"
 check_lines "exec" "$T/exec.out" "[REDACTED:odd]"
+
+# --- a value too short to be masked: exec refuses, the command never runs
+as $UT "$CLI" exec --env K=tiny -- /bin/sh -c 'echo ran >&2' >"$T/tiny.out" 2>"$T/tiny.err"
+rc=$?
+if [ "$rc" != 0 ] && grep -q "shorter than 4 bytes" "$T/tiny.err" && ! grep -q '^ran' "$T/tiny.err"; then
+        ok "exec refuses a 3-byte value (rc $rc), the command did not run"
+else
+        bad "exec with a 3-byte value: rc $rc: $(head -c 200 "$T/tiny.err")"
+fi
 
 # --- a file of every form, for the scanner
 "$PYBIN" "$T/value_forms.py" "$T/value" >"$T/forms.txt"
