@@ -146,7 +146,8 @@ typedef struct cb_scan_stream cb_scan_stream;
  * size.  With out set, output is the input with each sighting replaced by
  * "[REDACTED:label]" ("[REDACTED]" when the label is empty); overlapping
  * sightings are merged (the union is redacted, under the first one's
- * label). */
+ * label; for equal spans of two values, the name first in byte order, or
+ * in an eager stream the one found first). */
 cb_scan_stream *cb_scan_stream_new(const cb_matcher *m, cb_scan_hit_fn hit, cb_scan_out_fn out, void *ctx);
 
 /* Streaming for a reader who waits (SSE, a terminal): hold back only a

@@ -51,6 +51,8 @@ typedef struct view {
         unsigned char *w; /* bytes [base, base + len) of the view */
         size_t cap, len, hw; /* hw: the most it ever held (wiped at the end) */
         uint64_t base, next_j;
+        uint64_t hold;    /* eager: where the last feed's held tail began */
+        uint64_t tent;    /* eager: the first tentative probe position still open */
         /* decoding views */
         esc *esc;
         size_t n_esc, cap_esc;
@@ -260,7 +262,10 @@ static int found_in(cb_scan_stream *s, int vi, uint64_t st, uint64_t en, const m
         return found(s, ts, te, kind, p->secret, NULL);
 }
 
-static __attribute__((noinline)) int check_grams(cb_scan_stream *s, int vi, uint32_t g, uint64_t j, uint64_t end) {
+/* Verify the candidates of gram g at position j.  *incomplete (if set) is
+ * raised when one reaches past end: more bytes may complete it. */
+static __attribute__((noinline)) int check_grams(cb_scan_stream *s, int vi, uint32_t g, uint64_t j, uint64_t end,
+                                                 bool *incomplete) {
         const cb_matcher *m = s->m;
         const view *v = &s->v[vi];
         uint32_t k = H3(g, m->bitmap_shift);
@@ -281,6 +286,8 @@ static __attribute__((noinline)) int check_grams(cb_scan_stream *s, int vi, uint
                         if (j < o)
                                 continue;
                         uint64_t st = j - o;
+                        if (st + p->len > end && st >= v->base && incomplete)
+                                *incomplete = true;
                         if (st < v->base || st + p->len > end || memcmp(v->w + (st - v->base), p->bytes, p->len) != 0)
                                 continue;
                         if (found_in(s, vi, st, st + p->len, p) < 0)
@@ -290,9 +297,11 @@ static __attribute__((noinline)) int check_grams(cb_scan_stream *s, int vi, uint
         }
 }
 
-static __attribute__((noinline)) int check_token(cb_scan_stream *s, uint64_t u, uint64_t end) {
+static __attribute__((noinline)) int check_token(cb_scan_stream *s, uint64_t u, uint64_t end, bool *incomplete) {
         const view *v = &s->v[V_RAW];
 
+        if (u >= v->base + 3 && u - 3 + CB_TOKEN_LEN > end && incomplete)
+                *incomplete = true;
         if (u < v->base + 3 || u - 3 + CB_TOKEN_LEN > end)
                 return 0;
         const char *t = (const char *)v->w + (u - 3 - v->base);
@@ -306,8 +315,10 @@ static __attribute__((noinline)) int check_token(cb_scan_stream *s, uint64_t u, 
 
 /* Probe view vi at every sampled position in [*jp, limit); its data ends at
  * end.  Bytes past end in the window are stale or zero: a candidate
- * reaching past end is not verified, a token neither. */
-static int probe(cb_scan_stream *s, int vi, uint64_t *jp, uint64_t limit, uint64_t end) {
+ * reaching past end is not verified, a token neither.  redo (tentative
+ * probes): the first position such a candidate made worth probing again
+ * when more bytes come, else *jp's final value. */
+static int probe(cb_scan_stream *s, int vi, uint64_t *jp, uint64_t limit, uint64_t end, uint64_t *redo) {
         const cb_matcher *m = s->m;
         const uint64_t *bitmap = m->bitmap;
         const unsigned stride = m->stride, shift = m->bitmap_shift;
@@ -315,33 +326,42 @@ static int probe(cb_scan_stream *s, int vi, uint64_t *jp, uint64_t limit, uint64
         const unsigned char *w = s->v[vi].w - s->v[vi].base;
         const bool tokens = vi == V_RAW && (m->flags & CB_MATCH_TOKENS);
         uint64_t j = *jp;
+        bool again = false, *inc = redo ? &again : NULL;
 
         for (; j < limit; j += stride) {
                 uint32_t g;
-                uint64_t q;
                 memcpy(&g, w + j, 4);
                 uint32_t h = H1(g, shift);
-                if (__builtin_expect((bitmap[h >> 6] >> (h & 63)) & 1, 0) && check_grams(s, vi, g, j, end) < 0)
+                if (__builtin_expect((bitmap[h >> 6] >> (h & 63)) & 1, 0) && check_grams(s, vi, g, j, end, inc) < 0)
                         return s->error;
-                if (!tokens)
-                        continue;
-                memcpy(&q, w + j, 8);
+                if (tokens) {
+                        if (j + stride > end)
+                                again = true; /* a '_' may still arrive in this probe's bytes */
 #if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-                uint64_t x = q ^ (ONES * '_');
-                uint64_t z = (x - ONES) & ~x & HIGHS & mask;
-                while (__builtin_expect(z != 0, 0)) {
-                        unsigned k = (unsigned)__builtin_ctzll(z) / 8;
-                        z &= z - 1;
-                        if (w[j + k] == '_' && check_token(s, j + k, end) < 0)
-                                return s->error;
-                }
+                        uint64_t q;
+                        memcpy(&q, w + j, 8);
+                        uint64_t x = q ^ (ONES * '_');
+                        uint64_t z = (x - ONES) & ~x & HIGHS & mask;
+                        while (__builtin_expect(z != 0, 0)) {
+                                unsigned k = (unsigned)__builtin_ctzll(z) / 8;
+                                z &= z - 1;
+                                if (w[j + k] == '_' && check_token(s, j + k, end, inc) < 0)
+                                        return s->error;
+                        }
 #else
-                (void)q, (void)mask;
-                for (unsigned k = 0; k < stride; k++)
-                        if (w[j + k] == '_' && check_token(s, j + k, end) < 0)
-                                return s->error;
+                        (void)mask;
+                        for (unsigned k = 0; k < stride; k++)
+                                if (w[j + k] == '_' && check_token(s, j + k, end, inc) < 0)
+                                        return s->error;
 #endif
+                }
+                if (again && redo) {
+                        *redo = j;
+                        redo = NULL, inc = NULL;
+                }
         }
+        if (redo)
+                *redo = j;
         *jp = j;
         return 0;
 }
@@ -413,19 +433,27 @@ static uint64_t complete_before(const cb_scan_stream *s, int vi) {
  * wholly in the view. */
 static int eager_hold(cb_scan_stream *s, int vi, uint64_t *ret) {
         view *v = &s->v[vi];
-        uint64_t end = v->base + v->len, j = v->next_j, p;
+        uint64_t end = v->base + v->len, j = v->next_j > v->tent ? v->next_j : v->tent, p;
 
-        if (end >= GRAM && probe(s, vi, &j, end - GRAM + 1, end) < 0)
+        /* Positions probed tentatively before, with every candidate
+         * settled, need no second look: start at the first that had one
+         * still open (tent). */
+        if (end >= GRAM && probe(s, vi, &j, end - GRAM + 1, end, &v->tent) < 0)
                 return s->error;
         /* A proper prefix is shorter than the longest pattern (and there
-         * is none without patterns). */
+         * is none without patterns).  A position before the last hold was
+         * no prefix then, and more bytes cannot make it one: so a stream
+         * fed a byte at a time looks each position up about once. */
         uint64_t back = s->m->maxlen ? s->m->maxlen - 1 : 0;
         p = end > back ? end - back : 0;
+        if (p < v->hold)
+                p = v->hold;
         if (p < v->base)
                 p = v->base;
         for (; p < end; p++)
                 if (cb_matcher_is_prefix(s->m, v->w + (p - v->base), (size_t)(end - p)))
                         break;
+        v->hold = p;
         *ret = map_start(v, vi, p);
         return 0;
 }
@@ -441,7 +469,7 @@ static int view_advance(cb_scan_stream *s, int vi, bool final) {
         } else {
                 limit = end > s->tail ? end - s->tail : 0;
         }
-        if (limit > v->next_j && probe(s, vi, &v->next_j, limit, end) < 0)
+        if (limit > v->next_j && probe(s, vi, &v->next_j, limit, end, NULL) < 0)
                 return s->error;
         return 0;
 }
