@@ -20,8 +20,10 @@
  * probes run again, finally, later: duplicates are dropped), and writes up
  * to the first byte whose suffix is still a proper prefix of a pattern:
  * what is held back is at most the longest pattern's length (times the
- * escape expansion in a view), and each feed costs at most one window tail
- * of probes and prefix look-ups on top of its bytes.
+ * escape expansion in a view).  Both resume where the last feed left them
+ * (a tentative probe whose candidates all settled is not repeated; a
+ * position that was no prefix cannot become one), so a stream fed a byte
+ * at a time costs a few probes and look-ups per byte, not a tail's worth.
  */
 #include <errno.h>
 #include <stdio.h>
