@@ -348,7 +348,7 @@ bool cb_matcher_is_prefix(const cb_matcher *m, const unsigned char *q, size_t n)
         if (n >= m->maxlen || !((m->first[q[0] >> 6] >> (q[0] & 63)) & 1))
                 return false;
         /* The first pattern not below q: if any pattern starts with q, it
-         * is that one. */
+         * is that one (or q itself, then the next). */
         while (lo < hi) {
                 size_t mid = lo + (hi - lo) / 2;
                 const mpat *p = &m->pats[m->lex[mid]];
@@ -360,5 +360,12 @@ bool cb_matcher_is_prefix(const cb_matcher *m, const unsigned char *q, size_t n)
         if (lo == m->n_pats)
                 return false;
         const mpat *p = &m->pats[m->lex[lo]];
+        /* q may be a pattern itself (found whole already): then the next
+         * one is its shortest extension, if it has one. */
+        if (p->len == n && memcmp(p->bytes, q, n) == 0) {
+                if (++lo == m->n_pats)
+                        return false;
+                p = &m->pats[m->lex[lo]];
+        }
         return p->len > n && memcmp(p->bytes, q, n) == 0;
 }

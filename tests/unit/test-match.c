@@ -418,3 +418,27 @@ TEST(big_stream_bounded) {
         free(got.p);
         cb_matcher_free(m);
 }
+
+TEST(value_that_is_a_prefix_of_another) {
+        /* Fuzz-found: with "abcd" whole in hand, an eager stream must still
+         * hold "abcd" + what follows while it may become the longer value. */
+        cb_matcher_builder *b = cb_matcher_builder_new(CB_MATCH_SHORT);
+        cb_matcher *m;
+        ASSERT_OK(cb_matcher_builder_add(b, "short", 1, "abcd", 4));
+        ASSERT_OK(cb_matcher_builder_add(b, "long", 1, "abcd\" x \"", 9));
+        ASSERT_OK(cb_matcher_build(b, &m));
+        const char *t = "k: \"abcd\" x \"abcd\" x \"abcd\"";
+        sink ref = { 0 }, got = { 0 };
+        reference(m, t, strlen(t), &ref);
+        ASSERT_STREQ(ref.p, "k: \"[REDACTED:long][REDACTED:long][REDACTED:short]\"");
+        redact(m, t, strlen(t), NULL, 1, true, &got);
+        ASSERT_STREQ(got.p, ref.p);
+        for (size_t c = 0; c <= strlen(t); c++) {
+                size_t cut[1] = { c };
+                redact(m, t, strlen(t), cut, 1, true, &got);
+                ASSERT_STREQ(got.p, ref.p);
+        }
+        free(ref.p);
+        free(got.p);
+        cb_matcher_free(m);
+}
