@@ -412,6 +412,7 @@ int main(int argc, char **argv) {
                 say("%s", cb_error_last());
                 return 1;
         }
+        memtrim_init();
         json_set_alloc_funcs(malloc, cb_wipe_free);
         signal(SIGPIPE, SIG_IGN);
         if (admin_group) {

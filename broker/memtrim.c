@@ -5,7 +5,8 @@
  * Cost: malloc_trim walks every arena's free chunks under that arena's lock
  * and madvises the whole free pages; a thread that allocates from the arena
  * meanwhile waits.  It runs only when the daemon has been quiet for three
- * seconds, once per busy period: measured after the issue-19 burst (64
+ * seconds, and again after 35 (for the proxy's pooled connections, given
+ * back after 30), twice per busy period: measured after the issue-19 burst (64
  * clients, 100,000 tokens) it took a few milliseconds (the log line says
  * how many).  The pages it gives back fault in again on the next burst:
  * one fault per 4 KiB page touched, the price of an idle RSS near the
@@ -24,6 +25,9 @@
 
 #define BUSY_US 10000      /* CPU per one-second tick that counts as work */
 #define QUIET_TICKS 3
+/* Again later, for what was freed after a longer quiet: the proxy's pooled
+ * connections (proxy_loop.c POOL_IDLE_NS, 30 s). */
+#define QUIET_TICKS_LATE 35
 
 static uint64_t cpu_us(void) {
         struct rusage ru;
@@ -46,6 +50,10 @@ static long rss_kb(void) {
         return rss * (sysconf(_SC_PAGESIZE) / 1024);
 }
 
+void memtrim_init(void) {
+        (void)mallopt(M_MMAP_THRESHOLD, 128 * 1024); /* a fixed threshold: no dynamic raising */
+}
+
 void memtrim_tick(void) {
         static uint64_t last;
         static bool worked;
@@ -58,9 +66,13 @@ void memtrim_tick(void) {
                 quiet = 0;
                 return;
         }
-        if (!worked || ++quiet < QUIET_TICKS)
+        if (!worked)
                 return;
-        worked = false;
+        ++quiet;
+        if (quiet != QUIET_TICKS && quiet != QUIET_TICKS_LATE)
+                return;
+        if (quiet == QUIET_TICKS_LATE)
+                worked = false;
         long before = rss_kb();
         struct timespec t0, t1;
         clock_gettime(CLOCK_MONOTONIC, &t0);

@@ -9,10 +9,18 @@
  */
 #pragma once
 
+/* At start, before the threads: blocks of 128 KiB and more are always
+ * their own mapping, unmapped when freed.  glibc otherwise raises that
+ * threshold to the largest such block freed (up to 32 MiB), and the token
+ * index and free list a burst grew then land in an arena, where a block
+ * still in use above them keeps their pages.  Costs an mmap/munmap per such
+ * block; no request path allocates one (proxy buffers are 64 KiB). */
+void memtrim_init(void);
+
 /* Once a second, outside any lock the serving threads share: after a tick
- * in which the process used at least 10 ms of CPU (work), the third quiet
- * tick in a row (under 10 ms each) runs malloc_trim(0) once, giving every
- * arena's free pages back (MADV_DONTNEED).  Under steady load it never runs,
- * so pages in use are not given back and faulted in again.  Says so on
- * stderr (`say`-style, one line) when it gave back at least 1 MiB. */
+ * in which the process used at least 10 ms of CPU (work), the third and the
+ * 35th quiet tick in a row (under 10 ms each) run malloc_trim(0), giving
+ * every arena's free pages back (MADV_DONTNEED).  Under steady load it never
+ * runs, so pages in use are not given back and faulted in again.  Says so
+ * on stderr (one line) when it gave back at least 1 MiB. */
 void memtrim_tick(void);

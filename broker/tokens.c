@@ -643,7 +643,7 @@ static void compact(cb_tokens *t) {
                 if (nf)
                         t->free_ents = nf; /* else the larger one stays: still big enough */
         }
-        for (size_t c = 1; c < t->n_chunks; c++)
+        for (size_t c = 0; c < t->n_chunks; c++)
                 if (t->chunks[c].used == 0 && !t->chunks[c].released &&
                     madvise(t->chunks[c].ents, CHUNK_BYTES, MADV_DONTNEED) == 0)
                         t->chunks[c].released = true;

@@ -133,18 +133,25 @@ cb_tomb_reason cb_tombs_get(const cb_tombs *s, const unsigned char hash[CB_TOMBS
 }
 
 size_t cb_tombs_sweep(cb_tombs *s, uint64_t now) {
-        size_t freed = 0;
+        size_t freed = 0, run = 0;
 
-        for (size_t p = 0; p < s->n_pages; p++) {
-                if (!s->page_newest[p] || (uint64_t)s->page_newest[p] + s->linger > now)
+        /* Every record of such a page has outlived linger: the kernel takes
+         * the page back (it reads as zeros: empty records).  Neighbouring
+         * pages go in one call. */
+        for (size_t p = 0; p <= s->n_pages; p++) {
+                bool done = p < s->n_pages && s->page_newest[p] && (uint64_t)s->page_newest[p] + s->linger <= now;
+
+                if (done) {
+                        run++;
                         continue;
-                /* Every record of the page has outlived linger: the kernel
-                 * takes the page back (it reads as zeros: empty records). */
-                if (madvise((char *)s->recs + p * s->page, s->page, MADV_DONTNEED) == 0) {
-                        s->page_newest[p] = 0;
-                        s->pages_held--;
-                        freed += s->page;
                 }
+                if (run && madvise((char *)s->recs + (p - run) * s->page, run * s->page, MADV_DONTNEED) == 0) {
+                        for (size_t q = p - run; q < p; q++)
+                                s->page_newest[q] = 0;
+                        s->pages_held -= run;
+                        freed += run * s->page;
+                }
+                run = 0;
         }
         return freed;
 }
