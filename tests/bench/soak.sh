@@ -41,12 +41,22 @@
 #   soak_rss_growth_pct              VmRSS at the end of the load against
 #                                    after warm-up (SOAK_WARMUP, default
 #                                    SOAK_SECONDS/10 within 5-60 s)
-#   soak_fd_growth                   open fds, same two moments (each the
-#                                    median of five samples 0.2 s apart)
+#   soak_fd_growth                   open fds after SOAK_IDLE_SECONDS of
+#                                    quiet minus the fresh daemon's: both
+#                                    quiet, so any fd left behind shows
+#                                    (the proxy gives its pooled upstream
+#                                    connections back after 30 s idle)
+#   soak_fd_load_growth              open fds at the end of the load minus
+#                                    after warm-up: under load, so it moves
+#                                    with the connections in flight (each
+#                                    figure the median of five samples)
 #   soak_p99_us_{token,redeem,proxy,sse,scan}   per path, 2 % buckets
 #   soak_rps                         requests per second, all paths
 #   soak_idle_rss_vs_start_pct       VmRSS after SOAK_IDLE_SECONDS (65) of
-#                                    quiet against before the load
+#                                    quiet against before the load (after
+#                                    priming: one uid, every path, 3 s, so
+#                                    the libraries' pages and one-time
+#                                    caches are in both figures)
 #   soak_audit_intact                1 if `credbroker audit verify` passed
 #
 # Self-contained: builds credbrokerd, credbroker and soak-client into
@@ -178,12 +188,31 @@ value | timeout 30 "$CLI" --admin-socket "$AS" put soak-sse --host "127.0.0.1:$S
 # VmRSS (kB) and open fds of the daemon; medians of five samples.
 rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$DPID/status"; }
 fds() { find "/proc/$DPID/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l; }
+# Where the RSS is: anonymous memory by kind (heap and arenas, other
+# anonymous maps, stacks) and file-backed (libraries), from smaps.
+by_kind() {
+        awk '
+/^[0-9a-f]+-[0-9a-f]+ / { n = $6; kind = (n == "[heap]") ? "heap" : (n ~ /^\[stack/) ? "stack" : (n == "") ? "anon" : (n ~ /^\[/) ? "other" : "file" }
+/^Rss:/ { r[kind] += $2 }
+END { printf "heap %d, anon %d, stacks %d, files %d, other %d kB", r["heap"], r["anon"], r["stack"], r["file"], r["other"] }' "/proc/$DPID/smaps"
+}
 median5() { local i; for i in 1 2 3 4 5; do "$1"; sleep 0.2; done | sort -n | sed -n 3p; }
+RSSF=$(median5 rss_kb) FDF=$(median5 fds)
+FRESH_MAP=$(by_kind)
+# Priming: one uid, every path, 3 s, then 5 s of quiet (the daemon's first
+# idle trim): the libraries' code and the caches every request path fills
+# once (OpenSSL's algorithms, the CA store, the matcher) are in.  This is
+# the level idle memory is compared with after the load.
+mkdir -m 0755 "$TMP/out"
+timeout 60 setpriv --reuid "$UID_BASE" --regid "$UID_BASE" --clear-groups \
+        "$SOAK_EXE" "$TS" 3 "$THINK" token redeem proxy sse scan >"$TMP/prime.res" 2>"$TMP/prime.err" ||
+        { log "priming failed:"; cat "$TMP/prime.err" >&2; exit 1; }
+sleep 5
 RSS0=$(median5 rss_kb) FD0=$(median5 fds)
-log "daemon $DPID up: VmRSS $RSS0 kB, $FD0 fds; nginx :$UP, sse :$SSE; $NCLIENTS clients x 5 paths for ${SECS}s"
+START_MAP=$(by_kind)
+log "daemon $DPID up: VmRSS $RSSF kB fresh, $RSS0 kB primed, $FD0 fds; nginx :$UP, sse :$SSE; $NCLIENTS clients x 5 paths for ${SECS}s"
 
 # ---- load ---------------------------------------------------------------------
-mkdir -m 0755 "$TMP/out"
 CPIDS=()
 for i in $(seq 0 $((NCLIENTS - 1))); do
         u=$((UID_BASE + i))
@@ -236,13 +265,14 @@ kill -0 "$DPID" 2>/dev/null || { log "credbrokerd died:"; tail -n 20 "$TMP/daemo
 log "clients done ($crc exited non-zero); ${IDLE}s of quiet"
 sleep "$IDLE"
 RSSI=$(median5 rss_kb) FDI=$(median5 fds)
+[ -z "${SOAK_SMAPS:-}" ] || cp "/proc/$DPID/smaps" "$SOAK_SMAPS" # SOAK_SMAPS=FILE: keep the idle map
 IDLE_FDS=$(for f in /proc/"$DPID"/fd/*; do readlink "$f"; done 2>/dev/null | sed 's/:.*//' | sort | uniq -c | tr -s ' \n' ' ')
-# Where the idle RSS is: anonymous memory by kind (heap and arenas, other
-# anonymous maps, stacks) and file-backed (libraries), from smaps.
-IDLE_MAP=$(awk '
-/^[0-9a-f]+-[0-9a-f]+ / { n = $6; kind = (n == "[heap]") ? "heap" : (n ~ /^\[stack/) ? "stack" : (n == "") ? "anon" : (n ~ /^\[/) ? "other" : "file" }
-/^Rss:/ { r[kind] += $2 }
-END { printf "heap %d, anon %d, stacks %d, files %d, other %d kB", r["heap"], r["anon"], r["stack"], r["file"], r["other"] }' "/proc/$DPID/smaps")
+IDLE_MAP=$(by_kind)
+# After the quiet (pooled upstream connections given back): the proxy and
+# the rest still answer, one uid for 3 s.
+timeout 60 setpriv --reuid "$UID_BASE" --regid "$UID_BASE" --clear-groups \
+        "$SOAK_EXE" "$TS" 3 "$THINK" token redeem proxy sse scan >"$TMP/out/after-idle.res" 2>"$TMP/out/after-idle.err" ||
+        crc=$((crc + 1))
 log "idle: VmRSS $RSSI kB, $FDI fds; verifying the audit log ($(($(stat -c %s "$TMP/audit.log") / 1048576)) MiB)"
 if timeout 1800 "$CLI" --admin-socket "$AS" audit verify "$TMP/audit.log" >"$TMP/verify.out" 2>&1; then
         intact=1
@@ -262,6 +292,8 @@ echo "# ${SECS}s load, ${WARM}s warm-up, think ${THINK} ms, $NCLIENTS uids x 5 p
 echo "# ops: $(grep -c '^sighup' "$TMP/ops.log") SIGHUPs, $(grep -c '^rotate ' "$TMP/ops.log") rotations," \
         "$(grep -c '^rotate-failed' "$TMP/ops.log") failed rotations"
 echo "# VmRSS kB: start $RSS0, after warm-up $RSSW, end $RSSE, idle ${IDLE}s later $RSSI; fds: $FD0 $FDW $FDE $FDI"
+echo "# VmRSS fresh daemon $RSSF kB ($FDF fds): $FRESH_MAP"
+echo "# VmRSS by kind primed (the start): $START_MAP"
 echo "# idle VmRSS by kind: $IDLE_MAP; idle fds: $IDLE_FDS"
 echo "# samples (s rss_kB fds): $(awk '/^sample/ { printf "%s:%s:%s ", $2, $3, $4 }' "$TMP/ops.log")"
 grep -E 'gave .* KiB of heap back|refused [0-9]+ connection' "$TMP/daemon.log" | tail -n 3 | sed 's/^/# daemon: /' || true
@@ -286,7 +318,8 @@ END {
 grep '^#' "$TMP/report"
 grep '^BENCH' "$TMP/report" | head -n 2
 echo "BENCH soak_rss_growth_pct $(awk -v a="$RSSE" -v b="$RSSW" 'BEGIN { printf "%.1f\n", (a - b) * 100 / b }')"
-echo "BENCH soak_fd_growth $((FDE - FDW))"
+echo "BENCH soak_fd_growth $((FDI - FDF))"
+echo "BENCH soak_fd_load_growth $((FDE - FDW))"
 grep '^BENCH' "$TMP/report" | tail -n +3
 echo "BENCH soak_idle_rss_vs_start_pct $(awk -v a="$RSSI" -v b="$RSS0" 'BEGIN { printf "%.1f\n", (a - b) * 100 / b }')"
 echo "BENCH soak_audit_intact $intact"
