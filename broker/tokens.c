@@ -488,22 +488,21 @@ const char *cb_tokens_refused_accessor(void) {
  * there (its accessor noted for the audit record, as for a live one). */
 static int gone(cb_tokens *t, const unsigned char h[HASH_LEN]) {
         unsigned char acc[CB_TOMBS_ACC_LEN];
+        cb_tomb_reason why = cb_tombs_get(t->tombs, h, now_s(), acc);
 
-        switch (cb_tombs_get(t->tombs, h, now_s(), acc)) {
-        case CB_TOMB_NONE:
-                break;
-        case CB_TOMB_EXPIRED:
+        if (why != CB_TOMB_NONE) {
                 memcpy(refused_accessor, "cba_", 4);
                 sodium_bin2hex(refused_accessor + 4, sizeof(refused_accessor) - 4, acc, sizeof(acc));
+        }
+        switch (why) {
+        case CB_TOMB_EXPIRED:
                 return cb_error_set(-ETIME, "token expired");
         case CB_TOMB_REVOKED:
-                memcpy(refused_accessor, "cba_", 4);
-                sodium_bin2hex(refused_accessor + 4, sizeof(refused_accessor) - 4, acc, sizeof(acc));
                 return cb_error_set(-ENOENT, "unknown or revoked token (this one was revoked)");
         case CB_TOMB_EXITED:
-                memcpy(refused_accessor, "cba_", 4);
-                sodium_bin2hex(refused_accessor + 4, sizeof(refused_accessor) - 4, acc, sizeof(acc));
                 return cb_error_set(-ESRCH, "token was bound to a process that has exited");
+        case CB_TOMB_NONE:
+                break;
         }
         return cb_error_set(-ENOENT, "unknown or revoked token");
 }
