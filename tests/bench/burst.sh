@@ -100,11 +100,12 @@ log "burst over: ${issued:-?} tokens; VmRSS $R1 kB; ${IDLE}s of quiet"
 sleep "$IDLE"
 R2=$(median5 rss_kb) K2=$(by_kind)
 [ -z "${BURST_SMAPS:-}" ] || cp "/proc/$DPID/smaps" "$BURST_SMAPS"
-intact=0
-timeout 900 "$CLI" --admin-socket "$AS" audit verify "$TMP/audit.log" >"$TMP/verify.out" 2>&1 && intact=1
 kill -TERM "$DPID"
 timeout 30 tail --pid="$DPID" -f /dev/null || true
 DPID=
+intact=0
+timeout 1800 "$CLI" audit verify --state-dir "$TMP/state" --unlock "keyfile:$TMP/key" "$TMP/audit.log" \
+        >"$TMP/verify.out" 2>&1 && intact=1
 
 echo "# $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg) (shared machine)"
 [ "$fail" = 0 ] || echo "# the burst FAILED: $(head -c 300 "$TMP/run.err" | tr '\n' ' ')"
