@@ -113,8 +113,10 @@ static void error_said(struct worker *w, const char *what, const char *reply) {
         char line[400] = "";
         if (reply) {
                 const char *body = strstr(reply, "\r\n\r\n");
+                /* Only a refusal's body (a 2xx one may hold the value). */
+                bool refusal = strncmp(reply, "HTTP/1.1 2", 10) != 0;
                 snprintf(line, sizeof(line), "%.*s | %.200s", (int)strcspn(reply, "\r\n"), reply,
-                         body && strstr(body, "\"error\"") ? body + 4 : "(body not shown)");
+                         refusal && body && strstr(body, "\"error\"") ? body + 4 : "(body not shown)");
         }
         fprintf(stderr, "soak-client uid %u %s: %s%s%s\n", (unsigned)getuid(), path_names[w->path], what,
                 reply ? ": " : "", line);
