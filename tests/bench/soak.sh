@@ -80,7 +80,7 @@ case "$WARM" in '' | *[!0-9]*) echo "soak.sh: SOAK_WARMUP must be a number" >&2;
 [ "$WARM" -lt "$SECS" ] || { echo "soak.sh: SOAK_WARMUP must be below SOAK_SECONDS" >&2; exit 2; }
 
 SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-BUILD="$SRC/build-bench"
+BUILD=${SOAK_BUILD:-$SRC/build-bench} # SOAK_BUILD: another build dir (e.g. an ASan one)
 DAEMON="$BUILD/broker/credbrokerd"
 CLI="$BUILD/client/credbroker"
 PYBIN=/usr/bin/python3
@@ -301,6 +301,9 @@ echo "# VmRSS by kind primed (the start): $START_MAP"
 echo "# idle VmRSS by kind: $IDLE_MAP; idle fds: $IDLE_FDS"
 echo "# samples (s rss_kB fds): $(awk '/^sample/ { printf "%s:%s:%s ", $2, $3, $4 }' "$TMP/ops.log")"
 grep -E 'gave .* KiB of heap back|refused [0-9]+ connection' "$TMP/daemon.log" | tail -n 3 | sed 's/^/# daemon: /' || true
+# A sanitizer build (SOAK_BUILD) reports into the daemon's log.
+san=$(grep -E 'AddressSanitizer|LeakSanitizer|runtime error:' "$TMP/daemon.log" | head -n 5 || true)
+[ -z "$san" ] || { echo "# SANITIZER REPORTS in the daemon log:"; echo "$san" | sed 's/^/#   /'; }
 echo "# audit: $(wc -l <"$TMP/audit.log") records; verify: $(head -c 300 "$TMP/verify.out" | tr '\n' ' ')"
 awk -v secs="$SECS" -v crc="$crc" '
 $1 == "R" { req[$2] += $3; err[$2] += $4; cc[$2] += $5; ex[$2] += $6; R += $3; E += $4; CC += $5; EX += $6 }
