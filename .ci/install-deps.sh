@@ -40,6 +40,9 @@ CB_DEPS=(
   tpm2-tools          # tests/integration/test-tpm.sh: tpm2_pcrextend, tpm2_getcap (an independent view of the TPM)
   python3-nacl        # tests/integration/test-provision.sh: a provisioning blob sealed by PyNaCl (cross-implementation check)
   wrk                 # tests/bench/proxy.sh: the load generator (it stops with "needs wrk" without it)
+  nginx               # tests/adversarial/: a real upstream HTTP parser (own config, loopback port; the system service is never used)
+  php-cli             # tests/adversarial/: php -S with a small app behind a POST-only seal (method/path override spellings)
+  nodejs              # tests/adversarial/: Node's http module (llhttp) as a third upstream HTTP parser
 )
 
 # Print the packages of CB_DEPS that are not installed, one per line.

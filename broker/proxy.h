@@ -10,6 +10,7 @@
 #include "daemon.h"
 #include "egress.h"
 #include "match.h"
+#include "proxy_request.h"
 
 /* A decided request. */
 typedef struct proxy_spec {
@@ -21,8 +22,11 @@ typedef struct proxy_spec {
         /* What the response is checked for (owned, taken by proxy_start):
          * the value's forms (keys/match.h), basic "user:value" included. */
         cb_matcher *red;
-        bool expect_body;             /* Content-Length > 0 or Transfer-Encoding: a body follows */
-        long long content_length;     /* its announced length, -1 if none (chunked) */
+        cb_preq_frame frame;          /* how MHD framed the body (the broker's decision) */
+        bool expect_body;             /* frame != CB_FRAME_NONE: a body follows */
+        long long content_length;     /* CB_FRAME_LENGTH: the length; else -1 (sent chunked) */
+        cb_preq_body scan_body;       /* methods sealed: scan the body for overrides as this kind */
+        char boundary[CB_PREQ_BOUNDARY_MAX + 1];
         size_t value_len;
         char path[1024];              /* for the audit record, without the query */
 } proxy_spec;
