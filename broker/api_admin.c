@@ -236,9 +236,19 @@ static int route_revoke(request *rq) {
                 ret = reply_error(rq, 400, "bad_request", "give exactly one of 'accessor', 'secret', 'client'");
                 goto out;
         }
+        /* An unknown accessor or client is an error, not "0 revoked": an
+         * operator who mistyped must not believe a token is dead. */
         if (acc) {
                 snprintf(rq->accessor, sizeof(rq->accessor), "%s", acc);
                 n = cb_tokens_revoke_accessor(cbd.tokens, acc);
+                if (!n) {
+                        ret = reply_error(rq, 404, "not_found", "no live token has accessor '%.64s'", acc);
+                        goto out;
+                }
+        } else if (cli && !cb_policy_has_client(cbd.policy, cli)) {
+                snprintf(rq->client, sizeof(rq->client), "%s", cli);
+                ret = reply_error(rq, 404, "not_found", "the policy names no client '%.64s'", cli);
+                goto out;
         } else if (sec) {
                 snprintf(rq->secret, sizeof(rq->secret), "%s", sec);
                 n = cb_tokens_revoke_secret(cbd.tokens, sec);

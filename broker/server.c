@@ -125,7 +125,14 @@ int reply_error(request *rq, unsigned status, const char *code, const char *fmt,
         vsnprintf(msg, sizeof(msg), fmt, ap);
         va_end(ap);
         (void)audit_write(rq, status, "deny", msg);
-        o = json_pack("{s:s, s:o*}", "error", code, "message", cb_json_string_lossy(msg)); /* msg may quote a URL */
+        if (rq->method && rq->url && is_proxy_target(rq->method, rq->url))
+                /* A refused proxied request reaches an SDK (openai,
+                 * @anthropic-ai/sdk), which reads error.message into its
+                 * exception: answer in the vendors' shape. */
+                o = json_pack("{s:s, s:{s:s, s:s, s:o*}, s:o*}", "type", "error", "error", "type", code, "code", code,
+                              "message", cb_json_string_lossy(msg), "message", cb_json_string_lossy(msg));
+        else
+                o = json_pack("{s:s, s:o*}", "error", code, "message", cb_json_string_lossy(msg)); /* msg may quote a URL */
         text = o ? json_dumps(o, JSON_COMPACT) : NULL;
         json_decref(o);
         if (!text)
