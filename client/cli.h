@@ -59,6 +59,25 @@ int cmd_token(int argc, char **argv);
 int cmd_fetch(int argc, char **argv);
 int cmd_exec(int argc, char **argv);
 
+/* exec --proxy (cli_exec_proxy.c).  cli_proxy_parse reads one
+ * SECRET[=openai|anthropic|env:PREFIX]; cli_proxy_mint asks for each
+ * secret's uid-bound proxy token and builds PREFIX_BASE_URL=URL/v1/proxy/
+ * SECRET[/v1] and PREFIX_API_KEY=TOKEN (sodium_malloc); cli_proxy_release
+ * revokes the tokens (POST /v1/revoke) and wipes everything.  Both return
+ * 0 or an exit code negated (after printing why). */
+#define CLI_PROXY_MAX 8
+struct cli_proxy {
+        char secret[129];
+        char prefix[64];
+        const char *path_suffix;
+        char *token;
+        char *env_base, *env_key;
+        unsigned expires;
+};
+int cli_proxy_parse(struct cli_proxy *p, const char *arg);
+int cli_proxy_mint(struct cli_proxy *p, size_t n, cb_client *c, const char *url);
+void cli_proxy_release(struct cli_proxy *p, size_t n);
+
 /* Admin verbs (cli_admin.c). */
 int cmd_put(int argc, char **argv);
 int cmd_list(int argc, char **argv);

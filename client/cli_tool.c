@@ -269,6 +269,8 @@ struct exec_state {
         char *envstr[EXEC_BINDINGS_MAX]; /* sodium_malloc "VAR=value" */
         size_t nenvstr;
         char **envp;
+        struct cli_proxy px[CLI_PROXY_MAX]; /* --proxy */
+        size_t npx;
 };
 
 static bool env_name_ok(const char *s, size_t n) {
@@ -336,7 +338,7 @@ static int exec_env(struct exec_state *st) {
 
         while (environ[n])
                 n++;
-        st->envp = calloc(n + st->nb + 1, sizeof(char *));
+        st->envp = calloc(n + st->nb + 2 * st->npx + 1, sizeof(char *));
         if (!st->envp)
                 return -cli_fail(-ENOMEM, "out of memory");
         for (size_t i = 0; i < n; i++) {
@@ -345,6 +347,9 @@ static int exec_env(struct exec_state *st) {
                 for (size_t j = 0; j < st->nb && !ours; j++)
                         ours = !st->b[j].file && strlen(st->b[j].target) == len &&
                                strncmp(st->b[j].target, environ[i], len) == 0;
+                for (size_t j = 0; j < st->npx && !ours; j++)
+                        ours = strncmp(st->px[j].env_base, environ[i], len + 1) == 0 ||
+                               strncmp(st->px[j].env_key, environ[i], len + 1) == 0;
                 if (!ours)
                         st->envp[k++] = environ[i];
         }
@@ -367,6 +372,10 @@ static int exec_env(struct exec_state *st) {
                 s[tl + 1 + vl] = 0;
                 st->envstr[st->nenvstr++] = s;
                 st->envp[k++] = s;
+        }
+        for (size_t j = 0; j < st->npx; j++) {
+                st->envp[k++] = st->px[j].env_base;
+                st->envp[k++] = st->px[j].env_key;
         }
         return 0;
 }
@@ -523,7 +532,14 @@ static void exec_pump(int fds[2], mask *m[2]) {
 
 int cmd_exec(int argc, char **argv) {
         static const char usage[] =
-                "usage: credbroker exec [--env VAR=SECRET]... [--file PATH=SECRET]... [--] CMD [ARGS...]\n"
+                "usage: credbroker exec [--proxy SECRET[=openai|anthropic|env:PREFIX]]... [--proxy-url URL]\n"
+                "                       [--env VAR=SECRET]... [--file PATH=SECRET]... [--] CMD [ARGS...]\n"
+                "  --proxy: for an SDK in CMD (needs a \"proxy\" grant; the value never reaches CMD):\n"
+                "  sets OPENAI_BASE_URL and OPENAI_API_KEY (=openai, the default), ANTHROPIC_BASE_URL\n"
+                "  and ANTHROPIC_API_KEY (=anthropic), or PREFIX_BASE_URL and PREFIX_API_KEY, to the\n"
+                "  broker's proxy (--proxy-url, $CREDBROKER_PROXY_URL, default http://127.0.0.1:8411)\n"
+                "  and a uid-bound proxy token living as long as the grant's max_ttl allows; the token\n"
+                "  is revoked when CMD exits, and masked in its output.\n"
                 "  Fetch each SECRET (needs a \"redeem\" grant), run CMD with the values, and pass CMD's\n"
                 "  stdout and stderr through a masker: every occurrence of a value is replaced by\n"
                 "  [REDACTED:SECRET] (also across read boundaries; values of 1-3 bytes mask innocent\n"
@@ -535,9 +551,12 @@ int cmd_exec(int argc, char **argv) {
         static const struct option opts[] = {
                 { "env", required_argument, NULL, 'e' },
                 { "file", required_argument, NULL, 'f' },
+                { "proxy", required_argument, NULL, 'p' },
+                { "proxy-url", required_argument, NULL, 'U' },
                 { "help", no_argument, NULL, 'h' },
                 {},
         };
+        const char *proxy_url = getenv("CREDBROKER_PROXY_URL");
         struct exec_state st = {};
         int out_pipe[2] = { -1, -1 }, err_pipe[2] = { -1, -1 };
         struct sigaction sa = { .sa_sigaction = forward_signal, .sa_flags = SA_SIGINFO | SA_RESTART };
@@ -561,6 +580,26 @@ int cmd_exec(int argc, char **argv) {
                                 goto out;
                         }
                         break;
+                case 'p':
+                        if (st.npx == CLI_PROXY_MAX) {
+                                r = cli_usage("exec: at most %d --proxy", CLI_PROXY_MAX);
+                                goto out;
+                        }
+                        r = cli_proxy_parse(&st.px[st.npx], optarg);
+                        if (r < 0) {
+                                r = -r;
+                                goto out;
+                        }
+                        st.npx++;
+                        break;
+                case 'U':
+                        if (strncmp(optarg, "http://", 7) != 0) {
+                                r = cli_usage("exec: --proxy-url takes http://127.0.0.1:PORT (the broker's "
+                                              "--listen-tcp)");
+                                goto out;
+                        }
+                        proxy_url = optarg;
+                        break;
                 case 'h':
                         fputs(usage, stdout);
                         r = CB_EXIT_OK;
@@ -574,14 +613,16 @@ int cmd_exec(int argc, char **argv) {
                 r = cli_usage("exec needs a command after the options (exec --env VAR=SECRET -- CMD ...)");
                 goto out;
         }
-        if (st.nb == 0) {
-                r = cli_usage("exec needs at least one --env VAR=SECRET or --file PATH=SECRET");
+        if (st.nb == 0 && st.npx == 0) {
+                r = cli_usage("exec needs at least one --proxy SECRET, --env VAR=SECRET or --file PATH=SECRET");
                 goto out;
         }
         cmd = argv + optind;
 
         r = cli_connect(0, &c);
-        if (r < 0 || (r = exec_fetch(&st, c)) < 0 || (r = exec_env(&st)) < 0) {
+        if (r < 0 || (r = exec_fetch(&st, c)) < 0 ||
+            (r = cli_proxy_mint(st.px, st.npx, c, proxy_url && *proxy_url ? proxy_url : "http://127.0.0.1:8411")) < 0 ||
+            (r = exec_env(&st)) < 0) {
                 r = -r;
                 goto out;
         }
@@ -593,6 +634,8 @@ int cmd_exec(int argc, char **argv) {
                         if (cb_secret_len(st.val[k]))
                                 r = mask_add(m[i], cb_secret_value(st.val[k]), cb_secret_len(st.val[k]),
                                              cb_secret_name(st.val[k]));
+                for (size_t k = 0; r >= 0 && k < st.npx; k++)
+                        r = mask_add(m[i], st.px[k].token, strlen(st.px[k].token), st.px[k].secret);
                 if (r < 0) {
                         r = cli_fail(r, "exec: cannot set up the output masker: %s", strerror(-r));
                         goto out;
@@ -655,6 +698,8 @@ int cmd_exec(int argc, char **argv) {
                 r = 128 + WTERMSIG(status);
         else
                 r = CB_EXIT_FAIL;
+        cli_proxy_release(st.px, st.npx); /* the tokens end with CMD */
+        st.npx = 0;
 out:
         for (int i = 0; i < 2; i++) {
                 if (out_pipe[i] >= 0)
@@ -664,6 +709,7 @@ out:
                 mask_free(m[i]);
         }
         cb_client_free(c);
+        cli_proxy_release(st.px, st.npx);
         exec_free(&st);
         return r;
 }
