@@ -19,9 +19,9 @@ static const struct verb {
         { "init", cmd_init, "create a store offline: init --state-dir DIR --unlock SPEC" },
         { "check", cmd_check, "verify a store offline: check --state-dir DIR --unlock SPEC [--json]" },
         { "tpm", cmd_tpm, "what the TPM offers: tpm [--tpm2-tcti S] [--json]; tpm accept-rollback ..." },
-        { "token", cmd_token, "tool: print a token: token SECRET [--use proxy|redeem] [--ttl SECONDS]" },
+        { "token", cmd_token, "tool: print a token: token SECRET [--use proxy|redeem] [--ttl SECONDS] [--bind exe|process|uid]" },
         { "fetch", cmd_fetch, "tool: print a value (needs a redeem grant): fetch SECRET [--newline]" },
-        { "exec", cmd_exec, "tool: run a command with secrets, output masked: exec --env VAR=SECRET... -- CMD" },
+        { "exec", cmd_exec, "tool: run a command with secrets, output masked: exec --proxy SECRET | --env VAR=SECRET... -- CMD" },
         { "put", cmd_put, "admin: store a value read from stdin: put NAME [--host H]... [--inject T] ..." },
         { "list", cmd_list, "admin: list secrets (metadata only): list [--json]" },
         { "show", cmd_show, "admin: a secret's versions and metadata: show NAME [--json]" },
@@ -166,8 +166,17 @@ int main(int argc, char **argv) {
                 return help(stderr), CB_EXIT_USAGE;
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "help") == 0)
                 return help(stdout), CB_EXIT_OK;
+        if (strcmp(argv[i], "--list-commands") == 0) { /* for shell completion */
+                for (size_t k = 0; k < sizeof(verbs) / sizeof(verbs[0]); k++)
+                        puts(verbs[k].name);
+                return CB_EXIT_OK;
+        }
         if (strcmp(argv[i], "--version") == 0)
                 return puts("credbroker 0.1.0"), CB_EXIT_OK;
+        /* "VERB -h" is "VERB --help" for every verb, here rather than in
+         * each verb's option table (later arguments may be CMD's, for exec). */
+        if (i + 1 < argc && strcmp(argv[i + 1], "-h") == 0)
+                argv[i + 1] = (char *)"--help";
         for (size_t k = 0; k < sizeof(verbs) / sizeof(verbs[0]); k++)
                 if (strcmp(argv[i], verbs[k].name) == 0)
                         return verbs[k].fn(argc - i, argv + i);

@@ -144,5 +144,12 @@ resp=$(runuser -u agent -- curl -sS -w ' %{http_code}' http://127.0.0.1:8411/v1/
         -H "Authorization: Bearer $tok" -d '{}')
 expect "after exec exits its token is refused" " 401" "$resp"
 expect "in the vendors' error shape" '"type":"error","error":{"type":"unauthorized","code":"unauthorized","message":' "$resp"
+# Revoking what does not exist fails (exit 5, not found) with its reason.
+for a in "--client nosuch" "--accessor cba_deadbeef"; do
+        o=$(credbroker revoke $a 2>&1)
+        rc=$?
+        [ $rc = 5 ] && ok "revoke $a: exit 5: $o" || bad "revoke $a: exit $rc: $o"
+done
+o=$(credbroker revoke --client agent 2>&1) && ok "revoke --client agent (a policy client): $o" || bad "revoke --client agent: $o"
 echo "$fails failure(s)"
 [ "$fails" = 0 ]
