@@ -54,6 +54,12 @@ int cli_parse_u64(const char *s, unsigned long long max, unsigned long long *ret
 /* write(2) all of p[0..n), retrying on EINTR: 0 or -errno. */
 int cli_write_all(int fd, const void *p, size_t n);
 
+/* A time given on the command line (cli_parse.c): UNIXTIME (seconds), a
+ * duration from now (+90m or 90m; s, m, h, d), or RFC 3339
+ * (2027-01-31T12:00:00Z, +01:00 offsets).  0 and *ret, or -EINVAL. */
+#include <stdint.h>
+int cli_parse_time(const char *s, uint64_t *ret);
+
 /* Tool verbs (cli_tool.c). */
 int cmd_token(int argc, char **argv);
 int cmd_fetch(int argc, char **argv);

@@ -168,30 +168,6 @@ int cmd_pubkey(int argc, char **argv) {
 /* ---- seal ---- */
 
 /* UNIXTIME, or +N with an optional s/m/h/d suffix (from now). */
-static int parse_time(const char *s, uint64_t *ret) {
-        unsigned long long v, mul = 1;
-        char buf[32];
-        size_t n;
-
-        if (s[0] != '+')
-                return cli_parse_u64(s, (unsigned long long)INT64_MAX, &v) < 0 || v == 0 ? -EINVAL : (*ret = v, 0);
-        n = strlen(s + 1);
-        if (n == 0 || n >= sizeof(buf))
-                return -EINVAL;
-        memcpy(buf, s + 1, n + 1);
-        switch (buf[n - 1]) {
-        case 's': mul = 1; buf[--n] = 0; break;
-        case 'm': mul = 60; buf[--n] = 0; break;
-        case 'h': mul = 3600; buf[--n] = 0; break;
-        case 'd': mul = 86400; buf[--n] = 0; break;
-        default: break;
-        }
-        if (cli_parse_u64(buf, 100ULL * 365 * 86400, &v) < 0)
-                return -EINVAL;
-        *ret = (uint64_t)time(NULL) + v * mul;
-        return 0;
-}
-
 /* The value, as put reads it (read_value: a terminal line with echo off, or
  * all of stdin), into a new secret buffer.  Unlike put, one trailing "\n"
  * is dropped from binary input too, unless keep_newline.  Returns 0 or the
@@ -234,7 +210,7 @@ int cmd_seal(int argc, char **argv) {
                 "  takes, to the broker's public key ('credbroker pubkey'); print a cbseal1 blob (or write\n"
                 "  it to FILE, mode 0600).  Only that broker can open it; anyone with the public key can\n"
                 "  make one, so who may import is decided by admin.sock and --provision-dir permissions.\n"
-                "  --not-after TIME: the blob cannot be imported after TIME (UNIXTIME or +N[s|m|h|d]).\n"
+                "  --not-after TIME: the blob cannot be imported after TIME (UNIXTIME, +N[s|m|h|d], RFC 3339).\n"
                 "  --secret-not-after TIME: the secret's own expiry, sealed in its metadata (put's\n"
                 "    --not-after).  --ca-file is a path on the broker's machine (absolute).\n"
                 "  One trailing newline is dropped from the value unless --keep-newline.\n";
@@ -286,8 +262,8 @@ int cmd_seal(int argc, char **argv) {
                 }
                 case 'S':
                 case 'N':
-                        if (parse_time(optarg, ch == 'S' ? &m->not_after : &pl.not_after) < 0) {
-                                r = cli_usage("seal: %s takes UNIXTIME or +N[s|m|h|d]", argv[optind - 1]);
+                        if (cli_parse_time(optarg, ch == 'S' ? &m->not_after : &pl.not_after) < 0) {
+                                r = cli_usage("seal: %s takes UNIXTIME, +N[s|m|h|d] or an RFC 3339 time", argv[optind - 1]);
                                 goto out;
                         }
                         break;

@@ -39,20 +39,6 @@
 
 /* ---- helpers shared with cli_admin.c ---- */
 
-int cli_parse_u64(const char *s, unsigned long long max, unsigned long long *ret) {
-        unsigned long long v;
-        char *e;
-
-        if (!s || *s < '0' || *s > '9')
-                return -EINVAL;
-        errno = 0;
-        v = strtoull(s, &e, 10);
-        if (errno || *e || v > max)
-                return -EINVAL;
-        *ret = v;
-        return 0;
-}
-
 int cli_write_all(int fd, const void *p, size_t n) {
         const unsigned char *s = p;
 
