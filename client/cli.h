@@ -65,6 +65,12 @@ int cmd_token(int argc, char **argv);
 int cmd_fetch(int argc, char **argv);
 int cmd_exec(int argc, char **argv);
 
+/* {"secret","version","value"} or, when the value is not UTF-8 text
+ * without NUL, "value_base64" instead (as POST /v1/redeem answers), to
+ * stdout without a newline (cli_value_json.c).  0 or a negative errno. */
+typedef struct cb_secret cb_secret;
+int cli_write_value_json(const cb_secret *s);
+
 /* exec --proxy (cli_exec_proxy.c).  cli_proxy_parse reads one
  * SECRET[=openai|anthropic|env:PREFIX]; cli_proxy_mint asks for each
  * secret's uid-bound proxy token and builds PREFIX_BASE_URL=URL/v1/proxy/

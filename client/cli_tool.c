@@ -96,7 +96,7 @@ static int fetch_one(cb_client *c, const char *verb, const char *name, cb_secret
 
 int cmd_token(int argc, char **argv) {
         static const char usage[] =
-                "usage: credbroker token SECRET [--use proxy|redeem] [--ttl SECONDS] [--bind exe|process|uid]\n"
+                "usage: credbroker token SECRET [--use proxy|redeem] [--ttl SECONDS] [--bind exe|process|uid] [--json]\n"
                 "  Ask the broker (tools.sock) for a token for SECRET.  The policy must grant this use\n"
                 "  to the caller: the broker sees credbroker's executable and the caller's uid/gid/cgroup.\n"
                 "  --use proxy (the CLI's default; POST /v1/token's is redeem): for /v1/proxy/SECRET/...,\n"
@@ -107,17 +107,20 @@ int cmd_token(int argc, char **argv) {
                 "  --bind: who may present it: exe (default: the requesting executable, here\n"
                 "    credbroker itself), process, or uid (proxy tokens only: any program of this\n"
                 "    uid, e.g. an SDK given the token as its API key).\n"
-                "  Prints the token on stdout (one line); accessor and lifetime on stderr.\n"
+                "  Prints the token on stdout (one line); accessor and lifetime on stderr; --json:\n"
+                "  {\"token\",\"accessor\",\"use\",\"bind\",\"expires_in\"} on stdout.\n"
                 "  Under a grant with \"approval\": true, first waits for an operator's decision\n"
                 "  (the request's ID is printed on stderr); denied or timed out: exit 7.\n";
         static const struct option opts[] = {
                 { "use", required_argument, NULL, 'u' },
                 { "ttl", required_argument, NULL, 't' },
                 { "bind", required_argument, NULL, 'b' },
+                { "json", no_argument, NULL, 'j' },
                 { "help", no_argument, NULL, 'h' },
                 {},
         };
         const char *use = "proxy", *bind = NULL;
+        bool json = false;
         unsigned long long ttl = 0;
         cb_client *c = NULL;
         char *tok = NULL, *acc = NULL;
@@ -142,6 +145,9 @@ int cmd_token(int argc, char **argv) {
                                 return cli_usage("token: --bind takes exe, process or uid");
                         bind = optarg;
                         break;
+                case 'j':
+                        json = true;
+                        break;
                 case 'h':
                         fputs(usage, stdout);
                         return CB_EXIT_OK;
@@ -157,6 +163,36 @@ int cmd_token(int argc, char **argv) {
         r = cb_client_token_bind(c, argv[optind], use, (unsigned)ttl, bind, &tok, &acc, &expires);
         if (r < 0) {
                 r = cli_fail_client(r, c, "token");
+                goto out;
+        }
+        if (json) {
+                /* The token is what this command exists to print; jansson's
+                 * copies are wiped on free (libcredbroker's allocator hooks). */
+                json_t *o = json_object();
+
+                if (o && (json_object_set_new(o, "token", json_string(tok)) < 0 ||
+                          json_object_set_new(o, "accessor", json_string(acc)) < 0 ||
+                          json_object_set_new(o, "use", json_string(use)) < 0 ||
+                          json_object_set_new(o, "bind", json_string(bind ? bind : "exe")) < 0 ||
+                          json_object_set_new(o, "expires_in", json_integer((json_int_t)expires)) < 0)) {
+                        json_decref(o);
+                        o = NULL;
+                }
+                char *t = o ? json_dumps(o, JSON_COMPACT) : NULL;
+
+                json_decref(o);
+                r = t ? cli_write_all(STDOUT_FILENO, t, strlen(t)) : -ENOMEM;
+                if (r >= 0)
+                        r = cli_write_all(STDOUT_FILENO, "\n", 1);
+                if (t) {
+                        sodium_memzero(t, strlen(t));
+                        free(t);
+                }
+                if (r < 0) {
+                        r = cli_fail(r, "token: cannot write the answer to stdout");
+                        goto out;
+                }
+                r = CB_EXIT_OK;
                 goto out;
         }
         {
@@ -183,17 +219,20 @@ out:
 
 int cmd_fetch(int argc, char **argv) {
         static const char usage[] =
-                "usage: credbroker fetch SECRET [--newline]\n"
+                "usage: credbroker fetch SECRET [--newline | --json]\n"
                 "  Get a one-shot redeem token for SECRET and redeem it: needs a \"redeem\" grant.\n"
                 "  Writes the value to stdout exactly as stored (binary-safe, nothing added);\n"
                 "  --newline appends one \"\\n\".  Prefer 'credbroker exec', which masks the value\n"
-                "  in the command's output, or a proxy token, which never reveals it.\n";
+                "  in the command's output, or a proxy token, which never reveals it.\n"
+                "  --json: {\"secret\",\"version\",\"value\"} (\"value_base64\" instead when the value is\n"
+                "  not UTF-8 text without NUL), as POST /v1/redeem answers.\n";
         static const struct option opts[] = {
                 { "newline", no_argument, NULL, 'n' },
+                { "json", no_argument, NULL, 'j' },
                 { "help", no_argument, NULL, 'h' },
                 {},
         };
-        bool newline = false;
+        bool newline = false, json = false;
         cb_client *c = NULL;
         cb_secret *s = NULL;
         int ch, r;
@@ -205,6 +244,9 @@ int cmd_fetch(int argc, char **argv) {
                 case 'n':
                         newline = true;
                         break;
+                case 'j':
+                        json = true;
+                        break;
                 case 'h':
                         fputs(usage, stdout);
                         return CB_EXIT_OK;
@@ -214,6 +256,8 @@ int cmd_fetch(int argc, char **argv) {
         }
         if (!cli_one_name(argc, argv, "fetch", "SECRET"))
                 return CB_EXIT_USAGE;
+        if (json && newline)
+                return cli_usage("fetch: --json and --newline do not go together");
         r = cli_connect(0, &c);
         if (r < 0)
                 return -r;
@@ -223,8 +267,8 @@ int cmd_fetch(int argc, char **argv) {
                 goto out;
         }
         signal(SIGPIPE, SIG_IGN); /* a closed stdout is an error message, not a silent death */
-        r = cli_write_all(STDOUT_FILENO, cb_secret_value(s), cb_secret_len(s));
-        if (r >= 0 && newline)
+        r = json ? cli_write_value_json(s) : cli_write_all(STDOUT_FILENO, cb_secret_value(s), cb_secret_len(s));
+        if (r >= 0 && (newline || json))
                 r = cli_write_all(STDOUT_FILENO, "\n", 1);
         if (r < 0) {
                 r = cli_fail(r, "fetch: cannot write the value to stdout: %s", strerror(-r));

@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# The CLI's machine-readable and error surface against the real daemon:
+# --json on init, token, fetch, seal, approve, deny (each answer parses as
+# one JSON object with the documented members); revoke of an unknown
+# accessor or client fails with exit 5 and says why; put --not-after takes
+# durations and RFC 3339; exec --proxy sets the SDK variables and revokes
+# its token at exit.  Needs root (a requester under another uid); exits 77
+# naming what is missing.
+set -uo pipefail
+CLI=${CREDBROKER_CLI:?}
+DAEMON=${CREDBROKERD:?}
+[ "$(id -u)" = 0 ] || { echo "SKIP: missing prerequisite: root (a requester under another uid)"; exit 77; }
+for t in /usr/bin/python3 setpriv curl; do
+        command -v $t >/dev/null || { echo "SKIP: missing prerequisite: $t"; exit 77; }
+done
+T=$(mktemp -d /tmp/cbj-test.XXXXXX)
+chmod 0755 "$T"
+PID='' BG=''
+cleanup() { for p in $BG $PID; do kill "$p" 2>/dev/null; done; wait 2>/dev/null; rm -rf "$T"; }
+trap cleanup EXIT
+fails=0
+ok() { echo "ok   $*"; }
+bad() { echo "FAIL $*"; fails=$((fails + 1)); }
+expect() { case "$3" in *"$2"*) ok "$1" ;; *) bad "$1: wanted '$2', got '$3'" ;; esac; }
+# jget JSON KEY...: the members' values, one per line (fails unless JSON is one object)
+jget() { /usr/bin/python3 -c 'import json,sys; o=json.loads(sys.argv[1]); assert isinstance(o, dict)
+for k in sys.argv[2:]: print(o[k])' "$@"; }
+as() { local u=$1; shift; setpriv --reuid "$u" --regid "$u" --clear-groups "$@"; }
+U1=61901 U2=61902
+
+out=$("$CLI" init --state-dir "$T/state" --unlock "keyfile:$T/key" --json)
+id=$(jget "$out" store_id) && [ ${#id} = 32 ] && [ "$(jget "$out" created)" = True ] &&
+        ok "init --json: $out" || bad "init --json: $out"
+cat >"$T/policy.json" <<JSON
+{ "clients": { "tool": {"uid": $U2}, "u1": {"uid": $U1} },
+  "grants": [ {"client": "tool", "secret": "demo", "use": ["redeem", "proxy"]},
+              {"client": "tool", "secret": "bin", "use": ["redeem"]},
+              {"client": "u1", "secret": "gated", "use": ["proxy"], "approval": true} ],
+  "admins": {"uids": [0]} }
+JSON
+chmod 0644 "$T/policy.json"
+"$DAEMON" --state-dir "$T/state" --run-dir "$T/run" --policy "$T/policy.json" --unlock "keyfile:$T/key" \
+        --approval-timeout 10 >"$T/daemon.out" 2>&1 &
+PID=$!
+for _ in $(seq 50); do [ -S "$T/run/admin.sock" ] && break; sleep 0.1; done
+export CREDBROKER_SOCKET=$T/run/tools.sock CREDBROKER_ADMIN_SOCKET=$T/run/admin.sock
+
+VALUE='sk-json "quoted" \back ünïcode'
+printf '%s' "$VALUE" | "$CLI" put demo --host api.example.com --not-after +1d >/dev/null || bad "put demo"
+printf 'a\0b\377' | "$CLI" put bin --not-after 2099-01-01T00:00:00Z >/dev/null || bad "put bin"
+printf 'x' | "$CLI" put gated --host api.example.com >/dev/null || bad "put gated"
+na=$("$CLI" show demo --json | /usr/bin/python3 -c 'import json,sys; o=json.load(sys.stdin); print(o["versions"][-1]["not_after"])')
+now=$(date +%s)
+[ "$na" -ge $((now + 86390)) ] && [ "$na" -le $((now + 86410)) ] && ok "put --not-after +1d: $na" || bad "put --not-after +1d: $na"
+na=$("$CLI" show bin --json | /usr/bin/python3 -c 'import json,sys; o=json.load(sys.stdin); print(o["versions"][-1]["not_after"])')
+[ "$na" = 4070908800 ] && ok "put --not-after RFC 3339" || bad "put --not-after 2099-01-01T00:00:00Z: $na"
+o=$("$CLI" put x --not-after tomorrow </dev/null 2>&1); rc=$?
+[ $rc = 2 ] && ok "put --not-after junk: usage error" || bad "put --not-after junk: exit $rc: $o"
+
+mkdir -m 0777 "$T/x"
+out=$(as $U2 "$CLI" token demo --json 2>/dev/null)
+[ "$(jget "$out" use bind)" = $'proxy\nexe' ] && [[ $(jget "$out" token) == cbt_* ]] &&
+        [[ $(jget "$out" accessor) == cba_* ]] && [ "$(jget "$out" expires_in)" -gt 0 ] &&
+        ok "token --json" || bad "token --json: $out"
+acc=$(jget "$out" accessor)
+out=$(as $U2 "$CLI" fetch demo --json)
+[ "$(jget "$out" value)" = "$VALUE" ] && [ "$(jget "$out" secret version)" = $'demo\n1' ] &&
+        ok "fetch --json: a text value, escaped" || bad "fetch --json: $out"
+out=$(as $U2 "$CLI" fetch bin --json)
+[ "$(jget "$out" value_base64)" = "YQBi/w==" ] && ok "fetch --json: a binary value as value_base64" ||
+        bad "fetch --json binary: $out"
+
+pk=$("$CLI" pubkey --json | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["public_key"])')
+out=$(printf v | "$CLI" seal --recipient "$pk" --name sealed --not-after +1h --json)
+[[ $(jget "$out" blob) == cbseal1.* ]] && [ "$(jget "$out" name)" = sealed ] && ok "seal --json" || bad "seal --json: $out"
+
+# approve / deny --json: a request under an approval grant, from another uid.
+approval() { # run a held token request as U1 in the background; its ID in $id, its pid in $BG
+        as $U1 timeout 30 "$CLI" token gated >"$T/req.out" 2>"$T/req.err" &
+        BG=$!
+        for _ in $(seq 100); do
+                id=$("$CLI" approvals --json | /usr/bin/python3 -c 'import json,sys
+a=[x["id"] for x in json.load(sys.stdin)["approvals"] if x["state"]=="pending"]; print(a[0] if a else "")')
+                [ -n "$id" ] && return
+                sleep 0.1
+        done
+}
+approval
+out=$("$CLI" approve "$id" --json)
+[ "$(jget "$out" state approval_id)" = $'approved\n'"$id" ] && ok "approve --json" || bad "approve --json: $out"
+wait $BG; rc=$?; BG=''
+[ $rc = 0 ] && ok "the approved requester got its token" || bad "approved requester: exit $rc: $(cat "$T/req.err")"
+approval
+out=$("$CLI" deny "$id" --json)
+[ "$(jget "$out" state)" = denied ] && ok "deny --json" || bad "deny --json: $out"
+wait $BG; rc=$?; BG=''
+[ $rc = 7 ] && ok "the denied requester exits 7" || bad "denied requester: exit $rc"
+
+# revoke: unknown things are errors with their reason; a real accessor works.
+for a in "--client nosuch" "--accessor cba_deadbeef"; do
+        o=$("$CLI" revoke $a 2>&1); rc=$?
+        [ $rc = 5 ] && ok "revoke $a: exit 5 ($o)" || bad "revoke $a: exit $rc: $o"
+done
+o=$("$CLI" revoke --accessor "$acc" 2>&1) && ok "revoke --accessor (live): $o" || bad "revoke --accessor $acc: $o"
+o=$("$CLI" revoke --accessor "$acc" 2>&1); rc=$?
+[ $rc = 5 ] && ok "revoking it again: exit 5" || bad "revoke twice: exit $rc: $o"
+
+# exec --proxy: the variables an SDK reads; the token dies with exec.
+out=$(as $U2 "$CLI" exec --proxy demo --proxy demo=anthropic --proxy demo=env:MY_API --proxy-url http://127.0.0.1:1 -- \
+        sh -c 'echo "$OPENAI_BASE_URL $ANTHROPIC_BASE_URL $MY_API_BASE_URL"; printf %s "$MY_API_API_KEY" >'"$T/x/tok")
+expect "exec --proxy: OPENAI_BASE_URL ends in /v1" "http://127.0.0.1:1/v1/proxy/demo/v1 " "$out"
+expect "exec --proxy: ANTHROPIC_BASE_URL and PREFIX_BASE_URL" \
+        "http://127.0.0.1:1/v1/proxy/demo http://127.0.0.1:1/v1/proxy/demo" "$out"
+o=$(curl -s --unix-socket "$T/run/tools.sock" -d "{\"token\":\"$(cat "$T/x/tok")\"}" http://x/v1/introspect)
+expect "its token is revoked once exec exits" '"error":"unauthorized"' "$o"
+o=$(as $U2 "$CLI" exec --proxy 'demo=cohere' -- true 2>&1); rc=$?
+[ $rc = 2 ] && ok "exec --proxy with an unknown kind: usage error" || bad "exec --proxy demo=cohere: $rc $o"
+grep -q -- "$VALUE" "$T/daemon.out" && bad "the value is in the daemon's output" || ok "no value in the daemon's output"
+echo "$fails failure(s)"
+[ "$fails" = 0 ]
