@@ -18,6 +18,7 @@
 
 #include "alert.h"
 #include "audit_format.h"
+#include "metrics.h"
 
 #define DENY_CLIENTS 256 /* clients tracked at once; the least recently denied is forgotten */
 #define QKEY_MAX 128
@@ -221,6 +222,7 @@ void alert_raise(const char *kind, json_t *event) {
         json_t *v;
         char *line;
 
+        metrics_alert(kind);
         if (!o)
                 return;
         if (json_is_object(event))

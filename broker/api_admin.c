@@ -11,6 +11,7 @@
 #include <microhttpd.h>
 #include <sodium.h>
 
+#include "metrics.h"
 #include "audit.h"
 #include "daemon.h"
 #include "error.h"
@@ -291,6 +292,26 @@ static int route_status(request *rq) {
         return reply_json(rq, 200, st, false);
 }
 
+/* GET /metrics: Prometheus text format 0.0.4 (metrics.h). */
+static int route_metrics(request *rq) {
+        metrics_gauges g = {
+                .tokens = cb_tokens_count(cbd.tokens),
+                .secrets = cb_store_count(cbd.store),
+                .approvals_pending = approval_pending(),
+                .connections_refused = __atomic_load_n(&cbd.conn_refused, __ATOMIC_RELAXED),
+                .uptime_s = (uint64_t)time(NULL) - cbd.started,
+                .store_generation = cb_store_generation(cbd.store),
+        };
+        size_t len = 0;
+        char *text;
+
+        rq->route = "admin.metrics";
+        text = metrics_render(&g, &len);
+        if (!text)
+                return reply_error(rq, 503, "unavailable", "out of memory");
+        return reply_text(rq, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);
+}
+
 int api_admin(request *rq) {
         bool get = strcmp(rq->method, "GET") == 0, post = strcmp(rq->method, "POST") == 0;
 
@@ -314,6 +335,8 @@ int api_admin(request *rq) {
                 return scan_start(rq);
         if (strcmp(rq->url, "/v1/admin/revoke") == 0)
                 return post ? route_revoke(rq) : reply_error(rq, 405, "method_not_allowed", "use POST");
+        if (strcmp(rq->url, "/metrics") == 0 || strcmp(rq->url, "/v1/admin/metrics") == 0)
+                return get ? route_metrics(rq) : reply_error(rq, 405, "method_not_allowed", "use GET");
         if (strcmp(rq->url, "/v1/admin/status") == 0)
                 return get ? route_status(rq) : reply_error(rq, 405, "method_not_allowed", "use GET");
         if (strcmp(rq->url, "/v1/admin/policy/reload") == 0)

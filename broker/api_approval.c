@@ -357,3 +357,11 @@ int api_approval_admin(request *rq) {
         return reply_error(rq, 404, "not_found", "no route %.64s (want /v1/admin/approvals[/ID/approve|/ID/deny])",
                            rq->url);
 }
+
+size_t approval_pending(void) {
+        size_t n = 0, all = tab ? cb_approvals_count(tab) : 0;
+
+        for (size_t i = 0; i < all; i++)
+                n += cb_approvals_at(tab, i)->state == CB_APPROVAL_PENDING;
+        return n;
+}

@@ -92,6 +92,11 @@ static int append(json_t *o, bool begin) {
         if (fstat(au.fd, &st) < 0)
                 return -errno;
         json_object_del(o, "mac");
+        if (!json_object_get(o, "time_ms")) { /* sub-second order of records; "time" stays whole seconds */
+                struct timespec ts;
+                clock_gettime(CLOCK_REALTIME, &ts);
+                json_object_set_new(o, "time_ms", json_integer((json_int_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000));
+        }
         json_object_set_new(o, "seq", json_integer((json_int_t)seq));
         /* A header records where in its file it starts (the MAC covers
          * it): removing whole segments before it is then visible. */

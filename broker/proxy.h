@@ -26,6 +26,7 @@ typedef struct proxy_spec {
         long long content_length;     /* its announced length, -1 if none (chunked) */
         size_t value_len;
         char path[1024];              /* for the audit record, without the query */
+        char request_id[32];          /* shared by the decision's and the completion's audit records */
 } proxy_spec;
 
 /* Start the upstream transfer for rq and park the connection until the

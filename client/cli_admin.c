@@ -302,6 +302,38 @@ int cmd_revoke(int argc, char **argv) {
         return CB_EXIT_OK;
 }
 
+/* ---- metrics ---- */
+
+int cmd_metrics(int argc, char **argv) {
+        static const char usage[] =
+                "usage: credbroker metrics\n"
+                "  The broker's counters in the Prometheus text format (GET /metrics on admin.sock):\n"
+                "  requests by route and decision, proxied requests by secret and upstream status,\n"
+                "  proxy durations, live tokens, pending approvals, alerts (leaks, audit write\n"
+                "  failures, ...) and refused connections.  Already machine-readable: no --json.\n";
+        cb_client *c = NULL;
+        char *text = NULL;
+        bool json;
+        int r;
+
+        r = simple_opts(argc, argv, usage, 0, &json);
+        if (r)
+                return r > 0 ? CB_EXIT_OK : -r;
+        if (json)
+                return cli_usage("metrics: the answer is Prometheus text; there is no --json");
+        r = cli_connect(1, &c);
+        if (r < 0)
+                return -r;
+        r = cb_client_request(c, "GET", "/v1/admin/metrics", NULL, 0, &text, NULL);
+        if (r < 0)
+                r = cli_fail_client(r, c, "metrics");
+        else
+                r = fputs(text, stdout) < 0 ? CB_EXIT_FAIL : CB_EXIT_OK;
+        free(text);
+        cb_client_free(c);
+        return r;
+}
+
 /* ---- status ---- */
 
 int cmd_status(int argc, char **argv) {

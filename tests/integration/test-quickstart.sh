@@ -144,6 +144,26 @@ resp=$(runuser -u agent -- curl -sS -w ' %{http_code}' http://127.0.0.1:8411/v1/
         -H "Authorization: Bearer $tok" -d '{}')
 expect "after exec exits its token is refused" " 401" "$resp"
 expect "in the vendors' error shape" '"type":"error","error":{"type":"unauthorized","code":"unauthorized","message":' "$resp"
+# Observability: the counters (Prometheus text), the audit records' sub-second
+# time and the request id linking a proxy decision to its completion.
+m=$(credbroker metrics)
+expect "metrics: proxied requests by secret and upstream status" 'credbroker_proxy_requests_total{secret="openai",status="200"} ' "$m"
+expect "metrics: requests by route and decision" 'credbroker_requests_total{route="proxy",decision="deny"} ' "$m"
+expect "metrics: the latency histogram" 'credbroker_proxy_duration_seconds_bucket{le="+Inf"} ' "$m"
+bad_lines=$(printf '%s\n' "$m" | grep -vE '^# (HELP|TYPE) [a-z_]+ |^[a-z_]+(\{[a-z_]+="[^"\\]*"(,[a-z_]+="[^"\\]*")*\})? [0-9.e+-]+$')
+[ -z "$bad_lines" ] && ok "metrics: every line is Prometheus text format" || bad "metrics: lines not in the format: $bad_lines"
+o=$(/usr/bin/python3 - /var/log/credbroker/audit.log <<'PY'
+import json, sys
+recs = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+assert all(isinstance(r.get("time_ms"), int) for r in recs), "a record without time_ms"
+dec = {r["request_id"] for r in recs if r.get("route") == "proxy" and r.get("decision") == "allow" and "request_id" in r}
+done = {r["request_id"] for r in recs if r.get("route") == "proxy.done" and "request_id" in r}
+assert dec and dec == done, (dec, done)
+print("linked", len(dec))
+PY
+)
+expect "audit: time_ms on every record; each proxy decision's request_id on its completion" "linked" "$o"
+
 # Revoking what does not exist fails (exit 5, not found) with its reason.
 for a in "--client nosuch" "--accessor cba_deadbeef"; do
         o=$(credbroker revoke $a 2>&1)
