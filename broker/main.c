@@ -173,7 +173,7 @@ static void usage(FILE *f) {
               "defaults: --state-dir " DEFAULT_STATE_DIR " --run-dir " DEFAULT_RUN_DIR "\n"
               "          --policy " DEFAULT_POLICY " --unlock " DEFAULT_UNLOCK "\n"
               "          --audit-log: none unless given (JSON lines, one record per decision, MAC-chained;\n"
-              "            SIGHUP reopens it; see README 'Audit log and alerts')\n"
+              "            SIGHUP reopens it; see docs/audit.md)\n"
               "          --alert-hook CMD: none (run by /bin/sh with each alert as a JSON line on stdin)\n"
               "          --alert-hook-timeout SECONDS: 10 (a hook still running then is killed)\n"
               "          --denial-alert N/SECONDS: 10/60 (N denials of one client within SECONDS alert; 'off')\n"
