@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* Numbers and times on the command line, one syntax for every verb (see cli.h). */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -48,17 +49,33 @@ static int duration(const char *s, unsigned long long *ret) {
         return 0;
 }
 
+/* n decimal digits at s, nothing else (sscanf's %d would skip blanks and
+ * take a sign). */
+static bool digits(const char *s, int n, int *ret) {
+        int v = 0;
+
+        for (int i = 0; i < n; i++) {
+                if (s[i] < '0' || s[i] > '9')
+                        return false;
+                v = v * 10 + (s[i] - '0');
+        }
+        *ret = v;
+        return true;
+}
+
 /* YYYY-MM-DDTHH:MM:SS[.frac](Z|+HH:MM|-HH:MM), 't'/' ' and 'z' accepted
  * as RFC 3339 allows; fractions are dropped (times are whole seconds). */
 static int rfc3339(const char *s, uint64_t *ret) {
         struct tm tm = { 0 };
-        int y, mo, d, h, mi, sec, used = 0, oh = 0, om = 0;
+        int y, mo, d, h, mi, sec, oh = 0, om = 0;
         long off = 0;
         time_t t;
 
-        if (sscanf(s, "%4d-%2d-%2d%*1[Tt ]%2d:%2d:%2d%n", &y, &mo, &d, &h, &mi, &sec, &used) != 6 || used != 19)
+        if (strlen(s) < 20 || !digits(s, 4, &y) || s[4] != '-' || !digits(s + 5, 2, &mo) || s[7] != '-' ||
+            !digits(s + 8, 2, &d) || (s[10] != 'T' && s[10] != 't' && s[10] != ' ') || !digits(s + 11, 2, &h) ||
+            s[13] != ':' || !digits(s + 14, 2, &mi) || s[16] != ':' || !digits(s + 17, 2, &sec))
                 return -EINVAL;
-        s += used;
+        s += 19;
         if (*s == '.') {
                 s++;
                 if (*s < '0' || *s > '9')
@@ -68,7 +85,7 @@ static int rfc3339(const char *s, uint64_t *ret) {
         }
         if ((*s == 'Z' || *s == 'z') && !s[1]) {
                 off = 0;
-        } else if ((*s == '+' || *s == '-') && sscanf(s + 1, "%2d:%2d%n", &oh, &om, &used) == 2 && used == 5 &&
+        } else if ((*s == '+' || *s == '-') && digits(s + 1, 2, &oh) && s[3] == ':' && digits(s + 4, 2, &om) &&
                    !s[6] && oh < 24 && om < 60) {
                 off = (*s == '-' ? -1 : 1) * (oh * 3600L + om * 60L);
         } else {
