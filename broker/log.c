@@ -33,7 +33,7 @@ static const char *level_name(enum cb_log_level l) {
 }
 
 void cb_log(enum cb_log_level level, const char *fmt, ...) {
-        char line[2048];
+        char line[8192]; /* an alert line carries its JSON event */
         size_t n;
         int k;
         va_list ap;
