@@ -4,9 +4,12 @@
 systemd runs: start the installed unit's ExecStart= the way the unit does —
 its User=/Group=, only its AmbientCapabilities= (bounding set likewise),
 no new privileges, its RuntimeDirectory= — with a NOTIFY_SOCKET, and return
-once the daemon has sent READY=1 (Type=notify), printing its pid.  What this
-does not reproduce (the mount, syscall and address-family sandbox) is what
-`systemd-analyze verify` and `security` check in test-packaging.sh.
+once the daemon has sent READY=1 (Type=notify), printing its pid.  With
+ProtectSystem=strict, ProtectHome= and PrivateTmp= in the unit, it runs in
+a mount namespace where every mount is read-only except the unit's
+State-/Logs-/RuntimeDirectory=, /home is empty and /tmp private, so the
+daemon must live with them.  The syscall and address-family filters are
+not reproduced; `systemd-analyze verify`/`security` check the unit itself.
 Usage: quickstart-systemctl.py UNIT_FILE LOG_FILE"""
 import os
 import pwd
@@ -38,7 +41,23 @@ if os.path.exists(ns):
 s.bind(ns)
 os.chown(ns, pw.pw_uid, pw.pw_gid)
 capset = ",".join("+" + c for c in caps)
-cmd = ["setpriv", "--reuid", user, "--regid", cfg["Group"][0], "--init-groups", "--no-new-privs",
+sandbox = []
+if cfg.get("ProtectSystem") == ["strict"]:
+    rw = ["/var/lib/" + d for d in cfg.get("StateDirectory", [])] + \
+         ["/var/log/" + d for d in cfg.get("LogsDirectory", [])] + \
+         ["/run/" + d for d in cfg.get("RuntimeDirectory", [])]
+    mounts = [l.split()[4] for l in open("/proc/self/mountinfo")]
+    script = ["set -e"]
+    script += ["mount --bind %s %s" % (d, d) for d in rw]
+    script += ["mount -o remount,bind,ro %s 2>/dev/null || true" % m
+               for m in sorted(set(mounts), key=len) if m not in rw and not m.startswith(("/proc", "/sys", "/dev"))]
+    if cfg.get("ProtectHome") == ["yes"]:
+        script.append("mount -t tmpfs -o ro,mode=0755 home /home")
+    if cfg.get("PrivateTmp") == ["yes"]:
+        script.append("mount -t tmpfs -o mode=1777 tmp /tmp")
+    script.append('exec "$@"')
+    sandbox = ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", "\n".join(script), "sandbox"]
+cmd = sandbox + ["setpriv", "--reuid", user, "--regid", cfg["Group"][0], "--init-groups", "--no-new-privs",
        "--inh-caps", "-all," + capset, "--ambient-caps", capset, "--bounding-set", "-all," + capset,
        "--"] + shlex.split(cfg["ExecStart"][0])
 env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "NOTIFY_SOCKET": ns}

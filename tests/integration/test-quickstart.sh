@@ -13,7 +13,7 @@
 # `systemctl enable --now credbrokerd` is quickstart-systemctl.py: the
 # installed unit's ExecStart as its User, with only its capability, waiting
 # for READY=1.  `make deps install` uses the build under test (BUILD_DIR).
-# Needs root, unshare, overlayfs, ip, openssl, curl, setpriv, runuser,
+# Needs root, unshare, nsenter, overlayfs, ip, openssl, curl, setpriv, runuser,
 # useradd, systemd-sysusers; exits 77 naming what is missing.
 set -uo pipefail
 
@@ -23,7 +23,7 @@ BUILD=${CB_BUILDDIR:?}
 
 if [ "${1:-}" != inner ]; then
         [ "$(id -u)" = 0 ] || { echo "SKIP: missing prerequisite: root (installs in private namespaces)"; exit 77; }
-        for t in unshare mount ip openssl curl setpriv runuser useradd systemd-sysusers systemd-tmpfiles \
+        for t in unshare nsenter mount ip openssl curl setpriv runuser useradd systemd-sysusers systemd-tmpfiles \
                 /usr/bin/python3 make meson; do
                 command -v $t >/dev/null || { echo "SKIP: missing prerequisite: $t"; exit 77; }
         done
@@ -126,6 +126,10 @@ refuse "no key in any output, the daemon's log or the audit log (anthropic)" "$A
 expect "the daemon runs as credbroker" credbroker "$(ps -o user= -p "$DPID" 2>/dev/null)"
 expect "with CAP_SYS_PTRACE only" "cap_sys_ptrace" "$(grep -E '^CapEff' /proc/"$DPID"/status | awk '{print $2}' |
         xargs -I{} capsh --decode={} 2>/dev/null)"
+o=$(nsenter -t "$DPID" -m sh -c 'touch /usr/x 2>&1; touch /etc/credbroker/x 2>&1; ls /home | wc -l;
+        touch /var/lib/credbroker/.w && rm /var/lib/credbroker/.w && echo state-rw' 2>&1)
+expect "the daemon's root is read-only (ProtectSystem=strict)" "Read-only file system" "$o"
+expect "its state directory is writable" "state-rw" "$o"
 expect "its lines carry a time stamp and a level" "Z credbrokerd[" "$(head -n 1 "$T/daemon.log")"
 expect "credbrokerd --version" "credbrokerd 0.1.0" "$(credbrokerd --version)"
 expect "credbroker --version" "credbroker 0.1.0" "$(credbroker --version)"
