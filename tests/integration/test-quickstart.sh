@@ -130,6 +130,11 @@ o=$(nsenter -t "$DPID" -m sh -c 'touch /usr/x 2>&1; touch /etc/credbroker/x 2>&1
         touch /var/lib/credbroker/.w && rm /var/lib/credbroker/.w && echo state-rw' 2>&1)
 expect "the daemon's root is read-only (ProtectSystem=strict)" "Read-only file system" "$o"
 expect "its state directory is writable" "state-rw" "$o"
+# A tool whose executable lives under /home, which the daemon cannot see
+# (ProtectHome): it is still identified, through /proc/PID/exe.
+install -D -m 0755 -o agent "$(command -v credbroker)" /home/agent/bin/credbroker
+o=$(runuser -u agent -- /home/agent/bin/credbroker token openai 2>&1)
+expect "a tool under /home is identified and served" "cbt_" "$o"
 expect "its lines carry a time stamp and a level" "Z credbrokerd[" "$(head -n 1 "$T/daemon.log")"
 expect "credbrokerd --version" "credbrokerd 0.1.0" "$(credbrokerd --version)"
 expect "credbroker --version" "credbroker 0.1.0" "$(credbroker --version)"
