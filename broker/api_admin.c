@@ -312,6 +312,53 @@ static int route_metrics(request *rq) {
         return reply_text(rq, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);
 }
 
+/* POST /v1/admin/audit/idhash {"id", "logs":[LOG ID...]}: the keyed hash
+ * of id in each segment, so an operator's tool can find a token's records
+ * by its accessor although the log holds only keyed hashes.  Admins only,
+ * who could read the records anyway; nothing else is revealed. */
+static int route_audit_idhash(request *rq) {
+        static const char *const fields[] = { "id", "logs", NULL };
+        json_t *o, *logs, *e, *out = NULL;
+        const char *id;
+        size_t i;
+        int ret;
+
+        rq->route = "admin.audit.idhash";
+        if (strcmp(rq->method, "POST") != 0)
+                return reply_error(rq, 405, "method_not_allowed", "use POST");
+        o = body_object(rq, fields);
+        if (!o)
+                return MHD_YES;
+        id = json_string_value(json_object_get(o, "id"));
+        logs = json_object_get(o, "logs");
+        if (!id || !*id || strlen(id) > 64 || !json_is_array(logs) || json_array_size(logs) > 1024) {
+                ret = reply_error(rq, 400, "bad_request", "want {\"id\": an accessor, \"logs\": up to 1024 log ids}");
+                goto out;
+        }
+        out = json_object();
+        json_array_foreach(logs, i, e) {
+                char h[37];
+                const char *lg = json_string_value(e);
+                int r = lg ? audit_id_hash(lg, id, h) : -EINVAL;
+
+                if (r == -ENOENT) {
+                        ret = reply_error(rq, 409, "no_audit_log", "this broker runs without --audit-log");
+                        goto out;
+                }
+                if (r < 0) {
+                        ret = reply_error(rq, 400, "bad_request", "\"logs\"[%zu] is not a log id (32 hex digits)", i);
+                        goto out;
+                }
+                json_object_set_new(out, lg, json_string(h));
+        }
+        ret = reply_json(rq, 200, json_pack("{s:o}", "hashes", out), false);
+        out = NULL;
+out:
+        json_decref(out);
+        json_decref(o);
+        return ret;
+}
+
 int api_admin(request *rq) {
         bool get = strcmp(rq->method, "GET") == 0, post = strcmp(rq->method, "POST") == 0;
 
@@ -345,6 +392,8 @@ int api_admin(request *rq) {
                 return api_approval_admin(rq);
         if (is_provision_route(rq->url))
                 return api_provision(rq);
+        if (strcmp(rq->url, "/v1/admin/audit/idhash") == 0)
+                return route_audit_idhash(rq);
         if (strncmp(rq->url, "/v1/admin/audit/", 16) == 0)
                 return api_audit(rq);
         if (strcmp(rq->url, "/v1/health") == 0) {

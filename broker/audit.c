@@ -543,3 +543,20 @@ out:
         au.keys = NULL;
         return status;
 }
+
+int audit_id_hash(const char *log_hex, const char *id, char out[CB_AUDIT_ID_HASH_LEN + 1]) {
+        unsigned char log_id[CB_AUDIT_LOG_ID_LEN];
+        cb_audit_keys k;
+        size_t got = 0;
+
+        if (!au.master)
+                return -ENOENT;
+        if (strlen(log_hex) != 2 * CB_AUDIT_LOG_ID_LEN ||
+            sodium_hex2bin(log_id, sizeof(log_id), log_hex, strlen(log_hex), NULL, &got, NULL) != 0 ||
+            got != sizeof(log_id))
+                return -EINVAL;
+        cb_audit_segment_keys(au.master, log_id, &k);
+        cb_audit_id_hash(&k, id, out);
+        sodium_memzero(&k, sizeof(k));
+        return 0;
+}

@@ -38,7 +38,7 @@ static const struct verb {
         { "pubkey", cmd_pubkey, "admin: the provisioning public key: pubkey [--list|--rotate|--retire ID] [--json]" },
         { "seal", cmd_seal, "offline: seal stdin for a broker: seal --recipient KEY --name NAME [--host H]..." },
         { "import", cmd_import, "admin: import sealed blobs: import [--dry-run] BLOB|FILE|-..." },
-        { "audit", cmd_audit, "operators: check audit files: audit verify FILE... [--state-dir DIR --unlock SPEC]" },
+        { "audit", cmd_audit, "operators: audit verify FILE... [--state-dir DIR --unlock SPEC] | audit grep --accessor A FILE..." },
         { "scan", cmd_scan, "find secrets/tokens in text (names only): scan [--admin] [--json] [FILE|-]" },
         { "redact", cmd_redact, "filter stdin to stdout, secrets/tokens -> [REDACTED:NAME]: redact [--admin]" },
 };

@@ -111,6 +111,8 @@ int cmd_seal(int argc, char **argv);
 int cmd_import(int argc, char **argv);
 /* Audit verbs (cli_audit.c). */
 int cmd_audit(int argc, char **argv);
+/* audit grep --accessor A FILE... (cli_audit_grep.c); argv[0] is "grep". */
+int cli_audit_grep(int argc, char **argv);
 /* Leak scanner verbs (cli_scan.c). */
 int cmd_scan(int argc, char **argv);
 int cmd_redact(int argc, char **argv);

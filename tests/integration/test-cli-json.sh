@@ -41,7 +41,7 @@ cat >"$T/policy.json" <<JSON
 JSON
 chmod 0644 "$T/policy.json"
 "$DAEMON" --state-dir "$T/state" --run-dir "$T/run" --policy "$T/policy.json" --unlock "keyfile:$T/key" \
-        --approval-timeout 10 >"$T/daemon.out" 2>&1 &
+        --approval-timeout 10 --audit-log "$T/audit.log" >"$T/daemon.out" 2>&1 &
 PID=$!
 for _ in $(seq 50); do [ -S "$T/run/admin.sock" ] && break; sleep 0.1; done
 export CREDBROKER_SOCKET=$T/run/tools.sock CREDBROKER_ADMIN_SOCKET=$T/run/admin.sock
@@ -102,7 +102,21 @@ for a in "--client nosuch" "--accessor cba_deadbeef"; do
         o=$("$CLI" revoke $a 2>&1); rc=$?
         [ $rc = 5 ] && ok "revoke $a: exit 5 ($o)" || bad "revoke $a: exit $rc: $o"
 done
+# audit grep: the token's records, across a rotation of the log (a new
+# segment with another identifier key in another file).
+mv "$T/audit.log" "$T/audit.log.1"
+kill -HUP "$PID"
+for _ in $(seq 50); do [ -s "$T/audit.log" ] && break; sleep 0.1; done
 o=$("$CLI" revoke --accessor "$acc" 2>&1) && ok "revoke --accessor (live): $o" || bad "revoke --accessor $acc: $o"
+g=$("$CLI" audit grep --accessor "$acc" "$T/audit.log.1" "$T/audit.log")
+rc=$?
+n1=$(printf '%s\n' "$g" | grep -c '"route":"token"')
+n2=$(printf '%s\n' "$g" | grep -c '"route":"admin.revoke"')
+[ $rc = 0 ] && [ "$n1" = 1 ] && [ "$n2" = 1 ] && ok "audit grep --accessor: its token record and, in the next file's segment, its revocation" ||
+        bad "audit grep: exit $rc, $n1 token and $n2 revoke records: $g"
+case "$g" in *"$acc"*) bad "audit grep: the accessor itself is in the log" ;; esac
+g=$("$CLI" audit grep --accessor cba_000000000000000000000000 "$T/audit.log.1" "$T/audit.log"); rc=$?
+[ $rc = 1 ] && [ -z "$g" ] && ok "audit grep of another accessor: nothing, exit 1" || bad "audit grep other: exit $rc: $g"
 o=$("$CLI" revoke --accessor "$acc" 2>&1); rc=$?
 [ $rc = 5 ] && ok "revoking it again: exit 5" || bad "revoke twice: exit $rc: $o"
 
