@@ -56,7 +56,7 @@ static const char *use_name(unsigned use) {
 }
 
 static const char *bind_name(int bind) {
-        return bind == CB_BIND_UID ? "uid" : bind == CB_BIND_PROCESS ? "process" : "exe";
+        return bind == CB_BIND_UID ? "uid" : bind == CB_BIND_SESSION ? "session" : bind == CB_BIND_PROCESS ? "process" : "exe";
 }
 
 int approval_init(uint32_t timeout) {

@@ -92,14 +92,19 @@ static int route_token(request *rq) {
         cb_token_bind bind = bind_j && json_is_true(bind_j) ? CB_BIND_PROCESS : CB_BIND_EXE;
         if (bind_s) {
                 const char *b = json_string_value(bind_s);
-                if (!b || (strcmp(b, "exe") && strcmp(b, "process") && strcmp(b, "uid")) || (bind_j && strcmp(b, "process") != 0 && json_is_true(bind_j))) {
-                        ret = reply_error(rq, 400, "bad_request", "'bind' must be \"exe\", \"process\" or \"uid\"");
+                if (!b || (strcmp(b, "exe") && strcmp(b, "process") && strcmp(b, "uid") && strcmp(b, "session")) ||
+                    (bind_j && strcmp(b, "process") != 0 && json_is_true(bind_j))) {
+                        ret = reply_error(rq, 400, "bad_request",
+                                          "'bind' must be \"exe\", \"process\", \"uid\" or \"session\"");
                         goto out;
                 }
-                bind = !strcmp(b, "uid") ? CB_BIND_UID : !strcmp(b, "process") ? CB_BIND_PROCESS : CB_BIND_EXE;
+                bind = !strcmp(b, "uid")       ? CB_BIND_UID
+                       : !strcmp(b, "session") ? CB_BIND_SESSION
+                       : !strcmp(b, "process") ? CB_BIND_PROCESS
+                                               : CB_BIND_EXE;
         }
-        if (bind == CB_BIND_UID && use != CB_USE_PROXY) {
-                ret = reply_error(rq, 400, "bad_request", "\"bind\": \"uid\" is for proxy tokens only: a token that "
+        if ((bind == CB_BIND_UID || bind == CB_BIND_SESSION) && use != CB_USE_PROXY) {
+                ret = reply_error(rq, 400, "bad_request", "\"bind\": \"uid\" and \"session\" are for proxy tokens only: a token that "
                                   "can redeem a value stays bound to its executable");
                 goto out;
         }

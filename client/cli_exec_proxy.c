@@ -2,11 +2,12 @@
 /*
  * exec --proxy SECRET[=openai|anthropic|env:PREFIX]: hand an unmodified SDK
  * in the child a base URL on the broker's loopback proxy and a proxy token
- * as its API key.  The token is uid-bound (the SDK runs under an
- * interpreter, not this executable), asked for with the longest lifetime
- * the grant allows (max_ttl, at most 86400 s: SDKs read their key once and
- * cannot renew it), and revoked through POST /v1/revoke when the command
- * exits, so it lives no longer than exec does.
+ * as its API key.  The token is a "session" token: any program of our uid
+ * may present it (the SDK runs under an interpreter, not this executable),
+ * but only while this process lives (the broker holds our pidfd).  It is
+ * asked for with the longest lifetime the grant allows (max_ttl, at most
+ * 86400 s: SDKs read their key once and cannot renew it), and also revoked
+ * through POST /v1/revoke when the command exits.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -76,7 +77,15 @@ int cli_proxy_mint(struct cli_proxy *p, size_t n, cb_client *c, const char *url)
                 unsigned expires = 0;
                 int r;
 
-                r = cb_client_token_bind(c, p[i].secret, "proxy", PROXY_TTL_ASK, "uid", &p[i].token, NULL, &expires);
+                /* "session": usable by any program of our uid while this
+                 * process lives, so it dies with exec even on SIGKILL.  A
+                 * kernel without SO_PEERPIDFD cannot pin us: then a plain
+                 * uid-bound token, revoked at exit (cli_proxy_release). */
+                r = cb_client_token_bind(c, p[i].secret, "proxy", PROXY_TTL_ASK, "session", &p[i].token, NULL,
+                                         &expires);
+                if (r < 0 && strstr(cb_client_error(c), "SO_PEERPIDFD"))
+                        r = cb_client_token_bind(c, p[i].secret, "proxy", PROXY_TTL_ASK, "uid", &p[i].token, NULL,
+                                                 &expires);
                 if (r < 0)
                         return -cli_fail_client(r, c, "exec --proxy");
                 if (snprintf(base, sizeof(base), "%.*s/v1/proxy/%s", (int)ul, url, p[i].secret) >= (int)sizeof(base))

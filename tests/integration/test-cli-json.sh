@@ -128,6 +128,23 @@ expect "exec --proxy: ANTHROPIC_BASE_URL and PREFIX_BASE_URL" \
         "http://127.0.0.1:1/v1/proxy/demo http://127.0.0.1:1/v1/proxy/demo" "$out"
 o=$(curl -s --unix-socket "$T/run/tools.sock" -d "{\"token\":\"$(cat "$T/x/tok")\"}" http://x/v1/introspect)
 expect "its token is revoked once exec exits" '"error":"unauthorized"' "$o"
+# A session token dies with exec even when exec cannot revoke it (SIGKILL):
+# the broker holds exec's pidfd.  Its child, still running, is refused.
+proxy_try() { as $U2 curl -s --unix-socket "$T/run/tools.sock" -H "Authorization: Bearer $(cat "$T/x/tok2")" \
+        http://x/v1/proxy/demo/v1/x; }
+as $U2 "$CLI" exec --proxy demo -- sh -c 'printf %s "$OPENAI_API_KEY" >'"$T/x/tok2"'; sleep 30' >/dev/null 2>&1 &
+EPID=$!
+for _ in $(seq 50); do [ -s "$T/x/tok2" ] && break; sleep 0.1; done
+cpid=$(pgrep -P "$(pgrep -P $EPID)" 2>/dev/null | head -n 1)
+o=$(proxy_try)
+case "$o" in *exited*|*unauthorized*) bad "session token refused while exec runs: $o" ;; *) ok "session token accepted while exec runs" ;; esac
+o=$(as $U2 curl -s --unix-socket "$T/run/tools.sock" -d "{\"token\":\"$(cat "$T/x/tok2")\"}" http://x/v1/introspect)
+case "$o" in *'"bound_process":true'*) ok "exec --proxy's token is process-bound (session)" ;; *) bad "introspect: $o" ;; esac
+kill -KILL "$(pgrep -P $EPID)" 2>/dev/null
+wait $EPID 2>/dev/null
+o=$(proxy_try)
+expect "after exec is SIGKILLed, its token is refused although its child runs" "exited" "$o"
+[ -n "$cpid" ] && kill "$cpid" 2>/dev/null
 o=$(as $U2 "$CLI" exec --proxy 'demo=cohere' -- true 2>&1); rc=$?
 [ $rc = 2 ] && ok "exec --proxy with an unknown kind: usage error" || bad "exec --proxy demo=cohere: $rc $o"
 grep -q -- "$VALUE" "$T/daemon.out" && bad "the value is in the daemon's output" || ok "no value in the daemon's output"
