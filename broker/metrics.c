@@ -48,8 +48,10 @@ static void bump(family *f, const char *a, const char *b) {
                         f->s[i].n++;
                         return;
                 }
-        if (f->n == METRICS_SERIES_MAX - 1 && strcmp(a, "_other") != 0) {
-                bump(f, "_other", b); /* the last slot: everything past the cap */
+        /* Past the cap everything new is counted under "_other" (the last
+         * slots are kept for it); an "_other" that finds no room is dropped. */
+        if (f->n >= METRICS_SERIES_MAX - 4 && strcmp(a, "_other") != 0) {
+                bump(f, "_other", b);
                 return;
         }
         if (f->n == METRICS_SERIES_MAX)
