@@ -515,6 +515,7 @@ int main(int argc, char **argv) {
                         (void)cb_sdnotify("WATCHDOG=1");
                 if (sig == SIGHUP) {
                         char err[512];
+                        (void)cb_sdnotify("RELOADING=1"); /* systemctl reload waits for READY=1 */
                         if (policy_reload(err, sizeof(err)) < 0)
                                 say_warn("SIGHUP: policy NOT reloaded, the old one stays in force: %s", err);
                         else
@@ -525,6 +526,7 @@ int main(int argc, char **argv) {
                                     cb_error_last());
                         if (provision_dir)
                                 provision_dir_scan(provision_dir, "SIGHUP");
+                        (void)cb_sdnotify("READY=1");
                 }
                 cb_tokens_sweep(cbd.tokens, (uint64_t)time(NULL));
                 approval_sweep();
