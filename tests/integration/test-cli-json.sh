@@ -128,6 +128,11 @@ expect "exec --proxy: ANTHROPIC_BASE_URL and PREFIX_BASE_URL" \
         "http://127.0.0.1:1/v1/proxy/demo http://127.0.0.1:1/v1/proxy/demo" "$out"
 o=$(curl -s --unix-socket "$T/run/tools.sock" -d "{\"token\":\"$(cat "$T/x/tok")\"}" http://x/v1/introspect)
 expect "its token is revoked once exec exits" '"error":"unauthorized"' "$o"
+out=$(as $U2 "$CLI" exec --proxy demo --env V=demo --proxy-url http://127.0.0.1:1 -- \
+        sh -c 'printf "value:%s\n" "$V"; echo "base:$OPENAI_BASE_URL"')
+expect "exec --proxy with --env: the value, masked" "value:[REDACTED:demo]" "$out"
+expect "exec --proxy with --env: and the SDK's base URL" "base:http://127.0.0.1:1/v1/proxy/demo/v1" "$out"
+
 # A session token dies with exec even when exec cannot revoke it (SIGKILL):
 # the broker holds exec's pidfd.  Its child, still running, is refused.
 proxy_try() { as $U2 curl -s --unix-socket "$T/run/tools.sock" -H "Authorization: Bearer $(cat "$T/x/tok2")" \
