@@ -292,6 +292,35 @@ static int route_status(request *rq) {
         return reply_json(rq, 200, st, false);
 }
 
+/* DELETE /v1/admin/secrets/NAME: revoke its tokens, cut its proxied
+ * requests in flight, destroy every version (cb_store_delete). */
+static int route_delete(request *rq, const char *name) {
+        size_t revoked;
+        int r;
+
+        rq->route = "admin.delete";
+        if (cb_name_check(name) < 0)
+                return reply_error(rq, 400, "bad_request", "invalid secret name");
+        snprintf(rq->secret, sizeof(rq->secret), "%s", name);
+        const cb_version_info *vi;
+        size_t nv = 0, live = 0;
+        if (cb_store_versions(cbd.store, name, &vi, &nv) == 0)
+                for (size_t i = 0; i < nv; i++)
+                        live += vi[i].state != CB_VS_DESTROYED;
+        if (!live) /* unknown, or deleted already */
+                return reply_error(rq, 404, "not_found", "no secret named '%s'", name);
+        revoked = cb_tokens_revoke_secret(cbd.tokens, name);
+        (void)proxy_cancel_secret(name, "the secret was deleted");
+        r = cb_store_delete(cbd.store, name);
+        if (r == -ENOENT)
+                return reply_error(rq, 404, "not_found", "no secret named '%s'", name);
+        if (r < 0)
+                return reply_error(rq, 500, "internal", "%s", cb_error_last());
+        scanner_rebuild();
+        return reply_json(rq, 200, json_pack("{s:s, s:b, s:I}", "name", name, "deleted", 1, "revoked", (json_int_t)revoked),
+                          false);
+}
+
 /* GET /metrics: Prometheus text format 0.0.4 (metrics.h). */
 static int route_metrics(request *rq) {
         metrics_gauges g = {
@@ -376,8 +405,12 @@ int api_admin(request *rq) {
         }
         if (strcmp(rq->url, "/v1/admin/rotate") == 0 || strncmp(rq->url, "/v1/admin/versions/", 19) == 0)
                 return api_rotate(rq);
-        if (strncmp(rq->url, "/v1/admin/secrets/", 18) == 0)
-                return get ? route_show(rq, rq->url + 18) : reply_error(rq, 405, "method_not_allowed", "use GET");
+        if (strncmp(rq->url, "/v1/admin/secrets/", 18) == 0) {
+                if (strcmp(rq->method, "DELETE") == 0)
+                        return route_delete(rq, rq->url + 18);
+                return get ? route_show(rq, rq->url + 18)
+                           : reply_error(rq, 405, "method_not_allowed", "use GET or DELETE");
+        }
         if (is_scan_target(rq->method, rq->url))
                 return scan_start(rq);
         if (strcmp(rq->url, "/v1/admin/revoke") == 0)

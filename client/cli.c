@@ -25,6 +25,7 @@ static const struct verb {
         { "put", cmd_put, "admin: store a value read from stdin: put NAME [--host H]... [--inject T] ..." },
         { "list", cmd_list, "admin: list secrets (metadata only): list [--json]" },
         { "show", cmd_show, "admin: a secret's versions and metadata: show NAME [--json]" },
+        { "delete", cmd_delete, "admin: revoke a secret's tokens and destroy every version: delete NAME --yes" },
         { "rotate", cmd_rotate, "admin: new version: rotate NAME [--leaked] [--grace S] [--generate|--hook CMD]" },
         { "versions", cmd_versions, "admin: a secret's versions and what each state means: versions NAME [--json]" },
         { "version", cmd_version, "admin: version enable|disable|destroy NAME VERSION" },

@@ -97,6 +97,7 @@ int cmd_show(int argc, char **argv);
 int cmd_revoke(int argc, char **argv);
 int cmd_status(int argc, char **argv);
 int cmd_metrics(int argc, char **argv);
+int cmd_delete(int argc, char **argv);
 int cmd_policy(int argc, char **argv);
 
 /* Approval verbs (cli_approve.c); cli_on_pending prints the "waiting for

@@ -133,6 +133,29 @@ out=$(as $U2 "$CLI" exec --proxy demo --env V=demo --proxy-url http://127.0.0.1:
 expect "exec --proxy with --env: the value, masked" "value:[REDACTED:demo]" "$out"
 expect "exec --proxy with --env: and the SDK's base URL" "base:http://127.0.0.1:1/v1/proxy/demo/v1" "$out"
 
+# delete: --yes required; its tokens die, the value is gone, the name is free.
+printf 'doomed-VALUE-%s' "$$" | "$CLI" put doomed >/dev/null || bad "put doomed"
+printf 'again' | "$CLI" put doomed >/dev/null || bad "put doomed v2"
+sed -i 's/"secret": "bin", "use": \["redeem"\]}/"secret": "bin", "use": ["redeem"]}, {"client": "tool", "secret": "doomed", "use": ["redeem"]}/' "$T/policy.json"
+"$CLI" policy reload >/dev/null || bad "policy reload"
+dt=$(as $U2 "$CLI" token doomed --use redeem 2>/dev/null)
+o=$("$CLI" delete doomed 2>&1); rc=$?
+[ $rc = 2 ] && ok "delete without --yes: usage error ($o)" || bad "delete without --yes: exit $rc: $o"
+out=$("$CLI" delete doomed --yes --json)
+[ "$(jget "$out" deleted revoked)" = $'True\n1' ] && ok "delete --yes --json: $out" || bad "delete: $out"
+o=$(as $U2 curl -s --unix-socket "$T/run/tools.sock" -d "{\"token\":\"$dt\"}" http://x/v1/redeem)
+expect "a token of the deleted secret is refused" '"error":"unauthorized"' "$o"
+o=$(as $U2 "$CLI" fetch doomed 2>&1); rc=$?
+[ $rc = 5 ] && ok "fetch of a deleted secret: not found (exit 5)" || bad "fetch deleted: exit $rc: $o"
+"$CLI" list | grep -q doomed && bad "deleted secret still listed" || ok "the deleted secret is not listed"
+grep -rqa "doomed-VALUE-$$" "$T/state" && bad "the deleted value is still on disk" || ok "the deleted value is gone from disk"
+o=$("$CLI" delete doomed --yes 2>&1); rc=$?
+[ $rc = 5 ] && ok "deleting it again: not found (exit 5)" || bad "delete twice: exit $rc: $o"
+printf 'reborn' | "$CLI" put doomed >/dev/null && [ "$(as $U2 "$CLI" fetch doomed)" = reborn ] &&
+        ok "the name takes a new current version" || bad "put after delete"
+o=$("$CLI" check --state-dir "$T/state" --unlock "keyfile:$T/key" 2>&1)
+case "$o" in ok:*) ok "check after delete: $o" ;; *) bad "check after delete: $o" ;; esac
+
 # A session token dies with exec even when exec cannot revoke it (SIGKILL):
 # the broker holds exec's pidfd.  Its child, still running, is refused.
 proxy_try() { as $U2 curl -s --unix-socket "$T/run/tools.sock" -H "Authorization: Bearer $(cat "$T/x/tok2")" \
