@@ -59,6 +59,9 @@ int cli_write_all(int fd, const void *p, size_t n);
  * (2027-01-31T12:00:00Z, +01:00 offsets).  0 and *ret, or -EINVAL. */
 #include <stdint.h>
 int cli_parse_time(const char *s, uint64_t *ret);
+/* A duration: N seconds, or N followed by s, m, h or d; at most max
+ * seconds.  0 and *ret, or -EINVAL. */
+int cli_parse_duration(const char *s, unsigned long long max, unsigned long long *ret);
 
 /* Tool verbs (cli_tool.c). */
 int cmd_token(int argc, char **argv);

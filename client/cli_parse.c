@@ -106,6 +106,17 @@ static int rfc3339(const char *s, uint64_t *ret) {
         return 0;
 }
 
+int cli_parse_duration(const char *s, unsigned long long max, unsigned long long *ret) {
+        unsigned long long v;
+
+        if (!s || !*s)
+                return -EINVAL;
+        if (cli_parse_u64(s, max, &v) < 0 && (duration(s, &v) < 0 || v > max))
+                return -EINVAL;
+        *ret = v;
+        return 0;
+}
+
 int cli_parse_time(const char *s, uint64_t *ret) {
         unsigned long long v;
 

@@ -103,7 +103,7 @@ int cmd_token(int argc, char **argv) {
                 "    the value never leaves the broker;\n"
                 "  --use redeem: exchangeable for the value (POST /v1/redeem) until it expires or the\n"
                 "    grant's max_uses is spent.\n"
-                "  --ttl: lifetime in seconds (default: the broker's, capped by the grant).\n"
+                "  --ttl: lifetime, seconds or 90m/8h/1d (default: the broker's, capped by the grant).\n"
                 "  --bind: who may present it: exe (default: the requesting executable, here\n"
                 "    credbroker itself), process, or uid (proxy tokens only: any program of this\n"
                 "    uid, e.g. an SDK given the token as its API key).\n"
@@ -137,8 +137,8 @@ int cmd_token(int argc, char **argv) {
                         use = optarg;
                         break;
                 case 't':
-                        if (cli_parse_u64(optarg, UINT32_MAX, &ttl) < 0 || ttl == 0)
-                                return cli_usage("token: --ttl takes a number of seconds (1 or more)");
+                        if (cli_parse_duration(optarg, UINT32_MAX, &ttl) < 0 || ttl == 0)
+                                return cli_usage("token: --ttl takes seconds or a duration (90m, 8h, 1d)");
                         break;
                 case 'b':
                         if (strcmp(optarg, "exe") != 0 && strcmp(optarg, "process") != 0 && strcmp(optarg, "uid") != 0)

@@ -37,6 +37,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                                 abort();
                 }
         }
+        if (cli_parse_duration(s, UINT32_MAX, &u) == 0 && u > UINT32_MAX)
+                abort();
         if (cli_parse_u64(s, UINT32_MAX, &u) == 0 && u > UINT32_MAX)
                 abort();
         return 0;

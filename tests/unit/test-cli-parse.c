@@ -34,6 +34,21 @@ TEST(durations) {
         ASSERT_TRUE(cli_parse_time("+999999999999d", &t) < 0);
 }
 
+TEST(durations_alone) {
+        unsigned long long d = 0;
+        ASSERT_EQ(cli_parse_duration("300", 86400, &d), 0);
+        ASSERT_EQ(d, 300);
+        ASSERT_EQ(cli_parse_duration("90m", 86400, &d), 0);
+        ASSERT_EQ(d, 5400);
+        ASSERT_EQ(cli_parse_duration("1d", 86400, &d), 0);
+        ASSERT_EQ(d, 86400);
+        ASSERT_TRUE(cli_parse_duration("2d", 86400, &d) < 0);
+        ASSERT_TRUE(cli_parse_duration("86401", 86400, &d) < 0);
+        ASSERT_TRUE(cli_parse_duration("+5m", 86400, &d) < 0);
+        ASSERT_TRUE(cli_parse_duration("m", 86400, &d) < 0);
+        ASSERT_TRUE(cli_parse_duration("", 86400, &d) < 0);
+}
+
 TEST(rfc3339) {
         uint64_t t = 0;
         ASSERT_EQ(cli_parse_time("2027-01-31T12:00:00Z", &t), 0);
