@@ -92,6 +92,11 @@ static int append(json_t *o, bool begin) {
         if (fstat(au.fd, &st) < 0)
                 return -errno;
         json_object_del(o, "mac");
+        if (!json_object_get(o, "time_ms")) { /* sub-second order of records; "time" stays whole seconds */
+                struct timespec ts;
+                clock_gettime(CLOCK_REALTIME, &ts);
+                json_object_set_new(o, "time_ms", json_integer((json_int_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000));
+        }
         json_object_set_new(o, "seq", json_integer((json_int_t)seq));
         /* A header records where in its file it starts (the MAC covers
          * it): removing whole segments before it is then visible. */
@@ -537,4 +542,21 @@ out:
         au.master = NULL;
         au.keys = NULL;
         return status;
+}
+
+int audit_id_hash(const char *log_hex, const char *id, char out[CB_AUDIT_ID_HASH_LEN + 1]) {
+        unsigned char log_id[CB_AUDIT_LOG_ID_LEN];
+        cb_audit_keys k;
+        size_t got = 0;
+
+        if (!au.master)
+                return -ENOENT;
+        if (strlen(log_hex) != 2 * CB_AUDIT_LOG_ID_LEN ||
+            sodium_hex2bin(log_id, sizeof(log_id), log_hex, strlen(log_hex), NULL, &got, NULL) != 0 ||
+            got != sizeof(log_id))
+                return -EINVAL;
+        cb_audit_segment_keys(au.master, log_id, &k);
+        cb_audit_id_hash(&k, id, out);
+        sodium_memzero(&k, sizeof(k));
+        return 0;
 }

@@ -52,6 +52,12 @@ int audit_refuse(struct request *rq);
  * (oldest first).  Verifies outside cbd.lock (drops and retakes it). */
 int api_audit(struct request *rq);
 
+/* The keyed hash ("hk1:...") id is written as in the segment whose log id
+ * is log_hex (32 hex digits): for finding a token's records by its
+ * accessor (credbroker audit grep).  0, -EINVAL (bad log id) or -ENOENT
+ * (no audit log).  Call under cbd.lock. */
+int audit_id_hash(const char *log_hex, const char *id, char out[37]);
+
 /* credbrokerd --verify-audit FILE... (offline, daemon not running): prints
  * the verdict; returns the exit status (0 intact, 4 not intact, 1 error). */
 int audit_verify_offline(cb_store *store, const char *state_dir, const char *const *files, size_t n);

@@ -79,6 +79,8 @@ typedef struct request {
 int reply_json(request *rq, unsigned status, json_t *body, bool sensitive);
 int reply_error(request *rq, unsigned status, const char *code, const char *fmt, ...)
         __attribute__((format(printf, 4, 5)));
+/* A non-JSON answer (GET /metrics); takes text (malloc'd, never a secret). */
+int reply_text(request *rq, unsigned status, const char *content_type, char *text, size_t len);
 
 /* Parse the body as a JSON object whose keys are all in `allowed` (NULL-
  * terminated).  On failure replies 400 and returns NULL. */
@@ -141,6 +143,8 @@ int approval_init(uint32_t timeout);
 void approval_fini(void);
 void approval_sweep(void);
 int approval_hold(request *rq, const char *client, unsigned use, uint32_t ttl, int bind);
+/* Requests still waiting for a decision (GET /metrics); under cbd.lock. */
+size_t approval_pending(void);
 int api_approval_poll(request *rq, const char *id);
 int api_approval_admin(request *rq);
 

@@ -34,6 +34,8 @@
 #include "scan.h"
 #include "error.h"
 #include "memtrim.h"
+#include "log.h"
+#include "sdnotify.h"
 #include "rotate.h"
 #include "wipe_heap.h"
 
@@ -44,16 +46,10 @@ daemon_state cbd = { .lock = PTHREAD_MUTEX_INITIALIZER, .audit_fd = -1 };
 #define DEFAULT_POLICY "/etc/credbroker/policy.json"
 #define DEFAULT_UNLOCK "keyfile:/etc/credbroker/host.key"
 
-static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void say(const char *fmt, ...) {
-        va_list ap;
-
-        fputs("credbrokerd: ", stderr);
-        va_start(ap, fmt);
-        vfprintf(stderr, fmt, ap);
-        va_end(ap);
-        fputc('\n', stderr);
-}
+/* Start-up and signal messages; the level says whether we give up. */
+#define say(...) cb_log(CB_LOG_INFO, __VA_ARGS__)
+#define say_err(...) cb_log(CB_LOG_ERR, __VA_ARGS__)
+#define say_warn(...) cb_log(CB_LOG_WARNING, __VA_ARGS__)
 
 /* jansson's strings may hold a value on its way out: wipe on free. */
 int policy_reload(char *err, size_t errlen) {
@@ -174,11 +170,12 @@ static void usage(FILE *f) {
               "                   [--tombstone-bytes N]\n"
               "                   [--listen-tcp 127.0.0.1:PORT] [--approval-timeout SECONDS]\n"
               "                   [--tpm2-tcti STRING] [--provision-dir DIR] [--rotate-hook-dir DIR]\n"
-              "       credbrokerd --check-policy FILE\n\n"
+              "       credbrokerd --check-policy FILE\n"
+              "       credbrokerd --version\n\n"
               "defaults: --state-dir " DEFAULT_STATE_DIR " --run-dir " DEFAULT_RUN_DIR "\n"
               "          --policy " DEFAULT_POLICY " --unlock " DEFAULT_UNLOCK "\n"
               "          --audit-log: none unless given (JSON lines, one record per decision, MAC-chained;\n"
-              "            SIGHUP reopens it; see README 'Audit log and alerts')\n"
+              "            SIGHUP reopens it; see docs/audit.md)\n"
               "          --alert-hook CMD: none (run by /bin/sh with each alert as a JSON line on stdin)\n"
               "          --alert-hook-timeout SECONDS: 10 (a hook still running then is killed)\n"
               "          --denial-alert N/SECONDS: 10/60 (N denials of one client within SECONDS alert; 'off')\n"
@@ -219,7 +216,8 @@ int main(int argc, char **argv) {
                 { "rotate-hook-dir", required_argument, NULL, 'R' },
                 { "max-tokens", required_argument, NULL, 'M' },  { "max-tokens-per-uid", required_argument, NULL, 'm' },
                 { "tombstone-bytes", required_argument, NULL, 'B' },
-                { "help", no_argument, NULL, 'h' },               {},
+                { "help", no_argument, NULL, 'h' },               { "version", no_argument, NULL, 'v' },
+                {},
         };
         unsigned threads = 2;
         /* 1: on two CPUs a pool of 2 cost more CPU per token request than
@@ -243,6 +241,8 @@ int main(int argc, char **argv) {
 
         cbd.policy_path = DEFAULT_POLICY;
         cbd.run_dir = DEFAULT_RUN_DIR;
+        cb_log_init();
+        (void)cb_sdnotify_init();
         while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
                 switch (c) {
                 case 's': state_dir = optarg; break;
@@ -256,7 +256,7 @@ int main(int argc, char **argv) {
                         errno = 0;
                         long v = strtol(optarg, &end, 10);
                         if (errno || end == optarg || *end || v < 1 || v > 64) {
-                                say("--threads: '%s' is not a number from 1 to 64", optarg);
+                                say_err("--threads: '%s' is not a number from 1 to 64", optarg);
                                 return 2;
                         }
                         threads = (unsigned)v;
@@ -267,7 +267,7 @@ int main(int argc, char **argv) {
                         errno = 0;
                         long v = strtol(optarg, &end, 10);
                         if (errno || end == optarg || *end || v < 1 || v > 64) {
-                                say("--tool-threads: '%s' is not a number from 1 to 64", optarg);
+                                say_err("--tool-threads: '%s' is not a number from 1 to 64", optarg);
                                 return 2;
                         }
                         tool_threads = (unsigned)v;
@@ -290,7 +290,7 @@ int main(int argc, char **argv) {
                         errno = 0;
                         long v = strtol(optarg, &end, 10);
                         if (errno || end == optarg || *end || v < 1 || v > CB_APPROVAL_TIMEOUT_MAX) {
-                                say("--approval-timeout: '%s' is not a number of seconds from 1 to %d", optarg,
+                                say_err("--approval-timeout: '%s' is not a number of seconds from 1 to %d", optarg,
                                     CB_APPROVAL_TIMEOUT_MAX);
                                 return 2;
                         }
@@ -305,7 +305,7 @@ int main(int argc, char **argv) {
                         errno = 0;
                         long v = strtol(optarg, &end, 10);
                         if (errno || end == optarg || *end || v < 1 || v > 600) {
-                                say("--alert-hook-timeout: '%s' is not a number of seconds from 1 to 600", optarg);
+                                say_err("--alert-hook-timeout: '%s' is not a number of seconds from 1 to 600", optarg);
                                 return 2;
                         }
                         hook_timeout = (unsigned)v;
@@ -313,14 +313,14 @@ int main(int argc, char **argv) {
                 }
                 case 'D':
                         if (alert_parse_rule(optarg, &deny_n, &deny_window) < 0) {
-                                say("--denial-alert: want N/SECONDS (N 1-%d, SECONDS 1-86400) or 'off', not '%s'",
+                                say_err("--denial-alert: want N/SECONDS (N 1-%d, SECONDS 1-86400) or 'off', not '%s'",
                                     ALERT_DENIAL_N_MAX, optarg);
                                 return 2;
                         }
                         break;
                 case 'V':
                         if (n_verify == sizeof(verify_files) / sizeof(verify_files[0])) {
-                                say("--verify-audit: at most 64 files");
+                                say_err("--verify-audit: at most 64 files");
                                 return 2;
                         }
                         verify_files[n_verify++] = optarg;
@@ -343,6 +343,7 @@ int main(int argc, char **argv) {
                         break;
                 }
                 case 'h': usage(stdout); return 0;
+                case 'v': puts("credbrokerd " CB_VERSION_STRING); return 0;
                 default: usage(stderr); return 2;
                 }
         }
@@ -350,10 +351,19 @@ int main(int argc, char **argv) {
                 usage(stderr);
                 return 2;
         }
-        /* Keys live here: no core dumps, no ptrace attach by same-uid processes. */
-        if (setrlimit(RLIMIT_CORE, &no_core) < 0 || prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0) {
-                say("cannot disable core dumps / ptrace: %s", strerror(errno));
+        /* Keys live here: no core dumps, no ptrace attach by same-uid
+         * processes.  PR_SET_DUMPABLE 0 alone already stops both; a
+         * setrlimit a seccomp filter refuses (systemd's SystemCallFilter)
+         * is said, not fatal — the unit sets LimitCORE=0 itself. */
+        if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0) {
+                say_err("cannot disable core dumps / ptrace (PR_SET_DUMPABLE): %s", strerror(errno));
                 return 1;
+        }
+        if (setrlimit(RLIMIT_CORE, &no_core) < 0) {
+                struct rlimit cur;
+                if (getrlimit(RLIMIT_CORE, &cur) < 0 || cur.rlim_cur != 0)
+                        say_warn("cannot set RLIMIT_CORE to 0 (%s); the process is not dumpable anyway",
+                                 strerror(errno));
         }
         if (n_verify) {
                 /* Offline: open the store for its key, verify, exit. */
@@ -361,7 +371,7 @@ int main(int argc, char **argv) {
                 if (sodium_init() < 0 || cb_unlock_spec_parse(unlock, &spec) < 0 ||
                     (tpm2_tcti && !(spec->tpm2_tcti = strdup(tpm2_tcti))) ||
                     cb_store_open(state_dir, spec, &vs) < 0) {
-                        say("audit verify: %s", cb_error_last());
+                        say_err("audit verify: %s", cb_error_last());
                         cb_unlock_spec_free(spec);
                         return 1;
                 }
@@ -379,7 +389,7 @@ int main(int argc, char **argv) {
 
                 snprintf(want, sizeof(want), "%d", (int)getpid());
                 if (n <= 0 || (self[n] = '\0', strcmp(self, want) != 0)) {
-                        say("/proc is not the proc file system of our pid namespace (/proc/self is '%s', our pid "
+                        say_err("/proc is not the proc file system of our pid namespace (/proc/self is '%s', our pid "
                             "is %s): peers cannot be identified; mount /proc for this namespace",
                             n > 0 ? self : "unreadable", want);
                         return 1;
@@ -400,16 +410,16 @@ int main(int argc, char **argv) {
                         bound_max = nofile.rlim_cur - reserve > CB_TOKENS_BOUND_MAX ? CB_TOKENS_BOUND_MAX
                                                                                    : (size_t)(nofile.rlim_cur - reserve);
                 else
-                        say("warning: only %llu file descriptors (RLIMIT_NOFILE); %d connections per socket need "
+                        say_warn("only %llu file descriptors (RLIMIT_NOFILE); %d connections per socket need "
                             "about %llu: connections beyond the limit will fail",
                             (unsigned long long)nofile.rlim_cur, CB_CONN_MAX, (unsigned long long)reserve + 1024);
         }
         if (sodium_init() < 0) {
-                say("libsodium failed to initialise");
+                say_err("libsodium failed to initialise");
                 return 1;
         }
         if (proxy_init() < 0) {
-                say("%s", cb_error_last());
+                say_err("%s", cb_error_last());
                 return 1;
         }
         memtrim_init();
@@ -418,57 +428,57 @@ int main(int argc, char **argv) {
         if (admin_group) {
                 struct group *g = getgrnam(admin_group);
                 if (!g) {
-                        say("admin group '%s' does not exist", admin_group);
+                        say_err("admin group '%s' does not exist", admin_group);
                         return 2;
                 }
                 admin_gid = g->gr_gid;
         }
         if (cb_policy_load(cbd.policy_path, &cbd.policy) < 0) {
-                say("%s", cb_error_last());
+                say_err("%s", cb_error_last());
                 return 1;
         }
         cbd.policy_uses_cgroup = cb_policy_uses_cgroup(cbd.policy);
         if (alert_init(alert_hook, hook_timeout, deny_n, deny_window) < 0) {
-                say("cannot start the alert worker");
+                say_err("cannot start the alert worker");
                 goto out;
         }
         if (cb_unlock_spec_parse(unlock, &spec) == 0 && tpm2_tcti) {
                 if (spec->kind != CB_UNLOCK_TPM2 && spec->kind != CB_UNLOCK_TPM2_KEYFILE) {
-                        say("--tpm2-tcti needs --unlock tpm2 or tpm2+keyfile:PATH");
+                        say_err("--tpm2-tcti needs --unlock tpm2 or tpm2+keyfile:PATH");
                         goto out;
                 }
                 spec->tpm2_tcti = strdup(tpm2_tcti);
                 if (!spec->tpm2_tcti) {
-                        say("out of memory");
+                        say_err("out of memory");
                         goto out;
                 }
         }
         if (!spec || cb_store_open(state_dir, spec, &cbd.store) < 0) {
-                say("%s", cb_error_last());
+                say_err("%s", cb_error_last());
                 goto out;
         }
         /* The audit key is derived from the store's KEK: after unlock. */
         if (audit && audit_open(audit, state_dir, cbd.store) < 0) {
-                say("%s", cb_error_last());
+                say_err("%s", cb_error_last());
                 goto out;
         }
         if (provision_start() < 0) /* e.g. a read-only store: serve it, say why import cannot work */
-                say("warning: no provisioning keypair (import will fail until one can be made): %s",
+                say_warn("no provisioning keypair (import will fail until one can be made): %s",
                     cb_error_last());
         if (provision_dir && provision_dir_check(provision_dir) < 0) {
-                say("%s", cb_error_last());
+                say_err("%s", cb_error_last());
                 goto out;
         }
         if (provision_dir)
                 provision_dir_scan(provision_dir, "start");
         if (scanner_init(state_dir) < 0) {
-                say("%s", cb_error_last());
+                say_err("%s", cb_error_last());
                 goto out;
         }
         /* Grace that ran out while we were down (a leaked rotation cut short
          * by a crash included) is applied before anything is served. */
         if (rotate_init(rotate_hook_dir) < 0) {
-                say("%s", cb_error_last());
+                say_err("%s", cb_error_last());
                 goto out;
         }
         rotate_sweep((uint64_t)time(NULL));
@@ -482,11 +492,11 @@ int main(int argc, char **argv) {
         cbd.exe_cache = cb_exe_cache_new(256);
         cbd.rate = cb_ratelimit_new(0);
         if (!cbd.tokens || !cbd.exe_cache || !cbd.rate || approval_init(approval_timeout) < 0) {
-                say("out of memory");
+                say_err("out of memory");
                 goto out;
         }
         if (prepare_run_dir(cbd.run_dir) < 0) {
-                say("%s", cb_error_last());
+                say_err("%s", cb_error_last());
                 goto out;
         }
         tool_fd = listen_unix(cbd.run_dir, "tools.sock", 0666, (gid_t)-1, tool_path, sizeof(tool_path));
@@ -494,7 +504,7 @@ int main(int argc, char **argv) {
                 admin_fd = listen_unix(cbd.run_dir, "admin.sock", admin_group ? 0660 : 0600, admin_gid, admin_path,
                                        sizeof(admin_path));
         if (tool_fd < 0 || admin_fd < 0) {
-                say("%s", cb_error_last());
+                say_err("%s", cb_error_last());
                 goto out;
         }
         /* Signals go to this thread only: block them before the servers'
@@ -506,16 +516,17 @@ int main(int argc, char **argv) {
         pthread_sigmask(SIG_BLOCK, &sigs, NULL);
         cbd.started = (uint64_t)time(NULL);
         if (listen_tcp && (tcp_fd = listen_loopback(listen_tcp, tcp_desc, sizeof(tcp_desc))) < 0) {
-                say("%s", cb_error_last());
+                say_err("%s", cb_error_last());
                 goto out;
         }
         if (server_start(tool_fd, admin_fd, tcp_fd, threads, tool_threads) < 0) {
-                say("%s", cb_error_last());
+                say_err("%s", cb_error_last());
                 goto out;
         }
         say("serving %zu secrets on %s and %s%s%s (policy %s: %zu clients, %zu grants)", cb_store_count(cbd.store),
             tool_path, admin_path, tcp_fd >= 0 ? " and tcp " : "", tcp_desc, cbd.policy_path,
             cb_policy_n_clients(cbd.policy), cb_policy_n_grants(cbd.policy));
+        (void)cb_sdnotify("READY=1\nSTATUS=serving");
         uint64_t refused_said = 0;
         for (;;) {
                 struct timespec tick = { 1, 0 };
@@ -523,21 +534,29 @@ int main(int argc, char **argv) {
 
                 if (sig == SIGTERM || sig == SIGINT) {
                         say("%s: stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+                        (void)cb_sdnotify("STOPPING=1");
                         break;
                 }
                 pthread_mutex_lock(&cbd.lock);
+                /* The watchdog is fed from here, after taking the lock every
+                 * request shares: a handler stuck under it starves the
+                 * watchdog and systemd restarts us (WatchdogSec=). */
+                if (cb_sdnotify_watchdog_usec())
+                        (void)cb_sdnotify("WATCHDOG=1");
                 if (sig == SIGHUP) {
                         char err[512];
+                        (void)cb_sdnotify("RELOADING=1"); /* systemctl reload waits for READY=1 */
                         if (policy_reload(err, sizeof(err)) < 0)
-                                say("SIGHUP: policy NOT reloaded, the old one stays in force: %s", err);
+                                say_warn("SIGHUP: policy NOT reloaded, the old one stays in force: %s", err);
                         else
                                 say("SIGHUP: policy reloaded: %zu clients, %zu grants",
                                     cb_policy_n_clients(cbd.policy), cb_policy_n_grants(cbd.policy));
                         if (audit && audit_reopen() < 0)
-                                say("SIGHUP: audit log NOT reopened, still writing the old file: %s",
+                                say_warn("SIGHUP: audit log NOT reopened, still writing the old file: %s",
                                     cb_error_last());
                         if (provision_dir)
                                 provision_dir_scan(provision_dir, "SIGHUP");
+                        (void)cb_sdnotify("READY=1");
                 }
                 cb_tokens_sweep(cbd.tokens, (uint64_t)time(NULL));
                 approval_sweep();
@@ -547,7 +566,7 @@ int main(int argc, char **argv) {
                 memtrim_tick();
                 uint64_t refused = __atomic_load_n(&cbd.conn_refused, __ATOMIC_RELAXED);
                 if (refused != refused_said) {
-                        say("refused %" PRIu64 " connection(s) over the limit of %d per uid (last: uid %u)",
+                        say_warn("refused %" PRIu64 " connection(s) over the limit of %d per uid (last: uid %u)",
                             refused - refused_said, CB_CONN_PER_UID,
                             (unsigned)__atomic_load_n(&cbd.conn_refused_uid, __ATOMIC_RELAXED));
                         refused_said = refused;

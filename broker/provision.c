@@ -20,6 +20,7 @@
 
 #include <microhttpd.h>
 
+#include "log.h"
 #include "audit.h"
 #include "audit_format.h" /* cb_json_string_lossy */
 #include "daemon.h"
@@ -32,13 +33,13 @@
 
 static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void say(const char *fmt, ...) {
+        char line[1024];
         va_list ap;
 
-        fputs("credbrokerd: provision: ", stderr);
         va_start(ap, fmt);
-        vfprintf(stderr, fmt, ap);
+        vsnprintf(line, sizeof(line), fmt, ap);
         va_end(ap);
-        fputc('\n', stderr);
+        cb_log(CB_LOG_NOTICE, "provision: %s", line);
 }
 
 static const char *key_state(enum cb_version_state s) {

@@ -57,6 +57,7 @@
 #include "audit.h"
 #include "audit_format.h" /* cb_json_string_lossy */
 #include "error.h"
+#include "metrics.h"
 #include "proxy.h"
 #include "proxy_job.h"
 #include "wipe_alloc.h"
@@ -500,6 +501,7 @@ static const char *curl_fail_code(CURLcode c, int *status) {
 /* The completion record: status, bytes, duration (the decision record was
  * written before anything was sent). */
 static void audit_done(proxy_job *j) {
+        metrics_proxy_done(j->secret, j->status, proxy_now_ns() - j->t0_ns);
         if (!audit_enabled())
                 return;                                   /* nothing would be written; no lock taken */
         /* method and path come from the client: not necessarily UTF-8 */
@@ -519,6 +521,8 @@ static void audit_done(proxy_job *j) {
                 json_object_set_new(o, "reason", cb_json_string_lossy(j->err));
         if (j->client[0])
                 json_object_set_new(o, "client", json_string(j->client));
+        if (j->request_id[0])
+                json_object_set_new(o, "request_id", json_string(j->request_id));
         pthread_mutex_lock(&cbd.lock);
         (void)audit_emit(o);
         pthread_mutex_unlock(&cbd.lock);

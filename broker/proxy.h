@@ -29,6 +29,7 @@ typedef struct proxy_spec {
         char boundary[CB_PREQ_BOUNDARY_MAX + 1];
         size_t value_len;
         char path[1024];              /* for the audit record, without the query */
+        char request_id[32];          /* shared by the decision's and the completion's audit records */
 } proxy_spec;
 
 /* Start the upstream transfer for rq and park the connection until the

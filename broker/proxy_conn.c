@@ -392,6 +392,7 @@ int proxy_start(request *rq, proxy_spec *sp) {
         memcpy(j->client, rq->client, sizeof(j->client));
         memcpy(j->accessor, rq->accessor, sizeof(j->accessor));
         memcpy(j->path, sp->path, sizeof(j->path));
+        memcpy(j->request_id, sp->request_id, sizeof(j->request_id));
         {
                 size_t slot = PROXY_MAX_JOBS, mine = 0;
                 pthread_mutex_lock(&proxy_jobs_mu);

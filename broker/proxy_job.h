@@ -90,6 +90,7 @@ typedef struct proxy_job {
         char exe_sha256_hex[65];
         char secret[CB_NAME_MAX + 1], client[65], accessor[CB_ACCESSOR_LEN + 1];
         char path[1024];              /* without the query */
+        char request_id[32];          /* the decision record's (metrics_request_id) */
 } proxy_job;
 /* Every job in flight (a slot per job), guarded by proxy_jobs_mu;
  * proxy_stopping is set once at shutdown, under the same lock. */

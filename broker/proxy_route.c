@@ -16,6 +16,7 @@
 #include <microhttpd.h>
 #include <sodium.h>
 
+#include "metrics.h"
 #include "error.h"
 #include "codec.h"
 #include "proxy.h"
@@ -502,7 +503,12 @@ int api_proxy(request *rq) {
                 ret = reply_error(rq, 401, "unauthorized", "%s", cb_error_last());
                 goto out;
         }
-        if (audit_write(rq, 202, "allow", "proxied") < 0) {
+        metrics_request_id(sp.request_id); /* links this record to the completion's */
+        rq->audit_extra = json_pack("{s:s}", "request_id", sp.request_id);
+        r = audit_write(rq, 202, "allow", "proxied");
+        json_decref(rq->audit_extra);
+        rq->audit_extra = NULL;
+        if (r < 0) {
                 ret = reply_error(rq, 503, "audit_unavailable", "the audit log cannot be written");
                 goto out;
         }

@@ -384,7 +384,7 @@ int cb_tokens_issue(cb_tokens *t, const cb_peer *peer, const char *client, const
         uint32_t ei;
         struct entry *e;
         struct uid_count *per_uid;
-        bool bind_process = bind == CB_BIND_PROCESS;
+        bool bind_process = bind == CB_BIND_PROCESS || bind == CB_BIND_SESSION; /* both hold a pidfd */
         int r;
 
         if (strlen(secret) >= sizeof(e->info.secret) || strlen(client) >= sizeof(e->info.client))
@@ -440,7 +440,8 @@ int cb_tokens_issue(cb_tokens *t, const cb_peer *peer, const char *client, const
         e->info.max_uses = max_uses;
         e->info.uid = peer->uid;
         memcpy(e->info.exe_sha256, peer->exe_sha256, 32);
-        e->info.any_exe = bind == CB_BIND_UID;
+        e->info.any_exe = bind == CB_BIND_UID || bind == CB_BIND_SESSION;
+        e->info.any_process = bind == CB_BIND_SESSION;
         if (bind_process) {
                 e->info.bound_process = true;
                 e->info.pid = peer->pid;
@@ -557,7 +558,7 @@ static int check_use(cb_tokens *t, const char *token, size_t len, const cb_peer 
                         return cb_error_set(-ESRCH, "token was bound to a process that has exited");
                 }
                 /* The issuer is alive (just checked): its pid is its own. */
-                if (e->info.pid != peer->pid)
+                if (e->info.pid != peer->pid && !e->info.any_process)
                         return cb_error_set(-ESRCH, "token is bound to another process");
         }
         if (!(e->info.uses & use))

@@ -44,7 +44,8 @@ typedef struct cb_token_info {
         uid_t uid;
         unsigned char exe_sha256[32];
         bool bound_process;
-        bool any_exe;         /* CB_BIND_UID: any executable of the uid may present it */
+        bool any_exe;         /* CB_BIND_UID, _SESSION: any executable of the uid may present it */
+        bool any_process;     /* CB_BIND_SESSION: any process of the uid, while the issuer lives */
         pid_t pid;
 } cb_token_info;
 
@@ -61,6 +62,10 @@ typedef enum cb_token_bind {
         CB_BIND_EXE = 0,      /* the issuing executable (hash) */
         CB_BIND_PROCESS = 1,  /* the issuing process (and executable) */
         CB_BIND_UID = 2,      /* the uid alone */
+        CB_BIND_SESSION = 3,  /* any program of the uid while the issuing process lives
+                               * (credbroker exec --proxy: the SDK in its child uses it,
+                               * and it dies with exec, SIGKILL included); counted and
+                               * capped as process-bound (it holds a pidfd) */
 } cb_token_bind;
 
 /* Replace the tombstone store by one of `bytes` (tombstones.h: rounded to

@@ -175,6 +175,13 @@ cb_version_info *cb_store_find_version(struct secret *sec, uint32_t version, siz
         return NULL;
 }
 
+bool cb_store_sec_deleted(const struct secret *sec) {
+        for (size_t i = 0; i < sec->n; i++)
+                if (sec->v[i].state != CB_VS_DESTROYED)
+                        return false;
+        return sec->n > 0;
+}
+
 cb_version_info *cb_store_current_of(struct secret *sec) {
         for (size_t i = sec->n; i-- > 0;)
                 if (sec->v[i].state == CB_VS_CURRENT)
@@ -328,7 +335,8 @@ int cb_store_load_log(cb_store *s, const unsigned char *p, size_t committed, siz
                 size_t cur = 0;
                 for (size_t i = 0; i < s->sec[k].n; i++)
                         cur += s->sec[k].v[i].state == CB_VS_CURRENT;
-                if (cur != 1)
+                /* None only for a deleted secret: every version destroyed. */
+                if (cur != 1 && !(cur == 0 && cb_store_sec_deleted(&s->sec[k])))
                         return cb_error_set(CB_E_INTEGRITY, "integrity error: %s: secret '%s' has %zu current "
                                             "versions", path, s->sec[k].name, cur);
         }

@@ -109,6 +109,14 @@ int cb_store_set_state(cb_store *s, const char *name, uint32_t version, enum cb_
  * overwritten and unlinked.  Terminal. */
 int cb_store_destroy(cb_store *s, const char *name, uint32_t version) __attribute__((warn_unused_result));
 
+/* Delete a secret: destroy every version, the current one included, in one
+ * compaction (as cb_store_destroy: wrapped DEKs and ciphertexts gone from
+ * disk, the old log overwritten; tombstones keep the version numbers).  The
+ * name is then listed nowhere and has no current version (cb_store_get:
+ * -ENOENT); a later put starts a new current version.  0 also when it was
+ * deleted already; -ENOENT for an unknown name. */
+int cb_store_delete(cb_store *s, const char *name) __attribute__((warn_unused_result));
+
 /* Names, sorted; the array is malloc'd (free() it), the strings belong to the
  * store and stay valid until the next write or close. */
 int cb_store_names(cb_store *s, const char ***ret_names, size_t *ret_n) __attribute__((warn_unused_result));

@@ -72,6 +72,8 @@ void cb_store_log_name(char out[8 + 2 * CB_LOG_ID_LEN], const unsigned char id[C
 struct secret *cb_store_find(const cb_store *s, const char *name, size_t len);
 cb_version_info *cb_store_find_version(struct secret *sec, uint32_t version, size_t *ret_idx);
 cb_version_info *cb_store_current_of(struct secret *sec);
+/* Every version destroyed (cb_store_delete): listed nowhere, no current. */
+bool cb_store_sec_deleted(const struct secret *sec);
 int cb_store_apply_record(cb_store *s, const cb_record *rec, size_t body_off, size_t body_len);
 int cb_store_load_log(cb_store *s, const unsigned char *p, size_t committed, size_t avail, const char *path,
                       size_t *ret_end, unsigned char ret_head[CB_MAC_LEN], uint64_t *ret_gen);

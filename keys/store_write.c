@@ -257,7 +257,7 @@ int cb_store_put_ex(cb_store *s, const char *name, const void *value, size_t len
         if (r < 0)
                 goto out;
         sec = cb_store_find(s, name, strlen(name));
-        if (!sec && state != CB_VS_CURRENT) {
+        if ((!sec || cb_store_sec_deleted(sec)) && state != CB_VS_CURRENT) {
                 r = cb_error_set(-EINVAL, "the first version of '%s' must be current", name);
                 goto out;
         }
@@ -393,7 +393,7 @@ static int compact(cb_store *s, const struct secret *tsec, size_t tidx) {
                         const cb_version_info *v = &sec->v[i];
                         cb_record rec;
 
-                        if (v->state == CB_VS_DESTROYED || (sec == tsec && i == tidx)) {
+                        if (v->state == CB_VS_DESTROYED || (sec == tsec && (i == tidx || tidx == SIZE_MAX))) {
                                 rec = (cb_record){ .type = CB_REC_TOMBSTONE, .created = v->created,
                                                    .time = v->state == CB_VS_DESTROYED ? v->changed : cb_store_now() };
                         } else if (cb_record_parse(s->log.data + sec->loc[i].body_off, sec->loc[i].body_len, &rec) < 0) {
@@ -478,6 +478,19 @@ int cb_store_destroy_ex(cb_store *s, const char *name, uint32_t version, unsigne
                 return cb_error_set(-EBUSY, "version %u of '%s' is current: make another version current first",
                                     version, name);
         return compact(s, sec, idx);
+}
+
+int cb_store_delete(cb_store *s, const char *name) {
+        struct secret *sec;
+
+        if (cb_store_name_check(name, 0) < 0)
+                return cb_error_set(-EINVAL, "invalid secret name");
+        sec = cb_store_find(s, name, strlen(name));
+        if (!sec)
+                return cb_error_set(-ENOENT, "no secret named '%s'", name);
+        if (cb_store_sec_deleted(sec))
+                return 0;
+        return compact(s, sec, SIZE_MAX);
 }
 
 int cb_store_compact(cb_store *s) {
