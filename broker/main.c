@@ -33,6 +33,7 @@
 #include "daemon.h"
 #include "scan.h"
 #include "error.h"
+#include "fsutil.h"
 #include "rotate.h"
 #include "wipe_heap.h"
 
@@ -229,7 +230,7 @@ int main(int argc, char **argv) {
         const struct rlimit no_core = { 0, 0 };
         gid_t admin_gid = (gid_t)-1;
         cb_unlock_spec *spec = NULL;
-        int c, tool_fd = -1, admin_fd = -1, status = 1;
+        int c, tool_fd = -1, admin_fd = -1, state_lock = -1, run_lock = -1, status = 1;
         sigset_t sigs;
 
         cbd.policy_path = DEFAULT_POLICY;
@@ -417,6 +418,19 @@ int main(int argc, char **argv) {
                         goto out;
                 }
         }
+        /* One daemon per state dir and per run dir, for the daemon's whole
+         * life: both locks are taken before the store is opened and before
+         * any socket is touched, so a second daemon never recovers, writes
+         * or unlinks anything the first one owns. */
+        if (cb_lock_owner(state_dir, "daemon.lock", "state directory", &state_lock) < 0) {
+                say("%s", cb_error_last());
+                goto out;
+        }
+        if (prepare_run_dir(cbd.run_dir) < 0 ||
+            cb_lock_owner(cbd.run_dir, "credbrokerd.lock", "run directory", &run_lock) < 0) {
+                say("%s", cb_error_last());
+                goto out;
+        }
         if (!spec || cb_store_open(state_dir, spec, &cbd.store) < 0) {
                 say("%s", cb_error_last());
                 goto out;
@@ -453,10 +467,6 @@ int main(int argc, char **argv) {
         cbd.rate = cb_ratelimit_new(0);
         if (!cbd.tokens || !cbd.exe_cache || !cbd.rate || approval_init(approval_timeout) < 0) {
                 say("out of memory");
-                goto out;
-        }
-        if (prepare_run_dir(cbd.run_dir) < 0) {
-                say("%s", cb_error_last());
                 goto out;
         }
         tool_fd = listen_unix(cbd.run_dir, "tools.sock", 0666, (gid_t)-1, tool_path, sizeof(tool_path));
@@ -548,5 +558,9 @@ out:
         audit_close();
         pthread_mutex_unlock(&cbd.lock);
         alert_stop();
+        if (run_lock >= 0)
+                close(run_lock);
+        if (state_lock >= 0)
+                close(state_lock);
         return status;
 }

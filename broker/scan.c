@@ -110,7 +110,9 @@ static int build(void) {
 
                         if (vi[k].state == CB_VS_DISABLED || vi[k].state == CB_VS_DESTROYED)
                                 continue;
-                        r = cb_store_get(cbd.store, names[i], vi[k].version, true, &val, NULL, NULL);
+                        /* Leaked versions too: a leaked value must keep being recognised. */
+                        r = cb_store_get_ex(cbd.store, names[i], vi[k].version, true, CB_STORE_LEAKED_OK, &val,
+                                            NULL, NULL);
                         if (r < 0) {
                                 r = cb_error_set(r, "scanner: cannot read '%s' version %" PRIu32 ": %s", names[i],
                                                  vi[k].version, cb_error_last());

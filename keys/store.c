@@ -158,6 +158,11 @@ void cb_store_free_index(cb_store *s) {
                 free(s->sec[k].loc);
                 free(s->sec[k].name);
         }
+        for (size_t k = 0; k < s->nleaks; k++)
+                free(s->leaks[k].name);
+        free(s->leaks);
+        s->leaks = NULL;
+        s->nleaks = s->capleaks = 0;
         free(s->sec);
         free(s->ht);
         s->sec = NULL;
@@ -203,6 +208,8 @@ int cb_store_apply_record(cb_store *s, const cb_record *rec, size_t body_off, si
         cb_version_info *v;
         int r;
 
+        if (rec->type == CB_REC_LEAK)
+                return cb_store_apply_leak(s, rec);
         if (rec->type == CB_REC_STATE) {
                 if (!sec || !(v = cb_store_find_version(sec, rec->version, NULL)))
                         return cb_error_set(-EBADMSG, "state change for a version that does not exist");
@@ -639,6 +646,7 @@ int cb_store_open(const char *dir, const cb_unlock_spec *spec, cb_store **ret) {
                 r = cb_error_set(lockfd, "cannot lock '%s': %s", dir, strerror(-lockfd));
                 goto out;
         }
+        cb_store_note_header(s); /* before the read: a swap in between shows as a change */
         r = cb_read_file_at(s->dirfd, "header", CB_HEADER_MAX, &s->hdr_bytes, &s->hdr_len);
         if (r == -ENOENT) {
                 r = cb_error_set(r, "no store in '%s' (create one with 'credbroker init')", dir);
