@@ -276,15 +276,25 @@ int audit_refuse(request *rq) {
 
 /* ---- open, reopen, close ---- */
 
+/* Open path for appending without ever blocking: O_NONBLOCK (a FIFO with
+ * no reader fails at once with ENXIO instead of waiting for one, and one
+ * with a reader is refused below), O_NOFOLLOW (a symlink is refused), and
+ * only a regular file is kept.  Called at start and on SIGHUP, under
+ * cbd.lock: it must never wait on anything another process controls. */
 static int open_log(const char *path) {
-        int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+        int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0600);
         struct stat st;
 
+        if (fd < 0 && errno == ELOOP)
+                return cb_error_set(-ELOOP, "audit log %s is a symbolic link: refusing it (give the real path)", path);
+        if (fd < 0 && errno == ENXIO)
+                return cb_error_set(-EINVAL, "audit log %s is a FIFO or device, not a regular file: refusing it", path);
         if (fd < 0)
                 return cb_error_set(-errno, "cannot open audit log %s: %s", path, strerror(errno));
         if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
                 close(fd);
-                return cb_error_set(-EINVAL, "audit log %s is not a regular file", path);
+                return cb_error_set(-EINVAL, "audit log %s is not a regular file (a FIFO, socket or device?): "
+                                    "refusing it", path);
         }
         return fd;
 }
@@ -317,12 +327,20 @@ static int load_keys(const char *state_dir, cb_store *store, bool writer, int *r
                 return -EINVAL;
         if ((size_t)snprintf(p, sizeof(p), "%s/%s", state_dir, HEAD_FILE) >= sizeof(p))
                 return cb_error_set(-ENAMETOOLONG, "state dir path too long");
-        fd = writer ? open(p, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600)
-                    : open(p, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        fd = writer ? open(p, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0600)
+                    : open(p, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
         if (fd < 0 && !writer && errno == ENOENT)
                 return -ENOENT;
         if (fd < 0)
                 return cb_error_set(-errno, "cannot open the audit head checkpoint %s: %s", p, strerror(errno));
+        {
+                struct stat st;
+                if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_uid != geteuid() || (st.st_mode & 077)) {
+                        close(fd);
+                        return cb_error_set(-EPERM, "the audit head checkpoint %s is not a regular file of uid %u "
+                                            "with mode 0600: refusing it", p, (unsigned)geteuid());
+                }
+        }
         *ret_head_fd = fd;
         return 0;
 }
@@ -333,9 +351,9 @@ static int load_keys(const char *state_dir, cb_store *store, bool writer, int *r
 static void catch_up(const char *path) {
         char *buf = NULL;
         struct stat st;
-        int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+        int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK); /* a FIFO must not block the start */
 
-        if (fd < 0 || fstat(fd, &st) < 0 || st.st_size < 2)
+        if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size < 2)
                 goto out;
         size_t want = (size_t)st.st_size < CB_AUDIT_LINE_MAX + 1 ? (size_t)st.st_size : CB_AUDIT_LINE_MAX + 1;
         buf = malloc(want);
