@@ -14,7 +14,7 @@ chmod 0755 "$T"
 PIDS=
 cleanup() {
         [ "$BASHPID" = "$$" ] || return 0
-        for p in $PIDS; do kill "$p" 2>/dev/null; done
+        for p in $PIDS; do kill -9 "$p" 2>/dev/null; done
         wait 2>/dev/null
         [ -n "${CLEANUP_EXTRA:-}" ] && eval "$CLEANUP_EXTRA"
         rm -rf "$T"
@@ -60,7 +60,17 @@ start_daemon() {
         done
         return 1
 }
-stop_daemon() { local p; eval "p=\${PID_$1:-}"; [ -n "$p" ] && kill "$p" 2>/dev/null && wait "$p" 2>/dev/null; eval "PID_$1="; }
+# stop_daemon NAME: SIGTERM, and SIGKILL after 5 s (a daemon hung in a blocking open cannot take signals).
+stop_daemon() {
+        local p
+        eval "p=\${PID_$1:-}"
+        eval "PID_$1="
+        [ -n "$p" ] || return 0
+        kill "$p" 2>/dev/null
+        for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.05; done
+        kill -0 "$p" 2>/dev/null && { echo "     (daemon $1 ignored SIGTERM for 5 s: killed)"; kill -9 "$p"; }
+        wait "$p" 2>/dev/null
+}
 cat >"$T/tool.py" <<'PY'
 import json, socket, sys
 def call(path, body, raw=None):
