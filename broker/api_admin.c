@@ -296,8 +296,12 @@ static int route_status(request *rq) {
                                     (json_int_t)cb_store_generation(cbd.store), "policy", "clients",
                                     (json_int_t)cb_policy_n_clients(cbd.policy), "grants",
                                     (json_int_t)cb_policy_n_grants(cbd.policy));
-        if (st)
+        if (st) {
                 json_object_set_new(st, "scanner", scanner_status_json());
+                json_object_set_new(st, "leaked_values", json_integer((json_int_t)cb_store_leaked_count(cbd.store)));
+                json_object_set_new(st, "stranded_imports_recovered",
+                                    json_integer((json_int_t)provision_stranded_recovered()));
+        }
         return reply_json(rq, 200, st, false);
 }
 

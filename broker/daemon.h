@@ -149,6 +149,9 @@ int policy_reload(char *err, size_t errlen);
  * none; provision_dir_check refuses an unsafe --provision-dir at start;
  * provision_dir_scan imports its blobs (call under cbd.lock). */
 int api_provision(request *rq);
+/* How many .importing.* files stranded by a killed daemon provision_dir_scan
+ * has put back to be retried since start (status).  Under cbd.lock. */
+uint64_t provision_stranded_recovered(void);
 bool is_provision_route(const char *url);
 int provision_start(void);
 int provision_dir_check(const char *dir);
