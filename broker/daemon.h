@@ -63,6 +63,7 @@ typedef struct request {
         char client[65];
         char accessor[CB_ACCESSOR_LEN + 1];
         bool no_audit;             /* this reply's record is written elsewhere */
+        bool intent_recorded;      /* an admin write's "before" record is durable (audit_intent) */
         json_t *audit_extra;       /* more fields for this reply's record (owned by the handler) */
         bool answered;             /* a response is queued */
         struct proxy_job *proxy;   /* a proxied request in flight (proxy.c) */
