@@ -646,6 +646,21 @@ int cb_store_open(const char *dir, const cb_unlock_spec *spec, cb_store **ret) {
                 r = cb_error_set(lockfd, "cannot lock '%s': %s", dir, strerror(-lockfd));
                 goto out;
         }
+        /* The files in it: regular, ours, and readable by no one else (a
+         * group- or world-accessible header or log was put there by hand). */
+        for (int i = 0; i < 2; i++) {
+                const char *f = i ? "lock" : "header";
+                struct stat fst;
+
+                if (fstatat(s->dirfd, f, &fst, AT_SYMLINK_NOFOLLOW) < 0)
+                        continue; /* absent: reported below (header) or created (lock) */
+                if (!S_ISREG(fst.st_mode) || fst.st_uid != geteuid() || (fst.st_mode & 077)) {
+                        r = cb_error_set(-EPERM, "%s/%s must be a regular file owned by uid %u with mode 0600 "
+                                         "(it is mode %04o, uid %u): refusing the store", dir, f,
+                                         (unsigned)geteuid(), (unsigned)(fst.st_mode & 07777), (unsigned)fst.st_uid);
+                        goto out;
+                }
+        }
         cb_store_note_header(s); /* before the read: a swap in between shows as a change */
         r = cb_read_file_at(s->dirfd, "header", CB_HEADER_MAX, &s->hdr_bytes, &s->hdr_len);
         if (r == -ENOENT) {
@@ -674,6 +689,15 @@ int cb_store_open(const char *dir, const cb_unlock_spec *spec, cb_store **ret) {
                 r = cb_error_set(errno == ENOENT ? CB_E_INTEGRITY : -errno, "%s%s: %s",
                                  errno == ENOENT ? "integrity error: " : "", logpath, strerror(errno));
                 goto out;
+        }
+        {
+                struct stat lst;
+                if (fstat(s->logfd, &lst) < 0 || !S_ISREG(lst.st_mode) || lst.st_uid != geteuid() ||
+                    (lst.st_mode & 077)) {
+                        r = cb_error_set(-EPERM, "%s must be a regular file owned by uid %u with mode 0600: "
+                                         "refusing the store", logpath, (unsigned)geteuid());
+                        goto out;
+                }
         }
         r = cb_read_file_at(s->dirfd, s->logname, CB_LOG_MAX, &logp, &loglen);
         if (r < 0) {

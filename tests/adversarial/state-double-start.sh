@@ -68,4 +68,14 @@ if [ -x "$W" ]; then
 else
         echo "SKIP part: CB_STORE_WRITER not set (store-writer)"
 fi
+# File modes inside the state dir: a header or log others can read is refused at start.
+stop_daemon A
+for f in header "$(cd "$T/state" && ls log-* | head -1)"; do
+        chmod 0644 "$T/state/$f"
+        start_daemon M "$T/state" "$T/run1" && { bad "a $f of mode 0644 is accepted"; stop_daemon M; } ||
+                expect "a ${f%%-*} of mode 0644 is refused" "mode 0600" "$(cat "$T/daemon-M.out")"
+        chmod 0600 "$T/state/$f"
+        : >"$T/daemon-M.out"
+done
+start_daemon A "$T/state" "$T/run1" && ok "legitimate: mode 0600 again: it starts" || bad "restart after chmod 0600"
 finish
