@@ -422,7 +422,8 @@ int main(int argc, char **argv) {
          * life: both locks are taken before the store is opened and before
          * any socket is touched, so a second daemon never recovers, writes
          * or unlinks anything the first one owns. */
-        if (cb_lock_owner(state_dir, "daemon.lock", "state directory", &state_lock) < 0) {
+        if (cb_lock_owner(state_dir, "daemon.lock", "state directory", &state_lock) < 0 &&
+            (access(state_dir, F_OK) == 0 || errno != ENOENT)) { /* no dir: the store open below says how to make one */
                 say("%s", cb_error_last());
                 goto out;
         }
