@@ -8,7 +8,7 @@
 . "$(dirname "$0")/state-lib.sh"
 SECRETS="short"
 write_policy "$T/policy.json" "{\"client\": \"scanner\", \"secret\": \"*\", \"use\": [\"scan\"]}" \
-        '"scan_budget": {"requests_per_minute": 5, "bytes_per_minute": 1000000}'
+        '"scan_budget": {"requests_per_minute": 5, "bytes_per_minute": 300000}'
 "$CLI" init --state-dir "$T/state" --unlock "keyfile:$T/key" >/dev/null || { bad init; exit 1; }
 cat >"$T/alert.sh" <<'SH'
 #!/bin/sh
@@ -31,6 +31,8 @@ chmod 0644 "$T/guesses.txt"
 echo "clean tool output" >"$T/clean.txt"; chmod 0644 "$T/clean.txt"
 scan_as() { as $U2 /usr/bin/python3 "$T/tool.py" "$R/tools.sock" scan "$1"; }
 
+# Budgets count per minute: start well inside one so the window does not roll over mid-test.
+[ $(( $(date +%s) % 60 )) -gt 40 ] && sleep $(( 61 - $(date +%s) % 60 ))
 # Legitimate: the operator's scan on the admin socket gives the offset; a tool's clean scan is answered.
 expect "legitimate: admin scan names the offset" "short	raw	$((7777 * (${#S} + 1)))" "$("$CLI" --admin-socket "$R/admin.sock" scan --admin "$T/guesses.txt")"
 expect "legitimate: a tool's clean scan is answered" '200 {"findings":[]' "$(scan_as "$T/clean.txt")"
@@ -43,9 +45,13 @@ refute "...without an offset" '"offset"' "$out"
 refute "...never with the value" "$S" "$out"
 sleep 1
 grep -q '"scan_hit"' "$T/alert.sh.events" && ok "...and the hit raised an alert" || bad "no scan_hit alert: $(head -c 300 "$T/alert.sh.events")"
+# The same guesses again: 2 x 170 KB is over the 300 KB a minute of the policy.
+out=$(scan_as "$T/guesses.txt")
+expect "the bytes budget is hit" "429" "$out"
+expect "...saying why" "bytes per minute" "$out"
 # Bisecting needs many requests: the budget (5 per minute here) stops it.
 codes=""
-for i in 1 2 3 4 5; do codes="$codes $(scan_as "$T/clean.txt" | cut -d' ' -f1)"; done
+for i in 1 2 3; do codes="$codes $(scan_as "$T/clean.txt" | cut -d' ' -f1)"; done
 expect "the requests budget is hit" "429" "$codes"
 expect "...saying why" "scan budget" "$(scan_as "$T/clean.txt")"
 sleep 1
