@@ -2,9 +2,11 @@
 # SPDX-License-Identifier: Apache-2.0
 # SIGKILL through the real daemon and CLI (issue 15 item 8): each iteration
 # starts credbrokerd, runs one write through the CLI (put, rotate, rotate
-# --leaked, version destroy, import of a sealed blob), kills the daemon
+# --leaked, version destroy, import of a sealed blob, a scanner sighting that
+# marks the value leaked), kills the daemon
 # with SIGKILL at a random moment, restarts it and checks that no
 # acknowledged write was lost: the current value is the acknowledged one
+# (a scanner sighting: the secret stays compromised)
 # (or, for a write that was not acknowledged, the one before or the one
 # attempted: never anything else); an acknowledged leak stays leaked (its
 # value refused by put); an acknowledged destroy stays destroyed; the store
@@ -30,7 +32,9 @@ for i in $(seq "$N"); do
         start_daemon A "$T/state" "$R" || { bad "iteration $i: the daemon does not start: $(tail -2 "$T/daemon-A.out")"; break; }
         opened=$((opened + 1))
         s=c$((RANDOM % 4)) v="sk-crash-$i-$(rnd)"
-        case $((RANDOM % 5)) in
+        case $((RANDOM % 6)) in
+        5) op=leak   # the scanner sights the current value: marked leaked
+           printf 'output: %s\n' "${cur[$s]}" >"$T/leak.txt"; chmod 0644 "$T/leak.txt"; cmd=() ;;
         0) op=put; cmd=(put "$s") ;;
         1) op=rotate; cmd=(rotate "$s" --grace 0) ;;
         2) op=leaked; cmd=(rotate "$s" --leaked) ;;
@@ -43,7 +47,10 @@ print(l[0] if l else "")')
            printf '%s' "$v" | "$CLI" seal --recipient "$PK" --name "$s" >"$T/$s.cbseal" 2>/dev/null
            cmd=(import "$T/$s.cbseal") ;;
         esac
-        if [ $op = import ]; then
+        if [ $op = leak ]; then
+                ( o=$(as $U1 /usr/bin/python3 "$T/tool.py" "$R/tools.sock" scan "$T/leak.txt" 2>/dev/null)
+                  case $o in "200 "*'"name":"'$s'"'*) echo 0 ;; *) echo 1 ;; esac >"$T/rc" ) &
+        elif [ $op = import ]; then
                 ( admin "$R" "${cmd[@]}" >/dev/null 2>&1; echo $? >"$T/rc" ) &
         else
                 ( printf '%s' "$v" | admin "$R" "${cmd[@]}" >/dev/null 2>&1; echo $? >"$T/rc" ) &
@@ -62,6 +69,9 @@ print(l[0] if l else "")')
                         [ "$got" = "$v" ] || { lost=$((lost + 1)); bad "iteration $i: acknowledged $op of $s lost (current: ${got:0:40})"; }
                         [ $op = leaked ] && leaked_vals[${cur[$s]}]=$s
                         cur[$s]=$v ;;
+                leak)
+                        case $got in "403 "*leaked*) ;; *) lost=$((lost + 1)); bad "iteration $i: acknowledged leak of $s lost (${got:0:40})" ;; esac
+                        leaked_vals[${cur[$s]}]=$s ;;
                 destroy)
                         st=$(admin "$R" versions "$s" --json 2>/dev/null | tr -d ' ')
                         case $st in *"\"version\":$ver,\"state\":\"destroyed\""*) ;; *) lost=$((lost + 1)); bad "iteration $i: acknowledged destroy of $s v$ver lost" ;; esac ;;
