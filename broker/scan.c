@@ -2,8 +2,11 @@
 /*
  * Leak scanning in the daemon (scan.h), the scanning half: the live
  * matcher and its rebuild, and the routes POST /v1/scan and POST /v1/redact
- * (scan jobs streaming a request body through the matcher).  What is done
- * about a sighting (the leak response, compromised marks, leaks.json, the
+ * (scan jobs streaming a request body through the matcher).  A tools.sock
+ * caller (a "scan" grant) gets names without offsets, within the policy's
+ * per-uid scan_budget (requests and bytes a minute), and each of its
+ * sightings raises a scan_hit alert (docs/hardening-state.md).  What is done
+ * about a sighting (the leak response, compromised marks in the store, the
  * token gate) is in leak.c; scan_internal.h is the seam between the two.
  *
  * The live matcher is built from the store on first use after a change

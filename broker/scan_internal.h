@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The seam between scan.c (the live matcher and the /v1/scan and /v1/redact
- * routes) and leak.c (the leak response, compromised marks, leaks.json and
+ * routes) and leak.c (the leak response, compromised marks (store records) and
  * the token gate).  Internal to the daemon's scanner: other parts of the
  * broker use scan.h.
  */
