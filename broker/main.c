@@ -103,6 +103,20 @@ static int listen_unix(const char *dir, const char *name, mode_t mode, gid_t gid
         fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
         if (fd < 0)
                 return -errno;
+        /* Never unlink a socket a live daemon serves (even if its lock file
+         * was removed): a non-blocking connect that is accepted, or finds a
+         * full backlog, means someone listens there. */
+        {
+                int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+                bool live = probe >= 0 && (connect(probe, (struct sockaddr *)&a, sizeof(a)) == 0 || errno == EAGAIN);
+                if (probe >= 0)
+                        close(probe);
+                if (live) {
+                        close(fd);
+                        return cb_error_set(-EADDRINUSE, "%s is served by another live process: refusing to "
+                                            "replace it (stop that daemon first)", path_out);
+                }
+        }
         (void)unlink(path_out);
         old = umask(0177); /* no window where the socket is more open than asked */
         r = bind(fd, (struct sockaddr *)&a, sizeof(a));

@@ -39,6 +39,16 @@ expect "...saying which pid holds it" "in use by another credbrokerd (pid $PID_A
         ok "...and the first one's sockets are untouched" || bad "...the first one's sockets were replaced or removed"
 expect "the first daemon still serves" "200 $V1" "$(fetch "$T/run1" api)"
 
+# Attack 2b: the run dir's lock file removed first (write access to the run dir):
+# the sockets are still never replaced while a daemon serves them.
+rm -f "$T/run1/credbrokerd.lock"
+start_daemon F "$T/state2" "$T/run1"
+sleep 0.3
+if kill -0 "${PID_F:-0}" 2>/dev/null; then bad "with the lock file gone, a second daemon on the run dir keeps running"; stop_daemon F; else ok "with the lock file gone, a second daemon on the run dir exits"; fi
+expect "...saying the socket is served" "served by another live process" "$(cat "$T/daemon-F.out")"
+[ "$(stat -c %i "$T/run1/tools.sock" 2>/dev/null)" = "$ino_tools" ] && ok "...and the sockets are untouched" || bad "...the sockets were replaced"
+expect "the first daemon still serves" "200 $V1" "$(fetch "$T/run1" api)"
+
 # Attack 3: two more starts at once, racing (no window between check and lock).
 for r in 3 4; do
         "$DAEMON" --state-dir "$T/state" --run-dir "$T/run$r" --policy "$T/policy.json" --unlock "keyfile:$T/key" \
