@@ -25,15 +25,13 @@ ino_tools=$(stat -c %i "$T/run1/tools.sock") ino_admin=$(stat -c %i "$T/run1/adm
 
 # Attack 1: a second daemon on the same state dir, another run dir.
 start_daemon B "$T/state" "$T/run2"
-sleep 0.3
-if kill -0 "${PID_B:-0}" 2>/dev/null; then bad "second daemon on the same state dir keeps running"; stop_daemon B; else ok "second daemon on the same state dir exits"; fi
+if ! exited B; then bad "second daemon on the same state dir keeps running"; stop_daemon B; else ok "second daemon on the same state dir exits"; fi
 expect "...saying which pid holds it" "in use by another credbrokerd (pid $PID_A)" "$(cat "$T/daemon-B.out")"
 [ -e "$T/run2/tools.sock" ] && bad "...but it made sockets" || ok "...before making any socket"
 
 # Attack 2: a second daemon (its own store) on the same run dir.
 start_daemon C "$T/state2" "$T/run1"
-sleep 0.3
-if kill -0 "${PID_C:-0}" 2>/dev/null; then bad "second daemon on the same run dir keeps running"; stop_daemon C; else ok "second daemon on the same run dir exits"; fi
+if ! exited C; then bad "second daemon on the same run dir keeps running"; stop_daemon C; else ok "second daemon on the same run dir exits"; fi
 expect "...saying which pid holds it" "in use by another credbrokerd (pid $PID_A)" "$(cat "$T/daemon-C.out")"
 [ "$(stat -c %i "$T/run1/tools.sock" 2>/dev/null)" = "$ino_tools" ] && [ "$(stat -c %i "$T/run1/admin.sock" 2>/dev/null)" = "$ino_admin" ] &&
         ok "...and the first one's sockets are untouched" || bad "...the first one's sockets were replaced or removed"
@@ -43,8 +41,7 @@ expect "the first daemon still serves" "200 $V1" "$(fetch "$T/run1" api)"
 # the sockets are still never replaced while a daemon serves them.
 rm -f "$T/run1/credbrokerd.lock"
 start_daemon F "$T/state2" "$T/run1"
-sleep 0.3
-if kill -0 "${PID_F:-0}" 2>/dev/null; then bad "with the lock file gone, a second daemon on the run dir keeps running"; stop_daemon F; else ok "with the lock file gone, a second daemon on the run dir exits"; fi
+if ! exited F; then bad "with the lock file gone, a second daemon on the run dir keeps running"; stop_daemon F; else ok "with the lock file gone, a second daemon on the run dir exits"; fi
 expect "...saying the socket is served" "served by another live process" "$(cat "$T/daemon-F.out")"
 [ "$(stat -c %i "$T/run1/tools.sock" 2>/dev/null)" = "$ino_tools" ] && ok "...and the sockets are untouched" || bad "...the sockets were replaced"
 expect "the first daemon still serves" "200 $V1" "$(fetch "$T/run1" api)"
@@ -55,7 +52,7 @@ for r in 3 4; do
                 >>"$T/daemon-race$r.out" 2>&1 &
         PIDS="$PIDS $!"
 done
-sleep 1
+sleep 3
 [ -e "$T/run3/tools.sock" ] || [ -e "$T/run4/tools.sock" ] && bad "a racing second daemon serves" ||
         ok "racing second daemons both refused"
 expect "the first daemon still serves" "200 $V1" "$(fetch "$T/run1" api)"

@@ -61,6 +61,13 @@ start_daemon() {
         return 1
 }
 # stop_daemon NAME: SIGTERM, and SIGKILL after 5 s (a daemon hung in a blocking open cannot take signals).
+# exited NAME: true once daemon NAME has exited (waits up to 15 s: sanitizer builds start slowly).
+exited() {
+        local p
+        eval "p=\${PID_$1:-0}"
+        for _ in $(seq 300); do kill -0 "$p" 2>/dev/null || return 0; sleep 0.05; done
+        return 1
+}
 stop_daemon() {
         local p
         eval "p=\${PID_$1:-}"
