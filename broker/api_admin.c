@@ -227,7 +227,7 @@ static int route_show(request *rq, const char *name) {
 static int route_revoke(request *rq) {
         static const char *const fields[] = { "accessor", "secret", "client", "compromised", "rotation_failed", NULL };
         const char *acc, *sec, *cli, *failed;
-        json_t *o, *comp;
+        json_t *o, *comp, *fj;
         size_t n;
         int ret;
 
@@ -239,13 +239,13 @@ static int route_revoke(request *rq) {
         sec = json_string_value(json_object_get(o, "secret"));
         cli = json_string_value(json_object_get(o, "client"));
         comp = json_object_get(o, "compromised");
-        failed = json_string_value(json_object_get(o, "rotation_failed"));
-        if (json_object_size(o) != 1 + (size_t)(comp != NULL) + (size_t)(json_object_get(o, "rotation_failed") != NULL) ||
-            (!acc && !sec && !cli)) {
+        fj = json_object_get(o, "rotation_failed");
+        failed = json_string_value(fj);
+        if (json_object_size(o) != 1 + (size_t)(comp != NULL) + (size_t)(fj != NULL) || (!acc && !sec && !cli)) {
                 ret = reply_error(rq, 400, "bad_request", "give exactly one of 'accessor', 'secret', 'client'");
                 goto out;
         }
-        if ((comp && (!sec || !json_is_boolean(comp))) || (json_object_get(o, "rotation_failed") && (!sec || !failed))) {
+        if ((comp && (!sec || !json_is_boolean(comp))) || (fj && (!sec || !failed))) {
                 ret = reply_error(rq, 400, "bad_request", "'compromised' (a boolean) and 'rotation_failed' (a string) "
                                   "go with 'secret'");
                 goto out;

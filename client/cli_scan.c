@@ -318,8 +318,9 @@ int cmd_scan(int argc, char **argv) {
                         putchar('\t');
                         put_safe(json_string_value(json_object_get(e, "kind")) ?: "?");
                         /* tools.sock answers carry no offsets (only --admin's do). */
-                        if (json_is_integer(json_object_get(e, "offset")))
-                                printf("\t%" JSON_INTEGER_FORMAT "\n", json_integer_value(json_object_get(e, "offset")));
+                        json_t *off = json_object_get(e, "offset");
+                        if (json_is_integer(off))
+                                printf("\t%" JSON_INTEGER_FORMAT "\n", json_integer_value(off));
                         else
                                 fputs("\t-\n", stdout);
                 }
