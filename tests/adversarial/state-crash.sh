@@ -29,6 +29,7 @@ PK=$(admin "$R" pubkey 2>/dev/null | head -1)
 stop_daemon A
 lost=0 acked=0 unacked=0 opened=0
 for i in $(seq "$N"); do
+        rm -f "$R/admin.sock" "$R/tools.sock"
         start_daemon A "$T/state" "$R" || { bad "iteration $i: the daemon does not start: $(tail -2 "$T/daemon-A.out")"; break; }
         opened=$((opened + 1))
         s=c$((RANDOM % 4)) v="sk-crash-$i-$(rnd)"
@@ -60,6 +61,7 @@ print(l[0] if l else "")')
         kill -9 "$PID_A" 2>/dev/null; wait "$PID_A" 2>/dev/null; PID_A=
         wait $cp
         rc=$(cat "$T/rc")
+        rm -f "$R/admin.sock" "$R/tools.sock" # left by the SIGKILL: start_daemon waits for the new ones
         start_daemon A "$T/state" "$R" || { bad "iteration $i: the store does not open after the kill: $(tail -2 "$T/daemon-A.out")"; break; }
         got=$(fetch "$R" "$s"); got=${got#200 }
         if [ "$rc" = 0 ]; then
