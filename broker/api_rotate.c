@@ -222,7 +222,7 @@ static int route_versions(request *rq, const char *name) {
 
                 if (vi[k].state == CB_VS_DISABLED && rotate_leaked_by(vi, nv, vi[k].version))
                         note = "disabled: leaked (a later leaked rotation says so): never served again";
-                if (vi[k].leaked && vi[k].state != CB_VS_DESTROYED) {
+                if (vi[k].leaked && vi[k].state != CB_VS_DESTROYED && vi[k].state != CB_VS_DISABLED) {
                         note = vi[k].state == CB_VS_CURRENT ? "current but leaked (a sealed mark): compromised, no "
                                                               "token and never served until a new version is current"
                                                             : "leaked (a sealed mark): never served again, its value "
