@@ -39,6 +39,9 @@ CB_DEPS=(
   swtpm-tools         # swtpm's companion tools (swtpm_setup), installed with swtpm for operators and CI
   tpm2-tools          # tests/integration/test-tpm.sh: tpm2_pcrextend, tpm2_getcap (an independent view of the TPM)
   python3-nacl        # tests/integration/test-provision.sh: a provisioning blob sealed by PyNaCl (cross-implementation check)
+  nginx               # tests/adversarial/: a real upstream HTTP parser (own config, loopback port; the system service is never used)
+  php-cli             # tests/adversarial/: php -S with a small app behind a POST-only seal (method/path override spellings)
+  nodejs              # tests/adversarial/: Node's http module (llhttp) as a third upstream HTTP parser
 )
 
 # Print the packages of CB_DEPS that are not installed, one per line.

@@ -66,6 +66,11 @@ typedef struct request {
         bool intent_recorded;      /* an admin write's "before" record is durable (audit_intent) */
         json_t *audit_extra;       /* more fields for this reply's record (owned by the handler) */
         bool answered;             /* a response is queued */
+        bool started;              /* handle() has seen it (MHD's first call is done) */
+        bool close;                /* the answer closes the connection (Connection: close) */
+        char *raw_target;          /* the request-target as sent (server.c keep_target) */
+        bool target_nul;           /* ... up to a NUL byte: the rest was cut off */
+        bool http10;               /* an HTTP/1.0 request */
         struct proxy_job *proxy;   /* a proxied request in flight (proxy.c) */
         struct scan_job *scan;     /* a scan/redact body streaming through the matcher (scan.c) */
 } request;

@@ -39,6 +39,7 @@
  */
 #include <errno.h>
 #include <netdb.h>
+#include <netinet/in.h>
 #include <stdarg.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -129,6 +130,7 @@ void proxy_job_unref(proxy_job *j) {
         }
         free(j->ca_file);
         free(j->pin);
+        cb_ovscan_clear(&j->scan);
         cb_redchain_clear(&j->red);
         for (size_t i = 0; i < j->nrh; i++)
                 free(j->rh[i]);
@@ -281,21 +283,11 @@ static size_t on_header(char *p, size_t size, size_t n, void *u) {
          * lines (trailers) are dropped, never added. */
         if (j->headers_done)
                 return len;
-        /* A compressed body could not be checked for the secret: refused
-         * (Accept-Encoding: identity was asked for). */
-        if (len > 17 && strncasecmp(p, "content-encoding:", 17) == 0) {
-                const char *v = p + 17;
-                while (*v == ' ' || *v == '\t')
-                        v++;
-                if (strncasecmp(v, "identity", 8) != 0) {
-                        j->compressed = true;
-                        return 0;                         /* aborts the transfer */
-                }
-        }
         if (len >= 5 && strncmp(p, "HTTP/", 5) == 0) {   /* a status line: a new response (1xx before) */
                 for (size_t i = 0; i < j->nrh; i++)
                         free(j->rh[i]);
                 j->nrh = 0;
+                cb_rframe_reset(&j->rframe);
                 return len;
         }
         if (len <= 2 && (len == 0 || p[0] == '\r' || p[0] == '\n')) {
@@ -304,12 +296,27 @@ static size_t on_header(char *p, size_t size, size_t n, void *u) {
                 curl_easy_getinfo(j->h, CURLINFO_RESPONSE_CODE, &code);
                 if (code < 200)
                         return len;                       /* 100 Continue and friends */
+                /* Framed as RFC 9112 says, or refused (502): returning 0
+                 * aborts the transfer, and libcurl closes a connection
+                 * whose transfer ended early rather than pool it. */
+                if (cb_rframe_end(&j->rframe) < 0) {
+                        j->resp_bad = j->rframe.why;
+                        return 0;
+                }
                 pthread_mutex_lock(&j->mu);
                 j->status = code;
                 j->headers_done = true;
                 proxy_wake_later_locked(j);
                 pthread_mutex_unlock(&j->mu);
                 return len;
+        }
+        /* Each line against the framing rules: two lengths, a coding
+         * other than chunked, Content-Length with Transfer-Encoding,
+         * obs-fold, and any Content-Encoding but identity (a compressed
+         * body could not be checked for the secret) are refused. */
+        if (cb_rframe_line(&j->rframe, p, len) < 0) {
+                j->resp_bad = j->rframe.why;
+                return 0;
         }
         const char *colon = memchr(p, ':', len);
         if (!colon || colon == p)
@@ -382,6 +389,59 @@ static curl_socket_t on_opensocket(void *u, curlsocktype purpose, struct curl_so
         return socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
 }
 
+/* Upstream connections are not shared between uids: a pooled connection
+ * belongs to the uid whose request first went out on it, and another uid's
+ * transfer that libcurl hands it is stopped here, before a byte is sent,
+ * and started again on a fresh connection (job_finish).  So whatever an
+ * upstream leaves on a connection — an unsolicited second answer timed to
+ * meet the next request — reaches only the uid that talked to it.
+ * A connection is known by its local port (libcurl 7.88 tells the
+ * pre-request callback no descriptor), per address family: owner uid + 1,
+ * 0 for none; cleared when libcurl closes the socket (on_closesocket).  A
+ * stale entry can only cost a restart, never a shared connection. */
+static uint32_t conn_owner[2][65536];
+
+static uint32_t *owner_slot(const char *local_ip, int local_port) {
+        if (local_port <= 0 || local_port > 65535)
+                return NULL;
+        return &conn_owner[local_ip && strchr(local_ip, ':') ? 1 : 0][local_port];
+}
+
+static int on_prereq(void *u, char *ip, char *local_ip, int port, int local_port) {
+        proxy_job *j = u;
+        uint32_t *slot = owner_slot(local_ip, local_port);
+
+        (void)ip, (void)port;
+        if (!slot)
+                return CURL_PREREQFUNC_OK;
+        uint32_t me = (uint32_t)j->uid + 1, owner = __atomic_load_n(slot, __ATOMIC_RELAXED);
+        if (owner == 0 || owner == me || j->fresh) {     /* a fresh one is ours whatever a stale entry says */
+                __atomic_store_n(slot, me, __ATOMIC_RELAXED);
+                return CURL_PREREQFUNC_OK;
+        }
+        j->foreign_conn = true;                   /* another uid's: job_finish restarts it on a fresh one */
+        return CURL_PREREQFUNC_ABORT;
+}
+
+/* libcurl closes an upstream socket: its local port is nobody's now.  No
+ * job pointer here (the connection may outlive the job that opened it). */
+static int on_closesocket(void *u, curl_socket_t s) {
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof(ss);
+
+        (void)u;
+        if (getsockname(s, (struct sockaddr *)&ss, &sl) == 0) {
+                uint32_t *slot = NULL;
+                if (ss.ss_family == AF_INET)
+                        slot = &conn_owner[0][ntohs(((struct sockaddr_in *)&ss)->sin_port)];
+                else if (ss.ss_family == AF_INET6)
+                        slot = &conn_owner[1][ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)];
+                if (slot)
+                        __atomic_store_n(slot, 0u, __ATOMIC_RELAXED);
+        }
+        return close(s);
+}
+
 static const char *curl_fail_code(CURLcode c, int *status) {
         switch (c) {
         case CURLE_OPERATION_TIMEDOUT:
@@ -425,6 +485,17 @@ static void audit_done(proxy_job *j) {
         json_decref(o);
 }
 
+/* May the upstream connection of a finished exchange go back to the pool?
+ * Only after a response framed by a length or chunked: one without a body
+ * by its status (204, 304) or method (HEAD) ends where the upstream says,
+ * and bytes it sends after it (late or in the same packet) would be read
+ * as the answer to the next request on that connection — another tool's.
+ * libcurl 7.88 pools such a connection and reuses it with bytes pending. */
+bool proxy_job_reusable(const proxy_job *j) {
+        return !j->resp_bad && j->status >= 200 && j->status != 204 && j->status != 304 &&
+               strcmp(j->method, "HEAD") != 0 && (j->rframe.ncl || j->rframe.nte);
+}
+
 /* The transfer is over (c: its result; its handle already gone): say
  * what failed, answer, audit, drop the loop's reference. */
 void proxy_job_finished(proxy_job *j, CURLcode c) {
@@ -435,11 +506,11 @@ void proxy_job_finished(proxy_job *j, CURLcode c) {
                         (void)push(j, tail, tl);
         } else if (j->refused && !j->headers_done) {
                 proxy_job_fail(j, 403, "forbidden", "%s", j->refusal);
-        } else if (j->compressed) {
-                proxy_job_fail(j, 502, "bad_gateway", "upstream %s:%u sent a compressed response (Content-Encoding) "
-                                                      "although asked for identity: it cannot be checked for the "
-                                                      "secret, refused",
-                               j->dest.host, j->dest.port);
+        } else if (j->resp_bad) {
+                proxy_job_fail(j, 502, "bad_gateway", "upstream %s:%u answered with %s%s: refused", j->dest.host,
+                               j->dest.port, j->resp_bad,
+                               j->rframe.coded ? " although asked for identity (it could not be checked for the "
+                                                 "secret)" : "");
         } else if (!j->cancelled) {
                 int status;
                 const char *code = curl_fail_code(c, &status);
@@ -480,6 +551,10 @@ void proxy_job_setup(proxy_job *j, CURL *h) {
                 curl_easy_setopt(h, CURLOPT_PINNEDPUBLICKEY, j->pin);
         curl_easy_setopt(h, CURLOPT_OPENSOCKETFUNCTION, on_opensocket);
         curl_easy_setopt(h, CURLOPT_OPENSOCKETDATA, j);
+        curl_easy_setopt(h, CURLOPT_PREREQFUNCTION, on_prereq);
+        curl_easy_setopt(h, CURLOPT_PREREQDATA, j);
+        curl_easy_setopt(h, CURLOPT_CLOSESOCKETFUNCTION, on_closesocket);
+        curl_easy_setopt(h, CURLOPT_CLOSESOCKETDATA, NULL);
         curl_easy_setopt(h, CURLOPT_SHARE, share);
         curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
         curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, CONNECT_TIMEOUT);
@@ -499,7 +574,9 @@ void proxy_job_setup(proxy_job *j, CURL *h) {
                 curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
         } else if (j->expect_body || strcmp(j->method, "POST") == 0 || strcmp(j->method, "PUT") == 0 ||
                    strcmp(j->method, "PATCH") == 0) {
-                /* Streamed: the length the client announced, else chunked. */
+                /* Streamed, framed by the broker: the length MHD framed
+                 * the body by (one valid Content-Length), else chunked
+                 * (-1); never a length the client merely announced. */
                 curl_easy_setopt(h, CURLOPT_POST, 1L);
                 curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE,
                                  (curl_off_t)(j->expect_body ? j->content_length : 0));

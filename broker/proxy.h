@@ -9,6 +9,7 @@
 
 #include "daemon.h"
 #include "egress.h"
+#include "proxy_request.h"
 
 /* A decided request. */
 typedef struct proxy_spec {
@@ -22,8 +23,11 @@ typedef struct proxy_spec {
          * "user:value" for basic auth, percent-escaped, JSON-escaped. */
         const unsigned char *forms[4];
         size_t form_lens[4], nforms;
-        bool expect_body;             /* Content-Length > 0 or Transfer-Encoding: a body follows */
-        long long content_length;     /* its announced length, -1 if none (chunked) */
+        cb_preq_frame frame;          /* how MHD framed the body (the broker's decision) */
+        bool expect_body;             /* frame != CB_FRAME_NONE: a body follows */
+        long long content_length;     /* CB_FRAME_LENGTH: the length; else -1 (sent chunked) */
+        cb_preq_body scan_body;       /* methods sealed: scan the body for overrides as this kind */
+        char boundary[CB_PREQ_BOUNDARY_MAX + 1];
         size_t value_len;
         char path[1024];              /* for the audit record, without the query */
 } proxy_spec;

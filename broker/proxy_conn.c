@@ -160,18 +160,58 @@ int proxy_continue(request *rq) {
         return ret;
 }
 
+/* Refuse a request whose upload is under way (called with j->mu held):
+ * the upstream transfer is cut before the body completes (so the
+ * upstream never acts on it, and libcurl closes that connection), the
+ * rest of the body is read and dropped, and the tool gets status. */
+static void refuse_upload_locked(proxy_job *j, int status, const char *code, const char *msg) {
+        if (j->cancelled || j->done)
+                return;
+        j->cancelled = true;
+        if (!j->headers_done && !j->fail_status) {
+                j->fail_status = status;
+                snprintf(j->fail_code, sizeof(j->fail_code), "%s", code);
+        }
+        snprintf(j->err, sizeof(j->err), "%s", msg);  /* said, and audited, even after the upstream's head */
+        j->broken = true;
+        if (j->ulen)
+                sodium_memzero(j->ubuf, j->ulen);
+        j->ulen = 0;
+        proxy_job_poke_locked(j);                 /* the loop ends the transfer */
+}
+
+static void refuse_override_locked(proxy_job *j) {
+        char msg[300];
+
+        snprintf(msg, sizeof(msg), "the request body carries %s: methods are sealed for '%s', so the request was cut "
+                 "off before its body reached the upstream", j->scan.why ? j->scan.why : "a method override",
+                 j->secret);
+        refuse_upload_locked(j, 400, "method_override", msg);
+}
+
 /* A piece of the request body: into the upload buffer as far as it fits;
  * when full, park the connection until the loop has sent some (MHD then
  * hands us the rest again).  Once the upstream transfer has ended (failed
- * early), the rest is read and dropped. */
+ * early), the rest is read and dropped.  Only a request the broker framed
+ * with a body has an upload buffer: bytes for any other are a protocol
+ * error, never copied. */
 int proxy_feed(request *rq, const char *data, size_t *size) {
         proxy_job *j = rq->proxy;
 
         pthread_mutex_lock(&j->mu);
+        if (!j->ubuf && !j->done && !j->cancelled)
+                refuse_upload_locked(j, 400, "bad_request", "a request body the broker did not frame: refused");
         if (j->done || j->cancelled) {
                 *size = 0;
         } else {
                 size_t n = PROXY_BUF - j->ulen < *size ? PROXY_BUF - j->ulen : *size;
+                /* Methods sealed: every byte is scanned before it may go. */
+                if (j->scan_on && n && cb_ovscan_feed(&j->scan, (const unsigned char *)data, n)) {
+                        refuse_override_locked(j);
+                        *size = 0;
+                        pthread_mutex_unlock(&j->mu);
+                        return MHD_YES;
+                }
                 memcpy(j->ubuf + j->ulen, data, n);
                 j->ulen += n;
                 *size -= n;
@@ -190,12 +230,15 @@ int proxy_feed(request *rq, const char *data, size_t *size) {
         return MHD_YES;
 }
 
-/* The body is complete (MHD's final call): tell the loop. */
+/* The body is complete (MHD's final call): tell the loop — unless its last
+ * field was a method override (the upload then never completes). */
 void proxy_body_done(request *rq) {
         proxy_job *j = rq->proxy;
 
         pthread_mutex_lock(&j->mu);
-        if (!j->ueof) {
+        if (!j->ueof && j->scan_on && !j->cancelled && !j->done && cb_ovscan_end(&j->scan))
+                refuse_override_locked(j);
+        if (!j->ueof && !j->cancelled) {
                 j->ueof = true;
                 if (j->send_paused) {
                         j->send_paused = false;
@@ -330,6 +373,14 @@ int proxy_start(request *rq, proxy_spec *sp) {
         if (sp->expect_body && !(j->ubuf = malloc(PROXY_BUF))) {
                 ret = reply_error(rq, 503, "unavailable", "out of memory");
                 goto out;
+        }
+        if (sp->expect_body && (sp->scan_body == CB_BODY_FORM || sp->scan_body == CB_BODY_MULTIPART ||
+                                 sp->scan_body == CB_BODY_JSON)) {
+                if (cb_ovscan_init(&j->scan, sp->scan_body, sp->boundary) < 0) {
+                        ret = reply_error(rq, 503, "unavailable", "out of memory");
+                        goto out;
+                }
+                j->scan_on = true;
         }
         j->dest = sp->dest;
         j->ca_file = sp->ca_file ? strdup(sp->ca_file) : NULL;

@@ -18,6 +18,7 @@
 
 #include "daemon.h"
 #include "egress.h"
+#include "proxy_request.h"
 #include "tokens.h"
 
 #define PROXY_BUF        (64 * 1024)
@@ -43,14 +44,18 @@ typedef struct proxy_job {
         char method[32];
         char *url;                    /* may hold the value (query injection): wiped */
         struct curl_slist *headers;   /* may hold the value: wiped */
-        unsigned char *ubuf;          /* request body on its way up (bounded) */
+        unsigned char *ubuf;          /* request body on its way up (bounded); set iff expect_body */
         size_t ulen;
         bool expect_body, ueof;
         long long content_length;     /* -1: none given (sent chunked) */
+        bool scan_on;                 /* methods sealed: the body is scanned for overrides (the MHD side's) */
+        cb_ovscan scan;
         cb_dest dest;
         CURL *h;                      /* the loop thread's only */
         bool in_multi;                /* the loop thread's: in the multi handle, not yet finished */
         bool refused;                 /* the loop thread's: an address was refused (SSRF) */
+        bool foreign_conn;            /* the loop thread's: libcurl handed it another uid's connection */
+        bool fresh;                   /* the loop thread's: restarted on a fresh connection once */
         char refusal[512];            /* the loop thread's: which, and why */
         size_t active_idx;            /* the loop thread's: slot in its table of transfers */
         proxy_loop *loop;             /* the loop running it (set under the inbox lock) */
@@ -71,7 +76,8 @@ typedef struct proxy_job {
         int fail_status;              /* set when it failed before headers */
         char fail_code[32], err[512];
         bool broken;                  /* failed after headers: end the body with an error */
-        bool compressed;              /* the upstream sent Content-Encoding despite identity */
+        cb_rframe rframe;             /* the response head's framing (the loop thread's) */
+        const char *resp_bad;         /* why the response head was refused (static text), or NULL */
         /* audit */
         uint64_t t0_ns;
         uint64_t bytes_up, bytes_down;
@@ -105,6 +111,8 @@ void proxy_job_wake_locked(proxy_job *j);
  * the loop's reference dropped; a failure before the headers (status,
  * code, message: the message may be redacted, never holds the value). */
 void proxy_job_setup(proxy_job *j, CURL *h);
+/* May its upstream connection be reused (a clean, well-framed exchange)? */
+bool proxy_job_reusable(const proxy_job *j);
 void proxy_job_finished(proxy_job *j, CURLcode c);
 void proxy_job_fail(proxy_job *j, int status, const char *code, const char *fmt, ...)
         __attribute__((format(printf, 4, 5)));

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <curl/curl.h>
@@ -65,6 +66,7 @@ static void wake_all(void) {
  * on one thread.  Callbacks never wait: a full response buffer pauses the
  * download, an empty request buffer the upload. */
 #define HANDLES_KEPT 64
+#define IDLE_FDS 65536                        /* descriptors above this are always looked up */
 #define LOOPS_MAX 64
 
 struct proxy_loop {
@@ -72,6 +74,9 @@ struct proxy_loop {
         CURLM *multi;
         int ep;                               /* its epoll: curl's sockets, wake_fd, driven_fd */
         int wake_fd;                          /* eventfd: written to wake the loop */
+        int idle_ep;                          /* epoll of pooled upstream connections (see idle_watch) */
+        unsigned char idle_bits[IDLE_FDS / 8];  /* the loop thread's: which descriptors idle_ep holds */
+        unsigned char busy_bits[IDLE_FDS / 8];  /* the loop thread's: which ones libcurl watches (in use) */
         uint64_t curl_due_ns;                 /* curl's one-shot timer (0: none), the loop thread's */
         struct MHD_Daemon *driven;            /* a TCP listener's server it runs, or NULL */
         int driven_fd;                        /* its epoll fd */
@@ -100,9 +105,90 @@ static void handle_put(proxy_loop *l, CURL *h) {
         }
 }
 
+/* A pooled upstream connection must say nothing until it is asked again:
+ * bytes arriving while it is idle (an upstream's second, unsolicited
+ * answer) would be read as the answer to the next request sent on it —
+ * another tool's — and libcurl 7.88 reuses a connection with bytes
+ * pending.  So each idle one is watched (idle_ep, inside the loop's
+ * epoll), and one that becomes readable is shut down: libcurl then finds
+ * it dead.  It leaves the watch when libcurl takes it up again (on_socket)
+ * or closes it (epoll drops a closed descriptor). */
+static void bit_set(unsigned char *bits, int fd, bool on) {
+        if (fd >= 0 && fd < IDLE_FDS) {
+                if (on)
+                        bits[fd / 8] |= (unsigned char)(1u << (fd % 8));
+                else
+                        bits[fd / 8] &= (unsigned char)~(1u << (fd % 8));
+        }
+}
+
+static void idle_mark(proxy_loop *l, int fd, bool on) {
+        bit_set(l->idle_bits, fd, on);
+}
+
+/* After its transfer ended (in finish_done, once curl_multi_socket_action
+ * returned): unless libcurl already took it up again for another transfer
+ * in that same call (it then watches it). */
+static void idle_watch(proxy_loop *l, curl_socket_t s) {
+        struct epoll_event ev = { .events = EPOLLIN | EPOLLRDHUP, .data.fd = s };
+
+        if (s < 0 || s >= IDLE_FDS || (l->busy_bits[s / 8] & (1u << (s % 8))))
+                return;
+
+        if (epoll_ctl(l->idle_ep, EPOLL_CTL_ADD, s, &ev) < 0 && errno == EEXIST)
+                (void)epoll_ctl(l->idle_ep, EPOLL_CTL_MOD, s, &ev);
+        idle_mark(l, s, true);
+}
+
+/* libcurl takes s up again, or drops it: out of the watch. */
+static void idle_unwatch(proxy_loop *l, curl_socket_t s) {
+        if (s >= 0 && s < IDLE_FDS && !(l->idle_bits[s / 8] & (1u << (s % 8))))
+                return;                           /* not watched: no system call */
+        (void)epoll_ctl(l->idle_ep, EPOLL_CTL_DEL, s, NULL);
+        idle_mark(l, s, false);
+}
+
+static void idle_ready(proxy_loop *l) {
+        struct epoll_event evs[16];
+        int n = epoll_wait(l->idle_ep, evs, 16, 0);
+
+        for (int i = 0; i < n; i++) {
+                idle_unwatch(l, evs[i].data.fd);
+                (void)shutdown(evs[i].data.fd, SHUT_RDWR);
+        }
+}
+
 /* The transfer is over (c: its result): out of the multi handle, the
  * handle kept for the next job, then proxy_job_finished. */
 static void job_finish(proxy_loop *l, proxy_job *j, CURLcode c) {
+        /* Stopped before sending because libcurl offered another uid's
+         * pooled connection (on_prereq): once more, on a fresh one. */
+        if (j->in_multi && c == CURLE_ABORTED_BY_CALLBACK && j->foreign_conn && !j->fresh &&
+            !__atomic_load_n(&j->cancelled, __ATOMIC_RELAXED)) {
+                j->foreign_conn = false;
+                j->fresh = true;
+                curl_multi_remove_handle(l->multi, j->h);
+                curl_easy_setopt(j->h, CURLOPT_FRESH_CONNECT, 1L);
+                if (curl_multi_add_handle(l->multi, j->h) == CURLM_OK)
+                        return;
+                j->in_multi = false;
+                l->active[j->active_idx] = l->active[--l->n_active];
+                l->active[j->active_idx]->active_idx = j->active_idx;
+                proxy_job_fail(j, 500, "internal", "libcurl: cannot restart the transfer");
+                c = CURLE_FAILED_INIT;
+        }
+        /* An exchange that was not clean: its connection, which libcurl
+         * may have pooled, is shut down now (libcurl finds it dead and
+         * never reuses it).  A failed transfer's libcurl closed itself. */
+        if (j->in_multi && c == CURLE_OK) {
+                curl_socket_t s = CURL_SOCKET_BAD;
+                if (curl_easy_getinfo(j->h, CURLINFO_ACTIVESOCKET, &s) == CURLE_OK && s != CURL_SOCKET_BAD) {
+                        if (!proxy_job_reusable(j))
+                                (void)shutdown(s, SHUT_RDWR);
+                        else
+                                idle_watch(l, s);
+                }
+        }
         if (j->in_multi) {
                 curl_multi_remove_handle(l->multi, j->h);
                 j->in_multi = false;
@@ -182,6 +268,7 @@ static void finish_done(proxy_loop *l) {
 #define EV_CURL  0u
 #define EV_WAKE  1u
 #define EV_MHD   2u
+#define EV_IDLE  3u
 #define EV_DATA(kind, fd) (((uint64_t)(kind) << 32) | (uint32_t)(fd))
 
 /* curl tells which sockets it wants watched, and how. */
@@ -190,6 +277,8 @@ static int on_socket(CURL *e, curl_socket_t s, int what, void *userp, void *sock
         struct epoll_event ev = { .data.u64 = EV_DATA(EV_CURL, s) };
 
         (void)e;
+        idle_unwatch(l, s);                       /* in use again (or gone): not idle */
+        bit_set(l->busy_bits, s, what != CURL_POLL_REMOVE);
         if (what == CURL_POLL_REMOVE) {
                 if (socketp) {
                         (void)epoll_ctl(l->ep, EPOLL_CTL_DEL, s, NULL);
@@ -273,6 +362,8 @@ static void *loop_main(void *arg) {
                                 (void)!read(l->wake_fd, &v, sizeof(v));
                         } else if (kind == EV_MHD) {
                                 mhd_ready = true;
+                        } else if (kind == EV_IDLE) {
+                                idle_ready(l);
                         } else {
                                 int mask = ((evs[i].events & EPOLLIN) ? CURL_CSELECT_IN : 0) |
                                            ((evs[i].events & EPOLLOUT) ? CURL_CSELECT_OUT : 0) |
@@ -342,10 +433,14 @@ int proxy_loop_start(unsigned n, struct MHD_Daemon *const *drive) {
                 l->curl_due_ns = 0;
                 l->ep = epoll_create1(EPOLL_CLOEXEC);
                 l->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-                if (l->ep < 0 || l->wake_fd < 0)
+                l->idle_ep = epoll_create1(EPOLL_CLOEXEC);
+                if (l->ep < 0 || l->wake_fd < 0 || l->idle_ep < 0)
                         return cb_error_set(-errno, "proxy loop: epoll/eventfd: %s", strerror(errno));
                 struct epoll_event ev = { .events = EPOLLIN, .data.u64 = EV_DATA(EV_WAKE, l->wake_fd) };
                 if (epoll_ctl(l->ep, EPOLL_CTL_ADD, l->wake_fd, &ev) < 0)
+                        return cb_error_set(-errno, "proxy loop: epoll_ctl: %s", strerror(errno));
+                ev.data.u64 = EV_DATA(EV_IDLE, l->idle_ep);
+                if (epoll_ctl(l->ep, EPOLL_CTL_ADD, l->idle_ep, &ev) < 0)
                         return cb_error_set(-errno, "proxy loop: epoll_ctl: %s", strerror(errno));
                 if (l->driven) {
                         ev.data.u64 = EV_DATA(EV_MHD, l->driven_fd);
@@ -425,7 +520,8 @@ void proxy_loop_stop(void) {
                 l->multi = NULL;
                 close(l->ep);
                 close(l->wake_fd);
-                l->ep = l->wake_fd = -1;
+                close(l->idle_ep);
+                l->ep = l->wake_fd = l->idle_ep = -1;
                 l->driven = NULL;                         /* server_stop stops it */
                 l->driven_fd = -1;
         }

@@ -17,148 +17,10 @@
 #include <sodium.h>
 
 #include "error.h"
+#include "codec.h"
 #include "proxy.h"
+#include "proxy_request.h"
 #include "scan.h"
-
-#define PROXY_HEADERS_MAX (16 * 1024) /* all request header bytes together */
-
-typedef struct hdr_ctx {
-        request *rq;
-        const cb_inject *inj;
-        const char *conn_hdr;         /* the Connection header: names more hop-by-hop headers */
-        struct curl_slist *out;
-        const char *bad;              /* first refused header, for the message */
-        bool oom;
-        size_t total;
-} hdr_ctx;
-
-/* Is name listed in the Connection header's comma-separated tokens? */
-static bool connection_listed(const char *conn_hdr, const char *name) {
-        size_t nl = strlen(name);
-
-        for (const char *p = conn_hdr; p && *p;) {
-                while (*p == ' ' || *p == ',' || *p == '\t')
-                        p++;
-                size_t tl = strcspn(p, ", \t");
-                if (tl == nl && strncasecmp(p, name, nl) == 0)
-                        return true;
-                p += tl;
-        }
-        return false;
-}
-
-static enum MHD_Result copy_header(void *cls, enum MHD_ValueKind kind, const char *name, size_t name_size,
-                                   const char *value, size_t value_size) {
-        hdr_ctx *c = cls;
-        (void)kind;
-
-        if (!value)
-                value = "", value_size = 0;
-        c->total += name_size + value_size + 4;
-        /* A NUL cuts a C string short: compare with the sizes MHD saw. */
-        if (cb_header_bad(name, value) || strlen(name) != name_size || strlen(value) != value_size) {
-                c->bad = name;
-                return MHD_NO;
-        }
-        if (c->total > PROXY_HEADERS_MAX)
-                return MHD_NO;
-        static const char *const overrides[] = { "x-http-method-override", "x-http-method", "x-method-override",
-                                                 "x-original-url", "x-rewrite-url", "x-original-method",
-                                                 "range", "if-range", NULL };
-        for (size_t i = 0; overrides[i]; i++)
-                if (strcasecmp(name, overrides[i]) == 0)
-                        return MHD_YES; /* would let the upstream see another method or path, or a partial echo */
-        if (cb_header_hop(name) || connection_listed(c->conn_hdr, name) || strcasecmp(name, "authorization") == 0 ||
-            strcasecmp(name, "accept-encoding") == 0 ||
-            strncasecmp(name, "x-credbroker-", 13) == 0 ||
-            (c->inj->kind == CB_INJECT_HEADER && strcasecmp(name, c->inj->name) == 0))
-                return MHD_YES;
-        size_t n = strlen(name) + 2 + strlen(value) + 1;
-        char *line = malloc(n);
-        if (!line) {
-                c->oom = true;
-                return MHD_NO;
-        }
-        snprintf(line, n, "%s: %s", name, value);
-        struct curl_slist *l = curl_slist_append(c->out, line);
-        free(line);
-        if (!l) {
-                c->oom = true;
-                return MHD_NO;
-        }
-        c->out = l;
-        return MHD_YES;
-}
-
-typedef struct query_ctx {
-        char *q;
-        size_t len, cap;
-        const char *drop;             /* the injected parameter: the client's is dropped */
-        bool drop_method;             /* methods are sealed: "_method" overrides are dropped */
-        bool oom, bad;
-} query_ctx;
-
-/* Does the raw query key name `name` once percent-decoded, or as "name[...]"
- * (the forms servers read as the same parameter)? */
-static bool key_is(const char *key, const char *name) {
-        char dec[256];
-        size_t o = 0;
-
-        for (const char *p = key; *p && o + 1 < sizeof(dec); p++) {
-                if (*p == '%' && isxdigit((unsigned char)p[1]) && isxdigit((unsigned char)p[2])) {
-                        dec[o++] = (char)strtoul((char[]){ p[1], p[2], 0 }, NULL, 16);
-                        p += 2;
-                } else {
-                        dec[o++] = *p;
-                }
-        }
-        dec[o] = '\0';
-        size_t nl = strlen(name);
-        return strncasecmp(dec, name, nl) == 0 && (dec[nl] == '\0' || dec[nl] == '[');
-}
-
-/* Query text that curl would cut or refuse: '#', spaces, control bytes. */
-static bool query_bad(const char *s) {
-        for (; s && *s; s++)
-                if ((unsigned char)*s <= 0x20 || *s == 0x7f || *s == '#')
-                        return true;
-        return false;
-}
-
-static bool qappend(query_ctx *c, const char *s, size_t n) {
-        if (c->len + n + 1 > c->cap) {
-                size_t nc = c->cap ? c->cap * 2 : 256;
-                while (nc < c->len + n + 1)
-                        nc *= 2;
-                char *q = realloc(c->q, nc);
-                if (!q) {
-                        c->oom = true;
-                        return false;
-                }
-                c->q = q;
-                c->cap = nc;
-        }
-        memcpy(c->q + c->len, s, n);
-        c->len += n;
-        c->q[c->len] = '\0';
-        return true;
-}
-
-static enum MHD_Result copy_arg(void *cls, enum MHD_ValueKind kind, const char *key, const char *value) {
-        query_ctx *c = cls;
-        (void)kind;
-
-        if (query_bad(key) || query_bad(value)) {
-                c->bad = true;
-                return MHD_NO;
-        }
-        if ((c->drop && key_is(key, c->drop)) || (c->drop_method && key_is(key, "_method")))
-                return MHD_YES;
-        if ((c->len && !qappend(c, "&", 1)) || !qappend(c, key, strlen(key)) ||
-            (value && (!qappend(c, "=", 1) || !qappend(c, value, strlen(value)))))
-                return MHD_NO;
-        return MHD_YES;
-}
 
 static const char *bearer(const char *v, size_t *len) {
         if (!v || strncasecmp(v, "Bearer ", 7) != 0)
@@ -172,28 +34,94 @@ static const char *bearer(const char *v, size_t *len) {
         return v;
 }
 
-/* The token: Proxy-Authorization, Authorization (Bearer), or the value of
- * the template's header.  Copied NUL-terminated into out. */
-static bool find_token(request *rq, const cb_inject *inj, char out[CB_TOKEN_LEN + 1]) {
-        const char *cand[3], *v;
-        size_t lens[3], n = 0, len;
+/* The request's header fields, as the decision reads them. */
+typedef struct hdr_list {
+        cb_preq_header h[CB_PREQ_HEADERS_MAX + 1];
+        size_t n;
+} hdr_list;
 
-        if ((v = bearer(MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, "Proxy-Authorization"), &len)))
-                cand[n] = v, lens[n++] = len;
-        if ((v = bearer(MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, "Authorization"), &len)))
-                cand[n] = v, lens[n++] = len;
-        if (inj->kind == CB_INJECT_HEADER) {
-                const char *hv = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, inj->name);
-                if (hv && (v = cb_inject_token(inj, hv, &len)))
-                        cand[n] = v, lens[n++] = len;
-        }
-        for (size_t i = 0; i < n; i++)
-                if (cb_token_check(cand[i], lens[i]) == 0) {
-                        memcpy(out, cand[i], CB_TOKEN_LEN);
-                        out[CB_TOKEN_LEN] = '\0';
+/* libmicrohttpd 0.9.75 keeps each field's name and value where they were
+ * read: "Name\0 value" (the colon overwritten, spaces skipped), value right
+ * after.  A field continued on the next line (obs-fold) is rebuilt
+ * elsewhere, with the continuation glued to its name ("X-A: b\r\n c" comes
+ * out as "X-Ac: b"), so a value that does not follow its name so is one. */
+static bool mhd_folded(const char *name, size_t nl, const char *value) {
+        const char *p = name + nl;
+
+        if (!value || *p != '\0')
+                return true;
+        for (p++; p < value; p++)
+                if (*p != ' ' && *p != '\t')
                         return true;
-                }
+        return p != value;
+}
+
+static enum MHD_Result collect(void *cls, enum MHD_ValueKind kind, const char *name, size_t name_size,
+                               const char *value, size_t value_size) {
+        hdr_list *l = cls;
+        (void)kind;
+
+        if (l->n == CB_PREQ_HEADERS_MAX + 1)
+                return MHD_NO;                     /* one over the cap: the decision refuses it */
+        l->h[l->n++] = (cb_preq_header){ .name = name, .name_len = name_size, .value = value ? value : "",
+                                          .value_len = value ? value_size : 0,
+                                          .folded = value && mhd_folded(name, name_size, value) };
+        return MHD_YES;
+}
+
+static const char *hdr_get(const hdr_list *l, const char *name) {
+        for (size_t i = 0; i < l->n; i++)
+                if (strlen(name) == l->h[i].name_len && strncasecmp(l->h[i].name, name, l->h[i].name_len) == 0)
+                        return l->h[i].value;
+        return NULL;
+}
+
+/* The token, wherever the client put it (a header of a template not yet
+ * known — the secret's template is read only once a token is valid, so an
+ * unauthenticated caller learns nothing about which names exist):
+ * Proxy-Authorization or Authorization "Bearer <token>", else the first
+ * token-shaped text in any header.  Copied NUL-terminated into out; *ret_i:
+ * the field it came from. */
+static bool find_token(const hdr_list *l, char out[CB_TOKEN_LEN + 1], size_t *ret_i) {
+        static const char *const where[] = { "proxy-authorization", "authorization" };
+        const char *v;
+        size_t len;
+
+        for (size_t w = 0; w < 2; w++)
+                for (size_t i = 0; i < l->n; i++)
+                        if (l->h[i].name_len == strlen(where[w]) &&
+                            strncasecmp(l->h[i].name, where[w], l->h[i].name_len) == 0 &&
+                            (v = bearer(l->h[i].value, &len)) && cb_token_check(v, len) == 0) {
+                                memcpy(out, v, CB_TOKEN_LEN);
+                                out[CB_TOKEN_LEN] = '\0';
+                                *ret_i = i;
+                                return true;
+                        }
+        for (size_t i = 0; i < l->n; i++)
+                for (const char *p = l->h[i].value; (p = strstr(p, CB_TOKEN_PREFIX)); p++)
+                        if (strlen(p) >= CB_TOKEN_LEN && cb_token_check(p, CB_TOKEN_LEN) == 0) {
+                                memcpy(out, p, CB_TOKEN_LEN);
+                                out[CB_TOKEN_LEN] = '\0';
+                                *ret_i = i;
+                                return true;
+                        }
         return false;
+}
+
+/* Did the token come where this secret's template takes it: a Bearer
+ * (Proxy-)Authorization, or exactly the template's header around it? */
+static bool token_placed(const hdr_list *l, size_t i, const cb_inject *inj, const char *tok) {
+        const cb_preq_header *x = &l->h[i];
+        const char *v;
+        size_t len;
+
+        if ((x->name_len == 13 && strncasecmp(x->name, "authorization", 13) == 0) ||
+            (x->name_len == 19 && strncasecmp(x->name, "proxy-authorization", 19) == 0))
+                if ((v = bearer(x->value, &len)) && len == CB_TOKEN_LEN && memcmp(v, tok, CB_TOKEN_LEN) == 0)
+                        return true;
+        return inj->kind == CB_INJECT_HEADER && x->name_len == strlen(inj->name) &&
+               strncasecmp(x->name, inj->name, x->name_len) == 0 && (v = cb_inject_token(inj, x->value, &len)) &&
+               len == CB_TOKEN_LEN && memcmp(v, tok, CB_TOKEN_LEN) == 0;
 }
 
 /* Percent-encode for a query value. */
@@ -241,96 +169,82 @@ static bool header_safe(const unsigned char *p, size_t n) {
         return true;
 }
 
+/* Append "name: value" to a header list; false on ENOMEM. */
+static bool add_header(struct curl_slist **out, const char *name, size_t nl, const char *value, size_t vl) {
+        char *line = malloc(nl + 2 + vl + 1);
+        struct curl_slist *l;
+
+        if (!line)
+                return false;
+        memcpy(line, name, nl);
+        memcpy(line + nl, ": ", 2);
+        memcpy(line + nl + 2, value, vl);
+        line[nl + 2 + vl] = '\0';
+        l = curl_slist_append(*out, line);
+        sodium_memzero(line, nl + 2 + vl);
+        free(line);
+        if (l)
+                *out = l;
+        return l != NULL;
+}
+
 int api_proxy(request *rq) {
-        const char *url = rq->url, *path, *name_end;
-        char secret[CB_NAME_MAX + 1], tok[CB_TOKEN_LEN + 1], target_auth[CB_DEST_HOST_MAX + 16];
+        char secret[CB_NAME_MAX + 1], tok[CB_TOKEN_LEN + 1], path[CB_PREQ_TARGET_MAX + 2];
         const cb_token_info *info;
         const cb_meta *meta;
         cb_secbuf *val = NULL;
         uint32_t version;
         cb_inject inj;
         cb_dest dest;
-        bool forward = false;
+        cb_preq_head head;
         proxy_spec sp = { .url = NULL };
-        hdr_ctx hc = { .rq = rq };
-        query_ctx qc = { 0 };
-        char *upstream = NULL, *extra = NULL, *pct_form = NULL, *json_form = NULL;
+        hdr_list *hl = NULL;
+        struct curl_slist *out = NULL;
+        char *upstream = NULL, *extra = NULL, *pct_form = NULL, *json_form = NULL, *query = NULL;
+        size_t tok_i = 0;
         int r, ret;
 
         rq->route = "proxy";
-        if (strcmp(rq->method, "CONNECT") == 0)
-                return reply_error(rq, 405, "method_not_allowed",
-                                   "CONNECT tunnels are not offered: send absolute-form requests (HTTP_PROXY) or use "
-                                   "/v1/proxy/<secret>/<path>");
-        if (strlen(rq->method) >= sizeof(sp.method))
-                return reply_error(rq, 400, "bad_request", "method too long");
-        /* Which secret and path. */
-        if (strncmp(url, "/v1/proxy/", 10) == 0) {
-                const char *n = url + 10;
-                name_end = strchr(n, '/');
-                if (!name_end)
-                        name_end = n + strlen(n);
-                if (name_end == n || (size_t)(name_end - n) > CB_NAME_MAX)
-                        return reply_error(rq, 400, "bad_request", "want /v1/proxy/<secret>/<path>");
-                memcpy(secret, n, (size_t)(name_end - n));
-                secret[name_end - n] = '\0';
-                path = *name_end ? name_end : "/";
-        } else {
-                /* Absolute form: http://host[:port]/path (upgraded to HTTPS
-                 * unless the sealed entry says http://). */
-                const char *a = strncasecmp(url, "http://", 7) == 0 ? url + 7 : strncasecmp(url, "https://", 8) == 0 ? url + 8 : NULL;
-                if (!a)
-                        return reply_error(rq, 404, "not_found", "no route %.64s", url);
-                forward = true;
-                secret[0] = '\0';
-                const char *slash = strchr(a, '/');
-                char *auth = target_auth;
-                size_t al = slash ? (size_t)(slash - a) : strlen(a);
-                if (al == 0 || al >= sizeof(target_auth))
-                        return reply_error(rq, 400, "bad_request", "bad target host");
-                memcpy(auth, a, al);
-                auth[al] = '\0';
-                if (cb_dest_parse_authority(auth, true, &dest) < 0)
-                        return reply_error(rq, 400, "bad_request", "%s", cb_error_last());
-                const char *host_hdr = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, "Host");
-                cb_dest hd;
-                if (!host_hdr || cb_dest_parse_authority(host_hdr, true, &hd) < 0 ||
-                    strcmp(hd.host, dest.host) != 0 || hd.port != dest.port)
-                        return reply_error(rq, 400, "bad_request", "the Host header does not match the target %s",
-                                           auth);
-                path = slash ? slash : "/";
+        tok[0] = '\0';
+        hl = calloc(1, sizeof(*hl));
+        if (!hl || !rq->raw_target) {
+                free(hl);
+                return reply_error(rq, 503, "unavailable", "out of memory");
         }
-        if (cb_path_check(path, strlen(path)) < 0)
-                return reply_error(rq, 400, "bad_request", "%s", cb_error_last());
-        /* In the forward form the token names the secret. */
-        if (forward) {
-                cb_inject dflt;
-                (void)cb_inject_parse(NULL, &dflt);
-                if (!find_token(rq, &dflt, tok))
-                        return reply_error(rq, 407, "unauthorized",
-                                           "a token is required: Proxy-Authorization: Bearer cbt_...");
-                r = cb_tokens_peek(cbd.tokens, tok, strlen(tok), &info);
-                sodium_memzero(tok, sizeof(tok));
-                if (r < 0)
-                        return reply_error(rq, 401, "unauthorized", "%s", cb_error_last());
-                snprintf(secret, sizeof(secret), "%s", info->secret);
-        }
-        snprintf(rq->secret, sizeof(rq->secret), "%s", secret);
-        if (leak_token_gate(rq, secret, &ret)) /* a canary (alert) or a compromised secret */
-                goto out;
-        r = cb_store_get(cbd.store, secret, 0, false, &val, &version, &meta);
-        if (r < 0) {
-                /* Same answer as for a secret that exists but is not ours. */
-                ret = reply_error(rq, 403, "forbidden", "no usable secret '%s' for this token", secret);
+        /* The head, framing first: all of it the broker's decision
+         * (proxy_request.c), refused before anything else is looked at;
+         * the connection is closed after such a refusal (its framing may be
+         * the very thing in doubt). */
+        MHD_get_connection_values_n(rq->conn, MHD_HEADER_KIND, collect, hl);
+        if (rq->target_nul) {
+                rq->close = true;
+                ret = reply_error(rq, 400, "bad_request", "the request target holds a NUL byte");
                 goto out;
         }
-        if (cb_inject_parse(meta->inject, &inj) < 0) {
-                ret = reply_error(rq, 500, "internal", "secret '%s': %s", secret, cb_error_last());
+        if (cb_preq_decide(rq->method, rq->raw_target, strlen(rq->raw_target), hl->h, hl->n, &head) < 0) {
+                rq->close = true;
+                ret = reply_error(rq, head.status, head.status == 431 ? "headers_too_large" :
+                                  head.status == 405 ? "method_not_allowed" : "bad_request", "%s", head.why);
                 goto out;
         }
-        if (!find_token(rq, &inj, tok)) {
-                ret = reply_error(rq, 401, "unauthorized",
-                                  "a token is required: Authorization: Bearer cbt_... (or Proxy-Authorization)");
+        if (head.frame == CB_FRAME_CHUNKED && rq->http10) {
+                /* RFC 9112 §6.1: faulty framing from an HTTP/1.0 client. */
+                rq->close = true;
+                ret = reply_error(rq, 400, "bad_request", "Transfer-Encoding in an HTTP/1.0 request: refused");
+                goto out;
+        }
+        if (head.path_len)
+                memcpy(path, rq->raw_target + head.path_off, head.path_len);
+        else
+                path[0] = '/';
+        path[head.path_len ? head.path_len : 1] = '\0';
+        /* The token before anything that depends on the secret's name:
+         * without a valid one the answer is the same whatever the name. */
+        if (!find_token(hl, tok, &tok_i)) {
+                ret = head.forward ? reply_error(rq, 407, "unauthorized", "a token is required: Proxy-Authorization: "
+                                                                        "Bearer cbt_...")
+                                   : reply_error(rq, 401, "unauthorized", "a token is required: Authorization: Bearer "
+                                                                          "cbt_... (or Proxy-Authorization)");
                 goto out;
         }
         /* Checked now, counted only once the request passes every check
@@ -341,7 +255,6 @@ int api_proxy(request *rq) {
                  * not need one (said so rather than "another executable"). */
                 const cb_token_info *peek = r == 0 ? info : NULL;
                 if ((peek || cb_tokens_peek(cbd.tokens, tok, strlen(tok), &peek) == 0) && !peek->any_exe) {
-                        sodium_memzero(tok, sizeof(tok));
                         ret = reply_error(rq, 401, "unauthorized",
                                           "over TCP the broker sees only the uid: use a token issued with "
                                           "\"bind\": \"uid\" (credbroker token --bind uid)");
@@ -356,9 +269,47 @@ int api_proxy(request *rq) {
         }
         snprintf(rq->accessor, sizeof(rq->accessor), "%s", info->accessor);
         snprintf(rq->client, sizeof(rq->client), "%s", info->client);
+        /* In the forward form the token names the secret. */
+        snprintf(secret, sizeof(secret), "%s", head.forward ? info->secret : head.secret);
+        snprintf(rq->secret, sizeof(rq->secret), "%s", secret);
+        /* A valid token naming a canary (alert) or a compromised secret:
+         * refused as such, whichever secret the token is for. */
+        if (leak_token_gate(rq, secret, &ret))
+                goto out;
         if (strcmp(info->secret, secret) != 0) {
                 ret = reply_error(rq, 403, "forbidden", "the token is for another secret, not '%s'", secret);
                 goto out;
+        }
+        r = cb_store_get(cbd.store, secret, 0, false, &val, &version, &meta);
+        if (r < 0) {
+                ret = reply_error(rq, 403, "forbidden", "no usable secret '%s' for this token", secret);
+                goto out;
+        }
+        if (cb_inject_parse(meta->inject, &inj) < 0) {
+                ret = reply_error(rq, 500, "internal", "secret '%s': %s", secret, cb_error_last());
+                goto out;
+        }
+        if (!token_placed(hl, tok_i, &inj, tok)) {
+                ret = reply_error(rq, 401, "unauthorized",
+                                  "a token is required: Authorization: Bearer cbt_... (or Proxy-Authorization, or the "
+                                  "template's header)");
+                goto out;
+        }
+        if (head.forward) {
+                /* Absolute form: http://host[:port]/path (upgraded to HTTPS
+                 * unless the sealed entry says http://); Host must agree. */
+                const char *host_hdr = hdr_get(hl, "Host");
+                cb_dest hd;
+                if (cb_dest_parse_authority(head.authority, true, &dest) < 0) {
+                        ret = reply_error(rq, 400, "bad_request", "%s", cb_error_last());
+                        goto out;
+                }
+                if (!host_hdr || cb_dest_parse_authority(host_hdr, true, &hd) < 0 || strcmp(hd.host, dest.host) != 0 ||
+                    hd.port != dest.port) {
+                        ret = reply_error(rq, 400, "bad_request", "the Host header does not match the target %s",
+                                          head.authority);
+                        goto out;
+                }
         }
         /* The grant must still exist: for the presenter, or for a uid-bound
          * token, for the client it was issued to. */
@@ -373,12 +324,11 @@ int api_proxy(request *rq) {
         }
         /* Destination: one of the sealed hosts. */
         {
-                const char *pick = forward ? target_auth : MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND,
-                                                                                        "X-Credbroker-Host");
+                const char *pick = head.forward ? head.authority : hdr_get(hl, "X-Credbroker-Host");
                 cb_dest want, d;
                 bool found = false, explicit_port = pick && strrchr(pick, ':') && !strchr(strrchr(pick, ':'), ']');
                 if (pick && cb_dest_parse_authority(pick, true, &want) < 0) {
-                        ret = reply_error(rq, 400, "bad_request", "%s: %s", forward ? "target" : "X-Credbroker-Host",
+                        ret = reply_error(rq, 400, "bad_request", "%s: %s", head.forward ? "target" : "X-Credbroker-Host",
                                           cb_error_last());
                         goto out;
                 }
@@ -405,6 +355,18 @@ int api_proxy(request *rq) {
                                           secret);
                         goto out;
                 }
+                /* A body that may carry a method override must be one the
+                 * broker can read as it streams (proxy_conn.c). */
+                if (head.frame != CB_FRAME_NONE && head.body_coded) {
+                        ret = reply_error(rq, 400, "bad_request", "methods are sealed for '%s': a request body with a "
+                                          "Content-Encoding cannot be checked for a method override", secret);
+                        goto out;
+                }
+                if (head.frame != CB_FRAME_NONE && head.body == CB_BODY_MULTIPART_BAD) {
+                        ret = reply_error(rq, 400, "bad_request", "methods are sealed for '%s': a multipart body needs "
+                                          "one plain boundary parameter", secret);
+                        goto out;
+                }
         }
         if (meta->path_prefixes.n) {
                 bool ok = false;
@@ -416,21 +378,28 @@ int api_proxy(request *rq) {
                         goto out;
                 }
         }
-        /* Headers: the client's, minus credentials and hop-by-hop. */
-        hc.inj = &inj;
-        hc.conn_hdr = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, "Connection");
-        MHD_get_connection_values_n(rq->conn, MHD_HEADER_KIND, copy_header, &hc);
-        if (hc.bad) {
-                ret = reply_error(rq, 400, "bad_request", "header '%.64s' holds CR, LF or NUL, or a bad name", hc.bad);
-                goto out;
-        }
-        if (hc.total > PROXY_HEADERS_MAX) {
-                ret = reply_error(rq, 431, "headers_too_large", "request headers over %d bytes", PROXY_HEADERS_MAX);
-                goto out;
-        }
-        if (hc.oom) {
-                ret = MHD_NO;
-                goto out;
+        /* Headers: the client's, minus framing, hop-by-hop, credentials,
+         * overrides and routing; a token in any that would go on refuses
+         * the request (a token never travels upstream). */
+        {
+                const char *conn_hdr = hdr_get(hl, "Connection");
+                for (size_t i = 0; i < hl->n; i++) {
+                        const cb_preq_header *x = &hl->h[i];
+                        if (cb_preq_header_class(x->name, x->name_len, inj.kind == CB_INJECT_HEADER ? inj.name : NULL,
+                                                 conn_hdr) != CB_HDR_FORWARD)
+                                continue;
+                        if (cb_preq_holds_token(x->value, x->value_len)) {
+                                ret = reply_error(rq, 400, "bad_request", "header '%.*s' carries a credbroker token: "
+                                                  "tokens never travel upstream (send it only in Authorization, "
+                                                  "Proxy-Authorization or the template's header)",
+                                                  (int)(x->name_len > 64 ? 64 : x->name_len), x->name);
+                                goto out;
+                        }
+                        if (!add_header(&out, x->name, x->name_len, x->value, x->value_len)) {
+                                ret = MHD_NO;
+                                goto out;
+                        }
+                }
         }
         /* The secret. */
         const unsigned char *v = cb_secbuf_data(val);
@@ -465,56 +434,67 @@ int api_proxy(request *rq) {
                                 free(up);
                         }
                 }
-                struct curl_slist *l = extra ? curl_slist_append(hc.out, extra) : NULL;
+                struct curl_slist *l = extra ? curl_slist_append(out, extra) : NULL;
                 if (!l) {
                         ret = MHD_NO;
                         goto out;
                 }
-                hc.out = l;
+                out = l;
         }
         {
-                struct curl_slist *l = curl_slist_append(hc.out, "Accept-Encoding: identity");
+                struct curl_slist *l = curl_slist_append(out, "Accept-Encoding: identity");
                 l = l ? curl_slist_append(l, "Expect:") : NULL;
-                if (l && !MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, "Content-Type"))
+                if (l && !hdr_get(hl, "Content-Type"))
                         l = curl_slist_append(l, "Content-Type:");
                 if (!l) {
                         ret = MHD_NO;
                         goto out;
                 }
-                hc.out = l;
+                out = l;
         }
-        /* The URL. */
-        qc.drop = inj.kind == CB_INJECT_QUERY ? inj.name : NULL;
-        qc.drop_method = meta->methods.n > 0;
-        MHD_get_connection_values(rq->conn, MHD_GET_ARGUMENT_KIND, copy_arg, &qc);
-        if (qc.bad) {
-                ret = reply_error(rq, 400, "bad_request", "the query holds '#', a space or a control byte");
+        if (cb_preq_holds_token(path, strlen(path))) {
+                ret = reply_error(rq, 400, "bad_request", "the path carries a credbroker token: tokens never travel "
+                                  "upstream");
                 goto out;
         }
-        if (inj.kind == CB_INJECT_QUERY) {
-                char *pv = pct(v, vl);
-                if (!pv || (qc.len && !qappend(&qc, "&", 1)) || !qappend(&qc, inj.name, strlen(inj.name)) ||
-                    !qappend(&qc, "=", 1) || !qappend(&qc, pv, strlen(pv)))
-                        qc.oom = true;
+        /* The query: the client's bytes as sent, minus the injected
+         * parameter and (methods sealed) method overrides, however spelt. */
+        if (head.has_query) {
+                if (cb_preq_query_filter(rq->raw_target + head.query_off, head.query_len,
+                                         inj.kind == CB_INJECT_QUERY ? inj.name : NULL, meta->methods.n > 0, &query) < 0) {
+                        ret = MHD_NO;
+                        goto out;
+                }
+                if (cb_preq_holds_token(query, strlen(query))) {
+                        ret = reply_error(rq, 400, "bad_request", "the query carries a credbroker token: tokens never "
+                                          "travel upstream");
+                        goto out;
+                }
+        }
+        {
+                char *pv = inj.kind == CB_INJECT_QUERY ? pct(v, vl) : NULL;
+                size_t ql = query ? strlen(query) : 0;
+                size_t n = strlen(dest.host) + strlen(path) + ql + (pv ? strlen(inj.name) + strlen(pv) : 0) + 40;
+                if (inj.kind == CB_INJECT_QUERY && !pv) {
+                        ret = MHD_NO;
+                        goto out;
+                }
+                upstream = malloc(n);
+                if (upstream) {
+                        bool v6 = strchr(dest.host, ':') != NULL;
+                        snprintf(upstream, n, "%s://%s%s%s:%u%s%s%s%s%s%s%s", dest.https ? "https" : "http",
+                                 v6 ? "[" : "", dest.host, v6 ? "]" : "", dest.port, path, ql || pv ? "?" : "",
+                                 query ? query : "", ql && pv ? "&" : "", pv ? inj.name : "", pv ? "=" : "",
+                                 pv ? pv : "");
+                }
                 if (pv) {
                         sodium_memzero(pv, strlen(pv));
                         free(pv);
                 }
-        }
-        if (qc.oom) {
-                ret = MHD_NO;
-                goto out;
-        }
-        {
-                size_t n = strlen(dest.host) + strlen(path) + (qc.q ? qc.len : 0) + 32;
-                upstream = malloc(n);
                 if (!upstream) {
                         ret = MHD_NO;
                         goto out;
                 }
-                bool v6 = strchr(dest.host, ':') != NULL;
-                snprintf(upstream, n, "%s://%s%s%s:%u%s%s%s", dest.https ? "https" : "http", v6 ? "[" : "", dest.host,
-                         v6 ? "]" : "", dest.port, path, qc.len ? "?" : "", qc.len ? qc.q : "");
         }
         /* Decided: count the use, record it before anything leaves (fail
          * closed). */
@@ -527,7 +507,7 @@ int api_proxy(request *rq) {
                 goto out;
         }
         sp.url = upstream, upstream = NULL;
-        sp.headers = hc.out, hc.out = NULL;
+        sp.headers = out, out = NULL;
         sp.dest = dest;
         sp.ca_file = meta->ca_file;
         sp.pin = meta->pin;
@@ -542,14 +522,13 @@ int api_proxy(request *rq) {
         if (json_form && (strlen(json_form) != vl || memcmp(json_form, v, vl) != 0))
                 sp.forms[sp.nforms] = (const unsigned char *)json_form, sp.form_lens[sp.nforms++] = strlen(json_form);
         snprintf(sp.method, sizeof(sp.method), "%s", rq->method);
-        {
-                const char *cl = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, "Content-Length");
-                const char *te = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, "Transfer-Encoding");
-                char *end = NULL;
-                long long n = cl ? strtoll(cl, &end, 10) : -1;
-                sp.content_length = cl && end != cl && !*end && n >= 0 ? n : -1;
-                sp.expect_body = sp.content_length > 0 || (te && !cl);
-        }
+        /* The upstream framing is the broker's: a length only when MHD
+         * framed the body by one valid Content-Length, else chunked. */
+        sp.frame = head.frame;
+        sp.content_length = head.frame == CB_FRAME_LENGTH ? (long long)head.length : -1;
+        sp.expect_body = head.frame != CB_FRAME_NONE;
+        sp.scan_body = meta->methods.n > 0 && sp.expect_body ? head.body : CB_BODY_OTHER;
+        memcpy(sp.boundary, head.boundary, sizeof(sp.boundary));
         snprintf(sp.path, sizeof(sp.path), "%s", path);
         ret = proxy_start(rq, &sp);
 out:
@@ -571,10 +550,8 @@ out:
                 sodium_memzero(upstream, strlen(upstream));
                 free(upstream);
         }
-        if (qc.q) {
-                sodium_memzero(qc.q, qc.cap);
-                free(qc.q);
-        }
-        proxy_slist_wipe_free(hc.out);
+        free(query);
+        free(hl);
+        proxy_slist_wipe_free(out);
         return ret;
 }

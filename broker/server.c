@@ -92,6 +92,8 @@ static int queue(request *rq, unsigned status, char *text, size_t len, bool sens
                 return MHD_NO;
         MHD_add_response_header(resp, "Content-Type", "application/json");
         MHD_add_response_header(resp, "Cache-Control", "no-store");
+        if (rq->close)
+                MHD_add_response_header(resp, "Connection", "close");
         ret = MHD_queue_response(rq->conn, status, resp);
         rq->answered = ret == MHD_YES;
         MHD_destroy_response(resp);
@@ -211,15 +213,15 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
                               void **con_cls) {
         request *rq = *con_cls;
 
-        (void)version;
-        if (!rq) {
+        if (!rq || !rq->started) {
                 const conn_ctx *cc = conn_ctx_of(conn);
                 if (cc && cc->kind != CTX_COUNTED)
                         return MHD_NO; /* answered 429 in conn_notify() */
-                rq = calloc(1, sizeof(*rq));
-                if (!rq)
+                if (!rq && !(rq = calloc(1, sizeof(*rq))))
                         return MHD_NO;
                 rq->peer.pidfd = -1;
+                rq->started = true;
+                rq->http10 = version && strcmp(version, "HTTP/1.0") == 0;
                 *con_cls = rq;
                 /* A proxied request is decided on its headers, before any of
                  * its body is read: the body then streams to the upstream. */
@@ -504,6 +506,7 @@ static void completed(void *cls, struct MHD_Connection *conn, void **con_cls, en
                 return;
         if (rq->body)
                 wipe_free(rq->body, rq->body_cap);
+        free(rq->raw_target);
         proxy_request_done(rq);
         scan_request_done(rq);
         cb_peer_done(&rq->peer);
@@ -523,6 +526,26 @@ static size_t keep_escapes(void *cls, struct MHD_Connection *c, char *s) {
         return strlen(s);
 }
 
+/* The request-target as the client sent it, before libmicrohttpd splits
+ * off the query and rewrites it ('+' becomes a space, '=' and '&' NULs):
+ * the proxy checks and forwards exactly these bytes.  The request is made
+ * here (MHD hands it to handle() as its context). */
+static void *keep_target(void *cls, const char *uri, struct MHD_Connection *c) {
+        request *rq = calloc(1, sizeof(*rq));
+
+        (void)cls, (void)c;
+        if (rq) {
+                rq->peer.pidfd = -1;
+                rq->raw_target = strdup(uri); /* NULL: the proxy refuses the request */
+                /* libmicrohttpd 0.9.75 hands the target as a C string: a NUL
+                 * in it cuts it short.  Whole, it ends where the space
+                 * before the HTTP version was (the version, checked before
+                 * this call, follows); cut, the rest of the target does. */
+                rq->target_nul = strncmp(uri + strlen(uri) + 1, "HTTP/", 5) != 0;
+        }
+        return rq;
+}
+
 /* threads 0: no thread of MHD's own; the proxy's transfer loop drives it
  * (MHD_run), so a proxied request over TCP is read, decided, sent upstream
  * and answered on one thread, without a hand-over. */
@@ -536,7 +559,7 @@ static struct MHD_Daemon *start_one(int fd, void *cls, unsigned threads, unsigne
         return MHD_start_daemon(flags, 0, NULL, NULL,
                                 handle, cls, MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_NOTIFY_COMPLETED, completed,
                                 NULL, MHD_OPTION_NOTIFY_CONNECTION, conn_notify, cls, MHD_OPTION_UNESCAPE_CALLBACK,
-                                keep_escapes, NULL,
+                                keep_escapes, NULL, MHD_OPTION_URI_LOG_CALLBACK, keep_target, NULL,
                                 MHD_OPTION_CONNECTION_LIMIT, conn_limit, MHD_OPTION_CONNECTION_TIMEOUT,
                                 (unsigned)10, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(32 * 1024),
                                 /* a pool of 1 draws a warning: pass 0 options then */

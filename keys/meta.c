@@ -175,6 +175,37 @@ static int check_host(char *h) {
         return 0;
 }
 
+/* Headers a template may not name (compared case-folded, '-' and '_'
+ * alike, as CGI, PHP and WSGI read them): framing and hop-by-hop headers,
+ * Host, the proxy's own and its credentials' headers, routing and method
+ * overrides.  The proxy owns or drops each of them; a credential there
+ * would fail at use, or change where a request goes.  Checked here so every
+ * way a secret enters a store (put, import of a sealed blob, seal) is
+ * covered. */
+static const char *template_header_reserved(const char *name, size_t n) {
+        static const char *const exact[] = { "host", "content-length", "transfer-encoding", "connection", "keep-alive",
+                                             "proxy-connection", "te", "trailer", "upgrade", "expect",
+                                             "proxy-authorization", "proxy-authenticate", "http2-settings",
+                                             "forwarded", "x-forwarded", "x-real-ip", "x-http-method-override",
+                                             "x-http-method", "x-method-override", "x-rewrite-url", "content-encoding",
+                                             "accept-encoding", NULL };
+        static const char *const prefix[] = { "x-forwarded-", "x-original-", "x-envoy-", "x-credbroker-", NULL };
+        char low[128];
+
+        if (n >= sizeof(low))
+                return NULL;
+        for (size_t i = 0; i < n; i++)
+                low[i] = name[i] == '_' ? '-' : (char)tolower((unsigned char)name[i]);
+        low[n] = '\0';
+        for (size_t i = 0; exact[i]; i++)
+                if (strcmp(low, exact[i]) == 0)
+                        return "a framing, hop-by-hop, Host, proxy, routing or override header";
+        for (size_t i = 0; prefix[i]; i++)
+                if (strncmp(low, prefix[i], strlen(prefix[i])) == 0)
+                        return "a routing header or the broker's own";
+        return NULL;
+}
+
 static int check_template(const char *t) {
         const char *colon;
 
@@ -198,6 +229,12 @@ static int check_template(const char *t) {
         for (const char *q = t; q < colon; q++)
                 if (!(isalnum((unsigned char)*q) || strchr("!#$%&'*+-.^_`|~", *q)))
                         return cb_error_set(-EINVAL, "inject template: bad header name");
+        {
+                const char *why = template_header_reserved(t, (size_t)(colon - t));
+                if (why)
+                        return cb_error_set(-EINVAL, "inject template: header '%.*s' is %s: the proxy never sends a "
+                                            "credential there", (int)(colon - t), t, why);
+        }
         {
                 const char *first = strstr(colon, "{}");
                 if (!first || strstr(first + 2, "{}"))
