@@ -132,7 +132,7 @@ static int listen_unix(const char *dir, const char *name, mode_t mode, gid_t gid
 
 /* --listen-tcp ADDR:PORT: loopback only (127.0.0.0/8 or [::1]); port 0
  * picks a free one.  desc receives "ADDR:PORT" as bound. */
-static int listen_loopback(const char *spec, char *desc, size_t cap) {
+static int listen_loopback(const char *spec, char *desc, size_t cap, bool check_only) {
         struct sockaddr_storage ss = { 0 };
         socklen_t sl;
         const char *colon = strrchr(spec, ':');
@@ -165,6 +165,8 @@ static int listen_loopback(const char *spec, char *desc, size_t cap) {
                                              "tokens are the only credential over TCP, the broker must not be "
                                              "reachable from other machines", host);
         }
+        if (check_only)
+                return 0;
         fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (fd < 0)
                 return cb_error_set(-errno, "--listen-tcp: socket: %s", strerror(errno));
@@ -432,6 +434,11 @@ int main(int argc, char **argv) {
                         goto out;
                 }
         }
+        /* A bad flag is refused before the locks (and whatever holds them). */
+        if (listen_tcp && listen_loopback(listen_tcp, NULL, 0, true) < 0) {
+                say("%s", cb_error_last());
+                goto out;
+        }
         /* One daemon per state dir and per run dir, for the daemon's whole
          * life: both locks are taken before the store is opened and before
          * any socket is touched, so a second daemon never recovers, writes
@@ -500,7 +507,7 @@ int main(int argc, char **argv) {
         sigaddset(&sigs, SIGHUP);
         pthread_sigmask(SIG_BLOCK, &sigs, NULL);
         cbd.started = (uint64_t)time(NULL);
-        if (listen_tcp && (tcp_fd = listen_loopback(listen_tcp, tcp_desc, sizeof(tcp_desc))) < 0) {
+        if (listen_tcp && (tcp_fd = listen_loopback(listen_tcp, tcp_desc, sizeof(tcp_desc), false)) < 0) {
                 say("%s", cb_error_last());
                 goto out;
         }
