@@ -34,6 +34,7 @@
 #include "scan.h"
 #include "error.h"
 #include "fsutil.h"
+#include "memtrim.h"
 #include "rotate.h"
 #include "wipe_heap.h"
 
@@ -186,7 +187,8 @@ static int listen_loopback(const char *spec, char *desc, size_t cap, bool check_
 static void usage(FILE *f) {
         fputs("usage: credbrokerd [--state-dir DIR] [--run-dir DIR] [--policy FILE] [--unlock SPEC]\n"
               "                   [--audit-log FILE] [--admin-group GROUP] [--threads N]\n"
-              "                   [--tool-threads N]\n"
+              "                   [--tool-threads N] [--max-tokens N] [--max-tokens-per-uid N]\n"
+              "                   [--tombstone-bytes N]\n"
               "                   [--listen-tcp 127.0.0.1:PORT] [--approval-timeout SECONDS]\n"
               "                   [--tpm2-tcti STRING] [--provision-dir DIR] [--rotate-hook-dir DIR]\n"
               "       credbrokerd --check-policy FILE\n\n"
@@ -201,6 +203,10 @@ static void usage(FILE *f) {
               "          verify audit files offline (oldest first), the daemon not running\n"
               "          --tool-threads 1 (threads serving tools.sock, 1-64; admin.sock has one)\n"
               "          --threads 2 (proxy transfer loops, each also serving --listen-tcp, 1-64)\n"
+              "          --max-tokens 100000, --max-tokens-per-uid 10000 (live tokens; an expired,\n"
+              "            revoked or orphaned one stops counting at once; see docs/capacity.md)\n"
+              "          --tombstone-bytes 4194304 (what explains a dead token's refusal for a minute:\n"
+              "            32 bytes a token, oldest forgotten first; 4096-1073741824)\n"
               "          --rotate-hook-dir: none (DIR/NAME prints a new value for NAME, run on a leak\n"
               "            with on_leak rotate; DIR/_leaked is told of each leaked rotation)\n"
               "          --listen-tcp: none (127.x.x.x:PORT or [::1]:PORT: the proxy over loopback TCP;\n"
@@ -228,6 +234,8 @@ int main(int argc, char **argv) {
                 { "alert-hook", required_argument, NULL, 'H' },  { "denial-alert", required_argument, NULL, 'D' },
                 { "verify-audit", required_argument, NULL, 'V' }, { "alert-hook-timeout", required_argument, NULL, 'O' },
                 { "rotate-hook-dir", required_argument, NULL, 'R' },
+                { "max-tokens", required_argument, NULL, 'M' },  { "max-tokens-per-uid", required_argument, NULL, 'm' },
+                { "tombstone-bytes", required_argument, NULL, 'B' },
                 { "help", no_argument, NULL, 'h' },               {},
         };
         unsigned threads = 2;
@@ -238,6 +246,7 @@ int main(int argc, char **argv) {
         const char *alert_hook = NULL, *verify_files[64];
         size_t n_verify = 0;
         unsigned deny_n = 10, deny_window = 60, hook_timeout = 0;
+        size_t max_tokens = 0, max_tokens_uid = 0, tomb_bytes = 0;
         const char *listen_tcp = NULL, *provision_dir = NULL, *rotate_hook_dir = NULL;
         const char *tpm2_tcti = NULL;
         int tcp_fd = -1;
@@ -334,6 +343,22 @@ int main(int argc, char **argv) {
                         verify_files[n_verify++] = optarg;
                         break;
                 case 'R': rotate_hook_dir = optarg; break;
+                case 'M':
+                case 'm':
+                case 'B': {
+                        char *end;
+                        errno = 0;
+                        unsigned long long v = strtoull(optarg, &end, 10);
+                        unsigned long long lo = c == 'B' ? 4096 : 1, hi = c == 'B' ? 1ull << 30 : 100000000;
+                        if (errno || end == optarg || *end || optarg[0] == '-' || v < lo || v > hi) {
+                                say("--%s: '%s' is not a number from %llu to %llu",
+                                    c == 'M' ? "max-tokens" : c == 'm' ? "max-tokens-per-uid" : "tombstone-bytes", optarg,
+                                    lo, hi);
+                                return 2;
+                        }
+                        *(c == 'M' ? &max_tokens : c == 'm' ? &max_tokens_uid : &tomb_bytes) = (size_t)v;
+                        break;
+                }
                 case 'h': usage(stdout); return 0;
                 default: usage(stderr); return 2;
                 }
@@ -404,6 +429,7 @@ int main(int argc, char **argv) {
                 say("%s", cb_error_last());
                 return 1;
         }
+        memtrim_init();
         json_set_alloc_funcs(malloc, cb_wipe_free);
         signal(SIGPIPE, SIG_IGN);
         if (admin_group) {
@@ -482,9 +508,13 @@ int main(int argc, char **argv) {
                 goto out;
         }
         rotate_sweep((uint64_t)time(NULL));
-        cbd.tokens = cb_tokens_new(0, 0);
+        cbd.tokens = cb_tokens_new(max_tokens, max_tokens_uid);
         if (cbd.tokens)
                 cb_tokens_limit_bound(cbd.tokens, bound_max, CB_TOKENS_BOUND_PER_UID);
+        if (cbd.tokens && tomb_bytes && cb_tokens_limit_tombstones(cbd.tokens, tomb_bytes) < 0) {
+                say("%s", cb_error_last());
+                goto out;
+        }
         cbd.exe_cache = cb_exe_cache_new(256);
         cbd.rate = cb_ratelimit_new(0);
         if (!cbd.tokens || !cbd.exe_cache || !cbd.rate || approval_init(approval_timeout) < 0) {
@@ -546,6 +576,7 @@ int main(int argc, char **argv) {
                 rotate_sweep((uint64_t)time(NULL));
                 scanner_sweep();
                 pthread_mutex_unlock(&cbd.lock);
+                memtrim_tick();
                 uint64_t refused = __atomic_load_n(&cbd.conn_refused, __ATOMIC_RELAXED);
                 if (refused != refused_said) {
                         say("refused %" PRIu64 " connection(s) over the limit of %d per uid (last: uid %u)",
