@@ -17,6 +17,7 @@
 #include "error.h"
 #include "scan.h"
 #include "rotate.h"
+#include "rotate_internal.h"
 
 /* Copy a JSON array of strings into v. */
 static int strv_from_json(request *rq, json_t *arr, const char *field, cb_strv *v, size_t max) {
@@ -219,10 +220,15 @@ static int route_show(request *rq, const char *name) {
         return reply_json(rq, 200, json_pack("{s:s, s:o}", "name", name, "versions", arr), false);
 }
 
+/* POST /v1/admin/revoke {"accessor"|"secret"|"client"}.  With "secret",
+ * also "compromised": true marks its current version leaked in the store
+ * first (the CLI's rotate --leaked --hook, before its hook runs), and
+ * "rotation_failed": "why" says that hook failed: the mark stays and the
+ * rotation_failed alert is raised. */
 static int route_revoke(request *rq) {
-        static const char *const fields[] = { "accessor", "secret", "client", NULL };
-        const char *acc, *sec, *cli;
-        json_t *o;
+        static const char *const fields[] = { "accessor", "secret", "client", "compromised", "rotation_failed", NULL };
+        const char *acc, *sec, *cli, *failed;
+        json_t *o, *comp, *fj;
         size_t n;
         int ret;
 
@@ -233,8 +239,16 @@ static int route_revoke(request *rq) {
         acc = json_string_value(json_object_get(o, "accessor"));
         sec = json_string_value(json_object_get(o, "secret"));
         cli = json_string_value(json_object_get(o, "client"));
-        if (json_object_size(o) != 1 || (!acc && !sec && !cli)) {
+        comp = json_object_get(o, "compromised");
+        fj = json_object_get(o, "rotation_failed");
+        failed = json_string_value(fj);
+        if (json_object_size(o) != 1 + (size_t)(comp != NULL) + (size_t)(fj != NULL) || (!acc && !sec && !cli)) {
                 ret = reply_error(rq, 400, "bad_request", "give exactly one of 'accessor', 'secret', 'client'");
+                goto out;
+        }
+        if ((comp && (!sec || !json_is_boolean(comp))) || (fj && (!sec || !failed))) {
+                ret = reply_error(rq, 400, "bad_request", "'compromised' (a boolean) and 'rotation_failed' (a string) "
+                                  "go with 'secret'");
                 goto out;
         }
         /* An unknown accessor or client is an error, not "0 revoked": an
@@ -252,13 +266,19 @@ static int route_revoke(request *rq) {
                 goto out;
         } else if (sec) {
                 snprintf(rq->secret, sizeof(rq->secret), "%s", sec);
+                if ((json_is_true(comp) || failed) && cb_name_check(sec) == 0) {
+                        scanner_mark_compromised(sec, 0); /* before the tokens: nothing new is minted */
+                        if (failed)
+                                rotate_leaked_failed(sec, 0, "cli", failed);
+                }
                 n = cb_tokens_revoke_secret(cbd.tokens, sec);
                 (void)proxy_cancel_secret(sec, "its tokens were revoked"); /* streams in flight too */
         } else {
                 snprintf(rq->client, sizeof(rq->client), "%s", cli);
                 n = cb_tokens_revoke_client(cbd.tokens, cli);
         }
-        ret = reply_json(rq, 200, json_pack("{s:I}", "revoked", (json_int_t)n), false);
+        ret = reply_json(rq, 200, json_pack("{s:I, s:b}", "revoked", (json_int_t)n, "compromised",
+                                            sec && scanner_is_compromised(sec)), false);
 out:
         json_decref(o);
         return ret;
@@ -287,8 +307,12 @@ static int route_status(request *rq) {
                                     (json_int_t)cb_store_generation(cbd.store), "policy", "clients",
                                     (json_int_t)cb_policy_n_clients(cbd.policy), "grants",
                                     (json_int_t)cb_policy_n_grants(cbd.policy));
-        if (st)
+        if (st) {
                 json_object_set_new(st, "scanner", scanner_status_json());
+                json_object_set_new(st, "leaked_values", json_integer((json_int_t)cb_store_leaked_count(cbd.store)));
+                json_object_set_new(st, "stranded_imports_recovered",
+                                    json_integer((json_int_t)provision_stranded_recovered()));
+        }
         return reply_json(rq, 200, st, false);
 }
 
@@ -396,6 +420,10 @@ int api_admin(request *rq) {
                 return reply_error(rq, 403, "forbidden", "uid %u is not an admin in the policy",
                                    (unsigned)rq->peer.uid);
         }
+        /* Every admin write is recorded, durably, before it takes effect:
+         * when that record cannot be written nothing is done (503). */
+        if (!get && strncmp(rq->url, "/v1/admin/audit/", 16) != 0 /* verify: reads only */ && audit_intent(rq) < 0)
+                return audit_refuse(rq);
         if (strcmp(rq->url, "/v1/admin/secrets") == 0) {
                 if (post)
                         return route_put(rq);

@@ -46,6 +46,12 @@ bool audit_available(void);
 /* Whether an audit log is configured (records are written); needs no lock
  * (set at audit_open, cleared at audit_close). */
 bool audit_enabled(void);
+/* An admin write about to be done: its record (type "intent": socket,
+ * method, URL, uid, pid) written and fdatasync'ed before the route acts.
+ * 0 (also without an audit log), or negative when it cannot be written:
+ * then the caller does nothing and answers audit_refuse() (counted in the
+ * audit.resume record).  Sets rq->intent_recorded. */
+int audit_intent(struct request *rq);
 int audit_refuse(struct request *rq);
 
 /* Admin route: POST /v1/admin/audit/verify {"files":[ABSOLUTE PATH...]}

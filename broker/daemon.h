@@ -63,6 +63,7 @@ typedef struct request {
         char client[65];
         char accessor[CB_ACCESSOR_LEN + 1];
         bool no_audit;             /* this reply's record is written elsewhere */
+        bool intent_recorded;      /* an admin write's "before" record is durable (audit_intent) */
         json_t *audit_extra;       /* more fields for this reply's record (owned by the handler) */
         bool answered;             /* a response is queued */
         bool started;              /* handle() has seen it (MHD's first call is done) */
@@ -158,6 +159,9 @@ int policy_reload(char *err, size_t errlen);
  * none; provision_dir_check refuses an unsafe --provision-dir at start;
  * provision_dir_scan imports its blobs (call under cbd.lock). */
 int api_provision(request *rq);
+/* How many .importing.* files stranded by a killed daemon provision_dir_scan
+ * has put back to be retried since start (status).  Under cbd.lock. */
+uint64_t provision_stranded_recovered(void);
 bool is_provision_route(const char *url);
 int provision_start(void);
 int provision_dir_check(const char *dir);

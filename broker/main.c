@@ -33,6 +33,7 @@
 #include "daemon.h"
 #include "scan.h"
 #include "error.h"
+#include "fsutil.h"
 #include "memtrim.h"
 #include "log.h"
 #include "sdnotify.h"
@@ -99,6 +100,20 @@ static int listen_unix(const char *dir, const char *name, mode_t mode, gid_t gid
         fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
         if (fd < 0)
                 return -errno;
+        /* Never unlink a socket a live daemon serves (even if its lock file
+         * was removed): a non-blocking connect that is accepted, or finds a
+         * full backlog, means someone listens there. */
+        {
+                int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+                bool live = probe >= 0 && (connect(probe, (struct sockaddr *)&a, sizeof(a)) == 0 || errno == EAGAIN);
+                if (probe >= 0)
+                        close(probe);
+                if (live) {
+                        close(fd);
+                        return cb_error_set(-EADDRINUSE, "%s is served by another live process: refusing to "
+                                            "replace it (stop that daemon first)", path_out);
+                }
+        }
         (void)unlink(path_out);
         old = umask(0177); /* no window where the socket is more open than asked */
         r = bind(fd, (struct sockaddr *)&a, sizeof(a));
@@ -114,7 +129,7 @@ static int listen_unix(const char *dir, const char *name, mode_t mode, gid_t gid
 
 /* --listen-tcp ADDR:PORT: loopback only (127.0.0.0/8 or [::1]); port 0
  * picks a free one.  desc receives "ADDR:PORT" as bound. */
-static int listen_loopback(const char *spec, char *desc, size_t cap) {
+static int listen_loopback(const char *spec, char *desc, size_t cap, bool check_only) {
         struct sockaddr_storage ss = { 0 };
         socklen_t sl;
         const char *colon = strrchr(spec, ':');
@@ -147,6 +162,8 @@ static int listen_loopback(const char *spec, char *desc, size_t cap) {
                                              "tokens are the only credential over TCP, the broker must not be "
                                              "reachable from other machines", host);
         }
+        if (check_only)
+                return 0;
         fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (fd < 0)
                 return cb_error_set(-errno, "--listen-tcp: socket: %s", strerror(errno));
@@ -236,7 +253,7 @@ int main(int argc, char **argv) {
         const struct rlimit no_core = { 0, 0 };
         gid_t admin_gid = (gid_t)-1;
         cb_unlock_spec *spec = NULL;
-        int c, tool_fd = -1, admin_fd = -1, status = 1;
+        int c, tool_fd = -1, admin_fd = -1, state_lock = -1, run_lock = -1, status = 1;
         sigset_t sigs;
 
         cbd.policy_path = DEFAULT_POLICY;
@@ -453,6 +470,25 @@ int main(int argc, char **argv) {
                         goto out;
                 }
         }
+        /* A bad flag is refused before the locks (and whatever holds them). */
+        if (listen_tcp && listen_loopback(listen_tcp, NULL, 0, true) < 0) {
+                say("%s", cb_error_last());
+                goto out;
+        }
+        /* One daemon per state dir and per run dir, for the daemon's whole
+         * life: both locks are taken before the store is opened and before
+         * any socket is touched, so a second daemon never recovers, writes
+         * or unlinks anything the first one owns. */
+        if (cb_lock_owner(state_dir, "daemon.lock", "state directory", &state_lock) < 0 &&
+            (access(state_dir, F_OK) == 0 || errno != ENOENT)) { /* no dir: the store open below says how to make one */
+                say("%s", cb_error_last());
+                goto out;
+        }
+        if (prepare_run_dir(cbd.run_dir) < 0 ||
+            cb_lock_owner(cbd.run_dir, "credbrokerd.lock", "run directory", &run_lock) < 0) {
+                say("%s", cb_error_last());
+                goto out;
+        }
         if (!spec || cb_store_open(state_dir, spec, &cbd.store) < 0) {
                 say_err("%s", cb_error_last());
                 goto out;
@@ -495,10 +531,6 @@ int main(int argc, char **argv) {
                 say_err("out of memory");
                 goto out;
         }
-        if (prepare_run_dir(cbd.run_dir) < 0) {
-                say_err("%s", cb_error_last());
-                goto out;
-        }
         tool_fd = listen_unix(cbd.run_dir, "tools.sock", 0666, (gid_t)-1, tool_path, sizeof(tool_path));
         if (tool_fd >= 0)
                 admin_fd = listen_unix(cbd.run_dir, "admin.sock", admin_group ? 0660 : 0600, admin_gid, admin_path,
@@ -515,7 +547,7 @@ int main(int argc, char **argv) {
         sigaddset(&sigs, SIGHUP);
         pthread_sigmask(SIG_BLOCK, &sigs, NULL);
         cbd.started = (uint64_t)time(NULL);
-        if (listen_tcp && (tcp_fd = listen_loopback(listen_tcp, tcp_desc, sizeof(tcp_desc))) < 0) {
+        if (listen_tcp && (tcp_fd = listen_loopback(listen_tcp, tcp_desc, sizeof(tcp_desc), false)) < 0) {
                 say_err("%s", cb_error_last());
                 goto out;
         }
@@ -598,5 +630,9 @@ out:
         audit_close();
         pthread_mutex_unlock(&cbd.lock);
         alert_stop();
+        if (run_lock >= 0)
+                close(run_lock);
+        if (state_lock >= 0)
+                close(state_lock);
         return status;
 }

@@ -105,9 +105,11 @@ int reply_json(request *rq, unsigned status, json_t *body, bool sensitive) {
         char *text;
         size_t len;
 
-        if (audit_write(rq, status, status < 300 ? "allow" : "deny", NULL) < 0 && status < 300) {
+        /* Fail closed: no audit record, no answer -- unless the decision was
+         * recorded before it took effect (an admin write's intent record):
+         * then the answer tells what was done. */
+        if (audit_write(rq, status, status < 300 ? "allow" : "deny", NULL) < 0 && !rq->intent_recorded) {
                 json_decref(body);
-                /* Fail closed: no audit record, no answer. */
                 return reply_error(rq, 503, "audit_unavailable", "the audit log cannot be written");
         }
         metrics_request(rq->route, status);
@@ -150,7 +152,13 @@ int reply_error(request *rq, unsigned status, const char *code, const char *fmt,
         va_start(ap, fmt);
         vsnprintf(msg, sizeof(msg), fmt, ap);
         va_end(ap);
-        (void)audit_write(rq, status, "deny", msg);
+        /* A denial without its record is answered 503 (still a refusal),
+         * and counted in the audit.resume record. */
+        if (audit_write(rq, status, "deny", msg) < 0 && status != 503 && !rq->intent_recorded) {
+                status = 503;
+                code = "audit_unavailable";
+                snprintf(msg, sizeof(msg), "the audit log cannot be written: refused");
+        }
         metrics_request(rq->route, status);
         if (rq->method && rq->url && is_proxy_target(rq->method, rq->url))
                 /* A refused proxied request reaches an SDK (openai,

@@ -27,3 +27,11 @@ int cb_read_file_at(int dirfd, const char *name, size_t max, unsigned char **ret
 /* Take an flock on dirfd/"lock" (created 0600).  exclusive: LOCK_EX else
  * LOCK_SH.  Blocks.  Returns the lock fd (close it to unlock) or -errno. */
 int cb_lock_dir(int dirfd, int exclusive);
+
+/* Take the exclusive lifetime lock dir/name (an OFD write lock on a 0600
+ * regular file of our uid, O_CLOEXEC) and write our pid into it.  Never
+ * blocks.  On success *ret_fd holds the lock until closed (or the process
+ * ends).  -EBUSY with a message naming the holder's pid when another
+ * process holds it; what names the directory in messages ("state
+ * directory", "run directory"). */
+int cb_lock_owner(const char *dir, const char *name, const char *what, int *ret_fd) __attribute__((warn_unused_result));

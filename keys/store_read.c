@@ -95,8 +95,10 @@ int cb_store_get_ex(cb_store *s, const char *name, uint32_t version, bool allow_
         size_t idx;
         int r;
 
-        if (cb_store_name_check(name, flags) < 0)
+        if (cb_store_name_check(name, flags & CB_STORE_INTERNAL) < 0)
                 return -EINVAL;
+        if ((r = cb_store_check_fresh(s)) < 0)
+                return r;
         sec = cb_store_find(s, name, strlen(name));
         if (!sec)
                 return cb_error_set(-ENOENT, "no secret named '%s'", name);
@@ -114,6 +116,8 @@ int cb_store_get_ex(cb_store *s, const char *name, uint32_t version, bool allow_
         if (!allow_inactive && (v->state == CB_VS_PENDING || v->state == CB_VS_DISABLED))
                 return cb_error_set(-EPERM, "version %u of '%s' is %s", v->version, name,
                                     cb_version_state_name(v->state));
+        if (v->leaked && !(flags & CB_STORE_LEAKED_OK))
+                return cb_error_set(-EKEYREVOKED, "version %u of '%s' leaked: it is never served", v->version, name);
         r = decrypt_version(s, sec, idx, ret_value);
         if (r < 0)
                 return r;
