@@ -5,16 +5,18 @@
 #   make build   configure (once) and build build/
 #   make test    deps + the whole suite (.ci/test-all.sh); FUZZ_SECONDS=N to tune
 #   make demo    deps + build + client/demo.sh
+#   make install build + meson install (DESTDIR=D to stage; as root it also
+#                creates the credbroker user and directories)
 #   make clean   remove every build directory
 
 SHELL := /bin/bash
-BUILD_DIR := build
+BUILD_DIR ?= build
 MESON_OPTS := --buildtype=debugoptimized -Dwerror_ci=true
 
 # Let `make test FUZZ_SECONDS=5` reach .ci/test-all.sh.
 export FUZZ_SECONDS FUZZ_TIMEOUT CB_STAGES
 
-.PHONY: all deps build test demo clean
+.PHONY: all deps build test demo install clean
 
 all: build
 
@@ -38,6 +40,9 @@ demo: deps
 	else \
 		echo "make demo: client/demo.sh does not exist yet" >&2; exit 1; \
 	fi
+
+install: build
+	meson install -C $(BUILD_DIR) $(if $(DESTDIR),--destdir $(DESTDIR))
 
 clean:
 	rm -rf build build-asan build-fuzz

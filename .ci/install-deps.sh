@@ -39,9 +39,14 @@ CB_DEPS=(
   swtpm-tools         # swtpm's companion tools (swtpm_setup), installed with swtpm for operators and CI
   tpm2-tools          # tests/integration/test-tpm.sh: tpm2_pcrextend, tpm2_getcap (an independent view of the TPM)
   python3-nacl        # tests/integration/test-provision.sh: a provisioning blob sealed by PyNaCl (cross-implementation check)
+  wrk                 # tests/bench/proxy.sh: the load generator (it stops with "needs wrk" without it)
   nginx               # tests/adversarial/: a real upstream HTTP parser (own config, loopback port; the system service is never used)
   php-cli             # tests/adversarial/: php -S with a small app behind a POST-only seal (method/path override spellings)
-  nodejs              # tests/adversarial/: Node's http module (llhttp) as a third upstream HTTP parser
+  nodejs              # tests/adversarial/: Node's http module (llhttp) as a third upstream HTTP parser; test-clients.sh: client/node (test-sdk.sh also needs npm)
+  groff-base          # tests/integration/test-packaging.sh: man pages rendered with groff -ww (no warning allowed)
+  man-db              # tests/integration/test-packaging.sh: man --warnings -l on each page
+  systemd             # systemd-analyze verify/security on the unit; systemd-sysusers/tmpfiles for make install
+  iproute2            # tests/integration/test-quickstart.sh, test-sdk.sh: ip, loopback in a network namespace
 )
 
 # Print the packages of CB_DEPS that are not installed, one per line.

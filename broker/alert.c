@@ -18,6 +18,8 @@
 
 #include "alert.h"
 #include "audit_format.h"
+#include "log.h"
+#include "metrics.h"
 
 #define DENY_CLIENTS 256 /* clients tracked at once; the least recently denied is forgotten */
 #define QKEY_MAX 128
@@ -73,7 +75,7 @@ static void run_hook(const char *cmd, const char *line) {
         int status, r;
 
         if (pipe2(p, O_CLOEXEC) < 0) {
-                fprintf(stderr, "credbrokerd: alert hook: pipe: %s\n", strerror(errno));
+                cb_log(CB_LOG_WARNING, "alert hook: pipe: %s", strerror(errno));
                 return;
         }
         posix_spawn_file_actions_init(&fa);
@@ -103,7 +105,7 @@ static void run_hook(const char *cmd, const char *line) {
         close(p[0]);
         if (r != 0) {
                 close(p[1]);
-                fprintf(stderr, "credbrokerd: alert hook: cannot run /bin/sh: %s\n", strerror(r));
+                cb_log(CB_LOG_WARNING, "alert hook: cannot run /bin/sh: %s", strerror(r));
                 return;
         }
         /* An event is far smaller than a pipe's buffer: a hook that does
@@ -111,7 +113,7 @@ static void run_hook(const char *cmd, const char *line) {
         (void)fcntl(p[1], F_SETFL, O_NONBLOCK);
         size_t n = strlen(line);
         if (write(p[1], line, n) != (ssize_t)n)
-                fprintf(stderr, "credbrokerd: alert hook: the event did not fit the pipe\n");
+                cb_log(CB_LOG_WARNING, "alert hook: the event did not fit the pipe");
         close(p[1]);
         uint64_t deadline = now_ms() + (uint64_t)al.timeout_s * 1000u;
         for (;;) {
@@ -125,7 +127,7 @@ static void run_hook(const char *cmd, const char *line) {
                 pthread_mutex_unlock(&al.lock);
                 if (stop || now_ms() >= deadline) {
                         if (!stop)
-                                fprintf(stderr, "credbrokerd: alert hook: still running after %u s: killed\n",
+                                cb_log(CB_LOG_WARNING, "alert hook: still running after %u s: killed",
                                         al.timeout_s);
                         kill(-pid, SIGKILL);
                         kill(pid, SIGKILL);
@@ -137,7 +139,7 @@ static void run_hook(const char *cmd, const char *line) {
                 nanosleep(&ts, NULL);
         }
         if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-                fprintf(stderr, "credbrokerd: alert hook: %s %d\n", WIFEXITED(status) ? "exit status" : "signal",
+                cb_log(CB_LOG_WARNING, "alert hook: %s %d", WIFEXITED(status) ? "exit status" : "signal",
                         WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
 }
 
@@ -221,6 +223,7 @@ void alert_raise(const char *kind, json_t *event) {
         json_t *v;
         char *line;
 
+        metrics_alert(kind);
         if (!o)
                 return;
         if (json_is_object(event))
@@ -239,7 +242,7 @@ void alert_raise(const char *kind, json_t *event) {
         if (!ids) {
                 pthread_mutex_unlock(&al.lock);
                 json_decref(o);
-                fprintf(stderr, "credbrokerd: ALERT %s: (out of memory building the event)\n", kind);
+                cb_log(CB_LOG_WARNING, "ALERT %s: (out of memory building the event)", kind);
                 return;
         }
         cb_audit_hide_ids(ids, o);
@@ -253,7 +256,7 @@ void alert_raise(const char *kind, json_t *event) {
                 pthread_mutex_unlock(&al.lock);
                 return;
         }
-        fprintf(stderr, "credbrokerd: ALERT %s: %s\n", kind, line);
+        cb_log(CB_LOG_WARNING, "ALERT %s: %s", kind, line);
         if (al.running && !al.stopping) {
                 /* One queued event per (kind, client): a flood from one
                  * client is one hook run saying how many it stands for. */

@@ -11,11 +11,13 @@
 #include <microhttpd.h>
 #include <sodium.h>
 
+#include "metrics.h"
 #include "audit.h"
 #include "daemon.h"
 #include "error.h"
 #include "scan.h"
 #include "rotate.h"
+#include "rotate_internal.h"
 
 /* Copy a JSON array of strings into v. */
 static int strv_from_json(request *rq, json_t *arr, const char *field, cb_strv *v, size_t max) {
@@ -218,10 +220,15 @@ static int route_show(request *rq, const char *name) {
         return reply_json(rq, 200, json_pack("{s:s, s:o}", "name", name, "versions", arr), false);
 }
 
+/* POST /v1/admin/revoke {"accessor"|"secret"|"client"}.  With "secret",
+ * also "compromised": true marks its current version leaked in the store
+ * first (the CLI's rotate --leaked --hook, before its hook runs), and
+ * "rotation_failed": "why" says that hook failed: the mark stays and the
+ * rotation_failed alert is raised. */
 static int route_revoke(request *rq) {
-        static const char *const fields[] = { "accessor", "secret", "client", NULL };
-        const char *acc, *sec, *cli;
-        json_t *o;
+        static const char *const fields[] = { "accessor", "secret", "client", "compromised", "rotation_failed", NULL };
+        const char *acc, *sec, *cli, *failed;
+        json_t *o, *comp, *fj;
         size_t n;
         int ret;
 
@@ -232,22 +239,46 @@ static int route_revoke(request *rq) {
         acc = json_string_value(json_object_get(o, "accessor"));
         sec = json_string_value(json_object_get(o, "secret"));
         cli = json_string_value(json_object_get(o, "client"));
-        if (json_object_size(o) != 1 || (!acc && !sec && !cli)) {
+        comp = json_object_get(o, "compromised");
+        fj = json_object_get(o, "rotation_failed");
+        failed = json_string_value(fj);
+        if (json_object_size(o) != 1 + (size_t)(comp != NULL) + (size_t)(fj != NULL) || (!acc && !sec && !cli)) {
                 ret = reply_error(rq, 400, "bad_request", "give exactly one of 'accessor', 'secret', 'client'");
                 goto out;
         }
+        if ((comp && (!sec || !json_is_boolean(comp))) || (fj && (!sec || !failed))) {
+                ret = reply_error(rq, 400, "bad_request", "'compromised' (a boolean) and 'rotation_failed' (a string) "
+                                  "go with 'secret'");
+                goto out;
+        }
+        /* An unknown accessor or client is an error, not "0 revoked": an
+         * operator who mistyped must not believe a token is dead. */
         if (acc) {
                 snprintf(rq->accessor, sizeof(rq->accessor), "%s", acc);
                 n = cb_tokens_revoke_accessor(cbd.tokens, acc);
+                if (!n) {
+                        ret = reply_error(rq, 404, "not_found", "no live token has accessor '%.64s'", acc);
+                        goto out;
+                }
+        } else if (cli && !cb_policy_has_client(cbd.policy, cli)) {
+                snprintf(rq->client, sizeof(rq->client), "%s", cli);
+                ret = reply_error(rq, 404, "not_found", "the policy names no client '%.64s'", cli);
+                goto out;
         } else if (sec) {
                 snprintf(rq->secret, sizeof(rq->secret), "%s", sec);
+                if ((json_is_true(comp) || failed) && cb_name_check(sec) == 0) {
+                        scanner_mark_compromised(sec, 0); /* before the tokens: nothing new is minted */
+                        if (failed)
+                                rotate_leaked_failed(sec, 0, "cli", failed);
+                }
                 n = cb_tokens_revoke_secret(cbd.tokens, sec);
                 (void)proxy_cancel_secret(sec, "its tokens were revoked"); /* streams in flight too */
         } else {
                 snprintf(rq->client, sizeof(rq->client), "%s", cli);
                 n = cb_tokens_revoke_client(cbd.tokens, cli);
         }
-        ret = reply_json(rq, 200, json_pack("{s:I}", "revoked", (json_int_t)n), false);
+        ret = reply_json(rq, 200, json_pack("{s:I, s:b}", "revoked", (json_int_t)n, "compromised",
+                                            sec && scanner_is_compromised(sec)), false);
 out:
         json_decref(o);
         return ret;
@@ -276,9 +307,109 @@ static int route_status(request *rq) {
                                     (json_int_t)cb_store_generation(cbd.store), "policy", "clients",
                                     (json_int_t)cb_policy_n_clients(cbd.policy), "grants",
                                     (json_int_t)cb_policy_n_grants(cbd.policy));
-        if (st)
+        if (st) {
                 json_object_set_new(st, "scanner", scanner_status_json());
+                json_object_set_new(st, "leaked_values", json_integer((json_int_t)cb_store_leaked_count(cbd.store)));
+                json_object_set_new(st, "stranded_imports_recovered",
+                                    json_integer((json_int_t)provision_stranded_recovered()));
+        }
         return reply_json(rq, 200, st, false);
+}
+
+/* DELETE /v1/admin/secrets/NAME: revoke its tokens, cut its proxied
+ * requests in flight, destroy every version (cb_store_delete). */
+static int route_delete(request *rq, const char *name) {
+        size_t revoked;
+        int r;
+
+        rq->route = "admin.delete";
+        if (cb_name_check(name) < 0)
+                return reply_error(rq, 400, "bad_request", "invalid secret name");
+        snprintf(rq->secret, sizeof(rq->secret), "%s", name);
+        const cb_version_info *vi;
+        size_t nv = 0, live = 0;
+        if (cb_store_versions(cbd.store, name, &vi, &nv) == 0)
+                for (size_t i = 0; i < nv; i++)
+                        live += vi[i].state != CB_VS_DESTROYED;
+        if (!live) /* unknown, or deleted already */
+                return reply_error(rq, 404, "not_found", "no secret named '%s'", name);
+        revoked = cb_tokens_revoke_secret(cbd.tokens, name);
+        (void)proxy_cancel_secret(name, "the secret was deleted");
+        r = cb_store_delete(cbd.store, name);
+        if (r == -ENOENT)
+                return reply_error(rq, 404, "not_found", "no secret named '%s'", name);
+        if (r < 0)
+                return reply_error(rq, 500, "internal", "%s", cb_error_last());
+        scanner_rebuild();
+        return reply_json(rq, 200, json_pack("{s:s, s:b, s:I}", "name", name, "deleted", 1, "revoked", (json_int_t)revoked),
+                          false);
+}
+
+/* GET /metrics: Prometheus text format 0.0.4 (metrics.h). */
+static int route_metrics(request *rq) {
+        metrics_gauges g = {
+                .tokens = cb_tokens_count(cbd.tokens),
+                .secrets = cb_store_count(cbd.store),
+                .approvals_pending = approval_pending(),
+                .connections_refused = __atomic_load_n(&cbd.conn_refused, __ATOMIC_RELAXED),
+                .uptime_s = (uint64_t)time(NULL) - cbd.started,
+                .store_generation = cb_store_generation(cbd.store),
+        };
+        size_t len = 0;
+        char *text;
+
+        rq->route = "admin.metrics";
+        text = metrics_render(&g, &len);
+        if (!text)
+                return reply_error(rq, 503, "unavailable", "out of memory");
+        return reply_text(rq, 200, "text/plain; version=0.0.4; charset=utf-8", text, len);
+}
+
+/* POST /v1/admin/audit/idhash {"id", "logs":[LOG ID...]}: the keyed hash
+ * of id in each segment, so an operator's tool can find a token's records
+ * by its accessor although the log holds only keyed hashes.  Admins only,
+ * who could read the records anyway; nothing else is revealed. */
+static int route_audit_idhash(request *rq) {
+        static const char *const fields[] = { "id", "logs", NULL };
+        json_t *o, *logs, *e, *out = NULL;
+        const char *id;
+        size_t i;
+        int ret;
+
+        rq->route = "admin.audit.idhash";
+        if (strcmp(rq->method, "POST") != 0)
+                return reply_error(rq, 405, "method_not_allowed", "use POST");
+        o = body_object(rq, fields);
+        if (!o)
+                return MHD_YES;
+        id = json_string_value(json_object_get(o, "id"));
+        logs = json_object_get(o, "logs");
+        if (!id || !*id || strlen(id) > 64 || !json_is_array(logs) || json_array_size(logs) > 1024) {
+                ret = reply_error(rq, 400, "bad_request", "want {\"id\": an accessor, \"logs\": up to 1024 log ids}");
+                goto out;
+        }
+        out = json_object();
+        json_array_foreach(logs, i, e) {
+                char h[37];
+                const char *lg = json_string_value(e);
+                int r = lg ? audit_id_hash(lg, id, h) : -EINVAL;
+
+                if (r == -ENOENT) {
+                        ret = reply_error(rq, 409, "no_audit_log", "this broker runs without --audit-log");
+                        goto out;
+                }
+                if (r < 0) {
+                        ret = reply_error(rq, 400, "bad_request", "\"logs\"[%zu] is not a log id (32 hex digits)", i);
+                        goto out;
+                }
+                json_object_set_new(out, lg, json_string(h));
+        }
+        ret = reply_json(rq, 200, json_pack("{s:o}", "hashes", out), false);
+        out = NULL;
+out:
+        json_decref(out);
+        json_decref(o);
+        return ret;
 }
 
 int api_admin(request *rq) {
@@ -289,6 +420,10 @@ int api_admin(request *rq) {
                 return reply_error(rq, 403, "forbidden", "uid %u is not an admin in the policy",
                                    (unsigned)rq->peer.uid);
         }
+        /* Every admin write is recorded, durably, before it takes effect:
+         * when that record cannot be written nothing is done (503). */
+        if (!get && strncmp(rq->url, "/v1/admin/audit/", 16) != 0 /* verify: reads only */ && audit_intent(rq) < 0)
+                return audit_refuse(rq);
         if (strcmp(rq->url, "/v1/admin/secrets") == 0) {
                 if (post)
                         return route_put(rq);
@@ -298,12 +433,18 @@ int api_admin(request *rq) {
         }
         if (strcmp(rq->url, "/v1/admin/rotate") == 0 || strncmp(rq->url, "/v1/admin/versions/", 19) == 0)
                 return api_rotate(rq);
-        if (strncmp(rq->url, "/v1/admin/secrets/", 18) == 0)
-                return get ? route_show(rq, rq->url + 18) : reply_error(rq, 405, "method_not_allowed", "use GET");
+        if (strncmp(rq->url, "/v1/admin/secrets/", 18) == 0) {
+                if (strcmp(rq->method, "DELETE") == 0)
+                        return route_delete(rq, rq->url + 18);
+                return get ? route_show(rq, rq->url + 18)
+                           : reply_error(rq, 405, "method_not_allowed", "use GET or DELETE");
+        }
         if (is_scan_target(rq->method, rq->url))
                 return scan_start(rq);
         if (strcmp(rq->url, "/v1/admin/revoke") == 0)
                 return post ? route_revoke(rq) : reply_error(rq, 405, "method_not_allowed", "use POST");
+        if (strcmp(rq->url, "/metrics") == 0 || strcmp(rq->url, "/v1/admin/metrics") == 0)
+                return get ? route_metrics(rq) : reply_error(rq, 405, "method_not_allowed", "use GET");
         if (strcmp(rq->url, "/v1/admin/status") == 0)
                 return get ? route_status(rq) : reply_error(rq, 405, "method_not_allowed", "use GET");
         if (strcmp(rq->url, "/v1/admin/policy/reload") == 0)
@@ -312,6 +453,8 @@ int api_admin(request *rq) {
                 return api_approval_admin(rq);
         if (is_provision_route(rq->url))
                 return api_provision(rq);
+        if (strcmp(rq->url, "/v1/admin/audit/idhash") == 0)
+                return route_audit_idhash(rq);
         if (strncmp(rq->url, "/v1/admin/audit/", 16) == 0)
                 return api_audit(rq);
         if (strcmp(rq->url, "/v1/health") == 0) {

@@ -56,7 +56,7 @@ static const char *use_name(unsigned use) {
 }
 
 static const char *bind_name(int bind) {
-        return bind == CB_BIND_UID ? "uid" : bind == CB_BIND_PROCESS ? "process" : "exe";
+        return bind == CB_BIND_UID ? "uid" : bind == CB_BIND_SESSION ? "session" : bind == CB_BIND_PROCESS ? "process" : "exe";
 }
 
 int approval_init(uint32_t timeout) {
@@ -357,4 +357,12 @@ int api_approval_admin(request *rq) {
         rq->route = "admin.approvals";
         return reply_error(rq, 404, "not_found", "no route %.64s (want /v1/admin/approvals[/ID/approve|/ID/deny])",
                            rq->url);
+}
+
+size_t approval_pending(void) {
+        size_t n = 0, all = tab ? cb_approvals_count(tab) : 0;
+
+        for (size_t i = 0; i < all; i++)
+                n += cb_approvals_at(tab, i)->state == CB_APPROVAL_PENDING;
+        return n;
 }

@@ -222,6 +222,13 @@ static int route_versions(request *rq, const char *name) {
 
                 if (vi[k].state == CB_VS_DISABLED && rotate_leaked_by(vi, nv, vi[k].version))
                         note = "disabled: leaked (a later leaked rotation says so): never served again";
+                if (vi[k].leaked && vi[k].state != CB_VS_DESTROYED && vi[k].state != CB_VS_DISABLED) {
+                        note = vi[k].state == CB_VS_CURRENT ? "current but leaked (a sealed mark): compromised, no "
+                                                              "token and never served until a new version is current"
+                                                            : "leaked (a sealed mark): never served again, its value "
+                                                              "never stored again";
+                        until = 0;
+                }
                 json_t *labels = json_array();
                 json_t *e = json_pack("{s:I, s:s, s:I, s:I, s:s}", "version", (json_int_t)vi[k].version, "state",
                                       cb_version_state_name(vi[k].state), "created", (json_int_t)vi[k].created,
@@ -230,6 +237,8 @@ static int route_versions(request *rq, const char *name) {
                 for (size_t i = 0; vi[k].meta && i < vi[k].meta->labels.n; i++)
                         json_array_append_new(labels, json_string(vi[k].meta->labels.v[i]));
                 json_object_set_new(e, "labels", labels);
+                if (vi[k].leaked)
+                        json_object_set_new(e, "leaked", json_true());
                 if (until)
                         json_object_set_new(e, "served_until", json_integer((json_int_t)until));
                 json_array_append_new(arr, e);

@@ -92,14 +92,19 @@ static int route_token(request *rq) {
         cb_token_bind bind = bind_j && json_is_true(bind_j) ? CB_BIND_PROCESS : CB_BIND_EXE;
         if (bind_s) {
                 const char *b = json_string_value(bind_s);
-                if (!b || (strcmp(b, "exe") && strcmp(b, "process") && strcmp(b, "uid")) || (bind_j && strcmp(b, "process") != 0 && json_is_true(bind_j))) {
-                        ret = reply_error(rq, 400, "bad_request", "'bind' must be \"exe\", \"process\" or \"uid\"");
+                if (!b || (strcmp(b, "exe") && strcmp(b, "process") && strcmp(b, "uid") && strcmp(b, "session")) ||
+                    (bind_j && strcmp(b, "process") != 0 && json_is_true(bind_j))) {
+                        ret = reply_error(rq, 400, "bad_request",
+                                          "'bind' must be \"exe\", \"process\", \"uid\" or \"session\"");
                         goto out;
                 }
-                bind = !strcmp(b, "uid") ? CB_BIND_UID : !strcmp(b, "process") ? CB_BIND_PROCESS : CB_BIND_EXE;
+                bind = !strcmp(b, "uid")       ? CB_BIND_UID
+                       : !strcmp(b, "session") ? CB_BIND_SESSION
+                       : !strcmp(b, "process") ? CB_BIND_PROCESS
+                                               : CB_BIND_EXE;
         }
-        if (bind == CB_BIND_UID && use != CB_USE_PROXY) {
-                ret = reply_error(rq, 400, "bad_request", "\"bind\": \"uid\" is for proxy tokens only: a token that "
+        if ((bind == CB_BIND_UID || bind == CB_BIND_SESSION) && use != CB_USE_PROXY) {
+                ret = reply_error(rq, 400, "bad_request", "\"bind\": \"uid\" and \"session\" are for proxy tokens only: a token that "
                                   "can redeem a value stays bound to its executable");
                 goto out;
         }
@@ -287,6 +292,37 @@ out:
         return ret;
 }
 
+/* POST /v1/revoke {"token"}: the token's holder ends it early (credbroker
+ * exec --proxy, when its command exits).  Same holder rule as introspect. */
+static int route_revoke_own(request *rq) {
+        const cb_token_info *info;
+        const char *tok;
+        json_t *o;
+        int r, ret;
+
+        rq->route = "revoke";
+        if (body_token(rq, NULL, &o, &tok) < 0)
+                return MHD_YES;
+        r = cb_tokens_peek(cbd.tokens, tok, strlen(tok), &info);
+        if (r < 0) {
+                ret = token_refused(rq, r);
+                goto out;
+        }
+        snprintf(rq->accessor, sizeof(rq->accessor), "%s", info->accessor); /* hashed when audited */
+        if (info->uid != rq->peer.uid ||
+            (!info->any_exe && sodium_memcmp(info->exe_sha256, rq->peer.exe_sha256, 32) != 0)) {
+                ret = reply_error(rq, 401, "unauthorized", "the token belongs to another caller");
+                goto out;
+        }
+        snprintf(rq->secret, sizeof(rq->secret), "%s", info->secret);
+        ret = reply_json(rq, 200,
+                         json_pack("{s:I}", "revoked", (json_int_t)cb_tokens_revoke_accessor(cbd.tokens, rq->accessor)),
+                         false);
+out:
+        json_decref(o);
+        return ret;
+}
+
 bool is_proxy_target(const char *method, const char *url) {
         return strcmp(method, "CONNECT") == 0 || strncmp(url, "/v1/proxy/", 10) == 0 ||
                strncasecmp(url, "http://", 7) == 0 || strncasecmp(url, "https://", 8) == 0;
@@ -312,6 +348,8 @@ int api_tool(request *rq) {
                 return scan_start(rq);
         if (strcmp(rq->url, "/v1/introspect") == 0)
                 return post ? route_introspect(rq) : reply_error(rq, 405, "method_not_allowed", "use POST");
+        if (strcmp(rq->url, "/v1/revoke") == 0)
+                return post ? route_revoke_own(rq) : reply_error(rq, 405, "method_not_allowed", "use POST");
         if (strncmp(rq->url, "/v1/approvals/", 14) == 0)
                 return get ? api_approval_poll(rq, rq->url + 14) : reply_error(rq, 405, "method_not_allowed", "use GET");
         if (strncmp(rq->url, "/v1/admin/", 10) == 0)

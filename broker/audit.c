@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,6 +46,8 @@ static struct {
 } au = { .fd = -1, .head_fd = -1 };
 
 /* ---- writing ---- */
+
+static void sync_note_written(void);
 
 static int checkpoint(void) {
         cb_audit_head h = { .set = true, .seq = au.seq };
@@ -92,6 +95,11 @@ static int append(json_t *o, bool begin) {
         if (fstat(au.fd, &st) < 0)
                 return -errno;
         json_object_del(o, "mac");
+        if (!json_object_get(o, "time_ms")) { /* sub-second order of records; "time" stays whole seconds */
+                struct timespec ts;
+                clock_gettime(CLOCK_REALTIME, &ts);
+                json_object_set_new(o, "time_ms", json_integer((json_int_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000));
+        }
         json_object_set_new(o, "seq", json_integer((json_int_t)seq));
         /* A header records where in its file it starts (the MAC covers
          * it): removing whole segments before it is then visible. */
@@ -118,6 +126,7 @@ static int append(json_t *o, bool begin) {
         memcpy(au.mac, mac, sizeof(mac));
         au.need_begin = false;
         r = checkpoint();
+        sync_note_written();
 out:
         free(canon);
         free(line);
@@ -243,7 +252,130 @@ int audit_write(const request *rq, unsigned status, const char *decision, const 
         }
         r = audit_emit(o);
         json_decref(o);
+        if (r < 0)
+                au.refused++; /* the caller refuses (503): counted in audit.resume */
         return r;
+}
+
+int audit_intent(request *rq) {
+        json_t *o;
+        int r;
+
+        if (au.fd < 0)
+                return 0;
+        o = json_pack("{s:s, s:I, s:s, s:o*, s:o*}", "type", "intent", "time", (json_int_t)time(NULL), "socket",
+                      rq->admin_socket ? "admin" : "tools", "method", cb_json_string_lossy(rq->method), "url",
+                      cb_json_string_lossy(rq->url));
+        if (o && rq->have_peer) {
+                json_object_set_new(o, "uid", json_integer(rq->peer.uid));
+                json_object_set_new(o, "pid", json_integer(rq->peer.pid));
+        }
+        if (!o) {
+                enter_failed(-ENOMEM, "building a record");
+                au.refused++;
+                return -ENOMEM;
+        }
+        r = audit_emit(o);
+        json_decref(o);
+        /* Durable before the write it announces (the durability rule in
+         * docs/hardening-state.md): admin writes are rare; tool requests
+         * never wait for this. */
+        if (r == 0 && fdatasync(au.fd) < 0) {
+                r = -errno;
+                enter_failed(r, "syncing a record");
+        }
+        if (r < 0) {
+                au.refused++;
+                return r;
+        }
+        rq->intent_recorded = true;
+        return 0;
+}
+
+/* ---- group commit ---- */
+
+/* Records are written with one write(2) each under cbd.lock; making them
+ * durable is this thread's job, off every lock a request needs: at most
+ * CB_AUDIT_SYNC_MS after a record is written, the log and the head
+ * checkpoint are fdatasync'ed (a power loss loses at most that window;
+ * admin writes do not wait for it, audit_intent syncs them). */
+#define CB_AUDIT_SYNC_MS 100
+static pthread_mutex_t sync_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t sync_cond = PTHREAD_COND_INITIALIZER;
+static int sync_fd = -1, sync_head_fd = -1; /* dups owned by the thread's side */
+static bool sync_dirty, sync_stop, sync_started;
+static pthread_t sync_thread;
+
+static void *sync_main(void *arg) {
+        (void)arg;
+        pthread_mutex_lock(&sync_lock);
+        while (!sync_stop) {
+                struct timespec ts;
+
+                clock_gettime(CLOCK_REALTIME, &ts);
+                ts.tv_nsec += CB_AUDIT_SYNC_MS * 1000000L;
+                if (ts.tv_nsec >= 1000000000L) {
+                        ts.tv_sec++;
+                        ts.tv_nsec -= 1000000000L;
+                }
+                (void)pthread_cond_timedwait(&sync_cond, &sync_lock, &ts);
+                if (sync_dirty && sync_fd >= 0) {
+                        sync_dirty = false;
+                        (void)fdatasync(sync_fd); /* an error shows at the next write's fstat/write */
+                        if (sync_head_fd >= 0)
+                                (void)fdatasync(sync_head_fd);
+                }
+        }
+        pthread_mutex_unlock(&sync_lock);
+        return NULL;
+}
+
+static void sync_note_written(void) {
+        if (pthread_mutex_trylock(&sync_lock) == 0) { /* never wait on a sync in progress */
+                sync_dirty = true;
+                pthread_mutex_unlock(&sync_lock);
+        } else {
+                __atomic_store_n(&sync_dirty, true, __ATOMIC_RELEASE);
+        }
+}
+
+/* Point the thread at the log being written (at open and reopen). */
+static void sync_set_fds(int fd, int head_fd) {
+        int nfd = fd >= 0 ? fcntl(fd, F_DUPFD_CLOEXEC, 0) : -1;
+        int nhead = head_fd >= 0 ? fcntl(head_fd, F_DUPFD_CLOEXEC, 0) : -1;
+
+        pthread_mutex_lock(&sync_lock);
+        if (sync_fd >= 0) {
+                (void)fdatasync(sync_fd); /* the old file's last records */
+                close(sync_fd);
+        }
+        if (sync_head_fd >= 0)
+                close(sync_head_fd);
+        sync_fd = nfd;
+        sync_head_fd = nhead;
+        if (!sync_started && nfd >= 0 && pthread_create(&sync_thread, NULL, sync_main, NULL) == 0)
+                sync_started = true;
+        pthread_mutex_unlock(&sync_lock);
+}
+
+static void sync_shutdown(void) {
+        pthread_mutex_lock(&sync_lock);
+        sync_stop = true;
+        pthread_cond_signal(&sync_cond);
+        pthread_mutex_unlock(&sync_lock);
+        if (sync_started)
+                pthread_join(sync_thread, NULL);
+        sync_started = false;
+        if (sync_fd >= 0) {
+                (void)fdatasync(sync_fd);
+                close(sync_fd);
+        }
+        if (sync_head_fd >= 0) {
+                (void)fdatasync(sync_head_fd);
+                close(sync_head_fd);
+        }
+        sync_fd = sync_head_fd = -1;
+        sync_stop = false;
 }
 
 /* Set once the log is open, cleared at close: read without cbd.lock by
@@ -276,15 +408,25 @@ int audit_refuse(request *rq) {
 
 /* ---- open, reopen, close ---- */
 
+/* Open path for appending without ever blocking: O_NONBLOCK (a FIFO with
+ * no reader fails at once with ENXIO instead of waiting for one, and one
+ * with a reader is refused below), O_NOFOLLOW (a symlink is refused), and
+ * only a regular file is kept.  Called at start and on SIGHUP, under
+ * cbd.lock: it must never wait on anything another process controls. */
 static int open_log(const char *path) {
-        int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+        int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0600);
         struct stat st;
 
+        if (fd < 0 && errno == ELOOP)
+                return cb_error_set(-ELOOP, "audit log %s is a symbolic link: refusing it (give the real path)", path);
+        if (fd < 0 && errno == ENXIO)
+                return cb_error_set(-EINVAL, "audit log %s is a FIFO or device, not a regular file: refusing it", path);
         if (fd < 0)
                 return cb_error_set(-errno, "cannot open audit log %s: %s", path, strerror(errno));
         if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
                 close(fd);
-                return cb_error_set(-EINVAL, "audit log %s is not a regular file", path);
+                return cb_error_set(-EINVAL, "audit log %s is not a regular file (a FIFO, socket or device?): "
+                                    "refusing it", path);
         }
         return fd;
 }
@@ -317,12 +459,20 @@ static int load_keys(const char *state_dir, cb_store *store, bool writer, int *r
                 return -EINVAL;
         if ((size_t)snprintf(p, sizeof(p), "%s/%s", state_dir, HEAD_FILE) >= sizeof(p))
                 return cb_error_set(-ENAMETOOLONG, "state dir path too long");
-        fd = writer ? open(p, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600)
-                    : open(p, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+        fd = writer ? open(p, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0600)
+                    : open(p, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
         if (fd < 0 && !writer && errno == ENOENT)
                 return -ENOENT;
         if (fd < 0)
                 return cb_error_set(-errno, "cannot open the audit head checkpoint %s: %s", p, strerror(errno));
+        {
+                struct stat st;
+                if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_uid != geteuid() || (st.st_mode & 077)) {
+                        close(fd);
+                        return cb_error_set(-EPERM, "the audit head checkpoint %s is not a regular file of uid %u "
+                                            "with mode 0600: refusing it", p, (unsigned)geteuid());
+                }
+        }
         *ret_head_fd = fd;
         return 0;
 }
@@ -333,9 +483,9 @@ static int load_keys(const char *state_dir, cb_store *store, bool writer, int *r
 static void catch_up(const char *path) {
         char *buf = NULL;
         struct stat st;
-        int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+        int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK); /* a FIFO must not block the start */
 
-        if (fd < 0 || fstat(fd, &st) < 0 || st.st_size < 2)
+        if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size < 2)
                 goto out;
         size_t want = (size_t)st.st_size < CB_AUDIT_LINE_MAX + 1 ? (size_t)st.st_size : CB_AUDIT_LINE_MAX + 1;
         buf = malloc(want);
@@ -375,6 +525,7 @@ int audit_open(const char *path, const char *state_dir, cb_store *store) {
                 return r;
         au.fd = r;
         cbd.audit_fd = r;
+        sync_set_fds(au.fd, au.head_fd);
         atomic_store_explicit(&au_on, true, memory_order_release);
         au.need_begin = true;
         randombytes_buf(au.log_id, sizeof(au.log_id));
@@ -397,6 +548,7 @@ int audit_reopen(void) {
         close(au.fd);
         au.fd = fd;
         cbd.audit_fd = fd;
+        sync_set_fds(au.fd, au.head_fd);
         new_segment("reopen");
         if ((r = write_begin()) < 0)
                 enter_failed(r, "writing the segment header");
@@ -410,6 +562,7 @@ void audit_close(void) {
                         (void)append(o, false);
                 json_decref(o);
         }
+        sync_shutdown();
         if (au.fd >= 0)
                 close(au.fd);
         if (au.head_fd >= 0)
@@ -537,4 +690,21 @@ out:
         au.master = NULL;
         au.keys = NULL;
         return status;
+}
+
+int audit_id_hash(const char *log_hex, const char *id, char out[CB_AUDIT_ID_HASH_LEN + 1]) {
+        unsigned char log_id[CB_AUDIT_LOG_ID_LEN];
+        cb_audit_keys k;
+        size_t got = 0;
+
+        if (!au.master)
+                return -ENOENT;
+        if (strlen(log_hex) != 2 * CB_AUDIT_LOG_ID_LEN ||
+            sodium_hex2bin(log_id, sizeof(log_id), log_hex, strlen(log_hex), NULL, &got, NULL) != 0 ||
+            got != sizeof(log_id))
+                return -EINVAL;
+        cb_audit_segment_keys(au.master, log_id, &k);
+        cb_audit_id_hash(&k, id, out);
+        sodium_memzero(&k, sizeof(k));
+        return 0;
 }

@@ -46,11 +46,23 @@ bool audit_available(void);
 /* Whether an audit log is configured (records are written); needs no lock
  * (set at audit_open, cleared at audit_close). */
 bool audit_enabled(void);
+/* An admin write about to be done: its record (type "intent": socket,
+ * method, URL, uid, pid) written and fdatasync'ed before the route acts.
+ * 0 (also without an audit log), or negative when it cannot be written:
+ * then the caller does nothing and answers audit_refuse() (counted in the
+ * audit.resume record).  Sets rq->intent_recorded. */
+int audit_intent(struct request *rq);
 int audit_refuse(struct request *rq);
 
 /* Admin route: POST /v1/admin/audit/verify {"files":[ABSOLUTE PATH...]}
  * (oldest first).  Verifies outside cbd.lock (drops and retakes it). */
 int api_audit(struct request *rq);
+
+/* The keyed hash ("hk1:...") id is written as in the segment whose log id
+ * is log_hex (32 hex digits): for finding a token's records by its
+ * accessor (credbroker audit grep).  0, -EINVAL (bad log id) or -ENOENT
+ * (no audit log).  Call under cbd.lock. */
+int audit_id_hash(const char *log_hex, const char *id, char out[37]);
 
 /* credbrokerd --verify-audit FILE... (offline, daemon not running): prints
  * the verdict; returns the exit status (0 intact, 4 not intact, 1 error). */

@@ -64,6 +64,7 @@ typedef struct request {
         char client[65];
         char accessor[CB_ACCESSOR_LEN + 1];
         bool no_audit;             /* this reply's record is written elsewhere */
+        bool intent_recorded;      /* an admin write's "before" record is durable (audit_intent) */
         json_t *audit_extra;       /* more fields for this reply's record (owned by the handler) */
         bool answered;             /* a response is queued */
         bool started;              /* handle() has seen it (MHD's first call is done) */
@@ -89,6 +90,8 @@ typedef struct request {
 int reply_json(request *rq, unsigned status, json_t *body, bool sensitive);
 int reply_error(request *rq, unsigned status, const char *code, const char *fmt, ...)
         __attribute__((format(printf, 4, 5)));
+/* A non-JSON answer (GET /metrics); takes text (malloc'd, never a secret). */
+int reply_text(request *rq, unsigned status, const char *content_type, char *text, size_t len);
 
 /* Parse the body as a JSON object whose keys are all in `allowed` (NULL-
  * terminated).  On failure replies 400 and returns NULL. */
@@ -151,6 +154,8 @@ int approval_init(uint32_t timeout);
 void approval_fini(void);
 void approval_sweep(void);
 int approval_hold(request *rq, const char *client, unsigned use, uint32_t ttl, int bind);
+/* Requests still waiting for a decision (GET /metrics); under cbd.lock. */
+size_t approval_pending(void);
 int api_approval_poll(request *rq, const char *id);
 int api_approval_admin(request *rq);
 
@@ -164,6 +169,9 @@ int policy_reload(char *err, size_t errlen);
  * none; provision_dir_check refuses an unsafe --provision-dir at start;
  * provision_dir_scan imports its blobs (call under cbd.lock). */
 int api_provision(request *rq);
+/* How many .importing.* files stranded by a killed daemon provision_dir_scan
+ * has put back to be retried since start (status).  Under cbd.lock. */
+uint64_t provision_stranded_recovered(void);
 bool is_provision_route(const char *url);
 int provision_start(void);
 int provision_dir_check(const char *dir);

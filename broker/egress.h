@@ -2,8 +2,8 @@
 /*
  * The injection proxy's pure parts, kept apart from the HTTP plumbing so
  * they can be unit-tested and fuzzed: sealed destinations, the SSRF address
- * rules, request paths and headers, the injection template, and a streaming
- * redactor for responses.
+ * rules, request paths and headers, the injection template.  (Responses are
+ * redacted with keys/match.h, the matcher exec and the scanner share.)
  */
 #pragma once
 
@@ -73,45 +73,3 @@ int cb_inject_parse(const char *tmpl, cb_inject *out);
  * the template's prefix and suffix around it: a pointer into value and its
  * length, else NULL. */
 const char *cb_inject_token(const cb_inject *in, const char *value, size_t *ret_len);
-
-/* Streaming replacement of every occurrence of one secret value by
- * "[REDACTED]", exact across chunk boundaries: holds back only a chunk's
- * tail that is a beginning of the value, until the next bytes tell. */
-typedef struct cb_redactor cb_redactor;
-
-cb_redactor *cb_redactor_new(const unsigned char *value, size_t len); /* copies value into a cb_secbuf */
-void cb_redactor_free(cb_redactor *r);
-
-/* Feed n bytes; *out and *out_len receive what may be emitted now (valid until
- * the next call).  -ENOMEM. */
-int cb_redactor_feed(cb_redactor *r, const void *p, size_t n, const unsigned char **out, size_t *out_len);
-
-/* End of stream: the held-back bytes. */
-void cb_redactor_finish(cb_redactor *r, const unsigned char **out, size_t *out_len);
-
-/* How many replacements so far. */
-size_t cb_redactor_hits(const cb_redactor *r);
-
-/* Replace every occurrence of value in the NUL-terminated s in place of a
- * new malloc'd string (for headers and messages); NULL on ENOMEM. */
-char *cb_redact_string(const char *s, const unsigned char *value, size_t len);
-
-/* Several patterns at once (the value as sent raw, base64'd for basic auth,
- * percent- or JSON-escaped): a chain of redactors, each exact across
- * chunks.  Zero-initialise; add patterns; feed; finish; clear. */
-#define CB_REDCHAIN_MAX 6
-typedef struct cb_redchain {
-        cb_redactor *r[CB_REDCHAIN_MAX];
-        size_t n;
-        unsigned char *buf;           /* finish() output */
-        size_t cap;
-} cb_redchain;
-
-int cb_redchain_add(cb_redchain *c, const unsigned char *value, size_t len); /* len 0: ignored */
-int cb_redchain_feed(cb_redchain *c, const void *p, size_t n, const unsigned char **out, size_t *out_len);
-int cb_redchain_finish(cb_redchain *c, const unsigned char **out, size_t *out_len);
-void cb_redchain_clear(cb_redchain *c);
-size_t cb_redchain_hits(const cb_redchain *c);
-/* Every pattern of the chain replaced in a C string: a new malloc'd string
- * (NULL on ENOMEM). */
-char *cb_redchain_string(const cb_redchain *c, const char *s);

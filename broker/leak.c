@@ -20,9 +20,10 @@
  * an alert (alert_raise) and an audit record with decision "leak" or
  * "canary", at most once per CB_LEAK_ALERT_COOLDOWN seconds per secret (the
  * request's own audit record is written every time).
- * Compromised marks are kept in STATE_DIR/leaks.json ({"compromised":
- * {NAME: VERSION}}, replaced atomically on every change), so a restart does
- * not lift them; a mark goes once the secret's current version changes.
+ * Compromised marks are store records (keys/store.h, cb_store_mark_leaked):
+ * the leaked version is never served or stored again, and the secret is
+ * compromised (no token) while that version is current.  An older broker's
+ * STATE_DIR/leaks.json is carried into the store once at start and removed.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -39,7 +40,7 @@
 #include "leak.h"
 #include "scan.h"
 #include "scan_internal.h"
-#include "scanner.h" /* cb_scan_kind_name */
+#include "match.h" /* cb_scan_kind_name */
 
 /* ---- the rotation hook's stub (leak.h) ---------------------------------- */
 
@@ -50,18 +51,22 @@ __attribute__((weak)) int leak_rotate_request(const char *name) {
 
 /* ---- leak marks: compromised state and alert cooldown ------------------- */
 
+/* The compromised marks themselves are store records (cb_store_mark_leaked):
+ * sealed, counted by the generation and the tpm2 counter.  What is kept
+ * here is the alert cooldown, and a mark the store could not record (disk
+ * full): it holds in memory until the store takes it, and is retried every
+ * time it is consulted. */
 typedef struct mark {
         char name[CB_NAME_MAX + 1];
-        uint32_t version;     /* the compromised version */
-        bool compromised;
+        uint32_t version;     /* a version the store has not recorded yet */
+        bool pending;
         uint64_t last_alert;
 } mark;
 
 static mark *marks;
 static size_t n_marks;
-static int leaks_dirfd = -1;
 
-#define LEAKS_FILE "leaks.json"
+#define LEAKS_FILE "leaks.json" /* before the marks were store records: migrated once */
 #define LEAKS_MAX (8 * 1024 * 1024)
 
 static mark *mark_get(const char *name, bool create) {
@@ -79,60 +84,66 @@ static mark *mark_get(const char *name, bool create) {
         return &marks[n_marks++];
 }
 
-static uint32_t current_version(const char *name) {
+static const cb_version_info *current_info(const char *name) {
         const cb_version_info *vi;
         size_t nv;
 
         if (cb_store_versions(cbd.store, name, &vi, &nv) < 0)
-                return 0;
+                return NULL;
         for (size_t k = 0; k < nv; k++)
                 if (vi[k].state == CB_VS_CURRENT)
-                        return vi[k].version;
-        return 0;
+                        return &vi[k];
+        return NULL;
 }
 
-/* Write the compromised marks (under cbd.lock).  A failure is reported
- * and the marks still hold in memory. */
-static void leaks_save(void) {
-        json_t *o = json_object(), *c = json_object();
-        char *text = NULL;
-        int r = -ENOMEM;
+static uint32_t current_version(const char *name) {
+        const cb_version_info *v = current_info(name);
+        return v ? v->version : 0;
+}
 
-        if (leaks_dirfd < 0) {
-                json_decref(o);
-                json_decref(c);
-                return;
+/* Record a mark the store could not take before; true once it has. */
+static bool mark_flush(mark *m) {
+        if (!m->pending)
+                return true;
+        if (cb_store_mark_leaked(cbd.store, m->name, m->version, NULL) < 0) {
+                const cb_version_info *vi;
+                size_t nv;
+                bool destroyed = false;
+
+                /* A version destroyed meanwhile has no value left to serve. */
+                if (cb_store_versions(cbd.store, m->name, &vi, &nv) == 0)
+                        for (size_t k = 0; k < nv; k++)
+                                destroyed |= vi[k].version == m->version && vi[k].state == CB_VS_DESTROYED;
+                if (!destroyed)
+                        return false;
         }
-        for (size_t i = 0; i < n_marks; i++)
-                if (marks[i].compromised)
-                        json_object_set_new(c, marks[i].name, json_integer(marks[i].version));
-        json_object_set_new(o, "compromised", c);
-        text = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
-        if (text)
-                r = cb_atomic_replace(leaks_dirfd, LEAKS_FILE, text, strlen(text));
-        if (r < 0)
-                fprintf(stderr, "credbrokerd: cannot record compromised secrets in %s: %s (they hold until "
-                        "restart)\n", LEAKS_FILE, strerror(-r));
-        free(text);
-        json_decref(o);
+        m->pending = false;
+        return true;
 }
 
-int scanner_init(const char *state_dir) {
+/* leaks.json of an older broker: each entry becomes a store record, then
+ * the file goes.  A file that cannot be read, parsed or carried over stops
+ * the daemon: which secrets leaked must never be forgotten. */
+static int leaks_migrate(const char *state_dir) {
         unsigned char *buf = NULL;
         json_t *o = NULL, *c, *v;
         json_error_t err;
         const char *name;
         size_t len;
-        int r;
+        int dfd, r;
 
-        leaks_dirfd = open(state_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (leaks_dirfd < 0)
+        dfd = open(state_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+        if (dfd < 0)
                 return cb_error_set(-errno, "%s: %s", state_dir, strerror(errno));
-        r = cb_read_file_at(leaks_dirfd, LEAKS_FILE, LEAKS_MAX, &buf, &len);
-        if (r == -ENOENT)
-                return 0;
-        if (r < 0)
-                return cb_error_set(r, "%s/%s: %s", state_dir, LEAKS_FILE, strerror(-r));
+        r = cb_read_file_at(dfd, LEAKS_FILE, LEAKS_MAX, &buf, &len);
+        if (r == -ENOENT) {
+                r = 0;
+                goto out;
+        }
+        if (r < 0) {
+                r = cb_error_set(r, "%s/%s: %s", state_dir, LEAKS_FILE, strerror(-r));
+                goto out;
+        }
         o = json_loadb((const char *)buf, len, JSON_REJECT_DUPLICATES, &err);
         c = json_object_get(o, "compromised");
         if (!json_is_object(c)) {
@@ -147,44 +158,64 @@ int scanner_init(const char *state_dir) {
                         r = cb_error_set(-EINVAL, "%s/%s: bad entry \"%.64s\"", state_dir, LEAKS_FILE, name);
                         goto out;
                 }
-                mark *m = mark_get(name, true);
-                if (!m) {
-                        r = cb_error_set(-ENOMEM, "out of memory");
+                r = cb_store_mark_leaked(cbd.store, name, (uint32_t)ver, NULL);
+                if (r == -ENOENT || r == -EKEYREVOKED)
+                        continue; /* the secret or version is gone: nothing left to serve */
+                if (r < 0) {
+                        r = cb_error_set(r, "%s/%s: cannot carry '%s' version %lld into the store: %s", state_dir,
+                                         LEAKS_FILE, name, (long long)ver, cb_error_last());
                         goto out;
                 }
-                m->compromised = true;
-                m->version = (uint32_t)ver;
         }
+        if (unlinkat(dfd, LEAKS_FILE, 0) < 0 || fsync(dfd) < 0) {
+                r = cb_error_set(-errno, "%s/%s: carried into the store, but cannot remove it: %s", state_dir,
+                                 LEAKS_FILE, strerror(errno));
+                goto out;
+        }
+        fprintf(stderr, "credbrokerd: %s/%s carried into the store (compromised marks are store records now) and "
+                "removed\n", state_dir, LEAKS_FILE);
         r = 0;
 out:
         json_decref(o);
         free(buf);
+        close(dfd);
         return r;
 }
 
+int scanner_init(const char *state_dir) {
+        return leaks_migrate(state_dir);
+}
+
 bool scanner_is_compromised(const char *name) {
+        const cb_version_info *cur = current_info(name);
         mark *m = mark_get(name, false);
 
-        if (!m || !m->compromised)
+        if (!cur)
                 return false;
-        if (current_version(name) != m->version) {
-                m->compromised = false; /* rotated since */
-                leaks_save();
-                return false;
+        if (cur->leaked)
+                return true;
+        /* A mark the store has not taken yet (disk full): it holds while
+         * its version is current, and is retried now. */
+        if (m && m->pending && m->version == cur->version) {
+                (void)mark_flush(m);
+                return true;
         }
-        return true;
+        return false;
 }
 
 void leak_list_compromised(json_t *arr) {
-        for (size_t i = 0; i < n_marks; i++)
-                if (scanner_is_compromised(marks[i].name))
-                        json_array_append_new(arr, json_string(marks[i].name));
+        const char **names = NULL;
+        size_t n = 0;
+
+        if (cb_store_names(cbd.store, &names, &n) < 0)
+                return;
+        for (size_t i = 0; i < n; i++)
+                if (scanner_is_compromised(names[i]))
+                        json_array_append_new(arr, json_string(names[i]));
+        free(names);
 }
 
 void leak_shutdown(void) {
-        if (leaks_dirfd >= 0)
-                close(leaks_dirfd);
-        leaks_dirfd = -1;
         free(marks);
         marks = NULL;
         n_marks = 0;
@@ -192,19 +223,27 @@ void leak_shutdown(void) {
 
 /* ---- the leak response -------------------------------------------------- */
 
-/* Mark name compromised at version (0: its current version) and record it
- * (leaks.json): no token is issued for it until its current version
- * changes.  Under cbd.lock. */
+/* Mark version (0: the current one) of name leaked, as a store record: it
+ * is never served again, its value never stored again, and while it is
+ * current no token is issued for the secret.  If the store cannot record
+ * it (disk full), the mark holds in memory (and is retried) and stderr
+ * says so: containment first.  Under cbd.lock. */
 void scanner_mark_compromised(const char *name, uint32_t version) {
         mark *m;
 
         if (!version)
                 version = current_version(name);
-        if (!version || !(m = mark_get(name, true)) || (m->compromised && m->version == version))
+        if (!version)
                 return;
-        m->compromised = true;
-        m->version = version;
-        leaks_save();
+        if (cb_store_mark_leaked(cbd.store, name, version, NULL) == 0)
+                return;
+        fprintf(stderr, "credbrokerd: cannot record '%s' version %u as leaked in the store: %s (held in memory and "
+                "retried)\n", name, version, cb_error_last());
+        m = mark_get(name, true);
+        if (m) {
+                m->pending = true;
+                m->version = version;
+        }
 }
 
 /* The leak response (scan_internal.h). */
@@ -250,8 +289,7 @@ int leak_respond(request *rq, const scan_seen *seen, size_t n_seen) {
                         if (a == CB_ON_LEAK_REVOKE || a == CB_ON_LEAK_ROTATE) {
                                 revoked = cb_tokens_revoke_secret(cbd.tokens, s->name);
                                 (void)proxy_cancel_secret(s->name, "its value was seen in scanned text");
-                                if (m && s->version == current_version(s->name))
-                                        scanner_mark_compromised(s->name, s->version);
+                                scanner_mark_compromised(s->name, s->version); /* any sighted version */
                         }
                         if (a == CB_ON_LEAK_ROTATE && leak_rotate_request(s->name) < 0) {
                                 note = cb_error_last();

@@ -34,6 +34,9 @@
 #include "scan.h"
 #include "error.h"
 #include "fsutil.h"
+#include "memtrim.h"
+#include "log.h"
+#include "sdnotify.h"
 #include "rotate.h"
 #include "wipe_heap.h"
 
@@ -44,16 +47,10 @@ daemon_state cbd = { .lock = PTHREAD_MUTEX_INITIALIZER, .audit_fd = -1 };
 #define DEFAULT_POLICY "/etc/credbroker/policy.json"
 #define DEFAULT_UNLOCK "keyfile:/etc/credbroker/host.key"
 
-static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void say(const char *fmt, ...) {
-        va_list ap;
-
-        fputs("credbrokerd: ", stderr);
-        va_start(ap, fmt);
-        vfprintf(stderr, fmt, ap);
-        va_end(ap);
-        fputc('\n', stderr);
-}
+/* Start-up and signal messages; the level says whether we give up. */
+#define say(...) cb_log(CB_LOG_INFO, __VA_ARGS__)
+#define say_err(...) cb_log(CB_LOG_ERR, __VA_ARGS__)
+#define say_warn(...) cb_log(CB_LOG_WARNING, __VA_ARGS__)
 
 /* jansson's strings may hold a value on its way out: wipe on free. */
 int policy_reload(char *err, size_t errlen) {
@@ -113,6 +110,20 @@ static int listen_unix(const char *dir, const char *name, mode_t mode, gid_t gid
         fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
         if (fd < 0)
                 return -errno;
+        /* Never unlink a socket a live daemon serves (even if its lock file
+         * was removed): a non-blocking connect that is accepted, or finds a
+         * full backlog, means someone listens there. */
+        {
+                int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+                bool live = probe >= 0 && (connect(probe, (struct sockaddr *)&a, sizeof(a)) == 0 || errno == EAGAIN);
+                if (probe >= 0)
+                        close(probe);
+                if (live) {
+                        close(fd);
+                        return cb_error_set(-EADDRINUSE, "%s is served by another live process: refusing to "
+                                            "replace it (stop that daemon first)", path_out);
+                }
+        }
         (void)unlink(path_out);
         old = umask(0177); /* no window where the socket is more open than asked */
         r = bind(fd, (struct sockaddr *)&a, sizeof(a));
@@ -128,7 +139,7 @@ static int listen_unix(const char *dir, const char *name, mode_t mode, gid_t gid
 
 /* --listen-tcp ADDR:PORT: loopback only (127.0.0.0/8 or [::1]); port 0
  * picks a free one.  desc receives "ADDR:PORT" as bound. */
-static int listen_loopback(const char *spec, char *desc, size_t cap) {
+static int listen_loopback(const char *spec, char *desc, size_t cap, bool check_only) {
         struct sockaddr_storage ss = { 0 };
         socklen_t sl;
         const char *colon = strrchr(spec, ':');
@@ -161,6 +172,8 @@ static int listen_loopback(const char *spec, char *desc, size_t cap) {
                                              "tokens are the only credential over TCP, the broker must not be "
                                              "reachable from other machines", host);
         }
+        if (check_only)
+                return 0;
         fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (fd < 0)
                 return cb_error_set(-errno, "--listen-tcp: socket: %s", strerror(errno));
@@ -180,14 +193,16 @@ static int listen_loopback(const char *spec, char *desc, size_t cap) {
 static void usage(FILE *f) {
         fputs("usage: credbrokerd [--state-dir DIR] [--run-dir DIR] [--policy FILE] [--unlock SPEC]\n"
               "                   [--audit-log FILE] [--admin-group GROUP] [--threads N]\n"
-              "                   [--tool-threads N]\n"
+              "                   [--tool-threads N] [--max-tokens N] [--max-tokens-per-uid N]\n"
+              "                   [--tombstone-bytes N]\n"
               "                   [--listen-tcp 127.0.0.1:PORT] [--approval-timeout SECONDS]\n"
               "                   [--tpm2-tcti STRING] [--provision-dir DIR] [--rotate-hook-dir DIR]\n"
-              "       credbrokerd --check-policy FILE\n\n"
+              "       credbrokerd --check-policy FILE\n"
+              "       credbrokerd --version\n\n"
               "defaults: --state-dir " DEFAULT_STATE_DIR " --run-dir " DEFAULT_RUN_DIR "\n"
               "          --policy " DEFAULT_POLICY " --unlock " DEFAULT_UNLOCK "\n"
               "          --audit-log: none unless given (JSON lines, one record per decision, MAC-chained;\n"
-              "            SIGHUP reopens it; see README 'Audit log and alerts')\n"
+              "            SIGHUP reopens it; see docs/audit.md)\n"
               "          --alert-hook CMD: none (run by /bin/sh with each alert as a JSON line on stdin)\n"
               "          --alert-hook-timeout SECONDS: 10 (a hook still running then is killed)\n"
               "          --denial-alert N/SECONDS: 10/60 (N denials of one client within SECONDS alert; 'off')\n"
@@ -195,6 +210,10 @@ static void usage(FILE *f) {
               "          verify audit files offline (oldest first), the daemon not running\n"
               "          --tool-threads 1 (threads serving tools.sock, 1-64; admin.sock has one)\n"
               "          --threads 2 (proxy transfer loops, each also serving --listen-tcp, 1-64)\n"
+              "          --max-tokens 100000, --max-tokens-per-uid 10000 (live tokens; an expired,\n"
+              "            revoked or orphaned one stops counting at once; see docs/capacity.md)\n"
+              "          --tombstone-bytes 4194304 (what explains a dead token's refusal for a minute:\n"
+              "            32 bytes a token, oldest forgotten first; 4096-1073741824)\n"
               "          --rotate-hook-dir: none (DIR/NAME prints a new value for NAME, run on a leak\n"
               "            with on_leak rotate; DIR/_leaked is told of each leaked rotation)\n"
               "          --listen-tcp: none (127.x.x.x:PORT or [::1]:PORT: the proxy over loopback TCP;\n"
@@ -222,7 +241,10 @@ int main(int argc, char **argv) {
                 { "alert-hook", required_argument, NULL, 'H' },  { "denial-alert", required_argument, NULL, 'D' },
                 { "verify-audit", required_argument, NULL, 'V' }, { "alert-hook-timeout", required_argument, NULL, 'O' },
                 { "rotate-hook-dir", required_argument, NULL, 'R' },
-                { "help", no_argument, NULL, 'h' },               {},
+                { "max-tokens", required_argument, NULL, 'M' },  { "max-tokens-per-uid", required_argument, NULL, 'm' },
+                { "tombstone-bytes", required_argument, NULL, 'B' },
+                { "help", no_argument, NULL, 'h' },               { "version", no_argument, NULL, 'v' },
+                {},
         };
         unsigned threads = 2;
         /* 1: on two CPUs a pool of 2 cost more CPU per token request than
@@ -232,6 +254,7 @@ int main(int argc, char **argv) {
         const char *alert_hook = NULL, *verify_files[64];
         size_t n_verify = 0;
         unsigned deny_n = 10, deny_window = 60, hook_timeout = 0;
+        size_t max_tokens = 0, max_tokens_uid = 0, tomb_bytes = 0;
         const char *listen_tcp = NULL, *provision_dir = NULL, *rotate_hook_dir = NULL;
         const char *tpm2_tcti = NULL;
         int tcp_fd = -1;
@@ -240,11 +263,13 @@ int main(int argc, char **argv) {
         const struct rlimit no_core = { 0, 0 };
         gid_t admin_gid = (gid_t)-1;
         cb_unlock_spec *spec = NULL;
-        int c, tool_fd = -1, admin_fd = -1, status = 1;
+        int c, tool_fd = -1, admin_fd = -1, state_lock = -1, run_lock = -1, status = 1;
         sigset_t sigs;
 
         cbd.policy_path = DEFAULT_POLICY;
         cbd.run_dir = DEFAULT_RUN_DIR;
+        cb_log_init();
+        (void)cb_sdnotify_init();
         while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
                 switch (c) {
                 case 's': state_dir = optarg; break;
@@ -258,7 +283,7 @@ int main(int argc, char **argv) {
                         errno = 0;
                         long v = strtol(optarg, &end, 10);
                         if (errno || end == optarg || *end || v < 1 || v > 64) {
-                                say("--threads: '%s' is not a number from 1 to 64", optarg);
+                                say_err("--threads: '%s' is not a number from 1 to 64", optarg);
                                 return 2;
                         }
                         threads = (unsigned)v;
@@ -269,7 +294,7 @@ int main(int argc, char **argv) {
                         errno = 0;
                         long v = strtol(optarg, &end, 10);
                         if (errno || end == optarg || *end || v < 1 || v > 64) {
-                                say("--tool-threads: '%s' is not a number from 1 to 64", optarg);
+                                say_err("--tool-threads: '%s' is not a number from 1 to 64", optarg);
                                 return 2;
                         }
                         tool_threads = (unsigned)v;
@@ -314,7 +339,7 @@ int main(int argc, char **argv) {
                         errno = 0;
                         long v = strtol(optarg, &end, 10);
                         if (errno || end == optarg || *end || v < 1 || v > CB_APPROVAL_TIMEOUT_MAX) {
-                                say("--approval-timeout: '%s' is not a number of seconds from 1 to %d", optarg,
+                                say_err("--approval-timeout: '%s' is not a number of seconds from 1 to %d", optarg,
                                     CB_APPROVAL_TIMEOUT_MAX);
                                 return 2;
                         }
@@ -329,7 +354,7 @@ int main(int argc, char **argv) {
                         errno = 0;
                         long v = strtol(optarg, &end, 10);
                         if (errno || end == optarg || *end || v < 1 || v > 600) {
-                                say("--alert-hook-timeout: '%s' is not a number of seconds from 1 to 600", optarg);
+                                say_err("--alert-hook-timeout: '%s' is not a number of seconds from 1 to 600", optarg);
                                 return 2;
                         }
                         hook_timeout = (unsigned)v;
@@ -337,20 +362,37 @@ int main(int argc, char **argv) {
                 }
                 case 'D':
                         if (alert_parse_rule(optarg, &deny_n, &deny_window) < 0) {
-                                say("--denial-alert: want N/SECONDS (N 1-%d, SECONDS 1-86400) or 'off', not '%s'",
+                                say_err("--denial-alert: want N/SECONDS (N 1-%d, SECONDS 1-86400) or 'off', not '%s'",
                                     ALERT_DENIAL_N_MAX, optarg);
                                 return 2;
                         }
                         break;
                 case 'V':
                         if (n_verify == sizeof(verify_files) / sizeof(verify_files[0])) {
-                                say("--verify-audit: at most 64 files");
+                                say_err("--verify-audit: at most 64 files");
                                 return 2;
                         }
                         verify_files[n_verify++] = optarg;
                         break;
                 case 'R': rotate_hook_dir = optarg; break;
+                case 'M':
+                case 'm':
+                case 'B': {
+                        char *end;
+                        errno = 0;
+                        unsigned long long v = strtoull(optarg, &end, 10);
+                        unsigned long long lo = c == 'B' ? 4096 : 1, hi = c == 'B' ? 1ull << 30 : 100000000;
+                        if (errno || end == optarg || *end || optarg[0] == '-' || v < lo || v > hi) {
+                                say("--%s: '%s' is not a number from %llu to %llu",
+                                    c == 'M' ? "max-tokens" : c == 'm' ? "max-tokens-per-uid" : "tombstone-bytes", optarg,
+                                    lo, hi);
+                                return 2;
+                        }
+                        *(c == 'M' ? &max_tokens : c == 'm' ? &max_tokens_uid : &tomb_bytes) = (size_t)v;
+                        break;
+                }
                 case 'h': usage(stdout); return 0;
+                case 'v': puts("credbrokerd " CB_VERSION_STRING); return 0;
                 default: usage(stderr); return 2;
                 }
         }
@@ -358,10 +400,19 @@ int main(int argc, char **argv) {
                 usage(stderr);
                 return 2;
         }
-        /* Keys live here: no core dumps, no ptrace attach by same-uid processes. */
-        if (setrlimit(RLIMIT_CORE, &no_core) < 0 || prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0) {
-                say("cannot disable core dumps / ptrace: %s", strerror(errno));
+        /* Keys live here: no core dumps, no ptrace attach by same-uid
+         * processes.  PR_SET_DUMPABLE 0 alone already stops both; a
+         * setrlimit a seccomp filter refuses (systemd's SystemCallFilter)
+         * is said, not fatal — the unit sets LimitCORE=0 itself. */
+        if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0) {
+                say_err("cannot disable core dumps / ptrace (PR_SET_DUMPABLE): %s", strerror(errno));
                 return 1;
+        }
+        if (setrlimit(RLIMIT_CORE, &no_core) < 0) {
+                struct rlimit cur;
+                if (getrlimit(RLIMIT_CORE, &cur) < 0 || cur.rlim_cur != 0)
+                        say_warn("cannot set RLIMIT_CORE to 0 (%s); the process is not dumpable anyway",
+                                 strerror(errno));
         }
         if (n_verify) {
                 /* Offline: open the store for its key, verify, exit. */
@@ -369,7 +420,7 @@ int main(int argc, char **argv) {
                 if (sodium_init() < 0 || cb_unlock_spec_parse(unlock, &spec) < 0 ||
                     (tpm2_tcti && !(spec->tpm2_tcti = strdup(tpm2_tcti))) ||
                     cb_store_open(state_dir, spec, &vs) < 0) {
-                        say("audit verify: %s", cb_error_last());
+                        say_err("audit verify: %s", cb_error_last());
                         cb_unlock_spec_free(spec);
                         return 1;
                 }
@@ -387,7 +438,7 @@ int main(int argc, char **argv) {
 
                 snprintf(want, sizeof(want), "%d", (int)getpid());
                 if (n <= 0 || (self[n] = '\0', strcmp(self, want) != 0)) {
-                        say("/proc is not the proc file system of our pid namespace (/proc/self is '%s', our pid "
+                        say_err("/proc is not the proc file system of our pid namespace (/proc/self is '%s', our pid "
                             "is %s): peers cannot be identified; mount /proc for this namespace",
                             n > 0 ? self : "unreadable", want);
                         return 1;
@@ -408,24 +459,25 @@ int main(int argc, char **argv) {
                         bound_max = nofile.rlim_cur - reserve > CB_TOKENS_BOUND_MAX ? CB_TOKENS_BOUND_MAX
                                                                                    : (size_t)(nofile.rlim_cur - reserve);
                 else
-                        say("warning: only %llu file descriptors (RLIMIT_NOFILE); %d connections per socket need "
+                        say_warn("only %llu file descriptors (RLIMIT_NOFILE); %d connections per socket need "
                             "about %llu: connections beyond the limit will fail",
                             (unsigned long long)nofile.rlim_cur, CB_CONN_MAX, (unsigned long long)reserve + 1024);
         }
         if (sodium_init() < 0) {
-                say("libsodium failed to initialise");
+                say_err("libsodium failed to initialise");
                 return 1;
         }
         if (proxy_init() < 0) {
-                say("%s", cb_error_last());
+                say_err("%s", cb_error_last());
                 return 1;
         }
+        memtrim_init();
         json_set_alloc_funcs(malloc, cb_wipe_free);
         signal(SIGPIPE, SIG_IGN);
         if (admin_group) {
                 struct group *g = getgrnam(admin_group);
                 if (!g) {
-                        say("admin group '%s' does not exist", admin_group);
+                        say_err("admin group '%s' does not exist", admin_group);
                         return 2;
                 }
                 admin_gid = g->gr_gid;
@@ -443,65 +495,84 @@ int main(int argc, char **argv) {
                 }
         }
         if (cb_policy_load(cbd.policy_path, &cbd.policy) < 0) {
-                say("%s", cb_error_last());
+                say_err("%s", cb_error_last());
                 return 1;
         }
         cbd.policy_uses_cgroup = cb_policy_uses_cgroup(cbd.policy);
         if (alert_init(alert_hook, hook_timeout, deny_n, deny_window) < 0) {
-                say("cannot start the alert worker");
+                say_err("cannot start the alert worker");
                 goto out;
         }
         if (cb_unlock_spec_parse(unlock, &spec) == 0 && tpm2_tcti) {
                 if (spec->kind != CB_UNLOCK_TPM2 && spec->kind != CB_UNLOCK_TPM2_KEYFILE) {
-                        say("--tpm2-tcti needs --unlock tpm2 or tpm2+keyfile:PATH");
+                        say_err("--tpm2-tcti needs --unlock tpm2 or tpm2+keyfile:PATH");
                         goto out;
                 }
                 spec->tpm2_tcti = strdup(tpm2_tcti);
                 if (!spec->tpm2_tcti) {
-                        say("out of memory");
+                        say_err("out of memory");
                         goto out;
                 }
         }
-        if (!spec || cb_store_open(state_dir, spec, &cbd.store) < 0) {
+        /* A bad flag is refused before the locks (and whatever holds them). */
+        if (listen_tcp && listen_loopback(listen_tcp, NULL, 0, true) < 0) {
                 say("%s", cb_error_last());
+                goto out;
+        }
+        /* One daemon per state dir and per run dir, for the daemon's whole
+         * life: both locks are taken before the store is opened and before
+         * any socket is touched, so a second daemon never recovers, writes
+         * or unlinks anything the first one owns. */
+        if (cb_lock_owner(state_dir, "daemon.lock", "state directory", &state_lock) < 0 &&
+            (access(state_dir, F_OK) == 0 || errno != ENOENT)) { /* no dir: the store open below says how to make one */
+                say("%s", cb_error_last());
+                goto out;
+        }
+        if (prepare_run_dir(cbd.run_dir) < 0 ||
+            cb_lock_owner(cbd.run_dir, "credbrokerd.lock", "run directory", &run_lock) < 0) {
+                say("%s", cb_error_last());
+                goto out;
+        }
+        if (!spec || cb_store_open(state_dir, spec, &cbd.store) < 0) {
+                say_err("%s", cb_error_last());
                 goto out;
         }
         /* The audit key is derived from the store's KEK: after unlock. */
         if (audit && audit_open(audit, state_dir, cbd.store) < 0) {
-                say("%s", cb_error_last());
+                say_err("%s", cb_error_last());
                 goto out;
         }
         if (provision_start() < 0) /* e.g. a read-only store: serve it, say why import cannot work */
-                say("warning: no provisioning keypair (import will fail until one can be made): %s",
+                say_warn("no provisioning keypair (import will fail until one can be made): %s",
                     cb_error_last());
         if (provision_dir && provision_dir_check(provision_dir) < 0) {
-                say("%s", cb_error_last());
+                say_err("%s", cb_error_last());
                 goto out;
         }
         if (provision_dir)
                 provision_dir_scan(provision_dir, "start");
         if (scanner_init(state_dir) < 0) {
-                say("%s", cb_error_last());
+                say_err("%s", cb_error_last());
                 goto out;
         }
         /* Grace that ran out while we were down (a leaked rotation cut short
          * by a crash included) is applied before anything is served. */
         if (rotate_init(rotate_hook_dir) < 0) {
-                say("%s", cb_error_last());
+                say_err("%s", cb_error_last());
                 goto out;
         }
         rotate_sweep((uint64_t)time(NULL));
-        cbd.tokens = cb_tokens_new(0, 0);
+        cbd.tokens = cb_tokens_new(max_tokens, max_tokens_uid);
         if (cbd.tokens)
                 cb_tokens_limit_bound(cbd.tokens, bound_max, CB_TOKENS_BOUND_PER_UID);
+        if (cbd.tokens && tomb_bytes && cb_tokens_limit_tombstones(cbd.tokens, tomb_bytes) < 0) {
+                say("%s", cb_error_last());
+                goto out;
+        }
         cbd.exe_cache = cb_exe_cache_new(256);
         cbd.rate = cb_ratelimit_new(0);
         if (!cbd.tokens || !cbd.exe_cache || !cbd.rate || approval_init(approval_timeout) < 0) {
-                say("out of memory");
-                goto out;
-        }
-        if (prepare_run_dir(cbd.run_dir) < 0) {
-                say("%s", cb_error_last());
+                say_err("out of memory");
                 goto out;
         }
         tool_fd = listen_unix(cbd.run_dir, "tools.sock", 0666, (gid_t)-1, tool_path, sizeof(tool_path));
@@ -509,7 +580,7 @@ int main(int argc, char **argv) {
                 admin_fd = listen_unix(cbd.run_dir, "admin.sock", admin_group ? 0660 : 0600, admin_gid, admin_path,
                                        sizeof(admin_path));
         if (tool_fd < 0 || admin_fd < 0) {
-                say("%s", cb_error_last());
+                say_err("%s", cb_error_last());
                 goto out;
         }
         /* Signals go to this thread only: block them before the servers'
@@ -520,17 +591,18 @@ int main(int argc, char **argv) {
         sigaddset(&sigs, SIGHUP);
         pthread_sigmask(SIG_BLOCK, &sigs, NULL);
         cbd.started = (uint64_t)time(NULL);
-        if (listen_tcp && (tcp_fd = listen_loopback(listen_tcp, tcp_desc, sizeof(tcp_desc))) < 0) {
-                say("%s", cb_error_last());
+        if (listen_tcp && (tcp_fd = listen_loopback(listen_tcp, tcp_desc, sizeof(tcp_desc), false)) < 0) {
+                say_err("%s", cb_error_last());
                 goto out;
         }
         if (server_start(tool_fd, admin_fd, tcp_fd, threads, tool_threads) < 0) {
-                say("%s", cb_error_last());
+                say_err("%s", cb_error_last());
                 goto out;
         }
         say("serving %zu secrets on %s and %s%s%s (policy %s: %zu clients, %zu grants)", cb_store_count(cbd.store),
             tool_path, admin_path, tcp_fd >= 0 ? " and tcp " : "", tcp_desc, cbd.policy_path,
             cb_policy_n_clients(cbd.policy), cb_policy_n_grants(cbd.policy));
+        (void)cb_sdnotify("READY=1\nSTATUS=serving");
         uint64_t refused_said = 0;
         for (;;) {
                 struct timespec tick = { 1, 0 };
@@ -538,30 +610,39 @@ int main(int argc, char **argv) {
 
                 if (sig == SIGTERM || sig == SIGINT) {
                         say("%s: stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+                        (void)cb_sdnotify("STOPPING=1");
                         break;
                 }
                 pthread_mutex_lock(&cbd.lock);
+                /* The watchdog is fed from here, after taking the lock every
+                 * request shares: a handler stuck under it starves the
+                 * watchdog and systemd restarts us (WatchdogSec=). */
+                if (cb_sdnotify_watchdog_usec())
+                        (void)cb_sdnotify("WATCHDOG=1");
                 if (sig == SIGHUP) {
                         char err[512];
+                        (void)cb_sdnotify("RELOADING=1"); /* systemctl reload waits for READY=1 */
                         if (policy_reload(err, sizeof(err)) < 0)
-                                say("SIGHUP: policy NOT reloaded, the old one stays in force: %s", err);
+                                say_warn("SIGHUP: policy NOT reloaded, the old one stays in force: %s", err);
                         else
                                 say("SIGHUP: policy reloaded: %zu clients, %zu grants",
                                     cb_policy_n_clients(cbd.policy), cb_policy_n_grants(cbd.policy));
                         if (audit && audit_reopen() < 0)
-                                say("SIGHUP: audit log NOT reopened, still writing the old file: %s",
+                                say_warn("SIGHUP: audit log NOT reopened, still writing the old file: %s",
                                     cb_error_last());
                         if (provision_dir)
                                 provision_dir_scan(provision_dir, "SIGHUP");
+                        (void)cb_sdnotify("READY=1");
                 }
                 cb_tokens_sweep(cbd.tokens, (uint64_t)time(NULL));
                 approval_sweep();
                 rotate_sweep((uint64_t)time(NULL));
                 scanner_sweep();
                 pthread_mutex_unlock(&cbd.lock);
+                memtrim_tick();
                 uint64_t refused = __atomic_load_n(&cbd.conn_refused, __ATOMIC_RELAXED);
                 if (refused != refused_said) {
-                        say("refused %" PRIu64 " connection(s) over the limit of %d per uid (last: uid %u)",
+                        say_warn("refused %" PRIu64 " connection(s) over the limit of %d per uid (last: uid %u)",
                             refused - refused_said, CB_CONN_PER_UID,
                             (unsigned)__atomic_load_n(&cbd.conn_refused_uid, __ATOMIC_RELAXED));
                         refused_said = refused;
@@ -593,5 +674,9 @@ out:
         audit_close();
         pthread_mutex_unlock(&cbd.lock);
         alert_stop();
+        if (run_lock >= 0)
+                close(run_lock);
+        if (state_lock >= 0)
+                close(state_lock);
         return status;
 }

@@ -52,6 +52,14 @@ enum cb_on_leak {
 };
 #define CB_POLICY_MAX_SECRETS 100000
 
+/* Per-uid budget of /v1/scan and /v1/redact on tools.sock (the admin socket
+ * has none): policy "scan_budget": {"requests_per_minute": N,
+ * "bytes_per_minute": M}, 1..CB_SCAN_BUDGET_MAX_*; absent: the defaults. */
+#define CB_SCAN_BUDGET_REQUESTS_DEFAULT 120
+#define CB_SCAN_BUDGET_BYTES_DEFAULT    (64ull << 20)
+#define CB_SCAN_BUDGET_REQUESTS_MAX     1000000
+#define CB_SCAN_BUDGET_BYTES_MAX        (1ull << 40)
+
 typedef struct cb_grant {
         const char *client;   /* client name */
         const char *secret;   /* secret name, or "*" for any (admins only use this sensibly) */
@@ -139,6 +147,8 @@ const char *cb_on_leak_name(enum cb_on_leak a);
 /* The first grant with the "scan" use (whatever its secret: scanning names
  * what it finds, never a value) held by a client peer matches, or NULL;
  * *ret_client (may be NULL) receives the client's name. */
+/* The scan budget per uid and minute (defaults when the policy sets none). */
+void cb_policy_scan_budget(const cb_policy *p, uint32_t *ret_requests, uint64_t *ret_bytes);
 const cb_grant *cb_policy_scan_grant(const cb_policy *p, const cb_peer *peer, const char **ret_client);
 
 size_t cb_policy_n_clients(const cb_policy *p);

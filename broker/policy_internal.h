@@ -74,7 +74,12 @@ struct cb_policy {
         size_t n_admin_gids;
         secret_pol *secrets;            /* sorted by name */
         size_t n_secrets;
+        uint32_t scan_requests_per_min; /* "scan_budget"; 0 = the default */
+        uint64_t scan_bytes_per_min;
 };
+
+/* Parse the top-level "scan_budget" object (policy_secrets.c). */
+int cb_policy_parse_scan_budget(const char *origin, const json_t *o, cb_policy *p);
 
 /* Parse the top-level "secrets" object (after "grants": a grant naming a
  * canary is refused here) / free what it built. */

@@ -774,8 +774,9 @@ int cb_policy_parse(const char *json, size_t len, const char *origin, cb_policy 
         }
         json_object_foreach(root, key, v) {
                 if (strcmp(key, "clients") != 0 && strcmp(key, "grants") != 0 && strcmp(key, "admins") != 0 &&
-                    strcmp(key, "secrets") != 0) {
-                        r = perr(&c, "top level: unknown key %s (expected clients, grants, admins, secrets)",
+                    strcmp(key, "secrets") != 0 && strcmp(key, "scan_budget") != 0) {
+                        r = perr(&c, "top level: unknown key %s (expected clients, grants, admins, secrets, "
+                                 "scan_budget)",
                                  quote(q, key));
                         goto out;
                 }
@@ -788,6 +789,8 @@ int cb_policy_parse(const char *json, size_t len, const char *origin, cb_policy 
         if ((v = json_object_get(root, "admins")) && (r = parse_admins(&c, v)) < 0)
                 goto out;
         if ((v = json_object_get(root, "secrets")) && (r = cb_policy_parse_secrets(c.origin, v, c.p)) < 0)
+                goto out;
+        if ((v = json_object_get(root, "scan_budget")) && (r = cb_policy_parse_scan_budget(c.origin, v, c.p)) < 0)
                 goto out;
         if ((r = resolve_exes(c.p)) < 0)
                 goto out;

@@ -136,3 +136,35 @@ const cb_grant *cb_policy_scan_grant(const cb_policy *p, const cb_peer *peer, co
         }
         return NULL;
 }
+
+int cb_policy_parse_scan_budget(const char *origin, const json_t *o, cb_policy *p) {
+        const char *key;
+        json_t *v;
+
+        if (!json_is_object(o))
+                return cb_error_set(-EINVAL, "%s: scan_budget: expected an object {\"requests_per_minute\": N, "
+                                    "\"bytes_per_minute\": M}", origin);
+        json_object_foreach((json_t *)o, key, v) {
+                bool req = strcmp(key, "requests_per_minute") == 0, bytes = strcmp(key, "bytes_per_minute") == 0;
+                json_int_t x = json_integer_value(v);
+
+                if (!req && !bytes)
+                        return cb_error_set(-EINVAL, "%s: scan_budget: unknown key \"%.64s\" (expected "
+                                            "requests_per_minute, bytes_per_minute)", origin, key);
+                if (!json_is_integer(v) || x < 1 ||
+                    (uint64_t)x > (req ? (uint64_t)CB_SCAN_BUDGET_REQUESTS_MAX : CB_SCAN_BUDGET_BYTES_MAX))
+                        return cb_error_set(-EINVAL, "%s: scan_budget.%s: an integer from 1 to %llu", origin, key,
+                                            req ? (unsigned long long)CB_SCAN_BUDGET_REQUESTS_MAX
+                                                : (unsigned long long)CB_SCAN_BUDGET_BYTES_MAX);
+                if (req)
+                        p->scan_requests_per_min = (uint32_t)x;
+                else
+                        p->scan_bytes_per_min = (uint64_t)x;
+        }
+        return 0;
+}
+
+void cb_policy_scan_budget(const cb_policy *p, uint32_t *ret_requests, uint64_t *ret_bytes) {
+        *ret_requests = p && p->scan_requests_per_min ? p->scan_requests_per_min : CB_SCAN_BUDGET_REQUESTS_DEFAULT;
+        *ret_bytes = p && p->scan_bytes_per_min ? p->scan_bytes_per_min : CB_SCAN_BUDGET_BYTES_DEFAULT;
+}

@@ -20,6 +20,7 @@
 
 #include <microhttpd.h>
 
+#include "log.h"
 #include "audit.h"
 #include "audit_format.h" /* cb_json_string_lossy */
 #include "daemon.h"
@@ -32,13 +33,13 @@
 
 static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void say(const char *fmt, ...) {
+        char line[1024];
         va_list ap;
 
-        fputs("credbrokerd: provision: ", stderr);
         va_start(ap, fmt);
-        vfprintf(stderr, fmt, ap);
+        vsnprintf(line, sizeof(line), fmt, ap);
         va_end(ap);
-        fputc('\n', stderr);
+        cb_log(CB_LOG_NOTICE, "provision: %s", line);
 }
 
 static const char *key_state(enum cb_version_state s) {
@@ -431,6 +432,12 @@ static int audit_file(const char *file, const char *secret, const char *decision
 }
 
 #define SCAN_MAX 4096 /* files per scan; the rest wait for the next SIGHUP */
+
+static uint64_t stranded_seen; /* .importing.* captures recovered since start (status) */
+
+uint64_t provision_stranded_recovered(void) {
+        return stranded_seen;
+}
 #define WORK_PREFIX ".importing."
 
 /* Put a captured file back under its name (only if that name is still
@@ -563,10 +570,11 @@ void provision_dir_scan(const char *dir, const char *when) {
                 goto out;
         }
         /* List first, then rename: renames while readdir runs could show a
-         * file twice or not at all. */
+         * file twice or not at all.  A .importing.FILE is a capture a
+         * killed daemon left behind: listed to be put back (below). */
         while (n < SCAN_MAX && (de = readdir(d))) {
                 /* Dot files are how a deployment system writes a blob before renaming it in. */
-                if (de->d_name[0] == '.')
+                if (de->d_name[0] == '.' && strncmp(de->d_name, WORK_PREFIX, strlen(WORK_PREFIX)) != 0)
                         continue;
                 names[n] = strdup(de->d_name);
                 if (!names[n]) {
@@ -577,7 +585,30 @@ void provision_dir_scan(const char *dir, const char *when) {
         }
         if (n == SCAN_MAX)
                 say("%s: %s: more than %d files; the rest wait for the next scan", when, dir, SCAN_MAX);
+        /* Stranded captures first: each goes back under its name (then it
+         * is imported below like any file: the store refuses a replay if it
+         * was imported already), or is kept as .rejected.FILE if that name
+         * was reused meanwhile.  Reported on stderr, in the audit log and
+         * in status. */
         for (size_t i = 0; i < n; i++) {
+                const char *file;
+
+                if (strncmp(names[i], WORK_PREFIX, strlen(WORK_PREFIX)) != 0)
+                        continue;
+                file = names[i] + strlen(WORK_PREFIX);
+                stranded_seen++;
+                say("%s: %.200s was left captured as %.200s by a daemon that stopped mid-import: putting it back "
+                    "to be retried", when, file, names[i]);
+                if (audit_file(file, NULL, "allow", "stranded import recovered: retried") < 0)
+                        say("%s: cannot write the audit record for the stranded %.200s", when, names[i]);
+                if (file[0] && file[0] != '.') {
+                        put_back(dirfd(d), when, names[i], file);
+                        memmove(names[i], file, strlen(file) + 1); /* retried below under its own name */
+                }
+        }
+        for (size_t i = 0; i < n; i++) {
+                if (names[i][0] == '.')
+                        continue;
                 char expect[CB_NAME_MAX + 1];
                 size_t fl = strlen(names[i]), sl = strlen(SEAL_SUFFIX);
                 int r;

@@ -57,6 +57,7 @@
 #include "audit.h"
 #include "audit_format.h" /* cb_json_string_lossy */
 #include "error.h"
+#include "metrics.h"
 #include "proxy.h"
 #include "proxy_job.h"
 #include "wipe_alloc.h"
@@ -131,7 +132,12 @@ void proxy_job_unref(proxy_job *j) {
         free(j->ca_file);
         free(j->pin);
         cb_ovscan_clear(&j->scan);
-        cb_redchain_clear(&j->red);
+        cb_scan_stream_free(j->rs);
+        cb_matcher_free(j->red);
+        if (j->rout) {
+                sodium_memzero(j->rout, j->rout_cap);
+                free(j->rout);
+        }
         for (size_t i = 0; i < j->nrh; i++)
                 free(j->rh[i]);
         free(j->rh);
@@ -168,7 +174,7 @@ void proxy_job_fail(proxy_job *j, int status, const char *code, const char *fmt,
         vsnprintf(msg, sizeof(msg), fmt, ap);
         va_end(ap);
         /* curl's messages may quote the URL, which may carry the value. */
-        char *clean = cb_redchain_string(&j->red, msg);
+        char *clean = j->red ? cb_matcher_redact_string(j->red, msg, NULL) : NULL;
         pthread_mutex_lock(&j->mu);
         if (!j->headers_done) {
                 j->fail_status = status;
@@ -244,10 +250,47 @@ static bool push(proxy_job *j, const unsigned char *p, size_t n) {
         return true;
 }
 
+/* The redacting stream's output: collected, then pushed as one piece. */
+static int red_out(void *u, const void *p, size_t n) {
+        proxy_job *j = u;
+
+        if (j->rout_len + n > j->rout_cap) {
+                size_t nc = j->rout_cap ? j->rout_cap : 4096;
+                while (nc < j->rout_len + n)
+                        nc *= 2;
+                unsigned char *b = malloc(nc);
+                if (!b)
+                        return -ENOMEM;
+                if (j->rout) {
+                        memcpy(b, j->rout, j->rout_len);
+                        sodium_memzero(j->rout, j->rout_cap);
+                        free(j->rout);
+                }
+                j->rout = b;
+                j->rout_cap = nc;
+        }
+        memcpy(j->rout + j->rout_len, p, n);
+        j->rout_len += n;
+        return 0;
+}
+
+/* Run a piece of the body (NULL: its end) through the redactor, which
+ * holds back only what may still become the value (SSE events go out at
+ * once); false on ENOMEM. */
+static bool redact_push(proxy_job *j, const void *p, size_t n) {
+        if (!j->rs) {
+                if (!(j->rs = cb_scan_stream_new(j->red, NULL, red_out, j)))
+                        return false;
+                cb_scan_stream_eager(j->rs);
+        }
+        j->rout_len = 0;
+        if ((p ? cb_scan_stream_feed(j->rs, p, n) : cb_scan_stream_finish(j->rs)) < 0)
+                return false;
+        return j->rout_len == 0 || push(j, j->rout, j->rout_len);
+}
+
 static size_t on_write(char *p, size_t size, size_t n, void *u) {
         proxy_job *j = u;
-        const unsigned char *out;
-        size_t len;
 
         /* Full: curl keeps this piece and hands it again once the MHD
          * side drained the buffer and poked the loop (a slow client slows
@@ -259,10 +302,8 @@ static size_t on_write(char *p, size_t size, size_t n, void *u) {
         pthread_mutex_unlock(&j->mu);
         if (full)
                 return CURL_WRITEFUNC_PAUSE;
-        if (cb_redchain_feed(&j->red, p, size * n, &out, &len) < 0)
-                return 0;
         j->bytes_down += size * n;
-        return push(j, out, len) ? size * n : 0;
+        return redact_push(j, p, size * n) ? size * n : 0;
 }
 
 static bool resp_header_dropped(const char *name, size_t nl) {
@@ -336,7 +377,7 @@ static size_t on_header(char *p, size_t size, size_t n, void *u) {
         memcpy(line + nl, ": ", 2);
         memcpy(line + nl + 2, v, (size_t)(end - v));
         line[nl + 2 + (end - v)] = '\0';
-        char *clean = cb_redchain_string(&j->red, line);
+        char *clean = cb_matcher_redact_string(j->red, line, NULL);
         sodium_memzero(line, strlen(line));
         free(line);
         if (!clean)
@@ -460,6 +501,7 @@ static const char *curl_fail_code(CURLcode c, int *status) {
 /* The completion record: status, bytes, duration (the decision record was
  * written before anything was sent). */
 static void audit_done(proxy_job *j) {
+        metrics_proxy_done(j->secret, j->status, proxy_now_ns() - j->t0_ns);
         if (!audit_enabled())
                 return;                                   /* nothing would be written; no lock taken */
         /* method and path come from the client: not necessarily UTF-8 */
@@ -479,6 +521,8 @@ static void audit_done(proxy_job *j) {
                 json_object_set_new(o, "reason", cb_json_string_lossy(j->err));
         if (j->client[0])
                 json_object_set_new(o, "client", json_string(j->client));
+        if (j->request_id[0])
+                json_object_set_new(o, "request_id", json_string(j->request_id));
         pthread_mutex_lock(&cbd.lock);
         (void)audit_emit(o);
         pthread_mutex_unlock(&cbd.lock);
@@ -500,10 +544,8 @@ bool proxy_job_reusable(const proxy_job *j) {
  * what failed, answer, audit, drop the loop's reference. */
 void proxy_job_finished(proxy_job *j, CURLcode c) {
         if (c == CURLE_OK) {
-                const unsigned char *tail;
-                size_t tl;
-                if (cb_redchain_finish(&j->red, &tail, &tl) == 0 && tl)
-                        (void)push(j, tail, tl);
+                if (!redact_push(j, NULL, 0))
+                        proxy_job_fail(j, 502, "bad_gateway", "out of memory redacting the response's end");
         } else if (j->refused && !j->headers_done) {
                 proxy_job_fail(j, 403, "forbidden", "%s", j->refusal);
         } else if (j->resp_bad) {

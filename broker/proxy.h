@@ -9,6 +9,7 @@
 
 #include "daemon.h"
 #include "egress.h"
+#include "match.h"
 #include "proxy_request.h"
 
 /* A decided request. */
@@ -18,11 +19,9 @@ typedef struct proxy_spec {
         struct curl_slist *headers;   /* owned; holds the injected credential */
         cb_dest dest;
         const char *ca_file, *pin;    /* sealed metadata, or NULL */
-        /* What the response is checked for (copied): the value itself and
-         * the forms it was sent in or may be echoed as — base64 of
-         * "user:value" for basic auth, percent-escaped, JSON-escaped. */
-        const unsigned char *forms[4];
-        size_t form_lens[4], nforms;
+        /* What the response is checked for (owned, taken by proxy_start):
+         * the value's forms (keys/match.h), basic "user:value" included. */
+        cb_matcher *red;
         cb_preq_frame frame;          /* how MHD framed the body (the broker's decision) */
         bool expect_body;             /* frame != CB_FRAME_NONE: a body follows */
         long long content_length;     /* CB_FRAME_LENGTH: the length; else -1 (sent chunked) */
@@ -30,6 +29,7 @@ typedef struct proxy_spec {
         char boundary[CB_PREQ_BOUNDARY_MAX + 1];
         size_t value_len;
         char path[1024];              /* for the audit record, without the query */
+        char request_id[32];          /* shared by the decision's and the completion's audit records */
 } proxy_spec;
 
 /* Start the upstream transfer for rq and park the connection until the

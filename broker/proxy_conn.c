@@ -356,13 +356,7 @@ int proxy_start(request *rq, proxy_spec *sp) {
         }
         pthread_mutex_init(&j->mu, NULL);
         j->refs = 1;                                      /* ours until the loop has it */
-        r = 0;
-        for (size_t i = 0; i < sp->nforms && r == 0; i++)
-                r = cb_redchain_add(&j->red, sp->forms[i], sp->form_lens[i]);
-        if (r < 0) {
-                ret = reply_error(rq, 503, "unavailable", "out of memory");
-                goto out;
-        }
+        j->red = sp->red, sp->red = NULL;
         j->conn = rq->conn;
         memcpy(j->method, sp->method, sizeof(j->method));
         j->url = sp->url, sp->url = NULL;
@@ -398,6 +392,7 @@ int proxy_start(request *rq, proxy_spec *sp) {
         memcpy(j->client, rq->client, sizeof(j->client));
         memcpy(j->accessor, rq->accessor, sizeof(j->accessor));
         memcpy(j->path, sp->path, sizeof(j->path));
+        memcpy(j->request_id, sp->request_id, sizeof(j->request_id));
         {
                 size_t slot = PROXY_MAX_JOBS, mine = 0;
                 pthread_mutex_lock(&proxy_jobs_mu);
@@ -452,5 +447,7 @@ out:
         }
         proxy_slist_wipe_free(sp->headers);
         sp->headers = NULL;
+        cb_matcher_free(sp->red);
+        sp->red = NULL;
         return ret;
 }

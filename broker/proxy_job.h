@@ -66,7 +66,10 @@ typedef struct proxy_job {
         struct proxy_job *next_wake;  /* the loop thread's */
         char errbuf[CURL_ERROR_SIZE];
         char *ca_file, *pin;
-        cb_redchain red;              /* the value and its injected/escaped forms */
+        cb_matcher *red;              /* the value's forms (keys/match.h) */
+        cb_scan_stream *rs;           /* the response body through red (the loop thread's) */
+        unsigned char *rout;          /* what rs let through of the last piece */
+        size_t rout_len, rout_cap;
         /* what came back */
         long status;
         char **rh;                    /* "Name: value", filtered and redacted */
@@ -87,6 +90,7 @@ typedef struct proxy_job {
         char exe_sha256_hex[65];
         char secret[CB_NAME_MAX + 1], client[65], accessor[CB_ACCESSOR_LEN + 1];
         char path[1024];              /* without the query */
+        char request_id[32];          /* the decision record's (metrics_request_id) */
 } proxy_job;
 /* Every job in flight (a slot per job), guarded by proxy_jobs_mu;
  * proxy_stopping is set once at shutdown, under the same lock. */

@@ -68,6 +68,13 @@ static void wake_all(void) {
 #define HANDLES_KEPT 64
 #define IDLE_FDS 65536                        /* descriptors above this are always looked up */
 #define LOOPS_MAX 64
+/* A loop with no transfer for this long gives back its pooled upstream
+ * connections (each a socket and its TLS state, ~50-90 KiB) and its kept
+ * handles (their buffers): after a burst, 100+ of them held ~10 MB of an
+ * idle daemon (tests/bench/soak.sh).  Cost: the next request after a quiet
+ * half-minute makes a new connection (TLS resumed from the share's session
+ * cache); upstreams close idle connections about as soon anyway. */
+#define POOL_IDLE_NS (30ull * 1000000000u)
 
 struct proxy_loop {
         pthread_t thread;
@@ -87,6 +94,7 @@ struct proxy_loop {
         size_t n_active;
         CURL *kept[HANDLES_KEPT];
         size_t n_kept;
+        uint64_t idle_since_ns;               /* no transfer since (0: busy; UINT64_MAX: pool given back) */
 };
 
 static proxy_loop loops[LOOPS_MAX];
@@ -325,6 +333,35 @@ static void loop_wake(proxy_loop *l) {
         (void)!write(l->wake_fd, &one, sizeof(one));       /* full (2^64-2): it is awake anyway */
 }
 
+static CURLM *multi_new(proxy_loop *l);
+
+/* Once a pass: after POOL_IDLE_NS without a transfer, the kept handles and
+ * the multi handle's idle connections go (a fresh multi handle replaces it). */
+static void loop_idle(proxy_loop *l) {
+        uint64_t now = proxy_now_ns();
+        CURLM *m;
+
+        if (l->n_active) {
+                l->idle_since_ns = 0;
+                return;
+        }
+        if (!l->idle_since_ns) {
+                l->idle_since_ns = now;
+                return;
+        }
+        if (l->idle_since_ns == UINT64_MAX || now - l->idle_since_ns < POOL_IDLE_NS)
+                return;
+        l->idle_since_ns = UINT64_MAX;
+        while (l->n_kept)
+                curl_easy_cleanup(l->kept[--l->n_kept]);
+        m = multi_new(l);
+        if (!m)
+                return; /* keep the old one: it still works */
+        curl_multi_cleanup(l->multi); /* closes its connections (their sockets leave the epoll set) */
+        l->multi = m;
+        l->curl_due_ns = 0;
+}
+
 static void *loop_main(void *arg) {
         proxy_loop *l = arg;
         struct epoll_event evs[64];
@@ -405,10 +442,26 @@ static void *loop_main(void *arg) {
                 /* Answer what was just resumed in this same pass. */
                 if (l->driven && woke)
                         MHD_run(l->driven);
+                loop_idle(l);
         }
         while (l->n_kept)
                 curl_easy_cleanup(l->kept[--l->n_kept]);
         return NULL;
+}
+
+static CURLM *multi_new(proxy_loop *l) {
+        CURLM *m = curl_multi_init();
+
+        if (!m)
+                return NULL;
+        curl_multi_setopt(m, CURLMOPT_SOCKETFUNCTION, on_socket);
+        curl_multi_setopt(m, CURLMOPT_SOCKETDATA, l);
+        curl_multi_setopt(m, CURLMOPT_TIMERFUNCTION, on_timer);
+        curl_multi_setopt(m, CURLMOPT_TIMERDATA, l);
+        /* Keep idle upstream connections for the jobs in flight. */
+        curl_multi_setopt(m, CURLMOPT_MAXCONNECTS, (long)PROXY_MAX_JOBS);
+        curl_multi_setopt(m, CURLMOPT_PIPELINING, (long)CURLPIPE_NOTHING);
+        return m;
 }
 
 int proxy_loop_start(unsigned n, struct MHD_Daemon *const *drive) {
@@ -447,16 +500,10 @@ int proxy_loop_start(unsigned n, struct MHD_Daemon *const *drive) {
                         if (epoll_ctl(l->ep, EPOLL_CTL_ADD, l->driven_fd, &ev) < 0)
                                 return cb_error_set(-errno, "proxy loop: epoll_ctl: %s", strerror(errno));
                 }
-                l->multi = curl_multi_init();
+                l->multi = multi_new(l);
                 if (!l->multi)
                         return cb_error_set(-ENOMEM, "libcurl: no multi handle");
-                curl_multi_setopt(l->multi, CURLMOPT_SOCKETFUNCTION, on_socket);
-                curl_multi_setopt(l->multi, CURLMOPT_SOCKETDATA, l);
-                curl_multi_setopt(l->multi, CURLMOPT_TIMERFUNCTION, on_timer);
-                curl_multi_setopt(l->multi, CURLMOPT_TIMERDATA, l);
-                /* Keep idle upstream connections for the jobs in flight. */
-                curl_multi_setopt(l->multi, CURLMOPT_MAXCONNECTS, (long)PROXY_MAX_JOBS);
-                curl_multi_setopt(l->multi, CURLMOPT_PIPELINING, (long)CURLPIPE_NOTHING);
+                l->idle_since_ns = 0;
         }
         /* Jobs may come from the first pass on, and queue for a loop whose
          * thread is not running yet. */

@@ -16,6 +16,7 @@
 #include <microhttpd.h>
 #include <sodium.h>
 
+#include "metrics.h"
 #include "error.h"
 #include "codec.h"
 #include "proxy.h"
@@ -142,26 +143,6 @@ static char *pct(const unsigned char *p, size_t n) {
         return o;
 }
 
-/* The value as a JSON string body would carry it, '/' escaped too (as PHP
- * and others write it); NULL on ENOMEM. */
-static char *json_escaped(const unsigned char *p, size_t n) {
-        char *o = malloc(n * 6 + 1), *q = o;
-
-        if (!o)
-                return NULL;
-        for (size_t i = 0; i < n; i++) {
-                unsigned char c = p[i];
-                if (c == '"' || c == '\\' || c == '/')
-                        *q++ = '\\', *q++ = (char)c;
-                else if (c < 0x20)
-                        q += sprintf(q, "\\u%04x", c);
-                else
-                        *q++ = (char)c;
-        }
-        *q = '\0';
-        return o;
-}
-
 static bool header_safe(const unsigned char *p, size_t n) {
         for (size_t i = 0; i < n; i++)
                 if (p[i] == '\r' || p[i] == '\n' || p[i] == 0)
@@ -200,7 +181,7 @@ int api_proxy(request *rq) {
         proxy_spec sp = { .url = NULL };
         hdr_list *hl = NULL;
         struct curl_slist *out = NULL;
-        char *upstream = NULL, *extra = NULL, *pct_form = NULL, *json_form = NULL, *query = NULL;
+        char *upstream = NULL, *extra = NULL, *query = NULL;
         size_t tok_i = 0;
         int r, ret;
 
@@ -496,13 +477,38 @@ int api_proxy(request *rq) {
                         goto out;
                 }
         }
+        /* What the response is checked for: every form of the value
+         * (keys/match.h), and "user:value" whole for basic auth. */
+        {
+                cb_matcher_builder *b = cb_matcher_builder_new(CB_MATCH_SHORT);
+                r = b ? cb_matcher_builder_add(b, "", 0, v, vl) : -ENOMEM;
+                if (r == 0 && inj.kind == CB_INJECT_BASIC)
+                        r = cb_matcher_builder_add_user(b, inj.name, v, vl);
+                if (r == 0)
+                        r = cb_matcher_build(b, &sp.red), b = NULL;
+                cb_matcher_builder_free(b);
+                if (r == -EMSGSIZE) {
+                        ret = reply_error(rq, 500, "internal", "secret '%s' is shorter than %d bytes: a response "
+                                          "cannot be checked for it, refused", secret, CB_MATCH_MIN_VALUE);
+                        goto out;
+                }
+                if (r < 0) {
+                        ret = reply_error(rq, 503, "unavailable", "out of memory");
+                        goto out;
+                }
+        }
         /* Decided: count the use, record it before anything leaves (fail
          * closed). */
         if (cb_tokens_count_checked(cbd.tokens, info) < 0) {
                 ret = reply_error(rq, 401, "unauthorized", "%s", cb_error_last());
                 goto out;
         }
-        if (audit_write(rq, 202, "allow", "proxied") < 0) {
+        metrics_request_id(sp.request_id); /* links this record to the completion's */
+        rq->audit_extra = json_pack("{s:s}", "request_id", sp.request_id);
+        r = audit_write(rq, 202, "allow", "proxied");
+        json_decref(rq->audit_extra);
+        rq->audit_extra = NULL;
+        if (r < 0) {
                 ret = reply_error(rq, 503, "audit_unavailable", "the audit log cannot be written");
                 goto out;
         }
@@ -511,16 +517,6 @@ int api_proxy(request *rq) {
         sp.dest = dest;
         sp.ca_file = meta->ca_file;
         sp.pin = meta->pin;
-        /* The forms a response may echo the secret in. */
-        sp.forms[sp.nforms] = v, sp.form_lens[sp.nforms++] = vl;
-        if (inj.kind == CB_INJECT_BASIC && extra)
-                sp.forms[sp.nforms] = (const unsigned char *)extra + 21, sp.form_lens[sp.nforms++] = strlen(extra + 21);
-        pct_form = pct(v, vl);
-        if (pct_form && (strlen(pct_form) != vl || memcmp(pct_form, v, vl) != 0))
-                sp.forms[sp.nforms] = (const unsigned char *)pct_form, sp.form_lens[sp.nforms++] = strlen(pct_form);
-        json_form = json_escaped(v, vl);
-        if (json_form && (strlen(json_form) != vl || memcmp(json_form, v, vl) != 0))
-                sp.forms[sp.nforms] = (const unsigned char *)json_form, sp.form_lens[sp.nforms++] = strlen(json_form);
         snprintf(sp.method, sizeof(sp.method), "%s", rq->method);
         /* The upstream framing is the broker's: a length only when MHD
          * framed the body by one valid Content-Length, else chunked. */
@@ -534,14 +530,7 @@ int api_proxy(request *rq) {
 out:
         sodium_memzero(tok, sizeof(tok));
         cb_secbuf_free(val);
-        if (pct_form) {
-                sodium_memzero(pct_form, strlen(pct_form));
-                free(pct_form);
-        }
-        if (json_form) {
-                sodium_memzero(json_form, strlen(json_form));
-                free(json_form);
-        }
+        cb_matcher_free(sp.red);
         if (extra) {
                 sodium_memzero(extra, strlen(extra));
                 free(extra);

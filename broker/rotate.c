@@ -186,6 +186,13 @@ void rotate_leaked_failed(const char *name, uint32_t old, const char *source, co
         if (ev && old)
                 json_object_set_new(ev, "version", json_integer((json_int_t)old));
         alert_raise("rotation_failed", ev);
+        if (ev) {
+                json_t *rec = json_deep_copy(ev);
+                if (rec) {
+                        json_object_set_new(rec, "event", json_string("rotation_failed"));
+                        (void)rotate_audit_event(rec);
+                }
+        }
         json_decref(ev);
 }
 
@@ -236,7 +243,8 @@ static int value_reused(const char *name, const void *value, size_t len, uint32_
         r = 0;
         for (size_t i = 0; i < n && !*ret_version; i++) {
                 cb_secbuf *old = NULL;
-                int g = cb_store_get(cbd.store, name, vers[i], true, &old, NULL, NULL);
+                /* Leaked versions too: the store would refuse them anyway, this says which. */
+                int g = cb_store_get_ex(cbd.store, name, vers[i], true, CB_STORE_LEAKED_OK, &old, NULL, NULL);
 
                 if (g == -EKEYREVOKED || g == -ENOENT)
                         continue; /* destroyed (or gone) meanwhile: nothing to compare */
@@ -360,8 +368,11 @@ int rotate_run(enum rotate_phase phase, const char *name, const void *value, siz
                 goto out;
         if (phase != ROTATE_PROMOTE && leaked && (r = mark_leaked_through(m, old)) < 0)
                 goto out;
-        /* Containment first: if any later step fails, the tokens are gone. */
+        /* Containment first: if any later step fails, the old version is
+         * marked leaked in the store (never served again, its value never
+         * stored again) and the tokens are gone. */
         if (leaked) {
+                scanner_mark_compromised(name, old);
                 revoked = cb_tokens_revoke_secret(cbd.tokens, name);
                 cut = proxy_cancel_secret(name, "rotated after a leak");
         }

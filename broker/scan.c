@@ -2,8 +2,11 @@
 /*
  * Leak scanning in the daemon (scan.h), the scanning half: the live
  * matcher and its rebuild, and the routes POST /v1/scan and POST /v1/redact
- * (scan jobs streaming a request body through the matcher).  What is done
- * about a sighting (the leak response, compromised marks, leaks.json, the
+ * (scan jobs streaming a request body through the matcher).  A tools.sock
+ * caller (a "scan" grant) gets names without offsets, within the policy's
+ * per-uid scan_budget (requests and bytes a minute), and each of its
+ * sightings raises a scan_hit alert (docs/hardening-state.md).  What is done
+ * about a sighting (the leak response, compromised marks in the store, the
  * token gate) is in leak.c; scan_internal.h is the seam between the two.
  *
  * The live matcher is built from the store on first use after a change
@@ -21,14 +24,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <microhttpd.h>
 #include <sodium.h>
 
+#include "alert.h"
 #include "error.h"
 #include "scan.h"
 #include "scan_internal.h"
-#include "scanner.h"
+#include "match.h"
 
 /* ---- the live matcher --------------------------------------------------- */
 
@@ -87,7 +92,7 @@ static int add_short(const char *name) {
 
 /* Build from the store: every version not disabled or destroyed. */
 static int build(void) {
-        cb_matcher_builder *b = cb_matcher_builder_new();
+        cb_matcher_builder *b = cb_matcher_builder_new(CB_MATCH_TOKENS);
         const char **names = NULL;
         size_t n = 0, versions = 0;
         live *lv = NULL;
@@ -110,7 +115,9 @@ static int build(void) {
 
                         if (vi[k].state == CB_VS_DISABLED || vi[k].state == CB_VS_DESTROYED)
                                 continue;
-                        r = cb_store_get(cbd.store, names[i], vi[k].version, true, &val, NULL, NULL);
+                        /* Leaked versions too: a leaked value must keep being recognised. */
+                        r = cb_store_get_ex(cbd.store, names[i], vi[k].version, true, CB_STORE_LEAKED_OK, &val,
+                                            NULL, NULL);
                         if (r < 0) {
                                 r = cb_error_set(r, "scanner: cannot read '%s' version %" PRIu32 ": %s", names[i],
                                                  vi[k].version, cb_error_last());
@@ -216,7 +223,9 @@ struct scan_job {
         scan_seen *seen;
         size_t n_seen, cap_seen, last_seen, n_tokens;
         uid_t uid;
-        bool counted; /* holds one of uid's JOBS_PER_UID */
+        bool counted; /* holds one of uid's JOBS_PER_UID; also: a tools.sock caller (budget, no offsets) */
+        bool over_budget;
+        uint64_t budget_bytes; /* the policy's bytes per minute, read at the start */
         unsigned char *out;           /* redact: the round's output */
         size_t out_len, out_cap;
 };
@@ -247,6 +256,46 @@ static bool jobs_take(uid_t uid) {
                 ok = true;
         }
 out:
+        pthread_mutex_unlock(&jobs_lock);
+        return ok;
+}
+
+/* The scan budget (policy "scan_budget"): requests and bytes per uid and
+ * minute on tools.sock.  A fixed one-minute window per uid, in a small
+ * table under jobs_lock; a uid not in it (table full of uids active this
+ * minute) is refused, like the 65th concurrent uid above. */
+#define BUDGET_SLOTS 256
+struct budget_slot {
+        uid_t uid;
+        uint64_t minute, requests, bytes;
+};
+static struct budget_slot budget[BUDGET_SLOTS];
+
+/* Charge requests and bytes to uid's current minute; false (nothing
+ * charged) when that would go over max_requests / max_bytes. */
+static bool budget_charge(uid_t uid, uint64_t requests, uint64_t bytes, uint64_t max_requests, uint64_t max_bytes) {
+        uint64_t minute = (uint64_t)time(NULL) / 60;
+        size_t slot = SIZE_MAX;
+        bool ok = false;
+
+        pthread_mutex_lock(&jobs_lock);
+        for (size_t i = 0; i < BUDGET_SLOTS; i++) {
+                if (budget[i].minute == minute && budget[i].uid == uid) {
+                        slot = i;
+                        break;
+                }
+                if (slot == SIZE_MAX && budget[i].minute != minute)
+                        slot = i; /* free, or a past minute's */
+        }
+        if (slot != SIZE_MAX) {
+                if (budget[slot].minute != minute || budget[slot].uid != uid)
+                        budget[slot] = (struct budget_slot){ .uid = uid, .minute = minute };
+                if (budget[slot].requests + requests <= max_requests && budget[slot].bytes + bytes <= max_bytes) {
+                        budget[slot].requests += requests;
+                        budget[slot].bytes += bytes;
+                        ok = true;
+                }
+        }
         pthread_mutex_unlock(&jobs_lock);
         return ok;
 }
@@ -345,11 +394,15 @@ static int on_hit(void *ctx, const cb_scan_hit *h, char label[CB_SCAN_LABEL_MAX]
                 return -ENOMEM;
         }
         j->total++;
-        if (j->findings && json_array_size(j->findings) < CB_SCAN_FINDINGS_MAX)
-                json_array_append_new(j->findings,
-                                      json_pack("{s:s, s:s, s:I}", "kind", cb_scan_kind_name(h->kind), "name",
-                                                h->kind == CB_SK_TOKEN ? (acc[0] ? acc : "unknown") : h->name,
-                                                "offset", (json_int_t)h->start));
+        /* Offsets only on the admin socket: to a tools.sock caller an offset
+         * says which of many guesses in one body was the secret. */
+        if (j->findings && json_array_size(j->findings) < CB_SCAN_FINDINGS_MAX) {
+                json_t *f = json_pack("{s:s, s:s}", "kind", cb_scan_kind_name(h->kind), "name",
+                                      h->kind == CB_SK_TOKEN ? (acc[0] ? acc : "unknown") : h->name);
+                if (f && !j->counted)
+                        json_object_set_new(f, "offset", json_integer((json_int_t)h->start));
+                json_array_append_new(j->findings, f);
+        }
         return 0;
 }
 
@@ -397,6 +450,28 @@ static int header_u64(request *rq, const char *name, uint64_t max, uint64_t *ret
         return 0;
 }
 
+static void scan_budget_alert(request *rq, const char *what, uint64_t limit) {
+        json_t *ev = json_pack("{s:s, s:I, s:I, s:s, s:I}", "route", rq->route, "uid", (json_int_t)rq->peer.uid, "pid",
+                               (json_int_t)rq->peer.pid, "budget", what, "limit", (json_int_t)limit);
+        alert_raise("scan_budget", ev);
+        json_decref(ev);
+}
+
+static void scan_hit_alert(request *rq, const struct scan_job *j) {
+        json_t *names = json_array();
+        json_t *ev;
+
+        for (size_t i = 0; i < j->n_seen && names; i++)
+                json_array_append_new(names, json_string(j->seen[i].token ? "token" : j->seen[i].name));
+        ev = json_pack("{s:s, s:I, s:I, s:o*, s:I, s:I}", "route", rq->route, "uid", (json_int_t)rq->peer.uid, "pid",
+                       (json_int_t)rq->peer.pid, "names", names, "sightings", (json_int_t)j->total, "bytes",
+                       (json_int_t)j->bytes);
+        if (ev && rq->client[0])
+                json_object_set_new(ev, "client", json_string(rq->client));
+        alert_raise("scan_hit", ev);
+        json_decref(ev);
+}
+
 int scan_start(request *rq) {
         bool redact = strcmp(rq->url, "/v1/redact") == 0;
         const char *client = NULL;
@@ -424,6 +499,15 @@ int scan_start(request *rq) {
                 }
                 j->uid = rq->peer.uid;
                 j->counted = true;
+                uint32_t max_req;
+                cb_policy_scan_budget(cbd.policy, &max_req, &j->budget_bytes);
+                if (!budget_charge(j->uid, 1, 0, max_req, j->budget_bytes)) {
+                        scan_budget_alert(rq, "requests", max_req);
+                        job_free(j);
+                        return reply_error(rq, 429, "scan_budget", "uid %u used its scan budget of %" PRIu32
+                                           " requests per minute (policy scan_budget)", (unsigned)rq->peer.uid,
+                                           max_req);
+                }
         }
         if (redact && (header_u64(rq, "X-Credbroker-Skip", CB_REDACT_BODY_MAX, &j->skip) < 0 ||
                        header_u64(rq, "X-Credbroker-Final", 1, &fin) < 0)) {
@@ -469,8 +553,14 @@ int scan_feed(request *rq, const char *data, size_t *size) {
         *size = 0;
         if (j->too_large || j->error)
                 return MHD_YES; /* the rest is read and dropped; the answer says why */
+        if (j->over_budget)
+                return MHD_YES;
         if (j->bytes + n > (j->redact ? CB_REDACT_BODY_MAX : CB_SCAN_BODY_MAX)) {
                 j->too_large = true;
+                return MHD_YES;
+        }
+        if (j->counted && !budget_charge(j->uid, 0, n, UINT64_MAX, j->budget_bytes)) {
+                j->over_budget = true; /* nothing more is scanned; what was is answered for */
                 return MHD_YES;
         }
         j->bytes += n;
@@ -548,7 +638,19 @@ int scan_finish(request *rq) {
         /* The leak response comes first, whatever the reply: a sighting in
          * an oversized or failed request is still a sighting. */
         int rr = leak_respond(rq, j->seen, j->n_seen);
-        if (j->too_large)
+        /* Every sighting by a tools.sock caller is an alert, whatever the
+         * leak response's cooldown: probing a secret by guesses shows. */
+        if (j->counted && j->n_seen)
+                scan_hit_alert(rq, j);
+        if (j->over_budget) {
+                uint32_t max_req;
+                uint64_t max_bytes;
+                cb_policy_scan_budget(cbd.policy, &max_req, &max_bytes);
+                scan_budget_alert(rq, "bytes", max_bytes);
+                ret = reply_error(rq, 429, "scan_budget", "uid %u used its scan budget of %" PRIu64 " bytes per "
+                                  "minute (policy scan_budget): the body was not scanned past it",
+                                  (unsigned)rq->peer.uid, max_bytes);
+        } else if (j->too_large)
                 ret = reply_error(rq, 413, "payload_too_large", "body larger than %" PRIu64 " bytes%s",
                                   j->redact ? (uint64_t)CB_REDACT_BODY_MAX : CB_SCAN_BODY_MAX,
                                   j->redact ? " (one redact round)" : "");

@@ -73,9 +73,10 @@ json_t *scanner_status_json(void);
 
 /* ---- the leak response (leak.c) ---- */
 
-/* At start, after the store is open: load the compromised marks kept in
- * STATE_DIR/leaks.json (a leak outlives a restart).  A file that cannot be
- * read or parsed stops the daemon (-errno, message set): fail closed. */
+/* At start, after the store is open: carry an older broker's
+ * STATE_DIR/leaks.json into the store (compromised marks are store
+ * records now) and remove it.  A file that cannot be read, parsed or
+ * carried over stops the daemon (-errno, message set): fail closed. */
 int scanner_init(const char *state_dir);
 
 /* Token issuance gate (route_token, under cbd.lock): refuses a canary
@@ -86,7 +87,8 @@ int leak_token_gate(request *rq, const char *secret, int *ret);
 /* Under cbd.lock. */
 bool scanner_is_compromised(const char *name);
 
-/* Mark name compromised at version (0: its current version), kept in
- * leaks.json: no token is issued for it until its current version changes
- * (a leaked rotation that failed, a leak sighting).  Under cbd.lock. */
+/* Mark version (0: the current one) of name leaked in the store
+ * (cb_store_mark_leaked): never served or stored again; no token is issued
+ * for name while it is current (a leaked rotation that failed, a leak
+ * sighting).  Under cbd.lock. */
 void scanner_mark_compromised(const char *name, uint32_t version);

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The seam between scan.c (the live matcher and the /v1/scan and /v1/redact
- * routes) and leak.c (the leak response, compromised marks, leaks.json and
+ * routes) and leak.c (the leak response, compromised marks (store records) and
  * the token gate).  Internal to the daemon's scanner: other parts of the
  * broker use scan.h.
  */
@@ -32,11 +32,10 @@ typedef struct scan_seen {
  * built (the entries before it were answered). */
 int leak_respond(request *rq, const scan_seen *seen, size_t n_seen);
 
-/* Append the name of every secret still compromised to arr (a JSON array);
- * a mark whose secret has been rotated since is dropped on the way (and
- * leaks.json rewritten).  Under cbd.lock. */
+/* Append the name of every secret whose current version is marked leaked
+ * to arr (a JSON array).  Under cbd.lock. */
 void leak_list_compromised(json_t *arr);
 
-/* Close the state directory and free the marks (scanner_shutdown(), under
+/* Free the alert cooldowns and unrecorded marks (scanner_shutdown(), under
  * cbd.lock or single-threaded). */
 void leak_shutdown(void);

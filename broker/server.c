@@ -29,6 +29,7 @@
 #include <microhttpd.h>
 #include <sodium.h>
 
+#include "metrics.h"
 #include "audit.h"
 #include "audit_format.h" /* cb_json_string_lossy */
 #include "daemon.h"
@@ -113,17 +114,42 @@ int reply_json(request *rq, unsigned status, json_t *body, bool sensitive) {
         char *text;
         size_t len;
 
-        if (audit_write(rq, status, status < 300 ? "allow" : "deny", NULL) < 0 && status < 300) {
+        /* Fail closed: no audit record, no answer -- unless the decision was
+         * recorded before it took effect (an admin write's intent record):
+         * then the answer tells what was done. */
+        if (audit_write(rq, status, status < 300 ? "allow" : "deny", NULL) < 0 && !rq->intent_recorded) {
                 json_decref(body);
-                /* Fail closed: no audit record, no answer. */
                 return reply_error(rq, 503, "audit_unavailable", "the audit log cannot be written");
         }
+        metrics_request(rq->route, status);
         text = json_dumps(body, JSON_COMPACT);
         json_decref(body);
         if (!text)
                 return MHD_NO;
         len = strlen(text);
         return queue(rq, status, text, len, sensitive);
+}
+
+int reply_text(request *rq, unsigned status, const char *content_type, char *text, size_t len) {
+        struct MHD_Response *resp;
+        int ret;
+
+        if (audit_write(rq, status, status < 300 ? "allow" : "deny", NULL) < 0 && status < 300) {
+                free(text);
+                return reply_error(rq, 503, "audit_unavailable", "the audit log cannot be written");
+        }
+        metrics_request(rq->route, status);
+        resp = MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
+        if (!resp) {
+                free(text);
+                return MHD_NO;
+        }
+        MHD_add_response_header(resp, "Content-Type", content_type);
+        MHD_add_response_header(resp, "Cache-Control", "no-store");
+        ret = MHD_queue_response(rq->conn, status, resp);
+        rq->answered = ret == MHD_YES;
+        MHD_destroy_response(resp);
+        return ret;
 }
 
 int reply_error(request *rq, unsigned status, const char *code, const char *fmt, ...) {
@@ -135,8 +161,22 @@ int reply_error(request *rq, unsigned status, const char *code, const char *fmt,
         va_start(ap, fmt);
         vsnprintf(msg, sizeof(msg), fmt, ap);
         va_end(ap);
-        (void)audit_write(rq, status, "deny", msg);
-        o = json_pack("{s:s, s:o*}", "error", code, "message", cb_json_string_lossy(msg)); /* msg may quote a URL */
+        /* A denial without its record is answered 503 (still a refusal),
+         * and counted in the audit.resume record. */
+        if (audit_write(rq, status, "deny", msg) < 0 && status != 503 && !rq->intent_recorded) {
+                status = 503;
+                code = "audit_unavailable";
+                snprintf(msg, sizeof(msg), "the audit log cannot be written: refused");
+        }
+        metrics_request(rq->route, status);
+        if (rq->method && rq->url && is_proxy_target(rq->method, rq->url))
+                /* A refused proxied request reaches an SDK (openai,
+                 * @anthropic-ai/sdk), which reads error.message into its
+                 * exception: answer in the vendors' shape. */
+                o = json_pack("{s:s, s:{s:s, s:s, s:o*}, s:o*}", "type", "error", "error", "type", code, "code", code,
+                              "message", cb_json_string_lossy(msg), "message", cb_json_string_lossy(msg));
+        else
+                o = json_pack("{s:s, s:o*}", "error", code, "message", cb_json_string_lossy(msg)); /* msg may quote a URL */
         text = o ? json_dumps(o, JSON_COMPACT) : NULL;
         json_decref(o);
         if (!text)

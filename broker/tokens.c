@@ -16,6 +16,7 @@
 #include "policy.h"
 #include "secmem.h"
 #include "tokens.h"
+#include "tombstones.h"
 
 #define HASH_LEN 32
 
@@ -30,6 +31,19 @@
  * wiped and faulted in every live entry again at each doubling: memcpy alone
  * was 3.5 % of perf samples while tests/bench/tokens.sh filled a fresh table
  * (the throughput change was within its run-to-run noise).
+ *
+ * Only live tokens are in the table, and only they count against the caps:
+ * an expired, revoked or orphaned token is dropped at once (at the latest
+ * by the next sweep, within a second of its expiry) and leaves a 32-byte
+ * record in the tombstone store (tombstones.h), which tells its holder why
+ * for a minute.  Before, such entries stayed a minute in the table and
+ * counted: 100,000 / (TTL + 60 s) was the most tokens/s the caps allowed.
+ *
+ * Memory returns after a burst (the sweep, once a second): new entries take
+ * the lowest free numbers (the free stack is rebuilt in that order), so the
+ * high chunks empty first; empty chunks at the end are unmapped, empty ones
+ * in the middle given back with MADV_DONTNEED (their address stays valid),
+ * and an index four times larger than it needs is rebuilt smaller.
  */
 #define CHUNK_SHIFT 10
 #define CHUNK_N ((size_t)1 << CHUNK_SHIFT)
@@ -38,7 +52,6 @@ struct entry {
         unsigned char hash[HASH_LEN]; /* keyed hash of the token text */
         bool live;
         int pidfd;                    /* process binding, -1 if none or released */
-        uint64_t gone_at;             /* when the sweep found its process gone (0: not) */
         uint32_t slot;                /* its index slot while live */
         cb_token_info info;
 };
@@ -60,11 +73,17 @@ struct uid_count {
         bool used;
 };
 
+struct chunk {
+        struct entry *ents;      /* CHUNK_N entries, mmap'd */
+        uint32_t used;           /* entries allocated (live, or being issued) */
+        bool released;           /* empty, its pages given back (MADV_DONTNEED) */
+};
+
 struct cb_tokens {
         cb_secbuf *key;          /* BLAKE2b key for token hashes, per process */
         struct slot *slots;
-        size_t cap, slots_used;  /* power of two; live + tombstones */
-        struct entry **chunks;   /* n_chunks chunks of CHUNK_N entries */
+        size_t cap, slots_used;  /* power of two; live + dead slots */
+        struct chunk *chunks;    /* n_chunks chunks of CHUNK_N entries */
         size_t n_chunks;
         size_t ents_cap, ents_n; /* entries [0..ents_n) have been used; cap = n_chunks * CHUNK_N */
         uint32_t *free_ents;     /* stack of reusable entries (ents_cap long) */
@@ -75,17 +94,19 @@ struct cb_tokens {
         size_t max_total, max_per_uid;
         size_t bound, max_bound, max_bound_per_uid;
         uint64_t last_sweep;
+        size_t dropped;          /* entries freed since the last sweep compacted */
+        cb_tombs *tombs;
 };
 
 static struct entry *ent_at(const cb_tokens *t, size_t i) {
-        return &t->chunks[i >> CHUNK_SHIFT][i & (CHUNK_N - 1)];
+        return &t->chunks[i >> CHUNK_SHIFT].ents[i & (CHUNK_N - 1)];
 }
 
 /* Whether p is the address of one of t's entries in use, and its number.
  * Addresses are compared as integers: p need not point into the table. */
 static bool ent_of_addr(const cb_tokens *t, uintptr_t p, uint32_t *ret_index) {
         for (size_t c = 0; c < t->n_chunks; c++) {
-                uintptr_t base = (uintptr_t)t->chunks[c];
+                uintptr_t base = (uintptr_t)t->chunks[c].ents;
                 size_t i = (c << CHUNK_SHIFT) + (p - base) / sizeof(struct entry);
 
                 if (p >= base && p - base < CHUNK_BYTES && (p - base) % sizeof(struct entry) == 0 && i < t->ents_n) {
@@ -123,12 +144,23 @@ cb_tokens *cb_tokens_new(size_t max_total, size_t max_per_uid) {
         t->slots = calloc(t->cap, sizeof(*t->slots));
         t->uids_cap = 64;
         t->uids = calloc(t->uids_cap, sizeof(*t->uids));
-        if (!t->key || !t->slots || !t->uids) {
+        t->tombs = cb_tombs_new(0, 0);
+        if (!t->key || !t->slots || !t->uids || !t->tombs) {
                 cb_tokens_free(t);
                 return NULL;
         }
         randombytes_buf(cb_secbuf_data(t->key), crypto_generichash_KEYBYTES);
         return t;
+}
+
+int cb_tokens_limit_tombstones(cb_tokens *t, size_t bytes) {
+        cb_tombs *n = cb_tombs_new(bytes, 0);
+
+        if (!n)
+                return cb_error_set(-ENOMEM, "out of memory for a tombstone store of %zu bytes", bytes);
+        cb_tombs_free(t->tombs);
+        t->tombs = n;
+        return 0;
 }
 
 void cb_tokens_limit_bound(cb_tokens *t, size_t max_total, size_t max_per_uid) {
@@ -143,13 +175,17 @@ static uint64_t tag_of(const unsigned char h[HASH_LEN]) {
         return v;
 }
 
-/* Free an entry (live or never counted): close its pidfd, wipe it, leave a
- * tombstone in its slot. */
+/* Free an entry (live or never counted): close its pidfd, wipe it, mark
+ * its index slot dead. */
 static void drop(cb_tokens *t, struct entry *e) {
+        uint32_t i = ent_index(t, e);
+
         if (e->pidfd >= 0)
                 close(e->pidfd);
         t->slots[e->slot].state = SLOT_DEAD;
-        t->free_ents[t->n_free++] = ent_index(t, e);
+        t->free_ents[t->n_free++] = i;
+        t->chunks[i >> CHUNK_SHIFT].used--;
+        t->dropped++;
         sodium_memzero(e, sizeof(*e));
         e->pidfd = -1;
 }
@@ -199,10 +235,17 @@ static struct uid_count *uid_counter(cb_tokens *t, uid_t uid, bool create) {
         return &t->uids[i];
 }
 
-/* Drop a live entry and uncount it. */
-static void retire(cb_tokens *t, struct entry *e) {
+/* Drop a live entry and uncount it, leaving a tombstone that says why
+ * (CB_TOMB_NONE: none). */
+static void retire(cb_tokens *t, struct entry *e, cb_tomb_reason why, uint64_t now) {
         struct uid_count *uc = uid_counter(t, e->info.uid, false);
 
+        if (why != CB_TOMB_NONE) {
+                unsigned char acc[CB_TOMBS_ACC_LEN] = { 0 };
+
+                (void)sodium_hex2bin(acc, sizeof(acc), e->info.accessor + 4, CB_ACCESSOR_LEN - 4, NULL, NULL, NULL);
+                cb_tombs_put(t->tombs, e->hash, acc, why, now);
+        }
         if (e->pidfd >= 0 && e->info.bound_process) {
                 t->bound--;
                 if (uc && uc->bound > 0)
@@ -224,10 +267,12 @@ void cb_tokens_free(cb_tokens *t) {
                         close(e->pidfd);
         }
         for (size_t c = 0; c < t->n_chunks; c++) {
-                sodium_memzero(t->chunks[c], CHUNK_BYTES);
-                munmap(t->chunks[c], CHUNK_BYTES);
+                if (!t->chunks[c].released)
+                        sodium_memzero(t->chunks[c].ents, CHUNK_BYTES);
+                munmap(t->chunks[c].ents, CHUNK_BYTES);
         }
         free(t->chunks);
+        cb_tombs_free(t->tombs);
         free(t->free_ents);
         free(t->slots);
         free(t->uids);
@@ -294,30 +339,42 @@ static struct entry *chunk_new(void) {
 
 /* A free entry and its number (a chunk added as needed); NULL on ENOMEM. */
 static struct entry *entry_alloc(cb_tokens *t, uint32_t *ret_index) {
+        struct chunk *c;
+
         if (t->n_free) {
                 *ret_index = t->free_ents[--t->n_free];
-                return ent_at(t, *ret_index);
-        }
-        if (t->ents_n == t->ents_cap) {
-                size_t nc = t->ents_cap + CHUNK_N;
-                struct entry *chunk = nc <= UINT32_MAX ? chunk_new() : NULL;
-                struct entry **chunks = chunk ? realloc(t->chunks, (t->n_chunks + 1) * sizeof(*chunks)) : NULL;
-                uint32_t *nf = chunks ? calloc(nc, sizeof(*nf)) : NULL;
+        } else {
+                if (t->ents_n == t->ents_cap) {
+                        size_t nc = t->ents_cap + CHUNK_N;
+                        struct entry *chunk = nc <= UINT32_MAX ? chunk_new() : NULL;
+                        struct chunk *chunks = chunk ? realloc(t->chunks, (t->n_chunks + 1) * sizeof(*chunks)) : NULL;
+                        uint32_t *nf = chunks ? calloc(nc, sizeof(*nf)) : NULL;
 
-                if (chunks)
-                        t->chunks = chunks;
-                if (!nf) {
-                        if (chunk)
-                                munmap(chunk, CHUNK_BYTES);
-                        return NULL;
+                        if (chunks)
+                                t->chunks = chunks;
+                        if (!nf) {
+                                if (chunk)
+                                        munmap(chunk, CHUNK_BYTES);
+                                return NULL;
+                        }
+                        t->chunks[t->n_chunks++] = (struct chunk){ .ents = chunk };
+                        free(t->free_ents); /* empty: n_free == 0 here */
+                        t->free_ents = nf;
+                        t->ents_cap = nc;
                 }
-                t->chunks[t->n_chunks++] = chunk;
-                free(t->free_ents); /* empty: n_free == 0 here */
-                t->free_ents = nf;
-                t->ents_cap = nc;
+                *ret_index = (uint32_t)t->ents_n++;
         }
-        *ret_index = (uint32_t)t->ents_n;
-        return ent_at(t, t->ents_n++);
+        c = &t->chunks[*ret_index >> CHUNK_SHIFT];
+        if (c->released) {
+                /* Its pages were given back: one call faults them in again
+                 * (as MAP_POPULATE did), not one fault per page. */
+#ifdef MADV_POPULATE_WRITE
+                (void)madvise(c->ents, CHUNK_BYTES, MADV_POPULATE_WRITE);
+#endif
+                c->released = false;
+        }
+        c->used++;
+        return ent_at(t, *ret_index);
 }
 
 int cb_tokens_issue(cb_tokens *t, const cb_peer *peer, const char *client, const char *secret, uint32_t version,
@@ -327,7 +384,7 @@ int cb_tokens_issue(cb_tokens *t, const cb_peer *peer, const char *client, const
         uint32_t ei;
         struct entry *e;
         struct uid_count *per_uid;
-        bool bind_process = bind == CB_BIND_PROCESS;
+        bool bind_process = bind == CB_BIND_PROCESS || bind == CB_BIND_SESSION; /* both hold a pidfd */
         int r;
 
         if (strlen(secret) >= sizeof(e->info.secret) || strlen(client) >= sizeof(e->info.client))
@@ -337,19 +394,21 @@ int cb_tokens_issue(cb_tokens *t, const cb_peer *peer, const char *client, const
         if (now_s() != t->last_sweep)
                 cb_tokens_sweep(t, now_s());
         if (t->live >= t->max_total)
-                return cb_error_set(-ENOSPC, "the broker holds the maximum of %zu live tokens", t->max_total);
+                return cb_error_set(-ENOSPC, "total token cap: the broker holds the maximum of %zu live tokens "
+                                    "(credbrokerd --max-tokens)", t->max_total);
         /* The per-uid cap bounds what one (possibly hijacked) tool can pin. */
         per_uid = uid_counter(t, peer->uid, true);
         if (!per_uid)
                 return cb_error_set(-ENOMEM, "out of memory");
         if (per_uid->n >= t->max_per_uid)
-                return cb_error_set(-ENOSPC, "uid %u holds the maximum of %zu live tokens", (unsigned)peer->uid,
-                                    t->max_per_uid);
+                return cb_error_set(-ENOSPC, "per-uid token cap: uid %u holds the maximum of %zu live tokens "
+                                    "(credbrokerd --max-tokens-per-uid)", (unsigned)peer->uid, t->max_per_uid);
         if (bind_process && per_uid->bound >= t->max_bound_per_uid)
-                return cb_error_set(-ENOSPC, "uid %u holds the maximum of %zu process-bound tokens",
+                return cb_error_set(-ENOSPC, "per-uid process-bound cap: uid %u holds the maximum of %zu process-bound tokens",
                                     (unsigned)peer->uid, t->max_bound_per_uid);
         if (bind_process && t->bound >= t->max_bound)
-                return cb_error_set(-ENOSPC, "the broker holds the maximum of %zu process-bound tokens", t->max_bound);
+                return cb_error_set(-ENOSPC, "process-bound cap: the broker holds the maximum of %zu process-bound "
+                                    "tokens (one file descriptor each)", t->max_bound);
         if (bind_process && !peer->pidfd_pinned)
                 return cb_error_set(-EOPNOTSUPP, "process-bound tokens need SO_PEERPIDFD (Linux 6.5 or later)");
         if ((t->slots_used + 1) * 2 > t->cap && (r = rehash(t, t->live * 4 > t->cap ? t->cap * 2 : t->cap)) < 0)
@@ -381,7 +440,8 @@ int cb_tokens_issue(cb_tokens *t, const cb_peer *peer, const char *client, const
         e->info.max_uses = max_uses;
         e->info.uid = peer->uid;
         memcpy(e->info.exe_sha256, peer->exe_sha256, 32);
-        e->info.any_exe = bind == CB_BIND_UID;
+        e->info.any_exe = bind == CB_BIND_UID || bind == CB_BIND_SESSION;
+        e->info.any_process = bind == CB_BIND_SESSION;
         if (bind_process) {
                 e->info.bound_process = true;
                 e->info.pid = peer->pid;
@@ -409,7 +469,7 @@ static bool process_gone(const struct entry *e) {
         struct pollfd pfd = { .fd = e->pidfd, .events = POLLIN };
         int r;
 
-        if (e->pidfd < 0 || e->gone_at)
+        if (e->pidfd < 0)
                 return true;
         do
                 r = poll(&pfd, 1, 0);
@@ -425,6 +485,29 @@ const char *cb_tokens_refused_accessor(void) {
         return refused_accessor;
 }
 
+/* The answer for a token not in the table: why, if its tombstone is still
+ * there (its accessor noted for the audit record, as for a live one). */
+static int gone(cb_tokens *t, const unsigned char h[HASH_LEN]) {
+        unsigned char acc[CB_TOMBS_ACC_LEN];
+        cb_tomb_reason why = cb_tombs_get(t->tombs, h, now_s(), acc);
+
+        if (why != CB_TOMB_NONE) {
+                memcpy(refused_accessor, "cba_", 4);
+                sodium_bin2hex(refused_accessor + 4, sizeof(refused_accessor) - 4, acc, sizeof(acc));
+        }
+        switch (why) {
+        case CB_TOMB_EXPIRED:
+                return cb_error_set(-ETIME, "token expired");
+        case CB_TOMB_REVOKED:
+                return cb_error_set(-ENOENT, "unknown or revoked token (this one was revoked)");
+        case CB_TOMB_EXITED:
+                return cb_error_set(-ESRCH, "token was bound to a process that has exited");
+        case CB_TOMB_NONE:
+                break;
+        }
+        return cb_error_set(-ENOENT, "unknown or revoked token");
+}
+
 static int find(cb_tokens *t, const char *tok, size_t len, struct entry **ret) {
         unsigned char h[HASH_LEN];
         int r = cb_token_check(tok, len);
@@ -437,10 +520,10 @@ static int find(cb_tokens *t, const char *tok, size_t len, struct entry **ret) {
         hash_token(t, tok, len, h);
         e = lookup(t, h);
         if (!e)
-                return cb_error_set(-ENOENT, "unknown or revoked token");
+                return gone(t, h);
         memcpy(refused_accessor, e->info.accessor, sizeof(refused_accessor));
         if (e->info.expires <= now_s()) {
-                retire(t, e);
+                retire(t, e, CB_TOMB_EXPIRED, now_s());
                 return cb_error_set(-ETIME, "token expired");
         }
         *ret = e;
@@ -471,11 +554,11 @@ static int check_use(cb_tokens *t, const char *token, size_t len, const cb_peer 
                 return cb_error_set(-EPERM, "token was issued to another executable");
         if (e->info.bound_process) {
                 if (process_gone(e)) {
-                        retire(t, e);
+                        retire(t, e, CB_TOMB_EXITED, now_s());
                         return cb_error_set(-ESRCH, "token was bound to a process that has exited");
                 }
                 /* The issuer is alive (just checked): its pid is its own. */
-                if (e->info.pid != peer->pid)
+                if (e->info.pid != peer->pid && !e->info.any_process)
                         return cb_error_set(-ESRCH, "token is bound to another process");
         }
         if (!(e->info.uses & use))
@@ -519,7 +602,7 @@ static size_t revoke_where(cb_tokens *t, const char *field_off_match, size_t off
                 struct entry *e = ent_at(t, i);
 
                 if (e->live && strcmp((const char *)&e->info + off, field_off_match) == 0) {
-                        retire(t, e);
+                        retire(t, e, CB_TOMB_REVOKED, now_s());
                         n++;
                 }
         }
@@ -538,6 +621,46 @@ size_t cb_tokens_revoke_client(cb_tokens *t, const char *client) {
         return revoke_where(t, client, offsetof(cb_token_info, client));
 }
 
+/* Give memory back after a burst: unmap empty chunks at the end, release
+ * the pages of empty ones in the middle, rebuild the free stack so that the
+ * lowest numbers go first (the high chunks empty), shrink an index four
+ * times larger than the live tokens need.  O(entries). */
+static void compact(cb_tokens *t) {
+        bool shrunk = false;
+
+        while (t->n_chunks > 1 && t->chunks[t->n_chunks - 1].used == 0) {
+                struct chunk *c = &t->chunks[--t->n_chunks];
+
+                munmap(c->ents, CHUNK_BYTES); /* every entry in it was wiped when dropped */
+                t->ents_cap -= CHUNK_N;
+                if (t->ents_n > t->ents_cap)
+                        t->ents_n = t->ents_cap;
+                shrunk = true;
+        }
+        if (shrunk) {
+                uint32_t *nf = realloc(t->free_ents, t->ents_cap * sizeof(*nf));
+
+                if (nf)
+                        t->free_ents = nf; /* else the larger one stays: still big enough */
+        }
+        for (size_t c = 0; c < t->n_chunks; c++)
+                if (t->chunks[c].used == 0 && !t->chunks[c].released &&
+                    madvise(t->chunks[c].ents, CHUNK_BYTES, MADV_DONTNEED) == 0)
+                        t->chunks[c].released = true;
+        t->n_free = 0;
+        for (size_t i = t->ents_n; i-- > 0;)
+                if (!ent_at(t, i)->live) /* free (a released chunk's read as zeros) */
+                        t->free_ents[t->n_free++] = (uint32_t)i;
+        if (t->cap > 1024 && t->live * 16 < t->cap) {
+                size_t nc = 1024;
+
+                while (nc < t->live * 4)
+                        nc *= 2;
+                (void)rehash(t, nc); /* on ENOMEM the old index stays */
+        }
+        t->dropped = 0;
+}
+
 size_t cb_tokens_sweep(cb_tokens *t, uint64_t now) {
         size_t n = 0;
 
@@ -547,27 +670,28 @@ size_t cb_tokens_sweep(cb_tokens *t, uint64_t now) {
 
                 if (!e->live)
                         continue;
-                /* A process-bound token whose process exited gives its pidfd
-                 * back at once (the fd is what the bound caps count) ... */
-                if (e->info.bound_process && !e->gone_at && process_gone(e)) {
-                        struct uid_count *uc = uid_counter(t, e->info.uid, false);
-
-                        close(e->pidfd);
-                        e->pidfd = -1;
-                        e->gone_at = now ? now : 1;
-                        t->bound--;
-                        if (uc && uc->bound > 0)
-                                uc->bound--;
-                }
-                /* ... and, like an expired one, lingers a minute so its
-                 * holder hears why ("exited", "expired") rather than
-                 * "unknown"; it is refused all the same. */
-                if (e->info.expires + 60 <= now || (e->gone_at && e->gone_at + 60 <= now)) {
-                        retire(t, e);
-                        n++;
-                }
+                /* Dropped at once, the cap room and (process-bound) the
+                 * pidfd given back; the tombstone says why for a minute. */
+                if (e->info.expires <= now)
+                        retire(t, e, CB_TOMB_EXPIRED, now);
+                else if (e->info.bound_process && process_gone(e))
+                        retire(t, e, CB_TOMB_EXITED, now);
+                else
+                        continue;
+                n++;
         }
+        if (t->dropped)
+                compact(t);
+        cb_tombs_sweep(t->tombs, now);
         return n;
+}
+
+size_t cb_tokens_bytes(const cb_tokens *t) {
+        size_t n = t->cap * sizeof(struct slot) + t->ents_cap * sizeof(uint32_t) + t->uids_cap * sizeof(struct uid_count);
+
+        for (size_t c = 0; c < t->n_chunks; c++)
+                n += t->chunks[c].released ? 0 : CHUNK_BYTES;
+        return n + cb_tombs_bytes_held(t->tombs);
 }
 
 size_t cb_tokens_count(const cb_tokens *t) {

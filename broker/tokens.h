@@ -44,11 +44,16 @@ typedef struct cb_token_info {
         uid_t uid;
         unsigned char exe_sha256[32];
         bool bound_process;
-        bool any_exe;         /* CB_BIND_UID: any executable of the uid may present it */
+        bool any_exe;         /* CB_BIND_UID, _SESSION: any executable of the uid may present it */
+        bool any_process;     /* CB_BIND_SESSION: any process of the uid, while the issuer lives */
         pid_t pid;
 } cb_token_info;
 
-/* max_total and max_per_uid cap the table (0 = defaults). */
+/* max_total and max_per_uid cap the live tokens (0 = defaults): a token
+ * counts from its issue until it expires, is revoked or its bound process
+ * exits, not a moment longer.  What it leaves to explain its refusal (a
+ * tombstone, tombstones.h) never counts.  The table has a tombstone store
+ * of CB_TOMBS_BYTES_DEFAULT.  NULL on ENOMEM; free with cb_tokens_free. */
 cb_tokens *cb_tokens_new(size_t max_total, size_t max_per_uid);
 void cb_tokens_free(cb_tokens *t);
 
@@ -57,7 +62,16 @@ typedef enum cb_token_bind {
         CB_BIND_EXE = 0,      /* the issuing executable (hash) */
         CB_BIND_PROCESS = 1,  /* the issuing process (and executable) */
         CB_BIND_UID = 2,      /* the uid alone */
+        CB_BIND_SESSION = 3,  /* any program of the uid while the issuing process lives
+                               * (credbroker exec --proxy: the SDK in its child uses it,
+                               * and it dies with exec, SIGKILL included); counted and
+                               * capped as process-bound (it holds a pidfd) */
 } cb_token_bind;
+
+/* Replace the tombstone store by one of `bytes` (tombstones.h: rounded to
+ * pages, clamped); the old one's records are forgotten.  0 or -ENOMEM (the
+ * old store stays). */
+int cb_tokens_limit_tombstones(cb_tokens *t, size_t bytes) __attribute__((warn_unused_result));
 
 /* Cap process-bound tokens (each holds a file descriptor): in all and per
  * uid (0 = the defaults above).  Issuing one past a cap is -ENOSPC. */
@@ -65,7 +79,9 @@ void cb_tokens_limit_bound(cb_tokens *t, size_t max_total, size_t max_per_uid);
 
 /* Mint a token for peer.  ret_token receives the token text (wipe it after
  * sending); *ret_info (may be NULL) points at the stored entry until the
- * next call that changes the table.  -ENOSPC when a cap is reached. */
+ * next call that changes the table.  -ENOSPC when a cap is reached; the
+ * message names the cap ("total token cap", "per-uid token cap",
+ * "process-bound cap", "per-uid process-bound cap"). */
 int cb_tokens_issue(cb_tokens *t, const cb_peer *peer, const char *client, const char *secret, uint32_t version,
                     unsigned uses, uint32_t ttl, uint32_t max_uses, cb_token_bind bind,
                     char ret_token[CB_TOKEN_LEN + 1], const cb_token_info **ret_info);
@@ -75,6 +91,9 @@ int cb_tokens_issue(cb_tokens *t, const cb_peer *peer, const char *client, const
  *   -ETIME   expired                          -EDQUOT  use limit reached
  *   -EPERM   presented by another uid or executable, or a scope it lacks
  *   -ESRCH   bound to a process that exited (or a new process with its pid)
+ * A token no longer alive is answered from its tombstone (expired, revoked:
+ * "... (this one was revoked)", exited) for a minute, then -ENOENT
+ * "unknown or revoked token"; sooner if the tombstone store is full.
  * Message set in every case (never containing the token).  On success
  * *ret_info points at the entry.  peer must come from cb_peer_identify
  * (which ends by checking that the process is alive) before this call. */
@@ -106,10 +125,16 @@ size_t cb_tokens_revoke_accessor(cb_tokens *t, const char *accessor);
 size_t cb_tokens_revoke_secret(cb_tokens *t, const char *secret);
 size_t cb_tokens_revoke_client(cb_tokens *t, const char *client);
 
-/* Release the pidfd of process-bound tokens whose process exited, and drop
- * tokens expired, or whose process exited, more than a minute ago (until
- * then they are kept only to answer "expired"/"exited" precisely); returns
- * how many were dropped. */
+/* Drop the tokens expired and the process-bound ones whose process exited
+ * (pidfd closed), each leaving a tombstone; give back the memory the table
+ * no longer needs (empty chunks, an oversized index) and the tombstone
+ * pages whose records all outlived their minute.  O(table), with a poll(2)
+ * per process-bound token: the daemon runs it once a second.  Returns how
+ * many tokens were dropped. */
 size_t cb_tokens_sweep(cb_tokens *t, uint64_t now);
 
+/* Live tokens. */
 size_t cb_tokens_count(const cb_tokens *t);
+/* Bytes the table holds now: its chunks not given back, index, free
+ * stack, per-uid counters, and the tombstone pages holding records. */
+size_t cb_tokens_bytes(const cb_tokens *t);

@@ -19,17 +19,19 @@ static const struct verb {
         { "init", cmd_init, "create a store offline: init --state-dir DIR --unlock SPEC" },
         { "check", cmd_check, "verify a store offline: check --state-dir DIR --unlock SPEC [--json]" },
         { "tpm", cmd_tpm, "what the TPM offers: tpm [--tpm2-tcti S] [--json]; tpm accept-rollback ..." },
-        { "token", cmd_token, "tool: print a token: token SECRET [--use proxy|redeem] [--ttl SECONDS]" },
+        { "token", cmd_token, "tool: print a token: token SECRET [--use proxy|redeem] [--ttl SECONDS] [--bind exe|process|uid]" },
         { "fetch", cmd_fetch, "tool: print a value (needs a redeem grant): fetch SECRET [--newline]" },
-        { "exec", cmd_exec, "tool: run a command with secrets, output masked: exec --env VAR=SECRET... -- CMD" },
+        { "exec", cmd_exec, "tool: run a command with secrets, output masked: exec --proxy SECRET | --env VAR=SECRET... -- CMD" },
         { "put", cmd_put, "admin: store a value read from stdin: put NAME [--host H]... [--inject T] ..." },
         { "list", cmd_list, "admin: list secrets (metadata only): list [--json]" },
         { "show", cmd_show, "admin: a secret's versions and metadata: show NAME [--json]" },
+        { "delete", cmd_delete, "admin: revoke a secret's tokens and destroy every version: delete NAME --yes" },
         { "rotate", cmd_rotate, "admin: new version: rotate NAME [--leaked] [--grace S] [--generate|--hook CMD]" },
         { "versions", cmd_versions, "admin: a secret's versions and what each state means: versions NAME [--json]" },
         { "version", cmd_version, "admin: version enable|disable|destroy NAME VERSION" },
         { "revoke", cmd_revoke, "admin: revoke tokens: revoke --accessor A | --secret NAME | --client C" },
         { "status", cmd_status, "admin: the broker's state: status [--json]" },
+        { "metrics", cmd_metrics, "admin: the broker's counters, Prometheus text format: metrics" },
         { "policy", cmd_policy, "check a policy file, or reload the broker's: policy check FILE | policy reload" },
         { "approvals", cmd_approvals, "admin: token requests held for approval: approvals [--json]" },
         { "approve", cmd_approve, "admin: approve a held token request: approve ID" },
@@ -37,7 +39,7 @@ static const struct verb {
         { "pubkey", cmd_pubkey, "admin: the provisioning public key: pubkey [--list|--rotate|--retire ID] [--json]" },
         { "seal", cmd_seal, "offline: seal stdin for a broker: seal --recipient KEY --name NAME [--host H]..." },
         { "import", cmd_import, "admin: import sealed blobs: import [--dry-run] BLOB|FILE|-..." },
-        { "audit", cmd_audit, "operators: check audit files: audit verify FILE... [--state-dir DIR --unlock SPEC]" },
+        { "audit", cmd_audit, "operators: audit verify FILE... [--state-dir DIR --unlock SPEC] | audit grep --accessor A FILE..." },
         { "scan", cmd_scan, "find secrets/tokens in text (names only): scan [--admin] [--json] [FILE|-]" },
         { "redact", cmd_redact, "filter stdin to stdout, secrets/tokens -> [REDACTED:NAME]: redact [--admin]" },
 };
@@ -182,8 +184,17 @@ int main(int argc, char **argv) {
                 return help(stderr), CB_EXIT_USAGE;
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "help") == 0)
                 return help(stdout), CB_EXIT_OK;
+        if (strcmp(argv[i], "--list-commands") == 0) { /* for shell completion */
+                for (size_t k = 0; k < sizeof(verbs) / sizeof(verbs[0]); k++)
+                        puts(verbs[k].name);
+                return CB_EXIT_OK;
+        }
         if (strcmp(argv[i], "--version") == 0)
                 return puts("credbroker 0.1.0"), CB_EXIT_OK;
+        /* "VERB -h" is "VERB --help" for every verb, here rather than in
+         * each verb's option table (later arguments may be CMD's, for exec). */
+        if (i + 1 < argc && strcmp(argv[i + 1], "-h") == 0)
+                argv[i + 1] = (char *)"--help";
         for (size_t k = 0; k < sizeof(verbs) / sizeof(verbs[0]); k++)
                 if (strcmp(argv[i], verbs[k].name) == 0)
                         return verbs[k].fn(argc - i, argv + i);

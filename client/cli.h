@@ -54,10 +54,44 @@ int cli_parse_u64(const char *s, unsigned long long max, unsigned long long *ret
 /* write(2) all of p[0..n), retrying on EINTR: 0 or -errno. */
 int cli_write_all(int fd, const void *p, size_t n);
 
+/* A time given on the command line (cli_parse.c): UNIXTIME (seconds), a
+ * duration from now (+90m or 90m; s, m, h, d), or RFC 3339
+ * (2027-01-31T12:00:00Z, +01:00 offsets).  0 and *ret, or -EINVAL. */
+#include <stdint.h>
+int cli_parse_time(const char *s, uint64_t *ret);
+/* A duration: N seconds, or N followed by s, m, h or d; at most max
+ * seconds.  0 and *ret, or -EINVAL. */
+int cli_parse_duration(const char *s, unsigned long long max, unsigned long long *ret);
+
 /* Tool verbs (cli_tool.c). */
 int cmd_token(int argc, char **argv);
 int cmd_fetch(int argc, char **argv);
 int cmd_exec(int argc, char **argv);
+
+/* {"secret","version","value"} or, when the value is not UTF-8 text
+ * without NUL, "value_base64" instead (as POST /v1/redeem answers), to
+ * stdout without a newline (cli_value_json.c).  0 or a negative errno. */
+typedef struct cb_secret cb_secret;
+int cli_write_value_json(const cb_secret *s);
+
+/* exec --proxy (cli_exec_proxy.c).  cli_proxy_parse reads one
+ * SECRET[=openai|anthropic|env:PREFIX]; cli_proxy_mint asks for each
+ * secret's uid-bound proxy token and builds PREFIX_BASE_URL=URL/v1/proxy/
+ * SECRET[/v1] and PREFIX_API_KEY=TOKEN (sodium_malloc); cli_proxy_release
+ * revokes the tokens (POST /v1/revoke) and wipes everything.  Both return
+ * 0 or an exit code negated (after printing why). */
+#define CLI_PROXY_MAX 8
+struct cli_proxy {
+        char secret[129];
+        char prefix[64];
+        const char *path_suffix;
+        char *token;
+        char *env_base, *env_key;
+        unsigned expires;
+};
+int cli_proxy_parse(struct cli_proxy *p, const char *arg);
+int cli_proxy_mint(struct cli_proxy *p, size_t n, cb_client *c, const char *url);
+void cli_proxy_release(struct cli_proxy *p, size_t n);
 
 /* Admin verbs (cli_admin.c). */
 int cmd_put(int argc, char **argv);
@@ -65,6 +99,8 @@ int cmd_list(int argc, char **argv);
 int cmd_show(int argc, char **argv);
 int cmd_revoke(int argc, char **argv);
 int cmd_status(int argc, char **argv);
+int cmd_metrics(int argc, char **argv);
+int cmd_delete(int argc, char **argv);
 int cmd_policy(int argc, char **argv);
 
 /* Approval verbs (cli_approve.c); cli_on_pending prints the "waiting for
@@ -79,6 +115,8 @@ int cmd_seal(int argc, char **argv);
 int cmd_import(int argc, char **argv);
 /* Audit verbs (cli_audit.c). */
 int cmd_audit(int argc, char **argv);
+/* audit grep --accessor A FILE... (cli_audit_grep.c); argv[0] is "grep". */
+int cli_audit_grep(int argc, char **argv);
 /* Leak scanner verbs (cli_scan.c). */
 int cmd_scan(int argc, char **argv);
 int cmd_redact(int argc, char **argv);

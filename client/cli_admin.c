@@ -302,6 +302,85 @@ int cmd_revoke(int argc, char **argv) {
         return CB_EXIT_OK;
 }
 
+/* ---- delete ---- */
+
+int cmd_delete(int argc, char **argv) {
+        static const char usage[] =
+                "usage: credbroker delete NAME --yes [--json]\n"
+                "  Delete a secret (admin.sock): revoke its tokens, cut its proxied requests in\n"
+                "  flight, and destroy every version, the current one included (the values are\n"
+                "  removed from disk; the version numbers stay, as tombstones).  Cannot be undone:\n"
+                "  --yes is required.  A later put of NAME starts a new current version.\n";
+        static const struct option opts[] = {
+                { "yes", no_argument, NULL, 'y' },
+                { "json", no_argument, NULL, 'j' },
+                { "help", no_argument, NULL, 'h' },
+                {},
+        };
+        bool yes = false, json = false;
+        const char *name;
+        char path[256];
+        json_t *o = NULL;
+        int ch, r;
+
+        optind = 1;
+        opterr = 0;
+        while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+                switch (ch) {
+                case 'y': yes = true; break;
+                case 'j': json = true; break;
+                case 'h': fputs(usage, stdout); return CB_EXIT_OK;
+                default: return cli_usage("delete: unknown or incomplete option '%.64s'", argv[optind - 1]);
+                }
+        }
+        name = cli_one_name(argc, argv, "delete", "NAME");
+        if (!name)
+                return CB_EXIT_USAGE;
+        if (!yes)
+                return cli_usage("delete destroys every version of '%s' for good: add --yes", name);
+        snprintf(path, sizeof(path), "/v1/admin/secrets/%s", name);
+        r = admin_call("delete", "DELETE", path, NULL, 0, json, &o);
+        if (r < 0)
+                return -r;
+        if (!json)
+                printf("deleted %s: every version destroyed, %lld token(s) revoked\n", name,
+                       (long long)json_integer_value(json_object_get(o, "revoked")));
+        json_decref(o);
+        return CB_EXIT_OK;
+}
+
+/* ---- metrics ---- */
+
+int cmd_metrics(int argc, char **argv) {
+        static const char usage[] =
+                "usage: credbroker metrics\n"
+                "  The broker's counters in the Prometheus text format (GET /metrics on admin.sock):\n"
+                "  requests by route and decision, proxied requests by secret and upstream status,\n"
+                "  proxy durations, live tokens, pending approvals, alerts (leaks, audit write\n"
+                "  failures, ...) and refused connections.  Already machine-readable: no --json.\n";
+        cb_client *c = NULL;
+        char *text = NULL;
+        bool json;
+        int r;
+
+        r = simple_opts(argc, argv, usage, 0, &json);
+        if (r)
+                return r > 0 ? CB_EXIT_OK : -r;
+        if (json)
+                return cli_usage("metrics: the answer is Prometheus text; there is no --json");
+        r = cli_connect(1, &c);
+        if (r < 0)
+                return -r;
+        r = cb_client_request(c, "GET", "/v1/admin/metrics", NULL, 0, &text, NULL);
+        if (r < 0)
+                r = cli_fail_client(r, c, "metrics");
+        else
+                r = fputs(text, stdout) < 0 ? CB_EXIT_FAIL : CB_EXIT_OK;
+        free(text);
+        cb_client_free(c);
+        return r;
+}
+
 /* ---- status ---- */
 
 int cmd_status(int argc, char **argv) {

@@ -164,19 +164,23 @@ out:
 
 static int decide(int argc, char **argv, bool approve) {
         static const char usage_approve[] =
-                "usage: credbroker approve ID\n"
+                "usage: credbroker approve ID [--json]\n"
                 "  Approve a held token request (see 'credbroker approvals'; ID: 8 to 32 hex digits,\n"
                 "  a unique prefix).  The requester's own uid cannot approve it.  The audit log\n"
-                "  records who approved (uid, pid, executable) and the requester.\n";
+                "  records who approved (uid, pid, executable) and the requester.\n"
+                "  --json: the broker's answer (approval_id, state, secret, client, requester).\n";
         static const char usage_deny[] =
-                "usage: credbroker deny ID\n"
-                "  Deny a held token request (see 'credbroker approvals'); the requester is told.\n";
+                "usage: credbroker deny ID [--json]\n"
+                "  Deny a held token request (see 'credbroker approvals'); the requester is told.\n"
+                "  --json: the broker's answer (approval_id, state, secret, client, requester).\n";
         const char *verb = approve ? "approve" : "deny", *id;
         char path[128];
         json_t *o = NULL, *req;
+        char *text = NULL;
+        bool json = false;
         int r;
 
-        r = opts(argc, argv, approve ? usage_approve : usage_deny, NULL);
+        r = opts(argc, argv, approve ? usage_approve : usage_deny, &json);
         if (r)
                 return r > 0 ? CB_EXIT_OK : -r;
         if (argc - optind != 1)
@@ -185,9 +189,15 @@ static int decide(int argc, char **argv, bool approve) {
         if (strlen(id) < 8 || strlen(id) > 32 || strspn(id, "0123456789abcdefABCDEF") != strlen(id))
                 return cli_usage("%s: an approval ID is 8 to 32 hex digits", verb);
         snprintf(path, sizeof(path), "/v1/admin/approvals/%s/%s", id, verb);
-        r = call(verb, "POST", path, &o, NULL);
+        r = call(verb, "POST", path, &o, json ? &text : NULL);
         if (r < 0)
                 return -r;
+        if (json) {
+                printf("%s\n", text);
+                free(text);
+                json_decref(o);
+                return CB_EXIT_OK;
+        }
         req = json_object_get(o, "requester");
         printf("%s %s: '", approve ? "approved" : "denied", str(o, "approval_id"));
         put_safe(stdout, str(o, "secret"));

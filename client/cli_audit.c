@@ -22,6 +22,7 @@
 
 static const char usage[] =
         "usage: credbroker audit verify [--json] FILE...\n"
+        "       credbroker audit grep --accessor cba_... FILE...  (see 'audit grep --help')\n"
         "       credbroker audit verify --state-dir DIR --unlock SPEC [--tpm2-tcti S] FILE...\n"
         "  Check audit log files (oldest first: rotated files, then the current one):\n"
         "  every record's MAC chain, and that nothing was edited, removed, reordered or\n"
@@ -177,5 +178,7 @@ int cmd_audit(int argc, char **argv) {
                 return fputs(usage, stdout), CB_EXIT_OK;
         if (argc >= 2 && strcmp(argv[1], "verify") == 0)
                 return verify(argc - 1, argv + 1);
-        return cli_usage("audit takes 'verify FILE...'");
+        if (argc >= 2 && strcmp(argv[1], "grep") == 0)
+                return cli_audit_grep(argc - 1, argv + 1);
+        return cli_usage("audit takes 'verify FILE...' or 'grep --accessor cba_... FILE...'");
 }

@@ -168,30 +168,6 @@ int cmd_pubkey(int argc, char **argv) {
 /* ---- seal ---- */
 
 /* UNIXTIME, or +N with an optional s/m/h/d suffix (from now). */
-static int parse_time(const char *s, uint64_t *ret) {
-        unsigned long long v, mul = 1;
-        char buf[32];
-        size_t n;
-
-        if (s[0] != '+')
-                return cli_parse_u64(s, (unsigned long long)INT64_MAX, &v) < 0 || v == 0 ? -EINVAL : (*ret = v, 0);
-        n = strlen(s + 1);
-        if (n == 0 || n >= sizeof(buf))
-                return -EINVAL;
-        memcpy(buf, s + 1, n + 1);
-        switch (buf[n - 1]) {
-        case 's': mul = 1; buf[--n] = 0; break;
-        case 'm': mul = 60; buf[--n] = 0; break;
-        case 'h': mul = 3600; buf[--n] = 0; break;
-        case 'd': mul = 86400; buf[--n] = 0; break;
-        default: break;
-        }
-        if (cli_parse_u64(buf, 100ULL * 365 * 86400, &v) < 0)
-                return -EINVAL;
-        *ret = (uint64_t)time(NULL) + v * mul;
-        return 0;
-}
-
 /* The value, as put reads it (read_value: a terminal line with echo off, or
  * all of stdin), into a new secret buffer.  Unlike put, one trailing "\n"
  * is dropped from binary input too, unless keep_newline.  Returns 0 or the
@@ -229,15 +205,16 @@ int cmd_seal(int argc, char **argv) {
                 "usage: credbroker seal --recipient cbpk1.KEY --name NAME [--host H]... [--inject T]\n"
                 "                       [--method M]... [--path-prefix P]... [--label K=V]...\n"
                 "                       [--ca-file PATH] [--pin sha256//B64] [--secret-not-after TIME]\n"
-                "                       [--not-after TIME] [--keep-newline] [-o FILE]  < VALUE\n"
+                "                       [--not-after TIME] [--keep-newline] [-o FILE] [--json]  < VALUE\n"
                 "  Offline (no broker, no store): seal the value read from stdin, with the metadata 'put'\n"
                 "  takes, to the broker's public key ('credbroker pubkey'); print a cbseal1 blob (or write\n"
                 "  it to FILE, mode 0600).  Only that broker can open it; anyone with the public key can\n"
                 "  make one, so who may import is decided by admin.sock and --provision-dir permissions.\n"
-                "  --not-after TIME: the blob cannot be imported after TIME (UNIXTIME or +N[s|m|h|d]).\n"
+                "  --not-after TIME: the blob cannot be imported after TIME (UNIXTIME, +N[s|m|h|d], RFC 3339).\n"
                 "  --secret-not-after TIME: the secret's own expiry, sealed in its metadata (put's\n"
                 "    --not-after).  --ca-file is a path on the broker's machine (absolute).\n"
-                "  One trailing newline is dropped from the value unless --keep-newline.\n";
+                "  One trailing newline is dropped from the value unless --keep-newline.\n"
+                "  --json: {\"name\",\"blob\",\"not_after\"} on stdout (\"blob\": null with -o FILE).\n";
         static const struct option opts[] = {
                 { "recipient", required_argument, NULL, 'r' }, { "name", required_argument, NULL, 'n' },
                 { "host", required_argument, NULL, 'H' },      { "inject", required_argument, NULL, 'I' },
@@ -246,12 +223,13 @@ int cmd_seal(int argc, char **argv) {
                 { "pin", required_argument, NULL, 'p' },       { "secret-not-after", required_argument, NULL, 'S' },
                 { "not-after", required_argument, NULL, 'N' }, { "keep-newline", no_argument, NULL, 'k' },
                 { "output", required_argument, NULL, 'o' },    { "help", no_argument, NULL, 'h' },
+                { "json", no_argument, NULL, 'j' },
                 {},
         };
         unsigned char pk[crypto_box_PUBLICKEYBYTES];
         cb_prov_payload pl = { 0 };
         const char *recipient = NULL, *name = NULL, *output = NULL;
-        bool keep = false;
+        bool keep = false, json = false;
         char *text = NULL;
         cb_meta *m = calloc(1, sizeof(*m));
         int ch, r;
@@ -286,13 +264,14 @@ int cmd_seal(int argc, char **argv) {
                 }
                 case 'S':
                 case 'N':
-                        if (parse_time(optarg, ch == 'S' ? &m->not_after : &pl.not_after) < 0) {
-                                r = cli_usage("seal: %s takes UNIXTIME or +N[s|m|h|d]", argv[optind - 1]);
+                        if (cli_parse_time(optarg, ch == 'S' ? &m->not_after : &pl.not_after) < 0) {
+                                r = cli_usage("seal: %s takes UNIXTIME, +N[s|m|h|d] or an RFC 3339 time", argv[optind - 1]);
                                 goto out;
                         }
                         break;
                 case 'k': keep = true; break;
                 case 'o': output = optarg; break;
+                case 'j': json = true; break;
                 case 'h':
                         fputs(usage, stdout);
                         r = CB_EXIT_OK;
@@ -358,7 +337,21 @@ int cmd_seal(int argc, char **argv) {
                         (void)unlink(output);
                         goto out;
                 }
-        } else {
+        }
+        if (json) {
+                /* The blob is sealed: only the broker can open it. */
+                json_t *o = json_pack("{s:s, s:s?, s:I}", "name", name, "blob", output ? NULL : text, "not_after",
+                                      (json_int_t)pl.not_after);
+                char *t = o ? json_dumps(o, JSON_COMPACT) : NULL;
+
+                json_decref(o);
+                if (!t) {
+                        r = cli_fail(-ENOMEM, "out of memory");
+                        goto out;
+                }
+                puts(t);
+                free(t);
+        } else if (!output) {
                 puts(text);
         }
         r = CB_EXIT_OK;

@@ -250,7 +250,7 @@ int build_put_body(json_t *meta, const unsigned char *v, size_t n, char **ret, s
 int cmd_put(int argc, char **argv) {
         static const char usage[] =
                 "usage: credbroker put NAME [--host H]... [--inject TEMPLATE] [--method M]...\n"
-                "                      [--path-prefix P]... [--not-after UNIXTIME] [--label K=V]...\n"
+                "                      [--path-prefix P]... [--not-after TIME] [--label K=V]...\n"
                 "                      [--ca-file PATH] [--pin sha256//BASE64[;sha256//BASE64]...]\n"
                 "                      [--keep-newline] [--json]  < VALUE\n"
                 "  Store a new version of NAME (admin.sock).  The value is read from stdin, never from\n"
@@ -262,7 +262,7 @@ int cmd_put(int argc, char **argv) {
                 "  --host NAME[:PORT] (HTTPS) or http://NAME[:PORT]: where the value may be sent;\n"
                 "  --inject 'Header-Name: text {} text' | basic:USER | query:PARAM;\n"
                 "  --method GET (repeatable; none = any); --path-prefix /v1/ (repeatable; none = any);\n"
-                "  --not-after UNIXTIME: refuse to hand it out after that; --label K=V (repeatable);\n"
+                "  --not-after TIME (UNIXTIME, +90m/+1d, RFC 3339): refuse to hand it out after that; --label K=V (repeatable);\n"
                 "  --ca-file PATH: a PEM CA bundle the broker trusts for these hosts instead of the\n"
                 "    system store (a readable regular file; stored as an absolute path, symlinks resolved);\n"
                 "  --pin sha256//BASE64: the upstream's public key must have this SHA-256 (base64, 44\n"
@@ -281,7 +281,7 @@ int cmd_put(int argc, char **argv) {
                 { "help", no_argument, NULL, 'h' },
                 {},
         };
-        unsigned long long not_after = 0;
+        uint64_t not_after = 0;
         bool keep = false, json = false;
         unsigned char *value = NULL;
         char *body = NULL;
@@ -315,8 +315,8 @@ int cmd_put(int argc, char **argv) {
                         r = push_string(meta, "path_prefixes", optarg);
                         break;
                 case 'N':
-                        if (cli_parse_u64(optarg, (unsigned long long)INT64_MAX, &not_after) < 0 || !not_after) {
-                                r = cli_usage("put: --not-after takes a unix time in seconds");
+                        if (cli_parse_time(optarg, &not_after) < 0) {
+                                r = cli_usage("put: --not-after takes UNIXTIME, +N[s|m|h|d] or an RFC 3339 time");
                                 goto out;
                         }
                         r = json_object_set_new(meta, "not_after", json_integer((json_int_t)not_after));

@@ -34,6 +34,10 @@
 extern char **environ;
 
 #define GRACE_MAX (30ull * 86400)
+#define HOOK_TIMEOUT 60      /* seconds, like the daemon's hooks (CB_ROTATE_HOOK_TIMEOUT) */
+#define HOOK_TIMEOUT_MAX 3600
+
+static bool hook_timed_out; /* the last run_hook was killed for taking too long */
 
 static const char *utc(json_t *j, char buf[32]) {
         time_t t;
@@ -51,11 +55,14 @@ static const char *utc(json_t *j, char buf[32]) {
  * newline dropped from text unless keep_newline) into *ret (sodium_malloc;
  * sodium_free it).  Returns 0 or the exit code negated after saying why
  * (never quoting the output). */
-static int run_hook(const char *cmd, const char *name, bool keep_newline, unsigned char **ret, size_t *ret_len) {
+static int run_hook(const char *cmd, const char *name, bool keep_newline, unsigned timeout, unsigned char **ret,
+                    size_t *ret_len) {
         const size_t cap = CB_VALUE_MAX + 2;
         char *const argv[] = { (char *)"sh", (char *)"-c", (char *)cmd, (char *)"credbroker-hook", (char *)name, NULL };
         posix_spawn_file_actions_t fa;
+        posix_spawnattr_t at;
         unsigned char *v = sodium_malloc(cap);
+        struct timespec t0, now;
         char **env = NULL, envname[32 + CB_NAME_MAX];
         size_t n = 0, nenv = 0;
         int p[2] = { -1, -1 }, status, r;
@@ -80,7 +87,12 @@ static int run_hook(const char *cmd, const char *name, bool keep_newline, unsign
         posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
         posix_spawn_file_actions_adddup2(&fa, p[1], 1);
         posix_spawn_file_actions_addclosefrom_np(&fa, 3); /* nothing of ours but stdin/out/err */
-        r = posix_spawn(&pid, "/bin/sh", &fa, NULL, argv, env);
+        /* Its own process group, so a timeout kills everything it started. */
+        posix_spawnattr_init(&at);
+        posix_spawnattr_setflags(&at, POSIX_SPAWN_SETPGROUP);
+        posix_spawnattr_setpgroup(&at, 0);
+        r = posix_spawn(&pid, "/bin/sh", &fa, &at, argv, env);
+        posix_spawnattr_destroy(&at);
         posix_spawn_file_actions_destroy(&fa);
         close(p[1]);
         p[1] = -1;
@@ -89,7 +101,18 @@ static int run_hook(const char *cmd, const char *name, bool keep_newline, unsign
                 goto out;
         }
         r = 0;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
         for (;;) {
+                struct pollfd pf = { .fd = p[0], .events = POLLIN };
+                long left;
+
+                clock_gettime(CLOCK_MONOTONIC, &now);
+                left = (long)timeout * 1000 - ((now.tv_sec - t0.tv_sec) * 1000 + (now.tv_nsec - t0.tv_nsec) / 1000000);
+                if (left <= 0 || (poll(&pf, 1, (int)left) == 0)) {
+                        (void)kill(-pid, SIGKILL);
+                        r = -ETIMEDOUT;
+                        break;
+                }
                 ssize_t k = read(p[0], v + n, n < cap ? cap - n : 0);
                 if (k < 0 && errno == EINTR)
                         continue;
@@ -109,6 +132,12 @@ static int run_hook(const char *cmd, const char *name, bool keep_newline, unsign
         p[0] = -1;
         while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
                 ;
+        if (r == -ETIMEDOUT) {
+                hook_timed_out = true;
+                r = -cli_fail(r, "rotate: the hook did not finish within %u s (killed); nothing was changed",
+                              timeout);
+                goto out;
+        }
         if (r == -EMSGSIZE) {
                 r = -cli_fail(r, "rotate: the hook printed more than %d bytes", CB_VALUE_MAX);
                 goto out;
@@ -172,22 +201,50 @@ static int run_test(const char *cmd, const char *name, const unsigned char *v, s
         return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
+/* --leaked: mark NAME's current version leaked in the store and revoke its
+ * tokens (failed == NULL), or report that the rotation failed (failed:
+ * why; the broker keeps the mark and raises rotation_failed).  0, or an
+ * exit code after saying why. */
+static int contain(const char *name, const char *failed, bool quiet) {
+        json_t *q = json_pack("{s:s, s:b}", "secret", name, "compromised", 1), *ro = NULL;
+        char *b;
+        int r;
+
+        if (q && failed)
+                json_object_set_new(q, "rotation_failed", json_string(failed));
+        b = q ? json_dumps(q, JSON_COMPACT) : NULL;
+        json_decref(q);
+        if (!b)
+                return cli_fail(-ENOMEM, "out of memory");
+        r = admin_call("rotate", "POST", "/v1/admin/revoke", b, strlen(b), false, &ro);
+        free(b);
+        if (r < 0)
+                return -r;
+        if (!quiet && !failed)
+                printf("%s marked compromised and %lld token(s) revoked before the new value is had\n", name,
+                       (long long)json_integer_value(json_object_get(ro, "revoked")));
+        json_decref(ro);
+        return 0;
+}
+
 int cmd_rotate(int argc, char **argv) {
         static const char usage[] =
                 "usage: credbroker rotate NAME [--grace SECONDS | --leaked] [--generate | --hook CMD | --broker-hook]\n"
-                "                         [--test CMD] [--keep-newline] [--json]\n"
+                "                         [--hook-timeout SECONDS] [--test CMD] [--keep-newline] [--json]\n"
                 "  Make a new version of NAME current (admin.sock): stored as pending, then made current;\n"
                 "  the old current version becomes previous, served only to redeems that name it, for\n"
                 "  --grace SECONDS (default 300, at most 30 days), then disabled.  The metadata (hosts,\n"
                 "  template, ...) is kept.  The new value comes from stdin (as for put), or from\n"
                 "  --hook CMD (run here by /bin/sh as you; it prints the value on stdout; it gets the\n"
-                "  secret's name as $1 and in $CREDBROKER_ROTATE_SECRET, never the old value), or\n"
+                "  secret's name as $1 and in $CREDBROKER_ROTATE_SECRET, never the old value; killed after\n"
+                "  --hook-timeout SECONDS, default 60), or\n"
                 "  --generate (the broker mints \"cbs_\" + 43 base64url characters; only for a secret put\n"
                 "  with --label generate=yes, one the broker is the source of), or --broker-hook (the\n"
                 "  broker runs its own hook, DIR/NAME of its --rotate-hook-dir, in the background).\n"
                 "  --test CMD: stage the new version (pending), run CMD (by /bin/sh, as you) with the\n"
                 "  new value on stdin; exit 0 makes it current, anything else disables it.\n"
-                "  --leaked: the old value leaked: grace 0, every token of NAME revoked at once, every\n"
+                "  --leaked: the old value leaked: it is marked leaked in the store before anything else\n"
+                "  (never served or stored again), grace 0, every token of NAME revoked at once, every\n"
                 "  older version disabled, the broker's leak hook run.  An interrupted rotation leaves a\n"
                 "  consistent state ('credbroker versions NAME' explains it); run it again.\n";
         static const struct option opts[] = {
@@ -195,10 +252,10 @@ int cmd_rotate(int argc, char **argv) {
                 { "generate", no_argument, NULL, 'G' },    { "hook", required_argument, NULL, 'k' },
                 { "keep-newline", no_argument, NULL, 'n' }, { "json", no_argument, NULL, 'j' },
                 { "broker-hook", no_argument, NULL, 'B' }, { "test", required_argument, NULL, 't' },
-                { "help", no_argument, NULL, 'h' },
+                { "hook-timeout", required_argument, NULL, 'T' }, { "help", no_argument, NULL, 'h' },
                 {},
         };
-        unsigned long long grace = 0;
+        unsigned long long grace = 0, hook_timeout = HOOK_TIMEOUT;
         bool have_grace = false, leaked = false, generate = false, bhook = false, keep = false, json = false;
         const char *hook = NULL, *test = NULL, *name;
         unsigned char *value = NULL;
@@ -221,6 +278,10 @@ int cmd_rotate(int argc, char **argv) {
                 case 'B': bhook = true; break;
                 case 't': test = optarg; break;
                 case 'k': hook = optarg; break;
+                case 'T':
+                        if (cli_parse_u64(optarg, HOOK_TIMEOUT_MAX, &hook_timeout) < 0 || !hook_timeout)
+                                return cli_usage("rotate: --hook-timeout takes seconds, 1 to %u", HOOK_TIMEOUT_MAX);
+                        break;
                 case 'n': keep = true; break;
                 case 'j': json = true; break;
                 case 'h': fputs(usage, stdout); return CB_EXIT_OK;
@@ -255,27 +316,25 @@ int cmd_rotate(int argc, char **argv) {
                 }
         } else {
                 if (leaked && hook) {
-                        /* Contain first: the hook may fail or take its time, and the old
-                         * value leaked whatever it does. */
-                        char rb[32 + CB_NAME_MAX];
-                        json_t *ro = NULL;
-
-                        snprintf(rb, sizeof(rb), "{\"secret\":\"%s\"}", name); /* [A-Za-z0-9._-]: no escaping */
-                        r = admin_call("rotate", "POST", "/v1/admin/revoke", rb, strlen(rb), false, &ro);
-                        if (r < 0) {
-                                r = -r;
+                        /* Contain first: the old value is marked leaked in the store (never
+                         * served again) and its tokens revoked before the hook runs, which
+                         * may fail or take its time; the old value leaked whatever it does. */
+                        r = contain(name, NULL, json);
+                        if (r)
                                 goto out;
-                        }
-                        if (!json)
-                                printf("%lld token(s) of %s revoked before running the hook\n",
-                                       (long long)json_integer_value(json_object_get(ro, "revoked")), name);
-                        json_decref(ro);
                 }
-                r = hook ? run_hook(hook, name, keep, &value, &vlen) : read_value("rotate", name, keep, &value, &vlen);
+                r = hook ? run_hook(hook, name, keep, (unsigned)hook_timeout, &value, &vlen)
+                         : read_value("rotate", name, keep, &value, &vlen);
                 if (r < 0) {
-                        if (leaked && hook)
-                                fprintf(stderr, "credbroker: rotate: (--leaked: its tokens are revoked already; "
-                                        "the leaked value is still current: rotate it again)\n");
+                        if (leaked && hook) {
+                                /* Stays compromised; the broker raises rotation_failed. */
+                                (void)contain(name, hook_timed_out ? "the CLI's rotation hook timed out"
+                                              : hook ? "the CLI's rotation hook failed"
+                                              : "the new value could not be read", true);
+                                fprintf(stderr, "credbroker: rotate: (--leaked: '%s' stays marked compromised: its "
+                                        "tokens are revoked and the leaked value is never served; rotate it "
+                                        "again)\n", name);
+                        }
                         r = -r;
                         goto out;
                 }

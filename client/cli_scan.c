@@ -279,7 +279,8 @@ int cmd_scan(int argc, char **argv) {
                 "Send FILE (or stdin) to the broker's leak scanner; print one line per sighting:\n"
                 "NAME<TAB>KIND<TAB>OFFSET (NAME: a secret's name or a token's accessor; never a value).\n"
                 "Exit 0: nothing found; 1: something found; 7 refused; 8 unavailable; 9 other failure.\n"
-                "--admin: use the admin socket (operators); otherwise tools.sock, with a \"scan\" grant.\n";
+                "--admin: use the admin socket (operators); otherwise tools.sock, with a \"scan\" grant\n"
+                "(names without offsets, within the policy's scan_budget).\n";
         bool admin = false, json = false;
         char *sock = NULL, errbuf[CURL_ERROR_SIZE] = "", msg[512];
         struct curl_slist *hdrs = NULL;
@@ -355,7 +356,12 @@ int cmd_scan(int argc, char **argv) {
                         put_safe(json_string_value(json_object_get(e, "name")) ?: "?");
                         putchar('\t');
                         put_safe(json_string_value(json_object_get(e, "kind")) ?: "?");
-                        printf("\t%" JSON_INTEGER_FORMAT "\n", json_integer_value(json_object_get(e, "offset")));
+                        /* tools.sock answers carry no offsets (only --admin's do). */
+                        json_t *off = json_object_get(e, "offset");
+                        if (json_is_integer(off))
+                                printf("\t%" JSON_INTEGER_FORMAT "\n", json_integer_value(off));
+                        else
+                                fputs("\t-\n", stdout);
                 }
                 if (json_is_true(json_object_get(o, "truncated")))
                         fprintf(stderr, "credbroker: scan: %" JSON_INTEGER_FORMAT " sightings, the first %zu listed\n",

@@ -102,15 +102,37 @@ static int spec_set_tpm2(cb_unlock_spec *spec, const struct store_opts *o) {
         return 0;
 }
 
+/* What init made, as text or (--json) one JSON object. */
+static int init_said(const struct store_opts *o, const char *id, const cb_unlock_spec *spec) {
+        if (o->json) {
+                json_t *j = json_pack("{s:b, s:s?, s:s, s:s}", "created", 1, "store_id", id, "state_dir", o->state_dir,
+                                      "unlock", cb_unlock_kind_name(spec->kind));
+                char *t = j ? json_dumps(j, JSON_COMPACT) : NULL;
+
+                json_decref(j);
+                if (!t)
+                        return cli_fail(-ENOMEM, "out of memory");
+                puts(t);
+                free(t);
+        } else if (id) {
+                printf("created store %s in %s (unlock: %s)\n", id, o->state_dir, cb_unlock_kind_name(spec->kind));
+        } else {
+                printf("created store in %s (unlock: %s)\n", o->state_dir, cb_unlock_kind_name(spec->kind));
+        }
+        return CB_EXIT_OK;
+}
+
 int cmd_init(int argc, char **argv) {
         static const char usage[] =
                 "credbroker init --state-dir DIR --unlock SPEC [--argon2-ops N] [--argon2-mem-mib N]\n"
-                "                [--tpm2-tcti STRING] [--tpm2-pcrs LIST]\n"
+                "                [--tpm2-tcti STRING] [--tpm2-pcrs LIST] [--json]\n"
                 "  SPEC: passphrase (prompt), passphrase:FILE, passphrase:fd:N, keyfile:PATH (created 0400\n"
                 "  with 32 random bytes if missing), tpm2, tpm2+keyfile:PATH.\n"
                 "  Argon2id defaults: libsodium MODERATE (3 passes, 256 MiB).\n"
                 "  tpm2: --tpm2-tcti (default device:/dev/tpmrm0); --tpm2-pcrs 7 or 0,7 binds the store to\n"
-                "  those sha256 PCRs at their current values (default: no PCR policy).";
+                "  those sha256 PCRs at their current values (default: no PCR policy).\n"
+                "  --json: {\"created\":true,\"store_id\",\"state_dir\",\"unlock\"} (store_id null when\n"
+                "  the store could not be reopened here: a prompted or fd passphrase).";
         struct store_opts o;
         cb_unlock_spec *spec = NULL;
         cb_store *s = NULL;
@@ -133,14 +155,8 @@ int cmd_init(int argc, char **argv) {
                 goto out;
         }
         /* Open it back: proves the store is usable with the spec given. */
-        if (spec->kind == CB_UNLOCK_PASSPHRASE && !spec->path && spec->fd < 0) {
-                printf("created store in %s (unlock: %s)\n", o.state_dir, cb_unlock_kind_name(spec->kind));
-                r = CB_EXIT_OK;
-                goto out;
-        }
-        if (spec->fd >= 0) {
-                printf("created store in %s (unlock: %s)\n", o.state_dir, cb_unlock_kind_name(spec->kind));
-                r = CB_EXIT_OK;
+        if ((spec->kind == CB_UNLOCK_PASSPHRASE && !spec->path && spec->fd < 0) || spec->fd >= 0) {
+                r = init_said(&o, NULL, spec);
                 goto out;
         }
         r = cb_store_open(o.state_dir, spec, &s);
@@ -156,8 +172,7 @@ int cmd_init(int argc, char **argv) {
                 goto out;
         }
         cb_store_id_hex(s, id);
-        printf("created store %s in %s (unlock: %s)\n", id, o.state_dir, cb_unlock_kind_name(spec->kind));
-        r = CB_EXIT_OK;
+        r = init_said(&o, id, spec);
 out:
         cb_store_close(s);
         cb_unlock_spec_free(spec);

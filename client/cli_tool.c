@@ -30,28 +30,14 @@
 #include "cli.h"
 #include "credbroker.h"
 #include "error.h"
-#include "mask.h"
+#include "match.h"
 #include "store.h"
 
 #define FETCH_TTL 10 /* seconds: fetch and exec redeem at once */
-#define EXEC_BINDINGS_MAX MASK_NEEDLES_MAX
+#define EXEC_BINDINGS_MAX 64 /* --env and --file values per exec */
 #define EXEC_READ_BUF (64 * 1024)
 
 /* ---- helpers shared with cli_admin.c ---- */
-
-int cli_parse_u64(const char *s, unsigned long long max, unsigned long long *ret) {
-        unsigned long long v;
-        char *e;
-
-        if (!s || *s < '0' || *s > '9')
-                return -EINVAL;
-        errno = 0;
-        v = strtoull(s, &e, 10);
-        if (errno || *e || v > max)
-                return -EINVAL;
-        *ret = v;
-        return 0;
-}
 
 int cli_write_all(int fd, const void *p, size_t n) {
         const unsigned char *s = p;
@@ -110,26 +96,31 @@ static int fetch_one(cb_client *c, const char *verb, const char *name, cb_secret
 
 int cmd_token(int argc, char **argv) {
         static const char usage[] =
-                "usage: credbroker token SECRET [--use proxy|redeem] [--ttl SECONDS] [--bind exe|process|uid]\n"
+                "usage: credbroker token SECRET [--use proxy|redeem] [--ttl SECONDS] [--bind exe|process|uid] [--json]\n"
                 "  Ask the broker (tools.sock) for a token for SECRET.  The policy must grant this use\n"
                 "  to the caller: the broker sees credbroker's executable and the caller's uid/gid/cgroup.\n"
-                "  --use proxy (default): for /v1/proxy/SECRET/..., the value never leaves the broker;\n"
-                "  --use redeem: exchangeable for the value once (POST /v1/redeem).\n"
-                "  --ttl: lifetime in seconds (default: the broker's, capped by the grant).\n"
+                "  --use proxy (the CLI's default; POST /v1/token's is redeem): for /v1/proxy/SECRET/...,\n"
+                "    the value never leaves the broker;\n"
+                "  --use redeem: exchangeable for the value (POST /v1/redeem) until it expires or the\n"
+                "    grant's max_uses is spent.\n"
+                "  --ttl: lifetime, seconds or 90m/8h/1d (default: the broker's, capped by the grant).\n"
                 "  --bind: who may present it: exe (default: the requesting executable, here\n"
                 "    credbroker itself), process, or uid (proxy tokens only: any program of this\n"
                 "    uid, e.g. an SDK given the token as its API key).\n"
-                "  Prints the token on stdout (one line); accessor and lifetime on stderr.\n"
+                "  Prints the token on stdout (one line); accessor and lifetime on stderr; --json:\n"
+                "  {\"token\",\"accessor\",\"use\",\"bind\",\"expires_in\"} on stdout.\n"
                 "  Under a grant with \"approval\": true, first waits for an operator's decision\n"
                 "  (the request's ID is printed on stderr); denied or timed out: exit 7.\n";
         static const struct option opts[] = {
                 { "use", required_argument, NULL, 'u' },
                 { "ttl", required_argument, NULL, 't' },
                 { "bind", required_argument, NULL, 'b' },
+                { "json", no_argument, NULL, 'j' },
                 { "help", no_argument, NULL, 'h' },
                 {},
         };
         const char *use = "proxy", *bind = NULL;
+        bool json = false;
         unsigned long long ttl = 0;
         cb_client *c = NULL;
         char *tok = NULL, *acc = NULL;
@@ -146,13 +137,16 @@ int cmd_token(int argc, char **argv) {
                         use = optarg;
                         break;
                 case 't':
-                        if (cli_parse_u64(optarg, UINT32_MAX, &ttl) < 0 || ttl == 0)
-                                return cli_usage("token: --ttl takes a number of seconds (1 or more)");
+                        if (cli_parse_duration(optarg, UINT32_MAX, &ttl) < 0 || ttl == 0)
+                                return cli_usage("token: --ttl takes seconds or a duration (90m, 8h, 1d)");
                         break;
                 case 'b':
                         if (strcmp(optarg, "exe") != 0 && strcmp(optarg, "process") != 0 && strcmp(optarg, "uid") != 0)
                                 return cli_usage("token: --bind takes exe, process or uid");
                         bind = optarg;
+                        break;
+                case 'j':
+                        json = true;
                         break;
                 case 'h':
                         fputs(usage, stdout);
@@ -169,6 +163,36 @@ int cmd_token(int argc, char **argv) {
         r = cb_client_token_bind(c, argv[optind], use, (unsigned)ttl, bind, &tok, &acc, &expires);
         if (r < 0) {
                 r = cli_fail_client(r, c, "token");
+                goto out;
+        }
+        if (json) {
+                /* The token is what this command exists to print; jansson's
+                 * copies are wiped on free (libcredbroker's allocator hooks). */
+                json_t *o = json_object();
+
+                if (o && (json_object_set_new(o, "token", json_string(tok)) < 0 ||
+                          json_object_set_new(o, "accessor", json_string(acc)) < 0 ||
+                          json_object_set_new(o, "use", json_string(use)) < 0 ||
+                          json_object_set_new(o, "bind", json_string(bind ? bind : "exe")) < 0 ||
+                          json_object_set_new(o, "expires_in", json_integer((json_int_t)expires)) < 0)) {
+                        json_decref(o);
+                        o = NULL;
+                }
+                char *t = o ? json_dumps(o, JSON_COMPACT) : NULL;
+
+                json_decref(o);
+                r = t ? cli_write_all(STDOUT_FILENO, t, strlen(t)) : -ENOMEM;
+                if (r >= 0)
+                        r = cli_write_all(STDOUT_FILENO, "\n", 1);
+                if (t) {
+                        sodium_memzero(t, strlen(t));
+                        free(t);
+                }
+                if (r < 0) {
+                        r = cli_fail(r, "token: cannot write the answer to stdout");
+                        goto out;
+                }
+                r = CB_EXIT_OK;
                 goto out;
         }
         {
@@ -195,17 +219,20 @@ out:
 
 int cmd_fetch(int argc, char **argv) {
         static const char usage[] =
-                "usage: credbroker fetch SECRET [--newline]\n"
+                "usage: credbroker fetch SECRET [--newline | --json]\n"
                 "  Get a one-shot redeem token for SECRET and redeem it: needs a \"redeem\" grant.\n"
                 "  Writes the value to stdout exactly as stored (binary-safe, nothing added);\n"
                 "  --newline appends one \"\\n\".  Prefer 'credbroker exec', which masks the value\n"
-                "  in the command's output, or a proxy token, which never reveals it.\n";
+                "  in the command's output, or a proxy token, which never reveals it.\n"
+                "  --json: {\"secret\",\"version\",\"value\"} (\"value_base64\" instead when the value is\n"
+                "  not UTF-8 text without NUL), as POST /v1/redeem answers.\n";
         static const struct option opts[] = {
                 { "newline", no_argument, NULL, 'n' },
+                { "json", no_argument, NULL, 'j' },
                 { "help", no_argument, NULL, 'h' },
                 {},
         };
-        bool newline = false;
+        bool newline = false, json = false;
         cb_client *c = NULL;
         cb_secret *s = NULL;
         int ch, r;
@@ -217,6 +244,9 @@ int cmd_fetch(int argc, char **argv) {
                 case 'n':
                         newline = true;
                         break;
+                case 'j':
+                        json = true;
+                        break;
                 case 'h':
                         fputs(usage, stdout);
                         return CB_EXIT_OK;
@@ -226,6 +256,8 @@ int cmd_fetch(int argc, char **argv) {
         }
         if (!cli_one_name(argc, argv, "fetch", "SECRET"))
                 return CB_EXIT_USAGE;
+        if (json && newline)
+                return cli_usage("fetch: --json and --newline do not go together");
         r = cli_connect(0, &c);
         if (r < 0)
                 return -r;
@@ -235,8 +267,8 @@ int cmd_fetch(int argc, char **argv) {
                 goto out;
         }
         signal(SIGPIPE, SIG_IGN); /* a closed stdout is an error message, not a silent death */
-        r = cli_write_all(STDOUT_FILENO, cb_secret_value(s), cb_secret_len(s));
-        if (r >= 0 && newline)
+        r = json ? cli_write_value_json(s) : cli_write_all(STDOUT_FILENO, cb_secret_value(s), cb_secret_len(s));
+        if (r >= 0 && (newline || json))
                 r = cli_write_all(STDOUT_FILENO, "\n", 1);
         if (r < 0) {
                 r = cli_fail(r, "fetch: cannot write the value to stdout: %s", strerror(-r));
@@ -269,6 +301,8 @@ struct exec_state {
         char *envstr[EXEC_BINDINGS_MAX]; /* sodium_malloc "VAR=value" */
         size_t nenvstr;
         char **envp;
+        struct cli_proxy px[CLI_PROXY_MAX]; /* --proxy */
+        size_t npx;
 };
 
 static bool env_name_ok(const char *s, size_t n) {
@@ -336,7 +370,7 @@ static int exec_env(struct exec_state *st) {
 
         while (environ[n])
                 n++;
-        st->envp = calloc(n + st->nb + 1, sizeof(char *));
+        st->envp = calloc(n + st->nb + 2 * st->npx + 1, sizeof(char *));
         if (!st->envp)
                 return -cli_fail(-ENOMEM, "out of memory");
         for (size_t i = 0; i < n; i++) {
@@ -345,6 +379,9 @@ static int exec_env(struct exec_state *st) {
                 for (size_t j = 0; j < st->nb && !ours; j++)
                         ours = !st->b[j].file && strlen(st->b[j].target) == len &&
                                strncmp(st->b[j].target, environ[i], len) == 0;
+                for (size_t j = 0; j < st->npx && !ours; j++)
+                        ours = strncmp(st->px[j].env_base, environ[i], len + 1) == 0 ||
+                               strncmp(st->px[j].env_key, environ[i], len + 1) == 0;
                 if (!ours)
                         st->envp[k++] = environ[i];
         }
@@ -367,6 +404,10 @@ static int exec_env(struct exec_state *st) {
                 s[tl + 1 + vl] = 0;
                 st->envstr[st->nenvstr++] = s;
                 st->envp[k++] = s;
+        }
+        for (size_t j = 0; j < st->npx; j++) {
+                st->envp[k++] = st->px[j].env_base;
+                st->envp[k++] = st->px[j].env_key;
         }
         return 0;
 }
@@ -479,9 +520,9 @@ _Noreturn static void exec_child(char **cmd, char **envp, int out_fd, int err_fd
         _exit(e == ENOENT ? 127 : 126);
 }
 
-/* Pump the child's stdout and stderr through their maskers until both end. */
-static void exec_pump(int fds[2], mask *m[2]) {
-        struct sink sinks[2] = { { STDOUT_FILENO, false }, { STDERR_FILENO, false } };
+/* Pump the child's stdout and stderr through their masking streams until
+ * both end. */
+static void exec_pump(int fds[2], cb_scan_stream *m[2]) {
         unsigned char *buf = sodium_malloc(EXEC_READ_BUF);
         struct pollfd p[2];
 
@@ -507,13 +548,13 @@ static void exec_pump(int fds[2], mask *m[2]) {
                         n = read(p[i].fd, buf, EXEC_READ_BUF);
                         if (n < 0 && (errno == EINTR || errno == EAGAIN))
                                 continue;
-                        if (n > 0 && mask_feed(m[i], buf, (size_t)n, sink_write, &sinks[i]) >= 0)
+                        if (n > 0 && cb_scan_stream_feed(m[i], buf, (size_t)n) >= 0)
                                 continue;
                         /* End of stream, a read error, or our output is gone
                          * (closing makes the child's next write fail as it
                          * would have without us). */
                         if (n == 0)
-                                (void)mask_finish(m[i], sink_write, &sinks[i]);
+                                (void)cb_scan_stream_finish(m[i]);
                         close(p[i].fd);
                         p[i].fd = -1;
                 }
@@ -523,11 +564,19 @@ static void exec_pump(int fds[2], mask *m[2]) {
 
 int cmd_exec(int argc, char **argv) {
         static const char usage[] =
-                "usage: credbroker exec [--env VAR=SECRET]... [--file PATH=SECRET]... [--] CMD [ARGS...]\n"
+                "usage: credbroker exec [--proxy SECRET[=openai|anthropic|env:PREFIX]]... [--proxy-url URL]\n"
+                "                       [--env VAR=SECRET]... [--file PATH=SECRET]... [--] CMD [ARGS...]\n"
+                "  --proxy: for an SDK in CMD (needs a \"proxy\" grant; the value never reaches CMD):\n"
+                "  sets OPENAI_BASE_URL and OPENAI_API_KEY (=openai, the default), ANTHROPIC_BASE_URL\n"
+                "  and ANTHROPIC_API_KEY (=anthropic), or PREFIX_BASE_URL and PREFIX_API_KEY, to the\n"
+                "  broker's proxy (--proxy-url, $CREDBROKER_PROXY_URL, default http://127.0.0.1:8411)\n"
+                "  and a uid-bound proxy token living as long as the grant's max_ttl allows; the token\n"
+                "  is revoked when CMD exits, and masked in its output.\n"
                 "  Fetch each SECRET (needs a \"redeem\" grant), run CMD with the values, and pass CMD's\n"
                 "  stdout and stderr through a masker: every occurrence of a value is replaced by\n"
-                "  [REDACTED:SECRET] (also across read boundaries; values of 1-3 bytes mask innocent\n"
-                "  text too).  --env puts a value in the environment variable VAR (values holding NUL\n"
+                "  [REDACTED:SECRET], raw or encoded (base64, hex, %-escaped, JSON-escaped: see\n"
+                "  docs/redaction-forms.md), also across read boundaries; a value shorter than 4 bytes\n"
+                "  is refused.  --env puts a value in the environment variable VAR (values holding NUL\n"
                 "  need --file).  --file writes the value to PATH, which must not exist (created\n"
                 "  O_EXCL, mode 0400; put it on a tmpfs) and is removed when CMD ends.  stdin is CMD's.\n"
                 "  Signals sent to credbroker are passed on.  Exit status: CMD's (128+N if killed by\n"
@@ -535,13 +584,18 @@ int cmd_exec(int argc, char **argv) {
         static const struct option opts[] = {
                 { "env", required_argument, NULL, 'e' },
                 { "file", required_argument, NULL, 'f' },
+                { "proxy", required_argument, NULL, 'p' },
+                { "proxy-url", required_argument, NULL, 'U' },
                 { "help", no_argument, NULL, 'h' },
                 {},
         };
+        const char *proxy_url = getenv("CREDBROKER_PROXY_URL");
         struct exec_state st = {};
         int out_pipe[2] = { -1, -1 }, err_pipe[2] = { -1, -1 };
         struct sigaction sa = { .sa_sigaction = forward_signal, .sa_flags = SA_SIGINFO | SA_RESTART };
-        mask *m[2] = { NULL, NULL };
+        cb_scan_stream *m[2] = { NULL, NULL };
+        struct sink sinks[2] = { { STDOUT_FILENO, false }, { STDERR_FILENO, false } };
+        cb_matcher *forms = NULL;
         sigset_t block, old_mask;
         cb_client *c = NULL;
         char **cmd;
@@ -561,6 +615,26 @@ int cmd_exec(int argc, char **argv) {
                                 goto out;
                         }
                         break;
+                case 'p':
+                        if (st.npx == CLI_PROXY_MAX) {
+                                r = cli_usage("exec: at most %d --proxy", CLI_PROXY_MAX);
+                                goto out;
+                        }
+                        r = cli_proxy_parse(&st.px[st.npx], optarg);
+                        if (r < 0) {
+                                r = -r;
+                                goto out;
+                        }
+                        st.npx++;
+                        break;
+                case 'U':
+                        if (strncmp(optarg, "http://", 7) != 0) {
+                                r = cli_usage("exec: --proxy-url takes http://127.0.0.1:PORT (the broker's "
+                                              "--listen-tcp)");
+                                goto out;
+                        }
+                        proxy_url = optarg;
+                        break;
                 case 'h':
                         fputs(usage, stdout);
                         r = CB_EXIT_OK;
@@ -574,25 +648,53 @@ int cmd_exec(int argc, char **argv) {
                 r = cli_usage("exec needs a command after the options (exec --env VAR=SECRET -- CMD ...)");
                 goto out;
         }
-        if (st.nb == 0) {
-                r = cli_usage("exec needs at least one --env VAR=SECRET or --file PATH=SECRET");
+        if (st.nb == 0 && st.npx == 0) {
+                r = cli_usage("exec needs at least one --proxy SECRET, --env VAR=SECRET or --file PATH=SECRET");
                 goto out;
         }
         cmd = argv + optind;
 
         r = cli_connect(0, &c);
-        if (r < 0 || (r = exec_fetch(&st, c)) < 0 || (r = exec_env(&st)) < 0) {
+        if (r < 0 || (r = exec_fetch(&st, c)) < 0 ||
+            (r = cli_proxy_mint(st.px, st.npx, c, proxy_url && *proxy_url ? proxy_url : "http://127.0.0.1:8411")) < 0 ||
+            (r = exec_env(&st)) < 0) {
                 r = -r;
                 goto out;
         }
         cb_client_free(c);
         c = NULL;
-        for (int i = 0; i < 2; i++) {
-                r = mask_new(&m[i]);
-                for (size_t k = 0; r >= 0 && k < st.nval; k++)
-                        if (cb_secret_len(st.val[k]))
-                                r = mask_add(m[i], cb_secret_value(st.val[k]), cb_secret_len(st.val[k]),
-                                             cb_secret_name(st.val[k]));
+        /* One matcher over every value's forms (keys/match.h), one eager
+         * stream per output: only a tail that may still become a value is
+         * held back (prompts are not delayed). */
+        {
+                cb_matcher_builder *b = cb_matcher_builder_new(CB_MATCH_SHORT);
+                size_t k;
+                r = b ? 0 : -ENOMEM;
+                for (k = 0; r >= 0 && k < st.nval; k++)
+                        r = cb_matcher_builder_add(b, cb_secret_name(st.val[k]), 0, cb_secret_value(st.val[k]),
+                                                   cb_secret_len(st.val[k]));
+                if (r == -EMSGSIZE) {
+                        cb_matcher_builder_free(b);
+                        r = cli_fail(r, "exec: secret '%s' is shorter than %d bytes: its output could not be masked, "
+                                        "refused", cb_secret_name(st.val[k - 1]), CB_MATCH_MIN_VALUE);
+                        goto out;
+                }
+                /* exec --proxy's session tokens are masked too: the command
+                 * may print its environment. */
+                for (k = 0; r >= 0 && k < st.npx; k++)
+                        r = cb_matcher_builder_add(b, st.px[k].secret, 0, (const unsigned char *)st.px[k].token,
+                                                   strlen(st.px[k].token));
+                if (r >= 0)
+                        r = cb_matcher_build(b, &forms);
+                else
+                        cb_matcher_builder_free(b);
+                for (int i = 0; r >= 0 && i < 2; i++) {
+                        m[i] = cb_scan_stream_new(forms, NULL, sink_write, &sinks[i]);
+                        if (!m[i])
+                                r = -ENOMEM;
+                        else
+                                cb_scan_stream_eager(m[i]);
+                }
                 if (r < 0) {
                         r = cli_fail(r, "exec: cannot set up the output masker: %s", strerror(-r));
                         goto out;
@@ -655,15 +757,19 @@ int cmd_exec(int argc, char **argv) {
                 r = 128 + WTERMSIG(status);
         else
                 r = CB_EXIT_FAIL;
+        cli_proxy_release(st.px, st.npx); /* the tokens end with CMD */
+        st.npx = 0;
 out:
         for (int i = 0; i < 2; i++) {
                 if (out_pipe[i] >= 0)
                         close(out_pipe[i]);
                 if (err_pipe[i] >= 0)
                         close(err_pipe[i]);
-                mask_free(m[i]);
+                cb_scan_stream_free(m[i]);
         }
+        cb_matcher_free(forms);
         cb_client_free(c);
+        cli_proxy_release(st.px, st.npx);
         exec_free(&st);
         return r;
 }

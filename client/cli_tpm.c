@@ -15,6 +15,7 @@
 
 #include "cli.h"
 #include "error.h"
+#include "fsutil.h"
 #include "kek.h"
 #include "store.h"
 #include "tpm2.h"
@@ -199,6 +200,7 @@ static int tpm_accept_rollback(int argc, char **argv) {
         const char *dir = NULL, *unlock = NULL, *tcti = NULL;
         cb_unlock_spec *spec = NULL;
         cb_store *s = NULL;
+        int lockfd = -1;
         uint64_t gen = 0;
         int c, r;
 
@@ -243,7 +245,10 @@ static int tpm_accept_rollback(int argc, char **argv) {
         /* Open without writing, verify every version, and only then raise
          * the generation: a copy that fails verification stays refused. */
         spec->accept_rollback = true;
-        r = cb_store_open(dir, spec, &s);
+        /* Never under a running daemon: it would keep serving the old state. */
+        r = cb_lock_owner(dir, "daemon.lock", "state directory", &lockfd);
+        if (r >= 0)
+                r = cb_store_open(dir, spec, &s);
         if (r >= 0)
                 r = cb_store_verify(s, NULL, NULL);
         if (r >= 0)
@@ -261,6 +266,8 @@ static int tpm_accept_rollback(int argc, char **argv) {
         r = CB_EXIT_OK;
 out:
         cb_store_close(s);
+        if (lockfd >= 0)
+                close(lockfd);
         cb_unlock_spec_free(spec);
         return r;
 }

@@ -596,8 +596,9 @@ CB_EXPORT int cb_client_token_bind(cb_client *c, const char *secret, const char 
                 return set_error(c, -EINVAL, "a secret name is 1..%d characters", CB_SECRET_NAME_MAX);
         if (use && strcmp(use, "proxy") != 0 && strcmp(use, "redeem") != 0)
                 return set_error(c, -EINVAL, "use must be \"proxy\" or \"redeem\"");
-        if (bind && strcmp(bind, "exe") != 0 && strcmp(bind, "process") != 0 && strcmp(bind, "uid") != 0)
-                return set_error(c, -EINVAL, "bind must be \"exe\", \"process\" or \"uid\"");
+        if (bind && strcmp(bind, "exe") != 0 && strcmp(bind, "process") != 0 && strcmp(bind, "uid") != 0 &&
+            strcmp(bind, "session") != 0)
+                return set_error(c, -EINVAL, "bind must be \"exe\", \"process\", \"uid\" or \"session\"");
         q = json_pack("{s:s}", "secret", secret);
         if (q && bind)
                 json_object_set_new(q, "bind", json_string(bind));

@@ -86,9 +86,10 @@ CB_EXPORT int cb_client_token(cb_client *c, const char *secret, const char *use,
                               char **ret_token, char **ret_accessor, unsigned *ret_expires_in) CB_WUR;
 
 /* The same, choosing what the token is bound to beyond the uid: "exe" (the
- * default, NULL: this executable), "process" (this process), or "uid" (any
+ * default, NULL: this executable), "process" (this process), "uid" (any
  * executable of this uid; proxy tokens only — for handing to an SDK run as
- * a child, as its API key). */
+ * a child, as its API key), or "session" (like "uid", but only while this
+ * process lives: it dies with the caller; needs SO_PEERPIDFD, Linux 6.5). */
 CB_EXPORT int cb_client_token_bind(cb_client *c, const char *secret, const char *use, unsigned ttl, const char *bind,
                                    char **ret_token, char **ret_accessor, unsigned *ret_expires_in) CB_WUR;
 

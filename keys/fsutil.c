@@ -205,3 +205,52 @@ int cb_path_check_trusted(const char *path, uid_t owner, const char *what) {
         free(real);
         return r;
 }
+
+int cb_lock_owner(const char *dir, const char *name, const char *what, int *ret_fd) {
+        struct flock fl = { .l_type = F_WRLCK, .l_whence = SEEK_SET };
+        char pid[32], held[32] = "";
+        struct stat st;
+        ssize_t n;
+        int dfd, fd, r;
+
+        dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+        if (dfd < 0)
+                return cb_error_set(-errno, "%s '%s': %s", what, dir, strerror(errno));
+        fd = openat(dfd, name, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0600);
+        r = fd < 0 ? -errno : 0;
+        close(dfd);
+        if (r < 0)
+                return cb_error_set(r, "%s '%s': cannot open its lock file %s: %s", what, dir, name, strerror(-r));
+        if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_uid != geteuid() || (st.st_mode & 077)) {
+                close(fd);
+                return cb_error_set(-EPERM, "%s '%s': its lock file %s is not a regular file of uid %u with mode "
+                                    "0600: refusing it", what, dir, name, (unsigned)geteuid());
+        }
+        /* An OFD lock: held by this open file description for as long as
+         * the fd stays open (the daemon's whole life), released by the
+         * kernel however the process ends, never by another thread's
+         * close() of some other fd on the same file (as a POSIX lock
+         * would be). */
+        if (fcntl(fd, F_OFD_SETLK, &fl) < 0) {
+                r = -errno;
+                if (r == -EAGAIN || r == -EACCES) {
+                        n = pread(fd, held, sizeof(held) - 1, 0);
+                        held[n > 0 ? n : 0] = '\0';
+                        held[strcspn(held, "\n")] = '\0';
+                        r = cb_error_set(-EBUSY, "%s '%s' is in use by another credbrokerd (pid %s): one daemon "
+                                         "per directory; stop it first", what, dir, held[0] ? held : "unknown");
+                } else {
+                        r = cb_error_set(r, "%s '%s': cannot lock %s: %s", what, dir, name, strerror(-r));
+                }
+                close(fd);
+                return r;
+        }
+        n = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
+        if (ftruncate(fd, 0) < 0 || cb_pwrite_all(fd, pid, (size_t)n, 0) < 0) {
+                r = cb_error_set(-errno, "%s '%s': cannot write %s: %s", what, dir, name, strerror(errno));
+                close(fd);
+                return r;
+        }
+        *ret_fd = fd;
+        return 0;
+}

@@ -39,3 +39,11 @@ int cb_lock_dir(int dirfd, int exclusive);
  * (with cb_error_set) naming the directory and why; -errno when a
  * directory cannot be examined. */
 int cb_path_check_trusted(const char *path, uid_t owner, const char *what) __attribute__((warn_unused_result));
+
+/* Take the exclusive lifetime lock dir/name (an OFD write lock on a 0600
+ * regular file of our uid, O_CLOEXEC) and write our pid into it.  Never
+ * blocks.  On success *ret_fd holds the lock until closed (or the process
+ * ends).  -EBUSY with a message naming the holder's pid when another
+ * process holds it; what names the directory in messages ("state
+ * directory", "run directory"). */
+int cb_lock_owner(const char *dir, const char *name, const char *what, int *ret_fd) __attribute__((warn_unused_result));

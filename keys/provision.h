@@ -173,7 +173,7 @@ typedef struct cb_prov_result {
 } cb_prov_result;
 
 /* How far in the future a blob's `created` may be (clock skew). */
-#define CB_PROV_FUTURE_SKEW 600
+#define CB_PROV_FUTURE_SKEW 300 /* seconds: a blob dated further ahead is refused (5 min of clock skew) */
 
 /* Import one blob: parse, open with the key its id names (current or
  * previous), check not_after against now, expect_name (NULL: none; a file

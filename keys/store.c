@@ -158,6 +158,11 @@ void cb_store_free_index(cb_store *s) {
                 free(s->sec[k].loc);
                 free(s->sec[k].name);
         }
+        for (size_t k = 0; k < s->nleaks; k++)
+                free(s->leaks[k].name);
+        free(s->leaks);
+        s->leaks = NULL;
+        s->nleaks = s->capleaks = 0;
         free(s->sec);
         free(s->ht);
         s->sec = NULL;
@@ -173,6 +178,13 @@ cb_version_info *cb_store_find_version(struct secret *sec, uint32_t version, siz
                         return &sec->v[i];
                 }
         return NULL;
+}
+
+bool cb_store_sec_deleted(const struct secret *sec) {
+        for (size_t i = 0; i < sec->n; i++)
+                if (sec->v[i].state != CB_VS_DESTROYED)
+                        return false;
+        return sec->n > 0;
 }
 
 cb_version_info *cb_store_current_of(struct secret *sec) {
@@ -203,6 +215,8 @@ int cb_store_apply_record(cb_store *s, const cb_record *rec, size_t body_off, si
         cb_version_info *v;
         int r;
 
+        if (rec->type == CB_REC_LEAK)
+                return cb_store_apply_leak(s, rec);
         if (rec->type == CB_REC_STATE) {
                 if (!sec || !(v = cb_store_find_version(sec, rec->version, NULL)))
                         return cb_error_set(-EBADMSG, "state change for a version that does not exist");
@@ -328,7 +342,8 @@ int cb_store_load_log(cb_store *s, const unsigned char *p, size_t committed, siz
                 size_t cur = 0;
                 for (size_t i = 0; i < s->sec[k].n; i++)
                         cur += s->sec[k].v[i].state == CB_VS_CURRENT;
-                if (cur != 1)
+                /* None only for a deleted secret: every version destroyed. */
+                if (cur != 1 && !(cur == 0 && cb_store_sec_deleted(&s->sec[k])))
                         return cb_error_set(CB_E_INTEGRITY, "integrity error: %s: secret '%s' has %zu current "
                                             "versions", path, s->sec[k].name, cur);
         }
@@ -639,6 +654,22 @@ int cb_store_open(const char *dir, const cb_unlock_spec *spec, cb_store **ret) {
                 r = cb_error_set(lockfd, "cannot lock '%s': %s", dir, strerror(-lockfd));
                 goto out;
         }
+        /* The files in it: regular, ours, and readable by no one else (a
+         * group- or world-accessible header or log was put there by hand). */
+        for (int i = 0; i < 2; i++) {
+                const char *f = i ? "lock" : "header";
+                struct stat fst;
+
+                if (fstatat(s->dirfd, f, &fst, AT_SYMLINK_NOFOLLOW) < 0)
+                        continue; /* absent: reported below (header) or created (lock) */
+                if (!S_ISREG(fst.st_mode) || fst.st_uid != geteuid() || (fst.st_mode & 077)) {
+                        r = cb_error_set(-EPERM, "%s/%s must be a regular file owned by uid %u with mode 0600 "
+                                         "(it is mode %04o, uid %u): refusing the store", dir, f,
+                                         (unsigned)geteuid(), (unsigned)(fst.st_mode & 07777), (unsigned)fst.st_uid);
+                        goto out;
+                }
+        }
+        cb_store_note_header(s); /* before the read: a swap in between shows as a change */
         r = cb_read_file_at(s->dirfd, "header", CB_HEADER_MAX, &s->hdr_bytes, &s->hdr_len);
         if (r == -ENOENT) {
                 r = cb_error_set(r, "no store in '%s' (create one with 'credbroker init')", dir);
@@ -666,6 +697,15 @@ int cb_store_open(const char *dir, const cb_unlock_spec *spec, cb_store **ret) {
                 r = cb_error_set(errno == ENOENT ? CB_E_INTEGRITY : -errno, "%s%s: %s",
                                  errno == ENOENT ? "integrity error: " : "", logpath, strerror(errno));
                 goto out;
+        }
+        {
+                struct stat lst;
+                if (fstat(s->logfd, &lst) < 0 || !S_ISREG(lst.st_mode) || lst.st_uid != geteuid() ||
+                    (lst.st_mode & 077)) {
+                        r = cb_error_set(-EPERM, "%s must be a regular file owned by uid %u with mode 0600: "
+                                         "refusing the store", logpath, (unsigned)geteuid());
+                        goto out;
+                }
         }
         r = cb_read_file_at(s->dirfd, s->logname, CB_LOG_MAX, &logp, &loglen);
         if (r < 0) {

@@ -57,6 +57,7 @@ typedef struct cb_version_info {
         uint64_t created;       /* unix seconds */
         uint64_t changed;       /* when the state last changed */
         const cb_meta *meta;    /* owned by the store */
+        bool leaked;            /* marked leaked (cb_store_mark_leaked): never served */
 } cb_version_info;
 
 /* 0 if name is acceptable: 1..CB_NAME_MAX bytes of [A-Za-z0-9._-], starting
@@ -108,6 +109,14 @@ int cb_store_set_state(cb_store *s, const char *name, uint32_t version, enum cb_
  * from disk by compacting the log into a new file; the old file is
  * overwritten and unlinked.  Terminal. */
 int cb_store_destroy(cb_store *s, const char *name, uint32_t version) __attribute__((warn_unused_result));
+
+/* Delete a secret: destroy every version, the current one included, in one
+ * compaction (as cb_store_destroy: wrapped DEKs and ciphertexts gone from
+ * disk, the old log overwritten; tombstones keep the version numbers).  The
+ * name is then listed nowhere and has no current version (cb_store_get:
+ * -ENOENT); a later put starts a new current version.  0 also when it was
+ * deleted already; -ENOENT for an unknown name. */
+int cb_store_delete(cb_store *s, const char *name) __attribute__((warn_unused_result));
 
 /* Names, sorted; the array is malloc'd (free() it), the strings belong to the
  * store and stay valid until the next write or close. */
@@ -162,6 +171,46 @@ int cb_store_versions_ex(cb_store *s, const char *name, unsigned flags, const cb
  * rolled back (nothing written), negative with a message otherwise (the
  * store stays unaccepted). */
 int cb_store_accept_rollback(cb_store *s, uint64_t *ret_generation) __attribute__((warn_unused_result));
+
+/* ---- leak marks (store_leak.c) ----
+ *
+ * A leaked version is a store record like any other (MAC-chained, counted
+ * by the generation and so by the tpm2 anti-rollback counter), holding the
+ * version and a keyed hash of its value (BLAKE2b-256 under a key derived
+ * from the KEK: equal values are recognisable only with the KEK).  From the
+ * commit on:
+ *   - cb_store_get refuses the version (-EKEYREVOKED) unless the caller
+ *     passes CB_STORE_LEAKED_OK (the leak scanner, which must keep
+ *     recognising the value);
+ *   - cb_store_set_state refuses to make it current;
+ *   - cb_store_put refuses any value equal to one ever marked leaked, in
+ *     any secret, even after the version is destroyed (-EKEYREJECTED; the
+ *     value is never echoed).
+ * A mark is never lifted; a secret whose current version is leaked is
+ * "compromised" until a new version is made current. */
+#define CB_STORE_LEAKED_OK 2u
+
+/* Mark version (0 = the current one) of name leaked; durable on 0.  0 also
+ * when it was marked already.  -EKEYREVOKED for a destroyed version (its
+ * value is gone: nothing to hash).  *ret_version (may be NULL) gets the
+ * version marked. */
+int cb_store_mark_leaked(cb_store *s, const char *name, uint32_t version, uint32_t *ret_version)
+        __attribute__((warn_unused_result));
+
+/* true when value[0..len) equals a value ever marked leaked. */
+bool cb_store_value_leaked(const cb_store *s, const void *value, size_t len);
+
+/* Number of leaked values the store remembers. */
+size_t cb_store_leaked_count(const cb_store *s);
+
+/* Has the store on disk changed since this handle last read or wrote it
+ * (another process wrote it, or a copy was put in its place)?  Cheap: one
+ * fstatat of the header, and a byte compare only when its identity or
+ * times changed.  0 when not; CB_E_ROLLBACK with a message when it did,
+ * and from then on every read and write through this handle is refused
+ * the same way (stale data is never served): reopen.  cb_store_get runs
+ * it on every call. */
+int cb_store_check_fresh(cb_store *s) __attribute__((warn_unused_result));
 
 /* Test hook: when set (non-NULL), called at named points of the commit path
  * so crash tests can stop a writer exactly there: "log-written" (appended,

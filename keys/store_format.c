@@ -153,6 +153,10 @@ int cb_record_parse(const unsigned char *body, size_t len, cb_record *ret) {
                         return -EBADMSG;
                 rec.state = CB_VS_DESTROYED;
                 break;
+        case CB_REC_LEAK:
+                if (cb_reader_bytes(&rd, CB_MAC_LEN, &rec.leak_hash) < 0)
+                        return -EBADMSG;
+                break;
         default:
                 return -EBADMSG;
         }
@@ -183,6 +187,8 @@ int cb_record_encode(cb_buf *out, const cb_record *rec) {
                 return cb_buf_put_u8(out, rec->state);
         case CB_REC_TOMBSTONE:
                 return cb_buf_put_u64(out, rec->created);
+        case CB_REC_LEAK:
+                return cb_buf_put(out, rec->leak_hash, CB_MAC_LEN);
         }
         return -EINVAL;
 }

@@ -23,6 +23,10 @@
  *              dek nonce[24] | wrapped DEK[48] | value nonce[24] | lv ciphertext
  *   STATE:     lv name | u32 version | u8 state
  *   TOMBSTONE: lv name | u32 version | u64 created     (a destroyed version)
+ *   LEAK:      lv name | u32 version | hash[32]         (version marked leaked;
+ *              hash = BLAKE2b-256 of the value keyed with a key derived from
+ *              the KEK, so put can refuse the value for ever; kept by
+ *              compaction after the version is destroyed)
  */
 #pragma once
 
@@ -83,6 +87,7 @@ enum cb_record_type {
         CB_REC_PUT = 1,
         CB_REC_STATE = 2,
         CB_REC_TOMBSTONE = 3,
+        CB_REC_LEAK = 4,
 };
 
 typedef struct cb_record {
@@ -98,6 +103,7 @@ typedef struct cb_record {
         size_t meta_len;
         const unsigned char *dek_nonce, *wrapped_dek, *val_nonce, *ct;
         size_t ct_len;
+        const unsigned char *leak_hash; /* CB_REC_LEAK: CB_MAC_LEN bytes */
 } cb_record;
 
 /* Parse one record body (already MAC-verified).  -EBADMSG when malformed,

@@ -4,6 +4,8 @@
 #pragma once
 
 #include <stdbool.h>
+#include <sys/types.h>
+#include <time.h>
 
 #include <sodium.h>
 
@@ -62,6 +64,23 @@ struct cb_store {
         bool rollback_pending;
         size_t pending_end;
         unsigned char pending_head[CB_MAC_LEN];
+        /* Leak marks in log order (store_leak.c), re-emitted by compaction. */
+        struct leakmark *leaks;
+        size_t nleaks, capleaks;
+        /* What the header on disk looked like when we last read or wrote it
+         * (cb_store_check_fresh); stale once it changed under us. */
+        dev_t hdr_dev;
+        ino_t hdr_ino;
+        off_t hdr_size;
+        struct timespec hdr_mtim, hdr_ctim;
+        bool stale;
+};
+
+struct leakmark {
+        char *name;
+        uint32_t version;
+        uint64_t time;
+        unsigned char hash[CB_MAC_LEN];
 };
 
 
@@ -72,6 +91,8 @@ void cb_store_log_name(char out[8 + 2 * CB_LOG_ID_LEN], const unsigned char id[C
 struct secret *cb_store_find(const cb_store *s, const char *name, size_t len);
 cb_version_info *cb_store_find_version(struct secret *sec, uint32_t version, size_t *ret_idx);
 cb_version_info *cb_store_current_of(struct secret *sec);
+/* Every version destroyed (cb_store_delete): listed nowhere, no current. */
+bool cb_store_sec_deleted(const struct secret *sec);
 int cb_store_apply_record(cb_store *s, const cb_record *rec, size_t body_off, size_t body_len);
 int cb_store_load_log(cb_store *s, const unsigned char *p, size_t committed, size_t avail, const char *path,
                       size_t *ret_end, unsigned char ret_head[CB_MAC_LEN], uint64_t *ret_gen);
@@ -79,6 +100,16 @@ int cb_store_load_log(cb_store *s, const unsigned char *p, size_t committed, siz
 int cb_store_write_header(cb_store *s, uint64_t gen, const unsigned char log_id[CB_LOG_ID_LEN], uint64_t log_len,
                           const unsigned char head[CB_MAC_LEN]);
 void cb_store_free_index(cb_store *s);
+/* Apply a CB_REC_LEAK record (store_leak.c). */
+int cb_store_apply_leak(cb_store *s, const cb_record *rec);
+/* Remember the header's identity as we read or wrote it (store_leak.c). */
+void cb_store_note_header(cb_store *s);
+/* Frame the leak marks into batch for a compaction at generation gen. */
+int cb_store_emit_leaks(const cb_store *s, uint64_t gen, cb_buf *batch, unsigned char head[CB_MAC_LEN],
+                        int (*frame)(const cb_store *, cb_buf *, unsigned char *, const cb_buf *));
+/* The commit path's entry points, shared with store_leak.c (store_write.c). */
+int cb_store_txn_begin(cb_store *s, int *ret_lock);
+int cb_store_commit_one(cb_store *s, const cb_record *rec);
 /* Compare the committed generation with the provider's counter and advance
  * the counter if behind (see kek.h sync_generation); 0 without one. */
 int cb_store_sync_generation(cb_store *s, uint64_t *ret_counter_gen);

@@ -95,13 +95,17 @@ int cb_store_get_ex(cb_store *s, const char *name, uint32_t version, bool allow_
         size_t idx;
         int r;
 
-        if (cb_store_name_check(name, flags) < 0)
+        if (cb_store_name_check(name, flags & CB_STORE_INTERNAL) < 0)
                 return -EINVAL;
+        if ((r = cb_store_check_fresh(s)) < 0)
+                return r;
         sec = cb_store_find(s, name, strlen(name));
         if (!sec)
                 return cb_error_set(-ENOENT, "no secret named '%s'", name);
         if (version == 0) {
                 v = cb_store_current_of(sec);
+                if (!v && cb_store_sec_deleted(sec))
+                        return cb_error_set(-ENOENT, "secret '%s' was deleted", name);
                 if (!v || !cb_store_find_version(sec, v->version, &idx))
                         return cb_error_set(CB_E_INTEGRITY, "secret '%s' has no current version", name);
         } else if (!(v = cb_store_find_version(sec, version, &idx))) {
@@ -112,6 +116,8 @@ int cb_store_get_ex(cb_store *s, const char *name, uint32_t version, bool allow_
         if (!allow_inactive && (v->state == CB_VS_PENDING || v->state == CB_VS_DISABLED))
                 return cb_error_set(-EPERM, "version %u of '%s' is %s", v->version, name,
                                     cb_version_state_name(v->state));
+        if (v->leaked && !(flags & CB_STORE_LEAKED_OK))
+                return cb_error_set(-EKEYREVOKED, "version %u of '%s' leaked: it is never served", v->version, name);
         r = decrypt_version(s, sec, idx, ret_value);
         if (r < 0)
                 return r;
@@ -133,7 +139,8 @@ int cb_store_names(cb_store *s, const char ***ret_names, size_t *ret_n) {
         if (!v)
                 return -ENOMEM;
         for (size_t i = 0; i < s->nsec; i++)
-                if (s->sec[i].name[0] != CB_INTERNAL_NAME_PREFIX) /* store.h: never listed */
+                if (s->sec[i].name[0] != CB_INTERNAL_NAME_PREFIX && /* store.h: never listed */
+                    !cb_store_sec_deleted(&s->sec[i]))
                         v[n++] = s->sec[i].name;
         qsort(v, n, sizeof(*v), cmp_names);
         *ret_names = v;
@@ -162,7 +169,7 @@ size_t cb_store_count(const cb_store *s) {
         size_t n = 0;
 
         for (size_t i = 0; i < s->nsec; i++)
-                n += s->sec[i].name[0] != CB_INTERNAL_NAME_PREFIX;
+                n += s->sec[i].name[0] != CB_INTERNAL_NAME_PREFIX && !cb_store_sec_deleted(&s->sec[i]);
         return n;
 }
 
@@ -175,7 +182,7 @@ void cb_store_id_hex(const cb_store *s, char out[33]) {
 }
 
 int cb_store_verify(cb_store *s, size_t *ret_secrets, size_t *ret_versions) {
-        size_t versions = 0, internal = 0;
+        size_t versions = 0, uncounted = 0; /* internal or deleted */
 
         for (size_t k = 0; k < s->nsec; k++) {
                 struct secret *sec = &s->sec[k];
@@ -192,14 +199,14 @@ int cb_store_verify(cb_store *s, size_t *ret_secrets, size_t *ret_versions) {
                                 return r;
                         versions += sec->name[0] != CB_INTERNAL_NAME_PREFIX; /* verified, not counted */
                 }
-                if (cur != 1)
+                if (cur != 1 && !(cur == 0 && cb_store_sec_deleted(sec)))
                         return cb_error_set(CB_E_INTEGRITY, "integrity error: secret '%s' has %zu current versions",
                                             sec->name, cur);
         }
         for (size_t k = 0; k < s->nsec; k++)
-                internal += s->sec[k].name[0] == CB_INTERNAL_NAME_PREFIX;
+                uncounted += s->sec[k].name[0] == CB_INTERNAL_NAME_PREFIX || cb_store_sec_deleted(&s->sec[k]);
         if (ret_secrets)
-                *ret_secrets = s->nsec - internal;
+                *ret_secrets = s->nsec - uncounted;
         if (ret_versions)
                 *ret_versions = versions;
         return 0;

@@ -17,7 +17,7 @@
 #include "fsutil.h"
 #include "store_internal.h"
 
-static int txn_begin(cb_store *s, int *ret_lock) {
+int cb_store_txn_begin(cb_store *s, int *ret_lock) {
         unsigned char *disk = NULL;
         size_t n = 0;
         struct stat st;
@@ -31,6 +31,9 @@ static int txn_begin(cb_store *s, int *ret_lock) {
         if (s->broken)
                 return cb_error_set(-EIO, "an earlier write to '%s' ended in an unknown state; reopen the store",
                                     s->dir);
+        if (s->stale)
+                return cb_error_set(CB_E_ROLLBACK, "the store in '%s' was changed by another process since it was "
+                                    "opened; reopen it", s->dir);
         lockfd = cb_lock_dir(s->dirfd, 1);
         if (lockfd < 0)
                 return cb_error_set(lockfd, "cannot lock '%s': %s", s->dir, strerror(-lockfd));
@@ -40,6 +43,7 @@ static int txn_begin(cb_store *s, int *ret_lock) {
                 goto fail;
         }
         if (n != s->hdr_len || memcmp(disk, s->hdr_bytes, n) != 0) {
+                s->stale = true;
                 r = cb_error_set(CB_E_ROLLBACK, "the store in '%s' was changed by another process since it was "
                                  "opened; reopen it", s->dir);
                 goto fail;
@@ -126,6 +130,7 @@ int cb_store_write_header(cb_store *s, uint64_t gen, const unsigned char log_id[
                                  s->broken ? " (commit state unknown: reopen the store)" : "; nothing was changed");
                 goto out;
         }
+        cb_store_note_header(s);
         cb_store_hook("header-committed");
         free(s->hdr_bytes);
         s->hdr_bytes = out.data; /* ownership moves; parse cannot fail on what we built */
@@ -212,7 +217,7 @@ undo:
                             strerror(-r));
 }
 
-static int commit_one(cb_store *s, const cb_record *rec) {
+int cb_store_commit_one(cb_store *s, const cb_record *rec) {
         unsigned char head[CB_MAC_LEN];
         cb_buf body = CB_BUF_INIT, batch = CB_BUF_INIT;
         int r;
@@ -253,11 +258,17 @@ int cb_store_put_ex(cb_store *s, const char *name, const void *value, size_t len
         if ((r = cb_meta_copy(meta ? meta : &empty, &m)) < 0 || (r = cb_meta_validate(m)) < 0 ||
             (r = cb_meta_encode(m, &metab)) < 0)
                 goto out;
-        r = txn_begin(s, &lockfd);
+        r = cb_store_txn_begin(s, &lockfd);
         if (r < 0)
                 goto out;
+        /* After txn_begin: the leak marks are the ones on disk. */
+        if (cb_store_value_leaked(s, value, len)) {
+                r = cb_error_set(-EKEYREJECTED, "this value of '%s' was marked leaked earlier and is never stored "
+                                 "again: use a new value", name);
+                goto out;
+        }
         sec = cb_store_find(s, name, strlen(name));
-        if (!sec && state != CB_VS_CURRENT) {
+        if ((!sec || cb_store_sec_deleted(sec)) && state != CB_VS_CURRENT) {
                 r = cb_error_set(-EINVAL, "the first version of '%s' must be current", name);
                 goto out;
         }
@@ -285,7 +296,7 @@ int cb_store_put_ex(cb_store *s, const char *name, const void *value, size_t len
                 goto out;
         crypto_aead_xchacha20poly1305_ietf_encrypt(ct, NULL, value, len, aad.data, aad.len, NULL, val_nonce,
                                                    cb_secbuf_data(dek));
-        r = commit_one(s, &(cb_record){
+        r = cb_store_commit_one(s, &(cb_record){
                 .type = CB_REC_PUT,
                 .generation = s->hdr.generation + 1,
                 .time = cb_store_now(),
@@ -338,7 +349,7 @@ int cb_store_set_state(cb_store *s, const char *name, uint32_t version, enum cb_
 
         if (state != CB_VS_CURRENT && state != CB_VS_PREVIOUS && state != CB_VS_DISABLED)
                 return cb_error_set(-EINVAL, "a version can be made current, previous or disabled here");
-        r = txn_begin(s, &lockfd);
+        r = cb_store_txn_begin(s, &lockfd);
         if (r < 0)
                 return r;
         r = lookup(s, name, version, 0, &sec, &idx);
@@ -351,12 +362,17 @@ int cb_store_set_state(cb_store *s, const char *name, uint32_t version, enum cb_
         }
         if (v->state == state)
                 goto out; /* already there: idempotent, so re-running a step is safe */
+        if (state == CB_VS_CURRENT && v->leaked) {
+                r = cb_error_set(-EKEYREVOKED, "version %u of '%s' leaked: it is never made current again", version,
+                                 name);
+                goto out;
+        }
         if (v->state == CB_VS_CURRENT) {
                 r = cb_error_set(-EBUSY, "version %u of '%s' is current: make another version current first",
                                  version, name);
                 goto out;
         }
-        r = commit_one(s, &(cb_record){
+        r = cb_store_commit_one(s, &(cb_record){
                 .type = CB_REC_STATE,
                 .generation = s->hdr.generation + 1,
                 .time = cb_store_now(),
@@ -380,7 +396,7 @@ static int compact(cb_store *s, const struct secret *tsec, size_t tidx) {
         uint64_t gen = s->hdr.generation + 1;
         int lockfd = -1, fd = -1, r;
 
-        r = txn_begin(s, &lockfd);
+        r = cb_store_txn_begin(s, &lockfd);
         if (r < 0)
                 return r;
         randombytes_buf(log_id, sizeof(log_id));
@@ -393,7 +409,7 @@ static int compact(cb_store *s, const struct secret *tsec, size_t tidx) {
                         const cb_version_info *v = &sec->v[i];
                         cb_record rec;
 
-                        if (v->state == CB_VS_DESTROYED || (sec == tsec && i == tidx)) {
+                        if (v->state == CB_VS_DESTROYED || (sec == tsec && (i == tidx || tidx == SIZE_MAX))) {
                                 rec = (cb_record){ .type = CB_REC_TOMBSTONE, .created = v->created,
                                                    .time = v->state == CB_VS_DESTROYED ? v->changed : cb_store_now() };
                         } else if (cb_record_parse(s->log.data + sec->loc[i].body_off, sec->loc[i].body_len, &rec) < 0) {
@@ -413,6 +429,8 @@ static int compact(cb_store *s, const struct secret *tsec, size_t tidx) {
                                 r = frame(s, &batch, head, &body);
                 }
         }
+        if (r >= 0)
+                r = cb_store_emit_leaks(s, gen, &batch, head, frame);
         if (r < 0)
                 goto out;
         fd = openat(s->dirfd, newname, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
@@ -480,6 +498,19 @@ int cb_store_destroy_ex(cb_store *s, const char *name, uint32_t version, unsigne
         return compact(s, sec, idx);
 }
 
+int cb_store_delete(cb_store *s, const char *name) {
+        struct secret *sec;
+
+        if (cb_store_name_check(name, 0) < 0)
+                return cb_error_set(-EINVAL, "invalid secret name");
+        sec = cb_store_find(s, name, strlen(name));
+        if (!sec)
+                return cb_error_set(-ENOENT, "no secret named '%s'", name);
+        if (cb_store_sec_deleted(sec))
+                return 0;
+        return compact(s, sec, SIZE_MAX);
+}
+
 int cb_store_compact(cb_store *s) {
         return compact(s, NULL, 0);
 }
@@ -493,7 +524,7 @@ int cb_store_accept_rollback(cb_store *s, uint64_t *ret_generation) {
                 return 0;
         }
         s->rollback_pending = false; /* for txn_begin; set again below unless committed */
-        r = txn_begin(s, &lockfd);
+        r = cb_store_txn_begin(s, &lockfd);
         if (r < 0)
                 goto out;
         /* Read the counter again: it may have moved since the open. */

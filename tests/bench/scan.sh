@@ -102,7 +102,9 @@ def post(path, body):
 for i, v in enumerate(values):
     post('/v1/admin/secrets', json.dumps({'name': 's-%04d' % i, 'value': v.decode()}).encode())
 
-# The scanner's forms (broker/scanner.c), computed independently.
+# The spellings grep -F can be given: the scanner's literal forms (keys/match_forms.c) and
+# the common URL and JSON escapings, which the scanner finds by decoding (keys/match.h)
+# whatever the spelling; computed independently.  (Kept as they were, so figures compare.)
 B64 = b'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/'
 def b64_inner(v, a, url):
     bits = 8 * (a + len(v)); stream = int.from_bytes(b'\0' * a + v, 'big')

@@ -60,8 +60,8 @@
 #
 # Caps, and how the runs stay clear of them (a 429 fails the run: refusals are
 # cheap and must never be counted as issued tokens):
-#   - the broker keeps at most 10,000 live tokens per uid and 100,000 in all,
-#     and an expired token still counts for 60 s after its expiry;
+#   - the broker keeps at most 10,000 live tokens per uid and 100,000 in all
+#     (TTL 300 s here: every token issued in a run is still live at its end);
 #   - so every token run gets a fresh daemon (tokens are in memory only), the
 #     1-client run stops at 9,900 requests, the 32-client runs at 95,000 in
 #     all, and each of the 32 client threads connects under its own uid

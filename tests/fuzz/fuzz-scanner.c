@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * The leak scanner's matcher and redaction stream (broker/scanner.c)
- * against a naive reference written here: memcmp at every offset for every
- * pattern the matcher holds, and every checksummed token.
+ * The leak scanner's matcher and redaction stream (keys/match*.c)
+ * against the naive reference (tests/helper/match-ref.h): every decoding
+ * view of the text built whole, memcmp at every offset for every pattern
+ * the matcher holds, and every checksummed token.
  *
  * Input: byte 0 % 8 = number of secrets; then per secret one length byte
  * (value length 8 + byte % 64) and the value; then one byte seeding the
@@ -23,7 +24,8 @@
 #include <sodium.h>
 
 #include "codec.h"
-#include "scanner.h"
+#include "match.h"
+#include "match-ref.h"
 
 #define FUZZ_SCANNER_MAX (16 * 1024) /* the reference is quadratic-ish */
 #define OCC_MAX 8192
@@ -87,20 +89,12 @@ static int on_hit(void *ctx, const cb_scan_hit *h, char label[CB_SCAN_LABEL_MAX]
         return 0;
 }
 
+static void ref_add(void *ctx, size_t s, size_t e, const char *name) {
+        occ_add(ctx, s, e, name);
+}
+
 static void reference(const cb_matcher *m, const uint8_t *t, size_t n, occs *o, buf *out) {
-        for (size_t i = 0; i < cb_matcher_n_patterns(m); i++) {
-                const unsigned char *b;
-                size_t len;
-                enum cb_scan_kind k;
-                const char *name;
-                cb_matcher_pattern(m, i, &b, &len, &k, &name);
-                for (size_t at = 0; at + len <= n; at++)
-                        if (memcmp(t + at, b, len) == 0)
-                                occ_add(o, at, at + len, name);
-        }
-        for (size_t at = 0; at + CB_TOKEN_LEN <= n; at++)
-                if (memcmp(t + at, "cbt_", 4) == 0 && cb_token_check((const char *)t + at, CB_TOKEN_LEN) == 0)
-                        occ_add(o, at, at + CB_TOKEN_LEN, "token");
+        match_ref_sightings(m, t, n, true, ref_add, o);
         qsort(o->v, o->n, sizeof(occ), cmp_occ);
         uint64_t em = 0;
         for (size_t i = 0; i < o->n; i++) {
@@ -129,7 +123,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 return 0;
         if (sodium_init() < 0)
                 abort();
-        b = cb_matcher_builder_new();
+        b = cb_matcher_builder_new(CB_MATCH_TOKENS);
         if (!b)
                 abort();
         unsigned nsec = data[0] % 8;

@@ -19,6 +19,9 @@ Endpoints (anything else: 404):
   /leak        chunked; the Authorization header received, echoed in the
                X-Echo-Auth response header and in the body, the body written
                in 3 flushed pieces with the value split across two of them
+  /forms?f=F   chunked, one byte per flushed chunk: the Bearer value received
+               in form F (value_forms.py: the spellings libraries write,
+               computed with Python's encoders, independently of the broker)
   /cookie      200 with Set-Cookie: session=abc
   /gzip        200 with a gzip body and Content-Encoding: gzip, whatever was asked
   /trailers    a chunked body followed by 150 trailer fields
@@ -34,6 +37,7 @@ import ssl
 import sys
 import threading
 import time
+import urllib.parse
 
 LOG_LOCK = threading.Lock()
 ARGS = None
@@ -151,6 +155,20 @@ class Handler(http.server.BaseHTTPRequestHandler):
             for piece in (b"you sent: " + auth[:half], auth[half:] + b"\nand again: ", auth + b"\n"):
                 self.chunk(piece)
                 time.sleep(0.1)
+            self.end_chunks()
+        elif path == "/forms":
+            import value_forms
+            auth = (self.headers.get("Authorization") or "").encode("latin-1", "replace")
+            vb = auth[7:] if auth.startswith(b"Bearer ") else auth
+            f = urllib.parse.parse_qs(rec.get("query", "")).get("f", [""])[0]
+            body = value_forms.forms(vb).get(f, b"?")
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            self.wfile.flush()
+            for i in range(len(body)):
+                self.chunk(body[i:i + 1])
             self.end_chunks()
         elif path == "/cookie":
             self.send_fixed(200, b"cookie set\n", "text/plain", [("Set-Cookie", "session=abc; Path=/")])

@@ -108,8 +108,10 @@ verify_bad() {
 }
 cp "$LOG" "$T/edit.log"; sed -i '5s/"status":[0-9]*/"status":599/' "$T/edit.log"
 verify_bad "edited line" 5 "$T/edit.log"
-cp "$LOG" "$T/edit2.log"; sed -i '7s/"decision":"deny"/"decision":"allow"/' "$T/edit2.log"
-cmp -s "$LOG" "$T/edit2.log" && bad "edit2 did not change line 7" || verify_bad "edited decision" 7 "$T/edit2.log"
+# (admin writes add an "intent" record before their own: find the first denial)
+DL=$(grep -n '"decision":"deny"' "$LOG" | head -1 | cut -d: -f1)
+cp "$LOG" "$T/edit2.log"; sed -i "${DL:-7}s/\"decision\":\"deny\"/\"decision\":\"allow\"/" "$T/edit2.log"
+cmp -s "$LOG" "$T/edit2.log" && bad "edit2 did not change line ${DL:-7}" || verify_bad "edited decision" "${DL:-7}" "$T/edit2.log"
 sed '6d' "$LOG" >"$T/del.log"
 verify_bad "deleted line" 6 "$T/del.log"
 sed -n '1,3p' "$LOG" >"$T/swap.log"; sed -n '5p' "$LOG" >>"$T/swap.log"; sed -n '4p' "$LOG" >>"$T/swap.log"; sed -n '6,$p' "$LOG" >>"$T/swap.log"

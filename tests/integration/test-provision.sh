@@ -261,13 +261,15 @@ settled() { [ -z "$(ls -A "$T/pd" | grep -E '^(dirsec\.cbseal|\.importing\..*|\.
 for _ in $(seq 50); do settled && break; sleep 0.1; done
 expect "the last blob renamed in during scans is imported" "race3-$VALUE" "$(redeem dirsec)"
 settled && ok "nothing of the race left in the dir" || bad "left in the dir: $(ls -A "$T/pd")"
-# a captured file is ignored by later scans (like any dot file) and a
-# refused one goes back under its own name
+# a capture stranded by a daemon killed mid-import (.importing.NAME) is put
+# back under its name at the next scan and retried, and reported (issue 15)
 sleep 1.1
-seal "x" --recipient "$NEWKEY" --name dirsec >"$T/pd/.importing.dirsec.cbseal"
+seal "x-$VALUE" --recipient "$NEWKEY" --name dirsec >"$T/pd/.importing.dirsec.cbseal"
 hup
-[ -e "$T/pd/.importing.dirsec.cbseal" ] && [ "$(redeem dirsec)" = "race3-$VALUE" ] && ok ".importing.* files are not scanned" || bad ".importing.* file scanned"
-rm -f "$T/pd/.importing.dirsec.cbseal"
+[ ! -e "$T/pd/.importing.dirsec.cbseal" ] && [ "$(redeem dirsec)" = "x-$VALUE" ] &&
+        ok "a stranded .importing.* capture is put back and imported" || bad "stranded capture: $(ls -A "$T/pd"), $(redeem dirsec)"
+expect "...reported in status" '"stranded_imports_recovered":1' "$("$CLI" status --json 2>&1 | tr -d ' ')"
+expect "...and in the audit log" "stranded import recovered" "$(cat "$T/audit.log" 2>/dev/null)"
 
 # --- import from stdin, --dry-run
 sleep 1.1
@@ -333,7 +335,7 @@ else
         expect "SIGHUP: no scan while the audit log is unavailable" "SIGHUP: not scanned: audit log unavailable" "$(tail -n 5 "$T/daemon.out")"
         [ -e "$T/pd/dirsec.cbseal" ] && ok "SIGHUP: the blob stays in the dir" || bad "SIGHUP: blob removed without an audit record"
         rm -f "$T/full/filler"
-        expect "nothing was imported meanwhile" "race3-$VALUE" "$(redeem dirsec)"
+        expect "nothing was imported meanwhile" "x-$VALUE" "$(redeem dirsec)"
         hup
         expect "SIGHUP: imported once the log can be written" "aud-$VALUE" "$(redeem dirsec)"
         [ ! -e "$T/pd/dirsec.cbseal" ] && ok "SIGHUP: and then removed" || bad "SIGHUP: blob still there"

@@ -69,8 +69,11 @@ hex() { head -c "$1" /dev/urandom | od -An -tx1 | tr -d ' \n'; }
 
 # --- values: only ever in files and on stdin, never in any argv
 declare -A V
-for s in up hdr q basic other multi narrow wrongca mismatch down named pinned badpin plain; do
+for s in up hdr q basic other multi narrow wrongca mismatch down named pinned badpin plain odd; do
         V[$s]="sk-live-$s-$(hex 16)"
+        # + / = : % " \\ and a space: a base64/AWS-style key, whose URL and
+        # JSON spellings differ from the raw one
+        [ "$s" = odd ] && V[$s]="AKIA+$(hex 6)/wJ=x:%\"\\ q$(hex 4)=="
         printf '%s' "${V[$s]}" >"$T/val/$s"
         printf '%s\n' "${V[$s]}" >>"$T/pat.values"
 done
@@ -184,7 +187,7 @@ ok "upstreams on 127.0.0.1:$P1 (main) $P2 (second) $PW (wrong CA) $PM (name mism
 # --- store, policy, daemon
 "$CLI" init --state-dir "$T/state" --unlock "keyfile:$T/key" >/dev/null || { bad init; exit 1; }
 grants=
-for s in up hdr q basic other multi narrow wrongca mismatch down named pinned badpin plain; do
+for s in up hdr q basic other multi narrow wrongca mismatch down named pinned badpin plain odd; do
         grants+="{\"client\": \"curl-tool\", \"secret\": \"$s\", \"use\": [\"proxy\"]},"
 done
 cat >"$T/policy.json" <<JSON
@@ -218,6 +221,7 @@ put() {
 }
 BEARER=(--inject 'Authorization: Bearer {}')
 put up --host "127.0.0.1:$P1" "${BEARER[@]}" --ca-file "$CA"
+put odd --host "127.0.0.1:$P1" "${BEARER[@]}" --ca-file "$CA"
 put hdr --host "127.0.0.1:$P1" --inject 'x-api-key: {}' --ca-file "$CA"
 put q --host "127.0.0.1:$P1" --inject 'query:api_key' --ca-file "$CA"
 put basic --host "127.0.0.1:$P1" --inject 'basic:alice' --ca-file "$CA"
@@ -240,7 +244,7 @@ mint() {
         printf '%s' "$t"
 }
 declare -A K
-for s in up hdr q basic other multi narrow wrongca mismatch down pinned badpin plain; do
+for s in up hdr q basic other multi narrow wrongca mismatch down pinned badpin plain odd; do
         K[$s]=$(mint "$TS" $U1 $s proxy)
 done
 case "${K[up]}" in cbt_*) ok "proxy token for up" ;; *) bad "no proxy token for up" ;; esac
@@ -382,6 +386,20 @@ status "/leak (upstream echoes the injected header, chunked, value split across 
 expect_rec "upstream did receive the value it echoes" "$T/main.log" "r['path'] == '/leak' and h.get('authorization') == 'Bearer ' + v['up']"
 no_secret "/leak: value nowhere in the response (headers or body)" "$OUT/leak.h" "$OUT/leak.b"
 expect "/leak: [REDACTED] in its place" "[REDACTED]" "$(cat "$OUT/leak.b")"
+
+# Every spelling of an echoed value (keys/match.h), each sent one byte per
+# chunk: redacted; what is left of a base64 form is only the neighbours'
+# characters.
+for f in $("$PYBIN" -c "import sys; sys.path.insert(0, '$HERE'); import value_forms; print(*value_forms.NAMES)"); do
+        pc $U1 "form-$f" -H "$(auth odd)" "$PROXY/odd/forms?f=$f"
+        body=$(cat "$OUT/form-$f.b")
+        rest=${body//\[REDACTED\]/}
+        if [ "$CODE" = 200 ] && [[ "$body" == *'[REDACTED]'* ]] && [ "${#rest}" -le 12 ]; then
+                ok "echoed form $f redacted"
+        else
+                bad "echoed form $f: $CODE, ${#rest} bytes left unredacted" # not shown: they spell the value
+        fi
+done
 
 pc $U1 cookie -H "$(auth up)" "$PROXY/up/cookie"
 status "/cookie" 200 cookie

@@ -374,8 +374,9 @@ printf 'sk-lkfail-four-%s' "$(rnd)" | "$CLI" rotate lkfail >/dev/null || bad "ro
 # The CLI's --leaked --hook revokes before running the hook, so a failing hook leaves nothing usable.
 tf=$(tool token lkfail)
 out=$("$CLI" rotate lkfail --leaked --hook 'exit 3' 2>&1)
-expect "CLI --leaked --hook: revoked before the hook" "token(s) of lkfail revoked before running the hook" "$out"
-expect "CLI --leaked --hook, hook failed: says so" "the leaked value is still current" "$out"
+expect "CLI --leaked --hook: contained before the hook" "lkfail marked compromised and 1 token(s) revoked before" "$out"
+expect "CLI --leaked --hook, hook failed: says so" "'lkfail' stays marked compromised" "$out"
+expect "CLI --leaked --hook, hook failed: no token (compromised)" "was seen leaked" "$(tool token lkfail)"
 expect "CLI --leaked --hook, hook failed: old token revoked" "401 unknown or revoked token" "$(tool redeem "$tf")"
 
 # A rotation refuses the old value as the new one (every version not destroyed).

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* broker/scanner.c: every encoded form of every live secret is found, no
+/* keys/match*.c (the scanner's use): every encoded form of every live secret is found, no
  * false sightings in large secret-free text, redaction exact across every
  * buffer boundary and across /v1/redact-style rounds. */
 #include <jansson.h>
@@ -8,7 +8,8 @@
 
 #include "cbtest.h"
 #include "codec.h"
-#include "scanner.h"
+#include "match.h"
+#include "match-ref.h"
 
 /* Deterministic generator (xorshift64*). */
 static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
@@ -59,7 +60,7 @@ static bool sighted(const hits *hs, const char *name, uint64_t lo, uint64_t hi) 
 }
 
 static cb_matcher *build(size_t n, char names[][32], unsigned char vals[][80], size_t *lens) {
-        cb_matcher_builder *b = cb_matcher_builder_new();
+        cb_matcher_builder *b = cb_matcher_builder_new(CB_MATCH_TOKENS);
         cb_matcher *m;
         ASSERT_TRUE(b);
         for (size_t i = 0; i < n; i++)
@@ -207,7 +208,7 @@ TEST(library_forms) {
 }
 
 TEST(short_secrets_refused) {
-        cb_matcher_builder *b = cb_matcher_builder_new();
+        cb_matcher_builder *b = cb_matcher_builder_new(CB_MATCH_TOKENS);
         ASSERT_EQ(cb_matcher_builder_add(b, "short", 1, "1234567", 7), -EMSGSIZE);
         ASSERT_OK(cb_matcher_builder_add(b, "ok", 1, "12345678", 8));
         cb_matcher *m;
@@ -222,7 +223,7 @@ TEST(short_secrets_refused) {
 }
 
 TEST(tokens) {
-        cb_matcher_builder *b = cb_matcher_builder_new();
+        cb_matcher_builder *b = cb_matcher_builder_new(CB_MATCH_TOKENS);
         cb_matcher *m;
         char tok[CB_TOKEN_LEN + 1], text[200];
         ASSERT_OK(cb_matcher_build(b, &m));
@@ -409,27 +410,24 @@ static int sink_out(void *ctx, const void *p, size_t n) {
         return 0;
 }
 
+struct occ {
+        size_t s, e;
+        const char *name;
+};
+
+static void ref_add(void *ctx, size_t s, size_t e, const char *name) {
+        struct { struct occ *o; size_t *no; } *rc = ctx;
+        if (*rc->no < 4096)
+                rc->o[(*rc->no)++] = (struct occ){ s, e, name };
+}
+
 /* Naive reference: every occurrence of every pattern (memmem at every
  * offset) and every checksummed token; overlapping ones merged. */
 static void naive_redact(const cb_matcher *m, const char *t, size_t n, sink *out) {
-        struct occ {
-                size_t s, e;
-                const char *name;
-        } *o = calloc(4096, sizeof(*o));
+        struct occ *o = calloc(4096, sizeof(*o));
         size_t no = 0;
-        for (size_t i = 0; i < cb_matcher_n_patterns(m); i++) {
-                const unsigned char *b;
-                size_t len;
-                enum cb_scan_kind k;
-                const char *name;
-                cb_matcher_pattern(m, i, &b, &len, &k, &name);
-                for (size_t at = 0; at + len <= n; at++)
-                        if (memcmp(t + at, b, len) == 0 && no < 4096)
-                                o[no++] = (struct occ){ at, at + len, name };
-        }
-        for (size_t at = 0; at + CB_TOKEN_LEN <= n; at++)
-                if (memcmp(t + at, "cbt_", 4) == 0 && cb_token_check(t + at, CB_TOKEN_LEN) == 0 && no < 4096)
-                        o[no++] = (struct occ){ at, at + CB_TOKEN_LEN, "token" };
+        struct { struct occ *o; size_t *no; } rc = { o, &no };
+        match_ref_sightings(m, (const unsigned char *)t, n, true, ref_add, &rc);
         /* sort by start, longest first */
         for (size_t i = 1; i < no; i++)
                 for (size_t k = i; k > 0 && (o[k].s < o[k - 1].s || (o[k].s == o[k - 1].s && o[k].e > o[k - 1].e));

@@ -1,15 +1,19 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* The token table: binding, expiry, use limits, revocation, process binding. */
+/* The token table: binding, expiry, use limits, revocation, process binding,
+ * caps that count only live tokens, tombstones, memory given back. */
 #include <signal.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <sodium.h>
+
 #include "cbtest.h"
 #include "error.h"
 #include "policy.h"
 #include "tokens.h"
+#include "tombstones.h"
 
 static cb_peer peer_of(uid_t uid, unsigned char exe_byte) {
         cb_peer p;
@@ -89,11 +93,14 @@ TEST(use_limit_and_expiry) {
         ASSERT_OK(cb_tokens_use(t, tok, strlen(tok), &me, CB_USE_REDEEM, &u));
         ASSERT_OK(cb_tokens_use(t, tok, strlen(tok), &me, CB_USE_REDEEM, &u));
         ASSERT_ERR(cb_tokens_use(t, tok, strlen(tok), &me, CB_USE_REDEEM, &u), -EDQUOT);
-        /* TTL 1 s: refused once it has passed (sweep and lazy check). */
+        /* TTL 1 s: refused once it has passed (lazy check), out of the
+         * table at once; its tombstone says "expired" again next time. */
         ASSERT_OK(cb_tokens_issue(t, &me, "tool", "gh", 0, CB_USE_REDEEM, 1, 0, false, tok2, NULL));
         sleep(2);
         ASSERT_ERR(cb_tokens_use(t, tok2, strlen(tok2), &me, CB_USE_REDEEM, &u), -ETIME);
-        ASSERT_ERR(cb_tokens_use(t, tok2, strlen(tok2), &me, CB_USE_REDEEM, &u), -ENOENT); /* gone now */
+        ASSERT_EQ(cb_tokens_count(t), 1);
+        ASSERT_ERR(cb_tokens_use(t, tok2, strlen(tok2), &me, CB_USE_REDEEM, &u), -ETIME);
+        ASSERT_CONTAINS(cb_error_last(), "expired");
         close(me.pidfd);
         cb_tokens_free(t);
 }
@@ -110,6 +117,8 @@ TEST(revocation) {
         ASSERT_OK(cb_tokens_issue(t, &me, "other", "slack", 0, CB_USE_REDEEM, 300, 0, false, c, NULL));
         ASSERT_EQ(cb_tokens_revoke_accessor(t, acc), 1);
         ASSERT_ERR(cb_tokens_use(t, a, strlen(a), &me, CB_USE_REDEEM, &u), -ENOENT);
+        ASSERT_CONTAINS(cb_error_last(), "this one was revoked");
+        ASSERT_STREQ(cb_tokens_refused_accessor(), acc); /* for the audit record, from the tombstone */
         ASSERT_OK(cb_tokens_use(t, b, strlen(b), &me, CB_USE_REDEEM, &u));
         ASSERT_EQ(cb_tokens_revoke_secret(t, "gh"), 1);
         ASSERT_ERR(cb_tokens_use(t, b, strlen(b), &me, CB_USE_REDEEM, &u), -ENOENT);
@@ -146,10 +155,11 @@ TEST(process_binding) {
         ASSERT_ERR(cb_tokens_use(t, tok, strlen(tok), &child, CB_USE_REDEEM, &u), -ESRCH);
         ASSERT_CONTAINS(cb_error_last(), "exited");
         waitpid(pid, NULL, 0);
-        /* ... so a newcomer given the same pid later finds no token: the
-         * daemon test reproduces that with a real recycled pid. */
-        ASSERT_ERR(cb_tokens_use(t, tok, strlen(tok), &child, CB_USE_REDEEM, &u), -ENOENT);
+        /* ... so a newcomer given the same pid later finds only its
+         * tombstone: the daemon test reproduces that with a real recycled pid. */
         ASSERT_EQ(cb_tokens_count(t), 0);
+        ASSERT_ERR(cb_tokens_use(t, tok, strlen(tok), &child, CB_USE_REDEEM, &u), -ESRCH);
+        ASSERT_CONTAINS(cb_error_last(), "exited");
         close(child.pidfd);
         close(me.pidfd);
         cb_tokens_free(t);
@@ -174,36 +184,16 @@ TEST(sweep_releases_exited_processes) {
         ASSERT_OK(cb_tokens_issue(t, &child, "tool", "gh", 0, CB_USE_REDEEM, 300, 0, true, gone, NULL));
         kill(pid, SIGKILL);
         waitpid(pid, NULL, 0);
-        /* The sweep gives the pidfd back (the cap of 1 bound token frees
-         * up) but keeps the entry a minute, so its holder hears why. */
+        /* The sweep drops the orphan at once (the cap of 1 bound token and
+         * its pidfd freed); its tombstone still tells its holder why. */
         uint64_t now = (uint64_t)time(NULL);
-        ASSERT_EQ(cb_tokens_sweep(t, now), 0);
-        ASSERT_EQ(cb_tokens_count(t), 1);
+        ASSERT_EQ(cb_tokens_sweep(t, now), 1);
+        ASSERT_EQ(cb_tokens_count(t), 0);
         ASSERT_OK(cb_tokens_issue(t, &me, "tool", "gh", 0, CB_USE_REDEEM, 300, 0, true, mine, NULL));
         ASSERT_ERR(cb_tokens_use(t, gone, strlen(gone), &child, CB_USE_REDEEM, &u), -ESRCH);
         ASSERT_CONTAINS(cb_error_last(), "exited");
         ASSERT_EQ(cb_tokens_count(t), 1);
         ASSERT_OK(cb_tokens_use(t, mine, strlen(mine), &me, CB_USE_REDEEM, &u));
-        close(child.pidfd);
-        cb_tokens_free(t);
-
-        /* Left alone, such an entry goes a minute after the sweep saw it. */
-        t = cb_tokens_new(0, 0);
-        pid = fork();
-        if (pid == 0) {
-                pause();
-                _exit(0);
-        }
-        child.pid = pid;
-        child.pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
-        ASSERT_TRUE(child.pidfd >= 0);
-        ASSERT_OK(cb_tokens_issue(t, &child, "tool", "gh", 0, CB_USE_REDEEM, 300, 0, true, gone, NULL));
-        kill(pid, SIGKILL);
-        waitpid(pid, NULL, 0);
-        ASSERT_EQ(cb_tokens_sweep(t, now), 0);
-        ASSERT_EQ(cb_tokens_sweep(t, now + 59), 0);
-        ASSERT_EQ(cb_tokens_sweep(t, now + 61), 1);
-        ASSERT_EQ(cb_tokens_count(t), 0);
         close(child.pidfd);
         close(me.pidfd);
         cb_tokens_free(t);
@@ -296,4 +286,134 @@ TEST(caps_and_growth) {
                 ASSERT_EQ(cb_tokens_revoke_secret(t, "gh"), 2100);
         }
         cb_tokens_free(t);
+}
+
+/* Issue 19: tokens past the total cap, TTL 1 s, for 4 s: never refused,
+ * because the cap counts only the live ones (fewer than half of it at any
+ * moment here); before, an expired token counted for another 60 s and the
+ * 1,001st issue was refused.  The first token's tombstone still says
+ * "expired" long after the table let it go. */
+TEST(cap_counts_only_live_tokens) {
+        cb_tokens *t = cb_tokens_new(1000, 1000);
+        cb_peer me = peer_of(1000, 1);
+        const cb_token_info *u;
+        char tok[CB_TOKEN_LEN + 1];
+        static char first[CB_TOKEN_LEN + 1];
+        size_t issued = 0, most_alive = 0;
+        const struct timespec half = { 0, 500 * 1000 * 1000 };
+
+        for (int round = 0; round < 8; round++) {
+                for (int i = 0; i < 250; i++) {
+                        ASSERT_OK(cb_tokens_issue(t, &me, "tool", "gh", 0, CB_USE_REDEEM, 1, 0, false, tok, NULL));
+                        if (!issued++)
+                                memcpy(first, tok, sizeof(first));
+                        if (cb_tokens_count(t) > most_alive)
+                                most_alive = cb_tokens_count(t);
+                }
+                nanosleep(&half, NULL);
+        }
+        ASSERT_EQ(issued, 2000);
+        ASSERT_TRUE(most_alive <= 750); /* at most the issues of one wall-clock second */
+        ASSERT_TRUE(issued > 1000);
+        ASSERT_ERR(cb_tokens_use(t, first, strlen(first), &me, CB_USE_REDEEM, &u), -ETIME);
+        ASSERT_CONTAINS(cb_error_last(), "expired");
+
+        /* The live caps stay, and their refusals name the cap. */
+        cb_tokens_free(t);
+        t = cb_tokens_new(3, 2);
+        cb_peer other = peer_of(1001, 1);
+        ASSERT_OK(cb_tokens_issue(t, &me, "tool", "gh", 0, CB_USE_REDEEM, 300, 0, false, tok, NULL));
+        ASSERT_OK(cb_tokens_issue(t, &me, "tool", "gh", 0, CB_USE_REDEEM, 300, 0, false, tok, NULL));
+        ASSERT_ERR(cb_tokens_issue(t, &me, "tool", "gh", 0, CB_USE_REDEEM, 300, 0, false, tok, NULL), -ENOSPC);
+        ASSERT_CONTAINS(cb_error_last(), "per-uid token cap");
+        ASSERT_OK(cb_tokens_issue(t, &other, "tool", "gh", 0, CB_USE_REDEEM, 300, 0, false, tok, NULL));
+        ASSERT_ERR(cb_tokens_issue(t, &other, "tool", "gh", 0, CB_USE_REDEEM, 300, 0, false, tok, NULL), -ENOSPC);
+        ASSERT_CONTAINS(cb_error_last(), "total token cap");
+        /* A revoked token frees its room at once (its tombstone does not count). */
+        ASSERT_EQ(cb_tokens_revoke_client(t, "tool"), 3);
+        for (int i = 0; i < 3; i++)
+                ASSERT_OK(cb_tokens_issue(t, i < 2 ? &me : &other, "tool", "gh", 0, CB_USE_REDEEM, 300, 0, false, tok,
+                                          NULL));
+        close(me.pidfd), close(other.pidfd);
+        cb_tokens_free(t);
+}
+
+/* After a burst the table gives its memory back: 20,000 tokens fill 20
+ * chunks; once they are gone the sweep leaves one chunk and a small index. */
+TEST(memory_returns_after_burst) {
+        cb_tokens *t = cb_tokens_new(0, 0);
+        char tok[CB_TOKEN_LEN + 1];
+        size_t before = cb_tokens_bytes(t), during;
+
+        for (uid_t uid = 3000; uid < 3002; uid++) {
+                cb_peer p = peer_of(uid, 1);
+                for (int i = 0; i < 10000; i++)
+                        ASSERT_OK(cb_tokens_issue(t, &p, "c", "gh", 0, CB_USE_REDEEM, 300, 0, false, tok, NULL));
+                close(p.pidfd);
+        }
+        during = cb_tokens_bytes(t);
+        ASSERT_TRUE(during > 20 * before);
+        /* A few stay alive, the rest expire (here: are revoked, the same path). */
+        cb_peer p = peer_of(3002, 1);
+        for (int i = 0; i < 10; i++)
+                ASSERT_OK(cb_tokens_issue(t, &p, "keep", "gh", 0, CB_USE_REDEEM, 300, 0, false, tok, NULL));
+        ASSERT_EQ(cb_tokens_revoke_client(t, "c"), 20000);
+        uint64_t now = (uint64_t)time(NULL);
+        cb_tokens_sweep(t, now);
+        /* the 10 live ones sit at the end (issued last): every chunk before them is given back */
+        ASSERT_EQ(cb_tokens_count(t), 10);
+        ASSERT_OK(cb_tokens_use(t, tok, strlen(tok), &p, CB_USE_REDEEM, &(const cb_token_info *){ NULL }));
+        /* the tombstones of 20,000 tokens hold pages for a minute, then none */
+        cb_tokens_sweep(t, now + CB_TOMBS_LINGER_DEFAULT + 1);
+        ASSERT_EQ(cb_tokens_count(t), 10);
+        ASSERT_TRUE(cb_tokens_bytes(t) < during / 8);
+        ASSERT_EQ(cb_tokens_revoke_client(t, "keep"), 10);
+        cb_tokens_sweep(t, now + 2 * CB_TOMBS_LINGER_DEFAULT + 2);
+        ASSERT_TRUE(cb_tokens_bytes(t) < during / 16); /* one chunk and a small index */
+        /* and fills again from the lowest entries */
+        for (int i = 0; i < 3000; i++)
+                ASSERT_OK(cb_tokens_issue(t, &p, "c", "gh", 0, CB_USE_REDEEM, 300, 0, false, tok, NULL));
+        ASSERT_OK(cb_tokens_use(t, tok, strlen(tok), &p, CB_USE_REDEEM, &(const cb_token_info *){ NULL }));
+        ASSERT_EQ(cb_tokens_count(t), 3000);
+        close(p.pidfd);
+        cb_tokens_free(t);
+}
+
+/* The tombstone store by itself, with a clock of its own. */
+TEST(tombstones_bounded_and_released) {
+        cb_tombs *s = cb_tombs_new(4096, 60); /* one page: 128 records, 32 sets of 4 */
+        unsigned char h[CB_TOMBS_HASH_LEN], acc[CB_TOMBS_ACC_LEN], got[CB_TOMBS_ACC_LEN];
+        const uint64_t t0 = 1800000000;
+
+        ASSERT_TRUE(s != NULL);
+        ASSERT_EQ(cb_tombs_bytes(s), 4096);
+        ASSERT_EQ(cb_tombs_bytes_held(s), 0);
+        memset(h, 7, sizeof(h));
+        memset(acc, 9, sizeof(acc));
+        ASSERT_EQ(cb_tombs_get(s, h, t0, got), CB_TOMB_NONE);
+        cb_tombs_put(s, h, acc, CB_TOMB_EXPIRED, t0);
+        ASSERT_EQ(cb_tombs_get(s, h, t0 + 59, got), CB_TOMB_EXPIRED);
+        ASSERT_EQ(memcmp(got, acc, sizeof(acc)), 0);
+        ASSERT_EQ(cb_tombs_get(s, h, t0 + 60, got), CB_TOMB_NONE); /* a minute, no more */
+        ASSERT_EQ(cb_tombs_bytes_held(s), 4096);
+        ASSERT_EQ(cb_tombs_sweep(s, t0 + 59), 0);
+        ASSERT_EQ(cb_tombs_sweep(s, t0 + 60), 4096);
+        ASSERT_EQ(cb_tombs_bytes_held(s), 0);
+        /* 1,000 tokens into 128 records: bounded, the oldest forgotten
+         * first, the newest of every set answered. */
+        for (uint32_t i = 0; i < 1000; i++) {
+                randombytes_buf(h, sizeof(h));
+                cb_tombs_put(s, h, acc, CB_TOMB_REVOKED, t0 + 100 + i / 10);
+        }
+        ASSERT_TRUE(cb_tombs_evicted(s) >= 1000 - 128);
+        ASSERT_EQ(cb_tombs_get(s, h, t0 + 200, NULL), CB_TOMB_REVOKED); /* the last one */
+        ASSERT_EQ(cb_tombs_bytes(s), 4096);
+        cb_tombs_free(s);
+        /* Sizes are clamped and rounded to pages. */
+        s = cb_tombs_new(1, 0);
+        ASSERT_EQ(cb_tombs_bytes(s), CB_TOMBS_BYTES_MIN);
+        cb_tombs_free(s);
+        s = cb_tombs_new(0, 0);
+        ASSERT_EQ(cb_tombs_bytes(s), CB_TOMBS_BYTES_DEFAULT);
+        cb_tombs_free(s);
 }

@@ -1,0 +1,64 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* stderr lines with a time stamp and a level (see log.h). */
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+
+static bool to_journal;
+
+void cb_log_init(void) {
+        const char *js = getenv("JOURNAL_STREAM");
+        unsigned long long dev, ino;
+        struct stat st;
+
+        /* JOURNAL_STREAM=DEV:INODE of the stream systemd connected; it is
+         * inherited, so compare it with what stderr is now. */
+        to_journal = js && sscanf(js, "%llu:%llu", &dev, &ino) == 2 && fstat(STDERR_FILENO, &st) == 0 &&
+                     (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
+}
+
+static const char *level_name(enum cb_log_level l) {
+        switch (l) {
+        case CB_LOG_ERR: return "error";
+        case CB_LOG_WARNING: return "warning";
+        case CB_LOG_NOTICE: return "notice";
+        default: return "info";
+        }
+}
+
+void cb_log(enum cb_log_level level, const char *fmt, ...) {
+        char line[8192]; /* an alert line carries its JSON event */
+        size_t n;
+        int k;
+        va_list ap;
+
+        if (to_journal) {
+                k = snprintf(line, sizeof(line), "<%d>", (int)level);
+        } else {
+                struct timespec ts;
+                struct tm tm;
+                char when[32];
+
+                clock_gettime(CLOCK_REALTIME, &ts);
+                gmtime_r(&ts.tv_sec, &tm);
+                strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
+                k = snprintf(line, sizeof(line), "%s.%03ldZ credbrokerd[%d]: %s: ", when, ts.tv_nsec / 1000000L,
+                             (int)getpid(), level_name(level));
+        }
+        n = k > 0 ? (size_t)k : 0;
+        va_start(ap, fmt);
+        k = vsnprintf(line + n, sizeof(line) - n - 1, fmt, ap);
+        va_end(ap);
+        n = k < 0 ? n : n + (size_t)k > sizeof(line) - 2 ? sizeof(line) - 2 : n + (size_t)k;
+        line[n++] = '\n';
+        /* One write: lines of several threads do not interleave. */
+        if (write(STDERR_FILENO, line, n) < 0) {
+                /* nowhere left to say it */
+        }
+}

@@ -1,0 +1,16 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The daemon's stderr lines: "2026-12-07T13:49:35.123Z credbrokerd[PID]: LEVEL: text".
+ * Under systemd, when stderr is the journal ($JOURNAL_STREAM names it), the
+ * line is "<N>text" instead: journald takes the priority N from the prefix
+ * and adds its own time stamp.  Never pass a secret value or a token.
+ */
+#pragma once
+
+enum cb_log_level { CB_LOG_ERR = 3, CB_LOG_WARNING = 4, CB_LOG_NOTICE = 5, CB_LOG_INFO = 6 };
+
+/* Decide the line format once (reads $JOURNAL_STREAM and fstat(2)). */
+void cb_log_init(void);
+
+/* One line on stderr, written with a single write(2). */
+void cb_log(enum cb_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -1,0 +1,26 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Heap memory given back after a burst.  The daemon's requests (token,
+ * redeem, scan bodies, proxy jobs with their 64 KiB buffers, libcurl's and
+ * OpenSSL's blocks, libmicrohttpd's connection pools) are malloc'd and freed
+ * from several threads, so glibc spreads them over per-thread arenas; what a
+ * burst freed stays in those arenas (below their tops, where glibc's own
+ * trimming never reaches) until something calls malloc_trim(3).
+ */
+#pragma once
+
+/* At start, before the threads: blocks of 128 KiB and more are always
+ * their own mapping, unmapped when freed.  glibc otherwise raises that
+ * threshold to the largest such block freed (up to 32 MiB), and the token
+ * index and free list a burst grew then land in an arena, where a block
+ * still in use above them keeps their pages.  Costs an mmap/munmap per such
+ * block; no request path allocates one (proxy buffers are 64 KiB). */
+void memtrim_init(void);
+
+/* Once a second, outside any lock the serving threads share: after a tick
+ * in which the process used at least 10 ms of CPU (work), the third and the
+ * 35th quiet tick in a row (under 10 ms each) run malloc_trim(0), giving
+ * every arena's free pages back (MADV_DONTNEED).  Under steady load it never
+ * runs, so pages in use are not given back and faulted in again.  Says so
+ * on stderr (one line) when it gave back at least 1 MiB. */
+void memtrim_tick(void);

@@ -1,0 +1,105 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The matcher's layouts, shared by match_forms.c (the builder: every form
+ * of each value), match_build.c (compiles the builder into a cb_matcher)
+ * and match_stream.c (runs it over text).  Not an API: callers use match.h.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "match.h"
+
+#define GRAM 4
+#define STRIDE_MAX 8
+#define OFF_BITS 8 /* an index entry is pattern << OFF_BITS | offset of the gram in the pattern */
+#define OFF_MAX ((1u << OFF_BITS) - 1)
+#define SLACK 16 /* zeroed bytes past the data: probes read up to 8 past a position */
+
+/* One pattern: pool[off .. off + len) is the byte string, kind the form it
+ * is in, secret the index into cb_matcher_builder.secrets of the value it
+ * came from.  Invariant (match_forms.c keeps it, cb_matcher_build relies
+ * on it for its stride): len >= GRAM. */
+typedef struct pat {
+        size_t off;      /* into the pool */
+        uint32_t len;
+        uint16_t kind;
+        uint32_t secret; /* index into secrets */
+} pat;
+
+/* Who a pattern belongs to.  name is malloc'd and owned by whichever holds
+ * the array: the builder, then (after cb_matcher_build) the matcher. */
+typedef struct secret_ref {
+        char *name;
+        uint32_t version;
+} secret_ref;
+
+/* Made by cb_matcher_builder_new(), filled by cb_matcher_builder_add(),
+ * consumed by cb_matcher_build() (which moves secrets out and frees the
+ * rest with cb_matcher_builder_free()).  pool holds pattern bytes, i.e.
+ * secret material: sodium_malloc'd, wiped when freed or grown. */
+struct cb_matcher_builder {
+        unsigned flags;      /* CB_MATCH_* */
+        unsigned char *pool; /* sodium_malloc */
+        size_t pool_len, pool_cap;
+        pat *pats;
+        size_t n_pats, cap_pats;
+        secret_ref *secrets;
+        size_t n_secrets, cap_secrets;
+        bool failed;
+};
+
+typedef struct slot {
+        uint32_t gram, first, count; /* count 0: empty */
+} slot;
+
+typedef struct mpat {
+        const unsigned char *bytes;
+        uint32_t len;
+        uint16_t kind;
+        uint32_t secret;
+} mpat;
+
+/* Compiled: immutable, shared by any number of streams. */
+struct cb_matcher {
+        unsigned flags;      /* CB_MATCH_* */
+        struct cb_secbuf *blob_buf; /* sodium_malloc (secmem.h): holds blob */
+        unsigned char *blob;        /* bitmaps, slots, entries, pats, lex, pool */
+        size_t blob_len;
+        const uint64_t *bitmap, *bitmap2; /* two hashes of each gram (a Bloom filter, k = 2, split) */
+        unsigned bitmap_shift;            /* 32 - log2(bits) */
+        const slot *slots;
+        unsigned slot_shift;
+        uint32_t slot_mask;
+        const uint32_t *entries; /* pattern << OFF_BITS | offset */
+        const mpat *pats;
+        const uint32_t *lex;     /* pattern indexes in lexicographic order: prefix look-ups */
+        uint64_t first[4];       /* the bytes patterns start with (a bit each) */
+        size_t n_pats;
+        secret_ref *secrets;
+        size_t n_secrets;
+        unsigned stride;
+        unsigned dmax; /* largest window start: a sighting is found up to dmax + stride - 1 past its start */
+        size_t maxlen;
+};
+
+#define H1(g, shift) ((uint32_t)((g) * 0x9E3779B1u) >> (shift))
+#define H2(g, shift) ((uint32_t)((g) * 0x85EBCA6Bu) >> (shift))
+#define H3(g, shift) ((uint32_t)(((g) ^ ((g) >> 15)) * 0xC2B2AE35u) >> (shift))
+
+/* Is q[0..n) (n >= 1) a proper prefix of some pattern?  (Or, with
+ * CB_MATCH_TOKENS, of a token?)  A stream holds such a tail back. */
+bool cb_matcher_is_prefix(const cb_matcher *m, const unsigned char *q, size_t n);
+
+/* The escapes a decoding view reads. */
+#define CB_ESC_PERCENT 1
+#define CB_ESC_JSON    2
+#define PEND_ESC 12 /* the longest escape: "\uD83D\uDE00" */
+
+/* The first pn bytes pb[0..pn) of a possible escape of that kind: 0 still
+ * an escape's beginning, > 0 a complete escape of that many bytes decoded
+ * into o[0..*on) (at most 4), < 0 not an escape (its first byte is a
+ * literal, the rest must be read again). */
+int cb_match_escape(int kind, const unsigned char *pb, unsigned pn, unsigned char o[4], size_t *on);

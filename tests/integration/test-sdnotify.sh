@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# credbrokerd's systemd protocol without systemd: a datagram socket as
+# $NOTIFY_SOCKET (a path, then an abstract name) records what the daemon
+# says: READY=1 once it serves, WATCHDOG=1 at least every WATCHDOG_USEC,
+# RELOADING=1 then READY=1 around SIGHUP, STOPPING=1 on SIGTERM; a
+# WATCHDOG_PID naming another process turns the watchdog off.  And the
+# stderr line format: RFC 3339 time, pid, level; journal priority prefixes
+# when $JOURNAL_STREAM names stderr.  Exits 77 without python3.
+set -uo pipefail
+DAEMON=${CREDBROKERD:?} CLI=${CREDBROKER_CLI:?}
+[ -x /usr/bin/python3 ] || { echo "SKIP: missing prerequisite: /usr/bin/python3"; exit 77; }
+T=$(mktemp -d /tmp/cbn-test.XXXXXX)
+PID='' LPID=''
+cleanup() { for p in $PID $LPID; do kill "$p" 2>/dev/null; done; wait 2>/dev/null; rm -rf "$T"; }
+trap cleanup EXIT
+fails=0
+ok() { echo "ok   $*"; }
+bad() { echo "FAIL $*"; fails=$((fails + 1)); }
+"$CLI" init --state-dir "$T/state" --unlock "keyfile:$T/key" >/dev/null || { bad init; exit 1; }
+printf '{"admins":{"uids":[0]}}' >"$T/policy.json"
+chmod 0644 "$T/policy.json"
+listen() { # listen ADDR: record datagrams, one per line ("|" for newlines)
+        /usr/bin/python3 -c '
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+a = sys.argv[1]
+s.bind("\0" + a[1:] if a.startswith("@") else a)
+print("bound", flush=True)
+while True:
+    print(s.recv(4096).decode().replace("\n", "|"), flush=True)' "$1" >"$T/notes" &
+        LPID=$!
+        for _ in $(seq 50); do grep -q bound "$T/notes" && return; sleep 0.1; done
+}
+start() { # start [ENV...]
+        env "$@" "$DAEMON" --state-dir "$T/state" --run-dir "$T/run" --policy "$T/policy.json" \
+                --unlock "keyfile:$T/key" 2>"$T/err" &
+        PID=$!
+}
+waitfor() { for _ in $(seq 100); do grep -q -- "$1" "$T/notes" && return 0; sleep 0.05; done; return 1; }
+
+listen "$T/notify.sock"
+start NOTIFY_SOCKET="$T/notify.sock" WATCHDOG_USEC=1500000
+waitfor 'READY=1' && ok "READY=1 once serving ($(grep -m1 READY "$T/notes"))" || bad "no READY=1: $(cat "$T/notes" "$T/err")"
+[ -S "$T/run/admin.sock" ] && ok "the sockets exist when READY=1 arrives" || bad "READY before the sockets"
+sleep 2.2
+n=$(grep -c '^WATCHDOG=1$' "$T/notes")
+[ "$n" -ge 2 ] && ok "WATCHDOG=1 every tick ($n in about 2 s)" || bad "watchdog: $n pings"
+kill -HUP $PID
+waitfor 'RELOADING=1' && sleep 0.3 && [ "$(grep -c '^READY=1' "$T/notes")" -ge 2 ] &&
+        ok "SIGHUP: RELOADING=1, then READY=1" || bad "reload notifications: $(tr '\n' ' ' <"$T/notes")"
+kill $PID; wait $PID; PID=''
+waitfor 'STOPPING=1' && ok "SIGTERM: STOPPING=1" || bad "no STOPPING=1"
+l=$(head -n 1 "$T/err")
+[[ $l =~ ^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z\ credbrokerd\[[0-9]+\]:\ info:\  ]] &&
+        ok "stderr: RFC 3339 time, pid, level: $l" || bad "stderr line: $l"
+kill $LPID; wait $LPID 2>/dev/null
+
+# An abstract socket; WATCHDOG_PID of another process: no watchdog.
+listen "@cbn-$$"
+start NOTIFY_SOCKET="@cbn-$$" WATCHDOG_USEC=500000 WATCHDOG_PID=1
+waitfor 'READY=1' && ok "abstract NOTIFY_SOCKET" || bad "abstract socket: $(cat "$T/notes" "$T/err")"
+sleep 1.5
+grep -q WATCHDOG "$T/notes" && bad "watchdog pinged for another WATCHDOG_PID" || ok "WATCHDOG_PID of another process: no pings"
+kill $PID; wait $PID; PID=''
+kill $LPID; wait $LPID 2>/dev/null; LPID=''
+
+# Under the journal: stderr is the stream $JOURNAL_STREAM names (here a
+# file: its device and inode), lines carry "<N>" priorities instead.
+: >"$T/journal"
+js=$(stat -c '%d:%i' "$T/journal")
+env JOURNAL_STREAM="$js" "$DAEMON" --state-dir "$T/state" --run-dir "$T/run" --policy "$T/policy.json" \
+        --unlock "keyfile:$T/key" 2>>"$T/journal" &
+PID=$!
+for _ in $(seq 50); do [ -s "$T/journal" ] && break; sleep 0.1; done
+kill $PID; wait $PID; PID=''
+[[ $(head -n 1 "$T/journal") == "<6>serving "* ]] && ok "journal: priority prefix, no time stamp" ||
+        bad "journal line: $(head -n 1 "$T/journal")"
+echo "$fails failure(s)"
+[ "$fails" = 0 ]
