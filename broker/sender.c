@@ -30,9 +30,18 @@
 #ifndef SCM_PIDFD
 #define SCM_PIDFD 0x04
 #endif
+#ifndef SO_PASSRIGHTS
+#define SO_PASSRIGHTS 83  /* Linux 6.16 */
+#endif
 
 static _Atomic(cb_sender *) *table;
 static size_t table_n;
+/* The control buffer holds SCM_CREDENTIALS and, with SO_PASSPIDFD, one
+ * SCM_PIDFD -- and never room for a descriptor of SCM_RIGHTS: the kernel
+ * then installs none (MSG_CTRUNC) and the read is refused.  Closing a
+ * descriptor a caller sent would run its file's flush on the serving
+ * thread (a FUSE file of the caller's own mount can hold that forever). */
+static _Atomic size_t ctl_len = CMSG_SPACE(sizeof(struct ucred)) + CMSG_SPACE(sizeof(int));
 
 int cb_sender_init(size_t max_fd) {
         if (table)
@@ -44,11 +53,19 @@ int cb_sender_init(size_t max_fd) {
         return 0;
 }
 
-int cb_sender_listen(int listen_fd, bool *ret_pidfd) {
-        int one = 1;
+int cb_sender_listen(int listen_fd, bool *ret_pidfd, bool *ret_norights) {
+        int one = 1, zero = 0;
 
         if (setsockopt(listen_fd, SOL_SOCKET, SO_PASSCRED, &one, sizeof(one)) < 0)
                 return cb_error_set(-errno, "SO_PASSCRED: %s", strerror(errno));
+        /* Descriptors are refused at the sender's sendmsg() (EPERM), so
+         * none ever reaches the daemon; accepted sockets inherit it. */
+        if (setsockopt(listen_fd, SOL_SOCKET, SO_PASSRIGHTS, &zero, sizeof(zero)) == 0)
+                *ret_norights = true;
+        else if (errno == ENOPROTOOPT)
+                *ret_norights = false;
+        else
+                return cb_error_set(-errno, "SO_PASSRIGHTS: %s", strerror(errno));
         if (setsockopt(listen_fd, SOL_SOCKET, SO_PASSPIDFD, &one, sizeof(one)) == 0) {
                 *ret_pidfd = true;
                 return 0;
@@ -56,6 +73,7 @@ int cb_sender_listen(int listen_fd, bool *ret_pidfd) {
         if (errno != ENOPROTOOPT)
                 return cb_error_set(-errno, "SO_PASSPIDFD: %s", strerror(errno));
         *ret_pidfd = false;
+        atomic_store(&ctl_len, CMSG_SPACE(sizeof(struct ucred)));  /* no SCM_PIDFD: no int of room at all */
         return 0;
 }
 
@@ -91,7 +109,8 @@ static void note(cb_sender *s, struct msghdr *m, bool record) {
                 } else if (c->cmsg_type == SCM_PIDFD && c->cmsg_len == CMSG_LEN(sizeof(int))) {
                         memcpy(&pidfd, CMSG_DATA(c), sizeof(int));
                 } else if (c->cmsg_type == SCM_RIGHTS) {
-                        /* Descriptors sent to the daemon: not ours to keep. */
+                        /* Cannot happen (no room for one, see ctl_len);
+                         * should a kernel install one anyway, drop it. */
                         size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
                         for (size_t i = 0; i < k; i++) {
                                 int x;
@@ -143,10 +162,11 @@ ssize_t recv(int fd, void *buf, size_t len, int flags) {
 
         union {
                 struct cmsghdr align;
-                char b[CMSG_SPACE(sizeof(struct ucred)) + CMSG_SPACE(sizeof(int)) + CMSG_SPACE(16 * sizeof(int))];
+                char b[CMSG_SPACE(sizeof(struct ucred)) + CMSG_SPACE(sizeof(int))];
         } ctl;
         struct iovec iov = { .iov_base = buf, .iov_len = len };
-        struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.b, .msg_controllen = sizeof(ctl.b) };
+        struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.b,
+                            .msg_controllen = atomic_load_explicit(&ctl_len, memory_order_relaxed) };
         ssize_t n = recvmsg(fd, &m, flags | MSG_CMSG_CLOEXEC);
 
         if (n > 0)

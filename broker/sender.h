@@ -34,11 +34,14 @@ typedef struct cb_sender {
         uint64_t reads;      /* reads that returned bytes */
 } cb_sender;
 
-/* Ask for per-message credentials on a listening Unix socket (accepted
- * sockets inherit it).  0 or -errno.  *ret_pidfd says whether SCM_PIDFD
- * is available (Linux >= 6.5); without it the caller falls back to
- * pidfd_open() on the credentials' pid. */
-int cb_sender_listen(int listen_fd, bool *ret_pidfd) __attribute__((warn_unused_result));
+/* Ask for per-message credentials on a listening Unix socket and refuse
+ * descriptor passing to it (accepted sockets inherit both).  0 or -errno.
+ * *ret_pidfd says whether SCM_PIDFD is available (Linux >= 6.5); without
+ * it the caller falls back to pidfd_open() on the credentials' pid.
+ * *ret_norights says whether the kernel refuses SCM_RIGHTS at the sender
+ * (SO_PASSRIGHTS, Linux >= 6.16); without it a read carrying descriptors
+ * is refused and the kernel drops them (see sender.c). */
+int cb_sender_listen(int listen_fd, bool *ret_pidfd, bool *ret_norights) __attribute__((warn_unused_result));
 
 /* Start collecting the writers of connected socket fd into *s (which must
  * outlive cb_sender_untrack).  -EMFILE when fd is above the table the

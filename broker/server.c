@@ -29,6 +29,7 @@
 #include <microhttpd.h>
 #include <sodium.h>
 
+#include "log.h"
 #include "metrics.h"
 #include "audit.h"
 #include "audit_format.h" /* cb_json_string_lossy */
@@ -768,13 +769,16 @@ int server_start(int tool_fd, int admin_fd, int tcp_fd, unsigned threads, unsign
         /* Per-message credentials on both Unix sockets (sender.h); the
          * table covers every descriptor the process may open. */
         struct rlimit nofile;
-        bool have_pidfd = false;
+        bool have_pidfd = false, norights = false;
         size_t max_fd = getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < (1u << 20)
                                 ? (size_t)nofile.rlim_cur
                                 : (size_t)1 << 20;
-        if (cb_sender_init(max_fd) < 0 || cb_sender_listen(tool_fd, &have_pidfd) < 0 ||
-            cb_sender_listen(admin_fd, &have_pidfd) < 0)
+        if (cb_sender_init(max_fd) < 0 || cb_sender_listen(tool_fd, &have_pidfd, &norights) < 0 ||
+            cb_sender_listen(admin_fd, &have_pidfd, &norights) < 0)
                 return cb_error_set(-EIO, "per-message credentials on the Unix sockets: %s", cb_error_last());
+        if (!norights)
+                cb_log(CB_LOG_WARNING, "this kernel lacks SO_PASSRIGHTS (Linux 6.16): descriptors a caller sends "
+                                    "are refused with its request, but the kernel releases them on a serving thread");
         if (tcp_fd >= 0) {
                 for (unsigned i = 0; i < threads; i++) {
                         int fd = i == 0 ? tcp_fd : fcntl(tcp_fd, F_DUPFD_CLOEXEC, 3);

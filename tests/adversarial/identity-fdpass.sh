@@ -171,4 +171,36 @@ PY
 else
         echo "     (tests/integration/proxy-upstream.py not found: the proxy variant is not run)"
 fi
+# Descriptors sent TO the daemon (red-team F5): closing one on a serving
+# thread runs its file's flush (a FUSE file of the caller's own mount can
+# hold that forever).  The kernel refuses them at sendmsg() (SO_PASSRIGHTS,
+# Linux >= 6.16) or, on older kernels, the request is refused and nothing is
+# installed in the daemon.
+rights_out=$(run_as $U2 $PYBIN - "$TS" <<'PY' 2>&1
+import os, socket, sys
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.settimeout(10)
+r, w = os.pipe()
+req = b"GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n"
+try:
+    socket.send_fds(s, [req], [r, w]); print("sent-with-fds")
+    d = s.recv(4096); print("answer:", (d.split(b"\r\n")[0] or b"EOF").decode())
+except PermissionError:
+    print("refused-at-send")
+PY
+)
+echo "$rights_out" | sed "s/^/     /"
+refute "a request carrying descriptors is not served" "answer: HTTP/1.1 200" "$rights_out"
+if uname -r | awk -F. '{exit !($1 > 6 || ($1 == 6 && $2 >= 16))}'; then
+        expect "Linux >= 6.16: the kernel refuses descriptors for the daemon at sendmsg()" "refused-at-send" "$rights_out"
+fi
+for i in 1 2 3; do run_as $U2 $PYBIN - "$TS" >/dev/null 2>&1 <<'PY'
+import os, socket, sys
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])
+try: socket.send_fds(s, [b"GET /v1/health HTTP/1.1\r\nHost: x\r\n\r\n"], [0, 1, 2]); s.settimeout(5); s.recv(100)
+except OSError: pass
+PY
+done
+out=$(run_as $U1 $PYBIN "$IDC" "$TS" request 2>&1)
+expect "the granted tool is still served afterwards" "request: 201" "$out"
+
 finish
