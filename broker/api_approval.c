@@ -300,7 +300,7 @@ static int route_decide(request *rq, const char *id, size_t id_len, bool approve
          * runs (an agent of that uid can run curl), may deny but not
          * approve.  uid-level separation, not (uid, executable). */
         const char *as_client = NULL;
-        if (approve && cb_policy_uid_selectable(cbd.policy, rq->peer.uid, rq->peer.gid, &as_client)) {
+        if (approve && cb_policy_uid_selectable(cbd.policy, rq->peer.uid, &as_client)) {
                 ret = reply_error(rq, 403, "forbidden",
                                   "uid %u can be policy client '%s': an approver must not be a uid tools run as",
                                   (unsigned)rq->peer.uid, as_client);

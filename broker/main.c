@@ -325,7 +325,7 @@ int main(int argc, char **argv) {
                         for (size_t i = 0; i < cb_policy_n_admin_uids(p); i++) {
                                 const char *cl = NULL;
                                 uid_t au = cb_policy_admin_uid(p, i);
-                                if (cb_policy_uid_selectable(p, au, (gid_t)-1, &cl))
+                                if (cb_policy_uid_selectable(p, au, &cl))
                                         printf("warning: admin uid %u is also selected by client %s: it may deny "
                                                "approvals but never approve one (an approver must not be a "
                                                "uid tools run as)\n", (unsigned)au, cl);

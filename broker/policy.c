@@ -260,8 +260,19 @@ unsigned cb_policy_uid_needs(const cb_policy *p, uid_t uid, gid_t gid, const cha
         return need;
 }
 
-bool cb_policy_uid_selectable(const cb_policy *p, uid_t uid, gid_t gid, const char **ret_client) {
-        return cb_policy_uid_needs(p, uid, gid, ret_client) != 0;
+bool cb_policy_uid_selectable(const cb_policy *p, uid_t uid, const char **ret_client) {
+        if (!p)
+                return false;
+        for (size_t i = 0; i < p->n_clients; i++) {
+                const client *cl = &p->clients[i];
+
+                if (!cl->sel || ((cl->sel & SEL_UID) && cl->uid != uid))
+                        continue;
+                if (ret_client)
+                        *ret_client = cl->name;
+                return true;
+        }
+        return false;
 }
 
 bool cb_policy_client_exe(const cb_policy *p, size_t i, const char **ret_name, const char **ret_exe,

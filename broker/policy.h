@@ -123,11 +123,12 @@ bool cb_policy_uses_cgroup(const cb_policy *p);
 enum { CB_NEED_SELECTED = 1 << 0, CB_NEED_CGROUP = 1 << 1 };
 unsigned cb_policy_uid_needs(const cb_policy *p, uid_t uid, gid_t gid, const char **ret_client);
 
-/* Could any client select uid, whatever program it runs?  (Approvers must
- * not be such a uid.)  A client with no uid selector can select any uid
- * (or any with primary gid `gid` if it selects a gid): true then too.
- * *ret_client names the client. */
-bool cb_policy_uid_selectable(const cb_policy *p, uid_t uid, gid_t gid, const char **ret_client);
+/* Could any client select uid, whatever program it runs and whatever group
+ * it runs as?  (Approvers must not be such a uid.)  A client with no uid
+ * selector can select any uid: true then too, even if it selects a gid --
+ * a uid changes its gid at will (newgrp, sg, setgid programs), so a gid
+ * does not separate it.  *ret_client names the client. */
+bool cb_policy_uid_selectable(const cb_policy *p, uid_t uid, const char **ret_client);
 
 /* The i-th admin uid (i < cb_policy_n_admin_uids). */
 size_t cb_policy_n_admin_uids(const cb_policy *p);

@@ -799,3 +799,25 @@ TEST(match_order_and_wildcards) {
         ASSERT_STREQ(out[0], "wide");
         cb_policy_free(p);
 }
+
+/* Approvers are separated from tools by uid alone: a client that selects by
+ * gid (or exe, cgroup) and not by uid can select any uid, since a uid
+ * changes its gid at will (red-team F6: gid 61570 tool, uid 61571 approved
+ * after switching back to its own gid). */
+TEST(uid_selectable_ignores_gid) {
+        cb_policy *p = parse_ok("{\"clients\": {\"by-uid\": {\"uid\": 1001},\n"
+                                "             \"by-gid\": {\"gid\": 61570}},\n"
+                                " \"grants\": [], \"admins\": {\"uids\": [0]}}");
+        const char *cl = NULL;
+
+        ASSERT_TRUE(cb_policy_uid_selectable(p, 1001, &cl));
+        ASSERT_TRUE(cl != NULL);
+        ASSERT_TRUE(cb_policy_uid_selectable(p, 61571, &cl));
+        ASSERT_STREQ(cl, "by-gid");
+        cb_policy_free(p);
+        p = parse_ok("{\"clients\": {\"by-uid\": {\"uid\": 1001, \"gid\": 5}},\n"
+                     " \"grants\": [], \"admins\": {\"uids\": [0]}}");
+        ASSERT_TRUE(cb_policy_uid_selectable(p, 1001, NULL));  /* whatever its gid */
+        ASSERT_FALSE(cb_policy_uid_selectable(p, 0, NULL));
+        cb_policy_free(p);
+}
