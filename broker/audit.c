@@ -43,6 +43,19 @@ static struct {
         bool failed;
         uint64_t failed_since, refused;
         char error[128];
+        /* A resume (and header) written but not yet followed by a record:
+         * if that record cannot be written either, the disk is still full
+         * and the resume is taken back (see resume()). */
+        bool tentative, resuming;
+        struct {
+                off_t size; /* the log's size before the resume */
+                uint64_t seq, failed_since, refused;
+                unsigned char mac[CB_AUDIT_MAC_LEN];
+                bool need_begin, failed;
+                char error[128];
+                char head[CB_AUDIT_HEAD_TEXT_LEN];
+                ssize_t head_len;
+        } undo;
 } au = { .fd = -1, .head_fd = -1 };
 
 /* ---- writing ---- */
@@ -82,8 +95,11 @@ static void hash_identifiers(json_t *o) {
         cb_audit_hide_ids(au.keys, o);
 }
 
+static void untentative(void);
+
 /* Seal o as the segment's next record and append it; on any failure the
- * file is cut back to where it was and the head does not move. */
+ * file is cut back to where it was and the head does not move (and a
+ * tentative resume before it is taken back). */
 static int append(json_t *o, bool begin) {
         unsigned char mac[CB_AUDIT_MAC_LEN];
         char *canon = NULL, *line = NULL;
@@ -127,10 +143,54 @@ static int append(json_t *o, bool begin) {
         au.need_begin = false;
         r = checkpoint();
         sync_note_written();
+        if (r == 0 && !au.resuming)
+                au.tentative = false; /* a record followed the resume: it stands */
 out:
         free(canon);
         free(line);
+        if (r < 0 && au.tentative)
+                untentative();
         return r;
+}
+
+/* Remember the state resume() may have to be taken back to. */
+static void tentative_begin(void) {
+        struct stat st;
+
+        au.undo.size = fstat(au.fd, &st) == 0 ? st.st_size : -1;
+        au.undo.seq = au.seq;
+        memcpy(au.undo.mac, au.mac, sizeof(au.mac));
+        au.undo.need_begin = au.need_begin;
+        au.undo.failed = au.failed;
+        au.undo.failed_since = au.failed_since;
+        au.undo.refused = au.refused;
+        memcpy(au.undo.error, au.error, sizeof(au.error));
+        au.undo.head_len = pread(au.head_fd, au.undo.head, sizeof(au.undo.head), 0);
+        au.tentative = au.undo.size >= 0 && au.undo.head_len >= 0;
+}
+
+/* The record after a resume could not be written: the log is still full.
+ * A resume that announces a recovery which did not happen, and resets the
+ * refusal count, would be a lie in the log: cut the file back to before
+ * it, restore the head checkpoint and stay failed, still counting. */
+static void untentative(void) {
+        au.tentative = false;
+        if (ftruncate(au.fd, au.undo.size) < 0) {
+                fprintf(stderr, "credbrokerd: audit log %s: cannot take back a resume record: %s\n", au.path,
+                        strerror(errno));
+                return; /* the resume stays, and is true to the chain: the new failure is a new period */
+        }
+        if (au.undo.head_len == 0 ? ftruncate(au.head_fd, 0) < 0
+                                  : pwrite(au.head_fd, au.undo.head, (size_t)au.undo.head_len, 0) != au.undo.head_len)
+                fprintf(stderr, "credbrokerd: audit head checkpoint: cannot restore it: %s\n", strerror(errno));
+        au.seq = au.undo.seq;
+        memcpy(au.mac, au.undo.mac, sizeof(au.mac));
+        au.need_begin = au.undo.need_begin;
+        au.failed = au.undo.failed;
+        au.failed_since = au.undo.failed_since;
+        au.refused = au.undo.refused;
+        memcpy(au.error, au.undo.error, sizeof(au.error));
+        sync_note_written();
 }
 
 static int write_begin(void) {
@@ -158,6 +218,7 @@ static int write_begin(void) {
 /* A new segment: fresh log id and keys; the header is written with the
  * next record (or at once by the caller). */
 static void new_segment(const char *reason) {
+        au.tentative = false; /* a resume in the file being left stands */
         if (au.seq || !au.need_begin) {
                 /* The segment being left ends here. */
                 au.prev.set = true;
@@ -174,9 +235,24 @@ static void new_segment(const char *reason) {
         au.reason = reason;
 }
 
+static int resume_write(void);
+
 /* Bring the log back from the failed state: header if due, then a resume
  * record saying what was refused. */
 static int resume(void) {
+        int r;
+
+        /* Tentative until the next record is written too: a resume short
+         * enough to fit the last bytes of a full disk, before a record that
+         * does not, must not reset the refusal count nor grow the log. */
+        tentative_begin();
+        au.resuming = true;
+        r = resume_write();
+        au.resuming = false;
+        return r;
+}
+
+static int resume_write(void) {
         int r;
 
         if (au.need_begin && (r = write_begin()) < 0)

@@ -120,7 +120,7 @@ int reply_json(request *rq, unsigned status, json_t *body, bool sensitive) {
          * then the answer tells what was done. */
         if (audit_write(rq, status, status < 300 ? "allow" : "deny", NULL) < 0 && !rq->intent_recorded) {
                 json_decref(body);
-                return reply_error(rq, 503, "audit_unavailable", "the audit log cannot be written");
+                return audit_refuse(rq); /* says why; not audited a second time */
         }
         metrics_request(rq->route, status);
         text = json_dumps(body, JSON_COMPACT);
@@ -137,7 +137,7 @@ int reply_text(request *rq, unsigned status, const char *content_type, char *tex
 
         if (audit_write(rq, status, status < 300 ? "allow" : "deny", NULL) < 0 && status < 300) {
                 free(text);
-                return reply_error(rq, 503, "audit_unavailable", "the audit log cannot be written");
+                return audit_refuse(rq); /* says why; not audited a second time */
         }
         metrics_request(rq->route, status);
         resp = MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);

@@ -61,6 +61,10 @@ expect "after: the put did not take effect" "200 $V1" "$(fetch "$R" api)"
 expect "after: no version was added" '"version":1' "$(admin "$R" versions api --json 2>&1 | tr -d ' ')"
 refute "after: no version 2" '"version":2' "$(admin "$R" versions api --json 2>&1 | tr -d ' ')"
 res=$(grep '"audit.resume"' "$A" | tail -1)
+# One outage, one resume: a resume short enough for the last bytes of the
+# full disk, before a record that did not fit, must have been taken back.
+nres=$(grep -c '"audit.resume"' "$A")
+[ "$nres" = 1 ] && ok "after: one audit.resume for the one outage" || bad "after: $nres audit.resume records for one outage"
 n=$(echo "$res" | sed -n 's/.*"refused":\([0-9]*\).*/\1/p')
 [ -n "$n" ] && [ "$n" -ge 6 ] && ok "after: audit.resume counts the $n refusals" || bad "after: audit.resume: '$res'"
 expect "after: the log verifies" "intact" "$(admin "$R" audit verify "$A" 2>&1)"
