@@ -112,8 +112,8 @@ static void help(FILE *f) {
         fputs("\nSecret values are read from stdin or files, never from arguments.\n"
               "Sockets: --socket / $CREDBROKER_SOCKET (default /run/credbroker/tools.sock),\n"
               "--admin-socket / $CREDBROKER_ADMIN_SOCKET (default /run/credbroker/admin.sock).\n"
-              "Nothing is sent to a socket served by a uid other than root or yours, unless\n"
-              "--broker-uid UID / $CREDBROKER_BROKER_UID names the broker's uid.\n"
+              "Nothing is sent to a socket served by a uid other than root, yours or the\n"
+              "user 'credbroker', unless --broker-uid UID / $CREDBROKER_BROKER_UID names it.\n"
               "Exit codes: 0 ok, 1 failure, 2 usage, 3 wrong key, 4 integrity, 5 not found,\n"
               "6 exists, 7 denied, 8 broker unavailable; exec: the command's own status.\n"
               "'credbroker COMMAND --help' describes a command.\n", f);

@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <stdint.h>
+#include <pwd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -182,6 +183,11 @@ static int check_server(void *ud, char *ip, char *lip, int port, int lport) {
         (void)ud, (void)ip, (void)lip, (void)port, (void)lport;
         if (bu && cli_parse_u64(bu, UINT32_MAX - 1, &want) < 0)
                 want = (unsigned long long)-1;
+        if (!bu) { /* the packaged daemon's system user, as libcredbroker assumes */
+                struct passwd *pw = getpwnam("credbroker");
+                if (pw)
+                        want = pw->pw_uid;
+        }
         if (scan_fd == CURL_SOCKET_BAD || getsockopt(scan_fd, SOL_SOCKET, SO_PEERCRED, &uc, &len) < 0 ||
             len != sizeof(uc)) {
                 fprintf(stderr, "credbroker: cannot tell who serves the socket (SO_PEERCRED): nothing sent\n");

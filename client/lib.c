@@ -29,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pwd.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -158,6 +159,17 @@ static int check_server(void *ud, char *conn_primary_ip, char *conn_local_ip, in
                 return CURL_PREREQFUNC_ABORT;
         }
         return CURL_PREREQFUNC_OK;
+}
+
+static uid_t broker_user_uid = (uid_t)-1;
+static pthread_once_t broker_user_once = PTHREAD_ONCE_INIT;
+
+static void broker_user_load(void) {
+        struct passwd pw, *res = NULL;
+        char buf[1024];
+
+        if (getpwnam_r("credbroker", &pw, buf, sizeof(buf), &res) == 0 && res)
+                broker_user_uid = res->pw_uid;
 }
 
 CB_EXPORT void cb_client_set_broker_uid(cb_client *c, uid_t uid) {
@@ -455,7 +467,11 @@ static int client_new(const char *socket_path, const char *env, const char *fall
                 free(c);
                 return -ENOMEM;
         }
-        c->broker_uid = (uid_t)-1;
+        /* The configured broker user: the packaged daemon runs as the
+         * system user "credbroker" (packaging/); $CREDBROKER_BROKER_UID
+         * or --broker-uid names another. */
+        pthread_once(&broker_user_once, broker_user_load);
+        c->broker_uid = broker_user_uid;
         const char *bu = secure_getenv("CREDBROKER_BROKER_UID");
         if (bu && *bu) {
                 char *end;
