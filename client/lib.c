@@ -120,10 +120,8 @@ static int set_error(cb_client *c, int r, const char *fmt, ...) {
  * get them: the server's SO_PEERCRED uid must be root, our own uid (a
  * process of ours controls us anyway) or the broker uid configured with
  * cb_client_set_broker_uid (credbroker --broker-uid, $CREDBROKER_BROKER_UID),
- * by default the uid of the packaged service's user CB_BROKER_USER if the
- * system has one. */
-#define CB_BROKER_USER "credbroker"  /* examples/ sysusers.d, credbrokerd.service User= */
-
+ * by default the uid of the packaged service's user "credbroker" if the
+ * system has one (broker_user_load). */
 struct prereq {
         cb_client *c;
         curl_socket_t fd;  /* from CURLOPT_SOCKOPTFUNCTION (CURLINFO_ACTIVESOCKET is not set yet) */
@@ -483,13 +481,6 @@ static int client_new(const char *socket_path, const char *env, const char *fall
                         return -EINVAL;
                 }
                 c->broker_uid = (uid_t)v;
-        } else {
-                /* The packaged service's user (sysusers.d creates it; only
-                 * root can), when this system has one. */
-                struct passwd pw, *pp = NULL;
-                char pwbuf[1024];
-                if (getpwnam_r(CB_BROKER_USER, &pw, pwbuf, sizeof(pwbuf), &pp) == 0 && pp)
-                        c->broker_uid = pw.pw_uid;
         }
         *ret = c;
         return 0;
