@@ -467,6 +467,19 @@ int main(int argc, char **argv) {
                 say_err("libsodium failed to initialise");
                 return 1;
         }
+        /* Signals go to the main loop's sigtimedwait only: block them
+         * before the FIRST thread starts (every thread inherits the mask).
+         * Threads start well before the servers (the audit log's fsync
+         * thread at audit_open, the alert worker, the proxy loops, the hash
+         * workers): one with SIGHUP unblocked takes a SIGHUP sent while
+         * this thread is busy (a scan) and its default action kills the
+         * daemon.  Until the loop runs, a signal waits (a SIGTERM during
+         * unlock is acted on once serving; a SIGHUP reloads then). */
+        sigemptyset(&sigs);
+        sigaddset(&sigs, SIGTERM);
+        sigaddset(&sigs, SIGINT);
+        sigaddset(&sigs, SIGHUP);
+        pthread_sigmask(SIG_BLOCK, &sigs, NULL);
         if (proxy_init() < 0) {
                 say_err("%s", cb_error_last());
                 return 1;
@@ -583,13 +596,6 @@ int main(int argc, char **argv) {
                 say_err("%s", cb_error_last());
                 goto out;
         }
-        /* Signals go to this thread only: block them before the servers'
-         * threads start (they inherit the mask). */
-        sigemptyset(&sigs);
-        sigaddset(&sigs, SIGTERM);
-        sigaddset(&sigs, SIGINT);
-        sigaddset(&sigs, SIGHUP);
-        pthread_sigmask(SIG_BLOCK, &sigs, NULL);
         cbd.started = (uint64_t)time(NULL);
         if (listen_tcp && (tcp_fd = listen_loopback(listen_tcp, tcp_desc, sizeof(tcp_desc), false)) < 0) {
                 say_err("%s", cb_error_last());

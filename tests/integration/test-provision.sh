@@ -270,6 +270,15 @@ hup
         ok "a stranded .importing.* capture is put back and imported" || bad "stranded capture: $(ls -A "$T/pd"), $(redeem dirsec)"
 expect "...reported in status" '"stranded_imports_recovered":1' "$("$CLI" status --json 2>&1 | tr -d ' ')"
 expect "...and in the audit log" "stranded import recovered" "$(cat "$T/audit.log" 2>/dev/null)"
+# a burst of SIGHUPs (an operator's loop, a deployment tool) while the
+# daemon is busy reloading and scanning: each one is taken by the main
+# loop, never by another thread (the audit log's fsync thread, started
+# before the servers, once took it and its default action killed the
+# daemon: exit 129, "connection refused" from then on)
+for _ in $(seq 300); do kill -HUP "$PID" 2>/dev/null || break; done
+sleep 0.5
+kill -0 "$PID" 2>/dev/null && expect "a burst of 300 SIGHUPs: the daemon keeps serving" 'stranded_imports_recovered' "$("$CLI" status --json 2>&1)" ||
+        bad "a burst of 300 SIGHUPs killed the daemon"
 
 # --- import from stdin, --dry-run
 sleep 1.1

@@ -553,21 +553,27 @@ printf 'crash-0' | "$CLI" put crash >/dev/null
 stop_daemon
 # What `versions` says after a restart must be a consistent, explained
 # state: exactly one current version, every version's state known and
-# explained, no previous version left by a leaked rotation.  Prints "OK
-# <pending versions>" or the problems.
-# count TEXT PATTERN: occurrences of a literal PATTERN in TEXT (no fork).
-count() { local t=${1//"$2"/}; echo $(( (${#1} - ${#t}) / ${#2} )); }
+# explained, no previous version left by a leaked rotation, and no version
+# carrying a (sealed) leak mark still served.  Prints "OK <pending
+# versions>" or the problems.  Since the sealed leak marks (issue 15) each
+# version reports its own "leaked": true, so an old leaked version next to
+# the previous version of a later plain rotation is consistent: the check
+# reads the rotation's "leaked" (top level) and each version's mark.
 inv() {
-        local j=$1 p="" n=0 s
-        case "$j" in *'"currents":1,'*) ;; *) p="$p not-one-current" ;; esac
-        [ "$(count "$j" '"state":"current"')" = 1 ] || p="$p current-count"
-        for s in pending current previous disabled destroyed; do
-                n=$((n + $(count "$j" "\"state\":\"$s\"")))
-        done
-        [ "$(count "$j" '"state":')" = $n ] || p="$p unknown-state"
-        [ "$(count "$j" '"note":"')" = $n ] || p="$p unexplained"
-        case "$j" in *'"leaked":true'*'"state":"previous"'*|*'"state":"previous"'*'"leaked":true'*) p="$p previous-after-leak" ;; esac
-        echo "${p:-OK} $(count "$j" '"state":"pending"')"
+        printf '%s' "$1" | "$PYBIN" -c '
+import json, sys
+try:
+    o = json.load(sys.stdin)
+except ValueError:
+    print("unparsable 0"); sys.exit()
+vs, p = o.get("versions", []), []
+if o.get("currents") != 1: p.append("not-one-current")
+if sum(v.get("state") == "current" for v in vs) != 1: p.append("current-count")
+if any(v.get("state") not in ("pending", "current", "previous", "disabled", "destroyed") for v in vs): p.append("unknown-state")
+if any(not v.get("note") for v in vs): p.append("unexplained")
+if o.get("leaked") is True and any(v.get("state") == "previous" for v in vs): p.append("previous-after-leak")
+if any(v.get("leaked") is True and "served_until" in v for v in vs): p.append("leaked-still-served")
+print(" ".join(p) or "OK", sum(v.get("state") == "pending" for v in vs))'
 }
 kill_fail=0 pend_seen=0 check_fail=0
 rotate_one() {

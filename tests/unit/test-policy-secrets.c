@@ -77,5 +77,5 @@ TEST(refusals) {
                 " \"secrets\": {\"x\": {\"canary\": true}}}",
                 "grants[1].secret: \"x\" is a canary");
         refused("{\"secrets\": {}, \"secret\": {}}",
-                "unknown key \"secret\" (expected clients, grants, admins, secrets)");
+                "top level: unknown key \"secret\" (expected clients, grants, admins, secrets, scan_budget)");
 }
