@@ -34,6 +34,7 @@
 #include "scan.h"
 #include "error.h"
 #include "fsutil.h"
+#include "leak.h"
 #include "memtrim.h"
 #include "log.h"
 #include "sdnotify.h"
@@ -227,6 +228,13 @@ static void usage(FILE *f) {
               "            DIR must be owned by root or us and not group/other writable)\n",
               f);
 }
+
+/* Leak reactions (leak.h): the proxy cuts what is in flight, rotate/
+ * rotates a secret whose policy says on_leak "rotate". */
+static const leak_reaction leak_reacts_proxy = {
+        .name = "proxy", .cut_secret = proxy_cancel_secret, .cut_accessor = proxy_cancel_accessor,
+};
+static const leak_reaction leak_reacts_rotate = { .name = "rotate", .rotate = leak_rotate_request };
 
 int main(int argc, char **argv) {
         static const struct option opts[] = {
@@ -481,6 +489,12 @@ int main(int argc, char **argv) {
         sigaddset(&sigs, SIGHUP);
         pthread_sigmask(SIG_BLOCK, &sigs, NULL);
         if (proxy_init() < 0) {
+                say_err("%s", cb_error_last());
+                return 1;
+        }
+        /* The subsystems that react to a leak (leak.h), before anything can
+         * sight one (a leaked rotation's grace applied by rotate_sweep). */
+        if (leak_reaction_register(&leak_reacts_proxy) < 0 || leak_reaction_register(&leak_reacts_rotate) < 0) {
                 say_err("%s", cb_error_last());
                 return 1;
         }

@@ -17,6 +17,7 @@
 #include "alert.h"
 #include "daemon.h"
 #include "error.h"
+#include "leak.h"
 #include "rotate.h"
 #include "rotate_internal.h"
 #include "rotation_label.h"
@@ -374,7 +375,7 @@ int rotate_run(enum rotate_phase phase, const char *name, const void *value, siz
         if (leaked) {
                 scanner_mark_compromised(name, old);
                 revoked = cb_tokens_revoke_secret(cbd.tokens, name);
-                cut = proxy_cancel_secret(name, "rotated after a leak");
+                cut = leak_cut_secret(name, "rotated after a leak");
         }
         /* A rotation that cannot be audited does not start, unless it answers
          * a leak: containment beats the record (stderr says so). */

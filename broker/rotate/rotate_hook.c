@@ -23,6 +23,7 @@
 
 #include "daemon.h"
 #include "error.h"
+#include "leak.h"
 #include "rotate.h"
 #include "rotate_internal.h"
 #include "scan.h"
@@ -440,7 +441,7 @@ int rotate_hook_start(const char *name, uint32_t grace, bool leaked, const char 
                                 if (vi[i].state == CB_VS_CURRENT)
                                         old = vi[i].version;
                 (void)cb_tokens_revoke_secret(cbd.tokens, name);
-                (void)proxy_cancel_secret(name, "rotated after a leak");
+                (void)leak_cut_secret(name, "rotated after a leak");
                 scanner_mark_compromised(name, old);
         }
         r = hook_path(name, path, sizeof(path));
