@@ -16,12 +16,12 @@
 #include "ratelimit.h"
 #include "store.h"
 #include "tokens.h"
+#include "version.h"
 
 #define CB_BODY_MAX (128 * 1024)
 #define CB_CONN_MAX 4096            /* connections per socket */
 #define CB_CONN_PER_UID 128         /* of which one uid may hold */
 #define CB_CONN_REFUSED_PER_UID 16  /* and over that, answered 429 (see server.c) */
-#define CB_VERSION_STRING "0.1.0"
 
 struct MHD_Daemon;
 struct MHD_Connection;
