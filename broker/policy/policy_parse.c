@@ -15,12 +15,14 @@
  * After parsing nothing refers to the json_t tree: every string is copied
  * and owned by the cb_policy, and cb_grant.client / cb_grant.secret point
  * into that copy.
+ *
+ * The "clients" section is parsed in policy_clients.c, "secrets" and
+ * "scan_budget" in policy_secrets.c; the readers they share with this file
+ * (messages, typed getters) are declared in policy_internal.h.
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <grp.h>
 #include <limits.h>
-#include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,15 +38,10 @@
 #include "policy_internal.h"
 #include "store.h"
 
-typedef struct ctx {
-        const char *origin;
-        cb_policy *p;
-} ctx;
-
 /* ---- messages -------------------------------------------------------- */
 
-static int perr(const ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int perr(const ctx *c, const char *fmt, ...) {
+int cb_policy_err(const policy_ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int cb_policy_err(const policy_ctx *c, const char *fmt, ...) {
         char msg[400];
         va_list ap;
 
@@ -58,15 +55,14 @@ static int perr(const ctx *c, const char *fmt, ...) {
 /* A value from the file, quoted for a message: printable ASCII kept,
  * anything else escaped, long values cut (policy files hold no secrets, but
  * a message must stay one readable line). */
-#define QUOTE_MAX 80
-static const char *quote(char buf[static QUOTE_MAX], const char *s) {
+const char *cb_policy_quote(char buf[static POLICY_QUOTE_MAX], const char *s) {
         size_t o = 0;
 
         buf[o++] = '"';
         for (; *s; s++) {
                 unsigned char ch = (unsigned char)*s;
 
-                if (o + 6 >= QUOTE_MAX - 4) {
+                if (o + 6 >= POLICY_QUOTE_MAX - 4) {
                         memcpy(buf + o, "...", 3);
                         o += 3;
                         break;
@@ -75,7 +71,7 @@ static const char *quote(char buf[static QUOTE_MAX], const char *s) {
                         buf[o++] = '\\';
                         buf[o++] = (char)ch;
                 } else if (ch < 0x20 || ch >= 0x7f) {
-                        o += (size_t)snprintf(buf + o, QUOTE_MAX - o, "\\x%02x", ch);
+                        o += (size_t)snprintf(buf + o, POLICY_QUOTE_MAX - o, "\\x%02x", ch);
                 } else {
                         buf[o++] = (char)ch;
                 }
@@ -85,7 +81,7 @@ static const char *quote(char buf[static QUOTE_MAX], const char *s) {
         return buf;
 }
 
-static const char *type_name(const json_t *v) {
+const char *cb_policy_type_name(const json_t *v) {
         switch (json_typeof(v)) {
         case JSON_OBJECT:  return "an object";
         case JSON_ARRAY:   return "an array";
@@ -101,326 +97,42 @@ static const char *type_name(const json_t *v) {
 
 /* ---- typed getters ---------------------------------------------------- */
 
-static int get_int(const ctx *c, const json_t *v, const char *at, long long lo, long long hi, long long *ret) {
+int cb_policy_get_int(const policy_ctx *c, const json_t *v, const char *at, long long lo, long long hi, long long *ret) {
         long long x;
 
         if (!json_is_integer(v))
-                return perr(c, "%s: expected an integer %lld..%lld, got %s", at, lo, hi, type_name(v));
+                return cb_policy_err(c, "%s: expected an integer %lld..%lld, got %s", at, lo, hi, cb_policy_type_name(v));
         x = (long long)json_integer_value(v);
         if (x < lo || x > hi)
-                return perr(c, "%s: %lld is out of range %lld..%lld", at, x, lo, hi);
+                return cb_policy_err(c, "%s: %lld is out of range %lld..%lld", at, x, lo, hi);
         *ret = x;
         return 0;
 }
 
 /* A non-empty string without NUL bytes of at most max bytes. */
-static int get_str(const ctx *c, const json_t *v, const char *at, size_t max, const char **ret) {
+int cb_policy_get_str(const policy_ctx *c, const json_t *v, const char *at, size_t max, const char **ret) {
         const char *s;
         size_t n;
 
         if (!json_is_string(v))
-                return perr(c, "%s: expected a string, got %s", at, type_name(v));
+                return cb_policy_err(c, "%s: expected a string, got %s", at, cb_policy_type_name(v));
         s = json_string_value(v);
         n = json_string_length(v);
         if (n == 0)
-                return perr(c, "%s: must not be empty", at);
+                return cb_policy_err(c, "%s: must not be empty", at);
         if (strlen(s) != n)
-                return perr(c, "%s: contains a NUL byte", at);
+                return cb_policy_err(c, "%s: contains a NUL byte", at);
         if (n > max)
-                return perr(c, "%s: longer than %zu bytes", at, max);
+                return cb_policy_err(c, "%s: longer than %zu bytes", at, max);
         *ret = s;
         return 0;
 }
 
-static int get_array(const ctx *c, const json_t *v, const char *at, size_t max) {
+int cb_policy_get_array(const policy_ctx *c, const json_t *v, const char *at, size_t max) {
         if (!json_is_array(v))
-                return perr(c, "%s: expected an array, got %s", at, type_name(v));
+                return cb_policy_err(c, "%s: expected an array, got %s", at, cb_policy_type_name(v));
         if (json_array_size(v) > max)
-                return perr(c, "%s: more than %zu entries", at, max);
-        return 0;
-}
-
-/* ---- NSS lookups ------------------------------------------------------ */
-
-/* getpwnam_r/getgrnam_r with a growing buffer.  0 and the id, -ENOENT when
- * the name is unknown, or another -errno. */
-static int lookup_id(const char *name, bool group, uint32_t *ret) {
-        size_t sz = 1024;
-        char *buf = NULL;
-        int r = -ENOMEM;
-
-        for (;;) {
-                char *nb = realloc(buf, sz);
-                struct passwd pw, *pwr = NULL;
-                struct group gr, *grr = NULL;
-                int e;
-
-                if (!nb)
-                        goto out;
-                buf = nb;
-                if (group)
-                        e = getgrnam_r(name, &gr, buf, sz, &grr);
-                else
-                        e = getpwnam_r(name, &pw, buf, sz, &pwr);
-                if (e == ERANGE && sz < 1024 * 1024) {
-                        sz *= 2;
-                        continue;
-                }
-                /* NSS modules report "not found" in several ways. */
-                if (e == 0 || e == ENOENT || e == ESRCH || e == EBADF || e == EPERM) {
-                        if (group ? !grr : !pwr) {
-                                r = -ENOENT;
-                                goto out;
-                        }
-                        *ret = group ? (uint32_t)gr.gr_gid : (uint32_t)pw.pw_uid;
-                        r = 0;
-                        goto out;
-                }
-                r = -e;
-                goto out;
-        }
-out:
-        free(buf);
-        return r;
-}
-
-static int resolve(const ctx *c, const char *name, bool group, const char *at, uint32_t *ret) {
-        char q[QUOTE_MAX];
-        int r = lookup_id(name, group, ret);
-
-        if (r == -ENOENT)
-                return perr(c, "%s: unknown %s %s", at, group ? "group" : "user", quote(q, name));
-        if (r == -ENOMEM)
-                return oom();
-        if (r < 0)
-                return perr(c, "%s: cannot look up %s %s: %s", at, group ? "group" : "user", quote(q, name),
-                            strerror(-r));
-        if (*ret > ID_MAX)
-                return perr(c, "%s: %s %s has an invalid id", at, group ? "group" : "user", quote(q, name));
-        return 0;
-}
-
-/* ---- clients ---------------------------------------------------------- */
-
-static bool client_name_valid(const char *s) {
-        size_t n = strlen(s);
-
-        if (n == 0 || n > CLIENT_NAME_MAX)
-                return false;
-        for (size_t i = 0; i < n; i++) {
-                unsigned char ch = (unsigned char)s[i];
-
-                if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-                      ch == '.' || ch == '_' || ch == '-'))
-                        return false;
-        }
-        return true;
-}
-
-static int hexval(char ch) {
-        if (ch >= '0' && ch <= '9')
-                return ch - '0';
-        if (ch >= 'a' && ch <= 'f')
-                return ch - 'a' + 10;
-        if (ch >= 'A' && ch <= 'F')
-                return ch - 'A' + 10;
-        return -1;
-}
-
-static int parse_sha256(const ctx *c, const char *s, const char *at, unsigned char out[32]) {
-        size_t n = strlen(s);
-
-        if (n != 64)
-                return perr(c, "%s: expected 64 hex digits (a SHA-256), got %zu characters", at, n);
-        for (size_t i = 0; i < 32; i++) {
-                int hi = hexval(s[2 * i]), lo = hexval(s[2 * i + 1]);
-
-                if (hi < 0 || lo < 0)
-                        return perr(c, "%s: not a hex digit at position %zu", at, hi < 0 ? 2 * i + 1 : 2 * i + 2);
-                out[i] = (unsigned char)(hi << 4 | lo);
-        }
-        return 0;
-}
-
-/* A canonical path: no empty, "." or ".." component and no trailing '/',
- * except for "/" itself.  Required of cgroup paths (the kernel reports them
- * so) and of exe paths (no surprises in what realpath() makes of them:
- * symlinks are resolved at load, in policy.c, and matched by file
- * identity). */
-static bool path_canonical(const char *s, size_t n) {
-        if (n == 0 || s[0] != '/')
-                return false;
-        if (n == 1)
-                return true;
-        for (size_t i = 1, start = 1; i <= n; i++) {
-                if (i < n && s[i] != '/')
-                        continue;
-                size_t k = i - start;
-
-                if (k == 0 || (k == 1 && s[start] == '.') || (k == 2 && s[start] == '.' && s[start + 1] == '.'))
-                        return false;
-                start = i + 1;
-        }
-        return true;
-}
-
-static int parse_cgroup(const ctx *c, const char *s, const char *at, client *cl) {
-        char q[QUOTE_MAX];
-        size_t n = strlen(s), base;
-        const char *star;
-
-        /* Longer paths could never match: cb_peer.cgroup holds fewer bytes. */
-        if (n >= CB_CGROUP_MAX)
-                return perr(c, "%s: longer than %d bytes", at, CB_CGROUP_MAX - 1);
-        if (s[0] != '/')
-                return perr(c, "%s: %s is not an absolute cgroup path (it must start with '/')", at, quote(q, s));
-        cl->cgroup_prefix = n >= 2 && s[n - 2] == '/' && s[n - 1] == '*';
-        star = strchr(s, '*');
-        /* A '*' anywhere else would read like a glob and silently never match. */
-        if (star && !(cl->cgroup_prefix && star == s + n - 1))
-                return perr(c, "%s: %s: '*' is allowed only as a trailing \"/*\"", at, quote(q, s));
-        /* A prefix keeps its trailing '/': matching stops at a component boundary. */
-        cl->cgroup_len = cl->cgroup_prefix ? n - 1 : n;
-        /* For a prefix, check the part before the final slash-star: empty is
-         * the root's prefix, but a lone "/" would make an empty component. */
-        base = cl->cgroup_prefix ? n - 2 : n;
-        if (cl->cgroup_prefix ? base != 0 && (base == 1 || !path_canonical(s, base)) : !path_canonical(s, n))
-                return perr(c, "%s: %s is not a canonical path (empty, \".\" or \"..\" component, or trailing '/'; "
-                            "for a prefix write \"/a/b/*\"): it could never match", at, quote(q, s));
-        cl->cgroup = strndup(s, cl->cgroup_len);
-        if (!cl->cgroup)
-                return oom();
-        cl->sel |= SEL_CGROUP;
-        return 0;
-}
-
-/* A uid/gid selector: a number ("uid", "gid") or an account name ("user",
- * "group") resolved now, at load. */
-static int parse_id(const ctx *c, const json_t *v, const char *at, bool by_name, bool group, uint32_t *ret) {
-        const char *s;
-        long long x;
-        int r;
-
-        if (by_name) {
-                if ((r = get_str(c, v, at, ACCOUNT_NAME_MAX, &s)) < 0)
-                        return r;
-                return resolve(c, s, group, at, ret);
-        }
-        if ((r = get_int(c, v, at, 0, ID_MAX, &x)) < 0)
-                return r;
-        *ret = (uint32_t)x;
-        return 0;
-}
-
-static int parse_client(const ctx *c, const char *name, const json_t *o, client *cl) {
-        char at[96], q[QUOTE_MAX];
-        const char *key;
-        json_t *v;
-        int r;
-
-        if (!client_name_valid(name))
-                return perr(c, "clients: invalid client name %s (use 1 to %d characters from A-Z a-z 0-9 . _ -)",
-                            quote(q, name), CLIENT_NAME_MAX);
-        cl->name = strdup(name);
-        if (!cl->name)
-                return oom();
-        if (!json_is_object(o))
-                return perr(c, "clients.%s: expected an object, got %s", name, type_name(o));
-
-        json_object_foreach((json_t *)o, key, v) {
-                const char *s;
-                uint32_t id;
-
-                snprintf(at, sizeof(at), "clients.%.64s.%.16s", name, key);   /* known keys are short */
-                if (strcmp(key, "uid") == 0 || strcmp(key, "user") == 0) {
-                        if (cl->sel & SEL_UID)
-                                return perr(c, "clients.%s: both \"uid\" and \"user\" given; use one", name);
-                        if ((r = parse_id(c, v, at, key[1] != 'i', false, &id)) < 0)
-                                return r;
-                        cl->uid = (uid_t)id;
-                        cl->sel |= SEL_UID;
-                } else if (strcmp(key, "gid") == 0 || strcmp(key, "group") == 0) {
-                        if (cl->sel & SEL_GID)
-                                return perr(c, "clients.%s: both \"gid\" and \"group\" given; use one", name);
-                        if ((r = parse_id(c, v, at, key[1] != 'i', true, &id)) < 0)
-                                return r;
-                        cl->gid = (gid_t)id;
-                        cl->sel |= SEL_GID;
-                } else if (strcmp(key, "exe") == 0) {
-                        if ((r = get_str(c, v, at, PATH_MAX - 1, &s)) < 0)
-                                return r;
-                        if (s[0] != '/')
-                                return perr(c, "%s: %s is not an absolute path", at, quote(q, s));
-                        if (!path_canonical(s, strlen(s)))
-                                return perr(c, "%s: %s is not a canonical path (empty, \".\" or \"..\" component, "
-                                            "or trailing '/'): it could never match", at, quote(q, s));
-                        cl->exe = strdup(s);
-                        if (!cl->exe)
-                                return oom();
-                        cl->sel |= SEL_EXE;
-                } else if (strcmp(key, "exe_sha256") == 0) {
-                        if ((r = get_str(c, v, at, SIZE_MAX, &s)) < 0 ||
-                            (r = parse_sha256(c, s, at, cl->exe_sha256)) < 0)
-                                return r;
-                        cl->sel |= SEL_SHA256;
-                } else if (strcmp(key, "cgroup") == 0) {
-                        if ((r = get_str(c, v, at, CB_CGROUP_MAX, &s)) < 0 ||
-                            (r = parse_cgroup(c, s, at, cl)) < 0)
-                                return r;
-                } else {
-                        return perr(c, "clients.%s: unknown key %s (expected uid, user, gid, group, exe, exe_sha256, "
-                                    "cgroup)", name, quote(q, key));
-                }
-        }
-        if (!cl->sel)
-                return perr(c, "clients.%s: no selector (uid, user, gid, group, exe, exe_sha256, cgroup): "
-                            "it would match every caller", name);
-        return 0;
-}
-
-static int cmp_name_ix(const void *a, const void *b) {
-        return strcmp(((const name_ix *)a)->name, ((const name_ix *)b)->name);
-}
-
-const client *cb_policy_find_client(const cb_policy *p, const char *name, size_t *ret_ix) {
-        name_ix key = { .name = name }, *hit;
-
-        if (!p->n_clients)
-                return NULL;
-        hit = bsearch(&key, p->by_name, p->n_clients, sizeof(*p->by_name), cmp_name_ix);
-        if (!hit)
-                return NULL;
-        if (ret_ix)
-                *ret_ix = hit->ix;
-        return &p->clients[hit->ix];
-}
-
-static int parse_clients(const ctx *c, const json_t *o) {
-        cb_policy *p = c->p;
-        size_t n = json_object_size(o);
-        const char *key;
-        json_t *v;
-        int r;
-
-        if (!json_is_object(o))
-                return perr(c, "clients: expected an object, got %s", type_name(o));
-        if (n > CB_POLICY_MAX_CLIENTS)
-                return perr(c, "clients: more than %d clients", CB_POLICY_MAX_CLIENTS);
-        if (!n)
-                return 0;
-        p->clients = calloc(n, sizeof(*p->clients));
-        p->by_name = calloc(n, sizeof(*p->by_name));
-        if (!p->clients || !p->by_name)
-                return oom();
-        /* jansson iterates objects in insertion order, i.e. file order. */
-        json_object_foreach((json_t *)o, key, v) {
-                client *cl = &p->clients[p->n_clients++];
-
-                if ((r = parse_client(c, key, v, cl)) < 0)
-                        return r;
-                p->by_name[p->n_clients - 1] = (name_ix){ cl->name, p->n_clients - 1 };
-        }
-        qsort(p->by_name, p->n_clients, sizeof(*p->by_name), cmp_name_ix);
+                return cb_policy_err(c, "%s: more than %zu entries", at, max);
         return 0;
 }
 
@@ -448,20 +160,20 @@ static bool parse_rate(const char *s, uint32_t *ret_n, uint32_t *ret_window) {
         return true;
 }
 
-static int parse_use(const ctx *c, const json_t *a, const char *at, unsigned *ret) {
-        char q[QUOTE_MAX];
+static int parse_use(const policy_ctx *c, const json_t *a, const char *at, unsigned *ret) {
+        char q[POLICY_QUOTE_MAX];
         unsigned uses = 0;
         size_t i;
         json_t *v;
         int r;
 
-        if ((r = get_array(c, a, at, 3)) < 0) {
+        if ((r = cb_policy_get_array(c, a, at, 3)) < 0) {
                 if (json_is_array(a))
-                        return perr(c, "%s: more than 3 entries (expected proxy, redeem, scan, each at most once)", at);
+                        return cb_policy_err(c, "%s: more than 3 entries (expected proxy, redeem, scan, each at most once)", at);
                 return r;
         }
         if (json_array_size(a) == 0)
-                return perr(c, "%s: empty (expected one or more of proxy, redeem, scan)", at);
+                return cb_policy_err(c, "%s: empty (expected one or more of proxy, redeem, scan)", at);
         json_array_foreach(a, i, v) {
                 char ati[96];
                 const char *s;
@@ -469,10 +181,10 @@ static int parse_use(const ctx *c, const json_t *a, const char *at, unsigned *re
 
                 snprintf(ati, sizeof(ati), "%.63s[%zu]", at, i);
                 if (!json_is_string(v))
-                        return perr(c, "%s: expected a string (proxy, redeem, scan), got %s", ati, type_name(v));
+                        return cb_policy_err(c, "%s: expected a string (proxy, redeem, scan), got %s", ati, cb_policy_type_name(v));
                 s = json_string_value(v);
                 if (strlen(s) != json_string_length(v))
-                        return perr(c, "%s: contains a NUL byte", ati);
+                        return cb_policy_err(c, "%s: contains a NUL byte", ati);
                 if (strcmp(s, "proxy") == 0)
                         bit = CB_USE_PROXY;
                 else if (strcmp(s, "redeem") == 0)
@@ -480,19 +192,19 @@ static int parse_use(const ctx *c, const json_t *a, const char *at, unsigned *re
                 else if (strcmp(s, "scan") == 0)
                         bit = CB_USE_SCAN;
                 else
-                        return perr(c, "%s: unknown use %s (expected proxy, redeem, scan)", ati, quote(q, s));
+                        return cb_policy_err(c, "%s: unknown use %s (expected proxy, redeem, scan)", ati, cb_policy_quote(q, s));
                 if (uses & bit)
-                        return perr(c, "%s: duplicate use \"%s\"", ati, s);
+                        return cb_policy_err(c, "%s: duplicate use \"%s\"", ati, s);
                 uses |= bit;
         }
         *ret = uses;
         return 0;
 }
 
-static int parse_grant(const ctx *c, size_t idx, const json_t *o, grant *gr) {
+static int parse_grant(const policy_ctx *c, size_t idx, const json_t *o, grant *gr) {
         cb_policy *p = c->p;
         cb_grant *g = &gr->g;
-        char at[32], atk[64], q[QUOTE_MAX];
+        char at[32], atk[64], q[POLICY_QUOTE_MAX];
         bool have_client = false;
         const char *key;
         json_t *v;
@@ -500,7 +212,7 @@ static int parse_grant(const ctx *c, size_t idx, const json_t *o, grant *gr) {
 
         snprintf(at, sizeof(at), "grants[%zu]", idx);
         if (!json_is_object(o))
-                return perr(c, "%s: expected an object, got %s", at, type_name(o));
+                return cb_policy_err(c, "%s: expected an object, got %s", at, cb_policy_type_name(o));
         g->max_ttl = CB_TTL_DEFAULT;
 
         json_object_foreach((json_t *)o, key, v) {
@@ -509,17 +221,17 @@ static int parse_grant(const ctx *c, size_t idx, const json_t *o, grant *gr) {
 
                 snprintf(atk, sizeof(atk), "%s.%.16s", at, key);
                 if (strcmp(key, "client") == 0) {
-                        if ((r = get_str(c, v, atk, CLIENT_NAME_MAX + 64, &s)) < 0)
+                        if ((r = cb_policy_get_str(c, v, atk, CLIENT_NAME_MAX + 64, &s)) < 0)
                                 return r;
                         if (!cb_policy_find_client(p, s, &gr->client))
-                                return perr(c, "%s: no client named %s in \"clients\"", atk, quote(q, s));
+                                return cb_policy_err(c, "%s: no client named %s in \"clients\"", atk, cb_policy_quote(q, s));
                         g->client = p->clients[gr->client].name;
                         have_client = true;
                 } else if (strcmp(key, "secret") == 0) {
-                        if ((r = get_str(c, v, atk, CB_NAME_MAX + 64, &s)) < 0)
+                        if ((r = cb_policy_get_str(c, v, atk, CB_NAME_MAX + 64, &s)) < 0)
                                 return r;
                         if (strcmp(s, "*") != 0 && cb_name_check(s) < 0)
-                                return perr(c, "%s: %s: %s (or \"*\" for any secret)", atk, quote(q, s),
+                                return cb_policy_err(c, "%s: %s: %s (or \"*\" for any secret)", atk, cb_policy_quote(q, s),
                                             cb_error_last());
                         g->secret = strdup(s);
                         if (!g->secret)
@@ -528,48 +240,48 @@ static int parse_grant(const ctx *c, size_t idx, const json_t *o, grant *gr) {
                         if ((r = parse_use(c, v, atk, &g->uses)) < 0)
                                 return r;
                 } else if (strcmp(key, "max_ttl") == 0) {
-                        if ((r = get_int(c, v, atk, 1, CB_TTL_MAX, &x)) < 0)
+                        if ((r = cb_policy_get_int(c, v, atk, 1, CB_TTL_MAX, &x)) < 0)
                                 return r;
                         g->max_ttl = (uint32_t)x;
                 } else if (strcmp(key, "max_uses") == 0) {
-                        if ((r = get_int(c, v, atk, 0, MAX_USES_MAX, &x)) < 0)
+                        if ((r = cb_policy_get_int(c, v, atk, 0, MAX_USES_MAX, &x)) < 0)
                                 return r;
                         g->max_uses = (uint32_t)x;
                 } else if (strcmp(key, "rate") == 0) {
                         if (!json_is_string(v))
-                                return perr(c, "%s: expected a string like \"60/m\", got %s", atk, type_name(v));
+                                return cb_policy_err(c, "%s: expected a string like \"60/m\", got %s", atk, cb_policy_type_name(v));
                         s = json_string_value(v);
                         if (strlen(s) != json_string_length(v) || !parse_rate(s, &g->rate_n, &g->rate_window))
-                                return perr(c, "%s: invalid rate %s (expected N/s, N/m or N/h with N 1..%d)", atk,
-                                            quote(q, s), RATE_N_MAX);
+                                return cb_policy_err(c, "%s: invalid rate %s (expected N/s, N/m or N/h with N 1..%d)", atk,
+                                            cb_policy_quote(q, s), RATE_N_MAX);
                 } else if (strcmp(key, "approval") == 0) {
                         if (!json_is_boolean(v))
-                                return perr(c, "%s: expected true or false, got %s", atk, type_name(v));
+                                return cb_policy_err(c, "%s: expected true or false, got %s", atk, cb_policy_type_name(v));
                         g->approval = json_is_true(v);
                 } else {
-                        return perr(c, "%s: unknown key %s (expected client, secret, use, max_ttl, max_uses, rate, "
-                                    "approval)", at, quote(q, key));
+                        return cb_policy_err(c, "%s: unknown key %s (expected client, secret, use, max_ttl, max_uses, rate, "
+                                    "approval)", at, cb_policy_quote(q, key));
                 }
         }
         if (!have_client)
-                return perr(c, "%s: missing \"client\"", at);
+                return cb_policy_err(c, "%s: missing \"client\"", at);
         if (!g->secret)
-                return perr(c, "%s: missing \"secret\"", at);
+                return cb_policy_err(c, "%s: missing \"secret\"", at);
         if (!g->uses)
-                return perr(c, "%s: missing \"use\"", at);
+                return cb_policy_err(c, "%s: missing \"use\"", at);
         return 0;
 }
 
-static int parse_grants(const ctx *c, const json_t *a) {
+static int parse_grants(const policy_ctx *c, const json_t *a) {
         cb_policy *p = c->p;
         size_t i;
         json_t *v;
         int r;
 
         if (!json_is_array(a))
-                return perr(c, "grants: expected an array, got %s", type_name(a));
+                return cb_policy_err(c, "grants: expected an array, got %s", cb_policy_type_name(a));
         if (json_array_size(a) > CB_POLICY_MAX_GRANTS)
-                return perr(c, "grants: more than %d grants", CB_POLICY_MAX_GRANTS);
+                return cb_policy_err(c, "grants: more than %d grants", CB_POLICY_MAX_GRANTS);
         if (!json_array_size(a))
                 return 0;
         p->grants = calloc(json_array_size(a), sizeof(*p->grants));
@@ -585,13 +297,13 @@ static int parse_grants(const ctx *c, const json_t *a) {
 
 /* ---- admins ----------------------------------------------------------- */
 
-static int parse_ids(const ctx *c, const json_t *a, const char *at, bool names, bool group, uint32_t **ret,
+static int parse_ids(const policy_ctx *c, const json_t *a, const char *at, bool names, bool group, uint32_t **ret,
                      size_t *ret_n) {
         size_t i, n;
         json_t *v;
         int r;
 
-        if ((r = get_array(c, a, at, ADMINS_MAX)) < 0)
+        if ((r = cb_policy_get_array(c, a, at, ADMINS_MAX)) < 0)
                 return r;
         n = json_array_size(a);
         if (!n)
@@ -607,13 +319,13 @@ static int parse_ids(const ctx *c, const json_t *a, const char *at, bool names, 
                 if (names) {
                         const char *s;
 
-                        if ((r = get_str(c, v, ati, ACCOUNT_NAME_MAX, &s)) < 0 ||
-                            (r = resolve(c, s, group, ati, &id)) < 0)
+                        if ((r = cb_policy_get_str(c, v, ati, ACCOUNT_NAME_MAX, &s)) < 0 ||
+                            (r = cb_policy_resolve_id(c, s, group, ati, &id)) < 0)
                                 return r;
                 } else {
                         long long x;
 
-                        if ((r = get_int(c, v, ati, 0, ID_MAX, &x)) < 0)
+                        if ((r = cb_policy_get_int(c, v, ati, 0, ID_MAX, &x)) < 0)
                                 return r;
                         id = (uint32_t)x;
                 }
@@ -636,16 +348,16 @@ static int append_ids(uint32_t **dst, size_t *n_dst, const uint32_t *src, size_t
         return 0;
 }
 
-static int parse_admins(const ctx *c, const json_t *o) {
+static int parse_admins(const policy_ctx *c, const json_t *o) {
         _Static_assert(sizeof(uid_t) == sizeof(uint32_t) && sizeof(gid_t) == sizeof(uint32_t), "32-bit ids");
         cb_policy *p = c->p;
-        char q[QUOTE_MAX];
+        char q[POLICY_QUOTE_MAX];
         const char *key;
         json_t *v;
         int r = 0;
 
         if (!json_is_object(o))
-                return perr(c, "admins: expected an object, got %s", type_name(o));
+                return cb_policy_err(c, "admins: expected an object, got %s", cb_policy_type_name(o));
         json_object_foreach((json_t *)o, key, v) {
                 uint32_t *ids = NULL;
                 size_t n = 0;
@@ -654,7 +366,7 @@ static int parse_admins(const ctx *c, const json_t *o) {
                 char at[32];
 
                 if (!users && !uids && !groups && !gids)
-                        return perr(c, "admins: unknown key %s (expected uids, users, gids, groups)", quote(q, key));
+                        return cb_policy_err(c, "admins: unknown key %s (expected uids, users, gids, groups)", cb_policy_quote(q, key));
                 snprintf(at, sizeof(at), "admins.%.16s", key);
                 r = parse_ids(c, v, at, users || groups, groups, &ids, &n);
                 if (r >= 0) {
@@ -674,7 +386,7 @@ static int parse_admins(const ctx *c, const json_t *o) {
 
 /* Depth sanity before jansson builds a tree: the schema needs 4 levels, so
  * anything much deeper is refused with a position, cheaply. */
-static int check_nesting(const ctx *c, const char *s, size_t len) {
+static int check_nesting(const policy_ctx *c, const char *s, size_t len) {
         size_t depth = 0, line = 1, col = 0;
         bool in_str = false, esc = false;
 
@@ -744,11 +456,11 @@ static int resolve_exes(cb_policy *p) {
 }
 
 int cb_policy_parse(const char *json, size_t len, const char *origin, cb_policy **ret) {
-        ctx c = { .origin = origin ? origin : "policy" };
+        policy_ctx c = { .origin = origin ? origin : "policy" };
         json_t *root = NULL, *v;
         json_error_t jerr;
         const char *key;
-        char q[QUOTE_MAX];
+        char q[POLICY_QUOTE_MAX];
         int r;
 
         if (!json && len)
@@ -769,20 +481,20 @@ int cb_policy_parse(const char *json, size_t len, const char *origin, cb_policy 
                 goto out;
         }
         if (!json_is_object(root)) {
-                r = perr(&c, "top level: expected an object, got %s", type_name(root));
+                r = cb_policy_err(&c, "top level: expected an object, got %s", cb_policy_type_name(root));
                 goto out;
         }
         json_object_foreach(root, key, v) {
                 if (strcmp(key, "clients") != 0 && strcmp(key, "grants") != 0 && strcmp(key, "admins") != 0 &&
                     strcmp(key, "secrets") != 0 && strcmp(key, "scan_budget") != 0) {
-                        r = perr(&c, "top level: unknown key %s (expected clients, grants, admins, secrets, "
+                        r = cb_policy_err(&c, "top level: unknown key %s (expected clients, grants, admins, secrets, "
                                  "scan_budget)",
-                                 quote(q, key));
+                                 cb_policy_quote(q, key));
                         goto out;
                 }
         }
         /* Clients first whatever the key order: grants refer to them. */
-        if ((v = json_object_get(root, "clients")) && (r = parse_clients(&c, v)) < 0)
+        if ((v = json_object_get(root, "clients")) && (r = cb_policy_parse_clients(&c, v)) < 0)
                 goto out;
         if ((v = json_object_get(root, "grants")) && (r = parse_grants(&c, v)) < 0)
                 goto out;
