@@ -289,6 +289,8 @@ def main():
         fa = folder_arrows(edges)
         folders = {folder_of(n) for n in nodes}
         report('broker/ folders', folders, set(fa), '--list' in args)
+        allowed = {tuple(x.split('>')) for x in cfg['allow_arrows']}
+        report('broker/ folders less the allowlisted arrows', folders, set(fa) - allowed, '--list' in args)
         for b in bad:
             print('FAIL: ' + b)
         sys.exit(1 if bad else 0)
