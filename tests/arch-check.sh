@@ -51,8 +51,16 @@ ALLOW_CBD=(
         rotate/rotate.c rotate/rotate_hook.c
 )
 
+# First, that the check can fail: each made-up violation must be refused
+# (kind, node or NODE>NODE, the message expected).
+SELFTEST='["arrow", "identity/peer>policy/policy", "cycle between broker/ folders"],
+  ["arrow", "tokens/tokens>api/api_tool", "tokens/ calls up into api/"],
+  ["arrow", "policy/policy>http/server", "policy/ calls up into http/"],
+  ["arrow", "tokens/tombstones>main", "tokens/ calls up into main/"],
+  ["cbd", "tokens/ratelimit", "tokens/ratelimit.c references the daemon-wide global"]'
+
 json_list() { local s="" x; for x in "$@"; do s+="${s:+,}\"$x\""; done; printf '[%s]' "$s"; }
-cfg="{\"top_layers\":{$TOP}, \"allow_arrows\":$(json_list "${ALLOW_ARROWS[@]}"), \"allow_cbd\":$(json_list "${ALLOW_CBD[@]}")}"
+cfg="{\"top_layers\":{$TOP}, \"allow_arrows\":$(json_list "${ALLOW_ARROWS[@]}"), \"allow_cbd\":$(json_list "${ALLOW_CBD[@]}"), \"selftest\":[$SELFTEST]}"
 command -v nm >/dev/null || { echo "SKIP: nm (binutils) is not installed"; exit 77; }
 command -v python3 >/dev/null || { echo "SKIP: python3 is not installed"; exit 77; }
 python3 "$SRC/tests/arch-graph.py" "$SRC" "$BUILD"

@@ -11,7 +11,7 @@ same stem in the same folder (x_internal.h to x.c), else it is a node of
 its own (daemon.h).  A folder node is a subfolder of broker/, or "main"
 for files at broker/'s top.
 
-Usage: arch-graph.py SRCDIR BUILDDIR [--folders] [--list] [--check ARGS]
+Usage: arch-graph.py SRCDIR BUILDDIR [--folders] [--list] [--check JSON]
   figures: nodes, arrows, levels (longest path once back-arrows are
   removed), back-arrows (against a greedy feedback-arc-set order, Eades,
   Lin & Smyth 1993), cycles (strongly connected components > 1 node).
@@ -68,18 +68,23 @@ def objects(src, build):
     return out
 
 
-def nm(obj):
-    r = subprocess.run(['nm', obj], capture_output=True, text=True, check=True)
-    defined, weak, undefined = set(), set(), set()
+def nm_all(objs):
+    """{object: (defined, weak, undefined)} from one nm run over all of them."""
+    out = {o: (set(), set(), set()) for o in objs}
+    r = subprocess.run(['nm', '-A'] + sorted(objs), capture_output=True, text=True, check=True)
     for line in r.stdout.splitlines():
-        p = line.split()
+        obj, _, rest = line.rpartition(':')
+        if obj not in out:  # "file.o:" prefix; a ':' in a symbol is not ours
+            continue
+        defined, weak, undefined = out[obj]
+        p = rest.split()
         if len(p) == 2 and p[0] == 'U':
             undefined.add(p[1])
         elif len(p) == 3 and p[1] in 'TDBRCG':
             defined.add(p[2])
         elif len(p) == 3 and p[1] in 'VW':
             weak.add(p[2])
-    return defined, weak, undefined
+    return out
 
 
 def build_graph(src, build):
@@ -108,10 +113,12 @@ def build_graph(src, build):
                     edges[(a, b)].add('include')
     objs = objects(src, build)
     defs, weakdefs, undefs = {}, {}, {}
-    for rel, o in sorted(objs.items()):
+    for o in objs.values():
         if not os.path.exists(o):
             sys.exit(f'arch-graph: {o} is not built (build {build} first)')
-        d, w, u = nm(o)
+    syms = nm_all(objs.values())
+    for rel, o in sorted(objs.items()):
+        d, w, u = syms[o]
         n = node_of(rel, cfiles)
         undefs[n] = u | w  # a weak definition is a call the linker may send elsewhere
         for s in d:
@@ -284,8 +291,27 @@ def main():
     if '--check' in args:
         cfg = json.loads(args[args.index('--check') + 1])
         top = {k: set(v) for k, v in cfg['top_layers'].items()}
-        bad = check(src, build, nodes, edges, undefs, defs, members,
-                    [tuple(x.split('>')) for x in cfg['allow_arrows']], cfg['allow_cbd'], top)
+        allow = [tuple(x.split('>')) for x in cfg['allow_arrows']]
+        # First, that the check can fail: each made-up arrow (NODE>NODE) or
+        # use of cbd (NODE) must be refused with the expected message.
+        for kind, what, want in cfg.get('selftest', []):
+            e2 = defaultdict(set, {k: set(v) for k, v in edges.items()})
+            u2 = {k: set(v) for k, v in undefs.items()}
+            if kind == 'arrow':
+                x, y = what.split('>')
+                assert x in nodes and y in nodes, f'no such node: {what}'
+                e2[(x, y)].add('call:injected')
+            else:
+                assert what in nodes, f'no such node: {what}'
+                u2[what].add('cbd')
+            bad = check(src, build, nodes, e2, u2, defs, members, allow, cfg['allow_cbd'], top)
+            if not any(want in b for b in bad):
+                print(f'FAIL: self-test: a made-up {kind} {what} was not refused with "{want}": '
+                      f'the check cannot fail ({bad})')
+                sys.exit(1)
+        if cfg.get('selftest'):
+            print(f'self-test: {len(cfg["selftest"])} made-up violations refused')
+        bad = check(src, build, nodes, edges, undefs, defs, members, allow, cfg['allow_cbd'], top)
         fa = folder_arrows(edges)
         folders = {folder_of(n) for n in nodes}
         report('broker/ folders', folders, set(fa), '--list' in args)
