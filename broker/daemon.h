@@ -104,12 +104,6 @@ int api_admin(request *rq);
 /* Audit one decision (JSON line).  -errno when it cannot be written. */
 int audit_write(const request *rq, unsigned status, const char *decision, const char *reason);
 
-/* Write one audit record (a JSON object) as a line; call under cbd.lock.
- * audit.c: adds "seq" and "mac" (the chain) and replaces identifier fields
- * ("accessor", "accessors", "token", "token_hash") in o by keyed hashes;
- * a failure puts the log in the failed state (requests refused, audit.h). */
-int audit_emit(json_t *o);
-
 /* The injection proxy (proxy.c).  api_proxy decides and starts a proxied
  * request (ANY /v1/proxy/..., absolute-form targets, CONNECT refused);
  * proxy_continue answers once the upstream's headers are in (handle()

@@ -582,13 +582,6 @@ int main(int argc, char **argv) {
                 say_err("%s", cb_error_last());
                 goto out;
         }
-        /* Grace that ran out while we were down (a leaked rotation cut short
-         * by a crash included) is applied before anything is served. */
-        if (rotate_init(rotate_hook_dir) < 0) {
-                say_err("%s", cb_error_last());
-                goto out;
-        }
-        rotate_sweep((uint64_t)time(NULL));
         cbd.tokens = cb_tokens_new(max_tokens, max_tokens_uid);
         if (cbd.tokens)
                 cb_tokens_limit_bound(cbd.tokens, bound_max, CB_TOKENS_BOUND_PER_UID);
@@ -602,6 +595,14 @@ int main(int argc, char **argv) {
                 say_err("out of memory");
                 goto out;
         }
+        /* Grace that ran out while we were down (a leaked rotation cut short
+         * by a crash included) is applied before anything is served. */
+        rotate_attach(&(rotate_env){ .store = cbd.store, .tokens = cbd.tokens, .lock = &cbd.lock });
+        if (rotate_init(rotate_hook_dir) < 0) {
+                say_err("%s", cb_error_last());
+                goto out;
+        }
+        rotate_sweep((uint64_t)time(NULL));
         tool_fd = listen_unix(cbd.run_dir, "tools.sock", 0666, (gid_t)-1, tool_path, sizeof(tool_path));
         if (tool_fd >= 0)
                 admin_fd = listen_unix(cbd.run_dir, "admin.sock", admin_group ? 0660 : 0600, admin_gid, admin_path,

@@ -35,7 +35,6 @@ ALLOW_ARROWS=(
         leak\>http leak\>main
         provision\>main
         proxy\>http proxy\>main
-        rotate\>main
 )
 
 # Files that still reference `cbd` (the daemon-wide state and its lock).
@@ -48,7 +47,6 @@ ALLOW_CBD=(
         leak/leak.c leak/scan.c
         provision/provision.c
         proxy/proxy.c proxy/proxy_conn.c proxy/proxy_route.c
-        rotate/rotate.c rotate/rotate_hook.c
 )
 
 # First, that the check can fail: each made-up violation must be refused

@@ -46,6 +46,12 @@ bool audit_available(void);
 /* Whether an audit log is configured (records are written); needs no lock
  * (set at audit_open, cleared at audit_close). */
 bool audit_enabled(void);
+
+/* Write one audit record (a JSON object) as a line; call under cbd.lock.
+ * audit.c: adds "seq" and "mac" (the chain) and replaces identifier fields
+ * ("accessor", "accessors", "token", "token_hash") in o by keyed hashes;
+ * a failure puts the log in the failed state (requests refused, above). */
+int audit_emit(json_t *o);
 /* An admin write about to be done: its record (type "intent": socket,
  * method, URL, uid, pid) written and fdatasync'ed before the route acts.
  * 0 (also without an audit log), or negative when it cannot be written:

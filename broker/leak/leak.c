@@ -35,6 +35,7 @@
 #include <unistd.h>
 
 #include "alert.h"
+#include "audit.h"
 #include "audit_format.h" /* cb_json_string_lossy */
 #include "error.h"
 #include "fsutil.h"

@@ -8,6 +8,11 @@
 
 #include <jansson.h>
 
+#include "rotate.h"
+
+/* What rotate_attach was handed (rotate.c). */
+extern rotate_env rotate_cur;
+
 /* Stamp o with "time" and append it to the audit log; takes o (NULL: -ENOMEM,
  * for a failed json_pack) and frees it either way.  0 or audit_emit's
  * -errno.  Under cbd.lock.  (rotate.c) */
