@@ -157,19 +157,12 @@ int api_approval_admin(request *rq);
  * err says why. */
 int policy_reload(char *err, size_t errlen);
 
-/* Sealed provisioning (provision.c).  api_provision serves the admin
- * routes is_provision_route() names (/v1/admin/pubkey*, /v1/admin/import);
- * provision_start makes the store's first provisioning keypair if it has
- * none; provision_dir_check refuses an unsafe --provision-dir at start;
- * provision_dir_scan imports its blobs (call under cbd.lock). */
+/* The sealed-provisioning admin routes (api/api_provision.c):
+ * api_provision serves the routes is_provision_route() names
+ * (/v1/admin/pubkey*, /v1/admin/import).  The rest of provisioning is
+ * provision/provision_dir.h. */
 int api_provision(request *rq);
-/* How many .importing.* files stranded by a killed daemon provision_dir_scan
- * has put back to be retried since start (status).  Under cbd.lock. */
-uint64_t provision_stranded_recovered(void);
 bool is_provision_route(const char *url);
-int provision_start(void);
-int provision_dir_check(const char *dir);
-void provision_dir_scan(const char *dir, const char *when);
 
 /* Start/stop the HTTP servers on listening fds; tools.sock gets `threads`
  * threads (each its own epoll loop), admin.sock one, the TCP listener

@@ -36,6 +36,7 @@
 #include "fsutil.h"
 #include "leak.h"
 #include "memtrim.h"
+#include "provision_dir.h"
 #include "log.h"
 #include "sdnotify.h"
 #include "rotate.h"
@@ -569,7 +570,7 @@ int main(int argc, char **argv) {
                 say_err("%s", cb_error_last());
                 goto out;
         }
-        if (provision_start() < 0) /* e.g. a read-only store: serve it, say why import cannot work */
+        if (provision_start(cbd.store) < 0) /* e.g. a read-only store: serve it, say why import cannot work */
                 say_warn("no provisioning keypair (import will fail until one can be made): %s",
                     cb_error_last());
         if (provision_dir && provision_dir_check(provision_dir) < 0) {
@@ -577,7 +578,7 @@ int main(int argc, char **argv) {
                 goto out;
         }
         if (provision_dir)
-                provision_dir_scan(provision_dir, "start");
+                provision_dir_scan(cbd.store, provision_dir, "start");
         if (scanner_init(state_dir) < 0) {
                 say_err("%s", cb_error_last());
                 goto out;
@@ -652,7 +653,7 @@ int main(int argc, char **argv) {
                                 say_warn("SIGHUP: audit log NOT reopened, still writing the old file: %s",
                                     cb_error_last());
                         if (provision_dir)
-                                provision_dir_scan(provision_dir, "SIGHUP");
+                                provision_dir_scan(cbd.store, provision_dir, "SIGHUP");
                         (void)cb_sdnotify("READY=1");
                 }
                 cb_tokens_sweep(cbd.tokens, (uint64_t)time(NULL));

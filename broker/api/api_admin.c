@@ -14,6 +14,7 @@
 #include "metrics.h"
 #include "audit.h"
 #include "daemon.h"
+#include "provision_dir.h"
 #include "error.h"
 #include "scan.h"
 #include "rotate.h"

@@ -22,10 +22,10 @@
 #include "log.h"
 #include "audit.h"
 #include "audit_format.h" /* cb_json_string_lossy */
-#include "daemon.h"
 #include "scan.h"
 #include "error.h"
 #include "provision.h"
+#include "provision_dir.h"
 
 #define SEAL_SUFFIX ".cbseal"
 #define FILE_MAX (CB_PROV_TEXT_MAX + 64) /* a blob plus a little whitespace */
@@ -41,12 +41,12 @@ static void say(const char *fmt, ...) {
         cb_log(CB_LOG_NOTICE, "provision: %s", line);
 }
 
-int provision_start(void) {
+int provision_start(cb_store *store) {
         bool created;
         cb_prov_key_info k;
         char id[CB_PROV_KEY_ID_HEX];
 
-        if (cb_prov_keys_ensure(cbd.store, &created) < 0 || cb_prov_keys_current(cbd.store, &k) < 0)
+        if (cb_prov_keys_ensure(store, &created) < 0 || cb_prov_keys_current(store, &k) < 0)
                 return -1;
         cb_prov_key_id_hex(k.key_id, id);
         if (created)
@@ -217,7 +217,7 @@ static void put_back(int dfd, const char *when, const char *work, const char *fi
  * scan sees), check it with a dry run, write the audit record, then import
  * and remove it.  A refusal or an audit record that cannot be written puts
  * it back.  Returns 1 imported, 0 refused, -1 stop the scan. */
-static int scan_one(int dfd, const char *when, const char *file, const char *expect) {
+static int scan_one(cb_store *store, int dfd, const char *when, const char *file, const char *expect) {
         char work[sizeof(WORK_PREFIX) + NAME_MAX], *text = NULL;
         cb_prov_result res;
         size_t len = 0;
@@ -238,7 +238,7 @@ static int scan_one(int dfd, const char *when, const char *file, const char *exp
         memset(&res, 0, sizeof(res));
         r = read_blob(dfd, work, &text, &len);
         if (r == 0)
-                r = cb_prov_import(cbd.store, text, len, expect, (uint64_t)time(NULL), true, &res);
+                r = cb_prov_import(store, text, len, expect, (uint64_t)time(NULL), true, &res);
         else
                 res.refusal = CB_PROV_MALFORMED;
         if (r < 0) {
@@ -258,7 +258,7 @@ static int scan_one(int dfd, const char *when, const char *file, const char *exp
                 r = -1;
                 goto out;
         }
-        r = cb_prov_import(cbd.store, text, len, expect, (uint64_t)time(NULL), false, &res);
+        r = cb_prov_import(store, text, len, expect, (uint64_t)time(NULL), false, &res);
         if (r < 0) {
                 say("%s: %.200s refused (%s): %s; left in place", when, file, cb_prov_refusal_code(res.refusal),
                     cb_error_last());
@@ -286,7 +286,7 @@ static void free_names(char **names, size_t n) {
         free(names);
 }
 
-void provision_dir_scan(const char *dir, const char *when) {
+void provision_dir_scan(cb_store *store, const char *dir, const char *when) {
         size_t imported = 0, refused = 0, n = 0;
         char **names = NULL;
         struct dirent *de;
@@ -367,7 +367,7 @@ void provision_dir_scan(const char *dir, const char *when) {
                         refused++;
                         continue;
                 }
-                r = scan_one(dirfd(d), when, names[i], expect);
+                r = scan_one(store, dirfd(d), when, names[i], expect);
                 if (r < 0) {
                         refused++;
                         break;
