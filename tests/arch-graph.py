@@ -111,6 +111,8 @@ def build_graph(src, build):
                 b = node_of(h, cfiles)
                 if b != a:
                     edges[(a, b)].add('include')
+                if h.endswith('_internal.h') and folder_of(a) != folder_of(b):
+                    edges[(a, b)].add('internal:' + base)
     objs = objects(src, build)
     defs, weakdefs, undefs = {}, {}, {}
     for o in objs.values():
@@ -264,7 +266,13 @@ def check(src, build, nodes, edges, undefs, defs, members, allow_arrows, allow_c
             continue
         if b in top_layers and a not in top_layers[b]:
             bad.append(f'{a}/ calls up into {b}/: {", ".join(sorted(why)[:4])}')
-    # 3. The daemon-wide global: only the listed files may reference it.
+    # 3. A folder's *_internal.h is its own business.
+    for (a, b), why in sorted(edges.items()):
+        for w in sorted(why):
+            if w.startswith('internal:'):
+                bad.append(f'broker/{a} includes {w[9:]}, which is internal to {folder_of(b)}/: '
+                           'put what it needs in that folder\'s contract header')
+    # 4. The daemon-wide global: only the listed files may reference it.
     users = set()
     for n, u in undefs.items():
         if 'cbd' in u:
@@ -297,7 +305,10 @@ def main():
         for kind, what, want in cfg.get('selftest', []):
             e2 = defaultdict(set, {k: set(v) for k, v in edges.items()})
             u2 = {k: set(v) for k, v in undefs.items()}
-            if kind == 'arrow':
+            if kind == 'internal':
+                x, y = what.split('>')
+                e2[(x, y)].add('internal:injected_internal.h')
+            elif kind == 'arrow':
                 x, y = what.split('>')
                 assert x in nodes and y in nodes, f'no such node: {what}'
                 e2[(x, y)].add('call:injected')

@@ -18,7 +18,6 @@
 #include "error.h"
 #include "scan.h"
 #include "rotate.h"
-#include "rotate_internal.h"
 
 /* Copy a JSON array of strings into v. */
 static int strv_from_json(request *rq, json_t *arr, const char *field, cb_strv *v, size_t max) {

@@ -80,6 +80,12 @@ typedef struct rotate_env {
         pthread_mutex_t *lock;
 } rotate_env;
 
+/* A leaked rotation of name failed: its leaked version old (0: the current
+ * one) stays marked compromised, so no token is issued for it until a
+ * rotation succeeds, and the alert "rotation_failed" says so, with why as
+ * its message (never a value).  Under cbd.lock. */
+void rotate_leaked_failed(const char *name, uint32_t old, const char *source, const char *why);
+
 /* Keep *env (copied) for every later call.  Before rotate_init. */
 void rotate_attach(const rotate_env *env);
 

@@ -18,12 +18,6 @@ extern rotate_env rotate_cur;
  * -errno.  Under cbd.lock.  (rotate.c) */
 int rotate_audit_event(json_t *o);
 
-/* A leaked rotation of name failed: its leaked version old (0: the current
- * one) stays marked compromised, so no token is issued for it until a
- * rotation succeeds, and the alert "rotation_failed" says so, with why as
- * its message (never a value).  Under cbd.lock.  (rotate.c) */
-void rotate_leaked_failed(const char *name, uint32_t old, const char *source, const char *why);
-
 /* Start the leak hook DIR/_leaked for a leaked rotation of name, if there is
  * a usable one and a free hook slot: a detached thread runs it with an event
  * built from summary's "version", "previous" and "revoked" on its stdin
