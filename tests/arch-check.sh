@@ -6,6 +6,7 @@
 #   - a cycle between broker/ subfolders,
 #   - a subsystem calling up into api/, http/ or main.c (top level),
 #   - a file including another folder's *_internal.h,
+#   - a source file at broker/'s top other than main.c and daemon.h,
 #   - a file referencing the daemon-wide global `cbd` that is not listed
 #     below.
 # The two lists below are what is left of today's shape.  They may only

@@ -266,13 +266,20 @@ def check(src, build, nodes, edges, undefs, defs, members, allow_arrows, allow_c
             continue
         if b in top_layers and a not in top_layers[b]:
             bad.append(f'{a}/ calls up into {b}/: {", ".join(sorted(why)[:4])}')
-    # 3. A folder's *_internal.h is its own business.
+    # 3. broker/'s top holds main.c and daemon.h only: a new file goes into
+    #    the folder of its subsystem.
+    for n in sorted(nodes):
+        for m in members[n]:
+            if os.sep not in m and m not in ('main.c', 'daemon.h'):
+                bad.append(f'broker/{m} is at broker/\'s top: move it into the folder of its subsystem '
+                           '(docs/architecture.md) and list it there in broker/meson.build')
+    # 4. A folder's *_internal.h is its own business.
     for (a, b), why in sorted(edges.items()):
         for w in sorted(why):
             if w.startswith('internal:'):
                 bad.append(f'broker/{a} includes {w[9:]}, which is internal to {folder_of(b)}/: '
                            'put what it needs in that folder\'s contract header')
-    # 4. The daemon-wide global: only the listed files may reference it.
+    # 5. The daemon-wide global: only the listed files may reference it.
     users = set()
     for n, u in undefs.items():
         if 'cbd' in u:
