@@ -5,8 +5,8 @@
  * matcher and the /v1/scan and /v1/redact routes are in scan.c).  It holds
  * the compromised marks and their file leaks.json, the response itself
  * (leak_respond), the token issuance gate (leak_token_gate) with its canary
- * alert cooldown, and the table of the subsystems that react to a leak
- * (leak.h: proxy/ cuts streams, rotate/ rotates).
+ * alert cooldown.  The subsystems that react to a leak (proxy/ cuts
+ * streams, rotate/ rotates) are reached through leak_react.c (leak.h).
  *
  * Leak response, once per request and secret (under cbd.lock):
  *   canary            alert "canary" (whatever else on_leak says)
@@ -43,41 +43,6 @@
 #include "scan.h"
 #include "scan_internal.h"
 #include "match.h" /* cb_scan_kind_name */
-
-/* ---- reactions (leak.h) ------------------------------------------------ */
-
-static const leak_reaction *reactions[LEAK_REACTIONS_MAX];
-static size_t n_reactions;
-
-int leak_reaction_register(const leak_reaction *r) {
-        if (n_reactions == LEAK_REACTIONS_MAX)
-                return cb_error_set(-ENOSPC, "too many leak reactions (at most %d)", LEAK_REACTIONS_MAX);
-        reactions[n_reactions++] = r;
-        return 0;
-}
-
-size_t leak_cut_secret(const char *secret, const char *why) {
-        size_t n = 0;
-        for (size_t i = 0; i < n_reactions; i++)
-                if (reactions[i]->cut_secret)
-                        n += reactions[i]->cut_secret(secret, why);
-        return n;
-}
-
-size_t leak_cut_accessor(const char *accessor, const char *why) {
-        size_t n = 0;
-        for (size_t i = 0; i < n_reactions; i++)
-                if (reactions[i]->cut_accessor)
-                        n += reactions[i]->cut_accessor(accessor, why);
-        return n;
-}
-
-int leak_rotate(const char *name) {
-        for (size_t i = 0; i < n_reactions; i++)
-                if (reactions[i]->rotate)
-                        return reactions[i]->rotate(name);
-        return cb_error_set(-ENOSYS, "rotation on leak is not available in this broker");
-}
 
 /* ---- leak marks: compromised state and alert cooldown ------------------- */
 
