@@ -34,7 +34,7 @@
 #include "scan.h"
 #include "error.h"
 #include "fsutil.h"
-#include "leak.h"
+#include "leak_react.h"
 #include "memtrim.h"
 #include "provision_dir.h"
 #include "log.h"
@@ -230,7 +230,7 @@ static void usage(FILE *f) {
               f);
 }
 
-/* Leak reactions (leak.h): the proxy cuts what is in flight, rotate/
+/* Leak reactions (leak_react.h): the proxy cuts what is in flight, rotate/
  * rotates a secret whose policy says on_leak "rotate". */
 static const leak_reaction leak_reacts_proxy = {
         .name = "proxy", .cut_secret = proxy_cancel_secret, .cut_accessor = proxy_cancel_accessor,
@@ -493,7 +493,7 @@ int main(int argc, char **argv) {
                 say_err("%s", cb_error_last());
                 return 1;
         }
-        /* The subsystems that react to a leak (leak.h), before anything can
+        /* The subsystems that react to a leak (leak_react.h), before anything can
          * sight one (a leaked rotation's grace applied by rotate_sweep). */
         if (leak_reaction_register(&leak_reacts_proxy) < 0 || leak_reaction_register(&leak_reacts_rotate) < 0) {
                 say_err("%s", cb_error_last());

@@ -6,7 +6,7 @@
  * the compromised marks and their file leaks.json, the response itself
  * (leak_respond), the token issuance gate (leak_token_gate) with its canary
  * alert cooldown.  The subsystems that react to a leak (proxy/ cuts
- * streams, rotate/ rotates) are reached through leak_react.c (leak.h).
+ * streams, rotate/ rotates) are reached through leak_react.c (leak_react.h).
  *
  * Leak response, once per request and secret (under cbd.lock):
  *   canary            alert "canary" (whatever else on_leak says)
@@ -39,7 +39,7 @@
 #include "audit_format.h" /* cb_json_string_lossy */
 #include "error.h"
 #include "fsutil.h"
-#include "leak.h"
+#include "leak_react.h"
 #include "scan.h"
 #include "scan_internal.h"
 #include "match.h" /* cb_scan_kind_name */

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * The table of the subsystems that react to a leak (leak.h): filled by
+ * The table of the subsystems that react to a leak (leak_react.h): filled by
  * main.c at start, before any serving thread, and only read after that.
  * In the broker library, so tests/unit/test-leak-react.c links it alone.
  */
@@ -8,7 +8,7 @@
 #include <stddef.h>
 
 #include "error.h"
-#include "leak.h"
+#include "leak_react.h"
 
 static const leak_reaction *reactions[LEAK_REACTIONS_MAX];
 static size_t n_reactions;

@@ -17,7 +17,7 @@
 #include "alert.h"
 #include "audit.h"
 #include "error.h"
-#include "leak.h"
+#include "leak_react.h"
 #include "rotate.h"
 #include "rotate_internal.h"
 #include "rotation_label.h"

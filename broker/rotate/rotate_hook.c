@@ -23,7 +23,7 @@
 
 #include "audit.h"
 #include "error.h"
-#include "leak.h"
+#include "leak_react.h"
 #include "rotate.h"
 #include "rotate_internal.h"
 #include "scan.h"

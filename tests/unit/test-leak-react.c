@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * The leak reaction table (broker/leak/leak_react.c, leak.h): how the leak
+ * The leak reaction table (broker/leak/leak_react.c, leak_react.h): how the leak
  * response reaches proxy/ and rotate/ without calling their internals.
  * One process, one table: the steps run in order in one test.
  */
@@ -10,7 +10,7 @@
 
 #include "cbtest.h"
 #include "error.h"
-#include "leak.h"
+#include "leak_react.h"
 
 static unsigned cut_secret_calls, cut_accessor_calls, rotate_calls;
 static char last_secret[64], last_why[64];
