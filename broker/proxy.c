@@ -336,6 +336,15 @@ static size_t on_header(char *p, size_t size, size_t n, void *u) {
                 long code = 0;
 
                 curl_easy_getinfo(j->h, CURLINFO_RESPONSE_CODE, &code);
+                if (code == 101) {
+                        /* Switching Protocols, never asked for (Upgrade is
+                         * hop-by-hop and not forwarded): what follows is
+                         * no HTTP response.  Refused (502), the connection
+                         * closed; it used to leave the tool unanswered and
+                         * its in-flight slot taken. */
+                        j->resp_bad = "an upstream switched protocols (101) without being asked to";
+                        return 0;
+                }
                 if (code < 200)
                         return len;                       /* 100 Continue and friends */
                 /* Framed as RFC 9112 says, or refused (502): returning 0

@@ -121,6 +121,33 @@ for l in open(sys.argv[1]):
 print(n)' "$T/app.log" "$SA")
 [ "$n" = 0 ] && ok "no request outside /v1/chat ever reached the app with the credential" ||
         bad "$n smuggled request(s) outside the seal reached the app WITH the injected credential"
+# --- 3. an upstream answering 101 (never asked for) to ordinary requests:
+# each gets 502 at once, and no in-flight slot stays taken (128 per uid).
+cat >"$T/many.py" <<'PY'
+import socket, sys, threading
+ts, tok, n = sys.argv[1], sys.argv[2].encode(), int(sys.argv[3])
+res = {}
+lock = threading.Lock()
+def one():
+    s = socket.socket(socket.AF_UNIX); s.connect(ts); s.settimeout(10)
+    s.sendall(b"GET /v1/proxy/up/r/status/101 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + tok + b"\r\nConnection: close\r\n\r\n")
+    d = b""
+    try:
+        while True:
+            x = s.recv(65536)
+            if not x: break
+            d += x
+    except socket.timeout: d = b"TIMEOUT"
+    with lock: res[d[:12].decode(errors="replace") or "(empty)"] = res.get(d[:12].decode(errors="replace") or "(empty)", 0) + 1
+th = [threading.Thread(target=one) for _ in range(n)]
+[t.start() for t in th]; [t.join() for t in th]
+print(res)
+PY
+chmod 0644 "$T/many.py"
+out=$(as $UA $PY "$T/many.py" "$TS" "$TA" 140)
+[ "$out" = "{'HTTP/1.1 502': 140}" ] && ok "140 requests answered 101 by the upstream: 502 each" || bad "101 answers: $out"
+out=$(R $UA 'b"GET /v1/proxy/up/after-101 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {T}\r\nConnection: close\r\n\r\n"' "$TA")
+case "$out" in *"200 OK"*) ok "uid $UA's next ordinary request is served (no slot left taken)" ;; *) bad "after the 101s: ${out:0:160}" ;; esac
 grep -qF "$SA" "$T/daemon.out" && bad "the value is in the daemon's output"
 [ $fails = 0 ] || { echo "$fails failure(s)"; exit 1; }
 echo "all passed"

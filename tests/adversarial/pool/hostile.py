@@ -56,6 +56,13 @@ def forms(s):
         "cx": "".join("\\x%02x" % b for b in s).encode(),
         "qp": b"".join(b"=%02X" % b for b in s),
         "gz": gzip.compress(s),
+        "mix_pj": "".join(("%%%02X" % b) if i % 2 else ("\\u%04x" % b) for i, b in enumerate(s)).encode(),
+        "mix_pj_raw": "".join(("%%%02x" % b) if i % 3 == 0 else ("\\u%04X" % b) if i % 3 == 1 else chr(b) for i, b in enumerate(s)).encode(),
+        "pct_all_lower": "".join("%%%02x" % b for b in s).encode(),
+        "json_u_all": "".join("\\u%04x" % b for b in s).encode(),
+        "b64url_off1": base64.urlsafe_b64encode(b"x" + s).rstrip(b"="),
+        "b64_json_slash": json.dumps(base64.b64encode(b"\xfb\xff" + s).decode()).replace("/", "\\/").encode(),
+        "hex_upper": s.hex().upper().encode(),
     }
 
 
@@ -73,7 +80,7 @@ def respond(c, conn, seq, head, body):
         b = forms(cred).get(parts[1], b"?").replace(b"\r", b"").replace(b"\n", b"")
         c.sendall(b"HTTP/1.1 200 OK\r\nX-Echo: " + b + b"\r\nContent-Length: 2\r\n\r\nok")
         return True
-    if path == "/close":
+    if path.endswith("/close"):
         c.sendall(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: %d\r\n\r\n" % len(info) + info)
         return False
     if path == "/r/status-secret":               # the credential in the reason phrase
@@ -102,6 +109,41 @@ def respond(c, conn, seq, head, body):
     if path == "/r/split-header":                # the credential split over two header lines
         h = len(cred) // 2
         c.sendall(b"HTTP/1.1 200 OK\r\nX-A: " + cred[:h] + b"\r\nX-B: " + cred[h:] + b"\r\nContent-Length: 2\r\n\r\nok")
+        return True
+    if parts[:2] == ["r", "ce"]:                 # /r/ce/N: Content-Encoding spellings, gzip body of the credential
+        ces = [b"Content-Encoding: identity,gzip", b"Content-Encoding:\tgzip", b"content-encoding: GZIP", b"Content-Encoding: x-gzip",
+               b"Content-Encoding: \"gzip\"", b"Content-Encoding: identity;q=1, gzip", b"Content-Encoding:\r\nContent-Encoding: gzip",
+               b"Content-Encoding: identity\r\nContent-Encoding: gzip", b"Content-Encoding: gzip ", b"Content-Encoding: ,gzip",
+               b"Content-Encoding: identity\x0bgzip", b"Content-Encoding: deflate", b"Content-Encoding: br", b"Content-Encoding: zstd",
+               b"Transfer-Encoding: gzip", b"Content-Encoding: aes128gcm", b"Content-Encoding: compress", b"Content-Encoding: *"]
+        i = int(parts[2])
+        if i >= len(ces):
+            c.sendall(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n"); return True
+        b = gzip.compress(b"key=" + cred)
+        c.sendall(b"HTTP/1.1 200 OK\r\n" + ces[i] + b"\r\nContent-Length: %d\r\n\r\n" % len(b) + b)
+        return True
+    if parts[:2] == ["r", "status"]:             # /r/status/CODE: an arbitrary status line
+        c.sendall(b"HTTP/1.1 " + parts[2].encode() + b" X\r\nContent-Length: 2\r\n\r\nok")
+        return True
+    if parts[:2] == ["r", "statusline"]:         # /r/statusline/N: odd status lines
+        lines = [b"HTTP/1.1 200", b"HTTP/1.1  200 OK", b"HTTP/1.1 2000 OK", b"HTTP/1.1 -200 OK", b"HTTP/1.1 +200 OK", b"HTTP/1.1 0x1 OK",
+                 b"HTTP/1.0 200 OK", b"HTTP/2 200", b"HTTP/0.9 200 OK", b"HTTP/1.1 200\tOK", b"http/1.1 200 OK", b"HTTP/1.1 099 OK",
+                 b"ICY 200 OK", b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK"]
+        i = int(parts[2])
+        c.sendall(lines[i % len(lines)] + b"\r\nContent-Length: 2\r\n\r\nok")
+        return True
+    if parts[:2] == ["r", "adv"]:                # /r/adv/KIND: 20 MB built to make the redactor work hard
+        k = parts[2]
+        unit = {"plain": b"x" * 64,
+                "prefix": cred[:-1] + b" ",                        # the value minus its last byte, again and again
+                "pct": b"".join(b"%%%02X" % b for b in cred[:-1]) + b"%",
+                "json": b"".join(b"\\u%04x" % b for b in cred[:-1]) + b"\\u00",
+                "b64": base64.b64encode(b"u:" + cred)[:-2] + b"==",
+                "hexp": cred.hex().encode()[:-1] + b"g",
+                "mixed": b"%" + b"\\u00" * 4 + b"%2" + cred[:8]}[k]
+        body = (unit * (20_000_000 // len(unit) + 1))[:20_000_000]
+        c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body))
+        c.sendall(body)
         return True
     if path == "/r/early":                       # answer before reading the body
         c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(info) + info)
