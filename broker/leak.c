@@ -38,6 +38,8 @@
 #include "error.h"
 #include "fsutil.h"
 #include "leak.h"
+#include "log.h"
+#include "metrics.h"
 #include "scan.h"
 #include "scan_internal.h"
 #include "match.h" /* cb_scan_kind_name */
@@ -172,8 +174,8 @@ static int leaks_migrate(const char *state_dir) {
                                  LEAKS_FILE, strerror(errno));
                 goto out;
         }
-        fprintf(stderr, "credbrokerd: %s/%s carried into the store (compromised marks are store records now) and "
-                "removed\n", state_dir, LEAKS_FILE);
+        cb_log(CB_LOG_NOTICE, "%s/%s carried into the store (compromised marks are store records now) and "
+                "removed", state_dir, LEAKS_FILE);
         r = 0;
 out:
         json_decref(o);
@@ -237,8 +239,8 @@ void scanner_mark_compromised(const char *name, uint32_t version) {
                 return;
         if (cb_store_mark_leaked(cbd.store, name, version, NULL) == 0)
                 return;
-        fprintf(stderr, "credbrokerd: cannot record '%s' version %u as leaked in the store: %s (held in memory and "
-                "retried)\n", name, version, cb_error_last());
+        cb_log(CB_LOG_ERR, "cannot record '%s' version %u as leaked in the store: %s (held in memory and "
+                "retried)", name, version, cb_error_last());
         m = mark_get(name, true);
         if (m) {
                 m->pending = true;
@@ -265,6 +267,7 @@ int leak_respond(request *rq, const scan_seen *seen, size_t n_seen) {
                                 json_decref(forms);
                                 continue; /* well-formed, but not a token this broker knows (any longer) */
                         }
+                        metrics_leak("", "token");
                         revoked = cb_tokens_revoke_accessor(cbd.tokens, s->name);
                         (void)proxy_cancel_accessor(s->name, "its token was seen in scanned text");
                         action = "revoke";
@@ -275,6 +278,8 @@ int leak_respond(request *rq, const scan_seen *seen, size_t n_seen) {
                         enum cb_on_leak a = cb_policy_on_leak(cbd.policy, s->name);
                         const char *note = NULL;
                         mark *m = mark_get(s->name, true);
+
+                        metrics_leak(s->name, canary ? "canary" : "value"); /* every sighting, cooldown or not */
 
                         /* Rotate only when the sighted value is the current one: once
                          * rotated, later sightings of it do not rotate again. */

@@ -4,6 +4,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -61,4 +62,20 @@ void cb_log(enum cb_log_level level, const char *fmt, ...) {
         if (write(STDERR_FILENO, line, n) < 0) {
                 /* nowhere left to say it */
         }
+}
+
+void cb_log_mhd(void *cls, const char *fmt, va_list ap) {
+        char msg[1024];
+        size_t n;
+
+        (void)cls;
+        if (vsnprintf(msg, sizeof(msg), fmt, ap) < 0)
+                return;
+        n = strlen(msg);
+        while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == '\r' || msg[n - 1] == ' '))
+                msg[--n] = '\0';
+        for (char *p = msg; *p; p++) /* one line, nothing for a terminal to interpret */
+                if ((unsigned char)*p < 0x20 || *p == 0x7f)
+                        *p = '?';
+        cb_log(CB_LOG_WARNING, "http: %s", msg);
 }

@@ -7,6 +7,8 @@
  */
 #pragma once
 
+#include <stdarg.h>
+
 enum cb_log_level { CB_LOG_ERR = 3, CB_LOG_WARNING = 4, CB_LOG_NOTICE = 5, CB_LOG_INFO = 6 };
 
 /* Decide the line format once (reads $JOURNAL_STREAM and fstat(2)). */
@@ -14,3 +16,8 @@ void cb_log_init(void);
 
 /* One line on stderr, written with a single write(2). */
 void cb_log(enum cb_log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* libmicrohttpd's MHD_OPTION_EXTERNAL_LOGGER: its messages as warning
+ * lines ("http: ..."), control characters replaced, so nothing reaches
+ * stderr without a time stamp and a level.  cls is unused. */
+void cb_log_mhd(void *cls, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));

@@ -344,5 +344,10 @@ kill -TERM "$PID"; wait "$PID"; rc=$?; PID=
 expect "daemon stops cleanly on SIGTERM" "rc=0" "rc=$rc"
 expect_not "no sanitizer report from the daemon" "Sanitizer" "$(grep -a -E "Sanitizer|runtime error" "$T/daemon.out")"
 
+# Every line the daemon wrote to stderr: RFC 3339 time, pid, level (log.h).
+. "$(dirname "$0")/log-lines.sh"
+bl=$(log_lines_bad "$T/daemon.out")
+[ -z "$bl" ] && ok "every daemon stderr line carries an RFC 3339 time and a level" ||
+        bad "daemon stderr lines without time or level: $(head -n 5 <<<"$bl")"
 echo "$fails failure(s)"
 [ "$fails" = 0 ]

@@ -372,6 +372,11 @@ for f in "$LOG" "$LOG.1" "$T/full/audit.log"; do
 done
 ok "no value or token in any audit file"
 
+# Every line the daemon wrote to stderr: RFC 3339 time, pid, level (log.h).
+. "$(dirname "$0")/log-lines.sh"
+bl=$(log_lines_bad "$T"/daemon*.out "$T/daemon.restart")
+[ -z "$bl" ] && ok "every daemon stderr line carries an RFC 3339 time and a level" ||
+        bad "daemon stderr lines without time or level: $(head -n 5 <<<"$bl")"
 # A sanitizer build reports at exit (every daemon above stopped by SIGTERM, but one SIGKILL).
 if grep -lE 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' "$T"/daemon*.out "$T/daemon.restart" 2>/dev/null; then
         bad "a sanitizer report in a daemon's output"

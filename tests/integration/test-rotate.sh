@@ -539,6 +539,11 @@ expect "...and the next hook rotation can start" "started" "$("$CLI" rotate hang
 stop_daemon
 echo "     (basics and load: ${SECONDS} s)"
 fi
+# Every line the daemon wrote to stderr: RFC 3339 time, pid, level (log.h).
+. "$(dirname "$0")/log-lines.sh"
+bl=$(log_lines_bad "$T/daemon.out")
+[ -z "$bl" ] && ok "every daemon stderr line carries an RFC 3339 time and a level" ||
+        bad "daemon stderr lines without time or level: $(head -n 5 <<<"$bl")"
 # Under ASan/UBSan the daemon reports to its stderr (a clean SIGTERM exit
 # included): any report is a failure.
 sanitizers() {

@@ -282,5 +282,10 @@ expect "a corrupt leaks.json stops the daemon (fail closed)" "refusing to start"
 PID=""
 
 
+# Every line the daemon wrote to stderr: RFC 3339 time, pid, level (log.h).
+. "$(dirname "$0")/log-lines.sh"
+bl=$(log_lines_bad "$T/daemon.out")
+[ -z "$bl" ] && ok "every daemon stderr line carries an RFC 3339 time and a level" ||
+        bad "daemon stderr lines without time or level: $(head -n 5 <<<"$bl")"
 echo "$fails failure(s)"
 [ "$fails" = 0 ]
