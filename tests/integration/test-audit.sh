@@ -242,6 +242,9 @@ else
         r=$(as $U1 curl -s --unix-socket "$TS" -X POST -d '{"secret":"demo"}' http://x/v1/token)
         tok2=$(echo "$r" | field token)
         case "$tok2" in cbt_*) ok "service resumes once the log can be written" ;; *) bad "no resume: $r" ;; esac
+        n=$("$CLI" metrics | sed -n 's/^credbroker_audit_write_failures_total //p')
+        [ "${n:-0}" -ge 2 ] && ok "metrics: every record that could not be written counted ($n)" ||
+                bad "metrics: credbroker_audit_write_failures_total ${n:-absent}"
         expect "stored value intact after the full disk" "$VALUE" \
                 "$(as $U1 curl -s --unix-socket "$TS" -X POST -d "{\"token\":\"$tok2\"}" http://x/v1/redeem)"
         expect "the refused put stored nothing" '"error"' "$(curl -s --unix-socket "$AS" http://x/v1/admin/secrets/demo2)"

@@ -64,6 +64,20 @@ out=$(as $U2 "$CLI" token demo --json 2>/dev/null)
         [[ $(jget "$out" accessor) == cba_* ]] && [ "$(jget "$out" expires_in)" -gt 0 ] &&
         ok "token --json" || bad "token --json: $out"
 acc=$(jget "$out" accessor)
+# metrics: live tokens follow a mint and a revocation; requests by route and decision.
+live() { "$CLI" metrics | sed -n 's/^credbroker_tokens_live //p'; }
+l0=$(live)
+o=$(as $U2 "$CLI" token demo --json 2>/dev/null)
+l1=$(live)
+"$CLI" revoke --accessor "$(jget "$o" accessor)" >/dev/null
+l2=$(live)
+[ -n "$l0" ] && [ "$l1" = $((l0 + 1)) ] && [ "$l2" = "$l0" ] &&
+        ok "metrics: credbroker_tokens_live follows a mint and a revocation ($l0 -> $l1 -> $l2)" ||
+        bad "metrics: tokens_live $l0 -> $l1 -> $l2"
+"$CLI" revoke --client nosuch >/dev/null 2>&1
+m=$("$CLI" metrics)
+expect "metrics: an allowed token request" 'credbroker_requests_total{route="token",decision="allow"} ' "$m"
+expect "metrics: a refused admin request" 'credbroker_requests_total{route="admin.revoke",decision="deny"} ' "$m"
 out=$(as $U2 "$CLI" fetch demo --json)
 [ "$(jget "$out" value)" = "$VALUE" ] && [ "$(jget "$out" secret version)" = $'demo\n1' ] &&
         ok "fetch --json: a text value, escaped" || bad "fetch --json: $out"

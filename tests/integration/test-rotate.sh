@@ -277,6 +277,11 @@ refute "leak hook never gets a value" "$old" "$(cat "$T/leak-events")"
 refute "leak hook never gets the new value" "$VL" "$(cat "$T/leak-events")"
 grep -q '"event":"rotate".*"leaked":true\|"leaked":true.*"event":"rotate"' "$T/audit.log" && ok "leaked rotation audited" ||
         bad "leaked rotation audited"
+m=$("$CLI" metrics)
+expect "metrics: planned rotations counted" 'credbroker_rotations_total{secret="api",kind="planned"} 3
+' "$m"
+expect "metrics: the leaked rotation counted" 'credbroker_rotations_total{secret="api",kind="leaked"} 1
+' "$m"
 
 # ---- the daemon's rotation hook (what on_leak=rotate runs), via the admin route
 out=$("$CLI" rotate api --broker-hook 2>&1)

@@ -128,6 +128,10 @@ expect "status CLI names it" "compromised (leaked, not yet rotated): demo" "$("$
 expect "list CLI marks it" "[COMPROMISED" "$("$CLI" list | grep '^demo')"
 expect "leak alert on stderr" "ALERT leak" "$(grep '"secret":"demo"' "$T/daemon.out")"
 expect "leak audit record" '"decision":"leak"' "$(grep '"secret":"demo"' "$T/audit.log" | grep '"action":"revoke"')"
+m=$("$CLI" metrics)
+expect "metrics: the value's sighting counted" 'credbroker_leaks_total{secret="demo",kind="value"} ' "$m"
+expect "metrics: the token's sighting counted" 'credbroker_leaks_total{secret="",kind="token"} ' "$m"
+expect "metrics: and its alert" 'credbroker_alerts_total{kind="leak"} ' "$m"
 kill "$PID"; wait "$PID" 2>/dev/null; start_daemon
 expect "compromised survives a restart" "compromised" \
         "$(as $UT curl -s --unix-socket "$TS" -X POST -d '{"secret":"demo"}' http://x/v1/token)"
