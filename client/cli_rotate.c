@@ -266,7 +266,7 @@ int cmd_rotate(int argc, char **argv) {
 
         optind = 1;
         opterr = 0;
-        while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
                 switch (ch) {
                 case 'g':
                         if (cli_parse_u64(optarg, GRACE_MAX, &grace) < 0)
@@ -446,7 +446,7 @@ int cmd_versions(int argc, char **argv) {
 
         optind = 1;
         opterr = 0;
-        while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
                 if (ch == 'j')
                         json = true;
                 else if (ch == 'h')
@@ -506,7 +506,7 @@ int cmd_version(int argc, char **argv) {
 
         optind = 1;
         opterr = 0;
-        while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
                 if (ch == 'j')
                         json = true;
                 else if (ch == 'h')

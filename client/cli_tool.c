@@ -129,7 +129,7 @@ int cmd_token(int argc, char **argv) {
 
         optind = 1;
         opterr = 0;
-        while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
                 switch (ch) {
                 case 'u':
                         if (strcmp(optarg, "proxy") != 0 && strcmp(optarg, "redeem") != 0)
@@ -239,7 +239,7 @@ int cmd_fetch(int argc, char **argv) {
 
         optind = 1;
         opterr = 0;
-        while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
                 switch (ch) {
                 case 'n':
                         newline = true;
@@ -605,7 +605,7 @@ int cmd_exec(int argc, char **argv) {
         optind = 1;
         opterr = 0;
         /* '+': stop at CMD, its options are its own. */
-        while ((ch = getopt_long(argc, argv, "+", opts, NULL)) != -1) {
+        while ((ch = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
                 switch (ch) {
                 case 'e':
                 case 'f':

@@ -147,6 +147,55 @@ out=$(as $U2 "$CLI" exec --proxy demo --env V=demo --proxy-url http://127.0.0.1:
 expect "exec --proxy with --env: the value, masked" "value:[REDACTED:demo]" "$out"
 expect "exec --proxy with --env: and the SDK's base URL" "base:http://127.0.0.1:1/v1/proxy/demo/v1" "$out"
 
+# --json on every verb that prints a result: each answer below is one JSON
+# object on stdout with exit 0 (tpm: 8, no TPM here).  Every verb of --list-commands is either in
+# this table, checked above (init, token, fetch, seal, approve, deny, delete),
+# or exempt with its reason, so a new verb without --json fails here.
+printf 'json-one' | "$CLI" put jdemo >/dev/null || bad "put jdemo"
+"$CLI" init --state-dir "$T/s2" --unlock "keyfile:$T/k2" >/dev/null || bad "init a second store"
+kid_old=$("$CLI" pubkey --json | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["key_id"])')
+blob=$(printf 'imported-v' | "$CLI" seal --recipient "$pk" --name jimp)
+as $U2 "$CLI" token demo >/dev/null 2>&1 # something to revoke
+jrows=(
+        "check|\"\$CLI\" check --state-dir \"\$T/s2\" --unlock \"keyfile:\$T/k2\" --json"
+        "tpm|\"\$CLI\" tpm --json --tpm2-tcti swtpm:host=127.0.0.1,port=1|8"
+        "put|printf json-two | \"\$CLI\" put jdemo --json"
+        "list|\"\$CLI\" list --json"
+        "show|\"\$CLI\" show jdemo --json"
+        "rotate|printf json-three | \"\$CLI\" rotate jdemo --json"
+        "versions|\"\$CLI\" versions jdemo --json"
+        "version|\"\$CLI\" version disable jdemo 2 --json"
+        "revoke|\"\$CLI\" revoke --secret demo --json"
+        "status|\"\$CLI\" status --json"
+        "policy|\"\$CLI\" policy check \"\$T/policy.json\" --json"
+        "policy|\"\$CLI\" policy reload --json"
+        "approvals|\"\$CLI\" approvals --json"
+        "import|\"\$CLI\" import --json \"\$blob\""
+        "pubkey|\"\$CLI\" pubkey --json"
+        "pubkey|\"\$CLI\" pubkey --rotate --json"
+        "pubkey|\"\$CLI\" pubkey --list --json"
+        "pubkey|\"\$CLI\" pubkey --retire \"\$kid_old\" --json"
+        "audit|\"\$CLI\" audit verify --json \"\$T/audit.log\""
+        "scan|printf 'nothing secret here' | \"\$CLI\" scan --admin --json"
+)
+declare -A jseen=([init]=1 [token]=1 [fetch]=1 [seal]=1 [approve]=1 [deny]=1 [delete]=1
+        [exec]="its output is the command's" [redact]="a filter: its output is the text"
+        [metrics]="Prometheus text is its machine format")
+for row in "${jrows[@]}"; do
+        v=${row%%|*} cmd=${row#*|} want=0
+        case "$cmd" in *'|8') cmd=${cmd%|8} want=8 ;; esac # tpm: JSON that says no TPM is reachable, exit 8
+        jseen[$v]=1
+        o=$(eval "$cmd" 2>"$T/jerr"); rc=$?
+        if [ $rc = $want ] && /usr/bin/python3 -c 'import json,sys; assert isinstance(json.loads(sys.argv[1]), dict)' "$o" 2>/dev/null; then
+                ok "--json: $v: one JSON object (${cmd#*\"\$CLI\" })"
+        else
+                bad "--json: $v (${cmd#*\"\$CLI\" }): exit $rc: $o $(cat "$T/jerr")"
+        fi
+done
+for v in $("$CLI" --list-commands); do
+        [ -n "${jseen[$v]:-}" ] || bad "--json: verb '$v' has no --json check and no reason to be exempt"
+done
+
 # delete: --yes required; its tokens die, the value is gone, the name is free.
 printf 'doomed-VALUE-%s' "$$" | "$CLI" put doomed >/dev/null || bad "put doomed"
 printf 'again' | "$CLI" put doomed >/dev/null || bad "put doomed v2"
