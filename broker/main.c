@@ -206,6 +206,7 @@ static void usage(FILE *f) {
               "          --alert-hook CMD: none (run by /bin/sh with each alert as a JSON line on stdin)\n"
               "          --alert-hook-timeout SECONDS: 10 (a hook still running then is killed)\n"
               "          --denial-alert N/SECONDS: 10/60 (N denials of one client within SECONDS alert; 'off')\n"
+              "          (SECONDS anywhere: a number, or a duration such as 90s, 5m, 8h, 1d)\n"
               "       credbrokerd --state-dir DIR --unlock SPEC --verify-audit FILE [--verify-audit FILE]...\n"
               "          verify audit files offline (oldest first), the daemon not running\n"
               "          --tool-threads 1 (threads serving tools.sock, 1-64; admin.sock has one)\n"
@@ -335,12 +336,10 @@ int main(int argc, char **argv) {
                 }
                 case 'T': listen_tcp = optarg; break;
                 case 'A': {
-                        char *end;
-                        errno = 0;
-                        long v = strtol(optarg, &end, 10);
-                        if (errno || end == optarg || *end || v < 1 || v > CB_APPROVAL_TIMEOUT_MAX) {
-                                say_err("--approval-timeout: '%s' is not a number of seconds from 1 to %d", optarg,
-                                    CB_APPROVAL_TIMEOUT_MAX);
+                        unsigned long v;
+                        if (alert_parse_seconds(optarg, CB_APPROVAL_TIMEOUT_MAX, &v) < 0 || v < 1) {
+                                say_err("--approval-timeout: '%s' is not a duration (seconds, or 90s/5m/1h/1d) "
+                                        "from 1 to %d s", optarg, CB_APPROVAL_TIMEOUT_MAX);
                                 return 2;
                         }
                         approval_timeout = (uint32_t)v;
@@ -350,11 +349,10 @@ int main(int argc, char **argv) {
                 case 'P': provision_dir = optarg; break;
                 case 'H': alert_hook = optarg; break;
                 case 'O': {
-                        char *end;
-                        errno = 0;
-                        long v = strtol(optarg, &end, 10);
-                        if (errno || end == optarg || *end || v < 1 || v > 600) {
-                                say_err("--alert-hook-timeout: '%s' is not a number of seconds from 1 to 600", optarg);
+                        unsigned long v;
+                        if (alert_parse_seconds(optarg, 600, &v) < 0 || v < 1) {
+                                say_err("--alert-hook-timeout: '%s' is not a duration (seconds, or 30s/5m) from 1 "
+                                        "to 600 s", optarg);
                                 return 2;
                         }
                         hook_timeout = (unsigned)v;
@@ -362,7 +360,8 @@ int main(int argc, char **argv) {
                 }
                 case 'D':
                         if (alert_parse_rule(optarg, &deny_n, &deny_window) < 0) {
-                                say_err("--denial-alert: want N/SECONDS (N 1-%d, SECONDS 1-86400) or 'off', not '%s'",
+                                say_err("--denial-alert: want N/SECONDS (N 1-%d, SECONDS 1-86400, or 5m/1h) or "
+                                        "'off', not '%s'",
                                     ALERT_DENIAL_N_MAX, optarg);
                                 return 2;
                         }

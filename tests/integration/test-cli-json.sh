@@ -41,7 +41,8 @@ cat >"$T/policy.json" <<JSON
 JSON
 chmod 0644 "$T/policy.json"
 "$DAEMON" --state-dir "$T/state" --run-dir "$T/run" --policy "$T/policy.json" --unlock "keyfile:$T/key" \
-        --approval-timeout 10 --audit-log "$T/audit.log" >"$T/daemon.out" 2>&1 &
+        --approval-timeout 10s --alert-hook-timeout 1m --denial-alert 10/1m --audit-log "$T/audit.log" \
+        >"$T/daemon.out" 2>&1 &
 PID=$!
 for _ in $(seq 50); do [ -S "$T/run/admin.sock" ] && break; sleep 0.1; done
 export CREDBROKER_SOCKET=$T/run/tools.sock CREDBROKER_ADMIN_SOCKET=$T/run/admin.sock
@@ -195,6 +196,19 @@ done
 for v in $("$CLI" --list-commands); do
         [ -n "${jseen[$v]:-}" ] || bad "--json: verb '$v' has no --json check and no reason to be exempt"
 done
+# Durations wherever a length of time is taken (the daemon's flags above: 10s, 1m).
+o=$(printf json-four | "$CLI" rotate jdemo --grace 1h --json)
+[ "$(jget "$o" grace)" = 3600 ] && ok "rotate --grace 1h" || bad "rotate --grace 1h: $o"
+o=$(printf json-five | "$CLI" rotate jdemo --hook-timeout 2m --grace 90m --json)
+[ "$(jget "$o" grace)" = 5400 ] && ok "rotate --hook-timeout 2m --grace 90m" || bad "rotate --grace 90m: $o"
+o=$(as $U2 "$CLI" token demo --ttl 2m --json)
+[ "$(jget "$o" expires_in)" = 120 ] && ok "token --ttl 2m" || bad "token --ttl 2m: $o"
+for f in "--approval-timeout 2x" "--alert-hook-timeout 11m" "--denial-alert 10/2d"; do
+        o=$("$DAEMON" $f --check-policy "$T/policy.json" 2>&1); rc=$?
+        [ $rc = 2 ] && ok "credbrokerd $f: usage error" || bad "credbrokerd $f: exit $rc: $o"
+done
+o=$("$CLI" rotate jdemo --grace 1y </dev/null 2>&1); rc=$?
+[ $rc = 2 ] && ok "rotate --grace 1y: usage error" || bad "rotate --grace 1y: exit $rc: $o"
 
 # delete: --yes required; its tokens die, the value is gone, the name is free.
 printf 'doomed-VALUE-%s' "$$" | "$CLI" put doomed >/dev/null || bad "put doomed"
