@@ -147,6 +147,9 @@ out=$(as $U2 "$CLI" exec --proxy demo --env V=demo --proxy-url http://127.0.0.1:
         sh -c 'printf "value:%s\n" "$V"; echo "base:$OPENAI_BASE_URL"')
 expect "exec --proxy with --env: the value, masked" "value:[REDACTED:demo]" "$out"
 expect "exec --proxy with --env: and the SDK's base URL" "base:http://127.0.0.1:1/v1/proxy/demo/v1" "$out"
+# demo's grant sets no max_ttl: the token's 300 s cap is said before CMD runs.
+o=$(as $U2 "$CLI" exec --proxy demo --proxy-url http://127.0.0.1:1 -- true 2>&1 >/dev/null)
+expect "exec --proxy: the default max_ttl cap is said on stderr" "its token expires in 300 s (the grant's max_ttl)" "$o"
 
 # --json on every verb that prints a result: each answer below is one JSON
 # object on stdout with exit 0 (tpm: 8, no TPM here).  Every verb of --list-commands is either in
