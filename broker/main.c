@@ -271,6 +271,7 @@ int main(int argc, char **argv) {
         cbd.run_dir = DEFAULT_RUN_DIR;
         cb_log_init();
         (void)cb_sdnotify_init();
+        opterr = 0; /* our own stamped line instead of getopt's */
         while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
                 switch (c) {
                 case 's': state_dir = optarg; break;
@@ -392,11 +393,14 @@ int main(int argc, char **argv) {
                 }
                 case 'h': usage(stdout); return 0;
                 case 'v': puts("credbrokerd " CB_VERSION_STRING); return 0;
-                default: usage(stderr); return 2;
+                default: /* one stamped line, as every other line on stderr */
+                        say_err("unknown option or missing argument: '%s' (see 'credbrokerd --help')",
+                                argv[optind - 1]);
+                        return 2;
                 }
         }
         if (optind != argc) {
-                usage(stderr);
+                say_err("unexpected argument: '%s' (see 'credbrokerd --help')", argv[optind]);
                 return 2;
         }
         /* Keys live here: no core dumps, no ptrace attach by same-uid

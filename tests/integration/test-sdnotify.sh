@@ -55,6 +55,13 @@ l=$(head -n 1 "$T/err")
 [[ $l =~ ^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z\ credbrokerd\[[0-9]+\]:\ info:\  ]] &&
         ok "stderr: RFC 3339 time, pid, level: $l" || bad "stderr line: $l"
 kill $LPID; wait $LPID 2>/dev/null
+# Every line of that run, and a refused command line: one stamped line each.
+. "$(dirname "$0")/log-lines.sh"
+: >"$T/bad.err"
+for a in --bogus --state-dir extra; do "$DAEMON" $a 2>>"$T/bad.err"; done
+bl=$(log_lines_bad "$T/err" "$T/bad.err")
+[ -z "$bl" ] && [ "$(grep -c "see 'credbrokerd --help'" "$T/bad.err")" = 3 ] &&
+        ok "every stderr line stamped, bad command lines included" || bad "unstamped stderr lines: $bl"
 
 # An abstract socket; WATCHDOG_PID of another process: no watchdog.
 listen "@cbn-$$"
