@@ -736,7 +736,7 @@ int api_audit(request *rq) {
         return r;
 }
 
-int audit_verify_offline(cb_store *store, const char *state_dir, const char *const *files, size_t n) {
+int audit_verify_offline(cb_store *store, const char *state_dir, const char *const *files, size_t n, bool json) {
         cb_audit_verifier v;
         cb_audit_head head = { 0 };
         size_t bad = 0;
@@ -751,6 +751,16 @@ int audit_verify_offline(cb_store *store, const char *state_dir, const char *con
         r = cb_audit_verify_files(&v, files, n, &head, true, &bad);
         if (r < 0) {
                 cb_log(CB_LOG_ERR, "audit verify: %s", cb_error_last());
+        } else if (json) { /* credbroker audit verify --json --state-dir */
+                json_t *o = verdict(&v, files, bad);
+                char *t = o ? json_dumps(o, JSON_COMPACT) : NULL;
+                if (t)
+                        puts(t);
+                else
+                        cb_log(CB_LOG_ERR, "audit verify: out of memory");
+                status = !t ? 1 : v.failed ? 4 : 0;
+                free(t);
+                json_decref(o);
         } else if (v.failed) {
                 printf("NOT INTACT: %s line %" PRIu64 ": %s\n", files[bad], v.bad_line, v.problem);
                 status = 4;

@@ -208,6 +208,7 @@ static void usage(FILE *f) {
               "          --denial-alert N/SECONDS: 10/60 (N denials of one client within SECONDS alert; 'off')\n"
               "          (SECONDS anywhere: a number, or a duration such as 90s, 5m, 8h, 1d)\n"
               "       credbrokerd --state-dir DIR --unlock SPEC --verify-audit FILE [--verify-audit FILE]...\n"
+              "                   [--verify-json]\n"
               "          verify audit files offline (oldest first), the daemon not running\n"
               "          --tool-threads 1 (threads serving tools.sock, 1-64; admin.sock has one)\n"
               "          --threads 2 (proxy transfer loops, each also serving --listen-tcp, 1-64)\n"
@@ -240,7 +241,7 @@ int main(int argc, char **argv) {
                 { "provision-dir", required_argument, NULL, 'P' }, { "tpm2-tcti", required_argument, NULL, 'X' },
                 { "approval-timeout", required_argument, NULL, 'A' },
                 { "alert-hook", required_argument, NULL, 'H' },  { "denial-alert", required_argument, NULL, 'D' },
-                { "verify-audit", required_argument, NULL, 'V' }, { "alert-hook-timeout", required_argument, NULL, 'O' },
+                { "verify-audit", required_argument, NULL, 'V' }, { "verify-json", no_argument, NULL, 'J' }, { "alert-hook-timeout", required_argument, NULL, 'O' },
                 { "rotate-hook-dir", required_argument, NULL, 'R' },
                 { "max-tokens", required_argument, NULL, 'M' },  { "max-tokens-per-uid", required_argument, NULL, 'm' },
                 { "tombstone-bytes", required_argument, NULL, 'B' },
@@ -254,6 +255,7 @@ int main(int argc, char **argv) {
         uint32_t approval_timeout = CB_APPROVAL_TIMEOUT_DEFAULT;
         const char *alert_hook = NULL, *verify_files[64];
         size_t n_verify = 0;
+        bool verify_json = false;
         unsigned deny_n = 10, deny_window = 60, hook_timeout = 0;
         size_t max_tokens = 0, max_tokens_uid = 0, tomb_bytes = 0;
         const char *listen_tcp = NULL, *provision_dir = NULL, *rotate_hook_dir = NULL;
@@ -374,6 +376,7 @@ int main(int argc, char **argv) {
                         }
                         verify_files[n_verify++] = optarg;
                         break;
+                case 'J': verify_json = true; break;
                 case 'R': rotate_hook_dir = optarg; break;
                 case 'M':
                 case 'm':
@@ -427,7 +430,7 @@ int main(int argc, char **argv) {
                         cb_unlock_spec_free(spec);
                         return 1;
                 }
-                status = audit_verify_offline(vs, state_dir, verify_files, n_verify);
+                status = audit_verify_offline(vs, state_dir, verify_files, n_verify, verify_json);
                 cb_store_close(vs);
                 cb_unlock_spec_free(spec);
                 return status;

@@ -183,6 +183,11 @@ L=$(wc -l <"$LOG")
 head -n $((L - 1)) "$LOG" >"$T/off-cut.log"
 out=$("$CLI" audit verify --state-dir "$T/state" --unlock "keyfile:$T/key" "$LOG.1" "$T/off-cut.log" 2>&1); rc=$?
 [ $rc = 4 ] && expect "offline: cut tail named by the checkpoint" "line $L:" "$out" || bad "offline cut: exit $rc: $out"
+out=$("$CLI" audit verify --json --state-dir "$T/state" --unlock "keyfile:$T/key" "$LOG.1" "$LOG"); rc=$?
+[ $rc = 0 ] && expect "offline verify --json: the online answer's object" '{"intact":true,"records":' "$out" ||
+        bad "offline --json: exit $rc: $out"
+out=$("$CLI" audit verify --json --state-dir "$T/state" --unlock "keyfile:$T/key" "$LOG.1" "$T/off-cut.log"); rc=$?
+[ $rc = 4 ] && expect "offline verify --json: the cut named" "\"line\":$L," "$out" || bad "offline --json cut: exit $rc: $out"
 sed '3s/"status":[0-9]*/"status":299/' "$LOG" >"$T/off-edit.log"
 out=$("$CLI" audit verify --state-dir "$T/state" --unlock "keyfile:$T/key" "$LOG.1" "$T/off-edit.log" 2>&1); rc=$?
 [ $rc = 4 ] && expect "offline: edited line named" "line 3:" "$out" || bad "offline edit: exit $rc: $out"
