@@ -81,6 +81,9 @@ static void run_hook(const char *cmd, const char *line) {
         posix_spawn_file_actions_init(&fa);
         posix_spawn_file_actions_adddup2(&fa, p[0], STDIN_FILENO);
         posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
+        int ef = cb_log_child_stderr(); /* its diagnostics, stamped (log.h) */
+        if (ef >= 0)
+                posix_spawn_file_actions_adddup2(&fa, ef, STDERR_FILENO);
         /* Only stdin, stdout and stderr: no socket, log, store or pidfd of
          * ours, even one a library opened without O_CLOEXEC. */
         posix_spawn_file_actions_addclosefrom_np(&fa, 3);

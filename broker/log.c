@@ -1,8 +1,12 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* stderr lines with a time stamp and a level (see log.h). */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -78,4 +82,71 @@ void cb_log_mhd(void *cls, const char *fmt, va_list ap) {
                 if ((unsigned char)*p < 0x20 || *p == 0x7f)
                         *p = '?';
         cb_log(CB_LOG_WARNING, "http: %s", msg);
+}
+
+/* ---- child programs' stderr, stamped ---- */
+
+static pthread_once_t relay_once = PTHREAD_ONCE_INIT;
+static int relay_w = -1;
+
+static void relay_line(char *s) {
+        for (char *p = s; *p; p++)
+                if ((unsigned char)*p < 0x20 || *p == 0x7f)
+                        *p = '?';
+        if (*s)
+                cb_log(CB_LOG_NOTICE, "hook stderr: %s", s);
+}
+
+static void *relay(void *arg) {
+        int fd = (int)(intptr_t)arg;
+        char buf[1024];
+        size_t n = 0;
+
+        for (;;) {
+                ssize_t k = read(fd, buf + n, sizeof(buf) - 1 - n);
+                char *start = buf, *nl;
+
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k <= 0)
+                        break; /* never: the daemon holds the write end */
+                n += (size_t)k;
+                while ((nl = memchr(start, '\n', (size_t)(buf + n - start)))) {
+                        *nl = '\0';
+                        relay_line(start);
+                        start = nl + 1;
+                }
+                n = (size_t)(buf + n - start);
+                if (n == sizeof(buf) - 1) { /* a line this long is cut into lines */
+                        buf[n] = '\0';
+                        relay_line(buf);
+                        n = 0;
+                }
+                memmove(buf, start, n);
+        }
+        close(fd);
+        return NULL;
+}
+
+static void relay_start(void) {
+        pthread_attr_t at;
+        pthread_t t;
+        int p[2];
+
+        if (pipe2(p, O_CLOEXEC) < 0)
+                return;
+        pthread_attr_init(&at);
+        pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+        if (pthread_create(&t, &at, relay, (void *)(intptr_t)p[0]) != 0) {
+                close(p[0]);
+                close(p[1]);
+        } else {
+                relay_w = p[1];
+        }
+        pthread_attr_destroy(&at);
+}
+
+int cb_log_child_stderr(void) {
+        pthread_once(&relay_once, relay_start);
+        return relay_w;
 }

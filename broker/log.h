@@ -21,3 +21,11 @@ void cb_log(enum cb_log_level level, const char *fmt, ...) __attribute__((format
  * lines ("http: ..."), control characters replaced, so nothing reaches
  * stderr without a time stamp and a level.  cls is unused. */
 void cb_log_mhd(void *cls, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
+
+/* The write end of a pipe whose lines are logged as notices ("hook stderr:
+ * ..."), control characters replaced, by a thread of this module started
+ * at the first call: the stderr to give a hook or other child program, so
+ * its diagnostics reach the daemon's stderr stamped like every other line.
+ * -1 when the pipe or the thread cannot be made (then the child inherits
+ * stderr as it is).  Do not close it. */
+int cb_log_child_stderr(void);

@@ -201,6 +201,9 @@ static int run_hook(int slot, const char *path, const char *name, const char *re
                 posix_spawn_file_actions_adddup2(&fa, outp[1], 1);
         else
                 posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+        int ef = cb_log_child_stderr(); /* its diagnostics, stamped (log.h) */
+        if (ef >= 0)
+                posix_spawn_file_actions_adddup2(&fa, ef, 2);
         /* Only stdin, stdout and stderr: no socket, store or pidfd of ours,
          * even one a library opened without O_CLOEXEC. */
         posix_spawn_file_actions_addclosefrom_np(&fa, 3);

@@ -60,6 +60,7 @@ chmod 0644 "$T/policy.json"
 cat >"$T/hook.sh" <<SH
 #!/bin/sh
 cat >>"$T/alerts.jsonl"
+printf 'alert hook ran\033[2J\n' >&2
 SH
 chmod 0755 "$T/hook.sh"
 mkdir -p "$T/logs"
@@ -380,6 +381,8 @@ for f in "$LOG" "$LOG.1" "$T/full/audit.log"; do
 done
 ok "no value or token in any audit file"
 
+expect "the alert hook's stderr reaches the daemon's, stamped, control bytes replaced" \
+        "notice: hook stderr: alert hook ran?[2J" "$(cat "$T/daemon.out")"
 # Every line the daemon wrote to stderr: RFC 3339 time, pid, level (log.h).
 . "$(dirname "$0")/log-lines.sh"
 bl=$(log_lines_bad "$T"/daemon*.out "$T/daemon.restart")

@@ -76,6 +76,7 @@ mkdir -m 0755 "$T/hooks"
 cat >"$T/hooks/api" <<EOF
 #!/bin/sh
 { echo "argv: \$0 \$*"; env; ls /proc/self/fd | tr '\n' ' '; echo; } >"$T/daemon-hook.seen"
+echo "api hook: diagnostics on stderr" >&2
 echo "sk-from-daemon-hook-\$(date +%s%N)"
 EOF
 cat >"$T/hooks/_leaked" <<EOF
@@ -544,6 +545,8 @@ expect "...and the next hook rotation can start" "started" "$("$CLI" rotate hang
 stop_daemon
 echo "     (basics and load: ${SECONDS} s)"
 fi
+expect "a hook's stderr reaches the daemon's, stamped" "notice: hook stderr: api hook: diagnostics on stderr" \
+        "$(cat "$T/daemon.out")"
 # Every line the daemon wrote to stderr: RFC 3339 time, pid, level (log.h).
 . "$(dirname "$0")/log-lines.sh"
 bl=$(log_lines_bad "$T/daemon.out")
