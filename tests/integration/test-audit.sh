@@ -240,6 +240,9 @@ else
         r=$(printf 'other-value' | "$CLI" put demo2 2>&1)
         expect "an admin write is refused too" 'audit' "$r"
         expect "health says so" 'audit_unavailable' "$(curl -s --unix-socket "$TS" http://x/v1/health)"
+        n=$("$CLI" metrics | sed -n 's/^credbroker_audit_write_failures_total //p')
+        [ "${n:-0}" -ge 2 ] && ok "metrics readable while the log cannot be written: $n failed records" ||
+                bad "metrics during the failure: credbroker_audit_write_failures_total ${n:-absent}"
         for _ in $(seq 50); do grep -q audit_write_failed "$T/alerts.jsonl" && break; sleep 0.1; done
         grep -q '"kind":"audit_write_failed"' "$T/alerts.jsonl" && ok "audit_write_failed alert reached the hook" ||
                 bad "no audit_write_failed alert"
