@@ -15,6 +15,8 @@
 
 #include "log.h"
 
+#define MHD_LOG_PER_SECOND 10
+
 static bool to_journal;
 
 void cb_log_init(void) {
@@ -69,11 +71,31 @@ void cb_log(enum cb_log_level level, const char *fmt, ...) {
 }
 
 void cb_log_mhd(void *cls, const char *fmt, va_list ap) {
+        static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+        static time_t second;
+        static unsigned lines, dropped;
+        time_t now = time(NULL);
+        unsigned was_dropped = 0;
         char msg[1024];
         size_t n;
 
         (void)cls;
-        if (vsnprintf(msg, sizeof(msg), fmt, ap) < 0)
+        /* A flood of connections (each refused at the socket's limit is a
+         * message) must not become a flood of lines: MHD_LOG_PER_SECOND a
+         * second, then one line saying how many were left out. */
+        pthread_mutex_lock(&lock);
+        if (now != second) {
+                was_dropped = dropped;
+                second = now;
+                lines = dropped = 0;
+        }
+        bool say = lines < MHD_LOG_PER_SECOND;
+        lines += say;
+        dropped += !say;
+        pthread_mutex_unlock(&lock);
+        if (was_dropped)
+                cb_log(CB_LOG_WARNING, "http: %u more message(s) of libmicrohttpd left out in one second", was_dropped);
+        if (!say || vsnprintf(msg, sizeof(msg), fmt, ap) < 0)
                 return;
         n = strlen(msg);
         while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == '\r' || msg[n - 1] == ' '))
