@@ -244,9 +244,10 @@ int scanner_mark_compromised(const char *name, uint32_t version) {
         cb_log(CB_LOG_ERR, "cannot record '%s' version %u as leaked in the store: %s (held in memory and retried; "
                "it is LOST if the daemon stops before the store can take it: free space, then check "
                "'credbroker status')", name, version, cb_error_last());
-        alert_raise("leak_mark_not_persisted",
-                    json_pack("{s:s, s:I, s:s}", "secret", name, "version", (json_int_t)version, "message",
-                              "the leak mark is held in memory only: the store could not record it"));
+        json_t *ev = json_pack("{s:s, s:I, s:s}", "secret", name, "version", (json_int_t)version, "message",
+                               "the leak mark is held in memory only: the store could not record it");
+        alert_raise("leak_mark_not_persisted", ev); /* borrows ev */
+        json_decref(ev);
         m = mark_get(name, true);
         if (m) {
                 m->pending = true;
