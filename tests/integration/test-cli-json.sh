@@ -40,8 +40,12 @@ cat >"$T/policy.json" <<JSON
   "admins": {"uids": [0]} }
 JSON
 chmod 0644 "$T/policy.json"
+# A loopback listener for exec --proxy (it checks who serves the proxy URL
+# before minting a token).
+PORT=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+PX=http://127.0.0.1:$PORT
 "$DAEMON" --state-dir "$T/state" --run-dir "$T/run" --policy "$T/policy.json" --unlock "keyfile:$T/key" \
-        --approval-timeout 10s --alert-hook-timeout 1m --denial-alert 10/1m --audit-log "$T/audit.log" \
+        --listen-tcp "127.0.0.1:$PORT" --approval-timeout 10s --alert-hook-timeout 1m --denial-alert 10/1m --audit-log "$T/audit.log" \
         >"$T/daemon.out" 2>&1 &
 PID=$!
 for _ in $(seq 50); do [ -S "$T/run/admin.sock" ] && break; sleep 0.1; done
@@ -136,19 +140,19 @@ o=$("$CLI" revoke --accessor "$acc" 2>&1); rc=$?
 [ $rc = 5 ] && ok "revoking it again: exit 5" || bad "revoke twice: exit $rc: $o"
 
 # exec --proxy: the variables an SDK reads; the token dies with exec.
-out=$(as $U2 "$CLI" exec --proxy demo --proxy demo=anthropic --proxy demo=env:MY_API --proxy-url http://127.0.0.1:1 -- \
+out=$(as $U2 "$CLI" exec --proxy demo --proxy demo=anthropic --proxy demo=env:MY_API --proxy-url "$PX" -- \
         sh -c 'echo "$OPENAI_BASE_URL $ANTHROPIC_BASE_URL $MY_API_BASE_URL"; printf %s "$MY_API_API_KEY" >'"$T/x/tok")
-expect "exec --proxy: OPENAI_BASE_URL ends in /v1" "http://127.0.0.1:1/v1/proxy/demo/v1 " "$out"
+expect "exec --proxy: OPENAI_BASE_URL ends in /v1" "$PX/v1/proxy/demo/v1 " "$out"
 expect "exec --proxy: ANTHROPIC_BASE_URL and PREFIX_BASE_URL" \
-        "http://127.0.0.1:1/v1/proxy/demo http://127.0.0.1:1/v1/proxy/demo" "$out"
+        "$PX/v1/proxy/demo $PX/v1/proxy/demo" "$out"
 o=$(curl -s --unix-socket "$T/run/tools.sock" -d "{\"token\":\"$(cat "$T/x/tok")\"}" http://x/v1/introspect)
 expect "its token is revoked once exec exits" '"error":"unauthorized"' "$o"
-out=$(as $U2 "$CLI" exec --proxy demo --env V=demo --proxy-url http://127.0.0.1:1 -- \
+out=$(as $U2 "$CLI" exec --proxy demo --env V=demo --proxy-url "$PX" -- \
         sh -c 'printf "value:%s\n" "$V"; echo "base:$OPENAI_BASE_URL"')
 expect "exec --proxy with --env: the value, masked" "value:[REDACTED:demo]" "$out"
-expect "exec --proxy with --env: and the SDK's base URL" "base:http://127.0.0.1:1/v1/proxy/demo/v1" "$out"
+expect "exec --proxy with --env: and the SDK's base URL" "base:$PX/v1/proxy/demo/v1" "$out"
 # demo's grant sets no max_ttl: the token's 300 s cap is said before CMD runs.
-o=$(as $U2 "$CLI" exec --proxy demo --proxy-url http://127.0.0.1:1 -- true 2>&1 >/dev/null)
+o=$(as $U2 "$CLI" exec --proxy demo --proxy-url "$PX" -- true 2>&1 >/dev/null)
 expect "exec --proxy: the default max_ttl cap is said on stderr" "its token expires in 300 s (the grant's max_ttl)" "$o"
 
 # --json on every verb that prints a result: each answer below is one JSON
@@ -240,7 +244,7 @@ case "$o" in ok:*) ok "check after delete: $o" ;; *) bad "check after delete: $o
 # the broker holds exec's pidfd.  Its child, still running, is refused.
 proxy_try() { as $U2 curl -s --unix-socket "$T/run/tools.sock" -H "Authorization: Bearer $(cat "$T/x/tok2")" \
         http://x/v1/proxy/demo/v1/x; }
-as $U2 "$CLI" exec --proxy demo -- sh -c 'printf %s "$OPENAI_API_KEY" >'"$T/x/tok2"'; sleep 30' >/dev/null 2>&1 &
+as $U2 "$CLI" exec --proxy demo --proxy-url "$PX" -- sh -c 'printf %s "$OPENAI_API_KEY" >'"$T/x/tok2"'; sleep 30' >/dev/null 2>&1 &
 EPID=$!
 for _ in $(seq 50); do [ -s "$T/x/tok2" ] && break; sleep 0.1; done
 cpid=$(pgrep -P "$(pgrep -P $EPID)" 2>/dev/null | head -n 1)
