@@ -75,10 +75,13 @@ enum cb_scan_kind {
         CB_SK_URL,
         CB_SK_JSON,
         CB_SK_HEX,
+        CB_SK_HTML,
         CB_SK_TOKEN, /* last: the leak response lists the forms RAW..TOKEN */
 };
 
-/* "raw", "base64", "base64url", "url", "json", "hex", "token". */
+/* "raw", "base64", "base64url", "url", "json", "hex", "html", "token".
+ * A sighting in a decoding view is named after the view ("url", "json"
+ * for any backslash escape, "html") when the pattern is the raw value. */
 const char *cb_scan_kind_name(enum cb_scan_kind k);
 
 typedef struct cb_matcher cb_matcher;
