@@ -377,9 +377,11 @@ static int probe(cb_scan_stream *s, int vi, uint64_t *jp, uint64_t limit, uint64
         uint64_t j = *jp;
         bool again = false, *inc = redo ? &again : NULL;
         size_t ek = sparse ? esc_after(v, j > back ? j - back : 0) : 0;
+        /* Positions before near_end are in reach of escape ek: no look. */
+        uint64_t near_end = sparse ? 0 : UINT64_MAX;
 
         for (; j < limit; j += stride) {
-                if (sparse) {
+                if (j >= near_end) {
                         while (ek < v->n_esc && v->esc[ek].d0 + v->esc[ek].nout <= (j > back ? j - back : 0))
                                 ek++;
                         if (ek == v->n_esc || v->esc[ek].d0 >= j + reach) {
@@ -403,6 +405,7 @@ static int probe(cb_scan_stream *s, int vi, uint64_t *jp, uint64_t limit, uint64
                                 j = nj - stride;
                                 continue;
                         }
+                        near_end = v->esc[ek].d0 + v->esc[ek].nout + back;
                 }
                 uint32_t g;
                 memcpy(&g, w + j, 4);
@@ -682,6 +685,22 @@ static int view_decode(cb_scan_stream *s, int vi, const unsigned char *in, size_
                                 if (view_put(s, vi, in + i, k, 0) < 0)
                                         return s->error;
                                 i += k;
+                                continue;
+                        }
+                        /* An escape whose end is in this piece: decided at
+                         * once (the decoder gives the same answer for more
+                         * bytes as for the fewest that decide it), not a
+                         * byte at a time through pb. */
+                        unsigned char o[4];
+                        size_t on = 0;
+                        unsigned avail = n - i < PEND_ESC ? (unsigned)(n - i) : PEND_ESC;
+                        int st = cb_match_escape(view_esc[vi], in + i, avail, false, o, &on);
+                        if (st != 0) {
+                                unsigned used = st > 0 ? (unsigned)st : 1;
+                                v->s_in += used;
+                                if (st > 0 ? view_put(s, vi, o, on, used) < 0 : view_put(s, vi, in + i, 1, 0) < 0)
+                                        return s->error;
+                                i += used;
                                 continue;
                         }
                 }
