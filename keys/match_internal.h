@@ -120,9 +120,13 @@ bool cb_matcher_is_prefix(const cb_matcher *m, const unsigned char *q, size_t n)
  * zeros ("&#0000000065" is read, one more '0' is not). */
 #define PEND_ESC 12
 
-/* The first pn bytes pb[0..pn) (pn <= PEND_ESC) of a possible escape of
+/* Answers depend only on the bytes given, and the same for more bytes as
+ * for the fewest that decide (so a stream may ask byte by byte, or at once
+ * when a whole escape is in hand).
+ * The first pn bytes pb[0..pn) (pn <= PEND_ESC) of a possible escape of
  * that kind; final: no byte follows them.  0: still an escape's beginning
- * (never when final, nor when pn == PEND_ESC); k > 0: a complete escape of
+ * (never when pn == PEND_ESC; when final, the caller reads it as not an
+ * escape); k > 0: a complete escape of
  * its first k <= pn bytes, decoded into o[0..*on) (at most 4 bytes; the
  * rest are read again: an HTML reference ends at the byte after its
  * digits or name unless that is ';'); < 0: not an escape (its first byte
