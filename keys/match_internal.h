@@ -132,3 +132,7 @@ bool cb_matcher_is_prefix(const cb_matcher *m, const unsigned char *q, size_t n)
  * digits or name unless that is ';'); < 0: not an escape (its first byte
  * is a literal, the rest are read again). */
 int cb_match_escape(int kind, const unsigned char *pb, unsigned pn, bool final, unsigned char o[4], size_t *on);
+
+/* Windows sized to the lookahead, not 256 KiB: for a stream over one short
+ * string (cb_matcher_redact_string).  Only before the first feed. */
+void cb_scan_stream_small(cb_scan_stream *s);
