@@ -31,8 +31,8 @@
  *                        without enumerating spellings
  *      backslashes       JSON's \" \\ \/ \b \f \n \r \t and \uXXXX (either
  *                        hex case, surrogate pairs) to UTF-8, and C/Python/
- *                        JS's \' \v \a \xHH \NNN (octal, 3 digits) \u{X..},
- *                        at any byte
+ *                        JS's \' \v \a \xHH \NNN (octal, 3 digits) \u{X..}
+ *                        \UXXXXXXXX, at any byte
  *      HTML references   &#DDD; &#xHH; &#XHH; (';' optional, at most 12
  *                        bytes) to UTF-8; &amp; &lt; &gt; &quot; &apos;
  *    so a base64 or hex form escaped in JSON, HTML or a URL is found too.

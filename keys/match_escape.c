@@ -2,7 +2,7 @@
 /*
  * The escapes the decoding views read (match_stream.c): "%XX" in either
  * hex case; backslash escapes (JSON's, with \uXXXX and surrogate pairs to
- * UTF-8, and the C/Python/JS ones: \' \v \a \xHH \NNN \u{X..}); HTML/XML
+ * UTF-8, and the C/Python/JS ones: \' \v \a \xHH \NNN \u{X..} \UXXXXXXXX); HTML/XML
  * character references (&#DDD; &#xHH; and five named ones, ';' optional
  * as HTML parsers allow).  Pure functions on the bytes of one escape.
  */
@@ -129,6 +129,20 @@ static int backslash(const unsigned char *pb, unsigned pn, unsigned char o[4], s
                 o[0] = (unsigned char)((pb[1] - '0') << 6 | (pb[2] - '0') << 3 | (pb[3] - '0'));
                 *on = 1;
                 return 4;
+        }
+        if (pb[1] == 'U') { /* Python's \UXXXXXXXX: a code point */
+                unsigned long cp = 0;
+                for (unsigned i = 2; i < pn && i < 10; i++) {
+                        if (!xdigit(pb[i], &hi))
+                                return -1;
+                        cp = cp << 4 | hi;
+                }
+                if (pn < 10)
+                        return 0;
+                if (cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+                        return -1;
+                *on = utf8_put(cp, o);
+                return 10;
         }
         if (pb[1] != 'u')
                 return -1;

@@ -64,7 +64,8 @@ static bool match_ref_scalar(long cp) {
 }
 
 /* C/Python/JS backslash escapes beyond JSON's, at t[i] == '\\': \' \v \a,
- * \xHH, \NNN (three octal digits, the first 0-3), \u{1 to 6 hex digits}.
+ * \xHH, \NNN (three octal digits, the first 0-3), \u{1 to 6 hex digits},
+ * \U and 8 hex digits (a code point, not a surrogate, up to 0x10FFFF).
  * Text bytes used, or 0. */
 static size_t match_ref_c_escape(const unsigned char *t, size_t n, size_t i, unsigned char *o, size_t *on) {
         if (i + 1 >= n)
@@ -84,6 +85,16 @@ static size_t match_ref_c_escape(const unsigned char *t, size_t n, size_t i, uns
                 o[0] = (unsigned char)((c - '0') * 64 + (t[i + 2] - '0') * 8 + (t[i + 3] - '0'));
                 *on = 1;
                 return 4;
+        }
+        if (c == 'U' && i + 9 < n) {
+                long cp = 0;
+                size_t k;
+                for (k = i + 2; k < i + 10 && match_ref_hex(t[k]) >= 0; k++)
+                        cp = cp * 16 + match_ref_hex(t[k]);
+                if (k < i + 10 || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+                        return 0;
+                *on = match_ref_utf8(cp, o);
+                return 10;
         }
         if (c == 'u' && i + 2 < n && t[i + 2] == '{') {
                 long cp = 0;

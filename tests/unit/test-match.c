@@ -311,16 +311,17 @@ static size_t htmlf(char *o, const unsigned char *v, size_t n, int mode) {
 /* Backslash escapes beyond JSON: mode 0 every byte "\xhh", 1 "\xHH", 2
  * every byte octal "\NNN", 3 Python's repr() of bytes (printable ASCII
  * raw, \\ \' \t \n \r, the rest \xhh), 4 JS "\u{X}" per character, 5
- * each byte at random raw, \xHH or octal. */
+ * each byte at random raw, \xHH or octal, 6 Python "\UXXXXXXXX" per
+ * character. */
 static size_t cesc(char *o, const unsigned char *v, size_t n, int mode) {
         size_t k = 0;
-        if (mode == 4) {
+        if (mode == 4 || mode == 6) {
                 unsigned long cp[64];
                 size_t nc = code_points(v, n, cp);
                 if (!nc)
                         return 0;
                 for (size_t i = 0; i < nc; i++)
-                        k += (size_t)sprintf(o + k, "\\u{%lX}", cp[i]);
+                        k += (size_t)sprintf(o + k, mode == 4 ? "\\u{%lX}" : "\\U%08lx", cp[i]);
                 o[k] = '\0';
                 return k;
         }
@@ -467,7 +468,7 @@ TEST(every_form_every_split) {
                         snprintf(what, sizeof(what), "html mode %d", mode);
                         check_form(m, what, f, fl, 0);
                 }
-                for (int mode = 0; mode < 6; mode++) {
+                for (int mode = 0; mode < 7; mode++) {
                         fl = cesc(f, v, vl, mode);
                         if (!fl)
                                 continue;
@@ -643,14 +644,14 @@ TEST(near_misses_of_the_new_spellings_stay) {
         /* Not references or escapes (out of range, no digits, a 13-byte
          * reference, one hex digit, a non-octal digit, a lone '&'), and
          * forms whose case must match: base64 with its case changed. */
-        const char *t = "&#x110000; &#0; &#; &#xZ; &#00000000065; \\x4 \\8 \\400 \\u{} \\u{110000} & &ampx "
+        const char *t = "&#x110000; &#0; &#; &#xZ; &#00000000065; \\x4 \\8 \\400 \\u{} \\u{110000} \\U0000041 \\U00110000 & &ampx "
                         "QWJJZEVMZ2GTMTIZ Abcd-Efgh-123 AbcdEfgh_123 abcdefgh-12";
         char *r = cb_matcher_redact_string(m, t, NULL);
         ASSERT_STREQ(r, t);
         free(r);
         /* the same, one character apart from a hit in each new spelling */
         const char *hits[] = { "ABCDEFGH-123", "abcdefgh-123", "&#65;bcdEfgh-123", "&#65bcdEfgh-123", "&#X41;BCDEFGH&#x2d;123",
-                               "\\x41bcdEfgh-123", "\\101bcdEfgh-123", "\\u{41}bcdEfgh\\x2d123",
+                               "\\x41bcdEfgh-123", "\\101bcdEfgh-123", "\\U00000041bcdEfgh-123", "\\u{41}bcdEfgh\\x2d123",
                                "%341626364456667682D313233", "\\x341626364456667682d313233" };
         for (size_t i = 0; i < sizeof(hits) / sizeof(hits[0]); i++) {
                 size_t n = 0;
