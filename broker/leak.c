@@ -38,6 +38,8 @@
 #include "error.h"
 #include "fsutil.h"
 #include "leak.h"
+#include "log.h"
+#include "metrics.h"
 #include "scan.h"
 #include "scan_internal.h"
 #include "match.h" /* cb_scan_kind_name */
@@ -172,8 +174,8 @@ static int leaks_migrate(const char *state_dir) {
                                  LEAKS_FILE, strerror(errno));
                 goto out;
         }
-        fprintf(stderr, "credbrokerd: %s/%s carried into the store (compromised marks are store records now) and "
-                "removed\n", state_dir, LEAKS_FILE);
+        cb_log(CB_LOG_NOTICE, "%s/%s carried into the store (compromised marks are store records now) and "
+                "removed", state_dir, LEAKS_FILE);
         r = 0;
 out:
         json_decref(o);
@@ -226,24 +228,32 @@ void leak_shutdown(void) {
 /* Mark version (0: the current one) of name leaked, as a store record: it
  * is never served again, its value never stored again, and while it is
  * current no token is issued for the secret.  If the store cannot record
- * it (disk full), the mark holds in memory (and is retried) and stderr
- * says so: containment first.  Under cbd.lock. */
-void scanner_mark_compromised(const char *name, uint32_t version) {
+ * it (disk full), the mark holds in memory (and is retried), stderr says
+ * so and an alert is raised: containment first -- but a mark in memory
+ * dies with the process, so the caller is told (-EIO) and must tell
+ * whoever asked.  0 when recorded (or nothing to mark).  Under cbd.lock. */
+int scanner_mark_compromised(const char *name, uint32_t version) {
         mark *m;
 
         if (!version)
                 version = current_version(name);
         if (!version)
-                return;
+                return 0;
         if (cb_store_mark_leaked(cbd.store, name, version, NULL) == 0)
-                return;
-        fprintf(stderr, "credbrokerd: cannot record '%s' version %u as leaked in the store: %s (held in memory and "
-                "retried)\n", name, version, cb_error_last());
+                return 0;
+        cb_log(CB_LOG_ERR, "cannot record '%s' version %u as leaked in the store: %s (held in memory and retried; "
+               "it is LOST if the daemon stops before the store can take it: free space, then check "
+               "'credbroker status')", name, version, cb_error_last());
+        json_t *ev = json_pack("{s:s, s:I, s:s}", "secret", name, "version", (json_int_t)version, "message",
+                               "the leak mark is held in memory only: the store could not record it");
+        alert_raise("leak_mark_not_persisted", ev); /* borrows ev */
+        json_decref(ev);
         m = mark_get(name, true);
         if (m) {
                 m->pending = true;
                 m->version = version;
         }
+        return -EIO;
 }
 
 /* The leak response (scan_internal.h). */
@@ -265,6 +275,7 @@ int leak_respond(request *rq, const scan_seen *seen, size_t n_seen) {
                                 json_decref(forms);
                                 continue; /* well-formed, but not a token this broker knows (any longer) */
                         }
+                        metrics_leak("", "token");
                         revoked = cb_tokens_revoke_accessor(cbd.tokens, s->name);
                         (void)proxy_cancel_accessor(s->name, "its token was seen in scanned text");
                         action = "revoke";
@@ -275,6 +286,8 @@ int leak_respond(request *rq, const scan_seen *seen, size_t n_seen) {
                         enum cb_on_leak a = cb_policy_on_leak(cbd.policy, s->name);
                         const char *note = NULL;
                         mark *m = mark_get(s->name, true);
+
+                        metrics_leak(s->name, canary ? "canary" : "value"); /* every sighting, cooldown or not */
 
                         /* Rotate only when the sighted value is the current one: once
                          * rotated, later sightings of it do not rotate again. */
