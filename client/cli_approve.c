@@ -15,6 +15,7 @@
 #include <jansson.h>
 
 #include "cli.h"
+#include "text.h"
 #include "credbroker.h"
 
 int cli_on_pending(const char *approval_id, unsigned timeout_s, void *userdata) {
@@ -29,9 +30,17 @@ int cli_on_pending(const char *approval_id, unsigned timeout_s, void *userdata) 
 }
 
 /* Broker-supplied text on a terminal: no control characters. */
+/* Text the requester chose (its exe's file name...), terminal-safe. */
 static void put_safe(FILE *f, const char *s) {
-        for (; s && *s; s++)
-                fputc((unsigned char)*s < 0x20 || *s == 0x7f ? '?' : *s, f);
+        char *c = s ? strdup(s) : NULL;
+
+        if (!c) {
+                fputs("?", f);
+                return;
+        }
+        (void)cb_text_safe(c, strlen(c));
+        fputs(c, f);
+        free(c);
 }
 
 static const char *str(json_t *o, const char *k) {

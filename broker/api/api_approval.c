@@ -47,10 +47,7 @@ static void say(const char *fmt, ...) {
         va_start(ap, fmt);
         vsnprintf(line, sizeof(line), fmt, ap);
         va_end(ap);
-        for (char *p = line; *p; p++)
-                if ((unsigned char)*p < 0x20 || *p == 0x7f)
-                        *p = '?';
-        cb_log(CB_LOG_NOTICE, "%s", line);
+        cb_log(CB_LOG_NOTICE, "%s", line); /* cb_log makes it terminal-safe (keys/text.h) */
 }
 
 static const char *use_name(unsigned use) {

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "text.h"
 
 #define MHD_LOG_PER_SECOND 10
 
@@ -62,7 +63,12 @@ void cb_log(enum cb_log_level level, const char *fmt, ...) {
         va_start(ap, fmt);
         k = vsnprintf(line + n, sizeof(line) - n - 1, fmt, ap);
         va_end(ap);
+        size_t head = n;
         n = k < 0 ? n : n + (size_t)k > sizeof(line) - 2 ? sizeof(line) - 2 : n + (size_t)k;
+        /* Messages carry names callers chose (exe paths, clients, a
+         * hook's stderr): nothing in them acts on a terminal, and one
+         * message is one line. */
+        (void)cb_text_safe(line + head, n - head);
         line[n++] = '\n';
         /* One write: lines of several threads do not interleave. */
         if (write(STDERR_FILENO, line, n) < 0) {

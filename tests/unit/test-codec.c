@@ -3,6 +3,7 @@
 
 #include "cbtest.h"
 #include "codec.h"
+#include "text.h"
 
 /* Written out independently of codec.c so a reordered alphabet there fails. */
 static const char alphabet[] = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
@@ -330,4 +331,30 @@ TEST(token_with_extra_bytes) {
         ASSERT_TRUE(memcmp(a, zero, sizeof(a)) != 0);
         cb_token_generate_extra(t1, NULL, 0);
         ASSERT_OK(cb_token_check(t1, strlen(t1)));
+}
+
+/* Names a caller chose reach the operator's terminal only as inert text. */
+TEST(text_safe_for_terminals) {
+        static const struct {
+                const char *in, *out;
+                size_t bad;
+        } cases[] = {
+                { "/usr/bin/python3.11", "/usr/bin/python3.11", 0 },
+                { "caf\xc3\xa9 \xe2\x88\x95usr", "caf\xc3\xa9 \xe2\x88\x95usr", 0 }, /* printable UTF-8 stays */
+                { "a\nb\rc\x1b[2Kd\x7f", "a?b?c?[2Kd?", 4 },
+                { "x\xc2\x9b" "2K\xc2\x85y", "x??2K??y", 4 },                     /* C1 CSI, NEL */
+                { "\xe2\x80\xae" "gpj.exe", "???gpj.exe", 3 },                    /* RIGHT-TO-LEFT OVERRIDE */
+                { "\xe2\x81\xa6" "a", "???a", 3 },                                 /* LRI */
+                { "lone \x9b csi", "lone ? csi", 1 },                              /* 8-bit CSI byte */
+                { "\xc0\xaf \xed\xa0\x80 \xf4\x90\x80\x80", "?? ??? ????", 9 },   /* overlong, surrogate, > U+10FFFF */
+                { "cut \xe2\x82", "cut ??", 2 },                                   /* truncated sequence */
+        };
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+                char b[64];
+                size_t n = strlen(cases[i].in);
+
+                memcpy(b, cases[i].in, n + 1);
+                ASSERT_EQ(cb_text_safe(b, n), cases[i].bad);
+                ASSERT_STREQ(b, cases[i].out);
+        }
 }
