@@ -282,12 +282,14 @@ timeout 30 tail --pid="$DPID" -f /dev/null || log "credbrokerd did not exit on S
 # takes minutes, longer than the CLI waits for admin.sock (30 s).
 log "idle: VmRSS $RSSI kB, $FDI fds; daemon stopped; verifying the audit log offline" \
         "($(($(stat -c %s "$TMP/audit.log") / 1048576)) MiB)"
+V0=$(date +%s)
 if timeout 3600 "$CLI" audit verify --state-dir "$TMP/state" --unlock "keyfile:$TMP/key" "$TMP/audit.log" \
         >"$TMP/verify.out" 2>&1; then
         intact=1
 else
         intact=0
 fi
+V1=$(date +%s)
 
 # ---- report -------------------------------------------------------------------
 cat "$TMP"/out/*.res >"$TMP/all.res"
@@ -304,10 +306,13 @@ echo "# VmRSS by kind primed (the start): $START_MAP"
 echo "# idle VmRSS by kind: $IDLE_MAP; idle fds: $IDLE_FDS"
 echo "# samples (s rss_kB fds): $(awk '/^sample/ { printf "%s:%s:%s ", $2, $3, $4 }' "$TMP/ops.log")"
 grep -E 'gave .* KiB of heap back|refused [0-9]+ connection' "$TMP/daemon.log" | tail -n 3 | sed 's/^/# daemon: /' || true
+# The trims under load (memtrim.c busy_tick): how many gave 1 MiB or more back, and how long each took.
+echo "# trims under load: $(grep -c 'under load' "$TMP/daemon.log" || true);" \
+        "KiB given back and ms: $(sed -n 's/.*under load.*gave \([0-9]*\) KiB.*malloc_trim \([0-9.]*\) ms.*/\1:\2/p' "$TMP/daemon.log" | tr '\n' ' ')"
 # A sanitizer build (SOAK_BUILD) reports into the daemon's log.
 san=$(grep -E 'AddressSanitizer|LeakSanitizer|runtime error:' "$TMP/daemon.log" | head -n 5 || true)
 [ -z "$san" ] || { echo "# SANITIZER REPORTS in the daemon log:"; echo "$san" | sed 's/^/#   /'; }
-echo "# audit: $(wc -l <"$TMP/audit.log") records; verify: $(head -c 300 "$TMP/verify.out" | tr '\n' ' ')"
+echo "# audit: $(wc -l <"$TMP/audit.log") records; verify ($((V1 - V0)) s): $(head -c 300 "$TMP/verify.out" | tr '\n' ' ')"
 awk -v secs="$SECS" -v crc="$crc" '
 $1 == "R" { req[$2] += $3; err[$2] += $4; cc[$2] += $5; ex[$2] += $6; R += $3; E += $4; CC += $5; EX += $6 }
 $1 == "H" { h[$2, $3] += $4; n[$2] += $4; if ($3 > top) top = $3 }
