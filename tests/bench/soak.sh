@@ -54,11 +54,15 @@
 #                                    figure the median of five samples)
 #   soak_p99_us_{token,redeem,proxy,sse,scan}   per path, 2 % buckets
 #   soak_rps                         requests per second, all paths
-#   soak_idle_rss_vs_start_pct       VmRSS after SOAK_IDLE_SECONDS (65) of
+#   soak_idle_rss_vs_start_pct       VmRSS after SOAK_IDLE_SECONDS (70) of
 #                                    quiet against before the load (after
 #                                    priming: one uid, every path, 3 s, so
 #                                    the libraries' pages and one-time
-#                                    caches are in both figures)
+#                                    caches are in both figures).  70: the
+#                                    last tombstones (tokens expire up to
+#                                    2 s after the load) hold their pages
+#                                    for 60 s, plus the 1-s sweep; at 65
+#                                    the sample could still hold them (4 MiB)
 #   soak_audit_intact                1 if `credbroker audit verify` passed
 #
 # Self-contained: builds credbrokerd, credbroker and soak-client into
@@ -71,7 +75,7 @@ set -euo pipefail
 
 SECS=${SOAK_SECONDS:-600}
 THINK=${SOAK_THINK_MS:-10}
-IDLE=${SOAK_IDLE_SECONDS:-65}
+IDLE=${SOAK_IDLE_SECONDS:-70}
 NCLIENTS=64
 UID_BASE=62000
 case "$SECS" in '' | *[!0-9]* | 0) echo "soak.sh: SOAK_SECONDS must be a positive integer" >&2; exit 2 ;; esac
