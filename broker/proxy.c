@@ -520,13 +520,12 @@ static int on_prereq(void *u, char *ip, char *local_ip, int port, int local_port
         return CURL_PREREQFUNC_ABORT;
 }
 
-/* libcurl closes an upstream socket: its local port is nobody's now.  No
- * job pointer here (the connection may outlive the job that opened it). */
-static int on_closesocket(void *u, curl_socket_t s) {
+/* An upstream socket is closed (by libcurl, or replaced by proxy_loop.c's
+ * conn_kill): its local port is nobody's now. */
+void proxy_conn_forget(curl_socket_t s) {
         struct sockaddr_storage ss;
         socklen_t sl = sizeof(ss);
 
-        (void)u;
         if (getsockname(s, (struct sockaddr *)&ss, &sl) == 0) {
                 uint32_t *slot = NULL;
                 if (ss.ss_family == AF_INET)
@@ -536,6 +535,13 @@ static int on_closesocket(void *u, curl_socket_t s) {
                 if (slot)
                         __atomic_store_n(slot, 0u, __ATOMIC_RELAXED);
         }
+}
+
+/* libcurl closes an upstream socket.  No job pointer here (the connection
+ * may outlive the job that opened it). */
+static int on_closesocket(void *u, curl_socket_t s) {
+        (void)u;
+        proxy_conn_forget(s);
         return close(s);
 }
 

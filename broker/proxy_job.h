@@ -124,6 +124,9 @@ void proxy_job_setup(proxy_job *j, CURL *h);
 /* May its upstream connection be reused (a clean, well-framed exchange)? */
 bool proxy_job_reusable(const proxy_job *j);
 void proxy_job_finished(proxy_job *j, CURLcode c);
+/* An upstream socket is being closed or replaced: the uid that owned its
+ * connection (its local port) owns nothing now. */
+void proxy_conn_forget(curl_socket_t s);
 void proxy_job_fail(proxy_job *j, int status, const char *code, const char *fmt, ...)
         __attribute__((format(printf, 4, 5)));
 

@@ -15,6 +15,9 @@ Content-Length, connection kept):
                 ends: over TLS a close_notify then FIN (nginx's keepalive
                 timeout), in plain HTTP "408 Request Timeout" then FIN (what
                 several servers send on their idle timeout)
+  /then/slow-bye  the same as bye, answered after 0.5 s (requests sent together
+                then leave as many connections in the broker's pool, all ended
+                at once: nginx closing what a peak opened, 75 s later)
   /then/close   answered; the NEXT request on the connection is read whole,
                 logged "answered": false, and the connection closed (FIN)
                 without a byte of answer: the upstream got the request
@@ -29,6 +32,7 @@ import socket
 import ssl
 import struct
 import threading
+import time
 
 LOCK = threading.Lock()
 CONNS = itertools.count(1)
@@ -127,8 +131,10 @@ def serve(sock, logpath, ctx):
             if after == "rst":
                 rst(sock)
                 return
+            if path == "/then/slow-bye":
+                time.sleep(0.5)
             sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok")
-            if path == "/then/bye":
+            if path in ("/then/bye", "/then/slow-bye"):
                 bye(sock)
                 return
             if path in ("/then/close", "/then/rst"):

@@ -10,6 +10,10 @@
 #          reused it: EPIPE)
 #   close  on the next request, read whole, FIN without an answer
 #   rst    the same with a reset
+#   slow-bye  bye, for eight connections opened together: all end at once,
+#          and over TLS each still held its close_notify, so libcurl took
+#          one after the other and gave up after five resends: the soak's
+#          502 "Failed sending data to the peer: Send failure: Broken pipe"
 # What must hold: a request that never reached the upstream is sent again
 # on a fresh connection, body and all (200); an idempotent one that may
 # have reached it too; a POST that reached it is never sent twice (502,
@@ -138,6 +142,30 @@ for s in plain tls; do
         r=$(seen "$(lg $s)" POST "/bye-post-$s")
         [ "$r" = "1 3000" ] && ok "$s: the POST reached the upstream once, whole ($r)" ||
                 bad "$s: the POST after bye: upstream saw (count, body lengths, u = unanswered) $r, want 1 3000"
+done
+
+echo "# eight pooled connections, all ended at once as the next request comes (libcurl gives up after 5 resends)"
+for s in plain tls; do
+        r=$(as /usr/bin/python3 - "$T/c/req.py" "$T/run/tools.sock" "$s" <<'PY'
+import subprocess, sys, threading
+req, sock, s = sys.argv[1:4]
+out = []
+def one():
+    out.append(subprocess.run([sys.executable, req, sock, s, "GET", "/then/slow-bye", "0"],
+                              capture_output=True, text=True).stdout.split(" ")[0])
+ts = [threading.Thread(target=one) for _ in range(8)]
+for t in ts: t.start()
+for t in ts: t.join()
+print(" ".join(sorted(out)))
+PY
+)
+        [ "$r" = "200 200 200 200 200 200 200 200" ] || bad "$s: eight requests together: $r"
+        sleep "${CB_REUSE_GAP:-0.3}"
+        got=$(req "$s" GET "/after-mass-close-$s" 0)
+        [ "${got%% *}" = 200 ] && ok "$s: a GET after 8 pooled connections ended at once: $got" ||
+                bad "$s: a GET after 8 pooled connections ended at once: $(echo "$got" | head -c 300)"
+        got=$(req "$s" POST "/after-mass-close-post-$s" 2000)
+        [ "${got%% *}" = 200 ] && ok "$s: a POST after that: $got" || bad "$s: a POST after that: $(echo "$got" | head -c 300)"
 done
 
 echo "# the upstream got the request and ended the connection without a byte of answer"
