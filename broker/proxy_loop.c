@@ -223,7 +223,7 @@ static void job_finish(proxy_loop *l, proxy_job *j, CURLcode c) {
                 curl_socket_t s = CURL_SOCKET_BAD;
                 if (curl_easy_getinfo(j->h, CURLINFO_ACTIVESOCKET, &s) == CURLE_OK && s != CURL_SOCKET_BAD) {
                         if (!proxy_job_reusable(j))
-                                conn_kill(l, s);
+                                (void)shutdown(s, SHUT_RDWR); /* its bytes pending: EPIPE, a resend at worst */
                         else
                                 idle_watch(l, s);
                 }
