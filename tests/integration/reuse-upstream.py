@@ -18,9 +18,10 @@ Content-Length, connection kept):
   /then/slow-bye  the same as bye, answered after 0.5 s (requests sent together
                 then leave as many connections in the broker's pool, all ended
                 at once: nginx closing what a peak opened, 75 s later)
-  /then/close   answered; the NEXT request on the connection is read whole,
-                logged "answered": false, and the connection closed (FIN)
-                without a byte of answer: the upstream got the request
+  /then/close   answered; the NEXT request that comes on a reused connection
+                (whichever of the broker's pooled ones it took) is read
+                whole, logged "answered": false, and its connection closed
+                (FIN) without a byte of answer: the upstream got the request
   /then/rst     the same, but the connection is reset (RST)
 No response ever says "Connection: close": the connection looks reusable.
 """
@@ -36,6 +37,12 @@ import time
 
 LOCK = threading.Lock()
 CONNS = itertools.count(1)
+ARMED = []          # "close" or "rst": what the next request on a reused connection meets
+
+
+def take_armed():
+    with LOCK:
+        return ARMED.pop() if ARMED else None
 
 
 def log(path, rec):
@@ -114,7 +121,6 @@ def serve(sock, logpath, ctx):
     conn = next(CONNS)
     buf = b""
     seq = 0
-    after = None
     try:
         while True:
             try:
@@ -122,6 +128,7 @@ def serve(sock, logpath, ctx):
             except (EOFError, ValueError):
                 return
             seq += 1
+            after = take_armed() if seq > 1 else None
             rec = {"conn": conn, "seq": seq, "method": method, "path": path, "body_len": len(body),
                    "body_sha256": hashlib.sha256(body).hexdigest(), "answered": after is None}
             log(logpath, rec)
@@ -138,7 +145,8 @@ def serve(sock, logpath, ctx):
                 bye(sock)
                 return
             if path in ("/then/close", "/then/rst"):
-                after = path[len("/then/"):]
+                with LOCK:
+                    ARMED[:] = [path[len("/then/"):]]
     except OSError:
         return
     finally:
