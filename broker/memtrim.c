@@ -22,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "log.h"
 #include "memtrim.h"
 
 #define BUSY_US 10000      /* CPU per one-second tick that counts as work */
@@ -68,9 +69,8 @@ static long trim(const char *when) {
         clock_gettime(CLOCK_MONOTONIC, &t1);
         long after = rss_kb();
         if (before - after >= 1024)
-                fprintf(stderr, "credbrokerd: %s: gave %ld KiB of heap back (RSS %ld -> %ld KiB, "
-                                "malloc_trim %.1f ms)\n",
-                        when, before - after, before, after,
+                cb_log(CB_LOG_INFO, "%s: gave %ld KiB of heap back (RSS %ld -> %ld KiB, malloc_trim %.1f ms)",
+                       when, before - after, before, after,
                         (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6);
         return after;
 }
