@@ -24,7 +24,7 @@ void memtrim_init(void);
  * most once in 30 busy ticks, and only when the RSS stands 5 % (2 MiB at
  * least) above the busy period's reference level (its RSS after 30 s,
  * lowered by each trim that got below it): a plateau a peak left is given
- * back while the load goes on (the soak: every 30 s, 1.4-7.9 MiB back,
- * 12-121 ms each).  Says so on stderr (one line) when it gave back at
+ * back while the load goes on (the soak: up to every 30 s, 1.4-7.9 MiB back,
+ * 12-230 ms each).  Says so on stderr (one line) when it gave back at
  * least 1 MiB. */
 void memtrim_tick(void);
