@@ -275,6 +275,18 @@ bool cb_policy_uid_selectable(const cb_policy *p, uid_t uid, const char **ret_cl
         return false;
 }
 
+bool cb_policy_client_may_select(const cb_policy *p, const char *name, uid_t uid) {
+        if (!p || !name)
+                return false;
+        for (size_t i = 0; i < p->n_clients; i++) {
+                const client *cl = &p->clients[i];
+
+                if (strcmp(cl->name, name) == 0)
+                        return cl->sel && (!(cl->sel & SEL_UID) || cl->uid == uid);
+        }
+        return false;
+}
+
 bool cb_policy_client_exe(const cb_policy *p, size_t i, const char **ret_name, const char **ret_exe,
                           const char **ret_resolved) {
         if (!p || i >= p->n_clients || !(p->clients[i].sel & SEL_EXE))

@@ -98,6 +98,14 @@ const cb_grant *cb_policy_find_grant(const cb_policy *p, const cb_peer *peer, co
  * selectors (a uid-bound proxy token handed to another program). */
 const cb_grant *cb_policy_client_grant(const cb_policy *p, const char *name, const char *secret, unsigned use);
 
+/* Could the client named `name` still select a caller of uid, whatever it
+ * runs?  (It exists, selects something, and its uid/user selector, if it
+ * has one, is uid.)  For a uid-bound or session proxy token at each use:
+ * the operator who moves a client to another uid, or removes it, cuts the
+ * old uid's tokens at the reload.  A gid selector is not checked: a uid
+ * changes its gid at will. */
+bool cb_policy_client_may_select(const cb_policy *p, const char *name, uid_t uid);
+
 /* Names of the clients peer matches, for audit/denial messages: writes up to
  * n pointers, returns how many matched in total. */
 size_t cb_policy_match_clients(const cb_policy *p, const cb_peer *peer, const char **out, size_t n);

@@ -293,9 +293,13 @@ int api_proxy(request *rq) {
                 }
         }
         /* The grant must still exist: for the presenter, or for a uid-bound
-         * token, for the client it was issued to. */
-        if (!(info->any_exe ? cb_policy_client_grant(cbd.policy, info->client, secret, CB_USE_PROXY)
-                            : cb_policy_find_grant(cbd.policy, &rq->peer, secret, CB_USE_PROXY, NULL))) {
+         * token, for the client it was issued to -- a client that still
+         * selects the presenter's uid (moved to another uid by a reload,
+         * the old uid's tokens stop here). */
+        bool still = info->any_exe ? cb_policy_client_may_select(cbd.policy, info->client, rq->peer.uid) &&
+                                             cb_policy_client_grant(cbd.policy, info->client, secret, CB_USE_PROXY)
+                                   : cb_policy_find_grant(cbd.policy, &rq->peer, secret, CB_USE_PROXY, NULL) != NULL;
+        if (!still) {
                 ret = reply_error(rq, 403, "forbidden", "the grant for '%s' (proxy) no longer exists", secret);
                 goto out;
         }

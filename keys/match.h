@@ -17,8 +17,11 @@
  *      base64url   the same with the URL-safe alphabet
  *      basic       base64("USER:" + value) whole, for a known USER
  *                  (cb_matcher_builder_add_user: the proxy's basic:USER)
- *      hex         lower- and upper-case digits
+ *      hex         the digits (matched in any case, below)
  *      url         the value with ' ' as '+' (form encoding), if it has one
+ *    raw, hex and url match whatever the case of their ASCII letters (a
+ *    value upper- or lower-cased, hex with mixed-case digits); the base64
+ *    forms match exactly (a case change alters what base64 decodes to)
  *  - decoding views of the text (match_stream.c): every pattern is also
  *    looked for in the text as it reads after
  *      percent-decoding  "%XX", either hex case, at any byte, with any
@@ -26,9 +29,13 @@
  *                        escaped bytes (quote(), quote(safe=''),
  *                        encodeURIComponent, urlencode, "%2f" or "%2F"...)
  *                        without enumerating spellings
- *      JSON unescaping   \" \\ \/ \b \f \n \r \t and \uXXXX (either hex
- *                        case, surrogate pairs) to UTF-8, at any byte
- *    so a base64 or hex form escaped in JSON or a URL is found too.
+ *      backslashes       JSON's \" \\ \/ \b \f \n \r \t and \uXXXX (either
+ *                        hex case, surrogate pairs) to UTF-8, and C/Python/
+ *                        JS's \' \v \a \xHH \NNN (octal, 3 digits) \u{X..}
+ *                        \UXXXXXXXX, at any byte
+ *      HTML references   &#DDD; &#xHH; &#XHH; (';' optional, at most 12
+ *                        bytes) to UTF-8; &amp; &lt; &gt; &quot; &apos;
+ *    so a base64 or hex form escaped in JSON, HTML or a URL is found too.
  * and "token": "cbt_" + 30 base62 + a 6-digit base62 CRC32 (keys/codec.h),
  * reported only when the checksum holds (CB_MATCH_TOKENS).
  *
@@ -40,8 +47,11 @@
  * gram table lists the (pattern, offset) candidates for the rest, and each
  * candidate is verified by memcmp.  Tokens: at each probe the next S bytes
  * are tested for '_' (SWAR) and a hit is checked as "cbt_" + body + CRC.
- * The decoding views run the same probes over decoded copies of the text
- * and map what they find back to the text's bytes.
+ * The decoding views run the same probes over decoded copies of the text,
+ * only near their escapes, and map what they find back to the text's
+ * bytes.  Grams are indexed and probed ASCII-folded (one OR a probe), so
+ * every view finds a pattern in any case; verification decides whether
+ * the case had to match.
  *
  * Memory: the patterns ARE the secrets.  Everything derived from a value
  * (pattern bytes, grams, bitmap) lives in one sodium_malloc block, wiped
@@ -75,10 +85,13 @@ enum cb_scan_kind {
         CB_SK_URL,
         CB_SK_JSON,
         CB_SK_HEX,
+        CB_SK_HTML,
         CB_SK_TOKEN, /* last: the leak response lists the forms RAW..TOKEN */
 };
 
-/* "raw", "base64", "base64url", "url", "json", "hex", "token". */
+/* "raw", "base64", "base64url", "url", "json", "hex", "html", "token".
+ * A sighting in a decoding view is named after the view ("url", "json"
+ * for any backslash escape, "html") when the pattern is the raw value. */
 const char *cb_scan_kind_name(enum cb_scan_kind k);
 
 typedef struct cb_matcher cb_matcher;

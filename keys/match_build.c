@@ -26,6 +26,7 @@ const char *cb_scan_kind_name(enum cb_scan_kind k) {
         case CB_SK_JSON: return "json";
         case CB_SK_TOKEN: return "token";
         case CB_SK_HEX: return "hex";
+        case CB_SK_HTML: return "html";
         }
         return "?";
 }
@@ -43,12 +44,16 @@ static int cmp_pat(const void *a, const void *b, void *ctx) {
         return *(const uint32_t *)a < *(const uint32_t *)b ? -1 : 1; /* the first added wins */
 }
 
-/* Lexicographic, a prefix before its extensions: the patterns starting
- * with a given string are then one run of lex[]. */
+/* Lexicographic on ASCII-folded bytes, a prefix before its extensions:
+ * the patterns starting with a given string, in any case, are then one run
+ * of lex[] (for a pattern whose case must match, the run says "maybe": a
+ * stream then holds a little more than it had to, never less). */
 static int cmp_bytes(const unsigned char *a, size_t al, const unsigned char *b, size_t bl) {
-        int c = memcmp(a, b, al < bl ? al : bl);
-        if (c)
-                return c;
+        for (size_t i = 0, n = al < bl ? al : bl; i < n; i++) {
+                unsigned char x = cb_match_fold(a[i]), y = cb_match_fold(b[i]);
+                if (x != y)
+                        return x < y ? -1 : 1;
+        }
         return al < bl ? -1 : al > bl;
 }
 
@@ -149,7 +154,7 @@ int cb_matcher_build(cb_matcher_builder *b, cb_matcher **ret) {
                         for (unsigned o = 0; o <= last; o++) {
                                 uint32_t g;
                                 memcpy(&g, b->pool + p->off + o, GRAM);
-                                uint32_t *c = &cnt[H2(g, 32 - cbits)];
+                                uint32_t *c = &cnt[H2(GRAM_FOLD(g), 32 - cbits)];
                                 if (*c < UINT32_MAX)
                                         (*c)++;
                         }
@@ -161,7 +166,7 @@ int cb_matcher_build(cb_matcher_builder *b, cb_matcher **ret) {
                         uint32_t g;
                         for (unsigned o = 0; o < dl + m->stride; o++) {
                                 memcpy(&g, b->pool + p->off + o, GRAM);
-                                sum += cnt[H2(g, 32 - cbits)];
+                                sum += cnt[H2(GRAM_FOLD(g), 32 - cbits)];
                                 if (o + 1 < m->stride)
                                         continue;
                                 unsigned d = o + 1 - m->stride;
@@ -170,7 +175,7 @@ int cb_matcher_build(cb_matcher_builder *b, cb_matcher **ret) {
                                         best_d = d;
                                 }
                                 memcpy(&g, b->pool + p->off + d, GRAM);
-                                sum -= cnt[H2(g, 32 - cbits)];
+                                sum -= cnt[H2(GRAM_FOLD(g), 32 - cbits)];
                         }
                         win[i] = (unsigned char)best_d;
                         if (best_d > m->dmax)
@@ -189,7 +194,7 @@ int cb_matcher_build(cb_matcher_builder *b, cb_matcher **ret) {
                 for (unsigned o = win[i]; o < win[i] + m->stride; o++) {
                         uint32_t g;
                         memcpy(&g, bytes + o, GRAM);
-                        grams[i * m->stride + o - win[i]] = (uint64_t)g << 32 | (uint64_t)i << OFF_BITS | o;
+                        grams[i * m->stride + o - win[i]] = (uint64_t)GRAM_FOLD(g) << 32 | (uint64_t)i << OFF_BITS | o;
                 }
         }
         if (n_ent > 256) {
@@ -243,10 +248,12 @@ int cb_matcher_build(cb_matcher_builder *b, cb_matcher **ret) {
         for (size_t i = 0, at = 0; i < n_unique; i++) {
                 const pat *p = &b->pats[order[i]];
                 memcpy(pool + at, b->pool + p->off, p->len);
-                pats[i] = (mpat){ pool + at, p->len, p->kind, p->secret };
+                pats[i] = (mpat){ pool + at, p->len, p->kind, cb_match_kind_icase(p->kind), p->secret };
                 at += p->len;
                 lex[i] = (uint32_t)i;
-                m->first[b->pool[p->off] >> 6] |= (uint64_t)1 << (b->pool[p->off] & 63);
+                unsigned char c0 = cb_match_fold(b->pool[p->off]), c1 = c0 >= 'a' && c0 <= 'z' ? c0 ^ 0x20 : c0;
+                m->first[c0 >> 6] |= (uint64_t)1 << (c0 & 63);
+                m->first[c1 >> 6] |= (uint64_t)1 << (c1 & 63);
         }
         qsort_r(lex, n_unique, sizeof(*lex), cmp_lex, pats);
         m->bitmap_shift = 32 - bbits;
@@ -360,12 +367,12 @@ bool cb_matcher_is_prefix(const cb_matcher *m, const unsigned char *q, size_t n)
         if (lo == m->n_pats)
                 return false;
         const mpat *p = &m->pats[m->lex[lo]];
-        /* q may be a pattern itself (found whole already): then the next
-         * one is its shortest extension, if it has one. */
-        if (p->len == n && memcmp(p->bytes, q, n) == 0) {
+        /* q may be a pattern itself (found whole already), in one or more
+         * cases: then the next one is its shortest extension, if any. */
+        while (p->len == n && cmp_bytes(p->bytes, n, q, n) == 0) {
                 if (++lo == m->n_pats)
                         return false;
                 p = &m->pats[m->lex[lo]];
         }
-        return p->len > n && memcmp(p->bytes, q, n) == 0;
+        return p->len > n && cmp_bytes(p->bytes, n, q, n) == 0;
 }

@@ -2,7 +2,7 @@
 /*
  * The one place a value's forms are made: the builder and the literal
  * patterns of each value (raw; base64 and base64url at the three
- * alignments; basic user:value; hex in both cases; ' ' as '+'), written
+ * alignments; basic user:value; hex (matched in any case); ' ' as '+'), written
  * straight into secure memory.  Percent- and JSON-escaped spellings are not
  * enumerated here: the streams decode the text instead (match_stream.c).
  * match_build.c compiles the set; match.h has the contract.
@@ -172,7 +172,9 @@ int cb_matcher_builder_add(cb_matcher_builder *b, const char *name, uint32_t ver
                 if ((r = add_base64(b, v, len, a, B64, CB_SK_BASE64)) < 0 ||
                     (r = add_base64(b, v, len, a, B64URL, CB_SK_BASE64URL)) < 0)
                         return r;
-        if ((r = add_hex(b, v, len, "0123456789abcdef")) < 0 || (r = add_hex(b, v, len, "0123456789ABCDEF")) < 0)
+        /* One hex form: it matches in any case (match_internal.h), so
+         * upper, lower and mixed-case digits alike. */
+        if ((r = add_hex(b, v, len, "0123456789abcdef")) < 0)
                 return r;
         return add_plus(b, v, len);
 }

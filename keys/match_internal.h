@@ -59,6 +59,7 @@ typedef struct mpat {
         const unsigned char *bytes;
         uint32_t len;
         uint16_t kind;
+        bool icase; /* ASCII letters match in either case (cb_match_kind_icase) */
         uint32_t secret;
 } mpat;
 
@@ -85,6 +86,24 @@ struct cb_matcher {
         size_t maxlen;
 };
 
+/* The gram index is keyed by folded grams (bit 5 of every byte set: A-Z
+ * become a-z, and a few non-letters share a key, which verification sorts
+ * out), so a probe finds a pattern spelled in any case; whether the case
+ * must also match is the pattern's (icase). */
+#define GRAM_FOLD(g) ((g) | 0x20202020u)
+
+static inline unsigned char cb_match_fold(unsigned char c) {
+        return c >= 'A' && c <= 'Z' ? (unsigned char)(c | 0x20) : c;
+}
+
+/* Which forms match whatever the case of their ASCII letters: the raw
+ * value (upper- or lower-cased, or any mix), its hex (mixed-case digits)
+ * and its '+' form.  Base64 forms do not: changing a base64 text's case
+ * changes what it decodes to. */
+static inline bool cb_match_kind_icase(unsigned kind) {
+        return kind == CB_SK_RAW || kind == CB_SK_HEX || kind == CB_SK_URL;
+}
+
 #define H1(g, shift) ((uint32_t)((g) * 0x9E3779B1u) >> (shift))
 #define H2(g, shift) ((uint32_t)((g) * 0x85EBCA6Bu) >> (shift))
 #define H3(g, shift) ((uint32_t)(((g) ^ ((g) >> 15)) * 0xC2B2AE35u) >> (shift))
@@ -94,12 +113,26 @@ struct cb_matcher {
 bool cb_matcher_is_prefix(const cb_matcher *m, const unsigned char *q, size_t n);
 
 /* The escapes a decoding view reads. */
-#define CB_ESC_PERCENT 1
-#define CB_ESC_JSON    2
-#define PEND_ESC 12 /* the longest escape: "\uD83D\uDE00" */
+#define CB_ESC_PERCENT   1
+#define CB_ESC_BACKSLASH 2 /* JSON, C, Python, JS */
+#define CB_ESC_HTML      3
+/* The longest escape: "\uD83D\uDE00", or an HTML reference with leading
+ * zeros ("&#0000000065" is read, one more '0' is not). */
+#define PEND_ESC 12
 
-/* The first pn bytes pb[0..pn) of a possible escape of that kind: 0 still
- * an escape's beginning, > 0 a complete escape of that many bytes decoded
- * into o[0..*on) (at most 4), < 0 not an escape (its first byte is a
- * literal, the rest must be read again). */
-int cb_match_escape(int kind, const unsigned char *pb, unsigned pn, unsigned char o[4], size_t *on);
+/* Answers depend only on the bytes given, and the same for more bytes as
+ * for the fewest that decide (so a stream may ask byte by byte, or at once
+ * when a whole escape is in hand).
+ * The first pn bytes pb[0..pn) (pn <= PEND_ESC) of a possible escape of
+ * that kind; final: no byte follows them.  0: still an escape's beginning
+ * (never when pn == PEND_ESC; when final, the caller reads it as not an
+ * escape); k > 0: a complete escape of
+ * its first k <= pn bytes, decoded into o[0..*on) (at most 4 bytes; the
+ * rest are read again: an HTML reference ends at the byte after its
+ * digits or name unless that is ';'); < 0: not an escape (its first byte
+ * is a literal, the rest are read again). */
+int cb_match_escape(int kind, const unsigned char *pb, unsigned pn, bool final, unsigned char o[4], size_t *on);
+
+/* Windows sized to the lookahead, not 256 KiB: for a stream over one short
+ * string (cb_matcher_redact_string).  Only before the first feed. */
+void cb_scan_stream_small(cb_scan_stream *s);

@@ -4,14 +4,22 @@
  * views are probed as they arrive, sightings are reported and, when
  * redacting, replaced by markers.  No daemon state here.
  *
- * A stream has three views, each a window of bytes probed with the same
- * gram index: the text itself (V_RAW), the text percent-decoded (V_PCT) and
- * the text JSON-unescaped (V_JSON).  A decoding view keeps, for its window,
+ * A stream has four views, each a window of bytes probed with the same
+ * gram index: the text itself (V_RAW), the text percent-decoded (V_PCT),
+ * backslash-unescaped (V_JSON: JSON, C, Python, JS) and with HTML/XML
+ * character references decoded (V_HTML).  A decoding view keeps, for its window,
  * the list of escapes it decoded (where each starts in the view and in the
  * text, and how long it is in each): between escapes the two advance byte
  * for byte, so that list maps any view offset back to the text.  A sighting
  * in a view that covers no escape is the same bytes as a sighting in the
- * text and is dropped (reported once).
+ * text and is dropped (reported once); so a decoding view is probed only
+ * within a pattern's length of an escape, and text without '%', '\\' or
+ * '&' costs its views a copy, not a probe.
+ *
+ * Case: the gram index is keyed by ASCII-folded grams and each probe folds
+ * the text's gram the same way (one OR), so every view finds a pattern in
+ * any case at no extra probe; verification then compares exactly, or
+ * folded for the forms that match in any case (match_internal.h).
  *
  * Lookahead: a probe at j is final once the window holds `tail` bytes past
  * it; every sighting starting before complete_before() has then been
@@ -36,11 +44,15 @@
 #include "match.h"
 #include "match_internal.h"
 
-enum { V_RAW, V_PCT, V_JSON, N_VIEWS };
+enum { V_RAW, V_PCT, V_JSON, V_HTML, N_VIEWS };
 
-/* The text expands at most this much into its decoding (\u00XX for one
- * byte): view lookahead in text bytes. */
-#define EXPAND 6
+/* Each decoding view: the byte its escapes start with, and their kind. */
+static const unsigned char view_intro[N_VIEWS] = { 0, '%', '\\', '&' };
+static const int view_esc[N_VIEWS] = { 0, CB_ESC_PERCENT, CB_ESC_BACKSLASH, CB_ESC_HTML };
+
+/* The text expands at most this much into its decoding (an escape of
+ * PEND_ESC bytes for one byte): view lookahead in text bytes. */
+#define EXPAND PEND_ESC
 
 size_t cb_scan_window_min = 256 * 1024;
 
@@ -169,6 +181,11 @@ void cb_scan_stream_eager(cb_scan_stream *s) {
                 s->eager = true;
 }
 
+void cb_scan_stream_small(cb_scan_stream *s) {
+        if (!s->started)
+                s->small = true;
+}
+
 void cb_scan_stream_skip(cb_scan_stream *s, uint64_t n) {
         if (!s->started)
                 s->emitted = n;
@@ -260,11 +277,21 @@ static int found_in(cb_scan_stream *s, int vi, uint64_t st, uint64_t en, const m
         if (te - ts == en - st)
                 return 0; /* no escape inside: the text view has it */
         if (kind == CB_SK_RAW)
-                kind = vi == V_PCT ? CB_SK_URL : CB_SK_JSON;
+                kind = vi == V_PCT ? CB_SK_URL : vi == V_JSON ? CB_SK_JSON : CB_SK_HTML;
         return found(s, ts, te, kind, p->secret, NULL);
 }
 
-/* Verify the candidates of gram g at position j.  *incomplete (if set) is
+/* Is the view's w[0..p->len) pattern p (in any case, for an icase one)? */
+static bool pat_eq(const mpat *p, const unsigned char *w) {
+        if (!p->icase)
+                return memcmp(w, p->bytes, p->len) == 0;
+        for (uint32_t i = 0; i < p->len; i++)
+                if (cb_match_fold(w[i]) != cb_match_fold(p->bytes[i]))
+                        return false;
+        return true;
+}
+
+/* Verify the candidates of (folded) gram g at position j.  *incomplete (if set) is
  * raised when one reaches past end: more bytes may complete it. */
 static __attribute__((noinline)) int check_grams(cb_scan_stream *s, int vi, uint32_t g, uint64_t j, uint64_t end,
                                                  bool *incomplete) {
@@ -290,7 +317,7 @@ static __attribute__((noinline)) int check_grams(cb_scan_stream *s, int vi, uint
                         uint64_t st = j - o;
                         if (st + p->len > end && st >= v->base && incomplete)
                                 *incomplete = true;
-                        if (st < v->base || st + p->len > end || memcmp(v->w + (st - v->base), p->bytes, p->len) != 0)
+                        if (st < v->base || st + p->len > end || !pat_eq(p, v->w + (st - v->base)))
                                 continue;
                         if (found_in(s, vi, st, st + p->len, p) < 0)
                                 return s->error;
@@ -312,6 +339,24 @@ static __attribute__((noinline)) int check_token(cb_scan_stream *s, uint64_t u, 
         return found(s, u - 3, u - 3 + CB_TOKEN_LEN, CB_SK_TOKEN, 0, t) < 0 ? s->error : 0;
 }
 
+static uint64_t round_up(uint64_t x, unsigned stride) {
+        return (x + stride - 1) / stride * stride;
+}
+
+/* The first escape of view v ending after view offset lo. */
+static size_t esc_after(const view *v, uint64_t lo) {
+        size_t a = 0, b = v->n_esc;
+
+        while (a < b) {
+                size_t mid = a + (b - a) / 2;
+                if (v->esc[mid].d0 + v->esc[mid].nout <= lo)
+                        a = mid + 1;
+                else
+                        b = mid;
+        }
+        return a;
+}
+
 #define ONES 0x0101010101010101ull
 #define HIGHS 0x8080808080808080ull
 
@@ -319,20 +364,57 @@ static __attribute__((noinline)) int check_token(cb_scan_stream *s, uint64_t u, 
  * end.  Bytes past end in the window are stale or zero: a candidate
  * reaching past end is not verified, a token neither.  redo (tentative
  * probes): the first position such a candidate made worth probing again
- * when more bytes come, else *jp's final value. */
+ * when more bytes come, else *jp's final value.
+ *
+ * A decoding view skips the positions with no escape in reach: a probe at
+ * j sees sightings within [j - back, j + maxlen), and one that covers no
+ * escape is the text view's.  An escape can only land at end or later, so
+ * a position whose reach passes end is skipped only as worth a redo. */
 static int probe(cb_scan_stream *s, int vi, uint64_t *jp, uint64_t limit, uint64_t end, uint64_t *redo) {
         const cb_matcher *m = s->m;
         const uint64_t *bitmap = m->bitmap;
         const unsigned stride = m->stride, shift = m->bitmap_shift;
         const uint64_t mask = stride >= 8 ? ~0ull : (((uint64_t)1 << (8 * stride)) - 1);
         const unsigned char *w = s->v[vi].w - s->v[vi].base;
-        const bool tokens = vi == V_RAW && (m->flags & CB_MATCH_TOKENS);
+        const bool tokens = vi == V_RAW && (m->flags & CB_MATCH_TOKENS), sparse = vi != V_RAW;
+        const view *v = &s->v[vi];
+        const uint64_t back = (uint64_t)m->dmax + stride - 1, reach = m->maxlen;
         uint64_t j = *jp;
         bool again = false, *inc = redo ? &again : NULL;
+        size_t ek = sparse ? esc_after(v, j > back ? j - back : 0) : 0;
+        /* Positions before near_end are in reach of escape ek: no look. */
+        uint64_t near_end = sparse ? 0 : UINT64_MAX;
 
         for (; j < limit; j += stride) {
+                if (j >= near_end) {
+                        while (ek < v->n_esc && v->esc[ek].d0 + v->esc[ek].nout <= (j > back ? j - back : 0))
+                                ek++;
+                        if (ek == v->n_esc || v->esc[ek].d0 >= j + reach) {
+                                if (redo && j + reach > end) {
+                                        *redo = j;
+                                        redo = NULL, inc = NULL;
+                                }
+                                /* On to the first position escape ek is in reach of, no
+                                 * further than limit, nor (tentatively) than the first
+                                 * whose reach passes end. */
+                                uint64_t nj = ek == v->n_esc          ? UINT64_MAX
+                                              : v->esc[ek].d0 + 1 > reach ? round_up(v->esc[ek].d0 + 1 - reach, stride)
+                                                                          : 0;
+                                uint64_t cap = round_up(limit, stride);
+                                if (redo && end + 1 > reach && round_up(end + 1 - reach, stride) < cap)
+                                        cap = round_up(end + 1 - reach, stride);
+                                if (nj > cap)
+                                        nj = cap;
+                                if (nj < j + stride)
+                                        nj = j + stride;
+                                j = nj - stride;
+                                continue;
+                        }
+                        near_end = v->esc[ek].d0 + v->esc[ek].nout + back;
+                }
                 uint32_t g;
                 memcpy(&g, w + j, 4);
+                g = GRAM_FOLD(g);
                 uint32_t h = H1(g, shift);
                 if (__builtin_expect((bitmap[h >> 6] >> (h & 63)) & 1, 0) && check_grams(s, vi, g, j, end, inc) < 0)
                         return s->error;
@@ -448,6 +530,13 @@ static int eager_hold(cb_scan_stream *s, int vi, uint64_t *ret) {
          * fed a byte at a time looks each position up about once. */
         uint64_t back = s->m->maxlen ? s->m->maxlen - 1 : 0;
         p = end > back ? end - back : 0;
+        /* A decoding view whose tail holds no escape, whole or pending, is
+         * the text's tail: the text view holds what it must.  (hold stays:
+         * an escape arriving later may make these positions prefixes.) */
+        if (vi != V_RAW && !v->pn && esc_after(v, p) == v->n_esc) {
+                *ret = map_start(v, vi, end);
+                return 0;
+        }
         if (p < v->hold)
                 p = v->hold;
         if (p < v->base)
@@ -555,18 +644,17 @@ static int settle(cb_scan_stream *s, int vi, bool final) {
 
         if (!v->pn)
                 return 0;
-        int st = cb_match_escape(vi == V_PCT ? CB_ESC_PERCENT : CB_ESC_JSON, v->pb, v->pn, o, &on);
-        if (st > 0) {
-                v->pn = 0;
-                return view_put(s, vi, o, on, (unsigned)st);
-        }
+        int st = cb_match_escape(view_esc[vi], v->pb, v->pn, final, o, &on);
         if (st == 0 && !final)
                 return 0;
-        rn = v->pn - 1;
-        memcpy(rest, v->pb + 1, rn);
+        /* An escape of its first st bytes, or a literal first byte; the
+         * rest is read again. */
+        unsigned used = st > 0 ? (unsigned)st : 1;
+        rn = v->pn - used;
+        memcpy(rest, v->pb + used, rn);
         v->pn = 0;
         v->s_in -= rn;
-        if (view_put(s, vi, v->pb, 1, 0) < 0)
+        if (st > 0 ? view_put(s, vi, o, on, used) < 0 : view_put(s, vi, v->pb, 1, 0) < 0)
                 return s->error;
         for (unsigned k = 0; k < rn; k++)
                 if (decode_byte(s, vi, rest[k]) < 0)
@@ -579,7 +667,7 @@ static int decode_byte(cb_scan_stream *s, int vi, unsigned char c) {
         view *v = &s->v[vi];
 
         v->s_in++;
-        if (v->pn == 0 && c != (vi == V_PCT ? '%' : '\\'))
+        if (v->pn == 0 && c != view_intro[vi])
                 return view_put(s, vi, &c, 1, 0);
         v->pb[v->pn++] = c;
         return settle(s, vi, false);
@@ -589,7 +677,7 @@ static int decode_byte(cb_scan_stream *s, int vi, unsigned char c) {
  * copied as they are. */
 static int view_decode(cb_scan_stream *s, int vi, const unsigned char *in, size_t n) {
         view *v = &s->v[vi];
-        const unsigned char intro = vi == V_PCT ? '%' : '\\';
+        const unsigned char intro = view_intro[vi];
 
         for (size_t i = 0; i < n;) {
                 if (v->pn == 0) {
@@ -602,6 +690,22 @@ static int view_decode(cb_scan_stream *s, int vi, const unsigned char *in, size_
                                 if (view_put(s, vi, in + i, k, 0) < 0)
                                         return s->error;
                                 i += k;
+                                continue;
+                        }
+                        /* An escape whose end is in this piece: decided at
+                         * once (the decoder gives the same answer for more
+                         * bytes as for the fewest that decide it), not a
+                         * byte at a time through pb. */
+                        unsigned char o[4];
+                        size_t on = 0;
+                        unsigned avail = n - i < PEND_ESC ? (unsigned)(n - i) : PEND_ESC;
+                        int st = cb_match_escape(view_esc[vi], in + i, avail, false, o, &on);
+                        if (st != 0) {
+                                unsigned used = st > 0 ? (unsigned)st : 1;
+                                v->s_in += used;
+                                if (st > 0 ? view_put(s, vi, o, on, used) < 0 : view_put(s, vi, in + i, 1, 0) < 0)
+                                        return s->error;
+                                i += used;
                                 continue;
                         }
                 }
@@ -695,67 +799,4 @@ int cb_scan_stream_cut(cb_scan_stream *s, uint64_t *ret_consumed, uint64_t *ret_
         *ret_consumed = cs;
         *ret_skip = s->emitted > cs ? s->emitted - cs : 0;
         return 0;
-}
-
-/* ---- one-shot ---------------------------------------------------------------- */
-
-typedef struct strbuf {
-        char *p;
-        size_t len, cap;
-        size_t hits;
-} strbuf;
-
-static int strbuf_add(void *ctx, const void *p, size_t n) {
-        strbuf *b = ctx;
-
-        if (b->len + n + 1 > b->cap) {
-                size_t nc = b->cap ? b->cap : 256;
-                while (nc < b->len + n + 1)
-                        nc *= 2;
-                char *np = malloc(nc);
-                if (!np)
-                        return -ENOMEM;
-                if (b->p) {
-                        memcpy(np, b->p, b->len);
-                        sodium_memzero(b->p, b->cap);
-                        free(b->p);
-                }
-                b->p = np;
-                b->cap = nc;
-        }
-        memcpy(b->p + b->len, p, n);
-        b->len += n;
-        return 0;
-}
-
-static int strbuf_hit(void *ctx, const cb_scan_hit *hit, char label[CB_SCAN_LABEL_MAX]) {
-        (void)hit, (void)label;
-        ((strbuf *)ctx)->hits++;
-        return 0;
-}
-
-char *cb_matcher_redact_string(const cb_matcher *m, const char *str, size_t *ret_hits) {
-        strbuf b = { 0 };
-        cb_scan_stream *s = cb_scan_stream_new(m, strbuf_hit, strbuf_add, &b);
-        int r = s ? 0 : -ENOMEM;
-
-        if (s)
-                s->small = true; /* a header line: no 256 KiB windows */
-        if (r == 0)
-                r = cb_scan_stream_feed(s, str, strlen(str));
-        if (r == 0)
-                r = cb_scan_stream_finish(s);
-        if (r == 0)
-                r = strbuf_add(&b, "", 1);
-        cb_scan_stream_free(s);
-        if (r < 0) {
-                if (b.p) {
-                        sodium_memzero(b.p, b.cap);
-                        free(b.p);
-                }
-                return NULL;
-        }
-        if (ret_hits)
-                *ret_hits = b.hits;
-        return b.p;
 }

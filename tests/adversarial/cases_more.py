@@ -68,7 +68,11 @@ def response_cases(H, run, req, path_for):
     for kind, want502 in (('gzip-list', True), ('te-gzip', True), ('pct-lower', False), ('pct-quote', False),
                           ('pct-plus', False), ('pct-upper', False), ('hex', False), ('HEX', False),
                           ('json-u', False), ('b64-1', False), ('b64-2', False), ('hdr-raw', False),
-                          ('hdr-pct', False), ('trailer', False)):
+                          ('hdr-pct', False), ('trailer', False),
+                          # a case change; one step of HTML or C/Python/JS escaping
+                          ('upper', False), ('lower', False), ('hex-mixed', False), ('hdr-upper', False),
+                          ('html-dec', False), ('html-hex', False), ('html-nosemi', False), ('html-mixed', False),
+                          ('c-hex', False), ('c-oct', False), ('js-brace', False)):
         if not H.wanted('evil: secret echoed as %s' % kind):
             continue
         r = get(path_for('echo-' + kind) + '/' + kind)

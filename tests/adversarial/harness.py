@@ -103,6 +103,18 @@ def value_forms(v):
         'json-u': ''.join('\\u%04x' % ord(c) for c in s).encode(),
         'b64-0': base64.b64encode(v)[:-4], 'b64-1': base64.b64encode(b'x' + v)[4:-4],
         'b64-2': base64.b64encode(b'xx' + v)[4:-4], 'b64url': base64.urlsafe_b64encode(v)[:-4],
+        # a case change, one step of HTML or backslash escaping (computed here,
+        # independently of upstream-evil.py)
+        'upper': v.upper(), 'lower': v.lower(), 'hdr-upper': v.upper(),
+        'hex-mixed': re.sub(rb'([a-f])([0-9]*)([a-f])', lambda m: m.group(1) + m.group(2) + m.group(3).upper(),
+                            binascii.hexlify(v)),
+        'html-dec': ''.join('&#%d;' % ord(c) for c in s).encode(),
+        'html-hex': ''.join('&#x%x;' % ord(c) for c in s).encode(),
+        'html-nosemi': ''.join('&#%d' % ord(c) for c in s).encode(),
+        'html-mixed': ''.join(('&#%d;', '&#x%x;', '&#X%X;')[i % 3] % ord(c) for i, c in enumerate(s)).encode(),
+        'c-hex': ''.join('\\x%02x' % ord(c) for c in s).encode(),
+        'c-oct': ''.join('\\%03o' % ord(c) for c in s).encode(),
+        'js-brace': ''.join('\\u{%X}' % ord(c) for c in s).encode(),
     }
 
 

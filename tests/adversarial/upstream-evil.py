@@ -27,6 +27,11 @@ from the request's "Authorization: Bearer <value>":
               answer on the idle connection
   te-chunked-cl  TE chunked then CL, with a second answer after the body
   hdr-raw, hdr-pct, trailer  the value in a header (raw, percent) or a trailer
+  upper / lower / hex-mixed  the value upper- or lower-cased; hex with mixed-case digits
+  html-dec / html-hex / html-nosemi / html-mixed  every character as an HTML
+              reference: &#DD; / &#xhh; / &#DD without ';' / dec, hex, &#X..; in turn
+  c-hex / c-oct / js-brace  every byte as \\xHH / \\NNN, every character as \\u{X}
+  hdr-upper   the value upper-cased in a header
 """
 import base64, binascii, gzip, json, socket, sys, threading, time, urllib.parse
 
@@ -43,6 +48,39 @@ def log(rec):
 
 def chunked(b):
     return b'%x\r\n%s\r\n0\r\n\r\n' % (len(b), b)
+
+
+def hex_mixed(v):
+    # every other letter digit upper-cased (digit position alone would not
+    # do: an ASCII byte's first digit is never a letter)
+    out, n = [], 0
+    for c in v.hex():
+        if c.isalpha():
+            c, n = (c.upper() if n % 2 else c), n + 1
+        out.append(c)
+    return ''.join(out).encode()
+
+
+def html_mixed(v):
+    f = ('&#%d;', '&#x%x;', '&#X%X;')
+    return ''.join(f[i % 3] % c for i, c in enumerate(v)).encode()
+
+
+# The spellings a case change or a one-step escape gives (match.h): each the
+# whole body after "v=".  (The named HTML references need a value holding
+# & < > " ': these values do not; the unit tests have them.)
+FORMS = {
+    'upper': lambda v: v.upper(),
+    'lower': lambda v: v.lower(),
+    'hex-mixed': hex_mixed,
+    'html-dec': lambda v: b''.join(b'&#%d;' % c for c in v),
+    'html-hex': lambda v: b''.join(b'&#x%x;' % c for c in v),
+    'html-nosemi': lambda v: b''.join(b'&#%d' % c for c in v),
+    'html-mixed': html_mixed,
+    'c-hex': lambda v: b''.join(b'\\x%02x' % c for c in v),
+    'c-oct': lambda v: b''.join(b'\\%03o' % c for c in v),
+    'js-brace': lambda v: b''.join(b'\\u{%X}' % c for c in v),
+}
 
 
 def answer(kind, target, val):
@@ -98,6 +136,10 @@ def answer(kind, target, val):
     if kind == 'json-u':
         return plain(b'{"v":"' + ''.join('\\u%04x' % ord(c) for c in val.decode('latin-1')).encode() + b'"}',
                      b'X-Kind: json\r\n')
+    if kind in FORMS:
+        return plain(b'v=' + FORMS[kind](val))
+    if kind == 'hdr-upper':
+        return plain(b'ok', b'X-Echo: ' + val.upper() + b'\r\n')
     if kind.startswith('b64-'):
         pad = b'x' * int(kind[4:])
         return plain(b'v=' + base64.b64encode(pad + val))

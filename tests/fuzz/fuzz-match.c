@@ -176,9 +176,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                  * Output bytes outside markers are input bytes one for one;
                  * a complete marker stands for its sighting.  Bound: the
                  * longest form (hex of the longest value, or a base64
-                 * "alice:" form) spelled with the widest escapes (6 text
-                 * bytes a byte), plus a pending escape. */
-                size_t hold_max = 6 * (2 * 52 + 8) + 12 + (tokens ? 40 : 0), consumed = 0, i = 0, em = 0;
+                 * "alice:" form) spelled with the widest escapes (12 text
+                 * bytes a byte: "&#0000000065"), plus a pending escape. */
+                size_t hold_max = 12 * (2 * 52 + 8) + 12 + (tokens ? 40 : 0), consumed = 0, i = 0, em = 0;
                 for (size_t x = 0; x <= ref.n && i <= gout.n; x++) {
                         size_t next = x < ref.n ? ref.v[x].s : n;
                         if (x < ref.n && next < em) {

@@ -7,12 +7,15 @@ scanner.  NAMES in a fixed order; forms(value_bytes) -> {name: bytes}.
 Run as a script: `value_forms.py FILE` prints each form of FILE's bytes on
 its own line (names in NAMES order), one byte per write, flushed."""
 import base64
+import html
 import json
 import sys
 import urllib.parse
 
 NAMES = ["raw", "pct-lower", "pct-mixed", "quote", "quote-plus", "json-slash", "json-ascii", "json-all-u",
-         "b64-0", "b64-1", "b64-2", "b64url-0", "b64url-1", "b64url-2", "basic-any", "hex", "HEX", "pct-b64"]
+         "b64-0", "b64-1", "b64-2", "b64url-0", "b64url-1", "b64url-2", "basic-any", "hex", "HEX", "pct-b64",
+         "upper", "lower", "hex-mixed", "html-escape", "html-dec", "html-hex", "c-hex", "c-oct", "py-repr",
+         "js-brace"]
 
 
 def forms(vb):
@@ -36,6 +39,15 @@ def forms(vb):
         "basic-any": b64(b"anyone:" + vb),
         "hex": vb.hex().encode(), "HEX": vb.hex().upper().encode(),
         "pct-b64": urllib.parse.quote(b64(vb).decode(), safe="").encode(),
+        "upper": vb.upper(), "lower": vb.lower(),
+        "hex-mixed": "".join(c.upper() if i % 3 == 1 else c for i, c in enumerate(vb.hex())).encode(),
+        "html-escape": html.escape(v).encode("utf-8", "surrogateescape"),     # &quot; &amp; &lt; &gt; &#x27;
+        "html-dec": "".join("&#%d;" % ord(c) for c in v).encode(),
+        "html-hex": "".join("&#x%X;" % ord(c) for c in v).encode(),
+        "c-hex": "".join("\\x%02x" % c for c in vb).encode(),
+        "c-oct": "".join("\\%03o" % c for c in vb).encode(),
+        "py-repr": repr(vb)[2:-1].encode(),                                    # \\ \xc3 ...
+        "js-brace": "".join("\\u{%x}" % ord(c) for c in v).encode(),
     }
 
 

@@ -211,6 +211,146 @@ static size_t hex(char *o, const unsigned char *v, size_t n, bool upper) {
         return 2 * n;
 }
 
+/* Case: mode 0 ASCII upper-cased, 1 lower-cased, 2 each letter's case at
+ * random; 3 hex with each digit's case at random. */
+static size_t cased(char *o, const unsigned char *v, size_t n, int mode) {
+        size_t k = mode == 3 ? hex(o, v, n, false) : n;
+        if (mode != 3)
+                memcpy(o, v, n);
+        for (size_t i = 0; i < k; i++) {
+                unsigned char c = (unsigned char)o[i];
+                bool up = mode == 0 || (mode >= 2 && randombytes_uniform(2));
+                if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'))
+                        o[i] = (char)(up ? c & ~0x20 : c | 0x20);
+        }
+        o[k] = '\0';
+        return k;
+}
+
+/* The code points of UTF-8 v[0..n) into cp[], their number; 0 if not UTF-8. */
+static size_t code_points(const unsigned char *v, size_t n, unsigned long *cp) {
+        size_t k = 0;
+        for (size_t i = 0; i < n;) {
+                unsigned char c = v[i];
+                size_t l = c < 0x80 ? 1 : c >= 0xf8 ? 0 : c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : c >= 0xc2 ? 2 : 0;
+                if (!l || i + l > n)
+                        return 0;
+                cp[k] = l == 1 ? c : c & (0x7f >> l);
+                for (size_t x = 1; x < l; x++) {
+                        if ((v[i + x] & 0xc0) != 0x80)
+                                return 0;
+                        cp[k] = cp[k] << 6 | (v[i + x] & 0x3f);
+                }
+                k++;
+                i += l;
+        }
+        return k;
+}
+
+/* HTML/XML: mode 0 every character "&#DDD;", 1 "&#xhh;", 2 "&#XHH;", 3
+ * "&#DDD" without ';' (each is followed by '&' or the end), 4 zero-padded
+ * "&#x00HH;", 5 html.escape() (& < > " as named, ' as &#x27;, the rest
+ * raw), 6 each character at random raw, decimal, hex or (& < > " ') named. */
+static size_t htmlf(char *o, const unsigned char *v, size_t n, int mode) {
+        unsigned long cp[64];
+        size_t k = 0, nc = mode == 5 ? 0 : code_points(v, n, cp);
+        if (mode == 5) {
+                for (size_t i = 0; i < n; i++) {
+                        const char *e = v[i] == '&' ? "&amp;" : v[i] == '<' ? "&lt;" : v[i] == '>' ? "&gt;"
+                                      : v[i] == '"' ? "&quot;" : v[i] == '\'' ? "&#x27;" : NULL;
+                        if (e)
+                                k += (size_t)sprintf(o + k, "%s", e);
+                        else
+                                o[k++] = (char)v[i];
+                }
+                o[k] = '\0';
+                return k;
+        }
+        if (!nc)
+                return 0; /* not UTF-8: references name characters, not bytes */
+        for (size_t i = 0; i < nc; i++) {
+                int how = mode == 6 ? (int)randombytes_uniform(4) : mode;
+                const char *named = cp[i] == '&' ? "&amp;" : cp[i] == '<' ? "&LT;" : cp[i] == '>' ? "&gt"
+                                  : cp[i] == '"' ? "&quot;" : cp[i] == '\'' ? "&apos;" : NULL;
+                if (mode == 6 && how == 3 && named) {
+                        k += (size_t)sprintf(o + k, "%s", named);
+                } else if (mode == 6 && (how == 0 || how == 3)) {
+                        unsigned char u[4];
+                        size_t ul = cp[i] < 0x80 ? 1 : cp[i] < 0x800 ? 2 : cp[i] < 0x10000 ? 3 : 4;
+                        /* raw: re-encode the character */
+                        if (ul == 1)
+                                u[0] = (unsigned char)cp[i];
+                        else if (ul == 2)
+                                u[0] = (unsigned char)(0xc0 | cp[i] >> 6), u[1] = (unsigned char)(0x80 | (cp[i] & 63));
+                        else if (ul == 3)
+                                u[0] = (unsigned char)(0xe0 | cp[i] >> 12), u[1] = (unsigned char)(0x80 | ((cp[i] >> 6) & 63)),
+                                u[2] = (unsigned char)(0x80 | (cp[i] & 63));
+                        else
+                                u[0] = (unsigned char)(0xf0 | cp[i] >> 18), u[1] = (unsigned char)(0x80 | ((cp[i] >> 12) & 63)),
+                                u[2] = (unsigned char)(0x80 | ((cp[i] >> 6) & 63)), u[3] = (unsigned char)(0x80 | (cp[i] & 63));
+                        if (cp[i] == 0 || (ul == 1 && cp[i] == '&')) /* a raw '&' could start a reference */
+                                k += (size_t)sprintf(o + k, "&#%lu;", cp[i]);
+                        else
+                                memcpy(o + k, u, ul), k += ul;
+                } else if (how == 0 || (mode == 6 && how == 1)) {
+                        k += (size_t)sprintf(o + k, "&#%lu;", cp[i]);
+                } else if (how == 1) {
+                        k += (size_t)sprintf(o + k, "&#x%lx;", cp[i]);
+                } else if (how == 2) {
+                        k += (size_t)sprintf(o + k, "&#X%lX;", cp[i]);
+                } else if (how == 3) {
+                        k += (size_t)sprintf(o + k, "&#%lu", cp[i]);
+                } else {
+                        k += (size_t)sprintf(o + k, "&#x%06lx;", cp[i]);
+                }
+        }
+        o[k] = '\0';
+        return k;
+}
+
+/* Backslash escapes beyond JSON: mode 0 every byte "\xhh", 1 "\xHH", 2
+ * every byte octal "\NNN", 3 Python's repr() of bytes (printable ASCII
+ * raw, \\ \' \t \n \r, the rest \xhh), 4 JS "\u{X}" per character, 5
+ * each byte at random raw, \xHH or octal, 6 Python "\UXXXXXXXX" per
+ * character. */
+static size_t cesc(char *o, const unsigned char *v, size_t n, int mode) {
+        size_t k = 0;
+        if (mode == 4 || mode == 6) {
+                unsigned long cp[64];
+                size_t nc = code_points(v, n, cp);
+                if (!nc)
+                        return 0;
+                for (size_t i = 0; i < nc; i++)
+                        k += (size_t)sprintf(o + k, mode == 4 ? "\\u{%lX}" : "\\U%08lx", cp[i]);
+                o[k] = '\0';
+                return k;
+        }
+        for (size_t i = 0; i < n; i++) {
+                unsigned char c = v[i];
+                int how = mode == 5 ? (int)randombytes_uniform(3) : mode;
+                if (mode == 3) {
+                        if (c == '\\' || c == '\'')
+                                o[k++] = '\\', o[k++] = (char)c;
+                        else if (c == '\t' || c == '\n' || c == '\r')
+                                o[k++] = '\\', o[k++] = c == '\t' ? 't' : c == '\n' ? 'n' : 'r';
+                        else if (c >= 0x20 && c < 0x7f)
+                                o[k++] = (char)c;
+                        else
+                                k += (size_t)sprintf(o + k, "\\x%02x", c);
+                } else if (mode == 5 && how == 2 && c != '\\') {
+                        o[k++] = (char)c;
+                } else if (how == 0) {
+                        k += (size_t)sprintf(o + k, "\\x%02x", c);
+                } else if (how == 1) {
+                        k += (size_t)sprintf(o + k, "\\x%02X", c);
+                } else {
+                        k += (size_t)sprintf(o + k, "\\%03o", c);
+                }
+        }
+        o[k] = '\0';
+        return k;
+}
+
 /* Check one embedded form: reference equal to the streams at every split
  * and byte by byte, and the form hidden (wholly, or for a base64 form of a
  * value inside a longer text (partial: 1 + the characters the bytes before
@@ -309,6 +449,32 @@ TEST(every_form_every_split) {
                 check_form(m, "hex lower", f, fl, 0);
                 fl = hex(f, v, vl, true);
                 check_form(m, "hex upper", f, fl, 0);
+                for (int mode = 0; mode < 4; mode++) {
+                        fl = cased(f, v, vl, mode);
+                        snprintf(what, sizeof(what), "case mode %d", mode);
+                        check_form(m, what, f, fl, 0);
+                }
+                /* a case change under one level of escaping */
+                cased((char *)up, v, vl, 0);
+                fl = pct(f, up, vl, 4);
+                check_form(m, "upper-cased, percent-escaped", f, fl, 0);
+                fl = json(f, up, vl, 2);
+                if (fl)
+                        check_form(m, "upper-cased, JSON-escaped", f, fl, 0);
+                for (int mode = 0; mode < 7; mode++) {
+                        fl = htmlf(f, v, vl, mode);
+                        if (!fl)
+                                continue;
+                        snprintf(what, sizeof(what), "html mode %d", mode);
+                        check_form(m, what, f, fl, 0);
+                }
+                for (int mode = 0; mode < 7; mode++) {
+                        fl = cesc(f, v, vl, mode);
+                        if (!fl)
+                                continue;
+                        snprintf(what, sizeof(what), "backslash mode %d", mode);
+                        check_form(m, what, f, fl, 0);
+                }
                 /* base64 escaped in JSON ("\/") and percent-escaped */
                 fl = b64(f, v, vl, false, true);
                 char g[512];
@@ -440,5 +606,59 @@ TEST(value_that_is_a_prefix_of_another) {
         }
         free(ref.p);
         free(got.p);
+        cb_matcher_free(m);
+}
+
+TEST(eager_holds_a_pending_reference_or_escape) {
+        cb_matcher *m = one((const unsigned char *)"secret-value", 12, NULL);
+        sink got = { 0 };
+        cb_scan_stream *s = cb_scan_stream_new(m, NULL, sink_out, &got);
+        cb_scan_stream_eager(s);
+        sink_out(&got, "", 0);
+        ASSERT_OK(cb_scan_stream_feed(s, "a &am", 5));
+        ASSERT_STREQ(got.p, "a "); /* "&am" may become "&amp;" */
+        ASSERT_OK(cb_scan_stream_feed(s, "p b &#1", 7));
+        ASSERT_STREQ(got.p, "a &amp b "); /* "&#1" may become a character */
+        ASSERT_OK(cb_scan_stream_feed(s, "15ecret-valu&#x65", 17));
+        ASSERT_STREQ(got.p, "a &amp b "); /* "&#115" is 's': the value's prefix */
+        ASSERT_OK(cb_scan_stream_feed(s, " SECRET\\x2dVALUE ", 17));
+        ASSERT_STREQ(got.p, "a &amp b [REDACTED:v] [REDACTED:v] ");
+        ASSERT_OK(cb_scan_stream_feed(s, "x \\16", 5)); /* an octal escape not yet complete */
+        ASSERT_STREQ(got.p, "a &amp b [REDACTED:v] [REDACTED:v] x ");
+        ASSERT_OK(cb_scan_stream_feed(s, "3", 1)); /* \163 is 's' */
+        ASSERT_STREQ(got.p, "a &amp b [REDACTED:v] [REDACTED:v] x ");
+        ASSERT_OK(cb_scan_stream_feed(s, "ecret-value", 11));
+        ASSERT_OK(cb_scan_stream_finish(s));
+        ASSERT_STREQ(got.p, "a &amp b [REDACTED:v] [REDACTED:v] x [REDACTED:v]");
+        cb_scan_stream_free(s);
+        free(got.p);
+        /* A reference at the very end, without ';': decoded at finish. */
+        char *r = cb_matcher_redact_string(m, "secret-valu&#101", NULL);
+        ASSERT_STREQ(r, "[REDACTED:v]");
+        free(r);
+        cb_matcher_free(m);
+}
+
+TEST(near_misses_of_the_new_spellings_stay) {
+        cb_matcher *m = one((const unsigned char *)"AbcdEfgh-123", 12, NULL);
+        /* Not references or escapes (out of range, no digits, a 13-byte
+         * reference, one hex digit, a non-octal digit, a lone '&'), and
+         * forms whose case must match: base64 with its case changed. */
+        const char *t = "&#x110000; &#0; &#; &#xZ; &#00000000065; \\x4 \\8 \\400 \\u{} \\u{110000} \\U0000041 \\U00110000 & &ampx "
+                        "QWJJZEVMZ2GTMTIZ Abcd-Efgh-123 AbcdEfgh_123 abcdefgh-12";
+        char *r = cb_matcher_redact_string(m, t, NULL);
+        ASSERT_STREQ(r, t);
+        free(r);
+        /* the same, one character apart from a hit in each new spelling */
+        const char *hits[] = { "ABCDEFGH-123", "abcdefgh-123", "&#65;bcdEfgh-123", "&#65bcdEfgh-123", "&#X41;BCDEFGH&#x2d;123",
+                               "\\x41bcdEfgh-123", "\\101bcdEfgh-123", "\\U00000041bcdEfgh-123", "\\u{41}bcdEfgh\\x2d123",
+                               "%341626364456667682D313233", "\\x341626364456667682d313233" };
+        for (size_t i = 0; i < sizeof(hits) / sizeof(hits[0]); i++) {
+                size_t n = 0;
+                r = cb_matcher_redact_string(m, hits[i], &n);
+                if (strcmp(r, "[REDACTED:v]") != 0)
+                        cbtest_fail(__FILE__, __LINE__, "%s: %s", hits[i], r);
+                free(r);
+        }
         cb_matcher_free(m);
 }

@@ -1,0 +1,75 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * cb_matcher_redact_string (match.h): one string through a redacting
+ * stream (match_stream.c) into a new string, for header lines and
+ * messages.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <sodium.h>
+
+#include "match.h"
+#include "match_internal.h"
+
+typedef struct strbuf {
+        char *p;
+        size_t len, cap;
+        size_t hits;
+} strbuf;
+
+static int strbuf_add(void *ctx, const void *p, size_t n) {
+        strbuf *b = ctx;
+
+        if (b->len + n + 1 > b->cap) {
+                size_t nc = b->cap ? b->cap : 256;
+                while (nc < b->len + n + 1)
+                        nc *= 2;
+                char *np = malloc(nc);
+                if (!np)
+                        return -ENOMEM;
+                if (b->p) {
+                        memcpy(np, b->p, b->len);
+                        sodium_memzero(b->p, b->cap);
+                        free(b->p);
+                }
+                b->p = np;
+                b->cap = nc;
+        }
+        memcpy(b->p + b->len, p, n);
+        b->len += n;
+        return 0;
+}
+
+static int strbuf_hit(void *ctx, const cb_scan_hit *hit, char label[CB_SCAN_LABEL_MAX]) {
+        (void)hit, (void)label;
+        ((strbuf *)ctx)->hits++;
+        return 0;
+}
+
+char *cb_matcher_redact_string(const cb_matcher *m, const char *str, size_t *ret_hits) {
+        strbuf b = { 0 };
+        cb_scan_stream *s = cb_scan_stream_new(m, strbuf_hit, strbuf_add, &b);
+        int r = s ? 0 : -ENOMEM;
+
+        if (s)
+                cb_scan_stream_small(s); /* a header line: no 256 KiB windows */
+        if (r == 0)
+                r = cb_scan_stream_feed(s, str, strlen(str));
+        if (r == 0)
+                r = cb_scan_stream_finish(s);
+        if (r == 0)
+                r = strbuf_add(&b, "", 1);
+        cb_scan_stream_free(s);
+        if (r < 0) {
+                if (b.p) {
+                        sodium_memzero(b.p, b.cap);
+                        free(b.p);
+                }
+                return NULL;
+        }
+        if (ret_hits)
+                *ret_hits = b.hits;
+        return b.p;
+}
