@@ -174,9 +174,10 @@ static void refuse_upload_locked(proxy_job *j, int status, const char *code, con
         }
         snprintf(j->err, sizeof(j->err), "%s", msg);  /* said, and audited, even after the upstream's head */
         j->broken = true;
-        if (j->ulen)
-                sodium_memzero(j->ubuf, j->ulen);
-        j->ulen = 0;
+        if (j->ukept + j->ulen)
+                sodium_memzero(j->ubuf, j->ukept + j->ulen);
+        j->ulen = j->ukept = 0;
+        j->ulost = true;
         proxy_job_poke_locked(j);                 /* the loop ends the transfer */
 }
 
@@ -204,7 +205,18 @@ int proxy_feed(request *rq, const char *data, size_t *size) {
         if (j->done || j->cancelled) {
                 *size = 0;
         } else {
-                size_t n = PROXY_BUF - j->ulen < *size ? PROXY_BUF - j->ulen : *size;
+                /* The body's first bytes stay after libcurl took them, so
+                 * that it can send them again on a fresh connection (on_seek
+                 * in proxy.c); a body longer than the buffer needs their
+                 * room, and is then sent once or not at all. */
+                if (j->ukept && *size > PROXY_BUF - j->ukept - j->ulen) {
+                        memmove(j->ubuf, j->ubuf + j->ukept, j->ulen);
+                        sodium_memzero(j->ubuf + j->ulen, j->ukept);
+                        j->ukept = 0;
+                        j->ulost = true;
+                }
+                size_t room = PROXY_BUF - j->ukept - j->ulen;
+                size_t n = room < *size ? room : *size;
                 /* Methods sealed: every byte is scanned before it may go. */
                 if (j->scan_on && n && cb_ovscan_feed(&j->scan, (const unsigned char *)data, n)) {
                         refuse_override_locked(j);
@@ -212,7 +224,7 @@ int proxy_feed(request *rq, const char *data, size_t *size) {
                         pthread_mutex_unlock(&j->mu);
                         return MHD_YES;
                 }
-                memcpy(j->ubuf + j->ulen, data, n);
+                memcpy(j->ubuf + j->ukept + j->ulen, data, n);
                 j->ulen += n;
                 *size -= n;
                 if (n && j->send_paused) {

@@ -43,6 +43,7 @@
 
 #define CB_RESPONSE_MAX (256 * 1024)
 #define CB_TIMEOUT_S 30L
+#define CB_TIMEOUT_MAX_S 86400L
 #define CB_PATH_MAX 2048
 #define CB_TOKEN_MAX 256
 #define CB_SECRET_NAME_MAX 128
@@ -57,6 +58,7 @@ struct cb_client {
         char error[512];
         cb_client_pending_fn on_pending;
         void *pending_ud;
+        long timeout_s;          /* a request's answer within this (0: CB_TIMEOUT_S) */
 };
 
 struct cb_secret {
@@ -172,6 +174,15 @@ static void broker_user_load(void) {
 CB_EXPORT void cb_client_set_broker_uid(cb_client *c, uid_t uid) {
         if (c)
                 c->broker_uid = uid;
+}
+
+CB_EXPORT void cb_client_set_timeout(cb_client *c, unsigned seconds) {
+        if (c)
+                c->timeout_s = seconds > CB_TIMEOUT_MAX_S ? CB_TIMEOUT_MAX_S : (long)seconds;
+}
+
+static long timeout_of(const cb_client *c) {
+        return c->timeout_s ? c->timeout_s : CB_TIMEOUT_S;
 }
 
 
@@ -339,7 +350,7 @@ static int http(cb_client *c, const char *method, const char *path, const void *
         SETOPT(CURLOPT_FRESH_CONNECT, 1L);
         SETOPT(CURLOPT_NOSIGNAL, 1L);
         SETOPT(CURLOPT_FOLLOWLOCATION, 0L);
-        SETOPT(CURLOPT_TIMEOUT, CB_TIMEOUT_S);
+        SETOPT(CURLOPT_TIMEOUT, timeout_of(c));
         SETOPT(CURLOPT_CONNECTTIMEOUT, CB_TIMEOUT_S);
         SETOPT(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)CB_RESPONSE_MAX);
         SETOPT(CURLOPT_USERAGENT, "libcredbroker/0.1.0");
@@ -378,7 +389,7 @@ static int http(cb_client *c, const char *method, const char *path, const void *
                         break;
                 case CURLE_OPERATION_TIMEDOUT:
                         r = set_error(c, -ETIMEDOUT, "no answer from the broker at %s within %ld s", c->socket_path,
-                                      CB_TIMEOUT_S);
+                                      timeout_of(c));
                         break;
                 case CURLE_OUT_OF_MEMORY:
                         r = set_error(c, -ENOMEM, "out of memory");
