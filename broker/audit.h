@@ -58,6 +58,16 @@ uint64_t audit_deadline_ms(void);
  * and never written; the refusal is counted).  Drops the caller's
  * reference; e NULL: 0. */
 int audit_rec_wait(audit_rec *e, uint64_t deadline_ms);
+/* Is e written (or failed) by now, or within wait_us? */
+bool audit_rec_done(audit_rec *e, unsigned wait_us);
+/* Call wake(ud) once, from another thread, when e is written or failed,
+ * or at deadline_ms, whichever is first (the caller has suspended the
+ * connection meanwhile; wake resumes it): 0.  1: not registered (e is
+ * done already, or the daemon is stopping): the caller goes on itself. */
+int audit_rec_watch(audit_rec *e, uint64_t deadline_ms, void (*wake)(void *ud), void *ud);
+/* At stop, before the servers: every watched request woken now, and no
+ * more registered. */
+void audit_watch_stop(void);
 /* Drop a reference without waiting. */
 void audit_rec_put(audit_rec *e);
 /* A record timed out (audit_queue.c): counted, and the log failed. */

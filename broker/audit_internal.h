@@ -32,6 +32,11 @@ typedef struct audit_rec {
         int state;    /* AUDIT_REC_QUEUED ... (under the queue's lock) */
         int result;   /* 0 written, -errno (state DONE) */
         int refs;     /* the queue's, and a waiter's */
+        /* A request suspended until this record is written (audit_rec_watch). */
+        void (*wake)(void *ud);
+        void *wake_ud;
+        uint64_t wake_deadline_ms;
+        struct audit_rec *wprev, *wnext; /* on the watch list */
         int fd;       /* AUDIT_REC_REOPEN: the new file */
         unsigned char log_id[16];
 } audit_rec;

@@ -31,7 +31,12 @@ static struct {
         uint64_t busy_since_ms; /* the writer is in a write or sync since then (0: not) */
         bool started, ended;
         pthread_t thread;
-} q = { .lock = PTHREAD_MUTEX_INITIALIZER, .work = PTHREAD_COND_INITIALIZER, .done = PTHREAD_COND_INITIALIZER };
+        /* Requests suspended until their record is written. */
+        audit_rec *watch;
+        bool watch_stop, deadline_started;
+        pthread_t deadline_thread;
+        pthread_cond_t deadline_cond;
+} q = { .deadline_cond = PTHREAD_COND_INITIALIZER, .lock = PTHREAD_MUTEX_INITIALIZER, .work = PTHREAD_COND_INITIALIZER, .done = PTHREAD_COND_INITIALIZER };
 
 static uint64_t now_ms(void) {
         struct timespec ts;
@@ -49,6 +54,117 @@ static void rec_free(audit_rec *e) {
 static void rec_unref_locked(audit_rec *e) {
         if (--e->refs == 0)
                 rec_free(e);
+}
+
+static void watch_remove_locked(audit_rec *e) {
+        if (e->wprev)
+                e->wprev->wnext = e->wnext;
+        else
+                q.watch = e->wnext;
+        if (e->wnext)
+                e->wnext->wprev = e->wprev;
+        e->wprev = e->wnext = NULL;
+        e->wake = NULL;
+}
+
+/* Take e's wake-up off the list (under q.lock); the caller calls it after
+ * dropping the lock (it resumes an MHD connection, which takes MHD's own
+ * locks), then drops the reference the watch held. */
+static void (*watch_take_locked(audit_rec *e, void **ret_ud))(void *) {
+        void (*w)(void *) = e->wake;
+
+        if (!w)
+                return NULL;
+        *ret_ud = e->wake_ud;
+        watch_remove_locked(e);
+        return w;
+}
+
+/* Wakes the requests whose deadline passed while the writer is stuck. */
+static void *deadline_main(void *arg) {
+        (void)arg;
+        pthread_mutex_lock(&q.lock);
+        while (!q.watch_stop || q.watch) {
+                struct timespec ts;
+                uint64_t now = now_ms();
+                audit_rec *e, *due = NULL;
+
+                for (e = q.watch; e;) {
+                        audit_rec *next = e->wnext;
+                        if (q.watch_stop || e->wake_deadline_ms <= now) {
+                                void *ud = NULL;
+                                void (*w)(void *) = watch_take_locked(e, &ud);
+                                due = e;
+                                pthread_mutex_unlock(&q.lock);
+                                w(ud);
+                                pthread_mutex_lock(&q.lock);
+                                rec_unref_locked(e);
+                                break; /* the list may have changed: scan again */
+                        }
+                        e = next;
+                }
+                if (due)
+                        continue;
+                if (q.watch_stop)
+                        break;
+                clock_gettime(CLOCK_REALTIME, &ts);
+                ts.tv_nsec += 20 * 1000000L;
+                if (ts.tv_nsec >= 1000000000L) {
+                        ts.tv_sec++;
+                        ts.tv_nsec -= 1000000000L;
+                }
+                (void)pthread_cond_timedwait(&q.deadline_cond, &q.lock, &ts);
+        }
+        pthread_mutex_unlock(&q.lock);
+        return NULL;
+}
+
+bool audit_rec_done(audit_rec *e, unsigned wait_us) {
+        struct timespec ts;
+
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += (long)wait_us * 1000L;
+        if (ts.tv_nsec >= 1000000000L) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000L;
+        }
+        pthread_mutex_lock(&q.lock);
+        while (e && e->state != AUDIT_REC_DONE && wait_us &&
+               pthread_cond_timedwait(&q.done, &q.lock, &ts) != ETIMEDOUT)
+                ;
+        bool d = !e || e->state == AUDIT_REC_DONE;
+        pthread_mutex_unlock(&q.lock);
+        return d;
+}
+
+int audit_rec_watch(audit_rec *e, uint64_t deadline_ms, void (*wake)(void *ud), void *ud) {
+        pthread_mutex_lock(&q.lock);
+        if (!e || e->state == AUDIT_REC_DONE || q.watch_stop || !q.deadline_started || e->wake) {
+                pthread_mutex_unlock(&q.lock);
+                return 1;
+        }
+        e->wake = wake;
+        e->wake_ud = ud;
+        e->wake_deadline_ms = deadline_ms;
+        e->refs++; /* the watch's */
+        e->wprev = NULL;
+        e->wnext = q.watch;
+        if (q.watch)
+                q.watch->wprev = e;
+        q.watch = e;
+        pthread_mutex_unlock(&q.lock);
+        return 0;
+}
+
+void audit_watch_stop(void) {
+        pthread_mutex_lock(&q.lock);
+        q.watch_stop = true;
+        pthread_cond_signal(&q.deadline_cond);
+        bool started = q.deadline_started;
+        q.deadline_started = false;
+        pthread_mutex_unlock(&q.lock);
+        if (started)
+                pthread_join(q.deadline_thread, NULL); /* it wakes every watched request first */
 }
 
 static void *writer_main(void *arg) {
@@ -76,6 +192,14 @@ static void *writer_main(void *arg) {
                 e->result = r;
                 e->state = AUDIT_REC_DONE;
                 pthread_cond_broadcast(&q.done);
+                void *ud = NULL;
+                void (*w)(void *) = watch_take_locked(e, &ud);
+                if (w) {
+                        pthread_mutex_unlock(&q.lock);
+                        w(ud);
+                        pthread_mutex_lock(&q.lock);
+                        e->refs--; /* the watch's: the queue's is still held, freed below */
+                }
                 bool stop = e->kind == AUDIT_REC_STOP;
                 rec_unref_locked(e);
                 if (stop)
@@ -96,6 +220,8 @@ int audit_queue_start(void) {
         if (r != 0)
                 return -r;
         q.started = true;
+        if (pthread_create(&q.deadline_thread, NULL, deadline_main, NULL) == 0)
+                q.deadline_started = true; /* else: requests wait on their thread (audit_rec_watch says 1) */
         return 0;
 }
 

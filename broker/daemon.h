@@ -72,6 +72,9 @@ typedef struct request {
         struct MHD_Response *held_resp; /* the answer, until its records are written (server.c) */
         unsigned held_status;
         bool token_issued;         /* a token was minted for the answer (accessor): revoked if not recorded */
+        uint64_t audit_deadline_ms; /* its records' (server.c flush) */
+        int audit_sync;            /* suspended for them: 1 by the handler, 2 woken (atomic) */
+        bool audit_suspended;
         bool proxy_held;           /* rq->proxy decided, not handed to a loop until its record is written */
         bool answered;             /* a response is queued */
         bool started;              /* handle() has seen it (MHD's first call is done) */

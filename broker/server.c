@@ -169,13 +169,49 @@ static int refuse_unrecorded(request *rq, int why) {
  * record cannot be written in time, nothing takes effect: a minted token
  * is revoked before the 503, a proxied request never starts.  An admin
  * write whose intent is recorded answers what it did either way. */
-static enum MHD_Result flush(request *rq, enum MHD_Result ret) {
+static void audit_woken(void *ud) {
+        request *rq = ud;
+
+        /* Resume only a suspended connection: if the handler has not
+         * suspended it yet, it sees bit 2 and resumes it itself. */
+        if (__atomic_fetch_or(&rq->audit_sync, 2, __ATOMIC_ACQ_REL) & 1)
+                MHD_resume_connection(rq->conn);
+}
+
+/* Not written yet: wait a moment on this thread (a record is written in
+ * microseconds when the disk is well), then suspend the connection until
+ * the writer (or, at the deadline, audit_queue.c's deadline thread) wakes
+ * it, so that this serving thread goes on serving others.  true:
+ * suspended (handle() calls flush again when MHD calls back). */
+static bool flush_suspend(request *rq) {
+        audit_rec *last = rq->audit_recs[rq->n_audit_recs - 1];
+
+        if (audit_rec_done(last, 2000))
+                return false;
+        if (!rq->audit_deadline_ms)
+                rq->audit_deadline_ms = audit_deadline_ms();
+        if (rq->audit_deadline_ms <= audit_deadline_ms() - CB_AUDIT_WAIT_MS)
+                return false; /* the deadline has passed: flush() decides at once */
+        __atomic_store_n(&rq->audit_sync, 0, __ATOMIC_RELAXED);
+        if (audit_rec_watch(last, rq->audit_deadline_ms, audit_woken, rq) != 0)
+                return false; /* done meanwhile, or stopping: flush() waits on this thread */
+        rq->audit_suspended = true;
+        MHD_suspend_connection(rq->conn);
+        if (__atomic_fetch_or(&rq->audit_sync, 1, __ATOMIC_ACQ_REL) & 2)
+                MHD_resume_connection(rq->conn);
+        return true;
+}
+
+static enum MHD_Result flush(request *rq, enum MHD_Result ret, bool may_suspend) {
         uint64_t deadline;
         int r = 0;
 
         if (!rq || !rq->n_audit_recs)
                 return ret;
-        deadline = audit_deadline_ms();
+        if (may_suspend && flush_suspend(rq))
+                return MHD_YES;
+        deadline = rq->audit_deadline_ms ? rq->audit_deadline_ms : audit_deadline_ms();
+        rq->audit_deadline_ms = 0;
         for (unsigned i = 0; i < rq->n_audit_recs; i++) {
                 int k = audit_rec_wait(rq->audit_recs[i], deadline);
                 if (k < 0 && r == 0)
@@ -387,7 +423,9 @@ static enum MHD_Result handle_inner(void *cls, struct MHD_Connection *conn, cons
                  * now.  libmicrohttpd may pass body bytes with this very
                  * call: they go on to the paths below (streamed, or
                  * dropped when refused), never left unconsumed. */
-                enum MHD_Result d = flush(rq, dispatch(cls, conn, url, method, rq)); /* before any body moves */
+                /* Before any body moves; not suspended with body bytes in
+                 * hand (waits here, at most the deadline). */
+                enum MHD_Result d = flush(rq, dispatch(cls, conn, url, method, rq), !*upload_data_size);
                 if (d != MHD_YES || !*upload_data_size)
                         return d;
         }
@@ -442,9 +480,19 @@ static enum MHD_Result handle_inner(void *cls, struct MHD_Connection *conn, cons
 static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
                               const char *version, const char *upload_data, size_t *upload_data_size,
                               void **con_cls) {
-        enum MHD_Result ret = handle_inner(cls, conn, url, method, version, upload_data, upload_data_size, con_cls);
+        request *rq = *con_cls;
+        enum MHD_Result ret;
 
-        return flush(*con_cls, ret);
+        if (rq && rq->audit_suspended) {
+                /* Woken: its records are written, failed or late.  MHD
+                 * calls again in the state it was suspended in (the
+                 * headers of a proxied request, or a whole request): the
+                 * answer or the hand-over is all that is due now. */
+                rq->audit_suspended = false;
+                return flush(rq, MHD_YES, true);
+        }
+        ret = handle_inner(cls, conn, url, method, version, upload_data, upload_data_size, con_cls);
+        return flush(*con_cls, ret, true);
 }
 
 /* The one process that wrote every byte read on this connection so far,
@@ -926,6 +974,7 @@ int server_start(int tool_fd, int admin_fd, int tcp_fd, unsigned threads, unsign
 }
 
 void server_stop(void) {
+        audit_watch_stop(); /* resumes every connection waiting for its record */
         proxy_stop();
         cb_exe_hasher_stop(); /* resumes every connection waiting for a hash */
         if (cbd.tool_mhd)
