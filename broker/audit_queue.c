@@ -215,14 +215,16 @@ int audit_queue_start(void) {
 
         if (q.started)
                 return 0;
-        q.ended = false;
+        q.ended = false; /* before any other thread */
+        pthread_mutex_lock(&q.lock);
         r = pthread_create(&q.thread, NULL, writer_main, NULL);
-        if (r != 0)
-                return -r;
-        q.started = true;
-        if (pthread_create(&q.deadline_thread, NULL, deadline_main, NULL) == 0)
-                q.deadline_started = true; /* else: requests wait on their thread (audit_rec_watch says 1) */
-        return 0;
+        if (r == 0) {
+                q.started = true;
+                /* Without it, requests wait on their own thread (audit_rec_watch says 1). */
+                q.deadline_started = pthread_create(&q.deadline_thread, NULL, deadline_main, NULL) == 0;
+        }
+        pthread_mutex_unlock(&q.lock);
+        return -r;
 }
 
 bool audit_queue_stop(unsigned timeout_ms) {
@@ -246,7 +248,9 @@ bool audit_queue_stop(unsigned timeout_ms) {
         }
         if (pthread_timedjoin_np(q.thread, NULL, &ts) != 0)
                 return false; /* stalled in a write: leave it (the process is exiting) */
+        pthread_mutex_lock(&q.lock);
         q.started = false;
+        pthread_mutex_unlock(&q.lock);
         return true;
 }
 
