@@ -186,7 +186,7 @@ static void audit_woken(void *ud) {
 static bool flush_suspend(request *rq) {
         audit_rec *last = rq->audit_recs[rq->n_audit_recs - 1];
 
-        if (audit_rec_done(last, 2000))
+        if (audit_rec_done(last, 0))
                 return false;
         if (!rq->audit_deadline_ms)
                 rq->audit_deadline_ms = audit_deadline_ms();
