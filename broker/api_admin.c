@@ -231,6 +231,7 @@ static int route_revoke(request *rq) {
         json_t *o, *comp, *fj;
         size_t n;
         int ret;
+        bool unpersisted = false;
 
         rq->route = "admin.revoke";
         o = body_object(rq, fields);
@@ -267,7 +268,8 @@ static int route_revoke(request *rq) {
         } else if (sec) {
                 snprintf(rq->secret, sizeof(rq->secret), "%s", sec);
                 if ((json_is_true(comp) || failed) && cb_name_check(sec) == 0) {
-                        scanner_mark_compromised(sec, 0); /* before the tokens: nothing new is minted */
+                        /* before the tokens: nothing new is minted */
+                        unpersisted = scanner_mark_compromised(sec, 0) < 0;
                         if (failed)
                                 rotate_leaked_failed(sec, 0, "cli", failed);
                 }
@@ -276,6 +278,15 @@ static int route_revoke(request *rq) {
         } else {
                 snprintf(rq->client, sizeof(rq->client), "%s", cli);
                 n = cb_tokens_revoke_client(cbd.tokens, cli);
+        }
+        if (unpersisted) {
+                /* Contained now, but not durably: the operator must know
+                 * (a restart before the store takes it forgets the mark). */
+                ret = reply_error(rq, 507, "mark_not_persisted",
+                                  "'%.64s': %zu tokens revoked and marked compromised IN MEMORY ONLY: the store could "
+                                  "not record the mark (%s); it is retried, but lost if the daemon stops first: "
+                                  "free space and run this again", sec, n, cb_error_last());
+                goto out;
         }
         ret = reply_json(rq, 200, json_pack("{s:I, s:b}", "revoked", (json_int_t)n, "compromised",
                                             sec && scanner_is_compromised(sec)), false);

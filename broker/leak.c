@@ -38,6 +38,7 @@
 #include "error.h"
 #include "fsutil.h"
 #include "leak.h"
+#include "log.h"
 #include "scan.h"
 #include "scan_internal.h"
 #include "match.h" /* cb_scan_kind_name */
@@ -226,24 +227,31 @@ void leak_shutdown(void) {
 /* Mark version (0: the current one) of name leaked, as a store record: it
  * is never served again, its value never stored again, and while it is
  * current no token is issued for the secret.  If the store cannot record
- * it (disk full), the mark holds in memory (and is retried) and stderr
- * says so: containment first.  Under cbd.lock. */
-void scanner_mark_compromised(const char *name, uint32_t version) {
+ * it (disk full), the mark holds in memory (and is retried), stderr says
+ * so and an alert is raised: containment first -- but a mark in memory
+ * dies with the process, so the caller is told (-EIO) and must tell
+ * whoever asked.  0 when recorded (or nothing to mark).  Under cbd.lock. */
+int scanner_mark_compromised(const char *name, uint32_t version) {
         mark *m;
 
         if (!version)
                 version = current_version(name);
         if (!version)
-                return;
+                return 0;
         if (cb_store_mark_leaked(cbd.store, name, version, NULL) == 0)
-                return;
-        fprintf(stderr, "credbrokerd: cannot record '%s' version %u as leaked in the store: %s (held in memory and "
-                "retried)\n", name, version, cb_error_last());
+                return 0;
+        cb_log(CB_LOG_ERR, "cannot record '%s' version %u as leaked in the store: %s (held in memory and retried; "
+               "it is LOST if the daemon stops before the store can take it: free space, then check "
+               "'credbroker status')", name, version, cb_error_last());
+        alert_raise("leak_mark_not_persisted",
+                    json_pack("{s:s, s:I, s:s}", "secret", name, "version", (json_int_t)version, "message",
+                              "the leak mark is held in memory only: the store could not record it"));
         m = mark_get(name, true);
         if (m) {
                 m->pending = true;
                 m->version = version;
         }
+        return -EIO;
 }
 
 /* The leak response (scan_internal.h). */

@@ -703,6 +703,14 @@ static int identify(int fd, const struct ucred *cred, int pidfd, bool pidfd_pinn
                         goto out;
                 }
                 p.exe_path[n] = '\0';
+                if (!cb_peer_same_mntns(p.pid)) {
+                        /* The name is the caller's to choose: say so
+                         * wherever it is shown (approvals, audit, logs);
+                         * the hash is of the file actually run. */
+                        static const char note[] = " (a name in the caller's mount namespace)";
+                        size_t keep = sizeof(p.exe_path) - sizeof(note);
+                        memcpy(p.exe_path + ((size_t)n < keep ? (size_t)n : keep), note, sizeof(note));
+                }
                 p.exe_dev = st.st_dev;
                 p.exe_ino = st.st_ino;
                 p.exe_st = st;

@@ -123,6 +123,12 @@ int cb_peer_writer_trusted(pid_t writer, pid_t connector) __attribute__((warn_un
  * polls readable once it has exited, zombie or reaped). */
 int cb_peer_alive(const cb_peer *p);
 
+/* Is pid in the broker's mount namespace?  (Else the path its
+ * /proc/PID/exe reads as is a name in another file tree: any uid can
+ * unshare -Urm and mount any program at /usr/bin/python3.)  False when it
+ * cannot be told. */
+bool cb_peer_same_mntns(pid_t pid);
+
 /* Close the pidfd; p may then be reused. */
 void cb_peer_done(cb_peer *p);
 

@@ -26,19 +26,21 @@ static int gone(pid_t pid) {
 }
 
 /* Our own pid and user namespaces (device, inode), read once. */
-static struct { dev_t dev; ino_t pidns, userns; int r; } self_ns;
+static struct { dev_t dev; ino_t pidns, userns, mntns; int r; } self_ns;
 static pthread_once_t self_ns_once = PTHREAD_ONCE_INIT;
 
 static void self_ns_load(void) {
-        struct stat p, u;
+        struct stat p, u, m;
 
-        if (stat("/proc/self/ns/pid", &p) < 0 || stat("/proc/self/ns/user", &u) < 0) {
+        if (stat("/proc/self/ns/pid", &p) < 0 || stat("/proc/self/ns/user", &u) < 0 ||
+            stat("/proc/self/ns/mnt", &m) < 0) {
                 self_ns.r = -errno;
                 return;
         }
         self_ns.dev = p.st_dev;
         self_ns.pidns = p.st_ino;
         self_ns.userns = u.st_ino;
+        self_ns.mntns = m.st_dev == p.st_dev ? m.st_ino : 0;
 }
 
 /* Is every pid namespace from nsfd's up to (not including) ours owned by
@@ -101,4 +103,15 @@ int cb_peer_writer_trusted(pid_t writer, pid_t connector) {
                                             "pid of it as the writer, so the claim cannot be trusted; refused",
                                     (int)writer);
         return 0;
+}
+
+bool cb_peer_same_mntns(pid_t pid) {
+        struct stat st;
+        char path[40];
+
+        pthread_once(&self_ns_once, self_ns_load);
+        if (self_ns.r < 0 || self_ns.mntns == 0)
+                return false;
+        snprintf(path, sizeof(path), "/proc/%d/ns/mnt", (int)pid);
+        return stat(path, &st) == 0 && st.st_ino == self_ns.mntns && st.st_dev == self_ns.dev;
 }

@@ -39,6 +39,7 @@
  */
 #include <errno.h>
 #include <netdb.h>
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdarg.h>
 #include <pthread.h>
@@ -335,6 +336,15 @@ static size_t on_header(char *p, size_t size, size_t n, void *u) {
                 long code = 0;
 
                 curl_easy_getinfo(j->h, CURLINFO_RESPONSE_CODE, &code);
+                if (code == 101) {
+                        /* Switching Protocols, never asked for (Upgrade is
+                         * hop-by-hop and not forwarded): what follows is
+                         * no HTTP response.  Refused (502), the connection
+                         * closed; it used to leave the tool unanswered and
+                         * its in-flight slot taken. */
+                        j->resp_bad = "an upstream switched protocols (101) without being asked to";
+                        return 0;
+                }
                 if (code < 200)
                         return len;                       /* 100 Continue and friends */
                 /* Framed as RFC 9112 says, or refused (502): returning 0
@@ -406,6 +416,8 @@ static int on_progress(void *u, curl_off_t dt, curl_off_t dn, curl_off_t ut, cur
  * link-local and metadata addresses are refused unless the sealed entry
  * names the address itself; once one address of a name is refused, the
  * others are too (the request fails, 403). */
+static void up_add(int fd); /* the upstream socket table, below */
+
 static curl_socket_t on_opensocket(void *u, curlsocktype purpose, struct curl_sockaddr *a) {
         proxy_job *j = u;
 
@@ -427,7 +439,10 @@ static curl_socket_t on_opensocket(void *u, curlsocktype purpose, struct curl_so
                         return CURL_SOCKET_BAD;
                 }
         }
-        return socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+        int fd = socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+        if (fd >= 0)
+                up_add(fd);
+        return fd;
 }
 
 /* Upstream connections are not shared between uids: a pooled connection
@@ -436,50 +451,144 @@ static curl_socket_t on_opensocket(void *u, curlsocktype purpose, struct curl_so
  * and started again on a fresh connection (job_finish).  So whatever an
  * upstream leaves on a connection — an unsolicited second answer timed to
  * meet the next request — reaches only the uid that talked to it.
- * A connection is known by its local port (libcurl 7.88 tells the
- * pre-request callback no descriptor), per address family: owner uid + 1,
- * 0 for none; cleared when libcurl closes the socket (on_closesocket).  A
- * stale entry can only cost a restart, never a shared connection. */
-static uint32_t conn_owner[2][65536];
+ *
+ * A connection is known by its descriptor, from the moment libcurl opens
+ * it (on_opensocket) to the moment it closes it (on_closesocket): no
+ * other connection can hold that key meanwhile.  libcurl 7.88 tells the
+ * pre-request callback only the connection's addresses, so the descriptor
+ * is found by its full 4-tuple (unique among open TCP sockets), learnt
+ * once per socket with getsockname/getpeername.  (A local port alone is
+ * not a key: Linux gives one port to connections to different
+ * destinations, and closing one of them cleared the other's owner.)  A
+ * transfer on a connection the table does not know is refused like a
+ * foreign one, unless it is a fresh connection, which is its own. */
+typedef struct up_key {
+        sa_family_t family;
+        in_port_t lport, rport;       /* network order */
+        unsigned char laddr[16], raddr[16];
+} up_key;
 
-static uint32_t *owner_slot(const char *local_ip, int local_port) {
-        if (local_port <= 0 || local_port > 65535)
-                return NULL;
-        return &conn_owner[local_ip && strchr(local_ip, ':') ? 1 : 0][local_port];
+typedef struct up_sock {
+        int fd;
+        bool known;                   /* key was learnt */
+        up_key key;
+        uint32_t owner;               /* uid + 1; 0 for none yet */
+} up_sock;
+
+static pthread_mutex_t up_mu = PTHREAD_MUTEX_INITIALIZER; /* memory and two getsockname-like calls only */
+static up_sock *up_socks;
+static size_t up_n, up_cap;
+
+static bool sa_key(const struct sockaddr_storage *ss, unsigned char addr[16], in_port_t *port) {
+        memset(addr, 0, 16);
+        if (ss->ss_family == AF_INET) {
+                const struct sockaddr_in *a = (const struct sockaddr_in *)ss;
+                memcpy(addr, &a->sin_addr, 4);
+                *port = a->sin_port;
+                return true;
+        }
+        if (ss->ss_family == AF_INET6) {
+                const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)ss;
+                memcpy(addr, &a->sin6_addr, 16);
+                *port = a->sin6_port;
+                return true;
+        }
+        return false;
+}
+
+static bool sock_key(int fd, up_key *k) {
+        struct sockaddr_storage l, r;
+        socklen_t ll = sizeof(l), rl = sizeof(r);
+
+        memset(k, 0, sizeof(*k));
+        if (getsockname(fd, (struct sockaddr *)&l, &ll) < 0 || getpeername(fd, (struct sockaddr *)&r, &rl) < 0 ||
+            l.ss_family != r.ss_family)
+                return false;
+        k->family = l.ss_family;
+        return sa_key(&l, k->laddr, &k->lport) && sa_key(&r, k->raddr, &k->rport);
+}
+
+static bool str_key(const char *ip, int port, const char *local_ip, int local_port, up_key *k) {
+        memset(k, 0, sizeof(*k));
+        if (!ip || !local_ip || port <= 0 || port > 65535 || local_port <= 0 || local_port > 65535)
+                return false;
+        k->family = strchr(ip, ':') ? AF_INET6 : AF_INET;
+        if (inet_pton(k->family, ip, k->raddr) != 1 || inet_pton(k->family, local_ip, k->laddr) != 1)
+                return false;
+        k->rport = htons((uint16_t)port);
+        k->lport = htons((uint16_t)local_port);
+        return true;
+}
+
+static bool key_eq(const up_key *a, const up_key *b) {
+        return a->family == b->family && a->lport == b->lport && a->rport == b->rport &&
+               memcmp(a->laddr, b->laddr, 16) == 0 && memcmp(a->raddr, b->raddr, 16) == 0;
+}
+
+static void up_add(int fd) {
+        pthread_mutex_lock(&up_mu);
+        if (up_n == up_cap) {
+                size_t cap = up_cap ? 2 * up_cap : 64;
+                up_sock *n = realloc(up_socks, cap * sizeof(*n));
+                if (!n) {
+                        pthread_mutex_unlock(&up_mu); /* unknown: its transfers are refused (fresh ones excepted) */
+                        return;
+                }
+                up_socks = n;
+                up_cap = cap;
+        }
+        up_socks[up_n++] = (up_sock){ .fd = fd };
+        pthread_mutex_unlock(&up_mu);
+}
+
+static void up_remove(int fd) {
+        pthread_mutex_lock(&up_mu);
+        for (size_t i = 0; i < up_n; i++)
+                if (up_socks[i].fd == fd) {
+                        up_socks[i] = up_socks[--up_n];
+                        break;
+                }
+        pthread_mutex_unlock(&up_mu);
+}
+
+/* The open socket with key k (learning the keys not known yet), or NULL. */
+static up_sock *up_find_locked(const up_key *k) {
+        for (size_t i = 0; i < up_n; i++)
+                if (up_socks[i].known && key_eq(&up_socks[i].key, k))
+                        return &up_socks[i];
+        for (size_t i = 0; i < up_n; i++)
+                if (!up_socks[i].known && (up_socks[i].known = sock_key(up_socks[i].fd, &up_socks[i].key)) &&
+                    key_eq(&up_socks[i].key, k))
+                        return &up_socks[i];
+        return NULL;
 }
 
 static int on_prereq(void *u, char *ip, char *local_ip, int port, int local_port) {
         proxy_job *j = u;
-        uint32_t *slot = owner_slot(local_ip, local_port);
+        uint32_t me = (uint32_t)j->uid + 1;
+        up_key k;
+        bool ours = false;
 
-        (void)ip, (void)port;
-        if (!slot)
-                return CURL_PREREQFUNC_OK;
-        uint32_t me = (uint32_t)j->uid + 1, owner = __atomic_load_n(slot, __ATOMIC_RELAXED);
-        if (owner == 0 || owner == me || j->fresh) {     /* a fresh one is ours whatever a stale entry says */
-                __atomic_store_n(slot, me, __ATOMIC_RELAXED);
-                return CURL_PREREQFUNC_OK;
+        pthread_mutex_lock(&up_mu);
+        up_sock *s = str_key(ip, port, local_ip, local_port, &k) ? up_find_locked(&k) : NULL;
+        if (s && (s->owner == 0 || s->owner == me || j->fresh)) { /* a fresh one is ours */
+                s->owner = me;
+                ours = true;
+        } else if (!s && j->fresh) {
+                ours = true;
         }
-        j->foreign_conn = true;                   /* another uid's: job_finish restarts it on a fresh one */
+        pthread_mutex_unlock(&up_mu);
+        if (ours)
+                return CURL_PREREQFUNC_OK;
+        j->foreign_conn = true;                   /* another uid's (or unknown): job_finish restarts it on a fresh one */
         return CURL_PREREQFUNC_ABORT;
 }
 
-/* libcurl closes an upstream socket: its local port is nobody's now.  No
- * job pointer here (the connection may outlive the job that opened it). */
+/* libcurl closes an upstream socket: it is nobody's now.  No job pointer
+ * here (the connection may outlive the job that opened it). */
 static int on_closesocket(void *u, curl_socket_t s) {
-        struct sockaddr_storage ss;
-        socklen_t sl = sizeof(ss);
-
         (void)u;
-        if (getsockname(s, (struct sockaddr *)&ss, &sl) == 0) {
-                uint32_t *slot = NULL;
-                if (ss.ss_family == AF_INET)
-                        slot = &conn_owner[0][ntohs(((struct sockaddr_in *)&ss)->sin_port)];
-                else if (ss.ss_family == AF_INET6)
-                        slot = &conn_owner[1][ntohs(((struct sockaddr_in6 *)&ss)->sin6_port)];
-                if (slot)
-                        __atomic_store_n(slot, 0u, __ATOMIC_RELAXED);
-        }
+        up_remove(s);
         return close(s);
 }
 
@@ -620,6 +729,16 @@ void proxy_job_setup(proxy_job *j, CURL *h) {
                  * the body by (one valid Content-Length), else chunked
                  * (-1); never a length the client merely announced. */
                 curl_easy_setopt(h, CURLOPT_POST, 1L);
+                /* Never pooled after a body: an upstream may answer without
+                 * reading it (Python's http.server does, on every route
+                 * that ignores its body), and then reads the body as the
+                 * next request on the connection -- a request the tool
+                 * wrote in full, completed by the next request's headers
+                 * and its injected credential.  Closed, the leftover bytes
+                 * meet no credential.  Cost: one connection (TLS
+                 * handshake) per request with a body. */
+                if (j->expect_body)
+                        curl_easy_setopt(h, CURLOPT_FORBID_REUSE, 1L);
                 curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE,
                                  (curl_off_t)(j->expect_body ? j->content_length : 0));
                 curl_easy_setopt(h, CURLOPT_READFUNCTION, on_read);

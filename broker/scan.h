@@ -91,4 +91,4 @@ bool scanner_is_compromised(const char *name);
  * (cb_store_mark_leaked): never served or stored again; no token is issued
  * for name while it is current (a leaked rotation that failed, a leak
  * sighting).  Under cbd.lock. */
-void scanner_mark_compromised(const char *name, uint32_t version);
+int scanner_mark_compromised(const char *name, uint32_t version);

@@ -9,10 +9,17 @@
  * 86400 s: SDKs read their key once and cannot renew it), and also revoked
  * through POST /v1/revoke when the command exits.
  */
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <sodium.h>
 
@@ -20,6 +27,7 @@
 #include "credbroker.h"
 #include "error.h"
 #include "store.h"
+#include "tcpdiag.h" /* broker/: the owner of a loopback TCP peer socket */
 
 #define PROXY_TTL_ASK 86400 /* the broker cuts it to the grant's max_ttl */
 
@@ -67,11 +75,119 @@ static char *env_string(const char *var, const char *a, const char *b, const cha
         return s;
 }
 
+/* May uid serve us?  The rule the library applies to the Unix sockets:
+ * root, our own uid, or the broker's configured uid (--broker-uid,
+ * $CREDBROKER_BROKER_UID, else the system user "credbroker"). */
+static bool broker_uid_ok(uid_t uid) {
+        const char *bu = secure_getenv("CREDBROKER_BROKER_UID");
+        struct passwd pw, *res = NULL;
+        char buf[1024];
+
+        if (uid == 0 || uid == getuid())
+                return true;
+        if (bu && *bu)
+                return strtoul(bu, NULL, 10) == (unsigned long)uid;
+        return getpwnam_r("credbroker", &pw, buf, sizeof(buf), &res) == 0 && res && res->pw_uid == uid;
+}
+
+/* Who listens at the proxy URL?  Any local uid may bind a loopback port
+ * the broker does not hold (it is down, restarting, or listens elsewhere)
+ * and would then receive the child's every request: its prompts, bodies
+ * and token.  So before a token is minted, one request (GET /v1/health)
+ * goes to the URL and, once it is answered (the connection is accepted),
+ * the kernel's socket table (sock_diag) names the owner of the socket
+ * that answered; it must be a uid the broker may run as.  What listens
+ * there later (the broker dies, another binds the port) is not checked
+ * again: README says so. */
+static int check_listener(const char *url, size_t ul) {
+        char host[64];
+        const char *h = url + 7, *colon, *end = url + ul;
+        struct sockaddr_storage ss;
+        socklen_t sl;
+        unsigned long port;
+        uid_t uid = (uid_t)-1;
+        int fd = -1, r;
+
+        memset(&ss, 0, sizeof(ss));
+        if (h < end && *h == '[') {
+                const char *rb = memchr(h, ']', (size_t)(end - h));
+                if (!rb || rb + 1 >= end || rb[1] != ':' || (size_t)(rb - h - 1) >= sizeof(host))
+                        return -cli_usage("exec: --proxy-url: want http://127.0.0.1:PORT or http://[::1]:PORT");
+                memcpy(host, h + 1, (size_t)(rb - h - 1));
+                host[rb - h - 1] = '\0';
+                colon = rb + 1;
+        } else {
+                colon = memchr(h, ':', (size_t)(end - h));
+                if (!colon || (size_t)(colon - h) >= sizeof(host))
+                        return -cli_usage("exec: --proxy-url: want http://127.0.0.1:PORT or http://[::1]:PORT");
+                memcpy(host, h, (size_t)(colon - h));
+                host[colon - h] = '\0';
+        }
+        char *pe;
+        port = strtoul(colon + 1, &pe, 10);
+        if (pe != end || port == 0 || port > 65535)
+                return -cli_usage("exec: --proxy-url: want http://127.0.0.1:PORT or http://[::1]:PORT");
+        struct sockaddr_in *a4 = (struct sockaddr_in *)&ss;
+        struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&ss;
+        if (inet_pton(AF_INET, host, &a4->sin_addr) == 1 && (ntohl(a4->sin_addr.s_addr) >> 24) == 127) {
+                a4->sin_family = AF_INET;
+                a4->sin_port = htons((uint16_t)port);
+                sl = sizeof(*a4);
+        } else if (inet_pton(AF_INET6, host, &a6->sin6_addr) == 1 && IN6_IS_ADDR_LOOPBACK(&a6->sin6_addr)) {
+                a6->sin6_family = AF_INET6;
+                a6->sin6_port = htons((uint16_t)port);
+                sl = sizeof(*a6);
+        } else {
+                return -cli_usage("exec: --proxy-url: the broker listens on loopback only (127.x.x.x or [::1]), "
+                                  "not '%s'", host);
+        }
+        fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0 || connect(fd, (struct sockaddr *)&ss, sl) < 0) {
+                r = -cli_fail(-errno, "exec --proxy: nothing answers at %.*s (is the broker's --listen-tcp on?): %s",
+                             (int)ul, url, strerror(errno));
+                goto out;
+        }
+        static const char req[] = "GET /v1/health HTTP/1.1\r\nHost: credbroker\r\n\r\n";
+        if (send(fd, req, sizeof(req) - 1, MSG_NOSIGNAL) != (ssize_t)sizeof(req) - 1) {
+                r = -cli_fail(-EIO, "exec --proxy: %.*s: cannot send: %s", (int)ul, url, strerror(errno));
+                goto out;
+        }
+        /* The first byte of an answer: the server has accepted us. */
+        struct pollfd pf = { .fd = fd, .events = POLLIN };
+        char b;
+        if (poll(&pf, 1, 10000) != 1 || recv(fd, &b, 1, MSG_PEEK) != 1) {
+                r = -cli_fail(-ETIMEDOUT, "exec --proxy: %.*s does not answer", (int)ul, url);
+                goto out;
+        }
+        r = cb_tcp_peer_uid(fd, &uid);
+        if (r < 0) {
+                r = -cli_fail(r, "exec --proxy: cannot tell who serves %.*s: %s; nothing sent", (int)ul, url,
+                             cb_error_last());
+                goto out;
+        }
+        if (!broker_uid_ok(uid)) {
+                r = -cli_fail(-EPERM, "exec --proxy: %.*s is served by uid %u, not the broker (root, our own uid "
+                             "or the broker uid): refused, no token minted (if the broker runs as that uid, "
+                             "pass --broker-uid %u)", (int)ul, url, (unsigned)uid, (unsigned)uid);
+                goto out;
+        }
+        r = 0;
+out:
+        if (fd >= 0)
+                close(fd);
+        return r;
+}
+
 int cli_proxy_mint(struct cli_proxy *p, size_t n, cb_client *c, const char *url) {
         size_t ul = strlen(url);
 
         while (ul && url[ul - 1] == '/')
                 ul--;
+        if (n) {
+                int r = check_listener(url, ul);
+                if (r < 0)
+                        return r;
+        }
         for (size_t i = 0; i < n; i++) {
                 char var[sizeof(p[i].prefix) + 16], base[1024];
                 unsigned expires = 0;

@@ -80,6 +80,46 @@ int cb_atomic_replace(int dirfd, const char *name, const void *p, size_t n) {
         return cb_fsync_dir(dirfd);
 }
 
+static void spare_create(int dirfd, const char *spare, size_t reserve) {
+        static const unsigned char zero[4096];
+        int fd = openat(dirfd, spare, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600), r = 0;
+
+        if (fd < 0)
+                return;
+        for (size_t off = 0; r == 0 && off < reserve; off += sizeof(zero))
+                r = cb_pwrite_all(fd, zero, reserve - off < sizeof(zero) ? reserve - off : sizeof(zero), (off_t)off);
+        if (r == 0 && fsync(fd) < 0)
+                r = -errno;
+        if (close(fd) < 0 && r == 0)
+                r = -errno;
+        if (r < 0)
+                (void)unlinkat(dirfd, spare, 0);
+}
+
+int cb_atomic_replace_spare(int dirfd, const char *name, const char *spare, const void *p, size_t n, size_t reserve) {
+        struct stat st;
+        int fd = openat(dirfd, spare, O_WRONLY | O_CLOEXEC | O_NOFOLLOW), r;
+
+        if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_nlink == 1 && (size_t)st.st_size >= n &&
+            cb_pwrite_all(fd, p, n, 0) == 0 && ftruncate(fd, (off_t)n) == 0 && fsync(fd) == 0) {
+                close(fd);
+                fd = -1;
+                if (renameat2(dirfd, spare, dirfd, name, RENAME_EXCHANGE) == 0)
+                        return cb_fsync_dir(dirfd); /* the old file is the next spare */
+        }
+        if (fd >= 0)
+                close(fd);
+        (void)unlinkat(dirfd, spare, 0);   /* unusable: written anew below */
+        r = cb_atomic_replace(dirfd, name, p, n);
+        if (r == 0)
+                spare_create(dirfd, spare, reserve > n ? reserve : n);
+        return r;
+}
+
+void cb_reserve_tail(int fd, off_t len, off_t want) {
+        (void)fallocate(fd, FALLOC_FL_KEEP_SIZE, len, want);
+}
+
 int cb_read_file_at(int dirfd, const char *name, size_t max, unsigned char **ret, size_t *ret_len) {
         struct stat st;
         unsigned char *p;

@@ -18,6 +18,21 @@ int cb_pread_all(int fd, void *p, size_t n, off_t off);
  * removed. */
 int cb_atomic_replace(int dirfd, const char *name, const void *p, size_t n);
 
+/* cb_atomic_replace that needs no new disk block when dirfd/spare (a file
+ * of at least n bytes, already allocated) exists: p is written into the
+ * spare, which then trades places with name (renameat2 RENAME_EXCHANGE),
+ * so the old file becomes the next spare.  Without a usable spare (or
+ * where the exchange is unsupported) it is cb_atomic_replace, and a spare
+ * of reserve bytes is then created for next time (best effort).  So a
+ * commit still succeeds on a full file system, once: what a leak mark
+ * needs.  Same failure contract as cb_atomic_replace. */
+int cb_atomic_replace_spare(int dirfd, const char *name, const char *spare, const void *p, size_t n, size_t reserve);
+
+/* Make sure fd has at least `want` bytes of allocated space past `len`
+ * without changing its size (fallocate KEEP_SIZE), so appends up to it
+ * need no new block.  Best effort: where unsupported, nothing. */
+void cb_reserve_tail(int fd, off_t len, off_t want);
+
 int cb_fsync_dir(int dirfd);
 
 /* Read a whole regular file of at most max bytes (malloc'd).  -EFBIG when

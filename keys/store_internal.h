@@ -32,8 +32,15 @@ struct secret {
         size_t n, cap;
 };
 
+/* The header's pre-allocated stand-in (fsutil.h cb_atomic_replace_spare)
+ * and the log space kept allocated past its end: what a commit needs on a
+ * full file system. */
+#define CB_HEADER_SPARE "header.spare"
+#define CB_LOG_RESERVE (64 * 1024)
+
 struct cb_store {
         int dirfd, logfd;
+        size_t log_reserved;   /* the log's allocated end we asked for (0: not yet) */
         char *dir;
         cb_secbuf *keys; /* KEK | DEK-wrap key | header MAC key | log MAC key */
         unsigned char *hdr_bytes;

@@ -119,7 +119,9 @@ int cb_store_write_header(cb_store *s, uint64_t gen, const unsigned char log_id[
                             cb_store_key(s, K_HDRMAC));
         if (r < 0)
                 goto out;
-        r = cb_atomic_replace(s->dirfd, "header", out.data, out.len);
+        /* Through a pre-allocated spare: a commit (a leak mark) must not
+         * need a new block when an ordinary user has filled the disk. */
+        r = cb_atomic_replace_spare(s->dirfd, "header", CB_HEADER_SPARE, out.data, out.len, out.len + 4096);
         if (r < 0) {
                 int e = r;
                 /* Did the rename happen before the failure (fsync of the directory)? */
@@ -191,6 +193,12 @@ static int commit(cb_store *s, const cb_buf *batch, const unsigned char head[CB_
                         return cb_error_set(-EIO, "%s; the write may or may not have been applied: reopen the store",
                                             cb_error_last());
                 return r;
+        }
+        /* Room for the next appends without a new block (a full disk
+         * then still takes a leak mark); topped up when half used. */
+        if (s->log_reserved < off + batch->len + CB_LOG_RESERVE / 2) {
+                cb_reserve_tail(s->logfd, (off_t)(off + batch->len), CB_LOG_RESERVE);
+                s->log_reserved = off + batch->len + CB_LOG_RESERVE;
         }
         r = cb_buf_put(&s->log, batch->data, batch->len);
         for (size_t p = off; r >= 0 && p < s->log.len;) {
@@ -451,6 +459,7 @@ static int compact(cb_store *s, const struct secret *tsec, size_t tidx) {
         memcpy(s->logname, newname, sizeof(newname));
         close(s->logfd);
         s->logfd = fd;
+        s->log_reserved = 0; /* a new file: its reserve is asked for at the next commit */
         fd = -1;
         cb_store_free_index(s);
         cb_buf_free(&s->log);

@@ -19,7 +19,7 @@ POLICY='{ "clients": { "curl": {"uid": '$U1', "exe": "'$CURL'"},
   "grants": [ {"client": "curl", "secret": "demo", "use": ["redeem"], "max_ttl": 60},
               {"client": "py-link", "secret": "demo", "use": ["redeem"], "max_ttl": 60} ],
   "admins": {"uids": [0]} }'
-start_daemon
+start_daemon --audit-log "$T/audit.log"
 
 out=$(run_as $U1 "$CURL" -s --unix-socket "$TS" -d '{"secret":"demo","use":"redeem"}' http://x/v1/token 2>&1 |
         sed 's/cbt_[A-Za-z0-9_-]*/cbt_(redacted)/')
@@ -34,6 +34,13 @@ case "$out" in
 esac
 refute "python bind-mounted over $CURL gets no token" "request: 201" "$out"
 expect "refused" "request: 403" "$out"
+# Wherever the path is shown (audit, approvals, logs) it is marked as the
+# caller's own name for the file: the operator must not read "curl".
+rec=$(grep '"uid": *'$U1'[,}]' "$T/audit.log" | grep '"status": *403' | tail -n 1)
+expect "the audit record marks the path as a name in the caller's mount namespace" \
+        "$CURL (a name in the caller's mount namespace)" "$rec"
+rec=$(grep '"uid": *'$U1'[,}]' "$T/audit.log" | grep '"status": *201' | head -n 1)
+refute "a caller in the broker's mount namespace gets no such mark" "mount namespace" "$rec"
 
 # The same spoof, the other way round: curl's name is kept, and /usr/bin/python3
 # (a symlink in the policy, resolved at load) is what the other client wants.
