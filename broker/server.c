@@ -163,12 +163,6 @@ static int refuse_unrecorded(request *rq, int why) {
         return ret;
 }
 
-/* A decision takes effect only once its record is written: wait for the
- * request's records holding no lock (the caller holds none), then answer
- * (a token, a value, a refusal) or start the proxied transfer.  When a
- * record cannot be written in time, nothing takes effect: a minted token
- * is revoked before the 503, a proxied request never starts.  An admin
- * write whose intent is recorded answers what it did either way. */
 static void audit_woken(void *ud) {
         request *rq = ud;
 
@@ -178,11 +172,10 @@ static void audit_woken(void *ud) {
                 MHD_resume_connection(rq->conn);
 }
 
-/* Not written yet: wait a moment on this thread (a record is written in
- * microseconds when the disk is well), then suspend the connection until
- * the writer (or, at the deadline, audit_queue.c's deadline thread) wakes
- * it, so that this serving thread goes on serving others.  true:
- * suspended (handle() calls flush again when MHD calls back). */
+/* Not written yet: suspend the connection until the writer (or, at the
+ * deadline, audit_queue.c's deadline thread) wakes it, so that this
+ * serving thread goes on serving others.  true: suspended (handle() calls
+ * flush again when MHD calls back). */
 static bool flush_suspend(request *rq) {
         audit_rec *last = rq->audit_recs[rq->n_audit_recs - 1];
 
@@ -202,12 +195,44 @@ static bool flush_suspend(request *rq) {
         return true;
 }
 
+/* Nothing of a request that failed (MHD_NO: the connection is closed)
+ * takes effect; its records stay queued. */
+static void flush_drop(request *rq, bool force) {
+        if (!force && !rq->n_audit_recs && !rq->held_resp && !rq->proxy_held)
+                return; /* answered (or nothing pending) */
+        for (unsigned i = 0; i < rq->n_audit_recs; i++)
+                audit_rec_put(rq->audit_recs[i]);
+        rq->n_audit_recs = 0;
+        if (rq->token_issued) {
+                pthread_mutex_lock(&cbd.lock);
+                (void)cb_tokens_revoke_accessor(cbd.tokens, rq->accessor);
+                pthread_mutex_unlock(&cbd.lock);
+                rq->token_issued = false;
+        }
+        if (rq->proxy_held)
+                proxy_abort(rq);
+        if (rq->held_resp) {
+                MHD_destroy_response(rq->held_resp); /* wipes a sensitive body (its free callback) */
+                rq->held_resp = NULL;
+        }
+}
+
+/* A decision takes effect only once its record is written: wait for the
+ * request's records holding no lock (the caller holds none), then answer
+ * (a token, a value, a refusal) or start the proxied transfer.  When a
+ * record cannot be written in time, nothing takes effect: a minted token
+ * is revoked before the 503, a proxied request never starts.  An admin
+ * write whose intent is recorded answers what it did either way. */
 static enum MHD_Result flush(request *rq, enum MHD_Result ret, bool may_suspend) {
         uint64_t deadline;
         int r = 0;
 
         if (!rq || !rq->n_audit_recs)
                 return ret;
+        if (ret != MHD_YES) {
+                flush_drop(rq, true);
+                return ret;
+        }
         if (may_suspend && flush_suspend(rq))
                 return MHD_YES;
         deadline = rq->audit_deadline_ms ? rq->audit_deadline_ms : audit_deadline_ms();
@@ -220,6 +245,7 @@ static enum MHD_Result flush(request *rq, enum MHD_Result ret, bool may_suspend)
         }
         rq->n_audit_recs = 0;
         if (r == 0 || rq->intent_recorded) {
+                rq->token_issued = false; /* recorded: it is the caller's now */
                 if (rq->proxy_held && proxy_release(rq) < 0)
                         r = -EIO; /* answered 503 by proxy_release */
                 if (rq->held_resp) {
@@ -229,20 +255,8 @@ static enum MHD_Result flush(request *rq, enum MHD_Result ret, bool may_suspend)
                 }
                 return ret;
         }
-        if (rq->token_issued) {
-                /* Minted under the lock, never handed out: gone before
-                 * anyone could hold it. */
-                pthread_mutex_lock(&cbd.lock);
-                (void)cb_tokens_revoke_accessor(cbd.tokens, rq->accessor);
-                pthread_mutex_unlock(&cbd.lock);
-                rq->token_issued = false;
-        }
-        if (rq->proxy_held)
-                proxy_abort(rq);
-        if (rq->held_resp) {
-                MHD_destroy_response(rq->held_resp); /* wipes a sensitive body (its free callback) */
-                rq->held_resp = NULL;
-        }
+        flush_drop(rq, true); /* a minted token: revoked, never handed out */
+        rq->token_issued = false;
         return refuse_unrecorded(rq, r) == MHD_YES ? MHD_YES : MHD_NO;
 }
 
@@ -856,6 +870,7 @@ static void completed(void *cls, struct MHD_Connection *conn, void **con_cls, en
         (void)cls, (void)conn, (void)toe;
         if (!rq)
                 return;
+        flush_drop(rq, false); /* never left by flush(); a closed connection's, defensively */
         if (rq->body)
                 wipe_free(rq->body, rq->body_cap);
         free(rq->raw_target);
