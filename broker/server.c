@@ -233,7 +233,10 @@ static enum MHD_Result flush(request *rq, enum MHD_Result ret, bool may_suspend)
                 flush_drop(rq, true);
                 return ret;
         }
-        if (may_suspend && flush_suspend(rq))
+        /* Over TCP MHD is driven by a proxy loop (MHD_run), which a resume
+         * from another thread does not wake: the wait stays on that
+         * thread, at most the deadline (then the stall refuses at once). */
+        if (may_suspend && !rq->tcp && flush_suspend(rq))
                 return MHD_YES;
         deadline = rq->audit_deadline_ms ? rq->audit_deadline_ms : audit_deadline_ms();
         rq->audit_deadline_ms = 0;
