@@ -47,12 +47,15 @@ CB_DEPS=(
   man-db              # tests/integration/test-packaging.sh: man --warnings -l on each page
   systemd             # systemd-analyze verify/security on the unit; systemd-sysusers/tmpfiles for make install
   iproute2            # tests/integration/test-quickstart.sh, test-sdk.sh: ip, loopback in a network namespace
+  npm                 # tests/integration/test-sdk.sh installs the real openai and @anthropic-ai/sdk (Debian's nodejs has no npm; a NodeSource nodejs bundles it)
 )
 
 # Print the packages of CB_DEPS that are not installed, one per line.
 missing_packages() {
   local pkg status
   for pkg in "${CB_DEPS[@]}"; do
+    # A nodejs that bundles npm (NodeSource's) conflicts with Debian's npm package.
+    [ "$pkg" = npm ] && command -v npm >/dev/null 2>&1 && continue
     # Multi-arch packages may print one status per architecture; any
     # "... ok installed" (install/hold) means installed.
     status=$(dpkg-query -W -f='${Status}\n' "$pkg" 2>/dev/null || true)

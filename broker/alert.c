@@ -81,6 +81,9 @@ static void run_hook(const char *cmd, const char *line) {
         posix_spawn_file_actions_init(&fa);
         posix_spawn_file_actions_adddup2(&fa, p[0], STDIN_FILENO);
         posix_spawn_file_actions_addopen(&fa, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
+        int ef = cb_log_child_stderr(); /* its diagnostics, stamped (log.h) */
+        if (ef >= 0)
+                posix_spawn_file_actions_adddup2(&fa, ef, STDERR_FILENO);
         /* Only stdin, stdout and stderr: no socket, log, store or pidfd of
          * ours, even one a library opened without O_CLOEXEC. */
         posix_spawn_file_actions_addclosefrom_np(&fa, 3);
@@ -347,6 +350,27 @@ out:
         }
 }
 
+int alert_parse_seconds(const char *s, unsigned long max, unsigned long *ret) {
+        unsigned long v, mul = 1;
+        char *end;
+
+        if (!s || *s < '0' || *s > '9') /* strtoul would take blanks, signs */
+                return -EINVAL;
+        errno = 0;
+        v = strtoul(s, &end, 10);
+        if (errno || end == s)
+                return -EINVAL;
+        if (*end) {
+                mul = end[0] == 's' ? 1 : end[0] == 'm' ? 60 : end[0] == 'h' ? 3600 : end[0] == 'd' ? 86400 : 0;
+                if (!mul || end[1])
+                        return -EINVAL;
+        }
+        if (v > max / mul)
+                return -EINVAL;
+        *ret = v * mul;
+        return 0;
+}
+
 int alert_parse_rule(const char *s, unsigned *ret_n, unsigned *ret_window) {
         unsigned long n, w;
         char *end;
@@ -360,9 +384,7 @@ int alert_parse_rule(const char *s, unsigned *ret_n, unsigned *ret_window) {
         n = strtoul(s, &end, 10);
         if (errno || end == s || *end != '/' || n < 1 || n > ALERT_DENIAL_N_MAX)
                 return -EINVAL;
-        s = end + 1;
-        w = strtoul(s, &end, 10);
-        if (errno || end == s || *end || w < 1 || w > 86400)
+        if (alert_parse_seconds(end + 1, 86400, &w) < 0 || w < 1)
                 return -EINVAL;
         *ret_n = (unsigned)n;
         *ret_window = (unsigned)w;

@@ -59,5 +59,10 @@ void alert_stop(void);
 /* Count one denial of a client (exe_sha256/exe may be NULL over TCP). */
 void alert_note_denial(uid_t uid, const char *exe_sha256, const char *exe, const char *route, unsigned status);
 
-/* Parse "N/SECONDS" (or "off"): 0 or -EINVAL. */
+/* Parse "N/SECONDS" (or "off"; SECONDS as alert_parse_seconds): 0 or -EINVAL. */
 int alert_parse_rule(const char *s, unsigned *ret_n, unsigned *ret_window);
+
+/* A duration on the daemon's command line: decimal seconds, or a number
+ * with one of the suffixes s, m, h, d ("90s", "5m", "8h", "1d"), as the
+ * CLI takes them.  At most max seconds.  0 or -EINVAL (nothing written). */
+int alert_parse_seconds(const char *s, unsigned long max, unsigned long *ret);

@@ -370,6 +370,11 @@ static int route_metrics(request *rq) {
         char *text;
 
         rq->route = "admin.metrics";
+        /* Not audited: counters reveal no value and decide nothing, a
+         * scraper every few seconds would fill the log with reads, and they
+         * must stay readable while the audit log cannot be written -- when
+         * credbroker_audit_write_failures_total is the number that matters. */
+        rq->no_audit = true;
         text = metrics_render(&g, &len);
         if (!text)
                 return reply_error(rq, 503, "unavailable", "out of memory");

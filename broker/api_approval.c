@@ -22,6 +22,7 @@
 #include "audit_format.h" /* cb_json_string_lossy */
 #include "daemon.h"
 #include "error.h"
+#include "log.h"
 #include "scan.h"
 
 #define POLL_INTERVAL 1 /* seconds: the retry_after a held request advertises */
@@ -48,7 +49,7 @@ static void say(const char *fmt, ...) {
         for (char *p = line; *p; p++)
                 if ((unsigned char)*p < 0x20 || *p == 0x7f)
                         *p = '?';
-        fprintf(stderr, "credbrokerd: %s\n", line);
+        cb_log(CB_LOG_NOTICE, "%s", line);
 }
 
 static const char *use_name(unsigned use) {

@@ -28,6 +28,8 @@
 #include "audit_internal.h"
 #include "daemon.h"
 #include "error.h"
+#include "log.h"
+#include "metrics.h"
 #include "store_derive.h"
 
 #define HEAD_FILE "audit-head"
@@ -88,6 +90,7 @@ static atomic_bool au_on;
 static void enter_failed(int r, const char *what) {
         char err[128];
 
+        metrics_audit_write_failed(); /* every failed record, not only the first of a period */
         pthread_mutex_lock(&fail.lock);
         if (fail.failed) {
                 pthread_mutex_unlock(&fail.lock);
@@ -102,8 +105,7 @@ static void enter_failed(int r, const char *what) {
         json_t *ev = json_pack("{s:o*, s:s}", "path", cb_json_string_lossy(au.path), "error", err);
         alert_raise("audit_write_failed", ev);
         json_decref(ev);
-        fprintf(stderr, "credbrokerd: audit log %s cannot be written (%s): refusing requests until it can\n", au.path,
-                err);
+        cb_log(CB_LOG_ERR, "audit log %s cannot be written (%s): refusing requests until it can", au.path, err);
 }
 
 static void count_refused(void) {
@@ -198,8 +200,8 @@ static int append_text(const char *body, size_t blen, bool begin) {
         if (k != (ssize_t)len) {
                 r = k < 0 ? -errno : -ENOSPC; /* a short write on a regular file: the disk is full */
                 if (k > 0 && ftruncate(au.fd, st.st_size) < 0)
-                        fprintf(stderr, "credbrokerd: audit log %s: cannot cut a partial record: %s\n", au.path,
-                                strerror(errno));
+                        cb_log(CB_LOG_ERR, "audit log %s: cannot cut a partial record: %s", au.path,
+                               strerror(errno));
                 goto out;
         }
         au.seq = seq;
@@ -259,13 +261,13 @@ static void tentative_begin(void) {
 static void untentative(void) {
         au.tentative = false;
         if (ftruncate(au.fd, au.undo.size) < 0) {
-                fprintf(stderr, "credbrokerd: audit log %s: cannot take back a resume record: %s\n", au.path,
-                        strerror(errno));
+                cb_log(CB_LOG_ERR, "audit log %s: cannot take back a resume record: %s", au.path,
+                       strerror(errno));
                 return; /* the resume stays, and is true to the chain: the new failure is a new period */
         }
         if (au.undo.head_len == 0 ? ftruncate(au.head_fd, 0) < 0
                                   : pwrite(au.head_fd, au.undo.head, (size_t)au.undo.head_len, 0) != au.undo.head_len)
-                fprintf(stderr, "credbrokerd: audit head checkpoint: cannot restore it: %s\n", strerror(errno));
+                cb_log(CB_LOG_ERR, "audit head checkpoint: cannot restore it: %s", strerror(errno));
         au.seq = au.undo.seq;
         memcpy(au.mac, au.undo.mac, sizeof(au.mac));
         au.need_begin = au.undo.need_begin;
@@ -360,8 +362,8 @@ static int resume_write(void) {
         json_decref(o);
         if (r < 0)
                 return r;
-        fprintf(stderr, "credbrokerd: audit log %s writable again after %" PRIu64 " refused request(s): serving\n",
-                au.path, refused);
+        cb_log(CB_LOG_NOTICE, "audit log %s writable again after %" PRIu64 " refused request(s): serving", au.path,
+               refused);
         pthread_mutex_lock(&fail.lock);
         fail.failed = false;
         fail.refused_base += refused; /* those are said; any counted since go into the next period */
@@ -705,8 +707,8 @@ static void catch_up(const char *path) {
         if (start == 0 && want == CB_AUDIT_LINE_MAX + 1)
                 goto out; /* no line start within the cap: not a record */
         if (cb_audit_head_catch_up(au.master, &au.prev, buf + start, end - start))
-                fprintf(stderr, "credbrokerd: audit log %s: its last record was written but not checkpointed "
-                                "(the daemon stopped in between): linking to it\n", path);
+                cb_log(CB_LOG_WARNING, "audit log %s: its last record was written but not checkpointed "
+                                       "(the daemon stopped in between): linking to it", path);
 out:
         free(buf);
         if (fd >= 0)
@@ -793,8 +795,8 @@ void audit_close(void) {
          * write (a frozen file system), it is left behind: the process is
          * exiting, and nothing it uses is freed. */
         if (!audit_queue_stop(5000)) {
-                fprintf(stderr, "credbrokerd: audit log %s: the writer is stalled in a write; exiting without "
-                                "waiting for it\n", au.path);
+                cb_log(CB_LOG_ERR, "audit log %s: the writer is stalled in a write; exiting without waiting for it",
+                       au.path);
                 return;
         }
         audit_sync_shutdown();
@@ -891,7 +893,7 @@ int api_audit(request *rq) {
         return r;
 }
 
-int audit_verify_offline(cb_store *store, const char *state_dir, const char *const *files, size_t n) {
+int audit_verify_offline(cb_store *store, const char *state_dir, const char *const *files, size_t n, bool json) {
         cb_audit_verifier v;
         cb_audit_head head = { 0 };
         size_t bad = 0;
@@ -899,13 +901,23 @@ int audit_verify_offline(cb_store *store, const char *state_dir, const char *con
 
         r = load_keys(state_dir, store, false, &au.head_fd);
         if ((r < 0 && r != -ENOENT) || (r == 0 && read_head(au.head_fd, &head) < 0)) {
-                fprintf(stderr, "credbrokerd: audit verify: %s\n", cb_error_last());
+                cb_log(CB_LOG_ERR, "audit verify: %s", cb_error_last());
                 goto out;
         }
         cb_audit_verifier_init(&v, au.master);
         r = cb_audit_verify_files(&v, files, n, &head, true, &bad);
         if (r < 0) {
-                fprintf(stderr, "credbrokerd: audit verify: %s\n", cb_error_last());
+                cb_log(CB_LOG_ERR, "audit verify: %s", cb_error_last());
+        } else if (json) { /* credbroker audit verify --json --state-dir */
+                json_t *o = verdict(&v, files, bad);
+                char *t = o ? json_dumps(o, JSON_COMPACT) : NULL;
+                if (t)
+                        puts(t);
+                else
+                        cb_log(CB_LOG_ERR, "audit verify: out of memory");
+                status = !t ? 1 : v.failed ? 4 : 0;
+                free(t);
+                json_decref(o);
         } else if (v.failed) {
                 printf("NOT INTACT: %s line %" PRIu64 ": %s\n", files[bad], v.bad_line, v.problem);
                 status = 4;

@@ -104,5 +104,6 @@ int api_audit(struct request *rq);
 int audit_id_hash(const char *log_hex, const char *id, char out[37]);
 
 /* credbrokerd --verify-audit FILE... (offline, daemon not running): prints
- * the verdict; returns the exit status (0 intact, 4 not intact, 1 error). */
-int audit_verify_offline(cb_store *store, const char *state_dir, const char *const *files, size_t n);
+ * the verdict (a line, or with json the object GET/POST /v1/admin/audit/verify
+ * answers); returns the exit status (0 intact, 4 not intact, 1 error). */
+int audit_verify_offline(cb_store *store, const char *state_dir, const char *const *files, size_t n, bool json);

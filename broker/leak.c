@@ -39,6 +39,7 @@
 #include "fsutil.h"
 #include "leak.h"
 #include "log.h"
+#include "metrics.h"
 #include "scan.h"
 #include "scan_internal.h"
 #include "match.h" /* cb_scan_kind_name */
@@ -173,8 +174,8 @@ static int leaks_migrate(const char *state_dir) {
                                  LEAKS_FILE, strerror(errno));
                 goto out;
         }
-        fprintf(stderr, "credbrokerd: %s/%s carried into the store (compromised marks are store records now) and "
-                "removed\n", state_dir, LEAKS_FILE);
+        cb_log(CB_LOG_NOTICE, "%s/%s carried into the store (compromised marks are store records now) and "
+                "removed", state_dir, LEAKS_FILE);
         r = 0;
 out:
         json_decref(o);
@@ -243,9 +244,10 @@ int scanner_mark_compromised(const char *name, uint32_t version) {
         cb_log(CB_LOG_ERR, "cannot record '%s' version %u as leaked in the store: %s (held in memory and retried; "
                "it is LOST if the daemon stops before the store can take it: free space, then check "
                "'credbroker status')", name, version, cb_error_last());
-        alert_raise("leak_mark_not_persisted",
-                    json_pack("{s:s, s:I, s:s}", "secret", name, "version", (json_int_t)version, "message",
-                              "the leak mark is held in memory only: the store could not record it"));
+        json_t *ev = json_pack("{s:s, s:I, s:s}", "secret", name, "version", (json_int_t)version, "message",
+                               "the leak mark is held in memory only: the store could not record it");
+        alert_raise("leak_mark_not_persisted", ev); /* borrows ev */
+        json_decref(ev);
         m = mark_get(name, true);
         if (m) {
                 m->pending = true;
@@ -273,6 +275,7 @@ int leak_respond(request *rq, const scan_seen *seen, size_t n_seen) {
                                 json_decref(forms);
                                 continue; /* well-formed, but not a token this broker knows (any longer) */
                         }
+                        metrics_leak("", "token");
                         revoked = cb_tokens_revoke_accessor(cbd.tokens, s->name);
                         (void)proxy_cancel_accessor(s->name, "its token was seen in scanned text");
                         action = "revoke";
@@ -283,6 +286,8 @@ int leak_respond(request *rq, const scan_seen *seen, size_t n_seen) {
                         enum cb_on_leak a = cb_policy_on_leak(cbd.policy, s->name);
                         const char *note = NULL;
                         mark *m = mark_get(s->name, true);
+
+                        metrics_leak(s->name, canary ? "canary" : "value"); /* every sighting, cooldown or not */
 
                         /* Rotate only when the sighted value is the current one: once
                          * rotated, later sightings of it do not rotate again. */

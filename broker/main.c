@@ -206,7 +206,9 @@ static void usage(FILE *f) {
               "          --alert-hook CMD: none (run by /bin/sh with each alert as a JSON line on stdin)\n"
               "          --alert-hook-timeout SECONDS: 10 (a hook still running then is killed)\n"
               "          --denial-alert N/SECONDS: 10/60 (N denials of one client within SECONDS alert; 'off')\n"
+              "          (SECONDS anywhere: a number, or a duration such as 90s, 5m, 8h, 1d)\n"
               "       credbrokerd --state-dir DIR --unlock SPEC --verify-audit FILE [--verify-audit FILE]...\n"
+              "                   [--verify-json]\n"
               "          verify audit files offline (oldest first), the daemon not running\n"
               "          --tool-threads 1 (threads serving tools.sock, 1-64; admin.sock has one)\n"
               "          --threads 2 (proxy transfer loops, each also serving --listen-tcp, 1-64)\n"
@@ -239,7 +241,7 @@ int main(int argc, char **argv) {
                 { "provision-dir", required_argument, NULL, 'P' }, { "tpm2-tcti", required_argument, NULL, 'X' },
                 { "approval-timeout", required_argument, NULL, 'A' },
                 { "alert-hook", required_argument, NULL, 'H' },  { "denial-alert", required_argument, NULL, 'D' },
-                { "verify-audit", required_argument, NULL, 'V' }, { "alert-hook-timeout", required_argument, NULL, 'O' },
+                { "verify-audit", required_argument, NULL, 'V' }, { "verify-json", no_argument, NULL, 'J' }, { "alert-hook-timeout", required_argument, NULL, 'O' },
                 { "rotate-hook-dir", required_argument, NULL, 'R' },
                 { "max-tokens", required_argument, NULL, 'M' },  { "max-tokens-per-uid", required_argument, NULL, 'm' },
                 { "tombstone-bytes", required_argument, NULL, 'B' },
@@ -253,6 +255,7 @@ int main(int argc, char **argv) {
         uint32_t approval_timeout = CB_APPROVAL_TIMEOUT_DEFAULT;
         const char *alert_hook = NULL, *verify_files[64];
         size_t n_verify = 0;
+        bool verify_json = false;
         unsigned deny_n = 10, deny_window = 60, hook_timeout = 0;
         size_t max_tokens = 0, max_tokens_uid = 0, tomb_bytes = 0;
         const char *listen_tcp = NULL, *provision_dir = NULL, *rotate_hook_dir = NULL;
@@ -270,6 +273,7 @@ int main(int argc, char **argv) {
         cbd.run_dir = DEFAULT_RUN_DIR;
         cb_log_init();
         (void)cb_sdnotify_init();
+        opterr = 0; /* our own stamped line instead of getopt's */
         while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
                 switch (c) {
                 case 's': state_dir = optarg; break;
@@ -335,12 +339,10 @@ int main(int argc, char **argv) {
                 }
                 case 'T': listen_tcp = optarg; break;
                 case 'A': {
-                        char *end;
-                        errno = 0;
-                        long v = strtol(optarg, &end, 10);
-                        if (errno || end == optarg || *end || v < 1 || v > CB_APPROVAL_TIMEOUT_MAX) {
-                                say_err("--approval-timeout: '%s' is not a number of seconds from 1 to %d", optarg,
-                                    CB_APPROVAL_TIMEOUT_MAX);
+                        unsigned long v;
+                        if (alert_parse_seconds(optarg, CB_APPROVAL_TIMEOUT_MAX, &v) < 0 || v < 1) {
+                                say_err("--approval-timeout: '%s' is not a duration (seconds, or 90s/5m/1h/1d) "
+                                        "from 1 to %d s", optarg, CB_APPROVAL_TIMEOUT_MAX);
                                 return 2;
                         }
                         approval_timeout = (uint32_t)v;
@@ -350,11 +352,10 @@ int main(int argc, char **argv) {
                 case 'P': provision_dir = optarg; break;
                 case 'H': alert_hook = optarg; break;
                 case 'O': {
-                        char *end;
-                        errno = 0;
-                        long v = strtol(optarg, &end, 10);
-                        if (errno || end == optarg || *end || v < 1 || v > 600) {
-                                say_err("--alert-hook-timeout: '%s' is not a number of seconds from 1 to 600", optarg);
+                        unsigned long v;
+                        if (alert_parse_seconds(optarg, 600, &v) < 0 || v < 1) {
+                                say_err("--alert-hook-timeout: '%s' is not a duration (seconds, or 30s/5m) from 1 "
+                                        "to 600 s", optarg);
                                 return 2;
                         }
                         hook_timeout = (unsigned)v;
@@ -362,7 +363,8 @@ int main(int argc, char **argv) {
                 }
                 case 'D':
                         if (alert_parse_rule(optarg, &deny_n, &deny_window) < 0) {
-                                say_err("--denial-alert: want N/SECONDS (N 1-%d, SECONDS 1-86400) or 'off', not '%s'",
+                                say_err("--denial-alert: want N/SECONDS (N 1-%d, SECONDS 1-86400, or 5m/1h) or "
+                                        "'off', not '%s'",
                                     ALERT_DENIAL_N_MAX, optarg);
                                 return 2;
                         }
@@ -374,6 +376,7 @@ int main(int argc, char **argv) {
                         }
                         verify_files[n_verify++] = optarg;
                         break;
+                case 'J': verify_json = true; break;
                 case 'R': rotate_hook_dir = optarg; break;
                 case 'M':
                 case 'm':
@@ -393,11 +396,14 @@ int main(int argc, char **argv) {
                 }
                 case 'h': usage(stdout); return 0;
                 case 'v': puts("credbrokerd " CB_VERSION_STRING); return 0;
-                default: usage(stderr); return 2;
+                default: /* one stamped line, as every other line on stderr */
+                        say_err("unknown option or missing argument: '%s' (see 'credbrokerd --help')",
+                                argv[optind - 1]);
+                        return 2;
                 }
         }
         if (optind != argc) {
-                usage(stderr);
+                say_err("unexpected argument: '%s' (see 'credbrokerd --help')", argv[optind]);
                 return 2;
         }
         /* Keys live here: no core dumps, no ptrace attach by same-uid
@@ -424,7 +430,7 @@ int main(int argc, char **argv) {
                         cb_unlock_spec_free(spec);
                         return 1;
                 }
-                status = audit_verify_offline(vs, state_dir, verify_files, n_verify);
+                status = audit_verify_offline(vs, state_dir, verify_files, n_verify, verify_json);
                 cb_store_close(vs);
                 cb_unlock_spec_free(spec);
                 return status;

@@ -21,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "log.h"
 #include "memtrim.h"
 
 #define BUSY_US 10000      /* CPU per one-second tick that counts as work */
@@ -81,8 +82,8 @@ void memtrim_tick(void) {
         long after = rss_kb();
         last = cpu_us(); /* the trim's own CPU is not work */
         if (before - after >= 1024)
-                fprintf(stderr, "credbrokerd: quiet after a busy period: gave %ld KiB of heap back (RSS %ld -> %ld KiB, "
-                                "malloc_trim %.1f ms)\n",
+                cb_log(CB_LOG_INFO, "quiet after a busy period: gave %ld KiB of heap back (RSS %ld -> %ld KiB, "
+                                "malloc_trim %.1f ms)",
                         before - after, before, after,
                         (double)(t1.tv_sec - t0.tv_sec) * 1e3 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e6);
 }

@@ -34,6 +34,9 @@ static struct {
         family requests; /* route, decision */
         family proxied;  /* secret, upstream status */
         family alerts;   /* kind, - */
+        family rotations; /* secret, kind */
+        family leaks;    /* secret, kind */
+        uint64_t audit_failed;
         uint64_t lat_bucket[NBUCKETS + 1], lat_count;
         uint64_t lat_sum_ns;
         uint64_t id_next;
@@ -86,6 +89,24 @@ void metrics_proxy_done(const char *secret, unsigned status, uint64_t ns) {
 void metrics_alert(const char *kind) {
         pthread_mutex_lock(&m.lock);
         bump(&m.alerts, kind ? kind : "unknown", "");
+        pthread_mutex_unlock(&m.lock);
+}
+
+void metrics_rotation(const char *secret, const char *kind) {
+        pthread_mutex_lock(&m.lock);
+        bump(&m.rotations, secret && *secret ? secret : "unknown", kind);
+        pthread_mutex_unlock(&m.lock);
+}
+
+void metrics_leak(const char *secret, const char *kind) {
+        pthread_mutex_lock(&m.lock);
+        bump(&m.leaks, secret ? secret : "", kind);
+        pthread_mutex_unlock(&m.lock);
+}
+
+void metrics_audit_write_failed(void) {
+        pthread_mutex_lock(&m.lock);
+        m.audit_failed++;
         pthread_mutex_unlock(&m.lock);
 }
 
@@ -184,6 +205,19 @@ char *metrics_render(const metrics_gauges *g, size_t *ret_len) {
                 "rotation_failed, denial_burst).\n# TYPE credbroker_alerts_total counter\n");
         for (size_t i = 0; i < m.alerts.n; i++)
                 put(&t, "credbroker_alerts_total{kind=\"%s\"} %" PRIu64 "\n", m.alerts.s[i].a, m.alerts.s[i].n);
+        put(&t, "# HELP credbroker_rotations_total Rotations, by secret and kind (planned, leaked: a new version "
+                "became current; failed: stopped, the store consistent).\n# TYPE credbroker_rotations_total counter\n");
+        for (size_t i = 0; i < m.rotations.n; i++)
+                put(&t, "credbroker_rotations_total{secret=\"%s\",kind=\"%s\"} %" PRIu64 "\n", m.rotations.s[i].a,
+                    m.rotations.s[i].b, m.rotations.s[i].n);
+        put(&t, "# HELP credbroker_leaks_total Live values and tokens seen in scanned text, by secret and kind "
+                "(value, canary, token), every sighting.\n# TYPE credbroker_leaks_total counter\n");
+        for (size_t i = 0; i < m.leaks.n; i++)
+                put(&t, "credbroker_leaks_total{secret=\"%s\",kind=\"%s\"} %" PRIu64 "\n", m.leaks.s[i].a,
+                    m.leaks.s[i].b, m.leaks.s[i].n);
+        put(&t, "# HELP credbroker_audit_write_failures_total Audit records that could not be written (each "
+                "one's request refused).\n# TYPE credbroker_audit_write_failures_total counter\n"
+                "credbroker_audit_write_failures_total %" PRIu64 "\n", m.audit_failed);
         pthread_mutex_unlock(&m.lock);
         if (t.p)
                 *ret_len = t.len;

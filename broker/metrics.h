@@ -25,6 +25,20 @@ void metrics_proxy_done(const char *secret, unsigned status, uint64_t ns);
 /* An alert was raised (alert.c): kind is e.g. "leak", "audit_write_failed". */
 void metrics_alert(const char *kind);
 
+/* A rotation ended (rotate.c): kind "planned" or "leaked" when a new
+ * version became current, "failed" when it stopped; staging alone is not
+ * counted (its promotion is). */
+void metrics_rotation(const char *secret, const char *kind);
+
+/* A live value or token was seen in scanned text (leak.c), each sighting
+ * counted whether or not an alert was due: kind "value", "canary" or
+ * "token" (secret "" for a token: only its accessor is known). */
+void metrics_leak(const char *secret, const char *kind);
+
+/* A record could not be written to the audit log (audit.c): one per
+ * failed record, the request it belonged to refused. */
+void metrics_audit_write_failed(void);
+
 /* Gauges read by the caller under cbd.lock, rendered with the counters. */
 typedef struct metrics_gauges {
         uint64_t tokens, secrets, approvals_pending, connections_refused, uptime_s, store_generation;

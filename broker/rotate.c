@@ -17,6 +17,8 @@
 #include "alert.h"
 #include "daemon.h"
 #include "error.h"
+#include "log.h"
+#include "metrics.h"
 #include "rotate.h"
 #include "rotate_internal.h"
 #include "rotation_label.h"
@@ -163,7 +165,7 @@ void rotate_sweep(uint64_t now) {
         free(names);
         for (size_t i = 0; i < n; i++) {
                 if (copy[i] && sweep_secret(copy[i], now, NULL, &next) < 0) {
-                        fprintf(stderr, "credbrokerd: grace sweep: '%s': %s (retrying in 5 s)\n", copy[i],
+                        cb_log(CB_LOG_WARNING, "grace sweep: '%s': %s (retrying in 5 s)", copy[i],
                                 cb_error_last());
                         if (now + 5 < next)
                                 next = now + 5;
@@ -387,7 +389,7 @@ int rotate_run(enum rotate_phase phase, const char *name, const void *value, siz
                 goto out;
         }
         if (r < 0)
-                fprintf(stderr, "credbrokerd: audit log cannot be written; rotating leaked secret '%s' anyway\n",
+                cb_log(CB_LOG_WARNING, "audit log cannot be written; rotating leaked secret '%s' anyway",
                         name);
         if (phase != ROTATE_PROMOTE && !gen) {
                 uint32_t same = 0;
@@ -455,6 +457,7 @@ int rotate_run(enum rotate_phase phase, const char *name, const void *value, siz
                 json_object_set_new(rec, "secret", json_string(name));
                 (void)rotate_audit_event(rec);
         }
+        metrics_rotation(name, leaked ? "leaked" : "planned");
         if (ret) {
                 *ret = summary;
                 summary = NULL;
@@ -463,6 +466,7 @@ int rotate_run(enum rotate_phase phase, const char *name, const void *value, siz
         goto out;
 fail:
         next_due = 0;
+        metrics_rotation(name, "failed");
         r = cb_error_set(r, "rotation of '%s' stopped while %s: %s; 'credbroker versions %s' shows the state, which "
                          "is consistent; run the rotation again", name, step, cb_error_last(), name);
         (void)rotate_audit_event(json_pack("{s:s, s:s, s:s, s:s, s:s}", "event", "rotate", "source", source, "secret", name,

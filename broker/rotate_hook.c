@@ -23,6 +23,7 @@
 
 #include "daemon.h"
 #include "error.h"
+#include "log.h"
 #include "rotate.h"
 #include "rotate_internal.h"
 #include "scan.h"
@@ -85,15 +86,15 @@ static int hook_path(const char *file, char *out, size_t cap) {
         if ((size_t)snprintf(out, cap, "%s/%s", hook_dir, file) >= cap)
                 return -ENAMETOOLONG;
         if (fstat(hook_dirfd, &dst) < 0 || !dir_safe(&dst)) {
-                fprintf(stderr, "credbrokerd: hook directory %s is no longer a directory owned by root or uid %u "
-                        "and writable by no one else: no hook runs\n", hook_dir, (unsigned)geteuid());
+                cb_log(CB_LOG_WARNING, "hook directory %s is no longer a directory owned by root or uid %u "
+                        "and writable by no one else: no hook runs", hook_dir, (unsigned)geteuid());
                 return -EPERM;
         }
         fd = openat(hook_dirfd, file, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
         if (fd < 0 && errno != ELOOP)
                 return -errno;
         if (fd < 0) {
-                fprintf(stderr, "credbrokerd: hook %s ignored: a symbolic link\n", out);
+                cb_log(CB_LOG_WARNING, "hook %s ignored: a symbolic link", out);
                 return -EPERM;
         }
         if (fstat(fd, &st) < 0) {
@@ -105,14 +106,14 @@ static int hook_path(const char *file, char *out, size_t cap) {
         /* Executed by path: the path must name the file just checked (the
          * directory's path could have been re-pointed since the start). */
         if (stat(out, &pst) < 0 || pst.st_dev != st.st_dev || pst.st_ino != st.st_ino) {
-                fprintf(stderr, "credbrokerd: hook %s ignored: its path no longer names the file in the hook "
-                        "directory checked at start\n", out);
+                cb_log(CB_LOG_WARNING, "hook %s ignored: its path no longer names the file in the hook "
+                        "directory checked at start", out);
                 return -EPERM;
         }
         if (!S_ISREG(st.st_mode) || !(st.st_mode & S_IXUSR) || (st.st_uid != 0 && st.st_uid != geteuid()) ||
             (st.st_mode & 022)) {
-                fprintf(stderr, "credbrokerd: hook %s ignored: not an executable regular file owned by root or uid %u "
-                        "and writable by no one else\n", out, (unsigned)geteuid());
+                cb_log(CB_LOG_WARNING, "hook %s ignored: not an executable regular file owned by root or uid %u "
+                        "and writable by no one else", out, (unsigned)geteuid());
                 return -EPERM;
         }
         return 0;
@@ -200,6 +201,9 @@ static int run_hook(int slot, const char *path, const char *name, const char *re
                 posix_spawn_file_actions_adddup2(&fa, outp[1], 1);
         else
                 posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+        int ef = cb_log_child_stderr(); /* its diagnostics, stamped (log.h) */
+        if (ef >= 0)
+                posix_spawn_file_actions_adddup2(&fa, ef, 2);
         /* Only stdin, stdout and stderr: no socket, store or pidfd of ours,
          * even one a library opened without O_CLOEXEC. */
         posix_spawn_file_actions_addclosefrom_np(&fa, 3);
@@ -221,7 +225,7 @@ static int run_hook(int slot, const char *path, const char *name, const char *re
                 inp[0] = -1;
                 /* Events are small (< PIPE_BUF): one write, no deadlock with its stdout. */
                 if (write(inp[1], in, inlen) != (ssize_t)inlen)
-                        fprintf(stderr, "credbrokerd: hook %s: could not write its input: %s\n", path, strerror(errno));
+                        cb_log(CB_LOG_WARNING, "hook %s: could not write its input: %s", path, strerror(errno));
                 close(inp[1]);
                 inp[1] = -1;
         }
@@ -330,7 +334,7 @@ static void *leak_hook_thread(void *arg) {
 
         if (hook_path("_leaked", path, sizeof(path)) == 0 &&
             run_hook(j->slot, path, j->name, "leaked", j->event, strlen(j->event), NULL) < 0)
-                fprintf(stderr, "credbrokerd: leak hook for '%s': %s\n", j->name, cb_error_last());
+                cb_log(CB_LOG_ERR, "leak hook for '%s': %s", j->name, cb_error_last());
         slot_release(j->slot);
         free(j->event);
         free(j);
@@ -371,7 +375,7 @@ bool rotate_leak_hook_start(const char *name, json_t *summary) {
         snprintf(j->name, sizeof(j->name), "%s", name);
         j->slot = slot_take("_leaked");
         if (j->slot < 0) {
-                fprintf(stderr, "credbrokerd: leak hook for '%s' not run: %d hooks are running already\n", name,
+                cb_log(CB_LOG_WARNING, "leak hook for '%s' not run: %d hooks are running already", name,
                         CB_ROTATE_HOOKS_MAX);
         } else if (start_thread(leak_hook_thread, j) == 0) {
                 return true;
@@ -404,7 +408,7 @@ static void *hook_rotate_thread(void *arg) {
                 r = rotate_secret(j->name, cb_secbuf_data(val), cb_secbuf_len(val), j->grace, j->leaked, j->source,
                                   NULL);
         if (r < 0 && !stopping) {
-                fprintf(stderr, "credbrokerd: hook rotation of '%s' failed: %s\n", j->name, cb_error_last());
+                cb_log(CB_LOG_ERR, "hook rotation of '%s' failed: %s", j->name, cb_error_last());
                 (void)rotate_audit_event(json_pack("{s:s, s:s, s:s, s:s, s:s}", "event", "rotate", "source", j->source,
                                             "secret", j->name, "result", "failed", "message", cb_error_last()));
                 /* rotate_run contained a failure of its own already; a hook that failed

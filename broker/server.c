@@ -927,7 +927,8 @@ static struct MHD_Daemon *start_one(int fd, void *cls, unsigned threads, unsigne
         if (threads)
                 flags |= MHD_USE_INTERNAL_POLLING_THREAD;
         return MHD_start_daemon(flags, 0, NULL, NULL,
-                                handle, cls, MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_NOTIFY_COMPLETED, completed,
+                                handle, cls, MHD_OPTION_EXTERNAL_LOGGER, cb_log_mhd, NULL, /* stamped lines */
+                                MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_NOTIFY_COMPLETED, completed,
                                 NULL, MHD_OPTION_NOTIFY_CONNECTION, conn_notify, cls, MHD_OPTION_UNESCAPE_CALLBACK,
                                 keep_escapes, NULL, MHD_OPTION_URI_LOG_CALLBACK, keep_target, NULL,
                                 MHD_OPTION_CONNECTION_LIMIT, conn_limit, MHD_OPTION_CONNECTION_TIMEOUT,

@@ -32,7 +32,7 @@ static const struct verb {
         { "revoke", cmd_revoke, "admin: revoke tokens: revoke --accessor A | --secret NAME | --client C" },
         { "status", cmd_status, "admin: the broker's state: status [--json]" },
         { "metrics", cmd_metrics, "admin: the broker's counters, Prometheus text format: metrics" },
-        { "policy", cmd_policy, "check a policy file, or reload the broker's: policy check FILE | policy reload" },
+        { "policy", cmd_policy, "check a policy file, or reload the broker's: policy check FILE [--json] | policy reload [--json]" },
         { "approvals", cmd_approvals, "admin: token requests held for approval: approvals [--json]" },
         { "approve", cmd_approve, "admin: approve a held token request: approve ID" },
         { "deny", cmd_deny, "admin: deny a held token request: deny ID" },

@@ -112,7 +112,7 @@ static int simple_opts(int argc, char **argv, const char *usage, int nargs, bool
         *json = false;
         optind = 1;
         opterr = 0;
-        while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
                 switch (ch) {
                 case 'j':
                         *json = true;
@@ -262,7 +262,7 @@ int cmd_revoke(int argc, char **argv) {
 
         optind = 1;
         opterr = 0;
-        while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
                 switch (ch) {
                 case 'a':
                 case 's':
@@ -325,7 +325,7 @@ int cmd_delete(int argc, char **argv) {
 
         optind = 1;
         opterr = 0;
-        while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
                 switch (ch) {
                 case 'y': yes = true; break;
                 case 'j': json = true; break;
@@ -356,8 +356,9 @@ int cmd_metrics(int argc, char **argv) {
                 "usage: credbroker metrics\n"
                 "  The broker's counters in the Prometheus text format (GET /metrics on admin.sock):\n"
                 "  requests by route and decision, proxied requests by secret and upstream status,\n"
-                "  proxy durations, live tokens, pending approvals, alerts (leaks, audit write\n"
-                "  failures, ...) and refused connections.  Already machine-readable: no --json.\n";
+                "  proxy durations, live tokens, pending approvals, rotations, leak sightings,\n"
+                "  audit write failures, alerts by kind and refused connections.  Already\n"
+                "  machine-readable: no --json.\n";
         cb_client *c = NULL;
         char *text = NULL;
         bool json;
@@ -461,7 +462,56 @@ static int find_daemon(char *out, size_t len) {
         return cli_fail(-ENOENT, "policy check: credbrokerd not found next to %s (set $CREDBROKER_DAEMON)", self);
 }
 
-static int policy_check(const char *file) {
+/* The checker's verdict as one JSON object on stdout (policy check --json):
+ * {"file","valid","clients","grants","notes":[...],"warnings":[...]} or
+ * {"file","valid":false,"error"}.  text is what credbrokerd printed. */
+static int policy_check_json(const char *file, char *text, bool valid) {
+        json_t *o = json_pack("{s:s, s:b}", "file", file, "valid", valid);
+        json_t *notes = json_array(), *warnings = json_array();
+        char *line, *save = NULL, *t;
+        bool first = true;
+
+        if (!o || !notes || !warnings) {
+                json_decref(o);
+                json_decref(notes);
+                json_decref(warnings);
+                return cli_fail(-EINVAL, "policy check --json: the file name is not UTF-8 (or out of memory)");
+        }
+        for (line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save), first = false) {
+                const char *sep;
+                size_t nc = 0, ng = 0;
+
+                if (!valid) { /* "invalid: REASON" */
+                        json_object_set_new(o, "error", json_string(strncmp(line, "invalid: ", 9) ? line : line + 9));
+                        break;
+                }
+                /* "ok: FILE: N clients, M grants" (FILE may hold ": ") */
+                if (first && (sep = strrchr(line, ':')) && sscanf(sep, ": %zu clients, %zu grants", &nc, &ng) == 2) {
+                        json_object_set_new(o, "clients", json_integer((json_int_t)nc));
+                        json_object_set_new(o, "grants", json_integer((json_int_t)ng));
+                } else if (strncmp(line, "warning: ", 9) == 0) {
+                        json_array_append_new(warnings, json_string(line + 9));
+                } else {
+                        json_array_append_new(notes, json_string(line));
+                }
+        }
+        if (valid) {
+                json_object_set_new(o, "notes", notes);
+                json_object_set_new(o, "warnings", warnings);
+        } else {
+                json_decref(notes);
+                json_decref(warnings);
+        }
+        t = json_dumps(o, JSON_COMPACT | JSON_ENSURE_ASCII);
+        json_decref(o);
+        if (!t)
+                return cli_fail(-ENOMEM, "out of memory");
+        puts(t);
+        free(t);
+        return valid ? CB_EXIT_OK : CB_EXIT_USAGE;
+}
+
+static int policy_check(const char *file, bool json) {
         char daemon[PATH_MAX + 32], out[4096];
         size_t n = 0;
         int p[2], status, r;
@@ -512,6 +562,8 @@ static int policy_check(const char *file) {
         while (waitpid(pid, &status, 0) < 0)
                 if (errno != EINTR)
                         return cli_fail(-errno, "policy check: waiting for credbrokerd: %s", strerror(errno));
+        if (json && WIFEXITED(status) && (WEXITSTATUS(status) == 0 || WEXITSTATUS(status) == 2))
+                return policy_check_json(file, out, WEXITSTATUS(status) == 0);
         if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
                 printf("%s%s", out, n && out[n - 1] == '\n' ? "" : "\n");
                 return CB_EXIT_OK;
@@ -530,10 +582,11 @@ static int policy_check(const char *file) {
 
 int cmd_policy(int argc, char **argv) {
         static const char usage[] =
-                "usage: credbroker policy check FILE | policy reload [--json]\n"
+                "usage: credbroker policy check FILE [--json] | policy reload [--json]\n"
                 "  check: validate a policy file offline with 'credbrokerd --check-policy FILE'\n"
                 "    (credbrokerd is looked up in $CREDBROKER_DAEMON, then next to credbroker).\n"
-                "    Prints the verdict; exit 0 valid, 2 invalid.\n"
+                "    Prints the verdict; exit 0 valid, 2 invalid.  --json: {\"file\",\"valid\",\n"
+                "    \"clients\",\"grants\",\"notes\",\"warnings\"} or {\"file\",\"valid\":false,\"error\"}.\n"
                 "  reload: make the running broker reload its policy file (admin.sock); an\n"
                 "    invalid file is refused with the exact error and the old policy stays.\n";
         json_t *o = NULL;
@@ -543,11 +596,21 @@ int cmd_policy(int argc, char **argv) {
         if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0))
                 return fputs(usage, stdout), CB_EXIT_OK;
         if (argc >= 2 && strcmp(argv[1], "check") == 0) {
-                if (argc == 3 && strcmp(argv[2], "--help") == 0)
-                        return fputs(usage, stdout), CB_EXIT_OK;
-                if (argc != 3 || argv[2][0] == '-')
+                const char *file = NULL;
+                bool js = false;
+                for (int i = 2; i < argc; i++) {
+                        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
+                                return fputs(usage, stdout), CB_EXIT_OK;
+                        if (strcmp(argv[i], "--json") == 0)
+                                js = true;
+                        else if (argv[i][0] == '-' || file)
+                                return cli_usage("policy check takes one FILE and --json");
+                        else
+                                file = argv[i];
+                }
+                if (!file)
                         return cli_usage("policy check takes one FILE");
-                return policy_check(argv[2]);
+                return policy_check(file, js);
         }
         if (argc >= 2 && strcmp(argv[1], "reload") == 0) {
                 r = simple_opts(argc - 1, argv + 1, usage, 0, &json);

@@ -87,7 +87,7 @@ static int opts(int argc, char **argv, const char *usage, bool *json) {
 
         optind = 1;
         opterr = 0;
-        while ((ch = getopt_long(argc, argv, "", o, NULL)) != -1) {
+        while ((ch = getopt_long(argc, argv, "h", o, NULL)) != -1) {
                 switch (ch) {
                 case 'j':
                         if (!json)

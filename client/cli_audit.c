@@ -23,7 +23,7 @@
 static const char usage[] =
         "usage: credbroker audit verify [--json] FILE...\n"
         "       credbroker audit grep --accessor cba_... FILE...  (see 'audit grep --help')\n"
-        "       credbroker audit verify --state-dir DIR --unlock SPEC [--tpm2-tcti S] FILE...\n"
+        "       credbroker audit verify --state-dir DIR --unlock SPEC [--tpm2-tcti S] [--json] FILE...\n"
         "  Check audit log files (oldest first: rotated files, then the current one):\n"
         "  every record's MAC chain, and that nothing was edited, removed, reordered or\n"
         "  cut from the end.  Names the first bad record by file and line number.\n"
@@ -38,11 +38,11 @@ static void put_safe(const char *s) {
                 putchar((unsigned char)*s < 0x20 || *s == 0x7f ? '?' : *s);
 }
 
-static int offline(const char *state_dir, const char *unlock, const char *tcti, int nfiles, char **files) {
+static int offline(const char *state_dir, const char *unlock, const char *tcti, int nfiles, char **files, bool json) {
         static const char *const rel[] = { "/../broker/credbrokerd", "/credbrokerd", "/../sbin/credbrokerd" };
         char daemon[PATH_MAX + 32], self[PATH_MAX];
         const char *env = getenv("CREDBROKER_DAEMON");
-        char *av[7 + 2 * FILES_MAX];
+        char *av[8 + 2 * FILES_MAX];
         int k = 0;
 
         if (env && *env) {
@@ -73,6 +73,8 @@ static int offline(const char *state_dir, const char *unlock, const char *tcti, 
                 av[k++] = (char *)"--tpm2-tcti";
                 av[k++] = (char *)tcti;
         }
+        if (json)
+                av[k++] = (char *)"--verify-json";
         for (int i = 0; i < nfiles; i++) {
                 av[k++] = (char *)"--verify-audit";
                 av[k++] = files[i];
@@ -113,7 +115,7 @@ static int verify(int argc, char **argv) {
         if (!state_dir != !unlock)
                 return cli_usage("audit verify: --state-dir and --unlock go together");
         if (state_dir)
-                return offline(state_dir, unlock, tcti, n, argv + optind);
+                return offline(state_dir, unlock, tcti, n, argv + optind, json);
         files = json_array();
         for (int i = optind; i < argc; i++) {
                 char *abs = realpath(argv[i], NULL);

@@ -83,7 +83,7 @@ static void print_key(json_t *k) {
 
 int cmd_pubkey(int argc, char **argv) {
         static const char usage[] =
-                "usage: credbroker pubkey [--json] | --list [--json] | --rotate [--json] | --retire KEY_ID\n"
+                "usage: credbroker pubkey [--json] | --list [--json] | --rotate [--json] | --retire KEY_ID [--json]\n"
                 "  Print the broker's provisioning public key (cbpk1.…, give it to 'seal --recipient')\n"
                 "  and its key id (16 hex digits: the first 8 bytes of BLAKE2b-256 of the key).\n"
                 "  --list: every key with its state: current (what seal should use), accepted (an older\n"
@@ -103,7 +103,7 @@ int cmd_pubkey(int argc, char **argv) {
 
         optind = 1;
         opterr = 0;
-        while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
                 switch (ch) {
                 case 'j': json = true; break;
                 case 'l': list = true; break;
@@ -241,7 +241,7 @@ int cmd_seal(int argc, char **argv) {
         pl.meta = m;
         optind = 1;
         opterr = 0;
-        while ((ch = getopt_long(argc, argv, "o:", opts, NULL)) != -1) {
+        while ((ch = getopt_long(argc, argv, "o:h", opts, NULL)) != -1) {
                 r = 0;
                 switch (ch) {
                 case 'r': recipient = optarg; break;
@@ -535,7 +535,7 @@ int cmd_import(int argc, char **argv) {
 
         optind = 1;
         opterr = 0;
-        while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
                 switch (ch) {
                 case 'd': dry = true; break;
                 case 'j': json = true; break;

@@ -295,7 +295,7 @@ int cmd_put(int argc, char **argv) {
         }
         optind = 1;
         opterr = 0;
-        while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
                 r = 0;
                 switch (ch) {
                 case 'H':

@@ -233,11 +233,11 @@ int cmd_rotate(int argc, char **argv) {
                 "                         [--hook-timeout SECONDS] [--test CMD] [--keep-newline] [--json]\n"
                 "  Make a new version of NAME current (admin.sock): stored as pending, then made current;\n"
                 "  the old current version becomes previous, served only to redeems that name it, for\n"
-                "  --grace SECONDS (default 300, at most 30 days), then disabled.  The metadata (hosts,\n"
-                "  template, ...) is kept.  The new value comes from stdin (as for put), or from\n"
-                "  --hook CMD (run here by /bin/sh as you; it prints the value on stdout; it gets the\n"
-                "  secret's name as $1 and in $CREDBROKER_ROTATE_SECRET, never the old value; killed after\n"
-                "  --hook-timeout SECONDS, default 60), or\n"
+                "  --grace SECONDS (or 90m/8h/1d; default 300, at most 30 days), then disabled.\n"
+                "  The metadata (hosts, template, ...) is kept.  The new value comes from stdin (as\n"
+                "  for put), or from --hook CMD (run here by /bin/sh as you; it prints the value on\n"
+                "  stdout; it gets the secret's name as $1 and in $CREDBROKER_ROTATE_SECRET, never the\n"
+                "  old value; killed after --hook-timeout SECONDS or 5m, default 60), or\n"
                 "  --generate (the broker mints \"cbs_\" + 43 base64url characters; only for a secret put\n"
                 "  with --label generate=yes, one the broker is the source of), or --broker-hook (the\n"
                 "  broker runs its own hook, DIR/NAME of its --rotate-hook-dir, in the background).\n"
@@ -266,11 +266,12 @@ int cmd_rotate(int argc, char **argv) {
 
         optind = 1;
         opterr = 0;
-        while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
                 switch (ch) {
                 case 'g':
-                        if (cli_parse_u64(optarg, GRACE_MAX, &grace) < 0)
-                                return cli_usage("rotate: --grace takes seconds, 0 to %llu", GRACE_MAX);
+                        if (cli_parse_duration(optarg, GRACE_MAX, &grace) < 0)
+                                return cli_usage("rotate: --grace takes seconds or 90m/8h/1d, 0 to %llu s",
+                                                 GRACE_MAX);
                         have_grace = true;
                         break;
                 case 'l': leaked = true; break;
@@ -279,8 +280,9 @@ int cmd_rotate(int argc, char **argv) {
                 case 't': test = optarg; break;
                 case 'k': hook = optarg; break;
                 case 'T':
-                        if (cli_parse_u64(optarg, HOOK_TIMEOUT_MAX, &hook_timeout) < 0 || !hook_timeout)
-                                return cli_usage("rotate: --hook-timeout takes seconds, 1 to %u", HOOK_TIMEOUT_MAX);
+                        if (cli_parse_duration(optarg, HOOK_TIMEOUT_MAX, &hook_timeout) < 0 || !hook_timeout)
+                                return cli_usage("rotate: --hook-timeout takes seconds or 5m, 1 to %u s",
+                                                 HOOK_TIMEOUT_MAX);
                         break;
                 case 'n': keep = true; break;
                 case 'j': json = true; break;
@@ -446,7 +448,7 @@ int cmd_versions(int argc, char **argv) {
 
         optind = 1;
         opterr = 0;
-        while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
                 if (ch == 'j')
                         json = true;
                 else if (ch == 'h')
@@ -506,7 +508,7 @@ int cmd_version(int argc, char **argv) {
 
         optind = 1;
         opterr = 0;
-        while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
                 if (ch == 'j')
                         json = true;
                 else if (ch == 'h')

@@ -254,7 +254,7 @@ static int options(int argc, char **argv, const char *usage, bool *admin, bool *
         int o;
 
         optind = 1;
-        while ((o = getopt_long(argc, argv, "+", opts, NULL)) != -1) {
+        while ((o = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
                 switch (o) {
                 case 'a':
                         *admin = true;

@@ -51,7 +51,7 @@ static int parse_store_opts(int argc, char **argv, const char *usage, struct sto
         memset(o, 0, sizeof(*o));
         optind = 1;
         opterr = 0;
-        while ((c = getopt_long(argc, argv, "", store_options, NULL)) != -1) {
+        while ((c = getopt_long(argc, argv, "h", store_options, NULL)) != -1) {
                 switch (c) {
                 case OPT_STATE_DIR:
                         o->state_dir = optarg;
@@ -76,6 +76,7 @@ static int parse_store_opts(int argc, char **argv, const char *usage, struct sto
                 case OPT_TPM2_PCRS:
                         o->tpm2_pcrs = optarg;
                         break;
+                case 'h':
                 case OPT_HELP:
                         printf("usage: %s\n", usage);
                         return 1;

@@ -129,7 +129,7 @@ int cmd_token(int argc, char **argv) {
 
         optind = 1;
         opterr = 0;
-        while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
                 switch (ch) {
                 case 'u':
                         if (strcmp(optarg, "proxy") != 0 && strcmp(optarg, "redeem") != 0)
@@ -239,7 +239,7 @@ int cmd_fetch(int argc, char **argv) {
 
         optind = 1;
         opterr = 0;
-        while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
                 switch (ch) {
                 case 'n':
                         newline = true;
@@ -570,8 +570,11 @@ int cmd_exec(int argc, char **argv) {
                 "  sets OPENAI_BASE_URL and OPENAI_API_KEY (=openai, the default), ANTHROPIC_BASE_URL\n"
                 "  and ANTHROPIC_API_KEY (=anthropic), or PREFIX_BASE_URL and PREFIX_API_KEY, to the\n"
                 "  broker's proxy (--proxy-url, $CREDBROKER_PROXY_URL, default http://127.0.0.1:8411)\n"
-                "  and a uid-bound proxy token living as long as the grant's max_ttl allows; the token\n"
-                "  is revoked when CMD exits, and masked in its output.\n"
+                "  and a proxy token any program of your uid may present while this exec runs: it is\n"
+                "  revoked when CMD exits (refused once exec is gone, even after SIGKILL), and masked\n"
+                "  in CMD's output.  It never outlives the grant's max_ttl (the operator's cap: 300 s\n"
+                "  when the grant sets none, said on stderr; at most 86400): a CMD still running then\n"
+                "  gets 401 expired.\n"
                 "  Fetch each SECRET (needs a \"redeem\" grant), run CMD with the values, and pass CMD's\n"
                 "  stdout and stderr through a masker: every occurrence of a value is replaced by\n"
                 "  [REDACTED:SECRET], raw or encoded (base64, hex, %-escaped, JSON-escaped: see\n"
@@ -605,7 +608,7 @@ int cmd_exec(int argc, char **argv) {
         optind = 1;
         opterr = 0;
         /* '+': stop at CMD, its options are its own. */
-        while ((ch = getopt_long(argc, argv, "+", opts, NULL)) != -1) {
+        while ((ch = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
                 switch (ch) {
                 case 'e':
                 case 'f':

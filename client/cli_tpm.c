@@ -128,7 +128,7 @@ static int tpm_status(int argc, char **argv) {
 
         optind = 1;
         opterr = 0;
-        while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
                 switch (c) {
                 case 'X':
                         tcti = optarg;
@@ -194,10 +194,12 @@ static int tpm_accept_rollback(int argc, char **argv) {
                 { "state-dir", required_argument, NULL, 's' },
                 { "unlock", required_argument, NULL, 'u' },
                 { "tpm2-tcti", required_argument, NULL, 'X' },
+                { "json", no_argument, NULL, 'j' },
                 { "help", no_argument, NULL, 'h' },
                 {},
         };
         const char *dir = NULL, *unlock = NULL, *tcti = NULL;
+        bool json = false;
         cb_unlock_spec *spec = NULL;
         cb_store *s = NULL;
         int lockfd = -1;
@@ -206,7 +208,7 @@ static int tpm_accept_rollback(int argc, char **argv) {
 
         optind = 1;
         opterr = 0;
-        while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
                 switch (c) {
                 case 's':
                         dir = optarg;
@@ -217,12 +219,16 @@ static int tpm_accept_rollback(int argc, char **argv) {
                 case 'X':
                         tcti = optarg;
                         break;
+                case 'j':
+                        json = true;
+                        break;
                 case 'h':
                         printf("usage: credbroker tpm accept-rollback --state-dir DIR --unlock SPEC "
-                               "[--tpm2-tcti STRING]\n"
+                               "[--tpm2-tcti STRING] [--json]\n"
                                "  After restoring an older copy of a TPM-bound store ON PURPOSE (a backup):\n"
                                "  raise its generation to the TPM counter so it opens again.  Secrets changed\n"
-                               "  since the copy was made are back to their old values: rotate them.\n");
+                               "  since the copy was made are back to their old values: rotate them.\n"
+                               "  --json: {\"state_dir\",\"accepted\",\"generation\"} on stdout.\n");
                         return CB_EXIT_OK;
                 default:
                         return cli_usage("tpm accept-rollback: unknown or incomplete option '%s'",
@@ -257,7 +263,19 @@ static int tpm_accept_rollback(int argc, char **argv) {
                 r = cli_fail(r, "tpm accept-rollback: %s", cb_error_last());
                 goto out;
         }
-        if (r == 0)
+        if (json) {
+                json_t *o = json_pack("{s:s, s:b, s:I}", "state_dir", dir, "accepted", r > 0, "generation",
+                                      (json_int_t)gen);
+                char *t = o ? json_dumps(o, JSON_COMPACT) : NULL;
+                json_decref(o);
+                if (!t) {
+                        r = cli_fail(-EINVAL, "tpm accept-rollback: the state directory's path is not UTF-8 (or "
+                                     "out of memory)");
+                        goto out;
+                }
+                puts(t);
+                free(t);
+        } else if (r == 0)
                 printf("store in %s is not rolled back (generation %llu matches the TPM counter); nothing to "
                        "accept\n", dir, (unsigned long long)gen);
         else

@@ -128,6 +128,8 @@ ID1=$(cli_id "$T/f1.err")
 expect "CLI says what it waits for, with the ID" "waiting for operator approval $ID1 (up to $TIMEOUT s)" "$(cat "$T/f1.err")"
 expect_not "CLI does not hand the tool (or its model) the approve command" "credbroker approve" "$(cat "$T/f1.err")"
 expect "daemon tells the operator on stderr" "approval needed: $ID1: uid $U1" "$(cat "$T/daemon.out")"
+expect "metrics: the held request is a pending approval" "credbroker_approvals_pending 1
+" "$("$CLI" metrics)"
 list=$("$CLI" approvals)
 expect "approvals lists the request" "$ID1  pending" "$list"
 expect "approvals shows the requester's uid and pid" "uid $U1 gid $U1 pid $f1" "$(echo "$list" | tr -s ' ')"
@@ -344,5 +346,10 @@ kill -TERM "$PID"; wait "$PID"; rc=$?; PID=
 expect "daemon stops cleanly on SIGTERM" "rc=0" "rc=$rc"
 expect_not "no sanitizer report from the daemon" "Sanitizer" "$(grep -a -E "Sanitizer|runtime error" "$T/daemon.out")"
 
+# Every line the daemon wrote to stderr: RFC 3339 time, pid, level (log.h).
+. "$(dirname "$0")/log-lines.sh"
+bl=$(log_lines_bad "$T/daemon.out")
+[ -z "$bl" ] && ok "every daemon stderr line carries an RFC 3339 time and a level" ||
+        bad "daemon stderr lines without time or level: $(head -n 5 <<<"$bl")"
 echo "$fails failure(s)"
 [ "$fails" = 0 ]

@@ -60,6 +60,7 @@ chmod 0644 "$T/policy.json"
 cat >"$T/hook.sh" <<SH
 #!/bin/sh
 cat >>"$T/alerts.jsonl"
+printf 'alert hook ran\033[2J\n' >&2
 SH
 chmod 0755 "$T/hook.sh"
 mkdir -p "$T/logs"
@@ -183,6 +184,11 @@ L=$(wc -l <"$LOG")
 head -n $((L - 1)) "$LOG" >"$T/off-cut.log"
 out=$("$CLI" audit verify --state-dir "$T/state" --unlock "keyfile:$T/key" "$LOG.1" "$T/off-cut.log" 2>&1); rc=$?
 [ $rc = 4 ] && expect "offline: cut tail named by the checkpoint" "line $L:" "$out" || bad "offline cut: exit $rc: $out"
+out=$("$CLI" audit verify --json --state-dir "$T/state" --unlock "keyfile:$T/key" "$LOG.1" "$LOG"); rc=$?
+[ $rc = 0 ] && expect "offline verify --json: the online answer's object" '{"intact":true,"records":' "$out" ||
+        bad "offline --json: exit $rc: $out"
+out=$("$CLI" audit verify --json --state-dir "$T/state" --unlock "keyfile:$T/key" "$LOG.1" "$T/off-cut.log"); rc=$?
+[ $rc = 4 ] && expect "offline verify --json: the cut named" "\"line\":$L," "$out" || bad "offline --json cut: exit $rc: $out"
 sed '3s/"status":[0-9]*/"status":299/' "$LOG" >"$T/off-edit.log"
 out=$("$CLI" audit verify --state-dir "$T/state" --unlock "keyfile:$T/key" "$LOG.1" "$T/off-edit.log" 2>&1); rc=$?
 [ $rc = 4 ] && expect "offline: edited line named" "line 3:" "$out" || bad "offline edit: exit $rc: $out"
@@ -234,6 +240,9 @@ else
         r=$(printf 'other-value' | "$CLI" put demo2 2>&1)
         expect "an admin write is refused too" 'audit' "$r"
         expect "health says so" 'audit_unavailable' "$(curl -s --unix-socket "$TS" http://x/v1/health)"
+        n=$("$CLI" metrics | sed -n 's/^credbroker_audit_write_failures_total //p')
+        [ "${n:-0}" -ge 2 ] && ok "metrics readable while the log cannot be written: $n failed records" ||
+                bad "metrics during the failure: credbroker_audit_write_failures_total ${n:-absent}"
         for _ in $(seq 50); do grep -q audit_write_failed "$T/alerts.jsonl" && break; sleep 0.1; done
         grep -q '"kind":"audit_write_failed"' "$T/alerts.jsonl" && ok "audit_write_failed alert reached the hook" ||
                 bad "no audit_write_failed alert"
@@ -242,6 +251,9 @@ else
         r=$(as $U1 curl -s --unix-socket "$TS" -X POST -d '{"secret":"demo"}' http://x/v1/token)
         tok2=$(echo "$r" | field token)
         case "$tok2" in cbt_*) ok "service resumes once the log can be written" ;; *) bad "no resume: $r" ;; esac
+        n=$("$CLI" metrics | sed -n 's/^credbroker_audit_write_failures_total //p')
+        [ "${n:-0}" -ge 2 ] && ok "metrics: every record that could not be written counted ($n)" ||
+                bad "metrics: credbroker_audit_write_failures_total ${n:-absent}"
         expect "stored value intact after the full disk" "$VALUE" \
                 "$(as $U1 curl -s --unix-socket "$TS" -X POST -d "{\"token\":\"$tok2\"}" http://x/v1/redeem)"
         expect "the refused put stored nothing" '"error"' "$(curl -s --unix-socket "$AS" http://x/v1/admin/secrets/demo2)"
@@ -372,6 +384,13 @@ for f in "$LOG" "$LOG.1" "$T/full/audit.log"; do
 done
 ok "no value or token in any audit file"
 
+expect "the alert hook's stderr reaches the daemon's, stamped, control bytes replaced" \
+        "notice: hook stderr: alert hook ran?[2J" "$(cat "$T/daemon.out")"
+# Every line the daemon wrote to stderr: RFC 3339 time, pid, level (log.h).
+. "$(dirname "$0")/log-lines.sh"
+bl=$(log_lines_bad "$T"/daemon*.out "$T/daemon.restart")
+[ -z "$bl" ] && ok "every daemon stderr line carries an RFC 3339 time and a level" ||
+        bad "daemon stderr lines without time or level: $(head -n 5 <<<"$bl")"
 # A sanitizer build reports at exit (every daemon above stopped by SIGTERM, but one SIGKILL).
 if grep -lE 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' "$T"/daemon*.out "$T/daemon.restart" 2>/dev/null; then
         bad "a sanitizer report in a daemon's output"

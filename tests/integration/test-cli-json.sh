@@ -40,8 +40,13 @@ cat >"$T/policy.json" <<JSON
   "admins": {"uids": [0]} }
 JSON
 chmod 0644 "$T/policy.json"
+# A loopback listener for exec --proxy (it checks who serves the proxy URL
+# before minting a token).
+PORT=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+PX=http://127.0.0.1:$PORT
 "$DAEMON" --state-dir "$T/state" --run-dir "$T/run" --policy "$T/policy.json" --unlock "keyfile:$T/key" \
-        --approval-timeout 10 --audit-log "$T/audit.log" >"$T/daemon.out" 2>&1 &
+        --listen-tcp "127.0.0.1:$PORT" --approval-timeout 10s --alert-hook-timeout 1m --denial-alert 10/1m --audit-log "$T/audit.log" \
+        >"$T/daemon.out" 2>&1 &
 PID=$!
 for _ in $(seq 50); do [ -S "$T/run/admin.sock" ] && break; sleep 0.1; done
 export CREDBROKER_SOCKET=$T/run/tools.sock CREDBROKER_ADMIN_SOCKET=$T/run/admin.sock
@@ -64,6 +69,20 @@ out=$(as $U2 "$CLI" token demo --json 2>/dev/null)
         [[ $(jget "$out" accessor) == cba_* ]] && [ "$(jget "$out" expires_in)" -gt 0 ] &&
         ok "token --json" || bad "token --json: $out"
 acc=$(jget "$out" accessor)
+# metrics: live tokens follow a mint and a revocation; requests by route and decision.
+live() { "$CLI" metrics | sed -n 's/^credbroker_tokens_live //p'; }
+l0=$(live)
+o=$(as $U2 "$CLI" token demo --json 2>/dev/null)
+l1=$(live)
+"$CLI" revoke --accessor "$(jget "$o" accessor)" >/dev/null
+l2=$(live)
+[ -n "$l0" ] && [ "$l1" = $((l0 + 1)) ] && [ "$l2" = "$l0" ] &&
+        ok "metrics: credbroker_tokens_live follows a mint and a revocation ($l0 -> $l1 -> $l2)" ||
+        bad "metrics: tokens_live $l0 -> $l1 -> $l2"
+"$CLI" revoke --client nosuch >/dev/null 2>&1
+m=$("$CLI" metrics)
+expect "metrics: an allowed token request" 'credbroker_requests_total{route="token",decision="allow"} ' "$m"
+expect "metrics: a refused admin request" 'credbroker_requests_total{route="admin.revoke",decision="deny"} ' "$m"
 out=$(as $U2 "$CLI" fetch demo --json)
 [ "$(jget "$out" value)" = "$VALUE" ] && [ "$(jget "$out" secret version)" = $'demo\n1' ] &&
         ok "fetch --json: a text value, escaped" || bad "fetch --json: $out"
@@ -121,17 +140,82 @@ o=$("$CLI" revoke --accessor "$acc" 2>&1); rc=$?
 [ $rc = 5 ] && ok "revoking it again: exit 5" || bad "revoke twice: exit $rc: $o"
 
 # exec --proxy: the variables an SDK reads; the token dies with exec.
-out=$(as $U2 "$CLI" exec --proxy demo --proxy demo=anthropic --proxy demo=env:MY_API --proxy-url http://127.0.0.1:1 -- \
+out=$(as $U2 "$CLI" exec --proxy demo --proxy demo=anthropic --proxy demo=env:MY_API --proxy-url "$PX" -- \
         sh -c 'echo "$OPENAI_BASE_URL $ANTHROPIC_BASE_URL $MY_API_BASE_URL"; printf %s "$MY_API_API_KEY" >'"$T/x/tok")
-expect "exec --proxy: OPENAI_BASE_URL ends in /v1" "http://127.0.0.1:1/v1/proxy/demo/v1 " "$out"
+expect "exec --proxy: OPENAI_BASE_URL ends in /v1" "$PX/v1/proxy/demo/v1 " "$out"
 expect "exec --proxy: ANTHROPIC_BASE_URL and PREFIX_BASE_URL" \
-        "http://127.0.0.1:1/v1/proxy/demo http://127.0.0.1:1/v1/proxy/demo" "$out"
+        "$PX/v1/proxy/demo $PX/v1/proxy/demo" "$out"
 o=$(curl -s --unix-socket "$T/run/tools.sock" -d "{\"token\":\"$(cat "$T/x/tok")\"}" http://x/v1/introspect)
 expect "its token is revoked once exec exits" '"error":"unauthorized"' "$o"
-out=$(as $U2 "$CLI" exec --proxy demo --env V=demo --proxy-url http://127.0.0.1:1 -- \
+out=$(as $U2 "$CLI" exec --proxy demo --env V=demo --proxy-url "$PX" -- \
         sh -c 'printf "value:%s\n" "$V"; echo "base:$OPENAI_BASE_URL"')
 expect "exec --proxy with --env: the value, masked" "value:[REDACTED:demo]" "$out"
-expect "exec --proxy with --env: and the SDK's base URL" "base:http://127.0.0.1:1/v1/proxy/demo/v1" "$out"
+expect "exec --proxy with --env: and the SDK's base URL" "base:$PX/v1/proxy/demo/v1" "$out"
+# demo's grant sets no max_ttl: the token's 300 s cap is said before CMD runs.
+o=$(as $U2 "$CLI" exec --proxy demo --proxy-url "$PX" -- true 2>&1 >/dev/null)
+expect "exec --proxy: the default max_ttl cap is said on stderr" "its token expires in 300 s (the grant's max_ttl)" "$o"
+
+# --json on every verb that prints a result: each answer below is one JSON
+# object on stdout with exit 0 (tpm: 8, no TPM here).  Every verb of --list-commands is either in
+# this table, checked above (init, token, fetch, seal, approve, deny, delete),
+# or exempt with its reason, so a new verb without --json fails here.
+printf 'json-one' | "$CLI" put jdemo >/dev/null || bad "put jdemo"
+"$CLI" init --state-dir "$T/s2" --unlock "keyfile:$T/k2" >/dev/null || bad "init a second store"
+kid_old=$("$CLI" pubkey --json | /usr/bin/python3 -c 'import json,sys; print(json.load(sys.stdin)["key_id"])')
+blob=$(printf 'imported-v' | "$CLI" seal --recipient "$pk" --name jimp)
+as $U2 "$CLI" token demo >/dev/null 2>&1 # something to revoke
+jrows=(
+        "check|\"\$CLI\" check --state-dir \"\$T/s2\" --unlock \"keyfile:\$T/k2\" --json"
+        "tpm|\"\$CLI\" tpm --json --tpm2-tcti swtpm:host=127.0.0.1,port=1|8"
+        "put|printf json-two | \"\$CLI\" put jdemo --json"
+        "list|\"\$CLI\" list --json"
+        "show|\"\$CLI\" show jdemo --json"
+        "rotate|printf json-three | \"\$CLI\" rotate jdemo --json"
+        "versions|\"\$CLI\" versions jdemo --json"
+        "version|\"\$CLI\" version disable jdemo 2 --json"
+        "revoke|\"\$CLI\" revoke --secret demo --json"
+        "status|\"\$CLI\" status --json"
+        "policy|\"\$CLI\" policy check \"\$T/policy.json\" --json"
+        "policy|\"\$CLI\" policy reload --json"
+        "approvals|\"\$CLI\" approvals --json"
+        "import|\"\$CLI\" import --json \"\$blob\""
+        "pubkey|\"\$CLI\" pubkey --json"
+        "pubkey|\"\$CLI\" pubkey --rotate --json"
+        "pubkey|\"\$CLI\" pubkey --list --json"
+        "pubkey|\"\$CLI\" pubkey --retire \"\$kid_old\" --json"
+        "audit|\"\$CLI\" audit verify --json \"\$T/audit.log\""
+        "scan|printf 'nothing secret here' | \"\$CLI\" scan --admin --json"
+)
+declare -A jseen=([init]=1 [token]=1 [fetch]=1 [seal]=1 [approve]=1 [deny]=1 [delete]=1
+        [exec]="its output is the command's" [redact]="a filter: its output is the text"
+        [metrics]="Prometheus text is its machine format")
+for row in "${jrows[@]}"; do
+        v=${row%%|*} cmd=${row#*|} want=0
+        case "$cmd" in *'|8') cmd=${cmd%|8} want=8 ;; esac # tpm: JSON that says no TPM is reachable, exit 8
+        jseen[$v]=1
+        o=$(eval "$cmd" 2>"$T/jerr"); rc=$?
+        if [ $rc = $want ] && /usr/bin/python3 -c 'import json,sys; assert isinstance(json.loads(sys.argv[1]), dict)' "$o" 2>/dev/null; then
+                ok "--json: $v: one JSON object (${cmd#*\"\$CLI\" })"
+        else
+                bad "--json: $v (${cmd#*\"\$CLI\" }): exit $rc: $o $(cat "$T/jerr")"
+        fi
+done
+for v in $("$CLI" --list-commands); do
+        [ -n "${jseen[$v]:-}" ] || bad "--json: verb '$v' has no --json check and no reason to be exempt"
+done
+# Durations wherever a length of time is taken (the daemon's flags above: 10s, 1m).
+o=$(printf json-four | "$CLI" rotate jdemo --grace 1h --json)
+[ "$(jget "$o" grace)" = 3600 ] && ok "rotate --grace 1h" || bad "rotate --grace 1h: $o"
+o=$(printf json-five | "$CLI" rotate jdemo --hook-timeout 2m --grace 90m --json)
+[ "$(jget "$o" grace)" = 5400 ] && ok "rotate --hook-timeout 2m --grace 90m" || bad "rotate --grace 90m: $o"
+o=$(as $U2 "$CLI" token demo --ttl 2m --json)
+[ "$(jget "$o" expires_in)" = 120 ] && ok "token --ttl 2m" || bad "token --ttl 2m: $o"
+for f in "--approval-timeout 2x" "--alert-hook-timeout 11m" "--denial-alert 10/2d"; do
+        o=$("$DAEMON" $f --check-policy "$T/policy.json" 2>&1); rc=$?
+        [ $rc = 2 ] && ok "credbrokerd $f: usage error" || bad "credbrokerd $f: exit $rc: $o"
+done
+o=$("$CLI" rotate jdemo --grace 1y </dev/null 2>&1); rc=$?
+[ $rc = 2 ] && ok "rotate --grace 1y: usage error" || bad "rotate --grace 1y: exit $rc: $o"
 
 # delete: --yes required; its tokens die, the value is gone, the name is free.
 printf 'doomed-VALUE-%s' "$$" | "$CLI" put doomed >/dev/null || bad "put doomed"
@@ -160,7 +244,7 @@ case "$o" in ok:*) ok "check after delete: $o" ;; *) bad "check after delete: $o
 # the broker holds exec's pidfd.  Its child, still running, is refused.
 proxy_try() { as $U2 curl -s --unix-socket "$T/run/tools.sock" -H "Authorization: Bearer $(cat "$T/x/tok2")" \
         http://x/v1/proxy/demo/v1/x; }
-as $U2 "$CLI" exec --proxy demo -- sh -c 'printf %s "$OPENAI_API_KEY" >'"$T/x/tok2"'; sleep 30' >/dev/null 2>&1 &
+as $U2 "$CLI" exec --proxy demo --proxy-url "$PX" -- sh -c 'printf %s "$OPENAI_API_KEY" >'"$T/x/tok2"'; sleep 30' >/dev/null 2>&1 &
 EPID=$!
 for _ in $(seq 50); do [ -s "$T/x/tok2" ] && break; sleep 0.1; done
 cpid=$(pgrep -P "$(pgrep -P $EPID)" 2>/dev/null | head -n 1)

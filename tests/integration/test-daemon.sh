@@ -193,6 +193,8 @@ expect "served again once its idle connections are closed" '"ok"' "$out"
 sleep 1.2
 expect "refusals reported on stderr" "over the limit of 128 per uid (last: uid $U2)" "$(cat "$T/daemon.out")"
 expect "refusals counted in status" "\"connections_refused\":$((173 + extra))" "$("$CLI" --admin-socket "$AS" status --json)"
+expect "refusals counted in metrics" "credbroker_connections_refused_total $((173 + extra))
+" "$("$CLI" --admin-socket "$AS" metrics)"
 
 # --- SIGHUP: a broken policy keeps the old one serving
 cp "$T/policy.json" "$T/policy.good"

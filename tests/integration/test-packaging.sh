@@ -55,6 +55,10 @@ score=$(systemd-analyze security --offline=yes "$U" 2>&1 | sed -n 's/.*Overall e
 echo "BENCH systemd-security-exposure ${score:-none}"
 awk -v s="${score:-99}" 'BEGIN { exit !(s <= 2.0) }' && ok "systemd-analyze security: $score (at most 2.0)" ||
         bad "systemd-analyze security: exposure '${score}' above 2.0"
+# The figure README and docs/packaging.md record is the one this unit gets.
+grep -qF "(\`systemd-analyze security\` ${score:-none} OK)" "$SRC/README.md" &&
+        grep -qF "**${score:-none} OK**" "$SRC/docs/packaging.md" && ok "README and docs/packaging.md record $score" ||
+        bad "the exposure recorded in README.md / docs/packaging.md is not the measured ${score:-none}"
 grep -q '^Type=notify' "$U" && grep -q '^User=credbroker' "$U" && grep -q '^AmbientCapabilities=CAP_SYS_PTRACE$' "$U" &&
         ok "unit: Type=notify, User=credbroker, CAP_SYS_PTRACE only" || bad "unit settings changed"
 
@@ -69,6 +73,12 @@ for v in $("$CLI" --list-commands); do
         done
 done
 ok "-h and --help on every verb ($("$CLI" --list-commands | wc -l) verbs)"
+# and after a sub-verb or other arguments (getopt's -h, not only argv[1]).
+for sv in "policy check" "policy reload" "audit verify" "audit grep" "tpm accept-rollback" "version enable" \
+        "rotate NAME" "pubkey --list" "check --json" "exec --proxy x"; do
+        o=$("$CLI" $sv -h 2>&1)
+        [ $? = 0 ] && [[ $o == usage:* ]] && ok "credbroker $sv -h" || bad "credbroker $sv -h: $o"
+done
 # The completion offers the verbs and a verb's flags.
 w=$(PATH=$(dirname "$CLI"):$PATH bash -c 'source "$1"; COMP_WORDS=(credbroker to); COMP_CWORD=1; _credbroker;
         echo "${COMPREPLY[*]}"; COMP_WORDS=(credbroker exec --pro); COMP_CWORD=2; _credbroker; echo "${COMPREPLY[*]}"' \

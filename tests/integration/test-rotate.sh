@@ -76,6 +76,7 @@ mkdir -m 0755 "$T/hooks"
 cat >"$T/hooks/api" <<EOF
 #!/bin/sh
 { echo "argv: \$0 \$*"; env; ls /proc/self/fd | tr '\n' ' '; echo; } >"$T/daemon-hook.seen"
+echo "api hook: diagnostics on stderr" >&2
 echo "sk-from-daemon-hook-\$(date +%s%N)"
 EOF
 cat >"$T/hooks/_leaked" <<EOF
@@ -277,6 +278,11 @@ refute "leak hook never gets a value" "$old" "$(cat "$T/leak-events")"
 refute "leak hook never gets the new value" "$VL" "$(cat "$T/leak-events")"
 grep -q '"event":"rotate".*"leaked":true\|"leaked":true.*"event":"rotate"' "$T/audit.log" && ok "leaked rotation audited" ||
         bad "leaked rotation audited"
+m=$("$CLI" metrics)
+expect "metrics: planned rotations counted" 'credbroker_rotations_total{secret="api",kind="planned"} 3
+' "$m"
+expect "metrics: the leaked rotation counted" 'credbroker_rotations_total{secret="api",kind="leaked"} 1
+' "$m"
 
 # ---- the daemon's rotation hook (what on_leak=rotate runs), via the admin route
 out=$("$CLI" rotate api --broker-hook 2>&1)
@@ -539,6 +545,13 @@ expect "...and the next hook rotation can start" "started" "$("$CLI" rotate hang
 stop_daemon
 echo "     (basics and load: ${SECONDS} s)"
 fi
+expect "a hook's stderr reaches the daemon's, stamped" "notice: hook stderr: api hook: diagnostics on stderr" \
+        "$(cat "$T/daemon.out")"
+# Every line the daemon wrote to stderr: RFC 3339 time, pid, level (log.h).
+. "$(dirname "$0")/log-lines.sh"
+bl=$(log_lines_bad "$T/daemon.out")
+[ -z "$bl" ] && ok "every daemon stderr line carries an RFC 3339 time and a level" ||
+        bad "daemon stderr lines without time or level: $(head -n 5 <<<"$bl")"
 # Under ASan/UBSan the daemon reports to its stderr (a clean SIGTERM exit
 # included): any report is a failure.
 sanitizers() {

@@ -128,6 +128,10 @@ expect "status CLI names it" "compromised (leaked, not yet rotated): demo" "$("$
 expect "list CLI marks it" "[COMPROMISED" "$("$CLI" list | grep '^demo')"
 expect "leak alert on stderr" "ALERT leak" "$(grep '"secret":"demo"' "$T/daemon.out")"
 expect "leak audit record" '"decision":"leak"' "$(grep '"secret":"demo"' "$T/audit.log" | grep '"action":"revoke"')"
+m=$("$CLI" metrics)
+expect "metrics: the value's sighting counted" 'credbroker_leaks_total{secret="demo",kind="value"} ' "$m"
+expect "metrics: the token's sighting counted" 'credbroker_leaks_total{secret="",kind="token"} ' "$m"
+expect "metrics: and its alert" 'credbroker_alerts_total{kind="leak"} ' "$m"
 kill "$PID"; wait "$PID" 2>/dev/null; start_daemon
 expect "compromised survives a restart" "compromised" \
         "$(as $UT curl -s --unix-socket "$TS" -X POST -d '{"secret":"demo"}' http://x/v1/token)"
@@ -282,5 +286,10 @@ expect "a corrupt leaks.json stops the daemon (fail closed)" "refusing to start"
 PID=""
 
 
+# Every line the daemon wrote to stderr: RFC 3339 time, pid, level (log.h).
+. "$(dirname "$0")/log-lines.sh"
+bl=$(log_lines_bad "$T/daemon.out")
+[ -z "$bl" ] && ok "every daemon stderr line carries an RFC 3339 time and a level" ||
+        bad "daemon stderr lines without time or level: $(head -n 5 <<<"$bl")"
 echo "$fails failure(s)"
 [ "$fails" = 0 ]

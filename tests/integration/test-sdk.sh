@@ -22,14 +22,20 @@ if [ "${1:-}" != inner ]; then
         chmod 0755 "$T"
         trap 'rm -rf "$T"' EXIT
         mkdir -p "$T/npm"
-        if ! (cd "$T/npm" && timeout 240 npm install --no-audit --no-fund --loglevel=error openai @anthropic-ai/sdk \
-                >"$T/npm.log" 2>&1); then
-                if grep -qiE 'ENOTFOUND|ECONNREFUSED|ETIMEDOUT|EAI_AGAIN|network|ECONNRESET' "$T/npm.log"; then
-                        echo "SKIP: missing prerequisite: the npm registry cannot be reached: $(grep -m1 -iE 'err' "$T/npm.log")"
+        npm_install() { (cd "$T/npm" && timeout 240 npm install --no-audit --no-fund --loglevel=error openai \
+                @anthropic-ai/sdk >"$T/npm.log" 2>&1); }
+        # Whether the registry is reachable is asked of the registry itself
+        # (npm ping), not guessed from the failed install's words: an
+        # install that fails while the registry answers (a missing package,
+        # an integrity error, a full disk, a second transient failure) fails.
+        if ! npm_install; then
+                if ! timeout 60 npm ping >"$T/ping.log" 2>&1; then
+                        echo "SKIP: missing prerequisite: the npm registry $(npm config get registry 2>/dev/null) cannot be" \
+                                "reached (npm ping: $(grep -m1 -iE 'err|fail' "$T/ping.log" || tail -n 1 "$T/ping.log"))"
                         exit 77
                 fi
-                echo "FAIL npm install: $(tail -n 5 "$T/npm.log")"
-                exit 1
+                echo "npm install failed while the registry answers; once more: $(tail -n 2 "$T/npm.log")"
+                npm_install || { echo "FAIL npm install (the registry answers npm ping): $(tail -n 5 "$T/npm.log")"; exit 1; }
         fi
         echo "npm installed: openai $(node -p "require('$T/npm/node_modules/openai/package.json').version")," \
                 "@anthropic-ai/sdk $(node -p "require('$T/npm/node_modules/@anthropic-ai/sdk/package.json').version")"

@@ -55,6 +55,13 @@ l=$(head -n 1 "$T/err")
 [[ $l =~ ^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z\ credbrokerd\[[0-9]+\]:\ info:\  ]] &&
         ok "stderr: RFC 3339 time, pid, level: $l" || bad "stderr line: $l"
 kill $LPID; wait $LPID 2>/dev/null
+# Every line of that run, and a refused command line: one stamped line each.
+. "$(dirname "$0")/log-lines.sh"
+: >"$T/bad.err"
+for a in --bogus --state-dir extra; do "$DAEMON" $a 2>>"$T/bad.err"; done
+bl=$(log_lines_bad "$T/err" "$T/bad.err")
+[ -z "$bl" ] && [ "$(grep -c "see 'credbrokerd --help'" "$T/bad.err")" = 3 ] &&
+        ok "every stderr line stamped, bad command lines included" || bad "unstamped stderr lines: $bl"
 
 # An abstract socket; WATCHDOG_PID of another process: no watchdog.
 listen "@cbn-$$"
@@ -76,5 +83,33 @@ for _ in $(seq 50); do [ -s "$T/journal" ] && break; sleep 0.1; done
 kill $PID; wait $PID; PID=''
 [[ $(head -n 1 "$T/journal") == "<6>serving "* ]] && ok "journal: priority prefix, no time stamp" ||
         bad "journal line: $(head -n 1 "$T/journal")"
+# libmicrohttpd's own messages (here: 60 requests with a 40 KB header, each
+# answered 431 and reported by MHD): stamped "http:" lines, at most 10 a
+# second, then one line counting those left out.
+"$DAEMON" --state-dir "$T/state" --run-dir "$T/run" --policy "$T/policy.json" --unlock "keyfile:$T/key" 2>"$T/mhd.err" &
+PID=$!
+for _ in $(seq 50); do [ -S "$T/run/tools.sock" ] && break; sleep 0.1; done
+big() { /usr/bin/python3 - "$T/run/tools.sock" "$1" <<'PY'
+import socket, sys
+for _ in range(int(sys.argv[2])):
+    s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.settimeout(5)
+    try:
+        s.sendall(b"GET /v1/health HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 40000 + b"\r\n\r\n"); s.recv(1000)
+    except OSError:
+        pass
+    s.close()
+PY
+}
+big 60
+sleep 1.1
+big 1
+sleep 0.3
+kill $PID; wait $PID; PID=''
+n=$(grep -c 'Z credbrokerd\[[0-9]*\]: warning: http: ' "$T/mhd.err")
+left=$(sed -n 's/.*warning: http: \([0-9]*\) more message(s) of libmicrohttpd left out.*/\1/p' "$T/mhd.err" | head -n 1)
+bl=$(log_lines_bad "$T/mhd.err")
+[ -z "$bl" ] && [ "$n" -ge 2 ] && [ "$n" -lt 40 ] && [ -n "$left" ] &&
+        ok "libmicrohttpd's messages: stamped, rate-limited ($n lines, $left left out)" ||
+        bad "libmicrohttpd's messages: $n lines, left out '${left}', unstamped: $(head -n 3 <<<"$bl")"
 echo "$fails failure(s)"
 [ "$fails" = 0 ]

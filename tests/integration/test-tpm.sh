@@ -177,6 +177,8 @@ expect "the current copy opens" "generation $((gen_old + 2))" \
         "$("$CLI" check --state-dir "$T/s.new" --unlock tpm2 --tpm2-tcti "$TA" 2>&1)"
 expect "accept-rollback on the restored copy" "accepted at generation $((gen_old + 2))" \
         "$("$CLI" tpm accept-rollback --state-dir "$T/s" --unlock tpm2 --tpm2-tcti "$TA" 2>&1)"
+expect "accept-rollback --json again: nothing to accept" "{\"state_dir\":\"$T/s\",\"accepted\":false,\"generation\":$((gen_old + 2))}" \
+        "$("$CLI" tpm accept-rollback --state-dir "$T/s" --unlock tpm2 --tpm2-tcti "$TA" --json 2>&1)"
 start_daemon "$T/s" tpm2 "$TA" || bad "daemon on the accepted copy: $(cat "$T/daemon.out")"
 expect "accepted copy serves the old value" "value-one" "$(fetch demo)"
 put demo "value-three" || bad "put after accept-rollback"

@@ -41,10 +41,33 @@ TEST(parse_rule) {
         ASSERT_EQ(w, 60);
         ASSERT_OK(alert_parse_rule("off", &n, &w));
         ASSERT_EQ(n, 0);
+        ASSERT_OK(alert_parse_rule("5/2m", &n, &w));
+        ASSERT_EQ(w, 120);
+        ASSERT_OK(alert_parse_rule("5/1d", &n, &w));
+        ASSERT_EQ(w, 86400);
         static const char *const bad[] = { "", "0/60", "10/0", "10", "10/", "/60", "x/60", "10/60x", "-1/60",
-                                           "1001/60", "10/86401" };
+                                           "1001/60", "10/86401", "10/2d", "10/1m1", "10/ 60", "10/+60", "10/m",
+                                           "10/0m" };
         for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
                 ASSERT_EQ(alert_parse_rule(bad[i], &n, &w), -EINVAL);
+}
+
+TEST(parse_seconds) {
+        unsigned long v = 7;
+        static const struct { const char *s; unsigned long v; } good[] = {
+                { "90", 90 }, { "90s", 90 }, { "5m", 300 }, { "8h", 28800 }, { "1d", 86400 }, { "0", 0 },
+        };
+        for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+                ASSERT_OK(alert_parse_seconds(good[i].s, 86400, &v));
+                ASSERT_EQ(v, good[i].v);
+        }
+        static const char *const bad[] = { "", "m", "-5", "+5", " 5", "5x", "5mm", "5 m", "2d", "86401",
+                                           "18446744073709551616", "99999999999999999d" };
+        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+                v = 7;
+                ASSERT_EQ(alert_parse_seconds(bad[i], 86400, &v), -EINVAL);
+                ASSERT_EQ(v, 7); /* nothing written */
+        }
 }
 
 TEST(denial_burst_and_hook_input) {

@@ -27,6 +27,14 @@ TEST(counts_and_format) {
         metrics_proxy_done("openai", 200, 3000 * 1000000ull); /* 3 s */
         metrics_proxy_done("openai", 0, 1000000ull);
         metrics_alert("leak");
+        metrics_rotation("openai", "planned");
+        metrics_rotation("openai", "planned");
+        metrics_rotation("openai", "leaked");
+        metrics_rotation("gh", "failed");
+        metrics_leak("openai", "value");
+        metrics_leak("", "token");
+        metrics_audit_write_failed();
+        metrics_audit_write_failed();
         char *t = render();
         ASSERT_CONTAINS(t, "credbroker_requests_total{route=\"token\",decision=\"allow\"} 2\n");
         ASSERT_CONTAINS(t, "credbroker_requests_total{route=\"token\",decision=\"deny\"} 1\n");
@@ -39,6 +47,12 @@ TEST(counts_and_format) {
         ASSERT_CONTAINS(t, "credbroker_proxy_duration_seconds_bucket{le=\"+Inf\"} 3\n");
         ASSERT_CONTAINS(t, "credbroker_proxy_duration_seconds_count 3\n");
         ASSERT_CONTAINS(t, "credbroker_alerts_total{kind=\"leak\"} 1\n");
+        ASSERT_CONTAINS(t, "credbroker_rotations_total{secret=\"openai\",kind=\"planned\"} 2\n");
+        ASSERT_CONTAINS(t, "credbroker_rotations_total{secret=\"openai\",kind=\"leaked\"} 1\n");
+        ASSERT_CONTAINS(t, "credbroker_rotations_total{secret=\"gh\",kind=\"failed\"} 1\n");
+        ASSERT_CONTAINS(t, "credbroker_leaks_total{secret=\"openai\",kind=\"value\"} 1\n");
+        ASSERT_CONTAINS(t, "credbroker_leaks_total{secret=\"\",kind=\"token\"} 1\n");
+        ASSERT_CONTAINS(t, "credbroker_audit_write_failures_total 2\n");
         ASSERT_CONTAINS(t, "credbroker_tokens_live 3\n");
         ASSERT_CONTAINS(t, "credbroker_approvals_pending 1\n");
         ASSERT_CONTAINS(t, "credbroker_connections_refused_total 4\n");
