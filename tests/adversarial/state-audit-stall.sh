@@ -23,7 +23,9 @@ mkdir -p "$M"
 truncate -s 32M "$T/fs.img"
 mkfs.ext4 -q -F "$T/fs.img" >/dev/null 2>&1 || { echo "SKIP: missing prerequisite: mkfs.ext4 on a file"; exit 77; }
 mount -o loop "$T/fs.img" "$M" 2>/dev/null || { echo "SKIP: missing prerequisite: loop-mounting an ext4 image (no loop devices here?)"; exit 77; }
-# Never leave a frozen file system behind, whatever happens: thaw, then unmount.
+# Never leave a frozen file system behind, whatever happens: thaw, then
+# unmount (also when killed: a timeout's SIGTERM runs the EXIT trap too).
+trap 'exit 1' TERM INT HUP
 CLEANUP_EXTRA='fsfreeze -u "$M" 2>/dev/null; for p in $PIDS; do kill -9 "$p" 2>/dev/null; done; wait 2>/dev/null; umount "$M" 2>/dev/null || umount -l "$M" 2>/dev/null'
 fsfreeze -f "$M" 2>/dev/null && fsfreeze -u "$M" || { echo "SKIP: missing prerequisite: fsfreeze on a loop-mounted ext4"; exit 77; }
 ( trap 'kill $s 2>/dev/null; exit 0' TERM; sleep 120 & s=$!; wait $s; fsfreeze -u "$M" 2>/dev/null ) & WATCHDOG=$!
