@@ -143,6 +143,7 @@ static int route_token(request *rq) {
                 goto out;
         }
         snprintf(rq->accessor, sizeof(rq->accessor), "%s", info->accessor);
+        rq->token_issued = true; /* revoked again if its record is not written (server.c flush) */
         ret = reply_json(rq, 201,
                          json_pack("{s:s, s:s, s:I}", "token", tok, "accessor", info->accessor, "expires_in",
                                    (json_int_t)(info->expires - info->issued)),

@@ -160,6 +160,37 @@ int proxy_continue(request *rq) {
         return ret;
 }
 
+int proxy_release(request *rq) {
+        proxy_job *j = rq->proxy;
+        int r;
+
+        rq->proxy_held = false;
+        pthread_mutex_lock(&j->mu);
+        j->refs++;                                        /* the loop's */
+        pthread_mutex_unlock(&j->mu);
+        r = proxy_pool_submit(j);
+        if (r == 0)
+                return 0;
+        proxy_job_unref(j);                               /* the loop's, never taken */
+        rq->proxy = NULL;
+        proxy_job_unref(j);
+        rq->answered = false;
+        rq->no_audit = true; /* its allow is written; this failure to start is the broker's own */
+        pthread_mutex_lock(&cbd.lock);
+        (void)reply_error(rq, 503, "unavailable", "cannot hand it to a transfer loop: %s", strerror(r));
+        pthread_mutex_unlock(&cbd.lock);
+        return -EIO;
+}
+
+void proxy_abort(request *rq) {
+        proxy_job *j = rq->proxy;
+
+        rq->proxy_held = false;
+        rq->proxy = NULL;
+        rq->answered = false;
+        proxy_job_unref(j);                               /* the last reference: its slot is freed */
+}
+
 /* Refuse a request whose upload is under way (called with j->mu held):
  * the upstream transfer is cut before the body completes (so the
  * upstream never acts on it, and libcurl closes that connection), the
@@ -434,6 +465,16 @@ int proxy_start(request *rq, proxy_spec *sp) {
                                           PROXY_MAX_JOBS);
                         goto out;
                 }
+        }
+        if (rq->n_audit_recs) {
+                /* Its record is queued: nothing goes upstream until it is
+                 * written (server.c flush(), outside cbd.lock, then
+                 * proxy_release or proxy_abort). */
+                rq->proxy = j;
+                rq->proxy_held = true;
+                j = NULL;
+                ret = MHD_YES;
+                goto out;
         }
         j->refs = 2;                                      /* this request, the loop */
         r = proxy_pool_submit(j);
