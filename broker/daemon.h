@@ -66,6 +66,16 @@ typedef struct request {
         bool no_audit;             /* this reply's record is written elsewhere */
         bool intent_recorded;      /* an admin write's "before" record is durable (audit_intent) */
         json_t *audit_extra;       /* more fields for this reply's record (owned by the handler) */
+        bool audit_optional;       /* its record may be lost (health): never waited for, never refused for */
+        struct audit_rec *audit_recs[4]; /* its records, queued: written before the answer goes out */
+        unsigned n_audit_recs;
+        struct MHD_Response *held_resp; /* the answer, until its records are written (server.c) */
+        unsigned held_status;
+        bool token_issued;         /* a token was minted for the answer (accessor): revoked if not recorded */
+        uint64_t audit_deadline_ms; /* its records' (server.c flush) */
+        int audit_sync;            /* suspended for them: 1 by the handler, 2 woken (atomic) */
+        bool audit_suspended;
+        bool proxy_held;           /* rq->proxy decided, not handed to a loop until its record is written */
         bool answered;             /* a response is queued */
         bool started;              /* handle() has seen it (MHD's first call is done) */
         bool close;                /* the answer closes the connection (Connection: close) */
@@ -101,8 +111,14 @@ json_t *body_object(request *rq, const char *const *allowed);
 int api_tool(request *rq);
 int api_admin(request *rq);
 
-/* Audit one decision (JSON line).  -errno when it cannot be written. */
-int audit_write(const request *rq, unsigned status, const char *decision, const char *reason);
+/* Audit one decision (JSON line): queued, and attached to rq (its answer
+ * waits for it).  -errno when it cannot even be queued (then the log is
+ * failed and the refusal counted). */
+int audit_write(request *rq, unsigned status, const char *decision, const char *reason);
+
+/* The answer of a request (a response made elsewhere, e.g. scan.c):
+ * queued to MHD once rq's records are written (server.c). */
+int reply_response(request *rq, unsigned status, struct MHD_Response *resp);
 
 /* The injection proxy (proxy.c).  api_proxy decides and starts a proxied
  * request (ANY /v1/proxy/..., absolute-form targets, CONNECT refused);
@@ -119,6 +135,12 @@ struct MHD_Daemon;
 int proxy_loop_start(unsigned n, struct MHD_Daemon *const *drive);
 void proxy_loop_stop(void);
 int api_proxy(request *rq);
+/* A proxied request decided while its record was queued (rq->proxy_held):
+ * once the record is written, hand it to a transfer loop (-EIO: answered
+ * 503 instead); when it cannot be written, drop it (nothing was sent).
+ * Outside cbd.lock. */
+int proxy_release(request *rq);
+void proxy_abort(request *rq);
 int proxy_continue(request *rq);
 /* MHD delivers the body of a proxied request piece by piece (proxy_feed
  * consumes what fits, *size is what is left) and then its end. */

@@ -152,6 +152,15 @@ CB_EXPORT void cb_client_set_broker_uid(cb_client *c, uid_t uid) {
                 c->broker_uid = uid;
 }
 
+CB_EXPORT void cb_client_set_timeout(cb_client *c, unsigned seconds) {
+        if (c)
+                c->timeout_s = seconds > CB_TIMEOUT_MAX_S ? CB_TIMEOUT_MAX_S : (long)seconds;
+}
+
+static long timeout_of(const cb_client *c) {
+        return c->timeout_s ? c->timeout_s : CB_TIMEOUT_S;
+}
+
 
 static int code_to_errno(const char *code, long status) {
         static const struct {
@@ -311,7 +320,7 @@ int cb_lib_http(cb_client *c, const char *method, const char *path, const void *
         SETOPT(CURLOPT_FRESH_CONNECT, 1L);
         SETOPT(CURLOPT_NOSIGNAL, 1L);
         SETOPT(CURLOPT_FOLLOWLOCATION, 0L);
-        SETOPT(CURLOPT_TIMEOUT, CB_TIMEOUT_S);
+        SETOPT(CURLOPT_TIMEOUT, timeout_of(c));
         SETOPT(CURLOPT_CONNECTTIMEOUT, CB_TIMEOUT_S);
         SETOPT(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)CB_RESPONSE_MAX);
         SETOPT(CURLOPT_USERAGENT, "libcredbroker/0.1.0");
@@ -349,8 +358,8 @@ int cb_lib_http(cb_client *c, const char *method, const char *path, const void *
                                   strerror(oserr ? (int)oserr : ECONNREFUSED));
                         break;
                 case CURLE_OPERATION_TIMEDOUT:
-                        r = cb_lib_set_error(c, -ETIMEDOUT, "no answer from the broker at %s within %ld s", c->socket_path,
-                                      CB_TIMEOUT_S);
+                        r = cb_lib_set_error(c, -ETIMEDOUT, "no answer from the broker at %s within %ld s",
+                                             c->socket_path, timeout_of(c));
                         break;
                 case CURLE_OUT_OF_MEMORY:
                         r = cb_lib_set_error(c, -ENOMEM, "out of memory");

@@ -18,6 +18,7 @@
 
 #define CB_RESPONSE_MAX (256 * 1024)
 #define CB_TIMEOUT_S 30L
+#define CB_TIMEOUT_MAX_S 86400L
 #define CB_PATH_MAX 2048
 #define CB_TOKEN_MAX 256
 #define CB_SECRET_NAME_MAX 128
@@ -32,6 +33,7 @@ struct cb_client {
         char error[512];
         cb_client_pending_fn on_pending;
         void *pending_ud;
+        long timeout_s;          /* a request's answer within this (0: CB_TIMEOUT_S) */
 };
 
 struct cb_secret {

@@ -108,6 +108,11 @@ CB_EXPORT int cb_client_token_bind(cb_client *c, const char *secret, const char 
  * none); otherwise nothing is sent and the call returns CB_ERR_DENIED. */
 CB_EXPORT void cb_client_set_broker_uid(cb_client *c, uid_t uid);
 
+/* How long a request waits for the broker's answer, in seconds (0: the
+ * default, 30; at most 86400).  For admin requests whose work grows with
+ * their input, e.g. verifying a large audit log. */
+CB_EXPORT void cb_client_set_timeout(cb_client *c, unsigned seconds);
+
 typedef int (*cb_client_pending_fn)(const char *approval_id, unsigned timeout_s, void *userdata);
 CB_EXPORT void cb_client_on_pending(cb_client *c, cb_client_pending_fn fn, void *userdata);
 

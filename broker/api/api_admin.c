@@ -438,8 +438,16 @@ int api_admin(request *rq) {
         }
         /* Every admin write is recorded, durably, before it takes effect:
          * when that record cannot be written nothing is done (503). */
-        if (!get && strncmp(rq->url, "/v1/admin/audit/", 16) != 0 /* verify: reads only */ && audit_intent(rq) < 0)
-                return audit_refuse(rq);
+        if (!get && strncmp(rq->url, "/v1/admin/audit/", 16) != 0 /* verify: reads only */) {
+                if (audit_intent(rq) < 0) /* waits with cbd.lock dropped */
+                        return audit_refuse(rq);
+                /* The policy may have been reloaded meanwhile. */
+                if (!cb_policy_is_admin(cbd.policy, rq->peer.uid, rq->peer.gid)) {
+                        rq->route = "admin";
+                        return reply_error(rq, 403, "forbidden", "uid %u is not an admin in the policy",
+                                           (unsigned)rq->peer.uid);
+                }
+        }
         if (strcmp(rq->url, "/v1/admin/secrets") == 0) {
                 if (post)
                         return route_put(rq);

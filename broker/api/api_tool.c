@@ -69,8 +69,10 @@ static int route_token(request *rq) {
                 goto out;
         }
         snprintf(rq->secret, sizeof(rq->secret), "%s", secret);
-        if (leak_token_gate(rq, secret, &ret))
-                goto out;
+        /* A canary alerts, and is then refused like any name the caller
+         * holds no grant for; whether a secret is compromised is said only
+         * to a caller with a grant for it (names cannot be probed). */
+        (void)leak_canary_note(rq, secret);
         if (!use || (json_object_get(o, "use") && !use_s)) {
                 ret = reply_error(rq, 400, "bad_request", "'use' must be \"proxy\" or \"redeem\"");
                 goto out;
@@ -115,6 +117,8 @@ static int route_token(request *rq) {
                 goto out;
         }
         snprintf(rq->client, sizeof(rq->client), "%s", client);
+        if (leak_token_gate(rq, secret, &ret))
+                goto out;
         uint32_t retry;
         if (!cb_ratelimit_take(cbd.rate, client, secret, g->rate_n, g->rate_window, (uint64_t)time(NULL), &retry)) {
                 ret = reply_error(rq, 429, "rate_limited", "rate limit for '%s' (%u per %u s) reached; retry in %u s",
@@ -139,6 +143,7 @@ static int route_token(request *rq) {
                 goto out;
         }
         snprintf(rq->accessor, sizeof(rq->accessor), "%s", info->accessor);
+        rq->token_issued = true; /* revoked again if its record is not written (server.c flush) */
         ret = reply_json(rq, 201,
                          json_pack("{s:s, s:s, s:I}", "token", tok, "accessor", info->accessor, "expires_in",
                                    (json_int_t)(info->expires - info->issued)),

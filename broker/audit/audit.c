@@ -1,7 +1,10 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * The audit log writer, its fail-closed state and the verify route (see
- * audit.h; the format is audit_format.h).
+ * The audit log's records, MAC chain, fail-closed state and verify route
+ * (see audit.h; the format is audit_format.h).  Records are made under
+ * cbd.lock and queued; the writer thread (audit_queue.c) writes them: the
+ * chain (seq, MAC, segments), the tentative resume and the file belong to
+ * that thread alone (audit_writer_do and what it calls).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -22,6 +25,7 @@
 #include "alert.h"
 #include "audit.h"
 #include "audit_format.h"
+#include "audit_internal.h"
 #include "daemon.h"
 #include "error.h"
 #include "log.h"
@@ -30,28 +34,29 @@
 
 #define HEAD_FILE "audit-head"
 #define VERIFY_FILES_MAX 64
+/* A writer inside one write or sync for longer than this is stalled: new
+ * requests are refused at once (503) rather than queued to wait. */
+#define CB_AUDIT_STALL_MS 500
 
+/* The writer thread's (after audit_open; before, the opener's). */
 static struct {
         int fd, head_fd;
-        char *path;
-        unsigned char *master; /* sodium_malloc: CB_AUDIT_KEY_LEN */
-        cb_audit_keys *keys;   /* sodium_malloc: the current segment's */
+        char *path;            /* fixed from open to close */
+        unsigned char *master; /* sodium_malloc: CB_AUDIT_KEY_LEN; fixed from open to close */
+        cb_audit_keys *keys;   /* sodium_malloc: the current segment's (MAC) */
         unsigned char log_id[CB_AUDIT_LOG_ID_LEN];
         uint64_t seq;          /* of the last record written in this segment */
         unsigned char mac[CB_AUDIT_MAC_LEN];
         bool need_begin;       /* the segment header is not written yet */
         const char *reason;    /* why the segment starts: "start", "reopen" */
         cb_audit_head prev;    /* where the previous segment ended */
-        bool failed;
-        uint64_t failed_since, refused;
-        char error[128];
         /* A resume (and header) written but not yet followed by a record:
          * if that record cannot be written either, the disk is still full
          * and the resume is taken back (see resume()). */
         bool tentative, resuming;
         struct {
                 off_t size; /* the log's size before the resume */
-                uint64_t seq, failed_since, refused;
+                uint64_t seq, failed_since, refused_base;
                 unsigned char mac[CB_AUDIT_MAC_LEN];
                 bool need_begin, failed;
                 char error[128];
@@ -60,9 +65,88 @@ static struct {
         } undo;
 } au = { .fd = -1, .head_fd = -1 };
 
-/* ---- writing ---- */
+/* The records' side, under cbd.lock: the keys identifiers are hashed
+ * under (the segment the next record goes to). */
+static cb_audit_keys *id_keys; /* sodium_malloc */
 
-static void sync_note_written(void);
+/* The failed state, shared by the writer and the waiters (fail.lock). */
+static struct {
+        pthread_mutex_t lock;
+        bool failed;
+        uint64_t failed_since;
+        uint64_t refused_total, refused_base; /* refused since failed_since: total - base */
+        char error[128];
+        /* For the verify route: the head as written, and the file. */
+        cb_audit_head head;
+        dev_t dev;
+        ino_t ino;
+} fail = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+/* Set once the log is open, cleared at close: read without a lock. */
+static atomic_bool au_on;
+
+/* ---- the failed state ---- */
+
+static void enter_failed(int r, const char *what) {
+        char err[128];
+
+        metrics_audit_write_failed(); /* every failed record, not only the first of a period */
+        pthread_mutex_lock(&fail.lock);
+        if (fail.failed) {
+                pthread_mutex_unlock(&fail.lock);
+                return;
+        }
+        fail.failed = true;
+        fail.failed_since = (uint64_t)time(NULL);
+        fail.refused_base = fail.refused_total;
+        snprintf(fail.error, sizeof(fail.error), "%s: %s", what, strerror(-r));
+        memcpy(err, fail.error, sizeof(err));
+        pthread_mutex_unlock(&fail.lock);
+        json_t *ev = json_pack("{s:o*, s:s}", "path", cb_json_string_lossy(au.path), "error", err);
+        alert_raise("audit_write_failed", ev);
+        json_decref(ev);
+        cb_log(CB_LOG_ERR, "audit log %s cannot be written (%s): refusing requests until it can", au.path, err);
+}
+
+static void count_refused(void) {
+        pthread_mutex_lock(&fail.lock);
+        fail.refused_total++;
+        pthread_mutex_unlock(&fail.lock);
+}
+
+static bool is_failed(void) {
+        pthread_mutex_lock(&fail.lock);
+        bool f = fail.failed;
+        pthread_mutex_unlock(&fail.lock);
+        return f;
+}
+
+void audit_note_timeout(void) {
+        uint64_t ms = 0;
+
+        (void)audit_queue_stalled(0, &ms);
+        char what[96];
+        snprintf(what, sizeof(what), "a record not written within %u ms (a write stalled for %" PRIu64 " ms)",
+                 (unsigned)CB_AUDIT_WAIT_MS, ms);
+        enter_failed(-ETIMEDOUT, what);
+        count_refused();
+}
+
+/* The head for readers other than the writer (under fail.lock). */
+static void publish_head(void) {
+        pthread_mutex_lock(&fail.lock);
+        if (au.need_begin) {
+                fail.head = au.prev;
+        } else {
+                fail.head.set = true;
+                memcpy(fail.head.log_id, au.log_id, sizeof(au.log_id));
+                fail.head.seq = au.seq;
+                memcpy(fail.head.mac, au.mac, sizeof(au.mac));
+        }
+        pthread_mutex_unlock(&fail.lock);
+}
+
+/* ---- writing (the writer thread) ---- */
 
 static int checkpoint(void) {
         cb_audit_head h = { .set = true, .seq = au.seq };
@@ -77,75 +161,55 @@ static int checkpoint(void) {
         return 0;
 }
 
-static void enter_failed(int r, const char *what) {
-        metrics_audit_write_failed(); /* every failed record, not only the first of a period */
-        if (au.failed)
-                return;
-        au.failed = true;
-        au.failed_since = (uint64_t)time(NULL);
-        au.refused = 0;
-        snprintf(au.error, sizeof(au.error), "%s: %s", what, strerror(-r));
-        json_t *ev = json_pack("{s:o*, s:s}", "path", cb_json_string_lossy(au.path), "error", au.error);
-        alert_raise("audit_write_failed", ev);
-        json_decref(ev);
-        cb_log(CB_LOG_ERR, "audit log %s cannot be written (%s): refusing requests until it can", au.path,
-                au.error);
-}
-
-/* Identifiers of tokens are written only as keyed hashes, also inside
- * free text (a refusal's reason). */
-static void hash_identifiers(json_t *o) {
-        cb_audit_hide_ids(au.keys, o);
-}
-
 static void untentative(void);
 
-/* Seal o as the segment's next record and append it; on any failure the
- * file is cut back to where it was and the head does not move (and a
- * tentative resume before it is taken back). */
-static int append(json_t *o, bool begin) {
+/* Seal body (a compact JSON object without "seq") as the segment's next
+ * record and append it; on any failure the file is cut back to where it
+ * was and the head does not move (and a tentative resume before it is
+ * taken back).  The canonical text is the body with "seq" (and, for a
+ * header, "offset") as its last members: what json_dumps gives for the
+ * object with them added last. */
+static int append_text(const char *body, size_t blen, bool begin) {
         unsigned char mac[CB_AUDIT_MAC_LEN];
-        char *canon = NULL, *line = NULL;
+        char *canon = NULL, *line = NULL, tail[64];
         size_t len;
         struct stat st;
         uint64_t seq = begin ? 0 : au.seq + 1;
-        int r;
+        int r, tl;
 
+        if (blen < 2 || body[0] != '{' || body[blen - 1] != '}')
+                return -EINVAL;
         if (fstat(au.fd, &st) < 0)
                 return -errno;
-        json_object_del(o, "mac");
-        if (!json_object_get(o, "time_ms")) { /* sub-second order of records; "time" stays whole seconds */
-                struct timespec ts;
-                clock_gettime(CLOCK_REALTIME, &ts);
-                json_object_set_new(o, "time_ms", json_integer((json_int_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000));
-        }
-        json_object_set_new(o, "seq", json_integer((json_int_t)seq));
-        /* A header records where in its file it starts (the MAC covers
-         * it): removing whole segments before it is then visible. */
-        if (begin)
-                json_object_set_new(o, "offset", json_integer((json_int_t)st.st_size));
-        canon = json_dumps(o, JSON_COMPACT);
+        tl = begin ? snprintf(tail, sizeof(tail), "%s\"seq\":%" PRIu64 ",\"offset\":%lld}", blen > 2 ? "," : "", seq,
+                              (long long)st.st_size)
+                   : snprintf(tail, sizeof(tail), "%s\"seq\":%" PRIu64 "}", blen > 2 ? "," : "", seq);
+        canon = malloc(blen - 1 + (size_t)tl + 1);
         if (!canon)
                 return -ENOMEM;
-        r = cb_audit_seal(au.keys, begin ? (const unsigned char[CB_AUDIT_MAC_LEN]){ 0 } : au.mac, canon,
-                          strlen(canon), mac, &line, &len);
+        memcpy(canon, body, blen - 1);
+        memcpy(canon + blen - 1, tail, (size_t)tl + 1);
+        len = blen - 1 + (size_t)tl;
+        r = cb_audit_seal(au.keys, begin ? (const unsigned char[CB_AUDIT_MAC_LEN]){ 0 } : au.mac, canon, len, mac,
+                          &line, &len);
         if (r < 0)
                 goto out;
-        /* One write(2) per record on an O_APPEND fd: records never interleave. */
+        /* One write(2) per record on an O_APPEND fd, by one thread. */
         errno = 0;
         ssize_t k = write(au.fd, line, len);
         if (k != (ssize_t)len) {
                 r = k < 0 ? -errno : -ENOSPC; /* a short write on a regular file: the disk is full */
                 if (k > 0 && ftruncate(au.fd, st.st_size) < 0)
                         cb_log(CB_LOG_ERR, "audit log %s: cannot cut a partial record: %s", au.path,
-                                strerror(errno));
+                               strerror(errno));
                 goto out;
         }
         au.seq = seq;
         memcpy(au.mac, mac, sizeof(mac));
         au.need_begin = false;
         r = checkpoint();
-        sync_note_written();
+        audit_sync_note_written();
+        publish_head();
         if (r == 0 && !au.resuming)
                 au.tentative = false; /* a record followed the resume: it stands */
 out:
@@ -153,6 +217,22 @@ out:
         free(line);
         if (r < 0 && au.tentative)
                 untentative();
+        return r;
+}
+
+/* A record the writer makes itself (header, resume, stop). */
+static int append(json_t *o, bool begin) {
+        struct timespec ts;
+        char *body;
+        int r;
+
+        clock_gettime(CLOCK_REALTIME, &ts);
+        json_object_set_new(o, "time_ms", json_integer((json_int_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000));
+        body = json_dumps(o, JSON_COMPACT);
+        if (!body)
+                return -ENOMEM;
+        r = append_text(body, strlen(body), begin);
+        free(body);
         return r;
 }
 
@@ -164,10 +244,12 @@ static void tentative_begin(void) {
         au.undo.seq = au.seq;
         memcpy(au.undo.mac, au.mac, sizeof(au.mac));
         au.undo.need_begin = au.need_begin;
-        au.undo.failed = au.failed;
-        au.undo.failed_since = au.failed_since;
-        au.undo.refused = au.refused;
-        memcpy(au.undo.error, au.error, sizeof(au.error));
+        pthread_mutex_lock(&fail.lock);
+        au.undo.failed = fail.failed;
+        au.undo.failed_since = fail.failed_since;
+        au.undo.refused_base = fail.refused_base;
+        memcpy(au.undo.error, fail.error, sizeof(fail.error));
+        pthread_mutex_unlock(&fail.lock);
         au.undo.head_len = pread(au.head_fd, au.undo.head, sizeof(au.undo.head), 0);
         au.tentative = au.undo.size >= 0 && au.undo.head_len >= 0;
 }
@@ -180,7 +262,7 @@ static void untentative(void) {
         au.tentative = false;
         if (ftruncate(au.fd, au.undo.size) < 0) {
                 cb_log(CB_LOG_ERR, "audit log %s: cannot take back a resume record: %s", au.path,
-                        strerror(errno));
+                       strerror(errno));
                 return; /* the resume stays, and is true to the chain: the new failure is a new period */
         }
         if (au.undo.head_len == 0 ? ftruncate(au.head_fd, 0) < 0
@@ -189,11 +271,14 @@ static void untentative(void) {
         au.seq = au.undo.seq;
         memcpy(au.mac, au.undo.mac, sizeof(au.mac));
         au.need_begin = au.undo.need_begin;
-        au.failed = au.undo.failed;
-        au.failed_since = au.undo.failed_since;
-        au.refused = au.undo.refused;
-        memcpy(au.error, au.undo.error, sizeof(au.error));
-        sync_note_written();
+        pthread_mutex_lock(&fail.lock);
+        fail.failed = au.undo.failed;
+        fail.failed_since = au.undo.failed_since;
+        fail.refused_base = au.undo.refused_base;
+        memcpy(fail.error, au.undo.error, sizeof(fail.error));
+        pthread_mutex_unlock(&fail.lock);
+        audit_sync_note_written();
+        publish_head();
 }
 
 static int write_begin(void) {
@@ -218,9 +303,9 @@ static int write_begin(void) {
         return r;
 }
 
-/* A new segment: fresh log id and keys; the header is written with the
- * next record (or at once by the caller). */
-static void new_segment(const char *reason) {
+/* A new segment (log_id chosen by the caller): its keys; the header is
+ * written with the next record (or at once by the caller). */
+static void new_segment(const unsigned char log_id[CB_AUDIT_LOG_ID_LEN], const char *reason) {
         au.tentative = false; /* a resume in the file being left stands */
         if (au.seq || !au.need_begin) {
                 /* The segment being left ends here. */
@@ -229,9 +314,8 @@ static void new_segment(const char *reason) {
                 au.prev.seq = au.seq;
                 memcpy(au.prev.mac, au.mac, sizeof(au.mac));
         }
-        randombytes_buf(au.log_id, sizeof(au.log_id));
+        memcpy(au.log_id, log_id, sizeof(au.log_id));
         cb_audit_segment_keys(au.master, au.log_id, au.keys);
-        alert_set_id_keys(au.keys);
         au.seq = 0;
         memset(au.mac, 0, sizeof(au.mac));
         au.need_begin = true;
@@ -256,51 +340,165 @@ static int resume(void) {
 }
 
 static int resume_write(void) {
+        uint64_t since, refused;
+        char err[128];
         int r;
 
         if (au.need_begin && (r = write_begin()) < 0)
                 return r;
-        if (!au.failed)
+        pthread_mutex_lock(&fail.lock);
+        bool failed = fail.failed;
+        since = fail.failed_since;
+        refused = fail.refused_total - fail.refused_base;
+        memcpy(err, fail.error, sizeof(err));
+        pthread_mutex_unlock(&fail.lock);
+        if (!failed)
                 return 0;
         json_t *o = json_pack("{s:s, s:I, s:I, s:I, s:s}", "type", "audit.resume", "time", (json_int_t)time(NULL),
-                              "failed_since", (json_int_t)au.failed_since, "refused", (json_int_t)au.refused, "error",
-                              au.error);
+                              "failed_since", (json_int_t)since, "refused", (json_int_t)refused, "error", err);
         if (!o)
                 return -ENOMEM;
         r = append(o, false);
         json_decref(o);
         if (r < 0)
                 return r;
-        cb_log(CB_LOG_NOTICE, "audit log %s writable again after %" PRIu64 " refused request(s): serving",
-                au.path, au.refused);
-        au.failed = false;
+        cb_log(CB_LOG_NOTICE, "audit log %s writable again after %" PRIu64 " refused request(s): serving", au.path,
+               refused);
+        pthread_mutex_lock(&fail.lock);
+        fail.failed = false;
+        fail.refused_base += refused; /* those are said; any counted since go into the next period */
+        pthread_mutex_unlock(&fail.lock);
         return 0;
+}
+
+static void set_file_identity(void) {
+        struct stat st;
+
+        if (fstat(au.fd, &st) == 0) {
+                pthread_mutex_lock(&fail.lock);
+                fail.dev = st.st_dev;
+                fail.ino = st.st_ino;
+                pthread_mutex_unlock(&fail.lock);
+        }
+}
+
+int audit_writer_do(audit_rec *e) {
+        int r;
+
+        switch (e->kind) {
+        case AUDIT_REC_BEGIN:
+                if ((r = write_begin()) < 0)
+                        enter_failed(r, "writing the segment header");
+                return r;
+        case AUDIT_REC_REOPEN:
+                audit_sync_set_fds(e->fd, au.head_fd);
+                close(au.fd);
+                au.fd = e->fd;
+                set_file_identity();
+                new_segment(e->log_id, "reopen");
+                publish_head();
+                if ((r = write_begin()) < 0)
+                        enter_failed(r, "writing the segment header");
+                return r;
+        case AUDIT_REC_STOP:
+                if (!is_failed() && !au.need_begin) {
+                        json_t *o = json_pack("{s:s, s:I}", "type", "audit.stop", "time", (json_int_t)time(NULL));
+                        if (o)
+                                (void)append(o, false);
+                        json_decref(o);
+                }
+                return 0;
+        default:
+                break;
+        }
+        if ((is_failed() || au.need_begin) && (r = resume()) < 0) {
+                enter_failed(r, "writing a record");
+        } else if ((r = append_text(e->canon, e->len, false)) < 0) {
+                enter_failed(r, "writing a record");
+        } else if (e->sync && fdatasync(au.fd) < 0) {
+                /* Durable before the write it announces (the durability
+                 * rule in docs/hardening-state.md). */
+                r = -errno;
+                enter_failed(r, "syncing a record");
+        }
+        if (r < 0 && e->counted)
+                count_refused(); /* its request is refused (503): said in audit.resume */
+        return r;
+}
+
+/* ---- making records (under cbd.lock) ---- */
+
+/* Queue o (identifiers hashed, time_ms added; o is changed, not taken).
+ * ret: NULL, or the entry to wait for (the caller's reference). */
+static int enqueue(json_t *o, bool sync, bool counted, audit_rec **ret) {
+        audit_rec *e;
+        int r;
+
+        if (ret)
+                *ret = NULL;
+        cb_audit_hide_ids(id_keys, o);
+        json_object_del(o, "mac");
+        json_object_del(o, "seq");
+        if (!json_object_get(o, "time_ms")) { /* sub-second order of records; "time" stays whole seconds */
+                struct timespec ts;
+                clock_gettime(CLOCK_REALTIME, &ts);
+                json_object_set_new(o, "time_ms", json_integer((json_int_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000));
+        }
+        e = calloc(1, sizeof(*e));
+        if (!e)
+                return -ENOMEM;
+        e->kind = AUDIT_REC_RECORD;
+        e->fd = -1;
+        e->sync = sync;
+        e->counted = counted;
+        e->canon = json_dumps(o, JSON_COMPACT);
+        if (!e->canon) {
+                free(e);
+                return -ENOMEM;
+        }
+        e->len = strlen(e->canon);
+        r = audit_queue_push(e, ret != NULL);
+        if (r < 0) {
+                free(e->canon);
+                free(e);
+                return r;
+        }
+        if (ret)
+                *ret = e;
+        return 0;
+}
+
+static int enqueue_failed(int r) {
+        enter_failed(r, r == -EAGAIN ? "the queue of records waiting to be written is full" : "queueing a record");
+        return r;
 }
 
 int audit_emit(json_t *o) {
         int r;
 
-        if (au.fd < 0)
+        if (!audit_enabled())
                 return 0;
-        if ((au.failed || au.need_begin) && (r = resume()) < 0) {
-                enter_failed(r, "writing a record");
-                return r;
-        }
-        hash_identifiers(o);
-        r = append(o, false);
-        if (r < 0)
-                enter_failed(r, "writing a record");
-        return r;
+        r = enqueue(o, false, false, NULL);
+        return r < 0 ? enqueue_failed(r) : 0;
 }
 
-int audit_write(const request *rq, unsigned status, const char *decision, const char *reason) {
+/* The request waits for e before its answer goes out (server.c). */
+static void attach(request *rq, audit_rec *e) {
+        if (rq->n_audit_recs < sizeof(rq->audit_recs) / sizeof(rq->audit_recs[0]))
+                rq->audit_recs[rq->n_audit_recs++] = e;
+        else
+                audit_rec_put(e); /* never: at most an intent, a hold and a reply */
+}
+
+int audit_write(request *rq, unsigned status, const char *decision, const char *reason) {
+        audit_rec *e;
         json_t *o;
         int r;
 
         if (status >= 400 && status < 500 && rq->have_peer && !rq->admin_socket)
                 alert_note_denial(rq->peer.uid, rq->tcp ? NULL : rq->peer.exe_sha256_hex,
                                   rq->tcp ? NULL : rq->peer.exe_path, rq->route ? rq->route : "?", status);
-        if (au.fd < 0 || rq->no_audit)
+        if (!audit_enabled() || rq->no_audit)
                 return 0;
         /* Method, URL, reason and exe come from the peer and need not be
          * UTF-8: written lossily (\xNN), never dropped. */
@@ -325,22 +523,29 @@ int audit_write(const request *rq, unsigned status, const char *decision, const 
         if (!o) /* out of memory: a minimal record rather than none */
                 o = json_pack("{s:I, s:i, s:s, s:s}", "time", (json_int_t)time(NULL), "status", (int)status,
                               "decision", decision, "note", "record incomplete: out of memory");
-        if (!o) {
-                enter_failed(-ENOMEM, "building a record");
-                return -ENOMEM; /* the caller fails closed (reply_json: 503) */
-        }
-        r = audit_emit(o);
+        if (!o)
+                r = -ENOMEM;
+        else
+                r = enqueue(o, false, !rq->audit_optional, rq->audit_optional ? NULL : &e);
         json_decref(o);
-        if (r < 0)
-                au.refused++; /* the caller refuses (503): counted in audit.resume */
-        return r;
+        if (r < 0) {
+                if (!rq->audit_optional) {
+                        (void)enqueue_failed(r);
+                        count_refused(); /* the caller refuses (503): counted in audit.resume */
+                }
+                return r;
+        }
+        if (!rq->audit_optional)
+                attach(rq, e);
+        return 0;
 }
 
 int audit_intent(request *rq) {
+        audit_rec *e;
         json_t *o;
         int r;
 
-        if (au.fd < 0)
+        if (!audit_enabled())
                 return 0;
         o = json_pack("{s:s, s:I, s:s, s:o*, s:o*}", "type", "intent", "time", (json_int_t)time(NULL), "socket",
                       rq->admin_socket ? "admin" : "tools", "method", cb_json_string_lossy(rq->method), "url",
@@ -349,140 +554,66 @@ int audit_intent(request *rq) {
                 json_object_set_new(o, "uid", json_integer(rq->peer.uid));
                 json_object_set_new(o, "pid", json_integer(rq->peer.pid));
         }
-        if (!o) {
-                enter_failed(-ENOMEM, "building a record");
-                au.refused++;
-                return -ENOMEM;
-        }
-        r = audit_emit(o);
+        r = o ? enqueue(o, true, true, &e) : -ENOMEM;
         json_decref(o);
-        /* Durable before the write it announces (the durability rule in
-         * docs/hardening-state.md): admin writes are rare; tool requests
-         * never wait for this. */
-        if (r == 0 && fdatasync(au.fd) < 0) {
-                r = -errno;
-                enter_failed(r, "syncing a record");
-        }
         if (r < 0) {
-                au.refused++;
+                (void)enqueue_failed(r);
+                count_refused();
                 return r;
         }
+        /* Written and synced by the writer; waited for holding no lock
+         * other requests need (admin writes are rare; tool requests never
+         * wait for a sync).  The route decides everything after this. */
+        pthread_mutex_unlock(&cbd.lock);
+        r = audit_rec_wait(e, audit_deadline_ms());
+        pthread_mutex_lock(&cbd.lock);
+        if (r < 0)
+                return r; /* counted (by the writer, or as a timeout) */
         rq->intent_recorded = true;
         return 0;
 }
-
-/* ---- group commit ---- */
-
-/* Records are written with one write(2) each under cbd.lock; making them
- * durable is this thread's job, off every lock a request needs: at most
- * CB_AUDIT_SYNC_MS after a record is written, the log and the head
- * checkpoint are fdatasync'ed (a power loss loses at most that window;
- * admin writes do not wait for it, audit_intent syncs them). */
-#define CB_AUDIT_SYNC_MS 100
-static pthread_mutex_t sync_lock = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t sync_cond = PTHREAD_COND_INITIALIZER;
-static int sync_fd = -1, sync_head_fd = -1; /* dups owned by the thread's side */
-static bool sync_dirty, sync_stop, sync_started;
-static pthread_t sync_thread;
-
-static void *sync_main(void *arg) {
-        (void)arg;
-        pthread_mutex_lock(&sync_lock);
-        while (!sync_stop) {
-                struct timespec ts;
-
-                clock_gettime(CLOCK_REALTIME, &ts);
-                ts.tv_nsec += CB_AUDIT_SYNC_MS * 1000000L;
-                if (ts.tv_nsec >= 1000000000L) {
-                        ts.tv_sec++;
-                        ts.tv_nsec -= 1000000000L;
-                }
-                (void)pthread_cond_timedwait(&sync_cond, &sync_lock, &ts);
-                if (sync_dirty && sync_fd >= 0) {
-                        sync_dirty = false;
-                        (void)fdatasync(sync_fd); /* an error shows at the next write's fstat/write */
-                        if (sync_head_fd >= 0)
-                                (void)fdatasync(sync_head_fd);
-                }
-        }
-        pthread_mutex_unlock(&sync_lock);
-        return NULL;
-}
-
-static void sync_note_written(void) {
-        if (pthread_mutex_trylock(&sync_lock) == 0) { /* never wait on a sync in progress */
-                sync_dirty = true;
-                pthread_mutex_unlock(&sync_lock);
-        } else {
-                __atomic_store_n(&sync_dirty, true, __ATOMIC_RELEASE);
-        }
-}
-
-/* Point the thread at the log being written (at open and reopen). */
-static void sync_set_fds(int fd, int head_fd) {
-        int nfd = fd >= 0 ? fcntl(fd, F_DUPFD_CLOEXEC, 0) : -1;
-        int nhead = head_fd >= 0 ? fcntl(head_fd, F_DUPFD_CLOEXEC, 0) : -1;
-
-        pthread_mutex_lock(&sync_lock);
-        if (sync_fd >= 0) {
-                (void)fdatasync(sync_fd); /* the old file's last records */
-                close(sync_fd);
-        }
-        if (sync_head_fd >= 0)
-                close(sync_head_fd);
-        sync_fd = nfd;
-        sync_head_fd = nhead;
-        if (!sync_started && nfd >= 0 && pthread_create(&sync_thread, NULL, sync_main, NULL) == 0)
-                sync_started = true;
-        pthread_mutex_unlock(&sync_lock);
-}
-
-static void sync_shutdown(void) {
-        pthread_mutex_lock(&sync_lock);
-        sync_stop = true;
-        pthread_cond_signal(&sync_cond);
-        pthread_mutex_unlock(&sync_lock);
-        if (sync_started)
-                pthread_join(sync_thread, NULL);
-        sync_started = false;
-        if (sync_fd >= 0) {
-                (void)fdatasync(sync_fd);
-                close(sync_fd);
-        }
-        if (sync_head_fd >= 0) {
-                (void)fdatasync(sync_head_fd);
-                close(sync_head_fd);
-        }
-        sync_fd = sync_head_fd = -1;
-        sync_stop = false;
-}
-
-/* Set once the log is open, cleared at close: read without cbd.lock by
- * the proxy's transfer loops (audit_enabled). */
-static atomic_bool au_on;
 
 bool audit_enabled(void) {
         return atomic_load_explicit(&au_on, memory_order_acquire);
 }
 
 bool audit_available(void) {
-        int r;
-
-        if (au.fd < 0 || (!au.failed && !au.need_begin))
+        if (!audit_enabled())
                 return true;
-        r = resume();
-        if (r == 0)
+        /* A failed log (disk full) is tried again by the next record, with
+         * a resume before it: the request goes on and waits for its record
+         * (answered 503 if that fails too).  A writer stuck in one write is
+         * not: new requests are refused at once instead of queueing. */
+        if (!audit_queue_stalled(CB_AUDIT_STALL_MS, NULL))
                 return true;
-        if (!au.failed)
-                enter_failed(r, "writing the segment header");
-        au.refused++;
+        enter_failed(-ETIMEDOUT, "a write or sync of the log stalled");
+        count_refused();
         return false;
 }
 
+bool audit_failed(char *err, size_t n) {
+        if (!audit_enabled())
+                return false;
+        pthread_mutex_lock(&fail.lock);
+        bool f = fail.failed;
+        if (n)
+                snprintf(err, n, "%s", fail.error);
+        pthread_mutex_unlock(&fail.lock);
+        if (!f && audit_queue_stalled(CB_AUDIT_STALL_MS, NULL)) {
+                f = true;
+                if (n)
+                        snprintf(err, n, "a write or sync of the log stalled");
+        }
+        return f;
+}
+
 int audit_refuse(request *rq) {
+        char err[128] = "";
+
+        (void)audit_failed(err, sizeof(err));
         rq->no_audit = true; /* it could not be written */
         return reply_error(rq, 503, "audit_unavailable",
-                           "the audit log cannot be written (%s): requests are refused until it can", au.error);
+                           "the audit log cannot be written (%s): requests are refused until it can", err);
 }
 
 /* ---- open, reopen, close ---- */
@@ -577,7 +708,7 @@ static void catch_up(const char *path) {
                 goto out; /* no line start within the cap: not a record */
         if (cb_audit_head_catch_up(au.master, &au.prev, buf + start, end - start))
                 cb_log(CB_LOG_WARNING, "audit log %s: its last record was written but not checkpointed "
-                                "(the daemon stopped in between): linking to it", path);
+                                       "(the daemon stopped in between): linking to it", path);
 out:
         free(buf);
         if (fd >= 0)
@@ -590,6 +721,9 @@ int audit_open(const char *path, const char *state_dir, cb_store *store) {
         r = load_keys(state_dir, store, true, &au.head_fd);
         if (r < 0)
                 return r;
+        id_keys = sodium_malloc(sizeof(*id_keys));
+        if (!id_keys)
+                return cb_error_set(-ENOMEM, "out of memory");
         r = read_head(au.head_fd, &au.prev);
         if (r < 0)
                 return cb_error_set(r, "%s (in %s): refusing to start a new audit segment that cannot link to the "
@@ -604,55 +738,80 @@ int audit_open(const char *path, const char *state_dir, cb_store *store) {
                 return r;
         au.fd = r;
         cbd.audit_fd = r;
-        sync_set_fds(au.fd, au.head_fd);
-        atomic_store_explicit(&au_on, true, memory_order_release);
+        audit_sync_set_fds(au.fd, au.head_fd);
+        set_file_identity();
         au.need_begin = true;
         randombytes_buf(au.log_id, sizeof(au.log_id));
         cb_audit_segment_keys(au.master, au.log_id, au.keys);
-        alert_set_id_keys(au.keys);
+        memcpy(id_keys, au.keys, sizeof(*id_keys));
+        alert_set_id_keys(id_keys);
         au.reason = "start";
-        if ((r = write_begin()) < 0)
-                enter_failed(r, "writing the segment header");
+        publish_head();
+        /* From here on the file is the writer thread's. */
+        r = audit_queue_start();
+        if (r < 0)
+                return cb_error_set(r, "cannot start the audit writer thread: %s", strerror(-r));
+        audit_rec *e = calloc(1, sizeof(*e));
+        if (!e)
+                return cb_error_set(-ENOMEM, "out of memory");
+        e->kind = AUDIT_REC_BEGIN;
+        e->fd = -1;
+        (void)audit_queue_push(e, false);
+        atomic_store_explicit(&au_on, true, memory_order_release);
         return 0;
 }
 
 int audit_reopen(void) {
-        int fd, r;
+        audit_rec *e;
+        int fd;
 
-        if (au.fd < 0)
+        if (!audit_enabled())
                 return 0;
-        fd = open_log(au.path);
+        fd = open_log(au.path); /* never blocks (open_log) */
         if (fd < 0)
                 return fd;
-        close(au.fd);
-        au.fd = fd;
+        e = calloc(1, sizeof(*e));
+        if (!e) {
+                close(fd);
+                return cb_error_set(-ENOMEM, "out of memory");
+        }
+        e->kind = AUDIT_REC_REOPEN;
+        e->fd = fd;
+        randombytes_buf(e->log_id, sizeof(e->log_id));
+        /* Records queued from now on (under cbd.lock, as this is) go to the
+         * new segment: their identifiers are hashed under its keys. */
+        cb_audit_segment_keys(au.master, e->log_id, id_keys);
+        alert_set_id_keys(id_keys);
         cbd.audit_fd = fd;
-        sync_set_fds(au.fd, au.head_fd);
-        new_segment("reopen");
-        if ((r = write_begin()) < 0)
-                enter_failed(r, "writing the segment header");
+        (void)audit_queue_push(e, false);
         return 0;
 }
 
 void audit_close(void) {
-        if (au.fd >= 0 && !au.failed && !au.need_begin) {
-                json_t *o = json_pack("{s:s, s:I}", "type", "audit.stop", "time", (json_int_t)time(NULL));
-                if (o)
-                        (void)append(o, false);
-                json_decref(o);
+        if (!audit_enabled())
+                return;
+        atomic_store_explicit(&au_on, false, memory_order_release);
+        /* The writer writes what is queued, then audit.stop.  Stalled in a
+         * write (a frozen file system), it is left behind: the process is
+         * exiting, and nothing it uses is freed. */
+        if (!audit_queue_stop(5000)) {
+                cb_log(CB_LOG_ERR, "audit log %s: the writer is stalled in a write; exiting without waiting for it",
+                       au.path);
+                return;
         }
-        sync_shutdown();
+        audit_sync_shutdown();
         if (au.fd >= 0)
                 close(au.fd);
         if (au.head_fd >= 0)
                 close(au.head_fd);
         au.fd = au.head_fd = -1;
         cbd.audit_fd = -1;
-        atomic_store_explicit(&au_on, false, memory_order_release);
         sodium_free(au.master);
         sodium_free(au.keys);
+        sodium_free(id_keys);
         au.master = NULL;
         au.keys = NULL;
+        id_keys = NULL;
         free(au.path);
         au.path = NULL;
 }
@@ -689,7 +848,7 @@ int api_audit(request *rq) {
                 return reply_error(rq, 404, "not_found", "no route %.64s", rq->url);
         if (strcmp(rq->method, "POST") != 0)
                 return reply_error(rq, 405, "method_not_allowed", "use POST");
-        if (au.fd < 0 || !au.master)
+        if (!audit_enabled())
                 return reply_error(rq, 409, "no_audit_log", "this broker runs without --audit-log");
         body = body_object(rq, allowed);
         if (!body)
@@ -710,14 +869,12 @@ int api_audit(request *rq) {
         }
         /* The head, and whether the last file is the log being written
          * (then it must end with the head's segment). */
-        head.set = true;
-        memcpy(head.log_id, au.log_id, sizeof(head.log_id));
-        head.seq = au.seq;
-        memcpy(head.mac, au.mac, sizeof(head.mac));
-        if (au.need_begin)
-                head = au.prev;
-        bool required = fstat(au.fd, &cur) == 0 && stat(files[n - 1], &last) == 0 && cur.st_dev == last.st_dev &&
-                        cur.st_ino == last.st_ino;
+        pthread_mutex_lock(&fail.lock);
+        head = fail.head; /* as written by now (records still queued are not in the file yet) */
+        cur.st_dev = fail.dev;
+        cur.st_ino = fail.ino;
+        pthread_mutex_unlock(&fail.lock);
+        bool required = stat(files[n - 1], &last) == 0 && cur.st_dev == last.st_dev && cur.st_ino == last.st_ino;
         /* Reading a large file must not hold up every request: the master
          * key is fixed for the daemon's life, the head was copied above. */
         pthread_mutex_unlock(&cbd.lock);

@@ -4,21 +4,29 @@
  * keyed-MAC chained (format: audit_format.h), identifiers keyed-hashed,
  * head checkpointed in STATE_DIR/audit-head.
  *
+ * Recorded before it takes effect, and never written under a lock other
+ * requests need: a record is made under cbd.lock and put into a bounded
+ * in-memory queue (audit_queue.c); one writer thread writes the queue in
+ * order; the request waits for its record holding no shared lock (at most
+ * CB_AUDIT_WAIT_MS) before its answer goes out, its token is handed over
+ * or its proxied request goes upstream (server.c).  The durability rule is
+ * in docs/hardening-state.md.
+ *
  * Fail closed: when a record cannot be written (ENOSPC, EIO, ...) the
  * half-written bytes are cut off again, an "audit_write_failed" alert is
- * raised, and every request is refused with 503 "audit_unavailable" before
- * it is acted on, until a record can be written again: each refused
- * request first tries to write an "audit.resume" record (saying how many
- * requests were refused and since when); when that succeeds, service
- * resumes.  The request whose record failed may already have acted (a put
- * is then stored, a token minted but never handed out); it is answered 503
- * as well.
+ * raised, and the request it belongs to is answered 503
+ * "audit_unavailable" instead of taking effect (a token it minted is
+ * revoked before any answer).  The next record first tries to write an
+ * "audit.resume" record (saying how many requests were refused and since
+ * when).  A full queue, or a writer stuck in one write for more than
+ * CB_AUDIT_STALL_MS, refuses new requests at once (503, counted).
  *
- * Everything here runs under cbd.lock except where said.
+ * Records are made under cbd.lock except where said.
  */
 #pragma once
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include <jansson.h>
 
@@ -39,6 +47,32 @@ int audit_reopen(void);
 /* Write a closing record and close (at exit). */
 void audit_close(void);
 
+/* How long a request waits for its record before it is answered 503. */
+#define CB_AUDIT_WAIT_MS 1000u
+typedef struct audit_rec audit_rec;
+/* The deadline (CLOCK_MONOTONIC ms) for records queued now. */
+uint64_t audit_deadline_ms(void);
+/* Wait, holding no lock another request needs, until e is written (and
+ * synced, for an intent): 0, -errno when it could not be written, or
+ * -ETIMEDOUT at deadline_ms (a timed-out record still queued is withdrawn
+ * and never written; the refusal is counted).  Drops the caller's
+ * reference; e NULL: 0. */
+int audit_rec_wait(audit_rec *e, uint64_t deadline_ms);
+/* Is e written (or failed) by now, or within wait_us? */
+bool audit_rec_done(audit_rec *e, unsigned wait_us);
+/* Call wake(ud) once, from another thread, when e is written or failed,
+ * or at deadline_ms, whichever is first (the caller has suspended the
+ * connection meanwhile; wake resumes it): 0.  1: not registered (e is
+ * done already, or the daemon is stopping): the caller goes on itself. */
+int audit_rec_watch(audit_rec *e, uint64_t deadline_ms, void (*wake)(void *ud), void *ud);
+/* At stop, before the servers: every watched request woken now, and no
+ * more registered. */
+void audit_watch_stop(void);
+/* Drop a reference without waiting. */
+void audit_rec_put(audit_rec *e);
+/* A record timed out (audit_queue.c): counted, and the log failed. */
+void audit_note_timeout(void);
+
 /* false while the log is in the failed state and still cannot be written
  * (then the caller refuses the request with audit_refuse()).  true when
  * there is no audit log. */
@@ -47,18 +81,25 @@ bool audit_available(void);
  * (set at audit_open, cleared at audit_close). */
 bool audit_enabled(void);
 
-/* Write one audit record (a JSON object) as a line; call under cbd.lock.
- * audit.c: adds "seq" and "mac" (the chain) and replaces identifier fields
- * ("accessor", "accessors", "token", "token_hash") in o by keyed hashes;
- * a failure puts the log in the failed state (requests refused, above). */
+/* Queue one audit record (a JSON object) as a line; call under cbd.lock.
+ * audit.c: replaces identifier fields ("accessor", "accessors", "token",
+ * "token_hash") in o by keyed hashes; the writer adds "seq" and "mac" (the
+ * chain).  Nobody waits for it: for events that are not a request's
+ * decision (completions, grace expiry, leak responses).  -errno when it
+ * cannot be queued (the log is then failed, above). */
 int audit_emit(json_t *o);
 /* An admin write about to be done: its record (type "intent": socket,
- * method, URL, uid, pid) written and fdatasync'ed before the route acts.
+ * method, URL, uid, pid) written and fdatasync'ed before the route acts;
+ * waited for with cbd.lock dropped (the caller holds it; it is held again
+ * on return, and anything read before must be read again).
  * 0 (also without an audit log), or negative when it cannot be written:
  * then the caller does nothing and answers audit_refuse() (counted in the
  * audit.resume record).  Sets rq->intent_recorded. */
 int audit_intent(struct request *rq);
 int audit_refuse(struct request *rq);
+/* Is the log failed or its writer stalled (then err says why)?  Takes no
+ * shared lock, never waits: for health, and for 503 messages. */
+bool audit_failed(char *err, size_t n);
 
 /* Admin route: POST /v1/admin/audit/verify {"files":[ABSOLUTE PATH...]}
  * (oldest first).  Verifies outside cbd.lock (drops and retakes it). */

@@ -20,7 +20,11 @@ void memtrim_init(void);
 /* Once a second, outside any lock the serving threads share: after a tick
  * in which the process used at least 10 ms of CPU (work), the third and the
  * 35th quiet tick in a row (under 10 ms each) run malloc_trim(0), giving
- * every arena's free pages back (MADV_DONTNEED).  Under steady load it never
- * runs, so pages in use are not given back and faulted in again.  Says so
- * on stderr (one line) when it gave back at least 1 MiB. */
+ * every arena's free pages back (MADV_DONTNEED).  Under load it runs at
+ * most once in 30 busy ticks, and only when the RSS stands 5 % (2 MiB at
+ * least) above the busy period's reference level (its RSS after 30 s,
+ * lowered by each trim that got below it): a plateau a peak left is given
+ * back while the load goes on (the soak: up to every 30 s, 1.4-7.9 MiB back,
+ * 12-230 ms each).  Says so on stderr (one line) when it gave back at
+ * least 1 MiB. */
 void memtrim_tick(void);

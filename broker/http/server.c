@@ -85,7 +85,6 @@ static void free_sensitive(void *cls) {
 static int queue(request *rq, unsigned status, char *text, size_t len, bool sensitive) {
         struct MHD_Response *resp;
         struct body_buf *b = NULL;
-        int ret;
 
         if (sensitive) {
                 b = malloc(sizeof(*b));
@@ -105,10 +104,163 @@ static int queue(request *rq, unsigned status, char *text, size_t len, bool sens
         MHD_add_response_header(resp, "Cache-Control", "no-store");
         if (rq->close)
                 MHD_add_response_header(resp, "Connection", "close");
+        return reply_response(rq, status, resp);
+}
+
+/* Held while the request's records are queued (flush() queues it once
+ * they are written); at once when there are none. */
+int reply_response(request *rq, unsigned status, struct MHD_Response *resp) {
+        int ret;
+
+        if (rq->n_audit_recs && !rq->held_resp) {
+                rq->held_resp = resp;
+                rq->held_status = status;
+                rq->answered = true;
+                return MHD_YES;
+        }
         ret = MHD_queue_response(rq->conn, status, resp);
         rq->answered = ret == MHD_YES;
         MHD_destroy_response(resp);
         return ret;
+}
+
+/* 503 for a request whose record was not written in time or at all: made
+ * here (not audited: its refusal is counted in the audit.resume record). */
+static int refuse_unrecorded(request *rq, int why) {
+        struct MHD_Response *resp;
+        char msg[400], err[128];
+        json_t *o;
+        char *text;
+        int ret;
+
+        if (!audit_failed(err, sizeof(err)))
+                snprintf(err, sizeof(err), "%s", strerror(-why));
+        if (why == -ETIMEDOUT)
+                snprintf(msg, sizeof(msg), "the audit log did not take this decision's record within %u ms (%s): "
+                         "refused, nothing was done", CB_AUDIT_WAIT_MS, err);
+        else
+                snprintf(msg, sizeof(msg), "the audit log cannot be written (%s): refused, nothing was done", err);
+        metrics_request(rq->route, 503);
+        if (rq->method && rq->url && is_proxy_target(rq->method, rq->url))
+                o = json_pack("{s:s, s:{s:s, s:s, s:s}, s:s}", "type", "error", "error", "type", "audit_unavailable",
+                              "code", "audit_unavailable", "message", msg, "message", msg);
+        else
+                o = json_pack("{s:s, s:s}", "error", "audit_unavailable", "message", msg);
+        text = o ? json_dumps(o, JSON_COMPACT) : NULL;
+        json_decref(o);
+        if (!text)
+                return MHD_NO;
+        resp = MHD_create_response_from_buffer(strlen(text), text, MHD_RESPMEM_MUST_FREE);
+        if (!resp) {
+                free(text);
+                return MHD_NO;
+        }
+        MHD_add_response_header(resp, "Content-Type", "application/json");
+        MHD_add_response_header(resp, "Cache-Control", "no-store");
+        ret = MHD_queue_response(rq->conn, 503, resp);
+        rq->answered = ret == MHD_YES;
+        MHD_destroy_response(resp);
+        return ret;
+}
+
+static void audit_woken(void *ud) {
+        request *rq = ud;
+
+        /* Resume only a suspended connection: if the handler has not
+         * suspended it yet, it sees bit 2 and resumes it itself. */
+        if (__atomic_fetch_or(&rq->audit_sync, 2, __ATOMIC_ACQ_REL) & 1)
+                MHD_resume_connection(rq->conn);
+}
+
+/* Not written yet: suspend the connection until the writer (or, at the
+ * deadline, audit_queue.c's deadline thread) wakes it, so that this
+ * serving thread goes on serving others.  true: suspended (handle() calls
+ * flush again when MHD calls back). */
+static bool flush_suspend(request *rq) {
+        audit_rec *last = rq->audit_recs[rq->n_audit_recs - 1];
+
+        if (audit_rec_done(last, 0))
+                return false;
+        if (!rq->audit_deadline_ms)
+                rq->audit_deadline_ms = audit_deadline_ms();
+        if (rq->audit_deadline_ms <= audit_deadline_ms() - CB_AUDIT_WAIT_MS)
+                return false; /* the deadline has passed: flush() decides at once */
+        __atomic_store_n(&rq->audit_sync, 0, __ATOMIC_RELAXED);
+        if (audit_rec_watch(last, rq->audit_deadline_ms, audit_woken, rq) != 0)
+                return false; /* done meanwhile, or stopping: flush() waits on this thread */
+        rq->audit_suspended = true;
+        MHD_suspend_connection(rq->conn);
+        if (__atomic_fetch_or(&rq->audit_sync, 1, __ATOMIC_ACQ_REL) & 2)
+                MHD_resume_connection(rq->conn);
+        return true;
+}
+
+/* Nothing of a request that failed (MHD_NO: the connection is closed)
+ * takes effect; its records stay queued. */
+static void flush_drop(request *rq, bool force) {
+        if (!force && !rq->n_audit_recs && !rq->held_resp && !rq->proxy_held)
+                return; /* answered (or nothing pending) */
+        for (unsigned i = 0; i < rq->n_audit_recs; i++)
+                audit_rec_put(rq->audit_recs[i]);
+        rq->n_audit_recs = 0;
+        if (rq->token_issued) {
+                pthread_mutex_lock(&cbd.lock);
+                (void)cb_tokens_revoke_accessor(cbd.tokens, rq->accessor);
+                pthread_mutex_unlock(&cbd.lock);
+                rq->token_issued = false;
+        }
+        if (rq->proxy_held)
+                proxy_abort(rq);
+        if (rq->held_resp) {
+                MHD_destroy_response(rq->held_resp); /* wipes a sensitive body (its free callback) */
+                rq->held_resp = NULL;
+        }
+}
+
+/* A decision takes effect only once its record is written: wait for the
+ * request's records holding no lock (the caller holds none), then answer
+ * (a token, a value, a refusal) or start the proxied transfer.  When a
+ * record cannot be written in time, nothing takes effect: a minted token
+ * is revoked before the 503, a proxied request never starts.  An admin
+ * write whose intent is recorded answers what it did either way. */
+static enum MHD_Result flush(request *rq, enum MHD_Result ret, bool may_suspend) {
+        uint64_t deadline;
+        int r = 0;
+
+        if (!rq || !rq->n_audit_recs)
+                return ret;
+        if (ret != MHD_YES) {
+                flush_drop(rq, true);
+                return ret;
+        }
+        /* Over TCP MHD is driven by a proxy loop (MHD_run), which a resume
+         * from another thread does not wake: the wait stays on that
+         * thread, at most the deadline (then the stall refuses at once). */
+        if (may_suspend && !rq->tcp && flush_suspend(rq))
+                return MHD_YES;
+        deadline = rq->audit_deadline_ms ? rq->audit_deadline_ms : audit_deadline_ms();
+        rq->audit_deadline_ms = 0;
+        for (unsigned i = 0; i < rq->n_audit_recs; i++) {
+                int k = audit_rec_wait(rq->audit_recs[i], deadline);
+                if (k < 0 && r == 0)
+                        r = k;
+                rq->audit_recs[i] = NULL;
+        }
+        rq->n_audit_recs = 0;
+        if (r == 0 || rq->intent_recorded) {
+                rq->token_issued = false; /* recorded: it is the caller's now */
+                if (rq->proxy_held && proxy_release(rq) < 0)
+                        r = -EIO; /* answered 503 by proxy_release */
+                if (rq->held_resp) {
+                        struct MHD_Response *resp = rq->held_resp;
+                        rq->held_resp = NULL;
+                        ret = reply_response(rq, rq->held_status, resp) == MHD_YES ? MHD_YES : MHD_NO;
+                }
+                return ret;
+        }
+        flush_drop(rq, true); /* a minted token: revoked, never handed out */
+        rq->token_issued = false;
+        return refuse_unrecorded(rq, r) == MHD_YES ? MHD_YES : MHD_NO;
 }
 
 int reply_json(request *rq, unsigned status, json_t *body, bool sensitive) {
@@ -118,7 +270,8 @@ int reply_json(request *rq, unsigned status, json_t *body, bool sensitive) {
         /* Fail closed: no audit record, no answer -- unless the decision was
          * recorded before it took effect (an admin write's intent record):
          * then the answer tells what was done. */
-        if (audit_write(rq, status, status < 300 ? "allow" : "deny", NULL) < 0 && !rq->intent_recorded) {
+        if (audit_write(rq, status, status < 300 ? "allow" : "deny", NULL) < 0 && !rq->intent_recorded &&
+            !rq->audit_optional) {
                 json_decref(body);
                 return audit_refuse(rq); /* says why; not audited a second time */
         }
@@ -133,7 +286,6 @@ int reply_json(request *rq, unsigned status, json_t *body, bool sensitive) {
 
 int reply_text(request *rq, unsigned status, const char *content_type, char *text, size_t len) {
         struct MHD_Response *resp;
-        int ret;
 
         if (audit_write(rq, status, status < 300 ? "allow" : "deny", NULL) < 0 && status < 300) {
                 free(text);
@@ -147,10 +299,7 @@ int reply_text(request *rq, unsigned status, const char *content_type, char *tex
         }
         MHD_add_response_header(resp, "Content-Type", content_type);
         MHD_add_response_header(resp, "Cache-Control", "no-store");
-        ret = MHD_queue_response(rq->conn, status, resp);
-        rq->answered = ret == MHD_YES;
-        MHD_destroy_response(resp);
-        return ret;
+        return reply_response(rq, status, resp);
 }
 
 int reply_error(request *rq, unsigned status, const char *code, const char *fmt, ...) {
@@ -164,7 +313,7 @@ int reply_error(request *rq, unsigned status, const char *code, const char *fmt,
         va_end(ap);
         /* A denial without its record is answered 503 (still a refusal),
          * and counted in the audit.resume record. */
-        if (audit_write(rq, status, "deny", msg) < 0 && status != 503 && !rq->intent_recorded) {
+        if (audit_write(rq, status, "deny", msg) < 0 && status != 503 && !rq->intent_recorded && !rq->audit_optional) {
                 status = 503;
                 code = "audit_unavailable";
                 snprintf(msg, sizeof(msg), "the audit log cannot be written: refused");
@@ -263,9 +412,9 @@ static bool body_mixed(struct MHD_Connection *conn) {
         return true;
 }
 
-static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
-                              const char *version, const char *upload_data, size_t *upload_data_size,
-                              void **con_cls) {
+static enum MHD_Result handle_inner(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
+                                    const char *version, const char *upload_data, size_t *upload_data_size,
+                                    void **con_cls) {
         request *rq = *con_cls;
 
         if (!rq || !rq->started) {
@@ -291,7 +440,9 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
                  * now.  libmicrohttpd may pass body bytes with this very
                  * call: they go on to the paths below (streamed, or
                  * dropped when refused), never left unconsumed. */
-                enum MHD_Result d = dispatch(cls, conn, url, method, rq);
+                /* Before any body moves; not suspended with body bytes in
+                 * hand (waits here, at most the deadline). */
+                enum MHD_Result d = flush(rq, dispatch(cls, conn, url, method, rq), !*upload_data_size);
                 if (d != MHD_YES || !*upload_data_size)
                         return d;
         }
@@ -339,6 +490,26 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
                 return MHD_YES;
         }
         return dispatch(cls, conn, url, method, rq);
+}
+
+/* Every path of a request runs here and ends outside cbd.lock, where its
+ * answer waits for its records (flush). */
+static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
+                              const char *version, const char *upload_data, size_t *upload_data_size,
+                              void **con_cls) {
+        request *rq = *con_cls;
+        enum MHD_Result ret;
+
+        if (rq && rq->audit_suspended) {
+                /* Woken: its records are written, failed or late.  MHD
+                 * calls again in the state it was suspended in (the
+                 * headers of a proxied request, or a whole request): the
+                 * answer or the hand-over is all that is due now. */
+                rq->audit_suspended = false;
+                return flush(rq, MHD_YES, true);
+        }
+        ret = handle_inner(cls, conn, url, method, version, upload_data, upload_data_size, con_cls);
+        return flush(*con_cls, ret, true);
 }
 
 /* The one process that wrote every byte read on this connection so far,
@@ -439,6 +610,12 @@ static int hash_step(request *rq, struct MHD_Connection *conn, bool may_wait) {
         return 0;
 }
 
+/* A liveness probe decides nothing: its record is written when it can be,
+ * never waited for, and a failed audit log does not refuse it. */
+static bool is_health(const char *method, const char *url) {
+        return strcmp(method, "GET") == 0 && strcmp(url, "/v1/health") == 0;
+}
+
 /* Identify the caller and run the route. */
 static enum MHD_Result dispatch(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
                                 request *rq) {
@@ -463,7 +640,8 @@ static enum MHD_Result dispatch(void *cls, struct MHD_Connection *conn, const ch
                         rq->peer.gid = (gid_t)-1;
                         rq->peer.pid = 0;
                         rq->have_peer = true;
-                        if (!audit_available())
+                        rq->audit_optional = is_health(method, url);
+                        if (rq->audit_optional ? audit_failed(NULL, 0) : !audit_available())
                                 ret = audit_refuse(rq);
                         else if (rq->too_large)
                                 ret = reply_error(rq, 413, "payload_too_large", "body larger than %d bytes",
@@ -521,7 +699,8 @@ static enum MHD_Result dispatch(void *cls, struct MHD_Connection *conn, const ch
                 ret = reply_error(rq, 403, "forbidden", "caller not identified: %s", cb_error_last());
         } else {
                 rq->have_peer = true;
-                if (!audit_available()) /* fail closed: refused before anything is done */
+                rq->audit_optional = is_health(method, url);
+                if (rq->audit_optional ? audit_failed(NULL, 0) : !audit_available()) /* fail closed: refused before anything is done */
                         ret = audit_refuse(rq);
                 else if (rq->too_large)
                         ret = reply_error(rq, 413, "payload_too_large", "body larger than %d bytes", CB_BODY_MAX);
@@ -694,6 +873,7 @@ static void completed(void *cls, struct MHD_Connection *conn, void **con_cls, en
         (void)cls, (void)conn, (void)toe;
         if (!rq)
                 return;
+        flush_drop(rq, false); /* never left by flush(); a closed connection's, defensively */
         if (rq->body)
                 wipe_free(rq->body, rq->body_cap);
         free(rq->raw_target);
@@ -813,6 +993,7 @@ int server_start(int tool_fd, int admin_fd, int tcp_fd, unsigned threads, unsign
 }
 
 void server_stop(void) {
+        audit_watch_stop(); /* resumes every connection waiting for its record */
         proxy_stop();
         cb_exe_hasher_stop(); /* resumes every connection waiting for a hash */
         if (cbd.tool_mhd)

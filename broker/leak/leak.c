@@ -366,22 +366,28 @@ static bool canary_alert_due(uid_t uid, const char *route, uint64_t now) {
         return true;
 }
 
+bool leak_canary_note(request *rq, const char *secret) {
+        if (!cb_policy_is_canary(cbd.policy, secret))
+                return false;
+        json_t *ev = json_pack("{s:s, s:o*, s:s, s:I, s:I, s:o*}", "what", "token_request", "secret",
+                               cb_json_string_lossy(secret), "route", rq->route ? rq->route : "token", "uid",
+                               (json_int_t)rq->peer.uid, "pid", (json_int_t)rq->peer.pid, "exe",
+                               cb_json_string_lossy(rq->peer.exe_path)); /* exe may not be UTF-8 */
+        if (!ev) /* out of memory: a bare alert rather than none */
+                ev = json_pack("{s:s}", "what", "token_request");
+        if (ev) {
+                if (canary_alert_due(rq->peer.uid, rq->route ? rq->route : "token", (uint64_t)time(NULL)))
+                        alert_raise("canary", ev);
+                json_object_set_new(ev, "time", json_integer((json_int_t)time(NULL)));
+                json_object_set_new(ev, "decision", json_string("canary"));
+                (void)audit_emit(ev); /* the refusal is audited too */
+                json_decref(ev);
+        }
+        return true;
+}
+
 int leak_token_gate(request *rq, const char *secret, int *ret) {
-        if (cb_policy_is_canary(cbd.policy, secret)) {
-                json_t *ev = json_pack("{s:s, s:o*, s:s, s:I, s:I, s:o*}", "what", "token_request", "secret",
-                                       cb_json_string_lossy(secret), "route", rq->route ? rq->route : "token", "uid",
-                                       (json_int_t)rq->peer.uid, "pid", (json_int_t)rq->peer.pid, "exe",
-                                       cb_json_string_lossy(rq->peer.exe_path)); /* exe may not be UTF-8 */
-                if (!ev) /* out of memory: a bare alert rather than none */
-                        ev = json_pack("{s:s}", "what", "token_request");
-                if (ev) {
-                        if (canary_alert_due(rq->peer.uid, rq->route ? rq->route : "token", (uint64_t)time(NULL)))
-                                alert_raise("canary", ev);
-                        json_object_set_new(ev, "time", json_integer((json_int_t)time(NULL)));
-                        json_object_set_new(ev, "decision", json_string("canary"));
-                        (void)audit_emit(ev); /* the refusal below is audited too */
-                        json_decref(ev);
-                }
+        if (leak_canary_note(rq, secret)) {
                 *ret = reply_error(rq, 403, "forbidden", "'%s' is never granted", secret);
                 return 1;
         }

@@ -581,7 +581,6 @@ static int reply_redacted(request *rq, struct scan_job *j, uint64_t consumed, ui
         struct MHD_Response *resp;
         char num[32], names[4096];
         size_t o = 0;
-        int ret;
 
         if (audit_write(rq, 200, "allow", NULL) < 0)
                 return reply_error(rq, 503, "unavailable", "the audit log cannot be written");
@@ -619,10 +618,7 @@ static int reply_redacted(request *rq, struct scan_job *j, uint64_t consumed, ui
         snprintf(num, sizeof(num), "%" PRIu64, skip);
         MHD_add_response_header(resp, "X-Credbroker-Skip", num);
         MHD_add_response_header(resp, "X-Credbroker-Redacted", names);
-        ret = MHD_queue_response(rq->conn, 200, resp);
-        rq->answered = ret == MHD_YES;
-        MHD_destroy_response(resp);
-        return ret;
+        return reply_response(rq, 200, resp); /* once its record is written */
 }
 
 int scan_finish(request *rq) {

@@ -82,6 +82,11 @@ int scanner_init(const char *state_dir);
 /* Token issuance gate (route_token, under cbd.lock): refuses a canary
  * (raising the canary alert) and a compromised secret.  0: go on; 1: a
  * refusal was sent and *ret holds its MHD result. */
+/* A token request naming a canary: the alert (at most one per uid and
+ * route per cooldown) and an audit event; true if secret is one.  The
+ * caller then answers as for any name it holds no grant for (a canary is
+ * never granted), so a canary cannot be told from an unknown name. */
+bool leak_canary_note(request *rq, const char *secret);
 int leak_token_gate(request *rq, const char *secret, int *ret);
 
 /* Under cbd.lock. */

@@ -206,13 +206,38 @@ static size_t on_read(char *out, size_t size, size_t n, void *u) {
         }
         if (want > j->ulen)
                 want = j->ulen;
-        memcpy(out, j->ubuf, want);
-        memmove(j->ubuf, j->ubuf + want, j->ulen - want);
+        memcpy(out, j->ubuf + j->ukept, want);
+        j->ukept += want;                         /* kept for a rewind while there is room (proxy_feed) */
         j->ulen -= want;
         j->bytes_up += want;
         proxy_wake_later_locked(j);                                       /* room again: the client may send more */
         pthread_mutex_unlock(&j->mu);
         return want;
+}
+
+/* Back to the body's first byte, for a resend on a fresh connection;
+ * false when bytes libcurl took are gone (the body outgrew the buffer). */
+static bool upload_rewind(proxy_job *j) {
+        pthread_mutex_lock(&j->mu);
+        bool ok = !j->ulost && !j->cancelled;
+        if (ok && j->ubuf) {
+                j->ulen += j->ukept;
+                j->bytes_up -= j->ukept;
+                j->ukept = 0;
+        }
+        pthread_mutex_unlock(&j->mu);
+        return ok;
+}
+
+/* libcurl rewinds the upload when it sends the request again (a reused
+ * connection died before any byte of the answer came): only to the start,
+ * and only while the broker still holds every byte of the body. */
+static int on_seek(void *u, curl_off_t offset, int origin) {
+        proxy_job *j = u;
+
+        if (offset != 0 || origin != SEEK_SET)
+                return CURL_SEEKFUNC_CANTSEEK;
+        return upload_rewind(j) ? CURL_SEEKFUNC_OK : CURL_SEEKFUNC_CANTSEEK;
 }
 
 /* Append redacted bytes for the MHD side (which it drains) and wake it.
@@ -563,12 +588,43 @@ static up_sock *up_find_locked(const up_key *k) {
         return NULL;
 }
 
+/* RFC 9110 9.2.2: a request the upstream may repeat without harm. */
+static bool method_idempotent(const char *m) {
+        static const char *const ok[] = { "GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE", NULL };
+        for (size_t i = 0; ok[i]; i++)
+                if (strcmp(m, ok[i]) == 0)
+                        return true;
+        return false;
+}
+
+/* A second (or later) request for one job: libcurl sends it again because
+ * the reused connection it went out on died before a byte of the answer
+ * came (or the broker restarts it off another uid's connection).  Safe
+ * when no byte of it reached a socket (the connection was already dead:
+ * EPIPE, reset), or when the method is idempotent; a POST, PATCH or other
+ * method the upstream may have received and acted on is never sent twice
+ * (RFC 9110 9.2.2): the tool gets a 502 and decides.  The body goes again
+ * from its first byte, or not at all. */
+static bool resend_ok(proxy_job *j) {
+        long sent = 0;                            /* request bytes written so far, all attempts */
+
+        if (curl_easy_getinfo(j->h, CURLINFO_REQUEST_SIZE, &sent) != CURLE_OK)
+                sent = 1;                         /* unknown: as if it went out */
+        if (sent > 0 && !method_idempotent(j->method))
+                return false;
+        return upload_rewind(j);
+}
+
 static int on_prereq(void *u, char *ip, char *local_ip, int port, int local_port) {
         proxy_job *j = u;
         uint32_t me = (uint32_t)j->uid + 1;
         up_key k;
         bool ours = false;
 
+        if (j->attempts++ > 0 && !resend_ok(j)) {
+                j->replay_refused = true;
+                return CURL_PREREQFUNC_ABORT;
+        }
         pthread_mutex_lock(&up_mu);
         up_sock *s = str_key(ip, port, local_ip, local_port, &k) ? up_find_locked(&k) : NULL;
         if (s && (s->owner == 0 || s->owner == me || j->fresh)) { /* a fresh one is ours */
@@ -582,6 +638,21 @@ static int on_prereq(void *u, char *ip, char *local_ip, int port, int local_port
                 return CURL_PREREQFUNC_OK;
         j->foreign_conn = true;                   /* another uid's (or unknown): job_finish restarts it on a fresh one */
         return CURL_PREREQFUNC_ABORT;
+}
+
+/* proxy_loop.c's conn_kill closed the connection behind s (the descriptor
+ * stays, an unconnected socket, until libcurl closes it): its key and
+ * owner go, so a new connection with the same addresses is never taken
+ * for it. */
+void proxy_conn_forget(curl_socket_t s) {
+        pthread_mutex_lock(&up_mu);
+        for (size_t i = 0; i < up_n; i++)
+                if (up_socks[i].fd == s) {
+                        up_socks[i].known = false;  /* its key is not learnt again: no peer now */
+                        up_socks[i].owner = 0;
+                        memset(&up_socks[i].key, 0, sizeof(up_socks[i].key));
+                }
+        pthread_mutex_unlock(&up_mu);
 }
 
 /* libcurl closes an upstream socket: it is nobody's now.  No job pointer
@@ -657,6 +728,11 @@ void proxy_job_finished(proxy_job *j, CURLcode c) {
                         proxy_job_fail(j, 502, "bad_gateway", "out of memory redacting the response's end");
         } else if (j->refused && !j->headers_done) {
                 proxy_job_fail(j, 403, "forbidden", "%s", j->refusal);
+        } else if (j->replay_refused && !j->headers_done) {
+                proxy_job_fail(j, 502, "bad_gateway",
+                               "upstream %s:%u closed a kept-alive connection after the %s request was sent, "
+                               "without a byte of answer: not sent again (the upstream may have acted on it)%s%s",
+                               j->dest.host, j->dest.port, j->method, j->errbuf[0] ? ": " : "", j->errbuf);
         } else if (j->resp_bad) {
                 proxy_job_fail(j, 502, "bad_gateway", "upstream %s:%u answered with %s%s: refused", j->dest.host,
                                j->dest.port, j->resp_bad,
@@ -707,6 +783,13 @@ void proxy_job_setup(proxy_job *j, CURL *h) {
         curl_easy_setopt(h, CURLOPT_CLOSESOCKETFUNCTION, on_closesocket);
         curl_easy_setopt(h, CURLOPT_CLOSESOCKETDATA, NULL);
         curl_easy_setopt(h, CURLOPT_SHARE, share);
+        /* A connection idle this long is not reused: upstreams close idle
+         * ones after a timeout of their own (nginx 75 s, ALBs 60 s, Go 90 s),
+         * and one reused as its upstream closes it fails the request, or
+         * costs a resend (on_prereq).  Under load connections are reused
+         * within milliseconds; after a pause the next request makes a new
+         * one (TLS resumed). */
+        curl_easy_setopt(h, CURLOPT_MAXAGE_CONN, UPSTREAM_MAX_IDLE);
         curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
         curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, CONNECT_TIMEOUT);
         curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
@@ -743,6 +826,8 @@ void proxy_job_setup(proxy_job *j, CURL *h) {
                                  (curl_off_t)(j->expect_body ? j->content_length : 0));
                 curl_easy_setopt(h, CURLOPT_READFUNCTION, on_read);
                 curl_easy_setopt(h, CURLOPT_READDATA, j);
+                curl_easy_setopt(h, CURLOPT_SEEKFUNCTION, on_seek);
+                curl_easy_setopt(h, CURLOPT_SEEKDATA, j);
                 if (strcmp(j->method, "POST") != 0)
                         curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, j->method);
         } else if (strcmp(j->method, "GET") != 0) {

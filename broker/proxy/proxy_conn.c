@@ -160,6 +160,37 @@ int proxy_continue(request *rq) {
         return ret;
 }
 
+int proxy_release(request *rq) {
+        proxy_job *j = rq->proxy;
+        int r;
+
+        rq->proxy_held = false;
+        pthread_mutex_lock(&j->mu);
+        j->refs++;                                        /* the loop's */
+        pthread_mutex_unlock(&j->mu);
+        r = proxy_pool_submit(j);
+        if (r == 0)
+                return 0;
+        proxy_job_unref(j);                               /* the loop's, never taken */
+        rq->proxy = NULL;
+        proxy_job_unref(j);
+        rq->answered = false;
+        rq->no_audit = true; /* its allow is written; this failure to start is the broker's own */
+        pthread_mutex_lock(&cbd.lock);
+        (void)reply_error(rq, 503, "unavailable", "cannot hand it to a transfer loop: %s", strerror(r));
+        pthread_mutex_unlock(&cbd.lock);
+        return -EIO;
+}
+
+void proxy_abort(request *rq) {
+        proxy_job *j = rq->proxy;
+
+        rq->proxy_held = false;
+        rq->proxy = NULL;
+        rq->answered = false;
+        proxy_job_unref(j);                               /* the last reference: its slot is freed */
+}
+
 /* Refuse a request whose upload is under way (called with j->mu held):
  * the upstream transfer is cut before the body completes (so the
  * upstream never acts on it, and libcurl closes that connection), the
@@ -174,9 +205,10 @@ static void refuse_upload_locked(proxy_job *j, int status, const char *code, con
         }
         snprintf(j->err, sizeof(j->err), "%s", msg);  /* said, and audited, even after the upstream's head */
         j->broken = true;
-        if (j->ulen)
-                sodium_memzero(j->ubuf, j->ulen);
-        j->ulen = 0;
+        if (j->ukept + j->ulen)
+                sodium_memzero(j->ubuf, j->ukept + j->ulen);
+        j->ulen = j->ukept = 0;
+        j->ulost = true;
         proxy_job_poke_locked(j);                 /* the loop ends the transfer */
 }
 
@@ -204,7 +236,18 @@ int proxy_feed(request *rq, const char *data, size_t *size) {
         if (j->done || j->cancelled) {
                 *size = 0;
         } else {
-                size_t n = PROXY_BUF - j->ulen < *size ? PROXY_BUF - j->ulen : *size;
+                /* The body's first bytes stay after libcurl took them, so
+                 * that it can send them again on a fresh connection (on_seek
+                 * in proxy.c); a body longer than the buffer needs their
+                 * room, and is then sent once or not at all. */
+                if (j->ukept && *size > PROXY_BUF - j->ukept - j->ulen) {
+                        memmove(j->ubuf, j->ubuf + j->ukept, j->ulen);
+                        sodium_memzero(j->ubuf + j->ulen, j->ukept);
+                        j->ukept = 0;
+                        j->ulost = true;
+                }
+                size_t room = PROXY_BUF - j->ukept - j->ulen;
+                size_t n = room < *size ? room : *size;
                 /* Methods sealed: every byte is scanned before it may go. */
                 if (j->scan_on && n && cb_ovscan_feed(&j->scan, (const unsigned char *)data, n)) {
                         refuse_override_locked(j);
@@ -212,7 +255,7 @@ int proxy_feed(request *rq, const char *data, size_t *size) {
                         pthread_mutex_unlock(&j->mu);
                         return MHD_YES;
                 }
-                memcpy(j->ubuf + j->ulen, data, n);
+                memcpy(j->ubuf + j->ukept + j->ulen, data, n);
                 j->ulen += n;
                 *size -= n;
                 if (n && j->send_paused) {
@@ -422,6 +465,16 @@ int proxy_start(request *rq, proxy_spec *sp) {
                                           PROXY_MAX_JOBS);
                         goto out;
                 }
+        }
+        if (rq->n_audit_recs) {
+                /* Its record is queued: nothing goes upstream until it is
+                 * written (server.c flush(), outside cbd.lock, then
+                 * proxy_release or proxy_abort). */
+                rq->proxy = j;
+                rq->proxy_held = true;
+                j = NULL;
+                ret = MHD_YES;
+                goto out;
         }
         j->refs = 2;                                      /* this request, the loop */
         r = proxy_pool_submit(j);

@@ -28,6 +28,7 @@
 #define IDLE_TIMEOUT     300L  /* no byte from the upstream for this long */
 #define TOTAL_TIMEOUT    3600L
 #define MAX_RESP_HEADERS 200
+#define UPSTREAM_MAX_IDLE 50L  /* seconds a pooled upstream connection may idle and be reused */
 
 typedef struct proxy_loop proxy_loop;
 
@@ -45,7 +46,10 @@ typedef struct proxy_job {
         char *url;                    /* may hold the value (query injection): wiped */
         struct curl_slist *headers;   /* may hold the value: wiped */
         unsigned char *ubuf;          /* request body on its way up (bounded); set iff expect_body */
-        size_t ulen;
+        size_t ukept;                 /* bytes at its start already handed to libcurl, kept for a
+                                       * rewind (the body's first bytes, while it fits) */
+        size_t ulen;                  /* bytes after those, not yet handed to libcurl */
+        bool ulost;                   /* bytes handed to libcurl were dropped: no rewind possible */
         bool expect_body, ueof;
         long long content_length;     /* -1: none given (sent chunked) */
         bool scan_on;                 /* methods sealed: the body is scanned for overrides (the MHD side's) */
@@ -56,6 +60,8 @@ typedef struct proxy_job {
         bool refused;                 /* the loop thread's: an address was refused (SSRF) */
         bool foreign_conn;            /* the loop thread's: libcurl handed it another uid's connection */
         bool fresh;                   /* the loop thread's: restarted on a fresh connection once */
+        unsigned attempts;            /* the loop thread's: requests libcurl began to send (on_prereq) */
+        bool replay_refused;          /* the loop thread's: a resend was stopped (not safe to repeat) */
         char refusal[512];            /* the loop thread's: which, and why */
         size_t active_idx;            /* the loop thread's: slot in its table of transfers */
         proxy_loop *loop;             /* the loop running it (set under the inbox lock) */
@@ -118,6 +124,9 @@ void proxy_job_setup(proxy_job *j, CURL *h);
 /* May its upstream connection be reused (a clean, well-framed exchange)? */
 bool proxy_job_reusable(const proxy_job *j);
 void proxy_job_finished(proxy_job *j, CURLcode c);
+/* An upstream socket is being closed or replaced: the uid that owned its
+ * connection (its local port) owns nothing now. */
+void proxy_conn_forget(curl_socket_t s);
 void proxy_job_fail(proxy_job *j, int status, const char *code, const char *fmt, ...)
         __attribute__((format(printf, 4, 5)));
 

@@ -6,6 +6,7 @@
  * schedules it: the inbox, pokes, batched wakes, pause and unpause.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
@@ -156,13 +157,43 @@ static void idle_unwatch(proxy_loop *l, curl_socket_t s) {
         idle_mark(l, s, false);
 }
 
+/* End a pooled connection libcurl still holds, so that its liveness check
+ * finds it dead.  shutdown() alone is not enough over TLS: the bytes that
+ * made it readable (a close_notify: nginx ending an idle connection) stay
+ * queued, libcurl's check peeks one and calls it alive, and the request
+ * written to it fails with EPIPE; when a peak's connections are ended
+ * together, libcurl's five resends each take the next such one and the
+ * request fails (issue 19's soak: 502 "Send failure: Broken pipe").  So
+ * the descriptor is made an unconnected socket of the same family (dup3:
+ * the connection itself is closed): a peek answers ENOTCONN, a poll HUP,
+ * and libcurl drops it without writing to it. */
+static void conn_kill(proxy_loop *l, int fd) {
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof(ss);
+        int d;
+
+        (void)shutdown(fd, SHUT_RDWR);
+        /* One libcurl watches belongs to a transfer: its socket stays (the
+         * epoll set holds that file); shut down, it fails and is resent. */
+        if (fd < 0 || fd >= IDLE_FDS || (l->busy_bits[fd / 8] & (1u << (fd % 8))))
+                return;
+        if (getsockname(fd, (struct sockaddr *)&ss, &sl) < 0)
+                return;
+        proxy_conn_forget(fd);                     /* its local port is nobody's now */
+        d = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (d < 0)
+                return;                            /* shut down: the request costs a resend */
+        (void)dup3(d, fd, O_CLOEXEC);
+        close(d);
+}
+
 static void idle_ready(proxy_loop *l) {
         struct epoll_event evs[16];
         int n = epoll_wait(l->idle_ep, evs, 16, 0);
 
         for (int i = 0; i < n; i++) {
                 idle_unwatch(l, evs[i].data.fd);
-                (void)shutdown(evs[i].data.fd, SHUT_RDWR);
+                conn_kill(l, evs[i].data.fd);
         }
 }
 
@@ -192,7 +223,7 @@ static void job_finish(proxy_loop *l, proxy_job *j, CURLcode c) {
                 curl_socket_t s = CURL_SOCKET_BAD;
                 if (curl_easy_getinfo(j->h, CURLINFO_ACTIVESOCKET, &s) == CURLE_OK && s != CURL_SOCKET_BAD) {
                         if (!proxy_job_reusable(j))
-                                (void)shutdown(s, SHUT_RDWR);
+                                (void)shutdown(s, SHUT_RDWR); /* its bytes pending: EPIPE, a resend at worst */
                         else
                                 idle_watch(l, s);
                 }

@@ -253,14 +253,16 @@ int api_proxy(request *rq) {
         /* In the forward form the token names the secret. */
         snprintf(secret, sizeof(secret), "%s", head.forward ? info->secret : head.secret);
         snprintf(rq->secret, sizeof(rq->secret), "%s", secret);
-        /* A valid token naming a canary (alert) or a compromised secret:
-         * refused as such, whichever secret the token is for. */
-        if (leak_token_gate(rq, secret, &ret))
-                goto out;
+        /* A path naming a canary alerts; then the token must be for the
+         * secret named, and only that secret is said to be compromised
+         * (names cannot be probed with a token for another). */
+        (void)leak_canary_note(rq, secret);
         if (strcmp(info->secret, secret) != 0) {
                 ret = reply_error(rq, 403, "forbidden", "the token is for another secret, not '%s'", secret);
                 goto out;
         }
+        if (leak_token_gate(rq, secret, &ret))
+                goto out;
         r = cb_store_get(cbd.store, secret, 0, false, &val, &version, &meta);
         if (r < 0) {
                 ret = reply_error(rq, 403, "forbidden", "no usable secret '%s' for this token", secret);

@@ -502,6 +502,8 @@ static int gone(cb_tokens *t, const unsigned char h[HASH_LEN]) {
                 return cb_error_set(-ENOENT, "unknown or revoked token (this one was revoked)");
         case CB_TOMB_EXITED:
                 return cb_error_set(-ESRCH, "token was bound to a process that has exited");
+        case CB_TOMB_USED_UP:
+                return cb_error_set(-EDQUOT, "token used up (every use its max_uses allowed was spent)");
         case CB_TOMB_NONE:
                 break;
         }
@@ -540,6 +542,16 @@ int cb_tokens_peek(cb_tokens *t, const char *token, size_t len, const cb_token_i
         return 0;
 }
 
+/* A token whose last use was just counted leaves the table at once (it
+ * counted toward the live caps until it expired); its tombstone says "used
+ * up".  The caller of cb_tokens_use still reads the entry's fields: a copy,
+ * this thread's, valid until its next cb_tokens_use. */
+static _Thread_local cb_token_info last_use;
+
+static bool used_up(const struct entry *e) {
+        return e->info.max_uses && e->info.used >= e->info.max_uses;
+}
+
 static int check_use(cb_tokens *t, const char *token, size_t len, const cb_peer *peer, unsigned use,
                      const cb_token_info **ret_info, bool count) {
         struct entry *e;
@@ -568,6 +580,11 @@ static int check_use(cb_tokens *t, const char *token, size_t len, const cb_peer 
         if (count)
                 e->info.used++;
         *ret_info = &e->info;
+        if (count && used_up(e)) {
+                last_use = e->info;
+                *ret_info = &last_use;
+                retire(t, e, CB_TOMB_USED_UP, now_s());
+        }
         return 0;
 }
 
@@ -592,6 +609,8 @@ int cb_tokens_count_checked(cb_tokens *t, const cb_token_info *info) {
         if (e->info.max_uses && e->info.used >= e->info.max_uses)
                 return cb_error_set(-EDQUOT, "token used up (%u uses)", e->info.max_uses);
         e->info.used++;
+        if (used_up(e))
+                retire(t, e, CB_TOMB_USED_UP, now_s());
         return 0;
 }
 

@@ -95,7 +95,9 @@ int cb_tokens_issue(cb_tokens *t, const cb_peer *peer, const char *client, const
  * "... (this one was revoked)", exited) for a minute, then -ENOENT
  * "unknown or revoked token"; sooner if the tombstone store is full.
  * Message set in every case (never containing the token).  On success
- * *ret_info points at the entry.  peer must come from cb_peer_identify
+ * *ret_info points at the entry; when this use was its last (max_uses), the
+ * token has left the table (its tombstone answers -EDQUOT "used up") and
+ * *ret_info points at a copy, this thread's, valid until its next call.  peer must come from cb_peer_identify
  * (which ends by checking that the process is alive) before this call. */
 int cb_tokens_use(cb_tokens *t, const char *token, size_t len, const cb_peer *peer, unsigned use,
                   const cb_token_info **ret_info);
@@ -111,7 +113,9 @@ int cb_tokens_peek(cb_tokens *t, const char *token, size_t len, const cb_token_i
 /* Count one use of the token a cb_tokens_check that succeeded just
  * before returned info for (under the same lock, nothing in between that
  * adds or retires tokens): the lookup is not repeated.  -ENOENT if info is
- * not a live token's, -EDQUOT if it has no use left. */
+ * not a live token's, -EDQUOT if it has no use left.  When the use counted
+ * was its last, the token leaves the table at once (info is then invalid;
+ * its tombstone answers "used up"). */
 int cb_tokens_count_checked(cb_tokens *t, const cb_token_info *info);
 
 /* After a cb_tokens_use/cb_tokens_peek call on this thread: the accessor

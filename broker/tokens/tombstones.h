@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Tombstones: what a token that is no longer alive leaves behind so that its
- * holder hears why ("expired", "revoked", "exited") rather than "unknown".
+ * holder hears why ("expired", "revoked", "exited", "used up") rather than "unknown".
  *
  * A fixed number of bytes, given at creation: a 4-way set-associative array
  * of 32-byte records (a prefix of the token's keyed hash, the accessor, the
@@ -29,6 +29,7 @@ typedef enum cb_tomb_reason {
         CB_TOMB_EXPIRED = 1,
         CB_TOMB_REVOKED = 2,
         CB_TOMB_EXITED = 3,    /* bound to a process that exited (orphaned) */
+        CB_TOMB_USED_UP = 4,   /* its last use (max_uses) was spent */
 } cb_tomb_reason;
 
 typedef struct cb_tombs cb_tombs;

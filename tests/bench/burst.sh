@@ -104,8 +104,10 @@ kill -TERM "$DPID"
 timeout 30 tail --pid="$DPID" -f /dev/null || true
 DPID=
 intact=0
+v0=$(date +%s.%N)
 timeout 1800 "$CLI" audit verify --state-dir "$TMP/state" --unlock "keyfile:$TMP/key" "$TMP/audit.log" \
         >"$TMP/verify.out" 2>&1 && intact=1
+v1=$(date +%s.%N)
 
 echo "# $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg) (shared machine)"
 [ "$fail" = 0 ] || echo "# the burst FAILED: $(head -c 300 "$TMP/run.err" | tr '\n' ' ')"
@@ -113,7 +115,8 @@ echo "# VmRSS by kind before: $K0"
 echo "# VmRSS by kind idle:   $K2"
 echo "# token-bench: $(tr '\n' ' ' <"$TMP/run.out")"
 grep -E 'gave .* KiB of heap back' "$TMP/daemon.log" | sed 's/^/# daemon: /' || true
-echo "# audit: $(wc -l <"$TMP/audit.log") records; verify: $(head -c 200 "$TMP/verify.out" | tr '\n' ' ')"
+echo "# audit: $(wc -l <"$TMP/audit.log") records, $(($(stat -c %s "$TMP/audit.log") / 1048576)) MiB; verify" \
+        "($(awk -v a="$v0" -v b="$v1" 'BEGIN { printf "%.1f", b - a }') s): $(head -c 200 "$TMP/verify.out" | tr '\n' ' ')"
 echo "BENCH burst_tokens ${issued:-0}"
 echo "BENCH burst_tokens_per_s $(awk -v n="${issued:-0}" -v a="$t0" -v b="$t1" 'BEGIN { printf "%.0f\n", n / (b - a) }')"
 echo "BENCH burst_rss_before_kb $R0"

@@ -46,6 +46,9 @@
 #   {token,raw,sshagent}_throughput_32_per_s       32 clients, requests/s
 #   token_throughput_vs_sshagent                   token / ssh-agent, 32 clients
 #   token_throughput_32_audit_per_s                32 clients, --audit-log on
+#   token_audit_vs_noaudit_32                      audit on / off, 32 clients, median
+#                                                  of AUDIT_ROUNDS (3) interleaved pairs
+#   token_audit_p50_us, token_audit_p50_vs_noaudit 1 client with the audit log
 #   daemon_rss_10k_tokens_mb                       VmRSS with 10,000 live tokens
 #   mhd_floor_p50_us                               1 client, mhd floor median
 #   mhd_floor_throughput_32_per_s                  32 clients, mhd floor
@@ -282,6 +285,23 @@ run_cpu "$APID_SERVER" sshagent32 sshagent "$AGENT_SOCK" "$CLIENTS"
 start_daemon --audit-log "$TMP/audit.log"
 run token32audit token "$TS" "$CLIENTS" 95000 "$UID_BASE"
 stop_daemon
+# Audit on vs off, interleaved (AUDIT_ROUNDS pairs, fresh daemons, fresh log
+# each): the cost of recording every decision before it takes effect, as a
+# ratio the machine's load affects alike; and the 1-client latency with it.
+AUDIT_ROUNDS=${AUDIT_ROUNDS:-3}
+for i in $(seq "$AUDIT_ROUNDS"); do
+        start_daemon
+        run "pair${i}off" token "$TS" "$CLIENTS" 95000 "$UID_BASE"
+        stop_daemon
+        rm -f "$TMP/audit-pair.log"
+        start_daemon --audit-log "$TMP/audit-pair.log"
+        run "pair${i}on" token "$TS" "$CLIENTS" 95000 "$UID_BASE"
+        stop_daemon
+done
+rm -f "$TMP/audit-pair.log"
+start_daemon --audit-log "$TMP/audit-pair.log"
+run token1audit token "$TS" 1 9900 "$UID_BASE"
+stop_daemon
 echo "# audit pass: $(wc -l <"$TMP/audit.log") audit records, $(($(stat -c %s "$TMP/audit.log") / 1024)) KiB, on $(stat -f -c %T "$TMP")"
 
 # ---- RSS with 10,000 live tokens ------------------------------------------------------
@@ -320,6 +340,9 @@ echo "BENCH raw_throughput_32_per_s $r_32"
 echo "BENCH sshagent_throughput_32_per_s $s_32"
 echo "BENCH token_throughput_vs_sshagent $(ratio "$t_32" "$s_32")"
 echo "BENCH token_throughput_32_audit_per_s $a_32"
+echo "BENCH token_audit_vs_noaudit_32 $(for i in $(seq "$AUDIT_ROUNDS"); do ratio "$(get ops_per_s "$TMP/pair${i}on.out")" "$(get ops_per_s "$TMP/pair${i}off.out")"; done | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')"
+echo "BENCH token_audit_p50_us $(get p50_us "$TMP/token1audit.out")"
+echo "BENCH token_audit_p50_vs_noaudit $(ratio "$(get p50_us "$TMP/token1audit.out")" "$t_p50")"
 echo "BENCH daemon_rss_10k_tokens_mb $rss_mb"
 echo "BENCH mhd_floor_p50_us $f_p50"
 echo "BENCH mhd_floor_throughput_32_per_s $f_32"

@@ -13,7 +13,9 @@
 #include <limits.h>
 #include <signal.h>
 #include <sys/random.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -437,6 +439,60 @@ TEST(bad_sockets_and_admin) {
         ASSERT_NO_VALUE(json);
         free(json);
         cb_client_free(c);
+}
+
+/* A server that answers each request after 2 s: a real process on a real
+ * socket (root, so the client's server-uid check passes). */
+static pid_t slow_server(const char *path) {
+        struct sockaddr_un a = { .sun_family = AF_UNIX };
+        int l = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        pid_t pid;
+
+        snprintf(a.sun_path, sizeof(a.sun_path), "%s", path);
+        unlink(path);
+        if (l < 0 || bind(l, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(l, 4) < 0)
+                cbtest_fail(__FILE__, __LINE__, "slow server: %s", strerror(errno));
+        pid = fork();
+        if (pid == 0) {
+                for (;;) {
+                        char buf[4096];
+                        int c = accept(l, NULL, NULL);
+                        if (c < 0)
+                                _exit(0);
+                        (void)!read(c, buf, sizeof(buf));
+                        sleep(2);
+                        static const char ans[] = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                                                  "Content-Length: 2\r\nConnection: close\r\n\r\n{}";
+                        (void)!write(c, ans, sizeof(ans) - 1);
+                        close(c);
+                }
+        }
+        close(l);
+        return pid;
+}
+
+/* How long a request waits for its answer is the caller's (the CLI's
+ * audit verify gives a large log more than the default 30 s). */
+TEST(timeout_is_the_callers) {
+        const char *path = cbtest_path(dir, "slow.sock");
+        cb_client *c = NULL;
+        char *json = NULL;
+        long status = 0;
+
+        setup();
+        pid_t pid = slow_server(path);
+        ASSERT_OK(cb_client_new_admin(path, &c));
+        cb_client_set_timeout(c, 1);
+        ASSERT_ERR(cb_client_request(c, "GET", "/v1/admin/status", NULL, 0, &json, &status), -ETIMEDOUT);
+        ASSERT_CONTAINS(cb_client_error(c), "within 1 s");
+        cb_client_set_timeout(c, 10);
+        ASSERT_OK(cb_client_request(c, "GET", "/v1/admin/status", NULL, 0, &json, &status));
+        ASSERT_EQ(status, 200);
+        free(json);
+        cb_client_free(c);
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+        unlink(path);
 }
 
 TEST(daemon_stops_cleanly) {

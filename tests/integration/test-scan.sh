@@ -155,11 +155,12 @@ line=$(grep '"secret":"rot"' "$T/daemon.out")
 case "$line" in *'"action":"rotate"'* | *'"rotate_failed"'*) ok "on_leak rotate: the rotation hook asked" ;;
         *) bad "on_leak rotate: the rotation hook asked: $line" ;; esac
 
-# --- canaries: any sighting or use alerts; never granted
+# --- canaries: any sighting or use alerts; never granted, and refused like
+# a name the caller holds no grant for (a canary cannot be told apart)
 printf 'aws_access_key_id=%s\n' "$CANARY" | as $US "$CLI" scan >/dev/null
 expect "canary sighting: canary alert" "ALERT canary" "$(grep '"secret":"canary-aws"' "$T/daemon.out")"
 expect "canary sighting: audit decision canary" '"decision":"canary"' "$(grep canary-aws "$T/audit.log")"
-expect "canary token request refused" "never granted" \
+expect "canary token request refused as any ungranted name" "no grant lets uid $UT" \
         "$(as $UT curl -s --unix-socket "$TS" -X POST -d '{"secret":"canary-aws","use":"proxy"}' http://x/v1/token)"
 expect "canary token request: alert" '"what":"token_request"' "$(grep '"secret":"canary-aws"' "$T/daemon.out")"
 for _ in 1 2 3 4 5; do as $UT curl -s --unix-socket "$TS" -X POST -d '{"secret":"canary-aws"}' http://x/v1/token >/dev/null; done
@@ -167,7 +168,7 @@ expect "canary token requests: one alert per uid and route per cooldown" "n=1" \
         "n=$(grep 'ALERT canary' "$T/daemon.out" | grep -c '"what":"token_request","secret":"canary-aws","route":"token"')"
 expect "canary token requests: each one audited" "n=6" "n=$(grep -c '"what":"token_request".*"decision":"canary"\|"decision":"canary".*"what":"token_request"' "$T/audit.log")"
 ptok=$(as $UT curl -s --unix-socket "$TS" -X POST -d '{"secret":"alerty","use":"proxy"}' http://x/v1/token | field token)
-expect "canary named in a proxy request refused" "never granted" \
+expect "canary named in a proxy request refused as any other secret's" "the token is for another secret" \
         "$(as $UT curl -s --unix-socket "$TS" -H "Authorization: Bearer $ptok" http://x/v1/proxy/canary-aws/v1/x)"
 expect "canary named in a proxy request: alert" '"route":"proxy"' "$(grep '"secret":"canary-aws"' "$T/daemon.out")"
 

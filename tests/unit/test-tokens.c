@@ -98,7 +98,7 @@ TEST(use_limit_and_expiry) {
         ASSERT_OK(cb_tokens_issue(t, &me, "tool", "gh", 0, CB_USE_REDEEM, 1, 0, false, tok2, NULL));
         sleep(2);
         ASSERT_ERR(cb_tokens_use(t, tok2, strlen(tok2), &me, CB_USE_REDEEM, &u), -ETIME);
-        ASSERT_EQ(cb_tokens_count(t), 1);
+        ASSERT_EQ(cb_tokens_count(t), 0); /* the used-up one left at its last use */
         ASSERT_ERR(cb_tokens_use(t, tok2, strlen(tok2), &me, CB_USE_REDEEM, &u), -ETIME);
         ASSERT_CONTAINS(cb_error_last(), "expired");
         close(me.pidfd);
@@ -335,6 +335,46 @@ TEST(cap_counts_only_live_tokens) {
                 ASSERT_OK(cb_tokens_issue(t, i < 2 ? &me : &other, "tool", "gh", 0, CB_USE_REDEEM, 300, 0, false, tok,
                                           NULL));
         close(me.pidfd), close(other.pidfd);
+        cb_tokens_free(t);
+}
+
+/* A token whose last use (max_uses) was spent leaves the table at once:
+ * it no longer counts toward the live caps (before, it did until it
+ * expired), and its tombstone tells its holder "used up".  Both ways a use
+ * is counted: redeem (cb_tokens_use) and proxy (check, then count). */
+TEST(used_up_leaves_at_once) {
+        cb_tokens *t = cb_tokens_new(2, 2);
+        cb_peer me = peer_of(1000, 1);
+        const cb_token_info *u;
+        char a[CB_TOKEN_LEN + 1], b[CB_TOKEN_LEN + 1], c[CB_TOKEN_LEN + 1];
+
+        ASSERT_OK(cb_tokens_issue(t, &me, "tool", "gh", 0, CB_USE_REDEEM, 300, 2, false, a, NULL));
+        ASSERT_OK(cb_tokens_issue(t, &me, "tool", "gh", 0, CB_USE_PROXY, 300, 1, false, b, NULL));
+        ASSERT_ERR(cb_tokens_issue(t, &me, "tool", "gh", 0, CB_USE_REDEEM, 300, 0, false, c, NULL), -ENOSPC);
+        ASSERT_OK(cb_tokens_use(t, a, strlen(a), &me, CB_USE_REDEEM, &u));
+        ASSERT_EQ(cb_tokens_count(t), 2);
+        ASSERT_OK(cb_tokens_use(t, a, strlen(a), &me, CB_USE_REDEEM, &u)); /* the last use */
+        ASSERT_STREQ(u->secret, "gh");                                    /* still readable by the caller */
+        ASSERT_EQ(u->used, 2);
+        ASSERT_EQ(cb_tokens_count(t), 1);
+        ASSERT_ERR(cb_tokens_use(t, a, strlen(a), &me, CB_USE_REDEEM, &u), -EDQUOT);
+        ASSERT_CONTAINS(cb_error_last(), "used up");
+        ASSERT_EQ(strncmp(cb_tokens_refused_accessor(), "cba_", 4), 0); /* for the audit record */
+        /* the proxy's way: checked (not counted), then counted */
+        ASSERT_OK(cb_tokens_check(t, b, strlen(b), &me, CB_USE_PROXY, &u));
+        ASSERT_EQ(cb_tokens_count(t), 1);
+        ASSERT_OK(cb_tokens_count_checked(t, u));
+        ASSERT_EQ(cb_tokens_count(t), 0);
+        ASSERT_ERR(cb_tokens_check(t, b, strlen(b), &me, CB_USE_PROXY, &u), -EDQUOT);
+        ASSERT_CONTAINS(cb_error_last(), "used up");
+        /* their room is free at once, for this uid and in total */
+        ASSERT_OK(cb_tokens_issue(t, &me, "tool", "gh", 0, CB_USE_REDEEM, 300, 0, false, c, NULL));
+        ASSERT_OK(cb_tokens_issue(t, &me, "tool", "gh", 0, CB_USE_REDEEM, 300, 0, false, c, NULL));
+        /* a token without max_uses stays, however often used */
+        for (int i = 0; i < 5; i++)
+                ASSERT_OK(cb_tokens_use(t, c, strlen(c), &me, CB_USE_REDEEM, &u));
+        ASSERT_EQ(cb_tokens_count(t), 2);
+        close(me.pidfd);
         cb_tokens_free(t);
 }
 
