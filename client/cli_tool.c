@@ -504,7 +504,12 @@ static int sink_write(void *userdata, const void *p, size_t n) {
         return r;
 }
 
-_Noreturn static void exec_child(char **cmd, char **envp, int out_fd, int err_fd, const sigset_t *sigmask) {
+/* The child: a session of its own, so it has no controlling terminal --
+ * output written to /dev/tty would reach whoever reads the terminal (an
+ * agent harness running tools on a pty) past the masker.  in_fd >= 0: its
+ * stdin is that pipe (our stdin is a terminal, which it must not hold
+ * either: a terminal descriptor is writable). */
+_Noreturn static void exec_child(char **cmd, char **envp, int in_fd, int out_fd, int err_fd, const sigset_t *sigmask) {
         struct sigaction dfl = { .sa_handler = SIG_DFL };
         int e;
 
@@ -512,7 +517,10 @@ _Noreturn static void exec_child(char **cmd, char **envp, int out_fd, int err_fd
                 (void)sigaction(forwarded[i], &dfl, NULL);
         (void)sigaction(SIGPIPE, &dfl, NULL);
         (void)sigprocmask(SIG_SETMASK, sigmask, NULL);
-        if (dup2(out_fd, STDOUT_FILENO) < 0 || dup2(err_fd, STDERR_FILENO) < 0)
+        if (setsid() < 0)
+                _exit(127);
+        if ((in_fd >= 0 && dup2(in_fd, STDIN_FILENO) < 0) || dup2(out_fd, STDOUT_FILENO) < 0 ||
+            dup2(err_fd, STDERR_FILENO) < 0)
                 _exit(127);
         execvpe(cmd[0], cmd, envp);
         e = errno;
@@ -521,21 +529,30 @@ _Noreturn static void exec_child(char **cmd, char **envp, int out_fd, int err_fd
 }
 
 /* Pump the child's stdout and stderr through their masking streams until
- * both end. */
-static void exec_pump(int fds[2], cb_scan_stream *m[2]) {
+ * both end; with in_fd >= 0, also our stdin (a terminal) into the child's
+ * stdin pipe, never blocking on it (the pipe is non-blocking; a pending
+ * piece waits for POLLOUT while the outputs keep flowing). */
+static void exec_pump(int in_fd, int fds[2], cb_scan_stream *m[2]) {
         unsigned char *buf = sodium_malloc(EXEC_READ_BUF);
-        struct pollfd p[2];
+        unsigned char ibuf[4096];
+        size_t ilen = 0, ioff = 0;
+        struct pollfd p[4];
+        bool in_open = in_fd >= 0;
 
         if (!buf) {
                 (void)cli_fail(-ENOMEM, "exec: out of memory: the command's output is dropped");
                 close(fds[0]);
                 close(fds[1]);
+                if (in_fd >= 0)
+                        close(in_fd);
                 return;
         }
         for (int i = 0; i < 2; i++)
                 p[i] = (struct pollfd){ .fd = fds[i], .events = POLLIN };
         while (p[0].fd >= 0 || p[1].fd >= 0) {
-                if (poll(p, 2, -1) < 0) {
+                p[2] = (struct pollfd){ .fd = in_open && ilen == 0 ? STDIN_FILENO : -1, .events = POLLIN };
+                p[3] = (struct pollfd){ .fd = in_open && ilen > 0 ? in_fd : -1, .events = POLLOUT };
+                if (poll(p, 4, -1) < 0) {
                         if (errno == EINTR)
                                 continue;
                         break;
@@ -558,7 +575,29 @@ static void exec_pump(int fds[2], cb_scan_stream *m[2]) {
                         close(p[i].fd);
                         p[i].fd = -1;
                 }
+                if (p[2].fd >= 0 && (p[2].revents & (POLLIN | POLLHUP | POLLERR))) {
+                        ssize_t n = read(STDIN_FILENO, ibuf, sizeof(ibuf));
+                        if (n > 0) {
+                                ilen = (size_t)n;
+                                ioff = 0;
+                        } else if (n == 0 || (errno != EINTR && errno != EAGAIN)) {
+                                in_open = false;          /* end of our input: the child's ends too */
+                                close(in_fd);
+                        }
+                }
+                if (in_open && ilen > 0) {
+                        ssize_t w = write(in_fd, ibuf + ioff, ilen);
+                        if (w > 0) {
+                                ioff += (size_t)w;
+                                ilen -= (size_t)w;
+                        } else if (w < 0 && errno != EINTR && errno != EAGAIN) {
+                                in_open = false;          /* the child closed its stdin */
+                                close(in_fd);
+                        }
+                }
         }
+        if (in_open)
+                close(in_fd);
         sodium_free(buf);
 }
 
@@ -581,7 +620,9 @@ int cmd_exec(int argc, char **argv) {
                 "  docs/redaction-forms.md), also across read boundaries; a value shorter than 4 bytes\n"
                 "  is refused.  --env puts a value in the environment variable VAR (values holding NUL\n"
                 "  need --file).  --file writes the value to PATH, which must not exist (created\n"
-                "  O_EXCL, mode 0400; put it on a tmpfs) and is removed when CMD ends.  stdin is CMD's.\n"
+                "  O_EXCL, mode 0400; put it on a tmpfs) and is removed when CMD ends.  stdin is CMD's\n"
+                "  (relayed through a pipe when it is a terminal: CMD runs in a session of its own,\n"
+                "  without a controlling terminal, so nothing it writes bypasses the masker).\n"
                 "  Signals sent to credbroker are passed on.  Exit status: CMD's (128+N if killed by\n"
                 "  signal N); 126/127 if CMD cannot be run; credbroker's own codes before it starts.\n";
         static const struct option opts[] = {
@@ -594,7 +635,7 @@ int cmd_exec(int argc, char **argv) {
         };
         const char *proxy_url = getenv("CREDBROKER_PROXY_URL");
         struct exec_state st = {};
-        int out_pipe[2] = { -1, -1 }, err_pipe[2] = { -1, -1 };
+        int in_pipe[2] = { -1, -1 }, out_pipe[2] = { -1, -1 }, err_pipe[2] = { -1, -1 };
         struct sigaction sa = { .sa_sigaction = forward_signal, .sa_flags = SA_SIGINFO | SA_RESTART };
         cb_scan_stream *m[2] = { NULL, NULL };
         struct sink sinks[2] = { { STDOUT_FILENO, false }, { STDERR_FILENO, false } };
@@ -708,6 +749,11 @@ int cmd_exec(int argc, char **argv) {
                 r = -r;
                 goto out;
         }
+        /* Our stdin a terminal: the child gets a pipe we feed instead. */
+        if (isatty(STDIN_FILENO) && (pipe2(in_pipe, O_CLOEXEC) < 0 || fcntl(in_pipe[1], F_SETFL, O_NONBLOCK) < 0)) {
+                r = cli_fail(-errno, "exec: pipe: %s", strerror(errno));
+                goto out;
+        }
         if (pipe2(out_pipe, O_CLOEXEC) < 0 || pipe2(err_pipe, O_CLOEXEC) < 0) {
                 r = cli_fail(-errno, "exec: pipe: %s", strerror(errno));
                 goto out;
@@ -725,7 +771,7 @@ int cmd_exec(int argc, char **argv) {
         sigprocmask(SIG_BLOCK, &block, &old_mask);
         pid = fork();
         if (pid == 0)
-                exec_child(cmd, st.envp, out_pipe[1], err_pipe[1], &old_mask);
+                exec_child(cmd, st.envp, in_pipe[0], out_pipe[1], err_pipe[1], &old_mask);
         if (pid > 0)
                 child_pid = pid;
         e = errno;
@@ -743,10 +789,13 @@ int cmd_exec(int argc, char **argv) {
         close(out_pipe[1]);
         close(err_pipe[1]);
         out_pipe[1] = err_pipe[1] = -1;
+        if (in_pipe[0] >= 0)
+                close(in_pipe[0]);
+        in_pipe[0] = -1;
         {
                 int fds[2] = { out_pipe[0], err_pipe[0] };
-                exec_pump(fds, m);
-                out_pipe[0] = err_pipe[0] = -1; /* closed by exec_pump */
+                exec_pump(in_pipe[1], fds, m);
+                out_pipe[0] = err_pipe[0] = in_pipe[1] = -1; /* closed by exec_pump */
         }
         while ((w = waitpid(pid, &status, 0)) < 0 && errno == EINTR)
                 ;
@@ -764,6 +813,8 @@ int cmd_exec(int argc, char **argv) {
         st.npx = 0;
 out:
         for (int i = 0; i < 2; i++) {
+                if (in_pipe[i] >= 0)
+                        close(in_pipe[i]);
                 if (out_pipe[i] >= 0)
                         close(out_pipe[i]);
                 if (err_pipe[i] >= 0)

@@ -120,7 +120,11 @@ static int route_token(request *rq) {
         if (leak_token_gate(rq, secret, &ret))
                 goto out;
         uint32_t retry;
-        if (!cb_ratelimit_take(cbd.rate, client, secret, g->rate_n, g->rate_window, (uint64_t)time(NULL), &retry)) {
+        /* One budget per uid: a client selecting several uids (by gid,
+         * exe or cgroup) must not let one of them spend the others'. */
+        char rkey[64 + 12 + 1];
+        snprintf(rkey, sizeof(rkey), "%s#%u", client, (unsigned)rq->peer.uid);
+        if (!cb_ratelimit_take(cbd.rate, rkey, secret, g->rate_n, g->rate_window, (uint64_t)time(NULL), &retry)) {
                 ret = reply_error(rq, 429, "rate_limited", "rate limit for '%s' (%u per %u s) reached; retry in %u s",
                                   secret, g->rate_n, g->rate_window, retry);
                 goto out;

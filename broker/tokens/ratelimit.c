@@ -5,7 +5,7 @@
 
 #include "ratelimit.h"
 
-#define KEY_MAX (64 + 1 + 128 + 1)
+#define KEY_MAX (64 + 12 + 1 + 128 + 1) /* client (with "#uid", api_tool.c) \n secret */
 
 struct rl_entry {
         char key[KEY_MAX]; /* "client\nsecret"; "" = free */
