@@ -16,12 +16,12 @@
 #include "ratelimit.h"
 #include "store.h"
 #include "tokens.h"
+#include "version.h"
 
 #define CB_BODY_MAX (128 * 1024)
 #define CB_CONN_MAX 4096            /* connections per socket */
 #define CB_CONN_PER_UID 128         /* of which one uid may hold */
 #define CB_CONN_REFUSED_PER_UID 16  /* and over that, answered 429 (see server.c) */
-#define CB_VERSION_STRING "0.1.0"
 
 struct MHD_Daemon;
 struct MHD_Connection;
@@ -120,14 +120,6 @@ int audit_write(request *rq, unsigned status, const char *decision, const char *
  * queued to MHD once rq's records are written (server.c). */
 int reply_response(request *rq, unsigned status, struct MHD_Response *resp);
 
-/* Queue one audit record (a JSON object) as a line; call under cbd.lock.
- * audit.c: replaces identifier fields ("accessor", "accessors", "token",
- * "token_hash") in o by keyed hashes; the writer adds "seq" and "mac" (the
- * chain).  Nobody waits for it: for events that are not a request's
- * decision (completions, grace expiry, leak responses).  -errno when it
- * cannot be queued (the log is then failed, audit.h). */
-int audit_emit(json_t *o);
-
 /* The injection proxy (proxy.c).  api_proxy decides and starts a proxied
  * request (ANY /v1/proxy/..., absolute-form targets, CONNECT refused);
  * proxy_continue answers once the upstream's headers are in (handle()
@@ -187,19 +179,12 @@ int api_approval_admin(request *rq);
  * err says why. */
 int policy_reload(char *err, size_t errlen);
 
-/* Sealed provisioning (provision.c).  api_provision serves the admin
- * routes is_provision_route() names (/v1/admin/pubkey*, /v1/admin/import);
- * provision_start makes the store's first provisioning keypair if it has
- * none; provision_dir_check refuses an unsafe --provision-dir at start;
- * provision_dir_scan imports its blobs (call under cbd.lock). */
+/* The sealed-provisioning admin routes (api/api_provision.c):
+ * api_provision serves the routes is_provision_route() names
+ * (/v1/admin/pubkey*, /v1/admin/import).  The rest of provisioning is
+ * provision/provision_dir.h. */
 int api_provision(request *rq);
-/* How many .importing.* files stranded by a killed daemon provision_dir_scan
- * has put back to be retried since start (status).  Under cbd.lock. */
-uint64_t provision_stranded_recovered(void);
 bool is_provision_route(const char *url);
-int provision_start(void);
-int provision_dir_check(const char *dir);
-void provision_dir_scan(const char *dir, const char *when);
 
 /* Start/stop the HTTP servers on listening fds; tools.sock gets `threads`
  * threads (each its own epoll loop), admin.sock one, the TCP listener

@@ -34,7 +34,9 @@
 #include "scan.h"
 #include "error.h"
 #include "fsutil.h"
+#include "leak_react.h"
 #include "memtrim.h"
+#include "provision_dir.h"
 #include "log.h"
 #include "sdnotify.h"
 #include "rotate.h"
@@ -229,6 +231,13 @@ static void usage(FILE *f) {
               "            DIR must be owned by root or us and not group/other writable)\n",
               f);
 }
+
+/* Leak reactions (leak_react.h): the proxy cuts what is in flight, rotate/
+ * rotates a secret whose policy says on_leak "rotate". */
+static const leak_reaction leak_reacts_proxy = {
+        .name = "proxy", .cut_secret = proxy_cancel_secret, .cut_accessor = proxy_cancel_accessor,
+};
+static const leak_reaction leak_reacts_rotate = { .name = "rotate", .rotate = leak_rotate_request };
 
 int main(int argc, char **argv) {
         static const struct option opts[] = {
@@ -490,6 +499,12 @@ int main(int argc, char **argv) {
                 say_err("%s", cb_error_last());
                 return 1;
         }
+        /* The subsystems that react to a leak (leak_react.h), before anything can
+         * sight one (a leaked rotation's grace applied by rotate_sweep). */
+        if (leak_reaction_register(&leak_reacts_proxy) < 0 || leak_reaction_register(&leak_reacts_rotate) < 0) {
+                say_err("%s", cb_error_last());
+                return 1;
+        }
         memtrim_init();
         json_set_alloc_funcs(malloc, cb_wipe_free);
         signal(SIGPIPE, SIG_IGN);
@@ -561,7 +576,7 @@ int main(int argc, char **argv) {
                 say_err("%s", cb_error_last());
                 goto out;
         }
-        if (provision_start() < 0) /* e.g. a read-only store: serve it, say why import cannot work */
+        if (provision_start(cbd.store) < 0) /* e.g. a read-only store: serve it, say why import cannot work */
                 say_warn("no provisioning keypair (import will fail until one can be made): %s",
                     cb_error_last());
         if (provision_dir && provision_dir_check(provision_dir) < 0) {
@@ -569,18 +584,11 @@ int main(int argc, char **argv) {
                 goto out;
         }
         if (provision_dir)
-                provision_dir_scan(provision_dir, "start");
+                provision_dir_scan(cbd.store, provision_dir, "start");
         if (scanner_init(state_dir) < 0) {
                 say_err("%s", cb_error_last());
                 goto out;
         }
-        /* Grace that ran out while we were down (a leaked rotation cut short
-         * by a crash included) is applied before anything is served. */
-        if (rotate_init(rotate_hook_dir) < 0) {
-                say_err("%s", cb_error_last());
-                goto out;
-        }
-        rotate_sweep((uint64_t)time(NULL));
         cbd.tokens = cb_tokens_new(max_tokens, max_tokens_uid);
         if (cbd.tokens)
                 cb_tokens_limit_bound(cbd.tokens, bound_max, CB_TOKENS_BOUND_PER_UID);
@@ -594,6 +602,14 @@ int main(int argc, char **argv) {
                 say_err("out of memory");
                 goto out;
         }
+        /* Grace that ran out while we were down (a leaked rotation cut short
+         * by a crash included) is applied before anything is served. */
+        rotate_attach(&(rotate_env){ .store = cbd.store, .tokens = cbd.tokens, .lock = &cbd.lock });
+        if (rotate_init(rotate_hook_dir) < 0) {
+                say_err("%s", cb_error_last());
+                goto out;
+        }
+        rotate_sweep((uint64_t)time(NULL));
         tool_fd = listen_unix(cbd.run_dir, "tools.sock", 0666, (gid_t)-1, tool_path, sizeof(tool_path));
         if (tool_fd >= 0)
                 admin_fd = listen_unix(cbd.run_dir, "admin.sock", admin_group ? 0660 : 0600, admin_gid, admin_path,
@@ -643,7 +659,7 @@ int main(int argc, char **argv) {
                                 say_warn("SIGHUP: audit log NOT reopened, still writing the old file: %s",
                                     cb_error_last());
                         if (provision_dir)
-                                provision_dir_scan(provision_dir, "SIGHUP");
+                                provision_dir_scan(cbd.store, provision_dir, "SIGHUP");
                         (void)cb_sdnotify("READY=1");
                 }
                 cb_tokens_sweep(cbd.tokens, (uint64_t)time(NULL));

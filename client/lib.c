@@ -20,6 +20,9 @@
  *     buffers are freed unwiped: the residual exposure of an embedding
  *     program that initialises curl itself).  Kernel socket buffers are out
  *     of our reach.
+ *
+ * This file: the transport (one request, errors, handles, generic
+ * requests); lib_tool.c: the tool API (token, approval wait, redeem).
  */
 #include <errno.h>
 #include <pwd.h>
@@ -39,34 +42,8 @@
 #include <sodium.h>
 
 #include "credbroker.h"
+#include "lib_internal.h"
 #include "wipe_heap.h"
-
-#define CB_RESPONSE_MAX (256 * 1024)
-#define CB_TIMEOUT_S 30L
-#define CB_TIMEOUT_MAX_S 86400L
-#define CB_PATH_MAX 2048
-#define CB_TOKEN_MAX 256
-#define CB_SECRET_NAME_MAX 128
-#define CB_APPROVAL_ID_MAX 64
-#define CB_APPROVAL_WAIT_MAX 86400 /* seconds: the broker's longest approval timeout */
-#define CB_APPROVAL_POLL_MAX 10    /* seconds between polls, at most */
-
-struct cb_client {
-        char *socket_path;
-        uid_t broker_uid;        /* besides root and our own uid, who may serve the socket; -1: nobody */
-        bool wrong_server;       /* set by check_server(): the request was not sent */
-        char error[512];
-        cb_client_pending_fn on_pending;
-        void *pending_ud;
-        long timeout_s;          /* a request's answer within this (0: CB_TIMEOUT_S) */
-};
-
-struct cb_secret {
-        unsigned char *value; /* sodium_malloc, len bytes + a NUL */
-        size_t len;
-        char *name;
-        uint32_t version;
-};
 
 /* ---- allocators that wipe on free (jansson, curl) ---- */
 
@@ -100,8 +77,7 @@ static void global_init(void) {
 
 /* ---- errors ---- */
 
-static int set_error(cb_client *c, int r, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int set_error(cb_client *c, int r, const char *fmt, ...) {
+int cb_lib_set_error(cb_client *c, int r, const char *fmt, ...) {
         va_list ap;
 
         va_start(ap, fmt);
@@ -144,13 +120,13 @@ static int check_server(void *ud, char *conn_primary_ip, char *conn_local_ip, in
         (void)conn_primary_ip, (void)conn_local_ip, (void)conn_primary_port, (void)conn_local_port;
         if (fd == CURL_SOCKET_BAD || getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &uc, &len) < 0 || len != sizeof(uc)) {
                 p->c->wrong_server = true;
-                set_error(p->c, CB_ERR_DENIED, "cannot tell who serves %s (SO_PEERCRED): nothing sent",
+                cb_lib_set_error(p->c, CB_ERR_DENIED, "cannot tell who serves %s (SO_PEERCRED): nothing sent",
                           p->c->socket_path);
                 return CURL_PREREQFUNC_ABORT;
         }
         if (uc.uid != 0 && uc.uid != getuid() && (p->c->broker_uid == (uid_t)-1 || uc.uid != p->c->broker_uid)) {
                 p->c->wrong_server = true;
-                set_error(p->c, CB_ERR_DENIED, "%s is served by uid %u (pid %d), not root%s: not the broker; "
+                cb_lib_set_error(p->c, CB_ERR_DENIED, "%s is served by uid %u (pid %d), not root%s: not the broker; "
                           "nothing sent (if the broker runs as that uid, pass --broker-uid %u or set "
                           "CREDBROKER_BROKER_UID)", p->c->socket_path, (unsigned)uc.uid, (int)uc.pid,
                           p->c->broker_uid != (uid_t)-1 ? " or the configured broker uid" : " or our own uid",
@@ -225,13 +201,7 @@ static int code_to_errno(const char *code, long status) {
 
 /* ---- response bodies, in secure memory ---- */
 
-struct body {
-        unsigned char *p; /* sodium_malloc; NUL-terminated */
-        size_t n, cap;
-        bool too_big, oom;
-};
-
-static void body_free(struct body *b) {
+void cb_lib_body_free(struct body *b) {
         sodium_free(b->p); /* wipes */
         memset(b, 0, sizeof(*b));
 }
@@ -294,9 +264,9 @@ static bool method_ok(const char *m) {
 }
 
 /* Perform method path with body (may be NULL for none).  On a 2xx answer
- * return 0 with the body in *resp (caller: body_free) and the status in
+ * return 0 with the body in *resp (caller: cb_lib_body_free) and the status in
  * *ret_status; otherwise the mapped error with the broker's message. */
-static int http(cb_client *c, const char *method, const char *path, const void *req, size_t req_len,
+int cb_lib_http(cb_client *c, const char *method, const char *path, const void *req, size_t req_len,
                 struct body *resp, long *ret_status) {
         char url[sizeof("http://localhost") + CB_PATH_MAX], errbuf[CURL_ERROR_SIZE];
         struct curl_slist *hdrs = NULL, *h2;
@@ -310,17 +280,17 @@ static int http(cb_client *c, const char *method, const char *path, const void *
 
         c->error[0] = 0;
         if (!path_ok(path) || !method_ok(method))
-                return set_error(c, -EINVAL, "invalid request line");
+                return cb_lib_set_error(c, -EINVAL, "invalid request line");
         snprintf(url, sizeof(url), "http://localhost%s", path);
         errbuf[0] = 0;
         h = curl_easy_init();
         if (!h)
-                return set_error(c, -ENOMEM, "out of memory");
+                return cb_lib_set_error(c, -ENOMEM, "out of memory");
         const char *const headers[] = { "Content-Type: application/json", "Accept: application/json", "Expect:" };
         for (size_t i = 0; i < sizeof(headers) / sizeof(headers[0]); i++) {
                 h2 = curl_slist_append(hdrs, headers[i]);
                 if (!h2) {
-                        r = set_error(c, -ENOMEM, "out of memory");
+                        r = cb_lib_set_error(c, -ENOMEM, "out of memory");
                         goto out;
                 }
                 hdrs = h2;
@@ -371,7 +341,7 @@ static int http(cb_client *c, const char *method, const char *path, const void *
         }
 #undef SETOPT
         if (rc != CURLE_OK) {
-                r = set_error(c, -EIO, "libcurl refused an option: %s", curl_easy_strerror(rc));
+                r = cb_lib_set_error(c, -EIO, "libcurl refused an option: %s", curl_easy_strerror(rc));
                 goto out;
         }
 
@@ -384,27 +354,27 @@ static int http(cb_client *c, const char *method, const char *path, const void *
                 case CURLE_COULDNT_CONNECT:
                         (void)curl_easy_getinfo(h, CURLINFO_OS_ERRNO, &oserr);
                         r = oserr == EACCES || oserr == EPERM ? CB_ERR_DENIED : CB_ERR_UNREACHABLE;
-                        set_error(c, r, "cannot connect to the broker at %s: %s", c->socket_path,
+                        cb_lib_set_error(c, r, "cannot connect to the broker at %s: %s", c->socket_path,
                                   strerror(oserr ? (int)oserr : ECONNREFUSED));
                         break;
                 case CURLE_OPERATION_TIMEDOUT:
-                        r = set_error(c, -ETIMEDOUT, "no answer from the broker at %s within %ld s", c->socket_path,
-                                      timeout_of(c));
+                        r = cb_lib_set_error(c, -ETIMEDOUT, "no answer from the broker at %s within %ld s",
+                                             c->socket_path, timeout_of(c));
                         break;
                 case CURLE_OUT_OF_MEMORY:
-                        r = set_error(c, -ENOMEM, "out of memory");
+                        r = cb_lib_set_error(c, -ENOMEM, "out of memory");
                         break;
                 case CURLE_FILESIZE_EXCEEDED:
-                        r = set_error(c, -EPROTO, "the broker's answer is larger than %d KiB", CB_RESPONSE_MAX / 1024);
+                        r = cb_lib_set_error(c, -EPROTO, "the broker's answer is larger than %d KiB", CB_RESPONSE_MAX / 1024);
                         break;
                 default:
                         if (b.oom)
-                                r = set_error(c, -ENOMEM, "out of memory");
+                                r = cb_lib_set_error(c, -ENOMEM, "out of memory");
                         else if (b.too_big)
-                                r = set_error(c, -EPROTO, "the broker's answer is larger than %d KiB",
+                                r = cb_lib_set_error(c, -EPROTO, "the broker's answer is larger than %d KiB",
                                               CB_RESPONSE_MAX / 1024);
                         else
-                                r = set_error(c, -EPROTO, "talking to the broker at %s: %s", c->socket_path,
+                                r = cb_lib_set_error(c, -EPROTO, "talking to the broker at %s: %s", c->socket_path,
                                               errbuf[0] ? errbuf : curl_easy_strerror(rc));
                 }
                 goto out;
@@ -417,9 +387,9 @@ static int http(cb_client *c, const char *method, const char *path, const void *
 
                 r = code_to_errno(code, status);
                 if (msg)
-                        set_error(c, r, "%s", msg);
+                        cb_lib_set_error(c, r, "%s", msg);
                 else
-                        set_error(c, r, "the broker answered HTTP %ld", status);
+                        cb_lib_set_error(c, r, "the broker answered HTTP %ld", status);
                 json_decref(o);
                 goto out;
         }
@@ -429,7 +399,7 @@ static int http(cb_client *c, const char *method, const char *path, const void *
                 *ret_status = status;
         r = 0;
 out:
-        body_free(&b);
+        cb_lib_body_free(&b);
         curl_slist_free_all(hdrs);
         curl_easy_cleanup(h);
         sodium_memzero(errbuf, sizeof(errbuf));
@@ -438,14 +408,14 @@ out:
 
 /* Parse a 2xx body as a JSON object; the parser's error text may quote the
  * input, so it is never shown. */
-static json_t *parse_object(cb_client *c, const struct body *b) {
+json_t *cb_lib_parse_object(cb_client *c, const struct body *b) {
         json_error_t err;
         json_t *o = json_loadb((const char *)b->p, b->n, JSON_REJECT_DUPLICATES, &err);
 
         sodium_memzero(&err, sizeof(err));
         if (!o || !json_is_object(o)) {
                 json_decref(o);
-                set_error(c, -EPROTO, "malformed answer from the broker");
+                cb_lib_set_error(c, -EPROTO, "malformed answer from the broker");
                 return NULL;
         }
         return o;
@@ -520,301 +490,6 @@ CB_EXPORT const char *cb_client_socket(const cb_client *c) {
         return c ? c->socket_path : "";
 }
 
-/* ---- tool API ---- */
-
-CB_EXPORT void cb_client_on_pending(cb_client *c, cb_client_pending_fn fn, void *userdata) {
-        if (!c)
-                return;
-        c->on_pending = fn;
-        c->pending_ud = userdata;
-}
-
-static uint64_t mono_s(void) {
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec;
-}
-
-/* A 202 answer {"status":"pending","approval_id","retry_after","expires_in"}:
- * the ID (hex, copied to id) and the poll interval; 0 or -EPROTO. */
-static int pending_answer(cb_client *c, const struct body *b, char id[CB_APPROVAL_ID_MAX + 1], unsigned *ret_retry,
-                          unsigned *ret_expires) {
-        json_t *o = parse_object(c, b), *jr, *je;
-        const char *s;
-        int r = -EPROTO;
-
-        if (!o)
-                return -EPROTO;
-        s = json_string_value(json_object_get(o, "approval_id"));
-        jr = json_object_get(o, "retry_after");
-        je = json_object_get(o, "expires_in");
-        if (!s || !*s || strlen(s) > CB_APPROVAL_ID_MAX || strspn(s, "0123456789abcdef") != strlen(s) ||
-            !json_is_integer(jr) || !json_is_integer(je)) {
-                set_error(c, -EPROTO, "malformed approval answer from the broker");
-                goto out;
-        }
-        strcpy(id, s);
-        json_int_t retry = json_integer_value(jr), exp = json_integer_value(je);
-        *ret_retry = retry < 1 ? 1 : retry > CB_APPROVAL_POLL_MAX ? CB_APPROVAL_POLL_MAX : (unsigned)retry;
-        *ret_expires = exp < 0 ? 0 : exp > CB_APPROVAL_WAIT_MAX ? CB_APPROVAL_WAIT_MAX : (unsigned)exp;
-        r = 0;
-out:
-        json_decref(o);
-        return r;
-}
-
-/* The token request was held for approval (*b: the 202 answer): poll
- * until the broker answers otherwise.  On success *b holds that answer
- * (the token); else the mapped error. */
-static int wait_approval(cb_client *c, struct body *b) {
-        char id[CB_APPROVAL_ID_MAX + 1], path[sizeof("/v1/approvals/") + CB_APPROVAL_ID_MAX];
-        unsigned retry, expires;
-        uint64_t deadline;
-        long status;
-        int r;
-
-        r = pending_answer(c, b, id, &retry, &expires);
-        body_free(b);
-        if (r < 0)
-                return r;
-        if (c->on_pending && c->on_pending(id, expires, c->pending_ud) != 0)
-                return set_error(c, CB_ERR_PENDING, "token request held for approval as %s; not waiting for it", id);
-        snprintf(path, sizeof(path), "/v1/approvals/%s", id);
-        deadline = mono_s() + expires + 30;
-        for (;;) {
-                struct timespec ts = { .tv_sec = retry };
-                while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-                        ;
-                status = 0;
-                r = http(c, "GET", path, NULL, 0, b, &status);
-                if (r < 0)
-                        return r;
-                if (status != 202)
-                        return 0;
-                r = pending_answer(c, b, id, &retry, &expires);
-                body_free(b);
-                if (r < 0)
-                        return r;
-                if (mono_s() > deadline)
-                        return set_error(c, -ETIMEDOUT, "token request %s: still pending after the broker's "
-                                                        "approval timeout", id);
-        }
-}
-
-CB_EXPORT int cb_client_token(cb_client *c, const char *secret, const char *use, unsigned ttl, char **ret_token,
-                              char **ret_accessor, unsigned *ret_expires_in) {
-        return cb_client_token_bind(c, secret, use, ttl, NULL, ret_token, ret_accessor, ret_expires_in);
-}
-
-CB_EXPORT int cb_client_token_bind(cb_client *c, const char *secret, const char *use, unsigned ttl, const char *bind,
-                                   char **ret_token, char **ret_accessor, unsigned *ret_expires_in) {
-        char req[512];
-        struct body b = {};
-        json_t *q = NULL, *o = NULL;
-        const char *tok, *acc;
-        json_int_t exp;
-        char *t = NULL, *a = NULL;
-        size_t n;
-        int r;
-
-        if (!c || !ret_token)
-                return -EINVAL;
-        c->error[0] = 0;
-        if (!secret || !*secret || strlen(secret) > CB_SECRET_NAME_MAX)
-                return set_error(c, -EINVAL, "a secret name is 1..%d characters", CB_SECRET_NAME_MAX);
-        if (use && strcmp(use, "proxy") != 0 && strcmp(use, "redeem") != 0)
-                return set_error(c, -EINVAL, "use must be \"proxy\" or \"redeem\"");
-        if (bind && strcmp(bind, "exe") != 0 && strcmp(bind, "process") != 0 && strcmp(bind, "uid") != 0 &&
-            strcmp(bind, "session") != 0)
-                return set_error(c, -EINVAL, "bind must be \"exe\", \"process\", \"uid\" or \"session\"");
-        q = json_pack("{s:s}", "secret", secret);
-        if (q && bind)
-                json_object_set_new(q, "bind", json_string(bind));
-        if (q && use)
-                json_object_set_new(q, "use", json_string(use));
-        if (q && ttl)
-                json_object_set_new(q, "ttl", json_integer((json_int_t)ttl));
-        n = q ? json_dumpb(q, req, sizeof(req), JSON_COMPACT) : 0;
-        json_decref(q);
-        if (n == 0 || n >= sizeof(req))
-                return set_error(c, -EINVAL, "cannot encode the request (secret name not UTF-8?)");
-        long status = 0;
-        r = http(c, "POST", "/v1/token", req, n, &b, &status);
-        if (r < 0)
-                return r;
-        if (status == 202 && (r = wait_approval(c, &b)) < 0)
-                return r;
-        o = parse_object(c, &b);
-        if (!o) {
-                r = -EPROTO;
-                goto out;
-        }
-        tok = json_string_value(json_object_get(o, "token"));
-        acc = json_string_value(json_object_get(o, "accessor"));
-        exp = json_integer_value(json_object_get(o, "expires_in"));
-        if (!tok || !*tok || strlen(tok) > CB_TOKEN_MAX || !acc || !json_is_integer(json_object_get(o, "expires_in")) ||
-            exp < 0 || exp > (json_int_t)UINT32_MAX) {
-                r = set_error(c, -EPROTO, "malformed token answer from the broker");
-                goto out;
-        }
-        t = strdup(tok);
-        a = ret_accessor ? strdup(acc) : NULL;
-        if (!t || (ret_accessor && !a)) {
-                cb_token_free(t);
-                free(a);
-                r = set_error(c, -ENOMEM, "out of memory");
-                goto out;
-        }
-        *ret_token = t;
-        if (ret_accessor)
-                *ret_accessor = a;
-        if (ret_expires_in)
-                *ret_expires_in = (unsigned)exp;
-        r = 0;
-out:
-        json_decref(o); /* the token's copies are wiped by our allocator */
-        body_free(&b);
-        return r;
-}
-
-/* A token is printable ASCII; refusing '"' and '\\' lets us write the
- * request without a JSON library copy of it. */
-static bool token_ok(const char *t) {
-        size_t n = strlen(t);
-
-        if (n == 0 || n > CB_TOKEN_MAX)
-                return false;
-        for (size_t i = 0; i < n; i++)
-                if (t[i] <= 0x20 || t[i] >= 0x7f || t[i] == '"' || t[i] == '\\')
-                        return false;
-        return true;
-}
-
-static int decode_value(cb_client *c, json_t *o, cb_secret *s) {
-        json_t *jv = json_object_get(o, "value"), *jb = json_object_get(o, "value_base64");
-
-        if (!!jv == !!jb || (jv && !json_is_string(jv)) || (jb && !json_is_string(jb)))
-                return set_error(c, -EPROTO, "malformed redeem answer from the broker");
-        if (jv) {
-                s->len = json_string_length(jv);
-                s->value = sodium_malloc(s->len + 1);
-                if (!s->value)
-                        return set_error(c, -ENOMEM, "out of memory");
-                memcpy(s->value, json_string_value(jv), s->len);
-                s->value[s->len] = 0;
-                return 0;
-        }
-        size_t b64len = json_string_length(jb), cap = b64len / 4 * 3 + 3;
-        s->value = sodium_malloc(cap + 1);
-        if (!s->value)
-                return set_error(c, -ENOMEM, "out of memory");
-        if (sodium_base642bin(s->value, cap, json_string_value(jb), b64len, NULL, &s->len, NULL,
-                              sodium_base64_VARIANT_ORIGINAL) != 0)
-                return set_error(c, -EPROTO, "malformed value_base64 in the broker's answer");
-        s->value[s->len] = 0;
-        return 0;
-}
-
-CB_EXPORT int cb_client_redeem(cb_client *c, const char *token, cb_secret **ret) {
-        char req[CB_TOKEN_MAX + 32];
-        struct body b = {};
-        json_t *o = NULL, *jver;
-        cb_secret *s = NULL;
-        const char *name;
-        int n, r;
-
-        if (!c || !ret)
-                return -EINVAL;
-        c->error[0] = 0;
-        if (!token || !token_ok(token))
-                return set_error(c, CB_ERR_TOKEN, "not a token");
-        n = snprintf(req, sizeof(req), "{\"token\":\"%s\"}", token);
-        r = http(c, "POST", "/v1/redeem", req, (size_t)n, &b, NULL);
-        sodium_memzero(req, sizeof(req));
-        if (r < 0)
-                return r;
-        o = parse_object(c, &b);
-        body_free(&b); /* the tree has its own (wiped-on-free) copy */
-        if (!o)
-                return -EPROTO;
-        name = json_string_value(json_object_get(o, "secret"));
-        jver = json_object_get(o, "version");
-        if (!name || !json_is_integer(jver) || json_integer_value(jver) < 0 ||
-            json_integer_value(jver) > (json_int_t)UINT32_MAX) {
-                r = set_error(c, -EPROTO, "malformed redeem answer from the broker");
-                goto out;
-        }
-        s = calloc(1, sizeof(*s));
-        if (!s || !(s->name = strdup(name))) {
-                r = set_error(c, -ENOMEM, "out of memory");
-                goto out;
-        }
-        s->version = (uint32_t)json_integer_value(jver);
-        r = decode_value(c, o, s);
-        if (r < 0)
-                goto out;
-        *ret = s;
-        s = NULL;
-        r = 0;
-out:
-        json_decref(o);
-        cb_secret_free(s);
-        return r;
-}
-
-CB_EXPORT const unsigned char *cb_secret_value(const cb_secret *s) {
-        return s ? s->value : NULL;
-}
-
-CB_EXPORT size_t cb_secret_len(const cb_secret *s) {
-        return s ? s->len : 0;
-}
-
-CB_EXPORT const char *cb_secret_name(const cb_secret *s) {
-        return s ? s->name : NULL;
-}
-
-CB_EXPORT uint32_t cb_secret_version(const cb_secret *s) {
-        return s ? s->version : 0;
-}
-
-CB_EXPORT void cb_secret_free(cb_secret *s) {
-        if (!s)
-                return;
-        sodium_free(s->value); /* wipes */
-        free(s->name);
-        free(s);
-}
-
-CB_EXPORT void cb_token_free(char *token) {
-        if (!token)
-                return;
-        sodium_memzero(token, strlen(token));
-        free(token);
-}
-
-CB_EXPORT int cb_client_health(cb_client *c) {
-        struct body b = {};
-        json_t *o;
-        const char *st;
-        int r;
-
-        if (!c)
-                return -EINVAL;
-        r = http(c, "GET", "/v1/health", NULL, 0, &b, NULL);
-        if (r < 0)
-                return r;
-        o = parse_object(c, &b);
-        body_free(&b);
-        if (!o)
-                return -EPROTO;
-        st = json_string_value(json_object_get(o, "status"));
-        r = st && strcmp(st, "ok") == 0 ? 0 : set_error(c, -EPROTO, "the broker says it is not ok");
-        json_decref(o);
-        return r;
-}
-
 /* ---- generic requests (admin routes, introspect) ---- */
 
 CB_EXPORT int cb_client_request(cb_client *c, const char *method, const char *path, const void *body,
@@ -830,15 +505,15 @@ CB_EXPORT int cb_client_request(cb_client *c, const char *method, const char *pa
         /* The one route whose answer is a value has its own call, which
          * keeps the value in wiped memory. */
         if (strncmp(path, "/v1/redeem", 10) == 0 && (path[10] == 0 || path[10] == '?' || path[10] == '/'))
-                return set_error(c, -EINVAL, "use cb_client_redeem() for /v1/redeem");
-        r = http(c, method, path, body, body_len, &b, &status);
+                return cb_lib_set_error(c, -EINVAL, "use cb_client_redeem() for /v1/redeem");
+        r = cb_lib_http(c, method, path, body, body_len, &b, &status);
         if (r < 0)
                 return r;
         if (ret_json) {
                 text = malloc(b.n + 1);
                 if (!text) {
-                        body_free(&b);
-                        return set_error(c, -ENOMEM, "out of memory");
+                        cb_lib_body_free(&b);
+                        return cb_lib_set_error(c, -ENOMEM, "out of memory");
                 }
                 if (b.n)
                         memcpy(text, b.p, b.n);
@@ -847,6 +522,6 @@ CB_EXPORT int cb_client_request(cb_client *c, const char *method, const char *pa
         }
         if (ret_status)
                 *ret_status = status;
-        body_free(&b);
+        cb_lib_body_free(&b);
         return 0;
 }

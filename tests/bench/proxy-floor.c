@@ -7,8 +7,8 @@
  * HEADER (one "Name: value" line, the injected credential) comes on stdin,
  * never in argv.
  * The smallest reverse proxy built the way credbrokerd builds its TCP proxy
- * (broker/server.c start_one and server_start, broker/proxy_loop.c,
- * broker/proxy_conn.c, broker/proxy.c proxy_job_setup), with nothing of
+ * (broker/http/server.c start_one and server_start, broker/proxy/proxy_loop.c,
+ * broker/proxy/proxy_conn.c, broker/proxy/proxy.c proxy_job_setup), with nothing of
  * the broker in it: no token, no policy, no SSRF check, no redaction, no
  * audit.  What libmicrohttpd and libcurl alone cost in that design.
  *
@@ -56,7 +56,7 @@
 #define HANDLES_KEPT 64                /* as proxy_loop.c */
 #define LOOPS_MAX    64
 #define CONN_MAX     4096              /* broker/daemon.h CB_CONN_MAX, shared by the loops */
-#define MAX_JOBS     512L              /* broker/proxy_job.h PROXY_MAX_JOBS: CURLMOPT_MAXCONNECTS */
+#define MAX_JOBS     512L              /* broker/proxy/proxy_job.h PROXY_MAX_JOBS: CURLMOPT_MAXCONNECTS */
 
 #define EV_CURL 0u
 #define EV_WAKE 1u
@@ -151,7 +151,7 @@ static size_t on_write(char *p, size_t size, size_t n, void *u) {
         return k;
 }
 
-/* The options of broker/proxy.c proxy_job_setup that apply to a plain
+/* The options of broker/proxy/proxy.c proxy_job_setup that apply to a plain
  * HTTP GET (no SSRF socket callback, no share, no progress callback, no
  * header parsing: the broker's own work). */
 static void transfer_setup(req *r, CURL *h, const char *url) {

@@ -11,7 +11,7 @@
  *
  *   token-bench mhd-floor-server PATH THREADS [identity]
  *        libmicrohttpd started exactly as credbrokerd starts its tools.sock
- *        server (broker/server.c start_one: the same flags, options and
+ *        server (broker/http/server.c start_one: the same flags, options and
  *        THREADS, a 0666 socket with the same backlog), answering every
  *        request with a fixed 201 and a token-shaped JSON body: no identity,
  *        no policy, no token.  The floor the HTTP library sets under the
@@ -464,7 +464,7 @@ static const char floor_body[] = "{\"token\":\"cbt_0123456789abcdefghijABCDEFGHI
                                  "\"accessor\":\"cba_0123456789abcdefghijABCD\",\"expires_in\":300}";
 static int floor_request_marker;
 /* "identity" floor: the same server plus exactly the peer identification
- * the daemon must do on every request (broker/peer.c, the daemon's own
+ * the daemon must do on every request (broker/identity/peer.c, the daemon's own
  * code): SO_PEERCRED once per connection, then SO_PEERPIDFD, the
  * /proc/<pid>/exe stat/readlink/stat (hash from the cache), the pidfd
  * liveness check and the pidfd's close.  No policy, no token, no JSON. */
@@ -520,7 +520,7 @@ static void floor_conn_notify(void *cls, struct MHD_Connection *conn, void **soc
                 *socket_context = NULL;
                 return;
         }
-        /* As broker/server.c: the peer's credentials once per connection. */
+        /* As broker/http/server.c: the peer's credentials once per connection. */
         const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
         struct ucred *uc = malloc(sizeof(*uc));
 
@@ -537,7 +537,7 @@ static size_t floor_keep_escapes(void *cls, struct MHD_Connection *c, char *s) {
 }
 
 static int mhd_floor_server(const char *path, const char *threads_arg, bool identity) {
-        /* Keep in step with broker/server.c start_one() and broker/main.c
+        /* Keep in step with broker/http/server.c start_one() and broker/main.c
          * listen_unix(): the same flags, options and listen backlog. */
         unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_TURBO | MHD_USE_ERROR_LOG |
                          MHD_ALLOW_SUSPEND_RESUME;

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * The proxy's request-side parsers (broker/egress.c) on arbitrary bytes
+ * The proxy's request-side parsers (broker/proxy/egress.c) on arbitrary bytes
  * (the response redactor is keys/match*.c: fuzz-match).  The first byte
  * picks what to exercise:
  *   0  cb_dest_parse / cb_dest_parse_authority on the rest (as a string);

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * The proxy's decision on a raw request (broker/proxy_request.c,
+ * The proxy's decision on a raw request (broker/proxy/proxy_request.c,
  * proxy_body.c) on arbitrary bytes.  The first byte picks what to
  * exercise:
  *   0  a request head: "METHOD\nTARGET\nName:value\n..." (a line starting

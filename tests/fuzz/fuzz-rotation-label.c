@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * The rotation label (broker/rotation_label.h): the input is a list of
+ * The rotation label (broker/rotate/rotation_label.h): the input is a list of
  * labels, one per line.  Reading the grace must never crash; recording a
  * rotation must leave exactly one "rotation=" label, keep every other
  * label in order, and read back as the grace it recorded.

@@ -27,7 +27,7 @@
 #define UID_OTHER 61202 /* in no client selector */
 #define MAX_TTL 60
 #define TOKEN_LEN 40 /* "cbt_" + 30 base62 + 6 base62 CRC (README "Tokens") */
-#define ACCESSOR_LEN 28 /* "cba_" + 24 hex (broker/tokens.h) */
+#define ACCESSOR_LEN 28 /* "cba_" + 24 hex (broker/tokens/tokens.h) */
 
 static char dir[PATH_MAX / 2], self_exe[PATH_MAX / 2], tools_sock[PATH_MAX], admin_sock[PATH_MAX];
 static char value1[64], value2[64];   /* the two versions put; never in any error text */

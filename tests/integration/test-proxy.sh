@@ -701,7 +701,7 @@ cat /proc/[0-9]*/cmdline 2>/dev/null | tr '\0' '\n' | grep -qF -f "$T/pat.values
 
 # The values passed through libcurl and OpenSSL (request heads, TLS
 # records, echoed answers) above; none may linger in the daemon's memory
-# once those requests are over (broker/wipe_alloc.c).  Read through
+# once those requests are over (broker/base/wipe_alloc.c).  Read through
 # /proc/PID/mem as root; "where" shows the region, never the value.
 cat >"$T/memscan.py" <<'PY'
 import os, re, sys

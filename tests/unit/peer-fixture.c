@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* The fixture of the broker/peer.c tests (see peer-fixture.h). */
+/* The fixture of the broker/identity/peer.c tests (see peer-fixture.h). */
 #include <elf.h>
 #include <fcntl.h>
 #include <grp.h>

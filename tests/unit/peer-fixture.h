@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * What the broker/peer.c tests share: real sockets in the test directory
+ * What the broker/identity/peer.c tests share: real sockets in the test directory
  * and children that connect to them as other binaries or other uids.
  */
 #pragma once

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* The audit log's MAC chain, line parser, head checkpoint and verifier
- * (broker/audit_format.c). */
+ * (broker/audit/audit_format.c). */
 #include <sodium.h>
 
 #include <jansson.h>

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* broker/egress.c: sealed destinations, SSRF address rules, paths, headers,
+/* broker/proxy/egress.c: sealed destinations, SSRF address rules, paths, headers,
  * injection templates, the streaming redactor. */
 #include <arpa/inet.h>
 #include <errno.h>

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * broker/peer.c where it takes root to set the scene: peers under other
+ * broker/identity/peer.c where it takes root to set the scene: peers under other
  * uids and the overflow uid, peers in other pid namespaces, a recycled
  * pid, cgroup paths.  Without root the program skips (exit 77).
  */

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * broker/peer.c against real processes and sockets: ourselves over a
+ * broker/identity/peer.c against real processes and sockets: ourselves over a
  * socketpair, children that exec other binaries or die, and the exe hash
  * cache.  What needs root (other uids, pid namespaces, cgroups) is in
  * test-peer-root.c.

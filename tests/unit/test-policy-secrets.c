@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * The policy's "secrets" section (broker/policy_secrets.c): on_leak and
+ * The policy's "secrets" section (broker/policy/policy_secrets.c): on_leak and
  * canary, every refusal with the location it names, canaries never
  * granted (not by name, not by "*"), and the scan grant lookup.
  */

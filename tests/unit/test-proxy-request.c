@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* broker/proxy_request.c, proxy_body.c: the proxy's decision on a raw
+/* broker/proxy/proxy_request.c, proxy_body.c: the proxy's decision on a raw
  * request head (framing, target bytes), which headers go upstream, the
  * query filter, token detection, the body override scan and the response
  * framing rules (docs/hardening-proxy.md). */

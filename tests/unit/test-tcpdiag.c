@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * cb_tcp_peer_uid (broker/tcpdiag.c) against real loopback sockets: a
+ * cb_tcp_peer_uid (broker/identity/tcpdiag.c) against real loopback sockets: a
  * client of another uid is identified, also when it reaches an AF_INET6
  * listener v4-mapped; a client that closed before accept() is refused,
  * never taken for uid 0 (its orphaned FIN-WAIT socket has no owner).

@@ -86,6 +86,36 @@ int cb_policy_parse_scan_budget(const char *origin, const json_t *o, cb_policy *
 int cb_policy_parse_secrets(const char *origin, const json_t *o, cb_policy *p);
 void cb_policy_free_secrets(cb_policy *p);
 
+/* ---- the parser's shared readers (policy_parse.c) ----------------------
+ * Every message is "ORIGIN: PATH: TEXT" through cb_error_set(); all
+ * return 0 or -EINVAL (the message set). */
+typedef struct policy_ctx {
+        const char *origin;
+        cb_policy *p;
+} policy_ctx;
+
+int cb_policy_err(const policy_ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* A value from the file, quoted for a message into buf (returned):
+ * printable ASCII kept, anything else escaped, long values cut. */
+#define POLICY_QUOTE_MAX 80
+const char *cb_policy_quote(char buf[static POLICY_QUOTE_MAX], const char *s);
+/* "an object", "a string", ... for a message. */
+const char *cb_policy_type_name(const json_t *v);
+/* v at path `at` as an integer in [lo, hi] / a string of at most max bytes
+ * (pointing into v) / an array of at most max elements. */
+int cb_policy_get_int(const policy_ctx *c, const json_t *v, const char *at, long long lo, long long hi,
+                      long long *ret);
+int cb_policy_get_str(const policy_ctx *c, const json_t *v, const char *at, size_t max, const char **ret);
+int cb_policy_get_array(const policy_ctx *c, const json_t *v, const char *at, size_t max);
+
+/* ---- clients (policy_clients.c) ---------------------------------------- */
+
+/* A user (group: a group) name to its id through NSS, at load. */
+int cb_policy_resolve_id(const policy_ctx *c, const char *name, bool group, const char *at, uint32_t *ret);
+/* Parse the top-level "clients" object into c->p. */
+int cb_policy_parse_clients(const policy_ctx *c, const json_t *o);
+
 /* The client named name (index into p->clients in *ret_ix), or NULL. */
 const client *cb_policy_find_client(const cb_policy *p, const char *name, size_t *ret_ix);
 

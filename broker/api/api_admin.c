@@ -14,10 +14,10 @@
 #include "metrics.h"
 #include "audit.h"
 #include "daemon.h"
+#include "provision_dir.h"
 #include "error.h"
 #include "scan.h"
 #include "rotate.h"
-#include "rotate_internal.h"
 
 /* Copy a JSON array of strings into v. */
 static int strv_from_json(request *rq, json_t *arr, const char *field, cb_strv *v, size_t max) {

@@ -10,8 +10,8 @@
 
 #include <sodium.h>
 
-#include "daemon.h"
 #include "metrics.h"
+#include "version.h"
 
 #define LABEL_MAX 136 /* a secret name (128) and room */
 

@@ -19,6 +19,7 @@
 #include <sodium.h>
 
 #include "approval.h"
+#include "audit.h"
 #include "audit_format.h" /* cb_json_string_lossy */
 #include "daemon.h"
 #include "error.h"

@@ -80,6 +80,14 @@ bool audit_available(void);
 /* Whether an audit log is configured (records are written); needs no lock
  * (set at audit_open, cleared at audit_close). */
 bool audit_enabled(void);
+
+/* Queue one audit record (a JSON object) as a line; call under cbd.lock.
+ * audit.c: replaces identifier fields ("accessor", "accessors", "token",
+ * "token_hash") in o by keyed hashes; the writer adds "seq" and "mac" (the
+ * chain).  Nobody waits for it: for events that are not a request's
+ * decision (completions, grace expiry, leak responses).  -errno when it
+ * cannot be queued (the log is then failed, above). */
+int audit_emit(json_t *o);
 /* An admin write about to be done: its record (type "intent": socket,
  * method, URL, uid, pid) written and fdatasync'ed before the route acts;
  * waited for with cbd.lock dropped (the caller holds it; it is held again

@@ -21,8 +21,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "daemon.h"
+#include "audit.h"
 #include "error.h"
+#include "leak_react.h"
 #include "log.h"
 #include "rotate.h"
 #include "rotate_internal.h"
@@ -399,7 +400,7 @@ static void *hook_rotate_thread(void *arg) {
                 cb_error_set(r, "no usable rotation hook");
         else
                 r = run_hook(j->slot, path, j->name, j->leaked ? "leak" : "rotate", NULL, 0, &val);
-        pthread_mutex_lock(&cbd.lock);
+        pthread_mutex_lock(rotate_cur.lock);
         pthread_mutex_lock(&hk_lock);
         bool stopping = hk_stopping;
         pthread_mutex_unlock(&hk_lock);
@@ -416,7 +417,7 @@ static void *hook_rotate_thread(void *arg) {
                 if (j->leaked && !tried)
                         rotate_leaked_failed(j->name, j->old, j->source, cb_error_last());
         }
-        pthread_mutex_unlock(&cbd.lock);
+        pthread_mutex_unlock(rotate_cur.lock);
         cb_secbuf_free(val);
         slot_release(j->slot);
         free(j);
@@ -439,12 +440,12 @@ int rotate_hook_start(const char *name, uint32_t grace, bool leaked, const char 
                 const cb_version_info *vi;
                 size_t nv;
 
-                if (cb_store_versions(cbd.store, name, &vi, &nv) == 0)
+                if (cb_store_versions(rotate_cur.store, name, &vi, &nv) == 0)
                         for (size_t i = 0; i < nv; i++)
                                 if (vi[i].state == CB_VS_CURRENT)
                                         old = vi[i].version;
-                (void)cb_tokens_revoke_secret(cbd.tokens, name);
-                (void)proxy_cancel_secret(name, "rotated after a leak");
+                (void)cb_tokens_revoke_secret(rotate_cur.tokens, name);
+                (void)leak_cut_secret(name, "rotated after a leak");
                 scanner_mark_compromised(name, old);
         }
         r = hook_path(name, path, sizeof(path));

@@ -22,6 +22,7 @@
 #include <microhttpd.h>
 #include <sodium.h>
 
+#include "audit.h"
 #include "daemon.h"
 #include "error.h"
 #include "rotate.h"

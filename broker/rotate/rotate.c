@@ -15,14 +15,21 @@
 #include <sodium.h>
 
 #include "alert.h"
-#include "daemon.h"
+#include "audit.h"
 #include "error.h"
+#include "leak_react.h"
 #include "log.h"
 #include "metrics.h"
 #include "rotate.h"
 #include "rotate_internal.h"
 #include "rotation_label.h"
 #include "scan.h"
+
+rotate_env rotate_cur;
+
+void rotate_attach(const rotate_env *env) {
+        rotate_cur = *env;
+}
 
 static uint64_t next_due; /* earliest grace deadline known; 0 = rescan (under cbd.lock) */
 
@@ -58,7 +65,7 @@ static int sweep_secret(const char *name, uint64_t now, json_t *disabled, uint64
         int64_t grace = -1;
         int r;
 
-        r = cb_store_versions(cbd.store, name, &vi, &nv);
+        r = cb_store_versions(rotate_cur.store, name, &vi, &nv);
         if (r < 0)
                 return r;
         for (size_t i = 0; i < nv; i++)
@@ -82,7 +89,7 @@ static int sweep_secret(const char *name, uint64_t now, json_t *disabled, uint64
                 }
         }
         for (size_t i = 0; i < ndue; i++) {
-                r = cb_store_set_state(cbd.store, name, due[i], CB_VS_DISABLED);
+                r = cb_store_set_state(rotate_cur.store, name, due[i], CB_VS_DISABLED);
                 if (r < 0)
                         return r;
                 if (disabled)
@@ -124,7 +131,7 @@ int rotate_version_check(const char *name, uint32_t version, uint64_t now) {
         int64_t grace = -1;
         size_t nv;
 
-        if (cb_store_versions(cbd.store, name, &vi, &nv) < 0)
+        if (cb_store_versions(rotate_cur.store, name, &vi, &nv) < 0)
                 return 0; /* the store's own answer follows */
         for (size_t i = 0; i < nv; i++) {
                 if (vi[i].version == version)
@@ -154,7 +161,7 @@ void rotate_sweep(uint64_t now) {
         if (next_due > now)
                 return;
         /* Writes invalidate the store's name array: work on a copy. */
-        if (cb_store_names(cbd.store, &names, &n) < 0 || !(copy = calloc(n + 1, sizeof(*copy)))) {
+        if (cb_store_names(rotate_cur.store, &names, &n) < 0 || !(copy = calloc(n + 1, sizeof(*copy)))) {
                 free(names);
                 next_due = now + 5;
                 return;
@@ -232,7 +239,7 @@ static int value_reused(const char *name, const void *value, size_t len, uint32_
         int r;
 
         *ret_version = 0;
-        r = cb_store_versions(cbd.store, name, &vi, &nv);
+        r = cb_store_versions(rotate_cur.store, name, &vi, &nv);
         if (r < 0)
                 return cb_error_set(r, "no secret named '%s'", name);
         /* Copied: the store's array is not ours to hold across calls. */
@@ -246,7 +253,7 @@ static int value_reused(const char *name, const void *value, size_t len, uint32_
         for (size_t i = 0; i < n && !*ret_version; i++) {
                 cb_secbuf *old = NULL;
                 /* Leaked versions too: the store would refuse them anyway, this says which. */
-                int g = cb_store_get_ex(cbd.store, name, vers[i], true, CB_STORE_LEAKED_OK, &old, NULL, NULL);
+                int g = cb_store_get_ex(rotate_cur.store, name, vers[i], true, CB_STORE_LEAKED_OK, &old, NULL, NULL);
 
                 if (g == -EKEYREVOKED || g == -ENOENT)
                         continue; /* destroyed (or gone) meanwhile: nothing to compare */
@@ -309,7 +316,7 @@ int rotate_run(enum rotate_phase phase, const char *name, const void *value, siz
                 r = cb_error_set(-EINVAL, "grace %" PRIu32 " s is over the limit of %u s", grace, CB_ROTATE_GRACE_MAX);
                 goto out;
         }
-        r = cb_store_versions(cbd.store, name, &vi, &nv);
+        r = cb_store_versions(rotate_cur.store, name, &vi, &nv);
         if (r < 0) {
                 r = cb_error_set(-ENOENT, "no secret named '%s' (rotate replaces a stored secret: put it first)", name);
                 goto out;
@@ -375,8 +382,8 @@ int rotate_run(enum rotate_phase phase, const char *name, const void *value, siz
          * stored again) and the tokens are gone. */
         if (leaked) {
                 scanner_mark_compromised(name, old);
-                revoked = cb_tokens_revoke_secret(cbd.tokens, name);
-                cut = proxy_cancel_secret(name, "rotated after a leak");
+                revoked = cb_tokens_revoke_secret(rotate_cur.tokens, name);
+                cut = leak_cut_secret(name, "rotated after a leak");
         }
         /* A rotation that cannot be audited does not start, unless it answers
          * a leak: containment beats the record (stderr says so). */
@@ -404,7 +411,7 @@ int rotate_run(enum rotate_phase phase, const char *name, const void *value, siz
         }
         step = "superseding leftover pending versions";
         for (size_t i = 0; i < npending; i++) {
-                r = cb_store_set_state(cbd.store, name, pending[i], CB_VS_DISABLED);
+                r = cb_store_set_state(rotate_cur.store, name, pending[i], CB_VS_DISABLED);
                 if (r < 0)
                         goto fail;
                 json_array_append_new(superseded, json_integer(pending[i]));
@@ -412,7 +419,7 @@ int rotate_run(enum rotate_phase phase, const char *name, const void *value, siz
         step = "storing the new version as pending";
         if (phase == ROTATE_PROMOTE)
                 version = promote;
-        else if ((r = cb_store_put(cbd.store, name, value, len, m, CB_VS_PENDING, &version)) < 0)
+        else if ((r = cb_store_put(rotate_cur.store, name, value, len, m, CB_VS_PENDING, &version)) < 0)
                 goto fail;
         if (phase == ROTATE_STAGE) {
                 summary = json_pack("{s:s, s:I, s:b, s:I, s:b, s:O}", "name", name, "version", (json_int_t)version,
@@ -432,7 +439,7 @@ int rotate_run(enum rotate_phase phase, const char *name, const void *value, siz
                 goto out;
         }
         step = "making the new version current";
-        r = cb_store_set_state(cbd.store, name, version, CB_VS_CURRENT);
+        r = cb_store_set_state(rotate_cur.store, name, version, CB_VS_CURRENT);
         if (r < 0)
                 goto fail;
         step = "disabling previous versions past their grace";

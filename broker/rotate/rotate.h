@@ -42,6 +42,7 @@
  */
 #pragma once
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -49,6 +50,8 @@
 #include <jansson.h>
 
 #include "meta.h"
+#include "store.h"
+#include "tokens.h"
 #include "rotation_label.h"
 
 #define CB_ROTATE_GRACE_DEFAULT 300           /* seconds: the default token TTL */
@@ -66,6 +69,25 @@
  * later rotations, and the leaked rotation's version being destroyed).
  * Returns the version that says so, 0 if none. */
 uint32_t rotate_leaked_by(const cb_version_info *vi, size_t nv, uint32_t v);
+
+/* What rotate/ works on, handed in by main.c at start rather than read
+ * from the daemon-wide state: the store, the token table, and the lock a
+ * hook thread takes before it acts (today cbd.lock, which every other
+ * rotate_* call is made under). */
+typedef struct rotate_env {
+        cb_store *store;
+        cb_tokens *tokens;
+        pthread_mutex_t *lock;
+} rotate_env;
+
+/* A leaked rotation of name failed: its leaked version old (0: the current
+ * one) stays marked compromised, so no token is issued for it until a
+ * rotation succeeds, and the alert "rotation_failed" says so, with why as
+ * its message (never a value).  Under cbd.lock. */
+void rotate_leaked_failed(const char *name, uint32_t old, const char *source, const char *why);
+
+/* Keep *env (copied) for every later call.  Before rotate_init. */
+void rotate_attach(const rotate_env *env);
 
 /* Check and remember the hook directory (NULL: none).  0 or -errno with a
  * message. */

@@ -197,7 +197,7 @@ static int route_redeem(request *rq) {
         int r, ret;
 
         /* "version": a version other than the current one, while it is served
-         * (previous, within its rotation's grace); see broker/rotate.h. */
+         * (previous, within its rotation's grace); see broker/rotate/rotate.h. */
         static const char *const fields[] = { "token", "version", NULL };
         json_t *vj;
 

@@ -8,16 +8,15 @@
 
 #include <jansson.h>
 
+#include "rotate.h"
+
+/* What rotate_attach was handed (rotate.c). */
+extern rotate_env rotate_cur;
+
 /* Stamp o with "time" and append it to the audit log; takes o (NULL: -ENOMEM,
  * for a failed json_pack) and frees it either way.  0 or audit_emit's
  * -errno.  Under cbd.lock.  (rotate.c) */
 int rotate_audit_event(json_t *o);
-
-/* A leaked rotation of name failed: its leaked version old (0: the current
- * one) stays marked compromised, so no token is issued for it until a
- * rotation succeeds, and the alert "rotation_failed" says so, with why as
- * its message (never a value).  Under cbd.lock.  (rotate.c) */
-void rotate_leaked_failed(const char *name, uint32_t old, const char *source, const char *why);
 
 /* Start the leak hook DIR/_leaked for a leaked rotation of name, if there is
  * a usable one and a free hook slot: a detached thread runs it with an event

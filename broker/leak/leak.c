@@ -5,7 +5,8 @@
  * matcher and the /v1/scan and /v1/redact routes are in scan.c).  It holds
  * the compromised marks and their file leaks.json, the response itself
  * (leak_respond), the token issuance gate (leak_token_gate) with its canary
- * alert cooldown, and the weak stub of the rotation hook (leak.h).
+ * alert cooldown.  The subsystems that react to a leak (proxy/ cuts
+ * streams, rotate/ rotates) are reached through leak_react.c (leak_react.h).
  *
  * Leak response, once per request and secret (under cbd.lock):
  *   canary            alert "canary" (whatever else on_leak says)
@@ -13,7 +14,7 @@
  *                     version is the current one, mark the secret
  *                     compromised: no token is issued for it until its
  *                     current version changes (rotation, put)
- *   on_leak rotate    leak_rotate_request(name) if the sighted version is the
+ *   on_leak rotate    leak_rotate(name) if the sighted version is the
  *                     current one; otherwise, or if that fails: as revoke
  *   on_leak alert     the alert only
  * Every sighted token that the table knows is revoked.  Each response is
@@ -34,22 +35,16 @@
 #include <unistd.h>
 
 #include "alert.h"
+#include "audit.h"
 #include "audit_format.h" /* cb_json_string_lossy */
 #include "error.h"
 #include "fsutil.h"
-#include "leak.h"
+#include "leak_react.h"
 #include "log.h"
 #include "metrics.h"
 #include "scan.h"
 #include "scan_internal.h"
 #include "match.h" /* cb_scan_kind_name */
-
-/* ---- the rotation hook's stub (leak.h) ---------------------------------- */
-
-__attribute__((weak)) int leak_rotate_request(const char *name) {
-        (void)name;
-        return cb_error_set(-ENOSYS, "rotation on leak is not available in this broker");
-}
 
 /* ---- leak marks: compromised state and alert cooldown ------------------- */
 
@@ -277,7 +272,7 @@ int leak_respond(request *rq, const scan_seen *seen, size_t n_seen) {
                         }
                         metrics_leak("", "token");
                         revoked = cb_tokens_revoke_accessor(cbd.tokens, s->name);
-                        (void)proxy_cancel_accessor(s->name, "its token was seen in scanned text");
+                        (void)leak_cut_accessor(s->name, "its token was seen in scanned text");
                         action = "revoke";
                         ev = json_pack("{s:s, s:s, s:o, s:s, s:I}", "what", "token", "accessor", s->name, "forms",
                                        forms, "action", action, "tokens_revoked", (json_int_t)revoked);
@@ -301,10 +296,10 @@ int leak_respond(request *rq, const scan_seen *seen, size_t n_seen) {
                          * once the hook's rotation makes a new version current). */
                         if (a == CB_ON_LEAK_REVOKE || a == CB_ON_LEAK_ROTATE) {
                                 revoked = cb_tokens_revoke_secret(cbd.tokens, s->name);
-                                (void)proxy_cancel_secret(s->name, "its value was seen in scanned text");
+                                (void)leak_cut_secret(s->name, "its value was seen in scanned text");
                                 scanner_mark_compromised(s->name, s->version); /* any sighted version */
                         }
-                        if (a == CB_ON_LEAK_ROTATE && leak_rotate_request(s->name) < 0) {
+                        if (a == CB_ON_LEAK_ROTATE && leak_rotate(s->name) < 0) {
                                 note = cb_error_last();
                                 a = CB_ON_LEAK_REVOKE; /* contained above already */
                         }

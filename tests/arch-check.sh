@@ -1,0 +1,71 @@
+#!/bin/bash
+# SPDX-License-Identifier: Apache-2.0
+# The shape of broker/ (issue 18, docs/architecture.md): derived from the
+# sources (#include lines) and the objects of the build (nm: which file's
+# undefined symbols another file defines) by tests/arch-graph.py.  Fails on
+#   - a cycle between broker/ subfolders,
+#   - a subsystem calling up into api/, http/ or main.c (top level),
+#   - a file including another folder's *_internal.h,
+#   - a source file at broker/'s top other than main.c and daemon.h,
+#   - a file referencing the daemon-wide global `cbd` that is not listed
+#     below.
+# The two lists below are what is left of today's shape.  They may only
+# shrink: an entry that no longer holds fails too, so whoever removes an
+# arrow or a use of `cbd` also removes its line here.
+#
+# Usage: tests/arch-check.sh [SRCDIR [BUILDDIR]] [--list]
+#   (meson test arch-check passes both; --list prints every level and arrow)
+set -euo pipefail
+SRC=${1:-${CB_SRCDIR:-$(cd "$(dirname "$0")/.." && pwd)}}
+BUILD=${2:-$SRC/build}
+shift $(( $# < 2 ? $# : 2 ))
+
+# Who may call into the top layers: api/ only from main.c; http/ from api/
+# and main.c; main.c from nobody.
+TOP='"api":["main"], "http":["api","main"], "main":[]'
+
+# Folder arrows allowed although they break the rules above (A>B: a file
+# in A uses B).  All of them are calls up into main (the global `cbd` and
+# daemon.h, which declares it), into http/ (the request struct and
+# reply_*, used by route handlers that still live in their subsystem), or
+# http/ dispatching into api/ (no route table yet).  Without them the
+# folder graph has no cycle.
+ALLOW_ARROWS=(
+        api\>main
+        audit\>http audit\>main
+        http\>api http\>main
+        leak\>http leak\>main
+        proxy\>http proxy\>main
+)
+
+# Files that still reference `cbd` (the daemon-wide state and its lock).
+# api/api_provision.c was split from provision/provision.c (listed then).
+ALLOW_CBD=(
+        main.c
+        http/server.c
+        api/api_admin.c api/api_approval.c api/api_provision.c api/api_rotate.c api/api_tool.c
+        audit/audit.c
+        leak/leak.c leak/scan.c
+        proxy/proxy.c proxy/proxy_conn.c proxy/proxy_route.c
+)
+
+# First, that the check can fail: each made-up violation must be refused
+# (kind, node or NODE>NODE, the message expected).
+SELFTEST='["arrow", "identity/peer>policy/policy", "cycle between broker/ folders"],
+  ["arrow", "tokens/tokens>api/api_tool", "tokens/ calls up into api/"],
+  ["arrow", "policy/policy>http/server", "policy/ calls up into http/"],
+  ["arrow", "tokens/tombstones>main", "tokens/ calls up into main/"],
+  ["internal", "api/api_admin>rotate/rotate", "which is internal to rotate/"],
+  ["cbd", "tokens/ratelimit", "tokens/ratelimit.c references the daemon-wide global"]'
+
+json_list() { local s="" x; for x in "$@"; do s+="${s:+,}\"$x\""; done; printf '[%s]' "$s"; }
+cfg="{\"top_layers\":{$TOP}, \"allow_arrows\":$(json_list "${ALLOW_ARROWS[@]}"), \"allow_cbd\":$(json_list "${ALLOW_CBD[@]}"), \"selftest\":[$SELFTEST]}"
+command -v nm >/dev/null || { echo "SKIP: nm (binutils) is not installed"; exit 77; }
+command -v python3 >/dev/null || { echo "SKIP: python3 is not installed"; exit 77; }
+python3 "$SRC/tests/arch-graph.py" "$SRC" "$BUILD"
+if python3 "$SRC/tests/arch-graph.py" "$SRC" "$BUILD" --check "$cfg" "$@"; then
+        echo "arch-check: OK (${#ALLOW_ARROWS[@]} allowlisted folder arrows, ${#ALLOW_CBD[@]} files using cbd)"
+else
+        echo "arch-check: FAILED (docs/architecture.md says how broker/ is cut)"
+        exit 1
+fi
