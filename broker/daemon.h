@@ -206,3 +206,5 @@ void provision_dir_scan(const char *dir, const char *when);
  * (tcp_fd, -1 for none) as many as tools.sock. */
 int server_start(int tool_fd, int admin_fd, int tcp_fd, unsigned threads, unsigned tool_threads);
 void server_stop(void);
+/* Refusals of one uid recorded one by one per minute (0: all; server.c). */
+void server_set_refusals_recorded(unsigned n);
