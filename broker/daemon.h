@@ -191,3 +191,5 @@ bool is_provision_route(const char *url);
  * (tcp_fd, -1 for none) as many as tools.sock. */
 int server_start(int tool_fd, int admin_fd, int tcp_fd, unsigned threads, unsigned tool_threads);
 void server_stop(void);
+/* Refusals of one uid recorded one by one per minute (0: all; server.c). */
+void server_set_refusals_recorded(unsigned n);

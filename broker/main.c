@@ -196,6 +196,7 @@ static void usage(FILE *f) {
         fputs("usage: credbrokerd [--state-dir DIR] [--run-dir DIR] [--policy FILE] [--unlock SPEC]\n"
               "                   [--audit-log FILE] [--admin-group GROUP] [--threads N]\n"
               "                   [--tool-threads N] [--max-tokens N] [--max-tokens-per-uid N]\n"
+              "                   [--refusals-recorded N]\n"
               "                   [--tombstone-bytes N]\n"
               "                   [--listen-tcp 127.0.0.1:PORT] [--approval-timeout SECONDS]\n"
               "                   [--tpm2-tcti STRING] [--provision-dir DIR] [--rotate-hook-dir DIR]\n"
@@ -216,6 +217,8 @@ static void usage(FILE *f) {
               "          --threads 2 (proxy transfer loops, each also serving --listen-tcp, 1-64)\n"
               "          --max-tokens 100000, --max-tokens-per-uid 10000 (live tokens; an expired,\n"
               "            revoked or orphaned one stops counting at once; see docs/capacity.md)\n"
+              "          --refusals-recorded 600 (a uid's refusals audited one by one per minute; past\n"
+              "            that one record says so and its refusals are 429, unrecorded; 0: no limit)\n"
               "          --tombstone-bytes 4194304 (what explains a dead token's refusal for a minute:\n"
               "            32 bytes a token, oldest forgotten first; 4096-1073741824)\n"
               "          --rotate-hook-dir: none (DIR/NAME prints a new value for NAME, run on a leak\n"
@@ -253,6 +256,7 @@ int main(int argc, char **argv) {
                 { "verify-audit", required_argument, NULL, 'V' }, { "verify-json", no_argument, NULL, 'J' }, { "alert-hook-timeout", required_argument, NULL, 'O' },
                 { "rotate-hook-dir", required_argument, NULL, 'R' },
                 { "max-tokens", required_argument, NULL, 'M' },  { "max-tokens-per-uid", required_argument, NULL, 'm' },
+                { "refusals-recorded", required_argument, NULL, 'Q' },
                 { "tombstone-bytes", required_argument, NULL, 'B' },
                 { "help", no_argument, NULL, 'h' },               { "version", no_argument, NULL, 'v' },
                 {},
@@ -401,6 +405,17 @@ int main(int argc, char **argv) {
                                 return 2;
                         }
                         *(c == 'M' ? &max_tokens : c == 'm' ? &max_tokens_uid : &tomb_bytes) = (size_t)v;
+                        break;
+                }
+                case 'Q': {
+                        char *end;
+                        errno = 0;
+                        unsigned long v = strtoul(optarg, &end, 10);
+                        if (errno || end == optarg || *end || optarg[0] == '-' || v > 1000000) {
+                                say("--refusals-recorded: '%s' is not a number from 0 to 1000000", optarg);
+                                return 2;
+                        }
+                        server_set_refusals_recorded((unsigned)v);
                         break;
                 }
                 case 'h': usage(stdout); return 0;

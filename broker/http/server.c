@@ -37,6 +37,7 @@
 #include "error.h"
 #include "scan.h"
 #include "sender.h"
+#include "ratelimit.h"
 #include "tcpdiag.h"
 
 static void wipe_free(void *p, size_t n) {
@@ -302,6 +303,50 @@ int reply_text(request *rq, unsigned status, const char *content_type, char *tex
         return reply_response(rq, status, resp);
 }
 
+/* ---- a budget of recorded refusals per uid -----------------------------------
+ * Every refusal is a record, and tools.sock is 0666: left alone, any local
+ * user -- one no client selects, or a tool asking for names it holds no
+ * grant for -- grows the audit log at megabytes a second until its file
+ * system is full, which then stops the broker for everyone.  So a uid's
+ * refusals on the tool side are recorded one by one up to
+ * --refusals-recorded (600) a minute; past that, one record says so, and its
+ * later refusals in the minute are answered 429 too_many_refusals without
+ * a record of their own (counted in the metrics).  Allowed requests are
+ * never affected.  Under cbd.lock. */
+static unsigned refusals_recorded = 600; /* --refusals-recorded; 0: every one */
+static cb_ratelimit *refusals;
+
+void server_set_refusals_recorded(unsigned n) {
+        refusals_recorded = n;
+}
+
+static bool refusal_quiet(request *rq) {
+        char key[32];
+        uint32_t retry = 0;
+        uint64_t now = (uint64_t)time(NULL);
+
+        if (refusals_recorded == 0)
+                return false;
+        if (!refusals && !(refusals = cb_ratelimit_new(1024)))
+                return false;                             /* out of memory: recorded as before */
+        snprintf(key, sizeof(key), "uid#%u", (unsigned)rq->peer.uid);
+        if (cb_ratelimit_take(refusals, key, "records", refusals_recorded, 60, now, &retry))
+                return false;
+        if (cb_ratelimit_take(refusals, key, "note", 1, 60, now, NULL)) {
+                json_t *ev = json_pack("{s:s, s:s, s:I, s:I, s:I, s:s}", "decision", "deny", "route",
+                                       "refusals.quiet", "uid", (json_int_t)rq->peer.uid, "records_per_minute",
+                                       (json_int_t)refusals_recorded, "quiet_for_s", (json_int_t)retry, "message",
+                                       "this uid's further refusals this minute are answered 429 and not "
+                                       "recorded one by one");
+                if (ev) {
+                        json_object_set_new(ev, "time", json_integer((json_int_t)now));
+                        (void)audit_emit(ev);
+                        json_decref(ev);
+                }
+        }
+        return true;
+}
+
 int reply_error(request *rq, unsigned status, const char *code, const char *fmt, ...) {
         char msg[512];
         json_t *o;
@@ -311,6 +356,14 @@ int reply_error(request *rq, unsigned status, const char *code, const char *fmt,
         va_start(ap, fmt);
         vsnprintf(msg, sizeof(msg), fmt, ap);
         va_end(ap);
+        if (status >= 400 && status < 500 && rq->have_peer && !rq->admin_socket && !rq->no_audit &&
+            !rq->audit_optional && refusal_quiet(rq)) {
+                status = 429;
+                code = "too_many_refusals";
+                snprintf(msg, sizeof(msg), "uid %u has had more than %u requests refused this minute: refused, "
+                         "and not recorded one by one", (unsigned)rq->peer.uid, refusals_recorded);
+                rq->no_audit = true;
+        }
         /* A denial without its record is answered 503 (still a refusal),
          * and counted in the audit.resume record. */
         if (audit_write(rq, status, "deny", msg) < 0 && status != 503 && !rq->intent_recorded && !rq->audit_optional) {

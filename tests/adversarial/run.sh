@@ -135,7 +135,7 @@ chmod 0644 "$T/policy.json"
 THREADS=()
 [ "$MODE" = cases ] && THREADS=(--threads 1) # one transfer loop: one upstream pool, so the victim follows the attacker on it
 "$DAEMON" --state-dir "$T/state" --run-dir "$T/run" --policy "$T/policy.json" --unlock "keyfile:$T/key" \
-        --audit-log "$T/audit.log" --listen-tcp 127.0.0.1:0 "${THREADS[@]}" >"$T/daemon.out" 2>&1 &
+        --audit-log "$T/audit.log" --listen-tcp 127.0.0.1:0 --refusals-recorded 0 "${THREADS[@]}" >"$T/daemon.out" 2>&1 &
 DPID=$!
 for _ in $(seq 100); do [ -S "$T/run/admin.sock" ] && break; sleep 0.1; done
 [ -S "$T/run/tools.sock" ] || die "daemon did not start: $(head -c 600 "$T/daemon.out")"
