@@ -31,6 +31,7 @@
 #include "store_internal.h"
 
 void (*cb_store_test_hook)(const char *point);
+bool cb_store_test_no_reserve;
 
 void cb_store_hook(const char *point) {
         if (cb_store_test_hook)

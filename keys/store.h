@@ -218,3 +218,7 @@ int cb_store_check_fresh(cb_store *s) __attribute__((warn_unused_result));
  * a recovery), "compact-log-written" (new log durable, header not yet
  * switched). */
 extern void (*cb_store_test_hook)(const char *point);
+/* Tests only: no header spare and no log reserve (store_internal.h), so a
+ * full disk makes every commit path fail, the paths test-store-enospc
+ * walks.  The daemon never sets it. */
+extern bool cb_store_test_no_reserve;

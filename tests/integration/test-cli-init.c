@@ -276,7 +276,10 @@ TEST(init_creates_private_files) {
         {
                 struct dirent **list;
                 int n = scandir(f.state, &list, NULL, alphasort);
-                ASSERT_EQ(n, 5); /* . .. header lock log-<id> */
+                /* . .. header header.spare lock log-<id>: the spare is the
+                 * header's pre-allocated stand-in (a commit on a full disk). */
+                ASSERT_EQ(n, 6);
+                expect_mode(cbtest_path(f.state, "header.spare"), S_IFREG, 0600);
                 for (int i = 0; i < n; i++)
                         free(list[i]);
                 free(list);
