@@ -482,6 +482,18 @@ int audit_emit(json_t *o) {
         return r < 0 ? enqueue_failed(r) : 0;
 }
 
+int audit_emit_wait(json_t *o) {
+        audit_rec *e = NULL;
+        int r;
+
+        if (!audit_enabled())
+                return 0;
+        r = enqueue(o, true, true, &e);
+        if (r < 0)
+                return enqueue_failed(r);
+        return audit_rec_wait(e, audit_deadline_ms());
+}
+
 /* The request waits for e before its answer goes out (server.c). */
 static void attach(request *rq, audit_rec *e) {
         if (rq->n_audit_recs < sizeof(rq->audit_recs) / sizeof(rq->audit_recs[0]))

@@ -88,6 +88,12 @@ bool audit_enabled(void);
  * decision (completions, grace expiry, leak responses).  -errno when it
  * cannot be queued (the log is then failed, above). */
 int audit_emit(json_t *o);
+/* audit_emit for a decision with an effect of its own that has no request
+ * to hold (a provisioning import): written and fdatasync'ed before this
+ * returns, waited for at most the audit deadline (1 s) -- with the
+ * caller's locks held, so only for rare, operator-caused work (SIGHUP,
+ * start).  0, or -errno when it was not written: do nothing then. */
+int audit_emit_wait(json_t *o);
 /* An admin write about to be done: its record (type "intent": socket,
  * method, URL, uid, pid) written and fdatasync'ed before the route acts;
  * waited for with cbd.lock dropped (the caller holds it; it is held again

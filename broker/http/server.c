@@ -465,6 +465,9 @@ static bool body_mixed(struct MHD_Connection *conn) {
         return true;
 }
 
+static enum MHD_Result handle_body(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
+                                   const char *upload_data, size_t *upload_data_size, request *rq);
+
 static enum MHD_Result handle_inner(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
                                     const char *version, const char *upload_data, size_t *upload_data_size,
                                     void **con_cls) {
@@ -495,10 +498,17 @@ static enum MHD_Result handle_inner(void *cls, struct MHD_Connection *conn, cons
                  * dropped when refused), never left unconsumed. */
                 /* Before any body moves; not suspended with body bytes in
                  * hand (waits here, at most the deadline). */
-                enum MHD_Result d = flush(rq, dispatch(cls, conn, url, method, rq), !*upload_data_size);
+                enum MHD_Result d = flush(rq, dispatch(cls, conn, url, method, rq), false);
                 if (d != MHD_YES || !*upload_data_size)
                         return d;
         }
+        return handle_body(cls, conn, url, method, upload_data, upload_data_size, rq);
+}
+
+/* A started request's body bytes (or its end): streamed to the proxy or
+ * the matcher, dropped after a refusal on the headers, or kept. */
+static enum MHD_Result handle_body(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
+                                   const char *upload_data, size_t *upload_data_size, request *rq) {
         if ((rq->proxy || rq->scan) && *upload_data_size && body_mixed(conn))
                 return MHD_NO; /* a streamed body from another writer: the connection is closed, the request aborted */
         if (rq->proxy) {
@@ -559,7 +569,14 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char
                  * headers of a proxied request, or a whole request): the
                  * answer or the hand-over is all that is due now. */
                 rq->audit_suspended = false;
-                return flush(rq, MHD_YES, true);
+                ret = flush(rq, MHD_YES, true);
+                /* Body bytes may come with this very call (a request
+                 * decided on its headers): streamed on, or dropped after a
+                 * refusal -- never left unconsumed, which makes
+                 * libmicrohttpd drop the connection, answer unsent. */
+                if (ret == MHD_YES && !rq->audit_suspended && *upload_data_size)
+                        ret = flush(rq, handle_body(cls, conn, url, method, upload_data, upload_data_size, rq), true);
+                return ret;
         }
         ret = handle_inner(cls, conn, url, method, version, upload_data, upload_data_size, con_cls);
         return flush(*con_cls, ret, true);

@@ -171,7 +171,7 @@ static int audit_file(const char *file, const char *secret, const char *decision
                 return -ENOMEM;
         if (secret && secret[0])
                 json_object_set_new(o, "secret", json_string(secret));
-        r = audit_emit(o);
+        r = audit_emit_wait(o); /* before the import (or removal) takes effect */
         json_decref(o);
         return r;
 }
@@ -293,8 +293,9 @@ void provision_dir_scan(cb_store *store, const char *dir, const char *when) {
         DIR *d;
         int dfd;
 
-        /* Fail closed like the admin routes: no import that cannot be audited. */
-        if (!audit_available()) {
+        /* Fail closed like the admin routes: no import that cannot be
+         * audited (each record is also waited for before its effect). */
+        if (!audit_available() || audit_failed(NULL, 0)) {
                 say("%s: not scanned: audit log unavailable", when);
                 return;
         }
