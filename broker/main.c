@@ -54,6 +54,52 @@ daemon_state cbd = { .lock = PTHREAD_MUTEX_INITIALIZER, .audit_fd = -1 };
 #define say_err(...) cb_log(CB_LOG_ERR, __VA_ARGS__)
 #define say_warn(...) cb_log(CB_LOG_WARNING, __VA_ARGS__)
 
+/* An exe selector names a file; if someone other than root (or us) can
+ * replace that file or rename its directory entries, they can put their own
+ * program where the selector looks and be served as the client.  Pinning
+ * exe_sha256 closes that; otherwise the operator should hear of it.
+ * Returns true (with the reason in why) when the file is replaceable. */
+static bool exe_replaceable(const char *res, char *why, size_t n) {
+        struct stat st;
+
+        if (stat(res, &st) < 0)
+                return false; /* does not resolve: reported separately */
+        if (st.st_uid != 0 && st.st_uid != geteuid()) {
+                snprintf(why, n, "it is owned by uid %u", (unsigned)st.st_uid);
+                return true;
+        }
+        if (st.st_mode & (S_IWGRP | S_IWOTH)) {
+                snprintf(why, n, "it is writable by group or others (mode %04o)", (unsigned)(st.st_mode & 07777));
+                return true;
+        }
+        if (cb_path_check_trusted(res, geteuid(), "exe") < 0) {
+                snprintf(why, n, "%s", cb_error_last());
+                return true;
+        }
+        return false;
+}
+
+/* Warn (check: print; daemon: log) about each client whose exe selector
+ * names a file a non-root user could replace. */
+static void warn_replaceable_exes(const cb_policy *p, bool print) {
+        for (size_t i = 0; i < cb_policy_n_clients(p); i++) {
+                const char *name, *exe, *res;
+                char why[512];
+
+                if (!cb_policy_client_exe(p, i, &name, &exe, &res) || !res || cb_policy_client_exe_pinned(p, i) ||
+                    !exe_replaceable(res, why, sizeof(why)))
+                        continue;
+                if (print)
+                        printf("warning: client %s: exe %s can be replaced by a user other than root (%s): whoever "
+                               "replaces it is served as %s; make it root-owned or pin exe_sha256\n",
+                               name, res, why, name);
+                else
+                        say_warn("policy: client %s: exe %s can be replaced by a user other than root (%s): whoever "
+                                 "replaces it is served as %s; make it root-owned or pin exe_sha256",
+                                 name, res, why, name);
+        }
+}
+
 /* jansson's strings may hold a value on its way out: wipe on free. */
 int policy_reload(char *err, size_t errlen) {
         cb_policy *p;
@@ -66,6 +112,7 @@ int policy_reload(char *err, size_t errlen) {
                 snprintf(err, errlen, "%s", cb_error_last());
                 return r;
         }
+        warn_replaceable_exes(p, false);
         cb_policy_free(cbd.policy);
         cbd.policy = p;
         __atomic_store_n(&cbd.policy_uses_cgroup, cb_policy_uses_cgroup(p), __ATOMIC_RELEASE);
@@ -338,6 +385,7 @@ int main(int argc, char **argv) {
                                 else
                                         printf("client %s: exe %s\n", name, exe);
                         }
+                        warn_replaceable_exes(p, true);
                         /* Approvers must not be tool uids (api_approval.c). */
                         for (size_t i = 0; i < cb_policy_n_admin_uids(p); i++) {
                                 const char *cl = NULL;
@@ -548,6 +596,7 @@ int main(int argc, char **argv) {
                 return 1;
         }
         cbd.policy_uses_cgroup = cb_policy_uses_cgroup(cbd.policy);
+        warn_replaceable_exes(cbd.policy, false);
         if (alert_init(alert_hook, hook_timeout, deny_n, deny_window) < 0) {
                 say_err("cannot start the alert worker");
                 goto out;

@@ -116,7 +116,7 @@ static int match_line(const char *line, void *ud) {
 
 int cli_audit_grep(int argc, char **argv) {
         const char *acc = NULL;
-        struct collect col = { json_array() };
+        struct collect col = { NULL }; /* allocated once the arguments are checked */
         struct match m = { 0 };
         char *body = NULL, *text = NULL;
         json_t *req = NULL, *ans = NULL;
@@ -136,6 +136,7 @@ int cli_audit_grep(int argc, char **argv) {
                 return cli_usage("audit grep needs --accessor cba_... first");
         if (argc - i < 1 || argc - i > GREP_FILES_MAX)
                 return cli_usage("audit grep takes 1 to %d FILEs", GREP_FILES_MAX);
+        col.logs = json_array();
         if (!col.logs)
                 return cli_fail(-ENOMEM, "out of memory");
         r = each_line(argv + i, argc - i, collect_log, &col);

@@ -297,6 +297,10 @@ bool cb_policy_client_exe(const cb_policy *p, size_t i, const char **ret_name, c
         return true;
 }
 
+bool cb_policy_client_exe_pinned(const cb_policy *p, size_t i) {
+        return p && i < p->n_clients && (p->clients[i].sel & SEL_SHA256);
+}
+
 size_t cb_policy_n_admin_uids(const cb_policy *p) {
         return p ? p->n_admin_uids : 0;
 }

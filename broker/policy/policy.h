@@ -148,6 +148,10 @@ uid_t cb_policy_admin_uid(const cb_policy *p, size_t i);
 bool cb_policy_client_exe(const cb_policy *p, size_t i, const char **ret_name, const char **ret_exe,
                           const char **ret_resolved);
 
+/* Does the i-th client also pin exe_sha256 (so a file replaced in place
+ * stops matching)?  false past the last client. */
+bool cb_policy_client_exe_pinned(const cb_policy *p, size_t i);
+
 /* The leak policy of a secret (defaults: revoke, not a canary). */
 enum cb_on_leak cb_policy_on_leak(const cb_policy *p, const char *secret);
 bool cb_policy_is_canary(const cb_policy *p, const char *secret);

@@ -104,4 +104,27 @@ fi
 
 chk=$(CREDBROKER_DAEMON="$DAEMON" "$CLI" policy check "$T/policy.json" 2>&1)
 expect "the checker shows what the symlink resolved to" "exe /usr/bin/python3 -> $PY" "$chk"
+
+# An exe selector on a file a non-root user can replace admits whatever that
+# user puts there (same inode, new content): the checker and the daemon's
+# log say so, unless exe_sha256 is pinned.  Controls: a root-owned system
+# binary, and the same file with its hash pinned, draw no warning.
+mkdir -p "$T/u1bin" && cp "$CURL" "$T/u1bin/tool" && chown $U1 "$T/u1bin/tool"
+SUM=$(sha256sum "$CURL" | cut -c1-64)
+cat >"$T/p2.json" <<EOF
+{ "clients": { "sys": {"uid": $U1, "exe": "$CURL"},
+               "mine": {"uid": $U1, "exe": "$T/u1bin/tool"},
+               "pinned": {"uid": $U1, "exe": "$T/u1bin/tool", "exe_sha256": "$SUM"} },
+  "grants": [ {"client": "mine", "secret": "demo", "use": ["redeem"], "max_ttl": 60} ],
+  "admins": {"uids": [0]} }
+EOF
+chmod 0600 "$T/p2.json"
+chk=$(CREDBROKER_DAEMON="$DAEMON" "$CLI" policy check "$T/p2.json" 2>&1)
+expect "policy check warns about an exe its uid can replace" \
+        "warning: client mine: exe $T/u1bin/tool can be replaced by a user other than root (it is owned by uid $U1)" "$chk"
+refute "no warning for the root-owned system binary" "client sys: exe $CURL can be replaced" "$chk"
+refute "no warning when exe_sha256 is pinned" "client pinned: exe" "$(printf '%s\n' "$chk" | grep warning)"
+chown 0 "$T/u1bin/tool" && chmod 0777 "$T/u1bin"
+chk=$(CREDBROKER_DAEMON="$DAEMON" "$CLI" policy check "$T/p2.json" 2>&1)
+expect "... or one in a directory others can write" "warning: client mine: exe $T/u1bin/tool can be replaced" "$chk"
 finish
