@@ -158,6 +158,8 @@ static int refuse_unrecorded(request *rq, int why) {
         }
         MHD_add_response_header(resp, "Content-Type", "application/json");
         MHD_add_response_header(resp, "Cache-Control", "no-store");
+        if (rq->close)
+                MHD_add_response_header(resp, "Connection", "close");
         ret = MHD_queue_response(rq->conn, 503, resp);
         rq->answered = ret == MHD_YES;
         MHD_destroy_response(resp);
@@ -171,6 +173,29 @@ static void audit_woken(void *ud) {
          * suspended it yet, it sees bit 2 and resumes it itself. */
         if (__atomic_fetch_or(&rq->audit_sync, 2, __ATOMIC_ACQ_REL) & 1)
                 MHD_resume_connection(rq->conn);
+}
+
+/* While a connection is suspended for its records, an end of file read
+ * from it is held back (cb_sender.hold_eof): libmicrohttpd 0.9.75 reads a
+ * resumed connection before calling the handler and closes it, answer
+ * unsent, on a client's half-close.  Released when the answer is due;
+ * true if an end of file was held (the answer then closes the
+ * connection).  Unix sockets only (TCP is never suspended).  The same
+ * holds while a connection waits for its caller's executable's hash. */
+static void eof_hold(request *rq) {
+        conn_ctx *cc = conn_ctx_of(rq->conn);
+
+        if (cc && cc->fd >= 0)
+                __atomic_store_n(&cc->snd.hold_eof, 1, __ATOMIC_RELEASE);
+}
+
+static bool eof_release(request *rq) {
+        conn_ctx *cc = conn_ctx_of(rq->conn);
+
+        if (!cc || cc->fd < 0)
+                return false;
+        __atomic_store_n(&cc->snd.hold_eof, 0, __ATOMIC_RELEASE);
+        return cc->snd.eof_held;
 }
 
 /* Not written yet: suspend the connection until the writer (or, at the
@@ -190,6 +215,7 @@ static bool flush_suspend(request *rq) {
         if (audit_rec_watch(last, rq->audit_deadline_ms, audit_woken, rq) != 0)
                 return false; /* done meanwhile, or stopping: flush() waits on this thread */
         rq->audit_suspended = true;
+        eof_hold(rq);
         MHD_suspend_connection(rq->conn);
         if (__atomic_fetch_or(&rq->audit_sync, 1, __ATOMIC_ACQ_REL) & 2)
                 MHD_resume_connection(rq->conn);
@@ -239,6 +265,11 @@ static enum MHD_Result flush(request *rq, enum MHD_Result ret, bool may_suspend)
          * thread, at most the deadline (then the stall refuses at once). */
         if (may_suspend && !rq->tcp && flush_suspend(rq))
                 return MHD_YES;
+        if (eof_release(rq) && !rq->close) {
+                rq->close = true; /* the client has half-closed: the answer ends the connection */
+                if (rq->held_resp)
+                        MHD_add_response_header(rq->held_resp, "Connection", "close");
+        }
         deadline = rq->audit_deadline_ms ? rq->audit_deadline_ms : audit_deadline_ms();
         rq->audit_deadline_ms = 0;
         for (unsigned i = 0; i < rq->n_audit_recs; i++) {
@@ -647,6 +678,8 @@ static int hash_step(request *rq, struct MHD_Connection *conn, bool may_wait) {
 
         if (state == HASH_DONE) {
                 rq->hash_state = HASH_NONE;
+                if (eof_release(rq))
+                        rq->close = true; /* half-closed while suspended: the answer ends the connection */
                 if (rq->hash_r < 0)
                         return cb_error_set(rq->hash_r, "%s", rq->hash_err);
                 if (!stat_key_eq(&rq->hash_st, &rq->peer.exe_st))
@@ -667,6 +700,7 @@ static int hash_step(request *rq, struct MHD_Connection *conn, bool may_wait) {
                         return r;
                 }
                 cb_peer_done(&rq->peer);
+                eof_hold(rq);
                 /* The worker may already be done (a resume of a connection
                  * not yet suspended would be lost): whichever of the two
                  * comes second resumes it (hash_done). */

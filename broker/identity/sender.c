@@ -171,5 +171,10 @@ ssize_t recv(int fd, void *buf, size_t len, int flags) {
 
         if (n > 0)
                 note(s, &m, !(flags & MSG_PEEK));
+        else if (n == 0 && len > 0 && !(flags & MSG_PEEK) && __atomic_load_n(&s->hold_eof, __ATOMIC_ACQUIRE)) {
+                s->eof_held = true; /* see cb_sender.hold_eof */
+                errno = EAGAIN;
+                return -1;
+        }
         return n;
 }

@@ -32,6 +32,15 @@ typedef struct cb_sender {
         uid_t other_uid;
         int err;             /* negative errno: a read came without (whole) credentials */
         uint64_t reads;      /* reads that returned bytes */
+        /* Set (atomic) while the connection waits, suspended, for its
+         * answer: an end of file read then is reported as EAGAIN and
+         * remembered in eof_held.  libmicrohttpd 0.9.75 may read a resumed
+         * connection once more before it calls the handler again, and
+         * takes a client's half-close (shutdown(SHUT_WR) after its request)
+         * for an abort: the answer would never be sent.  The server sends
+         * it with Connection: close instead. */
+        int hold_eof;
+        bool eof_held;
 } cb_sender;
 
 /* Ask for per-message credentials on a listening Unix socket and refuse

@@ -55,8 +55,38 @@ answered() { # NAME STATUS LIMIT OUTPUT
         else bad "$1: answered $code but only after ${secs}s (limit $3 s)"; fi
 }
 
+# A client that half-closes after its request (shutdown(SHUT_WR), as nc and
+# some HTTP/1.0 clients do) still gets its answer while the connection
+# waits, suspended, for the record: a request decided when it is complete
+# (a token request), and one refused on its headers with a body behind
+# them (a proxy request without a token).  Both are sent the moment the log
+# freezes, so they wait (suspended) behind the first stuck record.  Before,
+# libmicrohttpd took the end of file it read on resuming for an abort: no
+# answer at all.
+cat >"$T/half.py" <<'PY'
+import socket, sys
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])
+body = sys.argv[3].encode()
+s.sendall(b"POST %s HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % (sys.argv[2].encode(), len(body)) + body)
+s.shutdown(socket.SHUT_WR); s.settimeout(8)
+d = b""
+try:
+    while True:
+        c = s.recv(65536)
+        if not c: break
+        d += c
+except socket.timeout:
+    print("hang"); sys.exit(0)
+print((d.split(b"\r\n")[0] or b"closed-unanswered").decode())
+PY
+chmod 0644 "$T/half.py"
 fsfreeze -f "$M" || { bad "fsfreeze"; finish; }
 ok "audit log's file system frozen"
+( as $U1 /usr/bin/python3 "$T/half.py" "$R/tools.sock" /v1/token '{"secret":"api","use":"redeem"}' >"$T/half1.out" ) &
+half1=$!
+( as $U1 /usr/bin/python3 "$T/half.py" "$R/tools.sock" /v1/proxy/api/x 'abc' >"$T/half2.out" ) &
+half2=$!
+sleep 0.05
 # The first request that needs a record: its write(2) sleeps in the kernel.
 # While it waits for it (up to its 1 s deadline), the daemon's one serving
 # thread (--tool-threads 1, the default) goes on serving others.
@@ -71,6 +101,9 @@ case "$out" in 503*) answered "health while the first record is stuck in write(2
 [ $pending = yes ] && ok "...while the token request was still waiting for its record" ||
         bad "...but only after the token request was answered (the serving thread was blocked)"
 wait $first
+wait $half1 $half2
+expect "a half-closed token request while frozen: answered" "HTTP/1.1 503" "$(cat "$T/half1.out")"
+expect "a half-closed proxy request refused on its headers while frozen: answered" "HTTP/1.1 503" "$(cat "$T/half2.out")"
 out=$(cat "$T/first.out")
 answered "token request while the log is frozen: 503, not a hang" 503 2.5 "$out"
 expect "...saying it is the audit log" "audit_unavailable" "$out"
