@@ -99,7 +99,7 @@ int cmd_token(int argc, char **argv) {
                 "usage: credbroker token SECRET [--use proxy|redeem] [--ttl SECONDS] [--bind exe|process|uid] [--json]\n"
                 "  Ask the broker (tools.sock) for a token for SECRET.  The policy must grant this use\n"
                 "  to the caller: the broker sees credbroker's executable and the caller's uid/gid/cgroup.\n"
-                "  --use proxy (the CLI's default; POST /v1/token's is redeem): for /v1/proxy/SECRET/...,\n"
+                "  --use proxy (the default, as for POST /v1/token): for /v1/proxy/SECRET/...,\n"
                 "    the value never leaves the broker;\n"
                 "  --use redeem: exchangeable for the value (POST /v1/redeem) until it expires or the\n"
                 "    grant's max_uses is spent.\n"

@@ -63,7 +63,9 @@ static int route_token(request *rq) {
         ttl_j = json_object_get(o, "ttl");
         bind_j = json_object_get(o, "bind_process");
         json_t *bind_s = json_object_get(o, "bind");
-        use = use_s ? use_bit(use_s) : CB_USE_REDEEM;
+        /* No "use": proxy, the use that never reveals the value (the CLI's
+         * default too); a value is handed out only to who asks "redeem". */
+        use = use_s ? use_bit(use_s) : CB_USE_PROXY;
         if (!secret || cb_name_check(secret) < 0) {
                 ret = reply_error(rq, 400, "bad_request", "'secret' must be a valid secret name");
                 goto out;
@@ -113,7 +115,7 @@ static int route_token(request *rq) {
         g = cb_policy_find_grant(cbd.policy, &rq->peer, secret, use, &client);
         if (!g) {
                 ret = reply_error(rq, 403, "forbidden", "no grant lets uid %u (%s) use '%s' for %s",
-                                  (unsigned)rq->peer.uid, rq->peer.exe_path, secret, use_s ? use_s : "redeem");
+                                  (unsigned)rq->peer.uid, rq->peer.exe_path, secret, use_s ? use_s : "proxy");
                 goto out;
         }
         snprintf(rq->client, sizeof(rq->client), "%s", client);
