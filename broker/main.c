@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include <sodium.h>
+#include <systemd/sd-daemon.h>
 
 #include "approval.h"
 #include "alert.h"
@@ -38,7 +39,6 @@
 #include "memtrim.h"
 #include "provision_dir.h"
 #include "log.h"
-#include "sdnotify.h"
 #include "rotate.h"
 #include "wipe_heap.h"
 
@@ -53,6 +53,13 @@ daemon_state cbd = { .lock = PTHREAD_MUTEX_INITIALIZER, .audit_fd = -1 };
 #define say(...) cb_log(CB_LOG_INFO, __VA_ARGS__)
 #define say_err(...) cb_log(CB_LOG_ERR, __VA_ARGS__)
 #define say_warn(...) cb_log(CB_LOG_WARNING, __VA_ARGS__)
+
+static uint64_t mono_usec(void) {
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
 
 /* jansson's strings may hold a value on its way out: wipe on free. */
 int policy_reload(char *err, size_t errlen) {
@@ -285,7 +292,14 @@ int main(int argc, char **argv) {
         cbd.policy_path = DEFAULT_POLICY;
         cbd.run_dir = DEFAULT_RUN_DIR;
         cb_log_init();
-        (void)cb_sdnotify_init();
+        /* systemd (Type=notify, WatchdogSec=): readiness, status and the
+         * watchdog through libsystemd's sd_notify(3).  $WATCHDOG_USEC and
+         * $WATCHDOG_PID are read once here and unset; $NOTIFY_SOCKET stays
+         * for sd_notify (the one program we start, the rotation hook, gets
+         * a minimal environment, so it cannot notify in our name). */
+        uint64_t watchdog_usec = 0;
+        if (sd_watchdog_enabled(1, &watchdog_usec) <= 0)
+                watchdog_usec = 0;
         opterr = 0; /* our own stamped line instead of getopt's */
         while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
                 switch (c) {
@@ -645,27 +659,39 @@ int main(int argc, char **argv) {
         say("serving %zu secrets on %s and %s%s%s (policy %s: %zu clients, %zu grants)", cb_store_count(cbd.store),
             tool_path, admin_path, tcp_fd >= 0 ? " and tcp " : "", tcp_desc, cbd.policy_path,
             cb_policy_n_clients(cbd.policy), cb_policy_n_grants(cbd.policy));
-        (void)cb_sdnotify("READY=1\nSTATUS=serving");
+        (void)sd_notifyf(0, "READY=1\nSTATUS=serving %zu secrets", cb_store_count(cbd.store));
         uint64_t refused_said = 0;
+        /* The watchdog is pinged at half its interval (sd_watchdog_enabled(3));
+         * the housekeeping tick is 1 s, shorter when that is shorter. */
+        uint64_t ping_every = watchdog_usec / 2, next_ping = 0;
         for (;;) {
                 struct timespec tick = { 1, 0 };
+                uint64_t now = mono_usec();
+
+                if (watchdog_usec && next_ping > now && next_ping - now < 1000000)
+                        tick = (struct timespec){ 0, (long)(next_ping - now) * 1000 };
+                else if (watchdog_usec && next_ping <= now)
+                        tick = (struct timespec){ 0, 0 };
                 int sig = sigtimedwait(&sigs, NULL, &tick);
 
                 if (sig == SIGTERM || sig == SIGINT) {
                         say("%s: stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
-                        (void)cb_sdnotify("STOPPING=1");
+                        (void)sd_notify(0, "STOPPING=1\nSTATUS=stopping");
                         break;
                 }
                 pthread_mutex_lock(&cbd.lock);
                 /* The watchdog is fed from here, after taking the lock every
                  * request shares: a handler stuck under it starves the
                  * watchdog and systemd restarts us (WatchdogSec=). */
-                if (cb_sdnotify_watchdog_usec())
-                        (void)cb_sdnotify("WATCHDOG=1");
+                if (watchdog_usec && (now = mono_usec()) >= next_ping) {
+                        (void)sd_notify(0, "WATCHDOG=1");
+                        next_ping = now + ping_every;
+                }
                 if (sig == SIGHUP) {
                         char err[512];
-                        (void)cb_sdnotify("RELOADING=1"); /* systemctl reload waits for READY=1 */
-                        if (policy_reload(err, sizeof(err)) < 0)
+                        bool reloaded;
+                        (void)sd_notify(0, "RELOADING=1"); /* systemctl reload waits for READY=1 */
+                        if (!(reloaded = policy_reload(err, sizeof(err)) >= 0))
                                 say_warn("SIGHUP: policy NOT reloaded, the old one stays in force: %s", err);
                         else
                                 say("SIGHUP: policy reloaded: %zu clients, %zu grants",
@@ -675,7 +701,8 @@ int main(int argc, char **argv) {
                                     cb_error_last());
                         if (provision_dir)
                                 provision_dir_scan(cbd.store, provision_dir, "SIGHUP");
-                        (void)cb_sdnotify("READY=1");
+                        (void)sd_notifyf(0, "READY=1\nSTATUS=serving %zu secrets%s", cb_store_count(cbd.store),
+                                         reloaded ? "" : " (the last policy reload was refused)");
                 }
                 cb_tokens_sweep(cbd.tokens, (uint64_t)time(NULL));
                 approval_sweep();
