@@ -492,7 +492,8 @@ int main(int argc, char **argv) {
          * and pidfd) on two sockets, and one per process-bound token. */
         struct rlimit nofile;
         size_t bound_max = 64;
-        const rlim_t reserve = 4 * CB_CONN_MAX + 256 + CB_APPROVALS_MAX; /* approvals hold a pidfd each */
+        const rlim_t reserve = 4 * CB_CONN_MAX + 3 * CB_CONN_SPARE + 256 +
+                               CB_APPROVALS_MAX; /* approvals hold a pidfd each */
         if (getrlimit(RLIMIT_NOFILE, &nofile) == 0) {
                 if (nofile.rlim_cur < nofile.rlim_max) {
                         nofile.rlim_cur = nofile.rlim_max;
@@ -660,7 +661,7 @@ int main(int argc, char **argv) {
             tool_path, admin_path, tcp_fd >= 0 ? " and tcp " : "", tcp_desc, cbd.policy_path,
             cb_policy_n_clients(cbd.policy), cb_policy_n_grants(cbd.policy));
         (void)sd_notifyf(0, "READY=1\nSTATUS=serving %zu secrets", cb_store_count(cbd.store));
-        uint64_t refused_said = 0;
+        uint64_t refused_said = 0, full_said = 0;
         /* The watchdog is pinged at half its interval (sd_watchdog_enabled(3));
          * the housekeeping tick is 1 s, shorter when that is shorter. */
         uint64_t ping_every = watchdog_usec / 2, next_ping = 0;
@@ -711,12 +712,16 @@ int main(int argc, char **argv) {
                 pthread_mutex_unlock(&cbd.lock);
                 memtrim_tick();
                 uint64_t refused = __atomic_load_n(&cbd.conn_refused, __ATOMIC_RELAXED);
-                if (refused != refused_said) {
+                uint64_t full = __atomic_load_n(&cbd.conn_refused_full, __ATOMIC_RELAXED);
+                if (refused - full != refused_said - full_said)
                         say_warn("refused %" PRIu64 " connection(s) over the limit of %d per uid (last: uid %u)",
-                            refused - refused_said, CB_CONN_PER_UID,
+                            (refused - full) - (refused_said - full_said), CB_CONN_PER_UID,
                             (unsigned)__atomic_load_n(&cbd.conn_refused_uid, __ATOMIC_RELAXED));
-                        refused_said = refused;
-                }
+                if (full != full_said)
+                        say_warn("refused %" PRIu64 " connection(s) over a socket's limit of %d connections",
+                            full - full_said, CB_CONN_MAX);
+                refused_said = refused;
+                full_said = full;
         }
         status = 0;
 out:
