@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
 # What `meson install` delivers, staged with --destdir: the file list, the
-# man pages rendered without a single groff/man warning, the unit through
+# example policy as /etc/credbroker/policy.json (never over an existing
+# one), the man pages rendered without a single groff/man warning, the unit through
 # `systemd-analyze verify` and `security --offline` (exposure at most 2.0),
 # the example policy accepted by the daemon, the CLI's version, -h on every
 # verb, and the bash completion's verb list.  Tools that are absent
@@ -30,6 +31,20 @@ for f in sbin/credbrokerd bin/credbroker include/credbroker.h lib/systemd/system
         [ -e "$R/$f" ] && ok "installed $f" || bad "not installed: $f"
 done
 [ -e "$T/d/etc/logrotate.d/credbroker" ] && ok "installed /etc/logrotate.d/credbroker" || bad "no logrotate snippet"
+# The example policy where the daemon and the unit read it, listed by
+# meson install, 0644 (the daemon refuses a policy others may write); a
+# second install keeps a policy already there.
+P=$T/d/etc/credbroker/policy.json
+cmp -s "$P" "$SRC/examples/policy.json" && [ "$(stat -c %a "$P")" = 644 ] &&
+        grep -q "Installing .*examples/policy.json to $P" "$T/install.log" &&
+        ok "installed /etc/credbroker/policy.json (the example, 0644, listed)" ||
+        bad "example policy at /etc/credbroker/policy.json: $(ls -l "$P" 2>&1; grep -i policy "$T/install.log")"
+printf '{"admins":{"uids":[0]}}' >"$P"
+DESTDIR= meson install -C "$BUILD" --destdir "$T/d" --no-rebuild >"$T/install2.log" 2>&1 ||
+        bad "second meson install: $(tail -n 5 "$T/install2.log")"
+[ "$(cat "$P")" = '{"admins":{"uids":[0]}}' ] && grep -q "Keeping $P" "$T/install2.log" &&
+        ok "a second install keeps the policy that is there (and says so)" ||
+        bad "a reinstall replaced /etc/credbroker/policy.json: $(head -c 200 "$P")"
 [ -n "$(find "$R/lib" -name libcredbroker.so.0.1.0)" ] &&
         ok "installed libcredbroker" || bad "no libcredbroker"
 [ -n "$(find "$R/lib" -name credbroker.pc)" ] &&
