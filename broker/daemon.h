@@ -42,6 +42,8 @@ typedef struct daemon_state {
         uint64_t conn_refused_full; /* of which over a socket's CB_CONN_MAX (atomic) */
         uid_t conn_refused_uid;   /* the last uid refused over CB_CONN_PER_UID (atomic) */
         uint64_t started;
+        uint32_t default_ttl;     /* --default-ttl: a token's lifetime when its request names none,
+                                   * and the cap under a grant without max_ttl (CB_TTL_DEFAULT) */
         struct MHD_Daemon *tool_mhd, *admin_mhd;
         struct MHD_Daemon *tcp_mhd[64];         /* one per proxy loop (--threads), which runs it */
 } daemon_state;

@@ -42,7 +42,7 @@
 #include "rotate.h"
 #include "wipe_heap.h"
 
-daemon_state cbd = { .lock = PTHREAD_MUTEX_INITIALIZER, .audit_fd = -1 };
+daemon_state cbd = { .lock = PTHREAD_MUTEX_INITIALIZER, .audit_fd = -1, .default_ttl = CB_TTL_DEFAULT };
 
 #define DEFAULT_STATE_DIR "/var/lib/credbroker"
 #define DEFAULT_RUN_DIR "/run/credbroker"
@@ -206,6 +206,7 @@ static void usage(FILE *f) {
               "                   [--refusals-recorded N]\n"
               "                   [--tombstone-bytes N]\n"
               "                   [--listen-tcp 127.0.0.1:PORT] [--approval-timeout SECONDS]\n"
+              "                   [--default-ttl SECONDS]\n"
               "                   [--tpm2-tcti STRING] [--provision-dir DIR] [--rotate-hook-dir DIR]\n"
               "       credbrokerd --check-policy FILE\n"
               "       credbrokerd --version\n\n"
@@ -234,6 +235,9 @@ static void usage(FILE *f) {
               "            callers are known by uid only (sock_diag), so only uid-bound tokens work)\n"
               "          --approval-timeout 120 (seconds a token request under an \"approval\" grant\n"
               "            waits for 'credbroker approve' before it is denied; 1-86400)\n"
+              "          --default-ttl 300 (a token's lifetime when its request names none, and the cap\n"
+              "            of a grant without max_ttl; a session token, credbroker exec --proxy's, lives\n"
+              "            under such a grant as long as its exec, at most 86400 s; 1-86400)\n"
               "          --tpm2-tcti device:/dev/tpmrm0 (the TPM for --unlock tpm2 / tpm2+keyfile:PATH;\n"
               "            e.g. swtpm:host=127.0.0.1,port=2321)\n"
               "          --provision-dir: none (DIR of cbseal1 blobs named NAME or NAME.cbseal, imported\n"
@@ -265,6 +269,7 @@ int main(int argc, char **argv) {
                 { "max-tokens", required_argument, NULL, 'M' },  { "max-tokens-per-uid", required_argument, NULL, 'm' },
                 { "refusals-recorded", required_argument, NULL, 'Q' },
                 { "tombstone-bytes", required_argument, NULL, 'B' },
+                { "default-ttl", required_argument, NULL, 'L' },
                 { "help", no_argument, NULL, 'h' },               { "version", no_argument, NULL, 'v' },
                 {},
         };
@@ -373,6 +378,16 @@ int main(int argc, char **argv) {
                                 return 2;
                         }
                         approval_timeout = (uint32_t)v;
+                        break;
+                }
+                case 'L': {
+                        unsigned long v;
+                        if (alert_parse_seconds(optarg, CB_TTL_MAX, &v) < 0 || v < 1) {
+                                say_err("--default-ttl: '%s' is not a duration (seconds, or 90s/5m/1h/1d) from 1 "
+                                        "to %d s", optarg, CB_TTL_MAX);
+                                return 2;
+                        }
+                        cbd.default_ttl = (uint32_t)v;
                         break;
                 }
                 case 'X': tpm2_tcti = optarg; break;

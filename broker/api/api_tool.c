@@ -135,9 +135,14 @@ static int route_token(request *rq) {
                 ret = reply_error(rq, 404, "not_found", "no secret named '%s'", secret);
                 goto out;
         }
-        ttl = ttl_j ? (uint32_t)json_integer_value(ttl_j) : CB_TTL_DEFAULT;
-        if (ttl > g->max_ttl)
-                ttl = g->max_ttl; /* capped by the grant; the reply says what was given */
+        /* The cap: the grant's max_ttl; without one, --default-ttl — except
+         * for a session token (exec --proxy), which dies with its process
+         * anyway: it lives as long as that process, at most CB_TTL_MAX, so
+         * an SDK that reads its key once is not cut off mid-session. */
+        uint32_t cap = g->max_ttl_set ? g->max_ttl : bind == CB_BIND_SESSION ? CB_TTL_MAX : cbd.default_ttl;
+        ttl = ttl_j ? (uint32_t)json_integer_value(ttl_j) : cbd.default_ttl;
+        if (ttl > cap)
+                ttl = cap; /* the reply says what was given */
         if (g->approval) { /* held until an operator decides (api_approval.c) */
                 ret = approval_hold(rq, client, use, ttl, (int)bind);
                 goto out;
