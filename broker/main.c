@@ -679,7 +679,7 @@ int main(int argc, char **argv) {
         uint64_t refused_said = 0, full_said = 0;
         /* The watchdog is pinged at half its interval (sd_watchdog_enabled(3));
          * the housekeeping tick is 1 s, shorter when that is shorter. */
-        uint64_t ping_every = watchdog_usec / 2, next_ping = 0;
+        uint64_t ping_every = watchdog_usec / 2 < 50000 ? 50000 : watchdog_usec / 2, next_ping = 0; /* never a spin */
         for (;;) {
                 struct timespec tick = { 1, 0 };
                 uint64_t now = mono_usec();
