@@ -857,9 +857,9 @@ static void caps_put(conn_caps *c, uid_t uid, int kind) {
                         if (kind == CTX_COUNTED && c->u[i].n > 0) {
                                 c->u[i].n--;
                                 c->total--;
-                        }
-                        else if (kind == CTX_REFUSED && c->u[i].refused > 0)
+                        } else if (kind == CTX_REFUSED && c->u[i].refused > 0) {
                                 c->u[i].refused--;
+                        }
                         if (c->u[i].n == 0 && c->u[i].refused == 0)
                                 c->u[i] = c->u[--c->n];
                         break;
