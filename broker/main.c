@@ -677,18 +677,18 @@ int main(int argc, char **argv) {
             cb_policy_n_clients(cbd.policy), cb_policy_n_grants(cbd.policy));
         (void)sd_notifyf(0, "READY=1\nSTATUS=serving %zu secrets", cb_store_count(cbd.store));
         uint64_t refused_said = 0, full_said = 0;
-        /* The watchdog is pinged at half its interval (sd_watchdog_enabled(3));
-         * the housekeeping tick is 1 s, shorter when that is shorter. */
-        uint64_t ping_every = watchdog_usec / 2 < 50000 ? 50000 : watchdog_usec / 2, next_ping = 0; /* never a spin */
+        /* Housekeeping (sweeps, trims, reports) once a second and on a
+         * signal; the watchdog is pinged at half its interval
+         * (sd_watchdog_enabled(3)), on its own schedule, which may be
+         * shorter (never under 50 ms: no spin). */
+        uint64_t ping_every = watchdog_usec / 2 < 50000 ? 50000 : watchdog_usec / 2, next_ping = 0;
+        uint64_t next_house = mono_usec() + 1000000;
         for (;;) {
-                struct timespec tick = { 1, 0 };
-                uint64_t now = mono_usec();
-
-                if (watchdog_usec && next_ping > now && next_ping - now < 1000000)
-                        tick = (struct timespec){ 0, (long)(next_ping - now) * 1000 };
-                else if (watchdog_usec && next_ping <= now)
-                        tick = (struct timespec){ 0, 0 };
+                uint64_t now = mono_usec(), due = watchdog_usec && next_ping < next_house ? next_ping : next_house;
+                uint64_t wait = due > now ? due - now : 0;
+                struct timespec tick = { (time_t)(wait / 1000000), (long)(wait % 1000000) * 1000 };
                 int sig = sigtimedwait(&sigs, NULL, &tick);
+                bool house;
 
                 if (sig == SIGTERM || sig == SIGINT) {
                         say("%s: stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
@@ -720,11 +720,18 @@ int main(int argc, char **argv) {
                         (void)sd_notifyf(0, "READY=1\nSTATUS=serving %zu secrets%s", cb_store_count(cbd.store),
                                          reloaded ? "" : " (the last policy reload was refused)");
                 }
-                cb_tokens_sweep(cbd.tokens, (uint64_t)time(NULL));
-                approval_sweep();
-                rotate_sweep((uint64_t)time(NULL));
-                scanner_sweep();
+                now = mono_usec();
+                house = sig > 0 || now >= next_house;
+                if (house) {
+                        cb_tokens_sweep(cbd.tokens, (uint64_t)time(NULL));
+                        approval_sweep();
+                        rotate_sweep((uint64_t)time(NULL));
+                        scanner_sweep();
+                }
                 pthread_mutex_unlock(&cbd.lock);
+                if (!house)
+                        continue; /* only the watchdog was due */
+                next_house = now + 1000000;
                 memtrim_tick();
                 uint64_t refused = __atomic_load_n(&cbd.conn_refused, __ATOMIC_RELAXED);
                 uint64_t full = __atomic_load_n(&cbd.conn_refused_full, __ATOMIC_RELAXED);

@@ -53,7 +53,7 @@ grep -q '^READY=1|STATUS=serving 0 secrets$' "$T/notes" && ok "STATUS= with READ
 [ -S "$T/run/admin.sock" ] && ok "the sockets exist when READY=1 arrives" || bad "READY before the sockets"
 sleep 2.2
 n=$(grep -c '^WATCHDOG=1$' "$T/notes")
-[ "$n" -ge 3 ] && ok "WATCHDOG=1 every 0.75 s ($n in about 2.2 s)" || bad "watchdog: $n pings"
+[ "$n" -ge 2 ] && ok "WATCHDOG=1 pings ($n in about 2.2 s)" || bad "watchdog: $n pings"
 kill -HUP $PID
 waitfor 'RELOADING=1' && sleep 0.3 && [ "$(grep -c '^READY=1' "$T/notes")" -ge 2 ] &&
         ok "SIGHUP: RELOADING=1, then READY=1" || bad "reload notifications: $(tr '\n' ' ' <"$T/notes")"
@@ -73,8 +73,9 @@ bl=$(log_lines_bad "$T/err" "$T/bad.err")
 
 # Half the interval systemd asked for: 1 s gives a ping every 0.5 s (a
 # 1-s housekeeping tick alone would let a 1-s watchdog expire), 3 s every
-# 1.5 s (not every tick).  Wide margins for a loaded machine.
-for w in 1000000:0.3:0.8:2.5 3000000:1.3:2.4:4.7; do
+# 1.5 s (not every tick).  The median gap, so that a loaded machine's
+# occasional stall does not decide.
+for w in 1000000:0.35:0.75:3.2 3000000:1.3:1.9:6.5; do
         IFS=: read -r usec lo hi secs <<<"$w"
         rm -f "$T/notify.sock"
         listen "$T/notify.sock"
@@ -84,9 +85,10 @@ for w in 1000000:0.3:0.8:2.5 3000000:1.3:2.4:4.7; do
         kill $PID; wait $PID; PID=''
         kill $LPID; wait $LPID 2>/dev/null; LPID=''
         g=$(gaps | tr '\n' ' ')
-        [ -n "$g" ] && awk -v lo="$lo" -v hi="$hi" '{ for (i = 1; i <= NF; i++) if ($i < lo || $i > hi) exit 1 }' <<<"$g" &&
-                ok "WATCHDOG_USEC=$usec: pings every half interval (gaps: $g s)" ||
-                bad "WATCHDOG_USEC=$usec: gaps between pings '$g' s, not within $lo..$hi"
+        med=$(gaps | sort -n | awk '{ v[NR] = $1 } END { if (NR >= 3) print v[int((NR + 1) / 2)] }')
+        [ -n "$med" ] && awk -v m="$med" -v lo="$lo" -v hi="$hi" 'BEGIN { exit !(m >= lo && m <= hi) }' &&
+                ok "WATCHDOG_USEC=$usec: pings every half interval (median gap $med s of: $g)" ||
+                bad "WATCHDOG_USEC=$usec: median gap between pings '${med:-none}' s (of: $g), not within $lo..$hi"
 done
 
 # An abstract socket; WATCHDOG_PID of another process: no watchdog.
