@@ -1,20 +1,13 @@
 #!/bin/sh
 # SPDX-License-Identifier: Apache-2.0
-# meson install: the example policy as /etc/credbroker/policy.json, where
-# credbrokerd and the unit read it whatever the prefix (like the logrotate
-# snippet), in $DESTDIR when staging.  Only when there is none: a reinstall
-# or an upgrade never replaces the policy an operator wrote (meson's
-# install_data would).  The same file is always installed under
-# share/doc/credbroker/examples/; docs/policy.md explains each line.
+# meson install: /etc/credbroker/policy.json from the example meson has just
+# installed beside it (policy.json.example), in $DESTDIR when staging; only
+# when there is no policy.json: a reinstall or an upgrade never replaces
+# the policy an operator wrote (install_data would).  /etc whatever the
+# prefix: the daemon and the unit read /etc/credbroker/policy.json.
+# (meson 1.0 shows an install script's output only when it fails.)
 set -eu
-src=$1
 dir=${DESTDIR:-}/etc/credbroker
-dst=$dir/policy.json
-if [ -e "$dst" ] || [ -L "$dst" ]; then
-        echo "Keeping $dst (the example policy is not installed over an existing one)"
-        exit 0
-fi
-mkdir -p "$dir"
+[ -e "$dir/policy.json" ] || [ -L "$dir/policy.json" ] && exit 0
 # A policy others may write is refused by the daemon: 0644, whatever the umask.
-install -m 0644 "$src" "$dst"
-echo "Installing $src to $dst"
+install -m 0644 "$dir/policy.json.example" "$dir/policy.json"
