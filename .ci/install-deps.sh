@@ -31,6 +31,7 @@ CB_DEPS=(
   libjansson-dev      # broker/ and client/: policy and API JSON
   libmicrohttpd-dev   # broker/: HTTP/1.1 server on the Unix sockets
   libcurl4-openssl-dev # client/: libcredbroker's HTTP over the Unix socket; broker/: the proxy's upstream
+  libsystemd-dev      # broker/: sd_notify(3) for Type=notify readiness, status and the watchdog
   openssl             # tests/integration/test-proxy.sh and make demo: a test CA and certificates
   curl                # tests/integration/test-daemon.sh: a second real client executable
   python3             # tests: Debian's interpreter (runnable by other uids), a third client executable

@@ -22,6 +22,7 @@
 #define CB_CONN_MAX 4096            /* connections per socket */
 #define CB_CONN_PER_UID 128         /* of which one uid may hold */
 #define CB_CONN_REFUSED_PER_UID 16  /* and over that, answered 429 (see server.c) */
+#define CB_CONN_SPARE 256           /* connections past CB_CONN_MAX taken only to be refused (503) */
 
 struct MHD_Daemon;
 struct MHD_Connection;
@@ -37,9 +38,12 @@ typedef struct daemon_state {
         const char *policy_path;
         const char *run_dir;
         int audit_fd;
-        uint64_t conn_refused;    /* connections refused over CB_CONN_PER_UID (atomic) */
-        uid_t conn_refused_uid;   /* the last uid refused (atomic) */
+        uint64_t conn_refused;    /* connections refused, for either cap below (atomic) */
+        uint64_t conn_refused_full; /* of which over a socket's CB_CONN_MAX (atomic) */
+        uid_t conn_refused_uid;   /* the last uid refused over CB_CONN_PER_UID (atomic) */
         uint64_t started;
+        uint32_t default_ttl;     /* --default-ttl: a token's lifetime when its request names none,
+                                   * and the cap under a grant without max_ttl (CB_TTL_DEFAULT) */
         struct MHD_Daemon *tool_mhd, *admin_mhd;
         struct MHD_Daemon *tcp_mhd[64];         /* one per proxy loop (--threads), which runs it */
 } daemon_state;

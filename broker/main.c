@@ -26,6 +26,7 @@
 #include <unistd.h>
 
 #include <sodium.h>
+#include <systemd/sd-daemon.h>
 
 #include "approval.h"
 #include "alert.h"
@@ -38,11 +39,10 @@
 #include "memtrim.h"
 #include "provision_dir.h"
 #include "log.h"
-#include "sdnotify.h"
 #include "rotate.h"
 #include "wipe_heap.h"
 
-daemon_state cbd = { .lock = PTHREAD_MUTEX_INITIALIZER, .audit_fd = -1 };
+daemon_state cbd = { .lock = PTHREAD_MUTEX_INITIALIZER, .audit_fd = -1, .default_ttl = CB_TTL_DEFAULT };
 
 #define DEFAULT_STATE_DIR "/var/lib/credbroker"
 #define DEFAULT_RUN_DIR "/run/credbroker"
@@ -98,6 +98,13 @@ static void warn_replaceable_exes(const cb_policy *p, bool print) {
                                  "replaces it is served as %s; make it root-owned or pin exe_sha256",
                                  name, res, why, name);
         }
+}
+
+static uint64_t mono_usec(void) {
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
 /* jansson's strings may hold a value on its way out: wipe on free. */
@@ -246,6 +253,7 @@ static void usage(FILE *f) {
               "                   [--refusals-recorded N]\n"
               "                   [--tombstone-bytes N]\n"
               "                   [--listen-tcp 127.0.0.1:PORT] [--approval-timeout SECONDS]\n"
+              "                   [--default-ttl SECONDS]\n"
               "                   [--tpm2-tcti STRING] [--provision-dir DIR] [--rotate-hook-dir DIR]\n"
               "       credbrokerd --check-policy FILE\n"
               "       credbrokerd --version\n\n"
@@ -274,6 +282,9 @@ static void usage(FILE *f) {
               "            callers are known by uid only (sock_diag), so only uid-bound tokens work)\n"
               "          --approval-timeout 120 (seconds a token request under an \"approval\" grant\n"
               "            waits for 'credbroker approve' before it is denied; 1-86400)\n"
+              "          --default-ttl 300 (a token's lifetime when its request names none, and the cap\n"
+              "            of a grant without max_ttl; a session token, credbroker exec --proxy's, lives\n"
+              "            under such a grant as long as its exec, at most 86400 s; 1-86400)\n"
               "          --tpm2-tcti device:/dev/tpmrm0 (the TPM for --unlock tpm2 / tpm2+keyfile:PATH;\n"
               "            e.g. swtpm:host=127.0.0.1,port=2321)\n"
               "          --provision-dir: none (DIR of cbseal1 blobs named NAME or NAME.cbseal, imported\n"
@@ -305,6 +316,7 @@ int main(int argc, char **argv) {
                 { "max-tokens", required_argument, NULL, 'M' },  { "max-tokens-per-uid", required_argument, NULL, 'm' },
                 { "refusals-recorded", required_argument, NULL, 'Q' },
                 { "tombstone-bytes", required_argument, NULL, 'B' },
+                { "default-ttl", required_argument, NULL, 'L' },
                 { "help", no_argument, NULL, 'h' },               { "version", no_argument, NULL, 'v' },
                 {},
         };
@@ -332,7 +344,14 @@ int main(int argc, char **argv) {
         cbd.policy_path = DEFAULT_POLICY;
         cbd.run_dir = DEFAULT_RUN_DIR;
         cb_log_init();
-        (void)cb_sdnotify_init();
+        /* systemd (Type=notify, WatchdogSec=): readiness, status and the
+         * watchdog through libsystemd's sd_notify(3).  $WATCHDOG_USEC and
+         * $WATCHDOG_PID are read once here and unset; $NOTIFY_SOCKET stays
+         * for sd_notify (the one program we start, the rotation hook, gets
+         * a minimal environment, so it cannot notify in our name). */
+        uint64_t watchdog_usec = 0;
+        if (sd_watchdog_enabled(1, &watchdog_usec) <= 0)
+                watchdog_usec = 0;
         opterr = 0; /* our own stamped line instead of getopt's */
         while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
                 switch (c) {
@@ -407,6 +426,16 @@ int main(int argc, char **argv) {
                                 return 2;
                         }
                         approval_timeout = (uint32_t)v;
+                        break;
+                }
+                case 'L': {
+                        unsigned long v;
+                        if (alert_parse_seconds(optarg, CB_TTL_MAX, &v) < 0 || v < 1) {
+                                say_err("--default-ttl: '%s' is not a duration (seconds, or 90s/5m/1h/1d) from 1 "
+                                        "to %d s", optarg, CB_TTL_MAX);
+                                return 2;
+                        }
+                        cbd.default_ttl = (uint32_t)v;
                         break;
                 }
                 case 'X': tpm2_tcti = optarg; break;
@@ -526,7 +555,8 @@ int main(int argc, char **argv) {
          * and pidfd) on two sockets, and one per process-bound token. */
         struct rlimit nofile;
         size_t bound_max = 64;
-        const rlim_t reserve = 4 * CB_CONN_MAX + 256 + CB_APPROVALS_MAX; /* approvals hold a pidfd each */
+        const rlim_t reserve = 4 * CB_CONN_MAX + 3 * CB_CONN_SPARE + 256 +
+                               CB_APPROVALS_MAX; /* approvals hold a pidfd each */
         if (getrlimit(RLIMIT_NOFILE, &nofile) == 0) {
                 if (nofile.rlim_cur < nofile.rlim_max) {
                         nofile.rlim_cur = nofile.rlim_max;
@@ -694,27 +724,39 @@ int main(int argc, char **argv) {
         say("serving %zu secrets on %s and %s%s%s (policy %s: %zu clients, %zu grants)", cb_store_count(cbd.store),
             tool_path, admin_path, tcp_fd >= 0 ? " and tcp " : "", tcp_desc, cbd.policy_path,
             cb_policy_n_clients(cbd.policy), cb_policy_n_grants(cbd.policy));
-        (void)cb_sdnotify("READY=1\nSTATUS=serving");
-        uint64_t refused_said = 0;
+        (void)sd_notifyf(0, "READY=1\nSTATUS=serving %zu secrets", cb_store_count(cbd.store));
+        uint64_t refused_said = 0, full_said = 0;
+        /* Housekeeping (sweeps, trims, reports) once a second and on a
+         * signal; the watchdog is pinged at half its interval
+         * (sd_watchdog_enabled(3)), on its own schedule, which may be
+         * shorter (never under 50 ms: no spin). */
+        uint64_t ping_every = watchdog_usec / 2 < 50000 ? 50000 : watchdog_usec / 2, next_ping = 0;
+        uint64_t next_house = mono_usec() + 1000000;
         for (;;) {
-                struct timespec tick = { 1, 0 };
+                uint64_t now = mono_usec(), due = watchdog_usec && next_ping < next_house ? next_ping : next_house;
+                uint64_t wait = due > now ? due - now : 0;
+                struct timespec tick = { (time_t)(wait / 1000000), (long)(wait % 1000000) * 1000 };
                 int sig = sigtimedwait(&sigs, NULL, &tick);
+                bool house;
 
                 if (sig == SIGTERM || sig == SIGINT) {
                         say("%s: stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
-                        (void)cb_sdnotify("STOPPING=1");
+                        (void)sd_notify(0, "STOPPING=1\nSTATUS=stopping");
                         break;
                 }
                 pthread_mutex_lock(&cbd.lock);
                 /* The watchdog is fed from here, after taking the lock every
                  * request shares: a handler stuck under it starves the
                  * watchdog and systemd restarts us (WatchdogSec=). */
-                if (cb_sdnotify_watchdog_usec())
-                        (void)cb_sdnotify("WATCHDOG=1");
+                if (watchdog_usec && (now = mono_usec()) >= next_ping) {
+                        (void)sd_notify(0, "WATCHDOG=1");
+                        next_ping = now + ping_every;
+                }
                 if (sig == SIGHUP) {
                         char err[512];
-                        (void)cb_sdnotify("RELOADING=1"); /* systemctl reload waits for READY=1 */
-                        if (policy_reload(err, sizeof(err)) < 0)
+                        bool reloaded;
+                        (void)sd_notify(0, "RELOADING=1"); /* systemctl reload waits for READY=1 */
+                        if (!(reloaded = policy_reload(err, sizeof(err)) >= 0))
                                 say_warn("SIGHUP: policy NOT reloaded, the old one stays in force: %s", err);
                         else
                                 say("SIGHUP: policy reloaded: %zu clients, %zu grants",
@@ -724,21 +766,33 @@ int main(int argc, char **argv) {
                                     cb_error_last());
                         if (provision_dir)
                                 provision_dir_scan(cbd.store, provision_dir, "SIGHUP");
-                        (void)cb_sdnotify("READY=1");
+                        (void)sd_notifyf(0, "READY=1\nSTATUS=serving %zu secrets%s", cb_store_count(cbd.store),
+                                         reloaded ? "" : " (the last policy reload was refused)");
                 }
-                cb_tokens_sweep(cbd.tokens, (uint64_t)time(NULL));
-                approval_sweep();
-                rotate_sweep((uint64_t)time(NULL));
-                scanner_sweep();
+                now = mono_usec();
+                house = sig > 0 || now >= next_house;
+                if (house) {
+                        cb_tokens_sweep(cbd.tokens, (uint64_t)time(NULL));
+                        approval_sweep();
+                        rotate_sweep((uint64_t)time(NULL));
+                        scanner_sweep();
+                }
                 pthread_mutex_unlock(&cbd.lock);
+                if (!house)
+                        continue; /* only the watchdog was due */
+                next_house = now + 1000000;
                 memtrim_tick();
                 uint64_t refused = __atomic_load_n(&cbd.conn_refused, __ATOMIC_RELAXED);
-                if (refused != refused_said) {
+                uint64_t full = __atomic_load_n(&cbd.conn_refused_full, __ATOMIC_RELAXED);
+                if (refused - full != refused_said - full_said)
                         say_warn("refused %" PRIu64 " connection(s) over the limit of %d per uid (last: uid %u)",
-                            refused - refused_said, CB_CONN_PER_UID,
+                            (refused - full) - (refused_said - full_said), CB_CONN_PER_UID,
                             (unsigned)__atomic_load_n(&cbd.conn_refused_uid, __ATOMIC_RELAXED));
-                        refused_said = refused;
-                }
+                if (full != full_said)
+                        say_warn("refused %" PRIu64 " connection(s) over a socket's limit of %d connections",
+                            full - full_said, CB_CONN_MAX);
+                refused_said = refused;
+                full_said = full;
         }
         status = 0;
 out:

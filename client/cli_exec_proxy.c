@@ -8,8 +8,11 @@
  * asked for with the longest lifetime the grant allows (max_ttl, at most
  * 86400 s: SDKs read their key once and cannot renew it), and also revoked
  * through POST /v1/revoke when the command exits.  So it lives as long as
- * exec, but never past max_ttl (the operator's cap; 300 s when the grant
- * sets none, which exec points out on stderr).
+ * exec, but never past the grant's max_ttl when the grant sets one (the
+ * operator's cap, which exec points out on stderr when it is 300 s or
+ * less); under a grant without max_ttl, as long as exec, at most 86400 s.
+ * (The uid-bound fallback, which does not die with exec, gets the daemon's
+ * --default-ttl there.)
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -32,7 +35,7 @@
 #include "tcpdiag.h" /* broker/: the owner of a loopback TCP peer socket */
 
 #define PROXY_TTL_ASK 86400 /* the broker cuts it to the grant's max_ttl */
-#define PROXY_TTL_NOTICE 300 /* the default max_ttl (policy.h CB_TTL_DEFAULT) or less */
+#define PROXY_TTL_NOTICE 300 /* a max_ttl this short or shorter is pointed out */
 
 int cli_proxy_parse(struct cli_proxy *p, const char *arg) {
         const char *eq = strchr(arg, '='), *kind = eq ? eq + 1 : "openai";
@@ -217,13 +220,14 @@ int cli_proxy_mint(struct cli_proxy *p, size_t n, cb_client *c, const char *url)
                         return -cli_fail(-ENOMEM, "out of memory");
                 p[i].expires = expires;
                 /* The grant's max_ttl caps the token (the operator's limit,
-                 * not overridden here); a grant that sets none gives the
-                 * default 300 s, which an agent session easily outlives:
-                 * say so before the command starts, not at its first 401. */
+                 * not overridden here): a short one an agent session easily
+                 * outlives is said before the command starts, not at its
+                 * first 401. */
                 if (expires && expires <= PROXY_TTL_NOTICE)
                         fprintf(stderr, "credbroker: exec --proxy %s: its token expires in %u s (the grant's max_ttl); "
-                                "a command still running then gets 401 expired: set max_ttl on the grant to the "
-                                "longest session (at most 86400)\n", p[i].secret, expires);
+                                "a command still running then gets 401 expired: raise the grant's max_ttl to the "
+                                "longest session, or drop it (the token then lives as long as exec, at most "
+                                "86400 s)\n", p[i].secret, expires);
         }
         return 0;
 }

@@ -95,7 +95,7 @@ if [ "$(id -u)" = 0 ]; then
                 "$tmp/bin/credbroker" exec --env API_KEY=demo-api-key -- true || echo "exit code: $?"
         step "8. ...and so is another executable under the tool's own uid (curl, not the pinned CLI)"
         setpriv --reuid "$tool_uid" --regid "$tool_uid" --clear-groups \
-                curl -s --unix-socket "$CREDBROKER_SOCKET" -X POST -d '{"secret":"demo-api-key"}' http://x/v1/token
+                curl -s --unix-socket "$CREDBROKER_SOCKET" -X POST -d '{"secret":"demo-api-key","use":"redeem"}' http://x/v1/token
         echo
 else
         step "7. (skipped: switching to another uid needs root)"

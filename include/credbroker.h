@@ -78,7 +78,8 @@ CB_EXPORT const char *cb_client_socket(const cb_client *c);
  * next call on the handle. */
 CB_EXPORT const char *cb_client_error(const cb_client *c);
 
-/* Ask for a token for secret.  use: "proxy" or "redeem".  ttl: seconds,
+/* Ask for a token for secret.  use: "proxy" or "redeem" (NULL: the broker's
+ * default, "proxy", which never reveals the value).  ttl: seconds,
  * 0 for the broker's default (capped by the grant).  *ret_token is a
  * malloc'd string the caller must release with cb_token_free (it wipes);
  * ret_accessor (may be NULL) likewise with free(). */

@@ -63,7 +63,9 @@ static int route_token(request *rq) {
         ttl_j = json_object_get(o, "ttl");
         bind_j = json_object_get(o, "bind_process");
         json_t *bind_s = json_object_get(o, "bind");
-        use = use_s ? use_bit(use_s) : CB_USE_REDEEM;
+        /* No "use": proxy, the use that never reveals the value (the CLI's
+         * default too); a value is handed out only to who asks "redeem". */
+        use = use_s ? use_bit(use_s) : CB_USE_PROXY;
         if (!secret || cb_name_check(secret) < 0) {
                 ret = reply_error(rq, 400, "bad_request", "'secret' must be a valid secret name");
                 goto out;
@@ -113,7 +115,7 @@ static int route_token(request *rq) {
         g = cb_policy_find_grant(cbd.policy, &rq->peer, secret, use, &client);
         if (!g) {
                 ret = reply_error(rq, 403, "forbidden", "no grant lets uid %u (%s) use '%s' for %s",
-                                  (unsigned)rq->peer.uid, rq->peer.exe_path, secret, use_s ? use_s : "redeem");
+                                  (unsigned)rq->peer.uid, rq->peer.exe_path, secret, use_s ? use_s : "proxy");
                 goto out;
         }
         snprintf(rq->client, sizeof(rq->client), "%s", client);
@@ -133,9 +135,14 @@ static int route_token(request *rq) {
                 ret = reply_error(rq, 404, "not_found", "no secret named '%s'", secret);
                 goto out;
         }
-        ttl = ttl_j ? (uint32_t)json_integer_value(ttl_j) : CB_TTL_DEFAULT;
-        if (ttl > g->max_ttl)
-                ttl = g->max_ttl; /* capped by the grant; the reply says what was given */
+        /* The cap: the grant's max_ttl; without one, --default-ttl — except
+         * for a session token (exec --proxy), which dies with its process
+         * anyway: it lives as long as that process, at most CB_TTL_MAX, so
+         * an SDK that reads its key once is not cut off mid-session. */
+        uint32_t cap = g->max_ttl_set ? g->max_ttl : bind == CB_BIND_SESSION ? CB_TTL_MAX : cbd.default_ttl;
+        ttl = ttl_j ? (uint32_t)json_integer_value(ttl_j) : cbd.default_ttl;
+        if (ttl > cap)
+                ttl = cap; /* the reply says what was given */
         if (g->approval) { /* held until an operator decides (api_approval.c) */
                 ret = approval_hold(rq, client, use, ttl, (int)bind);
                 goto out;

@@ -175,7 +175,8 @@ char *metrics_render(const metrics_gauges *g, size_t *ret_len) {
               g->store_generation);
         gauge(&t, "credbroker_approvals_pending", "Token requests held for an operator's decision.",
               g->approvals_pending);
-        put(&t, "# HELP credbroker_connections_refused_total Connections refused over the per-uid limit.\n"
+        put(&t, "# HELP credbroker_connections_refused_total Connections refused: over the per-uid limit (429) "
+                "or a socket's limit (503).\n"
                 "# TYPE credbroker_connections_refused_total counter\ncredbroker_connections_refused_total %" PRIu64
                 "\n", g->connections_refused);
         pthread_mutex_lock(&m.lock);

@@ -50,7 +50,7 @@ static void wipe_free(void *p, size_t n) {
 /* A connection's socket_context, set up in conn_notify() at accept and
  * freed when MHD closes the connection; NULL when the caller's credentials
  * could not be read (its requests are refused as not identified). */
-enum { CTX_COUNTED = 0, CTX_REFUSED = 1, CTX_DROPPED = 2 };
+enum { CTX_COUNTED = 0, CTX_REFUSED = 1, CTX_DROPPED = 2, CTX_FULL = 3 };
 typedef struct conn_ctx {
         struct ucred cred; /* SO_PEERCRED (fixed at connect()); over TCP the uid
                             * from sock_diag only, pid 0, gid -1 */
@@ -507,7 +507,7 @@ static enum MHD_Result handle_inner(void *cls, struct MHD_Connection *conn, cons
         if (!rq || !rq->started) {
                 const conn_ctx *cc = conn_ctx_of(conn);
                 if (cc && cc->kind != CTX_COUNTED)
-                        return MHD_NO; /* answered 429 in conn_notify() */
+                        return MHD_NO; /* answered 429 or 503 in conn_notify() */
                 if (!rq && !(rq = calloc(1, sizeof(*rq))))
                         return MHD_NO;
                 rq->peer.pidfd = -1;
@@ -824,7 +824,16 @@ static enum MHD_Result dispatch(void *cls, struct MHD_Connection *conn, const ch
  * EOF; MHD drops the connection when the request comes in, or after 1 s
  * idle), any beyond that are shut down outright (the client sees the
  * connection closed).  A uid thus holds at most CB_CONN_PER_UID +
- * CB_CONN_REFUSED_PER_UID slots, however it trickles bytes. */
+ * CB_CONN_REFUSED_PER_UID slots, however it trickles bytes.
+ *
+ * A socket serves at most CB_CONN_MAX connections in all.  libmicrohttpd
+ * takes CB_CONN_SPARE more, so that a connection past the cap is seen
+ * here, answered 503 and half-closed like a refused one (CTX_FULL) — and
+ * counted, like the per-uid refusals — rather than left waiting unseen in
+ * the listen queue.
+ * (Past the spare too, e.g. while many refused connections are being
+ * closed, libmicrohttpd stops accepting for a moment: those wait, and are
+ * answered when taken.) */
 typedef struct conn_caps {
         pthread_mutex_t lock;
         struct {
@@ -832,13 +841,16 @@ typedef struct conn_caps {
                 unsigned n, refused;
         } u[CB_CONN_MAX];
         size_t n;
+        size_t total; /* CTX_COUNTED connections, at most CB_CONN_MAX */
 } conn_caps;
 
 static conn_caps tool_caps = { .lock = PTHREAD_MUTEX_INITIALIZER }, admin_caps = { .lock = PTHREAD_MUTEX_INITIALIZER },
                  tcp_caps = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
 /* Take a slot for a new connection of uid: CTX_COUNTED, CTX_REFUSED (over
- * the cap, still within the refused allowance) or CTX_DROPPED. */
+ * the uid's cap, still within the refused allowance), CTX_DROPPED (past
+ * that) or CTX_FULL (the socket holds CB_CONN_MAX; a uid over its own cap
+ * is told that instead). */
 static int caps_take(conn_caps *c, uid_t uid) {
         int kind = CTX_DROPPED;
         size_t i;
@@ -846,7 +858,13 @@ static int caps_take(conn_caps *c, uid_t uid) {
         pthread_mutex_lock(&c->lock);
         for (i = 0; i < c->n && c->u[i].uid != uid; i++)
                 ;
-        if (i == c->n && c->n < CB_CONN_MAX) { /* always room: MHD holds at most CB_CONN_MAX */
+        if ((i == c->n || c->u[i].n < CB_CONN_PER_UID) && c->total >= CB_CONN_MAX) {
+                kind = CTX_FULL;
+                goto out;
+        }
+        /* Always room: an entry has counted connections, and at most
+         * CB_CONN_MAX are counted. */
+        if (i == c->n && c->n < CB_CONN_MAX) {
                 c->u[i].uid = uid;
                 c->u[i].n = c->u[i].refused = 0;
                 c->n++;
@@ -854,12 +872,14 @@ static int caps_take(conn_caps *c, uid_t uid) {
         if (i < c->n) {
                 if (c->u[i].n < CB_CONN_PER_UID) {
                         c->u[i].n++;
+                        c->total++;
                         kind = CTX_COUNTED;
                 } else if (c->u[i].refused < CB_CONN_REFUSED_PER_UID) {
                         c->u[i].refused++;
                         kind = CTX_REFUSED;
                 }
         }
+out:
         pthread_mutex_unlock(&c->lock);
         return kind;
 }
@@ -868,10 +888,12 @@ static void caps_put(conn_caps *c, uid_t uid, int kind) {
         pthread_mutex_lock(&c->lock);
         for (size_t i = 0; i < c->n; i++)
                 if (c->u[i].uid == uid) {
-                        if (kind == CTX_COUNTED && c->u[i].n > 0)
+                        if (kind == CTX_COUNTED && c->u[i].n > 0) {
                                 c->u[i].n--;
-                        else if (kind == CTX_REFUSED && c->u[i].refused > 0)
+                                c->total--;
+                        } else if (kind == CTX_REFUSED && c->u[i].refused > 0) {
                                 c->u[i].refused--;
+                        }
                         if (c->u[i].n == 0 && c->u[i].refused == 0)
                                 c->u[i] = c->u[--c->n];
                         break;
@@ -879,18 +901,25 @@ static void caps_put(conn_caps *c, uid_t uid, int kind) {
         pthread_mutex_unlock(&c->lock);
 }
 
-/* Answer 429 before MHD reads a byte, then half-close (or, hard, close both
- * ways).  What the client already sent is drained first: closing a Unix
- * socket with unread data resets the connection, and the client would lose
- * the answer. */
-static void refuse_now(int fd, uid_t uid, bool hard) {
+/* Answer 429 (a uid over its cap) or 503 (the socket full) before MHD
+ * reads a byte, then half-close (or, hard, close both ways).  What the
+ * client already sent is drained first: closing a Unix socket with unread
+ * data resets the connection, and the client would lose the answer. */
+static void refuse_now(int fd, uid_t uid, bool hard, bool full) {
 #define BUSY_BODY "{\"error\":\"too_many_connections\",\"message\":\"uid %u holds %d connections, the most one uid may\"}"
+#define FULL_BODY "{\"error\":\"server_busy\",\"message\":\"the socket serves %d connections, the most it may; retry\"}"
         char busy[256], sink[4096];
-        int n = snprintf(busy, sizeof(busy),
-                         "HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\nConnection: close\r\n"
-                         "Content-Length: %d\r\n\r\n" BUSY_BODY,
-                         snprintf(NULL, 0, BUSY_BODY, (unsigned)uid, CB_CONN_PER_UID), (unsigned)uid, CB_CONN_PER_UID);
+        int n = full ? snprintf(busy, sizeof(busy),
+                                "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nConnection: close\r\n"
+                                "Retry-After: 1\r\nContent-Length: %d\r\n\r\n" FULL_BODY,
+                                snprintf(NULL, 0, FULL_BODY, CB_CONN_MAX), CB_CONN_MAX)
+                     : snprintf(busy, sizeof(busy),
+                                "HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\nConnection: close\r\n"
+                                "Content-Length: %d\r\n\r\n" BUSY_BODY,
+                                snprintf(NULL, 0, BUSY_BODY, (unsigned)uid, CB_CONN_PER_UID), (unsigned)uid,
+                                CB_CONN_PER_UID);
 #undef BUSY_BODY
+#undef FULL_BODY
 
         if (n > 0 && (size_t)n < sizeof(busy))
                 (void)send(fd, busy, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL);
@@ -962,12 +991,15 @@ static void conn_notify(void *cls, struct MHD_Connection *conn, void **socket_co
         *socket_context = cc;
         if (kind == CTX_COUNTED)
                 return;
-        refuse_now(ci->connect_fd, uc.uid, kind == CTX_DROPPED);
-        if (kind == CTX_REFUSED)
+        refuse_now(ci->connect_fd, uc.uid, kind == CTX_DROPPED, kind == CTX_FULL);
+        if (kind == CTX_REFUSED || kind == CTX_FULL) /* one of the spare slots, for 1 s at most */
                 (void)MHD_set_connection_option(conn, MHD_CONNECTION_OPTION_TIMEOUT, 1u);
         /* Counted, not reported one by one (a flood must not become a flood
          * of log lines): the main loop reports them once a second. */
-        __atomic_store_n(&cbd.conn_refused_uid, uc.uid, __ATOMIC_RELAXED);
+        if (kind == CTX_FULL)
+                __atomic_add_fetch(&cbd.conn_refused_full, 1, __ATOMIC_RELAXED);
+        else
+                __atomic_store_n(&cbd.conn_refused_uid, uc.uid, __ATOMIC_RELAXED);
         __atomic_add_fetch(&cbd.conn_refused, 1, __ATOMIC_RELAXED);
 }
 
@@ -1046,7 +1078,7 @@ int server_start(int tool_fd, int admin_fd, int tcp_fd, unsigned threads, unsign
         /* The TCP listener's servers first (one per proxy loop, which runs
          * it: it serves nothing until the loops run; each has its own
          * descriptor of the listening socket, as MHD closes it at stop, and
-         * its share of the socket's CB_CONN_MAX connections),
+         * its share of the socket's CB_CONN_MAX + CB_CONN_SPARE connections),
          * then the loops, then the sockets whose requests may hand jobs to
          * them. */
         if (threads == 0 || threads > sizeof(cbd.tcp_mhd) / sizeof(cbd.tcp_mhd[0]))
@@ -1067,7 +1099,8 @@ int server_start(int tool_fd, int admin_fd, int tcp_fd, unsigned threads, unsign
         if (tcp_fd >= 0) {
                 for (unsigned i = 0; i < threads; i++) {
                         int fd = i == 0 ? tcp_fd : fcntl(tcp_fd, F_DUPFD_CLOEXEC, 3);
-                        if (fd < 0 || !(cbd.tcp_mhd[i] = start_one(fd, &tcp_marker, 0, CB_CONN_MAX / threads))) {
+                        if (fd < 0 ||
+                            !(cbd.tcp_mhd[i] = start_one(fd, &tcp_marker, 0, (CB_CONN_MAX + CB_CONN_SPARE) / threads))) {
                                 if (fd >= 0 && i > 0)
                                         close(fd);
                                 server_stop();
@@ -1083,12 +1116,12 @@ int server_start(int tool_fd, int admin_fd, int tcp_fd, unsigned threads, unsign
                 server_stop();
                 return -EIO;
         }
-        cbd.tool_mhd = start_one(tool_fd, NULL, tool_threads, CB_CONN_MAX);
+        cbd.tool_mhd = start_one(tool_fd, NULL, tool_threads, CB_CONN_MAX + CB_CONN_SPARE);
         if (!cbd.tool_mhd) {
                 server_stop();
                 return cb_error_set(-EIO, "cannot start the HTTP server on tools.sock");
         }
-        cbd.admin_mhd = start_one(admin_fd, &admin_marker, 1, CB_CONN_MAX);
+        cbd.admin_mhd = start_one(admin_fd, &admin_marker, 1, CB_CONN_MAX + CB_CONN_SPARE);
         if (!cbd.admin_mhd) {
                 server_stop();
                 return cb_error_set(-EIO, "cannot start the HTTP server on admin.sock");

@@ -65,6 +65,8 @@ typedef struct cb_grant {
         const char *secret;   /* secret name, or "*" for any (admins only use this sensibly) */
         unsigned uses;        /* CB_USE_* bits */
         uint32_t max_ttl;     /* seconds; CB_TTL_DEFAULT when absent; <= CB_TTL_MAX */
+        bool max_ttl_set;     /* the grant names max_ttl (else the daemon's --default-ttl caps, and
+                               * a session token lives as long as its process, at most CB_TTL_MAX) */
         uint32_t max_uses;    /* per token; 0 = unlimited */
         uint32_t rate_n;      /* token issues per rate_window seconds; 0 = unlimited */
         uint32_t rate_window;

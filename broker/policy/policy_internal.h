@@ -107,6 +107,10 @@ const char *cb_policy_type_name(const json_t *v);
 int cb_policy_get_int(const policy_ctx *c, const json_t *v, const char *at, long long lo, long long hi,
                       long long *ret);
 int cb_policy_get_str(const policy_ctx *c, const json_t *v, const char *at, size_t max, const char **ret);
+/* v as a duration in seconds in [lo, hi]: an integer (seconds), or a string
+ * of digits with an optional unit s, m, h or d ("300", "90m", "8h", "1d"). */
+int cb_policy_get_duration(const policy_ctx *c, const json_t *v, const char *at, long long lo, long long hi,
+                           long long *ret);
 int cb_policy_get_array(const policy_ctx *c, const json_t *v, const char *at, size_t max);
 
 /* ---- clients (policy_clients.c) ---------------------------------------- */

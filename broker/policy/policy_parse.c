@@ -109,6 +109,57 @@ int cb_policy_get_int(const policy_ctx *c, const json_t *v, const char *at, long
         return 0;
 }
 
+/* Durations: what the CLI takes for --ttl and --grace ("90m", "1d"), so an
+ * operator writes a lifetime the same way in both.  One number, one unit;
+ * at most 16 bytes (every value in range fits), nothing else. */
+#define DURATION_TEXT_MAX 16
+
+static bool duration_text(const char *s, size_t n, long long *ret) {
+        long long v = 0, mul = 1;
+        size_t digits = n;
+
+        if (n == 0 || n > DURATION_TEXT_MAX)
+                return false;
+        switch (s[n - 1]) {
+        case 's': mul = 1; digits--; break;
+        case 'm': mul = 60; digits--; break;
+        case 'h': mul = 3600; digits--; break;
+        case 'd': mul = 86400; digits--; break;
+        default: break;
+        }
+        if (digits == 0)
+                return false;
+        for (size_t i = 0; i < digits; i++) {
+                if (s[i] < '0' || s[i] > '9' || v > (INT64_MAX / 86400 - 9) / 10)
+                        return false;
+                v = v * 10 + (s[i] - '0');
+        }
+        *ret = v * mul;
+        return true;
+}
+
+int cb_policy_get_duration(const policy_ctx *c, const json_t *v, const char *at, long long lo, long long hi,
+                           long long *ret) {
+        char q[POLICY_QUOTE_MAX];
+        const char *s;
+        long long x;
+
+        if (json_is_integer(v))
+                return cb_policy_get_int(c, v, at, lo, hi, ret);
+        if (!json_is_string(v))
+                return cb_policy_err(c, "%s: expected seconds (an integer) or a duration such as \"90m\", \"8h\" or "
+                                     "\"1d\", got %s", at, cb_policy_type_name(v));
+        s = json_string_value(v);
+        if (strlen(s) != json_string_length(v) || !duration_text(s, json_string_length(v), &x))
+                return cb_policy_err(c, "%s: invalid duration %s (expected N, Ns, Nm, Nh or Nd: seconds, minutes, "
+                                     "hours, days)", at, cb_policy_quote(q, s));
+        if (x < lo || x > hi)
+                return cb_policy_err(c, "%s: %s is %lld s, out of range %lld..%lld s", at, cb_policy_quote(q, s), x, lo,
+                                     hi);
+        *ret = x;
+        return 0;
+}
+
 /* A non-empty string without NUL bytes of at most max bytes. */
 int cb_policy_get_str(const policy_ctx *c, const json_t *v, const char *at, size_t max, const char **ret) {
         const char *s;
@@ -240,9 +291,10 @@ static int parse_grant(const policy_ctx *c, size_t idx, const json_t *o, grant *
                         if ((r = parse_use(c, v, atk, &g->uses)) < 0)
                                 return r;
                 } else if (strcmp(key, "max_ttl") == 0) {
-                        if ((r = cb_policy_get_int(c, v, atk, 1, CB_TTL_MAX, &x)) < 0)
+                        if ((r = cb_policy_get_duration(c, v, atk, 1, CB_TTL_MAX, &x)) < 0)
                                 return r;
                         g->max_ttl = (uint32_t)x;
+                        g->max_ttl_set = true;
                 } else if (strcmp(key, "max_uses") == 0) {
                         if ((r = cb_policy_get_int(c, v, atk, 0, MAX_USES_MAX, &x)) < 0)
                                 return r;

@@ -574,7 +574,11 @@ static int check_use(cb_tokens *t, const char *token, size_t len, const cb_peer 
                         return cb_error_set(-ESRCH, "token is bound to another process");
         }
         if (!(e->info.uses & use))
-                return cb_error_set(-EPERM, "token does not carry this use");
+                return use == CB_USE_REDEEM
+                               ? cb_error_set(-EPERM, "this token is for proxy use only and cannot redeem a value: ask "
+                                              "for one with \"use\": \"redeem\" (a token request without \"use\" "
+                                              "gets a proxy token)")
+                               : cb_error_set(-EPERM, "token does not carry this use");
         if (e->info.max_uses && e->info.used >= e->info.max_uses)
                 return cb_error_set(-EDQUOT, "token used up (%u uses)", e->info.max_uses);
         if (count)

@@ -86,7 +86,7 @@ class Client:
 
     def token(self, secret, use="proxy", ttl=None, bind=None, on_pending=None):
         """A token for secret: a dict with "token", "accessor", "expires_in".
-        use: "proxy" (default, as the CLI) or "redeem"; bind: None (this
+        use: "proxy" (default, as the CLI and POST /v1/token) or "redeem"; bind: None (this
         executable), "process" or "uid" (proxy only: any program of the uid).
         Under an approval grant this waits for the operator's decision;
         on_pending(approval_id, timeout_s) is called once when held."""

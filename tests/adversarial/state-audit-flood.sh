@@ -67,7 +67,7 @@ grew=$(( $(wc -l <"$T/audit.log") - before ))
         bad "the audit log took $grew records for 4000 refusals (bound $((2 * (N + 1))))"
 [ "$(grep -c '"route":"refusals.quiet"' "$T/audit.log")" = 2 ] && ok "one record per uid says the rest were not recorded" ||
         bad "refusals.quiet records: $(grep -c refusals.quiet "$T/audit.log")"
-out=$(as $UB curl -s --unix-socket "$TS" -d '{"secret":"up"}' http://x/v1/token)
+out=$(as $UB curl -s --unix-socket "$TS" -d '{"secret":"up","use":"redeem"}' http://x/v1/token)
 case "$out" in *'"token"'*) ok "uid $UB's allowed request is still served" ;; *) bad "uid $UB's allowed request: $out" ;; esac
 v=$("$CLI" --admin-socket "$T/run/admin.sock" audit verify "$T/audit.log" 2>&1)
 case "$v" in *INTACT*|*intact*) ok "the log verifies intact" ;; *) bad "audit verify: $v" ;; esac

@@ -149,7 +149,7 @@ expect "approving twice is refused" "no approval request" "$("$CLI" approve "$ID
 
 # --- approve path, raw protocol: 202 pending, polls, 201 token, redeem, once only
 newfile "$T/r1.out"
-as_bg $U1 "$PYBIN" "$T/raw.py" "$TS" "$T/r1.out" '{"secret":"demo","ttl":30}' redeem &
+as_bg $U1 "$PYBIN" "$T/raw.py" "$TS" "$T/r1.out" '{"secret":"demo","use":"redeem","ttl":30}' redeem &
 r1=$!; BG+=($r1)
 wait_for "$T/r1.out" '"status":"pending"' || bad "raw client: 202 pending"
 RID=$(raw_id "$T/r1.out")
@@ -197,7 +197,7 @@ expect "a timed-out request cannot be approved afterwards" "no approval request"
 
 # --- who may approve: not a non-admin, not the requester's own uid
 newfile "$T/s.out"
-as_bg $U3 "$PYBIN" "$T/raw.py" "$TS" "$T/s.out" '{"secret":"demo"}' &
+as_bg $U3 "$PYBIN" "$T/raw.py" "$TS" "$T/s.out" '{"secret":"demo","use":"redeem"}' &
 s=$!; BG+=($s)
 wait_for "$T/s.out" '"status":"pending"' || bad "raw client pending (self-approval case)"
 SID=$(raw_id "$T/s.out")
@@ -268,10 +268,10 @@ def call(body):
         d += c
     h, _, r = d.decode().partition('\r\n\r\n')
     return int(h.split()[1]), r
-a = call({'secret': 'demo', 'ttl': 10}); b = call({'secret': 'demo', 'ttl': 10})
+a = call({'secret': 'demo', 'use': 'redeem', 'ttl': 10}); b = call({'secret': 'demo', 'use': 'redeem', 'ttl': 10})
 same = json.loads(a[1])['approval_id'] == json.loads(b[1])['approval_id']
-codes = [call({'secret': 'demo', 'ttl': 11 + i})[0] for i in range(7)]
-last = call({'secret': 'demo', 'ttl': 99})
+codes = [call({'secret': 'demo', 'use': 'redeem', 'ttl': 11 + i})[0] for i in range(7)]
+last = call({'secret': 'demo', 'use': 'redeem', 'ttl': 99})
 open(sys.argv[2], 'w').write('same=%s codes=%s last=%d %s\n' % (same, codes, last[0], last[1]))
 PY
 res=$(cat "$T/cap.out")
@@ -289,7 +289,7 @@ printf '{"name":"leaky","value":"%s"}' "$LVALUE" >"$T/put.json"
 expect "admin put leaky" '"version":1' "$(curl -s --unix-socket "$AS" -X POST --data-binary @"$T/put.json" http://x/v1/admin/secrets)"
 rm -f "$T/put.json"
 newfile "$T/lk.out"
-as_bg $U1 "$PYBIN" "$T/raw.py" "$TS" "$T/lk.out" '{"secret":"leaky"}' &
+as_bg $U1 "$PYBIN" "$T/raw.py" "$TS" "$T/lk.out" '{"secret":"leaky","use":"redeem"}' &
 lk=$!; BG+=($lk)
 wait_for "$T/lk.out" '"status":"pending"' || bad "leaky: 202 pending"
 LID=$(raw_id "$T/lk.out")

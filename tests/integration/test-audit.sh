@@ -73,14 +73,14 @@ export CREDBROKER_ADMIN_SOCKET=$AS
 LOG=$T/logs/audit.log
 
 printf '%s' "$VALUE" | "$CLI" put demo >/dev/null || bad "put"
-resp=$(as $U1 curl -s --unix-socket "$TS" -X POST -d '{"secret":"demo"}' http://x/v1/token)
+resp=$(as $U1 curl -s --unix-socket "$TS" -X POST -d '{"secret":"demo","use":"redeem"}' http://x/v1/token)
 tok=$(echo "$resp" | field token) acc=$(echo "$resp" | field accessor)
 case "$tok" in cbt_*) ok "granted tool gets a token" ;; *) bad "granted tool gets a token: $resp" ;; esac
 expect "granted tool redeems" "$VALUE" "$(as $U1 curl -s --unix-socket "$TS" -X POST -d "{\"token\":\"$tok\"}" http://x/v1/redeem)"
 post "$AS" /v1/admin/revoke "{\"accessor\":\"$acc\"}" >/dev/null
 
 # --- denial burst: 6 refusals of uid U2 within the window (rule 5/60)
-for _ in 1 2 3 4 5 6; do as $U2 curl -s --unix-socket "$TS" -X POST -d '{"secret":"demo"}' http://x/v1/token >/dev/null; done
+for _ in 1 2 3 4 5 6; do as $U2 curl -s --unix-socket "$TS" -X POST -d '{"secret":"demo","use":"redeem"}' http://x/v1/token >/dev/null; done
 for _ in $(seq 50); do grep -q denial_burst "$T/alerts.jsonl" 2>/dev/null && break; sleep 0.1; done
 "$PYBIN" - "$T/alerts.jsonl" "$U2" <<'PY' && ok "alert hook got one denial_burst event for uid $U2 (JSON on stdin)" || bad "no denial_burst event in the hook's input: $(cat "$T/alerts.jsonl" 2>/dev/null)"
 import json, sys
@@ -147,7 +147,7 @@ mv "$LOG" "$LOG.1"
 kill -HUP "$PID"
 for _ in $(seq 50); do [ -s "$LOG" ] && break; sleep 0.1; done
 [ -s "$LOG" ] && ok "SIGHUP reopened the log at its path" || bad "no new log after SIGHUP: $(tail -3 "$T/daemon.out")"
-as $U1 curl -s --unix-socket "$TS" -X POST -d '{"secret":"demo"}' http://x/v1/token >/dev/null
+as $U1 curl -s --unix-socket "$TS" -X POST -d '{"secret":"demo","use":"redeem"}' http://x/v1/token >/dev/null
 head -1 "$LOG" | grep -q '"type":"audit.begin".*"reason":"reopen".*"prev_log"' && ok "new file starts a segment linked to the old one" ||
         bad "first line of the new file: $(head -1 "$LOG")"
 out=$("$CLI" audit verify "$LOG.1" "$LOG"); rc=$?
@@ -163,7 +163,7 @@ verify_bad "rotated file cut, caught by the next file's link" 1 "$T/rot-cut.log"
 # --- SIGKILL between a record and its checkpoint (simulated: the old
 # checkpoint put back): the restarted daemon links to the record
 cp "$T/state/audit-head" "$T/head.old"
-as $U1 curl -s --unix-socket "$TS" -X POST -d '{"secret":"demo"}' http://x/v1/token >/dev/null
+as $U1 curl -s --unix-socket "$TS" -X POST -d '{"secret":"demo","use":"redeem"}' http://x/v1/token >/dev/null
 kill -9 "$PID"; wait "$PID" 2>/dev/null; PID=
 cp "$T/head.old" "$T/state/audit-head"
 rm -f "$T/run/admin.sock" "$T/run/tools.sock"   # left behind by SIGKILL
@@ -228,12 +228,12 @@ else
         dd if=/dev/zero of="$T/full/filler" bs=1k count=1024 >/dev/null 2>&1
         got=
         for i in $(seq 40); do
-                r=$(as $U1 curl -s --unix-socket "$TS" -X POST -d '{"secret":"demo"}' http://x/v1/token)
+                r=$(as $U1 curl -s --unix-socket "$TS" -X POST -d '{"secret":"demo","use":"redeem"}' http://x/v1/token)
                 case "$r" in *audit_unavailable*) got=$r; break ;; esac
         done
         if [ -n "$got" ]; then ok "a request whose record cannot be written is refused (503 audit_unavailable)"
         else bad "no request refused on a full disk: $r"; fi
-        r=$(as $U1 curl -s -w ' %{http_code}' --unix-socket "$TS" -X POST -d '{"secret":"demo"}' http://x/v1/token)
+        r=$(as $U1 curl -s -w ' %{http_code}' --unix-socket "$TS" -X POST -d '{"secret":"demo","use":"redeem"}' http://x/v1/token)
         expect "the next request is refused before it is served" 'audit_unavailable' "$r"
         expect "with status 503" ' 503' "$r"
         expect "the message says why" 'No space left on device' "$r"
@@ -248,7 +248,7 @@ else
                 bad "no audit_write_failed alert"
         # free the space: service resumes, the store is intact
         rm -f "$T/full/filler"
-        r=$(as $U1 curl -s --unix-socket "$TS" -X POST -d '{"secret":"demo"}' http://x/v1/token)
+        r=$(as $U1 curl -s --unix-socket "$TS" -X POST -d '{"secret":"demo","use":"redeem"}' http://x/v1/token)
         tok2=$(echo "$r" | field token)
         case "$tok2" in cbt_*) ok "service resumes once the log can be written" ;; *) bad "no resume: $r" ;; esac
         n=$("$CLI" metrics | sed -n 's/^credbroker_audit_write_failures_total //p')
@@ -274,7 +274,7 @@ PID=$!
 wait_sock "$T/run/admin.sock" || bad "daemon 3 did not start: $(cat "$T/daemon3.out")"
 slow=
 for u in 61552 61553 61554 61555; do
-        t=$(as $u curl -s -o /dev/null -w '%{time_total}' --unix-socket "$TS" -X POST -d '{"secret":"demo"}' http://x/v1/token)
+        t=$(as $u curl -s -o /dev/null -w '%{time_total}' --unix-socket "$TS" -X POST -d '{"secret":"demo","use":"redeem"}' http://x/v1/token)
         "$PYBIN" -c "import sys; sys.exit(0 if float('$t') < 0.5 else 1)" || slow="$slow $u:${t}s"
 done
 [ -z "$slow" ] && ok "requests answered at once while the alert hook hangs" || bad "slow requests while the hook hangs:$slow"
@@ -310,7 +310,7 @@ CB_TEST_DAEMON_ONLY=should-not-reach-the-hook "$DAEMON" --state-dir "$T/state" -
         --denial-alert 3/60 >"$T/daemon4.out" 2>&1 7>"$T/daemon4.fd7" &   # fd 7: one it inherits, not CLOEXEC
 PID=$!
 wait_sock "$T/run/admin.sock" || bad "daemon 4 did not start: $(cat "$T/daemon4.out")"
-tok4=$(as $U1 curl -s --unix-socket "$TS" -X POST -d '{"secret":"demo"}' http://x/v1/token | field token)
+tok4=$(as $U1 curl -s --unix-socket "$TS" -X POST -d '{"secret":"demo","use":"redeem"}' http://x/v1/token | field token)
 acc4=$(as $U1 curl -s --unix-socket "$TS" -X POST -d "{\"token\":\"$tok4\"}" http://x/v1/introspect | field accessor)
 case "$acc4" in cba_*) ok "token for the accessor checks" ;; *) bad "no accessor from introspect: $acc4" ;; esac
 as $U2 curl -s --unix-socket "$TS" -X POST -d "{\"token\":\"$tok4\"}" http://x/v1/redeem >/dev/null   # replayed by another uid
@@ -335,7 +335,7 @@ import socket, sys
 def req(raw):
     s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.sendall(raw)
     while s.recv(65536): pass
-body = b'{"secret":"canary-x"}'
+body = b'{"secret":"canary-x","use":"redeem"}'
 req(b'POST /v1/token HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\nConnection: close\r\n\r\n' % len(body) + body)
 for _ in range(3):
     body = b'{"token":"cbt_bogus"}'

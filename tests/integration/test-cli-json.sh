@@ -36,6 +36,7 @@ cat >"$T/policy.json" <<JSON
 { "clients": { "tool": {"uid": $U2}, "u1": {"uid": $U1} },
   "grants": [ {"client": "tool", "secret": "demo", "use": ["redeem", "proxy"]},
               {"client": "tool", "secret": "bin", "use": ["redeem"]},
+              {"client": "tool", "secret": "short", "use": ["proxy"], "max_ttl": "2m"},
               {"client": "u1", "secret": "gated", "use": ["proxy"], "approval": true} ],
   "admins": {"uids": [0]} }
 JSON
@@ -55,6 +56,7 @@ VALUE='sk-json "quoted" \back ünïcode'
 printf '%s' "$VALUE" | "$CLI" put demo --host api.example.com --not-after +1d >/dev/null || bad "put demo"
 printf 'a\0b\377' | "$CLI" put bin --not-after 2099-01-01T00:00:00Z >/dev/null || bad "put bin"
 printf 'x' | "$CLI" put gated --host api.example.com >/dev/null || bad "put gated"
+printf 'y' | "$CLI" put short --host api.example.com >/dev/null || bad "put short"
 na=$("$CLI" show demo --json | /usr/bin/python3 -c 'import json,sys; o=json.load(sys.stdin); print(o["versions"][-1]["not_after"])')
 now=$(date +%s)
 [ "$na" -ge $((now + 86390)) ] && [ "$na" -le $((now + 86410)) ] && ok "put --not-after +1d: $na" || bad "put --not-after +1d: $na"
@@ -151,9 +153,16 @@ out=$(as $U2 "$CLI" exec --proxy demo --env V=demo --proxy-url "$PX" -- \
         sh -c 'printf "value:%s\n" "$V"; echo "base:$OPENAI_BASE_URL"')
 expect "exec --proxy with --env: the value, masked" "value:[REDACTED:demo]" "$out"
 expect "exec --proxy with --env: and the SDK's base URL" "base:$PX/v1/proxy/demo/v1" "$out"
-# demo's grant sets no max_ttl: the token's 300 s cap is said before CMD runs.
-o=$(as $U2 "$CLI" exec --proxy demo --proxy-url "$PX" -- true 2>&1 >/dev/null)
-expect "exec --proxy: the default max_ttl cap is said on stderr" "its token expires in 300 s (the grant's max_ttl)" "$o"
+# demo's grant sets no max_ttl: exec's session token lives as long as exec
+# (at most a day), nothing to warn about; short's max_ttl "2m" caps it,
+# and that is said before CMD runs.
+o=$(as $U2 "$CLI" exec --proxy demo --proxy-url "$PX" -- sh -c 'curl -s --unix-socket "$0" -d "{\"token\":\"$OPENAI_API_KEY\"}" http://x/v1/introspect' "$T/run/tools.sock" 2>&1)
+e=$(printf '%s' "$o" | sed -n 's/.*"expires_in":\([0-9]*\).*/\1/p')
+[ "${e:-0}" -gt 86000 ] && ok "exec --proxy under a grant without max_ttl: the token lasts as long as exec, up to a day ($e s)" ||
+        bad "exec --proxy, no max_ttl: $o"
+case "$o" in *"expires in"*) bad "exec --proxy warned of a cap the grant does not set: $o" ;; *) ok "...and exec warns of no cap" ;; esac
+o=$(as $U2 "$CLI" exec --proxy short --proxy-url "$PX" -- true 2>&1 >/dev/null)
+expect "exec --proxy: a grant's short max_ttl (\"2m\") is said on stderr" "its token expires in 120 s (the grant's max_ttl)" "$o"
 
 # --json on every verb that prints a result: each answer below is one JSON
 # object on stdout with exit 0 (tpm: 8, no TPM here).  Every verb of --list-commands is either in

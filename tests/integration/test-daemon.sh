@@ -63,14 +63,14 @@ expect "admin put" '"version":1' "$(curl -s --unix-socket "$AS" -X POST --data-b
 rm -f "$T/put.json"
 
 # --- granted tool: right uid and executable
-tok=$(as $U1 curl -s --unix-socket "$TS" -X POST -d '{"secret":"demo"}' http://x/v1/token | field token)
+tok=$(as $U1 curl -s --unix-socket "$TS" -X POST -d '{"secret":"demo","use":"redeem"}' http://x/v1/token | field token)
 case "$tok" in cbt_*) ok "granted tool gets a token" ;; *) bad "granted tool gets a token: '$tok'" ;; esac
 expect "granted tool redeems" "\"value\":\"$VALUE\"" "$(as $U1 curl -s --unix-socket "$TS" -X POST -d "{\"token\":\"$tok\"}" http://x/v1/redeem)"
 
 # --- refusals
-expect "another uid gets no token" "no grant" "$(as 61009 curl -s --unix-socket "$TS" -X POST -d '{"secret":"demo"}' http://x/v1/token)"
+expect "another uid gets no token" "no grant" "$(as 61009 curl -s --unix-socket "$TS" -X POST -d '{"secret":"demo","use":"redeem"}' http://x/v1/token)"
 expect "granted uid, different executable" "no grant" "$(as $U1 "$PYBIN" -c "
-import socket; s=socket.socket(socket.AF_UNIX); s.connect('$TS'); b=b'{\"secret\":\"demo\"}'
+import socket; s=socket.socket(socket.AF_UNIX); s.connect('$TS'); b=b'{\"secret\":\"demo\",\"use\":\"redeem\"}'
 s.sendall(b'POST /v1/token HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\nConnection: close\r\n\r\n' % len(b) + b)
 print(s.recv(65536).decode())")"
 expect "token replayed by another uid" "belongs to uid $U1" "$(as $U2 curl -s --unix-socket "$TS" -X POST -d "{\"token\":\"$tok\"}" http://x/v1/redeem)"
@@ -79,10 +79,10 @@ import socket; s=socket.socket(socket.AF_UNIX); s.connect('$TS'); b=b'{\"token\"
 s.sendall(b'POST /v1/redeem HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\nConnection: close\r\n\r\n' % len(b) + b)
 print(s.recv(65536).decode())")"
 expect "token past its use limit (max_uses 2)" "used_up" "$(as $U1 curl -s --unix-socket "$TS" -X POST -d "{\"token\":\"$tok\"}" http://x/v1/redeem >/dev/null; as $U1 curl -s --unix-socket "$TS" -X POST -d "{\"token\":\"$tok\"}" http://x/v1/redeem)"
-tok=$(as $U1 curl -s --unix-socket "$TS" -X POST -d '{"secret":"demo","ttl":1}' http://x/v1/token | field token)
+tok=$(as $U1 curl -s --unix-socket "$TS" -X POST -d '{"secret":"demo","use":"redeem","ttl":1}' http://x/v1/token | field token)
 sleep 2
 expect "expired token" "expired" "$(as $U1 curl -s --unix-socket "$TS" -X POST -d "{\"token\":\"$tok\"}" http://x/v1/redeem)"
-resp=$(as $U1 curl -s --unix-socket "$TS" -X POST -d '{"secret":"demo"}' http://x/v1/token)
+resp=$(as $U1 curl -s --unix-socket "$TS" -X POST -d '{"secret":"demo","use":"redeem"}' http://x/v1/token)
 tok=$(echo "$resp" | field token) acc=$(echo "$resp" | field accessor)
 expect "admin revokes by accessor" '"revoked":1' "$(post "$AS" /v1/admin/revoke "{\"accessor\":\"$acc\"}")"
 expect "revoked token" "unknown or revoked" "$(as $U1 curl -s --unix-socket "$TS" -X POST -d "{\"token\":\"$tok\"}" http://x/v1/redeem)"
@@ -101,7 +101,7 @@ def call(path, body):
         data += c
     return data.decode().split('\r\n\r\n', 1)[1]
 if sys.argv[2] == 'mint':
-    r = json.loads(call('/v1/token', {'secret': 'demo', 'bind_process': True}))
+    r = json.loads(call('/v1/token', {'secret': 'demo', 'use': 'redeem', 'bind_process': True}))
     ok = 'value' in json.loads(call('/v1/redeem', {'token': r['token']}))
     print(r['token'], os.getpid(), 'self-redeem-ok' if ok else 'self-redeem-failed')
 else:
@@ -130,10 +130,21 @@ chmod 0666 "$AS"
 expect "non-admin on admin.sock (policy)" "not an admin" "$(as $U1 curl -s --unix-socket "$AS" http://x/v1/admin/status)"
 chmod 0600 "$AS"
 expect "admin routes not on tools.sock" "admin.sock only" "$(curl -s --unix-socket "$TS" http://x/v1/admin/status)"
+# No "use": a proxy token, the CLI's default too (never a value); redeeming
+# it is refused, saying how to ask for a redeem token.  A grant for redeem
+# only gives nothing without "use" (under the old default, redeem, both of
+# these would have been tokens).
+dtok=$(as $U3 curl -s --unix-socket "$TS" -X POST -d '{"secret":"demo"}' http://x/v1/token | field token)
+expect "a token request without \"use\" gets a proxy token" '"use":["proxy"]' \
+        "$(as $U3 curl -s --unix-socket "$TS" -X POST -d "{\"token\":\"$dtok\"}" http://x/v1/introspect)"
+expect "...which cannot redeem, and the refusal says why" 'for proxy use only and cannot redeem a value: ask for one with' \
+        "$(as $U3 curl -s --unix-socket "$TS" -X POST -d "{\"token\":\"$dtok\"}" http://x/v1/redeem)"
+expect "a redeem-only grant: no token without \"use\"" "use 'demo' for proxy" \
+        "$(as $U1 curl -s --unix-socket "$TS" -X POST -d '{"secret":"demo"}' http://x/v1/token)"
 ptok=$(as $U3 curl -s --unix-socket "$TS" -X POST -d '{"secret":"demo","use":"proxy"}' http://x/v1/token | field token)
-expect "proxy-only token cannot redeem" "does not carry" "$(as $U3 curl -s --unix-socket "$TS" -X POST -d "{\"token\":\"$ptok\"}" http://x/v1/redeem)"
+expect "proxy-only token cannot redeem" "for proxy use only" "$(as $U3 curl -s --unix-socket "$TS" -X POST -d "{\"token\":\"$ptok\"}" http://x/v1/redeem)"
 expect "rate limit per grant (3/m)" "rate_limited" "$(for i in 1 2 3; do as $U3 curl -s --unix-socket "$TS" -X POST -d '{"secret":"demo","use":"proxy"}' http://x/v1/token >/dev/null; done; as $U3 curl -s --unix-socket "$TS" -X POST -d '{"secret":"demo","use":"proxy"}' http://x/v1/token)"
-expect "proxy-only grant cannot mint redeem" "no grant" "$(as $U3 curl -s --unix-socket "$TS" -X POST -d '{"secret":"demo"}' http://x/v1/token)"
+expect "proxy-only grant cannot mint redeem" "no grant" "$(as $U3 curl -s --unix-socket "$TS" -X POST -d '{"secret":"demo","use":"redeem"}' http://x/v1/token)"
 expect "introspect never shows a value" '"accessor"' "$(as $U3 curl -s --unix-socket "$TS" -X POST -d "{\"token\":\"$ptok\"}" http://x/v1/introspect | grep -v "$VALUE")"
 
 # --- bad input: clear 4xx, daemon keeps serving
@@ -201,7 +212,7 @@ cp "$T/policy.json" "$T/policy.good"
 echo '{"clients": {' >"$T/policy.json"
 kill -HUP "$PID"; sleep 1.5
 expect "SIGHUP with a broken policy is reported" "NOT reloaded" "$(cat "$T/daemon.out")"
-expect "old policy still serves after a broken SIGHUP" "cbt_" "$(as $U1 curl -s --unix-socket "$TS" -X POST -d '{"secret":"demo"}' http://x/v1/token)"
+expect "old policy still serves after a broken SIGHUP" "cbt_" "$(as $U1 curl -s --unix-socket "$TS" -X POST -d '{"secret":"demo","use":"redeem"}' http://x/v1/token)"
 chmod 0666 "$T/policy.json"; cp "$T/policy.good" "$T/policy.json"; chmod 0666 "$T/policy.json"
 kill -HUP "$PID"; sleep 1.5
 expect "a world-writable policy is refused on reload" "writable" "$(tail -n 1 "$T/daemon.out")"

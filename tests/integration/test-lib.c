@@ -276,7 +276,12 @@ static void child_granted(int fd) {
         /* A proxy token never yields a value. */
         ASSERT_OK(cb_client_token(c, "libdemo", "proxy", 30, &tok, NULL, NULL));
         check_token_format(tok);
-        ASSERT_REFUSED(cb_client_redeem(c, tok, &s), CB_ERR_TOKEN, c, "does not carry");
+        ASSERT_REFUSED(cb_client_redeem(c, tok, &s), CB_ERR_TOKEN, c, "for proxy use only");
+        ASSERT_TRUE(s == NULL);
+        cb_token_free(tok);
+        /* No use named: the broker's default, proxy, which cannot redeem. */
+        ASSERT_OK(cb_client_token(c, "libdemo", NULL, 30, &tok, NULL, NULL));
+        ASSERT_REFUSED(cb_client_redeem(c, tok, &s), CB_ERR_TOKEN, c, "ask for one with \"use\": \"redeem\"");
         ASSERT_TRUE(s == NULL);
         cb_token_free(tok);
         tok = NULL;

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
 # What `meson install` delivers, staged with --destdir: the file list, the
-# man pages rendered without a single groff/man warning, the unit through
+# example policy as /etc/credbroker/policy.json (never over an existing
+# one), the man pages rendered without a single groff/man warning, the unit through
 # `systemd-analyze verify` and `security --offline` (exposure at most 2.0),
 # the example policy accepted by the daemon, the CLI's version, -h on every
 # verb, and the bash completion's verb list.  Tools that are absent
@@ -30,6 +31,22 @@ for f in sbin/credbrokerd bin/credbroker include/credbroker.h lib/systemd/system
         [ -e "$R/$f" ] && ok "installed $f" || bad "not installed: $f"
 done
 [ -e "$T/d/etc/logrotate.d/credbroker" ] && ok "installed /etc/logrotate.d/credbroker" || bad "no logrotate snippet"
+# The example policy where the daemon and the unit read it: listed by
+# meson install as /etc/credbroker/policy.json.example, copied to
+# policy.json, both 0644 (the daemon refuses a policy others may write); a
+# second install keeps a policy already there.
+P=$T/d/etc/credbroker/policy.json
+cmp -s "$P.example" "$SRC/examples/policy.json" && [ "$(stat -c %a "$P.example")" = 644 ] &&
+        grep -q "Installing .*examples/policy.json to $T/d/etc/credbroker\$" "$T/install.log" &&
+        ok "installed /etc/credbroker/policy.json.example (0644, listed)" ||
+        bad "example policy: $(ls -l "$P.example" 2>&1; grep -i policy "$T/install.log")"
+cmp -s "$P" "$SRC/examples/policy.json" && [ "$(stat -c %a "$P")" = 644 ] &&
+        ok "installed /etc/credbroker/policy.json (the example, 0644)" || bad "no /etc/credbroker/policy.json: $(ls -l "$P" 2>&1)"
+printf '{"admins":{"uids":[0]}}' >"$P"
+DESTDIR= meson install -C "$BUILD" --destdir "$T/d" --no-rebuild >"$T/install2.log" 2>&1 ||
+        bad "second meson install: $(tail -n 5 "$T/install2.log")"
+[ "$(cat "$P")" = '{"admins":{"uids":[0]}}' ] && ok "a second install keeps the policy that is there" ||
+        bad "a reinstall replaced /etc/credbroker/policy.json: $(head -c 200 "$P")"
 [ -n "$(find "$R/lib" -name libcredbroker.so.0.1.0)" ] &&
         ok "installed libcredbroker" || bad "no libcredbroker"
 [ -n "$(find "$R/lib" -name credbroker.pc)" ] &&

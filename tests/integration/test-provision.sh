@@ -69,7 +69,7 @@ export CREDBROKER_ADMIN_SOCKET=$T/run/admin.sock
 TS=$T/run/tools.sock
 redeem() { # SECRET -> the value the granted tool gets (or the error)
         local tok
-        tok=$(as "${2:-$U_TOOL}" curl -s --unix-socket "$TS" -X POST -d "{\"secret\":\"$1\"}" http://x/v1/token | field token)
+        tok=$(as "${2:-$U_TOOL}" curl -s --unix-socket "$TS" -X POST -d "{\"secret\":\"$1\",\"use\":\"redeem\"}" http://x/v1/token | field token)
         as "${2:-$U_TOOL}" curl -s --unix-socket "$TS" -X POST -d "{\"token\":\"$tok\"}" http://x/v1/redeem | field value
 }
 versions() { "$CLI" show "$1" --json 2>/dev/null | "$PYBIN" -c "import json,sys; print(len(json.load(sys.stdin)['versions']))" 2>/dev/null || echo 0; }
@@ -335,7 +335,7 @@ else
         dd if=/dev/zero of="$T/full/filler" bs=1k count=1024 >/dev/null 2>&1
         got=
         for _ in $(seq 40); do
-                r=$(as $U_TOOL curl -s --unix-socket "$TS" -X POST -d '{"secret":"dirsec"}' http://x/v1/token)
+                r=$(as $U_TOOL curl -s --unix-socket "$TS" -X POST -d '{"secret":"dirsec","use":"redeem"}' http://x/v1/token)
                 case "$r" in *audit_unavailable*) got=1; break ;; esac
         done
         [ -n "$got" ] && ok "the audit log is failing (full disk)" || bad "audit log never failed: $r"

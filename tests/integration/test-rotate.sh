@@ -125,7 +125,7 @@ def call(path, body):
     return int(head.split()[1]), json.loads(body or b'{}')
 cmd = sys.argv[2]
 if cmd == 'token':
-    st, o = call('/v1/token', {"secret": sys.argv[3], "ttl": 600}); print(o.get('token', o.get('message')))
+    st, o = call('/v1/token', {"secret": sys.argv[3], "use": "redeem", "ttl": 600}); print(o.get('token', o.get('message')))
 elif cmd == 'ptoken':
     st, o = call('/v1/token', {"secret": sys.argv[3], "use": "proxy", "bind": "uid"}); print(o.get('token', o.get('message')))
 elif cmd == 'scan':
@@ -483,7 +483,7 @@ tok, tok_before_leak = None, False
 while not os.path.exists(stop):
     if tok is None:
         before = not os.path.exists(leak)
-        st, o = call('/v1/token', {"secret": secret, "ttl": 600})
+        st, o = call('/v1/token', {"secret": secret, "use": "redeem", "ttl": 600})
         if st != 201:
             # A real client backs off; a tight loop of refusals would use up
             # the uid's budget of recorded refusals (--refusals-recorded).

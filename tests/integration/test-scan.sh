@@ -99,7 +99,7 @@ st=$("$CLI" status --json)
 expect "status: short secret not scannable" '"not_scannable":["tiny"]' "$st"
 
 # --- token sighting: named by accessor, then revoked
-resp=$(as $UT curl -s --unix-socket "$TS" -X POST -d '{"secret":"demo"}' http://x/v1/token)
+resp=$(as $UT curl -s --unix-socket "$TS" -X POST -d '{"secret":"demo","use":"redeem"}' http://x/v1/token)
 tok=$(echo "$resp" | field token) acc=$(echo "$resp" | field accessor)
 case "$tok" in cbt_*) ok "holder gets a token" ;; *) bad "holder gets a token: $resp" ;; esac
 printf 'log line: Authorization: Bearer %s\n' "$tok" >"$T/tok.txt"; chmod 0644 "$T/tok.txt"
@@ -111,7 +111,7 @@ expect "a sighted token is revoked" "unknown or revoked" \
         "$(as $UT curl -s --unix-socket "$TS" -X POST -d "{\"token\":\"$tok\"}" http://x/v1/redeem)"
 
 # --- on_leak revoke (the default): tokens revoked, secret compromised
-tok=$(as $UT curl -s --unix-socket "$TS" -X POST -d '{"secret":"demo"}' http://x/v1/token | field token)
+tok=$(as $UT curl -s --unix-socket "$TS" -X POST -d '{"secret":"demo","use":"redeem"}' http://x/v1/token | field token)
 b64=$(printf 'user:%s' "$DEMO" | base64 -w0)
 printf 'curl -H "Authorization: Basic %s" https://api\n' "$b64" >"$T/leak.txt"; chmod 0644 "$T/leak.txt"
 out=$(as $US "$CLI" scan - <"$T/leak.txt"); rc=$?
@@ -121,7 +121,7 @@ expect_not "scan CLI never prints a value" "$DEMO" "$out"
 expect "after a leak the old token is refused" "unknown or revoked" \
         "$(as $UT curl -s --unix-socket "$TS" -X POST -d "{\"token\":\"$tok\"}" http://x/v1/redeem)"
 expect "no new token for a compromised secret" "compromised" \
-        "$(as $UT curl -s --unix-socket "$TS" -X POST -d '{"secret":"demo"}' http://x/v1/token)"
+        "$(as $UT curl -s --unix-socket "$TS" -X POST -d '{"secret":"demo","use":"redeem"}' http://x/v1/token)"
 expect "status lists it compromised" '"compromised":["demo"]' "$("$CLI" status --json)"
 expect "list marks it compromised" '"compromised":true' "$(curl -s --unix-socket "$AS" http://x/v1/admin/secrets)"
 expect "status CLI names it" "compromised (leaked, not yet rotated): demo" "$("$CLI" status)"
@@ -134,15 +134,15 @@ expect "metrics: the token's sighting counted" 'credbroker_leaks_total{secret=""
 expect "metrics: and its alert" 'credbroker_alerts_total{kind="leak"} ' "$m"
 kill "$PID"; wait "$PID" 2>/dev/null; start_daemon
 expect "compromised survives a restart" "compromised" \
-        "$(as $UT curl -s --unix-socket "$TS" -X POST -d '{"secret":"demo"}' http://x/v1/token)"
+        "$(as $UT curl -s --unix-socket "$TS" -X POST -d '{"secret":"demo","use":"redeem"}' http://x/v1/token)"
 printf '%s' "$DEMO2" | "$CLI" put demo >/dev/null
-tok=$(as $UT curl -s --unix-socket "$TS" -X POST -d '{"secret":"demo"}' http://x/v1/token | field token)
+tok=$(as $UT curl -s --unix-socket "$TS" -X POST -d '{"secret":"demo","use":"redeem"}' http://x/v1/token | field token)
 case "$tok" in cbt_*) ok "a new version lifts the compromised mark" ;; *) bad "a new version lifts the compromised mark: $tok" ;; esac
 expect "old version (previous, still live) is still scanned" "demo	raw" \
         "$(printf 'x %s y' "$DEMO" | as $US "$CLI" scan)"
 
 # --- on_leak alert: tokens stay, an alert is raised
-atok=$(as $UT curl -s --unix-socket "$TS" -X POST -d '{"secret":"alerty"}' http://x/v1/token | field token)
+atok=$(as $UT curl -s --unix-socket "$TS" -X POST -d '{"secret":"alerty","use":"redeem"}' http://x/v1/token | field token)
 printf '{"password": "%s"}' "$ALERTY" | as $US "$CLI" scan >/dev/null
 expect "on_leak alert: the token still works" "\"value\":\"$ALERTY\"" \
         "$(as $UT curl -s --unix-socket "$TS" -X POST -d "{\"token\":\"$atok\"}" http://x/v1/redeem)"

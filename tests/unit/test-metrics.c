@@ -56,6 +56,7 @@ TEST(counts_and_format) {
         ASSERT_CONTAINS(t, "credbroker_tokens_live 3\n");
         ASSERT_CONTAINS(t, "credbroker_approvals_pending 1\n");
         ASSERT_CONTAINS(t, "credbroker_connections_refused_total 4\n");
+        ASSERT_CONTAINS(t, "Connections refused: over the per-uid limit (429) or a socket's limit (503).\n");
         /* Every line: a HELP/TYPE comment or NAME{labels} VALUE. */
         for (char *l = strtok(t, "\n"); l; l = strtok(NULL, "\n")) {
                 if (strncmp(l, "# HELP ", 7) == 0 || strncmp(l, "# TYPE ", 7) == 0)
