@@ -39,6 +39,7 @@
 #include "memtrim.h"
 #include "provision_dir.h"
 #include "log.h"
+#include "red_cache.h"
 #include "rotate.h"
 #include "wipe_heap.h"
 
@@ -781,6 +782,7 @@ int main(int argc, char **argv) {
                 if (!house)
                         continue; /* only the watchdog was due */
                 next_house = now + 1000000;
+                red_cache_sweep();
                 memtrim_tick();
                 uint64_t refused = __atomic_load_n(&cbd.conn_refused, __ATOMIC_RELAXED);
                 uint64_t full = __atomic_load_n(&cbd.conn_refused_full, __ATOMIC_RELAXED);
@@ -798,6 +800,7 @@ int main(int argc, char **argv) {
 out:
         rotate_stop();
         server_stop();
+        red_cache_clear();
         if (tool_fd >= 0) {
                 close(tool_fd);
                 (void)unlink(tool_path);

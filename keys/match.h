@@ -120,6 +120,10 @@ int cb_matcher_builder_add_user(cb_matcher_builder *b, const char *user, const v
 
 /* Compile; consumes b (freed, success or not).  *ret to cb_matcher_free(). */
 int cb_matcher_build(cb_matcher_builder *b, cb_matcher **ret);
+/* One more holder of m (it is immutable: holders on any thread may scan
+ * with it); each holder calls cb_matcher_free once, the last one frees
+ * (and wipes) it. */
+cb_matcher *cb_matcher_ref(cb_matcher *m);
 void cb_matcher_free(cb_matcher *m);
 
 size_t cb_matcher_n_patterns(const cb_matcher *m);

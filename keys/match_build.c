@@ -98,6 +98,7 @@ int cb_matcher_build(cb_matcher_builder *b, cb_matcher **ret) {
         m = calloc(1, sizeof(*m));
         if (!m)
                 goto out;
+        m->refs = 1;
         /* Sort and drop duplicate byte strings. */
         if (b->n_pats > UINT32_MAX >> OFF_BITS) {
                 r = -E2BIG;
@@ -303,8 +304,14 @@ out:
         return r;
 }
 
+cb_matcher *cb_matcher_ref(cb_matcher *m) {
+        if (m)
+                __atomic_add_fetch(&m->refs, 1, __ATOMIC_RELAXED);
+        return m;
+}
+
 void cb_matcher_free(cb_matcher *m) {
-        if (!m)
+        if (!m || __atomic_sub_fetch(&m->refs, 1, __ATOMIC_ACQ_REL) != 0)
                 return;
         cb_secbuf_free(m->blob_buf); /* wipes */
         for (size_t i = 0; i < m->n_secrets; i++)

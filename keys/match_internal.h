@@ -66,6 +66,7 @@ typedef struct mpat {
 /* Compiled: immutable, shared by any number of streams. */
 struct cb_matcher {
         unsigned flags;      /* CB_MATCH_* */
+        unsigned refs;       /* cb_matcher_ref / cb_matcher_free (atomic) */
         struct cb_secbuf *blob_buf; /* sodium_malloc (secmem.h): holds blob */
         unsigned char *blob;        /* bitmaps, slots, entries, pats, lex, pool */
         size_t blob_len;

@@ -21,6 +21,7 @@
 #include "codec.h"
 #include "proxy.h"
 #include "proxy_request.h"
+#include "red_cache.h"
 #include "scan.h"
 
 static const char *bearer(const char *v, size_t *len) {
@@ -486,13 +487,8 @@ int api_proxy(request *rq) {
         /* What the response is checked for: every form of the value
          * (keys/match.h), and "user:value" whole for basic auth. */
         {
-                cb_matcher_builder *b = cb_matcher_builder_new(CB_MATCH_SHORT);
-                r = b ? cb_matcher_builder_add(b, "", 0, v, vl) : -ENOMEM;
-                if (r == 0 && inj.kind == CB_INJECT_BASIC)
-                        r = cb_matcher_builder_add_user(b, inj.name, v, vl);
-                if (r == 0)
-                        r = cb_matcher_build(b, &sp.red), b = NULL;
-                cb_matcher_builder_free(b);
+                /* Built once per value and shared (red_cache.h). */
+                r = red_cache_get(inj.kind == CB_INJECT_BASIC ? inj.name : NULL, v, vl, &sp.red);
                 if (r == -EMSGSIZE) {
                         ret = reply_error(rq, 500, "internal", "secret '%s' is shorter than %d bytes: a response "
                                           "cannot be checked for it, refused", secret, CB_MATCH_MIN_VALUE);
