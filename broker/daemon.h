@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* credbrokerd internals shared by main.c, server.c, api_tool.c, api_admin.c. */
+/* credbrokerd internals shared by main.c, http/, api/ and the route handlers still outside api/. */
 #pragma once
 
 #include <pthread.h>
@@ -56,6 +56,7 @@ typedef struct request {
         bool too_large;
         bool admin_socket;
         bool tcp;                  /* --listen-tcp: peer.uid from sock_diag, no pid or executable */
+        bool sdk_errors;           /* refusals in the vendors' SDK shape (a proxy target: route.h) */
         cb_peer peer;
         bool have_peer;
         /* What the audit record says (set by handlers). */
@@ -107,10 +108,6 @@ int reply_text(request *rq, unsigned status, const char *content_type, char *tex
  * terminated).  On failure replies 400 and returns NULL. */
 json_t *body_object(request *rq, const char *const *allowed);
 
-/* Route handlers: return an MHD result from reply_*. */
-int api_tool(request *rq);
-int api_admin(request *rq);
-
 /* Audit one decision (JSON line): queued, and attached to rq (its answer
  * waits for it).  -errno when it cannot even be queued (then the log is
  * failed and the refusal counted). */
@@ -156,35 +153,22 @@ size_t proxy_cancel_secret(const char *secret, const char *why);
 /* The same for the requests made with one token (by accessor). */
 size_t proxy_cancel_accessor(const char *accessor, const char *why);
 
-/* Is this request for the proxy (decided before the body is read, for its cap)? */
-bool is_proxy_target(const char *method, const char *url);
-
 /* The approval gate (api_approval.c; approval.h has the table).
  * approval_init makes the table (timeout: seconds until an undecided request
  * is denied); approval_sweep times out and drops requests (call under
  * cbd.lock, about once a second); approval_hold holds a token request under
- * an approval grant and answers 202 (route_token); api_approval_poll serves
- * GET /v1/approvals/ID on tools.sock; api_approval_admin serves
- * /v1/admin/approvals... on admin.sock. */
+ * an approval grant and answers 202 (api_token).  Its routes (GET
+ * /v1/approvals/ID, /v1/admin/approvals...) are in api/api_routes.c. */
 int approval_init(uint32_t timeout);
 void approval_fini(void);
 void approval_sweep(void);
 int approval_hold(request *rq, const char *client, unsigned use, uint32_t ttl, int bind);
 /* Requests still waiting for a decision (GET /metrics); under cbd.lock. */
 size_t approval_pending(void);
-int api_approval_poll(request *rq, const char *id);
-int api_approval_admin(request *rq);
 
 /* Reload the policy file (main.c); on failure the old policy stays and
  * err says why. */
 int policy_reload(char *err, size_t errlen);
-
-/* The sealed-provisioning admin routes (api/api_provision.c):
- * api_provision serves the routes is_provision_route() names
- * (/v1/admin/pubkey*, /v1/admin/import).  The rest of provisioning is
- * provision/provision_dir.h. */
-int api_provision(request *rq);
-bool is_provision_route(const char *url);
 
 /* Start/stop the HTTP servers on listening fds; tools.sock gets `threads`
  * threads (each its own epoll loop), admin.sock one, the TCP listener

@@ -27,6 +27,7 @@
 
 #include <sodium.h>
 
+#include "api.h"
 #include "approval.h"
 #include "alert.h"
 #include "audit.h"
@@ -40,6 +41,7 @@
 #include "log.h"
 #include "sdnotify.h"
 #include "rotate.h"
+#include "route.h"
 #include "wipe_heap.h"
 
 daemon_state cbd = { .lock = PTHREAD_MUTEX_INITIALIZER, .audit_fd = -1 };
@@ -201,7 +203,9 @@ static void usage(FILE *f) {
               "                   [--listen-tcp 127.0.0.1:PORT] [--approval-timeout SECONDS]\n"
               "                   [--tpm2-tcti STRING] [--provision-dir DIR] [--rotate-hook-dir DIR]\n"
               "       credbrokerd --check-policy FILE\n"
-              "       credbrokerd --version\n\n"
+              "       credbrokerd --version\n"
+              "       credbrokerd --routes  (the HTTP API's routes, from the table the daemon serves:\n"
+              "                              sockets, method, path, grant needed, audit names)\n\n"
               "defaults: --state-dir " DEFAULT_STATE_DIR " --run-dir " DEFAULT_RUN_DIR "\n"
               "          --policy " DEFAULT_POLICY " --unlock " DEFAULT_UNLOCK "\n"
               "          --audit-log: none unless given (JSON lines, one record per decision, MAC-chained;\n"
@@ -258,6 +262,7 @@ int main(int argc, char **argv) {
                 { "max-tokens", required_argument, NULL, 'M' },  { "max-tokens-per-uid", required_argument, NULL, 'm' },
                 { "refusals-recorded", required_argument, NULL, 'Q' },
                 { "tombstone-bytes", required_argument, NULL, 'B' },
+                { "routes", no_argument, NULL, 'L' },
                 { "help", no_argument, NULL, 'h' },               { "version", no_argument, NULL, 'v' },
                 {},
         };
@@ -420,6 +425,13 @@ int main(int argc, char **argv) {
                 }
                 case 'h': usage(stdout); return 0;
                 case 'v': puts("credbrokerd " CB_VERSION_STRING); return 0;
+                case 'L':
+                        if (api_routes_register() < 0) {
+                                say_err("%s", cb_error_last());
+                                return 1;
+                        }
+                        http_routes_print(stdout);
+                        return 0;
                 default: /* one stamped line, as every other line on stderr */
                         say_err("unknown option or missing argument: '%s' (see 'credbrokerd --help')",
                                 argv[optind - 1]);
@@ -517,6 +529,11 @@ int main(int argc, char **argv) {
         /* The subsystems that react to a leak (leak_react.h), before anything can
          * sight one (a leaked rotation's grace applied by rotate_sweep). */
         if (leak_reaction_register(&leak_reacts_proxy) < 0 || leak_reaction_register(&leak_reacts_rotate) < 0) {
+                say_err("%s", cb_error_last());
+                return 1;
+        }
+        /* The routes (api/api_routes.c), handed to http/ before any server runs. */
+        if (api_routes_register() < 0) {
                 say_err("%s", cb_error_last());
                 return 1;
         }

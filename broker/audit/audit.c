@@ -855,7 +855,6 @@ int api_audit(request *rq) {
         size_t n, i, bad = 0;
         int r;
 
-        rq->route = "audit.verify";
         if (strcmp(rq->url, "/v1/admin/audit/verify") != 0)
                 return reply_error(rq, 404, "not_found", "no route %.64s", rq->url);
         if (strcmp(rq->method, "POST") != 0)

@@ -38,6 +38,7 @@
 #include "scan.h"
 #include "sender.h"
 #include "ratelimit.h"
+#include "route.h"
 #include "tcpdiag.h"
 
 static void wipe_free(void *p, size_t n) {
@@ -142,7 +143,7 @@ static int refuse_unrecorded(request *rq, int why) {
         else
                 snprintf(msg, sizeof(msg), "the audit log cannot be written (%s): refused, nothing was done", err);
         metrics_request(rq->route, 503);
-        if (rq->method && rq->url && is_proxy_target(rq->method, rq->url))
+        if (rq->sdk_errors)
                 o = json_pack("{s:s, s:{s:s, s:s, s:s}, s:s}", "type", "error", "error", "type", "audit_unavailable",
                               "code", "audit_unavailable", "message", msg, "message", msg);
         else
@@ -372,7 +373,7 @@ int reply_error(request *rq, unsigned status, const char *code, const char *fmt,
                 snprintf(msg, sizeof(msg), "the audit log cannot be written: refused");
         }
         metrics_request(rq->route, status);
-        if (rq->method && rq->url && is_proxy_target(rq->method, rq->url))
+        if (rq->sdk_errors)
                 /* A refused proxied request reaches an SDK (openai,
                  * @anthropic-ai/sdk), which reads error.message into its
                  * exception: answer in the vendors' shape. */
@@ -485,8 +486,14 @@ static enum MHD_Result handle_inner(void *cls, struct MHD_Connection *conn, cons
                 *con_cls = rq;
                 /* A proxied request is decided on its headers, before any of
                  * its body is read: the body then streams to the upstream.
-                 * So is a scan: its body streams through the matcher. */
-                rq->first_call = (cls != &admin_marker && is_proxy_target(method, url)) || is_scan_target(method, url);
+                 * So is a scan: its body streams through the matcher.  The
+                 * path decides (a wrong method is refused on the headers
+                 * too); over TCP, whatever tools.sock would stream (the
+                 * proxy, and a scan target: refused there, on its headers). */
+                const http_route *path;
+                http_args args;
+                (void)http_route_find(cls == &admin_marker ? HTTP_ADMIN : HTTP_TOOLS, method, url, &args, &path);
+                rq->first_call = path && (path->flags & HTTP_ROUTE_STREAM);
                 if (rq->first_call)
                         return dispatch(cls, conn, url, method, rq);
                 return MHD_YES;
@@ -680,22 +687,59 @@ static int hash_step(request *rq, struct MHD_Connection *conn, bool may_wait) {
         return 0;
 }
 
-/* A liveness probe decides nothing: its record is written when it can be,
- * never waited for, and a failed audit log does not refuse it. */
-static bool is_health(const char *method, const char *url) {
-        return strcmp(method, "GET") == 0 && strcmp(url, "/v1/health") == 0;
+/* Run the request's route (route.h), the caller identified, under
+ * cbd.lock: admin.sock's gate first, then the path's checks, the method,
+ * the handler.  r, path, args: http_route_find's answer. */
+static int run_route(request *rq, unsigned sock, const http_route *r, const http_route *path, const http_args *args) {
+        http_gate gate = http_routes_admin_gate();
+        char use[64];
+        int ret;
+
+        if (sock == HTTP_ADMIN && (!gate || gate(rq, path, &ret)))
+                return gate ? ret : reply_error(rq, 503, "unavailable", "no routes");
+        if (path && path->seg_max && args->seg_len > path->seg_max)
+                return reply_error(rq, 400, "bad_request", "%s", path->seg_too_long);
+        if (r) {
+                rq->route = r->audit;
+                return r->handler(rq, args);
+        }
+        if (path) {
+                if (path->flags & HTTP_ROUTE_NAMED_405)
+                        rq->route = path->audit;
+                http_route_methods(sock, path, use, sizeof(use));
+                return reply_error(rq, 405, "method_not_allowed", "%s", use);
+        }
+        if (sock == HTTP_TCP)
+                return reply_error(rq, 404, "not_found", "over TCP only the proxy and /v1/health are served; use "
+                                                         "tools.sock");
+        return reply_error(rq, 404, "not_found", "no route %.64s", rq->url);
 }
 
 /* Identify the caller and run the route. */
 static enum MHD_Result dispatch(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
                                 request *rq) {
+        unsigned sock = cls == &admin_marker ? HTTP_ADMIN : cls == &tcp_marker ? HTTP_TCP : HTTP_TOOLS;
+        const http_route *route, *path, *tool_path;
+        http_args args, tool_args;
         int ret;
 
         rq->conn = conn;
         rq->url = url;
         rq->method = method;
-        rq->admin_socket = cls == &admin_marker;
-        rq->tcp = cls == &tcp_marker;
+        rq->admin_socket = sock == HTTP_ADMIN;
+        rq->tcp = sock == HTTP_TCP;
+        /* The table is fixed: looked up outside the lock.  Refusals of what
+         * tools.sock would proxy come in the SDKs' shape, on every socket. */
+        route = http_route_find(sock, method, url, &args, &path);
+        if (sock == HTTP_TOOLS)
+                tool_path = path;
+        else
+                (void)http_route_find(HTTP_TOOLS, method, url, &tool_args, &tool_path);
+        rq->sdk_errors = tool_path && (tool_path->flags & HTTP_ROUTE_SDK_ERRORS);
+        /* A liveness probe decides nothing: its record is written when it
+         * can be, never waited for, and a failed audit log does not refuse
+         * it. */
+        bool probe = path && (path->flags & HTTP_ROUTE_PROBE) && strcmp(method, "GET") == 0;
         if (rq->tcp) {
                 /* Over TCP the uid comes from sock_diag (looked up once, at
                  * accept: a socket's owner never changes); there is no pid
@@ -710,17 +754,14 @@ static enum MHD_Result dispatch(void *cls, struct MHD_Connection *conn, const ch
                         rq->peer.gid = (gid_t)-1;
                         rq->peer.pid = 0;
                         rq->have_peer = true;
-                        rq->audit_optional = is_health(method, url);
+                        rq->audit_optional = probe;
                         if (rq->audit_optional ? audit_failed(NULL, 0) : !audit_available())
                                 ret = audit_refuse(rq);
                         else if (rq->too_large)
                                 ret = reply_error(rq, 413, "payload_too_large", "body larger than %d bytes",
                                                   CB_BODY_MAX);
-                        else if (strcmp(url, "/v1/health") == 0 || is_proxy_target(method, url))
-                                ret = api_tool(rq);
                         else
-                                ret = reply_error(rq, 404, "not_found", "over TCP only the proxy and /v1/health "
-                                                                        "are served; use tools.sock");
+                                ret = run_route(rq, sock, route, path, &args);
                 }
                 pthread_mutex_unlock(&cbd.lock);
                 return ret == MHD_YES ? MHD_YES : MHD_NO;
@@ -769,13 +810,13 @@ static enum MHD_Result dispatch(void *cls, struct MHD_Connection *conn, const ch
                 ret = reply_error(rq, 403, "forbidden", "caller not identified: %s", cb_error_last());
         } else {
                 rq->have_peer = true;
-                rq->audit_optional = is_health(method, url);
+                rq->audit_optional = probe;
                 if (rq->audit_optional ? audit_failed(NULL, 0) : !audit_available()) /* fail closed: refused before anything is done */
                         ret = audit_refuse(rq);
                 else if (rq->too_large)
                         ret = reply_error(rq, 413, "payload_too_large", "body larger than %d bytes", CB_BODY_MAX);
                 else
-                        ret = rq->admin_socket ? api_admin(rq) : api_tool(rq);
+                        ret = run_route(rq, sock, route, path, &args);
         }
         pthread_mutex_unlock(&cbd.lock);
         return ret == MHD_YES ? MHD_YES : MHD_NO;

@@ -331,11 +331,6 @@ void scan_request_done(request *rq) {
         rq->scan = NULL;
 }
 
-bool is_scan_target(const char *method, const char *url) {
-        (void)method;
-        return strcmp(url, "/v1/scan") == 0 || strcmp(url, "/v1/redact") == 0;
-}
-
 static bool same(const scan_seen *s, const char *name, uint32_t version, bool token) {
         return s->token == token && s->version == version && strcmp(s->name, name) == 0;
 }
@@ -478,7 +473,6 @@ int scan_start(request *rq) {
         struct scan_job *j;
         uint64_t fin;
 
-        rq->route = redact ? "redact" : "scan";
         if (strcmp(rq->method, "POST") != 0)
                 return reply_error(rq, 405, "method_not_allowed", "use POST");
         if (!rq->admin_socket) {

@@ -57,10 +57,8 @@ void scanner_sweep(void);
  * marks too). */
 void scanner_shutdown(void);
 
-/* Is this a scan route (decided before the body is read)? */
-bool is_scan_target(const char *method, const char *url);
-
-/* The route (under cbd.lock): authorise and start a scan job, or reply. */
+/* The route of POST /v1/scan and /v1/redact (api/api_routes.c: decided on
+ * the headers; under cbd.lock): authorise and start a scan job, or reply. */
 int scan_start(request *rq);
 /* MHD hands the body over piece by piece (outside the lock), then its end. */
 int scan_feed(request *rq, const char *data, size_t *size);

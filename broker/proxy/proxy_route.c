@@ -185,7 +185,6 @@ int api_proxy(request *rq) {
         size_t tok_i = 0;
         int r, ret;
 
-        rq->route = "proxy";
         tok[0] = '\0';
         hl = calloc(1, sizeof(*hl));
         if (!hl || !rq->raw_target) {
