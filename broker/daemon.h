@@ -32,16 +32,10 @@ typedef struct daemon_state {
         cb_policy *policy;
         bool policy_uses_cgroup; /* cb_policy_uses_cgroup(policy): written under lock, read atomically */
         cb_tokens *tokens;
-        cb_exe_cache *exe_cache;
         cb_ratelimit *rate;
         const char *policy_path;
         const char *run_dir;
-        int audit_fd;
-        uint64_t conn_refused;    /* connections refused over CB_CONN_PER_UID (atomic) */
-        uid_t conn_refused_uid;   /* the last uid refused (atomic) */
         uint64_t started;
-        struct MHD_Daemon *tool_mhd, *admin_mhd;
-        struct MHD_Daemon *tcp_mhd[64];         /* one per proxy loop (--threads), which runs it */
 } daemon_state;
 
 extern daemon_state cbd;
@@ -101,6 +95,9 @@ typedef struct request {
 int reply_json(request *rq, unsigned status, json_t *body, bool sensitive);
 int reply_error(request *rq, unsigned status, const char *code, const char *fmt, ...)
         __attribute__((format(printf, 4, 5)));
+/* 503 audit_unavailable (the log is failed: said why); not audited a
+ * second time. */
+int reply_audit_refused(request *rq);
 /* A non-JSON answer (GET /metrics); takes text (malloc'd, never a secret). */
 int reply_text(request *rq, unsigned status, const char *content_type, char *text, size_t len);
 
@@ -175,5 +172,8 @@ int policy_reload(char *err, size_t errlen);
  * (tcp_fd, -1 for none) as many as tools.sock. */
 int server_start(int tool_fd, int admin_fd, int tcp_fd, unsigned threads, unsigned tool_threads);
 void server_stop(void);
+/* Connections refused over CB_CONN_PER_UID since start, and the last uid
+ * refused (*ret_uid; may be NULL).  Any thread, no lock. */
+uint64_t server_conn_refused(uid_t *ret_uid);
 /* Refusals of one uid recorded one by one per minute (0: all; server.c). */
 void server_set_refusals_recorded(unsigned n);

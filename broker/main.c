@@ -38,13 +38,14 @@
 #include "leak_react.h"
 #include "memtrim.h"
 #include "provision_dir.h"
+#include "proxy.h"
 #include "log.h"
 #include "sdnotify.h"
 #include "rotate.h"
 #include "route.h"
 #include "wipe_heap.h"
 
-daemon_state cbd = { .lock = PTHREAD_MUTEX_INITIALIZER, .audit_fd = -1 };
+daemon_state cbd = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
 #define DEFAULT_STATE_DIR "/var/lib/credbroker"
 #define DEFAULT_RUN_DIR "/run/credbroker"
@@ -239,8 +240,20 @@ static void usage(FILE *f) {
               f);
 }
 
-/* Leak reactions (leak_react.h): the proxy cuts what is in flight, rotate/
- * rotates a secret whose policy says on_leak "rotate". */
+/* Leak reactions (leak_react.h): the token table revokes, the proxy cuts
+ * what is in flight, rotate/ rotates a secret whose policy says on_leak
+ * "rotate". */
+static size_t tokens_revoke_secret(const char *secret) {
+        return cb_tokens_revoke_secret(cbd.tokens, secret);
+}
+
+static size_t tokens_revoke_accessor(const char *accessor) {
+        return cb_tokens_revoke_accessor(cbd.tokens, accessor);
+}
+
+static const leak_reaction leak_reacts_tokens = {
+        .name = "tokens", .revoke_secret = tokens_revoke_secret, .revoke_accessor = tokens_revoke_accessor,
+};
 static const leak_reaction leak_reacts_proxy = {
         .name = "proxy", .cut_secret = proxy_cancel_secret, .cut_accessor = proxy_cancel_accessor,
 };
@@ -528,7 +541,8 @@ int main(int argc, char **argv) {
         }
         /* The subsystems that react to a leak (leak_react.h), before anything can
          * sight one (a leaked rotation's grace applied by rotate_sweep). */
-        if (leak_reaction_register(&leak_reacts_proxy) < 0 || leak_reaction_register(&leak_reacts_rotate) < 0) {
+        if (leak_reaction_register(&leak_reacts_tokens) < 0 || leak_reaction_register(&leak_reacts_proxy) < 0 ||
+            leak_reaction_register(&leak_reacts_rotate) < 0) {
                 say_err("%s", cb_error_last());
                 return 1;
         }
@@ -617,6 +631,8 @@ int main(int argc, char **argv) {
         }
         if (provision_dir)
                 provision_dir_scan(cbd.store, provision_dir, "start");
+        /* leak/ and proxy/ work on what they are handed, not on cbd. */
+        leak_attach(&(leak_env){ .store = cbd.store, .tokens = &cbd.tokens, .policy = &cbd.policy, .lock = &cbd.lock });
         if (scanner_init(state_dir) < 0) {
                 say_err("%s", cb_error_last());
                 goto out;
@@ -628,15 +644,15 @@ int main(int argc, char **argv) {
                 say("%s", cb_error_last());
                 goto out;
         }
-        cbd.exe_cache = cb_exe_cache_new(256);
         cbd.rate = cb_ratelimit_new(0);
-        if (!cbd.tokens || !cbd.exe_cache || !cbd.rate || approval_init(approval_timeout) < 0) {
+        if (!cbd.tokens || !cbd.rate || approval_init(approval_timeout) < 0) {
                 say_err("out of memory");
                 goto out;
         }
         /* Grace that ran out while we were down (a leaked rotation cut short
          * by a crash included) is applied before anything is served. */
         rotate_attach(&(rotate_env){ .store = cbd.store, .tokens = cbd.tokens, .lock = &cbd.lock });
+        proxy_attach(&(proxy_env){ .store = cbd.store, .tokens = cbd.tokens, .policy = &cbd.policy, .lock = &cbd.lock });
         if (rotate_init(rotate_hook_dir) < 0) {
                 say_err("%s", cb_error_last());
                 goto out;
@@ -700,11 +716,12 @@ int main(int argc, char **argv) {
                 scanner_sweep();
                 pthread_mutex_unlock(&cbd.lock);
                 memtrim_tick();
-                uint64_t refused = __atomic_load_n(&cbd.conn_refused, __ATOMIC_RELAXED);
+                uid_t refused_uid;
+                uint64_t refused = server_conn_refused(&refused_uid);
                 if (refused != refused_said) {
                         say_warn("refused %" PRIu64 " connection(s) over the limit of %d per uid (last: uid %u)",
                             refused - refused_said, CB_CONN_PER_UID,
-                            (unsigned)__atomic_load_n(&cbd.conn_refused_uid, __ATOMIC_RELAXED));
+                            (unsigned)refused_uid);
                         refused_said = refused;
                 }
         }
@@ -724,7 +741,6 @@ out:
                 close(tcp_fd);
         cb_tokens_free(cbd.tokens);
         approval_fini();
-        cb_exe_cache_free(cbd.exe_cache);
         cb_ratelimit_free(cbd.rate);
         scanner_shutdown();
         cb_store_close(cbd.store);

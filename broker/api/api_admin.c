@@ -7,6 +7,7 @@
  * connect.  No route here returns a value.
  */
 #include <errno.h>
+#include <limits.h>
 #include <string.h>
 #include <time.h>
 
@@ -314,7 +315,7 @@ int api_status(request *rq, const http_args *args) {
         (void)args;
         json_t *st = json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:{s:I, s:I}}", "version", CB_VERSION_STRING,
                                     "connections_refused",
-                                    (json_int_t)__atomic_load_n(&cbd.conn_refused, __ATOMIC_RELAXED), "uptime",
+                                    (json_int_t)server_conn_refused(NULL), "uptime",
                                     (json_int_t)((uint64_t)time(NULL) - cbd.started), "tokens",
                                     (json_int_t)cb_tokens_count(cbd.tokens), "secrets",
                                     (json_int_t)cb_store_count(cbd.store), "generation",
@@ -365,7 +366,7 @@ int api_metrics(request *rq, const http_args *args) {
                 .tokens = cb_tokens_count(cbd.tokens),
                 .secrets = cb_store_count(cbd.store),
                 .approvals_pending = approval_pending(),
-                .connections_refused = __atomic_load_n(&cbd.conn_refused, __ATOMIC_RELAXED),
+                .connections_refused = server_conn_refused(NULL),
                 .uptime_s = (uint64_t)time(NULL) - cbd.started,
                 .store_generation = cb_store_generation(cbd.store),
         };
@@ -429,6 +430,45 @@ out:
         return ret;
 }
 
+/* POST /v1/admin/audit/verify {"files":[ABSOLUTE PATH...]} (oldest first):
+ * the files are read with cbd.lock dropped (a large log must not hold up
+ * every request). */
+int api_audit_verify(request *rq, const http_args *args) {
+        static const char *const allowed[] = { "files", NULL };
+        const char *files[CB_AUDIT_VERIFY_FILES_MAX];
+        json_t *body, *a, *e, *verdict = NULL;
+        size_t n, i;
+        int r;
+
+        (void)args;
+        if (!audit_enabled())
+                return reply_error(rq, 409, "no_audit_log", "this broker runs without --audit-log");
+        body = body_object(rq, allowed);
+        if (!body)
+                return MHD_YES;
+        a = json_object_get(body, "files");
+        n = json_array_size(a);
+        if (!json_is_array(a) || n < 1 || n > CB_AUDIT_VERIFY_FILES_MAX) {
+                json_decref(body);
+                return reply_error(rq, 400, "bad_request", "\"files\": 1 to %d absolute paths, oldest first",
+                                   CB_AUDIT_VERIFY_FILES_MAX);
+        }
+        json_array_foreach(a, i, e) {
+                files[i] = json_string_value(e);
+                if (!files[i] || files[i][0] != '/' || json_string_length(e) >= PATH_MAX) {
+                        json_decref(body);
+                        return reply_error(rq, 400, "bad_request", "\"files\"[%zu] is not an absolute path", i);
+                }
+        }
+        pthread_mutex_unlock(&cbd.lock);
+        r = audit_verify_live(files, n, &verdict);
+        pthread_mutex_lock(&cbd.lock);
+        json_decref(body); /* files pointed into it */
+        if (r < 0)
+                return reply_error(rq, 400, "bad_request", "%s", cb_error_last());
+        return reply_json(rq, 200, verdict, false);
+}
+
 /* admin.sock's gate (route.h): every request there is an admin's, and
  * every admin write is recorded, durably, before it takes effect: when
  * that record cannot be written nothing is done (503).  path: the route
@@ -442,8 +482,8 @@ bool api_admin_gate(request *rq, const http_route *path, int *ret) {
                 return true;
         }
         if (strcmp(rq->method, "GET") != 0 && !(path && (path->flags & HTTP_ROUTE_READ_ONLY))) {
-                if (audit_intent(rq) < 0) { /* waits with cbd.lock dropped */
-                        *ret = audit_refuse(rq);
+                if (audit_intent(rq, &cbd.lock) < 0) { /* waits with cbd.lock dropped */
+                        *ret = reply_audit_refused(rq);
                         return true;
                 }
                 /* The policy may have been reloaded meanwhile. */

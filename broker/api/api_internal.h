@@ -32,6 +32,7 @@ int api_reload(struct request *rq, const http_args *args);
 int api_status(struct request *rq, const http_args *args);
 int api_metrics(struct request *rq, const http_args *args);
 int api_audit_idhash(struct request *rq, const http_args *args);
+int api_audit_verify(struct request *rq, const http_args *args);
 /* admin.sock, approvals (api_approval.c) */
 int api_approvals_list(struct request *rq, const http_args *args);
 int api_approve(struct request *rq, const http_args *args);

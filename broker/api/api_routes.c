@@ -41,11 +41,6 @@ static int route_scan(request *rq, const http_args *args) {
         return scan_start(rq);
 }
 
-static int route_audit_verify(request *rq, const http_args *args) {
-        (void)args;
-        return api_audit(rq);
-}
-
 /* Refusals of whole subtrees (unlisted). */
 static int admin_elsewhere(request *rq, const http_args *args) {
         (void)args;
@@ -121,7 +116,7 @@ static const http_route routes[] = {
         /* Reads only: no intent record first, whatever the method. */
         { ADMIN, "POST", "/v1/admin/audit/idhash", api_audit_idhash, HTTP_NEED_ADMIN, "admin.audit.idhash",
           NAMED_405 | READ_ONLY },
-        { ADMIN, "POST", "/v1/admin/audit/verify", route_audit_verify, HTTP_NEED_ADMIN, "audit.verify",
+        { ADMIN, "POST", "/v1/admin/audit/verify", api_audit_verify, HTTP_NEED_ADMIN, "audit.verify",
           NAMED_405 | READ_ONLY },
         { ADMIN, NULL, "/v1/admin/audit/{any...}", no_route, HTTP_NEED_ADMIN, "audit.verify", READ_ONLY | UNLISTED },
         { ADMIN, NULL, "/v1/health", admin_health, HTTP_NEED_ADMIN, "health", PROBE },

@@ -73,6 +73,21 @@ struct body_buf {
 
 static int admin_marker, tcp_marker; /* the servers' cls: tools.sock has NULL */
 
+/* http/'s own state: the servers (started and stopped by main.c's thread
+ * only), the executables' hash cache (its own lock), the refusals of the
+ * per-uid cap (atomic). */
+static struct MHD_Daemon *tool_mhd, *admin_mhd;
+static struct MHD_Daemon *tcp_mhd[64]; /* one per proxy loop (--threads), which runs it */
+static cb_exe_cache *exe_cache;
+static uint64_t conn_refused;  /* connections refused over CB_CONN_PER_UID (atomic) */
+static uid_t conn_refused_uid; /* the last uid refused (atomic) */
+
+uint64_t server_conn_refused(uid_t *ret_uid) {
+        if (ret_uid)
+                *ret_uid = __atomic_load_n(&conn_refused_uid, __ATOMIC_RELAXED);
+        return __atomic_load_n(&conn_refused, __ATOMIC_RELAXED);
+}
+
 enum { HASH_NONE = 0, HASH_WAITING, HASH_DONE };
 
 static void free_sensitive(void *cls) {
@@ -275,7 +290,7 @@ int reply_json(request *rq, unsigned status, json_t *body, bool sensitive) {
         if (audit_write(rq, status, status < 300 ? "allow" : "deny", NULL) < 0 && !rq->intent_recorded &&
             !rq->audit_optional) {
                 json_decref(body);
-                return audit_refuse(rq); /* says why; not audited a second time */
+                return reply_audit_refused(rq); /* says why; not audited a second time */
         }
         metrics_request(rq->route, status);
         text = json_dumps(body, JSON_COMPACT);
@@ -286,12 +301,21 @@ int reply_json(request *rq, unsigned status, json_t *body, bool sensitive) {
         return queue(rq, status, text, len, sensitive);
 }
 
+int reply_audit_refused(request *rq) {
+        char err[128] = "";
+
+        (void)audit_failed(err, sizeof(err));
+        rq->no_audit = true; /* it could not be written */
+        return reply_error(rq, 503, "audit_unavailable",
+                           "the audit log cannot be written (%s): requests are refused until it can", err);
+}
+
 int reply_text(request *rq, unsigned status, const char *content_type, char *text, size_t len) {
         struct MHD_Response *resp;
 
         if (audit_write(rq, status, status < 300 ? "allow" : "deny", NULL) < 0 && status < 300) {
                 free(text);
-                return audit_refuse(rq); /* says why; not audited a second time */
+                return reply_audit_refused(rq); /* says why; not audited a second time */
         }
         metrics_request(rq->route, status);
         resp = MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
@@ -621,7 +645,7 @@ static int identify(request *rq, const conn_ctx *cc, const struct ucred *cred, u
                 what = __atomic_load_n(&cbd.policy_uses_cgroup, __ATOMIC_ACQUIRE) ? CB_PEER_CGROUP : 0;
         else
                 what = !(need & CB_NEED_SELECTED) ? CB_PEER_SKIP_EXE : (need & CB_NEED_CGROUP) ? CB_PEER_CGROUP : 0;
-        return cb_peer_identify_pidfd(cred, cc->snd.pidfd, cbd.exe_cache, what | CB_PEER_SKIP_HASH, &rq->peer);
+        return cb_peer_identify_pidfd(cred, cc->snd.pidfd, exe_cache, what | CB_PEER_SKIP_HASH, &rq->peer);
 }
 
 static bool stat_key_eq(const struct stat *a, const struct stat *b) {
@@ -660,7 +684,7 @@ static int hash_step(request *rq, struct MHD_Connection *conn, bool may_wait) {
                         return cb_error_set(-EAGAIN, "peer pid %d: its executable changed while it was being "
                                                      "hashed; retry", (int)rq->peer.pid);
                 memcpy(rq->peer.exe_sha256, rq->hash_sha, 32);
-        } else if (!cb_exe_cache_get(cbd.exe_cache, &rq->peer.exe_st, rq->peer.exe_sha256)) {
+        } else if (!cb_exe_cache_get(exe_cache, &rq->peer.exe_st, rq->peer.exe_sha256)) {
                 if (!may_wait)
                         return cb_error_set(-EAGAIN, "peer pid %d: its executable is not hashed yet; retry",
                                             (int)rq->peer.pid);
@@ -668,7 +692,7 @@ static int hash_step(request *rq, struct MHD_Connection *conn, bool may_wait) {
                 rq->conn = conn;
                 __atomic_store_n(&rq->hash_state, HASH_WAITING, __ATOMIC_RELAXED);
                 __atomic_store_n(&rq->hash_sync, 0, __ATOMIC_RELAXED);
-                r = cb_exe_hash_submit(cbd.exe_cache, &rq->peer, hash_done, rq);
+                r = cb_exe_hash_submit(exe_cache, &rq->peer, hash_done, rq);
                 if (r < 0) {
                         rq->hash_state = HASH_NONE;
                         return r;
@@ -756,7 +780,7 @@ static enum MHD_Result dispatch(void *cls, struct MHD_Connection *conn, const ch
                         rq->have_peer = true;
                         rq->audit_optional = probe;
                         if (rq->audit_optional ? audit_failed(NULL, 0) : !audit_available())
-                                ret = audit_refuse(rq);
+                                ret = reply_audit_refused(rq);
                         else if (rq->too_large)
                                 ret = reply_error(rq, 413, "payload_too_large", "body larger than %d bytes",
                                                   CB_BODY_MAX);
@@ -812,7 +836,7 @@ static enum MHD_Result dispatch(void *cls, struct MHD_Connection *conn, const ch
                 rq->have_peer = true;
                 rq->audit_optional = probe;
                 if (rq->audit_optional ? audit_failed(NULL, 0) : !audit_available()) /* fail closed: refused before anything is done */
-                        ret = audit_refuse(rq);
+                        ret = reply_audit_refused(rq);
                 else if (rq->too_large)
                         ret = reply_error(rq, 413, "payload_too_large", "body larger than %d bytes", CB_BODY_MAX);
                 else
@@ -974,8 +998,8 @@ static void conn_notify(void *cls, struct MHD_Connection *conn, void **socket_co
                 (void)MHD_set_connection_option(conn, MHD_CONNECTION_OPTION_TIMEOUT, 1u);
         /* Counted, not reported one by one (a flood must not become a flood
          * of log lines): the main loop reports them once a second. */
-        __atomic_store_n(&cbd.conn_refused_uid, uc.uid, __ATOMIC_RELAXED);
-        __atomic_add_fetch(&cbd.conn_refused, 1, __ATOMIC_RELAXED);
+        __atomic_store_n(&conn_refused_uid, uc.uid, __ATOMIC_RELAXED);
+        __atomic_add_fetch(&conn_refused, 1, __ATOMIC_RELAXED);
 }
 
 static void completed(void *cls, struct MHD_Connection *conn, void **con_cls, enum MHD_RequestTerminationCode toe) {
@@ -1056,8 +1080,10 @@ int server_start(int tool_fd, int admin_fd, int tcp_fd, unsigned threads, unsign
          * its share of the socket's CB_CONN_MAX connections),
          * then the loops, then the sockets whose requests may hand jobs to
          * them. */
-        if (threads == 0 || threads > sizeof(cbd.tcp_mhd) / sizeof(cbd.tcp_mhd[0]))
+        if (threads == 0 || threads > sizeof(tcp_mhd) / sizeof(tcp_mhd[0]))
                 return cb_error_set(-EINVAL, "--threads: %u is out of range", threads);
+        if (!exe_cache && !(exe_cache = cb_exe_cache_new(256)))
+                return cb_error_set(-ENOMEM, "out of memory");
         /* Per-message credentials on both Unix sockets (sender.h); the
          * table covers every descriptor the process may open. */
         struct rlimit nofile;
@@ -1074,7 +1100,7 @@ int server_start(int tool_fd, int admin_fd, int tcp_fd, unsigned threads, unsign
         if (tcp_fd >= 0) {
                 for (unsigned i = 0; i < threads; i++) {
                         int fd = i == 0 ? tcp_fd : fcntl(tcp_fd, F_DUPFD_CLOEXEC, 3);
-                        if (fd < 0 || !(cbd.tcp_mhd[i] = start_one(fd, &tcp_marker, 0, CB_CONN_MAX / threads))) {
+                        if (fd < 0 || !(tcp_mhd[i] = start_one(fd, &tcp_marker, 0, CB_CONN_MAX / threads))) {
                                 if (fd >= 0 && i > 0)
                                         close(fd);
                                 server_stop();
@@ -1086,17 +1112,17 @@ int server_start(int tool_fd, int admin_fd, int tcp_fd, unsigned threads, unsign
                 server_stop();
                 return -EIO;
         }
-        if (proxy_loop_start(threads, tcp_fd >= 0 ? cbd.tcp_mhd : NULL) < 0) {
+        if (proxy_loop_start(threads, tcp_fd >= 0 ? tcp_mhd : NULL) < 0) {
                 server_stop();
                 return -EIO;
         }
-        cbd.tool_mhd = start_one(tool_fd, NULL, tool_threads, CB_CONN_MAX);
-        if (!cbd.tool_mhd) {
+        tool_mhd = start_one(tool_fd, NULL, tool_threads, CB_CONN_MAX);
+        if (!tool_mhd) {
                 server_stop();
                 return cb_error_set(-EIO, "cannot start the HTTP server on tools.sock");
         }
-        cbd.admin_mhd = start_one(admin_fd, &admin_marker, 1, CB_CONN_MAX);
-        if (!cbd.admin_mhd) {
+        admin_mhd = start_one(admin_fd, &admin_marker, 1, CB_CONN_MAX);
+        if (!admin_mhd) {
                 server_stop();
                 return cb_error_set(-EIO, "cannot start the HTTP server on admin.sock");
         }
@@ -1107,14 +1133,16 @@ void server_stop(void) {
         audit_watch_stop(); /* resumes every connection waiting for its record */
         proxy_stop();
         cb_exe_hasher_stop(); /* resumes every connection waiting for a hash */
-        if (cbd.tool_mhd)
-                MHD_stop_daemon(cbd.tool_mhd);
-        if (cbd.admin_mhd)
-                MHD_stop_daemon(cbd.admin_mhd);
-        for (size_t i = 0; i < sizeof(cbd.tcp_mhd) / sizeof(cbd.tcp_mhd[0]); i++)
-                if (cbd.tcp_mhd[i]) {
-                        MHD_stop_daemon(cbd.tcp_mhd[i]);
-                        cbd.tcp_mhd[i] = NULL;
+        if (tool_mhd)
+                MHD_stop_daemon(tool_mhd);
+        if (admin_mhd)
+                MHD_stop_daemon(admin_mhd);
+        for (size_t i = 0; i < sizeof(tcp_mhd) / sizeof(tcp_mhd[0]); i++)
+                if (tcp_mhd[i]) {
+                        MHD_stop_daemon(tcp_mhd[i]);
+                        tcp_mhd[i] = NULL;
                 }
-        cbd.tool_mhd = cbd.admin_mhd = NULL;
+        tool_mhd = admin_mhd = NULL;
+        cb_exe_cache_free(exe_cache); /* the hash workers have stopped */
+        exe_cache = NULL;
 }
