@@ -167,6 +167,20 @@ size_t approval_pending(void);
  * err says why. */
 int policy_reload(char *err, size_t errlen);
 
+/* What http/ works on, handed by main.c before server_start (so http/
+ * reads no daemon-wide global): the token table (a token minted for an
+ * answer whose record cannot be written is revoked), the policy in force
+ * (a pointer to main.c's, swapped on reload under lock) and whether it
+ * selects on cgroups (read atomically, without the lock), and the lock the
+ * handlers run under (today cbd.lock). */
+typedef struct server_env {
+        cb_tokens *tokens;
+        cb_policy *const *policy;
+        const bool *policy_uses_cgroup;
+        pthread_mutex_t *lock;
+} server_env;
+void server_attach(const server_env *env);
+
 /* Start/stop the HTTP servers on listening fds; tools.sock gets `threads`
  * threads (each its own epoll loop), admin.sock one, the TCP listener
  * (tcp_fd, -1 for none) as many as tools.sock. */

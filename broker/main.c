@@ -671,6 +671,8 @@ int main(int argc, char **argv) {
                 say_err("%s", cb_error_last());
                 goto out;
         }
+        server_attach(&(server_env){ .tokens = cbd.tokens, .policy = &cbd.policy,
+                                     .policy_uses_cgroup = &cbd.policy_uses_cgroup, .lock = &cbd.lock });
         if (server_start(tool_fd, admin_fd, tcp_fd, threads, tool_threads) < 0) {
                 say_err("%s", cb_error_last());
                 goto out;

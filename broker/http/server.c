@@ -11,7 +11,7 @@
  * (peer_hash.c).  SO_PEERCRED is read once, at accept (conn_notify), for
  * the per-uid connection cap and to vouch for the writer's pid.
  * Identification runs in parallel on the server threads; the handlers then
- * run under cbd.lock.
+ * run under the request lock (srv.lock).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -81,6 +81,11 @@ static struct MHD_Daemon *tcp_mhd[64]; /* one per proxy loop (--threads), which 
 static cb_exe_cache *exe_cache;
 static uint64_t conn_refused;  /* connections refused over CB_CONN_PER_UID (atomic) */
 static uid_t conn_refused_uid; /* the last uid refused (atomic) */
+static server_env srv;         /* what main.c hands us (server_attach), before the servers */
+
+void server_attach(const server_env *env) {
+        srv = *env;
+}
 
 uint64_t server_conn_refused(uid_t *ret_uid) {
         if (ret_uid)
@@ -221,9 +226,9 @@ static void flush_drop(request *rq, bool force) {
                 audit_rec_put(rq->audit_recs[i]);
         rq->n_audit_recs = 0;
         if (rq->token_issued) {
-                pthread_mutex_lock(&cbd.lock);
-                (void)cb_tokens_revoke_accessor(cbd.tokens, rq->accessor);
-                pthread_mutex_unlock(&cbd.lock);
+                pthread_mutex_lock(srv.lock);
+                (void)cb_tokens_revoke_accessor(srv.tokens, rq->accessor);
+                pthread_mutex_unlock(srv.lock);
                 rq->token_issued = false;
         }
         if (rq->proxy_held)
@@ -337,7 +342,7 @@ int reply_text(request *rq, unsigned status, const char *content_type, char *tex
  * --refusals-recorded (600) a minute; past that, one record says so, and its
  * later refusals in the minute are answered 429 too_many_refusals without
  * a record of their own (counted in the metrics).  Allowed requests are
- * never affected.  Under cbd.lock. */
+ * never affected.  Under the request lock. */
 static unsigned refusals_recorded = 600; /* --refusals-recorded; 0: every one */
 static cb_ratelimit *refusals;
 
@@ -586,7 +591,7 @@ static enum MHD_Result handle_body(void *cls, struct MHD_Connection *conn, const
         return dispatch(cls, conn, url, method, rq);
 }
 
-/* Every path of a request runs here and ends outside cbd.lock, where its
+/* Every path of a request runs here and ends outside the request lock, where its
  * answer waits for its records (flush). */
 static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
                               const char *version, const char *upload_data, size_t *upload_data_size,
@@ -642,7 +647,7 @@ static int identify(request *rq, const conn_ctx *cc, const struct ucred *cred, u
 
         /* Never hashed here: hash_step() does that, off this thread. */
         if (rq->admin_socket)
-                what = __atomic_load_n(&cbd.policy_uses_cgroup, __ATOMIC_ACQUIRE) ? CB_PEER_CGROUP : 0;
+                what = __atomic_load_n(srv.policy_uses_cgroup, __ATOMIC_ACQUIRE) ? CB_PEER_CGROUP : 0;
         else
                 what = !(need & CB_NEED_SELECTED) ? CB_PEER_SKIP_EXE : (need & CB_NEED_CGROUP) ? CB_PEER_CGROUP : 0;
         return cb_peer_identify_pidfd(cred, cc->snd.pidfd, exe_cache, what | CB_PEER_SKIP_HASH, &rq->peer);
@@ -712,7 +717,7 @@ static int hash_step(request *rq, struct MHD_Connection *conn, bool may_wait) {
 }
 
 /* Run the request's route (route.h), the caller identified, under
- * cbd.lock: admin.sock's gate first, then the path's checks, the method,
+ * the request lock: admin.sock's gate first, then the path's checks, the method,
  * the handler.  r, path, args: http_route_find's answer. */
 static int run_route(request *rq, unsigned sock, const http_route *r, const http_route *path, const http_args *args) {
         http_gate gate = http_routes_admin_gate();
@@ -769,7 +774,7 @@ static enum MHD_Result dispatch(void *cls, struct MHD_Connection *conn, const ch
                  * accept: a socket's owner never changes); there is no pid
                  * or executable, so only uid-bound proxy tokens work here. */
                 const conn_ctx *cc = conn_ctx_of(conn);
-                pthread_mutex_lock(&cbd.lock);
+                pthread_mutex_lock(srv.lock);
                 if (!cc) {
                         ret = reply_error(rq, 403, "forbidden", "TCP caller not identified (sock_diag found no "
                                                                 "owner for its socket)");
@@ -787,7 +792,7 @@ static enum MHD_Result dispatch(void *cls, struct MHD_Connection *conn, const ch
                         else
                                 ret = run_route(rq, sock, route, path, &args);
                 }
-                pthread_mutex_unlock(&cbd.lock);
+                pthread_mutex_unlock(srv.lock);
                 return ret == MHD_YES ? MHD_YES : MHD_NO;
         }
         /* The caller is the process that wrote the request's bytes
@@ -808,25 +813,25 @@ static enum MHD_Result dispatch(void *cls, struct MHD_Connection *conn, const ch
         if (r == 0)
                 r = cb_peer_writer_trusted(cred.pid, cc->cred.pid);
         if (r == 0 && !rq->admin_socket) {
-                pthread_mutex_lock(&cbd.lock);
-                need = cb_policy_uid_needs(cbd.policy, cred.uid, cred.gid, NULL);
-                pthread_mutex_unlock(&cbd.lock);
+                pthread_mutex_lock(srv.lock);
+                need = cb_policy_uid_needs(*srv.policy, cred.uid, cred.gid, NULL);
+                pthread_mutex_unlock(srv.lock);
         }
         r = r < 0 ? r : identify(rq, cc, &cred, need);
         if (r == 0 && (rq->admin_socket || (need & CB_NEED_SELECTED)) && (r = hash_step(rq, conn, true)) == 1)
                 return MHD_YES; /* suspended until a worker has hashed its executable */
-        pthread_mutex_lock(&cbd.lock);
+        pthread_mutex_lock(srv.lock);
         if (r == 0 && !rq->admin_socket &&
-            ((need2 = cb_policy_uid_needs(cbd.policy, cred.uid, cred.gid, NULL)) & ~need) != 0) {
+            ((need2 = cb_policy_uid_needs(*srv.policy, cred.uid, cred.gid, NULL)) & ~need) != 0) {
                 /* A reload in between asks for more: again, outside the
                  * lock (a hash not cached by now is refused: retry). */
-                pthread_mutex_unlock(&cbd.lock);
+                pthread_mutex_unlock(srv.lock);
                 cb_peer_done(&rq->peer);
                 need = need2;
                 r = identify(rq, cc, &cred, need);
                 if (r == 0 && (need & CB_NEED_SELECTED))
                         r = hash_step(rq, conn, false);
-                pthread_mutex_lock(&cbd.lock);
+                pthread_mutex_lock(srv.lock);
         }
         if (r == -EBUSY || r == -EAGAIN) {
                 ret = reply_error(rq, 503, "identity_busy", "caller not identified yet: %s", cb_error_last());
@@ -842,7 +847,7 @@ static enum MHD_Result dispatch(void *cls, struct MHD_Connection *conn, const ch
                 else
                         ret = run_route(rq, sock, route, path, &args);
         }
-        pthread_mutex_unlock(&cbd.lock);
+        pthread_mutex_unlock(srv.lock);
         return ret == MHD_YES ? MHD_YES : MHD_NO;
 }
 
