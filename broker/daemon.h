@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* credbrokerd internals shared by main.c, server.c, api_tool.c, api_admin.c. */
+/* credbrokerd internals shared by main.c, http/, api/ and the route handlers still outside api/. */
 #pragma once
 
 #include <pthread.h>
@@ -33,19 +33,12 @@ typedef struct daemon_state {
         cb_policy *policy;
         bool policy_uses_cgroup; /* cb_policy_uses_cgroup(policy): written under lock, read atomically */
         cb_tokens *tokens;
-        cb_exe_cache *exe_cache;
         cb_ratelimit *rate;
         const char *policy_path;
         const char *run_dir;
-        int audit_fd;
-        uint64_t conn_refused;    /* connections refused, for either cap below (atomic) */
-        uint64_t conn_refused_full; /* of which over a socket's CB_CONN_MAX (atomic) */
-        uid_t conn_refused_uid;   /* the last uid refused over CB_CONN_PER_UID (atomic) */
         uint64_t started;
         uint32_t default_ttl;     /* --default-ttl: a token's lifetime when its request names none,
                                    * and the cap under a grant without max_ttl (CB_TTL_DEFAULT) */
-        struct MHD_Daemon *tool_mhd, *admin_mhd;
-        struct MHD_Daemon *tcp_mhd[64];         /* one per proxy loop (--threads), which runs it */
 } daemon_state;
 
 extern daemon_state cbd;
@@ -60,6 +53,7 @@ typedef struct request {
         bool too_large;
         bool admin_socket;
         bool tcp;                  /* --listen-tcp: peer.uid from sock_diag, no pid or executable */
+        bool sdk_errors;           /* refusals in the vendors' SDK shape (a proxy target: route.h) */
         cb_peer peer;
         bool have_peer;
         /* What the audit record says (set by handlers). */
@@ -104,16 +98,15 @@ typedef struct request {
 int reply_json(request *rq, unsigned status, json_t *body, bool sensitive);
 int reply_error(request *rq, unsigned status, const char *code, const char *fmt, ...)
         __attribute__((format(printf, 4, 5)));
+/* 503 audit_unavailable (the log is failed: said why); not audited a
+ * second time. */
+int reply_audit_refused(request *rq);
 /* A non-JSON answer (GET /metrics); takes text (malloc'd, never a secret). */
 int reply_text(request *rq, unsigned status, const char *content_type, char *text, size_t len);
 
 /* Parse the body as a JSON object whose keys are all in `allowed` (NULL-
  * terminated).  On failure replies 400 and returns NULL. */
 json_t *body_object(request *rq, const char *const *allowed);
-
-/* Route handlers: return an MHD result from reply_*. */
-int api_tool(request *rq);
-int api_admin(request *rq);
 
 /* Audit one decision (JSON line): queued, and attached to rq (its answer
  * waits for it).  -errno when it cannot even be queued (then the log is
@@ -160,40 +153,45 @@ size_t proxy_cancel_secret(const char *secret, const char *why);
 /* The same for the requests made with one token (by accessor). */
 size_t proxy_cancel_accessor(const char *accessor, const char *why);
 
-/* Is this request for the proxy (decided before the body is read, for its cap)? */
-bool is_proxy_target(const char *method, const char *url);
-
 /* The approval gate (api_approval.c; approval.h has the table).
  * approval_init makes the table (timeout: seconds until an undecided request
  * is denied); approval_sweep times out and drops requests (call under
  * cbd.lock, about once a second); approval_hold holds a token request under
- * an approval grant and answers 202 (route_token); api_approval_poll serves
- * GET /v1/approvals/ID on tools.sock; api_approval_admin serves
- * /v1/admin/approvals... on admin.sock. */
+ * an approval grant and answers 202 (api_token).  Its routes (GET
+ * /v1/approvals/ID, /v1/admin/approvals...) are in api/api_routes.c. */
 int approval_init(uint32_t timeout);
 void approval_fini(void);
 void approval_sweep(void);
 int approval_hold(request *rq, const char *client, unsigned use, uint32_t ttl, int bind);
 /* Requests still waiting for a decision (GET /metrics); under cbd.lock. */
 size_t approval_pending(void);
-int api_approval_poll(request *rq, const char *id);
-int api_approval_admin(request *rq);
 
 /* Reload the policy file (main.c); on failure the old policy stays and
  * err says why. */
 int policy_reload(char *err, size_t errlen);
 
-/* The sealed-provisioning admin routes (api/api_provision.c):
- * api_provision serves the routes is_provision_route() names
- * (/v1/admin/pubkey*, /v1/admin/import).  The rest of provisioning is
- * provision/provision_dir.h. */
-int api_provision(request *rq);
-bool is_provision_route(const char *url);
+/* What http/ works on, handed by main.c before server_start (so http/
+ * reads no daemon-wide global): the token table (a token minted for an
+ * answer whose record cannot be written is revoked), the policy in force
+ * (a pointer to main.c's, swapped on reload under lock) and whether it
+ * selects on cgroups (read atomically, without the lock), and the lock the
+ * handlers run under (today cbd.lock). */
+typedef struct server_env {
+        cb_tokens *tokens;
+        cb_policy *const *policy;
+        const bool *policy_uses_cgroup;
+        pthread_mutex_t *lock;
+} server_env;
+void server_attach(const server_env *env);
 
 /* Start/stop the HTTP servers on listening fds; tools.sock gets `threads`
  * threads (each its own epoll loop), admin.sock one, the TCP listener
  * (tcp_fd, -1 for none) as many as tools.sock. */
 int server_start(int tool_fd, int admin_fd, int tcp_fd, unsigned threads, unsigned tool_threads);
 void server_stop(void);
+/* Connections refused over CB_CONN_PER_UID since start, and the last uid
+ * refused (*ret_uid; may be NULL).  Any thread, no lock. */
+uint64_t server_conn_refused(uid_t *ret_uid);
+uint64_t server_conn_refused_full(void); /* of those: over a socket's CB_CONN_MAX */
 /* Refusals of one uid recorded one by one per minute (0: all; server.c). */
 void server_set_refusals_recorded(unsigned n);

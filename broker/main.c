@@ -28,6 +28,7 @@
 #include <sodium.h>
 #include <systemd/sd-daemon.h>
 
+#include "api.h"
 #include "approval.h"
 #include "alert.h"
 #include "audit.h"
@@ -38,12 +39,14 @@
 #include "leak_react.h"
 #include "memtrim.h"
 #include "provision_dir.h"
+#include "proxy.h"
 #include "log.h"
 #include "red_cache.h"
 #include "rotate.h"
+#include "route.h"
 #include "wipe_heap.h"
 
-daemon_state cbd = { .lock = PTHREAD_MUTEX_INITIALIZER, .audit_fd = -1, .default_ttl = CB_TTL_DEFAULT };
+daemon_state cbd = { .lock = PTHREAD_MUTEX_INITIALIZER, .default_ttl = CB_TTL_DEFAULT };
 
 #define DEFAULT_STATE_DIR "/var/lib/credbroker"
 #define DEFAULT_RUN_DIR "/run/credbroker"
@@ -257,7 +260,9 @@ static void usage(FILE *f) {
               "                   [--default-ttl SECONDS]\n"
               "                   [--tpm2-tcti STRING] [--provision-dir DIR] [--rotate-hook-dir DIR]\n"
               "       credbrokerd --check-policy FILE\n"
-              "       credbrokerd --version\n\n"
+              "       credbrokerd --version\n"
+              "       credbrokerd --routes  (the HTTP API's routes, from the table the daemon serves:\n"
+              "                              sockets, method, path, grant needed, audit names)\n\n"
               "defaults: --state-dir " DEFAULT_STATE_DIR " --run-dir " DEFAULT_RUN_DIR "\n"
               "          --policy " DEFAULT_POLICY " --unlock " DEFAULT_UNLOCK "\n"
               "          --audit-log: none unless given (JSON lines, one record per decision, MAC-chained;\n"
@@ -294,8 +299,20 @@ static void usage(FILE *f) {
               f);
 }
 
-/* Leak reactions (leak_react.h): the proxy cuts what is in flight, rotate/
- * rotates a secret whose policy says on_leak "rotate". */
+/* Leak reactions (leak_react.h): the token table revokes, the proxy cuts
+ * what is in flight, rotate/ rotates a secret whose policy says on_leak
+ * "rotate". */
+static size_t tokens_revoke_secret(const char *secret) {
+        return cb_tokens_revoke_secret(cbd.tokens, secret);
+}
+
+static size_t tokens_revoke_accessor(const char *accessor) {
+        return cb_tokens_revoke_accessor(cbd.tokens, accessor);
+}
+
+static const leak_reaction leak_reacts_tokens = {
+        .name = "tokens", .revoke_secret = tokens_revoke_secret, .revoke_accessor = tokens_revoke_accessor,
+};
 static const leak_reaction leak_reacts_proxy = {
         .name = "proxy", .cut_secret = proxy_cancel_secret, .cut_accessor = proxy_cancel_accessor,
 };
@@ -318,6 +335,7 @@ int main(int argc, char **argv) {
                 { "refusals-recorded", required_argument, NULL, 'Q' },
                 { "tombstone-bytes", required_argument, NULL, 'B' },
                 { "default-ttl", required_argument, NULL, 'L' },
+                { "routes", no_argument, NULL, 'W' },
                 { "help", no_argument, NULL, 'h' },               { "version", no_argument, NULL, 'v' },
                 {},
         };
@@ -498,6 +516,13 @@ int main(int argc, char **argv) {
                 }
                 case 'h': usage(stdout); return 0;
                 case 'v': puts("credbrokerd " CB_VERSION_STRING); return 0;
+                case 'W':
+                        if (api_routes_register() < 0) {
+                                say_err("%s", cb_error_last());
+                                return 1;
+                        }
+                        http_routes_print(stdout);
+                        return 0;
                 default: /* one stamped line, as every other line on stderr */
                         say_err("unknown option or missing argument: '%s' (see 'credbrokerd --help')",
                                 argv[optind - 1]);
@@ -595,7 +620,13 @@ int main(int argc, char **argv) {
         }
         /* The subsystems that react to a leak (leak_react.h), before anything can
          * sight one (a leaked rotation's grace applied by rotate_sweep). */
-        if (leak_reaction_register(&leak_reacts_proxy) < 0 || leak_reaction_register(&leak_reacts_rotate) < 0) {
+        if (leak_reaction_register(&leak_reacts_tokens) < 0 || leak_reaction_register(&leak_reacts_proxy) < 0 ||
+            leak_reaction_register(&leak_reacts_rotate) < 0) {
+                say_err("%s", cb_error_last());
+                return 1;
+        }
+        /* The routes (api/api_routes.c), handed to http/ before any server runs. */
+        if (api_routes_register() < 0) {
                 say_err("%s", cb_error_last());
                 return 1;
         }
@@ -680,6 +711,8 @@ int main(int argc, char **argv) {
         }
         if (provision_dir)
                 provision_dir_scan(cbd.store, provision_dir, "start");
+        /* leak/ and proxy/ work on what they are handed, not on cbd. */
+        leak_attach(&(leak_env){ .store = cbd.store, .tokens = &cbd.tokens, .policy = &cbd.policy, .lock = &cbd.lock });
         if (scanner_init(state_dir) < 0) {
                 say_err("%s", cb_error_last());
                 goto out;
@@ -691,15 +724,15 @@ int main(int argc, char **argv) {
                 say("%s", cb_error_last());
                 goto out;
         }
-        cbd.exe_cache = cb_exe_cache_new(256);
         cbd.rate = cb_ratelimit_new(0);
-        if (!cbd.tokens || !cbd.exe_cache || !cbd.rate || approval_init(approval_timeout) < 0) {
+        if (!cbd.tokens || !cbd.rate || approval_init(approval_timeout) < 0) {
                 say_err("out of memory");
                 goto out;
         }
         /* Grace that ran out while we were down (a leaked rotation cut short
          * by a crash included) is applied before anything is served. */
         rotate_attach(&(rotate_env){ .store = cbd.store, .tokens = cbd.tokens, .lock = &cbd.lock });
+        proxy_attach(&(proxy_env){ .store = cbd.store, .tokens = cbd.tokens, .policy = &cbd.policy, .lock = &cbd.lock });
         if (rotate_init(rotate_hook_dir) < 0) {
                 say_err("%s", cb_error_last());
                 goto out;
@@ -718,6 +751,8 @@ int main(int argc, char **argv) {
                 say_err("%s", cb_error_last());
                 goto out;
         }
+        server_attach(&(server_env){ .tokens = cbd.tokens, .policy = &cbd.policy,
+                                     .policy_uses_cgroup = &cbd.policy_uses_cgroup, .lock = &cbd.lock });
         if (server_start(tool_fd, admin_fd, tcp_fd, threads, tool_threads) < 0) {
                 say_err("%s", cb_error_last());
                 goto out;
@@ -784,12 +819,12 @@ int main(int argc, char **argv) {
                 next_house = now + 1000000;
                 red_cache_sweep();
                 memtrim_tick();
-                uint64_t refused = __atomic_load_n(&cbd.conn_refused, __ATOMIC_RELAXED);
-                uint64_t full = __atomic_load_n(&cbd.conn_refused_full, __ATOMIC_RELAXED);
+                uid_t refused_uid;
+                uint64_t refused = server_conn_refused(&refused_uid);
+                uint64_t full = server_conn_refused_full();
                 if (refused - full != refused_said - full_said)
                         say_warn("refused %" PRIu64 " connection(s) over the limit of %d per uid (last: uid %u)",
-                            (refused - full) - (refused_said - full_said), CB_CONN_PER_UID,
-                            (unsigned)__atomic_load_n(&cbd.conn_refused_uid, __ATOMIC_RELAXED));
+                            (refused - full) - (refused_said - full_said), CB_CONN_PER_UID, (unsigned)refused_uid);
                 if (full != full_said)
                         say_warn("refused %" PRIu64 " connection(s) over a socket's limit of %d connections",
                             full - full_said, CB_CONN_MAX);
@@ -813,7 +848,6 @@ out:
                 close(tcp_fd);
         cb_tokens_free(cbd.tokens);
         approval_fini();
-        cb_exe_cache_free(cbd.exe_cache);
         cb_ratelimit_free(cbd.rate);
         scanner_shutdown();
         cb_store_close(cbd.store);

@@ -25,28 +25,28 @@ shift $(( $# < 2 ? $# : 2 ))
 TOP='"api":["main"], "http":["api","main"], "main":[]'
 
 # Folder arrows allowed although they break the rules above (A>B: a file
-# in A uses B).  All of them are calls up into main (the global `cbd` and
-# daemon.h, which declares it), into http/ (the request struct and
-# reply_*, used by route handlers that still live in their subsystem), or
-# http/ dispatching into api/ (no route table yet).  Without them the
-# folder graph has no cycle.
+# in A uses B).  All of them are calls up into main (daemon.h, which
+# declares the `request` and the global `cbd`), into http/ (reply_*, used
+# by route handlers that still live in their subsystem: scan, the proxy).
+# (http/ no longer calls into api/: api/ hands it the route table at
+# start, route.h.)  Without them the folder graph has no cycle.
 ALLOW_ARROWS=(
         api\>main
-        audit\>http audit\>main
-        http\>api http\>main
+        audit\>main
+        http\>main
         leak\>http leak\>main
         proxy\>http proxy\>main
 )
 
 # Files that still reference `cbd` (the daemon-wide state and its lock).
 # api/api_provision.c was split from provision/provision.c (listed then).
+# audit/ has left it (its records have their own lock; the caller hands
+# audit_intent the lock it holds), and so have leak/ and proxy/ (main.c
+# hands them what they work on: leak_attach, proxy_attach), and http/
+# (server_attach).  What is left is main.c and the composing layer.
 ALLOW_CBD=(
         main.c
-        http/server.c
         api/api_admin.c api/api_approval.c api/api_provision.c api/api_rotate.c api/api_tool.c
-        audit/audit.c
-        leak/leak.c leak/scan.c
-        proxy/proxy.c proxy/proxy_conn.c proxy/proxy_route.c
 )
 
 # First, that the check can fail: each made-up violation must be refused

@@ -1,10 +1,13 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * admin.sock routes: put, list, show, revoke, status, policy reload.  The
- * socket's mode keeps others out; the policy's "admins" decides among those
- * who can connect.  No route here returns a value.
+ * admin.sock routes: put, list, show, delete, revoke, status, metrics,
+ * policy reload, the audit id hash, and the gate every admin.sock request
+ * passes first (api_admin_gate; the table: api_routes.c).  The socket's
+ * mode keeps others out; the policy's "admins" decides among those who can
+ * connect.  No route here returns a value.
  */
 #include <errno.h>
+#include <limits.h>
 #include <string.h>
 #include <time.h>
 
@@ -13,6 +16,7 @@
 
 #include "metrics.h"
 #include "audit.h"
+#include "api_internal.h"
 #include "daemon.h"
 #include "provision_dir.h"
 #include "error.h"
@@ -89,7 +93,7 @@ static json_t *meta_to_json(const cb_meta *m) {
         return o;
 }
 
-static int route_put(request *rq) {
+int api_put(request *rq, const http_args *args) {
         static const char *const fields[] = { "name",   "value",         "value_base64", "hosts",   "inject",
                                               "methods", "path_prefixes", "not_after",    "labels",  "ca_file",
                                               "pin",     NULL };
@@ -100,7 +104,7 @@ static int route_put(request *rq) {
         uint32_t version;
         int r, ret = MHD_YES;
 
-        rq->route = "admin.put";
+        (void)args;
         o = body_object(rq, fields);
         if (!o)
                 return MHD_YES;
@@ -164,12 +168,12 @@ out:
         return ret;
 }
 
-static int route_list(request *rq) {
+int api_list(request *rq, const http_args *args) {
         const char **names;
         size_t n;
         json_t *arr;
 
-        rq->route = "admin.list";
+        (void)args;
         if (cb_store_names(cbd.store, &names, &n) < 0)
                 return reply_error(rq, 500, "internal", "out of memory");
         arr = json_array();
@@ -196,12 +200,12 @@ static int route_list(request *rq) {
         return reply_json(rq, 200, json_pack("{s:o}", "secrets", arr), false);
 }
 
-static int route_show(request *rq, const char *name) {
+int api_show(request *rq, const http_args *args) {
+        const char *name = args->rest;
         const cb_version_info *vi;
         size_t nv;
         json_t *arr;
 
-        rq->route = "admin.show";
         if (cb_name_check(name) < 0)
                 return reply_error(rq, 400, "bad_request", "%s", cb_error_last());
         snprintf(rq->secret, sizeof(rq->secret), "%s", name);
@@ -225,7 +229,7 @@ static int route_show(request *rq, const char *name) {
  * first (the CLI's rotate --leaked --hook, before its hook runs), and
  * "rotation_failed": "why" says that hook failed: the mark stays and the
  * rotation_failed alert is raised. */
-static int route_revoke(request *rq) {
+int api_revoke(request *rq, const http_args *args) {
         static const char *const fields[] = { "accessor", "secret", "client", "compromised", "rotation_failed", NULL };
         const char *acc, *sec, *cli, *failed;
         json_t *o, *comp, *fj;
@@ -233,7 +237,7 @@ static int route_revoke(request *rq) {
         int ret;
         bool unpersisted = false;
 
-        rq->route = "admin.revoke";
+        (void)args;
         o = body_object(rq, fields);
         if (!o)
                 return MHD_YES;
@@ -295,10 +299,10 @@ out:
         return ret;
 }
 
-static int route_reload(request *rq) {
+int api_reload(request *rq, const http_args *args) {
         char err[512];
 
-        rq->route = "admin.policy.reload";
+        (void)args;
         if (policy_reload(err, sizeof(err)) < 0)
                 return reply_error(rq, 400, "bad_request", "policy not reloaded, the old one stays: %s", err);
         return reply_json(rq, 200,
@@ -307,11 +311,11 @@ static int route_reload(request *rq) {
                           false);
 }
 
-static int route_status(request *rq) {
-        rq->route = "admin.status";
+int api_status(request *rq, const http_args *args) {
+        (void)args;
         json_t *st = json_pack("{s:s, s:I, s:I, s:I, s:I, s:I, s:{s:I, s:I}}", "version", CB_VERSION_STRING,
                                     "connections_refused",
-                                    (json_int_t)__atomic_load_n(&cbd.conn_refused, __ATOMIC_RELAXED), "uptime",
+                                    (json_int_t)server_conn_refused(NULL), "uptime",
                                     (json_int_t)((uint64_t)time(NULL) - cbd.started), "tokens",
                                     (json_int_t)cb_tokens_count(cbd.tokens), "secrets",
                                     (json_int_t)cb_store_count(cbd.store), "generation",
@@ -329,11 +333,11 @@ static int route_status(request *rq) {
 
 /* DELETE /v1/admin/secrets/NAME: revoke its tokens, cut its proxied
  * requests in flight, destroy every version (cb_store_delete). */
-static int route_delete(request *rq, const char *name) {
+int api_delete(request *rq, const http_args *args) {
+        const char *name = args->rest;
         size_t revoked;
         int r;
 
-        rq->route = "admin.delete";
         if (cb_name_check(name) < 0)
                 return reply_error(rq, 400, "bad_request", "invalid secret name");
         snprintf(rq->secret, sizeof(rq->secret), "%s", name);
@@ -357,19 +361,19 @@ static int route_delete(request *rq, const char *name) {
 }
 
 /* GET /metrics: Prometheus text format 0.0.4 (metrics.h). */
-static int route_metrics(request *rq) {
+int api_metrics(request *rq, const http_args *args) {
         metrics_gauges g = {
                 .tokens = cb_tokens_count(cbd.tokens),
                 .secrets = cb_store_count(cbd.store),
                 .approvals_pending = approval_pending(),
-                .connections_refused = __atomic_load_n(&cbd.conn_refused, __ATOMIC_RELAXED),
+                .connections_refused = server_conn_refused(NULL),
                 .uptime_s = (uint64_t)time(NULL) - cbd.started,
                 .store_generation = cb_store_generation(cbd.store),
         };
         size_t len = 0;
         char *text;
 
-        rq->route = "admin.metrics";
+        (void)args;
         /* Not audited: counters reveal no value and decide nothing, a
          * scraper every few seconds would fill the log with reads, and they
          * must stay readable while the audit log cannot be written -- when
@@ -385,16 +389,14 @@ static int route_metrics(request *rq) {
  * of id in each segment, so an operator's tool can find a token's records
  * by its accessor although the log holds only keyed hashes.  Admins only,
  * who could read the records anyway; nothing else is revealed. */
-static int route_audit_idhash(request *rq) {
+int api_audit_idhash(request *rq, const http_args *args) {
         static const char *const fields[] = { "id", "logs", NULL };
         json_t *o, *logs, *e, *out = NULL;
         const char *id;
         size_t i;
         int ret;
 
-        rq->route = "admin.audit.idhash";
-        if (strcmp(rq->method, "POST") != 0)
-                return reply_error(rq, 405, "method_not_allowed", "use POST");
+        (void)args;
         o = body_object(rq, fields);
         if (!o)
                 return MHD_YES;
@@ -428,62 +430,69 @@ out:
         return ret;
 }
 
-int api_admin(request *rq) {
-        bool get = strcmp(rq->method, "GET") == 0, post = strcmp(rq->method, "POST") == 0;
+/* POST /v1/admin/audit/verify {"files":[ABSOLUTE PATH...]} (oldest first):
+ * the files are read with cbd.lock dropped (a large log must not hold up
+ * every request). */
+int api_audit_verify(request *rq, const http_args *args) {
+        static const char *const allowed[] = { "files", NULL };
+        const char *files[CB_AUDIT_VERIFY_FILES_MAX];
+        json_t *body, *a, *e, *verdict = NULL;
+        size_t n, i;
+        int r;
 
+        (void)args;
+        if (!audit_enabled())
+                return reply_error(rq, 409, "no_audit_log", "this broker runs without --audit-log");
+        body = body_object(rq, allowed);
+        if (!body)
+                return MHD_YES;
+        a = json_object_get(body, "files");
+        n = json_array_size(a);
+        if (!json_is_array(a) || n < 1 || n > CB_AUDIT_VERIFY_FILES_MAX) {
+                json_decref(body);
+                return reply_error(rq, 400, "bad_request", "\"files\": 1 to %d absolute paths, oldest first",
+                                   CB_AUDIT_VERIFY_FILES_MAX);
+        }
+        json_array_foreach(a, i, e) {
+                files[i] = json_string_value(e);
+                if (!files[i] || files[i][0] != '/' || json_string_length(e) >= PATH_MAX) {
+                        json_decref(body);
+                        return reply_error(rq, 400, "bad_request", "\"files\"[%zu] is not an absolute path", i);
+                }
+        }
+        pthread_mutex_unlock(&cbd.lock);
+        r = audit_verify_live(files, n, &verdict);
+        pthread_mutex_lock(&cbd.lock);
+        json_decref(body); /* files pointed into it */
+        if (r < 0)
+                return reply_error(rq, 400, "bad_request", "%s", cb_error_last());
+        return reply_json(rq, 200, verdict, false);
+}
+
+/* admin.sock's gate (route.h): every request there is an admin's, and
+ * every admin write is recorded, durably, before it takes effect: when
+ * that record cannot be written nothing is done (503).  path: the route
+ * that decided the path (NULL: none; a wrong method still writes nothing
+ * but is recorded as an intent, as any non-GET is). */
+bool api_admin_gate(request *rq, const http_route *path, int *ret) {
         if (!cb_policy_is_admin(cbd.policy, rq->peer.uid, rq->peer.gid)) {
                 rq->route = "admin";
-                return reply_error(rq, 403, "forbidden", "uid %u is not an admin in the policy",
+                *ret = reply_error(rq, 403, "forbidden", "uid %u is not an admin in the policy",
                                    (unsigned)rq->peer.uid);
+                return true;
         }
-        /* Every admin write is recorded, durably, before it takes effect:
-         * when that record cannot be written nothing is done (503). */
-        if (!get && strncmp(rq->url, "/v1/admin/audit/", 16) != 0 /* verify: reads only */) {
-                if (audit_intent(rq) < 0) /* waits with cbd.lock dropped */
-                        return audit_refuse(rq);
+        if (strcmp(rq->method, "GET") != 0 && !(path && (path->flags & HTTP_ROUTE_READ_ONLY))) {
+                if (audit_intent(rq, &cbd.lock) < 0) { /* waits with cbd.lock dropped */
+                        *ret = reply_audit_refused(rq);
+                        return true;
+                }
                 /* The policy may have been reloaded meanwhile. */
                 if (!cb_policy_is_admin(cbd.policy, rq->peer.uid, rq->peer.gid)) {
                         rq->route = "admin";
-                        return reply_error(rq, 403, "forbidden", "uid %u is not an admin in the policy",
+                        *ret = reply_error(rq, 403, "forbidden", "uid %u is not an admin in the policy",
                                            (unsigned)rq->peer.uid);
+                        return true;
                 }
         }
-        if (strcmp(rq->url, "/v1/admin/secrets") == 0) {
-                if (post)
-                        return route_put(rq);
-                if (get)
-                        return route_list(rq);
-                return reply_error(rq, 405, "method_not_allowed", "use GET or POST");
-        }
-        if (strcmp(rq->url, "/v1/admin/rotate") == 0 || strncmp(rq->url, "/v1/admin/versions/", 19) == 0)
-                return api_rotate(rq);
-        if (strncmp(rq->url, "/v1/admin/secrets/", 18) == 0) {
-                if (strcmp(rq->method, "DELETE") == 0)
-                        return route_delete(rq, rq->url + 18);
-                return get ? route_show(rq, rq->url + 18)
-                           : reply_error(rq, 405, "method_not_allowed", "use GET or DELETE");
-        }
-        if (is_scan_target(rq->method, rq->url))
-                return scan_start(rq);
-        if (strcmp(rq->url, "/v1/admin/revoke") == 0)
-                return post ? route_revoke(rq) : reply_error(rq, 405, "method_not_allowed", "use POST");
-        if (strcmp(rq->url, "/metrics") == 0 || strcmp(rq->url, "/v1/admin/metrics") == 0)
-                return get ? route_metrics(rq) : reply_error(rq, 405, "method_not_allowed", "use GET");
-        if (strcmp(rq->url, "/v1/admin/status") == 0)
-                return get ? route_status(rq) : reply_error(rq, 405, "method_not_allowed", "use GET");
-        if (strcmp(rq->url, "/v1/admin/policy/reload") == 0)
-                return post ? route_reload(rq) : reply_error(rq, 405, "method_not_allowed", "use POST");
-        if (strncmp(rq->url, "/v1/admin/approvals", 19) == 0 && (rq->url[19] == 0 || rq->url[19] == '/'))
-                return api_approval_admin(rq);
-        if (is_provision_route(rq->url))
-                return api_provision(rq);
-        if (strcmp(rq->url, "/v1/admin/audit/idhash") == 0)
-                return route_audit_idhash(rq);
-        if (strncmp(rq->url, "/v1/admin/audit/", 16) == 0)
-                return api_audit(rq);
-        if (strcmp(rq->url, "/v1/health") == 0) {
-                rq->route = "health";
-                return reply_json(rq, 200, json_pack("{s:s}", "status", "ok"), false);
-        }
-        return reply_error(rq, 404, "not_found", "no route %.64s", rq->url);
+        return false;
 }

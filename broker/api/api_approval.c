@@ -18,6 +18,7 @@
 #include <microhttpd.h>
 #include <sodium.h>
 
+#include "api_internal.h"
 #include "approval.h"
 #include "audit.h"
 #include "audit_format.h" /* cb_json_string_lossy */
@@ -192,13 +193,13 @@ static int collect_approved(request *rq, const cb_approval *c) {
         return ret;
 }
 
-int api_approval_poll(request *rq, const char *id) {
+int api_approval_poll(request *rq, const http_args *args) {
+        const char *id = args->rest;
         cb_approval *c = NULL;
         uint64_t now = mono_now();
         json_t *extra = NULL;
         int ret;
 
-        rq->route = "approval.collect";
         approval_sweep();
         c = sodium_malloc(sizeof(*c)); /* large (two paths); not secret, but off the stack */
         if (!c)
@@ -240,11 +241,13 @@ out:
 
 /* ---- admin.sock ---- */
 
-static int route_list(request *rq) {
+int api_approvals_list(request *rq, const http_args *args) {
         uint64_t now = mono_now();
-        json_t *arr = json_array();
+        json_t *arr;
 
-        rq->route = "admin.approvals";
+        (void)args;
+        approval_sweep();
+        arr = json_array();
         for (size_t i = 0; i < cb_approvals_count(tab); i++) {
                 const cb_approval *e = cb_approvals_at(tab, i);
                 json_t *o = requester_json(e);
@@ -271,7 +274,6 @@ static int route_decide(request *rq, const char *id, size_t id_len, bool approve
         json_t *extra;
         int r, ret;
 
-        rq->route = approve ? "admin.approve" : "admin.deny";
         if (rq->body_len)
                 return reply_error(rq, 400, "bad_request", "this route takes no body");
         if (id_len > CB_APPROVAL_ID_LEN)
@@ -331,30 +333,21 @@ out:
         return ret;
 }
 
-int api_approval_admin(request *rq) {
-        const char *rest = rq->url + strlen("/v1/admin/approvals");
-        bool post = strcmp(rq->method, "POST") == 0;
-
+/* POST /v1/admin/approvals/ID/approve and .../deny. */
+int api_approve(request *rq, const http_args *args) {
         approval_sweep();
-        if (*rest == 0) {
-                if (strcmp(rq->method, "GET") != 0) {
-                        rq->route = "admin.approvals";
-                        return reply_error(rq, 405, "method_not_allowed", "use GET");
-                }
-                return route_list(rq);
-        }
-        if (*rest == '/') {
-                const char *id = rest + 1, *slash = strchr(id, '/');
-                if (slash && (!strcmp(slash, "/approve") || !strcmp(slash, "/deny"))) {
-                        bool approve = !strcmp(slash, "/approve");
-                        if (!post) {
-                                rq->route = approve ? "admin.approve" : "admin.deny";
-                                return reply_error(rq, 405, "method_not_allowed", "use POST");
-                        }
-                        return route_decide(rq, id, (size_t)(slash - id), approve);
-                }
-        }
-        rq->route = "admin.approvals";
+        return route_decide(rq, args->seg, args->seg_len, true);
+}
+
+int api_deny(request *rq, const http_args *args) {
+        approval_sweep();
+        return route_decide(rq, args->seg, args->seg_len, false);
+}
+
+/* Anything else under /v1/admin/approvals/ (recorded as admin.approvals). */
+int api_approvals_unknown(request *rq, const http_args *args) {
+        (void)args;
+        approval_sweep();
         return reply_error(rq, 404, "not_found", "no route %.64s (want /v1/admin/approvals[/ID/approve|/ID/deny])",
                            rq->url);
 }

@@ -4,7 +4,7 @@
  * and /v1/admin/pubkeys, POST /v1/admin/pubkey/rotate and /retire, POST
  * /v1/admin/import (one blob or a batch, optionally a dry run).  The work
  * is in keys/provision*.c; --provision-dir is provision/provision.c.
- * Every handler runs under cbd.lock.
+ * Every handler runs under cbd.lock; the routes are in api_routes.c.
  */
 #include <errno.h>
 #include <stdbool.h>
@@ -15,6 +15,7 @@
 #include <jansson.h>
 #include <microhttpd.h>
 
+#include "api_internal.h"
 #include "daemon.h"
 #include "error.h"
 #include "provision.h"
@@ -38,11 +39,11 @@ static json_t *key_json(const cb_prov_key_info *k) {
         return o;
 }
 
-static int route_pubkey(request *rq) {
+int api_pubkey(request *rq, const http_args *args) {
         cb_prov_key_info k;
         int r;
 
-        rq->route = "admin.pubkey";
+        (void)args;
         r = cb_prov_keys_current(cbd.store, &k);
         if (r == -ENOENT) /* a store made before provisioning existed, written to since start */
                 r = cb_prov_keys_ensure(cbd.store, NULL) < 0 ? -EIO : cb_prov_keys_current(cbd.store, &k);
@@ -51,12 +52,12 @@ static int route_pubkey(request *rq) {
         return reply_json(rq, 200, key_json(&k), false);
 }
 
-static int route_pubkeys(request *rq) {
+int api_pubkeys(request *rq, const http_args *args) {
         cb_prov_key_info *keys;
         json_t *arr;
         size_t n;
 
-        rq->route = "admin.pubkeys";
+        (void)args;
         if (cb_prov_keys_list(cbd.store, &keys, &n) < 0)
                 return reply_error(rq, 500, "internal", "%s", cb_error_last());
         arr = json_array();
@@ -66,10 +67,10 @@ static int route_pubkeys(request *rq) {
         return reply_json(rq, 200, json_pack("{s:o}", "keys", arr), false);
 }
 
-static int route_rotate(request *rq) {
+int api_pubkey_rotate(request *rq, const http_args *args) {
         cb_prov_key_info k;
 
-        rq->route = "admin.pubkey.rotate";
+        (void)args;
         if (rq->body_len)
                 return reply_error(rq, 400, "bad_request", "rotate takes no body");
         if (cb_prov_keys_rotate(cbd.store, &k) < 0)
@@ -77,14 +78,14 @@ static int route_rotate(request *rq) {
         return reply_json(rq, 201, key_json(&k), false);
 }
 
-static int route_retire(request *rq) {
+int api_pubkey_retire(request *rq, const http_args *args) {
         static const char *const fields[] = { "key_id", NULL };
         unsigned char id[CB_PROV_KEY_ID_LEN];
         const char *hex;
         json_t *o;
         int r, ret;
 
-        rq->route = "admin.pubkey.retire";
+        (void)args;
         o = body_object(rq, fields);
         if (!o)
                 return MHD_YES;
@@ -136,7 +137,6 @@ static int route_import_batch(request *rq, json_t *o) {
         bool dry = dr && json_is_true(dr);
         int r, ret;
 
-        rq->route = "admin.import";
         if (!json_is_array(arr) || n == 0 || n > BATCH_MAX || json_object_get(o, "blob") ||
             json_object_get(o, "expect_name") || (dr && !json_is_boolean(dr)))
                 return reply_error(rq, 400, "bad_request",
@@ -205,7 +205,7 @@ out:
 /* POST /v1/admin/import {"blob", "expect_name"?, "dry_run"?}: one blob per
  * request (a blob is at most ~107 KiB, under CB_BODY_MAX); or a batch (see
  * route_import_batch). */
-static int route_import(request *rq) {
+int api_import(request *rq, const http_args *args) {
         static const char *const fields[] = { "blob", "expect_name", "dry_run", "blobs", NULL };
         cb_prov_result res;
         const char *blob, *expect = NULL;
@@ -213,7 +213,7 @@ static int route_import(request *rq) {
         bool dry = false;
         int r, ret;
 
-        rq->route = "admin.import";
+        (void)args;
         o = body_object(rq, fields);
         if (!o)
                 return MHD_YES;
@@ -252,24 +252,4 @@ static int route_import(request *rq) {
 out:
         json_decref(o);
         return ret;
-}
-
-int api_provision(request *rq) {
-        bool get = strcmp(rq->method, "GET") == 0, post = strcmp(rq->method, "POST") == 0;
-
-        if (strcmp(rq->url, "/v1/admin/pubkey") == 0)
-                return get ? route_pubkey(rq) : reply_error(rq, 405, "method_not_allowed", "use GET");
-        if (strcmp(rq->url, "/v1/admin/pubkeys") == 0)
-                return get ? route_pubkeys(rq) : reply_error(rq, 405, "method_not_allowed", "use GET");
-        if (strcmp(rq->url, "/v1/admin/pubkey/rotate") == 0)
-                return post ? route_rotate(rq) : reply_error(rq, 405, "method_not_allowed", "use POST");
-        if (strcmp(rq->url, "/v1/admin/pubkey/retire") == 0)
-                return post ? route_retire(rq) : reply_error(rq, 405, "method_not_allowed", "use POST");
-        if (strcmp(rq->url, "/v1/admin/import") == 0)
-                return post ? route_import(rq) : reply_error(rq, 405, "method_not_allowed", "use POST");
-        return reply_error(rq, 404, "not_found", "no route %.64s", rq->url);
-}
-
-bool is_provision_route(const char *url) {
-        return strcmp(url, "/v1/admin/import") == 0 || strncmp(url, "/v1/admin/pubkey", 16) == 0;
 }

@@ -22,6 +22,7 @@
 #include <microhttpd.h>
 #include <sodium.h>
 
+#include "api_internal.h"
 #include "audit.h"
 #include "daemon.h"
 #include "error.h"
@@ -46,7 +47,7 @@ static int store_error(request *rq, int r) {
         }
 }
 
-static int route_rotate(request *rq) {
+int api_rotate_secret(request *rq, const http_args *args) {
         static const char *const fields[] = { "name",  "value",  "value_base64", "generate", "hook",
                                               "grace", "leaked", "stage",        "promote",  NULL };
         cb_secbuf *val = NULL;
@@ -56,7 +57,7 @@ static int route_rotate(request *rq) {
         bool leaked = false;
         int r, ret = MHD_YES;
 
-        rq->route = "admin.rotate";
+        (void)args;
         o = body_object(rq, fields);
         if (!o)
                 return MHD_YES;
@@ -196,7 +197,9 @@ static const char *note_of(const cb_version_info *v, int64_t grace, bool leaked,
         return "?";
 }
 
-static int route_versions(request *rq, const char *name) {
+/* GET /v1/admin/versions/NAME: name is the last thing of the target (NUL-terminated). */
+int api_versions(request *rq, const http_args *args) {
+        const char *name = args->seg;
         const cb_version_info *vi;
         int64_t grace = -1;
         bool leaked = false;
@@ -204,7 +207,6 @@ static int route_versions(request *rq, const char *name) {
         size_t nv, ncur = 0;
         uint32_t cur = 0;
 
-        rq->route = "admin.versions";
         if (cb_name_check(name) < 0)
                 return reply_error(rq, 400, "bad_request", "%s", cb_error_last());
         snprintf(rq->secret, sizeof(rq->secret), "%s", name);
@@ -251,7 +253,11 @@ static int route_versions(request *rq, const char *name) {
         return reply_json(rq, 200, o, false);
 }
 
-static int route_version_action(request *rq, const char *name, const char *vtext) {
+/* POST /v1/admin/versions/NAME/VERSION: the name at most CB_NAME_MAX (the
+ * table's cap, checked before the method). */
+int api_version_action(request *rq, const http_args *args) {
+        const char *vtext = args->rest;
+        char name[CB_NAME_MAX + 1];
         static const char *const fields[] = { "action", NULL };
         const cb_version_info *vi;
         const char *action;
@@ -263,7 +269,10 @@ static int route_version_action(request *rq, const char *name, const char *vtext
         uint32_t by;
         int r, ret;
 
-        rq->route = "admin.version";
+        if (args->seg_len > CB_NAME_MAX) /* the table caps it; never trusted for a copy */
+                return reply_error(rq, 400, "bad_request", "secret name too long");
+        memcpy(name, args->seg, args->seg_len);
+        name[args->seg_len] = '\0';
         if (cb_name_check(name) < 0)
                 return reply_error(rq, 400, "bad_request", "%s", cb_error_last());
         snprintf(rq->secret, sizeof(rq->secret), "%s", name);
@@ -335,29 +344,4 @@ static int route_version_action(request *rq, const char *name, const char *vtext
 out:
         json_decref(o);
         return ret;
-}
-
-int api_rotate(request *rq) {
-        bool get = strcmp(rq->method, "GET") == 0, post = strcmp(rq->method, "POST") == 0;
-        const char *rest;
-
-        if (strcmp(rq->url, "/v1/admin/rotate") == 0)
-                return post ? route_rotate(rq) : reply_error(rq, 405, "method_not_allowed", "use POST");
-        if (strncmp(rq->url, "/v1/admin/versions/", 19) == 0) {
-                char name[CB_NAME_MAX + 1];
-                const char *slash;
-
-                rest = rq->url + 19;
-                slash = strchr(rest, '/');
-                if (!slash)
-                        return get ? route_versions(rq, rest)
-                                   : reply_error(rq, 405, "method_not_allowed", "use GET");
-                if ((size_t)(slash - rest) > CB_NAME_MAX)
-                        return reply_error(rq, 400, "bad_request", "secret name too long");
-                memcpy(name, rest, (size_t)(slash - rest));
-                name[slash - rest] = '\0';
-                return post ? route_version_action(rq, name, slash + 1)
-                            : reply_error(rq, 405, "method_not_allowed", "use POST");
-        }
-        return reply_error(rq, 404, "not_found", "no route %.64s", rq->url);
 }

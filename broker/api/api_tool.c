@@ -1,18 +1,19 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * tools.sock routes: health, token, redeem, introspect.  Any local process
- * may connect; the peer identity and the policy decide.  A value leaves the
+ * tools.sock routes: token, redeem, introspect, revoke (the table with the
+ * rest: api_routes.c).  Any local process may connect; the peer identity
+ * and the policy decide.  A value leaves the
  * broker only through /v1/redeem, only under a "redeem" grant that still
  * exists at redemption time, only to the identity the token was issued to.
  */
 #include <errno.h>
 #include <string.h>
-#include <strings.h>
 #include <time.h>
 
 #include <microhttpd.h>
 #include <sodium.h>
 
+#include "api_internal.h"
 #include "daemon.h"
 #include "error.h"
 #include "rotate.h"
@@ -41,7 +42,7 @@ static int token_refused(request *rq, int r) {
         }
 }
 
-static int route_token(request *rq) {
+int api_token(request *rq, const http_args *args) {
         static const char *const fields[] = { "secret", "use", "ttl", "bind_process", "bind", NULL };
         char tok[CB_TOKEN_LEN + 1];
         const cb_token_info *info;
@@ -54,7 +55,7 @@ static int route_token(request *rq) {
         unsigned use;
         int r, ret;
 
-        rq->route = "token";
+        (void)args;
         o = body_object(rq, fields);
         if (!o)
                 return MHD_YES;
@@ -194,7 +195,7 @@ static bool valid_text(const unsigned char *p, size_t n) {
         return ok;
 }
 
-static int route_redeem(request *rq) {
+int api_redeem(request *rq, const http_args *args) {
         const cb_token_info *info;
         const cb_meta *meta;
         cb_secbuf *val = NULL;
@@ -208,7 +209,7 @@ static int route_redeem(request *rq) {
         static const char *const fields[] = { "token", "version", NULL };
         json_t *vj;
 
-        rq->route = "redeem";
+        (void)args;
         if (body_token(rq, fields, &o, &tok) < 0)
                 return MHD_YES;
         vj = json_object_get(o, "version");
@@ -270,13 +271,13 @@ out:
         return ret;
 }
 
-static int route_introspect(request *rq) {
+int api_introspect(request *rq, const http_args *args) {
         const cb_token_info *info;
         const char *tok;
         json_t *o, *uses;
         int r, ret;
 
-        rq->route = "introspect";
+        (void)args;
         if (body_token(rq, NULL, &o, &tok) < 0)
                 return MHD_YES;
         r = cb_tokens_peek(cbd.tokens, tok, strlen(tok), &info);
@@ -310,13 +311,13 @@ out:
 
 /* POST /v1/revoke {"token"}: the token's holder ends it early (credbroker
  * exec --proxy, when its command exits).  Same holder rule as introspect. */
-static int route_revoke_own(request *rq) {
+int api_revoke_own(request *rq, const http_args *args) {
         const cb_token_info *info;
         const char *tok;
         json_t *o;
         int r, ret;
 
-        rq->route = "revoke";
+        (void)args;
         if (body_token(rq, NULL, &o, &tok) < 0)
                 return MHD_YES;
         r = cb_tokens_peek(cbd.tokens, tok, strlen(tok), &info);
@@ -337,38 +338,4 @@ static int route_revoke_own(request *rq) {
 out:
         json_decref(o);
         return ret;
-}
-
-bool is_proxy_target(const char *method, const char *url) {
-        return strcmp(method, "CONNECT") == 0 || strncmp(url, "/v1/proxy/", 10) == 0 ||
-               strncasecmp(url, "http://", 7) == 0 || strncasecmp(url, "https://", 8) == 0;
-}
-
-int api_tool(request *rq) {
-        bool get = strcmp(rq->method, "GET") == 0, post = strcmp(rq->method, "POST") == 0;
-
-        if (is_proxy_target(rq->method, rq->url))
-                return api_proxy(rq);
-
-        if (strcmp(rq->url, "/v1/health") == 0) {
-                rq->route = "health";
-                return get ? reply_json(rq, 200, json_pack("{s:s, s:s}", "status", "ok", "version", CB_VERSION_STRING),
-                                        false)
-                           : reply_error(rq, 405, "method_not_allowed", "use GET");
-        }
-        if (strcmp(rq->url, "/v1/token") == 0)
-                return post ? route_token(rq) : reply_error(rq, 405, "method_not_allowed", "use POST");
-        if (strcmp(rq->url, "/v1/redeem") == 0)
-                return post ? route_redeem(rq) : reply_error(rq, 405, "method_not_allowed", "use POST");
-        if (is_scan_target(rq->method, rq->url))
-                return scan_start(rq);
-        if (strcmp(rq->url, "/v1/introspect") == 0)
-                return post ? route_introspect(rq) : reply_error(rq, 405, "method_not_allowed", "use POST");
-        if (strcmp(rq->url, "/v1/revoke") == 0)
-                return post ? route_revoke_own(rq) : reply_error(rq, 405, "method_not_allowed", "use POST");
-        if (strncmp(rq->url, "/v1/approvals/", 14) == 0)
-                return get ? api_approval_poll(rq, rq->url + 14) : reply_error(rq, 405, "method_not_allowed", "use GET");
-        if (strncmp(rq->url, "/v1/admin/", 10) == 0)
-                return reply_error(rq, 403, "forbidden", "admin routes are served on admin.sock only");
-        return reply_error(rq, 404, "not_found", "no route %.64s", rq->url);
 }

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * The audit log's records, MAC chain, fail-closed state and verify route
- * (see audit.h; the format is audit_format.h).  Records are made under
- * cbd.lock and queued; the writer thread (audit_queue.c) writes them: the
+ * The audit log's records, MAC chain, fail-closed state and verification
+ * (see audit.h; the format is audit_format.h).  Records are made on any
+ * thread under rec_lock (audit's own, held while one is hashed and queued)
+ * and queued; the writer thread (audit_queue.c) writes them: the
  * chain (seq, MAC, segments), the tentative resume and the file belong to
  * that thread alone (audit_writer_do and what it calls).
  */
@@ -33,7 +34,6 @@
 #include "store_derive.h"
 
 #define HEAD_FILE "audit-head"
-#define VERIFY_FILES_MAX 64
 /* A writer inside one write or sync for longer than this is stalled: new
  * requests are refused at once (503) rather than queued to wait. */
 #define CB_AUDIT_STALL_MS 500
@@ -65,8 +65,11 @@ static struct {
         } undo;
 } au = { .fd = -1, .head_fd = -1 };
 
-/* The records' side, under cbd.lock: the keys identifiers are hashed
- * under (the segment the next record goes to). */
+/* The records' side, under rec_lock (audit's own, held for the
+ * microseconds a record is hashed and queued, never over I/O): the keys
+ * identifiers are hashed under (the segment the next record goes to), and
+ * the order records enter the queue in.  Any thread may make a record. */
+static pthread_mutex_t rec_lock = PTHREAD_MUTEX_INITIALIZER;
 static cb_audit_keys *id_keys; /* sodium_malloc */
 
 /* The failed state, shared by the writer and the waiters (fail.lock). */
@@ -426,7 +429,7 @@ int audit_writer_do(audit_rec *e) {
         return r;
 }
 
-/* ---- making records (under cbd.lock) ---- */
+/* ---- making records (any thread: rec_lock) ---- */
 
 /* Queue o (identifiers hashed, time_ms added; o is changed, not taken).
  * ret: NULL, or the entry to wait for (the caller's reference). */
@@ -436,6 +439,17 @@ static int enqueue(json_t *o, bool sync, bool counted, audit_rec **ret) {
 
         if (ret)
                 *ret = NULL;
+        e = calloc(1, sizeof(*e));
+        if (!e)
+                return -ENOMEM;
+        e->kind = AUDIT_REC_RECORD;
+        e->fd = -1;
+        e->sync = sync;
+        e->counted = counted;
+        /* Hashed under the keys of the segment it is queued for: the two
+         * together under rec_lock (a reopen switches keys and segment
+         * under it too). */
+        pthread_mutex_lock(&rec_lock);
         cb_audit_hide_ids(id_keys, o);
         json_object_del(o, "mac");
         json_object_del(o, "seq");
@@ -444,20 +458,11 @@ static int enqueue(json_t *o, bool sync, bool counted, audit_rec **ret) {
                 clock_gettime(CLOCK_REALTIME, &ts);
                 json_object_set_new(o, "time_ms", json_integer((json_int_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000));
         }
-        e = calloc(1, sizeof(*e));
-        if (!e)
-                return -ENOMEM;
-        e->kind = AUDIT_REC_RECORD;
-        e->fd = -1;
-        e->sync = sync;
-        e->counted = counted;
         e->canon = json_dumps(o, JSON_COMPACT);
-        if (!e->canon) {
-                free(e);
-                return -ENOMEM;
-        }
-        e->len = strlen(e->canon);
-        r = audit_queue_push(e, ret != NULL);
+        if (e->canon)
+                e->len = strlen(e->canon);
+        r = e->canon ? audit_queue_push(e, ret != NULL) : -ENOMEM;
+        pthread_mutex_unlock(&rec_lock);
         if (r < 0) {
                 free(e->canon);
                 free(e);
@@ -552,7 +557,7 @@ int audit_write(request *rq, unsigned status, const char *decision, const char *
         return 0;
 }
 
-int audit_intent(request *rq) {
+int audit_intent(request *rq, pthread_mutex_t *held) {
         audit_rec *e;
         json_t *o;
         int r;
@@ -576,9 +581,11 @@ int audit_intent(request *rq) {
         /* Written and synced by the writer; waited for holding no lock
          * other requests need (admin writes are rare; tool requests never
          * wait for a sync).  The route decides everything after this. */
-        pthread_mutex_unlock(&cbd.lock);
+        if (held)
+                pthread_mutex_unlock(held);
         r = audit_rec_wait(e, audit_deadline_ms());
-        pthread_mutex_lock(&cbd.lock);
+        if (held)
+                pthread_mutex_lock(held);
         if (r < 0)
                 return r; /* counted (by the writer, or as a timeout) */
         rq->intent_recorded = true;
@@ -619,22 +626,14 @@ bool audit_failed(char *err, size_t n) {
         return f;
 }
 
-int audit_refuse(request *rq) {
-        char err[128] = "";
-
-        (void)audit_failed(err, sizeof(err));
-        rq->no_audit = true; /* it could not be written */
-        return reply_error(rq, 503, "audit_unavailable",
-                           "the audit log cannot be written (%s): requests are refused until it can", err);
-}
-
 /* ---- open, reopen, close ---- */
 
 /* Open path for appending without ever blocking: O_NONBLOCK (a FIFO with
  * no reader fails at once with ENXIO instead of waiting for one, and one
  * with a reader is refused below), O_NOFOLLOW (a symlink is refused), and
- * only a regular file is kept.  Called at start and on SIGHUP, under
- * cbd.lock: it must never wait on anything another process controls. */
+ * only a regular file is kept.  Called at start and on SIGHUP, with the
+ * daemon's request lock held: it must never wait on anything another
+ * process controls. */
 static int open_log(const char *path) {
         int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0600);
         struct stat st;
@@ -749,7 +748,6 @@ int audit_open(const char *path, const char *state_dir, cb_store *store) {
         if (r < 0)
                 return r;
         au.fd = r;
-        cbd.audit_fd = r;
         audit_sync_set_fds(au.fd, au.head_fd);
         set_file_identity();
         au.need_begin = true;
@@ -790,12 +788,13 @@ int audit_reopen(void) {
         e->kind = AUDIT_REC_REOPEN;
         e->fd = fd;
         randombytes_buf(e->log_id, sizeof(e->log_id));
-        /* Records queued from now on (under cbd.lock, as this is) go to the
-         * new segment: their identifiers are hashed under its keys. */
+        /* Records queued from now on (after this, under rec_lock) go to
+         * the new segment: their identifiers are hashed under its keys. */
+        pthread_mutex_lock(&rec_lock);
         cb_audit_segment_keys(au.master, e->log_id, id_keys);
         alert_set_id_keys(id_keys);
-        cbd.audit_fd = fd;
         (void)audit_queue_push(e, false);
+        pthread_mutex_unlock(&rec_lock);
         return 0;
 }
 
@@ -817,7 +816,6 @@ void audit_close(void) {
         if (au.head_fd >= 0)
                 close(au.head_fd);
         au.fd = au.head_fd = -1;
-        cbd.audit_fd = -1;
         sodium_free(au.master);
         sodium_free(au.keys);
         sodium_free(id_keys);
@@ -845,63 +843,31 @@ static json_t *verdict(const cb_audit_verifier *v, const char *const *files, siz
         return o;
 }
 
-int api_audit(request *rq) {
-        static const char *const allowed[] = { "files", NULL };
-        const char *files[VERIFY_FILES_MAX];
+int audit_verify_live(const char *const *files, size_t n, json_t **ret) {
         cb_audit_verifier v;
-        cb_audit_head head = { 0 };
+        cb_audit_head head;
         struct stat cur, last;
-        json_t *body, *a, *e;
-        size_t n, i, bad = 0;
+        size_t bad = 0;
         int r;
 
-        rq->route = "audit.verify";
-        if (strcmp(rq->url, "/v1/admin/audit/verify") != 0)
-                return reply_error(rq, 404, "not_found", "no route %.64s", rq->url);
-        if (strcmp(rq->method, "POST") != 0)
-                return reply_error(rq, 405, "method_not_allowed", "use POST");
-        if (!audit_enabled())
-                return reply_error(rq, 409, "no_audit_log", "this broker runs without --audit-log");
-        body = body_object(rq, allowed);
-        if (!body)
-                return MHD_YES;
-        a = json_object_get(body, "files");
-        n = json_array_size(a);
-        if (!json_is_array(a) || n < 1 || n > VERIFY_FILES_MAX) {
-                json_decref(body);
-                return reply_error(rq, 400, "bad_request", "\"files\": 1 to %d absolute paths, oldest first",
-                                   VERIFY_FILES_MAX);
-        }
-        json_array_foreach(a, i, e) {
-                files[i] = json_string_value(e);
-                if (!files[i] || files[i][0] != '/' || json_string_length(e) >= PATH_MAX) {
-                        json_decref(body);
-                        return reply_error(rq, 400, "bad_request", "\"files\"[%zu] is not an absolute path", i);
-                }
-        }
+        if (!audit_enabled() || !au.master)
+                return cb_error_set(-ENOENT, "this broker runs without --audit-log");
+        if (n < 1 || n > CB_AUDIT_VERIFY_FILES_MAX)
+                return cb_error_set(-EINVAL, "1 to %d files", CB_AUDIT_VERIFY_FILES_MAX);
         /* The head, and whether the last file is the log being written
-         * (then it must end with the head's segment). */
+         * (then it must end with the head's segment).  The master key is
+         * fixed for the daemon's life. */
         pthread_mutex_lock(&fail.lock);
         head = fail.head; /* as written by now (records still queued are not in the file yet) */
         cur.st_dev = fail.dev;
         cur.st_ino = fail.ino;
         pthread_mutex_unlock(&fail.lock);
         bool required = stat(files[n - 1], &last) == 0 && cur.st_dev == last.st_dev && cur.st_ino == last.st_ino;
-        /* Reading a large file must not hold up every request: the master
-         * key is fixed for the daemon's life, the head was copied above. */
-        pthread_mutex_unlock(&cbd.lock);
         cb_audit_verifier_init(&v, au.master);
         r = cb_audit_verify_files(&v, files, n, &head, required, &bad);
-        pthread_mutex_lock(&cbd.lock);
-        if (r < 0) {
-                cb_audit_verifier_done(&v);
-                json_decref(body);
-                return reply_error(rq, 400, "bad_request", "%s", cb_error_last());
-        }
-        json_t *o = verdict(&v, files, bad);
+        if (r == 0)
+                *ret = verdict(&v, files, bad);
         cb_audit_verifier_done(&v);
-        r = reply_json(rq, 200, o, false);
-        json_decref(body);
         return r;
 }
 

@@ -21,10 +21,12 @@
  * when).  A full queue, or a writer stuck in one write for more than
  * CB_AUDIT_STALL_MS, refuses new requests at once (503, counted).
  *
- * Records are made under cbd.lock except where said.
+ * Records may be made on any thread: the records' side has a lock of its
+ * own, held only while a record is hashed and queued.
  */
 #pragma once
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -81,7 +83,7 @@ bool audit_available(void);
  * (set at audit_open, cleared at audit_close). */
 bool audit_enabled(void);
 
-/* Queue one audit record (a JSON object) as a line; call under cbd.lock.
+/* Queue one audit record (a JSON object) as a line; any thread.
  * audit.c: replaces identifier fields ("accessor", "accessors", "token",
  * "token_hash") in o by keyed hashes; the writer adds "seq" and "mac" (the
  * chain).  Nobody waits for it: for events that are not a request's
@@ -96,25 +98,31 @@ int audit_emit(json_t *o);
 int audit_emit_wait(json_t *o);
 /* An admin write about to be done: its record (type "intent": socket,
  * method, URL, uid, pid) written and fdatasync'ed before the route acts;
- * waited for with cbd.lock dropped (the caller holds it; it is held again
- * on return, and anything read before must be read again).
+ * waited for with held dropped (a lock the caller holds, or NULL; it is
+ * held again on return, and anything read under it before must be read
+ * again).
  * 0 (also without an audit log), or negative when it cannot be written:
  * then the caller does nothing and answers audit_refuse() (counted in the
  * audit.resume record).  Sets rq->intent_recorded. */
-int audit_intent(struct request *rq);
-int audit_refuse(struct request *rq);
+int audit_intent(struct request *rq, pthread_mutex_t *held);
 /* Is the log failed or its writer stalled (then err says why)?  Takes no
  * shared lock, never waits: for health, and for 503 messages. */
 bool audit_failed(char *err, size_t n);
 
-/* Admin route: POST /v1/admin/audit/verify {"files":[ABSOLUTE PATH...]}
- * (oldest first).  Verifies outside cbd.lock (drops and retakes it). */
-int api_audit(struct request *rq);
+/* What POST /v1/admin/audit/verify answers (api/): files (absolute paths,
+ * oldest first, 1 to CB_AUDIT_VERIFY_FILES_MAX) verified against the live
+ * log's key; when the last is the log being written, it must end with the
+ * head written so far.  Reads whole files: call holding no lock another
+ * request needs.  0 and *ret (the verdict: "intact", "records", ...),
+ * -ENOENT (no audit log), or -errno with cb_error_last() (a file cannot be
+ * read). */
+#define CB_AUDIT_VERIFY_FILES_MAX 64
+int audit_verify_live(const char *const *files, size_t n, json_t **ret);
 
 /* The keyed hash ("hk1:...") id is written as in the segment whose log id
  * is log_hex (32 hex digits): for finding a token's records by its
  * accessor (credbroker audit grep).  0, -EINVAL (bad log id) or -ENOENT
- * (no audit log).  Call under cbd.lock. */
+ * (no audit log).  Any thread (the master key is fixed from open to close). */
 int audit_id_hash(const char *log_hex, const char *id, char out[37]);
 
 /* credbrokerd --verify-audit FILE... (offline, daemon not running): prints

@@ -5,8 +5,9 @@
  * in-memory queue, the writer thread that does every write(2) and
  * fdatasync(2) on the log, and the waits for "my record is written").
  *
- * Lock order: cbd.lock, then the queue's lock, then the failed state's
- * lock; the writer thread holds none of them while it does I/O.
+ * Lock order: the daemon's request lock (when the caller holds it), then
+ * audit.c's rec_lock, then the queue's lock, then the failed state's lock;
+ * the writer thread holds none of them while it does I/O.
  */
 #pragma once
 

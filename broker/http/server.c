@@ -11,7 +11,7 @@
  * (peer_hash.c).  SO_PEERCRED is read once, at accept (conn_notify), for
  * the per-uid connection cap and to vouch for the writer's pid.
  * Identification runs in parallel on the server threads; the handlers then
- * run under cbd.lock.
+ * run under the request lock (srv.lock).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -38,6 +38,7 @@
 #include "scan.h"
 #include "sender.h"
 #include "ratelimit.h"
+#include "route.h"
 #include "tcpdiag.h"
 
 static void wipe_free(void *p, size_t n) {
@@ -71,6 +72,31 @@ struct body_buf {
 };
 
 static int admin_marker, tcp_marker; /* the servers' cls: tools.sock has NULL */
+
+/* http/'s own state: the servers (started and stopped by main.c's thread
+ * only), the executables' hash cache (its own lock), the refusals of the
+ * per-uid cap (atomic). */
+static struct MHD_Daemon *tool_mhd, *admin_mhd;
+static struct MHD_Daemon *tcp_mhd[64]; /* one per proxy loop (--threads), which runs it */
+static cb_exe_cache *exe_cache;
+static uint64_t conn_refused;  /* connections refused over CB_CONN_PER_UID (atomic) */
+static uid_t conn_refused_uid; /* the last uid refused (atomic) */
+static uint64_t conn_refused_full; /* of conn_refused: over a socket's CB_CONN_MAX (atomic) */
+static server_env srv;         /* what main.c hands us (server_attach), before the servers */
+
+void server_attach(const server_env *env) {
+        srv = *env;
+}
+
+uint64_t server_conn_refused_full(void) {
+        return __atomic_load_n(&conn_refused_full, __ATOMIC_RELAXED);
+}
+
+uint64_t server_conn_refused(uid_t *ret_uid) {
+        if (ret_uid)
+                *ret_uid = __atomic_load_n(&conn_refused_uid, __ATOMIC_RELAXED);
+        return __atomic_load_n(&conn_refused, __ATOMIC_RELAXED);
+}
 
 enum { HASH_NONE = 0, HASH_WAITING, HASH_DONE };
 
@@ -142,7 +168,7 @@ static int refuse_unrecorded(request *rq, int why) {
         else
                 snprintf(msg, sizeof(msg), "the audit log cannot be written (%s): refused, nothing was done", err);
         metrics_request(rq->route, 503);
-        if (rq->method && rq->url && is_proxy_target(rq->method, rq->url))
+        if (rq->sdk_errors)
                 o = json_pack("{s:s, s:{s:s, s:s, s:s}, s:s}", "type", "error", "error", "type", "audit_unavailable",
                               "code", "audit_unavailable", "message", msg, "message", msg);
         else
@@ -231,9 +257,9 @@ static void flush_drop(request *rq, bool force) {
                 audit_rec_put(rq->audit_recs[i]);
         rq->n_audit_recs = 0;
         if (rq->token_issued) {
-                pthread_mutex_lock(&cbd.lock);
-                (void)cb_tokens_revoke_accessor(cbd.tokens, rq->accessor);
-                pthread_mutex_unlock(&cbd.lock);
+                pthread_mutex_lock(srv.lock);
+                (void)cb_tokens_revoke_accessor(srv.tokens, rq->accessor);
+                pthread_mutex_unlock(srv.lock);
                 rq->token_issued = false;
         }
         if (rq->proxy_held)
@@ -305,7 +331,7 @@ int reply_json(request *rq, unsigned status, json_t *body, bool sensitive) {
         if (audit_write(rq, status, status < 300 ? "allow" : "deny", NULL) < 0 && !rq->intent_recorded &&
             !rq->audit_optional) {
                 json_decref(body);
-                return audit_refuse(rq); /* says why; not audited a second time */
+                return reply_audit_refused(rq); /* says why; not audited a second time */
         }
         metrics_request(rq->route, status);
         text = json_dumps(body, JSON_COMPACT);
@@ -316,12 +342,21 @@ int reply_json(request *rq, unsigned status, json_t *body, bool sensitive) {
         return queue(rq, status, text, len, sensitive);
 }
 
+int reply_audit_refused(request *rq) {
+        char err[128] = "";
+
+        (void)audit_failed(err, sizeof(err));
+        rq->no_audit = true; /* it could not be written */
+        return reply_error(rq, 503, "audit_unavailable",
+                           "the audit log cannot be written (%s): requests are refused until it can", err);
+}
+
 int reply_text(request *rq, unsigned status, const char *content_type, char *text, size_t len) {
         struct MHD_Response *resp;
 
         if (audit_write(rq, status, status < 300 ? "allow" : "deny", NULL) < 0 && status < 300) {
                 free(text);
-                return audit_refuse(rq); /* says why; not audited a second time */
+                return reply_audit_refused(rq); /* says why; not audited a second time */
         }
         metrics_request(rq->route, status);
         resp = MHD_create_response_from_buffer(len, text, MHD_RESPMEM_MUST_FREE);
@@ -343,7 +378,7 @@ int reply_text(request *rq, unsigned status, const char *content_type, char *tex
  * --refusals-recorded (600) a minute; past that, one record says so, and its
  * later refusals in the minute are answered 429 too_many_refusals without
  * a record of their own (counted in the metrics).  Allowed requests are
- * never affected.  Under cbd.lock. */
+ * never affected.  Under the request lock. */
 static unsigned refusals_recorded = 600; /* --refusals-recorded; 0: every one */
 static cb_ratelimit *refusals;
 
@@ -403,7 +438,7 @@ int reply_error(request *rq, unsigned status, const char *code, const char *fmt,
                 snprintf(msg, sizeof(msg), "the audit log cannot be written: refused");
         }
         metrics_request(rq->route, status);
-        if (rq->method && rq->url && is_proxy_target(rq->method, rq->url))
+        if (rq->sdk_errors)
                 /* A refused proxied request reaches an SDK (openai,
                  * @anthropic-ai/sdk), which reads error.message into its
                  * exception: answer in the vendors' shape. */
@@ -516,8 +551,14 @@ static enum MHD_Result handle_inner(void *cls, struct MHD_Connection *conn, cons
                 *con_cls = rq;
                 /* A proxied request is decided on its headers, before any of
                  * its body is read: the body then streams to the upstream.
-                 * So is a scan: its body streams through the matcher. */
-                rq->first_call = (cls != &admin_marker && is_proxy_target(method, url)) || is_scan_target(method, url);
+                 * So is a scan: its body streams through the matcher.  The
+                 * path decides (a wrong method is refused on the headers
+                 * too); over TCP, whatever tools.sock would stream (the
+                 * proxy, and a scan target: refused there, on its headers). */
+                const http_route *path;
+                http_args args;
+                (void)http_route_find(cls == &admin_marker ? HTTP_ADMIN : HTTP_TOOLS, method, url, &args, &path);
+                rq->first_call = path && (path->flags & HTTP_ROUTE_STREAM);
                 if (rq->first_call)
                         return dispatch(cls, conn, url, method, rq);
                 return MHD_YES;
@@ -586,7 +627,7 @@ static enum MHD_Result handle_body(void *cls, struct MHD_Connection *conn, const
         return dispatch(cls, conn, url, method, rq);
 }
 
-/* Every path of a request runs here and ends outside cbd.lock, where its
+/* Every path of a request runs here and ends outside the request lock, where its
  * answer waits for its records (flush). */
 static enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
                               const char *version, const char *upload_data, size_t *upload_data_size,
@@ -642,10 +683,10 @@ static int identify(request *rq, const conn_ctx *cc, const struct ucred *cred, u
 
         /* Never hashed here: hash_step() does that, off this thread. */
         if (rq->admin_socket)
-                what = __atomic_load_n(&cbd.policy_uses_cgroup, __ATOMIC_ACQUIRE) ? CB_PEER_CGROUP : 0;
+                what = __atomic_load_n(srv.policy_uses_cgroup, __ATOMIC_ACQUIRE) ? CB_PEER_CGROUP : 0;
         else
                 what = !(need & CB_NEED_SELECTED) ? CB_PEER_SKIP_EXE : (need & CB_NEED_CGROUP) ? CB_PEER_CGROUP : 0;
-        return cb_peer_identify_pidfd(cred, cc->snd.pidfd, cbd.exe_cache, what | CB_PEER_SKIP_HASH, &rq->peer);
+        return cb_peer_identify_pidfd(cred, cc->snd.pidfd, exe_cache, what | CB_PEER_SKIP_HASH, &rq->peer);
 }
 
 static bool stat_key_eq(const struct stat *a, const struct stat *b) {
@@ -686,7 +727,7 @@ static int hash_step(request *rq, struct MHD_Connection *conn, bool may_wait) {
                         return cb_error_set(-EAGAIN, "peer pid %d: its executable changed while it was being "
                                                      "hashed; retry", (int)rq->peer.pid);
                 memcpy(rq->peer.exe_sha256, rq->hash_sha, 32);
-        } else if (!cb_exe_cache_get(cbd.exe_cache, &rq->peer.exe_st, rq->peer.exe_sha256)) {
+        } else if (!cb_exe_cache_get(exe_cache, &rq->peer.exe_st, rq->peer.exe_sha256)) {
                 if (!may_wait)
                         return cb_error_set(-EAGAIN, "peer pid %d: its executable is not hashed yet; retry",
                                             (int)rq->peer.pid);
@@ -694,7 +735,7 @@ static int hash_step(request *rq, struct MHD_Connection *conn, bool may_wait) {
                 rq->conn = conn;
                 __atomic_store_n(&rq->hash_state, HASH_WAITING, __ATOMIC_RELAXED);
                 __atomic_store_n(&rq->hash_sync, 0, __ATOMIC_RELAXED);
-                r = cb_exe_hash_submit(cbd.exe_cache, &rq->peer, hash_done, rq);
+                r = cb_exe_hash_submit(exe_cache, &rq->peer, hash_done, rq);
                 if (r < 0) {
                         rq->hash_state = HASH_NONE;
                         return r;
@@ -714,28 +755,65 @@ static int hash_step(request *rq, struct MHD_Connection *conn, bool may_wait) {
         return 0;
 }
 
-/* A liveness probe decides nothing: its record is written when it can be,
- * never waited for, and a failed audit log does not refuse it. */
-static bool is_health(const char *method, const char *url) {
-        return strcmp(method, "GET") == 0 && strcmp(url, "/v1/health") == 0;
+/* Run the request's route (route.h), the caller identified, under
+ * the request lock: admin.sock's gate first, then the path's checks, the method,
+ * the handler.  r, path, args: http_route_find's answer. */
+static int run_route(request *rq, unsigned sock, const http_route *r, const http_route *path, const http_args *args) {
+        http_gate gate = http_routes_admin_gate();
+        char use[64];
+        int ret;
+
+        if (sock == HTTP_ADMIN && (!gate || gate(rq, path, &ret)))
+                return gate ? ret : reply_error(rq, 503, "unavailable", "no routes");
+        if (path && path->seg_max && args->seg_len > path->seg_max)
+                return reply_error(rq, 400, "bad_request", "%s", path->seg_too_long);
+        if (r) {
+                rq->route = r->audit;
+                return r->handler(rq, args);
+        }
+        if (path) {
+                if (path->flags & HTTP_ROUTE_NAMED_405)
+                        rq->route = path->audit;
+                http_route_methods(sock, path, use, sizeof(use));
+                return reply_error(rq, 405, "method_not_allowed", "%s", use);
+        }
+        if (sock == HTTP_TCP)
+                return reply_error(rq, 404, "not_found", "over TCP only the proxy and /v1/health are served; use "
+                                                         "tools.sock");
+        return reply_error(rq, 404, "not_found", "no route %.64s", rq->url);
 }
 
 /* Identify the caller and run the route. */
 static enum MHD_Result dispatch(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
                                 request *rq) {
+        unsigned sock = cls == &admin_marker ? HTTP_ADMIN : cls == &tcp_marker ? HTTP_TCP : HTTP_TOOLS;
+        const http_route *route, *path, *tool_path;
+        http_args args, tool_args;
         int ret;
 
         rq->conn = conn;
         rq->url = url;
         rq->method = method;
-        rq->admin_socket = cls == &admin_marker;
-        rq->tcp = cls == &tcp_marker;
+        rq->admin_socket = sock == HTTP_ADMIN;
+        rq->tcp = sock == HTTP_TCP;
+        /* The table is fixed: looked up outside the lock.  Refusals of what
+         * tools.sock would proxy come in the SDKs' shape, on every socket. */
+        route = http_route_find(sock, method, url, &args, &path);
+        if (sock == HTTP_TOOLS)
+                tool_path = path;
+        else
+                (void)http_route_find(HTTP_TOOLS, method, url, &tool_args, &tool_path);
+        rq->sdk_errors = tool_path && (tool_path->flags & HTTP_ROUTE_SDK_ERRORS);
+        /* A liveness probe decides nothing: its record is written when it
+         * can be, never waited for, and a failed audit log does not refuse
+         * it. */
+        bool probe = path && (path->flags & HTTP_ROUTE_PROBE) && strcmp(method, "GET") == 0;
         if (rq->tcp) {
                 /* Over TCP the uid comes from sock_diag (looked up once, at
                  * accept: a socket's owner never changes); there is no pid
                  * or executable, so only uid-bound proxy tokens work here. */
                 const conn_ctx *cc = conn_ctx_of(conn);
-                pthread_mutex_lock(&cbd.lock);
+                pthread_mutex_lock(srv.lock);
                 if (!cc) {
                         ret = reply_error(rq, 403, "forbidden", "TCP caller not identified (sock_diag found no "
                                                                 "owner for its socket)");
@@ -744,19 +822,16 @@ static enum MHD_Result dispatch(void *cls, struct MHD_Connection *conn, const ch
                         rq->peer.gid = (gid_t)-1;
                         rq->peer.pid = 0;
                         rq->have_peer = true;
-                        rq->audit_optional = is_health(method, url);
+                        rq->audit_optional = probe;
                         if (rq->audit_optional ? audit_failed(NULL, 0) : !audit_available())
-                                ret = audit_refuse(rq);
+                                ret = reply_audit_refused(rq);
                         else if (rq->too_large)
                                 ret = reply_error(rq, 413, "payload_too_large", "body larger than %d bytes",
                                                   CB_BODY_MAX);
-                        else if (strcmp(url, "/v1/health") == 0 || is_proxy_target(method, url))
-                                ret = api_tool(rq);
                         else
-                                ret = reply_error(rq, 404, "not_found", "over TCP only the proxy and /v1/health "
-                                                                        "are served; use tools.sock");
+                                ret = run_route(rq, sock, route, path, &args);
                 }
-                pthread_mutex_unlock(&cbd.lock);
+                pthread_mutex_unlock(srv.lock);
                 return ret == MHD_YES ? MHD_YES : MHD_NO;
         }
         /* The caller is the process that wrote the request's bytes
@@ -777,25 +852,25 @@ static enum MHD_Result dispatch(void *cls, struct MHD_Connection *conn, const ch
         if (r == 0)
                 r = cb_peer_writer_trusted(cred.pid, cc->cred.pid);
         if (r == 0 && !rq->admin_socket) {
-                pthread_mutex_lock(&cbd.lock);
-                need = cb_policy_uid_needs(cbd.policy, cred.uid, cred.gid, NULL);
-                pthread_mutex_unlock(&cbd.lock);
+                pthread_mutex_lock(srv.lock);
+                need = cb_policy_uid_needs(*srv.policy, cred.uid, cred.gid, NULL);
+                pthread_mutex_unlock(srv.lock);
         }
         r = r < 0 ? r : identify(rq, cc, &cred, need);
         if (r == 0 && (rq->admin_socket || (need & CB_NEED_SELECTED)) && (r = hash_step(rq, conn, true)) == 1)
                 return MHD_YES; /* suspended until a worker has hashed its executable */
-        pthread_mutex_lock(&cbd.lock);
+        pthread_mutex_lock(srv.lock);
         if (r == 0 && !rq->admin_socket &&
-            ((need2 = cb_policy_uid_needs(cbd.policy, cred.uid, cred.gid, NULL)) & ~need) != 0) {
+            ((need2 = cb_policy_uid_needs(*srv.policy, cred.uid, cred.gid, NULL)) & ~need) != 0) {
                 /* A reload in between asks for more: again, outside the
                  * lock (a hash not cached by now is refused: retry). */
-                pthread_mutex_unlock(&cbd.lock);
+                pthread_mutex_unlock(srv.lock);
                 cb_peer_done(&rq->peer);
                 need = need2;
                 r = identify(rq, cc, &cred, need);
                 if (r == 0 && (need & CB_NEED_SELECTED))
                         r = hash_step(rq, conn, false);
-                pthread_mutex_lock(&cbd.lock);
+                pthread_mutex_lock(srv.lock);
         }
         if (r == -EBUSY || r == -EAGAIN) {
                 ret = reply_error(rq, 503, "identity_busy", "caller not identified yet: %s", cb_error_last());
@@ -803,15 +878,15 @@ static enum MHD_Result dispatch(void *cls, struct MHD_Connection *conn, const ch
                 ret = reply_error(rq, 403, "forbidden", "caller not identified: %s", cb_error_last());
         } else {
                 rq->have_peer = true;
-                rq->audit_optional = is_health(method, url);
+                rq->audit_optional = probe;
                 if (rq->audit_optional ? audit_failed(NULL, 0) : !audit_available()) /* fail closed: refused before anything is done */
-                        ret = audit_refuse(rq);
+                        ret = reply_audit_refused(rq);
                 else if (rq->too_large)
                         ret = reply_error(rq, 413, "payload_too_large", "body larger than %d bytes", CB_BODY_MAX);
                 else
-                        ret = rq->admin_socket ? api_admin(rq) : api_tool(rq);
+                        ret = run_route(rq, sock, route, path, &args);
         }
-        pthread_mutex_unlock(&cbd.lock);
+        pthread_mutex_unlock(srv.lock);
         return ret == MHD_YES ? MHD_YES : MHD_NO;
 }
 
@@ -997,10 +1072,10 @@ static void conn_notify(void *cls, struct MHD_Connection *conn, void **socket_co
         /* Counted, not reported one by one (a flood must not become a flood
          * of log lines): the main loop reports them once a second. */
         if (kind == CTX_FULL)
-                __atomic_add_fetch(&cbd.conn_refused_full, 1, __ATOMIC_RELAXED);
+                __atomic_add_fetch(&conn_refused_full, 1, __ATOMIC_RELAXED);
         else
-                __atomic_store_n(&cbd.conn_refused_uid, uc.uid, __ATOMIC_RELAXED);
-        __atomic_add_fetch(&cbd.conn_refused, 1, __ATOMIC_RELAXED);
+                __atomic_store_n(&conn_refused_uid, uc.uid, __ATOMIC_RELAXED);
+        __atomic_add_fetch(&conn_refused, 1, __ATOMIC_RELAXED);
 }
 
 static void completed(void *cls, struct MHD_Connection *conn, void **con_cls, enum MHD_RequestTerminationCode toe) {
@@ -1081,8 +1156,10 @@ int server_start(int tool_fd, int admin_fd, int tcp_fd, unsigned threads, unsign
          * its share of the socket's CB_CONN_MAX + CB_CONN_SPARE connections),
          * then the loops, then the sockets whose requests may hand jobs to
          * them. */
-        if (threads == 0 || threads > sizeof(cbd.tcp_mhd) / sizeof(cbd.tcp_mhd[0]))
+        if (threads == 0 || threads > sizeof(tcp_mhd) / sizeof(tcp_mhd[0]))
                 return cb_error_set(-EINVAL, "--threads: %u is out of range", threads);
+        if (!exe_cache && !(exe_cache = cb_exe_cache_new(256)))
+                return cb_error_set(-ENOMEM, "out of memory");
         /* Per-message credentials on both Unix sockets (sender.h); the
          * table covers every descriptor the process may open. */
         struct rlimit nofile;
@@ -1100,7 +1177,7 @@ int server_start(int tool_fd, int admin_fd, int tcp_fd, unsigned threads, unsign
                 for (unsigned i = 0; i < threads; i++) {
                         int fd = i == 0 ? tcp_fd : fcntl(tcp_fd, F_DUPFD_CLOEXEC, 3);
                         if (fd < 0 ||
-                            !(cbd.tcp_mhd[i] = start_one(fd, &tcp_marker, 0, (CB_CONN_MAX + CB_CONN_SPARE) / threads))) {
+                            !(tcp_mhd[i] = start_one(fd, &tcp_marker, 0, (CB_CONN_MAX + CB_CONN_SPARE) / threads))) {
                                 if (fd >= 0 && i > 0)
                                         close(fd);
                                 server_stop();
@@ -1112,17 +1189,17 @@ int server_start(int tool_fd, int admin_fd, int tcp_fd, unsigned threads, unsign
                 server_stop();
                 return -EIO;
         }
-        if (proxy_loop_start(threads, tcp_fd >= 0 ? cbd.tcp_mhd : NULL) < 0) {
+        if (proxy_loop_start(threads, tcp_fd >= 0 ? tcp_mhd : NULL) < 0) {
                 server_stop();
                 return -EIO;
         }
-        cbd.tool_mhd = start_one(tool_fd, NULL, tool_threads, CB_CONN_MAX + CB_CONN_SPARE);
-        if (!cbd.tool_mhd) {
+        tool_mhd = start_one(tool_fd, NULL, tool_threads, CB_CONN_MAX + CB_CONN_SPARE);
+        if (!tool_mhd) {
                 server_stop();
                 return cb_error_set(-EIO, "cannot start the HTTP server on tools.sock");
         }
-        cbd.admin_mhd = start_one(admin_fd, &admin_marker, 1, CB_CONN_MAX + CB_CONN_SPARE);
-        if (!cbd.admin_mhd) {
+        admin_mhd = start_one(admin_fd, &admin_marker, 1, CB_CONN_MAX + CB_CONN_SPARE);
+        if (!admin_mhd) {
                 server_stop();
                 return cb_error_set(-EIO, "cannot start the HTTP server on admin.sock");
         }
@@ -1133,14 +1210,16 @@ void server_stop(void) {
         audit_watch_stop(); /* resumes every connection waiting for its record */
         proxy_stop();
         cb_exe_hasher_stop(); /* resumes every connection waiting for a hash */
-        if (cbd.tool_mhd)
-                MHD_stop_daemon(cbd.tool_mhd);
-        if (cbd.admin_mhd)
-                MHD_stop_daemon(cbd.admin_mhd);
-        for (size_t i = 0; i < sizeof(cbd.tcp_mhd) / sizeof(cbd.tcp_mhd[0]); i++)
-                if (cbd.tcp_mhd[i]) {
-                        MHD_stop_daemon(cbd.tcp_mhd[i]);
-                        cbd.tcp_mhd[i] = NULL;
+        if (tool_mhd)
+                MHD_stop_daemon(tool_mhd);
+        if (admin_mhd)
+                MHD_stop_daemon(admin_mhd);
+        for (size_t i = 0; i < sizeof(tcp_mhd) / sizeof(tcp_mhd[0]); i++)
+                if (tcp_mhd[i]) {
+                        MHD_stop_daemon(tcp_mhd[i]);
+                        tcp_mhd[i] = NULL;
                 }
-        cbd.tool_mhd = cbd.admin_mhd = NULL;
+        tool_mhd = admin_mhd = NULL;
+        cb_exe_cache_free(exe_cache); /* the hash workers have stopped */
+        exe_cache = NULL;
 }

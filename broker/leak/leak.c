@@ -5,10 +5,12 @@
  * matcher and the /v1/scan and /v1/redact routes are in scan.c).  It holds
  * the compromised marks and their file leaks.json, the response itself
  * (leak_respond), the token issuance gate (leak_token_gate) with its canary
- * alert cooldown.  The subsystems that react to a leak (proxy/ cuts
- * streams, rotate/ rotates) are reached through leak_react.c (leak_react.h).
+ * alert cooldown.  The subsystems that react to a leak (the token table
+ * revokes, proxy/ cuts streams, rotate/ rotates) are reached through
+ * leak_react.c (leak_react.h); the store, the policy and the lock it works
+ * under are handed in by main.c (leak_attach, scan.h).
  *
- * Leak response, once per request and secret (under cbd.lock):
+ * Leak response, once per request and secret (under leak_cur.lock):
  *   canary            alert "canary" (whatever else on_leak says)
  *   on_leak revoke    revoke every token of the secret; if the sighted
  *                     version is the current one, mark the secret
@@ -63,6 +65,12 @@ typedef struct mark {
 static mark *marks;
 static size_t n_marks;
 
+leak_env leak_cur;
+
+void leak_attach(const leak_env *env) {
+        leak_cur = *env;
+}
+
 #define LEAKS_FILE "leaks.json" /* before the marks were store records: migrated once */
 #define LEAKS_MAX (8 * 1024 * 1024)
 
@@ -85,7 +93,7 @@ static const cb_version_info *current_info(const char *name) {
         const cb_version_info *vi;
         size_t nv;
 
-        if (cb_store_versions(cbd.store, name, &vi, &nv) < 0)
+        if (cb_store_versions(leak_cur.store, name, &vi, &nv) < 0)
                 return NULL;
         for (size_t k = 0; k < nv; k++)
                 if (vi[k].state == CB_VS_CURRENT)
@@ -102,13 +110,13 @@ static uint32_t current_version(const char *name) {
 static bool mark_flush(mark *m) {
         if (!m->pending)
                 return true;
-        if (cb_store_mark_leaked(cbd.store, m->name, m->version, NULL) < 0) {
+        if (cb_store_mark_leaked(leak_cur.store, m->name, m->version, NULL) < 0) {
                 const cb_version_info *vi;
                 size_t nv;
                 bool destroyed = false;
 
                 /* A version destroyed meanwhile has no value left to serve. */
-                if (cb_store_versions(cbd.store, m->name, &vi, &nv) == 0)
+                if (cb_store_versions(leak_cur.store, m->name, &vi, &nv) == 0)
                         for (size_t k = 0; k < nv; k++)
                                 destroyed |= vi[k].version == m->version && vi[k].state == CB_VS_DESTROYED;
                 if (!destroyed)
@@ -155,7 +163,7 @@ static int leaks_migrate(const char *state_dir) {
                         r = cb_error_set(-EINVAL, "%s/%s: bad entry \"%.64s\"", state_dir, LEAKS_FILE, name);
                         goto out;
                 }
-                r = cb_store_mark_leaked(cbd.store, name, (uint32_t)ver, NULL);
+                r = cb_store_mark_leaked(leak_cur.store, name, (uint32_t)ver, NULL);
                 if (r == -ENOENT || r == -EKEYREVOKED)
                         continue; /* the secret or version is gone: nothing left to serve */
                 if (r < 0) {
@@ -204,7 +212,7 @@ void leak_list_compromised(json_t *arr) {
         const char **names = NULL;
         size_t n = 0;
 
-        if (cb_store_names(cbd.store, &names, &n) < 0)
+        if (cb_store_names(leak_cur.store, &names, &n) < 0)
                 return;
         for (size_t i = 0; i < n; i++)
                 if (scanner_is_compromised(names[i]))
@@ -226,7 +234,7 @@ void leak_shutdown(void) {
  * it (disk full), the mark holds in memory (and is retried), stderr says
  * so and an alert is raised: containment first -- but a mark in memory
  * dies with the process, so the caller is told (-EIO) and must tell
- * whoever asked.  0 when recorded (or nothing to mark).  Under cbd.lock. */
+ * whoever asked.  0 when recorded (or nothing to mark).  Under the request lock. */
 int scanner_mark_compromised(const char *name, uint32_t version) {
         mark *m;
 
@@ -234,7 +242,7 @@ int scanner_mark_compromised(const char *name, uint32_t version) {
                 version = current_version(name);
         if (!version)
                 return 0;
-        if (cb_store_mark_leaked(cbd.store, name, version, NULL) == 0)
+        if (cb_store_mark_leaked(leak_cur.store, name, version, NULL) == 0)
                 return 0;
         cb_log(CB_LOG_ERR, "cannot record '%s' version %u as leaked in the store: %s (held in memory and retried; "
                "it is LOST if the daemon stops before the store can take it: free space, then check "
@@ -271,14 +279,14 @@ int leak_respond(request *rq, const scan_seen *seen, size_t n_seen) {
                                 continue; /* well-formed, but not a token this broker knows (any longer) */
                         }
                         metrics_leak("", "token");
-                        revoked = cb_tokens_revoke_accessor(cbd.tokens, s->name);
+                        revoked = leak_revoke_accessor(s->name);
                         (void)leak_cut_accessor(s->name, "its token was seen in scanned text");
                         action = "revoke";
                         ev = json_pack("{s:s, s:s, s:o, s:s, s:I}", "what", "token", "accessor", s->name, "forms",
                                        forms, "action", action, "tokens_revoked", (json_int_t)revoked);
                 } else {
-                        bool canary = cb_policy_is_canary(cbd.policy, s->name);
-                        enum cb_on_leak a = cb_policy_on_leak(cbd.policy, s->name);
+                        bool canary = cb_policy_is_canary(*leak_cur.policy, s->name);
+                        enum cb_on_leak a = cb_policy_on_leak(*leak_cur.policy, s->name);
                         const char *note = NULL;
                         mark *m = mark_get(s->name, true);
 
@@ -295,7 +303,7 @@ int leak_respond(request *rq, const scan_seen *seen, size_t n_seen) {
                          * sighted current version marked compromised (the mark goes
                          * once the hook's rotation makes a new version current). */
                         if (a == CB_ON_LEAK_REVOKE || a == CB_ON_LEAK_ROTATE) {
-                                revoked = cb_tokens_revoke_secret(cbd.tokens, s->name);
+                                revoked = leak_revoke_secret(s->name);
                                 (void)leak_cut_secret(s->name, "its value was seen in scanned text");
                                 scanner_mark_compromised(s->name, s->version); /* any sighted version */
                         }
@@ -367,7 +375,7 @@ static bool canary_alert_due(uid_t uid, const char *route, uint64_t now) {
 }
 
 bool leak_canary_note(request *rq, const char *secret) {
-        if (!cb_policy_is_canary(cbd.policy, secret))
+        if (!cb_policy_is_canary(*leak_cur.policy, secret))
                 return false;
         json_t *ev = json_pack("{s:s, s:o*, s:s, s:I, s:I, s:o*}", "what", "token_request", "secret",
                                cb_json_string_lossy(secret), "route", rq->route ? rq->route : "token", "uid",

@@ -20,6 +20,24 @@ int leak_reaction_register(const leak_reaction *r) {
         return 0;
 }
 
+size_t leak_revoke_secret(const char *secret) {
+        size_t n = 0;
+
+        for (size_t i = 0; i < n_reactions; i++)
+                if (reactions[i]->revoke_secret)
+                        n += reactions[i]->revoke_secret(secret);
+        return n;
+}
+
+size_t leak_revoke_accessor(const char *accessor) {
+        size_t n = 0;
+
+        for (size_t i = 0; i < n_reactions; i++)
+                if (reactions[i]->revoke_accessor)
+                        n += reactions[i]->revoke_accessor(accessor);
+        return n;
+}
+
 size_t leak_cut_secret(const char *secret, const char *why) {
         size_t n = 0;
 

@@ -16,7 +16,7 @@
  * holds a value only while encoding it (cb_secbuf, wiped).
  *
  * A job remembers what it sighted (scan_seen) and hands the list to
- * leak_respond() under cbd.lock once the body is read, before the reply.
+ * leak_respond() under the request lock once the body is read, before the reply.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -43,9 +43,9 @@ typedef struct live {
 } live;
 
 static pthread_mutex_t live_lock = PTHREAD_MUTEX_INITIALIZER;
-static live *cur;              /* under cbd.lock */
+static live *cur;              /* under the request lock */
 static uint64_t cur_generation; /* the store generation cur was built from */
-static char **short_names;     /* live values too short to scan (under cbd.lock) */
+static char **short_names;     /* live values too short to scan (under the request lock) */
 static size_t n_short;
 static size_t n_live_versions;
 
@@ -101,14 +101,14 @@ static int build(void) {
         clear_short();
         if (!b)
                 return cb_error_set(-ENOMEM, "scanner: out of memory");
-        r = cb_store_names(cbd.store, &names, &n);
+        r = cb_store_names(leak_cur.store, &names, &n);
         if (r < 0)
                 goto out;
         for (size_t i = 0; i < n; i++) {
                 const cb_version_info *vi;
                 size_t nv;
 
-                if (cb_store_versions(cbd.store, names[i], &vi, &nv) < 0)
+                if (cb_store_versions(leak_cur.store, names[i], &vi, &nv) < 0)
                         continue;
                 for (size_t k = 0; k < nv; k++) {
                         cb_secbuf *val = NULL;
@@ -116,7 +116,7 @@ static int build(void) {
                         if (vi[k].state == CB_VS_DISABLED || vi[k].state == CB_VS_DESTROYED)
                                 continue;
                         /* Leaked versions too: a leaked value must keep being recognised. */
-                        r = cb_store_get_ex(cbd.store, names[i], vi[k].version, true, CB_STORE_LEAKED_OK, &val,
+                        r = cb_store_get_ex(leak_cur.store, names[i], vi[k].version, true, CB_STORE_LEAKED_OK, &val,
                                             NULL, NULL);
                         if (r < 0) {
                                 r = cb_error_set(r, "scanner: cannot read '%s' version %" PRIu32 ": %s", names[i],
@@ -150,7 +150,7 @@ static int build(void) {
         }
         lv->refs = 1;
         cur = lv;
-        cur_generation = cb_store_generation(cbd.store);
+        cur_generation = cb_store_generation(leak_cur.store);
         n_live_versions = versions;
         r = 0;
 out:
@@ -160,16 +160,16 @@ out:
 }
 
 void scanner_sweep(void) {
-        if (cur && cur_generation != cb_store_generation(cbd.store))
+        if (cur && cur_generation != cb_store_generation(leak_cur.store))
                 scanner_rebuild();
 }
 
-/* A reference to the live matcher, built if needed (under cbd.lock). */
+/* A reference to the live matcher, built if needed (under the request lock). */
 static live *live_get(void) {
         /* Every store write moves the generation: a write that did not call
          * scanner_rebuild() (rotation, version changes, imports, the grace
          * sweep) still never leaves the matcher behind the live values. */
-        if (cur && cur_generation != cb_store_generation(cbd.store))
+        if (cur && cur_generation != cb_store_generation(leak_cur.store))
                 scanner_rebuild();
         if (!cur && build() < 0)
                 return NULL;
@@ -331,11 +331,6 @@ void scan_request_done(request *rq) {
         rq->scan = NULL;
 }
 
-bool is_scan_target(const char *method, const char *url) {
-        (void)method;
-        return strcmp(url, "/v1/scan") == 0 || strcmp(url, "/v1/redact") == 0;
-}
-
 static bool same(const scan_seen *s, const char *name, uint32_t version, bool token) {
         return s->token == token && s->version == version && strcmp(s->name, name) == 0;
 }
@@ -382,10 +377,10 @@ static int on_hit(void *ctx, const cb_scan_hit *h, char label[CB_SCAN_LABEL_MAX]
 
         if (h->kind == CB_SK_TOKEN) {
                 const cb_token_info *info;
-                pthread_mutex_lock(&cbd.lock);
-                if (cb_tokens_peek(cbd.tokens, h->token, CB_TOKEN_LEN, &info) == 0)
+                pthread_mutex_lock(leak_cur.lock);
+                if (cb_tokens_peek(*leak_cur.tokens, h->token, CB_TOKEN_LEN, &info) == 0)
                         memcpy(acc, info->accessor, sizeof(acc));
-                pthread_mutex_unlock(&cbd.lock);
+                pthread_mutex_unlock(leak_cur.lock);
                 if (acc[0])
                         snprintf(label, CB_SCAN_LABEL_MAX, "%s", acc);
                 if (remember(j, acc, 0, h->kind, true) < 0)
@@ -478,11 +473,10 @@ int scan_start(request *rq) {
         struct scan_job *j;
         uint64_t fin;
 
-        rq->route = redact ? "redact" : "scan";
         if (strcmp(rq->method, "POST") != 0)
                 return reply_error(rq, 405, "method_not_allowed", "use POST");
         if (!rq->admin_socket) {
-                if (!cb_policy_scan_grant(cbd.policy, &rq->peer, &client))
+                if (!cb_policy_scan_grant(*leak_cur.policy, &rq->peer, &client))
                         return reply_error(rq, 403, "forbidden", "no grant lets uid %u (%s) scan",
                                            (unsigned)rq->peer.uid, rq->peer.exe_path);
                 snprintf(rq->client, sizeof(rq->client), "%s", client);
@@ -500,7 +494,7 @@ int scan_start(request *rq) {
                 j->uid = rq->peer.uid;
                 j->counted = true;
                 uint32_t max_req;
-                cb_policy_scan_budget(cbd.policy, &max_req, &j->budget_bytes);
+                cb_policy_scan_budget(*leak_cur.policy, &max_req, &j->budget_bytes);
                 if (!budget_charge(j->uid, 1, 0, max_req, j->budget_bytes)) {
                         scan_budget_alert(rq, "requests", max_req);
                         job_free(j);
@@ -630,7 +624,7 @@ int scan_finish(request *rq) {
                 r = j->redact && !j->final ? cb_scan_stream_cut(j->st, &consumed, &skip) : cb_scan_stream_finish(j->st);
         else if (j->too_large && r == 0)
                 r = cb_scan_stream_finish(j->st); /* sight the tail of what was read */
-        pthread_mutex_lock(&cbd.lock);
+        pthread_mutex_lock(leak_cur.lock);
         /* The leak response comes first, whatever the reply: a sighting in
          * an oversized or failed request is still a sighting. */
         int rr = leak_respond(rq, j->seen, j->n_seen);
@@ -641,7 +635,7 @@ int scan_finish(request *rq) {
         if (j->over_budget) {
                 uint32_t max_req;
                 uint64_t max_bytes;
-                cb_policy_scan_budget(cbd.policy, &max_req, &max_bytes);
+                cb_policy_scan_budget(*leak_cur.policy, &max_req, &max_bytes);
                 scan_budget_alert(rq, "bytes", max_bytes);
                 ret = reply_error(rq, 429, "scan_budget", "uid %u used its scan budget of %" PRIu64 " bytes per "
                                   "minute (policy scan_budget): the body was not scanned past it",
@@ -667,6 +661,6 @@ int scan_finish(request *rq) {
                                            (json_int_t)j->total, "truncated", j->total > CB_SCAN_FINDINGS_MAX,
                                            "bytes", (json_int_t)j->bytes),
                                  false);
-        pthread_mutex_unlock(&cbd.lock);
+        pthread_mutex_unlock(leak_cur.lock);
         return ret == MHD_YES ? MHD_YES : MHD_NO;
 }

@@ -57,10 +57,24 @@ void scanner_sweep(void);
  * marks too). */
 void scanner_shutdown(void);
 
-/* Is this a scan route (decided before the body is read)? */
-bool is_scan_target(const char *method, const char *url);
+/* What leak/ works on, handed by main.c at start (leak_attach, before
+ * scanner_init), so that no file of leak/ reaches for the daemon-wide
+ * state: the store (read, and marked leaked), the token table (looked up:
+ * the accessor of a token sighted in text; revoking goes through
+ * leak_react.h), the policy in force (a pointer to main.c's, swapped on
+ * reload under lock), and the lock that guards the three and the leak
+ * response (today main.c's request lock, which the handlers hold; the
+ * matcher's callbacks and scan_finish take it themselves). */
+typedef struct leak_env {
+        cb_store *store;
+        cb_tokens *const *tokens;
+        cb_policy *const *policy;
+        pthread_mutex_t *lock;
+} leak_env;
+void leak_attach(const leak_env *env);
 
-/* The route (under cbd.lock): authorise and start a scan job, or reply. */
+/* The route of POST /v1/scan and /v1/redact (api/api_routes.c: decided on
+ * the headers; under cbd.lock): authorise and start a scan job, or reply. */
 int scan_start(request *rq);
 /* MHD hands the body over piece by piece (outside the lock), then its end. */
 int scan_feed(request *rq, const char *data, size_t *size);

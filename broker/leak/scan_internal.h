@@ -14,6 +14,10 @@
 #include <jansson.h>
 
 #include "daemon.h"
+#include "scan.h"
+
+/* What leak_attach was handed (leak.c). */
+extern leak_env leak_cur;
 
 /* One distinct thing a scan job sighted: a secret version, or a token
  * (name is then its accessor, "" if the token table does not know it).

@@ -7,7 +7,7 @@
  *             or the template's header
  *
  * Everything that can refuse a request is decided on the server thread,
- * under cbd.lock, before anything leaves the broker: token (scope proxy,
+ * under the request lock, before anything leaves the broker: token (scope proxy,
  * this caller, this secret), the grant, the sealed host, method and path
  * prefix, header hygiene.  Then the job goes to a transfer loop: a thread
  * running libcurl's multi interface (OpenSSL; verification on; redirects
@@ -67,6 +67,12 @@
 pthread_mutex_t proxy_jobs_mu = PTHREAD_MUTEX_INITIALIZER;
 proxy_job *proxy_jobs[PROXY_MAX_JOBS];
 bool proxy_stopping;
+
+proxy_env proxy_cur;
+
+void proxy_attach(const proxy_env *env) {
+        proxy_cur = *env;
+}
 static CURLSH *share;
 static pthread_mutex_t share_mu[CURL_LOCK_DATA_LAST];
 
@@ -703,9 +709,7 @@ static void audit_done(proxy_job *j) {
                 json_object_set_new(o, "client", json_string(j->client));
         if (j->request_id[0])
                 json_object_set_new(o, "request_id", json_string(j->request_id));
-        pthread_mutex_lock(&cbd.lock);
-        (void)audit_emit(o);
-        pthread_mutex_unlock(&cbd.lock);
+        (void)audit_emit(o); /* any thread (audit.h): no request waits on this loop for it */
         json_decref(o);
 }
 

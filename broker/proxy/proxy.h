@@ -12,6 +12,23 @@
 #include "match.h"
 #include "proxy_request.h"
 
+/* What the proxy works on, handed by main.c at start (proxy_attach, before
+ * the servers), so that no file of proxy/ reaches for the daemon-wide
+ * state: the store, the token table, the policy in force (a pointer to
+ * main.c's, swapped on reload under lock), and the lock that guards the
+ * three and the request handlers (today main.c's request lock: the
+ * deciding half runs under it; the tool side takes it to answer from a
+ * transfer's hand-over).  The completion's audit record needs no lock
+ * (audit.h). */
+typedef struct proxy_env {
+        cb_store *store;
+        cb_tokens *tokens;
+        cb_policy *const *policy;
+        pthread_mutex_t *lock;
+} proxy_env;
+void proxy_attach(const proxy_env *env);
+extern proxy_env proxy_cur; /* what proxy_attach was handed (proxy.c) */
+
 /* A decided request. */
 typedef struct proxy_spec {
         char method[32];

@@ -114,9 +114,9 @@ int proxy_continue(request *rq) {
                          j->err[0] ? j->err : early ? "the upstream request failed" : "the upstream's answer broke off");
                 pthread_mutex_unlock(&j->mu);
                 rq->no_audit = true;                     /* the loop's record says it */
-                pthread_mutex_lock(&cbd.lock);
+                pthread_mutex_lock(proxy_cur.lock);
                 ret = reply_error(rq, (unsigned)status, code, "%s", msg);
-                pthread_mutex_unlock(&cbd.lock);
+                pthread_mutex_unlock(proxy_cur.lock);
                 return ret;
         }
         if (j->done && strcmp(j->method, "HEAD") != 0 && j->status != 204 && j->status != 304) {
@@ -176,9 +176,9 @@ int proxy_release(request *rq) {
         proxy_job_unref(j);
         rq->answered = false;
         rq->no_audit = true; /* its allow is written; this failure to start is the broker's own */
-        pthread_mutex_lock(&cbd.lock);
+        pthread_mutex_lock(proxy_cur.lock);
         (void)reply_error(rq, 503, "unavailable", "cannot hand it to a transfer loop: %s", strerror(r));
-        pthread_mutex_unlock(&cbd.lock);
+        pthread_mutex_unlock(proxy_cur.lock);
         return -EIO;
 }
 
@@ -468,7 +468,7 @@ int proxy_start(request *rq, proxy_spec *sp) {
         }
         if (rq->n_audit_recs) {
                 /* Its record is queued: nothing goes upstream until it is
-                 * written (server.c flush(), outside cbd.lock, then
+                 * written (server.c flush(), outside the request lock, then
                  * proxy_release or proxy_abort). */
                 rq->proxy = j;
                 rq->proxy_held = true;
@@ -487,7 +487,7 @@ int proxy_start(request *rq, proxy_spec *sp) {
         j = NULL;
         /* MHD calls again: with the body's pieces (proxy_feed), then once
          * more at its end, where proxy_continue parks the connection until
-         * the upstream answers.  Not here: this runs under cbd.lock, which
+         * the upstream answers.  Not here: this runs under the request lock, which
          * proxy_continue takes to answer a failure. */
         ret = MHD_YES;
 out:

@@ -3,7 +3,7 @@
  * The injection proxy, deciding half: which secret, which sealed host, is
  * this caller's token good for proxy use of it, are method, path and
  * headers acceptable — all before anything leaves the broker (see proxy.c
- * for the transfer).  Runs on a server thread under cbd.lock.
+ * for the transfer).  Runs on a server thread under the request lock.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -186,7 +186,6 @@ int api_proxy(request *rq) {
         size_t tok_i = 0;
         int r, ret;
 
-        rq->route = "proxy";
         tok[0] = '\0';
         hl = calloc(1, sizeof(*hl));
         if (!hl || !rq->raw_target) {
@@ -231,12 +230,12 @@ int api_proxy(request *rq) {
         }
         /* Checked now, counted only once the request passes every check
          * (a refused request does not use up the token). */
-        r = cb_tokens_check(cbd.tokens, tok, strlen(tok), &rq->peer, CB_USE_PROXY, &info);
+        r = cb_tokens_check(proxy_cur.tokens, tok, strlen(tok), &rq->peer, CB_USE_PROXY, &info);
         if (rq->tcp && (r < 0 || !info->any_exe)) {
                 /* No executable to compare over TCP: only a token that does
                  * not need one (said so rather than "another executable"). */
                 const cb_token_info *peek = r == 0 ? info : NULL;
-                if ((peek || cb_tokens_peek(cbd.tokens, tok, strlen(tok), &peek) == 0) && !peek->any_exe) {
+                if ((peek || cb_tokens_peek(proxy_cur.tokens, tok, strlen(tok), &peek) == 0) && !peek->any_exe) {
                         ret = reply_error(rq, 401, "unauthorized",
                                           "over TCP the broker sees only the uid: use a token issued with "
                                           "\"bind\": \"uid\" (credbroker token --bind uid)");
@@ -264,7 +263,7 @@ int api_proxy(request *rq) {
         }
         if (leak_token_gate(rq, secret, &ret))
                 goto out;
-        r = cb_store_get(cbd.store, secret, 0, false, &val, &version, &meta);
+        r = cb_store_get(proxy_cur.store, secret, 0, false, &val, &version, &meta);
         if (r < 0) {
                 ret = reply_error(rq, 403, "forbidden", "no usable secret '%s' for this token", secret);
                 goto out;
@@ -299,9 +298,9 @@ int api_proxy(request *rq) {
          * token, for the client it was issued to -- a client that still
          * selects the presenter's uid (moved to another uid by a reload,
          * the old uid's tokens stop here). */
-        bool still = info->any_exe ? cb_policy_client_may_select(cbd.policy, info->client, rq->peer.uid) &&
-                                             cb_policy_client_grant(cbd.policy, info->client, secret, CB_USE_PROXY)
-                                   : cb_policy_find_grant(cbd.policy, &rq->peer, secret, CB_USE_PROXY, NULL) != NULL;
+        bool still = info->any_exe ? cb_policy_client_may_select(*proxy_cur.policy, info->client, rq->peer.uid) &&
+                                             cb_policy_client_grant(*proxy_cur.policy, info->client, secret, CB_USE_PROXY)
+                                   : cb_policy_find_grant(*proxy_cur.policy, &rq->peer, secret, CB_USE_PROXY, NULL) != NULL;
         if (!still) {
                 ret = reply_error(rq, 403, "forbidden", "the grant for '%s' (proxy) no longer exists", secret);
                 goto out;
@@ -501,7 +500,7 @@ int api_proxy(request *rq) {
         }
         /* Decided: count the use, record it before anything leaves (fail
          * closed). */
-        if (cb_tokens_count_checked(cbd.tokens, info) < 0) {
+        if (cb_tokens_count_checked(proxy_cur.tokens, info) < 0) {
                 ret = reply_error(rq, 401, "unauthorized", "%s", cb_error_last());
                 goto out;
         }

@@ -158,7 +158,3 @@ int leak_rotate_request(const char *name);
  * "rotation_failed" is raised.  -ENOENT (no hook), -EALREADY (one runs
  * for name), -EAGAIN (too many).  Under cbd.lock. */
 int rotate_hook_start(const char *name, uint32_t grace, bool leaked, const char *source);
-
-/* admin.sock routes under /v1/admin/rotate and /v1/admin/versions/ (api_rotate.c). */
-struct request;
-int api_rotate(struct request *rq);

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The leak reaction table (broker/leak/leak_react.c, leak_react.h): how the leak
- * response reaches proxy/ and rotate/ without calling their internals.
+ * response reaches the token table, proxy/ and rotate/ without calling them.
  * One process, one table: the steps run in order in one test.
  */
 #include <errno.h>
@@ -12,7 +12,7 @@
 #include "error.h"
 #include "leak_react.h"
 
-static unsigned cut_secret_calls, cut_accessor_calls, rotate_calls;
+static unsigned cut_secret_calls, cut_accessor_calls, rotate_calls, revoke_calls;
 static char last_secret[64], last_why[64];
 
 static size_t cut_secret_a(const char *secret, const char *why) {
@@ -45,6 +45,18 @@ static int rotate_never(const char *name) {
         return 0;
 }
 
+static size_t revoke_secret_t(const char *secret) {
+        revoke_calls++;
+        return strcmp(secret, "github-token") == 0 ? 7 : 0;
+}
+
+static size_t revoke_accessor_t(const char *accessor) {
+        revoke_calls++;
+        return strcmp(accessor, "cba_live") == 0 ? 1 : 0;
+}
+
+static const leak_reaction tokens_like = { .name = "tokens", .revoke_secret = revoke_secret_t,
+                                           .revoke_accessor = revoke_accessor_t };
 static const leak_reaction proxy_like = { .name = "proxy", .cut_secret = cut_secret_a, .cut_accessor = cut_accessor_a };
 static const leak_reaction rotate_like = { .name = "rotate", .rotate = rotate_ok };
 static const leak_reaction both = { .name = "both", .cut_secret = cut_secret_b, .rotate = rotate_never };
@@ -56,7 +68,10 @@ TEST(reactions_in_order) {
         ASSERT_EQ(leak_cut_accessor("cba_x", "why"), 0);
         ASSERT_EQ(leak_rotate("s"), -ENOSYS);
         ASSERT_TRUE(strstr(cb_error_last(), "rotation on leak is not available") != NULL);
+        ASSERT_EQ(leak_revoke_secret("s"), 0);
+        ASSERT_EQ(leak_revoke_accessor("cba_x"), 0);
 
+        ASSERT_OK(leak_reaction_register(&tokens_like));
         ASSERT_OK(leak_reaction_register(&proxy_like));
         ASSERT_OK(leak_reaction_register(&rotate_like));
         ASSERT_OK(leak_reaction_register(&both));
@@ -73,9 +88,14 @@ TEST(reactions_in_order) {
         ASSERT_EQ(leak_rotate("fails"), -EIO);
         ASSERT_TRUE(strcmp(cb_error_last(), "the hook failed") == 0);
         ASSERT_EQ(rotate_calls, 2);
+        /* Revocation is a reaction too: only the table's owner answers. */
+        ASSERT_EQ(leak_revoke_secret("github-token"), 7);
+        ASSERT_EQ(leak_revoke_secret("other"), 0);
+        ASSERT_EQ(leak_revoke_accessor("cba_live"), 1);
+        ASSERT_EQ(revoke_calls, 3);
 
         /* The table is bounded. */
-        for (int i = 3; i < LEAK_REACTIONS_MAX; i++)
+        for (int i = 4; i < LEAK_REACTIONS_MAX; i++)
                 ASSERT_OK(leak_reaction_register(&extra));
         ASSERT_EQ(leak_reaction_register(&extra), -ENOSPC);
         ASSERT_EQ(leak_cut_secret("s", "why"), 5); /* unchanged by reactions that cut nothing */

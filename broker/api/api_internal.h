@@ -1,0 +1,50 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The route handlers of api/, for its table (api_routes.c; route.h says
+ * how a request reaches one).  Each runs under cbd.lock on a serving
+ * thread, the caller identified, and answers through http/'s reply_*.
+ * Internal to api/.
+ */
+#pragma once
+
+#include <stdbool.h>
+
+#include "route.h"
+
+struct request;
+
+/* tools.sock (api_tool.c) */
+int api_token(struct request *rq, const http_args *args);
+int api_redeem(struct request *rq, const http_args *args);
+int api_introspect(struct request *rq, const http_args *args);
+int api_revoke_own(struct request *rq, const http_args *args);
+/* tools.sock, approvals (api_approval.c) */
+int api_approval_poll(struct request *rq, const http_args *args);
+
+/* admin.sock (api_admin.c) */
+bool api_admin_gate(struct request *rq, const http_route *path, int *ret);
+int api_put(struct request *rq, const http_args *args);
+int api_list(struct request *rq, const http_args *args);
+int api_show(struct request *rq, const http_args *args);
+int api_delete(struct request *rq, const http_args *args);
+int api_revoke(struct request *rq, const http_args *args);
+int api_reload(struct request *rq, const http_args *args);
+int api_status(struct request *rq, const http_args *args);
+int api_metrics(struct request *rq, const http_args *args);
+int api_audit_idhash(struct request *rq, const http_args *args);
+int api_audit_verify(struct request *rq, const http_args *args);
+/* admin.sock, approvals (api_approval.c) */
+int api_approvals_list(struct request *rq, const http_args *args);
+int api_approve(struct request *rq, const http_args *args);
+int api_deny(struct request *rq, const http_args *args);
+int api_approvals_unknown(struct request *rq, const http_args *args);
+/* admin.sock, rotation (api_rotate.c) */
+int api_rotate_secret(struct request *rq, const http_args *args);
+int api_versions(struct request *rq, const http_args *args);
+int api_version_action(struct request *rq, const http_args *args);
+/* admin.sock, provisioning (api_provision.c) */
+int api_pubkey(struct request *rq, const http_args *args);
+int api_pubkeys(struct request *rq, const http_args *args);
+int api_pubkey_rotate(struct request *rq, const http_args *args);
+int api_pubkey_retire(struct request *rq, const http_args *args);
+int api_import(struct request *rq, const http_args *args);
