@@ -56,6 +56,7 @@ typedef struct request {
         bool too_large;
         bool admin_socket;
         bool tcp;                  /* --listen-tcp: peer.uid from sock_diag, no pid or executable */
+        const char *sandbox;       /* on a sandbox's listener: its id (tcp is set too; sandbox.h) */
         cb_peer peer;
         bool have_peer;
         /* What the audit record says (set by handlers). */
@@ -191,5 +192,9 @@ bool is_provision_route(const char *url);
  * (tcp_fd, -1 for none) as many as tools.sock. */
 int server_start(int tool_fd, int admin_fd, int tcp_fd, unsigned threads, unsigned tool_threads);
 void server_stop(void);
+/* sandbox.h's serve/unserve (http/server.c). */
+struct cb_sandbox;
+void *server_sandbox_serve(int fd, struct cb_sandbox *sb);
+void server_sandbox_unserve(void *h);
 /* Refusals of one uid recorded one by one per minute (0: all; server.c). */
 void server_set_refusals_recorded(unsigned n);

@@ -20,6 +20,7 @@
 #include <limits.h>
 #include <poll.h>
 #include <pwd.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -30,10 +31,16 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <sched.h>
 #include <unistd.h>
 
 #include <linux/close_range.h>
 #include <linux/netlink.h>
+#include <linux/nsfs.h>
 #include <seccomp.h>
 
 #include <jansson.h>
@@ -46,6 +53,10 @@
 #define SB_INFO_MAX 4096      /* bwrap's --info-fd JSON */
 #define SB_INFO_TIMEOUT_MS 30000
 #define SB_EXIT_SETUP 125     /* the sandbox could not be set up: CMD never ran */
+#define SB_PORT 8411          /* the broker's listener inside the sandbox's own lo */
+#define SB_URL "http://127.0.0.1:8411"
+#define SB_REPLY_MAX 4096
+#define SB_REPLY_TIMEOUT_MS 35000 /* the broker may hash our executable first */
 
 /* Under the user's home: hidden (an empty read-only directory, or an empty
  * file, in their place).  Credentials of common tools and shell history. */
@@ -108,7 +119,10 @@ struct sb_state {
         } ph[SB_PLACEHOLDERS_MAX];                /* placeholders bwrap creates */
         size_t nph;
         const char *bwrap;
+        const char *client;                       /* --client, or NULL */
+        char cmdline[257];                        /* CMD for the broker's status and audit (display) */
         int seccomp_fd, info_rd, info_wr, block_rd, block_wr;
+        int broker_conn;                          /* sandbox.sock: open for the sandbox's life */
         pid_t sandbox_pid;                        /* CMD's pid (the sandbox's init's, our namespace) */
 };
 
@@ -147,7 +161,7 @@ static void sb_free(struct sb_state *st) {
         for (size_t i = 0; i < st->nph; i++)
                 free(st->ph[i].path);
         st->nph = 0;
-        int *fds[] = { &st->seccomp_fd, &st->info_rd, &st->info_wr, &st->block_rd, &st->block_wr };
+        int *fds[] = { &st->seccomp_fd, &st->info_rd, &st->info_wr, &st->block_rd, &st->block_wr, &st->broker_conn };
         for (size_t i = 0; i < sizeof(fds) / sizeof(fds[0]); i++)
                 if (*fds[i] >= 0) {
                         close(*fds[i]);
@@ -511,6 +525,18 @@ static int build_args(struct sb_state *st, char **cmd) {
                         return r;
                 }
         }
+        /* Every proxy-aware program goes to the broker's listener, which
+         * is the only thing its network namespace holds; local base URLs
+         * (the --proxy presets) are reached directly. */
+        static const char *const proxy_vars[] = { "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy",
+                                                  "https_proxy", "all_proxy" };
+        for (size_t i = 0; i < sizeof(proxy_vars) / sizeof(proxy_vars[0]); i++)
+                if ((r = add(st, "--setenv")) < 0 || (r = add(st, "%s", proxy_vars[i])) < 0 ||
+                    (r = add(st, "%s", SB_URL)) < 0)
+                        return r;
+        if ((r = add(st, "--setenv")) < 0 || (r = add(st, "NO_PROXY")) < 0 || (r = add(st, "127.0.0.1,localhost,::1")) < 0 ||
+            (r = add(st, "--setenv")) < 0 || (r = add(st, "no_proxy")) < 0 || (r = add(st, "127.0.0.1,localhost,::1")) < 0)
+                return r;
         /* The broker's sockets are not the sandbox's business. */
         static const char *const unset[] = { "CREDBROKER_SOCKET", "CREDBROKER_ADMIN_SOCKET", "SSH_AUTH_SOCK",
                                              "DBUS_SESSION_BUS_ADDRESS" };
@@ -603,6 +629,205 @@ static int read_info(struct sb_state *st) {
         return 0;
 }
 
+/* ---- the broker's listener inside the sandbox -------------------------------- */
+
+/* A child enters the sandbox's user and network namespaces (by pidfd: the
+ * process bwrap holds on --block-fd, so the pid cannot have been reused),
+ * makes the listening socket on 127.0.0.1:SB_PORT there and sends it back.
+ * Only the launcher's own forked child ever runs in those namespaces
+ * before CMD; nothing of the sandbox runs here. */
+static int make_listener(pid_t spid, int *ret_fd) {
+        int sv[2], fd = -1, st = 0;
+        pid_t c;
+
+        if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+                return -cli_fail(-errno, "sandbox: socketpair: %s", strerror(errno));
+        c = fork();
+        if (c < 0) {
+                close(sv[0]);
+                close(sv[1]);
+                return -cli_fail(-errno, "sandbox: fork: %s", strerror(errno));
+        }
+        if (c == 0) {
+                struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(SB_PORT),
+                                         .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+                char nsp[64];
+                const char *step = "pidfd_open";
+                int pfd = (int)syscall(SYS_pidfd_open, spid, 0), nfd = -1, ufd = -1, l;
+                snprintf(nsp, sizeof(nsp), "/proc/%d/ns/net", (int)spid);
+                /* The network namespace, then the user namespace that owns
+                 * it (bwrap's outer one: with --disable-userns the process
+                 * itself sits in a nested one, which holds no power over
+                 * that network namespace); the pidfd shows the pid was
+                 * still bwrap's child when the namespace was opened. */
+                if (pfd >= 0 && (step = "open ns/net", (nfd = open(nsp, O_RDONLY | O_CLOEXEC)) >= 0) &&
+                    (step = "pidfd", poll(&(struct pollfd){ .fd = pfd, .events = POLLIN }, 1, 0) == 0) &&
+                    (step = "NS_GET_USERNS", (ufd = ioctl(nfd, NS_GET_USERNS)) >= 0) &&
+                    (step = "setns user", getuid() == 0 || setns(ufd, CLONE_NEWUSER) == 0) &&
+                    (step = "setns net", setns(nfd, CLONE_NEWNET) == 0)) {
+                        {
+                                step = "socket";
+                                l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+                                if (l >= 0 && (step = "bind", bind(l, (struct sockaddr *)&a, sizeof(a)) == 0) &&
+                                    (step = "listen", listen(l, 128) == 0)) {
+                                        union {
+                                                struct cmsghdr align;
+                                                char b[CMSG_SPACE(sizeof(int))];
+                                        } ctl = { 0 };
+                                        char one = 'L';
+                                        struct iovec iov = { .iov_base = &one, .iov_len = 1 };
+                                        struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.b,
+                                                            .msg_controllen = sizeof(ctl.b) };
+                                        struct cmsghdr *cm = CMSG_FIRSTHDR(&m);
+                                        cm->cmsg_level = SOL_SOCKET;
+                                        cm->cmsg_type = SCM_RIGHTS;
+                                        cm->cmsg_len = CMSG_LEN(sizeof(int));
+                                        memcpy(CMSG_DATA(cm), &l, sizeof(int));
+                                        _exit(sendmsg(sv[1], &m, MSG_NOSIGNAL) == 1 ? 0 : 3);
+                                }
+                        }
+                }
+                dprintf(STDERR_FILENO, "credbroker: sandbox: the listener inside the sandbox: %s: %s\n", step,
+                        strerror(errno));
+                _exit(2);
+        }
+        close(sv[1]);
+        {
+                union {
+                        struct cmsghdr align;
+                        char b[CMSG_SPACE(sizeof(int))];
+                } ctl;
+                char b;
+                struct iovec iov = { .iov_base = &b, .iov_len = 1 };
+                struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.b,
+                                    .msg_controllen = sizeof(ctl.b) };
+                if (recvmsg(sv[0], &m, MSG_CMSG_CLOEXEC) == 1) {
+                        struct cmsghdr *cm = CMSG_FIRSTHDR(&m);
+                        if (cm && cm->cmsg_type == SCM_RIGHTS && cm->cmsg_len == CMSG_LEN(sizeof(int)))
+                                memcpy(&fd, CMSG_DATA(cm), sizeof(int));
+                }
+        }
+        close(sv[0]);
+        while (waitpid(c, &st, 0) < 0 && errno == EINTR)
+                ;
+        if (fd < 0)
+                return -cli_fail(-EIO, "sandbox: could not make the broker's listener inside the sandbox");
+        *ret_fd = fd;
+        return 0;
+}
+
+/* May uid serve sandbox.sock?  The rule the library applies to tools.sock:
+ * root, our own uid, or the broker's (--broker-uid, $CREDBROKER_BROKER_UID,
+ * else the system user "credbroker"). */
+static bool server_uid_ok(uid_t uid) {
+        const char *bu = secure_getenv("CREDBROKER_BROKER_UID");
+        struct passwd *pw;
+
+        if (uid == 0 || uid == getuid())
+                return true;
+        if (bu && *bu)
+                return strtoul(bu, NULL, 10) == (unsigned long)uid;
+        pw = getpwnam("credbroker");
+        return pw && pw->pw_uid == uid;
+}
+
+/* Hand the listener to the broker on sandbox.sock (next to tools.sock) and
+ * keep the connection: the sandbox lives as long as it does. */
+static int hand_over(struct sb_state *st, int lfd) {
+        const char *ts = cli_socket ? cli_socket : secure_getenv("CREDBROKER_SOCKET");
+        struct sockaddr_un a = { .sun_family = AF_UNIX };
+        char path[sizeof(a.sun_path)], reply[SB_REPLY_MAX + 1], *line = NULL;
+        const char *slash;
+        struct ucred uc;
+        socklen_t ul = sizeof(uc);
+        json_t *o = NULL;
+        size_t n = 0;
+        int c = -1, r;
+
+        if (!ts || !*ts)
+                ts = "/run/credbroker/tools.sock";
+        slash = strrchr(ts, '/');
+        if (!slash || (size_t)(slash - ts) + sizeof("/sandbox.sock") > sizeof(path))
+                return -cli_usage("sandbox: the broker's socket path %.256s has no usable directory", ts);
+        snprintf(path, sizeof(path), "%.*s/sandbox.sock", (int)(slash - ts), ts);
+        strcpy(a.sun_path, path);
+        c = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (c < 0 || connect(c, (struct sockaddr *)&a, sizeof(a)) < 0) {
+                r = -cli_fail(-ECONNREFUSED, "sandbox: cannot reach the broker at %s: %s", path, strerror(errno));
+                goto out;
+        }
+        if (getsockopt(c, SOL_SOCKET, SO_PEERCRED, &uc, &ul) < 0 || !server_uid_ok(uc.uid)) {
+                r = -cli_fail(-EPERM, "sandbox: %s is served by uid %u, not the broker: refused", path,
+                              (unsigned)uc.uid);
+                goto out;
+        }
+        o = json_pack("{s:s, s:s}", "client", st->client ? st->client : "", "cmd", st->cmdline);
+        line = o ? json_dumps(o, JSON_COMPACT) : NULL;
+        json_decref(o);
+        o = NULL;
+        if (!line) {
+                r = -cli_fail(-ENOMEM, "out of memory");
+                goto out;
+        }
+        {
+                size_t ll = strlen(line);
+                char *l2 = realloc(line, ll + 2);
+                if (!l2) {
+                        r = -cli_fail(-ENOMEM, "out of memory");
+                        goto out;
+                }
+                line = l2;
+                line[ll] = '\n';
+                line[ll + 1] = '\0';
+                union {
+                        struct cmsghdr align;
+                        char b[CMSG_SPACE(sizeof(int))];
+                } ctl = { 0 };
+                struct iovec iov = { .iov_base = line, .iov_len = ll + 1 };
+                struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl.b,
+                                    .msg_controllen = sizeof(ctl.b) };
+                struct cmsghdr *cm = CMSG_FIRSTHDR(&m);
+                cm->cmsg_level = SOL_SOCKET;
+                cm->cmsg_type = SCM_RIGHTS;
+                cm->cmsg_len = CMSG_LEN(sizeof(int));
+                memcpy(CMSG_DATA(cm), &lfd, sizeof(int));
+                if (sendmsg(c, &m, MSG_NOSIGNAL) != (ssize_t)(ll + 1)) {
+                        r = -cli_fail(-errno, "sandbox: cannot send to the broker: %s", strerror(errno));
+                        goto out;
+                }
+        }
+        while (n < SB_REPLY_MAX && !memchr(reply, '\n', n)) {
+                struct pollfd pf = { .fd = c, .events = POLLIN };
+                int k = poll(&pf, 1, SB_REPLY_TIMEOUT_MS);
+                if (k < 0 && errno == EINTR)
+                        continue;
+                ssize_t m = k > 0 ? read(c, reply + n, SB_REPLY_MAX - n) : -1;
+                if (m <= 0) {
+                        r = -cli_fail(-EIO, "sandbox: the broker did not answer the hand-over");
+                        goto out;
+                }
+                n += (size_t)m;
+        }
+        reply[n] = '\0';
+        o = json_loadb(reply, n, JSON_DISABLE_EOF_CHECK, NULL);
+        const char *id = NULL, *msg = NULL;
+        if (o && json_unpack(o, "{s:s}", "sandbox", &id) == 0) {
+                st->broker_conn = c;
+                c = -1;
+                r = 0;
+        } else if (o && json_unpack(o, "{s:s}", "message", &msg) == 0) {
+                r = -cli_fail(-EPERM, "sandbox: the broker refused the sandbox: %.512s", msg);
+        } else {
+                r = -cli_fail(-EPROTO, "sandbox: the broker's answer is not understood");
+        }
+out:
+        json_decref(o);
+        free(line);
+        if (c >= 0)
+                close(c);
+        return r;
+}
+
 static int hook_started(void *ud, pid_t pid) {
         struct sb_state *st = ud;
         int r;
@@ -615,7 +840,25 @@ static int hook_started(void *ud, pid_t pid) {
         st->info_wr = st->block_rd = st->seccomp_fd = -1;
         if ((r = read_info(st)) < 0)
                 return r;
-        /* The sandbox exists; CMD waits on the block descriptor. */
+        /* The sandbox exists, CMD waits: its only way out is made now. */
+        {
+                int lfd = -1;
+                if ((r = make_listener(st->sandbox_pid, &lfd)) == 0) {
+                        r = hand_over(st, lfd);
+                        close(lfd); /* the broker holds its own copy */
+                }
+                if (r < 0) {
+                        /* Never let bwrap read EOF on --block-fd: it would
+                         * go on and run CMD.  The waiting process dies
+                         * first (our uid owns its user namespace). */
+                        int pfd = (int)syscall(SYS_pidfd_open, st->sandbox_pid, 0);
+                        if (pfd >= 0) {
+                                (void)syscall(SYS_pidfd_send_signal, pfd, SIGKILL, NULL, 0);
+                                close(pfd);
+                        }
+                        return r;
+                }
+        }
         if (write(st->block_wr, "x", 1) != 1)
                 return -cli_fail(-errno, "sandbox: cannot release the command: %s", strerror(errno));
         close(st->block_wr);
@@ -625,7 +868,8 @@ static int hook_started(void *ud, pid_t pid) {
 
 int cmd_sandbox(int argc, char **argv) {
         static const char usage[] =
-                "usage: credbroker sandbox [--write PATH]... [--hide PATH]... [--env VAR=SECRET]...\n"
+                "usage: credbroker sandbox [--client NAME] [--write PATH]... [--hide PATH]...\n"
+                "                          [--proxy SECRET[=openai|anthropic|env:PREFIX]]... [--env VAR=SECRET]...\n"
                 "                          [--] CMD [ARGS...]\n"
                 "  Run CMD under bubblewrap (/usr/bin/bwrap): new user, mount, pid, ipc, uts and network\n"
                 "  namespaces (only lo inside: no network), the system read-only, writable only the\n"
@@ -635,9 +879,14 @@ int cmd_sandbox(int argc, char **argv) {
                 "  even in the working directory; a new session (no TIOCSTI), no new privileges, a\n"
                 "  seccomp filter (ptrace, keyctl, bpf, mount, modules, clock, raw/packet and Unix\n"
                 "  sockets, ... refused).  docs/sandbox.md has every rule and why.\n"
+                "  The only way out: credbrokerd serves its proxy on 127.0.0.1:8411 inside the sandbox\n"
+                "  (a listener made in the sandbox's network namespace and handed to the broker over\n"
+                "  sandbox.sock, next to tools.sock); HTTP_PROXY, HTTPS_PROXY and ALL_PROXY point at it.\n"
+                "  The broker must find a client of its policy selecting you (--client NAME: that one).\n"
+                "  --proxy: as exec (a \"proxy\" grant); its base URL is that listener.\n"
                 "  --env VAR=SECRET: as exec (a \"redeem\" grant; CMD's output is masked).\n"
-                "  Not yet in this build: --proxy, --client, --allow-host (the broker's loopback\n"
-                "  listener inside the sandbox and the egress policy, docs/sandbox.md).\n"
+                "  Not yet in this build: --allow-host and the client's egress allowlist (CONNECT\n"
+                "  tunnels), the outbound leak guard (docs/sandbox.md).\n"
                 "  Exit status: CMD's; 125 if the sandbox could not be set up (CMD did not run);\n"
                 "  credbroker's own codes before that.\n";
         static const struct option opts[] = {
@@ -646,8 +895,9 @@ int cmd_sandbox(int argc, char **argv) {
                 { "client", required_argument, NULL, 'c' },  { "allow-host", required_argument, NULL, 'a' },
                 { "help", no_argument, NULL, 'h' },          {},
         };
-        struct sb_state st = { .seccomp_fd = -1, .info_rd = -1, .info_wr = -1, .block_rd = -1, .block_wr = -1 };
-        struct cli_exec_hooks hooks = { .wrap = hook_wrap, .started = hook_started, .ud = &st };
+        struct sb_state st = { .seccomp_fd = -1, .info_rd = -1, .info_wr = -1, .block_rd = -1, .block_wr = -1,
+                               .broker_conn = -1 };
+        struct cli_exec_hooks hooks = { .wrap = hook_wrap, .started = hook_started, .proxy_url = SB_URL, .ud = &st };
         char **xargv = NULL;
         size_t xn = 0;
         int ch, r;
@@ -672,15 +922,20 @@ int cmd_sandbox(int argc, char **argv) {
                                 st.hide_arg[st.nhide++] = optarg;
                         break;
                 case 'e':
-                        xargv[xn++] = "--env";
+                case 'p':
+                        xargv[xn++] = ch == 'e' ? "--env" : "--proxy";
                         xargv[xn++] = optarg;
                         break;
-                case 'p':
                 case 'c':
+                        if (strlen(optarg) > 64) {
+                                r = cli_usage("sandbox: --client: a client name has at most 64 characters");
+                                goto out;
+                        }
+                        st.client = optarg;
+                        break;
                 case 'a':
-                        r = cli_usage("sandbox: --%s is not in this build yet: the sandbox has no network path "
-                                      "(docs/sandbox.md, \"What is missing\")",
-                                      ch == 'p' ? "proxy" : ch == 'c' ? "client" : "allow-host");
+                        r = cli_usage("sandbox: --allow-host is not in this build yet: no egress policy "
+                                      "(docs/sandbox.md, \"What is missing\")");
                         goto out;
                 case 'h':
                         fputs(usage, stdout);
@@ -714,8 +969,12 @@ int cmd_sandbox(int argc, char **argv) {
                         goto out;
                 }
         xargv[xn++] = "--";
-        for (int i = optind; i < argc; i++)
+        for (int i = optind; i < argc; i++) {
+                size_t u = strlen(st.cmdline);
+                if (u < sizeof(st.cmdline) - 1)
+                        snprintf(st.cmdline + u, sizeof(st.cmdline) - u, "%s%s", i > optind ? " " : "", argv[i]);
                 xargv[xn++] = argv[i];
+        }
         xargv[xn] = NULL;
         r = cli_exec_run((int)xn, xargv, &hooks);
         placeholders_remove(&st);

@@ -11,6 +11,7 @@
 #include <microhttpd.h>
 #include <sodium.h>
 
+#include "sandbox.h"
 #include "metrics.h"
 #include "audit.h"
 #include "daemon.h"
@@ -323,6 +324,7 @@ static int route_status(request *rq) {
                 json_object_set_new(st, "leaked_values", json_integer((json_int_t)cb_store_leaked_count(cbd.store)));
                 json_object_set_new(st, "stranded_imports_recovered",
                                     json_integer((json_int_t)provision_stranded_recovered()));
+                json_object_set_new(st, "sandboxes", cb_sandbox_list_json());
         }
         return reply_json(rq, 200, st, false);
 }

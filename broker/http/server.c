@@ -39,6 +39,7 @@
 #include "sender.h"
 #include "ratelimit.h"
 #include "tcpdiag.h"
+#include "sandbox.h"
 
 static void wipe_free(void *p, size_t n) {
         if (p) {
@@ -695,7 +696,11 @@ static enum MHD_Result dispatch(void *cls, struct MHD_Connection *conn, const ch
         rq->url = url;
         rq->method = method;
         rq->admin_socket = cls == &admin_marker;
-        rq->tcp = cls == &tcp_marker;
+        /* A sandbox's listener (sandbox.h) is served as the TCP listener
+         * is, its caller being the sandbox's launching uid. */
+        const cb_sandbox *sbx = cls == &admin_marker || cls == &tcp_marker ? NULL : cb_sandbox_of(cls);
+        rq->tcp = cls == &tcp_marker || sbx;
+        rq->sandbox = sbx ? sbx->id : NULL;
         if (rq->tcp) {
                 /* Over TCP the uid comes from sock_diag (looked up once, at
                  * accept: a socket's owner never changes); there is no pid
@@ -874,7 +879,8 @@ static void refuse_now(int fd, uid_t uid, bool hard) {
 
 static void conn_notify(void *cls, struct MHD_Connection *conn, void **socket_context,
                         enum MHD_ConnectionNotificationCode code) {
-        conn_caps *c = cls == &admin_marker ? &admin_caps : cls == &tcp_marker ? &tcp_caps : &tool_caps;
+        cb_sandbox *sbx = cls == &admin_marker || cls == &tcp_marker ? NULL : cb_sandbox_of(cls);
+        conn_caps *c = cls == &admin_marker ? &admin_caps : cls == &tcp_marker || sbx ? &tcp_caps : &tool_caps;
 
         if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
                 conn_ctx *cc = *socket_context;
@@ -892,11 +898,19 @@ static void conn_notify(void *cls, struct MHD_Connection *conn, void **socket_co
         conn_ctx *cc;
 
         *socket_context = NULL;
-        if (cls == &tcp_marker) {
+        if (cls == &tcp_marker || sbx) {
                 uc.pid = 0;
                 uc.gid = (gid_t)-1;
-                if (!ci || cb_tcp_peer_uid(ci->connect_fd, &uc.uid) < 0)
+                /* On a sandbox's listener every caller is the sandbox: the
+                 * listener lives in its network namespace (sandbox.h). */
+                if (sbx) {
+                        uc.uid = sbx->uid;
+                        __atomic_add_fetch(&sbx->connections, 1, __ATOMIC_RELAXED);
+                } else if (!ci || cb_tcp_peer_uid(ci->connect_fd, &uc.uid) < 0) {
                         return; /* the request is refused: not identified */
+                }
+                if (!ci)
+                        return;
                 /* A streamed response goes out as the upstream sends it:
                  * headers first, then each piece.  Without NODELAY a small
                  * piece waits for the client's delayed ACK (~40 ms). */
@@ -913,7 +927,7 @@ static void conn_notify(void *cls, struct MHD_Connection *conn, void **socket_co
         }
         cc->fd = -1;
         cc->snd.pidfd = -1;
-        if (cls != &tcp_marker) {
+        if (cls != &tcp_marker && !sbx) {
                 if (cb_sender_track(ci->connect_fd, &cc->snd) < 0) {
                         free(cc);
                         (void)shutdown(ci->connect_fd, SHUT_RDWR);
@@ -1060,6 +1074,33 @@ int server_start(int tool_fd, int admin_fd, int tcp_fd, unsigned threads, unsign
                 return cb_error_set(-EIO, "cannot start the HTTP server on admin.sock");
         }
         return 0;
+}
+
+/* A sandbox's listener (sandbox.h's ops): a server of its own, with one
+ * thread, on the listening socket the launcher handed over. */
+void *server_sandbox_serve(int fd, cb_sandbox *sb) {
+        struct MHD_Daemon *d = start_one(fd, sb, 1, CB_CONN_PER_UID);
+
+        if (!d) {
+                close(fd);
+                cb_error_set(-EIO, "libmicrohttpd did not start on it");
+        }
+        return d;
+}
+
+/* The sandbox is gone: its processes are dead (its pid namespace ended),
+ * so its connections close; what is left after a moment (a request
+ * waiting for its upstream) is ended by the stop. */
+void server_sandbox_unserve(void *h) {
+        struct MHD_Daemon *d = h;
+
+        for (int i = 0; i < 200; i++) {
+                const union MHD_DaemonInfo *di = MHD_get_daemon_info(d, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+                if (!di || di->num_connections == 0)
+                        break;
+                usleep(10000);
+        }
+        MHD_stop_daemon(d);
 }
 
 void server_stop(void) {

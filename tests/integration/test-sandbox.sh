@@ -68,6 +68,22 @@ control() { # control NAME OUTPUT: the attempt works
         case "$2" in OK*) ok "control: $1: $2" ;; *) bad "control: $1 should work: $2" ;; esac
 }
 
+# ---- the broker: every sandbox is handed to it (its listener inside) ----------
+"$CLI" init --state-dir "$T/state" --unlock "keyfile:$T/key" >/dev/null
+cat >"$T/policy.json" <<JSON
+{ "clients": { "tool": {"uid": $U}, "root": {"uid": 0} },
+  "grants": [ {"client": "tool", "secret": "demo", "use": ["redeem"]} ],
+  "admins": {"uids": [0]} }
+JSON
+chmod 0644 "$T/policy.json"
+"$DAEMON" --state-dir "$T/state" --run-dir "$T/run" --policy "$T/policy.json" --unlock "keyfile:$T/key" \
+        >"$T/daemon.out" 2>&1 &
+BG="$BG $!"
+for _ in $(seq 50); do [ -S "$T/run/admin.sock" ] && break; sleep 0.1; done
+printf 'sk-sandbox-value-0123456789' | CREDBROKER_ADMIN_SOCKET=$T/run/admin.sock "$CLI" put demo >/dev/null || bad "put demo"
+export CREDBROKER_SOCKET=$T/run/tools.sock
+[ -S "$T/run/sandbox.sock" ] || { bad "the daemon did not start: $(cat "$T/daemon.out")"; exit 1; }
+
 # ---- the launcher runs, passes the status and output --------------------
 o=$(sb -- /bin/echo hello 2>&1); rc=$?
 [ $rc = 0 ] && [ "$o" = hello ] && ok "a command runs: $o" || bad "echo in the sandbox: exit $rc: $o"
@@ -91,6 +107,9 @@ cp /usr/bin/bwrap "$T/bwrap-copy" && chown $U "$T/bwrap-copy"
 o=$(cd "$H/proj" && as env HOME="$H" CREDBROKER_BWRAP="$T/bwrap-copy" "$CLI" sandbox -- /bin/touch "$T/ran" 2>&1); rc=$?
 [ $rc != 0 ] && [ ! -e "$T/ran" ] && expect "a bwrap the user owns: refused" "owned by root" "$o" ||
         bad "user-owned bwrap: exit $rc: $o"
+o=$(cd "$H/proj" && as env HOME="$H" CREDBROKER_SOCKET=/nonexistent/tools.sock "$CLI" sandbox -- /bin/touch "$H/proj/ran" 2>&1); rc=$?
+[ $rc != 0 ] && [ ! -e "$H/proj/ran" ] && expect "no broker to hand the listener to: refused, CMD not run (exit $rc)" "cannot reach the broker" "$o" ||
+        bad "no broker: exit $rc, ran: $(ls "$H/proj/ran" 2>&1): $o"
 o=$(sb --cd /usr -- /bin/true 2>&1); rc=$?
 [ $rc = 2 ] && expect "a system directory as the working directory: refused" "system directory" "$o" ||
         bad "cwd /usr: exit $rc: $o"
@@ -121,7 +140,7 @@ escape "write /etc" "EROFS" write /etc/cbsb-test
 escape "write /usr" "EROFS" write /usr/cbsb-test
 control "write a private /tmp" "$(inside write /tmp/cbsb-inner)"
 [ ! -e /tmp/cbsb-inner ] && ok "/tmp is private" || { bad "/tmp shared"; rm -f /tmp/cbsb-inner; }
-mkdir -p "$T/run" "$T/extra" && chmod 0755 "$T/run" && echo s >"$T/run/state" && chown $U "$T/extra"
+mkdir -p "$T/extra" && echo s >"$T/run/state" && chmod 0644 "$T/run/state" && chown $U "$T/extra"
 control "the broker's run dir outside" "$(out read "$T/run/state")"
 escape "the broker's run dir (the socket's directory) is hidden" "" read "$T/run/state"
 o=$(sb --write "$T/extra" -- /usr/bin/python3 "$PROBE" write "$T/extra/f" 2>&1)
@@ -190,7 +209,7 @@ escape "io_uring_setup" "EPERM" io_uring
 escape "a user namespace inside" "" userns
 
 # ---- the sandbox dies with its launcher ---------------------------------------
-(cd "$H/proj" && exec setpriv --reuid $U --regid $U --clear-groups env HOME="$H" "$CLI" sandbox -- /bin/sleep 317) &
+(cd "$H/proj" && exec setpriv --reuid $U --regid $U --clear-groups env HOME="$H" CREDBROKER_SOCKET="$T/run/tools.sock" "$CLI" sandbox -- /bin/sleep 317) &
 L=$!
 for _ in $(seq 50); do pgrep -u $U -f '^/bin/sleep 317' >/dev/null && break; sleep 0.1; done
 pgrep -u $U -f '^/bin/sleep 317' >/dev/null && ok "control: the sandboxed sleep runs" || bad "sandboxed sleep not seen"
@@ -200,19 +219,6 @@ pgrep -u $U -f '^/bin/sleep 317' >/dev/null && { bad "the sandbox outlived its l
         ok "the sandbox dies with its launcher (SIGKILL)"
 
 # ---- --env VAR=SECRET through the broker, masked ------------------------------
-"$CLI" init --state-dir "$T/state" --unlock "keyfile:$T/key" >/dev/null
-cat >"$T/policy.json" <<JSON
-{ "clients": { "tool": {"uid": $U} },
-  "grants": [ {"client": "tool", "secret": "demo", "use": ["redeem"]} ],
-  "admins": {"uids": [0]} }
-JSON
-chmod 0644 "$T/policy.json"
-rm -rf "$T/run"
-"$DAEMON" --state-dir "$T/state" --run-dir "$T/run" --policy "$T/policy.json" --unlock "keyfile:$T/key" \
-        >"$T/daemon.out" 2>&1 &
-BG="$BG $!"
-for _ in $(seq 50); do [ -S "$T/run/admin.sock" ] && break; sleep 0.1; done
-printf 'sk-sandbox-value-0123456789' | CREDBROKER_ADMIN_SOCKET=$T/run/admin.sock "$CLI" put demo >/dev/null || bad "put demo"
 o=$(sb --env DEMO=demo -- /bin/sh -c 'printf "%s|" "$DEMO"; [ -e "$CREDBROKER_SOCKET" ] && echo sock-visible || echo sock-hidden' 2>&1)
 expect "--env: the value reaches CMD, masked in its output; tools.sock not visible inside" "[REDACTED:demo]|sock-hidden" "$o"
 
