@@ -57,6 +57,7 @@ typedef struct request {
         bool admin_socket;
         bool tcp;                  /* --listen-tcp: peer.uid from sock_diag, no pid or executable */
         const char *sandbox;       /* on a sandbox's listener: its id (tcp is set too; sandbox.h) */
+        struct cb_sandbox *sandbox_ref; /* ... and the sandbox */
         cb_peer peer;
         bool have_peer;
         /* What the audit record says (set by handlers). */

@@ -133,6 +133,10 @@ static int sandbox_authorize(const cb_peer *peer, const char *want, char ret_cli
         return r;
 }
 
+static void sandbox_alert(const char *kind, json_t *ev) {
+        alert_raise(kind, ev); /* alert.c takes only its own lock */
+}
+
 static void sandbox_audit(json_t *o) {
         pthread_mutex_lock(&cbd.lock);
         (void)audit_emit(o);
@@ -686,6 +690,7 @@ int main(int argc, char **argv) {
                                                               .serve = server_sandbox_serve,
                                                               .unserve = server_sandbox_unserve,
                                                               .audit = sandbox_audit,
+                                                              .alert = sandbox_alert,
                                                               .exe_cache = cbd.exe_cache }) < 0) {
                 say_err("sandbox.sock: %s", cb_error_last());
                 goto out;

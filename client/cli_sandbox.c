@@ -666,9 +666,23 @@ static int make_listener(pid_t spid, int *ret_fd) {
                     (step = "setns user", getuid() == 0 || setns(ufd, CLONE_NEWUSER) == 0) &&
                     (step = "setns net", setns(nfd, CLONE_NEWNET) == 0)) {
                         {
+                                /* bwrap brings lo up (and gives it
+                                 * 127.0.0.1) in the sandbox's child, which
+                                 * may not have done so yet: --info-fd is
+                                 * written at once.  Doing it from here
+                                 * makes bwrap's own RTM_NEWADDR fail, so a
+                                 * bind that finds no address yet is retried
+                                 * for up to a second instead. */
+                                int br = -1;
                                 step = "socket";
                                 l = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-                                if (l >= 0 && (step = "bind", bind(l, (struct sockaddr *)&a, sizeof(a)) == 0) &&
+                                for (int i = 0; l >= 0 && i < 1000; i++) {
+                                        br = bind(l, (struct sockaddr *)&a, sizeof(a));
+                                        if (br == 0 || errno != EADDRNOTAVAIL)
+                                                break;
+                                        usleep(1000);
+                                }
+                                if (l >= 0 && (step = "bind", br == 0) &&
                                     (step = "listen", listen(l, 128) == 0)) {
                                         union {
                                                 struct cmsghdr align;

@@ -372,6 +372,8 @@ int reply_error(request *rq, unsigned status, const char *code, const char *fmt,
                 code = "audit_unavailable";
                 snprintf(msg, sizeof(msg), "the audit log cannot be written: refused");
         }
+        if (rq->sandbox_ref && status >= 400)
+                cb_sandbox_note_refusal(rq->sandbox_ref, rq->method, rq->route, status, msg);
         metrics_request(rq->route, status);
         if (rq->method && rq->url && is_proxy_target(rq->method, rq->url))
                 /* A refused proxied request reaches an SDK (openai,
@@ -698,9 +700,10 @@ static enum MHD_Result dispatch(void *cls, struct MHD_Connection *conn, const ch
         rq->admin_socket = cls == &admin_marker;
         /* A sandbox's listener (sandbox.h) is served as the TCP listener
          * is, its caller being the sandbox's launching uid. */
-        const cb_sandbox *sbx = cls == &admin_marker || cls == &tcp_marker ? NULL : cb_sandbox_of(cls);
+        cb_sandbox *sbx = cls == &admin_marker || cls == &tcp_marker ? NULL : cb_sandbox_of(cls);
         rq->tcp = cls == &tcp_marker || sbx;
         rq->sandbox = sbx ? sbx->id : NULL;
+        rq->sandbox_ref = sbx;
         if (rq->tcp) {
                 /* Over TCP the uid comes from sock_diag (looked up once, at
                  * accept: a socket's owner never changes); there is no pid

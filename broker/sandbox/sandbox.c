@@ -162,12 +162,38 @@ static void audit_sandbox(const char *type, const cb_sandbox *sb, const char *de
                 json_object_set_new(o, "listen", json_string(sb->listen));
         if (reason)
                 json_object_set_new(o, "reason", json_string(reason));
-        if (strcmp(type, "sandbox_close") == 0)
+        if (strcmp(type, "sandbox_close") == 0) {
                 json_object_set_new(o, "connections",
                                     json_integer((json_int_t)__atomic_load_n(&sb->connections, __ATOMIC_RELAXED)));
+                json_object_set_new(o, "refused",
+                                    json_integer((json_int_t)__atomic_load_n(&sb->refused, __ATOMIC_RELAXED)));
+        }
         if (ops.audit)
                 ops.audit(o);
         json_decref(o);
+}
+
+void cb_sandbox_note_refusal(cb_sandbox *sb, const char *method, const char *route, unsigned status,
+                             const char *reason) {
+        if (__atomic_fetch_add(&sb->refused, 1, __ATOMIC_RELAXED) != 0 || !ops.alert)
+                return; /* coalesced: counted into sandbox_close */
+        json_t *ev = json_pack("{s:s, s:I, s:s, s:s, s:I, s:s}", "sandbox", sb->id, "uid", (json_int_t)sb->uid,
+                               "client", sb->client, "cmd", sb->cmd, "status", (json_int_t)status, "note",
+                               "the first refusal of this sandbox; later ones are counted in its sandbox_close "
+                               "audit record (\"refused\")");
+        if (!ev)
+                return;
+        /* Peer-supplied text: kept only if it is clean UTF-8 (json_string). */
+        json_t *m = method ? json_string(method) : NULL, *rt = route ? json_string(route) : NULL,
+               *why = reason ? json_string(reason) : NULL;
+        if (m)
+                json_object_set_new(ev, "method", m);
+        if (rt)
+                json_object_set_new(ev, "route", rt);
+        if (why)
+                json_object_set_new(ev, "reason", why);
+        ops.alert("egress_denied", ev);
+        json_decref(ev);
 }
 
 static void *handler(void *arg) {

@@ -24,6 +24,11 @@
  * - A sandbox lives exactly as long as the launcher's connection: EOF (the
  *   launcher exited, SIGKILL included) tears it down -- ops->unserve, an
  *   audit record, out of the table.
+ * - A request refused on a sandbox's listener (http/ calls
+ *   cb_sandbox_note_refusal) raises one "egress_denied" alert per sandbox,
+ *   at the first refusal; the rest are counted into "sandbox_close"
+ *   ("refused") -- coalesced per sandbox, so a probing tool cannot flood
+ *   the operator.  Each refusal has its own audit record (http/).
  * - Records: "sandbox_open" (queued before the listener is served; not
  *   waited for) and "sandbox_close" in the audit log, through ops->audit;
  *   cb_sandbox_list_json() for status.
@@ -58,6 +63,7 @@ typedef struct cb_sandbox {
         char listen[64];          /* "127.0.0.1:PORT" inside the sandbox */
         uint64_t started;         /* unix seconds */
         uint64_t connections;     /* accepted on its listener (atomic) */
+        uint64_t refused;         /* requests refused on its listener (atomic) */
 } cb_sandbox;
 
 typedef struct cb_sandbox_ops {
@@ -73,6 +79,8 @@ typedef struct cb_sandbox_ops {
         void (*unserve)(void *handle);
         /* Queue an audit record (not taken; main.c: under its lock). */
         void (*audit)(json_t *o);
+        /* Raise an alert of kind with event (not taken; main.c). */
+        void (*alert)(const char *kind, json_t *event);
         /* The executable hash cache identities use (may be NULL). */
         cb_exe_cache *exe_cache;
 } cb_sandbox_ops;
@@ -87,6 +95,12 @@ void cb_sandbox_stop(void);
 /* The live sandboxes, for status: [{"id","uid","client","cmd","listen",
  * "started","connections"}]. */
 json_t *cb_sandbox_list_json(void);
+
+/* A request on sb's listener was refused (status, the route, the reason
+ * the caller was given -- never a value or a target: those may carry a
+ * token).  The first one of a sandbox raises "egress_denied". */
+void cb_sandbox_note_refusal(cb_sandbox *sb, const char *method, const char *route, unsigned status,
+                             const char *reason);
 
 /* Is cls (a server's context) a sandbox?  Then it is returned. */
 static inline cb_sandbox *cb_sandbox_of(void *cls) {

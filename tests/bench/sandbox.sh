@@ -4,8 +4,10 @@
 # Sandbox benchmark (issue 17):
 #
 #   sandbox_start_ms           median wall time of `credbroker sandbox -- /bin/true`
-#                              (launcher, seccomp filter, bwrap, the hand-over on
-#                              --info-fd/--block-fd, exec's output pump)
+#                              (launcher, seccomp filter, bwrap, --info-fd/--block-fd,
+#                              the broker's listener made in the sandbox's network
+#                              namespace and handed to credbrokerd, which identifies
+#                              the launcher and registers it; exec's output pump)
 #   bwrap_start_ms             the baseline, same runs interleaved:
 #                              `bwrap --unshare-all --ro-bind / / /bin/true`
 #   sandbox_start_vs_bwrap     the ratio (issue 17's target: <= 1.5)
@@ -15,9 +17,10 @@
 #
 #   bash tests/bench/sandbox.sh        RUNS=51 bash tests/bench/sandbox.sh
 #
-# Self-contained: builds the CLI into build-bench/ (release) unless
-# CREDBROKER_CLI names one, works in a private temp dir, bounds each run
-# with timeout(1).  Prints figures, never pass/fail.
+# Self-contained: builds the CLI and the daemon into build-bench/ (release)
+# unless CREDBROKER_CLI and CREDBROKERD name them, starts its own daemon
+# (keyfile store, a policy selecting the caller's uid) in a private temp
+# dir, bounds each run with timeout(1).  Prints figures, never pass/fail.
 set -euo pipefail
 
 RUNS=${RUNS:-31}
@@ -27,17 +30,31 @@ BUILD="$SRC/build-bench"
 log() { echo "sandbox.sh: $*" >&2; }
 command -v bwrap >/dev/null || { echo "sandbox.sh: bwrap is not installed (Debian package bubblewrap)" >&2; exit 1; }
 CLI=${CREDBROKER_CLI:-}
-if [ -z "$CLI" ]; then
+DAEMON=${CREDBROKERD:-}
+if [ -z "$CLI" ] || [ -z "$DAEMON" ]; then
         if [ ! -f "$BUILD/build.ninja" ]; then
                 log "configuring $BUILD"
                 timeout 300 meson setup "$BUILD" "$SRC" --buildtype=release -Dwerror_ci=true >&2
         fi
-        timeout 900 meson compile -C "$BUILD" credbroker >&2
+        timeout 900 meson compile -C "$BUILD" credbroker credbrokerd >&2
         CLI="$BUILD/client/credbroker"
+        DAEMON="$BUILD/broker/credbrokerd"
 fi
 T=$(mktemp -d /var/tmp/cbsb-bench.XXXXXX)
-trap 'rm -rf "$T"' EXIT
+PID=''
+trap '[ -n "$PID" ] && kill "$PID" 2>/dev/null; rm -rf "$T"' EXIT
 cd "$T"
+"$CLI" init --state-dir "$T/state" --unlock "keyfile:$T/key" >/dev/null
+printf '{ "clients": { "me": {"uid": %d} }, "grants": [], "admins": {"uids": [0]} }\n' "$(id -u)" >"$T/policy.json"
+chmod 0644 "$T/policy.json"
+"$DAEMON" --state-dir "$T/state" --run-dir "$T/run" --policy "$T/policy.json" --unlock "keyfile:$T/key" \
+        >"$T/daemon.out" 2>&1 &
+PID=$!
+for _ in $(seq 100); do [ -S "$T/run/sandbox.sock" ] && break; sleep 0.05; done
+[ -S "$T/run/sandbox.sock" ] || { log "the daemon did not start: $(cat "$T/daemon.out")"; exit 1; }
+export CREDBROKER_SOCKET=$T/run/tools.sock
+mkdir "$T/work"
+cd "$T/work"
 
 # ms NAME CMD...: one run's wall time in ms (to stdout, 3 decimals)
 ms() {

@@ -156,5 +156,23 @@ o=$(sb $U -- curl -sS --max-time 10 -o /dev/null -w '%{http_code}' https://examp
 [ $rc != 0 ] && ok "uncredentialed HTTPS through HTTPS_PROXY is refused (no egress policy yet): exit $rc" ||
         bad "CONNECT went through: $o"
 
+# Refusals from one sandbox: each audited, one egress_denied alert (coalesced),
+# the count in its sandbox_close record.
+sb $U -- sh -c 'curl -s --max-time 10 https://example.com/ >/dev/null; curl -s --max-time 10 http://example.com/ >/dev/null;
+        curl -s --max-time 10 http://127.0.0.1:8411/v1/token >/dev/null; echo probed' >/dev/null 2>&1
+sleep 0.5
+/usr/bin/python3 - "$T/audit.log" "$T/daemon.out" <<'PY' && ok "three refusals from one sandbox: each audited, one egress_denied alert, counted at close" || bad "refusal records/alert: $(grep -c egress_denied "$T/daemon.out")"
+import json, sys
+recs = [json.loads(l) for l in open(sys.argv[1])]
+close = [r for r in recs if r.get("type") == "sandbox_close" and r.get("cmd", "").startswith("sh -c curl -s --max-time 10 https://example.com")]
+assert len(close) == 1, close
+sid = close[0]["id"]
+assert close[0]["refused"] >= 3, close[0]
+denied = [r for r in recs if r.get("sandbox") == sid and r.get("decision") == "deny"]
+assert len(denied) >= 3, denied
+alerts = [l for l in open(sys.argv[2]) if "egress_denied" in l and sid in l]
+assert len(alerts) == 1, alerts
+PY
+
 echo "sandbox-broker: $fails failure(s)"
 [ $fails = 0 ]
