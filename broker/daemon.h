@@ -195,7 +195,8 @@ int server_start(int tool_fd, int admin_fd, int tcp_fd, unsigned threads, unsign
 void server_stop(void);
 /* sandbox.h's serve/unserve (http/server.c). */
 struct cb_sandbox;
-void *server_sandbox_serve(int fd, struct cb_sandbox *sb);
+void *server_sandbox_serve(struct cb_sandbox *sb);
+int server_sandbox_add(void *h, int fd);
 void server_sandbox_unserve(void *h);
 /* Refusals of one uid recorded one by one per minute (0: all; server.c). */
 void server_set_refusals_recorded(unsigned n);

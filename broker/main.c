@@ -133,6 +133,20 @@ static int sandbox_authorize(const cb_peer *peer, const char *want, char ret_cli
         return r;
 }
 
+static bool sandbox_egress_allows(const char *client, const char *host, unsigned port) {
+        pthread_mutex_lock(&cbd.lock);
+        bool ok = cb_policy_egress_allows(cbd.policy, client, host, port);
+        pthread_mutex_unlock(&cbd.lock);
+        return ok;
+}
+
+static bool sandbox_egress_alert(const char *client) {
+        pthread_mutex_lock(&cbd.lock);
+        bool on = cb_policy_egress_alert(cbd.policy, client);
+        pthread_mutex_unlock(&cbd.lock);
+        return on;
+}
+
 static void sandbox_alert(const char *kind, json_t *ev) {
         alert_raise(kind, ev); /* alert.c takes only its own lock */
 }
@@ -690,6 +704,9 @@ int main(int argc, char **argv) {
                                                               .serve = server_sandbox_serve,
                                                               .unserve = server_sandbox_unserve,
                                                               .audit = sandbox_audit,
+                                                              .add_conn = server_sandbox_add,
+                                                              .egress_allows = sandbox_egress_allows,
+                                                              .egress_alert = sandbox_egress_alert,
                                                               .alert = sandbox_alert,
                                                               .exe_cache = cbd.exe_cache }) < 0) {
                 say_err("sandbox.sock: %s", cb_error_last());

@@ -56,6 +56,7 @@
 #define SB_PORT 8411          /* the broker's listener inside the sandbox's own lo */
 #define SB_URL "http://127.0.0.1:8411"
 #define SB_REPLY_MAX 4096
+#define SB_ALLOW_MAX 32
 #define SB_REPLY_TIMEOUT_MS 35000 /* the broker may hash our executable first */
 
 /* Under the user's home: hidden (an empty read-only directory, or an empty
@@ -120,6 +121,8 @@ struct sb_state {
         size_t nph;
         const char *bwrap;
         const char *client;                       /* --client, or NULL */
+        const char *allow[SB_ALLOW_MAX];          /* --allow-host: narrows the client's egress.allow */
+        size_t nallow;
         char cmdline[257];                        /* CMD for the broker's status and audit (display) */
         int seccomp_fd, info_rd, info_wr, block_rd, block_wr;
         int broker_conn;                          /* sandbox.sock: open for the sandbox's life */
@@ -776,6 +779,12 @@ static int hand_over(struct sb_state *st, int lfd) {
                 goto out;
         }
         o = json_pack("{s:s, s:s}", "client", st->client ? st->client : "", "cmd", st->cmdline);
+        if (o && st->nallow) {
+                json_t *arr = json_array();
+                for (size_t i = 0; arr && i < st->nallow; i++)
+                        json_array_append_new(arr, json_string(st->allow[i]));
+                json_object_set_new(o, "allow", arr);
+        }
         line = o ? json_dumps(o, JSON_COMPACT) : NULL;
         json_decref(o);
         o = NULL;
@@ -884,6 +893,7 @@ int cmd_sandbox(int argc, char **argv) {
         static const char usage[] =
                 "usage: credbroker sandbox [--client NAME] [--write PATH]... [--hide PATH]...\n"
                 "                          [--proxy SECRET[=openai|anthropic|env:PREFIX]]... [--env VAR=SECRET]...\n"
+                "                          [--allow-host HOST[:PORT]]...\n"
                 "                          [--] CMD [ARGS...]\n"
                 "  Run CMD under bubblewrap (/usr/bin/bwrap): new user, mount, pid, ipc, uts and network\n"
                 "  namespaces (only lo inside: no network), the system read-only, writable only the\n"
@@ -899,8 +909,10 @@ int cmd_sandbox(int argc, char **argv) {
                 "  The broker must find a client of its policy selecting you (--client NAME: that one).\n"
                 "  --proxy: as exec (a \"proxy\" grant); its base URL is that listener.\n"
                 "  --env VAR=SECRET: as exec (a \"redeem\" grant; CMD's output is masked).\n"
-                "  Not yet in this build: --allow-host and the client's egress allowlist (CONNECT\n"
-                "  tunnels), the outbound leak guard (docs/sandbox.md).\n"
+                "  HTTPS without a credential: CONNECT tunnels to the hosts of the client's\n"
+                "  \"egress\": {\"allow\": [...]} (credbroker-policy(5)); the TLS server name must be the\n"
+                "  CONNECTed host; --allow-host HOST[:PORT] narrows that list for this sandbox.\n"
+                "  Not yet in this build: plain-HTTP forwarding, the outbound leak guard (docs/sandbox.md).\n"
                 "  Exit status: CMD's; 125 if the sandbox could not be set up (CMD did not run);\n"
                 "  credbroker's own codes before that.\n";
         static const struct option opts[] = {
@@ -948,9 +960,13 @@ int cmd_sandbox(int argc, char **argv) {
                         st.client = optarg;
                         break;
                 case 'a':
-                        r = cli_usage("sandbox: --allow-host is not in this build yet: no egress policy "
-                                      "(docs/sandbox.md, \"What is missing\")");
-                        goto out;
+                        if (st.nallow >= SB_ALLOW_MAX || strlen(optarg) > 260 || !*optarg) {
+                                r = cli_usage("sandbox: --allow-host takes HOST[:PORT] (at most %d of them)",
+                                              SB_ALLOW_MAX);
+                                goto out;
+                        }
+                        st.allow[st.nallow++] = optarg;
+                        break;
                 case 'h':
                         fputs(usage, stdout);
                         r = CB_EXIT_OK;

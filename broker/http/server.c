@@ -907,8 +907,7 @@ static void conn_notify(void *cls, struct MHD_Connection *conn, void **socket_co
                 /* On a sandbox's listener every caller is the sandbox: the
                  * listener lives in its network namespace (sandbox.h). */
                 if (sbx) {
-                        uc.uid = sbx->uid;
-                        __atomic_add_fetch(&sbx->connections, 1, __ATOMIC_RELAXED);
+                        uc.uid = sbx->uid; /* counted where sandbox/ accepted it */
                 } else if (!ci || cb_tcp_peer_uid(ci->connect_fd, &uc.uid) < 0) {
                         return; /* the request is refused: not identified */
                 }
@@ -1013,9 +1012,13 @@ static struct MHD_Daemon *start_one(int fd, void *cls, unsigned threads, unsigne
 
         if (threads)
                 flags |= MHD_USE_INTERNAL_POLLING_THREAD;
+        if (fd < 0) /* connections handed in (MHD_add_connection): the thread must be woken */
+                flags |= MHD_USE_NO_LISTEN_SOCKET | MHD_USE_ITC;
         return MHD_start_daemon(flags, 0, NULL, NULL,
                                 handle, cls, MHD_OPTION_EXTERNAL_LOGGER, cb_log_mhd, NULL, /* stamped lines */
-                                MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_NOTIFY_COMPLETED, completed,
+                                /* no socket: the connection limit (given again below) in its place */
+                                fd >= 0 ? MHD_OPTION_LISTEN_SOCKET : MHD_OPTION_CONNECTION_LIMIT,
+                                fd >= 0 ? fd : (int)conn_limit, MHD_OPTION_NOTIFY_COMPLETED, completed,
                                 NULL, MHD_OPTION_NOTIFY_CONNECTION, conn_notify, cls, MHD_OPTION_UNESCAPE_CALLBACK,
                                 keep_escapes, NULL, MHD_OPTION_URI_LOG_CALLBACK, keep_target, NULL,
                                 MHD_OPTION_CONNECTION_LIMIT, conn_limit, MHD_OPTION_CONNECTION_TIMEOUT,
@@ -1080,15 +1083,26 @@ int server_start(int tool_fd, int admin_fd, int tcp_fd, unsigned threads, unsign
 }
 
 /* A sandbox's listener (sandbox.h's ops): a server of its own, with one
- * thread, on the listening socket the launcher handed over. */
-void *server_sandbox_serve(int fd, cb_sandbox *sb) {
-        struct MHD_Daemon *d = start_one(fd, sb, 1, CB_CONN_PER_UID);
+ * thread and no listening socket: sandbox/ accepts on the listener the
+ * launcher handed over (CONNECT is its business) and hands the others in. */
+void *server_sandbox_serve(cb_sandbox *sb) {
+        struct MHD_Daemon *d = start_one(-1, sb, 1, CB_CONN_PER_UID);
 
-        if (!d) {
-                close(fd);
-                cb_error_set(-EIO, "libmicrohttpd did not start on it");
-        }
+        if (!d)
+                (void)cb_error_set(-EIO, "libmicrohttpd did not start");
         return d;
+}
+
+int server_sandbox_add(void *h, int fd) {
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof(ss);
+
+        if (getpeername(fd, (struct sockaddr *)&ss, &sl) < 0) {
+                close(fd);
+                return -errno;
+        }
+        /* On failure libmicrohttpd closes fd. */
+        return MHD_add_connection(h, fd, (struct sockaddr *)&ss, sl) == MHD_YES ? 0 : -EIO;
 }
 
 /* The sandbox is gone: its processes are dead (its pid namespace ended),

@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -33,10 +34,15 @@
 #include "error.h"
 #include "log.h"
 #include "sandbox.h"
+#include "sandbox_internal.h"
 
 #define HANDSHAKE_TIMEOUT_MS 5000
 
 typedef struct slot {
+        pthread_mutex_t cmu;  /* guards cfd[] and nconn */
+        int cfd[CB_SANDBOX_CONNS]; /* connections whose threads run (-1: free) */
+        unsigned nconn;
+        void *handle;         /* the proxy's server for it */
         bool used;            /* a handler thread owns it */
         bool live;            /* registered: listed, served */
         uid_t uid;
@@ -173,10 +179,35 @@ static void audit_sandbox(const char *type, const cb_sandbox *sb, const char *de
         json_decref(o);
 }
 
+void cb_sandbox_audit(json_t *o) {
+        if (ops.audit)
+                ops.audit(o);
+}
+
+/* The client's egress.allow, and, when the launcher gave --allow-host,
+ * one of those too: the launcher can narrow its policy, never widen it. */
+bool cb_sandbox_egress_allows(const cb_sandbox *sb, const char *host, unsigned port) {
+        if (!ops.egress_allows || !ops.egress_allows(sb->client, host, port))
+                return false;
+        if (sb->n_allow == 0)
+                return true;
+        size_t hl = strlen(host);
+        for (unsigned i = 0; i < sb->n_allow; i++) {
+                const char *a = sb->allow[i], *colon = strrchr(a, ':');
+                size_t al = colon ? (size_t)(colon - a) : strlen(a);
+                if (al == hl && strncasecmp(a, host, hl) == 0 &&
+                    (!colon || strtoul(colon + 1, NULL, 10) == port))
+                        return true;
+        }
+        return false;
+}
+
 void cb_sandbox_note_refusal(cb_sandbox *sb, const char *method, const char *route, unsigned status,
                              const char *reason) {
         if (__atomic_fetch_add(&sb->refused, 1, __ATOMIC_RELAXED) != 0 || !ops.alert)
                 return; /* coalesced: counted into sandbox_close */
+        if (ops.egress_alert && !ops.egress_alert(sb->client))
+                return; /* the client's egress.alert_on_deny is false */
         json_t *ev = json_pack("{s:s, s:I, s:s, s:s, s:I, s:s}", "sandbox", sb->id, "uid", (json_int_t)sb->uid,
                                "client", sb->client, "cmd", sb->cmd, "status", (json_int_t)status, "note",
                                "the first refusal of this sandbox; later ones are counted in its sandbox_close "
@@ -194,6 +225,105 @@ void cb_sandbox_note_refusal(cb_sandbox *sb, const char *method, const char *rou
                 json_object_set_new(ev, "reason", why);
         ops.alert("egress_denied", ev);
         json_decref(ev);
+}
+
+/* One connection of a sandbox's listener: CONNECT is a tunnel, anything
+ * else the proxy's.  Its own thread: peeking and tunnelling block. */
+typedef struct conn_arg {
+        slot *s;
+        int fd, ix;
+} conn_arg;
+
+static void *conn_main(void *arg) {
+        conn_arg *a = arg;
+        slot *s = a->s;
+        char peek[8];
+        ssize_t n = 0;
+        uint64_t deadline = now_ms() + HANDSHAKE_TIMEOUT_MS * 2;
+        bool tunnel = false, handed = false;
+
+        for (;;) {
+                struct pollfd pf = { .fd = a->fd, .events = POLLIN };
+                uint64_t now = now_ms();
+                if (now >= deadline || poll(&pf, 1, (int)(deadline - now)) <= 0)
+                        break;
+                n = recv(a->fd, peek, sizeof(peek), MSG_PEEK);
+                if (n <= 0)
+                        break;
+                if ((size_t)n == sizeof(peek) || memcmp(peek, "CONNECT ", (size_t)n) != 0) {
+                        tunnel = (size_t)n == sizeof(peek) && memcmp(peek, "CONNECT ", 8) == 0;
+                        handed = !tunnel;
+                        break;
+                }
+                usleep(1000); /* a prefix of "CONNECT ": wait for the rest */
+        }
+        if (tunnel) {
+                __atomic_add_fetch(&s->sb.tunnels, 1, __ATOMIC_RELAXED);
+                cb_sandbox_tunnel(&s->sb, a->fd);
+        }
+        pthread_mutex_lock(&s->cmu);
+        s->cfd[a->ix] = -1;
+        s->nconn--;
+        pthread_mutex_unlock(&s->cmu);
+        if (handed)
+                (void)ops.add_conn(s->handle, a->fd); /* the server's now (closed by it on failure) */
+        else
+                close(a->fd);
+        free(a);
+        return NULL;
+}
+
+/* A new connection on the listener: a thread for it, or refused. */
+static void conn_new(slot *s, int fd) {
+        conn_arg *a = malloc(sizeof(*a));
+        pthread_attr_t at;
+        pthread_t t;
+        int ix = -1;
+
+        pthread_mutex_lock(&s->cmu);
+        for (int i = 0; i < CB_SANDBOX_CONNS && a; i++)
+                if (s->cfd[i] < 0) {
+                        ix = i;
+                        break;
+                }
+        if (ix >= 0) {
+                s->cfd[ix] = fd;
+                s->nconn++;
+        }
+        pthread_mutex_unlock(&s->cmu);
+        if (ix < 0) {
+                free(a);
+                close(fd); /* over the cap: the tool sees the connection closed */
+                return;
+        }
+        *a = (conn_arg){ .s = s, .fd = fd, .ix = ix };
+        pthread_attr_init(&at);
+        pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+        if (pthread_create(&t, &at, conn_main, a) != 0) {
+                pthread_mutex_lock(&s->cmu);
+                s->cfd[ix] = -1;
+                s->nconn--;
+                pthread_mutex_unlock(&s->cmu);
+                close(fd);
+                free(a);
+        }
+        pthread_attr_destroy(&at);
+}
+
+/* The sandbox is gone: end its connections' threads (their sockets shut
+ * down: a peek or a tunnel returns at once) and wait for them. */
+static void conns_end(slot *s) {
+        for (int i = 0; i < 1500; i++) {
+                pthread_mutex_lock(&s->cmu);
+                unsigned left = s->nconn;
+                for (int k = 0; k < CB_SANDBOX_CONNS; k++)
+                        if (s->cfd[k] >= 0)
+                                (void)shutdown(s->cfd[k], SHUT_RDWR);
+                pthread_mutex_unlock(&s->cmu);
+                if (!left)
+                        return;
+                usleep(10000);
+        }
 }
 
 static void *handler(void *arg) {
@@ -222,9 +352,19 @@ static void *handler(void *arg) {
                 json_error_t je;
                 o = json_loads(req, JSON_DISABLE_EOF_CHECK, &je);
                 const char *client = NULL, *cmd = NULL;
-                if (!o || json_unpack(o, "{s?s, s?s !}", "client", &client, "cmd", &cmd) < 0) {
-                        r = cb_error_set(-EINVAL, "the request is not {\"client\", \"cmd\"}");
+                json_t *allow = NULL;
+                if (!o || json_unpack(o, "{s?s, s?s, s?o !}", "client", &client, "cmd", &cmd, "allow", &allow) < 0) {
+                        r = cb_error_set(-EINVAL, "the request is not {\"client\", \"cmd\", \"allow\"}");
+                } else if (allow && (!json_is_array(allow) || json_array_size(allow) > CB_SANDBOX_ALLOW_MAX)) {
+                        r = cb_error_set(-EINVAL, "\"allow\": at most %d host[:port] strings", CB_SANDBOX_ALLOW_MAX);
                 } else {
+                        for (size_t i = 0; allow && i < json_array_size(allow) && r == 0; i++) {
+                                const char *h = json_string_value(json_array_get(allow, i));
+                                if (!h || !*h || strlen(h) > CB_SANDBOX_ALLOW_LEN)
+                                        r = cb_error_set(-EINVAL, "\"allow\": entry %zu is not a host[:port]", i);
+                                else
+                                        snprintf(sb->allow[sb->n_allow++], CB_SANDBOX_ALLOW_LEN + 1, "%s", h);
+                        }
                         want = client ? client : "";
                         snprintf(sb->cmd, sizeof(sb->cmd), "%s", cmd ? cmd : "");
                         for (char *p = sb->cmd; *p; p++)
@@ -252,8 +392,8 @@ static void *handler(void *arg) {
         /* Queued before anything is served on it (not waited for: the
          * writer is shared, and a launcher must not hold it up). */
         audit_sandbox("sandbox_open", sb, "allow", NULL);
-        handle = ops.serve(lfd, sb);
-        lfd = -1; /* taken */
+        handle = ops.serve(sb);
+        s->handle = handle;
         if (!handle) {
                 snprintf(err, sizeof(err), "cannot serve the listener: %s", cb_error_last());
                 reply_err(s->conn, "internal", err);
@@ -266,17 +406,27 @@ static void *handler(void *arg) {
         cb_log(CB_LOG_INFO, "sandbox %s opened: uid %u, client %s, listener %s, cmd %s", sb->id, (unsigned)sb->uid,
                sb->client, sb->listen, sb->cmd);
         reply(s->conn, json_pack("{s:s, s:s, s:s}", "sandbox", sb->id, "listen", sb->listen, "client", sb->client));
-        /* The sandbox lives as long as this connection. */
+        /* The sandbox lives as long as this connection; its listener's
+         * connections are accepted here. */
+        (void)fcntl(lfd, F_SETFL, O_NONBLOCK);
         for (;;) {
-                struct pollfd pf[2] = { { .fd = s->conn, .events = POLLIN }, { .fd = stop_fd, .events = POLLIN } };
+                struct pollfd pf[3] = { { .fd = s->conn, .events = POLLIN }, { .fd = stop_fd, .events = POLLIN },
+                                        { .fd = lfd, .events = POLLIN } };
                 char sink[256];
-                if (poll(pf, 2, -1) < 0) {
+                if (poll(pf, 3, -1) < 0) {
                         if (errno == EINTR)
                                 continue;
                         break;
                 }
                 if (pf[1].revents)
                         break;
+                if (pf[2].revents & POLLIN) {
+                        int c = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+                        if (c >= 0) {
+                                __atomic_add_fetch(&sb->connections, 1, __ATOMIC_RELAXED);
+                                conn_new(s, c);
+                        }
+                }
                 if (pf[0].revents) {
                         ssize_t k = recv(s->conn, sink, sizeof(sink), MSG_DONTWAIT);
                         if (k == 0 || (k < 0 && errno != EINTR && errno != EAGAIN))
@@ -286,6 +436,9 @@ static void *handler(void *arg) {
         pthread_mutex_lock(&mu);
         s->live = false;
         pthread_mutex_unlock(&mu);
+        close(lfd);
+        lfd = -1;
+        conns_end(s);
         ops.unserve(handle);
         audit_sandbox("sandbox_close", sb, "allow", NULL);
         cb_log(CB_LOG_INFO, "sandbox %s closed (%" PRIu64 " connections)", sb->id,
@@ -342,6 +495,10 @@ static void *accept_main(void *arg) {
                 }
                 slot *s = &slots[free_i];
                 memset(&s->sb, 0, sizeof(s->sb));
+                for (int k = 0; k < CB_SANDBOX_CONNS; k++)
+                        s->cfd[k] = -1;
+                s->nconn = 0;
+                s->handle = NULL;
                 s->sb.magic = CB_SANDBOX_MAGIC;
                 unsigned char rnd[8];
                 randombytes_buf(rnd, sizeof(rnd));
@@ -371,12 +528,14 @@ static void *accept_main(void *arg) {
 }
 
 int cb_sandbox_start(const char *path, const cb_sandbox_ops *o) {
+        for (size_t i = 0; i < CB_SANDBOX_MAX; i++)
+                pthread_mutex_init(&slots[i].cmu, NULL);
         struct sockaddr_un a = { .sun_family = AF_UNIX };
         mode_t old;
         sigset_t all, prev;
         int r;
 
-        if (!o || !o->authorize || !o->serve || !o->unserve)
+        if (!o || !o->authorize || !o->serve || !o->add_conn || !o->unserve)
                 return cb_error_set(-EINVAL, "sandbox: no operations");
         if (strlen(path) >= sizeof(a.sun_path))
                 return cb_error_set(-ENAMETOOLONG, "socket path %s is too long", path);

@@ -24,6 +24,11 @@
  * - A sandbox lives exactly as long as the launcher's connection: EOF (the
  *   launcher exited, SIGKILL included) tears it down -- ops->unserve, an
  *   audit record, out of the table.
+ * - The listener stays the sandbox thread's: each connection gets a
+ *   thread of its own (at most CB_SANDBOX_CONNS per sandbox) that peeks at
+ *   its first bytes: "CONNECT " is a tunnel (tunnel.c: egress.allow, the
+ *   SSRF rules on the address dialled, the ClientHello's SNI), anything
+ *   else goes to the proxy's server (ops->add_conn).
  * - A request refused on a sandbox's listener (http/ calls
  *   cb_sandbox_note_refusal) raises one "egress_denied" alert per sandbox,
  *   at the first refusal; the rest are counted into "sandbox_close"
@@ -51,6 +56,9 @@
 #define CB_SANDBOX_REQ_MAX 4096   /* the launcher's request line, bytes */
 #define CB_SANDBOX_CMD_MAX 256    /* the command line kept for display */
 #define CB_SANDBOX_MAGIC 0x63627362u
+#define CB_SANDBOX_CONNS 64       /* connections being peeked at or tunnelled, per sandbox */
+#define CB_SANDBOX_ALLOW_MAX 32   /* --allow-host entries */
+#define CB_SANDBOX_ALLOW_LEN 260
 
 typedef struct cb_sandbox {
         uint32_t magic;           /* CB_SANDBOX_MAGIC: http/ tells a sandbox's server by it */
@@ -61,9 +69,14 @@ typedef struct cb_sandbox {
         char client[65];
         char cmd[CB_SANDBOX_CMD_MAX + 1]; /* as the launcher says it (display and audit only) */
         char listen[64];          /* "127.0.0.1:PORT" inside the sandbox */
+        /* --allow-host: the launcher's narrowing of its client's
+         * egress.allow ("host" or "host:port"; none: no narrowing). */
+        char allow[CB_SANDBOX_ALLOW_MAX][CB_SANDBOX_ALLOW_LEN + 1];
+        unsigned n_allow;
         uint64_t started;         /* unix seconds */
         uint64_t connections;     /* accepted on its listener (atomic) */
         uint64_t refused;         /* requests refused on its listener (atomic) */
+        uint64_t tunnels;         /* CONNECT tunnels opened (atomic) */
 } cb_sandbox;
 
 typedef struct cb_sandbox_ops {
@@ -71,9 +84,16 @@ typedef struct cb_sandbox_ops {
          * that selects it)?  0 and the client's name in ret_client, or a
          * negative errno with cb_error_set (the launcher is told). */
         int (*authorize)(const cb_peer *peer, const char *want, char ret_client[65]);
-        /* Serve the proxy on listening socket fd (taken) for sb: a handle,
-         * or NULL with cb_error_set (fd closed). */
-        void *(*serve)(int fd, cb_sandbox *sb);
+        /* A server of the proxy for sb, without a listening socket of its
+         * own (connections come through add_conn): a handle, or NULL with
+         * cb_error_set. */
+        void *(*serve)(cb_sandbox *sb);
+        /* Hand it an accepted connection (taken: closed on failure). */
+        int (*add_conn)(void *handle, int fd);
+        /* CONNECT tunnels: may sb's client go to host:port (its
+         * egress.allow), and does a refusal alert (alert_on_deny)? */
+        bool (*egress_allows)(const char *client, const char *host, unsigned port);
+        bool (*egress_alert)(const char *client);
         /* Stop serving (the sandbox is gone); returns once nothing of sb is
          * used any more. */
         void (*unserve)(void *handle);
