@@ -25,7 +25,11 @@ fi
 T=$(mktemp -d /var/tmp/cbsbe-test.XXXXXX)
 chmod 0755 "$T"
 NSPID=''
-cleanup() { [ -n "$NSPID" ] && kill "$NSPID" 2>/dev/null; wait 2>/dev/null; rm -rf "$T"; }
+cleanup() {
+        [ -n "$NSPID" ] && kill "$NSPID" 2>/dev/null
+        for f in "$T/up.pid" "$T/private.pid"; do [ -s "$f" ] && kill "$(cat "$f")" 2>/dev/null; done
+        wait 2>/dev/null; rm -rf "$T"
+}
 trap cleanup EXIT
 fails=0
 ok() { echo "ok   $*"; }
@@ -51,12 +55,14 @@ ip link set lo up
 ip addr add 11.22.33.44/32 dev lo
 mount --bind "$T/hosts" /etc/hosts
 /usr/bin/python3 "$HERE/proxy-upstream.py" --bind 11.22.33.44 --port $P --cert "$T/pki/server.pem" --key "$T/pki/server.key" --log "$T/up.log" >/dev/null 2>"$T/up.err" &
+echo \$! >"$T/up.pid"
 /usr/bin/python3 "$HERE/proxy-upstream.py" --bind 127.0.0.1 --port $P --cert "$T/pki/server.pem" --key "$T/pki/server.key" --log "$T/private.log" >/dev/null 2>"$T/private.err" &
+echo \$! >"$T/private.pid"
 exec "$DAEMON" --state-dir "$T/state" --run-dir "$T/run" --policy "$T/policy.json" --unlock "keyfile:$T/key" --audit-log "$T/audit.log"
 EOF
 unshare -mn bash "$T/ns.sh" >"$T/daemon.out" 2>&1 &
 NSPID=$!
-for _ in $(seq 50); do [ -S "$T/run/sandbox.sock" ] && [ -s "$T/up.log" ] || [ -S "$T/run/sandbox.sock" ] && break; sleep 0.1; done
+for _ in $(seq 50); do [ -S "$T/run/sandbox.sock" ] && break; sleep 0.1; done
 sleep 0.5
 [ -S "$T/run/sandbox.sock" ] || { bad "the daemon did not start: $(cat "$T/daemon.out")"; exit 1; }
 mkdir -p "$T/work" && chown $U "$T/work"
