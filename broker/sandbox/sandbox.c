@@ -261,14 +261,20 @@ static void *conn_main(void *arg) {
                 __atomic_add_fetch(&s->sb.tunnels, 1, __ATOMIC_RELAXED);
                 cb_sandbox_tunnel(&s->sb, a->fd);
         }
+        /* Out of the table first (teardown must not shut down a number
+         * the server may have closed and reused), still counted until the
+         * server has it: teardown waits for the count before it stops the
+         * server. */
         pthread_mutex_lock(&s->cmu);
         s->cfd[a->ix] = -1;
-        s->nconn--;
         pthread_mutex_unlock(&s->cmu);
         if (handed)
                 (void)ops.add_conn(s->handle, a->fd); /* the server's now (closed by it on failure) */
         else
                 close(a->fd);
+        pthread_mutex_lock(&s->cmu);
+        s->nconn--;
+        pthread_mutex_unlock(&s->cmu);
         free(a);
         return NULL;
 }
