@@ -54,6 +54,8 @@ typedef struct request {
         bool admin_socket;
         bool tcp;                  /* --listen-tcp: peer.uid from sock_diag, no pid or executable */
         bool sdk_errors;           /* refusals in the vendors' SDK shape (a proxy target: route.h) */
+        const char *sandbox;       /* on a sandbox's listener: its id (tcp is set too; sandbox.h) */
+        struct cb_sandbox *sandbox_ref; /* ... and the sandbox */
         cb_peer peer;
         bool have_peer;
         /* What the audit record says (set by handlers). */
@@ -193,5 +195,12 @@ void server_stop(void);
  * refused (*ret_uid; may be NULL).  Any thread, no lock. */
 uint64_t server_conn_refused(uid_t *ret_uid);
 uint64_t server_conn_refused_full(void); /* of those: over a socket's CB_CONN_MAX */
+/* The executables' hash cache server_start made (sandbox/ identifies launchers with it). */
+struct cb_exe_cache *server_exe_cache(void);
+/* sandbox.h's serve/unserve (http/server.c). */
+struct cb_sandbox;
+void *server_sandbox_serve(struct cb_sandbox *sb);
+int server_sandbox_add(void *h, int fd);
+void server_sandbox_unserve(void *h);
 /* Refusals of one uid recorded one by one per minute (0: all; server.c). */
 void server_set_refusals_recorded(unsigned n);

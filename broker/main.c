@@ -44,6 +44,7 @@
 #include "red_cache.h"
 #include "rotate.h"
 #include "route.h"
+#include "sandbox.h"
 #include "wipe_heap.h"
 
 daemon_state cbd = { .lock = PTHREAD_MUTEX_INITIALIZER, .default_ttl = CB_TTL_DEFAULT };
@@ -157,6 +158,61 @@ static int prepare_run_dir(const char *dir) {
                 return cb_error_set(-EPERM, "run dir %s is writable by group or others (mode %04o)", dir,
                                     (unsigned)(st.st_mode & 07777));
         return 0;
+}
+
+/* ---- sandbox listeners (sandbox.h): the policy and the audit log for
+ * sandbox/, which reaches neither itself. */
+
+/* The launcher must be selected by the client it names (the whole
+ * identity, as for a tools.sock request), or by some client. */
+static int sandbox_authorize(const cb_peer *peer, const char *want, char ret_client[65]) {
+        const char *names[64];
+        int r = 0;
+
+        pthread_mutex_lock(&cbd.lock);
+        size_t n = cb_policy_match_clients(cbd.policy, peer, names, sizeof(names) / sizeof(names[0]));
+        size_t k = n > 64 ? 64 : n;
+        if (want && *want) {
+                size_t i;
+                for (i = 0; i < k && strcmp(names[i], want) != 0; i++)
+                        ;
+                if (i == k)
+                        r = cb_error_set(-EPERM, "client '%.64s' does not select this launcher (uid %u, %s)", want,
+                                         (unsigned)peer->uid, peer->exe_path);
+                else
+                        snprintf(ret_client, 65, "%s", names[i]);
+        } else if (k == 0) {
+                r = cb_error_set(-EPERM, "no client of the policy selects this launcher (uid %u, %s)",
+                                 (unsigned)peer->uid, peer->exe_path);
+        } else {
+                snprintf(ret_client, 65, "%s", names[0]);
+        }
+        pthread_mutex_unlock(&cbd.lock);
+        return r;
+}
+
+static bool sandbox_egress_allows(const char *client, const char *host, unsigned port) {
+        pthread_mutex_lock(&cbd.lock);
+        bool ok = cb_policy_egress_allows(cbd.policy, client, host, port);
+        pthread_mutex_unlock(&cbd.lock);
+        return ok;
+}
+
+static bool sandbox_egress_alert(const char *client) {
+        pthread_mutex_lock(&cbd.lock);
+        bool on = cb_policy_egress_alert(cbd.policy, client);
+        pthread_mutex_unlock(&cbd.lock);
+        return on;
+}
+
+static void sandbox_alert(const char *kind, json_t *ev) {
+        alert_raise(kind, ev); /* alert.c takes only its own lock */
+}
+
+static void sandbox_audit(json_t *o) {
+        pthread_mutex_lock(&cbd.lock);
+        (void)audit_emit(o);
+        pthread_mutex_unlock(&cbd.lock);
 }
 
 static int listen_unix(const char *dir, const char *name, mode_t mode, gid_t gid, char *path_out, size_t cap) {
@@ -353,7 +409,8 @@ int main(int argc, char **argv) {
         const char *tpm2_tcti = NULL;
         int tcp_fd = -1;
         const char *state_dir = DEFAULT_STATE_DIR, *unlock = DEFAULT_UNLOCK, *audit = NULL, *admin_group = NULL;
-        char tool_path[4096], admin_path[4096], tcp_desc[96] = "";
+        char tool_path[4096], admin_path[4096], tcp_desc[96] = "", sandbox_path[4096];
+        bool sandbox_on = false;
         const struct rlimit no_core = { 0, 0 };
         gid_t admin_gid = (gid_t)-1;
         cb_unlock_spec *spec = NULL;
@@ -757,6 +814,20 @@ int main(int argc, char **argv) {
                 say_err("%s", cb_error_last());
                 goto out;
         }
+        if ((size_t)snprintf(sandbox_path, sizeof(sandbox_path), "%s/sandbox.sock", cbd.run_dir) >= sizeof(sandbox_path) ||
+            cb_sandbox_start(sandbox_path, &(cb_sandbox_ops){ .authorize = sandbox_authorize,
+                                                              .serve = server_sandbox_serve,
+                                                              .unserve = server_sandbox_unserve,
+                                                              .audit = sandbox_audit,
+                                                              .add_conn = server_sandbox_add,
+                                                              .egress_allows = sandbox_egress_allows,
+                                                              .egress_alert = sandbox_egress_alert,
+                                                              .alert = sandbox_alert,
+                                                              .exe_cache = server_exe_cache() }) < 0) {
+                say_err("sandbox.sock: %s", cb_error_last());
+                goto out;
+        }
+        sandbox_on = true;
         say("serving %zu secrets on %s and %s%s%s (policy %s: %zu clients, %zu grants)", cb_store_count(cbd.store),
             tool_path, admin_path, tcp_fd >= 0 ? " and tcp " : "", tcp_desc, cbd.policy_path,
             cb_policy_n_clients(cbd.policy), cb_policy_n_grants(cbd.policy));
@@ -834,6 +905,10 @@ int main(int argc, char **argv) {
         status = 0;
 out:
         rotate_stop();
+        if (sandbox_on) {
+                cb_sandbox_stop(); /* before the servers its sandboxes use */
+                (void)unlink(sandbox_path);
+        }
         server_stop();
         red_cache_clear();
         if (tool_fd >= 0) {

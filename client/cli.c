@@ -22,6 +22,7 @@ static const struct verb {
         { "token", cmd_token, "tool: print a token: token SECRET [--use proxy|redeem] [--ttl SECONDS] [--bind exe|process|uid]" },
         { "fetch", cmd_fetch, "tool: print a value (needs a redeem grant): fetch SECRET [--newline]" },
         { "exec", cmd_exec, "tool: run a command with secrets, output masked: exec --proxy SECRET | --env VAR=SECRET... -- CMD" },
+        { "sandbox", cmd_sandbox, "tool: run a command in a bubblewrap sandbox: sandbox [--write P]... [--hide P]... -- CMD" },
         { "put", cmd_put, "admin: store a value read from stdin: put NAME [--host H]... [--inject T] ..." },
         { "list", cmd_list, "admin: list secrets (metadata only): list [--json]" },
         { "show", cmd_show, "admin: a secret's versions and metadata: show NAME [--json]" },

@@ -4,6 +4,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 #include <jansson.h>
 
@@ -67,6 +68,22 @@ int cli_parse_duration(const char *s, unsigned long long max, unsigned long long
 int cmd_token(int argc, char **argv);
 int cmd_fetch(int argc, char **argv);
 int cmd_exec(int argc, char **argv);
+/* exec's machinery for other launchers (sandbox, cli_sandbox.c): after
+ * exec's own options (--env, --file, --proxy) are handled and values and
+ * tokens fetched, wrap(ud, cmd, &argv) replaces the command run with one
+ * that runs it (the hook owns the new argv); started(ud, pid) runs in the
+ * parent after the fork and before output is pumped (the child is then
+ * expected to wait for it); a negative return from either is an exit code
+ * negated: the child is killed, nothing of CMD ran.  proxy_url: --proxy's
+ * base, used without asking who serves it.  No --env/--proxy is needed. */
+struct cli_exec_hooks {
+        int (*wrap)(void *ud, char **cmd, char ***ret_argv);
+        int (*started)(void *ud, pid_t pid);
+        const char *proxy_url;
+        void *ud;
+};
+int cli_exec_run(int argc, char **argv, const struct cli_exec_hooks *h);
+int cmd_sandbox(int argc, char **argv);
 
 /* {"secret","version","value"} or, when the value is not UTF-8 text
  * without NUL, "value_base64" instead (as POST /v1/redeem answers), to
@@ -90,7 +107,9 @@ struct cli_proxy {
         unsigned expires;
 };
 int cli_proxy_parse(struct cli_proxy *p, const char *arg);
-int cli_proxy_mint(struct cli_proxy *p, size_t n, cb_client *c, const char *url);
+/* check: ask who serves url first (exec); the sandbox's listener is its
+ * launcher's own, in a network namespace no one else reaches. */
+int cli_proxy_mint(struct cli_proxy *p, size_t n, cb_client *c, const char *url, bool check);
 void cli_proxy_release(struct cli_proxy *p, size_t n);
 
 /* Admin verbs (cli_admin.c). */

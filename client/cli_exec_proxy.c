@@ -184,12 +184,12 @@ out:
         return r;
 }
 
-int cli_proxy_mint(struct cli_proxy *p, size_t n, cb_client *c, const char *url) {
+int cli_proxy_mint(struct cli_proxy *p, size_t n, cb_client *c, const char *url, bool check) {
         size_t ul = strlen(url);
 
         while (ul && url[ul - 1] == '/')
                 ul--;
-        if (n) {
+        if (n && check) {
                 int r = check_listener(url, ul);
                 if (r < 0)
                         return r;

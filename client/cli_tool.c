@@ -602,6 +602,11 @@ static void exec_pump(int in_fd, int fds[2], cb_scan_stream *m[2]) {
 }
 
 int cmd_exec(int argc, char **argv) {
+        return cli_exec_run(argc, argv, NULL);
+}
+
+/* exec, and sandbox through hooks (cli.h): h NULL is plain exec. */
+int cli_exec_run(int argc, char **argv, const struct cli_exec_hooks *h) {
         static const char usage[] =
                 "usage: credbroker exec [--proxy SECRET[=openai|anthropic|env:PREFIX]]... [--proxy-url URL]\n"
                 "                       [--env VAR=SECRET]... [--file PATH=SECRET]... [--] CMD [ARGS...]\n"
@@ -692,7 +697,7 @@ int cmd_exec(int argc, char **argv) {
                 r = cli_usage("exec needs a command after the options (exec --env VAR=SECRET -- CMD ...)");
                 goto out;
         }
-        if (st.nb == 0 && st.npx == 0) {
+        if (st.nb == 0 && st.npx == 0 && !h) {
                 r = cli_usage("exec needs at least one --proxy SECRET, --env VAR=SECRET or --file PATH=SECRET");
                 goto out;
         }
@@ -700,13 +705,20 @@ int cmd_exec(int argc, char **argv) {
 
         r = cli_connect(0, &c);
         if (r < 0 || (r = exec_fetch(&st, c)) < 0 ||
-            (r = cli_proxy_mint(st.px, st.npx, c, proxy_url && *proxy_url ? proxy_url : "http://127.0.0.1:8411")) < 0 ||
+            (r = cli_proxy_mint(st.px, st.npx, c,
+                                h && h->proxy_url ? h->proxy_url
+                                : proxy_url && *proxy_url ? proxy_url : "http://127.0.0.1:8411", !h)) < 0 ||
             (r = exec_env(&st)) < 0) {
                 r = -r;
                 goto out;
         }
         cb_client_free(c);
         c = NULL;
+        /* sandbox: CMD runs inside what the hook wraps it in. */
+        if (h && (r = h->wrap(h->ud, cmd, &cmd)) < 0) {
+                r = -r;
+                goto out;
+        }
         /* One matcher over every value's forms (keys/match.h), one eager
          * stream per output: only a tail that may still become a value is
          * held back (prompts are not delayed). */
@@ -792,6 +804,23 @@ int cmd_exec(int argc, char **argv) {
         if (in_pipe[0] >= 0)
                 close(in_pipe[0]);
         in_pipe[0] = -1;
+        /* sandbox: set up what the sandbox needs from outside before CMD
+         * starts (the child waits for it); on failure CMD never runs, and
+         * what the child said (bubblewrap's reason) is passed on. */
+        if (h && (r = h->started(h->ud, pid)) < 0) {
+                int fds[2] = { out_pipe[0], err_pipe[0] };
+                (void)kill(pid, SIGKILL);
+                while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+                        ;
+                child_pid = 0;
+                if (in_pipe[1] >= 0)
+                        close(in_pipe[1]);
+                in_pipe[1] = -1;
+                exec_pump(-1, fds, m);
+                out_pipe[0] = err_pipe[0] = -1; /* closed by exec_pump */
+                r = -r;
+                goto out;
+        }
         {
                 int fds[2] = { out_pipe[0], err_pipe[0] };
                 exec_pump(in_pipe[1], fds, m);

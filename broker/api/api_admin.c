@@ -14,6 +14,7 @@
 #include <microhttpd.h>
 #include <sodium.h>
 
+#include "sandbox.h"
 #include "metrics.h"
 #include "audit.h"
 #include "api_internal.h"
@@ -327,6 +328,7 @@ int api_status(request *rq, const http_args *args) {
                 json_object_set_new(st, "leaked_values", json_integer((json_int_t)cb_store_leaked_count(cbd.store)));
                 json_object_set_new(st, "stranded_imports_recovered",
                                     json_integer((json_int_t)provision_stranded_recovered()));
+                json_object_set_new(st, "sandboxes", cb_sandbox_list_json());
         }
         return reply_json(rq, 200, st, false);
 }

@@ -5,7 +5,7 @@
  *
  * Kinds raised today: "leak", "canary" (leak scanner, scan.c),
  * "denial_burst" (alert_note_denial), "audit_write_failed" (audit.c),
- *   "rotation_failed" (rotate.c).
+ *   "rotation_failed" (rotate.c), "egress_denied" (sandbox/, through main.c).
  *
  * Events never carry a value: callers put names, accessors, uids, routes
  * in them; alert_raise also drops any member named "value", "token" or

@@ -520,9 +520,11 @@ int audit_write(request *rq, unsigned status, const char *decision, const char *
         /* Method, URL, reason and exe come from the peer and need not be
          * UTF-8: written lossily (\xNN), never dropped. */
         o = json_pack("{s:I, s:s, s:o*, s:o*, s:i, s:s, s:o*}", "time", (json_int_t)time(NULL), "socket",
-                      rq->admin_socket ? "admin" : rq->tcp ? "tcp" : "tools", "method",
+                      rq->admin_socket ? "admin" : rq->sandbox ? "sandbox" : rq->tcp ? "tcp" : "tools", "method",
                       cb_json_string_lossy(rq->method), "route", cb_json_string_lossy(rq->route ? rq->route : rq->url),
                       "status", (int)status, "decision", decision, "reason", cb_json_string_lossy(reason));
+        if (o && rq->sandbox)
+                json_object_set_new(o, "sandbox", json_string(rq->sandbox));
         if (o && rq->have_peer) {
                 json_object_set_new(o, "uid", json_integer(rq->peer.uid));
                 json_object_set_new(o, "pid", json_integer(rq->peer.pid));

@@ -40,6 +40,7 @@
 #include "ratelimit.h"
 #include "route.h"
 #include "tcpdiag.h"
+#include "sandbox.h"
 
 static void wipe_free(void *p, size_t n) {
         if (p) {
@@ -86,6 +87,10 @@ static server_env srv;         /* what main.c hands us (server_attach), before t
 
 void server_attach(const server_env *env) {
         srv = *env;
+}
+
+cb_exe_cache *server_exe_cache(void) {
+        return exe_cache;
 }
 
 uint64_t server_conn_refused_full(void) {
@@ -437,6 +442,8 @@ int reply_error(request *rq, unsigned status, const char *code, const char *fmt,
                 code = "audit_unavailable";
                 snprintf(msg, sizeof(msg), "the audit log cannot be written: refused");
         }
+        if (rq->sandbox_ref && status >= 400)
+                cb_sandbox_note_refusal(rq->sandbox_ref, rq->method, rq->route, status, msg);
         metrics_request(rq->route, status);
         if (rq->sdk_errors)
                 /* A refused proxied request reaches an SDK (openai,
@@ -786,7 +793,10 @@ static int run_route(request *rq, unsigned sock, const http_route *r, const http
 /* Identify the caller and run the route. */
 static enum MHD_Result dispatch(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
                                 request *rq) {
-        unsigned sock = cls == &admin_marker ? HTTP_ADMIN : cls == &tcp_marker ? HTTP_TCP : HTTP_TOOLS;
+        /* A sandbox's listener (sandbox.h) is served as the TCP listener
+         * is, its caller being the sandbox's launching uid. */
+        cb_sandbox *sbx = cls == &admin_marker || cls == &tcp_marker ? NULL : cb_sandbox_of(cls);
+        unsigned sock = cls == &admin_marker ? HTTP_ADMIN : cls == &tcp_marker || sbx ? HTTP_TCP : HTTP_TOOLS;
         const http_route *route, *path, *tool_path;
         http_args args, tool_args;
         int ret;
@@ -808,6 +818,8 @@ static enum MHD_Result dispatch(void *cls, struct MHD_Connection *conn, const ch
          * can be, never waited for, and a failed audit log does not refuse
          * it. */
         bool probe = path && (path->flags & HTTP_ROUTE_PROBE) && strcmp(method, "GET") == 0;
+        rq->sandbox = sbx ? sbx->id : NULL;
+        rq->sandbox_ref = sbx;
         if (rq->tcp) {
                 /* Over TCP the uid comes from sock_diag (looked up once, at
                  * accept: a socket's owner never changes); there is no pid
@@ -1012,7 +1024,8 @@ static void refuse_now(int fd, uid_t uid, bool hard, bool full) {
 
 static void conn_notify(void *cls, struct MHD_Connection *conn, void **socket_context,
                         enum MHD_ConnectionNotificationCode code) {
-        conn_caps *c = cls == &admin_marker ? &admin_caps : cls == &tcp_marker ? &tcp_caps : &tool_caps;
+        cb_sandbox *sbx = cls == &admin_marker || cls == &tcp_marker ? NULL : cb_sandbox_of(cls);
+        conn_caps *c = cls == &admin_marker ? &admin_caps : cls == &tcp_marker || sbx ? &tcp_caps : &tool_caps;
 
         if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
                 conn_ctx *cc = *socket_context;
@@ -1030,11 +1043,18 @@ static void conn_notify(void *cls, struct MHD_Connection *conn, void **socket_co
         conn_ctx *cc;
 
         *socket_context = NULL;
-        if (cls == &tcp_marker) {
+        if (cls == &tcp_marker || sbx) {
                 uc.pid = 0;
                 uc.gid = (gid_t)-1;
-                if (!ci || cb_tcp_peer_uid(ci->connect_fd, &uc.uid) < 0)
+                /* On a sandbox's listener every caller is the sandbox: the
+                 * listener lives in its network namespace (sandbox.h). */
+                if (sbx) {
+                        uc.uid = sbx->uid; /* counted where sandbox/ accepted it */
+                } else if (!ci || cb_tcp_peer_uid(ci->connect_fd, &uc.uid) < 0) {
                         return; /* the request is refused: not identified */
+                }
+                if (!ci)
+                        return;
                 /* A streamed response goes out as the upstream sends it:
                  * headers first, then each piece.  Without NODELAY a small
                  * piece waits for the client's delayed ACK (~40 ms). */
@@ -1051,7 +1071,7 @@ static void conn_notify(void *cls, struct MHD_Connection *conn, void **socket_co
         }
         cc->fd = -1;
         cc->snd.pidfd = -1;
-        if (cls != &tcp_marker) {
+        if (cls != &tcp_marker && !sbx) {
                 if (cb_sender_track(ci->connect_fd, &cc->snd) < 0) {
                         free(cc);
                         (void)shutdown(ci->connect_fd, SHUT_RDWR);
@@ -1137,9 +1157,13 @@ static struct MHD_Daemon *start_one(int fd, void *cls, unsigned threads, unsigne
 
         if (threads)
                 flags |= MHD_USE_INTERNAL_POLLING_THREAD;
+        if (fd < 0) /* connections handed in (MHD_add_connection): the thread must be woken */
+                flags |= MHD_USE_NO_LISTEN_SOCKET | MHD_USE_ITC;
         return MHD_start_daemon(flags, 0, NULL, NULL,
                                 handle, cls, MHD_OPTION_EXTERNAL_LOGGER, cb_log_mhd, NULL, /* stamped lines */
-                                MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_NOTIFY_COMPLETED, completed,
+                                /* no socket: the connection limit (given again below) in its place */
+                                fd >= 0 ? MHD_OPTION_LISTEN_SOCKET : MHD_OPTION_CONNECTION_LIMIT,
+                                fd >= 0 ? fd : (int)conn_limit, MHD_OPTION_NOTIFY_COMPLETED, completed,
                                 NULL, MHD_OPTION_NOTIFY_CONNECTION, conn_notify, cls, MHD_OPTION_UNESCAPE_CALLBACK,
                                 keep_escapes, NULL, MHD_OPTION_URI_LOG_CALLBACK, keep_target, NULL,
                                 MHD_OPTION_CONNECTION_LIMIT, conn_limit, MHD_OPTION_CONNECTION_TIMEOUT,
@@ -1204,6 +1228,44 @@ int server_start(int tool_fd, int admin_fd, int tcp_fd, unsigned threads, unsign
                 return cb_error_set(-EIO, "cannot start the HTTP server on admin.sock");
         }
         return 0;
+}
+
+/* A sandbox's listener (sandbox.h's ops): a server of its own, with one
+ * thread and no listening socket: sandbox/ accepts on the listener the
+ * launcher handed over (CONNECT is its business) and hands the others in. */
+void *server_sandbox_serve(cb_sandbox *sb) {
+        struct MHD_Daemon *d = start_one(-1, sb, 1, CB_CONN_PER_UID);
+
+        if (!d)
+                (void)cb_error_set(-EIO, "libmicrohttpd did not start");
+        return d;
+}
+
+int server_sandbox_add(void *h, int fd) {
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof(ss);
+
+        if (getpeername(fd, (struct sockaddr *)&ss, &sl) < 0) {
+                close(fd);
+                return -errno;
+        }
+        /* On failure libmicrohttpd closes fd. */
+        return MHD_add_connection(h, fd, (struct sockaddr *)&ss, sl) == MHD_YES ? 0 : -EIO;
+}
+
+/* The sandbox is gone: its processes are dead (its pid namespace ended),
+ * so its connections close; what is left after a moment (a request
+ * waiting for its upstream) is ended by the stop. */
+void server_sandbox_unserve(void *h) {
+        struct MHD_Daemon *d = h;
+
+        for (int i = 0; i < 200; i++) {
+                const union MHD_DaemonInfo *di = MHD_get_daemon_info(d, MHD_DAEMON_INFO_CURRENT_CONNECTIONS);
+                if (!di || di->num_connections == 0)
+                        break;
+                usleep(10000);
+        }
+        MHD_stop_daemon(d);
 }
 
 void server_stop(void) {

@@ -166,5 +166,11 @@ const char *cb_on_leak_name(enum cb_on_leak a);
 void cb_policy_scan_budget(const cb_policy *p, uint32_t *ret_requests, uint64_t *ret_bytes);
 const cb_grant *cb_policy_scan_grant(const cb_policy *p, const cb_peer *peer, const char **ret_client);
 
+/* A sandbox of client name: may it open a CONNECT tunnel to host:port
+ * ("egress": {"allow": [...]}; "*.d" covers names below d)?  And should a
+ * refusal alert ("alert_on_deny", default true)? */
+bool cb_policy_egress_allows(const cb_policy *p, const char *name, const char *host, unsigned port);
+bool cb_policy_egress_alert(const cb_policy *p, const char *name);
+
 size_t cb_policy_n_clients(const cb_policy *p);
 size_t cb_policy_n_grants(const cb_policy *p);

@@ -192,6 +192,114 @@ static int parse_id(const policy_ctx *c, const json_t *v, const char *at, bool b
         return 0;
 }
 
+#define EGRESS_MAX 256
+
+/* One "egress.allow" entry: "host:port" or "*.suffix:port" (a DNS name of
+ * letters, digits, '-' and '.'; no IP literal: sandboxes never dial
+ * those; port 1-65535).  Stored lower case. */
+static int parse_egress_entry(const policy_ctx *c, const char *s, const char *at, char **ret) {
+        char q[POLICY_QUOTE_MAX];
+        const char *colon = strrchr(s, ':'), *h = s;
+        size_t hl;
+        bool digits_only = true;
+
+        if (!colon || !colon[1])
+                return cb_policy_err(c, "%s: %s: want host:port or *.domain:port", at, cb_policy_quote(q, s));
+        char *end;
+        unsigned long port = strtoul(colon + 1, &end, 10);
+        if (*end || port == 0 || port > 65535 || colon[1] == '+' || colon[1] == '-')
+                return cb_policy_err(c, "%s: %s: bad port", at, cb_policy_quote(q, s));
+        if (h[0] == '*' && h[1] == '.')
+                h += 2;
+        hl = (size_t)(colon - h);
+        if (hl == 0 || hl > 253)
+                return cb_policy_err(c, "%s: %s: want host:port or *.domain:port", at, cb_policy_quote(q, s));
+        for (size_t i = 0; i < hl; i++) {
+                char ch = h[i];
+                if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '-' ||
+                      ch == '.') || (ch == '.' && (i == 0 || i == hl - 1 || h[i - 1] == '.')))
+                        return cb_policy_err(c, "%s: %s: not a DNS name (IP literals and wildcards other than a "
+                                             "leading \"*.\" are refused)", at, cb_policy_quote(q, s));
+                if (!(ch >= '0' && ch <= '9') && ch != '.')
+                        digits_only = false;
+        }
+        if (digits_only)
+                return cb_policy_err(c, "%s: %s: an IP literal (sandboxes dial names only)", at, cb_policy_quote(q, s));
+        char *e = strdup(s);
+        if (!e)
+                return oom();
+        for (char *p = e; *p; p++)
+                if (*p >= 'A' && *p <= 'Z')
+                        *p = (char)(*p + 32);
+        *ret = e;
+        return 0;
+}
+
+/* "egress": {"allow": [ENTRY...], "alert_on_deny": bool} */
+static int parse_egress(const policy_ctx *c, const char *name, const json_t *o, client *cl) {
+        char at[128], q[POLICY_QUOTE_MAX];
+        const char *key;
+        json_t *v;
+        int r;
+
+        if (!json_is_object(o))
+                return cb_policy_err(c, "clients.%s.egress: expected an object, got %s", name, cb_policy_type_name(o));
+        cl->egress_alert = true;
+        json_object_foreach((json_t *)o, key, v) {
+                if (strcmp(key, "allow") == 0) {
+                        if (!json_is_array(v) || json_array_size(v) > EGRESS_MAX)
+                                return cb_policy_err(c, "clients.%s.egress.allow: expected an array of at most %d "
+                                                     "\"host:port\" strings", name, EGRESS_MAX);
+                        cl->egress = calloc(json_array_size(v) + 1, sizeof(char *));
+                        if (!cl->egress)
+                                return oom();
+                        for (size_t i = 0; i < json_array_size(v); i++) {
+                                const char *s;
+                                snprintf(at, sizeof(at), "clients.%.64s.egress.allow[%zu]", name, i);
+                                if ((r = cb_policy_get_str(c, json_array_get(v, i), at, 300, &s)) < 0 ||
+                                    (r = parse_egress_entry(c, s, at, &cl->egress[cl->n_egress])) < 0)
+                                        return r;
+                                cl->n_egress++;
+                        }
+                } else if (strcmp(key, "alert_on_deny") == 0) {
+                        if (!json_is_boolean(v))
+                                return cb_policy_err(c, "clients.%s.egress.alert_on_deny: expected true or false", name);
+                        cl->egress_alert = json_is_true(v);
+                } else {
+                        return cb_policy_err(c, "clients.%s.egress: unknown key %s (expected allow, alert_on_deny)", name,
+                                             cb_policy_quote(q, key));
+                }
+        }
+        return 0;
+}
+
+bool cb_policy_egress_allows(const cb_policy *p, const char *name, const char *host, unsigned port) {
+        const client *cl = p && name ? cb_policy_find_client(p, name, NULL) : NULL;
+        size_t hl = host ? strlen(host) : 0;
+
+        if (!cl || hl == 0)
+                return false;
+        for (size_t i = 0; i < cl->n_egress; i++) {
+                const char *e = cl->egress[i], *colon = strrchr(e, ':');
+                if (strtoul(colon + 1, NULL, 10) != port)
+                        continue;
+                if (e[0] == '*') {
+                        /* "*.example.com" covers a.example.com, not example.com itself. */
+                        size_t sl = (size_t)(colon - (e + 1));  /* ".example.com" */
+                        if (hl > sl && strncasecmp(host + hl - sl, e + 1, sl) == 0)
+                                return true;
+                } else if ((size_t)(colon - e) == hl && strncasecmp(host, e, hl) == 0) {
+                        return true;
+                }
+        }
+        return false;
+}
+
+bool cb_policy_egress_alert(const cb_policy *p, const char *name) {
+        const client *cl = p && name ? cb_policy_find_client(p, name, NULL) : NULL;
+        return !cl || !cl->egress || cl->egress_alert;
+}
+
 static int parse_client(const policy_ctx *c, const char *name, const json_t *o, client *cl) {
         char at[96], q[POLICY_QUOTE_MAX];
         const char *key;
@@ -247,9 +355,12 @@ static int parse_client(const policy_ctx *c, const char *name, const json_t *o, 
                         if ((r = cb_policy_get_str(c, v, at, CB_CGROUP_MAX, &s)) < 0 ||
                             (r = parse_cgroup(c, s, at, cl)) < 0)
                                 return r;
+                } else if (strcmp(key, "egress") == 0) {
+                        if ((r = parse_egress(c, name, v, cl)) < 0)
+                                return r;
                 } else {
                         return cb_policy_err(c, "clients.%s: unknown key %s (expected uid, user, gid, group, exe, exe_sha256, "
-                                    "cgroup)", name, cb_policy_quote(q, key));
+                                    "cgroup, egress)", name, cb_policy_quote(q, key));
                 }
         }
         if (!cl->sel)

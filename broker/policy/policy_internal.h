@@ -43,6 +43,11 @@ typedef struct client {
         char *cgroup;                   /* exact path, or for a prefix entry ("/a/b/" + '*') "/a/b/" */
         size_t cgroup_len;
         bool cgroup_prefix;
+        /* "egress": where a sandbox of this client may go uncredentialed
+         * (CONNECT); entries "host:port" or "*.suffix:port", lower case. */
+        char **egress;
+        size_t n_egress;
+        bool egress_alert;
 } client;
 
 typedef struct grant {

@@ -478,6 +478,9 @@ void cb_policy_free(cb_policy *p) {
                 free(p->clients[i].exe);
                 free(p->clients[i].exe_resolved);
                 free(p->clients[i].cgroup);
+                for (size_t k = 0; k < p->clients[i].n_egress; k++)
+                        free(p->clients[i].egress[k]);
+                free(p->clients[i].egress);
         }
         for (size_t i = 0; i < p->n_grants; i++)
                 free((char *)p->grants[i].g.secret);

@@ -196,7 +196,7 @@ jrows=(
         "scan|printf 'nothing secret here' | \"\$CLI\" scan --admin --json"
 )
 declare -A jseen=([init]=1 [token]=1 [fetch]=1 [seal]=1 [approve]=1 [deny]=1 [delete]=1
-        [exec]="its output is the command's" [redact]="a filter: its output is the text"
+        [exec]="its output is the command's" [sandbox]="its output is the command's" [redact]="a filter: its output is the text"
         [metrics]="Prometheus text is its machine format")
 for row in "${jrows[@]}"; do
         v=${row%%|*} cmd=${row#*|} want=0

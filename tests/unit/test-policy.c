@@ -440,3 +440,35 @@ TEST(caps) {
                 free(big);
         }
 }
+
+/* A client's "egress" (sandboxes: CONNECT tunnels, docs/sandbox.md). */
+TEST(egress) {
+        cb_policy *p = NULL;
+        static const char ok[] =
+                "{\"clients\": {\"a\": {\"uid\": 1, \"egress\": {\"allow\": [\"API.github.com:443\", "
+                "\"*.pythonhosted.org:443\"], \"alert_on_deny\": false}}, \"b\": {\"uid\": 2}}}";
+
+        ASSERT_OK(cb_policy_parse(ok, strlen(ok), "t.json", &p));
+        ASSERT_TRUE(cb_policy_egress_allows(p, "a", "api.github.com", 443));
+        ASSERT_TRUE(cb_policy_egress_allows(p, "a", "API.GITHUB.COM", 443));
+        ASSERT_FALSE(cb_policy_egress_allows(p, "a", "api.github.com", 80));
+        ASSERT_FALSE(cb_policy_egress_allows(p, "a", "github.com", 443));
+        ASSERT_FALSE(cb_policy_egress_allows(p, "a", "xapi.github.com", 443));
+        ASSERT_TRUE(cb_policy_egress_allows(p, "a", "files.pythonhosted.org", 443));
+        ASSERT_FALSE(cb_policy_egress_allows(p, "a", "pythonhosted.org", 443));
+        ASSERT_FALSE(cb_policy_egress_allows(p, "a", "evilpythonhosted.org", 443));
+        ASSERT_FALSE(cb_policy_egress_allows(p, "b", "api.github.com", 443));
+        ASSERT_FALSE(cb_policy_egress_allows(p, "nobody", "api.github.com", 443));
+        ASSERT_FALSE(cb_policy_egress_alert(p, "a"));
+        ASSERT_TRUE(cb_policy_egress_alert(p, "b"));
+        cb_policy_free(p);
+        expect_err("{\"clients\": {\"a\": {\"uid\": 1, \"egress\": {\"allow\": [\"10.0.0.1:443\"]}}}}", -EINVAL,
+                   "an IP literal");
+        expect_err("{\"clients\": {\"a\": {\"uid\": 1, \"egress\": {\"allow\": [\"x.org\"]}}}}", -EINVAL,
+                   "want host:port");
+        expect_err("{\"clients\": {\"a\": {\"uid\": 1, \"egress\": {\"allow\": [\"x.org:0\"]}}}}", -EINVAL, "bad port");
+        expect_err("{\"clients\": {\"a\": {\"uid\": 1, \"egress\": {\"allow\": [\"a*.org:443\"]}}}}", -EINVAL,
+                   "not a DNS name");
+        expect_err("{\"clients\": {\"a\": {\"uid\": 1, \"egress\": {\"allw\": []}}}}", -EINVAL,
+                   "clients.a.egress: unknown key \"allw\"");
+}

@@ -1,0 +1,226 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# credbroker sandbox, the launcher (issue 17, step 1): every escape tried
+# from inside a real bubblewrap sandbox under an unprivileged uid, each
+# after a control that shows the same attempt works where it should (from
+# outside, or a legitimate neighbour inside).  Needs root (to run as
+# another uid and plant the host services), bwrap, unprivileged user
+# namespaces; exits 77 naming what is missing.
+set -uo pipefail
+CLI=${CREDBROKER_CLI:?}
+DAEMON=${CREDBROKERD:?}
+HERE=$(cd "$(dirname "$0")" && pwd)
+PROBE_SRC=$HERE/sandbox-probe.py
+[ "$(id -u)" = 0 ] || { echo "SKIP: missing prerequisite: root (the sandbox runs under another uid)"; exit 77; }
+for t in /usr/bin/python3 setpriv timeout /usr/bin/bwrap; do
+        command -v $t >/dev/null || { echo "SKIP: missing prerequisite: $t"; exit 77; }
+done
+[ "$(uname -m)" = x86_64 ] || { echo "SKIP: missing prerequisite: x86_64 (the probe's system call numbers)"; exit 77; }
+U=61911
+as() { setpriv --reuid $U --regid $U --clear-groups "$@"; }
+if ! out=$(as /usr/bin/bwrap --unshare-all --ro-bind / / /bin/true 2>&1); then
+        echo "SKIP: missing prerequisite: unprivileged user namespaces for bwrap ($out)"; exit 77
+fi
+# Not under /tmp: the sandbox has a private /tmp of its own.
+T=$(mktemp -d /var/tmp/cbsb-test.XXXXXX)
+chmod 0755 "$T"
+BG=''
+cleanup() { for p in $BG; do kill "$p" 2>/dev/null; done; wait 2>/dev/null; rm -rf "$T" "/run/cbsb-$$.sock"; }
+trap cleanup EXIT
+fails=0
+ok() { echo "ok   $*"; }
+bad() { echo "FAIL $*"; fails=$((fails + 1)); }
+expect() { case "$3" in *"$2"*) ok "$1" ;; *) bad "$1: wanted '$2', got '$3'" ;; esac; }
+
+PROBE=$T/probe.py
+install -m 0644 "$PROBE_SRC" "$PROBE"
+H=$T/home
+mkdir -p "$H/.ssh" "$H/proj/.git/hooks" "$H/.aws"
+echo 'PRIVATE KEY MATERIAL' >"$H/.ssh/id_ed25519"
+echo '[default]' >"$H/.aws/credentials"
+echo 'export PS1=safe' >"$H/.bashrc"
+echo 'history line' >"$H/.bash_history"
+echo 'notes' >"$H/notes.txt"
+printf '[core]\n\tbare = false\n' >"$H/proj/.git/config"
+echo 'code' >"$H/proj/main.py"
+chown -R $U:$U "$H"
+chmod 0700 "$H/.ssh"
+export HOME=$H
+# sb [--cd DIR] ARGS...: credbroker sandbox as $U, from DIR (default the project)
+sb() {
+        local d=$H/proj
+        if [ "$1" = --cd ]; then d=$2; shift 2; fi
+        (cd "$d" && as env HOME="$H" CREDBROKER_SOCKET="$T/run/tools.sock" timeout 60 "$CLI" sandbox "$@")
+}
+# in CASE ARGS...: the probe inside a sandbox (from the project directory)
+inside() { sb -- /usr/bin/python3 "$PROBE" "$@" 2>&1; }
+out() { (cd "$H/proj" && as env HOME="$H" timeout 30 /usr/bin/python3 "$PROBE" "$@" 2>&1); }
+# escape NAME WANT CASE ARGS...: refused inside (WANT: the errno, or "" for any)
+escape() {
+        local name=$1 want=$2; shift 2
+        local o; o=$(inside "$@"); local rc=$?
+        case "$o" in
+        "REFUSED $want"*) [ $rc = 1 ] && ok "$name refused inside: $o" || bad "$name: exit $rc: $o" ;;
+        *) bad "$name: not refused inside: $o" ;;
+        esac
+}
+control() { # control NAME OUTPUT: the attempt works
+        case "$2" in OK*) ok "control: $1: $2" ;; *) bad "control: $1 should work: $2" ;; esac
+}
+
+# ---- the broker: every sandbox is handed to it (its listener inside) ----------
+"$CLI" init --state-dir "$T/state" --unlock "keyfile:$T/key" >/dev/null
+cat >"$T/policy.json" <<JSON
+{ "clients": { "tool": {"uid": $U}, "root": {"uid": 0} },
+  "grants": [ {"client": "tool", "secret": "demo", "use": ["redeem"]} ],
+  "admins": {"uids": [0]} }
+JSON
+chmod 0644 "$T/policy.json"
+"$DAEMON" --state-dir "$T/state" --run-dir "$T/run" --policy "$T/policy.json" --unlock "keyfile:$T/key" \
+        >"$T/daemon.out" 2>&1 &
+BG="$BG $!"
+for _ in $(seq 50); do [ -S "$T/run/admin.sock" ] && break; sleep 0.1; done
+printf 'sk-sandbox-value-0123456789' | CREDBROKER_ADMIN_SOCKET=$T/run/admin.sock "$CLI" put demo >/dev/null || bad "put demo"
+export CREDBROKER_SOCKET=$T/run/tools.sock
+[ -S "$T/run/sandbox.sock" ] || { bad "the daemon did not start: $(cat "$T/daemon.out")"; exit 1; }
+
+# ---- the launcher runs, passes the status and output --------------------
+o=$(sb -- /bin/echo hello 2>&1); rc=$?
+[ $rc = 0 ] && [ "$o" = hello ] && ok "a command runs: $o" || bad "echo in the sandbox: exit $rc: $o"
+sb -- /bin/sh -c 'exit 3' >/dev/null 2>&1; rc=$?
+[ $rc = 3 ] && ok "CMD's exit status is the sandbox's" || bad "exit status: $rc"
+o=$(inside status); expect "no new privileges, seccomp filter, no capabilities" "NoNewPrivs=1 Seccomp=2 CapEff=0000000000000000" "$o"
+o=$(cd "$H/proj" && timeout 60 "$CLI" sandbox -- /usr/bin/python3 "$PROBE" status 2>&1)
+expect "as root too: no capabilities inside" "CapEff=0000000000000000" "$o"
+o=$(cd "$H/proj" && /bin/sh -c 'ls /proc/self/fd' 7<"$H/notes.txt" | tr '\n' ' ')
+case " $o " in *" 7 "*) ok "control: an inherited descriptor 7 reaches a plain child" ;; *) bad "control: fd 7 not inherited: $o" ;; esac
+o=$(sb -- /bin/sh -c 'ls /proc/self/fd' 7<"$H/notes.txt" | tr '\n' ' ')
+case " $o " in *" 7 "*) bad "an inherited descriptor reached CMD: $o" ;; *) ok "inherited descriptors do not reach CMD ($o)" ;; esac
+o=$(inside listdir /proc); case "$o" in *",1,"*|"OK 1,"*) ok "own pid namespace (pid 1 inside)";; *) bad "pid namespace: $o";; esac
+o=$(inside listdir /proc/1/ns); expect "/proc is the sandbox's" "OK " "$o"
+
+# ---- bubblewrap missing or untrustworthy: fail closed --------------------
+o=$(cd "$H/proj" && as env HOME="$H" CREDBROKER_BWRAP=/nonexistent/bwrap "$CLI" sandbox -- /bin/touch "$T/ran" 2>&1); rc=$?
+[ $rc != 0 ] && [ ! -e "$T/ran" ] && expect "no bwrap: refused, CMD not run (exit $rc)" "bubblewrap not found" "$o" ||
+        bad "no bwrap: exit $rc, ran: $(ls "$T/ran" 2>&1): $o"
+cp /usr/bin/bwrap "$T/bwrap-copy" && chown $U "$T/bwrap-copy"
+o=$(cd "$H/proj" && as env HOME="$H" CREDBROKER_BWRAP="$T/bwrap-copy" "$CLI" sandbox -- /bin/touch "$T/ran" 2>&1); rc=$?
+[ $rc != 0 ] && [ ! -e "$T/ran" ] && expect "a bwrap the user owns: refused" "owned by root" "$o" ||
+        bad "user-owned bwrap: exit $rc: $o"
+o=$(cd "$H/proj" && as env HOME="$H" CREDBROKER_SOCKET=/nonexistent/tools.sock "$CLI" sandbox -- /bin/touch "$H/proj/ran" 2>&1); rc=$?
+[ $rc != 0 ] && [ ! -e "$H/proj/ran" ] && expect "no broker to hand the listener to: refused, CMD not run (exit $rc)" "cannot reach the broker" "$o" ||
+        bad "no broker: exit $rc, ran: $(ls "$H/proj/ran" 2>&1): $o"
+o=$(sb --cd /usr -- /bin/true 2>&1); rc=$?
+[ $rc = 2 ] && expect "a system directory as the working directory: refused" "system directory" "$o" ||
+        bad "cwd /usr: exit $rc: $o"
+
+# ---- the file system ------------------------------------------------------
+control "read a file in the home directory" "$(inside read "$H/notes.txt")"
+control "read ~/.ssh/id_ed25519 outside" "$(out read "$H/.ssh/id_ed25519")"
+escape "read a planted ~/.ssh/id_ed25519" "" read "$H/.ssh/id_ed25519"
+escape "read ~/.aws/credentials" "" read "$H/.aws/credentials"
+escape "read shell history" "" read "$H/.bash_history"
+control "write in the working directory" "$(inside write "$H/proj/main.py")"
+grep -q 'sandbox was here' "$H/proj/main.py" && ok "the write reached the host" || bad "cwd write lost"
+escape "write .git/hooks/pre-commit in the working directory" "EROFS" write "$H/proj/.git/hooks/pre-commit" '#!/bin/sh'
+escape "write .git/config" "EROFS" write "$H/proj/.git/config" '[core] hooksPath=/tmp'
+escape "create .mcp.json in the working directory" "" write "$H/proj/.mcp.json" '{}'
+escape "create .vscode/settings.json" "" write "$H/proj/.vscode/settings.json" '{}'
+[ ! -e "$H/proj/.git/hooks/pre-commit" ] && [ ! -e "$H/proj/.mcp.json" ] && [ ! -e "$H/proj/.vscode" ] &&
+        ok "no placeholder or hook left in the working directory" || bad "left behind: $(ls -a "$H/proj" "$H/proj/.git/hooks")"
+escape "write ~/.bashrc (home read-only)" "EROFS" write "$H/.bashrc"
+o=$(sb --cd "$H" -- /usr/bin/python3 "$PROBE" write "$H/ok.txt" 2>&1)
+control "write in the home directory when it is the working directory" "$o"
+o=$(sb --cd "$H" -- /usr/bin/python3 "$PROBE" write "$H/.bashrc" 2>&1)
+expect "write ~/.bashrc when the home is the working directory: refused" "REFUSED EROFS" "$o"
+o=$(sb --cd "$H" -- /usr/bin/python3 "$PROBE" read "$H/.ssh/id_ed25519" 2>&1)
+expect "~/.ssh hidden when the home is the working directory" "REFUSED" "$o"
+grep -q 'sandbox' "$H/.bashrc" && bad "~/.bashrc was changed" || ok "~/.bashrc unchanged on the host"
+escape "write /etc" "EROFS" write /etc/cbsb-test
+escape "write /usr" "EROFS" write /usr/cbsb-test
+control "write a private /tmp" "$(inside write /tmp/cbsb-inner)"
+[ ! -e /tmp/cbsb-inner ] && ok "/tmp is private" || { bad "/tmp shared"; rm -f /tmp/cbsb-inner; }
+mkdir -p "$T/extra" && echo s >"$T/run/state" && chmod 0644 "$T/run/state" && chown $U "$T/extra"
+control "the broker's run dir outside" "$(out read "$T/run/state")"
+escape "the broker's run dir (the socket's directory) is hidden" "" read "$T/run/state"
+o=$(sb --write "$T/extra" -- /usr/bin/python3 "$PROBE" write "$T/extra/f" 2>&1)
+control "--write DIR" "$o"
+o=$(sb --hide "$H/notes.txt" -- /usr/bin/python3 "$PROBE" read "$H/notes.txt" 2>&1)
+expect "--hide FILE" "REFUSED" "$o"
+
+# ---- the network: only lo, and it is the sandbox's own ------------------------
+PORT=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+/usr/bin/python3 -c '
+import socket, sys, threading
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(("0.0.0.0", int(sys.argv[1]))); s.listen(16)
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("127.0.0.1", int(sys.argv[1])))
+def udp():
+    while True:
+        d, a = u.recvfrom(64); u.sendto(b"answer", a)
+threading.Thread(target=udp, daemon=True).start()
+x = socket.socket(socket.AF_UNIX); x.bind(sys.argv[2]); x.listen(4)
+import os; os.chmod(sys.argv[2], 0o777)
+a = socket.socket(socket.AF_UNIX); a.bind("\0" + sys.argv[3]); a.listen(4)
+def serve(l):
+    while True:
+        c, _ = l.accept(); c.sendall(b"host service\n"); c.close()
+for l in (x, a): threading.Thread(target=serve, args=(l,), daemon=True).start()
+serve(s)' "$PORT" "/run/cbsb-$$.sock" "cbsb-$$" &
+BG="$BG $!"
+for _ in $(seq 50); do [ -S "/run/cbsb-$$.sock" ] && break; sleep 0.1; done
+control "TCP to a host service on 127.0.0.1 from outside" "$(out tcp 127.0.0.1 "$PORT")"
+escape "TCP to the host's 127.0.0.1 (the sandbox's lo is another)" "ECONNREFUSED" tcp 127.0.0.1 "$PORT"
+HOSTIP=$(ip -4 -o addr show scope global 2>/dev/null | awk '{print $4}' | cut -d/ -f1 | head -1)
+if [ -n "$HOSTIP" ]; then
+        control "TCP to the host's address $HOSTIP from outside" "$(out tcp "$HOSTIP" "$PORT")"
+        escape "TCP to the host's address" "ENETUNREACH" tcp "$HOSTIP" "$PORT"
+else
+        echo "note: no global IPv4 address on the host: that case not tried"
+fi
+control "UDP to a resolver on the host's 127.0.0.1 from outside" "$(out udp 127.0.0.1 "$PORT")"
+escape "DNS: UDP to a host resolver" "TIMEOUT" udp 127.0.0.1 "$PORT"
+escape "DNS: name resolution" "" resolve example.com
+control "a TCP socket inside" "$(inside stream)"
+escape "a raw socket" "EPERM" raw
+escape "a packet socket" "EPERM" packet
+control "a host Unix socket from outside" "$(out unix "/run/cbsb-$$.sock")"
+escape "connect to a host Unix socket" "EPERM" unix "/run/cbsb-$$.sock"
+control "an abstract Unix socket of the host from outside" "$(out unix "@cbsb-$$")"
+escape "connect to an abstract Unix socket of the host" "EPERM" unix "@cbsb-$$"
+control "socketpair inside (its ends reach nothing else)" "$(inside socketpair)"
+
+# ---- processes, terminal, kernel ----------------------------------------------
+sleep 300 & SLP=$!; BG="$BG $SLP"
+control "ptrace a child outside" "$(out ptrace)"
+escape "ptrace a child inside" "EPERM" ptrace
+escape "ptrace a host process" "EPERM" ptrace "$SLP"
+control "TIOCSTI on a pty outside (root)" "$(/usr/bin/python3 "$PROBE" tiocsti 2>&1)"
+escape "TIOCSTI" "EPERM" tiocsti
+escape "TIOCSTI with bits above 32 set" "EPERM" tiocsti high
+escape "open the controlling terminal (a new session)" "" tty
+control "keyctl outside" "$(out keyctl)"
+escape "keyctl" "EPERM" keyctl
+escape "bpf" "EPERM" bpf
+escape "perf_event_open" "EPERM" perf
+escape "userfaultfd" "EPERM" userfaultfd
+escape "mount" "EPERM" mount
+escape "clock_settime" "EPERM" clock
+escape "io_uring_setup" "EPERM" io_uring
+escape "a user namespace inside" "" userns
+
+# ---- the sandbox dies with its launcher ---------------------------------------
+(cd "$H/proj" && exec setpriv --reuid $U --regid $U --clear-groups env HOME="$H" CREDBROKER_SOCKET="$T/run/tools.sock" "$CLI" sandbox -- /bin/sleep 317) &
+L=$!
+for _ in $(seq 50); do pgrep -u $U -f '^/bin/sleep 317' >/dev/null && break; sleep 0.1; done
+pgrep -u $U -f '^/bin/sleep 317' >/dev/null && ok "control: the sandboxed sleep runs" || bad "sandboxed sleep not seen"
+kill -9 $L; wait $L 2>/dev/null
+for _ in $(seq 50); do pgrep -u $U -f '^/bin/sleep 317' >/dev/null || break; sleep 0.1; done
+pgrep -u $U -f '^/bin/sleep 317' >/dev/null && { bad "the sandbox outlived its launcher (SIGKILL)"; pkill -u $U -f '^/bin/sleep 317'; } ||
+        ok "the sandbox dies with its launcher (SIGKILL)"
+
+# ---- --env VAR=SECRET through the broker, masked ------------------------------
+o=$(sb --env DEMO=demo -- /bin/sh -c 'printf "%s|" "$DEMO"; [ -e "$CREDBROKER_SOCKET" ] && echo sock-visible || echo sock-hidden' 2>&1)
+expect "--env: the value reaches CMD, masked in its output; tools.sock not visible inside" "[REDACTED:demo]|sock-hidden" "$o"
+
+echo "sandbox: $fails failure(s)"
+[ $fails = 0 ]
