@@ -58,6 +58,7 @@ typedef struct request {
         struct cb_sandbox *sandbox_ref; /* ... and the sandbox */
         cb_peer peer;
         bool have_peer;
+        uid_t acct_uid;            /* whom its costs are charged to (server.c: cb_peer_account_uid) */
         /* What the audit record says (set by handlers). */
         const char *route;
         char secret[CB_NAME_MAX + 1];

@@ -56,6 +56,7 @@ enum { CTX_COUNTED = 0, CTX_REFUSED = 1, CTX_DROPPED = 2, CTX_FULL = 3 };
 typedef struct conn_ctx {
         struct ucred cred; /* SO_PEERCRED (fixed at connect()); over TCP the uid
                             * from sock_diag only, pid 0, gid -1 */
+        uid_t acct;        /* the uid its costs are charged to (cb_peer_account_uid) */
         int kind;          /* CTX_*: how the per-uid cap counted it */
         int fd;            /* tracked by sender.c when >= 0 (Unix sockets) */
         cb_sender snd;     /* who wrote the bytes read so far (sender.h) */
@@ -400,7 +401,7 @@ static bool refusal_quiet(request *rq) {
                 return false;
         if (!refusals && !(refusals = cb_ratelimit_new(1024)))
                 return false;                             /* out of memory: recorded as before */
-        snprintf(key, sizeof(key), "uid#%u", (unsigned)rq->peer.uid);
+        snprintf(key, sizeof(key), "uid#%u", (unsigned)rq->acct_uid); /* subordinate uids share their owner's */
         if (cb_ratelimit_take(refusals, key, "records", refusals_recorded, 60, now, &retry))
                 return false;
         if (cb_ratelimit_take(refusals, key, "note", 1, 60, now, NULL)) {
@@ -834,6 +835,7 @@ static enum MHD_Result dispatch(void *cls, struct MHD_Connection *conn, const ch
                         rq->peer.gid = (gid_t)-1;
                         rq->peer.pid = 0;
                         rq->have_peer = true;
+                        rq->acct_uid = cc->acct;
                         rq->audit_optional = probe;
                         if (rq->audit_optional ? audit_failed(NULL, 0) : !audit_available())
                                 ret = reply_audit_refused(rq);
@@ -890,6 +892,9 @@ static enum MHD_Result dispatch(void *cls, struct MHD_Connection *conn, const ch
                 ret = reply_error(rq, 403, "forbidden", "caller not identified: %s", cb_error_last());
         } else {
                 rq->have_peer = true;
+                /* The writer's user namespace owner when the writer is not
+                 * the connector (the connector's was charged at accept). */
+                rq->acct_uid = cred.pid == cc->cred.pid ? cc->acct : cb_peer_account_uid(cred.pid, cred.uid);
                 rq->audit_optional = probe;
                 if (rq->audit_optional ? audit_failed(NULL, 0) : !audit_available()) /* fail closed: refused before anything is done */
                         ret = reply_audit_refused(rq);
@@ -1032,7 +1037,7 @@ static void conn_notify(void *cls, struct MHD_Connection *conn, void **socket_co
                 if (cc) {
                         if (cc->fd >= 0)
                                 cb_sender_untrack(cc->fd, &cc->snd);
-                        caps_put(c, cc->cred.uid, cc->kind);
+                        caps_put(c, cc->acct, cc->kind);
                         free(cc);
                 }
                 *socket_context = NULL;
@@ -1079,14 +1084,19 @@ static void conn_notify(void *cls, struct MHD_Connection *conn, void **socket_co
                 }
                 cc->fd = ci->connect_fd;
         }
-        int kind = caps_take(c, uc.uid);
+        /* Charged to the user behind it: the owner of its user namespace
+         * when that is not ours (subordinate uids must not multiply the
+         * per-uid cap). */
+        uid_t acct = cls == &tcp_marker || sbx ? uc.uid : cb_peer_account_uid(uc.pid, uc.uid);
+        int kind = caps_take(c, acct);
 
         cc->cred = uc;
+        cc->acct = acct;
         cc->kind = kind;
         *socket_context = cc;
         if (kind == CTX_COUNTED)
                 return;
-        refuse_now(ci->connect_fd, uc.uid, kind == CTX_DROPPED, kind == CTX_FULL);
+        refuse_now(ci->connect_fd, acct, kind == CTX_DROPPED, kind == CTX_FULL);
         if (kind == CTX_REFUSED || kind == CTX_FULL) /* one of the spare slots, for 1 s at most */
                 (void)MHD_set_connection_option(conn, MHD_CONNECTION_OPTION_TIMEOUT, 1u);
         /* Counted, not reported one by one (a flood must not become a flood
@@ -1094,7 +1104,7 @@ static void conn_notify(void *cls, struct MHD_Connection *conn, void **socket_co
         if (kind == CTX_FULL)
                 __atomic_add_fetch(&conn_refused_full, 1, __ATOMIC_RELAXED);
         else
-                __atomic_store_n(&conn_refused_uid, uc.uid, __ATOMIC_RELAXED);
+                __atomic_store_n(&conn_refused_uid, acct, __ATOMIC_RELAXED);
         __atomic_add_fetch(&conn_refused, 1, __ATOMIC_RELAXED);
 }
 

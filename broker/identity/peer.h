@@ -129,6 +129,18 @@ int cb_peer_alive(const cb_peer *p);
  * cannot be told. */
 bool cb_peer_same_mntns(pid_t pid);
 
+/* The uid a caller's costs are charged to (per-uid connection cap, the
+ * budget of recorded refusals): its own uid when it runs in the broker's
+ * user namespace; else the owner of the outermost user namespace below the
+ * broker's that holds it -- the user who made the namespace.  A user with
+ * a subordinate uid range (/etc/subuid, newuidmap: rootless containers)
+ * can run processes under 65,536 uids; charged one by one, they would
+ * multiply every per-uid bound.  CB_PEER_ACCOUNT_UNKNOWN (one shared
+ * bucket) when pid's namespace cannot be read (it exited).  One stat for
+ * a caller in the broker's namespace. */
+#define CB_PEER_ACCOUNT_UNKNOWN ((uid_t)-2)
+uid_t cb_peer_account_uid(pid_t pid, uid_t uid);
+
 /* Close the pidfd; p may then be reused. */
 void cb_peer_done(cb_peer *p);
 

@@ -115,3 +115,40 @@ bool cb_peer_same_mntns(pid_t pid) {
         snprintf(path, sizeof(path), "/proc/%d/ns/mnt", (int)pid);
         return stat(path, &st) == 0 && st.st_ino == self_ns.mntns && st.st_dev == self_ns.dev;
 }
+
+uid_t cb_peer_account_uid(pid_t pid, uid_t uid) {
+        struct stat st;
+        char path[40];
+        uid_t owner = CB_PEER_ACCOUNT_UNKNOWN;
+        int fd;
+
+        pthread_once(&self_ns_once, self_ns_load);
+        if (self_ns.r < 0 || pid <= 0)
+                return uid;
+        snprintf(path, sizeof(path), "/proc/%d/ns/user", (int)pid);
+        if (stat(path, &st) < 0)
+                return CB_PEER_ACCOUNT_UNKNOWN;
+        if (st.st_ino == self_ns.userns && st.st_dev == self_ns.dev)
+                return uid;
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+                return CB_PEER_ACCOUNT_UNKNOWN;
+        /* Up the chain to the namespace whose parent is ours: its owner
+         * (NS_GET_OWNER_UID answers in our namespace's terms). */
+        for (int depth = 0; depth < 32; depth++) {
+                int parent = ioctl(fd, NS_GET_PARENT);
+                if (parent < 0)
+                        break;
+                if (fstat(parent, &st) == 0 && st.st_ino == self_ns.userns && st.st_dev == self_ns.dev) {
+                        uid_t u;
+                        if (ioctl(fd, NS_GET_OWNER_UID, &u) == 0)
+                                owner = u;
+                        close(parent);
+                        break;
+                }
+                close(fd);
+                fd = parent;
+        }
+        close(fd);
+        return owner;
+}

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# A user with a subordinate uid range (/etc/subuid and newuidmap, which
+# Debian's useradd sets up and rootless containers use) runs processes
+# under 65,536 uids of the broker's namespace.  Charged one uid at a time,
+# they multiply every per-uid bound: 34 of them holding 128 idle connections
+# each filled tools.sock's 4,096 and every other uid got 503 server_busy;
+# 20 of them had 600 refusals a minute each recorded.  The broker charges a
+# caller in another user namespace to the namespace's owner
+# (cb_peer_account_uid).  Legitimate first: a granted tool is served, and a
+# user with no subordinate uids still has its own 128 connections.
+. "$(dirname "$0")/identity-lib.sh"
+G=61871 U=61872 SUB=720000
+for t in unshare; do command -v $t >/dev/null || { echo "SKIP: missing prerequisite: $t"; exit 77; }; done
+FLOOD=$HERE/subuid-flood.py
+POLICY='{ "clients": { "tool": {"uid": '$G'} },
+  "grants": [ {"client": "tool", "secret": "demo", "use": ["redeem"], "max_ttl": 60} ],
+  "admins": {"uids": [0]} }'
+start_daemon --audit-log "$T/audit.log"
+tok() { run_as $G curl -s -o /dev/null -w '%{http_code} %{time_total}' --max-time 10 --unix-socket "$TS" \
+        -d '{"secret":"demo","use":"redeem"}' http://x/v1/token; }
+expect "legitimate: the granted tool is served" "201" "$(tok)"
+
+# 34 subordinate uids x 128 idle connections (4,352: more than the socket's 4,096).
+"$PYBIN" "$FLOOD" "$TS" $U $SUB 34 conns 128 6 >"$T/flood.out" 2>&1 &
+FP=$!
+for _ in $(seq 100); do [ "$(grep -c '^turned' "$T/flood.out")" -ge 34 ] && break; sleep 0.1; done
+grep -q "^SKIP" "$T/flood.out" && { cat "$T/flood.out"; kill $FP 2>/dev/null; exit 77; }
+out=$(tok)
+expect "while 34 subordinate uids of one user hold 128 connections each, the granted tool is served" "201" "$out"
+turned=$(awk '/^turned/ { s += $2 } END { print s + 0 }' "$T/flood.out")
+[ "$turned" -ge $((34 * 128 - 128)) ] && ok "the user's connections past 128 (all its uids together) were turned away ($turned)" ||
+        bad "only $turned of the user's $((34 * 128)) connections were turned away: $(head -3 "$T/flood.out")"
+expect "...with the per-uid message, naming the owner" "uid $U holds" \
+        "$(run_as $U "$PYBIN" -c "
+import socket; s = socket.socket(socket.AF_UNIX); s.connect('$TS'); s.sendall(b'G'); s.settimeout(2)
+try: print(s.recv(300).decode(errors='replace'))
+except Exception as e: print(e)")"
+wait $FP 2>/dev/null
+
+# Refusals: 5 subordinate uids x 300 refused requests: recorded one by one up
+# to the owner's 600 a minute, not 600 per subordinate uid.
+before=$(grep -c '"deny"' "$T/audit.log")
+"$PYBIN" "$FLOOD" "$TS" $U $SUB 5 refusals 300 >"$T/ref.out" 2>&1
+sleep 0.5
+after=$(grep -c '"deny"' "$T/audit.log")
+n=$((after - before))
+[ "$n" -le 610 ] && ok "5 subordinate uids' 1,500 refusals: $n recorded (the owner's budget of 600 a minute)" ||
+        bad "5 subordinate uids' 1,500 refusals: $n recorded (each uid had its own budget)"
+expect "the rest answered 429" "'429'" "$(cat "$T/ref.out")"
+expect "the granted tool is still served" "201" "$(tok)"
+finish
