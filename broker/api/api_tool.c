@@ -122,18 +122,21 @@ int api_token(request *rq, const http_args *args) {
         snprintf(rq->client, sizeof(rq->client), "%s", client);
         if (leak_token_gate(rq, secret, &ret))
                 goto out;
+        if (cb_store_versions(cbd.store, secret, &vi, &nv) < 0) {
+                ret = reply_error(rq, 404, "not_found", "no secret named '%s'", secret);
+                goto out;
+        }
         uint32_t retry;
         /* One budget per uid: a client selecting several uids (by gid,
-         * exe or cgroup) must not let one of them spend the others'. */
+         * exe or cgroup) must not let one of them spend the others'.
+         * Taken for names that exist only: a "*" grant asking for made-up
+         * names must not fill the table (ratelimit.c never evicts an open
+         * window, it refuses instead). */
         char rkey[64 + 12 + 1];
         snprintf(rkey, sizeof(rkey), "%s#%u", client, (unsigned)rq->peer.uid);
         if (!cb_ratelimit_take(cbd.rate, rkey, secret, g->rate_n, g->rate_window, (uint64_t)time(NULL), &retry)) {
                 ret = reply_error(rq, 429, "rate_limited", "rate limit for '%s' (%u per %u s) reached; retry in %u s",
                                   secret, g->rate_n, g->rate_window, retry);
-                goto out;
-        }
-        if (cb_store_versions(cbd.store, secret, &vi, &nv) < 0) {
-                ret = reply_error(rq, 404, "not_found", "no secret named '%s'", secret);
                 goto out;
         }
         /* The cap: the grant's max_ttl; without one, --default-ttl — except

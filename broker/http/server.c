@@ -399,7 +399,7 @@ static bool refusal_quiet(request *rq) {
 
         if (refusals_recorded == 0)
                 return false;
-        if (!refusals && !(refusals = cb_ratelimit_new(1024)))
+        if (!refusals && !(refusals = cb_ratelimit_new(1024))) /* 2 per user; full of open windows: quiet */
                 return false;                             /* out of memory: recorded as before */
         snprintf(key, sizeof(key), "uid#%u", (unsigned)rq->acct_uid); /* subordinate uids share their owner's */
         if (cb_ratelimit_take(refusals, key, "records", refusals_recorded, 60, now, &retry))

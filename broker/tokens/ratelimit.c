@@ -10,6 +10,7 @@
 struct rl_entry {
         char key[KEY_MAX]; /* "client\nsecret"; "" = free */
         uint64_t window_start;
+        uint32_t window;   /* its length: an open window is never evicted */
         uint32_t count;
 };
 
@@ -56,22 +57,30 @@ bool cb_ratelimit_take(cb_ratelimit *rl, const char *client, const char *secret,
                         hit = e;
                         break;
                 }
-                /* Where a new key would go: a free slot, else the oldest window. */
+                /* Where a new key would go: a free slot, else a window
+                 * that has closed -- never an open one: evicting it would
+                 * reset its count, and whoever can make new keys could
+                 * reset their own limit (fail closed: refused instead). */
                 if (!e->key[0]) {
                         if (!victim || victim->key[0])
                                 victim = e;
-                } else if (!victim || (victim->key[0] && e->window_start < victim->window_start)) {
+                } else if (now >= e->window_start + e->window &&
+                           (!victim || (victim->key[0] && e->window_start < victim->window_start))) {
                         victim = e;
                 }
         }
         if (!hit) {
-                if (!victim) /* only with an empty table, which _new never makes */
+                if (!victim) { /* every slot holds an open window */
+                        if (ret_retry_after)
+                                *ret_retry_after = 1;
                         return false;
+                }
                 hit = victim;
                 snprintf(hit->key, sizeof(hit->key), "%s", key);
                 hit->window_start = now;
                 hit->count = 0;
         }
+        hit->window = window;
         if (now >= hit->window_start + window) {
                 hit->window_start = now;
                 hit->count = 0;

@@ -19,8 +19,9 @@ cleanup() { for p in $(jobs -p); do kill "$p" 2>/dev/null; done; wait 2>/dev/nul
 trap cleanup EXIT
 "$CLI" init --state-dir "$T/state" --unlock "keyfile:$T/key" >/dev/null || { echo "FAIL init"; exit 1; }
 cat >"$T/policy.json" <<JSON
-{ "clients": { "agents": {"gid": $G} },
-  "grants": [ {"client": "agents", "secret": "up", "use": ["proxy"], "rate": "20/h"} ], "admins": {"uids": [0]} }
+{ "clients": { "agents": {"gid": $G}, "wild": {"uid": 61572} },
+  "grants": [ {"client": "agents", "secret": "up", "use": ["proxy"], "rate": "20/h"},
+              {"client": "wild", "secret": "*", "use": ["proxy"], "rate": "3/h"} ], "admins": {"uids": [0]} }
 JSON
 chmod 0644 "$T/policy.json"
 "$DAEMON" --state-dir "$T/state" --run-dir "$T/run" --policy "$T/policy.json" --unlock "keyfile:$T/key" \
@@ -37,5 +38,23 @@ case "$out" in *"20 201"*"5 429"*) ok "legitimate limit: uid $UA gets 20 tokens,
 r=$(asg $UB curl -s -w '%{http_code}' -o /dev/null --unix-socket "$T/run/tools.sock" -d '{"secret":"up","use":"proxy"}' http://x/v1/token)
 [ "$r" = 201 ] && ok "uid $UB of the same client still gets its first token (201)" ||
         bad "uid $UB refused ($r) because uid $UA spent the client's rate"
+# A "*" grant with a rate cannot reset its own limit by asking for made-up
+# names (each once took a slot in the 4,096-entry table, evicting the
+# oldest -- its own open window): refused past 3, before and after 4,200
+# requests for names that do not exist.
+asw() { timeout 120 setpriv --reuid 61572 --regid 61572 --clear-groups "$@"; }
+out=$(asw curl -s -w '%{http_code}\n' --unix-socket "$T/run/tools.sock" -d '{"secret":"up","use":"proxy"}' $(for _ in 1 2 3 4; do printf -- '-o /dev/null http://x/v1/token '; done) | tr '\n' ' ')
+case "$out" in "201 201 201 429 ") ok "legitimate: the * grant gets 3 tokens, then 429" ;; *) bad "* grant: $out" ;; esac
+sleep 1.1 # its window is then the table's oldest: what eviction took first
+asw /usr/bin/python3 -c "
+import socket, sys
+for i in range(4200):
+    s = socket.socket(socket.AF_UNIX); s.connect('$T/run/tools.sock')
+    b = b'{\"secret\":\"made-up-%d\",\"use\":\"proxy\"}' % i
+    s.sendall(b'POST /v1/token HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: %d\r\n\r\n' % len(b) + b)
+    s.recv(100); s.close()
+"
+r=$(asw curl -s -w '%{http_code}' -o /dev/null --unix-socket "$T/run/tools.sock" -d '{"secret":"up","use":"proxy"}' http://x/v1/token)
+[ "$r" = 429 ] && ok "after 4,200 made-up names the * grant is still at its limit (429)" || bad "the * grant's limit was reset: $r"
 [ $fails = 0 ] || { echo "$fails failure(s)"; exit 1; }
 echo "all passed"

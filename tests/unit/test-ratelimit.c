@@ -31,8 +31,36 @@ TEST(bounded_table_reuses_oldest) {
                 snprintf(name, sizeof(name), "s%d", i);
                 ASSERT_TRUE(cb_ratelimit_take(rl, "c", name, 1, 3600, 200 + (uint64_t)i, NULL));
         }
-        /* Table full: a fifth key evicts the oldest window ("old"). */
-        ASSERT_TRUE(cb_ratelimit_take(rl, "c", "new", 1, 3600, 300, NULL));
-        ASSERT_FALSE(cb_ratelimit_take(rl, "c", "s2", 1, 3600, 301, NULL)); /* s2 kept its count */
+        /* Table full of open windows: a fifth key is refused (never an
+         * open window evicted); once the oldest ("old") has closed, the
+         * fifth key takes its slot. */
+        ASSERT_FALSE(cb_ratelimit_take(rl, "c", "new", 1, 3600, 300, NULL));
+        ASSERT_TRUE(cb_ratelimit_take(rl, "c", "new", 1, 3600, 3700, NULL));
+        ASSERT_FALSE(cb_ratelimit_take(rl, "c", "s2", 1, 3600, 3701, NULL)); /* s2 kept its count */
+        cb_ratelimit_free(rl);
+}
+
+/* A full table never evicts an open window (that would reset its count:
+ * whoever can make new keys could reset their own limit); it refuses the
+ * new key until a window closes, then reuses that slot. */
+TEST(open_windows_never_evicted) {
+        cb_ratelimit *rl = cb_ratelimit_new(4);
+        char name[16];
+
+        ASSERT_TRUE(rl != NULL);
+        ASSERT_TRUE(cb_ratelimit_take(rl, "wild#1", "api", 3, 60, 1000, NULL));
+        ASSERT_TRUE(cb_ratelimit_take(rl, "wild#1", "api", 3, 60, 1000, NULL));
+        ASSERT_TRUE(cb_ratelimit_take(rl, "wild#1", "api", 3, 60, 1000, NULL));
+        ASSERT_FALSE(cb_ratelimit_take(rl, "wild#1", "api", 3, 60, 1000, NULL));
+        for (int i = 0; i < 3; i++) { /* fill the other slots */
+                snprintf(name, sizeof(name), "n%d", i);
+                ASSERT_TRUE(cb_ratelimit_take(rl, "wild#1", name, 3, 60, 1001, NULL));
+        }
+        uint32_t retry = 0;
+        ASSERT_FALSE(cb_ratelimit_take(rl, "wild#1", "n99", 3, 60, 1002, &retry)); /* full of open windows */
+        ASSERT_TRUE(retry >= 1);
+        ASSERT_FALSE(cb_ratelimit_take(rl, "wild#1", "api", 3, 60, 1002, NULL)); /* its count kept */
+        /* Once a window has closed its slot is reused. */
+        ASSERT_TRUE(cb_ratelimit_take(rl, "wild#1", "n99", 3, 60, 1061, NULL));
         cb_ratelimit_free(rl);
 }
