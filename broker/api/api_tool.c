@@ -130,8 +130,8 @@ int api_token(request *rq, const http_args *args) {
         /* One budget per uid: a client selecting several uids (by gid,
          * exe or cgroup) must not let one of them spend the others'.
          * Taken for names that exist only: a "*" grant asking for made-up
-         * names must not fill the table (ratelimit.c never evicts an open
-         * window, it refuses instead). */
+         * names must not fill the table (when it is full of open windows
+         * ratelimit.c takes the requester's own oldest, never another's). */
         char rkey[64 + 12 + 1];
         snprintf(rkey, sizeof(rkey), "%s#%u", client, (unsigned)rq->peer.uid);
         if (!cb_ratelimit_take(cbd.rate, rkey, secret, g->rate_n, g->rate_window, (uint64_t)time(NULL), &retry)) {

@@ -43,7 +43,8 @@ void cb_ratelimit_free(cb_ratelimit *rl) {
 bool cb_ratelimit_take(cb_ratelimit *rl, const char *client, const char *secret, uint32_t n, uint32_t window,
                        uint64_t now, uint32_t *ret_retry_after) {
         char key[KEY_MAX];
-        struct rl_entry *hit = NULL, *victim = NULL;
+        struct rl_entry *hit = NULL, *victim = NULL, *own = NULL;
+        size_t plen = strlen(client) + 1; /* "client\n": the requester's own windows */
 
         if (n == 0 || window == 0)
                 return true;
@@ -67,10 +68,19 @@ bool cb_ratelimit_take(cb_ratelimit *rl, const char *client, const char *secret,
                 } else if (now >= e->window_start + e->window &&
                            (!victim || (victim->key[0] && e->window_start < victim->window_start))) {
                         victim = e;
+                } else if (strncmp(e->key, key, plen) == 0 && (!own || e->window_start < own->window_start)) {
+                        own = e;
                 }
         }
         if (!hit) {
-                if (!victim) { /* every slot holds an open window */
+                /* Every slot holds an open window: the requester's own
+                 * oldest makes room (it can only loosen its own limits,
+                 * and only with more windows than the table holds, i.e.
+                 * thousands of granted names that exist); never another
+                 * requester's, whose limit would be reset. */
+                if (!victim)
+                        victim = own;
+                if (!victim) {
                         if (ret_retry_after)
                                 *ret_retry_after = 1;
                         return false;

@@ -31,12 +31,10 @@ TEST(bounded_table_reuses_oldest) {
                 snprintf(name, sizeof(name), "s%d", i);
                 ASSERT_TRUE(cb_ratelimit_take(rl, "c", name, 1, 3600, 200 + (uint64_t)i, NULL));
         }
-        /* Table full of open windows: a fifth key is refused (never an
-         * open window evicted); once the oldest ("old") has closed, the
-         * fifth key takes its slot. */
-        ASSERT_FALSE(cb_ratelimit_take(rl, "c", "new", 1, 3600, 300, NULL));
-        ASSERT_TRUE(cb_ratelimit_take(rl, "c", "new", 1, 3600, 3700, NULL));
-        ASSERT_FALSE(cb_ratelimit_take(rl, "c", "s2", 1, 3600, 3701, NULL)); /* s2 kept its count */
+        /* Table full of the same requester's open windows: a fifth key
+         * takes the slot of its oldest ("old"). */
+        ASSERT_TRUE(cb_ratelimit_take(rl, "c", "new", 1, 3600, 300, NULL));
+        ASSERT_FALSE(cb_ratelimit_take(rl, "c", "s2", 1, 3600, 301, NULL)); /* s2 kept its count */
         cb_ratelimit_free(rl);
 }
 
@@ -56,11 +54,22 @@ TEST(open_windows_never_evicted) {
                 snprintf(name, sizeof(name), "n%d", i);
                 ASSERT_TRUE(cb_ratelimit_take(rl, "wild#1", name, 3, 60, 1001, NULL));
         }
+        /* Full of open windows, all its own: its oldest ("api") makes
+         * room -- it can only loosen its own limit, and only by holding
+         * more windows than the table (thousands of granted names). */
+        ASSERT_TRUE(cb_ratelimit_take(rl, "wild#1", "n99", 3, 60, 1002, NULL));
+        cb_ratelimit_free(rl);
+
+        /* Another requester's open window is never taken: refused instead. */
+        rl = cb_ratelimit_new(2);
+        ASSERT_TRUE(cb_ratelimit_take(rl, "victim#2", "api", 1, 60, 1000, NULL));
+        ASSERT_FALSE(cb_ratelimit_take(rl, "victim#2", "api", 1, 60, 1000, NULL));
+        ASSERT_TRUE(cb_ratelimit_take(rl, "wild#1", "n0", 3, 60, 1001, NULL));
         uint32_t retry = 0;
-        ASSERT_FALSE(cb_ratelimit_take(rl, "wild#1", "n99", 3, 60, 1002, &retry)); /* full of open windows */
+        ASSERT_TRUE(cb_ratelimit_take(rl, "wild#1", "n1", 3, 60, 1002, NULL)); /* its own n0 made room */
+        ASSERT_FALSE(cb_ratelimit_take(rl, "victim#2", "api", 1, 60, 1003, &retry)); /* count kept */
         ASSERT_TRUE(retry >= 1);
-        ASSERT_FALSE(cb_ratelimit_take(rl, "wild#1", "api", 3, 60, 1002, NULL)); /* its count kept */
-        /* Once a window has closed its slot is reused. */
-        ASSERT_TRUE(cb_ratelimit_take(rl, "wild#1", "n99", 3, 60, 1061, NULL));
+        ASSERT_FALSE(cb_ratelimit_take(rl, "third#3", "x", 1, 60, 1003, NULL)); /* no own window: refused */
+        ASSERT_TRUE(cb_ratelimit_take(rl, "third#3", "x", 1, 60, 1061, NULL)); /* once a window closed */
         cb_ratelimit_free(rl);
 }
