@@ -411,7 +411,54 @@ static bool may_create_in(const char *path) {
 }
 
 /* The write-denied entries of one writable root. */
+/* The directories that hold protected entries (".git", ".config") are
+ * pinned first: an existing one is bound over itself, which makes it a
+ * mount point that cannot be renamed or removed (else CMD renames .git
+ * away, copies it back writable and plants a hook the user's next git
+ * command runs); a .git file (a worktree's pointer) is bound read-only; a
+ * missing one, where CMD could create it, gets a read-only placeholder
+ * directory (a repository, or a .config, cannot be made there: git init
+ * in a directory that is not a repository fails in the sandbox).  A
+ * symlinked one is left as it is (docs/sandbox.md). */
+static int pin_parent(struct sb_state *st, const char *root, const char *name) {
+        char p[PATH_MAX];
+        struct stat sb;
+        int r;
+
+        if (snprintf(p, sizeof(p), "%s/%s", root, name) >= (int)sizeof(p))
+                return 0;
+        if (lstat(p, &sb) == 0) {
+                if (S_ISDIR(sb.st_mode))
+                        return (r = add(st, "--bind")) < 0 || (r = add(st, "%s", p)) < 0 || (r = add(st, "%s", p)) < 0
+                                       ? r
+                                       : 0;
+                if (S_ISREG(sb.st_mode))
+                        return (r = add(st, "--ro-bind")) < 0 || (r = add(st, "%s", p)) < 0 ||
+                                               (r = add(st, "%s", p)) < 0
+                                       ? r
+                                       : 0;
+                return 0;
+        }
+        if (errno != ENOENT || !may_create_in(p))
+                return 0;
+        if (st->nph >= SB_PLACEHOLDERS_MAX)
+                return -cli_usage("sandbox: too many writable directories");
+        st->ph[st->nph].path = strdup(p);
+        if (!st->ph[st->nph].path)
+                return -cli_fail(-ENOMEM, "out of memory");
+        st->ph[st->nph].dir = true;
+        st->nph++;
+        if ((r = add(st, "--tmpfs")) < 0 || (r = add(st, "%s", p)) < 0 || (r = add(st, "--remount-ro")) < 0 ||
+            (r = add(st, "%s", p)) < 0)
+                return r;
+        return 0;
+}
+
 static int deny_root(struct sb_state *st, const char *root) {
+        int r0;
+
+        if ((r0 = pin_parent(st, root, ".git")) < 0 || (r0 = pin_parent(st, root, ".config")) < 0)
+                return r0;
         for (size_t i = 0; i < sizeof(deny_write) / sizeof(deny_write[0]); i++) {
                 const struct deny *d = &deny_write[i];
                 char p[PATH_MAX], need[PATH_MAX], rp[PATH_MAX];

@@ -128,6 +128,20 @@ escape "create .mcp.json in the working directory" "" write "$H/proj/.mcp.json" 
 escape "create .vscode/settings.json" "" write "$H/proj/.vscode/settings.json" '{}'
 [ ! -e "$H/proj/.git/hooks/pre-commit" ] && [ ! -e "$H/proj/.mcp.json" ] && [ ! -e "$H/proj/.vscode" ] &&
         ok "no placeholder or hook left in the working directory" || bad "left behind: $(ls -a "$H/proj" "$H/proj/.git/hooks")"
+# The directories holding protected entries cannot be swapped: renaming
+# .git (or .config) away, copying it back writable and planting a hook
+# the user's next git command would run (red team rt5 F1).
+o=$(sb -- /bin/sh -c 'mv .git .git.orig 2>&1 && cp -a .git.orig .git && echo "#!/bin/sh" >.git/hooks/pre-commit && echo PLANTED' 2>&1)
+case "$o" in *PLANTED*) bad "renaming .git away and back planted a hook: $o" ;; *) ok "renaming .git away refused: $o" ;; esac
+[ -d "$H/proj/.git/hooks" ] && [ ! -e "$H/proj/.git.orig" ] && [ ! -e "$H/proj/.git/hooks/pre-commit" ] &&
+        ok "...nothing changed on the host" || bad "after the rename attempt: $(ls -a "$H/proj" "$H/proj/.git/hooks")"
+mkdir -p "$H/wt" && printf 'gitdir: /nonexistent\n' >"$H/wt/.git" && chown -R $U "$H/wt"
+o=$(sb --cd "$H/wt" -- /bin/sh -c 'printf "gitdir: /tmp/evil\n" >.git 2>&1 && echo REPOINTED' 2>&1)
+case "$o" in *REPOINTED*) bad "a worktree's .git file was repointed: $o" ;; *) ok "a worktree's .git file cannot be repointed: $o" ;; esac
+mkdir -p "$H/plain" && chown $U "$H/plain"
+o=$(sb --cd "$H/plain" -- /bin/sh -c 'mkdir -p .git/hooks 2>&1 && echo MADE' 2>&1)
+case "$o" in *MADE*) bad "a .git was created in a directory that had none: $o" ;; *) ok "no .git can be made where there was none: $o" ;; esac
+[ ! -e "$H/plain/.git" ] && ok "...and its placeholder is gone after exit" || bad "left behind in $H/plain: $(ls -a "$H/plain")"
 escape "write ~/.bashrc (home read-only)" "EROFS" write "$H/.bashrc"
 o=$(sb --cd "$H" -- /usr/bin/python3 "$PROBE" write "$H/ok.txt" 2>&1)
 control "write in the home directory when it is the working directory" "$o"
