@@ -1027,6 +1027,20 @@ static void refuse_now(int fd, uid_t uid, bool hard, bool full) {
         (void)shutdown(fd, SHUT_RD);
 }
 
+/* Over TCP there is no pid to find the user behind a uid: a uid no client
+ * selects -- which is all a user's subordinate uids are, unless the policy
+ * names them -- is charged to one shared bucket (such callers can only be
+ * refused there anyway: over TCP a uid-bound proxy token is the
+ * credential, and only a selected uid holds one). */
+static uid_t tcp_account_uid(uid_t uid) {
+        bool selected;
+
+        pthread_mutex_lock(srv.lock);
+        selected = cb_policy_uid_selectable(*srv.policy, uid, NULL);
+        pthread_mutex_unlock(srv.lock);
+        return selected ? uid : CB_PEER_ACCOUNT_UNKNOWN;
+}
+
 static void conn_notify(void *cls, struct MHD_Connection *conn, void **socket_context,
                         enum MHD_ConnectionNotificationCode code) {
         cb_sandbox *sbx = cls == &admin_marker || cls == &tcp_marker ? NULL : cb_sandbox_of(cls);
@@ -1087,7 +1101,7 @@ static void conn_notify(void *cls, struct MHD_Connection *conn, void **socket_co
         /* Charged to the user behind it: the owner of its user namespace
          * when that is not ours (subordinate uids must not multiply the
          * per-uid cap). */
-        uid_t acct = cls == &tcp_marker || sbx ? uc.uid : cb_peer_account_uid(uc.pid, uc.uid);
+        uid_t acct = sbx ? uc.uid : cls == &tcp_marker ? tcp_account_uid(uc.uid) : cb_peer_account_uid(uc.pid, uc.uid);
         int kind = caps_take(c, acct);
 
         cc->cred = uc;

@@ -7,6 +7,8 @@
 
 #define KEY_MAX (64 + 12 + 1 + 128 + 1) /* client (with "#uid", api_tool.c) \n secret */
 
+#define RL_OWN_MAX 512
+
 struct rl_entry {
         char key[KEY_MAX]; /* "client\nsecret"; "" = free */
         uint64_t window_start;
@@ -45,6 +47,7 @@ bool cb_ratelimit_take(cb_ratelimit *rl, const char *client, const char *secret,
         char key[KEY_MAX];
         struct rl_entry *hit = NULL, *victim = NULL, *own = NULL;
         size_t plen = strlen(client) + 1; /* "client\n": the requester's own windows */
+        size_t own_n = 0;                 /* ... how many it holds */
 
         if (n == 0 || window == 0)
                 return true;
@@ -68,11 +71,19 @@ bool cb_ratelimit_take(cb_ratelimit *rl, const char *client, const char *secret,
                 } else if (now >= e->window_start + e->window &&
                            (!victim || (victim->key[0] && e->window_start < victim->window_start))) {
                         victim = e;
-                } else if (strncmp(e->key, key, plen) == 0 && (!own || e->window_start < own->window_start)) {
-                        own = e;
+                } else if (strncmp(e->key, key, plen) == 0) {
+                        own_n++;
+                        if (!own || e->window_start < own->window_start)
+                                own = e;
                 }
         }
         if (!hit) {
+                /* No requester holds more than RL_OWN_MAX open windows (an
+                 * eighth of the default table): past that its own oldest
+                 * makes room, so no one requester (a "*" grant over
+                 * thousands of names) fills the table for the others. */
+                if (own && own_n >= RL_OWN_MAX)
+                        victim = own;
                 /* Every slot holds an open window: the requester's own
                  * oldest makes room (it can only loosen its own limits,
                  * and only with more windows than the table holds, i.e.

@@ -16,7 +16,8 @@ FLOOD=$HERE/subuid-flood.py
 POLICY='{ "clients": { "tool": {"uid": '$G'} },
   "grants": [ {"client": "tool", "secret": "demo", "use": ["redeem"], "max_ttl": 60} ],
   "admins": {"uids": [0]} }'
-start_daemon --audit-log "$T/audit.log"
+start_daemon --audit-log "$T/audit.log" --listen-tcp 127.0.0.1:0
+TCPP=$(sed -n 's/.* and tcp 127\.0\.0\.1:\([0-9]*\) .*/\1/p' "$T/daemon.out" | head -n 1)
 tok() { run_as $G curl -s -o /dev/null -w '%{http_code} %{time_total}' --max-time 10 --unix-socket "$TS" \
         -d '{"secret":"demo","use":"redeem"}' http://x/v1/token; }
 expect "legitimate: the granted tool is served" "201" "$(tok)"
@@ -46,4 +47,14 @@ n=$((after - before))
         bad "5 subordinate uids' 1,500 refusals: $n recorded (each uid had its own budget)"
 expect "the rest answered 429" "'429'" "$(cat "$T/ref.out")"
 expect "the granted tool is still served" "201" "$(tok)"
+# The TCP listener has no pid to find the owner by: the user's subordinate
+# uids (which no client selects) share one bucket of 128 there.
+"$PYBIN" "$FLOOD" "127.0.0.1:$TCPP" $U $SUB 4 conns 128 3 >"$T/tflood.out" 2>&1 &
+FP=$!
+for _ in $(seq 100); do [ "$(grep -c '^turned' "$T/tflood.out")" -ge 4 ] && break; sleep 0.1; done
+turned=$(awk '/^turned/ { s += $2 } END { print s + 0 }' "$T/tflood.out")
+[ "$turned" -ge $((4 * 128 - 128)) ] && ok "over TCP, 4 subordinate uids' connections past 128 in all were turned away ($turned)" ||
+        bad "over TCP only $turned of 4 subordinate uids' 512 connections were turned away"
+expect "...and the granted tool is served meanwhile" "201" "$(tok)"
+wait $FP 2>/dev/null
 finish

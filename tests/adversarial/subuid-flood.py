@@ -10,6 +10,7 @@ sends REQS requests it is refused ("refusals").
 
     subuid-flood.py SOCK OWNER SUB N conns CONNS HOLD_SECONDS
     subuid-flood.py SOCK OWNER SUB N refusals REQS
+SOCK may be 127.0.0.1:PORT (the --listen-tcp listener) for "conns".
 """
 import ctypes, os, socket, sys, time
 
@@ -24,8 +25,11 @@ def worker(k):
         conns, held = int(sys.argv[6]), []
         turned = 0
         for _ in range(conns):
-            s = socket.socket(socket.AF_UNIX)
-            s.connect(sock)
+            if sock.startswith("127.0.0.1:"):
+                s = socket.create_connection(("127.0.0.1", int(sock.split(":")[1])))
+            else:
+                s = socket.socket(socket.AF_UNIX)
+                s.connect(sock)
             s.sendall(b"G")                      # a request that never ends
             held.append(s)
         time.sleep(0.5)

@@ -73,3 +73,36 @@ TEST(open_windows_never_evicted) {
         ASSERT_TRUE(cb_ratelimit_take(rl, "third#3", "x", 1, 60, 1061, NULL)); /* once a window closed */
         cb_ratelimit_free(rl);
 }
+
+/* One requester never holds more than 512 open windows: a "*" grant over
+ * thousands of names cannot fill the table and lock others out. */
+TEST(one_requester_cannot_fill_the_table) {
+        cb_ratelimit *rl = cb_ratelimit_new(0); /* the daemon's 4,096 */
+        char name[32];
+
+        ASSERT_TRUE(rl != NULL);
+        for (int i = 0; i < 5000; i++) {
+                snprintf(name, sizeof(name), "s%d", i);
+                ASSERT_TRUE(cb_ratelimit_take(rl, "wild#1", name, 3, 3600, 1000, NULL));
+        }
+        for (int i = 0; i < 7; i++) { /* seven more such requesters: 8 x 512 = the table */
+                char who[16];
+                snprintf(who, sizeof(who), "w%d#%d", i, i + 2);
+                for (int k = 0; k < 600; k++) {
+                        snprintf(name, sizeof(name), "s%d", k);
+                        ASSERT_TRUE(cb_ratelimit_take(rl, who, name, 3, 3600, 1000, NULL));
+                }
+        }
+        /* Full of others' open windows, none of its own: refused (fail
+         * closed) -- but only once eight requesters each hold 512. */
+        ASSERT_FALSE(cb_ratelimit_take(rl, "victim#99", "v", 10, 3600, 1000, NULL));
+        cb_ratelimit_free(rl);
+
+        rl = cb_ratelimit_new(0);
+        for (int i = 0; i < 5000; i++) {
+                snprintf(name, sizeof(name), "s%d", i);
+                ASSERT_TRUE(cb_ratelimit_take(rl, "wild#1", name, 3, 3600, 1000, NULL));
+        }
+        ASSERT_TRUE(cb_ratelimit_take(rl, "victim#99", "v", 10, 3600, 1000, NULL)); /* one requester: room left */
+        cb_ratelimit_free(rl);
+}
