@@ -33,6 +33,7 @@
 
 #include "error.h"
 #include "log.h"
+#include "peer.h"
 #include "sandbox.h"
 #include "sandbox_internal.h"
 
@@ -45,7 +46,8 @@ typedef struct slot {
         void *handle;         /* the proxy's server for it */
         bool used;            /* a handler thread owns it */
         bool live;            /* registered: listed, served */
-        uid_t uid;
+        bool authorized;      /* its launcher passed the policy (until then: pending) */
+        uid_t uid;            /* whom it is charged to (cb_peer_account_uid) */
         int conn;             /* the launcher's connection */
         pthread_t thread;
         cb_sandbox sb;
@@ -394,6 +396,9 @@ static void *handler(void *arg) {
                 audit_sandbox("sandbox_open", sb, "deny", err);
                 goto out;
         }
+        pthread_mutex_lock(&mu);
+        s->authorized = true;
+        pthread_mutex_unlock(&mu);
         sb->started = (uint64_t)time(NULL);
         /* Queued before anything is served on it (not waited for: the
          * writer is shared, and a launcher must not hold it up). */
@@ -482,19 +487,28 @@ static void *accept_main(void *arg) {
                         close(c);
                         continue;
                 }
+                /* Charged to the user behind the uid (its subordinate
+                 * uids are its own), and a user may have only a few
+                 * hand-overs pending (not yet past the policy): idle
+                 * connections of users no client selects must not take
+                 * the slots of those it does. */
+                uid_t acct = cb_peer_account_uid(uc.pid, uc.uid);
                 pthread_mutex_lock(&mu);
-                size_t free_i = CB_SANDBOX_MAX, of_uid = 0;
+                size_t free_i = CB_SANDBOX_MAX, of_uid = 0, pending = 0;
                 for (size_t i = 0; i < CB_SANDBOX_MAX; i++) {
-                        if (slots[i].used && slots[i].uid == uc.uid)
+                        if (slots[i].used && slots[i].uid == acct) {
                                 of_uid++;
-                        else if (!slots[i].used && free_i == CB_SANDBOX_MAX)
+                                pending += !slots[i].authorized;
+                        } else if (!slots[i].used && free_i == CB_SANDBOX_MAX) {
                                 free_i = i;
+                        }
                 }
-                if (free_i == CB_SANDBOX_MAX || of_uid >= CB_SANDBOX_PER_UID || stopping) {
+                if (free_i == CB_SANDBOX_MAX || of_uid >= CB_SANDBOX_PER_UID || pending >= CB_SANDBOX_PENDING_PER_UID ||
+                    stopping) {
                         pthread_mutex_unlock(&mu);
                         char msg[160];
-                        snprintf(msg, sizeof(msg), "too many sandboxes (%d in all, %d per uid)", CB_SANDBOX_MAX,
-                                 CB_SANDBOX_PER_UID);
+                        snprintf(msg, sizeof(msg), "too many sandboxes (%d in all, %d per user, %d not yet authorized "
+                                 "per user)", CB_SANDBOX_MAX, CB_SANDBOX_PER_UID, CB_SANDBOX_PENDING_PER_UID);
                         reply_err(c, "too_many_sandboxes", msg);
                         close(c);
                         continue;
@@ -512,7 +526,8 @@ static void *accept_main(void *arg) {
                 sodium_bin2hex(s->sb.id + 3, sizeof(s->sb.id) - 3, rnd, sizeof(rnd));
                 s->used = true;
                 s->live = false;
-                s->uid = uc.uid;
+                s->authorized = false;
+                s->uid = acct;
                 s->conn = c;
                 /* Detached: it clears its slot when done; stop waits for the slots. */
                 pthread_attr_t at;

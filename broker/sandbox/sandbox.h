@@ -53,6 +53,7 @@
 
 #define CB_SANDBOX_MAX 64
 #define CB_SANDBOX_PER_UID 16
+#define CB_SANDBOX_PENDING_PER_UID 2 /* hand-overs not yet past the policy, per user */
 #define CB_SANDBOX_REQ_MAX 4096   /* the launcher's request line, bytes */
 #define CB_SANDBOX_CMD_MAX 256    /* the command line kept for display */
 #define CB_SANDBOX_MAGIC 0x63627362u

@@ -71,6 +71,29 @@ case "$o" in *"$VALUE"*) bad "the value reached the sandbox" ;; *) ok "the value
 o=$(sb $U -- sh -c 'printf "%s %s %s" "$HTTPS_PROXY" "$HTTP_PROXY" "$NO_PROXY"' 2>&1)
 expect "HTTP_PROXY/HTTPS_PROXY point at the listener" "http://127.0.0.1:8411 http://127.0.0.1:8411 127.0.0.1" "$o"
 
+# ---- sandbox.sock's slots: idle connections of users no client selects ------
+# Four uids without a client hold 16 idle connections each to sandbox.sock
+# (64: every slot, before): a launch of a selected uid still works.  Each
+# user may have 2 hand-overs pending (not yet past the policy).
+cat >"$T/idle.py" <<'PY'
+import select, socket, sys, time
+# 16 connections that never send a byte, each reopened as soon as it is dropped.
+end, conns = time.time() + float(sys.argv[2]), []
+while time.time() < end:
+    while len(conns) < 16:
+        s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); conns.append(s)
+    for s in select.select(conns, [], [], 0.05)[0]:
+        s.recv(1000); s.close(); conns.remove(s)
+PY
+chmod 0644 "$T/idle.py"
+IDLE=
+for u in 61930 61931 61932 61933; do as $u /usr/bin/python3 "$T/idle.py" "$T/run/sandbox.sock" 8 & IDLE="$IDLE $!"; done
+sleep 2
+o=$(sb $U -- curl -sS --max-time 10 http://127.0.0.1:8411/v1/health 2>&1); rc=$?
+[ $rc = 0 ] && expect "while 4 uids without a client hold 64 idle connections to sandbox.sock, a launch works" '"ok"' "$o" ||
+        bad "launch blocked by idle connections: exit $rc: $o"
+wait $IDLE 2>/dev/null
+
 # ---- attribution: status while it runs, audit, gone after --------------------------
 sb $U --client sbx -- /bin/sleep 5 >/dev/null 2>&1 &
 S1=$!
