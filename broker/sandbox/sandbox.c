@@ -244,21 +244,30 @@ static void *conn_main(void *arg) {
         uint64_t deadline = now_ms() + HANDSHAKE_TIMEOUT_MS * 2;
         bool tunnel = false, handed = false;
 
+        /* Woken only once 8 bytes are there (or the peer hangs up, or
+         * teardown shuts the socket down): a client sending a prefix of
+         * "CONNECT " a byte at a time costs a wake-up per byte, never a
+         * spin.  Put back to 1 before the connection is handed on. */
+        int lowat = (int)sizeof(peek), one = 1;
+        (void)setsockopt(a->fd, SOL_SOCKET, SO_RCVLOWAT, &lowat, sizeof(lowat));
         for (;;) {
-                struct pollfd pf = { .fd = a->fd, .events = POLLIN };
+                struct pollfd pf = { .fd = a->fd, .events = POLLIN | POLLRDHUP };
                 uint64_t now = now_ms();
                 if (now >= deadline || poll(&pf, 1, (int)(deadline - now)) <= 0)
                         break;
-                n = recv(a->fd, peek, sizeof(peek), MSG_PEEK);
-                if (n <= 0)
+                n = recv(a->fd, peek, sizeof(peek), MSG_PEEK | MSG_DONTWAIT);
+                if (n <= 0 && !(n < 0 && errno == EAGAIN))
                         break;
-                if ((size_t)n == sizeof(peek) || memcmp(peek, "CONNECT ", (size_t)n) != 0) {
+                if (n > 0 && ((size_t)n == sizeof(peek) || memcmp(peek, "CONNECT ", (size_t)n) != 0)) {
                         tunnel = (size_t)n == sizeof(peek) && memcmp(peek, "CONNECT ", 8) == 0;
                         handed = !tunnel;
                         break;
                 }
-                usleep(1000); /* a prefix of "CONNECT ": wait for the rest */
+                if (pf.revents & (POLLRDHUP | POLLHUP | POLLERR | POLLNVAL))
+                        break; /* a prefix of "CONNECT ", then nothing more will come */
+                usleep(1000); /* woken early (a kernel that ignores SO_RCVLOWAT here): wait for the rest */
         }
+        (void)setsockopt(a->fd, SOL_SOCKET, SO_RCVLOWAT, &one, sizeof(one));
         if (tunnel) {
                 __atomic_add_fetch(&s->sb.tunnels, 1, __ATOMIC_RELAXED);
                 cb_sandbox_tunnel(&s->sb, a->fd);
