@@ -171,12 +171,24 @@ done
 echo "# the upstream got the request and ended the connection without a byte of answer"
 for s in plain tls; do
         for how in close rst; do
-                case_ "$s $how GET" "$s" "$how" GET "/$how-get-$s" 0 200
-                r=$(seen "$(lg $s)" GET "/$how-get-$s")
+                # "1 0" / "1 5000": libcurl sent it on a fresh connection,
+                # not the kept one the setup armed, so the case did not
+                # happen (nothing wrong: answered once); tried again, up to
+                # 3 times.  Anything else is judged.
+                for try in 1 2 3; do
+                        case_ "$s $how GET" "$s" "$how" GET "/$how-get-$s-$try" 0 200
+                        r=$(seen "$(lg $s)" GET "/$how-get-$s-$try")
+                        [ "$r" = "1 0" ] && [ $try -lt 3 ] && { echo "     (GET went on a fresh connection; again)"; continue; }
+                        break
+                done
                 [ "$r" = "2 0u 0" ] && ok "$s $how: the GET was sent again on a fresh connection ($r)" ||
                         bad "$s $how: GET: upstream saw $r, want 2 0u 0"
-                case_ "$s $how PUT" "$s" "$how" PUT "/$how-put-$s" 5000 200
-                r=$(seen "$(lg $s)" PUT "/$how-put-$s")
+                for try in 1 2 3; do
+                        case_ "$s $how PUT" "$s" "$how" PUT "/$how-put-$s-$try" 5000 200
+                        r=$(seen "$(lg $s)" PUT "/$how-put-$s-$try")
+                        [ "$r" = "1 5000" ] && [ $try -lt 3 ] && { echo "     (PUT went on a fresh connection; again)"; continue; }
+                        break
+                done
                 [ "$r" = "2 5000u 5000" ] && ok "$s $how: the PUT (idempotent) again, body rewound whole ($r)" ||
                         bad "$s $how: PUT: upstream saw $r, want 2 5000u 5000"
                 for n in 0 3000; do
