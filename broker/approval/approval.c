@@ -69,12 +69,18 @@ uint32_t cb_approvals_timeout(const cb_approvals *a) {
 
 /* Is the process behind pidfd running?  Its pidfd polls readable once it
  * has exited (zombie or reaped). */
+/* A pidfd polls readable once its process exited.  EINTR (a signal landed
+ * during the poll) says nothing about the process: ask again. */
 static bool alive(int pidfd) {
         struct pollfd p = { .fd = pidfd, .events = POLLIN };
+        int r;
 
         if (pidfd < 0)
                 return false;
-        return poll(&p, 1, 0) == 0;
+        do
+                r = poll(&p, 1, 0);
+        while (r < 0 && errno == EINTR);
+        return r == 0;
 }
 
 static bool is_requester(const cb_approval *e, const cb_peer *peer) {

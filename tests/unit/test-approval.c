@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /* The approval table: IDs, caps, who may collect, decisions, timeouts. */
 #include <signal.h>
+#include <sys/time.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -236,6 +237,51 @@ TEST(requester_exits) {
         ASSERT_STREQ(ev.what[0], "abandoned");
         ASSERT_EQ(cb_approvals_count(a), 0);
         close(child.pidfd);
+        close(admin.pidfd);
+        cb_approvals_free(a);
+}
+
+static volatile sig_atomic_t ticks;
+
+static void on_tick(int sig) {
+        (void)sig;
+        ticks++;
+}
+
+/* A signal that lands while the table polls a requester's pidfd (the
+ * daemon's SIGHUP, libFuzzer's SIGALRM) interrupts poll() with EINTR: that
+ * is not the requester exiting.  Found by the fuzz-approval smoke. */
+TEST(signals_do_not_end_a_live_request) {
+        cb_approvals *a = cb_approvals_new(0, 0, 120);
+        cb_peer me = peer_of(1000, getpid(), 1), admin = peer_of(0, getpid(), 9);
+        struct sigaction sa, old;
+        struct itimerval it = { .it_interval = { 0, 20 }, .it_value = { 0, 20 } }, off = { 0 };
+        const cb_approval *e;
+        char id[CB_APPROVAL_ID_LEN + 1];
+        cb_approval c;
+        long bad = 0;
+
+        ASSERT_TRUE(a != NULL);
+        ASSERT_OK(cb_approvals_add(a, &me, "tool", "gh", CB_USE_REDEEM, 1, 0, 0, &e));
+        memcpy(id, e->id, sizeof(id));
+        memset(&sa, 0, sizeof(sa));
+        sa.sa_handler = on_tick; /* no SA_RESTART: poll() would not restart anyway */
+        sigemptyset(&sa.sa_mask);
+        ASSERT_OK(sigaction(SIGALRM, &sa, &old));
+        ASSERT_OK(setitimer(ITIMER_REAL, &it, NULL));
+        for (long i = 0; i < 300000 && ticks < 20000; i++) {
+                if (cb_approvals_check_decide(a, id, false, &admin) != 0)
+                        bad++;
+                if (cb_approvals_collect(a, id, &me, 0, &c) != 0)
+                        bad++;
+        }
+        ASSERT_OK(setitimer(ITIMER_REAL, &off, NULL));
+        ASSERT_OK(sigaction(SIGALRM, &old, NULL));
+        ASSERT_TRUE(ticks > 0);
+        ASSERT_EQ(bad, 0);
+        ASSERT_EQ(cb_approvals_sweep(a, 1, NULL, NULL), 0);
+        ASSERT_EQ(cb_approvals_count(a), 1);
+        close(me.pidfd);
         close(admin.pidfd);
         cb_approvals_free(a);
 }
