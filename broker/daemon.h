@@ -28,10 +28,10 @@ struct MHD_Daemon;
 struct MHD_Connection;
 
 typedef struct daemon_state {
-        pthread_mutex_t lock; /* serialises request handling (after peer identification) and reloads */
+        pthread_mutex_t lock; /* serialises request handling (after peer identification) and sweeps */
         cb_store *store;
-        cb_policy *policy;
-        bool policy_uses_cgroup; /* cb_policy_uses_cgroup(policy): written under lock, read atomically */
+        cb_policy_slot *policy; /* the policy in force: a snapshot a reader acquires (policy.h), never
+                                 * read under cbd.lock; a reload swaps it holding no lock */
         cb_tokens *tokens;
         cb_ratelimit *rate;
         const char *policy_path;
@@ -58,6 +58,8 @@ typedef struct request {
         struct cb_sandbox *sandbox_ref; /* ... and the sandbox */
         cb_peer peer;
         bool have_peer;
+        const cb_policy *policy;   /* the snapshot this request is decided under: acquired at its
+                                    * start (server.c), released when it ends (one policy throughout) */
         uid_t acct_uid;            /* whom its costs are charged to (server.c: cb_peer_account_uid) */
         /* What the audit record says (set by handlers). */
         const char *route;
@@ -170,19 +172,18 @@ int approval_hold(request *rq, const char *client, unsigned use, uint32_t ttl, i
 size_t approval_pending(void);
 
 /* Reload the policy file (main.c); on failure the old policy stays and
- * err says why. */
+ * err says why.  Reads, parses and validates holding no lock, then swaps
+ * the snapshot: requests in flight keep the one they started with. */
 int policy_reload(char *err, size_t errlen);
 
 /* What http/ works on, handed by main.c before server_start (so http/
  * reads no daemon-wide global): the token table (a token minted for an
- * answer whose record cannot be written is revoked), the policy in force
- * (a pointer to main.c's, swapped on reload under lock) and whether it
- * selects on cgroups (read atomically, without the lock), and the lock the
- * handlers run under (today cbd.lock). */
+ * answer whose record cannot be written is revoked), the slot of the
+ * policy in force (each request acquires its snapshot at its start:
+ * rq->policy), and the lock the handlers run under (today cbd.lock). */
 typedef struct server_env {
         cb_tokens *tokens;
-        cb_policy *const *policy;
-        const bool *policy_uses_cgroup;
+        cb_policy_slot *policy;
         pthread_mutex_t *lock;
 } server_env;
 void server_attach(const server_env *env);

@@ -113,21 +113,27 @@ static uint64_t mono_usec(void) {
 }
 
 /* jansson's strings may hold a value on its way out: wipe on free. */
+/* Reloads are serialised among themselves only (SIGHUP and the admin
+ * route: the file read last is the one in force); no request waits on
+ * this lock, and none is held while the file is read and parsed. */
+static pthread_mutex_t reload_lock = PTHREAD_MUTEX_INITIALIZER;
+
 int policy_reload(char *err, size_t errlen) {
         cb_policy *p;
-        int r = cb_path_check_trusted(cbd.policy_path, geteuid(), "policy");
+        int r;
 
+        pthread_mutex_lock(&reload_lock);
+        r = cb_path_check_trusted(cbd.policy_path, geteuid(), "policy");
         if (r == 0)
                 r = cb_policy_load(cbd.policy_path, &p);
-
         if (r < 0) {
                 snprintf(err, errlen, "%s", cb_error_last());
+                pthread_mutex_unlock(&reload_lock);
                 return r;
         }
         warn_replaceable_exes(p, false);
-        cb_policy_free(cbd.policy);
-        cbd.policy = p;
-        __atomic_store_n(&cbd.policy_uses_cgroup, cb_policy_uses_cgroup(p), __ATOMIC_RELEASE);
+        cb_policy_publish(cbd.policy, p); /* the old one is freed by its last reader */
+        pthread_mutex_unlock(&reload_lock);
         return 0;
 }
 
@@ -169,8 +175,8 @@ static int sandbox_authorize(const cb_peer *peer, const char *want, char ret_cli
         const char *names[64];
         int r = 0;
 
-        pthread_mutex_lock(&cbd.lock);
-        size_t n = cb_policy_match_clients(cbd.policy, peer, names, sizeof(names) / sizeof(names[0]));
+        const cb_policy *pol = cb_policy_acquire(cbd.policy);
+        size_t n = cb_policy_match_clients(pol, peer, names, sizeof(names) / sizeof(names[0]));
         size_t k = n > 64 ? 64 : n;
         if (want && *want) {
                 size_t i;
@@ -187,21 +193,21 @@ static int sandbox_authorize(const cb_peer *peer, const char *want, char ret_cli
         } else {
                 snprintf(ret_client, 65, "%s", names[0]);
         }
-        pthread_mutex_unlock(&cbd.lock);
+        cb_policy_unref(pol); /* names[] pointed into it */
         return r;
 }
 
 static bool sandbox_egress_allows(const char *client, const char *host, unsigned port) {
-        pthread_mutex_lock(&cbd.lock);
-        bool ok = cb_policy_egress_allows(cbd.policy, client, host, port);
-        pthread_mutex_unlock(&cbd.lock);
+        const cb_policy *pol = cb_policy_acquire(cbd.policy);
+        bool ok = cb_policy_egress_allows(pol, client, host, port);
+        cb_policy_unref(pol);
         return ok;
 }
 
 static bool sandbox_egress_alert(const char *client) {
-        pthread_mutex_lock(&cbd.lock);
-        bool on = cb_policy_egress_alert(cbd.policy, client);
-        pthread_mutex_unlock(&cbd.lock);
+        const cb_policy *pol = cb_policy_acquire(cbd.policy);
+        bool on = cb_policy_egress_alert(pol, client);
+        cb_policy_unref(pol);
         return on;
 }
 
@@ -710,12 +716,19 @@ int main(int argc, char **argv) {
                         return 1;
                 }
         }
-        if (cb_policy_load(cbd.policy_path, &cbd.policy) < 0) {
-                say_err("%s", cb_error_last());
-                return 1;
+        {
+                cb_policy *first;
+                if (cb_policy_load(cbd.policy_path, &first) < 0) {
+                        say_err("%s", cb_error_last());
+                        return 1;
+                }
+                warn_replaceable_exes(first, false);
+                if (!(cbd.policy = cb_policy_slot_new(first))) {
+                        cb_policy_free(first);
+                        say_err("out of memory");
+                        return 1;
+                }
         }
-        cbd.policy_uses_cgroup = cb_policy_uses_cgroup(cbd.policy);
-        warn_replaceable_exes(cbd.policy, false);
         if (alert_init(alert_hook, hook_timeout, deny_n, deny_window) < 0) {
                 say_err("cannot start the alert worker");
                 goto out;
@@ -769,7 +782,7 @@ int main(int argc, char **argv) {
         if (provision_dir)
                 provision_dir_scan(cbd.store, provision_dir, "start");
         /* leak/ and proxy/ work on what they are handed, not on cbd. */
-        leak_attach(&(leak_env){ .store = cbd.store, .tokens = &cbd.tokens, .policy = &cbd.policy, .lock = &cbd.lock });
+        leak_attach(&(leak_env){ .store = cbd.store, .tokens = &cbd.tokens, .lock = &cbd.lock });
         if (scanner_init(state_dir) < 0) {
                 say_err("%s", cb_error_last());
                 goto out;
@@ -789,7 +802,7 @@ int main(int argc, char **argv) {
         /* Grace that ran out while we were down (a leaked rotation cut short
          * by a crash included) is applied before anything is served. */
         rotate_attach(&(rotate_env){ .store = cbd.store, .tokens = cbd.tokens, .lock = &cbd.lock });
-        proxy_attach(&(proxy_env){ .store = cbd.store, .tokens = cbd.tokens, .policy = &cbd.policy, .lock = &cbd.lock });
+        proxy_attach(&(proxy_env){ .store = cbd.store, .tokens = cbd.tokens, .lock = &cbd.lock });
         if (rotate_init(rotate_hook_dir) < 0) {
                 say_err("%s", cb_error_last());
                 goto out;
@@ -808,8 +821,7 @@ int main(int argc, char **argv) {
                 say_err("%s", cb_error_last());
                 goto out;
         }
-        server_attach(&(server_env){ .tokens = cbd.tokens, .policy = &cbd.policy,
-                                     .policy_uses_cgroup = &cbd.policy_uses_cgroup, .lock = &cbd.lock });
+        server_attach(&(server_env){ .tokens = cbd.tokens, .policy = cbd.policy, .lock = &cbd.lock });
         if (server_start(tool_fd, admin_fd, tcp_fd, threads, tool_threads) < 0) {
                 say_err("%s", cb_error_last());
                 goto out;
@@ -828,9 +840,13 @@ int main(int argc, char **argv) {
                 goto out;
         }
         sandbox_on = true;
-        say("serving %zu secrets on %s and %s%s%s (policy %s: %zu clients, %zu grants)", cb_store_count(cbd.store),
-            tool_path, admin_path, tcp_fd >= 0 ? " and tcp " : "", tcp_desc, cbd.policy_path,
-            cb_policy_n_clients(cbd.policy), cb_policy_n_grants(cbd.policy));
+        {
+                const cb_policy *pol = cb_policy_acquire(cbd.policy);
+                say("serving %zu secrets on %s and %s%s%s (policy %s: %zu clients, %zu grants)",
+                    cb_store_count(cbd.store), tool_path, admin_path, tcp_fd >= 0 ? " and tcp " : "", tcp_desc,
+                    cbd.policy_path, cb_policy_n_clients(pol), cb_policy_n_grants(pol));
+                cb_policy_unref(pol);
+        }
         (void)sd_notifyf(0, "READY=1\nSTATUS=serving %zu secrets", cb_store_count(cbd.store));
         uint64_t refused_said = 0, full_said = 0;
         /* Housekeeping (sweeps, trims, reports) once a second and on a
@@ -851,6 +867,22 @@ int main(int argc, char **argv) {
                         (void)sd_notify(0, "STOPPING=1\nSTATUS=stopping");
                         break;
                 }
+                bool reloaded = true;
+                if (sig == SIGHUP) {
+                        /* The policy is read, parsed and swapped in holding
+                         * no lock: requests keep being served meanwhile,
+                         * each under the snapshot it started with. */
+                        char err[512];
+                        (void)sd_notify(0, "RELOADING=1"); /* systemctl reload waits for READY=1 */
+                        if (!(reloaded = policy_reload(err, sizeof(err)) >= 0)) {
+                                say_warn("SIGHUP: policy NOT reloaded, the old one stays in force: %s", err);
+                        } else {
+                                const cb_policy *pol = cb_policy_acquire(cbd.policy);
+                                say("SIGHUP: policy reloaded: %zu clients, %zu grants", cb_policy_n_clients(pol),
+                                    cb_policy_n_grants(pol));
+                                cb_policy_unref(pol);
+                        }
+                }
                 pthread_mutex_lock(&cbd.lock);
                 /* The watchdog is fed from here, after taking the lock every
                  * request shares: a handler stuck under it starves the
@@ -860,14 +892,6 @@ int main(int argc, char **argv) {
                         next_ping = now + ping_every;
                 }
                 if (sig == SIGHUP) {
-                        char err[512];
-                        bool reloaded;
-                        (void)sd_notify(0, "RELOADING=1"); /* systemctl reload waits for READY=1 */
-                        if (!(reloaded = policy_reload(err, sizeof(err)) >= 0))
-                                say_warn("SIGHUP: policy NOT reloaded, the old one stays in force: %s", err);
-                        else
-                                say("SIGHUP: policy reloaded: %zu clients, %zu grants",
-                                    cb_policy_n_clients(cbd.policy), cb_policy_n_grants(cbd.policy));
                         if (audit && audit_reopen() < 0)
                                 say_warn("SIGHUP: audit log NOT reopened, still writing the old file: %s",
                                     cb_error_last());
@@ -926,7 +950,7 @@ out:
         cb_ratelimit_free(cbd.rate);
         scanner_shutdown();
         cb_store_close(cbd.store);
-        cb_policy_free(cbd.policy);
+        cb_policy_slot_free(cbd.policy);
         cb_unlock_spec_free(spec);
         pthread_mutex_lock(&cbd.lock);
         audit_close();

@@ -266,7 +266,7 @@ int api_revoke(request *rq, const http_args *args) {
                         ret = reply_error(rq, 404, "not_found", "no live token has accessor '%.64s'", acc);
                         goto out;
                 }
-        } else if (cli && !cb_policy_has_client(cbd.policy, cli)) {
+        } else if (cli && !cb_policy_has_client(rq->policy, cli)) {
                 snprintf(rq->client, sizeof(rq->client), "%s", cli);
                 ret = reply_error(rq, 404, "not_found", "the policy names no client '%.64s'", cli);
                 goto out;
@@ -306,10 +306,13 @@ int api_reload(request *rq, const http_args *args) {
         (void)args;
         if (policy_reload(err, sizeof(err)) < 0)
                 return reply_error(rq, 400, "bad_request", "policy not reloaded, the old one stays: %s", err);
-        return reply_json(rq, 200,
-                          json_pack("{s:I, s:I}", "clients", (json_int_t)cb_policy_n_clients(cbd.policy), "grants",
-                                    (json_int_t)cb_policy_n_grants(cbd.policy)),
-                          false);
+        /* The figures of the policy just put in force (this request itself
+         * was decided under the one before). */
+        const cb_policy *now = cb_policy_acquire(cbd.policy);
+        json_t *o = json_pack("{s:I, s:I}", "clients", (json_int_t)cb_policy_n_clients(now), "grants",
+                              (json_int_t)cb_policy_n_grants(now));
+        cb_policy_unref(now);
+        return reply_json(rq, 200, o, false);
 }
 
 int api_status(request *rq, const http_args *args) {
@@ -321,8 +324,8 @@ int api_status(request *rq, const http_args *args) {
                                     (json_int_t)cb_tokens_count(cbd.tokens), "secrets",
                                     (json_int_t)cb_store_count(cbd.store), "generation",
                                     (json_int_t)cb_store_generation(cbd.store), "policy", "clients",
-                                    (json_int_t)cb_policy_n_clients(cbd.policy), "grants",
-                                    (json_int_t)cb_policy_n_grants(cbd.policy));
+                                    (json_int_t)cb_policy_n_clients(rq->policy), "grants",
+                                    (json_int_t)cb_policy_n_grants(rq->policy));
         if (st) {
                 json_object_set_new(st, "scanner", scanner_status_json());
                 json_object_set_new(st, "leaked_values", json_integer((json_int_t)cb_store_leaked_count(cbd.store)));
@@ -477,7 +480,7 @@ int api_audit_verify(request *rq, const http_args *args) {
  * that decided the path (NULL: none; a wrong method still writes nothing
  * but is recorded as an intent, as any non-GET is). */
 bool api_admin_gate(request *rq, const http_route *path, int *ret) {
-        if (!cb_policy_is_admin(cbd.policy, rq->peer.uid, rq->peer.gid)) {
+        if (!cb_policy_is_admin(rq->policy, rq->peer.uid, rq->peer.gid)) {
                 rq->route = "admin";
                 *ret = reply_error(rq, 403, "forbidden", "uid %u is not an admin in the policy",
                                    (unsigned)rq->peer.uid);
@@ -488,8 +491,11 @@ bool api_admin_gate(request *rq, const http_route *path, int *ret) {
                         *ret = reply_audit_refused(rq);
                         return true;
                 }
-                /* The policy may have been reloaded meanwhile. */
-                if (!cb_policy_is_admin(cbd.policy, rq->peer.uid, rq->peer.gid)) {
+                /* The policy may have been reloaded while the intent
+                 * was written: the request goes on under the newest one. */
+                cb_policy_unref(rq->policy);
+                rq->policy = cb_policy_acquire(cbd.policy);
+                if (!cb_policy_is_admin(rq->policy, rq->peer.uid, rq->peer.gid)) {
                         rq->route = "admin";
                         *ret = reply_error(rq, 403, "forbidden", "uid %u is not an admin in the policy",
                                            (unsigned)rq->peer.uid);

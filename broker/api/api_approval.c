@@ -166,7 +166,7 @@ static int collect_approved(request *rq, const cb_approval *c) {
         int r, ret;
 
         /* A reload in between may have taken the grant away. */
-        const cb_grant *g = cb_policy_find_grant(cbd.policy, &rq->peer, c->secret, c->use, &client);
+        const cb_grant *g = cb_policy_find_grant(rq->policy, &rq->peer, c->secret, c->use, &client);
         if (!g)
                 return reply_error(rq, 403, "forbidden", "approved, but the grant for '%s' (%s) no longer exists",
                                    c->secret, use_name(c->use));
@@ -302,7 +302,7 @@ static int route_decide(request *rq, const char *id, size_t id_len, bool approve
          * runs (an agent of that uid can run curl), may deny but not
          * approve.  uid-level separation, not (uid, executable). */
         const char *as_client = NULL;
-        if (approve && cb_policy_uid_selectable(cbd.policy, rq->peer.uid, &as_client)) {
+        if (approve && cb_policy_uid_selectable(rq->policy, rq->peer.uid, &as_client)) {
                 ret = reply_error(rq, 403, "forbidden",
                                   "uid %u can be policy client '%s': an approver must not be a uid tools run as",
                                   (unsigned)rq->peer.uid, as_client);

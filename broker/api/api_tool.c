@@ -113,7 +113,7 @@ int api_token(request *rq, const http_args *args) {
                                   "can redeem a value stays bound to its executable");
                 goto out;
         }
-        g = cb_policy_find_grant(cbd.policy, &rq->peer, secret, use, &client);
+        g = cb_policy_find_grant(rq->policy, &rq->peer, secret, use, &client);
         if (!g) {
                 ret = reply_error(rq, 403, "forbidden", "no grant lets uid %u (%s) use '%s' for %s",
                                   (unsigned)rq->peer.uid, rq->peer.exe_path, secret, use_s ? use_s : "proxy");
@@ -229,7 +229,7 @@ int api_redeem(request *rq, const http_args *args) {
         snprintf(rq->secret, sizeof(rq->secret), "%s", info->secret);
         snprintf(rq->client, sizeof(rq->client), "%s", info->client);
         /* The grant must still exist: a policy reload can take it away. */
-        if (!cb_policy_find_grant(cbd.policy, &rq->peer, info->secret, CB_USE_REDEEM, NULL)) {
+        if (!cb_policy_find_grant(rq->policy, &rq->peer, info->secret, CB_USE_REDEEM, NULL)) {
                 ret = reply_error(rq, 403, "forbidden", "the grant for '%s' (redeem) no longer exists", info->secret);
                 goto out;
         }

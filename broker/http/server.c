@@ -691,7 +691,7 @@ static int identify(request *rq, const conn_ctx *cc, const struct ucred *cred, u
 
         /* Never hashed here: hash_step() does that, off this thread. */
         if (rq->admin_socket)
-                what = __atomic_load_n(srv.policy_uses_cgroup, __ATOMIC_ACQUIRE) ? CB_PEER_CGROUP : 0;
+                what = cb_policy_uses_cgroup(rq->policy) ? CB_PEER_CGROUP : 0;
         else
                 what = !(need & CB_NEED_SELECTED) ? CB_PEER_SKIP_EXE : (need & CB_NEED_CGROUP) ? CB_PEER_CGROUP : 0;
         return cb_peer_identify_pidfd(cred, cc->snd.pidfd, exe_cache, what | CB_PEER_SKIP_HASH, &rq->peer);
@@ -821,6 +821,11 @@ static enum MHD_Result dispatch(void *cls, struct MHD_Connection *conn, const ch
         bool probe = path && (path->flags & HTTP_ROUTE_PROBE) && strcmp(method, "GET") == 0;
         rq->sandbox = sbx ? sbx->id : NULL;
         rq->sandbox_ref = sbx;
+        /* The policy this request is decided under, from its first call to
+         * its end (a resumed request keeps it; completed() releases it):
+         * a reload meanwhile neither waits for it nor changes its mind. */
+        if (!rq->policy)
+                rq->policy = cb_policy_acquire(srv.policy);
         if (rq->tcp) {
                 /* Over TCP the uid comes from sock_diag (looked up once, at
                  * accept: a socket's owner never changes); there is no pid
@@ -854,7 +859,7 @@ static enum MHD_Result dispatch(void *cls, struct MHD_Connection *conn, const ch
          * the policy needs for that uid (lazy identity). */
         conn_ctx *cc = conn_ctx_of(conn);
         struct ucred cred;
-        unsigned need = ~0u, need2;
+        unsigned need = ~0u;
         int r;
 
         if (!cc)
@@ -865,27 +870,14 @@ static enum MHD_Result dispatch(void *cls, struct MHD_Connection *conn, const ch
          * stat of /proc/PID/ns/pid for a writer in our pid namespace. */
         if (r == 0)
                 r = cb_peer_writer_trusted(cred.pid, cc->cred.pid);
-        if (r == 0 && !rq->admin_socket) {
-                pthread_mutex_lock(srv.lock);
-                need = cb_policy_uid_needs(*srv.policy, cred.uid, cred.gid, NULL);
-                pthread_mutex_unlock(srv.lock);
-        }
+        if (r == 0 && !rq->admin_socket)
+                need = cb_policy_uid_needs(rq->policy, cred.uid, cred.gid, NULL);
         r = r < 0 ? r : identify(rq, cc, &cred, need);
         if (r == 0 && (rq->admin_socket || (need & CB_NEED_SELECTED)) && (r = hash_step(rq, conn, true)) == 1)
                 return MHD_YES; /* suspended until a worker has hashed its executable */
+        /* No reload can ask for more in between: identification and the
+         * route both read rq->policy, one snapshot. */
         pthread_mutex_lock(srv.lock);
-        if (r == 0 && !rq->admin_socket &&
-            ((need2 = cb_policy_uid_needs(*srv.policy, cred.uid, cred.gid, NULL)) & ~need) != 0) {
-                /* A reload in between asks for more: again, outside the
-                 * lock (a hash not cached by now is refused: retry). */
-                pthread_mutex_unlock(srv.lock);
-                cb_peer_done(&rq->peer);
-                need = need2;
-                r = identify(rq, cc, &cred, need);
-                if (r == 0 && (need & CB_NEED_SELECTED))
-                        r = hash_step(rq, conn, false);
-                pthread_mutex_lock(srv.lock);
-        }
         if (r == -EBUSY || r == -EAGAIN) {
                 ret = reply_error(rq, 503, "identity_busy", "caller not identified yet: %s", cb_error_last());
         } else if (r < 0) {
@@ -1033,11 +1025,10 @@ static void refuse_now(int fd, uid_t uid, bool hard, bool full) {
  * refused there anyway: over TCP a uid-bound proxy token is the
  * credential, and only a selected uid holds one). */
 static uid_t tcp_account_uid(uid_t uid) {
-        bool selected;
+        const cb_policy *pol = cb_policy_acquire(srv.policy);
+        bool selected = cb_policy_uid_selectable(pol, uid, NULL);
 
-        pthread_mutex_lock(srv.lock);
-        selected = cb_policy_uid_selectable(*srv.policy, uid, NULL);
-        pthread_mutex_unlock(srv.lock);
+        cb_policy_unref(pol);
         return selected ? uid : CB_PEER_ACCOUNT_UNKNOWN;
 }
 
@@ -1135,6 +1126,7 @@ static void completed(void *cls, struct MHD_Connection *conn, void **con_cls, en
         proxy_request_done(rq);
         scan_request_done(rq);
         cb_peer_done(&rq->peer);
+        cb_policy_unref(rq->policy);
         free(rq);
         *con_cls = NULL;
 }

@@ -285,8 +285,8 @@ int leak_respond(request *rq, const scan_seen *seen, size_t n_seen) {
                         ev = json_pack("{s:s, s:s, s:o, s:s, s:I}", "what", "token", "accessor", s->name, "forms",
                                        forms, "action", action, "tokens_revoked", (json_int_t)revoked);
                 } else {
-                        bool canary = cb_policy_is_canary(*leak_cur.policy, s->name);
-                        enum cb_on_leak a = cb_policy_on_leak(*leak_cur.policy, s->name);
+                        bool canary = cb_policy_is_canary(rq->policy, s->name);
+                        enum cb_on_leak a = cb_policy_on_leak(rq->policy, s->name);
                         const char *note = NULL;
                         mark *m = mark_get(s->name, true);
 
@@ -375,7 +375,7 @@ static bool canary_alert_due(uid_t uid, const char *route, uint64_t now) {
 }
 
 bool leak_canary_note(request *rq, const char *secret) {
-        if (!cb_policy_is_canary(*leak_cur.policy, secret))
+        if (!cb_policy_is_canary(rq->policy, secret))
                 return false;
         json_t *ev = json_pack("{s:s, s:o*, s:s, s:I, s:I, s:o*}", "what", "token_request", "secret",
                                cb_json_string_lossy(secret), "route", rq->route ? rq->route : "token", "uid",

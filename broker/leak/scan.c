@@ -476,7 +476,7 @@ int scan_start(request *rq) {
         if (strcmp(rq->method, "POST") != 0)
                 return reply_error(rq, 405, "method_not_allowed", "use POST");
         if (!rq->admin_socket) {
-                if (!cb_policy_scan_grant(*leak_cur.policy, &rq->peer, &client))
+                if (!cb_policy_scan_grant(rq->policy, &rq->peer, &client))
                         return reply_error(rq, 403, "forbidden", "no grant lets uid %u (%s) scan",
                                            (unsigned)rq->peer.uid, rq->peer.exe_path);
                 snprintf(rq->client, sizeof(rq->client), "%s", client);
@@ -494,7 +494,7 @@ int scan_start(request *rq) {
                 j->uid = rq->peer.uid;
                 j->counted = true;
                 uint32_t max_req;
-                cb_policy_scan_budget(*leak_cur.policy, &max_req, &j->budget_bytes);
+                cb_policy_scan_budget(rq->policy, &max_req, &j->budget_bytes);
                 if (!budget_charge(j->uid, 1, 0, max_req, j->budget_bytes)) {
                         scan_budget_alert(rq, "requests", max_req);
                         job_free(j);
@@ -635,7 +635,7 @@ int scan_finish(request *rq) {
         if (j->over_budget) {
                 uint32_t max_req;
                 uint64_t max_bytes;
-                cb_policy_scan_budget(*leak_cur.policy, &max_req, &max_bytes);
+                cb_policy_scan_budget(rq->policy, &max_req, &max_bytes);
                 scan_budget_alert(rq, "bytes", max_bytes);
                 ret = reply_error(rq, 429, "scan_budget", "uid %u used its scan budget of %" PRIu64 " bytes per "
                                   "minute (policy scan_budget): the body was not scanned past it",

@@ -61,14 +61,13 @@ void scanner_shutdown(void);
  * scanner_init), so that no file of leak/ reaches for the daemon-wide
  * state: the store (read, and marked leaked), the token table (looked up:
  * the accessor of a token sighted in text; revoking goes through
- * leak_react.h), the policy in force (a pointer to main.c's, swapped on
- * reload under lock), and the lock that guards the three and the leak
- * response (today main.c's request lock, which the handlers hold; the
- * matcher's callbacks and scan_finish take it themselves). */
+ * leak_react.h), and the lock that guards the two and the leak response
+ * (today main.c's request lock, which the handlers hold; the matcher's
+ * callbacks and scan_finish take it themselves).  The policy is the
+ * request's own snapshot (rq->policy), taken without a lock. */
 typedef struct leak_env {
         cb_store *store;
         cb_tokens *const *tokens;
-        cb_policy *const *policy;
         pthread_mutex_t *lock;
 } leak_env;
 void leak_attach(const leak_env *env);

@@ -225,12 +225,7 @@ bool cb_policy_has_client(const cb_policy *p, const char *name) {
 }
 
 bool cb_policy_uses_cgroup(const cb_policy *p) {
-        if (!p)
-                return false;
-        for (size_t i = 0; i < p->n_clients; i++)
-                if (p->clients[i].sel & SEL_CGROUP)
-                        return true;
-        return false;
+        return p && p->uses_cgroup;
 }
 
 size_t cb_policy_n_clients(const cb_policy *p) {

@@ -86,7 +86,34 @@ int cb_policy_load(const char *path, cb_policy **ret);
 /* Parse from memory; origin names the source in messages. */
 int cb_policy_parse(const char *json, size_t len, const char *origin, cb_policy **ret);
 
+/* Free a policy nobody else holds (a failed or checked load).  A policy
+ * in force is shared: see the snapshot below. */
 void cb_policy_free(cb_policy *p);
+
+/* ---- the policy in force: an immutable, reference-counted snapshot ----
+ * A loaded policy is never changed (its derived flags, e.g.
+ * cb_policy_uses_cgroup, are computed at parse).  The daemon keeps the one
+ * in force in a slot; a reload parses and validates the new file holding
+ * no lock and then publishes it (a pointer swap).  A reader takes a
+ * reference (cb_policy_acquire) and uses that one snapshot for as long as
+ * it needs it -- a request from its start to its end -- so it never waits
+ * for a reload and never sees two policies.  The slot's lock covers only
+ * the pointer load and the reference increment (or the swap): never a
+ * parse, a free or any I/O.  A policy is freed by its last reference. */
+typedef struct cb_policy_slot cb_policy_slot;
+
+/* A slot holding p (its reference moves into the slot).  NULL on ENOMEM. */
+cb_policy_slot *cb_policy_slot_new(cb_policy *p);
+/* Drops the slot's reference (the policy lives on while referenced). */
+void cb_policy_slot_free(cb_policy_slot *s);
+/* A reference to the policy in force (never NULL for a slot made with a
+ * policy); give it back with cb_policy_unref. */
+const cb_policy *cb_policy_acquire(cb_policy_slot *s);
+/* Put p (its reference moves into the slot) in force; the old one is
+ * released (freed here, outside the slot's lock, if nobody holds it). */
+void cb_policy_publish(cb_policy_slot *s, cb_policy *p);
+const cb_policy *cb_policy_ref(const cb_policy *p);
+void cb_policy_unref(const cb_policy *p);
 
 /* The grant letting peer use secret for use (exactly one CB_USE_* bit,
  * else NULL), or NULL.

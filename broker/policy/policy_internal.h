@@ -68,6 +68,8 @@ typedef struct secret_pol {
 } secret_pol;
 
 struct cb_policy {
+        unsigned long refs;             /* atomic: 1 at parse, cb_policy_ref/_unref (policy_snapshot.c) */
+        bool uses_cgroup;               /* derived at parse: a client selects on the cgroup */
         client *clients;                /* file order */
         size_t n_clients;
         name_ix *by_name;               /* sorted by name, for lookups */

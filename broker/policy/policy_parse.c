@@ -561,6 +561,11 @@ int cb_policy_parse(const char *json, size_t len, const char *origin, cb_policy 
                 goto out;
         if ((r = resolve_exes(c.p)) < 0)
                 goto out;
+        /* Derived flags are computed once, here: the snapshot never changes. */
+        for (size_t i = 0; i < c.p->n_clients; i++)
+                if (c.p->clients[i].sel & SEL_CGROUP)
+                        c.p->uses_cgroup = true;
+        c.p->refs = 1;
         *ret = c.p;
         c.p = NULL;
         r = 0;

@@ -14,16 +14,14 @@
 
 /* What the proxy works on, handed by main.c at start (proxy_attach, before
  * the servers), so that no file of proxy/ reaches for the daemon-wide
- * state: the store, the token table, the policy in force (a pointer to
- * main.c's, swapped on reload under lock), and the lock that guards the
- * three and the request handlers (today main.c's request lock: the
+ * state: the store, the token table, and the lock that guards the two
+ * and the request handlers (today main.c's request lock: the
  * deciding half runs under it; the tool side takes it to answer from a
  * transfer's hand-over).  The completion's audit record needs no lock
- * (audit.h). */
+ * (audit.h).  The policy is the request's own snapshot (rq->policy). */
 typedef struct proxy_env {
         cb_store *store;
         cb_tokens *tokens;
-        cb_policy *const *policy;
         pthread_mutex_t *lock;
 } proxy_env;
 void proxy_attach(const proxy_env *env);

@@ -298,9 +298,9 @@ int api_proxy(request *rq) {
          * token, for the client it was issued to -- a client that still
          * selects the presenter's uid (moved to another uid by a reload,
          * the old uid's tokens stop here). */
-        bool still = info->any_exe ? cb_policy_client_may_select(*proxy_cur.policy, info->client, rq->peer.uid) &&
-                                             cb_policy_client_grant(*proxy_cur.policy, info->client, secret, CB_USE_PROXY)
-                                   : cb_policy_find_grant(*proxy_cur.policy, &rq->peer, secret, CB_USE_PROXY, NULL) != NULL;
+        bool still = info->any_exe ? cb_policy_client_may_select(rq->policy, info->client, rq->peer.uid) &&
+                                             cb_policy_client_grant(rq->policy, info->client, secret, CB_USE_PROXY)
+                                   : cb_policy_find_grant(rq->policy, &rq->peer, secret, CB_USE_PROXY, NULL) != NULL;
         if (!still) {
                 ret = reply_error(rq, 403, "forbidden", "the grant for '%s' (proxy) no longer exists", secret);
                 goto out;
