@@ -263,9 +263,7 @@ static void flush_drop(request *rq, bool force) {
                 audit_rec_put(rq->audit_recs[i]);
         rq->n_audit_recs = 0;
         if (rq->token_issued) {
-                pthread_mutex_lock(srv.lock);
-                (void)cb_tokens_revoke_accessor(srv.tokens, rq->accessor);
-                pthread_mutex_unlock(srv.lock);
+                (void)cb_tokens_revoke_accessor(srv.tokens, rq->accessor); /* the table locks itself */
                 rq->token_issued = false;
         }
         if (rq->proxy_held)

@@ -376,11 +376,9 @@ static int on_hit(void *ctx, const cb_scan_hit *h, char label[CB_SCAN_LABEL_MAX]
         char acc[CB_ACCESSOR_LEN + 1] = "";
 
         if (h->kind == CB_SK_TOKEN) {
-                const cb_token_info *info;
-                pthread_mutex_lock(leak_cur.lock);
+                const cb_token_info *info; /* the table's own lock: no other needed */
                 if (cb_tokens_peek(*leak_cur.tokens, h->token, CB_TOKEN_LEN, &info) == 0)
                         memcpy(acc, info->accessor, sizeof(acc));
-                pthread_mutex_unlock(leak_cur.lock);
                 if (acc[0])
                         snprintf(label, CB_SCAN_LABEL_MAX, "%s", acc);
                 if (remember(j, acc, 0, h->kind, true) < 0)

@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +18,7 @@ struct rl_entry {
 };
 
 struct cb_ratelimit {
+        pthread_mutex_t lock; /* the table's own: held for one take (memory only) */
         struct rl_entry *e;
         size_t n;
 };
@@ -26,6 +28,7 @@ cb_ratelimit *cb_ratelimit_new(size_t max_entries) {
 
         if (!rl)
                 return NULL;
+        pthread_mutex_init(&rl->lock, NULL);
         rl->n = max_entries ? max_entries : 4096;
         rl->e = calloc(rl->n, sizeof(*rl->e));
         if (!rl->e) {
@@ -38,12 +41,28 @@ cb_ratelimit *cb_ratelimit_new(size_t max_entries) {
 void cb_ratelimit_free(cb_ratelimit *rl) {
         if (!rl)
                 return;
+        pthread_mutex_destroy(&rl->lock);
         free(rl->e);
         free(rl);
 }
 
+static bool take_locked(cb_ratelimit *rl, const char *client, const char *secret, uint32_t n, uint32_t window,
+                        uint64_t now, uint32_t *ret_retry_after);
+
 bool cb_ratelimit_take(cb_ratelimit *rl, const char *client, const char *secret, uint32_t n, uint32_t window,
                        uint64_t now, uint32_t *ret_retry_after) {
+        bool ok;
+
+        if (n == 0 || window == 0)
+                return true;
+        pthread_mutex_lock(&rl->lock);
+        ok = take_locked(rl, client, secret, n, window, now, ret_retry_after);
+        pthread_mutex_unlock(&rl->lock);
+        return ok;
+}
+
+static bool take_locked(cb_ratelimit *rl, const char *client, const char *secret, uint32_t n, uint32_t window,
+                        uint64_t now, uint32_t *ret_retry_after) {
         char key[KEY_MAX];
         struct rl_entry *hit = NULL, *victim = NULL, *own = NULL;
         size_t plen = strlen(client) + 1; /* "client\n": the requester's own windows */

@@ -4,6 +4,9 @@
  * per (client, secret).  The table is bounded; when full, the entry whose
  * window started longest ago is reused (it is the least likely to still be
  * limiting anyone).
+ *
+ * Thread-safe: the table guards itself (a mutex held for one take, memory
+ * work only); callers need no lock of their own.
  */
 #pragma once
 

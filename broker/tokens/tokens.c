@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,6 +45,17 @@
  * high chunks empty first; empty chunks at the end are unmapped, empty ones
  * in the middle given back with MADV_DONTNEED (their address stays valid),
  * and an index four times larger than it needs is rebuilt smaller.
+ *
+ * Locking: the table guards itself with one mutex (t->lock), held only for
+ * memory work on the table -- a lookup, an insert, a retire, a sweep --
+ * and the non-blocking system calls that go with a process-bound entry
+ * (a pidfd polled with a zero timeout, closed).  Token text is generated
+ * and hashed, and an issuer's pidfd duplicated, before the lock is taken.
+ * No pointer into the table leaves it: what a call returns (ret_info) is a
+ * copy, this thread's, valid until its next call on a table; a check that
+ * is counted later (cb_tokens_count_checked) names its entry by number and
+ * hash, so a token revoked or retired in between is refused, never counted
+ * in the wrong entry.
  */
 #define CHUNK_SHIFT 10
 #define CHUNK_N ((size_t)1 << CHUNK_SHIFT)
@@ -80,6 +92,7 @@ struct chunk {
 };
 
 struct cb_tokens {
+        pthread_mutex_t lock;    /* guards everything below but key (set at creation) */
         cb_secbuf *key;          /* BLAKE2b key for token hashes, per process */
         struct slot *slots;
         size_t cap, slots_used;  /* power of two; live + dead slots */
@@ -135,6 +148,7 @@ cb_tokens *cb_tokens_new(size_t max_total, size_t max_per_uid) {
 
         if (!t)
                 return NULL;
+        pthread_mutex_init(&t->lock, NULL);
         t->max_total = max_total ? max_total : CB_TOKENS_MAX_DEFAULT;
         t->max_per_uid = max_per_uid ? max_per_uid : CB_TOKENS_PER_UID_DEFAULT;
         t->max_bound = CB_TOKENS_BOUND_MAX;
@@ -158,15 +172,37 @@ int cb_tokens_limit_tombstones(cb_tokens *t, size_t bytes) {
 
         if (!n)
                 return cb_error_set(-ENOMEM, "out of memory for a tombstone store of %zu bytes", bytes);
-        cb_tombs_free(t->tombs);
+        pthread_mutex_lock(&t->lock);
+        cb_tombs *old = t->tombs;
         t->tombs = n;
+        pthread_mutex_unlock(&t->lock);
+        cb_tombs_free(old);
         return 0;
 }
 
 void cb_tokens_limit_bound(cb_tokens *t, size_t max_total, size_t max_per_uid) {
+        pthread_mutex_lock(&t->lock);
         t->max_bound = max_total ? max_total : CB_TOKENS_BOUND_MAX;
         t->max_bound_per_uid = max_per_uid ? max_per_uid : CB_TOKENS_BOUND_PER_UID;
+        pthread_mutex_unlock(&t->lock);
 }
+
+/* What a call returns: a copy of the entry, this thread's (no pointer into
+ * the table leaves its lock), and the entry a cb_tokens_check found, for
+ * cb_tokens_count_checked. */
+static _Thread_local cb_token_info ret_copy;
+static _Thread_local struct {
+        const cb_tokens *t;
+        uint32_t ent;
+        unsigned char hash[HASH_LEN];
+} checked;
+
+static const cb_token_info *copy_out(const cb_token_info *info) {
+        ret_copy = *info;
+        return &ret_copy;
+}
+
+static size_t sweep_locked(cb_tokens *t, uint64_t now);
 
 static uint64_t tag_of(const unsigned char h[HASH_LEN]) {
         uint64_t v;
@@ -277,6 +313,7 @@ void cb_tokens_free(cb_tokens *t) {
         free(t->slots);
         free(t->uids);
         cb_secbuf_free(t->key);
+        pthread_mutex_destroy(&t->lock);
         free(t);
 }
 
@@ -377,22 +414,59 @@ static struct entry *entry_alloc(cb_tokens *t, uint32_t *ret_index) {
         return ent_at(t, *ret_index);
 }
 
+static int issue_locked(cb_tokens *t, const cb_peer *peer, const char *client, const char *secret, uint32_t version,
+                        unsigned uses, uint32_t ttl, uint32_t max_uses, cb_token_bind bind,
+                        const char ret_token[CB_TOKEN_LEN + 1], const unsigned char h[HASH_LEN],
+                        const unsigned char acc[12], int *pidfd, const cb_token_info **ret_info);
+
 int cb_tokens_issue(cb_tokens *t, const cb_peer *peer, const char *client, const char *secret, uint32_t version,
                     unsigned uses, uint32_t ttl, uint32_t max_uses, cb_token_bind bind,
                     char ret_token[CB_TOKEN_LEN + 1], const cb_token_info **ret_info) {
         unsigned char h[HASH_LEN], acc[12];
+        char tok[CB_TOKEN_LEN + 1];
+        const cb_token_info *info = NULL;
+        bool bind_process = bind == CB_BIND_PROCESS || bind == CB_BIND_SESSION; /* both hold a pidfd */
+        int pidfd = -1, r;
+
+        if (strlen(secret) >= sizeof(ret_copy.secret) || strlen(client) >= sizeof(ret_copy.client))
+                return cb_error_set(-EINVAL, "secret or client name too long");
+        if (bind_process && !peer->pidfd_pinned)
+                return cb_error_set(-EOPNOTSUPP, "process-bound tokens need SO_PEERPIDFD (Linux 6.5 or later)");
+        /* Outside the table's lock: the token, its hash, the issuer's pidfd. */
+        if (bind_process && (peer->pidfd < 0 || (pidfd = fcntl(peer->pidfd, F_DUPFD_CLOEXEC, 3)) < 0))
+                return cb_error_set(-ESRCH, "cannot pin the calling process for a process-bound token");
+        cb_token_generate_extra(tok, acc, sizeof(acc));
+        hash_token(t, tok, CB_TOKEN_LEN, h);
+        pthread_mutex_lock(&t->lock);
+        checked.t = NULL;
+        r = issue_locked(t, peer, client, secret, version, uses, ttl, max_uses, bind, tok, h, acc, &pidfd, &info);
+        if (r == 0 && ret_info)
+                *ret_info = copy_out(info);
+        pthread_mutex_unlock(&t->lock);
+        if (pidfd >= 0)
+                close(pidfd); /* not taken by the table */
+        if (r == 0)
+                memcpy(ret_token, tok, sizeof(tok)); /* untouched on failure */
+        cb_wipe(tok, sizeof(tok));
+        sodium_memzero(h, sizeof(h));
+        return r;
+}
+
+static int issue_locked(cb_tokens *t, const cb_peer *peer, const char *client, const char *secret, uint32_t version,
+                        unsigned uses, uint32_t ttl, uint32_t max_uses, cb_token_bind bind,
+                        const char ret_token[CB_TOKEN_LEN + 1], const unsigned char h[HASH_LEN],
+                        const unsigned char acc[12], int *pidfd, const cb_token_info **ret_info) {
         uint32_t ei;
         struct entry *e;
         struct uid_count *per_uid;
         bool bind_process = bind == CB_BIND_PROCESS || bind == CB_BIND_SESSION; /* both hold a pidfd */
         int r;
 
-        if (strlen(secret) >= sizeof(e->info.secret) || strlen(client) >= sizeof(e->info.client))
-                return cb_error_set(-EINVAL, "secret or client name too long");
+        (void)ret_token;
         /* Expired and orphaned entries go at most once a second: a sweep
          * is O(table) with a syscall per process-bound token. */
         if (now_s() != t->last_sweep)
-                cb_tokens_sweep(t, now_s());
+                sweep_locked(t, now_s());
         if (t->live >= t->max_total)
                 return cb_error_set(-ENOSPC, "total token cap: the broker holds the maximum of %zu live tokens "
                                     "(credbrokerd --max-tokens)", t->max_total);
@@ -409,15 +483,11 @@ int cb_tokens_issue(cb_tokens *t, const cb_peer *peer, const char *client, const
         if (bind_process && t->bound >= t->max_bound)
                 return cb_error_set(-ENOSPC, "process-bound cap: the broker holds the maximum of %zu process-bound "
                                     "tokens (one file descriptor each)", t->max_bound);
-        if (bind_process && !peer->pidfd_pinned)
-                return cb_error_set(-EOPNOTSUPP, "process-bound tokens need SO_PEERPIDFD (Linux 6.5 or later)");
         if ((t->slots_used + 1) * 2 > t->cap && (r = rehash(t, t->live * 4 > t->cap ? t->cap * 2 : t->cap)) < 0)
                 return r;
         e = entry_alloc(t, &ei);
         if (!e)
                 return cb_error_set(-ENOMEM, "out of memory");
-        cb_token_generate_extra(ret_token, acc, sizeof(acc));
-        hash_token(t, ret_token, CB_TOKEN_LEN, h);
         size_t i = (size_t)tag_of(h) & (t->cap - 1);
         while (t->slots[i].state == SLOT_LIVE)
                 i = (i + 1) & (t->cap - 1);
@@ -430,7 +500,7 @@ int cb_tokens_issue(cb_tokens *t, const cb_peer *peer, const char *client, const
         e->pidfd = -1;
         memcpy(e->hash, h, HASH_LEN);
         memcpy(e->info.accessor, "cba_", 4);
-        sodium_bin2hex(e->info.accessor + 4, sizeof(e->info.accessor) - 4, acc, sizeof(acc));
+        sodium_bin2hex(e->info.accessor + 4, sizeof(e->info.accessor) - 4, acc, 12);
         snprintf(e->info.secret, sizeof(e->info.secret), "%s", secret); /* lengths checked above */
         snprintf(e->info.client, sizeof(e->info.client), "%s", client);
         e->info.version = version;
@@ -445,12 +515,8 @@ int cb_tokens_issue(cb_tokens *t, const cb_peer *peer, const char *client, const
         if (bind_process) {
                 e->info.bound_process = true;
                 e->info.pid = peer->pid;
-                e->pidfd = peer->pidfd >= 0 ? fcntl(peer->pidfd, F_DUPFD_CLOEXEC, 3) : -1;
-                if (e->pidfd < 0) {
-                        drop(t, e); /* never counted live */
-                        cb_wipe(ret_token, CB_TOKEN_LEN + 1);
-                        return cb_error_set(-ESRCH, "cannot pin the calling process for a process-bound token");
-                }
+                e->pidfd = *pidfd; /* duplicated by the caller, outside the lock */
+                *pidfd = -1;
         }
         t->live++;
         per_uid->n++;
@@ -534,20 +600,20 @@ static int find(cb_tokens *t, const char *tok, size_t len, struct entry **ret) {
 
 int cb_tokens_peek(cb_tokens *t, const char *token, size_t len, const cb_token_info **ret_info) {
         struct entry *e;
-        int r = find(t, token, len, &e);
+        int r;
 
-        if (r < 0)
-                return r;
-        *ret_info = &e->info;
-        return 0;
+        pthread_mutex_lock(&t->lock);
+        checked.t = NULL;
+        r = find(t, token, len, &e);
+        if (r == 0)
+                *ret_info = copy_out(&e->info);
+        pthread_mutex_unlock(&t->lock);
+        return r;
 }
 
 /* A token whose last use was just counted leaves the table at once (it
  * counted toward the live caps until it expired); its tombstone says "used
- * up".  The caller of cb_tokens_use still reads the entry's fields: a copy,
- * this thread's, valid until its next cb_tokens_use. */
-static _Thread_local cb_token_info last_use;
-
+ * up".  The caller reads its copy (ret_copy). */
 static bool used_up(const struct entry *e) {
         return e->info.max_uses && e->info.used >= e->info.max_uses;
 }
@@ -583,44 +649,71 @@ static int check_use(cb_tokens *t, const char *token, size_t len, const cb_peer 
                 return cb_error_set(-EDQUOT, "token used up (%u uses)", e->info.max_uses);
         if (count)
                 e->info.used++;
-        *ret_info = &e->info;
+        *ret_info = copy_out(&e->info);
         if (count && used_up(e)) {
-                last_use = e->info;
-                *ret_info = &last_use;
                 retire(t, e, CB_TOMB_USED_UP, now_s());
+        } else if (!count) {
+                checked.t = t;
+                checked.ent = ent_index(t, e);
+                memcpy(checked.hash, e->hash, HASH_LEN);
         }
         return 0;
 }
 
 int cb_tokens_use(cb_tokens *t, const char *token, size_t len, const cb_peer *peer, unsigned use,
                   const cb_token_info **ret_info) {
-        return check_use(t, token, len, peer, use, ret_info, true);
+        int r;
+
+        pthread_mutex_lock(&t->lock);
+        checked.t = NULL;
+        r = check_use(t, token, len, peer, use, ret_info, true);
+        pthread_mutex_unlock(&t->lock);
+        return r;
 }
 
 int cb_tokens_check(cb_tokens *t, const char *token, size_t len, const cb_peer *peer, unsigned use,
                     const cb_token_info **ret_info) {
-        return check_use(t, token, len, peer, use, ret_info, false);
+        int r;
+
+        pthread_mutex_lock(&t->lock);
+        checked.t = NULL;
+        r = check_use(t, token, len, peer, use, ret_info, false);
+        pthread_mutex_unlock(&t->lock);
+        return r;
 }
 
+/* info must be what this thread's last cb_tokens_check returned; its entry
+ * is found again by number and must still hold the same token (hash): one
+ * revoked, retired or reused in between is refused. */
 int cb_tokens_count_checked(cb_tokens *t, const cb_token_info *info) {
         struct entry *e = NULL;
-        uint32_t i;
+        int r = 0;
 
-        if (info && ent_of_addr(t, (uintptr_t)info - offsetof(struct entry, info), &i))
-                e = ent_at(t, i);
-        if (!e || !e->live)
-                return cb_error_set(-ENOENT, "unknown or revoked token");
-        if (e->info.max_uses && e->info.used >= e->info.max_uses)
-                return cb_error_set(-EDQUOT, "token used up (%u uses)", e->info.max_uses);
-        e->info.used++;
-        if (used_up(e))
-                retire(t, e, CB_TOMB_USED_UP, now_s());
-        return 0;
+        pthread_mutex_lock(&t->lock);
+        if (info == &ret_copy && checked.t == t && checked.ent < t->ents_n &&
+            !t->chunks[checked.ent >> CHUNK_SHIFT].released) {
+                e = ent_at(t, checked.ent);
+                if (!e->live || sodium_memcmp(e->hash, checked.hash, HASH_LEN) != 0)
+                        e = NULL;
+        }
+        checked.t = NULL;
+        if (!e)
+                r = cb_error_set(-ENOENT, "unknown or revoked token");
+        else if (e->info.max_uses && e->info.used >= e->info.max_uses)
+                r = cb_error_set(-EDQUOT, "token used up (%u uses)", e->info.max_uses);
+        if (r == 0) {
+                ret_copy.used = ++e->info.used; /* the caller's copy counts it too */
+                if (used_up(e))
+                        retire(t, e, CB_TOMB_USED_UP, now_s());
+        }
+        pthread_mutex_unlock(&t->lock);
+        return r;
 }
 
 static size_t revoke_where(cb_tokens *t, const char *field_off_match, size_t off) {
         size_t n = 0;
 
+        pthread_mutex_lock(&t->lock);
         for (size_t i = 0; i < t->ents_n; i++) {
                 struct entry *e = ent_at(t, i);
 
@@ -629,6 +722,7 @@ static size_t revoke_where(cb_tokens *t, const char *field_off_match, size_t off
                         n++;
                 }
         }
+        pthread_mutex_unlock(&t->lock);
         return n;
 }
 
@@ -685,6 +779,15 @@ static void compact(cb_tokens *t) {
 }
 
 size_t cb_tokens_sweep(cb_tokens *t, uint64_t now) {
+        size_t n;
+
+        pthread_mutex_lock(&t->lock);
+        n = sweep_locked(t, now);
+        pthread_mutex_unlock(&t->lock);
+        return n;
+}
+
+static size_t sweep_locked(cb_tokens *t, uint64_t now) {
         size_t n = 0;
 
         t->last_sweep = now;
@@ -710,13 +813,23 @@ size_t cb_tokens_sweep(cb_tokens *t, uint64_t now) {
 }
 
 size_t cb_tokens_bytes(const cb_tokens *t) {
+        cb_tokens *w = (cb_tokens *)t; /* the lock, nothing else, is written */
+
+        pthread_mutex_lock(&w->lock);
         size_t n = t->cap * sizeof(struct slot) + t->ents_cap * sizeof(uint32_t) + t->uids_cap * sizeof(struct uid_count);
 
         for (size_t c = 0; c < t->n_chunks; c++)
                 n += t->chunks[c].released ? 0 : CHUNK_BYTES;
-        return n + cb_tombs_bytes_held(t->tombs);
+        n += cb_tombs_bytes_held(t->tombs);
+        pthread_mutex_unlock(&w->lock);
+        return n;
 }
 
 size_t cb_tokens_count(const cb_tokens *t) {
-        return t->live;
+        cb_tokens *w = (cb_tokens *)t;
+
+        pthread_mutex_lock(&w->lock);
+        size_t n = t->live;
+        pthread_mutex_unlock(&w->lock);
+        return n;
 }

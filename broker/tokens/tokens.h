@@ -13,6 +13,11 @@
  * check, the issuer is alive at the check and so was alive then too, and
  * two live processes never share a pid.  A newcomer that got a recycled
  * pid can only exist once the issuer has exited, which the pidfd shows.
+ *
+ * Thread-safe: the table guards itself (one mutex, held for memory work
+ * and non-blocking pidfd calls only; tokens.c).  Callers need no lock of
+ * their own.  No pointer into the table is handed out: a *ret_info points
+ * at a copy, this thread's, valid until its next call on a token table.
  */
 #pragma once
 
@@ -78,8 +83,8 @@ int cb_tokens_limit_tombstones(cb_tokens *t, size_t bytes) __attribute__((warn_u
 void cb_tokens_limit_bound(cb_tokens *t, size_t max_total, size_t max_per_uid);
 
 /* Mint a token for peer.  ret_token receives the token text (wipe it after
- * sending); *ret_info (may be NULL) points at the stored entry until the
- * next call that changes the table.  -ENOSPC when a cap is reached; the
+ * sending; untouched on failure); *ret_info (may be NULL) points at a copy
+ * of the stored entry (this thread's, until its next call).  -ENOSPC when a cap is reached; the
  * message names the cap ("total token cap", "per-uid token cap",
  * "process-bound cap", "per-uid process-bound cap"). */
 int cb_tokens_issue(cb_tokens *t, const cb_peer *peer, const char *client, const char *secret, uint32_t version,
@@ -95,9 +100,9 @@ int cb_tokens_issue(cb_tokens *t, const cb_peer *peer, const char *client, const
  * "... (this one was revoked)", exited) for a minute, then -ENOENT
  * "unknown or revoked token"; sooner if the tombstone store is full.
  * Message set in every case (never containing the token).  On success
- * *ret_info points at the entry; when this use was its last (max_uses), the
- * token has left the table (its tombstone answers -EDQUOT "used up") and
- * *ret_info points at a copy, this thread's, valid until its next call.  peer must come from cb_peer_identify
+ * *ret_info points at a copy of the entry, this thread's, valid until its
+ * next call; when this use was its last (max_uses), the token has left the
+ * table (its tombstone answers -EDQUOT "used up").  peer must come from cb_peer_identify
  * (which ends by checking that the process is alive) before this call. */
 int cb_tokens_use(cb_tokens *t, const char *token, size_t len, const cb_peer *peer, unsigned use,
                   const cb_token_info **ret_info);
@@ -110,12 +115,14 @@ int cb_tokens_check(cb_tokens *t, const char *token, size_t len, const cb_peer *
 /* Look up without counting a use and without binding checks (introspection
  * by its holder is checked by the caller).  -EINVAL/-ENOENT/-ETIME. */
 int cb_tokens_peek(cb_tokens *t, const char *token, size_t len, const cb_token_info **ret_info);
-/* Count one use of the token a cb_tokens_check that succeeded just
- * before returned info for (under the same lock, nothing in between that
- * adds or retires tokens): the lookup is not repeated.  -ENOENT if info is
- * not a live token's, -EDQUOT if it has no use left.  When the use counted
- * was its last, the token leaves the table at once (info is then invalid;
- * its tombstone answers "used up"). */
+/* Count one use of the token this thread's last cb_tokens_check found
+ * (info: what that call returned; no other token call on this thread in
+ * between): the entry is found again by number and hash, not looked up.
+ * -ENOENT if info is not that check's, or its token was revoked or retired
+ * meanwhile (by another thread: the table is not held between the two
+ * calls); -EDQUOT if it has no use left.  info->used counts this use.
+ * When it was the last, the token leaves the table at once (its tombstone
+ * answers "used up"). */
 int cb_tokens_count_checked(cb_tokens *t, const cb_token_info *info);
 
 /* After a cb_tokens_use/cb_tokens_peek call on this thread: the accessor

@@ -457,3 +457,64 @@ TEST(tombstones_bounded_and_released) {
         ASSERT_EQ(cb_tombs_bytes(s), CB_TOMBS_BYTES_DEFAULT);
         cb_tombs_free(s);
 }
+
+/* The table guards itself: threads issue, check-then-count, use up and
+ * revoke at once while another revokes and sweeps, with no lock of their
+ * own.  Every answer stays exact (a token used up answers -EDQUOT, a
+ * check's count lands in its own entry) and the table ends empty. */
+#include <pthread.h>
+#define CONC_ROUNDS 3000
+static cb_tokens *conc_t;
+static int conc_bad, conc_done;
+static void *conc_worker(void *arg) {
+        cb_peer p = peer_of((uid_t)(2000 + (uintptr_t)arg), (unsigned char)(uintptr_t)arg);
+        char tok[CB_TOKEN_LEN + 1], other[CB_TOKEN_LEN + 1];
+        const cb_token_info *info;
+
+        for (int i = 0; i < CONC_ROUNDS; i++) {
+                if (cb_tokens_issue(conc_t, &p, "c", "s", 0, CB_USE_REDEEM, 300, 2, CB_BIND_EXE, tok, &info) < 0 ||
+                    info->uid != p.uid || info->max_uses != 2)
+                        __atomic_store_n(&conc_bad, 1, __ATOMIC_RELAXED);
+                if (cb_tokens_issue(conc_t, &p, "c", "r", 0, CB_USE_REDEEM, 300, 0, CB_BIND_EXE, other, NULL) < 0)
+                        __atomic_store_n(&conc_bad, 2, __ATOMIC_RELAXED);
+                if (cb_tokens_check(conc_t, tok, CB_TOKEN_LEN, &p, CB_USE_REDEEM, &info) < 0 || info->used != 0 ||
+                    cb_tokens_count_checked(conc_t, info) < 0 || info->used != 1)
+                        __atomic_store_n(&conc_bad, 3, __ATOMIC_RELAXED);
+                if (cb_tokens_use(conc_t, tok, CB_TOKEN_LEN, &p, CB_USE_REDEEM, &info) < 0 || info->used != 2)
+                        __atomic_store_n(&conc_bad, 4, __ATOMIC_RELAXED);
+                if (cb_tokens_use(conc_t, tok, CB_TOKEN_LEN, &p, CB_USE_REDEEM, &info) != -EDQUOT)
+                        __atomic_store_n(&conc_bad, 5, __ATOMIC_RELAXED);
+                /* The "r" token may be revoked by now: never counted in another's entry. */
+                int r = cb_tokens_check(conc_t, other, CB_TOKEN_LEN, &p, CB_USE_REDEEM, &info);
+                if (r == 0 && (r = cb_tokens_count_checked(conc_t, info)) == 0 && info->used != 1)
+                        __atomic_store_n(&conc_bad, 6, __ATOMIC_RELAXED);
+                if (r < 0 && r != -ENOENT)
+                        __atomic_store_n(&conc_bad, 7, __ATOMIC_RELAXED);
+                sodium_memzero(tok, sizeof(tok));
+                sodium_memzero(other, sizeof(other));
+        }
+        close(p.pidfd);
+        __atomic_add_fetch(&conc_done, 1, __ATOMIC_RELEASE);
+        return NULL;
+}
+TEST(concurrent_callers_need_no_lock) {
+        pthread_t th[4];
+        conc_t = cb_tokens_new(0, 0);
+        ASSERT_TRUE(conc_t);
+        for (uintptr_t i = 0; i < 4; i++)
+                ASSERT_EQ(pthread_create(&th[i], NULL, conc_worker, (void *)(i + 1)), 0);
+        size_t revoked = 0;
+        while (__atomic_load_n(&conc_done, __ATOMIC_ACQUIRE) < 4) {
+                revoked += cb_tokens_revoke_secret(conc_t, "r");
+                (void)cb_tokens_sweep(conc_t, (uint64_t)time(NULL));
+                (void)cb_tokens_count(conc_t);
+                (void)cb_tokens_bytes(conc_t);
+        }
+        for (int i = 0; i < 4; i++)
+                pthread_join(th[i], NULL);
+        revoked += cb_tokens_revoke_secret(conc_t, "r");
+        ASSERT_EQ(conc_bad, 0);
+        ASSERT_EQ(revoked, 4 * CONC_ROUNDS);
+        ASSERT_EQ(cb_tokens_count(conc_t), 0);
+        cb_tokens_free(conc_t);
+}
