@@ -28,7 +28,9 @@ struct MHD_Daemon;
 struct MHD_Connection;
 
 typedef struct daemon_state {
-        pthread_mutex_t lock; /* serialises request handling (after peer identification) and sweeps */
+        pthread_mutex_t lock; /* the control lock: the routes not marked UNLOCKED (route.h), the
+                               * store's writers, approvals, leak response, rotation, the proxy's
+                               * hand-overs and the sweeps (docs/architecture.md, Locks) */
         cb_store *store;
         cb_policy_slot *policy; /* the policy in force: a snapshot a reader acquires (policy.h), never
                                  * read under cbd.lock; a reload swaps it holding no lock */
@@ -180,7 +182,8 @@ int policy_reload(char *err, size_t errlen);
  * reads no daemon-wide global): the token table (a token minted for an
  * answer whose record cannot be written is revoked), the slot of the
  * policy in force (each request acquires its snapshot at its start:
- * rq->policy), and the lock the handlers run under (today cbd.lock). */
+ * rq->policy), and the control lock the routes not marked UNLOCKED run
+ * under (cbd.lock). */
 typedef struct server_env {
         cb_tokens *tokens;
         cb_policy_slot *policy;

@@ -402,6 +402,7 @@ static cb_store *store_new(void) {
         if (!s)
                 return NULL;
         s->dirfd = s->logfd = -1;
+        pthread_rwlock_init(&s->mem, NULL);
         s->keys = cb_secbuf_new(KEYS_LEN);
         s->scratch = cb_secbuf_new(32 + CB_VALUE_MAX);
         if (!s->keys || !s->scratch) {
@@ -428,7 +429,16 @@ void cb_store_close(cb_store *s) {
         if (s->dirfd >= 0)
                 close(s->dirfd);
         free(s->dir);
+        pthread_rwlock_destroy(&s->mem);
         free(s);
+}
+
+void cb_store_read_lock(const cb_store *s) {
+        pthread_rwlock_rdlock(&((cb_store *)s)->mem);
+}
+
+void cb_store_read_unlock(const cb_store *s) {
+        pthread_rwlock_unlock(&((cb_store *)s)->mem);
 }
 
 int cb_store_create(const char *dir, const cb_unlock_spec *spec) {

@@ -128,6 +128,17 @@ int cb_store_versions(cb_store *s, const char *name, const cb_version_info **ret
         __attribute__((warn_unused_result));
 
 size_t cb_store_count(const cb_store *s);
+
+/* Concurrency: a store has one writer at a time (its caller serialises the
+ * writes) and any number of readers.  A reader that does not hold the
+ * writers' serialisation takes the read side around its calls and for as
+ * long as it uses what they returned (cb_store_versions' array, names).
+ * A writer holds the write side only to publish a commit in memory, after
+ * its log append, fsync and header replacement: readers never wait for a
+ * writer's I/O.  cb_store_get (one shared decrypt buffer) is for the
+ * writers' side only.  Not recursive: never call a write with it held. */
+void cb_store_read_lock(const cb_store *s);
+void cb_store_read_unlock(const cb_store *s);
 uint64_t cb_store_generation(const cb_store *s);
 /* 16-byte store id, hex-encoded into out (33 bytes). */
 void cb_store_id_hex(const cb_store *s, char out[33]);

@@ -3,6 +3,8 @@
  * (the commit path).  Not part of any API. */
 #pragma once
 
+#include <pthread.h>
+
 #include <stdbool.h>
 #include <sys/types.h>
 #include <time.h>
@@ -39,6 +41,13 @@ struct secret {
 #define CB_LOG_RESERVE (64 * 1024)
 
 struct cb_store {
+        /* The in-memory state readers see (index, log bytes, header):
+         * changed only under the write side, and only for memory work --
+         * a commit's appends, fsyncs and header replacement happen before
+         * it takes the write side, so a reader holding the read side
+         * (cb_store_read_lock) never waits for a writer's I/O.  Writers
+         * are serialised by their caller (one writer at a time). */
+        pthread_rwlock_t mem;
         int dirfd, logfd;
         size_t log_reserved;   /* the log's allocated end we asked for (0: not yet) */
         char *dir;

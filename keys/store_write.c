@@ -136,11 +136,13 @@ int cb_store_write_header(cb_store *s, uint64_t gen, const unsigned char log_id[
         }
         cb_store_note_header(s);
         cb_store_hook("header-committed");
+        pthread_rwlock_wrlock(&s->mem); /* the header in memory: readers see the old or the new */
         free(s->hdr_bytes);
         s->hdr_bytes = out.data; /* ownership moves; parse cannot fail on what we built */
         s->hdr_len = out.len;
         out = (cb_buf)CB_BUF_INIT;
         r = cb_header_parse(s->hdr_bytes, s->hdr_len, &s->hdr);
+        pthread_rwlock_unlock(&s->mem);
         if (r < 0)
                 s->broken = true;
         if (r == 0 && s->rollback_prov) {
@@ -174,8 +176,11 @@ static int commit(cb_store *s, const cb_buf *batch, const unsigned char head[CB_
         size_t off = s->log.len;
         int r;
 
-        /* Reserve now so nothing can fail in memory after the commit. */
+        /* Reserve now so nothing can fail in memory after the commit (the
+         * bytes may move: readers are kept out for that only). */
+        pthread_rwlock_wrlock(&s->mem);
         r = cb_buf_reserve(&s->log, batch->len);
+        pthread_rwlock_unlock(&s->mem);
         if (r < 0)
                 return r;
         r = cb_pwrite_all(s->logfd, batch->data, batch->len, (off_t)off);
@@ -202,6 +207,8 @@ static int commit(cb_store *s, const cb_buf *batch, const unsigned char head[CB_
                 cb_reserve_tail(s->logfd, (off_t)(off + batch->len), CB_LOG_RESERVE);
                 s->log_reserved = off + batch->len + CB_LOG_RESERVE;
         }
+        /* Durable: publish it in memory (readers wait for this loop only). */
+        pthread_rwlock_wrlock(&s->mem);
         r = cb_buf_put(&s->log, batch->data, batch->len);
         for (size_t p = off; r >= 0 && p < s->log.len;) {
                 uint32_t len = cb_get_u32_at(s->log.data + p);
@@ -212,6 +219,7 @@ static int commit(cb_store *s, const cb_buf *batch, const unsigned char head[CB_
                         r = cb_store_apply_record(s, &rec, p + 4, len);
                 p += 4 + (size_t)len + CB_MAC_LEN;
         }
+        pthread_rwlock_unlock(&s->mem);
         if (r < 0) {
                 s->broken = true;
                 return cb_error_set(-EIO, "write committed but the in-memory index could not follow; reopen");
@@ -458,6 +466,7 @@ static int compact(cb_store *s, const struct secret *tsec, size_t tidx) {
                 goto out;
         }
         /* Committed.  Swap in the new log and index, then wipe the old file. */
+        pthread_rwlock_wrlock(&s->mem);
         memcpy(s->logname, newname, sizeof(newname));
         close(s->logfd);
         s->logfd = fd;
@@ -473,6 +482,7 @@ static int compact(cb_store *s, const struct secret *tsec, size_t tidx) {
                 size_t e2;
                 r = cb_store_load_log(s, s->log.data, s->log.len, s->log.len, newname, &e2, h2, &g2);
         }
+        pthread_rwlock_unlock(&s->mem);
         if (r < 0) {
                 s->broken = true;
                 goto out;

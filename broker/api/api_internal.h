@@ -1,8 +1,12 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The route handlers of api/, for its table (api_routes.c; route.h says
- * how a request reaches one).  Each runs under cbd.lock on a serving
- * thread, the caller identified, and answers through http/'s reply_*.
+ * how a request reaches one).  Each runs on a serving thread, the caller
+ * identified, under the control lock (cbd.lock) unless its row is marked
+ * UNLOCKED (api_token, api_introspect, health: they touch only what guards
+ * itself -- rq->policy, the token table, the rate limits, the store's read
+ * side, the leak marks, audit -- and take cbd.lock themselves for anything
+ * more), and answers through http/'s reply_*.
  * Internal to api/.
  */
 #pragma once

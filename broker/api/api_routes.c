@@ -62,6 +62,7 @@ static int no_route(request *rq, const http_args *args) {
 #define UNLISTED HTTP_ROUTE_UNLISTED
 #define SDK HTTP_ROUTE_SDK_ERRORS
 #define PROBE HTTP_ROUTE_PROBE
+#define UNLOCKED HTTP_ROUTE_UNLOCKED
 
 static const http_route routes[] = {
         /* tools.sock (and the loopback TCP listener: the proxy and health only).
@@ -73,12 +74,12 @@ static const http_route routes[] = {
           STREAM | SDK | NOCASE },
         { TOOLS | TCP, NULL, "https://{authority_path...}", route_proxy, HTTP_NEED_TOKEN_PROXY, "proxy",
           STREAM | SDK | NOCASE },
-        { TOOLS | TCP, "GET", "/v1/health", tool_health, HTTP_NEED_NONE, "health", NAMED_405 | PROBE },
-        { TOOLS, "POST", "/v1/token", api_token, HTTP_NEED_GRANT, "token" },
+        { TOOLS | TCP, "GET", "/v1/health", tool_health, HTTP_NEED_NONE, "health", NAMED_405 | PROBE | UNLOCKED },
+        { TOOLS, "POST", "/v1/token", api_token, HTTP_NEED_GRANT, "token", UNLOCKED },
         { TOOLS, "POST", "/v1/redeem", api_redeem, HTTP_NEED_TOKEN_REDEEM, "redeem" },
         { TOOLS, "POST", "/v1/scan", route_scan, HTTP_NEED_SCAN, "scan", STREAM | NAMED_405 },
         { TOOLS, "POST", "/v1/redact", route_scan, HTTP_NEED_SCAN, "redact", STREAM | NAMED_405 },
-        { TOOLS, "POST", "/v1/introspect", api_introspect, HTTP_NEED_TOKEN_HOLDER, "introspect" },
+        { TOOLS, "POST", "/v1/introspect", api_introspect, HTTP_NEED_TOKEN_HOLDER, "introspect", UNLOCKED },
         { TOOLS, "POST", "/v1/revoke", api_revoke_own, HTTP_NEED_TOKEN_HOLDER, "revoke" },
         { TOOLS, "GET", "/v1/approvals/{id...}", api_approval_poll, HTTP_NEED_REQUESTER, "approval.collect",
           .also = "approval.poll" },

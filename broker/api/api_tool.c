@@ -122,7 +122,12 @@ int api_token(request *rq, const http_args *args) {
         snprintf(rq->client, sizeof(rq->client), "%s", client);
         if (leak_token_gate(rq, secret, &ret))
                 goto out;
-        if (cb_store_versions(cbd.store, secret, &vi, &nv) < 0) {
+        /* Unlocked (api_routes.c): the store's read side, never waiting
+         * for a writer's fsync. */
+        cb_store_read_lock(cbd.store);
+        r = cb_store_versions(cbd.store, secret, &vi, &nv);
+        cb_store_read_unlock(cbd.store);
+        if (r < 0) {
                 ret = reply_error(rq, 404, "not_found", "no secret named '%s'", secret);
                 goto out;
         }
@@ -147,8 +152,10 @@ int api_token(request *rq, const http_args *args) {
         ttl = ttl_j ? (uint32_t)json_integer_value(ttl_j) : cbd.default_ttl;
         if (ttl > cap)
                 ttl = cap; /* the reply says what was given */
-        if (g->approval) { /* held until an operator decides (api_approval.c) */
+        if (g->approval) { /* held until an operator decides (api_approval.c, under the control lock) */
+                pthread_mutex_lock(&cbd.lock);
                 ret = approval_hold(rq, client, use, ttl, (int)bind);
+                pthread_mutex_unlock(&cbd.lock);
                 goto out;
         }
         r = cb_tokens_issue(cbd.tokens, &rq->peer, client, secret, 0, use, ttl, g->max_uses, bind, tok, &info);

@@ -10,8 +10,10 @@
  * whose executable is not hashed yet is suspended while a worker hashes
  * (peer_hash.c).  SO_PEERCRED is read once, at accept (conn_notify), for
  * the per-uid connection cap and to vouch for the writer's pid.
- * Identification runs in parallel on the server threads; the handlers then
- * run under the request lock (srv.lock).
+ * Identification runs in parallel on the server threads; then a route
+ * marked UNLOCKED (token issue, health, introspect) runs without any
+ * daemon-wide lock, every other one under the control lock (srv.lock,
+ * main.c's cbd.lock) that still guards the stateful subsystems.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -384,7 +386,11 @@ int reply_text(request *rq, unsigned status, const char *content_type, char *tex
  * a record of their own (counted in the metrics).  Allowed requests are
  * never affected.  Under the request lock. */
 static unsigned refusals_recorded = 600; /* --refusals-recorded; 0: every one */
-static cb_ratelimit *refusals;
+static cb_ratelimit *refusals;           /* guards itself; made once (any serving thread) */
+static pthread_once_t refusals_once = PTHREAD_ONCE_INIT;
+static void refusals_make(void) {
+        refusals = cb_ratelimit_new(1024); /* 2 per user; full of open windows: quiet */
+}
 
 void server_set_refusals_recorded(unsigned n) {
         refusals_recorded = n;
@@ -397,8 +403,9 @@ static bool refusal_quiet(request *rq) {
 
         if (refusals_recorded == 0)
                 return false;
-        if (!refusals && !(refusals = cb_ratelimit_new(1024))) /* 2 per user; full of open windows: quiet */
-                return false;                             /* out of memory: recorded as before */
+        pthread_once(&refusals_once, refusals_make);
+        if (!refusals)
+                return false; /* out of memory: recorded as before */
         snprintf(key, sizeof(key), "uid#%u", (unsigned)rq->acct_uid); /* subordinate uids share their owner's */
         if (cb_ratelimit_take(refusals, key, "records", refusals_recorded, 60, now, &retry))
                 return false;
@@ -824,12 +831,18 @@ static enum MHD_Result dispatch(void *cls, struct MHD_Connection *conn, const ch
          * a reload meanwhile neither waits for it nor changes its mind. */
         if (!rq->policy)
                 rq->policy = cb_policy_acquire(srv.policy);
+        /* The control lock (srv.lock) is taken only for the routes that
+         * still need it: an UNLOCKED route (the token route, health,
+         * introspect) and a refusal with no route run without it.  On
+         * admin.sock the gate needs it (audit_intent drops it to wait). */
+        pthread_mutex_t *lk = sock == HTTP_ADMIN || (route && !(route->flags & HTTP_ROUTE_UNLOCKED)) ? srv.lock : NULL;
         if (rq->tcp) {
                 /* Over TCP the uid comes from sock_diag (looked up once, at
                  * accept: a socket's owner never changes); there is no pid
                  * or executable, so only uid-bound proxy tokens work here. */
                 const conn_ctx *cc = conn_ctx_of(conn);
-                pthread_mutex_lock(srv.lock);
+                if (lk)
+                        pthread_mutex_lock(lk);
                 if (!cc) {
                         ret = reply_error(rq, 403, "forbidden", "TCP caller not identified (sock_diag found no "
                                                                 "owner for its socket)");
@@ -848,7 +861,8 @@ static enum MHD_Result dispatch(void *cls, struct MHD_Connection *conn, const ch
                         else
                                 ret = run_route(rq, sock, route, path, &args);
                 }
-                pthread_mutex_unlock(srv.lock);
+                if (lk)
+                        pthread_mutex_unlock(lk);
                 return ret == MHD_YES ? MHD_YES : MHD_NO;
         }
         /* The caller is the process that wrote the request's bytes
@@ -875,7 +889,8 @@ static enum MHD_Result dispatch(void *cls, struct MHD_Connection *conn, const ch
                 return MHD_YES; /* suspended until a worker has hashed its executable */
         /* No reload can ask for more in between: identification and the
          * route both read rq->policy, one snapshot. */
-        pthread_mutex_lock(srv.lock);
+        if (lk)
+                pthread_mutex_lock(lk);
         if (r == -EBUSY || r == -EAGAIN) {
                 ret = reply_error(rq, 503, "identity_busy", "caller not identified yet: %s", cb_error_last());
         } else if (r < 0) {
@@ -893,7 +908,8 @@ static enum MHD_Result dispatch(void *cls, struct MHD_Connection *conn, const ch
                 else
                         ret = run_route(rq, sock, route, path, &args);
         }
-        pthread_mutex_unlock(srv.lock);
+        if (lk)
+                pthread_mutex_unlock(lk);
         return ret == MHD_YES ? MHD_YES : MHD_NO;
 }
 

@@ -64,6 +64,10 @@ typedef struct mark {
 
 static mark *marks;
 static size_t n_marks;
+/* The marks array and the fields a reader without the control lock reads
+ * (pending, version: leak_token_gate) change under marks_lock, memory work
+ * only.  Everything else here runs under the control lock (leak_cur.lock). */
+static pthread_mutex_t marks_lock = PTHREAD_MUTEX_INITIALIZER;
 
 leak_env leak_cur;
 
@@ -80,13 +84,18 @@ static mark *mark_get(const char *name, bool create) {
                         return &marks[i];
         if (!create)
                 return NULL;
+        pthread_mutex_lock(&marks_lock);
         mark *nm = realloc(marks, (n_marks + 1) * sizeof(*nm));
-        if (!nm)
+        if (!nm) {
+                pthread_mutex_unlock(&marks_lock);
                 return NULL;
+        }
         marks = nm;
         memset(&marks[n_marks], 0, sizeof(*marks));
         snprintf(marks[n_marks].name, sizeof(marks[n_marks].name), "%s", name);
-        return &marks[n_marks++];
+        nm = &marks[n_marks++];
+        pthread_mutex_unlock(&marks_lock);
+        return nm;
 }
 
 static const cb_version_info *current_info(const char *name) {
@@ -122,7 +131,9 @@ static bool mark_flush(mark *m) {
                 if (!destroyed)
                         return false;
         }
+        pthread_mutex_lock(&marks_lock);
         m->pending = false;
+        pthread_mutex_unlock(&marks_lock);
         return true;
 }
 
@@ -253,10 +264,47 @@ int scanner_mark_compromised(const char *name, uint32_t version) {
         json_decref(ev);
         m = mark_get(name, true);
         if (m) {
+                pthread_mutex_lock(&marks_lock);
                 m->pending = true;
                 m->version = version;
+                pthread_mutex_unlock(&marks_lock);
         }
         return -EIO;
+}
+
+/* Without the control lock (the token route): the store under its read
+ * side (never waiting for a writer's I/O), the marks under marks_lock; a
+ * pending mark is not retried here (a retry is a store write: the sweep
+ * and the locked callers of scanner_is_compromised do it). */
+static bool compromised_unlocked(const char *name) {
+        uint32_t curv = 0;
+        bool leaked = false, pending = false;
+
+        cb_store_read_lock(leak_cur.store);
+        const cb_version_info *cur = current_info(name);
+        if (cur) {
+                curv = cur->version;
+                leaked = cur->leaked;
+        }
+        cb_store_read_unlock(leak_cur.store);
+        if (!curv)
+                return false;
+        if (leaked)
+                return true;
+        pthread_mutex_lock(&marks_lock);
+        for (size_t i = 0; i < n_marks; i++)
+                if (strcmp(marks[i].name, name) == 0)
+                        pending = marks[i].pending && marks[i].version == curv;
+        pthread_mutex_unlock(&marks_lock);
+        return pending;
+}
+
+/* Once a second (the sweep, under the control lock): retry the marks the
+ * store could not take. */
+void leak_flush_pending(void) {
+        for (size_t i = 0; i < n_marks; i++)
+                if (marks[i].pending)
+                        (void)mark_flush(&marks[i]);
 }
 
 /* The leak response (scan_internal.h). */
@@ -355,6 +403,7 @@ static struct {
         char route[24];
         uint64_t last;
 } canary_cool[CANARY_COOL_SLOTS];
+static pthread_mutex_t canary_lock = PTHREAD_MUTEX_INITIALIZER; /* canary_cool: memory only */
 
 static bool canary_alert_due(uid_t uid, const char *route, uint64_t now) {
         size_t oldest = 0;
@@ -384,8 +433,11 @@ bool leak_canary_note(request *rq, const char *secret) {
         if (!ev) /* out of memory: a bare alert rather than none */
                 ev = json_pack("{s:s}", "what", "token_request");
         if (ev) {
-                if (canary_alert_due(rq->peer.uid, rq->route ? rq->route : "token", (uint64_t)time(NULL)))
-                        alert_raise("canary", ev);
+                pthread_mutex_lock(&canary_lock);
+                bool due = canary_alert_due(rq->peer.uid, rq->route ? rq->route : "token", (uint64_t)time(NULL));
+                pthread_mutex_unlock(&canary_lock);
+                if (due)
+                        alert_raise("canary", ev); /* alert.c's own lock */
                 json_object_set_new(ev, "time", json_integer((json_int_t)time(NULL)));
                 json_object_set_new(ev, "decision", json_string("canary"));
                 (void)audit_emit(ev); /* the refusal is audited too */
@@ -399,7 +451,7 @@ int leak_token_gate(request *rq, const char *secret, int *ret) {
                 *ret = reply_error(rq, 403, "forbidden", "'%s' is never granted", secret);
                 return 1;
         }
-        if (scanner_is_compromised(secret)) {
+        if (compromised_unlocked(secret)) {
                 *ret = reply_error(rq, 403, "compromised", "'%s' was seen leaked: no token until it is rotated",
                                    secret);
                 return 1;

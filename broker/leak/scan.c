@@ -160,6 +160,7 @@ out:
 }
 
 void scanner_sweep(void) {
+        leak_flush_pending(); /* the token gate reads marks, never retries them */
         if (cur && cur_generation != cb_store_generation(leak_cur.store))
                 scanner_rebuild();
 }

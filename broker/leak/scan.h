@@ -92,9 +92,12 @@ json_t *scanner_status_json(void);
  * carried over stops the daemon (-errno, message set): fail closed. */
 int scanner_init(const char *state_dir);
 
-/* Token issuance gate (route_token, under cbd.lock): refuses a canary
- * (raising the canary alert) and a compromised secret.  0: go on; 1: a
- * refusal was sent and *ret holds its MHD result. */
+/* Token issuance gate (route_token: with or without the control lock,
+ * cbd.lock): refuses a canary (raising the canary alert) and a compromised
+ * secret.  Reads the store under its read side and the marks under their
+ * own lock, writes nothing (a mark the store has not taken yet is retried
+ * by the sweep).  0: go on; 1: a refusal was sent and *ret holds its MHD
+ * result.  leak_canary_note: any thread (its cooldown has its own lock). */
 /* A token request naming a canary: the alert (at most one per uid and
  * route per cooldown) and an audit event; true if secret is one.  The
  * caller then answers as for any name it holds no grant for (a canary is

@@ -40,6 +40,10 @@ int leak_respond(request *rq, const scan_seen *seen, size_t n_seen);
  * to arr (a JSON array).  Under cbd.lock. */
 void leak_list_compromised(json_t *arr);
 
+/* Retry the marks the store could not take (scanner_sweep, under
+ * cbd.lock). */
+void leak_flush_pending(void);
+
 /* Free the alert cooldowns and unrecorded marks (scanner_shutdown(), under
  * cbd.lock or single-threaded). */
 void leak_shutdown(void);
