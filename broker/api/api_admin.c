@@ -304,7 +304,13 @@ int api_reload(request *rq, const http_args *args) {
         char err[512];
 
         (void)args;
-        if (policy_reload(err, sizeof(err)) < 0)
+        /* The file is read and parsed with the control lock dropped (as
+         * audit_intent drops it to wait): nothing of this request's state
+         * is shared, and the swap needs no lock a request takes. */
+        pthread_mutex_unlock(&cbd.lock);
+        int r = policy_reload(err, sizeof(err));
+        pthread_mutex_lock(&cbd.lock);
+        if (r < 0)
                 return reply_error(rq, 400, "bad_request", "policy not reloaded, the old one stays: %s", err);
         /* The figures of the policy just put in force (this request itself
          * was decided under the one before). */

@@ -78,7 +78,7 @@ CLIENTS=32
 UID_BASE=60000
 # credbrokerd's default --tool-threads (broker/main.c), passed explicitly to
 # the daemon and to the mhd floor server so the two always run the same pool.
-DAEMON_THREADS=1
+DAEMON_THREADS=${DAEMON_THREADS:-1} # DAEMON_THREADS=2 bash tests/bench/tokens.sh: both with 2
 RSS_TOKENS=10000
 SRC=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 BUILD="$SRC/build-bench"
