@@ -406,3 +406,70 @@ TEST(state_dir_permissions) {
         ASSERT_ERR(cb_store_create(cbtest_path(dir, "state"), spec), -EEXIST);
         cb_unlock_spec_free(spec);
 }
+
+/* ---- readers and one writer (cb_store_read_lock) ------------------------ */
+
+/* A writer whose disk I/O is slow (a hook sleeps 300 ms after the log's
+ * fsync and again after the header is committed) does not hold up a
+ * reader on the read side: the reader's longest wait stays far below the
+ * writer's I/O, and it sees the new version only once it is committed. */
+#include <pthread.h>
+#include <time.h>
+static volatile int slow_io_phase; /* 1: the writer is in its I/O; 2: it returned */
+static void slow_hook(const char *point) {
+        if (strcmp(point, "log-synced") == 0 || strcmp(point, "header-committed") == 0) {
+                slow_io_phase = 1;
+                usleep(300000);
+        }
+}
+static uint64_t mono_ns(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+struct slow_reader {
+        cb_store *s;
+        uint64_t max_wait_ns;
+        unsigned reads_in_io, early_new;
+};
+static void *slow_reader_run(void *arg) {
+        struct slow_reader *r = arg;
+        while (__atomic_load_n(&slow_io_phase, __ATOMIC_ACQUIRE) != 2) {
+                const cb_version_info *vi;
+                size_t nv = 0;
+                int phase = __atomic_load_n(&slow_io_phase, __ATOMIC_ACQUIRE);
+                uint64_t t0 = mono_ns();
+                cb_store_read_lock(r->s);
+                uint64_t waited = mono_ns() - t0;
+                if (cb_store_versions(r->s, "k", &vi, &nv) == 0 && nv == 2 && phase == 0)
+                        r->early_new++; /* seen before the writer even reached its I/O */
+                cb_store_read_unlock(r->s);
+                if (waited > r->max_wait_ns)
+                        r->max_wait_ns = waited;
+                if (phase == 1)
+                        r->reads_in_io++;
+                usleep(1000);
+        }
+        return NULL;
+}
+TEST(readers_never_wait_for_a_writers_io) {
+        cb_store *s = fresh("rw", NULL, NULL);
+        struct slow_reader r = { .s = s };
+        pthread_t th;
+        uint32_t v;
+
+        ASSERT_OK(cb_store_put(s, "k", "value-one", 9, NULL, CB_VS_CURRENT, &v));
+        slow_io_phase = 0;
+        ASSERT_EQ(pthread_create(&th, NULL, slow_reader_run, &r), 0);
+        usleep(20000);
+        cb_store_test_hook = slow_hook;
+        ASSERT_OK(cb_store_put(s, "k", "value-two", 9, NULL, CB_VS_CURRENT, &v)); /* ~600 ms of "I/O" */
+        cb_store_test_hook = NULL;
+        __atomic_store_n(&slow_io_phase, 2, __ATOMIC_RELEASE);
+        pthread_join(th, NULL);
+        ASSERT_EQ(v, 2);
+        ASSERT_TRUE(r.reads_in_io > 50);              /* the reader ran all through the writer's I/O */
+        ASSERT_TRUE(r.max_wait_ns < 100 * 1000000ull); /* and never waited for it (it lasted 600 ms) */
+        ASSERT_EQ(r.early_new, 0);
+        cb_store_close(s);
+}
