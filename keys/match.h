@@ -175,6 +175,11 @@ cb_scan_stream *cb_scan_stream_new(const cb_matcher *m, cb_scan_hit_fn hit, cb_s
  * feed; needs out. */
 void cb_scan_stream_eager(cb_scan_stream *s);
 
+/* The input will be about n bytes long (a request's Content-Length): the
+ * windows are sized for it, not for the largest input.  Any length still
+ * works (a longer input moves the windows).  Only before the first feed. */
+void cb_scan_stream_size_hint(cb_scan_stream *s, uint64_t n);
+
 /* Treat the first n bytes as already redacted (covered by a marker written
  * earlier): see cb_scan_stream_cut().  Only before the first feed. */
 void cb_scan_stream_skip(cb_scan_stream *s, uint64_t n);

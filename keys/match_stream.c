@@ -96,6 +96,7 @@ struct cb_scan_stream {
         size_t n_labels, cap_labels;
         int error;
         bool started, eager, small; /* small: windows sized to the lookahead */
+        uint64_t hint;    /* cb_scan_stream_size_hint: the input's expected length (0: unknown) */
 };
 
 /* ---- mapping a view back to the text -------------------------------------- */
@@ -169,6 +170,17 @@ static int windows(cb_scan_stream *s) {
                  * placed yet: their lookahead, expanded. */
                 size_t tail = i == V_RAW ? EXPAND * s->tail : s->tail;
                 s->v[i].cap = s->eager || s->small ? 4 * tail : view_cap(tail);
+                /* A known short input: a window that holds all of it (and
+                 * its lookahead) is enough; a wrong hint only costs window
+                 * moves.  Big windows for every small scan made the heap
+                 * hold about 1 MiB per request in flight (issue 19). */
+                if (s->hint && !s->eager && !s->small) {
+                        size_t want = 4 * tail;
+                        while (want < s->v[i].cap && want < s->hint + tail)
+                                want *= 2;
+                        if (want < s->v[i].cap)
+                                s->v[i].cap = want;
+                }
                 s->v[i].w = malloc(s->v[i].cap + SLACK);
                 if (!s->v[i].w)
                         return s->error = -ENOMEM;
@@ -184,6 +196,11 @@ void cb_scan_stream_eager(cb_scan_stream *s) {
 void cb_scan_stream_small(cb_scan_stream *s) {
         if (!s->started)
                 s->small = true;
+}
+
+void cb_scan_stream_size_hint(cb_scan_stream *s, uint64_t n) {
+        if (!s->started)
+                s->hint = n;
 }
 
 void cb_scan_stream_skip(cb_scan_stream *s, uint64_t n) {
