@@ -22,8 +22,8 @@
  *    raw, hex and url match whatever the case of their ASCII letters (a
  *    value upper- or lower-cased, hex with mixed-case digits); the base64
  *    forms match exactly (a case change alters what base64 decodes to)
- *  - decoding views of the text (match_stream.c): every pattern is also
- *    looked for in the text as it reads after
+ *  - decoding views of the text (match_stream.c, match_view.c): every
+ *    pattern is also looked for in the text as it reads after
  *      percent-decoding  "%XX", either hex case, at any byte, with any
  *                        other byte left as it is: every mix of raw and
  *                        escaped bytes (quote(), quote(safe=''),
