@@ -102,6 +102,10 @@ typedef struct cb_sandbox_ops {
         void (*audit)(json_t *o);
         /* Raise an alert of kind with event (not taken; main.c). */
         void (*alert)(const char *kind, json_t *event);
+        /* The outbound leak guard: a reference to the live matcher (every
+         * live secret value, tokens), dropped with cb_matcher_free(), or
+         * NULL when it cannot be had (forwarding then fails closed). */
+        struct cb_matcher *(*matcher)(void);
         /* The executable hash cache identities use (may be NULL). */
         cb_exe_cache *exe_cache;
 } cb_sandbox_ops;

@@ -1,0 +1,152 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# credbroker sandbox, plain HTTP and the outbound leak guard (issue 17):
+# absolute-form http:// requests (HTTP_PROXY) out of a sandbox are forwarded
+# to the hosts its client's "egress.allow" names, the address dialled
+# passing the SSRF rules, framed by the broker under the proxy's rules, and
+# refused when their head or body carries a live secret value in any form
+# the matcher knows.  Real curl and Python inside bubblewrap under an
+# unprivileged uid; the daemon and real plain-HTTP upstreams in a network
+# namespace this test makes, where the upstream has a public-looking
+# address (11.22.33.44 on lo) and names come from a private /etc/hosts.
+# Exits 77 naming what is missing.
+set -uo pipefail
+CLI=${CREDBROKER_CLI:?}
+DAEMON=${CREDBROKERD:?}
+HERE=$(cd "$(dirname "$0")" && pwd)
+[ -f "$HERE/proxy-upstream.py" ] || HERE=${CB_SRCDIR:?}/tests/integration
+[ "$(id -u)" = 0 ] || { echo "SKIP: missing prerequisite: root (namespaces, another uid)"; exit 77; }
+for t in /usr/bin/python3 setpriv timeout /usr/bin/bwrap curl unshare ip; do
+        command -v $t >/dev/null || { echo "SKIP: missing prerequisite: $t"; exit 77; }
+done
+U=61915
+as() { setpriv --reuid $U --regid $U --clear-groups "$@"; }
+if ! out=$(as /usr/bin/bwrap --unshare-all --ro-bind / / /bin/true 2>&1); then
+        echo "SKIP: missing prerequisite: unprivileged user namespaces for bwrap ($out)"; exit 77
+fi
+T=$(mktemp -d /var/tmp/cbsbf-test.XXXXXX)
+chmod 0755 "$T"
+NSPID=''
+cleanup() {
+        [ -n "$NSPID" ] && kill "$NSPID" 2>/dev/null
+        for f in "$T/up.pid" "$T/private.pid"; do [ -s "$f" ] && kill "$(cat "$f")" 2>/dev/null; done
+        wait 2>/dev/null; rm -rf "$T"
+}
+trap cleanup EXIT
+fails=0
+ok() { echo "ok   $*"; }
+bad() { echo "FAIL $*"; fails=$((fails + 1)); }
+expect() { case "$3" in *"$2"*) ok "$1" ;; *) bad "$1: wanted '$2', got '$3'" ;; esac; }
+
+P=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+printf '127.0.0.1 localhost\n11.22.33.44 upstream.test denied.test\n127.0.0.1 private.test\n' >"$T/hosts"
+"$CLI" init --state-dir "$T/state" --unlock "keyfile:$T/key" >/dev/null || { bad init; exit 1; }
+cat >"$T/policy.json" <<JSON
+{ "clients": { "sbx": {"uid": $U, "egress": {"allow": ["upstream.test:$P", "private.test:$P"], "alert_on_deny": true}} },
+  "grants": [], "admins": {"uids": [0]} }
+JSON
+chmod 0644 "$T/policy.json"
+cat >"$T/ns.sh" <<EOF
+set -e
+ip link set lo up
+ip addr add 11.22.33.44/32 dev lo
+mount --bind "$T/hosts" /etc/hosts
+/usr/bin/python3 "$HERE/proxy-upstream.py" --plain --bind 11.22.33.44 --port $P --log "$T/up.log" >/dev/null 2>"$T/up.err" &
+echo \$! >"$T/up.pid"
+/usr/bin/python3 "$HERE/proxy-upstream.py" --plain --bind 127.0.0.1 --port $P --log "$T/private.log" >/dev/null 2>"$T/private.err" &
+echo \$! >"$T/private.pid"
+exec "$DAEMON" --state-dir "$T/state" --run-dir "$T/run" --policy "$T/policy.json" --unlock "keyfile:$T/key" --audit-log "$T/audit.log"
+EOF
+unshare -mn bash "$T/ns.sh" >"$T/daemon.out" 2>&1 &
+NSPID=$!
+for _ in $(seq 50); do [ -S "$T/run/sandbox.sock" ] && [ -S "$T/run/admin.sock" ] && break; sleep 0.1; done
+sleep 0.5
+[ -S "$T/run/sandbox.sock" ] || { bad "the daemon did not start: $(cat "$T/daemon.out")"; exit 1; }
+touch "$T/up.log" "$T/private.log"
+# A live secret, known to the test only (the tool "found" it: a file it can read).
+SECRET="cbsbf-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+printf '%s' "$SECRET" | CREDBROKER_ADMIN_SOCKET="$T/run/admin.sock" "$CLI" put ghtok >/dev/null || { bad "put ghtok"; exit 1; }
+mkdir -p "$T/work" && chown $U "$T/work"
+printf '%s' "$SECRET" >"$T/work/found.txt" && chown $U "$T/work/found.txt"
+cp "$HERE/sandbox-forward-probe.py" "$T/work/probe.py" && chmod 0644 "$T/work/probe.py"
+sb() { (cd "$T/work" && as env HOME="$T/work" CREDBROKER_SOCKET="$T/run/tools.sock" timeout 120 "$CLI" sandbox "$@"); }
+HP="upstream.test:$P"
+
+# ---- allowed: real programs through HTTP_PROXY ------------------------------------
+o=$(sb -- curl -sS --max-time 15 "http://$HP/echo/curl-get?x=1" 2>&1); rc=$?
+[ $rc = 0 ] && expect "curl GET through HTTP_PROXY to an allowed host: forwarded" '"path": "/echo/curl-get"' "$o" || bad "curl GET: exit $rc: $o"
+head -c 3000 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$T/work/big.txt"; chown $U "$T/work/big.txt"
+o=$(sb -- curl -sS --max-time 15 -H 'Content-Type: text/plain' --data-binary @big.txt "http://$HP/echo/curl-post" 2>&1); rc=$?
+[ $rc = 0 ] && expect "curl POST of 6,000 bytes (Expect: 100-continue) to an allowed host: forwarded" '"body_length": 6000' "$o" || bad "curl POST: exit $rc: $o"
+o=$(sb -- /usr/bin/python3 -c "import urllib.request
+r = urllib.request.urlopen('http://$HP/echo/urllib', timeout=15)
+print(r.status, r.read().decode()[:300])" 2>&1); rc=$?
+[ $rc = 0 ] && expect "Python urllib through HTTP_PROXY to an allowed host" '200 {' "$o" || bad "urllib: exit $rc: $o"
+o=$(sb -- /usr/bin/python3 probe.py "$HP" found.txt get post-clean chunked-clean 2>&1)
+expect "raw GET: 200" "get 200" "$o"
+expect "raw POST with a clean body: 200, the body arrived" 'post-clean 200' "$o"
+expect "raw chunked POST with a clean body: 200, re-framed (10 bytes)" '"body_length": 10' "$o"
+grep -q '"/echo/probe-chunked"' "$T/up.log" && ok "the upstream received the controls" || bad "upstream log: $(cat "$T/up.log")"
+python3 - "$T/up.log" <<'PY' && ok "upstream saw the broker's framing: Content-Length, Connection: close, no Transfer-Encoding, no Proxy-*" || bad "framing as seen upstream"
+import json, sys
+r = [json.loads(l) for l in open(sys.argv[1]) if '"/echo/probe-chunked"' in l][0]
+h = r["headers"]
+assert h.get("content-length") == "10", h
+assert "transfer-encoding" not in h, h
+assert h.get("connection") == "close", h
+assert not any(k.startswith("proxy-") for k in h), h
+PY
+
+# ---- refusals, all from one sandbox: each refused, recorded, one alert ------------
+before=$(wc -l <"$T/up.log")
+CASES="denied literal private otherport https-abs leak-raw leak-base64 leak-pct leak-header leak-query leak-split cl-te cl-cl te-gzip bad-chunk obs-fold bare-lf cl-sign"
+o=$(sb -- sh -c "/usr/bin/python3 probe.py $HP found.txt $CASES; curl -s -o /dev/null -w 'curl-leak %{http_code}\n' --data-urlencode \"k=\$(cat found.txt)\" http://$HP/echo/curl-leak" 2>&1)
+echo "$o" | sed 's/^/    /'
+expect "a host not in egress.allow: 403" "denied 403" "$o"
+expect "an IP literal: 403" "literal 403" "$o"
+expect "an allowed name resolving to a private address: 403, never dialled" "private 403" "$o"
+expect "an allowed host on another port: 403" "otherport 403" "$o"
+expect "https:// in absolute form (not CONNECT): 400" "https-abs 400" "$o"
+expect "leak guard: the raw secret in a form body: 403" "leak-raw 403" "$o"
+expect "leak guard: the secret base64-encoded (inside base64 of a longer text) in a JSON body: 403" "leak-base64 403" "$o"
+expect "leak guard: the secret fully percent-escaped: 403" "leak-pct 403" "$o"
+expect "leak guard: the secret base64 in a header: 403" "leak-header 403" "$o"
+expect "leak guard: the secret percent-escaped in the query: 403" "leak-query 403" "$o"
+expect "leak guard: the secret split across two chunks sent apart: 403" "leak-split 403" "$o"
+expect "leak guard: curl --data-urlencode of the secret: 403" "curl-leak 403" "$o"
+expect "the refusal names the secret and the form" "carries the live secret 'ghtok' (base64 form)" "$o"
+expect "smuggling: Content-Length with Transfer-Encoding: 400" "cl-te 400" "$o"
+expect "smuggling: two Content-Lengths: 400" "cl-cl 400" "$o"
+expect "smuggling: Transfer-Encoding other than chunked: 400" "te-gzip 400" "$o"
+expect "smuggling: a chunk size with trailing space: 400" "bad-chunk 400" "$o"
+expect "smuggling: obs-fold: 400" "obs-fold 400" "$o"
+expect "smuggling: bare LF line ends: 400" "bare-lf 400" "$o"
+expect "smuggling: a signed Content-Length: 400" "cl-sign 400" "$o"
+case "$o" in *SECRET-ECHOED*) bad "a refusal echoed the secret" ;; *) ok "no answer echoes the secret" ;; esac
+[ ! -s "$T/private.log" ] && ok "the private upstream received nothing" || bad "private upstream reached: $(cat "$T/private.log")"
+[ "$(wc -l <"$T/up.log")" = "$before" ] && ok "the upstream received none of the refused requests" || bad "refused requests reached the upstream: $(tail -n +$((before + 1)) "$T/up.log")"
+sleep 0.5
+grep -qF "$SECRET" "$T/audit.log" "$T/daemon.out" && bad "the secret value is in the audit log or the daemon's output" || ok "the secret value is in neither the audit log nor the daemon's output"
+/usr/bin/python3 - "$T/audit.log" "$T/daemon.out" <<'PY' && ok "each refusal audited (egress deny records, route forward, the leak named); one egress_denied alert for the sandbox" || bad "records/alert"
+import json, sys
+recs = [json.loads(l) for l in open(sys.argv[1])]
+close = [r for r in recs if r.get("type") == "sandbox_close" and "probe.py" in r.get("cmd", "") and "leak-raw" in r.get("cmd", "")]
+assert len(close) == 1, close
+sid = close[0]["id"]
+deny = [r for r in recs if r.get("type") == "egress" and r.get("sandbox") == sid and r.get("decision") == "deny"]
+assert all(r.get("route") == "forward" for r in deny), deny
+reasons = " | ".join(r["reason"] for r in deny)
+for want in ("egress.allow", "IP literal", "loopback", "Content-Length and Transfer-Encoding", "live secret 'ghtok'"):
+    assert want in reasons, (want, reasons)
+leaks = [r["leak"] for r in deny if "leak" in r]
+assert len(leaks) == 7, leaks
+assert all(l["secret"] == "ghtok" for l in leaks), leaks
+forms = {l["form"] for l in leaks}
+assert "base64" in forms and "raw" in forms and "url" in forms, forms
+assert close[0]["refused"] >= 19, close[0]
+alerts = [l for l in open(sys.argv[2]) if "egress_denied" in l and sid in l]
+assert len(alerts) == 1, alerts
+PY
+
+echo "sandbox-forward: $fails failure(s)"
+[ $fails = 0 ]
