@@ -53,11 +53,29 @@ static uint64_t mono_ms(void) {
         return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-static int send_all(int fd, const void *p, size_t n) {
+/* A wait on fd that also ends when watch (the tool's connection, when fd
+ * is the upstream's; -1: none) hangs up: teardown shuts the tool's
+ * connection down and must not wait for an upstream.  1 ready, -1 not. */
+static int wait_fd(int fd, short ev, int watch, uint64_t deadline) {
+        for (;;) {
+                struct pollfd pf[2] = { { .fd = fd, .events = ev }, { .fd = watch, .events = 0 } };
+                uint64_t now = mono_ms();
+                if (now >= deadline)
+                        return -1;
+                int k = poll(pf, watch >= 0 ? 2 : 1, (int)(deadline - now));
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k <= 0 || (watch >= 0 && (pf[1].revents & (POLLHUP | POLLERR | POLLNVAL))))
+                        return -1;
+                if (pf[0].revents)
+                        return 1;
+        }
+}
+
+static int send_all(int fd, const void *p, size_t n, int watch) {
         const char *s = p;
         while (n) {
-                struct pollfd pf = { .fd = fd, .events = POLLOUT };
-                if (poll(&pf, 1, IDLE_TIMEOUT_MS) <= 0)
+                if (wait_fd(fd, POLLOUT, watch, mono_ms() + IDLE_TIMEOUT_MS) < 0)
                         return -1;
                 ssize_t k = send(fd, s, n, MSG_NOSIGNAL | MSG_DONTWAIT);
                 if (k < 0 && (errno == EINTR || errno == EAGAIN))
@@ -71,16 +89,9 @@ static int send_all(int fd, const void *p, size_t n) {
 }
 
 /* recv with a deadline: >0 bytes, 0 EOF, -1 error or timeout. */
-static ssize_t recv_by(int fd, void *p, size_t n, uint64_t deadline) {
+static ssize_t recv_by(int fd, void *p, size_t n, uint64_t deadline, int watch) {
         for (;;) {
-                struct pollfd pf = { .fd = fd, .events = POLLIN };
-                uint64_t now = mono_ms();
-                if (now >= deadline)
-                        return -1;
-                int k = poll(&pf, 1, (int)(deadline - now));
-                if (k < 0 && errno == EINTR)
-                        continue;
-                if (k <= 0)
+                if (wait_fd(fd, POLLIN, watch, deadline) < 0)
                         return -1;
                 ssize_t r = recv(fd, p, n, MSG_DONTWAIT);
                 if (r < 0 && (errno == EINTR || errno == EAGAIN))
@@ -141,7 +152,7 @@ static void linger_close(int fd) {
 
         (void)shutdown(fd, SHUT_WR);
         while (got < LINGER_BYTES) {
-                ssize_t k = recv_by(fd, buf, sizeof(buf), deadline);
+                ssize_t k = recv_by(fd, buf, sizeof(buf), deadline, -1);
                 if (k <= 0)
                         break;
                 got += (size_t)k;
@@ -168,7 +179,7 @@ static void refuse(fwd *f, unsigned status, const char *why) {
         record(f, "deny", why, status, 0, 0);
         cb_sandbox_note_refusal(f->sb, f->method[0] ? f->method : "?", "forward", status, why);
         if (rl > 0)
-                (void)send_all(f->fd, resp, (size_t)rl < sizeof(resp) ? (size_t)rl : sizeof(resp) - 1);
+                (void)send_all(f->fd, resp, (size_t)rl < sizeof(resp) ? (size_t)rl : sizeof(resp) - 1, -1);
         linger_close(f->fd);
 }
 
@@ -248,7 +259,7 @@ static unsigned relay_response(fwd *f, int up, uint64_t *down, const char **why)
                 goto out;
         *why = "no complete response head from the host (at most 32 KiB, within 120 s)";
         while (!(hl = cb_h1_head_end(buf, n)) && n < CB_H1_HEAD_MAX) {
-                ssize_t k = recv_by(up, buf + n, (IO_BUF < CB_H1_HEAD_MAX ? IO_BUF : CB_H1_HEAD_MAX) - n, deadline);
+                ssize_t k = recv_by(up, buf + n, (IO_BUF < CB_H1_HEAD_MAX ? IO_BUF : CB_H1_HEAD_MAX) - n, deadline, f->fd);
                 if (k <= 0)
                         goto out;
                 n += (size_t)k;
@@ -280,12 +291,12 @@ static unsigned relay_response(fwd *f, int up, uint64_t *down, const char **why)
         }
         (void)put(out, CB_H1_HEAD_MAX + 64, &on, "Connection: close\r\n\r\n", 21);
         *why = NULL;
-        if (send_all(f->fd, out, on) < 0 || (n > hl && send_all(f->fd, buf + hl, n - hl) < 0))
+        if (send_all(f->fd, out, on, -1) < 0 || (n > hl && send_all(f->fd, buf + hl, n - hl, -1) < 0))
                 goto out;
         *down = on + (n - hl);
         for (;;) {
-                ssize_t k = recv_by(up, buf, IO_BUF, mono_ms() + IDLE_TIMEOUT_MS);
-                if (k <= 0 || send_all(f->fd, buf, (size_t)k) < 0)
+                ssize_t k = recv_by(up, buf, IO_BUF, mono_ms() + IDLE_TIMEOUT_MS, f->fd);
+                if (k <= 0 || send_all(f->fd, buf, (size_t)k, -1) < 0)
                         break;
                 *down += (uint64_t)k;
         }
@@ -319,7 +330,7 @@ void cb_sandbox_forward(cb_sandbox *sb, int fd, size_t head_len) {
         size_t n = 0;
         uint64_t deadline = mono_ms() + STEP_TIMEOUT_MS;
         while (n < head_len) {
-                ssize_t k = recv_by(fd, head + n, head_len - n, deadline);
+                ssize_t k = recv_by(fd, head + n, head_len - n, deadline, -1);
                 if (k <= 0)
                         goto out;
                 n += (size_t)k;
@@ -392,7 +403,7 @@ void cb_sandbox_forward(cb_sandbox *sb, int fd, size_t head_len) {
                         if (ci_eq(h->h[i].name, h->h[i].name_len, "expect") &&
                             ci_eq(h->h[i].value, h->h[i].value_len, "100-continue")) {
                                 static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
-                                (void)send_all(fd, cont, sizeof(cont) - 1);
+                                (void)send_all(fd, cont, sizeof(cont) - 1, -1);
                                 break;
                         }
                 cb_h1_chunked ch = { 0 };
@@ -406,7 +417,7 @@ void cb_sandbox_forward(cb_sandbox *sb, int fd, size_t head_len) {
                         if (want > IO_BUF)
                                 want = IO_BUF;
                         uint64_t dl = mono_ms() + STEP_TIMEOUT_MS;
-                        ssize_t k = recv_by(fd, tmp, want, dl < bdeadline ? dl : bdeadline);
+                        ssize_t k = recv_by(fd, tmp, want, dl < bdeadline ? dl : bdeadline, -1);
                         if (k <= 0) {
                                 refuse(&f, 400, "the body ended early or did not arrive in time (10 s a piece, "
                                                 "60 s in all)");
@@ -520,7 +531,7 @@ void cb_sandbox_forward(cb_sandbox *sb, int fd, size_t head_len) {
         uint64_t down = 0;
         const char *rwhy = NULL;
         unsigned status = 0;
-        if (send_all(up, up_head, hn) < 0 || (blen && send_all(up, body, blen) < 0)) {
+        if (send_all(up, up_head, hn, fd) < 0 || (blen && send_all(up, body, blen, fd) < 0)) {
                 rwhy = "the host stopped reading the request";
         } else {
                 status = relay_response(&f, up, &down, &rwhy);
@@ -534,7 +545,7 @@ void cb_sandbox_forward(cb_sandbox *sb, int fd, size_t head_len) {
                                   strlen("credbroker: \n") + strlen(rwhy ? rwhy : "no response"),
                                   rwhy ? rwhy : "no response");
                 if (rl > 0 && (size_t)rl < sizeof(resp))
-                        (void)send_all(fd, resp, (size_t)rl);
+                        (void)send_all(fd, resp, (size_t)rl, -1);
         }
         record(&f, "allow", rwhy ? rwhy : "forwarded", status ? status : 502, hn + blen, down);
 out:
