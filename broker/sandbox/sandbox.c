@@ -213,8 +213,8 @@ void cb_sandbox_note_refusal(cb_sandbox *sb, const char *method, const char *rou
                              const char *reason) {
         if (__atomic_fetch_add(&sb->refused, 1, __ATOMIC_RELAXED) != 0 || !ops.alert)
                 return; /* coalesced: counted into sandbox_close */
-        if (ops.egress_alert && !ops.egress_alert(sb->client))
-                return; /* the client's egress.alert_on_deny is false */
+        if (!sb->alert_on_deny)
+                return; /* the client's egress.alert_on_deny is false (at the sandbox's start) */
         json_t *ev = json_pack("{s:s, s:I, s:s, s:s, s:I, s:s}", "sandbox", sb->id, "uid", (json_int_t)sb->uid,
                                "client", sb->client, "cmd", sb->cmd, "status", (json_int_t)status, "note",
                                "the first refusal of this sandbox; later ones are counted in its sandbox_close "
@@ -472,6 +472,11 @@ static void *handler(void *arg) {
         s->authorized = true;
         pthread_mutex_unlock(&mu);
         sb->started = (uint64_t)time(NULL);
+        /* Read once, here, where no lock is held: a refusal is noted from
+         * the proxy's server under the request lock, which ops.egress_alert
+         * takes (asking it there deadlocked the daemon at a sandbox's first
+         * proxy refusal). */
+        sb->alert_on_deny = !ops.egress_alert || ops.egress_alert(sb->client);
         /* Queued before anything is served on it (not waited for: the
          * writer is shared, and a launcher must not hold it up). */
         audit_sandbox("sandbox_open", sb, "allow", NULL);

@@ -148,5 +148,16 @@ alerts = [l for l in open(sys.argv[2]) if "egress_denied" in l and sid in l]
 assert len(alerts) == 1, alerts
 PY
 
+# ---- a sandbox whose first refusal comes from the proxy's server --------------------
+# (noted under the request lock: asking the policy for alert_on_deny there
+# deadlocked the daemon, every later request and hand-over with it)
+o=$(sb -- curl -s -o /dev/null --max-time 5 -w '%{http_code}' http://127.0.0.1:8411/v1/proxy/nosuch/x 2>&1)
+expect "a first refusal by the injection proxy (no token): answered 401" "401" "$o"
+o=$(sb -- curl -sS --max-time 5 "http://$HP/echo/after" 2>&1)
+expect "the daemon still serves sandboxes after it" '"path": "/echo/after"' "$o"
+sleep 0.3
+n=$(grep -c 'egress_denied.*nosuch\|egress_denied.*v1/proxy' "$T/daemon.out")
+[ "$n" = 1 ] && ok "it raised the sandbox's egress_denied alert" || bad "alert for the proxy refusal: $n"
+
 echo "sandbox-forward: $fails failure(s)"
 [ $fails = 0 ]
