@@ -19,6 +19,7 @@
 #include "metrics.h"
 #include "error.h"
 #include "codec.h"
+#include "match.h"
 #include "proxy.h"
 #include "proxy_request.h"
 #include "red_cache.h"
@@ -168,6 +169,87 @@ static bool add_header(struct curl_slist **out, const char *name, size_t nl, con
         if (l)
                 *out = l;
         return l != NULL;
+}
+
+/* The outbound leak guard for a sandbox's proxied requests: the first
+ * live secret value or token the live matcher finds in p[0..n). */
+typedef struct leak_hit {
+        bool found;
+        char name[CB_NAME_MAX + 1]; /* "" for a token */
+        enum cb_scan_kind kind;
+} leak_hit;
+
+static int leak_on_hit(void *ctx, const cb_scan_hit *hit, char label[CB_SCAN_LABEL_MAX]) {
+        leak_hit *l = ctx;
+        (void)label;
+        if (!l->found) {
+                l->found = true;
+                snprintf(l->name, sizeof(l->name), "%s", hit->name ? hit->name : "");
+                l->kind = hit->kind;
+        }
+        return -ECANCELED;
+}
+
+/* 0 clean, 1 a sighting in *l, -ENOMEM. */
+static int leak_scan(cb_matcher *m, const char *p, size_t n, leak_hit *l) {
+        cb_scan_stream *st = cb_scan_stream_new(m, leak_on_hit, NULL, l);
+        if (!st)
+                return -ENOMEM;
+        (void)cb_scan_stream_feed(st, p, n);
+        (void)cb_scan_stream_finish(st);
+        cb_scan_stream_free(st);
+        return l->found ? 1 : 0;
+}
+
+/* A sandbox's proxied request carrying a live secret value (or a token)
+ * in a header that goes upstream, its path or its query, as the tool sent
+ * them (before the broker injects the credential): refused, 403.  Under
+ * the request lock (the live matcher is the scanner's).  0 go on, or the
+ * reply's result in *ret. */
+static int sandbox_leak_gate(request *rq, const hdr_list *hl, const cb_inject *inj, const char *conn_hdr,
+                             const char *path, const char *query, int *ret) {
+        cb_matcher *m = scanner_matcher_ref();
+        leak_hit l = { .found = false };
+        const char *where = NULL;
+        char wbuf[96];
+        int r = 0;
+
+        if (!m) {
+                *ret = reply_error(rq, 503, "unavailable", "the outbound leak guard cannot run (%s): refused rather "
+                                   "than unchecked", cb_error_last());
+                return 1;
+        }
+        for (size_t i = 0; i < hl->n && r == 0; i++) {
+                const cb_preq_header *x = &hl->h[i];
+                if (cb_preq_header_class(x->name, x->name_len, inj->kind == CB_INJECT_HEADER ? inj->name : NULL,
+                                         conn_hdr) != CB_HDR_FORWARD)
+                        continue; /* not sent upstream */
+                if ((r = leak_scan(m, x->value, x->value_len, &l)) == 1) {
+                        snprintf(wbuf, sizeof(wbuf), "header '%.*s'", (int)(x->name_len > 64 ? 64 : x->name_len),
+                                 x->name);
+                        where = wbuf;
+                }
+        }
+        if (r == 0 && (r = leak_scan(m, path, strlen(path), &l)) == 1)
+                where = "path";
+        if (r == 0 && query && (r = leak_scan(m, query, strlen(query), &l)) == 1)
+                where = "query";
+        cb_matcher_free(m);
+        if (r < 0) {
+                *ret = reply_error(rq, 503, "unavailable", "out of memory");
+                return 1;
+        }
+        if (r == 0)
+                return 0;
+        if (l.name[0])
+                *ret = reply_error(rq, 403, "leak_refused", "the request's %s carries the live secret '%s' (%s form): "
+                                   "the outbound leak guard refuses a sandbox's request holding a secret value "
+                                   "(only the broker's own injection may carry one)", where, l.name,
+                                   cb_scan_kind_name(l.kind));
+        else
+                *ret = reply_error(rq, 403, "leak_refused", "the request's %s carries a credbroker token: the outbound "
+                                   "leak guard refuses it", where);
+        return 1;
 }
 
 int api_proxy(request *rq) {
@@ -458,6 +540,10 @@ int api_proxy(request *rq) {
                         goto out;
                 }
         }
+        /* A sandbox's request: the outbound leak guard, on what goes
+         * upstream from the tool (the injected credential is added after). */
+        if (rq->sandbox_ref && sandbox_leak_gate(rq, hl, &inj, hdr_get(hl, "Connection"), path, query, &ret))
+                goto out;
         {
                 char *pv = inj.kind == CB_INJECT_QUERY ? pct(v, vl) : NULL;
                 size_t ql = query ? strlen(query) : 0;

@@ -43,7 +43,7 @@ printf '127.0.0.1 localhost\n11.22.33.44 upstream.test denied.test\n127.0.0.1 pr
 "$CLI" init --state-dir "$T/state" --unlock "keyfile:$T/key" >/dev/null || { bad init; exit 1; }
 cat >"$T/policy.json" <<JSON
 { "clients": { "sbx": {"uid": $U, "egress": {"allow": ["upstream.test:$P", "private.test:$P"], "alert_on_deny": true}} },
-  "grants": [], "admins": {"uids": [0]} }
+  "grants": [ {"client": "sbx", "secret": "api", "use": ["proxy"], "max_ttl": 3600} ], "admins": {"uids": [0]} }
 JSON
 chmod 0644 "$T/policy.json"
 cat >"$T/ns.sh" <<EOF
@@ -66,6 +66,9 @@ touch "$T/up.log" "$T/private.log"
 # A live secret, known to the test only (the tool "found" it: a file it can read).
 SECRET="cbsbf-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 printf '%s' "$SECRET" | CREDBROKER_ADMIN_SOCKET="$T/run/admin.sock" "$CLI" put ghtok >/dev/null || { bad "put ghtok"; exit 1; }
+APIV="cbsbf-api-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+printf '%s' "$APIV" | CREDBROKER_ADMIN_SOCKET="$T/run/admin.sock" "$CLI" put api --host "http://upstream.test:$P" \
+        --inject 'Authorization: Bearer {}' >/dev/null || { bad "put api"; exit 1; }
 mkdir -p "$T/work" && chown $U "$T/work"
 printf '%s' "$SECRET" >"$T/work/found.txt" && chown $U "$T/work/found.txt"
 cp "$HERE/sandbox-forward-probe.py" "$T/work/probe.py" && chmod 0644 "$T/work/probe.py"
@@ -147,6 +150,16 @@ assert close[0]["refused"] >= 19, close[0]
 alerts = [l for l in open(sys.argv[2]) if "egress_denied" in l and sid in l]
 assert len(alerts) == 1, alerts
 PY
+
+# ---- the leak guard on the injection proxy (--proxy): what the tool sends --------
+o=$(sb --proxy api=env:UP -- sh -c 'curl -sS --max-time 10 -H "Authorization: Bearer $UP_API_KEY" "$UP_BASE_URL/echo/proxied"' 2>&1)
+expect "control: --proxy request through the injection proxy: forwarded with the credential" '"path": "/echo/proxied"' "$o"
+grep '"/echo/proxied"' "$T/up.log" | grep -qF "Bearer $APIV" && ok "the upstream received the injected value" || bad "injected value not seen upstream"
+B64=$(printf 'user=%s' "$SECRET" | base64 -w0)
+o=$(sb --proxy api=env:UP -- sh -c "curl -s --max-time 10 -w ' %{http_code}' -H \"Authorization: Bearer \$UP_API_KEY\" -H 'X-Data: $B64' \"\$UP_BASE_URL/echo/proxied-leak\"; echo; curl -s --max-time 10 -w ' %{http_code}' -H \"Authorization: Bearer \$UP_API_KEY\" \"\$UP_BASE_URL/echo/proxied-leak?q=\$(cat found.txt)\"" 2>&1)
+expect "leak guard (proxied): another live secret base64 in a header: 403" "header 'X-Data' carries the live secret 'ghtok' (base64 form)" "$o"
+expect "leak guard (proxied): another live secret in the query: 403" "query carries the live secret 'ghtok' (raw form)" "$o"
+grep -q 'proxied-leak' "$T/up.log" && bad "a proxied leak reached the upstream" || ok "neither proxied leak reached the upstream"
 
 # ---- a sandbox whose first refusal comes from the proxy's server --------------------
 # (noted under the request lock: asking the policy for alert_on_deny there
