@@ -544,6 +544,25 @@ int api_proxy(request *rq) {
          * upstream from the tool (the injected credential is added after). */
         if (rq->sandbox_ref && sandbox_leak_gate(rq, hl, &inj, hdr_get(hl, "Connection"), path, query, &ret))
                 goto out;
+        if (rq->sandbox_ref && head.frame != CB_FRAME_NONE) {
+                /* ... and on its body, held whole and scanned (proxy_conn.c). */
+                if (head.body_coded) {
+                        ret = reply_error(rq, 415, "unsupported_media_type", "a sandbox's request body with a "
+                                          "Content-Encoding cannot be checked for secrets: refused");
+                        goto out;
+                }
+                if (head.frame == CB_FRAME_LENGTH && head.length > PROXY_HELD_MAX) {
+                        ret = reply_error(rq, 413, "too_large", "a sandbox's proxied request body over %d bytes is not "
+                                          "forwarded (the outbound leak guard holds and scans it first)",
+                                          PROXY_HELD_MAX);
+                        goto out;
+                }
+                if (!(sp.leak = scanner_matcher_ref())) {
+                        ret = reply_error(rq, 503, "unavailable", "the outbound leak guard cannot run (%s): refused "
+                                          "rather than unchecked", cb_error_last());
+                        goto out;
+                }
+        }
         {
                 char *pv = inj.kind == CB_INJECT_QUERY ? pct(v, vl) : NULL;
                 size_t ql = query ? strlen(query) : 0;
@@ -618,6 +637,7 @@ out:
         sodium_memzero(tok, sizeof(tok));
         cb_secbuf_free(val);
         cb_matcher_free(sp.red);
+        cb_matcher_free(sp.leak);
         if (extra) {
                 sodium_memzero(extra, strlen(extra));
                 free(extra);

@@ -159,7 +159,13 @@ B64=$(printf 'user=%s' "$SECRET" | base64 -w0)
 o=$(sb --proxy api=env:UP -- sh -c "curl -s --max-time 10 -w ' %{http_code}' -H \"Authorization: Bearer \$UP_API_KEY\" -H 'X-Data: $B64' \"\$UP_BASE_URL/echo/proxied-leak\"; echo; curl -s --max-time 10 -w ' %{http_code}' -H \"Authorization: Bearer \$UP_API_KEY\" \"\$UP_BASE_URL/echo/proxied-leak?q=\$(cat found.txt)\"" 2>&1)
 expect "leak guard (proxied): another live secret base64 in a header: 403" "header 'X-Data' carries the live secret 'ghtok' (base64 form)" "$o"
 expect "leak guard (proxied): another live secret in the query: 403" "query carries the live secret 'ghtok' (raw form)" "$o"
-grep -q 'proxied-leak' "$T/up.log" && bad "a proxied leak reached the upstream" || ok "neither proxied leak reached the upstream"
+o=$(sb --proxy api=env:UP -- sh -c 'A="Authorization: Bearer $UP_API_KEY"; curl -sS --max-time 10 -H "$A" -d "hello=1" "$UP_BASE_URL/echo/proxied-post"; echo; curl -sS --max-time 10 -H "$A" -H "Transfer-Encoding: chunked" -H "Content-Type: text/plain" --data-binary @big.txt "$UP_BASE_URL/echo/proxied-chunked"' 2>&1)
+expect "control: a proxied POST with a clean body (held, scanned, then sent)" '"body_length": 7' "$o"
+expect "control: a proxied chunked POST of 6,000 bytes" '"body_length": 6000' "$o"
+o=$(sb --proxy api=env:UP -- sh -c "curl -s --max-time 10 -w ' %{http_code}' -H \"Authorization: Bearer \$UP_API_KEY\" -H 'Content-Type: application/json' -d '{\"blob\": \"$B64\"}' \"\$UP_BASE_URL/echo/proxied-leak-body\"; echo; curl -s --max-time 10 -w ' %{http_code}' -H \"Authorization: Bearer \$UP_API_KEY\" -H 'Transfer-Encoding: chunked' --data-binary @found.txt \"\$UP_BASE_URL/echo/proxied-leak-chunked\"" 2>&1)
+expect "leak guard (proxied): another live secret base64 in a JSON body: 403" "body carries the live secret 'ghtok' (base64 form)" "$o"
+expect "leak guard (proxied): the raw secret in a chunked body: 403" "body carries the live secret 'ghtok' (raw form)" "$o"
+grep -q 'proxied-leak' "$T/up.log" && bad "a proxied leak reached the upstream" || ok "none of the proxied leaks reached the upstream"
 
 # ---- a sandbox whose first refusal comes from the proxy's server --------------------
 # (noted under the request lock: asking the policy for alert_on_deny there
