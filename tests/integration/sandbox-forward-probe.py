@@ -69,6 +69,9 @@ CASES = {
     "leak-raw": lambda: post("/echo/leak-raw", b"token=" + SECRET + b"&x=1", "application/x-www-form-urlencoded"),
     "leak-base64": lambda: post("/echo/leak-base64", b'{"blob": "' + B64.encode() + b'"}', "application/json"),
     "leak-pct": lambda: post("/echo/leak-pct", b"v=" + PCT.encode(), "application/x-www-form-urlencoded"),
+    "leak-hex": lambda: post("/echo/leak-hex", b"digest=" + SECRET.hex().upper().encode(), "text/plain"),
+    "leak-json": lambda: post("/echo/leak-json", b'{"k": "' + "".join("\\u%04x" % c for c in SECRET).encode() + b'"}',
+                              "application/json"),
     "leak-header": lambda: [req("GET", "/echo/leak-header", [("X-Data", B64)])],
     "leak-query": lambda: [req("GET", "/echo/leak-query?q=" + PCT)],
     # split across chunks, each chunk sent apart

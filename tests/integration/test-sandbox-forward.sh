@@ -102,7 +102,7 @@ PY
 
 # ---- refusals, all from one sandbox: each refused, recorded, one alert ------------
 before=$(wc -l <"$T/up.log")
-CASES="denied literal private otherport https-abs leak-raw leak-base64 leak-pct leak-header leak-query leak-split cl-te cl-cl te-gzip bad-chunk obs-fold bare-lf cl-sign"
+CASES="denied literal private otherport https-abs leak-raw leak-base64 leak-pct leak-hex leak-json leak-header leak-query leak-split cl-te cl-cl te-gzip bad-chunk obs-fold bare-lf cl-sign"
 o=$(sb -- sh -c "/usr/bin/python3 probe.py $HP found.txt $CASES; curl -s -o /dev/null -w 'curl-leak %{http_code}\n' --data-urlencode \"k=\$(cat found.txt)\" http://$HP/echo/curl-leak" 2>&1)
 echo "$o" | sed 's/^/    /'
 expect "a host not in egress.allow: 403" "denied 403" "$o"
@@ -113,6 +113,8 @@ expect "https:// in absolute form (not CONNECT): 400" "https-abs 400" "$o"
 expect "leak guard: the raw secret in a form body: 403" "leak-raw 403" "$o"
 expect "leak guard: the secret base64-encoded (inside base64 of a longer text) in a JSON body: 403" "leak-base64 403" "$o"
 expect "leak guard: the secret fully percent-escaped: 403" "leak-pct 403" "$o"
+expect "leak guard: the secret in upper-case hex: 403" "leak-hex 403" "$o"
+expect "leak guard: the secret as JSON \\u escapes: 403" "leak-json 403" "$o"
 expect "leak guard: the secret base64 in a header: 403" "leak-header 403" "$o"
 expect "leak guard: the secret percent-escaped in the query: 403" "leak-query 403" "$o"
 expect "leak guard: the secret split across two chunks sent apart: 403" "leak-split 403" "$o"
@@ -142,11 +144,11 @@ reasons = " | ".join(r["reason"] for r in deny)
 for want in ("egress.allow", "IP literal", "loopback", "Content-Length and Transfer-Encoding", "live secret 'ghtok'"):
     assert want in reasons, (want, reasons)
 leaks = [r["leak"] for r in deny if "leak" in r]
-assert len(leaks) == 7, leaks
+assert len(leaks) == 9, leaks
 assert all(l["secret"] == "ghtok" for l in leaks), leaks
 forms = {l["form"] for l in leaks}
-assert "base64" in forms and "raw" in forms and "url" in forms, forms
-assert close[0]["refused"] >= 19, close[0]
+assert {"base64", "raw", "url", "hex", "json"} <= forms, forms
+assert close[0]["refused"] >= 21, close[0]
 alerts = [l for l in open(sys.argv[2]) if "egress_denied" in l and sid in l]
 assert len(alerts) == 1, alerts
 PY
