@@ -291,6 +291,7 @@ static size_t forward_head(int fd, uint64_t deadline) {
         for (size_t i = 0; hl && i + 22 <= hl; i++)
                 if (buf[i] == '\n' && strncasecmp(buf + i + 1, "proxy-authorization:", 20) == 0)
                         hl = 0;
+        sodium_memzero(buf, CB_H1_HEAD_MAX); /* a head may hold a token or a value */
         free(buf);
         return hl;
 }
