@@ -100,6 +100,20 @@ assert h.get("connection") == "close", h
 assert not any(k.startswith("proxy-") for k in h), h
 PY
 
+# ---- one sandbox's slow host and stalled body hold up no other -------------------
+printf 'import socket, time\ns = socket.create_connection(("127.0.0.1", 8411))\ns.sendall(b"POST http://%s/echo/stalled HTTP/1.1\\r\\nHost: x\\r\\nContent-Length: 100\\r\\n\\r\\nabc")\ntime.sleep(6)\n' "$HP" >"$T/work/stall.py"
+chmod 0644 "$T/work/stall.py"
+sb -- sh -c "curl -s -o /dev/null --max-time 20 http://$HP/slow & /usr/bin/python3 stall.py; wait" >/dev/null 2>&1 &
+SLOWPID=$!
+sleep 1.5
+t0=$(date +%s%N)
+o=$(sb -- curl -sS --max-time 15 "http://$HP/echo/meanwhile" 2>&1)
+t1=$(date +%s%N)
+ms=$(( (t1 - t0) / 1000000 ))
+case "$o" in *'"path": "/echo/meanwhile"'*) [ $ms -lt 2500 ] && ok "another sandbox's request is served in $ms ms while a slow host (3 s) and a stalled body are in flight" || bad "another sandbox waited $ms ms" ;; *) bad "meanwhile: $o" ;; esac
+wait $SLOWPID
+grep -q '"/slow"' "$T/up.log" && ok "the slow request completed upstream" || bad "the slow request did not reach the upstream"
+
 # ---- refusals, all from one sandbox: each refused, recorded, one alert ------------
 before=$(wc -l <"$T/up.log")
 CASES="denied literal private otherport https-abs leak-raw leak-base64 leak-pct leak-hex leak-json leak-header leak-query leak-split cl-te cl-cl te-gzip bad-chunk obs-fold bare-lf cl-sign"
@@ -167,7 +181,15 @@ expect "control: a proxied chunked POST of 6,000 bytes" '"body_length": 6000' "$
 o=$(sb --proxy api=env:UP -- sh -c "curl -s --max-time 10 -w ' %{http_code}' -H \"Authorization: Bearer \$UP_API_KEY\" -H 'Content-Type: application/json' -d '{\"blob\": \"$B64\"}' \"\$UP_BASE_URL/echo/proxied-leak-body\"; echo; curl -s --max-time 10 -w ' %{http_code}' -H \"Authorization: Bearer \$UP_API_KEY\" -H 'Transfer-Encoding: chunked' --data-binary @found.txt \"\$UP_BASE_URL/echo/proxied-leak-chunked\"" 2>&1)
 expect "leak guard (proxied): another live secret base64 in a JSON body: 403" "body carries the live secret 'ghtok' (base64 form)" "$o"
 expect "leak guard (proxied): the raw secret in a chunked body: 403" "body carries the live secret 'ghtok' (raw form)" "$o"
-grep -q 'proxied-leak' "$T/up.log" && bad "a proxied leak reached the upstream" || ok "none of the proxied leaks reached the upstream"
+# A refused head never leaves; a refused body is cut before its first byte
+# (the head may have gone: the upstream then sees the body end at 0 bytes).
+python3 - "$T/up.log" <<'PY' && ok "none of the proxied leaks reached the upstream (heads refused before; bodies cut at 0 bytes)" || bad "a proxied leak reached the upstream: $(grep 'proxied-leak' "$T/up.log")"
+import json, sys
+recs = [json.loads(l) for l in open(sys.argv[1]) if "proxied-leak" in l]
+assert not [r for r in recs if r["path"] == "/echo/proxied-leak"], recs
+assert all(r["body_length"] == 0 for r in recs), recs
+PY
+grep -qF -e "$SECRET" -e "$B64" "$T/up.log" && bad "the secret reached the upstream" || ok "the secret is nowhere in what the upstream received"
 
 # ---- a sandbox whose first refusal comes from the proxy's server --------------------
 # (noted under the request lock: asking the policy for alert_on_deny there
