@@ -219,6 +219,42 @@ static int sandbox_leak_gate(request *rq, const hdr_list *hl, const cb_inject *i
                                    "than unchecked", cb_error_last());
                 return 1;
         }
+        /* One pass over all of it with the one-shot scan (small windows:
+         * this runs under the request lock); only a request with a sighting
+         * is gone through again, piece by piece, to say where and what. */
+        size_t total = strlen(path) + (query ? strlen(query) : 0) + 3;
+        for (size_t i = 0; i < hl->n; i++)
+                total += hl->h[i].value_len + 1;
+        char *all = malloc(total), *red = NULL;
+        size_t at = 0, hits = 0;
+        if (all) {
+                for (size_t i = 0; i < hl->n; i++) {
+                        const cb_preq_header *x = &hl->h[i];
+                        if (cb_preq_header_class(x->name, x->name_len, inj->kind == CB_INJECT_HEADER ? inj->name : NULL,
+                                                 conn_hdr) != CB_HDR_FORWARD)
+                                continue;
+                        memcpy(all + at, x->value, x->value_len);
+                        at += x->value_len;
+                        all[at++] = '\n';
+                }
+                at += (size_t)snprintf(all + at, total - at, "%s\n%s", path, query ? query : "");
+                red = cb_matcher_redact_string(m, all, &hits);
+                sodium_memzero(all, total);
+                free(all);
+        }
+        if (red) {
+                sodium_memzero(red, strlen(red));
+                free(red);
+        }
+        if (!red) {
+                cb_matcher_free(m);
+                *ret = reply_error(rq, 503, "unavailable", "out of memory");
+                return 1;
+        }
+        if (!hits) {
+                cb_matcher_free(m);
+                return 0;
+        }
         for (size_t i = 0; i < hl->n && r == 0; i++) {
                 const cb_preq_header *x = &hl->h[i];
                 if (cb_preq_header_class(x->name, x->name_len, inj->kind == CB_INJECT_HEADER ? inj->name : NULL,
@@ -239,9 +275,10 @@ static int sandbox_leak_gate(request *rq, const hdr_list *hl, const cb_inject *i
                 *ret = reply_error(rq, 503, "unavailable", "out of memory");
                 return 1;
         }
-        if (r == 0)
-                return 0;
-        if (l.name[0])
+        if (r == 0) /* seen only across two pieces: refused all the same */
+                *ret = reply_error(rq, 403, "leak_refused", "the request's headers, path and query together carry a "
+                                   "live secret value: the outbound leak guard refuses it");
+        else if (l.name[0])
                 *ret = reply_error(rq, 403, "leak_refused", "the request's %s carries the live secret '%s' (%s form): "
                                    "the outbound leak guard refuses a sandbox's request holding a secret value "
                                    "(only the broker's own injection may carry one)", where, l.name,
