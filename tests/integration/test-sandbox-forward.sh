@@ -189,6 +189,14 @@ recs = [json.loads(l) for l in open(sys.argv[1]) if "proxied-leak" in l]
 assert not [r for r in recs if r["path"] == "/echo/proxied-leak"], recs
 assert all(r["body_length"] == 0 for r in recs), recs
 PY
+sleep 0.3
+python3 - "$T/audit.log" <<'PY' && ok "proxied leak refusals audited (the header's at the decision, the body's in the completion record)" || bad "proxied leak records"
+import json, sys
+recs = [l for l in open(sys.argv[1]) if '"sandbox"' in l]
+for want in ("header 'X-Data' carries the live secret 'ghtok' (base64 form)", "body carries the live secret 'ghtok' (base64 form)",
+             "body carries the live secret 'ghtok' (raw form)"):
+    assert any(want in l for l in recs), want
+PY
 grep -qF -e "$SECRET" -e "$B64" "$T/up.log" && bad "the secret reached the upstream" || ok "the secret is nowhere in what the upstream received"
 
 # ---- a sandbox whose first refusal comes from the proxy's server --------------------
