@@ -51,6 +51,7 @@ CB_DEPS=(
   bubblewrap          # credbroker sandbox: bwrap runs the sandboxed command (tests/integration/test-sandbox.sh)
   libseccomp-dev      # client/cli_sandbox_seccomp.c: the seccomp filter handed to bwrap as BPF
   npm                 # tests/integration/test-sdk.sh installs the real openai and @anthropic-ai/sdk (Debian's nodejs has no npm; a NodeSource nodejs bundles it)
+  git                 # tests/integration/test-sandbox-egress.sh: git clone over smart HTTPS (git http-backend) inside a sandbox
 )
 
 # Print the packages of CB_DEPS that are not installed, one per line.

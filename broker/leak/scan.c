@@ -179,6 +179,14 @@ static live *live_get(void) {
         return cur;
 }
 
+struct cb_matcher *scanner_matcher_ref(void) {
+        live *lv = live_get();
+        cb_matcher *m = lv ? cb_matcher_ref(lv->m) : NULL;
+
+        live_release(lv);
+        return m;
+}
+
 void scanner_shutdown(void) {
         leak_shutdown();
         scanner_rebuild();
