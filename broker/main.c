@@ -211,6 +211,13 @@ static bool sandbox_egress_alert(const char *client) {
         return on;
 }
 
+static struct cb_matcher *sandbox_matcher(void) {
+        pthread_mutex_lock(&cbd.lock);
+        struct cb_matcher *m = scanner_matcher_ref();
+        pthread_mutex_unlock(&cbd.lock);
+        return m;
+}
+
 static void sandbox_alert(const char *kind, json_t *ev) {
         alert_raise(kind, ev); /* alert.c takes only its own lock */
 }
@@ -833,6 +840,7 @@ int main(int argc, char **argv) {
                                                               .egress_allows = sandbox_egress_allows,
                                                               .egress_alert = sandbox_egress_alert,
                                                               .alert = sandbox_alert,
+                                                              .matcher = sandbox_matcher,
                                                               .exe_cache = server_exe_cache() }) < 0) {
                 say_err("sandbox.sock: %s", cb_error_last());
                 goto out;

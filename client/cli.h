@@ -64,11 +64,11 @@ int cli_parse_time(const char *s, uint64_t *ret);
  * seconds.  0 and *ret, or -EINVAL. */
 int cli_parse_duration(const char *s, unsigned long long max, unsigned long long *ret);
 
-/* Tool verbs (cli_tool.c). */
+/* Tool verbs (cli_tool.c; exec: cli_exec.c). */
 int cmd_token(int argc, char **argv);
 int cmd_fetch(int argc, char **argv);
 int cmd_exec(int argc, char **argv);
-/* exec's machinery for other launchers (sandbox, cli_sandbox.c): after
+/* exec's machinery (cli_exec.c) for other launchers (sandbox, cli_sandbox.c): after
  * exec's own options (--env, --file, --proxy) are handled and values and
  * tokens fetched, wrap(ud, cmd, &argv) replaces the command run with one
  * that runs it (the hook owns the new argv); started(ud, pid) runs in the

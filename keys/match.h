@@ -22,8 +22,8 @@
  *    raw, hex and url match whatever the case of their ASCII letters (a
  *    value upper- or lower-cased, hex with mixed-case digits); the base64
  *    forms match exactly (a case change alters what base64 decodes to)
- *  - decoding views of the text (match_stream.c): every pattern is also
- *    looked for in the text as it reads after
+ *  - decoding views of the text (match_stream.c, match_view.c): every
+ *    pattern is also looked for in the text as it reads after
  *      percent-decoding  "%XX", either hex case, at any byte, with any
  *                        other byte left as it is: every mix of raw and
  *                        escaped bytes (quote(), quote(safe=''),
@@ -174,6 +174,11 @@ cb_scan_stream *cb_scan_stream_new(const cb_matcher *m, cb_scan_hit_fn hit, cb_s
  * fixed lookahead until more input or finish.  Only before the first
  * feed; needs out. */
 void cb_scan_stream_eager(cb_scan_stream *s);
+
+/* The input will be about n bytes long (a request's Content-Length): the
+ * windows are sized for it, not for the largest input.  Any length still
+ * works (a longer input moves the windows).  Only before the first feed. */
+void cb_scan_stream_size_hint(cb_scan_stream *s, uint64_t n);
 
 /* Treat the first n bytes as already redacted (covered by a marker written
  * earlier): see cb_scan_stream_cut().  Only before the first feed. */

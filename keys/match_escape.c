@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * The escapes the decoding views read (match_stream.c): "%XX" in either
- * hex case; backslash escapes (JSON's, with \uXXXX and surrogate pairs to
+ * The escapes the decoding views read (match_view.c, match_stream.c):
+ * "%XX" in either hex case; backslash escapes (JSON's, with \uXXXX and surrogate pairs to
  * UTF-8, and the C/Python/JS ones: \' \v \a \xHH \NNN \u{X..} \UXXXXXXXX); HTML/XML
  * character references (&#DDD; &#xHH; and five named ones, ';' optional
  * as HTML parsers allow).  Pure functions on the bytes of one escape.

@@ -2,7 +2,8 @@
 /*
  * The matcher's layouts, shared by match_forms.c (the builder: every form
  * of each value), match_build.c (compiles the builder into a cb_matcher)
- * and match_stream.c (runs it over text).  Not an API: callers use match.h.
+ * and match_stream.c + match_view.c (run it over text).  Not an API:
+ * callers use match.h.
  */
 #pragma once
 

@@ -14,7 +14,9 @@
  * in a view that covers no escape is the same bytes as a sighting in the
  * text and is dropped (reported once); so a decoding view is probed only
  * within a pattern's length of an escape, and text without '%', '\\' or
- * '&' costs its views a copy, not a probe.
+ * '&' costs its views a copy, not a probe.  (The views' decoding and the
+ * mapping back to the text: match_view.c; the layout both share:
+ * match_stream_internal.h.)
  *
  * Case: the gram index is keyed by ASCII-folded grams and each probe folds
  * the text's gram the same way (one OR), so every view finds a pattern in
@@ -43,98 +45,9 @@
 #include "codec.h"
 #include "match.h"
 #include "match_internal.h"
-
-enum { V_RAW, V_PCT, V_JSON, V_HTML, N_VIEWS };
-
-/* Each decoding view: the byte its escapes start with, and their kind. */
-static const unsigned char view_intro[N_VIEWS] = { 0, '%', '\\', '&' };
-static const int view_esc[N_VIEWS] = { 0, CB_ESC_PERCENT, CB_ESC_BACKSLASH, CB_ESC_HTML };
-
-/* The text expands at most this much into its decoding (an escape of
- * PEND_ESC bytes for one byte): view lookahead in text bytes. */
-#define EXPAND PEND_ESC
+#include "match_stream_internal.h"
 
 size_t cb_scan_window_min = 256 * 1024;
-
-typedef struct esc {
-        uint64_t d0, s0;  /* first decoded byte; first text byte of the escape */
-        uint32_t nout, nin;
-} esc;
-
-typedef struct view {
-        unsigned char *w; /* bytes [base, base + len) of the view */
-        size_t cap, len, hw; /* hw: the most it ever held (wiped at the end) */
-        uint64_t base, next_j;
-        uint64_t hold;    /* eager: where the last feed's held tail began */
-        uint64_t tent;    /* eager: the first tentative probe position still open */
-        /* decoding views */
-        esc *esc;
-        size_t n_esc, cap_esc;
-        uint64_t anchor_d, anchor_s; /* before the first listed escape: text = anchor_s + (d - anchor_d) */
-        uint64_t s_in;               /* text bytes read */
-        unsigned char pb[PEND_ESC];  /* an escape not yet complete: text [s_in - pn, s_in) */
-        unsigned pn;
-} view;
-
-typedef struct pend {
-        uint64_t start, end;
-        const char *label; /* a secret name (the matcher's) or into labels */
-        size_t label_ix;   /* labels[] index when label is NULL */
-} pend;
-
-struct cb_scan_stream {
-        const cb_matcher *m;
-        cb_scan_hit_fn hit;
-        cb_scan_out_fn out;
-        void *ctx;
-        view v[N_VIEWS];  /* v[V_RAW].w is the text */
-        size_t tail;      /* view lookahead a probe needs before it is final */
-        uint64_t emitted;
-        pend *pend;
-        size_t n_pend, cap_pend;
-        char (*labels)[CB_SCAN_LABEL_MAX];
-        size_t n_labels, cap_labels;
-        int error;
-        bool started, eager, small; /* small: windows sized to the lookahead */
-};
-
-/* ---- mapping a view back to the text -------------------------------------- */
-
-/* The last listed escape starting at or before d, or NULL. */
-static const esc *esc_at(const view *v, uint64_t d) {
-        size_t lo = 0, hi = v->n_esc;
-
-        while (lo < hi) {
-                size_t mid = lo + (hi - lo) / 2;
-                if (v->esc[mid].d0 <= d)
-                        lo = mid + 1;
-                else
-                        hi = mid;
-        }
-        return lo ? &v->esc[lo - 1] : NULL;
-}
-
-/* The text offset where view byte d starts (d may be one past the end). */
-static uint64_t map_start(const view *v, int vi, uint64_t d) {
-        if (vi == V_RAW)
-                return d;
-        const esc *e = esc_at(v, d);
-        if (!e)
-                return v->anchor_s + (d - v->anchor_d);
-        if (d < e->d0 + e->nout)
-                return e->s0;
-        return e->s0 + e->nin + (d - e->d0 - e->nout);
-}
-
-/* The text offset where view bytes [.., d) end (d > 0). */
-static uint64_t map_end(const view *v, int vi, uint64_t d) {
-        if (vi == V_RAW)
-                return d;
-        const esc *e = esc_at(v, d - 1);
-        if (e && d - 1 < e->d0 + e->nout)
-                return e->s0 + e->nin;
-        return map_start(v, vi, d - 1) + 1;
-}
 
 /* ---- streams ---------------------------------------------------------------- */
 
@@ -169,6 +82,17 @@ static int windows(cb_scan_stream *s) {
                  * placed yet: their lookahead, expanded. */
                 size_t tail = i == V_RAW ? EXPAND * s->tail : s->tail;
                 s->v[i].cap = s->eager || s->small ? 4 * tail : view_cap(tail);
+                /* A known short input: a window that holds all of it (and
+                 * its lookahead) is enough; a wrong hint only costs window
+                 * moves.  Big windows for every small scan made the heap
+                 * hold about 1 MiB per request in flight (issue 19). */
+                if (s->hint && !s->eager && !s->small) {
+                        size_t want = 4 * tail;
+                        while (want < s->v[i].cap && want < s->hint + tail)
+                                want *= 2;
+                        if (want < s->v[i].cap)
+                                s->v[i].cap = want;
+                }
                 s->v[i].w = malloc(s->v[i].cap + SLACK);
                 if (!s->v[i].w)
                         return s->error = -ENOMEM;
@@ -184,6 +108,11 @@ void cb_scan_stream_eager(cb_scan_stream *s) {
 void cb_scan_stream_small(cb_scan_stream *s) {
         if (!s->started)
                 s->small = true;
+}
+
+void cb_scan_stream_size_hint(cb_scan_stream *s, uint64_t n) {
+        if (!s->started)
+                s->hint = n;
 }
 
 void cb_scan_stream_skip(cb_scan_stream *s, uint64_t n) {
@@ -273,7 +202,7 @@ static int found_in(cb_scan_stream *s, int vi, uint64_t st, uint64_t en, const m
 
         if (vi == V_RAW)
                 return found(s, st, en, kind, p->secret, NULL);
-        uint64_t ts = map_start(&s->v[vi], vi, st), te = map_end(&s->v[vi], vi, en);
+        uint64_t ts = cb_view_map_start(&s->v[vi], vi, st), te = cb_view_map_end(&s->v[vi], vi, en);
         if (te - ts == en - st)
                 return 0; /* no escape inside: the text view has it */
         if (kind == CB_SK_RAW)
@@ -508,7 +437,7 @@ static uint64_t complete_before(const cb_scan_stream *s, int vi) {
         uint64_t d = v->next_j >= lag ? v->next_j - lag : 0;
         if (d < v->base)
                 d = v->base;
-        return map_start(v, vi, d);
+        return cb_view_map_start(v, vi, d);
 }
 
 /* Eager: the first text offset that may still start a sighting in view vi
@@ -534,7 +463,7 @@ static int eager_hold(cb_scan_stream *s, int vi, uint64_t *ret) {
          * the text's tail: the text view holds what it must.  (hold stays:
          * an escape arriving later may make these positions prefixes.) */
         if (vi != V_RAW && !v->pn && esc_after(v, p) == v->n_esc) {
-                *ret = map_start(v, vi, end);
+                *ret = cb_view_map_start(v, vi, end);
                 return 0;
         }
         if (p < v->hold)
@@ -545,12 +474,12 @@ static int eager_hold(cb_scan_stream *s, int vi, uint64_t *ret) {
                 if (cb_matcher_is_prefix(s->m, v->w + (p - v->base), (size_t)(end - p)))
                         break;
         v->hold = p;
-        *ret = map_start(v, vi, p);
+        *ret = cb_view_map_start(v, vi, p);
         return 0;
 }
 
 /* Probe what can be probed in view vi. */
-static int view_advance(cb_scan_stream *s, int vi, bool final) {
+int cb_view_advance(cb_scan_stream *s, int vi, bool final) {
         view *v = &s->v[vi];
         uint64_t end = v->base + v->len, limit;
 
@@ -566,7 +495,7 @@ static int view_advance(cb_scan_stream *s, int vi, bool final) {
 }
 
 /* Drop view bytes (and escapes) nothing will read again. */
-static void view_compact(cb_scan_stream *s, int vi) {
+void cb_view_compact(cb_scan_stream *s, int vi) {
         view *v = &s->v[vi];
         uint64_t back = 2 * STRIDE_MAX + s->m->dmax;
         uint64_t keep = v->next_j > back ? v->next_j - back : 0;
@@ -594,90 +523,11 @@ static void view_compact(cb_scan_stream *s, int vi) {
         }
 }
 
-/* Make room for n more bytes in view vi. */
-static int view_room(cb_scan_stream *s, int vi, size_t n) {
-        view *v = &s->v[vi];
-
-        if (v->len + n <= v->cap)
-                return 0;
-        if (view_advance(s, vi, false) < 0)
-                return s->error;
-        view_compact(s, vi);
-        return v->len + n <= v->cap ? 0 : (s->error = -EOVERFLOW); /* cannot happen: cap >= 4 * tail */
-}
-
-/* Append decoded bytes; nin > 0: they are one escape of nin text bytes
- * ending at the decoder's position. */
-static int view_put(cb_scan_stream *s, int vi, const unsigned char *p, size_t n, unsigned nin) {
-        view *v = &s->v[vi];
-
-        if (view_room(s, vi, n) < 0)
-                return s->error;
-        if (nin) {
-                if (v->n_esc == v->cap_esc) {
-                        size_t nc = v->cap_esc ? v->cap_esc * 2 : 64;
-                        esc *ne = realloc(v->esc, nc * sizeof(*ne));
-                        if (!ne)
-                                return s->error = -ENOMEM;
-                        v->esc = ne;
-                        v->cap_esc = nc;
-                }
-                v->esc[v->n_esc++] = (esc){ v->base + v->len, v->s_in - nin, (uint32_t)n, nin };
-        }
-        memcpy(v->w + v->len, p, n);
-        v->len += n;
-        if (v->len > v->hw)
-                v->hw = v->len;
-        return 0;
-}
-
-static int decode_byte(cb_scan_stream *s, int vi, unsigned char c);
-
-/* Settle the pending bytes of view vi: an escape complete, still pending,
- * or not an escape (final: anything pending is not): then its first byte
- * is a literal and the rest are decoded again. */
-static int settle(cb_scan_stream *s, int vi, bool final) {
-        view *v = &s->v[vi];
-        unsigned char o[4], rest[PEND_ESC];
-        size_t on = 0;
-        unsigned rn;
-
-        if (!v->pn)
-                return 0;
-        int st = cb_match_escape(view_esc[vi], v->pb, v->pn, final, o, &on);
-        if (st == 0 && !final)
-                return 0;
-        /* An escape of its first st bytes, or a literal first byte; the
-         * rest is read again. */
-        unsigned used = st > 0 ? (unsigned)st : 1;
-        rn = v->pn - used;
-        memcpy(rest, v->pb + used, rn);
-        v->pn = 0;
-        v->s_in -= rn;
-        if (st > 0 ? view_put(s, vi, o, on, used) < 0 : view_put(s, vi, v->pb, 1, 0) < 0)
-                return s->error;
-        for (unsigned k = 0; k < rn; k++)
-                if (decode_byte(s, vi, rest[k]) < 0)
-                        return s->error;
-        sodium_memzero(rest, sizeof(rest));
-        return final ? settle(s, vi, true) : 0;
-}
-
-static int decode_byte(cb_scan_stream *s, int vi, unsigned char c) {
-        view *v = &s->v[vi];
-
-        v->s_in++;
-        if (v->pn == 0 && c != view_intro[vi])
-                return view_put(s, vi, &c, 1, 0);
-        v->pb[v->pn++] = c;
-        return settle(s, vi, false);
-}
-
 /* Decode text bytes into view vi: runs without an escape's first byte are
- * copied as they are. */
+ * copied as they are.  (Here, not in match_view.c: feed inlines it.) */
 static int view_decode(cb_scan_stream *s, int vi, const unsigned char *in, size_t n) {
         view *v = &s->v[vi];
-        const unsigned char intro = view_intro[vi];
+        const unsigned char intro = cb_view_intro[vi];
 
         for (size_t i = 0; i < n;) {
                 if (v->pn == 0) {
@@ -687,7 +537,7 @@ static int view_decode(cb_scan_stream *s, int vi, const unsigned char *in, size_
                                 k = v->cap / 2; /* a window takes it after a move */
                         if (k) {
                                 v->s_in += k;
-                                if (view_put(s, vi, in + i, k, 0) < 0)
+                                if (cb_view_put(s, vi, in + i, k, 0) < 0)
                                         return s->error;
                                 i += k;
                                 continue;
@@ -699,17 +549,17 @@ static int view_decode(cb_scan_stream *s, int vi, const unsigned char *in, size_
                         unsigned char o[4];
                         size_t on = 0;
                         unsigned avail = n - i < PEND_ESC ? (unsigned)(n - i) : PEND_ESC;
-                        int st = cb_match_escape(view_esc[vi], in + i, avail, false, o, &on);
+                        int st = cb_match_escape(cb_view_esc[vi], in + i, avail, false, o, &on);
                         if (st != 0) {
                                 unsigned used = st > 0 ? (unsigned)st : 1;
                                 v->s_in += used;
-                                if (st > 0 ? view_put(s, vi, o, on, used) < 0 : view_put(s, vi, in + i, 1, 0) < 0)
+                                if (st > 0 ? cb_view_put(s, vi, o, on, used) < 0 : cb_view_put(s, vi, in + i, 1, 0) < 0)
                                         return s->error;
                                 i += used;
                                 continue;
                         }
                 }
-                if (decode_byte(s, vi, in[i++]) < 0)
+                if (cb_view_decode_byte(s, vi, in[i++]) < 0)
                         return s->error;
         }
         return 0;
@@ -721,9 +571,9 @@ static int advance(cb_scan_stream *s, bool final) {
         uint64_t cs = UINT64_MAX, h = 0;
 
         for (int vi = 0; vi < N_VIEWS; vi++) {
-                if (final && vi != V_RAW && settle(s, vi, true) < 0)
+                if (final && vi != V_RAW && cb_view_settle(s, vi, true) < 0)
                         return s->error;
-                if (view_advance(s, vi, final) < 0)
+                if (cb_view_advance(s, vi, final) < 0)
                         return s->error;
         }
         if (!s->out)
@@ -755,7 +605,7 @@ int cb_scan_stream_feed(cb_scan_stream *s, const void *p, size_t n) {
                         if (advance(s, false) < 0)
                                 return s->error;
                         for (int vi = 0; vi < N_VIEWS; vi++)
-                                view_compact(s, vi);
+                                cb_view_compact(s, vi);
                         if (t->len == t->cap)
                                 return s->error = -EOVERFLOW; /* cannot happen: cap >= 4 * tail */
                 }

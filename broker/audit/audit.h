@@ -84,7 +84,7 @@ bool audit_available(void);
 bool audit_enabled(void);
 
 /* Queue one audit record (a JSON object) as a line; any thread.
- * audit.c: replaces identifier fields ("accessor", "accessors", "token",
+ * audit_record.c: replaces identifier fields ("accessor", "accessors", "token",
  * "token_hash") in o by keyed hashes; the writer adds "seq" and "mac" (the
  * chain).  Nobody waits for it: for events that are not a request's
  * decision (completions, grace expiry, leak responses).  -errno when it

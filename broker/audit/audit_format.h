@@ -2,7 +2,7 @@
 /*
  * The audit log's format: keyed MAC chain, identifier hashing, the line
  * parser and the verifier.  Pure code (no daemon state): credbrokerd's
- * writer (audit.c), its verifier, the unit test and the fuzz harness all
+ * writer (audit_writer.c), its verifier, the unit test and the fuzz harness all
  * use it.
  *
  * A file is JSON lines.  Each daemon start, and each reopen (SIGHUP after

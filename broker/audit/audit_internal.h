@@ -1,19 +1,25 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Between the audit log's two halves: audit.c (records, the MAC chain,
- * the failed state, open/reopen/verify) and audit_queue.c (the bounded
+ * Between the audit log's files: audit.c (open/reopen/close, the failed
+ * state), audit_writer.c (the MAC chain, segments, resume),
+ * audit_record.c (records), audit_verify.c, and audit_queue.c (the bounded
  * in-memory queue, the writer thread that does every write(2) and
  * fdatasync(2) on the log, and the waits for "my record is written").
  *
  * Lock order: the daemon's request lock (when the caller holds it), then
- * audit.c's rec_lock, then the queue's lock, then the failed state's lock;
+ * audit_rec_lock, then the queue's lock, then the failed state's lock;
  * the writer thread holds none of them while it does I/O.
  */
 #pragma once
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
+
+#include "audit_format.h"
+#include "store.h"
 
 /* Kinds of queue entry. */
 enum {
@@ -62,5 +68,76 @@ void audit_sync_set_fds(int fd, int head_fd);
 void audit_sync_note_written(void);
 void audit_sync_shutdown(void);
 
-/* audit.c, run by the writer thread only */
+/* audit_writer.c, run by the writer thread only */
 int audit_writer_do(audit_rec *e);
+
+/* ---- audit.c's state, shared by the log's files ----
+ * audit.c (the log file: open, reopen, close; the failed state),
+ * audit_writer.c (the writer thread's side: the chain, segments, resume),
+ * audit_record.c (making records on any thread) and audit_verify.c. */
+
+/* The writer thread's (after audit_open; before, the opener's). */
+struct audit_writer_state {
+        int fd, head_fd;
+        char *path;            /* fixed from open to close */
+        unsigned char *master; /* sodium_malloc: CB_AUDIT_KEY_LEN; fixed from open to close */
+        cb_audit_keys *keys;   /* sodium_malloc: the current segment's (MAC) */
+        unsigned char log_id[CB_AUDIT_LOG_ID_LEN];
+        uint64_t seq;          /* of the last record written in this segment */
+        unsigned char mac[CB_AUDIT_MAC_LEN];
+        bool need_begin;       /* the segment header is not written yet */
+        const char *reason;    /* why the segment starts: "start", "reopen" */
+        cb_audit_head prev;    /* where the previous segment ended */
+        /* A resume (and header) written but not yet followed by a record:
+         * if that record cannot be written either, the disk is still full
+         * and the resume is taken back (see resume()). */
+        bool tentative, resuming;
+        struct {
+                off_t size; /* the log's size before the resume */
+                uint64_t seq, failed_since, refused_base;
+                unsigned char mac[CB_AUDIT_MAC_LEN];
+                bool need_begin, failed;
+                char error[128];
+                char head[CB_AUDIT_HEAD_TEXT_LEN];
+                ssize_t head_len;
+        } undo;
+};
+extern struct audit_writer_state audit_wr;
+
+/* The records' side, under audit_rec_lock (audit's own, held for the
+ * microseconds a record is hashed and queued, never over I/O): the keys
+ * identifiers are hashed under (the segment the next record goes to), and
+ * the order records enter the queue in.  Any thread may make a record. */
+extern pthread_mutex_t audit_rec_lock;
+extern cb_audit_keys *audit_id_keys; /* sodium_malloc */
+
+/* The failed state, shared by the writer and the waiters (audit_fail.lock). */
+/* The failed state, shared by the writer and the waiters (audit_fail.lock). */
+struct audit_fail_state {
+        pthread_mutex_t lock;
+        bool failed;
+        uint64_t failed_since;
+        uint64_t refused_total, refused_base; /* refused since failed_since: total - base */
+        char error[128];
+        /* For the verify route: the head as written, and the file. */
+        cb_audit_head head;
+        dev_t dev;
+        ino_t ino;
+};
+extern struct audit_fail_state audit_fail;
+
+/* audit.c */
+/* Enter the failed state (r, what: why), alert and log once a period. */
+void audit_enter_failed(int r, const char *what);
+/* A request refused because of the log: counted for audit.resume. */
+void audit_count_refused(void);
+bool audit_is_failed(void);
+/* The head for readers other than the writer (under audit_fail.lock). */
+void audit_publish_head(void);
+/* The log file's device and inode, for the verify route. */
+void audit_set_file_identity(void);
+/* The master key, and the checkpoint opened for writing (the daemon) or
+ * reading only (offline verify: a missing checkpoint is -ENOENT). */
+int audit_load_keys(const char *state_dir, cb_store *store, bool writer, int *ret_head_fd);
+/* Read and check the head checkpoint (none yet: *ret unset, 0). */
+int audit_read_head(int fd, cb_audit_head *ret);

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The audit log's write path (audit_internal.h): requests put their record
- * into a bounded in-memory queue under audit.c's rec_lock (memory only), one writer
+ * into a bounded in-memory queue under audit_rec_lock (memory only), one writer
  * thread writes the queue in order (write(2), and fdatasync(2) for an
  * intent), and a request waits for "my record is written" holding no lock
  * another request needs, with a deadline.  So a slow or stalled file

@@ -180,6 +180,14 @@ static live *live_get(void) {
         return cur;
 }
 
+struct cb_matcher *scanner_matcher_ref(void) {
+        live *lv = live_get();
+        cb_matcher *m = lv ? cb_matcher_ref(lv->m) : NULL;
+
+        live_release(lv);
+        return m;
+}
+
 void scanner_shutdown(void) {
         leak_shutdown();
         scanner_rebuild();
@@ -535,6 +543,12 @@ int scan_start(request *rq) {
                 return reply_error(rq, 500, "internal", "out of memory");
         }
         cb_scan_stream_skip(j->st, j->skip);
+        {
+                const char *cl = MHD_lookup_connection_value(rq->conn, MHD_HEADER_KIND, "Content-Length");
+                unsigned long long n = cl ? strtoull(cl, NULL, 10) : 0;
+                if (n > 0 && n <= CB_SCAN_BODY_MAX) /* MHD framed the body by it: a hint, not trusted further */
+                        cb_scan_stream_size_hint(j->st, n);
+        }
         rq->scan = j;
         return MHD_YES;
 }

@@ -81,6 +81,12 @@ int scan_finish(request *rq);
 /* MHD is done with the request (completed()). */
 void scan_request_done(request *rq);
 
+/* Under cbd.lock: a reference to the live matcher (every live secret
+ * version and tokens), built if needed, for a caller that scans outside
+ * the lock (a sandbox's outbound leak guard); the caller drops it with
+ * cb_matcher_free().  NULL when it cannot be built (cb_error_last()). */
+struct cb_matcher *scanner_matcher_ref(void);
+
 /* Under cbd.lock: the matcher's state and the compromised secrets. */
 json_t *scanner_status_json(void);
 

@@ -69,6 +69,7 @@ proxy_job *proxy_jobs[PROXY_MAX_JOBS];
 bool proxy_stopping;
 
 proxy_env proxy_cur;
+uint64_t proxy_held_bytes;
 
 void proxy_attach(const proxy_env *env) {
         proxy_cur = *env;
@@ -133,9 +134,13 @@ void proxy_job_unref(proxy_job *j) {
         }
         proxy_slist_wipe_free(j->headers);
         if (j->ubuf) {
-                sodium_memzero(j->ubuf, PROXY_BUF);
+                sodium_memzero(j->ubuf, j->ucap);
                 free(j->ubuf);
         }
+        cb_scan_stream_free(j->leak_st);
+        cb_matcher_free(j->leak_m);
+        if (j->held_charge)
+                __atomic_sub_fetch(&proxy_held_bytes, j->held_charge, __ATOMIC_RELAXED);
         free(j->ca_file);
         free(j->pin);
         cb_ovscan_clear(&j->scan);

@@ -27,6 +27,8 @@ typedef struct proxy_env {
 void proxy_attach(const proxy_env *env);
 extern proxy_env proxy_cur; /* what proxy_attach was handed (proxy.c) */
 
+#define PROXY_HELD_MAX (1024 * 1024) /* a sandbox's proxied body, held whole and scanned */
+
 /* A decided request. */
 typedef struct proxy_spec {
         char method[32];
@@ -37,6 +39,11 @@ typedef struct proxy_spec {
         /* What the response is checked for (owned, taken by proxy_start):
          * the value's forms (keys/match.h), basic "user:value" included. */
         cb_matcher *red;
+        /* A sandbox's request with a body: the live matcher (every live
+         * value, tokens) for the outbound leak guard, which holds the body
+         * (at most PROXY_HELD_MAX) and scans it before a byte goes up;
+         * NULL otherwise.  Taken by proxy_start. */
+        cb_matcher *leak;
         cb_preq_frame frame;          /* how MHD framed the body (the broker's decision) */
         bool expect_body;             /* frame != CB_FRAME_NONE: a body follows */
         long long content_length;     /* CB_FRAME_LENGTH: the length; else -1 (sent chunked) */

@@ -212,6 +212,32 @@ static void refuse_upload_locked(proxy_job *j, int status, const char *code, con
         proxy_job_poke_locked(j);                 /* the loop ends the transfer */
 }
 
+/* The leak guard's matcher found a value in the held body (j->mu held:
+ * feed runs under it). */
+static int leak_hit(void *ctx, const cb_scan_hit *hit, char label[CB_SCAN_LABEL_MAX]) {
+        proxy_job *j = ctx;
+        (void)label;
+        if (!j->leak_found) {
+                j->leak_found = true;
+                snprintf(j->leak_name, sizeof(j->leak_name), "%s", hit->name ? hit->name : "");
+                j->leak_kind = (int)hit->kind;
+        }
+        return -ECANCELED;
+}
+
+static void refuse_leak_locked(proxy_job *j) {
+        char msg[400];
+
+        if (j->leak_name[0])
+                snprintf(msg, sizeof(msg), "the request's body carries the live secret '%s' (%s form): the outbound "
+                         "leak guard refuses a sandbox's request holding a secret value; cut off before its body "
+                         "reached the upstream", j->leak_name, cb_scan_kind_name((enum cb_scan_kind)j->leak_kind));
+        else
+                snprintf(msg, sizeof(msg), "the request's body carries a credbroker token: the outbound leak guard "
+                         "refuses it; cut off before its body reached the upstream");
+        refuse_upload_locked(j, 403, "leak_refused", msg);
+}
+
 static void refuse_override_locked(proxy_job *j) {
         char msg[300];
 
@@ -235,18 +261,35 @@ int proxy_feed(request *rq, const char *data, size_t *size) {
                 refuse_upload_locked(j, 400, "bad_request", "a request body the broker did not frame: refused");
         if (j->done || j->cancelled) {
                 *size = 0;
+        } else if (j->leak_st) {
+                /* Held whole, scanned as it comes; nothing goes up yet. */
+                if (*size > j->ucap - j->lpend) {
+                        char msg[200];
+                        snprintf(msg, sizeof(msg), "a sandbox's proxied request body over %zu bytes is not forwarded "
+                                 "(the outbound leak guard holds and scans it first)", j->ucap);
+                        refuse_upload_locked(j, 413, "too_large", msg);
+                } else if (j->scan_on && *size && cb_ovscan_feed(&j->scan, (const unsigned char *)data, *size)) {
+                        refuse_override_locked(j);
+                } else {
+                        memcpy(j->ubuf + j->lpend, data, *size);
+                        (void)cb_scan_stream_feed(j->leak_st, j->ubuf + j->lpend, *size);
+                        j->lpend += *size;
+                        if (j->leak_found)
+                                refuse_leak_locked(j);
+                }
+                *size = 0;
         } else {
                 /* The body's first bytes stay after libcurl took them, so
                  * that it can send them again on a fresh connection (on_seek
                  * in proxy.c); a body longer than the buffer needs their
                  * room, and is then sent once or not at all. */
-                if (j->ukept && *size > PROXY_BUF - j->ukept - j->ulen) {
+                if (j->ukept && *size > j->ucap - j->ukept - j->ulen) {
                         memmove(j->ubuf, j->ubuf + j->ukept, j->ulen);
                         sodium_memzero(j->ubuf + j->ulen, j->ukept);
                         j->ukept = 0;
                         j->ulost = true;
                 }
-                size_t room = PROXY_BUF - j->ukept - j->ulen;
+                size_t room = j->ucap - j->ukept - j->ulen;
                 size_t n = room < *size ? room : *size;
                 /* Methods sealed: every byte is scanned before it may go. */
                 if (j->scan_on && n && cb_ovscan_feed(&j->scan, (const unsigned char *)data, n)) {
@@ -281,6 +324,15 @@ void proxy_body_done(request *rq) {
         pthread_mutex_lock(&j->mu);
         if (!j->ueof && j->scan_on && !j->cancelled && !j->done && cb_ovscan_end(&j->scan))
                 refuse_override_locked(j);
+        if (!j->ueof && j->leak_st && !j->cancelled && !j->done) {
+                (void)cb_scan_stream_finish(j->leak_st);
+                if (j->leak_found) {
+                        refuse_leak_locked(j);
+                } else {
+                        j->ulen = j->lpend;               /* clean: all of it may go now */
+                        j->lpend = 0;
+                }
+        }
         if (!j->ueof && !j->cancelled) {
                 j->ueof = true;
                 if (j->send_paused) {
@@ -407,7 +459,26 @@ int proxy_start(request *rq, proxy_spec *sp) {
         j->expect_body = sp->expect_body;
         j->content_length = sp->content_length;
         j->ueof = !sp->expect_body;
-        if (sp->expect_body && !(j->ubuf = malloc(PROXY_BUF))) {
+        j->ucap = PROXY_BUF;
+        if (sp->leak && sp->expect_body) {
+                /* The leak guard holds the body whole: sized to it when
+                 * its length is known. */
+                j->leak_m = sp->leak, sp->leak = NULL;
+                j->ucap = sp->content_length > PROXY_BUF ? (size_t)sp->content_length : PROXY_BUF;
+                if (sp->content_length < 0)
+                        j->ucap = PROXY_HELD_MAX;
+                j->held_charge = j->ucap;
+                if (__atomic_add_fetch(&proxy_held_bytes, j->held_charge, __ATOMIC_RELAXED) > PROXY_HELD_TOTAL) {
+                        ret = reply_error(rq, 503, "unavailable", "too many request bodies being checked at once; "
+                                          "try again");
+                        goto out;
+                }
+                if (!(j->leak_st = cb_scan_stream_new(j->leak_m, leak_hit, NULL, j))) {
+                        ret = reply_error(rq, 503, "unavailable", "out of memory");
+                        goto out;
+                }
+        }
+        if (sp->expect_body && !(j->ubuf = malloc(j->ucap))) {
                 ret = reply_error(rq, 503, "unavailable", "out of memory");
                 goto out;
         }

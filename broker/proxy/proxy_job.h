@@ -22,6 +22,8 @@
 #include "tokens.h"
 
 #define PROXY_BUF        (64 * 1024)
+#define PROXY_HELD_TOTAL (64 * 1024 * 1024) /* such bodies held at once */
+extern uint64_t proxy_held_bytes;           /* atomic: bodies held by the leak guard now */
 #define PROXY_MAX_JOBS   512
 #define PROXY_MAX_JOBS_PER_UID 128
 #define CONNECT_TIMEOUT  10L
@@ -50,6 +52,16 @@ typedef struct proxy_job {
                                        * rewind (the body's first bytes, while it fits) */
         size_t ulen;                  /* bytes after those, not yet handed to libcurl */
         bool ulost;                   /* bytes handed to libcurl were dropped: no rewind possible */
+        size_t ucap;                  /* ubuf's size: PROXY_BUF, or the held body's cap */
+        /* The outbound leak guard (a sandbox's request): the body is kept
+         * in ubuf (lpend bytes, not handed to libcurl) and scanned; only
+         * once all of it is in and clean does it become ulen. */
+        cb_matcher *leak_m;
+        cb_scan_stream *leak_st;
+        size_t lpend, held_charge;
+        bool leak_found;
+        char leak_name[CB_NAME_MAX + 1];
+        int leak_kind;
         bool expect_body, ueof;
         long long content_length;     /* -1: none given (sent chunked) */
         bool scan_on;                 /* methods sealed: the body is scanned for overrides (the MHD side's) */

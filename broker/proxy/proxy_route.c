@@ -19,6 +19,7 @@
 #include "metrics.h"
 #include "error.h"
 #include "codec.h"
+#include "match.h"
 #include "proxy.h"
 #include "proxy_request.h"
 #include "red_cache.h"
@@ -168,6 +169,124 @@ static bool add_header(struct curl_slist **out, const char *name, size_t nl, con
         if (l)
                 *out = l;
         return l != NULL;
+}
+
+/* The outbound leak guard for a sandbox's proxied requests: the first
+ * live secret value or token the live matcher finds in p[0..n). */
+typedef struct leak_hit {
+        bool found;
+        char name[CB_NAME_MAX + 1]; /* "" for a token */
+        enum cb_scan_kind kind;
+} leak_hit;
+
+static int leak_on_hit(void *ctx, const cb_scan_hit *hit, char label[CB_SCAN_LABEL_MAX]) {
+        leak_hit *l = ctx;
+        (void)label;
+        if (!l->found) {
+                l->found = true;
+                snprintf(l->name, sizeof(l->name), "%s", hit->name ? hit->name : "");
+                l->kind = hit->kind;
+        }
+        return -ECANCELED;
+}
+
+/* 0 clean, 1 a sighting in *l, -ENOMEM. */
+static int leak_scan(cb_matcher *m, const char *p, size_t n, leak_hit *l) {
+        cb_scan_stream *st = cb_scan_stream_new(m, leak_on_hit, NULL, l);
+        if (!st)
+                return -ENOMEM;
+        (void)cb_scan_stream_feed(st, p, n);
+        (void)cb_scan_stream_finish(st);
+        cb_scan_stream_free(st);
+        return l->found ? 1 : 0;
+}
+
+/* A sandbox's proxied request carrying a live secret value (or a token)
+ * in a header that goes upstream, its path or its query, as the tool sent
+ * them (before the broker injects the credential): refused, 403.  Under
+ * the request lock (the live matcher is the scanner's).  0 go on, or the
+ * reply's result in *ret. */
+static int sandbox_leak_gate(request *rq, const hdr_list *hl, const cb_inject *inj, const char *conn_hdr,
+                             const char *path, const char *query, int *ret) {
+        cb_matcher *m = scanner_matcher_ref();
+        leak_hit l = { .found = false };
+        const char *where = NULL;
+        char wbuf[96];
+        int r = 0;
+
+        if (!m) {
+                *ret = reply_error(rq, 503, "unavailable", "the outbound leak guard cannot run (%s): refused rather "
+                                   "than unchecked", cb_error_last());
+                return 1;
+        }
+        /* One pass over all of it with the one-shot scan (small windows:
+         * this runs under the request lock); only a request with a sighting
+         * is gone through again, piece by piece, to say where and what. */
+        size_t total = strlen(path) + (query ? strlen(query) : 0) + 3;
+        for (size_t i = 0; i < hl->n; i++)
+                total += hl->h[i].value_len + 1;
+        char *all = malloc(total), *red = NULL;
+        size_t at = 0, hits = 0;
+        if (all) {
+                for (size_t i = 0; i < hl->n; i++) {
+                        const cb_preq_header *x = &hl->h[i];
+                        if (cb_preq_header_class(x->name, x->name_len, inj->kind == CB_INJECT_HEADER ? inj->name : NULL,
+                                                 conn_hdr) != CB_HDR_FORWARD)
+                                continue;
+                        memcpy(all + at, x->value, x->value_len);
+                        at += x->value_len;
+                        all[at++] = '\n';
+                }
+                at += (size_t)snprintf(all + at, total - at, "%s\n%s", path, query ? query : "");
+                red = cb_matcher_redact_string(m, all, &hits);
+                sodium_memzero(all, total);
+                free(all);
+        }
+        if (red) {
+                sodium_memzero(red, strlen(red));
+                free(red);
+        }
+        if (!red) {
+                cb_matcher_free(m);
+                *ret = reply_error(rq, 503, "unavailable", "out of memory");
+                return 1;
+        }
+        if (!hits) {
+                cb_matcher_free(m);
+                return 0;
+        }
+        for (size_t i = 0; i < hl->n && r == 0; i++) {
+                const cb_preq_header *x = &hl->h[i];
+                if (cb_preq_header_class(x->name, x->name_len, inj->kind == CB_INJECT_HEADER ? inj->name : NULL,
+                                         conn_hdr) != CB_HDR_FORWARD)
+                        continue; /* not sent upstream */
+                if ((r = leak_scan(m, x->value, x->value_len, &l)) == 1) {
+                        snprintf(wbuf, sizeof(wbuf), "header '%.*s'", (int)(x->name_len > 64 ? 64 : x->name_len),
+                                 x->name);
+                        where = wbuf;
+                }
+        }
+        if (r == 0 && (r = leak_scan(m, path, strlen(path), &l)) == 1)
+                where = "path";
+        if (r == 0 && query && (r = leak_scan(m, query, strlen(query), &l)) == 1)
+                where = "query";
+        cb_matcher_free(m);
+        if (r < 0) {
+                *ret = reply_error(rq, 503, "unavailable", "out of memory");
+                return 1;
+        }
+        if (r == 0) /* seen only across two pieces: refused all the same */
+                *ret = reply_error(rq, 403, "leak_refused", "the request's headers, path and query together carry a "
+                                   "live secret value: the outbound leak guard refuses it");
+        else if (l.name[0])
+                *ret = reply_error(rq, 403, "leak_refused", "the request's %s carries the live secret '%s' (%s form): "
+                                   "the outbound leak guard refuses a sandbox's request holding a secret value "
+                                   "(only the broker's own injection may carry one)", where, l.name,
+                                   cb_scan_kind_name(l.kind));
+        else
+                *ret = reply_error(rq, 403, "leak_refused", "the request's %s carries a credbroker token: the outbound "
+                                   "leak guard refuses it", where);
+        return 1;
 }
 
 int api_proxy(request *rq) {
@@ -458,6 +577,29 @@ int api_proxy(request *rq) {
                         goto out;
                 }
         }
+        /* A sandbox's request: the outbound leak guard, on what goes
+         * upstream from the tool (the injected credential is added after). */
+        if (rq->sandbox_ref && sandbox_leak_gate(rq, hl, &inj, hdr_get(hl, "Connection"), path, query, &ret))
+                goto out;
+        if (rq->sandbox_ref && head.frame != CB_FRAME_NONE) {
+                /* ... and on its body, held whole and scanned (proxy_conn.c). */
+                if (head.body_coded) {
+                        ret = reply_error(rq, 415, "unsupported_media_type", "a sandbox's request body with a "
+                                          "Content-Encoding cannot be checked for secrets: refused");
+                        goto out;
+                }
+                if (head.frame == CB_FRAME_LENGTH && head.length > PROXY_HELD_MAX) {
+                        ret = reply_error(rq, 413, "too_large", "a sandbox's proxied request body over %d bytes is not "
+                                          "forwarded (the outbound leak guard holds and scans it first)",
+                                          PROXY_HELD_MAX);
+                        goto out;
+                }
+                if (!(sp.leak = scanner_matcher_ref())) {
+                        ret = reply_error(rq, 503, "unavailable", "the outbound leak guard cannot run (%s): refused "
+                                          "rather than unchecked", cb_error_last());
+                        goto out;
+                }
+        }
         {
                 char *pv = inj.kind == CB_INJECT_QUERY ? pct(v, vl) : NULL;
                 size_t ql = query ? strlen(query) : 0;
@@ -532,6 +674,7 @@ out:
         sodium_memzero(tok, sizeof(tok));
         cb_secbuf_free(val);
         cb_matcher_free(sp.red);
+        cb_matcher_free(sp.leak);
         if (extra) {
                 sodium_memzero(extra, strlen(extra));
                 free(extra);

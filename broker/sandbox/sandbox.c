@@ -32,6 +32,7 @@
 #include <sodium.h>
 
 #include "error.h"
+#include "http1.h"
 #include "log.h"
 #include "peer.h"
 #include "sandbox.h"
@@ -181,6 +182,10 @@ static void audit_sandbox(const char *type, const cb_sandbox *sb, const char *de
         json_decref(o);
 }
 
+struct cb_matcher *cb_sandbox_matcher(void) {
+        return ops.matcher ? ops.matcher() : NULL;
+}
+
 void cb_sandbox_audit(json_t *o) {
         if (ops.audit)
                 ops.audit(o);
@@ -208,8 +213,8 @@ void cb_sandbox_note_refusal(cb_sandbox *sb, const char *method, const char *rou
                              const char *reason) {
         if (__atomic_fetch_add(&sb->refused, 1, __ATOMIC_RELAXED) != 0 || !ops.alert)
                 return; /* coalesced: counted into sandbox_close */
-        if (ops.egress_alert && !ops.egress_alert(sb->client))
-                return; /* the client's egress.alert_on_deny is false */
+        if (!sb->alert_on_deny)
+                return; /* the client's egress.alert_on_deny is false (at the sandbox's start) */
         json_t *ev = json_pack("{s:s, s:I, s:s, s:s, s:I, s:s}", "sandbox", sb->id, "uid", (json_int_t)sb->uid,
                                "client", sb->client, "cmd", sb->cmd, "status", (json_int_t)status, "note",
                                "the first refusal of this sandbox; later ones are counted in its sandbox_close "
@@ -235,6 +240,61 @@ typedef struct conn_arg {
         slot *s;
         int fd, ix;
 } conn_arg;
+
+/* Is the request on fd a plain-HTTP absolute-form one ("METHOD http://...")
+ * without Proxy-Authorization (a token: the injection proxy's forward
+ * form)?  Peeks, never consumes, until the head is complete, woken only
+ * when more bytes came (SO_RCVLOWAT).  The head's length, or 0: hand the
+ * connection to the proxy's server (decided as soon as the target is seen
+ * not to start with "http://"). */
+static size_t forward_head(int fd, uint64_t deadline) {
+        char *buf = malloc(CB_H1_HEAD_MAX);
+        size_t n = 0, hl = 0;
+        int one = 1;
+
+        if (!buf)
+                return 0;
+        for (;;) {
+                ssize_t k = recv(fd, buf, CB_H1_HEAD_MAX, MSG_PEEK | MSG_DONTWAIT);
+                if (k > 0)
+                        n = (size_t)k;
+                const char *sp = memchr(buf, ' ', n);
+                if (sp) {
+                        size_t t = (size_t)(sp + 1 - buf), avail = n - t;
+                        /* http:// is forwarded; https:// in absolute form is refused there (CONNECT). */
+                        if (strncasecmp(buf + t, "http://", avail < 7 ? avail : 7) != 0 &&
+                            strncasecmp(buf + t, "https://", avail < 8 ? avail : 8) != 0)
+                                break; /* origin-form (or anything else): the proxy's */
+                } else if (n >= 32) {
+                        break;
+                }
+                if ((hl = cb_h1_head_end(buf, n)) || n == CB_H1_HEAD_MAX || k == 0 || (k < 0 && errno != EAGAIN))
+                        break;
+                /* A head ended by bare LFs is forward.c's to refuse (400), not
+                 * the HTTP server's to read leniently. */
+                const char *ll = memmem(buf, n, "\n\n", 2);
+                if (ll) {
+                        hl = (size_t)(ll - buf) + 2;
+                        break;
+                }
+                int lowat = (int)n + 1;
+                (void)setsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &lowat, sizeof(lowat));
+                struct pollfd pf = { .fd = fd, .events = POLLIN | POLLRDHUP };
+                uint64_t now = now_ms();
+                if (now >= deadline || poll(&pf, 1, (int)(deadline - now)) <= 0)
+                        break;
+                if ((pf.revents & (POLLHUP | POLLERR | POLLNVAL)) && !(pf.revents & POLLIN))
+                        break;
+        }
+        (void)setsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &one, sizeof(one));
+        /* A broker token rides in Proxy-Authorization: the injection proxy's. */
+        for (size_t i = 0; hl && i + 22 <= hl; i++)
+                if (buf[i] == '\n' && strncasecmp(buf + i + 1, "proxy-authorization:", 20) == 0)
+                        hl = 0;
+        sodium_memzero(buf, CB_H1_HEAD_MAX); /* a head may hold a token or a value */
+        free(buf);
+        return hl;
+}
 
 static void *conn_main(void *arg) {
         conn_arg *a = arg;
@@ -268,9 +328,13 @@ static void *conn_main(void *arg) {
                 usleep(1000); /* woken early (a kernel that ignores SO_RCVLOWAT here): wait for the rest */
         }
         (void)setsockopt(a->fd, SOL_SOCKET, SO_RCVLOWAT, &one, sizeof(one));
+        size_t fwd_head = handed ? forward_head(a->fd, deadline) : 0;
         if (tunnel) {
                 __atomic_add_fetch(&s->sb.tunnels, 1, __ATOMIC_RELAXED);
                 cb_sandbox_tunnel(&s->sb, a->fd);
+        } else if (fwd_head) {
+                handed = false;
+                cb_sandbox_forward(&s->sb, a->fd, fwd_head);
         }
         /* Out of the table first (teardown must not shut down a number
          * the server may have closed and reused), still counted until the
@@ -409,6 +473,11 @@ static void *handler(void *arg) {
         s->authorized = true;
         pthread_mutex_unlock(&mu);
         sb->started = (uint64_t)time(NULL);
+        /* Read once, here, where no lock is held: a refusal is noted from
+         * the proxy's server under the request lock, which ops.egress_alert
+         * takes (asking it there deadlocked the daemon at a sandbox's first
+         * proxy refusal). */
+        sb->alert_on_deny = !ops.egress_alert || ops.egress_alert(sb->client);
         /* Queued before anything is served on it (not waited for: the
          * writer is shared, and a launcher must not hold it up). */
         audit_sandbox("sandbox_open", sb, "allow", NULL);

@@ -30,7 +30,9 @@
  *   SSRF rules on the address dialled, the ClientHello's SNI), anything
  *   else goes to the proxy's server (ops->add_conn).
  * - A request refused on a sandbox's listener (http/ calls
- *   cb_sandbox_note_refusal) raises one "egress_denied" alert per sandbox,
+ *   cb_sandbox_note_refusal, under the request lock: it takes no lock of
+ *   main.c's; the client's alert_on_deny is read when the sandbox opens)
+ *   raises one "egress_denied" alert per sandbox,
  *   at the first refusal; the rest are counted into "sandbox_close"
  *   ("refused") -- coalesced per sandbox, so a probing tool cannot flood
  *   the operator.  Each refusal has its own audit record (http/).
@@ -74,6 +76,7 @@ typedef struct cb_sandbox {
          * egress.allow ("host" or "host:port"; none: no narrowing). */
         char allow[CB_SANDBOX_ALLOW_MAX][CB_SANDBOX_ALLOW_LEN + 1];
         unsigned n_allow;
+        bool alert_on_deny;       /* the client's egress.alert_on_deny, read at the start (no lock held) */
         uint64_t started;         /* unix seconds */
         uint64_t connections;     /* accepted on its listener (atomic) */
         uint64_t refused;         /* requests refused on its listener (atomic) */
@@ -102,6 +105,10 @@ typedef struct cb_sandbox_ops {
         void (*audit)(json_t *o);
         /* Raise an alert of kind with event (not taken; main.c). */
         void (*alert)(const char *kind, json_t *event);
+        /* The outbound leak guard: a reference to the live matcher (every
+         * live secret value, tokens), dropped with cb_matcher_free(), or
+         * NULL when it cannot be had (forwarding then fails closed). */
+        struct cb_matcher *(*matcher)(void);
         /* The executable hash cache identities use (may be NULL). */
         cb_exe_cache *exe_cache;
 } cb_sandbox_ops;

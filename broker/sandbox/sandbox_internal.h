@@ -15,6 +15,21 @@
  * the connection's own thread.  Does not close fd. */
 void cb_sandbox_tunnel(cb_sandbox *sb, int fd);
 
+/* Serve one plain-HTTP absolute-form request on fd (head_len bytes of
+ * head, already peeked at, are waiting: "METHOD http://host[:port]/...
+ * HTTP/1.x" without Proxy-Authorization): refuse it (a clear answer, a
+ * record, the sandbox's alert) when its host is not in egress.allow, is
+ * an IP literal or resolves to an address the SSRF rules refuse, when its
+ * framing breaks the proxy's rules, or when its head or body carries a
+ * live secret value or a token (the outbound leak guard); else forward it
+ * as the broker frames it and relay the response.  One request a
+ * connection (answered with Connection: close).  Blocks: run on the
+ * connection's own thread.  Does not close fd.  (forward.c) */
+#define CB_FWD_BODY_MAX (1024 * 1024)      /* a forwarded request's body, held and scanned */
+#define CB_FWD_HELD_MAX (64 * 1024 * 1024) /* bodies held at once, all sandboxes */
+void cb_sandbox_forward(cb_sandbox *sb, int fd, size_t head_len);
+
 /* Through the ops main.c handed over. */
+struct cb_matcher *cb_sandbox_matcher(void);
 void cb_sandbox_audit(json_t *o);
 bool cb_sandbox_egress_allows(const cb_sandbox *sb, const char *host, unsigned port);

@@ -42,7 +42,13 @@
 #   soak_requests, soak_errors       all paths
 #   soak_rss_growth_pct              VmRSS at the end of the load against
 #                                    after warm-up (SOAK_WARMUP, default
-#                                    SOAK_SECONDS/10 within 5-60 s)
+#                                    SOAK_SECONDS/10 within 5-60 s), each
+#                                    the median of 11 samples 1 s apart
+#                                    (the last 14 s of the load; the 11 s
+#                                    after warm-up): between trims the heap
+#                                    is a saw, one instant is not its level;
+#                                    the notes give the 5 s series, its
+#                                    lowest and highest
 #   soak_fd_growth                   open fds after SOAK_IDLE_SECONDS of
 #                                    quiet minus the fresh daemon's: both
 #                                    quiet, so any fd left behind shows
@@ -204,6 +210,11 @@ by_kind() {
 END { printf "heap %d, anon %d, stacks %d, files %d, other %d kB", r["heap"], r["anon"], r["stack"], r["file"], r["other"] }' "/proc/$DPID/smaps"
 }
 median5() { local i; for i in 1 2 3 4 5; do "$1"; sleep 0.2; done | sort -n | sed -n 3p; }
+# Under load the heap is a saw: requests' freed memory stays until the
+# daemon's next trim (memtrim.c: at most every 5 s while busy), so one
+# instant says more about where in the saw it fell than about the level.
+# The load figures are the median of 11 samples 1 s apart (two trim periods).
+median_load() { local i; for i in $(seq 11); do "$1"; sleep 1; done | sort -n | sed -n 6p; }
 RSSF=$(median5 rss_kb) FDF=$(median5 fds)
 FRESH_MAP=$(by_kind)
 # Priming: one uid, every path, 3 s, then 5 s of quiet (the daemon's first
@@ -258,11 +269,11 @@ OPS=$!
 PIDS+=($OPS)
 
 sleep "$WARM"
-RSSW=$(median5 rss_kb) FDW=$(median5 fds)
+RSSW=$(median_load rss_kb) FDW=$(median5 fds)
 log "after warm-up (${WARM}s): VmRSS $RSSW kB, $FDW fds"
-left=$((SECS - $(date +%s) + T0 - 2))
+left=$((SECS - $(date +%s) + T0 - 14))
 [ "$left" -gt 0 ] && sleep "$left"
-RSSE=$(median5 rss_kb) FDE=$(median5 fds)
+RSSE=$(median_load rss_kb) FDE=$(median5 fds)
 log "end of load: VmRSS $RSSE kB, $FDE fds; waiting for the clients"
 crc=0
 for p in "${CPIDS[@]}"; do wait "$p" || crc=$((crc + 1)); done
@@ -308,6 +319,7 @@ echo "# VmRSS kB: start $RSS0, after warm-up $RSSW, end $RSSE, idle ${IDLE}s lat
 echo "# VmRSS fresh daemon $RSSF kB ($FDF fds): $FRESH_MAP"
 echo "# VmRSS by kind primed (the start): $START_MAP"
 echo "# idle VmRSS by kind: $IDLE_MAP; idle fds: $IDLE_FDS"
+echo "# VmRSS under load after warm-up, 5 s samples: lowest $(awk -v w="$WARM" '/^sample/ && $2 > w { print $3 }' "$TMP/ops.log" | sort -n | head -1) kB, highest $(awk -v w="$WARM" '/^sample/ && $2 > w { print $3 }' "$TMP/ops.log" | sort -n | tail -1) kB"
 echo "# samples (s rss_kB fds): $(awk '/^sample/ { printf "%s:%s:%s ", $2, $3, $4 }' "$TMP/ops.log")"
 grep -E 'gave .* KiB of heap back|refused [0-9]+ connection' "$TMP/daemon.log" | tail -n 3 | sed 's/^/# daemon: /' || true
 # The trims under load (memtrim.c busy_tick): how many gave 1 MiB or more back, and how long each took.

@@ -14,7 +14,7 @@ DAEMON=${CREDBROKERD:?}
 HERE=$(cd "$(dirname "$0")" && pwd)
 [ -f "$HERE/proxy-upstream.py" ] || HERE=${CB_SRCDIR:?}/tests/integration
 [ "$(id -u)" = 0 ] || { echo "SKIP: missing prerequisite: root (namespaces, another uid)"; exit 77; }
-for t in /usr/bin/python3 setpriv timeout /usr/bin/bwrap curl openssl unshare ip; do
+for t in /usr/bin/python3 setpriv timeout /usr/bin/bwrap curl openssl unshare ip git; do
         command -v $t >/dev/null || { echo "SKIP: missing prerequisite: $t"; exit 77; }
 done
 U=61914
@@ -27,7 +27,7 @@ chmod 0755 "$T"
 NSPID=''
 cleanup() {
         [ -n "$NSPID" ] && kill "$NSPID" 2>/dev/null
-        for f in "$T/up.pid" "$T/private.pid"; do [ -s "$f" ] && kill "$(cat "$f")" 2>/dev/null; done
+        for f in "$T/up.pid" "$T/private.pid" "$T/git.pid"; do [ -s "$f" ] && kill "$(cat "$f")" 2>/dev/null; done
         wait 2>/dev/null; rm -rf "$T"
 }
 trap cleanup EXIT
@@ -40,10 +40,17 @@ bash "$HERE/proxy-certs.sh" "$T/pki" || { bad "proxy-certs.sh"; exit 1; }
 chmod -R a+rX "$T/pki"
 CA=$T/pki/ca.pem
 P=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+PG=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+# A repository served by git's smart HTTP (git http-backend) over TLS.
+git init -q --bare "$T/srv/repo.git" && git init -q "$T/src" && (cd "$T/src" && printf 'sandboxed clone\n' >README &&
+        git -c user.name=t -c user.email=t@t add README && git -c user.name=t -c user.email=t@t commit -qm one &&
+        git push -q "$T/srv/repo.git" HEAD:refs/heads/main) && git -C "$T/srv/repo.git" symbolic-ref HEAD refs/heads/main ||
+        { bad "git repository set-up"; exit 1; }
+chmod -R a+rX "$T/srv"
 printf '127.0.0.1 localhost\n11.22.33.44 upstream.test denied.test\n127.0.0.1 private.test\n' >"$T/hosts"
 "$CLI" init --state-dir "$T/state" --unlock "keyfile:$T/key" >/dev/null || { bad init; exit 1; }
 cat >"$T/policy.json" <<JSON
-{ "clients": { "sbx": {"uid": $U, "egress": {"allow": ["upstream.test:$P", "private.test:$P"], "alert_on_deny": true}} },
+{ "clients": { "sbx": {"uid": $U, "egress": {"allow": ["upstream.test:$P", "private.test:$P", "upstream.test:$PG"], "alert_on_deny": true}} },
   "grants": [], "admins": {"uids": [0]} }
 JSON
 chmod 0644 "$T/policy.json"
@@ -58,6 +65,8 @@ mount --bind "$T/hosts" /etc/hosts
 echo \$! >"$T/up.pid"
 /usr/bin/python3 "$HERE/proxy-upstream.py" --bind 127.0.0.1 --port $P --cert "$T/pki/server.pem" --key "$T/pki/server.key" --log "$T/private.log" >/dev/null 2>"$T/private.err" &
 echo \$! >"$T/private.pid"
+/usr/bin/python3 "$HERE/git-https-server.py" --bind 11.22.33.44 --port $PG --cert "$T/pki/server.pem" --key "$T/pki/server.key" --root "$T/srv" --log "$T/git.log" >/dev/null 2>"$T/git.err" &
+echo \$! >"$T/git.pid"
 exec "$DAEMON" --state-dir "$T/state" --run-dir "$T/run" --policy "$T/policy.json" --unlock "keyfile:$T/key" --audit-log "$T/audit.log"
 EOF
 unshare -mn bash "$T/ns.sh" >"$T/daemon.out" 2>&1 &
@@ -79,6 +88,14 @@ print(r.status, r.read().decode()[:200])" 2>&1); rc=$?
 grep -q '/echo/curl' "$T/up.log" && grep -q '/echo/urllib' "$T/up.log" && ok "the upstream received both" || bad "upstream log: $(cat "$T/up.log")"
 o=$(sb -- sh -c "echo | openssl s_client -proxy 127.0.0.1:8411 -connect upstream.test:$P -servername upstream.test -CAfile $CA 2>&1 | grep -m1 'Verify return code'")
 expect "control: openssl s_client with the right SNI" "Verify return code: 0" "$o"
+
+# git clone over HTTPS (smart HTTP, git http-backend) through a CONNECT tunnel.
+# HOME=/tmp (the sandbox's own): the working directory is $HOME here, and its missing
+# .gitconfig is a placeholder git cannot read (docs/sandbox.md, "What is missing").
+o=$(sb -- env HOME=/tmp GIT_SSL_CAINFO="$CA" GIT_TERMINAL_PROMPT=0 git clone -q "https://upstream.test:$PG/repo.git" cloned 2>&1); rc=$?
+c=$(cat "$T/work/cloned/README" 2>&1)
+[ $rc = 0 ] && expect "git clone over HTTPS (CONNECT) from an allowed host" "sandboxed clone" "$c" || bad "git clone: exit $rc: $o $(cat "$T/git.err" 2>/dev/null)"
+grep -q "POST /repo.git/git-upload-pack 200" "$T/git.log" && ok "the git server served the clone over smart HTTP (git-upload-pack)" || bad "git server log: $(cat "$T/git.log" 2>/dev/null)"
 
 # --allow-host narrows the client's egress.allow, never widens it.
 o=$(sb --allow-host "upstream.test:$P" -- curl -sS -o /dev/null --max-time 15 --cacert "$CA" -w '%{http_code}' "https://upstream.test:$P/echo/narrow" 2>&1)

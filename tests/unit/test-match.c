@@ -662,3 +662,56 @@ TEST(near_misses_of_the_new_spellings_stay) {
         }
         cb_matcher_free(m);
 }
+
+static void redact_hinted(const cb_matcher *m, const char *t, size_t n, uint64_t hint, size_t chunk, sink *out) {
+        cb_scan_stream *s = cb_scan_stream_new(m, NULL, sink_out, out);
+        ASSERT_TRUE(s != NULL);
+        if (hint)
+                cb_scan_stream_size_hint(s, hint);
+        out->n = 0;
+        sink_out(out, "", 0);
+        for (size_t at = 0; at < n; at += chunk)
+                ASSERT_OK(cb_scan_stream_feed(s, t + at, n - at < chunk ? n - at : chunk));
+        ASSERT_OK(cb_scan_stream_finish(s));
+        cb_scan_stream_free(s);
+}
+
+/* A size hint (a scan's Content-Length) shrinks the windows; a hint that
+ * is wrong (the input longer) only moves them: the output is the same. */
+TEST(size_hint_changes_nothing_but_memory) {
+        const unsigned char *v = values[1];
+        size_t vl = strlen((const char *)v);
+        cb_matcher *m = one(v, vl, NULL);
+        size_t n = 300 * 1024;
+        char *t = malloc(n + 1), f[512];
+        sink ref = { 0 }, got = { 0 };
+        ASSERT_TRUE(t != NULL);
+        for (size_t i = 0; i < n; i++)
+                t[i] = "a%\\&b "[(i * 7) % 6];
+        /* the value raw, percent-escaped and base64, at positions that
+         * straddle the small windows' moves */
+        for (size_t at = 1000; at + 200 < n; at += 9973) {
+                size_t fl = (at / 9973) % 3 == 0 ? pct(f, v, vl, 0) : (at / 9973) % 3 == 1 ? b64(f, v, vl, 0, 1) : vl;
+                memcpy(t + at, (at / 9973) % 3 == 2 ? (const char *)v : f, fl);
+        }
+        t[n] = 0;
+        redact_hinted(m, t, n, 0, 65536, &ref);
+        size_t planted = 0, marks = 0;
+        for (size_t at = 1000; at + 200 < n; at += 9973)
+                planted++;
+        for (const char *q = ref.p; (q = strstr(q, "[REDACTED:v]")) != NULL; q++)
+                marks++;
+        ASSERT_EQ(marks, planted);
+        const uint64_t hints[] = { 1, 100, 4096, 16384, n / 3, n, 10 * n };
+        for (size_t h = 0; h < sizeof(hints) / sizeof(hints[0]); h++)
+                for (size_t chunk = 1000; chunk <= 70000; chunk *= 8) {
+                        redact_hinted(m, t, n, hints[h], chunk, &got);
+                        if (got.n != ref.n || memcmp(got.p, ref.p, ref.n) != 0)
+                                cbtest_fail(__FILE__, __LINE__, "hint %ju, chunks of %zu: output differs",
+                                            (uintmax_t)hints[h], chunk);
+                }
+        free(ref.p);
+        free(got.p);
+        free(t);
+        cb_matcher_free(m);
+}

@@ -1,0 +1,75 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Between the files of `credbroker sandbox` (not an API):
+ *   cli_sandbox.c          the verb: options, bubblewrap, exec's hooks
+ *   cli_sandbox_view.c     the file system view: bwrap's argv
+ *   cli_sandbox_seccomp.c  the seccomp filter handed to bwrap as BPF
+ *   cli_sandbox_broker.c   the broker's listener inside the sandbox and its
+ *                          hand-over on sandbox.sock
+ * Each function returns 0 or an exit code negated, after printing why.
+ */
+#pragma once
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#define SB_ARGS_MAX 2048      /* bwrap's argv */
+#define SB_PATHS_MAX 64       /* --write, --hide */
+#define SB_PLACEHOLDERS_MAX 256
+#define SB_INFO_MAX 4096      /* bwrap's --info-fd JSON */
+#define SB_INFO_TIMEOUT_MS 30000
+#define SB_EXIT_SETUP 125     /* the sandbox could not be set up: CMD never ran */
+#define SB_PORT 8411          /* the broker's listener inside the sandbox's own lo */
+#define SB_URL "http://127.0.0.1:8411"
+#define SB_REPLY_MAX 4096
+#define SB_ALLOW_MAX 32
+#define SB_REPLY_TIMEOUT_MS 35000 /* the broker may hash our executable first */
+
+struct sb_state {
+        char *args[SB_ARGS_MAX];
+        size_t nargs;
+        bool overflow;
+        char cwd[PATH_MAX];
+        char *roots[SB_PATHS_MAX + 1];           /* writable: cwd first, then --write (real paths) */
+        size_t nroots;
+        const char *write_arg[SB_PATHS_MAX], *hide_arg[SB_PATHS_MAX];
+        size_t nwrite, nhide;
+        char *hidden[SB_PATHS_MAX + 64];          /* real paths hidden */
+        size_t nhidden;
+        struct {
+                char *path;
+                bool dir;
+        } ph[SB_PLACEHOLDERS_MAX];                /* placeholders bwrap creates */
+        size_t nph;
+        const char *bwrap;
+        const char *client;                       /* --client, or NULL */
+        const char *allow[SB_ALLOW_MAX];          /* --allow-host: narrows the client's egress.allow */
+        size_t nallow;
+        char cmdline[257];                        /* CMD for the broker's status and audit (display) */
+        int seccomp_fd, info_rd, info_wr, block_rd, block_wr;
+        int broker_conn;                          /* sandbox.sock: open for the sandbox's life */
+        pid_t sandbox_pid;                        /* CMD's pid (the sandbox's init's, our namespace) */
+};
+
+/* cli_sandbox_view.c */
+/* Add arg (the working directory, or a --write) as a writable root, by its
+ * real path; a system directory is refused. */
+int sb_add_root(struct sb_state *st, const char *arg, bool is_cwd);
+/* bwrap's argv for cmd into st->args (namespaces, the view, the
+ * environment, the descriptors). */
+int sb_build_args(struct sb_state *st, char **cmd);
+/* Remove the placeholders bwrap created that are still empty ones. */
+void sb_placeholders_remove(struct sb_state *st);
+
+/* cli_sandbox_seccomp.c: the filter, in a sealed memfd (st->seccomp_fd). */
+int sb_seccomp_filter(struct sb_state *st);
+
+/* cli_sandbox_broker.c */
+/* Make the listener on 127.0.0.1:SB_PORT inside the sandbox whose init is
+ * spid (*ret_fd, ours to close). */
+int sb_make_listener(pid_t spid, int *ret_fd);
+/* Hand listener lfd to the broker on sandbox.sock; the connection is kept
+ * in st->broker_conn for the sandbox's life. */
+int sb_hand_over(struct sb_state *st, int lfd);

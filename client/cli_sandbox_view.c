@@ -1,0 +1,406 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * credbroker sandbox: the file system view (docs/sandbox.md), written as
+ * bubblewrap's arguments.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <pwd.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "cli_sandbox_internal.h"
+
+/* Under the user's home: hidden (an empty read-only directory, or an empty
+ * file, in their place).  Credentials of common tools and shell history. */
+static const char *const hidden_home[] = {
+        ".ssh", ".aws", ".config/gcloud", ".docker", ".kube", ".netrc", ".git-credentials",
+        ".gnupg", ".password-store", ".config/gh", ".config/hub", ".azure", ".oci", ".npmrc",
+        ".pypirc", ".cargo/credentials", ".cargo/credentials.toml", ".terraform.d", ".vault-token",
+        ".local/share/keyrings", ".config/credbroker",
+        ".bash_history", ".zsh_history", ".histfile", ".python_history", ".node_repl_history",
+        ".lesshst", ".psql_history", ".mysql_history", ".sqlite_history", ".local/share/fish/fish_history",
+};
+
+/* The broker's own directories (packaged defaults); the directories of
+ * the sockets in use are added at run time. */
+static const char *const hidden_system[] = {
+        "/etc/credbroker", "/var/lib/credbroker", "/run/credbroker", "/var/log/credbroker",
+};
+
+/* Never writable at the top of a writable directory (the working directory,
+ * --write): what a shell, git, an editor or an agent would later run or
+ * load.  An existing one is bound read-only over itself; a missing one gets
+ * a read-only placeholder for the sandbox's life (removed at exit when it
+ * is still an empty placeholder). */
+static const struct deny {
+        const char *name;
+        bool dir;
+        const char *needs_dir; /* only when this directory exists (".git") */
+} deny_write[] = {
+        { ".bashrc", false, NULL },  { ".bash_profile", false, NULL }, { ".bash_login", false, NULL },
+        { ".bash_logout", false, NULL }, { ".profile", false, NULL }, { ".zshrc", false, NULL },
+        { ".zshenv", false, NULL },  { ".zprofile", false, NULL }, { ".zlogin", false, NULL },
+        { ".zlogout", false, NULL }, { ".inputrc", false, NULL }, { ".envrc", false, NULL },
+        { ".gitconfig", false, NULL }, { ".npmrc", false, NULL }, { ".mcp.json", false, NULL },
+        { ".git/hooks", true, ".git" }, { ".git/config", false, ".git" },
+        { ".vscode", true, NULL },   { ".idea", true, NULL }, { ".zed", true, NULL },
+        { ".cursor", true, NULL },   { ".claude", true, NULL }, { ".config/fish", true, ".config" },
+        { ".config/nvim", true, ".config" }, { ".vim", true, NULL }, { ".emacs.d", true, NULL },
+};
+
+/* System directories never made writable (the system stays read-only). */
+static const char *const system_dirs[] = {
+        "/usr", "/etc", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/boot",
+        "/proc", "/sys", "/dev", "/run", "/var/lib", "/var/log", "/var/spool", "/var/cache",
+};
+
+static int add(struct sb_state *st, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int add(struct sb_state *st, const char *fmt, ...) {
+        va_list ap;
+        char *s = NULL;
+        int n;
+
+        if (st->nargs + 1 >= SB_ARGS_MAX) {
+                if (!st->overflow)
+                        (void)cli_usage("sandbox: too many paths for one sandbox");
+                st->overflow = true;
+                return -CB_EXIT_USAGE;
+        }
+        va_start(ap, fmt);
+        n = vasprintf(&s, fmt, ap);
+        va_end(ap);
+        if (n < 0)
+                return -cli_fail(-ENOMEM, "out of memory");
+        st->args[st->nargs++] = s;
+        st->args[st->nargs] = NULL;
+        return 0;
+}
+
+/* Is p equal to dir or below it? */
+static bool under(const char *p, const char *dir) {
+        size_t n = strlen(dir);
+
+        if (n == 1 && dir[0] == '/')
+                return true;
+        return strncmp(p, dir, n) == 0 && (p[n] == '\0' || p[n] == '/');
+}
+
+/* ---- the file system view ------------------------------------------------ */
+
+static bool is_system_dir(const char *p) {
+        if (strcmp(p, "/") == 0)
+                return true;
+        for (size_t i = 0; i < sizeof(system_dirs) / sizeof(system_dirs[0]); i++)
+                if (under(p, system_dirs[i]))
+                        return true;
+        return false;
+}
+
+int sb_add_root(struct sb_state *st, const char *arg, bool is_cwd) {
+        char rp[PATH_MAX];
+
+        if (!realpath(arg, rp))
+                return -cli_fail(-errno, "sandbox: %s %.256s: %s", is_cwd ? "working directory" : "--write", arg,
+                                 strerror(errno));
+        if (is_system_dir(rp))
+                return -cli_usage("sandbox: %s %s is a system directory, which stays read-only; %s",
+                                  is_cwd ? "the working directory" : "--write", rp,
+                                  is_cwd ? "cd to a project directory first" : "give a directory of your own");
+        for (size_t i = 0; i < st->nroots; i++)
+                if (strcmp(st->roots[i], rp) == 0)
+                        return 0;
+        st->roots[st->nroots] = strdup(rp);
+        if (!st->roots[st->nroots])
+                return -cli_fail(-ENOMEM, "out of memory");
+        st->nroots++;
+        return 0;
+}
+
+/* Hide path if it exists (its real path: a symlink is followed to what it
+ * names).  user: given with --hide (a missing one is an error). */
+static int add_hidden(struct sb_state *st, const char *path, bool user) {
+        char rp[PATH_MAX];
+
+        if (!realpath(path, rp)) {
+                if (user && errno == ENOENT)
+                        return -cli_usage("sandbox: --hide %.256s: no such file or directory", path);
+                return 0; /* nothing there: nothing to hide */
+        }
+        if (strcmp(rp, "/") == 0)
+                return -cli_usage("sandbox: --hide /: nothing would be left");
+        for (size_t i = 0; i < st->nhidden; i++)
+                if (strcmp(st->hidden[i], rp) == 0)
+                        return 0;
+        if (st->nhidden >= sizeof(st->hidden) / sizeof(st->hidden[0]))
+                return -cli_usage("sandbox: too many hidden paths");
+        st->hidden[st->nhidden] = strdup(rp);
+        if (!st->hidden[st->nhidden])
+                return -cli_fail(-ENOMEM, "out of memory");
+        st->nhidden++;
+        return 0;
+}
+
+static int hide_home(struct sb_state *st, const char *home) {
+        char p[PATH_MAX];
+        int r = 0;
+
+        if (!home || home[0] != '/')
+                return 0;
+        for (size_t i = 0; r == 0 && i < sizeof(hidden_home) / sizeof(hidden_home[0]); i++) {
+                if (snprintf(p, sizeof(p), "%s/%s", home, hidden_home[i]) >= (int)sizeof(p))
+                        continue;
+                r = add_hidden(st, p, false);
+        }
+        return r;
+}
+
+/* The directory holding a socket path (the run dir), hidden. */
+static int hide_socket_dir(struct sb_state *st, const char *sock) {
+        char d[PATH_MAX], *slash;
+
+        if (!sock || sock[0] != '/' || strlen(sock) >= sizeof(d))
+                return 0;
+        strcpy(d, sock);
+        slash = strrchr(d, '/');
+        if (!slash || slash == d)
+                return 0;
+        *slash = '\0';
+        return add_hidden(st, d, false);
+}
+
+/* Could we (and so CMD: only our uid and gid are mapped in its user
+ * namespace) create an entry next to path?  Owner, group (ours or a
+ * supplementary one) or other write permission on its directory. */
+static bool may_create_in(const char *path) {
+        char d[PATH_MAX], *slash;
+        struct stat sb;
+        gid_t groups[256];
+        int ng;
+
+        if (strlen(path) >= sizeof(d))
+                return false;
+        strcpy(d, path);
+        slash = strrchr(d, '/');
+        if (!slash || slash == d)
+                return false;
+        *slash = '\0';
+        if (stat(d, &sb) < 0)
+                return false;
+        if (sb.st_uid == geteuid())
+                return (sb.st_mode & S_IWUSR) != 0;
+        if (sb.st_mode & S_IWOTH)
+                return true;
+        if (!(sb.st_mode & S_IWGRP))
+                return false;
+        if (sb.st_gid == getegid())
+                return true;
+        ng = getgroups((int)(sizeof(groups) / sizeof(groups[0])), groups);
+        for (int i = 0; i < ng; i++)
+                if (groups[i] == sb.st_gid)
+                        return true;
+        return false;
+}
+
+/* p is to be a placeholder bwrap creates (removed at exit while still an
+ * empty one: sb_placeholders_remove). */
+static int add_placeholder(struct sb_state *st, const char *p, bool dir) {
+        if (st->nph >= SB_PLACEHOLDERS_MAX)
+                return -cli_usage("sandbox: too many writable directories");
+        st->ph[st->nph].path = strdup(p);
+        if (!st->ph[st->nph].path)
+                return -cli_fail(-ENOMEM, "out of memory");
+        st->ph[st->nph].dir = dir;
+        st->nph++;
+        return 0;
+}
+
+/* The write-denied entries of one writable root. */
+/* The directories that hold protected entries (".git", ".config") are
+ * pinned first: an existing one is bound over itself, which makes it a
+ * mount point that cannot be renamed or removed (else CMD renames .git
+ * away, copies it back writable and plants a hook the user's next git
+ * command runs); a .git file (a worktree's pointer) is bound read-only; a
+ * missing one, where CMD could create it, gets a read-only placeholder
+ * directory (a repository, or a .config, cannot be made there: git init
+ * in a directory that is not a repository fails in the sandbox).  A
+ * symlinked one is left as it is (docs/sandbox.md). */
+static int pin_parent(struct sb_state *st, const char *root, const char *name) {
+        char p[PATH_MAX];
+        struct stat sb;
+        int r;
+
+        if (snprintf(p, sizeof(p), "%s/%s", root, name) >= (int)sizeof(p))
+                return 0;
+        if (lstat(p, &sb) == 0) {
+                if (S_ISDIR(sb.st_mode))
+                        return (r = add(st, "--bind")) < 0 || (r = add(st, "%s", p)) < 0 || (r = add(st, "%s", p)) < 0
+                                       ? r
+                                       : 0;
+                if (S_ISREG(sb.st_mode))
+                        return (r = add(st, "--ro-bind")) < 0 || (r = add(st, "%s", p)) < 0 ||
+                                               (r = add(st, "%s", p)) < 0
+                                       ? r
+                                       : 0;
+                return 0;
+        }
+        if (errno != ENOENT || !may_create_in(p))
+                return 0;
+        if ((r = add_placeholder(st, p, true)) < 0)
+                return r;
+        if ((r = add(st, "--tmpfs")) < 0 || (r = add(st, "%s", p)) < 0 || (r = add(st, "--remount-ro")) < 0 ||
+            (r = add(st, "%s", p)) < 0)
+                return r;
+        return 0;
+}
+
+static int deny_root(struct sb_state *st, const char *root) {
+        int r0;
+
+        if ((r0 = pin_parent(st, root, ".git")) < 0 || (r0 = pin_parent(st, root, ".config")) < 0)
+                return r0;
+        for (size_t i = 0; i < sizeof(deny_write) / sizeof(deny_write[0]); i++) {
+                const struct deny *d = &deny_write[i];
+                char p[PATH_MAX], need[PATH_MAX], rp[PATH_MAX];
+                struct stat sb;
+                int r;
+
+                if (snprintf(p, sizeof(p), "%s/%s", root, d->name) >= (int)sizeof(p))
+                        continue;
+                if (d->needs_dir) {
+                        snprintf(need, sizeof(need), "%s/%s", root, d->needs_dir);
+                        if (lstat(need, &sb) < 0 || !S_ISDIR(sb.st_mode))
+                                continue;
+                }
+                if (realpath(p, rp)) {
+                        /* It exists (a symlink: what it names is made
+                         * read-only, wherever it is). */
+                        if ((r = add(st, "--ro-bind")) < 0 || (r = add(st, "%s", rp)) < 0 || (r = add(st, "%s", rp)) < 0)
+                                return r;
+                        continue;
+                }
+                if (errno != ENOENT || lstat(p, &sb) == 0)
+                        continue; /* a dangling symlink: bwrap would follow it out; left alone (docs) */
+                if (!may_create_in(p))
+                        continue; /* CMD cannot create it either (only our ids are mapped inside) */
+                if ((r = add_placeholder(st, p, d->dir)) < 0)
+                        return r;
+                if (d->dir)
+                        r = add(st, "--tmpfs");
+                else
+                        r = add(st, "--ro-bind");
+                if (r < 0 || (!d->dir && (r = add(st, "/dev/null")) < 0) || (r = add(st, "%s", p)) < 0)
+                        return r;
+                if (d->dir && ((r = add(st, "--remount-ro")) < 0 || (r = add(st, "%s", p)) < 0))
+                        return r;
+        }
+        return 0;
+}
+
+/* Remove the placeholders bwrap created that are still empty ones. */
+void sb_placeholders_remove(struct sb_state *st) {
+        for (size_t i = st->nph; i-- > 0;) {
+                struct stat sb;
+
+                if (lstat(st->ph[i].path, &sb) < 0)
+                        continue;
+                if (st->ph[i].dir && S_ISDIR(sb.st_mode))
+                        (void)rmdir(st->ph[i].path); /* fails unless empty */
+                else if (!st->ph[i].dir && S_ISREG(sb.st_mode) && sb.st_size == 0)
+                        (void)unlink(st->ph[i].path);
+        }
+}
+
+int sb_build_args(struct sb_state *st, char **cmd) {
+        const char *home = getenv("HOME");
+        struct passwd *pw = getpwuid(getuid());
+        int r;
+
+        /* Namespaces: user, mount (implied), pid, ipc, uts, net (only lo),
+         * cgroup where the kernel allows; no user namespace inside. */
+        static const char *const fixed[] = {
+                "--unshare-user", "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts",
+                "--unshare-cgroup-try", "--disable-userns", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
+                "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
+        };
+        if ((r = add(st, "%s", st->bwrap)) < 0)
+                return r;
+        for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
+                if ((r = add(st, "%s", fixed[i])) < 0)
+                        return r;
+        /* Writable: the working directory and --write, then what in them
+         * stays read-only, then what is hidden (over both). */
+        for (size_t i = 0; i < st->nroots; i++)
+                if ((r = add(st, "--bind")) < 0 || (r = add(st, "%s", st->roots[i])) < 0 ||
+                    (r = add(st, "%s", st->roots[i])) < 0)
+                        return r;
+        for (size_t i = 0; i < st->nroots; i++) {
+                struct stat sb;
+                if (stat(st->roots[i], &sb) == 0 && S_ISDIR(sb.st_mode) && (r = deny_root(st, st->roots[i])) < 0)
+                        return r;
+        }
+        /* Start-up files of the home directory, should a --write cover it
+         * only partly, are covered by deny_root when it is a root itself. */
+        if ((r = hide_home(st, home)) < 0 || (pw && (r = hide_home(st, pw->pw_dir)) < 0))
+                return r;
+        for (size_t i = 0; i < sizeof(hidden_system) / sizeof(hidden_system[0]); i++)
+                if ((r = add_hidden(st, hidden_system[i], false)) < 0)
+                        return r;
+        if ((r = hide_socket_dir(st, cli_socket ? cli_socket : secure_getenv("CREDBROKER_SOCKET"))) < 0 ||
+            (r = hide_socket_dir(st, cli_admin_socket ? cli_admin_socket : secure_getenv("CREDBROKER_ADMIN_SOCKET"))) < 0)
+                return r;
+        for (size_t i = 0; i < st->nhide; i++)
+                if ((r = add_hidden(st, st->hide_arg[i], true)) < 0)
+                        return r;
+        for (size_t i = 0; i < st->nhidden; i++) {
+                struct stat sb;
+                for (size_t k = 0; k < st->nroots; k++)
+                        if (under(st->roots[k], st->hidden[i]))
+                                return -cli_usage("sandbox: %s %s is inside the hidden %s",
+                                                  k == 0 ? "the working directory" : "--write", st->roots[k],
+                                                  st->hidden[i]);
+                if (stat(st->hidden[i], &sb) < 0)
+                        continue;
+                if (S_ISDIR(sb.st_mode)) {
+                        if ((r = add(st, "--tmpfs")) < 0 || (r = add(st, "%s", st->hidden[i])) < 0 ||
+                            (r = add(st, "--remount-ro")) < 0 || (r = add(st, "%s", st->hidden[i])) < 0)
+                                return r;
+                } else if ((r = add(st, "--ro-bind")) < 0 || (r = add(st, "/dev/null")) < 0 ||
+                           (r = add(st, "%s", st->hidden[i])) < 0) {
+                        return r;
+                }
+        }
+        /* Every proxy-aware program goes to the broker's listener, which
+         * is the only thing its network namespace holds; local base URLs
+         * (the --proxy presets) are reached directly. */
+        static const char *const proxy_vars[] = { "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy",
+                                                  "https_proxy", "all_proxy" };
+        for (size_t i = 0; i < sizeof(proxy_vars) / sizeof(proxy_vars[0]); i++)
+                if ((r = add(st, "--setenv")) < 0 || (r = add(st, "%s", proxy_vars[i])) < 0 ||
+                    (r = add(st, "%s", SB_URL)) < 0)
+                        return r;
+        if ((r = add(st, "--setenv")) < 0 || (r = add(st, "NO_PROXY")) < 0 || (r = add(st, "127.0.0.1,localhost,::1")) < 0 ||
+            (r = add(st, "--setenv")) < 0 || (r = add(st, "no_proxy")) < 0 || (r = add(st, "127.0.0.1,localhost,::1")) < 0)
+                return r;
+        /* The broker's sockets are not the sandbox's business. */
+        static const char *const unset[] = { "CREDBROKER_SOCKET", "CREDBROKER_ADMIN_SOCKET", "SSH_AUTH_SOCK",
+                                             "DBUS_SESSION_BUS_ADDRESS" };
+        for (size_t i = 0; i < sizeof(unset) / sizeof(unset[0]); i++)
+                if ((r = add(st, "--unsetenv")) < 0 || (r = add(st, "%s", unset[i])) < 0)
+                        return r;
+        if ((r = add(st, "--chdir")) < 0 || (r = add(st, "%s", st->cwd)) < 0 ||
+            (r = add(st, "--seccomp")) < 0 || (r = add(st, "%d", st->seccomp_fd)) < 0 ||
+            (r = add(st, "--info-fd")) < 0 || (r = add(st, "%d", st->info_wr)) < 0 ||
+            (r = add(st, "--block-fd")) < 0 || (r = add(st, "%d", st->block_rd)) < 0 || (r = add(st, "--")) < 0)
+                return r;
+        for (size_t i = 0; cmd[i]; i++)
+                if ((r = add(st, "%s", cmd[i])) < 0)
+                        return r;
+        return 0;
+}
