@@ -256,7 +256,14 @@ int cli_exec_run(int argc, char **argv, const struct cli_exec_hooks *h) {
         }
         cmd = argv + optind;
 
-        r = cli_connect(0, &c);
+        /* A handle only when there is something to ask the broker for
+         * (sandbox without --env/--proxy: none; making one costs libcurl's
+         * and OpenSSL's initialisation and a user database lookup). */
+        r = st.nb || st.npx ? cli_connect(0, &c) : 0;
+        /* The masker and exec_pump's buffer are sodium_malloc memory (the
+         * handle's first use did this). */
+        if (r == 0 && sodium_init() < 0)
+                r = -cli_fail(-ENOMEM, "exec: libsodium cannot be initialised");
         if (r < 0 || (r = cli_exec_fetch(&st, c)) < 0 ||
             (r = cli_proxy_mint(st.px, st.npx, c,
                                 h && h->proxy_url ? h->proxy_url

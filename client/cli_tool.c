@@ -50,7 +50,10 @@ int cli_connect(int admin, cb_client **ret) {
 
         if (r < 0)
                 return -cli_fail(r, "cannot use the %s socket: %s", admin ? "admin" : "tool",
-                                 r == -ENAMETOOLONG ? "path too long for a Unix socket" : strerror(-r));
+                                 r == -ENAMETOOLONG ? "path too long for a Unix socket"
+                                 : r == -ELIBACC    ? "libcurl (libcurl.so.4, loaded on first use) could not be "
+                                                      "loaded: install it (Debian: libcurl4)"
+                                                    : strerror(-r));
         if (!admin)
                 cb_client_on_pending(*ret, cli_on_pending, NULL);
         return 0;

@@ -42,6 +42,7 @@
 #include <sodium.h>
 
 #include "credbroker.h"
+#include "curl_lazy.h"
 #include "lib_internal.h"
 #include "wipe_heap.h"
 
@@ -69,6 +70,11 @@ static void global_init(void) {
         json_get_alloc_funcs(&jm, &jf);
         if (jm == malloc && jf == free)
                 json_set_alloc_funcs(wipe_malloc, cb_wipe_free);
+        /* libcurl is loaded now (curl_lazy.c), not at start-up. */
+        if (!cb_curl_loaded()) {
+                global_r = -ELIBACC;
+                return;
+        }
         /* A no-op (but for a reference count) if curl is initialised already. */
         if (curl_global_init_mem(CURL_GLOBAL_DEFAULT, wipe_malloc, cb_wipe_free, cb_wipe_realloc, cb_wipe_strdup,
                                  wipe_calloc) != CURLE_OK)

@@ -19,6 +19,7 @@
 
 #include "error.h"
 #include "tpm2.h"
+#include "tss2_lazy.h"
 
 #define PCR_RETRIES 3
 #define NV_PICK_TRIES 16
@@ -69,6 +70,11 @@ int cb_tpm2_open(const char *tcti, cb_tpm2 **ret) {
         int r;
 
         (void)pthread_once(&once, quiet_tss_log);
+        if (!cb_tss2_loaded())
+                return cb_error_set(-ENODEV, "TPM unusable: the tpm2-tss libraries (libtss2-esys.so.0, "
+                                             "libtss2-mu.so.0, libtss2-rc.so.0, libtss2-tctildr.so.0) could "
+                                             "not be loaded: install them (Debian: libtss2-esys-3.0.2-0, "
+                                             "libtss2-tctildr0, libtss2-mu0, libtss2-rc0)");
         if (!tcti || !*tcti)
                 tcti = CB_TPM2_DEFAULT_TCTI;
         if (strlen(tcti) > 512)

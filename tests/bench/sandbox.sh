@@ -45,7 +45,7 @@ if [ -z "$CLI" ] || [ -z "$DAEMON" ]; then
                 log "configuring $BUILD"
                 timeout 300 meson setup "$BUILD" "$SRC" --buildtype=release -Dwerror_ci=true >&2
         fi
-        timeout 900 meson compile -C "$BUILD" credbroker credbrokerd >&2
+        timeout 900 meson compile -C "$BUILD" client/credbroker:executable broker/credbrokerd >&2
         CLI="$BUILD/client/credbroker"
         DAEMON="$BUILD/broker/credbrokerd"
 fi
