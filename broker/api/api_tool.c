@@ -120,6 +120,11 @@ int api_token(request *rq, const http_args *args) {
                 goto out;
         }
         snprintf(rq->client, sizeof(rq->client), "%s", client);
+        /* Unlocked: a leak response may mark the secret and revoke its
+         * tokens between the gate and the mint.  The fence makes the mint
+         * fail if any revocation ran since, and the gate is asked again
+         * (leak responses mark before they revoke: red team rt6 F1). */
+        uint64_t fence = cb_tokens_fence(cbd.tokens);
         if (leak_token_gate(rq, secret, &ret))
                 goto out;
         /* Unlocked (api_routes.c): the store's read side, never waiting
@@ -158,7 +163,20 @@ int api_token(request *rq, const http_args *args) {
                 pthread_mutex_unlock(&cbd.lock);
                 goto out;
         }
-        r = cb_tokens_issue(cbd.tokens, &rq->peer, client, secret, 0, use, ttl, g->max_uses, bind, tok, &info);
+        for (int tries = 0;; tries++) {
+                r = cb_tokens_issue_fenced(cbd.tokens, fence, &rq->peer, client, secret, 0, use, ttl, g->max_uses, bind,
+                                           tok, &info);
+                if (r != -ESTALE)
+                        break;
+                if (tries == 3) {
+                        ret = reply_error(rq, 503, "unavailable", "tokens kept being revoked while this one was "
+                                          "issued: retry");
+                        goto out;
+                }
+                fence = cb_tokens_fence(cbd.tokens);
+                if (leak_token_gate(rq, secret, &ret))
+                        goto out;
+        }
         if (r < 0) {
                 ret = reply_error(rq, r == -ENOSPC ? 429 : 500, r == -ENOSPC ? "rate_limited" : "internal", "%s",
                                   cb_error_last());

@@ -872,8 +872,10 @@ static enum MHD_Result dispatch(void *cls, struct MHD_Connection *conn, const ch
         conn_ctx *cc = conn_ctx_of(conn);
         struct ucred cred;
         unsigned need = ~0u;
-        int r;
+        int r, rechecks = 0;
 
+again:
+        need = ~0u;
         if (!cc)
                 r = cb_error_set(-EPROTO, "its credentials (SO_PEERCRED) could not be read when it connected");
         else
@@ -887,8 +889,26 @@ static enum MHD_Result dispatch(void *cls, struct MHD_Connection *conn, const ch
         r = r < 0 ? r : identify(rq, cc, &cred, need);
         if (r == 0 && (rq->admin_socket || (need & CB_NEED_SELECTED)) && (r = hash_step(rq, conn, true)) == 1)
                 return MHD_YES; /* suspended until a worker has hashed its executable */
-        /* No reload can ask for more in between: identification and the
-         * route both read rq->policy, one snapshot. */
+        /* Identification may have waited (a hash the caller can make as
+         * long as it likes): a reload answered meanwhile must hold for
+         * this request.  So the route is decided under the policy in force
+         * now, not the one taken at the request's start; under a newer one
+         * the caller is identified again (it may ask for more: the hash is
+         * cached by now).  Identification and the route then read one
+         * snapshot, and what is left between this check and the decision
+         * is memory work, never a wait (red team rt6 F2). */
+        if (r == 0) {
+                const cb_policy *now = cb_policy_acquire(srv.policy);
+                if (now != rq->policy) {
+                        cb_policy_unref(rq->policy);
+                        rq->policy = now;
+                        if (++rechecks <= 3)
+                                goto again;
+                        r = cb_error_set(-EAGAIN, "the policy was reloaded repeatedly while the caller was identified");
+                } else {
+                        cb_policy_unref(now);
+                }
+        }
         if (lk)
                 pthread_mutex_lock(lk);
         if (r == -EBUSY || r == -EAGAIN) {

@@ -351,9 +351,12 @@ int leak_respond(request *rq, const scan_seen *seen, size_t n_seen) {
                          * sighted current version marked compromised (the mark goes
                          * once the hook's rotation makes a new version current). */
                         if (a == CB_ON_LEAK_REVOKE || a == CB_ON_LEAK_ROTATE) {
+                                /* Marked first, then revoked: a token issue
+                                 * racing this either sees the mark or is
+                                 * fenced by the revocation (api_tool.c). */
+                                scanner_mark_compromised(s->name, s->version); /* any sighted version */
                                 revoked = leak_revoke_secret(s->name);
                                 (void)leak_cut_secret(s->name, "its value was seen in scanned text");
-                                scanner_mark_compromised(s->name, s->version); /* any sighted version */
                         }
                         if (a == CB_ON_LEAK_ROTATE && leak_rotate(s->name) < 0) {
                                 note = cb_error_last();

@@ -93,6 +93,7 @@ struct chunk {
 
 struct cb_tokens {
         pthread_mutex_t lock;    /* guards everything below but key (set at creation) */
+        uint64_t revocations;    /* revoke calls so far (cb_tokens_fence) */
         cb_secbuf *key;          /* BLAKE2b key for token hashes, per process */
         struct slot *slots;
         size_t cap, slots_used;  /* power of two; live + dead slots */
@@ -422,6 +423,20 @@ static int issue_locked(cb_tokens *t, const cb_peer *peer, const char *client, c
 int cb_tokens_issue(cb_tokens *t, const cb_peer *peer, const char *client, const char *secret, uint32_t version,
                     unsigned uses, uint32_t ttl, uint32_t max_uses, cb_token_bind bind,
                     char ret_token[CB_TOKEN_LEN + 1], const cb_token_info **ret_info) {
+        return cb_tokens_issue_fenced(t, CB_TOKENS_NO_FENCE, peer, client, secret, version, uses, ttl, max_uses, bind,
+                                      ret_token, ret_info);
+}
+
+uint64_t cb_tokens_fence(cb_tokens *t) {
+        pthread_mutex_lock(&t->lock);
+        uint64_t f = t->revocations;
+        pthread_mutex_unlock(&t->lock);
+        return f;
+}
+
+int cb_tokens_issue_fenced(cb_tokens *t, uint64_t fence, const cb_peer *peer, const char *client, const char *secret,
+                           uint32_t version, unsigned uses, uint32_t ttl, uint32_t max_uses, cb_token_bind bind,
+                           char ret_token[CB_TOKEN_LEN + 1], const cb_token_info **ret_info) {
         unsigned char h[HASH_LEN], acc[12];
         char tok[CB_TOKEN_LEN + 1];
         const cb_token_info *info = NULL;
@@ -439,7 +454,11 @@ int cb_tokens_issue(cb_tokens *t, const cb_peer *peer, const char *client, const
         hash_token(t, tok, CB_TOKEN_LEN, h);
         pthread_mutex_lock(&t->lock);
         checked.t = NULL;
-        r = issue_locked(t, peer, client, secret, version, uses, ttl, max_uses, bind, tok, h, acc, &pidfd, &info);
+        if (fence != CB_TOKENS_NO_FENCE && fence != t->revocations)
+                r = cb_error_set(-ESTALE, "tokens were revoked while this one was being issued: check again");
+        else
+                r = issue_locked(t, peer, client, secret, version, uses, ttl, max_uses, bind, tok, h, acc, &pidfd,
+                                 &info);
         if (r == 0 && ret_info)
                 *ret_info = copy_out(info);
         pthread_mutex_unlock(&t->lock);
@@ -714,6 +733,7 @@ static size_t revoke_where(cb_tokens *t, const char *field_off_match, size_t off
         size_t n = 0;
 
         pthread_mutex_lock(&t->lock);
+        t->revocations++; /* even when none is live: an issue in flight must look again */
         for (size_t i = 0; i < t->ents_n; i++) {
                 struct entry *e = ent_at(t, i);
 

@@ -91,6 +91,19 @@ int cb_tokens_issue(cb_tokens *t, const cb_peer *peer, const char *client, const
                     unsigned uses, uint32_t ttl, uint32_t max_uses, cb_token_bind bind,
                     char ret_token[CB_TOKEN_LEN + 1], const cb_token_info **ret_info);
 
+/* Revocation fencing, for an issuer that checks something before it mints
+ * (whether the secret was seen leaked) without holding a lock across both:
+ * take cb_tokens_fence() before the check, then cb_tokens_issue_fenced()
+ * mints only if no revocation of any kind ran in between, else -ESTALE
+ * (nothing minted): check again and retry.  A revocation that raced the
+ * check either ran before the insert (-ESTALE) or after it (it revokes
+ * the new token): a token never outlives a revocation that answered. */
+#define CB_TOKENS_NO_FENCE UINT64_MAX
+uint64_t cb_tokens_fence(cb_tokens *t);
+int cb_tokens_issue_fenced(cb_tokens *t, uint64_t fence, const cb_peer *peer, const char *client, const char *secret,
+                           uint32_t version, unsigned uses, uint32_t ttl, uint32_t max_uses, cb_token_bind bind,
+                           char ret_token[CB_TOKEN_LEN + 1], const cb_token_info **ret_info);
+
 /* Check a presented token for use `use` by peer, and count one use.
  *   -EINVAL  not a token (format/CRC)         -ENOENT  unknown or revoked
  *   -ETIME   expired                          -EDQUOT  use limit reached

@@ -518,3 +518,30 @@ TEST(concurrent_callers_need_no_lock) {
         ASSERT_EQ(cb_tokens_count(conc_t), 0);
         cb_tokens_free(conc_t);
 }
+
+/* The fence (rt6 F1): a revocation of any kind between cb_tokens_fence()
+ * and the mint makes the mint fail (-ESTALE, nothing minted); without one
+ * it mints. */
+TEST(fence_refuses_a_mint_after_a_revocation) {
+        cb_tokens *t = cb_tokens_new(0, 0);
+        cb_peer me = peer_of(1000, 1);
+        char tok[CB_TOKEN_LEN + 1];
+        const cb_token_info *info;
+
+        ASSERT_TRUE(t != NULL);
+        uint64_t f = cb_tokens_fence(t);
+        ASSERT_OK(cb_tokens_issue_fenced(t, f, &me, "tool", "gh", 0, CB_USE_REDEEM, 60, 0, CB_BIND_EXE, tok, &info));
+        ASSERT_EQ(cb_tokens_count(t), 1);
+        f = cb_tokens_fence(t);
+        ASSERT_EQ(cb_tokens_revoke_secret(t, "nothing-live"), 0); /* none live: still a fence */
+        memset(tok, 'x', sizeof(tok));
+        ASSERT_ERR(cb_tokens_issue_fenced(t, f, &me, "tool", "gh", 0, CB_USE_REDEEM, 60, 0, CB_BIND_EXE, tok, &info),
+                   -ESTALE);
+        ASSERT_EQ(tok[0], 'x'); /* untouched */
+        ASSERT_EQ(cb_tokens_count(t), 1);
+        f = cb_tokens_fence(t);
+        ASSERT_OK(cb_tokens_issue_fenced(t, f, &me, "tool", "gh", 0, CB_USE_REDEEM, 60, 0, CB_BIND_EXE, tok, &info));
+        ASSERT_EQ(cb_tokens_revoke_secret(t, "gh"), 2);
+        ASSERT_EQ(cb_tokens_count(t), 0);
+        cb_tokens_free(t);
+}
