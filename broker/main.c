@@ -4,6 +4,8 @@
  * SIGTERM/SIGINT: clean exit (sockets removed, keys wiped).  SIGHUP: reload
  * the policy; an invalid one is refused with the exact error and the old one
  * keeps serving.  SIGHUP also imports --provision-dir's blobs (provision.c).
+ * The signal loop and sweeps are in main_loop.c, the run dir and the
+ * listeners in main_listen.c (main_internal.h).
  */
 #include <arpa/inet.h>
 #include <errno.h>
