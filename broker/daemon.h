@@ -21,7 +21,7 @@
 #define CB_BODY_MAX (128 * 1024)
 #define CB_CONN_MAX 4096            /* connections per socket */
 #define CB_CONN_PER_UID 128         /* of which one uid may hold */
-#define CB_CONN_REFUSED_PER_UID 16  /* and over that, answered 429 (see server.c) */
+#define CB_CONN_REFUSED_PER_UID 16  /* and over that, answered 429 (see server_conn.c) */
 #define CB_CONN_SPARE 256           /* connections past CB_CONN_MAX taken only to be refused (503) */
 
 struct MHD_Daemon;
@@ -61,8 +61,8 @@ typedef struct request {
         cb_peer peer;
         bool have_peer;
         const cb_policy *policy;   /* the snapshot this request is decided under: acquired at its
-                                    * start (server.c), released when it ends (one policy throughout) */
-        uid_t acct_uid;            /* whom its costs are charged to (server.c: cb_peer_account_uid) */
+                                    * start (server_request.c), released when it ends (one policy throughout) */
+        uid_t acct_uid;            /* whom its costs are charged to (http/server_*.c: cb_peer_account_uid) */
         /* What the audit record says (set by handlers). */
         const char *route;
         char secret[CB_NAME_MAX + 1];
@@ -74,10 +74,10 @@ typedef struct request {
         bool audit_optional;       /* its record may be lost (health): never waited for, never refused for */
         struct audit_rec *audit_recs[4]; /* its records, queued: written before the answer goes out */
         unsigned n_audit_recs;
-        struct MHD_Response *held_resp; /* the answer, until its records are written (server.c) */
+        struct MHD_Response *held_resp; /* the answer, until its records are written (server_reply.c) */
         unsigned held_status;
         bool token_issued;         /* a token was minted for the answer (accessor): revoked if not recorded */
-        uint64_t audit_deadline_ms; /* its records' (server.c flush) */
+        uint64_t audit_deadline_ms; /* its records' (server_reply.c flush) */
         int audit_sync;            /* suspended for them: 1 by the handler, 2 woken (atomic) */
         bool audit_suspended;
         bool proxy_held;           /* rq->proxy decided, not handed to a loop until its record is written */
@@ -89,7 +89,7 @@ typedef struct request {
         bool http10;               /* an HTTP/1.0 request */
         struct proxy_job *proxy;   /* a proxied request in flight (proxy.c) */
         struct scan_job *scan;     /* a scan/redact body streaming through the matcher (scan.c) */
-        /* The caller's executable being hashed off this thread (server.c):
+        /* The caller's executable being hashed off this thread (server_request.c):
          * the connection is suspended until a worker has the hash. */
         int hash_state;            /* HASH_NONE, HASH_WAITING, HASH_DONE (atomic) */
         int hash_sync;             /* 1: suspended by the handler, 2: answered by the worker (atomic) */
@@ -121,7 +121,7 @@ json_t *body_object(request *rq, const char *const *allowed);
 int audit_write(request *rq, unsigned status, const char *decision, const char *reason);
 
 /* The answer of a request (a response made elsewhere, e.g. scan.c):
- * queued to MHD once rq's records are written (server.c). */
+ * queued to MHD once rq's records are written (server_reply.c). */
 int reply_response(request *rq, unsigned status, struct MHD_Response *resp);
 
 /* The injection proxy (proxy.c).  api_proxy decides and starts a proxied
@@ -207,5 +207,5 @@ struct cb_sandbox;
 void *server_sandbox_serve(struct cb_sandbox *sb);
 int server_sandbox_add(void *h, int fd);
 void server_sandbox_unserve(void *h);
-/* Refusals of one uid recorded one by one per minute (0: all; server.c). */
+/* Refusals of one uid recorded one by one per minute (0: all; server_reply.c). */
 void server_set_refusals_recorded(unsigned n);

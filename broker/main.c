@@ -4,6 +4,9 @@
  * SIGTERM/SIGINT: clean exit (sockets removed, keys wiped).  SIGHUP: reload
  * the policy; an invalid one is refused with the exact error and the old one
  * keeps serving.  SIGHUP also imports --provision-dir's blobs (provision.c).
+ * The signal loop and sweeps are in main_loop.c, the run dir and the
+ * listeners in main_listen.c, --help and the exe-selector warning in
+ * main_opts.c (main_internal.h).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -46,71 +49,9 @@
 #include "route.h"
 #include "sandbox.h"
 #include "wipe_heap.h"
+#include "main_internal.h"
 
 daemon_state cbd = { .lock = PTHREAD_MUTEX_INITIALIZER, .default_ttl = CB_TTL_DEFAULT };
-
-#define DEFAULT_STATE_DIR "/var/lib/credbroker"
-#define DEFAULT_RUN_DIR "/run/credbroker"
-#define DEFAULT_POLICY "/etc/credbroker/policy.json"
-#define DEFAULT_UNLOCK "keyfile:/etc/credbroker/host.key"
-
-/* Start-up and signal messages; the level says whether we give up. */
-#define say(...) cb_log(CB_LOG_INFO, __VA_ARGS__)
-#define say_err(...) cb_log(CB_LOG_ERR, __VA_ARGS__)
-#define say_warn(...) cb_log(CB_LOG_WARNING, __VA_ARGS__)
-
-/* An exe selector names a file; if someone other than root (or us) can
- * replace that file or rename its directory entries, they can put their own
- * program where the selector looks and be served as the client.  Pinning
- * exe_sha256 closes that; otherwise the operator should hear of it.
- * Returns true (with the reason in why) when the file is replaceable. */
-static bool exe_replaceable(const char *res, char *why, size_t n) {
-        struct stat st;
-
-        if (stat(res, &st) < 0)
-                return false; /* does not resolve: reported separately */
-        if (st.st_uid != 0 && st.st_uid != geteuid()) {
-                snprintf(why, n, "it is owned by uid %u", (unsigned)st.st_uid);
-                return true;
-        }
-        if (st.st_mode & (S_IWGRP | S_IWOTH)) {
-                snprintf(why, n, "it is writable by group or others (mode %04o)", (unsigned)(st.st_mode & 07777));
-                return true;
-        }
-        if (cb_path_check_trusted(res, geteuid(), "exe") < 0) {
-                snprintf(why, n, "%s", cb_error_last());
-                return true;
-        }
-        return false;
-}
-
-/* Warn (check: print; daemon: log) about each client whose exe selector
- * names a file a non-root user could replace. */
-static void warn_replaceable_exes(const cb_policy *p, bool print) {
-        for (size_t i = 0; i < cb_policy_n_clients(p); i++) {
-                const char *name, *exe, *res;
-                char why[512];
-
-                if (!cb_policy_client_exe(p, i, &name, &exe, &res) || !res || cb_policy_client_exe_pinned(p, i) ||
-                    !exe_replaceable(res, why, sizeof(why)))
-                        continue;
-                if (print)
-                        printf("warning: client %s: exe %s can be replaced by a user other than root (%s): whoever "
-                               "replaces it is served as %s; make it root-owned or pin exe_sha256\n",
-                               name, res, why, name);
-                else
-                        say_warn("policy: client %s: exe %s can be replaced by a user other than root (%s): whoever "
-                                 "replaces it is served as %s; make it root-owned or pin exe_sha256",
-                                 name, res, why, name);
-        }
-}
-
-static uint64_t mono_usec(void) {
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
 
 /* jansson's strings may hold a value on its way out: wipe on free. */
 /* Reloads are serialised among themselves only (SIGHUP and the admin
@@ -134,35 +75,6 @@ int policy_reload(char *err, size_t errlen) {
         warn_replaceable_exes(p, false);
         cb_policy_publish(cbd.policy, p); /* the old one is freed by its last reader */
         pthread_mutex_unlock(&reload_lock);
-        return 0;
-}
-
-/* The run dir holds the sockets: it must be ours, a real directory, and not
- * writable by others (who could replace a socket with their own). */
-static int prepare_run_dir(const char *dir) {
-        struct stat st;
-        int r;
-
-        /* Its parents too: one another uid can write lets that uid rename
-         * the run dir away and put its own sockets where clients look. */
-        r = cb_path_check_trusted(dir, geteuid(), "run dir");
-        if (r < 0)
-                return r;
-
-        if (mkdir(dir, 0755) < 0 && errno != EEXIST)
-                return cb_error_set(-errno, "cannot create run dir %s: %s", dir, strerror(errno));
-        if (lstat(dir, &st) < 0)
-                return cb_error_set(-errno, "run dir %s: %s", dir, strerror(errno));
-        if (S_ISLNK(st.st_mode))
-                return cb_error_set(-ELOOP, "run dir %s is a symlink: refusing it", dir);
-        if (!S_ISDIR(st.st_mode))
-                return cb_error_set(-ENOTDIR, "run dir %s is not a directory", dir);
-        if (st.st_uid != geteuid())
-                return cb_error_set(-EPERM, "run dir %s is owned by uid %u, not by uid %u: refusing it", dir,
-                                    (unsigned)st.st_uid, (unsigned)geteuid());
-        if (st.st_mode & 022)
-                return cb_error_set(-EPERM, "run dir %s is writable by group or others (mode %04o)", dir,
-                                    (unsigned)(st.st_mode & 07777));
         return 0;
 }
 
@@ -224,146 +136,6 @@ static void sandbox_alert(const char *kind, json_t *ev) {
 
 static void sandbox_audit(json_t *o) {
         (void)audit_emit(o); /* audit's records side has its own lock (audit.h) */
-}
-
-static int listen_unix(const char *dir, const char *name, mode_t mode, gid_t gid, char *path_out, size_t cap) {
-        struct sockaddr_un a = { .sun_family = AF_UNIX };
-        mode_t old;
-        int fd, r;
-
-        if ((size_t)snprintf(path_out, cap, "%s/%s", dir, name) >= cap || strlen(path_out) >= sizeof(a.sun_path))
-                return cb_error_set(-ENAMETOOLONG, "socket path %s/%s is too long", dir, name);
-        strcpy(a.sun_path, path_out);
-        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-        if (fd < 0)
-                return -errno;
-        /* Never unlink a socket a live daemon serves (even if its lock file
-         * was removed): a non-blocking connect that is accepted, or finds a
-         * full backlog, means someone listens there. */
-        {
-                int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-                bool live = probe >= 0 && (connect(probe, (struct sockaddr *)&a, sizeof(a)) == 0 || errno == EAGAIN);
-                if (probe >= 0)
-                        close(probe);
-                if (live) {
-                        close(fd);
-                        return cb_error_set(-EADDRINUSE, "%s is served by another live process: refusing to "
-                                            "replace it (stop that daemon first)", path_out);
-                }
-        }
-        (void)unlink(path_out);
-        old = umask(0177); /* no window where the socket is more open than asked */
-        r = bind(fd, (struct sockaddr *)&a, sizeof(a));
-        umask(old);
-        if (r < 0 || chmod(path_out, mode) < 0 || (gid != (gid_t)-1 && chown(path_out, (uid_t)-1, gid) < 0) ||
-            listen(fd, 128) < 0) {
-                r = cb_error_set(-errno, "cannot listen on %s: %s", path_out, strerror(errno));
-                close(fd);
-                return r;
-        }
-        return fd;
-}
-
-/* --listen-tcp ADDR:PORT: loopback only (127.0.0.0/8 or [::1]); port 0
- * picks a free one.  desc receives "ADDR:PORT" as bound. */
-static int listen_loopback(const char *spec, char *desc, size_t cap, bool check_only) {
-        struct sockaddr_storage ss = { 0 };
-        socklen_t sl;
-        const char *colon = strrchr(spec, ':');
-        char host[64];
-        unsigned long port;
-        char *end;
-        int fd, one = 1;
-
-        if (!colon || (size_t)(colon - spec) >= sizeof(host))
-                return cb_error_set(-EINVAL, "--listen-tcp: want 127.0.0.1:PORT or [::1]:PORT, not '%s'", spec);
-        memcpy(host, spec, (size_t)(colon - spec));
-        host[colon - spec] = '\0';
-        errno = 0;
-        port = strtoul(colon + 1, &end, 10);
-        if (errno || end == colon + 1 || *end || port > 65535)
-                return cb_error_set(-EINVAL, "--listen-tcp: bad port in '%s'", spec);
-        struct sockaddr_in *a4 = (struct sockaddr_in *)&ss;
-        struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&ss;
-        if (inet_pton(AF_INET, host, &a4->sin_addr) == 1 && (ntohl(a4->sin_addr.s_addr) >> 24) == 127) {
-                a4->sin_family = AF_INET;
-                a4->sin_port = htons((uint16_t)port);
-                sl = sizeof(*a4);
-        } else if (strcmp(host, "[::1]") == 0) {
-                a6->sin6_family = AF_INET6;
-                a6->sin6_addr = in6addr_loopback;
-                a6->sin6_port = htons((uint16_t)port);
-                sl = sizeof(*a6);
-        } else {
-                return cb_error_set(-EINVAL, "--listen-tcp: only a loopback address (127.x.x.x or [::1]), not '%s': "
-                                             "tokens are the only credential over TCP, the broker must not be "
-                                             "reachable from other machines", host);
-        }
-        if (check_only)
-                return 0;
-        fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (fd < 0)
-                return cb_error_set(-errno, "--listen-tcp: socket: %s", strerror(errno));
-        (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-        if (bind(fd, (struct sockaddr *)&ss, sl) < 0 || listen(fd, 128) < 0) {
-                int e = errno;
-                close(fd);
-                return cb_error_set(-e, "--listen-tcp %s: %s", spec, strerror(e));
-        }
-        sl = sizeof(ss);
-        getsockname(fd, (struct sockaddr *)&ss, &sl);
-        snprintf(desc, cap, "%s:%u", ss.ss_family == AF_INET ? host : "[::1]",
-                 (unsigned)ntohs(ss.ss_family == AF_INET ? a4->sin_port : a6->sin6_port));
-        return fd;
-}
-
-static void usage(FILE *f) {
-        fputs("usage: credbrokerd [--state-dir DIR] [--run-dir DIR] [--policy FILE] [--unlock SPEC]\n"
-              "                   [--audit-log FILE] [--admin-group GROUP] [--threads N]\n"
-              "                   [--tool-threads N] [--max-tokens N] [--max-tokens-per-uid N]\n"
-              "                   [--refusals-recorded N]\n"
-              "                   [--tombstone-bytes N]\n"
-              "                   [--listen-tcp 127.0.0.1:PORT] [--approval-timeout SECONDS]\n"
-              "                   [--default-ttl SECONDS]\n"
-              "                   [--tpm2-tcti STRING] [--provision-dir DIR] [--rotate-hook-dir DIR]\n"
-              "       credbrokerd --check-policy FILE\n"
-              "       credbrokerd --version\n"
-              "       credbrokerd --routes  (the HTTP API's routes, from the table the daemon serves:\n"
-              "                              sockets, method, path, grant needed, audit names)\n\n"
-              "defaults: --state-dir " DEFAULT_STATE_DIR " --run-dir " DEFAULT_RUN_DIR "\n"
-              "          --policy " DEFAULT_POLICY " --unlock " DEFAULT_UNLOCK "\n"
-              "          --audit-log: none unless given (JSON lines, one record per decision, MAC-chained;\n"
-              "            SIGHUP reopens it; see docs/audit.md)\n"
-              "          --alert-hook CMD: none (run by /bin/sh with each alert as a JSON line on stdin)\n"
-              "          --alert-hook-timeout SECONDS: 10 (a hook still running then is killed)\n"
-              "          --denial-alert N/SECONDS: 10/60 (N denials of one client within SECONDS alert; 'off')\n"
-              "          (SECONDS anywhere: a number, or a duration such as 90s, 5m, 8h, 1d)\n"
-              "       credbrokerd --state-dir DIR --unlock SPEC --verify-audit FILE [--verify-audit FILE]...\n"
-              "                   [--verify-json]\n"
-              "          verify audit files offline (oldest first), the daemon not running\n"
-              "          --tool-threads 1 (threads serving tools.sock, 1-64; admin.sock has one)\n"
-              "          --threads 2 (proxy transfer loops, each also serving --listen-tcp, 1-64)\n"
-              "          --max-tokens 100000, --max-tokens-per-uid 10000 (live tokens; an expired,\n"
-              "            revoked or orphaned one stops counting at once; see docs/capacity.md)\n"
-              "          --refusals-recorded 600 (a uid's refusals audited one by one per minute; past\n"
-              "            that one record says so and its refusals are 429, unrecorded; 0: no limit)\n"
-              "          --tombstone-bytes 4194304 (what explains a dead token's refusal for a minute:\n"
-              "            32 bytes a token, oldest forgotten first; 4096-1073741824)\n"
-              "          --rotate-hook-dir: none (DIR/NAME prints a new value for NAME, run on a leak\n"
-              "            with on_leak rotate; DIR/_leaked is told of each leaked rotation)\n"
-              "          --listen-tcp: none (127.x.x.x:PORT or [::1]:PORT: the proxy over loopback TCP;\n"
-              "            callers are known by uid only (sock_diag), so only uid-bound tokens work)\n"
-              "          --approval-timeout 120 (seconds a token request under an \"approval\" grant\n"
-              "            waits for 'credbroker approve' before it is denied; 1-86400)\n"
-              "          --default-ttl 300 (a token's lifetime when its request names none, and the cap\n"
-              "            of a grant without max_ttl; a session token, credbroker exec --proxy's, lives\n"
-              "            under such a grant as long as its exec, at most 86400 s; 1-86400)\n"
-              "          --tpm2-tcti device:/dev/tpmrm0 (the TPM for --unlock tpm2 / tpm2+keyfile:PATH;\n"
-              "            e.g. swtpm:host=127.0.0.1,port=2321)\n"
-              "          --provision-dir: none (DIR of cbseal1 blobs named NAME or NAME.cbseal, imported\n"
-              "            at start and on SIGHUP; imported files are removed, refused ones stay;\n"
-              "            DIR must be owned by root or us and not group/other writable)\n",
-              f);
 }
 
 /* Leak reactions (leak_react.h): the token table revokes, the proxy cuts
@@ -854,84 +626,7 @@ int main(int argc, char **argv) {
                 cb_policy_unref(pol);
         }
         (void)sd_notifyf(0, "READY=1\nSTATUS=serving %zu secrets", cb_store_count(cbd.store));
-        uint64_t refused_said = 0, full_said = 0;
-        /* Housekeeping (sweeps, trims, reports) once a second and on a
-         * signal; the watchdog is pinged at half its interval
-         * (sd_watchdog_enabled(3)), on its own schedule, which may be
-         * shorter (never under 50 ms: no spin). */
-        uint64_t ping_every = watchdog_usec / 2 < 50000 ? 50000 : watchdog_usec / 2, next_ping = 0;
-        uint64_t next_house = mono_usec() + 1000000;
-        for (;;) {
-                uint64_t now = mono_usec(), due = watchdog_usec && next_ping < next_house ? next_ping : next_house;
-                uint64_t wait = due > now ? due - now : 0;
-                struct timespec tick = { (time_t)(wait / 1000000), (long)(wait % 1000000) * 1000 };
-                int sig = sigtimedwait(&sigs, NULL, &tick);
-                bool house;
-
-                if (sig == SIGTERM || sig == SIGINT) {
-                        say("%s: stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
-                        (void)sd_notify(0, "STOPPING=1\nSTATUS=stopping");
-                        break;
-                }
-                bool reloaded = true;
-                if (sig == SIGHUP) {
-                        /* The policy is read, parsed and swapped in holding
-                         * no lock: requests keep being served meanwhile,
-                         * each under the snapshot it started with. */
-                        char err[512];
-                        (void)sd_notify(0, "RELOADING=1"); /* systemctl reload waits for READY=1 */
-                        if (!(reloaded = policy_reload(err, sizeof(err)) >= 0)) {
-                                say_warn("SIGHUP: policy NOT reloaded, the old one stays in force: %s", err);
-                        } else {
-                                const cb_policy *pol = cb_policy_acquire(cbd.policy);
-                                say("SIGHUP: policy reloaded: %zu clients, %zu grants", cb_policy_n_clients(pol),
-                                    cb_policy_n_grants(pol));
-                                cb_policy_unref(pol);
-                        }
-                }
-                pthread_mutex_lock(&cbd.lock);
-                /* The watchdog is fed from here, after taking the lock every
-                 * request shares: a handler stuck under it starves the
-                 * watchdog and systemd restarts us (WatchdogSec=). */
-                if (watchdog_usec && (now = mono_usec()) >= next_ping) {
-                        (void)sd_notify(0, "WATCHDOG=1");
-                        next_ping = now + ping_every;
-                }
-                if (sig == SIGHUP) {
-                        if (audit && audit_reopen() < 0)
-                                say_warn("SIGHUP: audit log NOT reopened, still writing the old file: %s",
-                                    cb_error_last());
-                        if (provision_dir)
-                                provision_dir_scan(cbd.store, provision_dir, "SIGHUP");
-                        (void)sd_notifyf(0, "READY=1\nSTATUS=serving %zu secrets%s", cb_store_count(cbd.store),
-                                         reloaded ? "" : " (the last policy reload was refused)");
-                }
-                now = mono_usec();
-                house = sig > 0 || now >= next_house;
-                if (house) {
-                        cb_tokens_sweep(cbd.tokens, (uint64_t)time(NULL));
-                        approval_sweep();
-                        rotate_sweep((uint64_t)time(NULL));
-                        scanner_sweep();
-                }
-                pthread_mutex_unlock(&cbd.lock);
-                if (!house)
-                        continue; /* only the watchdog was due */
-                next_house = now + 1000000;
-                red_cache_sweep();
-                memtrim_tick();
-                uid_t refused_uid;
-                uint64_t refused = server_conn_refused(&refused_uid);
-                uint64_t full = server_conn_refused_full();
-                if (refused - full != refused_said - full_said)
-                        say_warn("refused %" PRIu64 " connection(s) over the limit of %d per uid (last: uid %u)",
-                            (refused - full) - (refused_said - full_said), CB_CONN_PER_UID, (unsigned)refused_uid);
-                if (full != full_said)
-                        say_warn("refused %" PRIu64 " connection(s) over a socket's limit of %d connections",
-                            full - full_said, CB_CONN_MAX);
-                refused_said = refused;
-                full_said = full;
-        }
+        main_serve_loop(sigs, watchdog_usec, audit, provision_dir);
         status = 0;
 out:
         rotate_stop();

@@ -6,7 +6,8 @@
 #   - a cycle between broker/ subfolders,
 #   - a subsystem calling up into api/, http/ or main.c (top level),
 #   - a file including another folder's *_internal.h,
-#   - a source file at broker/'s top other than main.c and daemon.h,
+#   - a source file at broker/'s top other than main.c, daemon.h and main's
+#     own split files (main_*.c, main_internal.h),
 #   - a file referencing the daemon-wide global `cbd` that is not listed
 #     below.
 # The two lists below are what is left of today's shape.  They may only
@@ -39,13 +40,15 @@ ALLOW_ARROWS=(
 )
 
 # Files that still reference `cbd` (the daemon-wide state and its lock).
-# api/api_provision.c was split from provision/provision.c (listed then).
+# api/api_provision.c was split from provision/provision.c (listed then);
+# main_loop.c from main.c (the signal loop and sweeps, issue 18: the same
+# uses of cbd, moved).
 # audit/ has left it (its records have their own lock; the caller hands
 # audit_intent the lock it holds), and so have leak/ and proxy/ (main.c
 # hands them what they work on: leak_attach, proxy_attach), and http/
 # (server_attach).  What is left is main.c and the composing layer.
 ALLOW_CBD=(
-        main.c
+        main.c main_loop.c
         api/api_admin.c api/api_approval.c api/api_provision.c api/api_rotate.c api/api_tool.c
 )
 

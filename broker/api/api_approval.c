@@ -183,7 +183,7 @@ static int collect_approved(request *rq, const cb_approval *c) {
                 return reply_error(rq, r == -ENOSPC ? 429 : 500, r == -ENOSPC ? "rate_limited" : "internal", "%s",
                                    cb_error_last());
         snprintf(rq->accessor, sizeof(rq->accessor), "%s", info->accessor);
-        rq->token_issued = true; /* revoked again if its record is not written (server.c flush) */
+        rq->token_issued = true; /* revoked again if its record is not written (server_reply.c flush) */
         snprintf(rq->client, sizeof(rq->client), "%s", client);
         ret = reply_json(rq, 201,
                          json_pack("{s:s, s:s, s:I, s:s}", "token", tok, "accessor", info->accessor, "expires_in",

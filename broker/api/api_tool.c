@@ -183,7 +183,7 @@ int api_token(request *rq, const http_args *args) {
                 goto out;
         }
         snprintf(rq->accessor, sizeof(rq->accessor), "%s", info->accessor);
-        rq->token_issued = true; /* revoked again if its record is not written (server.c flush) */
+        rq->token_issued = true; /* revoked again if its record is not written (server_reply.c flush) */
         ret = reply_json(rq, 201,
                          json_pack("{s:s, s:s, s:I}", "token", tok, "accessor", info->accessor, "expires_in",
                                    (json_int_t)(info->expires - info->issued)),

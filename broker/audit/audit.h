@@ -9,7 +9,7 @@
  * in-memory queue (audit_queue.c); one writer thread writes the queue in
  * order; the request waits for its record holding no shared lock (at most
  * CB_AUDIT_WAIT_MS) before its answer goes out, its token is handed over
- * or its proxied request goes upstream (server.c).  The durability rule is
+ * or its proxied request goes upstream (server_reply.c).  The durability rule is
  * in docs/hardening-state.md.
  *
  * Fail closed: when a record cannot be written (ENOSPC, EIO, ...) the

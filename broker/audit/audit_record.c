@@ -90,7 +90,7 @@ int audit_emit_wait(json_t *o) {
         return audit_rec_wait(e, audit_deadline_ms());
 }
 
-/* The request waits for e before its answer goes out (server.c). */
+/* The request waits for e before its answer goes out (server_reply.c). */
 static void attach(request *rq, audit_rec *e) {
         if (rq->n_audit_recs < sizeof(rq->audit_recs) / sizeof(rq->audit_recs[0]))
                 rq->audit_recs[rq->n_audit_recs++] = e;

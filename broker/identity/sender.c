@@ -136,7 +136,7 @@ static void note(cb_sender *s, struct msghdr *m, bool record) {
                         pidfd = -1;
                 } else if (uc.pid != s->first.pid || uc.uid != s->first.uid || uc.gid != s->first.gid) {
                         /* Same pid with the first writer alive is the same
-                         * process (server.c checks it is alive): no pidfd
+                         * process (server_request.c checks it is alive): no pidfd
                          * comparison needed. */
                         if (!s->other_pid) {
                                 s->other_pid = uc.pid ? uc.pid : -1;

@@ -539,7 +539,7 @@ int proxy_start(request *rq, proxy_spec *sp) {
         }
         if (rq->n_audit_recs) {
                 /* Its record is queued: nothing goes upstream until it is
-                 * written (server.c flush(), outside the request lock, then
+                 * written (server_reply.c flush(), outside the request lock, then
                  * proxy_release or proxy_abort). */
                 rq->proxy = j;
                 rq->proxy_held = true;

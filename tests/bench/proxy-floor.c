@@ -275,7 +275,7 @@ static void conn_notify(void *cls, struct MHD_Connection *conn, void **socket_co
         *socket_context = NULL;
         if (code != MHD_CONNECTION_NOTIFY_STARTED)
                 return;
-        /* As server.c conn_notify on the TCP listener (its peer lookup aside). */
+        /* As server_conn.c conn_notify on the TCP listener (its peer lookup aside). */
         const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
         int one = 1;
         if (ci)

@@ -520,7 +520,7 @@ static void floor_conn_notify(void *cls, struct MHD_Connection *conn, void **soc
                 *socket_context = NULL;
                 return;
         }
-        /* As broker/http/server.c: the peer's credentials once per connection. */
+        /* As broker/http/server_conn.c: the peer's credentials once per connection. */
         const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
         struct ucred *uc = malloc(sizeof(*uc));
 
