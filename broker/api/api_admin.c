@@ -94,6 +94,24 @@ static json_t *meta_to_json(const cb_meta *m) {
         return o;
 }
 
+int api_named_body(request *rq, const char *const *fields, json_t **ret_o, const char **ret_name) {
+        json_t *o = body_object(rq, fields);
+        const char *name;
+
+        if (!o)
+                return -1; /* answered */
+        name = json_string_value(json_object_get(o, "name"));
+        if (!name || cb_name_check(name) < 0) {
+                reply_error(rq, 400, "bad_request", "%s", name ? cb_error_last() : "'name' is required");
+                json_decref(o);
+                return -1;
+        }
+        snprintf(rq->secret, sizeof(rq->secret), "%s", name);
+        *ret_o = o;
+        *ret_name = name;
+        return 0;
+}
+
 int api_put(request *rq, const http_args *args) {
         static const char *const fields[] = { "name",   "value",         "value_base64", "hosts",   "inject",
                                               "methods", "path_prefixes", "not_after",    "labels",  "ca_file",
@@ -106,15 +124,8 @@ int api_put(request *rq, const http_args *args) {
         int r, ret = MHD_YES;
 
         (void)args;
-        o = body_object(rq, fields);
-        if (!o)
+        if (api_named_body(rq, fields, &o, &name) < 0)
                 return MHD_YES;
-        name = json_string_value(json_object_get(o, "name"));
-        if (!name || cb_name_check(name) < 0) {
-                ret = reply_error(rq, 400, "bad_request", "%s", name ? cb_error_last() : "'name' is required");
-                goto out;
-        }
-        snprintf(rq->secret, sizeof(rq->secret), "%s", name);
         text = json_string_value(json_object_get(o, "value"));
         b64 = json_string_value(json_object_get(o, "value_base64"));
         if (!!text == !!b64) {

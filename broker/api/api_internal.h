@@ -13,6 +13,8 @@
 
 #include <stdbool.h>
 
+#include <jansson.h>
+
 #include "route.h"
 
 struct request;
@@ -27,6 +29,9 @@ int api_approval_poll(struct request *rq, const http_args *args);
 
 /* admin.sock (api_admin.c) */
 bool api_admin_gate(struct request *rq, const http_route *path, int *ret);
+/* The body's JSON object (only `fields` allowed) with a valid "name", put
+ * in rq->secret: 0, or -1 when the request was answered (400). */
+int api_named_body(struct request *rq, const char *const *fields, json_t **ret_o, const char **ret_name);
 int api_put(struct request *rq, const http_args *args);
 int api_list(struct request *rq, const http_args *args);
 int api_show(struct request *rq, const http_args *args);

@@ -58,15 +58,8 @@ int api_rotate_secret(request *rq, const http_args *args) {
         int r, ret = MHD_YES;
 
         (void)args;
-        o = body_object(rq, fields);
-        if (!o)
+        if (api_named_body(rq, fields, &o, &name) < 0)
                 return MHD_YES;
-        name = json_string_value(json_object_get(o, "name"));
-        if (!name || cb_name_check(name) < 0) {
-                ret = reply_error(rq, 400, "bad_request", "%s", name ? cb_error_last() : "'name' is required");
-                goto out;
-        }
-        snprintf(rq->secret, sizeof(rq->secret), "%s", name);
         text = json_string_value(json_object_get(o, "value"));
         b64 = json_string_value(json_object_get(o, "value_base64"));
         gen = json_object_get(o, "generate");
