@@ -231,7 +231,7 @@ int cb_h1_chunked_feed(cb_h1_chunked *c, const unsigned char *in, size_t n, unsi
                         size_t k = n - i;
                         if (k > c->left)
                                 k = (size_t)c->left;
-                        memcpy(out + o, in + i, k);
+                        memmove(out + o, in + i, k); /* out may be in: decoding in place (forward.c) */
                         o += k;
                         i += k;
                         c->left -= k;

@@ -63,7 +63,8 @@ typedef struct cb_h1_chunked {
         const char *why;             /* on refusal: static text */
 } cb_h1_chunked;
 
-/* Decode in[0..n) into out (room for n bytes): *out_len data bytes,
+/* Decode in[0..n) into out (room for n bytes; out may be in itself: the
+ * data never moves forward, so decoding in place is fine): *out_len data bytes,
  * *consumed input bytes (less than n only once done: what follows the
  * body).  0, or -EINVAL with c->why (and nothing more may be fed). */
 int cb_h1_chunked_feed(cb_h1_chunked *c, const unsigned char *in, size_t n, unsigned char *out, size_t *out_len,
