@@ -42,16 +42,27 @@ static int token_refused(request *rq, int r) {
         }
 }
 
+bool api_secret_live(const char *name) {
+        const cb_version_info *vi;
+        size_t nv = 0, live = 0;
+
+        /* The store's read side: never waits for a writer's fsync. */
+        cb_store_read_lock(cbd.store);
+        if (cb_store_versions(cbd.store, name, &vi, &nv) == 0)
+                for (size_t i = 0; i < nv; i++)
+                        live += vi[i].state != CB_VS_DESTROYED;
+        cb_store_read_unlock(cbd.store);
+        return live > 0;
+}
+
 int api_token(request *rq, const http_args *args) {
         static const char *const fields[] = { "secret", "use", "ttl", "bind_process", "bind", NULL };
         char tok[CB_TOKEN_LEN + 1];
         const cb_token_info *info;
         const cb_grant *g;
-        const cb_version_info *vi;
         const char *client = NULL, *secret, *use_s;
         json_t *o, *ttl_j, *bind_j;
         uint32_t ttl;
-        size_t nv;
         unsigned use;
         int r, ret;
 
@@ -127,12 +138,10 @@ int api_token(request *rq, const http_args *args) {
         uint64_t fence = cb_tokens_fence(cbd.tokens);
         if (leak_token_gate(rq, secret, &ret))
                 goto out;
-        /* Unlocked (api_routes.c): the store's read side, never waiting
-         * for a writer's fsync. */
-        cb_store_read_lock(cbd.store);
-        r = cb_store_versions(cbd.store, secret, &vi, &nv);
-        cb_store_read_unlock(cbd.store);
-        if (r < 0) {
+        /* A deleted name (its destroyed versions still listed) is unknown:
+         * api_delete deletes, then revokes, so a token minted after a
+         * check that still saw it live fails the fence (rt6 P1). */
+        if (!api_secret_live(secret)) {
                 ret = reply_error(rq, 404, "not_found", "no secret named '%s'", secret);
                 goto out;
         }
@@ -176,6 +185,10 @@ int api_token(request *rq, const http_args *args) {
                 fence = cb_tokens_fence(cbd.tokens);
                 if (leak_token_gate(rq, secret, &ret))
                         goto out;
+                if (!api_secret_live(secret)) { /* deleted meanwhile */
+                        ret = reply_error(rq, 404, "not_found", "no secret named '%s'", secret);
+                        goto out;
+                }
         }
         if (r < 0) {
                 ret = reply_error(rq, r == -ENOSPC ? 429 : 500, r == -ENOSPC ? "rate_limited" : "internal", "%s",
