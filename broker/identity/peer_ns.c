@@ -25,22 +25,36 @@ static int gone(pid_t pid) {
         return cb_error_set(-e, "/proc/%d/ns/pid: %s", (int)pid, strerror(e));
 }
 
-/* Our own pid and user namespaces (device, inode), read once. */
-static struct { dev_t dev; ino_t pidns, userns, mntns; int r; } self_ns;
+/* Our own pid, user and mount namespaces (device, inode), read once.
+ *
+ * Their nsfs files are kept open for the life of the daemon (never read
+ * again): the kernel keeps one dentry per namespace only while something
+ * holds it, and drops it at the last close.  Held here, stat() of a
+ * caller's /proc/PID/ns/{pid,user,mnt} -- the same namespace as ours for
+ * nearly every caller -- finds it in place instead of allocating and
+ * freeing an inode and a dentry each time (measured here: 5.6 -> 2.6 us
+ * per stat, three per token request). */
+static struct { dev_t dev; ino_t pidns, userns, mntns; int r; int fd[3]; } self_ns;
 static pthread_once_t self_ns_once = PTHREAD_ONCE_INIT;
 
 static void self_ns_load(void) {
-        struct stat p, u, m;
+        static const char *const path[3] = { "/proc/self/ns/pid", "/proc/self/ns/user", "/proc/self/ns/mnt" };
+        struct stat st[3];
 
-        if (stat("/proc/self/ns/pid", &p) < 0 || stat("/proc/self/ns/user", &u) < 0 ||
-            stat("/proc/self/ns/mnt", &m) < 0) {
-                self_ns.r = -errno;
-                return;
+        for (int i = 0; i < 3; i++) {
+                self_ns.fd[i] = open(path[i], O_RDONLY | O_CLOEXEC);
+                if (self_ns.fd[i] < 0 || fstat(self_ns.fd[i], &st[i]) < 0) {
+                        self_ns.r = -errno;
+                        for (int j = 0; j <= i; j++)
+                                if (self_ns.fd[j] >= 0)
+                                        close(self_ns.fd[j]);
+                        return;
+                }
         }
-        self_ns.dev = p.st_dev;
-        self_ns.pidns = p.st_ino;
-        self_ns.userns = u.st_ino;
-        self_ns.mntns = m.st_dev == p.st_dev ? m.st_ino : 0;
+        self_ns.dev = st[0].st_dev;
+        self_ns.pidns = st[0].st_ino;
+        self_ns.userns = st[1].st_ino;
+        self_ns.mntns = st[2].st_dev == st[0].st_dev ? st[2].st_ino : 0;
 }
 
 /* Is every pid namespace from nsfd's up to (not including) ours owned by
