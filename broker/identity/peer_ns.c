@@ -16,6 +16,7 @@
 
 #include "error.h"
 #include "peer.h"
+#include "peer_internal.h"
 
 static int gone(pid_t pid) {
         int e = errno;
@@ -90,19 +91,27 @@ static bool pidns_chain_ours(int nsfd) {
         return ok;
 }
 
-int cb_peer_writer_trusted(pid_t writer, pid_t connector) {
+int cb_peer_writer_trusted(pid_t writer, int writer_pidfd, uint64_t writer_ino, pid_t connector) {
         struct stat st;
         char path[40];
         int fd;
 
+        /* Seen in our pid namespace before, under the inode of the very
+         * process this claim's SCM_PIDFD names (peer_proc.c). */
+        if (writer_ino && cb_proc_pidns_ours(writer_ino))
+                return 0;
         pthread_once(&self_ns_once, self_ns_load);
         if (self_ns.r < 0)
                 return cb_error_set(self_ns.r, "/proc/self/ns: %s", strerror(-self_ns.r));
         snprintf(path, sizeof(path), "/proc/%d/ns/pid", (int)writer);
         if (stat(path, &st) < 0)
                 return gone(writer);
-        if (st.st_ino == self_ns.pidns && st.st_dev == self_ns.dev)
+        if (st.st_ino == self_ns.pidns && st.st_dev == self_ns.dev) {
+                /* Alive now: the stat reached the pidfd's process. */
+                if (writer_ino && writer_pidfd >= 0 && cb_pidfd_alive(writer_pidfd))
+                        cb_proc_set_pidns_ours(writer_ino);
                 return 0;
+        }
         if (writer != connector)
                 return cb_error_set(-EPERM, "the writer names pid %d, which is neither the process that connected "
                                             "nor in the broker's pid namespace: a process in its own pid namespace "
