@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: Apache-2.0
-"""Sort `perf script -F ip,sym` call stacks of credbrokerd (or token-bench's
+"""Sort `perf script -F ip,sym,dso` call stacks of credbrokerd (or token-bench's
 floor servers) into the steps of a token request; print microseconds per
 request for each (argv[1]: the server's CPU microseconds per request, which
 the sample shares are scaled to).  Used by token-steps.sh.
@@ -15,20 +15,36 @@ import sys
 
 
 def read_samples(f):
-    samples, cur = [], []
+    """[(symbols leaf first, the leaf's library)] from `perf script -F ip,sym,dso`."""
+    samples, cur, leaf = [], [], None
     for line in f:
         line = line.rstrip()
         if not line:
             if cur:
-                samples.append(cur)
-                cur = []
+                samples.append((cur, leaf))
+                cur, leaf = [], None
             continue
         p = line.split()
         if len(p) >= 2:
             cur.append(p[1])  # leaf first, root last
+            if leaf is None and p[-1].startswith('(') and p[-1] != '(inlined)':
+                leaf = p[-1].strip('()')  # an inlined frame's library is its caller's
     if cur:
-        samples.append(cur)
-    return samples
+        samples.append((cur, leaf))
+    return [(c, lf or '?') for c, lf in samples]
+
+
+# Whose code the leaf of a sample is in: the kernel, libc, a library, ours.
+WHERE = (('kernel', ('kernel.kallsyms', 'vmlinux')), ('libc', ('libc.so',)), ('libsodium', ('libsodium',)),
+         ('jansson', ('libjansson',)), ('libmicrohttpd', ('libmicrohttpd',)),
+         ('ours', ('credbrokerd', 'token-bench')))
+
+
+def where(dso):
+    for name, keys in WHERE:
+        if any(k in dso for k in keys):
+            return name
+    return 'other'
 
 
 def syscall_of(s):
@@ -91,11 +107,14 @@ def main():
         sys.exit('token-steps.py: no samples')
     n = len(samples)
     count = collections.Counter()
+    owner = collections.defaultdict(collections.Counter)
     other = collections.Counter()
-    for s in samples:
+    for s, dso in samples:
         for group, label, rule in RULES:
             if rule(s):
                 count[(group, label)] += 1
+                owner[group][where(dso)] += 1
+                owner['all'][where(dso)] += 1
                 if label == 'other system calls':
                     other[syscall_of(s)] += 1
                 break
@@ -110,6 +129,11 @@ def main():
     for group in ('identity', 'token', 'http', 'mhd+kernel'):
         print(f"{'total':10s} {group:55s} {groups[group]:6.2f}")
     print(f"{'total':10s} {'all':55s} {us:6.2f}")
+    # Whose code ran (the sample's innermost frame), per group.
+    names = [w for w, _ in WHERE] + ['other']
+    print("# whose code ran, us per request: " + " ".join(f"{w:>13s}" for w in names))
+    for group in ('identity', 'token', 'http', 'mhd+kernel', 'all'):
+        print(f"{'where':10s} {group:22s}" + " ".join(f"{owner[group][w] / n * us:13.2f}" for w in names))
 
 
 if __name__ == '__main__':

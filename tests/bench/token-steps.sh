@@ -80,4 +80,4 @@ n=$(awk '$1 == "ops" { o = $2 } $1 == "warmup_ops" { w = $2 } END { print o + w 
 us=$(awk -v t=$((c1 - c0)) -v hz="$(getconf CLK_TCK)" -v n="$n" 'BEGIN { printf "%.1f", t * 1e6 / hz / n }')
 echo "# $KIND, $CLIENTS clients, ${SECS}s: $n requests, $(awk '$1 == "ops_per_s" { print $2 }' "$TMP/run.out")/s;" \
         "server CPU $us us per request; load average $(cut -d' ' -f1-3 /proc/loadavg); $(uname -r)"
-perf script -i "$TMP/perf.data" -F ip,sym 2>/dev/null | python3 "$SRC/tests/bench/token-steps.py" "$us"
+perf script -i "$TMP/perf.data" -F ip,sym,dso 2>/dev/null | python3 "$SRC/tests/bench/token-steps.py" "$us"
