@@ -191,11 +191,11 @@ int api_token(request *rq, const http_args *args) {
          * a fixed prefix and base62 (nothing JSON escapes), the rest a
          * number; the same bytes jansson's JSON_COMPACT wrote. */
         {
-                size_t text_cap = sizeof("{\"token\":\"\",\"accessor\":\"\",\"expires_in\":}") + CB_TOKEN_LEN +
-                             CB_ACCESSOR_LEN + 24;
+                static const char fmt[] = "{\"token\":\"%s\",\"accessor\":\"%s\",\"expires_in\":%lld}";
+                size_t text_cap = sizeof(fmt) + CB_TOKEN_LEN + CB_ACCESSOR_LEN + 24;
                 char *text = malloc(text_cap);
-                int n = text ? snprintf(text, text_cap, "{\"token\":\"%s\",\"accessor\":\"%s\",\"expires_in\":%lld}", tok,
-                                        info->accessor, (long long)(info->expires - info->issued))
+                int n = text ? snprintf(text, text_cap, fmt, tok, info->accessor,
+                                        (long long)(info->expires - info->issued))
                              : -1;
                 sodium_memzero(tok, sizeof(tok));
                 if (n < 0 || (size_t)n >= text_cap) {
