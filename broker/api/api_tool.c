@@ -7,6 +7,8 @@
  * exists at redemption time, only to the identity the token was issued to.
  */
 #include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -197,11 +199,30 @@ int api_token(request *rq, const http_args *args) {
         }
         snprintf(rq->accessor, sizeof(rq->accessor), "%s", info->accessor);
         rq->token_issued = true; /* revoked again if its record is not written (server_reply.c flush) */
-        ret = reply_json(rq, 201,
-                         json_pack("{s:s, s:s, s:I}", "token", tok, "accessor", info->accessor, "expires_in",
-                                   (json_int_t)(info->expires - info->issued)),
-                         true);
-        sodium_memzero(tok, sizeof(tok));
+        /* Made here rather than through jansson (json_pack + json_dumps
+         * cost ~2 us of this route's ~10): the token and the accessor are
+         * a fixed prefix and base62 (nothing JSON escapes), the rest a
+         * number; the same bytes jansson's JSON_COMPACT wrote. */
+        {
+                static const char fmt[] = "{\"token\":\"%s\",\"accessor\":\"%s\",\"expires_in\":%lld}";
+                size_t text_cap = sizeof(fmt) + CB_TOKEN_LEN + CB_ACCESSOR_LEN + 24;
+                char *text = malloc(text_cap);
+                int n = text ? snprintf(text, text_cap, fmt, tok, info->accessor,
+                                        (long long)(info->expires - info->issued))
+                             : -1;
+                sodium_memzero(tok, sizeof(tok));
+                if (n < 0 || (size_t)n >= text_cap) {
+                        if (text) {
+                                sodium_memzero(text, text_cap);
+                                free(text);
+                        }
+                        (void)cb_tokens_revoke_accessor(cbd.tokens, rq->accessor); /* never handed out */
+                        rq->token_issued = false;
+                        ret = MHD_NO; /* out of memory: the connection is closed */
+                        goto out;
+                }
+                ret = reply_json_text(rq, 201, text, (size_t)n, true);
+        }
 out:
         json_decref(o);
         return ret;
