@@ -41,8 +41,11 @@ static void sb_free(struct sb_state *st) {
         for (size_t i = 0; i < st->nargs; i++)
                 free(st->args[i]);
         st->nargs = 0;
-        for (size_t i = 0; i < st->nroots; i++)
+        for (size_t i = 0; i < st->nroots; i++) {
+                if (st->root_fd[i] >= 0)
+                        close(st->root_fd[i]); /* our lock on it goes with it */
                 free(st->roots[i]);
+        }
         st->nroots = 0;
         for (size_t i = 0; i < st->nhidden; i++)
                 free(st->hidden[i]);

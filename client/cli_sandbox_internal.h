@@ -41,8 +41,11 @@ struct sb_state {
         struct {
                 char *path;
                 bool dir;
-        } ph[SB_PLACEHOLDERS_MAX];                /* placeholders bwrap creates */
+                size_t root;                      /* its writable root (roots[], root_fd[]) */
+        } ph[SB_PLACEHOLDERS_MAX];                /* placeholders: made by us, or another sandbox's */
         size_t nph;
+        int root_fd[SB_PATHS_MAX + 1];            /* each root directory, flock(LOCK_SH) held; -1 */
+        bool root_shared[SB_PATHS_MAX + 1];       /* another sandbox held it when we started */
         const char *bwrap;
         const char *client;                       /* --client, or NULL */
         const char *allow[SB_ALLOW_MAX];          /* --allow-host: narrows the client's egress.allow */
@@ -60,7 +63,8 @@ int sb_add_root(struct sb_state *st, const char *arg, bool is_cwd);
 /* bwrap's argv for cmd into st->args (namespaces, the view, the
  * environment, the descriptors). */
 int sb_build_args(struct sb_state *st, char **cmd);
-/* Remove the placeholders bwrap created that are still empty ones. */
+/* Remove the placeholders that are still empty ones, for each root no
+ * other sandbox uses (flock: the last one out removes them). */
 void sb_placeholders_remove(struct sb_state *st);
 
 /* cli_sandbox_seccomp.c: the filter, in a sealed memfd (st->seccomp_fd). */

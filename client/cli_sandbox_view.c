@@ -3,7 +3,9 @@
  * credbroker sandbox: the file system view (docs/sandbox.md), written as
  * bubblewrap's arguments.
  */
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <pwd.h>
 #include <stdarg.h>
@@ -11,6 +13,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -119,6 +123,8 @@ int sb_add_root(struct sb_state *st, const char *arg, bool is_cwd) {
         st->roots[st->nroots] = strdup(rp);
         if (!st->roots[st->nroots])
                 return -cli_fail(-ENOMEM, "out of memory");
+        st->root_fd[st->nroots] = -1;
+        st->root_shared[st->nroots] = false;
         st->nroots++;
         return 0;
 }
@@ -208,16 +214,132 @@ static bool may_create_in(const char *path) {
         return false;
 }
 
-/* p is to be a placeholder bwrap creates (removed at exit while still an
+/* Placeholders and concurrent sandboxes.  A missing protected entry gets
+ * an empty file or directory that the launcher makes on the host and bwrap
+ * binds read-only over itself.  Two sandboxes may share a working
+ * directory (an agent running tool calls in parallel): the second finds
+ * the first one's placeholders as existing entries and binds them too.
+ * Were the first one to remove them when its CMD ends, the second's mount
+ * would go with the name (unlinking a mount point of another mount
+ * namespace detaches it there), and its CMD could then create .bashrc or
+ * .git/hooks on the host.  So each launcher holds flock(LOCK_SH) on each
+ * root directory for the sandbox's life, taken before the root is looked
+ * at; at exit, only a launcher that gets LOCK_EX (no other sandbox on that
+ * root) removes placeholders, its own and those it found when another
+ * sandbox was there (still empty ones only), and a launcher starting waits
+ * for that removal to finish (bounded: SB_LOCK_WAIT_MS, then it refuses). */
+#define SB_LOCK_WAIT_MS 3000
+
+static int lock_root(struct sb_state *st, size_t k) {
+        const char *root = st->roots[k];
+        int fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+        if (fd < 0)
+                return -cli_fail(-errno, "sandbox: %s: %s", root, strerror(errno));
+        for (int waited = 0;; waited += 2) {
+                if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
+                        /* Alone: what exists there is not another live
+                         * sandbox's.  Down to shared (not atomic: a
+                         * remover may slip in, which we then wait for). */
+                        st->root_shared[k] = false;
+                        if (flock(fd, LOCK_SH | LOCK_NB) == 0)
+                                break;
+                } else if (errno == EWOULDBLOCK && flock(fd, LOCK_SH | LOCK_NB) == 0) {
+                        st->root_shared[k] = true; /* another sandbox uses this root */
+                        break;
+                }
+                if (errno != EWOULDBLOCK && errno != EINTR) {
+                        int e = errno;
+                        close(fd);
+                        return -cli_fail(-e, "sandbox: flock %s: %s", root, strerror(e));
+                }
+                if (waited >= SB_LOCK_WAIT_MS) {
+                        close(fd);
+                        return -cli_fail(-EBUSY, "sandbox: %s is locked (flock) by another process for more than "
+                                                 "%d s (a sandbox removing its placeholders, or a process holding "
+                                                 "a lock on the directory); CMD was not run",
+                                         root, SB_LOCK_WAIT_MS / 1000);
+                }
+                (void)nanosleep(&(struct timespec){ .tv_nsec = 2000000 }, NULL);
+        }
+        st->root_fd[k] = fd;
+        return 0;
+}
+
+/* Record p as a placeholder of root k (removed at exit while still an
  * empty one: sb_placeholders_remove). */
-static int add_placeholder(struct sb_state *st, const char *p, bool dir) {
+static int add_placeholder(struct sb_state *st, size_t k, const char *p, bool dir) {
         if (st->nph >= SB_PLACEHOLDERS_MAX)
                 return -cli_usage("sandbox: too many writable directories");
         st->ph[st->nph].path = strdup(p);
         if (!st->ph[st->nph].path)
                 return -cli_fail(-ENOMEM, "out of memory");
         st->ph[st->nph].dir = dir;
+        st->ph[st->nph].root = k;
         st->nph++;
+        return 0;
+}
+
+/* Is p an empty regular file or an empty directory (not a symlink)? */
+static bool empty_entry(const char *p, bool *dir) {
+        struct stat sb;
+        DIR *d;
+        struct dirent *e;
+        bool empty = true;
+
+        if (lstat(p, &sb) < 0)
+                return false;
+        if (S_ISREG(sb.st_mode)) {
+                *dir = false;
+                return sb.st_size == 0;
+        }
+        if (!S_ISDIR(sb.st_mode) || !(d = opendir(p)))
+                return false;
+        *dir = true;
+        while (empty && (e = readdir(d)))
+                empty = strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0;
+        closedir(d);
+        return empty;
+}
+
+static bool is_placeholder(const struct sb_state *st, const char *p) {
+        for (size_t i = 0; i < st->nph; i++)
+                if (strcmp(st->ph[i].path, p) == 0)
+                        return true;
+        return false;
+}
+
+/* A protected entry p of root k that is missing and that CMD could create:
+ * make an empty one (a file, or a directory) on the host, never following
+ * or reusing anything (O_EXCL; one that appears meanwhile is handled as
+ * existing), and bind it read-only over itself.  *made: false when it
+ * appeared meanwhile (the caller binds it as an existing one). */
+static int make_placeholder(struct sb_state *st, size_t k, const char *p, bool dir, bool *made) {
+        int r;
+
+        *made = false;
+        if (dir) {
+                if (mkdir(p, 0755) < 0) {
+                        if (errno == EEXIST)
+                                return 0;
+                        return -cli_fail(-errno, "sandbox: cannot make the read-only placeholder %s: %s; CMD was not run",
+                                         p, strerror(errno));
+                }
+        } else {
+                int fd = open(p, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+                if (fd < 0) {
+                        if (errno == EEXIST)
+                                return 0;
+                        return -cli_fail(-errno, "sandbox: cannot make the read-only placeholder %s: %s; CMD was not run",
+                                         p, strerror(errno));
+                }
+                close(fd);
+        }
+        *made = true;
+        if ((r = add_placeholder(st, k, p, dir)) < 0)
+                return r;
+        if ((r = add(st, "--ro-bind")) < 0 || (r = add(st, "%s", p)) < 0 || (r = add(st, "%s", p)) < 0)
+                return r;
         return 0;
 }
 
@@ -230,85 +352,93 @@ static int add_placeholder(struct sb_state *st, const char *p, bool dir) {
  * missing one, where CMD could create it, gets a read-only placeholder
  * directory (a repository, or a .config, cannot be made there: git init
  * in a directory that is not a repository fails in the sandbox).  A
- * symlinked one is left as it is (docs/sandbox.md). */
-static int pin_parent(struct sb_state *st, const char *root, const char *name) {
+ * symlinked one is left as it is (docs/sandbox.md).  An empty one found
+ * while another sandbox uses the root is taken to be its placeholder. */
+static int pin_parent(struct sb_state *st, size_t k, const char *name) {
+        const char *root = st->roots[k];
         char p[PATH_MAX];
         struct stat sb;
+        bool made = false, dir;
         int r;
 
         if (snprintf(p, sizeof(p), "%s/%s", root, name) >= (int)sizeof(p))
                 return 0;
-        if (lstat(p, &sb) == 0) {
-                if (S_ISDIR(sb.st_mode))
-                        return (r = add(st, "--bind")) < 0 || (r = add(st, "%s", p)) < 0 || (r = add(st, "%s", p)) < 0
-                                       ? r
-                                       : 0;
-                if (S_ISREG(sb.st_mode))
-                        return (r = add(st, "--ro-bind")) < 0 || (r = add(st, "%s", p)) < 0 ||
-                                               (r = add(st, "%s", p)) < 0
-                                       ? r
-                                       : 0;
+        if (lstat(p, &sb) < 0) {
+                if (errno != ENOENT || !may_create_in(p))
+                        return 0;
+                if ((r = make_placeholder(st, k, p, true, &made)) < 0 || made)
+                        return r;
+                if (lstat(p, &sb) < 0)
+                        return -cli_fail(-errno, "sandbox: %s: %s; CMD was not run", p, strerror(errno));
+        }
+        if (st->root_shared[k] && empty_entry(p, &dir)) {
+                /* Most likely that sandbox's placeholder: read-only here too. */
+                if ((r = add_placeholder(st, k, p, dir)) < 0 || (r = add(st, "--ro-bind")) < 0 ||
+                    (r = add(st, "%s", p)) < 0 || (r = add(st, "%s", p)) < 0)
+                        return r;
                 return 0;
         }
-        if (errno != ENOENT || !may_create_in(p))
-                return 0;
-        if ((r = add_placeholder(st, p, true)) < 0)
-                return r;
-        if ((r = add(st, "--tmpfs")) < 0 || (r = add(st, "%s", p)) < 0 || (r = add(st, "--remount-ro")) < 0 ||
-            (r = add(st, "%s", p)) < 0)
-                return r;
+        if (S_ISDIR(sb.st_mode))
+                return (r = add(st, "--bind")) < 0 || (r = add(st, "%s", p)) < 0 || (r = add(st, "%s", p)) < 0 ? r : 0;
+        if (S_ISREG(sb.st_mode))
+                return (r = add(st, "--ro-bind")) < 0 || (r = add(st, "%s", p)) < 0 || (r = add(st, "%s", p)) < 0 ? r
+                                                                                                              : 0;
         return 0;
 }
 
-static int deny_root(struct sb_state *st, const char *root) {
+static int deny_root(struct sb_state *st, size_t k) {
+        const char *root = st->roots[k];
         int r0;
 
-        if ((r0 = pin_parent(st, root, ".git")) < 0 || (r0 = pin_parent(st, root, ".config")) < 0)
+        if ((r0 = lock_root(st, k)) < 0 || (r0 = pin_parent(st, k, ".git")) < 0 ||
+            (r0 = pin_parent(st, k, ".config")) < 0)
                 return r0;
         for (size_t i = 0; i < sizeof(deny_write) / sizeof(deny_write[0]); i++) {
                 const struct deny *d = &deny_write[i];
                 char p[PATH_MAX], need[PATH_MAX], rp[PATH_MAX];
                 struct stat sb;
+                bool made, dir;
                 int r;
 
                 if (snprintf(p, sizeof(p), "%s/%s", root, d->name) >= (int)sizeof(p))
                         continue;
                 if (d->needs_dir) {
                         snprintf(need, sizeof(need), "%s/%s", root, d->needs_dir);
-                        if (lstat(need, &sb) < 0 || !S_ISDIR(sb.st_mode))
+                        if (lstat(need, &sb) < 0 || !S_ISDIR(sb.st_mode) || is_placeholder(st, need))
+                                continue; /* none, or a read-only placeholder: nothing can be made in it */
+                }
+                if (lstat(p, &sb) < 0) {
+                        if (errno != ENOENT || !may_create_in(p))
+                                continue; /* CMD cannot create it either (only our ids are mapped inside) */
+                        if ((r = make_placeholder(st, k, p, d->dir, &made)) < 0)
+                                return r;
+                        if (made)
                                 continue;
                 }
-                if (realpath(p, rp)) {
-                        /* It exists (a symlink: what it names is made
-                         * read-only, wherever it is). */
-                        if ((r = add(st, "--ro-bind")) < 0 || (r = add(st, "%s", rp)) < 0 || (r = add(st, "%s", rp)) < 0)
-                                return r;
-                        continue;
-                }
-                if (errno != ENOENT || lstat(p, &sb) == 0)
+                if (!realpath(p, rp))
                         continue; /* a dangling symlink: bwrap would follow it out; left alone (docs) */
-                if (!may_create_in(p))
-                        continue; /* CMD cannot create it either (only our ids are mapped inside) */
-                if ((r = add_placeholder(st, p, d->dir)) < 0)
+                /* It exists (a symlink: what it names is made read-only,
+                 * wherever it is). */
+                if (st->root_shared[k] && strcmp(rp, p) == 0 && empty_entry(p, &dir) &&
+                    (r = add_placeholder(st, k, p, dir)) < 0)
                         return r;
-                if (d->dir)
-                        r = add(st, "--tmpfs");
-                else
-                        r = add(st, "--ro-bind");
-                if (r < 0 || (!d->dir && (r = add(st, "/dev/null")) < 0) || (r = add(st, "%s", p)) < 0)
-                        return r;
-                if (d->dir && ((r = add(st, "--remount-ro")) < 0 || (r = add(st, "%s", p)) < 0))
+                if ((r = add(st, "--ro-bind")) < 0 || (r = add(st, "%s", rp)) < 0 || (r = add(st, "%s", rp)) < 0)
                         return r;
         }
         return 0;
 }
 
-/* Remove the placeholders bwrap created that are still empty ones. */
+/* Remove the placeholders that are still empty ones, for each root that
+ * no other sandbox uses now (LOCK_EX; else the last one out does). */
 void sb_placeholders_remove(struct sb_state *st) {
+        bool mine[SB_PATHS_MAX + 1] = { 0 };
+
+        for (size_t k = 0; k < st->nroots; k++)
+                mine[k] = st->root_fd[k] >= 0 && flock(st->root_fd[k], LOCK_EX | LOCK_NB) == 0;
         for (size_t i = st->nph; i-- > 0;) {
                 struct stat sb;
 
-                if (lstat(st->ph[i].path, &sb) < 0)
+                if (!mine[st->ph[i].root] || lstat(st->ph[i].path, &sb) < 0)
                         continue;
                 if (st->ph[i].dir && S_ISDIR(sb.st_mode))
                         (void)rmdir(st->ph[i].path); /* fails unless empty */
@@ -342,7 +472,7 @@ int sb_build_args(struct sb_state *st, char **cmd) {
                         return r;
         for (size_t i = 0; i < st->nroots; i++) {
                 struct stat sb;
-                if (stat(st->roots[i], &sb) == 0 && S_ISDIR(sb.st_mode) && (r = deny_root(st, st->roots[i])) < 0)
+                if (stat(st->roots[i], &sb) == 0 && S_ISDIR(sb.st_mode) && (r = deny_root(st, i)) < 0)
                         return r;
         }
         /* Start-up files of the home directory, should a --write cover it

@@ -12,7 +12,7 @@ DAEMON=${CREDBROKERD:?}
 HERE=$(cd "$(dirname "$0")" && pwd)
 PROBE_SRC=$HERE/sandbox-probe.py
 [ "$(id -u)" = 0 ] || { echo "SKIP: missing prerequisite: root (the sandbox runs under another uid)"; exit 77; }
-for t in /usr/bin/python3 setpriv timeout /usr/bin/bwrap; do
+for t in /usr/bin/python3 setpriv timeout /usr/bin/bwrap git; do
         command -v $t >/dev/null || { echo "SKIP: missing prerequisite: $t"; exit 77; }
 done
 [ "$(uname -m)" = x86_64 ] || { echo "SKIP: missing prerequisite: x86_64 (the probe's system call numbers)"; exit 77; }
@@ -150,6 +150,26 @@ expect "write ~/.bashrc when the home is the working directory: refused" "REFUSE
 o=$(sb --cd "$H" -- /usr/bin/python3 "$PROBE" read "$H/.ssh/id_ed25519" 2>&1)
 expect "~/.ssh hidden when the home is the working directory" "REFUSED" "$o"
 grep -q 'sandbox' "$H/.bashrc" && bad "~/.bashrc was changed" || ok "~/.bashrc unchanged on the host"
+# A missing ~/.gitconfig's placeholder is an empty read-only file: git
+# run with the home as the working directory works, writing it is refused.
+mkdir -p "$T/ghome" && chown $U "$T/ghome"
+o=$(sb --cd "$T/ghome" -- /bin/sh -c 'HOME=$PWD git config --global --list; echo "list=$?"; git init -q repo 2>&1 && cd repo && HOME=.. git status --short; echo "status=$?"; cd .. && HOME=$PWD git config --global user.name evil 2>&1; echo "set=$?"' 2>&1)
+case "$o" in *"list=0"*"status=0"*) ok "git with cwd = \$HOME and no ~/.gitconfig works inside: $(echo "$o" | tr '\n' ' ')" ;;
+*) bad "git with cwd = \$HOME and no ~/.gitconfig: $o" ;; esac
+case "$o" in *"set=0"*) bad "writing ~/.gitconfig was not refused: $o" ;; *"set="*) ok "...and writing ~/.gitconfig is refused" ;; *) bad "git config --global set: $o" ;; esac
+[ ! -e "$T/ghome/.gitconfig" ] && ok "...and its placeholder is gone after exit" || bad "left behind: $(ls -la "$T/ghome")"
+# Two sandboxes in one working directory (an agent's parallel tool calls):
+# the first one's end must not remove the placeholders the second still
+# relies on (unlinking a mount point detaches it in the other namespace).
+mkdir -p "$T/par" && chown $U "$T/par"
+(sb --cd "$T/par" -- /bin/sleep 1.5 >/dev/null 2>&1) &
+P1=$!
+for _ in $(seq 50); do [ -e "$T/par/.bashrc" ] && break; sleep 0.05; done
+o=$(sb --cd "$T/par" -- /bin/sh -c 'sleep 2; echo pwned >>.bashrc 2>&1 && echo WROTE-BASHRC; mkdir -p .git/hooks 2>&1 && echo MADE-GIT; mkdir .vscode 2>&1 && echo MADE-VSCODE; echo done' 2>&1)
+wait $P1
+case "$o" in *WROTE*|*MADE-*) bad "after the first of two sandboxes in one directory ended, the second wrote protected entries: $o" ;;
+*done*) ok "two sandboxes in one directory: the second stays protected after the first ends" ;; *) bad "concurrent sandbox: $o" ;; esac
+[ -z "$(ls -A "$T/par")" ] && ok "...and the last one out removed every placeholder" || bad "left behind in $T/par: $(ls -A "$T/par")"
 escape "write /etc" "EROFS" write /etc/cbsb-test
 escape "write /usr" "EROFS" write /usr/cbsb-test
 control "write a private /tmp" "$(inside write /tmp/cbsb-inner)"
