@@ -28,6 +28,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <linux/close_range.h>
@@ -171,12 +172,22 @@ static int hook_started(void *ud, pid_t pid) {
         st->info_wr = st->block_rd = st->seccomp_fd = -1;
         if ((r = read_info(st)) < 0)
                 return r;
-        /* The sandbox exists, CMD waits: its only way out is made now. */
+        /* The sandbox exists, CMD waits: its only way out is made now,
+         * while a child waits for bwrap's set-up to mount our placeholders. */
         {
                 int lfd = -1;
-                if ((r = sb_make_listener(st->sandbox_pid, &lfd)) == 0) {
+                pid_t mc = -1;
+                if ((r = sb_mount_placeholders_start(st, st->sandbox_pid, &mc)) == 0 &&
+                    (r = sb_make_listener(st->sandbox_pid, &lfd)) == 0) {
                         r = sb_hand_over(st, lfd);
                         close(lfd); /* the broker holds its own copy */
+                }
+                if (mc >= 0 && r < 0) {
+                        kill(mc, SIGKILL);
+                        while (waitpid(mc, NULL, 0) < 0 && errno == EINTR)
+                                ;
+                } else if (mc >= 0) {
+                        r = sb_mount_placeholders_wait(mc);
                 }
                 if (r < 0) {
                         /* Never let bwrap read EOF on --block-fd: it would

@@ -42,8 +42,12 @@ struct sb_state {
                 char *path;
                 bool dir;
                 size_t root;                      /* its writable root (roots[], root_fd[]) */
+                bool ours;                        /* made by us: mounted by sb_mount_placeholders */
+                dev_t dev;
+                ino_t ino;
         } ph[SB_PLACEHOLDERS_MAX];                /* placeholders: made by us, or another sandbox's */
         size_t nph;
+        bool launcher_mounts;                     /* our placeholders mounted by us, not by bwrap */
         int root_fd[SB_PATHS_MAX + 1];            /* each root directory, flock(LOCK_SH) held; -1 */
         bool root_shared[SB_PATHS_MAX + 1];       /* another sandbox held it when we started */
         const char *bwrap;
@@ -66,6 +70,13 @@ int sb_build_args(struct sb_state *st, char **cmd);
 /* Remove the placeholders that are still empty ones, for each root no
  * other sandbox uses (flock: the last one out removes them). */
 void sb_placeholders_remove(struct sb_state *st);
+
+/* Bind each placeholder we made read-only over itself inside the sandbox
+ * whose init is spid (when st->launcher_mounts), once bwrap has set the
+ * sandbox up and waits on --block-fd.  Started by _start (a child: *pid),
+ * finished by _wait (its verdict).  cli_sandbox_view.c */
+int sb_mount_placeholders_start(struct sb_state *st, pid_t spid, pid_t *ret_child);
+int sb_mount_placeholders_wait(pid_t child);
 
 /* cli_sandbox_seccomp.c: the filter, in a sealed memfd (st->seccomp_fd). */
 int sb_seccomp_filter(struct sb_state *st);

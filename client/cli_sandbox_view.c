@@ -18,6 +18,15 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <linux/mount.h>
+#include <linux/nsfs.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/ioctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+
 #include "cli.h"
 #include "cli_sandbox_internal.h"
 
@@ -129,6 +138,13 @@ int sb_add_root(struct sb_state *st, const char *arg, bool is_cwd) {
         return 0;
 }
 
+static bool is_placeholder(const struct sb_state *st, const char *p) {
+        for (size_t i = 0; i < st->nph; i++)
+                if (strcmp(st->ph[i].path, p) == 0)
+                        return true;
+        return false;
+}
+
 /* Hide path if it exists (its real path: a symlink is followed to what it
  * names).  user: given with --hide (a missing one is an error). */
 static int add_hidden(struct sb_state *st, const char *path, bool user) {
@@ -141,6 +157,8 @@ static int add_hidden(struct sb_state *st, const char *path, bool user) {
         }
         if (strcmp(rp, "/") == 0)
                 return -cli_usage("sandbox: --hide /: nothing would be left");
+        if (!user && is_placeholder(st, rp))
+                return 0; /* a placeholder we made (~/.npmrc when the home is a root): empty already */
         for (size_t i = 0; i < st->nhidden; i++)
                 if (strcmp(st->hidden[i], rp) == 0)
                         return 0;
@@ -276,6 +294,7 @@ static int add_placeholder(struct sb_state *st, size_t k, const char *p, bool di
                 return -cli_fail(-ENOMEM, "out of memory");
         st->ph[st->nph].dir = dir;
         st->ph[st->nph].root = k;
+        st->ph[st->nph].ours = false;
         st->nph++;
         return 0;
 }
@@ -302,13 +321,6 @@ static bool empty_entry(const char *p, bool *dir) {
         return empty;
 }
 
-static bool is_placeholder(const struct sb_state *st, const char *p) {
-        for (size_t i = 0; i < st->nph; i++)
-                if (strcmp(st->ph[i].path, p) == 0)
-                        return true;
-        return false;
-}
-
 /* A protected entry p of root k that is missing and that CMD could create:
  * make an empty one (a file, or a directory) on the host, never following
  * or reusing anything (O_EXCL; one that appears meanwhile is handled as
@@ -316,6 +328,8 @@ static bool is_placeholder(const struct sb_state *st, const char *p) {
  * appeared meanwhile (the caller binds it as an existing one). */
 static int make_placeholder(struct sb_state *st, size_t k, const char *p, bool dir, bool *made) {
         int r;
+
+        struct stat sb;
 
         *made = false;
         if (dir) {
@@ -325,6 +339,9 @@ static int make_placeholder(struct sb_state *st, size_t k, const char *p, bool d
                         return -cli_fail(-errno, "sandbox: cannot make the read-only placeholder %s: %s; CMD was not run",
                                          p, strerror(errno));
                 }
+                if (lstat(p, &sb) < 0 || !S_ISDIR(sb.st_mode))
+                        return -cli_fail(-EBUSY, "sandbox: the placeholder %s was replaced as it was made; CMD was not run",
+                                         p);
         } else {
                 int fd = open(p, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
                 if (fd < 0) {
@@ -333,11 +350,19 @@ static int make_placeholder(struct sb_state *st, size_t k, const char *p, bool d
                         return -cli_fail(-errno, "sandbox: cannot make the read-only placeholder %s: %s; CMD was not run",
                                          p, strerror(errno));
                 }
+                r = fstat(fd, &sb);
                 close(fd);
+                if (r < 0)
+                        return -cli_fail(-errno, "sandbox: %s: %s; CMD was not run", p, strerror(errno));
         }
         *made = true;
         if ((r = add_placeholder(st, k, p, dir)) < 0)
                 return r;
+        st->ph[st->nph - 1].ours = true;
+        st->ph[st->nph - 1].dev = sb.st_dev;
+        st->ph[st->nph - 1].ino = sb.st_ino;
+        if (st->launcher_mounts)
+                return 0; /* sb_mount_placeholders, once bwrap has set the sandbox up */
         if ((r = add(st, "--ro-bind")) < 0 || (r = add(st, "%s", p)) < 0 || (r = add(st, "%s", p)) < 0)
                 return r;
         return 0;
@@ -459,6 +484,10 @@ int sb_build_args(struct sb_state *st, char **cmd) {
                 "--unshare-cgroup-try", "--disable-userns", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
                 "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
         };
+        /* Our placeholders are mounted by us (sb_mount_placeholders) where
+         * the kernel has the new mount API (mount_setattr: Linux 5.12):
+         * bwrap re-reads /proc/self/mountinfo for each mount it makes. */
+        st->launcher_mounts = syscall(SYS_mount_setattr, -1, "", 0, NULL, (size_t)0) < 0 && errno != ENOSYS;
         if ((r = add(st, "%s", st->bwrap)) < 0)
                 return r;
         for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
@@ -532,5 +561,128 @@ int sb_build_args(struct sb_state *st, char **cmd) {
         for (size_t i = 0; cmd[i]; i++)
                 if ((r = add(st, "%s", cmd[i])) < 0)
                         return r;
+        return 0;
+}
+
+/* ---- our placeholders, mounted from outside ------------------------------- */
+
+/* In a child: wait until bwrap has finished setting the sandbox up (its
+ * init then leaves for the nested user namespace of --disable-userns: the
+ * mount tree is final, pivoted, the old root gone; bwrap does that just
+ * before it blocks on --block-fd), enter the user namespace that owns the
+ * sandbox's namespaces and its mount namespace, and bind each placeholder
+ * we made read-only (and nosuid, nodev) over itself: open_tree(CLONE) +
+ * mount_setattr + move_mount, no /proc/self/mountinfo to read.  Each
+ * placeholder is opened without following a symlink and must still be the
+ * inode we made (a swap on the host is refused).  Nothing of the sandbox
+ * runs yet (CMD waits on --block-fd): no race with it. */
+static int mount_child(const struct sb_state *st, pid_t spid) {
+        char nsp[64];
+        const char *step = "pidfd_open";
+        int pfd = (int)syscall(SYS_pidfd_open, spid, 0), nfd = -1, ufd = -1, mfd = -1;
+        struct stat us, cur;
+
+        if (pfd < 0)
+                goto fail;
+        snprintf(nsp, sizeof(nsp), "/proc/%d/ns/net", (int)spid);
+        step = "open ns/net";
+        if ((nfd = open(nsp, O_RDONLY | O_CLOEXEC)) < 0)
+                goto fail;
+        step = "NS_GET_USERNS";
+        if ((ufd = ioctl(nfd, NS_GET_USERNS)) < 0 || fstat(ufd, &us) < 0)
+                goto fail;
+        snprintf(nsp, sizeof(nsp), "/proc/%d/ns/user", (int)spid);
+        step = "waiting for bubblewrap's set-up";
+        for (int i = 0;; i++) {
+                if (poll(&(struct pollfd){ .fd = pfd, .events = POLLIN }, 1, 0) != 0) {
+                        errno = ESRCH; /* it ended: bwrap failed (it said why) */
+                        goto fail;
+                }
+                if (stat(nsp, &cur) < 0)
+                        goto fail;
+                if (cur.st_ino != us.st_ino || cur.st_dev != us.st_dev)
+                        break;
+                if (i >= SB_INFO_TIMEOUT_MS * 10) {
+                        errno = ETIMEDOUT;
+                        goto fail;
+                }
+                (void)nanosleep(&(struct timespec){ .tv_nsec = 100000 }, NULL);
+        }
+        snprintf(nsp, sizeof(nsp), "/proc/%d/ns/mnt", (int)spid);
+        step = "open ns/mnt";
+        if ((mfd = open(nsp, O_RDONLY | O_CLOEXEC)) < 0)
+                goto fail;
+        /* Checked again after the open: still bwrap's child. */
+        step = "pidfd";
+        if (poll(&(struct pollfd){ .fd = pfd, .events = POLLIN }, 1, 0) != 0) {
+                errno = ESRCH;
+                goto fail;
+        }
+        step = "setns user";
+        if (getuid() != 0 && setns(ufd, CLONE_NEWUSER) < 0)
+                goto fail;
+        step = "setns mnt";
+        if (setns(mfd, CLONE_NEWNS) < 0)
+                goto fail;
+        for (size_t i = 0; i < st->nph; i++) {
+                struct mount_attr ma = { .attr_set = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV };
+                struct stat sb;
+                int t, m;
+
+                if (!st->ph[i].ours)
+                        continue;
+                step = st->ph[i].path;
+                t = open(st->ph[i].path, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+                if (t < 0)
+                        goto fail;
+                if (fstat(t, &sb) < 0 || sb.st_dev != st->ph[i].dev || sb.st_ino != st->ph[i].ino ||
+                    (st->ph[i].dir ? !S_ISDIR(sb.st_mode) : !S_ISREG(sb.st_mode))) {
+                        errno = EBUSY; /* replaced since we made it */
+                        goto fail;
+                }
+                m = (int)syscall(SYS_open_tree, t, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH);
+                if (m < 0 || syscall(SYS_mount_setattr, m, "", AT_EMPTY_PATH, &ma, sizeof(ma)) < 0 ||
+                    syscall(SYS_move_mount, m, "", t, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0)
+                        goto fail;
+                close(m);
+                close(t);
+        }
+        _exit(0);
+fail:
+        dprintf(STDERR_FILENO, "credbroker: sandbox: the read-only placeholders inside the sandbox: %s: %s\n", step,
+                strerror(errno));
+        _exit(2);
+}
+
+int sb_mount_placeholders_start(struct sb_state *st, pid_t spid, pid_t *ret_child) {
+        bool any = false;
+        pid_t c;
+
+        *ret_child = -1;
+        for (size_t i = 0; i < st->nph; i++)
+                any = any || st->ph[i].ours;
+        if (!st->launcher_mounts || !any)
+                return 0;
+        c = fork();
+        if (c < 0)
+                return -cli_fail(-errno, "sandbox: fork: %s", strerror(errno));
+        if (c == 0)
+                mount_child(st, spid);
+        *ret_child = c;
+        return 0;
+}
+
+int sb_mount_placeholders_wait(pid_t child) {
+        int ws = 0;
+
+        if (child < 0)
+                return 0;
+        while (waitpid(child, &ws, 0) < 0)
+                if (errno != EINTR)
+                        return -cli_fail(-errno, "sandbox: waitpid: %s", strerror(errno));
+        if (!WIFEXITED(ws) || WEXITSTATUS(ws) != 0) {
+                fprintf(stderr, "credbroker: sandbox: the read-only placeholders could not be mounted; CMD was not run\n");
+                return -SB_EXIT_SETUP;
+        }
         return 0;
 }
