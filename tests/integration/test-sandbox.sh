@@ -142,6 +142,12 @@ mkdir -p "$H/plain" && chown $U "$H/plain"
 o=$(sb --cd "$H/plain" -- /bin/sh -c 'mkdir -p .git/hooks 2>&1 && echo MADE' 2>&1)
 case "$o" in *MADE*) bad "a .git was created in a directory that had none: $o" ;; *) ok "no .git can be made where there was none: $o" ;; esac
 [ ! -e "$H/plain/.git" ] && ok "...and its placeholder is gone after exit" || bad "left behind in $H/plain: $(ls -a "$H/plain")"
+# The placeholders of a fresh directory cannot be removed, renamed or
+# written (each is a read-only mount point inside), and leave nothing.
+o=$(sb --cd "$H/plain" -- /bin/sh -c 'for f in .bashrc .mcp.json .envrc; do rm -f $f 2>&1 || true; mv $f x 2>&1 || true; echo evil >>$f 2>&1 && echo "WROTE $f"; done; for d in .vscode .claude .config; do mv $d x 2>&1 || true; rmdir $d 2>&1 || true; mkdir -p $d/sub 2>&1 && echo "MADE $d/sub"; done; ls -A x 2>&1' 2>&1)
+case "$o" in *WROTE*|*MADE*) bad "a placeholder was removed, renamed or written: $o" ;;
+*"Device or resource busy"*) ok "placeholders resist rm, mv and writes (EBUSY / EROFS)" ;; *) bad "placeholders: $o" ;; esac
+[ -z "$(ls -A "$H/plain")" ] && ok "...and nothing is left in the directory" || bad "left behind in $H/plain: $(ls -A "$H/plain")"
 escape "write ~/.bashrc (home read-only)" "EROFS" write "$H/.bashrc"
 o=$(sb --cd "$H" -- /usr/bin/python3 "$PROBE" write "$H/ok.txt" 2>&1)
 control "write in the home directory when it is the working directory" "$o"
