@@ -37,6 +37,7 @@ struct sb_state {
         const char *write_arg[SB_PATHS_MAX], *hide_arg[SB_PATHS_MAX];
         size_t nwrite, nhide;
         char *hidden[SB_PATHS_MAX + 64];          /* real paths hidden */
+        char hidden_kind[SB_PATHS_MAX + 64];      /* mounted by us: 'd' a read-only tmpfs, 'f' /dev/null; 0: bwrap */
         size_t nhidden;
         struct {
                 char *path;
@@ -71,9 +72,10 @@ int sb_build_args(struct sb_state *st, char **cmd);
  * other sandbox uses (flock: the last one out removes them). */
 void sb_placeholders_remove(struct sb_state *st);
 
-/* Bind each placeholder we made read-only over itself inside the sandbox
- * whose init is spid (when st->launcher_mounts), once bwrap has set the
- * sandbox up and waits on --block-fd.  Started by _start (a child: *pid),
+/* Bind each placeholder we made read-only over itself, then hide each
+ * hidden path, inside the sandbox whose init is spid (when
+ * st->launcher_mounts), once bwrap has set the sandbox up and waits on
+ * --block-fd.  Started by _start (a child: *pid),
  * finished by _wait (its verdict).  cli_sandbox_view.c */
 int sb_mount_placeholders_start(struct sb_state *st, pid_t spid, pid_t *ret_child);
 int sb_mount_placeholders_wait(pid_t child);

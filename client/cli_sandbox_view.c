@@ -524,8 +524,13 @@ int sb_build_args(struct sb_state *st, char **cmd) {
                                 return -cli_usage("sandbox: %s %s is inside the hidden %s",
                                                   k == 0 ? "the working directory" : "--write", st->roots[k],
                                                   st->hidden[i]);
+                st->hidden_kind[i] = 0;
                 if (stat(st->hidden[i], &sb) < 0)
                         continue;
+                if (st->launcher_mounts) {
+                        st->hidden_kind[i] = S_ISDIR(sb.st_mode) ? 'd' : 'f'; /* mount_child, after the placeholders */
+                        continue;
+                }
                 if (S_ISDIR(sb.st_mode)) {
                         if ((r = add(st, "--tmpfs")) < 0 || (r = add(st, "%s", st->hidden[i])) < 0 ||
                             (r = add(st, "--remount-ro")) < 0 || (r = add(st, "%s", st->hidden[i])) < 0)
@@ -647,6 +652,46 @@ static int mount_child(const struct sb_state *st, pid_t spid) {
                 close(m);
                 close(t);
         }
+        /* Then the hidden paths, as bwrap would (after everything else):
+         * an empty read-only tmpfs on a directory, the sandbox's /dev/null
+         * (nodev: opening it fails) on anything else.  One that the
+         * sandbox's view does not have (under its private /tmp) is not
+         * there to hide. */
+        for (size_t i = 0; i < st->nhidden; i++) {
+                struct mount_attr ma = { .attr_set = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV };
+                struct stat sb;
+                bool dir = st->hidden_kind[i] == 'd';
+                int t, m, fs;
+
+                if (!st->hidden_kind[i])
+                        continue;
+                step = st->hidden[i];
+                t = open(st->hidden[i], O_PATH | O_NOFOLLOW | O_CLOEXEC);
+                if (t < 0 && errno == ENOENT)
+                        continue;
+                if (t < 0 || fstat(t, &sb) < 0)
+                        goto fail;
+                if (dir != S_ISDIR(sb.st_mode) || S_ISLNK(sb.st_mode)) {
+                        errno = EBUSY; /* replaced since we looked */
+                        goto fail;
+                }
+                if (dir) {
+                        fs = (int)syscall(SYS_fsopen, "tmpfs", FSOPEN_CLOEXEC);
+                        if (fs < 0 || syscall(SYS_fsconfig, fs, FSCONFIG_SET_STRING, "mode", "0755", 0) < 0 ||
+                            syscall(SYS_fsconfig, fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0)
+                                goto fail;
+                        m = (int)syscall(SYS_fsmount, fs, FSMOUNT_CLOEXEC, ma.attr_set);
+                        close(fs);
+                } else {
+                        m = (int)syscall(SYS_open_tree, AT_FDCWD, "/dev/null", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+                        if (m >= 0 && syscall(SYS_mount_setattr, m, "", AT_EMPTY_PATH, &ma, sizeof(ma)) < 0)
+                                goto fail;
+                }
+                if (m < 0 || syscall(SYS_move_mount, m, "", t, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0)
+                        goto fail;
+                close(m);
+                close(t);
+        }
         _exit(0);
 fail:
         dprintf(STDERR_FILENO, "credbroker: sandbox: the read-only placeholders inside the sandbox: %s: %s\n", step,
@@ -661,6 +706,8 @@ int sb_mount_placeholders_start(struct sb_state *st, pid_t spid, pid_t *ret_chil
         *ret_child = -1;
         for (size_t i = 0; i < st->nph; i++)
                 any = any || st->ph[i].ours;
+        for (size_t i = 0; i < st->nhidden; i++)
+                any = any || st->hidden_kind[i];
         if (!st->launcher_mounts || !any)
                 return 0;
         c = fork();

@@ -120,6 +120,9 @@ control "read ~/.ssh/id_ed25519 outside" "$(out read "$H/.ssh/id_ed25519")"
 escape "read a planted ~/.ssh/id_ed25519" "" read "$H/.ssh/id_ed25519"
 escape "read ~/.aws/credentials" "" read "$H/.aws/credentials"
 escape "read shell history" "" read "$H/.bash_history"
+escape "write into the hidden ~/.ssh (an empty read-only directory)" "EROFS" write "$H/.ssh/authorized_keys"
+o=$(sb -- /bin/sh -c 'ls -A ~/.ssh | wc -l; ls -ld ~/.ssh | cut -c1-10' 2>&1)
+case "$o" in "0"*) ok "the hidden ~/.ssh is empty inside" ;; *) bad "hidden ~/.ssh inside: $o" ;; esac
 control "write in the working directory" "$(inside write "$H/proj/main.py")"
 grep -q 'sandbox was here' "$H/proj/main.py" && ok "the write reached the host" || bad "cwd write lost"
 escape "write .git/hooks/pre-commit in the working directory" "EROFS" write "$H/proj/.git/hooks/pre-commit" '#!/bin/sh'
