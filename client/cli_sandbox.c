@@ -165,11 +165,11 @@ static int hook_started(void *ud, pid_t pid) {
         int r;
 
         (void)pid;
-        /* bwrap's ends: ours closed, so its exit is an EOF here. */
+        /* bwrap's ends: ours closed, so its exit is an EOF here (the
+         * seccomp memfd stays open: it is filled at the release). */
         close(st->info_wr);
         close(st->block_rd);
-        close(st->seccomp_fd);
-        st->info_wr = st->block_rd = st->seccomp_fd = -1;
+        st->info_wr = st->block_rd = -1;
         if ((r = read_info(st)) < 0)
                 return r;
         /* The sandbox exists, CMD waits: its only way out is made now,
@@ -200,6 +200,14 @@ static int hook_started(void *ud, pid_t pid) {
                         }
                         return r;
                 }
+        }
+        if ((r = sb_seccomp_fill(st)) < 0) {
+                int pfd = (int)syscall(SYS_pidfd_open, st->sandbox_pid, 0);
+                if (pfd >= 0) {
+                        (void)syscall(SYS_pidfd_send_signal, pfd, SIGKILL, NULL, 0);
+                        close(pfd);
+                }
+                return r;
         }
         if (write(st->block_wr, "x", 1) != 1)
                 return -cli_fail(-errno, "sandbox: cannot release the command: %s", strerror(errno));

@@ -80,8 +80,11 @@ void sb_placeholders_remove(struct sb_state *st);
 int sb_mount_placeholders_start(struct sb_state *st, pid_t spid, pid_t *ret_child);
 int sb_mount_placeholders_wait(pid_t child);
 
-/* cli_sandbox_seccomp.c: the filter, in a sealed memfd (st->seccomp_fd). */
+/* cli_sandbox_seccomp.c: the filter's memfd (st->seccomp_fd), empty until
+ * sb_seccomp_fill writes the program and seals it, just before CMD is
+ * released (bwrap reads it only then; empty, bwrap dies: fail closed). */
 int sb_seccomp_filter(struct sb_state *st);
+int sb_seccomp_fill(struct sb_state *st);
 
 /* cli_sandbox_broker.c */
 /* Make the listener on 127.0.0.1:SB_PORT inside the sandbox whose init is

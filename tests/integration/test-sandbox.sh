@@ -261,6 +261,32 @@ for _ in $(seq 50); do pgrep -u $U -f '^/bin/sleep 317' >/dev/null || break; sle
 pgrep -u $U -f '^/bin/sleep 317' >/dev/null && { bad "the sandbox outlived its launcher (SIGKILL)"; pkill -u $U -f '^/bin/sleep 317'; } ||
         ok "the sandbox dies with its launcher (SIGKILL)"
 
+# ---- the launcher killed before it releases CMD: CMD never runs ----------------
+# A "broker" that takes the hand-over and never answers keeps the launcher
+# waiting after bwrap has set the sandbox up; the launcher is then killed.
+# bwrap reads EOF on --block-fd and would go on: it must find no seccomp
+# program (the launcher writes it only at the release) and stop.
+mkdir -p "$T/mute" "$T/killed" && chown $U "$T/killed" && chmod 0755 "$T/mute"
+/usr/bin/python3 -c '
+import os, socket, sys, time
+s = socket.socket(socket.AF_UNIX); s.bind(sys.argv[1]); os.chmod(sys.argv[1], 0o777); s.listen(4)
+cs = []
+while True:
+    c, _ = s.accept(); cs.append(c)' "$T/mute/sandbox.sock" &
+BG="$BG $!"
+for _ in $(seq 50); do [ -S "$T/mute/sandbox.sock" ] && break; sleep 0.1; done
+(cd "$T/killed" && exec setpriv --reuid $U --regid $U --clear-groups env HOME="$H" CREDBROKER_SOCKET="$T/mute/tools.sock" \
+        "$CLI" sandbox -- /bin/sh -c 'touch ran; sleep 5' >"$T/killed.out" 2>&1) &
+L=$!
+for _ in $(seq 100); do pgrep -u $U -x bwrap >/dev/null && [ -e "$T/killed/.bashrc" ] && break; sleep 0.05; done
+sleep 0.5 # the launcher now waits for the broker's answer; bwrap for --block-fd
+pgrep -u $U -x bwrap >/dev/null && ok "control: bwrap waits for the release" || bad "no bwrap waiting: $(cat "$T/killed.out")"
+kill -9 $L; wait $L 2>/dev/null
+sleep 1
+[ ! -e "$T/killed/ran" ] && ok "the launcher killed before the release: CMD never ran" ||
+        bad "the launcher was killed before the release and CMD ran anyway (unsupervised, without the launcher's mounts)"
+pkill -9 -u $U -x bwrap 2>/dev/null
+
 # ---- --env VAR=SECRET through the broker, masked ------------------------------
 o=$(sb --env DEMO=demo -- /bin/sh -c 'printf "%s|" "$DEMO"; [ -e "$CREDBROKER_SOCKET" ] && echo sock-visible || echo sock-hidden' 2>&1)
 expect "--env: the value reaches CMD, masked in its output; tools.sock not visible inside" "[REDACTED:demo]|sock-hidden" "$o"
