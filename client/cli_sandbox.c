@@ -170,6 +170,20 @@ static int hook_started(void *ud, pid_t pid) {
         close(st->info_wr);
         close(st->block_rd);
         st->info_wr = st->block_rd = -1;
+        /* Our placeholders are made while bwrap sets the sandbox up (they
+         * are mounted by us, after it: nothing in its argv names them). */
+        if ((r = sb_placeholders_make(st)) < 0) {
+                /* CMD must not run (it could not anyway: its seccomp
+                 * program is written only at the release). */
+                if (read_info(st) == 0) {
+                        int pfd = (int)syscall(SYS_pidfd_open, st->sandbox_pid, 0);
+                        if (pfd >= 0) {
+                                (void)syscall(SYS_pidfd_send_signal, pfd, SIGKILL, NULL, 0);
+                                close(pfd);
+                        }
+                }
+                return r;
+        }
         if ((r = read_info(st)) < 0)
                 return r;
         /* The sandbox exists, CMD waits: its only way out is made now,

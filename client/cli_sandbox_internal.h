@@ -43,14 +43,14 @@ struct sb_state {
                 char *path;
                 bool dir;
                 size_t root;                      /* its writable root (roots[], root_fd[]) */
-                bool ours;                        /* made by us: mounted by sb_mount_placeholders */
+                bool ours;                        /* ours to make: mounted by sb_mount_placeholders */
+                bool made;                        /* made (by sb_build_args, or sb_placeholders_make) */
                 dev_t dev;
                 ino_t ino;
         } ph[SB_PLACEHOLDERS_MAX];                /* placeholders: made by us, or another sandbox's */
         size_t nph;
         bool launcher_mounts;                     /* our placeholders mounted by us, not by bwrap */
         int root_fd[SB_PATHS_MAX + 1];            /* each root directory, flock(LOCK_SH) held; -1 */
-        bool root_shared[SB_PATHS_MAX + 1];       /* another sandbox held it when we started */
         const char *bwrap;
         const char *client;                       /* --client, or NULL */
         const char *allow[SB_ALLOW_MAX];          /* --allow-host: narrows the client's egress.allow */
@@ -72,6 +72,9 @@ int sb_build_args(struct sb_state *st, char **cmd);
  * other sandbox uses (flock: the last one out removes them). */
 void sb_placeholders_remove(struct sb_state *st);
 
+/* Make the placeholders sb_build_args left to make (with launcher mounts:
+ * while bwrap sets the sandbox up).  cli_sandbox_view.c */
+int sb_placeholders_make(struct sb_state *st);
 /* Bind each placeholder we made read-only over itself, then hide each
  * hidden path, inside the sandbox whose init is spid (when
  * st->launcher_mounts), once bwrap has set the sandbox up and waits on

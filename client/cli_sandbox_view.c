@@ -15,9 +15,11 @@
 #include <string.h>
 #include <time.h>
 #include <sys/file.h>
+#include <sys/xattr.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <linux/fs.h>
 #include <linux/mount.h>
 #include <linux/nsfs.h>
 #include <poll.h>
@@ -133,7 +135,6 @@ int sb_add_root(struct sb_state *st, const char *arg, bool is_cwd) {
         if (!st->roots[st->nroots])
                 return -cli_fail(-ENOMEM, "out of memory");
         st->root_fd[st->nroots] = -1;
-        st->root_shared[st->nroots] = false;
         st->nroots++;
         return 0;
 }
@@ -233,20 +234,28 @@ static bool may_create_in(const char *path) {
 }
 
 /* Placeholders and concurrent sandboxes.  A missing protected entry gets
- * an empty file or directory that the launcher makes on the host and bwrap
- * binds read-only over itself.  Two sandboxes may share a working
- * directory (an agent running tool calls in parallel): the second finds
- * the first one's placeholders as existing entries and binds them too.
- * Were the first one to remove them when its CMD ends, the second's mount
- * would go with the name (unlinking a mount point of another mount
- * namespace detaches it there), and its CMD could then create .bashrc or
- * .git/hooks on the host.  So each launcher holds flock(LOCK_SH) on each
- * root directory for the sandbox's life, taken before the root is looked
- * at; at exit, only a launcher that gets LOCK_EX (no other sandbox on that
- * root) removes placeholders, its own and those it found when another
- * sandbox was there (still empty ones only), and a launcher starting waits
- * for that removal to finish (bounded: SB_LOCK_WAIT_MS, then it refuses). */
+ * an empty file or directory that the launcher makes on the host, marked
+ * with the extended attribute SB_MARK (set before the entry appears under
+ * its name: made under a temporary name, then renamed with
+ * RENAME_NOREPLACE), and binds read-only over itself.  Two sandboxes may
+ * share a working directory (an agent running tool calls in parallel):
+ * the second finds the first one's placeholders -- marked and empty -- and
+ * treats them as its own (read-only; a placeholder .git is not pinned
+ * writable).  Were the first one to remove them when its CMD ends, the
+ * second's mount would go with the name (unlinking a mount point of
+ * another mount namespace detaches it there), and its CMD could then
+ * create .bashrc or .git/hooks on the host.  So each launcher holds
+ * flock(LOCK_SH) on each root directory for the sandbox's life, taken
+ * before the root is looked at; at exit, only a launcher that gets
+ * LOCK_EX (no other sandbox on that root) removes the placeholders it
+ * knows (made or found) that are still marked and empty -- the last one
+ * out cleans up, and never removes a user's own empty file.  A launcher
+ * starting waits for such a removal (bounded: SB_LOCK_WAIT_MS, then it
+ * refuses).  Where the file system has no user xattrs, placeholders are
+ * unmarked: another sandbox binds them as existing entries and only their
+ * maker removes them (when it is the last one out). */
 #define SB_LOCK_WAIT_MS 3000
+#define SB_MARK "user.credbroker.placeholder"
 
 static int lock_root(struct sb_state *st, size_t k) {
         const char *root = st->roots[k];
@@ -255,25 +264,14 @@ static int lock_root(struct sb_state *st, size_t k) {
         if (fd < 0)
                 return -cli_fail(-errno, "sandbox: %s: %s", root, strerror(errno));
         for (int waited = 0;; waited += 2) {
-                if (flock(fd, LOCK_EX | LOCK_NB) == 0) {
-                        /* Alone: what exists there is not another live
-                         * sandbox's.  Down to shared (not atomic: a
-                         * remover may slip in, which we then wait for). */
-                        st->root_shared[k] = false;
-                        if (flock(fd, LOCK_SH | LOCK_NB) == 0)
-                                break;
-                } else if (errno == EWOULDBLOCK && flock(fd, LOCK_SH | LOCK_NB) == 0) {
-                        st->root_shared[k] = true; /* another sandbox uses this root */
+                if (flock(fd, LOCK_SH | LOCK_NB) == 0)
                         break;
-                }
                 if (errno != EWOULDBLOCK && errno != EINTR) {
                         /* No flock here (some network file systems): the
                          * placeholders are then left in place at exit
                          * (empty files and directories), never removed
-                         * under another sandbox; empty ones found are
-                         * bound read-only as placeholders. */
+                         * under another sandbox. */
                         close(fd);
-                        st->root_shared[k] = true;
                         return 0;
                 }
                 if (waited >= SB_LOCK_WAIT_MS) {
@@ -289,8 +287,7 @@ static int lock_root(struct sb_state *st, size_t k) {
         return 0;
 }
 
-/* Record p as a placeholder of root k (removed at exit while still an
- * empty one: sb_placeholders_remove). */
+/* Record p as a placeholder of root k. */
 static int add_placeholder(struct sb_state *st, size_t k, const char *p, bool dir) {
         if (st->nph >= SB_PLACEHOLDERS_MAX)
                 return -cli_usage("sandbox: too many writable directories");
@@ -300,6 +297,7 @@ static int add_placeholder(struct sb_state *st, size_t k, const char *p, bool di
         st->ph[st->nph].dir = dir;
         st->ph[st->nph].root = k;
         st->ph[st->nph].ours = false;
+        st->ph[st->nph].made = false;
         st->nph++;
         return 0;
 }
@@ -326,48 +324,95 @@ static bool empty_entry(const char *p, bool *dir) {
         return empty;
 }
 
+/* Is p a placeholder (ours or another sandbox's): marked, and empty? */
+static bool marked_placeholder(const char *p, bool *dir) {
+        char v[4];
+
+        return lgetxattr(p, SB_MARK, v, sizeof(v)) > 0 && empty_entry(p, dir);
+}
+
+/* Make the placeholder p: an empty file or directory made under a
+ * temporary name next to it, marked, then renamed to p without replacing
+ * anything (-EEXIST if p exists: it appeared since it was looked at). */
+static int create_placeholder(const char *p, bool dir, struct stat *sb) {
+        static unsigned seq;
+        char tmp[PATH_MAX];
+        const char *slash = strrchr(p, '/');
+        int fd, r = 0;
+
+        if (!slash || snprintf(tmp, sizeof(tmp), "%.*s/.cbsb-placeholder-%d-%u", (int)(slash - p), p, (int)getpid(),
+                               seq++) >= (int)sizeof(tmp))
+                return -ENAMETOOLONG;
+        if (dir) {
+                if (mkdir(tmp, 0755) < 0)
+                        return -errno;
+                fd = open(tmp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        } else {
+                fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+        }
+        if (fd < 0)
+                r = -errno;
+        else if (fsetxattr(fd, SB_MARK, "1", 1, XATTR_CREATE) < 0 && errno != ENOTSUP && errno != EOPNOTSUPP)
+                r = -errno; /* no user xattrs here: unmarked (see above) */
+        else if (fstat(fd, sb) < 0)
+                r = -errno;
+        if (fd >= 0)
+                close(fd);
+        if (r == 0 && syscall(SYS_renameat2, AT_FDCWD, tmp, AT_FDCWD, p, RENAME_NOREPLACE) < 0)
+                r = -errno;
+        if (r < 0)
+                (void)(dir ? rmdir(tmp) : unlink(tmp));
+        return r;
+}
+
 /* A protected entry p of root k that is missing and that CMD could create:
- * make an empty one (a file, or a directory) on the host, never following
- * or reusing anything (O_EXCL; one that appears meanwhile is handled as
- * existing), and bind it read-only over itself.  *made: false when it
- * appeared meanwhile (the caller binds it as an existing one). */
+ * a placeholder, bound read-only over itself.  With launcher mounts it is
+ * made while bwrap sets the sandbox up (sb_placeholders_make) and mounted
+ * once it has (sb_mount_placeholders_start); else made now and bound by
+ * bwrap.  *made: false when it appeared meanwhile (the caller then handles
+ * it as an existing entry). */
 static int make_placeholder(struct sb_state *st, size_t k, const char *p, bool dir, bool *made) {
+        struct stat sb;
         int r;
 
-        struct stat sb;
-
         *made = false;
-        if (dir) {
-                if (mkdir(p, 0755) < 0) {
-                        if (errno == EEXIST)
-                                return 0;
-                        return -cli_fail(-errno, "sandbox: cannot make the read-only placeholder %s: %s; CMD was not run",
-                                         p, strerror(errno));
-                }
-                if (lstat(p, &sb) < 0 || !S_ISDIR(sb.st_mode))
-                        return -cli_fail(-EBUSY, "sandbox: the placeholder %s was replaced as it was made; CMD was not run",
-                                         p);
-        } else {
-                int fd = open(p, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
-                if (fd < 0) {
-                        if (errno == EEXIST)
-                                return 0;
-                        return -cli_fail(-errno, "sandbox: cannot make the read-only placeholder %s: %s; CMD was not run",
-                                         p, strerror(errno));
-                }
-                r = fstat(fd, &sb);
-                close(fd);
-                if (r < 0)
-                        return -cli_fail(-errno, "sandbox: %s: %s; CMD was not run", p, strerror(errno));
+        if (st->launcher_mounts) {
+                if ((r = add_placeholder(st, k, p, dir)) < 0)
+                        return r;
+                st->ph[st->nph - 1].ours = true;
+                *made = true;
+                return 0;
         }
+        r = create_placeholder(p, dir, &sb);
+        if (r == -EEXIST)
+                return 0;
+        if (r < 0)
+                return -cli_fail(r, "sandbox: cannot make the read-only placeholder %s: %s; CMD was not run", p,
+                                 strerror(-r));
         *made = true;
         if ((r = add_placeholder(st, k, p, dir)) < 0)
                 return r;
-        st->ph[st->nph - 1].ours = true;
-        st->ph[st->nph - 1].dev = sb.st_dev;
-        st->ph[st->nph - 1].ino = sb.st_ino;
-        if (st->launcher_mounts)
-                return 0; /* sb_mount_placeholders, once bwrap has set the sandbox up */
+        st->ph[st->nph - 1].made = true;
+        if ((r = add(st, "--ro-bind")) < 0 || (r = add(st, "%s", p)) < 0 || (r = add(st, "%s", p)) < 0)
+                return r;
+        return 0;
+}
+
+/* p is a placeholder found there (another sandbox's, or left by a killed
+ * launcher): read-only here too, and removed by the last one out. */
+static int adopt_placeholder(struct sb_state *st, size_t k, const char *p, bool dir) {
+        struct stat sb;
+        int r;
+
+        if ((r = add_placeholder(st, k, p, dir)) < 0)
+                return r;
+        st->ph[st->nph - 1].made = true; /* to remove, if still a placeholder */
+        if (st->launcher_mounts && lstat(p, &sb) == 0) {
+                st->ph[st->nph - 1].ours = true; /* mounted by us, checked against this inode */
+                st->ph[st->nph - 1].dev = sb.st_dev;
+                st->ph[st->nph - 1].ino = sb.st_ino;
+                return 0;
+        }
         if ((r = add(st, "--ro-bind")) < 0 || (r = add(st, "%s", p)) < 0 || (r = add(st, "%s", p)) < 0)
                 return r;
         return 0;
@@ -382,8 +427,8 @@ static int make_placeholder(struct sb_state *st, size_t k, const char *p, bool d
  * missing one, where CMD could create it, gets a read-only placeholder
  * directory (a repository, or a .config, cannot be made there: git init
  * in a directory that is not a repository fails in the sandbox).  A
- * symlinked one is left as it is (docs/sandbox.md).  An empty one found
- * while another sandbox uses the root is taken to be its placeholder. */
+ * symlinked one is left as it is (docs/sandbox.md).  A placeholder found
+ * there is adopted (read-only). */
 static int pin_parent(struct sb_state *st, size_t k, const char *name) {
         const char *root = st->roots[k];
         char p[PATH_MAX];
@@ -401,13 +446,8 @@ static int pin_parent(struct sb_state *st, size_t k, const char *name) {
                 if (lstat(p, &sb) < 0)
                         return -cli_fail(-errno, "sandbox: %s: %s; CMD was not run", p, strerror(errno));
         }
-        if (st->root_shared[k] && empty_entry(p, &dir)) {
-                /* Most likely that sandbox's placeholder: read-only here too. */
-                if ((r = add_placeholder(st, k, p, dir)) < 0 || (r = add(st, "--ro-bind")) < 0 ||
-                    (r = add(st, "%s", p)) < 0 || (r = add(st, "%s", p)) < 0)
-                        return r;
-                return 0;
-        }
+        if (marked_placeholder(p, &dir))
+                return adopt_placeholder(st, k, p, dir);
         if (S_ISDIR(sb.st_mode))
                 return (r = add(st, "--bind")) < 0 || (r = add(st, "%s", p)) < 0 || (r = add(st, "%s", p)) < 0 ? r : 0;
         if (S_ISREG(sb.st_mode))
@@ -445,13 +485,15 @@ static int deny_root(struct sb_state *st, size_t k) {
                         if (made)
                                 continue;
                 }
+                if (marked_placeholder(p, &dir)) {
+                        if ((r = adopt_placeholder(st, k, p, dir)) < 0)
+                                return r;
+                        continue;
+                }
                 if (!realpath(p, rp))
                         continue; /* a dangling symlink: bwrap would follow it out; left alone (docs) */
                 /* It exists (a symlink: what it names is made read-only,
                  * wherever it is). */
-                if (st->root_shared[k] && strcmp(rp, p) == 0 && empty_entry(p, &dir) &&
-                    (r = add_placeholder(st, k, p, dir)) < 0)
-                        return r;
                 if ((r = add(st, "--ro-bind")) < 0 || (r = add(st, "%s", rp)) < 0 || (r = add(st, "%s", rp)) < 0)
                         return r;
         }
@@ -468,8 +510,12 @@ void sb_placeholders_remove(struct sb_state *st) {
         for (size_t i = st->nph; i-- > 0;) {
                 struct stat sb;
 
-                if (!mine[st->ph[i].root] || lstat(st->ph[i].path, &sb) < 0)
-                        continue;
+                if (!mine[st->ph[i].root] || (st->ph[i].ours && !st->ph[i].made) || lstat(st->ph[i].path, &sb) < 0)
+                        continue; /* not ours to remove (one we were to make was not made: someone else's) */
+                char v[4];
+                ssize_t m = lgetxattr(st->ph[i].path, SB_MARK, v, sizeof(v));
+                if (m <= 0 && !(errno == ENOTSUP || errno == EOPNOTSUPP))
+                        continue; /* unmarked where marks exist: not a placeholder (any more) */
                 if (st->ph[i].dir && S_ISDIR(sb.st_mode))
                         (void)rmdir(st->ph[i].path); /* fails unless empty */
                 else if (!st->ph[i].dir && S_ISREG(sb.st_mode) && sb.st_size == 0)
@@ -575,6 +621,40 @@ int sb_build_args(struct sb_state *st, char **cmd) {
 }
 
 /* ---- our placeholders, mounted from outside ------------------------------- */
+
+int sb_placeholders_make(struct sb_state *st) {
+        for (size_t i = 0; i < st->nph; i++) {
+                struct stat sb;
+                int r;
+
+                if (!st->ph[i].ours || st->ph[i].made)
+                        continue;
+                r = create_placeholder(st->ph[i].path, st->ph[i].dir, &sb);
+                if (r == -EEXIST) {
+                        /* It appeared since we looked: most likely another
+                         * sandbox starting in the same directory made it
+                         * (we both hold the shared lock).  Protected all
+                         * the same -- mounted read-only over itself -- and
+                         * removed by the last one out if a placeholder. */
+                        if (lstat(st->ph[i].path, &sb) < 0 || !(S_ISREG(sb.st_mode) || S_ISDIR(sb.st_mode)))
+                                return -cli_fail(-EBUSY, "sandbox: %s appeared while the sandbox was being set up, and "
+                                                         "not as a file or directory; CMD was not run",
+                                                 st->ph[i].path);
+                        st->ph[i].dir = S_ISDIR(sb.st_mode);
+                        st->ph[i].made = true; /* removed at exit only if marked and empty */
+                        st->ph[i].dev = sb.st_dev;
+                        st->ph[i].ino = sb.st_ino;
+                        continue;
+                }
+                if (r < 0)
+                        return -cli_fail(r, "sandbox: cannot make the read-only placeholder %s: %s; CMD was not run",
+                                         st->ph[i].path, strerror(-r));
+                st->ph[i].made = true;
+                st->ph[i].dev = sb.st_dev;
+                st->ph[i].ino = sb.st_ino;
+        }
+        return 0;
+}
 
 /* In a child: wait until bwrap has finished setting the sandbox up (its
  * init then leaves for the nested user namespace of --disable-userns: the

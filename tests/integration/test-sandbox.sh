@@ -179,6 +179,37 @@ wait $P1
 case "$o" in *WROTE*|*MADE-*) bad "after the first of two sandboxes in one directory ended, the second wrote protected entries: $o" ;;
 *done*) ok "two sandboxes in one directory: the second stays protected after the first ends" ;; *) bad "concurrent sandbox: $o" ;; esac
 [ -z "$(ls -A "$T/par")" ] && ok "...and the last one out removed every placeholder" || bad "left behind in $T/par: $(ls -A "$T/par")"
+# Several started at once in a fresh directory (each may find the others'
+# placeholders half made): all protected, nothing left.
+mkdir -p "$T/par3" && chown $U "$T/par3"
+PP=''
+for i in 1 2 3; do
+        (sb --cd "$T/par3" -- /bin/sh -c "sleep 0.$((i + 2)); echo x >>.bashrc 2>/dev/null && echo WROTE; mkdir -p .git/hooks 2>/dev/null && echo MADE; echo done$i" >"$T/par3-$i.out" 2>&1) &
+        PP="$PP $!"
+        sleep 0.05
+done
+for p in $PP; do wait $p; done
+o=$(cat "$T"/par3-*.out)
+case "$o" in *WROTE*|*MADE*) bad "three sandboxes started together: a protected entry was written: $o" ;;
+*done1*done2*done3*) ok "three sandboxes started together in one directory: each protected" ;; *) bad "three sandboxes: $o" ;; esac
+[ -z "$(ls -A "$T/par3")" ] && ok "...and nothing is left" || bad "left behind in $T/par3: $(ls -A "$T/par3")"
+# A launcher killed with SIGKILL leaves its placeholders (marked); the next
+# sandbox there takes them as placeholders and removes them at its end;
+# a user's own empty .envrc and .idea are never removed.
+mkdir -p "$T/kill" && chown $U "$T/kill"
+(cd "$T/kill" && exec setpriv --reuid $U --regid $U --clear-groups env HOME="$H" CREDBROKER_SOCKET="$T/run/tools.sock" "$CLI" sandbox -- /bin/sleep 30) &
+L=$!
+for _ in $(seq 100); do pgrep -u $U -f '^/bin/sleep 30' >/dev/null && break; sleep 0.05; done
+kill -9 $L; wait $L 2>/dev/null
+n=$(ls -A "$T/kill" | wc -l)
+[ "$n" -gt 0 ] && ok "control: a launcher killed with SIGKILL leaves its $n placeholders" || bad "no placeholder left by a killed launcher"
+rm -f "$T/kill/.envrc"; rmdir "$T/kill/.idea" 2>/dev/null # two of the leftovers, replaced by the user's own
+as touch "$T/kill/.envrc"; as mkdir "$T/kill/.idea"
+o=$(sb --cd "$T/kill" -- /bin/sh -c 'echo x >>.bashrc 2>&1; echo x >>.envrc 2>&1; echo end' 2>&1)
+case "$o" in *"Read-only"*"Read-only"*end*) ok "the next sandbox there: the leftovers and the user's entries are read-only" ;;
+*) bad "after a killed launcher: $o" ;; esac
+[ "$(ls -A "$T/kill" | sort | tr '\n' ' ')" = ".envrc .idea " ] && ok "...and it removed the leftovers, not the user's empty .envrc and .idea" ||
+        bad "after the next sandbox: $(ls -A "$T/kill" | tr '\n' ' ')"
 escape "write /etc" "EROFS" write /etc/cbsb-test
 escape "write /usr" "EROFS" write /usr/cbsb-test
 control "write a private /tmp" "$(inside write /tmp/cbsb-inner)"
