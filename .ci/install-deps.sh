@@ -49,7 +49,7 @@ CB_DEPS=(
   systemd             # systemd-analyze verify/security on the unit; systemd-sysusers/tmpfiles for make install
   iproute2            # tests/integration/test-quickstart.sh, test-sdk.sh: ip, loopback in a network namespace
   bubblewrap          # credbroker sandbox: bwrap runs the sandboxed command (tests/integration/test-sandbox.sh)
-  libseccomp-dev      # client/cli_sandbox_seccomp.c: the seccomp filter handed to bwrap as BPF
+  libseccomp-dev      # client/sb_seccomp_gen.c: builds (at build time) the seccomp filter the sandbox hands bwrap as BPF
   npm                 # tests/integration/test-sdk.sh installs the real openai and @anthropic-ai/sdk (Debian's nodejs has no npm; a NodeSource nodejs bundles it)
   git                 # tests/integration/test-sandbox-egress.sh: git clone over smart HTTPS (git http-backend) inside a sandbox
 )

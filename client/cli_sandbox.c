@@ -28,6 +28,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <linux/close_range.h>
@@ -41,8 +42,11 @@ static void sb_free(struct sb_state *st) {
         for (size_t i = 0; i < st->nargs; i++)
                 free(st->args[i]);
         st->nargs = 0;
-        for (size_t i = 0; i < st->nroots; i++)
+        for (size_t i = 0; i < st->nroots; i++) {
+                if (st->root_fd[i] >= 0)
+                        close(st->root_fd[i]); /* our lock on it goes with it */
                 free(st->roots[i]);
+        }
         st->nroots = 0;
         for (size_t i = 0; i < st->nhidden; i++)
                 free(st->hidden[i]);
@@ -161,19 +165,43 @@ static int hook_started(void *ud, pid_t pid) {
         int r;
 
         (void)pid;
-        /* bwrap's ends: ours closed, so its exit is an EOF here. */
+        /* bwrap's ends: ours closed, so its exit is an EOF here (the
+         * seccomp memfd stays open: it is filled at the release). */
         close(st->info_wr);
         close(st->block_rd);
-        close(st->seccomp_fd);
-        st->info_wr = st->block_rd = st->seccomp_fd = -1;
+        st->info_wr = st->block_rd = -1;
+        /* Our placeholders are made while bwrap sets the sandbox up (they
+         * are mounted by us, after it: nothing in its argv names them). */
+        if ((r = sb_placeholders_make(st)) < 0) {
+                /* CMD must not run (it could not anyway: its seccomp
+                 * program is written only at the release). */
+                if (read_info(st) == 0) {
+                        int pfd = (int)syscall(SYS_pidfd_open, st->sandbox_pid, 0);
+                        if (pfd >= 0) {
+                                (void)syscall(SYS_pidfd_send_signal, pfd, SIGKILL, NULL, 0);
+                                close(pfd);
+                        }
+                }
+                return r;
+        }
         if ((r = read_info(st)) < 0)
                 return r;
-        /* The sandbox exists, CMD waits: its only way out is made now. */
+        /* The sandbox exists, CMD waits: its only way out is made now,
+         * while a child waits for bwrap's set-up to mount our placeholders. */
         {
                 int lfd = -1;
-                if ((r = sb_make_listener(st->sandbox_pid, &lfd)) == 0) {
+                pid_t mc = -1;
+                if ((r = sb_mount_placeholders_start(st, st->sandbox_pid, &mc)) == 0 &&
+                    (r = sb_make_listener(st->sandbox_pid, &lfd)) == 0) {
                         r = sb_hand_over(st, lfd);
                         close(lfd); /* the broker holds its own copy */
+                }
+                if (mc >= 0 && r < 0) {
+                        kill(mc, SIGKILL);
+                        while (waitpid(mc, NULL, 0) < 0 && errno == EINTR)
+                                ;
+                } else if (mc >= 0) {
+                        r = sb_mount_placeholders_wait(mc);
                 }
                 if (r < 0) {
                         /* Never let bwrap read EOF on --block-fd: it would
@@ -186,6 +214,14 @@ static int hook_started(void *ud, pid_t pid) {
                         }
                         return r;
                 }
+        }
+        if ((r = sb_seccomp_fill(st)) < 0) {
+                int pfd = (int)syscall(SYS_pidfd_open, st->sandbox_pid, 0);
+                if (pfd >= 0) {
+                        (void)syscall(SYS_pidfd_send_signal, pfd, SIGKILL, NULL, 0);
+                        close(pfd);
+                }
+                return r;
         }
         if (write(st->block_wr, "x", 1) != 1)
                 return -cli_fail(-errno, "sandbox: cannot release the command: %s", strerror(errno));

@@ -37,12 +37,20 @@ struct sb_state {
         const char *write_arg[SB_PATHS_MAX], *hide_arg[SB_PATHS_MAX];
         size_t nwrite, nhide;
         char *hidden[SB_PATHS_MAX + 64];          /* real paths hidden */
+        char hidden_kind[SB_PATHS_MAX + 64];      /* mounted by us: 'd' a read-only tmpfs, 'f' /dev/null; 0: bwrap */
         size_t nhidden;
         struct {
                 char *path;
                 bool dir;
-        } ph[SB_PLACEHOLDERS_MAX];                /* placeholders bwrap creates */
+                size_t root;                      /* its writable root (roots[], root_fd[]) */
+                bool ours;                        /* ours to make: mounted by sb_mount_placeholders */
+                bool made;                        /* made (by sb_build_args, or sb_placeholders_make) */
+                dev_t dev;
+                ino_t ino;
+        } ph[SB_PLACEHOLDERS_MAX];                /* placeholders: made by us, or another sandbox's */
         size_t nph;
+        bool launcher_mounts;                     /* our placeholders mounted by us, not by bwrap */
+        int root_fd[SB_PATHS_MAX + 1];            /* each root directory, flock(LOCK_SH) held; -1 */
         const char *bwrap;
         const char *client;                       /* --client, or NULL */
         const char *allow[SB_ALLOW_MAX];          /* --allow-host: narrows the client's egress.allow */
@@ -60,11 +68,26 @@ int sb_add_root(struct sb_state *st, const char *arg, bool is_cwd);
 /* bwrap's argv for cmd into st->args (namespaces, the view, the
  * environment, the descriptors). */
 int sb_build_args(struct sb_state *st, char **cmd);
-/* Remove the placeholders bwrap created that are still empty ones. */
+/* Remove the placeholders that are still empty ones, for each root no
+ * other sandbox uses (flock: the last one out removes them). */
 void sb_placeholders_remove(struct sb_state *st);
 
-/* cli_sandbox_seccomp.c: the filter, in a sealed memfd (st->seccomp_fd). */
+/* Make the placeholders sb_build_args left to make (with launcher mounts:
+ * while bwrap sets the sandbox up).  cli_sandbox_view.c */
+int sb_placeholders_make(struct sb_state *st);
+/* Bind each placeholder we made read-only over itself, then hide each
+ * hidden path, inside the sandbox whose init is spid (when
+ * st->launcher_mounts), once bwrap has set the sandbox up and waits on
+ * --block-fd.  Started by _start (a child: *pid),
+ * finished by _wait (its verdict).  cli_sandbox_view.c */
+int sb_mount_placeholders_start(struct sb_state *st, pid_t spid, pid_t *ret_child);
+int sb_mount_placeholders_wait(pid_t child);
+
+/* cli_sandbox_seccomp.c: the filter's memfd (st->seccomp_fd), empty until
+ * sb_seccomp_fill writes the program and seals it, just before CMD is
+ * released (bwrap reads it only then; empty, bwrap dies: fail closed). */
 int sb_seccomp_filter(struct sb_state *st);
+int sb_seccomp_fill(struct sb_state *st);
 
 /* cli_sandbox_broker.c */
 /* Make the listener on 127.0.0.1:SB_PORT inside the sandbox whose init is

@@ -3,7 +3,9 @@
  * credbroker sandbox: the file system view (docs/sandbox.md), written as
  * bubblewrap's arguments.
  */
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <pwd.h>
 #include <stdarg.h>
@@ -11,8 +13,21 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <sys/file.h>
+#include <sys/xattr.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <linux/fs.h>
+#include <linux/mount.h>
+#include <linux/nsfs.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/ioctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 
 #include "cli.h"
 #include "cli_sandbox_internal.h"
@@ -119,8 +134,16 @@ int sb_add_root(struct sb_state *st, const char *arg, bool is_cwd) {
         st->roots[st->nroots] = strdup(rp);
         if (!st->roots[st->nroots])
                 return -cli_fail(-ENOMEM, "out of memory");
+        st->root_fd[st->nroots] = -1;
         st->nroots++;
         return 0;
+}
+
+static bool is_placeholder(const struct sb_state *st, const char *p) {
+        for (size_t i = 0; i < st->nph; i++)
+                if (strcmp(st->ph[i].path, p) == 0)
+                        return true;
+        return false;
 }
 
 /* Hide path if it exists (its real path: a symlink is followed to what it
@@ -135,6 +158,8 @@ static int add_hidden(struct sb_state *st, const char *path, bool user) {
         }
         if (strcmp(rp, "/") == 0)
                 return -cli_usage("sandbox: --hide /: nothing would be left");
+        if (!user && is_placeholder(st, rp))
+                return 0; /* a placeholder we made (~/.npmrc when the home is a root): empty already */
         for (size_t i = 0; i < st->nhidden; i++)
                 if (strcmp(st->hidden[i], rp) == 0)
                         return 0;
@@ -208,16 +233,188 @@ static bool may_create_in(const char *path) {
         return false;
 }
 
-/* p is to be a placeholder bwrap creates (removed at exit while still an
- * empty one: sb_placeholders_remove). */
-static int add_placeholder(struct sb_state *st, const char *p, bool dir) {
+/* Placeholders and concurrent sandboxes.  A missing protected entry gets
+ * an empty file or directory that the launcher makes on the host, marked
+ * with the extended attribute SB_MARK (set before the entry appears under
+ * its name: made under a temporary name, then renamed with
+ * RENAME_NOREPLACE), and binds read-only over itself.  Two sandboxes may
+ * share a working directory (an agent running tool calls in parallel):
+ * the second finds the first one's placeholders -- marked and empty -- and
+ * treats them as its own (read-only; a placeholder .git is not pinned
+ * writable).  Were the first one to remove them when its CMD ends, the
+ * second's mount would go with the name (unlinking a mount point of
+ * another mount namespace detaches it there), and its CMD could then
+ * create .bashrc or .git/hooks on the host.  So each launcher holds
+ * flock(LOCK_SH) on each root directory for the sandbox's life, taken
+ * before the root is looked at; at exit, only a launcher that gets
+ * LOCK_EX (no other sandbox on that root) removes the placeholders it
+ * knows (made or found) that are still marked and empty -- the last one
+ * out cleans up, and never removes a user's own empty file.  A launcher
+ * starting waits for such a removal (bounded: SB_LOCK_WAIT_MS, then it
+ * refuses).  Where the file system has no user xattrs, placeholders are
+ * unmarked: another sandbox binds them as existing entries and only their
+ * maker removes them (when it is the last one out). */
+#define SB_LOCK_WAIT_MS 3000
+#define SB_MARK "user.credbroker.placeholder"
+
+static int lock_root(struct sb_state *st, size_t k) {
+        const char *root = st->roots[k];
+        int fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+
+        if (fd < 0)
+                return -cli_fail(-errno, "sandbox: %s: %s", root, strerror(errno));
+        for (int waited = 0;; waited += 2) {
+                if (flock(fd, LOCK_SH | LOCK_NB) == 0)
+                        break;
+                if (errno != EWOULDBLOCK && errno != EINTR) {
+                        /* No flock here (some network file systems): the
+                         * placeholders are then left in place at exit
+                         * (empty files and directories), never removed
+                         * under another sandbox. */
+                        close(fd);
+                        return 0;
+                }
+                if (waited >= SB_LOCK_WAIT_MS) {
+                        close(fd);
+                        return -cli_fail(-EBUSY, "sandbox: %s is locked (flock) by another process for more than "
+                                                 "%d s (a sandbox removing its placeholders, or a process holding "
+                                                 "a lock on the directory); CMD was not run",
+                                         root, SB_LOCK_WAIT_MS / 1000);
+                }
+                (void)nanosleep(&(struct timespec){ .tv_nsec = 2000000 }, NULL);
+        }
+        st->root_fd[k] = fd;
+        return 0;
+}
+
+/* Record p as a placeholder of root k. */
+static int add_placeholder(struct sb_state *st, size_t k, const char *p, bool dir) {
         if (st->nph >= SB_PLACEHOLDERS_MAX)
                 return -cli_usage("sandbox: too many writable directories");
         st->ph[st->nph].path = strdup(p);
         if (!st->ph[st->nph].path)
                 return -cli_fail(-ENOMEM, "out of memory");
         st->ph[st->nph].dir = dir;
+        st->ph[st->nph].root = k;
+        st->ph[st->nph].ours = false;
+        st->ph[st->nph].made = false;
         st->nph++;
+        return 0;
+}
+
+/* Is p an empty regular file or an empty directory (not a symlink)? */
+static bool empty_entry(const char *p, bool *dir) {
+        struct stat sb;
+        DIR *d;
+        struct dirent *e;
+        bool empty = true;
+
+        if (lstat(p, &sb) < 0)
+                return false;
+        if (S_ISREG(sb.st_mode)) {
+                *dir = false;
+                return sb.st_size == 0;
+        }
+        if (!S_ISDIR(sb.st_mode) || !(d = opendir(p)))
+                return false;
+        *dir = true;
+        while (empty && (e = readdir(d)))
+                empty = strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0;
+        closedir(d);
+        return empty;
+}
+
+/* Is p a placeholder (ours or another sandbox's): marked, and empty? */
+static bool marked_placeholder(const char *p, bool *dir) {
+        char v[4];
+
+        return lgetxattr(p, SB_MARK, v, sizeof(v)) > 0 && empty_entry(p, dir);
+}
+
+/* Make the placeholder p: an empty file or directory made under a
+ * temporary name next to it, marked, then renamed to p without replacing
+ * anything (-EEXIST if p exists: it appeared since it was looked at). */
+static int create_placeholder(const char *p, bool dir, struct stat *sb) {
+        static unsigned seq;
+        char tmp[PATH_MAX];
+        const char *slash = strrchr(p, '/');
+        int fd, r = 0;
+
+        if (!slash || snprintf(tmp, sizeof(tmp), "%.*s/.cbsb-placeholder-%d-%u", (int)(slash - p), p, (int)getpid(),
+                               seq++) >= (int)sizeof(tmp))
+                return -ENAMETOOLONG;
+        if (dir) {
+                if (mkdir(tmp, 0755) < 0)
+                        return -errno;
+                fd = open(tmp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        } else {
+                fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+        }
+        if (fd < 0)
+                r = -errno;
+        else if (fsetxattr(fd, SB_MARK, "1", 1, XATTR_CREATE) < 0 && errno != ENOTSUP && errno != EOPNOTSUPP)
+                r = -errno; /* no user xattrs here: unmarked (see above) */
+        else if (fstat(fd, sb) < 0)
+                r = -errno;
+        if (fd >= 0)
+                close(fd);
+        if (r == 0 && syscall(SYS_renameat2, AT_FDCWD, tmp, AT_FDCWD, p, RENAME_NOREPLACE) < 0)
+                r = -errno;
+        if (r < 0)
+                (void)(dir ? rmdir(tmp) : unlink(tmp));
+        return r;
+}
+
+/* A protected entry p of root k that is missing and that CMD could create:
+ * a placeholder, bound read-only over itself.  With launcher mounts it is
+ * made while bwrap sets the sandbox up (sb_placeholders_make) and mounted
+ * once it has (sb_mount_placeholders_start); else made now and bound by
+ * bwrap.  *made: false when it appeared meanwhile (the caller then handles
+ * it as an existing entry). */
+static int make_placeholder(struct sb_state *st, size_t k, const char *p, bool dir, bool *made) {
+        struct stat sb;
+        int r;
+
+        *made = false;
+        if (st->launcher_mounts) {
+                if ((r = add_placeholder(st, k, p, dir)) < 0)
+                        return r;
+                st->ph[st->nph - 1].ours = true;
+                *made = true;
+                return 0;
+        }
+        r = create_placeholder(p, dir, &sb);
+        if (r == -EEXIST)
+                return 0;
+        if (r < 0)
+                return -cli_fail(r, "sandbox: cannot make the read-only placeholder %s: %s; CMD was not run", p,
+                                 strerror(-r));
+        *made = true;
+        if ((r = add_placeholder(st, k, p, dir)) < 0)
+                return r;
+        st->ph[st->nph - 1].made = true;
+        if ((r = add(st, "--ro-bind")) < 0 || (r = add(st, "%s", p)) < 0 || (r = add(st, "%s", p)) < 0)
+                return r;
+        return 0;
+}
+
+/* p is a placeholder found there (another sandbox's, or left by a killed
+ * launcher): read-only here too, and removed by the last one out. */
+static int adopt_placeholder(struct sb_state *st, size_t k, const char *p, bool dir) {
+        struct stat sb;
+        int r;
+
+        if ((r = add_placeholder(st, k, p, dir)) < 0)
+                return r;
+        st->ph[st->nph - 1].made = true; /* to remove, if still a placeholder */
+        if (st->launcher_mounts && lstat(p, &sb) == 0) {
+                st->ph[st->nph - 1].ours = true; /* mounted by us, checked against this inode */
+                st->ph[st->nph - 1].dev = sb.st_dev;
+                st->ph[st->nph - 1].ino = sb.st_ino;
+                return 0;
+        }
+        if ((r = add(st, "--ro-bind")) < 0 || (r = add(st, "%s", p)) < 0 || (r = add(st, "%s", p)) < 0)
+                return r;
         return 0;
 }
 
@@ -230,86 +427,95 @@ static int add_placeholder(struct sb_state *st, const char *p, bool dir) {
  * missing one, where CMD could create it, gets a read-only placeholder
  * directory (a repository, or a .config, cannot be made there: git init
  * in a directory that is not a repository fails in the sandbox).  A
- * symlinked one is left as it is (docs/sandbox.md). */
-static int pin_parent(struct sb_state *st, const char *root, const char *name) {
+ * symlinked one is left as it is (docs/sandbox.md).  A placeholder found
+ * there is adopted (read-only). */
+static int pin_parent(struct sb_state *st, size_t k, const char *name) {
+        const char *root = st->roots[k];
         char p[PATH_MAX];
         struct stat sb;
+        bool made = false, dir;
         int r;
 
         if (snprintf(p, sizeof(p), "%s/%s", root, name) >= (int)sizeof(p))
                 return 0;
-        if (lstat(p, &sb) == 0) {
-                if (S_ISDIR(sb.st_mode))
-                        return (r = add(st, "--bind")) < 0 || (r = add(st, "%s", p)) < 0 || (r = add(st, "%s", p)) < 0
-                                       ? r
-                                       : 0;
-                if (S_ISREG(sb.st_mode))
-                        return (r = add(st, "--ro-bind")) < 0 || (r = add(st, "%s", p)) < 0 ||
-                                               (r = add(st, "%s", p)) < 0
-                                       ? r
-                                       : 0;
-                return 0;
+        if (lstat(p, &sb) < 0) {
+                if (errno != ENOENT || !may_create_in(p))
+                        return 0;
+                if ((r = make_placeholder(st, k, p, true, &made)) < 0 || made)
+                        return r;
+                if (lstat(p, &sb) < 0)
+                        return -cli_fail(-errno, "sandbox: %s: %s; CMD was not run", p, strerror(errno));
         }
-        if (errno != ENOENT || !may_create_in(p))
-                return 0;
-        if ((r = add_placeholder(st, p, true)) < 0)
-                return r;
-        if ((r = add(st, "--tmpfs")) < 0 || (r = add(st, "%s", p)) < 0 || (r = add(st, "--remount-ro")) < 0 ||
-            (r = add(st, "%s", p)) < 0)
-                return r;
+        if (marked_placeholder(p, &dir))
+                return adopt_placeholder(st, k, p, dir);
+        if (S_ISDIR(sb.st_mode))
+                return (r = add(st, "--bind")) < 0 || (r = add(st, "%s", p)) < 0 || (r = add(st, "%s", p)) < 0 ? r : 0;
+        if (S_ISREG(sb.st_mode))
+                return (r = add(st, "--ro-bind")) < 0 || (r = add(st, "%s", p)) < 0 || (r = add(st, "%s", p)) < 0 ? r
+                                                                                                              : 0;
         return 0;
 }
 
-static int deny_root(struct sb_state *st, const char *root) {
+static int deny_root(struct sb_state *st, size_t k) {
+        const char *root = st->roots[k];
         int r0;
 
-        if ((r0 = pin_parent(st, root, ".git")) < 0 || (r0 = pin_parent(st, root, ".config")) < 0)
+        if ((r0 = lock_root(st, k)) < 0 || (r0 = pin_parent(st, k, ".git")) < 0 ||
+            (r0 = pin_parent(st, k, ".config")) < 0)
                 return r0;
         for (size_t i = 0; i < sizeof(deny_write) / sizeof(deny_write[0]); i++) {
                 const struct deny *d = &deny_write[i];
                 char p[PATH_MAX], need[PATH_MAX], rp[PATH_MAX];
                 struct stat sb;
+                bool made, dir;
                 int r;
 
                 if (snprintf(p, sizeof(p), "%s/%s", root, d->name) >= (int)sizeof(p))
                         continue;
                 if (d->needs_dir) {
                         snprintf(need, sizeof(need), "%s/%s", root, d->needs_dir);
-                        if (lstat(need, &sb) < 0 || !S_ISDIR(sb.st_mode))
+                        if (lstat(need, &sb) < 0 || !S_ISDIR(sb.st_mode) || is_placeholder(st, need))
+                                continue; /* none, or a read-only placeholder: nothing can be made in it */
+                }
+                if (lstat(p, &sb) < 0) {
+                        if (errno != ENOENT || !may_create_in(p))
+                                continue; /* CMD cannot create it either (only our ids are mapped inside) */
+                        if ((r = make_placeholder(st, k, p, d->dir, &made)) < 0)
+                                return r;
+                        if (made)
                                 continue;
                 }
-                if (realpath(p, rp)) {
-                        /* It exists (a symlink: what it names is made
-                         * read-only, wherever it is). */
-                        if ((r = add(st, "--ro-bind")) < 0 || (r = add(st, "%s", rp)) < 0 || (r = add(st, "%s", rp)) < 0)
+                if (marked_placeholder(p, &dir)) {
+                        if ((r = adopt_placeholder(st, k, p, dir)) < 0)
                                 return r;
                         continue;
                 }
-                if (errno != ENOENT || lstat(p, &sb) == 0)
+                if (!realpath(p, rp))
                         continue; /* a dangling symlink: bwrap would follow it out; left alone (docs) */
-                if (!may_create_in(p))
-                        continue; /* CMD cannot create it either (only our ids are mapped inside) */
-                if ((r = add_placeholder(st, p, d->dir)) < 0)
-                        return r;
-                if (d->dir)
-                        r = add(st, "--tmpfs");
-                else
-                        r = add(st, "--ro-bind");
-                if (r < 0 || (!d->dir && (r = add(st, "/dev/null")) < 0) || (r = add(st, "%s", p)) < 0)
-                        return r;
-                if (d->dir && ((r = add(st, "--remount-ro")) < 0 || (r = add(st, "%s", p)) < 0))
+                /* It exists (a symlink: what it names is made read-only,
+                 * wherever it is). */
+                if ((r = add(st, "--ro-bind")) < 0 || (r = add(st, "%s", rp)) < 0 || (r = add(st, "%s", rp)) < 0)
                         return r;
         }
         return 0;
 }
 
-/* Remove the placeholders bwrap created that are still empty ones. */
+/* Remove the placeholders that are still empty ones, for each root that
+ * no other sandbox uses now (LOCK_EX; else the last one out does). */
 void sb_placeholders_remove(struct sb_state *st) {
+        bool mine[SB_PATHS_MAX + 1] = { 0 };
+
+        for (size_t k = 0; k < st->nroots; k++)
+                mine[k] = st->root_fd[k] >= 0 && flock(st->root_fd[k], LOCK_EX | LOCK_NB) == 0;
         for (size_t i = st->nph; i-- > 0;) {
                 struct stat sb;
 
-                if (lstat(st->ph[i].path, &sb) < 0)
-                        continue;
+                if (!mine[st->ph[i].root] || (st->ph[i].ours && !st->ph[i].made) || lstat(st->ph[i].path, &sb) < 0)
+                        continue; /* not ours to remove (one we were to make was not made: someone else's) */
+                char v[4];
+                ssize_t m = lgetxattr(st->ph[i].path, SB_MARK, v, sizeof(v));
+                if (m <= 0 && !(errno == ENOTSUP || errno == EOPNOTSUPP))
+                        continue; /* unmarked where marks exist: not a placeholder (any more) */
                 if (st->ph[i].dir && S_ISDIR(sb.st_mode))
                         (void)rmdir(st->ph[i].path); /* fails unless empty */
                 else if (!st->ph[i].dir && S_ISREG(sb.st_mode) && sb.st_size == 0)
@@ -329,6 +535,10 @@ int sb_build_args(struct sb_state *st, char **cmd) {
                 "--unshare-cgroup-try", "--disable-userns", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
                 "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
         };
+        /* Our placeholders are mounted by us (sb_mount_placeholders) where
+         * the kernel has the new mount API (mount_setattr: Linux 5.12):
+         * bwrap re-reads /proc/self/mountinfo for each mount it makes. */
+        st->launcher_mounts = syscall(SYS_mount_setattr, -1, "", 0, NULL, (size_t)0) < 0 && errno != ENOSYS;
         if ((r = add(st, "%s", st->bwrap)) < 0)
                 return r;
         for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
@@ -342,7 +552,7 @@ int sb_build_args(struct sb_state *st, char **cmd) {
                         return r;
         for (size_t i = 0; i < st->nroots; i++) {
                 struct stat sb;
-                if (stat(st->roots[i], &sb) == 0 && S_ISDIR(sb.st_mode) && (r = deny_root(st, st->roots[i])) < 0)
+                if (stat(st->roots[i], &sb) == 0 && S_ISDIR(sb.st_mode) && (r = deny_root(st, i)) < 0)
                         return r;
         }
         /* Start-up files of the home directory, should a --write cover it
@@ -365,8 +575,13 @@ int sb_build_args(struct sb_state *st, char **cmd) {
                                 return -cli_usage("sandbox: %s %s is inside the hidden %s",
                                                   k == 0 ? "the working directory" : "--write", st->roots[k],
                                                   st->hidden[i]);
+                st->hidden_kind[i] = 0;
                 if (stat(st->hidden[i], &sb) < 0)
                         continue;
+                if (st->launcher_mounts) {
+                        st->hidden_kind[i] = S_ISDIR(sb.st_mode) ? 'd' : 'f'; /* mount_child, after the placeholders */
+                        continue;
+                }
                 if (S_ISDIR(sb.st_mode)) {
                         if ((r = add(st, "--tmpfs")) < 0 || (r = add(st, "%s", st->hidden[i])) < 0 ||
                             (r = add(st, "--remount-ro")) < 0 || (r = add(st, "%s", st->hidden[i])) < 0)
@@ -402,5 +617,204 @@ int sb_build_args(struct sb_state *st, char **cmd) {
         for (size_t i = 0; cmd[i]; i++)
                 if ((r = add(st, "%s", cmd[i])) < 0)
                         return r;
+        return 0;
+}
+
+/* ---- our placeholders, mounted from outside ------------------------------- */
+
+int sb_placeholders_make(struct sb_state *st) {
+        for (size_t i = 0; i < st->nph; i++) {
+                struct stat sb;
+                int r;
+
+                if (!st->ph[i].ours || st->ph[i].made)
+                        continue;
+                r = create_placeholder(st->ph[i].path, st->ph[i].dir, &sb);
+                if (r == -EEXIST) {
+                        /* It appeared since we looked: most likely another
+                         * sandbox starting in the same directory made it
+                         * (we both hold the shared lock).  Protected all
+                         * the same -- mounted read-only over itself -- and
+                         * removed by the last one out if a placeholder. */
+                        if (lstat(st->ph[i].path, &sb) < 0 || !(S_ISREG(sb.st_mode) || S_ISDIR(sb.st_mode)))
+                                return -cli_fail(-EBUSY, "sandbox: %s appeared while the sandbox was being set up, and "
+                                                         "not as a file or directory; CMD was not run",
+                                                 st->ph[i].path);
+                        st->ph[i].dir = S_ISDIR(sb.st_mode);
+                        st->ph[i].made = true; /* removed at exit only if marked and empty */
+                        st->ph[i].dev = sb.st_dev;
+                        st->ph[i].ino = sb.st_ino;
+                        continue;
+                }
+                if (r < 0)
+                        return -cli_fail(r, "sandbox: cannot make the read-only placeholder %s: %s; CMD was not run",
+                                         st->ph[i].path, strerror(-r));
+                st->ph[i].made = true;
+                st->ph[i].dev = sb.st_dev;
+                st->ph[i].ino = sb.st_ino;
+        }
+        return 0;
+}
+
+/* In a child: wait until bwrap has finished setting the sandbox up (its
+ * init then leaves for the nested user namespace of --disable-userns: the
+ * mount tree is final, pivoted, the old root gone; bwrap does that just
+ * before it blocks on --block-fd), enter the user namespace that owns the
+ * sandbox's namespaces and its mount namespace, and bind each placeholder
+ * we made read-only (and nosuid, nodev) over itself: open_tree(CLONE) +
+ * mount_setattr + move_mount, no /proc/self/mountinfo to read.  Each
+ * placeholder is opened without following a symlink and must still be the
+ * inode we made (a swap on the host is refused).  Nothing of the sandbox
+ * runs yet (CMD waits on --block-fd): no race with it. */
+static int mount_child(const struct sb_state *st, pid_t spid) {
+        char nsp[64];
+        const char *step = "pidfd_open";
+        int pfd = (int)syscall(SYS_pidfd_open, spid, 0), nfd = -1, ufd = -1, mfd = -1;
+        struct stat us, cur;
+
+        if (pfd < 0)
+                goto fail;
+        snprintf(nsp, sizeof(nsp), "/proc/%d/ns/net", (int)spid);
+        step = "open ns/net";
+        if ((nfd = open(nsp, O_RDONLY | O_CLOEXEC)) < 0)
+                goto fail;
+        step = "NS_GET_USERNS";
+        if ((ufd = ioctl(nfd, NS_GET_USERNS)) < 0 || fstat(ufd, &us) < 0)
+                goto fail;
+        snprintf(nsp, sizeof(nsp), "/proc/%d/ns/user", (int)spid);
+        step = "waiting for bubblewrap's set-up";
+        for (int i = 0;; i++) {
+                if (poll(&(struct pollfd){ .fd = pfd, .events = POLLIN }, 1, 0) != 0) {
+                        errno = ESRCH; /* it ended: bwrap failed (it said why) */
+                        goto fail;
+                }
+                if (stat(nsp, &cur) < 0)
+                        goto fail;
+                if (cur.st_ino != us.st_ino || cur.st_dev != us.st_dev)
+                        break;
+                if (i >= SB_INFO_TIMEOUT_MS * 10) {
+                        errno = ETIMEDOUT;
+                        goto fail;
+                }
+                (void)nanosleep(&(struct timespec){ .tv_nsec = 100000 }, NULL);
+        }
+        snprintf(nsp, sizeof(nsp), "/proc/%d/ns/mnt", (int)spid);
+        step = "open ns/mnt";
+        if ((mfd = open(nsp, O_RDONLY | O_CLOEXEC)) < 0)
+                goto fail;
+        /* Checked again after the open: still bwrap's child. */
+        step = "pidfd";
+        if (poll(&(struct pollfd){ .fd = pfd, .events = POLLIN }, 1, 0) != 0) {
+                errno = ESRCH;
+                goto fail;
+        }
+        step = "setns user";
+        if (getuid() != 0 && setns(ufd, CLONE_NEWUSER) < 0)
+                goto fail;
+        step = "setns mnt";
+        if (setns(mfd, CLONE_NEWNS) < 0)
+                goto fail;
+        for (size_t i = 0; i < st->nph; i++) {
+                struct mount_attr ma = { .attr_set = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV };
+                struct stat sb;
+                int t, m;
+
+                if (!st->ph[i].ours)
+                        continue;
+                step = st->ph[i].path;
+                t = open(st->ph[i].path, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+                if (t < 0)
+                        goto fail;
+                if (fstat(t, &sb) < 0 || sb.st_dev != st->ph[i].dev || sb.st_ino != st->ph[i].ino ||
+                    (st->ph[i].dir ? !S_ISDIR(sb.st_mode) : !S_ISREG(sb.st_mode))) {
+                        errno = EBUSY; /* replaced since we made it */
+                        goto fail;
+                }
+                m = (int)syscall(SYS_open_tree, t, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH);
+                if (m < 0 || syscall(SYS_mount_setattr, m, "", AT_EMPTY_PATH, &ma, sizeof(ma)) < 0 ||
+                    syscall(SYS_move_mount, m, "", t, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0)
+                        goto fail;
+                close(m);
+                close(t);
+        }
+        /* Then the hidden paths, as bwrap would (after everything else):
+         * an empty read-only tmpfs on a directory, the sandbox's /dev/null
+         * (nodev: opening it fails) on anything else.  One that the
+         * sandbox's view does not have (under its private /tmp) is not
+         * there to hide. */
+        for (size_t i = 0; i < st->nhidden; i++) {
+                struct mount_attr ma = { .attr_set = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV };
+                struct stat sb;
+                bool dir = st->hidden_kind[i] == 'd';
+                int t, m, fs;
+
+                if (!st->hidden_kind[i])
+                        continue;
+                step = st->hidden[i];
+                t = open(st->hidden[i], O_PATH | O_NOFOLLOW | O_CLOEXEC);
+                if (t < 0 && errno == ENOENT)
+                        continue;
+                if (t < 0 || fstat(t, &sb) < 0)
+                        goto fail;
+                if (dir != S_ISDIR(sb.st_mode) || S_ISLNK(sb.st_mode)) {
+                        errno = EBUSY; /* replaced since we looked */
+                        goto fail;
+                }
+                if (dir) {
+                        fs = (int)syscall(SYS_fsopen, "tmpfs", FSOPEN_CLOEXEC);
+                        if (fs < 0 || syscall(SYS_fsconfig, fs, FSCONFIG_SET_STRING, "mode", "0755", 0) < 0 ||
+                            syscall(SYS_fsconfig, fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0)
+                                goto fail;
+                        m = (int)syscall(SYS_fsmount, fs, FSMOUNT_CLOEXEC, ma.attr_set);
+                        close(fs);
+                } else {
+                        m = (int)syscall(SYS_open_tree, AT_FDCWD, "/dev/null", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
+                        if (m >= 0 && syscall(SYS_mount_setattr, m, "", AT_EMPTY_PATH, &ma, sizeof(ma)) < 0)
+                                goto fail;
+                }
+                if (m < 0 || syscall(SYS_move_mount, m, "", t, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0)
+                        goto fail;
+                close(m);
+                close(t);
+        }
+        _exit(0);
+fail:
+        dprintf(STDERR_FILENO, "credbroker: sandbox: the read-only placeholders inside the sandbox: %s: %s\n", step,
+                strerror(errno));
+        _exit(2);
+}
+
+int sb_mount_placeholders_start(struct sb_state *st, pid_t spid, pid_t *ret_child) {
+        bool any = false;
+        pid_t c;
+
+        *ret_child = -1;
+        for (size_t i = 0; i < st->nph; i++)
+                any = any || st->ph[i].ours;
+        for (size_t i = 0; i < st->nhidden; i++)
+                any = any || st->hidden_kind[i];
+        if (!st->launcher_mounts || !any)
+                return 0;
+        c = fork();
+        if (c < 0)
+                return -cli_fail(-errno, "sandbox: fork: %s", strerror(errno));
+        if (c == 0)
+                mount_child(st, spid);
+        *ret_child = c;
+        return 0;
+}
+
+int sb_mount_placeholders_wait(pid_t child) {
+        int ws = 0;
+
+        if (child < 0)
+                return 0;
+        while (waitpid(child, &ws, 0) < 0)
+                if (errno != EINTR)
+                        return -cli_fail(-errno, "sandbox: waitpid: %s", strerror(errno));
+        if (!WIFEXITED(ws) || WEXITSTATUS(ws) != 0) {
+                fprintf(stderr, "credbroker: sandbox: the read-only placeholders could not be mounted; CMD was not run\n");
+                return -SB_EXIT_SETUP;
+        }
         return 0;
 }

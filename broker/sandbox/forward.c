@@ -196,24 +196,6 @@ static int on_hit(void *ctx, const cb_scan_hit *hit, char label[CB_SCAN_LABEL_MA
         return -ECANCELED; /* one is enough: the request is refused */
 }
 
-static int dial(const struct sockaddr *sa, socklen_t sl) {
-        int s = socket(sa->sa_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0), e = 0;
-        socklen_t el = sizeof(e);
-        struct pollfd pf = { .events = POLLOUT };
-
-        if (s < 0)
-                return -1;
-        if (connect(s, sa, sl) < 0 && errno != EINPROGRESS)
-                goto fail;
-        pf.fd = s;
-        if (poll(&pf, 1, STEP_TIMEOUT_MS) != 1 || getsockopt(s, SOL_SOCKET, SO_ERROR, &e, &el) < 0 || e != 0)
-                goto fail;
-        return s; /* non-blocking: send_all and recv_by poll */
-fail:
-        close(s);
-        return -1;
-}
-
 static bool ci_eq(const char *s, size_t n, const char *lit) {
         return strlen(lit) == n && strncasecmp(s, lit, n) == 0;
 }
@@ -465,25 +447,12 @@ void cb_sandbox_forward(cb_sandbox *sb, int fd, size_t head_len) {
                 refuse(&f, 403, why);
                 goto out;
         }
-        /* The address checked is the address dialled: one lookup. */
-        struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *ai = NULL;
-        char ps[8];
-        snprintf(ps, sizeof(ps), "%u", f.port);
-        if (getaddrinfo(f.host, ps, &hints, &ai) != 0 || !ai) {
-                refuse(&f, 502, "the name does not resolve");
-                goto out;
-        }
-        const char *badaddr = cb_addr_refusal(ai->ai_addr);
-        if (badaddr) {
-                freeaddrinfo(ai);
-                snprintf(why, sizeof(why), "the name resolves to a %s address, which is never dialled", badaddr);
-                refuse(&f, 403, why);
-                goto out;
-        }
-        up = dial(ai->ai_addr, ai->ai_addrlen);
-        freeaddrinfo(ai);
+        /* The address checked is the address dialled: one lookup
+         * (non-blocking: send_all and recv_by poll). */
+        int dstatus = 0;
+        up = cb_sandbox_dial(f.host, f.port, &dstatus, why, sizeof(why));
         if (up < 0) {
-                refuse(&f, 502, "cannot connect to it");
+                refuse(&f, dstatus, why);
                 goto out;
         }
         /* The request as the broker frames it. */

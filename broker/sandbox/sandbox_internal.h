@@ -4,6 +4,7 @@
 #pragma once
 
 #include <stdbool.h>
+#include <stddef.h>
 
 #include <jansson.h>
 
@@ -28,6 +29,11 @@ void cb_sandbox_tunnel(cb_sandbox *sb, int fd);
 #define CB_FWD_BODY_MAX (1024 * 1024)      /* a forwarded request's body, held and scanned */
 #define CB_FWD_HELD_MAX (64 * 1024 * 1024) /* bodies held at once, all sandboxes */
 void cb_sandbox_forward(cb_sandbox *sb, int fd, size_t head_len);
+
+/* Resolve host once, refuse the address if the SSRF rules do, dial exactly
+ * it (10 s): a non-blocking socket, or -1 with *status (403/502) and why.
+ * Blocks: a connection's own thread.  (tunnel.c; forward.c uses it too) */
+int cb_sandbox_dial(const char *host, unsigned port, int *status, char *why, size_t why_len);
 
 /* Through the ops main.c handed over. */
 struct cb_matcher *cb_sandbox_matcher(void);

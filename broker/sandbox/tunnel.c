@@ -105,23 +105,42 @@ static int read_head(int fd, char *buf, size_t cap, size_t *ret_n) {
         return -1;
 }
 
-static int dial(const struct sockaddr *sa, socklen_t sl) {
-        int s = socket(sa->sa_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0), e = 0;
+/* The one way a sandbox's egress reaches a host (tunnels and forwarded
+ * requests): resolve once, the SSRF rules on the address, dial exactly
+ * that address (10 s).  A non-blocking socket, or -1 with *status and why. */
+int cb_sandbox_dial(const char *host, unsigned port, int *status, char *why, size_t why_len) {
+        struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *ai = NULL;
+        char ps[8];
+        int s = -1, e = 0;
         socklen_t el = sizeof(e);
         struct pollfd pf = { .events = POLLOUT };
 
-        if (s < 0)
+        snprintf(ps, sizeof(ps), "%u", port);
+        if (getaddrinfo(host, ps, &hints, &ai) != 0 || !ai) {
+                *status = 502;
+                snprintf(why, why_len, "the name does not resolve");
                 return -1;
-        if (connect(s, sa, sl) < 0 && errno != EINPROGRESS)
-                goto fail;
-        pf.fd = s;
-        if (poll(&pf, 1, STEP_TIMEOUT_MS) != 1 || getsockopt(s, SOL_SOCKET, SO_ERROR, &e, &el) < 0 || e != 0)
-                goto fail;
-        if (fcntl(s, F_SETFL, 0) < 0)
-                goto fail;
-        return s;
-fail:
-        close(s);
+        }
+        const char *bad = cb_addr_refusal(ai->ai_addr);
+        if (bad) {
+                freeaddrinfo(ai);
+                *status = 403;
+                snprintf(why, why_len, "the name resolves to a %s address, which is never dialled", bad);
+                return -1;
+        }
+        s = socket(ai->ai_addr->sa_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        if (s >= 0 && (connect(s, ai->ai_addr, ai->ai_addrlen) == 0 || errno == EINPROGRESS)) {
+                pf.fd = s;
+                if (poll(&pf, 1, STEP_TIMEOUT_MS) == 1 && getsockopt(s, SOL_SOCKET, SO_ERROR, &e, &el) == 0 && e == 0) {
+                        freeaddrinfo(ai);
+                        return s;
+                }
+        }
+        if (s >= 0)
+                close(s);
+        freeaddrinfo(ai);
+        *status = 502;
+        snprintf(why, why_len, "cannot connect to it");
         return -1;
 }
 
@@ -190,24 +209,16 @@ void cb_sandbox_tunnel(cb_sandbox *sb, int fd) {
                 return;
         }
         /* The address checked is the address dialled: one lookup. */
-        struct addrinfo hints = { .ai_socktype = SOCK_STREAM }, *ai = NULL;
-        char ps[8];
-        snprintf(ps, sizeof(ps), "%u", port);
-        if (getaddrinfo(host, ps, &hints, &ai) != 0 || !ai) {
-                refuse(sb, fd, 502, host, port, "the name does not resolve");
-                return;
-        }
-        const char *bad = cb_addr_refusal(ai->ai_addr);
-        if (bad) {
-                freeaddrinfo(ai);
-                snprintf(why, sizeof(why), "the name resolves to a %s address, which is never dialled", bad);
-                refuse(sb, fd, 403, host, port, why);
-                return;
-        }
-        up = dial(ai->ai_addr, ai->ai_addrlen);
-        freeaddrinfo(ai);
-        if (up < 0) {
-                refuse(sb, fd, 502, host, port, "cannot connect to it");
+        int status = 0;
+        up = cb_sandbox_dial(host, port, &status, why, sizeof(why));
+        if (up < 0 || fcntl(up, F_SETFL, 0) < 0) {
+                if (up >= 0) {
+                        close(up);
+                        up = -1;
+                        status = 502;
+                        snprintf(why, sizeof(why), "cannot connect to it");
+                }
+                refuse(sb, fd, status, host, port, why);
                 return;
         }
         static const char ok[] = "HTTP/1.1 200 Connection established\r\n\r\n";

@@ -3,13 +3,46 @@
  * The sandbox forwarder's HTTP/1.1 parsers (broker/egress/http1.c) on
  * arbitrary bytes: request and response heads (every field inside the
  * input, within the caps) and the chunked decoder, fed whole and in
- * pieces, which must agree: the same data, the same verdict.
+ * pieces, out of place and in place (in == out, as forward.c decodes each
+ * received piece inside its receive buffer: an overlapping copy there is
+ * what ASan's memcpy-param-overlap catches), which must all agree: the
+ * same data, the same verdict.
  */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "http1.h"
+
+/* As broker/sandbox/forward.c: each piece of step bytes lands in a buffer
+ * (w) and is decoded in place there, in == out, its data then copied out. */
+static int decode_in_place(const uint8_t *d, size_t n, size_t step, unsigned char *w, unsigned char *out,
+                           size_t *olen, size_t *used, bool *done) {
+        cb_h1_chunked c = { 0 };
+        size_t pos = 0;
+        *olen = 0;
+        while (pos < n && !c.done) {
+                size_t k = n - pos < step ? n - pos : step, off = 0;
+                memcpy(w, d + pos, k);
+                while (off < k && !c.done) {
+                        size_t ol = 0, u = 0;
+                        if (cb_h1_chunked_feed(&c, w + off, k - off, w + off, &ol, &u) < 0) {
+                                if (!c.why)
+                                        abort();
+                                return -1;
+                        }
+                        if (u > k - off || ol > u || (u < k - off && !c.done))
+                                abort();
+                        memcpy(out + *olen, w + off, ol);
+                        *olen += ol;
+                        off += u;
+                }
+                pos += off;
+        }
+        *used = pos;
+        *done = c.done;
+        return 0;
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -57,8 +90,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (size > CB_H1_HEAD_MAX + 64)
                 return 0;
         cb_h1_head *h = malloc(sizeof(*h));
-        unsigned char *a = malloc(size + 1), *b = malloc(size + 1);
-        if (!h || !a || !b)
+        unsigned char *a = malloc(size + 1), *b = malloc(size + 1), *c = malloc(size + 1), *w = malloc(size + 1);
+        if (!h || !a || !b || !c || !w)
                 abort();
         const char *buf = (const char *)data;
         size_t end = cb_h1_head_end(buf, size);
@@ -72,6 +105,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         int rb = decode(data, size, 3, b, &lb, &ub, &db);
         if (ra != rb || (ra == 0 && (la != lb || ua != ub || da != db || memcmp(a, b, la) != 0)))
                 abort();
+        static const size_t steps[] = { 0, 1, 7 }; /* 0: the whole input as one piece */
+        for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
+                size_t lc = 0, uc = 0;
+                bool dc = false;
+                int rc = decode_in_place(data, size, steps[i] ? steps[i] : (size ? size : 1), w, c, &lc, &uc, &dc);
+                if (rc != ra || (ra == 0 && (lc != la || uc != ua || dc != da || memcmp(a, c, la) != 0)))
+                        abort();
+        }
+        free(c);
+        free(w);
         free(h);
         free(a);
         free(b);

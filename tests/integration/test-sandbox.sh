@@ -12,7 +12,7 @@ DAEMON=${CREDBROKERD:?}
 HERE=$(cd "$(dirname "$0")" && pwd)
 PROBE_SRC=$HERE/sandbox-probe.py
 [ "$(id -u)" = 0 ] || { echo "SKIP: missing prerequisite: root (the sandbox runs under another uid)"; exit 77; }
-for t in /usr/bin/python3 setpriv timeout /usr/bin/bwrap; do
+for t in /usr/bin/python3 setpriv timeout /usr/bin/bwrap git; do
         command -v $t >/dev/null || { echo "SKIP: missing prerequisite: $t"; exit 77; }
 done
 [ "$(uname -m)" = x86_64 ] || { echo "SKIP: missing prerequisite: x86_64 (the probe's system call numbers)"; exit 77; }
@@ -120,6 +120,9 @@ control "read ~/.ssh/id_ed25519 outside" "$(out read "$H/.ssh/id_ed25519")"
 escape "read a planted ~/.ssh/id_ed25519" "" read "$H/.ssh/id_ed25519"
 escape "read ~/.aws/credentials" "" read "$H/.aws/credentials"
 escape "read shell history" "" read "$H/.bash_history"
+escape "write into the hidden ~/.ssh (an empty read-only directory)" "EROFS" write "$H/.ssh/authorized_keys"
+o=$(sb -- /bin/sh -c 'ls -A ~/.ssh | wc -l; ls -ld ~/.ssh | cut -c1-10' 2>&1)
+case "$o" in "0"*) ok "the hidden ~/.ssh is empty inside" ;; *) bad "hidden ~/.ssh inside: $o" ;; esac
 control "write in the working directory" "$(inside write "$H/proj/main.py")"
 grep -q 'sandbox was here' "$H/proj/main.py" && ok "the write reached the host" || bad "cwd write lost"
 escape "write .git/hooks/pre-commit in the working directory" "EROFS" write "$H/proj/.git/hooks/pre-commit" '#!/bin/sh'
@@ -142,6 +145,12 @@ mkdir -p "$H/plain" && chown $U "$H/plain"
 o=$(sb --cd "$H/plain" -- /bin/sh -c 'mkdir -p .git/hooks 2>&1 && echo MADE' 2>&1)
 case "$o" in *MADE*) bad "a .git was created in a directory that had none: $o" ;; *) ok "no .git can be made where there was none: $o" ;; esac
 [ ! -e "$H/plain/.git" ] && ok "...and its placeholder is gone after exit" || bad "left behind in $H/plain: $(ls -a "$H/plain")"
+# The placeholders of a fresh directory cannot be removed, renamed or
+# written (each is a read-only mount point inside), and leave nothing.
+o=$(sb --cd "$H/plain" -- /bin/sh -c 'for f in .bashrc .mcp.json .envrc; do rm -f $f 2>&1 || true; mv $f x 2>&1 || true; echo evil >>$f 2>&1 && echo "WROTE $f"; done; for d in .vscode .claude .config; do mv $d x 2>&1 || true; rmdir $d 2>&1 || true; mkdir -p $d/sub 2>&1 && echo "MADE $d/sub"; done; ls -A x 2>&1' 2>&1)
+case "$o" in *WROTE*|*MADE*) bad "a placeholder was removed, renamed or written: $o" ;;
+*"Device or resource busy"*) ok "placeholders resist rm, mv and writes (EBUSY / EROFS)" ;; *) bad "placeholders: $o" ;; esac
+[ -z "$(ls -A "$H/plain")" ] && ok "...and nothing is left in the directory" || bad "left behind in $H/plain: $(ls -A "$H/plain")"
 escape "write ~/.bashrc (home read-only)" "EROFS" write "$H/.bashrc"
 o=$(sb --cd "$H" -- /usr/bin/python3 "$PROBE" write "$H/ok.txt" 2>&1)
 control "write in the home directory when it is the working directory" "$o"
@@ -150,6 +159,57 @@ expect "write ~/.bashrc when the home is the working directory: refused" "REFUSE
 o=$(sb --cd "$H" -- /usr/bin/python3 "$PROBE" read "$H/.ssh/id_ed25519" 2>&1)
 expect "~/.ssh hidden when the home is the working directory" "REFUSED" "$o"
 grep -q 'sandbox' "$H/.bashrc" && bad "~/.bashrc was changed" || ok "~/.bashrc unchanged on the host"
+# A missing ~/.gitconfig's placeholder is an empty read-only file: git
+# run with the home as the working directory works, writing it is refused.
+mkdir -p "$T/ghome" && chown $U "$T/ghome"
+o=$(sb --cd "$T/ghome" -- /bin/sh -c 'HOME=$PWD git config --global --list; echo "list=$?"; git init -q repo 2>&1 && cd repo && HOME=.. git status --short; echo "status=$?"; cd .. && HOME=$PWD git config --global user.name evil 2>&1; echo "set=$?"' 2>&1)
+case "$o" in *"list=0"*"status=0"*) ok "git with cwd = \$HOME and no ~/.gitconfig works inside: $(echo "$o" | tr '\n' ' ')" ;;
+*) bad "git with cwd = \$HOME and no ~/.gitconfig: $o" ;; esac
+case "$o" in *"set=0"*) bad "writing ~/.gitconfig was not refused: $o" ;; *"set="*) ok "...and writing ~/.gitconfig is refused" ;; *) bad "git config --global set: $o" ;; esac
+[ ! -e "$T/ghome/.gitconfig" ] && ok "...and its placeholder is gone after exit" || bad "left behind: $(ls -la "$T/ghome")"
+# Two sandboxes in one working directory (an agent's parallel tool calls):
+# the first one's end must not remove the placeholders the second still
+# relies on (unlinking a mount point detaches it in the other namespace).
+mkdir -p "$T/par" && chown $U "$T/par"
+(sb --cd "$T/par" -- /bin/sleep 1.5 >/dev/null 2>&1) &
+P1=$!
+for _ in $(seq 50); do [ -e "$T/par/.bashrc" ] && break; sleep 0.05; done
+o=$(sb --cd "$T/par" -- /bin/sh -c 'sleep 2; echo pwned >>.bashrc 2>&1 && echo WROTE-BASHRC; mkdir -p .git/hooks 2>&1 && echo MADE-GIT; mkdir .vscode 2>&1 && echo MADE-VSCODE; echo done' 2>&1)
+wait $P1
+case "$o" in *WROTE*|*MADE-*) bad "after the first of two sandboxes in one directory ended, the second wrote protected entries: $o" ;;
+*done*) ok "two sandboxes in one directory: the second stays protected after the first ends" ;; *) bad "concurrent sandbox: $o" ;; esac
+[ -z "$(ls -A "$T/par")" ] && ok "...and the last one out removed every placeholder" || bad "left behind in $T/par: $(ls -A "$T/par")"
+# Several started at once in a fresh directory (each may find the others'
+# placeholders half made): all protected, nothing left.
+mkdir -p "$T/par3" && chown $U "$T/par3"
+PP=''
+for i in 1 2 3; do
+        (sb --cd "$T/par3" -- /bin/sh -c "sleep 0.$((i + 2)); echo x >>.bashrc 2>/dev/null && echo WROTE; mkdir -p .git/hooks 2>/dev/null && echo MADE; echo done$i" >"$T/par3-$i.out" 2>&1) &
+        PP="$PP $!"
+        sleep 0.05
+done
+for p in $PP; do wait $p; done
+o=$(cat "$T"/par3-*.out)
+case "$o" in *WROTE*|*MADE*) bad "three sandboxes started together: a protected entry was written: $o" ;;
+*done1*done2*done3*) ok "three sandboxes started together in one directory: each protected" ;; *) bad "three sandboxes: $o" ;; esac
+[ -z "$(ls -A "$T/par3")" ] && ok "...and nothing is left" || bad "left behind in $T/par3: $(ls -A "$T/par3")"
+# A launcher killed with SIGKILL leaves its placeholders (marked); the next
+# sandbox there takes them as placeholders and removes them at its end;
+# a user's own empty .envrc and .idea are never removed.
+mkdir -p "$T/kill" && chown $U "$T/kill"
+(cd "$T/kill" && exec setpriv --reuid $U --regid $U --clear-groups env HOME="$H" CREDBROKER_SOCKET="$T/run/tools.sock" "$CLI" sandbox -- /bin/sleep 30) &
+L=$!
+for _ in $(seq 100); do pgrep -u $U -f '^/bin/sleep 30' >/dev/null && break; sleep 0.05; done
+kill -9 $L; wait $L 2>/dev/null
+n=$(ls -A "$T/kill" | wc -l)
+[ "$n" -gt 0 ] && ok "control: a launcher killed with SIGKILL leaves its $n placeholders" || bad "no placeholder left by a killed launcher"
+rm -f "$T/kill/.envrc"; rmdir "$T/kill/.idea" 2>/dev/null # two of the leftovers, replaced by the user's own
+as touch "$T/kill/.envrc"; as mkdir "$T/kill/.idea"
+o=$(sb --cd "$T/kill" -- /bin/sh -c 'echo x >>.bashrc 2>&1; echo x >>.envrc 2>&1; echo end' 2>&1)
+case "$o" in *"Read-only"*"Read-only"*end*) ok "the next sandbox there: the leftovers and the user's entries are read-only" ;;
+*) bad "after a killed launcher: $o" ;; esac
+[ "$(ls -A "$T/kill" | sort | tr '\n' ' ')" = ".envrc .idea " ] && ok "...and it removed the leftovers, not the user's empty .envrc and .idea" ||
+        bad "after the next sandbox: $(ls -A "$T/kill" | tr '\n' ' ')"
 escape "write /etc" "EROFS" write /etc/cbsb-test
 escape "write /usr" "EROFS" write /usr/cbsb-test
 control "write a private /tmp" "$(inside write /tmp/cbsb-inner)"
@@ -231,6 +291,32 @@ kill -9 $L; wait $L 2>/dev/null
 for _ in $(seq 50); do pgrep -u $U -f '^/bin/sleep 317' >/dev/null || break; sleep 0.1; done
 pgrep -u $U -f '^/bin/sleep 317' >/dev/null && { bad "the sandbox outlived its launcher (SIGKILL)"; pkill -u $U -f '^/bin/sleep 317'; } ||
         ok "the sandbox dies with its launcher (SIGKILL)"
+
+# ---- the launcher killed before it releases CMD: CMD never runs ----------------
+# A "broker" that takes the hand-over and never answers keeps the launcher
+# waiting after bwrap has set the sandbox up; the launcher is then killed.
+# bwrap reads EOF on --block-fd and would go on: it must find no seccomp
+# program (the launcher writes it only at the release) and stop.
+mkdir -p "$T/mute" "$T/killed" && chown $U "$T/killed" && chmod 0755 "$T/mute"
+/usr/bin/python3 -c '
+import os, socket, sys, time
+s = socket.socket(socket.AF_UNIX); s.bind(sys.argv[1]); os.chmod(sys.argv[1], 0o777); s.listen(4)
+cs = []
+while True:
+    c, _ = s.accept(); cs.append(c)' "$T/mute/sandbox.sock" &
+BG="$BG $!"
+for _ in $(seq 50); do [ -S "$T/mute/sandbox.sock" ] && break; sleep 0.1; done
+(cd "$T/killed" && exec setpriv --reuid $U --regid $U --clear-groups env HOME="$H" CREDBROKER_SOCKET="$T/mute/tools.sock" \
+        "$CLI" sandbox -- /bin/sh -c 'touch ran; sleep 5' >"$T/killed.out" 2>&1) &
+L=$!
+for _ in $(seq 100); do pgrep -u $U -x bwrap >/dev/null && [ -e "$T/killed/.bashrc" ] && break; sleep 0.05; done
+sleep 0.5 # the launcher now waits for the broker's answer; bwrap for --block-fd
+pgrep -u $U -x bwrap >/dev/null && ok "control: bwrap waits for the release" || bad "no bwrap waiting: $(cat "$T/killed.out")"
+kill -9 $L; wait $L 2>/dev/null
+sleep 1
+[ ! -e "$T/killed/ran" ] && ok "the launcher killed before the release: CMD never ran" ||
+        bad "the launcher was killed before the release and CMD ran anyway (unsupervised, without the launcher's mounts)"
+pkill -9 -u $U -x bwrap 2>/dev/null
 
 # ---- --env VAR=SECRET through the broker, masked ------------------------------
 o=$(sb --env DEMO=demo -- /bin/sh -c 'printf "%s|" "$DEMO"; [ -e "$CREDBROKER_SOCKET" ] && echo sock-visible || echo sock-hidden' 2>&1)
