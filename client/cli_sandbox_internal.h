@@ -42,6 +42,7 @@ struct sb_state {
         struct {
                 char *path;
                 bool dir;
+                const char *content;              /* a file's: what it holds (NULL: empty; static) */
                 size_t root;                      /* its writable root (roots[], root_fd[]) */
                 bool ours;                        /* made by us: mounted by sb_mount_placeholders */
                 dev_t dev;
