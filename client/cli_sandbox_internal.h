@@ -42,6 +42,7 @@ struct sb_state {
         struct {
                 char *path;
                 bool dir;
+                const char *content;              /* a file's: what it holds (NULL: empty; static) */
                 size_t root;                      /* its writable root (roots[], root_fd[]) */
                 bool ours;                        /* ours to make: mounted by sb_mount_placeholders */
                 bool made;                        /* made (by sb_build_args, or sb_placeholders_make) */

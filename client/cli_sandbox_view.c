@@ -30,6 +30,7 @@
 #include <sys/wait.h>
 
 #include "cli.h"
+#include "cli_sandbox_git.h"
 #include "cli_sandbox_internal.h"
 
 /* Under the user's home: hidden (an empty read-only directory, or an empty
@@ -58,6 +59,8 @@ static const struct deny {
         const char *name;
         bool dir;
         const char *needs_dir; /* only when this directory exists (".git") */
+        const char *content;   /* a missing file's placeholder holds this (NULL: empty) */
+        bool existing_only;    /* kept read-only when present; no placeholder when missing */
 } deny_write[] = {
         { ".bashrc", false, NULL },  { ".bash_profile", false, NULL }, { ".bash_login", false, NULL },
         { ".bash_logout", false, NULL }, { ".profile", false, NULL }, { ".zshrc", false, NULL },
@@ -65,6 +68,17 @@ static const struct deny {
         { ".zlogout", false, NULL }, { ".inputrc", false, NULL }, { ".envrc", false, NULL },
         { ".gitconfig", false, NULL }, { ".npmrc", false, NULL }, { ".mcp.json", false, NULL },
         { ".git/hooks", true, ".git" }, { ".git/config", false, ".git" },
+        /* What else in .git git reads its configuration or hooks from (red
+         * team rt7 F1): commondir names the directory config and hooks come
+         * from (a missing one's placeholder names .git itself, which is
+         * what git assumes without one); config.worktree; info/; the
+         * submodules' and linked worktrees' own git directories. */
+        { ".git/commondir", false, ".git", ".\n" }, { ".git/config.worktree", false, ".git" },
+        { ".git/info", true, ".git" }, { ".git/modules", true, ".git" }, { ".git/worktrees", true, ".git" },
+        /* Hook managers' configurations, which an installed hook runs. */
+        { ".pre-commit-config.yaml", false, NULL, NULL, true }, { ".pre-commit-config.yml", false, NULL, NULL, true },
+        { "lefthook.yml", false, NULL, NULL, true }, { ".lefthook.yml", false, NULL, NULL, true },
+        { "lefthook.yaml", false, NULL, NULL, true }, { ".lefthook.yaml", false, NULL, NULL, true },
         { ".vscode", true, NULL },   { ".idea", true, NULL }, { ".zed", true, NULL },
         { ".cursor", true, NULL },   { ".claude", true, NULL }, { ".config/fish", true, ".config" },
         { ".config/nvim", true, ".config" }, { ".vim", true, NULL }, { ".emacs.d", true, NULL },
@@ -118,8 +132,37 @@ static bool is_system_dir(const char *p) {
         return false;
 }
 
+/* The home directory's start-up area (red team rt7 F6).  With the home, or
+ * a directory holding it, writable, CMD could write what the user's
+ * session later runs without asking: ~/.config/git/config (core.fsmonitor),
+ * a user-site .pth, ~/.config/systemd/user, ~/.config/autostart,
+ * ~/.local/bin, .bash_aliases, ... -- too many to keep read-only one by
+ * one.  So such a root is refused, and so is one inside ~/.config or
+ * ~/.local.  Returns the home rp collides with, or NULL. */
+static const char *home_area(const char *rp, char homes[2][PATH_MAX]) {
+        const char *cand[2] = { getenv("HOME"), NULL };
+        struct passwd *pw = getpwuid(getuid());
+        char sub[PATH_MAX + 16];
+
+        cand[1] = pw ? pw->pw_dir : NULL;
+        for (size_t i = 0; i < 2; i++) {
+                if (!cand[i] || cand[i][0] != '/' || !realpath(cand[i], homes[i]) || strcmp(homes[i], "/") == 0)
+                        continue;
+                if (under(homes[i], rp))
+                        return homes[i]; /* the home, or above it */
+                for (size_t j = 0; j < 2; j++) {
+                        if (snprintf(sub, sizeof(sub), "%s/%s", homes[i], j ? ".local" : ".config") >= (int)sizeof(sub))
+                                continue;
+                        if (under(rp, sub))
+                                return homes[i];
+                }
+        }
+        return NULL;
+}
+
 int sb_add_root(struct sb_state *st, const char *arg, bool is_cwd) {
-        char rp[PATH_MAX];
+        char rp[PATH_MAX], homes[2][PATH_MAX];
+        const char *home;
 
         if (!realpath(arg, rp))
                 return -cli_fail(-errno, "sandbox: %s %.256s: %s", is_cwd ? "working directory" : "--write", arg,
@@ -128,6 +171,12 @@ int sb_add_root(struct sb_state *st, const char *arg, bool is_cwd) {
                 return -cli_usage("sandbox: %s %s is a system directory, which stays read-only; %s",
                                   is_cwd ? "the working directory" : "--write", rp,
                                   is_cwd ? "cd to a project directory first" : "give a directory of your own");
+        if ((home = home_area(rp, homes)))
+                return -cli_usage("sandbox: %s %s would make the start-up files of your home %s writable "
+                                  "(~/.config, ~/.local, shell and git configuration: what your next session "
+                                  "runs); %s",
+                                  is_cwd ? "the working directory" : "--write", rp, home,
+                                  is_cwd ? "cd to a project directory first" : "give a project directory");
         for (size_t i = 0; i < st->nroots; i++)
                 if (strcmp(st->roots[i], rp) == 0)
                         return 0;
@@ -288,13 +337,14 @@ static int lock_root(struct sb_state *st, size_t k) {
 }
 
 /* Record p as a placeholder of root k. */
-static int add_placeholder(struct sb_state *st, size_t k, const char *p, bool dir) {
+static int add_placeholder(struct sb_state *st, size_t k, const char *p, bool dir, const char *content) {
         if (st->nph >= SB_PLACEHOLDERS_MAX)
                 return -cli_usage("sandbox: too many writable directories");
         st->ph[st->nph].path = strdup(p);
         if (!st->ph[st->nph].path)
                 return -cli_fail(-ENOMEM, "out of memory");
         st->ph[st->nph].dir = dir;
+        st->ph[st->nph].content = content;
         st->ph[st->nph].root = k;
         st->ph[st->nph].ours = false;
         st->ph[st->nph].made = false;
@@ -302,8 +352,27 @@ static int add_placeholder(struct sb_state *st, size_t k, const char *p, bool di
         return 0;
 }
 
-/* Is p an empty regular file or an empty directory (not a symlink)? */
-static bool empty_entry(const char *p, bool *dir) {
+/* Does the regular file p hold exactly content (NULL: empty)? */
+static bool file_holds(const char *p, const char *content) {
+        size_t n = content ? strlen(content) : 0;
+        char buf[16];
+        struct stat sb;
+        bool same;
+        int fd;
+
+        if (n >= sizeof(buf))
+                return false;
+        if ((fd = open(p, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)) < 0)
+                return false;
+        same = fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) && (size_t)sb.st_size == n &&
+               (n == 0 || (read(fd, buf, n) == (ssize_t)n && memcmp(buf, content, n) == 0));
+        close(fd);
+        return same;
+}
+
+/* Is p a placeholder's shape: a regular file holding content (NULL:
+ * empty), or an empty directory (not a symlink)? */
+static bool empty_entry(const char *p, bool *dir, const char *content) {
         struct stat sb;
         DIR *d;
         struct dirent *e;
@@ -313,7 +382,7 @@ static bool empty_entry(const char *p, bool *dir) {
                 return false;
         if (S_ISREG(sb.st_mode)) {
                 *dir = false;
-                return sb.st_size == 0;
+                return file_holds(p, content);
         }
         if (!S_ISDIR(sb.st_mode) || !(d = opendir(p)))
                 return false;
@@ -325,16 +394,16 @@ static bool empty_entry(const char *p, bool *dir) {
 }
 
 /* Is p a placeholder (ours or another sandbox's): marked, and empty? */
-static bool marked_placeholder(const char *p, bool *dir) {
+static bool marked_placeholder(const char *p, bool *dir, const char *content) {
         char v[4];
 
-        return lgetxattr(p, SB_MARK, v, sizeof(v)) > 0 && empty_entry(p, dir);
+        return lgetxattr(p, SB_MARK, v, sizeof(v)) > 0 && empty_entry(p, dir, content);
 }
 
 /* Make the placeholder p: an empty file or directory made under a
  * temporary name next to it, marked, then renamed to p without replacing
  * anything (-EEXIST if p exists: it appeared since it was looked at). */
-static int create_placeholder(const char *p, bool dir, struct stat *sb) {
+static int create_placeholder(const char *p, bool dir, const char *content, struct stat *sb) {
         static unsigned seq;
         char tmp[PATH_MAX];
         const char *slash = strrchr(p, '/');
@@ -350,8 +419,11 @@ static int create_placeholder(const char *p, bool dir, struct stat *sb) {
         } else {
                 fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
         }
+        size_t cn = content && !dir ? strlen(content) : 0;
         if (fd < 0)
                 r = -errno;
+        else if (cn && write(fd, content, cn) != (ssize_t)cn)
+                r = errno ? -errno : -EIO;
         else if (fsetxattr(fd, SB_MARK, "1", 1, XATTR_CREATE) < 0 && errno != ENOTSUP && errno != EOPNOTSUPP)
                 r = -errno; /* no user xattrs here: unmarked (see above) */
         else if (fstat(fd, sb) < 0)
@@ -371,26 +443,27 @@ static int create_placeholder(const char *p, bool dir, struct stat *sb) {
  * once it has (sb_mount_placeholders_start); else made now and bound by
  * bwrap.  *made: false when it appeared meanwhile (the caller then handles
  * it as an existing entry). */
-static int make_placeholder(struct sb_state *st, size_t k, const char *p, bool dir, bool *made) {
+static int make_placeholder(struct sb_state *st, size_t k, const char *p, bool dir, const char *content,
+                            bool *made) {
         struct stat sb;
         int r;
 
         *made = false;
         if (st->launcher_mounts) {
-                if ((r = add_placeholder(st, k, p, dir)) < 0)
+                if ((r = add_placeholder(st, k, p, dir, content)) < 0)
                         return r;
                 st->ph[st->nph - 1].ours = true;
                 *made = true;
                 return 0;
         }
-        r = create_placeholder(p, dir, &sb);
+        r = create_placeholder(p, dir, content, &sb);
         if (r == -EEXIST)
                 return 0;
         if (r < 0)
                 return -cli_fail(r, "sandbox: cannot make the read-only placeholder %s: %s; CMD was not run", p,
                                  strerror(-r));
         *made = true;
-        if ((r = add_placeholder(st, k, p, dir)) < 0)
+        if ((r = add_placeholder(st, k, p, dir, content)) < 0)
                 return r;
         st->ph[st->nph - 1].made = true;
         if ((r = add(st, "--ro-bind")) < 0 || (r = add(st, "%s", p)) < 0 || (r = add(st, "%s", p)) < 0)
@@ -400,11 +473,11 @@ static int make_placeholder(struct sb_state *st, size_t k, const char *p, bool d
 
 /* p is a placeholder found there (another sandbox's, or left by a killed
  * launcher): read-only here too, and removed by the last one out. */
-static int adopt_placeholder(struct sb_state *st, size_t k, const char *p, bool dir) {
+static int adopt_placeholder(struct sb_state *st, size_t k, const char *p, bool dir, const char *content) {
         struct stat sb;
         int r;
 
-        if ((r = add_placeholder(st, k, p, dir)) < 0)
+        if ((r = add_placeholder(st, k, p, dir, content)) < 0)
                 return r;
         st->ph[st->nph - 1].made = true; /* to remove, if still a placeholder */
         if (st->launcher_mounts && lstat(p, &sb) == 0) {
@@ -441,18 +514,119 @@ static int pin_parent(struct sb_state *st, size_t k, const char *name) {
         if (lstat(p, &sb) < 0) {
                 if (errno != ENOENT || !may_create_in(p))
                         return 0;
-                if ((r = make_placeholder(st, k, p, true, &made)) < 0 || made)
+                if ((r = make_placeholder(st, k, p, true, NULL, &made)) < 0 || made)
                         return r;
                 if (lstat(p, &sb) < 0)
                         return -cli_fail(-errno, "sandbox: %s: %s; CMD was not run", p, strerror(errno));
         }
-        if (marked_placeholder(p, &dir))
-                return adopt_placeholder(st, k, p, dir);
+        if (marked_placeholder(p, &dir, NULL))
+                return adopt_placeholder(st, k, p, dir, NULL);
         if (S_ISDIR(sb.st_mode))
                 return (r = add(st, "--bind")) < 0 || (r = add(st, "%s", p)) < 0 || (r = add(st, "%s", p)) < 0 ? r : 0;
         if (S_ISREG(sb.st_mode))
                 return (r = add(st, "--ro-bind")) < 0 || (r = add(st, "%s", p)) < 0 || (r = add(st, "%s", p)) < 0 ? r
                                                                                                               : 0;
+        return 0;
+}
+
+/* core.hooksPath (red team rt7 F5): a repository may take its hooks from
+ * a directory of its working tree (husky's .husky/_): git runs them as it
+ * would .git/hooks, so one inside a writable root is kept read-only the
+ * same way.  Every value in the files git reads (the root's .git/config,
+ * ~/.gitconfig, $XDG_CONFIG_HOME/git/config, /etc/gitconfig) counts;
+ * relative to the root, ~/ to the home.  Each directory between the root
+ * and it is pinned (bound over itself: it cannot be renamed away and
+ * replaced); a missing one gets a read-only placeholder directory, so the
+ * path cannot be made.  A path through a symlink inside the root is
+ * refused: what it names could be swapped.  Includes are not followed
+ * (cli_sandbox_git.c; docs/sandbox.md). */
+static int deny_hooks_path(struct sb_state *st, size_t k, const char *value) {
+        const char *root = st->roots[k], *home = getenv("HOME");
+        char p[PATH_MAX];
+        size_t rl = strlen(root);
+        int r;
+
+        if (value[0] == '~' && value[1] == '/' && home && home[0] == '/')
+                r = snprintf(p, sizeof(p), "%s/%s", home, value + 2);
+        else if (value[0] == '/')
+                r = snprintf(p, sizeof(p), "%s", value);
+        else if (value[0] == '~' || value[0] == '\0')
+                return 0; /* ~user/: not resolved; empty: unset */
+        else
+                r = snprintf(p, sizeof(p), "%s/%s", root, value);
+        if (r < 0 || r >= (int)sizeof(p))
+                return -cli_usage("sandbox: core.hooksPath %.200s: too long", value);
+        /* Walk from the root down, component by component, on the path as
+         * written (.. refused: not worth resolving by hand). */
+        if (!under(p, root) || strstr(p + rl, "/../") || (strlen(p) >= 3 && strcmp(p + strlen(p) - 3, "/..") == 0))
+                return 0; /* outside this root (read-only, or another root's business) */
+        for (size_t i = rl + 1; i <= strlen(p); i++) {
+                if (p[i] != '/' && p[i] != '\0')
+                        continue;
+                bool last = p[i] == '\0';
+                char c = p[i];
+                struct stat sb;
+                bool made;
+                p[i] = '\0';
+                if (i == rl + 1 || p[i - 1] == '/' || strcmp(p + i - 2, "/.") == 0) {
+                        p[i] = c; /* an empty or "." component */
+                        continue;
+                }
+                if (lstat(p, &sb) < 0) {
+                        if (errno != ENOENT || !may_create_in(p)) {
+                                p[i] = c;
+                                return 0;
+                        }
+                        r = make_placeholder(st, k, p, true, NULL, &made);
+                        p[i] = c;
+                        return r < 0 || made ? r : -cli_fail(-EBUSY, "sandbox: %s appeared as the sandbox was set up; "
+                                                                  "CMD was not run", p);
+                }
+                if (S_ISLNK(sb.st_mode)) {
+                        r = -cli_usage("sandbox: core.hooksPath %.200s goes through the symlink %s inside the writable "
+                                       "%s, which the sandbox could swap; CMD was not run", value, p, root);
+                        p[i] = c;
+                        return r;
+                }
+                if (!S_ISDIR(sb.st_mode) || last) {
+                        r = (r = add(st, "--ro-bind")) < 0 || (r = add(st, "%s", p)) < 0 || (r = add(st, "%s", p)) < 0 ? r : 0;
+                        p[i] = c;
+                        return r;
+                }
+                r = (r = add(st, "--bind")) < 0 || (r = add(st, "%s", p)) < 0 || (r = add(st, "%s", p)) < 0 ? r : 0;
+                p[i] = c;
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+static int deny_hooks_paths(struct sb_state *st, size_t k) {
+        const char *home = getenv("HOME"), *xdg = getenv("XDG_CONFIG_HOME");
+        char files[4][PATH_MAX], v[SB_GITCONFIG_VALUE_MAX];
+        size_t nf = 0;
+        int r;
+
+        snprintf(files[nf++], PATH_MAX, "%s/.git/config", st->roots[k]);
+        if (home && home[0] == '/') {
+                snprintf(files[nf++], PATH_MAX, "%s/.gitconfig", home);
+                if (!xdg || xdg[0] != '/')
+                        snprintf(files[nf++], PATH_MAX, "%s/.config/git/config", home);
+        }
+        if (xdg && xdg[0] == '/')
+                snprintf(files[nf++], PATH_MAX, "%s/git/config", xdg);
+        snprintf(files[nf++], PATH_MAX, "/etc/gitconfig");
+        for (size_t i = 0; i < nf; i++) {
+                r = sb_git_hookspath_file(files[i], v, sizeof(v));
+                if (r < 0)
+                        return -cli_fail(r, "sandbox: %s: %s, so where git takes its hooks from is not known; CMD was "
+                                            "not run",
+                                         files[i], r == -EINVAL ? "not git configuration syntax" : r == -EFBIG
+                                                                 ? "larger than 1 MiB"
+                                                                 : strerror(-r));
+                if (r == 1 && (r = deny_hooks_path(st, k, v)) < 0)
+                        return r;
+        }
         return 0;
 }
 
@@ -478,15 +652,15 @@ static int deny_root(struct sb_state *st, size_t k) {
                                 continue; /* none, or a read-only placeholder: nothing can be made in it */
                 }
                 if (lstat(p, &sb) < 0) {
-                        if (errno != ENOENT || !may_create_in(p))
+                        if (errno != ENOENT || !may_create_in(p) || d->existing_only)
                                 continue; /* CMD cannot create it either (only our ids are mapped inside) */
-                        if ((r = make_placeholder(st, k, p, d->dir, &made)) < 0)
+                        if ((r = make_placeholder(st, k, p, d->dir, d->content, &made)) < 0)
                                 return r;
                         if (made)
                                 continue;
                 }
-                if (marked_placeholder(p, &dir)) {
-                        if ((r = adopt_placeholder(st, k, p, dir)) < 0)
+                if (marked_placeholder(p, &dir, d->content)) {
+                        if ((r = adopt_placeholder(st, k, p, dir, d->content)) < 0)
                                 return r;
                         continue;
                 }
@@ -497,7 +671,7 @@ static int deny_root(struct sb_state *st, size_t k) {
                 if ((r = add(st, "--ro-bind")) < 0 || (r = add(st, "%s", rp)) < 0 || (r = add(st, "%s", rp)) < 0)
                         return r;
         }
-        return 0;
+        return deny_hooks_paths(st, k);
 }
 
 /* Remove the placeholders that are still empty ones, for each root that
@@ -518,7 +692,7 @@ void sb_placeholders_remove(struct sb_state *st) {
                         continue; /* unmarked where marks exist: not a placeholder (any more) */
                 if (st->ph[i].dir && S_ISDIR(sb.st_mode))
                         (void)rmdir(st->ph[i].path); /* fails unless empty */
-                else if (!st->ph[i].dir && S_ISREG(sb.st_mode) && sb.st_size == 0)
+                else if (!st->ph[i].dir && file_holds(st->ph[i].path, st->ph[i].content))
                         (void)unlink(st->ph[i].path);
         }
 }
@@ -629,7 +803,7 @@ int sb_placeholders_make(struct sb_state *st) {
 
                 if (!st->ph[i].ours || st->ph[i].made)
                         continue;
-                r = create_placeholder(st->ph[i].path, st->ph[i].dir, &sb);
+                r = create_placeholder(st->ph[i].path, st->ph[i].dir, st->ph[i].content, &sb);
                 if (r == -EEXIST) {
                         /* It appeared since we looked: most likely another
                          * sandbox starting in the same directory made it

@@ -58,7 +58,7 @@ VALUE=sk-sandbox-upstream-value-0123456789
 printf '%s' "$VALUE" | "$CLI" put up --host "127.0.0.1:$P1" --inject 'Authorization: Bearer {}' --ca-file "$T/pki/ca.pem" \
         >/dev/null || bad "put up"
 mkdir -p "$T/work" && chown $U "$T/work"
-sb() { local u=$1; shift; (cd "$T/work" && as "$u" env HOME="$T/work" CREDBROKER_SOCKET="$T/run/tools.sock" timeout 60 "$CLI" sandbox "$@"); }
+mkdir -p "$T/home"; sb() { local u=$1; shift; (cd "$T/work" && as "$u" env HOME="$T/home" CREDBROKER_SOCKET="$T/run/tools.sock" timeout 60 "$CLI" sandbox "$@"); }
 
 # ---- the broker answers inside, and the credential is injected ------------------
 o=$(sb $U -- curl -sS --max-time 10 http://127.0.0.1:8411/v1/health 2>&1); rc=$?

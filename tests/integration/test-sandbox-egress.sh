@@ -75,7 +75,7 @@ for _ in $(seq 50); do [ -S "$T/run/sandbox.sock" ] && break; sleep 0.1; done
 sleep 0.5
 [ -S "$T/run/sandbox.sock" ] || { bad "the daemon did not start: $(cat "$T/daemon.out")"; exit 1; }
 mkdir -p "$T/work" && chown $U "$T/work"
-sb() { (cd "$T/work" && as env HOME="$T/work" CREDBROKER_SOCKET="$T/run/tools.sock" timeout 90 "$CLI" sandbox "$@"); }
+mkdir -p "$T/home"; sb() { (cd "$T/work" && as env HOME="$T/home" CREDBROKER_SOCKET="$T/run/tools.sock" timeout 90 "$CLI" sandbox "$@"); }
 
 # ---- allowed: real programs through HTTPS_PROXY --------------------------------
 o=$(sb -- curl -sS --max-time 15 --cacert "$CA" "https://upstream.test:$P/echo/curl" 2>&1); rc=$?
@@ -90,8 +90,7 @@ o=$(sb -- sh -c "echo | openssl s_client -proxy 127.0.0.1:8411 -connect upstream
 expect "control: openssl s_client with the right SNI" "Verify return code: 0" "$o"
 
 # git clone over HTTPS (smart HTTP, git http-backend) through a CONNECT tunnel.
-# HOME=/tmp (the sandbox's own): the working directory is $HOME here, and its missing
-# .gitconfig is a placeholder git cannot read (docs/sandbox.md, "What is missing").
+# HOME=/tmp (the sandbox's own, writable): git may write its files there.
 o=$(sb -- env HOME=/tmp GIT_SSL_CAINFO="$CA" GIT_TERMINAL_PROMPT=0 git clone -q "https://upstream.test:$PG/repo.git" cloned 2>&1); rc=$?
 c=$(cat "$T/work/cloned/README" 2>&1)
 [ $rc = 0 ] && expect "git clone over HTTPS (CONNECT) from an allowed host" "sandboxed clone" "$c" || bad "git clone: exit $rc: $o $(cat "$T/git.err" 2>/dev/null)"

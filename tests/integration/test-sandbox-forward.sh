@@ -72,7 +72,7 @@ printf '%s' "$APIV" | CREDBROKER_ADMIN_SOCKET="$T/run/admin.sock" "$CLI" put api
 mkdir -p "$T/work" && chown $U "$T/work"
 printf '%s' "$SECRET" >"$T/work/found.txt" && chown $U "$T/work/found.txt"
 cp "$HERE/sandbox-forward-probe.py" "$T/work/probe.py" && chmod 0644 "$T/work/probe.py"
-sb() { (cd "$T/work" && as env HOME="$T/work" CREDBROKER_SOCKET="$T/run/tools.sock" timeout 120 "$CLI" sandbox "$@"); }
+mkdir -p "$T/home"; sb() { (cd "$T/work" && as env HOME="$T/home" CREDBROKER_SOCKET="$T/run/tools.sock" timeout 120 "$CLI" sandbox "$@"); }
 HP="upstream.test:$P"
 
 # ---- allowed: real programs through HTTP_PROXY ------------------------------------

@@ -126,7 +126,7 @@ PY
 }
 
 W=$T/work
-(cd "$W" && setpriv --reuid $U --regid $U --clear-groups env HOME="$W" CREDBROKER_SOCKET="$CREDBROKER_SOCKET" \
+mkdir -p "$T/home"; (cd "$W" && setpriv --reuid $U --regid $U --clear-groups env HOME="$T/home" CREDBROKER_SOCKET="$CREDBROKER_SOCKET" \
         timeout 90 "$CLI" sandbox --proxy openai=openai -- node sandbox-openai.mjs >"$T/node.out" 2>&1) &
 SB=$!
 for _ in $(seq 600); do [ -e "$W/ready" ] && break; sleep 0.1; done

@@ -145,6 +145,51 @@ mkdir -p "$H/plain" && chown $U "$H/plain"
 o=$(sb --cd "$H/plain" -- /bin/sh -c 'mkdir -p .git/hooks 2>&1 && echo MADE' 2>&1)
 case "$o" in *MADE*) bad "a .git was created in a directory that had none: $o" ;; *) ok "no .git can be made where there was none: $o" ;; esac
 [ ! -e "$H/plain/.git" ] && ok "...and its placeholder is gone after exit" || bad "left behind in $H/plain: $(ls -a "$H/plain")"
+# What else in .git git takes configuration or hooks from (red team rt7
+# F1: .git/commondir naming a copy of .git with a hook, written inside the
+# pinned .git, ran that hook at the user's next commit on the host), and a
+# core.hooksPath inside the working tree (F5: husky's .husky/_).  Control:
+# git status and a commit work inside, with the placeholders in place.
+for hp in .husky/_ gen/hooks; do
+        R=$T/repo-${hp%%/*}
+        mkdir -p "$R" && git -C "$R" init -q && git -C "$R" config core.hooksPath "$hp"
+        [ "$hp" = .husky/_ ] && mkdir -p "$R/.husky/_" && echo '# husky' >"$R/.husky/README"
+        chown -R $U "$R"
+        o=$(sb --cd "$R" -- /bin/sh -c '
+                git status --short >/dev/null 2>&1 && echo STATUS-OK
+                git -c user.email=a@b -c user.name=a commit -q --allow-empty -m inside 2>&1 && echo COMMIT-OK
+                mkdir evil && cp -a .git/. evil/ && printf "#!/bin/sh\necho PWNED-hook >&2\n" >evil/hooks/pre-commit && chmod +x evil/hooks/pre-commit
+                rm .git/commondir 2>/dev/null && echo REMOVED-commondir
+                printf "../evil\n" >.git/commondir 2>/dev/null && echo WROTE-commondir
+                printf "[core]\n\thooksPath = ../evil/hooks\n" >.git/config.worktree 2>/dev/null && echo WROTE-config.worktree
+                printf "* filter=x\n" >.git/info/attributes 2>/dev/null && echo WROTE-info
+                mkdir -p .git/modules/sub/hooks 2>/dev/null && echo MADE-modules
+                mkdir -p .git/worktrees/w 2>/dev/null && echo MADE-worktrees
+                d='"$hp"'; mkdir -p "$d" 2>/dev/null; printf "#!/bin/sh\necho PWNED-hookspath >&2\n" >"$d/pre-commit" 2>/dev/null && chmod +x "$d/pre-commit" && echo WROTE-hookspath
+                top=${d%%/*}; mv "$top" moved 2>/dev/null && mkdir -p "$d" 2>/dev/null && printf "#!/bin/sh\necho PWNED-moved >&2\n" >"$d/pre-commit" 2>/dev/null && chmod +x "$d/pre-commit" && echo WROTE-moved-hookspath
+                echo END' 2>&1)
+        case "$o" in *STATUS-OK*COMMIT-OK*END*) ok "git status and commit work inside a repository (hooksPath $hp)" ;;
+        *) bad "git inside a repository (hooksPath $hp): $o" ;; esac
+        case "$o" in *WROTE-*|*REMOVED-*|*MADE-*) bad "git's configuration or hooks written from inside (hooksPath $hp): $(echo "$o" | grep -E 'WROTE|REMOVED|MADE' | tr '\n' ' ')" ;;
+        *) ok "commondir, config.worktree, info/, modules/, worktrees/ and the hooksPath $hp refused inside" ;; esac
+        h=$(cd "$R" && as env HOME="$H" git -c user.email=a@b -c user.name=a commit -q --allow-empty -m host 2>&1; echo "rc=$?")
+        case "$h" in *PWNED*) bad "the host's next commit ran a hook the sandbox planted (hooksPath $hp): $h" ;;
+        *rc=0*) ok "...the host's next commit runs no planted hook" ;; *) bad "the host's commit failed: $h" ;; esac
+        [ ! -e "$R/.git/commondir" ] && [ ! -e "$R/.git/config.worktree" ] && [ ! -e "$R/.git/modules" ] && [ ! -e "$R/.git/worktrees" ] &&
+                ok "...and no placeholder is left in .git" || bad "left in $R/.git: $(ls -a "$R/.git")"
+done
+# The home directory as a writable root (red team rt7 F6: ~/.config/git/config's
+# fsmonitor, a user-site .pth, ~/.local/bin ... ran on the host): refused,
+# as is a --write inside ~/.config or ~/.local; the project is the control.
+mkdir -p "$H/.local/bin" && chown -R $U "$H/.local"
+o=$(sb --cd "$H" -- /bin/true 2>&1); rc=$?
+[ $rc != 0 ] && expect "the home directory as the working directory is refused" "start-up files of your home" "$o" ||
+        bad "the home directory as the working directory ran (rc $rc): $o"
+o=$(sb --write "$H/.local/bin" -- /bin/true 2>&1); rc=$?
+[ $rc != 0 ] && expect "--write inside ~/.local is refused" "start-up files of your home" "$o" ||
+        bad "--write ~/.local/bin ran (rc $rc): $o"
+o=$(sb -- /bin/sh -c 'echo ran' 2>&1)
+expect "...while the project directory runs" "ran" "$o"
 # The placeholders of a fresh directory cannot be removed, renamed or
 # written (each is a read-only mount point inside), and leave nothing.
 o=$(sb --cd "$H/plain" -- /bin/sh -c 'for f in .bashrc .mcp.json .envrc; do rm -f $f 2>&1 || true; mv $f x 2>&1 || true; echo evil >>$f 2>&1 && echo "WROTE $f"; done; for d in .vscode .claude .config; do mv $d x 2>&1 || true; rmdir $d 2>&1 || true; mkdir -p $d/sub 2>&1 && echo "MADE $d/sub"; done; ls -A x 2>&1' 2>&1)
@@ -152,12 +197,6 @@ case "$o" in *WROTE*|*MADE*) bad "a placeholder was removed, renamed or written:
 *"Device or resource busy"*) ok "placeholders resist rm, mv and writes (EBUSY / EROFS)" ;; *) bad "placeholders: $o" ;; esac
 [ -z "$(ls -A "$H/plain")" ] && ok "...and nothing is left in the directory" || bad "left behind in $H/plain: $(ls -A "$H/plain")"
 escape "write ~/.bashrc (home read-only)" "EROFS" write "$H/.bashrc"
-o=$(sb --cd "$H" -- /usr/bin/python3 "$PROBE" write "$H/ok.txt" 2>&1)
-control "write in the home directory when it is the working directory" "$o"
-o=$(sb --cd "$H" -- /usr/bin/python3 "$PROBE" write "$H/.bashrc" 2>&1)
-expect "write ~/.bashrc when the home is the working directory: refused" "REFUSED EROFS" "$o"
-o=$(sb --cd "$H" -- /usr/bin/python3 "$PROBE" read "$H/.ssh/id_ed25519" 2>&1)
-expect "~/.ssh hidden when the home is the working directory" "REFUSED" "$o"
 grep -q 'sandbox' "$H/.bashrc" && bad "~/.bashrc was changed" || ok "~/.bashrc unchanged on the host"
 # A missing ~/.gitconfig's placeholder is an empty read-only file: git
 # run with the home as the working directory works, writing it is refused.
