@@ -44,6 +44,10 @@
 # (docs/benchmarks.md says how).  Not part of the reported figures.
 # PERF_CALLGRAPH (default "dwarf,16384"; "fp" is cheaper, but libcurl's and
 # libmicrohttpd's frames then lose their callers) and PERF_FREQ (default 1999).
+# With strace installed, also a 3 s run of each under `strace -c -f`
+# (DIR/*.strace, DIR/*.strace.wrk): system calls per request.
+# tests/bench/perf-groups.py turns a recording into microseconds per request
+# by component.
 #
 # Self-contained: builds credbrokerd, credbroker and proxy-floor into build-bench/
 # (release), works in a private temp dir removed on exit, starts and stops
@@ -220,6 +224,21 @@ if [ -n "${PERF_DIR:-}" ]; then
         }
         perf_run credbroker "http://127.0.0.1:$CB/v1/proxy/bench/" "$DPID"
         perf_run floor "http://127.0.0.1:$FP/v1/proxy/bench/" "$FPID"
+        # System calls per request: strace -c over a 3 s run (DIR/NAME.strace,
+        # DIR/NAME.strace.wrk); strace slows the process, so only the counts
+        # (per request) mean anything, not the times.
+        if command -v strace >/dev/null; then
+                for p in "credbroker $CB $DPID" "floor $FP $FPID"; do
+                        set -- $p
+                        strace -c -f -p "$3" -o "$PERF_DIR/$1.strace" 2>/dev/null &
+                        sp=$!
+                        sleep 1
+                        timeout 60 wrk -t "$THREADS" -c "$CONNS" -d 3s -H "Authorization: Bearer $TOKEN" \
+                                "http://127.0.0.1:$2/v1/proxy/bench/" >"$PERF_DIR/$1.strace.wrk" || true
+                        kill -INT "$sp" 2>/dev/null || true
+                        wait "$sp" 2>/dev/null || true
+                done
+        fi
 fi
 best() { # best NAME: the round with more requests/s
         sort -k1,1 -g -r "$TMP/${1}1.res" "$TMP/${1}2.res" | head -n 1
