@@ -127,6 +127,12 @@ cb_matcher *cb_matcher_ref(cb_matcher *m);
 void cb_matcher_free(cb_matcher *m);
 
 size_t cb_matcher_n_patterns(const cb_matcher *m);
+/* No sighting fits in fewer input bytes than this (SIZE_MAX: m finds
+ * nothing): the shortest pattern, or a token's length with
+ * CB_MATCH_TOKENS.  The decoding views never lengthen (every escape they
+ * read is at least as long as the UTF-8 it stands for), so a shorter text
+ * holds no sighting in any spelling. */
+size_t cb_matcher_min_len(const cb_matcher *m);
 size_t cb_matcher_n_secrets(const cb_matcher *m);
 unsigned cb_matcher_stride(const cb_matcher *m);
 

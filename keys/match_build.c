@@ -125,6 +125,9 @@ int cb_matcher_build(cb_matcher_builder *b, cb_matcher **ret) {
                         m->maxlen = p->len;
         }
         m->stride = n_unique ? (unsigned)(minlen - GRAM + 1) : STRIDE_MAX;
+        m->minlen = minlen;                       /* SIZE_MAX: no pattern */
+        if ((m->flags & CB_MATCH_TOKENS) && m->minlen > CB_TOKEN_LEN)
+                m->minlen = CB_TOKEN_LEN;
         if (m->stride > STRIDE_MAX)
                 m->stride = STRIDE_MAX;
         n_ent = n_unique * m->stride;
@@ -318,6 +321,10 @@ void cb_matcher_free(cb_matcher *m) {
                 free(m->secrets[i].name);
         free(m->secrets);
         free(m);
+}
+
+size_t cb_matcher_min_len(const cb_matcher *m) {
+        return m->minlen;
 }
 
 size_t cb_matcher_n_patterns(const cb_matcher *m) {

@@ -86,6 +86,7 @@ struct cb_matcher {
         unsigned stride;
         unsigned dmax; /* largest window start: a sighting is found up to dmax + stride - 1 past its start */
         size_t maxlen;
+        size_t minlen;  /* the shortest input a sighting needs (cb_matcher_min_len) */
 };
 
 /* The gram index is keyed by folded grams (bit 5 of every byte set: A-Z

@@ -50,13 +50,26 @@ static int strbuf_hit(void *ctx, const cb_scan_hit *hit, char label[CB_SCAN_LABE
 
 char *cb_matcher_redact_string(const cb_matcher *m, const char *str, size_t *ret_hits) {
         strbuf b = { 0 };
+        size_t n = strlen(str);
+
+        /* Too short to hold any sighting (most header lines): a copy, with
+         * no stream set up, filled and wiped. */
+        if (n < m->minlen) {
+                char *c = malloc(n + 1);
+                if (!c)
+                        return NULL;
+                memcpy(c, str, n + 1);
+                if (ret_hits)
+                        *ret_hits = 0;
+                return c;
+        }
         cb_scan_stream *s = cb_scan_stream_new(m, strbuf_hit, strbuf_add, &b);
         int r = s ? 0 : -ENOMEM;
 
         if (s)
                 cb_scan_stream_small(s); /* a header line: no 256 KiB windows */
         if (r == 0)
-                r = cb_scan_stream_feed(s, str, strlen(str));
+                r = cb_scan_stream_feed(s, str, n);
         if (r == 0)
                 r = cb_scan_stream_finish(s);
         if (r == 0)

@@ -14,7 +14,10 @@
  * threshold to the largest such block freed (up to 32 MiB), and the token
  * index and free list a burst grew then land in an arena, where a block
  * still in use above them keeps their pages.  Costs an mmap/munmap per such
- * block; no request path allocates one (proxy buffers are 64 KiB). */
+ * block; no request path allocates one (proxy buffers are 64 KiB).  And
+ * glibc's own trimming of an arena's top starts at 4 MiB free there, not
+ * 128 KiB: memtrim_tick does the giving back, not every free on a request
+ * path (which made the next request fault the same pages in again). */
 void memtrim_init(void);
 
 /* Once a second, outside any lock the serving threads share: after a tick

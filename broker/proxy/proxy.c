@@ -66,6 +66,7 @@
 
 pthread_mutex_t proxy_jobs_mu = PTHREAD_MUTEX_INITIALIZER;
 proxy_job *proxy_jobs[PROXY_MAX_JOBS];
+size_t proxy_jobs_n;
 bool proxy_stopping;
 
 proxy_env proxy_cur;
@@ -124,9 +125,11 @@ void proxy_job_unref(proxy_job *j) {
         if (!last)
                 return;
         pthread_mutex_lock(&proxy_jobs_mu);
-        for (size_t i = 0; i < PROXY_MAX_JOBS; i++)
-                if (proxy_jobs[i] == j)
-                        proxy_jobs[i] = NULL;
+        if (j->in_table) {                        /* its own slot: no walk over the table */
+                proxy_jobs[j->slot] = NULL;
+                j->in_table = false;
+                proxy_jobs_n--;
+        }
         pthread_mutex_unlock(&proxy_jobs_mu);
         if (j->url) {
                 sodium_memzero(j->url, strlen(j->url));
@@ -261,7 +264,12 @@ static bool push(proxy_job *j, const unsigned char *p, size_t n) {
                 return false;
         }
         if (j->blen + n > j->bcap) {
-                size_t nc = j->bcap ? j->bcap : 16 * 1024;
+                /* Sized to what came, not 16 KiB up front: a small answer
+                 * (most of them) then lives in a small chunk the thread's
+                 * cache hands back, where a 16 KiB one grew the heap (page
+                 * faults) and its free trimmed it again (madvise) on every
+                 * request.  A big answer doubles its way up, once. */
+                size_t nc = j->bcap ? j->bcap : 256;
                 while (nc < j->blen + n)
                         nc *= 2;
                 unsigned char *nb = malloc(nc);
@@ -292,7 +300,7 @@ static int red_out(void *u, const void *p, size_t n) {
         proxy_job *j = u;
 
         if (j->rout_len + n > j->rout_cap) {
-                size_t nc = j->rout_cap ? j->rout_cap : 4096;
+                size_t nc = j->rout_cap ? j->rout_cap : 256; /* as push(): sized to what comes */
                 while (nc < j->rout_len + n)
                         nc *= 2;
                 unsigned char *b = malloc(nc);

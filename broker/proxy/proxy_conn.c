@@ -508,14 +508,25 @@ int proxy_start(request *rq, proxy_spec *sp) {
         memcpy(j->path, sp->path, sizeof(j->path));
         memcpy(j->request_id, sp->request_id, sizeof(j->request_id));
         {
+                /* The table is walked only as far as a free slot (from
+                 * where the last one was taken), and counted by uid only
+                 * once so many jobs are in flight that one uid could hold
+                 * its cap: under the lock every proxied request takes. */
+                static size_t hint;
                 size_t slot = PROXY_MAX_JOBS, mine = 0;
                 pthread_mutex_lock(&proxy_jobs_mu);
-                for (size_t i = 0; i < PROXY_MAX_JOBS; i++) {
-                        if (!proxy_jobs[i] && slot == PROXY_MAX_JOBS)
-                                slot = i;
-                        else if (proxy_jobs[i] && proxy_jobs[i]->uid == j->uid)
-                                mine++;
-                }
+                if (proxy_jobs_n < PROXY_MAX_JOBS)
+                        for (size_t k = 0; k < PROXY_MAX_JOBS; k++) {
+                                size_t i = (hint + k) % PROXY_MAX_JOBS;
+                                if (!proxy_jobs[i]) {
+                                        slot = i;
+                                        break;
+                                }
+                        }
+                if (proxy_jobs_n >= PROXY_MAX_JOBS_PER_UID)
+                        for (size_t i = 0; i < PROXY_MAX_JOBS; i++)
+                                if (proxy_jobs[i] && proxy_jobs[i]->uid == j->uid)
+                                        mine++;
                 /* One uid may not take every slot (streams can be long). */
                 if (mine >= PROXY_MAX_JOBS_PER_UID) {
                         pthread_mutex_unlock(&proxy_jobs_mu);
@@ -524,8 +535,13 @@ int proxy_start(request *rq, proxy_spec *sp) {
                         goto out;
                 }
                 bool stopping = proxy_is_stopping();
-                if (slot < PROXY_MAX_JOBS && !stopping)
+                if (slot < PROXY_MAX_JOBS && !stopping) {
                         proxy_jobs[slot] = j;
+                        j->slot = slot;
+                        j->in_table = true;
+                        proxy_jobs_n++;
+                        hint = slot + 1;
+                }
                 pthread_mutex_unlock(&proxy_jobs_mu);
                 if (stopping) {
                         ret = reply_error(rq, 503, "unavailable", "the broker is stopping");

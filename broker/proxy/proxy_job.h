@@ -109,11 +109,14 @@ typedef struct proxy_job {
         char secret[CB_NAME_MAX + 1], client[65], accessor[CB_ACCESSOR_LEN + 1];
         char path[1024];              /* without the query */
         char request_id[32];          /* the decision record's (metrics_request_id) */
+        size_t slot;                  /* its index in proxy_jobs, when in_table (under proxy_jobs_mu) */
+        bool in_table;
 } proxy_job;
 /* Every job in flight (a slot per job), guarded by proxy_jobs_mu;
  * proxy_stopping is set once at shutdown, under the same lock. */
 extern pthread_mutex_t proxy_jobs_mu;
 extern proxy_job *proxy_jobs[PROXY_MAX_JOBS];
+extern size_t proxy_jobs_n;                 /* slots taken (under proxy_jobs_mu) */
 extern bool proxy_stopping;
 static inline bool proxy_is_stopping(void) {
         return __atomic_load_n(&proxy_stopping, __ATOMIC_ACQUIRE);

@@ -37,6 +37,18 @@
 #
 #   bash tests/bench/proxy.sh          SECONDS_PER_RUN=5 bash tests/bench/proxy.sh
 #
+# PERF_DIR=DIR (an existing directory): after the two rounds, a third run of
+# credbroker and of the floor, each under `perf record -g` of that process
+# alone (DIR/credbroker.perf, DIR/floor.perf; DIR/*.res: "rps p50 cpu_us
+# upstream_cpu_us", DIR/*.wrk: wrk's output), for a per-request breakdown
+# (docs/benchmarks.md says how).  Not part of the reported figures.
+# PERF_CALLGRAPH (default "dwarf,16384"; "fp" is cheaper, but libcurl's and
+# libmicrohttpd's frames then lose their callers) and PERF_FREQ (default 1999).
+# With strace installed, also a 3 s run of each under `strace -c -f`
+# (DIR/*.strace, DIR/*.strace.wrk): system calls per request.
+# tests/bench/perf-groups.py turns a recording into microseconds per request
+# by component.
+#
 # Self-contained: builds credbrokerd, credbroker and proxy-floor into build-bench/
 # (release), works in a private temp dir removed on exit, starts and stops
 # its own nginx instances and daemon on 127.0.0.1, bounds every step with
@@ -195,6 +207,39 @@ for round in 1 2; do
         # the same request bytes as credbroker's (the floor ignores the token)
         run floor$round "http://127.0.0.1:$FP/v1/proxy/bench/" "Authorization: Bearer $TOKEN" "$FPID"
 done
+if [ -n "${PERF_DIR:-}" ]; then
+        [ -d "$PERF_DIR" ] || { log "PERF_DIR: no such directory"; exit 2; }
+        command -v perf >/dev/null || { log "PERF_DIR needs perf"; exit 1; }
+        perf_run() { # perf_run NAME URL PID
+                local name=$1 url=$2 pid=$3 ppid
+                perf record -q -g --call-graph "${PERF_CALLGRAPH:-dwarf,16384}" -F "${PERF_FREQ:-1999}" -p "$pid" \
+                        -o "$PERF_DIR/$name.perf" >"$PERF_DIR/$name.perf.log" 2>&1 &
+                ppid=$!
+                sleep 1                           # perf attached before the load starts
+                run "${name}_perf" "$url" "Authorization: Bearer $TOKEN" "$pid"
+                kill -INT "$ppid" 2>/dev/null || true
+                wait "$ppid" 2>/dev/null || true
+                cp "$TMP/${name}_perf.res" "$PERF_DIR/$name.res"
+                cp "$TMP/${name}_perf.wrk" "$PERF_DIR/$name.wrk"
+        }
+        perf_run credbroker "http://127.0.0.1:$CB/v1/proxy/bench/" "$DPID"
+        perf_run floor "http://127.0.0.1:$FP/v1/proxy/bench/" "$FPID"
+        # System calls per request: strace -c over a 3 s run (DIR/NAME.strace,
+        # DIR/NAME.strace.wrk); strace slows the process, so only the counts
+        # (per request) mean anything, not the times.
+        if command -v strace >/dev/null; then
+                for p in "credbroker $CB $DPID" "floor $FP $FPID"; do
+                        set -- $p
+                        strace -c -f -p "$3" -o "$PERF_DIR/$1.strace" 2>/dev/null &
+                        sp=$!
+                        sleep 1
+                        timeout 60 wrk -t "$THREADS" -c "$CONNS" -d 3s -H "Authorization: Bearer $TOKEN" \
+                                "http://127.0.0.1:$2/v1/proxy/bench/" >"$PERF_DIR/$1.strace.wrk" || true
+                        kill -INT "$sp" 2>/dev/null || true
+                        wait "$sp" 2>/dev/null || true
+                done
+        fi
+fi
 best() { # best NAME: the round with more requests/s
         sort -k1,1 -g -r "$TMP/${1}1.res" "$TMP/${1}2.res" | head -n 1
 }

@@ -16,6 +16,7 @@
 #include <sodium.h>
 
 #include "cbtest.h"
+#include "codec.h"
 #include "match.h"
 #include "match-ref.h"
 
@@ -713,5 +714,58 @@ TEST(size_hint_changes_nothing_but_memory) {
         free(ref.p);
         free(got.p);
         free(t);
+        cb_matcher_free(m);
+}
+
+/* cb_matcher_min_len, and the one-shot's short cut on it: a string one
+ * byte shorter than the shortest pattern is copied as it is, the shortest
+ * pattern itself (exactly min_len bytes) is still redacted. */
+TEST(min_len_short_cut) {
+        ASSERT_TRUE(sodium_init() >= 0);
+        for (size_t vi = 0; vi < sizeof(values) / sizeof(values[0]); vi++) {
+                const unsigned char *v = values[vi];
+                cb_matcher *m = one(v, strlen((const char *)v), "alice");
+                size_t minl = cb_matcher_min_len(m), shortest = SIZE_MAX, si = 0;
+                for (size_t i = 0; i < cb_matcher_n_patterns(m); i++) {
+                        const unsigned char *pb;
+                        size_t pl;
+                        enum cb_scan_kind k;
+                        const char *nm;
+                        cb_matcher_pattern(m, i, &pb, &pl, &k, &nm);
+                        if (pl < shortest)
+                                shortest = pl, si = i;
+                }
+                ASSERT_EQ(minl, shortest);
+                const unsigned char *pb;
+                size_t pl;
+                enum cb_scan_kind k;
+                const char *nm;
+                cb_matcher_pattern(m, si, &pb, &pl, &k, &nm);
+                if (memchr(pb, '\0', pl)) {
+                        cb_matcher_free(m);
+                        continue;                 /* not a C string */
+                }
+                char *s = strndup((const char *)pb, pl);
+                size_t hits = 0;
+                char *r = cb_matcher_redact_string(m, s, &hits);
+                ASSERT_TRUE(r != NULL);
+                ASSERT_TRUE(hits >= 1);
+                ASSERT_TRUE(strstr(r, "[REDACTED") != NULL);
+                free(r);
+                s[pl - 1] = '\0';
+                hits = 7;
+                r = cb_matcher_redact_string(m, s, &hits);
+                ASSERT_STREQ(r, s);
+                ASSERT_EQ(hits, 0);
+                free(r);
+                free(s);
+                cb_matcher_free(m);
+        }
+        /* With tokens: no longer than a token. */
+        cb_matcher_builder *b = cb_matcher_builder_new(CB_MATCH_SHORT | CB_MATCH_TOKENS);
+        cb_matcher *m;
+        ASSERT_OK(cb_matcher_builder_add(b, "v", 1, values[0], strlen((const char *)values[0])));
+        ASSERT_OK(cb_matcher_build(b, &m));
+        ASSERT_TRUE(cb_matcher_min_len(m) <= CB_TOKEN_LEN);
         cb_matcher_free(m);
 }
