@@ -7,7 +7,15 @@
  * token is minted when the requester collects an approved request, bound to
  * it like any token.  Every step is audited: the hold (decision "pending"),
  * the operator's decision with both identities, the collection, and the
- * timeouts and abandoned requests (from the sweep).  Callers hold cbd.lock.
+ * timeouts and abandoned requests (from the sweep).
+ *
+ * Locks: the table (approval.h: not thread safe) is guarded by tab_lock,
+ * held for memory work only -- the table's calls, queueing audit records
+ * (audit.h: memory), a line for the operator.  Nothing waits with it held
+ * (a held request answers 202 at once and is polled); the token of an
+ * approved request is minted after the entry is copied out and the lock
+ * dropped, fenced against a leak response as api_token is.  Any thread
+ * (the tool poll, the admin routes, the sweep).
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -30,6 +38,7 @@
 #define POLL_INTERVAL 1 /* seconds: the retry_after a held request advertises */
 
 static cb_approvals *tab;
+static pthread_mutex_t tab_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static uint64_t mono_now(void) {
         struct timespec ts;
@@ -109,9 +118,15 @@ static void sweep_event(const cb_approval *e, const char *what, void *ud) {
         json_decref(o);
 }
 
-void approval_sweep(void) {
+static void sweep_locked(void) {
         if (tab)
                 cb_approvals_sweep(tab, mono_now(), sweep_event, NULL);
+}
+
+void approval_sweep(void) {
+        pthread_mutex_lock(&tab_lock);
+        sweep_locked();
+        pthread_mutex_unlock(&tab_lock);
 }
 
 static json_t *pending_body(const cb_approval *e, uint64_t now) {
@@ -119,14 +134,23 @@ static json_t *pending_body(const cb_approval *e, uint64_t now) {
                          POLL_INTERVAL, "expires_in", (json_int_t)(e->deadline > now ? e->deadline - now : 0));
 }
 
+static int hold_locked(request *rq, const char *client, unsigned use, uint32_t ttl, int bind);
+
 int approval_hold(request *rq, const char *client, unsigned use, uint32_t ttl, int bind) {
+        pthread_mutex_lock(&tab_lock);
+        int ret = hold_locked(rq, client, use, ttl, bind);
+        pthread_mutex_unlock(&tab_lock);
+        return ret;
+}
+
+static int hold_locked(request *rq, const char *client, unsigned use, uint32_t ttl, int bind) {
         const cb_approval *e;
         char id[CB_APPROVAL_ID_LEN + 1];
         uint64_t now = mono_now();
         json_t *extra;
         int r, ret;
 
-        approval_sweep();
+        sweep_locked();
         r = cb_approvals_add(tab, &rq->peer, client, rq->secret, use, ttl, bind, now, &e);
         if (r < 0)
                 return reply_error(rq, r == -ENOSPC ? 429 : r == -EOPNOTSUPP ? 403 : 500,
@@ -170,15 +194,32 @@ static int collect_approved(request *rq, const cb_approval *c) {
         if (!g)
                 return reply_error(rq, 403, "forbidden", "approved, but the grant for '%s' (%s) no longer exists",
                                    c->secret, use_name(c->use));
-        if (cb_store_versions(cbd.store, c->secret, &vi, &nv) < 0)
+        cb_store_read_lock(cbd.store);
+        r = cb_store_versions(cbd.store, c->secret, &vi, &nv);
+        cb_store_read_unlock(cbd.store);
+        if (r < 0)
                 return reply_error(rq, 404, "not_found", "no secret named '%s'", c->secret);
         /* Seen leaked (or made a canary) while the request waited: the
-         * approval was given for a secret that is no longer safe to hand out. */
+         * approval was given for a secret that is no longer safe to hand
+         * out.  Under no lock: fenced as api_token is (a leak response
+         * marks before it revokes; the mint fails if a revocation ran
+         * since the fence, and the gate is asked again). */
+        uint64_t fence = cb_tokens_fence(cbd.tokens);
         if (leak_token_gate(rq, c->secret, &ret))
                 return ret;
         uint32_t ttl = c->ttl > g->max_ttl ? g->max_ttl : c->ttl;
-        r = cb_tokens_issue(cbd.tokens, &rq->peer, client, c->secret, 0, c->use, ttl, g->max_uses,
-                            (cb_token_bind)c->bind, tok, &info);
+        for (int tries = 0;; tries++) {
+                r = cb_tokens_issue_fenced(cbd.tokens, fence, &rq->peer, client, c->secret, 0, c->use, ttl,
+                                           g->max_uses, (cb_token_bind)c->bind, tok, &info);
+                if (r != -ESTALE)
+                        break;
+                if (tries == 3)
+                        return reply_error(rq, 503, "unavailable", "tokens kept being revoked while this one was "
+                                           "issued: retry");
+                fence = cb_tokens_fence(cbd.tokens);
+                if (leak_token_gate(rq, c->secret, &ret))
+                        return ret;
+        }
         if (r < 0)
                 return reply_error(rq, r == -ENOSPC ? 429 : 500, r == -ENOSPC ? "rate_limited" : "internal", "%s",
                                    cb_error_last());
@@ -200,11 +241,16 @@ int api_approval_poll(request *rq, const http_args *args) {
         json_t *extra = NULL;
         int ret;
 
-        approval_sweep();
         c = sodium_malloc(sizeof(*c)); /* large (two paths); not secret, but off the stack */
         if (!c)
                 return reply_error(rq, 500, "internal", "out of memory");
-        if (cb_approvals_collect(tab, id, &rq->peer, now, c) < 0) {
+        /* The entry is copied out (a decided one removed) under the
+         * table's lock; everything after works on the copy. */
+        pthread_mutex_lock(&tab_lock);
+        sweep_locked();
+        int cr = cb_approvals_collect(tab, id, &rq->peer, now, c);
+        pthread_mutex_unlock(&tab_lock);
+        if (cr < 0) {
                 ret = reply_error(rq, 404, "not_found", "%s", cb_error_last());
                 goto out;
         }
@@ -246,8 +292,9 @@ int api_approvals_list(request *rq, const http_args *args) {
         json_t *arr;
 
         (void)args;
-        approval_sweep();
         arr = json_array();
+        pthread_mutex_lock(&tab_lock);
+        sweep_locked();
         for (size_t i = 0; i < cb_approvals_count(tab); i++) {
                 const cb_approval *e = cb_approvals_at(tab, i);
                 json_t *o = requester_json(e);
@@ -259,9 +306,17 @@ int api_approvals_list(request *rq, const http_args *args) {
                                          decider_json(e));
                 json_object_update(o, more);
                 json_decref(more);
-                if (scanner_is_compromised(e->secret))
-                        json_object_set_new(o, "compromised", json_true());
                 json_array_append_new(arr, o);
+        }
+        pthread_mutex_unlock(&tab_lock);
+        /* Compromised or not: store reads (and maybe a retried mark, a
+         * store write), outside the table's lock. */
+        size_t ai;
+        json_t *ao;
+        json_array_foreach(arr, ai, ao) {
+                const char *sec = json_string_value(json_object_get(ao, "secret"));
+                if (sec && scanner_is_compromised(sec))
+                        json_object_set_new(ao, "compromised", json_true());
         }
         return reply_json(rq, 200,
                           json_pack("{s:o, s:I}", "approvals", arr, "timeout", (json_int_t)cb_approvals_timeout(tab)),
@@ -333,15 +388,22 @@ out:
         return ret;
 }
 
-/* POST /v1/admin/approvals/ID/approve and .../deny. */
+/* POST /v1/admin/approvals/ID/approve and .../deny: checked, audited
+ * (queued) and decided under one hold of the table's lock. */
+static int decide(request *rq, const http_args *args, bool approve) {
+        pthread_mutex_lock(&tab_lock);
+        sweep_locked();
+        int ret = route_decide(rq, args->seg, args->seg_len, approve);
+        pthread_mutex_unlock(&tab_lock);
+        return ret;
+}
+
 int api_approve(request *rq, const http_args *args) {
-        approval_sweep();
-        return route_decide(rq, args->seg, args->seg_len, true);
+        return decide(rq, args, true);
 }
 
 int api_deny(request *rq, const http_args *args) {
-        approval_sweep();
-        return route_decide(rq, args->seg, args->seg_len, false);
+        return decide(rq, args, false);
 }
 
 /* Anything else under /v1/admin/approvals/ (recorded as admin.approvals). */
@@ -353,9 +415,11 @@ int api_approvals_unknown(request *rq, const http_args *args) {
 }
 
 size_t approval_pending(void) {
+        pthread_mutex_lock(&tab_lock);
         size_t n = 0, all = tab ? cb_approvals_count(tab) : 0;
 
         for (size_t i = 0; i < all; i++)
                 n += cb_approvals_at(tab, i)->state == CB_APPROVAL_PENDING;
+        pthread_mutex_unlock(&tab_lock);
         return n;
 }

@@ -114,10 +114,7 @@ int proxy_continue(request *rq) {
                          j->err[0] ? j->err : early ? "the upstream request failed" : "the upstream's answer broke off");
                 pthread_mutex_unlock(&j->mu);
                 rq->no_audit = true;                     /* the loop's record says it */
-                pthread_mutex_lock(proxy_cur.lock);
-                ret = reply_error(rq, (unsigned)status, code, "%s", msg);
-                pthread_mutex_unlock(proxy_cur.lock);
-                return ret;
+                return reply_error(rq, (unsigned)status, code, "%s", msg);
         }
         if (j->done && strcmp(j->method, "HEAD") != 0 && j->status != 204 && j->status != 304) {
                 /* All of it is in: one answer with its length, written at
@@ -176,9 +173,7 @@ int proxy_release(request *rq) {
         proxy_job_unref(j);
         rq->answered = false;
         rq->no_audit = true; /* its allow is written; this failure to start is the broker's own */
-        pthread_mutex_lock(proxy_cur.lock);
         (void)reply_error(rq, 503, "unavailable", "cannot hand it to a transfer loop: %s", strerror(r));
-        pthread_mutex_unlock(proxy_cur.lock);
         return -EIO;
 }
 
@@ -537,9 +532,28 @@ int proxy_start(request *rq, proxy_spec *sp) {
                         goto out;
                 }
         }
+        /* Decided under no daemon-wide lock, so a leak response (or any
+         * revocation) may have run since the token was checked.  A leak
+         * response revokes (the fence moves), then cuts what is in the
+         * jobs table.  The job is in the table now: a cut that comes
+         * later finds it (nothing has gone upstream yet); one that came
+         * earlier followed its revocation, which moved the fence before
+         * this read -- then the token is looked at again, and a revoked
+         * one refused (used up by this very request, or expired since:
+         * not a revocation).  So no job starts with a token revoked by a
+         * revocation that had answered before this decision. */
+        if (sp->token && cb_tokens_fence(proxy_cur.tokens) != sp->fence) {
+                const cb_token_info *again;
+                int pr = cb_tokens_peek(proxy_cur.tokens, sp->token, strlen(sp->token), &again);
+                if (pr < 0 && pr != -EDQUOT && pr != -ETIME) {
+                        ret = reply_error(rq, 403, "revoked", "secret '%s': the token was revoked while the "
+                                          "request was decided: %s", rq->secret, cb_error_last());
+                        goto out;
+                }
+        }
         if (rq->n_audit_recs) {
                 /* Its record is queued: nothing goes upstream until it is
-                 * written (server_reply.c flush(), outside the request lock, then
+                 * written (server_reply.c flush(), holding no lock, then
                  * proxy_release or proxy_abort). */
                 rq->proxy = j;
                 rq->proxy_held = true;
@@ -558,8 +572,7 @@ int proxy_start(request *rq, proxy_spec *sp) {
         j = NULL;
         /* MHD calls again: with the body's pieces (proxy_feed), then once
          * more at its end, where proxy_continue parks the connection until
-         * the upstream answers.  Not here: this runs under the request lock, which
-         * proxy_continue takes to answer a failure. */
+         * the upstream answers.  Not here: MHD has not asked for it yet. */
         ret = MHD_YES;
 out:
         if (j)
