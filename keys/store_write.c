@@ -465,7 +465,30 @@ static int compact(cb_store *s, const struct secret *tsec, size_t tidx) {
                         (void)unlinkat(s->dirfd, newname, 0);
                 goto out;
         }
-        /* Committed.  Swap in the new log and index, then wipe the old file. */
+        /* Committed.  The new log's index is built off to the side (its
+         * whole MAC chain checked and every record parsed: work that grows
+         * with the log) while readers go on with the old one; then both
+         * are swapped under the write side, pointer moves only.  The copy
+         * shares the keys and the header (not changed meanwhile: the
+         * writers' mutex is held) and owns only the new index. */
+        cb_store *nx = malloc(sizeof(*nx));
+        if (!nx) {
+                s->broken = true; /* committed, but the index cannot follow */
+                r = cb_error_set(-EIO, "write committed but the in-memory index could not follow; reopen");
+                goto out;
+        }
+        memcpy(nx, s, sizeof(*nx));
+        nx->sec = NULL, nx->nsec = nx->capsec = 0;
+        nx->ht = NULL, nx->htcap = 0;
+        nx->leaks = NULL, nx->nleaks = nx->capleaks = 0;
+        nx->log = batch;
+        batch = (cb_buf)CB_BUF_INIT;
+        {
+                unsigned char h2[CB_MAC_LEN];
+                uint64_t g2;
+                size_t e2;
+                r = cb_store_load_log(nx, nx->log.data, nx->log.len, nx->log.len, newname, &e2, h2, &g2);
+        }
         pthread_rwlock_wrlock(&s->mem);
         memcpy(s->logname, newname, sizeof(newname));
         close(s->logfd);
@@ -474,15 +497,12 @@ static int compact(cb_store *s, const struct secret *tsec, size_t tidx) {
         fd = -1;
         cb_store_free_index(s);
         cb_buf_free(&s->log);
-        s->log = batch;
-        batch = (cb_buf)CB_BUF_INIT;
-        {
-                unsigned char h2[CB_MAC_LEN];
-                uint64_t g2;
-                size_t e2;
-                r = cb_store_load_log(s, s->log.data, s->log.len, s->log.len, newname, &e2, h2, &g2);
-        }
+        s->log = nx->log;
+        s->sec = nx->sec, s->nsec = nx->nsec, s->capsec = nx->capsec;
+        s->ht = nx->ht, s->htcap = nx->htcap;
+        s->leaks = nx->leaks, s->nleaks = nx->nleaks, s->capleaks = nx->capleaks;
         pthread_rwlock_unlock(&s->mem);
+        free(nx); /* its index moved to s; the rest was s's own, borrowed */
         if (r < 0) {
                 s->broken = true;
                 goto out;
