@@ -489,9 +489,9 @@ static int compact(cb_store *s, const struct secret *tsec, size_t tidx) {
                 size_t e2;
                 r = cb_store_load_log(nx, nx->log.data, nx->log.len, nx->log.len, newname, &e2, h2, &g2);
         }
+        int oldfd = s->logfd;
         pthread_rwlock_wrlock(&s->mem);
         memcpy(s->logname, newname, sizeof(newname));
-        close(s->logfd);
         s->logfd = fd;
         s->log_reserved = 0; /* a new file: its reserve is asked for at the next commit */
         fd = -1;
@@ -502,6 +502,7 @@ static int compact(cb_store *s, const struct secret *tsec, size_t tidx) {
         s->ht = nx->ht, s->htcap = nx->htcap;
         s->leaks = nx->leaks, s->nleaks = nx->nleaks, s->capleaks = nx->capleaks;
         pthread_rwlock_unlock(&s->mem);
+        close(oldfd); /* no system call under the write side */
         free(nx); /* its index moved to s; the rest was s's own, borrowed */
         if (r < 0) {
                 s->broken = true;

@@ -48,7 +48,26 @@ static uint64_t mono_now(void) {
 }
 
 /* A line on stderr for operators; exe paths are the caller's choice of
- * file name: no control characters reach the terminal. */
+ * file name: no control characters reach the terminal.  Every caller holds
+ * tab_lock, and a write to stderr may block (a full pipe): the line is kept
+ * (this thread's) and written by tab_unlock, after the lock is dropped. */
+static __thread char **said;
+static __thread size_t n_said;
+
+static void tab_unlock(void) {
+        char **lines = said;
+        size_t n = n_said;
+
+        said = NULL;
+        n_said = 0;
+        pthread_mutex_unlock(&tab_lock);
+        for (size_t i = 0; i < n; i++) {
+                cb_log(CB_LOG_NOTICE, "%s", lines[i]); /* cb_log makes it terminal-safe (keys/text.h) */
+                free(lines[i]);
+        }
+        free(lines);
+}
+
 static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void say(const char *fmt, ...) {
         char line[1024];
@@ -57,7 +76,12 @@ static void say(const char *fmt, ...) {
         va_start(ap, fmt);
         vsnprintf(line, sizeof(line), fmt, ap);
         va_end(ap);
-        cb_log(CB_LOG_NOTICE, "%s", line); /* cb_log makes it terminal-safe (keys/text.h) */
+        char **nl = realloc(said, (n_said + 1) * sizeof(*nl));
+        if (nl) {
+                said = nl;
+                if ((said[n_said] = strdup(line)))
+                        n_said++;
+        }
 }
 
 static const char *use_name(unsigned use) {
@@ -126,7 +150,7 @@ static void sweep_locked(void) {
 void approval_sweep(void) {
         pthread_mutex_lock(&tab_lock);
         sweep_locked();
-        pthread_mutex_unlock(&tab_lock);
+        tab_unlock();
 }
 
 static json_t *pending_body(const cb_approval *e, uint64_t now) {
@@ -139,7 +163,7 @@ static int hold_locked(request *rq, const char *client, unsigned use, uint32_t t
 int approval_hold(request *rq, const char *client, unsigned use, uint32_t ttl, int bind) {
         pthread_mutex_lock(&tab_lock);
         int ret = hold_locked(rq, client, use, ttl, bind);
-        pthread_mutex_unlock(&tab_lock);
+        tab_unlock();
         return ret;
 }
 
@@ -249,7 +273,7 @@ int api_approval_poll(request *rq, const http_args *args) {
         pthread_mutex_lock(&tab_lock);
         sweep_locked();
         int cr = cb_approvals_collect(tab, id, &rq->peer, now, c);
-        pthread_mutex_unlock(&tab_lock);
+        tab_unlock();
         if (cr < 0) {
                 ret = reply_error(rq, 404, "not_found", "%s", cb_error_last());
                 goto out;
@@ -308,7 +332,7 @@ int api_approvals_list(request *rq, const http_args *args) {
                 json_decref(more);
                 json_array_append_new(arr, o);
         }
-        pthread_mutex_unlock(&tab_lock);
+        tab_unlock();
         /* Compromised or not: store reads (and maybe a retried mark, a
          * store write), outside the table's lock. */
         size_t ai;
@@ -394,7 +418,7 @@ static int decide(request *rq, const http_args *args, bool approve) {
         pthread_mutex_lock(&tab_lock);
         sweep_locked();
         int ret = route_decide(rq, args->seg, args->seg_len, approve);
-        pthread_mutex_unlock(&tab_lock);
+        tab_unlock();
         return ret;
 }
 
@@ -420,6 +444,6 @@ size_t approval_pending(void) {
 
         for (size_t i = 0; i < all; i++)
                 n += cb_approvals_at(tab, i)->state == CB_APPROVAL_PENDING;
-        pthread_mutex_unlock(&tab_lock);
+        tab_unlock();
         return n;
 }
