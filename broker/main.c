@@ -616,13 +616,17 @@ int main(int argc, char **argv) {
         }
         sandbox_on = true;
         {
+                /* The servers run already: an admin may be writing. */
+                cb_store_read_lock(cbd.store);
+                size_t nsec = cb_store_count(cbd.store);
+                cb_store_read_unlock(cbd.store);
                 const cb_policy *pol = cb_policy_acquire(cbd.policy);
                 say("serving %zu secrets on %s and %s%s%s (policy %s: %zu clients, %zu grants)",
-                    cb_store_count(cbd.store), tool_path, admin_path, tcp_fd >= 0 ? " and tcp " : "", tcp_desc,
+                    nsec, tool_path, admin_path, tcp_fd >= 0 ? " and tcp " : "", tcp_desc,
                     cbd.policy_path, cb_policy_n_clients(pol), cb_policy_n_grants(pol));
                 cb_policy_unref(pol);
+                (void)sd_notifyf(0, "READY=1\nSTATUS=serving %zu secrets", nsec);
         }
-        (void)sd_notifyf(0, "READY=1\nSTATUS=serving %zu secrets", cb_store_count(cbd.store));
         main_serve_loop(sigs, watchdog_usec, audit, provision_dir);
         status = 0;
 out:

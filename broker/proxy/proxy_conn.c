@@ -193,7 +193,7 @@ void proxy_abort(request *rq) {
 static void refuse_upload_locked(proxy_job *j, int status, const char *code, const char *msg) {
         if (j->cancelled || j->done)
                 return;
-        j->cancelled = true;
+        __atomic_store_n(&j->cancelled, true, __ATOMIC_RELAXED); /* on_progress reads it without j->mu */
         if (!j->headers_done && !j->fail_status) {
                 j->fail_status = status;
                 snprintf(j->fail_code, sizeof(j->fail_code), "%s", code);
@@ -347,10 +347,10 @@ void proxy_request_done(request *rq) {
         pthread_mutex_lock(&j->mu);
         j->conn = NULL;
         if (!j->cancelled && !j->done) {
-                j->cancelled = true;
+                __atomic_store_n(&j->cancelled, true, __ATOMIC_RELAXED); /* on_progress reads it without j->mu */
                 proxy_job_poke_locked(j);                 /* the loop ends the transfer */
         }
-        j->cancelled = true;
+        __atomic_store_n(&j->cancelled, true, __ATOMIC_RELAXED); /* on_progress reads it without j->mu */
         pthread_mutex_unlock(&j->mu);
         rq->proxy = NULL;
         proxy_job_unref(j);
@@ -367,7 +367,8 @@ static size_t cancel_matching(const char *key, bool by_accessor, const char *why
                         continue;
                 pthread_mutex_lock(&j->mu);
                 if (!j->cancelled && !j->done) {
-                        j->cancelled = true;                 /* the transfer aborts at its next progress call */
+                        /* the transfer aborts at its next progress call (on_progress reads it without j->mu) */
+                        __atomic_store_n(&j->cancelled, true, __ATOMIC_RELAXED);
                         if (!j->headers_done && !j->fail_status) {
                                 j->fail_status = 403;
                                 snprintf(j->fail_code, sizeof(j->fail_code), "revoked");
@@ -407,7 +408,7 @@ void proxy_stop(void) {
                 if (!j)
                         continue;
                 pthread_mutex_lock(&j->mu);
-                j->cancelled = true;
+                __atomic_store_n(&j->cancelled, true, __ATOMIC_RELAXED); /* on_progress reads it without j->mu */
                 if (j->suspended && j->conn) {
                         j->suspended = false;
                         MHD_resume_connection(j->conn);

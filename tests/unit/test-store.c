@@ -418,7 +418,7 @@ TEST(state_dir_permissions) {
 static volatile int slow_io_phase; /* 1: the writer is in its I/O; 2: it returned */
 static void slow_hook(const char *point) {
         if (strcmp(point, "log-synced") == 0 || strcmp(point, "header-committed") == 0) {
-                slow_io_phase = 1;
+                __atomic_store_n(&slow_io_phase, 1, __ATOMIC_RELEASE);
                 usleep(300000);
         }
 }
