@@ -292,6 +292,31 @@ void leak_shutdown(void) {
  * whoever asked.  0 when recorded (or nothing to mark).  Any thread, but never
  * with the store's read side held (a store write); takes no leak lock (a
  * rotation calls it under rotate/'s lock). */
+/* A mark in memory, before the store has it (memory work only): the token
+ * gate refuses the secret from here while version is current
+ * (compromised_unlocked).  Cleared by a successful store mark. */
+static void mark_pending(const char *name, uint32_t version) {
+        mark *m = mark_get(name, true);
+
+        if (m) {
+                pthread_mutex_lock(&marks_lock);
+                m->pending = true;
+                m->version = version;
+                pthread_mutex_unlock(&marks_lock);
+        }
+}
+
+static void mark_stored(const char *name, uint32_t version) {
+        mark *m = mark_get(name, false);
+
+        if (m) {
+                pthread_mutex_lock(&marks_lock);
+                if (m->version == version)
+                        m->pending = false;
+                pthread_mutex_unlock(&marks_lock);
+        }
+}
+
 int scanner_mark_compromised(const char *name, uint32_t version) {
         mark *m;
 
@@ -299,8 +324,10 @@ int scanner_mark_compromised(const char *name, uint32_t version) {
                 version = current_version(name);
         if (!version)
                 return 0;
-        if (cb_store_mark_leaked(leak_cur.store, name, version, NULL) == 0)
+        if (cb_store_mark_leaked(leak_cur.store, name, version, NULL) == 0) {
+                mark_stored(name, version); /* a mark_pending before it, if any */
                 return 0;
+        }
         cb_log(CB_LOG_ERR, "cannot record '%s' version %u as leaked in the store: %s (held in memory and retried; "
                "it is LOST if the daemon stops before the store can take it: free space, then check "
                "'credbroker status')", name, version, cb_error_last());
@@ -409,10 +436,16 @@ static int respond(request *rq, const scan_seen *seen, size_t n_seen) {
                         if (a == CB_ON_LEAK_REVOKE || a == CB_ON_LEAK_ROTATE) {
                                 /* Marked first, then revoked: a token issue
                                  * racing this either sees the mark or is
-                                 * fenced by the revocation (api_tool.c). */
-                                scanner_mark_compromised(s->name, s->version); /* any sighted version */
+                                 * fenced by the revocation (api_tool.c).
+                                 * Marked in memory (the gate honours it at
+                                 * once), revoked and cut, and only then
+                                 * recorded in the store: containment never
+                                 * waits for the store's writers (an admin's
+                                 * fsync or compaction). */
+                                mark_pending(s->name, s->version);
                                 revoked = leak_revoke_secret(s->name);
                                 (void)leak_cut_secret(s->name, "its value was seen in scanned text");
+                                scanner_mark_compromised(s->name, s->version); /* any sighted version */
                         }
                         if (a == CB_ON_LEAK_ROTATE && leak_rotate(s->name) < 0) {
                                 note = cb_error_last();
