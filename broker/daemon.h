@@ -106,6 +106,10 @@ typedef struct request {
 /* Responses.  Every reply goes through these; they also write the audit
  * record (decision "allow" for 2xx, else "deny" with the message). */
 int reply_json(request *rq, unsigned status, json_t *body, bool sensitive);
+/* reply_json with the JSON text already made (malloc'd, len bytes; taken,
+ * and wiped when sensitive): for a hot route whose answer is a fixed shape
+ * of values that need no escaping. */
+int reply_json_text(request *rq, unsigned status, char *text, size_t len, bool sensitive);
 int reply_error(request *rq, unsigned status, const char *code, const char *fmt, ...)
         __attribute__((format(printf, 4, 5)));
 /* 503 audit_unavailable (the log is failed: said why); not audited a

@@ -615,18 +615,19 @@ int main(int argc, char **argv) {
                 goto out;
         }
         sandbox_on = true;
+        size_t n_secrets;
         {
-                /* The servers run already: an admin may be writing. */
+                /* The servers run: an admin put may be publishing (TSan, red team rt6 P2). */
                 cb_store_read_lock(cbd.store);
-                size_t nsec = cb_store_count(cbd.store);
+                n_secrets = cb_store_count(cbd.store);
                 cb_store_read_unlock(cbd.store);
                 const cb_policy *pol = cb_policy_acquire(cbd.policy);
-                say("serving %zu secrets on %s and %s%s%s (policy %s: %zu clients, %zu grants)",
-                    nsec, tool_path, admin_path, tcp_fd >= 0 ? " and tcp " : "", tcp_desc,
-                    cbd.policy_path, cb_policy_n_clients(pol), cb_policy_n_grants(pol));
+                say("serving %zu secrets on %s and %s%s%s (policy %s: %zu clients, %zu grants)", n_secrets,
+                    tool_path, admin_path, tcp_fd >= 0 ? " and tcp " : "", tcp_desc, cbd.policy_path,
+                    cb_policy_n_clients(pol), cb_policy_n_grants(pol));
                 cb_policy_unref(pol);
-                (void)sd_notifyf(0, "READY=1\nSTATUS=serving %zu secrets", nsec);
         }
+        (void)sd_notifyf(0, "READY=1\nSTATUS=serving %zu secrets", n_secrets);
         main_serve_loop(sigs, watchdog_usec, audit, provision_dir);
         status = 0;
 out:

@@ -363,20 +363,19 @@ int api_delete(request *rq, const http_args *args) {
         if (cb_name_check(name) < 0)
                 return reply_error(rq, 400, "bad_request", "invalid secret name");
         snprintf(rq->secret, sizeof(rq->secret), "%s", name);
-        const cb_version_info *vi;
-        size_t nv = 0, live = 0;
-        if (cb_store_versions(cbd.store, name, &vi, &nv) == 0)
-                for (size_t i = 0; i < nv; i++)
-                        live += vi[i].state != CB_VS_DESTROYED;
-        if (!live) /* unknown, or deleted already */
+        if (!api_secret_live(name)) /* unknown, or deleted already */
                 return reply_error(rq, 404, "not_found", "no secret named '%s'", name);
-        revoked = cb_tokens_revoke_secret(cbd.tokens, name);
-        (void)proxy_cancel_secret(name, "the secret was deleted");
+        /* Deleted first, then its tokens revoked: a token issue runs
+         * unlocked, and one that saw the name live before the delete mints
+         * against a fence this revocation moves (it then finds the name
+         * gone); revoking first let it mint in between (red team rt6 P1). */
         r = cb_store_delete(cbd.store, name);
         if (r == -ENOENT)
                 return reply_error(rq, 404, "not_found", "no secret named '%s'", name);
         if (r < 0)
                 return reply_error(rq, 500, "internal", "%s", cb_error_last());
+        revoked = cb_tokens_revoke_secret(cbd.tokens, name);
+        (void)proxy_cancel_secret(name, "the secret was deleted");
         scanner_rebuild();
         return reply_json(rq, 200, json_pack("{s:s, s:b, s:I}", "name", name, "deleted", 1, "revoked", (json_int_t)revoked),
                           false);

@@ -207,10 +207,8 @@ out:
  * peer, already checked to be that process). */
 static int collect_approved(request *rq, const cb_approval *c) {
         const cb_token_info *info;
-        const cb_version_info *vi;
         const char *client = NULL;
         char tok[CB_TOKEN_LEN + 1];
-        size_t nv;
         int r, ret;
 
         /* A reload in between may have taken the grant away. */
@@ -218,21 +216,18 @@ static int collect_approved(request *rq, const cb_approval *c) {
         if (!g)
                 return reply_error(rq, 403, "forbidden", "approved, but the grant for '%s' (%s) no longer exists",
                                    c->secret, use_name(c->use));
-        cb_store_read_lock(cbd.store);
-        r = cb_store_versions(cbd.store, c->secret, &vi, &nv);
-        cb_store_read_unlock(cbd.store);
-        if (r < 0)
-                return reply_error(rq, 404, "not_found", "no secret named '%s'", c->secret);
-        /* Seen leaked (or made a canary) while the request waited: the
-         * approval was given for a secret that is no longer safe to hand
-         * out.  Under no lock: fenced as api_token is (a leak response
-         * marks before it revokes; the mint fails if a revocation ran
-         * since the fence, and the gate is asked again). */
-        uint64_t fence = cb_tokens_fence(cbd.tokens);
-        if (leak_token_gate(rq, c->secret, &ret))
-                return ret;
         uint32_t ttl = c->ttl > g->max_ttl ? g->max_ttl : c->ttl;
+        /* Checked, then minted against a fence: a delete or leak response
+         * revoking the secret's tokens in between makes the mint fail, and
+         * the checks run again (as api_token's). */
         for (int tries = 0;; tries++) {
+                uint64_t fence = cb_tokens_fence(cbd.tokens);
+                if (!api_secret_live(c->secret)) /* deleted while the request waited */
+                        return reply_error(rq, 404, "not_found", "no secret named '%s'", c->secret);
+                /* Seen leaked (or made a canary) while the request waited: the
+                 * approval was given for a secret that is no longer safe to hand out. */
+                if (leak_token_gate(rq, c->secret, &ret))
+                        return ret;
                 r = cb_tokens_issue_fenced(cbd.tokens, fence, &rq->peer, client, c->secret, 0, c->use, ttl,
                                            g->max_uses, (cb_token_bind)c->bind, tok, &info);
                 if (r != -ESTALE)
@@ -240,9 +235,6 @@ static int collect_approved(request *rq, const cb_approval *c) {
                 if (tries == 3)
                         return reply_error(rq, 503, "unavailable", "tokens kept being revoked while this one was "
                                            "issued: retry");
-                fence = cb_tokens_fence(cbd.tokens);
-                if (leak_token_gate(rq, c->secret, &ret))
-                        return ret;
         }
         if (r < 0)
                 return reply_error(rq, r == -ENOSPC ? 429 : 500, r == -ENOSPC ? "rate_limited" : "internal", "%s",

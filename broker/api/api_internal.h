@@ -26,6 +26,10 @@ int api_token(struct request *rq, const http_args *args);
 int api_redeem(struct request *rq, const http_args *args);
 int api_introspect(struct request *rq, const http_args *args);
 int api_revoke_own(struct request *rq, const http_args *args);
+/* Whether name has a version that is not destroyed (a deleted secret's
+ * destroyed versions stay listed): what a token may be issued for.  Takes
+ * the store's read side itself. */
+bool api_secret_live(const char *name);
 /* tools.sock, approvals (api_approval.c) */
 int api_approval_poll(struct request *rq, const http_args *args);
 

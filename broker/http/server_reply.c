@@ -275,6 +275,20 @@ int reply_json(request *rq, unsigned status, json_t *body, bool sensitive) {
         return queue(rq, status, text, len, sensitive);
 }
 
+int reply_json_text(request *rq, unsigned status, char *text, size_t len, bool sensitive) {
+        /* As reply_json: fail closed without the record. */
+        if (audit_write(rq, status, status < 300 ? "allow" : "deny", NULL) < 0 && !rq->intent_recorded &&
+            !rq->audit_optional) {
+                if (sensitive)
+                        wipe_free(text, len);
+                else
+                        free(text);
+                return reply_audit_refused(rq);
+        }
+        metrics_request(rq->route, status);
+        return queue(rq, status, text, len, sensitive);
+}
+
 int reply_audit_refused(request *rq) {
         char err[128] = "";
 

@@ -196,7 +196,8 @@ static int identify(request *rq, const conn_ctx *cc, const struct ucred *cred, u
                 what = cb_policy_uses_cgroup(rq->policy) ? CB_PEER_CGROUP : 0;
         else
                 what = !(need & CB_NEED_SELECTED) ? CB_PEER_SKIP_EXE : (need & CB_NEED_CGROUP) ? CB_PEER_CGROUP : 0;
-        return cb_peer_identify_pidfd(cred, cc->snd.pidfd, exe_cache, what | CB_PEER_SKIP_HASH, &rq->peer);
+        return cb_peer_identify_pidfd(cred, cc->snd.pidfd, cc->snd.pidfd_ino, exe_cache, what | CB_PEER_SKIP_HASH,
+                                      &rq->peer);
 }
 
 static bool stat_key_eq(const struct stat *a, const struct stat *b) {
@@ -380,9 +381,13 @@ again:
         else
                 r = sender_of(&cc->snd, &cred);
         /* The writer's pid is its own claim (cb_peer_writer_trusted): one
-         * stat of /proc/PID/ns/pid for a writer in our pid namespace. */
+         * stat of /proc/PID/ns/pid for a writer in our pid namespace, the
+         * first time; then known under its pidfd's inode (one fstat per
+         * connection). */
+        if (r == 0 && cc->snd.pidfd >= 0 && !cc->snd.pidfd_ino)
+                cc->snd.pidfd_ino = cb_pidfd_ino(cc->snd.pidfd);
         if (r == 0)
-                r = cb_peer_writer_trusted(cred.pid, cc->cred.pid);
+                r = cb_peer_writer_trusted(cred.pid, cc->snd.pidfd, cc->snd.pidfd_ino, cc->cred.pid);
         if (r == 0 && !rq->admin_socket)
                 need = cb_policy_uid_needs(rq->policy, cred.uid, cred.gid, NULL);
         r = r < 0 ? r : identify(rq, cc, &cred, need);

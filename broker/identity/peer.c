@@ -19,6 +19,10 @@
  *
  *   On a cache hit that is 6 system calls: two getsockopt, stat,
  *   readlink, stat, poll (and the close of the pidfd in cb_peer_done).
+ *   The server's path (cb_peer_identify_pidfd, the pidfd from SCM_PIDFD,
+ *   hash not asked) is PIDFD_GET_INFO, stat, poll: the readlink and the
+ *   mount namespace's stat are made once per process and executable file
+ *   (peer_proc.c keeps the name under the pidfd's pidfs inode).
  *   cb_peer_identify_cred saves the SO_PEERCRED one when the caller read
  *   it once per connection (the server does, at accept): the kernel fixes
  *   a connected Unix socket's peer credentials at connect(), so reading
@@ -165,7 +169,7 @@ static void overflow_load(void) {
 /* 1 if the process behind pidfd is running, 0 if it exited.  A pidfd
  * polls readable once its process has exited, zombie or reaped (a signal-0
  * probe would still reach a zombie), so one poll() answers. */
-static int pidfd_alive(int pidfd) {
+int cb_pidfd_alive(int pidfd) {
         struct pollfd pfd = { .fd = pidfd, .events = POLLIN };
         int r;
 
@@ -627,13 +631,15 @@ static int current_ids(int pidfd, pid_t pid, uid_t uid, gid_t gid) {
         return ids_check(pid, uid, gid, u, g);
 }
 
-/* pidfd: -1 to take one from the socket fd (SO_PEERPIDFD), else borrowed. */
-static int identify(int fd, const struct ucred *cred, int pidfd, bool pidfd_pinned, cb_exe_cache *cache,
-                    unsigned what, cb_peer *ret) {
+/* pidfd: -1 to take one from the socket fd (SO_PEERPIDFD), else borrowed;
+ * pidfd_ino: its pidfs inode, or 0 (nothing kept under it, peer_proc.c). */
+static int identify(int fd, const struct ucred *cred, int pidfd, bool pidfd_pinned, uint64_t pidfd_ino,
+                    cb_exe_cache *cache, unsigned what, cb_peer *ret) {
         cb_peer p = { .pidfd = -1 };
         struct ucred uc;
         struct stat st, st2;
         char exe[32];
+        bool name_read = false; /* exe_path read now, not kept from before (peer_proc.c) */
         int r;
         ssize_t n;
 
@@ -693,23 +699,28 @@ static int identify(int fd, const struct ucred *cred, int pidfd, bool pidfd_pinn
                         r = cb_error_set(-EINVAL, "%s is not a regular file", exe);
                         goto out;
                 }
-                n = readlink(exe, p.exe_path, sizeof(p.exe_path));
-                if (n < 0) {
-                        r = proc_fail(proc_errno(errno), p.pid, "exe");
-                        goto out;
-                }
-                if ((size_t)n >= sizeof(p.exe_path)) {
-                        r = cb_error_set(-ENAMETOOLONG, "%s: path longer than %d bytes", exe, PATH_MAX - 1);
-                        goto out;
-                }
-                p.exe_path[n] = '\0';
-                if (!cb_peer_same_mntns(p.pid)) {
-                        /* The name is the caller's to choose: say so
-                         * wherever it is shown (approvals, audit, logs);
-                         * the hash is of the file actually run. */
-                        static const char note[] = " (a name in the caller's mount namespace)";
-                        size_t keep = sizeof(p.exe_path) - sizeof(note);
-                        memcpy(p.exe_path + ((size_t)n < keep ? (size_t)n : keep), note, sizeof(note));
+                /* The name only ever shown: kept per process and file,
+                 * the stat above being this request's own (peer_proc.c). */
+                if (!cb_proc_exe_path_get(pidfd_ino, &st, p.exe_path, sizeof(p.exe_path))) {
+                        n = readlink(exe, p.exe_path, sizeof(p.exe_path));
+                        if (n < 0) {
+                                r = proc_fail(proc_errno(errno), p.pid, "exe");
+                                goto out;
+                        }
+                        if ((size_t)n >= sizeof(p.exe_path)) {
+                                r = cb_error_set(-ENAMETOOLONG, "%s: path longer than %d bytes", exe, PATH_MAX - 1);
+                                goto out;
+                        }
+                        p.exe_path[n] = '\0';
+                        if (!cb_peer_same_mntns(p.pid)) {
+                                /* The name is the caller's to choose: say so
+                                 * wherever it is shown (approvals, audit, logs);
+                                 * the hash is of the file actually run. */
+                                static const char note[] = " (a name in the caller's mount namespace)";
+                                size_t keep = sizeof(p.exe_path) - sizeof(note);
+                                memcpy(p.exe_path + ((size_t)n < keep ? (size_t)n : keep), note, sizeof(note));
+                        }
+                        name_read = true;
                 }
                 p.exe_dev = st.st_dev;
                 p.exe_ino = st.st_ino;
@@ -749,12 +760,22 @@ static int identify(int fd, const struct ucred *cred, int pidfd, bool pidfd_pinn
                         goto out;
                 }
         }
+        if (name_read && pidfd_ino) {
+                /* The name is kept only if no execve() came between the
+                 * stat and the readlink: else it could be the next
+                 * program's, kept for the file before. */
+                struct stat st3;
+
+                name_read = stat(exe, &st3) == 0 && st3.st_dev == st.st_dev && st3.st_ino == st.st_ino;
+        }
         /* Alive now, so alive (and holding this pid) at every lookup above. */
-        if (!pidfd_alive(p.pidfd)) {
+        if (!cb_pidfd_alive(p.pidfd)) {
                 r = cb_error_set(-ESRCH, "peer pid %d exited while being identified", (int)p.pid);
                 goto out;
         }
 
+        if (name_read && pidfd_ino)
+                cb_proc_exe_path_set(pidfd_ino, &st, p.exe_path);
         *ret = p;
         p.pidfd = -1;       /* moved to *ret */
         r = 0;
@@ -765,15 +786,16 @@ out:
 }
 
 int cb_peer_identify_cred(int fd, const struct ucred *cred, cb_exe_cache *cache, unsigned what, cb_peer *ret) {
-        return identify(fd, cred, -1, false, cache, what, ret);
+        return identify(fd, cred, -1, false, 0, cache, what, ret);
 }
 
-int cb_peer_identify_pidfd(const struct ucred *cred, int pidfd, cb_exe_cache *cache, unsigned what, cb_peer *ret) {
-        return identify(-1, cred, pidfd, pidfd >= 0, cache, what, ret);
+int cb_peer_identify_pidfd(const struct ucred *cred, int pidfd, uint64_t pidfd_ino, cb_exe_cache *cache,
+                           unsigned what, cb_peer *ret) {
+        return identify(-1, cred, pidfd, pidfd >= 0, pidfd >= 0 ? pidfd_ino : 0, cache, what, ret);
 }
 
 int cb_peer_alive(const cb_peer *p) {
-        return p && pidfd_alive(p->pidfd);
+        return p && cb_pidfd_alive(p->pidfd);
 }
 
 void cb_peer_done(cb_peer *p) {

@@ -100,13 +100,22 @@ int cb_peer_identify_cred(int fd, const struct ucred *cred, cb_exe_cache *cache,
 /* Identify the process that wrote a request's bytes: *cred from its
  * SCM_CREDENTIALS, pidfd from its SCM_PIDFD (borrowed: stays open, owned by
  * the caller; -1 when the kernel has no SCM_PIDFD, then pidfd_open(pid)
- * is used and pidfd_pinned is false).  Beyond cb_peer_identify_cred's
+ * is used and pidfd_pinned is false), pidfd_ino its cb_pidfd_ino() or 0
+ * (then the name of the executable is read on every call; with it, once
+ * per process and executable file: peer_proc.c).  Beyond cb_peer_identify_cred's
  * checks, the process's *current* credentials must still be *cred's, all
  * of them (real, effective, saved and file-system uid and gid): a process
  * that changed uid since it wrote, or is half-way through a change, is
  * refused (-EPERM).  Same results otherwise. */
-int cb_peer_identify_pidfd(const struct ucred *cred, int pidfd, cb_exe_cache *cache, unsigned what, cb_peer *ret)
-        __attribute__((warn_unused_result));
+int cb_peer_identify_pidfd(const struct ucred *cred, int pidfd, uint64_t pidfd_ino, cb_exe_cache *cache,
+                           unsigned what, cb_peer *ret) __attribute__((warn_unused_result));
+
+/* The pidfs inode of pidfd (fstat): one per process, never reused while
+ * the system runs (Linux >= 6.9, 64-bit ino_t), so what is fixed for a
+ * process's life can be kept under it (peer_proc.c).  0 when the kernel
+ * has no pidfs (pidfds then share one inode) or pidfd is -1: nothing is
+ * kept then.  Pass it as pidfd_ino / writer_ino below, or 0. */
+uint64_t cb_pidfd_ino(int pidfd);
 
 /* May the pid a writer put in its SCM_CREDENTIALS be trusted?  Inside its
  * own pid namespace a process holding CAP_SYS_ADMIN over that namespace's
@@ -116,8 +125,13 @@ int cb_peer_identify_pidfd(const struct ucred *cred, int pidfd, cb_exe_cache *ca
  * connecting process (SO_PEERCRED, `connector`) and every pid namespace
  * between it and ours is owned by our user namespace (a root-made
  * container); else -EPERM with cb_error_set.  -ESRCH when gone.  Racy by
- * itself: the caller checks liveness through a pidfd afterwards. */
-int cb_peer_writer_trusted(pid_t writer, pid_t connector) __attribute__((warn_unused_result));
+ * itself: the caller checks liveness through a pidfd afterwards.
+ * writer_pidfd (its SCM_PIDFD, or -1) and writer_ino (cb_pidfd_ino, or
+ * 0): a process found in our pid namespace is remembered under its pidfs
+ * inode once its pidfd shows it alive (a process's pid namespace never
+ * changes), and its next requests skip the /proc lookup. */
+int cb_peer_writer_trusted(pid_t writer, int writer_pidfd, uint64_t writer_ino, pid_t connector)
+        __attribute__((warn_unused_result));
 
 /* Is the process pinned by p->pidfd still running?  1 yes, 0 no (its pidfd
  * polls readable once it has exited, zombie or reaped). */

@@ -16,6 +16,7 @@
 
 #include "error.h"
 #include "peer.h"
+#include "peer_internal.h"
 
 static int gone(pid_t pid) {
         int e = errno;
@@ -25,22 +26,36 @@ static int gone(pid_t pid) {
         return cb_error_set(-e, "/proc/%d/ns/pid: %s", (int)pid, strerror(e));
 }
 
-/* Our own pid and user namespaces (device, inode), read once. */
-static struct { dev_t dev; ino_t pidns, userns, mntns; int r; } self_ns;
+/* Our own pid, user and mount namespaces (device, inode), read once.
+ *
+ * Their nsfs files are kept open for the life of the daemon (never read
+ * again): the kernel keeps one dentry per namespace only while something
+ * holds it, and drops it at the last close.  Held here, stat() of a
+ * caller's /proc/PID/ns/{pid,user,mnt} -- the same namespace as ours for
+ * nearly every caller -- finds it in place instead of allocating and
+ * freeing an inode and a dentry each time (measured here: 5.6 -> 2.6 us
+ * per stat, three per token request). */
+static struct { dev_t dev; ino_t pidns, userns, mntns; int r; int fd[3]; } self_ns;
 static pthread_once_t self_ns_once = PTHREAD_ONCE_INIT;
 
 static void self_ns_load(void) {
-        struct stat p, u, m;
+        static const char *const path[3] = { "/proc/self/ns/pid", "/proc/self/ns/user", "/proc/self/ns/mnt" };
+        struct stat st[3];
 
-        if (stat("/proc/self/ns/pid", &p) < 0 || stat("/proc/self/ns/user", &u) < 0 ||
-            stat("/proc/self/ns/mnt", &m) < 0) {
-                self_ns.r = -errno;
-                return;
+        for (int i = 0; i < 3; i++) {
+                self_ns.fd[i] = open(path[i], O_RDONLY | O_CLOEXEC);
+                if (self_ns.fd[i] < 0 || fstat(self_ns.fd[i], &st[i]) < 0) {
+                        self_ns.r = -errno;
+                        for (int j = 0; j <= i; j++)
+                                if (self_ns.fd[j] >= 0)
+                                        close(self_ns.fd[j]);
+                        return;
+                }
         }
-        self_ns.dev = p.st_dev;
-        self_ns.pidns = p.st_ino;
-        self_ns.userns = u.st_ino;
-        self_ns.mntns = m.st_dev == p.st_dev ? m.st_ino : 0;
+        self_ns.dev = st[0].st_dev;
+        self_ns.pidns = st[0].st_ino;
+        self_ns.userns = st[1].st_ino;
+        self_ns.mntns = st[2].st_dev == st[0].st_dev ? st[2].st_ino : 0;
 }
 
 /* Is every pid namespace from nsfd's up to (not including) ours owned by
@@ -76,19 +91,27 @@ static bool pidns_chain_ours(int nsfd) {
         return ok;
 }
 
-int cb_peer_writer_trusted(pid_t writer, pid_t connector) {
+int cb_peer_writer_trusted(pid_t writer, int writer_pidfd, uint64_t writer_ino, pid_t connector) {
         struct stat st;
         char path[40];
         int fd;
 
+        /* Seen in our pid namespace before, under the inode of the very
+         * process this claim's SCM_PIDFD names (peer_proc.c). */
+        if (writer_ino && cb_proc_pidns_ours(writer_ino))
+                return 0;
         pthread_once(&self_ns_once, self_ns_load);
         if (self_ns.r < 0)
                 return cb_error_set(self_ns.r, "/proc/self/ns: %s", strerror(-self_ns.r));
         snprintf(path, sizeof(path), "/proc/%d/ns/pid", (int)writer);
         if (stat(path, &st) < 0)
                 return gone(writer);
-        if (st.st_ino == self_ns.pidns && st.st_dev == self_ns.dev)
+        if (st.st_ino == self_ns.pidns && st.st_dev == self_ns.dev) {
+                /* Alive now: the stat reached the pidfd's process. */
+                if (writer_ino && writer_pidfd >= 0 && cb_pidfd_alive(writer_pidfd))
+                        cb_proc_set_pidns_ours(writer_ino);
                 return 0;
+        }
         if (writer != connector)
                 return cb_error_set(-EPERM, "the writer names pid %d, which is neither the process that connected "
                                             "nor in the broker's pid namespace: a process in its own pid namespace "

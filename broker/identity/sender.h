@@ -28,6 +28,7 @@
 typedef struct cb_sender {
         struct ucred first;  /* credentials of the first bytes (pid in our pid namespace) */
         int pidfd;           /* SCM_PIDFD of the first bytes, -1 if none (owned) */
+        uint64_t pidfd_ino;  /* its pidfs inode (cb_pidfd_ino), 0 until the server takes it */
         pid_t other_pid;     /* a later writer whose credentials differ (0: none yet) */
         uid_t other_uid;
         int err;             /* negative errno: a read came without (whole) credentials */

@@ -57,6 +57,7 @@
 #include <microhttpd.h>
 
 #include "peer.h"
+#include "sender.h"
 
 #define REPLY_MAX  8192
 #define WARMUP_OPS 20
@@ -463,12 +464,25 @@ static int echo_server(const char *path) {
 static const char floor_body[] = "{\"token\":\"cbt_0123456789abcdefghijABCDEFGHIJ0123456789\","
                                  "\"accessor\":\"cba_0123456789abcdefghijABCD\",\"expires_in\":300}";
 static int floor_request_marker;
-/* "identity" floor: the same server plus exactly the peer identification
- * the daemon must do on every request (broker/identity/peer.c, the daemon's own
- * code): SO_PEERCRED once per connection, then SO_PEERPIDFD, the
- * /proc/<pid>/exe stat/readlink/stat (hash from the cache), the pidfd
- * liveness check and the pidfd's close.  No policy, no token, no JSON. */
+/* "identity" floor: the same server plus exactly the caller identification
+ * the daemon does (broker/identity/, the daemon's own code, called as
+ * broker/http/server_conn.c and server_request.c call it): per-message
+ * credentials on the listening socket (SO_PASSCRED, SO_PASSPIDFD) read by
+ * sender.c's recv() in libmicrohttpd's place; at accept SO_PEERCRED and
+ * the account uid (cb_peer_account_uid); per request the one-writer check,
+ * the pidfd's pidfs inode (once per connection), the writer's pid claim
+ * (cb_peer_writer_trusted), cb_peer_identify_pidfd (current credentials,
+ * the executable's stat, its name kept per process, liveness) and the
+ * hash from the cache; the SCM_PIDFD closed with the connection.  No
+ * policy, no token, no JSON. */
 static cb_exe_cache *floor_cache;
+
+typedef struct floor_conn {
+        struct ucred cred; /* SO_PEERCRED */
+        uid_t acct;
+        int fd;
+        cb_sender snd;
+} floor_conn;
 
 static enum MHD_Result floor_handle(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
                                     const char *version, const char *upload_data, size_t *upload_data_size,
@@ -486,13 +500,28 @@ static enum MHD_Result floor_handle(void *cls, struct MHD_Connection *conn, cons
                 return MHD_YES;
         }
         if (floor_cache) {
-                const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
                 const union MHD_ConnectionInfo *si = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
-                const struct ucred *uc = si ? si->socket_context : NULL;
+                floor_conn *fc = si ? si->socket_context : NULL;
+                unsigned char sha[32];
                 cb_peer peer;
 
-                if (!ci || !uc || cb_peer_identify_cred(ci->connect_fd, uc, floor_cache, 0, &peer) < 0)
+                /* server_request.c sender_of(): one writer, credentials on every read */
+                if (!fc || fc->snd.err < 0 || fc->snd.reads == 0 || fc->snd.other_pid)
                         return MHD_NO; /* the harness counts the failure */
+                if (fc->snd.pidfd >= 0 && !fc->snd.pidfd_ino)
+                        fc->snd.pidfd_ino = cb_pidfd_ino(fc->snd.pidfd);
+                if (cb_peer_writer_trusted(fc->snd.first.pid, fc->snd.pidfd, fc->snd.pidfd_ino, fc->cred.pid) < 0 ||
+                    cb_peer_identify_pidfd(&fc->snd.first, fc->snd.pidfd, fc->snd.pidfd_ino, floor_cache,
+                                           CB_PEER_SKIP_HASH, &peer) < 0)
+                        return MHD_NO;
+                if (!cb_exe_cache_get(floor_cache, &peer.exe_st, sha)) {
+                        /* The daemon hashes off the serving thread; the
+                         * floor, once, here (then cached). */
+                        cb_peer_done(&peer);
+                        if (cb_peer_identify_pidfd(&fc->snd.first, fc->snd.pidfd, fc->snd.pidfd_ino, floor_cache, 0,
+                                                   &peer) < 0)
+                                return MHD_NO;
+                }
                 cb_peer_done(&peer);
         }
         resp = MHD_create_response_from_buffer(sizeof(floor_body) - 1, (void *)floor_body, MHD_RESPMEM_PERSISTENT);
@@ -515,20 +544,29 @@ static void floor_conn_notify(void *cls, struct MHD_Connection *conn, void **soc
                               enum MHD_ConnectionNotificationCode code) {
         (void)cls;
         if (!floor_cache || code != MHD_CONNECTION_NOTIFY_STARTED) {
-                if (floor_cache)
-                        free(*socket_context);
+                floor_conn *fc = *socket_context;
+                if (fc) {
+                        cb_sender_untrack(fc->fd, &fc->snd);
+                        free(fc);
+                }
                 *socket_context = NULL;
                 return;
         }
-        /* As broker/http/server_conn.c: the peer's credentials once per connection. */
+        /* As broker/http/server_conn.c: the peer's credentials once per
+         * connection, the uid it is charged to, its reads tracked. */
         const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
-        struct ucred *uc = malloc(sizeof(*uc));
+        floor_conn *fc = malloc(sizeof(*fc));
 
-        if (uc && (!ci || cb_peer_cred_read(ci->connect_fd, uc) < 0)) {
-                free(uc);
-                uc = NULL;
+        *socket_context = NULL;
+        if (!fc)
+                return;
+        if (!ci || cb_peer_cred_read(ci->connect_fd, &fc->cred) < 0 || cb_sender_track(ci->connect_fd, &fc->snd) < 0) {
+                free(fc);
+                return;
         }
-        *socket_context = uc;
+        fc->fd = ci->connect_fd;
+        fc->acct = cb_peer_account_uid(fc->cred.pid, fc->cred.uid);
+        *socket_context = fc;
 }
 
 static size_t floor_keep_escapes(void *cls, struct MHD_Connection *c, char *s) {
@@ -568,6 +606,14 @@ static int mhd_floor_server(const char *path, const char *threads_arg, bool iden
             listen(fd, 128) < 0) {
                 fprintf(stderr, "token-bench: mhd floor server on %s: %s\n", path, strerror(errno));
                 return 1;
+        }
+        if (identity) {
+                /* As broker/http/server.c server_start(). */
+                bool have_pidfd = false, norights = false;
+                if (cb_sender_init(65536) < 0 || cb_sender_listen(fd, &have_pidfd, &norights) < 0) {
+                        fprintf(stderr, "token-bench: per-message credentials on %s failed\n", path);
+                        return 1;
+                }
         }
         sigemptyset(&sigs);
         sigaddset(&sigs, SIGTERM);

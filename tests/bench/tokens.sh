@@ -15,11 +15,16 @@
 #             no policy, no token.  What the HTTP library alone costs, i.e.
 #             the best the token path can do without leaving libmicrohttpd.
 #             Evidence for the issue, not one of its figures.
-#   mhdidfloor the same floor server plus exactly the peer identification
-#             credbrokerd does on every request (broker/peer.c itself:
-#             SO_PEERCRED once per connection, SO_PEERPIDFD, stat/readlink/
-#             stat of /proc/<pid>/exe with the hash cached, the pidfd
-#             liveness poll and close): what the HTTP library plus the
+#   mhdidfloor the same floor server plus exactly the caller identification
+#             credbrokerd does (broker/identity/ itself, called as the
+#             daemon's server calls it): per-message credentials read by
+#             sender.c's recv() in libmicrohttpd's place (SCM_CREDENTIALS,
+#             SCM_PIDFD), SO_PEERCRED and the account uid at accept, per
+#             request the one-writer check, the writer's pid claim, current
+#             credentials (PIDFD_GET_INFO), the executable's stat (its name
+#             and pid namespace kept per process under the pidfd's pidfs
+#             inode), the hash from the cache, the liveness poll; the pidfd
+#             closed with the connection: what the HTTP library plus the
 #             identity the issue demands cost, with no policy, token or JSON.
 #             If this is below ssh-agent, so is any daemon that does both.
 # then the daemon's RSS holding 10,000 live tokens.

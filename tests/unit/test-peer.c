@@ -16,6 +16,7 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -240,6 +241,76 @@ TEST(dead_peer_is_never_identified) {
         cb_peer_done(&p);
         close(c);
         close(lfd);
+}
+
+/* What is kept of a process under its pidfs inode (peer_proc.c) follows
+ * an execve(): the inode stays, the executable changes, and the name shown
+ * is read again for the new file -- and again when the same file is
+ * replaced in place.  Without pidfs (ino 0) nothing is kept. */
+TEST(process_cache_follows_exec) {
+        const char *prog = cbtest_path(cbtest_tmpdir(), "after-exec");
+        char self_real[PATH_MAX], prog_real[PATH_MAX];
+        int go[2];
+        struct ucred uc;
+        cb_peer p;
+        pid_t pid;
+        int pidfd;
+        uint64_t ino;
+
+        copy_file("/bin/sleep", prog, 0755);
+        ASSERT_TRUE(realpath(prog, prog_real) != NULL);
+        ASSERT_TRUE(realpath("/proc/self/exe", self_real) != NULL);
+        ASSERT_OK(pipe2(go, O_CLOEXEC));
+        pid = fork();
+        ASSERT_TRUE(pid >= 0);
+        if (pid == 0) {
+                char b;
+                close(go[1]);
+                if (read(go[0], &b, 1) == 1)
+                        execl(prog, prog, "30", (char *)NULL);
+                _exit(127);
+        }
+        close(go[0]);
+        pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+        ASSERT_TRUE(pidfd >= 0);
+        ino = cb_pidfd_ino(pidfd);
+        if (!ino) {
+                kill_reap(pid);
+                close(go[1]);
+                close(pidfd);
+                fprintf(stderr, "# no pidfs here (Linux < 6.9): nothing is kept per process, nothing to test\n");
+                return;
+        }
+        {
+                int self = (int)syscall(SYS_pidfd_open, getpid(), 0);
+                ASSERT_TRUE(self >= 0);
+                ASSERT_TRUE(cb_pidfd_ino(self) != ino); /* one inode per process */
+                close(self);
+        }
+        uc = (struct ucred){ .pid = pid, .uid = getuid(), .gid = getgid() };
+        for (int round = 0; round < 2; round++) { /* read, then kept */
+                ASSERT_OK(cb_peer_identify_pidfd(&uc, pidfd, ino, NULL, CB_PEER_SKIP_HASH, &p));
+                ASSERT_STREQ(p.exe_path, self_real);
+                cb_peer_done(&p);
+        }
+        /* execve(): same pid, same pidfd, same inode; another file. */
+        ASSERT_EQ(write(go[1], "x", 1), 1);
+        close(go[1]);
+        for (int i = 0; i < 500; i++) {
+                char now[PATH_MAX];
+                char path[64];
+                snprintf(path, sizeof(path), "/proc/%d/exe", (int)pid);
+                ssize_t n = readlink(path, now, sizeof(now) - 1);
+                if (n > 0 && (now[n] = '\0', strcmp(now, prog_real) == 0))
+                        break;
+                usleep(10000);
+        }
+        ASSERT_EQ(cb_pidfd_ino(pidfd), ino);
+        ASSERT_OK(cb_peer_identify_pidfd(&uc, pidfd, ino, NULL, CB_PEER_SKIP_HASH, &p));
+        ASSERT_STREQ(p.exe_path, prog_real);
+        cb_peer_done(&p);
+        kill_reap(pid);
+        close(pidfd);
 }
 
 /* The server reads SO_PEERCRED once per connection (cb_peer_cred_read, at
