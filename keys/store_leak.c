@@ -143,6 +143,27 @@ out:
 }
 
 int cb_store_mark_leaked(cb_store *s, const char *name, uint32_t version, uint32_t *ret_version) {
+        /* Marked already (a leaked value sighted again): answered on the
+         * read side, never waiting for a writer's commit. */
+        const cb_version_info *vi;
+        uint32_t want = version, marked = 0;
+        size_t nv;
+
+        cb_store_read_lock(s);
+        if (cb_store_versions(s, name, &vi, &nv) == 0) {
+                for (size_t i = 0; i < nv && !want; i++)
+                        if (vi[i].state == CB_VS_CURRENT)
+                                want = vi[i].version;
+                for (size_t i = 0; i < nv; i++)
+                        if (want && vi[i].version == want && vi[i].leaked)
+                                marked = want;
+        }
+        cb_store_read_unlock(s);
+        if (marked) {
+                if (ret_version)
+                        *ret_version = marked;
+                return 0;
+        }
         cb_store_write_lock(s);
         int r = mark_leaked_locked(s, name, version, ret_version);
         cb_store_write_unlock(s);
