@@ -7,8 +7,11 @@
 #   compact ADMIN_SOCK          ms of one put + delete of 'tmp' (the delete
 #                               compacts the log), printed
 #   storm ADMIN_SOCK SECONDS    put + delete 'tmp' back to back; prints how many
-#   tool TOOLS_SOCK SECONDS     redeem, a proxy decision and a scan in turn;
-#                               prints a JSON summary (statuses, p50/p95/max)
+#   leak TOOLS_SOCK             a scan that sights the value of 'gone' (its
+#                               leak response marks it leaked)
+#   tool TOOLS_SOCK SECONDS     redeem, a proxy decision, a scan and a scan
+#                               that sights 'gone' again, in turn; prints a
+#                               JSON summary (statuses, p50/p95/max)
 import base64, json, os, random, socket, sys, time
 
 
@@ -69,6 +72,10 @@ elif mode == "storm":
         must(st, o, 200, "delete tmp")
         n += 1
     print(n)
+elif mode == "leak":
+    st, o = call(sock, "POST", "/v1/scan", raw=b"oops: gone-value-0123456789abcdef in a log line")
+    must(st, o, 200, "scan sighting gone")
+    print(o["total"])
 elif mode == "tool":
     seconds = float(sys.argv[3])
     st, o = call(sock, "POST", "/v1/token", {"secret": "s", "use": "redeem", "ttl": 600})
@@ -77,7 +84,7 @@ elif mode == "tool":
     st, o = call(sock, "POST", "/v1/token", {"secret": "s", "use": "proxy", "ttl": 600})
     must(st, o, 201, "proxy token")
     ptok = o["token"]
-    lat = {"redeem": [], "proxy": [], "scan": []}
+    lat = {"redeem": [], "proxy": [], "scan": [], "sighting": []}
     statuses = {k: {} for k in lat}
     end = time.monotonic() + seconds
     kinds = list(lat)
@@ -92,8 +99,12 @@ elif mode == "tool":
             elif kind == "proxy":  # decided in full (token, store, grant), refused on the host
                 st, o = call(sock, "GET", "/v1/proxy/s/x", headers=(("Authorization", "Bearer " + ptok),
                                                                     ("X-Credbroker-Host", "elsewhere.example")))
-            else:
+            elif kind == "scan":
                 st, o = call(sock, "POST", "/v1/scan", raw=b"nothing secret in this text, only words " * 4)
+            else:  # a leak response for a value marked leaked already
+                st, o = call(sock, "POST", "/v1/scan", raw=b"again: gone-value-0123456789abcdef, words")
+                if st == 200 and o.get("total") != 1:
+                    st = -1
             lat[kind].append(1000 * (time.monotonic() - t0))
             statuses[kind][st] = statuses[kind].get(st, 0) + 1
         time.sleep(0.01)
