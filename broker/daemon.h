@@ -28,12 +28,15 @@ struct MHD_Daemon;
 struct MHD_Connection;
 
 typedef struct daemon_state {
-        pthread_mutex_t lock; /* the control lock: the routes not marked UNLOCKED (route.h), the
-                               * store's writers, approvals, leak response, rotation, the proxy's
-                               * hand-overs and the sweeps (docs/architecture.md, Locks) */
+        pthread_mutex_t admin_lock; /* the admin lock: every admin.sock route, the main loop's sweeps,
+                                     * audit reopen and provisioning scans, serialised among
+                                     * themselves.  No tools.sock or TCP route takes it: the state
+                                     * they share guards itself (store: writers' mutex + read side;
+                                     * approvals, proxy jobs, leak response, rotation, the live
+                                     * matcher: their own locks; docs/architecture.md, Locks) */
         cb_store *store;
         cb_policy_slot *policy; /* the policy in force: a snapshot a reader acquires (policy.h), never
-                                 * read under cbd.lock; a reload swaps it holding no lock */
+                                 * read under the admin lock; a reload swaps it holding no lock */
         cb_tokens *tokens;
         cb_ratelimit *rate;
         const char *policy_path;
@@ -146,7 +149,7 @@ int api_proxy(request *rq);
 /* A proxied request decided while its record was queued (rq->proxy_held):
  * once the record is written, hand it to a transfer loop (-EIO: answered
  * 503 instead); when it cannot be written, drop it (nothing was sent).
- * Outside cbd.lock. */
+ * Under no lock. */
 int proxy_release(request *rq);
 void proxy_abort(request *rq);
 int proxy_continue(request *rq);
@@ -159,22 +162,23 @@ void proxy_stop(void);
 /* Cut every proxied request of secret in flight (a leaked rotation, a
  * revocation): one not yet answered gets 403 "revoked" with why, a
  * streaming body ends in an error.
- * Returns how many.  Call under cbd.lock. */
+ * Returns how many.  Any thread: the jobs table guards itself (proxy_jobs_mu,
+ * memory work only). */
 size_t proxy_cancel_secret(const char *secret, const char *why);
 /* The same for the requests made with one token (by accessor). */
 size_t proxy_cancel_accessor(const char *accessor, const char *why);
 
 /* The approval gate (api_approval.c; approval.h has the table).
  * approval_init makes the table (timeout: seconds until an undecided request
- * is denied); approval_sweep times out and drops requests (call under
- * cbd.lock, about once a second); approval_hold holds a token request under
+ * is denied); approval_sweep times out and drops requests (any thread:
+ * the table has its own mutex; about once a second); approval_hold holds a token request under
  * an approval grant and answers 202 (api_token).  Its routes (GET
  * /v1/approvals/ID, /v1/admin/approvals...) are in api/api_routes.c. */
 int approval_init(uint32_t timeout);
 void approval_fini(void);
 void approval_sweep(void);
 int approval_hold(request *rq, const char *client, unsigned use, uint32_t ttl, int bind);
-/* Requests still waiting for a decision (GET /metrics); under cbd.lock. */
+/* Requests still waiting for a decision (GET /metrics); any thread. */
 size_t approval_pending(void);
 
 /* Reload the policy file (main.c); on failure the old policy stays and
@@ -186,12 +190,12 @@ int policy_reload(char *err, size_t errlen);
  * reads no daemon-wide global): the token table (a token minted for an
  * answer whose record cannot be written is revoked), the slot of the
  * policy in force (each request acquires its snapshot at its start:
- * rq->policy), and the control lock the routes not marked UNLOCKED run
- * under (cbd.lock). */
+ * rq->policy), and the admin lock every admin.sock route runs under
+ * (cbd.admin_lock; never taken for a tools.sock or TCP route). */
 typedef struct server_env {
         cb_tokens *tokens;
         cb_policy_slot *policy;
-        pthread_mutex_t *lock;
+        pthread_mutex_t *admin_lock;
 } server_env;
 void server_attach(const server_env *env);
 

@@ -51,7 +51,7 @@
 #include "wipe_heap.h"
 #include "main_internal.h"
 
-daemon_state cbd = { .lock = PTHREAD_MUTEX_INITIALIZER, .default_ttl = CB_TTL_DEFAULT };
+daemon_state cbd = { .admin_lock = PTHREAD_MUTEX_INITIALIZER, .default_ttl = CB_TTL_DEFAULT };
 
 /* jansson's strings may hold a value on its way out: wipe on free. */
 /* Reloads are serialised among themselves only (SIGHUP and the admin
@@ -124,10 +124,7 @@ static bool sandbox_egress_alert(const char *client) {
 }
 
 static struct cb_matcher *sandbox_matcher(void) {
-        pthread_mutex_lock(&cbd.lock);
-        struct cb_matcher *m = scanner_matcher_ref();
-        pthread_mutex_unlock(&cbd.lock);
-        return m;
+        return scanner_matcher_ref(); /* the matcher's own lock */
 }
 
 static void sandbox_alert(const char *kind, json_t *ev) {
@@ -559,7 +556,7 @@ int main(int argc, char **argv) {
         if (provision_dir)
                 provision_dir_scan(cbd.store, provision_dir, "start");
         /* leak/ and proxy/ work on what they are handed, not on cbd. */
-        leak_attach(&(leak_env){ .store = cbd.store, .tokens = &cbd.tokens, .lock = &cbd.lock });
+        leak_attach(&(leak_env){ .store = cbd.store, .tokens = &cbd.tokens });
         if (scanner_init(state_dir) < 0) {
                 say_err("%s", cb_error_last());
                 goto out;
@@ -578,8 +575,8 @@ int main(int argc, char **argv) {
         }
         /* Grace that ran out while we were down (a leaked rotation cut short
          * by a crash included) is applied before anything is served. */
-        rotate_attach(&(rotate_env){ .store = cbd.store, .tokens = cbd.tokens, .lock = &cbd.lock });
-        proxy_attach(&(proxy_env){ .store = cbd.store, .tokens = cbd.tokens, .lock = &cbd.lock });
+        rotate_attach(&(rotate_env){ .store = cbd.store, .tokens = cbd.tokens });
+        proxy_attach(&(proxy_env){ .store = cbd.store, .tokens = cbd.tokens });
         if (rotate_init(rotate_hook_dir) < 0) {
                 say_err("%s", cb_error_last());
                 goto out;
@@ -598,7 +595,7 @@ int main(int argc, char **argv) {
                 say_err("%s", cb_error_last());
                 goto out;
         }
-        server_attach(&(server_env){ .tokens = cbd.tokens, .policy = cbd.policy, .lock = &cbd.lock });
+        server_attach(&(server_env){ .tokens = cbd.tokens, .policy = cbd.policy, .admin_lock = &cbd.admin_lock });
         if (server_start(tool_fd, admin_fd, tcp_fd, threads, tool_threads) < 0) {
                 say_err("%s", cb_error_last());
                 goto out;
@@ -658,9 +655,9 @@ out:
         cb_store_close(cbd.store);
         cb_policy_slot_free(cbd.policy);
         cb_unlock_spec_free(spec);
-        pthread_mutex_lock(&cbd.lock);
+        pthread_mutex_lock(&cbd.admin_lock);
         audit_close();
-        pthread_mutex_unlock(&cbd.lock);
+        pthread_mutex_unlock(&cbd.admin_lock);
         alert_stop();
         if (run_lock >= 0)
                 close(run_lock);

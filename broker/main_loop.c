@@ -68,10 +68,12 @@ void main_serve_loop(sigset_t sigs, uint64_t watchdog_usec, const char *audit, c
                                 cb_policy_unref(pol);
                         }
                 }
-                pthread_mutex_lock(&cbd.lock);
-                /* The watchdog is fed from here, after taking the lock every
-                 * request shares: a handler stuck under it starves the
-                 * watchdog and systemd restarts us (WatchdogSec=). */
+                pthread_mutex_lock(&cbd.admin_lock);
+                /* The watchdog is fed from here, after taking the admin
+                 * lock: an admin route stuck under it starves the watchdog
+                 * and systemd restarts us (WatchdogSec=).  (The tool
+                 * routes take no daemon-wide lock any more; each of their
+                 * locks is held for memory work only.) */
                 if (watchdog_usec && (now = mono_usec()) >= next_ping) {
                         (void)sd_notify(0, "WATCHDOG=1");
                         next_ping = now + ping_every;
@@ -80,9 +82,17 @@ void main_serve_loop(sigset_t sigs, uint64_t watchdog_usec, const char *audit, c
                         if (audit && audit_reopen() < 0)
                                 say_warn("SIGHUP: audit log NOT reopened, still writing the old file: %s",
                                     cb_error_last());
-                        if (provision_dir)
+                        if (provision_dir) {
+                                /* Reads and writes the store as one writer
+                                 * (its writers' mutex; readers never wait). */
+                                cb_store_write_lock(cbd.store);
                                 provision_dir_scan(cbd.store, provision_dir, "SIGHUP");
-                        (void)sd_notifyf(0, "READY=1\nSTATUS=serving %zu secrets%s", cb_store_count(cbd.store),
+                                cb_store_write_unlock(cbd.store);
+                        }
+                        cb_store_read_lock(cbd.store);
+                        size_t nsec = cb_store_count(cbd.store);
+                        cb_store_read_unlock(cbd.store);
+                        (void)sd_notifyf(0, "READY=1\nSTATUS=serving %zu secrets%s", nsec,
                                          reloaded ? "" : " (the last policy reload was refused)");
                 }
                 now = mono_usec();
@@ -93,7 +103,7 @@ void main_serve_loop(sigset_t sigs, uint64_t watchdog_usec, const char *audit, c
                         rotate_sweep((uint64_t)time(NULL));
                         scanner_sweep();
                 }
-                pthread_mutex_unlock(&cbd.lock);
+                pthread_mutex_unlock(&cbd.admin_lock);
                 if (!house)
                         continue; /* only the watchdog was due */
                 next_house = now + 1000000;

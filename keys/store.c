@@ -403,11 +403,15 @@ static cb_store *store_new(void) {
                 return NULL;
         s->dirfd = s->logfd = -1;
         pthread_rwlock_init(&s->mem, NULL);
+        pthread_mutexattr_t ma;
+        pthread_mutexattr_init(&ma);
+        pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_RECURSIVE);
+        pthread_mutex_init(&s->wr, &ma);
+        pthread_mutexattr_destroy(&ma);
         s->keys = cb_secbuf_new(KEYS_LEN);
-        s->scratch = cb_secbuf_new(32 + CB_VALUE_MAX);
-        if (!s->keys || !s->scratch) {
-                cb_secbuf_free(s->keys);
-                cb_secbuf_free(s->scratch);
+        if (!s->keys) {
+                pthread_mutex_destroy(&s->wr);
+                pthread_rwlock_destroy(&s->mem);
                 free(s);
                 return NULL;
         }
@@ -422,7 +426,6 @@ void cb_store_close(cb_store *s) {
         cb_buf_free(&s->log);
         free(s->hdr_bytes);
         cb_secbuf_free(s->keys);
-        cb_secbuf_free(s->scratch);
         cb_unlock_spec_free(s->rollback_spec);
         if (s->logfd >= 0)
                 close(s->logfd);
@@ -430,6 +433,7 @@ void cb_store_close(cb_store *s) {
                 close(s->dirfd);
         free(s->dir);
         pthread_rwlock_destroy(&s->mem);
+        pthread_mutex_destroy(&s->wr);
         free(s);
 }
 
@@ -439,6 +443,14 @@ void cb_store_read_lock(const cb_store *s) {
 
 void cb_store_read_unlock(const cb_store *s) {
         pthread_rwlock_unlock(&((cb_store *)s)->mem);
+}
+
+void cb_store_write_lock(cb_store *s) {
+        pthread_mutex_lock(&s->wr);
+}
+
+void cb_store_write_unlock(cb_store *s) {
+        pthread_mutex_unlock(&s->wr);
 }
 
 int cb_store_create(const char *dir, const cb_unlock_spec *spec) {

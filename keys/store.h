@@ -16,7 +16,9 @@
  * AAD = store id + name + version + metadata; each DEK is wrapped by the KEK
  * with AAD = store id + name + version.
  *
- * Thread safety: a cb_store is not thread safe; callers serialise.
+ * Thread safety: see "Concurrency" below (cb_store_read_lock): writers
+ * serialise themselves on the store's own writers' mutex, readers take the
+ * read side.
  *
  * Read-only opens: if open recovers an interrupted write but cannot commit
  * the recovery (disk full), the store still opens and serves reads; every
@@ -129,16 +131,27 @@ int cb_store_versions(cb_store *s, const char *name, const cb_version_info **ret
 
 size_t cb_store_count(const cb_store *s);
 
-/* Concurrency: a store has one writer at a time (its caller serialises the
- * writes) and any number of readers.  A reader that does not hold the
- * writers' serialisation takes the read side around its calls and for as
- * long as it uses what they returned (cb_store_versions' array, names).
- * A writer holds the write side only to publish a commit in memory, after
- * its log append, fsync and header replacement: readers never wait for a
- * writer's I/O.  cb_store_get (one shared decrypt buffer) is for the
- * writers' side only.  Not recursive: never call a write with it held. */
+/* Concurrency: a store has one writer at a time and any number of readers.
+ * Every write function (put, set_state, destroy, delete, compact,
+ * mark_leaked, accept_rollback) takes the store's writers' mutex itself,
+ * for its whole commit (append, fsyncs, header).  A caller that must read,
+ * decide and then write with no other writer in between holds it around
+ * the sequence (cb_store_write_lock; recursive): while it holds it, its
+ * reads need no read side.  Every other reader (cb_store_get, _versions,
+ * _names, _count, _generation) takes the read side around its calls and
+ * for as long as it uses what they returned (the versions array, names,
+ * ret_meta).  A writer holds the write side only to publish a commit in
+ * memory, after its log append, fsync and header replacement: readers
+ * never wait for a writer's I/O, and a reader never takes the writers'
+ * mutex (cb_store_get's freshness check only tries it).  Each decrypt has
+ * a scratch buffer of its own (sodium_malloc, wiped): readers run in
+ * parallel.  The read side is not recursive for writes: never call a
+ * write function with it held (the write's publish would wait for it).
+ * Lock order: writers' mutex, then the read/write side. */
 void cb_store_read_lock(const cb_store *s);
 void cb_store_read_unlock(const cb_store *s);
+void cb_store_write_lock(cb_store *s);
+void cb_store_write_unlock(cb_store *s);
 uint64_t cb_store_generation(const cb_store *s);
 /* 16-byte store id, hex-encoded into out (33 bytes). */
 void cb_store_id_hex(const cb_store *s, char out[33]);

@@ -46,8 +46,15 @@ struct cb_store {
          * a commit's appends, fsyncs and header replacement happen before
          * it takes the write side, so a reader holding the read side
          * (cb_store_read_lock) never waits for a writer's I/O.  Writers
-         * are serialised by their caller (one writer at a time). */
+         * are serialised by wr. */
         pthread_rwlock_t mem;
+        /* The writers' mutex (recursive): every write function holds it
+         * for its whole commit (log append, fsyncs, header replacement);
+         * a caller may hold it around several calls to make a
+         * read-check-write sequence atomic (cb_store_write_lock).  Never
+         * taken by a reader: readers take mem's read side only.  Taken
+         * with trylock by cb_store_check_fresh (never waited for there). */
+        pthread_mutex_t wr;
         int dirfd, logfd;
         size_t log_reserved;   /* the log's allocated end we asked for (0: not yet) */
         char *dir;
@@ -64,7 +71,6 @@ struct cb_store {
         unsigned char htkey[crypto_shorthash_KEYBYTES];
         bool broken;
         char readonly_why[256]; /* set when open could not commit a recovery */
-        cb_secbuf *scratch;     /* DEK + one value: reused by every decrypt */
         /* Anti-rollback through the unlock provider's counter (tpm2);
          * NULL when the provider has none. */
         const cb_unlock_provider *rollback_prov;

@@ -100,7 +100,7 @@ size_t cb_store_leaked_count(const cb_store *s) {
         return s->nleaks;
 }
 
-int cb_store_mark_leaked(cb_store *s, const char *name, uint32_t version, uint32_t *ret_version) {
+static int mark_leaked_locked(cb_store *s, const char *name, uint32_t version, uint32_t *ret_version) {
         unsigned char h[CB_MAC_LEN];
         const cb_version_info *vi;
         cb_secbuf *val = NULL;
@@ -142,7 +142,37 @@ out:
         return r;
 }
 
+int cb_store_mark_leaked(cb_store *s, const char *name, uint32_t version, uint32_t *ret_version) {
+        /* Marked already (a leaked value sighted again): answered on the
+         * read side, never waiting for a writer's commit. */
+        const cb_version_info *vi;
+        uint32_t want = version, marked = 0;
+        size_t nv;
+
+        cb_store_read_lock(s);
+        if (cb_store_versions(s, name, &vi, &nv) == 0) {
+                for (size_t i = 0; i < nv && !want; i++)
+                        if (vi[i].state == CB_VS_CURRENT)
+                                want = vi[i].version;
+                for (size_t i = 0; i < nv; i++)
+                        if (want && vi[i].version == want && vi[i].leaked)
+                                marked = want;
+        }
+        cb_store_read_unlock(s);
+        if (marked) {
+                if (ret_version)
+                        *ret_version = marked;
+                return 0;
+        }
+        cb_store_write_lock(s);
+        int r = mark_leaked_locked(s, name, version, ret_version);
+        cb_store_write_unlock(s);
+        return r;
+}
+
 /* ---- freshness ---- */
+
+static int check_fresh_locked(cb_store *s);
 
 void cb_store_note_header(cb_store *s) {
         struct stat st;
@@ -162,13 +192,33 @@ static bool same_time(struct timespec a, struct timespec b) {
         return a.tv_sec == b.tv_sec && a.tv_nsec == b.tv_nsec;
 }
 
+/* Readers run this under the read side only, concurrently with each other
+ * and with a writer's I/O: it needs the writers' mutex (it may note the
+ * header or set stale, and a writer between its header rename and its note
+ * would look like another process's change).  It takes it with trylock,
+ * never waiting: while a write is under way (or a caller holds the mutex
+ * around a read-check-write) the check is skipped -- that writer's
+ * txn_begin compares the header on disk with ours under the directory
+ * lock anyway, and the next read checks again. */
 int cb_store_check_fresh(cb_store *s) {
+        int r;
+
+        if (__atomic_load_n(&s->stale, __ATOMIC_ACQUIRE))
+                return check_fresh_locked(s);
+        if (pthread_mutex_trylock(&s->wr) != 0)
+                return 0;
+        r = check_fresh_locked(s);
+        pthread_mutex_unlock(&s->wr);
+        return r;
+}
+
+static int check_fresh_locked(cb_store *s) {
         unsigned char *disk = NULL;
         struct stat st;
         size_t n = 0;
         bool same;
 
-        if (s->stale)
+        if (__atomic_load_n(&s->stale, __ATOMIC_ACQUIRE))
                 goto stale;
         if (fstatat(s->dirfd, "header", &st, AT_SYMLINK_NOFOLLOW) == 0 && s->hdr_ino && st.st_dev == s->hdr_dev &&
             st.st_ino == s->hdr_ino && st.st_size == s->hdr_size && same_time(st.st_mtim, s->hdr_mtim) &&
@@ -184,7 +234,7 @@ int cb_store_check_fresh(cb_store *s) {
                 cb_store_note_header(s);
                 return 0;
         }
-        s->stale = true;
+        __atomic_store_n(&s->stale, true, __ATOMIC_RELEASE);
 stale:
         return cb_error_set(CB_E_ROLLBACK, "the store in '%s' was changed by another process (or replaced) since "
                             "this daemon opened it: refusing to serve what may be stale; restart to reopen it",

@@ -33,25 +33,36 @@ int cb_store_val_aad(cb_buf *aad, const cb_store *s, const char *name, uint32_t 
         return 0;
 }
 
-/* Decrypt one version: unwrap its DEK (into the scratch buffer), then open
- * the value into a new secret buffer (ret != NULL) or into the scratch
- * buffer only to check it (ret == NULL, for verify).  Scratch is wiped. */
+/* Decrypt one version: unwrap its DEK into a scratch buffer of this call's
+ * own (sodium_malloc'd, wiped and freed on every path: concurrent readers
+ * never share one), then open the value into a new secret buffer (ret !=
+ * NULL) or into the scratch buffer only to check it (ret == NULL, for
+ * verify).  The caller holds the read side or the writers' mutex. */
 static int decrypt_version(const cb_store *s, const struct secret *sec, size_t idx, cb_secbuf **ret) {
         const struct vloc *loc = &sec->loc[idx];
         uint32_t version = sec->v[idx].version;
-        unsigned char *dek = cb_secbuf_data(s->scratch), *plain = dek + 32;
+        unsigned char *dek, *plain;
+        cb_secbuf *scratch = NULL;
         cb_buf aad = CB_BUF_INIT;
         cb_secbuf *val = NULL;
         cb_record rec;
         int r;
 
-        if (cb_record_parse(s->log.data + loc->body_off, loc->body_len, &rec) < 0 || rec.type != CB_REC_PUT)
+        if (cb_record_parse(s->log.data + loc->body_off, loc->body_len, &rec) < 0 || rec.type != CB_REC_PUT ||
+            rec.ct_len < ABYTES)
                 return cb_error_set(CB_E_INTEGRITY, "integrity error: record of '%s' version %u unreadable",
                                     sec->name, version);
+        scratch = cb_secbuf_new(ret ? 32 : 32 + rec.ct_len - ABYTES);
+        if (!scratch)
+                return -ENOMEM;
+        dek = cb_secbuf_data(scratch);
+        plain = dek + 32;
         if (ret) {
                 val = cb_secbuf_new(rec.ct_len - ABYTES);
-                if (!val)
+                if (!val) {
+                        cb_secbuf_free(scratch);
                         return -ENOMEM;
+                }
                 plain = cb_secbuf_data(val);
         }
         if ((r = cb_store_dek_aad(&aad, s, sec->name, version)) < 0)
@@ -78,6 +89,7 @@ static int decrypt_version(const cb_store *s, const struct secret *sec, size_t i
         r = 0;
 out:
         cb_wipe(dek, ret ? 32 : 32 + rec.ct_len - ABYTES);
+        cb_secbuf_free(scratch); /* wipes too */
         cb_buf_free(&aad);
         cb_secbuf_free(val);
         return r;

@@ -31,7 +31,7 @@ int cb_store_txn_begin(cb_store *s, int *ret_lock) {
         if (s->broken)
                 return cb_error_set(-EIO, "an earlier write to '%s' ended in an unknown state; reopen the store",
                                     s->dir);
-        if (s->stale)
+        if (__atomic_load_n(&s->stale, __ATOMIC_ACQUIRE))
                 return cb_error_set(CB_E_ROLLBACK, "the store in '%s' was changed by another process since it was "
                                     "opened; reopen it", s->dir);
         lockfd = cb_lock_dir(s->dirfd, 1);
@@ -43,7 +43,7 @@ int cb_store_txn_begin(cb_store *s, int *ret_lock) {
                 goto fail;
         }
         if (n != s->hdr_len || memcmp(disk, s->hdr_bytes, n) != 0) {
-                s->stale = true;
+                __atomic_store_n(&s->stale, true, __ATOMIC_RELEASE);
                 r = cb_error_set(CB_E_ROLLBACK, "the store in '%s' was changed by another process since it was "
                                  "opened; reopen it", s->dir);
                 goto fail;
@@ -253,8 +253,8 @@ int cb_store_put(cb_store *s, const char *name, const void *value, size_t len, c
         return cb_store_put_ex(s, name, value, len, meta, state, 0, 0, ret_version);
 }
 
-int cb_store_put_ex(cb_store *s, const char *name, const void *value, size_t len, const cb_meta *meta,
-                    enum cb_version_state state, uint64_t created, unsigned flags, uint32_t *ret_version) {
+static int put_ex_locked(cb_store *s, const char *name, const void *value, size_t len, const cb_meta *meta,
+                         enum cb_version_state state, uint64_t created, unsigned flags, uint32_t *ret_version) {
         unsigned char dek_nonce[CB_NONCE_LEN], val_nonce[CB_NONCE_LEN], wrapped[CB_WRAPPED_KEY_LEN];
         static const cb_meta empty;
         cb_buf metab = CB_BUF_INIT, aad = CB_BUF_INIT;
@@ -359,7 +359,7 @@ static int lookup(cb_store *s, const char *name, uint32_t version, unsigned flag
         return 0;
 }
 
-int cb_store_set_state(cb_store *s, const char *name, uint32_t version, enum cb_version_state state) {
+static int set_state_locked(cb_store *s, const char *name, uint32_t version, enum cb_version_state state) {
         struct secret *sec = NULL;
         cb_version_info *v;
         size_t idx = 0;
@@ -465,24 +465,45 @@ static int compact(cb_store *s, const struct secret *tsec, size_t tidx) {
                         (void)unlinkat(s->dirfd, newname, 0);
                 goto out;
         }
-        /* Committed.  Swap in the new log and index, then wipe the old file. */
-        pthread_rwlock_wrlock(&s->mem);
-        memcpy(s->logname, newname, sizeof(newname));
-        close(s->logfd);
-        s->logfd = fd;
-        s->log_reserved = 0; /* a new file: its reserve is asked for at the next commit */
-        fd = -1;
-        cb_store_free_index(s);
-        cb_buf_free(&s->log);
-        s->log = batch;
+        /* Committed.  The new log's index is built off to the side (its
+         * whole MAC chain checked and every record parsed: work that grows
+         * with the log) while readers go on with the old one; then both
+         * are swapped under the write side, pointer moves only.  The copy
+         * shares the keys and the header (not changed meanwhile: the
+         * writers' mutex is held) and owns only the new index. */
+        cb_store *nx = malloc(sizeof(*nx));
+        if (!nx) {
+                s->broken = true; /* committed, but the index cannot follow */
+                r = cb_error_set(-EIO, "write committed but the in-memory index could not follow; reopen");
+                goto out;
+        }
+        memcpy(nx, s, sizeof(*nx));
+        nx->sec = NULL, nx->nsec = nx->capsec = 0;
+        nx->ht = NULL, nx->htcap = 0;
+        nx->leaks = NULL, nx->nleaks = nx->capleaks = 0;
+        nx->log = batch;
         batch = (cb_buf)CB_BUF_INIT;
         {
                 unsigned char h2[CB_MAC_LEN];
                 uint64_t g2;
                 size_t e2;
-                r = cb_store_load_log(s, s->log.data, s->log.len, s->log.len, newname, &e2, h2, &g2);
+                r = cb_store_load_log(nx, nx->log.data, nx->log.len, nx->log.len, newname, &e2, h2, &g2);
         }
+        int oldfd = s->logfd;
+        pthread_rwlock_wrlock(&s->mem);
+        memcpy(s->logname, newname, sizeof(newname));
+        s->logfd = fd;
+        s->log_reserved = 0; /* a new file: its reserve is asked for at the next commit */
+        fd = -1;
+        cb_store_free_index(s);
+        cb_buf_free(&s->log);
+        s->log = nx->log;
+        s->sec = nx->sec, s->nsec = nx->nsec, s->capsec = nx->capsec;
+        s->ht = nx->ht, s->htcap = nx->htcap;
+        s->leaks = nx->leaks, s->nleaks = nx->nleaks, s->capleaks = nx->capleaks;
         pthread_rwlock_unlock(&s->mem);
+        close(oldfd); /* no system call under the write side */
+        free(nx); /* its index moved to s; the rest was s's own, borrowed */
         if (r < 0) {
                 s->broken = true;
                 goto out;
@@ -503,7 +524,7 @@ int cb_store_destroy(cb_store *s, const char *name, uint32_t version) {
         return cb_store_destroy_ex(s, name, version, 0);
 }
 
-int cb_store_destroy_ex(cb_store *s, const char *name, uint32_t version, unsigned flags) {
+static int destroy_ex_locked(cb_store *s, const char *name, uint32_t version, unsigned flags) {
         struct secret *sec = NULL;
         size_t idx = 0;
         int r;
@@ -519,7 +540,7 @@ int cb_store_destroy_ex(cb_store *s, const char *name, uint32_t version, unsigne
         return compact(s, sec, idx);
 }
 
-int cb_store_delete(cb_store *s, const char *name) {
+static int delete_locked(cb_store *s, const char *name) {
         struct secret *sec;
 
         if (cb_store_name_check(name, 0) < 0)
@@ -532,11 +553,11 @@ int cb_store_delete(cb_store *s, const char *name) {
         return compact(s, sec, SIZE_MAX);
 }
 
-int cb_store_compact(cb_store *s) {
+static int compact_all_locked(cb_store *s) {
         return compact(s, NULL, 0);
 }
 
-int cb_store_accept_rollback(cb_store *s, uint64_t *ret_generation) {
+static int accept_rollback_locked(cb_store *s, uint64_t *ret_generation) {
         uint64_t counter_gen = 0;
         int lockfd = -1, r;
 
@@ -570,5 +591,48 @@ out:
                 s->rollback_pending = true;
         if (lockfd >= 0)
                 close(lockfd);
+        return r;
+}
+
+int cb_store_put_ex(cb_store *s, const char *name, const void *value, size_t len, const cb_meta *meta,
+                    enum cb_version_state state, uint64_t created, unsigned flags, uint32_t *ret_version) {
+        cb_store_write_lock(s);
+        int r = put_ex_locked(s, name, value, len, meta, state, created, flags, ret_version);
+        cb_store_write_unlock(s);
+        return r;
+}
+
+int cb_store_set_state(cb_store *s, const char *name, uint32_t version, enum cb_version_state state) {
+        cb_store_write_lock(s);
+        int r = set_state_locked(s, name, version, state);
+        cb_store_write_unlock(s);
+        return r;
+}
+
+int cb_store_destroy_ex(cb_store *s, const char *name, uint32_t version, unsigned flags) {
+        cb_store_write_lock(s);
+        int r = destroy_ex_locked(s, name, version, flags);
+        cb_store_write_unlock(s);
+        return r;
+}
+
+int cb_store_delete(cb_store *s, const char *name) {
+        cb_store_write_lock(s);
+        int r = delete_locked(s, name);
+        cb_store_write_unlock(s);
+        return r;
+}
+
+int cb_store_compact(cb_store *s) {
+        cb_store_write_lock(s);
+        int r = compact_all_locked(s);
+        cb_store_write_unlock(s);
+        return r;
+}
+
+int cb_store_accept_rollback(cb_store *s, uint64_t *ret_generation) {
+        cb_store_write_lock(s);
+        int r = accept_rollback_locked(s, ret_generation);
+        cb_store_write_unlock(s);
         return r;
 }

@@ -315,12 +315,12 @@ int api_reload(request *rq, const http_args *args) {
         char err[512];
 
         (void)args;
-        /* The file is read and parsed with the control lock dropped (as
+        /* The file is read and parsed with the admin lock dropped (as
          * audit_intent drops it to wait): nothing of this request's state
          * is shared, and the swap needs no lock a request takes. */
-        pthread_mutex_unlock(&cbd.lock);
+        pthread_mutex_unlock(&cbd.admin_lock);
         int r = policy_reload(err, sizeof(err));
-        pthread_mutex_lock(&cbd.lock);
+        pthread_mutex_lock(&cbd.admin_lock);
         if (r < 0)
                 return reply_error(rq, 400, "bad_request", "policy not reloaded, the old one stays: %s", err);
         /* The figures of the policy just put in force (this request itself
@@ -452,8 +452,8 @@ out:
 }
 
 /* POST /v1/admin/audit/verify {"files":[ABSOLUTE PATH...]} (oldest first):
- * the files are read with cbd.lock dropped (a large log must not hold up
- * every request). */
+ * the files are read with the admin lock dropped (a large log must not hold
+ * up the other admin routes and the sweeps). */
 int api_audit_verify(request *rq, const http_args *args) {
         static const char *const allowed[] = { "files", NULL };
         const char *files[CB_AUDIT_VERIFY_FILES_MAX];
@@ -481,9 +481,9 @@ int api_audit_verify(request *rq, const http_args *args) {
                         return reply_error(rq, 400, "bad_request", "\"files\"[%zu] is not an absolute path", i);
                 }
         }
-        pthread_mutex_unlock(&cbd.lock);
+        pthread_mutex_unlock(&cbd.admin_lock);
         r = audit_verify_live(files, n, &verdict);
-        pthread_mutex_lock(&cbd.lock);
+        pthread_mutex_lock(&cbd.admin_lock);
         json_decref(body); /* files pointed into it */
         if (r < 0)
                 return reply_error(rq, 400, "bad_request", "%s", cb_error_last());
@@ -503,7 +503,7 @@ bool api_admin_gate(request *rq, const http_route *path, int *ret) {
                 return true;
         }
         if (strcmp(rq->method, "GET") != 0 && !(path && (path->flags & HTTP_ROUTE_READ_ONLY))) {
-                if (audit_intent(rq, &cbd.lock) < 0) { /* waits with cbd.lock dropped */
+                if (audit_intent(rq, &cbd.admin_lock) < 0) { /* waits with the admin lock dropped */
                         *ret = reply_audit_refused(rq);
                         return true;
                 }

@@ -7,7 +7,15 @@
  * token is minted when the requester collects an approved request, bound to
  * it like any token.  Every step is audited: the hold (decision "pending"),
  * the operator's decision with both identities, the collection, and the
- * timeouts and abandoned requests (from the sweep).  Callers hold cbd.lock.
+ * timeouts and abandoned requests (from the sweep).
+ *
+ * Locks: the table (approval.h: not thread safe) is guarded by tab_lock,
+ * held for memory work only -- the table's calls, queueing audit records
+ * (audit.h: memory), a line for the operator.  Nothing waits with it held
+ * (a held request answers 202 at once and is polled); the token of an
+ * approved request is minted after the entry is copied out and the lock
+ * dropped, fenced against a leak response as api_token is.  Any thread
+ * (the tool poll, the admin routes, the sweep).
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -30,6 +38,7 @@
 #define POLL_INTERVAL 1 /* seconds: the retry_after a held request advertises */
 
 static cb_approvals *tab;
+static pthread_mutex_t tab_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static uint64_t mono_now(void) {
         struct timespec ts;
@@ -39,7 +48,26 @@ static uint64_t mono_now(void) {
 }
 
 /* A line on stderr for operators; exe paths are the caller's choice of
- * file name: no control characters reach the terminal. */
+ * file name: no control characters reach the terminal.  Every caller holds
+ * tab_lock, and a write to stderr may block (a full pipe): the line is kept
+ * (this thread's) and written by tab_unlock, after the lock is dropped. */
+static __thread char **said;
+static __thread size_t n_said;
+
+static void tab_unlock(void) {
+        char **lines = said;
+        size_t n = n_said;
+
+        said = NULL;
+        n_said = 0;
+        pthread_mutex_unlock(&tab_lock);
+        for (size_t i = 0; i < n; i++) {
+                cb_log(CB_LOG_NOTICE, "%s", lines[i]); /* cb_log makes it terminal-safe (keys/text.h) */
+                free(lines[i]);
+        }
+        free(lines);
+}
+
 static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void say(const char *fmt, ...) {
         char line[1024];
@@ -48,7 +76,12 @@ static void say(const char *fmt, ...) {
         va_start(ap, fmt);
         vsnprintf(line, sizeof(line), fmt, ap);
         va_end(ap);
-        cb_log(CB_LOG_NOTICE, "%s", line); /* cb_log makes it terminal-safe (keys/text.h) */
+        char **nl = realloc(said, (n_said + 1) * sizeof(*nl));
+        if (nl) {
+                said = nl;
+                if ((said[n_said] = strdup(line)))
+                        n_said++;
+        }
 }
 
 static const char *use_name(unsigned use) {
@@ -109,9 +142,15 @@ static void sweep_event(const cb_approval *e, const char *what, void *ud) {
         json_decref(o);
 }
 
-void approval_sweep(void) {
+static void sweep_locked(void) {
         if (tab)
                 cb_approvals_sweep(tab, mono_now(), sweep_event, NULL);
+}
+
+void approval_sweep(void) {
+        pthread_mutex_lock(&tab_lock);
+        sweep_locked();
+        tab_unlock();
 }
 
 static json_t *pending_body(const cb_approval *e, uint64_t now) {
@@ -119,14 +158,23 @@ static json_t *pending_body(const cb_approval *e, uint64_t now) {
                          POLL_INTERVAL, "expires_in", (json_int_t)(e->deadline > now ? e->deadline - now : 0));
 }
 
+static int hold_locked(request *rq, const char *client, unsigned use, uint32_t ttl, int bind);
+
 int approval_hold(request *rq, const char *client, unsigned use, uint32_t ttl, int bind) {
+        pthread_mutex_lock(&tab_lock);
+        int ret = hold_locked(rq, client, use, ttl, bind);
+        tab_unlock();
+        return ret;
+}
+
+static int hold_locked(request *rq, const char *client, unsigned use, uint32_t ttl, int bind) {
         const cb_approval *e;
         char id[CB_APPROVAL_ID_LEN + 1];
         uint64_t now = mono_now();
         json_t *extra;
         int r, ret;
 
-        approval_sweep();
+        sweep_locked();
         r = cb_approvals_add(tab, &rq->peer, client, rq->secret, use, ttl, bind, now, &e);
         if (r < 0)
                 return reply_error(rq, r == -ENOSPC ? 429 : r == -EOPNOTSUPP ? 403 : 500,
@@ -209,11 +257,16 @@ int api_approval_poll(request *rq, const http_args *args) {
         json_t *extra = NULL;
         int ret;
 
-        approval_sweep();
         c = sodium_malloc(sizeof(*c)); /* large (two paths); not secret, but off the stack */
         if (!c)
                 return reply_error(rq, 500, "internal", "out of memory");
-        if (cb_approvals_collect(tab, id, &rq->peer, now, c) < 0) {
+        /* The entry is copied out (a decided one removed) under the
+         * table's lock; everything after works on the copy. */
+        pthread_mutex_lock(&tab_lock);
+        sweep_locked();
+        int cr = cb_approvals_collect(tab, id, &rq->peer, now, c);
+        tab_unlock();
+        if (cr < 0) {
                 ret = reply_error(rq, 404, "not_found", "%s", cb_error_last());
                 goto out;
         }
@@ -255,8 +308,9 @@ int api_approvals_list(request *rq, const http_args *args) {
         json_t *arr;
 
         (void)args;
-        approval_sweep();
         arr = json_array();
+        pthread_mutex_lock(&tab_lock);
+        sweep_locked();
         for (size_t i = 0; i < cb_approvals_count(tab); i++) {
                 const cb_approval *e = cb_approvals_at(tab, i);
                 json_t *o = requester_json(e);
@@ -268,9 +322,17 @@ int api_approvals_list(request *rq, const http_args *args) {
                                          decider_json(e));
                 json_object_update(o, more);
                 json_decref(more);
-                if (scanner_is_compromised(e->secret))
-                        json_object_set_new(o, "compromised", json_true());
                 json_array_append_new(arr, o);
+        }
+        tab_unlock();
+        /* Compromised or not: store reads (and maybe a retried mark, a
+         * store write), outside the table's lock. */
+        size_t ai;
+        json_t *ao;
+        json_array_foreach(arr, ai, ao) {
+                const char *sec = json_string_value(json_object_get(ao, "secret"));
+                if (sec && scanner_is_compromised(sec))
+                        json_object_set_new(ao, "compromised", json_true());
         }
         return reply_json(rq, 200,
                           json_pack("{s:o, s:I}", "approvals", arr, "timeout", (json_int_t)cb_approvals_timeout(tab)),
@@ -342,15 +404,22 @@ out:
         return ret;
 }
 
-/* POST /v1/admin/approvals/ID/approve and .../deny. */
+/* POST /v1/admin/approvals/ID/approve and .../deny: checked, audited
+ * (queued) and decided under one hold of the table's lock. */
+static int decide(request *rq, const http_args *args, bool approve) {
+        pthread_mutex_lock(&tab_lock);
+        sweep_locked();
+        int ret = route_decide(rq, args->seg, args->seg_len, approve);
+        tab_unlock();
+        return ret;
+}
+
 int api_approve(request *rq, const http_args *args) {
-        approval_sweep();
-        return route_decide(rq, args->seg, args->seg_len, true);
+        return decide(rq, args, true);
 }
 
 int api_deny(request *rq, const http_args *args) {
-        approval_sweep();
-        return route_decide(rq, args->seg, args->seg_len, false);
+        return decide(rq, args, false);
 }
 
 /* Anything else under /v1/admin/approvals/ (recorded as admin.approvals). */
@@ -362,9 +431,11 @@ int api_approvals_unknown(request *rq, const http_args *args) {
 }
 
 size_t approval_pending(void) {
+        pthread_mutex_lock(&tab_lock);
         size_t n = 0, all = tab ? cb_approvals_count(tab) : 0;
 
         for (size_t i = 0; i < all; i++)
                 n += cb_approvals_at(tab, i)->state == CB_APPROVAL_PENDING;
+        tab_unlock();
         return n;
 }

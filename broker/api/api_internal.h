@@ -2,11 +2,13 @@
 /*
  * The route handlers of api/, for its table (api_routes.c; route.h says
  * how a request reaches one).  Each runs on a serving thread, the caller
- * identified, under the control lock (cbd.lock) unless its row is marked
- * UNLOCKED (api_token, api_introspect, health: they touch only what guards
- * itself -- rq->policy, the token table, the rate limits, the store's read
- * side, the leak marks, audit -- and take cbd.lock themselves for anything
- * more), and answers through http/'s reply_*.
+ * identified.  A tools.sock route runs under no daemon-wide lock: it touches
+ * only what guards itself -- rq->policy, the token table, the rate limits,
+ * the store's read side, the leak marks, the approval table, the proxy's
+ * jobs, audit -- each lock held for memory work.  An admin.sock route runs
+ * under the admin lock (cbd.admin_lock), and those that read-check-write
+ * the store under rotate_lock() too (api_routes.c STORE_WORK).  Each
+ * answers through http/'s reply_*.
  * Internal to api/.
  */
 #pragma once

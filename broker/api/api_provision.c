@@ -4,7 +4,8 @@
  * and /v1/admin/pubkeys, POST /v1/admin/pubkey/rotate and /retire, POST
  * /v1/admin/import (one blob or a batch, optionally a dry run).  The work
  * is in keys/provision*.c; --provision-dir is provision/provision.c.
- * Every handler runs under cbd.lock; the routes are in api_routes.c.
+ * Every handler runs under the admin lock and rotate_lock() (the store's
+ * writers' mutex: api_routes.c STORE_WORK); the routes are in api_routes.c.
  */
 #include <errno.h>
 #include <stdbool.h>
@@ -126,7 +127,8 @@ static bool batch_item_ok(json_t *e) {
 
 /* POST /v1/admin/import {"blobs": [{"blob", "expect_name"?}...], "dry_run"?}:
  * all or nothing.  Every blob is checked (dry run, and no two for one name)
- * before any is stored, all under the one cbd.lock hold of this request,
+ * before any is stored, all under the one hold of the store's writers'
+ * mutex of this request,
  * so neither a refusal nor a concurrent admin can leave a half import; only
  * a store failure part way can (the reply says how many were stored). */
 static int route_import_batch(request *rq, json_t *o) {

@@ -168,10 +168,8 @@ int api_token(request *rq, const http_args *args) {
         ttl = ttl_j ? (uint32_t)json_integer_value(ttl_j) : cbd.default_ttl;
         if (ttl > cap)
                 ttl = cap; /* the reply says what was given */
-        if (g->approval) { /* held until an operator decides (api_approval.c, under the control lock) */
-                pthread_mutex_lock(&cbd.lock);
+        if (g->approval) { /* held until an operator decides (api_approval.c: the table's own mutex) */
                 ret = approval_hold(rq, client, use, ttl, (int)bind);
-                pthread_mutex_unlock(&cbd.lock);
                 goto out;
         }
         for (int tries = 0;; tries++) {
@@ -279,7 +277,11 @@ int api_redeem(request *rq, const http_args *args) {
                 ret = reply_error(rq, 400, "bad_request", "'version' must be a positive integer");
                 goto out;
         }
-        r = cb_tokens_use(cbd.tokens, tok, strlen(tok), &rq->peer, CB_USE_REDEEM, &info);
+        /* Redeem runs under no daemon-wide lock (api_routes.c), so a leak
+         * response (or a leaked rotation, or an admin revocation) can run
+         * between this check and the answer.  Checked now, counted at the
+         * decision point (below), where a revocation meanwhile is seen. */
+        r = cb_tokens_check(cbd.tokens, tok, strlen(tok), &rq->peer, CB_USE_REDEEM, &info);
         if (r < 0) {
                 ret = token_refused(rq, r);
                 goto out;
@@ -297,8 +299,15 @@ int api_redeem(request *rq, const http_args *args) {
                 ret = reply_error(rq, 403, "forbidden", "%s", cb_error_last());
                 goto out;
         }
+        /* The store's read side: a decrypt of this call's own, never
+         * waiting for a writer's fsync (keys/store.h). */
+        uint64_t not_after = 0;
+        cb_store_read_lock(cbd.store);
         r = cb_store_get(cbd.store, info->secret, vj ? (uint32_t)json_integer_value(vj) : 0, false, &val, &version,
                          &meta);
+        if (r == 0)
+                not_after = meta->not_after;
+        cb_store_read_unlock(cbd.store);
         if (r < 0) {
                 bool gone = r == -EPERM || r == -EKEYREVOKED; /* pending, disabled, destroyed: not served */
                 ret = reply_error(rq, r == -ENOENT ? 404 : gone ? 403 : 500,
@@ -306,8 +315,27 @@ int api_redeem(request *rq, const http_args *args) {
                                   cb_error_last());
                 goto out;
         }
-        if (meta->not_after && meta->not_after <= (uint64_t)time(NULL)) {
+        if (not_after && not_after <= (uint64_t)time(NULL)) {
                 ret = reply_error(rq, 403, "forbidden", "secret '%s' expired (not_after)", info->secret);
+                goto out;
+        }
+        /* The decision point: the use is counted here, under the token
+         * table's lock, and the count fails if the token was revoked since
+         * the check (cb_tokens_count_checked finds the entry again by number
+         * and hash).  A leak response marks the secret, then revokes its
+         * tokens, then cuts; a leaked rotation and an admin revocation
+         * revoke too.  So a revocation that completed before this point is
+         * seen here and the value is not answered; one that comes after
+         * it raced an answer already decided -- as under the old control
+         * lock, where it would have run after this redeem.  (The store's
+         * own leak mark also refuses a leaked version from its commit on.)
+         * A refused redeem (grant gone, not_after, ...) uses nothing up.
+         * tests/integration/test-redeem-unlocked.sh races a leak response
+         * against redeems. */
+        r = cb_tokens_count_checked(cbd.tokens, info);
+        if (r < 0) {
+                ret = reply_error(rq, 401, r == -EDQUOT ? "used_up" : "unauthorized", "%s%s", cb_error_last(),
+                                  r == -ENOENT ? " (revoked while it was redeemed)" : "");
                 goto out;
         }
         if (valid_text(cb_secbuf_data(val), cb_secbuf_len(val))) {

@@ -16,8 +16,8 @@
  * exited).  A requester that exits abandons its request.
  *
  * Pure data structure: no HTTP, no audit, no clock of its own (callers pass
- * `now`, seconds on a monotonic clock).  Not thread safe (callers hold
- * cbd.lock).
+ * `now`, seconds on a monotonic clock).  Not thread safe (api_approval.c
+ * holds its own tab_lock around every call).
  */
 #pragma once
 

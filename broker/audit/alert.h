@@ -12,7 +12,7 @@
  * "secret_value" as a last line of defence.
  *
  * Locking: every function here takes only this module's own mutex and
- * never cbd.lock, so they may be called with or without cbd.lock held.
+ * and no other, so they may be called with any other lock held.
  * The hook runs on a worker thread, never on the request path: events
  * queue (at most ALERT_QUEUE_MAX; beyond that they are dropped, counted,
  * and the count travels with the next event) and each hook run (with its

@@ -157,7 +157,7 @@ bool audit_failed(char *err, size_t n) {
  * no reader fails at once with ENXIO instead of waiting for one, and one
  * with a reader is refused below), O_NOFOLLOW (a symlink is refused), and
  * only a regular file is kept.  Called at start and on SIGHUP, with the
- * daemon's request lock held: it must never wait on anything another
+ * daemon's admin lock held: it must never wait on anything another
  * process controls. */
 static int open_log(const char *path) {
         int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0600);

@@ -5,7 +5,7 @@
  * head checkpointed in STATE_DIR/audit-head.
  *
  * Recorded before it takes effect, and never written under a lock other
- * requests need: a record is made under cbd.lock and put into a bounded
+ * requests need: a record is made on any thread and put into a bounded
  * in-memory queue (audit_queue.c); one writer thread writes the queue in
  * order; the request waits for its record holding no shared lock (at most
  * CB_AUDIT_WAIT_MS) before its answer goes out, its token is handed over

@@ -6,7 +6,7 @@
  * in-memory queue, the writer thread that does every write(2) and
  * fdatasync(2) on the log, and the waits for "my record is written").
  *
- * Lock order: the daemon's request lock (when the caller holds it), then
+ * Lock order: any lock of the caller's (the admin lock, a subsystem's), then
  * audit_rec_lock, then the queue's lock, then the failed state's lock;
  * the writer thread holds none of them while it does I/O.
  */

@@ -2,7 +2,7 @@
 /*
  * The daemon's counters for GET /metrics (admin.sock), rendered in the
  * Prometheus text exposition format 0.0.4.  Counting takes the module's own
- * mutex only (never cbd.lock), for a few instructions; label values are
+ * mutex only (no other), for a few instructions; label values are
  * route names, secret names ([A-Za-z0-9._-]), alert kinds and numbers, so
  * nothing needs escaping and no value or token can appear.  Label sets are
  * capped (METRICS_SERIES_MAX per family): past that, "_other".
@@ -39,7 +39,7 @@ void metrics_leak(const char *secret, const char *kind);
  * failed record, the request it belonged to refused. */
 void metrics_audit_write_failed(void);
 
-/* Gauges read by the caller under cbd.lock, rendered with the counters. */
+/* Gauges read by the caller (each under its owner's lock), rendered with the counters. */
 typedef struct metrics_gauges {
         uint64_t tokens, secrets, approvals_pending, connections_refused, uptime_s, store_generation;
 } metrics_gauges;

@@ -61,10 +61,6 @@ enum {
         HTTP_ROUTE_UNLISTED = 1u << 4,  /* a refusal that catches a subtree, not a route of the API */
         HTTP_ROUTE_SDK_ERRORS = 1u << 5,/* refusals in the shape the vendors' SDKs parse (the proxy) */
         HTTP_ROUTE_PROBE = 1u << 6,     /* a GET of it is a liveness probe: its record may be lost */
-        HTTP_ROUTE_UNLOCKED = 1u << 7,  /* its handler runs without the control lock (server_env.lock):
-                                         * everything it touches guards itself (the policy snapshot,
-                                         * tokens, rate limits, the store's read side, leak marks,
-                                         * audit); a branch that needs more takes the lock itself */
 };
 
 /* What the pattern's "{x}" and "{x...}" matched. */

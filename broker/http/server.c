@@ -10,10 +10,12 @@
  * whose executable is not hashed yet is suspended while a worker hashes
  * (peer_hash.c).  SO_PEERCRED is read once, at accept (conn_notify), for
  * the per-uid connection cap and to vouch for the writer's pid.
- * Identification runs in parallel on the server threads; then a route
- * marked UNLOCKED (token issue, health, introspect) runs without any
- * daemon-wide lock, every other one under the control lock (srv.lock,
- * main.c's cbd.lock) that still guards the stateful subsystems.
+ * Identification runs in parallel on the server threads; then every
+ * tools.sock (and TCP) route runs without any daemon-wide lock (each
+ * subsystem it touches guards its own state, docs/architecture.md
+ * "Locks"), and every admin.sock route under the admin lock (srv.admin_lock,
+ * main.c's cbd.admin_lock), which serialises admin work and the sweeps
+ * among themselves and which no tools.sock route takes.
  * This file: the servers (MHD's options, start, stop, the sandboxes'
  * listeners); the rest is in server_conn.c, server_request.c and
  * server_reply.c (server_internal.h).

@@ -325,7 +325,7 @@ int reply_text(request *rq, unsigned status, const char *content_type, char *tex
  * --refusals-recorded (600) a minute; past that, one record says so, and its
  * later refusals in the minute are answered 429 too_many_refusals without
  * a record of their own (counted in the metrics).  Allowed requests are
- * never affected.  Under the request lock. */
+ * never affected.  Any thread. */
 static unsigned refusals_recorded = 600; /* --refusals-recorded; 0: every one */
 static cb_ratelimit *refusals;           /* guards itself; made once (any serving thread) */
 static pthread_once_t refusals_once = PTHREAD_ONCE_INIT;

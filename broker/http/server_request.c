@@ -3,7 +3,7 @@
  * A request's lifecycle (split from server.c, issue 18): the MHD access
  * handler (handle: headers, body intake, the resume after a suspension),
  * the caller identified (sender, identity, the executable's hash off the
- * serving thread), the route run under the control lock when it needs it,
+ * serving thread), the route run (admin.sock's under the admin lock),
  * and the request freed when MHD completes it.
  */
 #include <errno.h>
@@ -137,7 +137,7 @@ static enum MHD_Result handle_body(void *cls, struct MHD_Connection *conn, const
         return dispatch(cls, conn, url, method, rq);
 }
 
-/* Every path of a request runs here and ends outside the request lock, where its
+/* Every path of a request runs here and ends outside the admin lock, where its
  * answer waits for its records (flush). */
 enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
                               const char *version, const char *upload_data, size_t *upload_data_size,
@@ -267,7 +267,7 @@ static int hash_step(request *rq, struct MHD_Connection *conn, bool may_wait) {
 }
 
 /* Run the request's route (route.h), the caller identified, under
- * the request lock: admin.sock's gate first, then the path's checks, the method,
+ * the admin lock on admin.sock: admin.sock's gate first, then the path's checks, the method,
  * the handler.  r, path, args: http_route_find's answer. */
 static int run_route(request *rq, unsigned sock, const http_route *r, const http_route *path, const http_args *args) {
         http_gate gate = http_routes_admin_gate();
@@ -329,11 +329,13 @@ static enum MHD_Result dispatch(void *cls, struct MHD_Connection *conn, const ch
          * a reload meanwhile neither waits for it nor changes its mind. */
         if (!rq->policy)
                 rq->policy = cb_policy_acquire(srv.policy);
-        /* The control lock (srv.lock) is taken only for the routes that
-         * still need it: an UNLOCKED route (the token route, health,
-         * introspect) and a refusal with no route run without it.  On
-         * admin.sock the gate needs it (audit_intent drops it to wait). */
-        pthread_mutex_t *lk = sock == HTTP_ADMIN || (route && !(route->flags & HTTP_ROUTE_UNLOCKED)) ? srv.lock : NULL;
+        /* The admin lock (srv.admin_lock) is taken on admin.sock only:
+         * admin routes serialise among themselves and with the sweeps (the
+         * gate's audit_intent drops it to wait).  No tools.sock or TCP
+         * route takes it: each runs on the state it touches under that
+         * state's own lock, held for memory work only (architecture.md,
+         * "Locks"). */
+        pthread_mutex_t *lk = sock == HTTP_ADMIN ? srv.admin_lock : NULL;
         if (rq->tcp) {
                 /* Over TCP the uid comes from sock_diag (looked up once, at
                  * accept: a socket's owner never changes); there is no pid

@@ -7,10 +7,17 @@
  * (leak_respond), the token issuance gate (leak_token_gate) with its canary
  * alert cooldown.  The subsystems that react to a leak (the token table
  * revokes, proxy/ cuts streams, rotate/ rotates) are reached through
- * leak_react.c (leak_react.h); the store, the policy and the lock it works
- * under are handed in by main.c (leak_attach, scan.h).
+ * leak_react.c (leak_react.h); the store and the token table are handed
+ * in by main.c (leak_attach, scan.h).
  *
- * Leak response, once per request and secret (under leak_cur.lock):
+ * Locks: leak responses serialise among themselves on respond_lock (the
+ * alert cooldowns; a response does store writes: the marks); the marks
+ * array on marks_lock (memory only); the store guards itself (its writers'
+ * mutex, the read side for readers).  No tools.sock request waits for
+ * respond_lock but one that sighted something (scan_finish), which then
+ * runs its own response.
+ *
+ * Leak response, once per request and secret (under respond_lock):
  *   canary            alert "canary" (whatever else on_leak says)
  *   on_leak revoke    revoke every token of the secret; if the sighted
  *                     version is the current one, mark the secret
@@ -62,12 +69,14 @@ typedef struct mark {
         uint64_t last_alert;
 } mark;
 
-static mark *marks;
+/* One allocation per mark, never moved or freed before leak_shutdown: a
+ * mark found stays valid while the array of pointers grows. */
+static mark **marks;
 static size_t n_marks;
-/* The marks array and the fields a reader without the control lock reads
- * (pending, version: leak_token_gate) change under marks_lock, memory work
- * only.  Everything else here runs under the control lock (leak_cur.lock). */
+/* The array and a mark's pending and version change and are read under
+ * marks_lock, memory work only; last_alert under respond_lock. */
 static pthread_mutex_t marks_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_mutex_t respond_lock = PTHREAD_MUTEX_INITIALIZER;
 
 leak_env leak_cur;
 
@@ -79,60 +88,80 @@ void leak_attach(const leak_env *env) {
 #define LEAKS_MAX (8 * 1024 * 1024)
 
 static mark *mark_get(const char *name, bool create) {
-        for (size_t i = 0; i < n_marks; i++)
-                if (strcmp(marks[i].name, name) == 0)
-                        return &marks[i];
-        if (!create)
-                return NULL;
+        mark *found = NULL;
+
         pthread_mutex_lock(&marks_lock);
-        mark *nm = realloc(marks, (n_marks + 1) * sizeof(*nm));
-        if (!nm) {
-                pthread_mutex_unlock(&marks_lock);
-                return NULL;
+        for (size_t i = 0; i < n_marks && !found; i++)
+                if (strcmp(marks[i]->name, name) == 0)
+                        found = marks[i];
+        if (!found && create) {
+                mark **nv = realloc(marks, (n_marks + 1) * sizeof(*nv));
+                mark *nm = calloc(1, sizeof(*nm));
+                if (nv)
+                        marks = nv;
+                if (nv && nm) {
+                        snprintf(nm->name, sizeof(nm->name), "%s", name);
+                        marks[n_marks++] = found = nm;
+                } else {
+                        free(nm);
+                }
         }
-        marks = nm;
-        memset(&marks[n_marks], 0, sizeof(*marks));
-        snprintf(marks[n_marks].name, sizeof(marks[n_marks].name), "%s", name);
-        nm = &marks[n_marks++];
         pthread_mutex_unlock(&marks_lock);
-        return nm;
+        return found;
 }
 
-static const cb_version_info *current_info(const char *name) {
+/* The current version of name (0: none) and whether it is marked leaked in
+ * the store: read under the store's read side (never waiting for a
+ * writer's I/O), nothing kept past it. */
+static uint32_t current_of(const char *name, bool *ret_leaked) {
         const cb_version_info *vi;
+        uint32_t v = 0;
+        bool leaked = false;
         size_t nv;
 
-        if (cb_store_versions(leak_cur.store, name, &vi, &nv) < 0)
-                return NULL;
-        for (size_t k = 0; k < nv; k++)
-                if (vi[k].state == CB_VS_CURRENT)
-                        return &vi[k];
-        return NULL;
+        cb_store_read_lock(leak_cur.store);
+        if (cb_store_versions(leak_cur.store, name, &vi, &nv) == 0)
+                for (size_t k = 0; k < nv; k++)
+                        if (vi[k].state == CB_VS_CURRENT) {
+                                v = vi[k].version;
+                                leaked = vi[k].leaked;
+                        }
+        cb_store_read_unlock(leak_cur.store);
+        if (ret_leaked)
+                *ret_leaked = leaked;
+        return v;
 }
 
 static uint32_t current_version(const char *name) {
-        const cb_version_info *v = current_info(name);
-        return v ? v->version : 0;
+        return current_of(name, NULL);
 }
 
-/* Record a mark the store could not take before; true once it has. */
+/* Record a mark the store could not take before; true once it has.  A
+ * store write: never called with the store's read side held. */
 static bool mark_flush(mark *m) {
-        if (!m->pending)
+        pthread_mutex_lock(&marks_lock);
+        bool pending = m->pending;
+        uint32_t version = m->version;
+        pthread_mutex_unlock(&marks_lock);
+        if (!pending)
                 return true;
-        if (cb_store_mark_leaked(leak_cur.store, m->name, m->version, NULL) < 0) {
+        if (cb_store_mark_leaked(leak_cur.store, m->name, version, NULL) < 0) {
                 const cb_version_info *vi;
                 size_t nv;
                 bool destroyed = false;
 
                 /* A version destroyed meanwhile has no value left to serve. */
+                cb_store_read_lock(leak_cur.store);
                 if (cb_store_versions(leak_cur.store, m->name, &vi, &nv) == 0)
                         for (size_t k = 0; k < nv; k++)
-                                destroyed |= vi[k].version == m->version && vi[k].state == CB_VS_DESTROYED;
+                                destroyed |= vi[k].version == version && vi[k].state == CB_VS_DESTROYED;
+                cb_store_read_unlock(leak_cur.store);
                 if (!destroyed)
                         return false;
         }
         pthread_mutex_lock(&marks_lock);
-        m->pending = false;
+        if (m->version == version) /* not re-marked at another version meanwhile */
+                m->pending = false;
         pthread_mutex_unlock(&marks_lock);
         return true;
 }
@@ -203,35 +232,50 @@ int scanner_init(const char *state_dir) {
 }
 
 bool scanner_is_compromised(const char *name) {
-        const cb_version_info *cur = current_info(name);
+        bool leaked, pending = false;
+        uint32_t curv = current_of(name, &leaked);
         mark *m = mark_get(name, false);
 
-        if (!cur)
+        if (!curv)
                 return false;
-        if (cur->leaked)
+        if (leaked)
                 return true;
         /* A mark the store has not taken yet (disk full): it holds while
          * its version is current, and is retried now. */
-        if (m && m->pending && m->version == cur->version) {
-                (void)mark_flush(m);
-                return true;
+        if (m) {
+                pthread_mutex_lock(&marks_lock);
+                pending = m->pending && m->version == curv;
+                pthread_mutex_unlock(&marks_lock);
         }
-        return false;
+        if (pending)
+                (void)mark_flush(m);
+        return pending;
 }
 
 void leak_list_compromised(json_t *arr) {
         const char **names = NULL;
+        char **copy = NULL;
         size_t n = 0;
 
-        if (cb_store_names(leak_cur.store, &names, &n) < 0)
-                return;
-        for (size_t i = 0; i < n; i++)
-                if (scanner_is_compromised(names[i]))
-                        json_array_append_new(arr, json_string(names[i]));
+        /* The names are the store's until its next write: copied under the
+         * read side, then each looked at (which may write: a mark retried). */
+        cb_store_read_lock(leak_cur.store);
+        if (cb_store_names(leak_cur.store, &names, &n) == 0 && (copy = calloc(n + 1, sizeof(*copy))))
+                for (size_t i = 0; i < n; i++)
+                        copy[i] = strdup(names[i]);
+        cb_store_read_unlock(leak_cur.store);
         free(names);
+        for (size_t i = 0; copy && i < n; i++) {
+                if (copy[i] && scanner_is_compromised(copy[i]))
+                        json_array_append_new(arr, json_string(copy[i]));
+                free(copy[i]);
+        }
+        free(copy);
 }
 
 void leak_shutdown(void) {
+        for (size_t i = 0; i < n_marks; i++)
+                free(marks[i]);
         free(marks);
         marks = NULL;
         n_marks = 0;
@@ -245,7 +289,34 @@ void leak_shutdown(void) {
  * it (disk full), the mark holds in memory (and is retried), stderr says
  * so and an alert is raised: containment first -- but a mark in memory
  * dies with the process, so the caller is told (-EIO) and must tell
- * whoever asked.  0 when recorded (or nothing to mark).  Under the request lock. */
+ * whoever asked.  0 when recorded (or nothing to mark).  Any thread, but never
+ * with the store's read side held (a store write); takes no leak lock (a
+ * rotation calls it under rotate/'s lock). */
+/* A mark in memory, before the store has it (memory work only): the token
+ * gate refuses the secret from here while version is current
+ * (compromised_unlocked).  Cleared by a successful store mark. */
+static void mark_pending(const char *name, uint32_t version) {
+        mark *m = mark_get(name, true);
+
+        if (m) {
+                pthread_mutex_lock(&marks_lock);
+                m->pending = true;
+                m->version = version;
+                pthread_mutex_unlock(&marks_lock);
+        }
+}
+
+static void mark_stored(const char *name, uint32_t version) {
+        mark *m = mark_get(name, false);
+
+        if (m) {
+                pthread_mutex_lock(&marks_lock);
+                if (m->version == version)
+                        m->pending = false;
+                pthread_mutex_unlock(&marks_lock);
+        }
+}
+
 int scanner_mark_compromised(const char *name, uint32_t version) {
         mark *m;
 
@@ -253,8 +324,10 @@ int scanner_mark_compromised(const char *name, uint32_t version) {
                 version = current_version(name);
         if (!version)
                 return 0;
-        if (cb_store_mark_leaked(leak_cur.store, name, version, NULL) == 0)
+        if (cb_store_mark_leaked(leak_cur.store, name, version, NULL) == 0) {
+                mark_stored(name, version); /* a mark_pending before it, if any */
                 return 0;
+        }
         cb_log(CB_LOG_ERR, "cannot record '%s' version %u as leaked in the store: %s (held in memory and retried; "
                "it is LOST if the daemon stops before the store can take it: free space, then check "
                "'credbroker status')", name, version, cb_error_last());
@@ -263,7 +336,7 @@ int scanner_mark_compromised(const char *name, uint32_t version) {
         alert_raise("leak_mark_not_persisted", ev); /* borrows ev */
         json_decref(ev);
         m = mark_get(name, true);
-        if (m) {
+        if (m) { /* the token gate sees it from here (compromised_unlocked) */
                 pthread_mutex_lock(&marks_lock);
                 m->pending = true;
                 m->version = version;
@@ -272,43 +345,53 @@ int scanner_mark_compromised(const char *name, uint32_t version) {
         return -EIO;
 }
 
-/* Without the control lock (the token route): the store under its read
- * side (never waiting for a writer's I/O), the marks under marks_lock; a
- * pending mark is not retried here (a retry is a store write: the sweep
- * and the locked callers of scanner_is_compromised do it). */
+/* For the tool routes (token gate): the store under its read side (never
+ * waiting for a writer's I/O), the marks under marks_lock; a pending mark
+ * is not retried here (a retry is a store write: the sweep and
+ * scanner_is_compromised's admin callers do it). */
 static bool compromised_unlocked(const char *name) {
-        uint32_t curv = 0;
-        bool leaked = false, pending = false;
+        bool leaked, pending = false;
+        uint32_t curv = current_of(name, &leaked);
 
-        cb_store_read_lock(leak_cur.store);
-        const cb_version_info *cur = current_info(name);
-        if (cur) {
-                curv = cur->version;
-                leaked = cur->leaked;
-        }
-        cb_store_read_unlock(leak_cur.store);
         if (!curv)
                 return false;
         if (leaked)
                 return true;
         pthread_mutex_lock(&marks_lock);
         for (size_t i = 0; i < n_marks; i++)
-                if (strcmp(marks[i].name, name) == 0)
-                        pending = marks[i].pending && marks[i].version == curv;
+                if (strcmp(marks[i]->name, name) == 0)
+                        pending = marks[i]->pending && marks[i]->version == curv;
         pthread_mutex_unlock(&marks_lock);
         return pending;
 }
 
-/* Once a second (the sweep, under the control lock): retry the marks the
- * store could not take. */
+/* Once a second (the sweep): retry the marks the store could not take. */
 void leak_flush_pending(void) {
-        for (size_t i = 0; i < n_marks; i++)
-                if (marks[i].pending)
-                        (void)mark_flush(&marks[i]);
+        pthread_mutex_lock(&marks_lock);
+        size_t n = n_marks;
+        pthread_mutex_unlock(&marks_lock);
+        for (size_t i = 0; i < n; i++) {
+                pthread_mutex_lock(&marks_lock);
+                mark *m = marks[i]; /* marks never move or go (mark_get) */
+                pthread_mutex_unlock(&marks_lock);
+                (void)mark_flush(m);
+        }
 }
 
-/* The leak response (scan_internal.h). */
+static int respond(request *rq, const scan_seen *seen, size_t n_seen);
+
+/* The leak response (scan_internal.h): serialised with the other leak
+ * responses only. */
 int leak_respond(request *rq, const scan_seen *seen, size_t n_seen) {
+        if (!n_seen)
+                return 0;
+        pthread_mutex_lock(&respond_lock);
+        int r = respond(rq, seen, n_seen);
+        pthread_mutex_unlock(&respond_lock);
+        return r;
+}
+
+static int respond(request *rq, const scan_seen *seen, size_t n_seen) {
         uint64_t now = (uint64_t)time(NULL);
         int r = 0;
 
@@ -353,10 +436,16 @@ int leak_respond(request *rq, const scan_seen *seen, size_t n_seen) {
                         if (a == CB_ON_LEAK_REVOKE || a == CB_ON_LEAK_ROTATE) {
                                 /* Marked first, then revoked: a token issue
                                  * racing this either sees the mark or is
-                                 * fenced by the revocation (api_tool.c). */
-                                scanner_mark_compromised(s->name, s->version); /* any sighted version */
+                                 * fenced by the revocation (api_tool.c).
+                                 * Marked in memory (the gate honours it at
+                                 * once), revoked and cut, and only then
+                                 * recorded in the store: containment never
+                                 * waits for the store's writers (an admin's
+                                 * fsync or compaction). */
+                                mark_pending(s->name, s->version);
                                 revoked = leak_revoke_secret(s->name);
                                 (void)leak_cut_secret(s->name, "its value was seen in scanned text");
+                                scanner_mark_compromised(s->name, s->version); /* any sighted version */
                         }
                         if (a == CB_ON_LEAK_ROTATE && leak_rotate(s->name) < 0) {
                                 note = cb_error_last();

@@ -17,19 +17,19 @@
 typedef struct leak_reaction {
         const char *name; /* "tokens", "proxy", "rotate": who reacts (for the logs) */
         /* Revoke every token of secret / the token of this accessor.
-         * Returns how many.  Called under the daemon's request lock.  NULL:
+         * Returns how many.  Any thread (the table locks itself).  NULL:
          * this subsystem holds no tokens. */
         size_t (*revoke_secret)(const char *secret);
         size_t (*revoke_accessor)(const char *accessor);
         /* Cut everything in flight made with any token of secret / with the
          * token of this accessor: a request not yet answered is refused,
          * a streaming body ends in an error.  Returns how many were cut.
-         * Called under cbd.lock.  NULL: nothing of this kind to cut. */
+         * Any thread (proxy_jobs_mu).  NULL: nothing of this kind to cut. */
         size_t (*cut_secret)(const char *secret, const char *why);
         size_t (*cut_accessor)(const char *accessor, const char *why);
         /* on_leak "rotate": rotate the secret as leaked (grace 0, the old
          * version's tokens revoked, old version disabled, the rotation hook
-         * run).  Called under cbd.lock.  0 once the rotation is done or
+         * run).  Takes rotate/'s lock itself.  0 once the rotation is done or
          * safely under way, else a negative errno with cb_error_last()
          * saying why; the leak response then falls back to "revoke" (tokens
          * revoked, secret marked compromised) and says so in the alert.

@@ -16,7 +16,7 @@
  * holds a value only while encoding it (cb_secbuf, wiped).
  *
  * A job remembers what it sighted (scan_seen) and hands the list to
- * leak_respond() under the request lock once the body is read, before the reply.
+ * leak_respond() (its own lock) once the body is read, before the reply.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -43,9 +43,15 @@ typedef struct live {
 } live;
 
 static pthread_mutex_t live_lock = PTHREAD_MUTEX_INITIALIZER;
-static live *cur;              /* under the request lock */
+/* The matcher in force and what describes it: under build_lock, which a
+ * (re)build holds -- CPU and memory work on the store's read side, never
+ * a writer's I/O; a scan that needs the matcher waits for its build (a
+ * matcher behind the live values would miss a new one).  Lock order:
+ * the store's writers' mutex, build_lock, the store's read side, live_lock. */
+static pthread_mutex_t build_lock = PTHREAD_MUTEX_INITIALIZER;
+static live *cur;
 static uint64_t cur_generation; /* the store generation cur was built from */
-static char **short_names;     /* live values too short to scan (under the request lock) */
+static char **short_names;     /* live values too short to scan */
 static size_t n_short;
 static size_t n_live_versions;
 
@@ -71,9 +77,15 @@ static void clear_short(void) {
         n_short = 0;
 }
 
-void scanner_rebuild(void) {
+static void rebuild_locked(void) {
         live_release(cur);
         cur = NULL;
+}
+
+void scanner_rebuild(void) {
+        pthread_mutex_lock(&build_lock);
+        rebuild_locked();
+        pthread_mutex_unlock(&build_lock);
 }
 
 static int add_short(const char *name) {
@@ -90,8 +102,18 @@ static int add_short(const char *name) {
         return 0;
 }
 
-/* Build from the store: every version not disabled or destroyed. */
+/* Build from the store: every version not disabled or destroyed.  Under
+ * build_lock; takes the store's read side. */
+static int build_read(void);
+
 static int build(void) {
+        cb_store_read_lock(leak_cur.store);
+        int r = build_read();
+        cb_store_read_unlock(leak_cur.store);
+        return r;
+}
+
+static int build_read(void) {
         cb_matcher_builder *b = cb_matcher_builder_new(CB_MATCH_TOKENS);
         const char **names = NULL;
         size_t n = 0, versions = 0;
@@ -159,25 +181,39 @@ out:
         return r;
 }
 
-void scanner_sweep(void) {
-        leak_flush_pending(); /* the token gate reads marks, never retries them */
-        if (cur && cur_generation != cb_store_generation(leak_cur.store))
-                scanner_rebuild();
+static uint64_t store_generation(void) {
+        cb_store_read_lock(leak_cur.store);
+        uint64_t g = cb_store_generation(leak_cur.store);
+        cb_store_read_unlock(leak_cur.store);
+        return g;
 }
 
-/* A reference to the live matcher, built if needed (under the request lock). */
+void scanner_sweep(void) {
+        leak_flush_pending(); /* the token gate reads marks, never retries them */
+        pthread_mutex_lock(&build_lock);
+        if (cur && cur_generation != store_generation())
+                rebuild_locked();
+        pthread_mutex_unlock(&build_lock);
+}
+
+/* A reference to the live matcher, built if needed (any thread). */
 static live *live_get(void) {
+        live *lv = NULL;
+
+        pthread_mutex_lock(&build_lock);
         /* Every store write moves the generation: a write that did not call
          * scanner_rebuild() (rotation, version changes, imports, the grace
          * sweep) still never leaves the matcher behind the live values. */
-        if (cur && cur_generation != cb_store_generation(leak_cur.store))
-                scanner_rebuild();
-        if (!cur && build() < 0)
-                return NULL;
-        pthread_mutex_lock(&live_lock);
-        cur->refs++;
-        pthread_mutex_unlock(&live_lock);
-        return cur;
+        if (cur && cur_generation != store_generation())
+                rebuild_locked();
+        if (cur || build() == 0) {
+                lv = cur;
+                pthread_mutex_lock(&live_lock);
+                lv->refs++;
+                pthread_mutex_unlock(&live_lock);
+        }
+        pthread_mutex_unlock(&build_lock);
+        return lv;
 }
 
 struct cb_matcher *scanner_matcher_ref(void) {
@@ -198,16 +234,18 @@ json_t *scanner_status_json(void) {
         json_t *o = json_object(), *shorts = json_array(), *comp = json_array();
         live *lv = live_get();
 
+        if (!lv)
+                json_object_set_new(o, "error", json_string(cb_error_last()));
+        pthread_mutex_lock(&build_lock);
         if (lv) {
                 json_object_set_new(o, "secret_versions", json_integer((json_int_t)n_live_versions));
                 json_object_set_new(o, "patterns", json_integer((json_int_t)cb_matcher_n_patterns(lv->m)));
-                live_release(lv);
-        } else {
-                json_object_set_new(o, "error", json_string(cb_error_last()));
         }
         json_object_set_new(o, "min_length", json_integer(CB_SCAN_MIN_SECRET));
         for (size_t i = 0; i < n_short; i++)
                 json_array_append_new(shorts, json_string(short_names[i]));
+        pthread_mutex_unlock(&build_lock);
+        live_release(lv);
         leak_list_compromised(comp);
         json_object_set_new(o, "not_scannable", shorts);
         json_object_set_new(o, "compromised", comp);
@@ -637,9 +675,10 @@ int scan_finish(request *rq) {
                 r = j->redact && !j->final ? cb_scan_stream_cut(j->st, &consumed, &skip) : cb_scan_stream_finish(j->st);
         else if (j->too_large && r == 0)
                 r = cb_scan_stream_finish(j->st); /* sight the tail of what was read */
-        pthread_mutex_lock(leak_cur.lock);
         /* The leak response comes first, whatever the reply: a sighting in
-         * an oversized or failed request is still a sighting. */
+         * an oversized or failed request is still a sighting.  Only a
+         * request that sighted something takes a lock here (the leak
+         * responses'). */
         int rr = leak_respond(rq, j->seen, j->n_seen);
         /* Every sighting by a tools.sock caller is an alert, whatever the
          * leak response's cooldown: probing a secret by guesses shows. */
@@ -674,6 +713,5 @@ int scan_finish(request *rq) {
                                            (json_int_t)j->total, "truncated", j->total > CB_SCAN_FINDINGS_MAX,
                                            "bytes", (json_int_t)j->bytes),
                                  false);
-        pthread_mutex_unlock(leak_cur.lock);
         return ret == MHD_YES ? MHD_YES : MHD_NO;
 }

@@ -6,8 +6,9 @@
  * the token gate: leak.c).  scan_internal.h is the seam between the two.
  *
  * Request bodies are not buffered: they are decided on their headers (like
- * the proxy's) and stream through the matcher on the server thread, outside
- * cbd.lock; only the leak response and the reply take the lock.
+ * the proxy's) and stream through the matcher on the server thread, under
+ * no lock; a request that sighted something runs its leak response under
+ * leak.c's respond lock (serialised with other responses only).
  *
  *   POST /v1/scan     any size up to CB_SCAN_BODY_MAX, streamed (Content-
  *                     Length or chunked).  200 {"findings":[{"kind","name",
@@ -45,15 +46,15 @@
 /* The set of live secret values changed (put, rotate, import, version
  * state change, destroy): the matcher is dropped now (its patterns wiped
  * once no scan uses it) and rebuilt from the store by the next scan.
- * Call under cbd.lock. */
+ * Any thread (the matcher's own lock). */
 void scanner_rebuild(void);
 
-/* Once a second (under cbd.lock): drop the matcher if the store moved on
+/* Once a second (the sweep): drop the matcher if the store moved on
  * since it was built (a destroyed or disabled version's patterns are then
  * wiped as soon as no scan holds them, not at the next scan). */
 void scanner_sweep(void);
 
-/* At exit, under cbd.lock or single-threaded: wipe everything (the leak
+/* At exit, single-threaded: wipe everything (the leak
  * marks too). */
 void scanner_shutdown(void);
 
@@ -61,19 +62,17 @@ void scanner_shutdown(void);
  * scanner_init), so that no file of leak/ reaches for the daemon-wide
  * state: the store (read, and marked leaked), the token table (looked up:
  * the accessor of a token sighted in text; revoking goes through
- * leak_react.h), and the lock that guards the two and the leak response
- * (today main.c's request lock, which the handlers hold; the matcher's
- * callbacks and scan_finish take it themselves).  The policy is the
- * request's own snapshot (rq->policy), taken without a lock. */
+ * leak_react.h).  Both guard themselves; leak/'s own state has its own
+ * locks (leak.c, scan.c).  The policy is the request's own snapshot
+ * (rq->policy), taken without a lock. */
 typedef struct leak_env {
         cb_store *store;
         cb_tokens *const *tokens;
-        pthread_mutex_t *lock;
 } leak_env;
 void leak_attach(const leak_env *env);
 
 /* The route of POST /v1/scan and /v1/redact (api/api_routes.c: decided on
- * the headers; under cbd.lock): authorise and start a scan job, or reply. */
+ * the headers; under no lock on tools.sock): authorise and start a scan job, or reply. */
 int scan_start(request *rq);
 /* MHD hands the body over piece by piece (outside the lock), then its end. */
 int scan_feed(request *rq, const char *data, size_t *size);
@@ -81,13 +80,14 @@ int scan_finish(request *rq);
 /* MHD is done with the request (completed()). */
 void scan_request_done(request *rq);
 
-/* Under cbd.lock: a reference to the live matcher (every live secret
+/* Any thread: a reference to the live matcher (every live secret
  * version and tokens), built if needed, for a caller that scans outside
  * the lock (a sandbox's outbound leak guard); the caller drops it with
  * cb_matcher_free().  NULL when it cannot be built (cb_error_last()). */
 struct cb_matcher *scanner_matcher_ref(void);
 
-/* Under cbd.lock: the matcher's state and the compromised secrets. */
+/* The matcher's state and the compromised secrets (admin status; may
+ * retry a pending mark: never with the store's read side held). */
 json_t *scanner_status_json(void);
 
 /* ---- the leak response (leak.c) ---- */
@@ -98,8 +98,8 @@ json_t *scanner_status_json(void);
  * carried over stops the daemon (-errno, message set): fail closed. */
 int scanner_init(const char *state_dir);
 
-/* Token issuance gate (route_token: with or without the control lock,
- * cbd.lock): refuses a canary (raising the canary alert) and a compromised
+/* Token issuance gate (token issue, approval collection, the proxy; no
+ * daemon-wide lock): refuses a canary (raising the canary alert) and a compromised
  * secret.  Reads the store under its read side and the marks under their
  * own lock, writes nothing (a mark the store has not taken yet is retried
  * by the sweep).  0: go on; 1: a refusal was sent and *ret holds its MHD
@@ -111,11 +111,12 @@ int scanner_init(const char *state_dir);
 bool leak_canary_note(request *rq, const char *secret);
 int leak_token_gate(request *rq, const char *secret, int *ret);
 
-/* Under cbd.lock. */
+/* Any thread, never with the store's read side held (a pending mark is
+ * retried: a store write). */
 bool scanner_is_compromised(const char *name);
 
 /* Mark version (0: the current one) of name leaked in the store
  * (cb_store_mark_leaked): never served or stored again; no token is issued
  * for name while it is current (a leaked rotation that failed, a leak
- * sighting).  Under cbd.lock. */
+ * sighting).  Any thread, never with the store's read side held. */
 int scanner_mark_compromised(const char *name, uint32_t version);

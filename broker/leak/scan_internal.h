@@ -31,19 +31,19 @@ typedef struct scan_seen {
 
 /* The leak response for everything one request sighted (seen[0..n_seen),
  * owned by the caller, not kept): tokens revoked, on_leak applied, alerts
- * and audit records written (see leak.c).  Under cbd.lock.  0, or -EIO when
+ * and audit records written (see leak.c).  Takes leak.c's respond lock
+ * (responses serialise among themselves).  0, or -EIO when
  * an audit record could not be written, -ENOMEM when an event could not be
  * built (the entries before it were answered). */
 int leak_respond(request *rq, const scan_seen *seen, size_t n_seen);
 
 /* Append the name of every secret whose current version is marked leaked
- * to arr (a JSON array).  Under cbd.lock. */
+ * to arr (a JSON array).  Any thread, no store lock held. */
 void leak_list_compromised(json_t *arr);
 
-/* Retry the marks the store could not take (scanner_sweep, under
- * cbd.lock). */
+/* Retry the marks the store could not take (scanner_sweep). */
 void leak_flush_pending(void);
 
-/* Free the alert cooldowns and unrecorded marks (scanner_shutdown(), under
- * cbd.lock or single-threaded). */
+/* Free the alert cooldowns and unrecorded marks (scanner_shutdown(),
+ * single-threaded). */
 void leak_shutdown(void);

@@ -4,7 +4,8 @@
  * --provision-dir (blobs dropped there are imported at start and on
  * SIGHUP).  The work is in keys/provision*.c; the admin routes (pubkey,
  * key rotation and retirement, import) are api/api_provision.c.  Runs
- * under cbd.lock (main.c's start and signal loop).
+ * single-threaded at start, and under the admin lock and the store's
+ * writers' mutex in main.c's signal loop.
  */
 #include <dirent.h>
 #include <errno.h>

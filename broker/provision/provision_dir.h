@@ -3,8 +3,8 @@
  * Sealed provisioning in the daemon, outside the routes (those are
  * api/api_provision.c): the store's provisioning keypair at start, and
  * --provision-dir, whose blobs are imported at start and on SIGHUP.  The
- * work is keys/provision*.c.  Works on the store it is handed; called under
- * cbd.lock (main.c's start and signal loop) like every store writer.
+ * work is keys/provision*.c.  Works on the store it is handed; called with
+ * the store's writers' mutex held (cb_store_write_lock) or single-threaded.
  */
 #pragma once
 

@@ -7,7 +7,7 @@
  *             or the template's header
  *
  * Everything that can refuse a request is decided on the server thread,
- * under the request lock, before anything leaves the broker: token (scope proxy,
+ * under no daemon-wide lock, before anything leaves the broker: token (scope proxy,
  * this caller, this secret), the grant, the sealed host, method and path
  * prefix, header hygiene.  Then the job goes to a transfer loop: a thread
  * running libcurl's multi interface (OpenSSL; verification on; redirects

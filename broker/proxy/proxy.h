@@ -14,15 +14,15 @@
 
 /* What the proxy works on, handed by main.c at start (proxy_attach, before
  * the servers), so that no file of proxy/ reaches for the daemon-wide
- * state: the store, the token table, and the lock that guards the two
- * and the request handlers (today main.c's request lock: the
- * deciding half runs under it; the tool side takes it to answer from a
- * transfer's hand-over).  The completion's audit record needs no lock
- * (audit.h).  The policy is the request's own snapshot (rq->policy). */
+ * state: the store (read under its read side) and the token table (it
+ * guards itself).  The deciding half runs under no daemon-wide lock; the
+ * jobs in flight are guarded by proxy_jobs_mu, each job by its own mu
+ * (proxy_job.h), both held for memory work only.  The completion's audit
+ * record needs no lock (audit.h).  The policy is the request's own
+ * snapshot (rq->policy). */
 typedef struct proxy_env {
         cb_store *store;
         cb_tokens *tokens;
-        pthread_mutex_t *lock;
 } proxy_env;
 void proxy_attach(const proxy_env *env);
 extern proxy_env proxy_cur; /* what proxy_attach was handed (proxy.c) */
@@ -52,12 +52,18 @@ typedef struct proxy_spec {
         size_t value_len;
         char path[1024];              /* for the audit record, without the query */
         char request_id[32];          /* shared by the decision's and the completion's audit records */
+        /* The token table's revocation fence taken before the token was
+         * checked, and the token (borrowed): proxy_start checks, once the
+         * job is where a cut finds it, that no revocation of the token ran
+         * meanwhile (see there). */
+        uint64_t fence;
+        const char *token;
 } proxy_spec;
 
 /* Start the upstream transfer for rq and park the connection until the
  * upstream answers (a request with a body: once the body is in); takes
  * sp->url and sp->headers (wiped and freed on every path).  Returns an MHD
- * result.  Call under cbd.lock. */
+ * result.  Any serving thread, no lock held. */
 int proxy_start(request *rq, proxy_spec *sp);
 
 /* Wipe every string of a header list, then free it. */

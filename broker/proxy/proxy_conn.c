@@ -114,10 +114,7 @@ int proxy_continue(request *rq) {
                          j->err[0] ? j->err : early ? "the upstream request failed" : "the upstream's answer broke off");
                 pthread_mutex_unlock(&j->mu);
                 rq->no_audit = true;                     /* the loop's record says it */
-                pthread_mutex_lock(proxy_cur.lock);
-                ret = reply_error(rq, (unsigned)status, code, "%s", msg);
-                pthread_mutex_unlock(proxy_cur.lock);
-                return ret;
+                return reply_error(rq, (unsigned)status, code, "%s", msg);
         }
         if (j->done && strcmp(j->method, "HEAD") != 0 && j->status != 204 && j->status != 304) {
                 /* All of it is in: one answer with its length, written at
@@ -176,9 +173,7 @@ int proxy_release(request *rq) {
         proxy_job_unref(j);
         rq->answered = false;
         rq->no_audit = true; /* its allow is written; this failure to start is the broker's own */
-        pthread_mutex_lock(proxy_cur.lock);
         (void)reply_error(rq, 503, "unavailable", "cannot hand it to a transfer loop: %s", strerror(r));
-        pthread_mutex_unlock(proxy_cur.lock);
         return -EIO;
 }
 
@@ -198,7 +193,7 @@ void proxy_abort(request *rq) {
 static void refuse_upload_locked(proxy_job *j, int status, const char *code, const char *msg) {
         if (j->cancelled || j->done)
                 return;
-        j->cancelled = true;
+        __atomic_store_n(&j->cancelled, true, __ATOMIC_RELAXED); /* on_progress reads it without j->mu */
         if (!j->headers_done && !j->fail_status) {
                 j->fail_status = status;
                 snprintf(j->fail_code, sizeof(j->fail_code), "%s", code);
@@ -352,10 +347,10 @@ void proxy_request_done(request *rq) {
         pthread_mutex_lock(&j->mu);
         j->conn = NULL;
         if (!j->cancelled && !j->done) {
-                j->cancelled = true;
+                __atomic_store_n(&j->cancelled, true, __ATOMIC_RELAXED); /* on_progress reads it without j->mu */
                 proxy_job_poke_locked(j);                 /* the loop ends the transfer */
         }
-        j->cancelled = true;
+        __atomic_store_n(&j->cancelled, true, __ATOMIC_RELAXED); /* on_progress reads it without j->mu */
         pthread_mutex_unlock(&j->mu);
         rq->proxy = NULL;
         proxy_job_unref(j);
@@ -372,7 +367,8 @@ static size_t cancel_matching(const char *key, bool by_accessor, const char *why
                         continue;
                 pthread_mutex_lock(&j->mu);
                 if (!j->cancelled && !j->done) {
-                        j->cancelled = true;                 /* the transfer aborts at its next progress call */
+                        /* the transfer aborts at its next progress call (on_progress reads it without j->mu) */
+                        __atomic_store_n(&j->cancelled, true, __ATOMIC_RELAXED);
                         if (!j->headers_done && !j->fail_status) {
                                 j->fail_status = 403;
                                 snprintf(j->fail_code, sizeof(j->fail_code), "revoked");
@@ -412,7 +408,7 @@ void proxy_stop(void) {
                 if (!j)
                         continue;
                 pthread_mutex_lock(&j->mu);
-                j->cancelled = true;
+                __atomic_store_n(&j->cancelled, true, __ATOMIC_RELAXED); /* on_progress reads it without j->mu */
                 if (j->suspended && j->conn) {
                         j->suspended = false;
                         MHD_resume_connection(j->conn);
@@ -553,9 +549,28 @@ int proxy_start(request *rq, proxy_spec *sp) {
                         goto out;
                 }
         }
+        /* Decided under no daemon-wide lock, so a leak response (or any
+         * revocation) may have run since the token was checked.  A leak
+         * response revokes (the fence moves), then cuts what is in the
+         * jobs table.  The job is in the table now: a cut that comes
+         * later finds it (nothing has gone upstream yet); one that came
+         * earlier followed its revocation, which moved the fence before
+         * this read -- then the token is looked at again, and a revoked
+         * one refused (used up by this very request, or expired since:
+         * not a revocation).  So no job starts with a token revoked by a
+         * revocation that had answered before this decision. */
+        if (sp->token && cb_tokens_fence(proxy_cur.tokens) != sp->fence) {
+                const cb_token_info *again;
+                int pr = cb_tokens_peek(proxy_cur.tokens, sp->token, strlen(sp->token), &again);
+                if (pr < 0 && pr != -EDQUOT && pr != -ETIME) {
+                        ret = reply_error(rq, 403, "revoked", "secret '%s': the token was revoked while the "
+                                          "request was decided: %s", rq->secret, cb_error_last());
+                        goto out;
+                }
+        }
         if (rq->n_audit_recs) {
                 /* Its record is queued: nothing goes upstream until it is
-                 * written (server_reply.c flush(), outside the request lock, then
+                 * written (server_reply.c flush(), holding no lock, then
                  * proxy_release or proxy_abort). */
                 rq->proxy = j;
                 rq->proxy_held = true;
@@ -574,8 +589,7 @@ int proxy_start(request *rq, proxy_spec *sp) {
         j = NULL;
         /* MHD calls again: with the body's pieces (proxy_feed), then once
          * more at its end, where proxy_continue parks the connection until
-         * the upstream answers.  Not here: this runs under the request lock, which
-         * proxy_continue takes to answer a failure. */
+         * the upstream answers.  Not here: MHD has not asked for it yet. */
         ret = MHD_YES;
 out:
         if (j)

@@ -3,7 +3,10 @@
  * The injection proxy, deciding half: which secret, which sealed host, is
  * this caller's token good for proxy use of it, are method, path and
  * headers acceptable — all before anything leaves the broker (see proxy.c
- * for the transfer).  Runs on a server thread under the request lock.
+ * for the transfer).  Runs on a server thread under no daemon-wide lock: the
+ * token table guards itself, the store is read under its read side (never
+ * waiting for a writer's I/O) and the metadata copied out; the race with a
+ * leak response is closed in proxy_start (proxy_conn.c).
  */
 #include <ctype.h>
 #include <errno.h>
@@ -203,8 +206,8 @@ static int leak_scan(cb_matcher *m, const char *p, size_t n, leak_hit *l) {
 
 /* A sandbox's proxied request carrying a live secret value (or a token)
  * in a header that goes upstream, its path or its query, as the tool sent
- * them (before the broker injects the credential): refused, 403.  Under
- * the request lock (the live matcher is the scanner's).  0 go on, or the
+ * them (before the broker injects the credential): refused, 403.  On the
+ * serving thread, no lock held (the live matcher is the scanner's).  0 go on, or the
  * reply's result in *ret. */
 static int sandbox_leak_gate(request *rq, const hdr_list *hl, const cb_inject *inj, const char *conn_hdr,
                              const char *path, const char *query, int *ret) {
@@ -220,7 +223,7 @@ static int sandbox_leak_gate(request *rq, const hdr_list *hl, const cb_inject *i
                 return 1;
         }
         /* One pass over all of it with the one-shot scan (small windows:
-         * this runs under the request lock); only a request with a sighting
+         * this runs on a serving thread); only a request with a sighting
          * is gone through again, piece by piece, to say where and what. */
         size_t total = strlen(path) + (query ? strlen(query) : 0) + 3;
         for (size_t i = 0; i < hl->n; i++)
@@ -292,9 +295,11 @@ static int sandbox_leak_gate(request *rq, const hdr_list *hl, const cb_inject *i
 int api_proxy(request *rq) {
         char secret[CB_NAME_MAX + 1], tok[CB_TOKEN_LEN + 1], path[CB_PREQ_TARGET_MAX + 2];
         const cb_token_info *info;
-        const cb_meta *meta;
+        const cb_meta *meta = NULL;
+        cb_meta *meta_own = NULL;
         cb_secbuf *val = NULL;
         uint32_t version;
+        uint64_t fence;
         cb_inject inj;
         cb_dest dest;
         cb_preq_head head;
@@ -349,6 +354,7 @@ int api_proxy(request *rq) {
         }
         /* Checked now, counted only once the request passes every check
          * (a refused request does not use up the token). */
+        fence = cb_tokens_fence(proxy_cur.tokens); /* before the check: proxy_start re-checks against it */
         r = cb_tokens_check(proxy_cur.tokens, tok, strlen(tok), &rq->peer, CB_USE_PROXY, &info);
         if (rq->tcp && (r < 0 || !info->any_exe)) {
                 /* No executable to compare over TCP: only a token that does
@@ -382,7 +388,14 @@ int api_proxy(request *rq) {
         }
         if (leak_token_gate(rq, secret, &ret))
                 goto out;
+        /* The store's read side for the decrypt and the metadata's copy
+         * only (readers never wait for a writer's I/O). */
+        cb_store_read_lock(proxy_cur.store);
         r = cb_store_get(proxy_cur.store, secret, 0, false, &val, &version, &meta);
+        if (r == 0 && cb_meta_copy(meta, &meta_own) < 0)
+                r = -ENOMEM;
+        cb_store_read_unlock(proxy_cur.store);
+        meta = meta_own;
         if (r < 0) {
                 ret = reply_error(rq, 403, "forbidden", "no usable secret '%s' for this token", secret);
                 goto out;
@@ -669,10 +682,13 @@ int api_proxy(request *rq) {
         sp.scan_body = meta->methods.n > 0 && sp.expect_body ? head.body : CB_BODY_OTHER;
         memcpy(sp.boundary, head.boundary, sizeof(sp.boundary));
         snprintf(sp.path, sizeof(sp.path), "%s", path);
+        sp.fence = fence;
+        sp.token = tok;
         ret = proxy_start(rq, &sp);
 out:
         sodium_memzero(tok, sizeof(tok));
         cb_secbuf_free(val);
+        cb_meta_free(meta_own);
         cb_matcher_free(sp.red);
         cb_matcher_free(sp.leak);
         if (extra) {

@@ -31,7 +31,21 @@ void rotate_attach(const rotate_env *env) {
         rotate_cur = *env;
 }
 
-static uint64_t next_due; /* earliest grace deadline known; 0 = rescan (under cbd.lock) */
+static pthread_mutex_t rotate_mu = PTHREAD_MUTEX_INITIALIZER;
+
+void rotate_lock(void) {
+        pthread_mutex_lock(&rotate_mu);
+        cb_store_write_lock(rotate_cur.store);
+}
+
+void rotate_unlock(void) {
+        cb_store_write_unlock(rotate_cur.store);
+        pthread_mutex_unlock(&rotate_mu);
+}
+
+/* The earliest grace deadline known; 0 = rescan.  Atomic: rotate_changed
+ * may be called without rotate_lock(). */
+static uint64_t next_due;
 
 static bool has_label(const cb_meta *m, const char *label) {
         for (size_t i = 0; m && i < m->labels.n; i++)
@@ -126,7 +140,16 @@ uint32_t rotate_leaked_by(const cb_version_info *vi, size_t nv, uint32_t v) {
         return 0;
 }
 
+static int version_check(const char *name, uint32_t version, uint64_t now);
+
 int rotate_version_check(const char *name, uint32_t version, uint64_t now) {
+        cb_store_read_lock(rotate_cur.store);
+        int r = version_check(name, version, now);
+        cb_store_read_unlock(rotate_cur.store);
+        return r;
+}
+
+static int version_check(const char *name, uint32_t version, uint64_t now) {
         const cb_version_info *vi, *target = NULL;
         int64_t grace = -1;
         size_t nv;
@@ -149,21 +172,29 @@ int rotate_version_check(const char *name, uint32_t version, uint64_t now) {
 }
 
 void rotate_changed(void) {
-        next_due = 0;
+        __atomic_store_n(&next_due, 0, __ATOMIC_RELAXED);
 }
 
+static void sweep(uint64_t now);
+
 void rotate_sweep(uint64_t now) {
+        if (__atomic_load_n(&next_due, __ATOMIC_RELAXED) > now)
+                return;
+        rotate_lock();
+        sweep(now);
+        rotate_unlock();
+}
+
+static void sweep(uint64_t now) {
         const char **names = NULL;
         char **copy = NULL;
         uint64_t next = UINT64_MAX;
         size_t n = 0;
 
-        if (next_due > now)
-                return;
         /* Writes invalidate the store's name array: work on a copy. */
         if (cb_store_names(rotate_cur.store, &names, &n) < 0 || !(copy = calloc(n + 1, sizeof(*copy)))) {
                 free(names);
-                next_due = now + 5;
+                __atomic_store_n(&next_due, now + 5, __ATOMIC_RELAXED);
                 return;
         }
         for (size_t i = 0; i < n; i++)
@@ -180,12 +211,12 @@ void rotate_sweep(uint64_t now) {
                 free(copy[i]);
         }
         free(copy);
-        next_due = next;
+        __atomic_store_n(&next_due, next, __ATOMIC_RELAXED);
 }
 
 /* A leaked rotation of name failed: its leaked version old (0: the current
  * one) stays marked compromised, so no token is issued for it until a
- * rotation succeeds, and an alert says so.  Under cbd.lock. */
+ * rotation succeeds, and an alert says so.  Under rotate_lock(). */
 void rotate_leaked_failed(const char *name, uint32_t old, const char *source, const char *why) {
         json_t *ev;
 
@@ -446,7 +477,7 @@ int rotate_run(enum rotate_phase phase, const char *name, const void *value, siz
         r = sweep_secret(name, (uint64_t)time(NULL), disabled, &next);
         if (r < 0)
                 goto fail;
-        next_due = 0; /* deadlines changed: rescan at the next tick */
+        rotate_changed(); /* deadlines changed: rescan at the next tick */
         summary = json_pack("{s:s, s:I, s:I, s:I, s:b, s:I, s:I, s:O, s:O, s:s}", "name", name, "version",
                             (json_int_t)version, "previous", (json_int_t)old, "grace", (json_int_t)grace, "leaked",
                             leaked, "revoked", (json_int_t)revoked, "proxy_cut", (json_int_t)cut, "superseded",
@@ -472,7 +503,7 @@ int rotate_run(enum rotate_phase phase, const char *name, const void *value, siz
         r = 0;
         goto out;
 fail:
-        next_due = 0;
+        rotate_changed();
         metrics_rotation(name, "failed");
         r = cb_error_set(r, "rotation of '%s' stopped while %s: %s; 'credbroker versions %s' shows the state, which "
                          "is consistent; run the rotation again", name, step, cb_error_last(), name);

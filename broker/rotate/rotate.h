@@ -38,7 +38,15 @@
  *   DIR/_leaked  the leak hook (a name no secret can have): run after each
  *                leaked rotation with a JSON event on stdin (names and
  *                version numbers, never a value).
- * All functions except leak_rotate_request are called under cbd.lock.
+ * Locks: every function that reads and then writes the store, or touches
+ * rotate/'s state, runs under rotate_lock() (rotations of any source, the
+ * grace sweep, the hook threads, the admin routes that change versions):
+ * rotate/'s own mutex, then the store's writers' mutex, so what a rotation
+ * read stays true until it writes.  No tools.sock route takes it, except
+ * a scan whose leak response rotates (leak_rotate_request takes it
+ * itself).  rotate_version_check (redeem) takes only the store's read
+ * side.  Lock order: the admin lock, the leak responses' lock, this, the
+ * store's writers' mutex.
  */
 #pragma once
 
@@ -71,19 +79,21 @@
 uint32_t rotate_leaked_by(const cb_version_info *vi, size_t nv, uint32_t v);
 
 /* What rotate/ works on, handed in by main.c at start rather than read
- * from the daemon-wide state: the store, the token table, and the lock a
- * hook thread takes before it acts (today cbd.lock, which every other
- * rotate_* call is made under). */
+ * from the daemon-wide state: the store and the token table. */
 typedef struct rotate_env {
         cb_store *store;
         cb_tokens *tokens;
-        pthread_mutex_t *lock;
 } rotate_env;
+
+/* rotate/'s lock (see the top of this file); not recursive for rotate/'s
+ * mutex: never call it twice on one thread. */
+void rotate_lock(void);
+void rotate_unlock(void);
 
 /* A leaked rotation of name failed: its leaked version old (0: the current
  * one) stays marked compromised, so no token is issued for it until a
  * rotation succeeds, and the alert "rotation_failed" says so, with why as
- * its message (never a value).  Under cbd.lock. */
+ * its message (never a value).  Under rotate_lock(). */
 void rotate_leaked_failed(const char *name, uint32_t old, const char *source, const char *why);
 
 /* Keep *env (copied) for every later call.  Before rotate_init. */
@@ -94,7 +104,7 @@ void rotate_attach(const rotate_env *env);
 int rotate_init(const char *hook_dir);
 
 /* Kill running hooks and wait for their threads (at shutdown, without
- * cbd.lock held). */
+ * rotate_lock() held). */
 void rotate_stop(void);
 
 /* Rotate name to value[0..len) (or, with value NULL, a generated value:
@@ -109,7 +119,7 @@ void rotate_stop(void);
  * "rotation_failed".  On success *ret (may be NULL) is a JSON summary (no value):
  * {"name","version","previous","grace","leaked","revoked","superseded":[..],
  * "disabled":[..]}.  -ENOENT (no such secret), -EPERM (generation not
- * allowed), store errors; message in cb_error_last().  Under cbd.lock. */
+ * allowed), store errors; message in cb_error_last().  Under rotate_lock(). */
 int rotate_secret(const char *name, const void *value, size_t len, uint32_t grace, bool leaked, const char *source,
                   json_t **ret);
 
@@ -128,12 +138,13 @@ int rotate_run(enum rotate_phase phase, const char *name, const void *value, siz
  * store's state says so, but the sweep may not have run (or failed): a
  * previous version past its grace (changed + the current version's grace
  * <= now) or one that leaked (rotate_leaked_by) is refused here too.
- * 0, or -EPERM with a message.  Under cbd.lock. */
+ * 0, or -EPERM with a message.  Any thread: takes the store's read side
+ * itself (redeem, no other lock). */
 int rotate_version_check(const char *name, uint32_t version, uint64_t now);
 
 /* Disable previous versions whose grace ran out.  Cheap when nothing is
  * due (scans only at the earliest deadline it knows, or after a state
- * change).  Under cbd.lock. */
+ * change).  Takes rotate_lock() itself. */
 void rotate_sweep(uint64_t now);
 
 /* A version's state changed outside rotate_secret: recompute deadlines at
@@ -145,8 +156,8 @@ void rotate_changed(void);
  * (DIR/NAME) runs in the background; its output becomes the new value of a
  * --leaked rotation.  0 when started (or one already runs for name),
  * -ENOENT when name has no rotation hook (or no hook directory is
- * configured), -EAGAIN when CB_ROTATE_HOOKS_MAX hooks are running.  Under
- * cbd.lock (the hook's thread takes it itself later). */
+ * configured), -EAGAIN when CB_ROTATE_HOOKS_MAX hooks are running.  Takes
+ * rotate_lock() itself (and the hook's thread again later). */
 int leak_rotate_request(const char *name);
 
 /* Start name's rotation hook in the background; its output becomes the
@@ -156,5 +167,5 @@ int leak_rotate_request(const char *name);
  * compromised (scanner_mark_compromised: no token until a new version is
  * current); if the hook then fails, the mark stays and an alert
  * "rotation_failed" is raised.  -ENOENT (no hook), -EALREADY (one runs
- * for name), -EAGAIN (too many).  Under cbd.lock. */
+ * for name), -EAGAIN (too many).  Under rotate_lock(). */
 int rotate_hook_start(const char *name, uint32_t grace, bool leaked, const char *source);

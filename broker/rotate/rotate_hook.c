@@ -400,7 +400,7 @@ static void *hook_rotate_thread(void *arg) {
                 cb_error_set(r, "no usable rotation hook");
         else
                 r = run_hook(j->slot, path, j->name, j->leaked ? "leak" : "rotate", NULL, 0, &val);
-        pthread_mutex_lock(rotate_cur.lock);
+        rotate_lock();
         pthread_mutex_lock(&hk_lock);
         bool stopping = hk_stopping;
         pthread_mutex_unlock(&hk_lock);
@@ -417,7 +417,7 @@ static void *hook_rotate_thread(void *arg) {
                 if (j->leaked && !tried)
                         rotate_leaked_failed(j->name, j->old, j->source, cb_error_last());
         }
-        pthread_mutex_unlock(rotate_cur.lock);
+        rotate_unlock();
         cb_secbuf_free(val);
         slot_release(j->slot);
         free(j);
@@ -444,9 +444,12 @@ int rotate_hook_start(const char *name, uint32_t grace, bool leaked, const char 
                         for (size_t i = 0; i < nv; i++)
                                 if (vi[i].state == CB_VS_CURRENT)
                                         old = vi[i].version;
+                /* Marked first, then revoked: a token issue racing this
+                 * (api_tool.c, no lock) either sees the mark or is fenced
+                 * by the revocation (red team rt6 F1). */
+                scanner_mark_compromised(name, old);
                 (void)cb_tokens_revoke_secret(rotate_cur.tokens, name);
                 (void)leak_cut_secret(name, "rotated after a leak");
-                scanner_mark_compromised(name, old);
         }
         r = hook_path(name, path, sizeof(path));
         if (r < 0)
@@ -479,7 +482,9 @@ int rotate_hook_start(const char *name, uint32_t grace, bool leaked, const char 
 }
 
 int leak_rotate_request(const char *name) {
+        rotate_lock();
         int r = rotate_hook_start(name, 0, true, "leak");
+        rotate_unlock();
 
         /* One running already rotates away from whatever leaked. */
         return r == -EALREADY ? 0 : r == -ENOENT || r == -EINVAL ? -ENOENT : r;

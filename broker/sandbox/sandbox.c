@@ -474,9 +474,9 @@ static void *handler(void *arg) {
         pthread_mutex_unlock(&mu);
         sb->started = (uint64_t)time(NULL);
         /* Read once, here, where no lock is held: a refusal is noted from
-         * the proxy's server under the request lock, which ops.egress_alert
-         * takes (asking it there deadlocked the daemon at a sandbox's first
-         * proxy refusal). */
+         * the proxy's server (once under the old request lock, which
+         * ops.egress_alert took: asking it there deadlocked the daemon at a
+         * sandbox's first proxy refusal; kept off the request path). */
         sb->alert_on_deny = !ops.egress_alert || ops.egress_alert(sb->client);
         /* Queued before anything is served on it (not waited for: the
          * writer is shared, and a launcher must not hold it up). */

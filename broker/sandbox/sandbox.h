@@ -30,7 +30,7 @@
  *   SSRF rules on the address dialled, the ClientHello's SNI), anything
  *   else goes to the proxy's server (ops->add_conn).
  * - A request refused on a sandbox's listener (http/ calls
- *   cb_sandbox_note_refusal, under the request lock: it takes no lock of
+ *   cb_sandbox_note_refusal, on a serving thread: it takes no lock of
  *   main.c's; the client's alert_on_deny is read when the sandbox opens)
  *   raises one "egress_denied" alert per sandbox,
  *   at the first refusal; the rest are counted into "sandbox_close"

@@ -487,7 +487,12 @@ while not os.path.exists(stop):
         if st != 201:
             # A real client backs off; a tight loop of refusals would use up
             # the uid's budget of recorded refusals (--refusals-recorded).
-            log.write("TOKENFAIL %d %s\n" % (st, o.get('message'))); time.sleep(0.02); continue
+            # The leaked rotation's last field as on FAIL lines: a token asked
+            # for while --leaked is under way is refused "compromised" until
+            # the new version is current (redeem no longer waits for the
+            # rotation under a daemon-wide lock, so a worker whose token was
+            # just revoked asks again within that window).
+            log.write("TOKENFAIL %d %s %d\n" % (st, o.get('message'), os.path.exists(leak))); time.sleep(0.02); continue
         tok, tok_before_leak = o['token'], before
     leaking = os.path.exists(leak)         # both before the request is sent
     marked = os.path.exists(marker)
@@ -526,12 +531,15 @@ WORKERS=
 cat "$T"/load/w?.log >"$T/all.log"
 total=$(grep -c '^OK' "$T/all.log")
 before_fail=$(grep '^FAIL' "$T/all.log" | awk '$NF == 0' | wc -l)
-tfail=$(grep -c '^TOKENFAIL' "$T/all.log")
+tfail=$(grep '^TOKENFAIL' "$T/all.log" | awk '$NF == 0' | wc -l)
+tleak=$(grep '^TOKENFAIL' "$T/all.log" | awk '$NF == 1' | grep -cv 'seen leaked')
 distinct=$(grep '^OK' "$T/all.log" | awk '{print $5}' | sort -u | wc -l)
 echo "     load: $total redeems served, $distinct distinct values seen, $before_fail failures before the leak"
 [ "$total" -gt 100 ] && ok "clients were served continuously ($total redeems)" || bad "too few redeems: $total"
 [ "$before_fail" = 0 ] && [ "$tfail" = 0 ] && ok "no request failed through $LOAD_ROTATIONS rotations" ||
-        bad "requests failed during rotations: $(grep '^FAIL' "$T/all.log" | awk '$NF == 0' | head -3)"
+        bad "requests failed during rotations: $(grep '^FAIL' "$T/all.log" | awk '$NF == 0' | head -3)$(grep '^TOKENFAIL' "$T/all.log" | awk '$NF == 0' | head -3)"
+[ "$tleak" = 0 ] && ok "during --leaked a token was refused only as compromised ($(grep '^TOKENFAIL' "$T/all.log" | awk '$NF == 1' | wc -l) times)" ||
+        bad "token refusals during --leaked other than compromised: $(grep '^TOKENFAIL' "$T/all.log" | awk '$NF == 1' | grep -v 'seen leaked' | head -3)"
 [ "$distinct" -gt 5 ] && ok "clients saw the rotations ($distinct values)" || bad "clients saw only $distinct values"
 bogus=$(grep '^OK' "$T/all.log" | awk '$5 !~ /^load-([0-9]+|leaked)$/' | head -1)
 [ -z "$bogus" ] && ok "every value served was a rotated one" || bad "unexpected value served: $bogus"

@@ -418,7 +418,7 @@ TEST(state_dir_permissions) {
 static volatile int slow_io_phase; /* 1: the writer is in its I/O; 2: it returned */
 static void slow_hook(const char *point) {
         if (strcmp(point, "log-synced") == 0 || strcmp(point, "header-committed") == 0) {
-                slow_io_phase = 1;
+                __atomic_store_n(&slow_io_phase, 1, __ATOMIC_RELEASE);
                 usleep(300000);
         }
 }
@@ -471,5 +471,115 @@ TEST(readers_never_wait_for_a_writers_io) {
         ASSERT_TRUE(r.reads_in_io > 50);              /* the reader ran all through the writer's I/O */
         ASSERT_TRUE(r.max_wait_ns < 100 * 1000000ull); /* and never waited for it (it lasted 600 ms) */
         ASSERT_EQ(r.early_new, 0);
+        cb_store_close(s);
+}
+
+/* ---- parallel readers, self-serialising writers (issue 18) -------------- */
+
+/* Readers decrypt in parallel on the read side, each with a scratch
+ * buffer of its own, while writers that nobody serialises for them (they
+ * serialise on the store's own writers' mutex) commit through slow I/O:
+ * every value read is the right one, and no read waits for the I/O.  With
+ * one shared decrypt buffer (before), parallel decrypts overwrote each
+ * other's unwrapped key: "does not decrypt" integrity errors or wrong
+ * values; with writers left to their callers, two unserialised puts broke
+ * the log chain. */
+#define PAR_SECRETS 8
+struct par_reader {
+        cb_store *s;
+        unsigned reads, bad, failed;
+        uint64_t max_wait_ns;
+};
+static void par_value(unsigned i, char *buf, size_t cap) {
+        snprintf(buf, cap, "value-of-secret-%u-%0*u", i, (int)(20 + i * 37 % 200), i); /* lengths differ */
+}
+static void *par_reader_run(void *arg) {
+        struct par_reader *r = arg;
+        char want[512], name[16];
+        while (__atomic_load_n(&slow_io_phase, __ATOMIC_ACQUIRE) != 2) {
+                for (unsigned i = 0; i < PAR_SECRETS; i++) {
+                        cb_secbuf *val = NULL;
+                        snprintf(name, sizeof(name), "p%u", i);
+                        par_value(i, want, sizeof(want));
+                        uint64_t t0 = mono_ns();
+                        cb_store_read_lock(r->s);
+                        uint64_t waited = mono_ns() - t0;
+                        int rr = cb_store_get(r->s, name, 1, true, &val, NULL, NULL);
+                        cb_store_read_unlock(r->s);
+                        if (waited > r->max_wait_ns)
+                                r->max_wait_ns = waited;
+                        if (rr < 0)
+                                r->failed++;
+                        else if (cb_secbuf_len(val) != strlen(want) || memcmp(cb_secbuf_data(val), want, strlen(want)))
+                                r->bad++;
+                        cb_secbuf_free(val);
+                        r->reads++;
+                }
+                usleep(100);
+        }
+        return NULL;
+}
+struct par_writer {
+        cb_store *s;
+        const char *name;
+        int failed;
+};
+static void *par_writer_run(void *arg) {
+        struct par_writer *w = arg;
+        char v[64];
+        for (unsigned i = 0; i < 3; i++) {
+                uint32_t ver;
+                snprintf(v, sizeof(v), "%s-written-%u-xxxxxxxx", w->name, i);
+                if (cb_store_put(w->s, w->name, v, strlen(v), NULL, CB_VS_CURRENT, &ver) < 0)
+                        w->failed++;
+        }
+        return NULL;
+}
+TEST(parallel_decrypts_and_unserialised_writers) {
+        cb_store *s = fresh("par", NULL, NULL);
+        struct par_reader rd[4];
+        struct par_writer wr[2] = { { .name = "w0" }, { .name = "w1" } };
+        pthread_t rt[4], wt[2];
+        char v[512], name[16];
+        uint32_t ver;
+        size_t nsec = 0, nver = 0;
+
+        for (unsigned i = 0; i < PAR_SECRETS; i++) {
+                snprintf(name, sizeof(name), "p%u", i);
+                par_value(i, v, sizeof(v));
+                ASSERT_OK(cb_store_put(s, name, v, strlen(v), NULL, CB_VS_CURRENT, &ver));
+        }
+        slow_io_phase = 0;
+        for (int i = 0; i < 4; i++) {
+                rd[i] = (struct par_reader){ .s = s };
+                ASSERT_EQ(pthread_create(&rt[i], NULL, par_reader_run, &rd[i]), 0);
+        }
+        cb_store_test_hook = slow_hook; /* each commit: 2 x 300 ms of "I/O" */
+        for (int i = 0; i < 2; i++) {
+                wr[i].s = s;
+                ASSERT_EQ(pthread_create(&wt[i], NULL, par_writer_run, &wr[i]), 0);
+        }
+        for (int i = 0; i < 2; i++)
+                pthread_join(wt[i], NULL);
+        cb_store_test_hook = NULL;
+        __atomic_store_n(&slow_io_phase, 2, __ATOMIC_RELEASE);
+        unsigned reads = 0, bad = 0, failed = 0;
+        uint64_t max_wait = 0;
+        for (int i = 0; i < 4; i++) {
+                pthread_join(rt[i], NULL);
+                reads += rd[i].reads, bad += rd[i].bad, failed += rd[i].failed;
+                if (rd[i].max_wait_ns > max_wait)
+                        max_wait = rd[i].max_wait_ns;
+        }
+        fprintf(stderr, "  %u parallel reads during 6 slow commits: %u wrong, %u failed, longest wait %.1f ms\n", reads,
+                bad, failed, (double)max_wait / 1e6);
+        ASSERT_EQ(wr[0].failed + wr[1].failed, 0);
+        ASSERT_TRUE(reads > 1000);
+        ASSERT_EQ(bad, 0);
+        ASSERT_EQ(failed, 0);
+        ASSERT_TRUE(max_wait < 100 * 1000000ull); /* the commits' I/O lasted ~3.6 s */
+        ASSERT_OK(cb_store_verify(s, &nsec, &nver));
+        ASSERT_EQ(nsec, PAR_SECRETS + 2);
+        ASSERT_EQ(nver, PAR_SECRETS + 6);
         cb_store_close(s);
 }
