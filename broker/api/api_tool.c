@@ -330,7 +330,7 @@ int api_redeem(request *rq, const http_args *args) {
          * lock, where it would have run after this redeem.  (The store's
          * own leak mark also refuses a leaked version from its commit on.)
          * A refused redeem (grant gone, not_after, ...) uses nothing up.
-         * tests/integration/test-redeem-unlocked.sh races a leak response
+         * tests/adversarial/state-redeem-race.sh races a leak response
          * against redeems. */
         r = cb_tokens_count_checked(cbd.tokens, info);
         if (r < 0) {

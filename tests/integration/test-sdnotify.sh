@@ -44,7 +44,7 @@ start() { # start [ENV...]
                 --unlock "keyfile:$T/key" 2>"$T/err" &
         PID=$!
 }
-waitfor() { for _ in $(seq 100); do grep -q -- "$1" "$T/notes" && return 0; sleep 0.05; done; return 1; }
+waitfor() { for _ in $(seq 400); do grep -q -- "$1" "$T/notes" && return 0; sleep 0.05; done; return 1; } # up to 20 s: a loaded CI machine
 
 listen "$T/notify.sock"
 start NOTIFY_SOCKET="$T/notify.sock" WATCHDOG_USEC=1500000
