@@ -37,15 +37,15 @@ typedef struct door_ctx {
         char *text;
         size_t n, cap;
         door_piece p[2 + 2 * (CB_PREQ_HEADERS_MAX + 1)];
-        size_t np;
+        size_t np, nh;
         bool over;
         size_t hit_piece;
         server_door *out;
 } door_ctx;
 
 static void add(door_ctx *c, const char *s, size_t n, const char *what, unsigned ix) {
-        if (c->over || c->np == sizeof(c->p) / sizeof(c->p[0]))
-                return; /* past the cap: the server's own limits refuse such a head */
+        if (c->over)
+                return;
         if (n + 1 > c->cap - c->n) {
                 size_t cap = c->cap ? c->cap : 4096;
                 while (n + 1 > cap - c->n)
@@ -67,13 +67,16 @@ static void add(door_ctx *c, const char *s, size_t n, const char *what, unsigned
         memcpy(c->text + c->n, s, n);
         c->n += n;
         c->text[c->n++] = '\n'; /* pieces apart: a value is not found across two */
-        c->p[c->np++] = (door_piece){ .start = start, .end = c->n, .what = what, .ix = ix };
+        if (c->np < sizeof(c->p) / sizeof(c->p[0])) /* past that (more fields than the proxy takes): */
+                c->p[c->np++] = (door_piece){ .start = start, .end = c->n, .what = what, .ix = ix };
+        else                                         /* scanned all the same, said to be in the head */
+                c->p[c->np - 1] = (door_piece){ .start = start, .end = c->n, .what = "head", .ix = 0 };
 }
 
 static enum MHD_Result collect(void *cls, enum MHD_ValueKind kind, const char *name, size_t name_size,
                                const char *value, size_t value_size) {
         door_ctx *c = cls;
-        unsigned ix = (unsigned)(c->np / 2); /* method and target first: header i has pieces 2i, 2i+1 */
+        unsigned ix = (unsigned)(++c->nh);
         (void)kind;
         add(c, name, name_size, "header name", ix);
         add(c, value ? value : "", value ? value_size : 0, "header value", ix);
