@@ -20,6 +20,7 @@
 #include "error.h"
 #include "proxy.h"
 #include "proxy_job.h"
+#include "match_unwrap.h"
 
 static ssize_t reader(void *cls, uint64_t pos, char *out, size_t max) {
         proxy_job *j = cls;
@@ -379,6 +380,14 @@ void proxy_body_done(request *rq) {
                 refuse_override_locked(j);
         if (!j->ueof && j->leak_st && !j->cancelled && !j->done) {
                 (void)cb_scan_stream_finish(j->leak_st);
+                /* Once more without its line breaks: base64 wrapped as MIME
+                 * or PEM writes it (match_unwrap.h); out of memory: refused. */
+                if (!j->leak_found && j->lpend && cb_scan_has_breaks(j->ubuf, j->lpend) &&
+                    cb_scan_unwrapped(j->leak_m, j->ubuf, j->lpend, leak_hit, j) == -ENOMEM) {
+                        refuse_upload_locked(j, 503, "unavailable", "out of memory");
+                        pthread_mutex_unlock(&j->mu);
+                        return;
+                }
                 if (j->leak_found) {
                         refuse_leak_locked(j);
                 } else {

@@ -35,6 +35,7 @@
 #include "held.h"
 #include "http1.h"
 #include "match.h"
+#include "match_unwrap.h"
 #include "proxy_request.h"
 #include "sandbox.h"
 #include "sandbox_internal.h"
@@ -555,6 +556,16 @@ void cb_sandbox_forward(cb_sandbox *sb, int fd, size_t head_len) {
                 }
         }
         (void)cb_scan_stream_finish(st);
+        /* A body with line breaks once more without them: base64 wrapped
+         * as MIME or PEM writes it (match_unwrap.h). */
+        if (!f.leak && blen && cb_scan_has_breaks(body, blen)) {
+                if (cb_scan_unwrapped(m, body, blen, on_hit, &f) == -ENOMEM) {
+                        refuse(&f, 503, "out of memory");
+                        goto out;
+                }
+                if (f.leak)
+                        f.leak_at = f.head_len; /* in the body */
+        }
         if (f.leak) {
                 leak_refuse(&f, why, sizeof(why));
                 goto out;
