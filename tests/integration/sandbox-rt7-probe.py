@@ -10,6 +10,7 @@ environment.  The secret's value is read from a file, never from argv.
 Hold cases (F4): hold-fwd-chunked N, hold-fwd-cl N, hold-proxy-chunked N open
 N connections each holding a body that trickles, print "held K" (K: how
 many the proxy accepted to hold) and keep them for HOLD_S seconds."""
+import base64
 import os
 import socket
 import sys
@@ -69,6 +70,20 @@ def fwd(method, target, headers=(), body=b"", version=b"1.1"):
     return head + b"\r\n" + body
 
 
+def wrapped(value, width, nl):
+    """base64 of 45 bytes, value, 20 bytes, wrapped every width characters:
+    value's base64 starts at column 60, so a break falls inside it."""
+    b = base64.b64encode(b"A" * 45 + value + b"z" * 20)
+    return nl.join(b[i:i + width] for i in range(0, len(b), width)) + nl
+
+
+def proxied_body(path, body, ctype=b"application/octet-stream"):
+    return proxied(b"POST", path, [(b"Content-Type", ctype), (b"Content-Length", str(len(body)).encode())])[
+        :-len(b"Connection: close\r\n\r\n")] + b"Connection: close\r\n\r\n" + body
+
+
+CTL = b"not-the-secret-" + os.urandom(8).hex().encode()
+
 CASES = {
     # F2: the --proxy route, the head as the tool sent it
     "p-control": lambda: proxied(b"GET", b"/echo/p-control"),
@@ -92,6 +107,15 @@ CASES = {
     "v-post": lambda: fwd(b"POST", b"http://%s/echo/v-post" % HP.encode(), [(b"Content-Length", b"5")], b"hello"),
     "v-ppost": lambda: proxied(b"POST", b"/echo/v-ppost", [(b"Content-Length", b"5")])[:-len(b"Connection: close\r\n\r\n")]
         + b"Connection: close\r\n\r\nhello",
+    # F9: line-wrapped base64 (MIME: CRLF at 76; PEM/base64(1): LF at 64)
+    "f-b64wrap-ctl": lambda: fwd(b"POST", b"http://%s/echo/f-b64wrap-ctl" % HP.encode(),
+                                 [(b"Content-Length", str(len(wrapped(CTL, 76, b"\r\n"))).encode())],
+                                 wrapped(CTL, 76, b"\r\n")),
+    "f-b64wrap": lambda: fwd(b"POST", b"http://%s/echo/f-b64wrap" % HP.encode(),
+                             [(b"Content-Length", str(len(wrapped(SECRET, 76, b"\r\n"))).encode())],
+                             wrapped(SECRET, 76, b"\r\n")),
+    "p-b64wrap-ctl": lambda: proxied_body(b"/echo/p-b64wrap-ctl", wrapped(CTL, 64, b"\n")),
+    "p-b64wrap": lambda: proxied_body(b"/echo/p-b64wrap", wrapped(SECRET, 64, b"\n")),
     # F11: routing and override headers
     "f-xfwd": lambda: fwd(b"GET", b"http://%s/echo/f-xfwd" % HP.encode(), [
         (b"X-Forwarded-Host", b"private.test"), (b"X-Forwarded-For", b"127.0.0.1"),

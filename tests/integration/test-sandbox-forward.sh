@@ -239,6 +239,21 @@ expect "F3: CONNECT hex(secret).wild.test: refused by the leak guard before any 
 o=$(sb -- /usr/bin/python3 rt7.py "$HP" "$P" found.txt f-denied f-leak 2>&1)
 expect "F8: first a host not in egress.allow: 403" "f-denied 403" "$o"
 expect "F8: then the raw secret in a body: 403" "f-leak 403" "$o"
+# F9: base64 wrapped as MIME (CRLF every 76) on the forwarder and as PEM
+# (LF every 64) through --proxy, a break inside the value's base64.
+o=$(sb --proxy api=env:UP -- /usr/bin/python3 rt7.py "$HP" "$P" found.txt f-b64wrap-ctl f-b64wrap p-b64wrap-ctl p-b64wrap 2>&1)
+echo "$o" | sed 's/^/    /'
+expect "control: line-wrapped base64 of another text, forwarded: 200" "f-b64wrap-ctl 200" "$o"
+expect "F9: the secret's base64 wrapped at 76 with CRLF (MIME), forwarded: 403" "f-b64wrap 403" "$o"
+expect "control: line-wrapped base64 of another text, proxied: 200" "p-b64wrap-ctl 200" "$o"
+expect "F9: the secret's base64 wrapped at 64 with LF (PEM), proxied: 403" "p-b64wrap 403" "$o"
+python3 - "$T/up.log" <<'PY' && ok "F9: the wrapped secret reached the upstream on neither route (the proxied body cut at 0 bytes)" || bad "F9: a wrapped secret reached the upstream: $(grep b64wrap "$T/up.log")"
+import json, sys
+recs = [json.loads(l) for l in open(sys.argv[1]) if "b64wrap" in l]
+assert not [r for r in recs if r["path"] == "/echo/f-b64wrap"], recs
+assert all(r["body_length"] == 0 for r in recs if r["path"] == "/echo/p-b64wrap"), recs
+assert [r for r in recs if r["path"] == "/echo/p-b64wrap-ctl" and r["body_length"] > 0], recs
+PY
 # F11 and F12 on the forwarder.
 o=$(sb -- /usr/bin/python3 rt7.py "$HP" "$P" found.txt f-xfwd f-http10 f-pipeline 2>&1)
 echo "$o" | sed 's/^/    /'
