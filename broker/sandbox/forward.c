@@ -119,8 +119,8 @@ typedef struct fwd {
 
 static void record(fwd *f, const char *decision, const char *reason, unsigned status, uint64_t up, uint64_t down) {
         /* A head that carries a value: neither its method nor its host is
-         * recorded (either may be the value; f->method and f->host are
-         * then "-" already: the head is scanned before they are read). */
+         * recorded (either may be the value: leak_refuse has made them ""
+         * and "-"; the head is scanned before they are read). */
         json_t *o = json_pack("{s:s, s:I, s:s, s:s, s:I, s:s, s:s, s:s, s:I, s:s, s:I, s:s}", "type", "egress", "time",
                               (json_int_t)time(NULL), "socket", "sandbox", "sandbox", f->sb->id, "uid",
                               (json_int_t)f->sb->uid, "client", f->sb->client, "method", f->method, "host", f->host,
