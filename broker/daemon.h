@@ -217,3 +217,8 @@ int server_sandbox_add(void *h, int fd);
 void server_sandbox_unserve(void *h);
 /* Refusals of one uid recorded one by one per minute (0: all; server_reply.c). */
 void server_set_refusals_recorded(unsigned n);
+/* Is one more refusal of acct's (uid: said in the note) over that budget?
+ * Then it is not recorded one by one (answered 429); the first one over it
+ * writes the "refusals.quiet" record.  Any thread (sandbox/: forwarded and
+ * tunnelled requests share the budget through cb_sandbox_ops). */
+bool server_refusal_quiet(uid_t acct, uid_t uid);

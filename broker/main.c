@@ -610,6 +610,7 @@ int main(int argc, char **argv) {
                                                               .egress_alert = sandbox_egress_alert,
                                                               .alert = sandbox_alert,
                                                               .matcher = sandbox_matcher,
+                                                              .refusal_quiet = server_refusal_quiet,
                                                               .exe_cache = server_exe_cache() }) < 0) {
                 say_err("sandbox.sock: %s", cb_error_last());
                 goto out;

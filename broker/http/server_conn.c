@@ -232,8 +232,9 @@ void conn_notify(void *cls, struct MHD_Connection *conn, void **socket_context,
         }
         /* Charged to the user behind it: the owner of its user namespace
          * when that is not ours (subordinate uids must not multiply the
-         * per-uid cap). */
-        uid_t acct = sbx ? uc.uid : cls == &tcp_marker ? tcp_account_uid(uc.uid) : cb_peer_account_uid(uc.pid, uc.uid);
+         * per-uid cap); a sandbox's, to whom sandbox/ charges it (its held
+         * bodies and refusals are that user's on every route). */
+        uid_t acct = sbx ? sbx->acct : cls == &tcp_marker ? tcp_account_uid(uc.uid) : cb_peer_account_uid(uc.pid, uc.uid);
         int kind = caps_take(c, acct);
 
         cc->cred = uc;

@@ -48,6 +48,22 @@ enum MHD_Result handle(void *cls, struct MHD_Connection *conn, const char *url, 
                        const char *version, const char *upload_data, size_t *upload_data_size, void **con_cls);
 void completed(void *cls, struct MHD_Connection *conn, void **con_cls, enum MHD_RequestTerminationCode toe);
 
+/* server_leak.c: the outbound leak guard at the door of a sandbox's
+ * request.  server_sandbox_door scans its whole head (outside the request
+ * lock; it takes srv.lock to get the matcher); server_sandbox_door_refuse
+ * answers a sighting (or a guard that cannot run) under the request's
+ * lock, as any refusal. */
+typedef struct server_door {
+        bool found, unavailable;
+        char name[CB_NAME_MAX + 1];
+        const char *form;  /* cb_scan_kind_name */
+        const char *where; /* "method", "target", "header name", "header value" */
+        unsigned header;   /* for a header: its position, 1-based */
+        char hname[65];    /* a value's header, when its name alone carries nothing ("" else) */
+} server_door;
+void server_sandbox_door(request *rq, struct MHD_Connection *conn, server_door *out);
+int server_sandbox_door_refuse(request *rq, const server_door *d);
+
 /* server_reply.c */
 void wipe_free(void *p, size_t n);
 void eof_hold(request *rq);

@@ -337,7 +337,7 @@ void server_set_refusals_recorded(unsigned n) {
         refusals_recorded = n;
 }
 
-static bool refusal_quiet(request *rq) {
+bool server_refusal_quiet(uid_t acct, uid_t uid) {
         char key[32];
         uint32_t retry = 0;
         uint64_t now = (uint64_t)time(NULL);
@@ -347,12 +347,12 @@ static bool refusal_quiet(request *rq) {
         pthread_once(&refusals_once, refusals_make);
         if (!refusals)
                 return false; /* out of memory: recorded as before */
-        snprintf(key, sizeof(key), "uid#%u", (unsigned)rq->acct_uid); /* subordinate uids share their owner's */
+        snprintf(key, sizeof(key), "uid#%u", (unsigned)acct); /* subordinate uids share their owner's */
         if (cb_ratelimit_take(refusals, key, "records", refusals_recorded, 60, now, &retry))
                 return false;
         if (cb_ratelimit_take(refusals, key, "note", 1, 60, now, NULL)) {
                 json_t *ev = json_pack("{s:s, s:s, s:I, s:I, s:I, s:s}", "decision", "deny", "route",
-                                       "refusals.quiet", "uid", (json_int_t)rq->peer.uid, "records_per_minute",
+                                       "refusals.quiet", "uid", (json_int_t)uid, "records_per_minute",
                                        (json_int_t)refusals_recorded, "quiet_for_s", (json_int_t)retry, "message",
                                        "this uid's further refusals this minute are answered 429 and not "
                                        "recorded one by one");
@@ -365,6 +365,10 @@ static bool refusal_quiet(request *rq) {
         return true;
 }
 
+static bool refusal_quiet(request *rq) {
+        return server_refusal_quiet(rq->acct_uid, rq->peer.uid);
+}
+
 int reply_error(request *rq, unsigned status, const char *code, const char *fmt, ...) {
         char msg[512];
         json_t *o;
@@ -374,6 +378,11 @@ int reply_error(request *rq, unsigned status, const char *code, const char *fmt,
         va_start(ap, fmt);
         vsnprintf(msg, sizeof(msg), fmt, ap);
         va_end(ap);
+        /* The outbound leak guard's refusal raises its own alert, even when
+         * the refusal is not recorded one by one (over the budget below). */
+        if (rq->sandbox_ref && strcmp(code, "leak_refused") == 0)
+                cb_sandbox_note_leak(rq->sandbox_ref, rq->route, status, msg);
+        bool leak = rq->sandbox_ref && strcmp(code, "leak_refused") == 0;
         if (status >= 400 && status < 500 && rq->have_peer && !rq->admin_socket && !rq->no_audit &&
             !rq->audit_optional && refusal_quiet(rq)) {
                 status = 429;
@@ -389,7 +398,7 @@ int reply_error(request *rq, unsigned status, const char *code, const char *fmt,
                 code = "audit_unavailable";
                 snprintf(msg, sizeof(msg), "the audit log cannot be written: refused");
         }
-        if (rq->sandbox_ref && status >= 400)
+        if (rq->sandbox_ref && status >= 400 && !leak)
                 cb_sandbox_note_refusal(rq->sandbox_ref, rq->method, rq->route, status, msg);
         metrics_request(rq->route, status);
         if (rq->sdk_errors)

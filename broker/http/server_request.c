@@ -341,6 +341,12 @@ static enum MHD_Result dispatch(void *cls, struct MHD_Connection *conn, const ch
                  * accept: a socket's owner never changes); there is no pid
                  * or executable, so only uid-bound proxy tokens work here. */
                 const conn_ctx *cc = conn_ctx_of(conn);
+                /* A sandbox's request: its whole head through the outbound
+                 * leak guard before anything is decided or recorded
+                 * (server_leak.c; outside the lock). */
+                server_door door = { .found = false };
+                if (sbx)
+                        server_sandbox_door(rq, conn, &door);
                 if (lk)
                         pthread_mutex_lock(lk);
                 if (!cc) {
@@ -355,6 +361,8 @@ static enum MHD_Result dispatch(void *cls, struct MHD_Connection *conn, const ch
                         rq->audit_optional = probe;
                         if (rq->audit_optional ? audit_failed(NULL, 0) : !audit_available())
                                 ret = reply_audit_refused(rq);
+                        else if (door.found || door.unavailable)
+                                ret = server_sandbox_door_refuse(rq, &door);
                         else if (rq->too_large)
                                 ret = reply_error(rq, 413, "payload_too_large", "body larger than %d bytes",
                                                   CB_BODY_MAX);

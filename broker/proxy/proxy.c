@@ -70,7 +70,7 @@ size_t proxy_jobs_n;
 bool proxy_stopping;
 
 proxy_env proxy_cur;
-uint64_t proxy_held_bytes;
+cb_held_budget proxy_held = CB_HELD_BUDGET_INIT(PROXY_HELD_TOTAL);
 
 void proxy_attach(const proxy_env *env) {
         proxy_cur = *env;
@@ -142,8 +142,7 @@ void proxy_job_unref(proxy_job *j) {
         }
         cb_scan_stream_free(j->leak_st);
         cb_matcher_free(j->leak_m);
-        if (j->held_charge)
-                __atomic_sub_fetch(&proxy_held_bytes, j->held_charge, __ATOMIC_RELAXED);
+        cb_held_give(&proxy_held, j->held_uid, j->held_charge);
         free(j->ca_file);
         free(j->pin);
         cb_ovscan_clear(&j->scan);
@@ -705,7 +704,7 @@ static void audit_done(proxy_job *j) {
                 return;                                   /* nothing would be written; no lock taken */
         /* method and path come from the client: not necessarily UTF-8 */
         json_t *o = json_pack("{s:I, s:s, s:s, s:o*, s:o*, s:o*, s:i, s:s, s:I, s:I, s:I, s:i, s:i, s:s, s:s, s:s}",
-                              "time", (json_int_t)time(NULL), "socket", j->tcp ? "tcp" : "tools", "route", "proxy.done", "method",
+                              "time", (json_int_t)time(NULL), "socket", j->sandbox[0] ? "sandbox" : j->tcp ? "tcp" : "tools", "route", "proxy.done", "method",
                               cb_json_string_lossy(j->method), "host", cb_json_string_lossy(j->dest.host), "path",
                               cb_json_string_lossy(j->path), "status",
                               j->status ? (int)j->status : j->fail_status, "decision",
@@ -716,6 +715,8 @@ static void audit_done(proxy_job *j) {
         if (!o)
                 return;
         json_object_set_new(o, "port", json_integer(j->dest.port));
+        if (j->sandbox[0])
+                json_object_set_new(o, "sandbox", json_string(j->sandbox));
         if (j->err[0])
                 json_object_set_new(o, "reason", cb_json_string_lossy(j->err));
         if (j->client[0])

@@ -20,6 +20,7 @@
 #include "error.h"
 #include "proxy.h"
 #include "proxy_job.h"
+#include "match_unwrap.h"
 
 static ssize_t reader(void *cls, uint64_t pos, char *out, size_t max) {
         proxy_job *j = cls;
@@ -204,7 +205,51 @@ static void refuse_upload_locked(proxy_job *j, int status, const char *code, con
                 sodium_memzero(j->ubuf, j->ukept + j->ulen);
         j->ulen = j->ukept = 0;
         j->ulost = true;
+        if (j->held_charge) {
+                /* A held body: its memory and its charge go now (the rest of
+                 * the body is read and dropped, never held). */
+                sodium_memzero(j->ubuf, j->ucap);
+                free(j->ubuf);
+                j->ubuf = NULL;
+                j->ucap = j->lpend = 0;
+                cb_held_give(&proxy_held, j->held_uid, j->held_charge);
+                j->held_charge = 0;
+        }
         proxy_job_poke_locked(j);                 /* the loop ends the transfer */
+}
+
+/* Make room for n more bytes of a held body (j->mu held): the buffer
+ * grows (doubling, at most PROXY_HELD_MAX) and its growth is charged to
+ * the launching user as it happens.  0, or refused (the tool is told). */
+static int held_grow_locked(proxy_job *j, size_t n) {
+        char msg[240];
+        size_t need = j->lpend + n, cap = j->ucap;
+
+        if (n > PROXY_HELD_MAX || need > PROXY_HELD_MAX) {
+                snprintf(msg, sizeof(msg), "a sandbox's proxied request body over %d bytes is not forwarded (the "
+                         "outbound leak guard holds and scans it first)", PROXY_HELD_MAX);
+                refuse_upload_locked(j, 413, "too_large", msg);
+                return -1;
+        }
+        while (cap < need)
+                cap = cap * 2 < PROXY_HELD_MAX ? cap * 2 : PROXY_HELD_MAX;
+        int r = cb_held_take(&proxy_held, j->held_uid, cap - j->ucap);
+        unsigned char *nb = r == 0 ? malloc(cap) : NULL;
+        if (!nb) {
+                if (r == 0)
+                        cb_held_give(&proxy_held, j->held_uid, cap - j->ucap);
+                snprintf(msg, sizeof(msg), "too many request bodies being checked at once%s; try again",
+                         r == -EDQUOT ? " for this user (at most a quarter of the broker's budget)" : "");
+                refuse_upload_locked(j, 503, "unavailable", msg);
+                return -1;
+        }
+        memcpy(nb, j->ubuf, j->lpend);
+        sodium_memzero(j->ubuf, j->ucap);
+        free(j->ubuf);
+        j->ubuf = nb;
+        j->held_charge += cap - j->ucap;
+        j->ucap = cap;
+        return 0;
 }
 
 /* The leak guard's matcher found a value in the held body (j->mu held:
@@ -252,17 +297,26 @@ int proxy_feed(request *rq, const char *data, size_t *size) {
         proxy_job *j = rq->proxy;
 
         pthread_mutex_lock(&j->mu);
+        /* A held body (the leak guard's) must be in within
+         * PROXY_HELD_TIMEOUT_NS, refused or not: a trickle past it is cut
+         * and its connection closed (its audit record says why); a stall
+         * is MHD's idle timeout. */
+        if (j->held_deadline_ns && proxy_now_ns() > j->held_deadline_ns) {
+                refuse_upload_locked(j, 408, "request_timeout", "a sandbox's proxied request body must arrive whole "
+                                     "within 60 s (the outbound leak guard holds it): cut off before its body "
+                                     "reached the upstream, the connection closed");
+                *size = 0;
+                pthread_mutex_unlock(&j->mu);
+                return MHD_NO;
+        }
         if (!j->ubuf && !j->done && !j->cancelled)
                 refuse_upload_locked(j, 400, "bad_request", "a request body the broker did not frame: refused");
         if (j->done || j->cancelled) {
                 *size = 0;
         } else if (j->leak_st) {
                 /* Held whole, scanned as it comes; nothing goes up yet. */
-                if (*size > j->ucap - j->lpend) {
-                        char msg[200];
-                        snprintf(msg, sizeof(msg), "a sandbox's proxied request body over %zu bytes is not forwarded "
-                                 "(the outbound leak guard holds and scans it first)", j->ucap);
-                        refuse_upload_locked(j, 413, "too_large", msg);
+                if (*size > j->ucap - j->lpend && held_grow_locked(j, *size) < 0) {
+                        ; /* refused */
                 } else if (j->scan_on && *size && cb_ovscan_feed(&j->scan, (const unsigned char *)data, *size)) {
                         refuse_override_locked(j);
                 } else {
@@ -321,6 +375,14 @@ void proxy_body_done(request *rq) {
                 refuse_override_locked(j);
         if (!j->ueof && j->leak_st && !j->cancelled && !j->done) {
                 (void)cb_scan_stream_finish(j->leak_st);
+                /* Once more without its line breaks: base64 wrapped as MIME
+                 * or PEM writes it (match_unwrap.h); out of memory: refused. */
+                if (!j->leak_found && j->lpend && cb_scan_has_breaks(j->ubuf, j->lpend) &&
+                    cb_scan_unwrapped(j->leak_m, j->ubuf, j->lpend, leak_hit, j) == -ENOMEM) {
+                        refuse_upload_locked(j, 503, "unavailable", "out of memory");
+                        pthread_mutex_unlock(&j->mu);
+                        return;
+                }
                 if (j->leak_found) {
                         refuse_leak_locked(j);
                 } else {
@@ -460,15 +522,20 @@ int proxy_start(request *rq, proxy_spec *sp) {
                 /* The leak guard holds the body whole: sized to it when
                  * its length is known. */
                 j->leak_m = sp->leak, sp->leak = NULL;
-                j->ucap = sp->content_length > PROXY_BUF ? (size_t)sp->content_length : PROXY_BUF;
-                if (sp->content_length < 0)
-                        j->ucap = PROXY_HELD_MAX;
-                j->held_charge = j->ucap;
-                if (__atomic_add_fetch(&proxy_held_bytes, j->held_charge, __ATOMIC_RELAXED) > PROXY_HELD_TOTAL) {
-                        ret = reply_error(rq, 503, "unavailable", "too many request bodies being checked at once; "
-                                          "try again");
+                /* Charged as it is held (held_grow_locked), to the
+                 * launching user, within a quarter of the budget. */
+                j->ucap = sp->content_length >= 0 && sp->content_length < PROXY_BUF ? (size_t)sp->content_length + 1
+                                                                                    : PROXY_BUF;
+                j->held_uid = rq->acct_uid;
+                j->held_deadline_ns = proxy_now_ns() + PROXY_HELD_TIMEOUT_NS;
+                r = cb_held_take(&proxy_held, j->held_uid, j->ucap);
+                if (r < 0) {
+                        ret = reply_error(rq, 503, "unavailable", "too many request bodies being checked at once%s; "
+                                          "try again", r == -EDQUOT ? " for this user (at most a quarter of the "
+                                          "broker's budget)" : "");
                         goto out;
                 }
+                j->held_charge = j->ucap;
                 if (!(j->leak_st = cb_scan_stream_new(j->leak_m, leak_hit, NULL, j))) {
                         ret = reply_error(rq, 503, "unavailable", "out of memory");
                         goto out;
@@ -497,6 +564,8 @@ int proxy_start(request *rq, proxy_spec *sp) {
         j->uid = rq->peer.uid;
         j->pid = rq->peer.pid;
         j->tcp = rq->tcp;
+        if (rq->sandbox)
+                snprintf(j->sandbox, sizeof(j->sandbox), "%s", rq->sandbox);
         memcpy(j->exe_sha256_hex, rq->peer.exe_sha256_hex, sizeof(j->exe_sha256_hex));
         memcpy(j->secret, rq->secret, sizeof(j->secret));
         memcpy(j->client, rq->client, sizeof(j->client));

@@ -18,12 +18,14 @@
 
 #include "daemon.h"
 #include "egress.h"
+#include "held.h"
 #include "proxy_request.h"
 #include "tokens.h"
 
 #define PROXY_BUF        (64 * 1024)
-#define PROXY_HELD_TOTAL (64 * 1024 * 1024) /* such bodies held at once */
-extern uint64_t proxy_held_bytes;           /* atomic: bodies held by the leak guard now */
+#define PROXY_HELD_TOTAL (64 * 1024 * 1024) /* such bodies held at once (a uid: a quarter, held.h) */
+#define PROXY_HELD_TIMEOUT_NS (60ull * 1000000000ull) /* a held body must be in within 60 s */
+extern cb_held_budget proxy_held;           /* bodies held by the leak guard now, charged as they grow */
 #define PROXY_MAX_JOBS   512
 #define PROXY_MAX_JOBS_PER_UID 128
 #define CONNECT_TIMEOUT  10L
@@ -105,6 +107,9 @@ typedef struct proxy_job {
         uid_t uid;
         pid_t pid;
         bool tcp;
+        char sandbox[24];             /* on a sandbox's listener: its id ("" otherwise) */
+        uid_t held_uid;               /* whom held_charge is charged to (proxy_held) */
+        uint64_t held_deadline_ns;    /* the held body must be in by then (0: none) */
         char exe_sha256_hex[65];
         char secret[CB_NAME_MAX + 1], client[65], accessor[CB_ACCESSOR_LEN + 1];
         char path[1024];              /* without the query */

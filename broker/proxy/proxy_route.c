@@ -205,8 +205,11 @@ static int leak_scan(cb_matcher *m, const char *p, size_t n, leak_hit *l) {
 }
 
 /* A sandbox's proxied request carrying a live secret value (or a token)
- * in a header that goes upstream, its path or its query, as the tool sent
- * them (before the broker injects the credential): refused, 403.  On the
+ * in the method, the name or value of a header that goes upstream, its
+ * path or its query, as the tool sent them (before the broker injects the
+ * credential): refused, 403.  (The whole head as the tool sent it went
+ * through the matcher at the door already, http/server_leak.c, for the
+ * values; this pass also finds tokens, and the query as filtered.)  On the
  * serving thread, no lock held (the live matcher is the scanner's).  0 go on, or the
  * reply's result in *ret. */
 static int sandbox_leak_gate(request *rq, const hdr_list *hl, const cb_inject *inj, const char *conn_hdr,
@@ -225,9 +228,9 @@ static int sandbox_leak_gate(request *rq, const hdr_list *hl, const cb_inject *i
         /* One pass over all of it with the one-shot scan (small windows:
          * this runs on a serving thread); only a request with a sighting
          * is gone through again, piece by piece, to say where and what. */
-        size_t total = strlen(path) + (query ? strlen(query) : 0) + 3;
+        size_t total = strlen(path) + (query ? strlen(query) : 0) + strlen(rq->method) + 4;
         for (size_t i = 0; i < hl->n; i++)
-                total += hl->h[i].value_len + 1;
+                total += hl->h[i].name_len + hl->h[i].value_len + 2;
         char *all = malloc(total), *red = NULL;
         size_t at = 0, hits = 0;
         if (all) {
@@ -236,11 +239,14 @@ static int sandbox_leak_gate(request *rq, const hdr_list *hl, const cb_inject *i
                         if (cb_preq_header_class(x->name, x->name_len, inj->kind == CB_INJECT_HEADER ? inj->name : NULL,
                                                  conn_hdr) != CB_HDR_FORWARD)
                                 continue;
+                        memcpy(all + at, x->name, x->name_len);
+                        at += x->name_len;
+                        all[at++] = '\n';
                         memcpy(all + at, x->value, x->value_len);
                         at += x->value_len;
                         all[at++] = '\n';
                 }
-                at += (size_t)snprintf(all + at, total - at, "%s\n%s", path, query ? query : "");
+                at += (size_t)snprintf(all + at, total - at, "%s\n%s\n%s", rq->method, path, query ? query : "");
                 red = cb_matcher_redact_string(m, all, &hits);
                 sodium_memzero(all, total);
                 free(all);
@@ -263,12 +269,18 @@ static int sandbox_leak_gate(request *rq, const hdr_list *hl, const cb_inject *i
                 if (cb_preq_header_class(x->name, x->name_len, inj->kind == CB_INJECT_HEADER ? inj->name : NULL,
                                          conn_hdr) != CB_HDR_FORWARD)
                         continue; /* not sent upstream */
+                if ((r = leak_scan(m, x->name, x->name_len, &l)) == 1) {
+                        where = "a header name"; /* not quoted: the name is what carries it */
+                        break;
+                }
                 if ((r = leak_scan(m, x->value, x->value_len, &l)) == 1) {
                         snprintf(wbuf, sizeof(wbuf), "header '%.*s'", (int)(x->name_len > 64 ? 64 : x->name_len),
                                  x->name);
                         where = wbuf;
                 }
         }
+        if (r == 0 && (r = leak_scan(m, rq->method, strlen(rq->method), &l)) == 1)
+                where = "method";
         if (r == 0 && (r = leak_scan(m, path, strlen(path), &l)) == 1)
                 where = "path";
         if (r == 0 && query && (r = leak_scan(m, query, strlen(query), &l)) == 1)

@@ -32,8 +32,10 @@
 #include <sodium.h>
 
 #include "egress.h"
+#include "held.h"
 #include "http1.h"
 #include "match.h"
+#include "match_unwrap.h"
 #include "proxy_request.h"
 #include "sandbox.h"
 #include "sandbox_internal.h"
@@ -44,8 +46,9 @@
 #define IDLE_TIMEOUT_MS (300 * 1000)   /* the response body: nothing moves */
 #define IO_BUF (64 * 1024)
 
-/* Bodies held while they are scanned, all sandboxes together. */
-static uint64_t held_bytes; /* atomic */
+/* Bodies held while they are scanned, all sandboxes together, charged as
+ * they grow to the launching user (at most a quarter each, held.h). */
+static cb_held_budget held_budget = CB_HELD_BUDGET_INIT(CB_FWD_HELD_MAX);
 
 static uint64_t mono_ms(void) {
         struct timespec ts;
@@ -115,6 +118,9 @@ typedef struct fwd {
 } fwd;
 
 static void record(fwd *f, const char *decision, const char *reason, unsigned status, uint64_t up, uint64_t down) {
+        /* A head that carries a value: neither its method nor its host is
+         * recorded (either may be the value: leak_refuse has made them ""
+         * and "-"; the head is scanned before they are read). */
         json_t *o = json_pack("{s:s, s:I, s:s, s:s, s:I, s:s, s:s, s:s, s:I, s:s, s:I, s:s}", "type", "egress", "time",
                               (json_int_t)time(NULL), "socket", "sandbox", "sandbox", f->sb->id, "uid",
                               (json_int_t)f->sb->uid, "client", f->sb->client, "method", f->method, "host", f->host,
@@ -125,9 +131,10 @@ static void record(fwd *f, const char *decision, const char *reason, unsigned st
         if (reason)
                 json_object_set_new(o, "reason", json_string(reason));
         if (f->leak) {
-                json_t *l = json_pack("{s:s, s:s, s:s, s:I}", "secret", f->leak_name[0] ? f->leak_name : "",
+                json_t *l = json_pack("{s:s, s:s, s:s, s:I, s:s}", "secret", f->leak_name[0] ? f->leak_name : "",
                                       "kind", f->leak_name[0] ? "secret" : "token", "form",
-                                      cb_scan_kind_name(f->leak_kind), "sightings", (json_int_t)f->leaks);
+                                      cb_scan_kind_name(f->leak_kind), "sightings", (json_int_t)f->leaks, "where",
+                                      f->leak_at < f->head_len ? "head" : "body");
                 if (l)
                         json_object_set_new(o, "leak", l);
         }
@@ -161,12 +168,21 @@ static void linger_close(int fd) {
 }
 
 /* Refuse before anything went upstream: a clear answer, a record, the
- * sandbox's alert. */
+ * sandbox's alert -- a leak's alert of its own (F8); past the launching
+ * user's budget of recorded refusals (shared with tools.sock and every
+ * route of its sandboxes), 429 and no record of its own. */
 static void refuse(fwd *f, unsigned status, const char *why) {
         char body[640], resp[1024];
+        if (f->leak)
+                cb_sandbox_note_leak(f->sb, "forward", status, why);
+        if (status >= 400 && status < 500 && cb_sandbox_refusal_quiet(f->sb)) { /* as http/'s: 4xx */
+                status = 429;
+                why = "too many refusals of this user this minute: refused, and not recorded one by one";
+        }
         int bl = snprintf(body, sizeof(body), "credbroker: %s to %.253s:%u refused: %s\n",
                           f->method[0] ? f->method : "request", f->host, f->port, why);
-        const char *text = status == 403 ? "Forbidden" : status == 502 ? "Bad Gateway" : status == 413 ? "Content Too Large"
+        const char *text = status == 403 ? "Forbidden" : status == 429 ? "Too Many Requests"
+                         : status == 411 ? "Length Required" : status == 502 ? "Bad Gateway" : status == 413 ? "Content Too Large"
                          : status == 431 ? "Request Header Fields Too Large" : status == 503 ? "Service Unavailable"
                          : status == 504 ? "Gateway Timeout" : status == 405 ? "Method Not Allowed" : "Bad Request";
         if (bl < 0)
@@ -176,8 +192,10 @@ static void refuse(fwd *f, unsigned status, const char *why) {
         int rl = snprintf(resp, sizeof(resp),
                           "HTTP/1.1 %u %s\r\nContent-Type: text/plain\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%.*s",
                           status, text, bl, bl, body);
-        record(f, "deny", why, status, 0, 0);
-        cb_sandbox_note_refusal(f->sb, f->method[0] ? f->method : "?", "forward", status, why);
+        if (status != 429)
+                record(f, "deny", why, status, 0, 0);
+        if (!f->leak)
+                cb_sandbox_note_refusal(f->sb, f->method[0] ? f->method : "?", "forward", status, why);
         if (rl > 0)
                 (void)send_all(f->fd, resp, (size_t)rl < sizeof(resp) ? (size_t)rl : sizeof(resp) - 1, -1);
         linger_close(f->fd);
@@ -196,20 +214,87 @@ static int on_hit(void *ctx, const cb_scan_hit *hit, char label[CB_SCAN_LABEL_MA
         return -ECANCELED; /* one is enough: the request is refused */
 }
 
+/* The leak guard's refusal: the secret's name and the form, where (head
+ * or body); a head that carries it has neither its method nor its host
+ * recorded or answered (either may be the value). */
+static void leak_refuse(fwd *f, char *why, size_t cap) {
+        bool in_head = f->leak_at < f->head_len;
+        if (in_head) {
+                f->method[0] = '\0';
+                snprintf(f->host, sizeof(f->host), "-");
+                f->port = 0;
+        }
+        if (f->leak_name[0])
+                snprintf(why, cap, "the request's %s carries the live secret '%s' (%s form): the outbound leak guard "
+                         "refuses plaintext requests holding a secret value", in_head ? "head" : "body", f->leak_name,
+                         cb_scan_kind_name(f->leak_kind));
+        else
+                snprintf(why, cap, "the request's %s carries a credbroker token: the outbound leak guard refuses "
+                         "plaintext requests holding one", in_head ? "head" : "body");
+        refuse(f, 403, why);
+}
+
+/* Room for need bytes of body in *body (*held bytes now, charged to the
+ * launching user): grown by doubling (to at most want when the length is
+ * known, else CB_FWD_BODY_MAX), the growth charged first.  0, or -1 with
+ * the request refused. */
+static int held_room(fwd *f, unsigned char **body, size_t *held, size_t need, size_t want) {
+        size_t cap = *held ? *held : IO_BUF, max = want ? want : CB_FWD_BODY_MAX;
+        char why[200];
+
+        if (need <= *held)
+                return 0;
+        if (need > CB_FWD_BODY_MAX) {
+                snprintf(why, sizeof(why), "a body over %u bytes is not forwarded (it is held and scanned first)",
+                         (unsigned)CB_FWD_BODY_MAX);
+                refuse(f, 413, why);
+                return -1;
+        }
+        while (cap < need)
+                cap *= 2;
+        if (cap > max)
+                cap = max < need ? need : max;
+        int r = cb_held_take(&held_budget, f->sb->acct, cap - *held);
+        unsigned char *nb = r == 0 ? malloc(cap) : NULL;
+        if (!nb) {
+                if (r == 0)
+                        cb_held_give(&held_budget, f->sb->acct, cap - *held);
+                refuse(f, 503, r == -EDQUOT ? "too many request bodies of this user being checked at once (at most "
+                                              "a quarter of the broker's budget); try again"
+                                            : r < 0 ? "too many request bodies being checked at once; try again"
+                                                    : "out of memory");
+                return -1;
+        }
+        if (*body) {
+                memcpy(nb, *body, *held);
+                sodium_memzero(*body, *held);
+                free(*body);
+        }
+        *body = nb;
+        *held = cap;
+        return 0;
+}
+
 static bool ci_eq(const char *s, size_t n, const char *lit) {
         return strlen(lit) == n && strncasecmp(s, lit, n) == 0;
 }
 
-/* Does the tool's header go upstream?  Not the hop-by-hop and framing ones
- * (the broker frames the request), not the broker's own, not Expect (the
- * broker answered it); Accept-Encoding does (nothing is redacted here). */
+/* Does the tool's header go upstream?  The injection proxy's classes
+ * (cb_preq_header_class, the same function): not the hop-by-hop and
+ * framing ones (the broker frames the request), not the broker's own, not
+ * Expect (the broker answered it), not the routing ones (Forwarded,
+ * X-Forwarded-*, X-Real-IP, X-Original-*...: a gateway among the allowed
+ * hosts must not be steered by them) nor the method and path overrides
+ * (X-HTTP-Method-Override, X-Original-URL, Range...), which the proxy
+ * drops too; Accept-Encoding does (nothing is redacted here), and so do
+ * the tool's own credentials (Authorization: its, for that host). */
 static bool goes_up(const cb_preq_header *x, const char *connection) {
         if (ci_eq(x->name, x->name_len, "accept-encoding"))
                 return true;
         if (x->name_len >= 6 && strncasecmp(x->name, "proxy-", 6) == 0)
                 return false;
         cb_preq_hclass k = cb_preq_header_class(x->name, x->name_len, NULL, connection);
-        if (k == CB_HDR_HOP)
+        if (k == CB_HDR_HOP || k == CB_HDR_ROUTING || k == CB_HDR_OVERRIDE)
                 return false;
         if (k == CB_HDR_CREDENTIAL && x->name_len >= 13 && strncasecmp(x->name, "x-credbroker-", 13) == 0)
                 return false;
@@ -318,6 +403,22 @@ void cb_sandbox_forward(cb_sandbox *sb, int fd, size_t head_len) {
                 n += (size_t)k;
         }
         head[n] = '\0';
+        /* The leak guard first, on the head as the tool sent it (request
+         * line, every name and value): nothing of it is read, answered or
+         * recorded before it passed -- a method or a host may be the value
+         * (then neither is recorded), and a host goes to no resolver. */
+        m = cb_sandbox_matcher();
+        st = m ? cb_scan_stream_new(m, on_hit, NULL, &f) : NULL;
+        if (!st) {
+                refuse(&f, 503, "the outbound leak guard cannot run (no matcher): refused rather than unchecked");
+                goto out;
+        }
+        f.head_len = n;
+        (void)cb_scan_stream_feed(st, head, n);
+        if (f.leak) {
+                leak_refuse(&f, why, sizeof(why));
+                goto out;
+        }
         if (cb_h1_request(head, n, h) < 0) {
                 refuse(&f, h->status, h->why);
                 goto out;
@@ -348,6 +449,14 @@ void cb_sandbox_forward(cb_sandbox *sb, int fd, size_t head_len) {
                 refuse(&f, 403, why);
                 goto out;
         }
+        if (h->minor == 0 && ph.frame == CB_FRAME_NONE &&
+            (strcmp(h->method, "POST") == 0 || strcmp(h->method, "PUT") == 0 || strcmp(h->method, "PATCH") == 0)) {
+                /* Its body would run to the end of the connection: it is not
+                 * dropped silently (sent on with Content-Length: 0), it is
+                 * refused. */
+                refuse(&f, 411, "an HTTP/1.0 request with a body needs a Content-Length");
+                goto out;
+        }
         if (ph.body_coded) {
                 refuse(&f, 415, "a request Content-Encoding other than identity: a coded body cannot be checked for "
                                 "secrets");
@@ -359,25 +468,15 @@ void cb_sandbox_forward(cb_sandbox *sb, int fd, size_t head_len) {
                 refuse(&f, 413, why);
                 goto out;
         }
-        /* The leak guard: the head (target and fields) and the body through
-         * the live matcher before anything goes upstream. */
-        m = cb_sandbox_matcher();
-        st = m ? cb_scan_stream_new(m, on_hit, NULL, &f) : NULL;
-        if (!st) {
-                refuse(&f, 503, "the outbound leak guard cannot run (no matcher): refused rather than unchecked");
-                goto out;
-        }
-        f.head_len = n;
-        (void)cb_scan_stream_feed(st, head, n);
+        /* The leak guard goes on: the body through the same stream as the
+         * head before anything goes upstream. */
         if (ph.frame != CB_FRAME_NONE) {
-                held = ph.frame == CB_FRAME_LENGTH ? (size_t)ph.length : CB_FWD_BODY_MAX;
-                if (__atomic_add_fetch(&held_bytes, held, __ATOMIC_RELAXED) > CB_FWD_HELD_MAX) {
-                        refuse(&f, 503, "too many request bodies being checked at once; try again");
+                /* Held as it arrives: the buffer grows and its growth is
+                 * charged to the launching user (held_room). */
+                if (held_room(&f, &body, &held, 1, ph.frame == CB_FRAME_LENGTH ? (size_t)ph.length : 0) < 0)
                         goto out;
-                }
-                body = malloc(held);
                 tmp = malloc(IO_BUF);
-                if (!body || !tmp) {
+                if (!tmp) {
                         refuse(&f, 503, "out of memory");
                         goto out;
                 }
@@ -406,6 +505,8 @@ void cb_sandbox_forward(cb_sandbox *sb, int fd, size_t head_len) {
                                 goto out;
                         }
                         if (ph.frame == CB_FRAME_LENGTH) {
+                                if (held_room(&f, &body, &held, blen + (size_t)k, (size_t)ph.length) < 0)
+                                        goto out;
                                 memcpy(body + blen, tmp, (size_t)k);
                                 (void)cb_scan_stream_feed(st, body + blen, (size_t)k);
                                 blen += (size_t)k;
@@ -427,6 +528,8 @@ void cb_sandbox_forward(cb_sandbox *sb, int fd, size_t head_len) {
                                         refuse(&f, 413, why);
                                         goto out;
                                 }
+                                if (ol && held_room(&f, &body, &held, blen + ol, 0) < 0)
+                                        goto out;
                                 memcpy(body + blen, tmp + off, ol);
                                 (void)cb_scan_stream_feed(st, body + blen, ol);
                                 blen += ol;
@@ -435,16 +538,18 @@ void cb_sandbox_forward(cb_sandbox *sb, int fd, size_t head_len) {
                 }
         }
         (void)cb_scan_stream_finish(st);
+        /* A body with line breaks once more without them: base64 wrapped
+         * as MIME or PEM writes it (match_unwrap.h). */
+        if (!f.leak && blen && cb_scan_has_breaks(body, blen)) {
+                if (cb_scan_unwrapped(m, body, blen, on_hit, &f) == -ENOMEM) {
+                        refuse(&f, 503, "out of memory");
+                        goto out;
+                }
+                if (f.leak)
+                        f.leak_at = f.head_len; /* in the body */
+        }
         if (f.leak) {
-                bool in_head = f.leak_at < f.head_len;
-                if (f.leak_name[0])
-                        snprintf(why, sizeof(why), "the request's %s carries the live secret '%s' (%s form): the "
-                                 "outbound leak guard refuses plaintext requests holding a secret value",
-                                 in_head ? "head" : "body", f.leak_name, cb_scan_kind_name(f.leak_kind));
-                else
-                        snprintf(why, sizeof(why), "the request's %s carries a credbroker token: the outbound leak "
-                                 "guard refuses plaintext requests holding one", in_head ? "head" : "body");
-                refuse(&f, 403, why);
+                leak_refuse(&f, why, sizeof(why));
                 goto out;
         }
         /* The address checked is the address dialled: one lookup
@@ -517,6 +622,10 @@ void cb_sandbox_forward(cb_sandbox *sb, int fd, size_t head_len) {
                         (void)send_all(fd, resp, (size_t)rl, -1);
         }
         record(&f, "allow", rwhy ? rwhy : "forwarded", status ? status : 502, hn + blen, down);
+        /* What the tool sent past the request (pipelined bytes, a body
+         * after a GET) is drained a moment, so that closing does not reset
+         * its connection before it has read the answer. */
+        linger_close(fd);
 out:
         if (up >= 0)
                 close(up);
@@ -524,15 +633,14 @@ out:
         if (m)
                 cb_matcher_free(m);
         if (body) {
-                sodium_memzero(body, blen);
+                sodium_memzero(body, held);
                 free(body);
         }
         if (tmp) {
                 sodium_memzero(tmp, IO_BUF);
                 free(tmp);
         }
-        if (held)
-                __atomic_sub_fetch(&held_bytes, held, __ATOMIC_RELAXED);
+        cb_held_give(&held_budget, sb->acct, held);
         if (up_head) {
                 sodium_memzero(up_head, cap);
                 free(up_head);

@@ -176,6 +176,8 @@ static void audit_sandbox(const char *type, const cb_sandbox *sb, const char *de
                                     json_integer((json_int_t)__atomic_load_n(&sb->connections, __ATOMIC_RELAXED)));
                 json_object_set_new(o, "refused",
                                     json_integer((json_int_t)__atomic_load_n(&sb->refused, __ATOMIC_RELAXED)));
+                json_object_set_new(o, "leaks",
+                                    json_integer((json_int_t)__atomic_load_n(&sb->leaks, __ATOMIC_RELAXED)));
         }
         if (ops.audit)
                 ops.audit(o);
@@ -232,6 +234,30 @@ void cb_sandbox_note_refusal(cb_sandbox *sb, const char *method, const char *rou
                 json_object_set_new(ev, "reason", why);
         ops.alert("egress_denied", ev);
         json_decref(ev);
+}
+
+void cb_sandbox_note_leak(cb_sandbox *sb, const char *route, unsigned status, const char *reason) {
+        __atomic_fetch_add(&sb->refused, 1, __ATOMIC_RELAXED);
+        if (__atomic_fetch_add(&sb->leaks, 1, __ATOMIC_RELAXED) != 0 || !ops.alert)
+                return; /* coalesced per sandbox: counted into sandbox_close ("leaks") */
+        json_t *ev = json_pack("{s:s, s:s, s:I, s:s, s:s, s:I, s:s}", "source", "sandbox_leak_guard", "sandbox", sb->id,
+                               "uid", (json_int_t)sb->uid, "client", sb->client, "cmd", sb->cmd, "status",
+                               (json_int_t)status, "note",
+                               "the first request of this sandbox refused by the outbound leak guard; later ones "
+                               "are counted in its sandbox_close audit record (\"leaks\")");
+        if (!ev)
+                return;
+        json_t *rt = route ? json_string(route) : NULL, *why = reason ? json_string(reason) : NULL;
+        if (rt)
+                json_object_set_new(ev, "route", rt);
+        if (why)
+                json_object_set_new(ev, "reason", why);
+        ops.alert("leak", ev);
+        json_decref(ev);
+}
+
+bool cb_sandbox_refusal_quiet(const cb_sandbox *sb) {
+        return ops.refusal_quiet && ops.refusal_quiet(sb->acct, sb->uid);
 }
 
 /* One connection of a sandbox's listener: CONNECT is a tunnel, anything
@@ -606,6 +632,7 @@ static void *accept_main(void *arg) {
                 s->live = false;
                 s->authorized = false;
                 s->uid = acct;
+                s->sb.acct = acct;
                 s->conn = c;
                 /* Detached: it clears its slot when done; stop waits for the slots. */
                 pthread_attr_t at;

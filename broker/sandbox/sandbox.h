@@ -35,7 +35,11 @@
  *   raises one "egress_denied" alert per sandbox,
  *   at the first refusal; the rest are counted into "sandbox_close"
  *   ("refused") -- coalesced per sandbox, so a probing tool cannot flood
- *   the operator.  Each refusal has its own audit record (http/).
+ *   the operator.  A refusal by the outbound leak guard raises one "leak"
+ *   alert per sandbox too (cb_sandbox_note_leak), apart from those.  Each
+ *   refusal has its own audit record (http/), up to the launching user's
+ *   budget of recorded refusals (ops->refusal_quiet), shared by every
+ *   route of its sandboxes and its tools.sock requests.
  * - Records: "sandbox_open" (queued before the listener is served; not
  *   waited for) and "sandbox_close" in the audit log, through ops->audit;
  *   cb_sandbox_list_json() for status.
@@ -67,6 +71,7 @@ typedef struct cb_sandbox {
         uint32_t magic;           /* CB_SANDBOX_MAGIC: http/ tells a sandbox's server by it */
         char id[20];              /* "sb_" + 16 hex digits */
         uid_t uid;                /* the launcher's */
+        uid_t acct;               /* whom its costs are charged to (cb_peer_account_uid: held bodies, refusals) */
         gid_t gid;
         pid_t launcher_pid;
         char client[65];
@@ -80,6 +85,7 @@ typedef struct cb_sandbox {
         uint64_t started;         /* unix seconds */
         uint64_t connections;     /* accepted on its listener (atomic) */
         uint64_t refused;         /* requests refused on its listener (atomic) */
+        uint64_t leaks;           /* of those, by the outbound leak guard (atomic) */
         uint64_t tunnels;         /* CONNECT tunnels opened (atomic) */
 } cb_sandbox;
 
@@ -109,6 +115,10 @@ typedef struct cb_sandbox_ops {
          * live secret value, tokens), dropped with cb_matcher_free(), or
          * NULL when it cannot be had (forwarding then fails closed). */
         struct cb_matcher *(*matcher)(void);
+        /* The per-uid budget of recorded refusals (http/'s, --refusals-recorded):
+         * true when this refusal of acct's (uid: for its record) is over it
+         * -- answered 429 and not recorded one by one (NULL: every one is). */
+        bool (*refusal_quiet)(uid_t acct, uid_t uid);
         /* The executable hash cache identities use (may be NULL). */
         cb_exe_cache *exe_cache;
 } cb_sandbox_ops;
@@ -129,6 +139,14 @@ json_t *cb_sandbox_list_json(void);
  * token).  The first one of a sandbox raises "egress_denied". */
 void cb_sandbox_note_refusal(cb_sandbox *sb, const char *method, const char *route, unsigned status,
                              const char *reason);
+
+/* A request on sb's listener was refused by the outbound leak guard (a
+ * live secret value or a token in it; reason names the secret and the
+ * form, never the value).  Counted as a refusal, and the first leak of a
+ * sandbox raises a "leak" alert of its own -- coalesced per sandbox and
+ * per kind, so an egress_denied alert raised before does not hide it
+ * (whatever the client's alert_on_deny). */
+void cb_sandbox_note_leak(cb_sandbox *sb, const char *route, unsigned status, const char *reason);
 
 /* Is cls (a server's context) a sandbox?  Then it is returned. */
 static inline cb_sandbox *cb_sandbox_of(void *cls) {

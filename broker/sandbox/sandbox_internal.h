@@ -36,6 +36,10 @@ void cb_sandbox_forward(cb_sandbox *sb, int fd, size_t head_len);
 int cb_sandbox_dial(const char *host, unsigned port, int *status, char *why, size_t why_len);
 
 /* Through the ops main.c handed over. */
+/* Is this refusal over the launching user's budget of recorded refusals
+ * (http/'s, shared with its tools.sock requests)?  Then it is answered 429
+ * without a record of its own. */
+bool cb_sandbox_refusal_quiet(const cb_sandbox *sb);
 struct cb_matcher *cb_sandbox_matcher(void);
 void cb_sandbox_audit(json_t *o);
 bool cb_sandbox_egress_allows(const cb_sandbox *sb, const char *host, unsigned port);

@@ -21,6 +21,7 @@
 #include <jansson.h>
 
 #include "egress.h"
+#include "match.h"
 #include "sandbox.h"
 #include "sandbox_internal.h"
 #include "sni.h"
@@ -67,17 +68,96 @@ static void record(cb_sandbox *sb, const char *host, unsigned port, const char *
         json_decref(o);
 }
 
-/* Refuse before the tunnel exists: a clear answer, a record, the alert. */
+/* Refuse before the tunnel exists: a clear answer, a record, the alert;
+ * past the launching user's budget of recorded refusals (shared with
+ * tools.sock and every route of its sandboxes), 429 and no record. */
 static void refuse(cb_sandbox *sb, int fd, unsigned status, const char *host, unsigned port, const char *why) {
         char body[512], resp[768];
+        bool quiet = status >= 400 && status < 500 && cb_sandbox_refusal_quiet(sb); /* as http/'s: 4xx */
+        if (quiet) {
+                status = 429;
+                why = "too many refusals of this user this minute: refused, and not recorded one by one";
+        }
         int bl = snprintf(body, sizeof(body), "credbroker: egress to %.253s:%u refused: %s\n", host, port, why);
         int rl = snprintf(resp, sizeof(resp),
                           "HTTP/1.1 %u %s\r\nContent-Type: text/plain\r\nConnection: close\r\nContent-Length: %d\r\n\r\n%s",
-                          status, status == 403 ? "Forbidden" : status == 502 ? "Bad Gateway" : "Bad Request", bl, body);
-        record(sb, host, port, "deny", why, status, 0, 0);
+                          status, status == 403 ? "Forbidden" : status == 502 ? "Bad Gateway" : status == 429 ?
+                          "Too Many Requests" : "Bad Request", bl, body);
+        if (!quiet)
+                record(sb, host, port, "deny", why, status, 0, 0);
         cb_sandbox_note_refusal(sb, "CONNECT", "egress", status, why);
         if (rl > 0)
                 send_all(fd, resp, (size_t)rl < sizeof(resp) ? (size_t)rl : sizeof(resp) - 1);
+}
+
+typedef struct leak_hit {
+        bool found;
+        char name[65];
+        enum cb_scan_kind kind;
+} leak_hit;
+
+static int on_hit(void *ctx, const cb_scan_hit *hit, char label[CB_SCAN_LABEL_MAX]) {
+        leak_hit *l = ctx;
+        (void)label;
+        if (!l->found) {
+                l->found = true;
+                snprintf(l->name, sizeof(l->name), "%s", hit->name ? hit->name : "");
+                l->kind = hit->kind;
+        }
+        return -ECANCELED;
+}
+
+/* Does the CONNECT head carry a live secret value or a token?  Then it is
+ * refused (403, as the forwarder's), recorded without its target (host
+ * "-": the target may be the value) with the secret's name and the form,
+ * and the sandbox's leak alert raised; true.  No matcher: refused too. */
+static bool leak_check(cb_sandbox *sb, int fd, const char *head, size_t n) {
+        leak_hit l = { .found = false };
+        struct cb_matcher *m = cb_sandbox_matcher();
+        cb_scan_stream *st = m ? cb_scan_stream_new(m, on_hit, NULL, &l) : NULL;
+        char why[320];
+
+        if (!st) {
+                if (m)
+                        cb_matcher_free(m);
+                refuse(sb, fd, 503, "-", 0, "the outbound leak guard cannot run (no matcher): refused rather than "
+                                            "unchecked");
+                return true;
+        }
+        (void)cb_scan_stream_feed(st, head, n);
+        (void)cb_scan_stream_finish(st);
+        cb_scan_stream_free(st);
+        cb_matcher_free(m);
+        if (!l.found)
+                return false;
+        if (l.name[0])
+                snprintf(why, sizeof(why), "the CONNECT request carries the live secret '%s' (%s form): the outbound "
+                         "leak guard refuses it before the name is looked up", l.name, cb_scan_kind_name(l.kind));
+        else
+                snprintf(why, sizeof(why), "the CONNECT request carries a credbroker token: the outbound leak guard "
+                         "refuses it before the name is looked up");
+        cb_sandbox_note_leak(sb, "egress", 403, why);
+        bool quiet = cb_sandbox_refusal_quiet(sb);
+        if (!quiet) {
+                json_t *o = json_pack("{s:s, s:I, s:s, s:s, s:I, s:s, s:s, s:s, s:I, s:s, s:I, s:s, s:{s:s, s:s, s:s}}",
+                                      "type", "egress", "time", (json_int_t)time(NULL), "socket", "sandbox", "sandbox",
+                                      sb->id, "uid", (json_int_t)sb->uid, "client", sb->client, "method", "CONNECT",
+                                      "host", "-", "port", (json_int_t)0, "decision", "deny", "status", (json_int_t)403,
+                                      "reason", why, "leak", "secret", l.name, "kind", l.name[0] ? "secret" : "token",
+                                      "form", cb_scan_kind_name(l.kind));
+                if (o) {
+                        cb_sandbox_audit(o);
+                        json_decref(o);
+                }
+        }
+        char resp[640];
+        int rl = snprintf(resp, sizeof(resp), "HTTP/1.1 %u %s\r\nContent-Type: text/plain\r\nConnection: close\r\n"
+                          "Content-Length: %zu\r\n\r\ncredbroker: egress refused: %s\n", quiet ? 429u : 403u,
+                          quiet ? "Too Many Requests" : "Forbidden", strlen("credbroker: egress refused: \n") +
+                          strlen(quiet ? "too many refusals" : why), quiet ? "too many refusals" : why);
+        if (rl > 0 && (size_t)rl < sizeof(resp))
+                send_all(fd, resp, (size_t)rl);
+        return true;
 }
 
 /* Read until the end of the request head; 0, or -1 (refused/timed out). */
@@ -186,6 +266,12 @@ void cb_sandbox_tunnel(cb_sandbox *sb, int fd) {
                 refuse(sb, fd, 400, host, port, "no complete CONNECT request head (at most 4 KiB, within 10 s)");
                 return;
         }
+        /* The outbound leak guard on the whole head (target and fields)
+         * before anything is parsed, recorded or resolved: a target that
+         * carries a value (hex(secret).wild.test) must not reach a DNS
+         * query, nor the audit log. */
+        if (leak_check(sb, fd, head, n))
+                return;
         /* "CONNECT host:port HTTP/1.x\r\n" */
         char *target = head + 8, *sp = strchr(target, ' ');
         if (!sp || strncmp(sp, " HTTP/1.", 8) != 0 || (size_t)(sp - target) > CB_DEST_HOST_MAX + 8) {
