@@ -8,8 +8,9 @@
  * sections ("[core]", case-insensitive; a subsection is another section),
  * "key = value" and "key" lines, comments (# and ;) outside quotes, double
  * quotes, the escapes \" \\ \n \t \b, and a backslash at the end of a line
- * continuing the value.  The last value wins, as in git.  Include
- * directives ([include], [includeIf]) are not followed (documented).
+ * continuing the value.  The last value wins, as in git.  The files named
+ * by include.path and includeIf.*.path (every condition) are reported to
+ * the caller, which reads them too.
  * Input is capped (SB_GITCONFIG_MAX); a value longer than the caller's
  * buffer is an error, never cut.
  */
@@ -98,12 +99,11 @@ static size_t value(const char *s, size_t i, size_t n, char *out, size_t outlen)
         return i;
 }
 
-int sb_git_hookspath(const char *s, size_t n, char *out, size_t outlen) {
-        bool in_core = false;
-        int found = 0;
+int sb_git_config_scan(const char *s, size_t n, sb_git_config_cb cb, void *ud) {
+        int sect = 0; /* 1: [core], 2: [include] or [includeIf "..."], 3: [submodule "..."], 0: any other */
         char tmp[SB_GITCONFIG_VALUE_MAX];
 
-        if (n > SB_GITCONFIG_MAX || outlen == 0)
+        if (n > SB_GITCONFIG_MAX)
                 return -1;
         for (size_t i = 0; i < n;) {
                 i = blanks(s, i, n);
@@ -118,18 +118,36 @@ int sb_git_hookspath(const char *s, size_t n, char *out, size_t outlen) {
                         continue;
                 }
                 if (s[i] == '[') {
-                        /* "[name]", "[name "sub"]" or "[name.sub]": only a bare
-                         * "core" is the core section. */
-                        size_t j = i + 1, k;
-                        while (j < n && s[j] != ']' && s[j] != '\n')
+                        /* "[name]", "[name "sub"]" or "[name.sub]": [core] alone is
+                         * the core section; [include] and [includeIf ...] (any
+                         * condition: all are taken, whatever git decides) name
+                         * files git may read. */
+                        size_t j = i + 1, k, e;
+                        bool quoted = false;
+                        while (j < n && s[j] != '\n' && (quoted || s[j] != ']')) {
+                                if (s[j] == '\\' && quoted && j + 1 < n && s[j + 1] != '\n')
+                                        j++;
+                                else if (s[j] == '"')
+                                        quoted = !quoted;
                                 j++;
+                        }
                         if (j >= n || s[j] != ']')
                                 return -1;
                         k = blanks(s, i + 1, j);
-                        size_t e = j;
-                        while (e > k && (s[e - 1] == ' ' || s[e - 1] == '\t'))
-                                e--;
-                        in_core = e - k == 4 && strncasecmp(s + k, "core", 4) == 0;
+                        e = k;
+                        while (e < j && (isalnum((unsigned char)s[e]) || s[e] == '-'))
+                                e++;
+                        size_t after = blanks(s, e, j);
+                        bool bare = after == j;
+                        if (e - k == 4 && strncasecmp(s + k, "core", 4) == 0 && bare)
+                                sect = 1;
+                        else if ((e - k == 7 && strncasecmp(s + k, "include", 7) == 0 && bare) ||
+                                 (e - k == 9 && strncasecmp(s + k, "includeif", 9) == 0))
+                                sect = 2;
+                        else if (e - k == 9 && strncasecmp(s + k, "submodule", 9) == 0 && !bare)
+                                sect = 3;
+                        else
+                                sect = 0;
                         i = j + 1; /* a key may follow on the same line */
                         continue;
                 }
@@ -138,31 +156,54 @@ int sb_git_hookspath(const char *s, size_t n, char *out, size_t outlen) {
                 size_t k = i;
                 while (i < n && (isalnum((unsigned char)s[i]) || s[i] == '-'))
                         i++;
-                bool ours = in_core && i - k == 9 && strncasecmp(s + k, "hookspath", 9) == 0;
+                int kind = sect == 1 && i - k == 9 && strncasecmp(s + k, "hookspath", 9) == 0 ? SB_GIT_HOOKSPATH
+                           : sect == 2 && i - k == 4 && strncasecmp(s + k, "path", 4) == 0 ? SB_GIT_INCLUDE
+                           : sect == 3 && i - k == 4 && strncasecmp(s + k, "path", 4) == 0 ? SB_GIT_SUBMODULE
+                                                                                          : -1;
                 i = blanks(s, i, n);
                 if (i < n && s[i] == '=') {
-                        size_t e = value(s, i + 1, n, ours ? tmp : NULL, sizeof(tmp));
+                        size_t e = value(s, i + 1, n, kind >= 0 ? tmp : NULL, sizeof(tmp));
                         if (e == (size_t)-1)
                                 return -1;
                         i = e;
-                        if (ours) {
-                                if (strlen(tmp) + 1 > outlen)
-                                        return -1;
-                                memcpy(out, tmp, strlen(tmp) + 1);
-                                found = 1;
-                        }
+                        if (kind >= 0 && cb && cb(ud, kind, tmp) < 0)
+                                return -1;
                 } else if (i < n && s[i] != '\n' && s[i] != '#' && s[i] != ';') {
                         return -1;
                 } else {
                         i = to_eol(s, i, n); /* "key" alone: a boolean true; not a path */
-                        if (ours)
-                                found = 0; /* git: core.hooksPath without a value is an error; taken as unset */
                 }
         }
-        return found;
+        return 0;
 }
 
-int sb_git_hookspath_file(const char *path, char *out, size_t outlen) {
+struct last_hp {
+        char *out;
+        size_t outlen;
+        int found;
+};
+
+static int keep_last(void *ud, int kind, const char *v) {
+        struct last_hp *l = ud;
+
+        if (kind != SB_GIT_HOOKSPATH)
+                return 0;
+        if (strlen(v) + 1 > l->outlen)
+                return -1;
+        memcpy(l->out, v, strlen(v) + 1);
+        l->found = 1;
+        return 0;
+}
+
+int sb_git_hookspath(const char *s, size_t n, char *out, size_t outlen) {
+        struct last_hp l = { out, outlen, 0 };
+
+        if (outlen == 0 || sb_git_config_scan(s, n, keep_last, &l) < 0)
+                return -1;
+        return l.found;
+}
+
+int sb_git_config_scan_file(const char *path, sb_git_config_cb cb, void *ud) {
         int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
         struct stat sb;
         char *buf;
@@ -195,8 +236,8 @@ int sb_git_hookspath_file(const char *path, char *out, size_t outlen) {
         close(fd);
         if (n > SB_GITCONFIG_MAX)
                 r = -EFBIG;
-        else if ((r = sb_git_hookspath(buf, n, out, outlen)) < 0)
-                r = -EINVAL;
+        else
+                r = sb_git_config_scan(buf, n, cb, ud) < 0 ? -EINVAL : 1;
         free(buf);
         return r;
 }

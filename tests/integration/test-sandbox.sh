@@ -150,10 +150,12 @@ case "$o" in *MADE*) bad "a .git was created in a directory that had none: $o" ;
 # pinned .git, ran that hook at the user's next commit on the host), and a
 # core.hooksPath inside the working tree (F5: husky's .husky/_).  Control:
 # git status and a commit work inside, with the placeholders in place.
-for hp in .husky/_ gen/hooks; do
-        R=$T/repo-${hp%%/*}
+for hp in .husky/_ gen/hooks .githooks/ .githooks/. x/../.githooks; do
+        R=$T/repo-$(echo "$hp" | tr -c 'a-z0-9\n' '_')
         mkdir -p "$R" && git -C "$R" init -q && git -C "$R" config core.hooksPath "$hp"
-        [ "$hp" = .husky/_ ] && mkdir -p "$R/.husky/_" && echo '# husky' >"$R/.husky/README"
+        [ "$hp" = .husky/_ ] && mkdir -p "$R/.husky/_" && printf '#!/bin/sh\n. "$(dirname "$0")/../pre-commit"\n' >"$R/.husky/_/pre-commit" &&
+                chmod +x "$R/.husky/_/pre-commit" && echo 'true' >"$R/.husky/pre-commit"
+        mkdir -p "$R/x"; case "$hp" in *.githooks*) mkdir -p "$R/.githooks" ;; esac
         chown -R $U "$R"
         o=$(sb --cd "$R" -- /bin/sh -c '
                 git status --short >/dev/null 2>&1 && echo STATUS-OK
@@ -166,6 +168,7 @@ for hp in .husky/_ gen/hooks; do
                 mkdir -p .git/modules/sub/hooks 2>/dev/null && echo MADE-modules
                 mkdir -p .git/worktrees/w 2>/dev/null && echo MADE-worktrees
                 d='"$hp"'; mkdir -p "$d" 2>/dev/null; printf "#!/bin/sh\necho PWNED-hookspath >&2\n" >"$d/pre-commit" 2>/dev/null && chmod +x "$d/pre-commit" && echo WROTE-hookspath
+                [ -e .husky/pre-commit ] && printf "echo PWNED-husky >&2\n" >>.husky/pre-commit 2>/dev/null && echo WROTE-husky
                 top=${d%%/*}; mv "$top" moved 2>/dev/null && mkdir -p "$d" 2>/dev/null && printf "#!/bin/sh\necho PWNED-moved >&2\n" >"$d/pre-commit" 2>/dev/null && chmod +x "$d/pre-commit" && echo WROTE-moved-hookspath
                 echo END' 2>&1)
         case "$o" in *STATUS-OK*COMMIT-OK*END*) ok "git status and commit work inside a repository (hooksPath $hp)" ;;
@@ -178,6 +181,30 @@ for hp in .husky/_ gen/hooks; do
         [ ! -e "$R/.git/commondir" ] && [ ! -e "$R/.git/config.worktree" ] && [ ! -e "$R/.git/modules" ] && [ ! -e "$R/.git/worktrees" ] &&
                 ok "...and no placeholder is left in .git" || bad "left in $R/.git: $(ls -a "$R/.git")"
 done
+# An include in the repository's read-only config naming a file in the
+# working tree (rt8 A3), an initialised submodule's .git file (rt8 A2),
+# and a .git that is a symlink (rt8 A7).
+R=$T/repo-inc
+mkdir -p "$R/tools" "$T/subsrc" && git -C "$R" init -q && git -C "$R" config include.path ../tools/git.conf &&
+        printf '[user]\n\tname = x\n' >"$R/tools/git.conf"
+git -C "$T/subsrc" init -q && git -C "$T/subsrc" -c user.email=a@b -c user.name=a commit -q --allow-empty -m s
+git -C "$R" -c protocol.file.allow=always submodule -q add "$T/subsrc" sub 2>/dev/null
+chown -R $U "$R" "$T/subsrc"
+o=$(sb --cd "$R" -- /bin/sh -c '
+        git status --short >/dev/null 2>&1 && echo STATUS-OK
+        printf "[core]\n\tfsmonitor = echo PWNED-include >&2; false\n" >>tools/git.conf 2>/dev/null && echo WROTE-include
+        mv tools tools2 2>/dev/null && echo MOVED-include
+        [ -f sub/.git ] && echo SUBGIT-FILE
+        printf "gitdir: ../evilgit\n" >sub/.git 2>/dev/null && echo WROTE-subgit
+        echo END' 2>&1)
+case "$o" in *STATUS-OK*SUBGIT-FILE*END*) ok "control: git works in a repository with an include and a submodule" ;;
+*) bad "repository with an include and a submodule: $o" ;; esac
+case "$o" in *WROTE-*|*MOVED-*) bad "an included config file or a submodule's .git written from inside: $o" ;;
+*) ok "the included config file and the submodule's .git are read-only inside" ;; esac
+mkdir -p "$T/repo-lnk" && git -C "$T/repo-lnk" init -q && mv "$T/repo-lnk/.git" "$T/repo-lnk/.realgit" &&
+        ln -s .realgit "$T/repo-lnk/.git" && chown -R $U "$T/repo-lnk"
+o=$(sb --cd "$T/repo-lnk" -- /bin/echo RAN 2>&1); rc=$?
+[ $rc != 0 ] && expect "a .git that is a symlink refuses the launch" "is a symlink" "$o" || bad "a symlinked .git ran (rc $rc): $o"
 # The home directory as a writable root (red team rt7 F6: ~/.config/git/config's
 # fsmonitor, a user-site .pth, ~/.local/bin ... ran on the host): refused,
 # as is a --write inside ~/.config or ~/.local; the project is the control.
