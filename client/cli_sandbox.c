@@ -29,6 +29,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <linux/close_range.h>
@@ -347,8 +348,13 @@ int cmd_sandbox(int argc, char **argv) {
                 xargv[xn++] = argv[i];
         }
         xargv[xn] = NULL;
+        /* The clock file times come from (coarse): anything CMD changes
+         * has a ctime at or after this (cli_sandbox_nested.c). */
+        struct timespec since;
+        clock_gettime(CLOCK_REALTIME_COARSE, &since);
         r = cli_exec_run((int)xn, xargv, &hooks);
         sb_placeholders_remove(&st);
+        sb_check_nested(&st, &since);
 out:
         sb_free(&st);
         free(xargv);

@@ -99,9 +99,11 @@ static size_t value(const char *s, size_t i, size_t n, char *out, size_t outlen)
         return i;
 }
 
-int sb_git_config_scan(const char *s, size_t n, sb_git_config_cb cb, void *ud) {
+static int config_scan(const char *s, size_t n, sb_git_config_cb cb, void *ud, bool cb_keys) {
         int sect = 0; /* 1: [core], 2: [include] or [includeIf "..."], 3: [submodule "..."], 0: any other */
-        char tmp[SB_GITCONFIG_VALUE_MAX];
+        char tmp[SB_GITCONFIG_VALUE_MAX], sect_name[40];
+        size_t sect_len = 0;
+        bool sect_sub = false;
 
         if (n > SB_GITCONFIG_MAX)
                 return -1;
@@ -139,6 +141,10 @@ int sb_git_config_scan(const char *s, size_t n, sb_git_config_cb cb, void *ud) {
                                 e++;
                         size_t after = blanks(s, e, j);
                         bool bare = after == j;
+                        sect_len = e - k;
+                        for (size_t q = 0; q < sect_len && q < sizeof(sect_name); q++)
+                                sect_name[q] = (char)tolower((unsigned char)s[k + q]);
+                        sect_sub = !bare;
                         if (e - k == 4 && strncasecmp(s + k, "core", 4) == 0 && bare)
                                 sect = 1;
                         else if ((e - k == 7 && strncasecmp(s + k, "include", 7) == 0 && bare) ||
@@ -156,6 +162,26 @@ int sb_git_config_scan(const char *s, size_t n, sb_git_config_cb cb, void *ud) {
                 size_t k = i;
                 while (i < n && (isalnum((unsigned char)s[i]) || s[i] == '-'))
                         i++;
+                if (cb_keys) {
+                        /* Every key, for sb_git_config_safe: "section.key", or
+                         * "section.*.key" under a subsection, lowercase. */
+                        char name[96];
+                        size_t nl = sect_len < 40 ? sect_len : 40, kl = i - k < 40 ? i - k : 40;
+                        memcpy(name, sect_name, nl);
+                        size_t o = nl;
+                        if (sect_sub) {
+                                memcpy(name + o, ".*", 2);
+                                o += 2;
+                        }
+                        name[o++] = '.';
+                        for (size_t q = 0; q < kl; q++)
+                                name[o++] = (char)tolower((unsigned char)s[k + q]);
+                        name[o] = '\0';
+                        if (sect_len > 40 || i - k > 40)
+                                name[0] = '?'; /* too long to be one we know */
+                        if (cb(ud, SB_GIT_KEY, name) < 0)
+                                return -1;
+                }
                 int kind = sect == 1 && i - k == 9 && strncasecmp(s + k, "hookspath", 9) == 0 ? SB_GIT_HOOKSPATH
                            : sect == 2 && i - k == 4 && strncasecmp(s + k, "path", 4) == 0 ? SB_GIT_INCLUDE
                            : sect == 3 && i - k == 4 && strncasecmp(s + k, "path", 4) == 0 ? SB_GIT_SUBMODULE
@@ -166,7 +192,7 @@ int sb_git_config_scan(const char *s, size_t n, sb_git_config_cb cb, void *ud) {
                         if (e == (size_t)-1)
                                 return -1;
                         i = e;
-                        if (kind >= 0 && cb && cb(ud, kind, tmp) < 0)
+                        if (kind >= 0 && cb && !cb_keys && cb(ud, kind, tmp) < 0)
                                 return -1;
                 } else if (i < n && s[i] != '\n' && s[i] != '#' && s[i] != ';') {
                         return -1;
@@ -175,6 +201,40 @@ int sb_git_config_scan(const char *s, size_t n, sb_git_config_cb cb, void *ud) {
                 }
         }
         return 0;
+}
+
+int sb_git_config_scan(const char *s, size_t n, sb_git_config_cb cb, void *ud) {
+        return config_scan(s, n, cb, ud, false);
+}
+
+/* What a repository made by a command may carry in its configuration and
+ * still be taken as git itself made it (git init, git clone, a commit's
+ * identity): nothing here names a program, a file or a URL git would run
+ * or read as configuration. */
+static const char *const safe_keys[] = {
+        "core.repositoryformatversion", "core.filemode", "core.bare", "core.logallrefupdates", "core.ignorecase",
+        "core.precomposeunicode", "core.symlinks", "core.autocrlf", "core.eol", "core.safecrlf",
+        "extensions.objectformat", "remote.*.url", "remote.*.fetch", "remote.*.tagopt", "branch.*.remote",
+        "branch.*.merge", "branch.*.rebase", "user.name", "user.email", "init.defaultbranch",
+};
+
+static int check_key(void *ud, int kind, const char *v) {
+        if (kind != SB_GIT_KEY)
+                return 0;
+        for (size_t i = 0; i < sizeof(safe_keys) / sizeof(safe_keys[0]); i++)
+                if (strcmp(v, safe_keys[i]) == 0)
+                        return 0;
+        *(bool *)ud = false;
+        return -1;
+}
+
+int sb_git_config_safe(const char *s, size_t n) {
+        bool safe = true;
+        int r = config_scan(s, n, check_key, &safe, true);
+
+        if (!safe)
+                return 0;
+        return r < 0 ? -1 : 1;
 }
 
 struct last_hp {

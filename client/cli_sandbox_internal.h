@@ -62,6 +62,13 @@ struct sb_state {
         pid_t sandbox_pid;                        /* CMD's pid (the sandbox's init's, our namespace) */
 };
 
+/* cli_sandbox_nested.c: once CMD has ended, move aside each nested git
+ * directory below a writable root in which something git takes
+ * configuration or hooks from changed at or after since
+ * (CLOCK_REALTIME_COARSE, taken before CMD started), saying so. */
+struct timespec;
+void sb_check_nested(struct sb_state *st, const struct timespec *since);
+
 /* cli_sandbox_view.c */
 /* Add arg (the working directory, or a --write) as a writable root, by its
  * real path; a system directory is refused. */

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* The sandbox's core.hooksPath reader (client/cli_sandbox_git.c): any
+/* The sandbox's git configuration reader (client/cli_sandbox_git.c): any
  * input, any output buffer size, never out of bounds, and a value found
  * always fits and is NUL-terminated. */
 #include <stddef.h>
@@ -23,5 +23,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                         abort();
                 free(out);
         }
+        int r = sb_git_config_safe((const char *)data, size);
+        if (r < -1 || r > 1)
+                abort();
         return 0;
 }

@@ -205,6 +205,29 @@ mkdir -p "$T/repo-lnk" && git -C "$T/repo-lnk" init -q && mv "$T/repo-lnk/.git" 
         ln -s .realgit "$T/repo-lnk/.git" && chown -R $U "$T/repo-lnk"
 o=$(sb --cd "$T/repo-lnk" -- /bin/echo RAN 2>&1); rc=$?
 [ $rc != 0 ] && expect "a .git that is a symlink refuses the launch" "is a symlink" "$o" || bad "a symlinked .git ran (rc $rc): $o"
+# Nested repositories (red team rt8 A1): CMD makes sub/ a repository whose
+# config sets core.fsmonitor, registers it in the top repository's index
+# and commits; the host's next git status at the top must not run it (its
+# .git is moved aside when CMD ends).  Control: a repository CMD makes with
+# git init and commits in is kept as it is.
+R=$T/repo-nest
+mkdir -p "$R" && git -C "$R" init -q && git -C "$R" -c user.email=a@b -c user.name=a commit -q --allow-empty -m top &&
+        chown -R $U "$R"
+o=$(sb --cd "$R" -- /bin/sh -c '
+        git init -q sub && git -C sub -c user.email=a@b -c user.name=a commit -q --allow-empty -m s &&
+        git -C sub config core.fsmonitor "echo PWNED-fsmonitor >&2; false" &&
+        git update-index --add --cacheinfo "160000,$(git -C sub rev-parse HEAD),sub" &&
+        git -c user.email=a@b -c user.name=a commit -q -m add-sub && echo PLANTED
+        git init -q fine && git -C fine -c user.email=a@b -c user.name=a commit -q --allow-empty -m fine && echo FINE-REPO
+        echo END' 2>&1)
+case "$o" in *PLANTED*FINE-REPO*END*) ok "control: inside, a nested repository is made, registered and committed" ;;
+*) bad "nested repositories inside: $o" ;; esac
+expect "...its .git is moved aside when CMD ends, and the launcher says so" "sub/.git.credbroker-review" "$o"
+h=$(cd "$R" && as env HOME="$H" git status --short 2>&1; echo "rc=$?")
+case "$h" in *PWNED*) bad "the host's git status ran the nested repository's fsmonitor: $h" ;;
+*) ok "...the host's next git status runs nothing of it" ;; esac
+[ -d "$R/fine/.git" ] && [ ! -e "$R/fine/.git.credbroker-review" ] && ok "...a repository git init made is kept as it is" ||
+        bad "a plain nested repository was moved: $(ls -a "$R/fine")"
 # The home directory as a writable root (red team rt7 F6: ~/.config/git/config's
 # fsmonitor, a user-site .pth, ~/.local/bin ... ran on the host): refused,
 # as is a --write inside ~/.config or ~/.local; the project is the control.
