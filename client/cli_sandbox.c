@@ -354,7 +354,11 @@ int cmd_sandbox(int argc, char **argv) {
         clock_gettime(CLOCK_REALTIME_COARSE, &since);
         r = cli_exec_run((int)xn, xargv, &hooks);
         sb_placeholders_remove(&st);
-        sb_check_nested(&st, &since);
+        /* A repository CMD changed that could not be moved aside, or a tree
+         * not fully checked: the caller must not take CMD's status for
+         * "done" (4, integrity; said on stderr). */
+        if (sb_check_nested(&st, &since) < 0)
+                r = CB_EXIT_INTEGRITY;
 out:
         sb_free(&st);
         free(xargv);

@@ -3,6 +3,10 @@
  * Between the files of `credbroker sandbox` (not an API):
  *   cli_sandbox.c          the verb: options, bubblewrap, exec's hooks
  *   cli_sandbox_view.c     the file system view: bwrap's argv
+ *   cli_sandbox_gitpaths.c git's hook and configuration paths in the view
+ *   cli_sandbox_git.c      git's configuration syntax (the parser)
+ *   cli_sandbox_nested.c   nested repositories, checked when CMD ends
+ *   cli_sandbox_mount.c    the launcher's own mounts inside the sandbox
  *   cli_sandbox_seccomp.c  the seccomp filter handed to bwrap as BPF
  *   cli_sandbox_broker.c   the broker's listener inside the sandbox and its
  *                          hand-over on sandbox.sock
@@ -67,7 +71,26 @@ struct sb_state {
  * configuration or hooks from changed at or after since
  * (CLOCK_REALTIME_COARSE, taken before CMD started), saying so. */
 struct timespec;
-void sb_check_nested(struct sb_state *st, const struct timespec *since);
+int sb_check_nested(struct sb_state *st, const struct timespec *since); /* -1: something left unchecked or unmoved (said) */
+
+/* cli_sandbox_view.c, for the files beside it */
+/* Append one of bwrap's arguments (printf-style). */
+int sb_arg_add(struct sb_state *st, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Is p equal to dir or below it? */
+bool sb_path_under(const char *p, const char *dir);
+/* Could CMD (only our ids are mapped) create an entry next to path? */
+bool sb_may_create_in(const char *path);
+/* A missing protected entry p of root k: a read-only placeholder (a file
+ * holding content, NULL: empty; or a directory).  *made: false when it
+ * appeared meanwhile (then handled as existing). */
+struct stat;
+int sb_make_placeholder(struct sb_state *st, size_t k, const char *p, bool dir, const char *content, bool *made);
+/* Make the placeholder p on disk (marked, O_EXCL-like): -EEXIST if it exists. */
+int sb_create_placeholder(const char *p, bool dir, const char *content, struct stat *sb);
+
+/* cli_sandbox_gitpaths.c: core.hooksPath, included configuration and
+ * submodules' .git inside root k kept read-only (docs/sandbox.md). */
+int sb_deny_git_paths(struct sb_state *st, size_t k);
 
 /* cli_sandbox_view.c */
 /* Add arg (the working directory, or a --write) as a writable root, by its

@@ -27,8 +27,10 @@
  * those).  A .git *file* (a pointer to a git directory) or symlink changed
  * by CMD is moved aside the same way.
  *
- * Bounded: at most SB_NESTED_MAX entries are looked at per directory; past
- * that, a warning says the check was not complete.
+ * Bounded: at most SB_NESTED_MAX entries and SB_NESTED_DEPTH levels per
+ * writable directory; a directory of ours we cannot list is given u+rx
+ * for the look.  What could not be checked, or moved aside, is said, and
+ * the launcher then exits 4 (cli_sandbox.c).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -38,6 +40,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/random.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -48,13 +51,14 @@
 #include "cli_sandbox_internal.h"
 
 #define SB_NESTED_MAX 2000000u /* entries looked at per writable directory */
-#define SB_NESTED_DEPTH 64
+#define SB_NESTED_DEPTH 1024
 
 struct nested {
         struct timespec since;
         unsigned long seen;
         bool incomplete;
         unsigned moved;
+        unsigned failed;  /* could not be moved aside, or a directory not checked */
         dev_t dev;
 };
 
@@ -157,7 +161,11 @@ static bool gitdir_tampered(int gfd, const struct timespec *since, char *why, si
                         break;
                 }
                 if (strcmp(n, "hooks") == 0 && S_ISDIR(sb.st_mode)) {
-                        /* Each hook changed since (a sample excepted). */
+                        /* Each hook changed since (a sample excepted); every
+                         * one when hooks/ itself was made, moved in or
+                         * changed (an old hooks directory renamed into place
+                         * keeps its hooks' old ctimes: red team rt9 B7). */
+                        const struct timespec zero = { 0 }, *hs_since = changed(&sb, since) ? &zero : since;
                         int h = openat(dirfd(d), n, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
                         DIR *hd = h >= 0 ? fdopendir(h) : NULL;
                         struct dirent *he;
@@ -175,7 +183,7 @@ static bool gitdir_tampered(int gfd, const struct timespec *since, char *why, si
                                     (hl > 7 && strcmp(he->d_name + hl - 7, ".sample") == 0))
                                         continue;
                                 if (fstatat(dirfd(hd), he->d_name, &hs, AT_SYMLINK_NOFOLLOW) < 0 ||
-                                    changed(&hs, since)) {
+                                    changed(&hs, hs_since)) {
                                         bad = true;
                                         snprintf(why, whylen, "its hook %.100s was made or changed", he->d_name);
                                         break;
@@ -238,32 +246,106 @@ static bool gitdir_tampered(int gfd, const struct timespec *since, char *why, si
         return bad;
 }
 
-/* Move dfd/.git aside, never replacing anything. */
-static void move_aside(struct nested *nc, int dfd, const char *where, const char *why) {
-        char to[64];
+/* Move dfd/name (a .git, or a git directory's HEAD) aside under a name
+ * CMD could not guess (red team rt9 B9: it took every predictable one),
+ * never replacing anything; failing that, take every permission from it
+ * (git then cannot use it) and count a failure (a non-zero exit). */
+static void move_aside(struct nested *nc, int dfd, const char *name, const char *where, const char *why) {
+        char to[80];
+        int e = 0;
 
-        for (int i = 0; i < 100; i++) {
-                snprintf(to, sizeof(to), i ? ".git.credbroker-review-%d" : ".git.credbroker-review", i);
-                if (syscall(SYS_renameat2, dfd, ".git", dfd, to, RENAME_NOREPLACE) == 0) {
+        for (int i = 0; i < 8; i++) {
+                unsigned char rnd[8];
+                if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
+                        break;
+                snprintf(to, sizeof(to), "%s.credbroker-review-%02x%02x%02x%02x%02x%02x%02x%02x", name, rnd[0], rnd[1],
+                         rnd[2], rnd[3], rnd[4], rnd[5], rnd[6], rnd[7]);
+                if (syscall(SYS_renameat2, dfd, name, dfd, to, RENAME_NOREPLACE) == 0) {
                         nc->moved++;
                         fprintf(stderr,
-                                "credbroker: sandbox: %s/.git: %s while the sandbox ran (CMD, or someone else "
-                                "meanwhile), so git could run code of CMD's there, even from the repository above "
-                                "it: moved to %s/%s. Review its config and hooks, then: mv %s/%s %s/.git\n",
-                                where, why, where, to, where, to, where);
+                                "credbroker: sandbox: %s/%s: %s while the sandbox ran (CMD, or someone else "
+                                "meanwhile), so git could run code of CMD's there, even from a repository above "
+                                "it: moved to %s/%s. Review its config and hooks, then: mv %s/%s %s/%s\n",
+                                where, name, why, where, to, where, to, where, name);
                         return;
                 }
-                if (errno != EEXIST)
+                e = errno;
+                if (e != EEXIST)
                         break;
         }
-        fprintf(stderr, "credbroker: sandbox: %s/.git: %s while the sandbox ran, and it could not be moved aside "
-                        "(%s): do not run git there before reviewing its config and hooks\n",
-                where, why, strerror(errno));
+        bool locked = fchmodat(dfd, name, 0, 0) == 0;
+        nc->failed++;
+        fprintf(stderr, "credbroker: sandbox: %s/%s: %s while the sandbox ran, and it could not be moved aside "
+                        "(%s)%s: do not run git there, or above it, before reviewing its config and hooks\n",
+                where, name, why, strerror(e ? e : errno), locked ? "; its permissions were taken away (mode 0)" : "");
+}
+
+/* Open dirfd/name for reading; one of ours that we cannot read (CMD can
+ * make a directory git passes through but a listing cannot: mode 0311,
+ * red team rt9 B4) is given u+rx for the look, and its mode back after. */
+static int open_dir(int dfd, const char *name, const struct stat *sb, mode_t *restore) {
+        int c = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+
+        *restore = (mode_t)-1;
+        if (c >= 0 || errno != EACCES || sb->st_uid != geteuid())
+                return c;
+        if (fchmodat(dfd, name, (sb->st_mode & 07777) | S_IRUSR | S_IXUSR, 0) < 0)
+                return -1;
+        *restore = sb->st_mode & 07777;
+        c = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (c < 0) {
+                if (fchmodat(dfd, name, *restore, 0) < 0) { /* nothing more to do: it stays u+rx */ }
+                *restore = (mode_t)-1;
+        }
+        return c;
+}
+
+/* A git directory found at dirfd(d)/name (a .git, or a directory git
+ * would take for a bare repository: HEAD, objects/, refs/): moved aside
+ * when CMD changed what git takes configuration or hooks from.  A .git
+ * directory made, moved in or changed itself is judged whole, whatever
+ * the ages of what it holds (rt9 B10: renamed back into place by a second
+ * sandbox, its contents kept their old ctimes). */
+static void judge(struct nested *nc, int dfd, const char *name, const char *where, bool bare) {
+        struct stat sb;
+        char why[160];
+        const struct timespec zero = { 0 };
+
+        if (fstatat(dfd, name, &sb, AT_SYMLINK_NOFOLLOW) < 0)
+                return;
+        if (!S_ISDIR(sb.st_mode)) {
+                if (changed(&sb, &nc->since))
+                        move_aside(nc, dfd, name, where,
+                                   S_ISLNK(sb.st_mode) ? "a .git symlink was made or changed"
+                                                       : "a .git file (a pointer to a git directory) was made or changed");
+                return;
+        }
+        int g = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (g < 0) {
+                move_aside(nc, dfd, name, where, "it could not be read");
+                return;
+        }
+        if (!gitdir_tampered(g, changed(&sb, &nc->since) && !bare ? &zero : &nc->since, why, sizeof(why)))
+                return;
+        if (bare) {
+                /* A directory of the project that git would take for a bare
+                 * repository (rt9 B2): its HEAD moved aside, so it is not one. */
+                char w[PATH_MAX + 8];
+                snprintf(w, sizeof(w), "%s%s%s", where, name[0] == '.' && !name[1] ? "" : "/", name[0] == '.' && !name[1] ? "" : name);
+                int b = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                if (b >= 0) {
+                        move_aside(nc, b, "HEAD", w, why);
+                        close(b);
+                }
+                return;
+        }
+        move_aside(nc, dfd, name, where, why);
 }
 
 static void walk(struct nested *nc, int dfd, char *path, size_t pl, size_t cap, int depth) {
         DIR *d = fdopendir(dfd);
         struct dirent *e;
+        bool head = false, objects = false, refs = false;
 
         if (!d) {
                 close(dfd);
@@ -279,25 +361,18 @@ static void walk(struct nested *nc, int dfd, char *path, size_t pl, size_t cap, 
                         nc->incomplete = true;
                         break;
                 }
+                head = head || strcmp(n, "HEAD") == 0;
+                objects = objects || strcmp(n, "objects") == 0;
+                refs = refs || strcmp(n, "refs") == 0;
                 if (e->d_type != DT_DIR && e->d_type != DT_UNKNOWN && strcmp(n, ".git") != 0)
                         continue;
                 if (fstatat(dirfd(d), n, &sb, AT_SYMLINK_NOFOLLOW) < 0)
                         continue;
                 if (strcmp(n, ".git") == 0) {
-                        char why[160];
                         if (depth == 0)
                                 continue; /* the top's: kept read-only while CMD ran */
                         path[pl] = '\0';
-                        if (S_ISDIR(sb.st_mode)) {
-                                int g = openat(dirfd(d), n, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-                                if (g < 0 || gitdir_tampered(g, &nc->since, why, sizeof(why)))
-                                        move_aside(nc, dirfd(d), path, g < 0 ? "it could not be read" : why);
-                        } else if (changed(&sb, &nc->since)) {
-                                move_aside(nc, dirfd(d), path,
-                                           S_ISLNK(sb.st_mode) ? "a .git symlink was made or changed"
-                                                               : "a .git file (a pointer to a git directory) was "
-                                                                 "made or changed");
-                        }
+                        judge(nc, dirfd(d), ".git", path, false);
                         continue;
                 }
                 if (!S_ISDIR(sb.st_mode) || sb.st_dev != nc->dev)
@@ -307,24 +382,33 @@ static void walk(struct nested *nc, int dfd, char *path, size_t pl, size_t cap, 
                         continue;
                 }
                 size_t nl = strlen(n);
-                if (pl + 1 + nl >= cap) {
-                        nc->incomplete = true;
-                        continue;
-                }
-                int c = openat(dirfd(d), n, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                mode_t restore;
+                int c = open_dir(dirfd(d), n, &sb, &restore);
                 if (c < 0) {
                         nc->incomplete = true;
                         continue;
                 }
-                path[pl] = '/';
-                memcpy(path + pl + 1, n, nl + 1);
-                walk(nc, c, path, pl + 1 + nl, cap, depth + 1);
+                bool cut = pl + 1 + nl >= cap; /* too long to name: walked all the same */
+                if (!cut) {
+                        path[pl] = '/';
+                        memcpy(path + pl + 1, n, nl + 1);
+                }
+                walk(nc, c, path, cut ? pl : pl + 1 + nl, cap, depth + 1);
                 path[pl] = '\0';
+                if (restore != (mode_t)-1)
+                        if (fchmodat(dirfd(d), n, restore, 0) < 0) { /* left u+rx: still ours */ }
+        }
+        /* This directory itself looks like a bare repository. */
+        if (head && objects && refs) {
+                path[pl] = '\0';
+                judge(nc, dirfd(d), ".", path, true);
         }
         closedir(d);
 }
 
-void sb_check_nested(struct sb_state *st, const struct timespec *since) {
+int sb_check_nested(struct sb_state *st, const struct timespec *since) {
+        int bad = 0;
+
         for (size_t k = 0; k < st->nroots; k++) {
                 struct nested nc = { .since = *since };
                 char path[PATH_MAX];
@@ -334,6 +418,10 @@ void sb_check_nested(struct sb_state *st, const struct timespec *since) {
                 if (fd < 0 || fstat(fd, &sb) < 0) {
                         if (fd >= 0)
                                 close(fd);
+                        fprintf(stderr, "credbroker: sandbox: %s could not be checked for repositories CMD made or "
+                                        "changed: review nested .git directories before running git there\n",
+                                st->roots[k]);
+                        bad = 1;
                         continue;
                 }
                 nc.dev = sb.st_dev;
@@ -341,8 +429,10 @@ void sb_check_nested(struct sb_state *st, const struct timespec *since) {
                 walk(&nc, fd, path, strlen(path), sizeof(path), 0);
                 if (nc.incomplete)
                         fprintf(stderr, "credbroker: sandbox: %s: not every directory could be checked for "
-                                        "repositories CMD made or changed (over %u entries, too deep, or unreadable): "
-                                        "review nested .git directories before running git there\n",
-                                st->roots[k], SB_NESTED_MAX);
+                                        "repositories CMD made or changed (over %u entries, over %d levels, or "
+                                        "unreadable): review nested .git directories before running git there\n",
+                                st->roots[k], SB_NESTED_MAX, SB_NESTED_DEPTH);
+                bad |= nc.incomplete || nc.failed;
         }
+        return bad ? -1 : 0;
 }

@@ -90,8 +90,7 @@ static const char *const system_dirs[] = {
         "/proc", "/sys", "/dev", "/run", "/var/lib", "/var/log", "/var/spool", "/var/cache",
 };
 
-static int add(struct sb_state *st, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static int add(struct sb_state *st, const char *fmt, ...) {
+int sb_arg_add(struct sb_state *st, const char *fmt, ...) {
         va_list ap;
         char *s = NULL;
         int n;
@@ -113,7 +112,7 @@ static int add(struct sb_state *st, const char *fmt, ...) {
 }
 
 /* Is p equal to dir or below it? */
-static bool under(const char *p, const char *dir) {
+bool sb_path_under(const char *p, const char *dir) {
         size_t n = strlen(dir);
 
         if (n == 1 && dir[0] == '/')
@@ -127,7 +126,7 @@ static bool is_system_dir(const char *p) {
         if (strcmp(p, "/") == 0)
                 return true;
         for (size_t i = 0; i < sizeof(system_dirs) / sizeof(system_dirs[0]); i++)
-                if (under(p, system_dirs[i]))
+                if (sb_path_under(p, system_dirs[i]))
                         return true;
         return false;
 }
@@ -148,12 +147,12 @@ static const char *home_area(const char *rp, char homes[2][PATH_MAX]) {
         for (size_t i = 0; i < 2; i++) {
                 if (!cand[i] || cand[i][0] != '/' || !realpath(cand[i], homes[i]) || strcmp(homes[i], "/") == 0)
                         continue;
-                if (under(homes[i], rp))
+                if (sb_path_under(homes[i], rp))
                         return homes[i]; /* the home, or above it */
                 for (size_t j = 0; j < 2; j++) {
                         if (snprintf(sub, sizeof(sub), "%s/%s", homes[i], j ? ".local" : ".config") >= (int)sizeof(sub))
                                 continue;
-                        if (under(rp, sub))
+                        if (sb_path_under(rp, sub))
                                 return homes[i];
                 }
         }
@@ -252,7 +251,7 @@ static int hide_socket_dir(struct sb_state *st, const char *sock) {
 /* Could we (and so CMD: only our uid and gid are mapped in its user
  * namespace) create an entry next to path?  Owner, group (ours or a
  * supplementary one) or other write permission on its directory. */
-static bool may_create_in(const char *path) {
+bool sb_may_create_in(const char *path) {
         char d[PATH_MAX], *slash;
         struct stat sb;
         gid_t groups[256];
@@ -403,7 +402,7 @@ static bool marked_placeholder(const char *p, bool *dir, const char *content) {
 /* Make the placeholder p: an empty file or directory made under a
  * temporary name next to it, marked, then renamed to p without replacing
  * anything (-EEXIST if p exists: it appeared since it was looked at). */
-static int create_placeholder(const char *p, bool dir, const char *content, struct stat *sb) {
+int sb_create_placeholder(const char *p, bool dir, const char *content, struct stat *sb) {
         static unsigned seq;
         char tmp[PATH_MAX];
         const char *slash = strrchr(p, '/');
@@ -443,7 +442,7 @@ static int create_placeholder(const char *p, bool dir, const char *content, stru
  * once it has (sb_mount_placeholders_start); else made now and bound by
  * bwrap.  *made: false when it appeared meanwhile (the caller then handles
  * it as an existing entry). */
-static int make_placeholder(struct sb_state *st, size_t k, const char *p, bool dir, const char *content,
+int sb_make_placeholder(struct sb_state *st, size_t k, const char *p, bool dir, const char *content,
                             bool *made) {
         struct stat sb;
         int r;
@@ -456,7 +455,7 @@ static int make_placeholder(struct sb_state *st, size_t k, const char *p, bool d
                 *made = true;
                 return 0;
         }
-        r = create_placeholder(p, dir, content, &sb);
+        r = sb_create_placeholder(p, dir, content, &sb);
         if (r == -EEXIST)
                 return 0;
         if (r < 0)
@@ -466,7 +465,7 @@ static int make_placeholder(struct sb_state *st, size_t k, const char *p, bool d
         if ((r = add_placeholder(st, k, p, dir, content)) < 0)
                 return r;
         st->ph[st->nph - 1].made = true;
-        if ((r = add(st, "--ro-bind")) < 0 || (r = add(st, "%s", p)) < 0 || (r = add(st, "%s", p)) < 0)
+        if ((r = sb_arg_add(st, "--ro-bind")) < 0 || (r = sb_arg_add(st, "%s", p)) < 0 || (r = sb_arg_add(st, "%s", p)) < 0)
                 return r;
         return 0;
 }
@@ -486,7 +485,7 @@ static int adopt_placeholder(struct sb_state *st, size_t k, const char *p, bool 
                 st->ph[st->nph - 1].ino = sb.st_ino;
                 return 0;
         }
-        if ((r = add(st, "--ro-bind")) < 0 || (r = add(st, "%s", p)) < 0 || (r = add(st, "%s", p)) < 0)
+        if ((r = sb_arg_add(st, "--ro-bind")) < 0 || (r = sb_arg_add(st, "%s", p)) < 0 || (r = sb_arg_add(st, "%s", p)) < 0)
                 return r;
         return 0;
 }
@@ -512,9 +511,9 @@ static int pin_parent(struct sb_state *st, size_t k, const char *name) {
         if (snprintf(p, sizeof(p), "%s/%s", root, name) >= (int)sizeof(p))
                 return 0;
         if (lstat(p, &sb) < 0) {
-                if (errno != ENOENT || !may_create_in(p))
+                if (errno != ENOENT || !sb_may_create_in(p))
                         return 0;
-                if ((r = make_placeholder(st, k, p, true, NULL, &made)) < 0 || made)
+                if ((r = sb_make_placeholder(st, k, p, true, NULL, &made)) < 0 || made)
                         return r;
                 if (lstat(p, &sb) < 0)
                         return -cli_fail(-errno, "sandbox: %s: %s; CMD was not run", p, strerror(errno));
@@ -522,9 +521,9 @@ static int pin_parent(struct sb_state *st, size_t k, const char *name) {
         if (marked_placeholder(p, &dir, NULL))
                 return adopt_placeholder(st, k, p, dir, NULL);
         if (S_ISDIR(sb.st_mode))
-                return (r = add(st, "--bind")) < 0 || (r = add(st, "%s", p)) < 0 || (r = add(st, "%s", p)) < 0 ? r : 0;
+                return (r = sb_arg_add(st, "--bind")) < 0 || (r = sb_arg_add(st, "%s", p)) < 0 || (r = sb_arg_add(st, "%s", p)) < 0 ? r : 0;
         if (S_ISREG(sb.st_mode))
-                return (r = add(st, "--ro-bind")) < 0 || (r = add(st, "%s", p)) < 0 || (r = add(st, "%s", p)) < 0 ? r
+                return (r = sb_arg_add(st, "--ro-bind")) < 0 || (r = sb_arg_add(st, "%s", p)) < 0 || (r = sb_arg_add(st, "%s", p)) < 0 ? r
                                                                                                               : 0;
         /* A symlink: a mount cannot hold the link itself, and CMD could
          * replace it with a directory of its own (a .git with hooks the
@@ -534,256 +533,6 @@ static int pin_parent(struct sb_state *st, size_t k, const char *name) {
                                   "reading %s would then take what CMD put there); CMD was not run",
                                   p, name);
         return 0;
-}
-
-/* Where git takes hooks and configuration from, when that is inside a
- * writable root (red team rt7 F5, rt8 A3/A4): core.hooksPath (husky's
- * .husky/_, .githooks) and the files include.path / includeIf.*.path name
- * (every condition: whatever git decides), read from the files git reads
- * -- the root's .git/config and .git/config.worktree, ~/.gitconfig,
- * $XDG_CONFIG_HOME/git/config, /etc/gitconfig -- and from each included
- * file in turn.  A relative hooksPath is relative to the root, an include
- * to the including file's directory, ~/ to the home.
- *
- * The path is walked as the kernel resolves it, component by component
- * from /: a symlink outside the root is followed (the sandbox cannot
- * change it), a symlink inside the root refuses the launch (the sandbox
- * could swap it), ".." climbs from where the walk is.  What it ends at,
- * when inside the root, is kept: each directory between the root and it
- * pinned (bound over itself: it cannot be renamed away and rebuilt), it
- * bound read-only; a missing one gets a read-only placeholder (a directory
- * for hooks, an empty file for an include), so it cannot be made.  (Before
- * this walk, "hooks/", "hooks/." and "x/../hooks" left the hooks writable:
- * rt8 A4.) */
-#define SB_GIT_INCLUDES_MAX 32
-
-/* Bind, inside root k, each directory from the root down to path (not
- * the root itself) over itself, then path: read-only (ro), else pinned. */
-static int pin_down(struct sb_state *st, size_t k, const char *path, bool ro_last) {
-        const char *root = st->roots[k];
-        size_t rl = strlen(root);
-        char p[PATH_MAX];
-        int r;
-
-        if (strcmp(path, root) == 0 || !under(path, root))
-                return 0;
-        snprintf(p, sizeof(p), "%s", path);
-        for (size_t i = rl + 1;; i++) {
-                if (p[i] != '/' && p[i] != '\0')
-                        continue;
-                bool last = p[i] == '\0';
-                p[i] = '\0';
-                r = (r = add(st, last && ro_last ? "--ro-bind" : "--bind")) < 0 || (r = add(st, "%s", p)) < 0 ||
-                                    (r = add(st, "%s", p)) < 0
-                            ? r
-                            : 0;
-                if (r < 0 || last)
-                        return r;
-                p[i] = '/';
-        }
-}
-
-static int protect_git_path(struct sb_state *st, size_t k, const char *value, bool dir) {
-        const char *root = st->roots[k];
-        char cur[PATH_MAX] = "", rp[PATH_MAX];
-        size_t cl = 0;
-        const char *s = value;
-        struct stat sb;
-        bool made;
-        int r;
-
-        if (value[0] != '/')
-                return 0;
-        /* Walk it as the kernel would; cur stays a real path (no symlink,
-         * no "." or ".."), "" for /. */
-        while (*s) {
-                while (*s == '/')
-                        s++;
-                if (!*s)
-                        break;
-                const char *e = strchr(s, '/');
-                size_t n = e ? (size_t)(e - s) : strlen(s);
-                const char *c = s;
-                s += n;
-                if (n == 1 && c[0] == '.')
-                        continue;
-                if (n == 2 && c[0] == '.' && c[1] == '.') {
-                        while (cl > 0 && cur[cl - 1] != '/')
-                                cl--;
-                        if (cl > 0)
-                                cl--;
-                        cur[cl] = '\0';
-                        continue;
-                }
-                if (cl + 1 + n >= sizeof(cur))
-                        return -cli_usage("sandbox: a git configuration path is too long: %.200s", value);
-                size_t parent = cl;
-                cur[cl++] = '/';
-                memcpy(cur + cl, c, n);
-                cl += n;
-                cur[cl] = '\0';
-                if (lstat(cur, &sb) < 0) {
-                        if (errno != ENOENT)
-                                return 0;
-                        /* Missing: where CMD could make it (its parent inside
-                         * the root), a read-only placeholder, the parent's
-                         * directories pinned. */
-                        cur[parent] = '\0';
-                        const char *par = parent ? cur : "/";
-                        bool inside = strcmp(par, root) == 0 || under(par, root);
-                        if (!inside)
-                                return 0;
-                        if ((r = pin_down(st, k, par, false)) < 0)
-                                return r;
-                        cur[parent] = '/';
-                        if (!may_create_in(cur))
-                                return 0;
-                        bool more = strspn(s, "/") != strlen(s);
-                        r = make_placeholder(st, k, cur, more ? true : dir, NULL, &made);
-                        if (r < 0 || made)
-                                return r;
-                        return -cli_fail(-EBUSY, "sandbox: %s appeared as the sandbox was set up; CMD was not run",
-                                         cur);
-                }
-                if (S_ISLNK(sb.st_mode)) {
-                        if (under(cur, root))
-                                return -cli_usage("sandbox: git's configuration names %.200s, through the symlink %s "
-                                                  "inside the writable %s, which the sandbox could swap; CMD was not "
-                                                  "run",
-                                                  value, cur, root);
-                        if (!realpath(cur, rp))
-                                return 0; /* dangling: git finds nothing there either */
-                        snprintf(cur, sizeof(cur), "%s", strcmp(rp, "/") == 0 ? "" : rp);
-                        cl = strlen(cur);
-                }
-        }
-        /* It exists: read-only when inside the root, the directories
-         * between pinned. */
-        return pin_down(st, k, cl ? cur : "/", true);
-}
-
-struct git_scan {
-        struct sb_state *st;
-        size_t k;
-        const char *dir;  /* the scanned file's directory (includes are relative to it) */
-        unsigned *nfiles; /* files read so far (SB_GIT_INCLUDES_MAX) */
-        int depth;
-        bool gitmodules;  /* scanning .gitmodules: only submodule paths count */
-        int err;          /* the first refusal (an exit code negated) */
-};
-
-static int scan_git_file(struct sb_state *st, size_t k, const char *path, unsigned *nfiles, int depth);
-
-/* v made absolute: ~/ to the home, relative to base. */
-static int git_abs(const char *v, const char *base, char *out, size_t outlen) {
-        const char *home = getenv("HOME");
-        int n;
-
-        if (v[0] == '~' && (v[1] == '/' || v[1] == '\0'))
-                n = home && home[0] == '/' ? snprintf(out, outlen, "%s/%s", home, v[1] ? v + 2 : "") : -1;
-        else if (v[0] == '/')
-                n = snprintf(out, outlen, "%s", v);
-        else if (v[0] == '~' || v[0] == '\0')
-                return -1; /* ~user/: not resolved (docs); empty: unset */
-        else
-                n = snprintf(out, outlen, "%s/%s", base, v);
-        return n < 0 || (size_t)n >= outlen ? -1 : 0;
-}
-
-static int on_git_value(void *ud, int kind, const char *v) {
-        struct git_scan *g = ud;
-        char p[PATH_MAX];
-        struct stat sb;
-        int r;
-
-        /* .gitmodules: an initialised submodule's .git (a file naming its
-         * git directory, or the directory) is kept read-only -- rewritten,
-         * it pointed the user's next git status at a git directory CMD made
-         * (red team rt8 A2). */
-        if (kind == SB_GIT_SUBMODULE) {
-                if (!g->gitmodules || v[0] == '/' || snprintf(p, sizeof(p), "%s/%s/.git", g->st->roots[g->k], v) >=
-                                                             (int)sizeof(p) || lstat(p, &sb) < 0)
-                        return 0;
-                if ((r = protect_git_path(g->st, g->k, p, false)) < 0) {
-                        g->err = r;
-                        return -1;
-                }
-                return 0;
-        }
-        if (g->gitmodules)
-                return 0; /* git reads nothing else of .gitmodules that runs code */
-
-        if (git_abs(v, kind == SB_GIT_HOOKSPATH ? g->st->roots[g->k] : g->dir, p, sizeof(p)) < 0)
-                return 0;
-        /* husky (v9): hooksPath .husky/_, whose scripts run the user's
-         * .husky/<hook>: the whole of .husky is kept (rt8 A5). */
-        size_t pl = strlen(p);
-        while (pl > 1 && (p[pl - 1] == '/' || (p[pl - 1] == '.' && p[pl - 2] == '/')))
-                p[--pl] = '\0';
-        if (kind == SB_GIT_HOOKSPATH && pl > 2 && strcmp(p + pl - 2, "/_") == 0)
-                p[pl - 2] = '\0';
-        if ((r = protect_git_path(g->st, g->k, p, kind == SB_GIT_HOOKSPATH)) < 0) {
-                g->err = r;
-                return -1;
-        }
-        if (kind == SB_GIT_INCLUDE && (r = scan_git_file(g->st, g->k, p, g->nfiles, g->depth + 1)) < 0) {
-                g->err = r;
-                return -1;
-        }
-        return 0;
-}
-
-static int scan_git_file(struct sb_state *st, size_t k, const char *path, unsigned *nfiles, int depth) {
-        char dir[PATH_MAX];
-        size_t pl = strlen(path);
-        struct git_scan g = { .st = st, .k = k, .dir = dir, .nfiles = nfiles, .depth = depth,
-                              .gitmodules = pl >= 12 && strcmp(path + pl - 12, "/.gitmodules") == 0 };
-        int r;
-
-        if (depth > 8 || ++*nfiles > SB_GIT_INCLUDES_MAX)
-                return -cli_usage("sandbox: git's configuration includes more than %d files (or nests them deeper "
-                                  "than 8), so where git takes its hooks from is not known; CMD was not run",
-                                  SB_GIT_INCLUDES_MAX);
-        snprintf(dir, sizeof(dir), "%s", path);
-        char *slash = strrchr(dir, '/');
-        if (slash)
-                *(slash == dir ? slash + 1 : slash) = '\0';
-        r = sb_git_config_scan_file(path, on_git_value, &g);
-        if (g.err < 0)
-                return g.err;
-        if (r < 0)
-                return -cli_fail(r, "sandbox: %s: %s, so where git takes its hooks from is not known; CMD was "
-                                    "not run",
-                                 path, r == -EINVAL ? "not git configuration syntax (or a value over 4 KiB)"
-                                                    : r == -EFBIG ? "larger than 1 MiB" : strerror(-r));
-        return 0;
-}
-
-static int deny_hooks_paths(struct sb_state *st, size_t k) {
-        const char *home = getenv("HOME"), *xdg = getenv("XDG_CONFIG_HOME");
-        char files[5][PATH_MAX];
-        size_t nf = 0;
-        unsigned nfiles = 0;
-        int r;
-
-        snprintf(files[nf++], PATH_MAX, "%s/.git/config", st->roots[k]);
-        snprintf(files[nf++], PATH_MAX, "%s/.git/config.worktree", st->roots[k]);
-        if (home && home[0] == '/') {
-                snprintf(files[nf++], PATH_MAX, "%s/.gitconfig", home);
-                if (!xdg || xdg[0] != '/')
-                        snprintf(files[nf++], PATH_MAX, "%s/.config/git/config", home);
-        }
-        if (xdg && xdg[0] == '/')
-                snprintf(files[nf++], PATH_MAX, "%s/git/config", xdg);
-        for (size_t i = 0; i < nf; i++)
-                if ((r = scan_git_file(st, k, files[i], &nfiles, 0)) < 0)
-                        return r;
-        if ((r = scan_git_file(st, k, "/etc/gitconfig", &nfiles, 0)) < 0)
-                return r;
-        char gm[PATH_MAX];
-        if (snprintf(gm, sizeof(gm), "%s/.gitmodules", st->roots[k]) >= (int)sizeof(gm))
-                return 0;
-        return scan_git_file(st, k, gm, &nfiles, 0);
 }
 
 static int deny_root(struct sb_state *st, size_t k) {
@@ -808,9 +557,9 @@ static int deny_root(struct sb_state *st, size_t k) {
                                 continue; /* none, or a read-only placeholder: nothing can be made in it */
                 }
                 if (lstat(p, &sb) < 0) {
-                        if (errno != ENOENT || !may_create_in(p) || d->existing_only)
+                        if (errno != ENOENT || !sb_may_create_in(p) || d->existing_only)
                                 continue; /* CMD cannot create it either (only our ids are mapped inside) */
-                        if ((r = make_placeholder(st, k, p, d->dir, d->content, &made)) < 0)
+                        if ((r = sb_make_placeholder(st, k, p, d->dir, d->content, &made)) < 0)
                                 return r;
                         if (made)
                                 continue;
@@ -824,10 +573,10 @@ static int deny_root(struct sb_state *st, size_t k) {
                         continue; /* a dangling symlink: bwrap would follow it out; left alone (docs) */
                 /* It exists (a symlink: what it names is made read-only,
                  * wherever it is). */
-                if ((r = add(st, "--ro-bind")) < 0 || (r = add(st, "%s", rp)) < 0 || (r = add(st, "%s", rp)) < 0)
+                if ((r = sb_arg_add(st, "--ro-bind")) < 0 || (r = sb_arg_add(st, "%s", rp)) < 0 || (r = sb_arg_add(st, "%s", rp)) < 0)
                         return r;
         }
-        return deny_hooks_paths(st, k);
+        return sb_deny_git_paths(st, k);
 }
 
 /* Remove the placeholders that are still empty ones, for each root that
@@ -869,16 +618,16 @@ int sb_build_args(struct sb_state *st, char **cmd) {
          * the kernel has the new mount API (mount_setattr: Linux 5.12):
          * bwrap re-reads /proc/self/mountinfo for each mount it makes. */
         st->launcher_mounts = syscall(SYS_mount_setattr, -1, "", 0, NULL, (size_t)0) < 0 && errno != ENOSYS;
-        if ((r = add(st, "%s", st->bwrap)) < 0)
+        if ((r = sb_arg_add(st, "%s", st->bwrap)) < 0)
                 return r;
         for (size_t i = 0; i < sizeof(fixed) / sizeof(fixed[0]); i++)
-                if ((r = add(st, "%s", fixed[i])) < 0)
+                if ((r = sb_arg_add(st, "%s", fixed[i])) < 0)
                         return r;
         /* Writable: the working directory and --write, then what in them
          * stays read-only, then what is hidden (over both). */
         for (size_t i = 0; i < st->nroots; i++)
-                if ((r = add(st, "--bind")) < 0 || (r = add(st, "%s", st->roots[i])) < 0 ||
-                    (r = add(st, "%s", st->roots[i])) < 0)
+                if ((r = sb_arg_add(st, "--bind")) < 0 || (r = sb_arg_add(st, "%s", st->roots[i])) < 0 ||
+                    (r = sb_arg_add(st, "%s", st->roots[i])) < 0)
                         return r;
         for (size_t i = 0; i < st->nroots; i++) {
                 struct stat sb;
@@ -901,7 +650,7 @@ int sb_build_args(struct sb_state *st, char **cmd) {
         for (size_t i = 0; i < st->nhidden; i++) {
                 struct stat sb;
                 for (size_t k = 0; k < st->nroots; k++)
-                        if (under(st->roots[k], st->hidden[i]))
+                        if (sb_path_under(st->roots[k], st->hidden[i]))
                                 return -cli_usage("sandbox: %s %s is inside the hidden %s",
                                                   k == 0 ? "the working directory" : "--write", st->roots[k],
                                                   st->hidden[i]);
@@ -913,11 +662,11 @@ int sb_build_args(struct sb_state *st, char **cmd) {
                         continue;
                 }
                 if (S_ISDIR(sb.st_mode)) {
-                        if ((r = add(st, "--tmpfs")) < 0 || (r = add(st, "%s", st->hidden[i])) < 0 ||
-                            (r = add(st, "--remount-ro")) < 0 || (r = add(st, "%s", st->hidden[i])) < 0)
+                        if ((r = sb_arg_add(st, "--tmpfs")) < 0 || (r = sb_arg_add(st, "%s", st->hidden[i])) < 0 ||
+                            (r = sb_arg_add(st, "--remount-ro")) < 0 || (r = sb_arg_add(st, "%s", st->hidden[i])) < 0)
                                 return r;
-                } else if ((r = add(st, "--ro-bind")) < 0 || (r = add(st, "/dev/null")) < 0 ||
-                           (r = add(st, "%s", st->hidden[i])) < 0) {
+                } else if ((r = sb_arg_add(st, "--ro-bind")) < 0 || (r = sb_arg_add(st, "/dev/null")) < 0 ||
+                           (r = sb_arg_add(st, "%s", st->hidden[i])) < 0) {
                         return r;
                 }
         }
@@ -927,224 +676,25 @@ int sb_build_args(struct sb_state *st, char **cmd) {
         static const char *const proxy_vars[] = { "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy",
                                                   "https_proxy", "all_proxy" };
         for (size_t i = 0; i < sizeof(proxy_vars) / sizeof(proxy_vars[0]); i++)
-                if ((r = add(st, "--setenv")) < 0 || (r = add(st, "%s", proxy_vars[i])) < 0 ||
-                    (r = add(st, "%s", SB_URL)) < 0)
+                if ((r = sb_arg_add(st, "--setenv")) < 0 || (r = sb_arg_add(st, "%s", proxy_vars[i])) < 0 ||
+                    (r = sb_arg_add(st, "%s", SB_URL)) < 0)
                         return r;
-        if ((r = add(st, "--setenv")) < 0 || (r = add(st, "NO_PROXY")) < 0 || (r = add(st, "127.0.0.1,localhost,::1")) < 0 ||
-            (r = add(st, "--setenv")) < 0 || (r = add(st, "no_proxy")) < 0 || (r = add(st, "127.0.0.1,localhost,::1")) < 0)
+        if ((r = sb_arg_add(st, "--setenv")) < 0 || (r = sb_arg_add(st, "NO_PROXY")) < 0 || (r = sb_arg_add(st, "127.0.0.1,localhost,::1")) < 0 ||
+            (r = sb_arg_add(st, "--setenv")) < 0 || (r = sb_arg_add(st, "no_proxy")) < 0 || (r = sb_arg_add(st, "127.0.0.1,localhost,::1")) < 0)
                 return r;
         /* The broker's sockets are not the sandbox's business. */
         static const char *const unset[] = { "CREDBROKER_SOCKET", "CREDBROKER_ADMIN_SOCKET", "SSH_AUTH_SOCK",
                                              "DBUS_SESSION_BUS_ADDRESS" };
         for (size_t i = 0; i < sizeof(unset) / sizeof(unset[0]); i++)
-                if ((r = add(st, "--unsetenv")) < 0 || (r = add(st, "%s", unset[i])) < 0)
+                if ((r = sb_arg_add(st, "--unsetenv")) < 0 || (r = sb_arg_add(st, "%s", unset[i])) < 0)
                         return r;
-        if ((r = add(st, "--chdir")) < 0 || (r = add(st, "%s", st->cwd)) < 0 ||
-            (r = add(st, "--seccomp")) < 0 || (r = add(st, "%d", st->seccomp_fd)) < 0 ||
-            (r = add(st, "--info-fd")) < 0 || (r = add(st, "%d", st->info_wr)) < 0 ||
-            (r = add(st, "--block-fd")) < 0 || (r = add(st, "%d", st->block_rd)) < 0 || (r = add(st, "--")) < 0)
+        if ((r = sb_arg_add(st, "--chdir")) < 0 || (r = sb_arg_add(st, "%s", st->cwd)) < 0 ||
+            (r = sb_arg_add(st, "--seccomp")) < 0 || (r = sb_arg_add(st, "%d", st->seccomp_fd)) < 0 ||
+            (r = sb_arg_add(st, "--info-fd")) < 0 || (r = sb_arg_add(st, "%d", st->info_wr)) < 0 ||
+            (r = sb_arg_add(st, "--block-fd")) < 0 || (r = sb_arg_add(st, "%d", st->block_rd)) < 0 || (r = sb_arg_add(st, "--")) < 0)
                 return r;
         for (size_t i = 0; cmd[i]; i++)
-                if ((r = add(st, "%s", cmd[i])) < 0)
+                if ((r = sb_arg_add(st, "%s", cmd[i])) < 0)
                         return r;
-        return 0;
-}
-
-/* ---- our placeholders, mounted from outside ------------------------------- */
-
-int sb_placeholders_make(struct sb_state *st) {
-        for (size_t i = 0; i < st->nph; i++) {
-                struct stat sb;
-                int r;
-
-                if (!st->ph[i].ours || st->ph[i].made)
-                        continue;
-                r = create_placeholder(st->ph[i].path, st->ph[i].dir, st->ph[i].content, &sb);
-                if (r == -EEXIST) {
-                        /* It appeared since we looked: most likely another
-                         * sandbox starting in the same directory made it
-                         * (we both hold the shared lock).  Protected all
-                         * the same -- mounted read-only over itself -- and
-                         * removed by the last one out if a placeholder. */
-                        if (lstat(st->ph[i].path, &sb) < 0 || !(S_ISREG(sb.st_mode) || S_ISDIR(sb.st_mode)))
-                                return -cli_fail(-EBUSY, "sandbox: %s appeared while the sandbox was being set up, and "
-                                                         "not as a file or directory; CMD was not run",
-                                                 st->ph[i].path);
-                        st->ph[i].dir = S_ISDIR(sb.st_mode);
-                        st->ph[i].made = true; /* removed at exit only if marked and empty */
-                        st->ph[i].dev = sb.st_dev;
-                        st->ph[i].ino = sb.st_ino;
-                        continue;
-                }
-                if (r < 0)
-                        return -cli_fail(r, "sandbox: cannot make the read-only placeholder %s: %s; CMD was not run",
-                                         st->ph[i].path, strerror(-r));
-                st->ph[i].made = true;
-                st->ph[i].dev = sb.st_dev;
-                st->ph[i].ino = sb.st_ino;
-        }
-        return 0;
-}
-
-/* In a child: wait until bwrap has finished setting the sandbox up (its
- * init then leaves for the nested user namespace of --disable-userns: the
- * mount tree is final, pivoted, the old root gone; bwrap does that just
- * before it blocks on --block-fd), enter the user namespace that owns the
- * sandbox's namespaces and its mount namespace, and bind each placeholder
- * we made read-only (and nosuid, nodev) over itself: open_tree(CLONE) +
- * mount_setattr + move_mount, no /proc/self/mountinfo to read.  Each
- * placeholder is opened without following a symlink and must still be the
- * inode we made (a swap on the host is refused).  Nothing of the sandbox
- * runs yet (CMD waits on --block-fd): no race with it. */
-static int mount_child(const struct sb_state *st, pid_t spid) {
-        char nsp[64];
-        const char *step = "pidfd_open";
-        int pfd = (int)syscall(SYS_pidfd_open, spid, 0), nfd = -1, ufd = -1, mfd = -1;
-        struct stat us, cur;
-
-        if (pfd < 0)
-                goto fail;
-        snprintf(nsp, sizeof(nsp), "/proc/%d/ns/net", (int)spid);
-        step = "open ns/net";
-        if ((nfd = open(nsp, O_RDONLY | O_CLOEXEC)) < 0)
-                goto fail;
-        step = "NS_GET_USERNS";
-        if ((ufd = ioctl(nfd, NS_GET_USERNS)) < 0 || fstat(ufd, &us) < 0)
-                goto fail;
-        snprintf(nsp, sizeof(nsp), "/proc/%d/ns/user", (int)spid);
-        step = "waiting for bubblewrap's set-up";
-        for (int i = 0;; i++) {
-                if (poll(&(struct pollfd){ .fd = pfd, .events = POLLIN }, 1, 0) != 0) {
-                        errno = ESRCH; /* it ended: bwrap failed (it said why) */
-                        goto fail;
-                }
-                if (stat(nsp, &cur) < 0)
-                        goto fail;
-                if (cur.st_ino != us.st_ino || cur.st_dev != us.st_dev)
-                        break;
-                if (i >= SB_INFO_TIMEOUT_MS * 10) {
-                        errno = ETIMEDOUT;
-                        goto fail;
-                }
-                (void)nanosleep(&(struct timespec){ .tv_nsec = 100000 }, NULL);
-        }
-        snprintf(nsp, sizeof(nsp), "/proc/%d/ns/mnt", (int)spid);
-        step = "open ns/mnt";
-        if ((mfd = open(nsp, O_RDONLY | O_CLOEXEC)) < 0)
-                goto fail;
-        /* Checked again after the open: still bwrap's child. */
-        step = "pidfd";
-        if (poll(&(struct pollfd){ .fd = pfd, .events = POLLIN }, 1, 0) != 0) {
-                errno = ESRCH;
-                goto fail;
-        }
-        step = "setns user";
-        if (getuid() != 0 && setns(ufd, CLONE_NEWUSER) < 0)
-                goto fail;
-        step = "setns mnt";
-        if (setns(mfd, CLONE_NEWNS) < 0)
-                goto fail;
-        for (size_t i = 0; i < st->nph; i++) {
-                struct mount_attr ma = { .attr_set = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV };
-                struct stat sb;
-                int t, m;
-
-                if (!st->ph[i].ours)
-                        continue;
-                step = st->ph[i].path;
-                t = open(st->ph[i].path, O_PATH | O_NOFOLLOW | O_CLOEXEC);
-                if (t < 0)
-                        goto fail;
-                if (fstat(t, &sb) < 0 || sb.st_dev != st->ph[i].dev || sb.st_ino != st->ph[i].ino ||
-                    (st->ph[i].dir ? !S_ISDIR(sb.st_mode) : !S_ISREG(sb.st_mode))) {
-                        errno = EBUSY; /* replaced since we made it */
-                        goto fail;
-                }
-                m = (int)syscall(SYS_open_tree, t, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH);
-                if (m < 0 || syscall(SYS_mount_setattr, m, "", AT_EMPTY_PATH, &ma, sizeof(ma)) < 0 ||
-                    syscall(SYS_move_mount, m, "", t, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0)
-                        goto fail;
-                close(m);
-                close(t);
-        }
-        /* Then the hidden paths, as bwrap would (after everything else):
-         * an empty read-only tmpfs on a directory, the sandbox's /dev/null
-         * (nodev: opening it fails) on anything else.  One that the
-         * sandbox's view does not have (under its private /tmp) is not
-         * there to hide. */
-        for (size_t i = 0; i < st->nhidden; i++) {
-                struct mount_attr ma = { .attr_set = MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV };
-                struct stat sb;
-                bool dir = st->hidden_kind[i] == 'd';
-                int t, m, fs;
-
-                if (!st->hidden_kind[i])
-                        continue;
-                step = st->hidden[i];
-                t = open(st->hidden[i], O_PATH | O_NOFOLLOW | O_CLOEXEC);
-                if (t < 0 && errno == ENOENT)
-                        continue;
-                if (t < 0 || fstat(t, &sb) < 0)
-                        goto fail;
-                if (dir != S_ISDIR(sb.st_mode) || S_ISLNK(sb.st_mode)) {
-                        errno = EBUSY; /* replaced since we looked */
-                        goto fail;
-                }
-                if (dir) {
-                        fs = (int)syscall(SYS_fsopen, "tmpfs", FSOPEN_CLOEXEC);
-                        if (fs < 0 || syscall(SYS_fsconfig, fs, FSCONFIG_SET_STRING, "mode", "0755", 0) < 0 ||
-                            syscall(SYS_fsconfig, fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0) < 0)
-                                goto fail;
-                        m = (int)syscall(SYS_fsmount, fs, FSMOUNT_CLOEXEC, ma.attr_set);
-                        close(fs);
-                } else {
-                        m = (int)syscall(SYS_open_tree, AT_FDCWD, "/dev/null", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC);
-                        if (m >= 0 && syscall(SYS_mount_setattr, m, "", AT_EMPTY_PATH, &ma, sizeof(ma)) < 0)
-                                goto fail;
-                }
-                if (m < 0 || syscall(SYS_move_mount, m, "", t, "", MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH) < 0)
-                        goto fail;
-                close(m);
-                close(t);
-        }
-        _exit(0);
-fail:
-        dprintf(STDERR_FILENO, "credbroker: sandbox: the read-only placeholders inside the sandbox: %s: %s\n", step,
-                strerror(errno));
-        _exit(2);
-}
-
-int sb_mount_placeholders_start(struct sb_state *st, pid_t spid, pid_t *ret_child) {
-        bool any = false;
-        pid_t c;
-
-        *ret_child = -1;
-        for (size_t i = 0; i < st->nph; i++)
-                any = any || st->ph[i].ours;
-        for (size_t i = 0; i < st->nhidden; i++)
-                any = any || st->hidden_kind[i];
-        if (!st->launcher_mounts || !any)
-                return 0;
-        c = fork();
-        if (c < 0)
-                return -cli_fail(-errno, "sandbox: fork: %s", strerror(errno));
-        if (c == 0)
-                mount_child(st, spid);
-        *ret_child = c;
-        return 0;
-}
-
-int sb_mount_placeholders_wait(pid_t child) {
-        int ws = 0;
-
-        if (child < 0)
-                return 0;
-        while (waitpid(child, &ws, 0) < 0)
-                if (errno != EINTR)
-                        return -cli_fail(-errno, "sandbox: waitpid: %s", strerror(errno));
-        if (!WIFEXITED(ws) || WEXITSTATUS(ws) != 0) {
-                fprintf(stderr, "credbroker: sandbox: the read-only placeholders could not be mounted; CMD was not run\n");
-                return -SB_EXIT_SETUP;
-        }
         return 0;
 }

@@ -164,6 +164,17 @@ typedef int (*cb_scan_out_fn)(void *ctx, const void *p, size_t n);
 
 typedef struct cb_scan_stream cb_scan_stream;
 
+/* The first sighting of a scan, for a caller that asks only whether and
+ * what (the leak guards): its secret's name ("" for a token) and form. */
+typedef struct cb_scan_first {
+        bool found;
+        char name[129]; /* CB_NAME_MAX + 1 (store.h) */
+        enum cb_scan_kind kind;
+} cb_scan_first;
+/* Scan p[0..n) over m, stopping at the first sighting, into *f (zeroed
+ * first): 1 found, 0 none, -ENOMEM. */
+int cb_scan_first_in(const cb_matcher *m, const void *p, size_t n, cb_scan_first *f);
+
 /* A stream over m (which must outlive it).  Memory is bounded (a window of
  * a fixed size plus the pending sightings of one window) whatever the input
  * size.  With out set, output is the input with each sighting replaced by

@@ -5,12 +5,14 @@
  * messages.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <sodium.h>
 
 #include "match.h"
+#include "store.h" /* CB_NAME_MAX */
 #include "match_internal.h"
 
 typedef struct strbuf {
@@ -85,4 +87,30 @@ char *cb_matcher_redact_string(const cb_matcher *m, const char *str, size_t *ret
         if (ret_hits)
                 *ret_hits = b.hits;
         return b.p;
+}
+
+_Static_assert(sizeof(((cb_scan_first *)0)->name) == CB_NAME_MAX + 1, "cb_scan_first.name holds a secret name");
+
+static int first_hit(void *ctx, const cb_scan_hit *hit, char label[CB_SCAN_LABEL_MAX]) {
+        cb_scan_first *f = ctx;
+
+        (void)label;
+        if (!f->found) {
+                f->found = true;
+                snprintf(f->name, sizeof(f->name), "%s", hit->name ? hit->name : "");
+                f->kind = hit->kind;
+        }
+        return -ECANCELED; /* one is enough */
+}
+
+int cb_scan_first_in(const cb_matcher *m, const void *p, size_t n, cb_scan_first *f) {
+        cb_scan_stream *st;
+
+        memset(f, 0, sizeof(*f));
+        if (!(st = cb_scan_stream_new(m, first_hit, NULL, f)))
+                return -ENOMEM;
+        (void)cb_scan_stream_feed(st, p, n);
+        (void)cb_scan_stream_finish(st);
+        cb_scan_stream_free(st);
+        return f->found ? 1 : 0;
 }

@@ -105,7 +105,8 @@ static const http_route routes[] = {
         /* tools.sock (and the loopback TCP listener: the proxy and health only).
          * The injection proxy: CONNECT (refused there), /v1/proxy/SECRET/PATH and
          * absolute-form targets; decided on the headers, the body streams. */
-        { TOOLS | TCP, "CONNECT", NULL, route_proxy, HTTP_NEED_TOKEN_PROXY, "proxy", STREAM | SDK },
+        { TOOLS | TCP, "CONNECT", NULL, route_proxy, HTTP_NEED_TOKEN_PROXY, "proxy", STREAM | SDK,
+          .also = "sandbox.leak" }, /* any request on a sandbox's listener refused at the door (http/server_leak.c) */
         { TOOLS | TCP, NULL, "/v1/proxy/{secret_path...}", route_proxy, HTTP_NEED_TOKEN_PROXY, "proxy", STREAM | SDK },
         { TOOLS | TCP, NULL, "http://{authority_path...}", route_proxy, HTTP_NEED_TOKEN_PROXY, "proxy",
           STREAM | SDK | NOCASE },

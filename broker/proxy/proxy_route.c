@@ -174,35 +174,6 @@ static bool add_header(struct curl_slist **out, const char *name, size_t nl, con
         return l != NULL;
 }
 
-/* The outbound leak guard for a sandbox's proxied requests: the first
- * live secret value or token the live matcher finds in p[0..n). */
-typedef struct leak_hit {
-        bool found;
-        char name[CB_NAME_MAX + 1]; /* "" for a token */
-        enum cb_scan_kind kind;
-} leak_hit;
-
-static int leak_on_hit(void *ctx, const cb_scan_hit *hit, char label[CB_SCAN_LABEL_MAX]) {
-        leak_hit *l = ctx;
-        (void)label;
-        if (!l->found) {
-                l->found = true;
-                snprintf(l->name, sizeof(l->name), "%s", hit->name ? hit->name : "");
-                l->kind = hit->kind;
-        }
-        return -ECANCELED;
-}
-
-/* 0 clean, 1 a sighting in *l, -ENOMEM. */
-static int leak_scan(cb_matcher *m, const char *p, size_t n, leak_hit *l) {
-        cb_scan_stream *st = cb_scan_stream_new(m, leak_on_hit, NULL, l);
-        if (!st)
-                return -ENOMEM;
-        (void)cb_scan_stream_feed(st, p, n);
-        (void)cb_scan_stream_finish(st);
-        cb_scan_stream_free(st);
-        return l->found ? 1 : 0;
-}
 
 /* A sandbox's proxied request carrying a live secret value (or a token)
  * in the method, the name or value of a header that goes upstream, its
@@ -215,7 +186,7 @@ static int leak_scan(cb_matcher *m, const char *p, size_t n, leak_hit *l) {
 static int sandbox_leak_gate(request *rq, const hdr_list *hl, const cb_inject *inj, const char *conn_hdr,
                              const char *path, const char *query, int *ret) {
         cb_matcher *m = scanner_matcher_ref();
-        leak_hit l = { .found = false };
+        cb_scan_first l;
         const char *where = NULL;
         char wbuf[96];
         int r = 0;
@@ -269,21 +240,21 @@ static int sandbox_leak_gate(request *rq, const hdr_list *hl, const cb_inject *i
                 if (cb_preq_header_class(x->name, x->name_len, inj->kind == CB_INJECT_HEADER ? inj->name : NULL,
                                          conn_hdr) != CB_HDR_FORWARD)
                         continue; /* not sent upstream */
-                if ((r = leak_scan(m, x->name, x->name_len, &l)) == 1) {
+                if ((r = cb_scan_first_in(m, x->name, x->name_len, &l)) == 1) {
                         where = "a header name"; /* not quoted: the name is what carries it */
                         break;
                 }
-                if ((r = leak_scan(m, x->value, x->value_len, &l)) == 1) {
+                if ((r = cb_scan_first_in(m, x->value, x->value_len, &l)) == 1) {
                         snprintf(wbuf, sizeof(wbuf), "header '%.*s'", (int)(x->name_len > 64 ? 64 : x->name_len),
                                  x->name);
                         where = wbuf;
                 }
         }
-        if (r == 0 && (r = leak_scan(m, rq->method, strlen(rq->method), &l)) == 1)
+        if (r == 0 && (r = cb_scan_first_in(m, rq->method, strlen(rq->method), &l)) == 1)
                 where = "method";
-        if (r == 0 && (r = leak_scan(m, path, strlen(path), &l)) == 1)
+        if (r == 0 && (r = cb_scan_first_in(m, path, strlen(path), &l)) == 1)
                 where = "path";
-        if (r == 0 && query && (r = leak_scan(m, query, strlen(query), &l)) == 1)
+        if (r == 0 && query && (r = cb_scan_first_in(m, query, strlen(query), &l)) == 1)
                 where = "query";
         cb_matcher_free(m);
         if (r < 0) {

@@ -90,45 +90,25 @@ static void refuse(cb_sandbox *sb, int fd, unsigned status, const char *host, un
                 send_all(fd, resp, (size_t)rl < sizeof(resp) ? (size_t)rl : sizeof(resp) - 1);
 }
 
-typedef struct leak_hit {
-        bool found;
-        char name[65];
-        enum cb_scan_kind kind;
-} leak_hit;
-
-static int on_hit(void *ctx, const cb_scan_hit *hit, char label[CB_SCAN_LABEL_MAX]) {
-        leak_hit *l = ctx;
-        (void)label;
-        if (!l->found) {
-                l->found = true;
-                snprintf(l->name, sizeof(l->name), "%s", hit->name ? hit->name : "");
-                l->kind = hit->kind;
-        }
-        return -ECANCELED;
-}
 
 /* Does the CONNECT head carry a live secret value or a token?  Then it is
  * refused (403, as the forwarder's), recorded without its target (host
  * "-": the target may be the value) with the secret's name and the form,
  * and the sandbox's leak alert raised; true.  No matcher: refused too. */
 static bool leak_check(cb_sandbox *sb, int fd, const char *head, size_t n) {
-        leak_hit l = { .found = false };
+        cb_scan_first l;
         struct cb_matcher *m = cb_sandbox_matcher();
-        cb_scan_stream *st = m ? cb_scan_stream_new(m, on_hit, NULL, &l) : NULL;
+        int r = m ? cb_scan_first_in(m, head, n, &l) : -ENOMEM;
         char why[320];
 
-        if (!st) {
-                if (m)
-                        cb_matcher_free(m);
+        if (m)
+                cb_matcher_free(m);
+        if (r < 0) {
                 refuse(sb, fd, 503, "-", 0, "the outbound leak guard cannot run (no matcher): refused rather than "
                                             "unchecked");
                 return true;
         }
-        (void)cb_scan_stream_feed(st, head, n);
-        (void)cb_scan_stream_finish(st);
-        cb_scan_stream_free(st);
-        cb_matcher_free(m);
-        if (!l.found)
+        if (r == 0)
                 return false;
         if (l.name[0])
                 snprintf(why, sizeof(why), "the CONNECT request carries the live secret '%s' (%s form): the outbound "

@@ -228,6 +228,33 @@ case "$h" in *PWNED*) bad "the host's git status ran the nested repository's fsm
 *) ok "...the host's next git status runs nothing of it" ;; esac
 [ -d "$R/fine/.git" ] && [ ! -e "$R/fine/.git.credbroker-review" ] && ok "...a repository git init made is kept as it is" ||
         bad "a plain nested repository was moved: $(ls -a "$R/fine")"
+# Variants (red team rt9): an old planted .git renamed into place (its
+# contents keep old ctimes: B10/B7), every predictable aside name taken
+# (B9), a nested repository under a directory the walk cannot list (B4),
+# a project directory made to look like a bare repository (B2), and a
+# hook of the top repository that is a symlink into the tree (B5).
+R=$T/repo-rt9
+mkdir -p "$R/old" "$R/scripts" && git -C "$R" init -q && git -C "$R" -c user.email=a@b -c user.name=a commit -q --allow-empty -m top &&
+        git init -q "$R/old" && git -C "$R/old" config core.fsmonitor "echo PWNED-old >&2; false" &&
+        mv "$R/old/.git" "$R/old/.git.stash" && echo 'true' >"$R/scripts/pre-commit" && chmod +x "$R/scripts/pre-commit" &&
+        ln -s ../../scripts/pre-commit "$R/.git/hooks/pre-commit" && chown -R $U "$R"
+o=$(sb --cd "$R" -- /bin/sh -c '
+        mv old/.git.stash old/.git && echo RENAMED-IN
+        for i in "" $(seq 1 99); do mkdir -p "old/.git.credbroker-review${i:+-$i}"; done
+        mkdir -p locked && git init -q locked/deep && git -C locked/deep config core.fsmonitor "echo PWNED-locked >&2; false" && chmod 311 locked && echo LOCKED
+        mkdir -p src/objects src/refs && printf "ref: refs/heads/main\n" >src/HEAD && printf "[core]\n\tfsmonitor = echo PWNED-bare >&2; false\n" >src/config && echo BARE
+        echo "echo PWNED-linkedhook >&2" >>scripts/pre-commit 2>/dev/null && echo WROTE-linkedhook
+        echo END' 2>&1)
+case "$o" in *RENAMED-IN*LOCKED*BARE*END*) ok "control: inside, the rt9 variants were set up" ;; *) bad "rt9 variants inside: $o" ;; esac
+case "$o" in *WROTE-linkedhook*) bad "a hook's symlink target in the tree was written: $o" ;; *) ok "a hook symlinked into the tree keeps its target read-only" ;; esac
+[ ! -e "$R/old/.git" ] && ok "an old planted .git renamed into place is moved aside (whatever the names taken)" ||
+        bad "old/.git left in place: $(ls -a "$R/old")"
+[ ! -e "$R/locked/deep/.git" ] && [ "$(stat -c %a "$R/locked")" = 311 ] &&
+        ok "a nested repository under a directory the walk could not list is moved aside, the mode given back" ||
+        bad "locked/deep: $(ls -a "$R/locked/deep" 2>&1); mode $(stat -c %a "$R/locked")"
+[ ! -e "$R/src/HEAD" ] && ok "a directory made to look like a bare repository loses its HEAD" || bad "src/HEAD left: $(ls "$R/src")"
+h=$(cd "$R" && as env HOME="$H" sh -c 'git status --short; git -C old status --short; cd src && git status --short; cd .. && git -c user.email=a@b -c user.name=a commit -q --allow-empty -m host' 2>&1)
+case "$h" in *PWNED*) bad "the host's git ran something CMD planted: $h" ;; *) ok "...the host's git status (top, old/, src/) and commit run none of it" ;; esac
 # The home directory as a writable root (red team rt7 F6: ~/.config/git/config's
 # fsmonitor, a user-site .pth, ~/.local/bin ... ran on the host): refused,
 # as is a --write inside ~/.config or ~/.local; the project is the control.
