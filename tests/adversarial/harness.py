@@ -156,9 +156,44 @@ def head_problems(raw):
     return out
 
 
+HEAD_AT_RE = re.compile(rb'[A-Z]+ [^ \r\n]+ HTTP/1\.[01]\r\n(?:[^\r\n]*\r\n)*?\r\n')
+
+
 def heads(raw):
-    """The request heads (request line and header fields) in a raw stream."""
-    return b''.join(m.group(0) for m in HEAD_RE.finditer(raw))
+    """The request heads (request line and header fields) in a raw stream,
+    found as an upstream finds them: one head, then its body skipped by the
+    framing the head states (Content-Length, or chunked), then the next.  A
+    body's bytes are never taken for a head (a body may hold text shaped like
+    a request, with a token in it: the tool's own data).  Bytes that do not
+    start a head where one is due end the walk; what is left, if anything,
+    is judged by head_problems and the upstreams' own parsers."""
+    out, pos = [], 0
+    while pos < len(raw):
+        m = HEAD_AT_RE.match(raw, pos)
+        if not m:
+            break
+        out.append(m.group(0))
+        pos = m.end()
+        fields = [l.split(b':', 1) for l in m.group(0).split(b'\r\n')[1:-2] if b':' in l]
+        fields = {k.strip().lower(): v.strip() for k, v in fields}
+        if fields.get(b'transfer-encoding', b'').lower() == b'chunked':
+            while pos < len(raw):
+                eol = raw.find(b'\r\n', pos)
+                if eol < 0:
+                    return b''.join(out)
+                try:
+                    size = int(raw[pos:eol].split(b';', 1)[0], 16)
+                except ValueError:
+                    return b''.join(out)
+                pos = eol + 2
+                if size == 0:
+                    end = raw.find(b'\r\n\r\n', pos - 2)  # trailers, then the blank line
+                    pos = len(raw) if end < 0 else end + 4
+                    break
+                pos += size + 2
+        elif fields.get(b'content-length', b'').isdigit():
+            pos += int(fields[b'content-length'])
+    return b''.join(out)
 
 
 def hdr_list(rec):
